@@ -1,0 +1,57 @@
+# Warroom: `make run` starts a server with example data; `make test` runs every check.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+CONFIG ?= examples/warroom.yaml
+PORT ?= 8080
+
+.PHONY: run test lint typecheck unit install install-dev peers bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	@mkdir -p var
+	$(BIN)/warroom config check $(CONFIG)
+	$(BIN)/warroom db upgrade
+	$(BIN)/warroom demo seed --config $(CONFIG)
+	@if [ ! -s var/admin.token ]; then umask 077; $(BIN)/warroom token create --name first-admin --role admin 2>/dev/null | tail -n 1 > var/admin.token; fi
+	@echo ""
+	@echo "  Warroom UI and API:  http://127.0.0.1:$(PORT)/  (API docs at /docs)"
+	@echo "  First admin token:   $$(cat var/admin.token)"
+	@echo "  CLI:                 export WARROOM_URL=http://127.0.0.1:$(PORT) WARROOM_TOKEN=$$(cat var/admin.token)"
+	@echo ""
+	$(BIN)/warroom serve --config $(CONFIG) --port $(PORT)
+
+peers:
+	@bash scripts/install-peers.sh
+
+lint: install-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: install-dev
+	$(BIN)/mypy
+
+unit: install-dev
+	$(BIN)/pytest -q
+
+test: install-dev peers lint typecheck unit
+
+bench: install-dev
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

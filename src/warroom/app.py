@@ -1,0 +1,174 @@
+"""The FastAPI application factory: every domain's router, the error shape, limits, health, metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from warroom import __version__, migrate
+from warroom.auth.api import router as auth_router
+from warroom.context import AppContext
+from warroom.errors import WarroomError
+from warroom.incidents.api import router as incidents_router
+from warroom.settings import Settings
+from warroom.severity.api import router as severity_router
+
+log = logging.getLogger("warroom")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+class BodyLimitMiddleware:
+    """Answer 413 for bodies over the limit, whether or not the client sent Content-Length."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+        # Read the body up front (it is at most max_bytes) so a chunked upload over the limit gets a
+        # clean 413 before any handler sees it.
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            body = message.get("body", b"")
+            received += len(body)
+            if received > self.max_bytes:
+                await self._reject(send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([replayed], receive), send)
+
+    async def _reject(self, send: Send) -> None:
+        response = JSONResponse(
+            error_body("payload_too_large", f"the request body is over the limit of {self.max_bytes} bytes"),
+            status_code=413,
+        )
+        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    pending = list(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(WarroomError)
+    async def _domain_error(_: Request, exc: WarroomError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = []
+        for error in exc.errors():
+            entry: dict[str, Any] = {"field": _field_name(tuple(error["loc"])), "message": error["msg"]}
+            expected = (error.get("ctx") or {}).get("expected")
+            if expected:
+                entry["allowed"] = expected
+            details.append(entry)
+        message = "; ".join(f"{d['field']}: {d['message']}" for d in details) or "invalid request"
+        return JSONResponse(error_body("invalid", message, details), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        return JSONResponse(
+            error_body(code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(
+            error_body("internal", "an internal error occurred; it was logged"), status_code=500
+        )
+
+
+def create_app(settings: Settings | None = None, context: AppContext | None = None) -> FastAPI:
+    settings = settings or (context.settings if context else Settings())
+    context = context or AppContext.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        context.db.dispose()
+
+    migrate.upgrade(context.db.engine)
+    app = FastAPI(
+        title="Warroom",
+        version=__version__,
+        description="Incident response and recovery: alerts, incidents, paging, status page, post-mortems.",
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    install_error_handlers(app)
+    for router in (auth_router, severity_router, incidents_router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        with context.db.read() as session:
+            session.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from warroom.auth import service
+from warroom.auth.schemas import Principal, TokenCreate, TokenCreated, TokenRead
+from warroom.deps import Admin, Context, Viewer
+
+router = APIRouter(prefix="/api/v1", tags=["auth"])
+
+
+@router.get("/whoami", response_model=Principal)
+def whoami(principal: Viewer) -> Principal:
+    return principal
+
+
+@router.get("/tokens", response_model=list[TokenRead])
+def list_tokens(context: Context, _: Admin) -> list[TokenRead]:
+    with context.db.read() as session:
+        return service.list_tokens(session)
+
+
+@router.post("/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED)
+def create_token(body: TokenCreate, context: Context, _: Admin) -> TokenCreated:
+    with context.db.write() as session:
+        return service.create_token(session, name=body.name, role=body.role)
+
+
+@router.delete("/tokens/{token_id}", response_model=TokenRead)
+def revoke_token(token_id: int, context: Context, _: Admin) -> TokenRead:
+    with context.db.write() as session:
+        return service.revoke_token(session, token_id=token_id)

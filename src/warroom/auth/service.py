@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from warroom.auth.models import ApiToken, Role
+from warroom.auth.schemas import Principal, TokenCreated, TokenRead
+from warroom.db import utcnow
+from warroom.errors import Forbidden, NotFound, Unauthorized
+
+TOKEN_PREFIX = "wr_"
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_token(session: Session, *, name: str, role: Role) -> TokenCreated:
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(name=name, role=role, token_hash=hash_secret(secret), prefix=secret[:10])
+    session.add(token)
+    session.flush()
+    return TokenCreated(**TokenRead.model_validate(token).model_dump(), token=secret)
+
+
+def list_tokens(session: Session) -> list[TokenRead]:
+    rows = session.scalars(select(ApiToken).order_by(ApiToken.id))
+    return [TokenRead.model_validate(row) for row in rows]
+
+
+def revoke_token(session: Session, *, token_id: int) -> TokenRead:
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound(f"no token with id {token_id}")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+    return TokenRead.model_validate(token)
+
+
+def authenticate(session: Session, secret: str | None) -> Principal:
+    if not secret:
+        raise Unauthorized("a token is required: send 'Authorization: Bearer <token>'")
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_secret(secret)))
+    if token is None:
+        raise Unauthorized("the token is not valid")
+    if token.revoked_at is not None:
+        raise Unauthorized("the token was revoked")
+    return Principal(name=token.name, role=token.role, token_id=token.id)
+
+
+def require(principal: Principal, needed: Role) -> Principal:
+    if not principal.role.allows(needed):
+        raise Forbidden(
+            f"this needs the {needed.value} role; the token {principal.name!r} has {principal.role.value}"
+        )
+    return principal

@@ -1,0 +1,236 @@
+"""The ``warroom`` command: admin commands (local database) and client commands (HTTP)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from warroom import __version__, migrate
+from warroom.auth import service as auth_service
+from warroom.auth.models import Role
+from warroom.cli.incidents import incident_app, log, responder_app
+from warroom.cli.output import api_errors, console, emit, error_console, fail, table
+from warroom.client import Client
+from warroom.context import AppContext
+from warroom.db import Database
+from warroom.incidents import service as incident_service
+from warroom.orgconfig import ConfigError, OrgConfig, load_org_config
+from warroom.settings import Settings
+
+app = typer.Typer(
+    help="Warroom: incident response and recovery.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+config_app = typer.Typer(help="The YAML org file.", no_args_is_help=True)
+audit_app = typer.Typer(help="Tamper checks.", no_args_is_help=True)
+severity_app = typer.Typer(help="The severity matrix (client).", no_args_is_help=True)
+demo_app = typer.Typer(help="Example data.", no_args_is_help=True)
+
+app.add_typer(db_app, name="db")
+app.add_typer(token_app, name="token")
+app.add_typer(config_app, name="config")
+app.add_typer(audit_app, name="audit")
+app.add_typer(incident_app, name="incident")
+app.add_typer(responder_app, name="responder")
+app.add_typer(severity_app, name="severity")
+app.add_typer(demo_app, name="demo")
+app.command("log")(log)
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML org file (WARROOM_CONFIG).")]
+DatabaseOption = Annotated[
+    str | None, typer.Option("--database-url", help="SQLAlchemy URL (WARROOM_DATABASE_URL).")
+]
+
+
+def _settings(config: Path | None = None, database_url: str | None = None, **extra: object) -> Settings:
+    overrides: dict[str, object] = {k: v for k, v in extra.items() if v is not None}
+    if config is not None:
+        overrides["config"] = config
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def _org(settings: Settings) -> OrgConfig:
+    try:
+        return load_org_config(settings.config)
+    except ConfigError as exc:
+        error_console.print(f"[bold red]{exc.path}[/]: {len(exc.problems)} problem(s)")
+        for problem in exc.problems:
+            error_console.print(f"  - {problem}")
+        raise typer.Exit(2) from None
+
+
+def _database(settings: Settings) -> Database:
+    database = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    migrate.upgrade(database.engine)
+    return database
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="Do not run background jobs here.")] = False,
+) -> None:
+    """Run the API and web UI (and the background worker unless --no-worker)."""
+    import uvicorn
+
+    from warroom.app import create_app
+
+    settings = _settings(config, database_url, host=host, port=port)
+    if no_worker:
+        settings.run_worker = False
+    org = _org(settings)  # refuse to start on a bad org file
+    context = AppContext(
+        settings=settings,
+        db=Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous),
+        org=org,
+    )
+    application = create_app(settings, context)
+    console.print(
+        f"Warroom {__version__} on [bold]{settings.base_url}[/] "
+        f"(org: {org.organization}; database: {context.db.engine.url.render_as_string()})"
+    )
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info", access_log=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseOption = None) -> None:
+    """Apply every pending migration."""
+    settings = _settings(database_url=database_url)
+    database = _database(settings)
+    console.print(f"database at {database.engine.url.render_as_string()} is up to date")
+    database.dispose()
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the token.")],
+    role: Annotated[Role, typer.Option(help="viewer, responder or admin.")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create an API token; the token is printed alone on the last line."""
+    if not name.strip():
+        fail("--name must not be blank")
+    database = _database(_settings(database_url=database_url))
+    with database.write() as session:
+        created = auth_service.create_token(session, name=name.strip(), role=role)
+    database.dispose()
+    error_console.print(
+        f"Created {created.role.value} token {created.name!r} (id {created.id}). It is shown only once:"
+    )
+    typer.echo(created.token)
+
+
+@token_app.command("list")
+def token_list(database_url: DatabaseOption = None) -> None:
+    """List tokens (never their secrets)."""
+    database = _database(_settings(database_url=database_url))
+    with database.read() as session:
+        tokens = auth_service.list_tokens(session)
+    table(
+        "API tokens",
+        ["id", "name", "role", "prefix", "created", "revoked"],
+        [
+            (
+                t.id,
+                t.name,
+                t.role.value,
+                t.prefix + "…",
+                t.created_at.strftime("%Y-%m-%d %H:%M"),
+                t.revoked_at.strftime("%Y-%m-%d %H:%M") if t.revoked_at else "",
+            )
+            for t in tokens
+        ],
+    )
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int, database_url: DatabaseOption = None) -> None:
+    """Revoke a token by id."""
+    from warroom.errors import NotFound
+
+    database = _database(_settings(database_url=database_url))
+    try:
+        with database.write() as session:
+            token = auth_service.revoke_token(session, token_id=token_id)
+    except NotFound as exc:
+        fail(exc.message)
+    console.print(f"revoked token {token.id} ({token.name})")
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="The YAML org file.")]) -> None:
+    """Validate an org file; print every problem with its location and exit non-zero on any."""
+    org = _org(_settings(config=file))
+    console.print(
+        f"[green]ok[/] {file}: {len(org.services)} services, "
+        f"{len(org.severities)} severity levels ({', '.join(org.severity_ids)}), "
+        f"{len(org.audiences)} audiences, {len(org.severity_rules)} suggestion rules"
+    )
+
+
+@audit_app.command("verify")
+def audit_verify(database_url: DatabaseOption = None) -> None:
+    """Check every incident's hash-chained timeline; name the first broken entry."""
+    database = _database(_settings(database_url=database_url))
+    with database.read() as session:
+        checked, problems = incident_service.verify_timelines(session)
+    database.dispose()
+    if problems:
+        for problem in problems:
+            error_console.print(
+                f"[bold red]BROKEN[/] {problem.incident} entry #{problem.seq}: {problem.reason}"
+            )
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/] {checked} timeline entries verified")
+
+
+@severity_app.command("list")
+def severity_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show the severity matrix."""
+    with api_errors(), Client() as client:
+        levels = client.severities()
+    emit(
+        as_json,
+        levels,
+        lambda: table(
+            "Severity matrix",
+            ["id", "name", "respond within", "definition", "escalation", "communication"],
+            [(s.id, s.name, s.response_target, s.definition, s.escalation, s.communication) for s in levels],
+        ),
+    )
+
+
+@demo_app.command("seed")
+def demo_seed(config: ConfigOption = None, database_url: DatabaseOption = None) -> None:
+    """Load example incidents into an empty database."""
+    from warroom.demo import seed_demo
+
+    settings = _settings(config, database_url)
+    org = _org(settings)
+    database = _database(settings)
+    with database.write() as session:
+        created = seed_demo(session, org)
+    database.dispose()
+    console.print(
+        f"demo data: {created} incident(s) created"
+        if created
+        else "demo data: database already has incidents"
+    )
+
+
+def main() -> None:
+    app()

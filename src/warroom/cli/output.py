@@ -1,0 +1,75 @@
+"""Rich output helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, NoReturn
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from warroom.client import ApiError
+
+console = Console()
+error_console = Console(stderr=True)
+
+SEVERITY_STYLE = {"P0": "bold white on red", "P1": "bold red", "P2": "yellow", "P3": "dim"}
+STATUS_STYLE = {
+    "investigating": "red",
+    "identified": "yellow",
+    "monitoring": "cyan",
+    "resolved": "green",
+    "postmortem": "magenta",
+    "closed": "dim",
+}
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    error_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def api_errors() -> Iterator[None]:
+    try:
+        yield
+    except ApiError as exc:
+        fail(f"{exc.message} ({exc.status} {exc.code})" if exc.status else exc.message)
+
+
+def when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "—"
+
+
+def styled(value: str, styles: dict[str, str]) -> str:
+    style = styles.get(value)
+    return f"[{style}]{value}[/]" if style else value
+
+
+def print_json(value: Any) -> None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list):
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    typer.echo(json.dumps(value, indent=2))
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    output = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        output.add_column(column)
+    for row in rows:
+        output.add_row(*[str(cell) if cell is not None else "—" for cell in row])
+    console.print(output)
+
+
+def emit(as_json: bool, value: Any, render: Callable[[], None]) -> None:
+    if as_json:
+        print_json(value)
+    else:
+        render()

@@ -1,0 +1,152 @@
+"""A typed Python client of the Warroom REST API. The CLI's client commands use it; scripts can too."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+from warroom.incidents.schemas import (
+    CommunicationRead,
+    IncidentPage,
+    IncidentRead,
+    ResponderRead,
+    TimelineEntryRead,
+)
+from warroom.severity.schemas import SeverityRead, SuggestResponse
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class Client:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 15.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = (url or os.environ.get("WARROOM_URL") or "http://127.0.0.1:8080").rstrip("/")
+        self.token = token if token is not None else os.environ.get("WARROOM_TOKEN")
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, *, json: Any = None, params: Any = None) -> Any:
+        try:
+            response = self._http.request(method, path, json=json, params=params)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, "unreachable", f"cannot reach {self.url}: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                raise ApiError(response.status_code, error["code"], error["message"], error.get("details"))
+            except (ValueError, KeyError, TypeError):
+                raise ApiError(response.status_code, "http_error", response.text[:500]) from None
+        return response.json() if response.content else None
+
+    # --- incidents ---
+
+    def list_incidents(
+        self,
+        *,
+        status: list[str] | None = None,
+        severity: list[str] | None = None,
+        service: str | None = None,
+        state: str = "all",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> IncidentPage:
+        params: dict[str, Any] = {"state": state, "limit": limit, "offset": offset}
+        if status:
+            params["status"] = status
+        if severity:
+            params["severity"] = severity
+        if service:
+            params["service"] = service
+        return IncidentPage.model_validate(self.request("GET", "/api/v1/incidents", params=params))
+
+    def create_incident(self, **fields: Any) -> IncidentRead:
+        return IncidentRead.model_validate(self.request("POST", "/api/v1/incidents", json=fields))
+
+    def get_incident(self, ref: str) -> IncidentRead:
+        return IncidentRead.model_validate(self.request("GET", f"/api/v1/incidents/{ref}"))
+
+    def update_incident(self, ref: str, **fields: Any) -> IncidentRead:
+        return IncidentRead.model_validate(self.request("PATCH", f"/api/v1/incidents/{ref}", json=fields))
+
+    def acknowledge(self, ref: str) -> IncidentRead:
+        return IncidentRead.model_validate(self.request("POST", f"/api/v1/incidents/{ref}/ack"))
+
+    def resolve(self, ref: str, note: str | None = None) -> IncidentRead:
+        body: dict[str, Any] = {"status": "resolved"}
+        if note:
+            body["note"] = note
+        return IncidentRead.model_validate(self.request("PATCH", f"/api/v1/incidents/{ref}", json=body))
+
+    def timeline(self, ref: str) -> list[TimelineEntryRead]:
+        rows = self.request("GET", f"/api/v1/incidents/{ref}/timeline")
+        return [TimelineEntryRead.model_validate(row) for row in rows]
+
+    def log_action(
+        self,
+        ref: str,
+        action: str,
+        *,
+        impact: str | None = None,
+        kind: str = "action",
+        system_state: dict[str, Any] | None = None,
+    ) -> TimelineEntryRead:
+        body = {"action": action, "impact": impact, "kind": kind, "system_state": system_state}
+        return TimelineEntryRead.model_validate(
+            self.request("POST", f"/api/v1/incidents/{ref}/timeline", json=body)
+        )
+
+    def add_responder(self, ref: str, name: str, role: str, contact: str = "") -> ResponderRead:
+        body = {"name": name, "role": role, "contact": contact}
+        return ResponderRead.model_validate(
+            self.request("POST", f"/api/v1/incidents/{ref}/responders", json=body)
+        )
+
+    def remove_responder(self, ref: str, responder_id: int) -> ResponderRead:
+        return ResponderRead.model_validate(
+            self.request("DELETE", f"/api/v1/incidents/{ref}/responders/{responder_id}")
+        )
+
+    def send_update(self, ref: str, message: str, audience: str) -> CommunicationRead:
+        body = {"message": message, "audience": audience}
+        return CommunicationRead.model_validate(
+            self.request("POST", f"/api/v1/incidents/{ref}/updates", json=body)
+        )
+
+    def updates(self, ref: str) -> list[CommunicationRead]:
+        rows = self.request("GET", f"/api/v1/incidents/{ref}/updates")
+        return [CommunicationRead.model_validate(row) for row in rows]
+
+    # --- severities ---
+
+    def severities(self) -> list[SeverityRead]:
+        return [SeverityRead.model_validate(row) for row in self.request("GET", "/api/v1/severities")]
+
+    def suggest_severity(
+        self, assessment: dict[str, Any], services: list[str] | None = None
+    ) -> SuggestResponse:
+        body = {"assessment": assessment, "services": services or []}
+        return SuggestResponse.model_validate(self.request("POST", "/api/v1/severities/suggest", json=body))

@@ -1,0 +1,125 @@
+"""Example incidents so a fresh ``make run`` has something to look at."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from warroom.incidents import service
+from warroom.incidents.models import Incident, IncidentStatus
+from warroom.incidents.schemas import (
+    Assessment,
+    BusinessImpact,
+    CommunicationCreate,
+    IncidentCreate,
+    IncidentUpdate,
+    ResponderCreate,
+    TimelineEntryCreate,
+    UserImpact,
+)
+from warroom.orgconfig import OrgConfig
+
+
+def _known(org: OrgConfig, *names: str) -> list[str]:
+    return [n for n in names if not org.services or org.service(n)]
+
+
+def seed_demo(session: Session, org: OrgConfig) -> int:
+    if session.scalar(select(func.count()).select_from(Incident)):
+        return 0
+    performer = "demo"
+    checkout = service.create_incident(
+        session,
+        org=org,
+        performer=performer,
+        data=IncidentCreate(
+            title="Checkout failing with 502s for EU customers",
+            summary="Payments API returns 502 for a third of requests from eu-west since 14:32 UTC.",
+            services=_known(org, "payments", "api"),
+            commander="Alice Chen",
+            assessment=Assessment(
+                source="monitoring-alert",
+                affected_systems=_known(org, "payments", "api"),
+                symptoms=["payment_failure", "high_error_rate"],
+                user_impact=UserImpact(estimated=15000, confirmed=847, regions=["eu-west"]),
+                business_impact=BusinessImpact(revenue="high", reputation="medium"),
+                scope="EU checkout",
+                recurring=False,
+            ),
+        ),
+    )
+    service.add_responder(
+        session,
+        org=org,
+        ref=checkout.id,
+        performer=performer,
+        data=ResponderCreate(name="Bob Okafor", role="technical", contact="bob@example.com"),
+    )
+    service.add_responder(
+        session,
+        org=org,
+        ref=checkout.id,
+        performer=performer,
+        data=ResponderCreate(name="Dana Ruiz", role="communications"),
+    )
+    service.acknowledge(session, ref=checkout.id, performer="Alice Chen")
+    service.log_action(
+        session,
+        ref=checkout.id,
+        performer="Bob Okafor",
+        entry=TimelineEntryCreate(
+            action="Rolled back payments-api to v2.41.3",
+            impact="Error rate falling",
+            system_state={"payments.error_rate": 0.08, "payments.version": "v2.41.3"},
+        ),
+    )
+    service.update_incident(
+        session,
+        org=org,
+        ref=checkout.id,
+        performer="Alice Chen",
+        data=IncidentUpdate(
+            status=IncidentStatus.identified, note="Connection pool exhausted after the v2.42 deploy"
+        ),
+    )
+    service.send_communication(
+        session,
+        org=org,
+        ref=checkout.id,
+        performer="Dana Ruiz",
+        data=CommunicationCreate(
+            audience="status-page",
+            message="We have found the cause of failed payments in Europe and are rolling out a fix.",
+        ),
+    )
+
+    login = service.create_incident(
+        session,
+        org=org,
+        performer=performer,
+        data=IncidentCreate(
+            title="Slow logins after identity provider maintenance",
+            severity="P2",
+            services=_known(org, "auth"),
+            commander="Erin Walsh",
+        ),
+    )
+    service.update_incident(
+        session,
+        org=org,
+        ref=login.id,
+        performer="Erin Walsh",
+        data=IncidentUpdate(status=IncidentStatus.resolved, note="Cache warmed up"),
+    )
+
+    service.create_incident(
+        session,
+        org=org,
+        performer=performer,
+        data=IncidentCreate(
+            title="Typo on the pricing page footer",
+            severity=org.severity_ids[-1],
+            services=_known(org, "frontend"),
+        ),
+    )
+    return 3

@@ -1,0 +1,44 @@
+"""FastAPI dependencies shared by every router: the app context and the caller's role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from warroom.auth import service as auth_service
+from warroom.auth.models import Role
+from warroom.auth.schemas import Principal
+from warroom.context import AppContext
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+Context = Annotated[AppContext, Depends(get_context)]
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def require_role(role: Role) -> Callable[[Request], Principal]:
+    def dependency(request: Request) -> Principal:
+        context = get_context(request)
+        with context.db.read() as session:
+            principal = auth_service.authenticate(session, bearer_token(request))
+        return auth_service.require(principal, role)
+
+    return dependency
+
+
+Viewer = Annotated[Principal, Depends(require_role(Role.viewer))]
+Responder = Annotated[Principal, Depends(require_role(Role.responder))]
+Admin = Annotated[Principal, Depends(require_role(Role.admin))]

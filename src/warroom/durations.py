@@ -1,0 +1,36 @@
+"""Durations as people write them in the org file: ``5m``, ``2h``, ``1h30m``, ``90s``, or ISO 8601."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_PART = re.compile(r"(\d+)\s*([smhdw])")
+_WHOLE = re.compile(r"^\s*(\d+\s*[smhdw]\s*)+$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept ``1h30m`` style strings; anything else is left for pydantic (ISO 8601, seconds)."""
+    if isinstance(value, str) and _WHOLE.match(value):
+        seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
+        return timedelta(seconds=seconds)
+    return value
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]

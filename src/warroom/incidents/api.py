@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, status
+
+from warroom.deps import Context, Responder, Viewer
+from warroom.incidents import service
+from warroom.incidents.models import IncidentStatus
+from warroom.incidents.schemas import (
+    CommunicationCreate,
+    CommunicationRead,
+    IncidentCreate,
+    IncidentFilter,
+    IncidentPage,
+    IncidentRead,
+    IncidentUpdate,
+    ResponderCreate,
+    ResponderRead,
+    TimelineEntryCreate,
+    TimelineEntryRead,
+)
+
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+
+
+@router.get("", response_model=IncidentPage)
+def list_incidents(
+    context: Context,
+    _: Viewer,
+    status_: Annotated[list[IncidentStatus] | None, Query(alias="status")] = None,
+    severity: Annotated[list[str] | None, Query()] = None,
+    service_name: Annotated[str | None, Query(alias="service")] = None,
+    state: Literal["open", "closed", "all"] = "all",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> IncidentPage:
+    query = IncidentFilter(
+        status=status_ or [],
+        severity=severity or [],
+        service=service_name,
+        state=state,
+        limit=limit,
+        offset=offset,
+    )
+    with context.db.read() as session:
+        return service.list_incidents(session, org=context.org, query=query)
+
+
+@router.post("", response_model=IncidentRead, status_code=status.HTTP_201_CREATED)
+def create_incident(body: IncidentCreate, context: Context, principal: Responder) -> IncidentRead:
+    with context.db.write() as session:
+        incident = service.create_incident(session, org=context.org, data=body, performer=principal.name)
+        return service.to_read(context.org, incident)
+
+
+@router.get("/{ref}", response_model=IncidentRead)
+def get_incident(ref: str, context: Context, _: Viewer) -> IncidentRead:
+    with context.db.read() as session:
+        return service.to_read(context.org, service.get_incident(session, ref))
+
+
+@router.patch("/{ref}", response_model=IncidentRead)
+def update_incident(ref: str, body: IncidentUpdate, context: Context, principal: Responder) -> IncidentRead:
+    with context.db.write() as session:
+        incident = service.update_incident(
+            session, org=context.org, ref=ref, data=body, performer=principal.name
+        )
+        return service.to_read(context.org, incident)
+
+
+@router.post("/{ref}/ack", response_model=IncidentRead)
+def acknowledge(ref: str, context: Context, principal: Responder) -> IncidentRead:
+    with context.db.write() as session:
+        return service.to_read(context.org, service.acknowledge(session, ref=ref, performer=principal.name))
+
+
+@router.get("/{ref}/timeline", response_model=list[TimelineEntryRead])
+def timeline(ref: str, context: Context, _: Viewer) -> list[TimelineEntryRead]:
+    with context.db.read() as session:
+        return service.get_timeline(session, ref)
+
+
+@router.post("/{ref}/timeline", response_model=TimelineEntryRead, status_code=status.HTTP_201_CREATED)
+def log_action(
+    ref: str, body: TimelineEntryCreate, context: Context, principal: Responder
+) -> TimelineEntryRead:
+    with context.db.write() as session:
+        return service.log_action(session, ref=ref, entry=body, performer=principal.name)
+
+
+@router.get("/{ref}/responders", response_model=list[ResponderRead])
+def responders(ref: str, context: Context, _: Viewer) -> list[ResponderRead]:
+    with context.db.read() as session:
+        return [ResponderRead.model_validate(r) for r in service.get_incident(session, ref).responders]
+
+
+@router.post("/{ref}/responders", response_model=ResponderRead, status_code=status.HTTP_201_CREATED)
+def add_responder(ref: str, body: ResponderCreate, context: Context, principal: Responder) -> ResponderRead:
+    with context.db.write() as session:
+        responder = service.add_responder(
+            session, org=context.org, ref=ref, data=body, performer=principal.name
+        )
+        return ResponderRead.model_validate(responder)
+
+
+@router.delete("/{ref}/responders/{responder_id}", response_model=ResponderRead)
+def remove_responder(ref: str, responder_id: int, context: Context, principal: Responder) -> ResponderRead:
+    with context.db.write() as session:
+        responder = service.remove_responder(
+            session, ref=ref, responder_id=responder_id, performer=principal.name
+        )
+        return ResponderRead.model_validate(responder)
+
+
+@router.get("/{ref}/updates", response_model=list[CommunicationRead])
+def communications(ref: str, context: Context, _: Viewer) -> list[CommunicationRead]:
+    with context.db.read() as session:
+        return service.list_communications(session, ref=ref)
+
+
+@router.post("/{ref}/updates", response_model=CommunicationRead, status_code=status.HTTP_201_CREATED)
+def send_update(
+    ref: str, body: CommunicationCreate, context: Context, principal: Responder
+) -> CommunicationRead:
+    with context.db.write() as session:
+        communication = service.send_communication(
+            session, org=context.org, ref=ref, data=body, performer=principal.name
+        )
+        return CommunicationRead.model_validate(communication)

@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from warroom.db import Base, UTCDateTime, utcnow
+
+
+class IncidentStatus(enum.StrEnum):
+    investigating = "investigating"
+    identified = "identified"
+    monitoring = "monitoring"
+    resolved = "resolved"
+    postmortem = "postmortem"
+    closed = "closed"
+
+    @property
+    def is_open(self) -> bool:
+        return self in OPEN_STATUSES
+
+
+OPEN_STATUSES = frozenset(
+    {IncidentStatus.investigating, IncidentStatus.identified, IncidentStatus.monitoring}
+)
+
+# Allowed moves. Going back (monitoring -> investigating) is normal when a fix does not hold;
+# resolved -> investigating is a reopen and is recorded as such.
+TRANSITIONS: dict[IncidentStatus, frozenset[IncidentStatus]] = {
+    IncidentStatus.investigating: frozenset(
+        {IncidentStatus.identified, IncidentStatus.monitoring, IncidentStatus.resolved}
+    ),
+    IncidentStatus.identified: frozenset(
+        {IncidentStatus.investigating, IncidentStatus.monitoring, IncidentStatus.resolved}
+    ),
+    IncidentStatus.monitoring: frozenset(
+        {IncidentStatus.investigating, IncidentStatus.identified, IncidentStatus.resolved}
+    ),
+    IncidentStatus.resolved: frozenset(
+        {IncidentStatus.investigating, IncidentStatus.postmortem, IncidentStatus.closed}
+    ),
+    IncidentStatus.postmortem: frozenset({IncidentStatus.closed}),
+    IncidentStatus.closed: frozenset(),
+}
+
+
+class TimelineKind(enum.StrEnum):
+    created = "created"
+    status_change = "status_change"
+    severity_change = "severity_change"
+    commander_change = "commander_change"
+    acknowledged = "acknowledged"
+    responder_joined = "responder_joined"
+    responder_left = "responder_left"
+    field_change = "field_change"
+    assessment = "assessment"
+    communication = "communication"
+    action = "action"
+    note = "note"
+    alert = "alert"
+    page = "page"
+    automation = "automation"
+    reopened = "reopened"
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+    # AUTOINCREMENT on SQLite so a number is never handed out twice, even after a delete.
+    __table_args__ = (
+        Index("ix_incidents_status_created", "status", "created_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    severity: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[IncidentStatus] = mapped_column(
+        Enum(IncidentStatus, native_enum=False, length=20), default=IncidentStatus.investigating
+    )
+    is_private: Mapped[bool] = mapped_column(Boolean, default=False)
+    commander: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    identified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    monitoring_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    assessment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    timeline_head: Mapped[str] = mapped_column(String(64), default="")
+    timeline_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    services: Mapped[list[IncidentService]] = relationship(
+        back_populates="incident", cascade="all, delete-orphan", order_by="IncidentService.service"
+    )
+    responders: Mapped[list[Responder]] = relationship(
+        back_populates="incident", cascade="all, delete-orphan", order_by="Responder.id"
+    )
+
+    @property
+    def ref(self) -> str:
+        return f"INC-{self.id}"
+
+    @property
+    def service_names(self) -> list[str]:
+        return [s.service for s in self.services]
+
+
+class IncidentService(Base):
+    __tablename__ = "incident_services"
+
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True)
+    service: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
+
+    incident: Mapped[Incident] = relationship(back_populates="services")
+
+
+_ACTIVE_COMMANDER = "role = 'commander' AND left_at IS NULL"
+
+
+class Responder(Base):
+    __tablename__ = "responders"
+    __table_args__ = (
+        # The database itself guarantees a single active commander per incident.
+        Index(
+            "uq_responders_one_commander",
+            "incident_id",
+            unique=True,
+            sqlite_where=text(_ACTIVE_COMMANDER),
+            postgresql_where=text(_ACTIVE_COMMANDER),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(50))
+    contact: Mapped[str] = mapped_column(String(300), default="")
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    incident: Mapped[Incident] = relationship(back_populates="responders")
+
+
+class TimelineEntry(Base):
+    __tablename__ = "timeline_entries"
+    __table_args__ = (UniqueConstraint("incident_id", "seq", name="uq_timeline_entries_incident_seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    performer: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(Text)
+    impact: Mapped[str | None] = mapped_column(Text)
+    system_state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Communication(Base):
+    __tablename__ = "communications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sender: Mapped[str] = mapped_column(String(200))
+    audience: Mapped[str] = mapped_column(String(100))
+    channels: Mapped[list[str]] = mapped_column(JSON)
+    message: Mapped[str] = mapped_column(Text)

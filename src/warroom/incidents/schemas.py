@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from warroom.incidents.models import IncidentStatus
+
+ImpactLevel = Literal["none", "low", "medium", "high"]
+AlertSource = Literal["monitoring-alert", "customer-report", "internal-discovery", "third-party", "manual"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserImpact(Strict):
+    estimated: int | None = Field(default=None, ge=0, description="Users thought to be affected.")
+    confirmed: int | None = Field(default=None, ge=0, description="Users known to be affected.")
+    regions: list[str] = Field(default_factory=list, description="Geographic regions, e.g. us-east.")
+
+
+class BusinessImpact(Strict):
+    revenue: ImpactLevel = "none"
+    reputation: ImpactLevel = "none"
+    compliance: ImpactLevel = "none"
+
+
+class Assessment(Strict):
+    """The initial assessment: what the first responder knows and the answers to the first questions."""
+
+    source: AlertSource = "manual"
+    affected_systems: list[str] = Field(default_factory=list)
+    symptoms: list[str] = Field(
+        default_factory=list,
+        description="Observed symptoms, e.g. complete_outage, data_loss, high_error_rate, slow_responses.",
+    )
+    user_impact: UserImpact = Field(default_factory=UserImpact)
+    business_impact: BusinessImpact = Field(default_factory=BusinessImpact)
+    scope: str | None = Field(default=None, description="What is the scope of the impact?")
+    users_affected: str | None = Field(default=None, description="How many users are affected, in words.")
+    systems_involved: str | None = Field(default=None, description="Which systems or services are involved?")
+    recurring: bool | None = Field(
+        default=None, description="A recurring problem (true) or a new one (false)."
+    )
+    safety_concerns: str | None = Field(default=None, description="Any immediate safety concern.")
+    assessed_at: datetime | None = None
+
+
+class IncidentCreate(Strict):
+    title: str = Field(min_length=1, max_length=300)
+    summary: str = Field(default="", max_length=20000)
+    severity: str | None = Field(
+        default=None, description="A level id from the severity matrix; suggested if absent."
+    )
+    services: list[str] = Field(default_factory=list)
+    is_private: bool = False
+    commander: str | None = Field(default=None, max_length=200)
+    assessment: Assessment | None = None
+
+    @field_validator("title")
+    @classmethod
+    def _title_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+
+class IncidentUpdate(Strict):
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    summary: str | None = Field(default=None, max_length=20000)
+    severity: str | None = None
+    status: IncidentStatus | None = None
+    services: list[str] | None = None
+    is_private: bool | None = None
+    commander: str | None = Field(default=None, min_length=1, max_length=200)
+    assessment: Assessment | None = None
+    note: str | None = Field(default=None, max_length=5000, description="Why the change was made.")
+
+
+class ResponderRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    role: str
+    contact: str
+    joined_at: datetime
+    left_at: datetime | None
+
+
+class ResponderCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    role: str = Field(min_length=1, max_length=50)
+    contact: str = Field(default="", max_length=300)
+
+
+class IncidentRead(BaseModel):
+    id: str = Field(description="Human id, e.g. INC-7.")
+    number: int
+    title: str
+    summary: str
+    severity: str
+    status: IncidentStatus
+    is_private: bool
+    commander: str | None
+    services: list[str]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    identified_at: datetime | None
+    monitoring_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    response_due_at: datetime | None = Field(
+        description="When acknowledgement is due by the severity target."
+    )
+    assessment: Assessment | None
+    responders: list[ResponderRead] = Field(default_factory=list)
+
+
+class IncidentPage(BaseModel):
+    items: list[IncidentRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class TimelineEntryCreate(Strict):
+    action: str = Field(min_length=1, max_length=5000)
+    impact: str | None = Field(default=None, max_length=5000)
+    kind: Literal["action", "note"] = "action"
+    system_state: dict[str, Any] | None = None
+
+
+class TimelineEntryRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    seq: int
+    occurred_at: datetime
+    performer: str
+    kind: str
+    action: str
+    impact: str | None
+    system_state: dict[str, Any] | None
+    data: dict[str, Any] | None
+    prev_hash: str
+    hash: str
+
+
+class CommunicationCreate(Strict):
+    message: str = Field(min_length=1, max_length=20000)
+    audience: str = Field(min_length=1, max_length=100)
+
+
+class CommunicationRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    sent_at: datetime
+    sender: str
+    audience: str
+    channels: list[str]
+    message: str
+
+
+class IncidentFilter(Strict):
+    status: list[IncidentStatus] = Field(default_factory=list)
+    severity: list[str] = Field(default_factory=list)
+    service: str | None = None
+    state: Literal["open", "closed", "all"] = "all"
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)

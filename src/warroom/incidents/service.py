@@ -1,0 +1,693 @@
+"""Incident operations: plain functions over a session. No HTTP here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from warroom.db import utcnow
+from warroom.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from warroom.events import DomainEvent, publish
+from warroom.incidents.models import (
+    OPEN_STATUSES,
+    TRANSITIONS,
+    Communication,
+    Incident,
+    IncidentService,
+    IncidentStatus,
+    Responder,
+    TimelineEntry,
+    TimelineKind,
+)
+from warroom.incidents.schemas import (
+    Assessment,
+    CommunicationCreate,
+    CommunicationRead,
+    IncidentCreate,
+    IncidentFilter,
+    IncidentPage,
+    IncidentRead,
+    IncidentUpdate,
+    ResponderCreate,
+    ResponderRead,
+    TimelineEntryCreate,
+    TimelineEntryRead,
+)
+from warroom.orgconfig import OrgConfig
+from warroom.severity import service as severity_service
+
+_REF = re.compile(r"^(?:INC-)?(\d{1,12})$", re.IGNORECASE)
+GENESIS_HASH = "0" * 64
+
+
+# --- lookups -------------------------------------------------------------------------------------
+
+
+def parse_ref(ref: str | int) -> int:
+    match = _REF.match(str(ref).strip())
+    if not match:
+        raise NotFound(f"no incident {ref!r}: ids look like INC-7")
+    return int(match.group(1))
+
+
+def get_incident(session: Session, ref: str | int, *, for_update: bool = False) -> Incident:
+    incident_id = parse_ref(ref)
+    statement = (
+        select(Incident)
+        .where(Incident.id == incident_id)
+        .options(selectinload(Incident.services), selectinload(Incident.responders))
+    )
+    if for_update:
+        # Serialises concurrent changes to one incident (and its timeline chain) on PostgreSQL;
+        # SQLite write transactions are already serialised by BEGIN IMMEDIATE.
+        statement = statement.with_for_update(of=Incident)
+    incident = session.scalar(statement)
+    if incident is None:
+        raise NotFound(f"no incident INC-{incident_id}")
+    return incident
+
+
+def to_read(org: OrgConfig, incident: Incident) -> IncidentRead:
+    return IncidentRead(
+        id=incident.ref,
+        number=incident.id,
+        title=incident.title,
+        summary=incident.summary,
+        severity=incident.severity,
+        status=incident.status,
+        is_private=incident.is_private,
+        commander=incident.commander,
+        services=incident.service_names,
+        created_by=incident.created_by,
+        created_at=incident.created_at,
+        updated_at=incident.updated_at,
+        acknowledged_at=incident.acknowledged_at,
+        acknowledged_by=incident.acknowledged_by,
+        identified_at=incident.identified_at,
+        monitoring_at=incident.monitoring_at,
+        resolved_at=incident.resolved_at,
+        closed_at=incident.closed_at,
+        response_due_at=severity_service.response_due_at(org, incident.severity, incident.created_at),
+        assessment=Assessment.model_validate(incident.assessment) if incident.assessment else None,
+        responders=[ResponderRead.model_validate(r) for r in incident.responders],
+    )
+
+
+def list_incidents(session: Session, *, org: OrgConfig, query: IncidentFilter) -> IncidentPage:
+    statement = select(Incident)
+    if query.status:
+        statement = statement.where(Incident.status.in_(query.status))
+    if query.severity:
+        for severity_id in query.severity:
+            severity_service.validate_severity(org, severity_id)
+        statement = statement.where(Incident.severity.in_(query.severity))
+    if query.service:
+        statement = statement.where(
+            Incident.id.in_(
+                select(IncidentService.incident_id).where(IncidentService.service == query.service)
+            )
+        )
+    if query.state == "open":
+        statement = statement.where(Incident.status.in_(OPEN_STATUSES))
+    elif query.state == "closed":
+        statement = statement.where(Incident.status.not_in(OPEN_STATUSES))
+    total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    rows = session.scalars(
+        statement.options(selectinload(Incident.services), selectinload(Incident.responders))
+        .order_by(Incident.id.desc())
+        .limit(query.limit)
+        .offset(query.offset)
+    )
+    return IncidentPage(
+        items=[to_read(org, row) for row in rows], total=total, limit=query.limit, offset=query.offset
+    )
+
+
+# --- timeline ------------------------------------------------------------------------------------
+
+
+def _entry_digest(
+    prev_hash: str,
+    incident_id: int,
+    seq: int,
+    occurred_at: datetime,
+    performer: str,
+    kind: str,
+    action: str,
+    impact: str | None,
+    system_state: Any,
+    data: Any,
+) -> str:
+    canonical = json.dumps(
+        {
+            "prev": prev_hash,
+            "incident": incident_id,
+            "seq": seq,
+            "at": occurred_at.isoformat(timespec="microseconds"),
+            "performer": performer,
+            "kind": kind,
+            "action": action,
+            "impact": impact,
+            "state": system_state,
+            "data": data,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def append_timeline(
+    session: Session,
+    incident: Incident,
+    *,
+    performer: str,
+    kind: TimelineKind | str,
+    action: str,
+    impact: str | None = None,
+    system_state: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+) -> TimelineEntry:
+    """Append one hash-chained entry. The caller holds the incident row (``for_update``)."""
+    occurred_at = occurred_at or utcnow()
+    # Round-trip through JSON so the hash is computed over exactly what the database stores.
+    system_state = json.loads(json.dumps(system_state, default=str)) if system_state is not None else None
+    data = json.loads(json.dumps(data, default=str)) if data is not None else None
+    seq = incident.timeline_count + 1
+    prev_hash = incident.timeline_head or GENESIS_HASH
+    entry = TimelineEntry(
+        incident_id=incident.id,
+        seq=seq,
+        occurred_at=occurred_at,
+        performer=performer,
+        kind=str(kind),
+        action=action,
+        impact=impact,
+        system_state=system_state,
+        data=data,
+        prev_hash=prev_hash,
+        hash=_entry_digest(
+            prev_hash, incident.id, seq, occurred_at, performer, str(kind), action, impact, system_state, data
+        ),
+    )
+    session.add(entry)
+    incident.timeline_count = seq
+    incident.timeline_head = entry.hash
+    incident.updated_at = occurred_at
+    return entry
+
+
+def get_timeline(session: Session, ref: str | int) -> list[TimelineEntryRead]:
+    incident = get_incident(session, ref)
+    rows = session.scalars(
+        select(TimelineEntry).where(TimelineEntry.incident_id == incident.id).order_by(TimelineEntry.seq)
+    )
+    return [TimelineEntryRead.model_validate(row) for row in rows]
+
+
+def log_action(
+    session: Session, *, ref: str | int, entry: TimelineEntryCreate, performer: str
+) -> TimelineEntryRead:
+    incident = get_incident(session, ref, for_update=True)
+    row = append_timeline(
+        session,
+        incident,
+        performer=performer,
+        kind=entry.kind,
+        action=entry.action,
+        impact=entry.impact,
+        system_state=entry.system_state,
+    )
+    session.flush()
+    return TimelineEntryRead.model_validate(row)
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    incident: str
+    seq: int
+    reason: str
+
+
+def verify_timelines(session: Session) -> tuple[int, list[ChainProblem]]:
+    """Recompute every chain. Returns how many entries were checked and the first break per incident."""
+    problems: list[ChainProblem] = []
+    checked = 0
+    incidents = session.execute(select(Incident.id, Incident.timeline_head, Incident.timeline_count)).all()
+    for incident_id, head, count in incidents:
+        prev = GENESIS_HASH
+        expected_seq = 1
+        broken = False
+        rows = session.scalars(
+            select(TimelineEntry).where(TimelineEntry.incident_id == incident_id).order_by(TimelineEntry.seq)
+        )
+        for row in rows:
+            checked += 1
+            reason = None
+            if row.seq != expected_seq:
+                reason = f"entry {expected_seq} is missing (found {row.seq} next)"
+            elif row.prev_hash != prev:
+                reason = "its link to the previous entry does not match"
+            else:
+                digest = _entry_digest(
+                    row.prev_hash,
+                    incident_id,
+                    row.seq,
+                    row.occurred_at,
+                    row.performer,
+                    row.kind,
+                    row.action,
+                    row.impact,
+                    row.system_state,
+                    row.data,
+                )
+                if digest != row.hash:
+                    reason = "its content does not match its hash (edited after it was written)"
+            if reason:
+                problems.append(ChainProblem(f"INC-{incident_id}", row.seq, reason))
+                broken = True
+                break
+            prev = row.hash
+            expected_seq += 1
+        if not broken and (expected_seq - 1 != count or (count and prev != head)):
+            problems.append(
+                ChainProblem(f"INC-{incident_id}", expected_seq, "entries after this point were removed")
+            )
+    return checked, problems
+
+
+# --- create and change ----------------------------------------------------------------------------
+
+
+def _validate_services(org: OrgConfig, services: list[str]) -> list[str]:
+    unique = sorted(set(services))
+    if org.services:
+        known = [s.name for s in org.services]
+        unknown = [name for name in unique if name not in known]
+        if unknown:
+            raise InvalidInput(
+                f"unknown service(s) {', '.join(unknown)}; allowed: {', '.join(known)}",
+                {"field": "services", "allowed": known},
+            )
+    return unique
+
+
+def _validate_role(org: OrgConfig, role: str) -> str:
+    if role not in org.roles:
+        raise InvalidInput(
+            f"unknown role {role!r}; allowed: {', '.join(org.roles)}", {"field": "role", "allowed": org.roles}
+        )
+    return role
+
+
+def create_incident(
+    session: Session, *, org: OrgConfig, data: IncidentCreate, performer: str, kind_note: str | None = None
+) -> Incident:
+    services = _validate_services(org, data.services)
+    suggestion = None
+    if data.severity is not None:
+        severity = severity_service.validate_severity(org, data.severity)
+    elif data.assessment is not None:
+        suggestion = severity_service.suggest_severity(org, data.assessment, services)
+        severity = suggestion.severity
+    else:
+        severity = org.default_severity
+    now = utcnow()
+    assessment = (
+        data.assessment.model_copy(update={"assessed_at": data.assessment.assessed_at or now})
+        if data.assessment
+        else None
+    )
+    incident = Incident(
+        title=data.title,
+        summary=data.summary,
+        severity=severity,
+        status=IncidentStatus.investigating,
+        is_private=data.is_private,
+        created_by=performer,
+        created_at=now,
+        updated_at=now,
+        assessment=assessment.model_dump(mode="json") if assessment else {},
+        timeline_head="",
+        timeline_count=0,
+        services=[IncidentService(service=name) for name in services],
+    )
+    session.add(incident)
+    session.flush()  # assigns the number
+    detail = f" ({kind_note})" if kind_note else ""
+    append_timeline(
+        session,
+        incident,
+        performer=performer,
+        kind=TimelineKind.created,
+        occurred_at=now,
+        action=f"Incident {incident.ref} declared at {severity}: {data.title}{detail}",
+        data={
+            "severity": severity,
+            "services": services,
+            "suggestion": suggestion.model_dump() if suggestion else None,
+        },
+    )
+    if data.commander:
+        set_commander(session, incident, name=data.commander, performer=performer, org=org)
+    session.flush()
+    publish(session, DomainEvent("incident.created", incident.id, performer, {"severity": severity}))
+    return incident
+
+
+def set_commander(
+    session: Session, incident: Incident, *, name: str, performer: str, org: OrgConfig, contact: str = ""
+) -> Responder | None:
+    """Hand command to ``name``. The previous commander steps down in the same transaction."""
+    current = next((r for r in incident.responders if r.role == "commander" and r.left_at is None), None)
+    if current is not None and current.name == name:
+        return current
+    now = utcnow()
+    if current is not None:
+        current.left_at = now
+        session.flush()  # free the single-commander slot before the new one takes it
+    responder = Responder(name=name, role="commander", contact=contact, joined_at=now)
+    incident.responders.append(responder)
+    previous = incident.commander
+    incident.commander = name
+    action = f"Command handed from {previous} to {name}" if previous else f"{name} is incident commander"
+    append_timeline(
+        session,
+        incident,
+        performer=performer,
+        kind=TimelineKind.commander_change,
+        action=action,
+        data={"from": previous, "to": name},
+    )
+    session.flush()
+    publish(
+        session,
+        DomainEvent("incident.commander_changed", incident.id, performer, {"from": previous, "to": name}),
+    )
+    return responder
+
+
+def _check_transition(current: IncidentStatus, target: IncidentStatus) -> None:
+    if target not in TRANSITIONS[current]:
+        allowed = sorted(s.value for s in TRANSITIONS[current])
+        raise InvalidTransition(
+            f"cannot move from {current.value} to {target.value}; allowed from {current.value}: "
+            + (", ".join(allowed) or "none (closed is final)"),
+            {"field": "status", "from": current.value, "to": target.value, "allowed": allowed},
+        )
+
+
+def _apply_status(
+    session: Session, incident: Incident, target: IncidentStatus, performer: str, note: str | None
+) -> None:
+    current = incident.status
+    now = utcnow()
+    reopened = current == IncidentStatus.resolved and target in OPEN_STATUSES
+    incident.status = target
+    if target == IncidentStatus.identified and incident.identified_at is None:
+        incident.identified_at = now
+    elif target == IncidentStatus.monitoring:
+        incident.monitoring_at = now
+    elif target == IncidentStatus.resolved:
+        incident.resolved_at = now
+    elif target == IncidentStatus.closed:
+        incident.closed_at = now
+    if reopened:
+        incident.resolved_at = None
+    kind = TimelineKind.reopened if reopened else TimelineKind.status_change
+    verb = "Reopened" if reopened else "Status"
+    action = f"{verb}: {current.value} → {target.value}" + (f" — {note}" if note else "")
+    append_timeline(
+        session,
+        incident,
+        performer=performer,
+        kind=kind,
+        action=action,
+        occurred_at=now,
+        data={"from": current.value, "to": target.value},
+    )
+    name = "incident.reopened" if reopened else f"incident.{target.value}"
+    publish(session, DomainEvent(name, incident.id, performer, {"from": current.value, "to": target.value}))
+    publish(
+        session,
+        DomainEvent(
+            "incident.status_changed", incident.id, performer, {"from": current.value, "to": target.value}
+        ),
+    )
+
+
+def update_incident(
+    session: Session, *, org: OrgConfig, ref: str | int, data: IncidentUpdate, performer: str
+) -> Incident:
+    incident = get_incident(session, ref, for_update=True)
+    changes = data.model_dump(exclude_unset=True)
+    note = changes.pop("note", None)
+    if not changes:
+        raise InvalidInput("nothing to change: give at least one field", {"field": None})
+    # Validate everything before changing anything.
+    for field_name in ("title", "severity", "status", "services", "is_private", "commander", "assessment"):
+        if field_name in changes and changes[field_name] is None:
+            raise InvalidInput(f"{field_name} cannot be null", {"field": field_name})
+    if data.severity is not None:
+        severity_service.validate_severity(org, data.severity)
+    if data.status is not None and data.status != incident.status:
+        _check_transition(incident.status, data.status)
+    services = _validate_services(org, data.services) if data.services is not None else None
+
+    if data.title is not None and data.title != incident.title:
+        append_timeline(
+            session,
+            incident,
+            performer=performer,
+            kind=TimelineKind.field_change,
+            action=f"Title changed to {data.title!r}",
+            data={"from": incident.title, "to": data.title},
+        )
+        incident.title = data.title
+    if data.summary is not None and data.summary != incident.summary:
+        incident.summary = data.summary
+        append_timeline(
+            session,
+            incident,
+            performer=performer,
+            kind=TimelineKind.field_change,
+            action="Summary updated",
+            data={"summary": data.summary},
+        )
+    if data.is_private is not None and data.is_private != incident.is_private:
+        incident.is_private = data.is_private
+        append_timeline(
+            session,
+            incident,
+            performer=performer,
+            kind=TimelineKind.field_change,
+            action="Marked private" if data.is_private else "Marked public",
+        )
+    if services is not None and services != incident.service_names:
+        before = incident.service_names
+        incident.services = [IncidentService(service=name) for name in services]
+        append_timeline(
+            session,
+            incident,
+            performer=performer,
+            kind=TimelineKind.field_change,
+            action=f"Affected services: {', '.join(services) or 'none'}",
+            data={"from": before, "to": services},
+        )
+    if data.assessment is not None:
+        assessment = data.assessment.model_copy(
+            update={"assessed_at": data.assessment.assessed_at or utcnow()}
+        )
+        incident.assessment = assessment.model_dump(mode="json")
+        append_timeline(
+            session,
+            incident,
+            performer=performer,
+            kind=TimelineKind.assessment,
+            action="Assessment updated",
+            data=incident.assessment,
+        )
+    if data.severity is not None and data.severity != incident.severity:
+        before_severity = incident.severity
+        incident.severity = data.severity
+        direction = (
+            "raised" if org.severity_rank(data.severity) < org.severity_rank(before_severity) else "lowered"
+        )
+        append_timeline(
+            session,
+            incident,
+            performer=performer,
+            kind=TimelineKind.severity_change,
+            action=f"Severity {direction}: {before_severity} → {data.severity}"
+            + (f" — {note}" if note else ""),
+            data={"from": before_severity, "to": data.severity},
+        )
+        publish(
+            session,
+            DomainEvent(
+                "incident.severity_changed",
+                incident.id,
+                performer,
+                {"from": before_severity, "to": data.severity, "direction": direction},
+            ),
+        )
+    if data.commander is not None:
+        set_commander(session, incident, name=data.commander, performer=performer, org=org)
+    if data.status is not None and data.status != incident.status:
+        _apply_status(session, incident, data.status, performer, note)
+    session.flush()
+    return incident
+
+
+def acknowledge(session: Session, *, ref: str | int, performer: str) -> Incident:
+    """Idempotent: a second acknowledgement changes nothing."""
+    incident = get_incident(session, ref, for_update=True)
+    if incident.acknowledged_at is None:
+        incident.acknowledged_at = utcnow()
+        incident.acknowledged_by = performer
+        append_timeline(
+            session,
+            incident,
+            performer=performer,
+            kind=TimelineKind.acknowledged,
+            action=f"Acknowledged by {performer}",
+            occurred_at=incident.acknowledged_at,
+        )
+        session.flush()
+        publish(session, DomainEvent("incident.acknowledged", incident.id, performer))
+    return incident
+
+
+def resolve(
+    session: Session, *, org: OrgConfig, ref: str | int, performer: str, note: str | None = None
+) -> Incident:
+    return update_incident(
+        session,
+        org=org,
+        ref=ref,
+        data=IncidentUpdate(status=IncidentStatus.resolved, note=note),
+        performer=performer,
+    )
+
+
+# --- responders ----------------------------------------------------------------------------------
+
+
+def add_responder(
+    session: Session, *, org: OrgConfig, ref: str | int, data: ResponderCreate, performer: str
+) -> Responder:
+    _validate_role(org, data.role)
+    incident = get_incident(session, ref, for_update=True)
+    if data.role == "commander":
+        responder = set_commander(
+            session, incident, name=data.name, performer=performer, org=org, contact=data.contact
+        )
+        assert responder is not None
+        return responder
+    active = next(
+        (r for r in incident.responders if r.name == data.name and r.role == data.role and r.left_at is None),
+        None,
+    )
+    if active is not None:
+        return active
+    responder = Responder(name=data.name, role=data.role, contact=data.contact, joined_at=utcnow())
+    incident.responders.append(responder)
+    append_timeline(
+        session,
+        incident,
+        performer=performer,
+        kind=TimelineKind.responder_joined,
+        action=f"{data.name} joined as {data.role}",
+        data={"name": data.name, "role": data.role},
+    )
+    session.flush()
+    publish(
+        session,
+        DomainEvent(
+            "incident.responder_joined", incident.id, performer, {"name": data.name, "role": data.role}
+        ),
+    )
+    return responder
+
+
+def remove_responder(session: Session, *, ref: str | int, responder_id: int, performer: str) -> Responder:
+    incident = get_incident(session, ref, for_update=True)
+    responder = next((r for r in incident.responders if r.id == responder_id), None)
+    if responder is None:
+        raise NotFound(f"no responder {responder_id} on {incident.ref}")
+    if responder.left_at is not None:
+        return responder
+    if responder.role == "commander":
+        raise Conflict("the commander cannot leave: hand command to someone else first", {"field": "role"})
+    responder.left_at = utcnow()
+    append_timeline(
+        session,
+        incident,
+        performer=performer,
+        kind=TimelineKind.responder_left,
+        action=f"{responder.name} ({responder.role}) left",
+        data={"name": responder.name},
+    )
+    session.flush()
+    return responder
+
+
+# --- communications --------------------------------------------------------------------------------
+
+
+def send_communication(
+    session: Session, *, org: OrgConfig, ref: str | int, data: CommunicationCreate, performer: str
+) -> Communication:
+    audience = org.audience(data.audience)
+    if audience is None:
+        allowed = [a.id for a in org.audiences]
+        raise InvalidInput(
+            f"unknown audience {data.audience!r}; allowed: {', '.join(allowed)}",
+            {"field": "audience", "allowed": allowed},
+        )
+    incident = get_incident(session, ref, for_update=True)
+    communication = Communication(
+        incident_id=incident.id,
+        sender=performer,
+        audience=audience.id,
+        channels=list(audience.channels),
+        message=data.message,
+        sent_at=utcnow(),
+    )
+    session.add(communication)
+    append_timeline(
+        session,
+        incident,
+        performer=performer,
+        kind=TimelineKind.communication,
+        action=f"Update to {audience.id} via {', '.join(audience.channels)}",
+        data={"audience": audience.id, "message": data.message},
+    )
+    session.flush()
+    publish(
+        session,
+        DomainEvent(
+            "incident.communication",
+            incident.id,
+            performer,
+            {"communication_id": communication.id, "audience": audience.id},
+        ),
+    )
+    return communication
+
+
+def list_communications(session: Session, *, ref: str | int) -> list[CommunicationRead]:
+    incident = get_incident(session, ref)
+    rows = session.scalars(
+        select(Communication).where(Communication.incident_id == incident.id).order_by(Communication.id)
+    )
+    return [CommunicationRead.model_validate(row) for row in rows]

@@ -1,0 +1,350 @@
+"""The YAML org file: services, the severity matrix, audiences, roles, and suggestion rules.
+
+Everything a team tunes lives here; the code ships the seed's matrix as defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from warroom.durations import Duration
+
+ImpactLevel = Literal["none", "low", "medium", "high"]
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServiceConfig(StrictModel):
+    name: str
+    description: str = ""
+    owner_team: str | None = None
+    tier: int = Field(default=2, ge=1, le=4, description="1 is the most critical.")
+    customer_facing: bool = False
+    dependencies: list[str] = Field(default_factory=list)
+    runbooks: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_an_id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError("must be letters, digits, '-', '_' or '.'")
+        return value
+
+
+class SeverityLevel(StrictModel):
+    id: str
+    name: str
+    definition: str
+    examples: list[str] = Field(default_factory=list)
+    response_target: Duration | None = Field(
+        default=None, description="Time to acknowledge; null with next_business_day for P3-like levels."
+    )
+    response_next_business_day: bool = False
+    escalation: str = ""
+    communication: str = ""
+    page: bool = True
+    status_page: bool = False
+    customer_notification: bool = False
+    update_every: Duration | None = None
+
+    @model_validator(mode="after")
+    def _has_target(self) -> SeverityLevel:
+        if self.response_target is None and not self.response_next_business_day:
+            raise ValueError("set response_target or response_next_business_day")
+        return self
+
+    @property
+    def response_target_text(self) -> str:
+        if self.response_target is None:
+            return "next business day"
+        from warroom.durations import format_duration
+
+        return format_duration(self.response_target)
+
+
+class AudienceConfig(StrictModel):
+    id: str
+    description: str = ""
+    channels: list[str] = Field(min_length=1, description="Where messages to this audience go.")
+
+
+class SuggestionCondition(StrictModel):
+    symptoms_any: list[str] = Field(default_factory=list)
+    min_users_affected: int | None = None
+    revenue_impact_at_least: ImpactLevel | None = None
+    reputation_impact_at_least: ImpactLevel | None = None
+    compliance_impact_at_least: ImpactLevel | None = None
+    customer_facing: bool | None = None
+    max_service_tier: int | None = Field(
+        default=None, description="Any affected service of this tier or better."
+    )
+    safety_concern: bool | None = None
+
+
+class SuggestionRule(StrictModel):
+    severity: str
+    reason: str
+    when: SuggestionCondition
+
+
+class BusinessHours(StrictModel):
+    time_zone: str = "UTC"
+    start: str = Field(default="09:00", pattern=r"^\d{2}:\d{2}$")
+    weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], description="0 is Monday.")
+
+
+def default_severities() -> list[SeverityLevel]:
+    return [
+        SeverityLevel(
+            id="P0",
+            name="Critical",
+            definition="The service is down for everyone, or data is lost or exposed.",
+            examples=["Site unreachable", "Database corruption", "Breach exposing data", "Payments failing"],
+            response_target="5m",
+            escalation="All hands: page everyone in the policy at once.",
+            communication="Public status page and direct customer notifications.",
+            status_page=True,
+            customer_notification=True,
+            update_every="15m",
+        ),
+        SeverityLevel(
+            id="P1",
+            name="High",
+            definition="A major function is badly impaired for many users.",
+            examples=["Login broken", "Core feature unavailable", "Severe slowdown", "API error rate high"],
+            response_target="15m",
+            escalation="On-call engineer, then the engineering manager.",
+            communication="Status page update and internal alerts.",
+            status_page=True,
+            update_every="30m",
+        ),
+        SeverityLevel(
+            id="P2",
+            name="Medium",
+            definition="A minor function is broken or performance is degraded.",
+            examples=[
+                "Non-critical feature broken",
+                "Slow responses",
+                "Small UI glitch",
+                "Third-party hiccup",
+            ],
+            response_target="2h",
+            escalation="The assigned engineer.",
+            communication="Internal tracking with scheduled updates.",
+            update_every="2h",
+        ),
+        SeverityLevel(
+            id="P3",
+            name="Low",
+            definition="Cosmetic problems and small inconveniences.",
+            examples=["Typo", "Layout nit", "Minor feature request"],
+            response_next_business_day=True,
+            escalation="Normal workflow; nobody is paged.",
+            communication="Internal ticket.",
+            page=False,
+        ),
+    ]
+
+
+def default_rules() -> list[SuggestionRule]:
+    def rule(severity: str, reason: str, **when: Any) -> SuggestionRule:
+        return SuggestionRule(severity=severity, reason=reason, when=SuggestionCondition(**when))
+
+    return [
+        rule(
+            "P0",
+            "complete outage, data loss, exposed data or failing payments",
+            symptoms_any=["complete_outage", "data_loss", "data_exposure", "payment_failure"],
+        ),
+        rule("P0", "immediate safety concern", safety_concern=True),
+        rule("P0", "high compliance impact", compliance_impact_at_least="high"),
+        rule(
+            "P1",
+            "login down, a core feature unavailable, severe slowdown or high error rate",
+            symptoms_any=["login_down", "core_feature_down", "severe_degradation", "high_error_rate"],
+        ),
+        rule("P1", "high revenue impact", revenue_impact_at_least="high"),
+        rule("P1", "10,000 or more users affected", min_users_affected=10000),
+        rule(
+            "P2",
+            "a minor feature broken, slow responses or a third-party problem",
+            symptoms_any=[
+                "minor_feature_broken",
+                "slow_responses",
+                "degraded_performance",
+                "third_party_issue",
+            ],
+        ),
+        rule("P2", "medium revenue or reputation impact", revenue_impact_at_least="medium"),
+        rule("P2", "medium reputation impact", reputation_impact_at_least="medium"),
+        rule("P2", "a customer-facing service is affected", customer_facing=True),
+        rule("P3", "cosmetic issue", symptoms_any=["cosmetic", "typo", "layout"]),
+    ]
+
+
+DEFAULT_ROLES = ["commander", "technical", "communications", "scribe", "manager", "product", "support"]
+
+
+def default_audiences() -> list[AudienceConfig]:
+    return [
+        AudienceConfig(id="internal", channels=["console"]),
+        AudienceConfig(id="status-page", channels=["status-page"]),
+        AudienceConfig(id="customers", channels=["email"]),
+        AudienceConfig(id="executives", channels=["email"]),
+    ]
+
+
+class OrgConfig(StrictModel):
+    """The validated org file. Sections other issues add are kept as plain data until they land."""
+
+    model_config = ConfigDict(extra="allow")
+
+    organization: str = "Example Org"
+    services: list[ServiceConfig] = Field(default_factory=list)
+    severities: list[SeverityLevel] = Field(default_factory=default_severities)
+    default_severity: str = "P2"
+    severity_rules: list[SuggestionRule] = Field(default_factory=default_rules)
+    audiences: list[AudienceConfig] = Field(default_factory=default_audiences)
+    roles: list[str] = Field(default_factory=lambda: list(DEFAULT_ROLES))
+    business_hours: BusinessHours = Field(default_factory=BusinessHours)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> OrgConfig:
+        problems: list[str] = []
+        severity_ids = [s.id for s in self.severities]
+        if not severity_ids:
+            problems.append("severities: at least one level is needed")
+        if len(set(severity_ids)) != len(severity_ids):
+            problems.append(f"severities: ids must be unique, got {severity_ids}")
+        if self.severities and self.default_severity not in severity_ids:
+            problems.append(f"default_severity: {self.default_severity!r} is not one of {severity_ids}")
+        for index, rule in enumerate(self.severity_rules):
+            if rule.severity not in severity_ids:
+                problems.append(
+                    f"severity_rules[{index}].severity: {rule.severity!r} is not one of {severity_ids}"
+                )
+        names = [s.name for s in self.services]
+        if len(set(names)) != len(names):
+            problems.append("services: names must be unique")
+        for index, service in enumerate(self.services):
+            for dependency in service.dependencies:
+                if dependency not in names:
+                    problems.append(
+                        f"services[{index}].dependencies: {dependency!r} is not a service in this file"
+                    )
+        audience_ids = [a.id for a in self.audiences]
+        if len(set(audience_ids)) != len(audience_ids):
+            problems.append("audiences: ids must be unique")
+        if "commander" not in self.roles:
+            problems.append("roles: 'commander' must be one of the roles")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def severity(self, severity_id: str) -> SeverityLevel | None:
+        return next((s for s in self.severities if s.id == severity_id), None)
+
+    @property
+    def severity_ids(self) -> list[str]:
+        return [s.id for s in self.severities]
+
+    def severity_rank(self, severity_id: str) -> int:
+        """0 is the most severe level (the first in the file)."""
+        return self.severity_ids.index(severity_id)
+
+    def service(self, name: str) -> ServiceConfig | None:
+        return next((s for s in self.services if s.name == name), None)
+
+    def audience(self, audience_id: str) -> AudienceConfig | None:
+        return next((a for a in self.audiences if a.id == audience_id), None)
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    location: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.location} (line {self.line})" if self.line else self.location
+        return f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, path: str, problems: list[ConfigProblem]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(str(p) for p in problems))
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """Walk the composed YAML node tree along a pydantic error location to find its line."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+            if match is None:
+                break
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text) if root is not None else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(source, [ConfigProblem("(yaml)", line, str(exc).replace("\n", " "))]) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [ConfigProblem("(top level)", 1, "the file must be a mapping")])
+    try:
+        return OrgConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            message = error["msg"]
+            if not loc and message.startswith("Value error, "):
+                # cross-reference problems name their own location in the message
+                for item in message.removeprefix("Value error, ").split("; "):
+                    where, _, what = item.partition(": ")
+                    path = tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", where) if p)
+                    problems.append(ConfigProblem(where, _line_of(root, path), what))
+                continue
+            problems.append(ConfigProblem(_format_loc(loc), _line_of(root, loc), message))
+        raise ConfigError(source, problems) from exc
+
+
+def load_org_config(path: Path | None) -> OrgConfig:
+    if path is None:
+        return OrgConfig()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [ConfigProblem("(file)", None, exc.strerror or str(exc))]) from exc
+    return parse_org_config(text, str(path))

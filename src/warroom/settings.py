@@ -1,0 +1,37 @@
+"""Runtime settings, read from the environment (``WARROOM_*``)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WARROOM_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("var"), description="Where the SQLite file and local state live.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; defaults to a SQLite file in data_dir."
+    )
+    config: Path | None = Field(default=None, description="The YAML org file.")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = Field(default=None, description="Base URL people reach the server at.")
+    max_body_bytes: int = Field(default=1024 * 1024, description="Requests with a larger body get 413.")
+    sqlite_synchronous: str = Field(
+        default="FULL", description="SQLite synchronous pragma; FULL keeps acknowledged writes on power loss."
+    )
+    run_worker: bool = True
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'warroom.db').resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"

@@ -1,0 +1,129 @@
+"""Shared fixtures: every test that takes ``context`` runs on a real SQLite file and, when
+WARROOM_TEST_POSTGRES_URL is set, again on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from warroom import migrate
+from warroom.app import create_app
+from warroom.auth import service as auth_service
+from warroom.auth.models import Role
+from warroom.context import AppContext
+from warroom.db import Database, create_db_engine
+from warroom.models import metadata
+from warroom.orgconfig import OrgConfig, load_org_config
+from warroom.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = ROOT / "examples" / "warroom.yaml"
+POSTGRES_URL = os.environ.get("WARROOM_TEST_POSTGRES_URL")
+
+BACKENDS = ["sqlite", *(["postgres"] if POSTGRES_URL else [])]
+
+
+def require_peer(available: bool, reason: str) -> None:
+    """Skip a peer test whose program is missing, except under CI=true, where that is a failure."""
+    if available:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"peer missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = create_db_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated() -> Iterator[str]:
+    assert POSTGRES_URL
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield POSTGRES_URL
+
+
+def _truncate_postgres(url: str) -> None:
+    engine = create_engine(url)
+    names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    if request.param == "sqlite":
+        path = tmp_path / "warroom.db"
+        shutil.copyfile(sqlite_template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_migrated")
+    _truncate_postgres(url)
+    return url
+
+
+@pytest.fixture
+def org() -> OrgConfig:
+    return load_org_config(EXAMPLE_CONFIG)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(data_dir=tmp_path, database_url=database_url, config=EXAMPLE_CONFIG)
+
+
+@pytest.fixture
+def context(settings: Settings, org: OrgConfig) -> Iterator[AppContext]:
+    db = Database(settings.resolved_database_url, sqlite_synchronous="NORMAL")
+    yield AppContext(settings=settings, db=db, org=org)
+    db.dispose()
+
+
+@pytest.fixture
+def tokens(context: AppContext) -> dict[str, str]:
+    with context.db.write() as session:
+        return {
+            role.value: auth_service.create_token(session, name=f"{role.value}-user", role=role).token
+            for role in Role
+        }
+
+
+@pytest.fixture
+def api(context: AppContext) -> Iterator[TestClient]:
+    with TestClient(create_app(context=context)) as client:
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def admin(tokens: dict[str, str]) -> dict[str, str]:
+    return bearer(tokens["admin"])
+
+
+@pytest.fixture
+def responder(tokens: dict[str, str]) -> dict[str, str]:
+    return bearer(tokens["responder"])
+
+
+@pytest.fixture
+def viewer(tokens: dict[str, str]) -> dict[str, str]:
+    return bearer(tokens["viewer"])
