@@ -127,3 +127,12 @@ def responder(tokens: dict[str, str]) -> dict[str, str]:
 @pytest.fixture
 def viewer(tokens: dict[str, str]) -> dict[str, str]:
     return bearer(tokens["viewer"])
+
+
+@pytest.fixture(autouse=True)
+def _real_clock() -> Iterator[None]:
+    """Tests may freeze or advance ``warroom.clock.clock``; always hand the next test a real one."""
+    from warroom.clock import clock
+
+    yield
+    clock.reset()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from warroom import wiring
 from warroom.db import Database
 from warroom.orgconfig import OrgConfig, load_org_config
 from warroom.settings import Settings
@@ -14,6 +15,9 @@ class AppContext:
     settings: Settings
     db: Database
     org: OrgConfig
+
+    def __post_init__(self) -> None:
+        wiring.load()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:

@@ -1,0 +1,22 @@
+"""Imports every domain's tables and event subscribers, so both are registered before use.
+
+Each domain with subscribers adds its ``subscribers`` module to ``SUBSCRIBER_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+SUBSCRIBER_MODULES: list[str] = []
+
+_loaded = False
+
+
+def load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    importlib.import_module("warroom.models")
+    for module in SUBSCRIBER_MODULES:
+        importlib.import_module(module)
+    _loaded = True
