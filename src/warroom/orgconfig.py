@@ -204,9 +204,7 @@ def default_audiences() -> list[AudienceConfig]:
 
 
 class OrgConfig(StrictModel):
-    """The validated org file. Sections other issues add are kept as plain data until they land."""
-
-    model_config = ConfigDict(extra="allow")
+    """The validated org file. Unknown sections are errors, so a typo never passes silently."""
 
     organization: str = "Example Org"
     services: list[ServiceConfig] = Field(default_factory=list)

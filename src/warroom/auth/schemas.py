@@ -20,7 +20,6 @@ class TokenRead(BaseModel):
     role: Role
     prefix: str
     created_at: datetime
-    last_used_at: datetime | None
     revoked_at: datetime | None
 
 

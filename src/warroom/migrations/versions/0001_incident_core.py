@@ -32,7 +32,6 @@ def upgrade() -> None:
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("prefix", sa.String(length=16), nullable=False),
         sa.Column("created_at", warroom.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("last_used_at", warroom.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", warroom.db.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),

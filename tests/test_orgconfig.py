@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLE_CONFIG
+from tests.e2e.server import run_cli
+from warroom.orgconfig import ConfigError, OrgConfig, load_org_config, parse_org_config
+from warroom.severity.service import response_due_at
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_org_config(text, "org.yaml")
+    return [str(p) for p in caught.value.problems]
+
+
+def test_example_file_is_valid() -> None:
+    org = load_org_config(EXAMPLE_CONFIG)
+    assert org.severity_ids == ["P0", "P1", "P2", "P3"]
+    assert {s.name for s in org.services} >= {"api", "database", "frontend", "payments", "auth", "queue"}
+    assert org.audience("customers") is not None
+
+
+def test_defaults_follow_the_seed_matrix() -> None:
+    org = OrgConfig()
+    targets = [(s.id, s.response_target_text) for s in org.severities]
+    assert targets == [("P0", "5m"), ("P1", "15m"), ("P2", "2h"), ("P3", "next business day")]
+    assert org.severities[0].escalation.startswith("All hands")
+    assert not org.severities[3].page
+
+
+def test_problems_name_location_and_line() -> None:
+    found = problems_of(
+        "services:\n"
+        "  - name: api\n"
+        "    tier: 9\n"
+        "  - name: web\n"
+        "    dependencies: [api, ghost]\n"
+        "severities:\n"
+        "  - id: P0\n"
+        "    name: Critical\n"
+        "    definition: down\n"
+        "    response_target: soon\n"
+    )
+    assert any(p.startswith("services[0].tier (line 3)") for p in found), found
+    assert any(p.startswith("severities[0].response_target (line 10)") for p in found), found
+
+
+def test_cross_reference_problems() -> None:
+    found = problems_of(
+        "services:\n  - name: web\n    dependencies: [ghost]\ndefault_severity: P9\n"
+        "severity_rules:\n  - severity: SEV1\n    reason: r\n    when: {symptoms_any: [x]}\n"
+    )
+    assert any("services[0].dependencies (line 3)" in p and "ghost" in p for p in found), found
+    assert any(p.startswith("default_severity (line 4)") for p in found), found
+    assert any(p.startswith("severity_rules[0].severity (line 6)") for p in found), found
+
+
+def test_unknown_sections_and_bad_yaml_are_errors() -> None:
+    assert any("servics" in p for p in problems_of("servics: []\n"))
+    assert any("line 2" in p for p in problems_of("services:\n  - name: [unclosed\n"))
+    assert problems_of("- just\n- a list\n") == ["(top level) (line 1): the file must be a mapping"]
+
+
+def test_teams_can_retune_the_matrix() -> None:
+    org = parse_org_config(
+        "severities:\n"
+        "  - {id: SEV1, name: Major, definition: big, response_target: 10m}\n"
+        "  - {id: SEV2, name: Minor, definition: small, response_target: 1h30m}\n"
+        "default_severity: SEV2\nseverity_rules: []\n"
+    )
+    assert org.severity_ids == ["SEV1", "SEV2"]
+    opened = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    assert response_due_at(org, "SEV2", opened) == opened + timedelta(minutes=90)
+
+
+def test_next_business_day_target_skips_the_weekend() -> None:
+    org = load_org_config(EXAMPLE_CONFIG)  # business hours start 09:00 Europe/Berlin
+    friday_evening = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
+    due = response_due_at(org, "P3", friday_evening)
+    assert due == datetime(2026, 11, 30, 8, 0, tzinfo=UTC)  # Monday 09:00 CET
+
+
+def test_config_check_command(tmp_path: Path) -> None:
+    good = run_cli("config", "check", str(EXAMPLE_CONFIG))
+    assert "ok" in good.stdout
+    bad_file = tmp_path / "bad.yaml"
+    bad_file.write_text("audiences:\n  - id: internal\n    channels: []\n  - id: execs\n    chanels: [x]\n")
+    bad = run_cli("config", "check", str(bad_file), check=False)
+    assert bad.returncode == 2
+    assert "3 problem(s)" in bad.stderr
+    assert "audiences[0].channels (line 3)" in bad.stderr
+    assert "audiences[1].chanels (line 5)" in bad.stderr
+    bad_file.write_text("roles: [scribe]\n")
+    roles = run_cli("config", "check", str(bad_file), check=False)
+    assert roles.returncode == 2 and "roles (line 1): 'commander' must be one of the roles" in roles.stderr
+    missing = run_cli("config", "check", str(tmp_path / "nope.yaml"), check=False)
+    assert missing.returncode == 2 and "No such file" in missing.stderr
