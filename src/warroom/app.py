@@ -43,8 +43,9 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
-class BodyLimitMiddleware:
-    """Answer 413 for bodies over the limit, whether or not the client sent Content-Length."""
+class RequestGuardMiddleware:
+    """Checks every request before routing: 413 for bodies over the limit (with or without
+    Content-Length), 422 for NUL characters, which no field accepts and PostgreSQL cannot store."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -53,6 +54,9 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+            await self._reject_nul(send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
@@ -75,15 +79,26 @@ class BodyLimitMiddleware:
             chunks.append(body)
             if not message.get("more_body", False):
                 break
-        replayed: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        body = b"".join(chunks)
+        if b"\\u0000" in body:
+            await self._reject_nul(send)
+            return
+        replayed: Message = {"type": "http.request", "body": body, "more_body": False}
         await self.app(scope, _replay([replayed], receive), send)
 
     async def _reject(self, send: Send) -> None:
-        response = JSONResponse(
-            error_body("payload_too_large", f"the request body is over the limit of {self.max_bytes} bytes"),
-            status_code=413,
+        message = f"the request body is over the limit of {self.max_bytes} bytes"
+        await self._send(send, JSONResponse(error_body("payload_too_large", message), status_code=413))
+
+    async def _reject_nul(self, send: Send) -> None:
+        message = "text must not contain NUL (\\u0000) characters"
+        await self._send(send, JSONResponse(error_body("invalid", message), status_code=422))
+
+    @staticmethod
+    async def _send(send: Send, response: JSONResponse) -> None:
+        await send(
+            {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
         )
-        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
         await send({"type": "http.response.body", "body": response.body})
 
 
@@ -175,5 +190,5 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGuardMiddleware, max_bytes=settings.max_body_bytes)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 
 from warroom.auth import service as auth_service
 from warroom.auth.models import Role
@@ -42,3 +42,8 @@ def require_role(role: Role) -> Callable[[Request], Principal]:
 Viewer = Annotated[Principal, Depends(require_role(Role.viewer))]
 Responder = Annotated[Principal, Depends(require_role(Role.responder))]
 Admin = Annotated[Principal, Depends(require_role(Role.admin))]
+
+# Row ids are 32-bit on PostgreSQL; larger numbers can never name a row, so refuse them up front.
+MAX_ROW_ID = 2_147_483_647
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+Offset = Annotated[int, Query(ge=0, le=MAX_ROW_ID)]

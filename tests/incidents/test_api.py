@@ -314,3 +314,11 @@ def test_openapi_and_healthz(api: TestClient) -> None:
     spec = api.get("/openapi.json").json()
     assert "/api/v1/incidents" in spec["paths"]
     assert api.get("/metrics").status_code == 200
+
+
+def test_nul_characters_are_refused(api: TestClient, responder: dict[str, str], context: AppContext) -> None:
+    response = api.post("/api/v1/incidents", json={"title": "bad\x00title"}, headers=responder)
+    assert response.status_code == 422
+    assert "NUL" in response.json()["error"]["message"]
+    assert api.get("/api/v1/incidents", params={"service": "a\x00b"}, headers=responder).status_code == 422
+    assert count_rows(context, Incident) == 0

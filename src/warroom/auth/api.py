@@ -4,7 +4,7 @@ from fastapi import APIRouter, status
 
 from warroom.auth import service
 from warroom.auth.schemas import Principal, TokenCreate, TokenCreated, TokenRead
-from warroom.deps import Admin, Context, Viewer
+from warroom.deps import Admin, Context, RowId, Viewer
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -27,6 +27,6 @@ def create_token(body: TokenCreate, context: Context, _: Admin) -> TokenCreated:
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenRead)
-def revoke_token(token_id: int, context: Context, _: Admin) -> TokenRead:
+def revoke_token(token_id: RowId, context: Context, _: Admin) -> TokenRead:
     with context.db.write() as session:
         return service.revoke_token(session, token_id=token_id)

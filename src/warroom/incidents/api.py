@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 
-from warroom.deps import Context, Responder, Viewer
+from warroom.deps import Context, Offset, Responder, RowId, Viewer
 from warroom.incidents import service
 from warroom.incidents.models import IncidentStatus
 from warroom.incidents.schemas import (
@@ -33,7 +33,7 @@ def list_incidents(
     service_name: Annotated[str | None, Query(alias="service")] = None,
     state: Literal["open", "closed", "all"] = "all",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> IncidentPage:
     query = IncidentFilter(
         status=status_ or [],
@@ -105,7 +105,7 @@ def add_responder(ref: str, body: ResponderCreate, context: Context, principal: 
 
 
 @router.delete("/{ref}/responders/{responder_id}", response_model=ResponderRead)
-def remove_responder(ref: str, responder_id: int, context: Context, principal: Responder) -> ResponderRead:
+def remove_responder(ref: str, responder_id: RowId, context: Context, principal: Responder) -> ResponderRead:
     with context.db.write() as session:
         responder = service.remove_responder(
             session, ref=ref, responder_id=responder_id, performer=principal.name

@@ -170,4 +170,4 @@ class IncidentFilter(Strict):
     service: str | None = None
     state: Literal["open", "closed", "all"] = "all"
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=2_147_483_647)

@@ -43,7 +43,7 @@ from warroom.incidents.schemas import (
 from warroom.orgconfig import OrgConfig
 from warroom.severity import service as severity_service
 
-_REF = re.compile(r"^(?:INC-)?(\d{1,12})$", re.IGNORECASE)
+_REF = re.compile(r"^(?:INC-)?(\d{1,9})$", re.IGNORECASE)
 GENESIS_HASH = "0" * 64
 
 
