@@ -203,7 +203,7 @@ def test_severity_change_and_ack(api: TestClient, responder: dict[str, str]) -> 
     timeline = api.get(f"/api/v1/incidents/{incident['id']}/timeline", headers=responder).json()
     assert [e["kind"] for e in timeline].count("acknowledged") == 1
     change = next(e for e in timeline if e["kind"] == "severity_change")
-    assert change["data"] == {"from": "P2", "to": "P0"}
+    assert change["data"] == {"from": "P2", "to": "P0", "direction": "raised"}
     assert "raised" in change["action"]
 
 

@@ -206,6 +206,28 @@ def append_timeline(
     return entry
 
 
+def record(
+    session: Session,
+    incident: Incident,
+    *,
+    performer: str,
+    kind: TimelineKind,
+    action: str,
+    data: dict[str, Any] | None = None,
+    event: str | None = None,
+    occurred_at: datetime | None = None,
+) -> TimelineEntry:
+    """Put a change on the timeline and, when it is one others react to, announce it as ``event``
+    (with the same data) inside the same transaction."""
+    entry = append_timeline(
+        session, incident, performer=performer, kind=kind, action=action, data=data, occurred_at=occurred_at
+    )
+    if event is not None:
+        session.flush()
+        publish(session, DomainEvent(event, incident.id, performer, dict(data or {})))
+    return entry
+
+
 def get_timeline(session: Session, ref: str | int) -> list[TimelineEntryRead]:
     incident = get_incident(session, ref)
     rows = session.scalars(
@@ -380,18 +402,14 @@ def set_commander(
     previous = incident.commander
     incident.commander = name
     action = f"Command handed from {previous} to {name}" if previous else f"{name} is incident commander"
-    append_timeline(
+    record(
         session,
         incident,
         performer=performer,
         kind=TimelineKind.commander_change,
         action=action,
         data={"from": previous, "to": name},
-    )
-    session.flush()
-    publish(
-        session,
-        DomainEvent("incident.commander_changed", incident.id, performer, {"from": previous, "to": name}),
+        event="incident.commander_changed",
     )
     return responder
 
@@ -426,23 +444,19 @@ def _apply_status(
     kind = TimelineKind.reopened if reopened else TimelineKind.status_change
     verb = "Reopened" if reopened else "Status"
     action = f"{verb}: {current.value} → {target.value}" + (f" — {note}" if note else "")
-    append_timeline(
+    move = {"from": current.value, "to": target.value}
+    event = "incident.reopened" if reopened else f"incident.{target.value}"
+    record(
         session,
         incident,
         performer=performer,
         kind=kind,
         action=action,
         occurred_at=now,
-        data={"from": current.value, "to": target.value},
+        data=move,
+        event=event,
     )
-    name = "incident.reopened" if reopened else f"incident.{target.value}"
-    publish(session, DomainEvent(name, incident.id, performer, {"from": current.value, "to": target.value}))
-    publish(
-        session,
-        DomainEvent(
-            "incident.status_changed", incident.id, performer, {"from": current.value, "to": target.value}
-        ),
-    )
+    publish(session, DomainEvent("incident.status_changed", incident.id, performer, move))
 
 
 def update_incident(
@@ -522,23 +536,15 @@ def update_incident(
         direction = (
             "raised" if org.severity_rank(data.severity) < org.severity_rank(before_severity) else "lowered"
         )
-        append_timeline(
+        action = f"Severity {direction}: {before_severity} → {data.severity}" + (f" — {note}" if note else "")
+        record(
             session,
             incident,
             performer=performer,
             kind=TimelineKind.severity_change,
-            action=f"Severity {direction}: {before_severity} → {data.severity}"
-            + (f" — {note}" if note else ""),
-            data={"from": before_severity, "to": data.severity},
-        )
-        publish(
-            session,
-            DomainEvent(
-                "incident.severity_changed",
-                incident.id,
-                performer,
-                {"from": before_severity, "to": data.severity, "direction": direction},
-            ),
+            action=action,
+            data={"from": before_severity, "to": data.severity, "direction": direction},
+            event="incident.severity_changed",
         )
     if data.commander is not None:
         set_commander(session, incident, name=data.commander, performer=performer, org=org)
@@ -554,16 +560,15 @@ def acknowledge(session: Session, *, ref: str | int, performer: str) -> Incident
     if incident.acknowledged_at is None:
         incident.acknowledged_at = utcnow()
         incident.acknowledged_by = performer
-        append_timeline(
+        record(
             session,
             incident,
             performer=performer,
             kind=TimelineKind.acknowledged,
             action=f"Acknowledged by {performer}",
             occurred_at=incident.acknowledged_at,
+            event="incident.acknowledged",
         )
-        session.flush()
-        publish(session, DomainEvent("incident.acknowledged", incident.id, performer))
     return incident
 
 
@@ -601,20 +606,14 @@ def add_responder(
         return active
     responder = Responder(name=data.name, role=data.role, contact=data.contact, joined_at=utcnow())
     incident.responders.append(responder)
-    append_timeline(
+    record(
         session,
         incident,
         performer=performer,
         kind=TimelineKind.responder_joined,
         action=f"{data.name} joined as {data.role}",
         data={"name": data.name, "role": data.role},
-    )
-    session.flush()
-    publish(
-        session,
-        DomainEvent(
-            "incident.responder_joined", incident.id, performer, {"name": data.name, "role": data.role}
-        ),
+        event="incident.responder_joined",
     )
     return responder
 
@@ -664,23 +663,15 @@ def send_communication(
         sent_at=utcnow(),
     )
     session.add(communication)
-    append_timeline(
+    session.flush()  # the id goes into the event, so delivery can find the message
+    record(
         session,
         incident,
         performer=performer,
         kind=TimelineKind.communication,
         action=f"Update to {audience.id} via {', '.join(audience.channels)}",
-        data={"audience": audience.id, "message": data.message},
-    )
-    session.flush()
-    publish(
-        session,
-        DomainEvent(
-            "incident.communication",
-            incident.id,
-            performer,
-            {"communication_id": communication.id, "audience": audience.id},
-        ),
+        data={"communication_id": communication.id, "audience": audience.id, "message": data.message},
+        event="incident.communication",
     )
     return communication
 
