@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,6 +20,7 @@ from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
 from warroom.errors import WarroomError
 from warroom.incidents.api import router as incidents_router
+from warroom.metrics.collectors import IncidentCollector
 from warroom.settings import Settings
 from warroom.severity.api import router as severity_router
 
@@ -186,9 +187,14 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             session.execute(text("SELECT 1"))
         return {"status": "ok", "version": __version__}
 
+    # Process metrics come from the global registry; domain gauges are per app (one per database).
+    domain_metrics = CollectorRegistry(auto_describe=False)
+    domain_metrics.register(IncidentCollector(context))
+
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(REGISTRY) + generate_latest(domain_metrics)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(RequestGuardMiddleware, max_bytes=settings.max_body_bytes)
     return app

@@ -316,6 +316,15 @@ def test_openapi_and_healthz(api: TestClient) -> None:
     assert api.get("/metrics").status_code == 200
 
 
+def test_metrics_count_incidents(api: TestClient, responder: dict[str, str]) -> None:
+    create(api, responder, severity="P0")
+    acked = create(api, responder, severity="P0")
+    api.post(f"/api/v1/incidents/{acked['id']}/ack", headers=responder)
+    text = api.get("/metrics").text
+    assert 'warroom_incidents{severity="P0",status="investigating"} 2.0' in text
+    assert 'warroom_incidents_unacknowledged{severity="P0"} 1.0' in text
+
+
 def test_nul_characters_are_refused(api: TestClient, responder: dict[str, str], context: AppContext) -> None:
     response = api.post("/api/v1/incidents", json={"title": "bad\x00title"}, headers=responder)
     assert response.status_code == 422

@@ -1,0 +1,43 @@
+"""Prometheus collectors that read the database at scrape time, so every process reports the truth
+rather than its own counters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from warroom.context import AppContext
+from warroom.incidents.models import OPEN_STATUSES, Incident
+
+
+class IncidentCollector(Collector):
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        by_status = GaugeMetricFamily(
+            "warroom_incidents", "Incidents by status and severity.", labels=["status", "severity"]
+        )
+        unacknowledged = GaugeMetricFamily(
+            "warroom_incidents_unacknowledged", "Open incidents nobody has acknowledged.", labels=["severity"]
+        )
+        with self.context.db.read() as session:
+            rows = session.execute(
+                select(Incident.status, Incident.severity, func.count()).group_by(
+                    Incident.status, Incident.severity
+                )
+            ).all()
+            waiting = session.execute(
+                select(Incident.severity, func.count())
+                .where(Incident.status.in_(OPEN_STATUSES), Incident.acknowledged_at.is_(None))
+                .group_by(Incident.severity)
+            ).all()
+        for status, severity, count in rows:
+            by_status.add_metric([str(status), severity], count)
+        for severity, count in waiting:
+            unacknowledged.add_metric([severity], count)
+        yield by_status
+        yield unacknowledged
