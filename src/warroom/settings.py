@@ -25,12 +25,43 @@ class Settings(BaseSettings):
         default="FULL", description="SQLite synchronous pragma; FULL keeps acknowledged writes on power loss."
     )
     run_worker: bool = True
+    secret_key: str | None = Field(
+        default=None,
+        description="Signs links (e.g. acknowledge-from-the-page); generated into data_dir/secret_key if unset.",
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'warroom.db').resolve()}"
+
+    def resolved_secret_key(self) -> bytes:
+        """WARROOM_SECRET_KEY, else a random key kept in data_dir (created once, readable only by us)."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret_key"
+        try:
+            return path.read_bytes().strip()
+        except FileNotFoundError:
+            pass
+        import os
+        import secrets
+        import tempfile
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write a complete file aside, then link it into place: atomic, and the first process wins.
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(temporary)
+        return path.read_bytes().strip()
 
     @property
     def base_url(self) -> str:
