@@ -399,3 +399,12 @@ def test_cli_jobs_list_and_worker_once(context: AppContext, database_url: str) -
     assert "test.record" in done.output
     bad = runner.invoke(cli, ["jobs", "list", "--status", "finished", "--database-url", database_url])
     assert bad.exit_code != 0
+
+
+def test_sessions_know_their_context(context: AppContext) -> None:
+    from warroom.context import context_of
+
+    with context.db.write() as session:
+        assert context_of(session) is context
+    with context.db.read() as session:
+        assert context_of(session).org is context.org
