@@ -145,7 +145,16 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker_thread = None
+        if settings.run_worker:
+            from warroom.jobs.worker import Worker, WorkerThread
+
+            worker_thread = WorkerThread(Worker(context))
+            worker_thread.start()
+        app.state.worker = worker_thread
         yield
+        if worker_thread is not None:
+            worker_thread.stop()
         context.db.dispose()
 
     migrate.upgrade(context.db.engine)

@@ -25,6 +25,13 @@ class Settings(BaseSettings):
         default="FULL", description="SQLite synchronous pragma; FULL keeps acknowledged writes on power loss."
     )
     run_worker: bool = True
+    worker_poll_interval: float = Field(default=0.5, gt=0, description="Seconds between polls when idle.")
+    worker_batch: int = Field(default=50, ge=1, description="Jobs claimed per transaction.")
+    worker_lease_seconds: float = Field(
+        default=60.0, gt=0, description="A claimed job whose worker died is retried after this long."
+    )
+    job_retry_base_seconds: float = Field(default=5.0, gt=0, description="First retry delay; doubles.")
+    job_retry_cap_seconds: float = Field(default=600.0, gt=0, description="Longest retry delay.")
     secret_key: str | None = Field(
         default=None,
         description="Signs links (e.g. acknowledge-from-the-page); generated into data_dir/secret_key if unset.",

@@ -11,6 +11,7 @@ from warroom import __version__, migrate
 from warroom.auth import service as auth_service
 from warroom.auth.models import Role
 from warroom.cli.incidents import incident_app, log, responder_app
+from warroom.cli.jobs import jobs_app, worker
 from warroom.cli.output import api_errors, console, emit, error_console, fail, table
 from warroom.client import Client
 from warroom.context import AppContext
@@ -38,6 +39,8 @@ app.add_typer(responder_app, name="responder")
 app.add_typer(severity_app, name="severity")
 app.add_typer(demo_app, name="demo")
 app.command("log")(log)
+app.add_typer(jobs_app, name="jobs")
+app.command("worker")(worker)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML org file (WARROOM_CONFIG).")]
 DatabaseOption = Annotated[
