@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     job_retry_cap_seconds: float = Field(default=600.0, gt=0, description="Longest retry delay.")
     secret_key: str | None = Field(
         default=None,
-        description="Signs links (e.g. acknowledge-from-the-page); generated into data_dir/secret_key if unset.",
+        description="Signs links (acknowledge from a page); generated into data_dir/secret_key if unset.",
     )
 
     @cached_property
@@ -52,6 +52,7 @@ class Settings(BaseSettings):
             return path.read_bytes().strip()
         except FileNotFoundError:
             pass
+        import contextlib
         import os
         import secrets
         import tempfile
@@ -62,10 +63,8 @@ class Settings(BaseSettings):
         try:
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(secrets.token_urlsafe(48))
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.link(temporary, path)
-            except FileExistsError:
-                pass
         finally:
             os.unlink(temporary)
         return path.read_bytes().strip()

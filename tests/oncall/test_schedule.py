@@ -81,8 +81,11 @@ def test_daily_handoff_stays_at_local_time_across_dst(
 
 def test_twelve_hour_shifts_across_dst_follow_wall_clock() -> None:
     layer = LayerConfig(
-        shift_length="12h", handoff_time="08:00", time_zone="Europe/Berlin",
-        start=date(2026, 3, 27), participants=["day", "night"],
+        shift_length="12h",
+        handoff_time="08:00",
+        time_zone="Europe/Berlin",
+        start=date(2026, 3, 27),
+        participants=["day", "night"],
     )
     schedule = ScheduleConfig(name="s", layers=[layer])
     shifts = next_shifts(schedule, datetime(2026, 3, 28, 12, tzinfo=BERLIN), 4, [])
@@ -125,7 +128,10 @@ def test_later_layers_override_earlier_where_they_have_someone() -> None:
 
 def test_overnight_restriction() -> None:
     layer = LayerConfig(
-        shift_length="1d", time_zone="UTC", start=date(2026, 1, 1), participants=["owl"],
+        shift_length="1d",
+        time_zone="UTC",
+        start=date(2026, 1, 1),
+        participants=["owl"],
         restrictions=[Restriction(days=[4], start="22:00", end="06:00")],  # Friday night
     )
     schedule = ScheduleConfig(name="s", layers=[layer])
@@ -145,12 +151,16 @@ def test_overrides_win_and_newest_runtime_override_wins() -> None:
         )
     )
     runtime = [
-        OverrideSpan("yan", datetime(2026, 1, 10, 15, tzinfo=UTC), datetime(2026, 1, 10, 20, tzinfo=UTC), "override:1"),
+        OverrideSpan(
+            "yan", datetime(2026, 1, 10, 15, tzinfo=UTC), datetime(2026, 1, 10, 20, tzinfo=UTC), "override:1"
+        ),
     ]
     overrides = [*config_overrides(schedule), *runtime]
     assert person_at(schedule, datetime(2026, 1, 10, 13, tzinfo=UTC), overrides) == "zed"
     assert person_at(schedule, datetime(2026, 1, 10, 16, tzinfo=UTC), overrides) == "yan"
-    assert person_at(schedule, datetime(2026, 1, 10, 21, tzinfo=UTC), overrides) == "bob"  # 10 January is shift 9
+    assert (
+        person_at(schedule, datetime(2026, 1, 10, 21, tzinfo=UTC), overrides) == "bob"
+    )  # 10 January is shift 9
     shift = on_call_at(schedule, datetime(2026, 1, 10, 16, tzinfo=UTC), overrides)
     assert (shift.person, shift.source, shift.override_id) == ("yan", "override", 1)
     assert shift.start == datetime(2026, 1, 10, 15, tzinfo=UTC)
@@ -163,7 +173,10 @@ def test_overrides_win_and_newest_runtime_override_wins() -> None:
 
 def test_gap_when_no_layer_has_anyone() -> None:
     layer = LayerConfig(
-        shift_length="1d", time_zone="UTC", start=date(2026, 1, 1), participants=["ann"],
+        shift_length="1d",
+        time_zone="UTC",
+        start=date(2026, 1, 1),
+        participants=["ann"],
         restrictions=[Restriction(days=[0, 1, 2, 3, 4, 5, 6], start="09:00", end="17:00")],
     )
     schedule = ScheduleConfig(name="s", layers=[layer])

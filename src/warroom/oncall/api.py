@@ -42,7 +42,9 @@ def shifts(
     context: Context,
     _: Viewer,
     count: Annotated[int, Query(ge=1, le=service.MAX_SHIFTS)] = 10,
-    after: Annotated[datetime | None, Query(description="Start from the shift covering this instant.")] = None,
+    after: Annotated[
+        datetime | None, Query(description="Start from the shift covering this instant.")
+    ] = None,
 ) -> list[ShiftRead]:
     with context.db.read() as session:
         return service.upcoming_shifts(session, org=context.org, schedule=schedule, count=count, after=after)

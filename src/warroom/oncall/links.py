@@ -44,9 +44,7 @@ def _signature(key: bytes, incident_id: int, person: str, expiry: int) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
-def make_ack_token(
-    key: bytes, *, incident_id: int, person: str, expires_at: datetime | None = None
-) -> str:
+def make_ack_token(key: bytes, *, incident_id: int, person: str, expires_at: datetime | None = None) -> str:
     expiry = int((expires_at or utcnow() + ACK_LINK_TTL).timestamp())
     signature = _signature(key, incident_id, person, expiry)
     return f"{incident_id}.{_b64(person.encode())}.{expiry}.{_b64(signature)}"

@@ -172,7 +172,9 @@ def _aware(at: datetime | None, field: str = "at") -> datetime:
 def overrides_for(session: Session, schedule: ScheduleConfig) -> list[schedule_math.OverrideSpan]:
     """Config overrides first, then runtime ones by id, so the newest runtime override wins."""
     rows = session.scalars(
-        select(ScheduleOverride).where(ScheduleOverride.schedule == schedule.name).order_by(ScheduleOverride.id)
+        select(ScheduleOverride)
+        .where(ScheduleOverride.schedule == schedule.name)
+        .order_by(ScheduleOverride.id)
     )
     return [
         *schedule_math.config_overrides(schedule),
