@@ -12,6 +12,7 @@ from warroom.auth import service as auth_service
 from warroom.auth.models import Role
 from warroom.cli.incidents import incident_app, log, responder_app
 from warroom.cli.jobs import jobs_app, worker
+from warroom.cli.oncall import oncall_app
 from warroom.cli.output import api_errors, console, emit, error_console, fail, table
 from warroom.client import Client
 from warroom.context import AppContext
@@ -37,6 +38,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(incident_app, name="incident")
 app.add_typer(responder_app, name="responder")
 app.add_typer(severity_app, name="severity")
+app.add_typer(oncall_app, name="oncall")
 app.add_typer(demo_app, name="demo")
 app.command("log")(log)
 app.add_typer(jobs_app, name="jobs")
