@@ -4,7 +4,8 @@ from warroom.auth import models as auth_models
 from warroom.db import Base
 from warroom.incidents import models as incident_models
 from warroom.jobs import models as job_models
+from warroom.notify import models as notify_models
 
 metadata = Base.metadata
 
-__all__ = ["auth_models", "incident_models", "job_models", "metadata"]
+__all__ = ["auth_models", "incident_models", "job_models", "metadata", "notify_models"]

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from warroom.durations import Duration
+from warroom.notify.config import NotificationChannel, check_notification_channels, default_channels
 
 ImpactLevel = Literal["none", "low", "medium", "high"]
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -216,6 +217,7 @@ class OrgConfig(StrictModel):
     audiences: list[AudienceConfig] = Field(default_factory=default_audiences)
     roles: list[str] = Field(default_factory=lambda: list(DEFAULT_ROLES))
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
+    notification_channels: list[NotificationChannel] = Field(default_factory=default_channels)
 
     @model_validator(mode="after")
     def _check_references(self) -> OrgConfig:
@@ -246,6 +248,7 @@ class OrgConfig(StrictModel):
             problems.append("audiences: ids must be unique")
         if "commander" not in self.roles:
             problems.append("roles: 'commander' must be one of the roles")
+        problems.extend(check_notification_channels(self))
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib
 
-SUBSCRIBER_MODULES: list[str] = []
-JOB_HANDLER_MODULES: list[str] = []
+SUBSCRIBER_MODULES: list[str] = ["warroom.notify.subscribers"]
+JOB_HANDLER_MODULES: list[str] = ["warroom.notify.handlers"]
 
 _loaded = False
 
