@@ -14,6 +14,7 @@ from warroom.incidents.schemas import (
     ResponderRead,
     TimelineEntryRead,
 )
+from warroom.notify.schemas import DeliveryPage, DeliveryRead
 from warroom.oncall.schemas import (
     EscalationPolicyRead,
     IncidentPaging,
@@ -198,3 +199,33 @@ class Client:
 
     def incident_pages(self, ref: str) -> IncidentPaging:
         return IncidentPaging.model_validate(self.request("GET", f"/api/v1/incidents/{ref}/pages"))
+
+    # --- notifications ---
+
+    def list_notifications(
+        self,
+        *,
+        status: str | None = None,
+        incident: str | None = None,
+        channel: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> DeliveryPage:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status:
+            params["status"] = status
+        if incident:
+            params["incident"] = incident
+        if channel:
+            params["channel"] = channel
+        return DeliveryPage.model_validate(self.request("GET", "/api/v1/notifications", params=params))
+
+    def get_notification(self, delivery_id: int) -> DeliveryRead:
+        return DeliveryRead.model_validate(self.request("GET", f"/api/v1/notifications/{delivery_id}"))
+
+    def send_test_notification(self, channel: str, to: str = "", note: str = "") -> DeliveryRead:
+        body = {"channel": channel, "to": to, "note": note}
+        return DeliveryRead.model_validate(self.request("POST", "/api/v1/notifications/test", json=body))
+
+    def retry_notification(self, delivery_id: int) -> DeliveryRead:
+        return DeliveryRead.model_validate(self.request("POST", f"/api/v1/notifications/{delivery_id}/retry"))

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from warroom.durations import Duration
+from warroom.notify.config import NotificationChannel, check_notification_channels, default_channels
 from warroom.oncall.config import (
     EscalationPolicyConfig,
     PagingMode,
@@ -237,6 +238,7 @@ class OrgConfig(StrictModel):
     paging_modes: dict[str, PagingMode] = Field(
         default_factory=default_paging_modes, description="How each severity pages its policy."
     )
+    notification_channels: list[NotificationChannel] = Field(default_factory=default_channels)
 
     @model_validator(mode="after")
     def _check_references(self) -> OrgConfig:
@@ -268,6 +270,7 @@ class OrgConfig(StrictModel):
         if "commander" not in self.roles:
             problems.append("roles: 'commander' must be one of the roles")
         problems.extend(check_oncall_references(self))
+        problems.extend(check_notification_channels(self))
         if problems:
             raise ValueError("; ".join(problems))
         return self

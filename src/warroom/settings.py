@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,15 @@ class Settings(BaseSettings):
         default=None,
         description="Signs links (acknowledge from a page); generated into data_dir/secret_key if unset.",
     )
+    # Notification delivery: defaults for email channels that leave these out, and the webhook key.
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "none"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "warroom@localhost"
+    webhook_secret: str | None = Field(default=None, description="Signs webhooks whose channel sets none.")
+    notify_max_attempts: int = Field(default=8, ge=1, description="Tries before a delivery is a dead letter.")
 
     @cached_property
     def resolved_database_url(self) -> str:

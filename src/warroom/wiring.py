@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib
 
-SUBSCRIBER_MODULES: list[str] = ["warroom.oncall.subscribers"]
-JOB_HANDLER_MODULES: list[str] = ["warroom.oncall.paging"]
+SUBSCRIBER_MODULES: list[str] = ["warroom.notify.subscribers", "warroom.oncall.subscribers"]
+JOB_HANDLER_MODULES: list[str] = ["warroom.notify.handlers", "warroom.oncall.paging"]
 
 _loaded = False
 

@@ -22,6 +22,7 @@ from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.worker import Worker
 from warroom.oncall.links import make_ack_token
 from warroom.oncall.models import Escalation, EscalationState, Page, PageStatus
+from warroom.oncall.paging import CHECK_KIND, NOTIFY_KIND, START_KIND
 from warroom.orgconfig import OrgConfig
 from warroom.settings import Settings
 
@@ -120,7 +121,11 @@ def test_p1_escalates_step_by_step_until_acknowledged(context: AppContext) -> No
     assert escalation(context, incident_id).state == EscalationState.acknowledged
     with context.db.read() as session:
         pending = session.scalars(
-            select(Job).where(Job.incident_id == incident_id, Job.status == JobStatus.pending)
+            select(Job).where(
+                Job.incident_id == incident_id,
+                Job.status == JobStatus.pending,
+                Job.kind.in_([CHECK_KIND, NOTIFY_KIND, START_KIND]),
+            )
         ).all()
     assert pending == []
     entries = timeline(context, incident_id)

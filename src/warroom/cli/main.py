@@ -12,6 +12,7 @@ from warroom.auth import service as auth_service
 from warroom.auth.models import Role
 from warroom.cli.incidents import incident_app, log, responder_app
 from warroom.cli.jobs import jobs_app, worker
+from warroom.cli.notify import notify_app
 from warroom.cli.oncall import oncall_app
 from warroom.cli.output import api_errors, console, emit, error_console, fail, table
 from warroom.client import Client
@@ -43,6 +44,7 @@ app.add_typer(demo_app, name="demo")
 app.command("log")(log)
 app.add_typer(jobs_app, name="jobs")
 app.command("worker")(worker)
+app.add_typer(notify_app, name="notify")
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML org file (WARROOM_CONFIG).")]
 DatabaseOption = Annotated[
@@ -227,6 +229,7 @@ def demo_seed(config: ConfigOption = None, database_url: DatabaseOption = None) 
     settings = _settings(config, database_url)
     org = _org(settings)
     database = _database(settings)
+    AppContext(settings=settings, db=database, org=org)  # subscribers find the org file through it
     with database.write() as session:
         created = seed_demo(session, org)
     database.dispose()

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from warroom.durations import Duration
+from warroom.notify.config import CHANNEL_TYPES, find_channel
 
 if TYPE_CHECKING:
     from warroom.orgconfig import OrgConfig
@@ -20,8 +21,9 @@ if TYPE_CHECKING:
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
-# The channels notification delivery speaks (warroom.notify).
-CHANNELS = ("email", "slack", "webhook", "console")
+# Bare channel types of notification delivery (warroom.notify); the org file's
+# notification_channels add named ones (e.g. ops-webhook), which contacts may use too.
+CHANNELS = CHANNEL_TYPES
 PagingMode = Literal["all_hands", "escalate", "first_step", "none"]
 PAGING_MODES = ("all_hands", "escalate", "first_step", "none")
 
@@ -57,33 +59,21 @@ def parse_clock(value: str) -> time:
 
 class ContactMethod(_Strict):
     name: str = Field(description="How rules refer to it, e.g. work-email.")
-    channel: str = Field(description=f"One of {', '.join(CHANNELS)}.")
+    channel: str = Field(description=f"{', '.join(CHANNELS)} or a notification_channels name.")
     to: str = Field(min_length=1, description="Address, webhook URL or chat handle.")
 
     _name = field_validator("name")(_check_id)
-
-    @field_validator("channel")
-    @classmethod
-    def _known_channel(cls, value: str) -> str:
-        if value not in CHANNELS:
-            raise ValueError(f"unknown channel {value!r}; allowed: {', '.join(CHANNELS)}")
-        return value
 
 
 class NotificationRule(_Strict):
     """One personal rule: reach me on this contact method (or channel) this long after I am paged."""
 
     contact: str | None = Field(default=None, description="Name of one of the person's contact methods.")
-    channel: str | None = Field(default=None, description=f"Or a channel: {', '.join(CHANNELS)}.")
+    channel: str | None = Field(
+        default=None, description="Or a channel (type or notification_channels name)."
+    )
     to: str | None = Field(default=None, description="Destination for `channel`; defaults from the person.")
     delay: Duration = Field(default=timedelta(0), description="Wait this long (unless acknowledged).")
-
-    @field_validator("channel")
-    @classmethod
-    def _known_channel(cls, value: str | None) -> str | None:
-        if value is not None and value not in CHANNELS:
-            raise ValueError(f"unknown channel {value!r}; allowed: {', '.join(CHANNELS)}")
-        return value
 
     @model_validator(mode="after")
     def _one_way(self) -> NotificationRule:
@@ -244,6 +234,15 @@ class EscalationPolicyConfig(_Strict):
     _name = field_validator("name")(_check_id)
 
 
+def default_recipient(org: OrgConfig, person: PersonConfig, channel: str) -> str | None:
+    """Where a rule naming only a channel reaches the person: by the channel's type."""
+    config = find_channel(org, channel)
+    if config is None:
+        return None
+    personal = {"email": person.email, "slack": person.chat_handle, "console": person.name}.get(config.type)
+    return personal or config.to
+
+
 def default_paging_modes() -> dict[str, PagingMode]:
     """The seed's matrix: P0 all hands, P1 on-call then manager, P2 the assigned engineer, P3 nobody."""
     return {"P0": "all_hands", "P1": "escalate", "P2": "first_step", "P3": "none"}
@@ -274,16 +273,29 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
             f" (known: {', '.join(known)})" if known else f" (no {kind} is defined)"
         )
 
+    channels = sorted({c.name for c in org.notification_channels} | set(CHANNEL_TYPES))
     for index, person in enumerate(org.people):
         method_names = [c.name for c in person.contact_methods]
+        for method_index, method in enumerate(person.contact_methods):
+            if method.channel not in channels:
+                problems.append(
+                    f"people[{index}].contact_methods[{method_index}].channel: "
+                    f"unknown channel {method.channel!r} (allowed: {', '.join(channels)})"
+                )
         for rule_index, rule in enumerate(person.notification_rules):
             where = f"people[{index}].notification_rules[{rule_index}]"
             if rule.contact is not None and rule.contact not in method_names:
                 problems.append(f"{where}.contact: {unknown('contact method', rule.contact, method_names)}")
-            if rule.channel is not None and rule.to is None:
-                fallback = {"email": person.email, "slack": person.chat_handle, "console": person.name}
-                if not fallback.get(rule.channel):
-                    problems.append(f"{where}.to: channel {rule.channel!r} needs `to` for this person")
+            if rule.channel is not None and rule.channel not in channels:
+                problems.append(
+                    f"{where}.channel: unknown channel {rule.channel!r} (allowed: {', '.join(channels)})"
+                )
+            elif (
+                rule.channel is not None
+                and rule.to is None
+                and not default_recipient(org, person, rule.channel)
+            ):
+                problems.append(f"{where}.to: channel {rule.channel!r} needs `to` for this person")
     for index, team in enumerate(org.teams):
         for member in team.members:
             if member not in people:

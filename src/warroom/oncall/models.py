@@ -61,6 +61,7 @@ class PageStatus(enum.StrEnum):
     sent = "sent"  # handed to notification delivery
     scheduled = "scheduled"  # a delayed personal rule, waiting
     cancelled = "cancelled"  # the delayed rule found the incident acknowledged or closed
+    failed = "failed"  # notification delivery refused it (e.g. a contact method it cannot use)
 
 
 class Page(Base):
@@ -85,3 +86,4 @@ class Page(Base):
     send_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     delivery_id: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)

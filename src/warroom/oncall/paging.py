@@ -13,7 +13,6 @@ a replayed job or a second worker never pages anyone twice.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,12 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warroom.db import utcnow
-from warroom.errors import NotFound
+from warroom.errors import InvalidInput, NotFound
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import Incident, TimelineKind
 from warroom.jobs import service as job_service
 from warroom.jobs.models import Job
 from warroom.jobs.service import job_handler
+from warroom.notify import service as notify_service
 from warroom.oncall import service
 from warroom.oncall.config import EscalationPolicyConfig, PagingMode
 from warroom.oncall.links import ack_url, make_ack_token
@@ -247,7 +247,7 @@ def start_paging(
         "severity_raised": f"severity raised to {severity}",
         "requested": "page requested by automation",
     }.get(trigger, trigger)
-    _page_position(session, context, incident, policy, escalation, reason=reason)
+    _page_position(session, context, incident, policy, escalation, reason=reason, ack_by=deadline)
     _schedule_check(session, incident, escalation, deadline)
     return {"policy": policy.name, "mode": mode, "cycle": escalation.cycle, "deadline": deadline.isoformat()}
 
@@ -290,6 +290,7 @@ def _page_position(
     escalation: Escalation,
     *,
     reason: str,
+    ack_by: datetime | None,
     escalated: bool = False,
 ) -> int:
     """Page the step(s) the escalation is at; returns how many people were reached."""
@@ -301,7 +302,7 @@ def _page_position(
         lines: list[str] = []
         for recipient in recipients:
             channels = _page_person(
-                session, context, incident, policy, escalation, step_number, recipient, now
+                session, context, incident, policy, escalation, step_number, recipient, now, ack_by
             )
             if channels:
                 reached += 1
@@ -348,11 +349,12 @@ def _page_person(
     step: int,
     recipient: service.Recipient,
     now: datetime,
+    ack_by: datetime | None,
 ) -> list[str]:
     """Create one page per notification rule; send the immediate ones, schedule the delayed ones."""
     person = recipient.person
     described: list[str] = []
-    for rule in service.effective_rules(person):
+    for rule in service.effective_rules(context.org, person):
         key = page_key(incident.id, policy.name, escalation.cycle, step, person.name, rule.index)
         if session.scalar(select(Page.id).where(Page.key == key)) is not None:
             continue  # a replay: already paged
@@ -384,9 +386,10 @@ def _page_person(
                 incident_id=incident.id,
             )
             described.append(f"{rule.channel} in {_minutes(rule.delay)} unless acknowledged")
-        else:
-            _deliver(session, context, incident, page)
+        elif _deliver(session, context, incident, page, ack_by):
             described.append(f"{rule.channel} to {rule.to}")
+        else:
+            described.append(f"{rule.channel} to {rule.to} FAILED ({page.error})")
     return described
 
 
@@ -396,8 +399,10 @@ def _minutes(delay: timedelta) -> str:
     return format_duration(delay)
 
 
-def page_context(context: AppContext, incident: Incident, page: Page) -> dict[str, Any]:
-    """What the page template sees."""
+def page_context(
+    context: AppContext, incident: Incident, page: Page, ack_by: datetime | None
+) -> dict[str, Any]:
+    """What the page template (notify's ``page``) sees besides ``incident``."""
     org = context.org
     level = org.severity(incident.severity)
     person = next((p for p in org.people if p.name == page.person), None)
@@ -428,31 +433,37 @@ def page_context(context: AppContext, incident: Incident, page: Page) -> dict[st
         "step": page.step,
         "cycle": page.cycle,
         "ack_url": ack_url(base, token),
+        "ack_by": f"{ack_by:%Y-%m-%d %H:%M} UTC" if ack_by else None,
+        "reason": f"{page.via} (step {page.step} of {page.policy})",
         "incident_url": f"{base}/api/v1/incidents/{incident.ref}",
     }
 
 
-def _deliver(session: Session, context: AppContext, incident: Incident, page: Page) -> None:
-    """Hand the page to notification delivery (its own outbox job does the sending and retries)."""
+def _deliver(
+    session: Session, context: AppContext, incident: Incident, page: Page, ack_by: datetime | None
+) -> bool:
+    """Hand the page to notification delivery (its own outbox job sends and retries). A page that
+    delivery refuses (say, a webhook contact without a URL) is marked failed instead of blocking the
+    rest of the step."""
     try:
-        notify = importlib.import_module("warroom.notify.service")
-    except ModuleNotFoundError:  # TRANSITIONAL: until notification delivery is merged, log the page
-        log.warning("page %s to %s via %s (notify not installed)", page.key, page.to, page.channel)
-        page.status = PageStatus.sent
-        page.sent_at = utcnow()
-        return
-    delivery = notify.send(
-        session,
-        channel=page.channel,
-        to=page.to,
-        template=PAGE_TEMPLATE,
-        context=page_context(context, incident, page),
-        incident_id=incident.id,
-        idempotency_key=page.key,
-    )
+        delivery = notify_service.send(
+            session,
+            channel=page.channel,
+            to=page.to,
+            template=PAGE_TEMPLATE,
+            context=page_context(context, incident, page, ack_by),
+            incident_id=incident.id,
+            idempotency_key=page.key,
+        )
+    except InvalidInput as exc:
+        log.warning("page %s not sent: %s", page.key, exc.message)
+        page.status = PageStatus.failed
+        page.error = exc.message[:1000]
+        return False
     page.status = PageStatus.sent
     page.sent_at = utcnow()
-    page.delivery_id = getattr(delivery, "id", None)
+    page.delivery_id = delivery.id
+    return True
 
 
 def send_delayed_page(session: Session, context: AppContext, *, page_id: int) -> dict[str, Any]:
@@ -463,12 +474,14 @@ def send_delayed_page(session: Session, context: AppContext, *, page_id: int) ->
     if incident.acknowledged_at is not None or not incident.status.is_open:
         page.status = PageStatus.cancelled
         return {"skipped": "acknowledged or closed"}
-    _deliver(session, context, incident, page)
+    escalation = session.get(Escalation, page.escalation_id) if page.escalation_id else None
+    delivered = _deliver(session, context, incident, page, escalation.next_check_at if escalation else None)
+    outcome = "still unacknowledged" if delivered else f"FAILED: {page.error}"
     _timeline(
         session,
         incident,
         f"Paged {page.person} via {page.channel} to {page.to} (personal rule {page.rule + 1}, "
-        f"step {page.step} of {page.policy}): still unacknowledged",
+        f"step {page.step} of {page.policy}): {outcome}",
         kind=TimelineKind.page,
         data={"page": page.key},
     )
@@ -532,11 +545,13 @@ def check_escalation(
     escalation.updated_at = now
     step_config = policy.steps[next_step - 1]
     reason = f"not acknowledged within {_minutes(max(waited, timedelta(0)))}"
-    _page_position(session, context, incident, policy, escalation, reason=reason, escalated=True)
     # Deadlines follow the schedule, not the worker's lateness; after a long outage restart from now.
     deadline = previous_deadline + step_config.delay
     if deadline <= now:
         deadline = now + step_config.delay
+    _page_position(
+        session, context, incident, policy, escalation, reason=reason, ack_by=deadline, escalated=True
+    )
     _schedule_check(session, incident, escalation, deadline)
     return {"policy": policy.name, "cycle": next_cycle, "step": next_step, "deadline": deadline.isoformat()}
 

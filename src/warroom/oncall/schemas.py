@@ -148,6 +148,7 @@ class PageRead(BaseModel):
     send_at: datetime
     sent_at: datetime | None
     delivery_id: int | None
+    error: str | None = None
 
 
 class IncidentPaging(BaseModel):

@@ -19,6 +19,7 @@ from warroom.oncall.config import (
     StepConfig,
     TargetConfig,
     TeamConfig,
+    default_recipient,
 )
 from warroom.oncall.models import ScheduleOverride
 from warroom.oncall.schemas import (
@@ -76,7 +77,7 @@ class EffectiveRule:
     contact: str | None = None
 
 
-def effective_rules(person: PersonConfig) -> list[EffectiveRule]:
+def effective_rules(org: OrgConfig, person: PersonConfig) -> list[EffectiveRule]:
     """The person's notification rules with destinations filled in; email now (or console) by default."""
     if not person.notification_rules:
         if person.email:
@@ -91,8 +92,7 @@ def effective_rules(person: PersonConfig) -> list[EffectiveRule]:
             rules.append(EffectiveRule(index, method.channel, method.to, rule.delay, method.name))
             continue
         assert rule.channel is not None
-        fallback = {"email": person.email, "slack": person.chat_handle, "console": person.name}
-        to = rule.to or fallback.get(rule.channel)
+        to = rule.to or default_recipient(org, person, rule.channel)
         if to:
             rules.append(EffectiveRule(index, rule.channel, to, rule.delay))
     return rules
@@ -112,7 +112,7 @@ def person_read(org: OrgConfig, person: PersonConfig) -> PersonRead:
             NotificationRuleRead(
                 channel=r.channel, to=r.to, delay_seconds=int(r.delay.total_seconds()), contact=r.contact
             )
-            for r in effective_rules(person)
+            for r in effective_rules(org, person)
         ],
     )
 

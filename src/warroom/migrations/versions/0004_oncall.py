@@ -90,13 +90,16 @@ def upgrade() -> None:
         sa.Column("via", sa.String(length=300), nullable=False),
         sa.Column(
             "status",
-            sa.Enum("sent", "scheduled", "cancelled", name="pagestatus", native_enum=False, length=20),
+            sa.Enum(
+                "sent", "scheduled", "cancelled", "failed", name="pagestatus", native_enum=False, length=20
+            ),
             nullable=False,
         ),
         sa.Column("created_at", warroom.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("send_at", warroom.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("sent_at", warroom.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("delivery_id", sa.Integer(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
             ["escalation_id"],
             ["escalations.id"],
