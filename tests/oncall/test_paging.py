@@ -20,6 +20,7 @@ from warroom.incidents.models import TimelineEntry
 from warroom.incidents.schemas import IncidentCreate, IncidentUpdate
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.worker import Worker
+from warroom.notify.models import Delivery
 from warroom.oncall.links import make_ack_token
 from warroom.oncall.models import Escalation, EscalationState, Page, PageStatus
 from warroom.oncall.paging import CHECK_KIND, NOTIFY_KIND, START_KIND
@@ -357,3 +358,9 @@ def test_two_workers_page_each_person_exactly_once(
     assert counted and max(counted.values()) == 1
     for incident_id in incidents:
         assert sent(context, incident_id), incident_id
+    with context.db.read() as session:
+        deliveries = session.scalars(select(Delivery)).all()
+        page_keys = [p.key for p in pages(context) if p.status == PageStatus.sent]
+    # One delivery per page sent, each handed to its channel by exactly one worker.
+    assert sorted(d.idempotency_key or "" for d in deliveries) == sorted(page_keys)
+    assert all(d.attempts <= 1 or d.status.value != "sent" for d in deliveries)
