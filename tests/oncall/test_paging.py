@@ -214,6 +214,11 @@ def test_raising_severity_pages_again_and_payments_routing(context: AppContext) 
     before = len(pages(context, incident_id))
     run_at(worker, T0 + timedelta(minutes=4))
     assert len(pages(context, incident_id)) == before
+    # The restarted run has its own repeat count (payments-escalation repeats once): one more pass.
+    run_at(worker, T0 + timedelta(minutes=8))
+    assert {p[0] for p in sent(context, incident_id) if p[2] == 3} == {"frank", "heidi", "carol"}
+    run_at(worker, T0 + timedelta(minutes=18))
+    assert escalation(context, incident_id).state == EscalationState.exhausted
 
 
 def test_page_requested_by_automation(context: AppContext) -> None:

@@ -51,6 +51,9 @@ class Escalation(Base):
         Enum(EscalationState, native_enum=False, length=20), default=EscalationState.active
     )
     cycle: Mapped[int] = mapped_column(Integer, default=1)
+    # The cycle this run of the policy started at: a restart (severity raised) gets a fresh repeat count
+    # while cycle numbers, and so page keys, stay unique.
+    first_cycle: Mapped[int] = mapped_column(Integer, default=1)
     step: Mapped[int] = mapped_column(Integer, default=1)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -224,6 +224,7 @@ def start_paging(
             severity=severity,
             state=EscalationState.active,
             cycle=1,
+            first_cycle=1,
             step=1,
             started_at=now,
             updated_at=now,
@@ -234,6 +235,7 @@ def start_paging(
         if escalation.state == EscalationState.active:
             job_service.cancel(session, idempotency_key=_check_key(incident.id, escalation))
         escalation.cycle += 1
+        escalation.first_cycle = escalation.cycle
         escalation.step = 1
         escalation.mode = mode
         escalation.severity = severity
@@ -314,7 +316,8 @@ def _page_position(
         )
         if escalation.mode == "all_hands":
             prefix += " (all hands)"
-        cycle = f", pass {escalation.cycle}" if escalation.cycle > 1 else ""
+        number = escalation.cycle - escalation.first_cycle + 1
+        cycle = f", pass {number}" if number > 1 else ""
         if lines:
             action = f"{prefix}{cycle} ({reason}): " + "; ".join(lines)
         else:
@@ -528,7 +531,7 @@ def check_escalation(
     else:
         next_cycle, next_step = escalation.cycle + 1, 1
     now = utcnow()
-    if next_cycle > 1 + policy.repeat:
+    if next_cycle - escalation.first_cycle + 1 > 1 + policy.repeat:
         escalation.state = EscalationState.exhausted
         escalation.next_check_at = None
         escalation.updated_at = now
@@ -538,7 +541,7 @@ def check_escalation(
             f"Escalation of {policy.name} exhausted: nobody acknowledged after "
             f"{policy.repeat + 1} pass(es) through its steps",
             kind=TimelineKind.automation,
-            data={"policy": policy.name, "cycles": escalation.cycle},
+            data={"policy": policy.name, "passes": escalation.cycle - escalation.first_cycle + 1},
         )
         return {"stopped": "exhausted"}
     escalation.cycle, escalation.step = next_cycle, next_step

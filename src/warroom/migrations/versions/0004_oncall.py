@@ -58,6 +58,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("cycle", sa.Integer(), nullable=False),
+        sa.Column("first_cycle", sa.Integer(), nullable=False),
         sa.Column("step", sa.Integer(), nullable=False),
         sa.Column("started_at", warroom.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("next_check_at", warroom.db.UTCDateTime(timezone=True), nullable=True),
