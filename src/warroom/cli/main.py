@@ -185,7 +185,9 @@ def config_check(file: Annotated[Path, typer.Argument(help="The YAML org file.")
     console.print(
         f"[green]ok[/] {file}: {len(org.services)} services, "
         f"{len(org.severities)} severity levels ({', '.join(org.severity_ids)}), "
-        f"{len(org.audiences)} audiences, {len(org.severity_rules)} suggestion rules"
+        f"{len(org.audiences)} audiences, {len(org.severity_rules)} suggestion rules, "
+        f"{len(org.people)} people, {len(org.teams)} teams, {len(org.schedules)} schedules, "
+        f"{len(org.escalation_policies)} escalation policies"
     )
 
 
