@@ -369,3 +369,44 @@ def test_two_workers_page_each_person_exactly_once(
     # One delivery per page sent, each handed to its channel by exactly one worker.
     assert sorted(d.idempotency_key or "" for d in deliveries) == sorted(page_keys)
     assert all(d.attempts <= 1 or d.status.value != "sent" for d in deliveries)
+
+
+def test_severity_policy_takes_over_and_requested_policy_runs_alongside(context: AppContext) -> None:
+    context.org.severity_policies = {"P0": "database-experts"}
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context, severity="P2")
+    run_at(worker, T0)
+    with context.db.write() as session:
+        publish(
+            session,
+            DomainEvent("incident.page_requested", incident_id, "alerts", {"policy": "payments-escalation"}),
+        )
+    run_at(worker, T0 + timedelta(seconds=1))
+    with context.db.read() as session:
+        states = {e.policy: e.state for e in session.scalars(select(Escalation))}
+    assert states == {"platform-escalation": "active", "payments-escalation": "active"}
+    with context.db.write() as session:
+        incident_service.update_incident(
+            session, org=context.org, ref=incident_id, data=IncidentUpdate(severity="P0"), performer="tester"
+        )
+    run_at(worker, T0 + timedelta(seconds=2))
+    with context.db.read() as session:
+        states = {e.policy: e.state for e in session.scalars(select(Escalation))}
+    assert states == {
+        "platform-escalation": "superseded",
+        "payments-escalation": "superseded",
+        "database-experts": "active",
+    }
+    # All hands of database-experts: carol and frank, then the platform team.
+    assert {p[0] for p in sent(context, incident_id) if p[2] == 1 and p[3] in (1, 2)} >= {
+        "carol",
+        "frank",
+        "bob",
+    }
+    run_at(worker, T0 + timedelta(hours=1))
+    assert all(
+        p.policy == "database-experts"
+        for p in pages(context, incident_id)
+        if p.created_at > T0 + timedelta(seconds=2)
+    )

@@ -45,6 +45,7 @@ CHECK_KIND = "escalation.check"
 NOTIFY_KIND = "oncall.notify"
 PERFORMER = "warroom"
 PAGE_TEMPLATE = "page"
+MIN_ACK_WINDOW = timedelta(minutes=1)
 
 _MODE_TEXT = {
     "all_hands": "all hands",
@@ -201,16 +202,22 @@ def start_paging(
     ):
         return {"skipped": f"{policy.name} is already escalating"}
 
-    # A newer escalation takes over from any other still running for this incident.
-    for other in session.scalars(
-        select(Escalation)
-        .where(
-            Escalation.incident_id == incident.id,
-            Escalation.state == EscalationState.active,
-            Escalation.policy != policy.name,
+    # After a severity change the new policy takes over from any other still running; an extra policy
+    # requested by automation runs alongside.
+    others: list[Escalation] = []
+    if trigger == "severity_raised":
+        others = list(
+            session.scalars(
+                select(Escalation)
+                .where(
+                    Escalation.incident_id == incident.id,
+                    Escalation.state == EscalationState.active,
+                    Escalation.policy != policy.name,
+                )
+                .with_for_update()
+            )
         )
-        .with_for_update()
-    ):
+    for other in others:
         other.state = EscalationState.superseded
         other.next_check_at = None
         job_service.cancel(session, idempotency_key=_check_key(incident.id, other))
@@ -244,6 +251,8 @@ def start_paging(
 
     first_delay = policy.steps[0].delay if policy.steps else timedelta(minutes=15)
     deadline = severity_service.response_due_at(org, severity, at) or at + first_delay
+    # A start that ran late (the worker was down) still gives the first step a moment to answer.
+    deadline = max(deadline, now + MIN_ACK_WINDOW)
     reason = {
         "created": f"{incident.ref} opened at {severity}",
         "severity_raised": f"severity raised to {severity}",
