@@ -52,6 +52,8 @@ def test_bad_queries(api: TestClient, viewer: dict[str, str]) -> None:
     cases = [
         ("/api/v1/oncall", {"at": "2026-03-02T10:00:00"}, 422, "at"),
         ("/api/v1/oncall", {"at": "yesterday"}, 422, "at"),
+        ("/api/v1/oncall", {"at": "9999-12-31T23:59:59Z"}, 422, "between 1970 and 2200"),
+        ("/api/v1/oncall/platform-primary/shifts", {"after": "0001-01-01T00:00:00Z"}, 422, "after"),
         ("/api/v1/oncall", {"schedule": "nope"}, 404, "nope"),
         ("/api/v1/oncall/nope/shifts", {}, 404, "platform-primary"),
         ("/api/v1/oncall/platform-primary/shifts", {"count": 0}, 422, "count"),
@@ -107,6 +109,7 @@ def test_bad_overrides_change_nothing(api: TestClient, responder: dict[str, str]
         ({**good, "end": "2026-03-02T09:00:00Z"}, 422, "end must be after start"),
         ({**good, "start": "2026-03-02T10:00:00"}, 422, "start"),
         ({**good, "extra": 1}, 422, "extra"),
+        ({**good, "end": "9999-12-31T00:00:00Z"}, 422, "end must be between"),
         ({"person": "frank"}, 422, "start"),
     ]
     for body, status, mention in cases:

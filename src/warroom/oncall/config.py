@@ -150,8 +150,8 @@ class LayerConfig(_Strict):
     @field_validator("shift_length")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
-        if value < timedelta(minutes=1):
-            raise ValueError("a shift must last at least 1 minute")
+        if value < timedelta(minutes=1) or value > timedelta(days=365):
+            raise ValueError("a shift must last between 1 minute and 365 days")
         return value
 
 

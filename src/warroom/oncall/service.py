@@ -39,6 +39,8 @@ from warroom.oncall.schemas import (
 from warroom.orgconfig import OrgConfig
 
 MAX_SHIFTS = 200
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 # --- people and teams ------------------------------------------------------------------------------
@@ -166,7 +168,14 @@ def _aware(at: datetime | None, field: str = "at") -> datetime:
         return utcnow()
     if at.tzinfo is None:
         raise InvalidInput(f"{field} needs a UTC offset, e.g. 2026-03-29T09:00:00Z", {"field": field})
+    _in_range(at, field)
     return at.astimezone(UTC)
+
+
+def _in_range(at: datetime, field: str) -> None:
+    # Schedules are computed a year or so either side; keep far-off instants from overflowing.
+    if not EARLIEST <= at.astimezone(UTC) <= LATEST:
+        raise InvalidInput(f"{field} must be between {EARLIEST.year} and {LATEST.year}", {"field": field})
 
 
 def overrides_for(session: Session, schedule: ScheduleConfig) -> list[schedule_math.OverrideSpan]:
@@ -241,6 +250,8 @@ def create_override(
     session: Session, *, org: OrgConfig, schedule: str, data: OverrideCreate, performer: str
 ) -> ScheduleOverride:
     config = get_schedule(org, schedule)
+    _in_range(data.start, "start")
+    _in_range(data.end, "end")
     known = [p.name for p in org.people]
     if data.person not in known:
         raise InvalidInput(
