@@ -85,7 +85,8 @@ def org() -> OrgConfig:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(data_dir=tmp_path, database_url=database_url, config=EXAMPLE_CONFIG)
+    # No background worker in API tests: they run jobs with ``Worker.run_once`` and a frozen clock.
+    return Settings(data_dir=tmp_path, database_url=database_url, config=EXAMPLE_CONFIG, run_worker=False)
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from warroom.context import AppContext
 from warroom.errors import WarroomError
 from warroom.incidents.api import router as incidents_router
 from warroom.metrics.collectors import IncidentCollector
+from warroom.notify.api import router as notify_router
+from warroom.oncall.api import router as oncall_router
 from warroom.settings import Settings
 from warroom.severity.api import router as severity_router
 
@@ -161,7 +163,16 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker_thread = None
+        if settings.run_worker:
+            from warroom.jobs.worker import Worker, WorkerThread
+
+            worker_thread = WorkerThread(Worker(context))
+            worker_thread.start()
+        app.state.worker = worker_thread
         yield
+        if worker_thread is not None:
+            worker_thread.stop()
         context.db.dispose()
 
     migrate.upgrade(context.db.engine)
@@ -173,7 +184,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     )
     app.state.context = context
     install_error_handlers(app)
-    for router in (auth_router, severity_router, incidents_router):
+    for router in (auth_router, severity_router, incidents_router, notify_router, oncall_router):
         app.include_router(router)
 
     @app.get("/", include_in_schema=False)

@@ -14,6 +14,14 @@ from warroom.incidents.schemas import (
     ResponderRead,
     TimelineEntryRead,
 )
+from warroom.notify.schemas import DeliveryPage, DeliveryRead
+from warroom.oncall.schemas import (
+    EscalationPolicyRead,
+    IncidentPaging,
+    OnCallRead,
+    OverrideRead,
+    ShiftRead,
+)
 from warroom.severity.schemas import SeverityRead, SuggestResponse
 
 
@@ -150,3 +158,74 @@ class Client:
     ) -> SuggestResponse:
         body = {"assessment": assessment, "services": services or []}
         return SuggestResponse.model_validate(self.request("POST", "/api/v1/severities/suggest", json=body))
+
+    # --- on-call ---
+
+    def who_is_on_call(self, *, schedule: str | None = None, at: str | None = None) -> list[OnCallRead]:
+        params = {k: v for k, v in {"schedule": schedule, "at": at}.items() if v}
+        return [
+            OnCallRead.model_validate(row) for row in self.request("GET", "/api/v1/oncall", params=params)
+        ]
+
+    def shifts(self, schedule: str, *, count: int = 10, after: str | None = None) -> list[ShiftRead]:
+        params: dict[str, Any] = {"count": count}
+        if after:
+            params["after"] = after
+        rows = self.request("GET", f"/api/v1/oncall/{schedule}/shifts", params=params)
+        return [ShiftRead.model_validate(row) for row in rows]
+
+    def overrides(self, schedule: str, *, include_past: bool = False) -> list[OverrideRead]:
+        rows = self.request(
+            "GET", f"/api/v1/oncall/{schedule}/overrides", params={"include_past": include_past}
+        )
+        return [OverrideRead.model_validate(row) for row in rows]
+
+    def create_override(
+        self, schedule: str, *, person: str, start: str, end: str, reason: str = ""
+    ) -> OverrideRead:
+        body = {"person": person, "start": start, "end": end, "reason": reason}
+        return OverrideRead.model_validate(
+            self.request("POST", f"/api/v1/oncall/{schedule}/overrides", json=body)
+        )
+
+    def delete_override(self, schedule: str, override_id: int) -> OverrideRead:
+        return OverrideRead.model_validate(
+            self.request("DELETE", f"/api/v1/oncall/{schedule}/overrides/{override_id}")
+        )
+
+    def escalation_policies(self) -> list[EscalationPolicyRead]:
+        rows = self.request("GET", "/api/v1/escalation-policies")
+        return [EscalationPolicyRead.model_validate(row) for row in rows]
+
+    def incident_pages(self, ref: str) -> IncidentPaging:
+        return IncidentPaging.model_validate(self.request("GET", f"/api/v1/incidents/{ref}/pages"))
+
+    # --- notifications ---
+
+    def list_notifications(
+        self,
+        *,
+        status: str | None = None,
+        incident: str | None = None,
+        channel: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> DeliveryPage:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status:
+            params["status"] = status
+        if incident:
+            params["incident"] = incident
+        if channel:
+            params["channel"] = channel
+        return DeliveryPage.model_validate(self.request("GET", "/api/v1/notifications", params=params))
+
+    def get_notification(self, delivery_id: int) -> DeliveryRead:
+        return DeliveryRead.model_validate(self.request("GET", f"/api/v1/notifications/{delivery_id}"))
+
+    def send_test_notification(self, channel: str, to: str = "", note: str = "") -> DeliveryRead:
+        body = {"channel": channel, "to": to, "note": note}
+        return DeliveryRead.model_validate(self.request("POST", "/api/v1/notifications/test", json=body))
+
+    def retry_notification(self, delivery_id: int) -> DeliveryRead:
+        return DeliveryRead.model_validate(self.request("POST", f"/api/v1/notifications/{delivery_id}/retry"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from warroom import wiring
 from warroom.db import Database
 from warroom.orgconfig import OrgConfig, load_org_config
@@ -18,9 +20,18 @@ class AppContext:
 
     def __post_init__(self) -> None:
         wiring.load()
+        self.db.set_session_info(context=self)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
         org = load_org_config(settings.config)
         db = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
         return cls(settings=settings, db=db, org=org)
+
+
+def context_of(session: Session) -> AppContext:
+    """The app context a session was opened from: event subscribers use it to read the org file."""
+    context = session.info.get("context")
+    if not isinstance(context, AppContext):
+        raise RuntimeError("this session was not opened from an AppContext's database")
+    return context

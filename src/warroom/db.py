@@ -97,6 +97,11 @@ class Database:
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
 
+    def set_session_info(self, **info: Any) -> None:
+        """Copied into every new session's ``info`` (how subscribers find the running app context)."""
+        for factory in (self._read, self._write):
+            factory.configure(info=info)
+
     @property
     def is_sqlite(self) -> bool:
         return is_sqlite(self.url)

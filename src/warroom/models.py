@@ -3,7 +3,10 @@
 from warroom.auth import models as auth_models
 from warroom.db import Base
 from warroom.incidents import models as incident_models
+from warroom.jobs import models as job_models
+from warroom.notify import models as notify_models
+from warroom.oncall import models as oncall_models
 
 metadata = Base.metadata
 
-__all__ = ["auth_models", "incident_models", "metadata"]
+__all__ = ["auth_models", "incident_models", "job_models", "metadata", "notify_models", "oncall_models"]

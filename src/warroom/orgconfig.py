@@ -14,6 +14,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from warroom.durations import Duration
+from warroom.notify.config import NotificationChannel, check_notification_channels, default_channels
+from warroom.oncall.config import (
+    EscalationPolicyConfig,
+    PagingMode,
+    PersonConfig,
+    ScheduleConfig,
+    TeamConfig,
+    check_oncall_references,
+    default_paging_modes,
+)
 
 ImpactLevel = Literal["none", "low", "medium", "high"]
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -31,6 +41,7 @@ class ServiceConfig(StrictModel):
     customer_facing: bool = False
     dependencies: list[str] = Field(default_factory=list)
     runbooks: list[str] = Field(default_factory=list)
+    escalation_policy: str | None = Field(default=None, description="Who is paged for this service.")
 
     @field_validator("name")
     @classmethod
@@ -214,6 +225,18 @@ class OrgConfig(StrictModel):
     audiences: list[AudienceConfig] = Field(default_factory=default_audiences)
     roles: list[str] = Field(default_factory=lambda: list(DEFAULT_ROLES))
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
+    # on-call (warroom.oncall.config)
+    people: list[PersonConfig] = Field(default_factory=list)
+    teams: list[TeamConfig] = Field(default_factory=list)
+    schedules: list[ScheduleConfig] = Field(default_factory=list)
+    escalation_policies: list[EscalationPolicyConfig] = Field(default_factory=list)
+    severity_policies: dict[str, str] = Field(
+        default_factory=dict, description="Severity id -> escalation policy; wins over service/team."
+    )
+    paging_modes: dict[str, PagingMode] = Field(
+        default_factory=default_paging_modes, description="How each severity pages its policy."
+    )
+    notification_channels: list[NotificationChannel] = Field(default_factory=default_channels)
 
     @model_validator(mode="after")
     def _check_references(self) -> OrgConfig:
@@ -244,6 +267,8 @@ class OrgConfig(StrictModel):
             problems.append("audiences: ids must be unique")
         if "commander" not in self.roles:
             problems.append("roles: 'commander' must be one of the roles")
+        problems.extend(check_oncall_references(self))
+        problems.extend(check_notification_channels(self))
         if problems:
             raise ValueError("; ".join(problems))
         return self

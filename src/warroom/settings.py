@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,12 +26,58 @@ class Settings(BaseSettings):
         default="FULL", description="SQLite synchronous pragma; FULL keeps acknowledged writes on power loss."
     )
     run_worker: bool = True
+    worker_poll_interval: float = Field(default=0.5, gt=0, description="Seconds between polls when idle.")
+    worker_batch: int = Field(default=50, ge=1, description="Jobs claimed per transaction.")
+    worker_lease_seconds: float = Field(
+        default=60.0, gt=0, description="A claimed job whose worker died is retried after this long."
+    )
+    job_retry_base_seconds: float = Field(default=5.0, gt=0, description="First retry delay; doubles.")
+    job_retry_cap_seconds: float = Field(default=600.0, gt=0, description="Longest retry delay.")
+    secret_key: str | None = Field(
+        default=None,
+        description="Signs links (acknowledge from a page); generated into data_dir/secret_key if unset.",
+    )
+    # Notification delivery: defaults for email channels that leave these out, and the webhook key.
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "none"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "warroom@localhost"
+    webhook_secret: str | None = Field(default=None, description="Signs webhooks whose channel sets none.")
+    notify_max_attempts: int = Field(default=8, ge=1, description="Tries before a delivery is a dead letter.")
 
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'warroom.db').resolve()}"
+
+    def resolved_secret_key(self) -> bytes:
+        """WARROOM_SECRET_KEY, else a random key kept in data_dir (created once, readable only by us)."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret_key"
+        try:
+            return path.read_bytes().strip()
+        except FileNotFoundError:
+            pass
+        import contextlib
+        import os
+        import secrets
+        import tempfile
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write a complete file aside, then link it into place: atomic, and the first process wins.
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+        return path.read_bytes().strip()
 
     @property
     def base_url(self) -> str:

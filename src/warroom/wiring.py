@@ -1,13 +1,15 @@
 """Imports every domain's tables and event subscribers, so both are registered before use.
 
-Each domain with subscribers adds its ``subscribers`` module to ``SUBSCRIBER_MODULES``.
+Each domain with subscribers adds its ``subscribers`` module to ``SUBSCRIBER_MODULES``; each domain
+with job handlers (``@job_handler``) adds the module that defines them to ``JOB_HANDLER_MODULES``.
 """
 
 from __future__ import annotations
 
 import importlib
 
-SUBSCRIBER_MODULES: list[str] = []
+SUBSCRIBER_MODULES: list[str] = ["warroom.notify.subscribers", "warroom.oncall.subscribers"]
+JOB_HANDLER_MODULES: list[str] = ["warroom.notify.handlers", "warroom.oncall.paging"]
 
 _loaded = False
 
@@ -17,6 +19,6 @@ def load() -> None:
     if _loaded:
         return
     importlib.import_module("warroom.models")
-    for module in SUBSCRIBER_MODULES:
+    for module in [*SUBSCRIBER_MODULES, *JOB_HANDLER_MODULES]:
         importlib.import_module(module)
     _loaded = True

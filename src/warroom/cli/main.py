@@ -11,6 +11,9 @@ from warroom import __version__, migrate
 from warroom.auth import service as auth_service
 from warroom.auth.models import Role
 from warroom.cli.incidents import incident_app, log, responder_app
+from warroom.cli.jobs import jobs_app, worker
+from warroom.cli.notify import notify_app
+from warroom.cli.oncall import oncall_app
 from warroom.cli.output import api_errors, console, emit, error_console, fail, table
 from warroom.client import Client
 from warroom.context import AppContext
@@ -36,8 +39,12 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(incident_app, name="incident")
 app.add_typer(responder_app, name="responder")
 app.add_typer(severity_app, name="severity")
+app.add_typer(oncall_app, name="oncall")
 app.add_typer(demo_app, name="demo")
 app.command("log")(log)
+app.add_typer(jobs_app, name="jobs")
+app.command("worker")(worker)
+app.add_typer(notify_app, name="notify")
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML org file (WARROOM_CONFIG).")]
 DatabaseOption = Annotated[
@@ -178,7 +185,9 @@ def config_check(file: Annotated[Path, typer.Argument(help="The YAML org file.")
     console.print(
         f"[green]ok[/] {file}: {len(org.services)} services, "
         f"{len(org.severities)} severity levels ({', '.join(org.severity_ids)}), "
-        f"{len(org.audiences)} audiences, {len(org.severity_rules)} suggestion rules"
+        f"{len(org.audiences)} audiences, {len(org.severity_rules)} suggestion rules, "
+        f"{len(org.people)} people, {len(org.teams)} teams, {len(org.schedules)} schedules, "
+        f"{len(org.escalation_policies)} escalation policies"
     )
 
 
@@ -222,6 +231,7 @@ def demo_seed(config: ConfigOption = None, database_url: DatabaseOption = None) 
     settings = _settings(config, database_url)
     org = _org(settings)
     database = _database(settings)
+    AppContext(settings=settings, db=database, org=org)  # subscribers find the org file through it
     with database.write() as session:
         created = seed_demo(session, org)
     database.dispose()

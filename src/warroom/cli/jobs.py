@@ -1,0 +1,103 @@
+"""Admin commands for the durable job queue: ``warroom worker`` and ``warroom jobs list``.
+
+They use the database directly (like ``token create``), not the HTTP API.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from warroom.cli.output import console, emit, table, when
+from warroom.jobs.models import JobStatus
+
+jobs_app = typer.Typer(
+    help="The durable job queue (admin; uses the database directly).", no_args_is_help=True
+)
+
+
+def worker(
+    config: Annotated[Path | None, typer.Option("--config", help="YAML org file (WARROOM_CONFIG).")] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="SQLAlchemy URL (WARROOM_DATABASE_URL).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Worker name in leases (default host:pid:random).")] = None,
+    poll_interval: Annotated[float | None, typer.Option(help="Seconds between polls when idle.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Jobs claimed per transaction.", min=1)] = None,
+    once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit.")] = False,
+) -> None:
+    """Run background jobs (pages, notifications, timers) until SIGINT/SIGTERM."""
+    from warroom.cli.main import _database, _org, _settings
+    from warroom.context import AppContext
+    from warroom.jobs.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(config, database_url)
+    org = _org(settings)
+    context = AppContext(settings=settings, db=_database(settings), org=org)
+    runner = Worker(context, name=name, poll_interval=poll_interval, batch=batch)
+    if once:
+        ran = runner.run_once()
+        console.print(f"ran {ran} job(s)")
+        context.db.dispose()
+        return
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        console.print(f"worker {runner.name}: {signal.Signals(signum).name}, finishing the job in hand")
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    console.print(f"worker {runner.name} on {context.db.engine.url.render_as_string()}")
+    runner.run_forever(stop)
+    context.db.dispose()
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[JobStatus | None, typer.Option(help="Only jobs in this status.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only jobs of this kind.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="SQLAlchemy URL (WARROOM_DATABASE_URL).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List jobs, newest first."""
+    from warroom.cli.main import _database, _settings
+    from warroom.jobs import service
+    from warroom.jobs.schemas import JobRead
+
+    database = _database(_settings(database_url=database_url))
+    with database.read() as session:
+        rows = [
+            JobRead.model_validate(job)
+            for job in service.list_jobs(session, status=status, kind=kind, limit=limit)
+        ]
+    database.dispose()
+    emit(
+        as_json,
+        rows,
+        lambda: table(
+            "Jobs",
+            ["id", "kind", "status", "run at", "attempts", "incident", "last error"],
+            [
+                (
+                    j.id,
+                    j.kind,
+                    j.status.value,
+                    when(j.run_at),
+                    f"{j.attempts}/{j.max_attempts}",
+                    f"INC-{j.incident_id}" if j.incident_id else "",
+                    (j.last_error or "")[:80],
+                )
+                for j in rows
+            ],
+        ),
+    )

@@ -1,0 +1,110 @@
+"""Client commands for notification delivery (use WARROOM_URL and WARROOM_TOKEN)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from warroom.cli.output import api_errors, console, emit, error_console, print_json, table, when
+from warroom.client import Client
+from warroom.notify.models import DeliveryStatus
+from warroom.notify.schemas import DeliveryRead
+
+notify_app = typer.Typer(
+    help="Notification delivery: dead letters and channel tests (client).", no_args_is_help=True
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+STATUS_STYLE = {"sent": "green", "pending": "cyan", "failed": "yellow", "dead": "bold red"}
+
+
+def _table(title: str, rows: list[DeliveryRead]) -> None:
+    table(
+        title,
+        ["id", "incident", "channel", "to", "subject", "status", "attempts", "updated", "last error"],
+        [
+            (
+                d.id,
+                d.incident or "",
+                d.channel,
+                d.recipient,
+                d.subject[:60],
+                f"[{STATUS_STYLE.get(d.status.value, '')}]{d.status.value}[/]",
+                d.attempts,
+                when(d.updated_at),
+                (d.last_error or "")[:80],
+            )
+            for d in rows
+        ],
+    )
+
+
+@notify_app.command("failures")
+def failures(
+    incident: Annotated[str | None, typer.Option(help="Only this incident (INC-n).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Dead letters: notifications that kept failing and were given up."""
+    with api_errors(), Client() as client:
+        page = client.list_notifications(status="dead", incident=incident, limit=limit)
+    if not as_json and not page.items:
+        console.print("[green]no dead letters[/]")
+        return
+    emit(as_json, page.items, lambda: _table(f"Dead letters ({page.total})", page.items))
+
+
+@notify_app.command("list")
+def list_notifications(
+    status: Annotated[DeliveryStatus | None, typer.Option(help="pending, sent, failed or dead.")] = None,
+    incident: Annotated[str | None, typer.Option(help="Only this incident (INC-n).")] = None,
+    channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Recent notifications, newest first."""
+    with api_errors(), Client() as client:
+        page = client.list_notifications(
+            status=status.value if status else None, incident=incident, channel=channel, limit=limit
+        )
+    emit(as_json, page.items, lambda: _table(f"Notifications ({page.total})", page.items))
+
+
+@notify_app.command("test")
+def test(
+    channel: Annotated[str, typer.Option("--channel", help="A channel name from the org file, or a type.")],
+    to: Annotated[str, typer.Option("--to", help="Recipient (an address, or a URL).")] = "",
+    note: Annotated[str, typer.Option(help="Extra line in the message.")] = "",
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the outcome (0: do not wait).")] = 15.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Send a test message through a channel and report whether it went out."""
+    with api_errors(), Client() as client:
+        delivery = client.send_test_notification(channel, to, note)
+        deadline = time.monotonic() + wait
+        while delivery.status in (DeliveryStatus.pending,) and time.monotonic() < deadline:
+            time.sleep(0.25)
+            delivery = client.get_notification(delivery.id)
+    if as_json:
+        print_json(delivery)
+    elif delivery.status == DeliveryStatus.sent:
+        to = f" to {delivery.recipient}" if delivery.recipient else ""
+        console.print(f"[green]sent[/] notification {delivery.id} via {delivery.channel}{to}")
+    elif delivery.status == DeliveryStatus.pending:
+        console.print(f"notification {delivery.id} is queued (is a worker running?)")
+    else:
+        error_console.print(
+            f"[bold red]{delivery.status.value}[/] notification {delivery.id} via {delivery.channel}: "
+            f"{delivery.last_error} (attempt {delivery.attempts}; retries continue in the background)"
+        )
+        raise typer.Exit(1)
+
+
+@notify_app.command("retry")
+def retry(delivery_id: int, as_json: JsonFlag = False) -> None:
+    """Queue a dead letter for another round of attempts."""
+    with api_errors(), Client() as client:
+        delivery = client.retry_notification(delivery_id)
+    emit(as_json, delivery, lambda: console.print(f"notification {delivery.id} queued again"))

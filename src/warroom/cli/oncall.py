@@ -1,0 +1,202 @@
+"""`warroom oncall …`: who is on call, upcoming shifts, overrides, policies, pages (client commands)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from warroom.cli.output import api_errors, console, emit, table, when
+from warroom.client import Client
+
+oncall_app = typer.Typer(
+    help="On-call schedules, overrides and escalation (client; uses WARROOM_URL and WARROOM_TOKEN).",
+    no_args_is_help=True,
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _instant(value: str | None, option: str) -> str | None:
+    """Accept ISO 8601 with an offset; a time without one is taken as this machine's local time."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 time, e.g. 2026-03-29T09:00", param_hint=option
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.astimezone()
+    return parsed.isoformat()
+
+
+def _who(name: str | None, display: str | None) -> str:
+    if name is None:
+        return "[red]nobody[/]"
+    return f"{display} ({name})" if display and display != name else name
+
+
+@oncall_app.command("who")
+def who(
+    schedule: Annotated[str | None, typer.Option("--schedule", "-s", help="Only this schedule.")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="ISO 8601 time; default now.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Who is on call, for every schedule (or one), now or at a time."""
+    with api_errors(), Client() as client:
+        rows = client.who_is_on_call(schedule=schedule, at=_instant(at, "--at"))
+    emit(
+        as_json,
+        rows,
+        lambda: table(
+            f"On call at {when(rows[0].at) if rows else 'now'}",
+            ["schedule", "on call", "since", "until", "from"],
+            [
+                (
+                    r.schedule,
+                    _who(r.person, r.display_name),
+                    when(r.shift.start),
+                    when(r.shift.end),
+                    r.shift.source,
+                )
+                for r in rows
+            ],
+        ),
+    )
+
+
+@oncall_app.command("shifts")
+def shifts(
+    schedule: Annotated[str, typer.Argument(help="Schedule name.")],
+    count: Annotated[int, typer.Option("--count", "-n", help="How many shifts.")] = 10,
+    after: Annotated[str | None, typer.Option("--after", help="Start from this time; default now.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The current and next shifts of a schedule (overrides and layers applied)."""
+    with api_errors(), Client() as client:
+        rows = client.shifts(schedule, count=count, after=_instant(after, "--after"))
+    emit(
+        as_json,
+        rows,
+        lambda: table(
+            f"Shifts of {schedule}",
+            ["start", "end", "hours", "on call", "from"],
+            [
+                (
+                    when(s.start),
+                    when(s.end),
+                    f"{(s.end - s.start).total_seconds() / 3600:g}",
+                    _who(s.person, s.display_name),
+                    s.source,
+                )
+                for s in rows
+            ],
+        ),
+    )
+
+
+@oncall_app.command("override")
+def override(
+    schedule: Annotated[str, typer.Argument(help="Schedule name.")],
+    person: Annotated[str, typer.Option("--person", "-p", help="Who takes the schedule.")],
+    start: Annotated[str, typer.Option("--start", help="ISO 8601 start.")],
+    end: Annotated[str, typer.Option("--end", help="ISO 8601 end.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why.")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Put someone on call for a time range (wins over the rotation)."""
+    start_at, end_at = _instant(start, "--start"), _instant(end, "--end")
+    assert start_at is not None and end_at is not None
+    with api_errors(), Client() as client:
+        created = client.create_override(schedule, person=person, start=start_at, end=end_at, reason=reason)
+    emit(
+        as_json,
+        created,
+        lambda: console.print(
+            f"override {created.id}: {created.person} on {created.schedule} "
+            f"from {when(created.starts_at)} to {when(created.ends_at)}"
+        ),
+    )
+
+
+@oncall_app.command("overrides")
+def overrides(
+    schedule: Annotated[str, typer.Argument(help="Schedule name.")],
+    include_past: Annotated[bool, typer.Option("--all", help="Include overrides that ended.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """List a schedule's runtime overrides."""
+    with api_errors(), Client() as client:
+        rows = client.overrides(schedule, include_past=include_past)
+    emit(
+        as_json,
+        rows,
+        lambda: table(
+            f"Overrides of {schedule}",
+            ["id", "person", "start", "end", "by", "reason"],
+            [(o.id, o.person, when(o.starts_at), when(o.ends_at), o.created_by, o.reason) for o in rows],
+        ),
+    )
+
+
+@oncall_app.command("remove-override")
+def remove_override(
+    schedule: Annotated[str, typer.Argument(help="Schedule name.")],
+    override_id: Annotated[int, typer.Argument(help="Override id.")],
+) -> None:
+    """Delete a runtime override."""
+    with api_errors(), Client() as client:
+        removed = client.delete_override(schedule, override_id)
+    console.print(f"removed override {removed.id} ({removed.person})")
+
+
+@oncall_app.command("policies")
+def policies(as_json: JsonFlag = False) -> None:
+    """Escalation policies and their steps."""
+    with api_errors(), Client() as client:
+        rows = client.escalation_policies()
+    emit(
+        as_json,
+        rows,
+        lambda: table(
+            "Escalation policies",
+            ["policy", "repeat", "steps"],
+            [
+                (
+                    p.name + (" (generated)" if p.generated else ""),
+                    p.repeat,
+                    "\n".join(
+                        f"{i}. {', '.join(s.targets)} — {s.delay_seconds // 60}m"
+                        for i, s in enumerate(p.steps, start=1)
+                    ),
+                )
+                for p in rows
+            ],
+        ),
+    )
+
+
+@oncall_app.command("pages")
+def pages(
+    ref: Annotated[str, typer.Argument(help="Incident, e.g. INC-7.")], as_json: JsonFlag = False
+) -> None:
+    """Who an incident paged, when, and where each escalation stands."""
+    with api_errors(), Client() as client:
+        result = client.incident_pages(ref)
+
+    def render() -> None:
+        table(
+            f"Escalations of {result.incident}",
+            ["policy", "mode", "state", "pass", "step", "next check"],
+            [(e.policy, e.mode, e.state, e.cycle, e.step, when(e.next_check_at)) for e in result.escalations],
+        )
+        table(
+            "Pages",
+            ["when", "person", "channel", "to", "step", "pass", "status"],
+            [(when(p.send_at), p.person, p.channel, p.to, p.step, p.cycle, p.status) for p in result.pages],
+        )
+
+    emit(as_json, result, render)

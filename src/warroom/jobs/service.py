@@ -1,0 +1,195 @@
+"""Durable jobs: enqueue in the caller's transaction (the outbox), cancel, and the handler registry.
+
+A state change and the side effects it causes commit together: ``enqueue`` only adds a row to the
+caller's session. The worker (``jobs.worker``) claims due rows, runs the registered handler for the
+row's ``kind`` in a write transaction, and retries failures with capped, jittered exponential backoff
+until ``max_attempts``, after which the job is ``dead`` and keeps its last error.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from warroom.db import utcnow
+from warroom.errors import InvalidInput, NotFound
+from warroom.jobs.models import Job, JobStatus
+
+if TYPE_CHECKING:
+    from warroom.context import AppContext
+
+Handler = Callable[["AppContext", Session, Job], "dict[str, Any] | None"]
+# Called when an attempt failed (after the handler's own writes were rolled back), in the transaction
+# that records the failure; ``final`` is true when the job is now dead.
+FailureHook = Callable[["AppContext", Session, Job, str, bool], None]
+
+
+class RetryLater(Exception):
+    """Raised by a handler to run again after ``delay`` without counting an attempt."""
+
+    def __init__(self, delay: timedelta | float, reason: str = "") -> None:
+        self.delay = delay if isinstance(delay, timedelta) else timedelta(seconds=delay)
+        self.reason = reason
+        super().__init__(reason or f"retry in {self.delay.total_seconds():g}s")
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    kind: str
+    handler: Handler
+    on_failure: FailureHook | None = None
+
+
+_handlers: dict[str, HandlerSpec] = {}
+
+
+def job_handler(kind: str, *, on_failure: FailureHook | None = None) -> Callable[[Handler], Handler]:
+    """Register ``handler`` for jobs of ``kind``: ``def handler(context, session, job) -> dict | None``."""
+
+    def register(handler: Handler) -> Handler:
+        _handlers[kind] = HandlerSpec(kind, handler, on_failure)
+        return handler
+
+    return register
+
+
+def handler_for(kind: str) -> HandlerSpec | None:
+    return _handlers.get(kind)
+
+
+def registered_kinds() -> list[str]:
+    return sorted(_handlers)
+
+
+def backoff(attempts: int, *, base: float = 5.0, cap: float = 600.0, jitter: float = 0.2) -> timedelta:
+    """Delay before the next try after ``attempts`` failed ones: base * 2^(n-1), capped, +/- jitter.
+
+    The jitter spreads retries of many jobs that failed together (a peer was down) so they do not all
+    hit it again in the same instant.
+    """
+    exponent = max(0, attempts - 1)
+    delay = min(cap, base * (2 ** min(exponent, 30)))
+    delay *= 1 + random.uniform(-jitter, jitter)
+    return timedelta(seconds=min(cap, max(0.0, delay)))
+
+
+def _json_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    try:
+        value: dict[str, Any] = json.loads(json.dumps(payload))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"job payload must be JSON: {exc}", {"field": "payload"}) from exc
+    return value
+
+
+def enqueue(
+    session: Session,
+    *,
+    kind: str,
+    payload: dict[str, Any],
+    run_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    incident_id: int | None = None,
+    max_attempts: int = 8,
+) -> Job:
+    """Add a job to the caller's transaction; it runs once that transaction commits and ``run_at`` passes.
+
+    With an ``idempotency_key`` that already exists (in any status), the existing job is returned and
+    nothing is added, so a retried request or a replayed event never schedules the same work twice.
+    """
+    if not kind:
+        raise InvalidInput("job kind must not be empty", {"field": "kind"})
+    if max_attempts < 1:
+        raise InvalidInput("max_attempts must be at least 1", {"field": "max_attempts"})
+    if run_at is not None and run_at.tzinfo is None:
+        raise InvalidInput("run_at must be timezone-aware", {"field": "run_at"})
+    payload = _json_payload(payload)
+    if idempotency_key is not None:
+        existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+        if existing is not None:
+            return existing
+    now = utcnow()
+    job = Job(
+        kind=kind,
+        payload=payload,
+        run_at=run_at or now,
+        status=JobStatus.pending,
+        attempts=0,
+        max_attempts=max_attempts,
+        idempotency_key=idempotency_key,
+        incident_id=incident_id,
+        created_at=now,
+    )
+    if idempotency_key is None:
+        session.add(job)
+        session.flush()
+        return job
+    try:
+        # A SAVEPOINT, so losing the race on the unique key leaves the caller's transaction usable.
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+        if existing is None:
+            raise
+        return existing
+    return job
+
+
+def cancel(
+    session: Session,
+    *,
+    idempotency_key: str | None = None,
+    kind: str | None = None,
+    incident_id: int | None = None,
+) -> int:
+    """Cancel pending jobs matching every given filter; returns how many. Running jobs are left alone
+    (their handler re-checks the state it acts on)."""
+    if idempotency_key is None and kind is None and incident_id is None:
+        raise InvalidInput("cancel needs at least one of idempotency_key, kind, incident_id")
+    statement = update(Job).where(Job.status == JobStatus.pending)
+    if idempotency_key is not None:
+        statement = statement.where(Job.idempotency_key == idempotency_key)
+    if kind is not None:
+        statement = statement.where(Job.kind == kind)
+    if incident_id is not None:
+        statement = statement.where(Job.incident_id == incident_id)
+    result = session.execute(
+        statement.values(status=JobStatus.cancelled, finished_at=utcnow()).execution_options(
+            synchronize_session="fetch"
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    *,
+    status: JobStatus | None = None,
+    kind: str | None = None,
+    incident_id: int | None = None,
+    limit: int = 100,
+) -> list[Job]:
+    statement = select(Job)
+    if status is not None:
+        statement = statement.where(Job.status == status)
+    if kind is not None:
+        statement = statement.where(Job.kind == kind)
+    if incident_id is not None:
+        statement = statement.where(Job.incident_id == incident_id)
+    return list(session.scalars(statement.order_by(Job.id.desc()).limit(limit)))

@@ -1,0 +1,303 @@
+"""The worker loop: claim due jobs, run each in its own transaction, record the outcome.
+
+Claiming is one short write transaction. On PostgreSQL it selects due rows ``FOR UPDATE SKIP LOCKED``
+so several workers split the work without waiting on each other; on SQLite the write transaction is
+``BEGIN IMMEDIATE``, which serialises claims. A claim sets ``status=running`` and a lease
+(``lease_owner``, ``lease_expires_at``); a worker that dies leaves its lease to expire, after which any
+worker claims the job again. Each job then runs in its own write transaction that first checks the
+worker still holds the lease, so a job is done at most once per successful commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from sqlalchemy import func, select, update
+
+from warroom.context import AppContext
+from warroom.db import utcnow
+from warroom.jobs.models import Job, JobStatus
+from warroom.jobs.service import RetryLater, backoff, handler_for
+
+log = logging.getLogger("warroom.jobs")
+
+JOBS_RUN = Counter(
+    "warroom_jobs_run_total", "Jobs run by this process, by kind and outcome.", ["kind", "outcome"]
+)
+JOB_LATENESS = Histogram(
+    "warroom_job_lateness_seconds",
+    "How long after its run_at a job was claimed.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+
+MAX_ERROR_LENGTH = 4000
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Runs due jobs. ``run_once`` does one claim-and-run pass (tests call it with a frozen clock);
+    ``run_forever`` loops until its stop event is set, then finishes or releases what it claimed."""
+
+    def __init__(
+        self,
+        context: AppContext,
+        *,
+        name: str | None = None,
+        poll_interval: float | None = None,
+        batch: int | None = None,
+        lease: timedelta | None = None,
+        retry_base: float | None = None,
+        retry_cap: float | None = None,
+    ) -> None:
+        settings = context.settings
+        self.context = context
+        self.name = name or default_worker_name()
+        self.poll_interval = poll_interval if poll_interval is not None else settings.worker_poll_interval
+        self.batch = batch if batch is not None else settings.worker_batch
+        self.lease = lease if lease is not None else timedelta(seconds=settings.worker_lease_seconds)
+        self.retry_base = retry_base if retry_base is not None else settings.job_retry_base_seconds
+        self.retry_cap = retry_cap if retry_cap is not None else settings.job_retry_cap_seconds
+        self._stop: threading.Event | None = None
+
+    # --- claiming -------------------------------------------------------------------------------
+
+    def claim(self, now: datetime | None = None, *, limit: int | None = None) -> list[int]:
+        """Take up to ``limit`` due jobs (and jobs whose lease expired) and commit the lease."""
+        now = now or utcnow()
+        limit = limit or self.batch
+        with self.context.db.write() as session:
+            due = list(
+                session.scalars(
+                    select(Job.id)
+                    .where(Job.status == JobStatus.pending, Job.run_at <= now)
+                    .order_by(Job.run_at, Job.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if len(due) < limit:
+                # Jobs whose worker died mid-run: their attempt counts, and a job that keeps killing
+                # its worker ends dead instead of looping forever.
+                expired = list(
+                    session.scalars(
+                        select(Job)
+                        .where(Job.status == JobStatus.running, Job.lease_expires_at <= now)
+                        .order_by(Job.lease_expires_at, Job.id)
+                        .limit(limit - len(due))
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                for job in expired:
+                    if job.attempts >= job.max_attempts:
+                        job.status = JobStatus.dead
+                        job.last_error = (
+                            f"worker {job.lease_owner} stopped without finishing (lease expired) "
+                            f"after {job.attempts} attempt(s)"
+                        )
+                        job.lease_owner = None
+                        job.lease_expires_at = None
+                        job.finished_at = now
+                        log.warning("job %s (%s) is dead: %s", job.id, job.kind, job.last_error)
+                    else:
+                        log.warning(
+                            "job %s (%s): lease of %s expired; retrying", job.id, job.kind, job.lease_owner
+                        )
+                        due.append(job.id)
+                session.flush()
+            if due:
+                session.execute(
+                    update(Job)
+                    .where(Job.id.in_(due))
+                    .values(
+                        status=JobStatus.running,
+                        lease_owner=self.name,
+                        lease_expires_at=now + self.lease,
+                        attempts=Job.attempts + 1,
+                        started_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                for run_at in session.scalars(select(Job.run_at).where(Job.id.in_(due))):
+                    JOB_LATENESS.observe(max(0.0, (now - run_at).total_seconds()))
+        return due
+
+    def release(self, job_ids: list[int]) -> int:
+        """Give claimed, unstarted jobs back: pending again, lease cleared, the attempt not counted."""
+        if not job_ids:
+            return 0
+        with self.context.db.write() as session:
+            result = session.execute(
+                update(Job)
+                .where(Job.id.in_(job_ids), Job.status == JobStatus.running, Job.lease_owner == self.name)
+                .values(
+                    status=JobStatus.pending,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    attempts=Job.attempts - 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        released = int(getattr(result, "rowcount", 0) or 0)
+        if released:
+            log.info("released %d claimed job(s) on shutdown", released)
+        return released
+
+    # --- running --------------------------------------------------------------------------------
+
+    def run_job(self, job_id: int, now: datetime | None = None) -> bool:
+        """Run one claimed job in its own write transaction. False if this worker lost its lease."""
+        with self.context.db.write() as session:
+            job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+            if job is None or job.status != JobStatus.running or job.lease_owner != self.name:
+                log.info("job %s: lease lost before it ran; skipping", job_id)
+                return False
+            spec = handler_for(job.kind)
+            outcome = "done"
+            try:
+                if spec is None:
+                    raise LookupError(f"no handler is registered for job kind {job.kind!r}")
+                with session.begin_nested():
+                    result = spec.handler(self.context, session, job)
+            except RetryLater as request:
+                outcome = "retry_later"
+                job.status = JobStatus.pending
+                job.attempts = max(0, job.attempts - 1)
+                job.run_at = (now or utcnow()) + request.delay
+                job.last_error = request.reason or job.last_error
+                job.lease_owner = None
+                job.lease_expires_at = None
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
+                final = job.attempts >= job.max_attempts
+                outcome = "dead" if final else "failed"
+                job.last_error = error
+                job.lease_owner = None
+                job.lease_expires_at = None
+                if final:
+                    job.status = JobStatus.dead
+                    job.finished_at = now or utcnow()
+                    log.error(
+                        "job %s (%s) is dead after %d attempt(s): %s", job.id, job.kind, job.attempts, error
+                    )
+                else:
+                    job.status = JobStatus.pending
+                    job.run_at = (now or utcnow()) + backoff(
+                        job.attempts, base=self.retry_base, cap=self.retry_cap
+                    )
+                    log.warning(
+                        "job %s (%s) attempt %d/%d failed: %s; retry at %s",
+                        job.id,
+                        job.kind,
+                        job.attempts,
+                        job.max_attempts,
+                        error,
+                        job.run_at.isoformat(),
+                    )
+                if spec is not None and spec.on_failure is not None:
+                    try:
+                        with session.begin_nested():
+                            spec.on_failure(self.context, session, job, error, final)
+                    except Exception:
+                        log.exception("job %s (%s): failure hook raised", job.id, job.kind)
+            else:
+                job.status = JobStatus.done
+                job.result = _json_result(result)
+                job.finished_at = now or utcnow()
+                job.lease_owner = None
+                job.lease_expires_at = None
+        JOBS_RUN.labels(kind=job.kind, outcome=outcome).inc()
+        return True
+
+    def run_once(self, now: datetime | None = None) -> int:
+        """Claim due jobs and run them; returns how many ran (successfully or not)."""
+        claimed = self.claim(now)
+        ran = 0
+        for index, job_id in enumerate(claimed):
+            if self._stop is not None and self._stop.is_set():
+                self.release(claimed[index:])
+                break
+            try:
+                if self.run_job(job_id, now):
+                    ran += 1
+            except Exception:
+                # The transaction failed (e.g. the database went away): the job keeps its lease and is
+                # retried by whichever worker claims it after the lease expires.
+                log.exception("job %s: could not record its outcome", job_id)
+        return ran
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the earliest pending job is due (None when there is none)."""
+        with self.context.db.read() as session:
+            next_run = session.scalar(select(func.min(Job.run_at)).where(Job.status == JobStatus.pending))
+        if next_run is None:
+            return None
+        if next_run.tzinfo is None:  # SQLite aggregate results bypass the column type
+            from datetime import UTC
+
+            next_run = next_run.replace(tzinfo=UTC)
+        return max(0.0, (next_run - utcnow()).total_seconds())
+
+    def run_forever(self, stop_event: threading.Event) -> None:
+        """Poll until ``stop_event`` is set, sleeping at most ``poll_interval`` (less if a job is due)."""
+        self._stop = stop_event
+        log.info("worker %s started (poll every %.2fs, batch %d)", self.name, self.poll_interval, self.batch)
+        while not stop_event.is_set():
+            try:
+                ran = self.run_once()
+            except Exception:
+                log.exception("worker %s: claiming failed; retrying", self.name)
+                stop_event.wait(self.poll_interval)
+                continue
+            if ran:
+                continue  # more may have come due while these ran
+            wait = self.poll_interval
+            try:
+                due_in = self.next_due_in()
+            except Exception:
+                due_in = None
+            if due_in is not None:
+                wait = min(wait, due_in)
+            stop_event.wait(wait)
+        log.info("worker %s stopped", self.name)
+
+
+def _json_result(result: Any) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    value = json.loads(json.dumps(result, default=str))
+    return value if isinstance(value, dict) else {"value": value}
+
+
+class WorkerThread:
+    """A worker in a background thread (``warroom serve`` embeds one)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(
+            target=worker.run_forever,
+            args=(self.stop_event,),
+            name=f"warroom-worker-{worker.name}",
+            daemon=True,
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming, let the job in hand finish, release the rest."""
+        self.stop_event.set()
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            log.warning("worker %s did not stop within %.0fs", self.worker.name, timeout)

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from warroom.deps import Admin, Context, Viewer
+from warroom.incidents.service import parse_ref
+from warroom.notify import service
+from warroom.notify.models import DeliveryStatus
+from warroom.notify.schemas import DeliveryPage, DeliveryRead, TestNotification
+
+router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
+
+
+@router.get("", response_model=DeliveryPage)
+def list_notifications(
+    context: Context,
+    _: Viewer,
+    status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
+    incident: Annotated[str | None, Query(description="INC-n")] = None,
+    channel: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DeliveryPage:
+    incident_id = parse_ref(incident) if incident else None
+    with context.db.read() as session:
+        return service.list_deliveries(
+            session, status=status_, incident_id=incident_id, channel=channel, limit=limit, offset=offset
+        )
+
+
+@router.get("/{delivery_id}", response_model=DeliveryRead)
+def get_notification(delivery_id: int, context: Context, _: Viewer) -> DeliveryRead:
+    with context.db.read() as session:
+        return DeliveryRead.from_row(service.get_delivery(session, delivery_id))
+
+
+@router.post("/test", response_model=DeliveryRead, status_code=status.HTTP_202_ACCEPTED)
+def send_test(body: TestNotification, context: Context, principal: Admin) -> DeliveryRead:
+    """Queue a test message through a channel; poll the notification to see it sent or failing."""
+    with context.db.write() as session:
+        delivery = service.send(
+            session,
+            channel=body.channel,
+            to=body.to,
+            template="test",
+            context={"note": body.note, "requested_by": principal.name},
+        )
+        return DeliveryRead.from_row(delivery)
+
+
+@router.post("/{delivery_id}/retry", response_model=DeliveryRead, status_code=status.HTTP_202_ACCEPTED)
+def retry(delivery_id: int, context: Context, _: Admin) -> DeliveryRead:
+    """Give a dead letter another round of attempts."""
+    with context.db.write() as session:
+        return DeliveryRead.from_row(service.retry_delivery(session, delivery_id=delivery_id))

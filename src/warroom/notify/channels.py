@@ -1,0 +1,194 @@
+"""The channels: email over SMTP, Slack incoming webhook, signed JSON webhook, console.
+
+Each sender raises ``DeliveryError`` (or lets a network error through) when the message did not get
+out; the job machinery retries with backoff. Delivery is at least once: a crash between the peer
+accepting a message and the commit sends it again, so every message carries its delivery id
+(``Message-ID`` for email, ``X-Warroom-Delivery`` for webhooks) for receivers that deduplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import ssl
+import sys
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from typing import Any
+
+import httpx
+
+from warroom import __version__
+from warroom.db import utcnow
+from warroom.jobs.service import RetryLater
+from warroom.notify.config import (
+    ChannelConfig,
+    ConsoleChannel,
+    EmailChannel,
+    MissingSecret,
+    SlackChannel,
+    WebhookChannel,
+    expand_env,
+)
+from warroom.notify.signing import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from warroom.settings import Settings
+
+log = logging.getLogger("warroom.notify")
+
+
+class DeliveryError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    delivery_id: int
+    channel: str
+    recipient: str
+    template: str
+    subject: str
+    text: str
+    html: str | None = None
+    incident: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def _secret(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return expand_env(value)
+    except MissingSecret as exc:
+        raise DeliveryError(str(exc)) from exc
+
+
+def _url(configured: str | None, recipient: str, channel: str) -> str:
+    url = _secret(configured) or recipient
+    if not url.startswith(("http://", "https://")):
+        raise DeliveryError(f"channel {channel!r} has no URL (settings.url, or a URL as the recipient)")
+    return url
+
+
+def _raise_for_answer(response: httpx.Response, peer: str) -> None:
+    if response.status_code == 429:
+        retry_after = response.headers.get("retry-after", "")
+        delay = float(retry_after) if retry_after.isdigit() else 30.0
+        raise RetryLater(min(delay, 3600.0), f"{peer} asked to slow down (429)")
+    if response.status_code >= 300:
+        raise DeliveryError(f"{peer} answered {response.status_code}: {response.text[:200]}")
+
+
+def send_email(channel: EmailChannel, message: OutgoingMessage, settings: Settings) -> dict[str, Any]:
+    config = channel.settings
+    host = _secret(config.host) or settings.smtp_host
+    port = config.port or settings.smtp_port
+    security = config.security or settings.smtp_security
+    username = _secret(config.username) or settings.smtp_username
+    password = _secret(config.password) or settings.smtp_password
+    sender = _secret(config.from_address) or settings.smtp_from
+    recipients = [address.strip() for address in message.recipient.split(",") if address.strip()]
+    if not recipients:
+        raise DeliveryError("no email recipient")
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "warroom.local"
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = ", ".join(recipients)
+    email["Subject"] = message.subject
+    email["Date"] = format_datetime(utcnow())
+    # Stable per delivery, so a message sent twice (at-least-once) can be recognised as the same one.
+    email["Message-ID"] = f"<warroom.delivery.{message.delivery_id}@{domain}>"
+    email[DELIVERY_HEADER] = str(message.delivery_id)
+    if message.incident:
+        email["X-Warroom-Incident"] = message.incident
+    email.set_content(message.text)
+    if message.html:
+        email.add_alternative(message.html, subtype="html")
+    tls = ssl.create_default_context()
+    smtp: smtplib.SMTP
+    if security == "tls":
+        smtp = smtplib.SMTP_SSL(host, port, timeout=config.timeout, context=tls)
+    else:
+        smtp = smtplib.SMTP(host, port, timeout=config.timeout)
+    with smtp:
+        if security == "starttls":
+            smtp.starttls(context=tls)
+        if username:
+            smtp.login(username, password or "")
+        refused = smtp.send_message(email, to_addrs=recipients)
+    return {"smtp": f"{host}:{port}", "refused": sorted(refused)} if refused else {"smtp": f"{host}:{port}"}
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def send_slack(channel: SlackChannel, message: OutgoingMessage, settings: Settings) -> dict[str, Any]:
+    url = _url(channel.settings.url, message.recipient, channel.name)
+    subject = _slack_escape(message.subject)
+    text = _slack_escape(message.text.strip())
+    payload = {
+        "text": f"*{subject}*\n{text}",  # what notifications and old clients show
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": message.subject[:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
+        ],
+    }
+    response = httpx.post(url, json=payload, timeout=channel.settings.timeout)
+    _raise_for_answer(response, "Slack")
+    return {"status_code": response.status_code}
+
+
+def webhook_body(message: OutgoingMessage) -> dict[str, Any]:
+    return {
+        "delivery_id": message.delivery_id,
+        "channel": message.channel,
+        "recipient": message.recipient,
+        "template": message.template,
+        "subject": message.subject,
+        "text": message.text,
+        "incident": message.incident,
+        "data": message.data,
+        "sent_at": utcnow().isoformat(),
+    }
+
+
+def send_webhook(channel: WebhookChannel, message: OutgoingMessage, settings: Settings) -> dict[str, Any]:
+    url = _url(channel.settings.url, message.recipient, channel.name)
+    secret = _secret(channel.settings.secret) or settings.webhook_secret
+    if not secret:
+        raise DeliveryError(
+            f"channel {channel.name!r} has no signing secret (settings.secret or WARROOM_WEBHOOK_SECRET)"
+        )
+    body = json.dumps(webhook_body(message), separators=(",", ":"), sort_keys=True, default=str).encode()
+    timestamp = str(int(utcnow().timestamp()))
+    headers = {
+        **{name: _secret(value) or "" for name, value in channel.settings.headers.items()},
+        "Content-Type": "application/json",
+        "User-Agent": f"warroom/{__version__}",
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(secret, timestamp, body),
+        DELIVERY_HEADER: str(message.delivery_id),
+    }
+    response = httpx.post(url, content=body, headers=headers, timeout=channel.settings.timeout)
+    _raise_for_answer(response, "the webhook")
+    return {"status_code": response.status_code}
+
+
+def send_console(channel: ConsoleChannel, message: OutgoingMessage, settings: Settings) -> dict[str, Any]:
+    to = f" to {message.recipient}" if message.recipient else ""
+    sys.stderr.write(f"[notify:{channel.name}{to}] {message.subject}\n{message.text}\n")
+    sys.stderr.flush()
+    log.info("console notification %s%s: %s", message.delivery_id, to, message.subject)
+    return {"console": True}
+
+
+def deliver(channel: ChannelConfig, message: OutgoingMessage, settings: Settings) -> dict[str, Any]:
+    if isinstance(channel, EmailChannel):
+        return send_email(channel, message, settings)
+    if isinstance(channel, SlackChannel):
+        return send_slack(channel, message, settings)
+    if isinstance(channel, WebhookChannel):
+        return send_webhook(channel, message, settings)
+    return send_console(channel, message, settings)

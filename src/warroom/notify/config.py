@@ -1,0 +1,194 @@
+"""The ``notification_channels`` section of the org file: where messages go and how they look.
+
+Secrets are not written in the file: any string setting may be ``${ENV_VAR}``, resolved by the worker
+when it delivers (so ``warroom config check`` passes on a laptop without the production secrets).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from warroom.orgconfig import OrgConfig
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+SmtpSecurity = Literal["starttls", "tls", "none"]
+CHANNEL_TYPES = ("email", "slack", "webhook", "console")
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+class StrictModel(BaseModel):
+    # Not warroom.orgconfig.StrictModel: orgconfig imports this module, so this one must not import it.
+    model_config = ConfigDict(extra="forbid")
+
+
+class TemplateOverride(StrictModel):
+    """Replaces parts of a built-in template (Jinja2, sandboxed). Parts left out keep the built-in text."""
+
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+
+
+class EmailSettings(StrictModel):
+    """SMTP settings; anything left out comes from WARROOM_SMTP_* (settings)."""
+
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: SmtpSecurity | None = Field(
+        default=None, description="starttls (usually port 587), tls (implicit, usually 465) or none."
+    )
+    username: str | None = None
+    password: str | None = None
+    from_address: str | None = None
+    timeout: float = Field(default=10.0, gt=0, le=120)
+
+
+class SlackSettings(StrictModel):
+    url: str | None = Field(
+        default=None, description="The Slack incoming-webhook URL; without it the recipient is the URL."
+    )
+    timeout: float = Field(default=10.0, gt=0, le=120)
+
+
+class WebhookSettings(StrictModel):
+    url: str | None = Field(default=None, description="Where to POST; without it the recipient is the URL.")
+    secret: str | None = Field(
+        default=None,
+        description="HMAC-SHA256 key for X-Warroom-Signature (default WARROOM_WEBHOOK_SECRET).",
+    )
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(default=10.0, gt=0, le=120)
+
+
+class ConsoleSettings(StrictModel):
+    pass
+
+
+class _ChannelBase(StrictModel):
+    name: str
+    to: str | None = Field(default=None, description="Default recipient (e.g. a mailing list).")
+    templates: dict[str, TemplateOverride] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_an_id(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be letters, digits, '-', '_' or '.'")
+        return value
+
+
+class EmailChannel(_ChannelBase):
+    type: Literal["email"]
+    settings: EmailSettings = Field(default_factory=EmailSettings)
+
+
+class SlackChannel(_ChannelBase):
+    type: Literal["slack"]
+    settings: SlackSettings = Field(default_factory=SlackSettings)
+
+
+class WebhookChannel(_ChannelBase):
+    type: Literal["webhook"]
+    settings: WebhookSettings = Field(default_factory=WebhookSettings)
+
+
+class ConsoleChannel(_ChannelBase):
+    type: Literal["console"]
+    settings: ConsoleSettings = Field(default_factory=ConsoleSettings)
+
+
+NotificationChannel = Annotated[
+    EmailChannel | SlackChannel | WebhookChannel | ConsoleChannel, Field(discriminator="type")
+]
+ChannelConfig = EmailChannel | SlackChannel | WebhookChannel | ConsoleChannel
+
+
+def default_channels() -> list[NotificationChannel]:
+    return [ConsoleChannel(name="console", type="console")]
+
+
+class MissingSecret(Exception):
+    pass
+
+
+def expand_env(value: str) -> str:
+    """Replace ``${NAME}`` with the environment variable's value; an unset variable is an error."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise MissingSecret(f"environment variable {name} is not set")
+        return os.environ[name]
+
+    return _ENV_REFERENCE.sub(replace, value)
+
+
+def split_channel_reference(entry: str) -> tuple[str, str | None]:
+    """An audience lists channels as ``name`` or ``name:recipient`` (``email:exec@acme.example``)."""
+    name, sep, recipient = entry.partition(":")
+    return name, (recipient if sep and recipient else None)
+
+
+def builtin_templates() -> list[str]:
+    return sorted({path.name.split(".")[0] for path in TEMPLATES_DIR.glob("*.j2")})
+
+
+def find_channel(org: OrgConfig, name: str, *, implicit: bool = True) -> ChannelConfig | None:
+    """A channel configured in the org file, or else (``implicit``) a bare channel type with its defaults:
+    ``email`` (WARROOM_SMTP_*), ``console``, and ``slack``/``webhook`` whose recipient is the URL."""
+    configured = next((c for c in org.notification_channels if c.name == name), None)
+    if configured is not None or not implicit:
+        return configured
+    if name == "email":
+        return EmailChannel(name=name, type="email")
+    if name == "slack":
+        return SlackChannel(name=name, type="slack")
+    if name == "webhook":
+        return WebhookChannel(name=name, type="webhook")
+    if name == "console":
+        return ConsoleChannel(name=name, type="console")
+    return None
+
+
+def channel_names(org: OrgConfig) -> list[str]:
+    return sorted({c.name for c in org.notification_channels} | set(CHANNEL_TYPES))
+
+
+def check_notification_channels(org: OrgConfig) -> list[str]:
+    """Cross-reference problems, as ``section[index].field: message`` strings."""
+    from jinja2 import TemplateSyntaxError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    problems: list[str] = []
+    known_templates = builtin_templates()
+    seen: set[str] = set()
+    for index, channel in enumerate(org.notification_channels):
+        if channel.name in seen:
+            problems.append(f"notification_channels[{index}].name: {channel.name!r} is used twice")
+        seen.add(channel.name)
+        for template, override in channel.templates.items():
+            if template not in known_templates:
+                problems.append(
+                    f"notification_channels[{index}].templates.{template}: not a built-in template; "
+                    f"allowed: {', '.join(known_templates)}"
+                )
+            for part in ("subject", "text", "html"):
+                source = getattr(override, part)
+                if source is None:
+                    continue
+                try:
+                    SandboxedEnvironment().parse(source)
+                except TemplateSyntaxError as exc:
+                    problems.append(
+                        f"notification_channels[{index}].templates.{template}.{part}: "
+                        f"template error on line {exc.lineno}: {exc.message}"
+                    )
+    return problems

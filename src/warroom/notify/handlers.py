@@ -1,0 +1,102 @@
+"""The ``notify.deliver`` job: perform one delivery; record success or failure on the incident."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from warroom.context import AppContext
+from warroom.db import utcnow
+from warroom.incidents import service as incidents
+from warroom.jobs.models import Job
+from warroom.jobs.service import job_handler
+from warroom.notify import channels
+from warroom.notify.config import find_channel
+from warroom.notify.models import Delivery, DeliveryStatus
+from warroom.notify.service import DELIVER_JOB, PERFORMER, TIMELINE_KIND
+
+
+def _describe(delivery: Delivery) -> str:
+    to = f" to {delivery.recipient}" if delivery.recipient else ""
+    return f"{delivery.template} notification via {delivery.channel}{to}"
+
+
+def _on_timeline(session: Session, delivery: Delivery, action: str, **data: Any) -> None:
+    if delivery.incident_id is None:
+        return
+    incident = incidents.get_incident(session, delivery.incident_id, for_update=True)
+    incidents.append_timeline(
+        session,
+        incident,
+        performer=PERFORMER,
+        kind=TIMELINE_KIND,
+        action=action,
+        data={
+            "delivery_id": delivery.id,
+            "channel": delivery.channel,
+            "recipient": delivery.recipient,
+            "subject": delivery.subject,
+            "attempts": delivery.attempts,
+            **data,
+        },
+    )
+
+
+def record_failure(context: AppContext, session: Session, job: Job, error: str, final: bool) -> None:
+    delivery = session.get(Delivery, job.payload.get("delivery_id"), with_for_update=True)
+    if delivery is None:
+        return
+    delivery.attempts = job.attempts
+    delivery.last_error = error
+    delivery.status = DeliveryStatus.dead if final else DeliveryStatus.failed
+    delivery.updated_at = utcnow()
+    # The first failure and the dead letter go on the timeline; attempts in between stay on the row.
+    if final:
+        _on_timeline(
+            session,
+            delivery,
+            f"Could not deliver {_describe(delivery)} after {job.attempts} attempt(s): {error}",
+            status="dead",
+            error=error,
+        )
+    elif job.attempts == 1:
+        _on_timeline(
+            session,
+            delivery,
+            f"Delivery of {_describe(delivery)} failed ({error}); retrying",
+            status="failed",
+            error=error,
+            next_attempt_at=job.run_at.isoformat(),
+        )
+
+
+@job_handler(DELIVER_JOB, on_failure=record_failure)
+def deliver(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
+    delivery = session.get(Delivery, job.payload.get("delivery_id"), with_for_update=True)
+    if delivery is None:
+        return {"skipped": "the delivery no longer exists"}
+    if delivery.status == DeliveryStatus.sent:
+        return {"skipped": "already sent", "delivery_id": delivery.id}
+    channel = find_channel(context.org, delivery.channel)
+    if channel is None:
+        raise channels.DeliveryError(f"channel {delivery.channel!r} is not configured any more")
+    message = channels.OutgoingMessage(
+        delivery_id=delivery.id,
+        channel=delivery.channel,
+        recipient=delivery.recipient,
+        template=delivery.template,
+        subject=delivery.subject,
+        text=delivery.body,
+        html=delivery.body_html,
+        incident=f"INC-{delivery.incident_id}" if delivery.incident_id else None,
+        data=delivery.data,
+    )
+    info = channels.deliver(channel, message, context.settings)
+    delivery.attempts = job.attempts
+    delivery.status = DeliveryStatus.sent
+    delivery.sent_at = utcnow()
+    delivery.updated_at = delivery.sent_at
+    retried = f" (attempt {job.attempts})" if job.attempts > 1 else ""
+    _on_timeline(session, delivery, f"Sent {_describe(delivery)}{retried}: {delivery.subject}", status="sent")
+    return {"delivery_id": delivery.id, **info}

@@ -1,0 +1,186 @@
+"""Notification delivery: ``send`` records a Delivery and enqueues its ``notify.deliver`` job in the
+caller's transaction (the outbox); the worker performs it (``notify.handlers``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from warroom.context import context_of
+from warroom.db import utcnow
+from warroom.errors import Conflict, InvalidInput, NotFound
+from warroom.incidents.models import Incident
+from warroom.jobs import service as jobs
+from warroom.notify.config import channel_names, find_channel
+from warroom.notify.models import Delivery, DeliveryStatus
+from warroom.notify.render import render
+from warroom.notify.schemas import DeliveryPage, DeliveryRead
+
+DELIVER_JOB = "notify.deliver"
+PERFORMER = "notifier"  # who the timeline says sent or failed to send a notification
+TIMELINE_KIND = "notification"
+
+
+def incident_view(incident: Incident) -> dict[str, Any]:
+    """What templates see as ``incident``."""
+    return {
+        "ref": incident.ref,
+        "title": incident.title,
+        "summary": incident.summary,
+        "severity": incident.severity,
+        "status": incident.status.value,
+        "commander": incident.commander,
+        "services": incident.service_names,
+        "created_at": incident.created_at.isoformat(),
+        "acknowledged_at": incident.acknowledged_at.isoformat() if incident.acknowledged_at else None,
+    }
+
+
+def send(
+    session: Session,
+    *,
+    channel: str,
+    to: str,
+    template: str,
+    context: dict[str, Any],
+    incident_id: int | None = None,
+    idempotency_key: str | None = None,
+) -> Delivery:
+    """Render ``template`` for ``channel`` now and queue its delivery; both commit with the caller.
+
+    ``channel`` is a channel named in the org file's ``notification_channels`` or a bare channel type
+    (``email``, ``slack``, ``webhook``, ``console``) used with its defaults. With an
+    ``idempotency_key`` already used, the existing delivery is returned and nothing is queued.
+    """
+    app = context_of(session)
+    config = find_channel(app.org, channel)
+    if config is None:
+        allowed = channel_names(app.org)
+        raise InvalidInput(
+            f"unknown notification channel {channel!r}; allowed: {', '.join(allowed)}",
+            {"field": "channel", "allowed": allowed},
+        )
+    recipient = (to or config.to or "").strip()
+    if config.type == "email" and not recipient:
+        raise InvalidInput(f"channel {channel!r} sends email and needs a recipient", {"field": "to"})
+    if (
+        config.type in ("slack", "webhook")
+        and not getattr(config.settings, "url", None)
+        and not recipient.startswith(("http://", "https://"))
+    ):
+        raise InvalidInput(
+            f"channel {channel!r} has no URL configured, so the recipient must be the URL", {"field": "to"}
+        )
+    if idempotency_key is not None:
+        existing = session.scalar(select(Delivery).where(Delivery.idempotency_key == idempotency_key))
+        if existing is not None:
+            return existing
+    incident = None
+    if incident_id is not None:
+        incident = session.get(Incident, incident_id)
+        if incident is None:
+            raise NotFound(f"no incident INC-{incident_id}")
+    variables = {
+        "organization": app.org.organization,
+        "base_url": app.settings.base_url,
+        "channel": channel,
+        "recipient": recipient,
+        "incident": incident_view(incident) if incident is not None else None,
+        **context,
+    }
+    rendered = render(config, template, variables)
+    now = utcnow()
+    delivery = Delivery(
+        channel=channel,
+        channel_type=config.type,
+        recipient=recipient,
+        template=template,
+        subject=rendered.subject,
+        body=rendered.text,
+        body_html=rendered.html,
+        data=json.loads(json.dumps(context, default=str)),
+        status=DeliveryStatus.pending,
+        attempts=0,
+        incident_id=incident_id,
+        idempotency_key=idempotency_key,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with session.begin_nested():  # losing a race on the key leaves the caller's transaction usable
+            session.add(delivery)
+            session.flush()
+    except IntegrityError:
+        existing = session.scalar(select(Delivery).where(Delivery.idempotency_key == idempotency_key))
+        if existing is None:
+            raise
+        return existing
+    job = jobs.enqueue(
+        session,
+        kind=DELIVER_JOB,
+        payload={"delivery_id": delivery.id},
+        incident_id=incident_id,
+        idempotency_key=f"{DELIVER_JOB}:{delivery.id}",
+        max_attempts=app.settings.notify_max_attempts,
+    )
+    delivery.job_id = job.id
+    return delivery
+
+
+def get_delivery(session: Session, delivery_id: int) -> Delivery:
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None:
+        raise NotFound(f"no notification {delivery_id}")
+    return delivery
+
+
+def list_deliveries(
+    session: Session,
+    *,
+    status: DeliveryStatus | None = None,
+    incident_id: int | None = None,
+    channel: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> DeliveryPage:
+    statement = select(Delivery)
+    if status is not None:
+        statement = statement.where(Delivery.status == status)
+    if incident_id is not None:
+        statement = statement.where(Delivery.incident_id == incident_id)
+    if channel is not None:
+        statement = statement.where(Delivery.channel == channel)
+    total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    rows = session.scalars(statement.order_by(Delivery.id.desc()).limit(limit).offset(offset))
+    return DeliveryPage(
+        items=[DeliveryRead.from_row(row) for row in rows], total=total, limit=limit, offset=offset
+    )
+
+
+def retry_delivery(session: Session, *, delivery_id: int) -> Delivery:
+    """Give a dead letter another full round of attempts (after fixing the channel, say)."""
+    delivery = session.get(Delivery, delivery_id, with_for_update=True)
+    if delivery is None:
+        raise NotFound(f"no notification {delivery_id}")
+    if delivery.status != DeliveryStatus.dead:
+        raise Conflict(
+            f"notification {delivery_id} is {delivery.status.value}; only dead ones can be retried",
+            {"field": "status", "allowed": [DeliveryStatus.dead.value]},
+        )
+    app = context_of(session)
+    # No idempotency key: the row lock and the "dead" check above already make a double retry a 409.
+    job = jobs.enqueue(
+        session,
+        kind=DELIVER_JOB,
+        payload={"delivery_id": delivery.id},
+        incident_id=delivery.incident_id,
+        max_attempts=app.settings.notify_max_attempts,
+    )
+    delivery.status = DeliveryStatus.pending
+    delivery.job_id = job.id
+    delivery.updated_at = utcnow()
+    return delivery

@@ -1,0 +1,58 @@
+"""Deliver incident updates to the audience's channels that are notification channels."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session
+
+from warroom.errors import WarroomError
+from warroom.events import DomainEvent, subscribe
+from warroom.incidents import service as incidents
+from warroom.incidents.models import Communication
+from warroom.notify import service
+from warroom.notify.config import find_channel, split_channel_reference
+
+log = logging.getLogger("warroom.notify")
+
+
+@subscribe("incident.communication")
+def deliver_communication(session: Session, event: DomainEvent) -> None:
+    app = session.info.get("context")
+    if app is None:
+        log.warning("incident.communication outside an app context: not delivered")
+        return
+    communication = session.get(Communication, event.data["communication_id"])
+    if communication is None:
+        return
+    for entry in communication.channels:
+        name, recipient = split_channel_reference(entry)
+        # Only channels the org file configures; others (status-page, in-app) belong to other parts.
+        channel = find_channel(app.org, name, implicit=False)
+        if channel is None:
+            continue
+        try:
+            service.send(
+                session,
+                channel=name,
+                to=recipient or "",
+                template="incident_update",
+                context={
+                    "message": communication.message,
+                    "audience": communication.audience,
+                    "sender": communication.sender,
+                },
+                incident_id=communication.incident_id,
+                idempotency_key=f"communication:{communication.id}:{entry}",
+            )
+        except WarroomError as exc:
+            # A channel that cannot take this message must not undo the update itself: say so instead.
+            incident = incidents.get_incident(session, communication.incident_id, for_update=True)
+            incidents.append_timeline(
+                session,
+                incident,
+                performer=service.PERFORMER,
+                kind=service.TIMELINE_KIND,
+                action=f"Update to {communication.audience} not sent via {name}: {exc.message}",
+                data={"channel": name, "communication_id": communication.id, "status": "not_sent"},
+            )

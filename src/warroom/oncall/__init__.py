@@ -1,0 +1,1 @@
+"""People, teams, on-call schedules, escalation policies and paging."""

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import html
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from fastapi.responses import HTMLResponse
+
+from warroom.deps import Context, Responder, Viewer
+from warroom.errors import WarroomError
+from warroom.oncall import paging, service
+from warroom.oncall.schemas import (
+    EscalationPolicyRead,
+    IncidentPaging,
+    OnCallRead,
+    OverrideCreate,
+    OverrideRead,
+    PersonRead,
+    ScheduleRead,
+    ShiftRead,
+    TeamRead,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["oncall"])
+
+
+@router.get("/oncall", response_model=list[OnCallRead])
+def who_is_on_call(
+    context: Context,
+    _: Viewer,
+    at: Annotated[datetime | None, Query(description="An instant with a UTC offset; default now.")] = None,
+    schedule: Annotated[str | None, Query(description="Only this schedule.")] = None,
+) -> list[OnCallRead]:
+    with context.db.read() as session:
+        return service.who_is_on_call(session, org=context.org, at=at, schedule=schedule)
+
+
+@router.get("/oncall/{schedule}/shifts", response_model=list[ShiftRead])
+def shifts(
+    schedule: str,
+    context: Context,
+    _: Viewer,
+    count: Annotated[int, Query(ge=1, le=service.MAX_SHIFTS)] = 10,
+    after: Annotated[
+        datetime | None, Query(description="Start from the shift covering this instant.")
+    ] = None,
+) -> list[ShiftRead]:
+    with context.db.read() as session:
+        return service.upcoming_shifts(session, org=context.org, schedule=schedule, count=count, after=after)
+
+
+@router.get("/oncall/{schedule}/overrides", response_model=list[OverrideRead])
+def list_overrides(
+    schedule: str, context: Context, _: Viewer, include_past: bool = False
+) -> list[OverrideRead]:
+    with context.db.read() as session:
+        return service.list_overrides(session, org=context.org, schedule=schedule, include_past=include_past)
+
+
+@router.post("/oncall/{schedule}/overrides", response_model=OverrideRead, status_code=status.HTTP_201_CREATED)
+def create_override(
+    schedule: str, body: OverrideCreate, context: Context, principal: Responder
+) -> OverrideRead:
+    with context.db.write() as session:
+        row = service.create_override(
+            session, org=context.org, schedule=schedule, data=body, performer=principal.name
+        )
+        return OverrideRead.model_validate(row)
+
+
+@router.delete("/oncall/{schedule}/overrides/{override_id}", response_model=OverrideRead)
+def delete_override(schedule: str, override_id: int, context: Context, _: Responder) -> OverrideRead:
+    with context.db.write() as session:
+        return service.delete_override(session, org=context.org, schedule=schedule, override_id=override_id)
+
+
+@router.get("/people", response_model=list[PersonRead])
+def people(context: Context, _: Viewer) -> list[PersonRead]:
+    return service.list_people(context.org)
+
+
+@router.get("/teams", response_model=list[TeamRead])
+def teams(context: Context, _: Viewer) -> list[TeamRead]:
+    return service.list_teams(context.org)
+
+
+@router.get("/schedules", response_model=list[ScheduleRead])
+def schedules(context: Context, _: Viewer) -> list[ScheduleRead]:
+    return service.list_schedules(context.org)
+
+
+@router.get("/escalation-policies", response_model=list[EscalationPolicyRead])
+def escalation_policies(context: Context, _: Viewer) -> list[EscalationPolicyRead]:
+    return service.list_policies(context.org)
+
+
+@router.get("/incidents/{ref}/pages", response_model=IncidentPaging)
+def incident_pages(ref: str, context: Context, _: Viewer) -> IncidentPaging:
+    with context.db.read() as session:
+        return paging.incident_paging(session, ref=ref)
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem}}</style>
+</head><body><h1>{title}</h1><p>{message}</p></body></html>
+"""
+
+
+def _html(title: str, message: str, status_code: int) -> HTMLResponse:
+    body = _PAGE.format(title=html.escape(title), message=html.escape(message))
+    return HTMLResponse(body, status_code=status_code)
+
+
+@router.get("/ack/{token}", response_class=HTMLResponse, tags=["oncall"])
+def acknowledge_from_link(token: str, context: Context) -> HTMLResponse:
+    """Acknowledge as the paged person from the signed link in a page (no token needed: the link is one)."""
+    try:
+        with context.db.write() as session:
+            incident, already = paging.acknowledge_from_link(
+                session, key=context.settings.resolved_secret_key(), token=token
+            )
+            ref, title, by = incident.ref, incident.title, incident.acknowledged_by or ""
+    except WarroomError as exc:
+        return _html("Not acknowledged", exc.message, exc.status)
+    if already:
+        return _html(f"{ref} was already acknowledged", f"{title} — acknowledged by {by}.", 200)
+    return _html(f"{ref} acknowledged", f"{title} — acknowledged by {by}. Escalation has stopped.", 200)

@@ -1,0 +1,628 @@
+"""Paging and escalation, run by the worker from durable jobs.
+
+Flow: an incident event (created, severity raised, page requested) enqueues ``oncall.start`` in the
+same transaction. Its handler picks the policy and paging mode, pages step 1 (every step at once for
+all hands) and enqueues ``escalation.check`` at the acknowledgement deadline (the severity's response
+target for the first step, the step's delay after that). The check pages the next step, or repeats
+the policy, until someone acknowledges or the incident closes; acknowledging cancels pending checks.
+Personal notification rules with a delay become ``oncall.notify`` jobs that send only if the incident
+is still unacknowledged. Every page row has a unique key
+``page:{incident}:{policy}:{cycle}:{step}:{person}:{rule}`` (also the delivery's idempotency key), so
+a replayed job or a second worker never pages anyone twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from warroom.db import utcnow
+from warroom.errors import InvalidInput, NotFound
+from warroom.incidents import service as incident_service
+from warroom.incidents.models import Incident, TimelineKind
+from warroom.jobs import service as job_service
+from warroom.jobs.models import Job
+from warroom.jobs.service import job_handler
+from warroom.notify import service as notify_service
+from warroom.oncall import service
+from warroom.oncall.config import EscalationPolicyConfig, PagingMode
+from warroom.oncall.links import ack_url, make_ack_token
+from warroom.oncall.models import Escalation, EscalationState, Page, PageStatus
+from warroom.oncall.schemas import EscalationRead, IncidentPaging, PageRead
+from warroom.severity import service as severity_service
+
+if TYPE_CHECKING:
+    from warroom.context import AppContext
+
+log = logging.getLogger("warroom.oncall")
+
+START_KIND = "oncall.start"
+CHECK_KIND = "escalation.check"
+NOTIFY_KIND = "oncall.notify"
+PERFORMER = "warroom"
+PAGE_TEMPLATE = "page"
+MIN_ACK_WINDOW = timedelta(minutes=1)
+
+_MODE_TEXT = {
+    "all_hands": "all hands",
+    "escalate": "step by step",
+    "first_step": "first step only",
+    "none": "nobody",
+}
+
+
+# --- requests (called from event subscribers, inside the incident's transaction) -----------------
+
+
+def request_paging(
+    session: Session,
+    *,
+    incident_id: int,
+    trigger: str,
+    policy: str | None = None,
+    at: datetime | None = None,
+) -> Job:
+    """Enqueue the start of paging; committed with the change that caused it."""
+    at = at or utcnow()
+    if trigger == "created":
+        key = f"oncall.start:{incident_id}:created"
+    else:
+        key = f"oncall.start:{incident_id}:{trigger}:{policy or ''}:{at.isoformat()}"
+    return job_service.enqueue(
+        session,
+        kind=START_KIND,
+        payload={"incident_id": incident_id, "trigger": trigger, "policy": policy, "at": at.isoformat()},
+        idempotency_key=key,
+        incident_id=incident_id,
+    )
+
+
+def stop_escalations(session: Session, *, incident_id: int, reason: EscalationState, performer: str) -> int:
+    """Stop every active escalation of the incident and cancel its pending checks and delayed pages."""
+    active = list(
+        session.scalars(
+            select(Escalation)
+            .where(Escalation.incident_id == incident_id, Escalation.state == EscalationState.active)
+            .with_for_update()
+        )
+    )
+    job_service.cancel(session, kind=CHECK_KIND, incident_id=incident_id)
+    job_service.cancel(session, kind=NOTIFY_KIND, incident_id=incident_id)
+    for page in session.scalars(
+        select(Page).where(Page.incident_id == incident_id, Page.status == PageStatus.scheduled)
+    ):
+        page.status = PageStatus.cancelled
+    if not active:
+        return 0
+    incident = incident_service.get_incident(session, incident_id, for_update=True)
+    now = utcnow()
+    for escalation in active:
+        escalation.state = reason
+        escalation.next_check_at = None
+        escalation.updated_at = now
+    names = ", ".join(e.policy for e in active)
+    why = "acknowledged" if reason == EscalationState.acknowledged else f"incident {incident.status.value}"
+    incident_service.append_timeline(
+        session,
+        incident,
+        performer=PERFORMER,
+        kind=TimelineKind.automation,
+        action=f"Escalation stopped ({why}): {names}",
+        data={"policies": [e.policy for e in active], "reason": reason.value, "by": performer},
+    )
+    return len(active)
+
+
+# --- starting -------------------------------------------------------------------------------------
+
+
+def _timeline(session: Session, incident: Incident, action: str, *, kind: str, data: dict[str, Any]) -> None:
+    incident_service.append_timeline(
+        session, incident, performer=PERFORMER, kind=kind, action=action, data=data
+    )
+
+
+def start_paging(
+    session: Session,
+    context: AppContext,
+    *,
+    incident_id: int,
+    trigger: str,
+    policy_name: str | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    org = context.org
+    at = at or utcnow()
+    try:
+        incident = incident_service.get_incident(session, incident_id, for_update=True)
+    except NotFound:
+        return {"skipped": "incident gone"}
+    if not incident.status.is_open:
+        return {"skipped": f"incident is {incident.status.value}"}
+    severity = incident.severity
+    mode: PagingMode = service.paging_mode(org, severity)
+    policy: EscalationPolicyConfig | None
+    if policy_name:
+        try:
+            policy = service.get_policy(org, policy_name)
+        except NotFound as exc:
+            _timeline(
+                session,
+                incident,
+                f"Page requested for unknown escalation policy {policy_name!r}; nobody paged",
+                kind=TimelineKind.automation,
+                data={"policy": policy_name, "error": exc.message},
+            )
+            return {"skipped": "unknown policy"}
+        if mode == "none":
+            mode = "first_step"  # paging was asked for explicitly
+    else:
+        if mode == "none":
+            due = severity_service.response_due_at(org, severity, at)
+            level = org.severity(severity)
+            _timeline(
+                session,
+                incident,
+                f"Nobody paged for {severity}"
+                + (f" ({level.name})" if level else "")
+                + ": tracked as a ticket"
+                + (f", response due {due:%Y-%m-%d %H:%M} UTC" if due else ""),
+                kind=TimelineKind.automation,
+                data={"severity": severity, "mode": mode, "response_due_at": due},
+            )
+            return {"skipped": "severity pages nobody"}
+        policy = service.policy_for_incident(org, severity, incident.service_names)
+        if policy is None:
+            _timeline(
+                session,
+                incident,
+                "Nobody paged: no escalation policy applies (map the severity in severity_policies, "
+                "or give a service an escalation_policy or an owner team)",
+                kind=TimelineKind.automation,
+                data={"severity": severity, "services": incident.service_names},
+            )
+            return {"skipped": "no policy"}
+
+    escalation = session.scalar(
+        select(Escalation)
+        .where(Escalation.incident_id == incident.id, Escalation.policy == policy.name)
+        .with_for_update()
+    )
+    if escalation is not None and trigger == "created":
+        return {"skipped": "already started"}
+    if (
+        escalation is not None
+        and escalation.state == EscalationState.active
+        and trigger == "requested"
+        and incident.acknowledged_at is None
+    ):
+        return {"skipped": f"{policy.name} is already escalating"}
+
+    # After a severity change the new policy takes over from any other still running; an extra policy
+    # requested by automation runs alongside.
+    others: list[Escalation] = []
+    if trigger == "severity_raised":
+        others = list(
+            session.scalars(
+                select(Escalation)
+                .where(
+                    Escalation.incident_id == incident.id,
+                    Escalation.state == EscalationState.active,
+                    Escalation.policy != policy.name,
+                )
+                .with_for_update()
+            )
+        )
+    for other in others:
+        other.state = EscalationState.superseded
+        other.next_check_at = None
+        job_service.cancel(session, idempotency_key=_check_key(incident.id, other))
+
+    now = utcnow()
+    if escalation is None:
+        escalation = Escalation(
+            incident_id=incident.id,
+            policy=policy.name,
+            mode=mode,
+            severity=severity,
+            state=EscalationState.active,
+            cycle=1,
+            first_cycle=1,
+            step=1,
+            started_at=now,
+            updated_at=now,
+        )
+        session.add(escalation)
+        session.flush()
+    else:
+        if escalation.state == EscalationState.active:
+            job_service.cancel(session, idempotency_key=_check_key(incident.id, escalation))
+        escalation.cycle += 1
+        escalation.first_cycle = escalation.cycle
+        escalation.step = 1
+        escalation.mode = mode
+        escalation.severity = severity
+        escalation.state = EscalationState.active
+        escalation.updated_at = now
+
+    first_delay = policy.steps[0].delay if policy.steps else timedelta(minutes=15)
+    deadline = severity_service.response_due_at(org, severity, at) or at + first_delay
+    # A start that ran late (the worker was down) still gives the first step a moment to answer.
+    deadline = max(deadline, now + MIN_ACK_WINDOW)
+    reason = {
+        "created": f"{incident.ref} opened at {severity}",
+        "severity_raised": f"severity raised to {severity}",
+        "requested": "page requested by automation",
+    }.get(trigger, trigger)
+    _page_position(session, context, incident, policy, escalation, reason=reason, ack_by=deadline)
+    _schedule_check(session, incident, escalation, deadline)
+    return {"policy": policy.name, "mode": mode, "cycle": escalation.cycle, "deadline": deadline.isoformat()}
+
+
+def _check_key(incident_id: int, escalation: Escalation) -> str:
+    return f"escalation.check:{incident_id}:{escalation.policy}:{escalation.cycle}:{escalation.step}"
+
+
+def _schedule_check(session: Session, incident: Incident, escalation: Escalation, deadline: datetime) -> None:
+    if incident.acknowledged_at is not None:
+        # Paged because the severity went up after someone had already acknowledged: inform, no chase.
+        escalation.state = EscalationState.acknowledged
+        escalation.next_check_at = None
+        return
+    escalation.next_check_at = deadline
+    job_service.enqueue(
+        session,
+        kind=CHECK_KIND,
+        payload={"escalation_id": escalation.id, "cycle": escalation.cycle, "step": escalation.step},
+        run_at=deadline,
+        idempotency_key=_check_key(incident.id, escalation),
+        incident_id=incident.id,
+    )
+
+
+# --- paging a step --------------------------------------------------------------------------------
+
+
+def _steps_now(policy: EscalationPolicyConfig, escalation: Escalation) -> list[int]:
+    if escalation.mode == "all_hands":
+        return list(range(1, len(policy.steps) + 1))
+    return [escalation.step]
+
+
+def _page_position(
+    session: Session,
+    context: AppContext,
+    incident: Incident,
+    policy: EscalationPolicyConfig,
+    escalation: Escalation,
+    *,
+    reason: str,
+    ack_by: datetime | None,
+    escalated: bool = False,
+) -> int:
+    """Page the step(s) the escalation is at; returns how many people were reached."""
+    now = utcnow()
+    reached = 0
+    for step_number in _steps_now(policy, escalation):
+        step = policy.steps[step_number - 1]
+        recipients = service.resolve_step(session, context.org, step, now)
+        lines: list[str] = []
+        for recipient in recipients:
+            channels = _page_person(
+                session, context, incident, policy, escalation, step_number, recipient, now, ack_by
+            )
+            if channels:
+                reached += 1
+                lines.append(f"{recipient.person.name} ({recipient.via}) via {', '.join(channels)}")
+        prefix = (
+            f"Escalated to step {step_number} of {policy.name}"
+            if escalated
+            else f"Paged step {step_number} of {policy.name}"
+        )
+        if escalation.mode == "all_hands":
+            prefix += " (all hands)"
+        number = escalation.cycle - escalation.first_cycle + 1
+        cycle = f", pass {number}" if number > 1 else ""
+        if lines:
+            action = f"{prefix}{cycle} ({reason}): " + "; ".join(lines)
+        else:
+            targets = ", ".join(t.describe() for t in step.targets)
+            action = f"{prefix}{cycle} ({reason}): nobody to page — no one on call for {targets}"
+        _timeline(
+            session,
+            incident,
+            action,
+            kind=TimelineKind.page,
+            data={
+                "policy": policy.name,
+                "mode": escalation.mode,
+                "cycle": escalation.cycle,
+                "step": step_number,
+                "people": [r.person.name for r in recipients],
+            },
+        )
+    return reached
+
+
+def page_key(incident_id: int, policy: str, cycle: int, step: int, person: str, rule: int) -> str:
+    return f"page:{incident_id}:{policy}:{cycle}:{step}:{person}:{rule}"
+
+
+def _page_person(
+    session: Session,
+    context: AppContext,
+    incident: Incident,
+    policy: EscalationPolicyConfig,
+    escalation: Escalation,
+    step: int,
+    recipient: service.Recipient,
+    now: datetime,
+    ack_by: datetime | None,
+) -> list[str]:
+    """Create one page per notification rule; send the immediate ones, schedule the delayed ones."""
+    person = recipient.person
+    described: list[str] = []
+    for rule in service.effective_rules(context.org, person):
+        key = page_key(incident.id, policy.name, escalation.cycle, step, person.name, rule.index)
+        if session.scalar(select(Page.id).where(Page.key == key)) is not None:
+            continue  # a replay: already paged
+        page = Page(
+            key=key,
+            incident_id=incident.id,
+            escalation_id=escalation.id,
+            policy=policy.name,
+            cycle=escalation.cycle,
+            step=step,
+            person=person.name,
+            rule=rule.index,
+            channel=rule.channel,
+            to=rule.to,
+            via=recipient.via,
+            status=PageStatus.scheduled,
+            created_at=now,
+            send_at=now + rule.delay,
+        )
+        session.add(page)
+        session.flush()
+        if rule.delay > timedelta(0):
+            job_service.enqueue(
+                session,
+                kind=NOTIFY_KIND,
+                payload={"page_id": page.id},
+                run_at=page.send_at,
+                idempotency_key=key,
+                incident_id=incident.id,
+            )
+            described.append(f"{rule.channel} in {_minutes(rule.delay)} unless acknowledged")
+        elif _deliver(session, context, incident, page, ack_by):
+            described.append(f"{rule.channel} to {rule.to}")
+        else:
+            described.append(f"{rule.channel} to {rule.to} FAILED ({page.error})")
+    return described
+
+
+def _minutes(delay: timedelta) -> str:
+    from warroom.durations import format_duration
+
+    return format_duration(delay)
+
+
+def page_context(
+    context: AppContext, incident: Incident, page: Page, ack_by: datetime | None
+) -> dict[str, Any]:
+    """What the page template (notify's ``page``) sees besides ``incident``."""
+    org = context.org
+    level = org.severity(incident.severity)
+    person = next((p for p in org.people if p.name == page.person), None)
+    token = make_ack_token(
+        context.settings.resolved_secret_key(), incident_id=incident.id, person=page.person
+    )
+    base = context.settings.base_url.rstrip("/")
+    return {
+        "incident_id": incident.ref,
+        "incident_number": incident.id,
+        "title": incident.title,
+        "summary": incident.summary,
+        "severity": incident.severity,
+        "severity_name": level.name if level else incident.severity,
+        "status": incident.status.value,
+        "services": incident.service_names,
+        "commander": incident.commander,
+        "opened_at": incident.created_at.isoformat(),
+        "response_due_at": (
+            due.isoformat()
+            if (due := severity_service.response_due_at(org, incident.severity, incident.created_at))
+            else None
+        ),
+        "person": page.person,
+        "person_name": person.label if person else page.person,
+        "via": page.via,
+        "policy": page.policy,
+        "step": page.step,
+        "cycle": page.cycle,
+        "ack_url": ack_url(base, token),
+        "ack_by": f"{ack_by:%Y-%m-%d %H:%M} UTC" if ack_by else None,
+        "reason": f"{page.via} (step {page.step} of {page.policy})",
+        "incident_url": f"{base}/api/v1/incidents/{incident.ref}",
+    }
+
+
+def _deliver(
+    session: Session, context: AppContext, incident: Incident, page: Page, ack_by: datetime | None
+) -> bool:
+    """Hand the page to notification delivery (its own outbox job sends and retries). A page that
+    delivery refuses (say, a webhook contact without a URL) is marked failed instead of blocking the
+    rest of the step."""
+    try:
+        delivery = notify_service.send(
+            session,
+            channel=page.channel,
+            to=page.to,
+            template=PAGE_TEMPLATE,
+            context=page_context(context, incident, page, ack_by),
+            incident_id=incident.id,
+            idempotency_key=page.key,
+        )
+    except InvalidInput as exc:
+        log.warning("page %s not sent: %s", page.key, exc.message)
+        page.status = PageStatus.failed
+        page.error = exc.message[:1000]
+        return False
+    page.status = PageStatus.sent
+    page.sent_at = utcnow()
+    page.delivery_id = delivery.id
+    return True
+
+
+def send_delayed_page(session: Session, context: AppContext, *, page_id: int) -> dict[str, Any]:
+    page = session.get(Page, page_id, with_for_update=True)
+    if page is None or page.status != PageStatus.scheduled:
+        return {"skipped": "not scheduled"}
+    incident = incident_service.get_incident(session, page.incident_id, for_update=True)
+    if incident.acknowledged_at is not None or not incident.status.is_open:
+        page.status = PageStatus.cancelled
+        return {"skipped": "acknowledged or closed"}
+    escalation = session.get(Escalation, page.escalation_id) if page.escalation_id else None
+    delivered = _deliver(session, context, incident, page, escalation.next_check_at if escalation else None)
+    outcome = "still unacknowledged" if delivered else f"FAILED: {page.error}"
+    _timeline(
+        session,
+        incident,
+        f"Paged {page.person} via {page.channel} to {page.to} (personal rule {page.rule + 1}, "
+        f"step {page.step} of {page.policy}): {outcome}",
+        kind=TimelineKind.page,
+        data={"page": page.key},
+    )
+    return {"sent": page.key}
+
+
+# --- escalating ------------------------------------------------------------------------------------
+
+
+def check_escalation(
+    session: Session, context: AppContext, *, escalation_id: int, cycle: int, step: int
+) -> dict[str, Any]:
+    """At an ack deadline: stop if acknowledged or closed, else page the next step (or repeat)."""
+    escalation = session.get(Escalation, escalation_id, with_for_update=True)
+    if escalation is None or escalation.state != EscalationState.active:
+        return {"skipped": "not active"}
+    if (escalation.cycle, escalation.step) != (cycle, step):
+        return {"skipped": "stale check"}
+    incident = incident_service.get_incident(session, escalation.incident_id, for_update=True)
+    if incident.acknowledged_at is not None:
+        escalation.state = EscalationState.acknowledged
+        escalation.next_check_at = None
+        return {"stopped": "acknowledged"}
+    if not incident.status.is_open:
+        escalation.state = EscalationState.resolved
+        escalation.next_check_at = None
+        return {"stopped": incident.status.value}
+    try:
+        policy = service.get_policy(context.org, escalation.policy)
+    except NotFound:
+        escalation.state = EscalationState.exhausted
+        _timeline(
+            session,
+            incident,
+            f"Escalation stopped: policy {escalation.policy!r} is no longer in the org file",
+            kind=TimelineKind.automation,
+            data={"policy": escalation.policy},
+        )
+        return {"stopped": "policy gone"}
+    previous_deadline = escalation.next_check_at or utcnow()
+    waited = previous_deadline - escalation.updated_at
+    if escalation.mode == "escalate" and escalation.step < len(policy.steps):
+        next_cycle, next_step = escalation.cycle, escalation.step + 1
+    else:
+        next_cycle, next_step = escalation.cycle + 1, 1
+    now = utcnow()
+    if next_cycle - escalation.first_cycle + 1 > 1 + policy.repeat:
+        escalation.state = EscalationState.exhausted
+        escalation.next_check_at = None
+        escalation.updated_at = now
+        _timeline(
+            session,
+            incident,
+            f"Escalation of {policy.name} exhausted: nobody acknowledged after "
+            f"{policy.repeat + 1} pass(es) through its steps",
+            kind=TimelineKind.automation,
+            data={"policy": policy.name, "passes": escalation.cycle - escalation.first_cycle + 1},
+        )
+        return {"stopped": "exhausted"}
+    escalation.cycle, escalation.step = next_cycle, next_step
+    escalation.updated_at = now
+    step_config = policy.steps[next_step - 1]
+    reason = f"not acknowledged within {_minutes(max(waited, timedelta(0)))}"
+    # Deadlines follow the schedule, not the worker's lateness; after a long outage restart from now.
+    deadline = previous_deadline + step_config.delay
+    if deadline <= now:
+        deadline = now + step_config.delay
+    _page_position(
+        session, context, incident, policy, escalation, reason=reason, ack_by=deadline, escalated=True
+    )
+    _schedule_check(session, incident, escalation, deadline)
+    return {"policy": policy.name, "cycle": next_cycle, "step": next_step, "deadline": deadline.isoformat()}
+
+
+# --- acknowledging from a page ------------------------------------------------------------------------
+
+
+def acknowledge_from_link(session: Session, *, key: bytes, token: str) -> tuple[Incident, bool]:
+    """Acknowledge as the person the link was made for; returns the incident and whether it already was."""
+    from warroom.oncall.links import verify_ack_token
+
+    claim = verify_ack_token(key, token)
+    incident = incident_service.get_incident(session, claim.incident_id, for_update=True)
+    already = incident.acknowledged_at is not None
+    incident = incident_service.acknowledge(session, ref=claim.incident_id, performer=claim.person)
+    return incident, already
+
+
+def incident_paging(session: Session, *, ref: str) -> IncidentPaging:
+    incident = incident_service.get_incident(session, ref)
+    escalations = session.scalars(
+        select(Escalation).where(Escalation.incident_id == incident.id).order_by(Escalation.id)
+    )
+    pages = session.scalars(select(Page).where(Page.incident_id == incident.id).order_by(Page.id))
+    return IncidentPaging(
+        incident=incident.ref,
+        escalations=[EscalationRead.model_validate(e) for e in escalations],
+        pages=[PageRead.model_validate(p) for p in pages],
+    )
+
+
+# --- job handlers ---------------------------------------------------------------------------
+
+
+@job_handler(START_KIND)
+def _start_job(context: AppContext, session: Session, job: Job) -> dict[str, Any] | None:
+    payload = job.payload
+    return start_paging(
+        session,
+        context,
+        incident_id=int(payload["incident_id"]),
+        trigger=str(payload.get("trigger", "created")),
+        policy_name=payload.get("policy"),
+        at=datetime.fromisoformat(payload["at"]) if payload.get("at") else utcnow(),
+    )
+
+
+@job_handler(CHECK_KIND)
+def _check_job(context: AppContext, session: Session, job: Job) -> dict[str, Any] | None:
+    payload = job.payload
+    return check_escalation(
+        session,
+        context,
+        escalation_id=int(payload["escalation_id"]),
+        cycle=int(payload["cycle"]),
+        step=int(payload["step"]),
+    )
+
+
+@job_handler(NOTIFY_KIND)
+def _notify_job(context: AppContext, session: Session, job: Job) -> dict[str, Any] | None:
+    return send_delayed_page(session, context, page_id=int(job.payload["page_id"]))

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class ContactMethodRead(BaseModel):
+    name: str
+    channel: str
+    to: str
+
+
+class NotificationRuleRead(BaseModel):
+    channel: str
+    to: str
+    delay_seconds: int
+    contact: str | None = None
+
+
+class PersonRead(BaseModel):
+    name: str
+    display_name: str
+    email: str | None
+    phone: str | None
+    chat_handle: str | None
+    time_zone: str
+    teams: list[str]
+    contact_methods: list[ContactMethodRead]
+    notification_rules: list[NotificationRuleRead] = Field(description="As they apply (defaults filled in).")
+
+
+class TeamRead(BaseModel):
+    name: str
+    display_name: str
+    members: list[str]
+    manager: str | None
+    schedule: str | None
+    escalation_policy: str | None
+
+
+class LayerRead(BaseModel):
+    name: str
+    shift_length_seconds: int
+    handoff_time: str
+    time_zone: str
+    start: str
+    participants: list[str]
+    restricted: bool
+
+
+class ScheduleRead(BaseModel):
+    name: str
+    description: str
+    time_zone: str
+    layers: list[LayerRead]
+
+
+class ShiftRead(BaseModel):
+    schedule: str
+    person: str | None = Field(description="Null in a gap where nobody is on call.")
+    display_name: str | None
+    start: datetime
+    end: datetime
+    source: str = Field(description="layer:<name>, override, or none.")
+    override_id: int | None = None
+
+
+class OnCallRead(BaseModel):
+    schedule: str
+    at: datetime
+    person: str | None
+    display_name: str | None
+    shift: ShiftRead
+
+
+class OverrideCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    person: str = Field(min_length=1, max_length=200)
+    start: datetime
+    end: datetime
+    reason: str = Field(default="", max_length=2000)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2026-12-24T09:00:00+01:00 or ...Z")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OverrideCreate:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class OverrideRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    schedule: str
+    person: str
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    created_by: str
+    created_at: datetime
+
+
+class StepRead(BaseModel):
+    targets: list[str]
+    delay_seconds: int
+
+
+class EscalationPolicyRead(BaseModel):
+    name: str
+    description: str
+    repeat: int
+    steps: list[StepRead]
+    generated: bool = Field(default=False, description="Derived from a team, not written in the org file.")
+
+
+class EscalationRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    policy: str
+    mode: str
+    severity: str
+    state: str
+    cycle: int
+    step: int
+    started_at: datetime
+    next_check_at: datetime | None
+
+
+class PageRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    policy: str
+    cycle: int
+    step: int
+    person: str
+    rule: int
+    channel: str
+    to: str
+    via: str
+    status: str
+    send_at: datetime
+    sent_at: datetime | None
+    delivery_id: int | None
+    error: str | None = None
+
+
+class IncidentPaging(BaseModel):
+    incident: str
+    escalations: list[EscalationRead]
+    pages: list[PageRead]

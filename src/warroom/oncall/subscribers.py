@@ -1,0 +1,50 @@
+"""Incident events that start or stop paging. Each only writes rows in the event's transaction."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from warroom.db import utcnow
+from warroom.events import DomainEvent, subscribe
+from warroom.oncall import paging
+from warroom.oncall.models import EscalationState
+
+
+@subscribe("incident.created")
+def page_new_incident(session: Session, event: DomainEvent) -> None:
+    if event.incident_id is not None:
+        paging.request_paging(session, incident_id=event.incident_id, trigger="created", at=utcnow())
+
+
+@subscribe("incident.severity_changed")
+def page_raised_severity(session: Session, event: DomainEvent) -> None:
+    if event.incident_id is not None and event.data.get("direction") == "raised":
+        paging.request_paging(session, incident_id=event.incident_id, trigger="severity_raised", at=utcnow())
+
+
+@subscribe("incident.page_requested")
+def page_requested_policy(session: Session, event: DomainEvent) -> None:
+    policy = event.data.get("policy")
+    if event.incident_id is not None and isinstance(policy, str) and policy:
+        paging.request_paging(
+            session, incident_id=event.incident_id, trigger="requested", policy=policy, at=utcnow()
+        )
+
+
+@subscribe("incident.acknowledged")
+def stop_on_acknowledge(session: Session, event: DomainEvent) -> None:
+    if event.incident_id is not None:
+        paging.stop_escalations(
+            session,
+            incident_id=event.incident_id,
+            reason=EscalationState.acknowledged,
+            performer=event.performer,
+        )
+
+
+@subscribe("incident.resolved", "incident.closed", "incident.postmortem")
+def stop_on_resolve(session: Session, event: DomainEvent) -> None:
+    if event.incident_id is not None:
+        paging.stop_escalations(
+            session, incident_id=event.incident_id, reason=EscalationState.resolved, performer=event.performer
+        )

@@ -1,0 +1,190 @@
+"""``warroom serve`` as a subprocess: the on-call CLI commands, and a page by real SMTP acknowledged
+from the CLI, with the embedded worker on the real clock."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from aiosmtpd.controller import Controller
+
+from tests.conftest import EXAMPLE_CONFIG
+from tests.oncall.test_smtp_pages import Inbox
+
+WARROOM = str(Path(sys.executable).parent / "warroom")
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path, mailbox: tuple[Inbox, int]) -> Iterator[dict[str, str]]:
+    _, smtp_port = mailbox
+    data: dict[str, Any] = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["notification_channels"] = [
+        {"name": "email", "type": "email", "settings": {"host": "127.0.0.1", "port": smtp_port}},
+        {"name": "console", "type": "console"},
+    ]
+    for person in data["people"]:
+        person.pop("notification_rules", None)
+        person.pop("contact_methods", None)
+    config = tmp_path / "org.yaml"
+    config.write_text(yaml.safe_dump(data))
+    port = _free_port()
+    env = {
+        **os.environ,
+        "WARROOM_DATA_DIR": str(tmp_path),
+        "WARROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'e2e.db'}",
+        "WARROOM_CONFIG": str(config),
+        "WARROOM_WORKER_POLL_INTERVAL": "0.05",
+        "COLUMNS": "200",
+    }
+    created = subprocess.run(
+        [WARROOM, "token", "create", "--name", "oncall-e2e", "--role", "responder"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    token = created.stdout.strip().splitlines()[-1]
+    process = subprocess.Popen(
+        [WARROOM, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        raise AssertionError("warroom serve did not start")
+    try:
+        yield {**env, "WARROOM_URL": url, "WARROOM_TOKEN": token}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def cli(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([WARROOM, *args], env=env, capture_output=True, text=True, check=False)
+    if ok:
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+    return result
+
+
+def test_oncall_cli(server: dict[str, str]) -> None:
+    who = cli(server, "oncall", "who", "--at", "2026-03-02T10:00:00+00:00")
+    assert "platform-primary" in who.stdout and "Carol Wagner (carol)" in who.stdout
+    rows = json.loads(cli(server, "oncall", "who", "--schedule", "payments-primary", "--json").stdout)
+    assert [r["schedule"] for r in rows] == ["payments-primary"] and rows[0]["person"] in ("erin", "frank")
+
+    shifts = json.loads(
+        cli(
+            server,
+            "oncall",
+            "shifts",
+            "platform-secondary",
+            "-n",
+            "3",
+            "--after",
+            "2026-03-02T10:00Z",
+            "--json",
+        ).stdout
+    )
+    assert [s["person"] for s in shifts] == ["alice", "bob", "carol"]
+    table = cli(server, "oncall", "shifts", "platform-secondary", "-n", "2", "--after", "2026-03-02T10:00Z")
+    assert "Alice Schmidt (alice)" in table.stdout and "168" in table.stdout  # hours
+
+    created = json.loads(
+        cli(
+            server,
+            "oncall",
+            "override",
+            "platform-primary",
+            "--person",
+            "frank",
+            "--start",
+            "2030-01-01T09:00:00+01:00",
+            "--end",
+            "2030-01-01T17:00:00+01:00",
+            "--reason",
+            "swap",
+            "--json",
+        ).stdout
+    )
+    listed = json.loads(cli(server, "oncall", "overrides", "platform-primary", "--json").stdout)
+    assert [o["id"] for o in listed] == [created["id"]]
+    at_noon = json.loads(
+        cli(
+            server, "oncall", "who", "-s", "platform-primary", "--at", "2030-01-01T12:00+01:00", "--json"
+        ).stdout
+    )
+    assert at_noon[0]["person"] == "frank"
+    cli(server, "oncall", "remove-override", "platform-primary", str(created["id"]))
+    assert json.loads(cli(server, "oncall", "overrides", "platform-primary", "--json").stdout) == []
+
+    bad = cli(server, "oncall", "override", "platform-primary", "--person", "mallory",
+              "--start", "2030-01-01T09:00Z", "--end", "2030-01-01T10:00Z", ok=False)  # fmt: skip
+    assert bad.returncode == 1 and "unknown person 'mallory'" in bad.stderr
+    missing = cli(server, "oncall", "shifts", "nope", ok=False)
+    assert missing.returncode == 1 and "no schedule 'nope'" in missing.stderr
+    policies = cli(server, "oncall", "policies")
+    assert "platform-escalation" in policies.stdout and "on call for platform-primary" in policies.stdout
+
+
+def test_page_by_smtp_then_ack_from_the_cli(server: dict[str, str], mailbox: tuple[Inbox, int]) -> None:
+    inbox, _ = mailbox
+    on_call = json.loads(cli(server, "oncall", "who", "-s", "platform-primary", "--json").stdout)[0]["person"]
+    assert on_call is not None
+    created = json.loads(
+        cli(server, "incident", "create", "API down", "-s", "P1", "--service", "api", "--json").stdout
+    )
+    ref = created["id"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not inbox.to(f"{on_call}@acme.example"):
+        time.sleep(0.1)
+    [mail] = inbox.to(f"{on_call}@acme.example")
+    assert ref in mail["Subject"]
+    cli(server, "incident", "ack", ref)
+    paging = json.loads(cli(server, "oncall", "pages", ref, "--json").stdout)
+    assert [e["state"] for e in paging["escalations"]] == ["acknowledged"]
+    assert [(p["person"], p["status"]) for p in paging["pages"]] == [(on_call, "sent")]
+    timeline = json.loads(cli(server, "incident", "timeline", ref, "--json").stdout)
+    actions = [e["action"] for e in timeline]
+    assert any(a.startswith("Paged step 1 of platform-escalation") for a in actions)
+    assert any(a.startswith("Escalation stopped (acknowledged)") for a in actions)

@@ -1,0 +1,412 @@
+"""Paging and escalation with an injected clock and the real job worker."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from warroom.clock import clock
+from warroom.context import AppContext
+from warroom.db import Database
+from warroom.events import DomainEvent, publish
+from warroom.incidents import service as incident_service
+from warroom.incidents.models import TimelineEntry
+from warroom.incidents.schemas import IncidentCreate, IncidentUpdate
+from warroom.jobs.models import Job, JobStatus
+from warroom.jobs.worker import Worker
+from warroom.notify.models import Delivery
+from warroom.oncall.links import make_ack_token
+from warroom.oncall.models import Escalation, EscalationState, Page, PageStatus
+from warroom.oncall.paging import CHECK_KIND, NOTIFY_KIND, START_KIND
+from warroom.orgconfig import OrgConfig
+from warroom.settings import Settings
+
+# Monday 2 March 2026, 10:00 UTC (11:00 Berlin, 05:00 New York): week 8 of the Berlin rotations, so
+# platform-primary is carol, platform-secondary is alice; the New York office-hours layer is off.
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def open_incident(context: AppContext, **fields: Any) -> int:
+    body = {"title": "API returning 500s", "severity": "P1", "services": ["api"], **fields}
+    with context.db.write() as session:
+        incident = incident_service.create_incident(
+            session, org=context.org, data=IncidentCreate(**body), performer="tester"
+        )
+        return incident.id
+
+
+def pages(context: AppContext, incident_id: int | None = None) -> list[Page]:
+    with context.db.read() as session:
+        statement = select(Page).order_by(Page.id)
+        if incident_id is not None:
+            statement = statement.where(Page.incident_id == incident_id)
+        return list(session.scalars(statement))
+
+
+def sent(context: AppContext, incident_id: int) -> list[tuple[str, str, int, int]]:
+    return [
+        (p.person, p.channel, p.cycle, p.step)
+        for p in pages(context, incident_id)
+        if p.status == PageStatus.sent
+    ]
+
+
+def timeline(context: AppContext, incident_id: int) -> list[TimelineEntry]:
+    with context.db.read() as session:
+        return list(
+            session.scalars(
+                select(TimelineEntry)
+                .where(TimelineEntry.incident_id == incident_id)
+                .order_by(TimelineEntry.seq)
+            )
+        )
+
+
+def escalation(context: AppContext, incident_id: int) -> Escalation:
+    with context.db.read() as session:
+        row = session.scalar(select(Escalation).where(Escalation.incident_id == incident_id))
+        assert row is not None
+        return row
+
+
+def run_at(worker: Worker, moment: datetime) -> int:
+    clock.set(moment)
+    total = 0
+    while ran := worker.run_once():
+        total += ran
+    return total
+
+
+def test_p1_escalates_step_by_step_until_acknowledged(context: AppContext) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context)
+    run_at(worker, T0)
+    # Step 1: carol, on call for platform-primary: email now, slack in 5 minutes.
+    assert sent(context, incident_id) == [("carol", "email", 1, 1)]
+    state = escalation(context, incident_id)
+    assert (state.policy, state.mode, state.cycle, state.step) == ("platform-escalation", "escalate", 1, 1)
+    assert state.next_check_at == T0 + timedelta(minutes=15)  # P1's response target
+
+    run_at(worker, T0 + timedelta(minutes=5))
+    assert sent(context, incident_id)[-1] == ("carol", "slack", 1, 1)
+    run_at(worker, T0 + timedelta(minutes=14, seconds=59))
+    assert escalation(context, incident_id).step == 1  # not yet
+
+    run_at(worker, T0 + timedelta(minutes=15))
+    assert sent(context, incident_id)[-1] == ("alice", "email", 1, 2)
+    state = escalation(context, incident_id)
+    assert (state.cycle, state.step) == (1, 2)
+    assert state.next_check_at == T0 + timedelta(minutes=25)  # step 1's deadline + its 10m delay
+    actions = [e.action for e in timeline(context, incident_id)]
+    assert any(a.startswith("Escalated to step 2 of platform-escalation") and "alice" in a for a in actions)
+
+    # alice acknowledges with the link from her page, before her 2-minute webhook rule fires.
+    clock.set(T0 + timedelta(minutes=16))
+    with context.db.write() as session:
+        incident_service.acknowledge(session, ref=incident_id, performer="alice")
+    run_at(worker, T0 + timedelta(hours=2))
+    assert [p[0:2] for p in sent(context, incident_id)] == [
+        ("carol", "email"),
+        ("carol", "slack"),
+        ("alice", "email"),
+    ]
+    webhook = [p for p in pages(context, incident_id) if p.channel == "webhook"]
+    assert [p.status for p in webhook] == [PageStatus.cancelled]
+    assert escalation(context, incident_id).state == EscalationState.acknowledged
+    with context.db.read() as session:
+        pending = session.scalars(
+            select(Job).where(
+                Job.incident_id == incident_id,
+                Job.status == JobStatus.pending,
+                Job.kind.in_([CHECK_KIND, NOTIFY_KIND, START_KIND]),
+            )
+        ).all()
+    assert pending == []
+    entries = timeline(context, incident_id)
+    assert [e.kind for e in entries].count("page") >= 3
+    assert entries[-1].action.startswith("Escalation stopped (acknowledged)")
+    assert all(e.performer == "warroom" for e in entries if e.kind in ("page", "automation"))
+
+
+def test_repeat_then_exhausted(context: AppContext) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context)
+    run_at(worker, T0)
+    # platform-escalation: 3 steps, repeat 2 -> 3 passes; deadlines 15m, then +10m, +10m, +15m ...
+    moment = T0
+    for _ in range(12):
+        state = escalation(context, incident_id)
+        if state.next_check_at is None:
+            break
+        moment = state.next_check_at
+        run_at(worker, moment)
+    state = escalation(context, incident_id)
+    assert state.state == EscalationState.exhausted
+    steps = [(p[2], p[3], p[0]) for p in sent(context, incident_id) if p[1] == "email"]
+    assert steps == [
+        (1, 1, "carol"), (1, 2, "alice"), (1, 3, "grace"),
+        (2, 1, "carol"), (2, 2, "alice"), (2, 3, "grace"),
+        (3, 1, "carol"), (3, 2, "alice"), (3, 3, "grace"),
+    ]  # fmt: skip
+    assert "exhausted" in timeline(context, incident_id)[-1].action
+
+
+def test_p0_pages_all_hands_at_once(context: AppContext) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context, severity="P0")
+    run_at(worker, T0)
+    people = {p[0] for p in sent(context, incident_id)}
+    assert people == {"carol", "alice", "grace"}
+    assert escalation(context, incident_id).next_check_at == T0 + timedelta(minutes=5)
+    run_at(worker, T0 + timedelta(minutes=5))
+    assert {(p[0], p[2]) for p in sent(context, incident_id) if p[1] == "email"} == {
+        (name, cycle) for name in ("carol", "alice", "grace") for cycle in (1, 2)
+    }
+
+
+def test_p2_pages_the_assigned_engineer_only_and_p3_nobody(context: AppContext) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    p2 = open_incident(context, severity="P2")
+    p3 = open_incident(context, severity="P3", title="Typo on the pricing page")
+    run_at(worker, T0)
+    assert sent(context, p2) == [("carol", "email", 1, 1)]
+    run_at(worker, T0 + timedelta(hours=2))
+    # No acknowledgement within P2's 2h: carol again (first step only, second pass), nobody else.
+    assert {p[0] for p in sent(context, p2)} == {"carol"}
+    assert ("carol", "email", 2, 1) in sent(context, p2)
+    assert pages(context, p3) == []
+    assert any("Nobody paged for P3" in e.action for e in timeline(context, p3))
+
+
+def test_raising_severity_pages_again_and_payments_routing(context: AppContext) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context, severity="P2", services=["payments"])
+    run_at(worker, T0)
+    # payments-primary is daily from 1 January in New York: 2 March 05:00 NY is shift 59 -> frank.
+    assert sent(context, incident_id) == [("frank", "email", 1, 1)]
+    clock.set(T0 + timedelta(minutes=3))
+    with context.db.write() as session:
+        incident_service.update_incident(
+            session, org=context.org, ref=incident_id, data=IncidentUpdate(severity="P0"), performer="tester"
+        )
+    run_at(worker, T0 + timedelta(minutes=3))
+    state = escalation(context, incident_id)
+    assert (state.mode, state.cycle, state.severity) == ("all_hands", 2, "P0")
+    assert state.next_check_at == T0 + timedelta(minutes=8)
+    # All hands for payments: frank, heidi (manager) and the platform on-call (carol).
+    assert {p[0] for p in sent(context, incident_id) if p[2] == 2} == {"frank", "heidi", "carol"}
+    # Lowering pages nobody new.
+    with context.db.write() as session:
+        incident_service.update_incident(
+            session, org=context.org, ref=incident_id, data=IncidentUpdate(severity="P1"), performer="tester"
+        )
+    before = len(pages(context, incident_id))
+    run_at(worker, T0 + timedelta(minutes=4))
+    assert len(pages(context, incident_id)) == before
+    # The restarted run has its own repeat count (payments-escalation repeats once): one more pass.
+    run_at(worker, T0 + timedelta(minutes=8))
+    assert {p[0] for p in sent(context, incident_id) if p[2] == 3} == {"frank", "heidi", "carol"}
+    run_at(worker, T0 + timedelta(minutes=18))
+    assert escalation(context, incident_id).state == EscalationState.exhausted
+
+
+def test_page_requested_by_automation(context: AppContext) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context, severity="P3", services=[])
+    run_at(worker, T0)
+    assert pages(context, incident_id) == []
+    for _ in range(2):  # a second request while it escalates pages nobody twice
+        with context.db.write() as session:
+            publish(
+                session,
+                DomainEvent("incident.page_requested", incident_id, "alerts", {"policy": "database-experts"}),
+            )
+        run_at(worker, T0 + timedelta(seconds=1))
+    assert sorted(p[0] for p in sent(context, incident_id)) == ["carol", "frank"]  # slack waits 5m
+    with context.db.write() as session:
+        publish(session, DomainEvent("incident.page_requested", incident_id, "alerts", {"policy": "nope"}))
+    run_at(worker, T0 + timedelta(seconds=2))
+    assert "unknown escalation policy 'nope'" in timeline(context, incident_id)[-1].action
+
+
+def test_resolving_stops_escalation(context: AppContext) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context)
+    run_at(worker, T0)
+    with context.db.write() as session:
+        incident_service.resolve(session, org=context.org, ref=incident_id, performer="tester")
+    run_at(worker, T0 + timedelta(hours=3))
+    assert {p[0] for p in sent(context, incident_id)} == {"carol"}
+    assert escalation(context, incident_id).state == EscalationState.resolved
+
+
+def test_escalation_continues_on_time_after_a_restart(settings: Settings, org: OrgConfig) -> None:
+    clock.set(T0)
+    first = AppContext(settings=settings, db=Database(settings.resolved_database_url), org=org)
+    incident_id = open_incident(first)
+    run_at(Worker(first, name="before"), T0)
+    first.db.dispose()  # the server goes away mid-escalation
+
+    second = AppContext(settings=settings, db=Database(settings.resolved_database_url), org=org)
+    try:
+        worker = Worker(second, name="after")
+        run_at(worker, T0 + timedelta(minutes=14))
+        assert escalation(second, incident_id).step == 1
+        run_at(worker, T0 + timedelta(minutes=15))
+        assert sent(second, incident_id)[-1] == ("alice", "email", 1, 2)
+    finally:
+        second.db.dispose()
+
+
+def test_ack_link(context: AppContext, api: TestClient) -> None:
+    clock.set(T0)
+    incident_id = open_incident(context)
+    run_at(Worker(context, name="w1"), T0)
+    key = context.settings.resolved_secret_key()
+    token = make_ack_token(key, incident_id=incident_id, person="carol")
+
+    tampered = make_ack_token(key, incident_id=incident_id, person="carol<script>")
+    parts = tampered.split(".")
+    forged = ".".join([parts[0], token.split(".")[1], parts[2], parts[3]])
+    for bad in (
+        forged,
+        token[:-2] + "xx",
+        "1.2.3",
+        "not-a-token",
+        token.replace(f"{incident_id}.", "999.", 1),
+    ):
+        response = api.get(f"/api/v1/ack/{bad}")
+        assert response.status_code == 403, (bad, response.text)
+    expired = make_ack_token(
+        key, incident_id=incident_id, person="carol", expires_at=T0 - timedelta(seconds=1)
+    )
+    assert api.get(f"/api/v1/ack/{expired}").status_code == 410
+    with context.db.read() as session:
+        assert incident_service.get_incident(session, incident_id).acknowledged_at is None
+
+    response = api.get(f"/api/v1/ack/{token}")
+    assert response.status_code == 200
+    assert "text/html" in response.headers["content-type"]
+    assert f"INC-{incident_id} acknowledged" in response.text
+    with context.db.read() as session:
+        incident = incident_service.get_incident(session, incident_id)
+        assert incident.acknowledged_by == "carol"
+    again = api.get(f"/api/v1/ack/{token}")
+    assert again.status_code == 200 and "already acknowledged" in again.text
+    assert escalation(context, incident_id).state == EscalationState.acknowledged
+
+
+def test_ack_page_escapes_html(context: AppContext, api: TestClient) -> None:
+    clock.set(T0)
+    incident_id = open_incident(context, title="<script>alert(1)</script>")
+    token = make_ack_token(context.settings.resolved_secret_key(), incident_id=incident_id, person="bob")
+    response = api.get(f"/api/v1/ack/{token}")
+    assert response.status_code == 200
+    assert "<script>" not in response.text and "&lt;script&gt;" in response.text
+
+
+def test_secret_key_is_generated_once(tmp_path: Any) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    key = settings.resolved_secret_key()
+    assert len(key) > 40
+    assert Settings(data_dir=tmp_path / "data").resolved_secret_key() == key
+    assert (tmp_path / "data" / "secret_key").stat().st_mode & 0o077 == 0
+    assert Settings(data_dir=tmp_path, secret_key="given").resolved_secret_key() == b"given"
+
+
+def test_two_workers_page_each_person_exactly_once(
+    settings: Settings, org: OrgConfig, context: AppContext
+) -> None:
+    if context.db.is_sqlite:
+        pytest.skip("SQLite serialises writers; the race is a PostgreSQL concern")
+    clock.set(T0)
+    incidents = [open_incident(context, severity=["P0", "P1"][n % 2]) for n in range(12)]
+    contexts = [
+        AppContext(settings=settings, db=Database(settings.resolved_database_url), org=org) for _ in range(2)
+    ]
+    workers = [Worker(c, name=f"w{n}", batch=3) for n, c in enumerate(contexts)]
+    errors: list[BaseException] = []
+
+    def drain(worker: Worker) -> None:
+        try:
+            while worker.run_once():
+                pass
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    try:
+        for moment in (T0, T0 + timedelta(minutes=5), T0 + timedelta(minutes=15)):
+            clock.set(moment)
+            threads = [threading.Thread(target=drain, args=(w,)) for w in workers]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        for c in contexts:
+            c.db.dispose()
+    assert errors == []
+    counted = Counter((p.incident_id, p.cycle, p.step, p.person, p.rule) for p in pages(context))
+    assert counted and max(counted.values()) == 1
+    for incident_id in incidents:
+        assert sent(context, incident_id), incident_id
+    with context.db.read() as session:
+        deliveries = session.scalars(select(Delivery)).all()
+        page_keys = [p.key for p in pages(context) if p.status == PageStatus.sent]
+    # One delivery per page sent, each handed to its channel by exactly one worker.
+    assert sorted(d.idempotency_key or "" for d in deliveries) == sorted(page_keys)
+    assert all(d.attempts <= 1 or d.status.value != "sent" for d in deliveries)
+
+
+def test_severity_policy_takes_over_and_requested_policy_runs_alongside(context: AppContext) -> None:
+    context.org.severity_policies = {"P0": "database-experts"}
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context, severity="P2")
+    run_at(worker, T0)
+    with context.db.write() as session:
+        publish(
+            session,
+            DomainEvent("incident.page_requested", incident_id, "alerts", {"policy": "payments-escalation"}),
+        )
+    run_at(worker, T0 + timedelta(seconds=1))
+    with context.db.read() as session:
+        states = {e.policy: e.state for e in session.scalars(select(Escalation))}
+    assert states == {"platform-escalation": "active", "payments-escalation": "active"}
+    with context.db.write() as session:
+        incident_service.update_incident(
+            session, org=context.org, ref=incident_id, data=IncidentUpdate(severity="P0"), performer="tester"
+        )
+    run_at(worker, T0 + timedelta(seconds=2))
+    with context.db.read() as session:
+        states = {e.policy: e.state for e in session.scalars(select(Escalation))}
+    assert states == {
+        "platform-escalation": "superseded",
+        "payments-escalation": "superseded",
+        "database-experts": "active",
+    }
+    # All hands of database-experts: carol and frank, then the platform team.
+    assert {p[0] for p in sent(context, incident_id) if p[2] == 1 and p[3] in (1, 2)} >= {
+        "carol",
+        "frank",
+        "bob",
+    }
+    run_at(worker, T0 + timedelta(hours=1))
+    assert all(
+        p.policy == "database-experts"
+        for p in pages(context, incident_id)
+        if p.created_at > T0 + timedelta(seconds=2)
+    )

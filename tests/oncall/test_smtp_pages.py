@@ -1,0 +1,148 @@
+"""Pages reach a real SMTP server (aiosmtpd); the ack link in the mail acknowledges and stops escalation."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from warroom.app import create_app
+from warroom.clock import clock
+from warroom.context import AppContext
+from warroom.db import Database
+from warroom.incidents import service as incident_service
+from warroom.incidents.schemas import IncidentCreate
+from warroom.jobs.worker import Worker
+from warroom.notify.config import EmailChannel, EmailSettings
+from warroom.notify.models import Delivery
+from warroom.oncall.models import Escalation, EscalationState
+from warroom.orgconfig import OrgConfig
+from warroom.settings import Settings
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # carol is on call for platform-primary, alice secondary
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = message_from_bytes(envelope.original_content, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append(parsed)
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if address in str(m["To"])]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    handler = Inbox()
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def mail_context(settings: Settings, org: OrgConfig, inbox: tuple[Inbox, int]) -> Iterator[AppContext]:
+    _, port = inbox
+    local_org = org.model_copy(deep=True)
+    # Everyone is reached by email only, through the local SMTP server.
+    local_org.notification_channels = [
+        EmailChannel(
+            name="email",
+            type="email",
+            settings=EmailSettings(
+                host="127.0.0.1", port=port, security="none", from_address="pager@acme.example"
+            ),
+        )
+    ]
+    for person in local_org.people:
+        person.notification_rules = []
+        person.contact_methods = []
+    settings = settings.model_copy(update={"public_url": "http://warroom.test"})
+    context = AppContext(settings=settings, db=Database(settings.resolved_database_url), org=local_org)
+    yield context
+    context.db.dispose()
+
+
+def drain(worker: Worker) -> None:
+    while worker.run_once():
+        pass
+
+
+def test_pages_by_email_and_ack_link_stops_escalation(
+    mail_context: AppContext, inbox: tuple[Inbox, int]
+) -> None:
+    mails, _ = inbox
+    clock.set(T0)
+    worker = Worker(mail_context, name="mail-worker")
+    with mail_context.db.write() as session:
+        incident = incident_service.create_incident(
+            session,
+            org=mail_context.org,
+            data=IncidentCreate(title="Checkout <fails>", severity="P1", services=["api"]),
+            performer="tester",
+        )
+        ref = incident.ref
+    drain(worker)  # start paging, then deliver the page
+    [page] = mails.to("carol@acme.example")
+    assert ref in page["Subject"] and "P1" in page["Subject"]
+    text = page.get_body(preferencelist=("plain",))
+    assert text is not None
+    body = text.get_content()
+    assert "Checkout <fails>" in body
+    assert "on call for platform-primary (step 1 of platform-escalation)" in body
+    assert "Acknowledge by 2026-03-02 10:15 UTC" in body
+    link = re.search(r"http://warroom\.test(/api/v1/ack/\S+)", body)
+    assert link is not None
+
+    # Nobody acknowledges in 15 minutes: alice (platform-secondary) gets mail.
+    clock.set(T0 + timedelta(minutes=15))
+    drain(worker)
+    assert len(mails.to("alice@acme.example")) == 1
+    assert len(mails.to("carol@acme.example")) == 1  # carol was not paged twice
+
+    # carol follows the link in her mail.
+    with TestClient(create_app(context=mail_context)) as api:
+        response = api.get(link.group(1))
+    assert response.status_code == 200 and f"{ref} acknowledged" in response.text
+    clock.set(T0 + timedelta(hours=3))
+    drain(worker)
+    assert len(mails.messages) == 2  # nothing after the acknowledgement
+    with mail_context.db.read() as session:
+        escalation = session.scalar(select(Escalation))
+        assert escalation is not None and escalation.state == EscalationState.acknowledged
+        assert session.get(type(incident), incident.id).acknowledged_by == "carol"  # type: ignore[union-attr]
+        deliveries = session.scalars(select(Delivery).order_by(Delivery.id)).all()
+        assert [(d.recipient, d.status.value) for d in deliveries] == [
+            ("carol@acme.example", "sent"),
+            ("alice@acme.example", "sent"),
+        ]
+        assert all(d.idempotency_key and d.idempotency_key.startswith("page:") for d in deliveries)
+        actions = [e.action for e in incident_service.get_timeline(session, ref)]
+    assert any(a.startswith("Paged step 1 of platform-escalation") for a in actions)
+    assert any(a.startswith("Escalated to step 2 of platform-escalation") for a in actions)
+    assert "Acknowledged by carol" in actions
+    assert any(a.startswith("Escalation stopped (acknowledged)") for a in actions)
