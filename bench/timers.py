@@ -107,7 +107,10 @@ def run(url: str, *, jobs: int, window: float, lead: float, timeout: float) -> d
         lateness.append((started - due).total_seconds())
     if len(lateness) < jobs:
         print(f"  only {len(lateness)} of {jobs} jobs ran before the timeout", file=sys.stderr)
+    starts = sorted(_started.values())
+    busy = (starts[-1] - starts[0]).total_seconds() if len(starts) > 1 else 0.0
     return {
+        "rate": len(starts) / busy if busy else 0.0,
         "ran": len(lateness),
         "p50": statistics.median(lateness),
         "p99": _percentile(lateness, 0.99),
@@ -144,13 +147,17 @@ def main() -> None:
             parser.error("--postgres-url (or WARROOM_BENCH_POSTGRES_URL) is needed for PostgreSQL")
         _fresh_postgres(args.postgres_url)  # the database is emptied: never point this at real data
         backends.append(("postgres", args.postgres_url))
-    print(f"{args.jobs} timers over {args.window:g} s, one worker, {os.cpu_count()} CPUs")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"{args.jobs} timers over {args.window:g} s ({args.jobs / args.window:.0f}/s), one worker, "
+        f"{os.cpu_count()} CPUs, load average {load:.2f} at start"
+    )
     for name, url in backends:
         result = run(url, jobs=args.jobs, window=args.window, lead=args.lead, timeout=args.timeout)
         print(
             f"  {name:9s} ran {result['ran']:>6}  lateness p50 {result['p50'] * 1000:7.1f} ms  "
             f"p99 {result['p99'] * 1000:7.1f} ms  max {result['max'] * 1000:7.1f} ms  "
-            f"(earliest {result['min'] * 1000:.1f} ms)"
+            f"(earliest {result['min'] * 1000:.1f} ms; {result['rate']:.0f} jobs/s)"
         )
 
 
