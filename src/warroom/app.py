@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warroom import __version__, migrate
+from warroom.alerts.api import router as alerts_router
 from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
 from warroom.errors import WarroomError
@@ -157,7 +158,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     )
     app.state.context = context
     install_error_handlers(app)
-    for router in (auth_router, severity_router, incidents_router):
+    for router in (auth_router, severity_router, incidents_router, alerts_router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])

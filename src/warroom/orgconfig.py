@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from warroom.alerts.config import AutomationConfig
+from warroom.alerts.config import check_references as check_automation_references
 from warroom.durations import Duration
 
 ImpactLevel = Literal["none", "low", "medium", "high"]
@@ -216,6 +218,7 @@ class OrgConfig(StrictModel):
     audiences: list[AudienceConfig] = Field(default_factory=default_audiences)
     roles: list[str] = Field(default_factory=lambda: list(DEFAULT_ROLES))
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
+    automation: AutomationConfig = Field(default_factory=AutomationConfig)
 
     @model_validator(mode="after")
     def _check_references(self) -> OrgConfig:
@@ -246,6 +249,7 @@ class OrgConfig(StrictModel):
             problems.append("audiences: ids must be unique")
         if "commander" not in self.roles:
             problems.append("roles: 'commander' must be one of the roles")
+        problems.extend(check_automation_references(self))
         if problems:
             raise ValueError("; ".join(problems))
         return self

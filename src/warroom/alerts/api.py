@@ -1,0 +1,258 @@
+"""Alert intake endpoints (each source's own wire format), alert reads, promotion, reports, and keys."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from warroom.alerts import adapters, service
+from warroom.alerts.adapters import AlertEvent, InvalidPayload
+from warroom.alerts.models import AlertStatus
+from warroom.alerts.ratelimit import RateLimiter
+from warroom.alerts.schemas import (
+    AlertDetail,
+    AlertPage,
+    CustomerReport,
+    IngestResult,
+    InternalReport,
+    PromoteRequest,
+)
+from warroom.auth import integrations
+from warroom.auth.integrations import IntegrationCreate, IntegrationCreated, IntegrationRead
+from warroom.auth.models import IntegrationType
+from warroom.context import AppContext
+from warroom.deps import Admin, Context, Responder, Viewer, bearer_token
+from warroom.errors import WarroomError
+
+router = APIRouter(tags=["alerts"])
+
+_ATTEMPTS = 3
+
+
+def _ingest(
+    context: AppContext,
+    secret: str | None,
+    expected: IntegrationType,
+    source: str,
+    events: list[AlertEvent],
+) -> IngestResult:
+    """One transaction: check the key, apply the events, commit, then answer."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            with context.db.write() as session:
+                integration = integrations.authenticate_integration(session, secret, expected)
+                return service.ingest(
+                    session, org=context.org, source=source, events=events, integration=integration
+                )
+        except IntegrityError:
+            # Two deliveries raced to open the same dedup key (PostgreSQL); the retry finds the winner's row.
+            if attempt == _ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _secret(request: Request, key: str | None) -> str | None:
+    return key or bearer_token(request)
+
+
+KeyQuery = Annotated[str | None, Query(description="The integration key (or send it as a Bearer token).")]
+
+
+async def _webhook(
+    request: Request, context: AppContext, key: str | None, kind: IntegrationType
+) -> IngestResult:
+    events = adapters.from_alertmanager(adapters.parse_json(await request.body()))
+    return await run_in_threadpool(_ingest, context, _secret(request, key), kind, kind.value, events)
+
+
+@router.post(
+    "/api/v1/alerts/alertmanager",
+    response_model=IngestResult,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Prometheus Alertmanager webhook (version 4)",
+)
+async def alertmanager_webhook(request: Request, context: Context, key: KeyQuery = None) -> IngestResult:
+    return await _webhook(request, context, key, IntegrationType.alertmanager)
+
+
+@router.post(
+    "/api/v1/alerts/grafana",
+    response_model=IngestResult,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Grafana unified alerting webhook",
+)
+async def grafana_webhook(request: Request, context: Context, key: KeyQuery = None) -> IngestResult:
+    return await _webhook(request, context, key, IntegrationType.grafana)
+
+
+@router.post(
+    "/api/v1/alerts",
+    response_model=IngestResult,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Plain JSON alert, or a list of them (accepted whole or not at all)",
+)
+async def generic_alerts(request: Request, context: Context, key: KeyQuery = None) -> IngestResult:
+    events = adapters.from_generic(adapters.parse_json(await request.body()))
+    return await run_in_threadpool(
+        _ingest, context, _secret(request, key), IntegrationType.generic, "generic", events
+    )
+
+
+def _pagerduty_error(exc: WarroomError) -> JSONResponse:
+    if isinstance(exc, InvalidPayload):
+        errors = [
+            f"{d['field']}: {d['message']}" if isinstance(d, dict) else str(d) for d in (exc.details or [])
+        ]
+        unrecognized = exc.message.startswith(("the body is not valid JSON", "Event object format"))
+        body = {
+            "status": "Unrecognized object" if unrecognized else "invalid event",
+            "message": "Event object format is unrecognized" if unrecognized else "Event object is invalid",
+            "errors": errors or [exc.message],
+        }
+    else:
+        body = {"status": exc.code, "message": exc.message, "errors": [exc.message]}
+    return JSONResponse(body, status_code=exc.status)
+
+
+@router.post(
+    "/v2/enqueue",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="PagerDuty Events API v2 (PagerDuty's own request and response shapes)",
+    response_model=None,
+)
+async def pagerduty_enqueue(request: Request, context: Context) -> JSONResponse:
+    try:
+        routing_key, event = adapters.from_pagerduty(adapters.parse_json(await request.body()))
+        await run_in_threadpool(
+            _ingest, context, routing_key, IntegrationType.pagerduty, "pagerduty", [event]
+        )
+    except WarroomError as exc:
+        return _pagerduty_error(exc)
+    return JSONResponse(
+        {"status": "success", "message": "Event processed", "dedup_key": event.dedup_key}, status_code=202
+    )
+
+
+# --- reads and promotion -------------------------------------------------------------------------------
+
+
+@router.get("/api/v1/alerts", response_model=AlertPage)
+def list_alerts(
+    context: Context,
+    _: Viewer,
+    status_: Annotated[list[AlertStatus] | None, Query(alias="status")] = None,
+    firing: Annotated[bool, Query(description="Only alerts not yet resolved.")] = False,
+    unrouted: Annotated[bool, Query(description="Only alerts no rule routed and on no incident.")] = False,
+    source: str | None = None,
+    incident: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AlertPage:
+    with context.db.read() as session:
+        return service.list_alerts(
+            session,
+            status=status_ or [],
+            firing=firing,
+            unrouted=unrouted,
+            source=source,
+            incident=incident,
+            limit=limit,
+            offset=offset,
+        )
+
+
+@router.get("/api/v1/alerts/{ref}", response_model=AlertDetail)
+def get_alert(ref: str, context: Context, _: Viewer) -> AlertDetail:
+    with context.db.read() as session:
+        return service.to_detail(service.get_alert(session, ref))
+
+
+@router.post("/api/v1/alerts/{ref}/promote", response_model=AlertDetail, status_code=status.HTTP_201_CREATED)
+def promote_alert(
+    ref: str, context: Context, principal: Responder, body: PromoteRequest | None = None
+) -> AlertDetail:
+    with context.db.write() as session:
+        alert, _ = service.promote(
+            session, org=context.org, ref=ref, data=body or PromoteRequest(), performer=principal.name
+        )
+        return service.to_detail(alert)
+
+
+# --- reports from people -----------------------------------------------------------------------------
+
+
+def _limiter(request: Request, context: AppContext) -> RateLimiter:
+    limiter: RateLimiter | None = getattr(request.app.state, "report_limiter", None)
+    if limiter is None:
+        config = context.org.automation.reports
+        limiter = request.app.state.report_limiter = RateLimiter(config.rate_limit, config.rate_period)
+    return limiter
+
+
+@router.post(
+    "/api/v1/reports",
+    response_model=AlertDetail,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Public: a customer reports a problem (rate-limited per client address)",
+    responses={429: {"description": "Too many reports from this address; see Retry-After."}},
+)
+def customer_report(body: CustomerReport, request: Request, context: Context) -> Any:
+    client = request.client.host if request.client else "unknown"
+    wait = _limiter(request, context).check(client)
+    if wait is not None:
+        return JSONResponse(
+            {
+                "error": {
+                    "code": "rate_limited",
+                    "message": f"too many reports from this address; try again in {wait} s",
+                    "details": {"retry_after": wait},
+                }
+            },
+            status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
+    with context.db.write() as session:
+        alert = service.customer_report(session, org=context.org, report=body, client=client)
+        return service.to_detail(alert)
+
+
+@router.post(
+    "/api/v1/reports/internal",
+    response_model=AlertDetail,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="A team member reports something they found",
+)
+def internal_report(body: InternalReport, context: Context, principal: Responder) -> AlertDetail:
+    with context.db.write() as session:
+        alert = service.internal_report(session, org=context.org, report=body, reporter=principal.name)
+        return service.to_detail(alert)
+
+
+# --- integration keys (admin) --------------------------------------------------------------------------
+
+
+@router.get("/api/v1/integrations", response_model=list[IntegrationRead], tags=["auth"])
+def list_integrations(context: Context, _: Admin) -> list[IntegrationRead]:
+    with context.db.read() as session:
+        return integrations.list_integrations(session)
+
+
+@router.post(
+    "/api/v1/integrations",
+    response_model=IntegrationCreated,
+    status_code=status.HTTP_201_CREATED,
+    tags=["auth"],
+)
+def create_integration(body: IntegrationCreate, context: Context, _: Admin) -> IntegrationCreated:
+    with context.db.write() as session:
+        return integrations.create_integration(session, name=body.name, type=body.type)
+
+
+@router.delete("/api/v1/integrations/{integration_id}", response_model=IntegrationRead, tags=["auth"])
+def revoke_integration(integration_id: int, context: Context, _: Admin) -> IntegrationRead:
+    with context.db.write() as session:
+        return integrations.revoke_integration(session, integration_id=integration_id)
