@@ -10,6 +10,7 @@ import typer
 from warroom import __version__, migrate
 from warroom.auth import service as auth_service
 from warroom.auth.models import Role
+from warroom.cli.alerts import alerts_app, integration_app, report
 from warroom.cli.incidents import incident_app, log, responder_app
 from warroom.cli.output import api_errors, console, emit, error_console, fail, table
 from warroom.client import Client
@@ -38,6 +39,9 @@ app.add_typer(responder_app, name="responder")
 app.add_typer(severity_app, name="severity")
 app.add_typer(demo_app, name="demo")
 app.command("log")(log)
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(integration_app, name="integration")
+app.command("report")(report)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML org file (WARROOM_CONFIG).")]
 DatabaseOption = Annotated[
