@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
 
 from warroom.alerts import adapters, service
 from warroom.alerts.adapters import AlertEvent, InvalidPayload
+from warroom.alerts.intake import writer_for
 from warroom.alerts.models import AlertStatus
 from warroom.alerts.ratelimit import RateLimiter
 from warroom.alerts.schemas import (
@@ -30,29 +29,22 @@ from warroom.errors import WarroomError
 
 router = APIRouter(tags=["alerts"])
 
-_ATTEMPTS = 3
 
-
-def _ingest(
+async def _ingest(
+    request: Request,
     context: AppContext,
     secret: str | None,
     expected: IntegrationType,
     source: str,
     events: list[AlertEvent],
 ) -> IngestResult:
-    """One transaction: check the key, apply the events, commit, then answer."""
-    for attempt in range(_ATTEMPTS):
-        try:
-            with context.db.write() as session:
-                integration = integrations.authenticate_integration(session, secret, expected)
-                return service.ingest(
-                    session, org=context.org, source=source, events=events, integration=integration
-                )
-        except IntegrityError:
-            # Two deliveries raced to open the same dedup key (PostgreSQL); the retry finds the winner's row.
-            if attempt == _ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+    """Committed (group commit with whatever else is waiting) before this returns."""
+    return await writer_for(request.app.state, context).submit(secret, expected, source, events)
+
+
+def _accepted(result: IngestResult) -> Response:
+    # Serialized here (not by FastAPI's response_model pass) to keep the hot path short.
+    return Response(result.model_dump_json(), status_code=202, media_type="application/json")
 
 
 def _secret(request: Request, key: str | None) -> str | None:
@@ -62,11 +54,9 @@ def _secret(request: Request, key: str | None) -> str | None:
 KeyQuery = Annotated[str | None, Query(description="The integration key (or send it as a Bearer token).")]
 
 
-async def _webhook(
-    request: Request, context: AppContext, key: str | None, kind: IntegrationType
-) -> IngestResult:
+async def _webhook(request: Request, context: AppContext, key: str | None, kind: IntegrationType) -> Response:
     events = adapters.from_alertmanager(adapters.parse_json(await request.body()))
-    return await run_in_threadpool(_ingest, context, _secret(request, key), kind, kind.value, events)
+    return _accepted(await _ingest(request, context, _secret(request, key), kind, kind.value, events))
 
 
 @router.post(
@@ -75,7 +65,7 @@ async def _webhook(
     status_code=status.HTTP_202_ACCEPTED,
     summary="Prometheus Alertmanager webhook (version 4)",
 )
-async def alertmanager_webhook(request: Request, context: Context, key: KeyQuery = None) -> IngestResult:
+async def alertmanager_webhook(request: Request, context: Context, key: KeyQuery = None) -> Response:
     return await _webhook(request, context, key, IntegrationType.alertmanager)
 
 
@@ -85,7 +75,7 @@ async def alertmanager_webhook(request: Request, context: Context, key: KeyQuery
     status_code=status.HTTP_202_ACCEPTED,
     summary="Grafana unified alerting webhook",
 )
-async def grafana_webhook(request: Request, context: Context, key: KeyQuery = None) -> IngestResult:
+async def grafana_webhook(request: Request, context: Context, key: KeyQuery = None) -> Response:
     return await _webhook(request, context, key, IntegrationType.grafana)
 
 
@@ -95,10 +85,10 @@ async def grafana_webhook(request: Request, context: Context, key: KeyQuery = No
     status_code=status.HTTP_202_ACCEPTED,
     summary="Plain JSON alert, or a list of them (accepted whole or not at all)",
 )
-async def generic_alerts(request: Request, context: Context, key: KeyQuery = None) -> IngestResult:
+async def generic_alerts(request: Request, context: Context, key: KeyQuery = None) -> Response:
     events = adapters.from_generic(adapters.parse_json(await request.body()))
-    return await run_in_threadpool(
-        _ingest, context, _secret(request, key), IntegrationType.generic, "generic", events
+    return _accepted(
+        await _ingest(request, context, _secret(request, key), IntegrationType.generic, "generic", events)
     )
 
 
@@ -127,9 +117,7 @@ def _pagerduty_error(exc: WarroomError) -> JSONResponse:
 async def pagerduty_enqueue(request: Request, context: Context) -> JSONResponse:
     try:
         routing_key, event = adapters.from_pagerduty(adapters.parse_json(await request.body()))
-        await run_in_threadpool(
-            _ingest, context, routing_key, IntegrationType.pagerduty, "pagerduty", [event]
-        )
+        await _ingest(request, context, routing_key, IntegrationType.pagerduty, "pagerduty", [event])
     except WarroomError as exc:
         return _pagerduty_error(exc)
     return JSONResponse(
