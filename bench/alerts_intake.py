@@ -49,6 +49,12 @@ request = function()
 end
 """
 
+NOOP_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"summary":"queue depth 1","severity":"info","dedup_key":"bench-1","labels":{"job":"queue"}}'
+"""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -222,7 +228,17 @@ def main() -> None:
         run_wrk(f"{base}/bench/hello", 2, args.connections)
         hello = run_wrk(f"{base}/bench/hello", args.duration, args.connections)
         intake = run_wrk(base, args.duration, args.connections, script)
-        results.update(hello_rps=hello, intake_rps=intake, ratio=intake / hello)
+        noop_script = workdir / "noop.lua"
+        noop_script.write_text(NOOP_LUA)
+        noop = run_wrk(f"{base}/bench/fastapi-noop", args.duration, args.connections, noop_script)
+        results.update(
+            connections=args.connections,
+            hello_rps=hello,
+            intake_rps=intake,
+            ratio=intake / hello,
+            fastapi_noop_rps=noop,
+            fastapi_noop_ratio=noop / hello,
+        )
 
         batches = storm_batches(args.storm, args.fingerprints, args.batch)
         webhook_bodies = [as_webhook(b) for b in batches]

@@ -10,6 +10,8 @@ import argparse
 from pathlib import Path
 
 import uvicorn
+from fastapi import Request
+from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from warroom.app import create_app
@@ -24,6 +26,12 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings(database_url=args.database_url, config=args.config, host="127.0.0.1", port=args.port)
     app = create_app(settings)
+
+    @app.post("/bench/fastapi-noop", include_in_schema=False)
+    async def fastapi_noop(request: Request) -> Response:
+        # For context: the cheapest POST endpoint behind FastAPI's own layers (no work, no database).
+        await request.body()
+        return Response(b'{"ok":true}', status_code=202, media_type="application/json")
 
     async def server(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/bench/hello":

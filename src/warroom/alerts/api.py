@@ -7,9 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
-from warroom.alerts import adapters, service
-from warroom.alerts.adapters import AlertEvent, InvalidPayload
-from warroom.alerts.intake import writer_for
+from warroom.alerts import service
+from warroom.alerts.fastpath import handle_intake
 from warroom.alerts.models import AlertStatus
 from warroom.alerts.ratelimit import RateLimiter
 from warroom.alerts.schemas import (
@@ -22,41 +21,28 @@ from warroom.alerts.schemas import (
 )
 from warroom.auth import integrations
 from warroom.auth.integrations import IntegrationCreate, IntegrationCreated, IntegrationRead
-from warroom.auth.models import IntegrationType
 from warroom.context import AppContext
-from warroom.deps import Admin, Context, Responder, Viewer, bearer_token
-from warroom.errors import WarroomError
+from warroom.deps import Admin, Context, Responder, Viewer
 
 router = APIRouter(tags=["alerts"])
 
 
-async def _ingest(
-    request: Request,
-    context: AppContext,
-    secret: str | None,
-    expected: IntegrationType,
-    source: str,
-    events: list[AlertEvent],
-) -> IngestResult:
-    """Committed (group commit with whatever else is waiting) before this returns."""
-    return await writer_for(request.app.state, context).submit(secret, expected, source, events)
-
-
-def _accepted(result: IngestResult) -> Response:
-    # Serialized here (not by FastAPI's response_model pass) to keep the hot path short.
-    return Response(result.model_dump_json(), status_code=202, media_type="application/json")
-
-
-def _secret(request: Request, key: str | None) -> str | None:
-    return key or bearer_token(request)
-
-
 KeyQuery = Annotated[str | None, Query(description="The integration key (or send it as a Bearer token).")]
 
+# These routes document the intake endpoints; in the app, ``IntakeFastPath`` answers them first with the
+# same handler.
 
-async def _webhook(request: Request, context: AppContext, key: str | None, kind: IntegrationType) -> Response:
-    events = adapters.from_alertmanager(adapters.parse_json(await request.body()))
-    return _accepted(await _ingest(request, context, _secret(request, key), kind, kind.value, events))
+
+async def _intake(request: Request, context: AppContext, key: str | None = None) -> Response:
+    status_code, body = await handle_intake(
+        request.app.state,
+        context,
+        request.url.path,
+        key,
+        request.headers.get("authorization"),
+        await request.body(),
+    )
+    return Response(body, status_code=status_code, media_type="application/json")
 
 
 @router.post(
@@ -66,7 +52,7 @@ async def _webhook(request: Request, context: AppContext, key: str | None, kind:
     summary="Prometheus Alertmanager webhook (version 4)",
 )
 async def alertmanager_webhook(request: Request, context: Context, key: KeyQuery = None) -> Response:
-    return await _webhook(request, context, key, IntegrationType.alertmanager)
+    return await _intake(request, context, key)
 
 
 @router.post(
@@ -76,7 +62,7 @@ async def alertmanager_webhook(request: Request, context: Context, key: KeyQuery
     summary="Grafana unified alerting webhook",
 )
 async def grafana_webhook(request: Request, context: Context, key: KeyQuery = None) -> Response:
-    return await _webhook(request, context, key, IntegrationType.grafana)
+    return await _intake(request, context, key)
 
 
 @router.post(
@@ -86,26 +72,7 @@ async def grafana_webhook(request: Request, context: Context, key: KeyQuery = No
     summary="Plain JSON alert, or a list of them (accepted whole or not at all)",
 )
 async def generic_alerts(request: Request, context: Context, key: KeyQuery = None) -> Response:
-    events = adapters.from_generic(adapters.parse_json(await request.body()))
-    return _accepted(
-        await _ingest(request, context, _secret(request, key), IntegrationType.generic, "generic", events)
-    )
-
-
-def _pagerduty_error(exc: WarroomError) -> JSONResponse:
-    if isinstance(exc, InvalidPayload):
-        errors = [
-            f"{d['field']}: {d['message']}" if isinstance(d, dict) else str(d) for d in (exc.details or [])
-        ]
-        unrecognized = exc.message.startswith(("the body is not valid JSON", "Event object format"))
-        body = {
-            "status": "Unrecognized object" if unrecognized else "invalid event",
-            "message": "Event object format is unrecognized" if unrecognized else "Event object is invalid",
-            "errors": errors or [exc.message],
-        }
-    else:
-        body = {"status": exc.code, "message": exc.message, "errors": [exc.message]}
-    return JSONResponse(body, status_code=exc.status)
+    return await _intake(request, context, key)
 
 
 @router.post(
@@ -114,15 +81,8 @@ def _pagerduty_error(exc: WarroomError) -> JSONResponse:
     summary="PagerDuty Events API v2 (PagerDuty's own request and response shapes)",
     response_model=None,
 )
-async def pagerduty_enqueue(request: Request, context: Context) -> JSONResponse:
-    try:
-        routing_key, event = adapters.from_pagerduty(adapters.parse_json(await request.body()))
-        await _ingest(request, context, routing_key, IntegrationType.pagerduty, "pagerduty", [event])
-    except WarroomError as exc:
-        return _pagerduty_error(exc)
-    return JSONResponse(
-        {"status": "success", "message": "Event processed", "dedup_key": event.dedup_key}, status_code=202
-    )
+async def pagerduty_enqueue(request: Request, context: Context) -> Response:
+    return await _intake(request, context)
 
 
 # --- reads and promotion -------------------------------------------------------------------------------

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from warroom.alerts import automation
@@ -33,6 +34,20 @@ from warroom.severity import service as severity_service
 Outcome = Literal["created", "updated", "unchanged", "acknowledged", "resolved", "ignored"]
 # Keeps each IN (...) list well under every database's parameter limit.
 _LOOKUP_CHUNK = 500
+# Intake writes through the table (SQL Core), not the ORM unit of work.
+_ALERTS: Table = Alert.__table__  # type: ignore[assignment]
+
+
+@dataclass
+class _Open:
+    """An open alert as intake sees it: a few columns, plus what this batch will write."""
+
+    id: int | None
+    status: AlertStatus
+    event_hash: str
+    incident_id: int | None
+    insert: dict[str, Any] | None = None  # a new alert's row, still to be inserted
+    update: dict[str, Any] = field(default_factory=dict)  # changes to an existing row
 
 
 def ingest(
@@ -45,112 +60,182 @@ def ingest(
 ) -> IngestResult:
     """Apply a batch of events in the caller's transaction: all of them or, on any error, none.
 
-    One lookup finds the open alerts for every dedup key in the batch; new alerts are inserted together.
+    The hot path stays in SQL Core: one narrow lookup of the open alerts for every dedup key in the batch,
+    one executemany of updates, one multi-row insert. Full ORM rows are loaded only for alerts that
+    automation acts on.
     """
     scope = f"i:{integration.id}" if integration is not None else source
     keys = list(dict.fromkeys(event.dedup_key for event in events))
-    open_alerts: dict[str, Alert] = {}
+    open_alerts: dict[str, _Open] = {}
+    connection = session.connection()  # plain Core on the session's transaction: no ORM layer per statement
     for start in range(0, len(keys), _LOOKUP_CHUNK):
         chunk = keys[start : start + _LOOKUP_CHUNK]
-        statement = select(Alert).where(Alert.scope == scope, Alert.open_dedup_key.in_(chunk))
+        statement = select(
+            Alert.id, Alert.dedup_key, Alert.status, Alert.event_hash, Alert.incident_id
+        ).where(Alert.scope == scope, Alert.open_dedup_key.in_(chunk))
         # Row locks on PostgreSQL so concurrent deliveries count every occurrence (SQLite: BEGIN IMMEDIATE).
-        for row in session.scalars(statement.with_for_update()):
-            open_alerts[row.dedup_key] = row
+        for row in connection.execute(statement.with_for_update()):
+            open_alerts[row.dedup_key] = _Open(
+                row.id, AlertStatus(row.status), row.event_hash, row.incident_id
+            )
     now = utcnow()
-    applied: list[tuple[Outcome, Alert | None, AlertEvent]] = []
+    integration_id = integration.id if integration is not None else None
+    inserts: list[_Open] = []
+    updated: list[_Open] = []
+    applied: list[tuple[Outcome, _Open | None, AlertEvent]] = []
     for event in events:
-        alert: Alert | None = open_alerts.get(event.dedup_key)
+        current = open_alerts.get(event.dedup_key)
         outcome: Outcome
         if event.action == "trigger":
-            if alert is None:
-                alert = Alert(
-                    source=source,
-                    integration_id=integration.id if integration is not None else None,
-                    scope=scope,
-                    dedup_key=event.dedup_key,
-                    open_dedup_key=event.dedup_key,
-                    alert_type=event.alert_type,
-                    status=AlertStatus.firing,
-                    summary=event.summary,
-                    severity=event.severity,
-                    service=event.service,
-                    labels=event.labels,
-                    annotations=event.annotations,
-                    links=event.links,
-                    first_seen_at=now,
-                    last_seen_at=now,
-                    occurrences=1,
-                    raw=event.raw,
-                    last_raw=None,
-                    event_hash=event.event_hash,
-                    rules=None,
-                    handler_errors=[],
-                )
-                session.add(alert)
-                open_alerts[event.dedup_key] = alert
+            if current is None:
+                current = _Open(None, AlertStatus.firing, event.event_hash, None)
+                current.insert = {
+                    "source": source,
+                    "integration_id": integration_id,
+                    "scope": scope,
+                    "dedup_key": event.dedup_key,
+                    "open_dedup_key": event.dedup_key,
+                    "alert_type": event.alert_type,
+                    "status": AlertStatus.firing,
+                    "summary": event.summary,
+                    "severity": event.severity,
+                    "service": event.service,
+                    "labels": event.labels,
+                    "annotations": event.annotations,
+                    "links": event.links,
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                    "acknowledged_at": None,
+                    "resolved_at": None,
+                    "occurrences": 1,
+                    "raw": event.raw,
+                    "last_raw": None,
+                    "event_hash": event.event_hash,
+                    "incident_id": None,
+                    "group_key": None,
+                    "rules": None,
+                    "handler_errors": [],
+                }
+                inserts.append(current)
+                open_alerts[event.dedup_key] = current
                 outcome = "created"
-            elif alert.event_hash == event.event_hash:
+            elif current.event_hash == event.event_hash:
                 outcome = "unchanged"
             else:
-                alert.occurrences += 1
-                alert.last_seen_at = now
-                alert.last_raw = event.raw
-                alert.event_hash = event.event_hash
-                alert.summary = event.summary
-                alert.severity = event.severity
-                alert.annotations = event.annotations
-                if event.links:
-                    alert.links = event.links
+                # Labels, annotations and links stay as first seen; the latest ones are in last_raw.
+                changes = {
+                    "last_seen_at": now,
+                    "last_raw": event.raw,
+                    "event_hash": event.event_hash,
+                    "summary": event.summary,
+                    "severity": event.severity,
+                }
+                _change(current, updated, changes, occurrences=1)
                 outcome = "updated"
-        elif alert is None:
+        elif current is None:
             # PagerDuty's rule: acknowledge or resolve with no open alert is dropped.
             outcome = "ignored"
         elif event.action == "acknowledge":
-            if alert.status == AlertStatus.firing:
-                alert.status = AlertStatus.acknowledged
-                alert.acknowledged_at = now
-                alert.last_seen_at = now
-                alert.event_hash = event.event_hash
+            if current.status == AlertStatus.firing:
+                changes = {
+                    "status": AlertStatus.acknowledged,
+                    "acknowledged_at": now,
+                    "last_seen_at": now,
+                    "event_hash": event.event_hash,
+                }
+                _change(current, updated, changes)
                 outcome = "acknowledged"
             else:
                 outcome = "unchanged"
         else:
-            alert.status = AlertStatus.resolved
-            alert.resolved_at = now
-            alert.last_seen_at = now
-            alert.open_dedup_key = None
-            alert.last_raw = event.raw
-            alert.event_hash = event.event_hash
+            changes = {
+                "status": AlertStatus.resolved,
+                "resolved_at": now,
+                "last_seen_at": now,
+                "open_dedup_key": None,
+                "last_raw": event.raw,
+                "event_hash": event.event_hash,
+            }
+            _change(current, updated, changes)
             del open_alerts[event.dedup_key]
             outcome = "resolved"
-        applied.append((outcome, alert, event))
-    session.flush()
+        applied.append((outcome, current, event))
 
-    needs_work = automation.needs_work(org)
-    for outcome, target, _ in applied:
-        if target is None:
-            continue
-        alert = target
-        if outcome == "created" and needs_work:
-            automation.on_created(session, org, alert)
-        elif outcome == "resolved" and (needs_work or alert.incident_id is not None):
-            automation.on_resolved(session, org, alert)
-        elif outcome == "acknowledged" and (needs_work or alert.incident_id is not None):
-            automation.on_acknowledged(session, org, alert)
-    session.flush()
+    # Updates first: a resolve frees its dedup key before a new alert with the same key is inserted.
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for target in updated:
+        params = {"_id": target.id, "_occurrences": target.update.pop("_occurrences", 0), **target.update}
+        by_columns.setdefault(tuple(sorted(params)), []).append(params)
+    for columns, rows in by_columns.items():
+        values: dict[str, Any] = {
+            name: bindparam(name) for name in columns if name not in ("_id", "_occurrences")
+        }
+        values["occurrences"] = _ALERTS.c.occurrences + bindparam("_occurrences")
+        connection.execute(update(_ALERTS).where(_ALERTS.c.id == bindparam("_id")).values(values), rows)
+    if inserts:
+        ids = connection.scalars(
+            insert(_ALERTS).returning(_ALERTS.c.id, sort_by_parameter_order=True),
+            [target.insert for target in inserts if target.insert is not None],
+        ).all()
+        for target, new_id in zip(inserts, ids, strict=True):
+            target.id = new_id
+
+    if any(outcome != "unchanged" and outcome != "ignored" for outcome, _, _ in applied):
+        _automate(session, org, applied)
     return IngestResult(
         accepted=len(events),
         alerts=[
             IngestOutcome(
-                id=alert.id if alert is not None else None,
+                id=target.id if target is not None else None,
                 dedup_key=event.dedup_key,
-                status=alert.status if alert is not None else None,
+                status=target.status if target is not None else None,
                 outcome=outcome,
-                incident=f"INC-{alert.incident_id}" if alert is not None and alert.incident_id else None,
+                incident=f"INC-{target.incident_id}" if target is not None and target.incident_id else None,
             )
-            for outcome, alert, event in applied
+            for outcome, target, event in applied
         ],
     )
+
+
+def _change(target: _Open, updated: list[_Open], changes: dict[str, Any], occurrences: int = 0) -> None:
+    if "status" in changes:
+        target.status = changes["status"]
+    target.event_hash = changes["event_hash"]
+    if target.insert is not None:
+        target.insert.update(changes)
+        target.insert["occurrences"] += occurrences
+        return
+    if not target.update:
+        updated.append(target)
+    target.update["_occurrences"] = target.update.get("_occurrences", 0) + occurrences
+    target.update.update(changes)
+
+
+def _automate(
+    session: Session, org: OrgConfig, applied: list[tuple[Outcome, _Open | None, AlertEvent]]
+) -> None:
+    needs_work = automation.needs_work(org)
+    loaded: dict[int, Alert] = {}
+    for outcome, target, _ in applied:
+        if target is None or target.id is None:
+            continue
+        act = outcome == "created" and needs_work
+        act = act or (
+            outcome in ("resolved", "acknowledged") and (needs_work or target.incident_id is not None)
+        )
+        if not act:
+            continue
+        alert = loaded.get(target.id)
+        if alert is None:
+            alert = loaded[target.id] = session.get_one(Alert, target.id, populate_existing=True)
+        if outcome == "created":
+            automation.on_created(session, org, alert)
+        elif outcome == "resolved":
+            automation.on_resolved(session, org, alert)
+        else:
+            automation.on_acknowledged(session, org, alert)
+        session.flush()
+        target.incident_id = alert.incident_id
 
 
 # --- reads -------------------------------------------------------------------------------------------

@@ -77,14 +77,23 @@ def authenticate_integration(
     """401 for a missing, unknown or revoked key; 403 for a key made for another kind of source."""
     if not secret:
         raise Unauthorized("an integration key is required: send ?key=<key> or 'Authorization: Bearer <key>'")
-    row = session.scalar(select(IntegrationKey).where(IntegrationKey.key_hash == hash_secret(secret)))
+    # Core, not ORM: this runs on every alert delivery.
+    row = (
+        session.connection()
+        .execute(
+            select(
+                IntegrationKey.id, IntegrationKey.name, IntegrationKey.type, IntegrationKey.revoked_at
+            ).where(IntegrationKey.key_hash == hash_secret(secret))
+        )
+        .one_or_none()
+    )
     if row is None:
         raise Unauthorized("the integration key is not valid")
     if row.revoked_at is not None:
         raise Unauthorized("the integration key was revoked")
     if row.type != expected:
         raise Forbidden(
-            f"this key is for {row.type.value} payloads; this endpoint takes {expected.value}",
+            f"this key is for {row.type} payloads; this endpoint takes {expected.value}",
             {"field": "key", "allowed": [expected.value]},
         )
-    return IntegrationIdentity(id=row.id, name=row.name, type=row.type)
+    return IntegrationIdentity(id=row.id, name=row.name, type=IntegrationType(row.type))
