@@ -16,8 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warroom import __version__, migrate
+from warroom.alerts import fastpath
 from warroom.alerts.api import router as alerts_router
-from warroom.alerts.fastpath import IntakeFastPath
 from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
 from warroom.errors import WarroomError
@@ -172,6 +172,6 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(IntakeFastPath)  # alert intake skips the framework layer (inside the body limit)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    fastpath.install(app, max_body_bytes=settings.max_body_bytes)  # alert intake, in front of the stack
     return app

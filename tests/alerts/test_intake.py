@@ -366,3 +366,37 @@ def test_alert_reads_and_promotion(
     assert api.post("/api/v1/alerts/1/promote", headers=responder).status_code == 409
     assert api.get("/api/v1/alerts", params={"unrouted": True}, headers=viewer).json()["total"] == 1
     assert count(context, Incident) == 1
+
+
+def test_framework_routes_give_the_same_answers(context: AppContext, am_key: str) -> None:
+    """Without the fast path in front, the FastAPI routes run the same handler."""
+    from warroom.app import create_app
+
+    app = create_app(context=context)
+    app.build_middleware_stack = type(app).build_middleware_stack.__get__(app)  # type: ignore[method-assign]
+    with TestClient(app) as client:
+        firing = payload("alertmanager-0.25-firing.json")
+        response = client.post(f"/api/v1/alerts/alertmanager?key={am_key}", json=firing)
+        assert response.status_code == 202, response.text
+        assert response.json()["alerts"][0]["outcome"] == "created"
+        assert client.post("/api/v1/alerts/alertmanager?key=bad", json=firing).status_code == 401
+        bad = client.post("/v2/enqueue", json={"routing_key": "x", "event_action": "explode"})
+        assert bad.status_code == 400
+        assert bad.json()["status"] == "invalid event"
+        assert "/api/v1/alerts/alertmanager" in client.get("/openapi.json").json()["paths"]
+    assert count(context, Alert) == 1
+
+
+def test_chunked_body_over_the_limit_is_413(api: TestClient, context: AppContext, generic_key: str) -> None:
+    limit = context.settings.max_body_bytes
+
+    def chunks() -> Any:
+        yield b'{"summary": "x", "annotations": {"blob": "'
+        for _ in range(limit // 65536 + 2):
+            yield b"a" * 65536
+        yield b'"}}'
+
+    response = api.post(f"/api/v1/alerts?key={generic_key}", content=chunks())
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert count(context, Alert) == 0

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 from urllib.parse import parse_qs
 
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from warroom.alerts import adapters
@@ -93,50 +94,25 @@ async def handle_intake(
 
 
 class IntakeFastPath:
-    """ASGI layer answering POSTs to the intake paths directly; everything else passes through."""
+    """ASGI layer answering POSTs to the intake paths directly; everything else passes through.
 
-    def __init__(self, app: ASGIApp) -> None:
+    It sits outside Starlette's own middleware (see ``install``), so it enforces the body limit and turns
+    unexpected errors into the JSON error shape itself.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in INTAKE_ROUTES:
             await self.app(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        query = scope.get("query_string", b"")
-        key = parse_qs(query.decode("latin-1")).get("key", [None])[0] if query else None
-        authorization = next(
-            (value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"), None
-        )
-        application = scope["app"]
-        try:
-            status, body = await handle_intake(
-                application.state,
-                application.state.context,
-                scope["path"],
-                key,
-                authorization,
-                b"".join(chunks),
-            )
-        except Exception:
-            log.exception("alert intake failed")
-            status, body = _json(
-                500,
-                {
-                    "error": {
-                        "code": "internal",
-                        "message": "an internal error occurred; it was logged",
-                        "details": None,
-                    }
-                },
-            )
+        headers = dict(scope["headers"])
+        answer = await self._answer(scope, receive, headers)
+        if answer is None:
+            return  # the client went away
+        status, body = answer
         await send(
             {
                 "type": "http.response.start",
@@ -148,3 +124,70 @@ class IntakeFastPath:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+    async def _answer(self, scope: Scope, receive: Receive, headers: dict[bytes, bytes]) -> Answer | None:
+        too_large = _json(
+            413,
+            {
+                "error": {
+                    "code": "payload_too_large",
+                    "message": f"the request body is over the limit of {self.max_body_bytes} bytes",
+                    "details": None,
+                }
+            },
+        )
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return too_large
+        chunks = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_body_bytes:
+                return too_large
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        query = scope.get("query_string", b"")
+        key = parse_qs(query.decode("latin-1")).get("key", [None])[0] if query else None
+        authorization = headers.get(b"authorization")
+        application = scope["app"]
+        try:
+            return await handle_intake(
+                application.state,
+                application.state.context,
+                scope["path"],
+                key,
+                authorization.decode("latin-1") if authorization is not None else None,
+                b"".join(chunks),
+            )
+        except Exception:
+            log.exception("alert intake failed")
+            return _json(
+                500,
+                {
+                    "error": {
+                        "code": "internal",
+                        "message": "an internal error occurred; it was logged",
+                        "details": None,
+                    }
+                },
+            )
+
+
+def install(app: Starlette, *, max_body_bytes: int) -> None:
+    """Put the intake layer in front of the app's whole middleware stack.
+
+    Starlette always builds its error middleware outermost; per-request cost there is larger than the intake
+    work itself, so the layer wraps the built stack instead of being added as one more middleware.
+    """
+    build = app.build_middleware_stack
+
+    def build_with_intake() -> ASGIApp:
+        return IntakeFastPath(build(), max_body_bytes=max_body_bytes)
+
+    app.build_middleware_stack = build_with_intake  # type: ignore[method-assign]
