@@ -9,6 +9,7 @@ never becomes another's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -108,7 +109,18 @@ class IntakeWriter:
                     break
                 jobs.append(more)
                 size += len(more.events)
-            self._process(jobs)
+            try:
+                self._process(jobs)
+            except BaseException as exc:  # never leave a request waiting on a dead writer
+                log.exception("alert intake writer failed")
+                for pending in jobs:
+                    self._answer(pending, exc)
+
+    @staticmethod
+    def _answer(job: _Job, outcome: IngestResult | BaseException) -> None:
+        # RuntimeError: the request's event loop is gone (the server is shutting down).
+        with contextlib.suppress(RuntimeError):
+            job.loop.call_soon_threadsafe(_settle, job.future, outcome)
 
     def _process(self, jobs: list[_Job]) -> None:
         outcomes: list[IngestResult | BaseException]
@@ -120,7 +132,7 @@ class IntakeWriter:
             except Exception:
                 outcomes = [self._alone(job) for job in jobs]
         for job, outcome in zip(jobs, outcomes, strict=True):
-            job.loop.call_soon_threadsafe(_settle, job.future, outcome)
+            self._answer(job, outcome)
 
     def _alone(self, job: _Job) -> IngestResult | BaseException:
         try:
