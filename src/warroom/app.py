@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warroom import __version__, migrate
+from warroom.alerts import fastpath
+from warroom.alerts.api import router as alerts_router
 from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
 from warroom.errors import WarroomError
@@ -184,7 +186,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     )
     app.state.context = context
     install_error_handlers(app)
-    for router in (auth_router, severity_router, incidents_router, notify_router, oncall_router):
+    for router in (auth_router, severity_router, incidents_router, notify_router, oncall_router, alerts_router):
         app.include_router(router)
 
     @app.get("/", include_in_schema=False)
@@ -208,4 +210,5 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(RequestGuardMiddleware, max_bytes=settings.max_body_bytes)
+    fastpath.install(app, max_body_bytes=settings.max_body_bytes)  # alert intake, in front of the stack
     return app

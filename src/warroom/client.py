@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from warroom.alerts.schemas import AlertDetail, AlertPage
 from warroom.incidents.schemas import (
     CommunicationRead,
     IncidentPage,
@@ -229,3 +230,50 @@ class Client:
 
     def retry_notification(self, delivery_id: int) -> DeliveryRead:
         return DeliveryRead.model_validate(self.request("POST", f"/api/v1/notifications/{delivery_id}/retry"))
+    # --- alerts ---
+
+    def list_alerts(
+        self,
+        *,
+        firing: bool = False,
+        unrouted: bool = False,
+        status: list[str] | None = None,
+        source: str | None = None,
+        incident: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> AlertPage:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if firing:
+            params["firing"] = "true"
+        if unrouted:
+            params["unrouted"] = "true"
+        if status:
+            params["status"] = status
+        if source:
+            params["source"] = source
+        if incident:
+            params["incident"] = incident
+        return AlertPage.model_validate(self.request("GET", "/api/v1/alerts", params=params))
+
+    def get_alert(self, ref: str) -> AlertDetail:
+        return AlertDetail.model_validate(self.request("GET", f"/api/v1/alerts/{ref}"))
+
+    def promote_alert(
+        self, ref: str, *, title: str | None = None, severity: str | None = None
+    ) -> AlertDetail:
+        body = {k: v for k, v in {"title": title, "severity": severity}.items() if v is not None}
+        return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/promote", json=body))
+
+    def report(
+        self,
+        description: str,
+        *,
+        service: str | None = None,
+        severity: str = "warning",
+        labels: dict[str, str] | None = None,
+    ) -> AlertDetail:
+        body: dict[str, Any] = {"description": description, "severity": severity, "labels": labels or {}}
+        if service:
+            body["service"] = service
+        return AlertDetail.model_validate(self.request("POST", "/api/v1/reports/internal", json=body))

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from warroom.alerts.config import AutomationConfig
+from warroom.alerts.config import check_references as check_automation_references
 from warroom.durations import Duration
 from warroom.notify.config import NotificationChannel, check_notification_channels, default_channels
 from warroom.oncall.config import (
@@ -237,6 +239,7 @@ class OrgConfig(StrictModel):
         default_factory=default_paging_modes, description="How each severity pages its policy."
     )
     notification_channels: list[NotificationChannel] = Field(default_factory=default_channels)
+    automation: AutomationConfig = Field(default_factory=AutomationConfig)
 
     @model_validator(mode="after")
     def _check_references(self) -> OrgConfig:
@@ -269,6 +272,7 @@ class OrgConfig(StrictModel):
             problems.append("roles: 'commander' must be one of the roles")
         problems.extend(check_oncall_references(self))
         problems.extend(check_notification_channels(self))
+        problems.extend(check_automation_references(self))
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -33,3 +33,26 @@ class ApiToken(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class IntegrationType(enum.StrEnum):
+    """Which intake endpoint a key is for."""
+
+    alertmanager = "alertmanager"
+    grafana = "grafana"
+    pagerduty = "pagerduty"
+    generic = "generic"
+
+
+class IntegrationKey(Base):
+    """A monitoring source's key. Only its sha256 is stored, like API tokens."""
+
+    __tablename__ = "integration_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[IntegrationType] = mapped_column(Enum(IntegrationType, native_enum=False, length=20))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

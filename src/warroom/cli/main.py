@@ -10,6 +10,7 @@ import typer
 from warroom import __version__, migrate
 from warroom.auth import service as auth_service
 from warroom.auth.models import Role
+from warroom.cli.alerts import alerts_app, integration_app, report
 from warroom.cli.incidents import incident_app, log, responder_app
 from warroom.cli.jobs import jobs_app, worker
 from warroom.cli.notify import notify_app
@@ -45,6 +46,9 @@ app.command("log")(log)
 app.add_typer(jobs_app, name="jobs")
 app.command("worker")(worker)
 app.add_typer(notify_app, name="notify")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(integration_app, name="integration")
+app.command("report")(report)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML org file (WARROOM_CONFIG).")]
 DatabaseOption = Annotated[

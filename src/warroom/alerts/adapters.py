@@ -1,0 +1,275 @@
+"""Turn each source's wire format into normalized alert events."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import TypeAdapter, ValidationError
+
+from warroom.alerts.schemas import AlertmanagerWebhook, GenericAlert, PagerDutyEvent
+from warroom.errors import WarroomError
+
+Action = Literal["trigger", "acknowledge", "resolve"]
+
+# Severity words seen in the wild (Alertmanager labels are free text) mapped onto our four.
+_SEVERITY_WORDS = {
+    "critical": "critical",
+    "crit": "critical",
+    "fatal": "critical",
+    "emergency": "critical",
+    "disaster": "critical",
+    "page": "critical",
+    "high": "critical",
+    "p0": "critical",
+    "p1": "critical",
+    "error": "error",
+    "err": "error",
+    "major": "error",
+    "p2": "error",
+    "warning": "warning",
+    "warn": "warning",
+    "minor": "warning",
+    "medium": "warning",
+    "average": "warning",
+    "p3": "warning",
+    "info": "info",
+    "informational": "info",
+    "notice": "info",
+    "low": "info",
+    "none": "info",
+    "ok": "info",
+    "p4": "info",
+}
+
+
+class InvalidPayload(WarroomError):
+    """A malformed body: answered 400 with the fields at fault, nothing stored."""
+
+    status = 400
+    code = "invalid_payload"
+
+
+@dataclass
+class AlertEvent:
+    action: Action
+    dedup_key: str
+    alert_type: str
+    summary: str
+    severity: str
+    service: str | None
+    labels: dict[str, str]
+    annotations: dict[str, Any]
+    links: list[dict[str, Any]]
+    raw: dict[str, Any]
+    # Identity of this exact event: the same delivery again has the same hash.
+    event_hash: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.event_hash:
+            self.event_hash = content_hash({"action": self.action, "raw": self.raw})
+
+
+def content_hash(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def label_hash(labels: dict[str, str]) -> str:
+    return content_hash(labels)[:32]
+
+
+def normalize_severity(value: str | None, default: str = "warning") -> str:
+    if not value:
+        return default
+    return _SEVERITY_WORDS.get(value.strip().lower(), default)
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    details = []
+    for error in exc.errors():
+        loc = ".".join(str(p) for p in error["loc"]) or "body"
+        entry: dict[str, Any] = {"field": loc, "message": error["msg"]}
+        expected = (error.get("ctx") or {}).get("expected")
+        if expected:
+            entry["allowed"] = expected
+        details.append(entry)
+    return details
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidPayload(
+            f"the body is not valid JSON: {exc}", [{"field": "body", "message": str(exc)}]
+        ) from None
+
+
+def _validate(adapter: TypeAdapter[Any], data: Any) -> Any:
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        details = field_errors(exc)
+        message = "; ".join(f"{d['field']}: {d['message']}" for d in details[:10])
+        raise InvalidPayload(f"malformed payload: {message}", details) from None
+
+
+_WEBHOOK = TypeAdapter(AlertmanagerWebhook)
+_PAGERDUTY = TypeAdapter(PagerDutyEvent)
+_GENERIC = TypeAdapter(GenericAlert)
+_GENERIC_LIST = TypeAdapter(list[GenericAlert])
+
+
+def from_alertmanager(data: Any) -> list[AlertEvent]:
+    """Alertmanager v4 webhook, and Grafana's (same shape plus extras)."""
+    if not isinstance(data, dict):
+        raise InvalidPayload(
+            "the body must be a JSON object", [{"field": "body", "message": "not an object"}]
+        )
+    message: AlertmanagerWebhook = _validate(_WEBHOOK, data)
+    raw_alerts = data["alerts"]
+    context = {k: data.get(k) for k in ("receiver", "groupKey", "externalURL") if data.get(k) is not None}
+    events = []
+    for alert, raw in zip(message.alerts, raw_alerts, strict=True):
+        labels = alert.labels
+        annotations: dict[str, Any] = dict(alert.annotations)
+        summary = (
+            annotations.get("summary")
+            or annotations.get("description")
+            or annotations.get("message")
+            or labels.get("alertname")
+            or message.title
+            or "alert"
+        )
+        links = [
+            {"href": url, "text": text}
+            for url, text in (
+                (alert.generatorURL, "source"),
+                (alert.silenceURL, "silence"),
+                (alert.dashboardURL, "dashboard"),
+                (alert.panelURL, "panel"),
+                (annotations.get("runbook_url"), "runbook"),
+            )
+            if url
+        ]
+        events.append(
+            AlertEvent(
+                action="trigger" if alert.status == "firing" else "resolve",
+                dedup_key=alert.fingerprint or label_hash(labels),
+                alert_type=labels.get("alertname", "alert"),
+                summary=str(summary)[:1024],
+                severity=normalize_severity(labels.get("severity")),
+                service=labels.get("service") or labels.get("job"),
+                labels=labels,
+                annotations=annotations,
+                links=links,
+                # Hash only the alert itself: a retry, or a later notification of the same group that
+                # repeats this alert unchanged, is the same event.
+                raw={"alert": raw, **context},
+                event_hash=content_hash({"alert": raw}),
+            )
+        )
+    return events
+
+
+def from_pagerduty(data: Any) -> tuple[str, AlertEvent]:
+    """Returns the routing key and the event. Ack/resolve need a dedup key; a trigger gets one made up."""
+    if not isinstance(data, dict):
+        raise InvalidPayload("Event object format is unrecognized", ["the body must be a JSON object"])
+    event: PagerDutyEvent = _validate(_PAGERDUTY, data)
+    if event.event_action == "trigger":
+        if event.payload is None:
+            raise InvalidPayload(
+                "Event object is invalid", [{"field": "payload", "message": "required for a trigger"}]
+            )
+        dedup_key = event.dedup_key or uuid.uuid4().hex
+        payload = event.payload
+        labels = {
+            name: value
+            for name, value in (
+                ("source", payload.source),
+                ("component", payload.component),
+                ("group", payload.group),
+                ("class", payload.class_),
+                ("severity", payload.severity),
+            )
+            if value
+        }
+        annotations: dict[str, Any] = {}
+        if payload.custom_details is not None:
+            annotations["custom_details"] = payload.custom_details
+        if event.client:
+            annotations["client"] = event.client
+        links = [{"href": link.href, "text": link.text} for link in event.links]
+        if event.client_url:
+            links.append({"href": event.client_url, "text": event.client or "client"})
+        links.extend(
+            {"href": image.href or image.src, "text": image.alt, "image": image.src} for image in event.images
+        )
+        alert_type = payload.class_ or payload.component or "pagerduty"
+        service = payload.component or payload.group
+        summary = payload.summary
+        severity = payload.severity
+    else:
+        if not event.dedup_key:
+            raise InvalidPayload(
+                "Event object is invalid",
+                [{"field": "dedup_key", "message": f"required for {event.event_action}"}],
+            )
+        dedup_key = event.dedup_key
+        labels, annotations, links = {}, {}, []
+        alert_type, service, summary, severity = "pagerduty", None, "", "info"
+    raw = {k: v for k, v in data.items() if k != "routing_key"}  # never keep the secret
+    return event.routing_key, AlertEvent(
+        action=event.event_action,
+        dedup_key=dedup_key,
+        alert_type=alert_type[:200],
+        summary=summary,
+        severity=severity,
+        service=service,
+        labels=labels,
+        annotations=annotations,
+        links=links,
+        raw=raw,
+    )
+
+
+def generic_event(alert: GenericAlert, raw: dict[str, Any]) -> AlertEvent:
+    action: Action = {"firing": "trigger", "acknowledged": "acknowledge", "resolved": "resolve"}[alert.status]  # type: ignore[assignment]
+    labels = dict(alert.labels)
+    if alert.service and "service" not in labels:
+        labels["service"] = alert.service
+    dedup_key = alert.dedup_key or label_hash(labels or {"summary": alert.summary})
+    annotations = dict(alert.annotations)
+    if alert.details is not None:
+        annotations["details"] = alert.details
+    return AlertEvent(
+        action=action,
+        dedup_key=dedup_key,
+        alert_type=alert.type or labels.get("alertname") or "generic",
+        summary=alert.summary,
+        severity=alert.severity,
+        service=alert.service or labels.get("service"),
+        labels=labels,
+        annotations=annotations,
+        links=[link.model_dump(exclude_none=True) for link in alert.links],
+        raw=raw,
+    )
+
+
+def from_generic(data: Any) -> list[AlertEvent]:
+    if isinstance(data, list):
+        if not data:
+            raise InvalidPayload("the list is empty", [{"field": "body", "message": "no alerts"}])
+        # A batch is accepted whole or not at all: one bad alert rejects the request.
+        alerts = _validate(_GENERIC_LIST, data)
+        return [generic_event(alert, raw) for alert, raw in zip(alerts, data, strict=True)]
+    if not isinstance(data, dict):
+        raise InvalidPayload(
+            "the body must be an alert object or a list of them", [{"field": "body", "message": "wrong type"}]
+        )
+    return [generic_event(_validate(_GENERIC, data), data)]

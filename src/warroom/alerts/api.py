@@ -1,0 +1,206 @@
+"""Alert intake endpoints (each source's own wire format), alert reads, promotion, reports, and keys."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import JSONResponse, Response
+
+from warroom.alerts import service
+from warroom.alerts.fastpath import handle_intake
+from warroom.alerts.models import AlertStatus
+from warroom.alerts.ratelimit import RateLimiter
+from warroom.alerts.schemas import (
+    AlertDetail,
+    AlertPage,
+    CustomerReport,
+    IngestResult,
+    InternalReport,
+    PromoteRequest,
+)
+from warroom.auth import integrations
+from warroom.auth.integrations import IntegrationCreate, IntegrationCreated, IntegrationRead
+from warroom.context import AppContext
+from warroom.deps import Admin, Context, Responder, Viewer
+
+router = APIRouter(tags=["alerts"])
+
+
+KeyQuery = Annotated[str | None, Query(description="The integration key (or send it as a Bearer token).")]
+
+# These routes document the intake endpoints; in the app, ``IntakeFastPath`` answers them first with the
+# same handler.
+
+
+async def _intake(request: Request, context: AppContext, key: str | None = None) -> Response:
+    status_code, body = await handle_intake(
+        request.app.state,
+        context,
+        request.url.path,
+        key,
+        request.headers.get("authorization"),
+        await request.body(),
+    )
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
+@router.post(
+    "/api/v1/alerts/alertmanager",
+    response_model=IngestResult,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Prometheus Alertmanager webhook (version 4)",
+)
+async def alertmanager_webhook(request: Request, context: Context, key: KeyQuery = None) -> Response:
+    return await _intake(request, context, key)
+
+
+@router.post(
+    "/api/v1/alerts/grafana",
+    response_model=IngestResult,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Grafana unified alerting webhook",
+)
+async def grafana_webhook(request: Request, context: Context, key: KeyQuery = None) -> Response:
+    return await _intake(request, context, key)
+
+
+@router.post(
+    "/api/v1/alerts",
+    response_model=IngestResult,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Plain JSON alert, or a list of them (accepted whole or not at all)",
+)
+async def generic_alerts(request: Request, context: Context, key: KeyQuery = None) -> Response:
+    return await _intake(request, context, key)
+
+
+@router.post(
+    "/v2/enqueue",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="PagerDuty Events API v2 (PagerDuty's own request and response shapes)",
+    response_model=None,
+)
+async def pagerduty_enqueue(request: Request, context: Context) -> Response:
+    return await _intake(request, context)
+
+
+# --- reads and promotion -------------------------------------------------------------------------------
+
+
+@router.get("/api/v1/alerts", response_model=AlertPage)
+def list_alerts(
+    context: Context,
+    _: Viewer,
+    status_: Annotated[list[AlertStatus] | None, Query(alias="status")] = None,
+    firing: Annotated[bool, Query(description="Only alerts not yet resolved.")] = False,
+    unrouted: Annotated[bool, Query(description="Only alerts no rule routed and on no incident.")] = False,
+    source: str | None = None,
+    incident: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AlertPage:
+    with context.db.read() as session:
+        return service.list_alerts(
+            session,
+            status=status_ or [],
+            firing=firing,
+            unrouted=unrouted,
+            source=source,
+            incident=incident,
+            limit=limit,
+            offset=offset,
+        )
+
+
+@router.get("/api/v1/alerts/{ref}", response_model=AlertDetail)
+def get_alert(ref: str, context: Context, _: Viewer) -> AlertDetail:
+    with context.db.read() as session:
+        return service.to_detail(service.get_alert(session, ref))
+
+
+@router.post("/api/v1/alerts/{ref}/promote", response_model=AlertDetail, status_code=status.HTTP_201_CREATED)
+def promote_alert(
+    ref: str, context: Context, principal: Responder, body: PromoteRequest | None = None
+) -> AlertDetail:
+    with context.db.write() as session:
+        alert, _ = service.promote(
+            session, org=context.org, ref=ref, data=body or PromoteRequest(), performer=principal.name
+        )
+        return service.to_detail(alert)
+
+
+# --- reports from people -----------------------------------------------------------------------------
+
+
+def _limiter(request: Request, context: AppContext) -> RateLimiter:
+    limiter: RateLimiter | None = getattr(request.app.state, "report_limiter", None)
+    if limiter is None:
+        config = context.org.automation.reports
+        limiter = request.app.state.report_limiter = RateLimiter(config.rate_limit, config.rate_period)
+    return limiter
+
+
+@router.post(
+    "/api/v1/reports",
+    response_model=AlertDetail,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Public: a customer reports a problem (rate-limited per client address)",
+    responses={429: {"description": "Too many reports from this address; see Retry-After."}},
+)
+def customer_report(body: CustomerReport, request: Request, context: Context) -> Any:
+    client = request.client.host if request.client else "unknown"
+    wait = _limiter(request, context).check(client)
+    if wait is not None:
+        return JSONResponse(
+            {
+                "error": {
+                    "code": "rate_limited",
+                    "message": f"too many reports from this address; try again in {wait} s",
+                    "details": {"retry_after": wait},
+                }
+            },
+            status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
+    with context.db.write() as session:
+        alert = service.customer_report(session, org=context.org, report=body, client=client)
+        return service.to_detail(alert)
+
+
+@router.post(
+    "/api/v1/reports/internal",
+    response_model=AlertDetail,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="A team member reports something they found",
+)
+def internal_report(body: InternalReport, context: Context, principal: Responder) -> AlertDetail:
+    with context.db.write() as session:
+        alert = service.internal_report(session, org=context.org, report=body, reporter=principal.name)
+        return service.to_detail(alert)
+
+
+# --- integration keys (admin) --------------------------------------------------------------------------
+
+
+@router.get("/api/v1/integrations", response_model=list[IntegrationRead], tags=["auth"])
+def list_integrations(context: Context, _: Admin) -> list[IntegrationRead]:
+    with context.db.read() as session:
+        return integrations.list_integrations(session)
+
+
+@router.post(
+    "/api/v1/integrations",
+    response_model=IntegrationCreated,
+    status_code=status.HTTP_201_CREATED,
+    tags=["auth"],
+)
+def create_integration(body: IntegrationCreate, context: Context, _: Admin) -> IntegrationCreated:
+    with context.db.write() as session:
+        return integrations.create_integration(session, name=body.name, type=body.type)
+
+
+@router.delete("/api/v1/integrations/{integration_id}", response_model=IntegrationRead, tags=["auth"])
+def revoke_integration(integration_id: int, context: Context, _: Admin) -> IntegrationRead:
+    with context.db.write() as session:
+        return integrations.revoke_integration(session, integration_id=integration_id)

@@ -1,0 +1,330 @@
+"""Automation rules: what happens to an alert once it is stored. Everything here is done as ``automation``
+and recorded on the incident's timeline."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from warroom.alerts.config import (
+    AutomationConfig,
+    AutomationRule,
+    IncidentAction,
+    RuleMatch,
+    template_environment,
+)
+from warroom.alerts.handlers import run_handlers
+from warroom.alerts.models import Alert, AlertStatus
+from warroom.db import utcnow
+from warroom.events import DomainEvent, publish
+from warroom.incidents import service as incident_service
+from warroom.incidents.models import OPEN_STATUSES, Incident, IncidentStatus, TimelineKind
+from warroom.incidents.schemas import Assessment, CommunicationCreate, IncidentCreate, IncidentUpdate
+from warroom.orgconfig import OrgConfig
+
+PERFORMER = "automation"
+
+_ASSESSMENT_SOURCE = {
+    "customer-report": "customer-report",
+    "internal-discovery": "internal-discovery",
+}
+
+
+@lru_cache(maxsize=1024)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def matches(match: RuleMatch, alert: Alert) -> bool:
+    if match.source and alert.source not in match.source:
+        return False
+    if match.severity and alert.severity not in match.severity:
+        return False
+    if match.type and alert.alert_type not in match.type:
+        return False
+    labels = alert.labels
+    for name, value in match.labels.items():
+        if labels.get(name) != value:
+            return False
+    for name, pattern in match.labels_regex.items():
+        if name not in labels or not _regex(pattern).fullmatch(labels[name]):
+            return False
+    return all(name not in labels for name in match.labels_missing)
+
+
+def matching_rules(automation: AutomationConfig, alert: Alert) -> list[AutomationRule]:
+    found = []
+    for rule in automation.rules:
+        if matches(rule.match, alert):
+            found.append(rule)
+            if automation.mode == "first":
+                break
+    return found
+
+
+def _alert_view(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "ref": alert.ref,
+        "source": alert.source,
+        "type": alert.alert_type,
+        "summary": alert.summary,
+        "severity": alert.severity,
+        "service": alert.service,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "dedup_key": alert.dedup_key,
+    }
+
+
+def render(template: str, **values: Any) -> str:
+    return template_environment.from_string(template).render(**values).strip()
+
+
+def _group_value(alert: Alert, name: str) -> str:
+    if name == "source":
+        return alert.source
+    if name == "type":
+        return alert.alert_type
+    if name == "severity":
+        return alert.severity
+    if name == "service":
+        return alert.service or alert.labels.get("service", "")
+    if name == "alertname":
+        return alert.labels.get("alertname", alert.alert_type)
+    return alert.labels.get(name, "")
+
+
+def group_key(
+    rule: AutomationRule, action: IncidentAction, automation: AutomationConfig, alert: Alert
+) -> str:
+    group_by = action.group_by if action.group_by is not None else automation.group_by
+    values = [_group_value(alert, name) for name in group_by]
+    key = f"{rule.name}|" + json.dumps(values, separators=(",", ":"))
+    return key if len(key) <= 500 else f"{rule.name}|sha256:" + _sha(key)
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _open_group_incident(session: Session, key: str, window: timedelta) -> int | None:
+    since = utcnow() - window
+    return session.scalar(
+        select(Alert.incident_id)
+        .join(Incident, Incident.id == Alert.incident_id)
+        .where(Alert.group_key == key, Alert.last_seen_at >= since, Incident.status.in_(OPEN_STATUSES))
+        .order_by(Alert.last_seen_at.desc())
+        .limit(1)
+    )
+
+
+def attach(session: Session, incident: Incident, alert: Alert, *, performer: str, note: str = "") -> None:
+    alert.incident_id = incident.id
+    incident_service.append_timeline(
+        session,
+        incident,
+        performer=performer,
+        kind=TimelineKind.alert,
+        action=f"Alert {alert.ref} ({alert.source}, {alert.severity}) attached: {alert.summary}{note}",
+        data={
+            "alert": alert.id,
+            "source": alert.source,
+            "dedup_key": alert.dedup_key,
+            "severity": alert.severity,
+            "labels": dict(alert.labels),
+        },
+    )
+
+
+def incident_fields(
+    org: OrgConfig,
+    alert: Alert,
+    *,
+    action: IncidentAction | None = None,
+    title: str | None = None,
+    severity: str | None = None,
+) -> IncidentCreate:
+    automation = org.automation
+    action = action or IncidentAction()
+    if severity is None:
+        severity_map = action.severity_map or automation.severity_map
+        severity = action.severity or severity_map.get(alert.severity) or org.default_severity  # type: ignore[call-overload,unused-ignore]
+    if title is None:
+        title = render(action.title, alert=_alert_view(alert), labels=alert.labels) or alert.summary
+    known = {s.name for s in org.services}
+    services = list(dict.fromkeys([*action.services, *([alert.service] if alert.service in known else [])]))
+    source: Any = _ASSESSMENT_SOURCE.get(alert.source, "monitoring-alert")
+    if action.assessment is not None:
+        assessment = action.assessment.model_copy(update={"source": source})
+    else:
+        assessment = Assessment(source=source, affected_systems=services)
+    description = alert.annotations.get("description")
+    summary = alert.summary + (f"\n\n{description}" if isinstance(description, str) and description else "")
+    return IncidentCreate(
+        title=(title or alert.summary or "Alert")[:300],
+        summary=summary[:20000],
+        severity=severity,
+        services=services,
+        is_private=action.private,
+        assessment=assessment,
+    )
+
+
+def _open_incident(
+    session: Session, org: OrgConfig, rule: AutomationRule, action: IncidentAction, alert: Alert
+) -> Incident:
+    incident = incident_service.create_incident(
+        session,
+        org=org,
+        data=incident_fields(org, alert, action=action),
+        performer=PERFORMER,
+        kind_note=f"from alert {alert.ref} by rule {rule.name}",
+    )
+    attach(session, incident, alert, performer=PERFORMER)
+    return incident
+
+
+def _after_open(
+    session: Session, org: OrgConfig, rule: AutomationRule, incident: Incident, alert: Alert
+) -> None:
+    for runbook in rule.runbooks:
+        incident_service.append_timeline(
+            session,
+            incident,
+            performer=PERFORMER,
+            kind=TimelineKind.automation,
+            action=f"Runbook attached: {runbook}",
+            data={"runbook": runbook, "rule": rule.name},
+        )
+    if rule.page:
+        incident_service.append_timeline(
+            session,
+            incident,
+            performer=PERFORMER,
+            kind=TimelineKind.page,
+            action=f"Page requested: escalation policy {rule.page}",
+            data={"policy": rule.page, "rule": rule.name},
+        )
+        session.flush()
+        publish(
+            session, DomainEvent("incident.page_requested", incident.id, PERFORMER, {"policy": rule.page})
+        )
+    for notify in rule.notify:
+        message = render(
+            notify.message,
+            alert=_alert_view(alert),
+            labels=alert.labels,
+            incident={"ref": incident.ref, "title": incident.title, "severity": incident.severity},
+        )
+        incident_service.send_communication(
+            session,
+            org=org,
+            ref=incident.id,
+            data=CommunicationCreate(audience=notify.audience, message=message or alert.summary),
+            performer=PERFORMER,
+        )
+
+
+def on_created(session: Session, org: OrgConfig, alert: Alert) -> None:
+    automation = org.automation
+    rules = matching_rules(automation, alert) if automation.rules else []
+    incident: Incident | None = None
+    if rules:
+        alert.rules = [rule.name for rule in rules]
+        opened = False
+        for rule in rules:
+            if rule.incident is None:
+                continue
+            if incident is None:
+                key = group_key(rule, rule.incident, automation, alert)
+                alert.group_key = key
+                window = rule.incident.group_window or automation.group_window
+                existing = _open_group_incident(session, key, window)
+                if existing is not None:
+                    incident = incident_service.get_incident(session, existing, for_update=True)
+                    attach(
+                        session, incident, alert, performer=PERFORMER, note=f" (group of rule {rule.name})"
+                    )
+                else:
+                    incident = _open_incident(session, org, rule, rule.incident, alert)
+                    opened = True
+            if opened:
+                _after_open(session, org, rule, incident, alert)
+    run_handlers(session, org, alert, _incident_of(session, alert, incident), "created")
+
+
+def _incident_of(session: Session, alert: Alert, known: Incident | None) -> Incident | None:
+    if known is not None or alert.incident_id is None:
+        return known
+    return incident_service.get_incident(session, alert.incident_id, for_update=True)
+
+
+def _resolve_to_monitoring(org: OrgConfig, alert: Alert) -> bool:
+    for name in alert.rules or []:
+        rule = next((r for r in org.automation.rules if r.name == name), None)
+        if rule is not None and rule.resolve_to_monitoring is not None:
+            return rule.resolve_to_monitoring
+    return org.automation.resolve_to_monitoring
+
+
+def on_acknowledged(session: Session, org: OrgConfig, alert: Alert) -> None:
+    incident = _incident_of(session, alert, None)
+    if incident is not None:
+        incident_service.append_timeline(
+            session,
+            incident,
+            performer=PERFORMER,
+            kind=TimelineKind.alert,
+            action=f"Alert {alert.ref} acknowledged at its source",
+            data={"alert": alert.id},
+        )
+    run_handlers(session, org, alert, incident, "acknowledged")
+
+
+def on_resolved(session: Session, org: OrgConfig, alert: Alert) -> None:
+    incident = _incident_of(session, alert, None)
+    if incident is not None:
+        incident_service.append_timeline(
+            session,
+            incident,
+            performer=PERFORMER,
+            kind=TimelineKind.alert,
+            action=f"Alert {alert.ref} resolved: {alert.summary}",
+            data={"alert": alert.id},
+        )
+        session.flush()
+        still_open = session.scalar(
+            select(Alert.id)
+            .where(Alert.incident_id == incident.id, Alert.status != AlertStatus.resolved)
+            .limit(1)
+        )
+        if (
+            still_open is None
+            and _resolve_to_monitoring(org, alert)
+            and incident.status in (IncidentStatus.investigating, IncidentStatus.identified)
+        ):
+            incident_service.update_incident(
+                session,
+                org=org,
+                ref=incident.id,
+                data=IncidentUpdate(status=IncidentStatus.monitoring, note="all alerts resolved"),
+                performer=PERFORMER,
+            )
+    run_handlers(session, org, alert, incident, "resolved")
+
+
+def needs_work(org: OrgConfig) -> bool:
+    """False when no rule and no handler can act, so intake can skip the automation pass."""
+    from warroom.alerts.handlers import _handlers, load_entry_points
+
+    load_entry_points()
+    return bool(org.automation.rules) or any(_handlers.values())

@@ -1,0 +1,193 @@
+"""The ``automation`` section of the org file: how alerts are grouped and what rules do with them."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from warroom.durations import Duration
+from warroom.incidents.schemas import Assessment
+
+if TYPE_CHECKING:
+    from warroom.orgconfig import OrgConfig
+
+AlertSeverity = Literal["critical", "error", "warning", "info"]
+ALERT_SEVERITIES: list[str] = ["critical", "error", "warning", "info"]
+ALERT_SOURCES = ["alertmanager", "grafana", "pagerduty", "generic", "customer-report", "internal-discovery"]
+
+template_environment = SandboxedEnvironment(autoescape=False)
+
+
+class StrictModel(BaseModel):
+    # Same as orgconfig.StrictModel; defined here because orgconfig imports this module.
+    model_config = ConfigDict(extra="forbid")
+
+
+def default_severity_map() -> dict[AlertSeverity, str]:
+    return {"critical": "P1", "error": "P2", "warning": "P2", "info": "P3"}
+
+
+class RuleMatch(StrictModel):
+    """Every condition given must hold. Labels are compared as strings."""
+
+    source: list[str] = Field(default_factory=list, description=f"Any of {ALERT_SOURCES}.")
+    severity: list[AlertSeverity] = Field(default_factory=list)
+    type: list[str] = Field(default_factory=list, description="Alert type, e.g. the alertname.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Label equals this value.")
+    labels_regex: dict[str, str] = Field(default_factory=dict, description="Label fully matches the regex.")
+    labels_missing: list[str] = Field(default_factory=list, description="Label is absent.")
+
+    @field_validator("source")
+    @classmethod
+    def _known_sources(cls, values: list[str]) -> list[str]:
+        unknown = [v for v in values if v not in ALERT_SOURCES]
+        if unknown:
+            raise ValueError(f"unknown source(s) {unknown}; allowed: {ALERT_SOURCES}")
+        return values
+
+    @field_validator("labels_regex")
+    @classmethod
+    def _regexes_compile(cls, values: dict[str, str]) -> dict[str, str]:
+        for label, pattern in values.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"label {label!r}: bad regex {pattern!r}: {exc}") from None
+        return values
+
+
+class Notify(StrictModel):
+    audience: str
+    message: str = Field(
+        default="{{ incident.ref }} opened from alert: {{ alert.summary }}",
+        description="Jinja2 template (sandboxed) with alert and incident.",
+    )
+
+
+class IncidentAction(StrictModel):
+    """Open an incident, or attach the alert to the open incident of its group."""
+
+    title: str = Field(default="{{ alert.summary }}", description="Jinja2 template (sandboxed).")
+    severity: str | None = Field(default=None, description="A fixed level; else mapped from the alert.")
+    severity_map: dict[AlertSeverity, str] | None = Field(
+        default=None, description="Alert severity → incident level; defaults to automation.severity_map."
+    )
+    services: list[str] = Field(
+        default_factory=list, description="Affected services; the alert's own service is added if known."
+    )
+    assessment: Assessment | None = None
+    group_by: list[str] | None = Field(default=None, description="Overrides automation.group_by.")
+    group_window: Duration | None = Field(default=None, description="Overrides automation.group_window.")
+    private: bool = False
+
+
+class AutomationRule(StrictModel):
+    name: str = Field(min_length=1)
+    match: RuleMatch = Field(default_factory=RuleMatch)
+    incident: IncidentAction | None = None
+    runbooks: list[str] = Field(default_factory=list, description="Attached by name to a new incident.")
+    page: str | None = Field(default=None, description="Escalation policy to page when an incident opens.")
+    notify: list[Notify] = Field(default_factory=list)
+    resolve_to_monitoring: bool | None = Field(
+        default=None, description="Overrides automation.resolve_to_monitoring for this rule's incidents."
+    )
+
+    @model_validator(mode="after")
+    def _templates_parse(self) -> AutomationRule:
+        templates = [("notify.message", n.message) for n in self.notify]
+        if self.incident:
+            templates.append(("incident.title", self.incident.title))
+        for where, text in templates:
+            try:
+                template_environment.parse(text)
+            except TemplateSyntaxError as exc:
+                raise ValueError(f"{where}: bad template: {exc.message}") from None
+        return self
+
+
+class ReportsConfig(StrictModel):
+    rate_limit: int = Field(default=5, ge=1, description="Public reports allowed per client address ...")
+    rate_period: Duration = Field(default=timedelta(minutes=1), description="... in this period.")
+    severity: AlertSeverity = "warning"
+
+
+class AutomationConfig(StrictModel):
+    mode: Literal["first", "all"] = Field(
+        default="first", description="Apply the first matching rule, or all."
+    )
+    group_by: list[str] = Field(
+        default_factory=lambda: ["service", "alertname"],
+        description="Labels (or source, type, service, severity) that put alerts in one group.",
+    )
+    group_window: Duration = Field(
+        default=timedelta(hours=1), description="An alert joins its group's open incident seen this recently."
+    )
+    severity_map: dict[AlertSeverity, str] = Field(default_factory=default_severity_map)
+    resolve_to_monitoring: bool = Field(
+        default=True, description="Move an incident to monitoring when all its alerts resolve."
+    )
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)
+    rules: list[AutomationRule] = Field(default_factory=list)
+
+
+def _policy_names(org: OrgConfig) -> list[str] | None:
+    """Names of escalation policies, when the org file has that section (another domain owns it)."""
+    policies: Any = getattr(org, "escalation_policies", None)
+    if policies is None:
+        policies = (org.model_extra or {}).get("escalation_policies")
+    if not isinstance(policies, list):
+        return None
+    names = []
+    for policy in policies:
+        name = policy.get("name") if isinstance(policy, dict) else getattr(policy, "name", None)
+        if name:
+            names.append(str(name))
+    return names
+
+
+def check_references(org: OrgConfig) -> list[str]:
+    automation: AutomationConfig = org.automation
+    problems: list[str] = []
+    severity_ids = org.severity_ids
+    service_names = [s.name for s in org.services]
+    audience_ids = [a.id for a in org.audiences]
+    policies = _policy_names(org)
+    for alert_severity, level in automation.severity_map.items():
+        if level not in severity_ids:
+            problems.append(
+                f"automation.severity_map.{alert_severity}: {level!r} is not one of {severity_ids}"
+            )
+    names = [r.name for r in automation.rules]
+    if len(set(names)) != len(names):
+        problems.append("automation.rules: names must be unique")
+    for index, rule in enumerate(automation.rules):
+        where = f"automation.rules[{index}]"
+        if rule.incident is not None:
+            if rule.incident.severity is not None and rule.incident.severity not in severity_ids:
+                problems.append(
+                    f"{where}.incident.severity: {rule.incident.severity!r} is not one of {severity_ids}"
+                )
+            for alert_severity, level in (rule.incident.severity_map or {}).items():
+                if level not in severity_ids:
+                    problems.append(
+                        f"{where}.incident.severity_map.{alert_severity}: "
+                        f"{level!r} is not one of {severity_ids}"
+                    )
+            for service in rule.incident.services:
+                if service not in service_names:
+                    problems.append(f"{where}.incident.services: {service!r} is not a service in this file")
+        elif rule.runbooks or rule.page or rule.notify:
+            problems.append(f"{where}.incident: runbooks, page and notify need an incident action")
+        for n_index, notify in enumerate(rule.notify):
+            if notify.audience not in audience_ids:
+                problems.append(
+                    f"{where}.notify[{n_index}].audience: {notify.audience!r} is not one of {audience_ids}"
+                )
+        if rule.page is not None and policies is not None and rule.page not in policies:
+            problems.append(f"{where}.page: {rule.page!r} is not an escalation policy in this file")
+    return problems

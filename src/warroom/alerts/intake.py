@@ -1,0 +1,186 @@
+"""Group commit for alert intake: one writer thread per process applies the alerts of every request waiting
+at that moment in one transaction, commits (one fsync), then answers each request.
+
+Every answer still comes after its alerts are committed. If the shared transaction fails (a bad request,
+a race on PostgreSQL), each request in it is retried in a transaction of its own, so one request's failure
+never becomes another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from warroom.alerts import service
+from warroom.alerts.adapters import AlertEvent
+from warroom.alerts.schemas import IngestResult
+from warroom.auth import integrations
+from warroom.auth.integrations import IntegrationIdentity
+from warroom.auth.models import IntegrationType
+from warroom.context import AppContext
+from warroom.errors import WarroomError
+
+log = logging.getLogger("warroom.alerts.intake")
+
+_ATTEMPTS = 3
+
+
+@dataclass
+class _Job:
+    secret: str | None
+    expected: IntegrationType
+    source: str
+    events: list[AlertEvent]
+    future: asyncio.Future[IngestResult]
+    loop: asyncio.AbstractEventLoop
+
+
+def _settle(future: asyncio.Future[IngestResult], outcome: IngestResult | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def ingest_alone(
+    context: AppContext, secret: str | None, expected: IntegrationType, source: str, events: list[AlertEvent]
+) -> IngestResult:
+    """One request, one transaction (retried when two deliveries raced to open the same dedup key)."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            with context.db.write() as session:
+                integration = integrations.authenticate_integration(session, secret, expected)
+                return service.ingest(
+                    session, org=context.org, source=source, events=events, integration=integration
+                )
+        except IntegrityError:
+            if attempt == _ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+class IntakeWriter:
+    def __init__(self, context: AppContext, *, max_events: int = 5000, idle_seconds: float = 5.0) -> None:
+        self.context = context
+        self.max_events = max_events
+        self.idle_seconds = idle_seconds
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    async def submit(
+        self, secret: str | None, expected: IntegrationType, source: str, events: list[AlertEvent]
+    ) -> IngestResult:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[IngestResult] = loop.create_future()
+        with self._lock:
+            self._queue.put(_Job(secret, expected, source, events, future, loop))
+            if self._thread is None:
+                # The thread ends itself when idle, so short-lived apps (tests) leave none behind.
+                self._thread = threading.Thread(target=self._run, name="warroom-alert-intake", daemon=True)
+                self._thread.start()
+        return await future
+
+    def _run(self) -> None:
+        while True:
+            try:
+                job = self._queue.get(timeout=self.idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
+            jobs = [job]
+            size = len(job.events)
+            while size < self.max_events:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                jobs.append(more)
+                size += len(more.events)
+            try:
+                self._process(jobs)
+            except BaseException as exc:  # never leave a request waiting on a dead writer
+                log.exception("alert intake writer failed")
+                for pending in jobs:
+                    self._answer(pending, exc)
+
+    @staticmethod
+    def _answer(job: _Job, outcome: IngestResult | BaseException) -> None:
+        # RuntimeError: the request's event loop is gone (the server is shutting down).
+        with contextlib.suppress(RuntimeError):
+            job.loop.call_soon_threadsafe(_settle, job.future, outcome)
+
+    def _process(self, jobs: list[_Job]) -> None:
+        outcomes: list[IngestResult | BaseException]
+        if len(jobs) == 1:
+            outcomes = [self._alone(jobs[0])]
+        else:
+            try:
+                outcomes = self._together(jobs)
+            except Exception:
+                outcomes = [self._alone(job) for job in jobs]
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            self._answer(job, outcome)
+
+    def _alone(self, job: _Job) -> IngestResult | BaseException:
+        try:
+            return ingest_alone(self.context, job.secret, job.expected, job.source, job.events)
+        except Exception as exc:
+            if not isinstance(exc, WarroomError):
+                log.exception("alert intake failed")
+            return exc
+
+    def _together(self, jobs: list[_Job]) -> list[IngestResult | BaseException]:
+        outcomes: list[IngestResult | BaseException | None] = [None] * len(jobs)
+        with self.context.db.write() as session:
+            identities: dict[tuple[str | None, IntegrationType], IntegrationIdentity | WarroomError] = {}
+            groups: dict[tuple[int, str], list[int]] = {}
+            for index, job in enumerate(jobs):
+                cache_key = (job.secret, job.expected)
+                if cache_key not in identities:
+                    try:
+                        identities[cache_key] = integrations.authenticate_integration(
+                            session, job.secret, job.expected
+                        )
+                    except WarroomError as exc:
+                        identities[cache_key] = exc
+                identity = identities[cache_key]
+                if isinstance(identity, WarroomError):
+                    outcomes[index] = identity
+                else:
+                    groups.setdefault((identity.id, job.source), []).append(index)
+            for (_, source), members in groups.items():
+                identity = identities[(jobs[members[0]].secret, jobs[members[0]].expected)]
+                assert isinstance(identity, IntegrationIdentity)
+                events = [event for index in members for event in jobs[index].events]
+                combined = service.ingest(
+                    session, org=self.context.org, source=source, events=events, integration=identity
+                )
+                start = 0
+                for index in members:
+                    count = len(jobs[index].events)
+                    outcomes[index] = IngestResult(
+                        accepted=count, alerts=combined.alerts[start : start + count]
+                    )
+                    start += count
+        return [outcome if outcome is not None else RuntimeError("not processed") for outcome in outcomes]
+
+
+def writer_for(state: Any, context: AppContext) -> IntakeWriter:
+    writer: IntakeWriter | None = getattr(state, "alert_intake_writer", None)
+    if writer is None or writer.context is not context:
+        writer = IntakeWriter(context)
+        state.alert_intake_writer = writer
+    return writer

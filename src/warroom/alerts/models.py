@@ -1,0 +1,68 @@
+"""The one normalized alert, whatever sent it."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from warroom.db import Base, UTCDateTime, utcnow
+
+
+class AlertStatus(enum.StrEnum):
+    firing = "firing"
+    acknowledged = "acknowledged"
+    resolved = "resolved"
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (
+        # GoAlert's rule in the database: one open alert per (scope, dedup key). ``open_dedup_key`` is
+        # cleared when the alert resolves, so the next firing opens a new alert; NULLs never collide.
+        UniqueConstraint("scope", "open_dedup_key", name="uq_alerts_scope_open_dedup_key"),
+        Index("ix_alerts_status_id", "status", "id"),
+        Index("ix_alerts_group_key", "group_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(40))
+    integration_id: Mapped[int | None] = mapped_column(
+        ForeignKey("integration_keys.id", ondelete="SET NULL"), index=True
+    )
+    # The dedup namespace: the integration ("i:<id>") or, for reports, the source.
+    scope: Mapped[str] = mapped_column(String(60))
+    dedup_key: Mapped[str] = mapped_column(String(255))
+    open_dedup_key: Mapped[str | None] = mapped_column(String(255))
+    alert_type: Mapped[str] = mapped_column(String(200))
+    status: Mapped[AlertStatus] = mapped_column(Enum(AlertStatus, native_enum=False, length=20))
+    summary: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(20))
+    service: Mapped[str | None] = mapped_column(String(200))
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    annotations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    links: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    # What the source sent for this alert, first and latest, kept as evidence.
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON)
+    last_raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # sha256 of the last event applied: an identical redelivery (a retry) changes nothing.
+    event_hash: Mapped[str] = mapped_column(String(64))
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )
+    group_key: Mapped[str | None] = mapped_column(String(500))
+    # Names of the rules that matched; NULL (not []) when none did, so "unrouted" is a plain SQL test.
+    rules: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    handler_errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+    @property
+    def ref(self) -> str:
+        return f"ALR-{self.id}"

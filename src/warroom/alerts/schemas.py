@@ -1,0 +1,186 @@
+"""Wire formats the intake endpoints accept, and the alert shapes the API returns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from warroom.alerts.config import AlertSeverity
+from warroom.alerts.models import AlertStatus
+
+# --- Prometheus Alertmanager webhook (version 4) and Grafana unified alerting (its superset) ---------
+# Unknown keys are allowed: newer senders add fields (notification_reason, routeLabels, values, ...).
+
+
+class Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class WebhookAlert(Lenient):
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: str | None = None
+    endsAt: str | None = None
+    generatorURL: str | None = None
+    fingerprint: str | None = Field(default=None, max_length=255)
+    # Grafana extras
+    silenceURL: str | None = None
+    dashboardURL: str | None = None
+    panelURL: str | None = None
+
+
+class AlertmanagerWebhook(Lenient):
+    version: str | None = None
+    status: Literal["firing", "resolved"] | None = None
+    receiver: str | None = None
+    alerts: list[WebhookAlert] = Field(min_length=1)
+    groupKey: str | None = None
+    externalURL: str | None = None
+    # Grafana extras
+    title: str | None = None
+    orgId: int | None = None
+
+
+# --- PagerDuty Events API v2 ---------------------------------------------------------------------------
+
+
+class PagerDutyLink(Lenient):
+    href: str
+    text: str | None = None
+
+
+class PagerDutyImage(Lenient):
+    src: str
+    href: str | None = None
+    alt: str | None = None
+
+
+class PagerDutyPayload(Lenient):
+    summary: str = Field(min_length=1, max_length=1024)
+    source: str = Field(min_length=1, max_length=255)
+    severity: AlertSeverity
+    timestamp: str | None = None
+    component: str | None = None
+    group: str | None = None
+    class_: str | None = Field(default=None, alias="class")
+    custom_details: Any = None
+
+
+class PagerDutyEvent(Lenient):
+    routing_key: str = Field(min_length=1)
+    event_action: Literal["trigger", "acknowledge", "resolve"]
+    dedup_key: str | None = Field(default=None, min_length=1, max_length=255)
+    payload: PagerDutyPayload | None = None
+    client: str | None = None
+    client_url: str | None = None
+    links: list[PagerDutyLink] = Field(default_factory=list)
+    images: list[PagerDutyImage] = Field(default_factory=list)
+
+
+# --- plain JSON ----------------------------------------------------------------------------------------
+
+
+class Link(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    href: str = Field(min_length=1, max_length=2000)
+    text: str | None = Field(default=None, max_length=500)
+
+
+class GenericAlert(BaseModel):
+    """Our own alert shape; one object or a list of them."""
+
+    model_config = ConfigDict(extra="forbid")
+    summary: str = Field(min_length=1, max_length=1024)
+    status: Literal["firing", "acknowledged", "resolved"] = "firing"
+    severity: AlertSeverity = "warning"
+    dedup_key: str | None = Field(
+        default=None, min_length=1, max_length=255, description="Defaults to a hash of the labels."
+    )
+    type: str | None = Field(default=None, max_length=200, description="Alert type for handlers.")
+    service: str | None = Field(default=None, max_length=200)
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, Any] = Field(default_factory=dict)
+    links: list[Link] = Field(default_factory=list)
+    details: dict[str, Any] | None = None
+    timestamp: datetime | None = None
+
+
+# --- reports from people ----------------------------------------------------------------------------
+
+
+class CustomerReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    contact: str = Field(min_length=1, max_length=300, description="Email or phone to reach the reporter.")
+    description: str = Field(min_length=1, max_length=5000)
+    affected_feature: str = Field(min_length=1, max_length=200)
+
+
+class InternalReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str = Field(min_length=1, max_length=5000)
+    service: str | None = Field(default=None, max_length=200)
+    severity: AlertSeverity = "warning"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+# --- reads ---------------------------------------------------------------------------------------------
+
+
+class IngestOutcome(BaseModel):
+    id: int | None = Field(description="The alert, or null when the event applied to no open alert.")
+    dedup_key: str
+    status: AlertStatus | None
+    outcome: Literal["created", "updated", "unchanged", "acknowledged", "resolved", "ignored"]
+    incident: str | None = None
+
+
+class IngestResult(BaseModel):
+    status: Literal["ok"] = "ok"
+    accepted: int
+    alerts: list[IngestOutcome]
+
+
+class AlertRead(BaseModel):
+    id: int
+    ref: str
+    source: str
+    integration_id: int | None
+    dedup_key: str
+    alert_type: str
+    status: AlertStatus
+    summary: str
+    severity: str
+    service: str | None
+    labels: dict[str, str]
+    annotations: dict[str, Any]
+    links: list[dict[str, Any]]
+    first_seen_at: datetime
+    last_seen_at: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    occurrences: int
+    incident: str | None
+    rules: list[str]
+    unrouted: bool
+
+
+class AlertDetail(AlertRead):
+    raw: dict[str, Any]
+    last_raw: dict[str, Any] | None
+    handler_errors: list[dict[str, Any]]
+
+
+class AlertPage(BaseModel):
+    items: list[AlertRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    severity: str | None = None

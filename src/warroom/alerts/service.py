@@ -1,0 +1,401 @@
+"""Alert intake (dedup, then automation), reads, promotion, and reports from people."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from warroom.alerts import automation
+from warroom.alerts.adapters import AlertEvent
+from warroom.alerts.models import Alert, AlertStatus
+from warroom.alerts.schemas import (
+    AlertDetail,
+    AlertPage,
+    AlertRead,
+    CustomerReport,
+    IngestOutcome,
+    IngestResult,
+    InternalReport,
+    PromoteRequest,
+)
+from warroom.auth.integrations import IntegrationIdentity
+from warroom.db import utcnow
+from warroom.errors import Conflict, InvalidInput, NotFound
+from warroom.incidents import service as incident_service
+from warroom.incidents.models import Incident
+from warroom.orgconfig import OrgConfig
+from warroom.severity import service as severity_service
+
+Outcome = Literal["created", "updated", "unchanged", "acknowledged", "resolved", "ignored"]
+# Keeps each IN (...) list well under every database's parameter limit.
+_LOOKUP_CHUNK = 500
+# Intake writes through the table (SQL Core), not the ORM unit of work.
+_ALERTS: Table = Alert.__table__  # type: ignore[assignment]
+
+
+@dataclass
+class _Open:
+    """An open alert as intake sees it: a few columns, plus what this batch will write."""
+
+    id: int | None
+    status: AlertStatus
+    event_hash: str
+    incident_id: int | None
+    insert: dict[str, Any] | None = None  # a new alert's row, still to be inserted
+    update: dict[str, Any] = field(default_factory=dict)  # changes to an existing row
+
+
+def ingest(
+    session: Session,
+    *,
+    org: OrgConfig,
+    source: str,
+    events: Sequence[AlertEvent],
+    integration: IntegrationIdentity | None = None,
+) -> IngestResult:
+    """Apply a batch of events in the caller's transaction: all of them or, on any error, none.
+
+    The hot path stays in SQL Core: one narrow lookup of the open alerts for every dedup key in the batch,
+    one executemany of updates, one multi-row insert. Full ORM rows are loaded only for alerts that
+    automation acts on.
+    """
+    scope = f"i:{integration.id}" if integration is not None else source
+    keys = list(dict.fromkeys(event.dedup_key for event in events))
+    open_alerts: dict[str, _Open] = {}
+    connection = session.connection()  # plain Core on the session's transaction: no ORM layer per statement
+    for start in range(0, len(keys), _LOOKUP_CHUNK):
+        chunk = keys[start : start + _LOOKUP_CHUNK]
+        statement = select(
+            Alert.id, Alert.dedup_key, Alert.status, Alert.event_hash, Alert.incident_id
+        ).where(Alert.scope == scope, Alert.open_dedup_key.in_(chunk))
+        # Row locks on PostgreSQL so concurrent deliveries count every occurrence (SQLite: BEGIN IMMEDIATE).
+        for row in connection.execute(statement.with_for_update()):
+            open_alerts[row.dedup_key] = _Open(
+                row.id, AlertStatus(row.status), row.event_hash, row.incident_id
+            )
+    now = utcnow()
+    integration_id = integration.id if integration is not None else None
+    inserts: list[_Open] = []
+    updated: list[_Open] = []
+    applied: list[tuple[Outcome, _Open | None, AlertEvent]] = []
+    for event in events:
+        current = open_alerts.get(event.dedup_key)
+        outcome: Outcome
+        if event.action == "trigger":
+            if current is None:
+                current = _Open(None, AlertStatus.firing, event.event_hash, None)
+                current.insert = {
+                    "source": source,
+                    "integration_id": integration_id,
+                    "scope": scope,
+                    "dedup_key": event.dedup_key,
+                    "open_dedup_key": event.dedup_key,
+                    "alert_type": event.alert_type,
+                    "status": AlertStatus.firing,
+                    "summary": event.summary,
+                    "severity": event.severity,
+                    "service": event.service,
+                    "labels": event.labels,
+                    "annotations": event.annotations,
+                    "links": event.links,
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                    "acknowledged_at": None,
+                    "resolved_at": None,
+                    "occurrences": 1,
+                    "raw": event.raw,
+                    "last_raw": None,
+                    "event_hash": event.event_hash,
+                    "incident_id": None,
+                    "group_key": None,
+                    "rules": None,
+                    "handler_errors": [],
+                }
+                inserts.append(current)
+                open_alerts[event.dedup_key] = current
+                outcome = "created"
+            elif current.event_hash == event.event_hash:
+                outcome = "unchanged"
+            else:
+                # Labels, annotations and links stay as first seen; the latest ones are in last_raw.
+                changes = {
+                    "last_seen_at": now,
+                    "last_raw": event.raw,
+                    "event_hash": event.event_hash,
+                    "summary": event.summary,
+                    "severity": event.severity,
+                }
+                _change(current, updated, changes, occurrences=1)
+                outcome = "updated"
+        elif current is None:
+            # PagerDuty's rule: acknowledge or resolve with no open alert is dropped.
+            outcome = "ignored"
+        elif event.action == "acknowledge":
+            if current.status == AlertStatus.firing:
+                changes = {
+                    "status": AlertStatus.acknowledged,
+                    "acknowledged_at": now,
+                    "last_seen_at": now,
+                    "event_hash": event.event_hash,
+                }
+                _change(current, updated, changes)
+                outcome = "acknowledged"
+            else:
+                outcome = "unchanged"
+        else:
+            changes = {
+                "status": AlertStatus.resolved,
+                "resolved_at": now,
+                "last_seen_at": now,
+                "open_dedup_key": None,
+                "last_raw": event.raw,
+                "event_hash": event.event_hash,
+            }
+            _change(current, updated, changes)
+            del open_alerts[event.dedup_key]
+            outcome = "resolved"
+        applied.append((outcome, current, event))
+
+    # Updates first: a resolve frees its dedup key before a new alert with the same key is inserted.
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for target in updated:
+        params = {"_id": target.id, "_occurrences": target.update.pop("_occurrences", 0), **target.update}
+        by_columns.setdefault(tuple(sorted(params)), []).append(params)
+    for columns, rows in by_columns.items():
+        values: dict[str, Any] = {
+            name: bindparam(name) for name in columns if name not in ("_id", "_occurrences")
+        }
+        values["occurrences"] = _ALERTS.c.occurrences + bindparam("_occurrences")
+        connection.execute(update(_ALERTS).where(_ALERTS.c.id == bindparam("_id")).values(values), rows)
+    if inserts:
+        ids = connection.scalars(
+            insert(_ALERTS).returning(_ALERTS.c.id, sort_by_parameter_order=True),
+            [target.insert for target in inserts if target.insert is not None],
+        ).all()
+        for target, new_id in zip(inserts, ids, strict=True):
+            target.id = new_id
+
+    if any(outcome != "unchanged" and outcome != "ignored" for outcome, _, _ in applied):
+        _automate(session, org, applied)
+    return IngestResult(
+        accepted=len(events),
+        alerts=[
+            IngestOutcome(
+                id=target.id if target is not None else None,
+                dedup_key=event.dedup_key,
+                status=target.status if target is not None else None,
+                outcome=outcome,
+                incident=f"INC-{target.incident_id}" if target is not None and target.incident_id else None,
+            )
+            for outcome, target, event in applied
+        ],
+    )
+
+
+def _change(target: _Open, updated: list[_Open], changes: dict[str, Any], occurrences: int = 0) -> None:
+    if "status" in changes:
+        target.status = changes["status"]
+    target.event_hash = changes["event_hash"]
+    if target.insert is not None:
+        target.insert.update(changes)
+        target.insert["occurrences"] += occurrences
+        return
+    if not target.update:
+        updated.append(target)
+    target.update["_occurrences"] = target.update.get("_occurrences", 0) + occurrences
+    target.update.update(changes)
+
+
+def _automate(
+    session: Session, org: OrgConfig, applied: list[tuple[Outcome, _Open | None, AlertEvent]]
+) -> None:
+    needs_work = automation.needs_work(org)
+    loaded: dict[int, Alert] = {}
+    for outcome, target, _ in applied:
+        if target is None or target.id is None:
+            continue
+        act = outcome == "created" and needs_work
+        act = act or (
+            outcome in ("resolved", "acknowledged") and (needs_work or target.incident_id is not None)
+        )
+        if not act:
+            continue
+        alert = loaded.get(target.id)
+        if alert is None:
+            alert = loaded[target.id] = session.get_one(Alert, target.id, populate_existing=True)
+        if outcome == "created":
+            automation.on_created(session, org, alert)
+        elif outcome == "resolved":
+            automation.on_resolved(session, org, alert)
+        else:
+            automation.on_acknowledged(session, org, alert)
+        session.flush()
+        target.incident_id = alert.incident_id
+
+
+# --- reads -------------------------------------------------------------------------------------------
+
+
+def to_read(alert: Alert) -> AlertRead:
+    return AlertRead(
+        id=alert.id,
+        ref=alert.ref,
+        source=alert.source,
+        integration_id=alert.integration_id,
+        dedup_key=alert.dedup_key,
+        alert_type=alert.alert_type,
+        status=alert.status,
+        summary=alert.summary,
+        severity=alert.severity,
+        service=alert.service,
+        labels=alert.labels,
+        annotations=alert.annotations,
+        links=alert.links,
+        first_seen_at=alert.first_seen_at,
+        last_seen_at=alert.last_seen_at,
+        acknowledged_at=alert.acknowledged_at,
+        resolved_at=alert.resolved_at,
+        occurrences=alert.occurrences,
+        incident=f"INC-{alert.incident_id}" if alert.incident_id else None,
+        rules=alert.rules or [],
+        unrouted=alert.incident_id is None and not alert.rules,
+    )
+
+
+def to_detail(alert: Alert) -> AlertDetail:
+    return AlertDetail(
+        **to_read(alert).model_dump(),
+        raw=alert.raw,
+        last_raw=alert.last_raw,
+        handler_errors=alert.handler_errors,
+    )
+
+
+def parse_alert_ref(ref: str | int) -> int:
+    text = str(ref).strip().upper().removeprefix("ALR-")
+    if not text.isdigit() or len(text) > 12:
+        raise NotFound(f"no alert {ref!r}: ids look like 12 or ALR-12")
+    return int(text)
+
+
+def get_alert(session: Session, ref: str | int, *, for_update: bool = False) -> Alert:
+    statement = select(Alert).where(Alert.id == parse_alert_ref(ref))
+    if for_update:
+        statement = statement.with_for_update()
+    alert = session.scalar(statement)
+    if alert is None:
+        raise NotFound(f"no alert {ref}")
+    return alert
+
+
+def list_alerts(
+    session: Session,
+    *,
+    status: Sequence[AlertStatus] = (),
+    firing: bool = False,
+    unrouted: bool = False,
+    source: str | None = None,
+    incident: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> AlertPage:
+    statement = select(Alert)
+    if status:
+        statement = statement.where(Alert.status.in_(list(status)))
+    if firing:
+        statement = statement.where(Alert.status != AlertStatus.resolved)
+    if unrouted:
+        statement = statement.where(Alert.incident_id.is_(None), Alert.rules.is_(None))
+    if source:
+        statement = statement.where(Alert.source == source)
+    if incident:
+        statement = statement.where(Alert.incident_id == incident_service.parse_ref(incident))
+    total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    rows = session.scalars(statement.order_by(Alert.id.desc()).limit(limit).offset(offset))
+    items = [to_read(row) for row in rows]
+    return AlertPage(items=items, total=total, limit=limit, offset=offset)
+
+
+# --- promotion ---------------------------------------------------------------------------------------
+
+
+def promote(
+    session: Session, *, org: OrgConfig, ref: str | int, data: PromoteRequest, performer: str
+) -> tuple[Alert, Incident]:
+    """Open an incident from an alert that no rule routed (or any alert not yet on an incident)."""
+    alert = get_alert(session, ref, for_update=True)
+    if alert.incident_id is not None:
+        raise Conflict(
+            f"{alert.ref} is already on INC-{alert.incident_id}",
+            {"field": "alert", "incident": alert.incident_id},
+        )
+    if data.severity is not None:
+        severity_service.validate_severity(org, data.severity)
+    fields = automation.incident_fields(org, alert, title=data.title, severity=data.severity)
+    incident = incident_service.create_incident(
+        session, org=org, data=fields, performer=performer, kind_note=f"promoted from alert {alert.ref}"
+    )
+    automation.attach(session, incident, alert, performer=performer)
+    session.flush()
+    return alert, incident
+
+
+# --- reports from people -----------------------------------------------------------------------------
+
+
+def _report_service(org: OrgConfig, name: str | None) -> str | None:
+    if name is None:
+        return None
+    if org.service(name) is None:
+        known = [s.name for s in org.services]
+        raise InvalidInput(
+            f"unknown service {name!r}; allowed: {', '.join(known)}", {"field": "service", "allowed": known}
+        )
+    return name
+
+
+def customer_report(session: Session, *, org: OrgConfig, report: CustomerReport, client: str) -> Alert:
+    """A customer's report becomes an alert (source customer-report), routed by the same rules."""
+    feature = report.affected_feature.strip()
+    first_line = report.description.strip().splitlines()[0] if report.description.strip() else feature
+    event = AlertEvent(
+        action="trigger",
+        dedup_key=uuid.uuid4().hex,  # every report is its own alert
+        alert_type="customer-report",
+        summary=f"Customer report ({feature}): {first_line}"[:1024],
+        severity=org.automation.reports.severity,
+        service=feature if org.service(feature) is not None else None,
+        labels={"feature": feature},
+        annotations={"contact": report.contact, "description": report.description, "client": client},
+        links=[],
+        raw=report.model_dump(),
+    )
+    result = ingest(session, org=org, source="customer-report", events=[event])
+    return get_alert(session, result.alerts[0].id or 0)
+
+
+def internal_report(session: Session, *, org: OrgConfig, report: InternalReport, reporter: str) -> Alert:
+    service = _report_service(org, report.service)
+    first_line = report.description.strip().splitlines()[0]
+    labels = dict(report.labels)
+    if service:
+        labels.setdefault("service", service)
+    event = AlertEvent(
+        action="trigger",
+        dedup_key=uuid.uuid4().hex,
+        alert_type="internal-discovery",
+        summary=first_line[:1024],
+        severity=report.severity,
+        service=service,
+        labels=labels,
+        annotations={"description": report.description, "reporter": reporter},
+        links=[],
+        raw={**report.model_dump(), "reporter": reporter},
+    )
+    result = ingest(session, org=org, source="internal-discovery", events=[event])
+    return get_alert(session, result.alerts[0].id or 0)

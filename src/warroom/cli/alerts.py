@@ -1,0 +1,238 @@
+"""``warroom alerts`` and ``warroom report`` (client, HTTP); ``warroom integration`` (admin, local)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from warroom.alerts.schemas import AlertDetail, AlertRead
+from warroom.auth.models import IntegrationType
+from warroom.cli.output import (
+    SEVERITY_STYLE,
+    api_errors,
+    console,
+    emit,
+    error_console,
+    fail,
+    styled,
+    table,
+    when,
+)
+from warroom.client import Client
+
+alerts_app = typer.Typer(
+    help="Alerts from monitoring and reports (client; uses WARROOM_URL and WARROOM_TOKEN).",
+    no_args_is_help=True,
+)
+integration_app = typer.Typer(help="Integration keys for alert sources (admin).", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ALERT_STATUS_STYLE = {"firing": "red", "acknowledged": "yellow", "resolved": "green"}
+ALERT_SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "dim"}
+
+
+def _row(alert: AlertRead) -> tuple[object, ...]:
+    return (
+        alert.ref,
+        styled(alert.status.value, ALERT_STATUS_STYLE),
+        styled(alert.severity, ALERT_SEVERITY_STYLE),
+        alert.source,
+        alert.summary[:80],
+        alert.service,
+        alert.occurrences,
+        alert.incident or ("[magenta]unrouted[/]" if alert.unrouted else None),
+        when(alert.last_seen_at),
+    )
+
+
+def _show(alert: AlertDetail) -> None:
+    console.print(f"[bold]{alert.ref}[/] {alert.summary}")
+    rows = [
+        ("status", styled(alert.status.value, ALERT_STATUS_STYLE)),
+        ("severity", styled(alert.severity, ALERT_SEVERITY_STYLE)),
+        ("source", alert.source + (f" (integration {alert.integration_id})" if alert.integration_id else "")),
+        ("type", alert.alert_type),
+        ("dedup key", alert.dedup_key),
+        ("service", alert.service or "—"),
+        (
+            "incident",
+            styled(alert.incident, SEVERITY_STYLE)
+            if alert.incident
+            else "unrouted"
+            if alert.unrouted
+            else "—",
+        ),
+        ("rules", ", ".join(alert.rules) or "—"),
+        ("occurrences", str(alert.occurrences)),
+        ("first seen", when(alert.first_seen_at)),
+        ("last seen", when(alert.last_seen_at)),
+        ("resolved", when(alert.resolved_at)),
+    ]
+    table(None, ["field", "value"], rows)
+    if alert.labels:
+        table("Labels", ["label", "value"], sorted(alert.labels.items()))
+    if alert.annotations:
+        table("Annotations", ["name", "value"], [(k, str(v)) for k, v in sorted(alert.annotations.items())])
+    for link in alert.links:
+        console.print(f"link: {link.get('text') or ''} {link.get('href')}")
+    for error in alert.handler_errors:
+        error_console.print(f"[red]handler {error.get('handler')} failed:[/] {error.get('error')}")
+
+
+@alerts_app.command("list")
+def list_(
+    firing: Annotated[bool, typer.Option("--firing", help="Only alerts not yet resolved.")] = False,
+    unrouted: Annotated[bool, typer.Option("--unrouted", help="Only alerts no rule routed.")] = False,
+    source: Annotated[str | None, typer.Option(help="Only this source, e.g. alertmanager.")] = None,
+    incident: Annotated[str | None, typer.Option(help="Only alerts on this incident.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """List alerts, newest first."""
+    with api_errors(), Client() as client:
+        page = client.list_alerts(
+            firing=firing, unrouted=unrouted, source=source, incident=incident, limit=limit, offset=offset
+        )
+    emit(
+        as_json,
+        page,
+        lambda: table(
+            f"Alerts ({len(page.items)} of {page.total})",
+            ["id", "status", "sev", "source", "summary", "service", "count", "incident", "last seen"],
+            [_row(a) for a in page.items],
+        ),
+    )
+
+
+@alerts_app.command("show")
+def show(ref: str, as_json: JsonFlag = False) -> None:
+    """Show one alert, with its labels and what was received."""
+    with api_errors(), Client() as client:
+        alert = client.get_alert(ref)
+    if as_json:
+        emit(True, alert, lambda: None)
+        return
+    _show(alert)
+    console.print("[dim]raw payload:[/]")
+    console.print_json(json.dumps(alert.raw))
+
+
+@alerts_app.command("promote")
+def promote(
+    ref: str,
+    title: Annotated[str | None, typer.Option(help="Incident title; the alert summary if omitted.")] = None,
+    severity: Annotated[
+        str | None, typer.Option("--severity", "-s", help="P0..P3; mapped if omitted.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Open an incident from an alert."""
+    with api_errors(), Client() as client:
+        alert = client.promote_alert(ref, title=title, severity=severity)
+    emit(as_json, alert, lambda: console.print(f"{alert.ref} promoted to [bold]{alert.incident}[/]"))
+
+
+def report(
+    description: Annotated[str, typer.Argument(help="What you found, first line as the summary.")],
+    service: Annotated[str | None, typer.Option(help="Affected service.")] = None,
+    severity: Annotated[str, typer.Option(help="critical, error, warning or info.")] = "warning",
+    as_json: JsonFlag = False,
+) -> None:
+    """Report something you discovered; it becomes an alert routed by the automation rules."""
+    if not description.strip():
+        fail("the description must not be blank")
+    with api_errors(), Client() as client:
+        alert = client.report(description, service=service, severity=severity)
+    emit(
+        as_json,
+        alert,
+        lambda: console.print(
+            f"reported as {alert.ref}" + (f", on {alert.incident}" if alert.incident else " (unrouted)")
+        ),
+    )
+
+
+# --- admin: integration keys (local database, like ``token create``) ---------------------------------
+
+
+@integration_app.command("create")
+def integration_create(
+    name: Annotated[str, typer.Option(help="The source, e.g. prometheus.")],
+    type_: Annotated[
+        IntegrationType, typer.Option("--type", help="alertmanager, grafana, pagerduty or generic.")
+    ],
+    database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
+) -> None:
+    """Create an integration key; the key is printed alone on the last line."""
+    from warroom.auth import integrations
+    from warroom.cli.main import _database, _settings
+
+    if not name.strip():
+        fail("--name must not be blank")
+    database = _database(_settings(database_url=database_url))
+    with database.write() as session:
+        created = integrations.create_integration(session, name=name, type=type_)
+    database.dispose()
+    error_console.print(
+        f"Created {created.type.value} integration {created.name!r} (id {created.id}). "
+        "The key is shown only once:"
+    )
+    typer.echo(created.key)
+
+
+@integration_app.command("list")
+def integration_list(
+    database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List integration keys (never the keys themselves)."""
+    from warroom.auth import integrations
+    from warroom.cli.main import _database, _settings
+
+    database = _database(_settings(database_url=database_url))
+    with database.read() as session:
+        rows = integrations.list_integrations(session)
+    database.dispose()
+    emit(
+        as_json,
+        rows,
+        lambda: table(
+            "Integrations",
+            ["id", "name", "type", "prefix", "created", "revoked"],
+            [
+                (
+                    r.id,
+                    r.name,
+                    r.type.value,
+                    r.prefix + "…",
+                    when(r.created_at),
+                    when(r.revoked_at) if r.revoked_at else "",
+                )
+                for r in rows
+            ],
+        ),
+    )
+
+
+@integration_app.command("revoke")
+def integration_revoke(
+    integration_id: int,
+    database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
+) -> None:
+    """Revoke an integration key by id; its source gets 401 from then on."""
+    from warroom.auth import integrations
+    from warroom.cli.main import _database, _settings
+    from warroom.errors import NotFound
+
+    database = _database(_settings(database_url=database_url))
+    try:
+        with database.write() as session:
+            row = integrations.revoke_integration(session, integration_id=integration_id)
+    except NotFound as exc:
+        fail(exc.message)
+    finally:
+        database.dispose()
+    console.print(f"revoked integration {row.id} ({row.name})")

@@ -1,0 +1,321 @@
+"""Automation rules, grouping, handlers and reports, through the HTTP API on both databases."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import EXAMPLE_CONFIG
+from warroom.alerts import handlers
+from warroom.alerts.config import AutomationConfig
+from warroom.alerts.handlers import HandlerContext, alert_handler
+from warroom.clock import clock
+from warroom.context import AppContext
+from warroom.events import DomainEvent, _subscribers, subscribe
+from warroom.orgconfig import ConfigError, OrgConfig, load_org_config, parse_org_config
+
+RULES: dict[str, Any] = {
+    "group_by": ["service", "alertname"],
+    "group_window": "30m",
+    "rules": [
+        {
+            "name": "payments",
+            "match": {"labels": {"service": "payments"}, "severity": ["critical"]},
+            "incident": {
+                "title": "Payments: {{ alert.summary }} ({{ labels.alertname }})",
+                "severity": "P0",
+                "services": ["api"],
+                "assessment": {"symptoms": ["payment_failure"], "business_impact": {"revenue": "high"}},
+            },
+            "runbooks": ["payments-failover", "card-processor-status"],
+            "page": "payments-oncall",
+            "notify": [{"audience": "internal", "message": "{{ incident.ref }}: {{ alert.summary }}"}],
+        },
+        {
+            "name": "db-regex",
+            "match": {"labels_regex": {"alertname": "Postgres.*"}, "labels_missing": ["silenced"]},
+            "incident": {},
+        },
+        {"name": "reports", "match": {"source": ["customer-report"]}, "incident": {"severity": "P2"}},
+        {
+            "name": "internal",
+            "match": {"source": ["internal-discovery"]},
+            "incident": {"group_by": ["source", "service"]},
+            "resolve_to_monitoring": False,
+        },
+    ],
+    "reports": {"rate_limit": 2, "rate_period": "1m"},
+}
+
+
+@pytest.fixture
+def org() -> OrgConfig:
+    base = load_org_config(EXAMPLE_CONFIG)
+    return base.model_copy(update={"automation": AutomationConfig.model_validate(RULES)})
+
+
+@pytest.fixture
+def pages() -> Iterator[list[DomainEvent]]:
+    seen: list[DomainEvent] = []
+
+    def record(_: Any, event: DomainEvent) -> None:
+        seen.append(event)
+
+    subscribe("incident.page_requested")(record)
+    yield seen
+    _subscribers["incident.page_requested"].remove(record)
+
+
+def fire(api: TestClient, key: str, *alerts: dict[str, Any]) -> list[dict[str, Any]]:
+    response = api.post(f"/api/v1/alerts?key={key}", json=list(alerts))
+    assert response.status_code == 202, response.text
+    result: list[dict[str, Any]] = response.json()["alerts"]
+    return result
+
+
+def payments_alert(**overrides: Any) -> dict[str, Any]:
+    alert = {
+        "summary": "card charges failing",
+        "severity": "critical",
+        "labels": {"service": "payments", "alertname": "ChargeErrors"},
+        "dedup_key": "charges",
+    }
+    return {**alert, **overrides}
+
+
+def test_rule_opens_incident_with_everything_on_the_timeline(
+    api: TestClient, generic_key: str, viewer: dict[str, str], pages: list[DomainEvent]
+) -> None:
+    [result] = fire(api, generic_key, payments_alert())
+    assert result["incident"] == "INC-1"
+    incident = api.get("/api/v1/incidents/INC-1", headers=viewer).json()
+    assert incident["title"] == "Payments: card charges failing (ChargeErrors)"
+    assert incident["severity"] == "P0"
+    assert incident["services"] == ["api", "payments"]
+    assert incident["created_by"] == "automation"
+    assert incident["assessment"]["symptoms"] == ["payment_failure"]
+    assert incident["assessment"]["source"] == "monitoring-alert"
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    assert {entry["performer"] for entry in timeline} == {"automation"}
+    actions = [entry["action"] for entry in timeline]
+    assert actions[0].startswith("Incident INC-1 declared at P0")
+    assert "by rule payments" in actions[0]
+    assert actions[1].startswith("Alert ALR-1 (generic, critical) attached")
+    assert "Runbook attached: payments-failover" in actions
+    assert "Runbook attached: card-processor-status" in actions
+    assert "Page requested: escalation policy payments-oncall" in actions
+    assert any(entry["kind"] == "communication" for entry in timeline)
+    updates = api.get("/api/v1/incidents/INC-1/updates", headers=viewer).json()
+    assert updates[0]["message"] == "INC-1: card charges failing"
+    assert updates[0]["sender"] == "automation"
+    assert [(p.name, p.incident_id, p.data) for p in pages] == [
+        ("incident.page_requested", 1, {"policy": "payments-oncall"})
+    ]
+    alert = api.get("/api/v1/alerts/1", headers=viewer).json()
+    assert alert["rules"] == ["payments"]
+    assert alert["unrouted"] is False
+
+
+def test_grouping_attaches_to_one_open_incident(
+    api: TestClient, generic_key: str, viewer: dict[str, str], pages: list[DomainEvent]
+) -> None:
+    clock.set(datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
+    first = fire(api, generic_key, payments_alert(dedup_key="a"))[0]
+    clock.advance(timedelta(minutes=5))
+    # Same service + alertname, different dedup key: same group, so the same incident.
+    second, other = fire(
+        api,
+        generic_key,
+        payments_alert(dedup_key="b", summary="refunds failing"),
+        payments_alert(dedup_key="c", labels={"service": "payments", "alertname": "PayoutLag"}),
+    )
+    assert first["incident"] == second["incident"] == "INC-1"
+    assert other["incident"] == "INC-2"
+    assert len(pages) == 2  # the attach does not page again
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    assert any("ALR-2" in e["action"] and "group of rule payments" in e["action"] for e in timeline)
+    # Past the window the group starts over.
+    clock.advance(timedelta(minutes=31))
+    late = fire(api, generic_key, payments_alert(dedup_key="d"))[0]
+    assert late["incident"] == "INC-3"
+
+
+def test_all_alerts_resolved_moves_incident_to_monitoring(
+    api: TestClient, generic_key: str, viewer: dict[str, str]
+) -> None:
+    fire(api, generic_key, payments_alert(dedup_key="a"), payments_alert(dedup_key="b"))
+    fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "investigating"
+    fire(api, generic_key, payments_alert(dedup_key="b", status="resolved"))
+    incident = api.get("/api/v1/incidents/INC-1", headers=viewer).json()
+    assert incident["status"] == "monitoring"
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    assert timeline[-1]["action"] == "Status: investigating → monitoring — all alerts resolved"
+    assert timeline[-1]["performer"] == "automation"
+
+
+def test_regex_missing_label_and_unrouted(api: TestClient, generic_key: str, viewer: dict[str, str]) -> None:
+    routed, silenced, unrouted = fire(
+        api,
+        generic_key,
+        {"summary": "replication lag", "labels": {"alertname": "PostgresReplicationLag"}},
+        {"summary": "replication lag 2", "labels": {"alertname": "PostgresDown", "silenced": "yes"}},
+        {"summary": "something else", "labels": {"alertname": "Other"}},
+    )
+    assert routed["incident"] == "INC-1"
+    assert silenced["incident"] is None
+    assert unrouted["incident"] is None
+    listing = api.get("/api/v1/alerts", params={"unrouted": True}, headers=viewer).json()
+    assert {a["summary"] for a in listing["items"]} == {"replication lag 2", "something else"}
+    incident = api.get("/api/v1/incidents/INC-1", headers=viewer).json()
+    assert incident["severity"] == "P2"  # warning maps to P2 by the default map
+    assert incident["title"] == "replication lag"
+
+
+def test_customer_reports_are_public_rate_limited_and_routed(api: TestClient, viewer: dict[str, str]) -> None:
+    clock.set(datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
+    report = {
+        "contact": "ann@example.com",
+        "description": "Checkout spins forever\nsince 10am",
+        "affected_feature": "payments",
+    }
+    first = api.post("/api/v1/reports", json=report)
+    assert first.status_code == 202, first.text
+    body = first.json()
+    assert body["source"] == "customer-report"
+    assert body["summary"] == "Customer report (payments): Checkout spins forever"
+    assert body["annotations"]["contact"] == "ann@example.com"
+    assert body["incident"] == "INC-1"
+    assert api.post("/api/v1/reports", json=report).status_code == 202
+    limited = api.post("/api/v1/reports", json=report)
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] == "60"
+    assert limited.json()["error"]["code"] == "rate_limited"
+    bad = api.post("/api/v1/reports", json={"contact": "", "description": "x"})
+    assert bad.status_code == 422
+    clock.advance(timedelta(seconds=61))
+    assert api.post("/api/v1/reports", json=report).status_code == 202
+    incident = api.get("/api/v1/incidents/INC-1", headers=viewer).json()
+    assert incident["assessment"]["source"] == "customer-report"
+    assert (
+        api.get("/api/v1/alerts", params={"source": "customer-report"}, headers=viewer).json()["total"] == 3
+    )
+
+
+def test_internal_report(api: TestClient, responder: dict[str, str], viewer: dict[str, str]) -> None:
+    body = {"description": "Search results stale for an hour", "service": "search", "severity": "error"}
+    assert api.post("/api/v1/reports/internal", json=body).status_code == 401
+    response = api.post("/api/v1/reports/internal", json=body, headers=responder)
+    assert response.status_code == 202, response.text
+    alert = response.json()
+    assert alert["source"] == "internal-discovery"
+    assert alert["annotations"]["reporter"] == "responder-user"
+    assert alert["incident"] == "INC-1"
+    bad = api.post("/api/v1/reports/internal", json={**body, "service": "nope"}, headers=responder)
+    assert bad.status_code == 422
+    assert bad.json()["error"]["details"]["field"] == "service"
+
+
+def test_handlers_run_and_a_failing_one_is_recorded(
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str]
+) -> None:
+    calls: list[tuple[str, str]] = []
+
+    @alert_handler("ChargeErrors")
+    def note(ctx: HandlerContext) -> None:
+        calls.append((ctx.alert.ref, ctx.event))
+        ctx.log(f"Checked card processor for {ctx.alert.ref}")
+
+    @alert_handler("ChargeErrors")
+    def broken(ctx: HandlerContext) -> None:
+        ctx.log("this entry is rolled back with the failure")
+        raise RuntimeError("processor API down")
+
+    try:
+        [result] = fire(api, generic_key, payments_alert())
+        assert result["incident"] == "INC-1"
+        fire(api, generic_key, payments_alert(status="resolved"))
+    finally:
+        handlers.unregister(note)
+        handlers.unregister(broken)
+    assert calls == [("ALR-1", "created"), ("ALR-1", "resolved")]
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    actions = [e["action"] for e in timeline]
+    assert "Checked card processor for ALR-1" in actions
+    assert "this entry is rolled back with the failure" not in actions
+    failures = [a for a in actions if "failed on ALR-1: RuntimeError: processor API down" in a]
+    assert len(failures) == 2
+    alert = api.get("/api/v1/alerts/1", headers=viewer).json()
+    assert alert["status"] == "resolved"
+    assert len(alert["handler_errors"]) == 2
+    verify = api.get("/api/v1/incidents/INC-1", headers=viewer)
+    assert verify.status_code == 200
+    from warroom.incidents import service as incident_service
+
+    with context.db.read() as session:
+        _, problems = incident_service.verify_timelines(session)
+    assert problems == []
+
+
+def test_handlers_from_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "acme_handlers.py"
+    package.write_text(
+        "from warroom.alerts.handlers import alert_handler\n"
+        "SEEN = []\n"
+        "@alert_handler('DiskFull')\n"
+        "def grow(ctx):\n"
+        "    SEEN.append(ctx)\n"
+        "def by_name(ctx):\n"
+        "    SEEN.append(ctx)\n"
+    )
+    dist = tmp_path / "acme_handlers-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-handlers\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[warroom.handlers]\nacme = acme_handlers\nQueueStuck = acme_handlers:by_name\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        loaded = handlers.load_entry_points(force=True)
+        assert set(loaded) == {"acme", "QueueStuck"}
+        module = sys.modules["acme_handlers"]
+        assert module.grow in handlers.handlers_for("DiskFull")
+        assert module.by_name in handlers.handlers_for("QueueStuck")
+    finally:
+        module = sys.modules.pop("acme_handlers", None)
+        if module is not None:
+            handlers.unregister(module.grow)
+            handlers.unregister(module.by_name)
+
+
+def test_config_reference_checks() -> None:
+    text = EXAMPLE_CONFIG.read_text() + "\n"
+    bad = text.replace(
+        "severity: P0\n        services: [payments, api]",
+        "severity: P7\n        services: [payments, nowhere]",
+    )
+    bad = bad.replace("- audience: internal", "- audience: investors")
+    bad = bad.replace("critical: P1, error: P2", "critical: PX, error: P2")
+    with pytest.raises(ConfigError) as caught:
+        parse_org_config(bad, "bad.yaml")
+    messages = [str(p) for p in caught.value.problems]
+    assert any(m.startswith("automation.severity_map.critical") for m in messages)
+    assert any("automation.rules[0].incident.severity" in m and "'P7'" in m for m in messages)
+    assert any("automation.rules[0].incident.services" in m and "'nowhere'" in m for m in messages)
+    assert any("automation.rules[0].notify[0].audience" in m for m in messages)
+    # Lines are found for cross-reference problems too.
+    assert all(p.line for p in caught.value.problems)
+    with pytest.raises(ConfigError) as regex:
+        parse_org_config(text.replace("labels_missing: [silenced]", "labels_regex: {x: '('}"), "r.yaml")
+    assert "bad regex" in str(regex.value)
+    with pytest.raises(ConfigError) as template:
+        parse_org_config(
+            text.replace('title: "Payments: {{ alert.summary }}"', 'title: "{{ alert.summary"'), "t.yaml"
+        )
+    assert "bad template" in str(template.value)

@@ -1,0 +1,402 @@
+"""Intake over HTTP: each wire format, keys, dedup, retries, bad input."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from tests.alerts.conftest import make_key, payload
+from warroom.alerts.models import Alert
+from warroom.context import AppContext
+from warroom.incidents.models import Incident
+
+
+def count(context: AppContext, model: type[Any]) -> int:
+    with context.db.read() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def alerts(context: AppContext) -> list[Alert]:
+    with context.db.read() as session:
+        return list(session.scalars(select(Alert).order_by(Alert.id)))
+
+
+def test_alertmanager_firing_then_resolved(api: TestClient, context: AppContext, am_key: str) -> None:
+    firing = payload("alertmanager-0.25-firing.json")
+    response = api.post(f"/api/v1/alerts/alertmanager?key={am_key}", json=firing)
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["alerts"][0]["outcome"] == "created"
+    [alert] = alerts(context)
+    assert alert.source == "alertmanager"
+    assert alert.dedup_key == "ff774b3b5a5e3c3e"
+    assert alert.status == "firing"
+    assert alert.severity == "critical"
+    assert alert.service == "checkout-api"
+    assert alert.summary == "5xx rate above 5% for checkout-api"
+    assert alert.alert_type == "HighErrorRate"
+    assert alert.raw["alert"]["fingerprint"] == "ff774b3b5a5e3c3e"
+    assert alert.raw["receiver"] == "webhook"
+    assert alert.links[0]["href"].startswith("http://127.0.0.1:9090/graph")
+
+    resolved = payload("alertmanager-0.25-resolved.json")
+    response = api.post(
+        "/api/v1/alerts/alertmanager", json=resolved, headers={"Authorization": f"Bearer {am_key}"}
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["alerts"][0]["outcome"] == "resolved"
+    [alert] = alerts(context)
+    assert alert.status == "resolved"
+    assert alert.open_dedup_key is None
+    assert alert.resolved_at is not None
+
+    # Firing again after a resolve opens a new alert (the old one stays closed).
+    response = api.post(f"/api/v1/alerts/alertmanager?key={am_key}", json=firing)
+    assert response.json()["alerts"][0]["outcome"] == "created"
+    assert [a.status for a in alerts(context)] == ["resolved", "firing"]
+
+
+def test_retry_of_identical_body_changes_nothing(api: TestClient, context: AppContext, am_key: str) -> None:
+    firing = payload("alertmanager-0.25-firing.json")
+    url = f"/api/v1/alerts/alertmanager?key={am_key}"
+    api.post(url, json=firing)
+    [before] = alerts(context)
+    second = api.post(url, json=firing)
+    assert second.status_code == 202
+    assert second.json()["alerts"][0]["outcome"] == "unchanged"
+    [after] = alerts(context)
+    assert after.occurrences == 1
+    assert after.last_seen_at == before.last_seen_at
+    # A changed repeat of the same fingerprint counts as another occurrence.
+    changed = copy.deepcopy(firing)
+    changed["alerts"][0]["annotations"]["summary"] = "5xx rate above 9% for checkout-api"
+    third = api.post(url, json=changed)
+    assert third.json()["alerts"][0]["outcome"] == "updated"
+    [again] = alerts(context)
+    assert again.occurrences == 2
+    assert again.summary == "5xx rate above 9% for checkout-api"
+    assert count(context, Alert) == 1
+
+
+def test_grafana_webhook(api: TestClient, context: AppContext) -> None:
+    key = make_key(context, "grafana")
+    body = {
+        "receiver": "My Super Webhook",
+        "status": "firing",
+        "orgId": 1,
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "High memory usage", "team": "blue", "zone": "us-1"},
+                "annotations": {
+                    "description": "The system has high memory usage",
+                    "runbook_url": "https://myrunbook.com/runbook/1234",
+                    "summary": "This alert was triggered for zone us-1",
+                },
+                "startsAt": "2021-10-12T09:51:03.157076+02:00",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "https://play.grafana.org/alerting/1afz29v7z/edit",
+                "fingerprint": "c6eadffa33fcdf37",
+                "silenceURL": "https://play.grafana.org/alerting/silence/new",
+                "dashboardURL": "",
+                "panelURL": "",
+                "values": {"B": 44.23943737541908, "C": 1},
+                "valueString": "[ metric='' labels={} value=14151.331895396988 ]",
+            }
+        ],
+        "groupLabels": {"alertname": "High memory usage"},
+        "commonLabels": {"alertname": "High memory usage", "team": "blue", "zone": "us-1"},
+        "commonAnnotations": {},
+        "externalURL": "https://play.grafana.org/",
+        "version": "1",
+        "groupKey": '{}:{alertname="High memory usage"}',
+        "truncatedAlerts": 0,
+        "title": "[FIRING:1] High memory usage (blue us-1)",
+        "state": "alerting",
+        "message": "**Firing**",
+    }
+    response = api.post(f"/api/v1/alerts/grafana?key={key}", json=body)
+    assert response.status_code == 202, response.text
+    [alert] = alerts(context)
+    assert alert.source == "grafana"
+    assert alert.dedup_key == "c6eadffa33fcdf37"
+    assert alert.severity == "warning"  # no severity label
+    assert {link["text"] for link in alert.links} == {"source", "silence", "runbook"}
+    assert alert.raw["alert"]["values"] == {"B": 44.23943737541908, "C": 1}
+
+
+def test_keys_wrong_revoked_or_for_another_source(
+    api: TestClient, context: AppContext, am_key: str, admin: dict[str, str]
+) -> None:
+    firing = payload("alertmanager-0.25-firing.json")
+    assert api.post("/api/v1/alerts/alertmanager", json=firing).status_code == 401
+    assert api.post("/api/v1/alerts/alertmanager?key=nope", json=firing).status_code == 401
+    grafana_key = make_key(context, "grafana")
+    wrong_type = api.post(f"/api/v1/alerts/alertmanager?key={grafana_key}", json=firing)
+    assert wrong_type.status_code == 403
+    assert wrong_type.json()["error"]["code"] == "forbidden"
+    listing = api.get("/api/v1/integrations", headers=admin).json()
+    prometheus = next(i for i in listing if i["name"] == "prometheus")
+    assert "key" not in prometheus and "key_hash" not in prometheus
+    revoked = api.delete(f"/api/v1/integrations/{prometheus['id']}", headers=admin)
+    assert revoked.json()["revoked_at"] is not None
+    response = api.post(f"/api/v1/alerts/alertmanager?key={am_key}", json=firing)
+    assert response.status_code == 401
+    assert "revoked" in response.json()["error"]["message"]
+    assert count(context, Alert) == 0
+
+
+def test_integration_api_creates_usable_keys(
+    api: TestClient, admin: dict[str, str], viewer: dict[str, str]
+) -> None:
+    assert (
+        api.post("/api/v1/integrations", json={"name": "x", "type": "generic"}, headers=viewer).status_code
+        == 403
+    )
+    bad = api.post("/api/v1/integrations", json={"name": "x", "type": "nagios"}, headers=admin)
+    assert bad.status_code == 422
+    created = api.post("/api/v1/integrations", json={"name": "scripts", "type": "generic"}, headers=admin)
+    assert created.status_code == 201
+    key = created.json()["key"]
+    assert len(key) == 32
+    response = api.post(
+        "/api/v1/alerts", json={"summary": "hello"}, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 202
+
+
+def test_malformed_payloads_get_400_with_fields_and_store_nothing(
+    api: TestClient, context: AppContext, am_key: str, generic_key: str
+) -> None:
+    url = f"/api/v1/alerts/alertmanager?key={am_key}"
+    not_json = api.post(url, content=b"{not json", headers={"Content-Type": "application/json"})
+    assert not_json.status_code == 400
+    assert not_json.json()["error"]["code"] == "invalid_payload"
+    broken = payload("alertmanager-0.25-firing.json")
+    broken["alerts"][0]["status"] = "exploding"
+    del broken["alerts"][0]["labels"]
+    response = api.post(url, json=broken)
+    assert response.status_code == 400
+    fields = {d["field"] for d in response.json()["error"]["details"]}
+    assert fields == {"alerts.0.status", "alerts.0.labels"}
+    assert api.post(url, json=[1, 2]).status_code == 400
+    assert api.post(url, json={"alerts": []}).status_code == 400
+
+    # A batch is accepted whole or not at all.
+    batch = [{"summary": "one"}, {"summary": "two", "severity": "apocalyptic"}]
+    response = api.post(f"/api/v1/alerts?key={generic_key}", json=batch)
+    assert response.status_code == 400
+    detail = response.json()["error"]["details"][0]
+    assert detail["field"] == "1.severity"
+    assert "critical" in detail["allowed"]
+    assert (
+        api.post(f"/api/v1/alerts?key={generic_key}", json={"summary": "x", "colour": "red"}).status_code
+        == 400
+    )
+    assert api.post(f"/api/v1/alerts?key={generic_key}", json=[]).status_code == 400
+    assert count(context, Alert) == 0
+
+
+def test_body_over_the_limit_is_413(api: TestClient, context: AppContext, generic_key: str) -> None:
+    huge = {"summary": "x", "annotations": {"blob": "a" * (context.settings.max_body_bytes + 10)}}
+    response = api.post(f"/api/v1/alerts?key={generic_key}", json=huge)
+    assert response.status_code == 413
+    assert count(context, Alert) == 0
+
+
+def test_generic_batch_with_dedup_inside_the_batch(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    batch = [
+        {"summary": "disk 91%", "dedup_key": "disk-db1", "severity": "warning", "service": "database"},
+        {"summary": "disk 95%", "dedup_key": "disk-db1", "severity": "error", "service": "database"},
+        {"summary": "queue slow", "labels": {"alertname": "QueueSlow", "service": "queue"}},
+        {"summary": "queue slow", "labels": {"alertname": "QueueSlow", "service": "queue"}},
+    ]
+    response = api.post(f"/api/v1/alerts?key={generic_key}", json=batch)
+    assert response.status_code == 202, response.text
+    assert [a["outcome"] for a in response.json()["alerts"]] == ["created", "updated", "created", "unchanged"]
+    rows = alerts(context)
+    assert len(rows) == 2
+    disk = next(a for a in rows if a.dedup_key == "disk-db1")
+    assert disk.occurrences == 2
+    assert disk.severity == "error"
+    assert disk.summary == "disk 95%"
+    # Without a dedup key, identical labels mean the same alert.
+    queue = next(a for a in rows if a.dedup_key != "disk-db1")
+    resolve = api.post(
+        f"/api/v1/alerts?key={generic_key}",
+        json={
+            "summary": "queue ok",
+            "status": "resolved",
+            "labels": {"alertname": "QueueSlow", "service": "queue"},
+        },
+    )
+    assert resolve.json()["alerts"][0] == {
+        "id": queue.id,
+        "dedup_key": queue.dedup_key,
+        "status": "resolved",
+        "outcome": "resolved",
+        "incident": None,
+    }
+    ignored = api.post(
+        f"/api/v1/alerts?key={generic_key}", json={"summary": "?", "status": "resolved", "dedup_key": "never"}
+    )
+    assert ignored.json()["alerts"][0]["outcome"] == "ignored"
+    assert count(context, Alert) == 2
+
+
+def test_pagerduty_shape(api: TestClient, context: AppContext, pd_key: str) -> None:
+    captured = payload("pdpyras-5.4.1-trigger-request.json")["body"]
+    captured["routing_key"] = pd_key
+    response = api.post("/v2/enqueue", json=captured)
+    assert response.status_code == 202
+    assert response.json() == {
+        "status": "success",
+        "message": "Event processed",
+        "dedup_key": "probe-disk-db1",
+    }
+    [alert] = alerts(context)
+    assert alert.source == "pagerduty"
+    assert alert.severity == "error"
+    assert alert.annotations["custom_details"] == {"free_pct": 1.5}
+    assert "routing_key" not in alert.raw
+
+    ack = api.post(
+        "/v2/enqueue",
+        json={"routing_key": pd_key, "event_action": "acknowledge", "dedup_key": "probe-disk-db1"},
+    )
+    assert ack.status_code == 202
+    assert alerts(context)[0].status == "acknowledged"
+    done = api.post(
+        "/v2/enqueue", json={"routing_key": pd_key, "event_action": "resolve", "dedup_key": "probe-disk-db1"}
+    )
+    assert done.json()["dedup_key"] == "probe-disk-db1"
+    assert alerts(context)[0].status == "resolved"
+
+    # No dedup key on a trigger: one is made up and returned.
+    made_up = api.post(
+        "/v2/enqueue",
+        json={
+            "routing_key": pd_key,
+            "event_action": "trigger",
+            "payload": {"summary": "s", "source": "h", "severity": "info"},
+        },
+    )
+    assert made_up.status_code == 202
+    assert len(made_up.json()["dedup_key"]) == 32
+
+
+def test_pagerduty_errors_keep_pagerduty_shapes(api: TestClient, context: AppContext, pd_key: str) -> None:
+    bad = api.post(
+        "/v2/enqueue",
+        json={
+            "routing_key": pd_key,
+            "event_action": "trigger",
+            "payload": {"summary": "s", "severity": "bad"},
+        },
+    )
+    assert bad.status_code == 400
+    body = bad.json()
+    assert body["status"] == "invalid event"
+    assert body["message"] == "Event object is invalid"
+    assert any(e.startswith("payload.source") for e in body["errors"])
+    assert any(e.startswith("payload.severity") for e in body["errors"])
+    no_key = api.post("/v2/enqueue", json={"routing_key": pd_key, "event_action": "resolve"})
+    assert no_key.status_code == 400
+    assert no_key.json()["errors"] == ["dedup_key: required for resolve"]
+    garbage = api.post("/v2/enqueue", content=b"nope", headers={"Content-Type": "application/json"})
+    assert garbage.status_code == 400
+    assert garbage.json()["status"] == "Unrecognized object"
+    wrong = api.post(
+        "/v2/enqueue",
+        json={
+            "routing_key": "0" * 32,
+            "event_action": "trigger",
+            "payload": {"summary": "s", "source": "h", "severity": "info"},
+        },
+    )
+    assert wrong.status_code == 401
+    assert set(wrong.json()) == {"status", "message", "errors"}
+    assert count(context, Alert) == 0
+
+
+def test_alert_reads_and_promotion(
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str], responder: dict[str, str]
+) -> None:
+    api.post(
+        f"/api/v1/alerts?key={generic_key}",
+        json=[
+            {"summary": "cache misses high", "service": "cache", "severity": "warning", "dedup_key": "a"},
+            {"summary": "old one", "dedup_key": "b"},
+        ],
+    )
+    api.post(
+        f"/api/v1/alerts?key={generic_key}",
+        json={"summary": "old one", "dedup_key": "b", "status": "resolved"},
+    )
+    assert api.get("/api/v1/alerts").status_code == 401
+    page = api.get("/api/v1/alerts", headers=viewer).json()
+    assert page["total"] == 2
+    assert [a["ref"] for a in page["items"]] == ["ALR-2", "ALR-1"]
+    firing = api.get("/api/v1/alerts", params={"firing": True, "unrouted": True}, headers=viewer).json()
+    assert [a["ref"] for a in firing["items"]] == ["ALR-1"]
+    assert firing["items"][0]["unrouted"] is True
+    detail = api.get("/api/v1/alerts/ALR-1", headers=viewer).json()
+    assert detail["raw"]["summary"] == "cache misses high"
+    assert api.get("/api/v1/alerts/999", headers=viewer).status_code == 404
+
+    assert api.post("/api/v1/alerts/1/promote", headers=viewer).status_code == 403
+    bad = api.post("/api/v1/alerts/1/promote", json={"severity": "P9"}, headers=responder)
+    assert bad.status_code == 422
+    promoted = api.post("/api/v1/alerts/1/promote", headers=responder)
+    assert promoted.status_code == 201, promoted.text
+    assert promoted.json()["incident"] == "INC-1"
+    incident = api.get("/api/v1/incidents/INC-1", headers=viewer).json()
+    assert incident["title"] == "cache misses high"
+    assert incident["severity"] == "P2"
+    assert incident["services"] == ["cache"]
+    assert incident["created_by"] == "responder-user"
+    assert incident["assessment"]["source"] == "monitoring-alert"
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    assert "ALR-1" in timeline[-1]["action"]
+    assert api.post("/api/v1/alerts/1/promote", headers=responder).status_code == 409
+    assert api.get("/api/v1/alerts", params={"unrouted": True}, headers=viewer).json()["total"] == 1
+    assert count(context, Incident) == 1
+
+
+def test_framework_routes_give_the_same_answers(context: AppContext, am_key: str) -> None:
+    """Without the fast path in front, the FastAPI routes run the same handler."""
+    from warroom.app import create_app
+
+    app = create_app(context=context)
+    app.build_middleware_stack = type(app).build_middleware_stack.__get__(app)  # type: ignore[method-assign]
+    with TestClient(app) as client:
+        firing = payload("alertmanager-0.25-firing.json")
+        response = client.post(f"/api/v1/alerts/alertmanager?key={am_key}", json=firing)
+        assert response.status_code == 202, response.text
+        assert response.json()["alerts"][0]["outcome"] == "created"
+        assert client.post("/api/v1/alerts/alertmanager?key=bad", json=firing).status_code == 401
+        bad = client.post("/v2/enqueue", json={"routing_key": "x", "event_action": "explode"})
+        assert bad.status_code == 400
+        assert bad.json()["status"] == "invalid event"
+        assert "/api/v1/alerts/alertmanager" in client.get("/openapi.json").json()["paths"]
+    assert count(context, Alert) == 1
+
+
+def test_chunked_body_over_the_limit_is_413(api: TestClient, context: AppContext, generic_key: str) -> None:
+    limit = context.settings.max_body_bytes
+
+    def chunks() -> Any:
+        yield b'{"summary": "x", "annotations": {"blob": "'
+        for _ in range(limit // 65536 + 2):
+            yield b"a" * 65536
+        yield b'"}}'
+
+    response = api.post(f"/api/v1/alerts?key={generic_key}", content=chunks())
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert count(context, Alert) == 0

@@ -1,0 +1,207 @@
+"""Real peers: Debian's Prometheus Alertmanager posting webhooks, and the pdpyras PagerDuty client, both
+talking to a ``warroom serve`` subprocess."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.alerts.server import cli, free_port, wait_until, warroom_server
+from tests.conftest import EXAMPLE_CONFIG, require_peer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.peer]
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+
+
+def last_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr + result.stdout
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    admin = last_line(
+        cli("token", "create", "--name", "e2e-admin", "--role", "admin", "--database-url", database_url)
+    )
+    with warroom_server(database_url, EXAMPLE_CONFIG, tmp_path) as url:
+        yield {"url": url, "database_url": database_url, "admin": admin}
+
+
+def get(server: dict[str, str], path: str, **params: Any) -> Any:
+    response = httpx.get(
+        server["url"] + path,
+        params=params,
+        headers={"Authorization": f"Bearer {server['admin']}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.fixture
+def alertmanager(server: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    require_peer(
+        Path(ALERTMANAGER).exists(), "prometheus-alertmanager is not installed (scripts/install-peers.sh)"
+    )
+    key = last_line(
+        cli(
+            "integration",
+            "create",
+            "--name",
+            "prometheus",
+            "--type",
+            "alertmanager",
+            "--database-url",
+            server["database_url"],
+        )
+    )
+    assert len(key) == 32
+    config = tmp_path / "am.yml"
+    config.write_text(
+        "route:\n"
+        "  receiver: warroom\n"
+        "  group_by: [alertname, service]\n"
+        "  group_wait: 1s\n"
+        "  group_interval: 1s\n"
+        "  repeat_interval: 1h\n"
+        "receivers:\n"
+        "  - name: warroom\n"
+        "    webhook_configs:\n"
+        f"      - url: '{server['url']}/api/v1/alerts/alertmanager?key={key}'\n"
+        "        send_resolved: true\n"
+    )
+    port = free_port()
+    storage = tmp_path / "am-data"
+    storage.mkdir()
+    log = (tmp_path / "am.log").open("w")
+    process = subprocess.Popen(
+        [
+            ALERTMANAGER,
+            f"--config.file={config}",
+            f"--storage.path={storage}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: str) -> None:
+    labels = {"alertname": "CheckoutErrors", "service": "payments", "severity": "critical"}
+    other = {"alertname": "CheckoutLatency", "service": "search", "severity": "warning"}
+    started = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    alerts = [
+        {"labels": labels, "annotations": {"summary": "checkout 5xx above 5%"}, "startsAt": started},
+        {"labels": other, "annotations": {"summary": "search slow"}, "startsAt": started},
+    ]
+    response = httpx.post(f"{alertmanager}/api/v2/alerts", json=alerts, timeout=10)
+    assert response.status_code == 200, response.text
+
+    def both_arrived() -> bool:
+        return get(server, "/api/v1/alerts", firing="true")["total"] == 2
+
+    wait_until(both_arrived)
+    items = {a["labels"]["alertname"]: a for a in get(server, "/api/v1/alerts")["items"]}
+    checkout = items["CheckoutErrors"]
+    assert checkout["source"] == "alertmanager"
+    assert len(checkout["dedup_key"]) == 16  # Alertmanager's fingerprint
+    assert checkout["incident"] == "INC-1"
+    assert checkout["rules"] == ["payments-down"]
+    assert items["CheckoutLatency"]["unrouted"] is True
+    incident = get(server, "/api/v1/incidents/INC-1")
+    assert incident["severity"] == "P0"
+    assert incident["title"] == "Payments: checkout 5xx above 5%"
+    timeline = get(server, "/api/v1/incidents/INC-1/timeline")
+    assert "Page requested: escalation policy payments-oncall" in [e["action"] for e in timeline]
+
+    # End the alerts in Alertmanager: it sends the resolved notifications.
+    ended = datetime.now(UTC).isoformat()
+    for alert in alerts:
+        alert["endsAt"] = ended
+    assert httpx.post(f"{alertmanager}/api/v2/alerts", json=alerts, timeout=10).status_code == 200
+
+    def all_resolved() -> bool:
+        return get(server, "/api/v1/alerts", firing="true")["total"] == 0
+
+    wait_until(all_resolved)
+    detail = get(server, f"/api/v1/alerts/{checkout['id']}")
+    assert detail["status"] == "resolved"
+    assert detail["occurrences"] == 1  # repeated group notifications did not count as new occurrences
+    assert get(server, "/api/v1/incidents/INC-1")["status"] == "monitoring"
+    assert get(server, "/api/v1/incidents")["total"] == 1
+
+    # The client commands read the same server.
+    env = {"WARROOM_URL": server["url"], "WARROOM_TOKEN": server["admin"]}
+    listed = cli("alerts", "list", "--unrouted", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert '"CheckoutLatency"' in listed.stdout and '"CheckoutErrors"' not in listed.stdout
+    shown = cli("alerts", "show", str(checkout["id"]), env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "checkout 5xx above 5%" in shown.stdout
+    latency_id = str(items["CheckoutLatency"]["id"])
+    promoted = cli("alerts", "promote", latency_id, "--severity", "P3", env=env)
+    assert promoted.returncode == 0, promoted.stderr
+    assert "INC-2" in promoted.stdout
+    reported = cli("report", "Search index is a day old", "--service", "search", env=env)
+    assert reported.returncode == 0, reported.stderr
+
+
+def test_pdpyras_trigger_acknowledge_resolve(server: dict[str, str]) -> None:
+    pdpyras = pytest.importorskip("pdpyras")
+    key = last_line(
+        cli(
+            "integration",
+            "create",
+            "--name",
+            "pd",
+            "--type",
+            "pagerduty",
+            "--database-url",
+            server["database_url"],
+        )
+    )
+    session = pdpyras.EventsAPISession(key)
+    session.url = server["url"]
+    dedup = session.trigger("Disk full on db-1", "db-1.prod", dedup_key="disk-db1", severity="critical")
+    assert dedup == "disk-db1"
+    [alert] = get(server, "/api/v1/alerts")["items"]
+    assert (alert["source"], alert["status"], alert["severity"]) == ("pagerduty", "firing", "critical")
+    assert alert["incident"] == "INC-1"  # the critical-monitoring rule
+    # Retriggering the same event is a no-op; acknowledge and resolve go by dedup key.
+    session.trigger("Disk full on db-1", "db-1.prod", dedup_key="disk-db1", severity="critical")
+    assert get(server, "/api/v1/alerts")["total"] == 1
+    session.acknowledge("disk-db1")
+    assert get(server, "/api/v1/alerts")["items"][0]["status"] == "acknowledged"
+    session.resolve("disk-db1")
+    [alert] = get(server, "/api/v1/alerts")["items"]
+    assert alert["status"] == "resolved"
+    assert get(server, "/api/v1/incidents/INC-1")["status"] == "monitoring"
+    # A revoked key is refused; pdpyras raises on the 401.
+    listing = last_line(cli("integration", "revoke", "1", "--database-url", server["database_url"]))
+    assert "revoked" in listing
+    with pytest.raises(pdpyras.PDClientError):
+        session.trigger("again", "db-1.prod", dedup_key="disk-db1")
