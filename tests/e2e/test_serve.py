@@ -82,8 +82,9 @@ def test_cli_walkthrough(database_url: str, tmp_path: Path, admin_token: str) ->
         assert shown["status"] == "resolved"
         assert shown["acknowledged_by"] == "e2e-admin"
         timeline = json.loads(cli("incident", "timeline", ref, "--json").stdout)
-        kinds = [entry["kind"] for entry in timeline]
-        assert kinds == [
+        # Paging and automation add entries of their own; the walkthrough's own steps come in this order.
+        by_cli = [entry["kind"] for entry in timeline if entry["performer"] == "e2e-admin"]
+        assert by_cli == [
             "created",
             "commander_change",
             "acknowledged",
