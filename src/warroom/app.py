@@ -186,7 +186,14 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     )
     app.state.context = context
     install_error_handlers(app)
-    for router in (auth_router, severity_router, incidents_router, notify_router, oncall_router, alerts_router):
+    for router in (
+        auth_router,
+        severity_router,
+        incidents_router,
+        notify_router,
+        oncall_router,
+        alerts_router,
+    ):
         app.include_router(router)
 
     @app.get("/", include_in_schema=False)

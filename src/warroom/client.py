@@ -230,6 +230,7 @@ class Client:
 
     def retry_notification(self, delivery_id: int) -> DeliveryRead:
         return DeliveryRead.model_validate(self.request("POST", f"/api/v1/notifications/{delivery_id}/retry"))
+
     # --- alerts ---
 
     def list_alerts(

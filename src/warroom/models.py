@@ -10,4 +10,12 @@ from warroom.oncall import models as oncall_models
 
 metadata = Base.metadata
 
-__all__ = ["alert_models", "auth_models", "incident_models", "job_models", "metadata", "notify_models", "oncall_models"]
+__all__ = [
+    "alert_models",
+    "auth_models",
+    "incident_models",
+    "job_models",
+    "metadata",
+    "notify_models",
+    "oncall_models",
+]

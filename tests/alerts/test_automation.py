@@ -34,7 +34,7 @@ RULES: dict[str, Any] = {
                 "assessment": {"symptoms": ["payment_failure"], "business_impact": {"revenue": "high"}},
             },
             "runbooks": ["payments-failover", "card-processor-status"],
-            "page": "payments-oncall",
+            "page": "payments-escalation",
             "notify": [{"audience": "internal", "message": "{{ incident.ref }}: {{ alert.summary }}"}],
         },
         {
@@ -109,13 +109,13 @@ def test_rule_opens_incident_with_everything_on_the_timeline(
     assert actions[1].startswith("Alert ALR-1 (generic, critical) attached")
     assert "Runbook attached: payments-failover" in actions
     assert "Runbook attached: card-processor-status" in actions
-    assert "Page requested: escalation policy payments-oncall" in actions
+    assert "Page requested: escalation policy payments-escalation" in actions
     assert any(entry["kind"] == "communication" for entry in timeline)
     updates = api.get("/api/v1/incidents/INC-1/updates", headers=viewer).json()
     assert updates[0]["message"] == "INC-1: card charges failing"
     assert updates[0]["sender"] == "automation"
     assert [(p.name, p.incident_id, p.data) for p in pages] == [
-        ("incident.page_requested", 1, {"policy": "payments-oncall"})
+        ("incident.page_requested", 1, {"policy": "payments-escalation"})
     ]
     alert = api.get("/api/v1/alerts/1", headers=viewer).json()
     assert alert["rules"] == ["payments"]

@@ -136,7 +136,7 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     assert incident["severity"] == "P0"
     assert incident["title"] == "Payments: checkout 5xx above 5%"
     timeline = get(server, "/api/v1/incidents/INC-1/timeline")
-    assert "Page requested: escalation policy payments-oncall" in [e["action"] for e in timeline]
+    assert "Page requested: escalation policy payments-escalation" in [e["action"] for e in timeline]
 
     # End the alerts in Alertmanager: it sends the resolved notifications.
     ended = datetime.now(UTC).isoformat()
