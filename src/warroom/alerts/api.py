@@ -22,7 +22,7 @@ from warroom.alerts.schemas import (
 from warroom.auth import integrations
 from warroom.auth.integrations import IntegrationCreate, IntegrationCreated, IntegrationRead
 from warroom.context import AppContext
-from warroom.deps import Admin, Context, Responder, Viewer
+from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
 
 router = APIRouter(tags=["alerts"])
 
@@ -98,7 +98,7 @@ def list_alerts(
     source: str | None = None,
     incident: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> AlertPage:
     with context.db.read() as session:
         return service.list_alerts(
@@ -201,6 +201,6 @@ def create_integration(body: IntegrationCreate, context: Context, _: Admin) -> I
 
 
 @router.delete("/api/v1/integrations/{integration_id}", response_model=IntegrationRead, tags=["auth"])
-def revoke_integration(integration_id: int, context: Context, _: Admin) -> IntegrationRead:
+def revoke_integration(integration_id: RowId, context: Context, _: Admin) -> IntegrationRead:
     with context.db.write() as session:
         return integrations.revoke_integration(session, integration_id=integration_id)

@@ -17,6 +17,7 @@ from warroom.alerts.config import (
     AutomationRule,
     IncidentAction,
     RuleMatch,
+    matrix_severity_map,
     template_environment,
 )
 from warroom.alerts.handlers import run_handlers
@@ -156,7 +157,7 @@ def incident_fields(
     automation = org.automation
     action = action or IncidentAction()
     if severity is None:
-        severity_map = action.severity_map or automation.severity_map
+        severity_map = action.severity_map or automation.severity_map or matrix_severity_map(org.severity_ids)
         severity = action.severity or severity_map.get(alert.severity) or org.default_severity  # type: ignore[call-overload,unused-ignore]
     if title is None:
         title = render(action.title, alert=_alert_view(alert), labels=alert.labels) or alert.summary

@@ -28,8 +28,16 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def default_severity_map() -> dict[AlertSeverity, str]:
-    return {"critical": "P1", "error": "P2", "warning": "P2", "info": "P3"}
+def matrix_severity_map(severity_ids: list[str]) -> dict[AlertSeverity, str]:
+    """Without a configured map, alert severities map by position in the matrix (P1, P2, P2, P3 by
+    default): a critical alert is urgent but not yet all-hands until a person or a rule says so."""
+    last = len(severity_ids) - 1
+    return {
+        "critical": severity_ids[min(1, last)],
+        "error": severity_ids[min(2, last)],
+        "warning": severity_ids[min(2, last)],
+        "info": severity_ids[last],
+    }
 
 
 class RuleMatch(StrictModel):
@@ -127,7 +135,9 @@ class AutomationConfig(StrictModel):
     group_window: Duration = Field(
         default=timedelta(hours=1), description="An alert joins its group's open incident seen this recently."
     )
-    severity_map: dict[AlertSeverity, str] = Field(default_factory=default_severity_map)
+    severity_map: dict[AlertSeverity, str] = Field(
+        default_factory=dict, description="Alert severity → incident level; empty maps by matrix position."
+    )
     resolve_to_monitoring: bool = Field(
         default=True, description="Move an incident to monitoring when all its alerts resolve."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -278,7 +279,8 @@ def to_detail(alert: Alert) -> AlertDetail:
 
 def parse_alert_ref(ref: str | int) -> int:
     text = str(ref).strip().upper().removeprefix("ALR-")
-    if not text.isdigit() or len(text) > 12:
+    # ASCII digits only, and few enough to fit a 32-bit id
+    if not re.fullmatch(r"[0-9]{1,9}", text):
         raise NotFound(f"no alert {ref!r}: ids look like 12 or ALR-12")
     return int(text)
 

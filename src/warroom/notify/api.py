@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from warroom.deps import Admin, Context, Viewer
+from warroom.deps import Admin, Context, Offset, RowId, Viewer
 from warroom.incidents.service import parse_ref
 from warroom.notify import service
 from warroom.notify.models import DeliveryStatus
@@ -21,7 +21,7 @@ def list_notifications(
     incident: Annotated[str | None, Query(description="INC-n")] = None,
     channel: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> DeliveryPage:
     incident_id = parse_ref(incident) if incident else None
     with context.db.read() as session:
@@ -31,7 +31,7 @@ def list_notifications(
 
 
 @router.get("/{delivery_id}", response_model=DeliveryRead)
-def get_notification(delivery_id: int, context: Context, _: Viewer) -> DeliveryRead:
+def get_notification(delivery_id: RowId, context: Context, _: Viewer) -> DeliveryRead:
     with context.db.read() as session:
         return DeliveryRead.from_row(service.get_delivery(session, delivery_id))
 
@@ -51,7 +51,7 @@ def send_test(body: TestNotification, context: Context, principal: Admin) -> Del
 
 
 @router.post("/{delivery_id}/retry", response_model=DeliveryRead, status_code=status.HTTP_202_ACCEPTED)
-def retry(delivery_id: int, context: Context, _: Admin) -> DeliveryRead:
+def retry(delivery_id: RowId, context: Context, _: Admin) -> DeliveryRead:
     """Give a dead letter another round of attempts."""
     with context.db.write() as session:
         return DeliveryRead.from_row(service.retry_delivery(session, delivery_id=delivery_id))

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from fastapi.responses import HTMLResponse
 
-from warroom.deps import Context, Responder, Viewer
+from warroom.deps import Context, Responder, RowId, Viewer
 from warroom.errors import WarroomError
 from warroom.oncall import paging, service
 from warroom.oncall.schemas import (
@@ -70,7 +70,7 @@ def create_override(
 
 
 @router.delete("/oncall/{schedule}/overrides/{override_id}", response_model=OverrideRead)
-def delete_override(schedule: str, override_id: int, context: Context, _: Responder) -> OverrideRead:
+def delete_override(schedule: str, override_id: RowId, context: Context, _: Responder) -> OverrideRead:
     with context.db.write() as session:
         return service.delete_override(session, org=context.org, schedule=schedule, override_id=override_id)
 
