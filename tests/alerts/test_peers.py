@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pdpyras
 import pytest
 
 from tests.alerts.server import cli, free_port, wait_until, warroom_server
@@ -171,7 +172,6 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
 
 
 def test_pdpyras_trigger_acknowledge_resolve(server: dict[str, str]) -> None:
-    pdpyras = pytest.importorskip("pdpyras")
     key = last_line(
         cli(
             "integration",
