@@ -400,3 +400,24 @@ def test_chunked_body_over_the_limit_is_413(api: TestClient, context: AppContext
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
     assert count(context, Alert) == 0
+
+
+def test_alertmanager_as_pagerduty_client(api: TestClient, context: AppContext, pd_key: str) -> None:
+    """Alertmanager's own PagerDuty notifier (captured): trigger, then resolve by its sha256 dedup key."""
+    trigger, resolve = (
+        delivery["body"] for delivery in payload("alertmanager-0.25-as-pagerduty-client.json")
+    )
+    trigger["routing_key"] = resolve["routing_key"] = pd_key
+    first = api.post("/v2/enqueue", json=trigger)
+    assert first.status_code == 202
+    assert first.json()["dedup_key"] == trigger["dedup_key"]
+    [alert] = alerts(context)
+    assert (alert.status, alert.severity, alert.source) == ("firing", "error", "pagerduty")
+    assert alert.summary == "[FIRING:1] QueueBacklog billing (pagerduty warning)"
+    assert alert.annotations["client"] == "Alertmanager"
+    assert alert.links == [{"href": "http://vm:19093/#/alerts?receiver=pd", "text": "Alertmanager"}]
+    assert api.post("/v2/enqueue", json=resolve).status_code == 202
+    [alert] = alerts(context)
+    assert alert.status == "resolved"
+    assert alert.last_raw is not None
+    assert alert.last_raw["payload"]["summary"].startswith("[RESOLVED]")

@@ -3,10 +3,15 @@ talking to a ``warroom serve`` subprocess."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import threading
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +20,11 @@ import pytest
 
 from tests.alerts.server import cli, free_port, wait_until, warroom_server
 from tests.conftest import EXAMPLE_CONFIG, require_peer
+
+with warnings.catch_warnings():
+    # pdpyras 5.4.1 announces its own deprecation on import; it is still the client the brief names.
+    warnings.simplefilter("ignore", UserWarning)
+    import pdpyras
 
 pytestmark = [pytest.mark.e2e, pytest.mark.peer]
 
@@ -46,24 +56,27 @@ def get(server: dict[str, str], path: str, **params: Any) -> Any:
     return response.json()
 
 
-@pytest.fixture
-def alertmanager(server: dict[str, str], tmp_path: Path) -> Iterator[str]:
+def integration_key(server: dict[str, str], kind: str) -> str:
+    result = cli(
+        "integration",
+        "create",
+        "--name",
+        f"e2e-{kind}",
+        "--type",
+        kind,
+        "--database-url",
+        server["database_url"],
+    )
+    key = last_line(result)
+    assert len(key) == 32
+    return key
+
+
+@contextmanager
+def running_alertmanager(tmp_path: Path, webhook_url: str) -> Iterator[str]:
     require_peer(
         Path(ALERTMANAGER).exists(), "prometheus-alertmanager is not installed (scripts/install-peers.sh)"
     )
-    key = last_line(
-        cli(
-            "integration",
-            "create",
-            "--name",
-            "prometheus",
-            "--type",
-            "alertmanager",
-            "--database-url",
-            server["database_url"],
-        )
-    )
-    assert len(key) == 32
     config = tmp_path / "am.yml"
     config.write_text(
         "route:\n"
@@ -75,7 +88,7 @@ def alertmanager(server: dict[str, str], tmp_path: Path) -> Iterator[str]:
         "receivers:\n"
         "  - name: warroom\n"
         "    webhook_configs:\n"
-        f"      - url: '{server['url']}/api/v1/alerts/alertmanager?key={key}'\n"
+        f"      - url: '{webhook_url}'\n"
         "        send_resolved: true\n"
     )
     port = free_port()
@@ -108,6 +121,13 @@ def alertmanager(server: dict[str, str], tmp_path: Path) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture
+def alertmanager(server: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    key = integration_key(server, "alertmanager")
+    with running_alertmanager(tmp_path, f"{server['url']}/api/v1/alerts/alertmanager?key={key}") as url:
+        yield url
 
 
 def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: str) -> None:
@@ -170,8 +190,58 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     assert reported.returncode == 0, reported.stderr
 
 
+class _FailFirstProxy(BaseHTTPRequestHandler):
+    """Between Alertmanager and Warroom: forwards every delivery, but answers the first one 500, as if the
+    connection broke after Warroom committed. Alertmanager then retries the identical body."""
+
+    upstream = ""
+    deliveries: list[tuple[bytes, int]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        upstream = httpx.post(
+            self.upstream + self.path, content=body, headers={"Content-Type": "application/json"}, timeout=10
+        )
+        first = not self.deliveries
+        self.deliveries.append((body, upstream.status_code))
+        status = 500 if first else upstream.status_code
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(upstream.content)))
+        self.end_headers()
+        self.wfile.write(upstream.content)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_alertmanager_retry_after_5xx_changes_nothing(server: dict[str, str], tmp_path: Path) -> None:
+    key = integration_key(server, "alertmanager")
+    _FailFirstProxy.upstream = server["url"]
+    _FailFirstProxy.deliveries = []
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _FailFirstProxy)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    webhook = f"http://127.0.0.1:{proxy.server_port}/api/v1/alerts/alertmanager?key={key}"
+    try:
+        with running_alertmanager(tmp_path, webhook) as alertmanager:
+            labels = {"alertname": "DiskFull", "service": "database", "severity": "warning"}
+            fired = [{"labels": labels, "annotations": {"summary": "disk 97% on db-1"}}]
+            assert httpx.post(f"{alertmanager}/api/v2/alerts", json=fired, timeout=10).status_code == 200
+            wait_until(lambda: len(_FailFirstProxy.deliveries) >= 2)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    (first_body, first_status), (retry_body, retry_status) = _FailFirstProxy.deliveries[:2]
+    assert first_status == retry_status == 202  # Warroom took both; the proxy hid the first answer
+    assert json.loads(first_body) == json.loads(retry_body)  # Alertmanager retried the same notification
+    [alert] = get(server, "/api/v1/alerts")["items"]
+    assert alert["occurrences"] == 1
+    assert alert["status"] == "firing"
+    assert get(server, "/api/v1/alerts")["total"] == 1
+
+
 def test_pdpyras_trigger_acknowledge_resolve(server: dict[str, str]) -> None:
-    pdpyras = pytest.importorskip("pdpyras")
     key = last_line(
         cli(
             "integration",

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from warroom.alerts.schemas import AlertmanagerWebhook, GenericAlert, PagerDutyEvent
@@ -74,8 +74,8 @@ class AlertEvent:
 
 
 def content_hash(value: Any) -> str:
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # orjson: canonical (sorted keys, compact) and an order of magnitude faster than json on the hot path.
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
 
 
 def label_hash(labels: dict[str, str]) -> str:
@@ -102,8 +102,8 @@ def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise InvalidPayload(
             f"the body is not valid JSON: {exc}", [{"field": "body", "message": str(exc)}]
         ) from None

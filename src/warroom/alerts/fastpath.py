@@ -103,6 +103,16 @@ class IntakeFastPath:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.too_large = _json(
+            413,
+            {
+                "error": {
+                    "code": "payload_too_large",
+                    "message": f"the request body is over the limit of {max_body_bytes} bytes",
+                    "details": None,
+                }
+            },
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in INTAKE_ROUTES:
@@ -126,16 +136,7 @@ class IntakeFastPath:
         await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, scope: Scope, receive: Receive, headers: dict[bytes, bytes]) -> Answer | None:
-        too_large = _json(
-            413,
-            {
-                "error": {
-                    "code": "payload_too_large",
-                    "message": f"the request body is over the limit of {self.max_body_bytes} bytes",
-                    "details": None,
-                }
-            },
-        )
+        too_large = self.too_large
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             return too_large
