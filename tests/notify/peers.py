@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -37,12 +38,24 @@ class MailSink:
 
 
 class SmtpServer:
-    def __init__(self, port: int, *, username: str | None = None, password: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: ssl.SSLContext | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.sink = MailSink()
         self.logins: list[str] = []
         kwargs: dict[str, Any] = {}
         if username is not None:
             kwargs = {"authenticator": self._authenticate, "auth_require_tls": False, "auth_required": True}
+        if starttls is not None:
+            kwargs.update(tls_context=starttls, require_starttls=True)
+        if implicit_tls is not None:
+            kwargs.update(ssl_context=implicit_tls)
         self._credentials = (username, password)
         self.controller = Controller(self.sink, hostname="127.0.0.1", port=port, **kwargs)
 
@@ -119,3 +132,23 @@ def start_recorder() -> Recorder:
     recorder = Recorder(server)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return recorder
+
+
+def self_signed_certificate(directory: Any) -> tuple[str, str] | None:
+    """A certificate for 127.0.0.1 made with the openssl CLI; None when openssl is missing."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        return None
+    cert, key = f"{directory}/cert.pem", f"{directory}/key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", key, "-out", cert,
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key

@@ -407,3 +407,45 @@ notification_channels:
     )
     assert any("templates.page.subject" in p and "template error" in p for p in problems), problems
     assert any("templates.pgae" in p and "not a built-in template" in p for p in problems), problems
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_email_over_tls(context: AppContext, smtp_port: int, tmp_path: Any, security: str) -> None:
+    import ssl
+
+    from tests.conftest import require_peer
+    from tests.notify.peers import self_signed_certificate
+
+    made = self_signed_certificate(tmp_path)
+    require_peer(made is not None, "openssl is needed to make a test certificate")
+    assert made is not None
+    cert, key = made
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    channel = EmailChannel(
+        name="tls-mail",
+        type="email",
+        settings=EmailSettings(host="127.0.0.1", port=smtp_port, security=security, ca_file=cert),
+    )
+    untrusted = EmailChannel(
+        name="untrusted-mail",
+        type="email",
+        settings=EmailSettings(host="127.0.0.1", port=smtp_port, security=security),
+    )
+    context.org = context.org.model_copy(update={"notification_channels": [channel, untrusted]})
+    peer = (
+        SmtpServer(smtp_port, starttls=server_tls)
+        if security == "starttls"
+        else SmtpServer(smtp_port, implicit_tls=server_tls)
+    )
+    with peer as smtp:
+        trusted_id = send(context, channel="tls-mail", to="sec@acme.example", template="test")
+        untrusted_id = send(context, channel="untrusted-mail", to="sec@acme.example", template="test")
+        assert Worker(context).run_once() == 2
+    assert delivery(context, trusted_id).status == DeliveryStatus.sent
+    assert len(smtp.sink.messages) == 1
+    # a certificate nobody vouches for is refused, not silently accepted
+    refused = delivery(context, untrusted_id)
+    assert refused.status == DeliveryStatus.failed
+    assert "CERTIFICATE_VERIFY_FAILED" in (refused.last_error or "")
