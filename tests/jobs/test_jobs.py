@@ -408,3 +408,19 @@ def test_sessions_know_their_context(context: AppContext) -> None:
         assert context_of(session) is context
     with context.db.read() as session:
         assert context_of(session).org is context.org
+
+
+def test_jobs_api(
+    context: AppContext, api: TestClient, admin: dict[str, str], viewer: dict[str, str]
+) -> None:
+    with context.db.write() as session:
+        enqueue(session, kind="test.record", payload={"n": 1}, incident_id=3)
+        enqueue(session, kind="test.later", payload={})
+    listed = api.get("/api/v1/jobs", params={"status": "pending", "incident": "INC-3"}, headers=admin)
+    assert listed.status_code == 200, listed.text
+    assert [(j["kind"], j["incident_id"]) for j in listed.json()] == [("test.record", 3)]
+    assert len(api.get("/api/v1/jobs", headers=admin).json()) == 2
+    assert api.get("/api/v1/jobs", headers=viewer).status_code == 403
+    bad = api.get("/api/v1/jobs", params={"status": "finished"}, headers=admin)
+    assert bad.status_code == 422
+    assert bad.json()["error"]["details"][0]["field"] == "status"
