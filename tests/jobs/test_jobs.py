@@ -424,3 +424,28 @@ def test_jobs_api(
     bad = api.get("/api/v1/jobs", params={"status": "finished"}, headers=admin)
     assert bad.status_code == 422
     assert bad.json()["error"]["details"][0]["field"] == "status"
+
+
+@job_handler("test.deferred", deferred_transaction=True)
+def _deferred(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
+    with context.db.read() as reader:  # reads go through their own session
+        pending = reader.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.pending))
+    if job.payload.get("fail"):
+        enqueue(session, kind="test.record", payload={"n": -1})
+        raise RuntimeError("peer down")
+    enqueue(session, kind="test.record", payload={"n": 1})
+    return {"pending_seen": pending}
+
+
+def test_deferred_transaction_handlers(context: AppContext) -> None:
+    clock.set(START)
+    with context.db.write() as session:
+        ok = enqueue(session, kind="test.deferred", payload={}).id
+        failing = enqueue(session, kind="test.deferred", payload={"fail": True}, max_attempts=1).id
+    assert Worker(context, concurrency=1).run_once() == 2
+    assert job(context, ok).status == JobStatus.done
+    assert job(context, ok).result == {"pending_seen": 0}
+    assert job(context, failing).status == JobStatus.dead
+    assert job(context, failing).last_error == "RuntimeError: peer down"
+    # the successful handler's write committed with its job; the failed one's was rolled back
+    assert count(context, kind="test.record") == 1

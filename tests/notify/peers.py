@@ -92,6 +92,7 @@ class Recorder:
     server: ThreadingHTTPServer
     requests: list[Request] = field(default_factory=list)
     failures: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    holds: dict[str, tuple[threading.Event, threading.Event]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str) -> str:
@@ -100,6 +101,10 @@ class Recorder:
     def fail(self, path: str, times: int, status: int = 500, headers: dict[str, str] | None = None) -> None:
         with self.lock:
             self.failures.setdefault(path, []).extend([(status, headers or {})] * times)
+
+    def hold(self, path: str, entered: threading.Event, gate: threading.Event) -> None:
+        """Requests to ``path`` set ``entered``, then wait for ``gate`` before answering."""
+        self.holds[path] = (entered, gate)
 
     def to(self, path: str) -> list[Request]:
         with self.lock:
@@ -113,6 +118,10 @@ def start_recorder() -> Recorder:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length)
+            hold = recorder.holds.get(self.path)
+            if hold is not None:
+                hold[0].set()
+                hold[1].wait(30)
             with recorder.lock:
                 recorder.requests.append(Request("POST", self.path, dict(self.headers.items()), body))
                 pending = recorder.failures.get(self.path) or []

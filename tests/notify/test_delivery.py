@@ -449,3 +449,24 @@ def test_email_over_tls(context: AppContext, smtp_port: int, tmp_path: Any, secu
     refused = delivery(context, untrusted_id)
     assert refused.status == DeliveryStatus.failed
     assert "CERTIFICATE_VERIFY_FAILED" in (refused.last_error or "")
+
+
+def test_a_slow_peer_does_not_hold_the_write_lock(context: AppContext, recorder: Recorder) -> None:
+    import threading
+
+    entered, gate = threading.Event(), threading.Event()
+    recorder.hold("/hook", entered, gate)
+    delivery_id = send(context, channel="ops-webhook", to="", template="test")
+    worker = threading.Thread(target=Worker(context).run_once)
+    worker.start()
+    try:
+        assert entered.wait(10), "the webhook was never called"
+        # The webhook is in flight. Another writer (an API request, say) gets through now; were the
+        # lock held during the call, this would wait until the call timed out and the worker finished.
+        incident_id = open_incident(context, title="Written while a notification was in flight")
+        assert worker.is_alive()
+    finally:
+        gate.set()
+        worker.join(30)
+    assert incident_id
+    assert delivery(context, delivery_id).status == DeliveryStatus.sent

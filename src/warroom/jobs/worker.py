@@ -187,18 +187,32 @@ class Worker:
                 spec = handler_for(job.kind)
                 if spec is None:
                     raise LookupError(f"no handler is registered for job kind {job.kind!r}")
-                result = spec.handler(self.context, session, job)
-                job.status = JobStatus.done
-                job.result = _json_result(result)
-                job.finished_at = now or utcnow()
-                job.lease_owner = None
-                job.lease_expires_at = None
+                if not spec.deferred_transaction:
+                    self._mark_done(job, spec.handler(self.context, session, job), now)
+            if spec.deferred_transaction:
+                # The lease is ours (committed above): the handler's I/O runs before its transaction begins.
+                with self.context.db.write_session() as session:
+                    result = spec.handler(self.context, session, job)
+                    held = self._held(session, job_id)
+                    if held is None:
+                        session.rollback()
+                        return False
+                    self._mark_done(held, result, now)
+                    session.commit()
         except Exception as exc:
             if kind is None:
                 raise  # the database failed before the job was reached: the lease expires, it runs again
             return self._record_failure(job_id, exc, now)
         JOBS_RUN.labels(kind=kind, outcome="done").inc()
         return True
+
+    @staticmethod
+    def _mark_done(job: Job, result: dict[str, Any] | None, now: datetime | None) -> None:
+        job.status = JobStatus.done
+        job.result = _json_result(result)
+        job.finished_at = now or utcnow()
+        job.lease_owner = None
+        job.lease_expires_at = None
 
     def _record_failure(self, job_id: int, exc: Exception, now: datetime | None) -> bool:
         with self.context.db.write() as session:
