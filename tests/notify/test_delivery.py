@@ -214,7 +214,11 @@ def test_webhook_errors_retry_and_429_waits_without_counting(context: AppContext
 
 
 def test_a_delivery_that_keeps_failing_is_a_visible_dead_letter(
-    context: AppContext, api: TestClient, viewer: dict[str, str], recorder: Recorder
+    context: AppContext,
+    api: TestClient,
+    responder: dict[str, str],
+    viewer: dict[str, str],
+    recorder: Recorder,
 ) -> None:
     clock.set(START)
     context.settings.notify_max_attempts = 3
@@ -234,14 +238,17 @@ def test_a_delivery_that_keeps_failing_is_a_visible_dead_letter(
     assert (
         "Could not deliver page notification via slack to #payments after 3 attempt(s)" in entries[-1].action
     )
-    listed = api.get("/api/v1/notifications", params={"status": "dead"}, headers=viewer)
+    assert api.get("/api/v1/notifications", headers=viewer).status_code == 403  # bodies may hold ack links
+    listed = api.get("/api/v1/notifications", params={"status": "dead"}, headers=responder)
     assert listed.status_code == 200, listed.text
     [item] = listed.json()["items"]
     assert item["id"] == delivery_id and item["incident"] == f"INC-{incident_id}" and item["attempts"] == 3
-    assert api.get("/api/v1/notifications", params={"status": "sent"}, headers=viewer).json()["total"] == 0
-    by_incident = api.get("/api/v1/notifications", params={"incident": f"INC-{incident_id}"}, headers=viewer)
+    assert api.get("/api/v1/notifications", params={"status": "sent"}, headers=responder).json()["total"] == 0
+    by_incident = api.get(
+        "/api/v1/notifications", params={"incident": f"INC-{incident_id}"}, headers=responder
+    )
     assert by_incident.json()["total"] == 1
-    bad = api.get("/api/v1/notifications", params={"status": "lost"}, headers=viewer)
+    bad = api.get("/api/v1/notifications", params={"status": "lost"}, headers=responder)
     assert bad.status_code == 422
     assert bad.json()["error"]["details"][0]["field"] == "status"
 
@@ -470,3 +477,17 @@ def test_a_slow_peer_does_not_hold_the_write_lock(context: AppContext, recorder:
         worker.join(30)
     assert incident_id
     assert delivery(context, delivery_id).status == DeliveryStatus.sent
+
+
+def test_a_delivery_whose_worker_keeps_dying_is_a_dead_letter(context: AppContext) -> None:
+    clock.set(START)
+    context.settings.notify_max_attempts = 1
+    incident_id = open_incident(context)
+    delivery_id = send(context, channel="console", to="", template="page", incident_id=incident_id)
+    assert Worker(context, name="crashes").claim()  # ... and the process dies mid-delivery
+    clock.advance(timedelta(minutes=5))
+    assert Worker(context, name="survivor").run_once() == 0
+    dead = delivery(context, delivery_id)
+    assert dead.status == DeliveryStatus.dead
+    assert "lease expired" in (dead.last_error or "")
+    assert notification_entries(context, incident_id)[-1].data["status"] == "dead"  # type: ignore[index]

@@ -118,6 +118,7 @@ class Worker:
                         job.lease_expires_at = None
                         job.finished_at = now
                         log.warning("job %s (%s) is dead: %s", job.id, job.kind, job.last_error)
+                        self._failure_hook(session, job, job.last_error, final=True)
                     else:
                         log.warning(
                             "job %s (%s): lease of %s expired; retrying", job.id, job.kind, job.lease_owner
@@ -206,6 +207,16 @@ class Worker:
         JOBS_RUN.labels(kind=kind, outcome="done").inc()
         return True
 
+    def _failure_hook(self, session: Session, job: Job, error: str, *, final: bool) -> None:
+        spec = handler_for(job.kind)
+        if spec is None or spec.on_failure is None:
+            return
+        try:
+            with session.begin_nested():
+                spec.on_failure(self.context, session, job, error, final)
+        except Exception:
+            log.exception("job %s (%s): failure hook raised", job.id, job.kind)
+
     @staticmethod
     def _mark_done(job: Job, result: dict[str, Any] | None, now: datetime | None) -> None:
         job.status = JobStatus.done
@@ -219,7 +230,6 @@ class Worker:
             job = self._held(session, job_id)
             if job is None:
                 return False
-            spec = handler_for(job.kind)
             job.lease_owner = None
             job.lease_expires_at = None
             if isinstance(exc, RetryLater):
@@ -253,12 +263,7 @@ class Worker:
                         error,
                         job.run_at.isoformat(),
                     )
-                if spec is not None and spec.on_failure is not None:
-                    try:
-                        with session.begin_nested():
-                            spec.on_failure(self.context, session, job, error, final)
-                    except Exception:
-                        log.exception("job %s (%s): failure hook raised", job.id, job.kind)
+                self._failure_hook(session, job, error, final=final)
             kind = job.kind
         JOBS_RUN.labels(kind=kind, outcome=outcome).inc()
         return True
