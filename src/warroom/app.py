@@ -22,6 +22,7 @@ from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
 from warroom.errors import WarroomError
 from warroom.incidents.api import router as incidents_router
+from warroom.jobs.api import router as jobs_router
 from warroom.metrics.collectors import IncidentCollector
 from warroom.notify.api import router as notify_router
 from warroom.oncall.api import router as oncall_router
@@ -193,6 +194,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         notify_router,
         oncall_router,
         alerts_router,
+        jobs_router,
     ):
         app.include_router(router)
 

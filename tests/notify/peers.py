@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -37,12 +38,24 @@ class MailSink:
 
 
 class SmtpServer:
-    def __init__(self, port: int, *, username: str | None = None, password: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: ssl.SSLContext | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.sink = MailSink()
         self.logins: list[str] = []
         kwargs: dict[str, Any] = {}
         if username is not None:
             kwargs = {"authenticator": self._authenticate, "auth_require_tls": False, "auth_required": True}
+        if starttls is not None:
+            kwargs.update(tls_context=starttls, require_starttls=True)
+        if implicit_tls is not None:
+            kwargs.update(ssl_context=implicit_tls)
         self._credentials = (username, password)
         self.controller = Controller(self.sink, hostname="127.0.0.1", port=port, **kwargs)
 
@@ -79,6 +92,7 @@ class Recorder:
     server: ThreadingHTTPServer
     requests: list[Request] = field(default_factory=list)
     failures: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    holds: dict[str, tuple[threading.Event, threading.Event]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str) -> str:
@@ -87,6 +101,10 @@ class Recorder:
     def fail(self, path: str, times: int, status: int = 500, headers: dict[str, str] | None = None) -> None:
         with self.lock:
             self.failures.setdefault(path, []).extend([(status, headers or {})] * times)
+
+    def hold(self, path: str, entered: threading.Event, gate: threading.Event) -> None:
+        """Requests to ``path`` set ``entered``, then wait for ``gate`` before answering."""
+        self.holds[path] = (entered, gate)
 
     def to(self, path: str) -> list[Request]:
         with self.lock:
@@ -100,6 +118,10 @@ def start_recorder() -> Recorder:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length)
+            hold = recorder.holds.get(self.path)
+            if hold is not None:
+                hold[0].set()
+                hold[1].wait(30)
             with recorder.lock:
                 recorder.requests.append(Request("POST", self.path, dict(self.headers.items()), body))
                 pending = recorder.failures.get(self.path) or []
@@ -119,3 +141,23 @@ def start_recorder() -> Recorder:
     recorder = Recorder(server)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return recorder
+
+
+def self_signed_certificate(directory: Any) -> tuple[str, str] | None:
+    """A certificate for 127.0.0.1 made with the openssl CLI; None when openssl is missing."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        return None
+    cert, key = f"{directory}/cert.pem", f"{directory}/key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", key, "-out", cert,
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key

@@ -218,7 +218,11 @@ def test_webhook_errors_retry_and_429_waits_without_counting(context: AppContext
 
 
 def test_a_delivery_that_keeps_failing_is_a_visible_dead_letter(
-    context: AppContext, api: TestClient, viewer: dict[str, str], recorder: Recorder
+    context: AppContext,
+    api: TestClient,
+    responder: dict[str, str],
+    viewer: dict[str, str],
+    recorder: Recorder,
 ) -> None:
     clock.set(START)
     context.settings.notify_max_attempts = 3
@@ -238,14 +242,17 @@ def test_a_delivery_that_keeps_failing_is_a_visible_dead_letter(
     assert (
         "Could not deliver page notification via slack to #payments after 3 attempt(s)" in entries[-1].action
     )
-    listed = api.get("/api/v1/notifications", params={"status": "dead"}, headers=viewer)
+    assert api.get("/api/v1/notifications", headers=viewer).status_code == 403  # bodies may hold ack links
+    listed = api.get("/api/v1/notifications", params={"status": "dead"}, headers=responder)
     assert listed.status_code == 200, listed.text
     [item] = listed.json()["items"]
     assert item["id"] == delivery_id and item["incident"] == f"INC-{incident_id}" and item["attempts"] == 3
-    assert api.get("/api/v1/notifications", params={"status": "sent"}, headers=viewer).json()["total"] == 0
-    by_incident = api.get("/api/v1/notifications", params={"incident": f"INC-{incident_id}"}, headers=viewer)
+    assert api.get("/api/v1/notifications", params={"status": "sent"}, headers=responder).json()["total"] == 0
+    by_incident = api.get(
+        "/api/v1/notifications", params={"incident": f"INC-{incident_id}"}, headers=responder
+    )
     assert by_incident.json()["total"] == 1
-    bad = api.get("/api/v1/notifications", params={"status": "lost"}, headers=viewer)
+    bad = api.get("/api/v1/notifications", params={"status": "lost"}, headers=responder)
     assert bad.status_code == 422
     assert bad.json()["error"]["details"][0]["field"] == "status"
 
@@ -411,3 +418,80 @@ notification_channels:
     )
     assert any("templates.page.subject" in p and "template error" in p for p in problems), problems
     assert any("templates.pgae" in p and "not a built-in template" in p for p in problems), problems
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_email_over_tls(context: AppContext, smtp_port: int, tmp_path: Any, security: str) -> None:
+    import ssl
+
+    from tests.conftest import require_peer
+    from tests.notify.peers import self_signed_certificate
+
+    made = self_signed_certificate(tmp_path)
+    require_peer(made is not None, "openssl is needed to make a test certificate")
+    assert made is not None
+    cert, key = made
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    channel = EmailChannel(
+        name="tls-mail",
+        type="email",
+        settings=EmailSettings(host="127.0.0.1", port=smtp_port, security=security, ca_file=cert),
+    )
+    untrusted = EmailChannel(
+        name="untrusted-mail",
+        type="email",
+        settings=EmailSettings(host="127.0.0.1", port=smtp_port, security=security),
+    )
+    context.org = context.org.model_copy(update={"notification_channels": [channel, untrusted]})
+    peer = (
+        SmtpServer(smtp_port, starttls=server_tls)
+        if security == "starttls"
+        else SmtpServer(smtp_port, implicit_tls=server_tls)
+    )
+    with peer as smtp:
+        trusted_id = send(context, channel="tls-mail", to="sec@acme.example", template="test")
+        untrusted_id = send(context, channel="untrusted-mail", to="sec@acme.example", template="test")
+        assert Worker(context).run_once() == 2
+    assert delivery(context, trusted_id).status == DeliveryStatus.sent
+    assert len(smtp.sink.messages) == 1
+    # a certificate nobody vouches for is refused, not silently accepted
+    refused = delivery(context, untrusted_id)
+    assert refused.status == DeliveryStatus.failed
+    assert "CERTIFICATE_VERIFY_FAILED" in (refused.last_error or "")
+
+
+def test_a_slow_peer_does_not_hold_the_write_lock(context: AppContext, recorder: Recorder) -> None:
+    import threading
+
+    entered, gate = threading.Event(), threading.Event()
+    recorder.hold("/hook", entered, gate)
+    delivery_id = send(context, channel="ops-webhook", to="", template="test")
+    worker = threading.Thread(target=Worker(context).run_once)
+    worker.start()
+    try:
+        assert entered.wait(10), "the webhook was never called"
+        # The webhook is in flight. Another writer (an API request, say) gets through now; were the
+        # lock held during the call, this would wait until the call timed out and the worker finished.
+        incident_id = open_incident(context, title="Written while a notification was in flight")
+        assert worker.is_alive()
+    finally:
+        gate.set()
+        worker.join(30)
+    assert incident_id
+    assert delivery(context, delivery_id).status == DeliveryStatus.sent
+
+
+def test_a_delivery_whose_worker_keeps_dying_is_a_dead_letter(context: AppContext) -> None:
+    clock.set(START)
+    context.settings.notify_max_attempts = 1
+    incident_id = open_incident(context)
+    delivery_id = send(context, channel="console", to="", template="page", incident_id=incident_id)
+    assert Worker(context, name="crashes").claim()  # ... and the process dies mid-delivery
+    clock.advance(timedelta(minutes=5))
+    assert Worker(context, name="survivor").run_once() == 0
+    dead = delivery(context, delivery_id)
+    assert dead.status == DeliveryStatus.dead
+    assert "lease expired" in (dead.last_error or "")
+    assert notification_entries(context, incident_id)[-1].data["status"] == "dead"  # type: ignore[index]

@@ -118,6 +118,7 @@ class Worker:
                         job.lease_expires_at = None
                         job.finished_at = now
                         log.warning("job %s (%s) is dead: %s", job.id, job.kind, job.last_error)
+                        self._failure_hook(session, job, job.last_error, final=True)
                     else:
                         log.warning(
                             "job %s (%s): lease of %s expired; retrying", job.id, job.kind, job.lease_owner
@@ -187,12 +188,18 @@ class Worker:
                 spec = handler_for(job.kind)
                 if spec is None:
                     raise LookupError(f"no handler is registered for job kind {job.kind!r}")
-                result = spec.handler(self.context, session, job)
-                job.status = JobStatus.done
-                job.result = _json_result(result)
-                job.finished_at = now or utcnow()
-                job.lease_owner = None
-                job.lease_expires_at = None
+                if not spec.deferred_transaction:
+                    self._mark_done(job, spec.handler(self.context, session, job), now)
+            if spec.deferred_transaction:
+                # The lease is ours (committed above): the handler's I/O runs before its transaction begins.
+                with self.context.db.write_session() as session:
+                    result = spec.handler(self.context, session, job)
+                    held = self._held(session, job_id)
+                    if held is None:
+                        session.rollback()
+                        return False
+                    self._mark_done(held, result, now)
+                    session.commit()
         except Exception as exc:
             if kind is None:
                 raise  # the database failed before the job was reached: the lease expires, it runs again
@@ -200,12 +207,29 @@ class Worker:
         JOBS_RUN.labels(kind=kind, outcome="done").inc()
         return True
 
+    def _failure_hook(self, session: Session, job: Job, error: str, *, final: bool) -> None:
+        spec = handler_for(job.kind)
+        if spec is None or spec.on_failure is None:
+            return
+        try:
+            with session.begin_nested():
+                spec.on_failure(self.context, session, job, error, final)
+        except Exception:
+            log.exception("job %s (%s): failure hook raised", job.id, job.kind)
+
+    @staticmethod
+    def _mark_done(job: Job, result: dict[str, Any] | None, now: datetime | None) -> None:
+        job.status = JobStatus.done
+        job.result = _json_result(result)
+        job.finished_at = now or utcnow()
+        job.lease_owner = None
+        job.lease_expires_at = None
+
     def _record_failure(self, job_id: int, exc: Exception, now: datetime | None) -> bool:
         with self.context.db.write() as session:
             job = self._held(session, job_id)
             if job is None:
                 return False
-            spec = handler_for(job.kind)
             job.lease_owner = None
             job.lease_expires_at = None
             if isinstance(exc, RetryLater):
@@ -239,12 +263,7 @@ class Worker:
                         error,
                         job.run_at.isoformat(),
                     )
-                if spec is not None and spec.on_failure is not None:
-                    try:
-                        with session.begin_nested():
-                            spec.on_failure(self.context, session, job, error, final)
-                    except Exception:
-                        log.exception("job %s (%s): failure hook raised", job.id, job.kind)
+                self._failure_hook(session, job, error, final=final)
             kind = job.kind
         JOBS_RUN.labels(kind=kind, outcome=outcome).inc()
         return True

@@ -4,21 +4,23 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from warroom.deps import Admin, Context, Offset, RowId, Viewer
+from warroom.deps import Admin, Context, Offset, Responder, RowId
 from warroom.incidents.service import parse_ref
 from warroom.notify import service
 from warroom.notify.models import DeliveryStatus
 from warroom.notify.schemas import DeliveryPage, DeliveryRead, TestNotification
 
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
+# Reading needs the responder role: message bodies may carry acknowledgement links, which a viewer
+# must not be able to use.
 
 
 @router.get("", response_model=DeliveryPage)
 def list_notifications(
     context: Context,
-    _: Viewer,
+    _: Responder,
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
-    incident: Annotated[str | None, Query(description="INC-n")] = None,
+    incident: Annotated[str | None, Query(description="INC-n", max_length=20)] = None,
     channel: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
@@ -31,7 +33,7 @@ def list_notifications(
 
 
 @router.get("/{delivery_id}", response_model=DeliveryRead)
-def get_notification(delivery_id: RowId, context: Context, _: Viewer) -> DeliveryRead:
+def get_notification(delivery_id: RowId, context: Context, _: Responder) -> DeliveryRead:
     with context.db.read() as session:
         return DeliveryRead.from_row(service.get_delivery(session, delivery_id))
 
