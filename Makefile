@@ -50,8 +50,12 @@ unit: install-dev
 
 test: install-dev peers lint typecheck unit
 
+# Each script prints its figures; bench/README.md has the latest ones and how they were taken.
+# BENCH_POSTGRES_URL names a scratch PostgreSQL database (it is emptied) for the PostgreSQL runs.
 bench: install-dev
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/timers.py $(if $(BENCH_POSTGRES_URL),--backend both --postgres-url $(BENCH_POSTGRES_URL))
+	$(BIN)/python bench/escalations.py
+	$(BIN)/python bench/alerts_intake.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
