@@ -20,6 +20,7 @@ from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
 from warroom.errors import WarroomError
 from warroom.incidents.api import router as incidents_router
+from warroom.jobs.api import router as jobs_router
 from warroom.notify.api import router as notify_router
 from warroom.oncall.api import router as oncall_router
 from warroom.settings import Settings
@@ -168,7 +169,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     )
     app.state.context = context
     install_error_handlers(app)
-    for router in (auth_router, severity_router, incidents_router, notify_router, oncall_router):
+    for router in (auth_router, severity_router, incidents_router, notify_router, jobs_router, oncall_router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])

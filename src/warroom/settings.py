@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     run_worker: bool = True
     worker_poll_interval: float = Field(default=0.5, gt=0, description="Seconds between polls when idle.")
     worker_batch: int = Field(default=50, ge=1, description="Jobs claimed per transaction.")
+    worker_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Jobs run at once per worker on PostgreSQL (SQLite: 1)."
+    )
     worker_lease_seconds: float = Field(
         default=60.0, gt=0, description="A claimed job whose worker died is retried after this long."
     )

@@ -408,3 +408,44 @@ def test_sessions_know_their_context(context: AppContext) -> None:
         assert context_of(session) is context
     with context.db.read() as session:
         assert context_of(session).org is context.org
+
+
+def test_jobs_api(
+    context: AppContext, api: TestClient, admin: dict[str, str], viewer: dict[str, str]
+) -> None:
+    with context.db.write() as session:
+        enqueue(session, kind="test.record", payload={"n": 1}, incident_id=3)
+        enqueue(session, kind="test.later", payload={})
+    listed = api.get("/api/v1/jobs", params={"status": "pending", "incident": "INC-3"}, headers=admin)
+    assert listed.status_code == 200, listed.text
+    assert [(j["kind"], j["incident_id"]) for j in listed.json()] == [("test.record", 3)]
+    assert len(api.get("/api/v1/jobs", headers=admin).json()) == 2
+    assert api.get("/api/v1/jobs", headers=viewer).status_code == 403
+    bad = api.get("/api/v1/jobs", params={"status": "finished"}, headers=admin)
+    assert bad.status_code == 422
+    assert bad.json()["error"]["details"][0]["field"] == "status"
+
+
+@job_handler("test.deferred", deferred_transaction=True)
+def _deferred(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
+    with context.db.read() as reader:  # reads go through their own session
+        pending = reader.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.pending))
+    if job.payload.get("fail"):
+        enqueue(session, kind="test.record", payload={"n": -1})
+        raise RuntimeError("peer down")
+    enqueue(session, kind="test.record", payload={"n": 1})
+    return {"pending_seen": pending}
+
+
+def test_deferred_transaction_handlers(context: AppContext) -> None:
+    clock.set(START)
+    with context.db.write() as session:
+        ok = enqueue(session, kind="test.deferred", payload={}).id
+        failing = enqueue(session, kind="test.deferred", payload={"fail": True}, max_attempts=1).id
+    assert Worker(context, concurrency=1).run_once() == 2
+    assert job(context, ok).status == JobStatus.done
+    assert job(context, ok).result == {"pending_seen": 0}
+    assert job(context, failing).status == JobStatus.dead
+    assert job(context, failing).last_error == "RuntimeError: peer down"
+    # the successful handler's write committed with its job; the failed one's was rolled back
+    assert count(context, kind="test.record") == 1

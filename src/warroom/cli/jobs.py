@@ -29,6 +29,9 @@ def worker(
     name: Annotated[str | None, typer.Option(help="Worker name in leases (default host:pid:random).")] = None,
     poll_interval: Annotated[float | None, typer.Option(help="Seconds between polls when idle.")] = None,
     batch: Annotated[int | None, typer.Option(help="Jobs claimed per transaction.", min=1)] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Jobs run at once on PostgreSQL (SQLite: 1).", min=1, max=64)
+    ] = None,
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit.")] = False,
 ) -> None:
     """Run background jobs (pages, notifications, timers) until SIGINT/SIGTERM."""
@@ -40,9 +43,10 @@ def worker(
     settings = _settings(config, database_url)
     org = _org(settings)
     context = AppContext(settings=settings, db=_database(settings), org=org)
-    runner = Worker(context, name=name, poll_interval=poll_interval, batch=batch)
+    runner = Worker(context, name=name, poll_interval=poll_interval, batch=batch, concurrency=concurrency)
     if once:
         ran = runner.run_once()
+        runner.close()
         console.print(f"ran {ran} job(s)")
         context.db.dispose()
         return

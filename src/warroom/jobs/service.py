@@ -46,16 +46,26 @@ class HandlerSpec:
     kind: str
     handler: Handler
     on_failure: FailureHook | None = None
+    deferred_transaction: bool = False
 
 
 _handlers: dict[str, HandlerSpec] = {}
 
 
-def job_handler(kind: str, *, on_failure: FailureHook | None = None) -> Callable[[Handler], Handler]:
-    """Register ``handler`` for jobs of ``kind``: ``def handler(context, session, job) -> dict | None``."""
+def job_handler(
+    kind: str, *, on_failure: FailureHook | None = None, deferred_transaction: bool = False
+) -> Callable[[Handler], Handler]:
+    """Register ``handler`` for jobs of ``kind``: ``def handler(context, session, job) -> dict | None``.
+
+    The handler runs inside a write transaction that also marks the job done. With
+    ``deferred_transaction`` (for handlers that wait on the network: SMTP, webhooks), that transaction
+    starts only at the handler's first statement on ``session``: the handler reads what it needs through
+    ``context.db.read()``, does its I/O, then writes, so a slow peer never holds the write lock (on
+    SQLite, the only one). Such a handler must not change ``job`` itself.
+    """
 
     def register(handler: Handler) -> Handler:
-        _handlers[kind] = HandlerSpec(kind, handler, on_failure)
+        _handlers[kind] = HandlerSpec(kind, handler, on_failure, deferred_transaction)
         return handler
 
     return register

@@ -16,11 +16,13 @@ import os
 import socket
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from warroom.context import AppContext
 from warroom.db import utcnow
@@ -59,6 +61,7 @@ class Worker:
         lease: timedelta | None = None,
         retry_base: float | None = None,
         retry_cap: float | None = None,
+        concurrency: int | None = None,
     ) -> None:
         settings = context.settings
         self.context = context
@@ -68,6 +71,11 @@ class Worker:
         self.lease = lease if lease is not None else timedelta(seconds=settings.worker_lease_seconds)
         self.retry_base = retry_base if retry_base is not None else settings.job_retry_base_seconds
         self.retry_cap = retry_cap if retry_cap is not None else settings.job_retry_cap_seconds
+        # Jobs of one claimed batch run in parallel threads, each in its own transaction, so waits on
+        # the database and on peers overlap. SQLite serialises writers, so there it is one at a time.
+        wanted = concurrency if concurrency is not None else settings.worker_concurrency
+        self.concurrency = 1 if context.db.is_sqlite else max(1, wanted)
+        self._executor: ThreadPoolExecutor | None = None
         self._stop: threading.Event | None = None
 
     # --- claiming -------------------------------------------------------------------------------
@@ -77,15 +85,16 @@ class Worker:
         now = now or utcnow()
         limit = limit or self.batch
         with self.context.db.write() as session:
-            due = list(
-                session.scalars(
-                    select(Job.id)
-                    .where(Job.status == JobStatus.pending, Job.run_at <= now)
-                    .order_by(Job.run_at, Job.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            )
+            rows = session.execute(
+                select(Job.id, Job.run_at)
+                .where(Job.status == JobStatus.pending, Job.run_at <= now)
+                .order_by(Job.run_at)  # the index's order: no sort, and a plain index scan
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            due = [job_id for job_id, _ in rows]
+            for _, run_at in rows:
+                JOB_LATENESS.observe(max(0.0, (now - run_at).total_seconds()))
             if len(due) < limit:
                 # Jobs whose worker died mid-run: their attempt counts, and a job that keeps killing
                 # its worker ends dead instead of looping forever.
@@ -93,7 +102,7 @@ class Worker:
                     session.scalars(
                         select(Job)
                         .where(Job.status == JobStatus.running, Job.lease_expires_at <= now)
-                        .order_by(Job.lease_expires_at, Job.id)
+                        .order_by(Job.run_at)
                         .limit(limit - len(due))
                         .with_for_update(skip_locked=True)
                     )
@@ -109,6 +118,7 @@ class Worker:
                         job.lease_expires_at = None
                         job.finished_at = now
                         log.warning("job %s (%s) is dead: %s", job.id, job.kind, job.last_error)
+                        self._failure_hook(session, job, job.last_error, final=True)
                     else:
                         log.warning(
                             "job %s (%s): lease of %s expired; retrying", job.id, job.kind, job.lease_owner
@@ -128,8 +138,6 @@ class Worker:
                     )
                     .execution_options(synchronize_session=False)
                 )
-                for run_at in session.scalars(select(Job.run_at).where(Job.id.in_(due))):
-                    JOB_LATENESS.observe(max(0.0, (now - run_at).total_seconds()))
         return due
 
     def release(self, job_ids: list[int]) -> int:
@@ -155,35 +163,86 @@ class Worker:
 
     # --- running --------------------------------------------------------------------------------
 
+    def _held(self, session: Session, job_id: int) -> Job | None:
+        """The job, locked, if this worker still holds its lease."""
+        job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+        if job is None or job.status != JobStatus.running or job.lease_owner != self.name:
+            log.info("job %s: lease lost before it ran; skipping", job_id)
+            return None
+        return job
+
     def run_job(self, job_id: int, now: datetime | None = None) -> bool:
-        """Run one claimed job in its own write transaction. False if this worker lost its lease."""
-        with self.context.db.write() as session:
-            job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
-            if job is None or job.status != JobStatus.running or job.lease_owner != self.name:
-                log.info("job %s: lease lost before it ran; skipping", job_id)
-                return False
-            spec = handler_for(job.kind)
-            outcome = "done"
-            try:
+        """Run one claimed job in its own write transaction. False if this worker lost its lease.
+
+        The success path is one transaction: lock the row, run the handler, mark it done, commit. A
+        failing handler's transaction is rolled back whole (its writes with it) and the failure is
+        recorded in a second one, which keeps the common path free of savepoints.
+        """
+        kind: str | None = None
+        try:
+            with self.context.db.write() as session:
+                job = self._held(session, job_id)
+                if job is None:
+                    return False
+                kind = job.kind
+                spec = handler_for(job.kind)
                 if spec is None:
                     raise LookupError(f"no handler is registered for job kind {job.kind!r}")
-                with session.begin_nested():
+                if not spec.deferred_transaction:
+                    self._mark_done(job, spec.handler(self.context, session, job), now)
+            if spec.deferred_transaction:
+                # The lease is ours (committed above): the handler's I/O runs before its transaction begins.
+                with self.context.db.write_session() as session:
                     result = spec.handler(self.context, session, job)
-            except RetryLater as request:
+                    held = self._held(session, job_id)
+                    if held is None:
+                        session.rollback()
+                        return False
+                    self._mark_done(held, result, now)
+                    session.commit()
+        except Exception as exc:
+            if kind is None:
+                raise  # the database failed before the job was reached: the lease expires, it runs again
+            return self._record_failure(job_id, exc, now)
+        JOBS_RUN.labels(kind=kind, outcome="done").inc()
+        return True
+
+    def _failure_hook(self, session: Session, job: Job, error: str, *, final: bool) -> None:
+        spec = handler_for(job.kind)
+        if spec is None or spec.on_failure is None:
+            return
+        try:
+            with session.begin_nested():
+                spec.on_failure(self.context, session, job, error, final)
+        except Exception:
+            log.exception("job %s (%s): failure hook raised", job.id, job.kind)
+
+    @staticmethod
+    def _mark_done(job: Job, result: dict[str, Any] | None, now: datetime | None) -> None:
+        job.status = JobStatus.done
+        job.result = _json_result(result)
+        job.finished_at = now or utcnow()
+        job.lease_owner = None
+        job.lease_expires_at = None
+
+    def _record_failure(self, job_id: int, exc: Exception, now: datetime | None) -> bool:
+        with self.context.db.write() as session:
+            job = self._held(session, job_id)
+            if job is None:
+                return False
+            job.lease_owner = None
+            job.lease_expires_at = None
+            if isinstance(exc, RetryLater):
                 outcome = "retry_later"
                 job.status = JobStatus.pending
                 job.attempts = max(0, job.attempts - 1)
-                job.run_at = (now or utcnow()) + request.delay
-                job.last_error = request.reason or job.last_error
-                job.lease_owner = None
-                job.lease_expires_at = None
-            except Exception as exc:
+                job.run_at = (now or utcnow()) + exc.delay
+                job.last_error = exc.reason or job.last_error
+            else:
                 error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
                 final = job.attempts >= job.max_attempts
                 outcome = "dead" if final else "failed"
                 job.last_error = error
-                job.lease_owner = None
-                job.lease_expires_at = None
                 if final:
                     job.status = JobStatus.dead
                     job.finished_at = now or utcnow()
@@ -204,37 +263,41 @@ class Worker:
                         error,
                         job.run_at.isoformat(),
                     )
-                if spec is not None and spec.on_failure is not None:
-                    try:
-                        with session.begin_nested():
-                            spec.on_failure(self.context, session, job, error, final)
-                    except Exception:
-                        log.exception("job %s (%s): failure hook raised", job.id, job.kind)
-            else:
-                job.status = JobStatus.done
-                job.result = _json_result(result)
-                job.finished_at = now or utcnow()
-                job.lease_owner = None
-                job.lease_expires_at = None
-        JOBS_RUN.labels(kind=job.kind, outcome=outcome).inc()
+                self._failure_hook(session, job, error, final=final)
+            kind = job.kind
+        JOBS_RUN.labels(kind=kind, outcome=outcome).inc()
         return True
+
+    def _run_claimed(self, job_id: int, now: datetime | None) -> bool | None:
+        """Run one claimed job; None when a stop was requested before it started (release it)."""
+        if self._stop is not None and self._stop.is_set():
+            return None
+        try:
+            return self.run_job(job_id, now)
+        except Exception:
+            # The transaction failed (e.g. the database went away): the job keeps its lease and is
+            # retried by whichever worker claims it after the lease expires.
+            log.exception("job %s: could not record its outcome", job_id)
+            return False
 
     def run_once(self, now: datetime | None = None) -> int:
         """Claim due jobs and run them; returns how many ran (successfully or not)."""
         claimed = self.claim(now)
-        ran = 0
-        for index, job_id in enumerate(claimed):
-            if self._stop is not None and self._stop.is_set():
-                self.release(claimed[index:])
-                break
-            try:
-                if self.run_job(job_id, now):
-                    ran += 1
-            except Exception:
-                # The transaction failed (e.g. the database went away): the job keeps its lease and is
-                # retried by whichever worker claims it after the lease expires.
-                log.exception("job %s: could not record its outcome", job_id)
-        return ran
+        if not claimed:
+            return 0
+        if self.concurrency > 1 and len(claimed) > 1:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"job-{self.name}")
+            outcomes = list(self._executor.map(lambda job_id: self._run_claimed(job_id, now), claimed))
+        else:
+            outcomes = [self._run_claimed(job_id, now) for job_id in claimed]
+        self.release([job_id for job_id, outcome in zip(claimed, outcomes, strict=True) if outcome is None])
+        return sum(1 for outcome in outcomes if outcome)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
     def next_due_in(self) -> float | None:
         """Seconds until the earliest pending job is due (None when there is none)."""
@@ -269,6 +332,7 @@ class Worker:
             if due_in is not None:
                 wait = min(wait, due_in)
             stop_event.wait(wait)
+        self.close()
         log.info("worker %s stopped", self.name)
 
 

@@ -2,26 +2,32 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
-from warroom.deps import Admin, Context, Viewer
+from warroom.deps import Admin, Context, Responder
 from warroom.incidents.service import parse_ref
 from warroom.notify import service
 from warroom.notify.models import DeliveryStatus
 from warroom.notify.schemas import DeliveryPage, DeliveryRead, TestNotification
 
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
+# Reading needs the responder role: message bodies may carry acknowledgement links, which a viewer
+# must not be able to use.
+
+# Ids and offsets beyond a 32-bit row id cannot exist: answer 422 instead of overflowing the database.
+MAX_ROW_ID = 2_147_483_647
+DeliveryId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 @router.get("", response_model=DeliveryPage)
 def list_notifications(
     context: Context,
-    _: Viewer,
+    _: Responder,
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
-    incident: Annotated[str | None, Query(description="INC-n")] = None,
+    incident: Annotated[str | None, Query(description="INC-n", max_length=20)] = None,
     channel: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> DeliveryPage:
     incident_id = parse_ref(incident) if incident else None
     with context.db.read() as session:
@@ -31,7 +37,7 @@ def list_notifications(
 
 
 @router.get("/{delivery_id}", response_model=DeliveryRead)
-def get_notification(delivery_id: int, context: Context, _: Viewer) -> DeliveryRead:
+def get_notification(delivery_id: DeliveryId, context: Context, _: Responder) -> DeliveryRead:
     with context.db.read() as session:
         return DeliveryRead.from_row(service.get_delivery(session, delivery_id))
 
@@ -51,7 +57,7 @@ def send_test(body: TestNotification, context: Context, principal: Admin) -> Del
 
 
 @router.post("/{delivery_id}/retry", response_model=DeliveryRead, status_code=status.HTTP_202_ACCEPTED)
-def retry(delivery_id: int, context: Context, _: Admin) -> DeliveryRead:
+def retry(delivery_id: DeliveryId, context: Context, _: Admin) -> DeliveryRead:
     """Give a dead letter another round of attempts."""
     with context.db.write() as session:
         return DeliveryRead.from_row(service.retry_delivery(session, delivery_id=delivery_id))

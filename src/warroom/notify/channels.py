@@ -105,7 +105,8 @@ def send_email(channel: EmailChannel, message: OutgoingMessage, settings: Settin
     email.set_content(message.text)
     if message.html:
         email.add_alternative(message.html, subtype="html")
-    tls = ssl.create_default_context()
+    ca_file = _secret(config.ca_file)
+    tls = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
     smtp: smtplib.SMTP
     if security == "tls":
         smtp = smtplib.SMTP_SSL(host, port, timeout=config.timeout, context=tls)

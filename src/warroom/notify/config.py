@@ -48,6 +48,9 @@ class EmailSettings(StrictModel):
     username: str | None = None
     password: str | None = None
     from_address: str | None = None
+    ca_file: str | None = Field(
+        default=None, description="PEM file of the CA that signed the server's certificate (private relays)."
+    )
     timeout: float = Field(default=10.0, gt=0, le=120)
 
 

@@ -71,28 +71,36 @@ def record_failure(context: AppContext, session: Session, job: Job, error: str, 
         )
 
 
-@job_handler(DELIVER_JOB, on_failure=record_failure)
+@job_handler(DELIVER_JOB, on_failure=record_failure, deferred_transaction=True)
 def deliver(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
-    delivery = session.get(Delivery, job.payload.get("delivery_id"), with_for_update=True)
-    if delivery is None:
-        return {"skipped": "the delivery no longer exists"}
-    if delivery.status == DeliveryStatus.sent:
-        return {"skipped": "already sent", "delivery_id": delivery.id}
-    channel = find_channel(context.org, delivery.channel)
+    delivery_id = job.payload.get("delivery_id")
+    # Read first, send, then write: the write transaction (the lock, on SQLite) is not held while we
+    # wait on an SMTP server or a webhook.
+    with context.db.read() as reader:
+        found = reader.get(Delivery, delivery_id)
+        if found is None:
+            return {"skipped": "the delivery no longer exists"}
+        if found.status == DeliveryStatus.sent:
+            return {"skipped": "already sent", "delivery_id": found.id}
+        channel_name = found.channel
+        message = channels.OutgoingMessage(
+            delivery_id=found.id,
+            channel=found.channel,
+            recipient=found.recipient,
+            template=found.template,
+            subject=found.subject,
+            text=found.body,
+            html=found.body_html,
+            incident=f"INC-{found.incident_id}" if found.incident_id else None,
+            data=found.data,
+        )
+    channel = find_channel(context.org, channel_name)
     if channel is None:
-        raise channels.DeliveryError(f"channel {delivery.channel!r} is not configured any more")
-    message = channels.OutgoingMessage(
-        delivery_id=delivery.id,
-        channel=delivery.channel,
-        recipient=delivery.recipient,
-        template=delivery.template,
-        subject=delivery.subject,
-        text=delivery.body,
-        html=delivery.body_html,
-        incident=f"INC-{delivery.incident_id}" if delivery.incident_id else None,
-        data=delivery.data,
-    )
+        raise channels.DeliveryError(f"channel {channel_name!r} is not configured any more")
     info = channels.deliver(channel, message, context.settings)
+    delivery = session.get(Delivery, delivery_id, with_for_update=True)
+    if delivery is None:
+        return {"skipped": "the delivery was removed while it was sent", **info}
     delivery.attempts = job.attempts
     delivery.status = DeliveryStatus.sent
     delivery.sent_at = utcnow()

@@ -1,0 +1,163 @@
+"""Real peers for delivery tests: an aiosmtpd SMTP server and a recording HTTP server."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class MailSink:
+    """An aiosmtpd handler that keeps every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = message_from_bytes(envelope.original_content, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append(parsed)
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return "250 OK"
+
+
+class SmtpServer:
+    def __init__(
+        self,
+        port: int,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: ssl.SSLContext | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.sink = MailSink()
+        self.logins: list[str] = []
+        kwargs: dict[str, Any] = {}
+        if username is not None:
+            kwargs = {"authenticator": self._authenticate, "auth_require_tls": False, "auth_required": True}
+        if starttls is not None:
+            kwargs.update(tls_context=starttls, require_starttls=True)
+        if implicit_tls is not None:
+            kwargs.update(ssl_context=implicit_tls)
+        self._credentials = (username, password)
+        self.controller = Controller(self.sink, hostname="127.0.0.1", port=port, **kwargs)
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        if isinstance(data, LoginPassword):
+            login, password = data.login.decode(), data.password.decode()
+            if (login, password) == self._credentials:
+                self.logins.append(login)
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
+    def __enter__(self) -> SmtpServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.controller.stop()
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Recorder:
+    """A local HTTP server recording every request; ``fail(path, n, status)`` fails the next n."""
+
+    server: ThreadingHTTPServer
+    requests: list[Request] = field(default_factory=list)
+    failures: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    holds: dict[str, tuple[threading.Event, threading.Event]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def fail(self, path: str, times: int, status: int = 500, headers: dict[str, str] | None = None) -> None:
+        with self.lock:
+            self.failures.setdefault(path, []).extend([(status, headers or {})] * times)
+
+    def hold(self, path: str, entered: threading.Event, gate: threading.Event) -> None:
+        """Requests to ``path`` set ``entered``, then wait for ``gate`` before answering."""
+        self.holds[path] = (entered, gate)
+
+    def to(self, path: str) -> list[Request]:
+        with self.lock:
+            return [r for r in self.requests if r.path == path]
+
+
+def start_recorder() -> Recorder:
+    recorder: Recorder
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length)
+            hold = recorder.holds.get(self.path)
+            if hold is not None:
+                hold[0].set()
+                hold[1].wait(30)
+            with recorder.lock:
+                recorder.requests.append(Request("POST", self.path, dict(self.headers.items()), body))
+                pending = recorder.failures.get(self.path) or []
+                status, headers = pending.pop(0) if pending else (200, {})
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            answer = b"ok" if status < 300 else b"nope"
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    recorder = Recorder(server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return recorder
+
+
+def self_signed_certificate(directory: Any) -> tuple[str, str] | None:
+    """A certificate for 127.0.0.1 made with the openssl CLI; None when openssl is missing."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        return None
+    cert, key = f"{directory}/cert.pem", f"{directory}/key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", key, "-out", cert,
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key

@@ -1,0 +1,493 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tests.notify.conftest import WEBHOOK_SECRET
+from tests.notify.peers import Recorder, SmtpServer
+from warroom.clock import clock
+from warroom.context import AppContext
+from warroom.errors import InvalidInput
+from warroom.incidents import service as incidents
+from warroom.incidents.models import TimelineEntry
+from warroom.incidents.schemas import IncidentCreate
+from warroom.jobs.models import Job, JobStatus
+from warroom.jobs.worker import Worker
+from warroom.notify import service as notify
+from warroom.notify.config import EmailChannel, EmailSettings, TemplateOverride
+from warroom.notify.models import Delivery, DeliveryStatus
+from warroom.notify.signing import verify
+from warroom.orgconfig import ConfigError, parse_org_config
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def open_incident(context: AppContext, title: str = "Checkout failing for EU customers") -> int:
+    with context.db.write() as session:
+        incident = incidents.create_incident(
+            session,
+            org=context.org,
+            data=IncidentCreate(title=title, severity="P1", services=["payments"], commander="Alice"),
+            performer="alice",
+        )
+        return incident.id
+
+
+def delivery(context: AppContext, delivery_id: int) -> Delivery:
+    with context.db.read() as session:
+        row = session.get(Delivery, delivery_id)
+        assert row is not None
+        return row
+
+
+def notification_entries(context: AppContext, incident_id: int) -> list[TimelineEntry]:
+    with context.db.read() as session:
+        return list(
+            session.scalars(
+                select(TimelineEntry)
+                .where(TimelineEntry.incident_id == incident_id, TimelineEntry.kind == "notification")
+                .order_by(TimelineEntry.seq)
+            )
+        )
+
+
+def send(app: AppContext, **kwargs: Any) -> int:
+    with app.db.write() as session:
+        return notify.send(session, **{"context": {}, "incident_id": None, **kwargs}).id
+
+
+def test_email_is_delivered_after_smtp_comes_back(context: AppContext, smtp_port: int) -> None:
+    clock.set(START)
+    incident_id = open_incident(context, title="Checkout <script>alert(1)</script> failing")
+    delivery_id = send(
+        context,
+        channel="email",
+        to="oncall@acme.example",
+        template="page",
+        context={"reason": "you are on call for payments"},
+        incident_id=incident_id,
+    )
+    worker = Worker(context, name="w1")
+    # nothing listens on the SMTP port yet
+    assert worker.run_once() == 1
+    failed = delivery(context, delivery_id)
+    assert failed.status == DeliveryStatus.failed
+    assert failed.attempts == 1
+    assert "Connection refused" in (failed.last_error or "") or "Errno" in (failed.last_error or "")
+    [entry] = notification_entries(context, incident_id)
+    assert "failed" in entry.action and "retrying" in entry.action
+    with SmtpServer(smtp_port) as smtp:
+        assert worker.run_once() == 0  # the retry is not due yet
+        clock.advance(timedelta(minutes=1))
+        assert worker.run_once() == 1
+        sent = delivery(context, delivery_id)
+        assert sent.status == DeliveryStatus.sent
+        assert sent.attempts == 2
+        assert sent.sent_at == clock.now()
+        [message] = smtp.sink.messages
+    assert smtp.sink.envelopes == [("incidents@acme.example", ["oncall@acme.example"])]
+    assert (
+        message["Subject"] == f"[P1] INC-{incident_id} needs you: Checkout <script>alert(1)</script> failing"
+    )
+    assert message["To"] == "oncall@acme.example"
+    assert message["Message-ID"] == f"<warroom.delivery.{delivery_id}@acme.example>"
+    assert message["X-Warroom-Incident"] == f"INC-{incident_id}"
+    text = message.get_body("plain").get_content()  # type: ignore[union-attr]
+    html = message.get_body("html").get_content()  # type: ignore[union-attr]
+    assert "you are on call for payments" in text
+    assert "<script>alert(1)</script>" in text  # plain text is not HTML
+    assert "&lt;script&gt;" in html and "<script>" not in html  # the HTML part is escaped
+    entries = notification_entries(context, incident_id)
+    assert len(entries) == 2
+    assert entries[1].action.startswith("Sent page notification via email to oncall@acme.example (attempt 2)")
+    assert entries[1].performer == "notifier"
+    with context.db.read() as session:
+        job = session.scalar(select(Job).where(Job.id == sent.job_id))
+        assert job is not None and job.status == JobStatus.done
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_smtp_login_with_a_secret_from_the_environment(
+    context: AppContext, smtp_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "hunter2")
+    channel = EmailChannel(
+        name="authed-mail",
+        type="email",
+        settings=EmailSettings(
+            host="127.0.0.1",
+            port=smtp_port,
+            security="none",
+            username="warroom",
+            password="${TEST_SMTP_PASSWORD}",
+        ),
+    )
+    context.org = context.org.model_copy(
+        update={"notification_channels": [*context.org.notification_channels, channel]}
+    )
+    with SmtpServer(smtp_port, username="warroom", password="hunter2") as smtp:
+        delivery_id = send(
+            context, channel="authed-mail", to="a@acme.example, b@acme.example", template="test"
+        )
+        assert Worker(context).run_once() == 1
+        assert delivery(context, delivery_id).status == DeliveryStatus.sent
+    assert smtp.logins == ["warroom"]
+    assert smtp.sink.envelopes[0][1] == ["a@acme.example", "b@acme.example"]
+    assert smtp.sink.messages[0]["From"] == "warroom@localhost"  # the WARROOM_SMTP_FROM default
+
+
+def test_missing_secret_fails_clearly(context: AppContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    channel = EmailChannel(
+        name="mail2", type="email", settings=EmailSettings(host="127.0.0.1", password="${NOT_SET_ANYWHERE}")
+    )
+    context.org = context.org.model_copy(update={"notification_channels": [channel]})
+    delivery_id = send(context, channel="mail2", to="x@acme.example", template="test")
+    Worker(context).run_once()
+    assert "environment variable NOT_SET_ANYWHERE is not set" in (
+        delivery(context, delivery_id).last_error or ""
+    )
+
+
+def test_signed_webhook_can_be_verified(context: AppContext, recorder: Recorder) -> None:
+    clock.set(START)
+    incident_id = open_incident(context)
+    delivery_id = send(
+        context,
+        channel="ops-webhook",
+        to="",
+        template="incident_update",
+        context={"message": "Payments are failing over to the secondary provider.", "audience": "ops"},
+        incident_id=incident_id,
+    )
+    assert Worker(context).run_once() == 1
+    assert delivery(context, delivery_id).status == DeliveryStatus.sent
+    [request] = recorder.to("/hook")
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    assert headers["content-type"] == "application/json"
+    assert headers["x-team"] == "ops"
+    assert headers["x-warroom-delivery"] == str(delivery_id)
+    timestamp, signature = headers["x-warroom-timestamp"], headers["x-warroom-signature"]
+    assert signature.startswith("sha256=")
+    assert int(timestamp) == int(START.timestamp())
+    assert verify(WEBHOOK_SECRET, timestamp=timestamp, body=request.body, signature=signature, now=START)
+    # a receiver rejects a changed body, a wrong key, and a replay long after the fact
+    tampered = request.body.replace(b"secondary", b"primary")
+    assert not verify(WEBHOOK_SECRET, timestamp=timestamp, body=tampered, signature=signature, now=START)
+    assert not verify("other key", timestamp=timestamp, body=request.body, signature=signature, now=START)
+    later = START + timedelta(minutes=10)
+    assert not verify(WEBHOOK_SECRET, timestamp=timestamp, body=request.body, signature=signature, now=later)
+    body = json.loads(request.body)
+    assert body["delivery_id"] == delivery_id
+    assert body["incident"] == f"INC-{incident_id}"
+    assert body["template"] == "incident_update"
+    assert body["subject"] == f"[P1] INC-{incident_id} update: Checkout failing for EU customers"
+    assert "secondary provider" in body["text"]
+    assert body["data"]["audience"] == "ops"
+
+
+def test_webhook_errors_retry_and_429_waits_without_counting(context: AppContext, recorder: Recorder) -> None:
+    clock.set(START)
+    recorder.fail("/hook", 1, status=503)
+    recorder.fail("/hook", 1, status=429, headers={"Retry-After": "120"})
+    delivery_id = send(context, channel="ops-webhook", to="", template="test")
+    worker = Worker(context)
+    assert worker.run_once() == 1
+    assert delivery(context, delivery_id).status == DeliveryStatus.failed
+    assert "503" in (delivery(context, delivery_id).last_error or "")
+    clock.advance(timedelta(minutes=1))
+    assert worker.run_once() == 1  # 429: wait as asked, the attempt does not count
+    with context.db.read() as session:
+        job = session.scalar(select(Job).where(Job.kind == "notify.deliver"))
+        assert job is not None
+        assert job.attempts == 1
+        assert job.run_at == clock.now() + timedelta(seconds=120)
+    clock.advance(timedelta(seconds=120))
+    assert worker.run_once() == 1
+    assert delivery(context, delivery_id).status == DeliveryStatus.sent
+    assert len(recorder.to("/hook")) == 3
+
+
+def test_a_delivery_that_keeps_failing_is_a_visible_dead_letter(
+    context: AppContext,
+    api: TestClient,
+    responder: dict[str, str],
+    viewer: dict[str, str],
+    recorder: Recorder,
+) -> None:
+    clock.set(START)
+    context.settings.notify_max_attempts = 3
+    recorder.fail("/slack", 10, status=500)
+    incident_id = open_incident(context)
+    delivery_id = send(context, channel="slack", to="#payments", template="page", incident_id=incident_id)
+    worker = Worker(context)
+    for _ in range(3):
+        assert worker.run_once() == 1
+        clock.advance(timedelta(hours=1))
+    dead = delivery(context, delivery_id)
+    assert dead.status == DeliveryStatus.dead
+    assert dead.attempts == 3
+    assert "Slack answered 500" in (dead.last_error or "")
+    entries = notification_entries(context, incident_id)
+    assert [e.data["status"] for e in entries if e.data] == ["failed", "dead"]
+    assert (
+        "Could not deliver page notification via slack to #payments after 3 attempt(s)" in entries[-1].action
+    )
+    assert api.get("/api/v1/notifications", headers=viewer).status_code == 403  # bodies may hold ack links
+    listed = api.get("/api/v1/notifications", params={"status": "dead"}, headers=responder)
+    assert listed.status_code == 200, listed.text
+    [item] = listed.json()["items"]
+    assert item["id"] == delivery_id and item["incident"] == f"INC-{incident_id}" and item["attempts"] == 3
+    assert api.get("/api/v1/notifications", params={"status": "sent"}, headers=responder).json()["total"] == 0
+    by_incident = api.get(
+        "/api/v1/notifications", params={"incident": f"INC-{incident_id}"}, headers=responder
+    )
+    assert by_incident.json()["total"] == 1
+    bad = api.get("/api/v1/notifications", params={"status": "lost"}, headers=responder)
+    assert bad.status_code == 422
+    assert bad.json()["error"]["details"][0]["field"] == "status"
+
+
+def test_dead_letters_can_be_retried(
+    context: AppContext, api: TestClient, admin: dict[str, str], recorder: Recorder
+) -> None:
+    clock.set(START)
+    context.settings.notify_max_attempts = 1
+    recorder.fail("/hook", 1, status=500)
+    delivery_id = send(context, channel="ops-webhook", to="", template="test")
+    worker = Worker(context)
+    worker.run_once()
+    assert delivery(context, delivery_id).status == DeliveryStatus.dead
+    retried = api.post(f"/api/v1/notifications/{delivery_id}/retry", headers=admin)
+    assert retried.status_code == 202, retried.text
+    assert api.post(f"/api/v1/notifications/{delivery_id}/retry", headers=admin).status_code == 409
+    worker.run_once()
+    assert delivery(context, delivery_id).status == DeliveryStatus.sent
+
+
+def test_incident_updates_go_to_the_audiences_channels(
+    context: AppContext, api: TestClient, responder: dict[str, str], recorder: Recorder, smtp_port: int
+) -> None:
+    incident_id = open_incident(context)
+    ref = f"INC-{incident_id}"
+    for audience in ("internal", "status-page", "executives", "customers"):
+        answer = api.post(
+            f"/api/v1/incidents/{ref}/updates",
+            json={"audience": audience, "message": f"Update for {audience}: failover in progress."},
+            headers=responder,
+        )
+        assert answer.status_code == 201, answer.text
+    with context.db.read() as session:
+        rows = list(session.scalars(select(Delivery).order_by(Delivery.id)))
+    # internal -> slack:#incidents; status-page and in-app are not notification channels;
+    # executives -> email:exec@acme.example; customers -> email (the channel's default recipient)
+    assert [(d.channel, d.recipient) for d in rows] == [
+        ("slack", "#incidents"),
+        ("email", "exec@acme.example"),
+        ("email", "updates@acme.example"),
+    ]
+    with SmtpServer(smtp_port) as smtp:
+        assert Worker(context).run_once() == 3
+    [slack] = recorder.to("/slack")
+    payload = json.loads(slack.body)
+    assert payload["text"].startswith(f"*[P1] {ref} update: Checkout failing for EU customers*")
+    assert "Update for internal: failover in progress." in payload["text"]
+    assert payload["blocks"][0]["type"] == "header"
+    assert "failover in progress" in payload["blocks"][1]["text"]["text"]
+    assert sorted(m["To"] for m in smtp.sink.messages) == ["exec@acme.example", "updates@acme.example"]
+    sent = [e for e in notification_entries(context, incident_id) if e.action.startswith("Sent")]
+    assert len(sent) == 3
+
+
+def test_templates_are_overridable_and_sandboxed(context: AppContext) -> None:
+    assert send(context, channel="console", to="", template="test") > 0
+    with context.db.read() as session:
+        row = session.scalars(select(Delivery)).one()
+        assert row.subject == "Console check for Acme Cloud"
+        assert "test message from Acme Cloud's Warroom" in row.body  # body falls back to the built-in
+    sneaky = EmailChannel(
+        name="sneaky",
+        type="email",
+        to="x@acme.example",
+        templates={"test": TemplateOverride(subject="{{ ''.__class__.__mro__[1].__subclasses__() }}")},
+    )
+    context.org = context.org.model_copy(update={"notification_channels": [sneaky]})
+    with pytest.raises(InvalidInput, match="could not be rendered"), context.db.write() as session:
+        notify.send(session, channel="sneaky", to="", template="test", context={})
+
+
+def test_bad_send_input(
+    context: AppContext, api: TestClient, admin: dict[str, str], responder: dict[str, str]
+) -> None:
+    context.org = context.org.model_copy(update={"notification_channels": []})  # bare channel types only
+    with context.db.write() as session:
+        with pytest.raises(InvalidInput, match="unknown notification channel 'pager'"):
+            notify.send(session, channel="pager", to="x", template="test", context={})
+        with pytest.raises(InvalidInput, match="unknown template 'nope'"):
+            notify.send(session, channel="console", to="", template="nope", context={})
+        with pytest.raises(InvalidInput, match="needs a recipient"):
+            notify.send(session, channel="email", to="", template="test", context={})
+        with pytest.raises(InvalidInput, match="recipient must be the URL"):
+            notify.send(session, channel="webhook", to="not-a-url", template="test", context={})
+    answer = api.post("/api/v1/notifications/test", json={"channel": "pager"}, headers=admin)
+    assert answer.status_code == 422
+    assert "console" in answer.json()["error"]["details"]["allowed"]
+    assert (
+        api.post("/api/v1/notifications/test", json={"channel": "console"}, headers=responder).status_code
+        == 403
+    )
+    assert (
+        api.post("/api/v1/notifications/test", json={"channel": "console", "x": 1}, headers=admin).status_code
+        == 422
+    )
+    with context.db.read() as session:
+        assert session.scalars(select(Delivery)).all() == []
+
+
+def test_send_is_idempotent_and_joins_the_transaction(context: AppContext) -> None:
+    with context.db.write() as session:
+        first = notify.send(
+            session, channel="console", to="", template="test", context={}, idempotency_key="k1"
+        )
+        again = notify.send(
+            session, channel="console", to="", template="test", context={}, idempotency_key="k1"
+        )
+        assert first.id == again.id
+    with pytest.raises(RuntimeError), context.db.write() as session:
+        notify.send(session, channel="console", to="", template="test", context={})
+        raise RuntimeError("rolled back")
+    with context.db.read() as session:
+        assert len(session.scalars(select(Delivery)).all()) == 1
+        assert len(session.scalars(select(Job)).all()) == 1
+
+
+def test_bare_channel_types_work_without_configuration(context: AppContext, recorder: Recorder) -> None:
+    context.settings.webhook_secret = "from-settings"
+    delivery_id = send(context, channel="webhook", to=recorder.url("/personal"), template="test")
+    assert Worker(context).run_once() == 1
+    assert delivery(context, delivery_id).status == DeliveryStatus.sent
+    [request] = recorder.to("/personal")
+    assert verify(
+        "from-settings",
+        timestamp=request.headers["X-Warroom-Timestamp"],
+        body=request.body,
+        signature=request.headers["X-Warroom-Signature"],
+        now=clock.now(),
+    )
+
+
+def test_org_file_channel_problems_are_reported() -> None:
+    text = """
+notification_channels:
+  - name: chat
+    type: slack
+    settings: {url: "${SLACK_URL}"}
+  - name: chat
+    type: console
+  - name: mail
+    type: email
+    settings: {security: ssl}
+  - name: hooks
+    type: webhook
+    templates:
+      page: {subject: "{{ incident.ref"}
+      pgae: {subject: "x"}
+  - name: pager
+    type: pager
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_org_config(text)
+    problems = [str(p) for p in caught.value.problems]
+    assert any("notification_channels[2]" in p and "security" in p for p in problems), problems
+    assert any("notification_channels[4]" in p and "'pager'" in p for p in problems), problems
+    valid = text.split("  - name: mail")[0]
+    with pytest.raises(ConfigError) as caught:
+        parse_org_config(valid + text.split("    settings: {security: ssl}\n")[1].split("  - name: pager")[0])
+    problems = [str(p) for p in caught.value.problems]
+    assert any(p.startswith("notification_channels[1].name") and "used twice" in p for p in problems), (
+        problems
+    )
+    assert any("templates.page.subject" in p and "template error" in p for p in problems), problems
+    assert any("templates.pgae" in p and "not a built-in template" in p for p in problems), problems
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_email_over_tls(context: AppContext, smtp_port: int, tmp_path: Any, security: str) -> None:
+    import ssl
+
+    from tests.conftest import require_peer
+    from tests.notify.peers import self_signed_certificate
+
+    made = self_signed_certificate(tmp_path)
+    require_peer(made is not None, "openssl is needed to make a test certificate")
+    assert made is not None
+    cert, key = made
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    channel = EmailChannel(
+        name="tls-mail",
+        type="email",
+        settings=EmailSettings(host="127.0.0.1", port=smtp_port, security=security, ca_file=cert),
+    )
+    untrusted = EmailChannel(
+        name="untrusted-mail",
+        type="email",
+        settings=EmailSettings(host="127.0.0.1", port=smtp_port, security=security),
+    )
+    context.org = context.org.model_copy(update={"notification_channels": [channel, untrusted]})
+    peer = (
+        SmtpServer(smtp_port, starttls=server_tls)
+        if security == "starttls"
+        else SmtpServer(smtp_port, implicit_tls=server_tls)
+    )
+    with peer as smtp:
+        trusted_id = send(context, channel="tls-mail", to="sec@acme.example", template="test")
+        untrusted_id = send(context, channel="untrusted-mail", to="sec@acme.example", template="test")
+        assert Worker(context).run_once() == 2
+    assert delivery(context, trusted_id).status == DeliveryStatus.sent
+    assert len(smtp.sink.messages) == 1
+    # a certificate nobody vouches for is refused, not silently accepted
+    refused = delivery(context, untrusted_id)
+    assert refused.status == DeliveryStatus.failed
+    assert "CERTIFICATE_VERIFY_FAILED" in (refused.last_error or "")
+
+
+def test_a_slow_peer_does_not_hold_the_write_lock(context: AppContext, recorder: Recorder) -> None:
+    import threading
+
+    entered, gate = threading.Event(), threading.Event()
+    recorder.hold("/hook", entered, gate)
+    delivery_id = send(context, channel="ops-webhook", to="", template="test")
+    worker = threading.Thread(target=Worker(context).run_once)
+    worker.start()
+    try:
+        assert entered.wait(10), "the webhook was never called"
+        # The webhook is in flight. Another writer (an API request, say) gets through now; were the
+        # lock held during the call, this would wait until the call timed out and the worker finished.
+        incident_id = open_incident(context, title="Written while a notification was in flight")
+        assert worker.is_alive()
+    finally:
+        gate.set()
+        worker.join(30)
+    assert incident_id
+    assert delivery(context, delivery_id).status == DeliveryStatus.sent
+
+
+def test_a_delivery_whose_worker_keeps_dying_is_a_dead_letter(context: AppContext) -> None:
+    clock.set(START)
+    context.settings.notify_max_attempts = 1
+    incident_id = open_incident(context)
+    delivery_id = send(context, channel="console", to="", template="page", incident_id=incident_id)
+    assert Worker(context, name="crashes").claim()  # ... and the process dies mid-delivery
+    clock.advance(timedelta(minutes=5))
+    assert Worker(context, name="survivor").run_once() == 0
+    dead = delivery(context, delivery_id)
+    assert dead.status == DeliveryStatus.dead
+    assert "lease expired" in (dead.last_error or "")
+    assert notification_entries(context, incident_id)[-1].data["status"] == "dead"  # type: ignore[index]
