@@ -412,3 +412,14 @@ def test_severity_policy_takes_over_and_requested_policy_runs_alongside(context:
         for p in pages(context, incident_id)
         if p.created_at > T0 + timedelta(seconds=2)
     )
+
+
+def test_acknowledged_before_the_worker_ran_pages_nobody(context: AppContext) -> None:
+    clock.set(T0)
+    incident_id = open_incident(context)
+    with context.db.write() as session:
+        incident_service.acknowledge(session, ref=incident_id, performer="carol")
+    run_at(Worker(context, name="w1"), T0 + timedelta(seconds=1))
+    assert pages(context, incident_id) == []
+    with context.db.read() as session:
+        assert session.scalars(select(Escalation)).all() == []

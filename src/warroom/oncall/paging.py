@@ -144,6 +144,9 @@ def start_paging(
         return {"skipped": "incident gone"}
     if not incident.status.is_open:
         return {"skipped": f"incident is {incident.status.value}"}
+    if trigger == "created" and incident.acknowledged_at is not None:
+        # Someone took it before the worker got here: paging them now would only be noise.
+        return {"skipped": f"already acknowledged by {incident.acknowledged_by}"}
     severity = incident.severity
     mode: PagingMode = service.paging_mode(org, severity)
     policy: EscalationPolicyConfig | None
