@@ -143,7 +143,7 @@ def test_listings(api: TestClient, viewer: dict[str, str]) -> None:
     assert policies["platform-escalation"]["repeat"] == 2
 
 
-def test_incident_pages_listing(api: TestClient, responder: dict[str, str]) -> None:
+def test_incident_pages_listing(api: TestClient, responder: dict[str, str], viewer: dict[str, str]) -> None:
     created = api.post(
         "/api/v1/incidents", json={"title": "x", "severity": "P1", "services": ["api"]}, headers=responder
     ).json()
@@ -151,3 +151,4 @@ def test_incident_pages_listing(api: TestClient, responder: dict[str, str]) -> N
     assert listing.status_code == 200
     assert listing.json() == {"incident": created["id"], "escalations": [], "pages": []}  # worker not run yet
     assert api.get("/api/v1/incidents/INC-999/pages", headers=responder).status_code == 404
+    assert api.get(f"/api/v1/incidents/{created['id']}/pages", headers=viewer).status_code == 403

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from warroom.oncall.config import LayerConfig, OverrideConfig, Restriction, ScheduleConfig
 from warroom.oncall.schedule import (
@@ -186,3 +189,49 @@ def test_gap_when_no_layer_has_anyone() -> None:
         (None, 17, 9),
         ("ann", 9, 17),
     ]
+
+
+ZONES = [
+    "Europe/Berlin",
+    "America/New_York",
+    "Australia/Lord_Howe",
+    "Asia/Kolkata",
+    "America/Sao_Paulo",
+    "UTC",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES),
+    hours=st.sampled_from([8, 12, 24, 48, 168]),
+    handoff=st.sampled_from(["00:00", "02:30", "09:00", "23:00"]),
+    people=st.integers(min_value=1, max_value=4),
+    day_offset=st.integers(min_value=0, max_value=700),
+)
+def test_shifts_tile_time_and_agree_with_who(
+    zone: str, hours: int, handoff: str, people: int, day_offset: int
+) -> None:
+    layer = LayerConfig(
+        shift_length=timedelta(hours=hours),
+        handoff_time=handoff,
+        time_zone=zone,
+        start=date(2025, 1, 1),
+        participants=[f"p{n}" for n in range(people)],
+    )
+    schedule = ScheduleConfig(name="s", layers=[layer])
+    after = datetime(2025, 1, 10, tzinfo=UTC) + timedelta(days=day_offset, hours=day_offset % 24)
+    shifts = next_shifts(schedule, after, 6, [])
+    assert len(shifts) == 6
+    assert shifts[0].start <= after < shifts[0].end
+    for shift, following in itertools.pairwise(shifts):
+        assert shift.end == following.start  # no gaps, no overlaps
+    for shift in shifts:
+        assert shift.person is not None
+        assert person_at(schedule, shift.start, []) == shift.person
+        assert person_at(schedule, shift.end - timedelta(seconds=1), []) == shift.person
+        if hours % 24 == 0:
+            local = shift.start.astimezone(ZoneInfo(zone))
+            wanted = tuple(int(part) for part in handoff.split(":"))
+            # At the hand-off time, or just after it when that time does not exist that day (DST gap).
+            assert (local.hour, local.minute) == wanted or shift.duration != timedelta(hours=hours)

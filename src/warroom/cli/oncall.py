@@ -42,7 +42,7 @@ def _who(name: str | None, display: str | None) -> str:
 @oncall_app.command("who")
 def who(
     schedule: Annotated[str | None, typer.Option("--schedule", "-s", help="Only this schedule.")] = None,
-    at: Annotated[str | None, typer.Option("--at", help="ISO 8601 time; default now.")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="ISO 8601; no offset = local time.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Who is on call, for every schedule (or one), now or at a time."""

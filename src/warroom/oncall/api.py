@@ -96,7 +96,8 @@ def escalation_policies(context: Context, _: Viewer) -> list[EscalationPolicyRea
 
 
 @router.get("/incidents/{ref}/pages", response_model=IncidentPaging)
-def incident_pages(ref: str, context: Context, _: Viewer) -> IncidentPaging:
+def incident_pages(ref: str, context: Context, _: Responder) -> IncidentPaging:
+    # Responder, like notifications: it lists people's addresses.
     with context.db.read() as session:
         return paging.incident_paging(session, ref=ref)
 

@@ -33,6 +33,7 @@ from warroom.oncall.config import EscalationPolicyConfig, PagingMode
 from warroom.oncall.links import ack_url, make_ack_token
 from warroom.oncall.models import Escalation, EscalationState, Page, PageStatus
 from warroom.oncall.schemas import EscalationRead, IncidentPaging, PageRead
+from warroom.orgconfig import OrgConfig
 from warroom.severity import service as severity_service
 
 if TYPE_CHECKING:
@@ -143,6 +144,9 @@ def start_paging(
         return {"skipped": "incident gone"}
     if not incident.status.is_open:
         return {"skipped": f"incident is {incident.status.value}"}
+    if trigger == "created" and incident.acknowledged_at is not None:
+        # Someone took it before the worker got here: paging them now would only be noise.
+        return {"skipped": f"already acknowledged by {incident.acknowledged_by}"}
     severity = incident.severity
     mode: PagingMode = service.paging_mode(org, severity)
     policy: EscalationPolicyConfig | None
@@ -162,18 +166,7 @@ def start_paging(
             mode = "first_step"  # paging was asked for explicitly
     else:
         if mode == "none":
-            due = severity_service.response_due_at(org, severity, at)
-            level = org.severity(severity)
-            _timeline(
-                session,
-                incident,
-                f"Nobody paged for {severity}"
-                + (f" ({level.name})" if level else "")
-                + ": tracked as a ticket"
-                + (f", response due {due:%Y-%m-%d %H:%M} UTC" if due else ""),
-                kind=TimelineKind.automation,
-                data={"severity": severity, "mode": mode, "response_due_at": due},
-            )
+            note_nobody_paged(session, org, incident, at)
             return {"skipped": "severity pages nobody"}
         policy = service.policy_for_incident(org, severity, incident.service_names)
         if policy is None:
@@ -261,6 +254,23 @@ def start_paging(
     _page_position(session, context, incident, policy, escalation, reason=reason, ack_by=deadline)
     _schedule_check(session, incident, escalation, deadline)
     return {"policy": policy.name, "mode": mode, "cycle": escalation.cycle, "deadline": deadline.isoformat()}
+
+
+def note_nobody_paged(session: Session, org: OrgConfig, incident: Incident, at: datetime) -> None:
+    """The severity pages nobody (P3): say so on the timeline, with when a response is due."""
+    severity = incident.severity
+    due = severity_service.response_due_at(org, severity, at)
+    level = org.severity(severity)
+    _timeline(
+        session,
+        incident,
+        f"Nobody paged for {severity}"
+        + (f" ({level.name})" if level else "")
+        + ": tracked as a ticket"
+        + (f", response due {due:%Y-%m-%d %H:%M} UTC" if due else ""),
+        kind=TimelineKind.automation,
+        data={"severity": severity, "mode": "none", "response_due_at": due},
+    )
 
 
 def _check_key(incident_id: int, escalation: Escalation) -> str:

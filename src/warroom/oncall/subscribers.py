@@ -4,16 +4,34 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from warroom.context import context_of
 from warroom.db import utcnow
 from warroom.events import DomainEvent, subscribe
-from warroom.oncall import paging
+from warroom.incidents import service as incident_service
+from warroom.oncall import paging, service
 from warroom.oncall.models import EscalationState
+from warroom.orgconfig import OrgConfig
+
+
+def _org(session: Session) -> OrgConfig | None:
+    try:
+        return context_of(session).org
+    except RuntimeError:  # a session opened outside an app context: let the worker decide
+        return None
 
 
 @subscribe("incident.created")
 def page_new_incident(session: Session, event: DomainEvent) -> None:
-    if event.incident_id is not None:
-        paging.request_paging(session, incident_id=event.incident_id, trigger="created", at=utcnow())
+    if event.incident_id is None:
+        return
+    org = _org(session)
+    severity = str(event.data.get("severity", ""))
+    if org is not None and service.paging_mode(org, severity) == "none":
+        # Nothing to run later: note it now, in the same transaction, and enqueue nothing.
+        incident = incident_service.get_incident(session, event.incident_id, for_update=True)
+        paging.note_nobody_paged(session, org, incident, utcnow())
+        return
+    paging.request_paging(session, incident_id=event.incident_id, trigger="created", at=utcnow())
 
 
 @subscribe("incident.severity_changed")
