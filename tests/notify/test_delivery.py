@@ -32,14 +32,10 @@ def open_incident(context: AppContext, title: str = "Checkout failing for EU cus
         incident = incidents.create_incident(
             session,
             org=context.org,
-            data=IncidentCreate(title=title, severity="P3", services=["payments"], commander="Alice"),
+            data=IncidentCreate(title=title, severity="P1", services=["payments"], commander="Alice"),
             performer="alice",
         )
-        incident_id = incident.id
-    # Let paging look at the new incident first (P3 pages nobody), so the jobs the tests count
-    # afterwards are the deliveries under test.
-    assert Worker(context, name="paging").run_once() == 1
-    return incident_id
+        return incident.id
 
 
 def delivery(context: AppContext, delivery_id: int) -> Delivery:
@@ -96,7 +92,7 @@ def test_email_is_delivered_after_smtp_comes_back(context: AppContext, smtp_port
         [message] = smtp.sink.messages
     assert smtp.sink.envelopes == [("incidents@acme.example", ["oncall@acme.example"])]
     assert (
-        message["Subject"] == f"[P3] INC-{incident_id} needs you: Checkout <script>alert(1)</script> failing"
+        message["Subject"] == f"[P1] INC-{incident_id} needs you: Checkout <script>alert(1)</script> failing"
     )
     assert message["To"] == "oncall@acme.example"
     assert message["Message-ID"] == f"<warroom.delivery.{delivery_id}@acme.example>"
@@ -190,7 +186,7 @@ def test_signed_webhook_can_be_verified(context: AppContext, recorder: Recorder)
     assert body["delivery_id"] == delivery_id
     assert body["incident"] == f"INC-{incident_id}"
     assert body["template"] == "incident_update"
-    assert body["subject"] == f"[P3] INC-{incident_id} update: Checkout failing for EU customers"
+    assert body["subject"] == f"[P1] INC-{incident_id} update: Checkout failing for EU customers"
     assert "secondary provider" in body["text"]
     assert body["data"]["audience"] == "ops"
 
@@ -299,7 +295,7 @@ def test_incident_updates_go_to_the_audiences_channels(
         assert Worker(context).run_once() == 3
     [slack] = recorder.to("/slack")
     payload = json.loads(slack.body)
-    assert payload["text"].startswith(f"*[P3] {ref} update: Checkout failing for EU customers*")
+    assert payload["text"].startswith(f"*[P1] {ref} update: Checkout failing for EU customers*")
     assert "Update for internal: failover in progress." in payload["text"]
     assert payload["blocks"][0]["type"] == "header"
     assert "failover in progress" in payload["blocks"][1]["text"]["text"]
