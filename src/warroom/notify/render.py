@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import (
@@ -35,8 +36,14 @@ def _environment(channel: ChannelConfig) -> SandboxedEnvironment:
             source = getattr(override, part)
             if source is not None:
                 overrides[f"{name}.{suffix}"] = source
+    return _cached_environment(tuple(sorted(overrides.items())))
+
+
+@lru_cache(maxsize=64)
+def _cached_environment(overrides: tuple[tuple[str, str], ...]) -> SandboxedEnvironment:
+    """One environment per distinct set of overrides, so each template is compiled once, not per message."""
     return SandboxedEnvironment(
-        loader=ChoiceLoader([DictLoader(overrides), FileSystemLoader(TEMPLATES_DIR)]),
+        loader=ChoiceLoader([DictLoader(dict(overrides)), FileSystemLoader(TEMPLATES_DIR)]),
         # HTML parts are escaped; subjects and plain text are not HTML.
         autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
         undefined=StrictUndefined,
