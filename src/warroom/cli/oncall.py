@@ -195,8 +195,21 @@ def pages(
         )
         table(
             "Pages",
-            ["when", "person", "channel", "to", "step", "pass", "status"],
-            [(when(p.send_at), p.person, p.channel, p.to, p.step, p.cycle, p.status) for p in result.pages],
+            ["when", "person", "channel", "to", "step", "pass", "page", "delivery", "error"],
+            [
+                (
+                    when(p.send_at),
+                    p.person,
+                    p.channel,
+                    p.to,
+                    p.step,
+                    p.cycle,
+                    p.status,
+                    p.delivery_status or "—",
+                    p.error or "",
+                )
+                for p in result.pages
+            ],
         )
 
     emit(as_json, result, render)

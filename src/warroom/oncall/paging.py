@@ -28,6 +28,7 @@ from warroom.jobs import service as job_service
 from warroom.jobs.models import Job
 from warroom.jobs.service import job_handler
 from warroom.notify import service as notify_service
+from warroom.notify.models import Delivery
 from warroom.oncall import service
 from warroom.oncall.config import EscalationPolicyConfig, PagingMode
 from warroom.oncall.links import ack_url, make_ack_token
@@ -597,11 +598,23 @@ def incident_paging(session: Session, *, ref: str) -> IncidentPaging:
     escalations = session.scalars(
         select(Escalation).where(Escalation.incident_id == incident.id).order_by(Escalation.id)
     )
-    pages = session.scalars(select(Page).where(Page.incident_id == incident.id).order_by(Page.id))
+    rows = session.execute(
+        select(Page, Delivery.status, Delivery.last_error)
+        .outerjoin(Delivery, Delivery.id == Page.delivery_id)
+        .where(Page.incident_id == incident.id)
+        .order_by(Page.id)
+    ).all()
+    # "sent" on a page means it was handed to delivery; the delivery says whether it went out.
+    pages = [
+        PageRead.model_validate(page).model_copy(
+            update={"delivery_status": str(status) if status else None, "error": page.error or last_error}
+        )
+        for page, status, last_error in rows
+    ]
     return IncidentPaging(
         incident=incident.ref,
         escalations=[EscalationRead.model_validate(e) for e in escalations],
-        pages=[PageRead.model_validate(p) for p in pages],
+        pages=pages,
     )
 
 

@@ -148,6 +148,9 @@ class PageRead(BaseModel):
     send_at: datetime
     sent_at: datetime | None
     delivery_id: int | None
+    delivery_status: str | None = Field(
+        default=None, description="What became of the notification: pending, sent, failed or dead."
+    )
     error: str | None = None
 
 
