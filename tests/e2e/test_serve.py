@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import EXAMPLE_CONFIG
-from tests.e2e.server import ServerProcess, run_cli
+from tests.e2e.server import ServerProcess, create_token, run_cli
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def admin_token(database_url: str) -> str:
-    result = run_cli("token", "create", "--name", "e2e-admin", "--role", "admin", database_url=database_url)
-    token = result.stdout.strip().splitlines()[-1]
+    token = create_token("e2e-admin", "admin", database_url=database_url)
     assert token.startswith("wr_")
     return token
 
@@ -113,22 +111,8 @@ def test_cli_without_token_or_server(tmp_path: Path) -> None:
 def test_serve_refuses_a_bad_org_file(tmp_path: Path, database_url: str) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("services:\n  - name: api\n    tier: nine\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "warroom",
-            "serve",
-            "--config",
-            str(bad),
-            "--database-url",
-            database_url,
-            "--port",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_cli(
+        "serve", "--config", str(bad), "--database-url", database_url, "--port", "0", check=False
     )
     assert result.returncode == 2
     assert "services[0].tier (line 3)" in result.stderr

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import EXAMPLE_CONFIG
-from tests.notify.peers import Recorder, free_port, start_recorder
+from tests.peers import Recorder, free_port, start_recorder
 from warroom.notify.config import (
     ConsoleChannel,
     EmailChannel,

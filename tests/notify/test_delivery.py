@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tests.notify.conftest import WEBHOOK_SECRET
-from tests.notify.peers import Recorder, SmtpServer
+from tests.peers import Recorder, SmtpServer
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.errors import InvalidInput
@@ -422,7 +422,7 @@ def test_email_over_tls(context: AppContext, smtp_port: int, tmp_path: Any, secu
     import ssl
 
     from tests.conftest import require_peer
-    from tests.notify.peers import self_signed_certificate
+    from tests.peers import self_signed_certificate
 
     made = self_signed_certificate(tmp_path)
     require_peer(made is not None, "openssl is needed to make a test certificate")

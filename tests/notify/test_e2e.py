@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.notify.peers import Recorder, free_port
+from tests.e2e.server import run_cli, serve_for_cli
+from tests.peers import Recorder, free_port
 from warroom.notify.signing import verify
 
-WARROOM = str(Path(sys.executable).parent / "warroom")
 pytestmark = pytest.mark.e2e
 
 
@@ -40,53 +36,18 @@ notification_channels:
     type: console
 """
     )
-    port = free_port()
-    env = {
-        **os.environ,
-        "WARROOM_DATA_DIR": str(tmp_path),
-        "WARROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'e2e.db'}",
-        "WARROOM_CONFIG": str(config),
-        "WARROOM_WORKER_POLL_INTERVAL": "0.05",
+    retries = {
         "WARROOM_JOB_RETRY_BASE_SECONDS": "0.05",
         "WARROOM_JOB_RETRY_CAP_SECONDS": "0.2",
         "WARROOM_NOTIFY_MAX_ATTEMPTS": "2",
         "E2E_HOOK_SECRET": "e2e-secret",
     }
-    created = subprocess.run(
-        [WARROOM, "token", "create", "--name", "e2e", "--role", "admin"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    token = created.stdout.strip().splitlines()[-1]
-    process = subprocess.Popen(
-        [WARROOM, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        raise AssertionError("warroom serve did not start")
-    try:
-        yield {**env, "WARROOM_URL": url, "WARROOM_TOKEN": token}
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serve_for_cli(config, tmp_path, token_name="e2e", role="admin", extra_env=retries) as env:
+        yield env
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([WARROOM, *args], env=env, capture_output=True, text=True, timeout=60)
+    return run_cli(*args, env=env, check=False)
 
 
 def test_notify_test_and_failures_against_a_running_server(

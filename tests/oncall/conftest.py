@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.conftest import EXAMPLE_CONFIG
+from tests.peers import SmtpServer
 from warroom.notify.config import ConsoleChannel
 from warroom.orgconfig import OrgConfig, load_org_config
 
@@ -16,3 +19,10 @@ def org() -> OrgConfig:
         ConsoleChannel(name=name, type="console") for name in ("email", "slack", "webhook", "console")
     ]
     return base.model_copy(update={"notification_channels": channels})
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on a free port; what it accepts is in ``smtp.sink``."""
+    with SmtpServer() as server:
+        yield server

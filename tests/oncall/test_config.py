@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.server import run_cli
 from warroom.orgconfig import ConfigError, parse_org_config
 
 GOOD = """
@@ -129,13 +127,7 @@ def test_field_errors() -> None:
 def test_config_check_command_reports_problems(tmp_path: Path) -> None:
     path = tmp_path / "org.yaml"
     path.write_text(GOOD.replace("participants: [ann, bob]", "participants: []"))
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "warroom"), "config", "check", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    result = run_cli("config", "check", str(path), check=False)
     assert result.returncode == 2, result
     assert "schedules[0].layers[0].participants" in result.stderr
     assert "a rotation needs at least one participant" in result.stderr

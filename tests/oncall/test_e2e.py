@@ -4,53 +4,26 @@ from the CLI, with the embedded worker on the real clock."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
-from aiosmtpd.controller import Controller
 
 from tests.conftest import EXAMPLE_CONFIG
-from tests.oncall.test_smtp_pages import Inbox
+from tests.e2e.server import run_cli, serve_for_cli
+from tests.peers import SmtpServer, wait_until
 
-WARROOM = str(Path(sys.executable).parent / "warroom")
 pytestmark = pytest.mark.e2e
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
-def mailbox() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = _free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-def server(tmp_path: Path, mailbox: tuple[Inbox, int]) -> Iterator[dict[str, str]]:
-    _, smtp_port = mailbox
+def server(tmp_path: Path, smtp: SmtpServer) -> Iterator[dict[str, str]]:
     data: dict[str, Any] = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     data["notification_channels"] = [
-        {"name": "email", "type": "email", "settings": {"host": "127.0.0.1", "port": smtp_port}},
+        {"name": "email", "type": "email", "settings": {"host": "127.0.0.1", "port": smtp.port}},
         {"name": "console", "type": "console"},
     ]
     for person in data["people"]:
@@ -58,53 +31,12 @@ def server(tmp_path: Path, mailbox: tuple[Inbox, int]) -> Iterator[dict[str, str
         person.pop("contact_methods", None)
     config = tmp_path / "org.yaml"
     config.write_text(yaml.safe_dump(data))
-    port = _free_port()
-    env = {
-        **os.environ,
-        "WARROOM_DATA_DIR": str(tmp_path),
-        "WARROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'e2e.db'}",
-        "WARROOM_CONFIG": str(config),
-        "WARROOM_WORKER_POLL_INTERVAL": "0.05",
-        "COLUMNS": "200",
-    }
-    created = subprocess.run(
-        [WARROOM, "token", "create", "--name", "oncall-e2e", "--role", "responder"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    token = created.stdout.strip().splitlines()[-1]
-    process = subprocess.Popen(
-        [WARROOM, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        raise AssertionError("warroom serve did not start")
-    try:
-        yield {**env, "WARROOM_URL": url, "WARROOM_TOKEN": token}
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serve_for_cli(config, tmp_path, token_name="oncall-e2e", role="responder") as env:
+        yield env
 
 
 def cli(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([WARROOM, *args], env=env, capture_output=True, text=True, check=False)
-    if ok:
-        assert result.returncode == 0, (args, result.stdout, result.stderr)
-    return result
+    return run_cli(*args, env=env, check=ok)
 
 
 def test_oncall_cli(server: dict[str, str]) -> None:
@@ -167,17 +99,15 @@ def test_oncall_cli(server: dict[str, str]) -> None:
     assert "platform-escalation" in policies.stdout and "on call for platform-primary" in policies.stdout
 
 
-def test_page_by_smtp_then_ack_from_the_cli(server: dict[str, str], mailbox: tuple[Inbox, int]) -> None:
-    inbox, _ = mailbox
+def test_page_by_smtp_then_ack_from_the_cli(server: dict[str, str], smtp: SmtpServer) -> None:
+    inbox = smtp.sink
     on_call = json.loads(cli(server, "oncall", "who", "-s", "platform-primary", "--json").stdout)[0]["person"]
     assert on_call is not None
     created = json.loads(
         cli(server, "incident", "create", "API down", "-s", "P1", "--service", "api", "--json").stdout
     )
     ref = created["id"]
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not inbox.to(f"{on_call}@acme.example"):
-        time.sleep(0.1)
+    wait_until(lambda: inbox.to(f"{on_call}@acme.example"), timeout=20)
     [mail] = inbox.to(f"{on_call}@acme.example")
     assert ref in mail["Subject"]
     cli(server, "incident", "ack", ref)

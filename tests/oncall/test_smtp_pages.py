@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from tests.peers import SmtpServer
 from warroom.app import create_app
 from warroom.clock import clock
 from warroom.context import AppContext
@@ -31,42 +27,8 @@ from warroom.settings import Settings
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # carol is on call for platform-primary, alice secondary
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        parsed = message_from_bytes(envelope.original_content, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        return "250 OK"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if address in str(m["To"])]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
-def inbox() -> Iterator[tuple[Inbox, int]]:
-    handler = Inbox()
-    port = _free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-def mail_context(settings: Settings, org: OrgConfig, inbox: tuple[Inbox, int]) -> Iterator[AppContext]:
-    _, port = inbox
+def mail_context(settings: Settings, org: OrgConfig, smtp: SmtpServer) -> Iterator[AppContext]:
     local_org = org.model_copy(deep=True)
     # Everyone is reached by email only, through the local SMTP server.
     local_org.notification_channels = [
@@ -74,7 +36,7 @@ def mail_context(settings: Settings, org: OrgConfig, inbox: tuple[Inbox, int]) -
             name="email",
             type="email",
             settings=EmailSettings(
-                host="127.0.0.1", port=port, security="none", from_address="pager@acme.example"
+                host="127.0.0.1", port=smtp.port, security="none", from_address="pager@acme.example"
             ),
         )
     ]
@@ -92,10 +54,8 @@ def drain(worker: Worker) -> None:
         pass
 
 
-def test_pages_by_email_and_ack_link_stops_escalation(
-    mail_context: AppContext, inbox: tuple[Inbox, int]
-) -> None:
-    mails, _ = inbox
+def test_pages_by_email_and_ack_link_stops_escalation(mail_context: AppContext, smtp: SmtpServer) -> None:
+    mails = smtp.sink
     clock.set(T0)
     worker = Worker(mail_context, name="mail-worker")
     with mail_context.db.write() as session:

@@ -1,10 +1,13 @@
-"""Real peers for delivery tests: an aiosmtpd SMTP server and a recording HTTP server."""
+"""Real peers for tests in every domain: free ports, bounded waits, an aiosmtpd SMTP server, a recording
+HTTP server and a self-signed certificate. ``warroom serve`` itself is started by tests/e2e/server.py."""
 
 from __future__ import annotations
 
 import socket
 import ssl
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -22,6 +25,18 @@ def free_port() -> int:
         return port
 
 
+def wait_until(check: Callable[[], object], timeout: float = 20.0, interval: float = 0.1) -> None:
+    """Poll ``check()`` until it is truthy; a bounded wait for another process, not a timing claim."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
 class MailSink:
     """An aiosmtpd handler that keeps every message it accepts."""
 
@@ -36,17 +51,24 @@ class MailSink:
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 OK"
 
+    def to(self, address: str) -> list[EmailMessage]:
+        """The messages whose To header names ``address``."""
+        return [m for m in self.messages if address in str(m["To"])]
+
 
 class SmtpServer:
+    """An aiosmtpd server on 127.0.0.1:``port``; optionally requiring LOGIN, STARTTLS or implicit TLS."""
+
     def __init__(
         self,
-        port: int,
+        port: int | None = None,
         *,
         username: str | None = None,
         password: str | None = None,
         starttls: ssl.SSLContext | None = None,
         implicit_tls: ssl.SSLContext | None = None,
     ) -> None:
+        self.port = port or free_port()
         self.sink = MailSink()
         self.logins: list[str] = []
         kwargs: dict[str, Any] = {}
@@ -57,7 +79,7 @@ class SmtpServer:
         if implicit_tls is not None:
             kwargs.update(ssl_context=implicit_tls)
         self._credentials = (username, password)
-        self.controller = Controller(self.sink, hostname="127.0.0.1", port=port, **kwargs)
+        self.controller = Controller(self.sink, hostname="127.0.0.1", port=self.port, **kwargs)
 
     def _authenticate(
         self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
