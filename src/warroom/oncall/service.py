@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -46,28 +47,27 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 # --- people and teams ------------------------------------------------------------------------------
 
 
+Named = TypeVar("Named", PersonConfig, TeamConfig, ScheduleConfig)
+
+
+def _by_name(items: list[Named], name: str, what: str) -> Named:
+    found = next((item for item in items if item.name == name), None)
+    if found is None:
+        known = [item.name for item in items]
+        raise NotFound(f"no {what} {name!r}; known: {', '.join(known) or 'none'}", {"allowed": known})
+    return found
+
+
 def get_person(org: OrgConfig, name: str) -> PersonConfig:
-    person = next((p for p in org.people if p.name == name), None)
-    if person is None:
-        known = [p.name for p in org.people]
-        raise NotFound(f"no person {name!r}; known: {', '.join(known) or 'none'}", {"allowed": known})
-    return person
+    return _by_name(org.people, name, "person")
 
 
 def get_team(org: OrgConfig, name: str) -> TeamConfig:
-    team = next((t for t in org.teams if t.name == name), None)
-    if team is None:
-        known = [t.name for t in org.teams]
-        raise NotFound(f"no team {name!r}; known: {', '.join(known) or 'none'}", {"allowed": known})
-    return team
+    return _by_name(org.teams, name, "team")
 
 
 def get_schedule(org: OrgConfig, name: str) -> ScheduleConfig:
-    schedule = next((s for s in org.schedules if s.name == name), None)
-    if schedule is None:
-        known = [s.name for s in org.schedules]
-        raise NotFound(f"no schedule {name!r}; known: {', '.join(known) or 'none'}", {"allowed": known})
-    return schedule
+    return _by_name(org.schedules, name, "schedule")
 
 
 @dataclass(frozen=True)
