@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
@@ -14,6 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from warroom.clock import clock
+from warroom.errors import NotFound
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -45,6 +46,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+RowT = TypeVar("RowT", bound=Base)
+
+
+def get_or_404(session: Session, model: type[RowT], row_id: int, what: str, **options: Any) -> RowT:
+    """The row with this id, or NotFound saying what is missing (``options`` go to ``Session.get``)."""
+    row = session.get(model, row_id, **options)
+    if row is None:
+        raise NotFound(f"no {what}")
+    return row
 
 
 def utcnow() -> datetime:

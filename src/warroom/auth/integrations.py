@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from warroom.auth.models import IntegrationKey, IntegrationType
 from warroom.auth.service import hash_secret
-from warroom.db import utcnow
-from warroom.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from warroom.db import get_or_404, utcnow
+from warroom.errors import Forbidden, InvalidInput, Unauthorized
 
 
 class IntegrationCreate(BaseModel):
@@ -63,9 +63,7 @@ def list_integrations(session: Session) -> list[IntegrationRead]:
 
 
 def revoke_integration(session: Session, *, integration_id: int) -> IntegrationRead:
-    row = session.get(IntegrationKey, integration_id)
-    if row is None:
-        raise NotFound(f"no integration with id {integration_id}")
+    row = get_or_404(session, IntegrationKey, integration_id, f"integration with id {integration_id}")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
     return IntegrationRead.model_validate(row)

@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 
 from warroom.auth.models import ApiToken, Role
 from warroom.auth.schemas import Principal, TokenCreated, TokenRead
-from warroom.db import utcnow
-from warroom.errors import Forbidden, NotFound, Unauthorized
+from warroom.db import get_or_404, utcnow
+from warroom.errors import Forbidden, Unauthorized
 
 TOKEN_PREFIX = "wr_"
 
@@ -32,9 +32,7 @@ def list_tokens(session: Session) -> list[TokenRead]:
 
 
 def revoke_token(session: Session, *, token_id: int) -> TokenRead:
-    token = session.get(ApiToken, token_id)
-    if token is None:
-        raise NotFound(f"no token with id {token_id}")
+    token = get_or_404(session, ApiToken, token_id, f"token with id {token_id}")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
     return TokenRead.model_validate(token)

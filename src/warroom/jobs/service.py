@@ -19,8 +19,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from warroom.db import utcnow
-from warroom.errors import InvalidInput, NotFound
+from warroom.db import get_or_404, utcnow
+from warroom.errors import InvalidInput
 from warroom.jobs.models import Job, JobStatus
 
 if TYPE_CHECKING:
@@ -181,10 +181,7 @@ def cancel(
 
 
 def get_job(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise NotFound(f"no job {job_id}")
-    return job
+    return get_or_404(session, Job, job_id, f"job {job_id}")
 
 
 def list_jobs(

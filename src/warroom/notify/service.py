@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warroom.context import context_of
-from warroom.db import utcnow
-from warroom.errors import Conflict, InvalidInput, NotFound
+from warroom.db import get_or_404, utcnow
+from warroom.errors import Conflict, InvalidInput
 from warroom.incidents.models import Incident
 from warroom.jobs import service as jobs
 from warroom.notify.config import channel_names, find_channel
@@ -81,9 +81,7 @@ def send(
             return existing
     incident = None
     if incident_id is not None:
-        incident = session.get(Incident, incident_id)
-        if incident is None:
-            raise NotFound(f"no incident INC-{incident_id}")
+        incident = get_or_404(session, Incident, incident_id, f"incident INC-{incident_id}")
     variables = {
         "organization": app.org.organization,
         "base_url": app.settings.base_url,
@@ -132,10 +130,7 @@ def send(
 
 
 def get_delivery(session: Session, delivery_id: int) -> Delivery:
-    delivery = session.get(Delivery, delivery_id)
-    if delivery is None:
-        raise NotFound(f"no notification {delivery_id}")
-    return delivery
+    return get_or_404(session, Delivery, delivery_id, f"notification {delivery_id}")
 
 
 def list_deliveries(
@@ -163,9 +158,7 @@ def list_deliveries(
 
 def retry_delivery(session: Session, *, delivery_id: int) -> Delivery:
     """Give a dead letter another full round of attempts (after fixing the channel, say)."""
-    delivery = session.get(Delivery, delivery_id, with_for_update=True)
-    if delivery is None:
-        raise NotFound(f"no notification {delivery_id}")
+    delivery = get_or_404(session, Delivery, delivery_id, f"notification {delivery_id}", with_for_update=True)
     if delivery.status != DeliveryStatus.dead:
         raise Conflict(
             f"notification {delivery_id} is {delivery.status.value}; only dead ones can be retried",
