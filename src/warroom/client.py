@@ -35,6 +35,11 @@ class ApiError(Exception):
         self.details = details
 
 
+def query(**values: Any) -> dict[str, Any]:
+    """Query parameters, leaving out filters that were not given (None, empty)."""
+    return {name: value for name, value in values.items() if value not in (None, "", [])}
+
+
 class Client:
     def __init__(
         self,
@@ -83,13 +88,9 @@ class Client:
         limit: int = 50,
         offset: int = 0,
     ) -> IncidentPage:
-        params: dict[str, Any] = {"state": state, "limit": limit, "offset": offset}
-        if status:
-            params["status"] = status
-        if severity:
-            params["severity"] = severity
-        if service:
-            params["service"] = service
+        params = query(
+            state=state, limit=limit, offset=offset, status=status, severity=severity, service=service
+        )
         return IncidentPage.model_validate(self.request("GET", "/api/v1/incidents", params=params))
 
     def create_incident(self, **fields: Any) -> IncidentRead:
@@ -163,15 +164,13 @@ class Client:
     # --- on-call ---
 
     def who_is_on_call(self, *, schedule: str | None = None, at: str | None = None) -> list[OnCallRead]:
-        params = {k: v for k, v in {"schedule": schedule, "at": at}.items() if v}
+        params = query(schedule=schedule, at=at)
         return [
             OnCallRead.model_validate(row) for row in self.request("GET", "/api/v1/oncall", params=params)
         ]
 
     def shifts(self, schedule: str, *, count: int = 10, after: str | None = None) -> list[ShiftRead]:
-        params: dict[str, Any] = {"count": count}
-        if after:
-            params["after"] = after
+        params = query(count=count, after=after)
         rows = self.request("GET", f"/api/v1/oncall/{schedule}/shifts", params=params)
         return [ShiftRead.model_validate(row) for row in rows]
 
@@ -212,13 +211,7 @@ class Client:
         limit: int = 50,
         offset: int = 0,
     ) -> DeliveryPage:
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if status:
-            params["status"] = status
-        if incident:
-            params["incident"] = incident
-        if channel:
-            params["channel"] = channel
+        params = query(limit=limit, offset=offset, status=status, incident=incident, channel=channel)
         return DeliveryPage.model_validate(self.request("GET", "/api/v1/notifications", params=params))
 
     def get_notification(self, delivery_id: int) -> DeliveryRead:
@@ -244,17 +237,15 @@ class Client:
         limit: int = 50,
         offset: int = 0,
     ) -> AlertPage:
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if firing:
-            params["firing"] = "true"
-        if unrouted:
-            params["unrouted"] = "true"
-        if status:
-            params["status"] = status
-        if source:
-            params["source"] = source
-        if incident:
-            params["incident"] = incident
+        params = query(
+            limit=limit,
+            offset=offset,
+            firing="true" if firing else None,
+            unrouted="true" if unrouted else None,
+            status=status,
+            source=source,
+            incident=incident,
+        )
         return AlertPage.model_validate(self.request("GET", "/api/v1/alerts", params=params))
 
     def get_alert(self, ref: str) -> AlertDetail:
