@@ -220,6 +220,13 @@ def test_internal_report(api: TestClient, responder: dict[str, str], viewer: dic
     bad = api.post("/api/v1/reports/internal", json={**body, "service": "nope"}, headers=responder)
     assert bad.status_code == 422
     assert bad.json()["error"]["details"]["field"] == "service"
+    # Found by the API fuzzer: a blank description has no first line to summarise (it was a 500).
+    blank = api.post("/api/v1/reports/internal", json={**body, "description": " \n\t"}, headers=responder)
+    assert blank.status_code == 422, blank.text
+    assert (
+        api.get("/api/v1/alerts", params={"source": "internal-discovery"}, headers=viewer).json()["total"]
+        == 1
+    )
 
 
 def test_handlers_run_and_a_failing_one_is_recorded(

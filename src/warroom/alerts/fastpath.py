@@ -1,9 +1,9 @@
-"""The intake endpoints' one handler, and a plain ASGI fast path in front of FastAPI for them.
+"""The intake endpoints' one handler, and a plain ASGI endpoint that answers them before FastAPI.
 
 Alert intake is the hot path: monitoring can send thousands of alerts a second during a storm. FastAPI's
-routing and dependency layer costs more per request than the intake work itself, so the app answers the four
-intake paths from this small ASGI layer (same handler, same answers; the FastAPI routes remain for OpenAPI
-and for apps built without the layer).
+per-request work (telemetry checks, middleware, routing, dependencies) costs more than the intake work
+itself, so the app (``warroom.app.WarroomApp``) hands the four intake paths to ``IntakeEndpoint`` first
+(same handler, same answers; the FastAPI routes remain for OpenAPI and for apps mounted some other way).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import logging
 from typing import Any
 from urllib.parse import parse_qs
 
-from starlette.applications import Starlette
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from warroom.alerts import adapters
 from warroom.alerts.adapters import InvalidPayload
@@ -90,18 +89,19 @@ async def handle_intake(
         result = await writer.submit(key or bearer(authorization), kind, kind.value, events)
     except WarroomError as exc:
         return _error(exc)
-    return 202, result.model_dump_json().encode()
+    return 202, result.to_json()
 
 
-class IntakeFastPath:
-    """ASGI layer answering POSTs to the intake paths directly; everything else passes through.
+class IntakeEndpoint:
+    """Answers POSTs to the intake paths straight from ASGI (the app checks ``handles`` first).
 
-    It sits outside Starlette's own middleware (see ``install``), so it enforces the body limit and turns
-    unexpected errors into the JSON error shape itself.
+    It runs before any of the framework's per-request work and its middleware, so it enforces the body
+    limit and turns unexpected errors into the JSON error shape itself.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
-        self.app = app
+    def __init__(self, state: Any, context: AppContext, *, max_body_bytes: int) -> None:
+        self.state = state
+        self.context = context
         self.max_body_bytes = max_body_bytes
         self.too_large = _json(
             413,
@@ -114,12 +114,12 @@ class IntakeFastPath:
             },
         )
 
+    @staticmethod
+    def handles(scope: Scope) -> bool:
+        return scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in INTAKE_ROUTES
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in INTAKE_ROUTES:
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        answer = await self._answer(scope, receive, headers)
+        answer = await self._answer(scope, receive)
         if answer is None:
             return  # the client went away
         status, body = answer
@@ -135,36 +135,46 @@ class IntakeFastPath:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _answer(self, scope: Scope, receive: Receive, headers: dict[bytes, bytes]) -> Answer | None:
-        too_large = self.too_large
-        declared = headers.get(b"content-length")
+    async def _answer(self, scope: Scope, receive: Receive) -> Answer | None:
+        declared = authorization = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"authorization":
+                authorization = value
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return too_large
-        chunks = []
-        received = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return None
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > self.max_body_bytes:
-                return too_large
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+            return self.too_large
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body = message.get("body", b"")
+        if message.get("more_body", False):  # a body in several chunks (chunked encoding, large bodies)
+            chunks = [body]
+            received = len(body)
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return None
+                chunk = message.get("body", b"")
+                received += len(chunk)
+                if received > self.max_body_bytes:
+                    return self.too_large
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+        elif len(body) > self.max_body_bytes:
+            return self.too_large
         query = scope.get("query_string", b"")
         key = parse_qs(query.decode("latin-1")).get("key", [None])[0] if query else None
-        authorization = headers.get(b"authorization")
-        application = scope["app"]
         try:
             return await handle_intake(
-                application.state,
-                application.state.context,
+                self.state,
+                self.context,
                 scope["path"],
                 key,
                 authorization.decode("latin-1") if authorization is not None else None,
-                b"".join(chunks),
+                body,
             )
         except Exception:
             log.exception("alert intake failed")
@@ -178,17 +188,3 @@ class IntakeFastPath:
                     }
                 },
             )
-
-
-def install(app: Starlette, *, max_body_bytes: int) -> None:
-    """Put the intake layer in front of the app's whole middleware stack.
-
-    Starlette always builds its error middleware outermost; per-request cost there is larger than the intake
-    work itself, so the layer wraps the built stack instead of being added as one more middleware.
-    """
-    build = app.build_middleware_stack
-
-    def build_with_intake() -> ASGIApp:
-        return IntakeFastPath(build(), max_body_bytes=max_body_bytes)
-
-    app.build_middleware_stack = build_with_intake  # type: ignore[method-assign]

@@ -16,11 +16,12 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from warroom.alerts import service
 from warroom.alerts.adapters import AlertEvent
-from warroom.alerts.schemas import IngestResult
+from warroom.alerts.schemas import Ingested
 from warroom.auth import integrations
 from warroom.auth.integrations import IntegrationIdentity
 from warroom.auth.models import IntegrationType
@@ -38,11 +39,11 @@ class _Job:
     expected: IntegrationType
     source: str
     events: list[AlertEvent]
-    future: asyncio.Future[IngestResult]
+    future: asyncio.Future[Ingested]
     loop: asyncio.AbstractEventLoop
 
 
-def _settle(future: asyncio.Future[IngestResult], outcome: IngestResult | BaseException) -> None:
+def _settle(future: asyncio.Future[Ingested], outcome: Ingested | BaseException) -> None:
     if future.done():
         return
     if isinstance(outcome, BaseException):
@@ -51,9 +52,14 @@ def _settle(future: asyncio.Future[IngestResult], outcome: IngestResult | BaseEx
         future.set_result(outcome)
 
 
+def _settle_all(answers: list[tuple[asyncio.Future[Ingested], Ingested | BaseException]]) -> None:
+    for future, outcome in answers:
+        _settle(future, outcome)
+
+
 def ingest_alone(
     context: AppContext, secret: str | None, expected: IntegrationType, source: str, events: list[AlertEvent]
-) -> IngestResult:
+) -> Ingested:
     """One request, one transaction (retried when two deliveries raced to open the same dedup key)."""
     for attempt in range(_ATTEMPTS):
         try:
@@ -69,19 +75,23 @@ def ingest_alone(
 
 
 class IntakeWriter:
+    """The per-process writer thread. It keeps one database connection while it has work, so a batch
+    costs a BEGIN, a few statements and a COMMIT, not a session and a pool checkout."""
+
     def __init__(self, context: AppContext, *, max_events: int = 5000, idle_seconds: float = 5.0) -> None:
         self.context = context
         self.max_events = max_events
         self.idle_seconds = idle_seconds
-        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._connection: Connection | None = None
 
     async def submit(
         self, secret: str | None, expected: IntegrationType, source: str, events: list[AlertEvent]
-    ) -> IngestResult:
+    ) -> Ingested:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[IngestResult] = loop.create_future()
+        future: asyncio.Future[Ingested] = loop.create_future()
         with self._lock:
             self._queue.put(_Job(secret, expected, source, events, future, loop))
             if self._thread is None:
@@ -90,51 +100,76 @@ class IntakeWriter:
                 self._thread.start()
         return await future
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Finish what is queued, then end the thread (app shutdown)."""
+        with self._lock:
+            thread = self._thread
+            if thread is not None:
+                self._queue.put(None)
+        if thread is not None:
+            thread.join(timeout)
+
     def _run(self) -> None:
-        while True:
-            try:
-                job = self._queue.get(timeout=self.idle_seconds)
-            except queue.Empty:
-                with self._lock:
-                    if self._queue.empty():
-                        self._thread = None
-                        return
-                continue
-            jobs = [job]
-            size = len(job.events)
-            while size < self.max_events:
+        try:
+            while True:
                 try:
-                    more = self._queue.get_nowait()
+                    job = self._queue.get(timeout=self.idle_seconds)
                 except queue.Empty:
-                    break
-                jobs.append(more)
-                size += len(more.events)
-            try:
-                self._process(jobs)
-            except BaseException as exc:  # never leave a request waiting on a dead writer
-                log.exception("alert intake writer failed")
-                for pending in jobs:
-                    self._answer(pending, exc)
+                    with self._lock:
+                        if self._queue.empty():
+                            self._thread = None
+                            return
+                    continue
+                if job is None:
+                    with self._lock:
+                        if self._queue.empty():
+                            self._thread = None
+                            return
+                    continue
+                jobs = [job]
+                size = len(job.events)
+                while size < self.max_events:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        self._queue.put(None)  # seen again once this batch is answered
+                        break
+                    jobs.append(more)
+                    size += len(more.events)
+                try:
+                    self._process(jobs)
+                except BaseException as exc:  # never leave a request waiting on a dead writer
+                    log.exception("alert intake writer failed")
+                    self._answer_all(jobs, [exc] * len(jobs))
+        finally:
+            self._disconnect()
 
     @staticmethod
-    def _answer(job: _Job, outcome: IngestResult | BaseException) -> None:
-        # RuntimeError: the request's event loop is gone (the server is shutting down).
-        with contextlib.suppress(RuntimeError):
-            job.loop.call_soon_threadsafe(_settle, job.future, outcome)
+    def _answer_all(jobs: list[_Job], outcomes: list[Ingested | BaseException]) -> None:
+        # One wake-up per event loop for the whole batch, not one per request.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Ingested], Any]]] = {}
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            by_loop.setdefault(job.loop, []).append((job.future, outcome))
+        for loop, answers in by_loop.items():
+            # RuntimeError: the request's event loop is gone (the server is shutting down).
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle_all, answers)
 
     def _process(self, jobs: list[_Job]) -> None:
-        outcomes: list[IngestResult | BaseException]
-        if len(jobs) == 1:
-            outcomes = [self._alone(jobs[0])]
-        else:
-            try:
-                outcomes = self._together(jobs)
-            except Exception:
-                outcomes = [self._alone(job) for job in jobs]
-        for job, outcome in zip(jobs, outcomes, strict=True):
-            self._answer(job, outcome)
+        outcomes: list[Ingested | BaseException]
+        try:
+            outcomes = self._together(jobs)
+        except Exception as exc:
+            if not isinstance(exc, WarroomError | IntegrityError):
+                # Whatever broke may have broken the connection too: the fallback uses the pool.
+                log.warning("alert intake batch failed (%s); retrying each request alone", exc)
+                self._disconnect()
+            outcomes = [self._alone(job) for job in jobs]
+        self._answer_all(jobs, outcomes)
 
-    def _alone(self, job: _Job) -> IngestResult | BaseException:
+    def _alone(self, job: _Job) -> Ingested | BaseException:
         try:
             return ingest_alone(self.context, job.secret, job.expected, job.source, job.events)
         except Exception as exc:
@@ -142,17 +177,30 @@ class IntakeWriter:
                 log.exception("alert intake failed")
             return exc
 
-    def _together(self, jobs: list[_Job]) -> list[IngestResult | BaseException]:
-        outcomes: list[IngestResult | BaseException | None] = [None] * len(jobs)
-        with self.context.db.write() as session:
+    def _connect(self) -> Connection:
+        if self._connection is None or self._connection.closed or self._connection.invalidated:
+            self._disconnect()
+            self._connection = self.context.db.engine.execution_options(write=True).connect()
+        return self._connection
+
+    def _disconnect(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+
+    def _together(self, jobs: list[_Job]) -> list[Ingested | BaseException]:
+        outcomes: list[Ingested | BaseException | None] = [None] * len(jobs)
+        connection = self._connect()
+        with connection.begin():
             identities: dict[tuple[str | None, IntegrationType], IntegrationIdentity | WarroomError] = {}
             groups: dict[tuple[int, str], list[int]] = {}
             for index, job in enumerate(jobs):
                 cache_key = (job.secret, job.expected)
                 if cache_key not in identities:
                     try:
-                        identities[cache_key] = integrations.authenticate_integration(
-                            session, job.secret, job.expected
+                        identities[cache_key] = integrations.identify_integration(
+                            connection, job.secret, job.expected
                         )
                     except WarroomError as exc:
                         identities[cache_key] = exc
@@ -161,20 +209,22 @@ class IntakeWriter:
                     outcomes[index] = identity
                 else:
                     groups.setdefault((identity.id, job.source), []).append(index)
-            for (_, source), members in groups.items():
-                identity = identities[(jobs[members[0]].secret, jobs[members[0]].expected)]
-                assert isinstance(identity, IntegrationIdentity)
-                events = [event for index in members for event in jobs[index].events]
-                combined = service.ingest(
-                    session, org=self.context.org, source=source, events=events, integration=identity
-                )
-                start = 0
-                for index in members:
-                    count = len(jobs[index].events)
-                    outcomes[index] = IngestResult(
-                        accepted=count, alerts=combined.alerts[start : start + count]
-                    )
-                    start += count
+            if groups:
+                # A session on the writer's connection and transaction: automation needs the ORM.
+                with self.context.db.session_on(connection) as session:
+                    for (_, source), members in groups.items():
+                        identity = identities[(jobs[members[0]].secret, jobs[members[0]].expected)]
+                        assert isinstance(identity, IntegrationIdentity)
+                        events = [event for index in members for event in jobs[index].events]
+                        combined = service.ingest(
+                            session, org=self.context.org, source=source, events=events, integration=identity
+                        )
+                        start = 0
+                        for index in members:
+                            count = len(jobs[index].events)
+                            outcomes[index] = Ingested(count, combined.alerts[start : start + count])
+                            start += count
+                    session.flush()
         return [outcome if outcome is not None else RuntimeError("not processed") for outcome in outcomes]
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from warroom.alerts.config import AlertSeverity
@@ -120,7 +122,8 @@ class CustomerReport(BaseModel):
 
 class InternalReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    description: str = Field(min_length=1, max_length=5000)
+    # At least one non-blank character: the first line becomes the alert's summary.
+    description: str = Field(min_length=1, max_length=5000, pattern=r"\S")
     service: str | None = Field(default=None, max_length=200)
     severity: AlertSeverity = "warning"
     labels: dict[str, str] = Field(default_factory=dict)
@@ -141,6 +144,29 @@ class IngestResult(BaseModel):
     status: Literal["ok"] = "ok"
     accepted: int
     alerts: list[IngestOutcome]
+
+
+# The intake hot path builds these plain dataclasses (orjson writes them as they are); the two models above
+# document the same JSON in the OpenAPI schema. Building pydantic models per alert cost more than storing it.
+
+
+@dataclass(slots=True)
+class IngestedAlert:
+    id: int | None
+    dedup_key: str
+    status: AlertStatus | None
+    outcome: Literal["created", "updated", "unchanged", "acknowledged", "resolved", "ignored"]
+    incident: str | None
+
+
+@dataclass(slots=True)
+class Ingested:
+    accepted: int
+    alerts: list[IngestedAlert]
+    status: Literal["ok"] = "ok"
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({"status": self.status, "accepted": self.accepted, "alerts": self.alerts})
 
 
 class AlertRead(BaseModel):

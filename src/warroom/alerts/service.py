@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from warroom.alerts import automation
@@ -19,13 +19,13 @@ from warroom.alerts.schemas import (
     AlertPage,
     AlertRead,
     CustomerReport,
-    IngestOutcome,
-    IngestResult,
+    Ingested,
+    IngestedAlert,
     InternalReport,
     PromoteRequest,
 )
 from warroom.auth.integrations import IntegrationIdentity
-from warroom.db import utcnow
+from warroom.db import DriverStatement, driver_query, json_text, utcnow
 from warroom.errors import Conflict, InvalidInput, NotFound
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import Incident
@@ -33,8 +33,6 @@ from warroom.orgconfig import OrgConfig
 from warroom.severity import service as severity_service
 
 Outcome = Literal["created", "updated", "unchanged", "acknowledged", "resolved", "ignored"]
-# Keeps each IN (...) list well under every database's parameter limit.
-_LOOKUP_CHUNK = 500
 # Intake writes through the table (SQL Core), not the ORM unit of work.
 _ALERTS: Table = Alert.__table__  # type: ignore[assignment]
 
@@ -50,6 +48,55 @@ class _Open:
     insert: dict[str, Any] | None = None  # a new alert's row, still to be inserted
     update: dict[str, Any] = field(default_factory=dict)  # changes to an existing row
 
+    @property
+    def insert_key(self) -> str:
+        assert self.insert is not None
+        key: str = self.insert["open_dedup_key"]
+        return key
+
+
+# The open-alert lookup takes the whole key list as one parameter, so its SQL never changes with the batch.
+_LOOKUP = {
+    "sqlite": (
+        "SELECT id, dedup_key, status, event_hash, incident_id FROM alerts "
+        "WHERE scope = ? AND open_dedup_key IN (SELECT value FROM json_each(?))"
+    ),
+    # Row locks so concurrent deliveries count every occurrence (SQLite has BEGIN IMMEDIATE instead).
+    "postgresql": (
+        "SELECT id, dedup_key, status, event_hash, incident_id FROM alerts "
+        "WHERE scope = %(scope)s AND open_dedup_key = ANY(%(keys)s) ORDER BY open_dedup_key FOR UPDATE"
+    ),
+}
+_STATUSES = {status.value: status for status in AlertStatus}
+_STATEMENTS: dict[tuple[str, str, tuple[str, ...]], DriverStatement] = {}
+
+
+def _open_alerts(connection: Connection, scope: str, keys: list[str]) -> Sequence[Any]:
+    """(id, dedup_key, status, event_hash, incident_id) of the open alerts with these keys."""
+    if connection.dialect.name == "sqlite":
+        return driver_query(connection, _LOOKUP["sqlite"], (scope, json_text(keys)))
+    # Sorted, so concurrent batches lock shared rows in the same order and never deadlock.
+    return driver_query(connection, _LOOKUP["postgresql"], {"scope": scope, "keys": sorted(keys)})
+
+
+def _statement(connection: Connection, kind: str, columns: tuple[str, ...]) -> DriverStatement:
+    """The intake's INSERT, or its UPDATE of these columns, compiled once per dialect."""
+    cache_key = (connection.dialect.name, kind, columns)
+    statement = _STATEMENTS.get(cache_key)
+    if statement is None:
+        if kind == "insert":
+            core: Any = insert(_ALERTS)
+        else:
+            core = (
+                update(_ALERTS)
+                .where(_ALERTS.c.id == bindparam("_id"))
+                .values(occurrences=_ALERTS.c.occurrences + bindparam("_occurrences"))
+            )
+        statement = _STATEMENTS[cache_key] = DriverStatement.compile(
+            core, connection.dialect, column_keys=list(columns)
+        )
+    return statement
+
 
 def ingest(
     session: Session,
@@ -58,7 +105,7 @@ def ingest(
     source: str,
     events: Sequence[AlertEvent],
     integration: IntegrationIdentity | None = None,
-) -> IngestResult:
+) -> Ingested:
     """Apply a batch of events in the caller's transaction: all of them or, on any error, none.
 
     The hot path stays in SQL Core: one narrow lookup of the open alerts for every dedup key in the batch,
@@ -67,18 +114,11 @@ def ingest(
     """
     scope = f"i:{integration.id}" if integration is not None else source
     keys = list(dict.fromkeys(event.dedup_key for event in events))
-    open_alerts: dict[str, _Open] = {}
-    connection = session.connection()  # plain Core on the session's transaction: no ORM layer per statement
-    for start in range(0, len(keys), _LOOKUP_CHUNK):
-        chunk = keys[start : start + _LOOKUP_CHUNK]
-        statement = select(
-            Alert.id, Alert.dedup_key, Alert.status, Alert.event_hash, Alert.incident_id
-        ).where(Alert.scope == scope, Alert.open_dedup_key.in_(chunk))
-        # Row locks on PostgreSQL so concurrent deliveries count every occurrence (SQLite: BEGIN IMMEDIATE).
-        for row in connection.execute(statement.with_for_update()):
-            open_alerts[row.dedup_key] = _Open(
-                row.id, AlertStatus(row.status), row.event_hash, row.incident_id
-            )
+    connection = session.connection()  # driver SQL on the session's transaction: no ORM layer per statement
+    open_alerts: dict[str, _Open] = {
+        dedup_key: _Open(alert_id, _STATUSES[status], event_hash, incident_id)
+        for alert_id, dedup_key, status, event_hash, incident_id in _open_alerts(connection, scope, keys)
+    }
     now = utcnow()
     integration_id = integration.id if integration is not None else None
     inserts: list[_Open] = []
@@ -166,32 +206,28 @@ def ingest(
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for target in updated:
         params = {"_id": target.id, "_occurrences": target.update.pop("_occurrences", 0), **target.update}
-        by_columns.setdefault(tuple(sorted(params)), []).append(params)
+        by_columns.setdefault(tuple(sorted(target.update)), []).append(params)
     for columns, rows in by_columns.items():
-        values: dict[str, Any] = {
-            name: bindparam(name) for name in columns if name not in ("_id", "_occurrences")
-        }
-        values["occurrences"] = _ALERTS.c.occurrences + bindparam("_occurrences")
-        connection.execute(update(_ALERTS).where(_ALERTS.c.id == bindparam("_id")).values(values), rows)
+        _statement(connection, "update", columns).execute_many(connection, rows)
     if inserts:
-        ids = connection.scalars(
-            insert(_ALERTS).returning(_ALERTS.c.id, sort_by_parameter_order=True),
-            [target.insert for target in inserts if target.insert is not None],
-        ).all()
-        for target, new_id in zip(inserts, ids, strict=True):
-            target.id = new_id
+        rows = [target.insert for target in inserts if target.insert is not None]
+        _statement(connection, "insert", tuple(rows[0])).execute_many(connection, rows)
+        opened = _open_alerts(connection, scope, [target.insert_key for target in inserts])
+        new_ids = {dedup_key: alert_id for alert_id, dedup_key, *_ in opened}
+        for target in inserts:
+            target.id = new_ids[target.insert_key]
 
     if any(outcome != "unchanged" and outcome != "ignored" for outcome, _, _ in applied):
         _automate(session, org, applied)
-    return IngestResult(
+    return Ingested(
         accepted=len(events),
         alerts=[
-            IngestOutcome(
-                id=target.id if target is not None else None,
-                dedup_key=event.dedup_key,
-                status=target.status if target is not None else None,
-                outcome=outcome,
-                incident=f"INC-{target.incident_id}" if target is not None and target.incident_id else None,
+            IngestedAlert(
+                target.id if target is not None else None,
+                event.dedup_key,
+                target.status if target is not None else None,
+                outcome,
+                f"INC-{target.incident_id}" if target is not None and target.incident_id else None,
             )
             for outcome, target, event in applied
         ],

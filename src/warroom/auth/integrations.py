@@ -9,12 +9,12 @@ import secrets
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from warroom.auth.models import IntegrationKey, IntegrationType
 from warroom.auth.service import hash_secret
-from warroom.db import get_or_404, utcnow
+from warroom.db import DriverStatement, get_or_404, utcnow
 from warroom.errors import Forbidden, InvalidInput, Unauthorized
 
 
@@ -69,29 +69,40 @@ def revoke_integration(session: Session, *, integration_id: int) -> IntegrationR
     return IntegrationRead.model_validate(row)
 
 
+_LOOKUP = select(
+    IntegrationKey.id, IntegrationKey.name, IntegrationKey.type, IntegrationKey.revoked_at
+).where(IntegrationKey.key_hash == bindparam("key_hash"))
+_LOOKUPS: dict[str, DriverStatement] = {}
+
+
 def authenticate_integration(
     session: Session, secret: str | None, expected: IntegrationType
 ) -> IntegrationIdentity:
-    """401 for a missing, unknown or revoked key; 403 for a key made for another kind of source."""
+    return identify_integration(session.connection(), secret, expected)
+
+
+def identify_integration(
+    connection: Connection, secret: str | None, expected: IntegrationType
+) -> IntegrationIdentity:
+    """401 for a missing, unknown or revoked key; 403 for a key made for another kind of source.
+
+    Driver SQL, compiled once: this runs for every batch of alert deliveries.
+    """
     if not secret:
         raise Unauthorized("an integration key is required: send ?key=<key> or 'Authorization: Bearer <key>'")
-    # Core, not ORM: this runs on every alert delivery.
-    row = (
-        session.connection()
-        .execute(
-            select(
-                IntegrationKey.id, IntegrationKey.name, IntegrationKey.type, IntegrationKey.revoked_at
-            ).where(IntegrationKey.key_hash == hash_secret(secret))
-        )
-        .one_or_none()
-    )
-    if row is None:
+    dialect = connection.dialect
+    lookup = _LOOKUPS.get(dialect.name)
+    if lookup is None:
+        lookup = _LOOKUPS[dialect.name] = DriverStatement.compile(_LOOKUP, dialect)
+    rows = lookup.execute(connection, {"key_hash": hash_secret(secret)})
+    if not rows:
         raise Unauthorized("the integration key is not valid")
-    if row.revoked_at is not None:
+    integration_id, name, kind, revoked_at = rows[0]
+    if revoked_at is not None:
         raise Unauthorized("the integration key was revoked")
-    if row.type != expected:
+    if kind != expected.value:
         raise Forbidden(
-            f"this key is for {row.type} payloads; this endpoint takes {expected.value}",
+            f"this key is for {kind} payloads; this endpoint takes {expected.value}",
             {"field": "key", "allowed": [expected.value]},
         )
-    return IntegrationIdentity(id=row.id, name=row.name, type=IntegrationType(row.type))
+    return IntegrationIdentity(id=integration_id, name=name, type=expected)
