@@ -108,7 +108,10 @@ class DriverStatement:
         # for_executemany: no implicit RETURNING, which executemany would not read anyway
         compiled = statement.compile(dialect=dialect, column_keys=column_keys, for_executemany=True)
         binds = compiled.binds  # type: ignore[attr-defined]
-        processors = {name: bind.type.bind_processor(dialect) for name, bind in binds.items()}
+        # dialect_impl: what SQLAlchemy itself binds with (SQLite's DATETIME text format, for one)
+        processors = {
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in binds.items()
+        }
         positional = bool(compiled.positional)  # type: ignore[attr-defined]
         names = tuple(compiled.positiontup or ()) if positional else tuple(binds)  # type: ignore[attr-defined]
         return cls(compiled.string, names, positional, processors)
