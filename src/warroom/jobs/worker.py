@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from warroom.context import AppContext
@@ -84,6 +84,8 @@ class Worker:
         """Take up to ``limit`` due jobs (and jobs whose lease expired) and commit the lease."""
         now = now or utcnow()
         limit = limit or self.batch
+        if not self._anything_to_claim(now):
+            return []
         with self.context.db.write() as session:
             rows = session.execute(
                 select(Job.id, Job.run_at)
@@ -139,6 +141,22 @@ class Worker:
                     .execution_options(synchronize_session=False)
                 )
         return due
+
+    def _anything_to_claim(self, now: datetime) -> bool:
+        """A plain read first: an idle poll takes no write lock, so on SQLite it never queues behind (or
+        holds up) alert intake and API writes."""
+        with self.context.db.read() as session:
+            found = session.scalar(
+                select(Job.id)
+                .where(
+                    or_(
+                        and_(Job.status == JobStatus.pending, Job.run_at <= now),
+                        and_(Job.status == JobStatus.running, Job.lease_expires_at <= now),
+                    )
+                )
+                .limit(1)
+            )
+        return found is not None
 
     def release(self, job_ids: list[int]) -> int:
         """Give claimed, unstarted jobs back: pending again, lease cleared, the attempt not counted."""
