@@ -7,7 +7,7 @@ import json
 import re
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -269,26 +269,73 @@ def _incident_of(session: Session, alert: Alert, known: Incident | None) -> Inci
     return incident_service.get_incident(session, alert.incident_id, for_update=True)
 
 
+_RuleSetting = Literal["resolve_to_monitoring", "acknowledge_incident_with_alerts"]
+
+
+def _rule_setting(org: OrgConfig, alert: Alert, name: _RuleSetting) -> bool:
+    """The first of the alert's rules that overrides the setting decides; else the automation block."""
+    for rule_name in alert.rules or []:
+        rule = next((r for r in org.automation.rules if r.name == rule_name), None)
+        value: bool | None = getattr(rule, name) if rule is not None else None
+        if value is not None:
+            return value
+    default: bool = getattr(org.automation, name)
+    return default
+
+
 def _resolve_to_monitoring(org: OrgConfig, alert: Alert) -> bool:
-    for name in alert.rules or []:
-        rule = next((r for r in org.automation.rules if r.name == name), None)
-        if rule is not None and rule.resolve_to_monitoring is not None:
-            return rule.resolve_to_monitoring
-    return org.automation.resolve_to_monitoring
+    return _rule_setting(org, alert, "resolve_to_monitoring")
+
+
+def _refs(refs: list[str], limit: int = 10) -> str:
+    shown = ", ".join(refs[:limit])
+    return shown + (f" and {len(refs) - limit} more" if len(refs) > limit else "")
 
 
 def on_acknowledged(session: Session, org: OrgConfig, alert: Alert) -> None:
     incident = _incident_of(session, alert, None)
     if incident is not None:
-        incident_service.append_timeline(
-            session,
-            incident,
-            performer=PERFORMER,
-            kind=TimelineKind.alert,
-            action=f"Alert {alert.ref} acknowledged at its source",
-            data={"alert": alert.id},
-        )
+        _acknowledge_with_alerts(session, org, alert, incident)
     run_handlers(session, org, alert, incident, "acknowledged")
+
+
+def _acknowledge_with_alerts(session: Session, org: OrgConfig, alert: Alert, incident: Incident) -> None:
+    """Record the alert's acknowledgement; when it was the last open alert of the incident still firing,
+    acknowledge the incident the way a person does (which stops its escalation)."""
+    action = f"Alert {alert.ref} acknowledged at its source ({alert.source})"
+    data: dict[str, Any] = {"alert": alert.id, "source": alert.source}
+    acknowledge = False
+    if (
+        incident.acknowledged_at is None
+        and incident.status.is_open
+        and _rule_setting(org, alert, "acknowledge_incident_with_alerts")
+    ):
+        # Column reads, not ORM rows: the statuses intake has just written, never a stale identity map.
+        open_alerts = session.execute(
+            select(Alert.id, Alert.status, Alert.source)
+            .where(Alert.incident_id == incident.id, Alert.status != AlertStatus.resolved)
+            .order_by(Alert.id)
+        ).all()
+        firing = [alert_id for alert_id, status, _ in open_alerts if status == AlertStatus.firing]
+        if firing:
+            still = _refs([f"ALR-{alert_id}" for alert_id in firing])
+            verb = "fires" if len(firing) == 1 else "fire"
+            action += f"; {incident.ref} stays unacknowledged: {still} still {verb}"
+            data["still_firing"] = firing
+        else:
+            acknowledged = [f"ALR-{alert_id} ({source})" for alert_id, _, source in open_alerts]
+            action += (
+                f"; every open alert of {incident.ref} is acknowledged ({_refs(acknowledged)}), "
+                "so automation acknowledges the incident"
+            )
+            data["acknowledged_alerts"] = [alert_id for alert_id, _, _ in open_alerts]
+            acknowledge = True
+    incident_service.append_timeline(
+        session, incident, performer=PERFORMER, kind=TimelineKind.alert, action=action, data=data
+    )
+    if acknowledge:
+        # The same path as a person's ack: ``incident.acknowledged`` stops escalation and pending pages.
+        incident_service.acknowledge(session, ref=incident.id, performer=PERFORMER)
 
 
 def on_resolved(session: Session, org: OrgConfig, alert: Alert) -> None:

@@ -104,6 +104,10 @@ class AutomationRule(StrictModel):
     resolve_to_monitoring: bool | None = Field(
         default=None, description="Overrides automation.resolve_to_monitoring for this rule's incidents."
     )
+    acknowledge_incident_with_alerts: bool | None = Field(
+        default=None,
+        description="Overrides automation.acknowledge_incident_with_alerts for this rule's incidents.",
+    )
 
     @model_validator(mode="after")
     def _templates_parse(self) -> AutomationRule:
@@ -140,6 +144,11 @@ class AutomationConfig(StrictModel):
     )
     resolve_to_monitoring: bool = Field(
         default=True, description="Move an incident to monitoring when all its alerts resolve."
+    )
+    acknowledge_incident_with_alerts: bool = Field(
+        default=True,
+        description="Acknowledge an incident (as automation, which stops escalation) when every alert of it "
+        "still open has been acknowledged at its source.",
     )
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     rules: list[AutomationRule] = Field(default_factory=list)

@@ -1,0 +1,479 @@
+"""Alerts acknowledged at their source acknowledge their incident (``acknowledge_incident_with_alerts``)
+once every open alert of it is acknowledged; that stops escalation like a person's ack."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, text
+
+from tests.conftest import EXAMPLE_CONFIG
+from tests.e2e.server import run_cli
+from warroom.alerts import adapters
+from warroom.alerts import service as alerts_service
+from warroom.alerts.adapters import AlertEvent
+from warroom.alerts.intake import ingest_alone
+from warroom.alerts.models import Alert, AlertStatus
+from warroom.alerts.schemas import Ingested
+from warroom.auth import integrations
+from warroom.auth.models import IntegrationType
+from warroom.clock import clock
+from warroom.context import AppContext
+from warroom.incidents.models import Incident, TimelineEntry
+from warroom.jobs.models import Job, JobStatus
+from warroom.jobs.worker import Worker
+from warroom.oncall.models import Escalation, EscalationState, Page, PageStatus
+from warroom.oncall.paging import CHECK_KIND, NOTIFY_KIND
+from warroom.orgconfig import ConfigError, OrgConfig, load_org_config, parse_org_config
+
+# Monday 2 March 2026, 10:00 UTC: carol is on call for platform-primary, alice for platform-secondary.
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def pd_trigger(key: str, dedup_key: str, *, cls: str = "HighErrorRate") -> dict[str, Any]:
+    return {
+        "routing_key": key,
+        "event_action": "trigger",
+        "dedup_key": dedup_key,
+        "payload": {
+            "summary": f"API 5xx above 5% ({dedup_key})",
+            "source": "prometheus-1",
+            "severity": "critical",
+            "component": "api",
+            "class": cls,
+        },
+    }
+
+
+def pd(api: TestClient, body: dict[str, Any]) -> dict[str, Any]:
+    response = api.post("/v2/enqueue", json=body)
+    assert response.status_code == 202, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def pd_ack(api: TestClient, key: str, dedup_key: str) -> None:
+    pd(api, {"routing_key": key, "event_action": "acknowledge", "dedup_key": dedup_key})
+
+
+def generic(api: TestClient, key: str, **alert: Any) -> dict[str, Any]:
+    body = {"severity": "critical", "service": "api", "labels": {"alertname": "HighErrorRate"}, **alert}
+    response = api.post(f"/api/v1/alerts?key={key}", json=body)
+    assert response.status_code == 202, response.text
+    result: dict[str, Any] = response.json()["alerts"][0]
+    return result
+
+
+def incident(context: AppContext, number: int = 1) -> Incident:
+    with context.db.read() as session:
+        row = session.get(Incident, number)
+        assert row is not None
+        return row
+
+
+def timeline(context: AppContext, number: int = 1) -> list[TimelineEntry]:
+    with context.db.read() as session:
+        return list(
+            session.scalars(
+                select(TimelineEntry).where(TimelineEntry.incident_id == number).order_by(TimelineEntry.seq)
+            )
+        )
+
+
+def ack_entries(context: AppContext, number: int = 1) -> list[TimelineEntry]:
+    return [e for e in timeline(context, number) if e.kind == "acknowledged"]
+
+
+def sent_pages(context: AppContext, number: int = 1) -> list[tuple[str, str, int, int]]:
+    with context.db.read() as session:
+        rows = session.scalars(
+            select(Page).where(Page.incident_id == number, Page.status == PageStatus.sent).order_by(Page.id)
+        )
+        return [(p.person, p.channel, p.cycle, p.step) for p in rows]
+
+
+def pending_escalation_jobs(context: AppContext, number: int = 1) -> list[Job]:
+    with context.db.read() as session:
+        return list(
+            session.scalars(
+                select(Job).where(
+                    Job.incident_id == number,
+                    Job.status == JobStatus.pending,
+                    Job.kind.in_([CHECK_KIND, NOTIFY_KIND]),
+                )
+            )
+        )
+
+
+def run_at(worker: Worker, moment: datetime) -> None:
+    clock.set(moment)
+    while worker.run_once():
+        pass
+
+
+def with_setting(base: OrgConfig, everywhere: bool, rule: bool | None = None) -> OrgConfig:
+    """The example org with the global setting, and the critical-monitoring rule's override."""
+    rules = [
+        r.model_copy(update={"acknowledge_incident_with_alerts": rule})
+        if r.name == "critical-monitoring"
+        else r
+        for r in base.automation.rules
+    ]
+    automation = base.automation.model_copy(
+        update={"acknowledge_incident_with_alerts": everywhere, "rules": rules}
+    )
+    return base.model_copy(update={"automation": automation})
+
+
+@pytest.fixture
+def org(request: pytest.FixtureRequest) -> OrgConfig:
+    """The example org file, or (indirect parametrization) the example with (global, rule) settings."""
+    base = load_org_config(EXAMPLE_CONFIG)
+    setting: tuple[bool, bool | None] | None = getattr(request, "param", None)
+    return base if setting is None else with_setting(base, *setting)
+
+
+# --- escalation stops ------------------------------------------------------------------------------
+
+
+def test_pagerduty_acknowledge_stops_escalation(api: TestClient, context: AppContext, pd_key: str) -> None:
+    assert context.org.automation.acknowledge_incident_with_alerts is True  # the default, and the example
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    answer = pd(api, pd_trigger(pd_key, "api-5xx"))
+    assert answer["dedup_key"] == "api-5xx"
+    opened = incident(context)
+    assert (opened.severity, opened.created_by, opened.acknowledged_at) == ("P1", "automation", None)
+    assert any(e.action == "Page requested: escalation policy platform-escalation" for e in timeline(context))
+
+    run_at(worker, T0)
+    assert sent_pages(context) == [("carol", "email", 1, 1)]
+    assert pending_escalation_jobs(context)  # the ack deadline check, and carol's delayed slack page
+
+    # carol acknowledges in the monitoring tool, which tells Warroom through the Events API.
+    clock.set(T0 + timedelta(minutes=3))
+    pd_ack(api, pd_key, "api-5xx")
+    acknowledged = incident(context)
+    assert acknowledged.acknowledged_at == T0 + timedelta(minutes=3)
+    assert acknowledged.acknowledged_by == "automation"
+    assert acknowledged.status == "investigating"
+    entries = timeline(context)
+    [alert_entry] = [e for e in entries if e.action.startswith("Alert ALR-1 acknowledged")]
+    assert alert_entry.performer == "automation"
+    assert alert_entry.action == (
+        "Alert ALR-1 acknowledged at its source (pagerduty); every open alert of INC-1 is acknowledged "
+        "(ALR-1 (pagerduty)), so automation acknowledges the incident"
+    )
+    assert alert_entry.data == {"alert": 1, "source": "pagerduty", "acknowledged_alerts": [1]}
+    [ack] = ack_entries(context)
+    assert (ack.performer, ack.action) == ("automation", "Acknowledged by automation")
+    assert ack.seq == alert_entry.seq + 1
+    stopped = [e for e in entries if e.action.startswith("Escalation stopped (acknowledged)")]
+    assert len(stopped) == 1 and stopped[0].data is not None and stopped[0].data["by"] == "automation"
+    assert pending_escalation_jobs(context) == []
+    with context.db.read() as session:
+        states = session.scalars(select(Escalation.state).where(Escalation.incident_id == 1)).all()
+        delayed = session.scalars(select(Page.status).where(Page.channel == "slack")).all()
+    assert states and set(states) == {EscalationState.acknowledged}
+    assert list(delayed) == [PageStatus.cancelled]  # carol's 5-minute slack page never goes out
+
+    # The clock runs on past every deadline: nobody else is paged.
+    for minutes in (5, 15, 25, 60, 180):
+        run_at(worker, T0 + timedelta(minutes=minutes))
+    assert sent_pages(context) == [("carol", "email", 1, 1)]
+    assert [e.id for e in ack_entries(context)] == [ack.id]
+
+    # The alert resolves later: the incident moves to monitoring, as before.
+    pd(api, {"routing_key": pd_key, "event_action": "resolve", "dedup_key": "api-5xx"})
+    assert incident(context).status == "monitoring"
+
+
+# --- several alerts --------------------------------------------------------------------------------
+
+
+def test_every_open_alert_must_be_acknowledged(
+    api: TestClient, context: AppContext, pd_key: str, generic_key: str
+) -> None:
+    first = generic(api, generic_key, summary="5xx on api-a", dedup_key="api-a")
+    # The same group (service api, alertname HighErrorRate) from another tool joins INC-1.
+    second = pd(api, pd_trigger(pd_key, "api-b"))
+    assert first["incident"] == "INC-1"
+    with context.db.read() as session:
+        assert session.scalars(select(Alert.incident_id).order_by(Alert.id)).all() == [1, 1]
+        assert session.scalar(select(func.count()).select_from(Incident)) == 1
+    assert second["dedup_key"] == "api-b"
+
+    generic(api, generic_key, summary="5xx on api-a", dedup_key="api-a", status="acknowledged")
+    assert incident(context).acknowledged_at is None
+    last = timeline(context)[-1]
+    assert last.action == (
+        "Alert ALR-1 acknowledged at its source (generic); INC-1 stays unacknowledged: ALR-2 still fires"
+    )
+    assert last.data == {"alert": 1, "source": "generic", "still_firing": [2]}
+    assert ack_entries(context) == []
+
+    pd_ack(api, pd_key, "api-b")
+    done = incident(context)
+    assert done.acknowledged_at is not None and done.acknowledged_by == "automation"
+    alert_entry, ack = timeline(context)[-2:]
+    assert alert_entry.action == (
+        "Alert ALR-2 acknowledged at its source (pagerduty); every open alert of INC-1 is acknowledged "
+        "(ALR-1 (generic), ALR-2 (pagerduty)), so automation acknowledges the incident"
+    )
+    assert (ack.kind, ack.performer) == ("acknowledged", "automation")
+
+
+def test_resolved_alerts_do_not_hold_the_incident_back(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    generic(api, generic_key, summary="5xx on api-a", dedup_key="api-a")
+    generic(api, generic_key, summary="5xx on api-b", dedup_key="api-b")
+    generic(api, generic_key, summary="5xx on api-b", dedup_key="api-b", status="resolved")
+    assert incident(context).status == "investigating"  # api-a still fires
+    generic(api, generic_key, summary="5xx on api-a", dedup_key="api-a", status="acknowledged")
+    assert incident(context).acknowledged_by == "automation"
+    assert "every open alert of INC-1 is acknowledged (ALR-1 (generic))" in timeline(context)[-2].action
+
+
+def test_one_batch_acknowledging_every_alert_acknowledges_once(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    base = {"severity": "critical", "service": "api", "labels": {"alertname": "HighErrorRate"}}
+    alerts = [{**base, "summary": f"5xx on {k}", "dedup_key": k} for k in ("api-a", "api-b", "api-c")]
+    response = api.post(f"/api/v1/alerts?key={generic_key}", json=alerts)
+    assert [a["incident"] for a in response.json()["alerts"]] == ["INC-1"] * 3
+    acks = [{**a, "status": "acknowledged"} for a in alerts]
+    response = api.post(f"/api/v1/alerts?key={generic_key}", json=acks)
+    assert [a["outcome"] for a in response.json()["alerts"]] == ["acknowledged"] * 3
+    assert len(ack_entries(context)) == 1
+    alert_lines = [e.action for e in timeline(context) if "acknowledged at its source" in e.action]
+    assert alert_lines == [
+        "Alert ALR-1 acknowledged at its source (generic); every open alert of INC-1 is acknowledged "
+        "(ALR-1 (generic), ALR-2 (generic), ALR-3 (generic)), so automation acknowledges the incident",
+        "Alert ALR-2 acknowledged at its source (generic)",
+        "Alert ALR-3 acknowledged at its source (generic)",
+    ]
+
+
+def test_two_acknowledgements_racing_still_acknowledge(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    """Two sources acknowledge the incident's two alerts in concurrent transactions. Each holds the incident
+    row while it looks at the other alerts, so the later one sees the earlier one committed and acknowledges
+    (on PostgreSQL the second really waits on the first; SQLite serialises the writes anyway)."""
+    generic(api, generic_key, summary="5xx on api-a", dedup_key="api-a")
+    generic(api, generic_key, summary="5xx on api-b", dedup_key="api-b")
+
+    def ack_events(dedup_key: str) -> list[AlertEvent]:
+        return adapters.from_generic({"summary": "5xx", "dedup_key": dedup_key, "status": "acknowledged"})
+
+    outcome: list[Ingested | BaseException] = []
+
+    def second() -> None:
+        try:
+            outcome.append(
+                ingest_alone(context, generic_key, IntegrationType.generic, "generic", ack_events("api-b"))
+            )
+        except BaseException as exc:  # reported by the assertion below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=second)
+    with context.db.write() as session:
+        identity = integrations.authenticate_integration(session, generic_key, IntegrationType.generic)
+        alerts_service.ingest(
+            session, org=context.org, source="generic", events=ack_events("api-a"), integration=identity
+        )
+        thread.start()
+        if context.db.engine.dialect.name == "postgresql":
+            _wait_until_blocked(context)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    [result] = outcome
+    assert isinstance(result, Ingested), result
+    done = incident(context)
+    assert done.acknowledged_by == "automation"
+    assert len(ack_entries(context)) == 1
+    lines = [e.action for e in timeline(context) if "acknowledged at its source" in e.action]
+    assert lines[0].endswith("INC-1 stays unacknowledged: ALR-2 still fires")
+    assert "every open alert of INC-1 is acknowledged (ALR-1 (generic), ALR-2 (generic))" in lines[1]
+
+
+def _wait_until_blocked(context: AppContext) -> None:
+    """Until another session of this database waits on a row lock (the incident, held by the caller)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + 30
+    with context.db.engine.connect() as connection:
+        while not connection.execute(query).scalar():
+            assert time.monotonic() < deadline, "the second acknowledgement never reached the incident lock"
+            connection.rollback()  # a fresh snapshot of pg_stat_activity
+            time.sleep(0.01)
+
+
+# --- when it does nothing -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("org", "expected"),
+    [
+        ((False, None), False),  # off everywhere
+        ((True, False), False),  # on, but this rule leaves acknowledging to people
+        ((False, True), True),  # off, but this rule turns it on
+    ],
+    indirect=["org"],
+    ids=["off", "rule-off", "rule-on"],
+)
+def test_setting_and_rule_override(api: TestClient, context: AppContext, pd_key: str, expected: bool) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    pd(api, pd_trigger(pd_key, "api-5xx"))
+    run_at(worker, T0)
+    pd_ack(api, pd_key, "api-5xx")
+    with context.db.read() as session:
+        assert session.scalar(select(Alert.status)) == AlertStatus.acknowledged
+    assert (incident(context).acknowledged_at is not None) is expected
+    assert len(ack_entries(context)) == int(expected)
+    if not expected:
+        assert timeline(context)[-1].action == "Alert ALR-1 acknowledged at its source (pagerduty)"
+        assert pending_escalation_jobs(context)  # escalation goes on until a person acknowledges
+        run_at(worker, T0 + timedelta(minutes=15))
+        assert ("alice", "email", 1, 2) in sent_pages(context)
+
+
+def test_already_acknowledged_incident_gets_no_second_ack(
+    api: TestClient, context: AppContext, pd_key: str, responder: dict[str, str]
+) -> None:
+    pd(api, pd_trigger(pd_key, "api-5xx"))
+    person = api.post("/api/v1/incidents/INC-1/ack", headers=responder)
+    assert person.status_code == 200
+    assert person.json()["acknowledged_by"] == "responder-user"
+    pd_ack(api, pd_key, "api-5xx")
+    pd_ack(api, pd_key, "api-5xx")  # a redelivered ack changes nothing
+    after = incident(context)
+    assert after.acknowledged_by == "responder-user"
+    assert [e.performer for e in ack_entries(context)] == ["responder-user"]
+    lines = [e.action for e in timeline(context) if "acknowledged at its source" in e.action]
+    assert lines == ["Alert ALR-1 acknowledged at its source (pagerduty)"]
+
+
+def test_closed_incident_is_not_acknowledged(
+    api: TestClient, context: AppContext, pd_key: str, responder: dict[str, str]
+) -> None:
+    pd(api, pd_trigger(pd_key, "api-5xx"))
+    resolved = api.patch("/api/v1/incidents/INC-1", headers=responder, json={"status": "resolved"})
+    assert resolved.status_code == 200, resolved.text
+    pd_ack(api, pd_key, "api-5xx")
+    assert incident(context).acknowledged_at is None
+    assert ack_entries(context) == []
+    assert timeline(context)[-1].action == "Alert ALR-1 acknowledged at its source (pagerduty)"
+
+
+def test_alert_on_no_incident_changes_nothing_else(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    # A warning matches no rule of the example: stored, unrouted.
+    quiet = {"summary": "disk 80%", "severity": "warning", "dedup_key": "disk"}
+    assert generic(api, generic_key, **quiet)["incident"] is None
+    answer = generic(api, generic_key, **quiet, status="acknowledged")
+    assert (answer["outcome"], answer["incident"]) == ("acknowledged", None)
+    with context.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Incident)) == 0
+        assert session.scalar(select(func.count()).select_from(TimelineEntry)) == 0
+        assert session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_bad_acknowledgements_change_nothing(
+    api: TestClient, context: AppContext, pd_key: str, generic_key: str
+) -> None:
+    pd(api, pd_trigger(pd_key, "api-5xx"))
+    before = [(e.seq, e.hash) for e in timeline(context)]
+
+    missing = api.post("/v2/enqueue", json={"routing_key": pd_key, "event_action": "acknowledge"})
+    assert missing.status_code == 400
+    assert missing.json()["errors"] == ["dedup_key: required for acknowledge"]
+    wrong_action = api.post(
+        "/v2/enqueue", json={"routing_key": pd_key, "event_action": "ack", "dedup_key": "api-5xx"}
+    )
+    assert wrong_action.status_code == 400
+    bad_key = api.post(
+        "/v2/enqueue", json={"routing_key": "nope", "event_action": "acknowledge", "dedup_key": "api-5xx"}
+    )
+    assert bad_key.status_code in (400, 401, 403)
+    other_source = api.post(  # a generic integration's key on the PagerDuty endpoint
+        "/v2/enqueue",
+        json={"routing_key": generic_key, "event_action": "acknowledge", "dedup_key": "api-5xx"},
+    )
+    assert other_source.status_code == 403
+    bad_status = api.post(
+        f"/api/v1/alerts?key={generic_key}", json={"summary": "x", "dedup_key": "api-5xx", "status": "acked"}
+    )
+    assert bad_status.status_code == 400
+    # Well-formed, but for an alert that is not open there: PagerDuty's rule, dropped.
+    unknown = pd(api, {"routing_key": pd_key, "event_action": "acknowledge", "dedup_key": "never-fired"})
+    assert unknown["dedup_key"] == "never-fired"
+
+    assert incident(context).acknowledged_at is None
+    assert [(e.seq, e.hash) for e in timeline(context)] == before
+    with context.db.read() as session:
+        assert session.scalars(select(Alert.status)).all() == [AlertStatus.firing]
+
+
+# --- the org file ----------------------------------------------------------------------------------
+
+
+def test_org_file_accepts_and_validates_the_setting(tmp_path: Path) -> None:
+    text = EXAMPLE_CONFIG.read_text()
+    assert "acknowledge_incident_with_alerts: true" in text
+    off = text.replace("acknowledge_incident_with_alerts: true", "acknowledge_incident_with_alerts: false")
+    off = off.replace(
+        "      page: platform-escalation\n",
+        "      page: platform-escalation\n      acknowledge_incident_with_alerts: true\n",
+    )
+    org = parse_org_config(off, "off.yaml")
+    assert org.automation.acknowledge_incident_with_alerts is False
+    rule = next(r for r in org.automation.rules if r.name == "critical-monitoring")
+    assert rule.acknowledge_incident_with_alerts is True
+    assert (
+        next(r for r in org.automation.rules if r.name == "payments-down").acknowledge_incident_with_alerts
+        is None
+    )
+    assert OrgConfig().automation.acknowledge_incident_with_alerts is True
+
+    with pytest.raises(ConfigError) as bad_value:
+        parse_org_config(
+            text.replace("acknowledge_incident_with_alerts: true", "acknowledge_incident_with_alerts: maybe"),
+            "b.yaml",
+        )
+    [problem] = bad_value.value.problems
+    line = text[: text.index("acknowledge_incident_with_alerts")].count("\n") + 1
+    assert str(problem).startswith(f"automation.acknowledge_incident_with_alerts (line {line})")
+    with pytest.raises(ConfigError) as misspelled:
+        parse_org_config(
+            text.replace("acknowledge_incident_with_alerts:", "acknowledge_incidents_with_alerts:"), "m.yaml"
+        )
+    assert any("acknowledge_incidents_with_alerts" in str(p) for p in misspelled.value.problems)
+
+    good = tmp_path / "good.yaml"
+    good.write_text(off)
+    assert run_cli("config", "check", str(good)).stdout.startswith("ok ")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        off.replace(
+            "      acknowledge_incident_with_alerts: true\n",
+            "      acknowledge_incident_with_alerts: [yes]\n",
+        )
+    )
+    checked = run_cli("config", "check", str(bad), check=False)
+    assert checked.returncode == 2
+    assert "automation.rules[1].acknowledge_incident_with_alerts" in checked.stderr
