@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
 from warroom.alerts import service
@@ -21,6 +21,7 @@ from warroom.alerts.schemas import (
 )
 from warroom.auth import integrations
 from warroom.auth.integrations import IntegrationCreate, IntegrationCreated, IntegrationRead
+from warroom.auth.signing import MAX_SKEW_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from warroom.context import AppContext
 from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
 
@@ -28,6 +29,21 @@ router = APIRouter(tags=["alerts"])
 
 
 KeyQuery = Annotated[str | None, Query(description="The integration key (or send it as a Bearer token).")]
+SignatureHeader = Annotated[
+    str | None,
+    Header(
+        alias=SIGNATURE_HEADER,
+        description="hex(HMAC-SHA256(secret, [timestamp + ':'] + body)); required when the integration has a "
+        "signing secret.",
+    ),
+]
+TimestampHeader = Annotated[
+    str | None,
+    Header(
+        alias=TIMESTAMP_HEADER,
+        description=f"Unix seconds, signed with the body; must be within {MAX_SKEW_SECONDS} s of the server.",
+    ),
+]
 
 # These routes document the intake endpoints; in the app, ``IntakeFastPath`` answers them first with the
 # same handler.
@@ -41,6 +57,7 @@ async def _intake(request: Request, context: AppContext, key: str | None = None)
         key,
         request.headers.get("authorization"),
         await request.body(),
+        request.headers.raw,
     )
     return Response(body, status_code=status_code, media_type="application/json")
 
@@ -60,8 +77,18 @@ async def alertmanager_webhook(request: Request, context: Context, key: KeyQuery
     response_model=IngestResult,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Grafana unified alerting webhook",
+    description="When the integration has a signing secret, each delivery must carry Grafana's HMAC "
+    f"signature of the raw body in {SIGNATURE_HEADER} (and, if Grafana is set to send one, the signed "
+    f"timestamp in {TIMESTAMP_HEADER}); otherwise 401 and nothing is stored.",
 )
-async def grafana_webhook(request: Request, context: Context, key: KeyQuery = None) -> Response:
+async def grafana_webhook(
+    request: Request,
+    context: Context,
+    key: KeyQuery = None,
+    signature: SignatureHeader = None,
+    timestamp: TimestampHeader = None,
+) -> Response:
+    del signature, timestamp  # documented here; the handler reads them from the raw headers
     return await _intake(request, context, key)
 
 
@@ -197,7 +224,9 @@ def list_integrations(context: Context, _: Admin) -> list[IntegrationRead]:
 )
 def create_integration(body: IntegrationCreate, context: Context, _: Admin) -> IntegrationCreated:
     with context.db.write() as session:
-        return integrations.create_integration(session, name=body.name, type=body.type)
+        return integrations.create_integration(
+            session, name=body.name, type=body.type, signing=body.signing, signing_secret=body.signing_secret
+        )
 
 
 @router.delete("/api/v1/integrations/{integration_id}", response_model=IntegrationRead, tags=["auth"])

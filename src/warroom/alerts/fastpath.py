@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,6 +20,7 @@ from warroom.alerts import adapters
 from warroom.alerts.adapters import InvalidPayload
 from warroom.alerts.intake import writer_for
 from warroom.auth.models import IntegrationType
+from warroom.auth.signing import signed_body
 from warroom.context import AppContext
 from warroom.errors import WarroomError
 
@@ -68,9 +70,18 @@ def bearer(authorization: str | None) -> str | None:
 
 
 async def handle_intake(
-    state: Any, context: AppContext, path: str, key: str | None, authorization: str | None, body: bytes
+    state: Any,
+    context: AppContext,
+    path: str,
+    key: str | None,
+    authorization: str | None,
+    body: bytes,
+    headers: Iterable[tuple[bytes, bytes]] = (),
 ) -> Answer:
-    """Parse, then apply in the shared intake transaction; answers only after the commit."""
+    """Parse, then apply in the shared intake transaction; answers only after the commit.
+
+    ``headers`` are the raw request headers; only Grafana's path reads them (its signature headers).
+    """
     kind = INTAKE_ROUTES[path]
     writer = writer_for(state, context)
     if kind == IntegrationType.pagerduty:
@@ -82,11 +93,14 @@ async def handle_intake(
         return _json(202, {"status": "success", "message": "Event processed", "dedup_key": event.dedup_key})
     try:
         data = adapters.parse_json(body)
+        signed = None
         if kind == IntegrationType.generic:
             events = adapters.from_generic(data)
         else:
             events = adapters.from_alertmanager(data)
-        result = await writer.submit(key or bearer(authorization), kind, kind.value, events)
+            if kind == IntegrationType.grafana:
+                signed = signed_body(body, headers)
+        result = await writer.submit(key or bearer(authorization), kind, kind.value, events, signed)
     except WarroomError as exc:
         return _error(exc)
     return 202, result.to_json()
@@ -175,6 +189,7 @@ class IntakeEndpoint:
                 key,
                 authorization.decode("latin-1") if authorization is not None else None,
                 body,
+                scope["headers"],
             )
         except Exception:
             log.exception("alert intake failed")

@@ -4,6 +4,9 @@ at that moment in one transaction, commits (one fsync), then answers each reques
 Every answer still comes after its alerts are committed. If the shared transaction fails (a bad request,
 a race on PostgreSQL), each request in it is retried in a transaction of its own, so one request's failure
 never becomes another's.
+
+Signed deliveries (Grafana's HMAC) are checked here, where the integration and its secret are known: the
+request hands over its raw body and signature headers (``SignedBody``); other deliveries carry none.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -22,10 +26,12 @@ from sqlalchemy.exc import IntegrityError
 from warroom.alerts import service
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.schemas import Ingested
-from warroom.auth import integrations
+from warroom.auth import integrations, signing
 from warroom.auth.integrations import IntegrationIdentity
 from warroom.auth.models import IntegrationType
+from warroom.auth.signing import SignedBody
 from warroom.context import AppContext
+from warroom.db import utcnow
 from warroom.errors import WarroomError
 
 log = logging.getLogger("warroom.alerts.intake")
@@ -39,6 +45,7 @@ class _Job:
     expected: IntegrationType
     source: str
     events: list[AlertEvent]
+    signed: SignedBody | None  # Grafana deliveries only
     future: asyncio.Future[Ingested]
     loop: asyncio.AbstractEventLoop
 
@@ -58,13 +65,20 @@ def _settle_all(answers: list[tuple[asyncio.Future[Ingested], Ingested | BaseExc
 
 
 def ingest_alone(
-    context: AppContext, secret: str | None, expected: IntegrationType, source: str, events: list[AlertEvent]
+    context: AppContext,
+    secret: str | None,
+    expected: IntegrationType,
+    source: str,
+    events: list[AlertEvent],
+    signed: SignedBody | None = None,
 ) -> Ingested:
     """One request, one transaction (retried when two deliveries raced to open the same dedup key)."""
     for attempt in range(_ATTEMPTS):
         try:
             with context.db.write() as session:
                 integration = integrations.authenticate_integration(session, secret, expected)
+                if integration.signing_secret is not None:
+                    signing.verify(integration.signing_secret, signed, utcnow())
                 return service.ingest(
                     session, org=context.org, source=source, events=events, integration=integration
                 )
@@ -88,12 +102,19 @@ class IntakeWriter:
         self._connection: Connection | None = None
 
     async def submit(
-        self, secret: str | None, expected: IntegrationType, source: str, events: list[AlertEvent]
+        self,
+        secret: str | None,
+        expected: IntegrationType,
+        source: str,
+        events: list[AlertEvent],
+        signed: SignedBody | None = None,
     ) -> Ingested:
+        """Apply ``events`` for the integration whose key is ``secret``; ``signed`` when the delivery may
+        be signed (its raw body and signature headers), checked if the integration has a signing secret."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Ingested] = loop.create_future()
         with self._lock:
-            self._queue.put(_Job(secret, expected, source, events, future, loop))
+            self._queue.put(_Job(secret, expected, source, events, signed, future, loop))
             if self._thread is None:
                 # The thread ends itself when idle, so short-lived apps (tests) leave none behind.
                 self._thread = threading.Thread(target=self._run, name="warroom-alert-intake", daemon=True)
@@ -171,7 +192,7 @@ class IntakeWriter:
 
     def _alone(self, job: _Job) -> Ingested | BaseException:
         try:
-            return ingest_alone(self.context, job.secret, job.expected, job.source, job.events)
+            return ingest_alone(self.context, job.secret, job.expected, job.source, job.events, job.signed)
         except Exception as exc:
             if not isinstance(exc, WarroomError):
                 log.exception("alert intake failed")
@@ -195,6 +216,7 @@ class IntakeWriter:
         with connection.begin():
             identities: dict[tuple[str | None, IntegrationType], IntegrationIdentity | WarroomError] = {}
             groups: dict[tuple[int, str], list[int]] = {}
+            now: datetime | None = None  # read once per batch, and only if a delivery is signed
             for index, job in enumerate(jobs):
                 cache_key = (job.secret, job.expected)
                 if cache_key not in identities:
@@ -207,8 +229,16 @@ class IntakeWriter:
                 identity = identities[cache_key]
                 if isinstance(identity, WarroomError):
                     outcomes[index] = identity
-                else:
-                    groups.setdefault((identity.id, job.source), []).append(index)
+                    continue
+                if identity.signing_secret is not None:
+                    if now is None:
+                        now = utcnow()
+                    try:
+                        signing.verify(identity.signing_secret, job.signed, now)
+                    except WarroomError as exc:
+                        outcomes[index] = exc
+                        continue
+                groups.setdefault((identity.id, job.source), []).append(index)
             if groups:
                 # A session on the writer's connection and transaction: automation needs the ORM.
                 with self.context.db.session_on(connection) as session:

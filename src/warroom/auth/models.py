@@ -45,7 +45,10 @@ class IntegrationType(enum.StrEnum):
 
 
 class IntegrationKey(Base):
-    """A monitoring source's key. Only its sha256 is stored, like API tokens."""
+    """A monitoring source's key. Only its sha256 is stored, like API tokens.
+
+    ``signing_secret`` (Grafana only) is stored as given: the server recomputes each delivery's HMAC with it.
+    """
 
     __tablename__ = "integration_keys"
 
@@ -56,3 +59,8 @@ class IntegrationKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    signing_secret: Mapped[str | None] = mapped_column(String(200))
+
+    @property
+    def signing(self) -> bool:
+        return self.signing_secret is not None

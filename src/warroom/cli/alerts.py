@@ -164,22 +164,63 @@ def integration_create(
     type_: Annotated[
         IntegrationType, typer.Option("--type", help="alertmanager, grafana, pagerduty or generic.")
     ],
+    signing_secret: Annotated[
+        bool,
+        typer.Option(
+            "--signing-secret",
+            help="Grafana only: generate an HMAC signing secret (printed once, before the key); "
+            "deliveries must then be signed with it.",
+        ),
+    ] = False,
+    signing_secret_value: Annotated[
+        str | None,
+        typer.Option(
+            "--signing-secret-value",
+            envvar="WARROOM_INTEGRATION_SIGNING_SECRET",
+            show_envvar=True,
+            help="Grafana only: use this signing secret instead of generating one (16 to 200 characters; "
+            "the environment variable keeps it out of the process list).",
+        ),
+    ] = None,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
 ) -> None:
-    """Create an integration key; the key is printed alone on the last line."""
+    """Create an integration key; the key is printed alone on the last line.
+
+    With --signing-secret, the generated secret is printed first on a line of its own, labelled
+    "signing secret:". The signing secret is stored as given, since the server needs it to check signatures.
+    """
     from warroom.auth import integrations
+    from warroom.auth.signing import check_signing_secret
     from warroom.cli.main import _database, _settings
+    from warroom.errors import InvalidInput
 
     if not name.strip():
         fail("--name must not be blank")
+    if signing_secret and signing_secret_value is not None:
+        fail("give either --signing-secret (generate one) or --signing-secret-value, not both")
+    signing = signing_secret or signing_secret_value is not None
+    if signing and type_ != IntegrationType.grafana:
+        fail(f"only grafana integrations can sign their deliveries (--type is {type_.value})")
+    if signing_secret_value is not None:
+        try:
+            check_signing_secret(signing_secret_value, "--signing-secret-value")
+        except InvalidInput as exc:
+            fail(exc.message)
     database = _database(_settings(database_url=database_url))
     with database.write() as session:
-        created = integrations.create_integration(session, name=name, type=type_)
+        created = integrations.create_integration(
+            session, name=name, type=type_, signing=signing, signing_secret=signing_secret_value
+        )
     database.dispose()
     error_console.print(
         f"Created {created.type.value} integration {created.name!r} (id {created.id}). "
-        "The key is shown only once:"
+        + ("Its signing secret and key are" if signing_secret else "The key is")
+        + " shown only once:"
     )
+    if signing_secret:
+        typer.echo(f"signing secret: {created.signing_secret}")
+    elif signing:
+        error_console.print("Deliveries must be signed with the signing secret you gave.")
     typer.echo(created.key)
 
 
@@ -201,13 +242,14 @@ def integration_list(
         rows,
         lambda: table(
             "Integrations",
-            ["id", "name", "type", "prefix", "created", "revoked"],
+            ["id", "name", "type", "prefix", "signed", "created", "revoked"],
             [
                 (
                     r.id,
                     r.name,
                     r.type.value,
                     r.prefix + "…",
+                    "hmac" if r.signing else "",
                     when(r.created_at),
                     when(r.revoked_at) if r.revoked_at else "",
                 )

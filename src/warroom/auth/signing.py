@@ -1,0 +1,107 @@
+"""Signed webhook deliveries: the HMAC signature Grafana's webhook contact point can add (``hmacConfig``).
+
+Grafana (grafana/alerting ``http/hmac.go``) sends ``hex(HMAC-SHA256(secret, [ts + ":"] + body))`` in the
+signature header (``X-Grafana-Alerting-Signature`` unless the contact point names another). ``ts`` (Unix
+seconds) is signed and sent only when the contact point names a timestamp header; Warroom expects that header
+to be ``X-Grafana-Alerting-Signature-Timestamp``, and then also refuses deliveries more than five minutes
+from its clock (a replay, or clocks out of sync).
+
+Unlike integration keys (only their sha256 is kept), a signing secret is stored as given: the server must
+recompute the HMAC. Anyone who can read the database can sign deliveries for that integration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from warroom.errors import InvalidInput, Unauthorized
+
+SIGNATURE_HEADER = "X-Grafana-Alerting-Signature"
+TIMESTAMP_HEADER = "X-Grafana-Alerting-Signature-Timestamp"
+MAX_SKEW_SECONDS = 300
+SECRET_MIN_LENGTH = 16
+SECRET_MAX_LENGTH = 200
+
+_SIGNATURE = SIGNATURE_HEADER.lower().encode()
+_TIMESTAMP = TIMESTAMP_HEADER.lower().encode()
+# The default of some grafana/alerting versions (its UI and docs say X-Grafana-Alerting-Signature).
+_LEGACY_SIGNATURE = b"x-grafana-alert-signature"
+
+
+@dataclass(frozen=True, slots=True)
+class SignedBody:
+    """What a signature check needs, carried from the request to the intake writer (which knows the secret).
+
+    ``body`` is the raw request body, exactly as received; the header values are raw bytes too.
+    """
+
+    body: bytes
+    signature: bytes | None
+    timestamp: bytes | None
+
+
+def signed_body(body: bytes, headers: Iterable[tuple[bytes, bytes]]) -> SignedBody:
+    """The signature and timestamp headers of a request (ASGI raw headers: lower-case names)."""
+    signature = timestamp = legacy = None
+    for name, value in headers:
+        if name == _SIGNATURE:
+            signature = value
+        elif name == _TIMESTAMP:
+            timestamp = value
+        elif name == _LEGACY_SIGNATURE:
+            legacy = value
+    return SignedBody(body, signature if signature is not None else legacy, timestamp)
+
+
+def new_signing_secret() -> str:
+    """A fresh secret: 256 random bits as 64 hex characters."""
+    return secrets.token_hex(32)
+
+
+def check_signing_secret(secret: str, field: str = "signing_secret") -> str:
+    """A secret someone chose: long enough to be worth signing with, and no edge whitespace to mistype."""
+    if secret != secret.strip():
+        raise InvalidInput(f"{field} must not start or end with whitespace", {"field": field})
+    if not SECRET_MIN_LENGTH <= len(secret) <= SECRET_MAX_LENGTH:
+        raise InvalidInput(
+            f"{field} must be {SECRET_MIN_LENGTH} to {SECRET_MAX_LENGTH} characters long", {"field": field}
+        )
+    return secret
+
+
+def verify(secret: str, signed: SignedBody | None, now: datetime) -> None:
+    """Unauthorized unless ``signed`` carries the signature of its body (and of its timestamp, which must
+    then be within ``MAX_SKEW_SECONDS`` of ``now``). Constant-time comparison."""
+    signature = signed.signature if signed is not None else None
+    if signed is None or not signature:
+        raise Unauthorized(
+            f"this integration requires signed requests: the {SIGNATURE_HEADER} header is missing "
+            "(set the HMAC secret in Grafana's webhook contact point)",
+            {"header": SIGNATURE_HEADER},
+        )
+    mac = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+    timestamp = signed.timestamp
+    if timestamp is not None:
+        if not (timestamp.isdigit() and len(timestamp) <= 12):
+            raise Unauthorized(
+                f"the {TIMESTAMP_HEADER} header must be a Unix time in seconds", {"header": TIMESTAMP_HEADER}
+            )
+        mac.update(timestamp + b":")
+    mac.update(signed.body)
+    if not hmac.compare_digest(mac.hexdigest().encode(), signature.lower()):
+        raise Unauthorized(
+            f"the {SIGNATURE_HEADER} signature does not match the request body (check the HMAC secret; "
+            f"a timestamp header, if Grafana sends one, must be named {TIMESTAMP_HEADER})",
+            {"header": SIGNATURE_HEADER},
+        )
+    if timestamp is not None and abs(now.timestamp() - int(timestamp)) > MAX_SKEW_SECONDS:
+        raise Unauthorized(
+            f"the signed timestamp is more than {MAX_SKEW_SECONDS} seconds from the server's clock "
+            "(a replayed delivery, or clocks out of sync)",
+            {"header": TIMESTAMP_HEADER},
+        )
