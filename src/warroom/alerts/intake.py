@@ -96,10 +96,13 @@ class IntakeWriter:
         self.context = context
         self.max_events = max_events
         self.idle_seconds = idle_seconds
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # Each item is the deliveries one event-loop iteration received (None: stop).
+        self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._connection: Connection | None = None
+        # Deliveries received in the current iteration of each event loop, handed over together.
+        self._received: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
 
     async def submit(
         self,
@@ -113,13 +116,25 @@ class IntakeWriter:
         be signed (its raw body and signature headers), checked if the integration has a signing secret."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Ingested] = loop.create_future()
+        job = _Job(secret, expected, source, events, signed, future, loop)
+        received = self._received.get(loop)
+        if received is None:
+            # The first delivery of this loop iteration: hand all of them over once the iteration's other
+            # callbacks (more requests, typically) have run. One queue put and thread wake-up per iteration.
+            self._received[loop] = [job]
+            loop.call_soon(self._hand_over, loop)
+        else:
+            received.append(job)
+        return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        jobs = self._received.pop(loop)
         with self._lock:
-            self._queue.put(_Job(secret, expected, source, events, signed, future, loop))
+            self._queue.put(jobs)
             if self._thread is None:
                 # The thread ends itself when idle, so short-lived apps (tests) leave none behind.
                 self._thread = threading.Thread(target=self._run, name="warroom-alert-intake", daemon=True)
                 self._thread.start()
-        return await future
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then end the thread (app shutdown)."""
@@ -134,21 +149,21 @@ class IntakeWriter:
         try:
             while True:
                 try:
-                    job = self._queue.get(timeout=self.idle_seconds)
+                    item = self._queue.get(timeout=self.idle_seconds)
                 except queue.Empty:
                     with self._lock:
                         if self._queue.empty():
                             self._thread = None
                             return
                     continue
-                if job is None:
+                if item is None:
                     with self._lock:
                         if self._queue.empty():
                             self._thread = None
                             return
                     continue
-                jobs = [job]
-                size = len(job.events)
+                jobs = list(item)
+                size = sum(len(job.events) for job in jobs)
                 while size < self.max_events:
                     try:
                         more = self._queue.get_nowait()
@@ -157,8 +172,8 @@ class IntakeWriter:
                     if more is None:
                         self._queue.put(None)  # seen again once this batch is answered
                         break
-                    jobs.append(more)
-                    size += len(more.events)
+                    jobs.extend(more)
+                    size += sum(len(job.events) for job in more)
                 try:
                     self._process(jobs)
                 except BaseException as exc:  # never leave a request waiting on a dead writer
