@@ -290,24 +290,41 @@ def test_ack_link(context: AppContext, api: TestClient) -> None:
         "not-a-token",
         token.replace(f"{incident_id}.", "999.", 1),
     ):
-        response = api.get(f"/api/v1/ack/{bad}")
-        assert response.status_code == 403, (bad, response.text)
+        for method in ("GET", "POST"):
+            response = api.request(method, f"/api/v1/ack/{bad}")
+            assert response.status_code == 403, (method, bad, response.text)
+            assert "<form" not in response.text
     expired = make_ack_token(
         key, incident_id=incident_id, person="carol", expires_at=T0 - timedelta(seconds=1)
     )
     assert api.get(f"/api/v1/ack/{expired}").status_code == 410
+    assert api.post(f"/api/v1/ack/{expired}").status_code == 410
     with context.db.read() as session:
         assert incident_service.get_incident(session, incident_id).acknowledged_at is None
 
-    response = api.get(f"/api/v1/ack/{token}")
+    # Opening the link (what a mail scanner or link preview does) only asks; nothing changes.
+    for _ in range(2):
+        page = api.get(f"/api/v1/ack/{token}")
+        assert page.status_code == 200
+        assert "text/html" in page.headers["content-type"]
+        assert f"Acknowledge INC-{incident_id}?" in page.text
+        assert '<form method="post">' in page.text and "as carol" in page.text
+    with context.db.read() as session:
+        assert incident_service.get_incident(session, incident_id).acknowledged_at is None
+    assert escalation(context, incident_id).state != EscalationState.acknowledged
+
+    # The button POSTs to the same address.
+    response = api.post(f"/api/v1/ack/{token}")
     assert response.status_code == 200
     assert "text/html" in response.headers["content-type"]
     assert f"INC-{incident_id} acknowledged" in response.text
     with context.db.read() as session:
         incident = incident_service.get_incident(session, incident_id)
         assert incident.acknowledged_by == "carol"
-    again = api.get(f"/api/v1/ack/{token}")
+    again = api.post(f"/api/v1/ack/{token}")
     assert again.status_code == 200 and "already acknowledged" in again.text
+    opened = api.get(f"/api/v1/ack/{token}")
+    assert "already acknowledged" in opened.text and "<form" not in opened.text
     assert escalation(context, incident_id).state == EscalationState.acknowledged
 
 
@@ -315,9 +332,9 @@ def test_ack_page_escapes_html(context: AppContext, api: TestClient) -> None:
     clock.set(T0)
     incident_id = open_incident(context, title="<script>alert(1)</script>")
     token = make_ack_token(context.settings.resolved_secret_key(), incident_id=incident_id, person="bob")
-    response = api.get(f"/api/v1/ack/{token}")
-    assert response.status_code == 200
-    assert "<script>" not in response.text and "&lt;script&gt;" in response.text
+    for response in (api.get(f"/api/v1/ack/{token}"), api.post(f"/api/v1/ack/{token}")):
+        assert response.status_code == 200
+        assert "<script>" not in response.text and "&lt;script&gt;" in response.text
 
 
 def test_secret_key_is_generated_once(tmp_path: Any) -> None:

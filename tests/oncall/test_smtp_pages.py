@@ -84,9 +84,11 @@ def test_pages_by_email_and_ack_link_stops_escalation(mail_context: AppContext, 
     assert len(mails.to("alice@acme.example")) == 1
     assert len(mails.to("carol@acme.example")) == 1  # carol was not paged twice
 
-    # carol follows the link in her mail.
+    # carol follows the link in her mail and presses the button on the page it opens.
     with TestClient(create_app(context=mail_context)) as api:
-        response = api.get(link.group(1))
+        page = api.get(link.group(1))
+        assert page.status_code == 200 and f"Acknowledge {ref}?" in page.text
+        response = api.post(link.group(1))
     assert response.status_code == 200 and f"{ref} acknowledged" in response.text
     clock.set(T0 + timedelta(hours=3))
     drain(worker)

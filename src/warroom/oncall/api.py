@@ -104,20 +104,49 @@ def incident_pages(ref: str, context: Context, _: Responder) -> IncidentPaging:
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<meta name="robots" content="noindex">
 <title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem}}</style>
-</head><body><h1>{title}</h1><p>{message}</p></body></html>
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem}}
+button{{font-size:1.1rem;padding:.6rem 1.2rem}}</style>
+</head><body><h1>{title}</h1><p>{message}</p>{form}</body></html>
 """
 
+# Opening the link only shows what it would do; the button POSTs. Mail scanners and link previews fetch
+# links in messages with GET, and must not acknowledge a page nobody has read.
+_FORM = '<form method="post"><button type="submit">{label}</button></form>'
 
-def _html(title: str, message: str, status_code: int) -> HTMLResponse:
-    body = _PAGE.format(title=html.escape(title), message=html.escape(message))
+
+def _html(title: str, message: str, status_code: int, *, button: str | None = None) -> HTMLResponse:
+    form = _FORM.format(label=html.escape(button)) if button else ""
+    body = _PAGE.format(title=html.escape(title), message=html.escape(message), form=form)
     return HTMLResponse(body, status_code=status_code)
 
 
 @router.get("/ack/{token}", response_class=HTMLResponse, tags=["oncall"])
+def acknowledge_link_page(token: str, context: Context) -> HTMLResponse:
+    """The page behind the signed link in a page: says which incident, with a button that acknowledges."""
+    try:
+        with context.db.read() as session:
+            incident, claim = paging.incident_of_link(
+                session, key=context.settings.resolved_secret_key(), token=token
+            )
+            ref, title, by = incident.ref, incident.title, incident.acknowledged_by or ""
+            acknowledged = incident.acknowledged_at is not None
+    except WarroomError as exc:
+        return _html("Not acknowledged", exc.message, exc.status)
+    if acknowledged:
+        return _html(f"{ref} was already acknowledged", f"{title} — acknowledged by {by}.", 200)
+    return _html(
+        f"Acknowledge {ref}?",
+        f"{title} — you were paged as {claim.person}. Acknowledging stops the escalation.",
+        200,
+        button=f"Acknowledge {ref} as {claim.person}",
+    )
+
+
+@router.post("/ack/{token}", response_class=HTMLResponse, tags=["oncall"])
 def acknowledge_from_link(token: str, context: Context) -> HTMLResponse:
-    """Acknowledge as the paged person from the signed link in a page (no token needed: the link is one)."""
+    """Acknowledge as the paged person (no API token needed: the signed link is one)."""
     try:
         with context.db.write() as session:
             incident, already = paging.acknowledge_from_link(

@@ -31,7 +31,7 @@ from warroom.notify import service as notify_service
 from warroom.notify.models import Delivery
 from warroom.oncall import service
 from warroom.oncall.config import EscalationPolicyConfig, PagingMode
-from warroom.oncall.links import ack_url, make_ack_token
+from warroom.oncall.links import AckClaim, ack_url, make_ack_token, verify_ack_token
 from warroom.oncall.models import Escalation, EscalationState, Page, PageStatus
 from warroom.oncall.schemas import EscalationRead, IncidentPaging, PageRead
 from warroom.orgconfig import OrgConfig
@@ -582,10 +582,14 @@ def check_escalation(
 # --- acknowledging from a page ------------------------------------------------------------------------
 
 
+def incident_of_link(session: Session, *, key: bytes, token: str) -> tuple[Incident, AckClaim]:
+    """The incident a valid acknowledge link is for, and its claim; changes nothing."""
+    claim = verify_ack_token(key, token)
+    return incident_service.get_incident(session, claim.incident_id), claim
+
+
 def acknowledge_from_link(session: Session, *, key: bytes, token: str) -> tuple[Incident, bool]:
     """Acknowledge as the person the link was made for; returns the incident and whether it already was."""
-    from warroom.oncall.links import verify_ack_token
-
     claim = verify_ack_token(key, token)
     incident = incident_service.get_incident(session, claim.incident_id, for_update=True)
     already = incident.acknowledged_at is not None
