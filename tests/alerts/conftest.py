@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from warroom.alerts.intake import IntakeWriter
 from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
 from warroom.context import AppContext
@@ -37,3 +38,17 @@ def generic_key(context: AppContext) -> str:
 @pytest.fixture
 def pd_key(context: AppContext) -> str:
     return make_key(context, "pagerduty", "pd-shaped")
+
+
+@pytest.fixture
+def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many deliveries each shared intake transaction held (the writer's group commit at work)."""
+    sizes: list[int] = []
+    together = IntakeWriter._together
+
+    def recording(self: IntakeWriter, jobs: list[Any]) -> Any:
+        sizes.append(len(jobs))
+        return together(self, jobs)
+
+    monkeypatch.setattr(IntakeWriter, "_together", recording)
+    return sizes

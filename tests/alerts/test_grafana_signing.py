@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from tests.alerts.conftest import make_key
+from tests.alerts.conftest import make_key, payload
 from warroom.alerts import adapters
-from warroom.alerts.intake import IntakeWriter, ingest_alone
+from warroom.alerts.intake import ingest_alone
 from warroom.alerts.models import Alert
 from warroom.app import create_app
 from warroom.auth import integrations
@@ -35,41 +35,7 @@ TIMESTAMP = "X-Grafana-Alerting-Signature-Timestamp"
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
 # The Grafana docs' example delivery (wire-formats.md section 3).
-DELIVERY: dict[str, Any] = {
-    "receiver": "My Super Webhook",
-    "status": "firing",
-    "orgId": 1,
-    "alerts": [
-        {
-            "status": "firing",
-            "labels": {"alertname": "High memory usage", "team": "blue", "zone": "us-1"},
-            "annotations": {
-                "description": "The system has high memory usage",
-                "runbook_url": "https://myrunbook.com/runbook/1234",
-                "summary": "This alert was triggered for zone us-1",
-            },
-            "startsAt": "2021-10-12T09:51:03.157076+02:00",
-            "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "https://play.grafana.org/alerting/1afz29v7z/edit",
-            "fingerprint": "c6eadffa33fcdf37",
-            "silenceURL": "https://play.grafana.org/alerting/silence/new",
-            "dashboardURL": "",
-            "panelURL": "",
-            "values": {"B": 44.23943737541908, "C": 1},
-            "valueString": "[ metric='' labels={} value=14151.331895396988 ]",
-        }
-    ],
-    "groupLabels": {"alertname": "High memory usage"},
-    "commonLabels": {"alertname": "High memory usage", "team": "blue", "zone": "us-1"},
-    "commonAnnotations": {"summary": "This alert was triggered for zone us-1"},
-    "externalURL": "https://play.grafana.org/",
-    "version": "1",
-    "groupKey": '{}:{alertname="High memory usage"}',
-    "truncatedAlerts": 0,
-    "title": "[FIRING:1] High memory usage (blue us-1)",
-    "state": "alerting",
-    "message": "**Firing**\n\nValue: B=44.23943737541908, C=1",
-}
+DELIVERY: dict[str, Any] = payload("grafana-docs-example.json")
 
 
 def delivery(fingerprint: str = "c6eadffa33fcdf37") -> bytes:
@@ -243,16 +209,8 @@ def test_fastapi_route_checks_signatures_too(context: AppContext) -> None:
 
 
 def test_shared_batch_answers_each_signed_delivery_on_its_own(
-    context: AppContext, monkeypatch: pytest.MonkeyPatch
+    context: AppContext, batch_sizes: list[int]
 ) -> None:
-    batch_sizes: list[int] = []
-    together = IntakeWriter._together
-
-    def recording(self: IntakeWriter, jobs: list[Any]) -> Any:
-        batch_sizes.append(len(jobs))
-        return together(self, jobs)
-
-    monkeypatch.setattr(IntakeWriter, "_together", recording)
     key, secret = signing_integration(context)
     plain_key = make_key(context, "grafana", "grafana-plain")
     app = create_app(context=context)

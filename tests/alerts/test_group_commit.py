@@ -10,23 +10,14 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.alerts.conftest import make_key
-from warroom.alerts.intake import IntakeWriter
 from warroom.alerts.models import Alert
 from warroom.app import create_app
 from warroom.context import AppContext
 
 
 def test_concurrent_requests_fold_and_keep_their_own_answers(
-    context: AppContext, monkeypatch: pytest.MonkeyPatch
+    context: AppContext, batch_sizes: list[int]
 ) -> None:
-    batch_sizes: list[int] = []
-    together = IntakeWriter._together
-
-    def recording(self: IntakeWriter, jobs: list[Any]) -> Any:
-        batch_sizes.append(len(jobs))
-        return together(self, jobs)
-
-    monkeypatch.setattr(IntakeWriter, "_together", recording)
     key = make_key(context, "generic")
     revoked_key = make_key(context, "generic", "old")
     from warroom.auth import integrations

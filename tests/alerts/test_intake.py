@@ -83,41 +83,7 @@ def test_retry_of_identical_body_changes_nothing(api: TestClient, context: AppCo
 
 def test_grafana_webhook(api: TestClient, context: AppContext) -> None:
     key = make_key(context, "grafana")
-    body = {
-        "receiver": "My Super Webhook",
-        "status": "firing",
-        "orgId": 1,
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": {"alertname": "High memory usage", "team": "blue", "zone": "us-1"},
-                "annotations": {
-                    "description": "The system has high memory usage",
-                    "runbook_url": "https://myrunbook.com/runbook/1234",
-                    "summary": "This alert was triggered for zone us-1",
-                },
-                "startsAt": "2021-10-12T09:51:03.157076+02:00",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "https://play.grafana.org/alerting/1afz29v7z/edit",
-                "fingerprint": "c6eadffa33fcdf37",
-                "silenceURL": "https://play.grafana.org/alerting/silence/new",
-                "dashboardURL": "",
-                "panelURL": "",
-                "values": {"B": 44.23943737541908, "C": 1},
-                "valueString": "[ metric='' labels={} value=14151.331895396988 ]",
-            }
-        ],
-        "groupLabels": {"alertname": "High memory usage"},
-        "commonLabels": {"alertname": "High memory usage", "team": "blue", "zone": "us-1"},
-        "commonAnnotations": {},
-        "externalURL": "https://play.grafana.org/",
-        "version": "1",
-        "groupKey": '{}:{alertname="High memory usage"}',
-        "truncatedAlerts": 0,
-        "title": "[FIRING:1] High memory usage (blue us-1)",
-        "state": "alerting",
-        "message": "**Firing**",
-    }
+    body = payload("grafana-docs-example.json")  # the Grafana docs' example (wire-formats.md)
     response = api.post(f"/api/v1/alerts/grafana?key={key}", json=body)
     assert response.status_code == 202, response.text
     [alert] = alerts(context)
