@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, text
 
 from tests.alerts.conftest import make_key
 from warroom.alerts.models import Alert
@@ -91,3 +92,28 @@ def test_a_failing_request_does_not_fail_the_others(
     assert [r.status_code for i, r in enumerate(responses) if i != 3] == [202] * 11
     with context.db.read() as session:
         assert session.scalar(select(func.count()).select_from(Alert)) == 11
+
+
+def test_the_writer_recovers_when_its_database_connection_dies(context: AppContext, api: TestClient) -> None:
+    """The writer keeps one connection; when the server drops it, the batch is retried on a fresh one and
+    the delivery is answered and stored (PostgreSQL: the server ends the writer's session)."""
+    if context.db.is_sqlite:
+        pytest.skip("a SQLite connection is a file handle: there is no server to drop it")
+    key = make_key(context, "generic")
+    first = api.post(f"/api/v1/alerts?key={key}", json={"summary": "before", "dedup_key": "a"})
+    assert first.status_code == 202, first.text
+    # End every other session on this database: the writer's kept connection and the pool's idle ones.
+    with context.db.engine.connect() as connection:
+        ended = connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).all()
+    assert ended, "the writer's connection should have been open"
+    second = api.post(f"/api/v1/alerts?key={key}", json={"summary": "after", "dedup_key": "b"})
+    assert second.status_code == 202, second.text
+    third = api.post(f"/api/v1/alerts?key={key}", json={"summary": "again", "dedup_key": "b"})
+    assert third.status_code == 202 and third.json()["alerts"][0]["outcome"] == "updated"
+    with context.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Alert)) == 2
