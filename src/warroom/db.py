@@ -125,14 +125,9 @@ class DriverStatement:
             converted.append(processor(value) if processor is not None and value is not None else value)
         return tuple(converted) if self.positional else dict(zip(self.names, converted, strict=True))
 
-    def execute(self, connection: Connection, values: Mapping[str, Any]) -> Sequence[Any]:
-        """Run once; the rows as the driver returns them (tuples, no result processing)."""
-        cursor = connection.connection.cursor()
-        try:
-            cursor.execute(self.sql, self.parameters(values))
-            return cursor.fetchall() if cursor.description else []
-        finally:
-            cursor.close()
+    def query(self, connection: Connection, values: Mapping[str, Any]) -> Sequence[Any]:
+        """Run as a query; the rows as the driver returns them (tuples, no result processing)."""
+        return driver_query(connection, self.sql, self.parameters(values))
 
     def execute_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         cursor = connection.connection.cursor()

@@ -151,11 +151,7 @@ class IntakeWriter:
                 try:
                     item = self._queue.get(timeout=self.idle_seconds)
                 except queue.Empty:
-                    with self._lock:
-                        if self._queue.empty():
-                            self._thread = None
-                            return
-                    continue
+                    item = None  # idle for a while: end, like on close()
                 if item is None:
                     with self._lock:
                         if self._queue.empty():

@@ -108,9 +108,9 @@ def ingest(
 ) -> Ingested:
     """Apply a batch of events in the caller's transaction: all of them or, on any error, none.
 
-    The hot path stays in SQL Core: one narrow lookup of the open alerts for every dedup key in the batch,
-    one executemany of updates, one multi-row insert. Full ORM rows are loaded only for alerts that
-    automation acts on.
+    The hot path is driver SQL: one lookup of the open alerts for every dedup key in the batch, one
+    executemany of updates per set of changed columns, one executemany of inserts (and the same lookup for
+    the new ids). Full ORM rows are loaded only for alerts that automation acts on.
     """
     scope = f"i:{integration.id}" if integration is not None else source
     keys = list(dict.fromkeys(event.dedup_key for event in events))

@@ -145,7 +145,7 @@ def identify_integration(
     lookup = _LOOKUPS.get(dialect.name)
     if lookup is None:
         lookup = _LOOKUPS[dialect.name] = DriverStatement.compile(_LOOKUP, dialect)
-    rows = lookup.execute(connection, {"key_hash": hash_secret(secret)})
+    rows = lookup.query(connection, {"key_hash": hash_secret(secret)})
     if not rows:
         raise Unauthorized("the integration key is not valid")
     integration_id, name, kind, revoked_at, signing_secret = rows[0]
