@@ -20,7 +20,12 @@ from warroom.alerts.schemas import (
     PromoteRequest,
 )
 from warroom.auth import integrations
-from warroom.auth.integrations import IntegrationCreate, IntegrationCreated, IntegrationRead
+from warroom.auth.integrations import (
+    IntegrationCreate,
+    IntegrationCreated,
+    IntegrationRead,
+    IntegrationRotate,
+)
 from warroom.auth.signing import MAX_SKEW_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from warroom.context import AppContext
 from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
@@ -233,3 +238,18 @@ def create_integration(body: IntegrationCreate, context: Context, _: Admin) -> I
 def revoke_integration(integration_id: RowId, context: Context, _: Admin) -> IntegrationRead:
     with context.db.write() as session:
         return integrations.revoke_integration(session, integration_id=integration_id)
+
+
+@router.post("/api/v1/integrations/{integration_id}/rotate", response_model=IntegrationCreated, tags=["auth"])
+def rotate_integration(
+    integration_id: RowId, context: Context, _: Admin, body: IntegrationRotate | None = None
+) -> IntegrationCreated:
+    """A new key (and signing secret, if the integration signs); the replaced ones work for ``grace``."""
+    rotation = body or IntegrationRotate()
+    with context.db.write() as session:
+        return integrations.rotate_integration(
+            session,
+            integration_id=integration_id,
+            grace=rotation.grace,
+            signing_secret=rotation.signing_secret,
+        )

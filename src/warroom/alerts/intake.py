@@ -77,8 +77,8 @@ def ingest_alone(
         try:
             with context.db.write() as session:
                 integration = integrations.authenticate_integration(session, secret, expected)
-                if integration.signing_secret is not None:
-                    signing.verify(integration.signing_secret, signed, utcnow())
+                if integration.signing_secrets:
+                    signing.verify(integration.signing_secrets, signed, utcnow())
                 return service.ingest(
                     session, org=context.org, source=source, events=events, integration=integration
                 )
@@ -241,11 +241,11 @@ class IntakeWriter:
                 if isinstance(identity, WarroomError):
                     outcomes[index] = identity
                     continue
-                if identity.signing_secret is not None:
+                if identity.signing_secrets:
                     if now is None:
                         now = utcnow()
                     try:
-                        signing.verify(identity.signing_secret, job.signed, now)
+                        signing.verify(identity.signing_secrets, job.signed, now)
                     except WarroomError as exc:
                         outcomes[index] = exc
                         continue

@@ -2,12 +2,17 @@
 
 A key is 32 hex characters, the length PagerDuty clients expect of a routing key. Only its sha256 is kept.
 A Grafana integration may also have a signing secret (``auth.signing``), kept as given.
+
+Rotating an integration gives it a new key (and a new signing secret if it signs) and keeps everything else,
+above all its dedup scope: alerts open under the old key still update and resolve under the new one. The
+replaced key and secret keep working for a grace period, so no delivery is refused while the source's
+configuration is being changed; ``--grace 0`` ends them at once (a leaked key).
 """
 
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, bindparam, select
@@ -21,8 +26,12 @@ from warroom.auth.signing import (
     check_signing_secret,
     new_signing_secret,
 )
-from warroom.db import DriverStatement, get_or_404, utcnow
-from warroom.errors import Forbidden, InvalidInput, Unauthorized
+from warroom.db import DriverStatement, UTCDateTime, get_or_404, utcnow
+from warroom.durations import Duration, format_duration
+from warroom.errors import Conflict, Forbidden, InvalidInput, Unauthorized
+
+MAX_ROTATION_GRACE = timedelta(days=7)
+DEFAULT_ROTATION_GRACE = timedelta(hours=1)
 
 
 class IntegrationCreate(BaseModel):
@@ -41,6 +50,21 @@ class IntegrationCreate(BaseModel):
     )
 
 
+class IntegrationRotate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grace: Duration = Field(
+        DEFAULT_ROTATION_GRACE,
+        description="How long the replaced key (and signing secret) keep working, e.g. '1h', '30m', '0s' "
+        "to end them at once; at most 7 days.",
+    )
+    signing_secret: str | None = Field(
+        None,
+        min_length=SECRET_MIN_LENGTH,
+        max_length=SECRET_MAX_LENGTH,
+        description="Signing integrations only: the new signing secret, instead of a generated one.",
+    )
+
+
 class IntegrationRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
@@ -50,6 +74,10 @@ class IntegrationRead(BaseModel):
     created_at: datetime
     revoked_at: datetime | None
     signing: bool = Field(description="Deliveries must carry a valid HMAC signature.")
+    rotated_at: datetime | None = Field(None, description="When the key was last replaced.")
+    previous_valid_until: datetime | None = Field(
+        None, description="Until when the replaced key (and signing secret) still work; null once none does."
+    )
 
 
 class IntegrationCreated(IntegrationRead):
@@ -60,12 +88,13 @@ class IntegrationCreated(IntegrationRead):
 
 
 class IntegrationIdentity(BaseModel):
-    """The caller of an intake endpoint (and, for a signing integration, the secret to check HMACs with)."""
+    """The caller of an intake endpoint (and, for a signing integration, the secrets to check HMACs with:
+    the current one, then the replaced one while a rotation's grace period lasts)."""
 
     id: int
     name: str
     type: IntegrationType
-    signing_secret: str | None = Field(None, repr=False, exclude=True)
+    signing_secrets: tuple[str, ...] = Field((), repr=False, exclude=True)
 
 
 def create_integration(
@@ -101,16 +130,67 @@ def create_integration(
     )
 
 
+def _read(row: IntegrationKey, now: datetime) -> IntegrationRead:
+    read = IntegrationRead.model_validate(row)
+    if read.previous_valid_until is not None and (read.previous_valid_until <= now or row.revoked_at):
+        read.previous_valid_until = None  # over: nothing but the current key works
+    return read
+
+
 def list_integrations(session: Session) -> list[IntegrationRead]:
-    rows = session.scalars(select(IntegrationKey).order_by(IntegrationKey.id))
-    return [IntegrationRead.model_validate(row) for row in rows]
+    now = utcnow()
+    return [_read(row, now) for row in session.scalars(select(IntegrationKey).order_by(IntegrationKey.id))]
 
 
 def revoke_integration(session: Session, *, integration_id: int) -> IntegrationRead:
     row = get_or_404(session, IntegrationKey, integration_id, f"integration with id {integration_id}")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
-    return IntegrationRead.model_validate(row)
+    return _read(row, utcnow())
+
+
+def rotate_integration(
+    session: Session,
+    *,
+    integration_id: int,
+    grace: timedelta = DEFAULT_ROTATION_GRACE,
+    signing_secret: str | None = None,
+) -> IntegrationCreated:
+    """Give the integration a new key, and a new signing secret if it signs (``signing_secret``, or a
+    generated one). The replaced ones keep working for ``grace``. Rotating again within a grace period ends
+    the earlier replaced key: only the latest replaced key works alongside the current one."""
+    if grace < timedelta(0) or grace > MAX_ROTATION_GRACE:
+        raise InvalidInput(
+            f"grace must be between 0s and {format_duration(MAX_ROTATION_GRACE)} "
+            f"(got {format_duration(grace) if grace >= timedelta(0) else grace})",
+            {"field": "grace"},
+        )
+    row = get_or_404(session, IntegrationKey, integration_id, f"integration with id {integration_id}")
+    if row.revoked_at is not None:
+        raise Conflict(
+            f"integration {row.id} ({row.name}) is revoked; create a new integration instead",
+            {"field": "integration_id"},
+        )
+    if signing_secret is not None:
+        if row.signing_secret is None:
+            raise InvalidInput(
+                f"signing_secret: integration {row.id} does not sign its deliveries",
+                {"field": "signing_secret"},
+            )
+        signing_secret = check_signing_secret(signing_secret)
+    now = utcnow()
+    secret = secrets.token_hex(16)
+    keep_previous = grace > timedelta(0)
+    row.previous_key_hash = row.key_hash if keep_previous else None
+    row.previous_signing_secret = row.signing_secret if keep_previous else None
+    row.previous_valid_until = now + grace if keep_previous else None
+    row.key_hash = hash_secret(secret)
+    row.prefix = secret[:8]
+    if row.signing_secret is not None:
+        row.signing_secret = signing_secret or new_signing_secret()
+    row.rotated_at = now
+    session.flush()
+    return IntegrationCreated(**_read(row, now).model_dump(), key=secret, signing_secret=row.signing_secret)
 
 
 _LOOKUP = select(
@@ -119,7 +199,14 @@ _LOOKUP = select(
     IntegrationKey.type,
     IntegrationKey.revoked_at,
     IntegrationKey.signing_secret,
-).where(IntegrationKey.key_hash == bindparam("key_hash"))
+    IntegrationKey.key_hash,
+    IntegrationKey.previous_signing_secret,
+    # Compared in SQL: driver rows carry no result processing (SQLite would hand back text).
+    (IntegrationKey.previous_valid_until > bindparam("now", type_=UTCDateTime())).label("in_grace"),
+).where(
+    (IntegrationKey.key_hash == bindparam("key_hash"))
+    | (IntegrationKey.previous_key_hash == bindparam("key_hash"))
+)
 _LOOKUPS: dict[str, DriverStatement] = {}
 
 
@@ -134,8 +221,8 @@ def identify_integration(
 ) -> IntegrationIdentity:
     """401 for a missing, unknown or revoked key; 403 for a key made for another kind of source.
 
-    The identity carries the integration's signing secret, if it has one: the caller checks each delivery's
-    signature with it (``auth.signing.verify``).
+    The identity carries the integration's signing secrets, if it has any: the caller checks each delivery's
+    signature with them (``auth.signing.verify``).
 
     Driver SQL, compiled once: this runs for every batch of alert deliveries.
     """
@@ -145,15 +232,23 @@ def identify_integration(
     lookup = _LOOKUPS.get(dialect.name)
     if lookup is None:
         lookup = _LOOKUPS[dialect.name] = DriverStatement.compile(_LOOKUP, dialect)
-    rows = lookup.query(connection, {"key_hash": hash_secret(secret)})
+    key_hash = hash_secret(secret)
+    rows = lookup.query(connection, {"key_hash": key_hash, "now": utcnow()})
     if not rows:
         raise Unauthorized("the integration key is not valid")
-    integration_id, name, kind, revoked_at, signing_secret = rows[0]
+    integration_id, name, kind, revoked_at, signing_secret, current_hash, previous_secret, in_grace = rows[0]
     if revoked_at is not None:
         raise Unauthorized("the integration key was revoked")
+    # The replaced key and signing secret count only while the rotation's grace period lasts.
+    in_grace = bool(in_grace)
+    if current_hash != key_hash and not in_grace:
+        raise Unauthorized("the integration key was replaced (the integration was rotated); use its new key")
     if kind != expected.value:
         raise Forbidden(
             f"this key is for {kind} payloads; this endpoint takes {expected.value}",
             {"field": "key", "allowed": [expected.value]},
         )
-    return IntegrationIdentity(id=integration_id, name=name, type=expected, signing_secret=signing_secret)
+    signing_secrets = (signing_secret,) if signing_secret is not None else ()
+    if in_grace and previous_secret is not None:
+        signing_secrets += (previous_secret,)
+    return IntegrationIdentity(id=integration_id, name=name, type=expected, signing_secrets=signing_secrets)

@@ -48,6 +48,10 @@ class IntegrationKey(Base):
     """A monitoring source's key. Only its sha256 is stored, like API tokens.
 
     ``signing_secret`` (Grafana only) is stored as given: the server recomputes each delivery's HMAC with it.
+
+    Rotation replaces the key (and the signing secret) but keeps the integration, so alerts that are open
+    under it still dedup and resolve. The replaced key and secret keep working until ``previous_valid_until``,
+    while the source's configuration is updated.
     """
 
     __tablename__ = "integration_keys"
@@ -60,6 +64,10 @@ class IntegrationKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     signing_secret: Mapped[str | None] = mapped_column(String(200))
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    previous_key_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    previous_signing_secret: Mapped[str | None] = mapped_column(String(200))
+    previous_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     @property
     def signing(self) -> bool:

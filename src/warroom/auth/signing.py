@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -74,9 +74,10 @@ def check_signing_secret(secret: str, field: str = "signing_secret") -> str:
     return secret
 
 
-def verify(secret: str, signed: SignedBody | None, now: datetime) -> None:
+def verify(secrets: Sequence[str], signed: SignedBody | None, now: datetime) -> None:
     """Unauthorized unless ``signed`` carries the signature of its body (and of its timestamp, which must
-    then be within ``MAX_SKEW_SECONDS`` of ``now``). Constant-time comparison."""
+    then be within ``MAX_SKEW_SECONDS`` of ``now``) made with one of ``secrets`` (several while a rotation's
+    grace period lasts). Constant-time comparison."""
     signature = signed.signature if signed is not None else None
     if signed is None or not signature:
         raise Unauthorized(
@@ -84,16 +85,20 @@ def verify(secret: str, signed: SignedBody | None, now: datetime) -> None:
             "(set the HMAC secret in Grafana's webhook contact point)",
             {"header": SIGNATURE_HEADER},
         )
-    mac = hmac.new(secret.encode(), digestmod=hashlib.sha256)
     timestamp = signed.timestamp
-    if timestamp is not None:
-        if not (timestamp.isdigit() and len(timestamp) <= 12):
-            raise Unauthorized(
-                f"the {TIMESTAMP_HEADER} header must be a Unix time in seconds", {"header": TIMESTAMP_HEADER}
-            )
-        mac.update(timestamp + b":")
-    mac.update(signed.body)
-    if not hmac.compare_digest(mac.hexdigest().encode(), signature.lower()):
+    if timestamp is not None and not (timestamp.isdigit() and len(timestamp) <= 12):
+        raise Unauthorized(
+            f"the {TIMESTAMP_HEADER} header must be a Unix time in seconds", {"header": TIMESTAMP_HEADER}
+        )
+    signed_part = timestamp + b":" + signed.body if timestamp is not None else signed.body
+    signature = signature.lower()
+    matches = [
+        hmac.compare_digest(
+            hmac.new(secret.encode(), signed_part, hashlib.sha256).hexdigest().encode(), signature
+        )
+        for secret in secrets  # every secret is tried, so timing does not tell which one matched
+    ]
+    if not any(matches):
         raise Unauthorized(
             f"the {SIGNATURE_HEADER} signature does not match the request body (check the HMAC secret; "
             f"a timestamp header, if Grafana sends one, must be named {TIMESTAMP_HEADER})",

@@ -242,7 +242,7 @@ def integration_list(
         rows,
         lambda: table(
             "Integrations",
-            ["id", "name", "type", "prefix", "signed", "created", "revoked"],
+            ["id", "name", "type", "prefix", "signed", "created", "rotated", "revoked"],
             [
                 (
                     r.id,
@@ -251,6 +251,8 @@ def integration_list(
                     r.prefix + "…",
                     "hmac" if r.signing else "",
                     when(r.created_at),
+                    (when(r.rotated_at) if r.rotated_at else "")
+                    + (f" (old key until {when(r.previous_valid_until)})" if r.previous_valid_until else ""),
                     when(r.revoked_at) if r.revoked_at else "",
                 )
                 for r in rows
@@ -278,3 +280,67 @@ def integration_revoke(
     finally:
         database.dispose()
     console.print(f"revoked integration {row.id} ({row.name})")
+
+
+@integration_app.command("rotate")
+def integration_rotate(
+    integration_id: int,
+    grace: Annotated[
+        str,
+        typer.Option(
+            help="How long the replaced key (and signing secret) keep working while the source's "
+            "configuration is updated: e.g. 30m, 1h, 2d (at most 7d). 0s ends them at once (a leaked key).",
+        ),
+    ] = "1h",
+    signing_secret_value: Annotated[
+        str | None,
+        typer.Option(
+            "--signing-secret-value",
+            envvar="WARROOM_INTEGRATION_SIGNING_SECRET",
+            show_envvar=True,
+            help="Signing integrations: use this new signing secret instead of generating one.",
+        ),
+    ] = None,
+    database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
+) -> None:
+    """Give an integration a new key (and signing secret); the new key is printed alone on the last line.
+
+    The integration keeps its id and its open alerts: deliveries with the new key update and resolve them.
+    """
+    from pydantic import TypeAdapter, ValidationError
+
+    from warroom.auth import integrations
+    from warroom.cli.main import _database, _settings
+    from warroom.durations import Duration
+    from warroom.errors import WarroomError
+
+    try:
+        grace_period = TypeAdapter(Duration).validate_python(grace)
+    except ValidationError:
+        fail(f"--grace: {grace!r} is not a duration (write it like 30m, 1h or 2d)")
+    database = _database(_settings(database_url=database_url))
+    try:
+        with database.write() as session:
+            rotated = integrations.rotate_integration(
+                session,
+                integration_id=integration_id,
+                grace=grace_period,
+                signing_secret=signing_secret_value,
+            )
+    except WarroomError as exc:
+        fail(exc.message)
+    finally:
+        database.dispose()
+    if rotated.previous_valid_until is not None:
+        old = "the old key and signing secret work" if rotated.signing else "the old key works"
+        until = f"{old} until {when(rotated.previous_valid_until)}"
+    else:
+        until = "the old key no longer works"
+    error_console.print(
+        f"Rotated {rotated.type.value} integration {rotated.name!r} (id {rotated.id}); {until}. "
+        + ("Its new signing secret and key are" if rotated.signing else "The new key is")
+        + " shown only once:"
+    )
+    if rotated.signing and signing_secret_value is None:
+        typer.echo(f"signing secret: {rotated.signing_secret}")
+    typer.echo(rotated.key)
