@@ -10,14 +10,22 @@ from pydantic import BeforeValidator, PlainSerializer
 
 _PART = re.compile(r"(\d+)\s*([smhdw])")
 _WHOLE = re.compile(r"^\s*(\d+\s*[smhdw]\s*)+$")
+# Left to pydantic: ISO 8601 (P1DT2H) and "[-][D day[s],] HH:MM:SS[.f]".
+_PYDANTIC_FORMS = re.compile(r"^\s*-?P|:|day", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(value: Any) -> Any:
-    """Accept ``1h30m`` style strings; anything else is left for pydantic (ISO 8601, seconds)."""
-    if isinstance(value, str) and _WHOLE.match(value):
-        seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
-        return timedelta(seconds=seconds)
+    """Accept ``1h30m`` style strings and plain seconds; ISO 8601 and ``HH:MM:SS`` are left to pydantic."""
+    if isinstance(value, str):
+        if _WHOLE.match(value):
+            seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
+            return timedelta(seconds=seconds)
+        if value.strip().isdigit():
+            return timedelta(seconds=int(value))
+        if not _PYDANTIC_FORMS.search(value):
+            # Say how to write one, rather than pydantic's "invalid digit in duration".
+            raise ValueError(f"{value!r} is not a duration: write it like 90s, 5m, 1h30m, 2d or 1w")
     return value
 
 

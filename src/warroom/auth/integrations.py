@@ -162,7 +162,7 @@ def rotate_integration(
     if grace < timedelta(0) or grace > MAX_ROTATION_GRACE:
         raise InvalidInput(
             f"grace must be between 0s and {format_duration(MAX_ROTATION_GRACE)} "
-            f"(got {format_duration(grace) if grace >= timedelta(0) else grace})",
+            f"(got {format_duration(grace) if grace >= timedelta(0) else 'a negative duration'})",
             {"field": "grace"},
         )
     row = get_or_404(session, IntegrationKey, integration_id, f"integration with id {integration_id}")
