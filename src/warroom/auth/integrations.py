@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
@@ -34,6 +35,9 @@ MAX_ROTATION_GRACE = timedelta(days=7)
 DEFAULT_ROTATION_GRACE = timedelta(hours=1)
 
 
+SigningSecret = Annotated[str, StringConstraints(min_length=SECRET_MIN_LENGTH, max_length=SECRET_MAX_LENGTH)]
+
+
 class IntegrationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
@@ -42,11 +46,8 @@ class IntegrationCreate(BaseModel):
         False,
         description="Grafana only: generate an HMAC signing secret; deliveries must then be signed with it.",
     )
-    signing_secret: str | None = Field(
-        None,
-        min_length=SECRET_MIN_LENGTH,
-        max_length=SECRET_MAX_LENGTH,
-        description="Grafana only: use this signing secret instead of generating one (implies signing).",
+    signing_secret: SigningSecret | None = Field(
+        None, description="Grafana only: use this signing secret instead of generating one (implies signing)."
     )
 
 
@@ -57,11 +58,8 @@ class IntegrationRotate(BaseModel):
         description="How long the replaced key (and signing secret) keep working, e.g. '1h', '30m', '0s' "
         "to end them at once; at most 7 days.",
     )
-    signing_secret: str | None = Field(
-        None,
-        min_length=SECRET_MIN_LENGTH,
-        max_length=SECRET_MAX_LENGTH,
-        description="Signing integrations only: the new signing secret, instead of a generated one.",
+    signing_secret: SigningSecret | None = Field(
+        None, description="Signing integrations only: the new signing secret, instead of a generated one."
     )
 
 

@@ -29,6 +29,16 @@ alerts_app = typer.Typer(
 integration_app = typer.Typer(help="Integration keys for alert sources (admin).", no_args_is_help=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+SigningSecretValue = Annotated[
+    str | None,
+    typer.Option(
+        "--signing-secret-value",
+        envvar="WARROOM_INTEGRATION_SIGNING_SECRET",
+        show_envvar=True,
+        help="Grafana integrations that sign: use this signing secret instead of generating one (16 to 200 "
+        "characters; the environment variable keeps it out of the process list).",
+    ),
+]
 ALERT_STATUS_STYLE = {"firing": "red", "acknowledged": "yellow", "resolved": "green"}
 ALERT_SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "dim"}
 
@@ -172,16 +182,7 @@ def integration_create(
             "deliveries must then be signed with it.",
         ),
     ] = False,
-    signing_secret_value: Annotated[
-        str | None,
-        typer.Option(
-            "--signing-secret-value",
-            envvar="WARROOM_INTEGRATION_SIGNING_SECRET",
-            show_envvar=True,
-            help="Grafana only: use this signing secret instead of generating one (16 to 200 characters; "
-            "the environment variable keeps it out of the process list).",
-        ),
-    ] = None,
+    signing_secret_value: SigningSecretValue = None,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
 ) -> None:
     """Create an integration key; the key is printed alone on the last line.
@@ -292,15 +293,7 @@ def integration_rotate(
             "configuration is updated: e.g. 30m, 1h, 2d (at most 7d). 0s ends them at once (a leaked key).",
         ),
     ] = "1h",
-    signing_secret_value: Annotated[
-        str | None,
-        typer.Option(
-            "--signing-secret-value",
-            envvar="WARROOM_INTEGRATION_SIGNING_SECRET",
-            show_envvar=True,
-            help="Signing integrations: use this new signing secret instead of generating one.",
-        ),
-    ] = None,
+    signing_secret_value: SigningSecretValue = None,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
 ) -> None:
     """Give an integration a new key (and signing secret); the new key is printed alone on the last line.
