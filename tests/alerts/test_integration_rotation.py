@@ -197,6 +197,7 @@ def test_rotation_refusals_change_nothing(
         (api.post(url, json={"grace": "1h", "extra": 1}, headers=admin), 422),
         (api.post(url, json={"signing_secret": "long-enough-but-not-signing"}, headers=admin), 422),
         (api.post(url, json={"signing_secret": "short"}, headers=admin), 422),
+        (api.post(url, json={"grace": "1h", "signing_secret": None, "key": "x"}, headers=admin), 422),
         (api.post("/api/v1/integrations/999/rotate", headers=admin), 404),
         (api.post(f"/api/v1/integrations/{second['id']}/rotate", headers=admin), 409),
     ]
@@ -249,6 +250,13 @@ def test_cli_rotate(database_url: str) -> None:
     assert chosen.stdout.strip().splitlines() == [chosen.stdout.strip().splitlines()[-1]]  # the key alone
     assert "no longer works" in chosen.stderr
 
+    same = runner.invoke(
+        cli_app,
+        ["integration", "rotate", "1", *base],
+        env={"WARROOM_INTEGRATION_SIGNING_SECRET": "the-secret-we-picked-next"},
+    )
+    assert same.exit_code != 0
+    assert "WARROOM_INTEGRATION_SIGNING_SECRET" in same.output and "must differ" in same.output
     for arguments, message in [
         (["integration", "rotate", "1", "--grace", "later"], "not a duration"),
         (["integration", "rotate", "1", "--grace", "30d"], "grace must be between"),

@@ -176,6 +176,11 @@ def rotate_integration(
                 {"field": "signing_secret"},
             )
         signing_secret = check_signing_secret(signing_secret)
+        if signing_secret == row.signing_secret:
+            raise InvalidInput(
+                "signing_secret: the new signing secret must differ from the one in use",
+                {"field": "signing_secret"},
+            )
     now = utcnow()
     secret = secrets.token_hex(16)
     keep_previous = grace > timedelta(0)

@@ -321,6 +321,9 @@ def integration_rotate(
                 signing_secret=signing_secret_value,
             )
     except WarroomError as exc:
+        field = (exc.details or {}).get("field") if isinstance(exc.details, dict) else None
+        if field == "signing_secret":  # it may have come from the environment, unnoticed
+            fail(f"--signing-secret-value (or WARROOM_INTEGRATION_SIGNING_SECRET): {exc.message}")
         fail(exc.message)
     finally:
         database.dispose()
