@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from tests.alerts.conftest import make_key, payload
 from tests.alerts.test_grafana_signing import SIGNATURE, delivery, grafana_sign, signing_integration
 from warroom.alerts.models import Alert
+from warroom.app import create_app
 from warroom.auth import integrations
 from warroom.auth.models import IntegrationKey
 from warroom.cli.main import app as cli_app
@@ -267,3 +268,21 @@ def test_cli_rotate(database_url: str) -> None:
         assert message in refused.output
     listed_again = json.loads(runner.invoke(cli_app, ["integration", "list", "--json", *base]).stdout)
     assert listed_again[0]["prefix"] == chosen.stdout.strip().splitlines()[-1][:8]
+
+
+def test_a_rotation_survives_a_restart(
+    api: TestClient, context: AppContext, admin: dict[str, str], am_key: str, frozen: datetime
+) -> None:
+    [integration] = api.get("/api/v1/integrations", headers=admin).json()
+    new_key = api.post(f"/api/v1/integrations/{integration['id']}/rotate", headers=admin).json()["key"]
+    # A new process: its own app, context and connections on the same database.
+    restarted_context = AppContext.from_settings(context.settings)
+    try:
+        with TestClient(create_app(context=restarted_context)) as restarted:
+            assert fire(restarted, am_key).status_code == 202  # still in the grace period
+            assert fire(restarted, new_key).status_code == 202
+            clock.advance(timedelta(hours=1))
+            assert fire(restarted, am_key).status_code == 401
+            assert fire(restarted, new_key).status_code == 202
+    finally:
+        restarted_context.db.dispose()
