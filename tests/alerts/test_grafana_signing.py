@@ -367,3 +367,118 @@ def test_api_refuses_weak_signing_secret(api: TestClient, context: AppContext, a
         assert "signing_secret" in response.json()["error"]["message"]
     with context.db.read() as session:
         assert session.scalar(select(func.count()).select_from(IntegrationKey)) == 0
+
+
+def test_custom_header_names(
+    api: TestClient, context: AppContext, admin: dict[str, str], frozen: datetime
+) -> None:
+    response = api.post(
+        "/api/v1/integrations",
+        json={
+            "name": "grafana-custom",
+            "type": "grafana",
+            "signing": True,
+            "signature_header": "X-Hub-Signature",
+            "timestamp_header": "X-Hub-Time",
+        },
+        headers=admin,
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["signature_header"] == "X-Hub-Signature" and created["timestamp_header"] == "X-Hub-Time"
+    key, secret = created["key"], created["signing_secret"]
+    body = delivery()
+    sent = str(int(frozen.timestamp()))
+    signature = grafana_sign(secret, body, sent)
+
+    # Grafana sends the names it was given (header names are case-insensitive).
+    accepted = post(api, key, body, {"x-hub-signature": signature, "X-HUB-TIME": sent})
+    assert accepted.status_code == 202, accepted.text
+    # The default names are not read for this integration.
+    refused = post(api, key, delivery("aa"), {SIGNATURE: grafana_sign(secret, delivery("aa"))})
+    assert refused.status_code == 401
+    assert "X-Hub-Signature header is missing" in refused.json()["error"]["message"]
+    # The timestamp under the custom name is signed and checked against the clock.
+    stale = str(int(frozen.timestamp()) - 301)
+    late = post(
+        api,
+        key,
+        delivery("bb"),
+        {"X-Hub-Signature": grafana_sign(secret, delivery("bb"), stale), "X-Hub-Time": stale},
+    )
+    assert late.status_code == 401 and "seconds from the server's clock" in late.json()["error"]["message"]
+    # A timestamp under the default name is not this integration's: the signature then fails.
+    misnamed = post(
+        api,
+        key,
+        delivery("cc"),
+        {"X-Hub-Signature": grafana_sign(secret, delivery("cc"), sent), TIMESTAMP: sent},
+    )
+    assert misnamed.status_code == 401 and "X-Hub-Time" in misnamed.json()["error"]["message"]
+    assert count_alerts(context) == 1
+
+
+def test_only_the_signature_header_renamed(
+    api: TestClient, context: AppContext, admin: dict[str, str], frozen: datetime
+) -> None:
+    created = api.post(
+        "/api/v1/integrations",
+        json={"name": "g", "type": "grafana", "signing": True, "signature_header": "X-Sig"},
+        headers=admin,
+    ).json()
+    body = delivery()
+    sent = str(int(frozen.timestamp()))
+    response = post(
+        api,
+        created["key"],
+        body,
+        {"X-Sig": grafana_sign(created["signing_secret"], body, sent), TIMESTAMP: sent},
+    )
+    assert response.status_code == 202, response.text
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"signing": True, "signature_header": "X Bad Header"},
+        {"signing": True, "signature_header": "X-Sig:"},
+        {"signing": True, "timestamp_header": "x" * 101},
+        {"signing": True, "signature_header": "Authorization"},
+        {"signing": True, "signature_header": "X-Same", "timestamp_header": "x-same"},
+        {"signing": True, "timestamp_header": SIGNATURE},
+        {"signature_header": "X-Sig"},  # not signing: nothing would read it
+    ],
+)
+def test_bad_header_names_are_refused(
+    api: TestClient, context: AppContext, admin: dict[str, str], fields: dict[str, Any]
+) -> None:
+    response = api.post(
+        "/api/v1/integrations", json={"name": "g", "type": "grafana", **fields}, headers=admin
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"]
+    assert api.get("/api/v1/integrations", headers=admin).json() == []
+
+
+def test_cli_custom_header_names(database_url: str) -> None:
+    runner = CliRunner()
+    base = ["integration", "create", "--name", "g", "--type", "grafana", "--database-url", database_url]
+    created = runner.invoke(
+        cli_app, [*base, "--signing-secret", "--signature-header", "X-Sig", "--timestamp-header", "X-Time"]
+    )
+    assert created.exit_code == 0, created.output
+    listed = runner.invoke(cli_app, ["integration", "list", "--json", "--database-url", database_url])
+    [row] = json.loads(listed.stdout)
+    assert (row["signature_header"], row["timestamp_header"]) == ("X-Sig", "X-Time")
+    refused = runner.invoke(cli_app, [*base, "--signature-header", "X-Sig"])
+    assert refused.exit_code != 0 and "--signature-header" in refused.output
+    assert (
+        len(
+            json.loads(
+                runner.invoke(
+                    cli_app, ["integration", "list", "--json", "--database-url", database_url]
+                ).stdout
+            )
+        )
+        == 1
+    )

@@ -84,7 +84,8 @@ async def alertmanager_webhook(request: Request, context: Context, key: KeyQuery
     summary="Grafana unified alerting webhook",
     description="When the integration has a signing secret, each delivery must carry Grafana's HMAC "
     f"signature of the raw body in {SIGNATURE_HEADER} (and, if Grafana is set to send one, the signed "
-    f"timestamp in {TIMESTAMP_HEADER}); otherwise 401 and nothing is stored.",
+    f"timestamp in {TIMESTAMP_HEADER}), or under the header names the integration was created with; "
+    "otherwise 401 and nothing is stored.",
 )
 async def grafana_webhook(
     request: Request,
@@ -230,7 +231,13 @@ def list_integrations(context: Context, _: Admin) -> list[IntegrationRead]:
 def create_integration(body: IntegrationCreate, context: Context, _: Admin) -> IntegrationCreated:
     with context.db.write() as session:
         return integrations.create_integration(
-            session, name=body.name, type=body.type, signing=body.signing, signing_secret=body.signing_secret
+            session,
+            name=body.name,
+            type=body.type,
+            signing=body.signing,
+            signing_secret=body.signing_secret,
+            signature_header=body.signature_header,
+            timestamp_header=body.timestamp_header,
         )
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from warroom.alerts import service
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.schemas import Ingested
-from warroom.auth import integrations, signing
+from warroom.auth import integrations
 from warroom.auth.integrations import IntegrationIdentity
 from warroom.auth.models import IntegrationType
 from warroom.auth.signing import SignedBody
@@ -77,8 +77,7 @@ def ingest_alone(
         try:
             with context.db.write() as session:
                 integration = integrations.authenticate_integration(session, secret, expected)
-                if integration.signing_secrets:
-                    signing.verify(integration.signing_secrets, signed, utcnow())
+                integration.check_signature(signed, utcnow())
                 return service.ingest(
                     session, org=context.org, source=source, events=events, integration=integration
                 )
@@ -245,7 +244,7 @@ class IntakeWriter:
                     if now is None:
                         now = utcnow()
                     try:
-                        signing.verify(identity.signing_secrets, job.signed, now)
+                        identity.check_signature(job.signed, now)
                     except WarroomError as exc:
                         outcomes[index] = exc
                         continue

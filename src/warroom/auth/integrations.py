@@ -24,8 +24,13 @@ from warroom.auth.service import hash_secret
 from warroom.auth.signing import (
     SECRET_MAX_LENGTH,
     SECRET_MIN_LENGTH,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignedBody,
+    check_header_name,
     check_signing_secret,
     new_signing_secret,
+    verify,
 )
 from warroom.db import DriverStatement, UTCDateTime, get_or_404, utcnow
 from warroom.durations import Duration, format_duration
@@ -48,6 +53,14 @@ class IntegrationCreate(BaseModel):
     )
     signing_secret: SigningSecret | None = Field(
         None, description="Grafana only: use this signing secret instead of generating one (implies signing)."
+    )
+    signature_header: str | None = Field(
+        None,
+        description=f"Signing integrations: the contact point's signature header, if not {SIGNATURE_HEADER}.",
+    )
+    timestamp_header: str | None = Field(
+        None,
+        description=f"Signing integrations: the contact point's timestamp header, if not {TIMESTAMP_HEADER}.",
     )
 
 
@@ -72,6 +85,8 @@ class IntegrationRead(BaseModel):
     created_at: datetime
     revoked_at: datetime | None
     signing: bool = Field(description="Deliveries must carry a valid HMAC signature.")
+    signature_header: str | None = Field(None, description=f"Null: {SIGNATURE_HEADER}.")
+    timestamp_header: str | None = Field(None, description=f"Null: {TIMESTAMP_HEADER}.")
     rotated_at: datetime | None = Field(None, description="When the key was last replaced.")
     previous_valid_until: datetime | None = Field(
         None, description="Until when the replaced key (and signing secret) still work; null once none does."
@@ -93,6 +108,22 @@ class IntegrationIdentity(BaseModel):
     name: str
     type: IntegrationType
     signing_secrets: tuple[str, ...] = Field((), repr=False, exclude=True)
+    signature_header: str | None = None
+    timestamp_header: str | None = None
+
+    def check_signature(self, signed: SignedBody | None, now: datetime) -> None:
+        """Unauthorized unless a signing integration's delivery is signed (nothing to check otherwise)."""
+        if not self.signing_secrets:
+            return
+        if signed is not None:
+            signed = signed.under(self.signature_header, self.timestamp_header)
+        verify(
+            self.signing_secrets,
+            signed,
+            now,
+            signature_header=self.signature_header or SIGNATURE_HEADER,
+            timestamp_header=self.timestamp_header or TIMESTAMP_HEADER,
+        )
 
 
 def create_integration(
@@ -102,8 +133,11 @@ def create_integration(
     type: IntegrationType,
     signing: bool = False,
     signing_secret: str | None = None,
+    signature_header: str | None = None,
+    timestamp_header: str | None = None,
 ) -> IntegrationCreated:
-    """A new key; with ``signing`` (a generated secret) or a given ``signing_secret``, Grafana only."""
+    """A new key; with ``signing`` (a generated secret) or a given ``signing_secret``, Grafana only, and
+    optionally the header names the contact point sends the signature and timestamp in."""
     name = name.strip()
     if not name:
         raise InvalidInput("name must not be blank", {"field": "name"})
@@ -117,9 +151,31 @@ def create_integration(
         signing_secret = (
             check_signing_secret(signing_secret) if signing_secret is not None else new_signing_secret()
         )
+    for field, header in (("signature_header", signature_header), ("timestamp_header", timestamp_header)):
+        if header is not None:
+            if signing_secret is None:
+                raise InvalidInput(
+                    f"{field}: only an integration that signs its deliveries reads signature headers",
+                    {"field": field},
+                )
+            check_header_name(header, field)
+    effective = (
+        (signature_header or SIGNATURE_HEADER).lower(),
+        (timestamp_header or TIMESTAMP_HEADER).lower(),
+    )
+    if effective[0] == effective[1]:
+        raise InvalidInput(
+            "timestamp_header must differ from signature_header", {"field": "timestamp_header"}
+        )
     secret = secrets.token_hex(16)
     row = IntegrationKey(
-        name=name, type=type, key_hash=hash_secret(secret), prefix=secret[:8], signing_secret=signing_secret
+        name=name,
+        type=type,
+        key_hash=hash_secret(secret),
+        prefix=secret[:8],
+        signing_secret=signing_secret,
+        signature_header=signature_header,
+        timestamp_header=timestamp_header,
     )
     session.add(row)
     session.flush()
@@ -204,6 +260,8 @@ _LOOKUP = select(
     IntegrationKey.signing_secret,
     IntegrationKey.key_hash,
     IntegrationKey.previous_signing_secret,
+    IntegrationKey.signature_header,
+    IntegrationKey.timestamp_header,
     # Compared in SQL: driver rows carry no result processing (SQLite would hand back text).
     (IntegrationKey.previous_valid_until > bindparam("now", type_=UTCDateTime())).label("in_grace"),
 ).where(
@@ -239,7 +297,18 @@ def identify_integration(
     rows = lookup.query(connection, {"key_hash": key_hash, "now": utcnow()})
     if not rows:
         raise Unauthorized("the integration key is not valid")
-    integration_id, name, kind, revoked_at, signing_secret, current_hash, previous_secret, in_grace = rows[0]
+    (
+        integration_id,
+        name,
+        kind,
+        revoked_at,
+        signing_secret,
+        current_hash,
+        previous_secret,
+        signature_header,
+        timestamp_header,
+        in_grace,
+    ) = rows[0]
     if revoked_at is not None:
         raise Unauthorized("the integration key was revoked")
     # The replaced key and signing secret count only while the rotation's grace period lasts.
@@ -254,4 +323,11 @@ def identify_integration(
     signing_secrets = (signing_secret,) if signing_secret is not None else ()
     if in_grace and previous_secret is not None:
         signing_secrets += (previous_secret,)
-    return IntegrationIdentity(id=integration_id, name=name, type=expected, signing_secrets=signing_secrets)
+    return IntegrationIdentity(
+        id=integration_id,
+        name=name,
+        type=expected,
+        signing_secrets=signing_secrets,
+        signature_header=signature_header,
+        timestamp_header=timestamp_header,
+    )

@@ -68,6 +68,9 @@ class IntegrationKey(Base):
     previous_key_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     previous_signing_secret: Mapped[str | None] = mapped_column(String(200))
     previous_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Header names the Grafana contact point was told to use; NULL: Grafana's defaults.
+    signature_header: Mapped[str | None] = mapped_column(String(100))
+    timestamp_header: Mapped[str | None] = mapped_column(String(100))
 
     @property
     def signing(self) -> bool:

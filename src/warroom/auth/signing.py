@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ _SIGNATURE = SIGNATURE_HEADER.lower().encode()
 _TIMESTAMP = TIMESTAMP_HEADER.lower().encode()
 # The default of some grafana/alerting versions (its UI and docs say X-Grafana-Alerting-Signature).
 _LEGACY_SIGNATURE = b"x-grafana-alert-signature"
+HEADER_MAX_LENGTH = 100
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+_RESERVED_HEADERS = {"authorization", "content-type", "content-length", "host", "transfer-encoding"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,24 +42,57 @@ class SignedBody:
     """What a signature check needs, carried from the request to the intake writer (which knows the secret).
 
     ``body`` is the raw request body, exactly as received; the header values are raw bytes too.
+    ``signature`` and ``timestamp`` are read under the default header names; ``headers`` keeps all of the
+    request's, for an integration that names its own (``under``).
     """
 
     body: bytes
     signature: bytes | None
     timestamp: bytes | None
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    def under(self, signature_header: str | None, timestamp_header: str | None) -> SignedBody:
+        """The signature and timestamp under the header names an integration chose (None: the default)."""
+        if signature_header is None and timestamp_header is None:
+            return self
+        signature, timestamp = self.signature, self.timestamp
+        if signature_header is not None:
+            signature = _header(self.headers, signature_header)
+        if timestamp_header is not None:
+            timestamp = _header(self.headers, timestamp_header)
+        return SignedBody(self.body, signature, timestamp, self.headers)
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: str) -> bytes | None:
+    wanted = name.lower().encode()
+    return next((value for key, value in headers if key == wanted), None)
 
 
 def signed_body(body: bytes, headers: Iterable[tuple[bytes, bytes]]) -> SignedBody:
     """The signature and timestamp headers of a request (ASGI raw headers: lower-case names)."""
+    kept = tuple(headers)
     signature = timestamp = legacy = None
-    for name, value in headers:
+    for name, value in kept:
         if name == _SIGNATURE:
             signature = value
         elif name == _TIMESTAMP:
             timestamp = value
         elif name == _LEGACY_SIGNATURE:
             legacy = value
-    return SignedBody(body, signature if signature is not None else legacy, timestamp)
+    return SignedBody(body, signature if signature is not None else legacy, timestamp, kept)
+
+
+def check_header_name(name: str, field: str) -> str:
+    """A header name Grafana can be told to use: an HTTP token, not one the request needs for itself."""
+    if not _TOKEN.fullmatch(name) or len(name) > HEADER_MAX_LENGTH:
+        raise InvalidInput(
+            f"{field} must be an HTTP header name: letters, digits and !#$%&'*+-.^_`|~, "
+            f"at most {HEADER_MAX_LENGTH} characters",
+            {"field": field},
+        )
+    if name.lower() in _RESERVED_HEADERS:
+        raise InvalidInput(f"{field} cannot be {name}: the request needs that header", {"field": field})
+    return name
 
 
 def new_signing_secret() -> str:
@@ -74,21 +111,28 @@ def check_signing_secret(secret: str, field: str = "signing_secret") -> str:
     return secret
 
 
-def verify(secrets: Sequence[str], signed: SignedBody | None, now: datetime) -> None:
+def verify(
+    secrets: Sequence[str],
+    signed: SignedBody | None,
+    now: datetime,
+    *,
+    signature_header: str = SIGNATURE_HEADER,
+    timestamp_header: str = TIMESTAMP_HEADER,
+) -> None:
     """Unauthorized unless ``signed`` carries the signature of its body (and of its timestamp, which must
     then be within ``MAX_SKEW_SECONDS`` of ``now``) made with one of ``secrets`` (several while a rotation's
     grace period lasts). Constant-time comparison."""
     signature = signed.signature if signed is not None else None
     if signed is None or not signature:
         raise Unauthorized(
-            f"this integration requires signed requests: the {SIGNATURE_HEADER} header is missing "
+            f"this integration requires signed requests: the {signature_header} header is missing "
             "(set the HMAC secret in Grafana's webhook contact point)",
-            {"header": SIGNATURE_HEADER},
+            {"header": signature_header},
         )
     timestamp = signed.timestamp
     if timestamp is not None and not (timestamp.isdigit() and len(timestamp) <= 12):
         raise Unauthorized(
-            f"the {TIMESTAMP_HEADER} header must be a Unix time in seconds", {"header": TIMESTAMP_HEADER}
+            f"the {timestamp_header} header must be a Unix time in seconds", {"header": timestamp_header}
         )
     signed_part = timestamp + b":" + signed.body if timestamp is not None else signed.body
     signature = signature.lower()
@@ -100,13 +144,13 @@ def verify(secrets: Sequence[str], signed: SignedBody | None, now: datetime) -> 
     ]
     if not any(matches):
         raise Unauthorized(
-            f"the {SIGNATURE_HEADER} signature does not match the request body (check the HMAC secret; "
-            f"a timestamp header, if Grafana sends one, must be named {TIMESTAMP_HEADER})",
-            {"header": SIGNATURE_HEADER},
+            f"the {signature_header} signature does not match the request body (check the HMAC secret; "
+            f"a timestamp header, if Grafana sends one, must be named {timestamp_header})",
+            {"header": signature_header},
         )
     if timestamp is not None and abs(now.timestamp() - int(timestamp)) > MAX_SKEW_SECONDS:
         raise Unauthorized(
             f"the signed timestamp is more than {MAX_SKEW_SECONDS} seconds from the server's clock "
             "(a replayed delivery, or clocks out of sync)",
-            {"header": TIMESTAMP_HEADER},
+            {"header": timestamp_header},
         )

@@ -183,6 +183,20 @@ def integration_create(
         ),
     ] = False,
     signing_secret_value: SigningSecretValue = None,
+    signature_header: Annotated[
+        str | None,
+        typer.Option(
+            help="Signing integrations: the header the contact point sends the signature in, if not "
+            "X-Grafana-Alerting-Signature."
+        ),
+    ] = None,
+    timestamp_header: Annotated[
+        str | None,
+        typer.Option(
+            help="Signing integrations: the contact point's timestamp header, if not "
+            "X-Grafana-Alerting-Signature-Timestamp."
+        ),
+    ] = None,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
 ) -> None:
     """Create an integration key; the key is printed alone on the last line.
@@ -208,11 +222,24 @@ def integration_create(
         except InvalidInput as exc:
             fail(exc.message)
     database = _database(_settings(database_url=database_url))
-    with database.write() as session:
-        created = integrations.create_integration(
-            session, name=name, type=type_, signing=signing, signing_secret=signing_secret_value
-        )
-    database.dispose()
+    try:
+        with database.write() as session:
+            created = integrations.create_integration(
+                session,
+                name=name,
+                type=type_,
+                signing=signing,
+                signing_secret=signing_secret_value,
+                signature_header=signature_header,
+                timestamp_header=timestamp_header,
+            )
+    except InvalidInput as exc:
+        message = exc.message
+        for field in ("signature_header", "timestamp_header"):  # the option's name, as typed
+            message = message.replace(field, "--" + field.replace("_", "-"))
+        fail(message)
+    finally:
+        database.dispose()
     error_console.print(
         f"Created {created.type.value} integration {created.name!r} (id {created.id}). "
         + ("Its signing secret and key are" if signing_secret else "The key is")
