@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,6 +23,10 @@ from warroom.cli.output import (
     when,
 )
 from warroom.client import Client
+from warroom.errors import WarroomError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 alerts_app = typer.Typer(
     help="Alerts from monitoring and reports (client; uses WARROOM_URL and WARROOM_TOKEN).",
@@ -168,6 +174,24 @@ def report(
 # --- admin: integration keys (local database, like ``token create``) ---------------------------------
 
 
+@contextmanager
+def _local_session(
+    database_url: str | None, *, write: bool = True, explain: Callable[[WarroomError], str] | None = None
+) -> Iterator[Session]:
+    """A session on the local database for the admin commands. A refusal (a ``WarroomError``) ends the
+    command with its message, reworded by ``explain`` if given; nothing it began is committed."""
+    from warroom.cli.main import _database, _settings
+
+    database = _database(_settings(database_url=database_url))
+    try:
+        with database.write() if write else database.read() as session:
+            yield session
+    except WarroomError as exc:
+        fail(explain(exc) if explain is not None else exc.message)
+    finally:
+        database.dispose()
+
+
 @integration_app.command("create")
 def integration_create(
     name: Annotated[str, typer.Option(help="The source, e.g. prometheus.")],
@@ -206,7 +230,6 @@ def integration_create(
     """
     from warroom.auth import integrations
     from warroom.auth.signing import check_signing_secret
-    from warroom.cli.main import _database, _settings
     from warroom.errors import InvalidInput
 
     if not name.strip():
@@ -221,25 +244,23 @@ def integration_create(
             check_signing_secret(signing_secret_value, "--signing-secret-value")
         except InvalidInput as exc:
             fail(exc.message)
-    database = _database(_settings(database_url=database_url))
-    try:
-        with database.write() as session:
-            created = integrations.create_integration(
-                session,
-                name=name,
-                type=type_,
-                signing=signing,
-                signing_secret=signing_secret_value,
-                signature_header=signature_header,
-                timestamp_header=timestamp_header,
-            )
-    except InvalidInput as exc:
+
+    def as_options(exc: WarroomError) -> str:
         message = exc.message
         for field in ("signature_header", "timestamp_header"):  # the option's name, as typed
             message = message.replace(field, "--" + field.replace("_", "-"))
-        fail(message)
-    finally:
-        database.dispose()
+        return message
+
+    with _local_session(database_url, explain=as_options) as session:
+        created = integrations.create_integration(
+            session,
+            name=name,
+            type=type_,
+            signing=signing,
+            signing_secret=signing_secret_value,
+            signature_header=signature_header,
+            timestamp_header=timestamp_header,
+        )
     error_console.print(
         f"Created {created.type.value} integration {created.name!r} (id {created.id}). "
         + ("Its signing secret and key are" if signing_secret else "The key is")
@@ -259,12 +280,9 @@ def integration_list(
 ) -> None:
     """List integration keys (never the keys themselves)."""
     from warroom.auth import integrations
-    from warroom.cli.main import _database, _settings
 
-    database = _database(_settings(database_url=database_url))
-    with database.read() as session:
+    with _local_session(database_url, write=False) as session:
         rows = integrations.list_integrations(session)
-    database.dispose()
     emit(
         as_json,
         rows,
@@ -296,17 +314,9 @@ def integration_revoke(
 ) -> None:
     """Revoke an integration key by id; its source gets 401 from then on."""
     from warroom.auth import integrations
-    from warroom.cli.main import _database, _settings
-    from warroom.errors import NotFound
 
-    database = _database(_settings(database_url=database_url))
-    try:
-        with database.write() as session:
-            row = integrations.revoke_integration(session, integration_id=integration_id)
-    except NotFound as exc:
-        fail(exc.message)
-    finally:
-        database.dispose()
+    with _local_session(database_url) as session:
+        row = integrations.revoke_integration(session, integration_id=integration_id)
     console.print(f"revoked integration {row.id} ({row.name})")
 
 
@@ -330,30 +340,23 @@ def integration_rotate(
     from pydantic import TypeAdapter, ValidationError
 
     from warroom.auth import integrations
-    from warroom.cli.main import _database, _settings
     from warroom.durations import Duration
-    from warroom.errors import WarroomError
 
     try:
         grace_period = TypeAdapter(Duration).validate_python(grace)
     except ValidationError:
         fail(f"--grace: {grace!r} is not a duration (write it like 30m, 1h or 2d)")
-    database = _database(_settings(database_url=database_url))
-    try:
-        with database.write() as session:
-            rotated = integrations.rotate_integration(
-                session,
-                integration_id=integration_id,
-                grace=grace_period,
-                signing_secret=signing_secret_value,
-            )
-    except WarroomError as exc:
-        field = (exc.details or {}).get("field") if isinstance(exc.details, dict) else None
+
+    def naming_the_option(exc: WarroomError) -> str:
+        field = exc.details.get("field") if isinstance(exc.details, dict) else None
         if field == "signing_secret":  # it may have come from the environment, unnoticed
-            fail(f"--signing-secret-value (or WARROOM_INTEGRATION_SIGNING_SECRET): {exc.message}")
-        fail(exc.message)
-    finally:
-        database.dispose()
+            return f"--signing-secret-value (or WARROOM_INTEGRATION_SIGNING_SECRET): {exc.message}"
+        return exc.message
+
+    with _local_session(database_url, explain=naming_the_option) as session:
+        rotated = integrations.rotate_integration(
+            session, integration_id=integration_id, grace=grace_period, signing_secret=signing_secret_value
+        )
     if rotated.previous_valid_until is not None:
         old = "the old key and signing secret work" if rotated.signing else "the old key works"
         until = f"{old} until {when(rotated.previous_valid_until)}"
