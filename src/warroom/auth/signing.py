@@ -2,9 +2,9 @@
 
 Grafana (grafana/alerting ``http/hmac.go``) sends ``hex(HMAC-SHA256(secret, [ts + ":"] + body))`` in the
 signature header (``X-Grafana-Alerting-Signature`` unless the contact point names another). ``ts`` (Unix
-seconds) is signed and sent only when the contact point names a timestamp header; Warroom expects that header
-to be ``X-Grafana-Alerting-Signature-Timestamp``, and then also refuses deliveries more than five minutes
-from its clock (a replay, or clocks out of sync).
+seconds) is signed and sent only when the contact point names a timestamp header; Warroom reads it under
+``X-Grafana-Alerting-Signature-Timestamp``, or under the names the integration was created with, and then
+also refuses deliveries more than five minutes from its clock (a replay, or clocks out of sync).
 
 Unlike integration keys (only their sha256 is kept), a signing secret is stored as given: the server must
 recompute the HMAC. Anyone who can read the database can sign deliveries for that integration.
@@ -28,10 +28,8 @@ MAX_SKEW_SECONDS = 300
 SECRET_MIN_LENGTH = 16
 SECRET_MAX_LENGTH = 200
 
-_SIGNATURE = SIGNATURE_HEADER.lower().encode()
-_TIMESTAMP = TIMESTAMP_HEADER.lower().encode()
 # The default of some grafana/alerting versions (its UI and docs say X-Grafana-Alerting-Signature).
-_LEGACY_SIGNATURE = b"x-grafana-alert-signature"
+_LEGACY_SIGNATURE_HEADER = "X-Grafana-Alert-Signature"
 HEADER_MAX_LENGTH = 100
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _RESERVED_HEADERS = {"authorization", "content-type", "content-length", "host", "transfer-encoding"}
@@ -64,22 +62,22 @@ class SignedBody:
 
 
 def _header(headers: Iterable[tuple[bytes, bytes]], name: str) -> bytes | None:
+    """The value of header ``name`` (ASGI raw headers: lower-case names); the last one if it is repeated."""
     wanted = name.lower().encode()
-    return next((value for key, value in headers if key == wanted), None)
+    found = None
+    for key, value in headers:
+        if key == wanted:
+            found = value
+    return found
 
 
 def signed_body(body: bytes, headers: Iterable[tuple[bytes, bytes]]) -> SignedBody:
-    """The signature and timestamp headers of a request (ASGI raw headers: lower-case names)."""
+    """The signature and timestamp headers of a request under the default names, and all its headers."""
     kept = tuple(headers)
-    signature = timestamp = legacy = None
-    for name, value in kept:
-        if name == _SIGNATURE:
-            signature = value
-        elif name == _TIMESTAMP:
-            timestamp = value
-        elif name == _LEGACY_SIGNATURE:
-            legacy = value
-    return SignedBody(body, signature if signature is not None else legacy, timestamp, kept)
+    signature = _header(kept, SIGNATURE_HEADER)
+    if signature is None:
+        signature = _header(kept, _LEGACY_SIGNATURE_HEADER)
+    return SignedBody(body, signature, _header(kept, TIMESTAMP_HEADER), kept)
 
 
 def check_header_name(name: str, field: str) -> str:
