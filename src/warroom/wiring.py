@@ -9,7 +9,11 @@ from __future__ import annotations
 import importlib
 
 SUBSCRIBER_MODULES: list[str] = ["warroom.notify.subscribers", "warroom.oncall.subscribers"]
-JOB_HANDLER_MODULES: list[str] = ["warroom.notify.handlers", "warroom.oncall.paging"]
+JOB_HANDLER_MODULES: list[str] = [
+    "warroom.auth.integrations",
+    "warroom.notify.handlers",
+    "warroom.oncall.paging",
+]
 
 _loaded = False
 

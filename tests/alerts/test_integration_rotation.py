@@ -22,6 +22,7 @@ from warroom.auth.models import IntegrationKey
 from warroom.cli.main import app as cli_app
 from warroom.clock import clock
 from warroom.context import AppContext
+from warroom.jobs.worker import Worker
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -286,3 +287,77 @@ def test_a_rotation_survives_a_restart(
             assert fire(restarted, new_key).status_code == 202
     finally:
         restarted_context.db.dispose()
+
+
+def run_jobs_at(context: AppContext, moment: datetime) -> int:
+    clock.set(moment)
+    worker = Worker(context, name="rotation-test")
+    total = 0
+    while ran := worker.run_once():
+        total += ran
+    return total
+
+
+def test_the_replaced_key_is_erased_when_its_grace_period_ends(
+    api: TestClient, context: AppContext, admin: dict[str, str], frozen: datetime
+) -> None:
+    key, old_secret = signing_integration(context)
+    [integration] = api.get("/api/v1/integrations", headers=admin).json()
+    url = f"/api/v1/integrations/{integration['id']}/rotate"
+    assert api.post(url, json={"grace": "30m"}, headers=admin).status_code == 200
+    [(_, current_hash, previous_hash, _, _, _)] = key_rows(context)
+    assert previous_hash is not None
+
+    # Not before the deadline: the job is not due yet.
+    assert run_jobs_at(context, frozen + timedelta(minutes=29)) == 0
+    assert key_rows(context)[0][2] == previous_hash
+    # At the deadline the worker erases the replaced key's hash and signing secret.
+    assert run_jobs_at(context, frozen + timedelta(minutes=30)) == 1
+    with context.db.read() as session:
+        row = session.get(IntegrationKey, integration["id"])
+        assert row is not None
+        assert (row.previous_key_hash, row.previous_signing_secret, row.previous_valid_until) == (
+            None,
+            None,
+            None,
+        )
+        assert row.key_hash == current_hash and row.signing_secret not in (None, old_secret)
+    # The old key is now simply unknown.
+    body = delivery("ee")
+    response = api.post(
+        f"/api/v1/alerts/grafana?key={key}",
+        content=body,
+        headers={SIGNATURE: grafana_sign(old_secret, body), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 401 and "not valid" in response.json()["error"]["message"]
+
+
+def test_an_earlier_rotation_job_leaves_a_later_replaced_key_alone(
+    api: TestClient, context: AppContext, admin: dict[str, str], generic_key: str, frozen: datetime
+) -> None:
+    [integration] = api.get("/api/v1/integrations", headers=admin).json()
+    url = f"/api/v1/integrations/{integration['id']}/rotate"
+    second = api.post(url, json={"grace": "30m"}, headers=admin).json()["key"]
+    clock.set(frozen + timedelta(minutes=10))
+    third = api.post(url, json={"grace": "1h"}, headers=admin).json()["key"]
+
+    # The first rotation's job comes due; the key it was about is already gone, the second's is in its grace.
+    assert run_jobs_at(context, frozen + timedelta(minutes=30)) == 1
+    body = {"summary": "disk full", "dedup_key": "disk"}
+    assert api.post(f"/api/v1/alerts?key={second}", json=body).status_code == 202
+    assert run_jobs_at(context, frozen + timedelta(minutes=70)) == 1
+    assert key_rows(context)[0][2] is None
+    assert api.post(f"/api/v1/alerts?key={second}", json=body).status_code == 401
+    assert api.post(f"/api/v1/alerts?key={third}", json=body).status_code == 202
+    assert api.post(f"/api/v1/alerts?key={generic_key}", json=body).status_code == 401
+
+
+def test_revoking_erases_a_replaced_key_at_once(
+    api: TestClient, context: AppContext, admin: dict[str, str], generic_key: str
+) -> None:
+    [integration] = api.get("/api/v1/integrations", headers=admin).json()
+    api.post(f"/api/v1/integrations/{integration['id']}/rotate", json={"grace": "2h"}, headers=admin)
+    assert key_rows(context)[0][2] is not None
+    assert api.delete(f"/api/v1/integrations/{integration['id']}", headers=admin).status_code == 200
+    [(_, _, previous_hash, _, valid_until, revoked_at)] = key_rows(context)
+    assert previous_hash is None and valid_until is None and revoked_at is not None

@@ -25,6 +25,7 @@ from warroom.auth.integrations import (
     IntegrationCreated,
     IntegrationRead,
     IntegrationRotate,
+    IntegrationUpdate,
 )
 from warroom.auth.signing import MAX_SKEW_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from warroom.context import AppContext
@@ -245,6 +246,15 @@ def create_integration(body: IntegrationCreate, context: Context, _: Admin) -> I
 def revoke_integration(integration_id: RowId, context: Context, _: Admin) -> IntegrationRead:
     with context.db.write() as session:
         return integrations.revoke_integration(session, integration_id=integration_id)
+
+
+@router.patch("/api/v1/integrations/{integration_id}", response_model=IntegrationRead, tags=["auth"])
+def update_integration(
+    integration_id: RowId, body: IntegrationUpdate, context: Context, _: Admin
+) -> IntegrationRead:
+    """Rename, or change the signature header names; a header name set to null goes back to the default."""
+    with context.db.write() as session:
+        return integrations.update_integration(session, integration_id=integration_id, changes=body)
 
 
 @router.post("/api/v1/integrations/{integration_id}/rotate", response_model=IntegrationCreated, tags=["auth"])

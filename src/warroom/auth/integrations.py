@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import Connection, bindparam, select
@@ -35,9 +35,17 @@ from warroom.auth.signing import (
 from warroom.db import DriverStatement, UTCDateTime, get_or_404, utcnow
 from warroom.durations import Duration, format_duration
 from warroom.errors import Conflict, Forbidden, InvalidInput, Unauthorized
+from warroom.jobs import service as jobs
+from warroom.jobs.models import Job
+from warroom.jobs.service import job_handler
+
+if TYPE_CHECKING:
+    from warroom.context import AppContext
 
 MAX_ROTATION_GRACE = timedelta(days=7)
 DEFAULT_ROTATION_GRACE = timedelta(hours=1)
+# The job that erases a replaced key once its grace period is over.
+FORGET_REPLACED_KEY = "integration.forget_replaced_key"
 
 
 SigningSecret = Annotated[str, StringConstraints(min_length=SECRET_MIN_LENGTH, max_length=SECRET_MAX_LENGTH)]
@@ -73,6 +81,19 @@ class IntegrationRotate(BaseModel):
     )
     signing_secret: SigningSecret | None = Field(
         None, description="Signing integrations only: the new signing secret, instead of a generated one."
+    )
+
+
+class IntegrationUpdate(BaseModel):
+    """What can change in place. A header name given as null goes back to Grafana's default name."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=200)
+    signature_header: str | None = Field(
+        None, description=f"Signing integrations: the signature header's name; null for {SIGNATURE_HEADER}."
+    )
+    timestamp_header: str | None = Field(
+        None, description=f"Signing integrations: the timestamp header's name; null for {TIMESTAMP_HEADER}."
     )
 
 
@@ -151,22 +172,7 @@ def create_integration(
         signing_secret = (
             check_signing_secret(signing_secret) if signing_secret is not None else new_signing_secret()
         )
-    for field, header in (("signature_header", signature_header), ("timestamp_header", timestamp_header)):
-        if header is not None:
-            if signing_secret is None:
-                raise InvalidInput(
-                    f"{field}: only an integration that signs its deliveries reads signature headers",
-                    {"field": field},
-                )
-            check_header_name(header, field)
-    effective = (
-        (signature_header or SIGNATURE_HEADER).lower(),
-        (timestamp_header or TIMESTAMP_HEADER).lower(),
-    )
-    if effective[0] == effective[1]:
-        raise InvalidInput(
-            "timestamp_header must differ from signature_header", {"field": "timestamp_header"}
-        )
+    _check_header_names(signing_secret is not None, signature_header, timestamp_header)
     secret = secrets.token_hex(16)
     row = IntegrationKey(
         name=name,
@@ -182,6 +188,26 @@ def create_integration(
     return IntegrationCreated(
         **IntegrationRead.model_validate(row).model_dump(), key=secret, signing_secret=signing_secret
     )
+
+
+def _check_header_names(signs: bool, signature_header: str | None, timestamp_header: str | None) -> None:
+    """The header names an integration reads its signature and timestamp from (None: the default name)."""
+    for field, header in (("signature_header", signature_header), ("timestamp_header", timestamp_header)):
+        if header is not None:
+            if not signs:
+                raise InvalidInput(
+                    f"{field}: only an integration that signs its deliveries reads signature headers",
+                    {"field": field},
+                )
+            check_header_name(header, field)
+    effective = (
+        (signature_header or SIGNATURE_HEADER).lower(),
+        (timestamp_header or TIMESTAMP_HEADER).lower(),
+    )
+    if effective[0] == effective[1]:
+        raise InvalidInput(
+            "timestamp_header must differ from signature_header", {"field": "timestamp_header"}
+        )
 
 
 def _read(row: IntegrationKey, now: datetime) -> IntegrationRead:
@@ -200,7 +226,55 @@ def revoke_integration(session: Session, *, integration_id: int) -> IntegrationR
     row = get_or_404(session, IntegrationKey, integration_id, f"integration with id {integration_id}")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+    _forget_replaced(row)  # a revoked integration accepts no key: keep no secret it no longer needs
     return _read(row, utcnow())
+
+
+def update_integration(
+    session: Session, *, integration_id: int, changes: IntegrationUpdate
+) -> IntegrationRead:
+    """Rename an integration, or change the header names its contact point signs under. The key, the
+    signing secret and the dedup scope stay. Only the fields set in ``changes`` change."""
+    given = changes.model_fields_set
+    if not given:
+        raise InvalidInput(
+            "nothing to change: give name, signature_header or timestamp_header", {"field": "body"}
+        )
+    row = get_or_404(session, IntegrationKey, integration_id, f"integration with id {integration_id}")
+    if row.revoked_at is not None:
+        raise Conflict(f"integration {row.id} ({row.name}) is revoked", {"field": "integration_id"})
+    if "name" in given:
+        name = (changes.name or "").strip()
+        if not name:
+            raise InvalidInput("name must not be blank", {"field": "name"})
+        row.name = name
+    signature_header = changes.signature_header if "signature_header" in given else row.signature_header
+    timestamp_header = changes.timestamp_header if "timestamp_header" in given else row.timestamp_header
+    _check_header_names(row.signing_secret is not None, signature_header, timestamp_header)
+    row.signature_header = signature_header
+    row.timestamp_header = timestamp_header
+    session.flush()
+    return _read(row, utcnow())
+
+
+def _forget_replaced(row: IntegrationKey) -> None:
+    row.previous_key_hash = None
+    row.previous_signing_secret = None
+    row.previous_valid_until = None
+
+
+@job_handler(FORGET_REPLACED_KEY)
+def forget_replaced_key(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
+    """Once a rotation's grace period is over, erase the replaced key's hash and signing secret: they
+    authenticate nothing any more, and a secret kept is a secret that can leak."""
+    row = session.get(IntegrationKey, job.payload["integration_id"])
+    if row is None or row.previous_valid_until is None:
+        return {"forgot": False, "reason": "nothing replaced is kept"}
+    if row.previous_valid_until > utcnow():
+        # A later rotation set a later deadline; that rotation's own job erases it.
+        return {"forgot": False, "reason": "the grace period of a later rotation is still running"}
+    _forget_replaced(row)
+    return {"forgot": True}
 
 
 def rotate_integration(
@@ -243,6 +317,13 @@ def rotate_integration(
     row.previous_key_hash = row.key_hash if keep_previous else None
     row.previous_signing_secret = row.signing_secret if keep_previous else None
     row.previous_valid_until = now + grace if keep_previous else None
+    if row.previous_valid_until is not None:
+        jobs.enqueue(
+            session,
+            kind=FORGET_REPLACED_KEY,
+            payload={"integration_id": row.id},
+            run_at=row.previous_valid_until,
+        )
     row.key_hash = hash_secret(secret)
     row.prefix = secret[:8]
     if row.signing_secret is not None:

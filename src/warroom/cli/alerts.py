@@ -28,6 +28,8 @@ from warroom.errors import WarroomError
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from warroom.auth.integrations import IntegrationRead
+
 alerts_app = typer.Typer(
     help="Alerts from monitoring and reports (client; uses WARROOM_URL and WARROOM_TOKEN).",
     no_args_is_help=True,
@@ -192,6 +194,30 @@ def _local_session(
         database.dispose()
 
 
+SignatureHeaderOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Signing integrations: the header the contact point sends the signature in, if not "
+        "X-Grafana-Alerting-Signature."
+    ),
+]
+TimestampHeaderOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Signing integrations: the contact point's timestamp header, if not "
+        "X-Grafana-Alerting-Signature-Timestamp."
+    ),
+]
+
+
+def _header_options_named(exc: WarroomError) -> str:
+    """A refusal's message with the header fields named as the options that set them."""
+    message = exc.message
+    for field in ("signature_header", "timestamp_header"):
+        message = message.replace(field, "--" + field.replace("_", "-"))
+    return message
+
+
 @integration_app.command("create")
 def integration_create(
     name: Annotated[str, typer.Option(help="The source, e.g. prometheus.")],
@@ -207,20 +233,8 @@ def integration_create(
         ),
     ] = False,
     signing_secret_value: SigningSecretValue = None,
-    signature_header: Annotated[
-        str | None,
-        typer.Option(
-            help="Signing integrations: the header the contact point sends the signature in, if not "
-            "X-Grafana-Alerting-Signature."
-        ),
-    ] = None,
-    timestamp_header: Annotated[
-        str | None,
-        typer.Option(
-            help="Signing integrations: the contact point's timestamp header, if not "
-            "X-Grafana-Alerting-Signature-Timestamp."
-        ),
-    ] = None,
+    signature_header: SignatureHeaderOption = None,
+    timestamp_header: TimestampHeaderOption = None,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
 ) -> None:
     """Create an integration key; the key is printed alone on the last line.
@@ -245,13 +259,7 @@ def integration_create(
         except InvalidInput as exc:
             fail(exc.message)
 
-    def as_options(exc: WarroomError) -> str:
-        message = exc.message
-        for field in ("signature_header", "timestamp_header"):  # the option's name, as typed
-            message = message.replace(field, "--" + field.replace("_", "-"))
-        return message
-
-    with _local_session(database_url, explain=as_options) as session:
+    with _local_session(database_url, explain=_header_options_named) as session:
         created = integrations.create_integration(
             session,
             name=name,
@@ -271,6 +279,13 @@ def integration_create(
     elif signing:
         error_console.print("Deliveries must be signed with the signing secret you gave.")
     typer.echo(created.key)
+
+
+def _signing_shown(integration: IntegrationRead) -> str:
+    if not integration.signing:
+        return ""
+    custom = [name for name in (integration.signature_header, integration.timestamp_header) if name]
+    return "hmac" + (f" ({', '.join(custom)})" if custom else "")
 
 
 @integration_app.command("list")
@@ -295,7 +310,7 @@ def integration_list(
                     r.name,
                     r.type.value,
                     r.prefix + "…",
-                    "hmac" if r.signing else "",
+                    _signing_shown(r),
                     when(r.created_at),
                     (when(r.rotated_at) if r.rotated_at else "")
                     + (f" (old key until {when(r.previous_valid_until)})" if r.previous_valid_until else ""),
@@ -318,6 +333,54 @@ def integration_revoke(
     with _local_session(database_url) as session:
         row = integrations.revoke_integration(session, integration_id=integration_id)
     console.print(f"revoked integration {row.id} ({row.name})")
+
+
+@integration_app.command("update")
+def integration_update(
+    integration_id: int,
+    name: Annotated[str | None, typer.Option(help="A new name.")] = None,
+    signature_header: SignatureHeaderOption = None,
+    timestamp_header: TimestampHeaderOption = None,
+    default_headers: Annotated[
+        bool,
+        typer.Option(
+            "--default-headers", help="Signing integrations: go back to Grafana's default header names."
+        ),
+    ] = False,
+    database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
+) -> None:
+    """Rename an integration or change the header names it reads a signature from; its key, signing secret
+    and open alerts stay. Change the contact point's headers at the same time: a delivery signed under
+    the other names is refused (401) until both agree."""
+    from pydantic import ValidationError
+
+    from warroom.auth import integrations
+
+    if default_headers and (signature_header is not None or timestamp_header is not None):
+        fail("give either --default-headers or header names, not both")
+    fields: dict[str, str | None] = {}
+    if name is not None:
+        fields["name"] = name
+    if default_headers:
+        fields.update(signature_header=None, timestamp_header=None)
+    if signature_header is not None:
+        fields["signature_header"] = signature_header
+    if timestamp_header is not None:
+        fields["timestamp_header"] = timestamp_header
+    if not fields:
+        fail("nothing to change: give --name, --signature-header, --timestamp-header or --default-headers")
+    try:
+        changes = integrations.IntegrationUpdate.model_validate(fields)
+    except ValidationError as exc:
+        fail("; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    with _local_session(database_url, explain=_header_options_named) as session:
+        updated = integrations.update_integration(session, integration_id=integration_id, changes=changes)
+    console.print(f"updated {updated.type.value} integration {updated.id} ({updated.name})")
+    if updated.signing:
+        console.print(
+            f"signature header: {updated.signature_header or 'X-Grafana-Alerting-Signature'}; "
+            f"timestamp header: {updated.timestamp_header or 'X-Grafana-Alerting-Signature-Timestamp'}"
+        )
 
 
 @integration_app.command("rotate")
