@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -12,7 +13,7 @@ from warroom.models import metadata
 
 
 def test_one_head() -> None:
-    assert ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads() == ["0008"]
+    assert ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads() == ["0009"]
 
 
 def test_models_match_migrations(context: AppContext) -> None:
@@ -20,3 +21,14 @@ def test_models_match_migrations(context: AppContext) -> None:
         migration = MigrationContext.configure(connection, opts={"compare_type": True})
         differences = compare_metadata(migration, metadata)
     assert differences == []
+
+
+def test_alerts_leave_room_for_updates_in_place_on_postgresql(context: AppContext) -> None:
+    # Repeat notifications rewrite an alert's row; free space on its page keeps the new version there.
+    with context.db.engine.connect() as connection:
+        if connection.dialect.name != "postgresql":
+            pytest.skip("fillfactor is a PostgreSQL setting")
+        options = connection.exec_driver_sql(
+            "SELECT reloptions FROM pg_class WHERE relname = 'alerts'"
+        ).scalar()
+    assert options == ["fillfactor=70"]

@@ -26,6 +26,8 @@ class Alert(Base):
         UniqueConstraint("scope", "open_dedup_key", name="uq_alerts_scope_open_dedup_key"),
         Index("ix_alerts_status_id", "status", "id"),
         Index("ix_alerts_group_key", "group_key"),
+        # Room on each page for the next version of a row: repeat notifications update in place (0009).
+        {"postgresql_with": {"fillfactor": 70}},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
