@@ -326,3 +326,73 @@ def test_config_reference_checks() -> None:
             text.replace('title: "Payments: {{ alert.summary }}"', 'title: "{{ alert.summary"'), "t.yaml"
         )
     assert "bad template" in str(template.value)
+
+
+def test_a_person_resolves_alerts_their_source_will_not(
+    api: TestClient, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    first, second = fire(api, generic_key, payments_alert(dedup_key="a"), payments_alert(dedup_key="b"))
+    assert first["incident"] == second["incident"] == "INC-1"
+
+    response = api.post(
+        f"/api/v1/alerts/{first['id']}/resolve",
+        json={"note": "the probe was decommissioned"},
+        headers=responder,
+    )
+    assert response.status_code == 200, response.text
+    resolved = response.json()
+    assert resolved["status"] == "resolved" and resolved["resolved_at"] is not None
+    assert (resolved["resolved_by"], resolved["resolution_note"]) == (
+        "responder-user",
+        "the probe was decommissioned",
+    )
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    assert timeline[-1]["action"] == (
+        f"Alert ALR-{first['id']} resolved by hand: card charges failing — the probe was decommissioned"
+    )
+    assert timeline[-1]["performer"] == "responder-user"
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "investigating"  # b fires
+
+    # Its dedup key is free again: the next firing is a new alert (on the same incident, by its group).
+    [again] = fire(api, generic_key, payments_alert(dedup_key="a"))
+    assert again["outcome"] == "created" and again["id"] != first["id"] and again["incident"] == "INC-1"
+
+    # Resolving the incident's last open alerts by hand moves it to monitoring, as a source's resolve does.
+    for alert in (second, again):
+        assert api.post(f"/api/v1/alerts/{alert['id']}/resolve", headers=responder).status_code == 200
+    incident = api.get("/api/v1/incidents/INC-1", headers=viewer).json()
+    assert incident["status"] == "monitoring"
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    assert timeline[-1]["performer"] == "automation"
+    assert timeline[-2]["action"] == f"Alert ALR-{again['id']} resolved by hand: card charges failing"
+
+
+def test_resolving_by_hand_refusals_change_nothing(
+    api: TestClient, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    firing, ended = fire(
+        api, generic_key, {"summary": "queue backlog", "dedup_key": "q"}, {"summary": "cpu", "dedup_key": "c"}
+    )
+    fire(api, generic_key, {"summary": "cpu", "dedup_key": "c", "status": "resolved"})
+
+    def snapshot() -> list[dict[str, Any]]:
+        return api.get("/api/v1/alerts", headers=viewer).json()["items"]
+
+    before = snapshot()
+    url = f"/api/v1/alerts/{firing['id']}/resolve"
+    already = api.post(f"/api/v1/alerts/{ended['id']}/resolve", headers=responder)
+    assert already.status_code == 409
+    assert "already resolved" in already.json()["error"]["message"]
+    assert "by its source (generic)" in already.json()["error"]["message"]
+    assert api.post(url, headers=viewer).status_code == 403
+    assert api.post(url).status_code == 401
+    assert api.post("/api/v1/alerts/999/resolve", headers=responder).status_code == 404
+    assert api.post("/api/v1/alerts/not-an-id/resolve", headers=responder).status_code == 404
+    for body in ({"note": ""}, {"note": "x" * 2001}, {"reason": "typo"}, {"note": 5}):
+        refused = api.post(url, json=body, headers=responder)
+        assert refused.status_code == 422, (body, refused.text)
+    assert snapshot() == before
+
+    assert api.post(url, headers=responder).status_code == 200
+    twice = api.post(url, headers=responder)
+    assert twice.status_code == 409 and "by responder-user" in twice.json()["error"]["message"]

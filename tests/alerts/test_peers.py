@@ -188,8 +188,19 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     promoted = run_cli("alerts", "promote", latency_id, "--severity", "P3", env=env, check=False)
     assert promoted.returncode == 0, promoted.stderr
     assert "INC-2" in promoted.stdout
-    reported = run_cli("report", "Search index is a day old", "--service", "search", env=env, check=False)
+    reported = run_cli(
+        "report", "Search index is a day old", "--service", "search", "--json", env=env, check=False
+    )
     assert reported.returncode == 0, reported.stderr
+    # A person resolves it by hand; a second try is refused with who did it.
+    report_id = str(json.loads(reported.stdout)["id"])
+    resolved = run_cli("alerts", "resolve", report_id, "--note", "reindexed", env=env, check=False)
+    assert resolved.returncode == 0, resolved.stderr
+    assert f"ALR-{report_id} resolved" in resolved.stdout
+    shown = run_cli("alerts", "show", report_id, env=env, check=False)
+    assert "by e2e-admin" in shown.stdout and "reindexed" in shown.stdout
+    again = run_cli("alerts", "resolve", report_id, env=env, check=False)
+    assert again.returncode != 0 and "already resolved" in again.stderr
 
 
 class _FailFirstProxy(BaseHTTPRequestHandler):

@@ -18,6 +18,7 @@ from warroom.alerts.schemas import (
     IngestResult,
     InternalReport,
     PromoteRequest,
+    ResolveRequest,
 )
 from warroom.auth import integrations
 from warroom.auth.integrations import (
@@ -161,6 +162,17 @@ def promote_alert(
         alert, _ = service.promote(
             session, org=context.org, ref=ref, data=body or PromoteRequest(), performer=principal.name
         )
+        return service.to_detail(alert)
+
+
+@router.post("/api/v1/alerts/{ref}/resolve", response_model=AlertDetail)
+def resolve_alert(
+    ref: str, context: Context, principal: Responder, body: ResolveRequest | None = None
+) -> AlertDetail:
+    """Resolve an alert by hand (its source stopped sending, or never resolves); 409 if already resolved."""
+    note = body.note if body is not None else None
+    with context.db.write() as session:
+        alert = service.resolve(session, org=context.org, ref=ref, performer=principal.name, note=note)
         return service.to_detail(alert)
 
 

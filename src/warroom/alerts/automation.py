@@ -338,16 +338,26 @@ def _acknowledge_with_alerts(session: Session, org: OrgConfig, alert: Alert, inc
         incident_service.acknowledge(session, ref=incident.id, performer=PERFORMER)
 
 
-def on_resolved(session: Session, org: OrgConfig, alert: Alert) -> None:
+def on_resolved(session: Session, org: OrgConfig, alert: Alert, *, performer: str = PERFORMER) -> None:
+    """``performer``: who resolved it, when a person did rather than its source."""
     incident = _incident_of(session, alert, None)
     if incident is not None:
+        by_person = performer != PERFORMER
+        data: dict[str, Any] = {"alert": alert.id}
+        if by_person:
+            data["resolved_by"] = performer
+            if alert.resolution_note:
+                data["note"] = alert.resolution_note
         incident_service.append_timeline(
             session,
             incident,
-            performer=PERFORMER,
+            performer=performer,
             kind=TimelineKind.alert,
-            action=f"Alert {alert.ref} resolved: {alert.summary}",
-            data={"alert": alert.id},
+            action=f"Alert {alert.ref} resolved"
+            + (" by hand" if by_person else "")
+            + f": {alert.summary}"
+            + (f" — {alert.resolution_note}" if by_person and alert.resolution_note else ""),
+            data=data,
         )
         session.flush()
         still_open = session.scalar(

@@ -51,6 +51,9 @@ class Alert(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set when a person resolved the alert (its source never will: a stale alert); NULL when the source did.
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
     # What the source sent for this alert, first and latest, kept as evidence.
     raw: Mapped[dict[str, Any]] = mapped_column(JSON)

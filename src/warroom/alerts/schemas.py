@@ -187,6 +187,8 @@ class AlertRead(BaseModel):
     last_seen_at: datetime
     acknowledged_at: datetime | None
     resolved_at: datetime | None
+    resolved_by: str | None = Field(None, description="Who resolved it by hand; null when its source did.")
+    resolution_note: str | None = None
     occurrences: int
     incident: str | None
     rules: list[str]
@@ -204,6 +206,13 @@ class AlertPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class ResolveRequest(BaseModel):
+    """A person resolves an alert whose source will not (it stopped sending, or never sends a resolve)."""
+
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = Field(default=None, min_length=1, max_length=2000, description="Why, for the record.")
 
 
 class PromoteRequest(BaseModel):

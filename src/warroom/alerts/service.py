@@ -297,6 +297,8 @@ def to_read(alert: Alert) -> AlertRead:
         last_seen_at=alert.last_seen_at,
         acknowledged_at=alert.acknowledged_at,
         resolved_at=alert.resolved_at,
+        resolved_by=alert.resolved_by,
+        resolution_note=alert.resolution_note,
         occurrences=alert.occurrences,
         incident=f"INC-{alert.incident_id}" if alert.incident_id else None,
         rules=alert.rules or [],
@@ -381,6 +383,27 @@ def promote(
     automation.attach(session, incident, alert, performer=performer)
     session.flush()
     return alert, incident
+
+
+def resolve(
+    session: Session, *, org: OrgConfig, ref: str | int, performer: str, note: str | None = None
+) -> Alert:
+    """A person resolves an alert its source will not resolve. It closes the same way as a resolve from the
+    source: the dedup key is freed (the next firing opens a new alert), the incident's timeline records
+    it (by the person), the incident moves to monitoring when it was its last open alert, and handlers run."""
+    alert = get_alert(session, ref, for_update=True)
+    if alert.status == AlertStatus.resolved:
+        by = f" by {alert.resolved_by}" if alert.resolved_by else f" by its source ({alert.source})"
+        when = alert.resolved_at.strftime("%Y-%m-%d %H:%M UTC") if alert.resolved_at else "earlier"
+        raise Conflict(f"{alert.ref} is already resolved ({when}{by})", {"field": "alert"})
+    alert.status = AlertStatus.resolved
+    alert.resolved_at = utcnow()
+    alert.open_dedup_key = None
+    alert.resolved_by = performer
+    alert.resolution_note = note
+    session.flush()
+    automation.on_resolved(session, org, alert, performer=performer)
+    return alert
 
 
 # --- reports from people -----------------------------------------------------------------------------

@@ -86,8 +86,10 @@ def _show(alert: AlertDetail) -> None:
         ("occurrences", str(alert.occurrences)),
         ("first seen", when(alert.first_seen_at)),
         ("last seen", when(alert.last_seen_at)),
-        ("resolved", when(alert.resolved_at)),
+        ("resolved", when(alert.resolved_at) + (f" by {alert.resolved_by}" if alert.resolved_by else "")),
     ]
+    if alert.resolution_note:
+        rows.append(("note", alert.resolution_note))
     table(None, ["field", "value"], rows)
     if alert.labels:
         table("Labels", ["label", "value"], sorted(alert.labels.items()))
@@ -151,6 +153,27 @@ def promote(
     with api_errors(), Client() as client:
         alert = client.promote_alert(ref, title=title, severity=severity)
     emit(as_json, alert, lambda: console.print(f"{alert.ref} promoted to [bold]{alert.incident}[/]"))
+
+
+@alerts_app.command("resolve")
+def resolve(
+    ref: str,
+    note: Annotated[str | None, typer.Option(help="Why, for the record (on the timeline).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Resolve an alert by hand, when its source will not (it stopped sending, or never sends a resolve).
+    The next firing with its dedup key opens a new alert."""
+    if note is not None and not note.strip():
+        fail("--note must not be blank")
+    with api_errors(), Client() as client:
+        alert = client.resolve_alert(ref, note=note)
+    emit(
+        as_json,
+        alert,
+        lambda: console.print(
+            f"{alert.ref} resolved" + (f" (on {alert.incident})" if alert.incident else "")
+        ),
+    )
 
 
 def report(
