@@ -5,10 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from warroom.alerts.intake import IntakeWriter
 from warroom.auth import integrations
-from warroom.auth.models import IntegrationType
+from warroom.auth.models import IntegrationKey, IntegrationType
 from warroom.context import AppContext
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -16,6 +17,12 @@ PAYLOADS = Path(__file__).parent / "payloads"
 
 def payload(name: str) -> Any:
     return json.loads((PAYLOADS / name).read_text())
+
+
+def integration_rows(context: AppContext, *columns: Any) -> list[tuple[Any, ...]]:
+    """These columns of every integration, by id: what a test compares before and after a refusal."""
+    with context.db.read() as session:
+        return [tuple(row) for row in session.execute(select(*columns).order_by(IntegrationKey.id))]
 
 
 def make_key(context: AppContext, type_: str, name: str | None = None) -> str:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.alerts.conftest import make_key, payload
+from tests.alerts.conftest import integration_rows, make_key, payload
 from tests.alerts.test_grafana_signing import SIGNATURE, delivery, grafana_sign, signing_integration
 from warroom.alerts.models import Alert
 from warroom.app import create_app
@@ -39,20 +39,15 @@ def alerts(context: AppContext) -> list[Alert]:
 
 
 def key_rows(context: AppContext) -> list[tuple[Any, ...]]:
-    with context.db.read() as session:
-        return [
-            tuple(row)
-            for row in session.execute(
-                select(
-                    IntegrationKey.id,
-                    IntegrationKey.key_hash,
-                    IntegrationKey.previous_key_hash,
-                    IntegrationKey.signing_secret,
-                    IntegrationKey.previous_valid_until,
-                    IntegrationKey.revoked_at,
-                ).order_by(IntegrationKey.id)
-            )
-        ]
+    return integration_rows(
+        context,
+        IntegrationKey.id,
+        IntegrationKey.key_hash,
+        IntegrationKey.previous_key_hash,
+        IntegrationKey.signing_secret,
+        IntegrationKey.previous_valid_until,
+        IntegrationKey.revoked_at,
+    )
 
 
 def fire(api: TestClient, key: str, document: str = "alertmanager-0.25-firing.json") -> Any:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 from typer.testing import CliRunner
 
+from tests.alerts.conftest import integration_rows
 from tests.alerts.test_grafana_signing import NOW, SIGNATURE, TIMESTAMP, delivery, grafana_sign, post
 from warroom.auth.models import IntegrationKey
 from warroom.cli.main import app as cli_app
@@ -38,19 +38,14 @@ def signed(api: TestClient, admin: dict[str, str], **fields: Any) -> dict[str, A
 
 
 def rows(context: AppContext) -> list[tuple[Any, ...]]:
-    with context.db.read() as session:
-        return [
-            tuple(row)
-            for row in session.execute(
-                select(
-                    IntegrationKey.name,
-                    IntegrationKey.key_hash,
-                    IntegrationKey.signing_secret,
-                    IntegrationKey.signature_header,
-                    IntegrationKey.timestamp_header,
-                ).order_by(IntegrationKey.id)
-            )
-        ]
+    return integration_rows(
+        context,
+        IntegrationKey.name,
+        IntegrationKey.key_hash,
+        IntegrationKey.signing_secret,
+        IntegrationKey.signature_header,
+        IntegrationKey.timestamp_header,
+    )
 
 
 def test_header_names_change_in_place_and_the_key_and_secret_stay(
