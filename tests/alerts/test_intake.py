@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from tests.alerts.conftest import make_key, payload
@@ -387,3 +388,39 @@ def test_alertmanager_as_pagerduty_client(api: TestClient, context: AppContext, 
     assert alert.status == "resolved"
     assert alert.last_raw is not None
     assert alert.last_raw["payload"]["summary"].startswith("[RESOLVED]")
+
+
+def test_truncated_notification_is_answered_and_kept_with_the_evidence(
+    api: TestClient, context: AppContext, am_key: str
+) -> None:
+    url = f"/api/v1/alerts/alertmanager?key={am_key}"
+    for bad in (-1, "3", 1.5, True):
+        broken = payload("alertmanager-0.25-firing.json")
+        broken["truncatedAlerts"] = bad
+        response = api.post(url, json=broken)
+        assert response.status_code == 400, (bad, response.text)
+        assert response.json()["error"]["details"][0]["field"] == "truncatedAlerts"
+    assert count(context, Alert) == 0
+
+    before = REGISTRY.get_sample_value("warroom_alerts_truncated_total", {"source": "alertmanager"}) or 0
+    truncated = payload("alertmanager-0.25-firing.json")
+    truncated["truncatedAlerts"] = 7
+    response = api.post(url, json=truncated)
+    assert response.status_code == 202, response.text
+    body = response.json()
+    delivered = len(truncated["alerts"])
+    assert body["truncated_alerts"] == 7
+    assert body["warning"] == (
+        f"the sender left 7 alert(s) of this group out of the notification (its max_alerts); "
+        f"only the {delivered} delivered are recorded"
+    )
+    assert all(alert.raw["truncatedAlerts"] == 7 for alert in alerts(context))
+    after = REGISTRY.get_sample_value("warroom_alerts_truncated_total", {"source": "alertmanager"})
+    assert after == before + 7
+
+    # A complete notification (0, or null from older senders) says nothing of it.
+    for complete in (0, None):
+        again = payload("alertmanager-0.25-firing.json")
+        again["truncatedAlerts"] = complete
+        answer = api.post(url, json=again).json()
+        assert "truncated_alerts" not in answer and "warning" not in answer

@@ -75,7 +75,7 @@ def integration_key(server: dict[str, str], kind: str) -> str:
 
 
 @contextmanager
-def running_alertmanager(tmp_path: Path, webhook_url: str) -> Iterator[str]:
+def running_alertmanager(tmp_path: Path, webhook_url: str, max_alerts: int | None = None) -> Iterator[str]:
     require_peer(
         Path(ALERTMANAGER).exists(), "prometheus-alertmanager is not installed (scripts/install-peers.sh)"
     )
@@ -92,6 +92,7 @@ def running_alertmanager(tmp_path: Path, webhook_url: str) -> Iterator[str]:
         "    webhook_configs:\n"
         f"      - url: '{webhook_url}'\n"
         "        send_resolved: true\n"
+        + (f"        max_alerts: {max_alerts}\n" if max_alerts is not None else "")
     )
     port = free_port()
     storage = tmp_path / "am-data"
@@ -252,6 +253,34 @@ def test_alertmanager_retry_after_5xx_changes_nothing(server: dict[str, str], tm
     assert alert["occurrences"] == 1
     assert alert["status"] == "firing"
     assert get(server, "/api/v1/alerts")["total"] == 1
+
+
+def test_alertmanager_truncated_notification_is_flagged(server: dict[str, str], tmp_path: Path) -> None:
+    # A receiver with max_alerts: 1 gets one alert of a group of three, and truncatedAlerts: 2.
+    key = integration_key(server, "alertmanager")
+    webhook = f"{server['url']}/api/v1/alerts/alertmanager?key={key}"
+    # Starting now, not earlier: Alertmanager flushes a group at once for an alert older than group_wait,
+    # which could send the first alert alone before the other two are grouped with it.
+    started = datetime.now(UTC).isoformat()
+    alerts = [
+        {
+            "labels": {"alertname": "DiskFull", "service": "storage", "instance": f"node-{n}"},
+            "annotations": {"summary": f"node-{n} disk full"},
+            "startsAt": started,
+        }
+        for n in range(3)
+    ]
+    with running_alertmanager(tmp_path, webhook, max_alerts=1) as alertmanager:
+        assert httpx.post(f"{alertmanager}/api/v2/alerts", json=alerts, timeout=10).status_code == 200
+        wait_until(lambda: get(server, "/api/v1/alerts")["total"] == 1)
+    [stored] = get(server, "/api/v1/alerts")["items"]
+    detail = get(server, f"/api/v1/alerts/{stored['id']}")
+    assert detail["raw"].get("truncatedAlerts") == 2, detail["raw"]
+    metrics = httpx.get(f"{server['url']}/metrics", timeout=10).text
+    assert 'warroom_alerts_truncated_total{source="alertmanager"} 2.0' in metrics
+    env = {"WARROOM_URL": server["url"], "WARROOM_TOKEN": server["admin"]}
+    shown = run_cli("alerts", "show", str(stored["id"]), env=env, check=False)
+    assert "left out 2 more alert(s)" in shown.stdout
 
 
 def test_pdpyras_trigger_acknowledge_resolve(server: dict[str, str]) -> None:

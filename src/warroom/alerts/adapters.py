@@ -133,6 +133,9 @@ def from_alertmanager(data: Any) -> list[AlertEvent]:
     message: AlertmanagerWebhook = _validate(_WEBHOOK, data)
     raw_alerts = data["alerts"]
     context = {k: data.get(k) for k in ("receiver", "groupKey", "externalURL") if data.get(k) is not None}
+    if message.truncatedAlerts:
+        # Kept with each delivered alert's evidence: the notification it came in was incomplete.
+        context["truncatedAlerts"] = message.truncatedAlerts
     events = []
     for alert, raw in zip(message.alerts, raw_alerts, strict=True):
         labels = alert.labels

@@ -14,17 +14,25 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
+from prometheus_client import Counter
 from starlette.types import Receive, Scope, Send
 
 from warroom.alerts import adapters
 from warroom.alerts.adapters import InvalidPayload
 from warroom.alerts.intake import writer_for
+from warroom.alerts.schemas import truncation_warning
 from warroom.auth.models import IntegrationType
 from warroom.auth.signing import signed_body
 from warroom.context import AppContext
 from warroom.errors import WarroomError
 
 log = logging.getLogger("warroom.alerts")
+
+ALERTS_TRUNCATED = Counter(
+    "warroom_alerts_truncated_total",
+    "Alerts that senders left out of their notifications (Alertmanager's max_alerts), by source.",
+    ["source"],
+)
 
 INTAKE_ROUTES: dict[str, IntegrationType] = {
     "/api/v1/alerts/alertmanager": IntegrationType.alertmanager,
@@ -103,6 +111,16 @@ async def handle_intake(
         result = await writer.submit(key or bearer(authorization), kind, kind.value, events, signed)
     except WarroomError as exc:
         return _error(exc)
+    truncated = data.get("truncatedAlerts") if kind != IntegrationType.generic else None
+    if truncated:  # validated: a positive int
+        result.truncated = truncated
+        ALERTS_TRUNCATED.labels(kind.value).inc(truncated)
+        log.warning(
+            "%s delivery of group %s: %s",
+            kind.value,
+            data.get("groupKey") or "(no group key)",
+            truncation_warning(truncated, len(events)),
+        )
     return 202, result.to_json()
 
 

@@ -41,6 +41,8 @@ class AlertmanagerWebhook(Lenient):
     alerts: list[WebhookAlert] = Field(min_length=1)
     groupKey: str | None = None
     externalURL: str | None = None
+    # How many alerts of the group Alertmanager left out of this notification (the receiver's max_alerts).
+    truncatedAlerts: int | None = Field(None, ge=0, strict=True)
     # Grafana extras
     title: str | None = None
     orgId: int | None = None
@@ -164,9 +166,22 @@ class Ingested:
     accepted: int
     alerts: list[IngestedAlert]
     status: Literal["ok"] = "ok"
+    # Alerts the sender left out of the delivery (Alertmanager's truncatedAlerts): Warroom never saw them.
+    truncated: int = 0
 
     def to_json(self) -> bytes:
-        return orjson.dumps({"status": self.status, "accepted": self.accepted, "alerts": self.alerts})
+        body: dict[str, object] = {"status": self.status, "accepted": self.accepted, "alerts": self.alerts}
+        if self.truncated:
+            body["truncated_alerts"] = self.truncated
+            body["warning"] = truncation_warning(self.truncated, self.accepted)
+        return orjson.dumps(body)
+
+
+def truncation_warning(truncated: int, delivered: int) -> str:
+    return (
+        f"the sender left {truncated} alert(s) of this group out of the notification (its max_alerts); "
+        f"only the {delivered} delivered are recorded"
+    )
 
 
 class AlertRead(BaseModel):

@@ -90,6 +90,9 @@ def _show(alert: AlertDetail) -> None:
     ]
     if alert.resolution_note:
         rows.append(("note", alert.resolution_note))
+    truncated = alert.raw.get("truncatedAlerts")
+    if truncated:
+        rows.append(("delivery", f"incomplete: the sender left out {truncated} more alert(s) of the group"))
     table(None, ["field", "value"], rows)
     if alert.labels:
         table("Labels", ["label", "value"], sorted(alert.labels.items()))
