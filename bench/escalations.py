@@ -137,7 +137,7 @@ def run(
         person.notification_rules = []
         person.contact_methods = []
         person.email = None
-    database = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    database = Database.from_settings(settings)
     migrate.upgrade(database.engine)
     context = AppContext(settings=settings, db=database, org=org)
 

@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,7 +23,13 @@ from warroom.alerts import fastpath
 from warroom.alerts.api import router as alerts_router
 from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
-from warroom.errors import WarroomError
+from warroom.db import unavailable_reason
+from warroom.errors import (
+    UNAVAILABLE_CODE,
+    UNAVAILABLE_MESSAGE,
+    UNAVAILABLE_RETRY_AFTER_SECONDS,
+    WarroomError,
+)
 from warroom.incidents.api import router as incidents_router
 from warroom.jobs.api import router as jobs_router
 from warroom.metrics.collectors import IncidentCollector
@@ -151,6 +159,18 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(code, str(exc.detail)),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(SQLAlchemyTimeoutError)
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning(
+            "%s %s: database unavailable: %s", request.method, request.url.path, unavailable_reason(exc)
+        )
+        return JSONResponse(
+            error_body(UNAVAILABLE_CODE, UNAVAILABLE_MESSAGE),
+            status_code=503,
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
         )
 
     @app.exception_handler(Exception)

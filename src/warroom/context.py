@@ -25,7 +25,7 @@ class AppContext:
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
         org = load_org_config(settings.config)
-        db = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        db = Database.from_settings(settings)
         return cls(settings=settings, db=db, org=org)
 
 

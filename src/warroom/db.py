@@ -7,17 +7,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.expression import ClauseElement
 from sqlalchemy.types import TypeDecorator
 
 from warroom.clock import clock
 from warroom.errors import NotFound
+
+if TYPE_CHECKING:
+    from warroom.settings import Settings
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -62,6 +67,22 @@ def get_or_404(session: Session, model: type[RowT], row_id: int, what: str, **op
     return row
 
 
+# Seconds a SQLite write waits for the lock before giving up ("database is locked", answered 503).
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+
+def unavailable(exc: BaseException) -> bool:
+    """True when the database could not be reached or used right now (down, restarting, locked past the busy
+    timeout, out of connections, disk full): a condition to retry later, not a fault in the request."""
+    return isinstance(exc, OperationalError | SQLAlchemyTimeoutError)
+
+
+def unavailable_reason(exc: BaseException) -> str:
+    """The driver's own first line (no SQL, no parameters), for the server log."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
+
+
 def utcnow() -> datetime:
     return clock.now()
 
@@ -75,15 +96,19 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
+def create_db_engine(
+    url: str, *, sqlite_synchronous: str = "FULL", sqlite_busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+) -> Engine:
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, json_serializer=json_text
+            url,
+            connect_args={"check_same_thread": False, "timeout": sqlite_busy_timeout},
+            json_serializer=json_text,
         )
-        _configure_sqlite(engine, sqlite_synchronous)
+        _configure_sqlite(engine, sqlite_synchronous, sqlite_busy_timeout)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=json_text)
 
@@ -149,7 +174,7 @@ def driver_query(
         cursor.close()
 
 
-def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+def _configure_sqlite(engine: Engine, synchronous: str, busy_timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
@@ -157,7 +182,7 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
 
@@ -174,11 +199,23 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
 class Database:
     """Holds the engine and the two session factories: reads, and writes (IMMEDIATE on SQLite)."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+    def __init__(
+        self, url: str, *, sqlite_synchronous: str = "FULL", sqlite_busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    ) -> None:
         self.url = url
-        self.engine = create_db_engine(url, sqlite_synchronous=sqlite_synchronous)
+        self.engine = create_db_engine(
+            url, sqlite_synchronous=sqlite_synchronous, sqlite_busy_timeout=sqlite_busy_timeout
+        )
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(
+            settings.resolved_database_url,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            sqlite_busy_timeout=settings.sqlite_busy_timeout,
+        )
 
     def set_session_info(self, **info: Any) -> None:
         """Copied into every new session's ``info`` (how subscribers find the running app context)."""

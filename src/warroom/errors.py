@@ -44,3 +44,11 @@ class Unauthorized(WarroomError):
 class Forbidden(WarroomError):
     status = 403
     code = "forbidden"
+
+
+# A database that cannot be used right now (down, restarting, locked past the busy timeout, out of
+# connections) is not the client's fault and not a bug: 503 with Retry-After, so senders and clients retry.
+# The detail stays in the server's log; it may name hosts and files.
+UNAVAILABLE_CODE = "database_unavailable"
+UNAVAILABLE_MESSAGE = "the database is unavailable right now; retry later"
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5

@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma; FULL keeps acknowledged writes on power loss."
     )
+    sqlite_busy_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a SQLite write waits for the write lock; past it the request gets 503 (retry).",
+    )
     run_worker: bool = True
     worker_poll_interval: float = Field(default=0.5, gt=0, description="Seconds between polls when idle.")
     worker_batch: int = Field(default=50, ge=1, description="Jobs claimed per transaction.")

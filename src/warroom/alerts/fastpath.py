@@ -24,7 +24,13 @@ from warroom.alerts.schemas import truncation_warning
 from warroom.auth.models import IntegrationType
 from warroom.auth.signing import signed_body
 from warroom.context import AppContext
-from warroom.errors import WarroomError
+from warroom.db import unavailable, unavailable_reason
+from warroom.errors import (
+    UNAVAILABLE_CODE,
+    UNAVAILABLE_MESSAGE,
+    UNAVAILABLE_RETRY_AFTER_SECONDS,
+    WarroomError,
+)
 
 log = logging.getLogger("warroom.alerts")
 
@@ -146,6 +152,10 @@ class IntakeEndpoint:
             },
         )
 
+    unavailable = _json(
+        503, {"error": {"code": UNAVAILABLE_CODE, "message": UNAVAILABLE_MESSAGE, "details": None}}
+    )
+
     @staticmethod
     def handles(scope: Scope) -> bool:
         return scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in INTAKE_ROUTES
@@ -155,16 +165,10 @@ class IntakeEndpoint:
         if answer is None:
             return  # the client went away
         status, body = answer
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if status == 503:
+            headers.append((b"retry-after", str(UNAVAILABLE_RETRY_AFTER_SECONDS).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, scope: Scope, receive: Receive) -> Answer | None:
@@ -209,7 +213,10 @@ class IntakeEndpoint:
                 body,
                 scope["headers"],
             )
-        except Exception:
+        except Exception as exc:
+            if unavailable(exc):
+                log.warning("%s: database unavailable: %s", scope["path"], unavailable_reason(exc))
+                return self.unavailable
             log.exception("alert intake failed")
             return _json(
                 500,

@@ -76,7 +76,7 @@ def _org(settings: Settings) -> OrgConfig:
 
 
 def _database(settings: Settings) -> Database:
-    database = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    database = Database.from_settings(settings)
     migrate.upgrade(database.engine)
     return database
 
@@ -106,7 +106,7 @@ def serve(
     org = _org(settings)  # refuse to start on a bad org file
     context = AppContext(
         settings=settings,
-        db=Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous),
+        db=Database.from_settings(settings),
         org=org,
     )
     application = create_app(settings, context)

@@ -1,0 +1,123 @@
+"""A database that cannot be used right now gets 503 with Retry-After, from intake and from the API alike,
+and nothing is stored; once it is back, the same requests succeed. Real conditions: a SQLite file whose write
+lock another process holds past the busy timeout, and a PostgreSQL database that refuses connections."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from tests.alerts.conftest import make_key
+from warroom.alerts.models import Alert
+from warroom.app import create_app
+from warroom.auth import service as auth_service
+from warroom.auth.models import Role
+from warroom.context import AppContext
+from warroom.db import Database
+from warroom.incidents.models import Incident
+from warroom.orgconfig import OrgConfig
+from warroom.settings import Settings
+
+
+@pytest.fixture
+def impatient(settings: Settings, org: OrgConfig) -> Iterator[AppContext]:
+    """The app's context with a SQLite busy timeout of 0.2 s, so a held lock makes writes fail fast."""
+    settings = settings.model_copy(update={"sqlite_busy_timeout": 0.2})
+    db = Database.from_settings(settings)
+    yield AppContext(settings=settings, db=db, org=org)
+    db.dispose()
+
+
+@contextmanager
+def database_down(context: AppContext) -> Iterator[None]:
+    url = make_url(context.settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite":
+        # Another process holds the write lock (reads still work in WAL mode).
+        holder = sqlite3.connect(url.database or "", isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    # PostgreSQL: the database refuses new connections and every open one is ended, as in a restart.
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    name = url.database
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            connection.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                {"name": name},
+            )
+        yield
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+
+
+def counts(context: AppContext) -> tuple[int, int]:
+    with context.db.read() as session:
+        return (
+            session.scalar(select(func.count()).select_from(Alert)) or 0,
+            session.scalar(select(func.count()).select_from(Incident)) or 0,
+        )
+
+
+def assert_unavailable(response: Any) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "5"
+    error = response.json()["error"]
+    assert error["code"] == "database_unavailable"
+    assert error["message"] == "the database is unavailable right now; retry later"
+
+
+def test_a_database_that_cannot_be_used_gets_503_and_stores_nothing(impatient: AppContext) -> None:
+    context = impatient
+    key, pd_key = make_key(context, "generic"), make_key(context, "pagerduty")
+    with context.db.write() as session:
+        token = auth_service.create_token(session, name="ic", role=Role.responder).token
+    headers = {"Authorization": f"Bearer {token}"}
+    alert = {"summary": "disk full on db-1", "dedup_key": "disk"}
+    incident = {"title": "Checkout failing", "severity": "P1"}
+    sqlite = context.db.is_sqlite
+
+    with TestClient(create_app(context=context)) as api:
+        assert (
+            api.post(f"/api/v1/alerts?key={key}", json={"summary": "warm", "dedup_key": "w"}).status_code
+            == 202
+        )
+        with database_down(context):
+            assert_unavailable(api.post(f"/api/v1/alerts?key={key}", json=alert))
+            assert_unavailable(
+                api.post(
+                    "/v2/enqueue",
+                    json={
+                        "routing_key": pd_key,
+                        "event_action": "trigger",
+                        "payload": {"summary": "replica lag", "source": "db-2", "severity": "error"},
+                    },
+                )
+            )
+            assert_unavailable(api.post("/api/v1/incidents", json=incident, headers=headers))
+            health = api.get("/healthz")
+            if sqlite:
+                assert health.status_code == 200  # WAL: reads go on while a writer holds the lock
+            else:
+                assert_unavailable(health)  # a load balancer takes this node out
+        # Nothing of what was refused was stored; the same requests now succeed.
+        assert counts(context) == (1, 0)
+        stored = api.post(f"/api/v1/alerts?key={key}", json=alert)
+        assert stored.status_code == 202, stored.text
+        assert api.post("/api/v1/incidents", json=incident, headers=headers).status_code == 201
+        assert api.get("/healthz").status_code == 200
+    assert counts(context) == (2, 1)
