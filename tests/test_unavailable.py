@@ -4,7 +4,9 @@ lock another process holds past the busy timeout, and a PostgreSQL database that
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,13 +17,18 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from tests.alerts.conftest import make_key
+from tests.peers import wait_until
 from warroom.alerts.models import Alert
 from warroom.app import create_app
 from warroom.auth import service as auth_service
+from warroom.auth.integrations import FORGET_REPLACED_KEY
 from warroom.auth.models import Role
 from warroom.context import AppContext
 from warroom.db import Database
 from warroom.incidents.models import Incident
+from warroom.jobs import service as jobs
+from warroom.jobs.models import JobStatus
+from warroom.jobs.worker import Worker
 from warroom.orgconfig import OrgConfig
 from warroom.settings import Settings
 
@@ -63,6 +70,11 @@ def database_down(context: AppContext) -> Iterator[None]:
         with admin.connect() as connection:
             connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
         admin.dispose()
+
+
+def job_status(context: AppContext, job_id: int) -> JobStatus:
+    with context.db.read() as session:
+        return jobs.get_job(session, job_id).status
 
 
 def counts(context: AppContext) -> tuple[int, int]:
@@ -121,3 +133,34 @@ def test_a_database_that_cannot_be_used_gets_503_and_stores_nothing(impatient: A
         assert api.post("/api/v1/incidents", json=incident, headers=headers).status_code == 201
         assert api.get("/healthz").status_code == 200
     assert counts(context) == (2, 1)
+
+
+def test_the_worker_backs_off_through_an_outage_and_then_runs_what_is_due(
+    impatient: AppContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    context = impatient
+    with context.db.write() as session:
+        # Any registered kind will do: this one finds nothing to erase and finishes.
+        job_id = jobs.enqueue(session, kind=FORGET_REPLACED_KEY, payload={"integration_id": 999}).id
+    worker = Worker(context, name="outage", poll_interval=0.05)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
+    caplog.set_level(logging.INFO, logger="warroom.jobs")
+
+    def outage_warnings() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "database unavailable" in r.getMessage()]
+
+    try:
+        with database_down(context):
+            thread.start()
+            wait_until(lambda: len(outage_warnings()) >= 3, timeout=30)
+        wait_until(lambda: job_status(context, job_id) == JobStatus.done, timeout=30)
+    finally:
+        stop.set()
+        thread.join(10)
+    # One line per attempt, no stack traces, waits growing; then one line when it works again.
+    warnings = outage_warnings()
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in warnings)
+    waits = [float(r.getMessage().rsplit("retrying in ", 1)[1].rstrip("s")) for r in warnings[:3]]
+    assert waits == sorted(waits) and waits[2] > waits[0]
+    assert any("claiming works again" in r.getMessage() for r in caplog.records)

@@ -25,7 +25,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from warroom.context import AppContext
-from warroom.db import utcnow
+from warroom.db import unavailable, unavailable_reason, utcnow
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.service import RetryLater, backoff, handler_for
 
@@ -333,13 +333,29 @@ class Worker:
         """Poll until ``stop_event`` is set, sleeping at most ``poll_interval`` (less if a job is due)."""
         self._stop = stop_event
         log.info("worker %s started (poll every %.2fs, batch %d)", self.name, self.poll_interval, self.batch)
+        failures = 0
         while not stop_event.is_set():
             try:
                 ran = self.run_once()
-            except Exception:
-                log.exception("worker %s: claiming failed; retrying", self.name)
-                stop_event.wait(self.poll_interval)
+            except Exception as exc:
+                # Back off while it lasts (up to 30 s), and log a database outage in one line, not a
+                # stack trace every poll.
+                failures += 1
+                wait = min(self.poll_interval * 2 ** min(failures - 1, 10), 30.0)
+                if unavailable(exc):
+                    log.warning(
+                        "worker %s: database unavailable (%s); retrying in %.1fs",
+                        self.name,
+                        unavailable_reason(exc),
+                        wait,
+                    )
+                else:
+                    log.exception("worker %s: claiming failed; retrying in %.1fs", self.name, wait)
+                stop_event.wait(wait)
                 continue
+            if failures:
+                log.info("worker %s: claiming works again after %d failed attempts", self.name, failures)
+                failures = 0
             if ran:
                 continue  # more may have come due while these ran
             wait = self.poll_interval
