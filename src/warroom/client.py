@@ -234,10 +234,14 @@ class Client:
         status: list[str] | None = None,
         source: str | None = None,
         incident: str | None = None,
+        service: list[str] | None = None,
+        severity: list[str] | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> AlertPage:
         params = query(
+            service=service,
+            severity=severity,
             limit=limit,
             offset=offset,
             firing="true" if firing else None,

@@ -424,3 +424,33 @@ def test_truncated_notification_is_answered_and_kept_with_the_evidence(
         again["truncatedAlerts"] = complete
         answer = api.post(url, json=again).json()
         assert "truncated_alerts" not in answer and "warning" not in answer
+
+
+def test_alerts_filtered_by_service_and_severity(
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str]
+) -> None:
+    sent = [
+        {"summary": "checkout 5xx", "service": "payments", "severity": "critical", "dedup_key": "a"},
+        {"summary": "card latency", "service": "payments", "severity": "warning", "dedup_key": "b"},
+        {"summary": "search slow", "service": "search", "severity": "critical", "dedup_key": "c"},
+        {"summary": "cron late", "severity": "info", "dedup_key": "d"},
+    ]
+    assert api.post(f"/api/v1/alerts?key={generic_key}", json=sent).status_code == 202
+
+    def summaries(**params: Any) -> set[str]:
+        response = api.get("/api/v1/alerts", params=params, headers=viewer)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert page["total"] == len(page["items"])
+        return {alert["summary"] for alert in page["items"]}
+
+    assert summaries(service="payments") == {"checkout 5xx", "card latency"}
+    assert summaries(severity="critical") == {"checkout 5xx", "search slow"}
+    assert summaries(service="payments", severity="critical") == {"checkout 5xx"}
+    assert summaries(service=["payments", "search"], severity=["critical", "info"]) == {
+        "checkout 5xx",
+        "search slow",
+    }
+    assert summaries(service="billing") == set()
+    bad = api.get("/api/v1/alerts", params={"severity": "apocalyptic"}, headers=viewer)
+    assert bad.status_code == 422 and "severity" in bad.json()["error"]["message"]

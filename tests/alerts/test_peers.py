@@ -182,6 +182,11 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     listed = run_cli("alerts", "list", "--unrouted", "--json", env=env, check=False)
     assert listed.returncode == 0, listed.stderr
     assert '"CheckoutLatency"' in listed.stdout and '"CheckoutErrors"' not in listed.stdout
+    by_service = run_cli(
+        "alerts", "list", "--service", "payments", "-s", "critical", "--json", env=env, check=False
+    )
+    assert by_service.returncode == 0, by_service.stderr
+    assert [a["labels"]["alertname"] for a in json.loads(by_service.stdout)["items"]] == ["CheckoutErrors"]
     shown = run_cli("alerts", "show", str(checkout["id"]), env=env, check=False)
     assert shown.returncode == 0, shown.stderr
     assert "checkout 5xx above 5%" in shown.stdout

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
 from warroom.alerts import service
+from warroom.alerts.config import AlertSeverity
 from warroom.alerts.fastpath import handle_intake
 from warroom.alerts.models import AlertStatus
 from warroom.alerts.ratelimit import RateLimiter
@@ -132,6 +133,10 @@ def list_alerts(
     unrouted: Annotated[bool, Query(description="Only alerts no rule routed and on no incident.")] = False,
     source: str | None = None,
     incident: str | None = None,
+    service_: Annotated[
+        list[str] | None, Query(alias="service", description="Only these services (repeat for more).")
+    ] = None,
+    severity: Annotated[list[AlertSeverity] | None, Query(description="Only these severities.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
 ) -> AlertPage:
@@ -143,6 +148,8 @@ def list_alerts(
             unrouted=unrouted,
             source=source,
             incident=incident,
+            service=service_ or [],
+            severity=severity or [],
             limit=limit,
             offset=offset,
         )

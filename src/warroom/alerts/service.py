@@ -341,10 +341,16 @@ def list_alerts(
     unrouted: bool = False,
     source: str | None = None,
     incident: str | None = None,
+    service: Sequence[str] = (),
+    severity: Sequence[str] = (),
     limit: int = 50,
     offset: int = 0,
 ) -> AlertPage:
     statement = select(Alert)
+    if service:
+        statement = statement.where(Alert.service.in_(list(service)))
+    if severity:
+        statement = statement.where(Alert.severity.in_(list(severity)))
     if status:
         statement = statement.where(Alert.status.in_(list(status)))
     if firing:

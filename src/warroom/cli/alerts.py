@@ -110,6 +110,15 @@ def list_(
     unrouted: Annotated[bool, typer.Option("--unrouted", help="Only alerts no rule routed.")] = False,
     source: Annotated[str | None, typer.Option(help="Only this source, e.g. alertmanager.")] = None,
     incident: Annotated[str | None, typer.Option(help="Only alerts on this incident.")] = None,
+    service: Annotated[
+        list[str] | None, typer.Option("--service", help="Only this service (repeat for more).")
+    ] = None,
+    severity: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--severity", "-s", help="Only this severity: critical, error, warning or info (repeatable)."
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     offset: Annotated[int, typer.Option(min=0)] = 0,
     as_json: JsonFlag = False,
@@ -117,7 +126,14 @@ def list_(
     """List alerts, newest first."""
     with api_errors(), Client() as client:
         page = client.list_alerts(
-            firing=firing, unrouted=unrouted, source=source, incident=incident, limit=limit, offset=offset
+            firing=firing,
+            unrouted=unrouted,
+            source=source,
+            incident=incident,
+            service=service,
+            severity=severity,
+            limit=limit,
+            offset=offset,
         )
     emit(
         as_json,
