@@ -93,6 +93,17 @@ def test_grafana_webhook(api: TestClient, context: AppContext) -> None:
     assert alert.severity == "warning"  # no severity label
     assert {link["text"] for link in alert.links} == {"source", "silence", "runbook"}
     assert alert.raw["alert"]["values"] == {"B": 44.23943737541908, "C": 1}
+    # What the query returned is shown with the annotations; a screenshot, when Grafana took one, is a link.
+    assert alert.annotations["values"] == {"B": 44.23943737541908, "C": 1}
+    shot = payload("grafana-docs-example.json")
+    shot["alerts"][0].update(fingerprint="0123456789abcdef", imageURL="https://grafana.example/shot.png")
+    assert api.post(f"/api/v1/alerts/grafana?key={key}", json=shot).status_code == 202
+    screenshot = alerts(context)[1].links[-1]
+    assert screenshot == {
+        "href": "https://grafana.example/shot.png",
+        "text": "screenshot",
+        "image": screenshot["href"],
+    }
 
 
 def test_keys_wrong_revoked_or_for_another_source(

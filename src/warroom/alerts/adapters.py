@@ -140,6 +140,8 @@ def from_alertmanager(data: Any) -> list[AlertEvent]:
     for alert, raw in zip(message.alerts, raw_alerts, strict=True):
         labels = alert.labels
         annotations: dict[str, Any] = dict(alert.annotations)
+        if alert.values and "values" not in annotations:
+            annotations["values"] = alert.values  # Grafana: what the query returned when it fired
         summary = (
             annotations.get("summary")
             or annotations.get("description")
@@ -159,6 +161,8 @@ def from_alertmanager(data: Any) -> list[AlertEvent]:
             )
             if url
         ]
+        if alert.imageURL:
+            links.append({"href": alert.imageURL, "text": "screenshot", "image": alert.imageURL})
         events.append(
             AlertEvent(
                 action="trigger" if alert.status == "firing" else "resolve",

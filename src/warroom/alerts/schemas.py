@@ -32,6 +32,8 @@ class WebhookAlert(Lenient):
     silenceURL: str | None = None
     dashboardURL: str | None = None
     panelURL: str | None = None
+    imageURL: str | None = None  # a screenshot of the panel, when Grafana takes them
+    values: dict[str, Any] | None = None  # the query results by refID, e.g. {"B": 44.2}; kept as sent
 
 
 class AlertmanagerWebhook(Lenient):
