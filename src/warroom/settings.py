@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from warroom.db import DEFAULT_BUSY_TIMEOUT
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WARROOM_", extra="ignore")
@@ -26,7 +28,7 @@ class Settings(BaseSettings):
         default="FULL", description="SQLite synchronous pragma; FULL keeps acknowledged writes on power loss."
     )
     sqlite_busy_timeout: float = Field(
-        default=30.0,
+        default=DEFAULT_BUSY_TIMEOUT,
         gt=0,
         le=3600,
         description="Seconds a SQLite write waits for the write lock; past it the request gets 503 (retry).",
