@@ -98,6 +98,64 @@ def _statement(connection: Connection, kind: str, columns: tuple[str, ...]) -> D
     return statement
 
 
+# The columns intake changes on an existing alert. On PostgreSQL their new values are copied into a
+# temporary table (COPY: one stream, rows formatted in C) and applied by one UPDATE ... FROM per set of
+# changed columns, instead of one pipelined statement per row: psycopg's per-row work in Python cost
+# three times as much, and the storm ran 35-40% faster (bench/README.md).
+_CHANGED = (
+    "last_seen_at",
+    "last_raw",
+    "event_hash",
+    "summary",
+    "severity",
+    "status",
+    "acknowledged_at",
+    "resolved_at",
+    "open_dedup_key",
+)
+_CHANGES_TABLE = "warroom_alert_changes"
+# Below this many updated alerts in a batch, one pipelined statement per row costs less than the table's
+# extra round trips (single-alert deliveries arrive in batches of tens).
+_COPY_FROM_ROWS = 64
+
+
+def _changes_table_ddl(connection: Connection) -> str:
+    dialect = connection.dialect
+    columns = ", ".join(f"{name} {_ALERTS.c[name].type.compile(dialect)}" for name in _CHANGED)
+    return (
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CHANGES_TABLE} "
+        f"(change_set integer, id integer, occurrences integer, {columns}) ON COMMIT DELETE ROWS"
+    )
+
+
+def _copy_updates(connection: Connection, by_columns: dict[tuple[str, ...], list[dict[str, Any]]]) -> None:
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(_changes_table_ddl(connection))
+        sets = list(by_columns.items())
+        with cursor.copy(
+            f"COPY {_CHANGES_TABLE} (change_set, id, occurrences, {', '.join(_CHANGED)}) FROM STDIN"
+        ) as copy:
+            for number, (columns, rows) in enumerate(sets):
+                statement = _statement(connection, "update", columns)
+                for row in rows:
+                    values = statement.parameters(row)
+                    assert isinstance(values, dict)
+                    changed = (values.get(name) for name in _CHANGED)
+                    copy.write_row((number, values["_id"], values["_occurrences"], *changed))
+        for number, (columns, _) in enumerate(sets):
+            assignments = ", ".join(f"{name} = c.{name}" for name in columns)
+            # Each set's rows are taken out as they are applied, not only at commit: one transaction may
+            # apply several batches (the intake writer applies each integration's deliveries in turn).
+            cursor.execute(
+                f"WITH c AS (DELETE FROM {_CHANGES_TABLE} WHERE change_set = {number} RETURNING *) "
+                f"UPDATE alerts SET occurrences = alerts.occurrences + c.occurrences, {assignments} "
+                "FROM c WHERE alerts.id = c.id"
+            )
+    finally:
+        cursor.close()
+
+
 def ingest(
     session: Session,
     *,
@@ -207,8 +265,11 @@ def ingest(
     for target in updated:
         params = {"_id": target.id, "_occurrences": target.update.pop("_occurrences", 0), **target.update}
         by_columns.setdefault(tuple(sorted(target.update)), []).append(params)
-    for columns, rows in by_columns.items():
-        _statement(connection, "update", columns).execute_many(connection, rows)
+    if connection.dialect.name == "postgresql" and len(updated) >= _COPY_FROM_ROWS:
+        _copy_updates(connection, by_columns)
+    else:
+        for columns, rows in by_columns.items():
+            _statement(connection, "update", columns).execute_many(connection, rows)
     if inserts:
         rows = [target.insert for target in inserts if target.insert is not None]
         _statement(connection, "insert", tuple(rows[0])).execute_many(connection, rows)
