@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Sequence
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from warroom.alerts import automation
@@ -119,8 +121,9 @@ _CHANGES_TABLE = "warroom_alert_changes"
 _COPY_FROM_ROWS = 64
 
 
-def _changes_table_ddl(connection: Connection) -> str:
-    dialect = connection.dialect
+@functools.cache
+def _changes_table_ddl(dialect: Dialect) -> str:
+    """The temporary table's columns take their types from ``alerts`` (compiled once per dialect)."""
     columns = ", ".join(f"{name} {_ALERTS.c[name].type.compile(dialect)}" for name in _CHANGED)
     return (
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CHANGES_TABLE} "
@@ -131,7 +134,7 @@ def _changes_table_ddl(connection: Connection) -> str:
 def _copy_updates(connection: Connection, by_columns: dict[tuple[str, ...], list[dict[str, Any]]]) -> None:
     cursor = connection.connection.cursor()
     try:
-        cursor.execute(_changes_table_ddl(connection))
+        cursor.execute(_changes_table_ddl(connection.dialect))
         sets = list(by_columns.items())
         with cursor.copy(
             f"COPY {_CHANGES_TABLE} (change_set, id, occurrences, {', '.join(_CHANGED)}) FROM STDIN"
