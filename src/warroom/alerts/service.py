@@ -103,7 +103,7 @@ def _statement(connection: Connection, kind: str, columns: tuple[str, ...]) -> D
 # The columns intake changes on an existing alert. On PostgreSQL their new values are copied into a
 # temporary table (COPY: one stream, rows formatted in C) and applied by one UPDATE ... FROM per set of
 # changed columns, instead of one pipelined statement per row: psycopg's per-row work in Python cost
-# three times as much, and the storm ran 35-40% faster (bench/README.md).
+# three times as much, and the storm ran 15-20% faster (bench/README.md).
 _CHANGED = (
     "last_seen_at",
     "last_raw",
