@@ -261,6 +261,9 @@ class Client:
         body = {k: v for k, v in {"title": title, "severity": severity}.items() if v is not None}
         return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/promote", json=body))
 
+    def acknowledge_alert(self, ref: str) -> AlertDetail:
+        return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/acknowledge"))
+
     def resolve_alert(self, ref: str, *, note: str | None = None) -> AlertDetail:
         body = {"note": note} if note is not None else {}
         return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/resolve", json=body))

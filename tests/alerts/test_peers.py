@@ -198,8 +198,13 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
         "report", "Search index is a day old", "--service", "search", "--json", env=env, check=False
     )
     assert reported.returncode == 0, reported.stderr
-    # A person resolves it by hand; a second try is refused with who did it.
+    # A person acknowledges it, then resolves it by hand; a second try of each is refused with who did it.
     report_id = str(json.loads(reported.stdout)["id"])
+    acknowledged = run_cli("alerts", "ack", report_id, env=env, check=False)
+    assert acknowledged.returncode == 0, acknowledged.stderr
+    assert f"ALR-{report_id} acknowledged" in acknowledged.stdout
+    again = run_cli("alerts", "ack", report_id, env=env, check=False)
+    assert again.returncode != 0 and "already acknowledged" in again.stderr and "e2e-admin" in again.stderr
     resolved = run_cli("alerts", "resolve", report_id, "--note", "reindexed", env=env, check=False)
     assert resolved.returncode == 0, resolved.stderr
     assert f"ALR-{report_id} resolved" in resolved.stdout

@@ -477,3 +477,117 @@ def test_org_file_accepts_and_validates_the_setting(tmp_path: Path) -> None:
     checked = run_cli("config", "check", str(bad), check=False)
     assert checked.returncode == 2
     assert "automation.rules[1].acknowledge_incident_with_alerts" in checked.stderr
+
+
+# --- acknowledged by a person --------------------------------------------------------------------------
+
+
+def test_a_person_acknowledges_an_alert_by_hand(
+    api: TestClient, context: AppContext, pd_key: str, responder: dict[str, str]
+) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    pd(api, pd_trigger(pd_key, "api-5xx"))
+    run_at(worker, T0)
+    assert sent_pages(context) == [("carol", "email", 1, 1)]
+
+    clock.set(T0 + timedelta(minutes=2))
+    response = api.post("/api/v1/alerts/ALR-1/acknowledge", headers=responder)
+    assert response.status_code == 200, response.text
+    alert = response.json()
+    assert (alert["status"], alert["acknowledged_by"]) == ("acknowledged", "responder-user")
+    assert alert["acknowledged_at"].startswith("2026-03-02T10:02")
+    # The incident's only alert: the incident is acknowledged by the same person, and escalation stops.
+    acknowledged = incident(context)
+    assert (acknowledged.acknowledged_by, acknowledged.acknowledged_at) == (
+        "responder-user",
+        T0 + timedelta(minutes=2),
+    )
+    alert_entry, ack = timeline(context)[-3:-1]
+    assert alert_entry.action == (
+        "Alert ALR-1 acknowledged by hand: API 5xx above 5% (api-5xx); every open alert of INC-1 is "
+        "acknowledged (ALR-1 (by responder-user)), so responder-user acknowledges the incident"
+    )
+    assert alert_entry.performer == "responder-user"
+    assert alert_entry.data == {"alert": 1, "acknowledged_by": "responder-user", "acknowledged_alerts": [1]}
+    assert (ack.kind, ack.performer) == ("acknowledged", "responder-user")
+    assert timeline(context)[-1].action.startswith("Escalation stopped (acknowledged)")
+    assert pending_escalation_jobs(context) == []
+    run_at(worker, T0 + timedelta(minutes=30))
+    assert sent_pages(context) == [("carol", "email", 1, 1)]
+
+    # The source keeps sending: the alert counts on and stays acknowledged, by the same person.
+    clock.set(T0 + timedelta(minutes=5))
+    again = pd(api, {**pd_trigger(pd_key, "api-5xx"), "payload": {**pd_trigger(pd_key, "x")["payload"]}})
+    assert again["dedup_key"] == "api-5xx"
+    pd_ack(api, pd_key, "api-5xx")  # and its own acknowledgement changes nothing more
+    with context.db.read() as session:
+        row = session.get_one(Alert, 1)
+        assert (row.status, row.acknowledged_by, row.occurrences) == (
+            AlertStatus.acknowledged,
+            "responder-user",
+            2,
+        )
+    assert len(ack_entries(context)) == 1
+
+
+def test_acknowledged_by_hand_and_at_the_source_together(
+    api: TestClient, context: AppContext, pd_key: str, generic_key: str, responder: dict[str, str]
+) -> None:
+    generic(api, generic_key, summary="5xx on api-a", dedup_key="api-a")
+    pd(api, pd_trigger(pd_key, "api-b"))
+    assert api.post("/api/v1/alerts/1/acknowledge", headers=responder).status_code == 200
+    assert incident(context).acknowledged_at is None
+    assert timeline(context)[-1].action == (
+        "Alert ALR-1 acknowledged by hand: 5xx on api-a; INC-1 stays unacknowledged: ALR-2 still fires"
+    )
+    pd_ack(api, pd_key, "api-b")
+    assert incident(context).acknowledged_by == "automation"
+    assert timeline(context)[-2].action == (
+        "Alert ALR-2 acknowledged at its source (pagerduty); every open alert of INC-1 is acknowledged "
+        "(ALR-1 (by responder-user), ALR-2 (pagerduty)), so automation acknowledges the incident"
+    )
+
+
+def test_acknowledging_by_hand_refusals_change_nothing(
+    api: TestClient,
+    context: AppContext,
+    generic_key: str,
+    responder: dict[str, str],
+    viewer: dict[str, str],
+) -> None:
+    generic(api, generic_key, summary="5xx on api-a", dedup_key="api-a")
+    generic(api, generic_key, summary="5xx on api-b", dedup_key="api-b")
+    generic(api, generic_key, summary="5xx on api-b", dedup_key="api-b", status="acknowledged")
+    generic(api, generic_key, summary="disk", dedup_key="disk", severity="warning")
+    generic(api, generic_key, summary="disk", dedup_key="disk", status="resolved")
+
+    def snapshot() -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+        alerts = api.get("/api/v1/alerts", headers=viewer).json()["items"]
+        return alerts, [(e.seq, e.hash) for e in timeline(context)]
+
+    before = snapshot()
+    at_source = api.post("/api/v1/alerts/ALR-2/acknowledge", headers=responder)
+    assert at_source.status_code == 409
+    assert "already acknowledged" in at_source.json()["error"]["message"]
+    assert "at its source (generic)" in at_source.json()["error"]["message"]
+    resolved = api.post("/api/v1/alerts/3/acknowledge", headers=responder)
+    assert resolved.status_code == 409 and "is resolved" in resolved.json()["error"]["message"]
+    assert api.post("/api/v1/alerts/1/acknowledge", headers=viewer).status_code == 403
+    assert api.post("/api/v1/alerts/1/acknowledge").status_code == 401
+    assert api.post("/api/v1/alerts/999/acknowledge", headers=responder).status_code == 404
+    assert api.post("/api/v1/alerts/ALR-x/acknowledge", headers=responder).status_code == 404
+    assert snapshot() == before
+
+    assert api.post("/api/v1/alerts/1/acknowledge", headers=responder).status_code == 200
+    twice = api.post("/api/v1/alerts/1/acknowledge", headers=responder)
+    assert twice.status_code == 409 and "by responder-user" in twice.json()["error"]["message"]
+    # An alert on no incident is acknowledged all the same, with nothing written elsewhere.
+    quiet = generic(api, generic_key, summary="disk 80%", dedup_key="disk-2", severity="warning")
+    assert quiet["incident"] is None
+    done = api.post(f"/api/v1/alerts/{quiet['id']}/acknowledge", headers=responder).json()
+    assert (done["status"], done["acknowledged_by"], done["incident"]) == (
+        "acknowledged",
+        "responder-user",
+        None,
+    )

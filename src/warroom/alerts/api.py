@@ -172,6 +172,14 @@ def promote_alert(
         return service.to_detail(alert)
 
 
+@router.post("/api/v1/alerts/{ref}/acknowledge", response_model=AlertDetail)
+def acknowledge_alert(ref: str, context: Context, principal: Responder) -> AlertDetail:
+    """Acknowledge an alert by hand (someone is on it); 409 if it is already acknowledged or resolved."""
+    with context.db.write() as session:
+        alert = service.acknowledge(session, org=context.org, ref=ref, performer=principal.name)
+        return service.to_detail(alert)
+
+
 @router.post("/api/v1/alerts/{ref}/resolve", response_model=AlertDetail)
 def resolve_alert(
     ref: str, context: Context, principal: Responder, body: ResolveRequest | None = None

@@ -292,18 +292,27 @@ def _refs(refs: list[str], limit: int = 10) -> str:
     return shown + (f" and {len(refs) - limit} more" if len(refs) > limit else "")
 
 
-def on_acknowledged(session: Session, org: OrgConfig, alert: Alert) -> None:
+def on_acknowledged(session: Session, org: OrgConfig, alert: Alert, *, performer: str = PERFORMER) -> None:
+    """``performer``: who acknowledged it, when a person did rather than its source."""
     incident = _incident_of(session, alert, None)
     if incident is not None:
-        _acknowledge_with_alerts(session, org, alert, incident)
+        _acknowledge_with_alerts(session, org, alert, incident, performer)
     run_handlers(session, org, alert, incident, "acknowledged")
 
 
-def _acknowledge_with_alerts(session: Session, org: OrgConfig, alert: Alert, incident: Incident) -> None:
+def _acknowledge_with_alerts(
+    session: Session, org: OrgConfig, alert: Alert, incident: Incident, performer: str
+) -> None:
     """Record the alert's acknowledgement; when it was the last open alert of the incident still firing,
-    acknowledge the incident the way a person does (which stops its escalation)."""
-    action = f"Alert {alert.ref} acknowledged at its source ({alert.source})"
-    data: dict[str, Any] = {"alert": alert.id, "source": alert.source}
+    acknowledge the incident the way a person does (which stops its escalation): by automation when the
+    source acknowledged, by the person who acknowledged the alert here otherwise."""
+    by_person = performer != PERFORMER
+    if by_person:
+        action = f"Alert {alert.ref} acknowledged by hand: {alert.summary}"
+        data: dict[str, Any] = {"alert": alert.id, "acknowledged_by": performer}
+    else:
+        action = f"Alert {alert.ref} acknowledged at its source ({alert.source})"
+        data = {"alert": alert.id, "source": alert.source}
     acknowledge = False
     if (
         incident.acknowledged_at is None
@@ -312,30 +321,33 @@ def _acknowledge_with_alerts(session: Session, org: OrgConfig, alert: Alert, inc
     ):
         # Column reads, not ORM rows: the statuses intake has just written, never a stale identity map.
         open_alerts = session.execute(
-            select(Alert.id, Alert.status, Alert.source)
+            select(Alert.id, Alert.status, Alert.source, Alert.acknowledged_by)
             .where(Alert.incident_id == incident.id, Alert.status != AlertStatus.resolved)
             .order_by(Alert.id)
         ).all()
-        firing = [alert_id for alert_id, status, _ in open_alerts if status == AlertStatus.firing]
+        firing = [alert_id for alert_id, status, _, _ in open_alerts if status == AlertStatus.firing]
         if firing:
             still = _refs([f"ALR-{alert_id}" for alert_id in firing])
             verb = "fires" if len(firing) == 1 else "fire"
             action += f"; {incident.ref} stays unacknowledged: {still} still {verb}"
             data["still_firing"] = firing
         else:
-            acknowledged = [f"ALR-{alert_id} ({source})" for alert_id, _, source in open_alerts]
+            acknowledged = [
+                f"ALR-{alert_id} ({f'by {person}' if person else source})"
+                for alert_id, _, source, person in open_alerts
+            ]
             action += (
                 f"; every open alert of {incident.ref} is acknowledged ({_refs(acknowledged)}), "
-                "so automation acknowledges the incident"
+                f"so {performer} acknowledges the incident"
             )
-            data["acknowledged_alerts"] = [alert_id for alert_id, _, _ in open_alerts]
+            data["acknowledged_alerts"] = [alert_id for alert_id, *_ in open_alerts]
             acknowledge = True
     incident_service.append_timeline(
-        session, incident, performer=PERFORMER, kind=TimelineKind.alert, action=action, data=data
+        session, incident, performer=performer, kind=TimelineKind.alert, action=action, data=data
     )
     if acknowledge:
         # The same path as a person's ack: ``incident.acknowledged`` stops escalation and pending pages.
-        incident_service.acknowledge(session, ref=incident.id, performer=PERFORMER)
+        incident_service.acknowledge(session, ref=incident.id, performer=performer)
 
 
 def on_resolved(session: Session, org: OrgConfig, alert: Alert, *, performer: str = PERFORMER) -> None:

@@ -50,6 +50,8 @@ class Alert(Base):
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set when a person acknowledged the alert here; NULL when its source did (or nobody has).
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Set when a person resolved the alert (its source never will: a stale alert); NULL when the source did.
     resolved_by: Mapped[str | None] = mapped_column(String(200))

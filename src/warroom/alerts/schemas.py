@@ -203,6 +203,9 @@ class AlertRead(BaseModel):
     first_seen_at: datetime
     last_seen_at: datetime
     acknowledged_at: datetime | None
+    acknowledged_by: str | None = Field(
+        None, description="Who acknowledged it by hand; null when its source did, or nobody has."
+    )
     resolved_at: datetime | None
     resolved_by: str | None = Field(None, description="Who resolved it by hand; null when its source did.")
     resolution_note: str | None = None

@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
@@ -360,6 +361,7 @@ def to_read(alert: Alert) -> AlertRead:
         first_seen_at=alert.first_seen_at,
         last_seen_at=alert.last_seen_at,
         acknowledged_at=alert.acknowledged_at,
+        acknowledged_by=alert.acknowledged_by,
         resolved_at=alert.resolved_at,
         resolved_by=alert.resolved_by,
         resolution_note=alert.resolution_note,
@@ -455,6 +457,31 @@ def promote(
     return alert, incident
 
 
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "earlier"
+
+
+def acknowledge(session: Session, *, org: OrgConfig, ref: str | int, performer: str) -> Alert:
+    """A person acknowledges an alert: someone is on it. Its incident's timeline records it (by the person),
+    and when it was the incident's last alert still firing, the incident is acknowledged too, as when its
+    source acknowledges (``acknowledge_incident_with_alerts``), which stops escalation. Later firings of
+    the alert update it and leave it acknowledged."""
+    alert = get_alert(session, ref, for_update=True)
+    if alert.status == AlertStatus.resolved:
+        raise Conflict(f"{alert.ref} is resolved; there is nothing to acknowledge", {"field": "alert"})
+    if alert.status == AlertStatus.acknowledged:
+        by = f" by {alert.acknowledged_by}" if alert.acknowledged_by else f" at its source ({alert.source})"
+        raise Conflict(
+            f"{alert.ref} is already acknowledged ({_when(alert.acknowledged_at)}{by})", {"field": "alert"}
+        )
+    alert.status = AlertStatus.acknowledged
+    alert.acknowledged_at = utcnow()
+    alert.acknowledged_by = performer
+    session.flush()
+    automation.on_acknowledged(session, org, alert, performer=performer)
+    return alert
+
+
 def resolve(
     session: Session, *, org: OrgConfig, ref: str | int, performer: str, note: str | None = None
 ) -> Alert:
@@ -464,8 +491,9 @@ def resolve(
     alert = get_alert(session, ref, for_update=True)
     if alert.status == AlertStatus.resolved:
         by = f" by {alert.resolved_by}" if alert.resolved_by else f" by its source ({alert.source})"
-        when = alert.resolved_at.strftime("%Y-%m-%d %H:%M UTC") if alert.resolved_at else "earlier"
-        raise Conflict(f"{alert.ref} is already resolved ({when}{by})", {"field": "alert"})
+        raise Conflict(
+            f"{alert.ref} is already resolved ({_when(alert.resolved_at)}{by})", {"field": "alert"}
+        )
     alert.status = AlertStatus.resolved
     alert.resolved_at = utcnow()
     alert.open_dedup_key = None

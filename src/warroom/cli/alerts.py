@@ -86,6 +86,10 @@ def _show(alert: AlertDetail) -> None:
         ("occurrences", str(alert.occurrences)),
         ("first seen", when(alert.first_seen_at)),
         ("last seen", when(alert.last_seen_at)),
+        (
+            "acknowledged",
+            when(alert.acknowledged_at) + (f" by {alert.acknowledged_by}" if alert.acknowledged_by else ""),
+        ),
         ("resolved", when(alert.resolved_at) + (f" by {alert.resolved_by}" if alert.resolved_by else "")),
     ]
     if alert.resolution_note:
@@ -172,6 +176,21 @@ def promote(
     with api_errors(), Client() as client:
         alert = client.promote_alert(ref, title=title, severity=severity)
     emit(as_json, alert, lambda: console.print(f"{alert.ref} promoted to [bold]{alert.incident}[/]"))
+
+
+@alerts_app.command("ack")
+def acknowledge(ref: str, as_json: JsonFlag = False) -> None:
+    """Acknowledge an alert by hand: someone is on it. When it was the last alert of its incident still
+    firing, the incident is acknowledged too (which stops escalation), as when its source acknowledges."""
+    with api_errors(), Client() as client:
+        alert = client.acknowledge_alert(ref)
+    emit(
+        as_json,
+        alert,
+        lambda: console.print(
+            f"{alert.ref} acknowledged" + (f" (on {alert.incident})" if alert.incident else "")
+        ),
+    )
 
 
 @alerts_app.command("resolve")
