@@ -308,8 +308,16 @@ def test_cli_create_with_signing_secret(database_url: str) -> None:
     ]
     results = [runner.invoke(cli_app, [*args, "--database-url", database_url]) for args in refused]
     assert [result.exit_code for result in results] == [1, 1, 1], [result.output for result in results]
-    assert "only grafana integrations" in results[0].stderr
-    assert "--signing-secret-value must be 16 to 200 characters" in results[1].stderr
+    wrong_type, short, both = (" ".join(result.stderr.split()) for result in results)  # unwrapped
+    assert "--signing-secret: only grafana integrations can sign their deliveries (type is alertmanager)" in (
+        wrong_type
+    )
+    assert "--signing-secret-value (or WARROOM_INTEGRATION_SIGNING_SECRET) must be 16 to 200 characters" in (
+        short
+    )
+    assert "not both" in both
+    blank = runner.invoke(cli_app, [*base, "--name", " "])
+    assert blank.exit_code == 1 and "error: --name must not be blank" in blank.stderr, blank.output
 
 
 def test_api_create_with_signing(api: TestClient, context: AppContext, admin: dict[str, str]) -> None:

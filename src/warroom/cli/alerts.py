@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
@@ -271,11 +272,28 @@ TimestampHeaderOption = Annotated[
 ]
 
 
-def _header_options_named(exc: WarroomError) -> str:
-    """A refusal's message with the header fields named as the options that set them."""
+# The integration commands' options, by the service's field names: a refusal names the option to fix.
+_INTEGRATION_OPTIONS = {
+    "name": "--name",
+    "signing": "--signing-secret",
+    # It may have come from the environment, unnoticed.
+    "signing_secret": "--signing-secret-value (or WARROOM_INTEGRATION_SIGNING_SECRET)",
+    "signature_header": "--signature-header",
+    "timestamp_header": "--timestamp-header",
+}
+
+
+def _options_named(exc: WarroomError) -> str:
+    """The service's refusal with its fields named as the options that set them."""
     message = exc.message
-    for field in ("signature_header", "timestamp_header"):
-        message = message.replace(field, "--" + field.replace("_", "-"))
+    for field, option in _INTEGRATION_OPTIONS.items():
+        if "_" in field:  # unambiguous in prose: every mention is the field
+            message = re.sub(rf"\b{field}\b", option, message)
+    at_fault = exc.details.get("field") if isinstance(exc.details, dict) else None
+    option_at_fault = _INTEGRATION_OPTIONS.get(at_fault) if isinstance(at_fault, str) else None
+    if option_at_fault is not None and option_at_fault not in message:
+        named = re.sub(rf"\b{at_fault}\b", option_at_fault, message, count=1)
+        message = named if named != message else f"{option_at_fault}: {message}"
     return message
 
 
@@ -304,23 +322,11 @@ def integration_create(
     "signing secret:". The signing secret is stored as given, since the server needs it to check signatures.
     """
     from warroom.auth import integrations
-    from warroom.auth.signing import check_signing_secret
-    from warroom.errors import InvalidInput
 
-    if not name.strip():
-        fail("--name must not be blank")
     if signing_secret and signing_secret_value is not None:
         fail("give either --signing-secret (generate one) or --signing-secret-value, not both")
     signing = signing_secret or signing_secret_value is not None
-    if signing and type_ != IntegrationType.grafana:
-        fail(f"only grafana integrations can sign their deliveries (--type is {type_.value})")
-    if signing_secret_value is not None:
-        try:
-            check_signing_secret(signing_secret_value, "--signing-secret-value")
-        except InvalidInput as exc:
-            fail(exc.message)
-
-    with _local_session(database_url, explain=_header_options_named) as session:
+    with _local_session(database_url, explain=_options_named) as session:
         created = integrations.create_integration(
             session,
             name=name,
@@ -434,7 +440,7 @@ def integration_update(
         changes = integrations.IntegrationUpdate.model_validate(fields)
     except ValidationError as exc:
         fail("; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
-    with _local_session(database_url, explain=_header_options_named) as session:
+    with _local_session(database_url, explain=_options_named) as session:
         updated = integrations.update_integration(session, integration_id=integration_id, changes=changes)
     console.print(f"updated {updated.type.value} integration {updated.id} ({updated.name})")
     if updated.signing:
@@ -471,13 +477,7 @@ def integration_rotate(
     except ValidationError:
         fail(f"--grace: {grace!r} is not a duration (write it like 30m, 1h or 2d)")
 
-    def naming_the_option(exc: WarroomError) -> str:
-        field = exc.details.get("field") if isinstance(exc.details, dict) else None
-        if field == "signing_secret":  # it may have come from the environment, unnoticed
-            return f"--signing-secret-value (or WARROOM_INTEGRATION_SIGNING_SECRET): {exc.message}"
-        return exc.message
-
-    with _local_session(database_url, explain=naming_the_option) as session:
+    with _local_session(database_url, explain=_options_named) as session:
         rotated = integrations.rotate_integration(
             session, integration_id=integration_id, grace=grace_period, signing_secret=signing_secret_value
         )
