@@ -14,6 +14,7 @@ from warroom.alerts.models import Alert, AlertStatus
 from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
 from warroom.context import AppContext
+from warroom.db import driver_query
 
 
 def deliver(context: AppContext, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
@@ -92,3 +93,41 @@ def test_each_batch_of_changes_is_applied_once(
     deliver(context, [(second, [{"summary": "w firing again", "dedup_key": "w"}])])
     assert rows(context)["w"].occurrences == 3
     assert rows(context)["x"].occurrences == 2
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(n for child in node.get("Plans", []) for n in _plan_nodes(child))]
+
+
+def test_open_alert_lookup_probes_the_index_per_key(context: AppContext) -> None:
+    """The lookup of a batch's open alerts reads only those alerts, however many resolved alerts the
+    integration has and whatever the planner's statistics say. Before, on a table it had never analysed,
+    PostgreSQL scanned every alert of the integration and filtered by key."""
+    key = make_key(context, "generic", "prometheus")
+    deliver(context, [(key, [{"summary": f"{n} firing", "dedup_key": f"k{n}"} for n in range(3)])])
+    with context.db.write() as session:
+        connection = session.connection()
+        if connection.dialect.name != "postgresql":
+            pytest.skip("SQLite's planner takes the unique index for both columns without statistics")
+        scope = session.scalar(select(Alert.scope))
+        # A history of resolved alerts in the same scope (their open key is NULL), never analysed.
+        columns = [column.name for column in Alert.__table__.columns if column.name != "id"]
+        overrides = {"dedup_key": "'old-' || n", "open_dedup_key": "NULL", "status": "'resolved'"}
+        connection.exec_driver_sql(
+            f"INSERT INTO alerts ({', '.join(columns)}) "
+            f"SELECT {', '.join(overrides.get(name, name) for name in columns)} "
+            "FROM alerts, generate_series(1, 2000) AS n WHERE dedup_key = 'k0'"
+        )
+        assert scope is not None
+        keys = ["k0", "k2", "never-seen"]
+        found = service._open_alerts(connection, scope, keys)
+        assert sorted(row[1] for row in found) == ["k0", "k2"]
+        explained = driver_query(
+            connection,
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + service._LOOKUP["postgresql"],
+            {"scope": scope, "keys": sorted(keys)},
+        )
+    nodes = _plan_nodes(explained[0][0][0]["Plan"])
+    probes = [n for n in nodes if n.get("Index Name") == "uq_alerts_scope_open_dedup_key"]
+    assert probes and all("open_dedup_key" in n["Index Cond"] for n in probes), nodes
+    assert sum(n.get("Rows Removed by Filter", 0) for n in nodes) == 0, nodes

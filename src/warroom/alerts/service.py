@@ -64,10 +64,14 @@ _LOOKUP = {
         "SELECT id, dedup_key, status, event_hash, incident_id FROM alerts "
         "WHERE scope = ? AND open_dedup_key IN (SELECT value FROM json_each(?))"
     ),
-    # Row locks so concurrent deliveries count every occurrence (SQLite has BEGIN IMMEDIATE instead).
+    # Row locks so concurrent deliveries count every occurrence (SQLite has BEGIN IMMEDIATE instead). One
+    # probe of the unique index per key, in the keys' order: with "open_dedup_key = ANY(keys)" the planner,
+    # on stale statistics, scanned every alert of the scope (resolved ones included) and filtered them.
     "postgresql": (
+        "SELECT a.id, a.dedup_key, a.status, a.event_hash, a.incident_id "
+        "FROM unnest(%(keys)s::text[]) AS k(key) CROSS JOIN LATERAL ("
         "SELECT id, dedup_key, status, event_hash, incident_id FROM alerts "
-        "WHERE scope = %(scope)s AND open_dedup_key = ANY(%(keys)s) ORDER BY open_dedup_key FOR UPDATE"
+        "WHERE scope = %(scope)s AND open_dedup_key = k.key FOR UPDATE) AS a"
     ),
 }
 _STATUSES = {status.value: status for status in AlertStatus}
