@@ -67,6 +67,9 @@ class AlertEvent:
     raw: dict[str, Any]
     # Identity of this exact event: the same delivery again has the same hash.
     event_hash: str = field(default="")
+    # Alertmanager and Grafana: the notification's group, and how many of its alerts the sender left out.
+    group_key: str | None = None
+    truncated_alerts: int = 0
 
     def __post_init__(self) -> None:
         if not self.event_hash:
@@ -178,6 +181,8 @@ def from_alertmanager(data: Any) -> list[AlertEvent]:
                 # repeats this alert unchanged, is the same event.
                 raw={"alert": raw, **context},
                 event_hash=content_hash({"alert": raw}),
+                group_key=message.groupKey,
+                truncated_alerts=message.truncatedAlerts or 0,
             )
         )
     return events

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import (
     AutomationConfig,
     AutomationRule,
@@ -25,7 +26,7 @@ from warroom.alerts.models import Alert, AlertStatus
 from warroom.db import utcnow
 from warroom.events import DomainEvent, publish
 from warroom.incidents import service as incident_service
-from warroom.incidents.models import OPEN_STATUSES, Incident, IncidentStatus, TimelineKind
+from warroom.incidents.models import OPEN_STATUSES, Incident, IncidentStatus, TimelineEntry, TimelineKind
 from warroom.incidents.schemas import Assessment, CommunicationCreate, IncidentCreate, IncidentUpdate
 from warroom.orgconfig import OrgConfig
 
@@ -390,6 +391,45 @@ def on_resolved(session: Session, org: OrgConfig, alert: Alert, *, performer: st
                 performer=PERFORMER,
             )
     run_handlers(session, org, alert, incident, "resolved")
+
+
+_TRUNCATED = "Incomplete notification"
+
+
+def note_truncations(session: Session, source: str, truncated: list[tuple[int, int, AlertEvent]]) -> None:
+    """Tell an incident, once per notification group, that its source left alerts of the group out of a
+    notification (Alertmanager's ``max_alerts``): the incident may have more alerts than it shows.
+
+    ``truncated``: (incident id, alert id, the event that came in the notification). Alertmanager repeats
+    the flag on every notification of the group, so a group already noted on the incident is not noted
+    again.
+    """
+    by_group: dict[tuple[int, str], tuple[int, list[int]]] = {}
+    for incident_id, alert_id, event in truncated:
+        group_key = event.group_key or "(no group key)"
+        count, alert_ids = by_group.get((incident_id, group_key), (0, []))
+        by_group[(incident_id, group_key)] = (max(count, event.truncated_alerts), [*alert_ids, alert_id])
+    for (incident_id, group_key), (count, alert_ids) in sorted(by_group.items()):
+        incident = incident_service.get_incident(session, incident_id, for_update=True)
+        noted = session.scalars(
+            select(TimelineEntry.data).where(
+                TimelineEntry.incident_id == incident_id,
+                TimelineEntry.kind == TimelineKind.alert,
+                TimelineEntry.action.startswith(_TRUNCATED),
+            )
+        )
+        if any(data and data.get("group_key") == group_key for data in noted):
+            continue
+        incident_service.append_timeline(
+            session,
+            incident,
+            performer=PERFORMER,
+            kind=TimelineKind.alert,
+            action=f"{_TRUNCATED} from {source}: it left {count} alert(s) of group {group_key} out (its "
+            f"max_alerts), so {incident.ref} may have more alerts than it shows; look in {source} for the "
+            "rest. Later incomplete notifications of the group are not noted again.",
+            data={"group_key": group_key, "truncated_alerts": count, "alerts": sorted(set(alert_ids))},
+        )
 
 
 def needs_work(org: OrgConfig) -> bool:

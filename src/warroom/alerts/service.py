@@ -288,6 +288,13 @@ def ingest(
 
     if any(outcome != "unchanged" and outcome != "ignored" for outcome, _, _ in applied):
         _automate(session, org, applied)
+    truncated = [
+        (target.incident_id, target.id, event)
+        for _, target, event in applied
+        if event.truncated_alerts and target is not None and target.incident_id and target.id
+    ]
+    if truncated:
+        automation.note_truncations(session, source, truncated)
     return Ingested(
         accepted=len(events),
         alerts=[
