@@ -205,6 +205,11 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     assert f"ALR-{report_id} acknowledged" in acknowledged.stdout
     again = run_cli("alerts", "ack", report_id, env=env, check=False)
     assert again.returncode != 0 and "already acknowledged" in again.stderr and "e2e-admin" in again.stderr
+    listed = run_cli("alerts", "list", "--status", "acknowledged", "--json", env=env, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert [str(a["id"]) for a in json.loads(listed.stdout)["items"]] == [report_id]
+    bad_status = run_cli("alerts", "list", "--status", "acked", env=env, check=False)
+    assert bad_status.returncode != 0 and "acked" in bad_status.stderr
     resolved = run_cli("alerts", "resolve", report_id, "--note", "reindexed", env=env, check=False)
     assert resolved.returncode == 0, resolved.stderr
     assert f"ALR-{report_id} resolved" in resolved.stdout

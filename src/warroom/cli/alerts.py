@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from warroom.alerts.models import AlertStatus
 from warroom.alerts.schemas import AlertDetail, AlertRead
 from warroom.auth.models import IntegrationType
 from warroom.cli.output import (
@@ -111,7 +112,13 @@ def _show(alert: AlertDetail) -> None:
 
 @alerts_app.command("list")
 def list_(
-    firing: Annotated[bool, typer.Option("--firing", help="Only alerts not yet resolved.")] = False,
+    firing: Annotated[
+        bool, typer.Option("--firing", help="Only alerts not yet resolved (firing or acknowledged).")
+    ] = False,
+    status: Annotated[
+        list[AlertStatus] | None,
+        typer.Option("--status", help="Only this status: firing, acknowledged or resolved (repeatable)."),
+    ] = None,
     unrouted: Annotated[bool, typer.Option("--unrouted", help="Only alerts no rule routed.")] = False,
     source: Annotated[str | None, typer.Option(help="Only this source, e.g. alertmanager.")] = None,
     incident: Annotated[str | None, typer.Option(help="Only alerts on this incident.")] = None,
@@ -132,6 +139,7 @@ def list_(
     with api_errors(), Client() as client:
         page = client.list_alerts(
             firing=firing,
+            status=[value.value for value in status or []],
             unrouted=unrouted,
             source=source,
             incident=incident,
