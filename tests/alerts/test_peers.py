@@ -190,6 +190,7 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     shown = run_cli("alerts", "show", str(checkout["id"]), env=env, check=False)
     assert shown.returncode == 0, shown.stderr
     assert "checkout 5xx above 5%" in shown.stdout
+    assert "at its source" in shown.stdout  # Alertmanager resolved it, not a person
     latency_id = str(items["CheckoutLatency"]["id"])
     promoted = run_cli("alerts", "promote", latency_id, "--severity", "P3", env=env, check=False)
     assert promoted.returncode == 0, promoted.stderr
@@ -215,6 +216,7 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     assert f"ALR-{report_id} resolved" in resolved.stdout
     shown = run_cli("alerts", "show", report_id, env=env, check=False)
     assert "by e2e-admin" in shown.stdout and "reindexed" in shown.stdout
+    assert "at its source" not in shown.stdout
     again = run_cli("alerts", "resolve", report_id, env=env, check=False)
     assert again.returncode != 0 and "already resolved" in again.stderr
 

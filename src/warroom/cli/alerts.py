@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -88,11 +89,8 @@ def _show(alert: AlertDetail) -> None:
         ("occurrences", str(alert.occurrences)),
         ("first seen", when(alert.first_seen_at)),
         ("last seen", when(alert.last_seen_at)),
-        (
-            "acknowledged",
-            when(alert.acknowledged_at) + (f" by {alert.acknowledged_by}" if alert.acknowledged_by else ""),
-        ),
-        ("resolved", when(alert.resolved_at) + (f" by {alert.resolved_by}" if alert.resolved_by else "")),
+        ("acknowledged", _when_by(alert.acknowledged_at, alert.acknowledged_by)),
+        ("resolved", _when_by(alert.resolved_at, alert.resolved_by)),
     ]
     if alert.resolution_note:
         rows.append(("note", alert.resolution_note))
@@ -108,6 +106,13 @@ def _show(alert: AlertDetail) -> None:
         console.print(f"link: {link.get('text') or ''} {link.get('href')}")
     for error in alert.handler_errors:
         error_console.print(f"[red]handler {error.get('handler')} failed:[/] {error.get('error')}")
+
+
+def _when_by(moment: datetime | None, person: str | None) -> str:
+    """When, and by whom: a person here, or the alert's source (a person is recorded only when it was one)."""
+    if moment is None:
+        return "—"
+    return when(moment) + (f" by {person}" if person else " at its source")
 
 
 @alerts_app.command("list")
