@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -69,26 +69,41 @@ def test_header_names_change_in_place_and_the_key_and_secret_stay(
     updated = response.json()
     assert (updated["signature_header"], updated["timestamp_header"]) == ("X-Hub-Signature", "X-Hub-Time")
     assert updated["name"] == "grafana-prod" and updated["prefix"] == created["prefix"]
+    # The old names (Grafana's defaults) are still read for the default grace period of an hour.
+    assert (updated["previous_signature_header"], updated["previous_timestamp_header"]) == (None, None)
+    assert datetime.fromisoformat(updated["previous_headers_valid_until"]) == frozen + timedelta(hours=1)
 
-    # The same key and secret, now under the new names; the old names are no longer read.
+    # The same key and secret, under the new names; and under the old ones until the contact point changes.
     second = delivery("bb")
-    assert (
-        post(api, key, second, {SIGNATURE: grafana_sign(secret, second, sent), TIMESTAMP: sent}).status_code
-        == 401
-    )
-    accepted = post(
-        api, key, second, {"X-Hub-Signature": grafana_sign(secret, second, sent), "X-Hub-Time": sent}
-    )
-    assert accepted.status_code == 202, accepted.text
+    new_names = {"X-Hub-Signature": grafana_sign(secret, second, sent), "X-Hub-Time": sent}
+    assert post(api, key, second, new_names).status_code == 202
+    third = delivery("cc")
+    old_names = {SIGNATURE: grafana_sign(secret, third, sent), TIMESTAMP: sent}
+    assert post(api, key, third, old_names).status_code == 202
+    # A signature under the new name is checked under the new names only, even if the old ones would pass.
+    both = {**old_names, "X-Hub-Signature": "sha256=" + "0" * 64, "X-Hub-Time": sent}
+    assert post(api, key, third, both).status_code == 401
 
-    # null goes back to Grafana's own names, one header at a time.
+    # Once the grace period is over, only the new names are read.
+    clock.set(frozen + timedelta(hours=1, seconds=1))
+    later = str(int((frozen + timedelta(hours=1, seconds=1)).timestamp()))
+    fourth = delivery("dd")
+    signature = grafana_sign(secret, fourth, later)
+    assert post(api, key, fourth, {SIGNATURE: signature, TIMESTAMP: later}).status_code == 401
+    [listed] = api.get("/api/v1/integrations", headers=admin).json()
+    assert listed["previous_headers_valid_until"] is None
+    assert post(api, key, fourth, {"X-Hub-Signature": signature, "X-Hub-Time": later}).status_code == 202
+
+    # null goes back to Grafana's own names, one header at a time; grace 0s stops reading the old at once.
     back = api.patch(
-        f"/api/v1/integrations/{created['id']}", json={"signature_header": None}, headers=admin
+        f"/api/v1/integrations/{created['id']}", json={"signature_header": None, "grace": "0s"}, headers=admin
     ).json()
     assert (back["signature_header"], back["timestamp_header"]) == (None, "X-Hub-Time")
-    third = delivery("cc")
-    headers = {SIGNATURE: grafana_sign(secret, third, sent), "X-Hub-Time": sent}
-    assert post(api, key, third, headers).status_code == 202
+    assert back["previous_headers_valid_until"] is None
+    fifth = delivery("ee")
+    signature = grafana_sign(secret, fifth, later)
+    assert post(api, key, fifth, {"X-Hub-Signature": signature, "X-Hub-Time": later}).status_code == 401
+    assert post(api, key, fifth, {SIGNATURE: signature, "X-Hub-Time": later}).status_code == 202
 
 
 def test_rename(api: TestClient, context: AppContext, admin: dict[str, str], am_key: str) -> None:
@@ -119,6 +134,9 @@ def test_rename(api: TestClient, context: AppContext, admin: dict[str, str], am_
         ({"timestamp_header": "x-sig"}, 422, "timestamp_header"),  # the signature header, in other case
         ({"key": "0" * 32}, 422, "key"),  # the key changes only by rotation
         ({"type": "generic"}, 422, "type"),
+        ({"grace": "1h"}, 422, "body"),  # a grace period alone changes nothing
+        ({"signature_header": "X-Other", "grace": "8d"}, 422, "grace"),
+        ({"signature_header": "X-Other", "grace": "soon"}, 422, "grace"),
     ],
 )
 def test_refusals_change_nothing(
@@ -192,6 +210,7 @@ def test_cli_update(database_url: str) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "signature header: X-Sig; timestamp header: X-Time" in result.output
+    assert "deliveries signed under the previous names (X-Grafana-Alerting-Signature," in result.output
     row = listed()
     assert (row["name"], row["signature_header"], row["timestamp_header"]) == (
         "grafana-eu",
@@ -206,6 +225,8 @@ def test_cli_update(database_url: str) -> None:
         (["--timestamp-header", "x-sig"], "--timestamp-header must differ from --signature-header"),
         (["--default-headers", "--signature-header", "X-Other"], "either --default-headers"),
         (["--name", ""], "--name"),
+        (["--signature-header", "X-Q", "--grace", "8d"], "--grace"),
+        (["--signature-header", "X-Q", "--grace", "soon"], "--grace"),
     ]:
         refused = runner.invoke(cli_app, ["integration", "update", "1", *args, *where])
         assert refused.exit_code != 0 and message in refused.output, (args, refused.output)

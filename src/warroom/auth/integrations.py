@@ -95,6 +95,11 @@ class IntegrationUpdate(BaseModel):
     timestamp_header: str | None = Field(
         None, description=f"Signing integrations: the timestamp header's name; null for {TIMESTAMP_HEADER}."
     )
+    grace: Duration = Field(
+        DEFAULT_ROTATION_GRACE,
+        description="When header names change: how long deliveries signed under the old names are still "
+        "accepted (until the contact point is changed too), e.g. '1h', '0s' to stop at once; at most 7 days.",
+    )
 
 
 class IntegrationRead(BaseModel):
@@ -111,6 +116,15 @@ class IntegrationRead(BaseModel):
     rotated_at: datetime | None = Field(None, description="When the key was last replaced.")
     previous_valid_until: datetime | None = Field(
         None, description="Until when the replaced key (and signing secret) still work; null once none does."
+    )
+    previous_signature_header: str | None = Field(
+        None, description="The signature header's name before the last change (null: the default)."
+    )
+    previous_timestamp_header: str | None = Field(
+        None, description="The timestamp header's name before the last change (null: the default)."
+    )
+    previous_headers_valid_until: datetime | None = Field(
+        None, description="Until when the previous header names are still read; null once they are not."
     )
 
 
@@ -131,19 +145,30 @@ class IntegrationIdentity(BaseModel):
     signing_secrets: tuple[str, ...] = Field((), repr=False, exclude=True)
     signature_header: str | None = None
     timestamp_header: str | None = None
+    # (signature, timestamp) header names before the last change, while they are still read.
+    previous_headers: tuple[str | None, str | None] | None = None
 
     def check_signature(self, signed: SignedBody | None, now: datetime) -> None:
-        """Unauthorized unless a signing integration's delivery is signed (nothing to check otherwise)."""
+        """Unauthorized unless a signing integration's delivery is signed (nothing to check otherwise).
+
+        While the previous header names are still read, a delivery with no signature under the current name
+        is read under the previous names: its contact point has not been changed yet. A signature under the
+        current name is never checked under the old ones."""
         if not self.signing_secrets:
             return
+        signature_header, timestamp_header = self.signature_header, self.timestamp_header
         if signed is not None:
-            signed = signed.under(self.signature_header, self.timestamp_header)
+            current = signed.under(signature_header, timestamp_header)
+            if current.signature is None and self.previous_headers is not None:
+                signature_header, timestamp_header = self.previous_headers
+                current = signed.under(signature_header, timestamp_header)
+            signed = current
         verify(
             self.signing_secrets,
             signed,
             now,
-            signature_header=self.signature_header or SIGNATURE_HEADER,
-            timestamp_header=self.timestamp_header or TIMESTAMP_HEADER,
+            signature_header=signature_header or SIGNATURE_HEADER,
+            timestamp_header=timestamp_header or TIMESTAMP_HEADER,
         )
 
 
@@ -214,6 +239,11 @@ def _read(row: IntegrationKey, now: datetime) -> IntegrationRead:
     read = IntegrationRead.model_validate(row)
     if read.previous_valid_until is not None and (read.previous_valid_until <= now or row.revoked_at):
         read.previous_valid_until = None  # over: nothing but the current key works
+    until = read.previous_headers_valid_until
+    if until is None or until <= now or row.revoked_at:
+        # over (or never): only the current header names are read
+        read.previous_signature_header = read.previous_timestamp_header = None
+        read.previous_headers_valid_until = None
     return read
 
 
@@ -235,7 +265,7 @@ def update_integration(
 ) -> IntegrationRead:
     """Rename an integration, or change the header names its contact point signs under. The key, the
     signing secret and the dedup scope stay. Only the fields set in ``changes`` change."""
-    given = changes.model_fields_set
+    given = changes.model_fields_set - {"grace"}
     if not given:
         raise InvalidInput(
             "nothing to change: give name, signature_header or timestamp_header", {"field": "body"}
@@ -251,10 +281,21 @@ def update_integration(
     signature_header = changes.signature_header if "signature_header" in given else row.signature_header
     timestamp_header = changes.timestamp_header if "timestamp_header" in given else row.timestamp_header
     _check_header_names(row.signing_secret is not None, signature_header, timestamp_header)
+    now = utcnow()
+    if (signature_header, timestamp_header) != (row.signature_header, row.timestamp_header):
+        check_grace(changes.grace)
+        if changes.grace:
+            # The contact point is changed separately: until then its deliveries come under the old names.
+            row.previous_signature_header = row.signature_header
+            row.previous_timestamp_header = row.timestamp_header
+            row.previous_headers_valid_until = now + changes.grace
+        else:
+            row.previous_signature_header = row.previous_timestamp_header = None
+            row.previous_headers_valid_until = None
     row.signature_header = signature_header
     row.timestamp_header = timestamp_header
     session.flush()
-    return _read(row, utcnow())
+    return _read(row, now)
 
 
 def _forget_replaced(row: IntegrationKey) -> None:
@@ -277,6 +318,16 @@ def forget_replaced_key(context: AppContext, session: Session, job: Job) -> dict
     return {"forgot": True}
 
 
+def check_grace(grace: timedelta) -> None:
+    """How long something replaced keeps working (a key, a signing secret, header names): 0s to 7 days."""
+    if grace < timedelta(0) or grace > MAX_ROTATION_GRACE:
+        raise InvalidInput(
+            f"grace must be between 0s and {format_duration(MAX_ROTATION_GRACE)} "
+            f"(got {format_duration(grace) if grace >= timedelta(0) else 'a negative duration'})",
+            {"field": "grace"},
+        )
+
+
 def rotate_integration(
     session: Session,
     *,
@@ -287,12 +338,7 @@ def rotate_integration(
     """Give the integration a new key, and a new signing secret if it signs (``signing_secret``, or a
     generated one). The replaced ones keep working for ``grace``. Rotating again within a grace period ends
     the earlier replaced key: only the latest replaced key works alongside the current one."""
-    if grace < timedelta(0) or grace > MAX_ROTATION_GRACE:
-        raise InvalidInput(
-            f"grace must be between 0s and {format_duration(MAX_ROTATION_GRACE)} "
-            f"(got {format_duration(grace) if grace >= timedelta(0) else 'a negative duration'})",
-            {"field": "grace"},
-        )
+    check_grace(grace)
     row = get_or_404(session, IntegrationKey, integration_id, f"integration with id {integration_id}")
     if row.revoked_at is not None:
         raise Conflict(
@@ -343,8 +389,13 @@ _LOOKUP = select(
     IntegrationKey.previous_signing_secret,
     IntegrationKey.signature_header,
     IntegrationKey.timestamp_header,
+    IntegrationKey.previous_signature_header,
+    IntegrationKey.previous_timestamp_header,
     # Compared in SQL: driver rows carry no result processing (SQLite would hand back text).
     (IntegrationKey.previous_valid_until > bindparam("now", type_=UTCDateTime())).label("in_grace"),
+    (IntegrationKey.previous_headers_valid_until > bindparam("now", type_=UTCDateTime())).label(
+        "headers_in_grace"
+    ),
 ).where(
     (IntegrationKey.key_hash == bindparam("key_hash"))
     | (IntegrationKey.previous_key_hash == bindparam("key_hash"))
@@ -388,7 +439,10 @@ def identify_integration(
         previous_secret,
         signature_header,
         timestamp_header,
+        previous_signature_header,
+        previous_timestamp_header,
         in_grace,
+        headers_in_grace,
     ) = rows[0]
     if revoked_at is not None:
         raise Unauthorized("the integration key was revoked")
@@ -411,4 +465,5 @@ def identify_integration(
         signing_secrets=signing_secrets,
         signature_header=signature_header,
         timestamp_header=timestamp_header,
+        previous_headers=(previous_signature_header, previous_timestamp_header) if headers_in_grace else None,
     )

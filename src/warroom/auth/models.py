@@ -71,6 +71,11 @@ class IntegrationKey(Base):
     # Header names the Grafana contact point was told to use; NULL: Grafana's defaults.
     signature_header: Mapped[str | None] = mapped_column(String(100))
     timestamp_header: Mapped[str | None] = mapped_column(String(100))
+    # The names before the last change, read too until previous_headers_valid_until (the contact point is
+    # changed by someone else, maybe later); NULL names are Grafana's defaults, as above.
+    previous_signature_header: Mapped[str | None] = mapped_column(String(100))
+    previous_timestamp_header: Mapped[str | None] = mapped_column(String(100))
+    previous_headers_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     @property
     def signing(self) -> bool:

@@ -293,6 +293,7 @@ _INTEGRATION_OPTIONS = {
     "signing_secret": "--signing-secret-value (or WARROOM_INTEGRATION_SIGNING_SECRET)",
     "signature_header": "--signature-header",
     "timestamp_header": "--timestamp-header",
+    "grace": "--grace",
 }
 
 
@@ -365,7 +366,10 @@ def _signing_shown(integration: IntegrationRead) -> str:
     if not integration.signing:
         return ""
     custom = [name for name in (integration.signature_header, integration.timestamp_header) if name]
-    return "hmac" + (f" ({', '.join(custom)})" if custom else "")
+    shown = "hmac" + (f" ({', '.join(custom)})" if custom else "")
+    if integration.previous_headers_valid_until is not None:
+        shown += f"; old header names until {when(integration.previous_headers_valid_until)}"
+    return shown
 
 
 @integration_app.command("list")
@@ -427,11 +431,18 @@ def integration_update(
             "--default-headers", help="Signing integrations: go back to Grafana's default header names."
         ),
     ] = False,
+    grace: Annotated[
+        str | None,
+        typer.Option(
+            help="When header names change: how long deliveries signed under the old names are still "
+            "accepted while the contact point is changed, e.g. 30m, 1h (the default), 2d; 0s stops at once.",
+        ),
+    ] = None,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
 ) -> None:
     """Rename an integration or change the header names it reads a signature from; its key, signing secret
-    and open alerts stay. Change the contact point's headers at the same time: a delivery signed under
-    the other names is refused (401) until both agree."""
+    and open alerts stay. Deliveries signed under the old header names are still accepted for --grace, so
+    the contact point can be changed afterwards."""
     from pydantic import ValidationError
 
     from warroom.auth import integrations
@@ -449,6 +460,8 @@ def integration_update(
         fields["timestamp_header"] = timestamp_header
     if not fields:
         fail("nothing to change: give --name, --signature-header, --timestamp-header or --default-headers")
+    if grace is not None:
+        fields["grace"] = grace
     try:
         changes = integrations.IntegrationUpdate.model_validate(fields)
     except ValidationError as exc:
@@ -461,6 +474,14 @@ def integration_update(
             f"signature header: {updated.signature_header or 'X-Grafana-Alerting-Signature'}; "
             f"timestamp header: {updated.timestamp_header or 'X-Grafana-Alerting-Signature-Timestamp'}"
         )
+        if updated.previous_headers_valid_until is not None:
+            console.print(
+                "deliveries signed under the previous names "
+                f"({updated.previous_signature_header or 'X-Grafana-Alerting-Signature'}, "
+                f"{updated.previous_timestamp_header or 'X-Grafana-Alerting-Signature-Timestamp'}) are "
+                f"accepted until {when(updated.previous_headers_valid_until)}: change the contact point "
+                "by then"
+            )
 
 
 @integration_app.command("rotate")
