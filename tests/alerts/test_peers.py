@@ -206,9 +206,17 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     assert f"ALR-{report_id} acknowledged" in acknowledged.stdout
     again = run_cli("alerts", "ack", report_id, env=env, check=False)
     assert again.returncode != 0 and "already acknowledged" in again.stderr and "e2e-admin" in again.stderr
+    # Several at once: each is tried; the refusals are named and make the command fail.
+    second = run_cli("report", "Backups are late", "--json", env=env, check=False)
+    second_id = str(json.loads(second.stdout)["id"])
+    several = run_cli("alerts", "ack", second_id, report_id, "ALR-999999", "--json", env=env, check=False)
+    assert several.returncode == 1
+    assert [a["id"] for a in json.loads(several.stdout)] == [int(second_id)]
+    assert f"{report_id}: ALR-{report_id} is already acknowledged" in " ".join(several.stderr.split())
+    assert "ALR-999999: no alert" in " ".join(several.stderr.split())
     listed = run_cli("alerts", "list", "--status", "acknowledged", "--json", env=env, check=False)
     assert listed.returncode == 0, listed.stderr
-    assert [str(a["id"]) for a in json.loads(listed.stdout)["items"]] == [report_id]
+    assert [str(a["id"]) for a in json.loads(listed.stdout)["items"]] == [second_id, report_id]
     bad_status = run_cli("alerts", "list", "--status", "acked", env=env, check=False)
     assert bad_status.returncode != 0 and "acked" in bad_status.stderr
     resolved = run_cli("alerts", "resolve", report_id, "--note", "reindexed", env=env, check=False)

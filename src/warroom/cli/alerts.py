@@ -21,11 +21,12 @@ from warroom.cli.output import (
     emit,
     error_console,
     fail,
+    print_json,
     styled,
     table,
     when,
 )
-from warroom.client import Client
+from warroom.client import ApiError, Client
 from warroom.errors import WarroomError
 
 if TYPE_CHECKING:
@@ -192,40 +193,51 @@ def promote(
     emit(as_json, alert, lambda: console.print(f"{alert.ref} promoted to [bold]{alert.incident}[/]"))
 
 
-@alerts_app.command("ack")
-def acknowledge(ref: str, as_json: JsonFlag = False) -> None:
-    """Acknowledge an alert by hand: someone is on it. When it was the last alert of its incident still
-    firing, the incident is acknowledged too (which stops escalation), as when its source acknowledges."""
+def _on_each(refs: list[str], act: Callable[[Client, str], AlertDetail], done: str, as_json: bool) -> None:
+    """Apply ``act`` to each alert in turn: one refusal (already resolved, say) does not stop the others,
+    but the command fails if any was refused. One alert prints as an object in --json, several as a list."""
+    changed: list[AlertDetail] = []
     with api_errors(), Client() as client:
-        alert = client.acknowledge_alert(ref)
-    emit(
-        as_json,
-        alert,
-        lambda: console.print(
-            f"{alert.ref} acknowledged" + (f" (on {alert.incident})" if alert.incident else "")
-        ),
-    )
+        for ref in refs:
+            try:
+                alert = act(client, ref)
+            except ApiError as exc:
+                if len(refs) == 1:
+                    raise
+                error_console.print(f"[bold red]error:[/] {ref}: {exc.message}")
+                continue
+            changed.append(alert)
+            if not as_json:
+                console.print(f"{alert.ref} {done}" + (f" (on {alert.incident})" if alert.incident else ""))
+    if as_json:
+        print_json(changed[0] if len(refs) == 1 else changed)
+    if len(changed) < len(refs):
+        raise typer.Exit(1)
+
+
+AlertRefs = Annotated[
+    list[str], typer.Argument(help="Alert ids, e.g. 12 or ALR-12; several are done in turn.")
+]
+
+
+@alerts_app.command("ack")
+def acknowledge(refs: AlertRefs, as_json: JsonFlag = False) -> None:
+    """Acknowledge alerts by hand: someone is on them. When the last alert of an incident still firing is
+    acknowledged, the incident is acknowledged too (which stops escalation), as when sources acknowledge."""
+    _on_each(refs, lambda client, ref: client.acknowledge_alert(ref), "acknowledged", as_json)
 
 
 @alerts_app.command("resolve")
 def resolve(
-    ref: str,
+    refs: AlertRefs,
     note: Annotated[str | None, typer.Option(help="Why, for the record (on the timeline).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Resolve an alert by hand, when its source will not (it stopped sending, or never sends a resolve).
-    The next firing with its dedup key opens a new alert."""
+    """Resolve alerts by hand, when their source will not (it stopped sending, or never sends a resolve).
+    The next firing with the same dedup key opens a new alert."""
     if note is not None and not note.strip():
         fail("--note must not be blank")
-    with api_errors(), Client() as client:
-        alert = client.resolve_alert(ref, note=note)
-    emit(
-        as_json,
-        alert,
-        lambda: console.print(
-            f"{alert.ref} resolved" + (f" (on {alert.incident})" if alert.incident else "")
-        ),
-    )
+    _on_each(refs, lambda client, ref: client.resolve_alert(ref, note=note), "resolved", as_json)
 
 
 def report(
