@@ -468,8 +468,13 @@ def promote(
     return alert, incident
 
 
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "earlier"
+def _already(
+    alert: Alert, done: str, moment: datetime | None, person: str | None, by_source: str
+) -> Conflict:
+    """409 for a second acknowledgement or resolve, saying when and by whom (a person, or the source)."""
+    when = moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "earlier"
+    by = f" by {person}" if person else f" {by_source} ({alert.source})"
+    return Conflict(f"{alert.ref} is already {done} ({when}{by})", {"field": "alert"})
 
 
 def acknowledge(session: Session, *, org: OrgConfig, ref: str | int, performer: str) -> Alert:
@@ -481,10 +486,7 @@ def acknowledge(session: Session, *, org: OrgConfig, ref: str | int, performer: 
     if alert.status == AlertStatus.resolved:
         raise Conflict(f"{alert.ref} is resolved; there is nothing to acknowledge", {"field": "alert"})
     if alert.status == AlertStatus.acknowledged:
-        by = f" by {alert.acknowledged_by}" if alert.acknowledged_by else f" at its source ({alert.source})"
-        raise Conflict(
-            f"{alert.ref} is already acknowledged ({_when(alert.acknowledged_at)}{by})", {"field": "alert"}
-        )
+        raise _already(alert, "acknowledged", alert.acknowledged_at, alert.acknowledged_by, "at its source")
     alert.status = AlertStatus.acknowledged
     alert.acknowledged_at = utcnow()
     alert.acknowledged_by = performer
@@ -501,10 +503,7 @@ def resolve(
     it (by the person), the incident moves to monitoring when it was its last open alert, and handlers run."""
     alert = get_alert(session, ref, for_update=True)
     if alert.status == AlertStatus.resolved:
-        by = f" by {alert.resolved_by}" if alert.resolved_by else f" by its source ({alert.source})"
-        raise Conflict(
-            f"{alert.ref} is already resolved ({_when(alert.resolved_at)}{by})", {"field": "alert"}
-        )
+        raise _already(alert, "resolved", alert.resolved_at, alert.resolved_by, "by its source")
     alert.status = AlertStatus.resolved
     alert.resolved_at = utcnow()
     alert.open_dedup_key = None
