@@ -137,6 +137,7 @@ def test_rename(api: TestClient, context: AppContext, admin: dict[str, str], am_
         ({"grace": "1h"}, 422, "body"),  # a grace period alone changes nothing
         ({"signature_header": "X-Other", "grace": "8d"}, 422, "grace"),
         ({"signature_header": "X-Other", "grace": "soon"}, 422, "grace"),
+        ({"name": "renamed", "grace": "8d"}, 422, "grace"),  # refused even where no header name changes
     ],
 )
 def test_refusals_change_nothing(

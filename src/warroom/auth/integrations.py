@@ -270,6 +270,7 @@ def update_integration(
         raise InvalidInput(
             "nothing to change: give name, signature_header or timestamp_header", {"field": "body"}
         )
+    check_grace(changes.grace)  # even when the names stay: a bad value is refused, not ignored
     row = get_or_404(session, IntegrationKey, integration_id, f"integration with id {integration_id}")
     if row.revoked_at is not None:
         raise Conflict(f"integration {row.id} ({row.name}) is revoked", {"field": "integration_id"})
@@ -283,7 +284,6 @@ def update_integration(
     _check_header_names(row.signing_secret is not None, signature_header, timestamp_header)
     now = utcnow()
     if (signature_header, timestamp_header) != (row.signature_header, row.timestamp_header):
-        check_grace(changes.grace)
         if changes.grace:
             # The contact point is changed separately: until then its deliveries come under the old names.
             row.previous_signature_header = row.signature_header
