@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from warroom.alerts.schemas import AlertDetail, AlertPage
+from warroom.alerts.schemas import AlertDetail, AlertPage, MaintenanceDetail, MaintenanceRead
 from warroom.incidents.schemas import (
     CommunicationRead,
     IncidentPage,
@@ -267,6 +267,23 @@ class Client:
     def resolve_alert(self, ref: str, *, note: str | None = None) -> AlertDetail:
         body = {"note": note} if note is not None else {}
         return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/resolve", json=body))
+
+    # --- maintenance windows ---
+
+    def list_maintenance(self, *, include_ended: bool = False) -> list[MaintenanceRead]:
+        params = query(all="true" if include_ended else None)
+        rows = self.request("GET", "/api/v1/maintenance", params=params)
+        return [MaintenanceRead.model_validate(row) for row in rows]
+
+    def create_maintenance(self, **fields: Any) -> MaintenanceRead:
+        body = {name: value for name, value in fields.items() if value is not None}
+        return MaintenanceRead.model_validate(self.request("POST", "/api/v1/maintenance", json=body))
+
+    def get_maintenance(self, ref: str) -> MaintenanceDetail:
+        return MaintenanceDetail.model_validate(self.request("GET", f"/api/v1/maintenance/{ref}"))
+
+    def end_maintenance(self, ref: str) -> MaintenanceRead:
+        return MaintenanceRead.model_validate(self.request("POST", f"/api/v1/maintenance/{ref}/end"))
 
     def report(
         self,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
-from warroom.alerts import service
+from warroom.alerts import maintenance, service
 from warroom.alerts.config import AlertSeverity
 from warroom.alerts.fastpath import handle_intake
 from warroom.alerts.models import AlertStatus
@@ -18,6 +18,9 @@ from warroom.alerts.schemas import (
     CustomerReport,
     IngestResult,
     InternalReport,
+    MaintenanceCreate,
+    MaintenanceDetail,
+    MaintenanceRead,
     PromoteRequest,
     ResolveRequest,
 )
@@ -189,6 +192,49 @@ def resolve_alert(
     with context.db.write() as session:
         alert = service.resolve(session, org=context.org, ref=ref, performer=principal.name, note=note)
         return service.to_detail(alert)
+
+
+# --- maintenance windows ---------------------------------------------------------------------------------
+
+
+@router.get("/api/v1/maintenance", response_model=list[MaintenanceRead], tags=["maintenance"])
+def list_maintenance(
+    context: Context,
+    _: Viewer,
+    include_ended: Annotated[bool, Query(alias="all", description="Include windows that ended.")] = False,
+) -> list[MaintenanceRead]:
+    """Scheduled and active maintenance windows (with ``all=true``, ended ones too, newest first)."""
+    with context.db.read() as session:
+        return [
+            maintenance.to_read(w) for w in maintenance.list_windows(session, include_ended=include_ended)
+        ]
+
+
+@router.post(
+    "/api/v1/maintenance",
+    response_model=MaintenanceRead,
+    status_code=status.HTTP_201_CREATED,
+    tags=["maintenance"],
+)
+def create_maintenance(body: MaintenanceCreate, context: Context, principal: Responder) -> MaintenanceRead:
+    """Plan a maintenance window: alerts it covers are recorded but not acted on until it ends."""
+    with context.db.write() as session:
+        window = maintenance.create_window(session, org=context.org, data=body, performer=principal.name)
+        return maintenance.to_read(window)
+
+
+@router.get("/api/v1/maintenance/{ref}", response_model=MaintenanceDetail, tags=["maintenance"])
+def get_maintenance(ref: str, context: Context, _: Viewer) -> MaintenanceDetail:
+    with context.db.read() as session:
+        return service.maintenance_detail(session, ref)
+
+
+@router.post("/api/v1/maintenance/{ref}/end", response_model=MaintenanceRead, tags=["maintenance"])
+def end_maintenance(ref: str, context: Context, principal: Responder) -> MaintenanceRead:
+    """End a window now; alerts it held that still fire are routed at once. 409 if it already ended."""
+    with context.db.write() as session:
+        window = maintenance.end_window(session, org=context.org, ref=ref, performer=principal.name)
+        return maintenance.to_read(window)
 
 
 # --- reports from people -----------------------------------------------------------------------------

@@ -69,7 +69,39 @@ class Alert(Base):
     # Names of the rules that matched; NULL (not []) when none did, so "unrouted" is a plain SQL test.
     rules: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
     handler_errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The maintenance window this alert arrived in: automation left it alone until the window ended. Kept
+    # afterwards, so a window shows what fired during it.
+    maintenance_window_id: Mapped[int | None] = mapped_column(
+        ForeignKey("maintenance_windows.id", ondelete="SET NULL"), index=True
+    )
 
     @property
     def ref(self) -> str:
         return f"ALR-{self.id}"
+
+
+class MaintenanceWindow(Base):
+    """Planned work on some services: alerts for them that arrive between ``starts_at`` and ``ends_at``
+    are recorded but open no incident and page nobody; those still open when the window ends are then
+    routed as if they had just arrived."""
+
+    __tablename__ = "maintenance_windows"
+    __table_args__ = (Index("ix_maintenance_windows_ends_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    # An alert is covered when its service is one of these (if any) and it has all these labels (if any).
+    services: Mapped[list[str]] = mapped_column(JSON, default=list)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Moved to the moment someone ends the window early.
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ended_by: Mapped[str | None] = mapped_column(String(200))
+    # When the alerts it held were handed to automation (once, at its end).
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def ref(self) -> str:
+        return f"MW-{self.id}"

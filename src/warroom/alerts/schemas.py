@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from warroom.alerts.config import AlertSeverity
 from warroom.alerts.models import AlertStatus
+from warroom.durations import Duration
 
 # --- Prometheus Alertmanager webhook (version 4) and Grafana unified alerting (its superset) ---------
 # Unknown keys are allowed: newer senders add fields (notification_reason, routeLabels, values, ...).
@@ -213,6 +214,10 @@ class AlertRead(BaseModel):
     incident: str | None
     rules: list[str]
     unrouted: bool
+    maintenance: str | None = Field(
+        None,
+        description="The maintenance window it arrived in (MW-n): automation held it until the window ended.",
+    )
 
 
 class AlertDetail(AlertRead):
@@ -239,3 +244,66 @@ class PromoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: str | None = Field(default=None, min_length=1, max_length=300)
     severity: str | None = None
+
+
+# --- maintenance windows ---------------------------------------------------------------------------------
+
+
+class MaintenanceCreate(BaseModel):
+    """Planned work: give the services and/or labels it covers, and either ``ends_at`` or ``duration``."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"\S", description="What is being done.")
+    services: list[str] = Field(default_factory=list, max_length=100, description="Services of the org file.")
+    labels: dict[str, str] = Field(
+        default_factory=dict, max_length=50, description="An alert must carry every one of these labels."
+    )
+    starts_at: datetime | None = Field(None, description="Default: now. Up to 90 days ahead.")
+    ends_at: datetime | None = None
+    duration: Duration | None = Field(None, description="Instead of ends_at, e.g. 2h or 90m; up to 7 days.")
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2026-12-24T02:00:00+01:00 or ...Z")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        if any(not name.strip() or len(name) > 200 or len(text) > 500 for name, text in value.items()):
+            raise ValueError("label names must not be blank (up to 200 characters), values up to 500")
+        return value
+
+    @model_validator(mode="after")
+    def _one_end(self) -> MaintenanceCreate:
+        if (self.ends_at is None) == (self.duration is None):
+            raise ValueError("give either ends_at or duration")
+        if not self.services and not self.labels:
+            raise ValueError("say what the window covers: services, labels, or both")
+        return self
+
+
+class MaintenanceRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    ref: str
+    reason: str
+    services: list[str]
+    labels: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime
+    state: Literal["scheduled", "active", "ended"]
+    created_by: str
+    created_at: datetime
+    ended_by: str | None = Field(None, description="Who ended it early; null when it ran its course.")
+    released_at: datetime | None = Field(
+        None, description="When the alerts it held still open were handed to automation."
+    )
+
+
+class MaintenanceDetail(MaintenanceRead):
+    alerts: list[AlertRead] = Field(
+        description="Alerts that arrived during the window (newest first, up to 500)."
+    )

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Table, bindparam, func, insert, select, updat
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from warroom.alerts import automation
+from warroom.alerts import automation, maintenance
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.models import Alert, AlertStatus
 from warroom.alerts.schemas import (
@@ -25,6 +25,7 @@ from warroom.alerts.schemas import (
     Ingested,
     IngestedAlert,
     InternalReport,
+    MaintenanceDetail,
     PromoteRequest,
 )
 from warroom.auth.integrations import IntegrationIdentity
@@ -222,6 +223,7 @@ def ingest(
                     "group_key": None,
                     "rules": None,
                     "handler_errors": [],
+                    "maintenance_window_id": None,
                 }
                 inserts.append(current)
                 open_alerts[event.dedup_key] = current
@@ -280,6 +282,7 @@ def ingest(
             _statement(connection, "update", columns).execute_many(connection, rows)
     if inserts:
         rows = [target.insert for target in inserts if target.insert is not None]
+        _hold_for_maintenance(connection, now, rows)
         _statement(connection, "insert", tuple(rows[0])).execute_many(connection, rows)
         opened = _open_alerts(connection, scope, [target.insert_key for target in inserts])
         new_ids = {dedup_key: alert_id for alert_id, dedup_key, *_ in opened}
@@ -310,6 +313,15 @@ def ingest(
     )
 
 
+def _hold_for_maintenance(connection: Connection, now: datetime, rows: list[dict[str, Any]]) -> None:
+    """Tag new alerts that arrive during a maintenance window covering them: automation leaves them
+    alone until the window ends (one lookup per batch that opens alerts; updates never need it)."""
+    windows = maintenance.active_windows(connection, now)
+    if windows:
+        for row in rows:
+            row["maintenance_window_id"] = maintenance.holding_window(windows, row["service"], row["labels"])
+
+
 def _change(target: _Open, updated: list[_Open], changes: dict[str, Any], occurrences: int = 0) -> None:
     if "status" in changes:
         target.status = changes["status"]
@@ -332,6 +344,8 @@ def _automate(
     for outcome, target, _ in applied:
         if target is None or target.id is None:
             continue
+        if outcome == "created" and target.insert is not None and target.insert["maintenance_window_id"]:
+            continue  # held by a maintenance window until it ends
         act = outcome == "created" and needs_work
         act = act or (
             outcome in ("resolved", "acknowledged") and (needs_work or target.incident_id is not None)
@@ -341,6 +355,8 @@ def _automate(
         alert = loaded.get(target.id)
         if alert is None:
             alert = loaded[target.id] = session.get_one(Alert, target.id, populate_existing=True)
+        if outcome != "created" and _held(session, alert):
+            continue  # resolved or acknowledged while still held: nothing was done for it, nothing to undo
         if outcome == "created":
             automation.on_created(session, org, alert)
         elif outcome == "resolved":
@@ -349,6 +365,14 @@ def _automate(
             automation.on_acknowledged(session, org, alert)
         session.flush()
         target.incident_id = alert.incident_id
+
+
+def _held(session: Session, alert: Alert) -> bool:
+    return (
+        alert.maintenance_window_id is not None
+        and alert.incident_id is None
+        and maintenance.holds(session, alert.maintenance_window_id)
+    )
 
 
 # --- reads -------------------------------------------------------------------------------------------
@@ -380,6 +404,7 @@ def to_read(alert: Alert) -> AlertRead:
         incident=f"INC-{alert.incident_id}" if alert.incident_id else None,
         rules=alert.rules or [],
         unrouted=alert.incident_id is None and not alert.rules,
+        maintenance=f"MW-{alert.maintenance_window_id}" if alert.maintenance_window_id else None,
     )
 
 
@@ -389,6 +414,15 @@ def to_detail(alert: Alert) -> AlertDetail:
         raw=alert.raw,
         last_raw=alert.last_raw,
         handler_errors=alert.handler_errors,
+    )
+
+
+def maintenance_detail(session: Session, ref: str | int) -> MaintenanceDetail:
+    """A maintenance window with the alerts that arrived during it."""
+    window = maintenance.get_window(session, ref)
+    return MaintenanceDetail(
+        **maintenance.to_read(window).model_dump(),
+        alerts=[to_read(alert) for alert in maintenance.window_alerts(session, window)],
     )
 
 

@@ -55,7 +55,7 @@ ALERT_STATUS_STYLE = {"firing": "red", "acknowledged": "yellow", "resolved": "gr
 ALERT_SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "dim"}
 
 
-def _row(alert: AlertRead) -> tuple[object, ...]:
+def alert_row(alert: AlertRead) -> tuple[object, ...]:
     return (
         alert.ref,
         styled(alert.status.value, ALERT_STATUS_STYLE),
@@ -64,9 +64,16 @@ def _row(alert: AlertRead) -> tuple[object, ...]:
         alert.summary[:80],
         alert.service,
         alert.occurrences,
-        alert.incident or ("[magenta]unrouted[/]" if alert.unrouted else None),
+        alert.incident or _unrouted(alert),
         when(alert.last_seen_at),
     )
+
+
+def _unrouted(alert: AlertRead) -> str | None:
+    """What the incident column says of an alert on no incident."""
+    if alert.maintenance:
+        return f"[cyan]{alert.maintenance}[/]"
+    return "[magenta]unrouted[/]" if alert.unrouted else None
 
 
 def _show(alert: AlertDetail) -> None:
@@ -87,6 +94,7 @@ def _show(alert: AlertDetail) -> None:
             else "—",
         ),
         ("rules", ", ".join(alert.rules) or "—"),
+        ("maintenance", f"arrived during {alert.maintenance}" if alert.maintenance else "—"),
         ("occurrences", str(alert.occurrences)),
         ("first seen", when(alert.first_seen_at)),
         ("last seen", when(alert.last_seen_at)),
@@ -160,7 +168,7 @@ def list_(
         lambda: table(
             f"Alerts ({len(page.items)} of {page.total})",
             ["id", "status", "sev", "source", "summary", "service", "count", "incident", "last seen"],
-            [_row(a) for a in page.items],
+            [alert_row(a) for a in page.items],
         ),
     )
 

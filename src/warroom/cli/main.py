@@ -13,6 +13,7 @@ from warroom.auth.models import Role
 from warroom.cli.alerts import alerts_app, integration_app, report
 from warroom.cli.incidents import incident_app, log, responder_app
 from warroom.cli.jobs import jobs_app, worker
+from warroom.cli.maintenance import maintenance_app
 from warroom.cli.notify import notify_app
 from warroom.cli.oncall import oncall_app
 from warroom.cli.output import api_errors, console, emit, error_console, fail, table
@@ -48,6 +49,7 @@ app.command("worker")(worker)
 app.add_typer(notify_app, name="notify")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(integration_app, name="integration")
+app.add_typer(maintenance_app, name="maintenance")
 app.command("report")(report)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML org file (WARROOM_CONFIG).")]

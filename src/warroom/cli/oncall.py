@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import typer
 
-from warroom.cli.output import api_errors, console, emit, table, when
+from warroom.cli.output import api_errors, console, emit, instant, table, when
 from warroom.client import Client
 
 oncall_app = typer.Typer(
@@ -16,21 +15,6 @@ oncall_app = typer.Typer(
 )
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _instant(value: str | None, option: str) -> str | None:
-    """Accept ISO 8601 with an offset; a time without one is taken as this machine's local time."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an ISO 8601 time, e.g. 2026-03-29T09:00", param_hint=option
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.astimezone()
-    return parsed.isoformat()
 
 
 def _who(name: str | None, display: str | None) -> str:
@@ -47,7 +31,7 @@ def who(
 ) -> None:
     """Who is on call, for every schedule (or one), now or at a time."""
     with api_errors(), Client() as client:
-        rows = client.who_is_on_call(schedule=schedule, at=_instant(at, "--at"))
+        rows = client.who_is_on_call(schedule=schedule, at=instant(at, "--at"))
     emit(
         as_json,
         rows,
@@ -77,7 +61,7 @@ def shifts(
 ) -> None:
     """The current and next shifts of a schedule (overrides and layers applied)."""
     with api_errors(), Client() as client:
-        rows = client.shifts(schedule, count=count, after=_instant(after, "--after"))
+        rows = client.shifts(schedule, count=count, after=instant(after, "--after"))
     emit(
         as_json,
         rows,
@@ -108,7 +92,7 @@ def override(
     as_json: JsonFlag = False,
 ) -> None:
     """Put someone on call for a time range (wins over the rotation)."""
-    start_at, end_at = _instant(start, "--start"), _instant(end, "--end")
+    start_at, end_at = instant(start, "--start"), instant(end, "--end")
     assert start_at is not None and end_at is not None
     with api_errors(), Client() as client:
         created = client.create_override(schedule, person=person, start=start_at, end=end_at, reason=reason)

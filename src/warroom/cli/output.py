@@ -73,3 +73,18 @@ def emit(as_json: bool, value: Any, render: Callable[[], None]) -> None:
         print_json(value)
     else:
         render()
+
+
+def instant(value: str | None, option: str) -> str | None:
+    """Accept ISO 8601 with an offset; a time without one is taken as this machine's local time."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 time, e.g. 2026-03-29T09:00", param_hint=option
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.astimezone()
+    return parsed.isoformat()

@@ -1,0 +1,266 @@
+"""Maintenance windows: planned work during which alerts for the services (or labels) it covers are
+recorded but not acted on (no incident, no page, no handler), like PagerDuty's maintenance windows or an
+Alertmanager silence, but for every source.
+
+When a window ends, on time or early, the alerts it held that are still open are handed to automation as
+if they had just arrived: an alert that outlives the maintenance is a real problem and pages. Alerts that
+resolved during the window stay recorded, tagged with it, so the window shows what fired while it ran.
+
+Intake reads the active windows in its own transaction (``FOR SHARE`` on PostgreSQL, and only windows not
+yet released), and the release locks the window: an alert is either held before the release sees it, or
+arrives after it and is routed normally. None is held forever.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session
+
+from warroom.alerts import automation
+from warroom.alerts.models import Alert, AlertStatus, MaintenanceWindow
+from warroom.alerts.schemas import MaintenanceCreate, MaintenanceRead
+from warroom.db import utcnow
+from warroom.durations import format_duration
+from warroom.errors import Conflict, InvalidInput, NotFound
+from warroom.incidents import service as incident_service
+from warroom.incidents.models import TimelineKind
+from warroom.jobs import service as jobs_service
+from warroom.jobs.models import Job
+from warroom.jobs.service import job_handler
+from warroom.orgconfig import OrgConfig
+
+if TYPE_CHECKING:
+    from warroom.context import AppContext
+
+RELEASE_KIND = "alerts.maintenance_release"
+MAX_LENGTH = timedelta(days=7)
+MAX_LEAD = timedelta(days=90)
+_WINDOWS = MaintenanceWindow.__table__
+
+
+def _release_key(window_id: int) -> str:
+    return f"maintenance-release:{window_id}"
+
+
+def parse_window_ref(ref: str | int) -> int:
+    text = str(ref).strip().upper().removeprefix("MW-")
+    if not re.fullmatch(r"[0-9]{1,9}", text):
+        raise NotFound(f"no maintenance window {ref!r}: ids look like 3 or MW-3")
+    return int(text)
+
+
+def covers(
+    services: list[str], labels: dict[str, str], service: str | None, alert_labels: dict[str, str]
+) -> bool:
+    """Every condition the window sets must hold: the alert's service is one of its services (if it
+    names any) and the alert carries each of its labels."""
+    if services and service not in services:
+        return False
+    return all(alert_labels.get(name) == value for name, value in labels.items())
+
+
+ActiveWindow = tuple[int, list[str], dict[str, str]]
+
+
+def active_windows(connection: Connection, now: datetime) -> list[ActiveWindow]:
+    """(id, services, labels) of the windows running at ``now`` whose alerts are not yet released."""
+    statement = (
+        select(_WINDOWS.c.id, _WINDOWS.c.services, _WINDOWS.c.labels)
+        .where(
+            _WINDOWS.c.starts_at <= now,
+            _WINDOWS.c.ends_at > now,
+            _WINDOWS.c.released_at.is_(None),
+        )
+        .order_by(_WINDOWS.c.id)
+        # A window's release waits for intake transactions that may hold alerts in it (PostgreSQL;
+        # SQLite runs one writer at a time).
+        .with_for_update(read=True)
+    )
+    return [(row.id, row.services, row.labels) for row in connection.execute(statement)]
+
+
+def holding_window(windows: list[ActiveWindow], service: str | None, labels: dict[str, str]) -> int | None:
+    """The first active window covering an alert with this service and these labels."""
+    for window_id, services, window_labels in windows:
+        if covers(services, window_labels, service, labels):
+            return window_id
+    return None
+
+
+def holds(session: Session, window_id: int) -> bool:
+    """Whether the window still holds its alerts (it has not released them yet)."""
+    window = session.get(MaintenanceWindow, window_id)
+    return window is not None and window.released_at is None
+
+
+def state(window: MaintenanceWindow, now: datetime) -> Literal["scheduled", "active", "ended"]:
+    if window.ends_at <= now:
+        return "ended"
+    return "active" if window.starts_at <= now else "scheduled"
+
+
+def to_read(window: MaintenanceWindow, now: datetime | None = None) -> MaintenanceRead:
+    moment = now or utcnow()
+    return MaintenanceRead(
+        id=window.id,
+        ref=window.ref,
+        reason=window.reason,
+        services=window.services,
+        labels=window.labels,
+        starts_at=window.starts_at,
+        ends_at=window.ends_at,
+        state=state(window, moment),
+        created_by=window.created_by,
+        created_at=window.created_at,
+        ended_by=window.ended_by,
+        released_at=window.released_at,
+    )
+
+
+def create_window(
+    session: Session, *, org: OrgConfig, data: MaintenanceCreate, performer: str
+) -> MaintenanceWindow:
+    now = utcnow()
+    known = {service.name for service in org.services}
+    unknown = [name for name in data.services if name not in known]
+    if unknown:
+        raise InvalidInput(
+            f"unknown service(s) {unknown}; the org file has {sorted(known)}", {"field": "services"}
+        )
+    starts_at = data.starts_at or now
+    if starts_at > now + MAX_LEAD:
+        raise InvalidInput(
+            f"starts_at may be at most {format_duration(MAX_LEAD)} ahead", {"field": "starts_at"}
+        )
+    if data.ends_at is not None:
+        ends_at = data.ends_at
+    else:
+        assert data.duration is not None
+        ends_at = starts_at + data.duration
+    if ends_at <= starts_at:
+        raise InvalidInput("the window must end after it starts", {"field": "ends_at"})
+    if ends_at <= now:
+        raise InvalidInput("the window would already be over", {"field": "ends_at"})
+    if ends_at - starts_at > MAX_LENGTH:
+        # Longer than any planned work: more likely a typo that would silence these services for weeks.
+        raise InvalidInput(
+            f"a window lasts at most {format_duration(MAX_LENGTH)} "
+            f"(this one: {format_duration(ends_at - starts_at)})",
+            {"field": "duration" if data.duration is not None else "ends_at"},
+        )
+    window = MaintenanceWindow(
+        reason=data.reason.strip(),
+        services=list(dict.fromkeys(data.services)),
+        labels=data.labels,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        created_by=performer,
+        created_at=now,
+    )
+    session.add(window)
+    session.flush()
+    jobs_service.enqueue(
+        session,
+        kind=RELEASE_KIND,
+        payload={"window_id": window.id},
+        run_at=ends_at,
+        idempotency_key=_release_key(window.id),
+    )
+    return window
+
+
+def get_window(session: Session, ref: str | int, *, for_update: bool = False) -> MaintenanceWindow:
+    statement = select(MaintenanceWindow).where(MaintenanceWindow.id == parse_window_ref(ref))
+    if for_update:
+        statement = statement.with_for_update()
+    window = session.scalar(statement)
+    if window is None:
+        raise NotFound(f"no maintenance window {ref}")
+    return window
+
+
+def list_windows(
+    session: Session, *, include_ended: bool = False, limit: int = 100
+) -> list[MaintenanceWindow]:
+    """Scheduled and active windows by start; with ``include_ended``, the ended ones too (newest first)."""
+    statement = select(MaintenanceWindow)
+    if include_ended:
+        statement = statement.order_by(MaintenanceWindow.starts_at.desc(), MaintenanceWindow.id.desc())
+    else:
+        statement = statement.where(MaintenanceWindow.ends_at > utcnow()).order_by(
+            MaintenanceWindow.starts_at, MaintenanceWindow.id
+        )
+    return list(session.scalars(statement.limit(limit)))
+
+
+def window_alerts(session: Session, window: MaintenanceWindow, *, limit: int = 500) -> list[Alert]:
+    statement = (
+        select(Alert).where(Alert.maintenance_window_id == window.id).order_by(Alert.id.desc()).limit(limit)
+    )
+    return list(session.scalars(statement))
+
+
+def end_window(session: Session, *, org: OrgConfig, ref: str | int, performer: str) -> MaintenanceWindow:
+    """End a window now (the work finished early, or was called off): its held alerts still open are
+    routed at once. A window that had not started is cancelled."""
+    window = get_window(session, ref, for_update=True)
+    now = utcnow()
+    if window.ends_at <= now:
+        raise Conflict(f"{window.ref} already ended (at {window.ends_at.isoformat()})")
+    window.ends_at = now
+    window.starts_at = min(window.starts_at, now)
+    window.ended_by = performer
+    jobs_service.cancel(session, idempotency_key=_release_key(window.id))
+    release(session, org, window)
+    return window
+
+
+def release(session: Session, org: OrgConfig, window: MaintenanceWindow) -> int:
+    """Hand the window's held alerts that are still open to automation, once; returns how many."""
+    if window.released_at is not None:
+        return 0
+    held = session.scalars(
+        select(Alert)
+        .where(
+            Alert.maintenance_window_id == window.id,
+            Alert.status != AlertStatus.resolved,
+            Alert.incident_id.is_(None),
+        )
+        .order_by(Alert.id)
+        .with_for_update()
+    ).all()
+    window.released_at = utcnow()
+    for alert in held:
+        automation.on_created(session, org, alert)
+        session.flush()
+        if alert.incident_id is None:
+            continue
+        incident = incident_service.get_incident(session, alert.incident_id, for_update=True)
+        incident_service.append_timeline(
+            session,
+            incident,
+            performer=automation.PERFORMER,
+            kind=TimelineKind.alert,
+            action=f"{alert.ref} fired during maintenance {window.ref} ({window.reason}) and was held until "
+            f"the window ended at {window.ends_at.isoformat()}; it was still {alert.status.value}.",
+            data={"alert_id": alert.id, "maintenance_window_id": window.id},
+        )
+    return len(held)
+
+
+@job_handler(RELEASE_KIND)
+def release_when_over(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
+    """At the window's end: route the alerts it held that are still open."""
+    window = session.scalar(
+        select(MaintenanceWindow).where(MaintenanceWindow.id == job.payload["window_id"]).with_for_update()
+    )
+    if window is None:
+        return {"released": 0, "reason": "the window is gone"}
+    if window.ends_at > utcnow():
+        # Not over yet (the job ran early, or the clock moved back): run again at the end.
+        raise jobs_service.RetryLater(window.ends_at - utcnow(), f"{window.ref} ends later")
+    return {"released": release(session, context.org, window)}

@@ -1,0 +1,149 @@
+"""``warroom maintenance``: plan, list, show and end maintenance windows (client, HTTP)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from warroom.alerts.schemas import MaintenanceRead
+from warroom.cli.alerts import alert_row
+from warroom.cli.output import api_errors, console, emit, fail, instant, table, when
+from warroom.client import Client
+
+maintenance_app = typer.Typer(
+    help="Maintenance windows: alerts they cover are recorded but not acted on until they end (client).",
+    no_args_is_help=True,
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+STATE_STYLE = {"active": "bold yellow", "scheduled": "cyan", "ended": "dim"}
+
+
+def _labels(values: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{value!r}: write a label as name=value", param_hint="--label")
+        labels[name.strip()] = text
+    return labels
+
+
+def _covers(window: MaintenanceRead) -> str:
+    parts = []
+    if window.services:
+        parts.append("services " + ", ".join(window.services))
+    if window.labels:
+        parts.append("labels " + ", ".join(f"{k}={v}" for k, v in sorted(window.labels.items())))
+    return "; ".join(parts)
+
+
+def _state(window: MaintenanceRead) -> str:
+    style = STATE_STYLE[window.state]
+    return f"[{style}]{window.state}[/]"
+
+
+def _summary(window: MaintenanceRead) -> str:
+    return (
+        f"{window.ref} {_state(window)}: {_covers(window)}, from {when(window.starts_at)} "
+        f"to {when(window.ends_at)} ({window.reason})"
+    )
+
+
+@maintenance_app.command("start")
+def start(
+    reason: Annotated[str, typer.Option("--reason", "-r", help="What is being done (shown on incidents).")],
+    service: Annotated[
+        list[str] | None, typer.Option("--service", help="A service it covers (repeatable).")
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", help="Alerts must carry this label, as name=value (repeatable)."),
+    ] = None,
+    duration: Annotated[
+        str | None, typer.Option("--for", help="How long, e.g. 2h or 90m (up to 7d).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="End time, ISO 8601 (local time without an offset).")
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="Start time, ISO 8601 (default: now; up to 90 days ahead).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Start (or schedule) a maintenance window. Alerts it covers open no incident and page nobody; those
+    still open when it ends are routed then."""
+    if (duration is None) == (until is None):
+        fail("give either --for (a duration) or --until (an end time)")
+    if not service and not label:
+        fail("say what the window covers: --service, --label, or both")
+    with api_errors(), Client() as client:
+        window = client.create_maintenance(
+            reason=reason,
+            services=service or [],
+            labels=_labels(label or []),
+            starts_at=instant(at, "--at"),
+            ends_at=instant(until, "--until"),
+            duration=duration,
+        )
+    emit(as_json, window, lambda: console.print(_summary(window)))
+
+
+@maintenance_app.command("list")
+def list_(
+    include_ended: Annotated[bool, typer.Option("--all", help="Include windows that ended.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Scheduled and active maintenance windows."""
+    with api_errors(), Client() as client:
+        windows = client.list_maintenance(include_ended=include_ended)
+    emit(
+        as_json,
+        windows,
+        lambda: table(
+            "Maintenance windows",
+            ["id", "state", "covers", "starts", "ends", "reason", "by"],
+            [
+                (
+                    w.ref,
+                    _state(w),
+                    _covers(w),
+                    when(w.starts_at),
+                    when(w.ends_at),
+                    w.reason[:60],
+                    w.created_by + (f" (ended by {w.ended_by})" if w.ended_by else ""),
+                )
+                for w in windows
+            ],
+        ),
+    )
+
+
+@maintenance_app.command("show")
+def show(ref: str, as_json: JsonFlag = False) -> None:
+    """One window, with the alerts that arrived during it."""
+    with api_errors(), Client() as client:
+        window = client.get_maintenance(ref)
+    if as_json:
+        emit(True, window, lambda: None)
+        return
+    console.print(_summary(window))
+    if window.released_at:
+        console.print(f"held alerts still open were routed at {when(window.released_at)}")
+    if window.alerts:
+        table(
+            f"Alerts that arrived during {window.ref}",
+            ["id", "status", "sev", "source", "summary", "service", "count", "incident", "last seen"],
+            [alert_row(alert) for alert in window.alerts],
+        )
+    else:
+        console.print("[dim]no alerts arrived during it[/]")
+
+
+@maintenance_app.command("end")
+def end(ref: str, as_json: JsonFlag = False) -> None:
+    """End a window now (or cancel one not yet started); alerts it held that are still open are routed."""
+    with api_errors(), Client() as client:
+        window = client.end_maintenance(ref)
+    emit(as_json, window, lambda: console.print(f"{window.ref} ended at {when(window.ends_at)}"))

@@ -1,0 +1,330 @@
+"""Maintenance windows: alerts they cover are recorded but open no incident and page nobody; when the window
+ends (on time or early) the ones still open are routed as if they had just arrived."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from tests.alerts.test_source_ack import run_at, sent_pages, timeline
+from warroom.alerts.models import Alert, MaintenanceWindow
+from warroom.clock import clock
+from warroom.context import AppContext
+from warroom.incidents.models import Incident
+from warroom.jobs.models import Job, JobStatus
+from warroom.jobs.worker import Worker
+
+# Monday 2 March 2026, 10:00 UTC (carol is on call for platform-primary).
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def start_window(api: TestClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:
+    response = api.post("/api/v1/maintenance", json={"reason": "database upgrade", **body}, headers=headers)
+    assert response.status_code == 201, response.text
+    window: dict[str, Any] = response.json()
+    return window
+
+
+def send(
+    api: TestClient, key: str, dedup_key: str, labels: dict[str, str] | None = None, **alert: Any
+) -> dict[str, Any]:
+    # Each dedup key its own alertname: its own group, so its own incident.
+    body = {
+        "summary": f"{dedup_key} is failing",
+        "severity": "critical",
+        "service": "api",
+        "dedup_key": dedup_key,
+        "labels": {"alertname": dedup_key, **(labels or {})},
+        **alert,
+    }
+    response = api.post(f"/api/v1/alerts?key={key}", json=body)
+    assert response.status_code == 202, response.text
+    result: dict[str, Any] = response.json()["alerts"][0]
+    return result
+
+
+def incident_count(context: AppContext) -> int:
+    with context.db.read() as session:
+        return session.scalar(select(func.count()).select_from(Incident)) or 0
+
+
+def windows_and_jobs(context: AppContext) -> tuple[list[tuple[Any, ...]], int]:
+    with context.db.read() as session:
+        windows = [
+            (w.id, w.starts_at, w.ends_at, w.ended_by, w.released_at)
+            for w in session.scalars(select(MaintenanceWindow).order_by(MaintenanceWindow.id))
+        ]
+        jobs = session.scalar(select(func.count()).select_from(Job)) or 0
+    return windows, jobs
+
+
+def test_alerts_held_during_the_window_are_routed_when_it_ends(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    window = start_window(api, responder, services=["api"], duration="2h")
+    assert (window["ref"], window["state"], window["created_by"]) == ("MW-1", "active", "responder-user")
+    assert datetime.fromisoformat(window["ends_at"]) == T0 + timedelta(hours=2)
+
+    held = send(api, generic_key, "api-5xx")
+    assert (held["outcome"], held["incident"]) == ("created", None)
+    # Another service is not covered: it opens an incident and pages as usual.
+    other = send(api, generic_key, "db-down", service="database")
+    assert other["incident"] == "INC-1"
+    run_at(worker, T0)
+    assert sent_pages(context, 1) == [("carol", "email", 1, 1)]
+    # A repeat of the held alert still counts, and still acts on nothing.
+    again = send(api, generic_key, "api-5xx", summary="api-5xx is failing harder")
+    assert (again["outcome"], again["incident"]) == ("updated", None)
+    # One that resolves during the window stays recorded, on no incident.
+    short = send(api, generic_key, "api-latency")
+    resolved = send(api, generic_key, "api-latency", status="resolved")
+    assert (resolved["outcome"], resolved["incident"]) == ("resolved", None)
+    assert incident_count(context) == 1
+
+    alert = api.get(f"/api/v1/alerts/{held['id']}", headers=viewer).json()
+    assert (alert["maintenance"], alert["occurrences"], alert["incident"]) == ("MW-1", 2, None)
+    assert api.get(f"/api/v1/alerts/{other['id']}", headers=viewer).json()["maintenance"] is None
+    detail = api.get("/api/v1/maintenance/MW-1", headers=viewer).json()
+    assert [a["id"] for a in detail["alerts"]] == [short["id"], held["id"]]
+
+    # The window's end: its release job routes the alert still firing, and only that one.
+    run_at(worker, T0 + timedelta(hours=2, seconds=1))
+    alert = api.get(f"/api/v1/alerts/{held['id']}", headers=viewer).json()
+    assert alert["incident"] == "INC-2"
+    assert alert["maintenance"] == "MW-1"  # it keeps where it came from
+    assert api.get(f"/api/v1/alerts/{short['id']}", headers=viewer).json()["incident"] is None
+    assert incident_count(context) == 2
+    notes = [e.action for e in timeline(context, 2) if "during maintenance" in e.action]
+    assert len(notes) == 1 and "MW-1 (database upgrade)" in notes[0], notes
+    run_at(worker, T0 + timedelta(hours=2, seconds=1))
+    assert sent_pages(context, 2) == [("carol", "email", 1, 1)]
+    listed = api.get("/api/v1/maintenance?all=true", headers=viewer).json()
+    assert listed[0]["state"] == "ended" and listed[0]["released_at"] is not None
+    assert api.get("/api/v1/maintenance", headers=viewer).json() == []
+
+    # After the window, new alerts for the service are routed at once.
+    later = send(api, generic_key, "api-cpu")
+    assert later["incident"] == "INC-3"
+
+
+def test_labels_narrow_a_window_and_a_scheduled_one_holds_nothing_before_it_starts(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    clock.set(T0)
+    start = T0 + timedelta(hours=1)
+    window = start_window(
+        api,
+        responder,
+        labels={"env": "staging"},
+        starts_at=start.isoformat(),
+        ends_at=(start + timedelta(hours=1)).isoformat(),
+    )
+    assert window["state"] == "scheduled"
+    assert send(api, generic_key, "before", labels={"env": "staging"})["incident"] == "INC-1"
+    clock.set(start)
+    assert send(api, generic_key, "staging", labels={"env": "staging"})["incident"] is None
+    assert send(api, generic_key, "production", labels={"env": "production"})["incident"] == "INC-2"
+    assert send(api, generic_key, "unlabelled", labels={})["incident"] == "INC-3"
+    # Both conditions must hold when a window names services and labels.
+    start_window(api, responder, services=["database"], labels={"env": "production"}, duration="1h")
+    assert (
+        send(api, generic_key, "db-prod", service="database", labels={"env": "production"})["incident"]
+        is None
+    )
+    assert send(api, generic_key, "api-prod", labels={"env": "production", "x": "1"})["incident"] == "INC-4"
+
+
+def test_ending_early_routes_held_alerts_at_once_and_cancels_the_release_job(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    start_window(api, responder, services=["api"], duration="4h")
+    held = send(api, generic_key, "api-5xx")
+    clock.set(T0 + timedelta(minutes=30))
+    response = api.post("/api/v1/maintenance/MW-1/end", headers=responder)
+    assert response.status_code == 200, response.text
+    ended = response.json()
+    assert (ended["state"], ended["ended_by"]) == ("ended", "responder-user")
+    assert datetime.fromisoformat(ended["ends_at"]) == T0 + timedelta(minutes=30)
+    assert api.get(f"/api/v1/alerts/{held['id']}", headers=viewer).json()["incident"] == "INC-1"
+    with context.db.read() as session:
+        statuses = list(session.scalars(select(Job.status).where(Job.kind == "alerts.maintenance_release")))
+    assert statuses == [JobStatus.cancelled]
+    # Ending it twice is refused and changes nothing.
+    before = windows_and_jobs(context)
+    again = api.post("/api/v1/maintenance/1/end", headers=responder)
+    assert again.status_code == 409 and "already ended" in again.json()["error"]["message"]
+    assert windows_and_jobs(context) == before
+    # New alerts are routed; nothing is held any more.
+    assert send(api, generic_key, "api-latency")["incident"] is not None
+    run_at(worker, T0 + timedelta(hours=5))
+    assert incident_count(context) == 2
+
+
+def test_cancelling_a_scheduled_window(
+    api: TestClient, context: AppContext, responder: dict[str, str]
+) -> None:
+    clock.set(T0)
+    start_window(
+        api, responder, services=["api"], starts_at=(T0 + timedelta(days=1)).isoformat(), duration="1h"
+    )
+    cancelled = api.post("/api/v1/maintenance/MW-1/end", headers=responder).json()
+    assert cancelled["state"] == "ended"
+    assert cancelled["starts_at"] == cancelled["ends_at"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"services": ["api"]}, 422, "either ends_at or duration"),
+        ({"duration": "1h"}, 422, "services, labels, or both"),
+        ({"services": ["nope"], "duration": "1h"}, 422, "unknown service"),
+        ({"services": ["api"], "duration": "8d"}, 422, "at most 7d"),
+        ({"services": ["api"], "duration": "1h", "ends_at": "2026-03-02T12:00:00Z"}, 422, "either ends_at"),
+        ({"services": ["api"], "ends_at": "2026-03-02T09:00:00Z"}, 422, "end after it starts"),
+        ({"services": ["api"], "ends_at": "2026-03-02T12:00:00"}, 422, "UTC offset"),
+        ({"services": ["api"], "duration": "soon"}, 422, "not a duration"),
+        ({"services": ["api"], "duration": "1h", "starts_at": "2026-09-01T00:00:00Z"}, 422, "90d ahead"),
+        ({"services": ["api"], "duration": "1h", "reason": "  "}, 422, "reason"),
+        ({"labels": {" ": "x"}, "duration": "1h"}, 422, "label names"),
+        ({"services": ["api"], "duration": "1h", "extra": 1}, 422, "extra"),
+    ],
+)
+def test_bad_windows_are_refused_and_change_nothing(
+    api: TestClient,
+    context: AppContext,
+    responder: dict[str, str],
+    body: dict[str, Any],
+    status: int,
+    message: str,
+) -> None:
+    clock.set(T0)
+    before = windows_and_jobs(context)
+    response = api.post("/api/v1/maintenance", json={"reason": "upgrade", **body}, headers=responder)
+    assert response.status_code == status, response.text
+    assert message in response.text, response.text
+    assert windows_and_jobs(context) == before
+
+
+def test_who_may_do_what(
+    api: TestClient, context: AppContext, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    clock.set(T0)
+    body = {"reason": "upgrade", "services": ["api"], "duration": "1h"}
+    assert api.post("/api/v1/maintenance", json=body).status_code == 401
+    assert api.post("/api/v1/maintenance", json=body, headers=viewer).status_code == 403
+    start_window(api, responder, services=["api"], duration="1h")
+    before = windows_and_jobs(context)
+    assert api.post("/api/v1/maintenance/MW-1/end", headers=viewer).status_code == 403
+    assert api.post("/api/v1/maintenance/MW-1/end").status_code == 401
+    assert api.post("/api/v1/maintenance/MW-9/end", headers=responder).status_code == 404
+    assert api.get("/api/v1/maintenance/bogus", headers=viewer).status_code == 404
+    assert api.get("/api/v1/maintenance", headers=viewer).json()[0]["ref"] == "MW-1"
+    assert windows_and_jobs(context) == before
+
+
+def test_held_alerts_survive_a_restart_of_the_app(
+    context: AppContext, generic_key: str, tokens: dict[str, str]
+) -> None:
+    """What the window holds is in the database: a new app (a restart) still routes it at the end."""
+    from warroom.app import create_app
+
+    clock.set(T0)
+    responder = {"Authorization": f"Bearer {tokens['responder']}"}
+    with TestClient(create_app(context=context)) as api:
+        start_window(api, responder, services=["api"], duration="1h")
+        held = send(api, generic_key, "api-5xx")
+    with TestClient(create_app(context=context)) as api:
+        run_at(Worker(context, name="after-restart"), T0 + timedelta(hours=1))
+        with context.db.read() as session:
+            alert = session.get(Alert, held["id"])
+            assert alert is not None and alert.incident_id == 1
+        assert api.get("/api/v1/maintenance?all=true", headers=responder).json()[0]["state"] == "ended"
+
+
+def test_the_end_of_a_window_waits_for_intake_that_is_holding_an_alert_in_it(context: AppContext) -> None:
+    """PostgreSQL runs intake and the release at once: an alert held by a transaction that has not committed
+    yet must not be missed by the release (it would be held forever)."""
+    if context.db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time")
+    from warroom.alerts import maintenance
+    from warroom.alerts import service as alerts_service
+    from warroom.alerts.adapters import from_generic
+    from warroom.alerts.schemas import MaintenanceCreate
+
+    with context.db.write() as session:
+        maintenance.create_window(
+            session,
+            org=context.org,
+            data=MaintenanceCreate(reason="upgrade", services=["api"], duration=timedelta(hours=1)),
+            performer="alice",
+        )
+    events = from_generic(
+        {"summary": "api down", "severity": "critical", "service": "api", "labels": {"alertname": "ApiDown"}}
+    )
+    ended = threading.Event()
+
+    def end_it() -> None:
+        with context.db.write() as session:
+            maintenance.end_window(session, org=context.org, ref="MW-1", performer="bob")
+        ended.set()
+
+    with context.db.write() as session:
+        result = alerts_service.ingest(session, org=context.org, source="generic", events=events)
+        assert result.alerts[0].incident is None  # held, not yet committed
+        ender = threading.Thread(target=end_it)
+        ender.start()
+        # The release waits on the window's lock, which this intake transaction shares.
+        assert not ended.wait(0.5)
+    ender.join(10)
+    assert ended.is_set()
+    with context.db.read() as session:
+        alert = session.get(Alert, result.alerts[0].id)
+        assert alert is not None and alert.maintenance_window_id == 1
+        assert alert.incident_id is not None  # routed by the release, not left held
+
+
+def test_intake_during_the_end_of_a_window_waits_for_it_and_then_routes_the_alert(
+    context: AppContext,
+) -> None:
+    """The other order: the window is ending (not yet committed) when an alert arrives. Intake must wait
+    and then route the alert, not hold it in a window whose release has already run."""
+    if context.db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time")
+    from warroom.alerts import maintenance
+    from warroom.alerts import service as alerts_service
+    from warroom.alerts.adapters import from_generic
+    from warroom.alerts.schemas import MaintenanceCreate
+
+    with context.db.write() as session:
+        maintenance.create_window(
+            session,
+            org=context.org,
+            data=MaintenanceCreate(reason="upgrade", services=["api"], duration=timedelta(hours=1)),
+            performer="alice",
+        )
+    events = from_generic(
+        {"summary": "api down", "severity": "critical", "service": "api", "labels": {"alertname": "ApiDown"}}
+    )
+    results: list[Any] = []
+
+    def send_it() -> None:
+        with context.db.write() as session:
+            results.append(alerts_service.ingest(session, org=context.org, source="generic", events=events))
+
+    with context.db.write() as session:
+        maintenance.end_window(session, org=context.org, ref="MW-1", performer="bob")
+        sender = threading.Thread(target=send_it)
+        sender.start()
+        sender.join(0.5)
+        assert sender.is_alive()  # intake waits for the window's end to commit
+    sender.join(10)
+    assert results and results[0].alerts[0].incident is not None
