@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from warroom.alerts import maintenance
+from warroom.alerts.schemas import MaintenanceCreate
+from warroom.db import utcnow
 from warroom.incidents import service
 from warroom.incidents.models import Incident, IncidentStatus
 from warroom.incidents.schemas import (
@@ -122,4 +127,20 @@ def seed_demo(session: Session, org: OrgConfig) -> int:
             services=_known(org, "frontend"),
         ),
     )
+
+    # Planned work tomorrow night: alerts from search during it will be recorded but page nobody.
+    search = _known(org, "search")
+    if search:
+        tomorrow_night = (utcnow() + timedelta(days=1)).replace(hour=22, minute=0, second=0, microsecond=0)
+        maintenance.create_window(
+            session,
+            org=org,
+            data=MaintenanceCreate(
+                reason="Rebuild the search index on the new cluster",
+                services=search,
+                starts_at=tomorrow_night,
+                duration=timedelta(hours=2),
+            ),
+            performer="Erin Walsh",
+        )
     return 3

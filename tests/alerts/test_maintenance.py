@@ -3,15 +3,20 @@ ends (on time or early) the ones still open are routed as if they had just arriv
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from tests.alerts.test_source_ack import run_at, sent_pages, timeline
+from tests.conftest import EXAMPLE_CONFIG
+from tests.e2e.server import run_cli, serve_for_cli
 from warroom.alerts.models import Alert, MaintenanceWindow
 from warroom.clock import clock
 from warroom.context import AppContext
@@ -328,3 +333,76 @@ def test_intake_during_the_end_of_a_window_waits_for_it_and_then_routes_the_aler
         assert sender.is_alive()  # intake waits for the window's end to commit
     sender.join(10)
     assert results and results[0].alerts[0].incident is not None
+
+
+@pytest.mark.e2e
+def test_maintenance_cli_against_a_running_server(tmp_path: Path) -> None:
+    with serve_for_cli(EXAMPLE_CONFIG, tmp_path, token_name="mw-e2e", role="responder") as env:
+        key = run_cli("integration", "create", "--name", "scripts", "--type", "generic", env=env).stdout
+        key = key.strip().splitlines()[-1]
+        started = run_cli(
+            "maintenance",
+            "start",
+            "--service",
+            "api",
+            "--for",
+            "2h",
+            "--reason",
+            "db upgrade",
+            "--json",
+            env=env,
+        )
+        window = json.loads(started.stdout)
+        assert (window["ref"], window["state"], window["services"]) == ("MW-1", "active", ["api"])
+        listed = run_cli("maintenance", "list", env=env).stdout
+        assert "MW-1" in listed and "active" in listed and "db upgrade" in listed
+
+        response = httpx.post(
+            f"{env['WARROOM_URL']}/api/v1/alerts",
+            json={
+                "summary": "api 5xx",
+                "severity": "critical",
+                "service": "api",
+                "labels": {"alertname": "X"},
+            },
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert response.status_code == 202, response.text
+        alert_id = response.json()["alerts"][0]["id"]
+        assert "arrived during MW-1" in run_cli("alerts", "show", str(alert_id), env=env).stdout
+        shown = run_cli("maintenance", "show", "MW-1", env=env).stdout
+        assert f"ALR-{alert_id}" in shown and "api 5xx" in shown
+
+        ended = run_cli("maintenance", "end", "MW-1", env=env)
+        assert "MW-1 ended" in ended.stdout
+        assert "INC-1" in run_cli("alerts", "show", str(alert_id), env=env).stdout
+        assert run_cli("maintenance", "list", "--json", env=env).stdout.strip() == "[]"
+        assert "ended" in run_cli("maintenance", "list", "--all", env=env).stdout
+
+        # Refusals: a clear message, a non-zero exit, nothing created.
+        twice = run_cli("maintenance", "end", "MW-1", env=env, check=False)
+        assert twice.returncode == 1 and "already ended" in twice.stderr
+        both = run_cli(
+            "maintenance",
+            "start",
+            "--service",
+            "api",
+            "--for",
+            "1h",
+            "--until",
+            "2030-01-01T00:00",
+            "-r",
+            "x",
+            env=env,
+            check=False,
+        )
+        assert both.returncode == 1 and "either --for" in both.stderr
+        bad_label = run_cli(
+            "maintenance", "start", "--label", "env", "--for", "1h", "-r", "x", env=env, check=False
+        )
+        assert bad_label.returncode == 2 and "name=value" in bad_label.stderr
+        unknown = run_cli(
+            "maintenance", "start", "--service", "nope", "--for", "1h", "-r", "x", env=env, check=False
+        )
+        assert unknown.returncode == 1 and "unknown service" in unknown.stderr
+        assert "MW-2" not in run_cli("maintenance", "list", "--all", env=env).stdout
