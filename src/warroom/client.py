@@ -282,6 +282,12 @@ class Client:
     def get_maintenance(self, ref: str) -> MaintenanceDetail:
         return MaintenanceDetail.model_validate(self.request("GET", f"/api/v1/maintenance/{ref}"))
 
+    def extend_maintenance(self, ref: str, by: str) -> MaintenanceRead:
+        body = {"by": by}
+        return MaintenanceRead.model_validate(
+            self.request("POST", f"/api/v1/maintenance/{ref}/extend", json=body)
+        )
+
     def end_maintenance(self, ref: str) -> MaintenanceRead:
         return MaintenanceRead.model_validate(self.request("POST", f"/api/v1/maintenance/{ref}/end"))
 

@@ -373,6 +373,8 @@ def test_maintenance_cli_against_a_running_server(tmp_path: Path) -> None:
         shown = run_cli("maintenance", "show", "MW-1", env=env).stdout
         assert f"ALR-{alert_id}" in shown and "api 5xx" in shown
 
+        extended = run_cli("maintenance", "extend", "MW-1", "--by", "30m", "--json", env=env).stdout
+        assert json.loads(extended)["ends_at"] > window["ends_at"]
         ended = run_cli("maintenance", "end", "MW-1", env=env)
         assert "MW-1 ended" in ended.stdout
         assert "INC-1" in run_cli("alerts", "show", str(alert_id), env=env).stdout
@@ -406,3 +408,39 @@ def test_maintenance_cli_against_a_running_server(tmp_path: Path) -> None:
         )
         assert unknown.returncode == 1 and "unknown service" in unknown.stderr
         assert "MW-2" not in run_cli("maintenance", "list", "--all", env=env).stdout
+
+
+def test_extending_a_window_moves_its_release(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    start_window(api, responder, services=["api"], duration="1h")
+    held = send(api, generic_key, "api-5xx")
+    response = api.post("/api/v1/maintenance/MW-1/extend", json={"by": "30m"}, headers=responder)
+    assert response.status_code == 200, response.text
+    assert datetime.fromisoformat(response.json()["ends_at"]) == T0 + timedelta(minutes=90)
+    # At the old end the release job finds the window still running, and holds on.
+    run_at(worker, T0 + timedelta(hours=1, seconds=1))
+    assert send(api, generic_key, "api-latency")["incident"] is None
+    assert api.get(f"/api/v1/alerts/{held['id']}", headers=viewer).json()["incident"] is None
+    run_at(worker, T0 + timedelta(minutes=90, seconds=1))
+    assert api.get(f"/api/v1/alerts/{held['id']}", headers=viewer).json()["incident"] == "INC-1"
+    assert incident_count(context) == 2
+
+    # Refusals change nothing: an ended window, a window past 7 days, a bad or negative duration, a viewer.
+    start_window(api, responder, services=["search"], duration="6d")
+    before = windows_and_jobs(context)
+    refusals = [
+        ("MW-1", {"by": "1h"}, responder, 409),
+        ("MW-2", {"by": "2d"}, responder, 422),
+        ("MW-2", {"by": "0s"}, responder, 422),
+        ("MW-2", {"by": "later"}, responder, 422),
+        ("MW-2", {}, responder, 422),
+        ("MW-2", {"by": "1h"}, viewer, 403),
+        ("MW-7", {"by": "1h"}, responder, 404),
+    ]
+    for ref, body, headers, status in refusals:
+        answer = api.post(f"/api/v1/maintenance/{ref}/extend", json=body, headers=headers)
+        assert answer.status_code == status, (ref, body, answer.text)
+    assert windows_and_jobs(context) == before

@@ -20,6 +20,7 @@ from warroom.alerts.schemas import (
     InternalReport,
     MaintenanceCreate,
     MaintenanceDetail,
+    MaintenanceExtend,
     MaintenanceRead,
     PromoteRequest,
     ResolveRequest,
@@ -227,6 +228,13 @@ def create_maintenance(body: MaintenanceCreate, context: Context, principal: Res
 def get_maintenance(ref: str, context: Context, _: Viewer) -> MaintenanceDetail:
     with context.db.read() as session:
         return service.maintenance_detail(session, ref)
+
+
+@router.post("/api/v1/maintenance/{ref}/extend", response_model=MaintenanceRead, tags=["maintenance"])
+def extend_maintenance(ref: str, body: MaintenanceExtend, context: Context, _: Responder) -> MaintenanceRead:
+    """The work takes longer: end the window ``by`` later. 409 if it already ended."""
+    with context.db.write() as session:
+        return maintenance.to_read(maintenance.extend_window(session, ref=ref, by=body.by))
 
 
 @router.post("/api/v1/maintenance/{ref}/end", response_model=MaintenanceRead, tags=["maintenance"])

@@ -145,13 +145,7 @@ def create_window(
         raise InvalidInput("the window must end after it starts", {"field": "ends_at"})
     if ends_at <= now:
         raise InvalidInput("the window would already be over", {"field": "ends_at"})
-    if ends_at - starts_at > MAX_LENGTH:
-        # Longer than any planned work: more likely a typo that would silence these services for weeks.
-        raise InvalidInput(
-            f"a window lasts at most {format_duration(MAX_LENGTH)} "
-            f"(this one: {format_duration(ends_at - starts_at)})",
-            {"field": "duration" if data.duration is not None else "ends_at"},
-        )
+    _check_length(starts_at, ends_at, "duration" if data.duration is not None else "ends_at")
     window = MaintenanceWindow(
         reason=data.reason.strip(),
         services=list(dict.fromkeys(data.services)),
@@ -170,6 +164,28 @@ def create_window(
         run_at=ends_at,
         idempotency_key=_release_key(window.id),
     )
+    return window
+
+
+def _check_length(starts_at: datetime, ends_at: datetime, field: str) -> None:
+    if ends_at - starts_at > MAX_LENGTH:
+        # Longer than any planned work: more likely a typo that would silence these services for weeks.
+        raise InvalidInput(
+            f"a window lasts at most {format_duration(MAX_LENGTH)} "
+            f"(this one would last {format_duration(ends_at - starts_at)})",
+            {"field": field},
+        )
+
+
+def extend_window(session: Session, *, ref: str | int, by: timedelta) -> MaintenanceWindow:
+    """End a window later. Its release job, due at the old end, finds it not over and waits for the new."""
+    if by <= timedelta(0):
+        raise InvalidInput("extend by a positive duration, e.g. 30m", {"field": "by"})
+    window = get_window(session, ref, for_update=True)
+    if window.ends_at <= utcnow():
+        raise Conflict(f"{window.ref} already ended (at {window.ends_at.isoformat()}); start a new one")
+    _check_length(window.starts_at, window.ends_at + by, "by")
+    window.ends_at = window.ends_at + by
     return window
 
 

@@ -285,6 +285,13 @@ class MaintenanceCreate(BaseModel):
         return self
 
 
+class MaintenanceExtend(BaseModel):
+    """The work takes longer: move the end of a window that has not ended."""
+
+    model_config = ConfigDict(extra="forbid")
+    by: Duration = Field(description="How much later it ends, e.g. 30m; the window stays within 7 days.")
+
+
 class MaintenanceRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int

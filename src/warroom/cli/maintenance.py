@@ -141,6 +141,18 @@ def show(ref: str, as_json: JsonFlag = False) -> None:
         console.print("[dim]no alerts arrived during it[/]")
 
 
+@maintenance_app.command("extend")
+def extend(
+    ref: str,
+    by: Annotated[str, typer.Option("--by", help="How much later it ends, e.g. 30m or 1h.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """The work takes longer: end a window later (it stays within 7 days)."""
+    with api_errors(), Client() as client:
+        window = client.extend_maintenance(ref, by)
+    emit(as_json, window, lambda: console.print(f"{window.ref} now ends at {when(window.ends_at)}"))
+
+
 @maintenance_app.command("end")
 def end(ref: str, as_json: JsonFlag = False) -> None:
     """End a window now (or cancel one not yet started); alerts it held that are still open are routed."""
