@@ -160,6 +160,41 @@ def test_all_alerts_resolved_moves_incident_to_monitoring(
     assert timeline[-1]["performer"] == "automation"
 
 
+def test_an_alert_firing_again_while_monitoring_reopens_the_investigation(
+    api: TestClient, generic_key: str, viewer: dict[str, str]
+) -> None:
+    fire(api, generic_key, payments_alert(dedup_key="a"))
+    fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "monitoring"
+    # The same alert fires again (a new alert: its dedup key was freed) and joins its group's incident.
+    again = fire(api, generic_key, payments_alert(dedup_key="a"))[0]
+    assert again["incident"] == "INC-1"
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "investigating"
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    assert timeline[-1]["action"] == (
+        f"Status: monitoring → investigating — alert ALR-{again['id']} fired again while monitoring: "
+        "the fix did not hold"
+    )
+    assert timeline[-1]["performer"] == "automation"
+    # Resolved again: back to monitoring; the cycle can repeat.
+    fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "monitoring"
+
+
+def test_a_rule_without_resolve_to_monitoring_leaves_the_status_to_people(
+    api: TestClient, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    """The ``internal`` rule turns the setting off: neither direction is automatic."""
+    report = {"description": "search results are stale", "service": "search"}
+    first = api.post("/api/v1/reports/internal", json=report, headers=responder).json()
+    assert first["incident"] == "INC-1"
+    moved = api.patch("/api/v1/incidents/INC-1", json={"status": "monitoring"}, headers=responder)
+    assert moved.status_code == 200, moved.text
+    second = api.post("/api/v1/reports/internal", json=report, headers=responder).json()
+    assert second["incident"] == "INC-1"
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "monitoring"
+
+
 def test_regex_missing_label_and_unrouted(api: TestClient, generic_key: str, viewer: dict[str, str]) -> None:
     routed, silenced, unrouted = fire(
         api,

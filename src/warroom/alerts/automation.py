@@ -256,12 +256,30 @@ def on_created(session: Session, org: OrgConfig, alert: Alert) -> None:
                     attach(
                         session, incident, alert, performer=PERFORMER, note=f" (group of rule {rule.name})"
                     )
+                    _back_to_investigating(session, org, incident, alert)
                 else:
                     incident = _open_incident(session, org, rule, rule.incident, alert)
                     opened = True
             if opened:
                 _after_open(session, org, rule, incident, alert)
     run_handlers(session, org, alert, _incident_of(session, alert, incident), "created")
+
+
+def _back_to_investigating(session: Session, org: OrgConfig, incident: Incident, alert: Alert) -> None:
+    """The other half of ``resolve_to_monitoring``: an alert of the group firing again while the incident
+    is being monitored means the fix did not hold, so the incident is back under investigation."""
+    if incident.status != IncidentStatus.monitoring or not _resolve_to_monitoring(org, alert):
+        return
+    incident_service.update_incident(
+        session,
+        org=org,
+        ref=incident.id,
+        data=IncidentUpdate(
+            status=IncidentStatus.investigating,
+            note=f"alert {alert.ref} fired again while monitoring: the fix did not hold",
+        ),
+        performer=PERFORMER,
+    )
 
 
 def _incident_of(session: Session, alert: Alert, known: Incident | None) -> Incident | None:

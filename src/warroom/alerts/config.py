@@ -143,7 +143,9 @@ class AutomationConfig(StrictModel):
         default_factory=dict, description="Alert severity → incident level; empty maps by matrix position."
     )
     resolve_to_monitoring: bool = Field(
-        default=True, description="Move an incident to monitoring when all its alerts resolve."
+        default=True,
+        description="Move an incident to monitoring when all its alerts resolve, and back to investigating "
+        "when an alert of its group fires again while it is monitored.",
     )
     acknowledge_incident_with_alerts: bool = Field(
         default=True,
