@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,6 +66,20 @@ def get_or_404(session: Session, model: type[RowT], row_id: int, what: str, **op
     if row is None:
         raise NotFound(f"no {what}")
     return row
+
+
+def get_by_ref(
+    session: Session, model: type[RowT], ref: str | int, prefix: str, what: str, *, for_update: bool = False
+) -> RowT:
+    """The row a person named by number or reference (``12`` or ``ALR-12`` for prefix ``ALR``), optionally
+    locked; NotFound otherwise, with how references look."""
+    text = str(ref).strip().upper().removeprefix(f"{prefix}-")
+    # ASCII digits only, and few enough to fit a 32-bit id
+    if not re.fullmatch(r"[0-9]{1,9}", text):
+        raise NotFound(f"no {what} {ref!r}: ids look like 12 or {prefix}-12")
+    return get_or_404(
+        session, model, int(text), f"{what} {ref}", with_for_update=True if for_update else None
+    )
 
 
 # Seconds a SQLite write waits for the lock before giving up ("database is locked", answered 503).

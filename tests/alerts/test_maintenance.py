@@ -17,7 +17,11 @@ from sqlalchemy import func, select
 from tests.alerts.test_source_ack import run_at, sent_pages, timeline
 from tests.conftest import EXAMPLE_CONFIG
 from tests.e2e.server import run_cli, serve_for_cli
+from warroom.alerts import maintenance
+from warroom.alerts import service as alerts_service
+from warroom.alerts.adapters import AlertEvent, from_generic
 from warroom.alerts.models import Alert, MaintenanceWindow
+from warroom.alerts.schemas import MaintenanceCreate
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents.models import Incident
@@ -255,16 +259,10 @@ def test_held_alerts_survive_a_restart_of_the_app(
         assert api.get("/api/v1/maintenance?all=true", headers=responder).json()[0]["state"] == "ended"
 
 
-def test_the_end_of_a_window_waits_for_intake_that_is_holding_an_alert_in_it(context: AppContext) -> None:
-    """PostgreSQL runs intake and the release at once: an alert held by a transaction that has not committed
-    yet must not be missed by the release (it would be held forever)."""
+def _racing_window(context: AppContext) -> list[AlertEvent]:
+    """PostgreSQL only: MW-1 over the api service, and an alert event it covers."""
     if context.db.engine.dialect.name != "postgresql":
         pytest.skip("SQLite runs one write transaction at a time")
-    from warroom.alerts import maintenance
-    from warroom.alerts import service as alerts_service
-    from warroom.alerts.adapters import from_generic
-    from warroom.alerts.schemas import MaintenanceCreate
-
     with context.db.write() as session:
         maintenance.create_window(
             session,
@@ -272,9 +270,15 @@ def test_the_end_of_a_window_waits_for_intake_that_is_holding_an_alert_in_it(con
             data=MaintenanceCreate(reason="upgrade", services=["api"], duration=timedelta(hours=1)),
             performer="alice",
         )
-    events = from_generic(
+    return from_generic(
         {"summary": "api down", "severity": "critical", "service": "api", "labels": {"alertname": "ApiDown"}}
     )
+
+
+def test_the_end_of_a_window_waits_for_intake_that_is_holding_an_alert_in_it(context: AppContext) -> None:
+    """PostgreSQL runs intake and the release at once: an alert held by a transaction that has not committed
+    yet must not be missed by the release (it would be held forever)."""
+    events = _racing_window(context)
     ended = threading.Event()
 
     def end_it() -> None:
@@ -302,23 +306,7 @@ def test_intake_during_the_end_of_a_window_waits_for_it_and_then_routes_the_aler
 ) -> None:
     """The other order: the window is ending (not yet committed) when an alert arrives. Intake must wait
     and then route the alert, not hold it in a window whose release has already run."""
-    if context.db.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite runs one write transaction at a time")
-    from warroom.alerts import maintenance
-    from warroom.alerts import service as alerts_service
-    from warroom.alerts.adapters import from_generic
-    from warroom.alerts.schemas import MaintenanceCreate
-
-    with context.db.write() as session:
-        maintenance.create_window(
-            session,
-            org=context.org,
-            data=MaintenanceCreate(reason="upgrade", services=["api"], duration=timedelta(hours=1)),
-            performer="alice",
-        )
-    events = from_generic(
-        {"summary": "api down", "severity": "critical", "service": "api", "labels": {"alertname": "ApiDown"}}
-    )
+    events = _racing_window(context)
     results: list[Any] = []
 
     def send_it() -> None:

@@ -13,7 +13,6 @@ arrives after it and is routed normally. None is held forever.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,9 +22,9 @@ from sqlalchemy.orm import Session
 from warroom.alerts import automation
 from warroom.alerts.models import Alert, AlertStatus, MaintenanceWindow
 from warroom.alerts.schemas import MaintenanceCreate, MaintenanceRead
-from warroom.db import utcnow
+from warroom.db import get_by_ref, utcnow
 from warroom.durations import format_duration
-from warroom.errors import Conflict, InvalidInput, NotFound
+from warroom.errors import Conflict, InvalidInput
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import TimelineKind
 from warroom.jobs import service as jobs_service
@@ -44,13 +43,6 @@ _WINDOWS = MaintenanceWindow.__table__
 
 def _release_key(window_id: int) -> str:
     return f"maintenance-release:{window_id}"
-
-
-def parse_window_ref(ref: str | int) -> int:
-    text = str(ref).strip().upper().removeprefix("MW-")
-    if not re.fullmatch(r"[0-9]{1,9}", text):
-        raise NotFound(f"no maintenance window {ref!r}: ids look like 3 or MW-3")
-    return int(text)
 
 
 def covers(
@@ -190,13 +182,7 @@ def extend_window(session: Session, *, ref: str | int, by: timedelta) -> Mainten
 
 
 def get_window(session: Session, ref: str | int, *, for_update: bool = False) -> MaintenanceWindow:
-    statement = select(MaintenanceWindow).where(MaintenanceWindow.id == parse_window_ref(ref))
-    if for_update:
-        statement = statement.with_for_update()
-    window = session.scalar(statement)
-    if window is None:
-        raise NotFound(f"no maintenance window {ref}")
-    return window
+    return get_by_ref(session, MaintenanceWindow, ref, "MW", "maintenance window", for_update=for_update)
 
 
 def list_windows(

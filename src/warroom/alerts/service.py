@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,8 +28,8 @@ from warroom.alerts.schemas import (
     PromoteRequest,
 )
 from warroom.auth.integrations import IntegrationIdentity
-from warroom.db import DriverStatement, driver_query, json_text, utcnow
-from warroom.errors import Conflict, InvalidInput, NotFound
+from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, utcnow
+from warroom.errors import Conflict, InvalidInput
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import Incident
 from warroom.orgconfig import OrgConfig
@@ -426,22 +425,8 @@ def maintenance_detail(session: Session, ref: str | int) -> MaintenanceDetail:
     )
 
 
-def parse_alert_ref(ref: str | int) -> int:
-    text = str(ref).strip().upper().removeprefix("ALR-")
-    # ASCII digits only, and few enough to fit a 32-bit id
-    if not re.fullmatch(r"[0-9]{1,9}", text):
-        raise NotFound(f"no alert {ref!r}: ids look like 12 or ALR-12")
-    return int(text)
-
-
 def get_alert(session: Session, ref: str | int, *, for_update: bool = False) -> Alert:
-    statement = select(Alert).where(Alert.id == parse_alert_ref(ref))
-    if for_update:
-        statement = statement.with_for_update()
-    alert = session.scalar(statement)
-    if alert is None:
-        raise NotFound(f"no alert {ref}")
-    return alert
+    return get_by_ref(session, Alert, ref, "ALR", "alert", for_update=for_update)
 
 
 def list_alerts(
