@@ -195,6 +195,36 @@ def test_a_rule_without_resolve_to_monitoring_leaves_the_status_to_people(
     assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "monitoring"
 
 
+def test_a_more_severe_alert_joining_raises_the_incident(
+    api: TestClient, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    """Prometheus rules often come in pairs: the warning, then the critical alert of the same name. The
+    incident the warning opened (P2 by the matrix) rises to P1 when the critical one joins its group."""
+
+    def postgres(dedup_key: str, severity: str) -> dict[str, Any]:
+        alert = {"summary": "disk filling", "labels": {"alertname": "PostgresDiskFull"}}
+        return {**alert, "dedup_key": dedup_key, "severity": severity}
+
+    assert fire(api, generic_key, postgres("warn", "warning"))[0]["incident"] == "INC-1"
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P2"
+    critical = fire(api, generic_key, postgres("crit", "critical"))[0]
+    assert critical["incident"] == "INC-1"
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P1"
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    assert timeline[-1]["action"] == (
+        f"Severity raised: P2 → P1 — alert ALR-{critical['id']} (critical) joined the incident"
+    )
+    assert timeline[-1]["performer"] == "automation"
+    # A less severe alert never lowers it.
+    fire(api, generic_key, postgres("info", "info"))
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P1"
+    # A person lowers it; another critical alert, no more severe than those already on it, leaves it be.
+    lowered = api.patch("/api/v1/incidents/INC-1", json={"severity": "P2"}, headers=responder)
+    assert lowered.status_code == 200, lowered.text
+    fire(api, generic_key, postgres("crit-2", "critical"))
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P2"
+
+
 def test_regex_missing_label_and_unrouted(api: TestClient, generic_key: str, viewer: dict[str, str]) -> None:
     routed, silenced, unrouted = fire(
         api,

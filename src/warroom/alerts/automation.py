@@ -147,6 +147,14 @@ def attach(session: Session, incident: Incident, alert: Alert, *, performer: str
     )
 
 
+def mapped_severity(org: OrgConfig, action: IncidentAction, alert_severity: str) -> str:
+    """The incident level an alert of this severity calls for under the rule's incident action."""
+    automation = org.automation
+    severity_map = action.severity_map or automation.severity_map or matrix_severity_map(org.severity_ids)
+    level: str = action.severity or severity_map.get(alert_severity) or org.default_severity  # type: ignore[call-overload,unused-ignore]
+    return level
+
+
 def incident_fields(
     org: OrgConfig,
     alert: Alert,
@@ -155,11 +163,9 @@ def incident_fields(
     title: str | None = None,
     severity: str | None = None,
 ) -> IncidentCreate:
-    automation = org.automation
     action = action or IncidentAction()
     if severity is None:
-        severity_map = action.severity_map or automation.severity_map or matrix_severity_map(org.severity_ids)
-        severity = action.severity or severity_map.get(alert.severity) or org.default_severity  # type: ignore[call-overload,unused-ignore]
+        severity = mapped_severity(org, action, alert.severity)
     if title is None:
         title = render(action.title, alert=_alert_view(alert), labels=alert.labels) or alert.summary
     known = {s.name for s in org.services}
@@ -257,6 +263,7 @@ def on_created(session: Session, org: OrgConfig, alert: Alert) -> None:
                         session, incident, alert, performer=PERFORMER, note=f" (group of rule {rule.name})"
                     )
                     _back_to_investigating(session, org, incident, alert)
+                    _raise_severity(session, org, rule.incident, incident, alert)
                 else:
                     incident = _open_incident(session, org, rule, rule.incident, alert)
                     opened = True
@@ -277,6 +284,32 @@ def _back_to_investigating(session: Session, org: OrgConfig, incident: Incident,
         data=IncidentUpdate(
             status=IncidentStatus.investigating,
             note=f"alert {alert.ref} fired again while monitoring: the fix did not hold",
+        ),
+        performer=PERFORMER,
+    )
+
+
+def _raise_severity(
+    session: Session, org: OrgConfig, action: IncidentAction, incident: Incident, alert: Alert
+) -> None:
+    """A joining alert more severe than any before it (a warning, then the critical alert of the same
+    name) raises the incident's level, which pages per the severity policies. Never lowered, and a level a
+    person lowered is not raised again by alerts no more severe than those already on the incident."""
+    wanted = mapped_severity(org, action, alert.severity)
+    rank = org.severity_rank
+    if rank(wanted) >= rank(incident.severity):
+        return
+    earlier = session.scalars(
+        select(Alert.severity).where(Alert.incident_id == incident.id, Alert.id != alert.id).distinct()
+    )
+    if any(rank(mapped_severity(org, action, severity)) <= rank(wanted) for severity in earlier):
+        return
+    incident_service.update_incident(
+        session,
+        org=org,
+        ref=incident.id,
+        data=IncidentUpdate(
+            severity=wanted, note=f"alert {alert.ref} ({alert.severity}) joined the incident"
         ),
         performer=PERFORMER,
     )
