@@ -7,7 +7,13 @@ from typing import Any
 
 import httpx
 
-from warroom.alerts.schemas import AlertDetail, AlertPage, MaintenanceDetail, MaintenanceRead
+from warroom.alerts.schemas import (
+    AlertDetail,
+    AlertPage,
+    HeartbeatRead,
+    MaintenanceDetail,
+    MaintenanceRead,
+)
 from warroom.incidents.schemas import (
     CommunicationRead,
     IncidentPage,
@@ -267,6 +273,9 @@ class Client:
     def resolve_alert(self, ref: str, *, note: str | None = None) -> AlertDetail:
         body = {"note": note} if note is not None else {}
         return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/resolve", json=body))
+
+    def list_heartbeats(self) -> list[HeartbeatRead]:
+        return [HeartbeatRead.model_validate(row) for row in self.request("GET", "/api/v1/heartbeats")]
 
     # --- maintenance windows ---
 

@@ -10,6 +10,7 @@ import importlib
 
 SUBSCRIBER_MODULES: list[str] = ["warroom.notify.subscribers", "warroom.oncall.subscribers"]
 JOB_HANDLER_MODULES: list[str] = [
+    "warroom.alerts.heartbeats",
     "warroom.alerts.maintenance",
     "warroom.auth.integrations",
     "warroom.notify.handlers",

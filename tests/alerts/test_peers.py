@@ -308,6 +308,26 @@ def test_alertmanager_truncated_notification_is_flagged(server: dict[str, str], 
     assert "left out 2 more alert(s)" in shown.stdout
 
 
+def test_alertmanager_watchdog_pings_a_heartbeat(server: dict[str, str], tmp_path: Path) -> None:
+    """The usual dead man's switch: Alertmanager's always-firing Watchdog alert, routed to a webhook receiver
+    at the heartbeat's URL. Its real notification counts as a ping (the body is ignored)."""
+    key = integration_key(server, "heartbeat")
+    webhook = f"{server['url']}/api/v1/heartbeats/prometheus-watchdog?key={key}"
+    watchdog = [{"labels": {"alertname": "Watchdog", "severity": "none"}, "annotations": {"summary": "ok"}}]
+    with running_alertmanager(tmp_path, webhook) as alertmanager:
+        assert httpx.post(f"{alertmanager}/api/v2/alerts", json=watchdog, timeout=10).status_code == 200
+
+        def pinged() -> bool:
+            beats = {h["name"]: h for h in get(server, "/api/v1/heartbeats")}
+            return beats["prometheus-watchdog"]["pings"] >= 1
+
+        wait_until(pinged, timeout=30)
+    beats = {h["name"]: h for h in get(server, "/api/v1/heartbeats")}
+    assert beats["prometheus-watchdog"]["state"] == "ok"
+    assert beats["nightly-backup"]["state"] == "never pinged"
+    assert get(server, "/api/v1/alerts")["total"] == 0  # a ping is not an alert
+
+
 def test_pdpyras_trigger_acknowledge_resolve(server: dict[str, str]) -> None:
     key = last_line(
         run_cli(

@@ -7,15 +7,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
-from warroom.alerts import maintenance, service
+from warroom.alerts import heartbeats, maintenance, service
 from warroom.alerts.config import AlertSeverity
-from warroom.alerts.fastpath import handle_intake
+from warroom.alerts.fastpath import bearer, handle_intake
 from warroom.alerts.models import AlertStatus
 from warroom.alerts.ratelimit import RateLimiter
 from warroom.alerts.schemas import (
     AlertDetail,
     AlertPage,
     CustomerReport,
+    HeartbeatPinged,
+    HeartbeatRead,
     IngestResult,
     InternalReport,
     MaintenanceCreate,
@@ -243,6 +245,30 @@ def end_maintenance(ref: str, context: Context, principal: Responder) -> Mainten
     with context.db.write() as session:
         window = maintenance.end_window(session, org=context.org, ref=ref, performer=principal.name)
         return maintenance.to_read(window)
+
+
+# --- heartbeats --------------------------------------------------------------------------------------------
+
+
+@router.post("/api/v1/heartbeats/{name}", response_model=HeartbeatPinged, tags=["heartbeats"])
+def ping_heartbeat(
+    name: str,
+    request: Request,
+    context: Context,
+    key: KeyQuery = None,
+) -> HeartbeatPinged:
+    """A ping of a heartbeat of the org file (a ``heartbeat`` integration key, as ?key= or Bearer). The body,
+    if any, is ignored, so Alertmanager's webhook can point here."""
+    secret = key or bearer(request.headers.get("authorization"))
+    with context.db.write() as session:
+        heartbeat = heartbeats.ping(session, org=context.org, name=name, secret=secret)
+        return HeartbeatPinged(name=heartbeat.name, pings=heartbeat.pings, next_due_at=heartbeat.due_at)
+
+
+@router.get("/api/v1/heartbeats", response_model=list[HeartbeatRead], tags=["heartbeats"])
+def list_heartbeats(context: Context, _: Viewer) -> list[HeartbeatRead]:
+    with context.db.read() as session:
+        return heartbeats.list_heartbeats(session, context.org)
 
 
 # --- reports from people -----------------------------------------------------------------------------

@@ -18,7 +18,15 @@ if TYPE_CHECKING:
 
 AlertSeverity = Literal["critical", "error", "warning", "info"]
 ALERT_SEVERITIES: list[str] = ["critical", "error", "warning", "info"]
-ALERT_SOURCES = ["alertmanager", "grafana", "pagerduty", "generic", "customer-report", "internal-discovery"]
+ALERT_SOURCES = [
+    "alertmanager",
+    "grafana",
+    "pagerduty",
+    "generic",
+    "customer-report",
+    "internal-discovery",
+    "heartbeat",
+]
 
 template_environment = SandboxedEnvironment(autoescape=False)
 
@@ -128,6 +136,27 @@ class ReportsConfig(StrictModel):
     severity: AlertSeverity = "warning"
 
 
+class HeartbeatConfig(StrictModel):
+    """A dead man's switch: a sender (Alertmanager's always-firing Watchdog alert, a cron job, a backup
+    script) pings ``POST /api/v1/heartbeats/<name>`` at least every ``interval``. When a ping is more than
+    ``grace`` late, a ``heartbeat`` alert fires, routed by the rules like any other; the next ping resolves
+    it."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$", description="Used in the ping URL.")
+    interval: Duration = Field(description="How often the sender pings, e.g. 1m.")
+    grace: Duration = Field(default=timedelta(minutes=1), description="Lateness allowed before it fires.")
+    severity: AlertSeverity = "critical"
+    service: str | None = Field(default=None, description="A service of this file, for routing and windows.")
+    summary: str = Field(default="", max_length=500, description="Default: 'No heartbeat from <name> ...'.")
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=10) or value > timedelta(days=7):
+            raise ValueError("interval must be between 10s and 7d")
+        return value
+
+
 class AutomationConfig(StrictModel):
     mode: Literal["first", "all"] = Field(
         default="first", description="Apply the first matching rule, or all."
@@ -154,6 +183,10 @@ class AutomationConfig(StrictModel):
     )
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     rules: list[AutomationRule] = Field(default_factory=list)
+    heartbeats: list[HeartbeatConfig] = Field(default_factory=list)
+
+    def heartbeat(self, name: str) -> HeartbeatConfig | None:
+        return next((h for h in self.heartbeats if h.name == name), None)
 
 
 def _policy_names(org: OrgConfig) -> list[str] | None:
@@ -182,6 +215,14 @@ def check_references(org: OrgConfig) -> list[str]:
         if level not in severity_ids:
             problems.append(
                 f"automation.severity_map.{alert_severity}: {level!r} is not one of {severity_ids}"
+            )
+    heartbeat_names = [h.name for h in automation.heartbeats]
+    if len(set(heartbeat_names)) != len(heartbeat_names):
+        problems.append("automation.heartbeats: names must be unique")
+    for index, heartbeat in enumerate(automation.heartbeats):
+        if heartbeat.service is not None and heartbeat.service not in service_names:
+            problems.append(
+                f"automation.heartbeats[{index}].service: {heartbeat.service!r} is not a service in this file"
             )
     names = [r.name for r in automation.rules]
     if len(set(names)) != len(names):

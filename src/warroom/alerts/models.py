@@ -105,3 +105,21 @@ class MaintenanceWindow(Base):
     @property
     def ref(self) -> str:
         return f"MW-{self.id}"
+
+
+class Heartbeat(Base):
+    """The pings of one heartbeat of the org file (a row from its first ping on)."""
+
+    __tablename__ = "heartbeats"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    first_ping_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_ping_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    pings: Mapped[int] = mapped_column(Integer, default=0)
+    # The next ping is due by then (last ping + interval + grace, as configured at that ping).
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Set while its alert fires: when the ping it waited for was found missing.
+    missed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # How many misses fired: names the check job of the next one (``heartbeat:<name>:<misses>``).
+    misses: Mapped[int] = mapped_column(Integer, default=0)

@@ -314,3 +314,28 @@ class MaintenanceDetail(MaintenanceRead):
     alerts: list[AlertRead] = Field(
         description="Alerts that arrived during the window (newest first, up to 500)."
     )
+
+
+# --- heartbeats --------------------------------------------------------------------------------------------
+
+
+class HeartbeatRead(BaseModel):
+    name: str
+    interval: Duration
+    grace: Duration
+    service: str | None
+    state: Literal["never pinged", "ok", "late", "missed"] = Field(
+        description="late: past its deadline, the check about to fire; missed: its alert is firing."
+    )
+    pings: int
+    first_ping_at: datetime | None
+    last_ping_at: datetime | None
+    due_at: datetime | None = Field(description="The next ping is due by then.")
+    missed_at: datetime | None
+
+
+class HeartbeatPinged(BaseModel):
+    status: Literal["ok"] = "ok"
+    name: str
+    pings: int
+    next_due_at: datetime

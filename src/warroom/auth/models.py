@@ -42,6 +42,7 @@ class IntegrationType(enum.StrEnum):
     grafana = "grafana"
     pagerduty = "pagerduty"
     generic = "generic"
+    heartbeat = "heartbeat"  # pings of a dead man's switch (POST /api/v1/heartbeats/<name>)
 
 
 class IntegrationKey(Base):

@@ -27,6 +27,7 @@ from warroom.cli.output import (
     when,
 )
 from warroom.client import ApiError, Client
+from warroom.durations import format_duration
 from warroom.errors import WarroomError
 
 if TYPE_CHECKING:
@@ -246,6 +247,36 @@ def resolve(
     if note is not None and not note.strip():
         fail("--note must not be blank")
     _on_each(refs, lambda client, ref: client.resolve_alert(ref, note=note), "resolved", as_json)
+
+
+HEARTBEAT_STYLE = {"ok": "green", "late": "yellow", "missed": "bold red", "never pinged": "dim"}
+
+
+def heartbeats(as_json: JsonFlag = False) -> None:
+    """Heartbeats (dead man's switches) of the org file: when each last pinged, and whether it is missed."""
+    with api_errors(), Client() as client:
+        rows = client.list_heartbeats()
+    emit(
+        as_json,
+        rows,
+        lambda: table(
+            "Heartbeats",
+            ["name", "state", "every", "grace", "service", "pings", "last ping", "due by"],
+            [
+                (
+                    h.name,
+                    styled(h.state, HEARTBEAT_STYLE),
+                    format_duration(h.interval),
+                    format_duration(h.grace),
+                    h.service,
+                    h.pings,
+                    when(h.last_ping_at),
+                    when(h.due_at),
+                )
+                for h in rows
+            ],
+        ),
+    )
 
 
 def report(

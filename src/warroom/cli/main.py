@@ -10,7 +10,7 @@ import typer
 from warroom import __version__, migrate
 from warroom.auth import service as auth_service
 from warroom.auth.models import Role
-from warroom.cli.alerts import alerts_app, integration_app, report
+from warroom.cli.alerts import alerts_app, heartbeats, integration_app, report
 from warroom.cli.incidents import incident_app, log, responder_app
 from warroom.cli.jobs import jobs_app, worker
 from warroom.cli.maintenance import maintenance_app
@@ -51,6 +51,7 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(integration_app, name="integration")
 app.add_typer(maintenance_app, name="maintenance")
 app.command("report")(report)
+app.command("heartbeats")(heartbeats)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML org file (WARROOM_CONFIG).")]
 DatabaseOption = Annotated[

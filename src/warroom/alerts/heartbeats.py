@@ -1,0 +1,167 @@
+"""Heartbeats (dead man's switches): expected pings whose absence is the alert.
+
+Monitoring that has stopped sends nothing, and silence looks like health. Alertmanager's always-firing
+``Watchdog`` alert, a cron job or a backup script pings ``POST /api/v1/heartbeats/<name>`` (any
+``heartbeat`` integration key) at least every ``interval``. Each ping moves the heartbeat's deadline; one
+durable check job per heartbeat runs at the deadline and, when the ping has not come, fires a
+``heartbeat`` alert through the normal intake, so rules, grouping, maintenance windows and paging apply.
+The next ping resolves it. A heartbeat is watched from its first ping, so a new entry in the org file does
+not fire before its sender is set up; ``warroom heartbeats`` shows which have never pinged.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from warroom.alerts import service
+from warroom.alerts.adapters import AlertEvent
+from warroom.alerts.config import HeartbeatConfig
+from warroom.alerts.models import Heartbeat
+from warroom.alerts.schemas import HeartbeatRead, Ingested
+from warroom.auth import integrations
+from warroom.auth.models import IntegrationType
+from warroom.db import utcnow
+from warroom.durations import format_duration
+from warroom.errors import NotFound
+from warroom.jobs import service as jobs_service
+from warroom.jobs.models import Job
+from warroom.jobs.service import RetryLater, job_handler
+from warroom.orgconfig import OrgConfig
+
+if TYPE_CHECKING:
+    from warroom.context import AppContext
+
+CHECK_KIND = "alerts.heartbeat_check"
+SOURCE = "heartbeat"
+
+
+def _configured(org: OrgConfig, name: str) -> HeartbeatConfig:
+    config = org.automation.heartbeat(name)
+    if config is None:
+        known = [h.name for h in org.automation.heartbeats]
+        raise NotFound(f"no heartbeat {name!r} in the org file" + (f"; it has {known}" if known else ""))
+    return config
+
+
+def _event(
+    config: HeartbeatConfig, action: Literal["trigger", "resolve"], detail: dict[str, Any]
+) -> AlertEvent:
+    summary = config.summary or (
+        f"No heartbeat from {config.name}: nothing for over {format_duration(config.interval + config.grace)}"
+    )
+    return AlertEvent(
+        action=action,
+        dedup_key=f"heartbeat:{config.name}",
+        alert_type="HeartbeatMissed",
+        summary=summary,
+        severity=config.severity,
+        service=config.service,
+        labels={"alertname": "HeartbeatMissed", "heartbeat": config.name},
+        annotations={},
+        links=[],
+        raw={"heartbeat": config.name, "action": action, **detail},
+    )
+
+
+def _check_job(session: Session, heartbeat: Heartbeat) -> None:
+    """The one pending check of this heartbeat (enqueue returns the existing one while it is pending)."""
+    jobs_service.enqueue(
+        session,
+        kind=CHECK_KIND,
+        payload={"name": heartbeat.name},
+        run_at=heartbeat.due_at,
+        idempotency_key=f"heartbeat:{heartbeat.name}:{heartbeat.misses}",
+    )
+
+
+def ping(session: Session, *, org: OrgConfig, name: str, secret: str | None) -> Heartbeat:
+    """Record a ping: the next one is due ``interval + grace`` from now. A heartbeat that was missed is
+    resolved (its alert resolves, and automation does what it does on a resolve)."""
+    integrations.authenticate_integration(session, secret, IntegrationType.heartbeat)
+    config = _configured(org, name)
+    now = utcnow()
+    due_at = now + config.interval + config.grace
+    heartbeat = session.scalar(select(Heartbeat).where(Heartbeat.name == name).with_for_update())
+    if heartbeat is None:
+        heartbeat = Heartbeat(
+            name=name, first_ping_at=now, last_ping_at=now, pings=0, due_at=due_at, misses=0
+        )
+        try:
+            # A savepoint: the first pings of a new heartbeat may race; the loser updates the winner's row.
+            with session.begin_nested():
+                session.add(heartbeat)
+                session.flush()
+        except IntegrityError:
+            heartbeat = session.scalars(
+                select(Heartbeat).where(Heartbeat.name == name).with_for_update()
+            ).one()
+    heartbeat.last_ping_at = now
+    heartbeat.pings += 1
+    heartbeat.due_at = due_at
+    if heartbeat.missed_at is not None:
+        late = format_duration(timedelta(seconds=int((now - heartbeat.missed_at).total_seconds())))
+        _ingest(session, org, _event(config, "resolve", {"pinged_at": now.isoformat(), "missing_for": late}))
+        heartbeat.missed_at = None
+    _check_job(session, heartbeat)
+    return heartbeat
+
+
+def _ingest(session: Session, org: OrgConfig, event: AlertEvent) -> Ingested:
+    return service.ingest(session, org=org, source=SOURCE, events=[event])
+
+
+@job_handler(CHECK_KIND)
+def check(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
+    """At the deadline: fire the heartbeat's alert if no ping moved it; else wait for the new deadline."""
+    name = job.payload["name"]
+    heartbeat = session.scalar(select(Heartbeat).where(Heartbeat.name == name).with_for_update())
+    config = context.org.automation.heartbeat(name)
+    if heartbeat is None or config is None:
+        return {"fired": False, "reason": "no longer configured"}
+    now = utcnow()
+    if heartbeat.due_at > now:
+        raise RetryLater(heartbeat.due_at - now, f"pinged; next ping due at {heartbeat.due_at.isoformat()}")
+    if heartbeat.missed_at is not None:
+        return {"fired": False, "reason": "already missed"}
+    heartbeat.missed_at = now
+    heartbeat.misses += 1  # the next ping schedules a new check job
+    detail = {"last_ping_at": heartbeat.last_ping_at.isoformat(), "due_at": heartbeat.due_at.isoformat()}
+    result = _ingest(session, context.org, _event(config, "trigger", detail))
+    return {"fired": True, "alert": result.alerts[0].id}
+
+
+def state(heartbeat: Heartbeat | None, now: datetime) -> Literal["never pinged", "ok", "late", "missed"]:
+    if heartbeat is None:
+        return "never pinged"
+    if heartbeat.missed_at is not None:
+        return "missed"
+    return "late" if heartbeat.due_at <= now else "ok"
+
+
+def list_heartbeats(session: Session, org: OrgConfig) -> list[HeartbeatRead]:
+    """Every heartbeat of the org file, with its pings (none for those that never pinged)."""
+    rows = {row.name: row for row in session.scalars(select(Heartbeat))}
+    now = utcnow()
+    listed = []
+    for config in org.automation.heartbeats:
+        row = rows.get(config.name)
+        listed.append(
+            HeartbeatRead(
+                name=config.name,
+                interval=config.interval,
+                grace=config.grace,
+                service=config.service,
+                state=state(row, now),
+                pings=row.pings if row else 0,
+                first_ping_at=row.first_ping_at if row else None,
+                last_ping_at=row.last_ping_at if row else None,
+                due_at=row.due_at if row else None,
+                missed_at=row.missed_at if row else None,
+            )
+        )
+    return listed

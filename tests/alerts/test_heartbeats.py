@@ -1,0 +1,168 @@
+"""Heartbeats: a sender that stops pinging fires an alert (routed and paged like any other); the next ping
+resolves it. The example org file has ``prometheus-watchdog`` (1m + 2m grace) and a rule that pages on it."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from tests.alerts.conftest import make_key
+from tests.alerts.test_source_ack import run_at, sent_pages, timeline
+from tests.conftest import EXAMPLE_CONFIG
+from tests.e2e.server import run_cli, serve_for_cli
+from warroom.alerts.models import Alert, Heartbeat
+from warroom.clock import clock
+from warroom.context import AppContext
+from warroom.jobs.models import Job
+from warroom.jobs.worker import Worker
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday: carol is on call for platform-primary
+WATCHDOG = "/api/v1/heartbeats/prometheus-watchdog"
+
+
+@pytest.fixture
+def hb_key(context: AppContext) -> str:
+    return make_key(context, "heartbeat", "watchdog")
+
+
+def ping(api: TestClient, key: str, name: str = "prometheus-watchdog", **kwargs: Any) -> dict[str, Any]:
+    response = api.post(f"/api/v1/heartbeats/{name}?key={key}", **kwargs)
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def states(api: TestClient, headers: dict[str, str]) -> dict[str, str]:
+    return {h["name"]: h["state"] for h in api.get("/api/v1/heartbeats", headers=headers).json()}
+
+
+def heartbeat_alerts(context: AppContext) -> list[tuple[str, int | None]]:
+    with context.db.read() as session:
+        rows = session.scalars(select(Alert).where(Alert.source == "heartbeat").order_by(Alert.id))
+        return [(a.status.value, a.incident_id) for a in rows]
+
+
+def test_a_silent_sender_fires_and_the_next_ping_resolves(
+    api: TestClient, context: AppContext, hb_key: str, viewer: dict[str, str]
+) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    assert states(api, viewer) == {"prometheus-watchdog": "never pinged", "nightly-backup": "never pinged"}
+    answer = ping(api, hb_key, content=b'{"receiver": "watchdog", "alerts": []}')  # a body is ignored
+    assert answer["pings"] == 1
+    assert datetime.fromisoformat(answer["next_due_at"]) == T0 + timedelta(minutes=3)
+    # Pings on time keep moving the deadline; the check due at the first one waits for the newest.
+    clock.set(T0 + timedelta(minutes=1))
+    ping(api, hb_key)
+    run_at(worker, T0 + timedelta(minutes=3, seconds=1))
+    assert heartbeat_alerts(context) == []
+    assert states(api, viewer)["prometheus-watchdog"] == "ok"
+
+    # Then the sender goes quiet: at the deadline (last ping + 1m + 2m) the alert fires and pages.
+    run_at(worker, T0 + timedelta(minutes=4, seconds=1))
+    assert heartbeat_alerts(context) == [("firing", 1)]
+    assert states(api, viewer)["prometheus-watchdog"] == "missed"
+    incident = api.get("/api/v1/incidents/INC-1", headers=viewer).json()
+    assert incident["severity"] == "P1" and incident["title"].startswith("Monitoring is blind: No heartbeat")
+    run_at(worker, T0 + timedelta(minutes=4, seconds=1))
+    assert sent_pages(context, 1) == [("carol", "email", 1, 1)]
+    # Staying quiet fires nothing more.
+    run_at(worker, T0 + timedelta(hours=1))
+    assert heartbeat_alerts(context) == [("firing", 1)]
+
+    # It comes back: the alert resolves and the incident moves to monitoring.
+    clock.set(T0 + timedelta(hours=1, minutes=1))
+    ping(api, hb_key)
+    assert heartbeat_alerts(context) == [("resolved", 1)]
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "monitoring"
+    assert any("resolved" in entry.action for entry in timeline(context, 1))
+    assert states(api, viewer)["prometheus-watchdog"] == "ok"
+    # And it is watched again: quiet once more, a new alert fires (the resolved one stays as it was).
+    run_at(worker, T0 + timedelta(hours=1, minutes=4, seconds=1))
+    assert [status for status, _ in heartbeat_alerts(context)] == ["resolved", "firing"]
+
+
+def test_a_heartbeat_that_never_pinged_never_fires(
+    api: TestClient, context: AppContext, hb_key: str, viewer: dict[str, str]
+) -> None:
+    clock.set(T0)
+    run_at(Worker(context, name="w1"), T0 + timedelta(days=2))
+    assert heartbeat_alerts(context) == []
+    ping(api, hb_key, name="nightly-backup")
+    assert states(api, viewer) == {"prometheus-watchdog": "never pinged", "nightly-backup": "ok"}
+
+
+def test_bad_pings_are_refused_and_change_nothing(
+    api: TestClient, context: AppContext, hb_key: str, generic_key: str
+) -> None:
+    clock.set(T0)
+
+    def stored() -> tuple[int, int]:
+        with context.db.read() as session:
+            return (
+                session.scalar(select(func.count()).select_from(Heartbeat)) or 0,
+                session.scalar(select(func.count()).select_from(Job)) or 0,
+            )
+
+    assert api.post(WATCHDOG).status_code == 401
+    assert api.post(f"{WATCHDOG}?key=not-a-key").status_code == 401
+    wrong_kind = api.post(f"{WATCHDOG}?key={generic_key}")
+    assert wrong_kind.status_code == 403, wrong_kind.text
+    unknown = api.post(f"/api/v1/heartbeats/nope?key={hb_key}")
+    assert unknown.status_code == 404 and "prometheus-watchdog" in unknown.text
+    assert stored() == (0, 0)
+    with_bearer = api.post(WATCHDOG, headers={"Authorization": f"Bearer {hb_key}"})
+    assert with_bearer.status_code == 200, with_bearer.text
+    assert stored() == (1, 1)
+    # A revoked key stops working.
+    revoked = api.delete(
+        "/api/v1/integrations/1", headers={"Authorization": f"Bearer {admin_token(context)}"}
+    )
+    assert revoked.status_code == 200, revoked.text
+    assert api.post(f"{WATCHDOG}?key={hb_key}").status_code == 401
+    with context.db.read() as session:
+        assert session.scalars(select(Heartbeat.pings)).one() == 1
+
+
+def admin_token(context: AppContext) -> str:
+    from warroom.auth import service as auth_service
+    from warroom.auth.models import Role
+
+    with context.db.write() as session:
+        return auth_service.create_token(session, name="hb-admin", role=Role.admin).token
+
+
+def test_a_maintenance_window_holds_a_heartbeat_alert(
+    api: TestClient, context: AppContext, hb_key: str, responder: dict[str, str]
+) -> None:
+    """Planned Prometheus downtime: a window on the heartbeat's label keeps its miss from paging."""
+    clock.set(T0)
+    ping(api, hb_key)
+    window = {
+        "reason": "Prometheus upgrade",
+        "labels": {"heartbeat": "prometheus-watchdog"},
+        "duration": "1h",
+    }
+    assert api.post("/api/v1/maintenance", json=window, headers=responder).status_code == 201
+    run_at(Worker(context, name="w1"), T0 + timedelta(minutes=3, seconds=1))
+    assert heartbeat_alerts(context) == [("firing", None)]
+
+
+@pytest.mark.e2e
+def test_heartbeats_cli(tmp_path: Path) -> None:
+    with serve_for_cli(EXAMPLE_CONFIG, tmp_path, token_name="hb-e2e", role="viewer") as env:
+        created = run_cli("integration", "create", "--name", "cron", "--type", "heartbeat", env=env).stdout
+        key = created.strip().splitlines()[-1]
+        response = httpx.post(f"{env['WARROOM_URL']}/api/v1/heartbeats/nightly-backup?key={key}")
+        assert response.status_code == 200, response.text
+        listed = run_cli("heartbeats", env=env).stdout
+        assert "nightly-backup" in listed and "ok" in listed and "never pinged" in listed
+        rows = {row["name"]: row for row in json.loads(run_cli("heartbeats", "--json", env=env).stdout)}
+        assert rows["nightly-backup"]["pings"] == 1 and rows["nightly-backup"]["interval"] == "1d"
