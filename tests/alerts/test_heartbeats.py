@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -22,6 +23,7 @@ from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.jobs.models import Job
 from warroom.jobs.worker import Worker
+from warroom.orgconfig import ConfigError, parse_org_config
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday: carol is on call for platform-primary
 WATCHDOG = "/api/v1/heartbeats/prometheus-watchdog"
@@ -166,3 +168,22 @@ def test_heartbeats_cli(tmp_path: Path) -> None:
         assert "nightly-backup" in listed and "ok" in listed and "never pinged" in listed
         rows = {row["name"]: row for row in json.loads(run_cli("heartbeats", "--json", env=env).stdout)}
         assert rows["nightly-backup"]["pings"] == 1 and rows["nightly-backup"]["interval"] == "1d"
+
+
+@pytest.mark.parametrize(
+    ("heartbeats", "problem"),
+    [
+        ([{"name": "a", "interval": "1m"}, {"name": "a", "interval": "2m"}], "names must be unique"),
+        ([{"name": "a", "interval": "1m", "service": "nowhere"}], "'nowhere' is not a service"),
+        ([{"name": "a", "interval": "5s"}], "between 10s and 7d"),
+        ([{"name": "a", "interval": "1m", "grace": "30d"}], "between 0s and 7d"),
+        ([{"name": "Bad Name", "interval": "1m"}], "name"),
+        ([{"name": "a"}], "interval"),
+    ],
+)
+def test_heartbeat_config_is_checked(heartbeats: list[dict[str, str]], problem: str) -> None:
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["automation"]["heartbeats"] = heartbeats
+    with pytest.raises(ConfigError) as caught:
+        parse_org_config(yaml.safe_dump(data), "org.yaml")
+    assert any(problem in str(line) for line in caught.value.problems), caught.value.problems

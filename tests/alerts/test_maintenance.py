@@ -197,6 +197,7 @@ def test_cancelling_a_scheduled_window(
         ({"duration": "1h"}, 422, "services, labels, or both"),
         ({"services": ["nope"], "duration": "1h"}, 422, "unknown service"),
         ({"services": ["api"], "duration": "8d"}, 422, "at most 7d"),
+        ({"services": ["api"], "duration": "99999999d"}, 422, "at most 7d"),
         ({"services": ["api"], "duration": "1h", "ends_at": "2026-03-02T12:00:00Z"}, 422, "either ends_at"),
         ({"services": ["api"], "ends_at": "2026-03-02T09:00:00Z"}, 422, "end after it starts"),
         ({"services": ["api"], "ends_at": "2026-03-02T12:00:00"}, 422, "UTC offset"),
@@ -422,6 +423,7 @@ def test_extending_a_window_moves_its_release(
     refusals = [
         ("MW-1", {"by": "1h"}, responder, 409),
         ("MW-2", {"by": "2d"}, responder, 422),
+        ("MW-2", {"by": "99999999d"}, responder, 422),
         ("MW-2", {"by": "0s"}, responder, 422),
         ("MW-2", {"by": "later"}, responder, 422),
         ("MW-2", {}, responder, 422),

@@ -151,9 +151,16 @@ class HeartbeatConfig(StrictModel):
 
     @field_validator("interval")
     @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
+    def _interval_range(cls, value: timedelta) -> timedelta:
         if value < timedelta(seconds=10) or value > timedelta(days=7):
             raise ValueError("interval must be between 10s and 7d")
+        return value
+
+    @field_validator("grace")
+    @classmethod
+    def _grace_range(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0) or value > timedelta(days=7):
+            raise ValueError("grace must be between 0s and 7d")
         return value
 
 

@@ -132,6 +132,7 @@ def create_window(
         ends_at = data.ends_at
     else:
         assert data.duration is not None
+        _check_length(starts_at, starts_at, "duration", data.duration)
         ends_at = starts_at + data.duration
     if ends_at <= starts_at:
         raise InvalidInput("the window must end after it starts", {"field": "ends_at"})
@@ -159,12 +160,17 @@ def create_window(
     return window
 
 
-def _check_length(starts_at: datetime, ends_at: datetime, field: str) -> None:
-    if ends_at - starts_at > MAX_LENGTH:
+def _check_length(
+    starts_at: datetime, ends_at: datetime, field: str, added: timedelta = timedelta(0)
+) -> None:
+    """``ends_at + added`` no later than 7 days after ``starts_at`` (checked before adding, which could
+    overflow the calendar)."""
+    length = ends_at - starts_at
+    if length > MAX_LENGTH or added > MAX_LENGTH - length:
         # Longer than any planned work: more likely a typo that would silence these services for weeks.
         raise InvalidInput(
             f"a window lasts at most {format_duration(MAX_LENGTH)} "
-            f"(this one would last {format_duration(ends_at - starts_at)})",
+            f"(this one would last {format_duration(length + min(added, MAX_LENGTH))} or more)",
             {"field": field},
         )
 
@@ -176,7 +182,7 @@ def extend_window(session: Session, *, ref: str | int, by: timedelta) -> Mainten
     window = get_window(session, ref, for_update=True)
     if window.ends_at <= utcnow():
         raise Conflict(f"{window.ref} already ended (at {window.ends_at.isoformat()}); start a new one")
-    _check_length(window.starts_at, window.ends_at + by, "by")
+    _check_length(window.starts_at, window.ends_at, "by", by)
     window.ends_at = window.ends_at + by
     return window
 
