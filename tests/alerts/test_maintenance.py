@@ -178,6 +178,23 @@ def test_ending_early_routes_held_alerts_at_once_and_cancels_the_release_job(
     assert incident_count(context) == 2
 
 
+def test_a_person_resolving_a_held_alert_leaves_it_resolved_and_unrouted(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    start_window(api, responder, services=["api"], duration="1h")
+    acked = send(api, generic_key, "api-5xx")
+    resolved = send(api, generic_key, "api-latency")
+    assert api.post(f"/api/v1/alerts/{acked['id']}/acknowledge", headers=responder).status_code == 200
+    assert api.post(f"/api/v1/alerts/{resolved['id']}/resolve", headers=responder).status_code == 200
+    run_at(worker, T0 + timedelta(hours=1, seconds=1))
+    # The acknowledged one is still open: routed at the end. The resolved one stays on no incident.
+    assert api.get(f"/api/v1/alerts/{acked['id']}", headers=viewer).json()["incident"] == "INC-1"
+    assert api.get(f"/api/v1/alerts/{resolved['id']}", headers=viewer).json()["incident"] is None
+    assert incident_count(context) == 1
+
+
 def test_cancelling_a_scheduled_window(
     api: TestClient, context: AppContext, responder: dict[str, str]
 ) -> None:

@@ -510,7 +510,8 @@ def acknowledge(session: Session, *, org: OrgConfig, ref: str | int, performer: 
     alert.acknowledged_at = utcnow()
     alert.acknowledged_by = performer
     session.flush()
-    automation.on_acknowledged(session, org, alert, performer=performer)
+    if not _held(session, alert):
+        automation.on_acknowledged(session, org, alert, performer=performer)
     return alert
 
 
@@ -529,7 +530,8 @@ def resolve(
     alert.resolved_by = performer
     alert.resolution_note = note
     session.flush()
-    automation.on_resolved(session, org, alert, performer=performer)
+    if not _held(session, alert):  # a maintenance window still holds it: nothing was done for it
+        automation.on_resolved(session, org, alert, performer=performer)
     return alert
 
 
