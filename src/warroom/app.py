@@ -32,7 +32,7 @@ from warroom.errors import (
 )
 from warroom.incidents.api import router as incidents_router
 from warroom.jobs.api import router as jobs_router
-from warroom.metrics.collectors import IncidentCollector
+from warroom.metrics.collectors import HeartbeatCollector, IncidentCollector
 from warroom.notify.api import router as notify_router
 from warroom.oncall.api import router as oncall_router
 from warroom.settings import Settings
@@ -253,6 +253,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     # Process metrics come from the global registry; domain gauges are per app (one per database).
     domain_metrics = CollectorRegistry(auto_describe=False)
     domain_metrics.register(IncidentCollector(context))
+    domain_metrics.register(HeartbeatCollector(context))
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     def metrics() -> Response:

@@ -75,6 +75,12 @@ def test_a_silent_sender_fires_and_the_next_ping_resolves(
     assert incident["severity"] == "P1" and incident["title"].startswith("Monitoring is blind: No heartbeat")
     run_at(worker, T0 + timedelta(minutes=4, seconds=1))
     assert sent_pages(context, 1) == [("carol", "email", 1, 1)]
+    metrics = api.get("/metrics").text
+    assert 'warroom_heartbeat_missed{name="prometheus-watchdog"} 1.0' in metrics
+    assert 'warroom_heartbeat_missed{name="nightly-backup"} 0.0' in metrics
+    pinged = [line for line in metrics.splitlines() if line.startswith("warroom_heartbeat_last_ping")]
+    assert len(pinged) == 1 and 'name="prometheus-watchdog"' in pinged[0]
+    assert float(pinged[0].split()[-1]) == (T0 + timedelta(minutes=1)).timestamp()
     # Staying quiet fires nothing more.
     run_at(worker, T0 + timedelta(hours=1))
     assert heartbeat_alerts(context) == [("firing", 1)]

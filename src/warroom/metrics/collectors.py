@@ -9,6 +9,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from warroom.alerts.models import Heartbeat
 from warroom.context import AppContext
 from warroom.incidents.models import OPEN_STATUSES, Incident
 
@@ -41,3 +42,33 @@ class IncidentCollector(Collector):
             unacknowledged.add_metric([severity], count)
         yield by_status
         yield unacknowledged
+
+
+class HeartbeatCollector(Collector):
+    """Each heartbeat of the org file: when it last pinged, and whether its alert is firing."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        last_ping = GaugeMetricFamily(
+            "warroom_heartbeat_last_ping_timestamp_seconds",
+            "When each heartbeat last pinged (Unix time); absent for one that never pinged.",
+            labels=["name"],
+        )
+        missed = GaugeMetricFamily(
+            "warroom_heartbeat_missed",
+            "1 while a heartbeat's alert fires (its ping is missing).",
+            labels=["name"],
+        )
+        configured = [heartbeat.name for heartbeat in self.context.org.automation.heartbeats]
+        if configured:
+            with self.context.db.read() as session:
+                rows = {row.name: row for row in session.scalars(select(Heartbeat))}
+            for name in configured:
+                row = rows.get(name)
+                if row is not None:
+                    last_ping.add_metric([name], row.last_ping_at.timestamp())
+                missed.add_metric([name], 1 if row is not None and row.missed_at is not None else 0)
+        yield last_ping
+        yield missed
