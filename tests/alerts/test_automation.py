@@ -225,6 +225,44 @@ def test_a_more_severe_alert_joining_raises_the_incident(
     assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P2"
 
 
+def test_an_incident_the_same_alerts_opened_before_is_marked_recurring(
+    api: TestClient, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    clock.set(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
+    fire(api, generic_key, payments_alert(dedup_key="a"))
+    fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))
+    closed = api.patch("/api/v1/incidents/INC-1", json={"status": "resolved"}, headers=responder)
+    assert closed.status_code == 200, closed.text
+    first = api.get("/api/v1/incidents/INC-1", headers=viewer).json()
+    assert first["assessment"]["recurring"] is None
+    # A week later the same alert fires again: a new incident (the group window is long past), recurring.
+    clock.advance(timedelta(days=7))
+    again = fire(api, generic_key, payments_alert(dedup_key="a"))[0]
+    assert again["incident"] == "INC-2"
+    second = api.get("/api/v1/incidents/INC-2", headers=viewer).json()
+    assert second["assessment"]["recurring"] is True
+    timeline = api.get("/api/v1/incidents/INC-2/timeline", headers=viewer).json()
+    notes = [e for e in timeline if e["action"].startswith("Recurring:")]
+    assert len(notes) == 1 and "INC-1 (2026-03-02, resolved)" in notes[0]["action"]
+    assert notes[0]["performer"] == "automation" and notes[0]["data"]["earlier_incidents"] == [1]
+    # Another alert group is not a recurrence; nor is the same one past the 30-day window.
+    other = fire(
+        api, generic_key, payments_alert(dedup_key="b", labels={"service": "payments", "alertname": "X"})
+    )
+    assert (
+        api.get(f"/api/v1/incidents/{other[0]['incident']}", headers=viewer).json()["assessment"]["recurring"]
+        is None
+    )
+    fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))
+    api.patch("/api/v1/incidents/INC-2", json={"status": "resolved"}, headers=responder)
+    clock.advance(timedelta(days=31))
+    late = fire(api, generic_key, payments_alert(dedup_key="a"))[0]
+    assert (
+        api.get(f"/api/v1/incidents/{late['incident']}", headers=viewer).json()["assessment"]["recurring"]
+        is None
+    )
+
+
 def test_regex_missing_label_and_unrouted(api: TestClient, generic_key: str, viewer: dict[str, str]) -> None:
     routed, silenced, unrouted = fire(
         api,

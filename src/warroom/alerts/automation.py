@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -24,6 +24,7 @@ from warroom.alerts.config import (
 from warroom.alerts.handlers import run_handlers
 from warroom.alerts.models import Alert, AlertStatus
 from warroom.db import utcnow
+from warroom.durations import format_duration
 from warroom.events import DomainEvent, publish
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import OPEN_STATUSES, Incident, IncidentStatus, TimelineEntry, TimelineKind
@@ -187,17 +188,51 @@ def incident_fields(
     )
 
 
+def _earlier_incidents(session: Session, org: OrgConfig, alert: Alert) -> list[tuple[int, datetime, str]]:
+    """(id, opened at, status) of the incidents the alert's group opened within the recurrence window,
+    newest first (five at most)."""
+    window = org.automation.recurrence_window
+    if alert.group_key is None or window <= timedelta(0):
+        return []
+    rows = session.execute(
+        select(Incident.id, Incident.created_at, Incident.status)
+        .join(Alert, Alert.incident_id == Incident.id)
+        .where(Alert.group_key == alert.group_key, Incident.created_at >= utcnow() - window)
+        .distinct()
+        .order_by(Incident.created_at.desc())
+        .limit(5)
+    )
+    return [(incident_id, created_at, str(status)) for incident_id, created_at, status in rows]
+
+
 def _open_incident(
     session: Session, org: OrgConfig, rule: AutomationRule, action: IncidentAction, alert: Alert
 ) -> Incident:
+    data = incident_fields(org, alert, action=action)
+    earlier = _earlier_incidents(session, org, alert)
+    if earlier and data.assessment is not None and data.assessment.recurring is None:
+        # "Is this a new issue or a recurring problem?": the alerts have answered it.
+        data.assessment = data.assessment.model_copy(update={"recurring": True})
     incident = incident_service.create_incident(
         session,
         org=org,
-        data=incident_fields(org, alert, action=action),
+        data=data,
         performer=PERFORMER,
         kind_note=f"from alert {alert.ref} by rule {rule.name}",
     )
     attach(session, incident, alert, performer=PERFORMER)
+    if earlier:
+        named = ", ".join(f"INC-{number} ({opened:%Y-%m-%d}, {status})" for number, opened, status in earlier)
+        incident_service.append_timeline(
+            session,
+            incident,
+            performer=PERFORMER,
+            kind=TimelineKind.assessment,
+            action=f"Recurring: the same alerts opened {named} in the last "
+            f"{format_duration(org.automation.recurrence_window)}; their timelines and post-mortems may "
+            "help.",
+            data={"earlier_incidents": [number for number, _, _ in earlier]},
+        )
     return incident
 
 

@@ -188,6 +188,11 @@ class AutomationConfig(StrictModel):
         description="Acknowledge an incident (as automation, which stops escalation) when every alert of it "
         "still open has been acknowledged at its source.",
     )
+    recurrence_window: Duration = Field(
+        default=timedelta(days=30),
+        description="An incident that alerts open is marked recurring, with the earlier ones named on its "
+        "timeline, when the same alert group opened another this recently (0s: never).",
+    )
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     rules: list[AutomationRule] = Field(default_factory=list)
     heartbeats: list[HeartbeatConfig] = Field(default_factory=list)
