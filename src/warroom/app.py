@@ -208,6 +208,12 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             worker_thread = WorkerThread(Worker(context))
             worker_thread.start()
         app.state.worker = worker_thread
+        if context.org.automation.status_pages:
+            # Vendor status pages are polled by a chain of jobs; start the chain of a page that has none.
+            from warroom.alerts.status_pages import schedule_polls
+
+            with context.db.write() as session:
+                schedule_polls(session, context.org)
         # Everything built so far lives as long as the process: keep the collector from rescanning it
         # (full collections over the app's object graph were a visible share of alert intake time).
         gc.freeze()

@@ -12,6 +12,7 @@ SUBSCRIBER_MODULES: list[str] = ["warroom.notify.subscribers", "warroom.oncall.s
 JOB_HANDLER_MODULES: list[str] = [
     "warroom.alerts.heartbeats",
     "warroom.alerts.maintenance",
+    "warroom.alerts.status_pages",
     "warroom.auth.integrations",
     "warroom.notify.handlers",
     "warroom.oncall.paging",

@@ -26,6 +26,7 @@ ALERT_SOURCES = [
     "customer-report",
     "internal-discovery",
     "heartbeat",
+    "third-party",
 ]
 
 template_environment = SandboxedEnvironment(autoescape=False)
@@ -164,6 +165,39 @@ class HeartbeatConfig(StrictModel):
         return value
 
 
+VendorImpact = Literal["critical", "major", "minor", "none"]
+IMPACT_SEVERITY: dict[VendorImpact, AlertSeverity] = {
+    "critical": "critical",
+    "major": "error",
+    "minor": "warning",
+    "none": "info",
+}
+
+
+class StatusPageConfig(StrictModel):
+    """A vendor's Atlassian Statuspage (GitHub, Stripe, Atlassian, ...): Warroom polls its unresolved
+    incidents and turns each into a ``third-party`` alert, resolved when the vendor resolves it."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,59}$", description="e.g. github")
+    url: str = Field(pattern=r"^https?://", description="The page, e.g. https://www.githubstatus.com")
+    interval: Duration = Field(default=timedelta(minutes=2), description="How often to poll (30s to 1h).")
+    components: list[str] = Field(
+        default_factory=list,
+        description="Only incidents affecting one of these components (names); all if empty.",
+    )
+    service: str | None = Field(default=None, description="Our service that depends on it, for routing.")
+    severity_map: dict[VendorImpact, AlertSeverity] = Field(
+        default_factory=lambda: dict(IMPACT_SEVERITY), description="The vendor's impact -> alert severity."
+    )
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_range(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=30) or value > timedelta(hours=1):
+            raise ValueError("interval must be between 30s and 1h")
+        return value
+
+
 class AutomationConfig(StrictModel):
     mode: Literal["first", "all"] = Field(
         default="first", description="Apply the first matching rule, or all."
@@ -196,6 +230,7 @@ class AutomationConfig(StrictModel):
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     rules: list[AutomationRule] = Field(default_factory=list)
     heartbeats: list[HeartbeatConfig] = Field(default_factory=list)
+    status_pages: list[StatusPageConfig] = Field(default_factory=list)
 
     def heartbeat(self, name: str) -> HeartbeatConfig | None:
         return next((h for h in self.heartbeats if h.name == name), None)
@@ -235,6 +270,14 @@ def check_references(org: OrgConfig) -> list[str]:
         if heartbeat.service is not None and heartbeat.service not in service_names:
             problems.append(
                 f"automation.heartbeats[{index}].service: {heartbeat.service!r} is not a service in this file"
+            )
+    page_names = [p.name for p in automation.status_pages]
+    if len(set(page_names)) != len(page_names):
+        problems.append("automation.status_pages: names must be unique")
+    for index, page in enumerate(automation.status_pages):
+        if page.service is not None and page.service not in service_names:
+            problems.append(
+                f"automation.status_pages[{index}].service: {page.service!r} is not a service in this file"
             )
     names = [r.name for r in automation.rules]
     if len(set(names)) != len(names):

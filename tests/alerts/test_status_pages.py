@@ -1,0 +1,219 @@
+"""Third-party status pages: a vendor's unresolved incidents become alerts, updated and resolved with it.
+
+The vendor is a local HTTP server answering ``/api/v2/incidents/unresolved.json`` in Statuspage's format (the
+shape captured in ../shared/reference/wire-formats.md, section 4): a real status page is not reachable here.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tests.alerts.test_source_ack import run_at
+from tests.conftest import EXAMPLE_CONFIG
+from warroom.alerts.config import AutomationConfig, StatusPageConfig
+from warroom.alerts.models import Alert
+from warroom.app import create_app
+from warroom.clock import clock
+from warroom.context import AppContext
+from warroom.jobs.models import Job, JobStatus
+from warroom.jobs.worker import Worker
+from warroom.orgconfig import OrgConfig, load_org_config
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+class VendorPage:
+    """What the vendor's page answers: ``status`` and ``body`` (JSON unless bytes)."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.incidents: list[dict[str, Any]] = []
+        self.body: bytes | None = None
+        self.requests: list[str] = []
+        page = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                page.requests.append(self.path)
+                if self.path != "/api/v2/incidents/unresolved.json":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                body = (
+                    page.body
+                    if page.body is not None
+                    else json.dumps(
+                        {"page": {"id": "93g3jjmkfprd", "name": "Vendor"}, "incidents": page.incidents}
+                    ).encode()
+                )
+                self.send_response(page.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def vendor_incident(
+    number: int, *, impact: str = "major", status: str = "investigating", **extra: Any
+) -> dict[str, Any]:
+    incident = {
+        "id": f"q7gd3y91r8s{number}",
+        "name": f"Degraded Actions runs ({number})",
+        "status": status,
+        "impact": impact,
+        "shortlink": f"https://stspg.io/{number}",
+        "created_at": "2026-03-02T09:58:00.000Z",
+        "incident_updates": [
+            {"id": "u1", "status": status, "body": "We are investigating.", "affected_components": None}
+        ],
+        "components": [{"id": "c1", "name": "Actions", "status": "degraded_performance"}],
+    }
+    return {**incident, **extra}
+
+
+@pytest.fixture
+def vendor() -> Iterator[VendorPage]:
+    page = VendorPage()
+    yield page
+    page.close()
+
+
+@pytest.fixture
+def org(vendor: VendorPage) -> OrgConfig:
+    base = load_org_config(EXAMPLE_CONFIG)
+    page = StatusPageConfig(
+        name="github", url=vendor.url, interval=timedelta(minutes=1), components=["Actions"], service="api"
+    )
+    automation = AutomationConfig.model_validate(
+        {**base.automation.model_dump(), "status_pages": [page.model_dump()]}
+    )
+    return base.model_copy(update={"automation": automation})
+
+
+def vendor_alerts(context: AppContext) -> list[tuple[str, str, str, int, int | None]]:
+    with context.db.read() as session:
+        rows = session.scalars(select(Alert).where(Alert.source == "third-party").order_by(Alert.id))
+        return [(a.dedup_key, a.status.value, a.severity, a.occurrences, a.incident_id) for a in rows]
+
+
+def test_vendor_incidents_become_alerts_and_resolve_with_the_vendor(
+    context: AppContext, vendor: VendorPage, viewer: dict[str, str]
+) -> None:
+    clock.set(T0)
+    with TestClient(create_app(context=context)) as api:
+        _follow_the_vendor(api, context, vendor, viewer)
+
+
+def _follow_the_vendor(
+    api: TestClient, context: AppContext, vendor: VendorPage, viewer: dict[str, str]
+) -> None:
+    worker = Worker(context, name="w1")
+    # The app started the page's chain of polls; nothing unresolved yet.
+    run_at(worker, T0)
+    assert vendor.requests == ["/api/v2/incidents/unresolved.json"]
+    assert vendor_alerts(context) == []
+
+    vendor.incidents = [
+        vendor_incident(1),
+        vendor_incident(2, impact="minor", components=[{"name": "Pages"}]),  # not a component we use
+    ]
+    run_at(worker, T0 + timedelta(minutes=1))
+    assert vendor_alerts(context) == [("github:q7gd3y91r8s1", "firing", "error", 1, 1)]
+    incident = api.get("/api/v1/incidents/INC-1", headers=viewer).json()
+    assert (
+        incident["title"] == "Vendor outage: github: Degraded Actions runs (1)"
+        and incident["severity"] == "P2"
+    )
+    alert = api.get("/api/v1/alerts?source=third-party", headers=viewer).json()["items"][0]
+    assert alert["service"] == "api" and alert["links"] == [
+        {"href": "https://stspg.io/1", "text": "github status page"}
+    ]
+
+    # The same answer again changes nothing; an update from the vendor counts as a new occurrence.
+    run_at(worker, T0 + timedelta(minutes=2))
+    assert vendor_alerts(context)[0][3] == 1
+    vendor.incidents = [vendor_incident(1, impact="critical", status="identified")]
+    run_at(worker, T0 + timedelta(minutes=3))
+    assert vendor_alerts(context) == [("github:q7gd3y91r8s1", "firing", "critical", 2, 1)]
+
+    # A page that cannot be read raises nothing and resolves nothing; the next poll goes on.
+    vendor.status = 503
+    run_at(worker, T0 + timedelta(minutes=4))
+    vendor.status, vendor.body = 200, b"<html>maintenance</html>"
+    run_at(worker, T0 + timedelta(minutes=5))
+    assert [row[1] for row in vendor_alerts(context)] == ["firing"]
+
+    # The vendor resolves it: it leaves the unresolved list, and the alert resolves.
+    vendor.body, vendor.incidents = None, []
+    run_at(worker, T0 + timedelta(minutes=6))
+    assert vendor_alerts(context)[0][1] == "resolved"
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "monitoring"
+    with context.db.read() as session:
+        pending = session.scalars(
+            select(Job).where(Job.kind == "alerts.status_page_poll", Job.status == JobStatus.pending)
+        ).all()
+    assert len(pending) == 1 and pending[0].run_at == T0 + timedelta(minutes=7)  # one chain, on the grid
+
+
+def test_components_match_group_prefixed_names_in_updates(context: AppContext, vendor: VendorPage) -> None:
+    from warroom.alerts import status_pages
+
+    page = context.org.automation.status_pages[0]
+    update = {"body": "Delays.", "affected_components": [{"name": "CI - Actions"}]}
+    grouped = status_pages.VendorIncident.model_validate(
+        vendor_incident(3, components=[], incident_updates=[update])
+    )
+    other = status_pages.VendorIncident.model_validate(vendor_incident(4, components=[{"name": "Packages"}]))
+    assert status_pages._concerns_us(page, grouped)
+    assert not status_pages._concerns_us(page, other)
+
+
+def test_restarting_the_app_does_not_start_a_second_chain(context: AppContext, vendor: VendorPage) -> None:
+    clock.set(T0)
+    for _ in range(3):
+        with TestClient(create_app(context=context)):
+            pass
+    with context.db.read() as session:
+        polls = session.scalars(select(Job).where(Job.kind == "alerts.status_page_poll")).all()
+    assert len(polls) == 1
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({"name": "github", "url": "ftp://x"}, "url"),
+        ({"name": "github", "url": "https://x", "interval": "5s"}, "between 30s and 1h"),
+        ({"name": "github", "url": "https://x", "service": "nowhere"}, "'nowhere' is not a service"),
+        ({"name": "Git Hub", "url": "https://x"}, "name"),
+    ],
+)
+def test_status_page_config_is_checked(entry: dict[str, Any], problem: str) -> None:
+    import yaml
+
+    from warroom.orgconfig import ConfigError, parse_org_config
+
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["automation"]["status_pages"] = [entry]
+    with pytest.raises(ConfigError) as caught:
+        parse_org_config(yaml.safe_dump(data), "org.yaml")
+    assert any(problem in str(line) for line in caught.value.problems), caught.value.problems
