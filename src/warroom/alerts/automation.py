@@ -307,20 +307,24 @@ def on_created(session: Session, org: OrgConfig, alert: Alert) -> None:
     run_handlers(session, org, alert, _incident_of(session, alert, incident), "created")
 
 
+def _update(session: Session, org: OrgConfig, incident: Incident, data: IncidentUpdate) -> None:
+    """Automation changes an incident's status or severity the way a person does (timeline, events)."""
+    incident_service.update_incident(session, org=org, ref=incident.id, data=data, performer=PERFORMER)
+
+
 def _back_to_investigating(session: Session, org: OrgConfig, incident: Incident, alert: Alert) -> None:
     """The other half of ``resolve_to_monitoring``: an alert of the group firing again while the incident
     is being monitored means the fix did not hold, so the incident is back under investigation."""
     if incident.status != IncidentStatus.monitoring or not _resolve_to_monitoring(org, alert):
         return
-    incident_service.update_incident(
+    _update(
         session,
-        org=org,
-        ref=incident.id,
-        data=IncidentUpdate(
+        org,
+        incident,
+        IncidentUpdate(
             status=IncidentStatus.investigating,
             note=f"alert {alert.ref} fired again while monitoring: the fix did not hold",
         ),
-        performer=PERFORMER,
     )
 
 
@@ -339,14 +343,11 @@ def _raise_severity(
     )
     if any(rank(mapped_severity(org, action, severity)) <= rank(wanted) for severity in earlier):
         return
-    incident_service.update_incident(
+    _update(
         session,
-        org=org,
-        ref=incident.id,
-        data=IncidentUpdate(
-            severity=wanted, note=f"alert {alert.ref} ({alert.severity}) joined the incident"
-        ),
-        performer=PERFORMER,
+        org,
+        incident,
+        IncidentUpdate(severity=wanted, note=f"alert {alert.ref} ({alert.severity}) joined the incident"),
     )
 
 
@@ -469,12 +470,11 @@ def on_resolved(session: Session, org: OrgConfig, alert: Alert, *, performer: st
             and _resolve_to_monitoring(org, alert)
             and incident.status in (IncidentStatus.investigating, IncidentStatus.identified)
         ):
-            incident_service.update_incident(
+            _update(
                 session,
-                org=org,
-                ref=incident.id,
-                data=IncidentUpdate(status=IncidentStatus.monitoring, note="all alerts resolved"),
-                performer=PERFORMER,
+                org,
+                incident,
+                IncidentUpdate(status=IncidentStatus.monitoring, note="all alerts resolved"),
             )
     run_handlers(session, org, alert, incident, "resolved")
 

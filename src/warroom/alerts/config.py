@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -251,6 +252,20 @@ def _policy_names(org: OrgConfig) -> list[str] | None:
     return names
 
 
+def _check_named_entries(
+    where: str, entries: Sequence[HeartbeatConfig | StatusPageConfig], service_names: list[str]
+) -> list[str]:
+    """Heartbeats and status pages: unique names, and a service (if given) that the file declares."""
+    problems = []
+    names = [entry.name for entry in entries]
+    if len(set(names)) != len(names):
+        problems.append(f"{where}: names must be unique")
+    for index, entry in enumerate(entries):
+        if entry.service is not None and entry.service not in service_names:
+            problems.append(f"{where}[{index}].service: {entry.service!r} is not a service in this file")
+    return problems
+
+
 def check_references(org: OrgConfig) -> list[str]:
     automation: AutomationConfig = org.automation
     problems: list[str] = []
@@ -263,22 +278,11 @@ def check_references(org: OrgConfig) -> list[str]:
             problems.append(
                 f"automation.severity_map.{alert_severity}: {level!r} is not one of {severity_ids}"
             )
-    heartbeat_names = [h.name for h in automation.heartbeats]
-    if len(set(heartbeat_names)) != len(heartbeat_names):
-        problems.append("automation.heartbeats: names must be unique")
-    for index, heartbeat in enumerate(automation.heartbeats):
-        if heartbeat.service is not None and heartbeat.service not in service_names:
-            problems.append(
-                f"automation.heartbeats[{index}].service: {heartbeat.service!r} is not a service in this file"
-            )
-    page_names = [p.name for p in automation.status_pages]
-    if len(set(page_names)) != len(page_names):
-        problems.append("automation.status_pages: names must be unique")
-    for index, page in enumerate(automation.status_pages):
-        if page.service is not None and page.service not in service_names:
-            problems.append(
-                f"automation.status_pages[{index}].service: {page.service!r} is not a service in this file"
-            )
+    for section, entries in (
+        ("heartbeats", automation.heartbeats),
+        ("status_pages", automation.status_pages),
+    ):
+        problems.extend(_check_named_entries(f"automation.{section}", entries, service_names))
     names = [r.name for r in automation.rules]
     if len(set(names)) != len(names):
         problems.append("automation.rules: names must be unique")
