@@ -267,6 +267,10 @@ class Client:
         body = {k: v for k, v in {"title": title, "severity": severity}.items() if v is not None}
         return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/promote", json=body))
 
+    def attach_alert(self, ref: str, incident: str) -> AlertDetail:
+        body = {"incident": incident}
+        return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/attach", json=body))
+
     def acknowledge_alert(self, ref: str) -> AlertDetail:
         return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/acknowledge"))
 

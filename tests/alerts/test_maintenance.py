@@ -385,6 +385,23 @@ def test_maintenance_cli_against_a_running_server(tmp_path: Path) -> None:
         assert "MW-1 ended" in ended.stdout
         assert "INC-1" in run_cli("alerts", "show", str(alert_id), env=env).stdout
         assert run_cli("maintenance", "list", "--json", env=env).stdout.strip() == "[]"
+        # The same cause shows on the database: its alert opens INC-2, and goes on INC-1 by hand.
+        response = httpx.post(
+            f"{env['WARROOM_URL']}/api/v1/alerts",
+            json={
+                "summary": "db slow",
+                "severity": "critical",
+                "service": "database",
+                "labels": {"alertname": "Y"},
+            },
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        db_alert = response.json()["alerts"][0]
+        assert db_alert["incident"] == "INC-2"
+        attached = run_cli("alerts", "attach", "INC-1", str(db_alert["id"]), env=env)
+        assert f"ALR-{db_alert['id']} attached (on INC-1)" in attached.stdout
+        refused = run_cli("alerts", "attach", "INC-1", str(db_alert["id"]), env=env, check=False)
+        assert refused.returncode == 1 and "already on INC-1" in refused.stderr
         assert "ended" in run_cli("maintenance", "list", "--all", env=env).stdout
 
         # Refusals: a clear message, a non-zero exit, nothing created.

@@ -591,3 +591,59 @@ def test_acknowledging_by_hand_refusals_change_nothing(
         "responder-user",
         None,
     )
+
+
+def test_attaching_alerts_by_hand(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    """A database outage opens incidents for the api and for search; the commander puts search's alert on the
+    api incident, and an unrouted alert too."""
+    clock.set(T0)
+    api_alert = generic(api, generic_key, summary="api 5xx", dedup_key="api-5xx")
+    search_alert = generic(
+        api,
+        generic_key,
+        summary="search 5xx",
+        dedup_key="search-5xx",
+        service="search",
+        labels={"alertname": "S"},
+    )
+    unrouted = generic(
+        api,
+        generic_key,
+        summary="db slow",
+        dedup_key="db-slow",
+        severity="info",
+        labels={"alertname": "DbSlow"},
+    )
+    assert (api_alert["incident"], search_alert["incident"], unrouted["incident"]) == ("INC-1", "INC-2", None)
+
+    def attach(ref: int, incident: str, headers: dict[str, str] = responder) -> Any:
+        return api.post(f"/api/v1/alerts/{ref}/attach", json={"incident": incident}, headers=headers)
+
+    moved = attach(search_alert["id"], "INC-1")
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["incident"] == "INC-1"
+    to_entries = [e.action for e in timeline(context, 1) if "search-5xx" in e.action or "ALR-2" in e.action]
+    assert (
+        to_entries[-1].startswith("Alert ALR-2 (generic, critical) attached")
+        and "moved from INC-2" in to_entries[-1]
+    )
+    assert timeline(context, 2)[-1].action.startswith("Alert ALR-2 moved to INC-1")
+    assert timeline(context, 2)[-1].performer == "responder-user"
+    assert attach(unrouted["id"], "inc-1").json()["incident"] == "INC-1"
+    assert incident(context, 2).status.value == "investigating"  # attaching changes no status
+
+    # Refusals change nothing.
+    api.patch("/api/v1/incidents/INC-2", json={"status": "resolved"}, headers=responder)
+    with context.db.read() as session:
+        before = [(a.id, a.incident_id) for a in session.scalars(select(Alert).order_by(Alert.id))]
+    assert attach(api_alert["id"], "INC-1").status_code == 409  # already there
+    assert attach(api_alert["id"], "INC-2").status_code == 409  # not open
+    assert attach(api_alert["id"], "INC-99").status_code == 404
+    assert attach(api_alert["id"], "nonsense").status_code == 404
+    assert attach(99, "INC-1").status_code == 404
+    assert attach(api_alert["id"], "INC-1", viewer).status_code == 403
+    assert api.post(f"/api/v1/alerts/{api_alert['id']}/attach", json={}, headers=responder).status_code == 422
+    with context.db.read() as session:
+        assert [(a.id, a.incident_id) for a in session.scalars(select(Alert).order_by(Alert.id))] == before

@@ -15,6 +15,7 @@ from warroom.alerts.ratelimit import RateLimiter
 from warroom.alerts.schemas import (
     AlertDetail,
     AlertPage,
+    AttachRequest,
     CustomerReport,
     HeartbeatPinged,
     HeartbeatRead,
@@ -174,6 +175,17 @@ def promote_alert(
     with context.db.write() as session:
         alert, _ = service.promote(
             session, org=context.org, ref=ref, data=body or PromoteRequest(), performer=principal.name
+        )
+        return service.to_detail(alert)
+
+
+@router.post("/api/v1/alerts/{ref}/attach", response_model=AlertDetail)
+def attach_alert(ref: str, body: AttachRequest, context: Context, principal: Responder) -> AlertDetail:
+    """Put the alert on an open incident (or move it there from another); 409 if it is already there, or
+    the incident is not open."""
+    with context.db.write() as session:
+        alert, _ = service.attach_to_incident(
+            session, ref=ref, incident_ref=body.incident, performer=principal.name
         )
         return service.to_detail(alert)
 

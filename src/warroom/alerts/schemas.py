@@ -240,6 +240,13 @@ class ResolveRequest(BaseModel):
     note: str | None = Field(default=None, min_length=1, max_length=2000, description="Why, for the record.")
 
 
+class AttachRequest(BaseModel):
+    """Put an alert on an open incident by hand (grouping missed a shared cause), or move it there."""
+
+    model_config = ConfigDict(extra="forbid")
+    incident: str = Field(min_length=1, max_length=30, description="e.g. INC-3")
+
+
 class PromoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: str | None = Field(default=None, min_length=1, max_length=300)

@@ -31,7 +31,7 @@ from warroom.auth.integrations import IntegrationIdentity
 from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, utcnow
 from warroom.errors import Conflict, InvalidInput
 from warroom.incidents import service as incident_service
-from warroom.incidents.models import Incident
+from warroom.incidents.models import OPEN_STATUSES, Incident, TimelineKind
 from warroom.orgconfig import OrgConfig
 from warroom.severity import service as severity_service
 
@@ -483,6 +483,43 @@ def promote(
         session, org=org, data=fields, performer=performer, kind_note=f"promoted from alert {alert.ref}"
     )
     automation.attach(session, incident, alert, performer=performer)
+    session.flush()
+    return alert, incident
+
+
+def attach_to_incident(
+    session: Session, *, ref: str | int, incident_ref: str | int, performer: str
+) -> tuple[Alert, Incident]:
+    """Put an alert on an open incident by hand: the cause is shared though the grouping did not see it
+    (another service, another alert name). An alert already on another incident moves, and both timelines
+    say so. Attaching changes no status: the responders decide."""
+    alert = get_alert(session, ref, for_update=True)
+    target_id = incident_service.parse_ref(incident_ref)
+    previous_id = alert.incident_id
+    if previous_id == target_id:
+        raise Conflict(f"{alert.ref} is already on INC-{target_id}", {"field": "incident"})
+    # Both incidents locked in id order, so two opposite moves cannot deadlock.
+    locked = {
+        incident_id: incident_service.get_incident(session, incident_id, for_update=True)
+        for incident_id in sorted({target_id, *([previous_id] if previous_id else [])})
+    }
+    incident = locked[target_id]
+    if incident.status not in OPEN_STATUSES:
+        raise Conflict(
+            f"{incident.ref} is {incident.status.value}: alerts go on an open incident", {"field": "incident"}
+        )
+    moved = ""
+    if previous_id is not None:
+        incident_service.append_timeline(
+            session,
+            locked[previous_id],
+            performer=performer,
+            kind=TimelineKind.alert,
+            action=f"Alert {alert.ref} moved to {incident.ref}: {alert.summary}",
+            data={"alert": alert.id, "to": incident.id},
+        )
+        moved = f", moved from INC-{previous_id}"
+    automation.attach(session, incident, alert, performer=performer, note=f" (by hand{moved})")
     session.flush()
     return alert, incident
 

@@ -229,6 +229,17 @@ AlertRefs = Annotated[
 ]
 
 
+@alerts_app.command("attach")
+def attach(
+    incident: Annotated[str, typer.Argument(help="The open incident, e.g. INC-3.")],
+    refs: AlertRefs,
+    as_json: JsonFlag = False,
+) -> None:
+    """Put alerts on an open incident by hand (their cause is shared though the grouping did not see it);
+    alerts on another incident move, and both timelines say so."""
+    _on_each(refs, lambda client, ref: client.attach_alert(ref, incident), "attached", as_json)
+
+
 @alerts_app.command("ack")
 def acknowledge(refs: AlertRefs, as_json: JsonFlag = False) -> None:
     """Acknowledge alerts by hand: someone is on them. When the last alert of an incident still firing is
