@@ -21,6 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from warroom import __version__, migrate
 from warroom.alerts import fastpath
 from warroom.alerts.api import router as alerts_router
+from warroom.alerts.maintenance import schedule_windows
+from warroom.alerts.status_pages import schedule_polls
 from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
 from warroom.db import unavailable_reason
@@ -208,12 +210,12 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             worker_thread = WorkerThread(Worker(context))
             worker_thread.start()
         app.state.worker = worker_thread
-        if context.org.automation.status_pages:
-            # Vendor status pages are polled by a chain of jobs; start the chain of a page that has none.
-            from warroom.alerts.status_pages import schedule_polls
-
+        if context.org.automation.status_pages or context.org.automation.maintenance_schedules:
+            # Status page polls and recurring maintenance windows are chains of jobs, each scheduling the
+            # next; start the chain of any that has none pending (a new entry, or a fresh database).
             with context.db.write() as session:
                 schedule_polls(session, context.org)
+                schedule_windows(session, context.org)
         # Everything built so far lives as long as the process: keep the collector from rescanning it
         # (full collections over the app's object graph were a visible share of alert intake time).
         gc.freeze()

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
 
+from dateutil.rrule import rrulestr
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from warroom.durations import Duration
 from warroom.incidents.schemas import Assessment
+from warroom.timezones import check_zone
 
 if TYPE_CHECKING:
     from warroom.orgconfig import OrgConfig
@@ -199,6 +202,66 @@ class StatusPageConfig(StrictModel):
         return value
 
 
+SCHEDULE_FREQUENCIES = ("DAILY", "WEEKLY", "MONTHLY")
+# Occurrences count from here, so a rule's INTERVAL keeps its phase (every other Sunday stays those Sundays).
+_SCHEDULE_ANCHOR = datetime(2026, 1, 5)  # a Monday, midnight local time
+
+
+class MaintenanceSchedule(StrictModel):
+    """Planned work that recurs (a weekly vacuum, a monthly patch night): a maintenance window is created for
+    each occurrence a day ahead, so ``warroom maintenance list`` shows it and ``end`` can cancel it."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,59}$")
+    rrule: str = Field(
+        description="An iCalendar RRULE, daily, weekly or monthly, in local time, e.g. "
+        "FREQ=WEEKLY;BYDAY=SU;BYHOUR=2 (times default to midnight)."
+    )
+    time_zone: str = Field(default="UTC", description="The rule's wall clock, e.g. Europe/Berlin.")
+    duration: Duration
+    reason: str = Field(min_length=1, max_length=2000)
+    services: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    _zone = field_validator("time_zone")(check_zone)
+
+    @field_validator("rrule")
+    @classmethod
+    def _rule_parses(cls, value: str) -> str:
+        text = value.strip().removeprefix("RRULE:")
+        frequency = re.search(r"FREQ=([A-Z]+)", text.upper())
+        if frequency is None or frequency.group(1) not in SCHEDULE_FREQUENCIES:
+            raise ValueError(
+                f"FREQ must be one of {list(SCHEDULE_FREQUENCIES)}, e.g. FREQ=WEEKLY;BYDAY=SU;BYHOUR=2"
+            )
+        try:
+            rule = rrulestr(text, dtstart=_SCHEDULE_ANCHOR)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"not an RRULE ({exc}); e.g. FREQ=WEEKLY;BYDAY=SU;BYHOUR=2") from None
+        if rule.after(_SCHEDULE_ANCHOR, inc=True) is None:
+            raise ValueError("the rule has no occurrences")
+        return text
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> MaintenanceSchedule:
+        if not self.services and not self.labels:
+            raise ValueError("say what the windows cover: services, labels, or both")
+        if self.duration < timedelta(minutes=1) or self.duration > timedelta(days=7):
+            raise ValueError("duration must be between 1m and 7d")
+        return self
+
+    def starts(self, after: datetime, *, inc: bool = False) -> datetime | None:
+        """The first start (UTC) after ``after`` (or at it, with ``inc``); None if no occurrence is left."""
+        zone = ZoneInfo(self.time_zone)
+        local = after.astimezone(zone).replace(tzinfo=None)
+        found = rrulestr(self.rrule, dtstart=_SCHEDULE_ANCHOR).after(local, inc=inc)
+        return found.replace(tzinfo=zone).astimezone(UTC) if found is not None else None
+
+    def current_or_next(self, now: datetime) -> datetime | None:
+        """The start of the occurrence running at ``now``, else of the next one."""
+        started = self.starts(now - self.duration)
+        return started if started is not None and started <= now else self.starts(now, inc=True)
+
+
 class AutomationConfig(StrictModel):
     mode: Literal["first", "all"] = Field(
         default="first", description="Apply the first matching rule, or all."
@@ -232,6 +295,7 @@ class AutomationConfig(StrictModel):
     rules: list[AutomationRule] = Field(default_factory=list)
     heartbeats: list[HeartbeatConfig] = Field(default_factory=list)
     status_pages: list[StatusPageConfig] = Field(default_factory=list)
+    maintenance_schedules: list[MaintenanceSchedule] = Field(default_factory=list)
 
     def heartbeat(self, name: str) -> HeartbeatConfig | None:
         return next((h for h in self.heartbeats if h.name == name), None)
@@ -283,6 +347,15 @@ def check_references(org: OrgConfig) -> list[str]:
         ("status_pages", automation.status_pages),
     ):
         problems.extend(_check_named_entries(f"automation.{section}", entries, service_names))
+    schedule_names = [schedule.name for schedule in automation.maintenance_schedules]
+    if len(set(schedule_names)) != len(schedule_names):
+        problems.append("automation.maintenance_schedules: names must be unique")
+    for index, schedule in enumerate(automation.maintenance_schedules):
+        unknown = [name for name in schedule.services if name not in service_names]
+        if unknown:
+            problems.append(
+                f"automation.maintenance_schedules[{index}].services: {unknown} are not services here"
+            )
     names = [r.name for r in automation.rules]
     if len(set(names)) != len(names):
         problems.append("automation.rules: names must be unique")

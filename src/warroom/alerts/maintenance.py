@@ -20,6 +20,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import automation
+from warroom.alerts.config import MaintenanceSchedule
 from warroom.alerts.models import Alert, AlertStatus, MaintenanceWindow
 from warroom.alerts.schemas import MaintenanceCreate, MaintenanceRead
 from warroom.db import get_by_ref, utcnow
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
     from warroom.context import AppContext
 
 RELEASE_KIND = "alerts.maintenance_release"
+SCHEDULE_KIND = "alerts.maintenance_schedule"
+# A scheduled occurrence's window is created this long before it starts, so people see it coming (and can
+# cancel it with ``maintenance end``).
+SCHEDULE_LEAD = timedelta(days=1)
 MAX_LENGTH = timedelta(days=7)
 MAX_LEAD = timedelta(days=90)
 _WINDOWS = MaintenanceWindow.__table__
@@ -272,3 +277,76 @@ def release_when_over(context: AppContext, session: Session, job: Job) -> dict[s
         # Not over yet (the job ran early, or the clock moved back): run again at the end.
         raise jobs_service.RetryLater(window.ends_at - utcnow(), f"{window.ref} ends later")
     return {"released": release(session, context.org, window)}
+
+
+# --- recurring windows (automation.maintenance_schedules) --------------------------------------------------
+
+
+def _schedule_key(schedule: MaintenanceSchedule, starts_at: datetime) -> str:
+    return f"maintenance-schedule:{schedule.name}:{starts_at.isoformat()}"
+
+
+def _schedule_occurrence(session: Session, schedule: MaintenanceSchedule, starts_at: datetime) -> None:
+    jobs_service.enqueue(
+        session,
+        kind=SCHEDULE_KIND,
+        payload={"name": schedule.name, "starts_at": starts_at.isoformat()},
+        run_at=max(starts_at - SCHEDULE_LEAD, utcnow()),
+        idempotency_key=_schedule_key(schedule, starts_at),
+    )
+
+
+def schedule_windows(session: Session, org: OrgConfig) -> int:
+    """At startup: for each schedule with nothing pending, the job that creates the window of the
+    occurrence running now, or else of the next one."""
+    started = 0
+    now = utcnow()
+    for schedule in org.automation.maintenance_schedules:
+        prefix = f"maintenance-schedule:{schedule.name}:"
+        if jobs_service.has_pending(session, kind=SCHEDULE_KIND, key_prefix=prefix):
+            continue
+        starts_at = schedule.current_or_next(now)
+        if starts_at is not None:
+            _schedule_occurrence(session, schedule, starts_at)
+            started += 1
+    return started
+
+
+@job_handler(SCHEDULE_KIND)
+def open_scheduled_window(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
+    """Create the window of one occurrence (once), then schedule the next occurrence's job."""
+    schedule = next(
+        (s for s in context.org.automation.maintenance_schedules if s.name == job.payload["name"]), None
+    )
+    if schedule is None:
+        return {"created": False, "reason": "the schedule is no longer in the org file"}
+    starts_at = datetime.fromisoformat(job.payload["starts_at"])
+    performer = f"schedule {schedule.name}"
+    outcome: dict[str, Any] = {"created": False}
+    exists = session.scalar(
+        select(MaintenanceWindow.id).where(
+            MaintenanceWindow.created_by == performer, MaintenanceWindow.starts_at == starts_at
+        )
+    )
+    if exists is not None:
+        outcome["reason"] = f"MW-{exists} already covers this occurrence"
+    elif starts_at + schedule.duration <= utcnow():
+        outcome["reason"] = "the occurrence was over before it could be created"
+    else:
+        window = create_window(
+            session,
+            org=context.org,
+            data=MaintenanceCreate(
+                reason=schedule.reason,
+                services=schedule.services,
+                labels=schedule.labels,
+                starts_at=starts_at,
+                duration=schedule.duration,
+            ),
+            performer=performer,
+        )
+        outcome = {"created": True, "window": window.ref}
+    following = schedule.starts(starts_at)
+    if following is not None:
+        _schedule_occurrence(session, schedule, following)
+    return outcome

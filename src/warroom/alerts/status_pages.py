@@ -27,7 +27,7 @@ from warroom.alerts.models import Alert, AlertStatus
 from warroom.alerts.schemas import Lenient
 from warroom.db import utcnow
 from warroom.jobs import service as jobs_service
-from warroom.jobs.models import Job, JobStatus
+from warroom.jobs.models import Job
 from warroom.jobs.service import job_handler
 from warroom.orgconfig import OrgConfig
 
@@ -185,16 +185,7 @@ def schedule_polls(session: Session, org: OrgConfig) -> int:
     started = 0
     now = utcnow()
     for page in org.automation.status_pages:
-        waiting = session.scalar(
-            select(Job.id)
-            .where(
-                Job.kind == POLL_KIND,
-                Job.status.in_([JobStatus.pending, JobStatus.running]),
-                Job.idempotency_key.startswith(f"status-page:{page.name}:", autoescape=True),
-            )
-            .limit(1)
-        )
-        if waiting is None:
+        if not jobs_service.has_pending(session, kind=POLL_KIND, key_prefix=f"status-page:{page.name}:"):
             _enqueue_slot(session, page, int(now.timestamp()) // int(page.interval.total_seconds()))
             started += 1
     return started

@@ -154,6 +154,21 @@ def enqueue(
     return job
 
 
+def has_pending(session: Session, *, kind: str, key_prefix: str) -> bool:
+    """Whether a job of ``kind`` whose idempotency key starts with ``key_prefix`` is waiting or running: a
+    chain of jobs (each scheduling the next) checks this before it starts again at startup."""
+    found = session.scalar(
+        select(Job.id)
+        .where(
+            Job.kind == kind,
+            Job.status.in_([JobStatus.pending, JobStatus.running]),
+            Job.idempotency_key.startswith(key_prefix, autoescape=True),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 def cancel(
     session: Session,
     *,

@@ -8,12 +8,12 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from warroom.durations import Duration
 from warroom.notify.config import CHANNEL_TYPES, find_channel
+from warroom.timezones import check_zone
 
 if TYPE_CHECKING:
     from warroom.orgconfig import OrgConfig
@@ -35,14 +35,6 @@ class _Strict(BaseModel):
 def _check_id(value: str) -> str:
     if not _ID.match(value):
         raise ValueError("must be letters, digits, '-', '_' or '.' (starting with a letter or digit)")
-    return value
-
-
-def _check_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}; use an IANA name like Europe/Berlin") from None
     return value
 
 
@@ -97,7 +89,7 @@ class PersonConfig(_Strict):
     )
 
     _name = field_validator("name")(_check_id)
-    _zone = field_validator("time_zone")(_check_zone)
+    _zone = field_validator("time_zone")(check_zone)
 
     @property
     def label(self) -> str:
@@ -144,7 +136,7 @@ class LayerConfig(_Strict):
     participants: list[str] = Field(default_factory=list, description="People, in rotation order.")
     restrictions: list[Restriction] = Field(default_factory=list)
 
-    _zone = field_validator("time_zone")(_check_zone)
+    _zone = field_validator("time_zone")(check_zone)
     _clock = field_validator("handoff_time")(_check_clock)
 
     @field_validator("shift_length")
@@ -177,7 +169,7 @@ class ScheduleConfig(_Strict):
     overrides: list[OverrideConfig] = Field(default_factory=list)
 
     _name = field_validator("name")(_check_id)
-    _zone = field_validator("time_zone")(_check_zone)
+    _zone = field_validator("time_zone")(check_zone)
 
 
 class TargetConfig(_Strict):
