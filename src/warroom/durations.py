@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -37,6 +38,17 @@ def format_duration(value: timedelta) -> str:
             parts.append(f"{seconds // size}{unit}")
             seconds %= size
     return "".join(parts) or "0s"
+
+
+def duration_between(low: timedelta, high: timedelta, what: str) -> Callable[[timedelta], timedelta]:
+    """A field validator: ``what`` must be from ``low`` to ``high`` (for ``field_validator(...)(...)``)."""
+
+    def check(value: timedelta) -> timedelta:
+        if value < low or value > high:
+            raise ValueError(f"{what} must be between {format_duration(low)} and {format_duration(high)}")
+        return value
+
+    return check
 
 
 Duration = Annotated[

@@ -13,7 +13,7 @@ from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from warroom.durations import Duration
+from warroom.durations import Duration, duration_between
 from warroom.incidents.schemas import Assessment
 from warroom.timezones import check_zone
 
@@ -154,19 +154,10 @@ class HeartbeatConfig(StrictModel):
     service: str | None = Field(default=None, description="A service of this file, for routing and windows.")
     summary: str = Field(default="", max_length=500, description="Default: 'No heartbeat from <name> ...'.")
 
-    @field_validator("interval")
-    @classmethod
-    def _interval_range(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=10) or value > timedelta(days=7):
-            raise ValueError("interval must be between 10s and 7d")
-        return value
-
-    @field_validator("grace")
-    @classmethod
-    def _grace_range(cls, value: timedelta) -> timedelta:
-        if value < timedelta(0) or value > timedelta(days=7):
-            raise ValueError("grace must be between 0s and 7d")
-        return value
+    _interval = field_validator("interval")(
+        duration_between(timedelta(seconds=10), timedelta(days=7), "interval")
+    )
+    _grace = field_validator("grace")(duration_between(timedelta(0), timedelta(days=7), "grace"))
 
 
 VendorImpact = Literal["critical", "major", "minor", "none"]
@@ -194,12 +185,9 @@ class StatusPageConfig(StrictModel):
         default_factory=lambda: dict(IMPACT_SEVERITY), description="The vendor's impact -> alert severity."
     )
 
-    @field_validator("interval")
-    @classmethod
-    def _interval_range(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=30) or value > timedelta(hours=1):
-            raise ValueError("interval must be between 30s and 1h")
-        return value
+    _interval = field_validator("interval")(
+        duration_between(timedelta(seconds=30), timedelta(hours=1), "interval")
+    )
 
 
 SCHEDULE_FREQUENCIES = ("DAILY", "WEEKLY", "MONTHLY")
@@ -223,6 +211,9 @@ class MaintenanceSchedule(StrictModel):
     labels: dict[str, str] = Field(default_factory=dict)
 
     _zone = field_validator("time_zone")(check_zone)
+    _duration = field_validator("duration")(
+        duration_between(timedelta(minutes=1), timedelta(days=7), "duration")
+    )
 
     @field_validator("rrule")
     @classmethod
@@ -245,8 +236,6 @@ class MaintenanceSchedule(StrictModel):
     def _window_fits(self) -> MaintenanceSchedule:
         if not self.services and not self.labels:
             raise ValueError("say what the windows cover: services, labels, or both")
-        if self.duration < timedelta(minutes=1) or self.duration > timedelta(days=7):
-            raise ValueError("duration must be between 1m and 7d")
         return self
 
     def starts(self, after: datetime, *, inc: bool = False) -> datetime | None:
