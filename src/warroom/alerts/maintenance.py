@@ -268,14 +268,13 @@ def release(session: Session, org: OrgConfig, window: MaintenanceWindow) -> int:
 @job_handler(RELEASE_KIND)
 def release_when_over(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
     """At the window's end: route the alerts it held that are still open."""
-    window = session.scalar(
-        select(MaintenanceWindow).where(MaintenanceWindow.id == job.payload["window_id"]).with_for_update()
-    )
+    window = session.get(MaintenanceWindow, job.payload["window_id"], with_for_update=True)
     if window is None:
         return {"released": 0, "reason": "the window is gone"}
-    if window.ends_at > utcnow():
-        # Not over yet (the job ran early, or the clock moved back): run again at the end.
-        raise jobs_service.RetryLater(window.ends_at - utcnow(), f"{window.ref} ends later")
+    now = utcnow()
+    if window.ends_at > now:
+        # Not over yet (the job ran early, or the window was extended): run again at the end.
+        raise jobs_service.RetryLater(window.ends_at - now, f"{window.ref} ends later")
     return {"released": release(session, context.org, window)}
 
 
