@@ -150,6 +150,59 @@ def test_labels_narrow_a_window_and_a_scheduled_one_holds_nothing_before_it_star
     assert send(api, generic_key, "api-prod", labels={"env": "production", "x": "1"})["incident"] == "INC-4"
 
 
+def test_match_conditions_narrow_a_window_like_an_automation_rule(
+    api: TestClient,
+    context: AppContext,
+    generic_key: str,
+    am_key: str,
+    responder: dict[str, str],
+    viewer: dict[str, str],
+) -> None:
+    """Sources, severities, types, label regexes and absent labels: the conditions of a rule's match."""
+    clock.set(T0)
+    match = {
+        "source": ["alertmanager"],
+        "severity": ["warning", "critical"],
+        "labels_regex": {"instance": "db-[0-9]+"},
+        "labels_missing": ["page_anyway"],
+    }
+    window = start_window(api, responder, match=match, duration="1h")
+    assert window["match"] == {**match, "type": []}
+    assert api.get("/api/v1/maintenance/MW-1", headers=viewer).json()["match"] == window["match"]
+
+    def from_alertmanager(name: str, **labels: str) -> dict[str, Any]:
+        alert = {
+            "status": "firing",
+            "labels": {"alertname": name, "severity": "critical", **labels},
+            "annotations": {"summary": f"{name} on {labels.get('instance')}"},
+            "startsAt": T0.isoformat(),
+            "fingerprint": f"fp-{name}",
+        }
+        body = {"version": "4", "status": "firing", "alerts": [alert], "groupKey": name}
+        response = api.post(f"/api/v1/alerts/alertmanager?key={am_key}", json=body)
+        assert response.status_code == 202, response.text
+        result: dict[str, Any] = response.json()["alerts"][0]
+        return result
+
+    held = from_alertmanager("PostgresDown", instance="db-12", service="database")
+    assert held["incident"] is None
+    not_held = [
+        from_alertmanager("PostgresLag", instance="db-12-replica"),  # the regex must match the whole value
+        from_alertmanager("WebDown", instance="web-3"),
+        from_alertmanager("NoInstance"),
+        from_alertmanager("Escalated", instance="db-2", page_anyway="yes"),
+        from_alertmanager("Minor", instance="db-2", severity="info"),
+        # Another source with the same labels is not covered.
+        send(api, generic_key, "db-generic", labels={"instance": "db-12"}),
+    ]
+    assert api.get(f"/api/v1/alerts/{held['id']}", headers=viewer).json()["maintenance"] == "MW-1"
+    with context.db.read() as session:
+        held_ids = session.scalars(select(Alert.id).where(Alert.maintenance_window_id.is_not(None))).all()
+    assert held_ids == [held["id"]]
+    # Those it does not cover are routed as usual (the critical ones open incidents; info is unrouted).
+    assert [alert["incident"] is not None for alert in not_held] == [True, True, True, True, False, True]
+
+
 def test_ending_early_routes_held_alerts_at_once_and_cancels_the_release_job(
     api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
 ) -> None:
@@ -211,7 +264,12 @@ def test_cancelling_a_scheduled_window(
     ("body", "status", "message"),
     [
         ({"services": ["api"]}, 422, "either ends_at or duration"),
-        ({"duration": "1h"}, 422, "services, labels, or both"),
+        ({"duration": "1h"}, 422, "services, labels or match conditions"),
+        ({"match": {}, "duration": "1h"}, 422, "services, labels or match conditions"),
+        ({"match": {"labels_regex": {"instance": "db-("}}, "duration": "1h"}, 422, "bad regex"),
+        ({"match": {"source": ["nagios"]}, "duration": "1h"}, 422, "unknown source"),
+        ({"match": {"severity": ["fatal"]}, "duration": "1h"}, 422, "severity"),
+        ({"match": {"labels": {"env": "x"}}, "duration": "1h"}, 422, "match.labels"),
         ({"services": ["nope"], "duration": "1h"}, 422, "unknown service"),
         ({"services": ["api"], "duration": "8d"}, 422, "at most 7d"),
         ({"services": ["api"], "duration": "99999999d"}, 422, "at most 7d"),
@@ -430,7 +488,33 @@ def test_maintenance_cli_against_a_running_server(tmp_path: Path) -> None:
             "maintenance", "start", "--service", "nope", "--for", "1h", "-r", "x", env=env, check=False
         )
         assert unknown.returncode == 1 and "unknown service" in unknown.stderr
+        bad_regex = run_cli(
+            "maintenance", "start", "--label-regex", "host=(", "--for", "1h", "-r", "x", env=env, check=False
+        )
+        assert bad_regex.returncode == 1 and "bad regex" in bad_regex.stderr
         assert "MW-2" not in run_cli("maintenance", "list", "--all", env=env).stdout
+
+        # Conditions beyond services: a regex, a source, a severity, a label that must be absent.
+        narrow = run_cli(
+            "maintenance",
+            "start",
+            "--label-regex",
+            "instance=db-.*",
+            "--source",
+            "alertmanager",
+            "--severity",
+            "warning",
+            "--label-missing",
+            "page_anyway",
+            "--for",
+            "1h",
+            "-r",
+            "replica rebuild",
+            env=env,
+        ).stdout
+        assert "MW-2" in narrow and "instance=~db-.*" in narrow and "no page_anyway" in narrow, narrow
+        listed = run_cli("maintenance", "list", env=env).stdout
+        assert "sources alertmanager" in listed and "severities warning" in listed, listed
 
 
 def test_extending_a_window_moves_its_release(

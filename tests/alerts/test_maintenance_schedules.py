@@ -14,7 +14,7 @@ from sqlalchemy import select
 from tests.alerts.test_source_ack import run_at
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts.config import AutomationConfig, MaintenanceSchedule
-from warroom.alerts.models import MaintenanceWindow
+from warroom.alerts.models import Alert, MaintenanceWindow
 from warroom.app import create_app
 from warroom.clock import clock
 from warroom.context import AppContext
@@ -132,7 +132,8 @@ def test_starting_during_an_occurrence_opens_its_window_at_once(context: AppCont
         ({"rrule": "FREQ=WEEKLY;BYDAY=XX"}, "not an RRULE"),
         ({"time_zone": "Mars/Olympus"}, "unknown time zone"),
         ({"duration": "8d"}, "between 1m and 7d"),
-        ({"services": [], "labels": {}}, "services, labels, or both"),
+        ({"services": [], "labels": {}}, "services, labels or match conditions"),
+        ({"match": {"labels_regex": {"host": "["}}}, "bad regex"),
         ({"services": ["nowhere"]}, "are not services"),
     ],
 )
@@ -142,3 +143,34 @@ def test_schedule_config_is_checked(change: dict[str, Any], problem: str) -> Non
     with pytest.raises(ConfigError) as caught:
         parse_org_config(yaml.safe_dump(data), "org.yaml")
     assert any(problem in str(line) for line in caught.value.problems), caught.value.problems
+
+
+def test_a_schedule_gives_each_window_its_match_conditions(context: AppContext, am_key: str) -> None:
+    rebuild = MaintenanceSchedule.model_validate(
+        {
+            **VACUUM,
+            "name": "replica-rebuild",
+            "services": [],
+            "match": {"source": ["alertmanager"], "labels_regex": {"instance": "replica-[0-9]+"}},
+        }
+    )
+    automation = context.org.automation.model_copy(update={"maintenance_schedules": [rebuild]})
+    context.org = context.org.model_copy(update={"automation": automation})
+    during = datetime(2026, 3, 8, 1, 30, tzinfo=UTC)
+    clock.set(during)
+    with TestClient(create_app(context=context)) as api:
+        run_at(Worker(context, name="w1"), during)
+
+        def fire(instance: str) -> Any:
+            alert = {"labels": {"alertname": f"Lag-{instance}", "instance": instance, "severity": "critical"}}
+            body = {"version": "4", "status": "firing", "alerts": [{"status": "firing", **alert}]}
+            response = api.post(f"/api/v1/alerts/alertmanager?key={am_key}", json=body)
+            assert response.status_code == 202, response.text
+            return response.json()["alerts"][0]["id"]
+
+        held, routed = fire("replica-2"), fire("primary")
+    with context.db.read() as session:
+        window = session.scalars(select(MaintenanceWindow)).one()
+        assert window.services == [] and window.conditions == rebuild.match.model_dump(exclude_defaults=True)
+        assert session.get(Alert, held).maintenance_window_id == window.id  # type: ignore[union-attr]
+        assert session.get(Alert, routed).maintenance_window_id is None  # type: ignore[union-attr]

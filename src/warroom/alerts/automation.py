@@ -4,9 +4,7 @@ and recorded on the incident's timeline."""
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any, Literal
 
 from sqlalchemy import select
@@ -39,26 +37,10 @@ _ASSESSMENT_SOURCE = {
 }
 
 
-@lru_cache(maxsize=1024)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 def matches(match: RuleMatch, alert: Alert) -> bool:
-    if match.source and alert.source not in match.source:
-        return False
-    if match.severity and alert.severity not in match.severity:
-        return False
-    if match.type and alert.alert_type not in match.type:
-        return False
-    labels = alert.labels
-    for name, value in match.labels.items():
-        if labels.get(name) != value:
-            return False
-    for name, pattern in match.labels_regex.items():
-        if name not in labels or not _regex(pattern).fullmatch(labels[name]):
-            return False
-    return all(name not in labels for name in match.labels_missing)
+    return match.accepts(
+        source=alert.source, severity=alert.severity, alert_type=alert.alert_type, labels=alert.labels
+    )
 
 
 def matching_rules(automation: AutomationConfig, alert: Alert) -> list[AutomationRule]:

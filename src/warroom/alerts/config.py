@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -53,13 +54,18 @@ def matrix_severity_map(severity_ids: list[str]) -> dict[AlertSeverity, str]:
     }
 
 
-class RuleMatch(StrictModel):
-    """Every condition given must hold. Labels are compared as strings."""
+@lru_cache(maxsize=1024)
+def compiled_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+class AlertConditions(StrictModel):
+    """Conditions on an alert beyond label equality, shared by automation rules and maintenance windows.
+    Every condition given must hold; labels are compared as strings."""
 
     source: list[str] = Field(default_factory=list, description=f"Any of {ALERT_SOURCES}.")
     severity: list[AlertSeverity] = Field(default_factory=list)
     type: list[str] = Field(default_factory=list, description="Alert type, e.g. the alertname.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Label equals this value.")
     labels_regex: dict[str, str] = Field(default_factory=dict, description="Label fully matches the regex.")
     labels_missing: list[str] = Field(default_factory=list, description="Label is absent.")
 
@@ -80,6 +86,32 @@ class RuleMatch(StrictModel):
             except re.error as exc:
                 raise ValueError(f"label {label!r}: bad regex {pattern!r}: {exc}") from None
         return values
+
+    def is_empty(self) -> bool:
+        return not self.model_dump(exclude_defaults=True)
+
+    def accepts(self, *, source: str, severity: str, alert_type: str, labels: dict[str, str]) -> bool:
+        if self.source and source not in self.source:
+            return False
+        if self.severity and severity not in self.severity:
+            return False
+        if self.type and alert_type not in self.type:
+            return False
+        for name, pattern in self.labels_regex.items():
+            if name not in labels or not compiled_regex(pattern).fullmatch(labels[name]):
+                return False
+        return all(name not in labels for name in self.labels_missing)
+
+
+class RuleMatch(AlertConditions):
+    """Every condition given must hold. Labels are compared as strings."""
+
+    labels: dict[str, str] = Field(default_factory=dict, description="Label equals this value.")
+
+    def accepts(self, *, source: str, severity: str, alert_type: str, labels: dict[str, str]) -> bool:
+        if any(labels.get(name) != value for name, value in self.labels.items()):
+            return False
+        return super().accepts(source=source, severity=severity, alert_type=alert_type, labels=labels)
 
 
 class Notify(StrictModel):
@@ -209,6 +241,11 @@ class MaintenanceSchedule(StrictModel):
     reason: str = Field(min_length=1, max_length=2000)
     services: list[str] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
+    match: AlertConditions = Field(
+        default_factory=AlertConditions,
+        description="Further conditions, as in a rule's match: source, severity, type, labels_regex, "
+        "labels_missing.",
+    )
 
     _zone = field_validator("time_zone")(check_zone)
     _duration = field_validator("duration")(
@@ -234,8 +271,8 @@ class MaintenanceSchedule(StrictModel):
 
     @model_validator(mode="after")
     def _window_fits(self) -> MaintenanceSchedule:
-        if not self.services and not self.labels:
-            raise ValueError("say what the windows cover: services, labels, or both")
+        if not self.services and not self.labels and self.match.is_empty():
+            raise ValueError("say what the windows cover: services, labels or match conditions")
         return self
 
     def starts(self, after: datetime, *, inc: bool = False) -> datetime | None:

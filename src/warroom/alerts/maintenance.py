@@ -13,6 +13,7 @@ arrives after it and is routed normally. None is held forever.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,7 +21,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import automation
-from warroom.alerts.config import MaintenanceSchedule
+from warroom.alerts.config import AlertConditions, MaintenanceSchedule, RuleMatch
 from warroom.alerts.models import Alert, AlertStatus, MaintenanceWindow
 from warroom.alerts.schemas import MaintenanceCreate, MaintenanceRead
 from warroom.db import get_by_ref, utcnow
@@ -50,23 +51,31 @@ def _release_key(window_id: int) -> str:
     return f"maintenance-release:{window_id}"
 
 
-def covers(
-    services: list[str], labels: dict[str, str], service: str | None, alert_labels: dict[str, str]
-) -> bool:
-    """Every condition the window sets must hold: the alert's service is one of its services (if it
-    names any) and the alert carries each of its labels."""
-    if services and service not in services:
-        return False
-    return all(alert_labels.get(name) == value for name, value in labels.items())
+@dataclass(frozen=True)
+class ActiveWindow:
+    """What a running window covers. Every condition it sets must hold: the alert's service is one of its
+    services (if it names any), and the alert meets its match (labels, sources, severities, types...)."""
 
+    id: int
+    services: list[str]
+    match: RuleMatch
 
-ActiveWindow = tuple[int, list[str], dict[str, str]]
+    def covers(self, alert: dict[str, Any]) -> bool:
+        """``alert``: the new alert's row (source, severity, alert_type, service, labels)."""
+        if self.services and alert["service"] not in self.services:
+            return False
+        return self.match.accepts(
+            source=alert["source"],
+            severity=alert["severity"],
+            alert_type=alert["alert_type"],
+            labels=alert["labels"],
+        )
 
 
 def active_windows(connection: Connection, now: datetime) -> list[ActiveWindow]:
-    """(id, services, labels) of the windows running at ``now`` whose alerts are not yet released."""
+    """The windows running at ``now`` whose alerts are not yet released."""
     statement = (
-        select(_WINDOWS.c.id, _WINDOWS.c.services, _WINDOWS.c.labels)
+        select(_WINDOWS.c.id, _WINDOWS.c.services, _WINDOWS.c.labels, _WINDOWS.c.conditions)
         .where(
             _WINDOWS.c.starts_at <= now,
             _WINDOWS.c.ends_at > now,
@@ -77,15 +86,15 @@ def active_windows(connection: Connection, now: datetime) -> list[ActiveWindow]:
         # SQLite runs one writer at a time).
         .with_for_update(read=True)
     )
-    return [(row.id, row.services, row.labels) for row in connection.execute(statement)]
+    return [
+        ActiveWindow(row.id, row.services, RuleMatch(labels=row.labels, **row.conditions))
+        for row in connection.execute(statement)
+    ]
 
 
-def holding_window(windows: list[ActiveWindow], service: str | None, labels: dict[str, str]) -> int | None:
-    """The first active window covering an alert with this service and these labels."""
-    for window_id, services, window_labels in windows:
-        if covers(services, window_labels, service, labels):
-            return window_id
-    return None
+def holding_window(windows: list[ActiveWindow], alert: dict[str, Any]) -> int | None:
+    """The first active window covering a new alert (its row)."""
+    return next((window.id for window in windows if window.covers(alert)), None)
 
 
 def holds(session: Session, window_id: int) -> bool:
@@ -108,6 +117,7 @@ def to_read(window: MaintenanceWindow, now: datetime | None = None) -> Maintenan
         reason=window.reason,
         services=window.services,
         labels=window.labels,
+        match=AlertConditions.model_validate(window.conditions),
         starts_at=window.starts_at,
         ends_at=window.ends_at,
         state=state(window, moment),
@@ -148,6 +158,7 @@ def create_window(
         reason=data.reason.strip(),
         services=list(dict.fromkeys(data.services)),
         labels=data.labels,
+        conditions=data.match.model_dump(exclude_defaults=True),
         starts_at=starts_at,
         ends_at=ends_at,
         created_by=performer,
@@ -339,6 +350,7 @@ def open_scheduled_window(context: AppContext, session: Session, job: Job) -> di
                 reason=schedule.reason,
                 services=schedule.services,
                 labels=schedule.labels,
+                match=schedule.match,
                 starts_at=starts_at,
                 duration=schedule.duration,
             ),

@@ -90,9 +90,13 @@ class MaintenanceWindow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     reason: Mapped[str] = mapped_column(Text)
-    # An alert is covered when its service is one of these (if any) and it has all these labels (if any).
+    # An alert is covered when its service is one of these (if any), it has all these labels (if any) and
+    # it meets the conditions.
     services: Mapped[list[str]] = mapped_column(JSON, default=list)
     labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # Further conditions, as in an automation rule's match (alerts.config.AlertConditions): sources,
+    # severities, types, label regexes, labels that must be absent.
+    conditions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # Moved to the moment someone ends the window early.
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from warroom.alerts.config import AlertSeverity
+from warroom.alerts.config import AlertConditions, AlertSeverity
 from warroom.alerts.models import AlertStatus
 from warroom.durations import Duration
 
@@ -257,13 +257,19 @@ class PromoteRequest(BaseModel):
 
 
 class MaintenanceCreate(BaseModel):
-    """Planned work: give the services and/or labels it covers, and either ``ends_at`` or ``duration``."""
+    """Planned work: give what it covers (services, labels, further conditions) and either ``ends_at`` or
+    ``duration``."""
 
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=2000, pattern=r"\S", description="What is being done.")
     services: list[str] = Field(default_factory=list, max_length=100, description="Services of the org file.")
     labels: dict[str, str] = Field(
         default_factory=dict, max_length=50, description="An alert must carry every one of these labels."
+    )
+    match: AlertConditions = Field(
+        default_factory=AlertConditions,
+        description="Further conditions, as in an automation rule's match: source, severity, type, "
+        "labels_regex (full match), labels_missing.",
     )
     starts_at: datetime | None = Field(None, description="Default: now. Up to 90 days ahead.")
     ends_at: datetime | None = None
@@ -287,8 +293,8 @@ class MaintenanceCreate(BaseModel):
     def _one_end(self) -> MaintenanceCreate:
         if (self.ends_at is None) == (self.duration is None):
             raise ValueError("give either ends_at or duration")
-        if not self.services and not self.labels:
-            raise ValueError("say what the window covers: services, labels, or both")
+        if not self.services and not self.labels and self.match.is_empty():
+            raise ValueError("say what the window covers: services, labels or match conditions")
         return self
 
 
@@ -306,6 +312,7 @@ class MaintenanceRead(BaseModel):
     reason: str
     services: list[str]
     labels: dict[str, str]
+    match: AlertConditions
     starts_at: datetime
     ends_at: datetime
     state: Literal["scheduled", "active", "ended"]

@@ -318,7 +318,7 @@ def _hold_for_maintenance(connection: Connection, now: datetime, rows: list[dict
     windows = maintenance.active_windows(connection, now)
     if windows:
         for row in rows:
-            row["maintenance_window_id"] = maintenance.holding_window(windows, row["service"], row["labels"])
+            row["maintenance_window_id"] = maintenance.holding_window(windows, row)
 
 
 def _change(target: _Open, updated: list[_Open], changes: dict[str, Any], occurrences: int = 0) -> None:

@@ -20,22 +20,29 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a 
 STATE_STYLE = {"active": "bold yellow", "scheduled": "cyan", "ended": "dim"}
 
 
-def _labels(values: list[str]) -> dict[str, str]:
+def _labels(values: list[str], option: str = "--label", what: str = "name=value") -> dict[str, str]:
     labels: dict[str, str] = {}
     for value in values:
         name, sep, text = value.partition("=")
         if not sep or not name.strip():
-            raise typer.BadParameter(f"{value!r}: write a label as name=value", param_hint="--label")
+            raise typer.BadParameter(f"{value!r}: write it as {what}", param_hint=option)
         labels[name.strip()] = text
     return labels
 
 
 def _covers(window: MaintenanceRead) -> str:
+    match = window.match
     parts = []
     if window.services:
         parts.append("services " + ", ".join(window.services))
-    if window.labels:
-        parts.append("labels " + ", ".join(f"{k}={v}" for k, v in sorted(window.labels.items())))
+    labels = [f"{k}={v}" for k, v in sorted(window.labels.items())]
+    labels += [f"{k}=~{v}" for k, v in sorted(match.labels_regex.items())]
+    labels += [f"no {name}" for name in match.labels_missing]
+    if labels:
+        parts.append("labels " + ", ".join(labels))
+    for name, values in (("sources", match.source), ("severities", match.severity), ("types", match.type)):
+        if values:
+            parts.append(f"{name} " + ", ".join(values))
     return "; ".join(parts)
 
 
@@ -61,6 +68,27 @@ def start(
         list[str] | None,
         typer.Option("--label", help="Alerts must carry this label, as name=value (repeatable)."),
     ] = None,
+    label_regex: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label-regex", help="A label must fully match this regex, as name=REGEX (repeatable)."
+        ),
+    ] = None,
+    label_missing: Annotated[
+        list[str] | None,
+        typer.Option("--label-missing", help="Alerts must not carry this label (repeatable)."),
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="Only alerts from this source, e.g. alertmanager (repeatable)."),
+    ] = None,
+    severity: Annotated[
+        list[str] | None,
+        typer.Option("--severity", help="Only alerts of this severity: critical, error, warning, info."),
+    ] = None,
+    alert_type: Annotated[
+        list[str] | None, typer.Option("--type", help="Only alerts of this type, e.g. an alertname.")
+    ] = None,
     duration: Annotated[
         str | None, typer.Option("--for", help="How long, e.g. 2h or 90m (up to 7d).")
     ] = None,
@@ -76,13 +104,25 @@ def start(
     still open when it ends are routed then."""
     if (duration is None) == (until is None):
         fail("give either --for (a duration) or --until (an end time)")
-    if not service and not label:
-        fail("say what the window covers: --service, --label, or both")
+    match = {
+        "source": source,
+        "severity": severity,
+        "type": alert_type,
+        "labels_regex": _labels(label_regex or [], "--label-regex", "name=REGEX") or None,
+        "labels_missing": label_missing,
+    }
+    match = {name: value for name, value in match.items() if value}
+    if not service and not label and not match:
+        fail(
+            "say what the window covers: --service, --label, --label-regex, --label-missing, --source, "
+            "--severity or --type"
+        )
     with api_errors(), Client() as client:
         window = client.create_maintenance(
             reason=reason,
             services=service or [],
             labels=_labels(label or []),
+            match=match,
             starts_at=instant(at, "--at"),
             ends_at=instant(until, "--until"),
             duration=duration,
