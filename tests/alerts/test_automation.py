@@ -499,3 +499,56 @@ def test_resolving_by_hand_refusals_change_nothing(
     assert api.post(url, headers=responder).status_code == 200
     twice = api.post(url, headers=responder)
     assert twice.status_code == 409 and "by responder-user" in twice.json()["error"]["message"]
+
+
+def test_a_flapping_incident_stays_in_investigating_until_it_calms_down(
+    api: TestClient, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """flap_count (3) returns to investigating within flap_window (1h): the status stops following the
+    alerts, and one timeline entry says why."""
+
+    def status() -> str:
+        value: str = api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"]
+        return value
+
+    def flapping_notes() -> list[str]:
+        timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+        return [entry["action"] for entry in timeline if entry["action"].startswith("Flapping")]
+
+    clock.set(datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
+    fire(api, generic_key, payments_alert(dedup_key="a"))
+    for returns in range(1, 4):
+        clock.advance(timedelta(minutes=2))
+        fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))
+        assert status() == "monitoring"
+        clock.advance(timedelta(minutes=2))
+        assert fire(api, generic_key, payments_alert(dedup_key="a"))[0]["incident"] == "INC-1"
+        assert status() == "investigating"
+        assert len(flapping_notes()) == (1 if returns == 3 else 0)
+    assert flapping_notes() == [
+        "Flapping: its alerts fired again 3 times within 1h of resolving. Automation leaves the incident in "
+        "investigating, not monitoring, until 1h pass with no alert firing again; a person can move it."
+    ]
+    # While it flaps, resolving does not move it to monitoring (and a firing notes nothing more).
+    fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))
+    assert status() == "investigating"
+    clock.advance(timedelta(minutes=25))
+    fire(api, generic_key, payments_alert(dedup_key="a"))
+    clock.advance(timedelta(minutes=25))
+    fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))
+    assert status() == "investigating"
+    assert len(flapping_notes()) == 1
+    # An hour after the last return, it has calmed down: resolved alerts move it to monitoring again.
+    clock.advance(timedelta(minutes=15))
+    assert fire(api, generic_key, payments_alert(dedup_key="a"))[0]["incident"] == "INC-1"
+    fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))
+    assert status() == "monitoring"
+
+
+@pytest.mark.parametrize(
+    ("setting", "problem"),
+    [({"flap_window": "0s"}, "between 1m and 7d"), ({"flap_count": -1}, "greater than or equal to 0")],
+)
+def test_flapping_settings_are_checked(setting: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        AutomationConfig.model_validate({**RULES, **setting})

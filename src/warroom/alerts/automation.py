@@ -308,6 +308,39 @@ def _back_to_investigating(session: Session, org: OrgConfig, incident: Incident,
             note=f"alert {alert.ref} fired again while monitoring: the fix did not hold",
         ),
     )
+    automation = org.automation
+    if automation.flap_count and _returns(session, incident, automation.flap_window) == automation.flap_count:
+        window = format_duration(automation.flap_window)
+        incident_service.append_timeline(
+            session,
+            incident,
+            performer=PERFORMER,
+            kind=TimelineKind.alert,
+            action=f"Flapping: its alerts fired again {automation.flap_count} times within {window} of "
+            "resolving. Automation leaves the incident in investigating, not monitoring, until "
+            f"{window} pass with no alert firing again; a person can move it.",
+            data={"flapping": True, "returns": automation.flap_count, "window": window},
+        )
+
+
+def _returns(session: Session, incident: Incident, window: timedelta) -> int:
+    """How often automation moved the incident back from monitoring to investigating within ``window``."""
+    moves = session.scalars(
+        select(TimelineEntry.data).where(
+            TimelineEntry.incident_id == incident.id,
+            TimelineEntry.kind == TimelineKind.status_change,
+            TimelineEntry.performer == PERFORMER,
+            TimelineEntry.occurred_at >= utcnow() - window,
+        )
+    )
+    return sum(
+        1 for move in moves if move and (move.get("from"), move.get("to")) == ("monitoring", "investigating")
+    )
+
+
+def _flapping(session: Session, org: OrgConfig, incident: Incident) -> bool:
+    count = org.automation.flap_count
+    return bool(count) and _returns(session, incident, org.automation.flap_window) >= count
 
 
 def _raise_severity(
@@ -451,6 +484,7 @@ def on_resolved(session: Session, org: OrgConfig, alert: Alert, *, performer: st
             still_open is None
             and _resolve_to_monitoring(org, alert)
             and incident.status in (IncidentStatus.investigating, IncidentStatus.identified)
+            and not _flapping(session, org, incident)
         ):
             _update(
                 session,

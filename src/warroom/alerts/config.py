@@ -317,11 +317,23 @@ class AutomationConfig(StrictModel):
         description="An incident that alerts open is marked recurring, with the earlier ones named on its "
         "timeline, when the same alert group opened another this recently (0s: never).",
     )
+    flap_count: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="An incident whose alerts fired again while it was monitored this many times within "
+        "flap_window is flapping: automation stops moving it to monitoring until it calms down (0: never).",
+    )
+    flap_window: Duration = Field(default=timedelta(hours=1))
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     rules: list[AutomationRule] = Field(default_factory=list)
     heartbeats: list[HeartbeatConfig] = Field(default_factory=list)
     status_pages: list[StatusPageConfig] = Field(default_factory=list)
     maintenance_schedules: list[MaintenanceSchedule] = Field(default_factory=list)
+
+    _flap_window = field_validator("flap_window")(
+        duration_between(timedelta(minutes=1), timedelta(days=7), "flap_window")
+    )
 
     def heartbeat(self, name: str) -> HeartbeatConfig | None:
         return next((h for h in self.heartbeats if h.name == name), None)
