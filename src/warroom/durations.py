@@ -40,11 +40,14 @@ def format_duration(value: timedelta) -> str:
     return "".join(parts) or "0s"
 
 
-def duration_between(low: timedelta, high: timedelta, what: str) -> Callable[[timedelta], timedelta]:
-    """A field validator: ``what`` must be from ``low`` to ``high`` (for ``field_validator(...)(...)``)."""
+def duration_between(
+    low: timedelta, high: timedelta, what: str
+) -> Callable[[timedelta | None], timedelta | None]:
+    """A field validator: ``what`` must be from ``low`` to ``high`` (for ``field_validator(...)(...)``);
+    None (an optional duration left out) passes."""
 
-    def check(value: timedelta) -> timedelta:
-        if value < low or value > high:
+    def check(value: timedelta | None) -> timedelta | None:
+        if value is not None and (value < low or value > high):
             raise ValueError(f"{what} must be between {format_duration(low)} and {format_duration(high)}")
         return value
 

@@ -19,6 +19,7 @@ from tests.alerts.test_source_ack import run_at, sent_pages, timeline
 from tests.conftest import EXAMPLE_CONFIG
 from tests.e2e.server import run_cli, serve_for_cli
 from warroom.alerts.models import Alert, Heartbeat
+from warroom.app import create_app
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.jobs.models import Job
@@ -107,6 +108,78 @@ def test_a_heartbeat_that_never_pinged_never_fires(
     assert states(api, viewer) == {"prometheus-watchdog": "never pinged", "nightly-backup": "ok"}
 
 
+def test_a_heartbeat_watched_before_its_first_ping_fires_when_none_comes(
+    context: AppContext, hb_key: str, viewer: dict[str, str]
+) -> None:
+    """``first_ping_within``: a sender that was never set up is caught too, from the app's start."""
+    heartbeats = [
+        h.model_copy(update={"first_ping_within": timedelta(hours=1)})
+        if h.name == "prometheus-watchdog"
+        else h
+        for h in context.org.automation.heartbeats
+    ]
+    automation = context.org.automation.model_copy(update={"heartbeats": heartbeats})
+    context.org = context.org.model_copy(update={"automation": automation})
+    clock.set(T0)
+    with TestClient(create_app(context=context)) as api:
+        listed = {h["name"]: h for h in api.get("/api/v1/heartbeats", headers=viewer).json()}
+        assert listed["prometheus-watchdog"]["state"] == "never pinged"
+        assert datetime.fromisoformat(listed["prometheus-watchdog"]["due_at"]) == T0 + timedelta(hours=1)
+        assert listed["nightly-backup"]["due_at"] is None  # not watched before its first ping
+    # A restart later keeps the first deadline and its one check job.
+    clock.set(T0 + timedelta(minutes=30))
+    with TestClient(create_app(context=context)) as api:
+        pass
+    with context.db.read() as session:
+        checks = session.scalars(select(Job.run_at).where(Job.kind == "alerts.heartbeat_check")).all()
+    assert checks == [T0 + timedelta(hours=1)]
+
+    worker = Worker(context, name="w1")
+    run_at(worker, T0 + timedelta(minutes=59))
+    assert heartbeat_alerts(context) == []
+    run_at(worker, T0 + timedelta(hours=1, seconds=1))
+    assert heartbeat_alerts(context) == [("firing", 1)]
+    with context.db.read() as session:
+        alert = session.scalars(select(Alert).where(Alert.source == "heartbeat")).one()
+        assert alert.summary == (
+            "No heartbeat from prometheus-watchdog: it has never pinged, 1h after Warroom started watching it"
+        )
+    with TestClient(create_app(context=context)) as api:
+        assert states(api, viewer)["prometheus-watchdog"] == "missed"
+        assert "warroom_heartbeat_last_ping_timestamp_seconds{" not in api.get("/metrics").text
+        # The sender is set up at last: its first ping resolves the alert, and it is watched as usual.
+        clock.set(T0 + timedelta(hours=2))
+        assert ping(api, hb_key)["pings"] == 1
+        assert heartbeat_alerts(context) == [("resolved", 1)]
+        shown = {h["name"]: h for h in api.get("/api/v1/heartbeats", headers=viewer).json()}
+        assert shown["prometheus-watchdog"]["state"] == "ok"
+        assert datetime.fromisoformat(shown["prometheus-watchdog"]["first_ping_at"]) == T0 + timedelta(
+            hours=2
+        )
+
+
+def test_a_heartbeat_no_longer_watched_before_its_first_ping_does_not_fire(
+    context: AppContext, viewer: dict[str, str]
+) -> None:
+    watched = [
+        h.model_copy(update={"first_ping_within": timedelta(hours=1)})
+        for h in context.org.automation.heartbeats
+    ]
+    original = context.org
+    context.org = original.model_copy(
+        update={"automation": original.automation.model_copy(update={"heartbeats": watched})}
+    )
+    clock.set(T0)
+    with TestClient(create_app(context=context)):
+        pass
+    # The setting is taken out of the org file before the deadline: the pending check fires nothing.
+    context.org = original
+    run_at(Worker(context, name="w1"), T0 + timedelta(hours=2))
+    assert heartbeat_alerts(context) == []
+    with TestClient(create_app(context=context)) as api:
+        assert set(states(api, viewer).values()) == {"never pinged"}
+
+
 def test_bad_pings_are_refused_and_change_nothing(
     api: TestClient, context: AppContext, hb_key: str, generic_key: str
 ) -> None:
@@ -185,6 +258,7 @@ def test_heartbeats_cli(tmp_path: Path) -> None:
         ([{"name": "a", "interval": "1m", "grace": "30d"}], "between 0s and 7d"),
         ([{"name": "Bad Name", "interval": "1m"}], "name"),
         ([{"name": "a"}], "interval"),
+        ([{"name": "a", "interval": "1m", "first_ping_within": "10s"}], "between 1m and 30d"),
     ],
 )
 def test_heartbeat_config_is_checked(heartbeats: list[dict[str, str]], problem: str) -> None:

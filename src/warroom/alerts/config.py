@@ -185,11 +185,19 @@ class HeartbeatConfig(StrictModel):
     severity: AlertSeverity = "critical"
     service: str | None = Field(default=None, description="A service of this file, for routing and windows.")
     summary: str = Field(default="", max_length=500, description="Default: 'No heartbeat from <name> ...'.")
+    first_ping_within: Duration | None = Field(
+        default=None,
+        description="Watch it before its first ping: the alert fires when none has come this long after "
+        "Warroom started with it in the file (e.g. 1h). Default: watched from its first ping.",
+    )
 
     _interval = field_validator("interval")(
         duration_between(timedelta(seconds=10), timedelta(days=7), "interval")
     )
     _grace = field_validator("grace")(duration_between(timedelta(0), timedelta(days=7), "grace"))
+    _first_ping_within = field_validator("first_ping_within")(
+        duration_between(timedelta(minutes=1), timedelta(days=30), "first_ping_within")
+    )
 
 
 VendorImpact = Literal["critical", "major", "minor", "none"]

@@ -6,7 +6,8 @@ Monitoring that has stopped sends nothing, and silence looks like health. Alertm
 durable check job per heartbeat runs at the deadline and, when the ping has not come, fires a
 ``heartbeat`` alert through the normal intake, so rules, grouping, maintenance windows and paging apply.
 The next ping resolves it. A heartbeat is watched from its first ping, so a new entry in the org file does
-not fire before its sender is set up; ``warroom heartbeats`` shows which have never pinged.
+not fire before its sender is set up; ``warroom heartbeats`` shows which have never pinged. One with
+``first_ping_within`` is watched from the app's start instead: a sender that was never set up fires too.
 """
 
 from __future__ import annotations
@@ -49,11 +50,22 @@ def _configured(org: OrgConfig, name: str) -> HeartbeatConfig:
 
 
 def _event(
-    config: HeartbeatConfig, action: Literal["trigger", "resolve"], detail: dict[str, Any]
+    config: HeartbeatConfig,
+    action: Literal["trigger", "resolve"],
+    detail: dict[str, Any],
+    *,
+    never_pinged: bool = False,
 ) -> AlertEvent:
-    summary = config.summary or (
-        f"No heartbeat from {config.name}: nothing for over {format_duration(config.interval + config.grace)}"
-    )
+    if config.summary:
+        summary = config.summary
+    elif never_pinged and config.first_ping_within is not None:
+        summary = (
+            f"No heartbeat from {config.name}: it has never pinged, "
+            f"{format_duration(config.first_ping_within)} after Warroom started watching it"
+        )
+    else:
+        silence = format_duration(config.interval + config.grace)
+        summary = f"No heartbeat from {config.name}: nothing for over {silence}"
     return AlertEvent(
         action=action,
         dedup_key=f"heartbeat:{config.name}",
@@ -100,6 +112,8 @@ def ping(session: Session, *, org: OrgConfig, name: str, secret: str | None) -> 
             heartbeat = session.scalars(
                 select(Heartbeat).where(Heartbeat.name == name).with_for_update()
             ).one()
+    if heartbeat.first_ping_at is None:  # watched before its first ping (first_ping_within)
+        heartbeat.first_ping_at = now
     heartbeat.last_ping_at = now
     heartbeat.pings += 1
     heartbeat.due_at = due_at
@@ -128,18 +142,46 @@ def check(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
         raise RetryLater(heartbeat.due_at - now, f"pinged; next ping due at {heartbeat.due_at.isoformat()}")
     if heartbeat.missed_at is not None:
         return {"fired": False, "reason": "already missed"}
+    never_pinged = heartbeat.last_ping_at is None
+    if never_pinged and config.first_ping_within is None:
+        return {"fired": False, "reason": "no longer watched before its first ping"}
     heartbeat.missed_at = now
     heartbeat.misses += 1  # the next ping schedules a new check job
-    detail = {"last_ping_at": heartbeat.last_ping_at.isoformat(), "due_at": heartbeat.due_at.isoformat()}
-    result = _ingest(session, context.org, _event(config, "trigger", detail))
+    detail = {
+        "last_ping_at": heartbeat.last_ping_at.isoformat() if heartbeat.last_ping_at else None,
+        "due_at": heartbeat.due_at.isoformat(),
+    }
+    result = _ingest(session, context.org, _event(config, "trigger", detail, never_pinged=never_pinged))
     return {"fired": True, "alert": result.alerts[0].id}
 
 
+def watch_unpinged(session: Session, org: OrgConfig) -> int:
+    """At startup: start watching each heartbeat with ``first_ping_within`` that has no row yet (it never
+    pinged, and was not watched before). A restart keeps the first deadline: the row is there."""
+    watched = 0
+    now = utcnow()
+    existing = set(session.scalars(select(Heartbeat.name)))
+    for config in org.automation.heartbeats:
+        if config.first_ping_within is None or config.name in existing:
+            continue
+        heartbeat = Heartbeat(name=config.name, pings=0, due_at=now + config.first_ping_within, misses=0)
+        try:
+            # A savepoint: another process starting at the same moment (or a first ping) may win the row.
+            with session.begin_nested():
+                session.add(heartbeat)
+                session.flush()
+        except IntegrityError:
+            continue
+        _check_job(session, heartbeat)
+        watched += 1
+    return watched
+
+
 def state(heartbeat: Heartbeat | None, now: datetime) -> Literal["never pinged", "ok", "late", "missed"]:
-    if heartbeat is None:
-        return "never pinged"
-    if heartbeat.missed_at is not None:
+    if heartbeat is not None and heartbeat.missed_at is not None:
         return "missed"
+    if heartbeat is None or heartbeat.last_ping_at is None:
+        return "never pinged"
     return "late" if heartbeat.due_at <= now else "ok"
 
 

@@ -112,14 +112,15 @@ class MaintenanceWindow(Base):
 
 
 class Heartbeat(Base):
-    """The pings of one heartbeat of the org file (a row from its first ping on)."""
+    """The pings of one heartbeat of the org file: a row from its first ping on, or from startup for one
+    watched before its first ping (``first_ping_within``; no ping times until then)."""
 
     __tablename__ = "heartbeats"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    first_ping_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_ping_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    first_ping_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_ping_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     pings: Mapped[int] = mapped_column(Integer, default=0)
     # The next ping is due by then (last ping + interval + grace, as configured at that ping).
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -67,7 +67,7 @@ class HeartbeatCollector(Collector):
                 rows = {row.name: row for row in session.scalars(select(Heartbeat))}
             for name in configured:
                 row = rows.get(name)
-                if row is not None:
+                if row is not None and row.last_ping_at is not None:
                     last_ping.add_metric([name], row.last_ping_at.timestamp())
                 missed.add_metric([name], 1 if row is not None and row.missed_at is not None else 0)
         yield last_ping
