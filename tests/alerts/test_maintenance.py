@@ -246,6 +246,18 @@ def test_a_person_resolving_a_held_alert_leaves_it_resolved_and_unrouted(
     assert api.get(f"/api/v1/alerts/{acked['id']}", headers=viewer).json()["incident"] == "INC-1"
     assert api.get(f"/api/v1/alerts/{resolved['id']}", headers=viewer).json()["incident"] is None
     assert incident_count(context) == 1
+    # The person who acknowledged it during the window has the incident acknowledged: the on-call engineer
+    # hears of it once, and it does not escalate.
+    incident = api.get("/api/v1/incidents/INC-1", headers=viewer).json()
+    assert incident["acknowledged_at"] is not None
+    acknowledged = [
+        e for e in timeline(context, 1) if e.action.startswith(f"Alert ALR-{acked['id']} acknowledged")
+    ]
+    assert len(acknowledged) == 1 and acknowledged[0].performer == "responder-user", acknowledged
+    assert "so responder-user acknowledges the incident" in acknowledged[0].action
+    for minutes in range(61, 180, 10):
+        run_at(worker, T0 + timedelta(minutes=minutes))
+    assert sent_pages(context, 1) == [("carol", "email", 1, 1)]
 
 
 def test_cancelling_a_scheduled_window(
