@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,14 +11,18 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts import handlers
+from warroom.alerts import service as alerts_service
+from warroom.alerts.adapters import AlertEvent, from_generic
 from warroom.alerts.config import AutomationConfig
 from warroom.alerts.handlers import HandlerContext, alert_handler
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.events import DomainEvent, _subscribers, subscribe
+from warroom.incidents.models import Incident
 from warroom.orgconfig import ConfigError, OrgConfig, load_org_config, parse_org_config
 
 RULES: dict[str, Any] = {
@@ -552,3 +557,32 @@ def test_a_flapping_incident_stays_in_investigating_until_it_calms_down(
 def test_flapping_settings_are_checked(setting: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         AutomationConfig.model_validate({**RULES, **setting})
+
+
+def test_concurrent_transactions_put_alerts_of_one_group_on_one_incident(context: AppContext) -> None:
+    """PostgreSQL runs intake transactions at once (several processes): the second alert of a group must wait
+    for the first one's incident, not open another."""
+    if context.db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time")
+    results: list[Any] = []
+
+    def alert(dedup_key: str) -> list[AlertEvent]:
+        return from_generic(payments_alert(dedup_key=dedup_key))
+
+    def second() -> None:
+        with context.db.write() as session:
+            results.append(
+                alerts_service.ingest(session, org=context.org, source="generic", events=alert("b"))
+            )
+
+    with context.db.write() as session:
+        first = alerts_service.ingest(session, org=context.org, source="generic", events=alert("a"))
+        assert first.alerts[0].incident == "INC-1"  # not yet committed
+        other = threading.Thread(target=second)
+        other.start()
+        other.join(0.5)
+        assert other.is_alive()  # it waits for this transaction's routing of the group
+    other.join(10)
+    assert results and results[0].alerts[0].incident == "INC-1"
+    with context.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Incident)) == 1

@@ -3,11 +3,12 @@ and recorded on the incident's timeline."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts.adapters import AlertEvent
@@ -96,9 +97,16 @@ def group_key(
 
 
 def _sha(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _lock_group(session: Session, key: str) -> None:
+    """PostgreSQL runs intake transactions at once (several processes): those routing alerts of one group
+    take turns until commit, so the second sees the incident the first opened instead of opening another.
+    SQLite has one writer at a time."""
+    if session.get_bind().dialect.name == "postgresql":
+        lock_id = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+        session.execute(select(func.pg_advisory_xact_lock(lock_id)))
 
 
 def _open_group_incident(session: Session, key: str, window: timedelta) -> int | None:
@@ -273,6 +281,7 @@ def on_created(session: Session, org: OrgConfig, alert: Alert) -> None:
                 key = group_key(rule, rule.incident, automation, alert)
                 alert.group_key = key
                 window = rule.incident.group_window or automation.group_window
+                _lock_group(session, key)
                 existing = _open_group_incident(session, key, window)
                 if existing is not None:
                     incident = incident_service.get_incident(session, existing, for_update=True)

@@ -31,7 +31,7 @@ from warroom.auth.integrations import IntegrationIdentity
 from warroom.auth.models import IntegrationType
 from warroom.auth.signing import SignedBody
 from warroom.context import AppContext
-from warroom.db import utcnow
+from warroom.db import is_retryable, utcnow
 from warroom.errors import WarroomError
 
 log = logging.getLogger("warroom.alerts.intake")
@@ -72,7 +72,8 @@ def ingest_alone(
     events: list[AlertEvent],
     signed: SignedBody | None = None,
 ) -> Ingested:
-    """One request, one transaction (retried when two deliveries raced to open the same dedup key)."""
+    """One request, one transaction, retried when it lost a race: two deliveries opening the same dedup key,
+    or (PostgreSQL) a deadlock between transactions routing alerts of the same groups in other orders."""
     for attempt in range(_ATTEMPTS):
         try:
             with context.db.write() as session:
@@ -81,8 +82,8 @@ def ingest_alone(
                 return service.ingest(
                     session, org=context.org, source=source, events=events, integration=integration
                 )
-        except IntegrityError:
-            if attempt == _ATTEMPTS - 1:
+        except Exception as exc:
+            if (not isinstance(exc, IntegrityError) and not is_retryable(exc)) or attempt == _ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
 
