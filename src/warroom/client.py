@@ -242,12 +242,16 @@ class Client:
         incident: str | None = None,
         service: list[str] | None = None,
         severity: list[str] | None = None,
+        labels: list[str] | None = None,
+        since: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> AlertPage:
         params = query(
             service=service,
             severity=severity,
+            label=labels,
+            since=since,
             limit=limit,
             offset=offset,
             firing="true" if firing else None,

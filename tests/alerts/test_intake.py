@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -11,6 +12,7 @@ from sqlalchemy import func, select
 
 from tests.alerts.conftest import make_key, payload
 from warroom.alerts.models import Alert
+from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents.models import Incident
 
@@ -465,3 +467,39 @@ def test_alerts_filtered_by_service_and_severity(
     assert summaries(service="billing") == set()
     bad = api.get("/api/v1/alerts", params={"severity": "apocalyptic"}, headers=viewer)
     assert bad.status_code == 422 and "severity" in bad.json()["error"]["message"]
+
+
+def test_alerts_are_found_by_label_and_by_when_they_were_last_seen(
+    api: TestClient, generic_key: str, viewer: dict[str, str]
+) -> None:
+    clock.set(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
+    alerts = [
+        {"summary": "disk full", "dedup_key": "a", "labels": {"instance": "db-1", "env": "prod"}},
+        {"summary": "disk full", "dedup_key": "b", "labels": {"instance": "db-2", "env": "prod"}},
+        {"summary": "disk full", "dedup_key": "c", "labels": {"instance": "db-1", "env": "staging"}},
+    ]
+    assert api.post(f"/api/v1/alerts?key={generic_key}", json=alerts).status_code == 202
+    clock.advance(timedelta(hours=3))
+    repeat = {**alerts[1], "summary": "disk still full"}
+    assert api.post(f"/api/v1/alerts?key={generic_key}", json=repeat).status_code == 202
+
+    def refs(**params: Any) -> list[str]:
+        response = api.get("/api/v1/alerts", params=params, headers=viewer)
+        assert response.status_code == 200, response.text
+        return [alert["ref"] for alert in response.json()["items"]]
+
+    assert refs(label="instance=db-1") == ["ALR-3", "ALR-1"]
+    assert refs(label=["instance=db-1", "env=prod"]) == ["ALR-1"]
+    assert refs(label="instance=db-9") == []
+    assert refs(label="instance=") == []  # an empty value matches only an empty label
+    assert refs(since="1h") == ["ALR-2"]
+    assert refs(since="1h", label="env=staging") == []
+    # Bad filters: 422 with the field at fault.
+    for params, field in (
+        ({"label": "instance"}, "label"),
+        ({"since": "soon"}, "since"),
+        ({"since": "0s"}, "since"),
+    ):
+        response = api.get("/api/v1/alerts", params=params, headers=viewer)
+        assert response.status_code == 422, (params, response.text)
+        assert field in response.text

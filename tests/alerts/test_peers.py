@@ -187,6 +187,13 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     )
     assert by_service.returncode == 0, by_service.stderr
     assert [a["labels"]["alertname"] for a in json.loads(by_service.stdout)["items"]] == ["CheckoutErrors"]
+    by_label = run_cli(
+        "alerts", "list", "-l", "alertname=CheckoutLatency", "--since", "1h", "--json", env=env, check=False
+    )
+    assert by_label.returncode == 0, by_label.stderr
+    assert [a["labels"]["alertname"] for a in json.loads(by_label.stdout)["items"]] == ["CheckoutLatency"]
+    bad_label = run_cli("alerts", "list", "--label", "alertname", env=env, check=False)
+    assert bad_label.returncode == 2 and "name=value" in bad_label.stderr
     shown = run_cli("alerts", "show", str(checkout["id"]), env=env, check=False)
     assert shown.returncode == 0, shown.stderr
     assert "checkout 5xx above 5%" in shown.stdout

@@ -39,6 +39,7 @@ from warroom.auth.integrations import (
 from warroom.auth.signing import MAX_SKEW_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from warroom.context import AppContext
 from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
+from warroom.durations import Duration
 
 router = APIRouter(tags=["alerts"])
 
@@ -144,6 +145,13 @@ def list_alerts(
         list[str] | None, Query(alias="service", description="Only these services (repeat for more).")
     ] = None,
     severity: Annotated[list[AlertSeverity] | None, Query(description="Only these severities.")] = None,
+    label: Annotated[
+        list[str] | None,
+        Query(description="Only alerts carrying this label, as name=value (repeat for more)."),
+    ] = None,
+    since: Annotated[
+        Duration | None, Query(description="Only alerts seen this recently, e.g. 2h (up to 366d).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
 ) -> AlertPage:
@@ -157,6 +165,8 @@ def list_alerts(
             incident=incident,
             service=service_ or [],
             severity=severity or [],
+            labels=label or [],
+            since=since,
             limit=limit,
             offset=offset,
         )

@@ -6,7 +6,7 @@ import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
@@ -429,6 +429,9 @@ def get_alert(session: Session, ref: str | int, *, for_update: bool = False) -> 
     return get_by_ref(session, Alert, ref, "ALR", "alert", for_update=for_update)
 
 
+_LONGEST_SINCE = timedelta(days=366)
+
+
 def list_alerts(
     session: Session,
     *,
@@ -439,10 +442,22 @@ def list_alerts(
     incident: str | None = None,
     service: Sequence[str] = (),
     severity: Sequence[str] = (),
+    labels: Sequence[str] = (),
+    since: timedelta | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> AlertPage:
+    """``labels``: ``name=value`` each, all carried by the alert; ``since``: last seen this recently."""
     statement = select(Alert)
+    for label in labels:
+        name, sep, value = label.partition("=")
+        if not sep or not name.strip():
+            raise InvalidInput(f"label filter {label!r}: write it as name=value", {"field": "label"})
+        statement = statement.where(Alert.labels[name.strip()].as_string() == value)
+    if since is not None:
+        if not timedelta(0) < since <= _LONGEST_SINCE:
+            raise InvalidInput("since must be between 1s and 366d", {"field": "since"})
+        statement = statement.where(Alert.last_seen_at >= utcnow() - since)
     if service:
         statement = statement.where(Alert.service.in_(list(service)))
     if severity:

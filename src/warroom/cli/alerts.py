@@ -21,6 +21,7 @@ from warroom.cli.output import (
     emit,
     error_console,
     fail,
+    name_values,
     print_json,
     styled,
     table,
@@ -146,13 +147,23 @@ def list_(
             "--severity", "-s", help="Only this severity: critical, error, warning or info (repeatable)."
         ),
     ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", help="Only alerts carrying this label, as name=value (repeatable)."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only alerts seen this recently, e.g. 30m or 2h.")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     offset: Annotated[int, typer.Option(min=0)] = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """List alerts, newest first."""
+    labels = name_values(label or [], "--label")
     with api_errors(), Client() as client:
         page = client.list_alerts(
+            labels=[f"{name}={value}" for name, value in labels.items()],
+            since=since,
             firing=firing,
             status=[value.value for value in status or []],
             unrouted=unrouted,

@@ -8,7 +8,7 @@ import typer
 
 from warroom.alerts.schemas import MaintenanceRead
 from warroom.cli.alerts import alert_row
-from warroom.cli.output import api_errors, console, emit, fail, instant, table, when
+from warroom.cli.output import api_errors, console, emit, fail, instant, name_values, table, when
 from warroom.client import Client
 
 maintenance_app = typer.Typer(
@@ -18,16 +18,6 @@ maintenance_app = typer.Typer(
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 STATE_STYLE = {"active": "bold yellow", "scheduled": "cyan", "ended": "dim"}
-
-
-def _labels(values: list[str], option: str = "--label", what: str = "name=value") -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for value in values:
-        name, sep, text = value.partition("=")
-        if not sep or not name.strip():
-            raise typer.BadParameter(f"{value!r}: write it as {what}", param_hint=option)
-        labels[name.strip()] = text
-    return labels
 
 
 def _covers(window: MaintenanceRead) -> str:
@@ -108,7 +98,7 @@ def start(
         "source": source,
         "severity": severity,
         "type": alert_type,
-        "labels_regex": _labels(label_regex or [], "--label-regex", "name=REGEX") or None,
+        "labels_regex": name_values(label_regex or [], "--label-regex", "name=REGEX") or None,
         "labels_missing": label_missing,
     }
     match = {name: value for name, value in match.items() if value}
@@ -121,7 +111,7 @@ def start(
         window = client.create_maintenance(
             reason=reason,
             services=service or [],
-            labels=_labels(label or []),
+            labels=name_values(label or [], "--label"),
             match=match,
             starts_at=instant(at, "--at"),
             ends_at=instant(until, "--until"),

@@ -75,6 +75,17 @@ def emit(as_json: bool, value: Any, render: Callable[[], None]) -> None:
         render()
 
 
+def name_values(values: list[str], option: str, what: str = "name=value") -> dict[str, str]:
+    """Repeated ``--label name=value`` options as a dict (a usage error for one without ``=``)."""
+    pairs: dict[str, str] = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{value!r}: write it as {what}", param_hint=option)
+        pairs[name.strip()] = text
+    return pairs
+
+
 def instant(value: str | None, option: str) -> str | None:
     """Accept ISO 8601 with an offset; a time without one is taken as this machine's local time."""
     if value is None:
