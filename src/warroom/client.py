@@ -13,6 +13,7 @@ from warroom.alerts.schemas import (
     HeartbeatRead,
     MaintenanceDetail,
     MaintenanceRead,
+    NoiseReport,
 )
 from warroom.incidents.schemas import (
     CommunicationRead,
@@ -261,6 +262,10 @@ class Client:
             incident=incident,
         )
         return AlertPage.model_validate(self.request("GET", "/api/v1/alerts", params=params))
+
+    def alert_noise(self, *, since: str | None = None, by: str | None = None, limit: int = 20) -> NoiseReport:
+        params = query(since=since, by=by, limit=limit)
+        return NoiseReport.model_validate(self.request("GET", "/api/v1/alerts/noise", params=params))
 
     def get_alert(self, ref: str) -> AlertDetail:
         return AlertDetail.model_validate(self.request("GET", f"/api/v1/alerts/{ref}"))

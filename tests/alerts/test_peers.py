@@ -194,6 +194,13 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     assert [a["labels"]["alertname"] for a in json.loads(by_label.stdout)["items"]] == ["CheckoutLatency"]
     bad_label = run_cli("alerts", "list", "--label", "alertname", env=env, check=False)
     assert bad_label.returncode == 2 and "name=value" in bad_label.stderr
+    noise = run_cli("alerts", "noise", "--since", "1h", env=env, check=False)
+    assert noise.returncode == 0, noise.stderr
+    assert "Alert noise by type" in noise.stdout and "CheckoutErrors" in noise.stdout and "█" in noise.stdout
+    by_severity = json.loads(run_cli("alerts", "noise", "--by", "severity", "--json", env=env).stdout)
+    assert {group["key"] for group in by_severity["groups"]} >= {"critical"}
+    bad_by = run_cli("alerts", "noise", "--by", "colour", env=env, check=False)
+    assert bad_by.returncode == 1 and "by must be one of" in bad_by.stderr
     shown = run_cli("alerts", "show", str(checkout["id"]), env=env, check=False)
     assert shown.returncode == 0, shown.stderr
     assert "checkout 5xx above 5%" in shown.stdout

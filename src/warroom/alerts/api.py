@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, status
@@ -25,6 +26,7 @@ from warroom.alerts.schemas import (
     MaintenanceDetail,
     MaintenanceExtend,
     MaintenanceRead,
+    NoiseReport,
     PromoteRequest,
     ResolveRequest,
 )
@@ -170,6 +172,24 @@ def list_alerts(
             limit=limit,
             offset=offset,
         )
+
+
+@router.get("/api/v1/alerts/noise", response_model=NoiseReport)
+def alert_noise(
+    context: Context,
+    _: Viewer,
+    since: Annotated[Duration, Query(description="The period, e.g. 24h or 7d (up to 366d).")] = timedelta(
+        days=7
+    ),
+    by: Annotated[
+        str,
+        Query(description="type, service, source, severity, group, or label:<name> (e.g. label:instance)."),
+    ] = "type",
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> NoiseReport:
+    """The alert groups seen in the period, noisiest first."""
+    with context.db.read() as session:
+        return service.noise_report(session, since=since, by=by, limit=limit)
 
 
 @router.get("/api/v1/alerts/{ref}", response_model=AlertDetail)

@@ -233,6 +233,25 @@ class AlertPage(BaseModel):
     offset: int
 
 
+class NoiseGroup(BaseModel):
+    key: str | None = Field(
+        description="The group's value (alert type, service, ...); null when alerts lack it."
+    )
+    alerts: int = Field(description="Alerts of the group seen in the period.")
+    occurrences: int = Field(description="Their notifications, repeats included.")
+    incidents: int = Field(description="Distinct incidents they are on.")
+    unrouted: int = Field(description="Alerts no rule routed and on no incident.")
+    open: int = Field(description="Alerts not resolved yet.")
+
+
+class NoiseReport(BaseModel):
+    """Which alerts make the most noise: the start of tuning rules, thresholds and maintenance windows."""
+
+    since: datetime
+    by: str
+    groups: list[NoiseGroup]
+
+
 class ResolveRequest(BaseModel):
     """A person resolves an alert whose source will not (it stopped sending, or never sends a resolve)."""
 

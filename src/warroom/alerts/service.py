@@ -25,6 +25,8 @@ from warroom.alerts.schemas import (
     IngestedAlert,
     InternalReport,
     MaintenanceDetail,
+    NoiseGroup,
+    NoiseReport,
     PromoteRequest,
 )
 from warroom.auth.integrations import IntegrationIdentity
@@ -476,6 +478,57 @@ def list_alerts(
     rows = session.scalars(statement.order_by(Alert.id.desc()).limit(limit).offset(offset))
     items = [to_read(row) for row in rows]
     return AlertPage(items=items, total=total, limit=limit, offset=offset)
+
+
+# Columns an alert noise report groups by (or "label:<name>").
+NOISE_BY = {
+    "type": Alert.alert_type,
+    "service": Alert.service,
+    "source": Alert.source,
+    "severity": Alert.severity,
+    "group": Alert.group_key,  # the automation group: rule and group-by values
+}
+
+
+def noise_report(session: Session, *, since: timedelta, by: str = "type", limit: int = 20) -> NoiseReport:
+    """The alert groups seen in the period, noisiest first (by notifications, then alerts)."""
+    if not timedelta(0) < since <= _LONGEST_SINCE:
+        raise InvalidInput("since must be between 1s and 366d", {"field": "since"})
+    label = by.removeprefix("label:") if by.startswith("label:") else None
+    if label is not None and not label.strip():
+        raise InvalidInput("by label: name the label, e.g. label:instance", {"field": "by"})
+    if label is None and by not in NOISE_BY:
+        choices = ", ".join([*NOISE_BY, "label:<name>"])
+        raise InvalidInput(f"by must be one of {choices}", {"field": "by"})
+    key: Any = Alert.labels[label].as_string() if label is not None else NOISE_BY[by]
+    start = utcnow() - since
+    occurrences = func.sum(Alert.occurrences)
+    rows = session.execute(
+        select(
+            key.label("key"),
+            func.count().label("alerts"),
+            occurrences.label("occurrences"),
+            func.count(Alert.incident_id.distinct()).label("incidents"),
+            func.count().filter(Alert.incident_id.is_(None), Alert.rules.is_(None)).label("unrouted"),
+            func.count().filter(Alert.status != AlertStatus.resolved).label("open"),
+        )
+        .where(Alert.last_seen_at >= start)
+        .group_by(key)
+        .order_by(occurrences.desc(), func.count().desc(), key.is_(None), key)  # nulls last on both
+        .limit(limit)
+    ).all()
+    groups = [
+        NoiseGroup(
+            key=None if row.key is None else str(row.key),
+            alerts=row.alerts,
+            occurrences=row.occurrences or 0,
+            incidents=row.incidents,
+            unrouted=row.unrouted,
+            open=row.open,
+        )
+        for row in rows
+    ]
+    return NoiseReport(since=start, by=by, groups=groups)
 
 
 # --- promotion ---------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 
 from warroom.alerts.models import AlertStatus
 from warroom.alerts.schemas import AlertDetail, AlertRead
@@ -71,15 +73,15 @@ def alert_row(alert: AlertRead) -> tuple[object, ...]:
     )
 
 
-def _unrouted(alert: AlertRead) -> str | None:
+def _unrouted(alert: AlertRead) -> Text | None:
     """What the incident column says of an alert on no incident."""
     if alert.maintenance:
-        return f"[cyan]{alert.maintenance}[/]"
-    return "[magenta]unrouted[/]" if alert.unrouted else None
+        return Text(alert.maintenance, style="cyan")
+    return Text("unrouted", style="magenta") if alert.unrouted else None
 
 
 def _show(alert: AlertDetail) -> None:
-    console.print(f"[bold]{alert.ref}[/] {alert.summary}")
+    console.print(f"[bold]{alert.ref}[/] {escape(alert.summary)}")
     rows = [
         ("status", styled(alert.status.value, ALERT_STATUS_STYLE)),
         ("severity", styled(alert.severity, ALERT_SEVERITY_STYLE)),
@@ -114,9 +116,11 @@ def _show(alert: AlertDetail) -> None:
     if alert.annotations:
         table("Annotations", ["name", "value"], [(k, str(v)) for k, v in sorted(alert.annotations.items())])
     for link in alert.links:
-        console.print(f"link: {link.get('text') or ''} {link.get('href')}")
+        console.print(escape(f"link: {link.get('text') or ''} {link.get('href')}"))
     for error in alert.handler_errors:
-        error_console.print(f"[red]handler {error.get('handler')} failed:[/] {error.get('error')}")
+        error_console.print(
+            f"[red]handler {escape(str(error.get('handler')))} failed:[/] {escape(str(error.get('error')))}"
+        )
 
 
 def _when_by(moment: datetime | None, person: str | None) -> str:
@@ -185,6 +189,47 @@ def list_(
     )
 
 
+NOISE_BAR_WIDTH = 24
+
+
+@alerts_app.command("noise")
+def noise(
+    since: Annotated[str, typer.Option("--since", help="The period, e.g. 24h or 7d.")] = "7d",
+    by: Annotated[
+        str, typer.Option("--by", help="type, service, source, severity, group, or label:NAME.")
+    ] = "type",
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
+    as_json: JsonFlag = False,
+) -> None:
+    """The noisiest alerts of a period: what to tune (thresholds, rules, maintenance windows) first."""
+    with api_errors(), Client() as client:
+        report = client.alert_noise(since=since, by=by, limit=limit)
+
+    def render() -> None:
+        if not report.groups:
+            console.print(f"[dim]no alerts seen since {when(report.since)}[/]")
+            return
+        loudest = max(group.occurrences for group in report.groups) or 1
+        table(
+            f"Alert noise by {report.by} since {when(report.since)}",
+            [report.by, "notifications", "", "alerts", "incidents", "unrouted", "open"],
+            [
+                (
+                    group.key if group.key is not None else Text("(none)", style="dim"),
+                    group.occurrences,
+                    Text("█" * max(1, round(NOISE_BAR_WIDTH * group.occurrences / loudest)), style="magenta"),
+                    group.alerts,
+                    group.incidents,
+                    group.unrouted or "",
+                    group.open or "",
+                )
+                for group in report.groups
+            ],
+        )
+
+    emit(as_json, report, render)
+
+
 @alerts_app.command("show")
 def show(ref: str, as_json: JsonFlag = False) -> None:
     """Show one alert, with its labels and what was received."""
@@ -224,7 +269,7 @@ def _on_each(refs: list[str], act: Callable[[Client, str], AlertDetail], done: s
             except ApiError as exc:
                 if len(refs) == 1:
                     raise
-                error_console.print(f"[bold red]error:[/] {ref}: {exc.message}")
+                error_console.print(f"[bold red]error:[/] {escape(f'{ref}: {exc.message}')}")
                 continue
             changed.append(alert)
             if not as_json:
@@ -424,9 +469,11 @@ def integration_create(
             timestamp_header=timestamp_header,
         )
     error_console.print(
-        f"Created {created.type.value} integration {created.name!r} (id {created.id}). "
-        + ("Its signing secret and key are" if signing_secret else "The key is")
-        + " shown only once:"
+        escape(
+            f"Created {created.type.value} integration {created.name!r} (id {created.id}). "
+            + ("Its signing secret and key are" if signing_secret else "The key is")
+            + " shown only once:"
+        )
     )
     if signing_secret:
         typer.echo(f"signing secret: {created.signing_secret}")
@@ -489,7 +536,7 @@ def integration_revoke(
 
     with _local_session(database_url) as session:
         row = integrations.revoke_integration(session, integration_id=integration_id)
-    console.print(f"revoked integration {row.id} ({row.name})")
+    console.print(escape(f"revoked integration {row.id} ({row.name})"))
 
 
 @integration_app.command("update")
@@ -541,7 +588,7 @@ def integration_update(
         fail("; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     with _local_session(database_url, explain=_options_named) as session:
         updated = integrations.update_integration(session, integration_id=integration_id, changes=changes)
-    console.print(f"updated {updated.type.value} integration {updated.id} ({updated.name})")
+    console.print(escape(f"updated {updated.type.value} integration {updated.id} ({updated.name})"))
     if updated.signing:
         console.print(
             f"signature header: {updated.signature_header or 'X-Grafana-Alerting-Signature'}; "
@@ -594,9 +641,11 @@ def integration_rotate(
     else:
         until = "the old key no longer works"
     error_console.print(
-        f"Rotated {rotated.type.value} integration {rotated.name!r} (id {rotated.id}); {until}. "
-        + ("Its new signing secret and key are" if rotated.signing else "The new key is")
-        + " shown only once:"
+        escape(
+            f"Rotated {rotated.type.value} integration {rotated.name!r} (id {rotated.id}); {until}. "
+            + ("Its new signing secret and key are" if rotated.signing else "The new key is")
+            + " shown only once:"
+        )
     )
     if rotated.signing and signing_secret_value is None:
         typer.echo(f"signing secret: {rotated.signing_secret}")

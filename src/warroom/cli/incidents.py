@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from warroom.cli.output import (
     SEVERITY_STYLE,
@@ -34,7 +35,7 @@ def _client() -> Client:
 
 
 def _show(incident: IncidentRead) -> None:
-    console.print(f"[bold]{incident.id}[/] {incident.title}")
+    console.print(f"[bold]{incident.id}[/] {escape(incident.title)}")
     rows = [
         ("severity", styled(incident.severity, SEVERITY_STYLE)),
         ("status", styled(incident.status.value, STATUS_STYLE)),
@@ -52,7 +53,7 @@ def _show(incident: IncidentRead) -> None:
     ]
     table(None, ["field", "value"], rows)
     if incident.summary:
-        console.print(incident.summary)
+        console.print(escape(incident.summary))
     active = [r for r in incident.responders if r.left_at is None]
     if active:
         table(
@@ -190,7 +191,8 @@ def ack(ref: str, as_json: JsonFlag = False) -> None:
         as_json,
         incident,
         lambda: console.print(
-            f"{incident.id} acknowledged by {incident.acknowledged_by} at {when(incident.acknowledged_at)}"
+            escape(f"{incident.id} acknowledged by {incident.acknowledged_by}")
+            + f" at {when(incident.acknowledged_at)}"
         ),
     )
 
@@ -238,7 +240,9 @@ def send_update(
     emit(
         as_json,
         communication,
-        lambda: console.print(f"Sent to {communication.audience} via {', '.join(communication.channels)}"),
+        lambda: console.print(
+            escape(f"Sent to {communication.audience} via {', '.join(communication.channels)}")
+        ),
     )
 
 
@@ -256,7 +260,9 @@ def responder_add(
     with api_errors(), _client() as client:
         responder = client.add_responder(ref, name, role, contact)
     emit(
-        as_json, responder, lambda: console.print(f"{responder.name} is on {ref.upper()} as {responder.role}")
+        as_json,
+        responder,
+        lambda: console.print(escape(f"{responder.name} is on {ref.upper()} as {responder.role}")),
     )
 
 
@@ -265,7 +271,7 @@ def responder_remove(ref: str, responder_id: int, as_json: JsonFlag = False) -> 
     """Mark a responder as having left."""
     with api_errors(), _client() as client:
         responder = client.remove_responder(ref, responder_id)
-    emit(as_json, responder, lambda: console.print(f"{responder.name} left {ref.upper()}"))
+    emit(as_json, responder, lambda: console.print(escape(f"{responder.name} left {ref.upper()}")))
 
 
 def log(

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from warroom import __version__, migrate
 from warroom.auth import service as auth_service
@@ -72,9 +73,9 @@ def _org(settings: Settings) -> OrgConfig:
     try:
         return load_org_config(settings.config)
     except ConfigError as exc:
-        error_console.print(f"[bold red]{exc.path}[/]: {len(exc.problems)} problem(s)")
+        error_console.print(f"[bold red]{escape(str(exc.path))}[/]: {len(exc.problems)} problem(s)")
         for problem in exc.problems:
-            error_console.print(f"  - {problem}")
+            error_console.print(f"  - {escape(str(problem))}")
         raise typer.Exit(2) from None
 
 
@@ -115,7 +116,7 @@ def serve(
     application = create_app(settings, context)
     console.print(
         f"Warroom {__version__} on [bold]{settings.base_url}[/] "
-        f"(org: {org.organization}; database: {context.db.engine.url.render_as_string()})"
+        + escape(f"(org: {org.organization}; database: {context.db.engine.url.render_as_string()})")
     )
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="info", access_log=False)
 
@@ -143,7 +144,9 @@ def token_create(
         created = auth_service.create_token(session, name=name.strip(), role=role)
     database.dispose()
     error_console.print(
-        f"Created {created.role.value} token {created.name!r} (id {created.id}). It is shown only once:"
+        escape(
+            f"Created {created.role.value} token {created.name!r} (id {created.id}). It is shown only once:"
+        )
     )
     typer.echo(created.token)
 
@@ -182,7 +185,7 @@ def token_revoke(token_id: int, database_url: DatabaseOption = None) -> None:
             token = auth_service.revoke_token(session, token_id=token_id)
     except NotFound as exc:
         fail(exc.message)
-    console.print(f"revoked token {token.id} ({token.name})")
+    console.print(escape(f"revoked token {token.id} ({token.name})"))
 
 
 @config_app.command("check")
@@ -190,7 +193,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="The YAML org file.")
     """Validate an org file; print every problem with its location and exit non-zero on any."""
     org = _org(_settings(config=file))
     console.print(
-        f"[green]ok[/] {file}: {len(org.services)} services, "
+        f"[green]ok[/] {escape(str(file))}: {len(org.services)} services, "
         f"{len(org.severities)} severity levels ({', '.join(org.severity_ids)}), "
         f"{len(org.audiences)} audiences, {len(org.severity_rules)} suggestion rules, "
         f"{len(org.people)} people, {len(org.teams)} teams, {len(org.schedules)} schedules, "
@@ -208,7 +211,7 @@ def audit_verify(database_url: DatabaseOption = None) -> None:
     if problems:
         for problem in problems:
             error_console.print(
-                f"[bold red]BROKEN[/] {problem.incident} entry #{problem.seq}: {problem.reason}"
+                f"[bold red]BROKEN[/] {escape(f'{problem.incident} entry #{problem.seq}: {problem.reason}')}"
             )
         raise typer.Exit(1)
     console.print(f"[green]ok[/] {checked} timeline entries verified")

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from warroom.alerts.schemas import MaintenanceRead
 from warroom.cli.alerts import alert_row
-from warroom.cli.output import api_errors, console, emit, fail, instant, name_values, table, when
+from warroom.cli.output import api_errors, console, emit, fail, instant, name_values, styled, table, when
 from warroom.client import Client
 
 maintenance_app = typer.Typer(
@@ -43,8 +44,8 @@ def _state(window: MaintenanceRead) -> str:
 
 def _summary(window: MaintenanceRead) -> str:
     return (
-        f"{window.ref} {_state(window)}: {_covers(window)}, from {when(window.starts_at)} "
-        f"to {when(window.ends_at)} ({window.reason})"
+        f"{window.ref} {_state(window)}: {escape(_covers(window))}, from {when(window.starts_at)} "
+        f"to {when(window.ends_at)} ({escape(window.reason)})"
     )
 
 
@@ -137,7 +138,7 @@ def list_(
             [
                 (
                     w.ref,
-                    _state(w),
+                    styled(w.state, STATE_STYLE),
                     _covers(w),
                     when(w.starts_at),
                     when(w.ends_at),

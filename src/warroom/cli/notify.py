@@ -6,8 +6,9 @@ import time
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from warroom.cli.output import api_errors, console, emit, error_console, print_json, table, when
+from warroom.cli.output import api_errors, console, emit, error_console, print_json, styled, table, when
 from warroom.client import Client
 from warroom.notify.models import DeliveryStatus
 from warroom.notify.schemas import DeliveryRead
@@ -31,7 +32,7 @@ def _table(title: str, rows: list[DeliveryRead]) -> None:
                 d.channel,
                 d.recipient,
                 d.subject[:60],
-                f"[{STATUS_STYLE.get(d.status.value, '')}]{d.status.value}[/]",
+                styled(d.status.value, STATUS_STYLE),
                 d.attempts,
                 when(d.updated_at),
                 (d.last_error or "")[:80],
@@ -91,13 +92,16 @@ def test(
         print_json(delivery)
     elif delivery.status == DeliveryStatus.sent:
         to = f" to {delivery.recipient}" if delivery.recipient else ""
-        console.print(f"[green]sent[/] notification {delivery.id} via {delivery.channel}{to}")
+        console.print(f"[green]sent[/] {escape(f'notification {delivery.id} via {delivery.channel}{to}')}")
     elif delivery.status == DeliveryStatus.pending:
         console.print(f"notification {delivery.id} is queued (is a worker running?)")
     else:
         error_console.print(
-            f"[bold red]{delivery.status.value}[/] notification {delivery.id} via {delivery.channel}: "
-            f"{delivery.last_error} (attempt {delivery.attempts}; retries continue in the background)"
+            f"[bold red]{delivery.status.value}[/] "
+            + escape(
+                f"notification {delivery.id} via {delivery.channel}: {delivery.last_error} "
+                f"(attempt {delivery.attempts}; retries continue in the background)"
+            )
         )
         raise typer.Exit(1)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 
 from warroom.cli.output import api_errors, console, emit, instant, table, when
 from warroom.client import Client
@@ -17,9 +19,9 @@ oncall_app = typer.Typer(
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def _who(name: str | None, display: str | None) -> str:
+def _who(name: str | None, display: str | None) -> str | Text:
     if name is None:
-        return "[red]nobody[/]"
+        return Text("nobody", style="red")
     return f"{display} ({name})" if display and display != name else name
 
 
@@ -100,8 +102,10 @@ def override(
         as_json,
         created,
         lambda: console.print(
-            f"override {created.id}: {created.person} on {created.schedule} "
-            f"from {when(created.starts_at)} to {when(created.ends_at)}"
+            escape(
+                f"override {created.id}: {created.person} on {created.schedule} "
+                f"from {when(created.starts_at)} to {when(created.ends_at)}"
+            )
         ),
     )
 
@@ -134,7 +138,7 @@ def remove_override(
     """Delete a runtime override."""
     with api_errors(), Client() as client:
         removed = client.delete_override(schedule, override_id)
-    console.print(f"removed override {removed.id} ({removed.person})")
+    console.print(escape(f"removed override {removed.id} ({removed.person})"))
 
 
 @oncall_app.command("policies")

@@ -11,7 +11,9 @@ from typing import Any, NoReturn
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from warroom.client import ApiError
 
@@ -30,7 +32,7 @@ STATUS_STYLE = {
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    error_console.print(f"[bold red]error:[/] {message}")
+    error_console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -46,9 +48,8 @@ def when(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "—"
 
 
-def styled(value: str, styles: dict[str, str]) -> str:
-    style = styles.get(value)
-    return f"[{style}]{value}[/]" if style else value
+def styled(value: str, styles: dict[str, str]) -> Text:
+    return Text(value, style=styles.get(value) or "")
 
 
 def print_json(value: Any) -> None:
@@ -59,12 +60,20 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2))
 
 
+def cell(value: Any) -> Text | str:
+    """A table cell: styled text as it is; anything else as plain text. Values come from alerts, people and
+    files, so a "[/]" in a summary must print as itself, not as markup (which raised an error)."""
+    if isinstance(value, Text):
+        return value
+    return "—" if value is None else escape(str(value))
+
+
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    output = Table(title=title, title_justify="left", header_style="bold")
+    output = Table(title=escape(title) if title else None, title_justify="left", header_style="bold")
     for column in columns:
         output.add_column(column)
     for row in rows:
-        output.add_row(*[str(cell) if cell is not None else "—" for cell in row])
+        output.add_row(*[cell(value) for value in row])
     console.print(output)
 
 

@@ -1,0 +1,78 @@
+"""The alert noise report: which alerts fire most, to tune first."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from warroom.clock import clock
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def send(api: TestClient, key: str, *alerts: dict[str, Any]) -> None:
+    response = api.post(f"/api/v1/alerts?key={key}", json=list(alerts))
+    assert response.status_code == 202, response.text
+
+
+def test_the_noisiest_alert_groups_come_first(
+    api: TestClient, generic_key: str, viewer: dict[str, str]
+) -> None:
+    clock.set(T0 - timedelta(days=10))
+    send(api, generic_key, {"summary": "long ago", "dedup_key": "old", "labels": {"alertname": "Ancient"}})
+    clock.set(T0)
+    disk = {"summary": "disk", "severity": "warning", "labels": {"alertname": "DiskFull", "instance": "db-1"}}
+    for n in range(5):  # one alert, five notifications (each a real change)
+        send(api, generic_key, {**disk, "dedup_key": "disk-db-1", "summary": f"disk {90 + n}%"})
+    send(
+        api,
+        generic_key,
+        {**disk, "dedup_key": "disk-db-2", "labels": {"alertname": "DiskFull", "instance": "db-2"}},
+    )
+    send(
+        api,
+        generic_key,
+        {"summary": "cpu", "dedup_key": "cpu", "service": "api", "labels": {"alertname": "Cpu"}},
+    )
+    send(api, generic_key, {"summary": "cpu", "dedup_key": "cpu", "status": "resolved"})
+
+    def report(**params: Any) -> list[tuple[Any, ...]]:
+        response = api.get("/api/v1/alerts/noise", params=params, headers=viewer)
+        assert response.status_code == 200, response.text
+        return [
+            (g["key"], g["occurrences"], g["alerts"], g["incidents"], g["unrouted"], g["open"])
+            for g in response.json()["groups"]
+        ]
+
+    # Default: the last 7 days by type. The old alert is outside the period.
+    assert report() == [("DiskFull", 6, 2, 0, 2, 2), ("Cpu", 1, 1, 0, 1, 0)]
+    assert report(by="label:instance") == [
+        ("db-1", 5, 1, 0, 1, 1),
+        ("db-2", 1, 1, 0, 1, 1),
+        (None, 1, 1, 0, 1, 0),
+    ]
+    assert report(by="service", limit=1) == [(None, 6, 2, 0, 2, 2)]
+    assert [row[0] for row in report(since="30d")] == ["DiskFull", "Ancient", "Cpu"]  # ties: by name
+    assert api.get("/api/v1/alerts/noise").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"by": "colour"}, "by must be one of"),
+        ({"by": "label:"}, "name the label"),
+        ({"since": "0s"}, "since must be between"),
+        ({"since": "400d"}, "since must be between"),
+        ({"since": "soon"}, "since"),
+        ({"limit": 0}, "limit"),
+    ],
+)
+def test_bad_report_requests_are_refused(
+    api: TestClient, viewer: dict[str, str], params: dict[str, Any], message: str
+) -> None:
+    response = api.get("/api/v1/alerts/noise", params=params, headers=viewer)
+    assert response.status_code == 422, response.text
+    assert message in response.text
