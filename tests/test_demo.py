@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import func, select
 
 from warroom.alerts import maintenance
-from warroom.alerts.models import MaintenanceWindow
+from warroom.alerts.models import Alert, MaintenanceWindow
+from warroom.alerts.service import noise_report
 from warroom.context import AppContext
 from warroom.db import utcnow
 from warroom.demo import seed_demo
@@ -21,3 +24,23 @@ def test_seed_demo_once(context: AppContext) -> None:
         assert session.scalar(select(func.count()).select_from(Incident)) == 3
         windows = list(session.scalars(select(MaintenanceWindow)))
     assert [(w.services, maintenance.state(w, utcnow())) for w in windows] == [(["search"], "scheduled")]
+
+
+def test_the_demo_has_alerts_to_read(context: AppContext) -> None:
+    with context.db.write() as session:
+        seed_demo(session, context.org)
+    with context.db.read() as session:
+        alerts = {
+            a.alert_type: (a.occurrences, a.incident_id, a.service) for a in session.scalars(select(Alert))
+        }
+        report = noise_report(session, since=timedelta(days=1))
+    assert alerts == {
+        "DiskSpaceLow": (12, None, "database"),
+        "SearchLatencyHigh": (4, None, "search"),
+        "CertificateExpiring": (1, None, None),
+    }
+    assert [group.key for group in report.groups] == [
+        "DiskSpaceLow",
+        "SearchLatencyHigh",
+        "CertificateExpiring",
+    ]

@@ -8,6 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import maintenance
+from warroom.alerts import service as alerts_service
+from warroom.alerts.adapters import from_generic
 from warroom.alerts.schemas import MaintenanceCreate
 from warroom.db import utcnow
 from warroom.incidents import service
@@ -143,4 +145,44 @@ def seed_demo(session: Session, org: OrgConfig) -> int:
             ),
             performer="Erin Walsh",
         )
+    _seed_alerts(session, org)
     return 3
+
+
+def _seed_alerts(session: Session, org: OrgConfig) -> None:
+    """A few warnings no rule pages for, some repeating, so ``alerts list`` and ``alerts noise`` show
+    something. They go through the real intake, as a script with a plain JSON integration would send them."""
+    database = _known(org, "database")
+    search = _known(org, "search")
+    # (labels, service, severity, one summary per notification: each repeat is a change, so it counts)
+    notifications = [
+        (
+            {"alertname": "DiskSpaceLow", "instance": "db-1"},
+            database,
+            "warning",
+            [f"Disk on db-1 is {percent}% full" for percent in range(81, 93)],
+        ),
+        (
+            {"alertname": "SearchLatencyHigh", "instance": "search-2"},
+            search,
+            "warning",
+            [f"p99 search latency {ms} ms" for ms in (850, 1200, 990, 1430)],
+        ),
+        (
+            {"alertname": "CertificateExpiring"},
+            [],
+            "info",
+            ["api.example.com certificate expires in 14 days"],
+        ),
+    ]
+    for labels, services, severity, summaries in notifications:
+        for summary in summaries:
+            alert: dict[str, object] = {
+                "summary": summary,
+                "severity": severity,
+                "labels": labels,
+                "dedup_key": f"demo:{labels['alertname']}",
+            }
+            if services:
+                alert["service"] = services[0]
+            alerts_service.ingest(session, org=org, source="generic", events=from_generic(alert))

@@ -189,7 +189,7 @@ def list_(
     )
 
 
-NOISE_BAR_WIDTH = 24
+NOISE_BAR_WIDTH = 12
 
 
 @alerts_app.command("noise")
