@@ -12,7 +12,6 @@ apply. A page that cannot be read is logged and polled again next time; it raise
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -163,32 +162,22 @@ def apply(
     return {"incidents": len(ours), "resolved": len(gone)}
 
 
-def _slot_key(page: StatusPageConfig, slot: int) -> str:
-    return f"status-page:{page.name}:{slot}"
-
-
-def _enqueue_slot(session: Session, page: StatusPageConfig, slot: int) -> None:
-    """Polls run on a grid of ``interval`` (slot n at n * interval): two processes scheduling the same
-    page agree on the key and so on one job."""
-    seconds = int(page.interval.total_seconds())
-    jobs_service.enqueue(
-        session,
-        kind=POLL_KIND,
-        payload={"name": page.name},
-        run_at=datetime.fromtimestamp(slot * seconds, UTC),
-        idempotency_key=_slot_key(page, slot),
-    )
+def _key_prefix(page: StatusPageConfig) -> str:
+    return f"status-page:{page.name}:"
 
 
 def schedule_polls(session: Session, org: OrgConfig) -> int:
     """At startup: a poll due now for each page that has none pending (the chain continues from there)."""
-    started = 0
-    now = utcnow()
-    for page in org.automation.status_pages:
-        if not jobs_service.has_pending(session, kind=POLL_KIND, key_prefix=f"status-page:{page.name}:"):
-            _enqueue_slot(session, page, int(now.timestamp()) // int(page.interval.total_seconds()))
-            started += 1
-    return started
+    return sum(
+        jobs_service.start_grid_chain(
+            session,
+            kind=POLL_KIND,
+            key_prefix=_key_prefix(page),
+            payload={"name": page.name},
+            every=page.interval,
+        )
+        for page in org.automation.status_pages
+    )
 
 
 @job_handler(POLL_KIND, deferred_transaction=True)
@@ -205,6 +194,12 @@ def poll(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
         outcome = {"error": str(exc)}
     else:
         outcome = apply(session, context.org, page, incidents)
-    seconds = int(page.interval.total_seconds())
-    _enqueue_slot(session, page, int(utcnow().timestamp()) // seconds + 1)
+    jobs_service.enqueue_on_grid(
+        session,
+        kind=POLL_KIND,
+        key_prefix=_key_prefix(page),
+        payload={"name": page.name},
+        every=page.interval,
+        after=utcnow(),
+    )
     return outcome

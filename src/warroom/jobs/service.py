@@ -12,7 +12,7 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
@@ -152,6 +152,47 @@ def enqueue(
             raise
         return existing
     return job
+
+
+def enqueue_on_grid(
+    session: Session,
+    *,
+    kind: str,
+    key_prefix: str,
+    payload: dict[str, Any],
+    every: timedelta,
+    after: datetime,
+) -> Job:
+    """The next run of a recurring chain after ``after``, on a fixed grid (run n at n * ``every`` since the
+    epoch): processes that schedule the same chain agree on the run's key, and so on one job."""
+    seconds = max(1, int(every.total_seconds()))
+    slot = int(after.timestamp()) // seconds + 1
+    return enqueue(
+        session,
+        kind=kind,
+        payload=payload,
+        run_at=datetime.fromtimestamp(slot * seconds, UTC),
+        idempotency_key=f"{key_prefix}{slot}",
+    )
+
+
+def start_grid_chain(
+    session: Session, *, kind: str, key_prefix: str, payload: dict[str, Any], every: timedelta
+) -> bool:
+    """At startup: the chain's run due now, unless a run of it is pending (each run enqueues the next with
+    ``enqueue_on_grid``). Whether one was started."""
+    if has_pending(session, kind=kind, key_prefix=key_prefix):
+        return False
+    seconds = max(1, int(every.total_seconds()))
+    enqueue_on_grid(
+        session,
+        kind=kind,
+        key_prefix=key_prefix,
+        payload=payload,
+        every=every,
+        after=utcnow() - timedelta(seconds=seconds),
+    )
+    return True
 
 
 def has_pending(session: Session, *, kind: str, key_prefix: str) -> bool:
