@@ -13,6 +13,7 @@ JOB_HANDLER_MODULES: list[str] = [
     "warroom.alerts.heartbeats",
     "warroom.alerts.maintenance",
     "warroom.alerts.status_pages",
+    "warroom.alerts.expiry",
     "warroom.auth.integrations",
     "warroom.notify.handlers",
     "warroom.oncall.paging",

@@ -470,8 +470,8 @@ def on_resolved(session: Session, org: OrgConfig, alert: Alert, *, performer: st
         data: dict[str, Any] = {"alert": alert.id}
         if by_person:
             data["resolved_by"] = performer
-            if alert.resolution_note:
-                data["note"] = alert.resolution_note
+        if alert.resolution_note:  # a person's note, or why automation resolved it (auto_resolve)
+            data["note"] = alert.resolution_note
         incident_service.append_timeline(
             session,
             incident,
@@ -480,7 +480,7 @@ def on_resolved(session: Session, org: OrgConfig, alert: Alert, *, performer: st
             action=f"Alert {alert.ref} resolved"
             + (" by hand" if by_person else "")
             + f": {alert.summary}"
-            + (f" — {alert.resolution_note}" if by_person and alert.resolution_note else ""),
+            + (f" — {alert.resolution_note}" if alert.resolution_note else ""),
             data=data,
         )
         session.flush()

@@ -167,6 +167,16 @@ class AutomationRule(StrictModel):
         return self
 
 
+class AutoResolveConfig(StrictModel):
+    """Alerts whose source never sends a resolve (a script, a cron job, an email-to-webhook bridge) resolve
+    when they have not been seen for ``after``, the way PagerDuty's auto-resolve timeout works."""
+
+    match: RuleMatch = Field(default_factory=RuleMatch, description="Which alerts, as in a rule's match.")
+    after: Duration = Field(description="Not seen for this long: resolved, e.g. 4h (1m to 30d).")
+
+    _after = field_validator("after")(duration_between(timedelta(minutes=1), timedelta(days=30), "after"))
+
+
 class ReportsConfig(StrictModel):
     rate_limit: int = Field(default=5, ge=1, description="Public reports allowed per client address ...")
     rate_period: Duration = Field(default=timedelta(minutes=1), description="... in this period.")
@@ -333,6 +343,9 @@ class AutomationConfig(StrictModel):
         "flap_window is flapping: automation stops moving it to monitoring until it calms down (0: never).",
     )
     flap_window: Duration = Field(default=timedelta(hours=1))
+    auto_resolve: list[AutoResolveConfig] = Field(
+        default_factory=list, description="The first entry that matches an open alert says when it expires."
+    )
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     rules: list[AutomationRule] = Field(default_factory=list)
     heartbeats: list[HeartbeatConfig] = Field(default_factory=list)

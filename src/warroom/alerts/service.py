@@ -31,6 +31,7 @@ from warroom.alerts.schemas import (
 )
 from warroom.auth.integrations import IntegrationIdentity
 from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, utcnow
+from warroom.durations import format_duration
 from warroom.errors import Conflict, InvalidInput
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import OPEN_STATUSES, Incident, TimelineKind
@@ -629,15 +630,34 @@ def resolve(
     alert = get_alert(session, ref, for_update=True)
     if alert.status == AlertStatus.resolved:
         raise _already(alert, "resolved", alert.resolved_at, alert.resolved_by, "by its source")
+    _close(session, org, alert, performer=performer, resolved_by=performer, note=note)
+    return alert
+
+
+def expire(session: Session, *, org: OrgConfig, alert: Alert, after: timedelta) -> None:
+    """Resolve an open alert not seen for ``after`` (``automation.auto_resolve``), as automation; the
+    caller holds its row."""
+    note = f"not seen for {format_duration(after)}: resolved automatically (auto_resolve)"
+    _close(session, org, alert, performer=automation.PERFORMER, resolved_by=None, note=note)
+
+
+def _close(
+    session: Session,
+    org: OrgConfig,
+    alert: Alert,
+    *,
+    performer: str,
+    resolved_by: str | None,
+    note: str | None,
+) -> None:
     alert.status = AlertStatus.resolved
     alert.resolved_at = utcnow()
     alert.open_dedup_key = None
-    alert.resolved_by = performer
+    alert.resolved_by = resolved_by
     alert.resolution_note = note
     session.flush()
     if not _held(session, alert):  # a maintenance window still holds it: nothing was done for it
         automation.on_resolved(session, org, alert, performer=performer)
-    return alert
 
 
 # --- reports from people -----------------------------------------------------------------------------
