@@ -37,6 +37,7 @@ class VendorPage:
     def __init__(self) -> None:
         self.status = 200
         self.incidents: list[dict[str, Any]] = []
+        self.maintenances: list[dict[str, Any]] = []
         self.body: bytes | None = None
         self.requests: list[str] = []
         page = self
@@ -44,16 +45,22 @@ class VendorPage:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 page.requests.append(self.path)
-                if self.path != "/api/v2/incidents/unresolved.json":
+                lists = {
+                    "/api/v2/incidents/unresolved.json": ("incidents", page.incidents),
+                    "/api/v2/scheduled-maintenances/active.json": (
+                        "scheduled_maintenances",
+                        page.maintenances,
+                    ),
+                }
+                if self.path not in lists:
                     self.send_response(404)
                     self.end_headers()
                     return
+                name, items = lists[self.path]
                 body = (
                     page.body
                     if page.body is not None
-                    else json.dumps(
-                        {"page": {"id": "93g3jjmkfprd", "name": "Vendor"}, "incidents": page.incidents}
-                    ).encode()
+                    else json.dumps({"page": {"id": "93g3jjmkfprd", "name": "Vendor"}, name: items}).encode()
                 )
                 self.send_response(page.status)
                 self.send_header("Content-Type", "application/json")
@@ -130,7 +137,10 @@ def _follow_the_vendor(
     worker = Worker(context, name="w1")
     # The app started the page's chain of polls; nothing unresolved yet.
     run_at(worker, T0)
-    assert vendor.requests == ["/api/v2/incidents/unresolved.json"]
+    assert vendor.requests == [
+        "/api/v2/incidents/unresolved.json",
+        "/api/v2/scheduled-maintenances/active.json",
+    ]
     assert vendor_alerts(context) == []
 
     vendor.incidents = [
@@ -168,11 +178,36 @@ def _follow_the_vendor(
     run_at(worker, T0 + timedelta(minutes=6))
     assert vendor_alerts(context)[0][1] == "resolved"
     assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "monitoring"
+
     with context.db.read() as session:
         pending = session.scalars(
             select(Job).where(Job.kind == "alerts.status_page_poll", Job.status == JobStatus.pending)
         ).all()
     assert len(pending) == 1 and pending[0].run_at == T0 + timedelta(minutes=7)  # one chain, on the grid
+
+    # Planned work at the vendor: an info alert while it is in progress (no rule pages for it).
+    maintenance = vendor_incident(
+        7, impact="maintenance", status="in_progress", scheduled_until="2026-03-02T12:00:00.000Z"
+    )
+    maintenance["name"] = "Database upgrade"
+    vendor.maintenances = [maintenance, {**vendor_incident(8), "components": [{"name": "Pages"}]}]
+    run_at(worker, T0 + timedelta(minutes=7))
+    assert vendor_alerts(context)[1:] == [("github:maintenance:q7gd3y91r8s7", "firing", "info", 1, None)]
+    shown = api.get("/api/v1/alerts?source=third-party&status=firing", headers=viewer).json()["items"][0]
+    assert shown["summary"] == "github: maintenance in progress: Database upgrade"
+    assert shown["annotations"]["scheduled_until"] == "2026-03-02T12:00:00.000Z"
+    vendor.maintenances = []
+    run_at(worker, T0 + timedelta(minutes=8))
+    assert [row[1] for row in vendor_alerts(context)] == ["resolved", "resolved"]
+
+
+def test_a_page_can_leave_maintenances_out(context: AppContext, vendor: VendorPage) -> None:
+    from warroom.alerts import status_pages
+
+    page = context.org.automation.status_pages[0].model_copy(update={"maintenance_severity": None})
+    vendor.maintenances = [vendor_incident(9, impact="maintenance", status="in_progress")]
+    assert status_pages.fetch(page).maintenances == []
+    assert vendor.requests == ["/api/v2/incidents/unresolved.json"]
 
 
 def test_components_match_group_prefixed_names_in_updates(context: AppContext, vendor: VendorPage) -> None:

@@ -234,6 +234,11 @@ class StatusPageConfig(StrictModel):
     severity_map: dict[VendorImpact, AlertSeverity] = Field(
         default_factory=lambda: dict(IMPACT_SEVERITY), description="The vendor's impact -> alert severity."
     )
+    maintenance_severity: AlertSeverity | None = Field(
+        default="info",
+        description="A vendor maintenance in progress (on the listed components) is an alert of this "
+        "severity; null: maintenances are not read.",
+    )
 
     _interval = field_validator("interval")(
         duration_between(timedelta(seconds=30), timedelta(hours=1), "interval")

@@ -1,18 +1,22 @@
 """Third-party status pages: a vendor's outage becomes an alert.
 
 Most vendors (GitHub, Stripe, Atlassian, Twilio, ...) publish their incidents on an Atlassian Statuspage,
-whose public API lists the unresolved ones (``/api/v2/incidents/unresolved.json``). For each page in the org
-file (``automation.status_pages``) one durable job polls it every ``interval``: each unresolved incident
+whose public API lists the unresolved ones (``/api/v2/incidents/unresolved.json``) and the maintenances in
+progress (``/api/v2/scheduled-maintenances/active.json``). For each page in the org file
+(``automation.status_pages``) one durable job polls it every ``interval``: each unresolved incident
 (affecting one of the listed components, if any are listed) is a ``third-party`` alert with dedup key
 ``<page>:<vendor incident id>``, updated when the vendor posts an update, and resolved when the incident
-leaves the list. The alerts go through the normal intake, so rules, grouping, maintenance windows and paging
-apply. A page that cannot be read is logged and polled again next time; it raises no alert.
+leaves the list. Each maintenance in progress is one too (``<page>:maintenance:<id>``, of the page's
+``maintenance_severity``), so a responder sees that the vendor is doing planned work. The alerts go through
+the normal intake, so rules, grouping, maintenance windows and paging apply. A page that cannot be read is
+logged and polled again next time; it raises no alert and resolves none.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from pydantic import Field, ValidationError
@@ -39,6 +43,9 @@ POLL_KIND = "alerts.status_page_poll"
 SOURCE = "third-party"
 MAX_RESPONSE_BYTES = 2_000_000
 TIMEOUT_SECONDS = 10.0
+
+
+_Listing = TypeVar("_Listing", bound=Lenient)
 
 
 class VendorComponent(Lenient):
@@ -71,30 +78,55 @@ class VendorIncident(Lenient):
         return names
 
 
+class VendorMaintenance(VendorIncident):
+    scheduled_until: str | None = None
+
+
 class UnresolvedIncidents(Lenient):
     incidents: list[VendorIncident]
+
+
+class ActiveMaintenances(Lenient):
+    scheduled_maintenances: list[VendorMaintenance]
+
+
+@dataclass
+class VendorStatus:
+    incidents: list[VendorIncident]
+    maintenances: list[VendorMaintenance] = field(default_factory=list)
 
 
 def unresolved_url(page: StatusPageConfig) -> str:
     return page.url.rstrip("/") + "/api/v2/incidents/unresolved.json"
 
 
-def fetch(page: StatusPageConfig) -> list[VendorIncident]:
-    """The page's unresolved incidents; ValueError saying what was wrong with the answer."""
+def maintenances_url(page: StatusPageConfig) -> str:
+    return page.url.rstrip("/") + "/api/v2/scheduled-maintenances/active.json"
+
+
+def _read(url: str, model: type[_Listing], what: str) -> _Listing:
+    """One list from the page; ValueError saying what was wrong with the answer."""
     try:
-        response = httpx.get(unresolved_url(page), timeout=TIMEOUT_SECONDS, follow_redirects=True)
+        response = httpx.get(url, timeout=TIMEOUT_SECONDS, follow_redirects=True)
     except httpx.HTTPError as exc:
-        raise ValueError(f"could not reach {unresolved_url(page)}: {exc}") from exc
+        raise ValueError(f"could not reach {url}: {exc}") from exc
     if response.status_code != 200:
-        raise ValueError(f"{unresolved_url(page)} answered {response.status_code}")
+        raise ValueError(f"{url} answered {response.status_code}")
     if len(response.content) > MAX_RESPONSE_BYTES:
-        raise ValueError(f"{unresolved_url(page)} answered more than {MAX_RESPONSE_BYTES} bytes")
+        raise ValueError(f"{url} answered more than {MAX_RESPONSE_BYTES} bytes")
     try:
-        return UnresolvedIncidents.model_validate_json(response.content).incidents
+        return model.model_validate_json(response.content)
     except ValidationError as exc:
-        raise ValueError(
-            f"{unresolved_url(page)} is not a Statuspage incident list: {exc.errors()[:3]}"
-        ) from exc
+        raise ValueError(f"{url} is not a Statuspage {what}: {exc.errors()[:3]}") from exc
+
+
+def fetch(page: StatusPageConfig) -> VendorStatus:
+    """The page's unresolved incidents and, unless the page ignores them, its maintenances in progress."""
+    incidents = _read(unresolved_url(page), UnresolvedIncidents, "incident list").incidents
+    if page.maintenance_severity is None:
+        return VendorStatus(incidents)
+    maintenances = _read(maintenances_url(page), ActiveMaintenances, "maintenance list")
+    return VendorStatus(incidents, maintenances.scheduled_maintenances)
 
 
 def _concerns_us(page: StatusPageConfig, incident: VendorIncident) -> bool:
@@ -126,6 +158,29 @@ def event_for(page: StatusPageConfig, incident: VendorIncident) -> AlertEvent:
     )
 
 
+def maintenance_event_for(page: StatusPageConfig, maintenance: VendorMaintenance) -> AlertEvent:
+    assert page.maintenance_severity is not None
+    latest = maintenance.incident_updates[0].body if maintenance.incident_updates else ""
+    return AlertEvent(
+        action="trigger",
+        dedup_key=f"{page.name}:maintenance:{maintenance.id}",
+        alert_type="ThirdPartyMaintenance",
+        summary=f"{page.name}: maintenance in progress: {maintenance.name}",
+        severity=page.maintenance_severity,
+        service=page.service,
+        labels={"alertname": "ThirdPartyMaintenance", "status_page": page.name},
+        annotations={
+            "vendor_status": maintenance.status,
+            "scheduled_until": maintenance.scheduled_until or "",
+            "latest_update": latest[:2000],
+        },
+        links=[{"href": maintenance.shortlink, "text": f"{page.name} status page"}]
+        if maintenance.shortlink
+        else [],
+        raw=maintenance.model_dump(mode="json"),
+    )
+
+
 def _resolve_event(page: StatusPageConfig, dedup_key: str) -> AlertEvent:
     return AlertEvent(
         action="resolve",
@@ -137,16 +192,17 @@ def _resolve_event(page: StatusPageConfig, dedup_key: str) -> AlertEvent:
         labels={"alertname": "ThirdPartyIncident", "status_page": page.name},
         annotations={},
         links=[],
-        raw={"status_page": page.name, "resolved": "the incident is no longer unresolved on the page"},
+        raw={"status_page": page.name, "resolved": "no longer unresolved (or in progress) on the page"},
     )
 
 
-def apply(
-    session: Session, org: OrgConfig, page: StatusPageConfig, incidents: list[VendorIncident]
-) -> dict[str, int]:
-    """Alerts for the page's unresolved incidents; resolve those whose incident left the list."""
-    ours = [incident for incident in incidents if _concerns_us(page, incident)]
+def apply(session: Session, org: OrgConfig, page: StatusPageConfig, status: VendorStatus) -> dict[str, int]:
+    """Alerts for the page's unresolved incidents and maintenances in progress; resolve those whose incident
+    or maintenance left its list."""
+    ours = [incident for incident in status.incidents if _concerns_us(page, incident)]
+    planned = [maintenance for maintenance in status.maintenances if _concerns_us(page, maintenance)]
     events = [event_for(page, incident) for incident in ours]
+    events += [maintenance_event_for(page, maintenance) for maintenance in planned]
     current = {event.dedup_key for event in events}
     still_open = session.scalars(
         select(Alert.dedup_key).where(
@@ -159,7 +215,7 @@ def apply(
     events += [_resolve_event(page, dedup_key) for dedup_key in gone]
     if events:
         service.ingest(session, org=org, source=SOURCE, events=events)
-    return {"incidents": len(ours), "resolved": len(gone)}
+    return {"incidents": len(ours), "maintenances": len(planned), "resolved": len(gone)}
 
 
 def _key_prefix(page: StatusPageConfig) -> str:
@@ -188,12 +244,12 @@ def poll(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
         return {"skipped": "the page is no longer in the org file"}
     outcome: dict[str, Any]
     try:
-        incidents = fetch(page)
+        status = fetch(page)
     except ValueError as exc:
         log.warning("status page %s: %s", page.name, exc)
         outcome = {"error": str(exc)}
     else:
-        outcome = apply(session, context.org, page, incidents)
+        outcome = apply(session, context.org, page, status)
     jobs_service.enqueue_on_grid(
         session,
         kind=POLL_KIND,
