@@ -285,3 +285,26 @@ def from_generic(data: Any) -> list[AlertEvent]:
             "the body must be an alert object or a list of them", [{"field": "body", "message": "wrong type"}]
         )
     return [generic_event(_validate(_GENERIC, data), data)]
+
+
+PAYLOAD_SOURCES = ("alertmanager", "grafana", "pagerduty", "generic")
+
+
+def detected_source(data: Any) -> str:
+    """The intake shape a payload has, told apart by its fields."""
+    if isinstance(data, dict) and isinstance(data.get("alerts"), list):
+        return "alertmanager"
+    if isinstance(data, dict) and "event_action" in data:
+        return "pagerduty"
+    return "generic"
+
+
+def events_for(source: str, data: Any) -> list[AlertEvent]:
+    """The events of one delivery in the shape of ``source`` (one of ``PAYLOAD_SOURCES``)."""
+    if source in ("alertmanager", "grafana"):
+        return from_alertmanager(data)
+    if source == "pagerduty":
+        return [from_pagerduty(data)[1]]
+    if source == "generic":
+        return from_generic(data)
+    raise InvalidPayload(f"unknown source {source!r}; one of {', '.join(PAYLOAD_SOURCES)}", [])

@@ -22,6 +22,7 @@ from warroom.alerts.config import (
 )
 from warroom.alerts.handlers import run_handlers
 from warroom.alerts.models import Alert, AlertStatus
+from warroom.alerts.schemas import IncidentPreview, RoutingPreview, RuleVerdict
 from warroom.db import utcnow
 from warroom.durations import format_duration
 from warroom.events import DomainEvent, publish
@@ -265,6 +266,66 @@ def _after_open(
             data=CommunicationCreate(audience=notify.audience, message=message or alert.summary),
             performer=PERFORMER,
         )
+
+
+def preview(org: OrgConfig, source: str, event: AlertEvent) -> RoutingPreview:
+    """What the rules would do with this alert: which match (and why the others do not), and the incident it
+    would open or join. From the org file alone: nothing is read from or written to the database, so it
+    cannot say whether the group already has an open incident or a maintenance window would hold it."""
+    automation = org.automation
+    alert = Alert(
+        id=0,
+        source=source,
+        alert_type=event.alert_type,
+        summary=event.summary,
+        severity=event.severity,
+        service=event.service,
+        labels=event.labels,
+        annotations=event.annotations,
+        dedup_key=event.dedup_key,
+    )
+    applied = matching_rules(automation, alert)
+    verdicts = []
+    for rule in automation.rules:
+        why_not = rule.match.mismatch(
+            source=source, severity=alert.severity, alert_type=alert.alert_type, labels=alert.labels
+        )
+        verdicts.append(
+            RuleVerdict(rule=rule.name, matched=why_not is None, applied=rule in applied, why_not=why_not)
+        )
+    incident: IncidentPreview | None = None
+    opening = next((rule for rule in applied if rule.incident is not None), None)
+    if opening is not None and opening.incident is not None:
+        action = opening.incident
+        fields = incident_fields(org, alert, action=action)
+        group_by = action.group_by if action.group_by is not None else automation.group_by
+        incident = IncidentPreview(
+            rule=opening.name,
+            title=fields.title,
+            severity=fields.severity or "",
+            services=fields.services,
+            group={name: _group_value(alert, name) for name in group_by},
+            group_window=action.group_window or automation.group_window,
+            runbooks=[name for rule in applied for name in rule.runbooks],
+            page=[rule.page for rule in applied if rule.page],
+            notify=[notify.audience for rule in applied for notify in rule.notify],
+        )
+    expiry = automation.auto_resolve_for(
+        source=source, severity=alert.severity, alert_type=alert.alert_type, labels=alert.labels
+    )
+    return RoutingPreview(
+        summary=alert.summary,
+        source=source,
+        severity=alert.severity,
+        type=alert.alert_type,
+        service=alert.service,
+        dedup_key=alert.dedup_key,
+        labels=alert.labels,
+        rules=verdicts,
+        incident=incident,
+        unrouted=not applied,
+        auto_resolve_after=expiry.after if expiry is not None else None,
+    )
 
 
 def on_created(session: Session, org: OrgConfig, alert: Alert) -> None:

@@ -91,16 +91,24 @@ class AlertConditions(StrictModel):
         return not self.model_dump(exclude_defaults=True)
 
     def accepts(self, *, source: str, severity: str, alert_type: str, labels: dict[str, str]) -> bool:
-        if self.source and source not in self.source:
-            return False
-        if self.severity and severity not in self.severity:
-            return False
-        if self.type and alert_type not in self.type:
-            return False
+        return self.mismatch(source=source, severity=severity, alert_type=alert_type, labels=labels) is None
+
+    def mismatch(self, *, source: str, severity: str, alert_type: str, labels: dict[str, str]) -> str | None:
+        """The first condition the alert fails, in words (None: it meets them all)."""
+        for what, value, allowed in (
+            ("source", source, self.source),
+            ("severity", severity, self.severity),
+            ("type", alert_type, self.type),
+        ):
+            if allowed and value not in allowed:
+                return f"{what} is {value!r}, not one of {allowed}"
         for name, pattern in self.labels_regex.items():
-            if name not in labels or not compiled_regex(pattern).fullmatch(labels[name]):
-                return False
-        return all(name not in labels for name in self.labels_missing)
+            if name not in labels:
+                return f"no label {name!r} (to match {pattern!r})"
+            if not compiled_regex(pattern).fullmatch(labels[name]):
+                return f"label {name}={labels[name]!r} does not fully match {pattern!r}"
+        present = [name for name in self.labels_missing if name in labels]
+        return f"label {present[0]!r} is present" if present else None
 
 
 class RuleMatch(AlertConditions):
@@ -108,10 +116,12 @@ class RuleMatch(AlertConditions):
 
     labels: dict[str, str] = Field(default_factory=dict, description="Label equals this value.")
 
-    def accepts(self, *, source: str, severity: str, alert_type: str, labels: dict[str, str]) -> bool:
-        if any(labels.get(name) != value for name, value in self.labels.items()):
-            return False
-        return super().accepts(source=source, severity=severity, alert_type=alert_type, labels=labels)
+    def mismatch(self, *, source: str, severity: str, alert_type: str, labels: dict[str, str]) -> str | None:
+        for name, value in self.labels.items():
+            if labels.get(name) != value:
+                found = repr(labels[name]) if name in labels else "missing"
+                return f"label {name} is {found}, not {value!r}"
+        return super().mismatch(source=source, severity=severity, alert_type=alert_type, labels=labels)
 
 
 class Notify(StrictModel):
@@ -363,6 +373,15 @@ class AutomationConfig(StrictModel):
 
     def heartbeat(self, name: str) -> HeartbeatConfig | None:
         return next((h for h in self.heartbeats if h.name == name), None)
+
+    def auto_resolve_for(
+        self, *, source: str, severity: str, alert_type: str, labels: dict[str, str]
+    ) -> AutoResolveConfig | None:
+        """The first auto_resolve entry matching an alert, if any."""
+        for entry in self.auto_resolve:
+            if entry.match.accepts(source=source, severity=severity, alert_type=alert_type, labels=labels):
+                return entry
+        return None
 
 
 def _policy_names(org: OrgConfig) -> list[str] | None:

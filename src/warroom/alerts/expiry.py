@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import service
-from warroom.alerts.config import AutoResolveConfig
 from warroom.alerts.models import Alert, AlertStatus
 from warroom.db import utcnow
 from warroom.jobs import service as jobs_service
@@ -30,16 +29,6 @@ SWEEP_KIND = "alerts.auto_resolve"
 SWEEP_EVERY = timedelta(minutes=1)
 _KEY_PREFIX = "auto-resolve:"
 _CHUNK = 500
-
-
-def expiry_for(org: OrgConfig, alert: Alert) -> AutoResolveConfig | None:
-    """The first auto_resolve entry matching the alert, if any."""
-    for entry in org.automation.auto_resolve:
-        if entry.match.accepts(
-            source=alert.source, severity=alert.severity, alert_type=alert.alert_type, labels=alert.labels
-        ):
-            return entry
-    return None
 
 
 def expire_stale(session: Session, org: OrgConfig, now: datetime) -> int:
@@ -63,7 +52,9 @@ def expire_stale(session: Session, org: OrgConfig, now: datetime) -> int:
         if not chunk:
             return resolved
         for alert in chunk:
-            entry = expiry_for(org, alert)
+            entry = org.automation.auto_resolve_for(
+                source=alert.source, severity=alert.severity, alert_type=alert.alert_type, labels=alert.labels
+            )
             if entry is not None and alert.last_seen_at <= now - entry.after:
                 service.expire(session, org=org, alert=alert, after=entry.after)
                 resolved += 1

@@ -233,6 +233,45 @@ class AlertPage(BaseModel):
     offset: int
 
 
+class RuleVerdict(BaseModel):
+    rule: str
+    matched: bool
+    applied: bool = Field(description="Matched and acted on (mode first: only the first match acts).")
+    why_not: str | None = Field(None, description="The first condition the alert fails.")
+
+
+class IncidentPreview(BaseModel):
+    rule: str
+    title: str
+    severity: str
+    services: list[str]
+    group: dict[str, str] = Field(
+        description="The group-by values: alerts with the same ones share an incident."
+    )
+    group_window: Duration
+    runbooks: list[str]
+    page: list[str] = Field(description="Escalation policies paged when the incident opens.")
+    notify: list[str] = Field(description="Audiences told when the incident opens.")
+
+
+class RoutingPreview(BaseModel):
+    """What automation would do with one alert, from the org file alone (a dry run: nothing is stored)."""
+
+    summary: str
+    source: str
+    severity: str
+    type: str
+    service: str | None
+    dedup_key: str
+    labels: dict[str, str]
+    rules: list[RuleVerdict]
+    incident: IncidentPreview | None = Field(
+        None, description="The incident it would open, or join if its group has one open."
+    )
+    unrouted: bool
+    auto_resolve_after: Duration | None = None
+
+
 class NoiseGroup(BaseModel):
     key: str | None = Field(
         description="The group's value (alert type, service, ...); null when alerts lack it."

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.text import Text
 
 from warroom import __version__, migrate
+from warroom.alerts import adapters, automation
+from warroom.alerts.schemas import RoutingPreview
 from warroom.auth import service as auth_service
 from warroom.auth.models import Role
 from warroom.cli.alerts import alerts_app, heartbeats, integration_app, report
@@ -17,10 +21,12 @@ from warroom.cli.jobs import jobs_app, worker
 from warroom.cli.maintenance import maintenance_app
 from warroom.cli.notify import notify_app
 from warroom.cli.oncall import oncall_app
-from warroom.cli.output import api_errors, console, emit, error_console, fail, table
+from warroom.cli.output import api_errors, console, emit, error_console, fail, print_json, table
 from warroom.client import Client
 from warroom.context import AppContext
 from warroom.db import Database
+from warroom.durations import format_duration
+from warroom.errors import WarroomError
 from warroom.incidents import service as incident_service
 from warroom.orgconfig import ConfigError, OrgConfig, load_org_config
 from warroom.settings import Settings
@@ -199,6 +205,90 @@ def config_check(file: Annotated[Path, typer.Argument(help="The YAML org file.")
         f"{len(org.people)} people, {len(org.teams)} teams, {len(org.schedules)} schedules, "
         f"{len(org.escalation_policies)} escalation policies"
     )
+
+
+@config_app.command("test-alert")
+def config_test_alert(
+    payload: Annotated[
+        str, typer.Argument(help="A JSON file with one delivery (as a source would POST it), or - for stdin.")
+    ],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source",
+            help="alertmanager, grafana, pagerduty or generic (default: told by the payload's fields).",
+        ),
+    ] = "auto",
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Which rules an alert would match (and why the others do not), and the incident it would open: a dry run
+    against the org file, with nothing stored."""
+    org = _org(_settings(config=config))
+    try:
+        text = sys.stdin.read() if payload == "-" else Path(payload).read_text()
+    except OSError as exc:
+        fail(f"cannot read {payload}: {exc.strerror}")
+    try:
+        data = adapters.parse_json(text.encode())
+        kind = adapters.detected_source(data) if source == "auto" else source
+        events = adapters.events_for(kind, data)
+    except WarroomError as exc:
+        fail(exc.message)
+    previews = [automation.preview(org, kind, event) for event in events]
+    if as_json:
+        print_json([preview.model_dump(mode="json") for preview in previews])
+        return
+    for preview in previews:
+        _print_preview(preview)
+
+
+def _print_preview(preview: RoutingPreview) -> None:
+    console.print(
+        f"[bold]{escape(preview.summary)}[/] "
+        + escape(
+            f"({preview.source}, {preview.severity}, type {preview.type}, service {preview.service or '-'})"
+        )
+    )
+    table(
+        None,
+        ["rule", "", "why not"],
+        [
+            (
+                verdict.rule,
+                Text("applies", style="green")
+                if verdict.applied
+                else Text("matches (mode first: an earlier rule applies)", style="yellow")
+                if verdict.matched
+                else Text("no", style="dim"),
+                verdict.why_not or "",
+            )
+            for verdict in preview.rules
+        ],
+    )
+    incident = preview.incident
+    if incident is not None:
+        group = ", ".join(f"{name}={value!r}" for name, value in incident.group.items())
+        console.print(
+            escape(
+                f"-> incident {incident.severity} {incident.title!r} (rule {incident.rule}), or the open one "
+                f"of its group [{group}] seen within {format_duration(incident.group_window)}"
+            )
+        )
+        for what, values in (
+            ("page", incident.page),
+            ("runbooks", incident.runbooks),
+            ("notify", incident.notify),
+        ):
+            if values:
+                console.print(escape(f"   {what}: {', '.join(values)}"))
+    elif preview.unrouted:
+        console.print("-> [magenta]unrouted[/]: stored, and listed by alerts list --unrouted")
+    else:
+        console.print("-> routed by a rule without an incident action: stored only")
+    if preview.auto_resolve_after is not None:
+        console.print(f"   auto-resolves when not seen for {format_duration(preview.auto_resolve_after)}")
+    console.print()
 
 
 @audit_app.command("verify")
