@@ -283,6 +283,9 @@ class Client:
     def acknowledge_alert(self, ref: str) -> AlertDetail:
         return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/acknowledge"))
 
+    def unacknowledge_alert(self, ref: str) -> AlertDetail:
+        return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/unacknowledge"))
+
     def resolve_alert(self, ref: str, *, note: str | None = None) -> AlertDetail:
         body = {"note": note} if note is not None else {}
         return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/resolve", json=body))

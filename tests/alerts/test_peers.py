@@ -233,6 +233,13 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     assert [str(a["id"]) for a in json.loads(listed.stdout)["items"]] == [second_id, report_id]
     bad_status = run_cli("alerts", "list", "--status", "acked", env=env, check=False)
     assert bad_status.returncode != 0 and "acked" in bad_status.stderr
+    # The second one was acknowledged by mistake: taken back, it fires again (once only).
+    unacked = run_cli("alerts", "unack", second_id, env=env, check=False)
+    assert unacked.returncode == 0 and f"ALR-{second_id} unacknowledged: firing" in unacked.stdout, (
+        unacked.stderr
+    )
+    twice = run_cli("alerts", "unack", second_id, env=env, check=False)
+    assert twice.returncode == 1 and "is firing, not acknowledged" in twice.stderr
     resolved = run_cli("alerts", "resolve", report_id, "--note", "reindexed", env=env, check=False)
     assert resolved.returncode == 0, resolved.stderr
     assert f"ALR-{report_id} resolved" in resolved.stdout

@@ -647,3 +647,37 @@ def test_attaching_alerts_by_hand(
     assert api.post(f"/api/v1/alerts/{api_alert['id']}/attach", json={}, headers=responder).status_code == 422
     with context.db.read() as session:
         assert [(a.id, a.incident_id) for a in session.scalars(select(Alert).order_by(Alert.id))] == before
+
+
+def test_an_acknowledgement_can_be_taken_back(
+    api: TestClient, context: AppContext, pd_key: str, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    clock.set(T0)
+    pd(api, pd_trigger(pd_key, "api-5xx"))
+    assert api.post("/api/v1/alerts/ALR-1/acknowledge", headers=responder).status_code == 200
+    entries = len(timeline(context))
+
+    taken_back = api.post("/api/v1/alerts/ALR-1/unacknowledge", headers=responder)
+    assert taken_back.status_code == 200, taken_back.text
+    alert = taken_back.json()
+    assert (alert["status"], alert["acknowledged_at"], alert["acknowledged_by"]) == ("firing", None, None)
+    last = timeline(context)[-1]
+    assert len(timeline(context)) == entries + 1 and last.performer == "responder-user"
+    assert last.action == (
+        "Alert ALR-1 unacknowledged (it was acknowledged by responder-user): it is firing and nobody is on it"
+    )
+    assert incident(context).acknowledged_by == "responder-user"  # the incident's own decision stands
+    # The source acknowledges it again: the usual path, by its source this time.
+    pd_ack(api, pd_key, "api-5xx")
+    with context.db.read() as session:
+        assert session.get_one(Alert, 1).status == AlertStatus.acknowledged
+
+    # Refusals change nothing: a firing or resolved alert, a viewer, no token, an unknown alert.
+    before = timeline(context)
+    assert api.post("/api/v1/alerts/ALR-1/unacknowledge", headers=viewer).status_code == 403
+    assert api.post("/api/v1/alerts/ALR-1/unacknowledge").status_code == 401
+    assert api.post("/api/v1/alerts/ALR-9/unacknowledge", headers=responder).status_code == 404
+    assert api.post("/api/v1/alerts/ALR-1/unacknowledge", headers=responder).status_code == 200
+    refused = api.post("/api/v1/alerts/ALR-1/unacknowledge", headers=responder)
+    assert refused.status_code == 409 and "is firing, not acknowledged" in refused.text
+    assert len(timeline(context)) == len(before) + 1

@@ -228,6 +228,14 @@ def acknowledge_alert(ref: str, context: Context, principal: Responder) -> Alert
         return service.to_detail(alert)
 
 
+@router.post("/api/v1/alerts/{ref}/unacknowledge", response_model=AlertDetail)
+def unacknowledge_alert(ref: str, context: Context, principal: Responder) -> AlertDetail:
+    """Take an acknowledgement back: the alert is firing again; 409 if it is not acknowledged."""
+    with context.db.write() as session:
+        alert = service.unacknowledge(session, org=context.org, ref=ref, performer=principal.name)
+        return service.to_detail(alert)
+
+
 @router.post("/api/v1/alerts/{ref}/resolve", response_model=AlertDetail)
 def resolve_alert(
     ref: str, context: Context, principal: Responder, body: ResolveRequest | None = None

@@ -621,6 +621,32 @@ def acknowledge(session: Session, *, org: OrgConfig, ref: str | int, performer: 
     return alert
 
 
+def unacknowledge(session: Session, *, org: OrgConfig, ref: str | int, performer: str) -> Alert:
+    """A person takes an acknowledgement back (nobody is on it after all; or it was acknowledged by mistake):
+    the alert is firing again, and its incident's timeline says so. The incident's own acknowledgement is
+    left alone: its escalation does not start again."""
+    alert = get_alert(session, ref, for_update=True)
+    if alert.status != AlertStatus.acknowledged:
+        raise Conflict(f"{alert.ref} is {alert.status.value}, not acknowledged", {"field": "alert"})
+    earlier = f"by {alert.acknowledged_by}" if alert.acknowledged_by else f"at its source ({alert.source})"
+    alert.status = AlertStatus.firing
+    alert.acknowledged_at = None
+    alert.acknowledged_by = None
+    session.flush()
+    if alert.incident_id is not None and not _held(session, alert):
+        incident = incident_service.get_incident(session, alert.incident_id, for_update=True)
+        incident_service.append_timeline(
+            session,
+            incident,
+            performer=performer,
+            kind=TimelineKind.alert,
+            action=f"Alert {alert.ref} unacknowledged (it was acknowledged {earlier}): it is firing and "
+            "nobody is on it",
+            data={"alert": alert.id, "unacknowledged_by": performer},
+        )
+    return alert
+
+
 def resolve(
     session: Session, *, org: OrgConfig, ref: str | int, performer: str, note: str | None = None
 ) -> Alert:

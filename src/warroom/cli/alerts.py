@@ -303,6 +303,12 @@ def acknowledge(refs: AlertRefs, as_json: JsonFlag = False) -> None:
     _on_each(refs, lambda client, ref: client.acknowledge_alert(ref), "acknowledged", as_json)
 
 
+@alerts_app.command("unack")
+def unacknowledge(refs: AlertRefs, as_json: JsonFlag = False) -> None:
+    """Take an acknowledgement back: the alerts are firing again (their incidents' timelines say so)."""
+    _on_each(refs, lambda client, ref: client.unacknowledge_alert(ref), "unacknowledged: firing", as_json)
+
+
 @alerts_app.command("resolve")
 def resolve(
     refs: AlertRefs,
