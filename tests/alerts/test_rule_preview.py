@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -11,8 +12,9 @@ from tests.alerts.conftest import PAYLOADS
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts import automation
 from warroom.alerts.adapters import from_generic
-from warroom.alerts.config import RuleMatch
+from warroom.alerts.config import AutomationConfig, RuleMatch
 from warroom.cli.main import app
+from warroom.clock import clock
 from warroom.orgconfig import load_org_config
 
 
@@ -87,3 +89,30 @@ def test_config_test_alert_reads_a_real_alertmanager_delivery(tmp_path: Path) ->
         app, ["config", "test-alert", str(bad), "--source", "nagios", "--config", str(EXAMPLE_CONFIG)]
     )
     assert wrong.exit_code == 1 and "unknown source" in wrong.output
+
+
+def test_the_preview_names_the_maintenance_schedules_that_would_hold_it() -> None:
+    base = load_org_config(EXAMPLE_CONFIG)
+    vacuum = {
+        "name": "sunday-vacuum",
+        "rrule": "FREQ=WEEKLY;BYDAY=SU;BYHOUR=2",
+        "duration": "2h",
+        "reason": "VACUUM",
+        "services": ["database"],
+        "match": {"labels_missing": ["page_anyway"]},
+    }
+    automation_config = AutomationConfig.model_validate(
+        {**base.automation.model_dump(), "maintenance_schedules": [vacuum]}
+    )
+    org = base.model_copy(update={"automation": automation_config})
+    clock.set(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))  # a Monday
+    [held] = from_generic({"summary": "replication lag", "severity": "warning", "service": "database"})
+    assert automation.preview(org, "generic", held).maintenance_schedules == {
+        "sunday-vacuum": datetime(2026, 3, 8, 2, 0, tzinfo=UTC)
+    }
+    [urgent] = from_generic(
+        {"summary": "lag", "severity": "warning", "service": "database", "labels": {"page_anyway": "yes"}}
+    )
+    [other] = from_generic({"summary": "5xx", "severity": "warning", "service": "api"})
+    assert automation.preview(org, "generic", urgent).maintenance_schedules == {}
+    assert automation.preview(org, "generic", other).maintenance_schedules == {}

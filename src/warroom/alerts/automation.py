@@ -325,6 +325,17 @@ def preview(org: OrgConfig, source: str, event: AlertEvent) -> RoutingPreview:
         incident=incident,
         unrouted=not applied,
         auto_resolve_after=expiry.after if expiry is not None else None,
+        maintenance_schedules={
+            schedule.name: schedule.current_or_next(utcnow())
+            for schedule in automation.maintenance_schedules
+            if schedule.covers(
+                source=source,
+                severity=alert.severity,
+                alert_type=alert.alert_type,
+                service=alert.service,
+                labels=alert.labels,
+            )
+        },
     )
 
 

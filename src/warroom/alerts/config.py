@@ -124,6 +124,23 @@ class RuleMatch(AlertConditions):
         return super().mismatch(source=source, severity=severity, alert_type=alert_type, labels=labels)
 
 
+def window_covers(
+    services: list[str],
+    match: RuleMatch,
+    *,
+    source: str,
+    severity: str,
+    alert_type: str,
+    service: str | None,
+    labels: dict[str, str],
+) -> bool:
+    """Whether a maintenance window covers an alert: its service is one of the window's (if it names any)
+    and the alert meets the window's match (labels, sources, severities, types...)."""
+    if services and service not in services:
+        return False
+    return match.accepts(source=source, severity=severity, alert_type=alert_type, labels=labels)
+
+
 class Notify(StrictModel):
     audience: str
     message: str = Field(
@@ -307,6 +324,21 @@ class MaintenanceSchedule(StrictModel):
         if not self.services and not self.labels and self.match.is_empty():
             raise ValueError("say what the windows cover: services, labels or match conditions")
         return self
+
+    def covers(
+        self, *, source: str, severity: str, alert_type: str, service: str | None, labels: dict[str, str]
+    ) -> bool:
+        """Whether this schedule's windows cover such an alert."""
+        match = RuleMatch(labels=self.labels, **self.match.model_dump())
+        return window_covers(
+            self.services,
+            match,
+            source=source,
+            severity=severity,
+            alert_type=alert_type,
+            service=service,
+            labels=labels,
+        )
 
     def starts(self, after: datetime, *, inc: bool = False) -> datetime | None:
         """The first start (UTC) after ``after`` (or at it, with ``inc``); None if no occurrence is left."""

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import automation
-from warroom.alerts.config import AlertConditions, MaintenanceSchedule, RuleMatch
+from warroom.alerts.config import AlertConditions, MaintenanceSchedule, RuleMatch, window_covers
 from warroom.alerts.models import Alert, AlertStatus, MaintenanceWindow
 from warroom.alerts.schemas import MaintenanceCreate, MaintenanceRead
 from warroom.db import get_by_ref, utcnow
@@ -62,12 +62,13 @@ class ActiveWindow:
 
     def covers(self, alert: dict[str, Any]) -> bool:
         """``alert``: the new alert's row (source, severity, alert_type, service, labels)."""
-        if self.services and alert["service"] not in self.services:
-            return False
-        return self.match.accepts(
+        return window_covers(
+            self.services,
+            self.match,
             source=alert["source"],
             severity=alert["severity"],
             alert_type=alert["alert_type"],
+            service=alert["service"],
             labels=alert["labels"],
         )
 

@@ -270,6 +270,11 @@ class RoutingPreview(BaseModel):
     )
     unrouted: bool
     auto_resolve_after: Duration | None = None
+    maintenance_schedules: dict[str, datetime | None] = Field(
+        default_factory=dict,
+        description="Recurring maintenance windows that would hold it: name -> the start of the occurrence "
+        "running now, else of the next one.",
+    )
 
 
 class NoiseGroup(BaseModel):

@@ -21,7 +21,7 @@ from warroom.cli.jobs import jobs_app, worker
 from warroom.cli.maintenance import maintenance_app
 from warroom.cli.notify import notify_app
 from warroom.cli.oncall import oncall_app
-from warroom.cli.output import api_errors, console, emit, error_console, fail, print_json, table
+from warroom.cli.output import api_errors, console, emit, error_console, fail, print_json, table, when
 from warroom.client import Client
 from warroom.context import AppContext
 from warroom.db import Database
@@ -288,6 +288,9 @@ def _print_preview(preview: RoutingPreview) -> None:
         console.print("-> routed by a rule without an incident action: stored only")
     if preview.auto_resolve_after is not None:
         console.print(f"   auto-resolves when not seen for {format_duration(preview.auto_resolve_after)}")
+    for name, start in preview.maintenance_schedules.items():
+        occurrence = f"from {when(start)}" if start is not None else "no occurrence left"
+        console.print(escape(f"   held during maintenance schedule {name} ({occurrence})"))
     console.print()
 
 
