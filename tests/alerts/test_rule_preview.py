@@ -12,7 +12,7 @@ from tests.alerts.conftest import PAYLOADS
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts import automation
 from warroom.alerts.adapters import from_generic
-from warroom.alerts.config import AutomationConfig, RuleMatch
+from warroom.alerts.config import AlertFacts, AutomationConfig, RuleMatch
 from warroom.cli.main import app
 from warroom.clock import clock
 from warroom.orgconfig import load_org_config
@@ -29,7 +29,7 @@ def test_a_mismatch_names_the_first_condition_that_fails() -> None:
     )
 
     def why(source: str = "alertmanager", **labels: str) -> str | None:
-        return match.mismatch(source=source, severity="critical", alert_type="X", labels=labels)
+        return match.mismatch(AlertFacts(source, "critical", "X", None, labels))
 
     assert why(team="db", instance="db-1") is None
     assert why(team="web", instance="db-1") == "label team is 'web', not 'db'"

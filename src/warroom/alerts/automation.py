@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import (
+    AlertFacts,
     AutomationConfig,
     AutomationRule,
     IncidentAction,
@@ -40,9 +41,7 @@ _ASSESSMENT_SOURCE = {
 
 
 def matches(match: RuleMatch, alert: Alert) -> bool:
-    return match.accepts(
-        source=alert.source, severity=alert.severity, alert_type=alert.alert_type, labels=alert.labels
-    )
+    return match.accepts(AlertFacts.of(alert))
 
 
 def matching_rules(automation: AutomationConfig, alert: Alert) -> list[AutomationRule]:
@@ -284,12 +283,11 @@ def preview(org: OrgConfig, source: str, event: AlertEvent) -> RoutingPreview:
         annotations=event.annotations,
         dedup_key=event.dedup_key,
     )
+    facts = AlertFacts.of(alert)
     applied = matching_rules(automation, alert)
     verdicts = []
     for rule in automation.rules:
-        why_not = rule.match.mismatch(
-            source=source, severity=alert.severity, alert_type=alert.alert_type, labels=alert.labels
-        )
+        why_not = rule.match.mismatch(facts)
         verdicts.append(
             RuleVerdict(rule=rule.name, matched=why_not is None, applied=rule in applied, why_not=why_not)
         )
@@ -310,9 +308,7 @@ def preview(org: OrgConfig, source: str, event: AlertEvent) -> RoutingPreview:
             page=[rule.page for rule in applied if rule.page],
             notify=[notify.audience for rule in applied for notify in rule.notify],
         )
-    expiry = automation.auto_resolve_for(
-        source=source, severity=alert.severity, alert_type=alert.alert_type, labels=alert.labels
-    )
+    expiry = automation.auto_resolve_for(facts)
     return RoutingPreview(
         summary=alert.summary,
         source=source,
@@ -328,13 +324,7 @@ def preview(org: OrgConfig, source: str, event: AlertEvent) -> RoutingPreview:
         maintenance_schedules={
             schedule.name: schedule.current_or_next(utcnow())
             for schedule in automation.maintenance_schedules
-            if schedule.covers(
-                source=source,
-                severity=alert.severity,
-                alert_type=alert.alert_type,
-                service=alert.service,
-                labels=alert.labels,
-            )
+            if schedule.covers(facts)
         },
     )
 

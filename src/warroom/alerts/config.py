@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
@@ -54,6 +55,22 @@ def matrix_severity_map(severity_ids: list[str]) -> dict[AlertSeverity, str]:
     }
 
 
+@dataclass(frozen=True)
+class AlertFacts:
+    """What conditions look at in an alert: a stored one, one about to be inserted, or one being tried."""
+
+    source: str
+    severity: str
+    alert_type: str
+    service: str | None
+    labels: Mapping[str, str]
+
+    @classmethod
+    def of(cls, alert: Any) -> AlertFacts:
+        """From an ``Alert``, or anything else with these attributes."""
+        return cls(alert.source, alert.severity, alert.alert_type, alert.service, alert.labels)
+
+
 @lru_cache(maxsize=1024)
 def compiled_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
@@ -90,15 +107,16 @@ class AlertConditions(StrictModel):
     def is_empty(self) -> bool:
         return not self.model_dump(exclude_defaults=True)
 
-    def accepts(self, *, source: str, severity: str, alert_type: str, labels: dict[str, str]) -> bool:
-        return self.mismatch(source=source, severity=severity, alert_type=alert_type, labels=labels) is None
+    def accepts(self, alert: AlertFacts) -> bool:
+        return self.mismatch(alert) is None
 
-    def mismatch(self, *, source: str, severity: str, alert_type: str, labels: dict[str, str]) -> str | None:
+    def mismatch(self, alert: AlertFacts) -> str | None:
         """The first condition the alert fails, in words (None: it meets them all)."""
+        labels = alert.labels
         for what, value, allowed in (
-            ("source", source, self.source),
-            ("severity", severity, self.severity),
-            ("type", alert_type, self.type),
+            ("source", alert.source, self.source),
+            ("severity", alert.severity, self.severity),
+            ("type", alert.alert_type, self.type),
         ):
             if allowed and value not in allowed:
                 return f"{what} is {value!r}, not one of {allowed}"
@@ -116,29 +134,20 @@ class RuleMatch(AlertConditions):
 
     labels: dict[str, str] = Field(default_factory=dict, description="Label equals this value.")
 
-    def mismatch(self, *, source: str, severity: str, alert_type: str, labels: dict[str, str]) -> str | None:
+    def mismatch(self, alert: AlertFacts) -> str | None:
         for name, value in self.labels.items():
-            if labels.get(name) != value:
-                found = repr(labels[name]) if name in labels else "missing"
+            if alert.labels.get(name) != value:
+                found = repr(alert.labels[name]) if name in alert.labels else "missing"
                 return f"label {name} is {found}, not {value!r}"
-        return super().mismatch(source=source, severity=severity, alert_type=alert_type, labels=labels)
+        return super().mismatch(alert)
 
 
-def window_covers(
-    services: list[str],
-    match: RuleMatch,
-    *,
-    source: str,
-    severity: str,
-    alert_type: str,
-    service: str | None,
-    labels: dict[str, str],
-) -> bool:
+def window_covers(services: list[str], match: RuleMatch, alert: AlertFacts) -> bool:
     """Whether a maintenance window covers an alert: its service is one of the window's (if it names any)
     and the alert meets the window's match (labels, sources, severities, types...)."""
-    if services and service not in services:
+    if services and alert.service not in services:
         return False
-    return match.accepts(source=source, severity=severity, alert_type=alert_type, labels=labels)
+    return match.accepts(alert)
 
 
 class Notify(StrictModel):
@@ -325,20 +334,9 @@ class MaintenanceSchedule(StrictModel):
             raise ValueError("say what the windows cover: services, labels or match conditions")
         return self
 
-    def covers(
-        self, *, source: str, severity: str, alert_type: str, service: str | None, labels: dict[str, str]
-    ) -> bool:
+    def covers(self, alert: AlertFacts) -> bool:
         """Whether this schedule's windows cover such an alert."""
-        match = RuleMatch(labels=self.labels, **self.match.model_dump())
-        return window_covers(
-            self.services,
-            match,
-            source=source,
-            severity=severity,
-            alert_type=alert_type,
-            service=service,
-            labels=labels,
-        )
+        return window_covers(self.services, RuleMatch(labels=self.labels, **self.match.model_dump()), alert)
 
     def starts(self, after: datetime, *, inc: bool = False) -> datetime | None:
         """The first start (UTC) after ``after`` (or at it, with ``inc``); None if no occurrence is left."""
@@ -406,14 +404,9 @@ class AutomationConfig(StrictModel):
     def heartbeat(self, name: str) -> HeartbeatConfig | None:
         return next((h for h in self.heartbeats if h.name == name), None)
 
-    def auto_resolve_for(
-        self, *, source: str, severity: str, alert_type: str, labels: dict[str, str]
-    ) -> AutoResolveConfig | None:
+    def auto_resolve_for(self, alert: AlertFacts) -> AutoResolveConfig | None:
         """The first auto_resolve entry matching an alert, if any."""
-        for entry in self.auto_resolve:
-            if entry.match.accepts(source=source, severity=severity, alert_type=alert_type, labels=labels):
-                return entry
-        return None
+        return next((entry for entry in self.auto_resolve if entry.match.accepts(alert)), None)
 
 
 def _policy_names(org: OrgConfig) -> list[str] | None:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import service
+from warroom.alerts.config import AlertFacts
 from warroom.alerts.models import Alert, AlertStatus
 from warroom.db import utcnow
 from warroom.jobs import service as jobs_service
@@ -52,9 +53,7 @@ def expire_stale(session: Session, org: OrgConfig, now: datetime) -> int:
         if not chunk:
             return resolved
         for alert in chunk:
-            entry = org.automation.auto_resolve_for(
-                source=alert.source, severity=alert.severity, alert_type=alert.alert_type, labels=alert.labels
-            )
+            entry = org.automation.auto_resolve_for(AlertFacts.of(alert))
             if entry is not None and alert.last_seen_at <= now - entry.after:
                 service.expire(session, org=org, alert=alert, after=entry.after)
                 resolved += 1

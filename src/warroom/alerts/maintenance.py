@@ -21,7 +21,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import automation
-from warroom.alerts.config import AlertConditions, MaintenanceSchedule, RuleMatch, window_covers
+from warroom.alerts.config import AlertConditions, AlertFacts, MaintenanceSchedule, RuleMatch, window_covers
 from warroom.alerts.models import Alert, AlertStatus, MaintenanceWindow
 from warroom.alerts.schemas import MaintenanceCreate, MaintenanceRead
 from warroom.db import get_by_ref, utcnow
@@ -60,17 +60,8 @@ class ActiveWindow:
     services: list[str]
     match: RuleMatch
 
-    def covers(self, alert: dict[str, Any]) -> bool:
-        """``alert``: the new alert's row (source, severity, alert_type, service, labels)."""
-        return window_covers(
-            self.services,
-            self.match,
-            source=alert["source"],
-            severity=alert["severity"],
-            alert_type=alert["alert_type"],
-            service=alert["service"],
-            labels=alert["labels"],
-        )
+    def covers(self, alert: AlertFacts) -> bool:
+        return window_covers(self.services, self.match, alert)
 
 
 def active_windows(connection: Connection, now: datetime) -> list[ActiveWindow]:
@@ -93,8 +84,8 @@ def active_windows(connection: Connection, now: datetime) -> list[ActiveWindow]:
     ]
 
 
-def holding_window(windows: list[ActiveWindow], alert: dict[str, Any]) -> int | None:
-    """The first active window covering a new alert (its row)."""
+def holding_window(windows: list[ActiveWindow], alert: AlertFacts) -> int | None:
+    """The first active window covering a new alert."""
     return next((window.id for window in windows if window.covers(alert)), None)
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from warroom.alerts import automation, maintenance
 from warroom.alerts.adapters import AlertEvent
+from warroom.alerts.config import AlertFacts
 from warroom.alerts.models import Alert, AlertStatus
 from warroom.alerts.schemas import (
     AlertDetail,
@@ -321,7 +322,10 @@ def _hold_for_maintenance(connection: Connection, now: datetime, rows: list[dict
     windows = maintenance.active_windows(connection, now)
     if windows:
         for row in rows:
-            row["maintenance_window_id"] = maintenance.holding_window(windows, row)
+            facts = AlertFacts(
+                row["source"], row["severity"], row["alert_type"], row["service"], row["labels"]
+            )
+            row["maintenance_window_id"] = maintenance.holding_window(windows, facts)
 
 
 def _change(target: _Open, updated: list[_Open], changes: dict[str, Any], occurrences: int = 0) -> None:
