@@ -439,6 +439,13 @@ def get_alert(session: Session, ref: str | int, *, for_update: bool = False) -> 
 _LONGEST_SINCE = timedelta(days=366)
 
 
+def _period_start(since: timedelta) -> datetime:
+    """The start of a period of ``since`` that ends now (a list's or a report's ``since``)."""
+    if not timedelta(0) < since <= _LONGEST_SINCE:
+        raise InvalidInput("since must be between 1s and 366d", {"field": "since"})
+    return utcnow() - since
+
+
 def list_alerts(
     session: Session,
     *,
@@ -462,9 +469,7 @@ def list_alerts(
             raise InvalidInput(f"label filter {label!r}: write it as name=value", {"field": "label"})
         statement = statement.where(Alert.labels[name.strip()].as_string() == value)
     if since is not None:
-        if not timedelta(0) < since <= _LONGEST_SINCE:
-            raise InvalidInput("since must be between 1s and 366d", {"field": "since"})
-        statement = statement.where(Alert.last_seen_at >= utcnow() - since)
+        statement = statement.where(Alert.last_seen_at >= _period_start(since))
     if service:
         statement = statement.where(Alert.service.in_(list(service)))
     if severity:
@@ -497,8 +502,7 @@ NOISE_BY = {
 
 def noise_report(session: Session, *, since: timedelta, by: str = "type", limit: int = 20) -> NoiseReport:
     """The alert groups seen in the period, noisiest first (by notifications, then alerts)."""
-    if not timedelta(0) < since <= _LONGEST_SINCE:
-        raise InvalidInput("since must be between 1s and 366d", {"field": "since"})
+    start = _period_start(since)
     label = by.removeprefix("label:") if by.startswith("label:") else None
     if label is not None and not label.strip():
         raise InvalidInput("by label: name the label, e.g. label:instance", {"field": "by"})
@@ -506,7 +510,6 @@ def noise_report(session: Session, *, since: timedelta, by: str = "type", limit:
         choices = ", ".join([*NOISE_BY, "label:<name>"])
         raise InvalidInput(f"by must be one of {choices}", {"field": "by"})
     key: Any = Alert.labels[label].as_string() if label is not None else NOISE_BY[by]
-    start = utcnow() - since
     occurrences = func.sum(Alert.occurrences)
     rows = session.execute(
         select(
