@@ -240,6 +240,7 @@ def main() -> None:
     parser.add_argument("--fingerprints", type=int, default=200)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--storm-concurrency", type=int, default=4)
+    parser.add_argument("--only", choices=["single", "storm"], help="Run one of the two comparisons.")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: apt-get install -y wrk")
@@ -275,26 +276,31 @@ def main() -> None:
         noop_script.write_text(NOOP_LUA)
         # Warm both paths. Then alternate hello and intake, so that a change in the machine's speed (the
         # cores are shared) hits both sides of a ratio alike; the median round is the figure.
-        run_wrk(f"{base}/bench/hello", 2, args.connections)
-        run_wrk(base, 2, args.connections, script)
+        if args.only != "storm":
+            run_wrk(f"{base}/bench/hello", 2, args.connections)
+            run_wrk(base, 2, args.connections, script)
         rounds = []
-        for _ in range(args.rounds):
+        for _ in range(args.rounds if args.only != "storm" else 0):
             hello = measured_wrk(server.pid, f"{base}/bench/hello", args.duration, args.connections)
             intake = measured_wrk(server.pid, base, args.duration, args.connections, script)
             rounds.append({"hello": hello, "intake": intake, "ratio": intake["rps"] / hello["rps"]})
-        noop = run_wrk(f"{base}/bench/fastapi-noop", args.duration, args.connections, noop_script)
-        median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
-        results.update(
-            connections=args.connections,
-            single_rounds=rounds,
-            hello_rps=median["hello"]["rps"],
-            intake_rps=median["intake"]["rps"],
-            ratio=median["ratio"],
-            hello_cpu_us_per_request=median["hello"]["cpu_us_per_request"],
-            intake_cpu_us_per_request=median["intake"]["cpu_us_per_request"],
-            fastapi_noop_rps=noop,
-        )
+        if rounds:
+            noop = run_wrk(f"{base}/bench/fastapi-noop", args.duration, args.connections, noop_script)
+            median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
+            results.update(
+                connections=args.connections,
+                single_rounds=rounds,
+                hello_rps=median["hello"]["rps"],
+                intake_rps=median["intake"]["rps"],
+                ratio=median["ratio"],
+                hello_cpu_us_per_request=median["hello"]["cpu_us_per_request"],
+                intake_cpu_us_per_request=median["intake"]["cpu_us_per_request"],
+                fastapi_noop_rps=noop,
+            )
 
+        if args.only == "single":
+            print(json.dumps(results, indent=2), flush=True)
+            return
         batches = storm_batches(args.storm, args.fingerprints, args.batch)
         webhook_bodies = [as_webhook(b) for b in batches]
         postable_bodies = [as_postable(b) for b in batches]
@@ -349,7 +355,7 @@ def main() -> None:
         if alertmanager is not None:
             alertmanager[0].terminate()
             alertmanager[0].wait(timeout=10)
-    shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
