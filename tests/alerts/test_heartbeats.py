@@ -247,6 +247,15 @@ def test_heartbeats_cli(tmp_path: Path) -> None:
         assert "nightly-backup" in listed and "ok" in listed and "never pinged" in listed
         rows = {row["name"]: row for row in json.loads(run_cli("heartbeats", "--json", env=env).stdout)}
         assert rows["nightly-backup"]["pings"] == 1 and rows["nightly-backup"]["interval"] == "1d"
+        # The next run fails: the table says so, with its exit status.
+        failed = httpx.post(
+            f"{env['WARROOM_URL']}/api/v1/heartbeats/nightly-backup/3?key={key}", content=b"oops"
+        )
+        assert failed.status_code == 200, failed.text
+        row = next(
+            line for line in run_cli("heartbeats", env=env).stdout.splitlines() if "nightly-backup" in line
+        )
+        assert "failed" in row and " 3 " in row
 
 
 @pytest.mark.parametrize(
@@ -267,3 +276,120 @@ def test_heartbeat_config_is_checked(heartbeats: list[dict[str, str]], problem: 
     with pytest.raises(ConfigError) as caught:
         parse_org_config(yaml.safe_dump(data), "org.yaml")
     assert any(problem in str(line) for line in caught.value.problems), caught.value.problems
+
+
+BACKUP = "/api/v1/heartbeats/nightly-backup"
+
+
+def heartbeat_alert_rows(context: AppContext) -> list[Alert]:
+    with context.db.read() as session:
+        return list(session.scalars(select(Alert).where(Alert.source == "heartbeat").order_by(Alert.id)))
+
+
+def test_a_failed_run_fires_at_once_and_the_next_good_run_resolves(
+    api: TestClient, context: AppContext, hb_key: str, viewer: dict[str, str]
+) -> None:
+    """A backup that fails every night still pings on time: its exit status is the alert, not its silence."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    assert api.post(f"{BACKUP}/0?key={hb_key}").json()["status"] == "ok"  # exit status 0: a plain ping
+    assert heartbeat_alerts(context) == []
+
+    clock.set(T0 + timedelta(days=1))
+    output = "pg_dump: error: connection to server failed\n" * 3
+    failed = api.post(f"{BACKUP}/2?key={hb_key}", content=output.encode())
+    assert failed.status_code == 200, failed.text
+    assert failed.json()["status"] == "failed" and failed.json()["pings"] == 2
+    # The failure is a sign of life: the deadline moves as for any ping.
+    assert datetime.fromisoformat(failed.json()["next_due_at"]) == T0 + timedelta(days=2, hours=2)
+    [alert] = heartbeat_alert_rows(context)
+    assert (alert.status.value, alert.alert_type, alert.dedup_key) == (
+        "firing",
+        "HeartbeatFailed",
+        "heartbeat:nightly-backup:failed",
+    )
+    assert alert.summary == "nightly-backup reported a failed run (exit status 2)"
+    assert alert.annotations == {"exit_status": "2", "output": output}
+    assert (alert.severity, alert.service) == ("error", "database")
+    # The example file's scheduled-job-failed rule opens a P3 (it does not page).
+    incident = api.get(f"/api/v1/incidents/INC-{alert.incident_id}", headers=viewer).json()
+    assert incident["severity"] == "P3"
+    assert incident["title"] == "Scheduled job failed: nightly-backup reported a failed run (exit status 2)"
+    listed = {h["name"]: h for h in api.get("/api/v1/heartbeats", headers=viewer).json()}
+    assert listed["nightly-backup"]["state"] == "failed"
+    assert listed["nightly-backup"]["last_exit_status"] == 2
+    assert datetime.fromisoformat(listed["nightly-backup"]["failed_at"]) == T0 + timedelta(days=1)
+    assert 'warroom_heartbeat_failed{name="nightly-backup"} 1.0' in api.get("/metrics").text
+
+    # The next night fails again (/fail, no exit status): the same alert, one more occurrence, the new output.
+    clock.set(T0 + timedelta(days=2))
+    assert api.post(f"{BACKUP}/fail?key={hb_key}", content=b"disk full").json()["status"] == "failed"
+    [alert] = heartbeat_alert_rows(context)
+    assert alert.occurrences == 2 and alert.status.value == "firing"
+    assert alert.last_raw is not None and alert.last_raw["output"] == "disk full"
+    assert "exit_status" not in alert.last_raw
+    # Its deadline kept moving, so no "missed" alert fires while it keeps reporting.
+    run_at(worker, T0 + timedelta(days=2, hours=3))
+    assert [a.alert_type for a in heartbeat_alert_rows(context)] == ["HeartbeatFailed"]
+
+    # A good run resolves it; the incident moves to monitoring.
+    clock.set(T0 + timedelta(days=3))
+    assert ping(api, hb_key, name="nightly-backup")["status"] == "ok"
+    [alert] = heartbeat_alert_rows(context)
+    assert alert.status.value == "resolved"
+    incident = api.get(f"/api/v1/incidents/INC-{alert.incident_id}", headers=viewer).json()
+    assert incident["status"] == "monitoring"
+    listed = {h["name"]: h for h in api.get("/api/v1/heartbeats", headers=viewer).json()}
+    assert listed["nightly-backup"]["state"] == "ok" and listed["nightly-backup"]["failed_at"] is None
+    assert 'warroom_heartbeat_failed{name="nightly-backup"} 0.0' in api.get("/metrics").text
+
+
+def test_a_failure_after_silence_resolves_the_miss(
+    api: TestClient, context: AppContext, hb_key: str, viewer: dict[str, str]
+) -> None:
+    """Missed, then a failed run: the sender is back (the miss resolves), and its run failed (that fires)."""
+    clock.set(T0)
+    ping(api, hb_key)
+    run_at(Worker(context, name="w1"), T0 + timedelta(minutes=3, seconds=1))
+    assert [(a.alert_type, a.status.value) for a in heartbeat_alert_rows(context)] == [
+        ("HeartbeatMissed", "firing")
+    ]
+    clock.set(T0 + timedelta(minutes=10))
+    assert api.post(f"{WATCHDOG}/fail?key={hb_key}").status_code == 200
+    assert [(a.alert_type, a.status.value) for a in heartbeat_alert_rows(context)] == [
+        ("HeartbeatMissed", "resolved"),
+        ("HeartbeatFailed", "firing"),
+    ]
+    assert states(api, viewer)["prometheus-watchdog"] == "failed"
+
+
+def test_a_failed_runs_output_keeps_its_tail_and_survives_bad_bytes(
+    api: TestClient, context: AppContext, hb_key: str
+) -> None:
+    clock.set(T0)
+    output = b"x" * 20_000 + b"\x00\xff the real error\n"
+    assert api.post(f"{BACKUP}/1?key={hb_key}", content=output).status_code == 200
+    [alert] = heartbeat_alert_rows(context)
+    kept = alert.annotations["output"]
+    assert kept.startswith("[...]\n") and kept.endswith("\ufffd\ufffd the real error\n")
+    assert len(kept) == len("[...]\n") + 10_000
+
+
+def test_bad_signals_are_refused_and_change_nothing(
+    api: TestClient, context: AppContext, hb_key: str, generic_key: str
+) -> None:
+    clock.set(T0)
+    for signal in ("256", "-1", "failed", "1.5", "0001"):
+        refused = api.post(f"{BACKUP}/{signal}?key={hb_key}", content=b"out")
+        assert refused.status_code == 422, (signal, refused.text)
+        assert "fail" in refused.json()["error"]["message"]
+    assert api.post(f"{BACKUP}/fail").status_code == 401
+    assert api.post(f"{BACKUP}/fail?key=not-a-key").status_code == 401
+    assert api.post(f"{BACKUP}/fail?key={generic_key}").status_code == 403
+    assert api.post(f"/api/v1/heartbeats/nope/fail?key={hb_key}").status_code == 404
+    with context.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Heartbeat)) == 0
+    assert heartbeat_alert_rows(context) == []
+    # Bearer works as for a ping.
+    answered = api.post(f"{BACKUP}/fail", headers={"Authorization": f"Bearer {hb_key}"})
+    assert answered.status_code == 200, answered.text

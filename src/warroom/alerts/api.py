@@ -6,7 +6,9 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from warroom.alerts import heartbeats, maintenance, service
 from warroom.alerts.config import AlertSeverity
@@ -309,10 +311,34 @@ def ping_heartbeat(
 ) -> HeartbeatPinged:
     """A ping of a heartbeat of the org file (a ``heartbeat`` integration key, as ?key= or Bearer). The body,
     if any, is ignored, so Alertmanager's webhook can point here."""
+    return _ping(context, name, key or bearer(request.headers.get("authorization")), heartbeats.Signal())
+
+
+@router.post("/api/v1/heartbeats/{name}/{signal}", response_model=HeartbeatPinged, tags=["heartbeats"])
+async def signal_heartbeat(
+    name: str,
+    signal: Annotated[str, PathParam(description="fail, or the run's exit status (0 is a success).")],
+    request: Request,
+    context: Context,
+    key: KeyQuery = None,
+) -> HeartbeatPinged:
+    """A run's outcome: ``/fail`` or a non-zero exit status fires the heartbeat's failure alert at once,
+    with the body (the run's output, its last 10,000 characters) on the alert; ``/0`` is a plain ping.
+    Either way it counts as a ping."""
+    reported = heartbeats.Signal.parse(signal, await request.body())
     secret = key or bearer(request.headers.get("authorization"))
+    return await run_in_threadpool(_ping, context, name, secret, reported)
+
+
+def _ping(context: AppContext, name: str, secret: str | None, signal: heartbeats.Signal) -> HeartbeatPinged:
     with context.db.write() as session:
-        heartbeat = heartbeats.ping(session, org=context.org, name=name, secret=secret)
-        return HeartbeatPinged(name=heartbeat.name, pings=heartbeat.pings, next_due_at=heartbeat.due_at)
+        heartbeat = heartbeats.ping(session, org=context.org, name=name, secret=secret, signal=signal)
+        return HeartbeatPinged(
+            status="failed" if signal.failed else "ok",
+            name=heartbeat.name,
+            pings=heartbeat.pings,
+            next_due_at=heartbeat.due_at,
+        )
 
 
 @router.get("/api/v1/heartbeats", response_model=list[HeartbeatRead], tags=["heartbeats"])

@@ -8,10 +8,16 @@ durable check job per heartbeat runs at the deadline and, when the ping has not 
 The next ping resolves it. A heartbeat is watched from its first ping, so a new entry in the org file does
 not fire before its sender is set up; ``warroom heartbeats`` shows which have never pinged. One with
 ``first_ping_within`` is watched from the app's start instead: a sender that was never set up fires too.
+
+A sender can also say that its run failed (``/fail``, or its exit status: ``/3``), with its output as the
+body. That fires a second alert at once, without waiting for the deadline: a backup that fails every night
+still pings on time. A failure counts as a sign of life (it moves the deadline); the next successful ping
+resolves it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,7 +34,7 @@ from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
 from warroom.db import utcnow
 from warroom.durations import format_duration
-from warroom.errors import NotFound
+from warroom.errors import InvalidInput, NotFound
 from warroom.jobs import service as jobs_service
 from warroom.jobs.models import Job
 from warroom.jobs.service import RetryLater, job_handler
@@ -39,6 +45,36 @@ if TYPE_CHECKING:
 
 CHECK_KIND = "alerts.heartbeat_check"
 SOURCE = "heartbeat"
+# The tail of a failed run's output is kept on its alert: that is where the error usually is.
+OUTPUT_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class Signal:
+    """What a sender reported: a plain ping (success), ``/fail``, or an exit status (0 is a success)."""
+
+    failed: bool = False
+    exit_status: int | None = None
+    output: str = ""
+
+    @classmethod
+    def parse(cls, outcome: str, body: bytes) -> Signal:
+        if outcome == "fail":
+            exit_status = None
+        elif outcome.isdigit() and len(outcome) <= 3 and int(outcome) <= 255:
+            exit_status = int(outcome)
+        else:
+            raise InvalidInput(
+                f"a heartbeat signal is 'fail' or an exit status from 0 to 255, not {outcome!r}",
+                {"field": "signal", "allowed": ["fail", "0-255"]},
+            )
+        failed = exit_status != 0
+        # Output is evidence, not a field: undecodable bytes and NULs (PostgreSQL stores none) are replaced
+        # rather than losing the failure over them.
+        text = body.decode("utf-8", errors="replace").replace("\x00", "\ufffd") if failed else ""
+        if len(text) > OUTPUT_LIMIT:
+            text = "[...]\n" + text[-OUTPUT_LIMIT:]
+        return cls(failed=failed, exit_status=exit_status, output=text)
 
 
 def _configured(org: OrgConfig, name: str) -> HeartbeatConfig:
@@ -80,6 +116,30 @@ def _event(
     )
 
 
+def _failure_event(
+    config: HeartbeatConfig, action: Literal["trigger", "resolve"], signal: Signal, detail: dict[str, Any]
+) -> AlertEvent:
+    """The heartbeat's second alert: its sender reported a failed run (resolved by a successful one)."""
+    status = f" (exit status {signal.exit_status})" if signal.exit_status is not None else ""
+    annotations: dict[str, Any] = {}
+    if signal.exit_status is not None:
+        annotations["exit_status"] = str(signal.exit_status)
+    if signal.output:
+        annotations["output"] = signal.output
+    return AlertEvent(
+        action=action,
+        dedup_key=f"heartbeat:{config.name}:failed",
+        alert_type="HeartbeatFailed",
+        summary=f"{config.name} reported a failed run{status}",
+        severity=config.severity,
+        service=config.service,
+        labels={"alertname": "HeartbeatFailed", "heartbeat": config.name},
+        annotations=annotations,
+        links=[],
+        raw={"heartbeat": config.name, "action": action, **annotations, **detail},
+    )
+
+
 def _check_job(session: Session, heartbeat: Heartbeat) -> None:
     """The one pending check of this heartbeat (enqueue returns the existing one while it is pending)."""
     jobs_service.enqueue(
@@ -91,9 +151,15 @@ def _check_job(session: Session, heartbeat: Heartbeat) -> None:
     )
 
 
-def ping(session: Session, *, org: OrgConfig, name: str, secret: str | None) -> Heartbeat:
+def ping(
+    session: Session, *, org: OrgConfig, name: str, secret: str | None, signal: Signal | None = None
+) -> Heartbeat:
     """Record a ping: the next one is due ``interval + grace`` from now. A heartbeat that was missed is
-    resolved (its alert resolves, and automation does what it does on a resolve)."""
+    resolved (its alert resolves, and automation does what it does on a resolve).
+
+    A ``signal`` of a failed run fires (or repeats) the heartbeat's failure alert; a successful one
+    resolves it. Either is a sign of life."""
+    signal = signal or Signal()
     integrations.authenticate_integration(session, secret, IntegrationType.heartbeat)
     config = _configured(org, name)
     now = utcnow()
@@ -121,6 +187,15 @@ def ping(session: Session, *, org: OrgConfig, name: str, secret: str | None) -> 
         late = format_duration(timedelta(seconds=int((now - heartbeat.missed_at).total_seconds())))
         _ingest(session, org, _event(config, "resolve", {"pinged_at": now.isoformat(), "missing_for": late}))
         heartbeat.missed_at = None
+    heartbeat.last_exit_status = signal.exit_status
+    if signal.failed:
+        # The time makes each report its own occurrence of the alert, even with the same output.
+        _ingest(session, org, _failure_event(config, "trigger", signal, {"reported_at": now.isoformat()}))
+        if heartbeat.failed_at is None:
+            heartbeat.failed_at = now
+    elif heartbeat.failed_at is not None:
+        _ingest(session, org, _failure_event(config, "resolve", signal, {"succeeded_at": now.isoformat()}))
+        heartbeat.failed_at = None
     _check_job(session, heartbeat)
     return heartbeat
 
@@ -177,9 +252,14 @@ def watch_unpinged(session: Session, org: OrgConfig) -> int:
     return watched
 
 
-def state(heartbeat: Heartbeat | None, now: datetime) -> Literal["never pinged", "ok", "late", "missed"]:
+HeartbeatState = Literal["never pinged", "ok", "late", "missed", "failed"]
+
+
+def state(heartbeat: Heartbeat | None, now: datetime) -> HeartbeatState:
     if heartbeat is not None and heartbeat.missed_at is not None:
-        return "missed"
+        return "missed"  # before failed: a sender that went quiet after failing is the worse news
+    if heartbeat is not None and heartbeat.failed_at is not None:
+        return "failed"
     if heartbeat is None or heartbeat.last_ping_at is None:
         return "never pinged"
     return "late" if heartbeat.due_at <= now else "ok"
@@ -204,6 +284,8 @@ def list_heartbeats(session: Session, org: OrgConfig) -> list[HeartbeatRead]:
                 last_ping_at=row.last_ping_at if row else None,
                 due_at=row.due_at if row else None,
                 missed_at=row.missed_at if row else None,
+                failed_at=row.failed_at if row else None,
+                last_exit_status=row.last_exit_status if row else None,
             )
         )
     return listed

@@ -128,3 +128,7 @@ class Heartbeat(Base):
     missed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # How many misses fired: names the check job of the next one (``heartbeat:<name>:<misses>``).
     misses: Mapped[int] = mapped_column(Integer, default=0)
+    # Set while its failure alert fires: since the first of the failed runs the sender reported.
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The exit status the last signal carried (none for a plain ping or /fail).
+    last_exit_status: Mapped[int | None] = mapped_column(Integer)

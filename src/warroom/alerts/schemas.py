@@ -401,18 +401,23 @@ class HeartbeatRead(BaseModel):
     interval: Duration
     grace: Duration
     service: str | None
-    state: Literal["never pinged", "ok", "late", "missed"] = Field(
-        description="late: past its deadline, the check about to fire; missed: its alert is firing."
+    state: Literal["never pinged", "ok", "late", "missed", "failed"] = Field(
+        description="late: past its deadline, the check about to fire; missed: its alert is firing; "
+        "failed: the sender reported a failed run, and none has succeeded since."
     )
     pings: int
     first_ping_at: datetime | None
     last_ping_at: datetime | None
     due_at: datetime | None = Field(description="The next ping is due by then.")
     missed_at: datetime | None
+    failed_at: datetime | None = Field(
+        default=None, description="The first failed run the sender reported since its last good one."
+    )
+    last_exit_status: int | None = None
 
 
 class HeartbeatPinged(BaseModel):
-    status: Literal["ok"] = "ok"
+    status: Literal["ok", "failed"] = "ok"
     name: str
     pings: int
     next_due_at: datetime

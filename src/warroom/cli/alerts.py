@@ -322,11 +322,18 @@ def resolve(
     _on_each(refs, lambda client, ref: client.resolve_alert(ref, note=note), "resolved", as_json)
 
 
-HEARTBEAT_STYLE = {"ok": "green", "late": "yellow", "missed": "bold red", "never pinged": "dim"}
+HEARTBEAT_STYLE = {
+    "ok": "green",
+    "late": "yellow",
+    "missed": "bold red",
+    "failed": "bold red",
+    "never pinged": "dim",
+}
 
 
 def heartbeats(as_json: JsonFlag = False) -> None:
-    """Heartbeats (dead man's switches) of the org file: when each last pinged, and whether it is missed."""
+    """Heartbeats (dead man's switches) of the org file: when each last pinged, and whether it is missed or
+    its sender reported a failed run."""
     with api_errors(), Client() as client:
         rows = client.list_heartbeats()
     emit(
@@ -334,7 +341,7 @@ def heartbeats(as_json: JsonFlag = False) -> None:
         rows,
         lambda: table(
             "Heartbeats",
-            ["name", "state", "every", "grace", "service", "pings", "last ping", "due by"],
+            ["name", "state", "every", "grace", "service", "pings", "last ping", "exit", "due by"],
             [
                 (
                     h.name,
@@ -344,6 +351,7 @@ def heartbeats(as_json: JsonFlag = False) -> None:
                     h.service,
                     h.pings,
                     when(h.last_ping_at),
+                    h.last_exit_status,
                     when(h.due_at),
                 )
                 for h in rows

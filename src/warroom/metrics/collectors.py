@@ -45,7 +45,7 @@ class IncidentCollector(Collector):
 
 
 class HeartbeatCollector(Collector):
-    """Each heartbeat of the org file: when it last pinged, and whether its alert is firing."""
+    """Each heartbeat of the org file: when it last pinged, and whether its alerts are firing."""
 
     def __init__(self, context: AppContext) -> None:
         self.context = context
@@ -61,6 +61,11 @@ class HeartbeatCollector(Collector):
             "1 while a heartbeat's alert fires (its ping is missing).",
             labels=["name"],
         )
+        failed = GaugeMetricFamily(
+            "warroom_heartbeat_failed",
+            "1 while a heartbeat's sender reports failed runs (its failure alert fires).",
+            labels=["name"],
+        )
         configured = [heartbeat.name for heartbeat in self.context.org.automation.heartbeats]
         if configured:
             with self.context.db.read() as session:
@@ -70,5 +75,7 @@ class HeartbeatCollector(Collector):
                 if row is not None and row.last_ping_at is not None:
                     last_ping.add_metric([name], row.last_ping_at.timestamp())
                 missed.add_metric([name], 1 if row is not None and row.missed_at is not None else 0)
+                failed.add_metric([name], 1 if row is not None and row.failed_at is not None else 0)
         yield last_ping
         yield missed
+        yield failed
