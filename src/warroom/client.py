@@ -14,6 +14,7 @@ from warroom.alerts.schemas import (
     MaintenanceDetail,
     MaintenanceRead,
     NoiseReport,
+    RoutingPreview,
 )
 from warroom.incidents.schemas import (
     CommunicationRead,
@@ -70,9 +71,11 @@ class Client:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, *, json: Any = None, params: Any = None) -> Any:
+    def request(
+        self, method: str, path: str, *, json: Any = None, params: Any = None, content: bytes | None = None
+    ) -> Any:
         try:
-            response = self._http.request(method, path, json=json, params=params)
+            response = self._http.request(method, path, json=json, params=params, content=content)
         except httpx.HTTPError as exc:
             raise ApiError(0, "unreachable", f"cannot reach {self.url}: {exc}") from exc
         if response.status_code >= 400:
@@ -289,6 +292,11 @@ class Client:
     def resolve_alert(self, ref: str, *, note: str | None = None) -> AlertDetail:
         body = {"note": note} if note is not None else {}
         return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/resolve", json=body))
+
+    def preview_alerts(self, delivery: bytes, source: str = "auto") -> list[RoutingPreview]:
+        """The rules' dry run on one delivery, with what is open on the server now."""
+        rows = self.request("POST", "/api/v1/alerts/preview", params={"source": source}, content=delivery)
+        return [RoutingPreview.model_validate(row) for row in rows]
 
     def list_heartbeats(self) -> list[HeartbeatRead]:
         return [HeartbeatRead.model_validate(row) for row in self.request("GET", "/api/v1/heartbeats")]

@@ -5,16 +5,24 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from tests.alerts.conftest import PAYLOADS
 from tests.conftest import EXAMPLE_CONFIG
+from tests.e2e.server import run_cli, serve_for_cli
 from warroom.alerts import automation
 from warroom.alerts.adapters import from_generic
 from warroom.alerts.config import AlertFacts, AutomationConfig, RuleMatch
+from warroom.alerts.models import Alert
 from warroom.cli.main import app
 from warroom.clock import clock
+from warroom.context import AppContext
 from warroom.orgconfig import load_org_config
 
 
@@ -116,3 +124,79 @@ def test_the_preview_names_the_maintenance_schedules_that_would_hold_it() -> Non
     [other] = from_generic({"summary": "5xx", "severity": "warning", "service": "api"})
     assert automation.preview(org, "generic", urgent).maintenance_schedules == {}
     assert automation.preview(org, "generic", other).maintenance_schedules == {}
+
+
+def payments_alert(dedup_key: str, summary: str = "charges failing") -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "severity": "critical",
+        "dedup_key": dedup_key,
+        "labels": {"service": "payments"},
+    }
+
+
+def stored_alerts(context: AppContext) -> int:
+    with context.db.read() as session:
+        return session.scalar(select(func.count()).select_from(Alert)) or 0
+
+
+def test_the_server_preview_knows_what_is_open(
+    api: TestClient,
+    context: AppContext,
+    generic_key: str,
+    viewer: dict[str, str],
+    responder: dict[str, str],
+) -> None:
+    def preview(body: Any, **params: str) -> dict[str, Any]:
+        response = api.post("/api/v1/alerts/preview", json=body, params=params, headers=viewer)
+        assert response.status_code == 200, response.text
+        [shown] = response.json()
+        return shown  # type: ignore[no-any-return]
+
+    first = preview(payments_alert("charges-1"))
+    assert first["live"] and first["open_alert"] is None and first["maintenance_window"] is None
+    assert first["incident"]["rule"] == "payments-down" and first["incident"]["open_incident"] is None
+    assert stored_alerts(context) == 0  # a dry run
+
+    fired = api.post(f"/api/v1/alerts?key={generic_key}", json=payments_alert("charges-1"))
+    assert fired.status_code == 202, fired.text
+    # The same alert again would only be an update of the open one.
+    assert preview(payments_alert("charges-1"))["open_alert"] == "ALR-1"
+    # Another alert of its group (service and alertname) would join the group's open incident.
+    sibling = preview(payments_alert("charges-2", "refunds failing"), source="generic")
+    assert sibling["open_alert"] is None and sibling["incident"]["open_incident"] == "INC-1"
+
+    window = {"reason": "PSP migration", "services": ["payments"], "duration": "1h"}
+    assert api.post("/api/v1/maintenance", json=window, headers=responder).status_code == 201
+    assert preview(payments_alert("charges-3"))["maintenance_window"] == "MW-1"
+    assert stored_alerts(context) == 1
+
+    # Refusals change nothing.
+    assert api.post("/api/v1/alerts/preview", json=payments_alert("x")).status_code == 401
+    for body, params, status in (
+        (b"{not json", {}, 400),
+        (b'{"summary": "x", "severity": "bogus"}', {}, 400),
+        (b'{"summary": "x"}', {"source": "nagios"}, 422),
+    ):
+        refused = api.post("/api/v1/alerts/preview", content=body, params=params, headers=viewer)
+        assert refused.status_code == status, refused.text
+    assert stored_alerts(context) == 1
+
+
+@pytest.mark.e2e
+def test_config_test_alert_asks_the_server(tmp_path: Path) -> None:
+    delivery = tmp_path / "alert.json"
+    delivery.write_text(json.dumps(payments_alert("charges-1")))
+    with serve_for_cli(EXAMPLE_CONFIG, tmp_path, token_name="preview-e2e", role="viewer") as env:
+        shown = run_cli("config", "test-alert", str(delivery), "--server", env=env).stdout
+        assert "payments-down" in shown and "a new one, as its group" in shown
+        created = run_cli("integration", "create", "--name", "app", "--type", "generic", env=env).stdout
+        key = created.strip().splitlines()[-1]
+        fired = httpx.post(f"{env['WARROOM_URL']}/api/v1/alerts?key={key}", content=delivery.read_bytes())
+        assert fired.status_code == 202, fired.text
+        again = run_cli("config", "test-alert", str(delivery), "--server", env=env).stdout
+        assert "updates the open alert ALR-1" in again
+        rows = json.loads(
+            run_cli("config", "test-alert", str(delivery), "--server", "--json", env=env).stdout
+        )
+        assert rows[0]["live"] and rows[0]["open_alert"] == "ALR-1"

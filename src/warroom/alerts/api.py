@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from warroom.alerts import heartbeats, maintenance, service
+from warroom.alerts import adapters, heartbeats, maintenance, service
+from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import AlertSeverity
 from warroom.alerts.fastpath import bearer, handle_intake
 from warroom.alerts.models import AlertStatus
@@ -31,6 +32,7 @@ from warroom.alerts.schemas import (
     NoiseReport,
     PromoteRequest,
     ResolveRequest,
+    RoutingPreview,
 )
 from warroom.auth import integrations
 from warroom.auth.integrations import (
@@ -192,6 +194,30 @@ def alert_noise(
     """The alert groups seen in the period, noisiest first."""
     with context.db.read() as session:
         return service.noise_report(session, since=since, by=by, limit=limit)
+
+
+@router.post("/api/v1/alerts/preview", response_model=list[RoutingPreview])
+async def preview_alerts(
+    request: Request,
+    context: Context,
+    _: Viewer,
+    source: Annotated[
+        Literal["auto", "alertmanager", "grafana", "pagerduty", "generic"],
+        Query(description="The delivery's shape; auto tells it by its fields."),
+    ] = "auto",
+) -> list[RoutingPreview]:
+    """A dry run of the rules on one delivery, as a source would POST it: which rules match, the incident it
+    would open, and what is open now (the alert it would update, the group's incident it would join, the
+    maintenance window that would hold it). Nothing is stored; no integration key is needed."""
+    data = adapters.parse_json(await request.body())
+    kind = adapters.detected_source(data) if source == "auto" else source
+    events = adapters.events_for(kind, data)
+    return await run_in_threadpool(_preview, context, kind, events)
+
+
+def _preview(context: AppContext, source: str, events: list[AlertEvent]) -> list[RoutingPreview]:
+    with context.db.read() as session:
+        return service.preview(session, org=context.org, source=source, events=events)
 
 
 @router.get("/api/v1/alerts/{ref}", response_model=AlertDetail)

@@ -267,10 +267,11 @@ def _after_open(
         )
 
 
-def preview(org: OrgConfig, source: str, event: AlertEvent) -> RoutingPreview:
+def preview(org: OrgConfig, source: str, event: AlertEvent, session: Session | None = None) -> RoutingPreview:
     """What the rules would do with this alert: which match (and why the others do not), and the incident it
-    would open or join. From the org file alone: nothing is read from or written to the database, so it
-    cannot say whether the group already has an open incident or a maintenance window would hold it."""
+    would open or join. Nothing is written. Without a ``session`` it is the org file alone; with one it also
+    names the open alert the delivery would update and the group's open incident it would join (the caller
+    adds the maintenance window, see ``service.preview``)."""
     automation = org.automation
     alert = Alert(
         id=0,
@@ -308,6 +309,17 @@ def preview(org: OrgConfig, source: str, event: AlertEvent) -> RoutingPreview:
             page=[rule.page for rule in applied if rule.page],
             notify=[notify.audience for rule in applied for notify in rule.notify],
         )
+        if session is not None:
+            key = group_key(opening, action, automation, alert)
+            joined = _open_group_incident(session, key, action.group_window or automation.group_window)
+            incident.open_incident = f"INC-{joined}" if joined is not None else None
+    open_alert = (
+        session.scalar(
+            select(Alert.id).where(Alert.source == source, Alert.open_dedup_key == event.dedup_key).limit(1)
+        )
+        if session is not None
+        else None
+    )
     expiry = automation.auto_resolve_for(facts)
     return RoutingPreview(
         summary=alert.summary,
@@ -326,6 +338,8 @@ def preview(org: OrgConfig, source: str, event: AlertEvent) -> RoutingPreview:
             for schedule in automation.maintenance_schedules
             if schedule.covers(facts)
         },
+        live=session is not None,
+        open_alert=f"ALR-{open_alert}" if open_alert is not None else None,
     )
 
 

@@ -252,10 +252,16 @@ class IncidentPreview(BaseModel):
     runbooks: list[str]
     page: list[str] = Field(description="Escalation policies paged when the incident opens.")
     notify: list[str] = Field(description="Audiences told when the incident opens.")
+    open_incident: str | None = Field(
+        None,
+        description="Asked of the server only: the group's open incident the alert would join instead of "
+        "opening one (so nobody is paged again).",
+    )
 
 
 class RoutingPreview(BaseModel):
-    """What automation would do with one alert, from the org file alone (a dry run: nothing is stored)."""
+    """What automation would do with one alert (a dry run: nothing is stored). From the org file alone, or,
+    asked of the server, also from what is open now."""
 
     summary: str
     source: str
@@ -274,6 +280,17 @@ class RoutingPreview(BaseModel):
         default_factory=dict,
         description="Recurring maintenance windows that would hold it: name -> the start of the occurrence "
         "running now, else of the next one.",
+    )
+    live: bool = Field(
+        False, description="Whether the server's open alerts, incidents and windows were read."
+    )
+    open_alert: str | None = Field(
+        None,
+        description="Live only: the open alert with this source and dedup key. The delivery would update it; "
+        "rules ran when it first fired and do not run again.",
+    )
+    maintenance_window: str | None = Field(
+        None, description="Live only: the maintenance window running now that would hold the new alert."
     )
 
 

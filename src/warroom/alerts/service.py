@@ -29,6 +29,7 @@ from warroom.alerts.schemas import (
     NoiseGroup,
     NoiseReport,
     PromoteRequest,
+    RoutingPreview,
 )
 from warroom.auth.integrations import IntegrationIdentity
 from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, utcnow
@@ -314,6 +315,22 @@ def ingest(
             for outcome, target, event in applied
         ],
     )
+
+
+def preview(
+    session: Session, *, org: OrgConfig, source: str, events: Sequence[AlertEvent]
+) -> list[RoutingPreview]:
+    """``config test-alert`` asked of the server: the dry run of the rules, plus what is open now (the alert
+    the delivery would update, the group's incident it would join, the window that would hold it)."""
+    windows = maintenance.active_windows(session.connection(), utcnow())
+    previews = []
+    for event in events:
+        shown = automation.preview(org, source, event, session)
+        facts = AlertFacts(source, event.severity, event.alert_type, event.service, event.labels)
+        held = maintenance.holding_window(windows, facts)
+        shown.maintenance_window = f"MW-{held}" if held is not None else None
+        previews.append(shown)
+    return previews
 
 
 def _hold_for_maintenance(connection: Connection, now: datetime, rows: list[dict[str, Any]]) -> None:

@@ -220,22 +220,34 @@ def config_test_alert(
         ),
     ] = "auto",
     config: ConfigOption = None,
+    server: Annotated[
+        bool,
+        typer.Option(
+            "--server",
+            help="Ask the running server (WARROOM_URL, WARROOM_TOKEN): its org file, and what is open now.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Which rules an alert would match (and why the others do not), and the incident it would open: a dry run
-    against the org file, with nothing stored."""
-    org = _org(_settings(config=config))
+    against the org file, with nothing stored. With --server, also whether it would only update an open alert,
+    join its group's open incident, or be held by a maintenance window running now."""
     try:
         text = sys.stdin.read() if payload == "-" else Path(payload).read_text()
     except OSError as exc:
         fail(f"cannot read {payload}: {exc.strerror}")
-    try:
-        data = adapters.parse_json(text.encode())
-        kind = adapters.detected_source(data) if source == "auto" else source
-        events = adapters.events_for(kind, data)
-    except WarroomError as exc:
-        fail(exc.message)
-    previews = [automation.preview(org, kind, event) for event in events]
+    if server:
+        with api_errors(), Client() as client:
+            previews = client.preview_alerts(text.encode(), source)
+    else:
+        org = _org(_settings(config=config))
+        try:
+            data = adapters.parse_json(text.encode())
+            kind = adapters.detected_source(data) if source == "auto" else source
+            events = adapters.events_for(kind, data)
+        except WarroomError as exc:
+            fail(exc.message)
+        previews = [automation.preview(org, kind, event) for event in events]
     if as_json:
         print_json([preview.model_dump(mode="json") for preview in previews])
         return
@@ -267,14 +279,35 @@ def _print_preview(preview: RoutingPreview) -> None:
         ],
     )
     incident = preview.incident
-    if incident is not None:
-        group = ", ".join(f"{name}={value!r}" for name, value in incident.group.items())
+    if preview.open_alert is not None:
         console.print(
             escape(
-                f"-> incident {incident.severity} {incident.title!r} (rule {incident.rule}), or the open one "
-                f"of its group [{group}] seen within {format_duration(incident.group_window)}"
+                f"-> updates the open alert {preview.open_alert} (one more occurrence): the rules ran when"
+            )
+            + " it first fired, and do not run again"
+        )
+        console.print()
+        return
+    if preview.maintenance_window is not None:
+        console.print(
+            escape(f"-> held by maintenance window {preview.maintenance_window}; when the window ends:")
+        )
+    if incident is not None and incident.open_incident is not None:
+        console.print(
+            escape(
+                f"-> joins {incident.open_incident}, its group's open incident (rule {incident.rule}): "
+                "nobody is paged again"
             )
         )
+    elif incident is not None:
+        group = ", ".join(f"{name}={value!r}" for name, value in incident.group.items())
+        within = format_duration(incident.group_window)
+        opens = f"-> incident {incident.severity} {incident.title!r} (rule {incident.rule})"
+        if preview.live:  # the server looked: its group has no open incident
+            shown = f"{opens}: a new one, as its group [{group}] has no open incident seen within {within}"
+        else:
+            shown = f"{opens}, or the open one of its group [{group}] seen within {within}"
+        console.print(escape(shown))
         for what, values in (
             ("page", incident.page),
             ("runbooks", incident.runbooks),
