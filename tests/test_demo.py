@@ -12,7 +12,7 @@ from warroom.alerts.service import noise_report
 from warroom.context import AppContext
 from warroom.db import utcnow
 from warroom.demo import seed_demo
-from warroom.incidents.models import Incident
+from warroom.incidents.models import Incident, TimelineEntry
 
 
 def test_seed_demo_once(context: AppContext) -> None:
@@ -44,3 +44,13 @@ def test_the_demo_has_alerts_to_read(context: AppContext) -> None:
         "SearchLatencyHigh",
         "CertificateExpiring",
     ]
+
+
+def test_the_demo_checkout_incident_lists_the_changes_before_it(context: AppContext) -> None:
+    with context.db.write() as session:
+        seed_demo(session, context.org)
+    with context.db.read() as session:
+        first = select(func.min(Incident.id)).scalar_subquery()
+        actions = session.scalars(select(TimelineEntry.action).where(TimelineEntry.incident_id == first))
+        notes = [action for action in actions if action.startswith("Changes in the")]
+    assert len(notes) == 1 and "Deployed payments 3.1.0" in notes[0] and "Rotated the PSP" in notes[0]

@@ -10,6 +10,7 @@ import httpx
 from warroom.alerts.schemas import (
     AlertDetail,
     AlertPage,
+    ChangeRead,
     HeartbeatRead,
     MaintenanceDetail,
     MaintenanceRead,
@@ -297,6 +298,34 @@ class Client:
         """The rules' dry run on one delivery, with what is open on the server now."""
         rows = self.request("POST", "/api/v1/alerts/preview", params={"source": source}, content=delivery)
         return [RoutingPreview.model_validate(row) for row in rows]
+
+    def record_change(
+        self,
+        summary: str,
+        *,
+        service: str | None = None,
+        source: str | None = None,
+        happened_at: str | None = None,
+        links: list[str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> ChangeRead:
+        """Record a change; ``happened_at`` in ISO 8601 with an offset (default: now)."""
+        body = {
+            "summary": summary,
+            "service": service,
+            "source": source,
+            "happened_at": happened_at,
+            "links": [{"href": href} for href in links or []],
+            "details": details or {},
+        }
+        sent = {name: value for name, value in body.items() if value is not None}
+        return ChangeRead.model_validate(self.request("POST", "/api/v1/changes", json=sent))
+
+    def list_changes(
+        self, *, service: str | None = None, since: str | None = None, limit: int = 50
+    ) -> list[ChangeRead]:
+        rows = self.request("GET", "/api/v1/changes", params=query(service=service, since=since, limit=limit))
+        return [ChangeRead.model_validate(row) for row in rows]
 
     def list_heartbeats(self) -> list[HeartbeatRead]:
         return [HeartbeatRead.model_validate(row) for row in self.request("GET", "/api/v1/heartbeats")]

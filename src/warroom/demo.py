@@ -7,10 +7,10 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from warroom.alerts import maintenance
+from warroom.alerts import changes, maintenance
 from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import from_generic
-from warroom.alerts.schemas import MaintenanceCreate
+from warroom.alerts.schemas import ChangeCreate, MaintenanceCreate
 from warroom.db import utcnow
 from warroom.incidents import service
 from warroom.incidents.models import Incident, IncidentStatus
@@ -35,6 +35,7 @@ def seed_demo(session: Session, org: OrgConfig) -> int:
     if session.scalar(select(func.count()).select_from(Incident)):
         return 0
     performer = "demo"
+    _seed_changes(session, org, performer)
     checkout = service.create_incident(
         session,
         org=org,
@@ -147,6 +148,23 @@ def seed_demo(session: Session, org: OrgConfig) -> int:
         )
     _seed_alerts(session, org)
     return 3
+
+
+def _seed_changes(session: Session, org: OrgConfig, performer: str) -> None:
+    """Two changes just before the checkout incident, so its timeline answers "what changed?"."""
+    now = utcnow()
+    seeded = [
+        ("Deployed payments 3.1.0 (new PSP client)", "payments", "github-actions", timedelta(minutes=25)),
+        ("Rotated the PSP API credentials", None, "vault", timedelta(minutes=70)),
+    ]
+    for summary, service_name, source, ago in seeded:
+        data = ChangeCreate(
+            summary=summary,
+            service=service_name if service_name and _known(org, service_name) else None,
+            source=source,
+            happened_at=now - ago,
+        )
+        changes.record(session, org=org, data=data, recorded_by=performer)
 
 
 def _seed_alerts(session: Session, org: OrgConfig) -> None:

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import importlib
 
-SUBSCRIBER_MODULES: list[str] = ["warroom.notify.subscribers", "warroom.oncall.subscribers"]
+SUBSCRIBER_MODULES: list[str] = [
+    "warroom.alerts.subscribers",
+    "warroom.notify.subscribers",
+    "warroom.oncall.subscribers",
+]
 JOB_HANDLER_MODULES: list[str] = [
     "warroom.alerts.heartbeats",
     "warroom.alerts.maintenance",

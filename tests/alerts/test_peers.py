@@ -386,3 +386,41 @@ def test_pdpyras_trigger_acknowledge_resolve(server: dict[str, str]) -> None:
     assert "revoked" in listing
     with pytest.raises(pdpyras.PDClientError):
         session.trigger("again", "db-1.prod", dedup_key="disk-db1")
+
+
+def test_pdpyras_change_events(server: dict[str, str]) -> None:
+    """PagerDuty's Change Events client (CI plugins speak the same API): a deploy, then an incident that
+    opens soon after lists it on its timeline."""
+    key = integration_key(server, "pagerduty")
+    session = pdpyras.ChangeEventsAPISession(key)
+    session.url = server["url"]
+    change_id = session.submit(
+        "Deployed payments 3.1.0",
+        source="github-actions",
+        custom_details={"service": "payments", "build": 812},
+        links=[{"href": "https://ci.example.com/812", "text": "build 812"}],
+    )
+    assert change_id == "CHG-1"
+    [change] = get(server, "/api/v1/changes")
+    assert (change["service"], change["source"], change["recorded_by"]) == (
+        "payments",
+        "github-actions",
+        "integration e2e-pagerduty",
+    )
+    assert change["details"] == {"service": "payments", "build": 812}
+    assert change["links"] == [{"href": "https://ci.example.com/812", "text": "build 812"}]
+    incident = httpx.post(
+        server["url"] + "/api/v1/incidents",
+        json={"title": "Card payments failing", "severity": "P1", "services": ["payments"]},
+        headers={"Authorization": f"Bearer {server['admin']}"},
+        timeout=10,
+    )
+    assert incident.status_code == 201, incident.text
+    timeline = get(server, f"/api/v1/incidents/{incident.json()['id']}/timeline")
+    notes = [entry["action"] for entry in timeline if entry["action"].startswith("Changes in the")]
+    assert len(notes) == 1 and "CHG-1" in notes[0] and "Deployed payments 3.1.0" in notes[0]
+    # A wrong key: pdpyras raises on PagerDuty's error answer.
+    bad = pdpyras.ChangeEventsAPISession("not-a-key")
+    bad.url = server["url"]
+    with pytest.raises(pdpyras.PDClientError):
+        bad.submit("Deployed again")

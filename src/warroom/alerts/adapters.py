@@ -112,7 +112,7 @@ def parse_json(body: bytes) -> Any:
         ) from None
 
 
-def _validate(adapter: TypeAdapter[Any], data: Any) -> Any:
+def validate_payload(adapter: TypeAdapter[Any], data: Any) -> Any:
     try:
         return adapter.validate_python(data)
     except ValidationError as exc:
@@ -133,7 +133,7 @@ def from_alertmanager(data: Any) -> list[AlertEvent]:
         raise InvalidPayload(
             "the body must be a JSON object", [{"field": "body", "message": "not an object"}]
         )
-    message: AlertmanagerWebhook = _validate(_WEBHOOK, data)
+    message: AlertmanagerWebhook = validate_payload(_WEBHOOK, data)
     raw_alerts = data["alerts"]
     context = {k: data.get(k) for k in ("receiver", "groupKey", "externalURL") if data.get(k) is not None}
     if message.truncatedAlerts:
@@ -192,7 +192,7 @@ def from_pagerduty(data: Any) -> tuple[str, AlertEvent]:
     """Returns the routing key and the event. Ack/resolve need a dedup key; a trigger gets one made up."""
     if not isinstance(data, dict):
         raise InvalidPayload("Event object format is unrecognized", ["the body must be a JSON object"])
-    event: PagerDutyEvent = _validate(_PAGERDUTY, data)
+    event: PagerDutyEvent = validate_payload(_PAGERDUTY, data)
     if event.event_action == "trigger":
         if event.payload is None:
             raise InvalidPayload(
@@ -278,13 +278,13 @@ def from_generic(data: Any) -> list[AlertEvent]:
         if not data:
             raise InvalidPayload("the list is empty", [{"field": "body", "message": "no alerts"}])
         # A batch is accepted whole or not at all: one bad alert rejects the request.
-        alerts = _validate(_GENERIC_LIST, data)
+        alerts = validate_payload(_GENERIC_LIST, data)
         return [generic_event(alert, raw) for alert, raw in zip(alerts, data, strict=True)]
     if not isinstance(data, dict):
         raise InvalidPayload(
             "the body must be an alert object or a list of them", [{"field": "body", "message": "wrong type"}]
         )
-    return [generic_event(_validate(_GENERIC, data), data)]
+    return [generic_event(validate_payload(_GENERIC, data), data)]
 
 
 PAYLOAD_SOURCES = ("alertmanager", "grafana", "pagerduty", "generic")

@@ -10,16 +10,19 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from warroom.alerts import adapters, heartbeats, maintenance, service
+from warroom.alerts import adapters, changes, heartbeats, maintenance, service
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import AlertSeverity
-from warroom.alerts.fastpath import bearer, handle_intake
+from warroom.alerts.fastpath import bearer, handle_intake, pagerduty_error
 from warroom.alerts.models import AlertStatus
 from warroom.alerts.ratelimit import RateLimiter
 from warroom.alerts.schemas import (
     AlertDetail,
     AlertPage,
     AttachRequest,
+    ChangeAccepted,
+    ChangeCreate,
+    ChangeRead,
     CustomerReport,
     HeartbeatPinged,
     HeartbeatRead,
@@ -46,6 +49,7 @@ from warroom.auth.signing import MAX_SKEW_SECONDS, SIGNATURE_HEADER, TIMESTAMP_H
 from warroom.context import AppContext
 from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
 from warroom.durations import Duration
+from warroom.errors import WarroomError
 
 router = APIRouter(tags=["alerts"])
 
@@ -371,6 +375,57 @@ def _ping(context: AppContext, name: str, secret: str | None, signal: heartbeats
 def list_heartbeats(context: Context, _: Viewer) -> list[HeartbeatRead]:
     with context.db.read() as session:
         return heartbeats.list_heartbeats(session, context.org)
+
+
+# --- change events -----------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/v2/change/enqueue",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ChangeAccepted,
+    tags=["changes"],
+    responses={400: {"description": "PagerDuty's error shape: {status, message, errors[]}"}},
+)
+async def enqueue_change(request: Request, context: Context) -> Response:
+    """PagerDuty's Change Events API: a deploy or a config push from a pipeline, with a ``pagerduty``
+    integration key as ``routing_key``. It pages nobody; it goes on the timeline of an incident that opens
+    within ``recent_changes_window``."""
+    body = await request.body()
+    try:
+        ref = await run_in_threadpool(_record_pagerduty_change, context, body)
+    except WarroomError as exc:
+        code, answer = pagerduty_error(exc)
+        return Response(answer, status_code=code, media_type="application/json")
+    return JSONResponse(ChangeAccepted(id=ref).model_dump(), status_code=status.HTTP_202_ACCEPTED)
+
+
+def _record_pagerduty_change(context: AppContext, body: bytes) -> str:
+    with context.db.write() as session:
+        return changes.record_pagerduty(session, org=context.org, body=body).ref
+
+
+@router.post(
+    "/api/v1/changes", status_code=status.HTTP_201_CREATED, response_model=ChangeRead, tags=["changes"]
+)
+def record_change(body: ChangeCreate, context: Context, principal: Responder) -> ChangeRead:
+    """A change recorded by a person or a pipeline with an API token (responder)."""
+    with context.db.write() as session:
+        change = changes.record(session, org=context.org, data=body, recorded_by=principal.name)
+        return ChangeRead.model_validate(change)
+
+
+@router.get("/api/v1/changes", response_model=list[ChangeRead], tags=["changes"])
+def list_changes(
+    context: Context,
+    _: Viewer,
+    service: Annotated[str | None, Query(description="This service's changes and those naming none.")] = None,
+    since: Annotated[Duration, Query(description="The period, e.g. 24h or 7d.")] = timedelta(days=1),
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[ChangeRead]:
+    """The changes of the period, newest first."""
+    with context.db.read() as session:
+        return changes.list_changes(session, service=service, since=since, limit=limit)
 
 
 # --- reports from people -----------------------------------------------------------------------------

@@ -388,6 +388,11 @@ class AutomationConfig(StrictModel):
         "flap_window is flapping: automation stops moving it to monitoring until it calms down (0: never).",
     )
     flap_window: Duration = Field(default=timedelta(hours=1))
+    recent_changes_window: Duration = Field(
+        default=timedelta(hours=2),
+        description="A new incident's timeline lists the change events of its services (and those naming "
+        "no service) from this long before it opened (0s: never).",
+    )
     auto_resolve: list[AutoResolveConfig] = Field(
         default_factory=list, description="The first entry that matches an open alert says when it expires."
     )
@@ -399,6 +404,9 @@ class AutomationConfig(StrictModel):
 
     _flap_window = field_validator("flap_window")(
         duration_between(timedelta(minutes=1), timedelta(days=7), "flap_window")
+    )
+    _recent_changes_window = field_validator("recent_changes_window")(
+        duration_between(timedelta(0), timedelta(days=7), "recent_changes_window")
     )
 
     def heartbeat(self, name: str) -> HeartbeatConfig | None:

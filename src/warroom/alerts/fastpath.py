@@ -58,7 +58,7 @@ def _error(exc: WarroomError) -> Answer:
     return _json(exc.status, {"error": {"code": exc.code, "message": exc.message, "details": exc.details}})
 
 
-def _pagerduty_error(exc: WarroomError) -> Answer:
+def pagerduty_error(exc: WarroomError) -> Answer:
     """PagerDuty's own error shape: ``{status, message, errors[]}``."""
     if isinstance(exc, InvalidPayload):
         errors = [
@@ -103,7 +103,7 @@ async def handle_intake(
             routing_key, event = adapters.from_pagerduty(adapters.parse_json(body))
             await writer.submit(routing_key, kind, "pagerduty", [event])
         except WarroomError as exc:
-            return _pagerduty_error(exc)
+            return pagerduty_error(exc)
         return _json(202, {"status": "success", "message": "Event processed", "dedup_key": event.dedup_key})
     try:
         data = adapters.parse_json(body)

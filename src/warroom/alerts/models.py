@@ -132,3 +132,29 @@ class Heartbeat(Base):
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The exit status the last signal carried (none for a plain ping or /fail).
     last_exit_status: Mapped[int | None] = mapped_column(Integer)
+
+
+class ChangeEvent(Base):
+    """A change to a system (a deploy, a config push, a flag flipped): not a problem, but the first thing
+    responders ask about one. The changes just before a new incident go on its timeline."""
+
+    __tablename__ = "change_events"
+    __table_args__ = (Index("ix_change_events_happened_at", "happened_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    summary: Mapped[str] = mapped_column(Text)
+    # A service of the org file, when the sender named one.
+    service: Mapped[str | None] = mapped_column(String(200))
+    # What made the change: a pipeline, a tool, a host.
+    source: Mapped[str | None] = mapped_column(String(255))
+    happened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The API token's name, or "integration <name>" for a PagerDuty-style sender.
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    integration_id: Mapped[int | None] = mapped_column(ForeignKey("integration_keys.id", ondelete="SET NULL"))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    links: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+    @property
+    def ref(self) -> str:
+        return f"CHG-{self.id}"

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from warroom.alerts.config import AlertConditions, AlertSeverity
 from warroom.alerts.models import AlertStatus
 from warroom.durations import Duration
+from warroom.timezones import OffsetDatetime
 
 # --- Prometheus Alertmanager webhook (version 4) and Grafana unified alerting (its superset) ---------
 # Unknown keys are allowed: newer senders add fields (notification_reason, routeLabels, values, ...).
@@ -85,6 +86,21 @@ class PagerDutyEvent(Lenient):
     client_url: str | None = None
     links: list[PagerDutyLink] = Field(default_factory=list)
     images: list[PagerDutyImage] = Field(default_factory=list)
+
+
+class PagerDutyChangePayload(Lenient):
+    summary: str = Field(min_length=1, max_length=1024)
+    source: str | None = Field(default=None, max_length=255)
+    timestamp: datetime | None = None
+    custom_details: dict[str, Any] | None = None
+
+
+class PagerDutyChange(Lenient):
+    """PagerDuty's Change Events API (``POST /v2/change/enqueue``): a deploy or a config push, no alert."""
+
+    routing_key: str = Field(min_length=1)
+    payload: PagerDutyChangePayload
+    links: list[PagerDutyLink] = Field(default_factory=list)
 
 
 # --- plain JSON ----------------------------------------------------------------------------------------
@@ -351,16 +367,9 @@ class MaintenanceCreate(BaseModel):
         description="Further conditions, as in an automation rule's match: source, severity, type, "
         "labels_regex (full match), labels_missing.",
     )
-    starts_at: datetime | None = Field(None, description="Default: now. Up to 90 days ahead.")
-    ends_at: datetime | None = None
+    starts_at: OffsetDatetime | None = Field(None, description="Default: now. Up to 90 days ahead.")
+    ends_at: OffsetDatetime | None = None
     duration: Duration | None = Field(None, description="Instead of ends_at, e.g. 2h or 90m; up to 7 days.")
-
-    @field_validator("starts_at", "ends_at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("needs a UTC offset, e.g. 2026-12-24T02:00:00+01:00 or ...Z")
-        return value
 
     @field_validator("labels")
     @classmethod
@@ -438,3 +447,49 @@ class HeartbeatPinged(BaseModel):
     name: str
     pings: int
     next_due_at: datetime
+
+
+# --- change events -------------------------------------------------------------------------------------
+
+
+class ChangeCreate(BaseModel):
+    """A change a person or a pipeline records with an API token."""
+
+    model_config = ConfigDict(extra="forbid")
+    summary: str = Field(min_length=1, max_length=1024, description="e.g. 'Deployed checkout-api 2.14.0'.")
+    service: str | None = Field(default=None, max_length=200, description="A service of the org file.")
+    source: str | None = Field(
+        default=None, max_length=255, description="What made it: a pipeline, a tool, a host."
+    )
+    happened_at: OffsetDatetime | None = Field(default=None, description="Default: now.")
+    details: dict[str, Any] = Field(default_factory=dict)
+    links: list[Link] = Field(default_factory=list, max_length=20)
+
+    @field_validator("summary")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+
+class ChangeRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    ref: str
+    summary: str
+    service: str | None
+    source: str | None
+    happened_at: datetime
+    recorded_at: datetime
+    recorded_by: str
+    details: dict[str, Any]
+    links: list[dict[str, Any]]
+
+
+class ChangeAccepted(BaseModel):
+    """PagerDuty's answer to a change event."""
+
+    status: Literal["success"] = "success"
+    message: str = "Change event processed"
+    id: str

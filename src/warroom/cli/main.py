@@ -16,6 +16,7 @@ from warroom.alerts.schemas import RoutingPreview
 from warroom.auth import service as auth_service
 from warroom.auth.models import Role
 from warroom.cli.alerts import alerts_app, heartbeats, integration_app, report
+from warroom.cli.changes import changes_app
 from warroom.cli.incidents import incident_app, log, responder_app
 from warroom.cli.jobs import jobs_app, worker
 from warroom.cli.maintenance import maintenance_app
@@ -57,6 +58,7 @@ app.add_typer(notify_app, name="notify")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(integration_app, name="integration")
 app.add_typer(maintenance_app, name="maintenance")
+app.add_typer(changes_app, name="changes")
 app.command("report")(report)
 app.command("heartbeats")(heartbeats)
 

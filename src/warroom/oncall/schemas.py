@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from warroom.timezones import OffsetDatetime
 
 
 class ContactMethodRead(BaseModel):
@@ -77,16 +79,9 @@ class OnCallRead(BaseModel):
 class OverrideCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     person: str = Field(min_length=1, max_length=200)
-    start: datetime
-    end: datetime
+    start: OffsetDatetime
+    end: OffsetDatetime
     reason: str = Field(default="", max_length=2000)
-
-    @field_validator("start", "end")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("needs a UTC offset, e.g. 2026-12-24T09:00:00+01:00 or ...Z")
-        return value
 
     @model_validator(mode="after")
     def _ordered(self) -> OverrideCreate:

@@ -1,0 +1,148 @@
+"""Change events: deploys, config pushes, flags flipped. Not problems, but the first thing asked about one.
+
+Pipelines send them in PagerDuty's Change Events shape (``POST /v2/change/enqueue`` with a ``pagerduty``
+integration key as ``routing_key``, so PagerDuty's plugins for CI tools work unchanged), or as plain JSON with
+an API token (``POST /api/v1/changes``, ``warroom changes record``). When an incident opens, by automation or
+by hand, the changes of its services (and those that name no service) from ``recent_changes_window`` before it
+go on its timeline, newest first.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import TypeAdapter
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from warroom.alerts.adapters import parse_json, validate_payload
+from warroom.alerts.models import ChangeEvent
+from warroom.alerts.schemas import ChangeCreate, ChangeRead, PagerDutyChange
+from warroom.auth import integrations
+from warroom.auth.models import IntegrationType
+from warroom.db import utcnow
+from warroom.durations import format_duration
+from warroom.errors import InvalidInput
+from warroom.incidents import service as incident_service
+from warroom.incidents.models import Incident, TimelineKind
+from warroom.orgconfig import OrgConfig
+
+PERFORMER = "automation"
+# The timeline note names at most this many changes: the newest are the likeliest suspects.
+NOTE_LIMIT = 10
+_PAGERDUTY_CHANGE = TypeAdapter(PagerDutyChange)
+_CHANGE = TypeAdapter(ChangeCreate)
+_NEWEST_FIRST = (ChangeEvent.happened_at.desc(), ChangeEvent.id.desc())
+
+
+def record(session: Session, *, org: OrgConfig, data: ChangeCreate, recorded_by: str) -> ChangeEvent:
+    """A change recorded with an API token: its service, if named, must be one of the org file's."""
+    if data.service is not None and data.service not in {service.name for service in org.services}:
+        raise InvalidInput(
+            f"{data.service!r} is not a service of the org file",
+            {"field": "service", "allowed": sorted(service.name for service in org.services)},
+        )
+    links = [link.model_dump(exclude_none=True) for link in data.links]
+    return _store(session, data, links, recorded_by=recorded_by, integration_id=None)
+
+
+def record_pagerduty(session: Session, *, org: OrgConfig, body: bytes) -> ChangeEvent:
+    """A change in PagerDuty's shape. Its routing key is a ``pagerduty`` integration key, as for alerts.
+
+    PagerDuty ties a change to the service of its key; here a change names its service in
+    ``custom_details.service``, else in ``payload.source`` when that is a service's name."""
+    event: PagerDutyChange = validate_payload(_PAGERDUTY_CHANGE, parse_json(body))
+    integration = integrations.authenticate_integration(session, event.routing_key, IntegrationType.pagerduty)
+    payload = event.payload
+    details: dict[str, Any] = payload.custom_details or {}
+    known = {service.name for service in org.services}
+    candidates = (details.get("service"), payload.source)
+    service = next((name for name in candidates if isinstance(name, str) and name in known), None)
+    happened_at = payload.timestamp
+    if happened_at is not None and happened_at.tzinfo is None:
+        happened_at = happened_at.replace(tzinfo=UTC)  # PagerDuty reads a time without an offset as UTC
+    fields = {"summary": payload.summary, "service": service, "source": payload.source, "details": details}
+    data: ChangeCreate = validate_payload(_CHANGE, {**fields, "happened_at": happened_at})
+    links = [{"href": link.href, **({"text": link.text} if link.text else {})} for link in event.links]
+    recorded_by = f"integration {integration.name}"
+    return _store(session, data, links, recorded_by=recorded_by, integration_id=integration.id)
+
+
+def _store(
+    session: Session,
+    data: ChangeCreate,
+    links: list[dict[str, Any]],
+    *,
+    recorded_by: str,
+    integration_id: int | None,
+) -> ChangeEvent:
+    now = utcnow()
+    change = ChangeEvent(
+        summary=data.summary,
+        service=data.service,
+        source=data.source,
+        happened_at=data.happened_at or now,
+        recorded_at=now,
+        recorded_by=recorded_by,
+        integration_id=integration_id,
+        details=data.details,
+        links=links,
+    )
+    session.add(change)
+    session.flush()
+    return change
+
+
+def list_changes(
+    session: Session, *, service: str | None = None, since: timedelta = timedelta(days=1), limit: int = 50
+) -> list[ChangeRead]:
+    """The changes of the period, newest first; with ``service``, that service's and those naming none."""
+    statement = select(ChangeEvent).where(ChangeEvent.happened_at >= utcnow() - since)
+    if service is not None:
+        statement = statement.where(or_(ChangeEvent.service == service, ChangeEvent.service.is_(None)))
+    rows = session.scalars(
+        statement.order_by(ChangeEvent.happened_at.desc(), ChangeEvent.id.desc()).limit(limit)
+    )
+    return [ChangeRead.model_validate(row) for row in rows]
+
+
+def before(session: Session, *, services: list[str], until: datetime, window: timedelta) -> list[ChangeEvent]:
+    """The changes in ``window`` before ``until`` of these services, and those that name no service (all of
+    them when ``services`` is empty), newest first."""
+    statement = select(ChangeEvent).where(
+        ChangeEvent.happened_at >= until - window, ChangeEvent.happened_at <= until
+    )
+    if services:
+        statement = statement.where(or_(ChangeEvent.service.in_(services), ChangeEvent.service.is_(None)))
+    return list(
+        session.scalars(
+            statement.order_by(ChangeEvent.happened_at.desc(), ChangeEvent.id.desc()).limit(NOTE_LIMIT + 1)
+        )
+    )
+
+
+def note_recent_changes(session: Session, org: OrgConfig, incident: Incident) -> list[ChangeEvent]:
+    """Put the changes just before a new incident on its timeline (one entry; none when there were none)."""
+    window = org.automation.recent_changes_window
+    if window <= timedelta(0):
+        return []
+    found = before(session, services=incident.service_names, until=incident.created_at, window=window)
+    if not found:
+        return []
+    shown = found[:NOTE_LIMIT]
+    lines = [
+        f"{change.ref} {change.happened_at:%H:%M} UTC: {change.summary}"
+        + "".join(f" [{part}]" for part in (change.service, change.source) if part)
+        for change in shown
+    ]
+    more = " (the newest ten)" if len(found) > NOTE_LIMIT else ""
+    incident_service.append_timeline(
+        session,
+        incident,
+        performer=PERFORMER,
+        kind=TimelineKind.note,
+        action=f"Changes in the {format_duration(window)} before this incident{more}:\n" + "\n".join(lines),
+        data={"changes": [change.id for change in shown]},
+    )
+    return shown

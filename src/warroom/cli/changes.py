@@ -1,0 +1,65 @@
+"""``warroom changes``: record and list change events (deploys, config pushes) (client, HTTP)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from warroom.cli.output import api_errors, console, emit, fail, instant, table, when
+from warroom.client import Client
+
+changes_app = typer.Typer(
+    help="Change events: deploys and config pushes, listed on incidents that open soon after (client).",
+    no_args_is_help=True,
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@changes_app.command("record")
+def record(
+    summary: Annotated[str, typer.Argument(help="What changed, e.g. 'Deployed checkout-api 2.14.0'.")],
+    service: Annotated[str | None, typer.Option(help="The service it changed (one of the org file).")] = None,
+    source: Annotated[str | None, typer.Option(help="What made it: a pipeline, a tool, a host.")] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="When it happened (default now), e.g. 2026-12-24T02:00:00Z.")
+    ] = None,
+    link: Annotated[list[str] | None, typer.Option("--link", help="A URL about it (repeatable).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Record a change (responder token)."""
+    if not summary.strip():
+        fail("the summary must not be blank")
+    happened_at = instant(at, "--at")
+    with api_errors(), Client() as client:
+        change = client.record_change(
+            summary, service=service, source=source, happened_at=happened_at, links=link
+        )
+    emit(as_json, change, lambda: console.print(f"[green]recorded[/] {change.ref}"))
+
+
+@changes_app.command("list")
+def list_(
+    service: Annotated[
+        str | None, typer.Option(help="This service's changes, and those that name no service.")
+    ] = None,
+    since: Annotated[str, typer.Option("--since", help="The period, e.g. 2h or 7d.")] = "24h",
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Changes of the period, newest first."""
+    with api_errors(), Client() as client:
+        rows = client.list_changes(service=service, since=since, limit=limit)
+    emit(
+        as_json,
+        rows,
+        lambda: table(
+            f"Changes in the last {since}",
+            ["change", "when", "summary", "service", "source", "recorded by"],
+            [
+                (row.ref, when(row.happened_at), row.summary[:80], row.service, row.source, row.recorded_by)
+                for row in rows
+            ],
+        ),
+    )

@@ -1,0 +1,224 @@
+"""Change events: deploys and config pushes (PagerDuty's Change Events API or plain JSON), listed on the
+timeline of an incident that opens soon after."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from tests.alerts.conftest import make_key
+from tests.conftest import EXAMPLE_CONFIG
+from tests.e2e.server import run_cli, serve_for_cli
+from warroom.alerts.models import ChangeEvent
+from warroom.clock import clock
+from warroom.context import AppContext
+from warroom.incidents.models import TimelineEntry
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def stored(context: AppContext) -> int:
+    with context.db.read() as session:
+        return session.scalar(select(func.count()).select_from(ChangeEvent)) or 0
+
+
+def pagerduty_change(key: str, **payload: Any) -> dict[str, Any]:
+    return {
+        "routing_key": key,
+        "payload": {"summary": "Build Success: raise snapshot timeout", **payload},
+        "links": [{"href": "https://ci.example.com/build/2", "text": "build 2"}],
+    }
+
+
+def test_a_pagerduty_change_event_is_recorded(api: TestClient, context: AppContext, pd_key: str) -> None:
+    clock.set(T0)
+    body = pagerduty_change(
+        pd_key,
+        timestamp="2026-03-02T09:42:58.315+0000",
+        source="database",  # a service's name: the change is that service's
+        custom_details={"build_state": "passed", "build_number": "2"},
+    )
+    answer = api.post("/v2/change/enqueue", json=body)
+    assert answer.status_code == 202, answer.text
+    assert answer.json() == {"status": "success", "message": "Change event processed", "id": "CHG-1"}
+    with context.db.read() as session:
+        change = session.scalars(select(ChangeEvent)).one()
+        assert change.service == "database" and change.source == "database"
+        assert change.happened_at == datetime(2026, 3, 2, 9, 42, 58, 315000, tzinfo=UTC)
+        assert change.recorded_by == "integration pd-shaped" and change.integration_id == 1
+        assert change.details == {"build_state": "passed", "build_number": "2"}
+        assert change.links == [{"href": "https://ci.example.com/build/2", "text": "build 2"}]
+    # custom_details.service names the service when the source does not; a time without an offset is UTC.
+    named = pagerduty_change(
+        pd_key, source="jenkins", timestamp="2026-03-02T09:50:00", custom_details={"service": "payments"}
+    )
+    assert api.post("/v2/change/enqueue", json=named).status_code == 202
+    unknown = pagerduty_change(pd_key, source="jenkins", custom_details={"service": "nowhere"})
+    assert api.post("/v2/change/enqueue", json=unknown).status_code == 202
+    with context.db.read() as session:
+        rows = session.execute(select(ChangeEvent.service, ChangeEvent.happened_at).order_by(ChangeEvent.id))
+        assert list(rows)[1:] == [("payments", datetime(2026, 3, 2, 9, 50, tzinfo=UTC)), (None, T0)]
+
+
+def test_bad_pagerduty_change_events_get_pagerdutys_errors_and_change_nothing(
+    api: TestClient, context: AppContext, pd_key: str, generic_key: str
+) -> None:
+    not_json = api.post("/v2/change/enqueue", content=b"{nope", headers={"content-type": "application/json"})
+    assert not_json.status_code == 400 and not_json.json()["status"] == "Unrecognized object"
+    no_summary = {"routing_key": pd_key, "payload": {"source": "ci"}}
+    refused = api.post("/v2/change/enqueue", json=no_summary)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["status"] == "invalid event"
+    assert any("payload.summary" in error for error in refused.json()["errors"])
+    for body in (
+        pagerduty_change(pd_key, summary="   "),
+        pagerduty_change(pd_key, timestamp="yesterday"),
+        pagerduty_change(pd_key, custom_details=["not", "an", "object"]),
+    ):
+        assert api.post("/v2/change/enqueue", json=body).status_code == 400, body
+    unknown_key = api.post("/v2/change/enqueue", json=pagerduty_change("not-a-key"))
+    assert unknown_key.status_code == 401 and unknown_key.json()["message"]
+    assert api.post("/v2/change/enqueue", json=pagerduty_change(generic_key)).status_code == 403
+    assert stored(context) == 0
+
+
+def test_people_and_pipelines_record_changes_with_a_token(
+    api: TestClient, context: AppContext, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    clock.set(T0)
+    change = {
+        "summary": "Raised the connection pool to 200",
+        "service": "database",
+        "source": "ansible",
+        "happened_at": "2026-03-02T09:30:00Z",
+        "links": [{"href": "https://git.example.com/ops/pr/41"}],
+        "details": {"pr": 41},
+    }
+    created = api.post("/api/v1/changes", json=change, headers=responder)
+    assert created.status_code == 201, created.text
+    assert created.json()["ref"] == "CHG-1" and created.json()["recorded_by"] == "responder-user"
+    now = api.post("/api/v1/changes", json={"summary": "Flag new-checkout on"}, headers=responder)
+    assert datetime.fromisoformat(now.json()["happened_at"]) == T0
+    api.post("/api/v1/changes", json={"summary": "Deployed api", "service": "api"}, headers=responder)
+
+    listed = api.get("/api/v1/changes", headers=viewer).json()
+    assert [row["ref"] for row in listed] == ["CHG-3", "CHG-2", "CHG-1"]  # newest first
+    database = api.get("/api/v1/changes", params={"service": "database"}, headers=viewer).json()
+    assert [row["ref"] for row in database] == ["CHG-2", "CHG-1"]  # its own, and those naming no service
+    clock.set(T0 + timedelta(hours=2))
+    recent = api.get("/api/v1/changes", params={"since": "1h"}, headers=viewer).json()
+    assert recent == []
+
+    # Refusals change nothing.
+    assert api.post("/api/v1/changes", json={"summary": "x"}).status_code == 401
+    assert api.post("/api/v1/changes", json={"summary": "x"}, headers=viewer).status_code == 403
+    for bad in (
+        {"summary": "x", "service": "nowhere"},
+        {"summary": "   "},
+        {"summary": "x", "happened_at": "2026-03-02T09:30:00"},
+        {"summary": "x", "colour": "blue"},
+        {"service": "api"},
+    ):
+        refused = api.post("/api/v1/changes", json=bad, headers=responder)
+        assert refused.status_code == 422, (bad, refused.text)
+    assert api.get("/api/v1/changes", params={"since": "soon"}, headers=viewer).status_code == 422
+    assert stored(context) == 3
+
+
+def change_notes(context: AppContext, incident: int | str) -> list[TimelineEntry]:
+    incident_id = int(str(incident).removeprefix("INC-"))
+    with context.db.read() as session:
+        entries = session.scalars(
+            select(TimelineEntry).where(TimelineEntry.incident_id == incident_id).order_by(TimelineEntry.seq)
+        )
+        return [entry for entry in entries if entry.action.startswith("Changes in the")]
+
+
+def test_a_new_incident_lists_the_changes_just_before_it(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    def change(summary: str, minutes_before: int, service: str | None = None) -> None:
+        body = {"summary": summary, "happened_at": (T0 - timedelta(minutes=minutes_before)).isoformat()}
+        if service:
+            body["service"] = service
+        assert api.post("/api/v1/changes", json=body, headers=responder).status_code == 201
+
+    clock.set(T0)
+    change("Deployed payments 3.1.0", 20, "payments")  # CHG-1
+    change("Rotated the PSP credentials", 90)  # CHG-2: names no service
+    change("Vacuumed the ledger", 30, "database")  # CHG-3: another service
+    change("Deployed payments 3.0.9", 180, "payments")  # CHG-4: before the 2h window
+    # Automation opens the incident (rule payments-down: services payments and api).
+    fired = api.post(
+        f"/api/v1/alerts?key={generic_key}",
+        json={"summary": "charges failing", "severity": "critical", "labels": {"service": "payments"}},
+    )
+    assert fired.json()["alerts"][0]["incident"] == "INC-1"
+    [note] = change_notes(context, 1)
+    assert note.performer == "automation"
+    assert note.action.splitlines() == [
+        "Changes in the 2h before this incident:",
+        "CHG-1 09:40 UTC: Deployed payments 3.1.0 [payments]",
+        "CHG-2 08:30 UTC: Rotated the PSP credentials",
+    ]
+    assert note.data == {"changes": [1, 2]}
+
+    # A person declares one on another service: its changes, and those naming none.
+    declared = api.post(
+        "/api/v1/incidents",
+        json={"title": "Ledger slow", "severity": "P3", "services": ["database"]},
+        headers=responder,
+    )
+    assert declared.status_code == 201, declared.text
+    [note] = change_notes(context, declared.json()["id"])
+    assert [line.split()[0] for line in note.action.splitlines()[1:]] == ["CHG-3", "CHG-2"]
+
+    # With no change in the window, no note.
+    clock.set(T0 + timedelta(hours=5))
+    quiet = api.post("/api/v1/incidents", json={"title": "x", "severity": "P3"}, headers=responder)
+    assert change_notes(context, quiet.json()["id"]) == []
+
+
+def test_the_note_can_be_turned_off(api: TestClient, context: AppContext, responder: dict[str, str]) -> None:
+    automation = context.org.automation.model_copy(update={"recent_changes_window": timedelta(0)})
+    context.org = context.org.model_copy(update={"automation": automation})
+    api.post("/api/v1/changes", json={"summary": "Deployed api"}, headers=responder)
+    declared = api.post("/api/v1/incidents", json={"title": "x", "severity": "P3"}, headers=responder)
+    assert change_notes(context, declared.json()["id"]) == []
+
+
+def test_a_pagerduty_change_needs_a_pagerduty_key(api: TestClient, context: AppContext) -> None:
+    heartbeat_key = make_key(context, "heartbeat", "hb")
+    assert api.post("/v2/change/enqueue", json=pagerduty_change(heartbeat_key)).status_code == 403
+
+
+@pytest.mark.e2e
+def test_changes_cli(tmp_path: Path) -> None:
+    with serve_for_cli(EXAMPLE_CONFIG, tmp_path, token_name="changes-e2e", role="responder") as env:
+        recorded = run_cli(
+            "changes",
+            "record",
+            "Deployed checkout 2.14.0",
+            "--service",
+            "api",
+            "--source",
+            "argo",
+            "--link",
+            "https://argo.example.com/app/checkout",
+            env=env,
+        )
+        assert "recorded CHG-1" in recorded.stdout
+        listed = run_cli("changes", "list", env=env).stdout
+        assert "CHG-1" in listed and "Deployed checkout 2.14.0" in listed and "argo" in listed
+        rows = json.loads(run_cli("changes", "list", "--service", "database", "--json", env=env).stdout)
+        assert rows == []
+        refused = run_cli("changes", "record", "x", "--service", "nowhere", env=env, check=False)
+        assert refused.returncode == 1 and "not a service" in refused.stderr
+        bad_time = run_cli("changes", "record", "x", "--at", "tuesday", env=env, check=False)
+        assert bad_time.returncode == 2 and "ISO 8601" in bad_time.stderr
