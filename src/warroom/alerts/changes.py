@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from warroom.alerts.adapters import parse_json, validate_payload
 from warroom.alerts.models import ChangeEvent
 from warroom.alerts.schemas import ChangeCreate, ChangeRead, PagerDutyChange
+from warroom.alerts.service import period_start
 from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
 from warroom.db import utcnow
@@ -98,7 +99,7 @@ def list_changes(
     session: Session, *, service: str | None = None, since: timedelta = timedelta(days=1), limit: int = 50
 ) -> list[ChangeRead]:
     """The changes of the period, newest first; with ``service``, that service's and those naming none."""
-    statement = select(ChangeEvent).where(ChangeEvent.happened_at >= utcnow() - since)
+    statement = select(ChangeEvent).where(ChangeEvent.happened_at >= period_start(since))
     if service is not None:
         statement = statement.where(or_(ChangeEvent.service == service, ChangeEvent.service.is_(None)))
     rows = session.scalars(

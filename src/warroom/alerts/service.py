@@ -456,7 +456,7 @@ def get_alert(session: Session, ref: str | int, *, for_update: bool = False) -> 
 _LONGEST_SINCE = timedelta(days=366)
 
 
-def _period_start(since: timedelta) -> datetime:
+def period_start(since: timedelta) -> datetime:
     """The start of a period of ``since`` that ends now (a list's or a report's ``since``)."""
     if not timedelta(0) < since <= _LONGEST_SINCE:
         raise InvalidInput("since must be between 1s and 366d", {"field": "since"})
@@ -486,7 +486,7 @@ def list_alerts(
             raise InvalidInput(f"label filter {label!r}: write it as name=value", {"field": "label"})
         statement = statement.where(Alert.labels[name.strip()].as_string() == value)
     if since is not None:
-        statement = statement.where(Alert.last_seen_at >= _period_start(since))
+        statement = statement.where(Alert.last_seen_at >= period_start(since))
     if service:
         statement = statement.where(Alert.service.in_(list(service)))
     if severity:
@@ -519,7 +519,7 @@ NOISE_BY = {
 
 def noise_report(session: Session, *, since: timedelta, by: str = "type", limit: int = 20) -> NoiseReport:
     """The alert groups seen in the period, noisiest first (by notifications, then alerts)."""
-    start = _period_start(since)
+    start = period_start(since)
     label = by.removeprefix("label:") if by.startswith("label:") else None
     if label is not None and not label.strip():
         raise InvalidInput("by label: name the label, e.g. label:instance", {"field": "by"})
