@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from tests.conftest import EXAMPLE_CONFIG
 from tests.e2e.server import ServerProcess, create_token, run_cli
-from warroom.alerts.models import Alert
+from warroom.alerts.models import Alert, ChangeEvent, Heartbeat
 from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
 from warroom.db import Database
@@ -98,6 +98,37 @@ def test_every_answered_alert_survives_kill_9_mid_flood(database_url: str, tmp_p
     assert len(acknowledged) >= 300
     missing = [dedup_key for dedup_key in acknowledged if dedup_key not in stored]
     assert not missing, f"{len(missing)} acknowledged alerts lost, e.g. {missing[:5]}"
+
+
+def test_answered_changes_and_failed_runs_survive_kill_9(database_url: str, tmp_path: Path) -> None:
+    """A change event (202) and a failed run of a heartbeat (200) are on disk when the answer leaves: killed
+    right after, the server lost neither."""
+    database = Database(database_url)
+    with database.write() as session:
+        pagerduty = integrations.create_integration(session, name="ci", type=IntegrationType.pagerduty).key
+        heartbeat = integrations.create_integration(session, name="cron", type=IntegrationType.heartbeat).key
+    server = ServerProcess(database_url=database_url, config=EXAMPLE_CONFIG, data_dir=tmp_path).start()
+    try:
+        change = {"routing_key": pagerduty, "payload": {"summary": "Deployed api 2.14", "source": "api"}}
+        assert httpx.post(f"{server.url}/v2/change/enqueue", json=change, timeout=10).status_code == 202
+        failed = httpx.post(
+            f"{server.url}/api/v1/heartbeats/nightly-backup/3?key={heartbeat}",
+            content=b"disk full",
+            timeout=10,
+        )
+        assert failed.status_code == 200, failed.text
+        server.kill9()
+    finally:
+        server.stop()
+    with database.read() as session:
+        assert [(c.summary, c.service) for c in session.scalars(select(ChangeEvent))] == [
+            ("Deployed api 2.14", "api")
+        ]
+        [beat] = session.scalars(select(Heartbeat))
+        assert beat.failed_at is not None and beat.last_exit_status == 3
+        [alert] = session.scalars(select(Alert).where(Alert.alert_type == "HeartbeatFailed"))
+        assert alert.annotations == {"exit_status": "3", "output": "disk full"}
+    database.dispose()
 
 
 def test_cli_walkthrough(database_url: str, tmp_path: Path, admin_token: str) -> None:

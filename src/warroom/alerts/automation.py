@@ -298,28 +298,26 @@ def preview(org: OrgConfig, source: str, event: AlertEvent, session: Session | N
         action = opening.incident
         fields = incident_fields(org, alert, action=action)
         group_by = action.group_by if action.group_by is not None else automation.group_by
+        window = action.group_window or automation.group_window
         incident = IncidentPreview(
             rule=opening.name,
             title=fields.title,
             severity=fields.severity or "",
             services=fields.services,
             group={name: _group_value(alert, name) for name in group_by},
-            group_window=action.group_window or automation.group_window,
+            group_window=window,
             runbooks=[name for rule in applied for name in rule.runbooks],
             page=[rule.page for rule in applied if rule.page],
             notify=[notify.audience for rule in applied for notify in rule.notify],
         )
         if session is not None:
             key = group_key(opening, action, automation, alert)
-            joined = _open_group_incident(session, key, action.group_window or automation.group_window)
+            joined = _open_group_incident(session, key, window)
             incident.open_incident = f"INC-{joined}" if joined is not None else None
-    open_alert = (
-        session.scalar(
-            select(Alert.id).where(Alert.source == source, Alert.open_dedup_key == event.dedup_key).limit(1)
-        )
-        if session is not None
-        else None
-    )
+    open_alert: int | None = None
+    if session is not None:
+        same_key = select(Alert.id).where(Alert.source == source, Alert.open_dedup_key == event.dedup_key)
+        open_alert = session.scalar(same_key.limit(1))
     expiry = automation.auto_resolve_for(facts)
     return RoutingPreview(
         summary=alert.summary,
