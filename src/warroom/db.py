@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -108,7 +109,12 @@ def is_sqlite(url: str) -> bool:
 
 def json_text(value: Any) -> str:
     """JSON columns' serializer: orjson is several times faster than ``json`` on the alert hot path."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        # orjson refuses integers beyond 64 bits, which the API's own JSON parser accepts (the intake
+        # paths parse with orjson and refuse them up front). Anything json cannot write still raises.
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 # PostgreSQL's "deadlock detected" and "could not serialize access": the transaction was rolled back as a

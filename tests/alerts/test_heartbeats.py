@@ -268,6 +268,7 @@ def test_heartbeats_cli(tmp_path: Path) -> None:
         ([{"name": "Bad Name", "interval": "1m"}], "name"),
         ([{"name": "a"}], "interval"),
         ([{"name": "a", "interval": "1m", "first_ping_within": "10s"}], "between 1m and 30d"),
+        ([{"name": "a", "interval": "1m", "max_runtime": "8d"}], "between 1m and 7d"),
     ],
 )
 def test_heartbeat_config_is_checked(heartbeats: list[dict[str, str]], problem: str) -> None:
@@ -379,7 +380,7 @@ def test_bad_signals_are_refused_and_change_nothing(
     api: TestClient, context: AppContext, hb_key: str, generic_key: str
 ) -> None:
     clock.set(T0)
-    for signal in ("256", "-1", "failed", "1.5", "0001"):
+    for signal in ("256", "-1", "failed", "1.5", "0001", "started"):
         refused = api.post(f"{BACKUP}/{signal}?key={hb_key}", content=b"out")
         assert refused.status_code == 422, (signal, refused.text)
         assert "fail" in refused.json()["error"]["message"]
@@ -393,3 +394,87 @@ def test_bad_signals_are_refused_and_change_nothing(
     # Bearer works as for a ping.
     answered = api.post(f"{BACKUP}/fail", headers={"Authorization": f"Bearer {hb_key}"})
     assert answered.status_code == 200, answered.text
+
+
+def with_max_runtime(context: AppContext, name: str, max_runtime: timedelta) -> None:
+    heartbeats = [
+        h.model_copy(update={"max_runtime": max_runtime}) if h.name == name else h
+        for h in context.org.automation.heartbeats
+    ]
+    automation = context.org.automation.model_copy(update={"heartbeats": heartbeats})
+    context.org = context.org.model_copy(update={"automation": automation})
+
+
+def test_a_run_that_outlives_max_runtime_fires_and_its_end_resolves(
+    api: TestClient, context: AppContext, hb_key: str, viewer: dict[str, str]
+) -> None:
+    """A backup that hangs at 03:00 pings nothing: with /start and max_runtime it is caught at 05:00, not the
+    next day at its deadline."""
+    with_max_runtime(context, "nightly-backup", timedelta(hours=2))
+    worker = Worker(context, name="w1")
+    clock.set(T0)
+    ping(api, hb_key, name="nightly-backup")
+    # A run that ends in time: its duration is kept, and its time limit passes quietly.
+    clock.set(T0 + timedelta(days=1))
+    started = api.post(f"{BACKUP}/start?key={hb_key}")
+    assert started.status_code == 200, started.text
+    assert started.json()["status"] == "started" and started.json()["pings"] == 1  # a start is no ping
+    listed = {h["name"]: h for h in api.get("/api/v1/heartbeats", headers=viewer).json()}
+    assert listed["nightly-backup"]["state"] == "running"
+    clock.set(T0 + timedelta(days=1, minutes=40))
+    assert api.post(f"{BACKUP}/0?key={hb_key}").json()["status"] == "ok"
+    run_at(worker, T0 + timedelta(days=1, hours=2, seconds=1))
+    assert heartbeat_alert_rows(context) == []
+    listed = {h["name"]: h for h in api.get("/api/v1/heartbeats", headers=viewer).json()}
+    assert listed["nightly-backup"]["state"] == "ok" and listed["nightly-backup"]["last_run"] == "40m"
+
+    # The next night's run hangs: at start + 2h the missed alert fires, long before the deadline (+1d 2h).
+    clock.set(T0 + timedelta(days=2))
+    api.post(f"{BACKUP}/start?key={hb_key}")
+    run_at(worker, T0 + timedelta(days=2, hours=1, minutes=59))
+    assert heartbeat_alert_rows(context) == []
+    run_at(worker, T0 + timedelta(days=2, hours=2, seconds=1))
+    [alert] = heartbeat_alert_rows(context)
+    assert (alert.alert_type, alert.status.value) == ("HeartbeatMissed", "firing")
+    assert alert.summary == (
+        "The nightly database backup did not report in: its run started at 2026-03-04 10:00 UTC and has not "
+        "finished within 2h"
+    )
+    assert states(api, viewer)["nightly-backup"] == "missed"
+    # It ends at last (with a failure): the miss resolves, the failure fires, and the run took 3h.
+    clock.set(T0 + timedelta(days=2, hours=3))
+    assert api.post(f"{BACKUP}/fail?key={hb_key}", content=b"timeout").status_code == 200
+    assert [(a.alert_type, a.status.value) for a in heartbeat_alert_rows(context)] == [
+        ("HeartbeatMissed", "resolved"),
+        ("HeartbeatFailed", "firing"),
+    ]
+    listed = {h["name"]: h for h in api.get("/api/v1/heartbeats", headers=viewer).json()}
+    assert listed["nightly-backup"]["last_run"] == "3h" and listed["nightly-backup"]["started_at"] is None
+
+
+def test_a_newer_start_replaces_the_time_limit_of_the_one_before(
+    api: TestClient, context: AppContext, hb_key: str
+) -> None:
+    with_max_runtime(context, "nightly-backup", timedelta(hours=2))
+    worker = Worker(context, name="w1")
+    clock.set(T0)
+    api.post(f"{BACKUP}/start?key={hb_key}")  # before any ping: it starts being watched from its first ping
+    clock.set(T0 + timedelta(hours=1))
+    api.post(f"{BACKUP}/start?key={hb_key}")  # a retry of the job
+    run_at(worker, T0 + timedelta(hours=2, seconds=1))  # the first start's limit: that run is gone
+    assert heartbeat_alert_rows(context) == []
+    run_at(worker, T0 + timedelta(hours=3, seconds=1))  # the second start's limit
+    assert [a.alert_type for a in heartbeat_alert_rows(context)] == ["HeartbeatMissed"]
+
+
+def test_a_start_without_max_runtime_only_marks_the_run(
+    api: TestClient, context: AppContext, hb_key: str, viewer: dict[str, str]
+) -> None:
+    clock.set(T0)
+    assert api.post(f"{BACKUP}/start?key={hb_key}").status_code == 200
+    with context.db.read() as session:
+        checks = session.scalar(select(func.count()).select_from(Job)) or 0
+    assert checks == 0
+    assert states(api, viewer)["nightly-backup"] == "running"
+    assert api.post(f"{BACKUP}/start").status_code == 401
+    assert api.post(f"/api/v1/heartbeats/nope/start?key={hb_key}").status_code == 404

@@ -347,14 +347,15 @@ def ping_heartbeat(
 @router.post("/api/v1/heartbeats/{name}/{signal}", response_model=HeartbeatPinged, tags=["heartbeats"])
 async def signal_heartbeat(
     name: str,
-    signal: Annotated[str, PathParam(description="fail, or the run's exit status (0 is a success).")],
+    signal: Annotated[str, PathParam(description="start, fail, or the run's exit status (0 is a success).")],
     request: Request,
     context: Context,
     key: KeyQuery = None,
 ) -> HeartbeatPinged:
     """A run's outcome: ``/fail`` or a non-zero exit status fires the heartbeat's failure alert at once,
     with the body (the run's output, its last 10,000 characters) on the alert; ``/0`` is a plain ping.
-    Either way it counts as a ping."""
+    Either way it counts as a ping. ``/start`` says a run began: it is not a ping, and with the heartbeat's
+    ``max_runtime`` a run that has not ended by then fires the missed alert."""
     reported = heartbeats.Signal.parse(signal, await request.body())
     secret = key or bearer(request.headers.get("authorization"))
     return await run_in_threadpool(_ping, context, name, secret, reported)
@@ -364,7 +365,7 @@ def _ping(context: AppContext, name: str, secret: str | None, signal: heartbeats
     with context.db.write() as session:
         heartbeat = heartbeats.ping(session, org=context.org, name=name, secret=secret, signal=signal)
         return HeartbeatPinged(
-            status="failed" if signal.failed else "ok",
+            status="started" if signal.start else "failed" if signal.failed else "ok",
             name=heartbeat.name,
             pings=heartbeat.pings,
             next_due_at=heartbeat.due_at,

@@ -241,8 +241,16 @@ class HeartbeatConfig(StrictModel):
         duration_between(timedelta(seconds=10), timedelta(days=7), "interval")
     )
     _grace = field_validator("grace")(duration_between(timedelta(0), timedelta(days=7), "grace"))
+    max_runtime: Duration | None = Field(
+        default=None,
+        description="A run that signalled /start and has not ended (a ping, or a failure) this long after "
+        "fires the missed alert (e.g. 2h). Default: only the deadline counts.",
+    )
     _first_ping_within = field_validator("first_ping_within")(
         duration_between(timedelta(minutes=1), timedelta(days=30), "first_ping_within")
+    )
+    _max_runtime = field_validator("max_runtime")(
+        duration_between(timedelta(minutes=1), timedelta(days=7), "max_runtime")
     )
 
 

@@ -51,22 +51,26 @@ OUTPUT_LIMIT = 10_000
 
 @dataclass(frozen=True)
 class Signal:
-    """What a sender reported: a plain ping (success), ``/fail``, or an exit status (0 is a success)."""
+    """What a sender reported: a plain ping (success), ``/fail``, an exit status (0 is a success), or
+    ``/start`` (a run began; it is not a ping)."""
 
     failed: bool = False
     exit_status: int | None = None
     output: str = ""
+    start: bool = False
 
     @classmethod
     def parse(cls, outcome: str, body: bytes) -> Signal:
+        if outcome == "start":
+            return cls(start=True)
         if outcome == "fail":
             exit_status = None
         elif outcome.isdigit() and len(outcome) <= 3 and int(outcome) <= 255:
             exit_status = int(outcome)
         else:
             raise InvalidInput(
-                f"a heartbeat signal is 'fail' or an exit status from 0 to 255, not {outcome!r}",
-                {"field": "signal", "allowed": ["fail", "0-255"]},
+                f"a heartbeat signal is 'start', 'fail' or an exit status from 0 to 255, not {outcome!r}",
+                {"field": "signal", "allowed": ["start", "fail", "0-255"]},
             )
         failed = exit_status != 0
         # Output is evidence, not a field: undecodable bytes and NULs (PostgreSQL stores none) are replaced
@@ -91,8 +95,16 @@ def _event(
     detail: dict[str, Any],
     *,
     never_pinged: bool = False,
+    running_since: datetime | None = None,
 ) -> AlertEvent:
-    if config.summary:
+    if running_since is not None and config.max_runtime is not None:
+        # Stuck, not silent: said even after a summary of the org file's, since the fix differs.
+        limit = format_duration(config.max_runtime)
+        summary = (
+            f"{config.summary or f'No heartbeat from {config.name}'}: its run started at "
+            f"{running_since:%Y-%m-%d %H:%M} UTC and has not finished within {limit}"
+        )
+    elif config.summary:
         summary = config.summary
     elif never_pinged and config.first_ping_within is not None:
         summary = (
@@ -140,6 +152,22 @@ def _failure_event(
     )
 
 
+def _locked(session: Session, new: Heartbeat) -> tuple[Heartbeat, bool]:
+    """The heartbeat's row, locked, and whether it is ``new``, added because there was none. In a
+    savepoint: the first signals of a heartbeat may race, and the loser takes the winner's row."""
+    by_name = select(Heartbeat).where(Heartbeat.name == new.name).with_for_update()
+    heartbeat = session.scalar(by_name)
+    if heartbeat is not None:
+        return heartbeat, False
+    try:
+        with session.begin_nested():
+            session.add(new)
+            session.flush()
+    except IntegrityError:
+        return session.scalars(by_name).one(), False
+    return new, True
+
+
 def _check_job(session: Session, heartbeat: Heartbeat) -> None:
     """The one pending check of this heartbeat (enqueue returns the existing one while it is pending)."""
     jobs_service.enqueue(
@@ -160,26 +188,20 @@ def ping(
     A ``signal`` of a failed run fires (or repeats) the heartbeat's failure alert; a successful one
     resolves it. Either is a sign of life."""
     signal = signal or Signal()
+    if signal.start:
+        return _start(session, org, name, secret)
     integrations.authenticate_integration(session, secret, IntegrationType.heartbeat)
     config = _configured(org, name)
     now = utcnow()
     due_at = now + config.interval + config.grace
-    heartbeat = session.scalar(select(Heartbeat).where(Heartbeat.name == name).with_for_update())
-    if heartbeat is None:
-        heartbeat = Heartbeat(
-            name=name, first_ping_at=now, last_ping_at=now, pings=0, due_at=due_at, misses=0
-        )
-        try:
-            # A savepoint: the first pings of a new heartbeat may race; the loser updates the winner's row.
-            with session.begin_nested():
-                session.add(heartbeat)
-                session.flush()
-        except IntegrityError:
-            heartbeat = session.scalars(
-                select(Heartbeat).where(Heartbeat.name == name).with_for_update()
-            ).one()
+    heartbeat, _ = _locked(
+        session, Heartbeat(name=name, first_ping_at=now, last_ping_at=now, pings=0, due_at=due_at, misses=0)
+    )
     if heartbeat.first_ping_at is None:  # watched before its first ping (first_ping_within)
         heartbeat.first_ping_at = now
+    if heartbeat.started_at is not None:  # the end of a run that signalled its start
+        heartbeat.last_run_seconds = max(0, int((now - heartbeat.started_at).total_seconds()))
+        heartbeat.started_at = None
     heartbeat.last_ping_at = now
     heartbeat.pings += 1
     heartbeat.due_at = due_at
@@ -200,6 +222,27 @@ def ping(
     return heartbeat
 
 
+def _start(session: Session, org: OrgConfig, name: str, secret: str | None) -> Heartbeat:
+    """A run began. It moves no deadline; with ``max_runtime``, a check at start + max_runtime fires the
+    missed alert if the run has not ended (a ping, or a failure) by then."""
+    integrations.authenticate_integration(session, secret, IntegrationType.heartbeat)
+    config = _configured(org, name)
+    now = utcnow()
+    # Started before its first ping: the row begins here, and its deadline is watched from that first ping.
+    new = Heartbeat(name=name, pings=0, due_at=now + config.interval + config.grace, misses=0)
+    heartbeat, _ = _locked(session, new)
+    heartbeat.started_at = now
+    if config.max_runtime is not None:
+        jobs_service.enqueue(
+            session,
+            kind=CHECK_KIND,
+            payload={"name": name, "run_started_at": now.isoformat()},
+            run_at=now + config.max_runtime,
+            idempotency_key=f"heartbeat:{name}:run:{now.isoformat()}",
+        )
+    return heartbeat
+
+
 def _ingest(session: Session, org: OrgConfig, event: AlertEvent) -> Ingested:
     return service.ingest(session, org=org, source=SOURCE, events=[event])
 
@@ -213,6 +256,15 @@ def check(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
     if heartbeat is None or config is None:
         return {"fired": False, "reason": "no longer configured"}
     now = utcnow()
+    run_started_at = job.payload.get("run_started_at")
+    if run_started_at is not None:
+        # A run's time limit: only while that very run is still going.
+        started = datetime.fromisoformat(run_started_at)
+        if heartbeat.started_at != started:
+            return {"fired": False, "reason": "the run ended, or another one started"}
+        if heartbeat.missed_at is not None:
+            return {"fired": False, "reason": "already missed"}
+        return _fire(context, session, heartbeat, config, now, running_since=started)
     if heartbeat.due_at > now:
         raise RetryLater(heartbeat.due_at - now, f"pinged; next ping due at {heartbeat.due_at.isoformat()}")
     if heartbeat.missed_at is not None:
@@ -220,13 +272,29 @@ def check(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
     never_pinged = heartbeat.last_ping_at is None
     if never_pinged and config.first_ping_within is None:
         return {"fired": False, "reason": "no longer watched before its first ping"}
+    return _fire(context, session, heartbeat, config, now, never_pinged=never_pinged)
+
+
+def _fire(
+    context: AppContext,
+    session: Session,
+    heartbeat: Heartbeat,
+    config: HeartbeatConfig,
+    now: datetime,
+    *,
+    never_pinged: bool = False,
+    running_since: datetime | None = None,
+) -> dict[str, Any]:
     heartbeat.missed_at = now
     heartbeat.misses += 1  # the next ping schedules a new check job
     detail = {
         "last_ping_at": heartbeat.last_ping_at.isoformat() if heartbeat.last_ping_at else None,
         "due_at": heartbeat.due_at.isoformat(),
     }
-    result = _ingest(session, context.org, _event(config, "trigger", detail, never_pinged=never_pinged))
+    if running_since is not None:
+        detail["run_started_at"] = running_since.isoformat()
+    event = _event(config, "trigger", detail, never_pinged=never_pinged, running_since=running_since)
+    result = _ingest(session, context.org, event)
     return {"fired": True, "alert": result.alerts[0].id}
 
 
@@ -239,20 +307,17 @@ def watch_unpinged(session: Session, org: OrgConfig) -> int:
     for config in org.automation.heartbeats:
         if config.first_ping_within is None or config.name in existing:
             continue
-        heartbeat = Heartbeat(name=config.name, pings=0, due_at=now + config.first_ping_within, misses=0)
-        try:
-            # A savepoint: another process starting at the same moment (or a first ping) may win the row.
-            with session.begin_nested():
-                session.add(heartbeat)
-                session.flush()
-        except IntegrityError:
-            continue
-        _check_job(session, heartbeat)
-        watched += 1
+        # Another process starting at the same moment (or a first ping) may win the row.
+        heartbeat, created = _locked(
+            session, Heartbeat(name=config.name, pings=0, due_at=now + config.first_ping_within, misses=0)
+        )
+        if created:
+            _check_job(session, heartbeat)
+            watched += 1
     return watched
 
 
-HeartbeatState = Literal["never pinged", "ok", "late", "missed", "failed"]
+HeartbeatState = Literal["never pinged", "ok", "running", "late", "missed", "failed"]
 
 
 def state(heartbeat: Heartbeat | None, now: datetime) -> HeartbeatState:
@@ -260,6 +325,8 @@ def state(heartbeat: Heartbeat | None, now: datetime) -> HeartbeatState:
         return "missed"  # before failed: a sender that went quiet after failing is the worse news
     if heartbeat is not None and heartbeat.failed_at is not None:
         return "failed"
+    if heartbeat is not None and heartbeat.started_at is not None:
+        return "running"
     if heartbeat is None or heartbeat.last_ping_at is None:
         return "never pinged"
     return "late" if heartbeat.due_at <= now else "ok"
@@ -286,6 +353,10 @@ def list_heartbeats(session: Session, org: OrgConfig) -> list[HeartbeatRead]:
                 missed_at=row.missed_at if row else None,
                 failed_at=row.failed_at if row else None,
                 last_exit_status=row.last_exit_status if row else None,
+                started_at=row.started_at if row else None,
+                last_run=timedelta(seconds=row.last_run_seconds)
+                if row and row.last_run_seconds is not None
+                else None,
             )
         )
     return listed

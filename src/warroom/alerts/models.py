@@ -132,6 +132,9 @@ class Heartbeat(Base):
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The exit status the last signal carried (none for a plain ping or /fail).
     last_exit_status: Mapped[int | None] = mapped_column(Integer)
+    # Set from a /start until the run ends (a ping or a failure), which records how long it took.
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_run_seconds: Mapped[int | None] = mapped_column(Integer)
 
 
 class ChangeEvent(Base):

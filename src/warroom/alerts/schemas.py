@@ -427,9 +427,10 @@ class HeartbeatRead(BaseModel):
     interval: Duration
     grace: Duration
     service: str | None
-    state: Literal["never pinged", "ok", "late", "missed", "failed"] = Field(
-        description="late: past its deadline, the check about to fire; missed: its alert is firing; "
-        "failed: the sender reported a failed run, and none has succeeded since."
+    state: Literal["never pinged", "ok", "running", "late", "missed", "failed"] = Field(
+        description="running: a run signalled its start and has not ended; late: past its deadline, the "
+        "check about to fire; missed: its alert is firing; failed: the sender reported a failed run, and "
+        "none has succeeded since."
     )
     pings: int
     first_ping_at: datetime | None
@@ -440,10 +441,14 @@ class HeartbeatRead(BaseModel):
         default=None, description="The first failed run the sender reported since its last good one."
     )
     last_exit_status: int | None = None
+    started_at: datetime | None = Field(default=None, description="The run going on now began then.")
+    last_run: Duration | None = Field(
+        default=None, description="How long the last run that signalled its start took."
+    )
 
 
 class HeartbeatPinged(BaseModel):
-    status: Literal["ok", "failed"] = "ok"
+    status: Literal["ok", "failed", "started"] = "ok"
     name: str
     pings: int
     next_due_at: datetime

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from warroom.alerts.models import AlertStatus
-from warroom.alerts.schemas import AlertDetail, AlertRead
+from warroom.alerts.schemas import AlertDetail, AlertRead, HeartbeatRead
 from warroom.auth.models import IntegrationType
 from warroom.cli.output import (
     SEVERITY_STYLE,
@@ -327,8 +327,16 @@ HEARTBEAT_STYLE = {
     "late": "yellow",
     "missed": "bold red",
     "failed": "bold red",
+    "running": "cyan",
     "never pinged": "dim",
 }
+
+
+def _run(heartbeat: HeartbeatRead) -> str | None:
+    """The run going on now, else how long the last one took (for senders that signal /start)."""
+    if heartbeat.started_at is not None:
+        return f"since {when(heartbeat.started_at)}"
+    return f"took {format_duration(heartbeat.last_run)}" if heartbeat.last_run is not None else None
 
 
 def heartbeats(as_json: JsonFlag = False) -> None:
@@ -341,7 +349,18 @@ def heartbeats(as_json: JsonFlag = False) -> None:
         rows,
         lambda: table(
             "Heartbeats",
-            ["name", "state", "every", "grace", "service", "pings", "last ping", "exit", "due by"],
+            [
+                "name",
+                "state",
+                "every",
+                "grace",
+                "service",
+                "pings",
+                "last ping",
+                "exit",
+                "last run",
+                "due by",
+            ],
             [
                 (
                     h.name,
@@ -352,6 +371,7 @@ def heartbeats(as_json: JsonFlag = False) -> None:
                     h.pings,
                     when(h.last_ping_at),
                     h.last_exit_status,
+                    _run(h),
                     when(h.due_at),
                 )
                 for h in rows
