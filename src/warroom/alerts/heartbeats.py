@@ -12,7 +12,8 @@ not fire before its sender is set up; ``warroom heartbeats`` shows which have ne
 A sender can also say that its run failed (``/fail``, or its exit status: ``/3``), with its output as the
 body. That fires a second alert at once, without waiting for the deadline: a backup that fails every night
 still pings on time. A failure counts as a sign of life (it moves the deadline); the next successful ping
-resolves it.
+resolves it. A sender may also say when a run starts (``/start``): with ``max_runtime``, a run that has not
+ended that long after its start fires the missed alert, and each run's duration is kept.
 """
 
 from __future__ import annotations
