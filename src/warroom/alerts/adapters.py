@@ -299,6 +299,13 @@ def detected_source(data: Any) -> str:
     return "generic"
 
 
+def delivery_events(body: bytes, source: str = "auto") -> tuple[str, list[AlertEvent]]:
+    """The source (told by the payload's fields when ``auto``) and the events of one raw delivery."""
+    data = parse_json(body)
+    kind = detected_source(data) if source == "auto" else source
+    return kind, events_for(kind, data)
+
+
 def events_for(source: str, data: Any) -> list[AlertEvent]:
     """The events of one delivery in the shape of ``source`` (one of ``PAYLOAD_SOURCES``)."""
     if source in ("alertmanager", "grafana"):

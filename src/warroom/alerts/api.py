@@ -213,9 +213,7 @@ async def preview_alerts(
     """A dry run of the rules on one delivery, as a source would POST it: which rules match, the incident it
     would open, and what is open now (the alert it would update, the group's incident it would join, the
     maintenance window that would hold it). Nothing is stored; no integration key is needed."""
-    data = adapters.parse_json(await request.body())
-    kind = adapters.detected_source(data) if source == "auto" else source
-    events = adapters.events_for(kind, data)
+    kind, events = adapters.delivery_events(await request.body(), source)
     return await run_in_threadpool(_preview, context, kind, events)
 
 

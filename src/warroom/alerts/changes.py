@@ -39,7 +39,7 @@ _NEWEST_FIRST = (ChangeEvent.happened_at.desc(), ChangeEvent.id.desc())
 
 def record(session: Session, *, org: OrgConfig, data: ChangeCreate, recorded_by: str) -> ChangeEvent:
     """A change recorded with an API token: its service, if named, must be one of the org file's."""
-    if data.service is not None and data.service not in {service.name for service in org.services}:
+    if data.service is not None and org.service(data.service) is None:
         raise InvalidInput(
             f"{data.service!r} is not a service of the org file",
             {"field": "service", "allowed": sorted(service.name for service in org.services)},
@@ -57,9 +57,8 @@ def record_pagerduty(session: Session, *, org: OrgConfig, body: bytes) -> Change
     integration = integrations.authenticate_integration(session, event.routing_key, IntegrationType.pagerduty)
     payload = event.payload
     details: dict[str, Any] = payload.custom_details or {}
-    known = {service.name for service in org.services}
     candidates = (details.get("service"), payload.source)
-    service = next((name for name in candidates if isinstance(name, str) and name in known), None)
+    service = next((name for name in candidates if isinstance(name, str) and org.service(name)), None)
     happened_at = payload.timestamp
     if happened_at is not None and happened_at.tzinfo is None:
         happened_at = happened_at.replace(tzinfo=UTC)  # PagerDuty reads a time without an offset as UTC

@@ -244,9 +244,7 @@ def config_test_alert(
     else:
         org = _org(_settings(config=config))
         try:
-            data = adapters.parse_json(text.encode())
-            kind = adapters.detected_source(data) if source == "auto" else source
-            events = adapters.events_for(kind, data)
+            kind, events = adapters.delivery_events(text.encode(), source)
         except WarroomError as exc:
             fail(exc.message)
         previews = [automation.preview(org, kind, event) for event in events]
