@@ -11,6 +11,7 @@ from warroom.alerts.schemas import (
     AlertDetail,
     AlertPage,
     ChangeRead,
+    ChangeRecorded,
     HeartbeatRead,
     MaintenanceDetail,
     MaintenanceRead,
@@ -308,7 +309,7 @@ class Client:
         happened_at: str | None = None,
         links: list[str] | None = None,
         details: dict[str, Any] | None = None,
-    ) -> ChangeRead:
+    ) -> ChangeRecorded:
         """Record a change; ``happened_at`` in ISO 8601 with an offset (default: now)."""
         body = {
             "summary": summary,
@@ -319,12 +320,18 @@ class Client:
             "details": details or {},
         }
         sent = {name: value for name, value in body.items() if value is not None}
-        return ChangeRead.model_validate(self.request("POST", "/api/v1/changes", json=sent))
+        return ChangeRecorded.model_validate(self.request("POST", "/api/v1/changes", json=sent))
 
     def list_changes(
-        self, *, service: str | None = None, since: str | None = None, limit: int = 50
+        self,
+        *,
+        service: str | None = None,
+        since: str | None = None,
+        incident: str | None = None,
+        limit: int = 50,
     ) -> list[ChangeRead]:
-        rows = self.request("GET", "/api/v1/changes", params=query(service=service, since=since, limit=limit))
+        params = query(service=service, since=since, incident=incident, limit=limit)
+        rows = self.request("GET", "/api/v1/changes", params=params)
         return [ChangeRead.model_validate(row) for row in rows]
 
     def list_heartbeats(self) -> list[HeartbeatRead]:

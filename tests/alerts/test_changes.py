@@ -191,6 +191,112 @@ def test_a_new_incident_lists_the_changes_just_before_it(
     assert change_notes(context, quiet.json()["id"]) == []
 
 
+def timeline_actions(context: AppContext, incident: int) -> list[str]:
+    with context.db.read() as session:
+        entries = session.scalars(
+            select(TimelineEntry).where(TimelineEntry.incident_id == incident).order_by(TimelineEntry.seq)
+        )
+        return [entry.action for entry in entries if entry.action.startswith("Change ")]
+
+
+def test_a_change_recorded_while_an_incident_is_open_goes_on_its_timeline(
+    api: TestClient, context: AppContext, generic_key: str, pd_key: str, responder: dict[str, str]
+) -> None:
+    clock.set(T0)
+    fired = api.post(
+        f"/api/v1/alerts?key={generic_key}",
+        json={"summary": "charges failing", "severity": "critical", "labels": {"service": "payments"}},
+    )
+    assert fired.json()["alerts"][0]["incident"] == "INC-1"  # services payments and api
+
+    def change(summary: str, service: str | None = None, happened_at: datetime | None = None) -> list[str]:
+        body: dict[str, Any] = {"summary": summary}
+        if service:
+            body["service"] = service
+        if happened_at:
+            body["happened_at"] = happened_at.isoformat()
+        answer = api.post("/api/v1/changes", json=body, headers=responder)
+        assert answer.status_code == 201, answer.text
+        noted: list[str] = answer.json()["noted_on"]
+        return noted
+
+    clock.set(T0 + timedelta(minutes=10))
+    assert change("Rolled back payments to 3.0.9", "payments") == ["INC-1"]  # CHG-1
+    assert change("Vacuumed the ledger", "database") == []  # CHG-2: not one of its services
+    assert change("Paused the nightly batch") == ["INC-1"]  # CHG-3: names no service
+    # A deploy reported late: it happened before the incident, within the window, and was not listed then.
+    assert change("Deployed api 2.14", "api", T0 - timedelta(minutes=30)) == ["INC-1"]  # CHG-4
+    assert change("Deployed api 2.13", "api", T0 - timedelta(hours=3)) == []  # CHG-5: long before
+    # PagerDuty's shape is noted the same way.
+    sent = api.post(
+        "/v2/change/enqueue",
+        json=pagerduty_change(pd_key, source="ci", custom_details={"service": "payments"}),
+    )
+    assert sent.status_code == 202 and sent.json()["id"] == "CHG-6"
+    assert timeline_actions(context, 1) == [
+        "Change during this incident, recorded now: CHG-1 10:10 UTC: Rolled back payments to 3.0.9 [payments]",
+        "Change during this incident, recorded now: CHG-3 10:10 UTC: Paused the nightly batch",
+        "Change 30m before this incident opened, recorded now: CHG-4 09:30 UTC: Deployed api 2.14 [api]",
+        "Change during this incident, recorded now: CHG-6 10:10 UTC: Build Success: raise snapshot timeout"
+        " [payments] [ci]",
+    ]
+
+    # An incident declared with no service may have been caused by any change.
+    declared = api.post("/api/v1/incidents", json={"title": "Odd", "severity": "P3"}, headers=responder)
+    assert declared.status_code == 201, declared.text
+    assert change("Deployed search 1.2", "search") == ["INC-2"]
+    # A resolved incident's timeline is left alone.
+    for ref in ("INC-1", "INC-2"):
+        resolved = api.patch(f"/api/v1/incidents/{ref}", json={"status": "resolved"}, headers=responder)
+        assert resolved.status_code == 200, resolved.text
+    clock.set(T0 + timedelta(hours=1))
+    assert change("Deployed payments 3.1.1", "payments") == []
+
+
+def test_the_changes_around_an_incident(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    def change(summary: str, service: str | None, at: datetime) -> None:
+        body = {"summary": summary, "service": service, "happened_at": at.isoformat()}
+        assert api.post("/api/v1/changes", json=body, headers=responder).status_code == 201
+
+    clock.set(T0)
+    change("Deployed payments 3.0.9", "payments", T0 - timedelta(hours=3))  # CHG-1: before the window
+    change("Deployed payments 3.1.0", "payments", T0 - timedelta(minutes=20))  # CHG-2
+    change("Vacuumed the ledger", "database", T0 - timedelta(minutes=10))  # CHG-3: another service
+    fired = api.post(
+        f"/api/v1/alerts?key={generic_key}",
+        json={"summary": "charges failing", "severity": "critical", "labels": {"service": "payments"}},
+    )
+    assert fired.json()["alerts"][0]["incident"] == "INC-1"
+    clock.set(T0 + timedelta(minutes=15))
+    change("Rolled back payments", "payments", T0 + timedelta(minutes=15))  # CHG-4
+    change("Paused the batch", None, T0 + timedelta(minutes=14))  # CHG-5
+    resolved = api.patch("/api/v1/incidents/INC-1", json={"status": "resolved"}, headers=responder)
+    assert resolved.status_code == 200, resolved.text
+    clock.set(T0 + timedelta(hours=1))
+    change("Deployed payments 3.1.1", "payments", T0 + timedelta(hours=1))  # CHG-6: after it was resolved
+
+    def around(incident: str) -> list[str]:
+        answer = api.get("/api/v1/changes", params={"incident": incident}, headers=viewer)
+        assert answer.status_code == 200, answer.text
+        return [row["ref"] for row in answer.json()]
+
+    assert around("INC-1") == ["CHG-4", "CHG-5", "CHG-2"]
+    assert around("1") == ["CHG-4", "CHG-5", "CHG-2"]
+    # Reopened, it is open-ended again.
+    reopened = api.patch("/api/v1/incidents/INC-1", json={"status": "investigating"}, headers=responder)
+    assert reopened.status_code == 200, reopened.text
+    assert around("INC-1") == ["CHG-6", "CHG-4", "CHG-5", "CHG-2"]
+
+    assert api.get("/api/v1/changes", params={"incident": "INC-9"}, headers=viewer).status_code == 404
+    assert api.get("/api/v1/changes", params={"incident": "nine"}, headers=viewer).status_code == 404
+    for extra in ({"service": "api"}, {"since": "2h"}):
+        refused = api.get("/api/v1/changes", params={"incident": "INC-1", **extra}, headers=viewer)
+        assert refused.status_code == 422 and "incident cannot be combined" in refused.text, refused.text
+    assert api.get("/api/v1/changes", params={"incident": "INC-1"}).status_code == 401
+
+
 def test_the_note_can_be_turned_off(api: TestClient, context: AppContext, responder: dict[str, str]) -> None:
     automation = context.org.automation.model_copy(update={"recent_changes_window": timedelta(0)})
     context.org = context.org.model_copy(update={"automation": automation})
@@ -220,6 +326,13 @@ def test_changes_cli(tmp_path: Path) -> None:
             env=env,
         )
         assert "recorded CHG-1" in recorded.stdout
+        run_cli("incident", "create", "Checkout errors", "--severity", "P2", "--service", "api", env=env)
+        rollback = run_cli("changes", "record", "Rolled back checkout", "--service", "api", env=env)
+        assert "recorded CHG-2; on the timeline of INC-1" in rollback.stdout
+        around = run_cli("changes", "list", "--incident", "INC-1", env=env).stdout
+        assert "Changes around INC-1" in around and "CHG-2" in around and "CHG-1" in around
+        mixed = run_cli("changes", "list", "--incident", "INC-1", "--since", "2h", env=env, check=False)
+        assert mixed.returncode == 1 and "cannot be combined" in mixed.stderr
         listed = run_cli("changes", "list", env=env).stdout
         assert "CHG-1" in listed and "Deployed checkout 2.14.0" in listed and "argo" in listed
         rows = json.loads(run_cli("changes", "list", "--service", "database", "--json", env=env).stdout)

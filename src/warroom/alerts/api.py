@@ -23,6 +23,7 @@ from warroom.alerts.schemas import (
     ChangeAccepted,
     ChangeCreate,
     ChangeRead,
+    ChangeRecorded,
     CustomerReport,
     HeartbeatPinged,
     HeartbeatRead,
@@ -401,17 +402,21 @@ async def enqueue_change(request: Request, context: Context) -> Response:
 
 def _record_pagerduty_change(context: AppContext, body: bytes) -> str:
     with context.db.write() as session:
-        return changes.record_pagerduty(session, org=context.org, body=body).ref
+        return changes.record_pagerduty(session, org=context.org, body=body).change.ref
 
 
 @router.post(
-    "/api/v1/changes", status_code=status.HTTP_201_CREATED, response_model=ChangeRead, tags=["changes"]
+    "/api/v1/changes", status_code=status.HTTP_201_CREATED, response_model=ChangeRecorded, tags=["changes"]
 )
-def record_change(body: ChangeCreate, context: Context, principal: Responder) -> ChangeRead:
-    """A change recorded by a person or a pipeline with an API token (responder)."""
+def record_change(body: ChangeCreate, context: Context, principal: Responder) -> ChangeRecorded:
+    """A change recorded by a person or a pipeline with an API token (responder). It also goes on the
+    timeline of each open incident of its service that it may matter to (``noted_on``)."""
     with context.db.write() as session:
-        change = changes.record(session, org=context.org, data=body, recorded_by=principal.name)
-        return ChangeRead.model_validate(change)
+        recorded = changes.record(session, org=context.org, data=body, recorded_by=principal.name)
+        change = ChangeRead.model_validate(recorded.change)
+        return ChangeRecorded(
+            **change.model_dump(), noted_on=[incident.ref for incident in recorded.noted_on]
+        )
 
 
 @router.get("/api/v1/changes", response_model=list[ChangeRead], tags=["changes"])
@@ -419,12 +424,21 @@ def list_changes(
     context: Context,
     _: Viewer,
     service: Annotated[str | None, Query(description="This service's changes and those naming none.")] = None,
-    since: Annotated[Duration, Query(description="The period, e.g. 24h or 7d.")] = timedelta(days=1),
+    since: Annotated[Duration | None, Query(description="The period, e.g. 24h or 7d (default 24h).")] = None,
+    incident: Annotated[
+        str | None,
+        Query(
+            description="The changes around this incident (INC-n or n): its services', from "
+            "recent_changes_window before it opened until it was resolved. Not with service or since."
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[ChangeRead]:
     """The changes of the period, newest first."""
     with context.db.read() as session:
-        return changes.list_changes(session, service=service, since=since, limit=limit)
+        return changes.list_changes(
+            session, org=context.org, service=service, since=since, incident_ref=incident, limit=limit
+        )
 
 
 # --- reports from people -----------------------------------------------------------------------------

@@ -4,16 +4,17 @@ Pipelines send them in PagerDuty's Change Events shape (``POST /v2/change/enqueu
 integration key as ``routing_key``, so PagerDuty's plugins for CI tools work unchanged), or as plain JSON with
 an API token (``POST /api/v1/changes``, ``warroom changes record``). When an incident opens, by automation or
 by hand, the changes of its services (and those that name no service) from ``recent_changes_window`` before it
-go on its timeline, newest first.
+go on its timeline, newest first. A change recorded while such an incident is open goes on its timeline too:
+a rollback or a hotfix is part of the response, and a deploy reported late may be the cause.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import TypeAdapter
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts.adapters import parse_json, validate_payload
@@ -26,7 +27,7 @@ from warroom.db import utcnow
 from warroom.durations import format_duration
 from warroom.errors import InvalidInput
 from warroom.incidents import service as incident_service
-from warroom.incidents.models import Incident, TimelineKind
+from warroom.incidents.models import OPEN_STATUSES, Incident, IncidentService, TimelineKind
 from warroom.orgconfig import OrgConfig
 
 PERFORMER = "automation"
@@ -37,7 +38,17 @@ _CHANGE = TypeAdapter(ChangeCreate)
 _NEWEST_FIRST = (ChangeEvent.happened_at.desc(), ChangeEvent.id.desc())
 
 
-def record(session: Session, *, org: OrgConfig, data: ChangeCreate, recorded_by: str) -> ChangeEvent:
+class Recorded(NamedTuple):
+    change: ChangeEvent
+    # The open incidents whose timelines now name the change.
+    noted_on: list[Incident]
+
+
+# ``list_changes``'s period when it is given neither ``since`` nor an incident.
+DEFAULT_PERIOD = timedelta(days=1)
+
+
+def record(session: Session, *, org: OrgConfig, data: ChangeCreate, recorded_by: str) -> Recorded:
     """A change recorded with an API token: its service, if named, must be one of the org file's."""
     if data.service is not None and org.service(data.service) is None:
         raise InvalidInput(
@@ -45,10 +56,10 @@ def record(session: Session, *, org: OrgConfig, data: ChangeCreate, recorded_by:
             {"field": "service", "allowed": sorted(service.name for service in org.services)},
         )
     links = [link.model_dump(exclude_none=True) for link in data.links]
-    return _store(session, data, links, recorded_by=recorded_by, integration_id=None)
+    return _store(session, org, data, links, recorded_by=recorded_by, integration_id=None)
 
 
-def record_pagerduty(session: Session, *, org: OrgConfig, body: bytes) -> ChangeEvent:
+def record_pagerduty(session: Session, *, org: OrgConfig, body: bytes) -> Recorded:
     """A change in PagerDuty's shape. Its routing key is a ``pagerduty`` integration key, as for alerts.
 
     PagerDuty ties a change to the service of its key; here a change names its service in
@@ -66,17 +77,18 @@ def record_pagerduty(session: Session, *, org: OrgConfig, body: bytes) -> Change
     data: ChangeCreate = validate_payload(_CHANGE, {**fields, "happened_at": happened_at})
     links = [{"href": link.href, **({"text": link.text} if link.text else {})} for link in event.links]
     recorded_by = f"integration {integration.name}"
-    return _store(session, data, links, recorded_by=recorded_by, integration_id=integration.id)
+    return _store(session, org, data, links, recorded_by=recorded_by, integration_id=integration.id)
 
 
 def _store(
     session: Session,
+    org: OrgConfig,
     data: ChangeCreate,
     links: list[dict[str, Any]],
     *,
     recorded_by: str,
     integration_id: int | None,
-) -> ChangeEvent:
+) -> Recorded:
     now = utcnow()
     change = ChangeEvent(
         summary=data.summary,
@@ -91,19 +103,49 @@ def _store(
     )
     session.add(change)
     session.flush()
-    return change
+    return Recorded(change, note_on_open_incidents(session, org, change))
+
+
+def _of_services(statement: Select[ChangeEvent], services: list[str]) -> Select[ChangeEvent]:
+    """Changes of these services and those that name no service; all changes when ``services`` is empty
+    (an incident not tied to a service may have been caused by any of them)."""
+    if not services:
+        return statement
+    return statement.where(or_(ChangeEvent.service.in_(services), ChangeEvent.service.is_(None)))
 
 
 def list_changes(
-    session: Session, *, service: str | None = None, since: timedelta = timedelta(days=1), limit: int = 50
+    session: Session,
+    *,
+    org: OrgConfig,
+    service: str | None = None,
+    since: timedelta | None = None,
+    incident_ref: str | None = None,
+    limit: int = 50,
 ) -> list[ChangeRead]:
-    """The changes of the period, newest first; with ``service``, that service's and those naming none."""
-    statement = select(ChangeEvent).where(ChangeEvent.happened_at >= period_start(since))
-    if service is not None:
-        statement = statement.where(or_(ChangeEvent.service == service, ChangeEvent.service.is_(None)))
-    rows = session.scalars(
-        statement.order_by(ChangeEvent.happened_at.desc(), ChangeEvent.id.desc()).limit(limit)
-    )
+    """The changes of the period, newest first; with ``service``, that service's and those naming none.
+
+    With ``incident_ref``, the changes that matter to that incident: those of its services from
+    ``recent_changes_window`` before it opened until it was resolved (until now while it is open)."""
+    if incident_ref is None:
+        statement = select(ChangeEvent).where(
+            ChangeEvent.happened_at >= period_start(DEFAULT_PERIOD if since is None else since)
+        )
+        statement = _of_services(statement, [service] if service is not None else [])
+    else:
+        if service is not None or since is not None:
+            raise InvalidInput(
+                "incident cannot be combined with service or since: the incident sets both",
+                {"field": "incident"},
+            )
+        incident = incident_service.get_incident(session, incident_ref)
+        window = max(org.automation.recent_changes_window, timedelta(0))
+        statement = select(ChangeEvent).where(ChangeEvent.happened_at >= incident.created_at - window)
+        ended = incident.resolved_at or incident.closed_at
+        if not incident.status.is_open and ended is not None:
+            statement = statement.where(ChangeEvent.happened_at <= ended)
+        statement = _of_services(statement, incident.service_names)
+    rows = session.scalars(statement.order_by(*_NEWEST_FIRST).limit(limit))
     return [ChangeRead.model_validate(row) for row in rows]
 
 
@@ -113,12 +155,14 @@ def before(session: Session, *, services: list[str], until: datetime, window: ti
     statement = select(ChangeEvent).where(
         ChangeEvent.happened_at >= until - window, ChangeEvent.happened_at <= until
     )
-    if services:
-        statement = statement.where(or_(ChangeEvent.service.in_(services), ChangeEvent.service.is_(None)))
-    return list(
-        session.scalars(
-            statement.order_by(ChangeEvent.happened_at.desc(), ChangeEvent.id.desc()).limit(NOTE_LIMIT + 1)
-        )
+    statement = _of_services(statement, services)
+    return list(session.scalars(statement.order_by(*_NEWEST_FIRST).limit(NOTE_LIMIT + 1)))
+
+
+def _describe(change: ChangeEvent) -> str:
+    """One line of a timeline note: ``CHG-3 14:05 UTC: Deployed api 2.14 [api] [github-actions]``."""
+    return f"{change.ref} {change.happened_at:%H:%M} UTC: {change.summary}" + "".join(
+        f" [{part}]" for part in (change.service, change.source) if part
     )
 
 
@@ -131,11 +175,7 @@ def note_recent_changes(session: Session, org: OrgConfig, incident: Incident) ->
     if not found:
         return []
     shown = found[:NOTE_LIMIT]
-    lines = [
-        f"{change.ref} {change.happened_at:%H:%M} UTC: {change.summary}"
-        + "".join(f" [{part}]" for part in (change.service, change.source) if part)
-        for change in shown
-    ]
+    lines = [_describe(change) for change in shown]
     more = " (the newest ten)" if len(found) > NOTE_LIMIT else ""
     incident_service.append_timeline(
         session,
@@ -146,3 +186,36 @@ def note_recent_changes(session: Session, org: OrgConfig, incident: Incident) ->
         data={"changes": [change.id for change in shown]},
     )
     return shown
+
+
+def note_on_open_incidents(session: Session, org: OrgConfig, change: ChangeEvent) -> list[Incident]:
+    """Put a change just recorded on the timeline of each open incident it may matter to: one of the
+    change's service (or any, when the change or the incident names no service) that opened at most
+    ``recent_changes_window`` after the change happened. Those that opened earlier than the change did not
+    list it when they opened, since it was not recorded yet."""
+    window = max(org.automation.recent_changes_window, timedelta(0))
+    statement = select(Incident).where(
+        Incident.status.in_(OPEN_STATUSES), Incident.created_at <= change.happened_at + window
+    )
+    if change.service is not None:
+        statement = statement.where(
+            or_(
+                Incident.services.any(IncidentService.service == change.service),
+                ~Incident.services.any(),
+            )
+        )
+    incidents = list(session.scalars(statement.order_by(Incident.id).with_for_update()))
+    for incident in incidents:
+        if change.happened_at < incident.created_at:
+            when = f"{format_duration(incident.created_at - change.happened_at)} before this incident opened"
+        else:
+            when = "during this incident"
+        incident_service.append_timeline(
+            session,
+            incident,
+            performer=PERFORMER,
+            kind=TimelineKind.note,
+            action=f"Change {when}, recorded now: {_describe(change)}",
+            data={"changes": [change.id]},
+        )
+    return incidents

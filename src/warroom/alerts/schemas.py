@@ -492,6 +492,10 @@ class ChangeRead(BaseModel):
     links: list[dict[str, Any]]
 
 
+class ChangeRecorded(ChangeRead):
+    noted_on: list[str] = Field(description="The open incidents whose timelines now name this change.")
+
+
 class ChangeAccepted(BaseModel):
     """PagerDuty's answer to a change event."""
 

@@ -36,7 +36,8 @@ def record(
         change = client.record_change(
             summary, service=service, source=source, happened_at=happened_at, links=link
         )
-    emit(as_json, change, lambda: console.print(f"[green]recorded[/] {change.ref}"))
+    noted = f"; on the timeline of {', '.join(change.noted_on)}" if change.noted_on else ""
+    emit(as_json, change, lambda: console.print(f"[green]recorded[/] {change.ref}{noted}"))
 
 
 @changes_app.command("list")
@@ -44,18 +45,31 @@ def list_(
     service: Annotated[
         str | None, typer.Option(help="This service's changes, and those that name no service.")
     ] = None,
-    since: Annotated[str, typer.Option("--since", help="The period, e.g. 2h or 7d.")] = "24h",
+    since: Annotated[
+        str | None, typer.Option("--since", help="The period, e.g. 2h or 7d (default 24h).")
+    ] = None,
+    incident: Annotated[
+        str | None,
+        typer.Option(
+            "--incident",
+            help="The changes around this incident: its services', from shortly before it opened until "
+            "it was resolved. Not with --service or --since.",
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     as_json: JsonFlag = False,
 ) -> None:
     """Changes of the period, newest first."""
+    if incident is not None and (service is not None or since is not None):
+        fail("--incident cannot be combined with --service or --since: the incident sets both")
     with api_errors(), Client() as client:
-        rows = client.list_changes(service=service, since=since, limit=limit)
+        rows = client.list_changes(service=service, since=since, incident=incident, limit=limit)
+    title = f"Changes around {incident}" if incident else f"Changes in the last {since or '24h'}"
     emit(
         as_json,
         rows,
         lambda: table(
-            f"Changes in the last {since}",
+            title,
             ["change", "when", "summary", "service", "source", "recorded by"],
             [
                 (row.ref, when(row.happened_at), row.summary[:80], row.service, row.source, row.recorded_by)
