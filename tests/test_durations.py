@@ -30,7 +30,8 @@ def test_accepted_forms(written: object, meant: timedelta) -> None:
     assert DURATION.validate_python(written) == meant
 
 
-@pytest.mark.parametrize("written", ["soon", "", "5 minutes", "-5m", "1h and a bit"])
+# "²" and "٣" count as digits to str.isdigit(); "²" is not one to int().
+@pytest.mark.parametrize("written", ["soon", "", "5 minutes", "-5m", "1h and a bit", "²", "٣"])
 def test_a_bad_duration_says_how_to_write_one(written: str) -> None:
     with pytest.raises(ValidationError) as error:
         DURATION.validate_python(written)

@@ -22,7 +22,7 @@ def parse_duration(value: Any) -> Any:
         if _WHOLE.match(value):
             seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
             return timedelta(seconds=seconds)
-        if value.strip().isdigit():
+        if value.strip().isascii() and value.strip().isdigit():
             return timedelta(seconds=int(value))
         if not _PYDANTIC_FORMS.search(value):
             # Say how to write one, rather than pydantic's "invalid digit in duration".

@@ -234,7 +234,8 @@ def test_a_change_recorded_while_an_incident_is_open_goes_on_its_timeline(
     )
     assert sent.status_code == 202 and sent.json()["id"] == "CHG-6"
     assert timeline_actions(context, 1) == [
-        "Change during this incident, recorded now: CHG-1 10:10 UTC: Rolled back payments to 3.0.9 [payments]",
+        "Change during this incident, recorded now: CHG-1 10:10 UTC: Rolled back payments to 3.0.9"
+        " [payments]",
         "Change during this incident, recorded now: CHG-3 10:10 UTC: Paused the nightly batch",
         "Change 30m before this incident opened, recorded now: CHG-4 09:30 UTC: Deployed api 2.14 [api]",
         "Change during this incident, recorded now: CHG-6 10:10 UTC: Build Success: raise snapshot timeout"

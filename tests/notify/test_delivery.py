@@ -218,6 +218,19 @@ def test_webhook_errors_retry_and_429_waits_without_counting(context: AppContext
     assert len(recorder.to("/hook")) == 3
 
 
+def test_a_429_with_a_retry_after_that_is_not_a_number_waits_30s(
+    context: AppContext, recorder: Recorder
+) -> None:
+    clock.set(START)
+    recorder.fail("/hook", 1, status=429, headers={"Retry-After": "\u00b2"})  # a digit to str.isdigit() only
+    send(context, channel="ops-webhook", to="", template="test")
+    assert Worker(context).run_once() == 1
+    with context.db.read() as session:
+        job = session.scalar(select(Job).where(Job.kind == "notify.deliver"))
+        assert job is not None
+        assert (job.attempts, job.run_at) == (0, clock.now() + timedelta(seconds=30))
+
+
 def test_a_delivery_that_keeps_failing_is_a_visible_dead_letter(
     context: AppContext,
     api: TestClient,

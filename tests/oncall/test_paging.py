@@ -288,6 +288,7 @@ def test_ack_link(context: AppContext, api: TestClient) -> None:
         token[:-2] + "xx",
         "1.2.3",
         "not-a-token",
+        "².eA.³.eA",  # digits to str.isdigit(), not to int()
         token.replace(f"{incident_id}.", "999.", 1),
     ):
         for method in ("GET", "POST"):

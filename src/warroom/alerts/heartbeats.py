@@ -66,7 +66,7 @@ class Signal:
             return cls(start=True)
         if outcome == "fail":
             exit_status = None
-        elif outcome.isdigit() and len(outcome) <= 3 and int(outcome) <= 255:
+        elif outcome.isascii() and outcome.isdigit() and len(outcome) <= 3 and int(outcome) <= 255:
             exit_status = int(outcome)
         else:
             raise InvalidInput(

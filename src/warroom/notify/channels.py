@@ -74,7 +74,7 @@ def _url(configured: str | None, recipient: str, channel: str) -> str:
 def _raise_for_answer(response: httpx.Response, peer: str) -> None:
     if response.status_code == 429:
         retry_after = response.headers.get("retry-after", "")
-        delay = float(retry_after) if retry_after.isdigit() else 30.0
+        delay = float(retry_after) if retry_after.isascii() and retry_after.isdigit() else 30.0
         raise RetryLater(min(delay, 3600.0), f"{peer} asked to slow down (429)")
     if response.status_code >= 300:
         raise DeliveryError(f"{peer} answered {response.status_code}: {response.text[:200]}")

@@ -54,7 +54,7 @@ def verify_ack_token(key: bytes, token: str) -> AckClaim:
     """The claim in a valid token; Forbidden if it was altered or forged, LinkExpired if too old."""
     parts = token.split(".")
     invalid = Forbidden("this acknowledge link is not valid (it was changed or not issued here)")
-    if len(parts) != 4 or not parts[0].isdigit() or not parts[2].isdigit():
+    if len(parts) != 4 or not all(part.isascii() and part.isdigit() for part in (parts[0], parts[2])):
         raise invalid
     try:
         person = _unb64(parts[1]).decode()
