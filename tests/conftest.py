@@ -10,14 +10,17 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.orm import Session
 
 from warroom import migrate
+from warroom.alerts.retention import PRUNE_KIND
 from warroom.app import create_app
 from warroom.auth import service as auth_service
 from warroom.auth.models import Role
 from warroom.context import AppContext
 from warroom.db import Database, create_db_engine
+from warroom.jobs.models import Job
 from warroom.models import metadata
 from warroom.orgconfig import OrgConfig, load_org_config
 from warroom.settings import Settings
@@ -94,6 +97,11 @@ def context(settings: Settings, org: OrgConfig) -> Iterator[AppContext]:
     db = Database(settings.resolved_database_url, sqlite_synchronous="NORMAL")
     yield AppContext(settings=settings, db=db, org=org)
     db.dispose()
+
+
+def job_count(session: Session) -> int:
+    """The jobs besides the retention chain, which every app that starts schedules."""
+    return session.scalar(select(func.count()).select_from(Job).where(Job.kind != PRUNE_KIND)) or 0
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from warroom.alerts.api import router as alerts_router
 from warroom.alerts.expiry import schedule_sweeps
 from warroom.alerts.heartbeats import watch_unpinged
 from warroom.alerts.maintenance import schedule_windows
+from warroom.alerts.retention import schedule_pruning
 from warroom.alerts.status_pages import schedule_polls
 from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
@@ -212,21 +213,15 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             worker_thread = WorkerThread(Worker(context))
             worker_thread.start()
         app.state.worker = worker_thread
-        automation = context.org.automation
-        if (
-            automation.status_pages
-            or automation.maintenance_schedules
-            or automation.heartbeats
-            or automation.auto_resolve
-        ):
-            # Status page polls, recurring maintenance windows and auto-resolve sweeps are chains of jobs,
-            # each scheduling the next; start any that has none pending (a new entry, or a fresh database).
-            # Heartbeats watched before their first ping get their first deadline.
-            with context.db.write() as session:
-                schedule_polls(session, context.org)
-                schedule_windows(session, context.org)
-                watch_unpinged(session, context.org)
-                schedule_sweeps(session, context.org)
+        # Status page polls, recurring maintenance windows, auto-resolve sweeps and retention are chains of
+        # jobs, each scheduling the next; start any that has none pending (a new entry, or a fresh database).
+        # Heartbeats watched before their first ping get their first deadline.
+        with context.db.write() as session:
+            schedule_polls(session, context.org)
+            schedule_windows(session, context.org)
+            watch_unpinged(session, context.org)
+            schedule_sweeps(session, context.org)
+            schedule_pruning(session, context.org)
         # Everything built so far lives as long as the process: keep the collector from rescanning it
         # (full collections over the app's object graph were a visible share of alert intake time).
         gc.freeze()

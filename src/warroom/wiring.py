@@ -18,6 +18,7 @@ JOB_HANDLER_MODULES: list[str] = [
     "warroom.alerts.maintenance",
     "warroom.alerts.status_pages",
     "warroom.alerts.expiry",
+    "warroom.alerts.retention",
     "warroom.auth.integrations",
     "warroom.notify.handlers",
     "warroom.oncall.paging",

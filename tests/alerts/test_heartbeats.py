@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from tests.alerts.conftest import make_key
 from tests.alerts.test_source_ack import run_at, sent_pages, timeline
-from tests.conftest import EXAMPLE_CONFIG
+from tests.conftest import EXAMPLE_CONFIG, job_count
 from tests.e2e.server import run_cli, serve_for_cli
 from warroom.alerts.models import Alert, Heartbeat
 from warroom.app import create_app
@@ -189,7 +189,7 @@ def test_bad_pings_are_refused_and_change_nothing(
         with context.db.read() as session:
             return (
                 session.scalar(select(func.count()).select_from(Heartbeat)) or 0,
-                session.scalar(select(func.count()).select_from(Job)) or 0,
+                job_count(session),
             )
 
     assert api.post(WATCHDOG).status_code == 401
@@ -474,8 +474,7 @@ def test_a_start_without_max_runtime_only_marks_the_run(
     clock.set(T0)
     assert api.post(f"{BACKUP}/start?key={hb_key}").status_code == 200
     with context.db.read() as session:
-        checks = session.scalar(select(func.count()).select_from(Job)) or 0
-    assert checks == 0
+        assert job_count(session) == 0
     assert states(api, viewer)["nightly-backup"] == "running"
     assert api.post(f"{BACKUP}/start").status_code == 401
     assert api.post(f"/api/v1/heartbeats/nope/start?key={hb_key}").status_code == 404

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
-from tests.conftest import EXAMPLE_CONFIG
+from tests.conftest import EXAMPLE_CONFIG, job_count
 from tests.e2e.server import run_cli
 from warroom.alerts import adapters
 from warroom.alerts import service as alerts_service
@@ -390,7 +390,7 @@ def test_alert_on_no_incident_changes_nothing_else(
     with context.db.read() as session:
         assert session.scalar(select(func.count()).select_from(Incident)) == 0
         assert session.scalar(select(func.count()).select_from(TimelineEntry)) == 0
-        assert session.scalar(select(func.count()).select_from(Job)) == 0
+        assert job_count(session) == 0
 
 
 def test_bad_acknowledgements_change_nothing(

@@ -219,6 +219,40 @@ class ReportsConfig(StrictModel):
     severity: AlertSeverity = "warning"
 
 
+class RetentionConfig(StrictModel):
+    """How long the alerts domain keeps what would otherwise pile up for ever (``alerts.retention``)."""
+
+    alerts: Duration = Field(
+        default=timedelta(days=90),
+        description="Resolved alerts on no incident are deleted this long after they resolved (0s: kept). "
+        "Alerts on an incident are its evidence and stay.",
+    )
+    changes: Duration = Field(
+        default=timedelta(days=90),
+        description="Change events are deleted this long after they happened (0s: kept).",
+    )
+    recurring_job_runs: Duration = Field(
+        default=timedelta(days=7),
+        description="Finished runs of status page polls, auto-resolve sweeps and this pruning.",
+    )
+
+    _kept = field_validator("alerts", "changes")(
+        duration_between(timedelta(0), timedelta(days=3660), "a retention period")
+    )
+    _runs = field_validator("recurring_job_runs")(
+        duration_between(timedelta(hours=1), timedelta(days=366), "recurring_job_runs")
+    )
+
+    @model_validator(mode="after")
+    def _at_least_a_day(self) -> RetentionConfig:
+        # A shorter period would delete what the noise report and a responder's first look still need.
+        for name in ("alerts", "changes"):
+            kept: timedelta = getattr(self, name)
+            if timedelta(0) < kept < timedelta(days=1):
+                raise ValueError(f"retention {name} must be 0s (kept) or at least 1d")
+        return self
+
+
 class HeartbeatConfig(StrictModel):
     """A dead man's switch: a sender (Alertmanager's always-firing Watchdog alert, a cron job, a backup
     script) pings ``POST /api/v1/heartbeats/<name>`` at least every ``interval``. When a ping is more than
@@ -405,6 +439,7 @@ class AutomationConfig(StrictModel):
         default_factory=list, description="The first entry that matches an open alert says when it expires."
     )
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     rules: list[AutomationRule] = Field(default_factory=list)
     heartbeats: list[HeartbeatConfig] = Field(default_factory=list)
     status_pages: list[StatusPageConfig] = Field(default_factory=list)

@@ -1,0 +1,127 @@
+"""Retention: what the alerts domain stores without end is deleted once it is old enough to be of no use.
+
+A noisy monitoring setup sends thousands of alerts a day, each with its raw payload kept as evidence, and the
+status page polls and auto-resolve sweeps leave a finished job row every minute or two. Without a limit a
+SQLite file on a laptop grows for ever. Once an hour a durable job (on a fixed grid, so several processes run
+one chain) deletes, as ``automation.retention`` says:
+
+- resolved alerts that are on no incident, ``alerts`` after they resolved. Alerts on an incident are its
+  evidence and are kept as long as the incident; open alerts are never deleted;
+- change events, ``changes`` after they happened (the timeline entries that named them keep their text);
+- the finished runs of this domain's recurring jobs (status page polls, auto-resolve sweeps and this one),
+  ``recurring_job_runs`` after they finished. Their keys are time slots, so nothing schedules them again.
+
+Deletes go in chunks, each its own short transaction, so alert intake (which shares SQLite's one write lock)
+waits for one chunk at most. The rows of a chunk are chosen by a read, and the delete checks each condition
+again, so a row that changed in between (an alert promoted to an incident) is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from warroom.alerts.config import RetentionConfig
+from warroom.alerts.expiry import SWEEP_KIND
+from warroom.alerts.models import Alert, AlertStatus, ChangeEvent
+from warroom.alerts.status_pages import POLL_KIND
+from warroom.db import Base, utcnow
+from warroom.jobs import service as jobs_service
+from warroom.jobs.models import Job, JobStatus
+from warroom.jobs.service import job_handler
+from warroom.orgconfig import OrgConfig
+
+if TYPE_CHECKING:
+    from warroom.context import AppContext
+
+log = logging.getLogger("warroom.alerts.retention")
+
+PRUNE_KIND = "alerts.retention"
+PRUNE_EVERY = timedelta(hours=1)
+_KEY_PREFIX = "alerts-retention:"
+# Rows per delete transaction: small enough that intake never waits long for the write lock.
+CHUNK = 1000
+# The recurring chains whose finished runs are pruned. Their idempotency keys are time slots, all past.
+RECURRING_KINDS = (POLL_KIND, SWEEP_KIND, PRUNE_KIND)
+
+
+def _conditions(retention: RetentionConfig, now: datetime) -> dict[str, tuple[type[Base], list[Any]]]:
+    """What may go, by table: the model and the conditions a row must meet (none when it is kept for ever)."""
+    found: dict[str, tuple[type[Base], list[Any]]] = {}
+    if retention.alerts > timedelta(0):
+        found["alerts"] = (
+            Alert,
+            [
+                Alert.status == AlertStatus.resolved,
+                Alert.incident_id.is_(None),
+                Alert.resolved_at < now - retention.alerts,
+            ],
+        )
+    if retention.changes > timedelta(0):
+        found["changes"] = (ChangeEvent, [ChangeEvent.happened_at < now - retention.changes])
+    found["recurring_job_runs"] = (
+        Job,
+        [
+            Job.kind.in_(RECURRING_KINDS),
+            Job.status == JobStatus.done,
+            Job.finished_at < now - retention.recurring_job_runs,
+        ],
+    )
+    return found
+
+
+def _prune_table(context: AppContext, model: type[Base], conditions: list[ColumnElement[bool]]) -> int:
+    id_column: InstrumentedAttribute[int] = model.id  # type: ignore[attr-defined]
+    deleted = 0
+    after = 0
+    while True:
+        with context.db.read() as session:
+            chosen = list(
+                session.scalars(
+                    select(id_column).where(id_column > after, *conditions).order_by(id_column).limit(CHUNK)
+                )
+            )
+        if not chosen:
+            return deleted
+        with context.db.write() as session:
+            # The conditions again: a row that changed since the read stays.
+            result = session.execute(delete(model).where(id_column.in_(chosen), *conditions))
+            deleted += int(getattr(result, "rowcount", 0) or 0)
+        after = chosen[-1]
+
+
+def prune(context: AppContext, now: datetime) -> dict[str, int]:
+    """Delete what ``automation.retention`` lets go; how many rows of each kind."""
+    retention = context.org.automation.retention
+    return {
+        what: _prune_table(context, model, conditions)
+        for what, (model, conditions) in _conditions(retention, now).items()
+    }
+
+
+def schedule_pruning(session: Session, org: OrgConfig) -> bool:
+    """At startup: start the hourly chain unless a run of it is pending. Its first run is at the next slot
+    of the grid, not at once: nothing is urgent, and a process that restarts often would prune each time."""
+    del org  # every org prunes at least the finished recurring runs
+    if jobs_service.has_pending(session, kind=PRUNE_KIND, key_prefix=_KEY_PREFIX):
+        return False
+    jobs_service.enqueue_on_grid(
+        session, kind=PRUNE_KIND, key_prefix=_KEY_PREFIX, payload={}, every=PRUNE_EVERY, after=utcnow()
+    )
+    return True
+
+
+@job_handler(PRUNE_KIND, deferred_transaction=True)
+def run(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
+    """Prune in short transactions of its own, then schedule the next run in the job's transaction."""
+    deleted = prune(context, utcnow())
+    if any(deleted.values()):
+        log.info("retention: deleted %s", ", ".join(f"{count} {what}" for what, count in deleted.items()))
+    jobs_service.enqueue_on_grid(
+        session, kind=PRUNE_KIND, key_prefix=_KEY_PREFIX, payload={}, every=PRUNE_EVERY, after=utcnow()
+    )
+    return {"deleted": deleted}
