@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.live import Live
 from rich.markup import escape
+from rich.table import Table
 from rich.text import Text
 
 from warroom.alerts.models import AlertStatus
-from warroom.alerts.schemas import AlertDetail, AlertRead, HeartbeatRead
+from warroom.alerts.schemas import AlertDetail, AlertPage, AlertRead, HeartbeatRead
 from warroom.auth.models import IntegrationType
 from warroom.cli.output import (
     SEVERITY_STYLE,
     api_errors,
+    build_table,
     console,
     emit,
     error_console,
@@ -160,32 +164,107 @@ def list_(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     offset: Annotated[int, typer.Option(min=0)] = 0,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Keep the list on screen and refresh it: new alerts in bold, changed ones (another "
+            "occurrence, acknowledged, resolved) in reverse. Ctrl-C ends it.",
+        ),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.2, max=3600, help="Seconds between refreshes with --watch.")
+    ] = 2.0,
     as_json: JsonFlag = False,
 ) -> None:
     """List alerts, newest first."""
+    if watch and as_json:
+        fail("--watch draws a table; it cannot be combined with --json")
     labels = name_values(label or [], "--label")
     with api_errors(), Client() as client:
-        page = client.list_alerts(
-            labels=[f"{name}={value}" for name, value in labels.items()],
-            since=since,
-            firing=firing,
-            status=[value.value for value in status or []],
-            unrouted=unrouted,
-            source=source,
-            incident=incident,
-            service=service,
-            severity=severity,
-            limit=limit,
-            offset=offset,
-        )
+
+        def fetch() -> AlertPage:
+            return client.list_alerts(
+                labels=[f"{name}={value}" for name, value in labels.items()],
+                since=since,
+                firing=firing,
+                status=[value.value for value in status or []],
+                unrouted=unrouted,
+                source=source,
+                incident=incident,
+                service=service,
+                severity=severity,
+                limit=limit,
+                offset=offset,
+            )
+
+        if watch:
+            _watch(fetch, interval)
+            return
+        page = fetch()
     emit(
         as_json,
         page,
         lambda: table(
             f"Alerts ({len(page.items)} of {page.total})",
-            ["id", "status", "sev", "source", "summary", "service", "count", "incident", "last seen"],
+            ALERT_COLUMNS,
             [alert_row(a) for a in page.items],
         ),
+    )
+
+
+ALERT_COLUMNS = ["id", "status", "sev", "source", "summary", "service", "count", "incident", "last seen"]
+# What a refresh compares to tell a changed alert: another occurrence, or a new status.
+AlertState = tuple[AlertStatus, int]
+
+
+def _watch(fetch: Callable[[], AlertPage], interval: float) -> None:
+    """Redraw the list every ``interval`` seconds until Ctrl-C. The server going away for a moment (a restart,
+    a network blip) is shown and retried; an answer that will not change by waiting (401, 403, a bad filter)
+    ends it like a plain list."""
+    before: dict[int, AlertState] | None = None
+    with Live(console=console, auto_refresh=False) as live:
+        try:
+            while True:
+                try:
+                    page = fetch()
+                except ApiError as exc:
+                    if 0 < exc.status < 500:  # 0: unreachable
+                        raise
+                    live.console.print(f"[yellow]{when(datetime.now())} {escape(exc.message)}; retrying[/]")
+                    time.sleep(interval)
+                    continue
+                live.update(_watched_table(page, before, interval), refresh=True)
+                before = {alert.id: (alert.status, alert.occurrences) for alert in page.items}
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+
+
+def _watched_table(page: AlertPage, before: dict[int, AlertState] | None, interval: float) -> Table:
+    styles: list[str | None] = []
+    new = changed = 0
+    for alert in page.items:
+        if before is None:
+            styles.append(None)  # the first screen: everything is as it was
+        elif alert.id not in before:
+            styles.append("bold")
+            new += 1
+        elif before[alert.id] != (alert.status, alert.occurrences):
+            styles.append("reverse")
+            changed += 1
+        else:
+            styles.append(None)
+    caption = f"refreshed {when(datetime.now())}, every {interval:g}s; Ctrl-C to stop"
+    if before is not None:
+        caption += f"; {new} new, {changed} changed since the last refresh"
+    return build_table(
+        f"Alerts ({len(page.items)} of {page.total})",
+        ALERT_COLUMNS,
+        [alert_row(a) for a in page.items],
+        row_styles=styles,
+        caption=caption,
     )
 
 

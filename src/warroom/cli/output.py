@@ -68,13 +68,30 @@ def cell(value: Any) -> Text | str:
     return "—" if value is None else escape(str(value))
 
 
-def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    output = Table(title=escape(title) if title else None, title_justify="left", header_style="bold")
+def build_table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    row_styles: Sequence[str | None] | None = None,
+    caption: str | None = None,
+) -> Table:
+    output = Table(
+        title=escape(title) if title else None,
+        title_justify="left",
+        header_style="bold",
+        caption=escape(caption) if caption else None,
+        caption_justify="left",
+    )
     for column in columns:
         output.add_column(column)
-    for row in rows:
-        output.add_row(*[cell(value) for value in row])
-    console.print(output)
+    for index, row in enumerate(rows):
+        output.add_row(*[cell(value) for value in row], style=row_styles[index] if row_styles else None)
+    return output
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    console.print(build_table(title, columns, rows))
 
 
 def emit(as_json: bool, value: Any, render: Callable[[], None]) -> None:
