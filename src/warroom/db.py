@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -127,6 +128,34 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
+_ON_COMMIT = "warroom.on_commit"
+
+
+def on_commit(connection: Connection, action: Callable[[], None]) -> None:
+    """Run ``action`` as the connection's transaction commits, and never if it rolls back: for what lives
+    outside the database and must follow only what was stored (metrics). It runs just before the database's
+    own COMMIT, so a COMMIT that then fails (a full disk) has still run it."""
+    connection.info.setdefault(_ON_COMMIT, []).append(action)
+
+
+def _run_on_commit(connection: Connection) -> None:
+    for action in connection.info.pop(_ON_COMMIT, ()):
+        try:
+            action()
+        except Exception:  # an effect outside the transaction must never fail it
+            logging.getLogger("warroom.db").exception("an on-commit action failed")
+
+
+def _drop_on_commit(connection: Connection) -> None:
+    connection.info.pop(_ON_COMMIT, None)
+
+
+def _track_commits(engine: Engine) -> Engine:
+    event.listen(engine, "commit", _run_on_commit)
+    event.listen(engine, "rollback", _drop_on_commit)
+    return engine
+
+
 def create_db_engine(
     url: str, *, sqlite_synchronous: str = "FULL", sqlite_busy_timeout: float = DEFAULT_BUSY_TIMEOUT
 ) -> Engine:
@@ -140,8 +169,10 @@ def create_db_engine(
             json_serializer=json_text,
         )
         _configure_sqlite(engine, sqlite_synchronous, sqlite_busy_timeout)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=json_text)
+        return _track_commits(engine)
+    return _track_commits(
+        create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=json_text)
+    )
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
-from prometheus_client import Counter
 from starlette.types import Receive, Scope, Send
 
 from warroom.alerts import adapters
 from warroom.alerts.adapters import InvalidPayload
 from warroom.alerts.intake import writer_for
+from warroom.alerts.metrics import ALERTS_TRUNCATED, DELIVERIES_REJECTED
 from warroom.alerts.schemas import truncation_warning
 from warroom.auth.models import IntegrationType
 from warroom.auth.signing import signed_body
@@ -33,12 +33,6 @@ from warroom.errors import (
 )
 
 log = logging.getLogger("warroom.alerts")
-
-ALERTS_TRUNCATED = Counter(
-    "warroom_alerts_truncated_total",
-    "Alerts that senders left out of their notifications (Alertmanager's max_alerts), by source.",
-    ["source"],
-)
 
 INTAKE_ROUTES: dict[str, IntegrationType] = {
     "/api/v1/alerts/alertmanager": IntegrationType.alertmanager,
@@ -78,6 +72,18 @@ def pagerduty_error(exc: WarroomError) -> Answer:
     return _json(exc.status, {"status": exc.code, "message": exc.message, "errors": [exc.message]})
 
 
+INTERNAL_ERROR = _json(
+    500,
+    {"error": {"code": "internal", "message": "an internal error occurred; it was logged", "details": None}},
+)
+
+
+def _refused(scope: Scope, answer: Answer, reason: str) -> Answer:
+    """Count a delivery refused before (or outside) ``handle_intake``, which counts its own refusals."""
+    DELIVERIES_REJECTED.labels(INTAKE_ROUTES[scope["path"]].value, reason).inc()
+    return answer
+
+
 def bearer(authorization: str | None) -> str | None:
     scheme, _, value = (authorization or "").partition(" ")
     return value.strip() or None if scheme.lower() == "bearer" else None
@@ -103,6 +109,7 @@ async def handle_intake(
             routing_key, event = adapters.from_pagerduty(adapters.parse_json(body))
             await writer.submit(routing_key, kind, "pagerduty", [event])
         except WarroomError as exc:
+            DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
             return pagerduty_error(exc)
         return _json(202, {"status": "success", "message": "Event processed", "dedup_key": event.dedup_key})
     try:
@@ -116,6 +123,7 @@ async def handle_intake(
                 signed = signed_body(body, headers)
         result = await writer.submit(key or bearer(authorization), kind, kind.value, events, signed)
     except WarroomError as exc:
+        DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
         return _error(exc)
     truncated = data.get("truncatedAlerts") if kind != IntegrationType.generic else None
     if truncated:  # validated: a positive int
@@ -179,7 +187,7 @@ class IntakeEndpoint:
             elif name == b"authorization":
                 authorization = value
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return self.too_large
+            return _refused(scope, self.too_large, "payload_too_large")
         message = await receive()
         if message["type"] != "http.request":
             return None
@@ -194,13 +202,13 @@ class IntakeEndpoint:
                 chunk = message.get("body", b"")
                 received += len(chunk)
                 if received > self.max_body_bytes:
-                    return self.too_large
+                    return _refused(scope, self.too_large, "payload_too_large")
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     break
             body = b"".join(chunks)
         elif len(body) > self.max_body_bytes:
-            return self.too_large
+            return _refused(scope, self.too_large, "payload_too_large")
         query = scope.get("query_string", b"")
         key = parse_qs(query.decode("latin-1")).get("key", [None])[0] if query else None
         try:
@@ -216,15 +224,6 @@ class IntakeEndpoint:
         except Exception as exc:
             if unavailable(exc):
                 log.warning("%s: database unavailable: %s", scope["path"], unavailable_reason(exc))
-                return self.unavailable
+                return _refused(scope, self.unavailable, UNAVAILABLE_CODE)
             log.exception("alert intake failed")
-            return _json(
-                500,
-                {
-                    "error": {
-                        "code": "internal",
-                        "message": "an internal error occurred; it was logged",
-                        "details": None,
-                    }
-                },
-            )
+            return _refused(scope, INTERNAL_ERROR, "internal")

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from warroom.alerts import automation, maintenance
+from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import AlertFacts
 from warroom.alerts.models import Alert, AlertStatus
@@ -302,6 +303,7 @@ def ingest(
     ]
     if truncated:
         automation.note_truncations(session, source, truncated)
+    alert_metrics.count_received(connection, source, [outcome for outcome, _, _ in applied])
     return Ingested(
         accepted=len(events),
         alerts=[

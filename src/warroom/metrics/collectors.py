@@ -9,7 +9,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from warroom.alerts.models import Heartbeat
+from warroom.alerts.models import Alert, AlertStatus, Heartbeat
 from warroom.context import AppContext
 from warroom.incidents.models import OPEN_STATUSES, Incident
 
@@ -42,6 +42,45 @@ class IncidentCollector(Collector):
             unacknowledged.add_metric([severity], count)
         yield by_status
         yield unacknowledged
+
+
+class AlertCollector(Collector):
+    """Alerts not yet resolved, and those of them that no rule routed: firing, and nobody is paged."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        open_alerts = GaugeMetricFamily(
+            "warroom_alerts",
+            "Alerts not yet resolved, by status (firing, acknowledged), source and severity.",
+            labels=["status", "source", "severity"],
+        )
+        unrouted = GaugeMetricFamily(
+            "warroom_alerts_unrouted",
+            "Alerts not yet resolved that no rule routed to an incident, by source and severity.",
+            labels=["source", "severity"],
+        )
+        with self.context.db.read() as session:
+            rows = session.execute(
+                select(
+                    Alert.status,
+                    Alert.source,
+                    Alert.severity,
+                    func.count(),
+                    func.count().filter(Alert.incident_id.is_(None), Alert.rules.is_(None)),
+                )
+                .where(Alert.status != AlertStatus.resolved)
+                .group_by(Alert.status, Alert.source, Alert.severity)
+            ).all()
+        not_routed: dict[tuple[str, str], int] = {}
+        for status, source, severity, count, without_rule in rows:
+            open_alerts.add_metric([str(status), source, severity], count)
+            not_routed[(source, severity)] = not_routed.get((source, severity), 0) + without_rule
+        for (source, severity), count in sorted(not_routed.items()):
+            unrouted.add_metric([source, severity], count)
+        yield open_alerts
+        yield unrouted
 
 
 class HeartbeatCollector(Collector):

@@ -1,0 +1,111 @@
+"""Intake's own metrics: alerts received by source and outcome (counted once their transaction commits),
+deliveries refused by source and reason, and the open and unrouted alerts at scrape time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+
+from warroom.alerts import metrics
+from warroom.context import AppContext
+from warroom.db import on_commit
+
+
+def received(source: str, outcome: str) -> float:
+    return (
+        REGISTRY.get_sample_value("warroom_alerts_received_total", {"source": source, "outcome": outcome})
+        or 0
+    )
+
+
+def rejected(source: str, reason: str) -> float:
+    labels = {"source": source, "reason": reason}
+    return REGISTRY.get_sample_value("warroom_alert_deliveries_rejected_total", labels) or 0
+
+
+def scrape(api: TestClient) -> list[str]:
+    return api.get("/metrics").text.splitlines()
+
+
+def test_received_and_refused_deliveries_are_counted(
+    api: TestClient, context: AppContext, generic_key: str, pd_key: str, am_key: str
+) -> None:
+    before = {
+        outcome: received("generic", outcome) for outcome in ("created", "updated", "unchanged", "resolved")
+    }
+
+    def send(**alert: Any) -> None:
+        answer = api.post(f"/api/v1/alerts?key={generic_key}", json={"severity": "info", **alert})
+        assert answer.status_code == 202, answer.text
+
+    send(summary="disk 81%", dedup_key="disk")
+    send(summary="disk 85%", dedup_key="disk")
+    send(summary="disk 85%", dedup_key="disk")  # a retried delivery: nothing changes
+    send(summary="disk 85%", dedup_key="disk", status="resolved")
+    assert {outcome: received("generic", outcome) - count for outcome, count in before.items()} == {
+        "created": 1,
+        "updated": 1,
+        "unchanged": 1,
+        "resolved": 1,
+    }
+
+    refusals_before = {
+        ("generic", "unauthorized"): rejected("generic", "unauthorized"),
+        ("generic", "forbidden"): rejected("generic", "forbidden"),
+        ("generic", "invalid_payload"): rejected("generic", "invalid_payload"),
+        ("alertmanager", "payload_too_large"): rejected("alertmanager", "payload_too_large"),
+        ("pagerduty", "invalid_payload"): rejected("pagerduty", "invalid_payload"),
+    }
+    assert api.post("/api/v1/alerts?key=wrong", json={"summary": "x"}).status_code == 401
+    assert api.post(f"/api/v1/alerts?key={am_key}", json={"summary": "x"}).status_code == 403
+    assert api.post(f"/api/v1/alerts?key={generic_key}", json={"severity": "loud"}).status_code == 400
+    huge = b"{" + b" " * (context.settings.max_body_bytes + 1) + b"}"
+    assert api.post(f"/api/v1/alerts/alertmanager?key={am_key}", content=huge).status_code == 413
+    bad_event = {"routing_key": pd_key, "event_action": "trigger", "payload": {"summary": "x"}}
+    assert api.post("/v2/enqueue", json=bad_event).status_code == 400
+    assert {labels: rejected(*labels) - count for labels, count in refusals_before.items()} == {
+        labels: 1 for labels in refusals_before
+    }
+
+
+def test_a_transaction_that_rolls_back_counts_nothing(context: AppContext) -> None:
+    ran: list[str] = []
+    with pytest.raises(RuntimeError), context.db.write() as session:
+        on_commit(session.connection(), lambda: ran.append("rolled back"))
+        raise RuntimeError("the batch failed")
+    with context.db.write() as session:
+        on_commit(session.connection(), lambda: ran.append("committed"))
+    # The next transaction on the same pooled connection does not inherit the dropped action.
+    with context.db.write() as session:
+        session.execute(text("SELECT 1"))
+    assert ran == ["committed"]
+
+    before = received("third-party", "created")
+    with pytest.raises(RuntimeError), context.db.write() as session:
+        metrics.count_received(session.connection(), "third-party", ["created", "created"])
+        raise RuntimeError("the batch failed")
+    assert received("third-party", "created") == before
+
+
+def test_open_and_unrouted_alerts_at_scrape_time(api: TestClient, generic_key: str) -> None:
+    def send(**alert: Any) -> None:
+        assert api.post(f"/api/v1/alerts?key={generic_key}", json=alert).status_code == 202
+
+    send(summary="disk 81%", severity="warning", dedup_key="disk")
+    send(summary="queue slow", severity="warning", dedup_key="queue")
+    send(summary="queue slow", severity="warning", dedup_key="queue", status="acknowledged")
+    send(summary="charges failing", severity="critical", dedup_key="pay", labels={"service": "payments"})
+    send(summary="old", severity="info", dedup_key="old")
+    send(summary="old", severity="info", dedup_key="old", status="resolved")
+    lines = scrape(api)
+    assert 'warroom_alerts{severity="warning",source="generic",status="firing"} 1.0' in lines
+    assert 'warroom_alerts{severity="warning",source="generic",status="acknowledged"} 1.0' in lines
+    assert 'warroom_alerts{severity="critical",source="generic",status="firing"} 1.0' in lines
+    assert not [line for line in lines if line.startswith("warroom_alerts{") and 'severity="info"' in line]
+    # The payments alert went to an incident; the two warnings nobody is paged for.
+    assert 'warroom_alerts_unrouted{severity="warning",source="generic"} 2.0' in lines
+    assert 'warroom_alerts_unrouted{severity="critical",source="generic"} 0.0' in lines
