@@ -37,7 +37,12 @@ from warroom.errors import (
 )
 from warroom.incidents.api import router as incidents_router
 from warroom.jobs.api import router as jobs_router
-from warroom.metrics.collectors import AlertCollector, HeartbeatCollector, IncidentCollector
+from warroom.metrics.collectors import (
+    AlertCollector,
+    HeartbeatCollector,
+    IncidentCollector,
+    IntegrationCollector,
+)
 from warroom.notify.api import router as notify_router
 from warroom.oncall.api import router as oncall_router
 from warroom.settings import Settings
@@ -269,6 +274,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     domain_metrics.register(IncidentCollector(context))
     domain_metrics.register(HeartbeatCollector(context))
     domain_metrics.register(AlertCollector(context))
+    domain_metrics.register(IntegrationCollector(context))
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     def metrics() -> Response:

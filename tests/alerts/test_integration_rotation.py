@@ -356,3 +356,48 @@ def test_revoking_erases_a_replaced_key_at_once(
     assert api.delete(f"/api/v1/integrations/{integration['id']}", headers=admin).status_code == 200
     [(_, _, previous_hash, _, valid_until, revoked_at)] = key_rows(context)
     assert previous_hash is None and valid_until is None and revoked_at is not None
+
+
+def test_each_key_records_when_it_was_last_used_to_the_minute(
+    api: TestClient, context: AppContext, admin: dict[str, str], am_key: str, frozen: datetime
+) -> None:
+    def listed() -> dict[str, Any]:
+        [row] = [
+            r for r in api.get("/api/v1/integrations", headers=admin).json() if r["type"] == "alertmanager"
+        ]
+        return row
+
+    def used(value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value) if value else None
+
+    assert listed()["last_used_at"] is None
+    assert fire(api, am_key).status_code == 202
+    assert used(listed()["last_used_at"]) == NOW
+    clock.set(NOW + timedelta(seconds=50))
+    assert fire(api, am_key).status_code == 202
+    assert used(listed()["last_used_at"]) == NOW  # written at most once a minute
+    clock.set(NOW + timedelta(seconds=70))
+    assert fire(api, am_key).status_code == 202
+    assert used(listed()["last_used_at"]) == NOW + timedelta(seconds=70)
+    # A refused delivery (a key for another kind of sender) is not a use.
+    clock.set(NOW + timedelta(minutes=5))
+    assert api.post(f"/api/v1/alerts?key={am_key}", json={"summary": "x"}).status_code == 403
+    assert used(listed()["last_used_at"]) == NOW + timedelta(seconds=70)
+    lines = api.get("/metrics").text.splitlines()
+    [gauge] = [line for line in lines if line.startswith("warroom_integration_last_used_timestamp_seconds{")]
+    labels, value = gauge.rsplit(" ", 1)
+    assert labels.endswith('{integration="prometheus",type="alertmanager"}')
+    assert float(value) == (NOW + timedelta(seconds=70)).timestamp()
+
+    # After a rotation the new key starts unused, and the old key's uses show apart.
+    rotated = api.post(
+        f"/api/v1/integrations/{listed()['id']}/rotate", json={"grace": "30m"}, headers=admin
+    ).json()
+    assert rotated["last_used_at"] is None
+    assert used(rotated["previous_key_last_used_at"]) == NOW + timedelta(seconds=70)
+    clock.set(NOW + timedelta(minutes=10))
+    assert fire(api, am_key).status_code == 202  # the old key, within its grace
+    assert used(listed()["previous_key_last_used_at"]) == NOW + timedelta(minutes=10)
+    assert listed()["last_used_at"] is None
+    assert fire(api, rotated["key"]).status_code == 202
+    assert used(listed()["last_used_at"]) == NOW + timedelta(minutes=10)

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from warroom.auth.models import IntegrationKey, IntegrationType
@@ -114,6 +114,13 @@ class IntegrationRead(BaseModel):
     signature_header: str | None = Field(None, description=f"Null: {SIGNATURE_HEADER}.")
     timestamp_header: str | None = Field(None, description=f"Null: {TIMESTAMP_HEADER}.")
     rotated_at: datetime | None = Field(None, description="When the key was last replaced.")
+    last_used_at: datetime | None = Field(
+        None, description="When the key last authenticated a delivery (to the minute); null: never."
+    )
+    previous_key_last_used_at: datetime | None = Field(
+        None,
+        description="When the key replaced by the last rotation was last used after it (null: not since).",
+    )
     previous_valid_until: datetime | None = Field(
         None, description="Until when the replaced key (and signing secret) still work; null once none does."
     )
@@ -361,6 +368,8 @@ def rotate_integration(
     secret = secrets.token_hex(16)
     keep_previous = grace > timedelta(0)
     row.previous_key_hash = row.key_hash if keep_previous else None
+    row.previous_key_last_used_at = row.last_used_at if keep_previous else None
+    row.last_used_at = None
     row.previous_signing_secret = row.signing_secret if keep_previous else None
     row.previous_valid_until = now + grace if keep_previous else None
     if row.previous_valid_until is not None:
@@ -396,11 +405,17 @@ _LOOKUP = select(
     (IntegrationKey.previous_headers_valid_until > bindparam("now", type_=UTCDateTime())).label(
         "headers_in_grace"
     ),
+    (IntegrationKey.last_used_at > bindparam("recent", type_=UTCDateTime())).label("used_recently"),
+    (IntegrationKey.previous_key_last_used_at > bindparam("recent", type_=UTCDateTime())).label(
+        "previous_used_recently"
+    ),
 ).where(
     (IntegrationKey.key_hash == bindparam("key_hash"))
     | (IntegrationKey.previous_key_hash == bindparam("key_hash"))
 )
 _LOOKUPS: dict[str, DriverStatement] = {}
+# A key's last use is written at most this often: one small UPDATE a minute, not one per delivery.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def authenticate_integration(
@@ -426,7 +441,8 @@ def identify_integration(
     if lookup is None:
         lookup = _LOOKUPS[dialect.name] = DriverStatement.compile(_LOOKUP, dialect)
     key_hash = hash_secret(secret)
-    rows = lookup.query(connection, {"key_hash": key_hash, "now": utcnow()})
+    now = utcnow()
+    rows = lookup.query(connection, {"key_hash": key_hash, "now": now, "recent": now - LAST_USED_RESOLUTION})
     if not rows:
         raise Unauthorized("the integration key is not valid")
     (
@@ -443,6 +459,8 @@ def identify_integration(
         previous_timestamp_header,
         in_grace,
         headers_in_grace,
+        used_recently,
+        previous_used_recently,
     ) = rows[0]
     if revoked_at is not None:
         raise Unauthorized("the integration key was revoked")
@@ -454,6 +472,12 @@ def identify_integration(
         raise Forbidden(
             f"this key is for {kind} payloads; this endpoint takes {expected.value}",
             {"field": "key", "allowed": [expected.value]},
+        )
+    current = current_hash == key_hash
+    if not (used_recently if current else previous_used_recently):
+        column = IntegrationKey.last_used_at if current else IntegrationKey.previous_key_last_used_at
+        connection.execute(
+            update(IntegrationKey).where(IntegrationKey.id == integration_id).values({column: now})
         )
     signing_secrets = (signing_secret,) if signing_secret is not None else ()
     if in_grace and previous_secret is not None:

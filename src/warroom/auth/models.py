@@ -77,6 +77,10 @@ class IntegrationKey(Base):
     previous_signature_header: Mapped[str | None] = mapped_column(String(100))
     previous_timestamp_header: Mapped[str | None] = mapped_column(String(100))
     previous_headers_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the key last authenticated a delivery, to the minute (intake writes it at most once a minute), and
+    # the replaced key during a rotation's grace: is the sender still on the old one?
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    previous_key_last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     @property
     def signing(self) -> bool:

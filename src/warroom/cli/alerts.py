@@ -620,7 +620,7 @@ def integration_list(
         rows,
         lambda: table(
             "Integrations",
-            ["id", "name", "type", "prefix", "signed", "created", "rotated", "revoked"],
+            ["id", "name", "type", "prefix", "signed", "created", "last used", "rotated", "revoked"],
             [
                 (
                     r.id,
@@ -629,8 +629,15 @@ def integration_list(
                     r.prefix + "…",
                     _signing_shown(r),
                     when(r.created_at),
+                    when(r.last_used_at) if r.last_used_at else Text("never", style="dim"),
                     (when(r.rotated_at) if r.rotated_at else "")
-                    + (f" (old key until {when(r.previous_valid_until)})" if r.previous_valid_until else ""),
+                    + (f" (old key until {when(r.previous_valid_until)}" if r.previous_valid_until else "")
+                    + (
+                        f", last used {when(r.previous_key_last_used_at)}"
+                        if r.previous_valid_until and r.previous_key_last_used_at
+                        else ""
+                    )
+                    + (")" if r.previous_valid_until else ""),
                     when(r.revoked_at) if r.revoked_at else "",
                 )
                 for r in rows

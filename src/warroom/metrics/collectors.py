@@ -10,6 +10,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from warroom.alerts.models import Alert, AlertStatus, Heartbeat
+from warroom.auth.models import IntegrationKey
 from warroom.context import AppContext
 from warroom.incidents.models import OPEN_STATUSES, Incident
 
@@ -81,6 +82,32 @@ class AlertCollector(Collector):
             unrouted.add_metric([source, severity], count)
         yield open_alerts
         yield unrouted
+
+
+class IntegrationCollector(Collector):
+    """When each integration key not revoked last authenticated a delivery: a sender gone quiet shows here,
+    whether or not it has a heartbeat."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        last_used = GaugeMetricFamily(
+            "warroom_integration_last_used_timestamp_seconds",
+            "When each integration's key last authenticated a delivery (Unix time, to the minute); "
+            "absent for one never used.",
+            labels=["integration", "type"],
+        )
+        with self.context.db.read() as session:
+            rows = session.execute(
+                select(IntegrationKey.name, IntegrationKey.type, IntegrationKey.last_used_at)
+                .where(IntegrationKey.revoked_at.is_(None), IntegrationKey.last_used_at.is_not(None))
+                .order_by(IntegrationKey.id)
+            ).all()
+        for name, kind, used_at in rows:
+            if used_at is not None:  # the query's condition; typed as optional
+                last_used.add_metric([name, str(kind)], used_at.timestamp())
+        yield last_used
 
 
 class HeartbeatCollector(Collector):
