@@ -295,9 +295,13 @@ class Client:
         body = {"note": note} if note is not None else {}
         return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/resolve", json=body))
 
-    def preview_alerts(self, delivery: bytes, source: str = "auto") -> list[RoutingPreview]:
-        """The rules' dry run on one delivery, with what is open on the server now."""
-        rows = self.request("POST", "/api/v1/alerts/preview", params={"source": source}, content=delivery)
+    def preview_alerts(
+        self, delivery: bytes, source: str = "auto", integration: int | None = None
+    ) -> list[RoutingPreview]:
+        """The rules' dry run on one delivery, with what is open on the server now (the open alert among
+        ``integration``'s alerts, when given)."""
+        params = query(source=source, integration=integration)
+        rows = self.request("POST", "/api/v1/alerts/preview", params=params, content=delivery)
         return [RoutingPreview.model_validate(row) for row in rows]
 
     def record_change(

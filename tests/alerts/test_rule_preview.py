@@ -13,13 +13,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from tests.alerts.conftest import PAYLOADS
+from tests.alerts.conftest import PAYLOADS, make_key
 from tests.conftest import EXAMPLE_CONFIG
 from tests.e2e.server import run_cli, serve_for_cli
 from warroom.alerts import automation
 from warroom.alerts.adapters import from_generic
 from warroom.alerts.config import AlertFacts, AutomationConfig, RuleMatch
 from warroom.alerts.models import Alert
+from warroom.auth.models import IntegrationKey
 from warroom.cli.main import app
 from warroom.clock import clock
 from warroom.context import AppContext
@@ -140,6 +141,11 @@ def stored_alerts(context: AppContext) -> int:
         return session.scalar(select(func.count()).select_from(Alert)) or 0
 
 
+def integration_ids(context: AppContext) -> dict[str, int]:
+    with context.db.read() as session:
+        return {row.name: row.id for row in session.execute(select(IntegrationKey.name, IntegrationKey.id))}
+
+
 def test_the_server_preview_knows_what_is_open(
     api: TestClient,
     context: AppContext,
@@ -171,12 +177,22 @@ def test_the_server_preview_knows_what_is_open(
     assert preview(payments_alert("charges-3"))["maintenance_window"] == "MW-1"
     assert stored_alerts(context) == 1
 
+    # Asked for one integration, the open alert is looked up among its alerts only, as intake dedups them.
+    make_key(context, "generic", "second-app")
+    make_key(context, "alertmanager", "prometheus")
+    ids = integration_ids(context)
+    assert preview(payments_alert("charges-1"), integration=str(ids["scripts"]))["open_alert"] == "ALR-1"
+    assert preview(payments_alert("charges-1"), integration=str(ids["second-app"]))["open_alert"] is None
+
     # Refusals change nothing.
     assert api.post("/api/v1/alerts/preview", json=payments_alert("x")).status_code == 401
     for body, params, status in (
         (b"{not json", {}, 400),
         (b'{"summary": "x", "severity": "bogus"}', {}, 400),
         (b'{"summary": "x"}', {"source": "nagios"}, 422),
+        (b'{"summary": "x"}', {"integration": "999"}, 404),
+        (b'{"summary": "x"}', {"integration": "0"}, 422),
+        (b'{"summary": "x"}', {"integration": str(ids["prometheus"])}, 422),  # another kind of sender
     ):
         refused = api.post("/api/v1/alerts/preview", content=body, params=params, headers=viewer)
         assert refused.status_code == status, refused.text
@@ -200,3 +216,11 @@ def test_config_test_alert_asks_the_server(tmp_path: Path) -> None:
             run_cli("config", "test-alert", str(delivery), "--server", "--json", env=env).stdout
         )
         assert rows[0]["live"] and rows[0]["open_alert"] == "ALR-1"
+        scoped = run_cli("config", "test-alert", str(delivery), "--server", "--integration", "1", env=env)
+        assert "updates the open alert ALR-1" in scoped.stdout
+        offline = run_cli("config", "test-alert", str(delivery), "--integration", "1", env=env, check=False)
+        assert offline.returncode == 1 and "--integration needs --server" in offline.stderr
+        unknown = run_cli(
+            "config", "test-alert", str(delivery), "--server", "--integration", "9", env=env, check=False
+        )
+        assert unknown.returncode == 1 and "integration with id 9" in unknown.stderr

@@ -210,17 +210,29 @@ async def preview_alerts(
         Literal["auto", "alertmanager", "grafana", "pagerduty", "generic"],
         Query(description="The delivery's shape; auto tells it by its fields."),
     ] = "auto",
+    integration: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="The integration (id) that would send it: the open alert is looked up among its "
+            "alerts only, as intake dedups them. Default: among all alerts of the source.",
+        ),
+    ] = None,
 ) -> list[RoutingPreview]:
     """A dry run of the rules on one delivery, as a source would POST it: which rules match, the incident it
     would open, and what is open now (the alert it would update, the group's incident it would join, the
     maintenance window that would hold it). Nothing is stored; no integration key is needed."""
     kind, events = adapters.delivery_events(await request.body(), source)
-    return await run_in_threadpool(_preview, context, kind, events)
+    return await run_in_threadpool(_preview, context, kind, events, integration)
 
 
-def _preview(context: AppContext, source: str, events: list[AlertEvent]) -> list[RoutingPreview]:
+def _preview(
+    context: AppContext, source: str, events: list[AlertEvent], integration_id: int | None
+) -> list[RoutingPreview]:
     with context.db.read() as session:
-        return service.preview(session, org=context.org, source=source, events=events)
+        return service.preview(
+            session, org=context.org, source=source, events=events, integration_id=integration_id
+        )
 
 
 @router.get("/api/v1/alerts/{ref}", response_model=AlertDetail)

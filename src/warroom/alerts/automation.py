@@ -267,11 +267,19 @@ def _after_open(
         )
 
 
-def preview(org: OrgConfig, source: str, event: AlertEvent, session: Session | None = None) -> RoutingPreview:
+def preview(
+    org: OrgConfig,
+    source: str,
+    event: AlertEvent,
+    session: Session | None = None,
+    *,
+    scope: str | None = None,
+) -> RoutingPreview:
     """What the rules would do with this alert: which match (and why the others do not), and the incident it
     would open or join. Nothing is written. Without a ``session`` it is the org file alone; with one it also
     names the open alert the delivery would update and the group's open incident it would join (the caller
-    adds the maintenance window, see ``service.preview``)."""
+    adds the maintenance window, see ``service.preview``). An open alert is looked up in ``scope`` (one
+    integration's alerts, as intake dedups them) when given, else among all alerts of ``source``."""
     automation = org.automation
     alert = Alert(
         id=0,
@@ -316,7 +324,10 @@ def preview(org: OrgConfig, source: str, event: AlertEvent, session: Session | N
             incident.open_incident = f"INC-{joined}" if joined is not None else None
     open_alert: int | None = None
     if session is not None:
-        same_key = select(Alert.id).where(Alert.source == source, Alert.open_dedup_key == event.dedup_key)
+        same_key = select(Alert.id).where(
+            Alert.scope == scope if scope is not None else Alert.source == source,
+            Alert.open_dedup_key == event.dedup_key,
+        )
         open_alert = session.scalar(same_key.limit(1))
     expiry = automation.auto_resolve_for(facts)
     return RoutingPreview(

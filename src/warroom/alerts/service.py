@@ -32,6 +32,7 @@ from warroom.alerts.schemas import (
     PromoteRequest,
     RoutingPreview,
 )
+from warroom.auth import integrations
 from warroom.auth.integrations import IntegrationIdentity
 from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, utcnow
 from warroom.durations import format_duration
@@ -320,14 +321,37 @@ def ingest(
 
 
 def preview(
-    session: Session, *, org: OrgConfig, source: str, events: Sequence[AlertEvent]
+    session: Session,
+    *,
+    org: OrgConfig,
+    source: str,
+    events: Sequence[AlertEvent],
+    integration_id: int | None = None,
 ) -> list[RoutingPreview]:
     """``config test-alert`` asked of the server: the dry run of the rules, plus what is open now (the alert
-    the delivery would update, the group's incident it would join, the window that would hold it)."""
+    the delivery would update, the group's incident it would join, the window that would hold it).
+
+    With ``integration_id``, the open alert is looked up among that integration's alerts only, as intake
+    dedups them; without it, among all alerts of the source (two Alertmanagers could share a fingerprint)."""
+    scope = None
+    if integration_id is not None:
+        integration = integrations.get_integration(session, integration_id)
+        if integration.type.value != source:
+            raise InvalidInput(
+                f"integration {integration_id} ({integration.name}) takes {integration.type.value} "
+                f"deliveries; this one is {source}",
+                {"field": "integration"},
+            )
+        if integration.revoked_at is not None:
+            raise InvalidInput(
+                f"integration {integration_id} ({integration.name}) is revoked: its deliveries are refused",
+                {"field": "integration"},
+            )
+        scope = f"i:{integration_id}"
     windows = maintenance.active_windows(session.connection(), utcnow())
     previews = []
     for event in events:
-        shown = automation.preview(org, source, event, session)
+        shown = automation.preview(org, source, event, session, scope=scope)
         facts = AlertFacts(source, event.severity, event.alert_type, event.service, event.labels)
         held = maintenance.holding_window(windows, facts)
         shown.maintenance_window = f"MW-{held}" if held is not None else None

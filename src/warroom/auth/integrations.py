@@ -254,13 +254,17 @@ def _read(row: IntegrationKey, now: datetime) -> IntegrationRead:
     return read
 
 
+def get_integration(session: Session, integration_id: int) -> IntegrationKey:
+    return get_or_404(session, IntegrationKey, integration_id, f"integration with id {integration_id}")
+
+
 def list_integrations(session: Session) -> list[IntegrationRead]:
     now = utcnow()
     return [_read(row, now) for row in session.scalars(select(IntegrationKey).order_by(IntegrationKey.id))]
 
 
 def revoke_integration(session: Session, *, integration_id: int) -> IntegrationRead:
-    row = get_or_404(session, IntegrationKey, integration_id, f"integration with id {integration_id}")
+    row = get_integration(session, integration_id)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
     _forget_replaced(row)  # a revoked integration accepts no key: keep no secret it no longer needs
@@ -278,7 +282,7 @@ def update_integration(
             "nothing to change: give name, signature_header or timestamp_header", {"field": "body"}
         )
     check_grace(changes.grace)  # even when the names stay: a bad value is refused, not ignored
-    row = get_or_404(session, IntegrationKey, integration_id, f"integration with id {integration_id}")
+    row = get_integration(session, integration_id)
     if row.revoked_at is not None:
         raise Conflict(f"integration {row.id} ({row.name}) is revoked", {"field": "integration_id"})
     if "name" in given:
@@ -346,7 +350,7 @@ def rotate_integration(
     generated one). The replaced ones keep working for ``grace``. Rotating again within a grace period ends
     the earlier replaced key: only the latest replaced key works alongside the current one."""
     check_grace(grace)
-    row = get_or_404(session, IntegrationKey, integration_id, f"integration with id {integration_id}")
+    row = get_integration(session, integration_id)
     if row.revoked_at is not None:
         raise Conflict(
             f"integration {row.id} ({row.name}) is revoked; create a new integration instead",

@@ -229,18 +229,29 @@ def config_test_alert(
             help="Ask the running server (WARROOM_URL, WARROOM_TOKEN): its org file, and what is open now.",
         ),
     ] = False,
+    integration: Annotated[
+        int | None,
+        typer.Option(
+            "--integration",
+            min=1,
+            help="With --server: the integration (id, see 'integration list') that would send it, so the "
+            "open alert is looked up among its alerts only, as intake does.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Which rules an alert would match (and why the others do not), and the incident it would open: a dry run
     against the org file, with nothing stored. With --server, also whether it would only update an open alert,
     join its group's open incident, or be held by a maintenance window running now."""
+    if integration is not None and not server:
+        fail("--integration needs --server: only the server knows the integration's open alerts")
     try:
         text = sys.stdin.read() if payload == "-" else Path(payload).read_text()
     except OSError as exc:
         fail(f"cannot read {payload}: {exc.strerror}")
     if server:
         with api_errors(), Client() as client:
-            previews = client.preview_alerts(text.encode(), source)
+            previews = client.preview_alerts(text.encode(), source, integration)
     else:
         org = _org(_settings(config=config))
         try:
