@@ -226,7 +226,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             schedule_windows(session, context.org)
             watch_unpinged(session, context.org)
             schedule_sweeps(session, context.org)
-            schedule_pruning(session, context.org)
+            schedule_pruning(session)
         # Everything built so far lives as long as the process: keep the collector from rescanning it
         # (full collections over the app's object graph were a visible share of alert intake time).
         gc.freeze()

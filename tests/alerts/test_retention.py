@@ -124,9 +124,9 @@ def test_zero_keeps_for_ever_and_chunks_cover_everything(
 def test_the_hourly_chain_runs_on_the_worker(context: AppContext) -> None:
     clock.set(T0 + timedelta(minutes=10))
     with context.db.write() as session:
-        assert retention.schedule_pruning(session, context.org) is True
+        assert retention.schedule_pruning(session) is True
     with context.db.write() as session:
-        assert retention.schedule_pruning(session, context.org) is False  # one chain, however many processes
+        assert retention.schedule_pruning(session) is False  # one chain, however many processes
 
     def pending() -> list[datetime]:
         with context.db.read() as session:

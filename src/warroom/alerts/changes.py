@@ -139,7 +139,7 @@ def list_changes(
                 {"field": "incident"},
             )
         incident = incident_service.get_incident(session, incident_ref)
-        window = max(org.automation.recent_changes_window, timedelta(0))
+        window = org.automation.recent_changes_window
         statement = select(ChangeEvent).where(ChangeEvent.happened_at >= incident.created_at - window)
         ended = incident.resolved_at or incident.closed_at
         if not incident.status.is_open and ended is not None:
@@ -193,7 +193,7 @@ def note_on_open_incidents(session: Session, org: OrgConfig, change: ChangeEvent
     change's service (or any, when the change or the incident names no service) that opened at most
     ``recent_changes_window`` after the change happened. Those that opened earlier than the change did not
     list it when they opened, since it was not recorded yet."""
-    window = max(org.automation.recent_changes_window, timedelta(0))
+    window = org.automation.recent_changes_window
     statement = select(Incident).where(
         Incident.status.in_(OPEN_STATUSES), Incident.created_at <= change.happened_at + window
     )

@@ -33,7 +33,6 @@ from warroom.db import Base, utcnow
 from warroom.jobs import service as jobs_service
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.service import job_handler
-from warroom.orgconfig import OrgConfig
 
 if TYPE_CHECKING:
     from warroom.context import AppContext
@@ -103,10 +102,10 @@ def prune(context: AppContext, now: datetime) -> dict[str, int]:
     }
 
 
-def schedule_pruning(session: Session, org: OrgConfig) -> bool:
-    """At startup: start the hourly chain unless a run of it is pending. Its first run is at the next slot
-    of the grid, not at once: nothing is urgent, and a process that restarts often would prune each time."""
-    del org  # every org prunes at least the finished recurring runs
+def schedule_pruning(session: Session) -> bool:
+    """At startup: start the hourly chain unless a run of it is pending (every org prunes at least the
+    finished recurring runs). Its first run is at the next slot of the grid, not at once: nothing is urgent,
+    and a process that restarts often would prune each time."""
     if jobs_service.has_pending(session, kind=PRUNE_KIND, key_prefix=_KEY_PREFIX):
         return False
     jobs_service.enqueue_on_grid(
