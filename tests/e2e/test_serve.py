@@ -14,9 +14,15 @@ from sqlalchemy import select
 from tests.conftest import EXAMPLE_CONFIG
 from tests.e2e.server import ServerProcess, create_token, run_cli
 from warroom.alerts.models import Alert, ChangeEvent, Heartbeat
+from warroom.alerts.retention import PRUNE_KIND
 from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
 from warroom.db import Database
+from warroom.incidents import service as incident_service
+from warroom.incidents.models import TimelineEntry
+from warroom.incidents.schemas import IncidentCreate
+from warroom.jobs.models import Job, JobStatus
+from warroom.orgconfig import load_org_config
 
 pytestmark = pytest.mark.e2e
 
@@ -128,6 +134,47 @@ def test_answered_changes_and_failed_runs_survive_kill_9(database_url: str, tmp_
         assert beat.failed_at is not None and beat.last_exit_status == 3
         [alert] = session.scalars(select(Alert).where(Alert.alert_type == "HeartbeatFailed"))
         assert alert.annotations == {"exit_status": "3", "output": "disk full"}
+    database.dispose()
+
+
+def test_a_change_noted_during_an_incident_and_the_retention_chain_survive_kill_9(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The timeline entry of a change recorded during an incident is in the change's transaction, and the
+    retention chain is scheduled once, however often the server starts or dies."""
+    database = Database(database_url)
+    with database.write() as session:
+        pagerduty = integrations.create_integration(session, name="ci", type=IntegrationType.pagerduty).key
+        incident = incident_service.create_incident(
+            session,
+            org=load_org_config(EXAMPLE_CONFIG),
+            data=IncidentCreate(title="Checkout errors", severity="P2", services=["api"]),
+            performer="test",
+        )
+        incident_id = incident.id
+    server = ServerProcess(database_url=database_url, config=EXAMPLE_CONFIG, data_dir=tmp_path).start()
+    try:
+        change = {
+            "routing_key": pagerduty,
+            "payload": {"summary": "Rolled back api", "source": "argo", "custom_details": {"service": "api"}},
+        }
+        assert httpx.post(f"{server.url}/v2/change/enqueue", json=change, timeout=10).status_code == 202
+        server.kill9()
+    finally:
+        server.stop()
+    with ServerProcess(database_url=database_url, config=EXAMPLE_CONFIG, data_dir=tmp_path):
+        pass  # started again: it must not schedule a second chain
+    with database.read() as session:
+        [change] = session.scalars(select(ChangeEvent))
+        actions = session.scalars(
+            select(TimelineEntry.action).where(TimelineEntry.incident_id == incident_id)
+        )
+        assert [a for a in actions if a.startswith("Change ")] == [
+            f"Change during this incident, recorded now: {change.ref} {change.happened_at:%H:%M} UTC: "
+            "Rolled back api [api] [argo]"
+        ]
+        pending = session.scalars(select(Job).where(Job.kind == PRUNE_KIND, Job.status == JobStatus.pending))
+        assert len(pending.all()) == 1
     database.dispose()
 
 
