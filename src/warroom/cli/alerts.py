@@ -203,20 +203,27 @@ def list_(
             _watch(fetch, interval)
             return
         page = fetch()
-    emit(
-        as_json,
-        page,
-        lambda: table(
-            f"Alerts ({len(page.items)} of {page.total})",
-            ALERT_COLUMNS,
-            [alert_row(a) for a in page.items],
-        ),
+    emit(as_json, page, lambda: console.print(_alerts_table(page)))
+
+
+def _alerts_table(
+    page: AlertPage, *, row_styles: list[str | None] | None = None, caption: str | None = None
+) -> Table:
+    return build_table(
+        f"Alerts ({len(page.items)} of {page.total})",
+        ["id", "status", "sev", "source", "summary", "service", "count", "incident", "last seen"],
+        [alert_row(a) for a in page.items],
+        row_styles=row_styles,
+        caption=caption,
     )
 
 
-ALERT_COLUMNS = ["id", "status", "sev", "source", "summary", "service", "count", "incident", "last seen"]
 # What a refresh compares to tell a changed alert: another occurrence, or a new status.
 AlertState = tuple[AlertStatus, int]
+
+
+def _state(alert: AlertRead) -> AlertState:
+    return alert.status, alert.occurrences
 
 
 def _watch(fetch: Callable[[], AlertPage], interval: float) -> None:
@@ -236,7 +243,7 @@ def _watch(fetch: Callable[[], AlertPage], interval: float) -> None:
                     time.sleep(interval)
                     continue
                 live.update(_watched_table(page, before, interval), refresh=True)
-                before = {alert.id: (alert.status, alert.occurrences) for alert in page.items}
+                before = {alert.id: _state(alert) for alert in page.items}
                 time.sleep(interval)
         except KeyboardInterrupt:
             pass
@@ -251,7 +258,7 @@ def _watched_table(page: AlertPage, before: dict[int, AlertState] | None, interv
         elif alert.id not in before:
             styles.append("bold")
             new += 1
-        elif before[alert.id] != (alert.status, alert.occurrences):
+        elif before[alert.id] != _state(alert):
             styles.append("reverse")
             changed += 1
         else:
@@ -259,13 +266,7 @@ def _watched_table(page: AlertPage, before: dict[int, AlertState] | None, interv
     caption = f"refreshed {when(datetime.now())}, every {interval:g}s; Ctrl-C to stop"
     if before is not None:
         caption += f"; {new} new, {changed} changed since the last refresh"
-    return build_table(
-        f"Alerts ({len(page.items)} of {page.total})",
-        ALERT_COLUMNS,
-        [alert_row(a) for a in page.items],
-        row_styles=styles,
-        caption=caption,
-    )
+    return _alerts_table(page, row_styles=styles, caption=caption)
 
 
 NOISE_BAR_WIDTH = 12
@@ -605,6 +606,17 @@ def _signing_shown(integration: IntegrationRead) -> str:
     return shown
 
 
+def _rotation_shown(row: IntegrationRead) -> str:
+    """When the key was replaced and, while the replaced key still works, until when and its last use."""
+    shown = when(row.rotated_at) if row.rotated_at else ""
+    if row.previous_valid_until is None:
+        return shown
+    old_key = f"old key until {when(row.previous_valid_until)}"
+    if row.previous_key_last_used_at is not None:
+        old_key += f", last used {when(row.previous_key_last_used_at)}"
+    return f"{shown} ({old_key})"
+
+
 @integration_app.command("list")
 def integration_list(
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
@@ -630,14 +642,7 @@ def integration_list(
                     _signing_shown(r),
                     when(r.created_at),
                     when(r.last_used_at) if r.last_used_at else Text("never", style="dim"),
-                    (when(r.rotated_at) if r.rotated_at else "")
-                    + (f" (old key until {when(r.previous_valid_until)}" if r.previous_valid_until else "")
-                    + (
-                        f", last used {when(r.previous_key_last_used_at)}"
-                        if r.previous_valid_until and r.previous_key_last_used_at
-                        else ""
-                    )
-                    + (")" if r.previous_valid_until else ""),
+                    _rotation_shown(r),
                     when(r.revoked_at) if r.revoked_at else "",
                 )
                 for r in rows
