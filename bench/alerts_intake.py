@@ -170,11 +170,14 @@ def make_key(database_url: str, kind: str) -> str:
     from warroom.auth import integrations
     from warroom.auth.models import IntegrationType
     from warroom.db import Database
+    from warroom.orgconfig import OrgConfig
 
     database = Database(database_url)
     migrate.upgrade(database.engine)
     with database.write() as session:
-        key = integrations.create_integration(session, name=f"bench-{kind}", type=IntegrationType(kind)).key
+        key = integrations.create_integration(
+            session, org=OrgConfig(), name=f"bench-{kind}", type=IntegrationType(kind)
+        ).key
     database.dispose()
     return key
 

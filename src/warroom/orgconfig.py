@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from warroom.alerts.config import AutomationConfig
 from warroom.alerts.config import check_references as check_automation_references
 from warroom.durations import Duration
+from warroom.errors import InvalidInput
 from warroom.notify.config import NotificationChannel, check_notification_channels, default_channels
 from warroom.oncall.config import (
     EscalationPolicyConfig,
@@ -290,6 +291,18 @@ class OrgConfig(StrictModel):
 
     def service(self, name: str) -> ServiceConfig | None:
         return next((s for s in self.services if s.name == name), None)
+
+    def check_services(self, names: list[str], field: str = "services") -> None:
+        """InvalidInput (422) naming ``field`` unless every name is a service of this file."""
+        known = [service.name for service in self.services]
+        unknown = sorted({name for name in names if name not in known})
+        if unknown:
+            listed = ", ".join(repr(name) for name in unknown)
+            raise InvalidInput(
+                f"{field}: unknown service{'s' if len(unknown) > 1 else ''} {listed}; "
+                + (f"the org file has {', '.join(known)}" if known else "the org file names no services"),
+                {"field": field, "allowed": known},
+            )
 
     def audience(self, audience_id: str) -> AudienceConfig | None:
         return next((a for a in self.audiences if a.id == audience_id), None)

@@ -28,7 +28,7 @@ def integration_rows(context: AppContext, *columns: Any) -> list[tuple[Any, ...]
 def make_key(context: AppContext, type_: str, name: str | None = None) -> str:
     with context.db.write() as session:
         return integrations.create_integration(
-            session, name=name or f"{type_}-source", type=IntegrationType(type_)
+            session, org=context.org, name=name or f"{type_}-source", type=IntegrationType(type_)
         ).key
 
 

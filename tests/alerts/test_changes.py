@@ -339,6 +339,6 @@ def test_changes_cli(tmp_path: Path) -> None:
         rows = json.loads(run_cli("changes", "list", "--service", "database", "--json", env=env).stdout)
         assert rows == []
         refused = run_cli("changes", "record", "x", "--service", "nowhere", env=env, check=False)
-        assert refused.returncode == 1 and "not a service" in refused.stderr
+        assert refused.returncode == 1 and "unknown service 'nowhere'" in refused.stderr
         bad_time = run_cli("changes", "record", "x", "--at", "tuesday", env=env, check=False)
         assert bad_time.returncode == 2 and "ISO 8601" in bad_time.stderr

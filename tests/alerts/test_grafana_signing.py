@@ -58,7 +58,12 @@ def grafana_sign(secret: str, body: bytes, timestamp: str | None = None) -> str:
 def signing_integration(context: AppContext, secret: str | None = None) -> tuple[str, str]:
     with context.db.write() as session:
         created = integrations.create_integration(
-            session, name="grafana-signed", type=IntegrationType.grafana, signing=True, signing_secret=secret
+            session,
+            org=context.org,
+            name="grafana-signed",
+            type=IntegrationType.grafana,
+            signing=True,
+            signing_secret=secret,
         )
     assert created.signing_secret is not None
     return created.key, created.signing_secret

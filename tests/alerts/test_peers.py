@@ -358,6 +358,10 @@ def test_pdpyras_trigger_acknowledge_resolve(server: dict[str, str]) -> None:
             "pd",
             "--type",
             "pagerduty",
+            "--service",  # the service of its alerts: PagerDuty events name none
+            "database",
+            "--config",
+            str(EXAMPLE_CONFIG),
             "--database-url",
             server["database_url"],
             check=False,
@@ -369,7 +373,9 @@ def test_pdpyras_trigger_acknowledge_resolve(server: dict[str, str]) -> None:
     assert dedup == "disk-db1"
     [alert] = get(server, "/api/v1/alerts")["items"]
     assert (alert["source"], alert["status"], alert["severity"]) == ("pagerduty", "firing", "critical")
+    assert alert["service"] == "database"
     assert alert["incident"] == "INC-1"  # the critical-monitoring rule
+    assert get(server, "/api/v1/incidents/INC-1")["title"] == "Disk full on db-1 on database"
     # Retriggering the same event is a no-op; acknowledge and resolve go by dedup key.
     session.trigger("Disk full on db-1", "db-1.prod", dedup_key="disk-db1", severity="critical")
     assert get(server, "/api/v1/alerts")["total"] == 1

@@ -22,7 +22,10 @@ from warroom.incidents import service as incident_service
 from warroom.incidents.models import TimelineEntry
 from warroom.incidents.schemas import IncidentCreate
 from warroom.jobs.models import Job, JobStatus
-from warroom.orgconfig import load_org_config
+from warroom.orgconfig import OrgConfig, load_org_config
+
+# Integrations created straight in the database, with no default service to check.
+NO_ORG = OrgConfig()
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +67,9 @@ def test_every_answered_alert_survives_kill_9_mid_flood(database_url: str, tmp_p
     not be; none that was acknowledged may be missing."""
     database = Database(database_url)
     with database.write() as session:
-        key = integrations.create_integration(session, name="flood", type=IntegrationType.generic).key
+        key = integrations.create_integration(
+            session, org=NO_ORG, name="flood", type=IntegrationType.generic
+        ).key
     acknowledged: list[str] = []
     server = ServerProcess(database_url=database_url, config=EXAMPLE_CONFIG, data_dir=tmp_path).start()
 
@@ -111,8 +116,12 @@ def test_answered_changes_and_failed_runs_survive_kill_9(database_url: str, tmp_
     right after, the server lost neither."""
     database = Database(database_url)
     with database.write() as session:
-        pagerduty = integrations.create_integration(session, name="ci", type=IntegrationType.pagerduty).key
-        heartbeat = integrations.create_integration(session, name="cron", type=IntegrationType.heartbeat).key
+        pagerduty = integrations.create_integration(
+            session, org=NO_ORG, name="ci", type=IntegrationType.pagerduty
+        ).key
+        heartbeat = integrations.create_integration(
+            session, org=NO_ORG, name="cron", type=IntegrationType.heartbeat
+        ).key
     server = ServerProcess(database_url=database_url, config=EXAMPLE_CONFIG, data_dir=tmp_path).start()
     try:
         change = {"routing_key": pagerduty, "payload": {"summary": "Deployed api 2.14", "source": "api"}}
@@ -144,7 +153,9 @@ def test_a_change_noted_during_an_incident_and_the_retention_chain_survive_kill_
     retention chain is scheduled once, however often the server starts or dies."""
     database = Database(database_url)
     with database.write() as session:
-        pagerduty = integrations.create_integration(session, name="ci", type=IntegrationType.pagerduty).key
+        pagerduty = integrations.create_integration(
+            session, org=NO_ORG, name="ci", type=IntegrationType.pagerduty
+        ).key
         incident = incident_service.create_incident(
             session,
             org=load_org_config(EXAMPLE_CONFIG),

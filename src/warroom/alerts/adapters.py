@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -70,6 +71,9 @@ class AlertEvent:
     # Alertmanager and Grafana: the notification's group, and how many of its alerts the sender left out.
     group_key: str | None = None
     truncated_alerts: int = 0
+    # The service was inferred (an Alertmanager job label, a PagerDuty component or group), not named: an
+    # integration's default service replaces it.
+    service_is_guess: bool = False
 
     def __post_init__(self) -> None:
         if not self.event_hash:
@@ -174,6 +178,7 @@ def from_alertmanager(data: Any) -> list[AlertEvent]:
                 summary=str(summary)[:1024],
                 severity=normalize_severity(labels.get("severity")),
                 service=labels.get("service") or labels.get("job"),
+                service_is_guess="service" not in labels,
                 labels=labels,
                 annotations=annotations,
                 links=links,
@@ -247,7 +252,20 @@ def from_pagerduty(data: Any) -> tuple[str, AlertEvent]:
         annotations=annotations,
         links=links,
         raw=raw,
+        # PagerDuty has no service field: its service is the integration's.
+        service_is_guess=True,
     )
+
+
+def apply_default_service(events: Sequence[AlertEvent], service: str | None) -> None:
+    """An integration's default service (if it has one) for the events that name no service, or only a
+    guessed one: the key says which service the source watches better than a scrape job's name does."""
+    if service is None:
+        return
+    for event in events:
+        if event.service is None or event.service_is_guess:
+            event.service = service
+            event.service_is_guess = False
 
 
 def generic_event(alert: GenericAlert, raw: dict[str, Any]) -> AlertEvent:

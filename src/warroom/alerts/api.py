@@ -522,8 +522,10 @@ def create_integration(body: IntegrationCreate, context: Context, _: Admin) -> I
     with context.db.write() as session:
         return integrations.create_integration(
             session,
+            org=context.org,
             name=body.name,
             type=body.type,
+            service=body.service,
             signing=body.signing,
             signing_secret=body.signing_secret,
             signature_header=body.signature_header,
@@ -541,9 +543,12 @@ def revoke_integration(integration_id: RowId, context: Context, _: Admin) -> Int
 def update_integration(
     integration_id: RowId, body: IntegrationUpdate, context: Context, _: Admin
 ) -> IntegrationRead:
-    """Rename, or change the signature header names; a header name set to null goes back to the default."""
+    """Rename, set the default service (null: none), or change the signature header names; a header name set
+    to null goes back to the default."""
     with context.db.write() as session:
-        return integrations.update_integration(session, integration_id=integration_id, changes=body)
+        return integrations.update_integration(
+            session, org=context.org, integration_id=integration_id, changes=body
+        )
 
 
 @router.post("/api/v1/integrations/{integration_id}/rotate", response_model=IntegrationCreated, tags=["auth"])

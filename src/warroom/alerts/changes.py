@@ -50,11 +50,8 @@ DEFAULT_PERIOD = timedelta(days=1)
 
 def record(session: Session, *, org: OrgConfig, data: ChangeCreate, recorded_by: str) -> Recorded:
     """A change recorded with an API token: its service, if named, must be one of the org file's."""
-    if data.service is not None and org.service(data.service) is None:
-        raise InvalidInput(
-            f"{data.service!r} is not a service of the org file",
-            {"field": "service", "allowed": sorted(service.name for service in org.services)},
-        )
+    if data.service is not None:
+        org.check_services([data.service], "service")
     links = [link.model_dump(exclude_none=True) for link in data.links]
     return _store(session, org, data, links, recorded_by=recorded_by, integration_id=None)
 
@@ -62,13 +59,14 @@ def record(session: Session, *, org: OrgConfig, data: ChangeCreate, recorded_by:
 def record_pagerduty(session: Session, *, org: OrgConfig, body: bytes) -> Recorded:
     """A change in PagerDuty's shape. Its routing key is a ``pagerduty`` integration key, as for alerts.
 
-    PagerDuty ties a change to the service of its key; here a change names its service in
-    ``custom_details.service``, else in ``payload.source`` when that is a service's name."""
+    PagerDuty ties a change to the service of its key. Here a change's service is the first of: a service
+    named in ``custom_details.service``, the integration's default service, ``payload.source`` when that is
+    a service's name."""
     event: PagerDutyChange = validate_payload(_PAGERDUTY_CHANGE, parse_json(body))
     integration = integrations.authenticate_integration(session, event.routing_key, IntegrationType.pagerduty)
     payload = event.payload
     details: dict[str, Any] = payload.custom_details or {}
-    candidates = (details.get("service"), payload.source)
+    candidates = (details.get("service"), integration.service, payload.source)
     service = next((name for name in candidates if isinstance(name, str) and org.service(name)), None)
     happened_at = payload.timestamp
     if happened_at is not None and happened_at.tzinfo is None:

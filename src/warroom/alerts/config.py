@@ -132,9 +132,17 @@ class AlertConditions(StrictModel):
 class RuleMatch(AlertConditions):
     """Every condition given must hold. Labels are compared as strings."""
 
+    service: list[str] = Field(
+        default_factory=list,
+        description="The alert's service is one of these services of the file (named by the payload, or the "
+        "integration's default service).",
+    )
     labels: dict[str, str] = Field(default_factory=dict, description="Label equals this value.")
 
     def mismatch(self, alert: AlertFacts) -> str | None:
+        if self.service and alert.service not in self.service:
+            found = repr(alert.service) if alert.service else "none"
+            return f"service is {found}, not one of {self.service}"
         for name, value in self.labels.items():
             if alert.labels.get(name) != value:
                 found = repr(alert.labels[name]) if name in alert.labels else "missing"
@@ -142,12 +150,10 @@ class RuleMatch(AlertConditions):
         return super().mismatch(alert)
 
 
-def window_covers(services: list[str], match: RuleMatch, alert: AlertFacts) -> bool:
-    """Whether a maintenance window covers an alert: its service is one of the window's (if it names any)
-    and the alert meets the window's match (labels, sources, severities, types...)."""
-    if services and alert.service not in services:
-        return False
-    return match.accepts(alert)
+def window_match(services: list[str], labels: dict[str, str], conditions: dict[str, Any]) -> RuleMatch:
+    """What a maintenance window covers, as one match: its services (if it names any), its labels, and its
+    further conditions (sources, severities, types...)."""
+    return RuleMatch(service=services, labels=labels, **conditions)
 
 
 class Notify(StrictModel):
@@ -378,7 +384,7 @@ class MaintenanceSchedule(StrictModel):
 
     def covers(self, alert: AlertFacts) -> bool:
         """Whether this schedule's windows cover such an alert."""
-        return window_covers(self.services, RuleMatch(labels=self.labels, **self.match.model_dump()), alert)
+        return window_match(self.services, self.labels, self.match.model_dump()).accepts(alert)
 
     def starts(self, after: datetime, *, inc: bool = False) -> datetime | None:
         """The first start (UTC) after ``after`` (or at it, with ``inc``); None if no occurrence is left."""
@@ -489,6 +495,14 @@ def _check_named_entries(
     return problems
 
 
+def _unknown_match_services(where: str, match: RuleMatch, service_names: list[str]) -> list[str]:
+    return [
+        f"{where}.service: {service!r} is not a service in this file"
+        for service in match.service
+        if service not in service_names
+    ]
+
+
 def check_references(org: OrgConfig) -> list[str]:
     automation: AutomationConfig = org.automation
     problems: list[str] = []
@@ -515,6 +529,9 @@ def check_references(org: OrgConfig) -> list[str]:
             problems.append(
                 f"automation.maintenance_schedules[{index}].services: {unknown} are not services here"
             )
+    for index, entry in enumerate(automation.auto_resolve):
+        where = f"automation.auto_resolve[{index}].match"
+        problems.extend(_unknown_match_services(where, entry.match, service_names))
     names = [r.name for r in automation.rules]
     if len(set(names)) != len(names):
         problems.append("automation.rules: names must be unique")
@@ -536,6 +553,7 @@ def check_references(org: OrgConfig) -> list[str]:
                     problems.append(f"{where}.incident.services: {service!r} is not a service in this file")
         elif rule.runbooks or rule.page or rule.notify:
             problems.append(f"{where}.incident: runbooks, page and notify need an incident action")
+        problems.extend(_unknown_match_services(f"{where}.match", rule.match, service_names))
         for n_index, notify in enumerate(rule.notify):
             if notify.audience not in audience_ids:
                 problems.append(

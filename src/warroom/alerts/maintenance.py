@@ -21,7 +21,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import automation
-from warroom.alerts.config import AlertConditions, AlertFacts, MaintenanceSchedule, RuleMatch, window_covers
+from warroom.alerts.config import AlertConditions, AlertFacts, MaintenanceSchedule, RuleMatch, window_match
 from warroom.alerts.models import Alert, AlertStatus, MaintenanceWindow
 from warroom.alerts.schemas import MaintenanceCreate, MaintenanceRead
 from warroom.db import get_by_ref, utcnow
@@ -57,11 +57,10 @@ class ActiveWindow:
     services (if it names any), and the alert meets its match (labels, sources, severities, types...)."""
 
     id: int
-    services: list[str]
     match: RuleMatch
 
     def covers(self, alert: AlertFacts) -> bool:
-        return window_covers(self.services, self.match, alert)
+        return self.match.accepts(alert)
 
 
 def active_windows(connection: Connection, now: datetime) -> list[ActiveWindow]:
@@ -79,7 +78,7 @@ def active_windows(connection: Connection, now: datetime) -> list[ActiveWindow]:
         .with_for_update(read=True)
     )
     return [
-        ActiveWindow(row.id, row.services, RuleMatch(labels=row.labels, **row.conditions))
+        ActiveWindow(row.id, window_match(row.services, row.labels, row.conditions))
         for row in connection.execute(statement)
     ]
 
@@ -124,12 +123,7 @@ def create_window(
     session: Session, *, org: OrgConfig, data: MaintenanceCreate, performer: str
 ) -> MaintenanceWindow:
     now = utcnow()
-    known = {service.name for service in org.services}
-    unknown = [name for name in data.services if name not in known]
-    if unknown:
-        raise InvalidInput(
-            f"unknown service(s) {unknown}; the org file has {sorted(known)}", {"field": "services"}
-        )
+    org.check_services(data.services)
     starts_at = data.starts_at or now
     if starts_at > now + MAX_LEAD:
         raise InvalidInput(

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from warroom.alerts import automation, maintenance
 from warroom.alerts import metrics as alert_metrics
-from warroom.alerts.adapters import AlertEvent
+from warroom.alerts.adapters import AlertEvent, apply_default_service
 from warroom.alerts.config import AlertFacts
 from warroom.alerts.models import Alert, AlertStatus
 from warroom.alerts.schemas import (
@@ -186,6 +186,8 @@ def ingest(
     the new ids). Full ORM rows are loaded only for alerts that automation acts on.
     """
     scope = f"i:{integration.id}" if integration is not None else source
+    if integration is not None:
+        apply_default_service(events, integration.service)
     keys = list(dict.fromkeys(event.dedup_key for event in events))
     connection = session.connection()  # driver SQL on the session's transaction: no ORM layer per statement
     open_alerts: dict[str, _Open] = {
@@ -348,6 +350,7 @@ def preview(
                 {"field": "integration"},
             )
         scope = f"i:{integration_id}"
+        apply_default_service(events, integration.service)
     windows = maintenance.active_windows(session.connection(), utcnow())
     previews = []
     for event in events:
@@ -740,13 +743,8 @@ def _close(
 
 
 def _report_service(org: OrgConfig, name: str | None) -> str | None:
-    if name is None:
-        return None
-    if org.service(name) is None:
-        known = [s.name for s in org.services]
-        raise InvalidInput(
-            f"unknown service {name!r}; allowed: {', '.join(known)}", {"field": "service", "allowed": known}
-        )
+    if name is not None:
+        org.check_services([name], "service")
     return name
 
 

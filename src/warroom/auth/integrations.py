@@ -41,6 +41,7 @@ from warroom.jobs.service import job_handler
 
 if TYPE_CHECKING:
     from warroom.context import AppContext
+    from warroom.orgconfig import OrgConfig
 
 MAX_ROTATION_GRACE = timedelta(days=7)
 DEFAULT_ROTATION_GRACE = timedelta(hours=1)
@@ -55,6 +56,12 @@ class IntegrationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     type: IntegrationType
+    service: str | None = Field(
+        None,
+        max_length=200,
+        description="A service of the org file: the service of this integration's alerts and changes that "
+        "name none (and of Alertmanager alerts that only have a job label).",
+    )
     signing: bool = Field(
         False,
         description="Grafana only: generate an HMAC signing secret; deliveries must then be signed with it.",
@@ -85,10 +92,14 @@ class IntegrationRotate(BaseModel):
 
 
 class IntegrationUpdate(BaseModel):
-    """What can change in place. A header name given as null goes back to Grafana's default name."""
+    """What can change in place. A header name given as null goes back to Grafana's default name; a service
+    given as null removes the default service."""
 
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(None, min_length=1, max_length=200)
+    service: str | None = Field(
+        None, max_length=200, description="A service of the org file (see create); null: no default service."
+    )
     signature_header: str | None = Field(
         None, description=f"Signing integrations: the signature header's name; null for {SIGNATURE_HEADER}."
     )
@@ -108,6 +119,7 @@ class IntegrationRead(BaseModel):
     name: str
     type: IntegrationType
     prefix: str
+    service: str | None = Field(None, description="The service of its alerts and changes that name none.")
     created_at: datetime
     revoked_at: datetime | None
     signing: bool = Field(description="Deliveries must carry a valid HMAC signature.")
@@ -149,6 +161,8 @@ class IntegrationIdentity(BaseModel):
     id: int
     name: str
     type: IntegrationType
+    # The service of its deliveries' alerts that name none (``adapters.apply_default_service``).
+    service: str | None = None
     signing_secrets: tuple[str, ...] = Field((), repr=False, exclude=True)
     signature_header: str | None = None
     timestamp_header: str | None = None
@@ -182,18 +196,23 @@ class IntegrationIdentity(BaseModel):
 def create_integration(
     session: Session,
     *,
+    org: OrgConfig,
     name: str,
     type: IntegrationType,
+    service: str | None = None,
     signing: bool = False,
     signing_secret: str | None = None,
     signature_header: str | None = None,
     timestamp_header: str | None = None,
 ) -> IntegrationCreated:
     """A new key; with ``signing`` (a generated secret) or a given ``signing_secret``, Grafana only, and
-    optionally the header names the contact point sends the signature and timestamp in."""
+    optionally the header names the contact point sends the signature and timestamp in. ``service`` must be
+    one of the org file's."""
     name = name.strip()
     if not name:
         raise InvalidInput("name must not be blank", {"field": "name"})
+    if service is not None:
+        org.check_services([service], "service")
     if signing or signing_secret is not None:
         field = "signing_secret" if signing_secret is not None else "signing"
         if type != IntegrationType.grafana:
@@ -211,6 +230,7 @@ def create_integration(
         type=type,
         key_hash=hash_secret(secret),
         prefix=secret[:8],
+        service=service,
         signing_secret=signing_secret,
         signature_header=signature_header,
         timestamp_header=timestamp_header,
@@ -272,14 +292,15 @@ def revoke_integration(session: Session, *, integration_id: int) -> IntegrationR
 
 
 def update_integration(
-    session: Session, *, integration_id: int, changes: IntegrationUpdate
+    session: Session, *, org: OrgConfig, integration_id: int, changes: IntegrationUpdate
 ) -> IntegrationRead:
-    """Rename an integration, or change the header names its contact point signs under. The key, the
-    signing secret and the dedup scope stay. Only the fields set in ``changes`` change."""
+    """Rename an integration, set or clear its default service, or change the header names its contact point
+    signs under. The key, the signing secret and the dedup scope stay. Only the fields set in ``changes``
+    change; a new default service applies to alerts opened from then on."""
     given = changes.model_fields_set - {"grace"}
     if not given:
         raise InvalidInput(
-            "nothing to change: give name, signature_header or timestamp_header", {"field": "body"}
+            "nothing to change: give name, service, signature_header or timestamp_header", {"field": "body"}
         )
     check_grace(changes.grace)  # even when the names stay: a bad value is refused, not ignored
     row = get_integration(session, integration_id)
@@ -290,6 +311,10 @@ def update_integration(
         if not name:
             raise InvalidInput("name must not be blank", {"field": "name"})
         row.name = name
+    if "service" in given:
+        if changes.service is not None:
+            org.check_services([changes.service], "service")
+        row.service = changes.service
     signature_header = changes.signature_header if "signature_header" in given else row.signature_header
     timestamp_header = changes.timestamp_header if "timestamp_header" in given else row.timestamp_header
     _check_header_names(row.signing_secret is not None, signature_header, timestamp_header)
@@ -396,6 +421,7 @@ _LOOKUP = select(
     IntegrationKey.id,
     IntegrationKey.name,
     IntegrationKey.type,
+    IntegrationKey.service,
     IntegrationKey.revoked_at,
     IntegrationKey.signing_secret,
     IntegrationKey.key_hash,
@@ -453,6 +479,7 @@ def identify_integration(
         integration_id,
         name,
         kind,
+        service,
         revoked_at,
         signing_secret,
         current_hash,
@@ -490,6 +517,7 @@ def identify_integration(
         id=integration_id,
         name=name,
         type=expected,
+        service=service,
         signing_secrets=signing_secrets,
         signature_header=signature_header,
         timestamp_header=timestamp_header,

@@ -81,6 +81,9 @@ class IntegrationKey(Base):
     # the replaced key during a rotation's grace: is the sender still on the old one?
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     previous_key_last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A service of the org file: the service of the integration's alerts and changes that name none (as a
+    # PagerDuty integration belongs to its service). A service the payload names wins.
+    service: Mapped[str | None] = mapped_column(String(200))
 
     @property
     def signing(self) -> bool:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -36,6 +37,7 @@ from warroom.cli.output import (
 from warroom.client import ApiError, Client
 from warroom.durations import format_duration
 from warroom.errors import WarroomError
+from warroom.orgconfig import OrgConfig
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -515,11 +517,31 @@ TimestampHeaderOption = Annotated[
         "X-Grafana-Alerting-Signature-Timestamp."
     ),
 ]
+ServiceOption = Annotated[
+    str | None,
+    typer.Option(
+        help="A service of the org file: the service of this source's alerts and changes that name none "
+        "(and of Alertmanager alerts that only have a job label)."
+    ),
+]
+OrgFileOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="The YAML org file that --service is checked against (WARROOM_CONFIG)."),
+]
+
+
+def _org_for(service: str | None, config: Path | None) -> OrgConfig:
+    """The org file to check a --service against; read only when one is given, so a key can be made
+    without one."""
+    from warroom.cli.main import _org, _settings
+
+    return _org(_settings(config=config)) if service is not None else OrgConfig()
 
 
 # The integration commands' options, by the service's field names: a refusal names the option to fix.
 _INTEGRATION_OPTIONS = {
     "name": "--name",
+    "service": "--service",
     "signing": "--signing-secret",
     # It may have come from the environment, unnoticed.
     "signing_secret": "--signing-secret-value (or WARROOM_INTEGRATION_SIGNING_SECRET)",
@@ -549,6 +571,7 @@ def integration_create(
     type_: Annotated[
         IntegrationType, typer.Option("--type", help="alertmanager, grafana, pagerduty or generic.")
     ],
+    service: ServiceOption = None,
     signing_secret: Annotated[
         bool,
         typer.Option(
@@ -560,6 +583,7 @@ def integration_create(
     signing_secret_value: SigningSecretValue = None,
     signature_header: SignatureHeaderOption = None,
     timestamp_header: TimestampHeaderOption = None,
+    config: OrgFileOption = None,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
 ) -> None:
     """Create an integration key; the key is printed alone on the last line.
@@ -572,11 +596,14 @@ def integration_create(
     if signing_secret and signing_secret_value is not None:
         fail("give either --signing-secret (generate one) or --signing-secret-value, not both")
     signing = signing_secret or signing_secret_value is not None
+    org = _org_for(service, config)
     with _local_session(database_url, explain=_options_named) as session:
         created = integrations.create_integration(
             session,
+            org=org,
             name=name,
             type=type_,
+            service=service,
             signing=signing,
             signing_secret=signing_secret_value,
             signature_header=signature_header,
@@ -584,7 +611,9 @@ def integration_create(
         )
     error_console.print(
         escape(
-            f"Created {created.type.value} integration {created.name!r} (id {created.id}). "
+            f"Created {created.type.value} integration {created.name!r} (id {created.id}"
+            + (f", service {created.service}" if created.service else "")
+            + "). "
             + ("Its signing secret and key are" if signing_secret else "The key is")
             + " shown only once:"
         )
@@ -632,12 +661,24 @@ def integration_list(
         rows,
         lambda: table(
             "Integrations",
-            ["id", "name", "type", "prefix", "signed", "created", "last used", "rotated", "revoked"],
+            [
+                "id",
+                "name",
+                "type",
+                "service",
+                "prefix",
+                "signed",
+                "created",
+                "last used",
+                "rotated",
+                "revoked",
+            ],
             [
                 (
                     r.id,
                     r.name,
                     r.type.value,
+                    r.service or "",
                     r.prefix + "…",
                     _signing_shown(r),
                     when(r.created_at),
@@ -668,6 +709,10 @@ def integration_revoke(
 def integration_update(
     integration_id: int,
     name: Annotated[str | None, typer.Option(help="A new name.")] = None,
+    service: ServiceOption = None,
+    no_service: Annotated[
+        bool, typer.Option("--no-service", help="Remove the default service: alerts keep what they name.")
+    ] = False,
     signature_header: SignatureHeaderOption = None,
     timestamp_header: TimestampHeaderOption = None,
     default_headers: Annotated[
@@ -683,20 +728,25 @@ def integration_update(
             "accepted while the contact point is changed, e.g. 30m, 1h (the default), 2d; 0s stops at once.",
         ),
     ] = None,
+    config: OrgFileOption = None,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
 ) -> None:
-    """Rename an integration or change the header names it reads a signature from; its key, signing secret
-    and open alerts stay. Deliveries signed under the old header names are still accepted for --grace, so
-    the contact point can be changed afterwards."""
+    """Rename an integration, set its default service, or change the header names it reads a signature
+    from; its key, signing secret and open alerts stay. Deliveries signed under the old header names are
+    still accepted for --grace, so the contact point can be changed afterwards."""
     from pydantic import ValidationError
 
     from warroom.auth import integrations
 
     if default_headers and (signature_header is not None or timestamp_header is not None):
         fail("give either --default-headers or header names, not both")
+    if no_service and service is not None:
+        fail("give either --service or --no-service, not both")
     fields: dict[str, str | None] = {}
     if name is not None:
         fields["name"] = name
+    if service is not None or no_service:
+        fields["service"] = service
     if default_headers:
         fields.update(signature_header=None, timestamp_header=None)
     if signature_header is not None:
@@ -704,16 +754,28 @@ def integration_update(
     if timestamp_header is not None:
         fields["timestamp_header"] = timestamp_header
     if not fields:
-        fail("nothing to change: give --name, --signature-header, --timestamp-header or --default-headers")
+        fail(
+            "nothing to change: give --name, --service, --no-service, --signature-header, --timestamp-header "
+            "or --default-headers"
+        )
     if grace is not None:
         fields["grace"] = grace
     try:
         changes = integrations.IntegrationUpdate.model_validate(fields)
     except ValidationError as exc:
         fail("; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    org = _org_for(service, config)
     with _local_session(database_url, explain=_options_named) as session:
-        updated = integrations.update_integration(session, integration_id=integration_id, changes=changes)
+        updated = integrations.update_integration(
+            session, org=org, integration_id=integration_id, changes=changes
+        )
     console.print(escape(f"updated {updated.type.value} integration {updated.id} ({updated.name})"))
+    if "service" in fields:
+        console.print(
+            escape(f"default service: {updated.service}")
+            if updated.service
+            else "no default service: alerts keep the service they name"
+        )
     if updated.signing:
         console.print(
             f"signature header: {updated.signature_header or 'X-Grafana-Alerting-Signature'}; "
