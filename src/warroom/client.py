@@ -295,6 +295,11 @@ class Client:
         body = {"note": note} if note is not None else {}
         return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/resolve", json=body))
 
+    def note_alert(self, ref: str, body: str) -> AlertDetail:
+        return AlertDetail.model_validate(
+            self.request("POST", f"/api/v1/alerts/{ref}/notes", json={"body": body})
+        )
+
     def preview_alerts(
         self, delivery: bytes, source: str = "auto", integration: int | None = None
     ) -> list[RoutingPreview]:

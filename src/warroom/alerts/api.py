@@ -34,6 +34,7 @@ from warroom.alerts.schemas import (
     MaintenanceExtend,
     MaintenanceRead,
     NoiseReport,
+    NoteRequest,
     PromoteRequest,
     ResolveRequest,
     RoutingPreview,
@@ -287,6 +288,15 @@ def resolve_alert(
     note = body.note if body is not None else None
     with context.db.write() as session:
         alert = service.resolve(session, org=context.org, ref=ref, performer=principal.name, note=note)
+        return service.to_detail(alert)
+
+
+@router.post("/api/v1/alerts/{ref}/notes", response_model=AlertDetail, status_code=status.HTTP_201_CREATED)
+def note_alert(ref: str, body: NoteRequest, context: Context, principal: Responder) -> AlertDetail:
+    """Write a note on an alert (what you found, why it can wait, the ticket). It goes on the timeline of the
+    alert's incident too, if it has one."""
+    with context.db.write() as session:
+        alert = service.add_note(session, ref=ref, body=body.body, author=principal.name)
         return service.to_detail(alert)
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from warroom.db import Base, UTCDateTime, utcnow
 
@@ -74,10 +74,27 @@ class Alert(Base):
     maintenance_window_id: Mapped[int | None] = mapped_column(
         ForeignKey("maintenance_windows.id", ondelete="SET NULL"), index=True
     )
+    # Loaded only when read (``alerts show``); the database deletes them with the alert (retention).
+    notes: Mapped[list[AlertNote]] = relationship(
+        order_by="AlertNote.id", passive_deletes=True, cascade="all, delete-orphan"
+    )
 
     @property
     def ref(self) -> str:
         return f"ALR-{self.id}"
+
+
+class AlertNote(Base):
+    """What a responder wrote about an alert: what they found, why it can wait, where it is tracked. Useful
+    above all for alerts on no incident, which have no timeline."""
+
+    __tablename__ = "alert_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    author: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class MaintenanceWindow(Base):

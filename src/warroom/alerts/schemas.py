@@ -236,10 +236,21 @@ class AlertRead(BaseModel):
     )
 
 
+class AlertNoteRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    author: str
+    body: str
+    created_at: datetime
+
+
 class AlertDetail(AlertRead):
     raw: dict[str, Any]
     last_raw: dict[str, Any] | None
     handler_errors: list[dict[str, Any]]
+    notes: list[AlertNoteRead] = Field(
+        default_factory=list, description="What responders wrote, oldest first."
+    )
 
 
 class AlertPage(BaseModel):
@@ -334,6 +345,17 @@ class ResolveRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     note: str | None = Field(default=None, min_length=1, max_length=2000, description="Why, for the record.")
+
+
+# A note on an alert: a paragraph or two, not a log dump (that belongs in the evidence).
+NOTE_MAX_LENGTH = 4000
+
+
+class NoteRequest(BaseModel):
+    """A responder's note on an alert: what they found, why it can wait, the ticket that tracks it."""
+
+    model_config = ConfigDict(extra="forbid")
+    body: str = Field(min_length=1, max_length=NOTE_MAX_LENGTH)
 
 
 class AttachRequest(BaseModel):

@@ -17,9 +17,10 @@ from warroom.alerts import automation, maintenance
 from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent, apply_default_service
 from warroom.alerts.config import AlertFacts
-from warroom.alerts.models import Alert, AlertStatus
+from warroom.alerts.models import Alert, AlertNote, AlertStatus
 from warroom.alerts.schemas import (
     AlertDetail,
+    AlertNoteRead,
     AlertPage,
     AlertRead,
     CustomerReport,
@@ -466,6 +467,7 @@ def to_detail(alert: Alert) -> AlertDetail:
         raw=alert.raw,
         last_raw=alert.last_raw,
         handler_errors=alert.handler_errors,
+        notes=[AlertNoteRead.model_validate(note) for note in alert.notes],
     )
 
 
@@ -710,6 +712,28 @@ def resolve(
     if alert.status == AlertStatus.resolved:
         raise _already(alert, "resolved", alert.resolved_at, alert.resolved_by, "by its source")
     _close(session, org, alert, performer=performer, resolved_by=performer, note=note)
+    return alert
+
+
+def add_note(session: Session, *, ref: str | int, body: str, author: str) -> Alert:
+    """A responder's note on an alert, kept with it (``alerts show``). When the alert is on an incident, the
+    note goes on the incident's timeline too, where the responders look."""
+    text = body.strip()
+    if not text:
+        raise InvalidInput("the note is blank", {"field": "body"})
+    alert = get_alert(session, ref)
+    alert.notes.append(AlertNote(author=author, body=text))
+    session.flush()
+    if alert.incident_id is not None:
+        incident = incident_service.get_incident(session, alert.incident_id, for_update=True)
+        incident_service.append_timeline(
+            session,
+            incident,
+            performer=author,
+            kind=TimelineKind.note,
+            action=f"Note on alert {alert.ref}: {text}",
+            data={"alert": alert.id, "note": alert.notes[-1].id},
+        )
     return alert
 
 

@@ -123,6 +123,8 @@ def _show(alert: AlertDetail) -> None:
         table("Annotations", ["name", "value"], [(k, str(v)) for k, v in sorted(alert.annotations.items())])
     for link in alert.links:
         console.print(escape(f"link: {link.get('text') or ''} {link.get('href')}"))
+    if alert.notes:
+        table("Notes", ["when", "by", "note"], [(when(n.created_at), n.author, n.body) for n in alert.notes])
     for error in alert.handler_errors:
         error_console.print(
             f"[red]handler {escape(str(error.get('handler')))} failed:[/] {escape(str(error.get('error')))}"
@@ -402,6 +404,21 @@ def resolve(
     if note is not None and not note.strip():
         fail("--note must not be blank")
     _on_each(refs, lambda client, ref: client.resolve_alert(ref, note=note), "resolved", as_json)
+
+
+@alerts_app.command("note")
+def note(
+    refs: AlertRefs,
+    message: Annotated[
+        str, typer.Option("--message", "-m", help="The note: what you found, why it can wait.")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a note on alerts; 'alerts show' lists them, and an alert's incident gets it on its timeline.
+    Several alerts get the same note (they share a cause)."""
+    if not message.strip():
+        fail("--message must not be blank")
+    _on_each(refs, lambda client, ref: client.note_alert(ref, message), "noted", as_json)
 
 
 HEARTBEAT_STYLE = {
