@@ -34,6 +34,9 @@ def test_the_demo_has_alerts_to_read(context: AppContext) -> None:
             a.alert_type: (a.occurrences, a.incident_id, a.service) for a in session.scalars(select(Alert))
         }
         report = noise_report(session, since=timedelta(days=1))
+    with context.db.read() as session:
+        disk = session.scalars(select(Alert).where(Alert.alert_type == "DiskSpaceLow")).one()
+        assert [(note.author, note.body[:6]) for note in disk.notes] == [("Erin Walsh", "Known:")]
     assert alerts == {
         "DiskSpaceLow": (12, None, "database"),
         "SearchLatencyHigh": (4, None, "search"),
