@@ -460,6 +460,18 @@ def _raise_severity(
     )
 
 
+def on_incident_timeline(
+    session: Session, alert: Alert, *, performer: str, kind: TimelineKind, action: str, data: dict[str, Any]
+) -> None:
+    """An entry on the timeline of the alert's incident, if it is on one (the incident's row is locked)."""
+    if alert.incident_id is None:
+        return
+    incident = incident_service.get_incident(session, alert.incident_id, for_update=True)
+    incident_service.append_timeline(
+        session, incident, performer=performer, kind=kind, action=action, data=data
+    )
+
+
 def _incident_of(session: Session, alert: Alert, known: Incident | None) -> Incident | None:
     if known is not None or alert.incident_id is None:
         return known

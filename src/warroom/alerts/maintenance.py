@@ -27,7 +27,6 @@ from warroom.alerts.schemas import MaintenanceCreate, MaintenanceRead
 from warroom.db import get_by_ref, utcnow
 from warroom.durations import format_duration
 from warroom.errors import Conflict, InvalidInput
-from warroom.incidents import service as incident_service
 from warroom.incidents.models import TimelineKind
 from warroom.jobs import service as jobs_service
 from warroom.jobs.models import Job
@@ -249,10 +248,9 @@ def release(session: Session, org: OrgConfig, window: MaintenanceWindow) -> int:
         session.flush()
         if alert.incident_id is None:
             continue
-        incident = incident_service.get_incident(session, alert.incident_id, for_update=True)
-        incident_service.append_timeline(
+        automation.on_incident_timeline(
             session,
-            incident,
+            alert,
             performer=automation.PERFORMER,
             kind=TimelineKind.alert,
             action=f"{alert.ref} fired during maintenance {window.ref} ({window.reason}) and was held until "

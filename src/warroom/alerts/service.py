@@ -689,10 +689,9 @@ def unacknowledge(session: Session, *, org: OrgConfig, ref: str | int, performer
     alert.acknowledged_by = None
     session.flush()
     if alert.incident_id is not None and not _held(session, alert):
-        incident = incident_service.get_incident(session, alert.incident_id, for_update=True)
-        incident_service.append_timeline(
+        automation.on_incident_timeline(
             session,
-            incident,
+            alert,
             performer=performer,
             kind=TimelineKind.alert,
             action=f"Alert {alert.ref} unacknowledged (it was acknowledged {earlier}): it is firing and "
@@ -724,16 +723,14 @@ def add_note(session: Session, *, ref: str | int, body: str, author: str) -> Ale
     alert = get_alert(session, ref)
     alert.notes.append(AlertNote(author=author, body=text))
     session.flush()
-    if alert.incident_id is not None:
-        incident = incident_service.get_incident(session, alert.incident_id, for_update=True)
-        incident_service.append_timeline(
-            session,
-            incident,
-            performer=author,
-            kind=TimelineKind.note,
-            action=f"Note on alert {alert.ref}: {text}",
-            data={"alert": alert.id, "note": alert.notes[-1].id},
-        )
+    automation.on_incident_timeline(
+        session,
+        alert,
+        performer=author,
+        kind=TimelineKind.note,
+        action=f"Note on alert {alert.ref}: {text}",
+        data={"alert": alert.id, "note": alert.notes[-1].id},
+    )
     return alert
 
 
