@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from tests.conftest import EXAMPLE_CONFIG
 from tests.e2e.server import ServerProcess, create_token, run_cli
@@ -22,10 +23,17 @@ from warroom.incidents import service as incident_service
 from warroom.incidents.models import TimelineEntry
 from warroom.incidents.schemas import IncidentCreate
 from warroom.jobs.models import Job, JobStatus
-from warroom.orgconfig import OrgConfig, load_org_config
+from warroom.orgconfig import load_org_config
 
-# Integrations created straight in the database, with no default service to check.
-NO_ORG = OrgConfig()
+EXAMPLE_ORG = load_org_config(EXAMPLE_CONFIG)
+
+
+def new_key(session: Session, name: str, kind: IntegrationType, service: str | None = None) -> str:
+    """An integration made straight in the database (its service checked against the example org file)."""
+    return integrations.create_integration(
+        session, org=EXAMPLE_ORG, name=name, type=kind, service=service
+    ).key
+
 
 pytestmark = pytest.mark.e2e
 
@@ -67,9 +75,7 @@ def test_every_answered_alert_survives_kill_9_mid_flood(database_url: str, tmp_p
     not be; none that was acknowledged may be missing."""
     database = Database(database_url)
     with database.write() as session:
-        key = integrations.create_integration(
-            session, org=NO_ORG, name="flood", type=IntegrationType.generic
-        ).key
+        key = new_key(session, "flood", IntegrationType.generic, service="search")
     acknowledged: list[str] = []
     server = ServerProcess(database_url=database_url, config=EXAMPLE_CONFIG, data_dir=tmp_path).start()
 
@@ -105,7 +111,10 @@ def test_every_answered_alert_survives_kill_9_mid_flood(database_url: str, tmp_p
         server.stop()
     with database.read() as session:
         stored = set(session.scalars(select(Alert.dedup_key)))
+        # The integration's service went on each alert in the same transaction as the alert.
+        services = set(session.scalars(select(Alert.service)))
     database.dispose()
+    assert services == {"search"}
     assert len(acknowledged) >= 300
     missing = [dedup_key for dedup_key in acknowledged if dedup_key not in stored]
     assert not missing, f"{len(missing)} acknowledged alerts lost, e.g. {missing[:5]}"
@@ -116,12 +125,8 @@ def test_answered_changes_and_failed_runs_survive_kill_9(database_url: str, tmp_
     right after, the server lost neither."""
     database = Database(database_url)
     with database.write() as session:
-        pagerduty = integrations.create_integration(
-            session, org=NO_ORG, name="ci", type=IntegrationType.pagerduty
-        ).key
-        heartbeat = integrations.create_integration(
-            session, org=NO_ORG, name="cron", type=IntegrationType.heartbeat
-        ).key
+        pagerduty = new_key(session, "ci", IntegrationType.pagerduty)
+        heartbeat = new_key(session, "cron", IntegrationType.heartbeat)
     server = ServerProcess(database_url=database_url, config=EXAMPLE_CONFIG, data_dir=tmp_path).start()
     try:
         change = {"routing_key": pagerduty, "payload": {"summary": "Deployed api 2.14", "source": "api"}}
@@ -153,9 +158,7 @@ def test_a_change_noted_during_an_incident_and_the_retention_chain_survive_kill_
     retention chain is scheduled once, however often the server starts or dies."""
     database = Database(database_url)
     with database.write() as session:
-        pagerduty = integrations.create_integration(
-            session, org=NO_ORG, name="ci", type=IntegrationType.pagerduty
-        ).key
+        pagerduty = new_key(session, "ci", IntegrationType.pagerduty)
         incident = incident_service.create_incident(
             session,
             org=load_org_config(EXAMPLE_CONFIG),
@@ -186,6 +189,42 @@ def test_a_change_noted_during_an_incident_and_the_retention_chain_survive_kill_
         ]
         pending = session.scalars(select(Job).where(Job.kind == PRUNE_KIND, Job.status == JobStatus.pending))
         assert len(pending.all()) == 1
+    database.dispose()
+
+
+def test_an_answered_note_survives_kill_9(database_url: str, tmp_path: Path) -> None:
+    """A note answered 201 is on disk, with its line on the incident's timeline, when the server dies."""
+    database = Database(database_url)
+    with database.write() as session:
+        key = new_key(session, "psp", IntegrationType.generic, service="payments")
+    token = create_token("night-shift", "responder", database_url=database_url)
+    server = ServerProcess(database_url=database_url, config=EXAMPLE_CONFIG, data_dir=tmp_path).start()
+    try:
+        fired = httpx.post(
+            f"{server.url}/api/v1/alerts?key={key}",
+            json={"summary": "charges failing", "severity": "critical"},
+            timeout=10,
+        )
+        assert fired.status_code == 202, fired.text
+        alert_id = fired.json()["alerts"][0]["id"]
+        noted = httpx.post(
+            f"{server.url}/api/v1/alerts/{alert_id}/notes",
+            json={"body": "PSP down for EU cards"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert noted.status_code == 201, noted.text
+        server.kill9()
+    finally:
+        server.stop()
+    with database.read() as session:
+        alert = session.get_one(Alert, alert_id)
+        assert alert.service == "payments" and alert.incident_id is not None
+        assert [note.body for note in alert.notes] == ["PSP down for EU cards"]
+        actions = session.scalars(
+            select(TimelineEntry.action).where(TimelineEntry.incident_id == alert.incident_id)
+        )
+        assert f"Note on alert ALR-{alert_id}: PSP down for EU cards" in list(actions)
     database.dispose()
 
 
