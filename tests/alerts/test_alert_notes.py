@@ -71,6 +71,90 @@ def test_a_note_on_an_alert_of_an_incident_goes_on_its_timeline(
         assert entry.action == f"Note on alert ALR-{alert_id}: PSP returns 503 for EU cards only"
 
 
+def incident_notes(context: AppContext, incident_id: int) -> list[tuple[str, str]]:
+    with context.db.read() as session:
+        entries = session.scalars(
+            select(TimelineEntry)
+            .where(TimelineEntry.incident_id == incident_id, TimelineEntry.kind == "note")
+            .order_by(TimelineEntry.seq)
+        )
+        return [(entry.performer, entry.action) for entry in entries]
+
+
+def test_notes_written_before_follow_the_alert_onto_its_incident(
+    api: TestClient,
+    context: AppContext,
+    generic_key: str,
+    responder: dict[str, str],
+    admin: dict[str, str],
+) -> None:
+    clock.set(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
+    disk = fire(api, generic_key, summary="disk 81% on db-2", dedup_key="disk")
+    note(api, disk, "Known: the nightly vacuum.", responder)
+    clock.set(datetime(2026, 3, 2, 10, 20, tzinfo=UTC))
+    note(api, disk, "Not the vacuum after all: WAL is piling up.", admin)
+    promoted = api.post(f"/api/v1/alerts/{disk}/promote", headers=responder)
+    assert promoted.status_code == 201, promoted.text
+    assert incident_notes(context, 1) == [
+        (
+            "responder-user",
+            f"Note on alert ALR-{disk} (written 2026-03-02 10:00 UTC, before it joined INC-1): Known: the "
+            "nightly vacuum.",
+        ),
+        (
+            "admin-user",
+            f"Note on alert ALR-{disk} (written 2026-03-02 10:20 UTC, before it joined INC-1): Not the "
+            "vacuum after all: WAL is piling up.",
+        ),
+    ]
+    with context.db.read() as session:
+        kinds = [
+            entry.kind
+            for entry in session.scalars(
+                select(TimelineEntry).where(TimelineEntry.incident_id == 1).order_by(TimelineEntry.seq)
+            )
+        ]
+    assert kinds[-3:] == ["alert", "note", "note"]  # right after the line that attaches the alert
+
+    # Attached by hand, another alert brings its note; a note written afterwards goes on once.
+    replica = fire(api, generic_key, summary="replica lag 40s on db-3", dedup_key="lag")
+    note(api, replica, "db-3 replays the same WAL", responder)
+    attached = api.post(f"/api/v1/alerts/{replica}/attach", json={"incident": "INC-1"}, headers=responder)
+    assert attached.status_code == 200, attached.text
+    note(api, replica, "lag falling", responder)
+    assert [action for _, action in incident_notes(context, 1)][2:] == [
+        f"Note on alert ALR-{replica} (written 2026-03-02 10:20 UTC, before it joined INC-1): db-3 replays "
+        "the same WAL",
+        f"Note on alert ALR-{replica}: lag falling",
+    ]
+
+
+def test_notes_on_an_alert_held_by_maintenance_reach_the_incident_it_opens_at_the_end(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    clock.set(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
+    window = api.post(
+        "/api/v1/maintenance",
+        json={"reason": "api deploy", "services": ["api"], "duration": "1h"},
+        headers=responder,
+    )
+    assert window.status_code == 201, window.text
+    held = fire(api, generic_key, summary="api 5xx", severity="critical", service="api", dedup_key="5xx")
+    note(api, held, "expected while the old pods drain", responder)
+    assert incident_notes(context, 1) == []
+    ended = api.post("/api/v1/maintenance/MW-1/end", headers=responder)
+    assert ended.status_code == 200, ended.text
+    shown = api.get(f"/api/v1/alerts/{held}", headers=responder).json()
+    assert shown["incident"] == "INC-1"
+    assert incident_notes(context, 1) == [
+        (
+            "responder-user",
+            f"Note on alert ALR-{held} (written 2026-03-02 10:00 UTC, before it joined INC-1): expected "
+            "while the old pods drain",
+        )
+    ]
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [

@@ -120,7 +120,17 @@ def _open_group_incident(session: Session, key: str, window: timedelta) -> int |
     )
 
 
-def attach(session: Session, incident: Incident, alert: Alert, *, performer: str, note: str = "") -> None:
+def attach(
+    session: Session,
+    incident: Incident,
+    alert: Alert,
+    *,
+    performer: str,
+    note: str = "",
+    carry_notes: bool = True,
+) -> None:
+    """Put the alert on the incident, saying so on its timeline. The notes responders wrote on the alert
+    before follow it there (``carry_notes``; False for an alert stored in this transaction: it has none)."""
     alert.incident_id = incident.id
     incident_service.append_timeline(
         session,
@@ -136,6 +146,20 @@ def attach(session: Session, incident: Incident, alert: Alert, *, performer: str
             "labels": dict(alert.labels),
         },
     )
+    if not carry_notes:
+        return
+    for earlier in alert.notes:
+        # By its author, as when a note is written on an alert already on an incident; the entry's time is
+        # now, so the note's own time is in the words.
+        incident_service.append_timeline(
+            session,
+            incident,
+            performer=earlier.author,
+            kind=TimelineKind.note,
+            action=f"Note on alert {alert.ref} (written {earlier.created_at:%Y-%m-%d %H:%M} UTC, before it "
+            f"joined {incident.ref}): {earlier.body}",
+            data={"alert": alert.id, "note": earlier.id, "written_at": earlier.created_at.isoformat()},
+        )
 
 
 def mapped_severity(org: OrgConfig, action: IncidentAction, alert_severity: str) -> str:
@@ -196,7 +220,13 @@ def _earlier_incidents(session: Session, org: OrgConfig, alert: Alert) -> list[t
 
 
 def _open_incident(
-    session: Session, org: OrgConfig, rule: AutomationRule, action: IncidentAction, alert: Alert
+    session: Session,
+    org: OrgConfig,
+    rule: AutomationRule,
+    action: IncidentAction,
+    alert: Alert,
+    *,
+    carry_notes: bool,
 ) -> Incident:
     data = incident_fields(org, alert, action=action)
     earlier = _earlier_incidents(session, org, alert)
@@ -210,7 +240,7 @@ def _open_incident(
         performer=PERFORMER,
         kind_note=f"from alert {alert.ref} by rule {rule.name}",
     )
-    attach(session, incident, alert, performer=PERFORMER)
+    attach(session, incident, alert, performer=PERFORMER, carry_notes=carry_notes)
     if earlier:
         named = ", ".join(f"INC-{number} ({opened:%Y-%m-%d}, {status})" for number, opened, status in earlier)
         incident_service.append_timeline(
@@ -352,7 +382,9 @@ def preview(
     )
 
 
-def on_created(session: Session, org: OrgConfig, alert: Alert) -> None:
+def on_created(session: Session, org: OrgConfig, alert: Alert, *, stored_earlier: bool = False) -> None:
+    """Route a new alert by the rules. ``stored_earlier``: it was stored before this transaction (a
+    maintenance window held it), so it may carry responders' notes to its incident."""
     automation = org.automation
     rules = matching_rules(automation, alert) if automation.rules else []
     incident: Incident | None = None
@@ -371,12 +403,19 @@ def on_created(session: Session, org: OrgConfig, alert: Alert) -> None:
                 if existing is not None:
                     incident = incident_service.get_incident(session, existing, for_update=True)
                     attach(
-                        session, incident, alert, performer=PERFORMER, note=f" (group of rule {rule.name})"
+                        session,
+                        incident,
+                        alert,
+                        performer=PERFORMER,
+                        note=f" (group of rule {rule.name})",
+                        carry_notes=stored_earlier,
                     )
                     _back_to_investigating(session, org, incident, alert)
                     _raise_severity(session, org, rule.incident, incident, alert)
                 else:
-                    incident = _open_incident(session, org, rule, rule.incident, alert)
+                    incident = _open_incident(
+                        session, org, rule, rule.incident, alert, carry_notes=stored_earlier
+                    )
                     opened = True
             if opened:
                 _after_open(session, org, rule, incident, alert)

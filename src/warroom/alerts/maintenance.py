@@ -244,7 +244,7 @@ def release(session: Session, org: OrgConfig, window: MaintenanceWindow) -> int:
     ).all()
     window.released_at = utcnow()
     for alert in held:
-        automation.on_created(session, org, alert)
+        automation.on_created(session, org, alert, stored_earlier=True)
         session.flush()
         if alert.incident_id is None:
             continue
