@@ -26,6 +26,7 @@ from warroom.alerts.heartbeats import watch_unpinged
 from warroom.alerts.maintenance import schedule_windows
 from warroom.alerts.retention import schedule_pruning
 from warroom.alerts.status_pages import schedule_polls
+from warroom.auth import integrations
 from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
 from warroom.db import unavailable_reason
@@ -227,6 +228,10 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             watch_unpinged(session, context.org)
             schedule_sweeps(session, context.org)
             schedule_pruning(session)
+            lost = integrations.lost_services(session, context.org)
+        for integration in lost:
+            # The org file is read once, at start: this is when a dropped service can be noticed.
+            log.warning("%s", integrations.lost_service_warning(integration))
         # Everything built so far lives as long as the process: keep the collector from rescanning it
         # (full collections over the app's object graph were a visible share of alert intake time).
         gc.freeze()

@@ -4,6 +4,8 @@ every integration to a service), and rules that match on an alert's service."""
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +17,13 @@ from tests.alerts.conftest import integration_rows
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts.config import AlertFacts, RuleMatch
 from warroom.alerts.models import Alert, ChangeEvent
+from warroom.app import create_app
 from warroom.auth.models import IntegrationKey
 from warroom.cli.main import app as cli_app
 from warroom.context import AppContext
 from warroom.incidents.models import Incident
 from warroom.orgconfig import ConfigError, parse_org_config
+from warroom.settings import Settings
 
 
 def create(api: TestClient, admin: dict[str, str], type_: str, **fields: Any) -> dict[str, Any]:
@@ -236,3 +240,74 @@ def test_cli_sets_and_clears_the_service(database_url: str) -> None:
     cleared = runner.invoke(cli_app, ["integration", "update", "1", "--no-service", *where])
     assert cleared.exit_code == 0 and "no default service" in cleared.output, cleared.output
     assert listed() == [None]
+
+
+SEARCH_ONLY = "services:\n  - name: search\n"
+
+
+def test_a_default_service_the_org_file_dropped_is_flagged(
+    api: TestClient,
+    context: AppContext,
+    admin: dict[str, str],
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dropped = create(api, admin, "alertmanager", service="payments")
+    kept = create(api, admin, "generic", service="search")
+    plain = create(api, admin, "grafana")
+    assert (dropped["service_known"], kept["service_known"], plain["service_known"]) == (True, True, None)
+    revoked = create(api, admin, "generic", service="payments")
+    assert api.delete(f"/api/v1/integrations/{revoked['id']}", headers=admin).status_code == 200
+
+    # The server restarts with an org file that no longer has the payments service.
+    shrunk = AppContext(settings=settings, db=context.db, org=parse_org_config(SEARCH_ONLY, "warroom.yaml"))
+    caplog.set_level(logging.WARNING, logger="warroom")
+    with TestClient(create_app(context=shrunk)) as restarted:
+        listed = restarted.get("/api/v1/integrations", headers=admin).json()
+    assert [(row["service"], row["service_known"]) for row in listed] == [
+        ("payments", False),
+        ("search", True),
+        (None, None),
+        ("payments", False),
+    ]
+    # Warned of at start, once per live integration: the revoked one takes no alerts.
+    warnings = [r.getMessage() for r in caplog.records if "the org file has no service" in r.getMessage()]
+    assert warnings == [
+        f"integration {dropped['id']} (alertmanager-source): the org file has no service 'payments'; its "
+        "alerts get that name, but no rule, maintenance window or incident knows it. Give it another: "
+        f"warroom integration update {dropped['id']} --service NAME (or --no-service)"
+    ]
+    # Renaming it says the same; moving it to a service of the file clears it.
+    with TestClient(create_app(context=shrunk)) as restarted:
+        renamed = restarted.patch(f"/api/v1/integrations/{dropped['id']}", json={"name": "am"}, headers=admin)
+        assert renamed.json()["service_known"] is False
+        moved = restarted.patch(
+            f"/api/v1/integrations/{dropped['id']}", json={"service": "search"}, headers=admin
+        )
+        assert (moved.json()["service"], moved.json()["service_known"]) == ("search", True)
+
+
+def test_cli_list_flags_a_default_service_the_org_file_dropped(database_url: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    where = ["--config", str(EXAMPLE_CONFIG), "--database-url", database_url]
+    created = runner.invoke(
+        cli_app,
+        ["integration", "create", "--name", "psp", "--type", "generic", "--service", "payments", *where],
+    )
+    assert created.exit_code == 0, created.output
+    smaller = tmp_path / "warroom.yaml"
+    smaller.write_text(SEARCH_ONLY)
+    wide = {"COLUMNS": "200"}
+    checked = runner.invoke(
+        cli_app, ["integration", "list", "--config", str(smaller), "--database-url", database_url], env=wide
+    )
+    assert checked.exit_code == 0, checked.output
+    assert "payments (not in the org file)" in checked.stdout
+    assert "integration 1 (psp): the org file has no service 'payments'" in checked.stderr
+    as_json = runner.invoke(
+        cli_app, ["integration", "list", "--json", "--config", str(smaller), "--database-url", database_url]
+    )
+    assert json.loads(as_json.stdout)[0]["service_known"] is False
+    # Without an org file nothing is checked, and nothing is flagged.
+    unchecked = runner.invoke(cli_app, ["integration", "list", "--database-url", database_url], env=wide)
+    assert "not in the org file" not in unchecked.output

@@ -518,8 +518,10 @@ def internal_report(body: InternalReport, context: Context, principal: Responder
 
 @router.get("/api/v1/integrations", response_model=list[IntegrationRead], tags=["auth"])
 def list_integrations(context: Context, _: Admin) -> list[IntegrationRead]:
+    """Every integration, revoked ones too; ``service_known`` is false for a default service that the
+    server's org file no longer has."""
     with context.db.read() as session:
-        return integrations.list_integrations(session)
+        return integrations.list_integrations(session, context.org)
 
 
 @router.post(

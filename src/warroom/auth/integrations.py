@@ -120,6 +120,12 @@ class IntegrationRead(BaseModel):
     type: IntegrationType
     prefix: str
     service: str | None = Field(None, description="The service of its alerts and changes that name none.")
+    service_known: bool | None = Field(
+        None,
+        description="Whether the org file has that service. False: the file dropped it after the integration "
+        "was given it, so no rule, window or incident knows its alerts' service. Null: no default service, "
+        "or not checked.",
+    )
     created_at: datetime
     revoked_at: datetime | None
     signing: bool = Field(description="Deliveries must carry a valid HMAC signature.")
@@ -238,7 +244,7 @@ def create_integration(
     session.add(row)
     session.flush()
     return IntegrationCreated(
-        **IntegrationRead.model_validate(row).model_dump(), key=secret, signing_secret=signing_secret
+        **_read(row, utcnow(), org).model_dump(), key=secret, signing_secret=signing_secret
     )
 
 
@@ -262,8 +268,11 @@ def _check_header_names(signs: bool, signature_header: str | None, timestamp_hea
         )
 
 
-def _read(row: IntegrationKey, now: datetime) -> IntegrationRead:
+def _read(row: IntegrationKey, now: datetime, org: OrgConfig | None = None) -> IntegrationRead:
+    """The integration as shown; with ``org``, its default service is checked against the org file."""
     read = IntegrationRead.model_validate(row)
+    if org is not None and row.service is not None:
+        read.service_known = org.service(row.service) is not None
     if read.previous_valid_until is not None and (read.previous_valid_until <= now or row.revoked_at):
         read.previous_valid_until = None  # over: nothing but the current key works
     until = read.previous_headers_valid_until
@@ -278,9 +287,28 @@ def get_integration(session: Session, integration_id: int) -> IntegrationKey:
     return get_or_404(session, IntegrationKey, integration_id, f"integration with id {integration_id}")
 
 
-def list_integrations(session: Session) -> list[IntegrationRead]:
+def list_integrations(session: Session, org: OrgConfig | None = None) -> list[IntegrationRead]:
+    """Every integration, revoked ones too; with ``org``, each default service is checked against it."""
     now = utcnow()
-    return [_read(row, now) for row in session.scalars(select(IntegrationKey).order_by(IntegrationKey.id))]
+    rows = session.scalars(select(IntegrationKey).order_by(IntegrationKey.id))
+    return [_read(row, now, org) for row in rows]
+
+
+def lost_services(session: Session, org: OrgConfig) -> list[IntegrationRead]:
+    """The live integrations whose default service the org file no longer has. Their alerts still get the
+    name, but nothing routes on it: the server warns of them when it starts."""
+    listed = list_integrations(session, org)
+    return [read for read in listed if read.service_known is False and read.revoked_at is None]
+
+
+def lost_service_warning(integration: IntegrationRead) -> str:
+    """What to tell an admin of an integration ``lost_services`` found (server log, ``integration list``)."""
+    return (
+        f"integration {integration.id} ({integration.name}): the org file has no service "
+        f"{integration.service!r}; its alerts get that name, but no rule, maintenance window or incident "
+        f"knows it. Give it another: warroom integration update {integration.id} --service NAME (or "
+        "--no-service)"
+    )
 
 
 def revoke_integration(session: Session, *, integration_id: int) -> IntegrationRead:
@@ -331,7 +359,7 @@ def update_integration(
     row.signature_header = signature_header
     row.timestamp_header = timestamp_header
     session.flush()
-    return _read(row, now)
+    return _read(row, now, org)
 
 
 def _forget_replaced(row: IntegrationKey) -> None:

@@ -665,14 +665,27 @@ def _rotation_shown(row: IntegrationRead) -> str:
 
 @integration_app.command("list")
 def integration_list(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="The org file (WARROOM_CONFIG) to check each default service against; without one, none is "
+            "checked.",
+        ),
+    ] = None,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List integration keys (never the keys themselves)."""
+    """List integration keys (never the keys themselves). With an org file, a default service the file no
+    longer has is flagged: nothing routes on it."""
     from warroom.auth import integrations
+    from warroom.cli.main import _org, _settings
 
+    settings = _settings(config=config)
+    org = _org(settings) if settings.config is not None else None
     with _local_session(database_url, write=False) as session:
-        rows = integrations.list_integrations(session)
+        rows = integrations.list_integrations(session, org)
+    lost = [r for r in rows if r.service_known is False and r.revoked_at is None]
     emit(
         as_json,
         rows,
@@ -695,7 +708,7 @@ def integration_list(
                     r.id,
                     r.name,
                     r.type.value,
-                    r.service or "",
+                    _service_shown(r),
                     r.prefix + "…",
                     _signing_shown(r),
                     when(r.created_at),
@@ -707,6 +720,16 @@ def integration_list(
             ],
         ),
     )
+    for row in lost if not as_json else []:
+        error_console.print(escape(integrations.lost_service_warning(row)), style="yellow")
+
+
+def _service_shown(row: IntegrationRead) -> Text | str:
+    if row.service is None:
+        return ""
+    if row.service_known is False:
+        return Text(f"{row.service} (not in the org file)", style="yellow")
+    return row.service
 
 
 @integration_app.command("revoke")
