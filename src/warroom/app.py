@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warroom import __version__, migrate
-from warroom.alerts import fastpath
+from warroom.alerts import fastpath, mail
 from warroom.alerts.api import router as alerts_router
 from warroom.alerts.expiry import schedule_sweeps
 from warroom.alerts.heartbeats import watch_unpinged
@@ -232,10 +232,18 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         for integration in lost:
             # The org file is read once, at start: this is when a dropped service can be noticed.
             log.warning("%s", integrations.lost_service_warning(integration))
+        mail_server = None
+        if settings.mail_intake_port is not None:
+            mail_server = await mail.serve(
+                context, settings.mail_intake_host, settings.mail_intake_port, settings.mail_intake_max_bytes
+            )
         # Everything built so far lives as long as the process: keep the collector from rescanning it
         # (full collections over the app's object graph were a visible share of alert intake time).
         gc.freeze()
         yield
+        if mail_server is not None:
+            mail_server.close()
+            await mail_server.wait_closed()
         intake_writer = getattr(app.state, "alert_intake_writer", None)
         if intake_writer is not None:
             intake_writer.close()

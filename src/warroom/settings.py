@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_from: str = "warroom@localhost"
     webhook_secret: str | None = Field(default=None, description="Signs webhooks whose channel sets none.")
+    # Alerts by email (alerts.mail): off unless a port is set.
+    mail_intake_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Listen for SMTP on this port: alerts by email."
+    )
+    mail_intake_host: str = Field(default="127.0.0.1", description="Address the mail intake listens on.")
+    mail_intake_max_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Messages larger than this are refused (552)."
+    )
     notify_max_attempts: int = Field(default=8, ge=1, description="Tries before a delivery is a dead letter.")
 
     @cached_property

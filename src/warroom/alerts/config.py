@@ -33,6 +33,7 @@ ALERT_SOURCES = [
     "internal-discovery",
     "heartbeat",
     "third-party",
+    "email",
 ]
 
 template_environment = SandboxedEnvironment(autoescape=False)

@@ -43,6 +43,7 @@ class IntegrationType(enum.StrEnum):
     pagerduty = "pagerduty"
     generic = "generic"
     heartbeat = "heartbeat"  # pings of a dead man's switch (POST /api/v1/heartbeats/<name>)
+    email = "email"  # messages to <key>@… on the mail intake (alerts.mail)
 
 
 class IntegrationKey(Base):

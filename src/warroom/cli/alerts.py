@@ -586,7 +586,8 @@ def _options_named(exc: WarroomError) -> str:
 def integration_create(
     name: Annotated[str, typer.Option(help="The source, e.g. prometheus.")],
     type_: Annotated[
-        IntegrationType, typer.Option("--type", help="alertmanager, grafana, pagerduty or generic.")
+        IntegrationType,
+        typer.Option("--type", help="alertmanager, grafana, pagerduty, generic, heartbeat or email."),
     ],
     service: ServiceOption = None,
     signing_secret: Annotated[
@@ -639,6 +640,10 @@ def integration_create(
         typer.echo(f"signing secret: {created.signing_secret}")
     elif signing:
         error_console.print("Deliveries must be signed with the signing secret you gave.")
+    if created.type == IntegrationType.email:
+        error_console.print(
+            "Its address is <key>@ any domain that reaches the mail intake (warroom serve --mail-port)."
+        )
     typer.echo(created.key)
 
 

@@ -106,13 +106,22 @@ def serve(
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Do not run background jobs here.")] = False,
+    mail_port: Annotated[
+        int | None,
+        typer.Option(
+            "--mail-port",
+            min=1,
+            max=65535,
+            help="Also take alerts by email: listen for SMTP on this port (WARROOM_MAIL_INTAKE_PORT).",
+        ),
+    ] = None,
 ) -> None:
     """Run the API and web UI (and the background worker unless --no-worker)."""
     import uvicorn
 
     from warroom.app import create_app
 
-    settings = _settings(config, database_url, host=host, port=port)
+    settings = _settings(config, database_url, host=host, port=port, mail_intake_port=mail_port)
     if no_worker:
         settings.run_worker = False
     org = _org(settings)  # refuse to start on a bad org file
@@ -126,6 +135,11 @@ def serve(
         f"Warroom {__version__} on [bold]{settings.base_url}[/] "
         + escape(f"(org: {org.organization}; database: {context.db.engine.url.render_as_string()})")
     )
+    if settings.mail_intake_port is not None:
+        console.print(
+            f"Alerts by email: SMTP on [bold]{settings.mail_intake_host}:{settings.mail_intake_port}[/], "
+            "to <key of an email integration>@… "
+        )
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="info", access_log=False)
 
 

@@ -1,0 +1,191 @@
+"""Alerts by email: a real SMTP conversation (smtplib) with the mail intake that ``warroom serve`` runs."""
+
+from __future__ import annotations
+
+import email.policy
+import smtplib
+from collections.abc import Iterator
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from tests.peers import free_port
+from warroom.alerts.adapters import InvalidPayload
+from warroom.alerts.mail import from_email, subject_state
+from warroom.alerts.models import Alert, AlertStatus
+from warroom.app import create_app
+from warroom.context import AppContext
+from warroom.incidents.models import Incident
+from warroom.settings import Settings
+
+
+def message(subject: str, body: str = "", sender: str = "nagios@mon.example", **headers: str) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = sender
+    mail["To"] = "alerts@warroom.example"
+    mail["Subject"] = subject
+    for name, value in headers.items():
+        mail[name.replace("_", "-")] = value
+    mail.set_content(body or f"{subject}\n")
+    return mail
+
+
+@pytest.mark.parametrize(
+    ("subject", "identity", "state"),
+    [
+        ("** PROBLEM Service Alert: web01/HTTP is CRITICAL **", "Service Alert: web01/HTTP", "problem"),
+        ("** RECOVERY Service Alert: web01/HTTP is OK **", "Service Alert: web01/HTTP", "recovery"),
+        ("Problem: High CPU on db1", "High CPU on db1", "problem"),
+        ("Resolved: High CPU on db1", "High CPU on db1", "resolved"),
+        ("[FIRING:2] DiskFull (nas1)", "DiskFull (nas1)", "firing:2"),
+        ("[RESOLVED] DiskFull (nas1)", "DiskFull (nas1)", "resolved"),
+        ("[OK] Disk usage", "Disk usage", "ok"),
+        ("Re: Fwd: Backup job nightly failed", "Backup job nightly failed", None),
+        # A word that only starts like a state is no state.
+        ("Okta login failing", "Okta login failing", None),
+        ("Update available for nas1", "Update available for nas1", None),
+    ],
+)
+def test_the_subject_names_the_alert_and_its_state(subject: str, identity: str, state: str | None) -> None:
+    assert subject_state(subject) == (identity, state)
+
+
+def test_a_problem_and_its_recovery_are_one_alert() -> None:
+    problem = from_email(message("** PROBLEM Service Alert: web01/HTTP is CRITICAL **").as_bytes())
+    recovery = from_email(message("** RECOVERY Service Alert: web01/HTTP is OK **").as_bytes())
+    assert (problem.action, problem.severity) == ("trigger", "critical")
+    assert recovery.action == "resolve"
+    assert problem.dedup_key == recovery.dedup_key
+    assert problem.labels == {"alertname": "Service Alert: web01/HTTP", "from": "nagios@mon.example"}
+    # Another sender's same subject is another alert.
+    other = from_email(
+        message("** PROBLEM Service Alert: web01/HTTP is CRITICAL **", sender="b@x.example").as_bytes()
+    )
+    assert other.dedup_key != problem.dedup_key
+
+
+def test_headers_say_it_outright_and_html_is_read_as_text() -> None:
+    mail = message("nightly backup", X_Warroom_Status="resolved", X_Warroom_Severity="warning")
+    mail["X-Warroom-Dedup-Key"] = "backup-nightly"
+    mail.add_alternative(
+        "<html><style>p{}</style><p>3 of 4 volumes copied</p><p>see the log</p></html>", "html"
+    )
+    event = from_email(mail.as_bytes())
+    assert (event.action, event.severity, event.dedup_key) == ("resolve", "warning", "backup-nightly")
+    html_only = EmailMessage()
+    html_only["Subject"] = "UPS on battery"
+    html_only.set_content("<p>Load 40%</p><script>x()</script><p>Runtime 12 min</p>", subtype="html")
+    assert from_email(html_only.as_bytes()).annotations["description"] == "Load 40%\nRuntime 12 min"
+
+
+@pytest.mark.parametrize(
+    ("headers", "field"),
+    [
+        ({"X_Warroom_Status": "exploded"}, "X-Warroom-Status"),
+        ({"X_Warroom_Severity": "meh"}, "X-Warroom-Severity"),
+    ],
+)
+def test_a_bad_header_is_refused(headers: dict[str, str], field: str) -> None:
+    with pytest.raises(InvalidPayload) as refused:
+        from_email(message("disk full", **headers).as_bytes())
+    assert refused.value.details[0]["field"] == field
+
+
+@pytest.fixture
+def mail_port(context: AppContext, settings: Settings) -> Iterator[int]:
+    """The app, started with its mail intake on a free port."""
+    port = free_port()
+    with_mail = settings.model_copy(update={"mail_intake_port": port})
+    served = AppContext(settings=with_mail, db=context.db, org=context.org)
+    with TestClient(create_app(context=served)):
+        yield port
+
+
+def send(port: int, to: list[str], mail: EmailMessage | bytes) -> Any:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        # As an MTA sends it: CRLF line ends.
+        raw = mail if isinstance(mail, bytes) else mail.as_bytes(policy=email.policy.SMTP)
+        client.ehlo()
+        client.mail("nagios@mon.example")
+        for address in to:
+            code, answer = client.rcpt(address)
+            if code != 250:
+                return code, answer.decode()
+        code, answer = client.data(raw)
+        return code, answer.decode()
+
+
+def counts(context: AppContext) -> tuple[int, int]:
+    with context.db.read() as session:
+        alerts = session.scalar(select(func.count()).select_from(Alert)) or 0
+        incidents = session.scalar(select(func.count()).select_from(Incident)) or 0
+    return alerts, incidents
+
+
+def create_email_key(api: TestClient, admin: dict[str, str], **fields: Any) -> str:
+    created = api.post(
+        "/api/v1/integrations", json={"name": "nagios", "type": "email", **fields}, headers=admin
+    )
+    assert created.status_code == 201, created.text
+    key: str = created.json()["key"]
+    return key
+
+
+def test_a_mail_opens_an_alert_and_its_recovery_resolves_it(
+    api: TestClient, context: AppContext, admin: dict[str, str], mail_port: int
+) -> None:
+    key = create_email_key(api, admin, service="payments")
+    problem = message("** PROBLEM Service Alert: psp/charges is CRITICAL **", "charges failing: 503 from PSP")
+    code, answer = send(mail_port, [f"{key}@alerts.warroom.example"], problem)
+    assert (code, answer) == (250, "2.0.0 OK: ALR-1 created")
+    with context.db.read() as session:
+        alert = session.get_one(Alert, 1)
+        assert (alert.source, alert.severity, alert.service) == ("email", "critical", "payments")
+        assert alert.annotations["description"] == "charges failing: 503 from PSP"
+        assert alert.incident_id is not None  # the payments-down rule matches the integration's service
+    # The same message again (the MTA retried) changes nothing.
+    assert (
+        send(mail_port, [f"{key.upper()}@alerts.warroom.example"], problem)[1] == "2.0.0 OK: ALR-1 unchanged"
+    )
+    recovery = message("** RECOVERY Service Alert: psp/charges is OK **")
+    assert send(mail_port, [f"{key}@alerts.warroom.example"], recovery) == (250, "2.0.0 OK: ALR-1 resolved")
+    with context.db.read() as session:
+        alert = session.get_one(Alert, 1)
+        assert (alert.status, alert.occurrences) == (AlertStatus.resolved, 1)
+
+
+def test_refused_mail_stores_nothing(
+    api: TestClient, context: AppContext, admin: dict[str, str], mail_port: int
+) -> None:
+    key = create_email_key(api, admin)
+    other = api.post("/api/v1/integrations", json={"name": "am", "type": "generic"}, headers=admin).json()
+    revoked = create_email_key(api, admin)
+    revoked_id = api.get("/api/v1/integrations", headers=admin).json()[-1]["id"]
+    assert api.delete(f"/api/v1/integrations/{revoked_id}", headers=admin).status_code == 200
+    good = message("disk full on nas1")
+    for address, why in [
+        ("ops@alerts.example", "must be an email integration's key"),
+        (f"{'0' * 32}@alerts.example", "unknown or revoked"),
+        (f"{revoked}@alerts.example", "unknown or revoked"),
+        (f"{other['key']}@alerts.example", "not an email integration's"),
+    ]:
+        code, answer = send(mail_port, [address], good)
+        assert code == 550 and why in answer, (address, answer)
+    code, answer = send(mail_port, [f"{key}@a.example"], message("disk full", X_Warroom_Status="exploded"))
+    assert code == 554 and "X-Warroom-Status 'exploded'" in answer
+    code, why = send(mail_port, [f"{key}@a.example"], message("huge", ("x" * 70 + "\n") * 16_000))
+    assert code == 552, why
+    assert counts(context) == (0, 0)
+
+
+def test_one_mail_to_two_integrations_is_an_alert_for_each(
+    api: TestClient, context: AppContext, admin: dict[str, str], mail_port: int
+) -> None:
+    first, second = create_email_key(api, admin), create_email_key(api, admin, service="search")
+    code, answer = send(mail_port, [f"{first}@a.example", f"{second}@a.example"], message("index stale"))
+    assert (code, answer) == (250, "2.0.0 OK: ALR-1 created, ALR-2 created")
+    with context.db.read() as session:
+        assert [a.service for a in session.scalars(select(Alert).order_by(Alert.id))] == [None, "search"]
