@@ -4,6 +4,8 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 CONFIG ?= examples/warroom.yaml
 PORT ?= 8080
+# The mail intake (alerts by email); `make run MAIL_PORT=` turns it off.
+MAIL_PORT ?= 2525
 
 .PHONY: run test lint typecheck unit install install-dev peers bench clean
 
@@ -32,8 +34,9 @@ run: install
 	@echo "  Warroom UI and API:  http://127.0.0.1:$(PORT)/  (API docs at /docs)"
 	@echo "  First admin token:   $$(cat var/admin.token)"
 	@echo "  CLI:                 export WARROOM_URL=http://127.0.0.1:$(PORT) WARROOM_TOKEN=$$(cat var/admin.token)"
+	@$(if $(MAIL_PORT),echo "  Alerts by email:     SMTP on 127.0.0.1:$(MAIL_PORT) (to KEY@... of 'warroom integration create --type email')")
 	@echo ""
-	$(BIN)/warroom serve --config $(CONFIG) --port $(PORT)
+	$(BIN)/warroom serve --config $(CONFIG) --port $(PORT) $(if $(MAIL_PORT),--mail-port $(MAIL_PORT))
 
 peers:
 	@bash scripts/install-peers.sh

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import smtplib
+import socket
 import subprocess
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -14,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import EXAMPLE_CONFIG
 from tests.e2e.server import ServerProcess, create_token, run_cli
+from tests.peers import free_port, wait_until
 from warroom.alerts.models import Alert, ChangeEvent, Heartbeat
 from warroom.alerts.retention import PRUNE_KIND
 from warroom.auth import integrations
@@ -298,3 +302,46 @@ def test_serve_refuses_a_bad_org_file(tmp_path: Path, database_url: str) -> None
     )
     assert result.returncode == 2
     assert "services[0].tier (line 3)" in result.stderr
+
+
+def test_an_answered_mail_survives_kill_9(database_url: str, tmp_path: Path) -> None:
+    """``warroom serve --mail-port``: a message answered 250 is an alert on disk when the server dies."""
+    database = Database(database_url)
+    with database.write() as session:
+        key = new_key(session, "nas", IntegrationType.email, service="search")
+    mail_port = free_port()
+    server = ServerProcess(
+        database_url=database_url,
+        config=EXAMPLE_CONFIG,
+        data_dir=tmp_path,
+        extra_args=["--mail-port", str(mail_port)],
+    ).start()
+    try:
+        wait_until(lambda: _accepts(mail_port))
+        mail = EmailMessage()
+        mail["From"] = "nas1@storage.example"
+        mail["Subject"] = "[FIRING:1] RAID degraded on nas1"
+        mail.set_content("Disk 3 failed; rebuilding onto the spare.")
+        with smtplib.SMTP("127.0.0.1", mail_port, timeout=10) as client:
+            refused = client.send_message(mail, to_addrs=[f"{key}@alerts.example"])
+            assert refused == {}
+        server.kill9()
+    finally:
+        server.stop()
+    with database.read() as session:
+        alert = session.scalars(select(Alert)).one()
+        assert (alert.source, alert.service, alert.summary) == (
+            "email",
+            "search",
+            "[FIRING:1] RAID degraded on nas1",
+        )
+        assert alert.annotations["description"] == "Disk 3 failed; rebuilding onto the spare."
+    database.dispose()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
