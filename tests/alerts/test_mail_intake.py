@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from tests.peers import free_port
@@ -92,6 +95,35 @@ def test_a_bad_header_is_refused(headers: dict[str, str], field: str) -> None:
     with pytest.raises(InvalidPayload) as refused:
         from_email(message("disk full", **headers).as_bytes())
     assert refused.value.details[0]["field"] == field
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=2000),
+        st.builds(
+            lambda headers, body: (headers + "\r\n\r\n" + body).encode("utf-8", "surrogatepass"),
+            st.text(max_size=500),
+            st.text(max_size=500),
+        ),
+        st.builds(
+            lambda subject, charset, body: (
+                f"Subject: {subject}\r\nContent-Type: text/plain; charset={charset}\r\n"
+                f"Content-Transfer-Encoding: base64\r\n\r\n{body}"
+            ).encode("utf-8", "surrogatepass"),
+            st.text(max_size=100),
+            st.sampled_from(["utf-8", "x-unknown", "", "utf-7", "latin-1"]),
+            st.text(alphabet="ABCDEFGHabcdefgh0123456789+/=\r\n", max_size=200),
+        ),
+    )
+)
+def test_any_bytes_are_an_alert_or_a_clear_refusal(raw: bytes) -> None:
+    try:
+        event = from_email(raw)
+    except InvalidPayload as refused:
+        assert refused.message
+        return
+    assert event.summary and event.dedup_key and event.severity in ("critical", "error", "warning", "info")
 
 
 @pytest.fixture

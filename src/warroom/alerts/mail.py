@@ -96,7 +96,7 @@ def _body_text(message: EmailMessage) -> str:
         return ""
     try:
         content = part.get_content()
-    except (LookupError, ValueError):  # an unknown charset or a broken transfer encoding
+    except Exception:  # an unknown charset, a broken transfer encoding: the bytes, as far as they go
         payload = part.get_payload(decode=True)
         content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
     if not isinstance(content, str):
