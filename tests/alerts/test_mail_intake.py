@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.policy
 import smtplib
+import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
@@ -221,3 +222,27 @@ def test_one_mail_to_two_integrations_is_an_alert_for_each(
     assert (code, answer) == (250, "2.0.0 OK: ALR-1 created, ALR-2 created")
     with context.db.read() as session:
         assert [a.service for a in session.scalars(select(Alert).order_by(Alert.id))] == [None, "search"]
+
+
+def test_senders_at_once_are_all_stored(
+    api: TestClient, context: AppContext, admin: dict[str, str], mail_port: int
+) -> None:
+    """Four MTAs deliver at once: every recipient check and every message succeeds (a check that took the
+    SQLite write lock inside a read transaction failed at once while another message was being stored)."""
+    key = create_email_key(api, admin)
+    answers: list[tuple[int, str]] = []
+
+    def deliver(sender: int) -> None:
+        for number in range(15):
+            mail = message(f"PROBLEM: queue {sender}-{number % 5} is stuck", f"depth {number}")
+            answers.append(send(mail_port, [f"{key}@a.example"], mail))
+
+    threads = [threading.Thread(target=deliver, args=(sender,)) for sender in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted({code for code, _ in answers}) == [250] and len(answers) == 60, answers
+    with context.db.read() as session:
+        rows = session.execute(select(func.count(), func.sum(Alert.occurrences))).one()
+    assert tuple(rows) == (20, 60)

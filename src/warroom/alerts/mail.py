@@ -226,8 +226,11 @@ class MailIntake:
         from warroom.auth import integrations
 
         try:
-            with self.context.db.write() as session:
-                integrations.authenticate_integration(session, key, IntegrationType.email)
+            # Read only: no commit (and no fsync) per recipient, and no SQLite write lock taken inside a read
+            # transaction (which fails at once when another writer holds it). The key's last use is written
+            # when the message is stored.
+            with self.context.db.read() as session:
+                integrations.authenticate_integration(session, key, IntegrationType.email, record_use=False)
         except Unauthorized:
             return "550 5.7.1 No such mailbox: the key is unknown or revoked"
         except Forbidden:

@@ -477,15 +477,18 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def authenticate_integration(
-    session: Session, secret: str | None, expected: IntegrationType
+    session: Session, secret: str | None, expected: IntegrationType, *, record_use: bool = True
 ) -> IntegrationIdentity:
-    return identify_integration(session.connection(), secret, expected)
+    return identify_integration(session.connection(), secret, expected, record_use=record_use)
 
 
 def identify_integration(
-    connection: Connection, secret: str | None, expected: IntegrationType
+    connection: Connection, secret: str | None, expected: IntegrationType, *, record_use: bool = True
 ) -> IntegrationIdentity:
     """401 for a missing, unknown or revoked key; 403 for a key made for another kind of source.
+
+    ``record_use``: write the key's last use (at most once a minute). False for a check that writes nothing
+    (a mail recipient, before its message is stored).
 
     The identity carries the integration's signing secrets, if it has any: the caller checks each delivery's
     signature with them (``auth.signing.verify``).
@@ -533,7 +536,7 @@ def identify_integration(
             {"field": "key", "allowed": [expected.value]},
         )
     current = current_hash == key_hash
-    if not (used_recently if current else previous_used_recently):
+    if record_use and not (used_recently if current else previous_used_recently):
         column = IntegrationKey.last_used_at if current else IntegrationKey.previous_key_last_used_at
         connection.execute(
             update(IntegrationKey).where(IntegrationKey.id == integration_id).values({column: now})
