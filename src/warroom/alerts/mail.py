@@ -19,6 +19,7 @@ it was not told was stored: ``451`` for a database that is down, ``550`` for an 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
 import email.policy
 import logging
@@ -270,19 +271,7 @@ class MailIntake:
 
 def _copy(event: AlertEvent) -> AlertEvent:
     """Each recipient's own event: intake sets the integration's default service on it."""
-    return AlertEvent(
-        action=event.action,
-        dedup_key=event.dedup_key,
-        alert_type=event.alert_type,
-        summary=event.summary,
-        severity=event.severity,
-        service=event.service,
-        labels=dict(event.labels),
-        annotations=dict(event.annotations),
-        links=list(event.links),
-        raw=event.raw,
-        event_hash=event.event_hash,
-    )
+    return dataclasses.replace(event, labels=dict(event.labels), annotations=dict(event.annotations))
 
 
 async def serve(context: AppContext, host: str, port: int, max_bytes: int) -> asyncio.AbstractServer:
