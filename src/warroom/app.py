@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -243,7 +245,9 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         yield
         if mail_server is not None:
             mail_server.close()
-            await mail_server.wait_closed()
+            # From Python 3.12 this waits for open SMTP sessions too: an idle MTA must not hold up shutdown.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(mail_server.wait_closed(), timeout=5)
         intake_writer = getattr(app.state, "alert_intake_writer", None)
         if intake_writer is not None:
             intake_writer.close()
