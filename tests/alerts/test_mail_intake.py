@@ -246,3 +246,21 @@ def test_senders_at_once_are_all_stored(
     with context.db.read() as session:
         rows = session.execute(select(func.count(), func.sum(Alert.occurrences))).one()
     assert tuple(rows) == (20, 60)
+
+
+def test_nul_and_undecodable_bytes_are_stored_as_replacement_characters(
+    api: TestClient, context: AppContext, admin: dict[str, str], mail_port: int
+) -> None:
+    """PostgreSQL stores no NUL, and the parser keeps bytes that are not UTF-8 as lone surrogates: a message
+    with either is stored (not refused with 451 forever, which would make its MTA retry it for days)."""
+    key = create_email_key(api, admin)
+    raw = (
+        b"From: ups@power.example\r\nSubject: UPS \xff\xfe on battery\x00\r\nX-Odd: caf\xe9\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nload 40%\x00 runtime \xc3\x28 12 min\r\n"
+    )
+    code, answer = send(mail_port, [f"{key}@a.example"], raw)
+    assert (code, answer) == (250, "2.0.0 OK: ALR-1 created")
+    with context.db.read() as session:
+        alert = session.get_one(Alert, 1)
+        assert "\x00" not in alert.summary and "on battery" in alert.summary
+        assert alert.annotations["description"].startswith("load 40%\ufffd runtime")

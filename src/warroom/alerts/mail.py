@@ -110,6 +110,12 @@ def _body_text(message: EmailMessage) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
 
 
+def _clean(text: str) -> str:
+    """Text the databases can store: the parser keeps undecodable bytes as lone surrogates, and PostgreSQL
+    stores no NUL. Both become replacement characters (as a heartbeat's output does)."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+
+
 def subject_state(subject: str) -> tuple[str, str | None]:
     """The subject without replies' prefixes and state words (what identifies the alert), and the state word
     that led it, lowercased (None: none did)."""
@@ -134,19 +140,24 @@ def from_email(raw: bytes) -> AlertEvent:
         ) from None
     assert isinstance(message, EmailMessage)
     try:
-        subject = " ".join(str(message.get("subject", "")).split())
-        senders = getaddresses([str(value) for value in message.get_all("from", [])])
+        headers = [(name, _clean(str(value))) for name, value in message.items()]
+        body = _clean(_body_text(message))
     except Exception as exc:  # a header the policy cannot decode
         problem = [{"field": "headers", "message": str(exc)}]
         raise InvalidPayload(f"a header cannot be read: {exc}", problem) from None
+
+    def header(name: str) -> str:
+        return next((value for key, value in headers if key.lower() == name), "").strip()
+
+    subject = " ".join(header("subject").split())
+    senders = getaddresses([value for key, value in headers if key.lower() == "from"])
     sender = next((address.lower() for _, address in senders if address), "")
-    body = _body_text(message)
     identity, state = subject_state(subject)
     if not identity:
         identity = subject or body.split("\n", 1)[0][:200] or "(no subject)"
 
     action: Action = "trigger"
-    status_header = str(message.get("x-warroom-status", "")).strip().lower()
+    status_header = header("x-warroom-status").lower()
     if status_header:
         if status_header not in _STATUS_HEADER:
             raise InvalidPayload(
@@ -157,7 +168,7 @@ def from_email(raw: bytes) -> AlertEvent:
     elif state is not None and re.fullmatch(_RECOVERED, state, re.IGNORECASE):
         action = "resolve"
 
-    severity_header = str(message.get("x-warroom-severity", "")).strip()
+    severity_header = header("x-warroom-severity")
     if severity_header:
         severity = normalize_severity(severity_header, default="")
         if not severity:
@@ -178,14 +189,14 @@ def from_email(raw: bytes) -> AlertEvent:
             severity = "error"  # "OK" in a recovery names the state, not a severity
 
     labels = {"alertname": identity[:200], "from": sender}
-    dedup_header = str(message.get("x-warroom-dedup-key", "")).strip()
+    dedup_header = header("x-warroom-dedup-key")
     dedup_key = dedup_header[:255] if dedup_header else "email:" + label_hash(labels)
     annotations: dict[str, Any] = {"subject": subject, "description": body[:MAX_BODY_CHARS]}
-    message_id = str(message.get("message-id", "")).strip()
+    message_id = header("message-id")
     if message_id:
         annotations["message_id"] = message_id
     raw_view = {
-        "headers": [[name, str(value)] for name, value in message.items()][:100],
+        "headers": [list(pair) for pair in headers[:100]],
         "body": body[:MAX_BODY_CHARS],
     }
     return AlertEvent(
