@@ -297,7 +297,11 @@ def list_integrations(session: Session, org: OrgConfig | None = None) -> list[In
 def lost_services(session: Session, org: OrgConfig) -> list[IntegrationRead]:
     """The live integrations whose default service the org file no longer has. Their alerts still get the
     name, but nothing routes on it: the server warns of them when it starts."""
-    listed = list_integrations(session, org)
+    return with_lost_service(list_integrations(session, org))
+
+
+def with_lost_service(listed: list[IntegrationRead]) -> list[IntegrationRead]:
+    """The live ones of ``listed`` (checked against an org file) whose default service the file lacks."""
     return [read for read in listed if read.service_known is False and read.revoked_at is None]
 
 

@@ -690,7 +690,7 @@ def integration_list(
     org = _org(settings) if settings.config is not None else None
     with _local_session(database_url, write=False) as session:
         rows = integrations.list_integrations(session, org)
-    lost = [r for r in rows if r.service_known is False and r.revoked_at is None]
+    lost = integrations.with_lost_service(rows)
     emit(
         as_json,
         rows,
