@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import email.policy
+import json
 import smtplib
 import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,12 +17,20 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
+from tests.conftest import EXAMPLE_CONFIG
 from tests.peers import free_port
-from warroom.alerts.adapters import InvalidPayload
-from warroom.alerts.mail import from_email, subject_state
+from warroom.alerts.adapters import (
+    InvalidPayload,
+    delivery_events,
+    from_email,
+    looks_like_mail,
+    subject_state,
+)
 from warroom.alerts.models import Alert, AlertStatus
 from warroom.app import create_app
+from warroom.cli.main import app
 from warroom.context import AppContext
 from warroom.incidents.models import Incident
 from warroom.settings import Settings
@@ -264,3 +274,99 @@ def test_nul_and_undecodable_bytes_are_stored_as_replacement_characters(
         alert = session.get_one(Alert, 1)
         assert "\x00" not in alert.summary and "on battery" in alert.summary
         assert alert.annotations["description"].startswith("load 40%\ufffd runtime")
+
+
+@pytest.mark.parametrize(
+    ("body", "is_mail"),
+    [
+        (message("disk full").as_bytes(), True),
+        (message("disk full").as_bytes(policy=email.policy.SMTP), True),
+        (b"Received: from mx1 by mx2; Mon, 2 Mar 2026 10:00:00 +0000\r\nSubject: x\r\n\r\nbody", True),
+        (b"X-Mailer: nas-os 7\n\nno subject at all", True),
+        (b'{"summary": "disk full", "severity": "critical"}', False),
+        (b'  [{"summary": "x"}]', False),
+        (b"{not json", False),
+        (b"", False),
+        # A header name only in the body is not a header block.
+        (b"disk full\n\nSubject: x", False),
+    ],
+)
+def test_a_saved_mail_is_told_from_json(body: bytes, is_mail: bool) -> None:
+    assert looks_like_mail(body) is is_mail
+
+
+def test_a_saved_mail_is_a_delivery_like_any_other() -> None:
+    raw = message("** PROBLEM Service Alert: nas1/RAID is CRITICAL **", "degraded: disk 3").as_bytes()
+    kind, [event] = delivery_events(raw)
+    assert kind == "email" and event == from_email(raw)
+    assert delivery_events(raw, "email")[0] == "email"
+    # Told outright, a JSON body is read as mail, as the mail intake would: a message with no subject.
+    assert delivery_events(b'{"summary": "x"}', "email")[1][0].summary == "(no subject)"
+    assert delivery_events(b'{"summary": "x"}')[0] == "generic"
+    with pytest.raises(InvalidPayload):
+        delivery_events(raw, "generic")  # not JSON
+
+
+def test_config_test_alert_reads_a_saved_mail(tmp_path: Path) -> None:
+    saved = tmp_path / "nas.eml"
+    saved.write_bytes(
+        message("** PROBLEM Service Alert: psp/charges is CRITICAL **", "503 from PSP").as_bytes(
+            policy=email.policy.SMTP
+        )
+    )
+    runner = CliRunner()
+    shown = runner.invoke(app, ["config", "test-alert", str(saved), "--config", str(EXAMPLE_CONFIG)])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.stdout.split())
+    assert "Service Alert: psp/charges is CRITICAL ** (email, critical, type email, service -)" in text
+    assert "payments-down" in text and "-> unrouted" in text  # no service without the integration's
+    as_json = runner.invoke(
+        app, ["config", "test-alert", str(saved), "--json", "--config", str(EXAMPLE_CONFIG)]
+    )
+    [preview] = json.loads(as_json.stdout)
+    assert preview["source"] == "email" and preview["severity"] == "critical"
+    bad = tmp_path / "bad.eml"
+    bad.write_bytes(message("disk full", X_Warroom_Status="exploded").as_bytes())
+    refused = runner.invoke(app, ["config", "test-alert", str(bad), "--config", str(EXAMPLE_CONFIG)])
+    assert refused.exit_code == 1 and "X-Warroom-Status 'exploded'" in refused.output
+
+
+def test_the_server_preview_of_a_mail_knows_its_open_alert(
+    api: TestClient, context: AppContext, admin: dict[str, str], viewer: dict[str, str], mail_port: int
+) -> None:
+    key = create_email_key(api, admin, service="payments")
+    integration_id = api.get("/api/v1/integrations", headers=admin).json()[-1]["id"]
+    problem = message("** PROBLEM Service Alert: psp/charges is CRITICAL **", "503 from PSP")
+
+    def preview(mail: EmailMessage, **params: Any) -> dict[str, Any]:
+        body = mail.as_bytes(policy=email.policy.SMTP)
+        response = api.post("/api/v1/alerts/preview", content=body, params=params, headers=viewer)
+        assert response.status_code == 200, response.text
+        [shown] = response.json()
+        return shown  # type: ignore[no-any-return]
+
+    # Before it is sent: with the integration, its default service routes it to the payments rule.
+    first = preview(problem, integration=integration_id)
+    assert (first["source"], first["service"], first["open_alert"]) == ("email", "payments", None)
+    assert first["incident"]["rule"] == "payments-down"
+    unscoped = preview(problem)  # without it, no service: no rule routes it
+    assert unscoped["service"] is None and unscoped["unrouted"] and unscoped["incident"] is None
+    assert counts(context) == (0, 0)  # a dry run
+
+    assert send(mail_port, [f"{key}@a.example"], problem) == (250, "2.0.0 OK: ALR-1 created")
+    again = preview(problem, integration=integration_id)
+    assert again["open_alert"] == "ALR-1"
+    # Its recovery mail is the same alert.
+    recovery = message("** RECOVERY Service Alert: psp/charges is OK **")
+    assert preview(recovery, source="email", integration=integration_id)["open_alert"] == "ALR-1"
+    # Refusals change nothing.
+    generic_id = api.post(
+        "/api/v1/integrations", json={"name": "app", "type": "generic"}, headers=admin
+    ).json()["id"]
+    for body, params, status in (
+        (problem.as_bytes(), {"integration": generic_id}, 422),  # a generic integration takes no mail
+        (message("x", X_Warroom_Severity="meh").as_bytes(), {}, 400),
+    ):
+        refused = api.post("/api/v1/alerts/preview", content=body, params=params, headers=viewer)
+        assert refused.status_code == status, refused.text
+    assert counts(context)[0] == 1

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import getaddresses
+from html.parser import HTMLParser
 from typing import Any, Literal
 
 import orjson
@@ -305,7 +311,184 @@ def from_generic(data: Any) -> list[AlertEvent]:
     return [generic_event(validate_payload(_GENERIC, data), data)]
 
 
-PAYLOAD_SOURCES = ("alertmanager", "grafana", "pagerduty", "generic")
+# Alerts by email (the SMTP server is ``warroom.alerts.mail``): one message, one event.
+
+EMAIL_MAX_BODY_CHARS = 10_000
+
+# Words that lead a subject: replies and forwards, then the state a sender puts first.
+_REPLY = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg)\s*:\s*)+", re.IGNORECASE)
+_RECOVERED = r"resolved|recovery|recovered|ok|cleared|up"
+_FIRING = r"problem|firing(?::\d+)?|alert(?:ing)?|triggered|down|critical|warning|error|unknown"
+_LEADING_STATE = re.compile(
+    rf"^\s*(?:\*\*\s*)?[\[(]?\s*(?P<state>{_RECOVERED}|{_FIRING})\b\s*[\])]?\s*(?::|-|(?=\S))\s*",
+    re.IGNORECASE,
+)
+# Nagios ends with the state: "… is CRITICAL **", "… is OK **".
+_TRAILING_STATE = re.compile(
+    r"\s+(?:is|are|now)\s+(?:ok|up|down|critical|warning|unknown|unreachable|recovered|resolved)\s*(?:\*\*)?\s*$",
+    re.IGNORECASE,
+)
+_TRAILING_STARS = re.compile(r"\s*\*\*\s*$")
+_SEVERITY_IN_SUBJECT = re.compile(
+    r"\b(critical|crit|disaster|emergency|fatal|error|major|warning|warn|minor|info|notice)\b", re.IGNORECASE
+)
+_STATUS_HEADER = {"firing": "trigger", "acknowledged": "acknowledge", "resolved": "resolve"}
+
+
+class _TextOfHtml(HTMLParser):
+    """The text of an HTML part, for senders that send no plain part."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skipping += 1
+        elif tag in ("br", "p", "div", "tr", "li"):
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._skipping:
+            self._skipping -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.parts.append(data)
+
+
+def _body_text(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain", "html"))
+    if part is None:
+        return ""
+    try:
+        content = part.get_content()
+    except Exception:  # an unknown charset, a broken transfer encoding: the bytes, as far as they go
+        payload = part.get_payload(decode=True)
+        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    if not isinstance(content, str):
+        return ""
+    if part.get_content_subtype() == "html":
+        parser = _TextOfHtml()
+        parser.feed(content)
+        content = "".join(parser.parts)
+    lines = [line.rstrip() for line in content.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+
+
+def _clean(text: str) -> str:
+    """Text the databases can store: the parser keeps undecodable bytes as lone surrogates, and PostgreSQL
+    stores no NUL. Both become replacement characters (as a heartbeat's output does)."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+
+
+def subject_state(subject: str) -> tuple[str, str | None]:
+    """The subject without replies' prefixes and state words (what identifies the alert), and the state word
+    that led it, lowercased (None: none did)."""
+    rest = _REPLY.sub("", subject)
+    state = None
+    leading = _LEADING_STATE.match(rest)
+    if leading:
+        state = leading.group("state").lower()
+        rest = rest[leading.end() :]
+    rest = _TRAILING_STATE.sub("", rest)
+    rest = _TRAILING_STARS.sub("", rest)
+    return " ".join(rest.split()), state
+
+
+def from_email(raw: bytes) -> AlertEvent:
+    """The alert event of one message, as received (RFC 5322 bytes)."""
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+    except Exception as exc:  # the parser is lenient; this is for what it cannot take at all
+        raise InvalidPayload(
+            f"the message cannot be read: {exc}", [{"field": "message", "message": str(exc)}]
+        ) from None
+    assert isinstance(message, EmailMessage)
+    try:
+        headers = [(name, _clean(str(value))) for name, value in message.items()]
+        body = _clean(_body_text(message))
+    except Exception as exc:  # a header the policy cannot decode
+        problem = [{"field": "headers", "message": str(exc)}]
+        raise InvalidPayload(f"a header cannot be read: {exc}", problem) from None
+
+    def header(name: str) -> str:
+        return next((value for key, value in headers if key.lower() == name), "").strip()
+
+    subject = " ".join(header("subject").split())
+    senders = getaddresses([value for key, value in headers if key.lower() == "from"])
+    sender = next((address.lower() for _, address in senders if address), "")
+    identity, state = subject_state(subject)
+    if not identity:
+        identity = subject or body.split("\n", 1)[0][:200] or "(no subject)"
+
+    action: Action = "trigger"
+    status_header = header("x-warroom-status").lower()
+    if status_header:
+        if status_header not in _STATUS_HEADER:
+            raise InvalidPayload(
+                f"X-Warroom-Status {status_header!r} is not one of firing, acknowledged, resolved",
+                [{"field": "X-Warroom-Status", "message": "unknown status", "allowed": list(_STATUS_HEADER)}],
+            )
+        action = _STATUS_HEADER[status_header]  # type: ignore[assignment]
+    elif state is not None and re.fullmatch(_RECOVERED, state, re.IGNORECASE):
+        action = "resolve"
+
+    severity_header = header("x-warroom-severity")
+    if severity_header:
+        severity = normalize_severity(severity_header, default="")
+        if not severity:
+            raise InvalidPayload(
+                f"X-Warroom-Severity {severity_header!r} is not a severity",
+                [
+                    {
+                        "field": "X-Warroom-Severity",
+                        "message": "unknown severity",
+                        "allowed": ["critical", "error", "warning", "info"],
+                    }
+                ],
+            )
+    else:
+        word = _SEVERITY_IN_SUBJECT.search(subject)
+        severity = normalize_severity(word.group(1) if word else None, default="error")
+        if action == "resolve" and severity == "info":
+            severity = "error"  # "OK" in a recovery names the state, not a severity
+
+    labels = {"alertname": identity[:200], "from": sender}
+    dedup_header = header("x-warroom-dedup-key")
+    dedup_key = dedup_header[:255] if dedup_header else "email:" + label_hash(labels)
+    annotations: dict[str, Any] = {"subject": subject, "description": body[:EMAIL_MAX_BODY_CHARS]}
+    message_id = header("message-id")
+    if message_id:
+        annotations["message_id"] = message_id
+    raw_view = {
+        "headers": [list(pair) for pair in headers[:100]],
+        "body": body[:EMAIL_MAX_BODY_CHARS],
+    }
+    return AlertEvent(
+        action=action,
+        dedup_key=dedup_key,
+        alert_type="email",
+        summary=(subject or identity)[:1000],
+        severity=severity,
+        service=None,
+        labels=labels,
+        annotations=annotations,
+        links=[],
+        raw=raw_view,
+    )
+
+
+PAYLOAD_SOURCES = ("alertmanager", "grafana", "pagerduty", "generic", "email")
+
+# The header fields a mail message starts with (RFC 5322 and what MTAs add in front), to tell a saved
+# ``.eml`` from a JSON payload.
+_MAIL_HEADER = re.compile(
+    rb"^(?:from|to|subject|date|received|return-path|delivered-to|message-id|mime-version|x-[a-z0-9-]+)"
+    rb"[ \t]*:",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 def detected_source(data: Any) -> str:
@@ -317,15 +500,25 @@ def detected_source(data: Any) -> str:
     return "generic"
 
 
+def looks_like_mail(body: bytes) -> bool:
+    """Whether a body is a mail message rather than JSON: its header block (up to the first empty line)
+    holds a header field that messages carry."""
+    head = body.lstrip()[:65_536].split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
+    return not head.startswith((b"{", b"[")) and _MAIL_HEADER.search(head) is not None
+
+
 def delivery_events(body: bytes, source: str = "auto") -> tuple[str, list[AlertEvent]]:
-    """The source (told by the payload's fields when ``auto``) and the events of one raw delivery."""
+    """The source (told by the payload's fields when ``auto``) and the events of one raw delivery: a JSON
+    payload as a source would POST it, or a mail message as an email integration would receive it."""
+    if source == "email" or (source == "auto" and looks_like_mail(body)):
+        return "email", [from_email(body)]
     data = parse_json(body)
     kind = detected_source(data) if source == "auto" else source
     return kind, events_for(kind, data)
 
 
 def events_for(source: str, data: Any) -> list[AlertEvent]:
-    """The events of one delivery in the shape of ``source`` (one of ``PAYLOAD_SOURCES``)."""
+    """The events of one JSON delivery in the shape of ``source`` (one of ``PAYLOAD_SOURCES`` but email)."""
     if source in ("alertmanager", "grafana"):
         return from_alertmanager(data)
     if source == "pagerduty":

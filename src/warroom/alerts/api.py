@@ -208,8 +208,11 @@ async def preview_alerts(
     context: Context,
     _: Viewer,
     source: Annotated[
-        Literal["auto", "alertmanager", "grafana", "pagerduty", "generic"],
-        Query(description="The delivery's shape; auto tells it by its fields."),
+        Literal["auto", "alertmanager", "grafana", "pagerduty", "generic", "email"],
+        Query(
+            description="The delivery's shape; auto tells it by its fields (a body that starts with mail "
+            "headers is an email message)."
+        ),
     ] = "auto",
     integration: Annotated[
         int | None,
@@ -220,7 +223,8 @@ async def preview_alerts(
         ),
     ] = None,
 ) -> list[RoutingPreview]:
-    """A dry run of the rules on one delivery, as a source would POST it: which rules match, the incident it
+    """A dry run of the rules on one delivery, as a source would POST it (or a mail message, as an email
+    integration would receive it): which rules match, the incident it
     would open, and what is open now (the alert it would update, the group's incident it would join, the
     maintenance window that would hold it). Nothing is stored; no integration key is needed."""
     kind, events = adapters.delivery_events(await request.body(), source)

@@ -226,13 +226,18 @@ def config_check(file: Annotated[Path, typer.Argument(help="The YAML org file.")
 @config_app.command("test-alert")
 def config_test_alert(
     payload: Annotated[
-        str, typer.Argument(help="A JSON file with one delivery (as a source would POST it), or - for stdin.")
+        str,
+        typer.Argument(
+            help="A JSON file with one delivery (as a source would POST it), a saved mail message (.eml, "
+            "as an email integration would receive it), or - for stdin."
+        ),
     ],
     source: Annotated[
         str,
         typer.Option(
             "--source",
-            help="alertmanager, grafana, pagerduty or generic (default: told by the payload's fields).",
+            help="alertmanager, grafana, pagerduty, generic or email (default: told by the payload's "
+            "fields).",
         ),
     ] = "auto",
     config: ConfigOption = None,
@@ -260,16 +265,17 @@ def config_test_alert(
     if integration is not None and not server:
         fail("--integration needs --server: only the server knows the integration's open alerts")
     try:
-        text = sys.stdin.read() if payload == "-" else Path(payload).read_text()
+        # Bytes, not text: a mail message declares its own charsets.
+        body = sys.stdin.buffer.read() if payload == "-" else Path(payload).read_bytes()
     except OSError as exc:
         fail(f"cannot read {payload}: {exc.strerror}")
     if server:
         with api_errors(), Client() as client:
-            previews = client.preview_alerts(text.encode(), source, integration)
+            previews = client.preview_alerts(body, source, integration)
     else:
         org = _org(_settings(config=config))
         try:
-            kind, events = adapters.delivery_events(text.encode(), source)
+            kind, events = adapters.delivery_events(body, source)
         except WarroomError as exc:
             fail(exc.message)
         previews = [automation.preview(org, kind, event) for event in events]
