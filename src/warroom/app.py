@@ -236,9 +236,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             log.warning("%s", integrations.lost_service_warning(integration))
         mail_server = None
         if settings.mail_intake_port is not None:
-            mail_server = await mail.serve(
-                context, settings.mail_intake_host, settings.mail_intake_port, settings.mail_intake_max_bytes
-            )
+            mail_server = await mail.serve(context, settings)
         # Everything built so far lives as long as the process: keep the collector from rescanning it
         # (full collections over the app's object graph were a visible share of alert intake time).
         gc.freeze()

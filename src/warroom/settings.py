@@ -64,6 +64,16 @@ class Settings(BaseSettings):
     mail_intake_max_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Messages larger than this are refused (552)."
     )
+    mail_intake_tls_cert: Path | None = Field(
+        default=None, description="PEM certificate chain: the mail intake offers STARTTLS."
+    )
+    mail_intake_tls_key: Path | None = Field(
+        default=None, description="PEM private key of the certificate (default: in the certificate file)."
+    )
+    mail_intake_require_tls: bool = Field(
+        default=True,
+        description="With a certificate: refuse a message until the sender has started TLS (530).",
+    )
     notify_max_attempts: int = Field(default=8, ge=1, description="Tries before a delivery is a dead letter.")
 
     @cached_property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.policy
 import json
 import smtplib
+import ssl
 import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -28,6 +30,7 @@ from warroom.alerts.adapters import (
     looks_like_mail,
     subject_state,
 )
+from warroom.alerts.mail import MailTLSError, tls_context
 from warroom.alerts.models import Alert, AlertStatus
 from warroom.app import create_app
 from warroom.cli.main import app
@@ -370,3 +373,89 @@ def test_the_server_preview_of_a_mail_knows_its_open_alert(
         refused = api.post("/api/v1/alerts/preview", content=body, params=params, headers=viewer)
         assert refused.status_code == status, refused.text
     assert counts(context)[0] == 1
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def certificate(authority: trustme.CA, tmp_path: Path) -> Path:
+    path = tmp_path / "mail.pem"
+    authority.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(path)
+    return path
+
+
+@pytest.mark.parametrize("require_tls", [True, False])
+def test_starttls_is_offered_and_required_by_default(
+    api: TestClient,
+    context: AppContext,
+    settings: Settings,
+    admin: dict[str, str],
+    authority: trustme.CA,
+    certificate: Path,
+    require_tls: bool,
+) -> None:
+    key = create_email_key(api, admin)
+    port = free_port()
+    with_tls = settings.model_copy(
+        update={
+            "mail_intake_port": port,
+            "mail_intake_tls_cert": certificate,
+            "mail_intake_require_tls": require_tls,
+        }
+    )
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    with TestClient(create_app(context=AppContext(settings=with_tls, db=context.db, org=context.org))):
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as plain:
+            plain.ehlo()
+            assert plain.has_extn("starttls")
+            code, answer = plain.mail("nagios@mon.example")
+            if require_tls:
+                assert code == 530 and b"STARTTLS" in answer, answer
+            else:
+                assert code == 250
+                assert plain.rcpt(f"{key}@a.example")[0] == 250
+                assert plain.data(message("sent in the clear").as_bytes())[0] == 250
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as secured:
+            secured.starttls(context=trusting)
+            assert secured.send_message(message("sent over TLS"), to_addrs=[f"{key}@a.example"]) == {}
+    with context.db.read() as session:
+        summaries = set(session.scalars(select(Alert.summary)))
+    assert summaries == ({"sent over TLS"} if require_tls else {"sent in the clear", "sent over TLS"})
+
+
+def test_an_unusable_certificate_is_a_clear_error_at_start(
+    settings: Settings, authority: trustme.CA, certificate: Path, tmp_path: Path
+) -> None:
+    other_key = tmp_path / "other.key"
+    authority.issue_cert("localhost").private_key_pem.write_to_path(other_key)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    for update, problem in [
+        ({"mail_intake_tls_key": other_key}, "without its certificate"),
+        ({"mail_intake_tls_cert": tmp_path / "missing.pem"}, "cannot read"),
+        ({"mail_intake_tls_cert": garbage}, "not usable"),
+        ({"mail_intake_tls_cert": certificate, "mail_intake_tls_key": other_key}, "not usable"),
+    ]:
+        with pytest.raises(MailTLSError, match=problem):
+            tls_context(settings.model_copy(update=update))
+    assert tls_context(settings) is None
+    assert isinstance(
+        tls_context(settings.model_copy(update={"mail_intake_tls_cert": certificate})), ssl.SSLContext
+    )
+    refused = CliRunner().invoke(
+        app,
+        [
+            "serve",
+            "--config",
+            str(EXAMPLE_CONFIG),
+            "--mail-port",
+            str(free_port()),
+            "--mail-tls-cert",
+            str(garbage),
+        ],
+    )
+    assert refused.exit_code == 1 and "not usable" in refused.output

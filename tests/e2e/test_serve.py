@@ -6,12 +6,14 @@ import asyncio
 import json
 import smtplib
 import socket
+import ssl
 import subprocess
 from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -336,6 +338,45 @@ def test_an_answered_mail_survives_kill_9(database_url: str, tmp_path: Path) -> 
             "[FIRING:1] RAID degraded on nas1",
         )
         assert alert.annotations["description"] == "Disk 3 failed; rebuilding onto the spare."
+    database.dispose()
+
+
+def test_mail_over_starttls(database_url: str, tmp_path: Path) -> None:
+    """``warroom serve --mail-tls-cert`` (on uvloop, as served): STARTTLS is offered and required, and a
+    message sent over it is stored."""
+    authority = trustme.CA()
+    certificate = tmp_path / "mail.pem"
+    authority.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(certificate)
+    database = Database(database_url)
+    with database.write() as session:
+        key = new_key(session, "ups", IntegrationType.email)
+    mail_port = free_port()
+    server = ServerProcess(
+        database_url=database_url,
+        config=EXAMPLE_CONFIG,
+        data_dir=tmp_path,
+        extra_args=["--mail-port", str(mail_port), "--mail-tls-cert", str(certificate)],
+    ).start()
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    try:
+        wait_until(lambda: _accepts(mail_port))
+        mail = EmailMessage()
+        mail["From"] = "ups1@power.example"
+        mail["Subject"] = "PROBLEM: UPS on battery"
+        mail.set_content("Runtime 12 min.")
+        with smtplib.SMTP("127.0.0.1", mail_port, timeout=10) as client:
+            client.ehlo()
+            assert client.has_extn("starttls")
+            code, answer = client.mail("ups1@power.example")
+            assert code == 530, answer  # not before TLS: the address is the secret
+            client.starttls(context=trusting)
+            assert client.send_message(mail, to_addrs=[f"{key}@alerts.example"]) == {}
+    finally:
+        server.stop()
+    with database.read() as session:
+        alert = session.scalars(select(Alert)).one()
+        assert (alert.source, alert.summary) == ("email", "PROBLEM: UPS on battery")
     database.dispose()
 
 

@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import logging
 import re
+import ssl
 from typing import TYPE_CHECKING
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -33,6 +34,7 @@ from warroom.errors import Forbidden, Unauthorized, WarroomError
 
 if TYPE_CHECKING:
     from warroom.context import AppContext
+    from warroom.settings import Settings
 
 log = logging.getLogger("warroom.alerts.mail")
 
@@ -115,14 +117,51 @@ def _copy(event: AlertEvent) -> AlertEvent:
     return dataclasses.replace(event, labels=dict(event.labels), annotations=dict(event.annotations))
 
 
-async def serve(context: AppContext, host: str, port: int, max_bytes: int) -> asyncio.AbstractServer:
+class MailTLSError(Exception):
+    """The mail intake's certificate or key cannot be used."""
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The context STARTTLS uses, or None when no certificate is set (plain SMTP)."""
+    if settings.mail_intake_tls_cert is None:
+        if settings.mail_intake_tls_key is not None:
+            raise MailTLSError("a TLS key for the mail intake was given without its certificate")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.mail_intake_tls_cert, settings.mail_intake_tls_key)
+    except ssl.SSLError as exc:  # before OSError, which it is a kind of
+        raise MailTLSError(
+            f"the mail intake's certificate or key is not usable (PEM, and the key must match): {exc}"
+        ) from None
+    except OSError as exc:
+        raise MailTLSError(f"cannot read the mail intake's certificate or key: {exc}") from None
+    return context
+
+
+async def serve(context: AppContext, settings: Settings) -> asyncio.AbstractServer:
     """Listen for SMTP on the running event loop (the web server's)."""
+    assert settings.mail_intake_port is not None
     handler = MailIntake(context)
+    tls = tls_context(settings)
+    require_tls = tls is not None and settings.mail_intake_require_tls
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(handler, data_size_limit=max_bytes, hostname="warroom", ident="Warroom mail intake"),
-        host=host,
-        port=port,
+        lambda: SMTP(
+            handler,
+            data_size_limit=settings.mail_intake_max_bytes,
+            hostname="warroom",
+            ident="Warroom mail intake",
+            tls_context=tls,
+            require_starttls=require_tls,
+        ),
+        host=settings.mail_intake_host,
+        port=settings.mail_intake_port,
     )
-    log.info("mail intake listening on %s:%d", host, port)
+    log.info(
+        "mail intake listening on %s:%d (%s)",
+        settings.mail_intake_host,
+        settings.mail_intake_port,
+        "STARTTLS required" if require_tls else "STARTTLS offered" if tls else "plain SMTP, no TLS",
+    )
     return server

@@ -115,16 +115,45 @@ def serve(
             help="Also take alerts by email: listen for SMTP on this port (WARROOM_MAIL_INTAKE_PORT).",
         ),
     ] = None,
+    mail_tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--mail-tls-cert",
+            help="PEM certificate chain: the mail intake offers STARTTLS, and requires it unless "
+            "WARROOM_MAIL_INTAKE_REQUIRE_TLS=false (WARROOM_MAIL_INTAKE_TLS_CERT).",
+        ),
+    ] = None,
+    mail_tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--mail-tls-key",
+            help="PEM private key of that certificate, if it is not in the certificate file "
+            "(WARROOM_MAIL_INTAKE_TLS_KEY).",
+        ),
+    ] = None,
 ) -> None:
     """Run the API and web UI (and the background worker unless --no-worker)."""
     import uvicorn
 
+    from warroom.alerts import mail
     from warroom.app import create_app
 
-    settings = _settings(config, database_url, host=host, port=port, mail_intake_port=mail_port)
+    settings = _settings(
+        config,
+        database_url,
+        host=host,
+        port=port,
+        mail_intake_port=mail_port,
+        mail_intake_tls_cert=mail_tls_cert,
+        mail_intake_tls_key=mail_tls_key,
+    )
     if no_worker:
         settings.run_worker = False
     org = _org(settings)  # refuse to start on a bad org file
+    try:
+        mail_tls = mail.tls_context(settings)  # and on a certificate the mail intake cannot use
+    except mail.MailTLSError as exc:
+        fail(str(exc))
     context = AppContext(
         settings=settings,
         db=Database.from_settings(settings),
@@ -137,8 +166,9 @@ def serve(
     )
     if settings.mail_intake_port is not None:
         console.print(
-            f"Alerts by email: SMTP on [bold]{settings.mail_intake_host}:{settings.mail_intake_port}[/], "
-            "to <key of an email integration>@… "
+            f"Alerts by email: SMTP on [bold]{settings.mail_intake_host}:{settings.mail_intake_port}[/] "
+            + ("(plain, no TLS)" if mail_tls is None else "(STARTTLS)")
+            + ", to <key of an email integration>@…"
         )
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="info", access_log=False)
 
