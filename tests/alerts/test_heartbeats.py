@@ -64,6 +64,8 @@ def test_a_silent_sender_fires_and_the_next_ping_resolves(
     # Pings on time keep moving the deadline; the check due at the first one waits for the newest.
     clock.set(T0 + timedelta(minutes=1))
     ping(api, hb_key)
+    with context.db.read() as session:
+        assert job_count(session) == 1  # one waiting check, however many pings
     run_at(worker, T0 + timedelta(minutes=3, seconds=1))
     assert heartbeat_alerts(context) == []
     assert states(api, viewer)["prometheus-watchdog"] == "ok"
@@ -178,6 +180,33 @@ def test_a_heartbeat_no_longer_watched_before_its_first_ping_does_not_fire(
     assert heartbeat_alerts(context) == []
     with TestClient(create_app(context=context)) as api:
         assert set(states(api, viewer).values()) == {"never pinged"}
+        # When its first ping comes after all, its deadline is watched: silence after it fires.
+        clock.set(T0 + timedelta(hours=2, minutes=1))
+        ping(api, make_key(context, "heartbeat", "watchdog"))
+    run_at(Worker(context, name="w1"), T0 + timedelta(hours=2, minutes=5))
+    assert heartbeat_alerts(context) == [("firing", 1)]
+
+
+def test_a_heartbeat_taken_out_and_put_back_is_watched_again(
+    context: AppContext, hb_key: str, viewer: dict[str, str]
+) -> None:
+    """Its check ran while it was out of the org file (and ended, firing nothing); once it is back, a ping
+    schedules a new check, so silence fires again."""
+    original = context.org
+    clock.set(T0)
+    with TestClient(create_app(context=context)) as api:
+        ping(api, hb_key)
+    context.org = original.model_copy(
+        update={"automation": original.automation.model_copy(update={"heartbeats": []})}
+    )
+    run_at(Worker(context, name="w1"), T0 + timedelta(minutes=4))
+    assert heartbeat_alerts(context) == []
+    context.org = original
+    clock.set(T0 + timedelta(minutes=10))
+    with TestClient(create_app(context=context)) as api:
+        ping(api, hb_key)
+    run_at(Worker(context, name="w1"), T0 + timedelta(minutes=14))
+    assert heartbeat_alerts(context) == [("firing", 1)]
 
 
 def test_bad_pings_are_refused_and_change_nothing(

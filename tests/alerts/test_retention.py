@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts import retention
+from warroom.alerts.heartbeats import CHECK_KIND as HEARTBEAT_CHECK_KIND
+from warroom.alerts.maintenance import SCHEDULE_KIND as MAINTENANCE_SCHEDULE_KIND
 from warroom.alerts.models import Alert, ChangeEvent
 from warroom.alerts.status_pages import POLL_KIND
 from warroom.clock import clock
@@ -80,6 +82,9 @@ def test_what_is_old_enough_goes_and_evidence_stays(
     add_job(context, POLL_KIND, JobStatus.done, T0, "old poll")
     add_job(context, POLL_KIND, JobStatus.dead, T0, "dead poll")  # a dead letter: people must see it
     add_job(context, "notify.deliver", JobStatus.done, T0, "old delivery")  # not a recurring run
+    add_job(context, HEARTBEAT_CHECK_KIND, JobStatus.done, T0, "old heartbeat check")
+    add_job(context, HEARTBEAT_CHECK_KIND, JobStatus.pending, None, "waiting heartbeat check")
+    add_job(context, MAINTENANCE_SCHEDULE_KIND, JobStatus.done, T0, "old schedule run")
 
     clock.set(T0 + timedelta(days=60))
     send(api, generic_key, summary="disk 85%", dedup_key="recent-unrouted")
@@ -88,13 +93,14 @@ def test_what_is_old_enough_goes_and_evidence_stays(
 
     clock.set(T0 + timedelta(days=91))
     add_job(context, POLL_KIND, JobStatus.done, clock.now() - timedelta(days=6), "recent poll")
-    assert retention.prune(context, clock.now()) == {"alerts": 1, "changes": 1, "recurring_job_runs": 1}
+    assert retention.prune(context, clock.now()) == {"alerts": 1, "changes": 1, "recurring_job_runs": 3}
     assert alert_keys(context) == ["old-promoted", "still-open", "routed", "recent-unrouted"]
     assert change_summaries(context) == ["Deployed api 2.14"]
     kept = [row for row in job_rows(context) if row[2] is not None]
     assert kept == [
         (POLL_KIND, "dead", "dead poll"),
         ("notify.deliver", "done", "old delivery"),
+        (HEARTBEAT_CHECK_KIND, "pending", "waiting heartbeat check"),
         (POLL_KIND, "done", "recent poll"),
     ]
     # Again: nothing more to do.

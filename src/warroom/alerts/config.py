@@ -240,7 +240,8 @@ class RetentionConfig(StrictModel):
     )
     recurring_job_runs: Duration = Field(
         default=timedelta(days=7),
-        description="Finished runs of status page polls, auto-resolve sweeps and this pruning.",
+        description="Finished runs of status page polls, auto-resolve sweeps, heartbeat checks, maintenance "
+        "schedules and this pruning.",
     )
 
     _kept = field_validator("alerts", "changes")(

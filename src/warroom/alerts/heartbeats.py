@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from warroom.context import AppContext
 
 CHECK_KIND = "alerts.heartbeat_check"
+DEADLINE_KEY = "heartbeat-deadline:"
 SOURCE = "heartbeat"
 # The tail of a failed run's output is kept on its alert: that is where the error usually is.
 OUTPUT_LIMIT = 10_000
@@ -170,13 +171,21 @@ def _locked(session: Session, new: Heartbeat) -> tuple[Heartbeat, bool]:
 
 
 def _check_job(session: Session, heartbeat: Heartbeat) -> None:
-    """The one pending check of this heartbeat (enqueue returns the existing one while it is pending)."""
+    """The heartbeat's one waiting deadline check, added unless one is waiting: each ping moves the deadline,
+    and the waiting check follows it (``RetryLater``) until a deadline passes with no ping.
+
+    A check that ended without firing (the heartbeat was out of the org file, or no longer watched before
+    its first ping) or died must not stop the next ping from starting a new one. So the key names the ping
+    and miss counts at the time, which never repeat, and a finished check can be pruned (``retention``)."""
+    prefix = f"{DEADLINE_KEY}{heartbeat.name}:"
+    if jobs_service.has_pending(session, kind=CHECK_KIND, key_prefix=prefix):
+        return
     jobs_service.enqueue(
         session,
         kind=CHECK_KIND,
         payload={"name": heartbeat.name},
         run_at=heartbeat.due_at,
-        idempotency_key=f"heartbeat:{heartbeat.name}:{heartbeat.misses}",
+        idempotency_key=f"{prefix}{heartbeat.pings}:{heartbeat.misses}",
     )
 
 

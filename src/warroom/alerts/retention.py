@@ -8,8 +8,10 @@ one chain) deletes, as ``automation.retention`` says:
 - resolved alerts that are on no incident, ``alerts`` after they resolved. Alerts on an incident are its
   evidence and are kept as long as the incident; open alerts are never deleted;
 - change events, ``changes`` after they happened (the timeline entries that named them keep their text);
-- the finished runs of this domain's recurring jobs (status page polls, auto-resolve sweeps and this one),
-  ``recurring_job_runs`` after they finished. Their keys are time slots, so nothing schedules them again.
+- the finished runs of this domain's scheduled jobs (status page polls, auto-resolve sweeps, heartbeat
+  checks, maintenance schedule runs and this one), ``recurring_job_runs`` after they finished. Their keys name
+  a time slot, an occurrence or a ping count that is past, so nothing schedules them again. A heartbeat that
+  pings every minute with a ``max_runtime`` leaves a finished check per run: 1,440 rows a day.
 
 Deletes go in chunks, each its own short transaction, so alert intake (which shares SQLite's one write lock)
 waits for one chunk at most. The rows of a chunk are chosen by a read, and the delete checks each condition
@@ -27,6 +29,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from warroom.alerts.config import RetentionConfig
 from warroom.alerts.expiry import SWEEP_KIND
+from warroom.alerts.heartbeats import CHECK_KIND as HEARTBEAT_CHECK_KIND
+from warroom.alerts.maintenance import SCHEDULE_KIND as MAINTENANCE_SCHEDULE_KIND
 from warroom.alerts.models import Alert, AlertStatus, ChangeEvent
 from warroom.alerts.status_pages import POLL_KIND
 from warroom.db import Base, utcnow
@@ -44,8 +48,8 @@ PRUNE_EVERY = timedelta(hours=1)
 _KEY_PREFIX = "alerts-retention:"
 # Rows per delete transaction: small enough that intake never waits long for the write lock.
 CHUNK = 1000
-# The recurring chains whose finished runs are pruned. Their idempotency keys are time slots, all past.
-RECURRING_KINDS = (POLL_KIND, SWEEP_KIND, PRUNE_KIND)
+# The scheduled jobs whose finished runs are pruned. Their idempotency keys are never enqueued again.
+RECURRING_KINDS = (POLL_KIND, SWEEP_KIND, PRUNE_KIND, HEARTBEAT_CHECK_KIND, MAINTENANCE_SCHEDULE_KIND)
 
 
 def _conditions(retention: RetentionConfig, now: datetime) -> dict[str, tuple[type[Base], list[Any]]]:
