@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.policy
 import json
+import re
 import smtplib
 import ssl
 import threading
@@ -459,3 +460,52 @@ def test_an_unusable_certificate_is_a_clear_error_at_start(
         ],
     )
     assert refused.exit_code == 1 and "not usable" in refused.output
+
+
+BOUNCE = (
+    b"From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+    b'MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+    b"--b\r\nContent-Type: text/plain\r\n\r\nThe mail system could not deliver it.\r\n"
+    b"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n"
+    b"Final-Recipient: rfc822; ops@acme.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (
+            message("Out of office: PROBLEM disk full", Auto_Submitted="auto-replied").as_bytes(),
+            "auto-replied",
+        ),
+        (message("Automatic reply: disk full", Precedence="auto_reply").as_bytes(), "Precedence: auto_reply"),
+        (message("Re: disk full", X_Autoreply="yes").as_bytes(), "X-Autoreply: yes"),
+        (BOUNCE, "a bounce"),
+        (BOUNCE.replace(b"delivery-status;", b"disposition-notification;"), "a read receipt"),
+    ],
+)
+def test_automatic_replies_are_not_alerts(raw: bytes, why: str) -> None:
+    with pytest.raises(InvalidPayload, match=f"an automatic reply is not an alert \\(.*{re.escape(why)}"):
+        from_email(raw)
+
+
+def test_mail_a_tool_generated_is_an_alert() -> None:
+    """cron and monitoring tools mark their mail auto-generated: that is what the intake is for."""
+    cron = message(
+        "Cron <root@db1> /usr/local/bin/backup.sh", "pg_dump: error", Auto_Submitted="auto-generated"
+    )
+    cron["Precedence"] = "bulk"
+    cron["X-Autoreply"] = "no"
+    assert from_email(cron.as_bytes()).summary == "Cron <root@db1> /usr/local/bin/backup.sh"
+
+
+def test_an_out_of_office_reply_is_refused_and_stores_nothing(
+    api: TestClient, context: AppContext, admin: dict[str, str], mail_port: int
+) -> None:
+    key = create_email_key(api, admin)
+    ooo = message("Out of office: Re: [FIRING:1] DiskFull", "Back on Monday.", Auto_Submitted="auto-replied")
+    code, answer = send(mail_port, [f"{key}@a.example"], ooo)
+    assert code == 554 and "an automatic reply is not an alert" in answer
+    code, answer = send(mail_port, [f"{key}@a.example"], BOUNCE)
+    assert code == 554 and "a bounce" in answer
+    assert counts(context) == (0, 0)

@@ -7,7 +7,7 @@ import email.policy
 import hashlib
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import getaddresses
@@ -397,6 +397,25 @@ def subject_state(subject: str) -> tuple[str, str | None]:
     return " ".join(rest.split()), state
 
 
+def _automatic_reply(header: Callable[[str], str], message: EmailMessage) -> str | None:
+    """Why a message is an out-of-office reply, a bounce or a read receipt (None: it is not one). The intake
+    address can end up on a list or in a Reply-To, and such replies would each open an alert. Monitoring
+    tools mark their mail ``Auto-Submitted: auto-generated``, which is an alert, so only replies count."""
+    auto_submitted = header("auto-submitted").lower()
+    if auto_submitted.startswith(("auto-replied", "auto-notified")):
+        return f"Auto-Submitted: {auto_submitted.split(';')[0]}"
+    if header("precedence").lower() == "auto_reply":
+        return "Precedence: auto_reply"
+    for name in ("x-autoreply", "x-autorespond"):
+        if header(name) and header(name).lower() not in ("no", "false", "0"):
+            return f"{name.title()}: {header(name)}"
+    if message.get_content_type() == "multipart/report":
+        report = str(message.get_param("report-type") or "").lower()
+        if report in ("delivery-status", "disposition-notification"):
+            return "a bounce" if report == "delivery-status" else "a read receipt"
+    return None
+
+
 def from_email(raw: bytes) -> AlertEvent:
     """The alert event of one message, as received (RFC 5322 bytes)."""
     try:
@@ -416,6 +435,11 @@ def from_email(raw: bytes) -> AlertEvent:
     def header(name: str) -> str:
         return next((value for key, value in headers if key.lower() == name), "").strip()
 
+    automatic = _automatic_reply(header, message)
+    if automatic is not None:
+        raise InvalidPayload(
+            f"an automatic reply is not an alert ({automatic})", [{"field": "headers", "message": automatic}]
+        )
     subject = " ".join(header("subject").split())
     senders = getaddresses([value for key, value in headers if key.lower() == "from"])
     sender = next((address.lower() for _, address in senders if address), "")
