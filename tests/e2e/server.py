@@ -111,9 +111,10 @@ def run_cli(
     database_url: str | None = None,
     env: dict[str, str] | None = None,
     check: bool = True,
+    answer: str = "",
 ) -> subprocess.CompletedProcess[str]:
-    """``warroom ARGS`` with the environment plus ``env`` (and the URL, token and database given);
-    with ``check``, a non-zero exit fails the test."""
+    """``warroom ARGS`` with the environment plus ``env`` (and the URL, token and database given), and
+    ``answer`` on its standard input; with ``check``, a non-zero exit fails the test."""
     merged = {**os.environ, **(env or {})}
     if url:
         merged["WARROOM_URL"] = url
@@ -123,7 +124,12 @@ def run_cli(
         merged["WARROOM_DATABASE_URL"] = database_url
     merged["COLUMNS"] = "200"
     result = subprocess.run(
-        [sys.executable, "-m", "warroom", *args], env=merged, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "warroom", *args],
+        env=merged,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=answer,
     )
     if check and result.returncode != 0:
         raise AssertionError(

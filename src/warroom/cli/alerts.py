@@ -7,6 +7,8 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.live import Live
 from rich.markup import escape
+from rich.progress import track
 from rich.table import Table
 from rich.text import Text
 
@@ -138,6 +141,25 @@ def _when_by(moment: datetime | None, person: str | None) -> str:
     return when(moment) + (f" by {person}" if person else " at its source")
 
 
+# The filters that choose alerts: shared by ``alerts list`` and the commands that act on many at once.
+UnroutedFilter = Annotated[bool, typer.Option("--unrouted", help="Only alerts no rule routed.")]
+SourceFilter = Annotated[str | None, typer.Option("--source", help="Only this source, e.g. alertmanager.")]
+IncidentFilter = Annotated[str | None, typer.Option("--incident", help="Only alerts on this incident.")]
+ServiceFilter = Annotated[
+    list[str] | None, typer.Option("--service", help="Only this service (repeat for more).")
+]
+SeverityFilter = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--severity", "-s", help="Only this severity: critical, error, warning or info (repeatable)."
+    ),
+]
+LabelFilter = Annotated[
+    list[str] | None,
+    typer.Option("--label", "-l", help="Only alerts carrying this label, as name=value (repeatable)."),
+]
+
+
 @alerts_app.command("list")
 def list_(
     firing: Annotated[
@@ -147,22 +169,12 @@ def list_(
         list[AlertStatus] | None,
         typer.Option("--status", help="Only this status: firing, acknowledged or resolved (repeatable)."),
     ] = None,
-    unrouted: Annotated[bool, typer.Option("--unrouted", help="Only alerts no rule routed.")] = False,
-    source: Annotated[str | None, typer.Option(help="Only this source, e.g. alertmanager.")] = None,
-    incident: Annotated[str | None, typer.Option(help="Only alerts on this incident.")] = None,
-    service: Annotated[
-        list[str] | None, typer.Option("--service", help="Only this service (repeat for more).")
-    ] = None,
-    severity: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--severity", "-s", help="Only this severity: critical, error, warning or info (repeatable)."
-        ),
-    ] = None,
-    label: Annotated[
-        list[str] | None,
-        typer.Option("--label", "-l", help="Only alerts carrying this label, as name=value (repeatable)."),
-    ] = None,
+    unrouted: UnroutedFilter = False,
+    source: SourceFilter = None,
+    incident: IncidentFilter = None,
+    service: ServiceFilter = None,
+    severity: SeverityFilter = None,
+    label: LabelFilter = None,
     since: Annotated[
         str | None, typer.Option("--since", help="Only alerts seen this recently, e.g. 30m or 2h.")
     ] = None,
@@ -342,30 +354,147 @@ def promote(
     emit(as_json, alert, lambda: console.print(f"{alert.ref} promoted to [bold]{alert.incident}[/]"))
 
 
-def _on_each(refs: list[str], act: Callable[[Client, str], AlertDetail], done: str, as_json: bool) -> None:
+def _on_each(
+    refs: list[str],
+    act: Callable[[Client, str], AlertDetail],
+    done: str,
+    as_json: bool,
+    *,
+    chosen: AlertChoice | None = None,
+) -> None:
     """Apply ``act`` to each alert in turn: one refusal (already resolved, say) does not stop the others,
-    but the command fails if any was refused. One alert prints as an object in --json, several as a list."""
+    but the command fails if any was refused. One alert prints as an object in --json, several as a list.
+
+    With ``chosen`` (filters instead of ids), the matching alerts are looked up, shown and confirmed first,
+    and a progress bar stands in for a line per alert."""
     changed: list[AlertDetail] = []
     with api_errors(), Client() as client:
-        for ref in refs:
+        if chosen is not None:
+            refs = chosen.confirmed(client, done, as_json)
+        steps = track(refs, description=done.capitalize(), console=console, disable=chosen is None or as_json)
+        for ref in steps:
             try:
                 alert = act(client, ref)
             except ApiError as exc:
-                if len(refs) == 1:
+                if len(refs) == 1 and chosen is None:
                     raise
                 error_console.print(f"[bold red]error:[/] {escape(f'{ref}: {exc.message}')}")
                 continue
             changed.append(alert)
-            if not as_json:
+            if not as_json and chosen is None:
                 console.print(f"{alert.ref} {done}" + (f" (on {alert.incident})" if alert.incident else ""))
     if as_json:
-        print_json(changed[0] if len(refs) == 1 else changed)
+        print_json(changed[0] if len(refs) == 1 and chosen is None else changed)
+    elif chosen is not None:
+        console.print(f"{len(changed)} of {len(refs)} alerts {done}")
     if len(changed) < len(refs):
         raise typer.Exit(1)
 
 
+# Alerts acted on by filter: more than this is a mistake in the filter more often than a wish.
+MAX_CHOSEN = 5000
+
+
+@dataclass
+class AlertChoice:
+    """Alerts chosen by filters (``alerts ack --source email``), among those in ``statuses``."""
+
+    statuses: list[str]
+    unrouted: bool = False
+    source: str | None = None
+    incident: str | None = None
+    service: list[str] | None = None
+    severity: list[str] | None = None
+    labels: dict[str, str] = dataclass_field(default_factory=dict)
+    yes: bool = False
+
+    def filters_given(self) -> bool:
+        return bool(
+            self.unrouted or self.source or self.incident or self.service or self.severity or self.labels
+        )
+
+    def matching(self, client: Client) -> list[AlertRead]:
+        found: dict[int, AlertRead] = {}
+        while True:
+            page = client.list_alerts(
+                status=self.statuses,
+                unrouted=self.unrouted,
+                source=self.source,
+                incident=self.incident,
+                service=self.service,
+                severity=self.severity,
+                labels=[f"{name}={value}" for name, value in self.labels.items()],
+                limit=500,
+                offset=len(found),
+            )
+            found.update((alert.id, alert) for alert in page.items)
+            if not page.items or len(found) >= page.total:
+                return list(found.values())
+            if len(found) > MAX_CHOSEN:
+                fail(f"more than {MAX_CHOSEN} alerts match; narrow the filters")
+
+    def confirmed(self, client: Client, done: str, as_json: bool) -> list[str]:
+        """The refs of the matching alerts, once shown and confirmed (``--yes`` skips the question)."""
+        alerts = self.matching(client)
+        if not alerts:
+            if as_json:
+                print_json([])
+            else:
+                console.print(f"no {' or '.join(self.statuses)} alert matches")
+            raise typer.Exit(0)
+        if not as_json:
+            shown = AlertPage(items=alerts[:20], total=len(alerts), limit=20, offset=0)
+            console.print(_alerts_table(shown))
+        if not self.yes:
+            if as_json:
+                fail("with --json, filters need --yes: there is no one to ask")
+            typer.confirm(f"{len(alerts)} alerts will be {done}. Go on?", abort=True)
+        return [str(alert.id) for alert in alerts]
+
+
+def _choice(
+    refs: list[str] | None,
+    statuses: list[str],
+    *,
+    unrouted: bool,
+    source: str | None,
+    incident: str | None,
+    service: list[str] | None,
+    severity: list[str] | None,
+    label: list[str] | None,
+    yes: bool,
+) -> AlertChoice | None:
+    """None when alerts are named by id; the filters' choice otherwise. Both, or neither, is refused."""
+    choice = AlertChoice(
+        statuses,
+        unrouted=unrouted,
+        source=source,
+        incident=incident,
+        service=service,
+        severity=severity,
+        labels=name_values(label or [], "--label"),
+        yes=yes,
+    )
+    if refs and choice.filters_given():
+        fail("name alerts by id or choose them with filters, not both")
+    if not refs and not choice.filters_given():
+        fail("name the alerts: ids (12 or ALR-12), or filters such as --source, --service or --label")
+    return None if refs else choice
+
+
+YesFlag = Annotated[
+    bool, typer.Option("--yes", "-y", help="With filters: act without asking (the matches are still shown).")
+]
+
+
 AlertRefs = Annotated[
     list[str], typer.Argument(help="Alert ids, e.g. 12 or ALR-12; several are done in turn.")
+]
+ChosenAlertRefs = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Alert ids, e.g. 12 or ALR-12; several are done in turn. Or choose them with filters."
+    ),
 ]
 
 
@@ -381,10 +510,34 @@ def attach(
 
 
 @alerts_app.command("ack")
-def acknowledge(refs: AlertRefs, as_json: JsonFlag = False) -> None:
+def acknowledge(
+    refs: ChosenAlertRefs = None,
+    unrouted: UnroutedFilter = False,
+    source: SourceFilter = None,
+    incident: IncidentFilter = None,
+    service: ServiceFilter = None,
+    severity: SeverityFilter = None,
+    label: LabelFilter = None,
+    yes: YesFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
     """Acknowledge alerts by hand: someone is on them. When the last alert of an incident still firing is
-    acknowledged, the incident is acknowledged too (which stops escalation), as when sources acknowledge."""
-    _on_each(refs, lambda client, ref: client.acknowledge_alert(ref), "acknowledged", as_json)
+    acknowledged, the incident is acknowledged too (which stops escalation), as when sources acknowledge.
+    With filters instead of ids, every firing alert they match, once you confirm."""
+    chosen = _choice(
+        refs,
+        [AlertStatus.firing.value],
+        unrouted=unrouted,
+        source=source,
+        incident=incident,
+        service=service,
+        severity=severity,
+        label=label,
+        yes=yes,
+    )
+    _on_each(
+        refs or [], lambda client, ref: client.acknowledge_alert(ref), "acknowledged", as_json, chosen=chosen
+    )
 
 
 @alerts_app.command("unack")
@@ -395,15 +548,40 @@ def unacknowledge(refs: AlertRefs, as_json: JsonFlag = False) -> None:
 
 @alerts_app.command("resolve")
 def resolve(
-    refs: AlertRefs,
+    refs: ChosenAlertRefs = None,
     note: Annotated[str | None, typer.Option(help="Why, for the record (on the timeline).")] = None,
+    unrouted: UnroutedFilter = False,
+    source: SourceFilter = None,
+    incident: IncidentFilter = None,
+    service: ServiceFilter = None,
+    severity: SeverityFilter = None,
+    label: LabelFilter = None,
+    yes: YesFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Resolve alerts by hand, when their source will not (it stopped sending, or never sends a resolve).
-    The next firing with the same dedup key opens a new alert."""
+    The next firing with the same dedup key opens a new alert. With filters instead of ids, every alert they
+    match that is not resolved, once you confirm: the clean-up after a storm."""
     if note is not None and not note.strip():
         fail("--note must not be blank")
-    _on_each(refs, lambda client, ref: client.resolve_alert(ref, note=note), "resolved", as_json)
+    chosen = _choice(
+        refs,
+        [AlertStatus.firing.value, AlertStatus.acknowledged.value],
+        unrouted=unrouted,
+        source=source,
+        incident=incident,
+        service=service,
+        severity=severity,
+        label=label,
+        yes=yes,
+    )
+    _on_each(
+        refs or [],
+        lambda client, ref: client.resolve_alert(ref, note=note),
+        "resolved",
+        as_json,
+        chosen=chosen,
+    )
 
 
 @alerts_app.command("note")

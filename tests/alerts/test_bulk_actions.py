@@ -1,0 +1,75 @@
+"""``warroom alerts ack|resolve`` with filters instead of ids: the clean-up after a storm, shown and
+confirmed before anything changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import EXAMPLE_CONFIG
+from tests.e2e.server import run_cli, serve_for_cli
+
+
+def statuses(env: dict[str, str]) -> dict[str, str]:
+    listed = json.loads(run_cli("alerts", "list", "--json", env=env).stdout)
+    return {alert["summary"]: alert["status"] for alert in listed["items"]}
+
+
+@pytest.mark.e2e
+def test_alerts_chosen_by_filters_are_shown_confirmed_and_changed(tmp_path: Path) -> None:
+    with serve_for_cli(EXAMPLE_CONFIG, tmp_path, token_name="storm-cleanup", role="responder") as env:
+        created = run_cli("integration", "create", "--name", "nas-bridge", "--type", "generic", env=env)
+        key = created.stdout.strip().splitlines()[-1]
+        for summary, host in [("RAID degraded", "nas1"), ("fan failed", "nas1"), ("disk 91%", "db1")]:
+            fired = httpx.post(
+                f"{env['WARROOM_URL']}/api/v1/alerts?key={key}",
+                json={
+                    "summary": summary,
+                    "dedup_key": summary,
+                    "severity": "warning",
+                    "labels": {"host": host},
+                },
+            )
+            assert fired.status_code == 202, fired.text
+
+        acked = run_cli("alerts", "ack", "--label", "host=nas1", "--yes", env=env)
+        assert "RAID degraded" in acked.stdout and "2 of 2 alerts acknowledged" in acked.stdout
+        assert statuses(env) == {
+            "RAID degraded": "acknowledged",
+            "fan failed": "acknowledged",
+            "disk 91%": "firing",
+        }
+        # Acknowledging chooses among firing alerts only.
+        none_left = run_cli("alerts", "ack", "--label", "host=nas1", "--yes", env=env)
+        assert "no firing alert matches" in none_left.stdout
+
+        # Asked first: no changes nothing, and neither does an answer that never comes.
+        for answer in ("n\n", ""):
+            declined = run_cli(
+                "alerts", "resolve", "--label", "host=nas1", env=env, check=False, answer=answer
+            )
+            assert declined.returncode == 1 and "2 alerts will be resolved. Go on?" in declined.stdout
+        assert statuses(env)["RAID degraded"] == "acknowledged"
+        resolved = run_cli(
+            "alerts", "resolve", "--label", "host=nas1", "--note", "RAID rebuilt", env=env, answer="y\n"
+        )
+        assert "2 of 2 alerts resolved" in resolved.stdout
+        assert statuses(env) == {"RAID degraded": "resolved", "fan failed": "resolved", "disk 91%": "firing"}
+
+        # Refusals change nothing.
+        for args, problem in [
+            (["resolve"], "name the alerts"),
+            (["resolve", "1", "--source", "generic"], "not both"),
+            (["resolve", "--source", "generic", "--json"], "filters need --yes"),
+            (["ack", "--label", "host"], "--label"),
+        ]:
+            refused = run_cli("alerts", *args, env=env, check=False)
+            assert refused.returncode != 0 and problem in refused.stderr, (args, refused.stderr)
+        assert statuses(env)["disk 91%"] == "firing"
+
+        as_json = run_cli("alerts", "resolve", "--source", "generic", "--yes", "--json", env=env)
+        assert [alert["summary"] for alert in json.loads(as_json.stdout)] == ["disk 91%"]
+        assert set(statuses(env).values()) == {"resolved"}
