@@ -6,9 +6,10 @@ integration, and sends ``--messages`` messages over ``--connections`` SMTP conne
 one thread each, many messages per connection, as an MTA's queue runner does). Subjects cycle over
 ``--alerts`` names, so the first message of each opens an alert and the rest update it (every message has
 its own body, so each is a real update). Every message must be answered 250; the database must then hold
-exactly ``--alerts`` alerts whose occurrences sum to ``--messages``.
+exactly ``--alerts`` alerts whose occurrences sum to ``--messages``. With ``--tls`` the server gets a
+certificate (``trustme``, a dev dependency) and each connection starts TLS before its first message.
 
-Usage:  .venv/bin/python bench/mail_intake.py [--messages 3000] [--alerts 100] [--connections 4]
+Usage:  .venv/bin/python bench/mail_intake.py [--messages 3000] [--alerts 100] [--connections 4] [--tls]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import smtplib
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ import urllib.request
 from email.message import EmailMessage
 from pathlib import Path
 
+import trustme
 from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,8 +53,12 @@ def _ready(url: str) -> bool:
         return False
 
 
-def _sender(port: int, key: str, numbers: range, alerts: int, failures: list[str]) -> None:
+def _sender(
+    port: int, key: str, numbers: range, alerts: int, failures: list[str], tls: ssl.SSLContext | None
+) -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        if tls is not None:
+            client.starttls(context=tls)
         for number in numbers:
             mail = EmailMessage()
             mail["From"] = "nagios@mon.example"
@@ -69,6 +76,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--alerts", type=int, default=100)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--tls", action="store_true", help="STARTTLS on each connection")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         database_url = args.database_url or f"sqlite:///{scratch}/bench.db"
@@ -82,6 +90,14 @@ def main() -> None:
         http_port, mail_port = free_port(), free_port()
         command = [sys.executable, "-m", "warroom", "serve", "--port", str(http_port), "--mail-port"]
         command += [str(mail_port), "--database-url", database_url, "--config", str(CONFIG)]
+        trusting = None
+        if args.tls:
+            authority = trustme.CA()
+            certificate = Path(scratch) / "mail.pem"
+            authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(certificate)
+            command += ["--mail-tls-cert", str(certificate)]
+            trusting = ssl.create_default_context()
+            authority.configure_trust(trusting)
         server = subprocess.Popen(
             command,
             env={**os.environ, "WARROOM_DATA_DIR": scratch},
@@ -95,7 +111,14 @@ def main() -> None:
             threads = [
                 threading.Thread(
                     target=_sender,
-                    args=(mail_port, key, range(n, args.messages, args.connections), args.alerts, failures),
+                    args=(
+                        mail_port,
+                        key,
+                        range(n, args.messages, args.connections),
+                        args.alerts,
+                        failures,
+                        trusting,
+                    ),
                 )
                 for n in share
             ]
@@ -115,6 +138,7 @@ def main() -> None:
     result = {
         "messages": args.messages,
         "connections": args.connections,
+        "tls": args.tls,
         "seconds": round(elapsed, 2),
         "messages_per_second": round(args.messages / elapsed),
         "alerts": rows,

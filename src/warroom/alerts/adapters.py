@@ -17,6 +17,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from warroom.alerts.config import EmailRule
 from warroom.alerts.schemas import AlertmanagerWebhook, GenericAlert, PagerDutyEvent
 from warroom.errors import WarroomError
 
@@ -416,8 +417,9 @@ def _automatic_reply(header: Callable[[str], str], message: EmailMessage) -> str
     return None
 
 
-def from_email(raw: bytes) -> AlertEvent:
-    """The alert event of one message, as received (RFC 5322 bytes)."""
+def from_email(raw: bytes, rules: Sequence[EmailRule] = ()) -> AlertEvent:
+    """The alert event of one message, as received (RFC 5322 bytes), read by the first of ``rules``
+    (``automation.email_rules``) that matches it, else by the built-in state words."""
     try:
         message = email.message_from_bytes(raw, policy=email.policy.default)
     except Exception as exc:  # the parser is lenient; this is for what it cannot take at all
@@ -443,7 +445,18 @@ def from_email(raw: bytes) -> AlertEvent:
     subject = " ".join(header("subject").split())
     senders = getaddresses([value for key, value in headers if key.lower() == "from"])
     sender = next((address.lower() for _, address in senders if address), "")
-    identity, state = subject_state(subject)
+    read = next(((rule, found) for rule in rules if (found := rule.read(sender, subject)) is not None), None)
+    rule_labels: dict[str, str] = {}
+    rule_severity = None
+    if read is not None:
+        rule, (groups, state) = read
+        identity = groups.pop("alert", rule.name)
+        rule_labels = {name: value[:200] for name, value in groups.items()} | {"email_rule": rule.name}
+        recovered = rule.resolves(state)
+        rule_severity = rule.severity_of(state)
+    else:
+        identity, state = subject_state(subject)
+        recovered = state is not None and re.fullmatch(_RECOVERED, state, re.IGNORECASE) is not None
     if not identity:
         identity = subject or body.split("\n", 1)[0][:200] or "(no subject)"
 
@@ -456,7 +469,7 @@ def from_email(raw: bytes) -> AlertEvent:
                 [{"field": "X-Warroom-Status", "message": "unknown status", "allowed": list(_STATUS_HEADER)}],
             )
         action = _STATUS_HEADER[status_header]  # type: ignore[assignment]
-    elif state is not None and re.fullmatch(_RECOVERED, state, re.IGNORECASE):
+    elif recovered:
         action = "resolve"
 
     severity_header = header("x-warroom-severity")
@@ -473,13 +486,16 @@ def from_email(raw: bytes) -> AlertEvent:
                     }
                 ],
             )
+    elif rule_severity is not None:
+        severity = rule_severity
     else:
         word = _SEVERITY_IN_SUBJECT.search(subject)
         severity = normalize_severity(word.group(1) if word else None, default="error")
         if action == "resolve" and severity == "info":
             severity = "error"  # "OK" in a recovery names the state, not a severity
 
-    labels = {"alertname": identity[:200], "from": sender}
+    # A rule's groups are labels and part of the identity; they cannot replace the name or the sender.
+    labels = rule_labels | {"alertname": identity[:200], "from": sender}
     dedup_header = header("x-warroom-dedup-key")
     dedup_key = dedup_header[:255] if dedup_header else "email:" + label_hash(labels)
     annotations: dict[str, Any] = {"subject": subject, "description": body[:EMAIL_MAX_BODY_CHARS]}
@@ -531,11 +547,14 @@ def looks_like_mail(body: bytes) -> bool:
     return not head.startswith((b"{", b"[")) and _MAIL_HEADER.search(head) is not None
 
 
-def delivery_events(body: bytes, source: str = "auto") -> tuple[str, list[AlertEvent]]:
+def delivery_events(
+    body: bytes, source: str = "auto", email_rules: Sequence[EmailRule] = ()
+) -> tuple[str, list[AlertEvent]]:
     """The source (told by the payload's fields when ``auto``) and the events of one raw delivery: a JSON
-    payload as a source would POST it, or a mail message as an email integration would receive it."""
+    payload as a source would POST it, or a mail message as an email integration would receive it (read
+    with ``email_rules``)."""
     if source == "email" or (source == "auto" and looks_like_mail(body)):
-        return "email", [from_email(body)]
+        return "email", [from_email(body, email_rules)]
     data = parse_json(body)
     kind = detected_source(data) if source == "auto" else source
     return kind, events_for(kind, data)

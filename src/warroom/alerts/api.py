@@ -227,7 +227,7 @@ async def preview_alerts(
     integration would receive it): which rules match, the incident it
     would open, and what is open now (the alert it would update, the group's incident it would join, the
     maintenance window that would hold it). Nothing is stored; no integration key is needed."""
-    kind, events = adapters.delivery_events(await request.body(), source)
+    kind, events = adapters.delivery_events(await request.body(), source, context.org.automation.email_rules)
     return await run_in_threadpool(_preview, context, kind, events, integration)
 
 

@@ -363,6 +363,7 @@ def preview(
     return RoutingPreview(
         summary=alert.summary,
         source=source,
+        action=event.action,
         severity=alert.severity,
         type=alert.alert_type,
         service=alert.service,

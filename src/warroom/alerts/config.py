@@ -401,6 +401,70 @@ class MaintenanceSchedule(StrictModel):
         return started if started is not None and started <= now else self.starts(now, inc=True)
 
 
+def _compiled(pattern: str, what: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise ValueError(f"{what}: bad regex {pattern!r}: {exc}") from None
+
+
+class EmailRule(StrictModel):
+    """How to read the mail of a sender whose subjects the built-in state words do not cover ("Backup job
+    'nightly' completed with errors" / "... completed successfully"). The first rule whose ``sender`` and
+    ``subject`` match a message reads it; the regex's named groups say what is what:
+
+    - ``state``: the part that changes between the problem and its recovery. It is left out of the alert's
+      identity; ``resolve`` (fully matched against it) says which values resolve the alert, and ``severity``
+      maps values to severities.
+    - ``alert``: the alert's name (its ``alertname`` label). Default: the rule's name, as a Prometheus
+      alert is named by its rule.
+    - any other group: a label of the alert, and part of its identity (``host``, ``job``). So the rest of the
+      subject (a count of errors, a time) can change without making another alert.
+
+    All matching ignores case. ``X-Warroom-*`` headers still override what a rule says."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$", description="Shown as the email_rule label.")
+    sender: str | None = Field(
+        default=None, description="Regex the sender's address must fully match (default: any sender)."
+    )
+    subject: str = Field(min_length=1, description="Regex searched in the subject, with named groups.")
+    resolve: str | None = Field(default=None, description="Regex: a state that fully matches resolves.")
+    severity: dict[str, AlertSeverity] = Field(
+        default_factory=dict, description="State (any case) → severity; other states: the subject's words."
+    )
+
+    @model_validator(mode="after")
+    def _regexes(self) -> EmailRule:
+        if self.sender is not None:
+            _compiled(self.sender, "sender")
+        groups = _compiled(self.subject, "subject").groupindex
+        if self.resolve is not None:
+            _compiled(self.resolve, "resolve")
+        if (self.resolve is not None or self.severity) and "state" not in groups:
+            raise ValueError("resolve and severity read the subject's state: name it with (?P<state>...)")
+        return self
+
+    def read(self, sender: str, subject: str) -> tuple[dict[str, str], str | None] | None:
+        """The subject's named groups but ``state`` (unset ones left out), and the state, when the rule
+        matches this message; None when it does not."""
+        if self.sender is not None and not _compiled(self.sender, "sender").fullmatch(sender):
+            return None
+        found = _compiled(self.subject, "subject").search(subject)
+        if found is None:
+            return None
+        groups = {name: value.strip() for name, value in found.groupdict().items() if value and value.strip()}
+        return groups, groups.pop("state", None)
+
+    def resolves(self, state: str | None) -> bool:
+        if self.resolve is None or state is None:
+            return False
+        return _compiled(self.resolve, "resolve").fullmatch(state) is not None
+
+    def severity_of(self, state: str | None) -> AlertSeverity | None:
+        lowered = {key.lower(): value for key, value in self.severity.items()}
+        return lowered.get(state.lower()) if state is not None else None
+
+
 class AutomationConfig(StrictModel):
     mode: Literal["first", "all"] = Field(
         default="first", description="Apply the first matching rule, or all."
@@ -452,6 +516,9 @@ class AutomationConfig(StrictModel):
     heartbeats: list[HeartbeatConfig] = Field(default_factory=list)
     status_pages: list[StatusPageConfig] = Field(default_factory=list)
     maintenance_schedules: list[MaintenanceSchedule] = Field(default_factory=list)
+    email_rules: list[EmailRule] = Field(
+        default_factory=list, description="How to read the subjects of particular senders' alert mail."
+    )
 
     _flap_window = field_validator("flap_window")(
         duration_between(timedelta(minutes=1), timedelta(days=7), "flap_window")
@@ -483,14 +550,15 @@ def _policy_names(org: OrgConfig) -> list[str] | None:
     return names
 
 
+def _duplicate_names(where: str, names: list[str]) -> list[str]:
+    return [f"{where}: names must be unique"] if len(set(names)) != len(names) else []
+
+
 def _check_named_entries(
     where: str, entries: Sequence[HeartbeatConfig | StatusPageConfig], service_names: list[str]
 ) -> list[str]:
     """Heartbeats and status pages: unique names, and a service (if given) that the file declares."""
-    problems = []
-    names = [entry.name for entry in entries]
-    if len(set(names)) != len(names):
-        problems.append(f"{where}: names must be unique")
+    problems = _duplicate_names(where, [entry.name for entry in entries])
     for index, entry in enumerate(entries):
         if entry.service is not None and entry.service not in service_names:
             problems.append(f"{where}[{index}].service: {entry.service!r} is not a service in this file")
@@ -522,9 +590,11 @@ def check_references(org: OrgConfig) -> list[str]:
         ("status_pages", automation.status_pages),
     ):
         problems.extend(_check_named_entries(f"automation.{section}", entries, service_names))
-    schedule_names = [schedule.name for schedule in automation.maintenance_schedules]
-    if len(set(schedule_names)) != len(schedule_names):
-        problems.append("automation.maintenance_schedules: names must be unique")
+    for section, names in (
+        ("maintenance_schedules", [schedule.name for schedule in automation.maintenance_schedules]),
+        ("email_rules", [rule.name for rule in automation.email_rules]),
+    ):
+        problems.extend(_duplicate_names(f"automation.{section}", names))
     for index, schedule in enumerate(automation.maintenance_schedules):
         unknown = [name for name in schedule.services if name not in service_names]
         if unknown:
@@ -534,9 +604,7 @@ def check_references(org: OrgConfig) -> list[str]:
     for index, entry in enumerate(automation.auto_resolve):
         where = f"automation.auto_resolve[{index}].match"
         problems.extend(_unknown_match_services(where, entry.match, service_names))
-    names = [r.name for r in automation.rules]
-    if len(set(names)) != len(names):
-        problems.append("automation.rules: names must be unique")
+    problems.extend(_duplicate_names("automation.rules", [r.name for r in automation.rules]))
     for index, rule in enumerate(automation.rules):
         where = f"automation.rules[{index}]"
         if rule.incident is not None:

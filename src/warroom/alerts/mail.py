@@ -91,7 +91,7 @@ class MailIntake:
         if isinstance(raw, str):
             raw = raw.encode()
         try:
-            event = from_email(raw)
+            event = from_email(raw, self.context.org.automation.email_rules)
         except WarroomError as exc:
             return f"554 5.6.0 {exc.message}"[:500]
         stored = []

@@ -292,6 +292,11 @@ class RoutingPreview(BaseModel):
 
     summary: str
     source: str
+    action: Literal["trigger", "acknowledge", "resolve"] = Field(
+        "trigger",
+        description="What the delivery says of the alert: it fires, or its source acknowledges or "
+        "resolves it (rules run only when an alert first fires).",
+    )
     severity: str
     type: str
     service: str | None

@@ -305,7 +305,7 @@ def config_test_alert(
     else:
         org = _org(_settings(config=config))
         try:
-            kind, events = adapters.delivery_events(body, source)
+            kind, events = adapters.delivery_events(body, source, org.automation.email_rules)
         except WarroomError as exc:
             fail(exc.message)
         previews = [automation.preview(org, kind, event) for event in events]
@@ -323,6 +323,15 @@ def _print_preview(preview: RoutingPreview) -> None:
             f"({preview.source}, {preview.severity}, type {preview.type}, service {preview.service or '-'})"
         )
     )
+    if preview.labels:
+        labels = ", ".join(f"{name}={value}" for name, value in preview.labels.items())
+        console.print(escape(f"labels: {labels}"), style="dim")
+    if preview.action != "trigger":
+        done = "resolves" if preview.action == "resolve" else "acknowledges"
+        target = preview.open_alert or "the open alert with its dedup key, if there is one"
+        console.print(escape(f"-> {done} {target} (at its source); the rules do not run"))
+        console.print()
+        return
     table(
         None,
         ["rule", "", "why not"],
