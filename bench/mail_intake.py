@@ -7,7 +7,7 @@ one thread each, many messages per connection, as an MTA's queue runner does). S
 ``--alerts`` names, so the first message of each opens an alert and the rest update it (every message has
 its own body, so each is a real update). Every message must be answered 250; the database must then hold
 exactly ``--alerts`` alerts whose occurrences sum to ``--messages``. With ``--tls`` the server gets a
-certificate (``trustme``, a dev dependency) and each connection starts TLS before its first message.
+self-signed certificate (the openssl CLI) and each connection starts TLS before its first message.
 
 Usage:  .venv/bin/python bench/mail_intake.py [--messages 3000] [--alerts 100] [--connections 4] [--tls]
 """
@@ -28,14 +28,13 @@ import urllib.request
 from email.message import EmailMessage
 from pathlib import Path
 
-import trustme
 from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "examples" / "warroom.yaml"
 sys.path.insert(0, str(ROOT))
 
-from tests.peers import free_port, wait_until  # noqa: E402
+from tests.peers import free_port, self_signed_certificate, wait_until  # noqa: E402
 
 from warroom.alerts.models import Alert  # noqa: E402
 from warroom.auth import integrations  # noqa: E402
@@ -92,12 +91,11 @@ def main() -> None:
         command += [str(mail_port), "--database-url", database_url, "--config", str(CONFIG)]
         trusting = None
         if args.tls:
-            authority = trustme.CA()
-            certificate = Path(scratch) / "mail.pem"
-            authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(certificate)
-            command += ["--mail-tls-cert", str(certificate)]
-            trusting = ssl.create_default_context()
-            authority.configure_trust(trusting)
+            made = self_signed_certificate(scratch)
+            if made is None:
+                sys.exit("--tls needs the openssl CLI to make a certificate")
+            command += ["--mail-tls-cert", made[0], "--mail-tls-key", made[1]]
+            trusting = ssl.create_default_context(cafile=made[0])
         server = subprocess.Popen(
             command,
             env={**os.environ, "WARROOM_DATA_DIR": scratch},

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -22,8 +21,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from tests.conftest import EXAMPLE_CONFIG
-from tests.peers import free_port
+from tests.conftest import EXAMPLE_CONFIG, require_peer
+from tests.peers import free_port, self_signed_certificate
 from warroom.alerts.adapters import (
     InvalidPayload,
     delivery_events,
@@ -376,16 +375,18 @@ def test_the_server_preview_of_a_mail_knows_its_open_alert(
     assert counts(context)[0] == 1
 
 
-@pytest.fixture(scope="module")
-def authority() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
-def certificate(authority: trustme.CA, tmp_path: Path) -> Path:
-    path = tmp_path / "mail.pem"
-    authority.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(path)
-    return path
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (the openssl CLI)."""
+    made = self_signed_certificate(tmp_path)
+    require_peer(made is not None, "openssl is needed to make a test certificate")
+    assert made is not None
+    return Path(made[0]), Path(made[1])
+
+
+def trusting(certificate: Path) -> ssl.SSLContext:
+    """A client context that trusts the self-signed certificate (and checks the host name against it)."""
+    return ssl.create_default_context(cafile=str(certificate))
 
 
 @pytest.mark.parametrize("require_tls", [True, False])
@@ -394,8 +395,7 @@ def test_starttls_is_offered_and_required_by_default(
     context: AppContext,
     settings: Settings,
     admin: dict[str, str],
-    authority: trustme.CA,
-    certificate: Path,
+    certificate: tuple[Path, Path],
     require_tls: bool,
 ) -> None:
     key = create_email_key(api, admin)
@@ -403,12 +403,11 @@ def test_starttls_is_offered_and_required_by_default(
     with_tls = settings.model_copy(
         update={
             "mail_intake_port": port,
-            "mail_intake_tls_cert": certificate,
+            "mail_intake_tls_cert": certificate[0],
+            "mail_intake_tls_key": certificate[1],
             "mail_intake_require_tls": require_tls,
         }
     )
-    trusting = ssl.create_default_context()
-    authority.configure_trust(trusting)
     with TestClient(create_app(context=AppContext(settings=with_tls, db=context.db, org=context.org))):
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as plain:
             plain.ehlo()
@@ -421,7 +420,7 @@ def test_starttls_is_offered_and_required_by_default(
                 assert plain.rcpt(f"{key}@a.example")[0] == 250
                 assert plain.data(message("sent in the clear").as_bytes())[0] == 250
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as secured:
-            secured.starttls(context=trusting)
+            secured.starttls(context=trusting(certificate[0]))
             assert secured.send_message(message("sent over TLS"), to_addrs=[f"{key}@a.example"]) == {}
     with context.db.read() as session:
         summaries = set(session.scalars(select(Alert.summary)))
@@ -429,24 +428,32 @@ def test_starttls_is_offered_and_required_by_default(
 
 
 def test_an_unusable_certificate_is_a_clear_error_at_start(
-    settings: Settings, authority: trustme.CA, certificate: Path, tmp_path: Path
+    settings: Settings, certificate: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    other_key = tmp_path / "other.key"
-    authority.issue_cert("localhost").private_key_pem.write_to_path(other_key)
+    cert, key = certificate
+    (tmp_path / "other").mkdir()
+    other = self_signed_certificate(tmp_path / "other")
+    assert other is not None
+    other_key = Path(other[1])
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate")
     for update, problem in [
         ({"mail_intake_tls_key": other_key}, "without its certificate"),
         ({"mail_intake_tls_cert": tmp_path / "missing.pem"}, "cannot read"),
         ({"mail_intake_tls_cert": garbage}, "not usable"),
-        ({"mail_intake_tls_cert": certificate, "mail_intake_tls_key": other_key}, "not usable"),
+        ({"mail_intake_tls_cert": cert, "mail_intake_tls_key": other_key}, "not usable"),
+        ({"mail_intake_tls_cert": cert}, "not usable"),  # no key in the file, and none given
     ]:
         with pytest.raises(MailTLSError, match=problem):
             tls_context(settings.model_copy(update=update))
     assert tls_context(settings) is None
-    assert isinstance(
-        tls_context(settings.model_copy(update={"mail_intake_tls_cert": certificate})), ssl.SSLContext
-    )
+    both = tmp_path / "both.pem"  # the key may be in the certificate file
+    both.write_text(key.read_text() + cert.read_text())
+    for update in (
+        {"mail_intake_tls_cert": cert, "mail_intake_tls_key": key},
+        {"mail_intake_tls_cert": both},
+    ):
+        assert isinstance(tls_context(settings.model_copy(update=update)), ssl.SSLContext)
     refused = CliRunner().invoke(
         app,
         [

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trustme
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tests.conftest import EXAMPLE_CONFIG
+from tests.conftest import EXAMPLE_CONFIG, require_peer
 from tests.e2e.server import ServerProcess, create_token, run_cli
-from tests.peers import free_port, wait_until
+from tests.peers import free_port, self_signed_certificate, wait_until
 from warroom.alerts.models import Alert, ChangeEvent, Heartbeat
 from warroom.alerts.retention import PRUNE_KIND
 from warroom.auth import integrations
@@ -344,9 +343,10 @@ def test_an_answered_mail_survives_kill_9(database_url: str, tmp_path: Path) -> 
 def test_mail_over_starttls(database_url: str, tmp_path: Path) -> None:
     """``warroom serve --mail-tls-cert`` (on uvloop, as served): STARTTLS is offered and required, and a
     message sent over it is stored."""
-    authority = trustme.CA()
-    certificate = tmp_path / "mail.pem"
-    authority.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(certificate)
+    made = self_signed_certificate(tmp_path)
+    require_peer(made is not None, "openssl is needed to make a test certificate")
+    assert made is not None
+    certificate, certificate_key = made
     database = Database(database_url)
     with database.write() as session:
         key = new_key(session, "ups", IntegrationType.email)
@@ -355,10 +355,16 @@ def test_mail_over_starttls(database_url: str, tmp_path: Path) -> None:
         database_url=database_url,
         config=EXAMPLE_CONFIG,
         data_dir=tmp_path,
-        extra_args=["--mail-port", str(mail_port), "--mail-tls-cert", str(certificate)],
+        extra_args=[
+            "--mail-port",
+            str(mail_port),
+            "--mail-tls-cert",
+            certificate,
+            "--mail-tls-key",
+            certificate_key,
+        ],
     ).start()
-    trusting = ssl.create_default_context()
-    authority.configure_trust(trusting)
+    trusting = ssl.create_default_context(cafile=certificate)
     try:
         wait_until(lambda: _accepts(mail_port))
         mail = EmailMessage()
