@@ -5,6 +5,7 @@ set -u
 need=()
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)  # test certificates (SMTP over TLS, mail intake)
 if [ ${#need[@]} -eq 0 ]; then
   echo "peers: all present"
   exit 0
