@@ -3,6 +3,7 @@ HTTP server and a self-signed certificate. ``warroom serve`` itself is started b
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 import threading
@@ -165,8 +166,9 @@ def start_recorder() -> Recorder:
     return recorder
 
 
-def self_signed_certificate(directory: Any) -> tuple[str, str] | None:
-    """A certificate for 127.0.0.1 made with the openssl CLI; None when openssl is missing."""
+def self_signed_certificate(directory: Any, host: str = "127.0.0.1") -> tuple[str, str] | None:
+    """A certificate for ``host`` (an IP address or a DNS name) and its key, made with the openssl CLI; None
+    when openssl is missing."""
     import shutil
     import subprocess
 
@@ -176,10 +178,18 @@ def self_signed_certificate(directory: Any) -> tuple[str, str] | None:
     subprocess.run(
         [
             "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-subj", f"/CN={host}", "-addext", f"subjectAltName={_san(host)}",
             "-keyout", key, "-out", cert,
         ],
         check=True,
         capture_output=True,
     )  # fmt: skip
     return cert, key
+
+
+def _san(host: str) -> str:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return f"DNS:{host}"
+    return f"IP:{host}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import subprocess
 import threading
 import warnings
@@ -20,7 +21,7 @@ import pytest
 
 from tests.conftest import EXAMPLE_CONFIG, require_peer
 from tests.e2e.server import ServerProcess, create_token, run_cli
-from tests.peers import free_port, wait_until
+from tests.peers import free_port, self_signed_certificate, wait_until
 
 with warnings.catch_warnings():
     # pdpyras 5.4.1 announces its own deprecation on import; it is still the client the brief names.
@@ -75,11 +76,18 @@ def integration_key(server: dict[str, str], kind: str) -> str:
 
 
 @contextmanager
-def running_alertmanager(tmp_path: Path, webhook_url: str, max_alerts: int | None = None) -> Iterator[str]:
+def running_alertmanager(
+    tmp_path: Path, webhook_url: str, max_alerts: int | None = None, receiver: str | None = None
+) -> Iterator[str]:
+    """Debian's Alertmanager on a free port, sending to ``webhook_url`` (or as ``receiver``, the YAML of the
+    receiver's notifier configs, says)."""
     require_peer(
         Path(ALERTMANAGER).exists(), "prometheus-alertmanager is not installed (scripts/install-peers.sh)"
     )
     config = tmp_path / "am.yml"
+    webhook = f"    webhook_configs:\n      - url: '{webhook_url}'\n        send_resolved: true\n" + (
+        f"        max_alerts: {max_alerts}\n" if max_alerts is not None else ""
+    )
     config.write_text(
         "route:\n"
         "  receiver: warroom\n"
@@ -88,11 +96,7 @@ def running_alertmanager(tmp_path: Path, webhook_url: str, max_alerts: int | Non
         "  group_interval: 1s\n"
         "  repeat_interval: 1h\n"
         "receivers:\n"
-        "  - name: warroom\n"
-        "    webhook_configs:\n"
-        f"      - url: '{webhook_url}'\n"
-        "        send_resolved: true\n"
-        + (f"        max_alerts: {max_alerts}\n" if max_alerts is not None else "")
+        "  - name: warroom\n" + (receiver or webhook)
     )
     port = free_port()
     storage = tmp_path / "am-data"
@@ -347,6 +351,81 @@ def test_alertmanager_watchdog_pings_a_heartbeat(server: dict[str, str], tmp_pat
     assert beats["prometheus-watchdog"]["state"] == "ok"
     assert beats["nightly-backup"]["state"] == "never pinged"
     assert get(server, "/api/v1/alerts")["total"] == 0  # a ping is not an alert
+
+
+class _PagerDutyV1Relay(BaseHTTPRequestHandler):
+    """Alertmanager posts Events API v1 to a fixed URL (its ``url`` setting is for v2 only), so the test
+    points its proxy here: the CONNECT to events.pagerduty.com is answered, TLS is ended with a certificate
+    for that name (which Alertmanager is told to trust), and each POST inside goes on to Warroom."""
+
+    protocol_version = "HTTP/1.1"  # keep the tunnel open for the requests inside it
+    upstream = ""
+    tls: ssl.SSLContext
+    connects: list[str] = []
+
+    def do_CONNECT(self) -> None:
+        self.connects.append(self.path)
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.connection = self.tls.wrap_socket(self.connection, server_side=True)
+        self.rfile = self.connection.makefile("rb")
+        self.wfile = self.connection.makefile("wb", buffering=0)
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        answer = httpx.post(
+            self.upstream + self.path, content=body, headers={"Content-Type": "application/json"}, timeout=10
+        )
+        self.send_response(answer.status_code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_alertmanager_as_a_pagerduty_v1_client(server: dict[str, str], tmp_path: Path) -> None:
+    """Alertmanager's pagerduty_configs with a service_key speak Events API v1: relayed to Warroom, its
+    notifications open the alert and resolve it."""
+    made = self_signed_certificate(tmp_path, host="events.pagerduty.com")
+    require_peer(made is not None, "openssl is needed to make a test certificate")
+    assert made is not None
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(*made)
+    relay_class = type("Relay", (_PagerDutyV1Relay,), {"upstream": server["url"], "tls": tls, "connects": []})
+    relay = ThreadingHTTPServer(("127.0.0.1", 0), relay_class)
+    threading.Thread(target=relay.serve_forever, daemon=True).start()
+    key = integration_key(server, "pagerduty")
+    receiver = (
+        "    pagerduty_configs:\n"
+        f"      - service_key: '{key}'\n"
+        "        send_resolved: true\n"
+        "        http_config:\n"
+        f"          proxy_url: 'http://127.0.0.1:{relay.server_address[1]}'\n"
+        f"          tls_config: {{ca_file: '{made[0]}'}}\n"
+    )
+    try:
+        with running_alertmanager(tmp_path, "", receiver=receiver) as alertmanager:
+            started = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+            alert = {
+                "labels": {"alertname": "RaidDegraded", "service": "database", "severity": "warning"},
+                "annotations": {"summary": "RAID degraded on nas1"},
+                "startsAt": started,
+            }
+            assert httpx.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=10).status_code == 200
+            wait_until(lambda: get(server, "/api/v1/alerts", firing="true")["total"] == 1)
+            [stored] = get(server, "/api/v1/alerts")["items"]
+            assert (stored["source"], stored["severity"]) == ("pagerduty", "error")
+            assert stored["summary"].startswith("[FIRING:1] RaidDegraded")
+            alert["endsAt"] = datetime.now(UTC).isoformat()
+            assert httpx.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=10).status_code == 200
+            wait_until(lambda: get(server, "/api/v1/alerts", firing="true")["total"] == 0)
+    finally:
+        relay.shutdown()
+    assert get(server, "/api/v1/alerts")["total"] == 1
+    assert set(relay_class.connects) == {"events.pagerduty.com:443"}
 
 
 def test_pdpyras_trigger_acknowledge_resolve(server: dict[str, str]) -> None:

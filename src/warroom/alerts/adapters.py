@@ -18,7 +18,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from warroom.alerts.config import EmailRule
-from warroom.alerts.schemas import AlertmanagerWebhook, GenericAlert, PagerDutyEvent
+from warroom.alerts.schemas import AlertmanagerWebhook, GenericAlert, PagerDutyEvent, PagerDutyV1Event
 from warroom.errors import WarroomError
 
 Action = Literal["trigger", "acknowledge", "resolve"]
@@ -134,6 +134,7 @@ def validate_payload(adapter: TypeAdapter[Any], data: Any) -> Any:
 
 _WEBHOOK = TypeAdapter(AlertmanagerWebhook)
 _PAGERDUTY = TypeAdapter(PagerDutyEvent)
+_PAGERDUTY_V1 = TypeAdapter(PagerDutyV1Event)
 _GENERIC = TypeAdapter(GenericAlert)
 _GENERIC_LIST = TypeAdapter(list[GenericAlert])
 
@@ -296,6 +297,45 @@ def generic_event(alert: GenericAlert, raw: dict[str, Any]) -> AlertEvent:
         links=[link.model_dump(exclude_none=True) for link in alert.links],
         raw=raw,
     )
+
+
+def from_pagerduty_v1(data: Any) -> tuple[str, AlertEvent]:
+    """Events API v1: the service key and the event, read as the v2 event it maps onto (``incident_key`` is
+    the dedup key, ``description`` the summary, ``details`` the custom details, ``contexts`` the links and
+    images). v1 has no severity: a trigger is an ``error``, as an email alert with no severity word is."""
+    if not isinstance(data, dict):
+        raise InvalidPayload("Event object format is unrecognized", ["the body must be a JSON object"])
+    event: PagerDutyV1Event = validate_payload(_PAGERDUTY_V1, data)
+    v2: dict[str, Any] = {
+        "routing_key": event.service_key,
+        "event_action": event.event_type,
+        "dedup_key": event.incident_key,
+        "client": event.client,
+        "client_url": event.client_url,
+        "links": [{"href": c.href, "text": c.text} for c in event.contexts if c.type == "link" and c.href],
+        "images": [
+            {"src": c.src, "href": c.href, "alt": c.alt}
+            for c in event.contexts
+            if c.type == "image" and c.src
+        ],
+    }
+    if event.event_type == "trigger":
+        if not event.description or not event.description.strip():
+            raise InvalidPayload(
+                "Event object is invalid", [{"field": "description", "message": "required for a trigger"}]
+            )
+        v2["payload"] = {
+            "summary": event.description,
+            "source": (event.client or "Events API v1")[:255],
+            "severity": "error",
+            "custom_details": event.details,
+        }
+    elif not event.incident_key:
+        required = {"field": "incident_key", "message": f"required for {event.event_type}"}
+        raise InvalidPayload("Event object is invalid", [required])
+    routing_key, alert = from_pagerduty(v2)
+    alert.raw = {k: v for k, v in data.items() if k != "service_key"}  # never keep the secret
+    return routing_key, alert
 
 
 def from_generic(data: Any) -> list[AlertEvent]:

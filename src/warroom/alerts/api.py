@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from warroom.alerts import adapters, changes, heartbeats, maintenance, service
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import AlertSeverity
-from warroom.alerts.fastpath import bearer, handle_intake, pagerduty_error
+from warroom.alerts.fastpath import PAGERDUTY_V1_PATH, bearer, handle_intake, pagerduty_error
 from warroom.alerts.models import AlertStatus
 from warroom.alerts.ratelimit import RateLimiter
 from warroom.alerts.schemas import (
@@ -138,6 +138,16 @@ async def generic_alerts(request: Request, context: Context, key: KeyQuery = Non
     response_model=None,
 )
 async def pagerduty_enqueue(request: Request, context: Context) -> Response:
+    return await _intake(request, context)
+
+
+@router.post(
+    PAGERDUTY_V1_PATH,
+    status_code=status.HTTP_200_OK,
+    summary="PagerDuty Events API v1 (older tools; Alertmanager's pagerduty_configs with a service_key)",
+    response_model=None,
+)
+async def pagerduty_v1_create_event(request: Request, context: Context) -> Response:
     return await _intake(request, context)
 
 

@@ -34,11 +34,15 @@ from warroom.errors import (
 
 log = logging.getLogger("warroom.alerts")
 
+# PagerDuty's Events API v1, for older tools and Alertmanager's pagerduty_configs with a service_key.
+PAGERDUTY_V1_PATH = "/generic/2010-04-15/create_event.json"
+
 INTAKE_ROUTES: dict[str, IntegrationType] = {
     "/api/v1/alerts/alertmanager": IntegrationType.alertmanager,
     "/api/v1/alerts/grafana": IntegrationType.grafana,
     "/api/v1/alerts": IntegrationType.generic,
     "/v2/enqueue": IntegrationType.pagerduty,
+    PAGERDUTY_V1_PATH: IntegrationType.pagerduty,
 }
 
 Answer = tuple[int, bytes]
@@ -105,12 +109,19 @@ async def handle_intake(
     kind = INTAKE_ROUTES[path]
     writer = writer_for(state, context)
     if kind == IntegrationType.pagerduty:
+        v1 = path == PAGERDUTY_V1_PATH
+        read = adapters.from_pagerduty_v1 if v1 else adapters.from_pagerduty
         try:
-            routing_key, event = adapters.from_pagerduty(adapters.parse_json(body))
+            routing_key, event = read(adapters.parse_json(body))
             await writer.submit(routing_key, kind, "pagerduty", [event])
         except WarroomError as exc:
             DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
             return pagerduty_error(exc)
+        # Each version's own success answer: v1 says 200 and names the incident key.
+        if v1:
+            return _json(
+                200, {"status": "success", "message": "Event processed", "incident_key": event.dedup_key}
+            )
         return _json(202, {"status": "success", "message": "Event processed", "dedup_key": event.dedup_key})
     try:
         data = adapters.parse_json(body)

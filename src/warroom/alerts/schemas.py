@@ -88,6 +88,29 @@ class PagerDutyEvent(Lenient):
     images: list[PagerDutyImage] = Field(default_factory=list)
 
 
+class PagerDutyV1Context(Lenient):
+    type: Literal["link", "image"]
+    href: str | None = None
+    src: str | None = None
+    text: str | None = None
+    alt: str | None = None
+
+
+class PagerDutyV1Event(Lenient):
+    """PagerDuty's Events API v1 (``POST /generic/2010-04-15/create_event.json``), which older tools still
+    send, and Alertmanager too when its ``pagerduty_configs`` entry has a ``service_key``. Other fields
+    (Alertmanager sends an empty ``event_action`` and a null ``payload``) are ignored, as PagerDuty does."""
+
+    service_key: str = Field(min_length=1)
+    event_type: Literal["trigger", "acknowledge", "resolve"]
+    incident_key: str | None = Field(default=None, min_length=1, max_length=255)
+    description: str | None = Field(default=None, max_length=1024)
+    details: Any = None
+    client: str | None = None
+    client_url: str | None = None
+    contexts: list[PagerDutyV1Context] = Field(default_factory=list)
+
+
 class PagerDutyChangePayload(Lenient):
     summary: str = Field(min_length=1, max_length=1024)
     source: str | None = Field(default=None, max_length=255)
