@@ -428,6 +428,38 @@ def test_alertmanager_as_a_pagerduty_v1_client(server: dict[str, str], tmp_path:
     assert set(relay_class.connects) == {"events.pagerduty.com:443"}
 
 
+def test_alertmanager_as_an_opsgenie_client(server: dict[str, str], tmp_path: Path) -> None:
+    """Alertmanager's opsgenie_configs, with api_url pointed at Warroom: the alert opens by alias, with its
+    labels as details, and closes when it ends."""
+    key = integration_key(server, "opsgenie")
+    receiver = (
+        "    opsgenie_configs:\n"
+        f"      - api_key: '{key}'\n"
+        f"        api_url: '{server['url']}/'\n"
+        "        priority: P1\n"
+        "        send_resolved: true\n"
+    )
+    with running_alertmanager(tmp_path, "", receiver=receiver) as alertmanager:
+        alert = {
+            "labels": {"alertname": "ReplicationLag", "service": "database", "severity": "critical"},
+            "annotations": {"summary": "replica 40 s behind"},
+            "startsAt": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+        }
+        assert httpx.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=10).status_code == 200
+        wait_until(lambda: get(server, "/api/v1/alerts", firing="true")["total"] == 1)
+        [stored] = get(server, "/api/v1/alerts")["items"]
+        assert (stored["source"], stored["severity"], stored["alert_type"]) == (
+            "opsgenie",
+            "critical",
+            "ReplicationLag",
+        )
+        assert stored["labels"]["service"] == "database"
+        alert["endsAt"] = datetime.now(UTC).isoformat()
+        assert httpx.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=10).status_code == 200
+        wait_until(lambda: get(server, "/api/v1/alerts", firing="true")["total"] == 0)
+    assert get(server, "/api/v1/alerts")["total"] == 1
+
+
 def test_pdpyras_trigger_acknowledge_resolve(server: dict[str, str]) -> None:
     key = last_line(
         run_cli(

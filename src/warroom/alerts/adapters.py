@@ -18,7 +18,14 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from warroom.alerts.config import EmailRule
-from warroom.alerts.schemas import AlertmanagerWebhook, GenericAlert, PagerDutyEvent, PagerDutyV1Event
+from warroom.alerts.schemas import (
+    AlertmanagerWebhook,
+    GenericAlert,
+    OpsgenieAction,
+    OpsgenieAlert,
+    PagerDutyEvent,
+    PagerDutyV1Event,
+)
 from warroom.errors import WarroomError
 
 Action = Literal["trigger", "acknowledge", "resolve"]
@@ -132,19 +139,27 @@ def validate_payload(adapter: TypeAdapter[Any], data: Any) -> Any:
         raise InvalidPayload(f"malformed payload: {message}", details) from None
 
 
+def _require_object(data: Any, *, pagerduty: bool = False) -> None:
+    """A delivery must be one JSON object (PagerDuty's shapes say so in PagerDuty's words)."""
+    if isinstance(data, dict):
+        return
+    if pagerduty:
+        raise InvalidPayload("Event object format is unrecognized", ["the body must be a JSON object"])
+    raise InvalidPayload("the body must be a JSON object", [{"field": "body", "message": "not an object"}])
+
+
 _WEBHOOK = TypeAdapter(AlertmanagerWebhook)
 _PAGERDUTY = TypeAdapter(PagerDutyEvent)
 _PAGERDUTY_V1 = TypeAdapter(PagerDutyV1Event)
+_OPSGENIE = TypeAdapter(OpsgenieAlert)
+_OPSGENIE_ACTION = TypeAdapter(OpsgenieAction)
 _GENERIC = TypeAdapter(GenericAlert)
 _GENERIC_LIST = TypeAdapter(list[GenericAlert])
 
 
 def from_alertmanager(data: Any) -> list[AlertEvent]:
     """Alertmanager v4 webhook, and Grafana's (same shape plus extras)."""
-    if not isinstance(data, dict):
-        raise InvalidPayload(
-            "the body must be a JSON object", [{"field": "body", "message": "not an object"}]
-        )
+    _require_object(data)
     message: AlertmanagerWebhook = validate_payload(_WEBHOOK, data)
     raw_alerts = data["alerts"]
     context = {k: data.get(k) for k in ("receiver", "groupKey", "externalURL") if data.get(k) is not None}
@@ -203,8 +218,7 @@ def from_alertmanager(data: Any) -> list[AlertEvent]:
 
 def from_pagerduty(data: Any) -> tuple[str, AlertEvent]:
     """Returns the routing key and the event. Ack/resolve need a dedup key; a trigger gets one made up."""
-    if not isinstance(data, dict):
-        raise InvalidPayload("Event object format is unrecognized", ["the body must be a JSON object"])
+    _require_object(data, pagerduty=True)
     event: PagerDutyEvent = validate_payload(_PAGERDUTY, data)
     if event.event_action == "trigger":
         if event.payload is None:
@@ -303,8 +317,7 @@ def from_pagerduty_v1(data: Any) -> tuple[str, AlertEvent]:
     """Events API v1: the service key and the event, read as the v2 event it maps onto (``incident_key`` is
     the dedup key, ``description`` the summary, ``details`` the custom details, ``contexts`` the links and
     images). v1 has no severity: a trigger is an ``error``, as an email alert with no severity word is."""
-    if not isinstance(data, dict):
-        raise InvalidPayload("Event object format is unrecognized", ["the body must be a JSON object"])
+    _require_object(data, pagerduty=True)
     event: PagerDutyV1Event = validate_payload(_PAGERDUTY_V1, data)
     v2: dict[str, Any] = {
         "routing_key": event.service_key,
@@ -336,6 +349,67 @@ def from_pagerduty_v1(data: Any) -> tuple[str, AlertEvent]:
     routing_key, alert = from_pagerduty(v2)
     alert.raw = {k: v for k, v in data.items() if k != "service_key"}  # never keep the secret
     return routing_key, alert
+
+
+# Opsgenie's priorities onto our severities (P3 is Opsgenie's default).
+_OPSGENIE_SEVERITY = {"P1": "critical", "P2": "error", "P3": "warning", "P4": "info", "P5": "info"}
+
+
+def opsgenie_dedup_key(alias: str) -> str:
+    """The alert's dedup key for an Opsgenie alias: the alias itself, or a digest of one over our limit."""
+    if len(alias) <= 255:
+        return alias
+    return "opsgenie:" + hashlib.sha256(alias.encode()).hexdigest()
+
+
+def from_opsgenie(data: Any) -> AlertEvent:
+    """An Opsgenie alert to create (``POST /v2/alerts``). The alias is the dedup key, as in Opsgenie; without
+    one, every request is a new alert. Details (string pairs) and the entity become labels; tags, the
+    description and the note are kept as annotations."""
+    _require_object(data)
+    alert: OpsgenieAlert = validate_payload(_OPSGENIE, data)
+    labels = {name[:100]: value[:500] for name, value in list(alert.details.items())[:100]}
+    if alert.entity:
+        labels["entity"] = alert.entity[:500]
+    annotations: dict[str, Any] = {"tags": alert.tags} if alert.tags else {}
+    for name in ("description", "note", "source", "user"):
+        value = getattr(alert, name)
+        if value:
+            annotations[name] = value
+    return AlertEvent(
+        action="trigger",
+        dedup_key=opsgenie_dedup_key(alert.alias) if alert.alias else uuid.uuid4().hex,
+        alert_type=alert.details.get("alertname", "opsgenie")[:200],
+        summary=alert.message,
+        severity=_OPSGENIE_SEVERITY[alert.priority],
+        service=None,
+        labels=labels,
+        annotations=annotations,
+        links=[],
+        raw=data,
+        service_is_guess=True,  # Opsgenie alerts name no service: it is the integration's
+    )
+
+
+def opsgenie_action(action: Action, alias: str, body: bytes) -> AlertEvent:
+    """Close (resolve) or acknowledge the alert of an alias; the body (user, source, note) is optional."""
+    data = parse_json(body) if body.strip() else {}
+    _require_object(data)
+    taken: OpsgenieAction = validate_payload(_OPSGENIE_ACTION, data)
+    annotations = {name: value for name in ("user", "source", "note") if (value := getattr(taken, name))}
+    return AlertEvent(
+        action=action,
+        dedup_key=opsgenie_dedup_key(alias),
+        alert_type="opsgenie",
+        summary="",
+        severity="info",
+        service=None,
+        labels={},
+        annotations=annotations,
+        links=[],
+        raw=data,
+        service_is_guess=True,
+    )
 
 
 def from_generic(data: Any) -> list[AlertEvent]:

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from warroom.alerts import adapters, changes, heartbeats, maintenance, service
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import AlertSeverity
-from warroom.alerts.fastpath import PAGERDUTY_V1_PATH, bearer, handle_intake, pagerduty_error
+from warroom.alerts.fastpath import PAGERDUTY_V1_PATH, bearer, handle_intake, handle_opsgenie, pagerduty_error
 from warroom.alerts.models import AlertStatus
 from warroom.alerts.ratelimit import RateLimiter
 from warroom.alerts.schemas import (
@@ -77,17 +77,23 @@ TimestampHeader = Annotated[
 # same handler.
 
 
-async def _intake(request: Request, context: AppContext, key: str | None = None) -> Response:
-    status_code, body = await handle_intake(
-        request.app.state,
-        context,
-        request.url.path,
-        key,
-        request.headers.get("authorization"),
-        await request.body(),
-        request.headers.raw,
-    )
+def _answer(answer: tuple[int, bytes]) -> Response:
+    status_code, body = answer
     return Response(body, status_code=status_code, media_type="application/json")
+
+
+async def _intake(request: Request, context: AppContext, key: str | None = None) -> Response:
+    return _answer(
+        await handle_intake(
+            request.app.state,
+            context,
+            request.url.path,
+            key,
+            request.headers.get("authorization"),
+            await request.body(),
+            request.headers.raw,
+        )
+    )
 
 
 @router.post(
@@ -149,6 +155,90 @@ async def pagerduty_enqueue(request: Request, context: Context) -> Response:
 )
 async def pagerduty_v1_create_event(request: Request, context: Context) -> Response:
     return await _intake(request, context)
+
+
+# Opsgenie's Alert API, for tools set up for Opsgenie (Alertmanager's opsgenie_configs with api_url, Grafana's
+# Opsgenie contact point, client libraries): create by alias, close and acknowledge by alias.
+OpsgenieKeyHeader = Annotated[
+    str | None, Header(alias="Authorization", description="GenieKey <key of an opsgenie integration>")
+]
+IdentifierType = Annotated[
+    Literal["alias"],
+    Query(
+        alias="identifierType",
+        description="Warroom knows Opsgenie-shaped alerts by alias (it issues no Opsgenie ids).",
+    ),
+]
+
+
+@router.post(
+    "/v2/alerts",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Opsgenie Alert API: create an alert (the alias is its dedup key)",
+    response_model=None,
+)
+async def opsgenie_create(
+    request: Request, context: Context, authorization: OpsgenieKeyHeader = None
+) -> Response:
+    body = await request.body()
+    return _answer(
+        await handle_opsgenie(
+            request.app.state,
+            context,
+            authorization,
+            lambda: adapters.from_opsgenie(adapters.parse_json(body)),
+        )
+    )
+
+
+@router.post(
+    "/v2/alerts/{identifier}/close",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Opsgenie Alert API: close (resolve) the alert of an alias",
+    response_model=None,
+)
+async def opsgenie_close(
+    identifier: str,
+    request: Request,
+    context: Context,
+    identifier_type: IdentifierType,
+    authorization: OpsgenieKeyHeader = None,
+) -> Response:
+    del identifier_type  # only alias is taken
+    body = await request.body()
+    return _answer(
+        await handle_opsgenie(
+            request.app.state,
+            context,
+            authorization,
+            lambda: adapters.opsgenie_action("resolve", identifier, body),
+        )
+    )
+
+
+@router.post(
+    "/v2/alerts/{identifier}/acknowledge",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Opsgenie Alert API: acknowledge the alert of an alias",
+    response_model=None,
+)
+async def opsgenie_acknowledge(
+    identifier: str,
+    request: Request,
+    context: Context,
+    identifier_type: IdentifierType,
+    authorization: OpsgenieKeyHeader = None,
+) -> Response:
+    del identifier_type
+    body = await request.body()
+    return _answer(
+        await handle_opsgenie(
+            request.app.state,
+            context,
+            authorization,
+            lambda: adapters.opsgenie_action("acknowledge", identifier, body),
+        )
+    )
 
 
 # --- reads and promotion -------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ ALERT_SOURCES = [
     "heartbeat",
     "third-party",
     "email",
+    "opsgenie",
 ]
 
 template_environment = SandboxedEnvironment(autoescape=False)

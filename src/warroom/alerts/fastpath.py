@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.types import Receive, Scope, Send
 
 from warroom.alerts import adapters
-from warroom.alerts.adapters import InvalidPayload
+from warroom.alerts.adapters import AlertEvent, InvalidPayload
 from warroom.alerts.intake import writer_for
 from warroom.alerts.metrics import ALERTS_TRUNCATED, DELIVERIES_REJECTED
 from warroom.alerts.schemas import truncation_warning
@@ -29,6 +30,7 @@ from warroom.errors import (
     UNAVAILABLE_CODE,
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
+    Unauthorized,
     WarroomError,
 )
 
@@ -147,6 +149,42 @@ async def handle_intake(
             truncation_warning(truncated, len(events)),
         )
     return 202, result.to_json()
+
+
+def _opsgenie_answer(status: int, message: str, errors: dict[str, str] | None = None) -> Answer:
+    """Opsgenie's answer shape: a message, the time taken and a request id (errors by field on a 422)."""
+    body: dict[str, Any] = {"result" if status == 202 else "message": message, "took": 0.0}
+    if errors:
+        body["errors"] = errors
+    body["requestId"] = str(uuid.uuid4())
+    return _json(status, body)
+
+
+async def handle_opsgenie(
+    state: Any, context: AppContext, authorization: str | None, event: Callable[[], AlertEvent]
+) -> Answer:
+    """One Opsgenie Alert API request: ``event`` reads it (create, close or acknowledge). The key is the
+    ``GenieKey`` of the Authorization header; the answer comes after the commit, in Opsgenie's shapes."""
+    kind = IntegrationType.opsgenie
+    scheme, _, value = (authorization or "").partition(" ")
+    key = value.strip() if scheme.lower() == "geniekey" else None
+    try:
+        if not key:
+            raise Unauthorized("no key: send Authorization: GenieKey <key of an opsgenie integration>")
+        read = event()
+        await writer_for(state, context).submit(key, kind, kind.value, [read])
+    except InvalidPayload as exc:
+        DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
+        errors = {
+            str(d.get("field", "body")): str(d.get("message"))
+            for d in exc.details or []
+            if isinstance(d, dict)
+        }
+        return _opsgenie_answer(422, "Request body is not processable. Please check the errors.", errors)
+    except WarroomError as exc:
+        DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
+        return _opsgenie_answer(exc.status, exc.message)
+    return _opsgenie_answer(202, "Request will be processed")
 
 
 class IntakeEndpoint:

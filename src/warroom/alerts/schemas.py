@@ -111,6 +111,31 @@ class PagerDutyV1Event(Lenient):
     contexts: list[PagerDutyV1Context] = Field(default_factory=list)
 
 
+class OpsgenieAlert(Lenient):
+    """Opsgenie's Alert API (``POST /v2/alerts``, ``Authorization: GenieKey <key>``), as Alertmanager's
+    ``opsgenie_configs``, Grafana's Opsgenie contact point and Opsgenie client libraries send it. Responders,
+    visibility and actions are Opsgenie's routing; Warroom routes by its own rules and ignores them."""
+
+    message: str = Field(min_length=1, max_length=1024)
+    alias: str | None = Field(default=None, min_length=1, max_length=512)
+    description: str | None = Field(default=None, max_length=15000)
+    tags: list[str] = Field(default_factory=list, max_length=100)
+    details: dict[str, str] = Field(default_factory=dict)
+    entity: str | None = Field(default=None, max_length=512)
+    source: str | None = Field(default=None, max_length=100)
+    priority: Literal["P1", "P2", "P3", "P4", "P5"] = "P3"
+    user: str | None = Field(default=None, max_length=100)
+    note: str | None = Field(default=None, max_length=25000)
+
+
+class OpsgenieAction(Lenient):
+    """The optional body of ``POST /v2/alerts/{alias}/close`` and ``.../acknowledge``."""
+
+    user: str | None = Field(default=None, max_length=100)
+    source: str | None = Field(default=None, max_length=100)
+    note: str | None = Field(default=None, max_length=25000)
+
+
 class PagerDutyChangePayload(Lenient):
     summary: str = Field(min_length=1, max_length=1024)
     source: str | None = Field(default=None, max_length=255)

@@ -44,6 +44,7 @@ class IntegrationType(enum.StrEnum):
     generic = "generic"
     heartbeat = "heartbeat"  # pings of a dead man's switch (POST /api/v1/heartbeats/<name>)
     email = "email"  # messages to <key>@… on the mail intake (alerts.mail)
+    opsgenie = "opsgenie"  # Opsgenie's Alert API shape (POST /v2/alerts, Authorization: GenieKey <key>)
 
 
 class IntegrationKey(Base):

@@ -822,6 +822,11 @@ def integration_create(
         error_console.print(
             "Its address is <key>@ any domain that reaches the mail intake (warroom serve --mail-port)."
         )
+    elif created.type == IntegrationType.opsgenie:
+        error_console.print(
+            "Point the tool's Opsgenie API URL at this server (POST /v2/alerts); the key is its API key "
+            "(Authorization: GenieKey <key>)."
+        )
     typer.echo(created.key)
 
 
