@@ -28,7 +28,14 @@ from warroom.db import utcnow
 from warroom.durations import format_duration
 from warroom.events import DomainEvent, publish
 from warroom.incidents import service as incident_service
-from warroom.incidents.models import OPEN_STATUSES, Incident, IncidentStatus, TimelineEntry, TimelineKind
+from warroom.incidents.models import (
+    OPEN_STATUSES,
+    Incident,
+    IncidentService,
+    IncidentStatus,
+    TimelineEntry,
+    TimelineKind,
+)
 from warroom.incidents.schemas import Assessment, CommunicationCreate, IncidentCreate, IncidentUpdate
 from warroom.orgconfig import OrgConfig
 
@@ -118,6 +125,50 @@ def _open_group_incident(session: Session, key: str, window: timedelta) -> int |
         .order_by(Alert.last_seen_at.desc())
         .limit(1)
     )
+
+
+def dependency_chains(org: OrgConfig, service: str) -> dict[str, list[str]]:
+    """Every service that ``service`` depends on, directly or through others (``services[].dependencies``),
+    with the shortest chain to it: ``{"database": ["frontend", "api", "database"]}``."""
+    dependencies = {entry.name: entry.dependencies for entry in org.services}
+    chains: dict[str, list[str]] = {}
+    frontier = [[service]]
+    while frontier:
+        chain = frontier.pop(0)  # breadth first: the shortest chain to each service is found first
+        for upstream in dependencies.get(chain[-1], []):
+            if upstream != service and upstream not in chains:
+                chains[upstream] = [*chain, upstream]
+                frontier.append(chains[upstream])
+    return chains
+
+
+def _upstream_incident(session: Session, org: OrgConfig, alert: Alert) -> tuple[int, list[str]] | None:
+    """The newest open incident, opened within ``dependency_window``, that affects a service the alert's
+    service depends on; with the chain of dependencies to it."""
+    window = org.automation.dependency_window
+    if window <= timedelta(0) or alert.service is None:
+        return None
+    chains = dependency_chains(org, alert.service)
+    if not chains:
+        return None
+    found = session.execute(
+        select(Incident.id, IncidentService.service)
+        .join(IncidentService, IncidentService.incident_id == Incident.id)
+        .where(
+            IncidentService.service.in_(chains),
+            Incident.status.in_(OPEN_STATUSES),
+            Incident.created_at >= utcnow() - window,
+        )
+        .order_by(Incident.created_at.desc(), func.length(IncidentService.service))
+        .limit(1)
+    ).first()
+    return (found[0], chains[found[1]]) if found is not None else None
+
+
+def depends_text(chain: list[str]) -> str:
+    """``api depends on database``, or ``frontend depends on database (through api)``."""
+    through = f" (through {', '.join(chain[1:-1])})" if len(chain) > 2 else ""
+    return f"{chain[0]} depends on {chain[-1]}{through}"
 
 
 def attach(
@@ -351,6 +402,9 @@ def preview(
         if session is not None:
             key = group_key(opening, action, automation, alert)
             joined = _open_group_incident(session, key, window)
+            upstream = _upstream_incident(session, org, alert) if joined is None else None
+            if upstream is not None:
+                joined, incident.depends_on = upstream
             incident.open_incident = f"INC-{joined}" if joined is not None else None
     open_alert: int | None = None
     if session is not None:
@@ -401,16 +455,18 @@ def on_created(session: Session, org: OrgConfig, alert: Alert, *, stored_earlier
                 window = rule.incident.group_window or automation.group_window
                 _lock_group(session, key)
                 existing = _open_group_incident(session, key, window)
+                why = f" (group of rule {rule.name})"
+                upstream = _upstream_incident(session, org, alert) if existing is None else None
+                if upstream is not None:
+                    existing, chain = upstream
+                    why = f" ({depends_text(chain)}, which INC-{existing} affects)"
                 if existing is not None:
                     incident = incident_service.get_incident(session, existing, for_update=True)
                     attach(
-                        session,
-                        incident,
-                        alert,
-                        performer=PERFORMER,
-                        note=f" (group of rule {rule.name})",
-                        carry_notes=stored_earlier,
+                        session, incident, alert, performer=PERFORMER, note=why, carry_notes=stored_earlier
                     )
+                    if upstream is not None:
+                        _add_affected_service(session, org, incident, alert)
                     _back_to_investigating(session, org, incident, alert)
                     _raise_severity(session, org, rule.incident, incident, alert)
                 else:
@@ -421,6 +477,16 @@ def on_created(session: Session, org: OrgConfig, alert: Alert, *, stored_earlier
             if opened:
                 _after_open(session, org, rule, incident, alert)
     run_handlers(session, org, alert, _incident_of(session, alert, incident), "created")
+
+
+def _add_affected_service(session: Session, org: OrgConfig, incident: Incident, alert: Alert) -> None:
+    """A service that alerts because of an upstream outage is affected by it too (its status page component,
+    the blast radius in the post-mortem)."""
+    if alert.service is None or alert.service in incident.service_names:
+        return
+    services = [*incident.service_names, alert.service]
+    note = f"alert {alert.ref}: {alert.service} depends on a service this incident affects"
+    _update(session, org, incident, IncidentUpdate(services=services, note=note))
 
 
 def _update(session: Session, org: OrgConfig, incident: Incident, data: IncidentUpdate) -> None:

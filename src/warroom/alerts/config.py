@@ -508,6 +508,12 @@ class AutomationConfig(StrictModel):
         description="A new incident's timeline lists the change events of its services (and those naming "
         "no service) from this long before it opened (0s: never).",
     )
+    dependency_window: Duration = Field(
+        default=timedelta(0),
+        description="An alert that would open an incident joins instead an open incident opened this "
+        "recently that affects a service its own service depends on (services[].dependencies, directly or "
+        "through others): the database's outage, not twenty incidents for the services on it (0s: never).",
+    )
     auto_resolve: list[AutoResolveConfig] = Field(
         default_factory=list, description="The first entry that matches an open alert says when it expires."
     )
@@ -526,6 +532,9 @@ class AutomationConfig(StrictModel):
     )
     _recent_changes_window = field_validator("recent_changes_window")(
         duration_between(timedelta(0), timedelta(days=7), "recent_changes_window")
+    )
+    _dependency_window = field_validator("dependency_window")(
+        duration_between(timedelta(0), timedelta(days=1), "dependency_window")
     )
 
     def heartbeat(self, name: str) -> HeartbeatConfig | None:

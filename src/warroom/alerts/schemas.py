@@ -332,6 +332,11 @@ class IncidentPreview(BaseModel):
         description="Asked of the server only: the group's open incident the alert would join instead of "
         "opening one (so nobody is paged again).",
     )
+    depends_on: list[str] | None = Field(
+        None,
+        description="When the open incident is one of a service the alert's service depends on (and not the "
+        "group's): the chain of dependencies, from the alert's service to the incident's.",
+    )
 
 
 class RoutingPreview(BaseModel):

@@ -362,7 +362,14 @@ def _print_preview(preview: RoutingPreview) -> None:
         console.print(
             escape(f"-> held by maintenance window {preview.maintenance_window}; when the window ends:")
         )
-    if incident is not None and incident.open_incident is not None:
+    if incident is not None and incident.open_incident is not None and incident.depends_on:
+        console.print(
+            escape(
+                f"-> joins {incident.open_incident}: {automation.depends_text(incident.depends_on)}, which "
+                f"{incident.open_incident} affects (dependency_window): nobody is paged again"
+            )
+        )
+    elif incident is not None and incident.open_incident is not None:
         console.print(
             escape(
                 f"-> joins {incident.open_incident}, its group's open incident (rule {incident.rule}): "

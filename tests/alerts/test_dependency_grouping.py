@@ -1,0 +1,123 @@
+"""automation.dependency_window: an alert whose service depends on a service an open incident affects joins
+that incident instead of opening its own (the database's outage, not one incident per service on it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tests.alerts.test_source_ack import timeline
+from tests.conftest import EXAMPLE_CONFIG
+from warroom.alerts.automation import dependency_chains, depends_text
+from warroom.alerts.models import Alert
+from warroom.clock import clock
+from warroom.context import AppContext
+from warroom.incidents.models import Incident
+from warroom.orgconfig import ConfigError, load_org_config, parse_org_config
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def grouped(context: AppContext) -> AppContext:
+    automation = context.org.automation.model_copy(update={"dependency_window": timedelta(minutes=30)})
+    context.org = context.org.model_copy(update={"automation": automation})
+    return context
+
+
+def fire(api: TestClient, key: str, service: str, alertname: str, **fields: Any) -> dict[str, Any]:
+    body = {"summary": f"{alertname} on {service}", "severity": "critical", "service": service}
+    body |= {"labels": {"alertname": alertname}, **fields}
+    answer = api.post(f"/api/v1/alerts?key={key}", json=body)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["alerts"][0]  # type: ignore[no-any-return]
+
+
+def incidents(context: AppContext) -> list[tuple[int, list[str]]]:
+    with context.db.read() as session:
+        return [(i.id, i.service_names) for i in session.scalars(select(Incident).order_by(Incident.id))]
+
+
+def incident_of(context: AppContext, alert_id: int) -> int | None:
+    with context.db.read() as session:
+        return session.get_one(Alert, alert_id).incident_id
+
+
+def test_the_chains_of_the_example_file() -> None:
+    org = load_org_config(EXAMPLE_CONFIG)
+    chains = dependency_chains(org, "frontend")
+    assert chains["api"] == ["frontend", "api"]
+    assert chains["database"] == ["frontend", "api", "database"]  # the shortest chain, the first found
+    assert dependency_chains(org, "database") == {}
+    assert depends_text(chains["database"]) == "frontend depends on database (through api)"
+    assert depends_text(chains["api"]) == "frontend depends on api"
+
+
+def test_alerts_of_dependent_services_join_the_upstream_incident(
+    api: TestClient, grouped: AppContext, generic_key: str, viewer: dict[str, str]
+) -> None:
+    clock.set(T0)
+    root = fire(api, generic_key, "database", "PostgresDown")
+    assert incidents(grouped) == [(1, ["database"])]
+    clock.set(T0 + timedelta(minutes=5))
+    dependent = fire(api, generic_key, "api", "HighErrorRate")
+    assert incident_of(grouped, dependent["id"]) == 1 and incident_of(grouped, root["id"]) == 1
+    assert incidents(grouped) == [(1, ["api", "database"])]  # its blast radius grew
+    actions = [entry.action for entry in timeline(grouped, 1)]
+    assert any("api depends on database, which INC-1 affects" in action for action in actions), actions
+    assert sum(action.startswith("Page requested") for action in actions) == 1  # nobody paged again
+    # Through others, and a service that depends on none of it opens its own.
+    fire(api, generic_key, "frontend", "SlowPages")
+    assert incidents(grouped) == [(1, ["api", "database", "frontend"])]
+    fire(api, generic_key, "cache", "CacheEvictions")
+    assert incidents(grouped)[-1] == (2, ["cache"])
+
+    # The server's dry run says so too.
+    probe = {
+        "summary": "auth 5xx",
+        "severity": "critical",
+        "service": "auth",
+        "labels": {"alertname": "Auth5xx"},
+    }
+    [shown] = api.post("/api/v1/alerts/preview", json=probe, headers=viewer).json()
+    assert (
+        shown["incident"]["open_incident"] == "INC-2"
+    )  # auth depends on cache (INC-2 is newer) and database
+    assert shown["incident"]["depends_on"] == ["auth", "cache"]
+
+
+def test_old_closed_or_switched_off_upstream_incidents_are_left_alone(
+    api: TestClient, grouped: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    clock.set(T0)
+    fire(api, generic_key, "database", "PostgresDown")
+    clock.set(T0 + timedelta(minutes=31))  # opened longer ago than the window
+    fire(api, generic_key, "api", "HighErrorRate")
+    assert [number for number, _ in incidents(grouped)] == [1, 2]
+    resolved = api.patch("/api/v1/incidents/INC-2", json={"status": "resolved"}, headers=responder)
+    assert resolved.status_code == 200, resolved.text
+    fire(api, generic_key, "database", "ReplicaLag")  # INC-3, just opened
+    api.patch("/api/v1/incidents/INC-3", json={"status": "resolved"}, headers=responder)
+    fire(api, generic_key, "search", "IndexStale")  # search depends on database, whose incident is resolved
+    assert [number for number, _ in incidents(grouped)] == [1, 2, 3, 4]
+    # Off (the default): every service's alert opens its own incident.
+    grouped.org = grouped.org.model_copy(
+        update={"automation": grouped.org.automation.model_copy(update={"dependency_window": timedelta(0)})}
+    )
+    fire(api, generic_key, "database", "DiskFull")
+    fire(api, generic_key, "api", "Latency")
+    assert [number for number, _ in incidents(grouped)] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("window", ["2d", "-1m", "soon"])
+def test_a_bad_dependency_window_is_refused(window: str) -> None:
+    document = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    document["automation"]["dependency_window"] = window
+    with pytest.raises(ConfigError) as error:
+        parse_org_config(yaml.safe_dump(document))
+    assert "dependency_window" in str(error.value)
