@@ -16,6 +16,7 @@ SUBSCRIBER_MODULES: list[str] = [
 JOB_HANDLER_MODULES: list[str] = [
     "warroom.alerts.heartbeats",
     "warroom.alerts.maintenance",
+    "warroom.alerts.pending",
     "warroom.alerts.status_pages",
     "warroom.alerts.expiry",
     "warroom.alerts.retention",

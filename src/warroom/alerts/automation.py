@@ -37,6 +37,7 @@ from warroom.incidents.models import (
     TimelineKind,
 )
 from warroom.incidents.schemas import Assessment, CommunicationCreate, IncidentCreate, IncidentUpdate
+from warroom.jobs import service as jobs_service
 from warroom.orgconfig import OrgConfig
 
 PERFORMER = "automation"
@@ -398,6 +399,7 @@ def preview(
             runbooks=[name for rule in applied for name in rule.runbooks],
             page=[rule.page for rule in applied if rule.page],
             notify=[notify.audience for rule in applied for notify in rule.notify],
+            delay=action.delay if action.delay > timedelta(0) else None,
         )
         if session is not None:
             key = group_key(opening, action, automation, alert)
@@ -437,17 +439,20 @@ def preview(
     )
 
 
-def on_created(session: Session, org: OrgConfig, alert: Alert, *, stored_earlier: bool = False) -> None:
+def on_created(
+    session: Session, org: OrgConfig, alert: Alert, *, stored_earlier: bool = False, waited: bool = False
+) -> None:
     """Route a new alert by the rules. ``stored_earlier``: it was stored before this transaction (a
-    maintenance window held it), so it may carry responders' notes to its incident."""
+    maintenance window held it, or its rule's ``delay``), so it may carry responders' notes to its incident.
+    ``waited``: its rule's delay is over (``alerts.pending``), so the incident opens now."""
     automation = org.automation
     rules = matching_rules(automation, alert) if automation.rules else []
     incident: Incident | None = None
     if rules:
         alert.rules = [rule.name for rule in rules]
-        opened = False
+        opened = waiting = False
         for rule in rules:
-            if rule.incident is None:
+            if rule.incident is None or waiting:
                 continue
             if incident is None:
                 key = group_key(rule, rule.incident, automation, alert)
@@ -469,6 +474,10 @@ def on_created(session: Session, org: OrgConfig, alert: Alert, *, stored_earlier
                         _add_affected_service(session, org, incident, alert)
                     _back_to_investigating(session, org, incident, alert)
                     _raise_severity(session, org, rule.incident, incident, alert)
+                elif rule.incident.delay > timedelta(0) and not waited:
+                    _open_later(session, alert, rule, rule.incident.delay)
+                    waiting = True
+                    continue
                 else:
                     incident = _open_incident(
                         session, org, rule, rule.incident, alert, carry_notes=stored_earlier
@@ -487,6 +496,22 @@ def _add_affected_service(session: Session, org: OrgConfig, incident: Incident, 
     services = [*incident.service_names, alert.service]
     note = f"alert {alert.ref}: {alert.service} depends on a service this incident affects"
     _update(session, org, incident, IncidentUpdate(services=services, note=note))
+
+
+DELAY_KIND = "alerts.open_after_delay"
+
+
+def _open_later(session: Session, alert: Alert, rule: AutomationRule, delay: timedelta) -> None:
+    """The rule's incident opens when the delay is over, if the alert is still open then (``alerts.pending``
+    runs the job)."""
+    session.flush()  # the alert's id
+    jobs_service.enqueue(
+        session,
+        kind=DELAY_KIND,
+        payload={"alert_id": alert.id, "rule": rule.name, "delay": format_duration(delay)},
+        run_at=utcnow() + delay,
+        idempotency_key=f"alert-delay:{alert.id}",
+    )
 
 
 def _update(session: Session, org: OrgConfig, incident: Incident, data: IncidentUpdate) -> None:

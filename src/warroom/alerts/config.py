@@ -181,6 +181,14 @@ class IncidentAction(StrictModel):
     group_by: list[str] | None = Field(default=None, description="Overrides automation.group_by.")
     group_window: Duration | None = Field(default=None, description="Overrides automation.group_window.")
     private: bool = False
+    delay: Duration = Field(
+        default=timedelta(0),
+        description="Wait this long after the alert fires before opening the incident: an alert that "
+        "resolves within it opens none, so a blip pages nobody (what Alertmanager's 'for' does, for sources "
+        "without one). An alert whose group has an open incident joins it at once.",
+    )
+
+    _delay = field_validator("delay")(duration_between(timedelta(0), timedelta(days=1), "delay"))
 
 
 class AutomationRule(StrictModel):
@@ -242,7 +250,7 @@ class RetentionConfig(StrictModel):
     recurring_job_runs: Duration = Field(
         default=timedelta(days=7),
         description="Finished runs of status page polls, auto-resolve sweeps, heartbeat checks, maintenance "
-        "schedules and this pruning.",
+        "schedules, rules' delays and this pruning.",
     )
 
     _kept = field_validator("alerts", "changes")(

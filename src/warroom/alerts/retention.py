@@ -9,9 +9,10 @@ one chain) deletes, as ``automation.retention`` says:
   evidence and are kept as long as the incident; open alerts are never deleted;
 - change events, ``changes`` after they happened (the timeline entries that named them keep their text);
 - the finished runs of this domain's scheduled jobs (status page polls, auto-resolve sweeps, heartbeat
-  checks, maintenance schedule runs and this one), ``recurring_job_runs`` after they finished. Their keys name
-  a time slot, an occurrence or a ping count that is past, so nothing schedules them again. A heartbeat that
-  pings every minute with a ``max_runtime`` leaves a finished check per run: 1,440 rows a day.
+  checks, maintenance schedule runs, rules' delays and this one), ``recurring_job_runs`` after they
+  finished. Their keys name a time slot, an occurrence, an alert or a ping count that is past, so nothing
+  schedules them again. A heartbeat that pings every minute with a ``max_runtime`` leaves a finished check
+  per run: 1,440 rows a day.
 
 Deletes go in chunks, each its own short transaction, so alert intake (which shares SQLite's one write lock)
 waits for one chunk at most. The rows of a chunk are chosen by a read, and the delete checks each condition
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from warroom.alerts.automation import DELAY_KIND
 from warroom.alerts.config import RetentionConfig
 from warroom.alerts.expiry import SWEEP_KIND
 from warroom.alerts.heartbeats import CHECK_KIND as HEARTBEAT_CHECK_KIND
@@ -49,7 +51,14 @@ _KEY_PREFIX = "alerts-retention:"
 # Rows per delete transaction: small enough that intake never waits long for the write lock.
 CHUNK = 1000
 # The scheduled jobs whose finished runs are pruned. Their idempotency keys are never enqueued again.
-RECURRING_KINDS = (POLL_KIND, SWEEP_KIND, PRUNE_KIND, HEARTBEAT_CHECK_KIND, MAINTENANCE_SCHEDULE_KIND)
+RECURRING_KINDS = (
+    POLL_KIND,
+    SWEEP_KIND,
+    PRUNE_KIND,
+    HEARTBEAT_CHECK_KIND,
+    MAINTENANCE_SCHEDULE_KIND,
+    DELAY_KIND,
+)
 
 
 def _conditions(retention: RetentionConfig, now: datetime) -> dict[str, tuple[type[Base], list[Any]]]:

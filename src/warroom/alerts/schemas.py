@@ -332,6 +332,10 @@ class IncidentPreview(BaseModel):
         description="Asked of the server only: the group's open incident the alert would join instead of "
         "opening one (so nobody is paged again).",
     )
+    delay: Duration | None = Field(
+        None,
+        description="The rule's delay: the incident opens this long after the alert fires, if still open.",
+    )
     depends_on: list[str] | None = Field(
         None,
         description="When the open incident is one of a service the alert's service depends on (and not the "

@@ -1,0 +1,63 @@
+"""Alerts waiting out their rule's ``delay`` before an incident opens (``IncidentAction.delay``).
+
+A source without a pending period of its own (mail, scripts, PagerDuty-shaped tools) reports blips that clear
+within a minute. With a delay, the alert is stored and routed at once, but its incident opens only when the
+delay is over, and only if the alert is still open then: a blip pages nobody. One durable job per alert does
+it, so a restart in between loses nothing. When the incident opens, the other alerts of its group that are
+waiting too join it at once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from warroom.alerts import automation
+from warroom.alerts.models import Alert, AlertStatus
+from warroom.incidents import service as incident_service
+from warroom.jobs.models import Job
+from warroom.jobs.service import job_handler
+
+if TYPE_CHECKING:
+    from warroom.context import AppContext
+
+
+@job_handler(automation.DELAY_KIND)
+def open_after_delay(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
+    alert = session.get(Alert, job.payload["alert_id"], with_for_update=True)
+    if alert is None:
+        return {"opened": False, "reason": "the alert is gone"}
+    if alert.incident_id is not None:
+        return {"opened": False, "reason": f"it joined INC-{alert.incident_id} meanwhile"}
+    if alert.status == AlertStatus.resolved:
+        return {"opened": False, "reason": f"it resolved within the delay of {job.payload.get('delay')}"}
+    automation.on_created(session, context.org, alert, stored_earlier=True, waited=True)
+    session.flush()
+    if alert.incident_id is None:
+        return {"opened": False, "reason": "no rule opens an incident for it now"}
+    waiting = session.scalars(
+        select(Alert)
+        .where(
+            Alert.group_key == alert.group_key,
+            Alert.incident_id.is_(None),
+            Alert.status != AlertStatus.resolved,
+            Alert.maintenance_window_id.is_(None),
+            Alert.id != alert.id,
+        )
+        .order_by(Alert.id)
+        .with_for_update()
+    ).all()
+    incident = incident_service.get_incident(session, alert.incident_id, for_update=True)
+    for other in waiting:
+        automation.attach(
+            session, incident, other, performer=automation.PERFORMER, note=" (its group's delay was over)"
+        )
+    for each in [alert, *waiting]:
+        if each.status == AlertStatus.acknowledged:
+            # Someone took it on while it waited: as if they had acknowledged it on the incident.
+            performer = each.acknowledged_by or automation.PERFORMER
+            automation.on_acknowledged(session, context.org, each, performer=performer)
+    joined = [other.ref for other in waiting]
+    return {"opened": True, "incident": f"INC-{alert.incident_id}", "joined": joined}

@@ -1,0 +1,125 @@
+"""A rule's ``incident.delay``: the incident opens only when the delay is over and the alert is still open,
+so a blip that clears within it pages nobody."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from tests.alerts.test_source_ack import run_at, timeline
+from tests.conftest import EXAMPLE_CONFIG
+from warroom.alerts import retention
+from warroom.alerts.automation import DELAY_KIND
+from warroom.alerts.models import Alert
+from warroom.clock import clock
+from warroom.context import AppContext
+from warroom.incidents.models import Incident
+from warroom.jobs.models import Job
+from warroom.jobs.worker import Worker
+from warroom.orgconfig import ConfigError, parse_org_config
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def delayed(context: AppContext) -> AppContext:
+    """The example org, with a 5-minute delay on the critical-monitoring rule."""
+    rules = [
+        rule.model_copy(update={"incident": rule.incident.model_copy(update={"delay": timedelta(minutes=5)})})
+        if rule.name == "critical-monitoring" and rule.incident is not None
+        else rule
+        for rule in context.org.automation.rules
+    ]
+    automation = context.org.automation.model_copy(update={"rules": rules})
+    context.org = context.org.model_copy(update={"automation": automation})
+    return context
+
+
+def fire(api: TestClient, key: str, dedup_key: str, status: str = "firing", **fields: Any) -> int:
+    body = {
+        "summary": f"{dedup_key} failing",
+        "severity": "critical",
+        "dedup_key": dedup_key,
+        "status": status,
+    }
+    body |= {"service": "search", "labels": {"alertname": "SearchDown"}, **fields}
+    answer = api.post(f"/api/v1/alerts?key={key}", json=body)
+    assert answer.status_code == 202, answer.text
+    alert_id: int = answer.json()["alerts"][0]["id"]
+    return alert_id
+
+
+def incident_ids(context: AppContext) -> list[int | None]:
+    with context.db.read() as session:
+        return list(session.scalars(select(Alert.incident_id).order_by(Alert.id)))
+
+
+def incident_count(context: AppContext) -> int:
+    with context.db.read() as session:
+        return session.scalar(select(func.count()).select_from(Incident)) or 0
+
+
+def test_a_blip_that_clears_within_the_delay_opens_nothing(
+    api: TestClient, delayed: AppContext, generic_key: str
+) -> None:
+    clock.set(T0)
+    worker = Worker(delayed, name="w1")
+    fire(api, generic_key, "search-1")
+    assert incident_ids(delayed) == [None]  # stored and routed, waiting
+    clock.set(T0 + timedelta(minutes=2))
+    fire(api, generic_key, "search-1", status="resolved")
+    run_at(worker, T0 + timedelta(minutes=6))
+    assert incident_count(delayed) == 0
+    with delayed.db.read() as session:
+        job = session.scalars(select(Job).where(Job.kind == DELAY_KIND)).one()
+        assert job.result == {"opened": False, "reason": "it resolved within the delay of 5m"}
+    # Its finished job is pruned with the other scheduled runs.
+    assert retention.prune(delayed, T0 + timedelta(days=8))["recurring_job_runs"] >= 1
+
+
+def test_an_alert_still_open_after_the_delay_opens_the_incident_and_its_group_joins(
+    api: TestClient, delayed: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    clock.set(T0)
+    worker = Worker(delayed, name="w1")
+    first = fire(api, generic_key, "search-1")
+    clock.set(T0 + timedelta(minutes=1))
+    second = fire(api, generic_key, "search-2")  # same group (service, alertname), waiting too
+    assert api.post(f"/api/v1/alerts/{second}/acknowledge", headers=responder).status_code == 200
+    run_at(worker, T0 + timedelta(minutes=4))
+    assert incident_count(delayed) == 0
+    run_at(worker, T0 + timedelta(minutes=5, seconds=1))
+    assert incident_ids(delayed) == [1, 1]  # the second joined when the first's delay was over
+    actions = [entry.action for entry in timeline(delayed, 1)]
+    assert sum(action.startswith("Page requested") for action in actions) == 1
+    assert any("(its group's delay was over)" in action for action in actions), actions
+    # Once the group's incident is open, another alert of it joins at once.
+    clock.set(T0 + timedelta(minutes=7))
+    third = fire(api, generic_key, "search-3")
+    assert incident_ids(delayed)[-1] == 1
+    run_at(worker, T0 + timedelta(minutes=13))  # the second's job ran, found it on INC-1, did nothing
+    assert incident_count(delayed) == 1
+    with delayed.db.read() as session:
+        results = [job.result for job in session.scalars(select(Job).where(Job.kind == DELAY_KIND))]
+    assert {"opened": False, "reason": "it joined INC-1 meanwhile"} in results
+    assert first and third
+
+
+def test_the_preview_says_it_waits(delayed: AppContext, api: TestClient, viewer: dict[str, str]) -> None:
+    probe = {"summary": "search down", "severity": "critical", "service": "search"}
+    [shown] = api.post("/api/v1/alerts/preview", json=probe, headers=viewer).json()
+    assert shown["incident"]["rule"] == "critical-monitoring" and shown["incident"]["delay"] == "5m"
+
+
+@pytest.mark.parametrize("delay", ["2d", "-5m"])
+def test_a_bad_delay_is_refused(delay: str) -> None:
+    document = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    document["automation"]["rules"][0]["incident"]["delay"] = delay
+    with pytest.raises(ConfigError) as error:
+        parse_org_config(yaml.safe_dump(document))
+    assert "delay" in str(error.value)
