@@ -192,6 +192,7 @@ def test_the_server_preview_knows_what_is_open(
         (b'{"summary": "x"}', {"source": "nagios"}, 422),
         (b'{"summary": "x"}', {"integration": "999"}, 404),
         (b'{"summary": "x"}', {"integration": "0"}, 422),
+        (b"Subject: x\r\n\r\nbody", {"integration": "2147483648"}, 422),  # past a row id (found by fuzzing)
         (b'{"summary": "x"}', {"integration": str(ids["prometheus"])}, 422),  # another kind of sender
     ):
         refused = api.post("/api/v1/alerts/preview", content=body, params=params, headers=viewer)

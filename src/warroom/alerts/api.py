@@ -49,7 +49,7 @@ from warroom.auth.integrations import (
 )
 from warroom.auth.signing import MAX_SKEW_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from warroom.context import AppContext
-from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
+from warroom.deps import MAX_ROW_ID, Admin, Context, Offset, Responder, RowId, Viewer
 from warroom.durations import Duration
 from warroom.errors import WarroomError
 
@@ -318,6 +318,7 @@ async def preview_alerts(
         int | None,
         Query(
             ge=1,
+            le=MAX_ROW_ID,
             description="The integration (id) that would send it: the open alert is looked up among its "
             "alerts only, as intake dedups them. Default: among all alerts of the source.",
         ),
