@@ -191,14 +191,22 @@ async def opsgenie_create(
     )
 
 
+# Opsgenie's names for what its close and acknowledge requests do to the alert.
+_OPSGENIE_ACTIONS: dict[str, Literal["resolve", "acknowledge"]] = {
+    "close": "resolve",
+    "acknowledge": "acknowledge",
+}
+
+
 @router.post(
-    "/v2/alerts/{identifier}/close",
+    "/v2/alerts/{identifier}/{action}",
     status_code=status.HTTP_202_ACCEPTED,
-    summary="Opsgenie Alert API: close (resolve) the alert of an alias",
+    summary="Opsgenie Alert API: close (resolve) or acknowledge the alert of an alias",
     response_model=None,
 )
-async def opsgenie_close(
+async def opsgenie_close_or_acknowledge(
     identifier: str,
+    action: Literal["close", "acknowledge"],
     request: Request,
     context: Context,
     identifier_type: IdentifierType,
@@ -211,32 +219,7 @@ async def opsgenie_close(
             request.app.state,
             context,
             authorization,
-            lambda: adapters.opsgenie_action("resolve", identifier, body),
-        )
-    )
-
-
-@router.post(
-    "/v2/alerts/{identifier}/acknowledge",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Opsgenie Alert API: acknowledge the alert of an alias",
-    response_model=None,
-)
-async def opsgenie_acknowledge(
-    identifier: str,
-    request: Request,
-    context: Context,
-    identifier_type: IdentifierType,
-    authorization: OpsgenieKeyHeader = None,
-) -> Response:
-    del identifier_type
-    body = await request.body()
-    return _answer(
-        await handle_opsgenie(
-            request.app.state,
-            context,
-            authorization,
-            lambda: adapters.opsgenie_action("acknowledge", identifier, body),
+            lambda: adapters.opsgenie_action(_OPSGENIE_ACTIONS[action], identifier, body),
         )
     )
 
