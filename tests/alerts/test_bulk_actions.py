@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import typer
 
 from tests.conftest import EXAMPLE_CONFIG
 from tests.e2e.server import run_cli, serve_for_cli
+from warroom.alerts.schemas import AlertPage
+from warroom.cli.alerts import MAX_CHOSEN, AlertChoice
 
 
 def statuses(env: dict[str, str]) -> dict[str, str]:
@@ -73,3 +77,19 @@ def test_alerts_chosen_by_filters_are_shown_confirmed_and_changed(tmp_path: Path
         as_json = run_cli("alerts", "resolve", "--source", "generic", "--yes", "--json", env=env)
         assert [alert["summary"] for alert in json.loads(as_json.stdout)] == ["disk 91%"]
         assert set(statuses(env).values()) == {"resolved"}
+
+
+def test_a_filter_that_matches_too_many_is_refused_before_anything_changes() -> None:
+    class Listing:
+        """Answers the first page of a list as the server would for a filter matching too many."""
+
+        calls = 0
+
+        def list_alerts(self, **_: Any) -> AlertPage:
+            self.calls += 1
+            return AlertPage(items=[], total=MAX_CHOSEN + 1, limit=500, offset=0)
+
+    listing = Listing()
+    with pytest.raises(typer.Exit):
+        AlertChoice(["firing"], source="email").matching(listing)  # type: ignore[arg-type]
+    assert listing.calls == 1  # refused on the first page, before fetching the rest

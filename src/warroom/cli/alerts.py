@@ -427,11 +427,11 @@ class AlertChoice:
                 limit=500,
                 offset=len(found),
             )
+            if page.total > MAX_CHOSEN:
+                fail(f"{page.total} alerts match, more than {MAX_CHOSEN}; narrow the filters")
             found.update((alert.id, alert) for alert in page.items)
             if not page.items or len(found) >= page.total:
                 return list(found.values())
-            if len(found) > MAX_CHOSEN:
-                fail(f"more than {MAX_CHOSEN} alerts match; narrow the filters")
 
     def confirmed(self, client: Client, done: str, as_json: bool) -> list[str]:
         """The refs of the matching alerts, once shown and confirmed (``--yes`` skips the question)."""
