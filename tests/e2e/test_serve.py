@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,7 +26,7 @@ from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
 from warroom.db import Database
 from warroom.incidents import service as incident_service
-from warroom.incidents.models import TimelineEntry
+from warroom.incidents.models import Incident, TimelineEntry
 from warroom.incidents.schemas import IncidentCreate
 from warroom.jobs.models import Job, JobStatus
 from warroom.orgconfig import load_org_config
@@ -194,6 +195,38 @@ def test_a_change_noted_during_an_incident_and_the_retention_chain_survive_kill_
         ]
         pending = session.scalars(select(Job).where(Job.kind == PRUNE_KIND, Job.status == JobStatus.pending))
         assert len(pending.all()) == 1
+    database.dispose()
+
+
+def test_a_delayed_incident_opens_after_a_kill_9(database_url: str, tmp_path: Path) -> None:
+    """A rule's delay is a durable job committed with the alert: the server killed during the delay, the next
+    one opens the incident when the delay is over."""
+    document = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    [rule] = [rule for rule in document["automation"]["rules"] if rule["name"] == "critical-monitoring"]
+    rule["incident"]["delay"] = "5s"
+    config = tmp_path / "warroom.yaml"
+    config.write_text(yaml.safe_dump(document))
+    database = Database(database_url)
+    with database.write() as session:
+        key = new_key(session, "scripts", IntegrationType.generic)
+    server = ServerProcess(database_url=database_url, config=config, data_dir=tmp_path).start()
+    try:
+        alert = {"summary": "search down", "severity": "critical", "service": "search", "dedup_key": "s1"}
+        answer = httpx.post(f"{server.url}/api/v1/alerts?key={key}", json=alert, timeout=10)
+        assert answer.status_code == 202, answer.text
+        server.kill9()
+    finally:
+        server.stop()
+
+    def incident_of_the_alert() -> int | None:
+        with database.read() as session:
+            return session.scalars(select(Alert.incident_id)).one()
+
+    assert incident_of_the_alert() is None  # still waiting when the server died
+    with ServerProcess(database_url=database_url, config=config, data_dir=tmp_path):
+        wait_until(incident_of_the_alert)
+    with database.read() as session:
+        assert session.get_one(Incident, incident_of_the_alert()).title.startswith("search down")
     database.dispose()
 
 
