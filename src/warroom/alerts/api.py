@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -171,6 +172,14 @@ IdentifierType = Annotated[
 ]
 
 
+async def _opsgenie(
+    request: Request, context: AppContext, authorization: str | None, read: Callable[[bytes], AlertEvent]
+) -> Response:
+    return _answer(
+        await handle_opsgenie(request.app.state, context, authorization, await request.body(), read)
+    )
+
+
 @router.post(
     "/v2/alerts",
     status_code=status.HTTP_202_ACCEPTED,
@@ -180,14 +189,8 @@ IdentifierType = Annotated[
 async def opsgenie_create(
     request: Request, context: Context, authorization: OpsgenieKeyHeader = None
 ) -> Response:
-    body = await request.body()
-    return _answer(
-        await handle_opsgenie(
-            request.app.state,
-            context,
-            authorization,
-            lambda: adapters.from_opsgenie(adapters.parse_json(body)),
-        )
+    return await _opsgenie(
+        request, context, authorization, lambda body: adapters.from_opsgenie(adapters.parse_json(body))
     )
 
 
@@ -213,14 +216,11 @@ async def opsgenie_close_or_acknowledge(
     authorization: OpsgenieKeyHeader = None,
 ) -> Response:
     del identifier_type  # only alias is taken
-    body = await request.body()
-    return _answer(
-        await handle_opsgenie(
-            request.app.state,
-            context,
-            authorization,
-            lambda: adapters.opsgenie_action(_OPSGENIE_ACTIONS[action], identifier, body),
-        )
+    return await _opsgenie(
+        request,
+        context,
+        authorization,
+        lambda body: adapters.opsgenie_action(_OPSGENIE_ACTIONS[action], identifier, body),
     )
 
 

@@ -632,6 +632,14 @@ def _refs(refs: list[str], limit: int = 10) -> str:
     return shown + (f" and {len(refs) - limit} more" if len(refs) > limit else "")
 
 
+def carry_acknowledgement(session: Session, org: OrgConfig, alert: Alert) -> None:
+    """An alert someone acknowledged while it was held (a maintenance window, its rule's delay) and that is
+    now on an incident: the acknowledgement carries over, as if they had acknowledged it there (which stops
+    the incident's escalation once every open alert is)."""
+    if alert.status == AlertStatus.acknowledged and alert.incident_id is not None:
+        on_acknowledged(session, org, alert, performer=alert.acknowledged_by or PERFORMER)
+
+
 def on_acknowledged(session: Session, org: OrgConfig, alert: Alert, *, performer: str = PERFORMER) -> None:
     """``performer``: who acknowledged it, when a person did rather than its source."""
     incident = _incident_of(session, alert, None)

@@ -161,18 +161,23 @@ def _opsgenie_answer(status: int, message: str, errors: dict[str, str] | None = 
 
 
 async def handle_opsgenie(
-    state: Any, context: AppContext, authorization: str | None, event: Callable[[], AlertEvent]
+    state: Any,
+    context: AppContext,
+    authorization: str | None,
+    body: bytes,
+    read: Callable[[bytes], AlertEvent],
 ) -> Answer:
-    """One Opsgenie Alert API request: ``event`` reads it (create, close or acknowledge). The key is the
-    ``GenieKey`` of the Authorization header; the answer comes after the commit, in Opsgenie's shapes."""
+    """One Opsgenie Alert API request: ``read`` makes its event of the body (create, close or acknowledge).
+    The key is the ``GenieKey`` of the Authorization header; the answer comes after the commit, in Opsgenie's
+    shapes."""
     kind = IntegrationType.opsgenie
     scheme, _, value = (authorization or "").partition(" ")
     key = value.strip() if scheme.lower() == "geniekey" else None
     try:
         if not key:
             raise Unauthorized("no key: send Authorization: GenieKey <key of an opsgenie integration>")
-        read = event()
-        await writer_for(state, context).submit(key, kind, kind.value, [read])
+        event = read(body)
+        await writer_for(state, context).submit(key, kind, kind.value, [event])
     except InvalidPayload as exc:
         DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
         errors = {

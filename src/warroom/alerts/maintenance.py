@@ -257,12 +257,7 @@ def release(session: Session, org: OrgConfig, window: MaintenanceWindow) -> int:
             f"the window ended at {window.ends_at.isoformat()}; it was still {alert.status.value}.",
             data={"alert_id": alert.id, "maintenance_window_id": window.id},
         )
-        if alert.status == AlertStatus.acknowledged:
-            # Someone took it on during the window: their acknowledgement carries over to the incident, as
-            # if they had acknowledged it there (which stops its escalation once every open alert is).
-            automation.on_acknowledged(
-                session, org, alert, performer=alert.acknowledged_by or automation.PERFORMER
-            )
+        automation.carry_acknowledgement(session, org, alert)
     return len(held)
 
 

@@ -55,9 +55,6 @@ def open_after_delay(context: AppContext, session: Session, job: Job) -> dict[st
             session, incident, other, performer=automation.PERFORMER, note=" (its group's delay was over)"
         )
     for each in [alert, *waiting]:
-        if each.status == AlertStatus.acknowledged:
-            # Someone took it on while it waited: as if they had acknowledged it on the incident.
-            performer = each.acknowledged_by or automation.PERFORMER
-            automation.on_acknowledged(session, context.org, each, performer=performer)
+        automation.carry_acknowledgement(session, context.org, each)
     joined = [other.ref for other in waiting]
     return {"opened": True, "incident": f"INC-{alert.incident_id}", "joined": joined}
