@@ -97,6 +97,7 @@ def test_a_database_that_cannot_be_used_gets_503_and_stores_nothing(impatient: A
     context = impatient
     key, pd_key = make_key(context, "generic"), make_key(context, "pagerduty")
     genie = {"Authorization": f"GenieKey {make_key(context, 'opsgenie')}"}
+    webhook_key = make_key(context, "webhook")
     with context.db.write() as session:
         token = auth_service.create_token(session, name="ic", role=Role.responder).token
     headers = {"Authorization": f"Bearer {token}"}
@@ -123,6 +124,10 @@ def test_a_database_that_cannot_be_used_gets_503_and_stores_nothing(impatient: A
             )
             # Opsgenie's shape goes through the framework's routes, not the intake's fast path.
             assert_unavailable(api.post("/v2/alerts", json={"message": "replica lag"}, headers=genie))
+            kuma_down = {"heartbeat": {"status": 0, "msg": "timeout"}, "monitor": {"id": 3, "name": "shop"}}
+            assert_unavailable(
+                api.post(f"/api/v1/alerts/webhook/uptime-kuma?key={webhook_key}", json=kuma_down)
+            )
             assert_unavailable(api.post("/api/v1/incidents", json=incident, headers=headers))
             health = api.get("/healthz")
             if sqlite:

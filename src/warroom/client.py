@@ -301,11 +301,15 @@ class Client:
         )
 
     def preview_alerts(
-        self, delivery: bytes, source: str = "auto", integration: int | None = None
+        self,
+        delivery: bytes,
+        source: str = "auto",
+        integration: int | None = None,
+        webhook_format: str | None = None,
     ) -> list[RoutingPreview]:
         """The rules' dry run on one delivery, with what is open on the server now (the open alert among
-        ``integration``'s alerts, when given)."""
-        params = query(source=source, integration=integration)
+        ``integration``'s alerts, when given). The server's ``webhook_format`` reads a tool's own JSON."""
+        params = query(source=source, integration=integration, webhook_format=webhook_format)
         rows = self.request("POST", "/api/v1/alerts/preview", params=params, content=delivery)
         return [RoutingPreview.model_validate(row) for row in rows]
 

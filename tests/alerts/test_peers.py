@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import EXAMPLE_CONFIG, require_peer
 from tests.e2e.server import ServerProcess, create_token, run_cli
@@ -458,6 +459,62 @@ def test_alertmanager_as_an_opsgenie_client(server: dict[str, str], tmp_path: Pa
         assert httpx.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=10).status_code == 200
         wait_until(lambda: get(server, "/api/v1/alerts", firing="true")["total"] == 0)
     assert get(server, "/api/v1/alerts")["total"] == 1
+
+
+def test_alertmanager_through_a_webhook_format(database_url: str, tmp_path: Path) -> None:
+    """A real sender's JSON read by an org file's webhook format rather than the built-in adapter: each of
+    Alertmanager's alerts (``each: payload.alerts``) opens by its fingerprint, then resolves."""
+    org = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    org["automation"]["webhook_formats"].append(
+        {
+            "name": "am-own",
+            "each": "payload.alerts",
+            "alert": "{{ item.labels.alertname }}",
+            "dedup_key": "{{ item.fingerprint }}",
+            "summary": "{{ item.annotations.summary }}",
+            "service": "{{ item.labels.service }}",
+            "severity": "{{ item.labels.severity }}",
+            "resolve": "item.status == 'resolved'",
+            "labels": {"instance": "{{ item.labels.instance }}"},
+            "links": [{"href": "{{ item.generatorURL }}", "text": "Prometheus"}],
+        }
+    )
+    config = tmp_path / "org.yaml"
+    config.write_text(yaml.safe_dump(org))
+    admin = create_token("e2e-admin", "admin", database_url=database_url)
+    with ServerProcess(
+        database_url=database_url, config=config, data_dir=tmp_path, extra_args=["--no-worker"]
+    ) as warroom:
+        server = {"url": warroom.url, "database_url": database_url, "admin": admin}
+        key = integration_key(server, "webhook")
+        with running_alertmanager(tmp_path, f"{warroom.url}/api/v1/alerts/webhook/am-own?key={key}") as am:
+            alerts = [
+                {
+                    "labels": {
+                        "alertname": "DiskFull",
+                        "service": "database",
+                        "severity": "warning",
+                        "instance": i,
+                    },
+                    "annotations": {"summary": f"disk 95% on {i}"},
+                    "generatorURL": "http://prometheus.example/graph?g0.expr=disk",
+                    "startsAt": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+                }
+                for i in ("db-1", "db-2")
+            ]
+            assert httpx.post(f"{am}/api/v2/alerts", json=alerts, timeout=10).status_code == 200
+            wait_until(lambda: get(server, "/api/v1/alerts", firing="true")["total"] == 2)
+            stored = get(server, "/api/v1/alerts")["items"]
+            assert {(a["source"], a["service"], a["severity"], a["alert_type"]) for a in stored} == {
+                ("webhook", "database", "warning", "DiskFull")
+            }
+            assert {a["labels"]["instance"] for a in stored} == {"db-1", "db-2"}
+            assert all(len(a["dedup_key"]) == 16 for a in stored)  # Alertmanager's fingerprints
+            for alert in alerts:
+                alert["endsAt"] = datetime.now(UTC).isoformat()
+            assert httpx.post(f"{am}/api/v2/alerts", json=alerts, timeout=10).status_code == 200
+            wait_until(lambda: get(server, "/api/v1/alerts", firing="true")["total"] == 0)
+        assert get(server, "/api/v1/alerts")["total"] == 2
 
 
 def test_pdpyras_trigger_acknowledge_resolve(server: dict[str, str]) -> None:

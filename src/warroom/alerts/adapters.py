@@ -17,7 +17,13 @@ from typing import Any, Literal
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from warroom.alerts.config import EmailRule
+from warroom.alerts.config import (
+    AutomationConfig,
+    EmailRule,
+    WebhookFormat,
+    payload_expression,
+    payload_template,
+)
 from warroom.alerts.schemas import (
     AlertmanagerWebhook,
     GenericAlert,
@@ -26,7 +32,7 @@ from warroom.alerts.schemas import (
     PagerDutyEvent,
     PagerDutyV1Event,
 )
-from warroom.errors import WarroomError
+from warroom.errors import NotFound, WarroomError
 
 Action = Literal["trigger", "acknowledge", "resolve"]
 
@@ -634,7 +640,138 @@ def from_email(raw: bytes, rules: Sequence[EmailRule] = ()) -> AlertEvent:
     )
 
 
-PAYLOAD_SOURCES = ("alertmanager", "grafana", "pagerduty", "generic", "email")
+PAYLOAD_SOURCES = ("alertmanager", "grafana", "pagerduty", "generic", "email", "webhook")
+
+
+# A tool's own webhook, read by a format of the org file (``automation.webhook_formats``).
+
+WEBHOOK_MAX_ALERTS = 1000
+
+
+def _clip(text: str, limit: int) -> str:
+    """Rendered text cut to the alert field's length: a tool's long message is shortened, not refused."""
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Renderer:
+    """Renders one format's fields for one item, collecting what fails by field rather than stopping."""
+
+    def __init__(self, variables: dict[str, Any], where: str) -> None:
+        self.variables = variables
+        self.where = where
+        self.errors: list[dict[str, Any]] = []
+
+    def _failed(self, field_name: str, exc: Exception) -> None:
+        self.errors.append({"field": f"{self.where}{field_name}", "message": f"{type(exc).__name__}: {exc}"})
+
+    def text(self, field_name: str, source: str | None) -> str:
+        if source is None:
+            return ""
+        try:
+            return payload_template(source).render(self.variables).strip()
+        except Exception as exc:  # a template meets a payload it cannot read: say which field, store nothing
+            self._failed(field_name, exc)
+            return ""
+
+    def value(self, field_name: str, source: str | None) -> Any:
+        if source is None:
+            return None
+        try:
+            return payload_expression(source)(**self.variables)
+        except Exception as exc:
+            self._failed(field_name, exc)
+            return None
+
+
+def _webhook_items(data: Any, webhook_format: WebhookFormat) -> list[Any]:
+    if webhook_format.each is None:
+        return [data]
+    renderer = _Renderer({"payload": data, "item": data}, "")
+    found = renderer.value("each", webhook_format.each)
+    if renderer.errors:
+        raise InvalidPayload(f"each: {renderer.errors[0]['message']}", renderer.errors)
+    if not isinstance(found, list):
+        message = f"each: {webhook_format.each!r} is not a list in this payload"
+        raise InvalidPayload(message, [{"field": "each", "message": message}])
+    if len(found) > WEBHOOK_MAX_ALERTS:
+        message = f"each: {len(found)} items, over the limit of {WEBHOOK_MAX_ALERTS} per delivery"
+        raise InvalidPayload(message, [{"field": "each", "message": message}])
+    return found
+
+
+def from_webhook(data: Any, webhook_format: WebhookFormat) -> list[AlertEvent]:
+    """The alerts a format reads in one delivery of a tool's own JSON: one per element of ``each`` (else one),
+    less those ``skip`` leaves out. A template that fails on the payload refuses the delivery whole, naming
+    the field (and the item); nothing is stored."""
+    items = _webhook_items(data, webhook_format)
+    read: list[tuple[dict[str, Any], Any]] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        renderer = _Renderer(
+            {"payload": data, "item": item}, f"[{index}]." if webhook_format.each is not None else ""
+        )
+        if renderer.value("skip", webhook_format.skip):
+            continue
+        alert_name = _clip(renderer.text("alert", webhook_format.alert), 200) or webhook_format.name
+        labels = {
+            name: _clip(text, 1000)
+            for name, source in webhook_format.labels.items()
+            if (text := renderer.text(f"labels.{name}", source))
+        }
+        labels.update(alertname=alert_name, webhook_format=webhook_format.name)
+        word = renderer.text("severity", webhook_format.severity).lower()
+        mapped = {key.lower(): value for key, value in webhook_format.severity_map.items()}.get(word)
+        dedup_key = renderer.text("dedup_key", webhook_format.dedup_key)
+        status = (
+            "resolved"
+            if renderer.value("resolve", webhook_format.resolve)
+            else "acknowledged"
+            if renderer.value("acknowledge", webhook_format.acknowledge)
+            else "firing"
+        )
+        fields: dict[str, Any] = {
+            "summary": _clip(renderer.text("summary", webhook_format.summary), 1024) or alert_name,
+            "status": status,
+            "severity": mapped or normalize_severity(word, webhook_format.default_severity),
+            # The tool's own id, hashed when longer than a dedup key may be.
+            "dedup_key": (dedup_key if len(dedup_key) <= 255 else content_hash(dedup_key)) or None,
+            "type": alert_name,
+            "service": _clip(renderer.text("service", webhook_format.service), 200) or None,
+            "labels": labels,
+            "annotations": {
+                name: text
+                for name, source in webhook_format.annotations.items()
+                if (text := renderer.text(f"annotations.{name}", source))
+            },
+            "links": [
+                {
+                    "href": _clip(href, 2000),
+                    "text": _clip(renderer.text(f"links[{i}].text", link.text), 500) or None,
+                }
+                for i, link in enumerate(webhook_format.links)
+                if (href := renderer.text(f"links[{i}].href", link.href))
+            ],
+        }
+        errors.extend(renderer.errors)
+        read.append((fields, item))
+    if errors:
+        message = "; ".join(f"{d['field']}: {d['message']}" for d in errors[:10])
+        raise InvalidPayload(f"the {webhook_format.name} format cannot read this payload: {message}", errors)
+    return [generic_event(validate_payload(_GENERIC, fields), _evidence(item)) for fields, item in read]
+
+
+def _evidence(item: Any) -> dict[str, Any]:
+    # The raw payload kept with the alert is an object; an element of another kind is wrapped.
+    return item if isinstance(item, dict) else {"item": item}
+
+
+def webhook_format_named(automation: AutomationConfig, name: str) -> WebhookFormat:
+    found = automation.webhook_format(name)
+    if found is None:
+        raise NotFound(f"no webhook format named {name!r} in the org file (automation.webhook_formats)")
+    return found
+
 
 # The header fields a mail message starts with (RFC 5322 and what MTAs add in front), to tell a saved
 # ``.eml`` from a JSON payload.
@@ -662,13 +799,23 @@ def looks_like_mail(body: bytes) -> bool:
 
 
 def delivery_events(
-    body: bytes, source: str = "auto", email_rules: Sequence[EmailRule] = ()
+    body: bytes,
+    source: str = "auto",
+    automation: AutomationConfig | None = None,
+    webhook_format: str | None = None,
 ) -> tuple[str, list[AlertEvent]]:
     """The source (told by the payload's fields when ``auto``) and the events of one raw delivery: a JSON
-    payload as a source would POST it, or a mail message as an email integration would receive it (read
-    with ``email_rules``)."""
+    payload as a source would POST it, a mail message as an email integration would receive it (read with
+    the org file's email rules), or a tool's own JSON read by the org file's ``webhook_format``."""
+    automation = automation or AutomationConfig()
+    if webhook_format is not None or source == "webhook":
+        if webhook_format is None:
+            raise InvalidPayload("a webhook delivery is read by a format: name one", [])
+        if source not in ("auto", "webhook"):
+            raise InvalidPayload(f"a webhook format reads webhook deliveries, not {source}", [])
+        return "webhook", from_webhook(parse_json(body), webhook_format_named(automation, webhook_format))
     if source == "email" or (source == "auto" and looks_like_mail(body)):
-        return "email", [from_email(body, email_rules)]
+        return "email", [from_email(body, automation.email_rules)]
     data = parse_json(body)
     kind = detected_source(data) if source == "auto" else source
     return kind, events_for(kind, data)

@@ -14,7 +14,14 @@ from starlette.concurrency import run_in_threadpool
 from warroom.alerts import adapters, changes, heartbeats, maintenance, service
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import AlertSeverity
-from warroom.alerts.fastpath import PAGERDUTY_V1_PATH, bearer, handle_intake, handle_opsgenie, pagerduty_error
+from warroom.alerts.fastpath import (
+    PAGERDUTY_V1_PATH,
+    bearer,
+    handle_intake,
+    handle_opsgenie,
+    handle_webhook,
+    pagerduty_error,
+)
 from warroom.alerts.models import AlertStatus
 from warroom.alerts.ratelimit import RateLimiter
 from warroom.alerts.schemas import (
@@ -224,6 +231,33 @@ async def opsgenie_close_or_acknowledge(
     )
 
 
+@router.post(
+    "/api/v1/alerts/webhook/{format_name}",
+    response_model=IngestResult,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="A tool's own webhook JSON, read by the org file's webhook format of that name",
+    description="The format (automation.webhook_formats) renders each alert's fields from the payload. A "
+    "payload it cannot read is refused whole (400, by field); items its skip expression leaves out are "
+    "answered but not stored.",
+)
+async def webhook_alerts(
+    format_name: Annotated[str, PathParam(max_length=60)],
+    request: Request,
+    context: Context,
+    key: KeyQuery = None,
+) -> Response:
+    return _answer(
+        await handle_webhook(
+            request.app.state,
+            context,
+            format_name,
+            key,
+            request.headers.get("authorization"),
+            await request.body(),
+        )
+    )
+
+
 # --- reads and promotion -------------------------------------------------------------------------------
 
 
@@ -291,12 +325,18 @@ async def preview_alerts(
     context: Context,
     _: Viewer,
     source: Annotated[
-        Literal["auto", "alertmanager", "grafana", "pagerduty", "generic", "email"],
+        Literal["auto", "alertmanager", "grafana", "pagerduty", "generic", "email", "webhook"],
         Query(
             description="The delivery's shape; auto tells it by its fields (a body that starts with mail "
-            "headers is an email message)."
+            "headers is an email message). A webhook is read by the format named in webhook_format."
         ),
     ] = "auto",
+    webhook_format: Annotated[
+        str | None,
+        Query(
+            max_length=60, description="The org file's webhook format that reads the body (source webhook)."
+        ),
+    ] = None,
     integration: Annotated[
         int | None,
         Query(
@@ -311,7 +351,9 @@ async def preview_alerts(
     integration would receive it): which rules match, the incident it
     would open, and what is open now (the alert it would update, the group's incident it would join, the
     maintenance window that would hold it). Nothing is stored; no integration key is needed."""
-    kind, events = adapters.delivery_events(await request.body(), source, context.org.automation.email_rules)
+    kind, events = adapters.delivery_events(
+        await request.body(), source, context.org.automation, webhook_format
+    )
     return await run_in_threadpool(_preview, context, kind, events, integration)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from dateutil.rrule import rrulestr
-from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from warroom.durations import Duration, duration_between
@@ -35,6 +35,7 @@ ALERT_SOURCES = [
     "third-party",
     "email",
     "opsgenie",
+    "webhook",
 ]
 
 template_environment = SandboxedEnvironment(autoescape=False)
@@ -474,6 +475,115 @@ class EmailRule(StrictModel):
         return lowered.get(state.lower()) if state is not None else None
 
 
+# Webhook formats read what a tool sent: a field the payload lacks, or holds null, is empty (so
+# ``payload.monitor.name`` is "" when there is no monitor, not an error), and nothing in the payload can be
+# changed from a template.
+payload_environment = ImmutableSandboxedEnvironment(
+    autoescape=False, undefined=ChainableUndefined, finalize=lambda value: "" if value is None else value
+)
+
+
+@lru_cache(maxsize=2048)
+def payload_template(source: str) -> Template:
+    return payload_environment.from_string(source)
+
+
+@lru_cache(maxsize=512)
+def payload_expression(source: str) -> Callable[..., Any]:
+    return payload_environment.compile_expression(source, undefined_to_none=True)
+
+
+class WebhookLink(StrictModel):
+    href: str = Field(min_length=1, description="Template; a link that renders empty is left out.")
+    text: str | None = Field(default=None, description="Template.")
+
+
+class WebhookFormat(StrictModel):
+    """How to read one tool's own webhook as alerts, for tools that speak none of the built-in shapes (Uptime
+    Kuma, Datadog, Zabbix, a CI system): the tool posts what it always posts to
+    ``/api/v1/alerts/webhook/<name>`` with the key of a ``webhook`` integration.
+
+    Text fields are Jinja2 templates and ``each``, ``skip``, ``resolve`` and ``acknowledge`` are Jinja2
+    expressions, all sandboxed and read-only, over ``payload`` (the JSON body) and ``item`` (the element of
+    ``each`` being read, else the payload). A field the payload lacks reads as empty.
+
+    The alert's identity is the rendered ``dedup_key``; without one, its name, service and labels, so a
+    problem and its recovery must render the same labels (a summary may change between them)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,59}$", description="Used in the URL and as a label.")
+    each: str | None = Field(
+        default=None, description="Expression giving a list of the payload: one alert per element (as item)."
+    )
+    skip: str | None = Field(
+        default=None,
+        description="Expression: when true, the item is answered but stores nothing (test pings).",
+    )
+    summary: str = Field(min_length=1, description="Template. Empty for a payload: the alert's name.")
+    alert: str | None = Field(
+        default=None,
+        description="Template: the alert's name (its alertname label). Default: the format's name.",
+    )
+    dedup_key: str | None = Field(default=None, description="Template: the tool's own id of the alert.")
+    service: str | None = Field(default=None, description="Template: the service (else the integration's).")
+    severity: str | None = Field(
+        default=None,
+        description="Template giving a severity word (critical, high, P1, error, warning, low, info, ...).",
+    )
+    severity_map: dict[str, AlertSeverity] = Field(
+        default_factory=dict,
+        description="The tool's own words (any case) → severity, read before the usual words.",
+    )
+    default_severity: AlertSeverity = Field(
+        default="warning", description="When the severity is empty or a word neither map knows."
+    )
+    resolve: str | None = Field(default=None, description="Expression: true when the item says it is over.")
+    acknowledge: str | None = Field(
+        default=None, description="Expression: true when the item says a person acknowledged it."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Name → template; part of the identity. Empty values are left out."
+    )
+    annotations: dict[str, str] = Field(default_factory=dict, description="Name → template (not identity).")
+    links: list[WebhookLink] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _templates_compile(self) -> WebhookFormat:
+        for where, source, is_expression in self.sources():
+            try:
+                if is_expression:
+                    payload_expression(source)
+                else:
+                    payload_template(source)
+            except TemplateSyntaxError as exc:
+                raise ValueError(f"{where}: {exc.message} (line {exc.lineno})") from None
+        return self
+
+    def sources(self) -> list[tuple[str, str, bool]]:
+        """Each template and expression of the format: (field, source, whether it is an expression)."""
+        found: list[tuple[str, str, bool]] = [
+            (name, source, name in ("each", "skip", "resolve", "acknowledge"))
+            for name in (
+                "each",
+                "skip",
+                "summary",
+                "alert",
+                "dedup_key",
+                "service",
+                "severity",
+                "resolve",
+                "acknowledge",
+            )
+            if (source := getattr(self, name)) is not None
+        ]
+        found += [(f"labels.{name}", source, False) for name, source in self.labels.items()]
+        found += [(f"annotations.{name}", source, False) for name, source in self.annotations.items()]
+        for index, link in enumerate(self.links):
+            found.append((f"links[{index}].href", link.href, False))
+            if link.text is not None:
+                found.append((f"links[{index}].text", link.text, False))
+        return found
+
+
 class AutomationConfig(StrictModel):
     mode: Literal["first", "all"] = Field(
         default="first", description="Apply the first matching rule, or all."
@@ -534,6 +644,10 @@ class AutomationConfig(StrictModel):
     email_rules: list[EmailRule] = Field(
         default_factory=list, description="How to read the subjects of particular senders' alert mail."
     )
+    webhook_formats: list[WebhookFormat] = Field(
+        default_factory=list,
+        description="How to read tools' own webhooks (POST /api/v1/alerts/webhook/<name>).",
+    )
 
     _flap_window = field_validator("flap_window")(
         duration_between(timedelta(minutes=1), timedelta(days=7), "flap_window")
@@ -547,6 +661,9 @@ class AutomationConfig(StrictModel):
 
     def heartbeat(self, name: str) -> HeartbeatConfig | None:
         return next((h for h in self.heartbeats if h.name == name), None)
+
+    def webhook_format(self, name: str) -> WebhookFormat | None:
+        return next((f for f in self.webhook_formats if f.name == name), None)
 
     def auto_resolve_for(self, alert: AlertFacts) -> AutoResolveConfig | None:
         """The first auto_resolve entry matching an alert, if any."""
@@ -611,6 +728,7 @@ def check_references(org: OrgConfig) -> list[str]:
     for section, names in (
         ("maintenance_schedules", [schedule.name for schedule in automation.maintenance_schedules]),
         ("email_rules", [rule.name for rule in automation.email_rules]),
+        ("webhook_formats", [webhook_format.name for webhook_format in automation.webhook_formats]),
     ):
         problems.extend(_duplicate_names(f"automation.{section}", names))
     for index, schedule in enumerate(automation.maintenance_schedules):

@@ -192,6 +192,24 @@ async def handle_opsgenie(
     return _opsgenie_answer(202, "Request will be processed")
 
 
+async def handle_webhook(
+    state: Any, context: AppContext, format_name: str, key: str | None, authorization: str | None, body: bytes
+) -> Answer:
+    """A tool's own JSON, read by the org file's webhook format ``format_name``; answered after the commit.
+    Every item skipped (a test ping) still needs a good key: the answer then says nothing was stored."""
+    kind = IntegrationType.webhook
+    try:
+        webhook_format = adapters.webhook_format_named(context.org.automation, format_name)
+        events = adapters.from_webhook(adapters.parse_json(body), webhook_format)
+        result = await writer_for(state, context).submit(
+            key or bearer(authorization), kind, kind.value, events
+        )
+    except WarroomError as exc:
+        DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
+        return _error(exc)
+    return 202, result.to_json()
+
+
 class IntakeEndpoint:
     """Answers POSTs to the intake paths straight from ASGI (the app checks ``handles`` first).
 

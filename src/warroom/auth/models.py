@@ -45,6 +45,9 @@ class IntegrationType(enum.StrEnum):
     heartbeat = "heartbeat"  # pings of a dead man's switch (POST /api/v1/heartbeats/<name>)
     email = "email"  # messages to <key>@… on the mail intake (alerts.mail)
     opsgenie = "opsgenie"  # Opsgenie's Alert API shape (POST /v2/alerts, Authorization: GenieKey <key>)
+    webhook = (
+        "webhook"  # a tool's own JSON, read by a format of the org file (POST /api/v1/alerts/webhook/<name>)
+    )
 
 
 class IntegrationKey(Base):

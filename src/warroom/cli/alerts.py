@@ -765,7 +765,11 @@ def integration_create(
     name: Annotated[str, typer.Option(help="The source, e.g. prometheus.")],
     type_: Annotated[
         IntegrationType,
-        typer.Option("--type", help="alertmanager, grafana, pagerduty, generic, heartbeat or email."),
+        typer.Option(
+            "--type",
+            help="alertmanager, grafana, pagerduty, generic, heartbeat, email, opsgenie or webhook (a tool's "
+            "own JSON, read by a webhook format of the org file).",
+        ),
     ],
     service: ServiceOption = None,
     signing_secret: Annotated[
@@ -821,6 +825,11 @@ def integration_create(
     if created.type == IntegrationType.email:
         error_console.print(
             "Its address is <key>@ any domain that reaches the mail intake (warroom serve --mail-port)."
+        )
+    elif created.type == IntegrationType.webhook:
+        error_console.print(
+            "The tool posts to /api/v1/alerts/webhook/<format>?key=<key>, <format> being one of the org "
+            "file's automation.webhook_formats."
         )
     elif created.type == IntegrationType.opsgenie:
         error_console.print(

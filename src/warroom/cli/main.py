@@ -259,17 +259,25 @@ def config_test_alert(
         str,
         typer.Argument(
             help="A JSON file with one delivery (as a source would POST it), a saved mail message (.eml, "
-            "as an email integration would receive it), or - for stdin."
+            "as an email integration would receive it), a tool's own JSON (with --format), or - for stdin."
         ),
     ],
     source: Annotated[
         str,
         typer.Option(
             "--source",
-            help="alertmanager, grafana, pagerduty, generic or email (default: told by the payload's "
-            "fields).",
+            help="alertmanager, grafana, pagerduty, generic, email or webhook (default: told by the "
+            "payload's fields; --format implies webhook).",
         ),
     ] = "auto",
+    webhook_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="Read the payload with this webhook format of the org file (automation.webhook_formats), "
+            "as POST /api/v1/alerts/webhook/<format> would.",
+        ),
+    ] = None,
     config: ConfigOption = None,
     server: Annotated[
         bool,
@@ -301,17 +309,19 @@ def config_test_alert(
         fail(f"cannot read {payload}: {exc.strerror}")
     if server:
         with api_errors(), Client() as client:
-            previews = client.preview_alerts(body, source, integration)
+            previews = client.preview_alerts(body, source, integration, webhook_format)
     else:
         org = _org(_settings(config=config))
         try:
-            kind, events = adapters.delivery_events(body, source, org.automation.email_rules)
+            kind, events = adapters.delivery_events(body, source, org.automation, webhook_format)
         except WarroomError as exc:
             fail(exc.message)
         previews = [automation.preview(org, kind, event) for event in events]
     if as_json:
         print_json([preview.model_dump(mode="json") for preview in previews])
         return
+    if not previews:
+        console.print("No alerts: the webhook format's skip leaves out every item; nothing would be stored.")
     for preview in previews:
         _print_preview(preview)
 

@@ -1,0 +1,299 @@
+"""automation.webhook_formats: a tool's own webhook JSON (Uptime Kuma, Datadog, a CI system), read as alerts
+by templates of the org file and posted to ``/api/v1/alerts/webhook/<format>``."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from tests.alerts.conftest import make_key
+from tests.alerts.test_intake import alerts
+from tests.conftest import EXAMPLE_CONFIG
+from warroom.alerts.adapters import InvalidPayload, from_webhook
+from warroom.alerts.config import WebhookFormat
+from warroom.cli.main import app
+from warroom.context import AppContext
+from warroom.incidents.models import Incident
+from warroom.orgconfig import ConfigError, OrgConfig, load_org_config, parse_org_config
+
+# A batch-shaped tool: one delivery carries several checks, each with its own state word.
+CHECKS = {
+    "name": "checks",
+    "each": "payload.checks",
+    "skip": "item.state == 'pending'",
+    "alert": "{{ item.check }}",
+    "summary": "{{ item.check }} on {{ item.host }}: {{ item.output }}",
+    "service": "{{ payload.team }}",
+    "severity": "{{ item.level }}",
+    "severity_map": {"sev1": "critical", "sev2": "error"},
+    "resolve": "item.state == 'ok'",
+    "acknowledge": "item.state == 'acked'",
+    "labels": {"host": "{{ item.host }}", "zone": "{{ item.zone }}"},
+    "annotations": {"output": "{{ item.output }}"},
+    "links": [{"href": "{{ item.url }}", "text": "Check"}],
+}
+
+
+def kuma(
+    status: int = 0, monitor_id: int = 29, message: str = "getaddrinfo ENOTFOUND shop.example.com"
+) -> Any:
+    """What Uptime Kuma's Webhook notification posts (application/json): heartbeat, monitor and msg."""
+    return {
+        "heartbeat": {
+            "monitorID": monitor_id,
+            "status": status,
+            "time": "2026-12-05 01:51:35.527",
+            "msg": message,
+            "important": True,
+            "duration": 0,
+            "timezone": "Europe/Berlin",
+            "timezoneOffset": "+01:00",
+            "localDateTime": "2026-12-05 02:51:35",
+        },
+        "monitor": {
+            "id": monitor_id,
+            "name": f"Shop {monitor_id}",
+            "url": "https://shop.example.com",
+            "type": "http",
+            "hostname": None,
+            "port": None,
+            "active": True,
+            "tags": [],
+        },
+        "msg": f"[Shop {monitor_id}] [{'✅ Up' if status == 1 else '🔴 Down'}] {message}",
+    }
+
+
+KUMA_TEST = {"heartbeat": None, "monitor": None, "msg": "Uptime Kuma Webhook Testing"}
+
+
+def check(state: str = "critical", host: str = "web-1", **fields: Any) -> dict[str, Any]:
+    return {
+        "check": "disk",
+        "host": host,
+        "state": state,
+        "level": "sev1",
+        "output": "/ at 97%",
+        "url": f"https://checks.example/{host}/disk",
+        **fields,
+    }
+
+
+def example_format(name: str) -> WebhookFormat:
+    found = load_org_config(EXAMPLE_CONFIG).automation.webhook_format(name)
+    assert found is not None
+    return found
+
+
+def org_with(*formats: dict[str, Any]) -> OrgConfig:
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["automation"]["webhook_formats"] = data["automation"]["webhook_formats"] + list(formats)
+    return parse_org_config(yaml.safe_dump(data))
+
+
+@pytest.fixture
+def org() -> OrgConfig:
+    return org_with(CHECKS)
+
+
+@pytest.fixture
+def webhook_key(context: AppContext) -> str:
+    return make_key(context, "webhook", "tools")
+
+
+def test_uptime_kuma_down_and_up_are_one_alert() -> None:
+    uptime_kuma = example_format("uptime-kuma")
+    [down] = from_webhook(kuma(0), uptime_kuma)
+    [up] = from_webhook(kuma(1, message="200 - OK"), uptime_kuma)
+    assert (down.action, down.severity, down.alert_type) == ("trigger", "critical", "Shop 29")
+    assert down.summary == "Shop 29: getaddrinfo ENOTFOUND shop.example.com"
+    assert down.labels == {"monitor": "Shop 29", "alertname": "Shop 29", "webhook_format": "uptime-kuma"}
+    assert down.links == [{"href": "https://shop.example.com", "text": "Monitored URL"}]
+    assert down.raw == kuma(0)  # the payload is kept as evidence
+    assert up.action == "resolve"
+    assert down.dedup_key == up.dedup_key == "kuma-29"
+    assert from_webhook(kuma(0, monitor_id=30), uptime_kuma)[0].dedup_key == "kuma-30"
+    # The test button sends no heartbeat: nothing to store.
+    assert from_webhook(KUMA_TEST, uptime_kuma) == []
+
+
+def test_each_item_is_an_alert_with_its_own_state() -> None:
+    checks = WebhookFormat.model_validate(CHECKS)
+    payload = {
+        "team": "storage",
+        "checks": [
+            check(),
+            check("acked", host="web-2", level="warn"),
+            check("ok", host="web-3", level="whatever"),
+            check("pending", host="web-4"),
+            check(host="web-5", zone=None, url=""),
+        ],
+    }
+    events = from_webhook(payload, checks)
+    assert [(e.action, e.severity, e.labels["host"]) for e in events] == [
+        ("trigger", "critical", "web-1"),  # sev1 by the format's map
+        ("acknowledge", "warning", "web-2"),  # warn: one of the usual words
+        ("resolve", "warning", "web-3"),  # an unknown word: the default severity
+        ("trigger", "critical", "web-5"),  # web-4 is pending: skipped
+    ]
+    first = events[0]
+    assert (first.summary, first.service, first.alert_type) == ("disk on web-1: / at 97%", "storage", "disk")
+    assert first.annotations == {"output": "/ at 97%"}
+    assert first.raw == payload["checks"][0]
+    # Without a dedup key, the identity is the name, service and labels: a zone the tool leaves out (null or
+    # missing) is no label, and a link that renders empty is left out.
+    assert "zone" not in events[3].labels and events[3].links == []
+    assert len({e.dedup_key for e in events}) == 4
+    again = from_webhook({"team": "storage", "checks": [check("ok", output="back to 60%")]}, checks)
+    assert again[0].dedup_key == first.dedup_key
+
+
+def test_long_values_are_shortened_not_refused() -> None:
+    checks = WebhookFormat.model_validate({**CHECKS, "dedup_key": "{{ item.id }}"})
+    [event] = from_webhook({"checks": [check(output="x" * 5000, id="k" * 300, host="h" * 300)]}, checks)
+    assert len(event.summary) == 1024 and event.summary.endswith("…")
+    assert len(event.dedup_key) == 64  # hashed: the tool's id is longer than a dedup key may be
+    assert event.labels["host"] == "h" * 300
+
+
+@pytest.mark.parametrize(
+    ("fields", "payload", "at_fault"),
+    [
+        ({}, {"checks": {"a": 1}}, "each"),  # not a list
+        ({}, {"checks": [check()] * 1001}, "each"),  # over the limit
+        ({"summary": "{{ item.output + 1 }}"}, {"checks": [check(), check()]}, "[0].summary"),
+        ({"labels": {"x": "{{ item.check.upper(1, 2) }}"}}, {"checks": [check()]}, "[0].labels.x"),
+        # The sandbox: nothing in the payload can be changed, nor Python's internals reached.
+        ({"summary": "{{ item.update({'a': 1}) }}"}, {"checks": [check()]}, "[0].summary"),
+        ({"resolve": "item.__class__.__mro__[1].__subclasses__()"}, {"checks": [check()]}, "[0].resolve"),
+    ],
+)
+def test_a_payload_the_format_cannot_read_is_refused_naming_the_field(
+    fields: dict[str, Any], payload: Any, at_fault: str
+) -> None:
+    with pytest.raises(InvalidPayload) as refused:
+        from_webhook(payload, WebhookFormat.model_validate({**CHECKS, **fields}))
+    assert refused.value.details and refused.value.details[0]["field"] == at_fault, refused.value.details
+
+
+def test_the_org_file_refuses_templates_that_do_not_compile() -> None:
+    for fields, where in [
+        ({"summary": "{{ item.check "}, "summary"),
+        ({"resolve": "item.state =="}, "resolve"),
+        ({"labels": {"host": "{% if %}"}}, "labels.host"),
+        ({"name": "Bad Name"}, "name"),
+    ]:
+        with pytest.raises(ConfigError) as refused:
+            org_with({**CHECKS, **fields})
+        assert any("webhook_formats" in str(p) and where in str(p) for p in refused.value.problems), (
+            refused.value.problems
+        )
+    with pytest.raises(ConfigError) as duplicate:
+        org_with(CHECKS, copy.deepcopy(CHECKS))
+    assert any("webhook_formats" in str(p) for p in duplicate.value.problems), duplicate.value.problems
+
+
+def incidents(context: AppContext) -> list[Incident]:
+    with context.db.read() as session:
+        return list(session.scalars(select(Incident).order_by(Incident.id)))
+
+
+def test_posted_webhook_opens_then_resolves(api: TestClient, context: AppContext, webhook_key: str) -> None:
+    path = f"/api/v1/alerts/webhook/uptime-kuma?key={webhook_key}"
+    down = api.post(path, json=kuma(0))
+    assert down.status_code == 202, down.text
+    assert [a["outcome"] for a in down.json()["alerts"]] == ["created"]
+    [alert] = alerts(context)
+    assert (alert.source, alert.status, alert.severity, alert.dedup_key) == (
+        "webhook",
+        "firing",
+        "critical",
+        "kuma-29",
+    )
+    # The example's critical-monitoring rule takes webhook alerts: an incident opens.
+    [incident] = incidents(context)
+    assert alert.incident_id == incident.id
+    up = api.post(path, json=kuma(1, message="200 - OK"), headers={})
+    assert up.status_code == 202 and alerts(context)[0].status == "resolved"
+    # The test button: a good key is answered and nothing is stored; the key is still checked.
+    tested = api.post(path, json=KUMA_TEST)
+    assert tested.status_code == 202 and tested.json()["accepted"] == 0
+    assert api.post("/api/v1/alerts/webhook/uptime-kuma?key=" + "0" * 32, json=KUMA_TEST).status_code == 401
+    # Bearer works as for the other JSON sources; a batch format through the same route.
+    batch = api.post(
+        "/api/v1/alerts/webhook/checks",
+        json={"checks": [check(), check(host="web-2")]},
+        headers={"Authorization": f"Bearer {webhook_key}"},
+    )
+    assert batch.status_code == 202 and batch.json()["accepted"] == 2
+    assert len(alerts(context)) == 3
+
+
+def test_refusals_store_nothing(
+    api: TestClient, context: AppContext, webhook_key: str, generic_key: str
+) -> None:
+    for path, body, status, code in [
+        (f"/api/v1/alerts/webhook/nope?key={webhook_key}", json.dumps(kuma()), 404, "not_found"),
+        (f"/api/v1/alerts/webhook/uptime-kuma?key={webhook_key}", "{not json", 400, "invalid_payload"),
+        (f"/api/v1/alerts/webhook/checks?key={webhook_key}", '{"checks": 3}', 400, "invalid_payload"),
+        ("/api/v1/alerts/webhook/uptime-kuma", json.dumps(kuma()), 401, "unauthorized"),
+        (f"/api/v1/alerts/webhook/uptime-kuma?key={generic_key}", json.dumps(kuma()), 403, "forbidden"),
+        (f"/api/v1/alerts/webhook/{'x' * 61}?key={webhook_key}", json.dumps(kuma()), 422, None),
+    ]:
+        refused = api.post(path, content=body)
+        assert refused.status_code == status, (path, refused.text)
+        if code is not None:
+            assert refused.json()["error"]["code"] == code
+    # A webhook key does not open the other intake endpoints either.
+    assert api.post(f"/api/v1/alerts?key={webhook_key}", json={"summary": "x"}).status_code == 403
+    assert alerts(context) == []
+
+
+def test_preview_reads_with_the_servers_format(
+    api: TestClient, context: AppContext, webhook_key: str, responder: dict[str, str]
+) -> None:
+    preview = api.post(
+        "/api/v1/alerts/preview?webhook_format=uptime-kuma", content=json.dumps(kuma(0)), headers=responder
+    )
+    assert preview.status_code == 200, preview.text
+    [shown] = preview.json()
+    assert (shown["source"], shown["dedup_key"], shown["live"]) == ("webhook", "kuma-29", True)
+    assert [rule["rule"] for rule in shown["rules"] if rule["matched"]] == ["critical-monitoring"]
+    unknown = api.post("/api/v1/alerts/preview?webhook_format=nope", content=b"{}", headers=responder)
+    assert unknown.status_code == 404
+    wrong = api.post(
+        "/api/v1/alerts/preview?source=pagerduty&webhook_format=uptime-kuma", content=b"{}", headers=responder
+    )
+    assert wrong.status_code == 400
+    assert alerts(context) == []
+
+
+def test_cli_test_alert_reads_a_payload_with_a_format(tmp_path: Path) -> None:
+    runner = CliRunner()
+    down = tmp_path / "down.json"
+    down.write_text(json.dumps(kuma(0)))
+    shown = runner.invoke(
+        app, ["config", "test-alert", str(down), "--format", "uptime-kuma", "--config", str(EXAMPLE_CONFIG)]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "Shop 29: getaddrinfo ENOTFOUND" in shown.output and "webhook_format=uptime-kuma" in shown.output
+    assert "critical-monitoring" in shown.output
+    test_ping = tmp_path / "test.json"
+    test_ping.write_text(json.dumps(KUMA_TEST))
+    skipped = runner.invoke(
+        app,
+        ["config", "test-alert", str(test_ping), "--format", "uptime-kuma", "--config", str(EXAMPLE_CONFIG)],
+    )
+    assert skipped.exit_code == 0 and "nothing would be stored" in " ".join(skipped.output.split())
+    unknown = runner.invoke(
+        app, ["config", "test-alert", str(down), "--format", "nope", "--config", str(EXAMPLE_CONFIG)]
+    )
+    assert unknown.exit_code != 0 and "no webhook format named 'nope'" in " ".join(unknown.output.split())
