@@ -11,6 +11,7 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from warroom.alerts import inhibition
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import (
     AlertFacts,
@@ -446,6 +447,8 @@ def on_created(
     maintenance window held it, or its rule's ``delay``), so it may carry responders' notes to its incident.
     ``waited``: its rule's delay is over (``alerts.pending``), so the incident opens now."""
     automation = org.automation
+    if automation.inhibit_rules and _inhibited(session, org, alert):
+        return  # recorded; routed when its inhibitor resolves
     rules = matching_rules(automation, alert) if automation.rules else []
     incident: Incident | None = None
     if rules:
@@ -486,6 +489,36 @@ def on_created(
             if opened:
                 _after_open(session, org, rule, incident, alert)
     run_handlers(session, org, alert, _incident_of(session, alert, incident), "created")
+
+
+def _inhibited(session: Session, org: OrgConfig, alert: Alert) -> bool:
+    """Whether an open alert inhibits this new one (automation.inhibit_rules); if so, it is noted on it."""
+    session.flush()  # the alert's id, to leave it out of its own inhibitors
+    found = inhibition.inhibitor(session, org, AlertFacts.of(alert), exclude_id=alert.id, lock=True)
+    if found is None:
+        return False
+    alert.inhibited_by_id = found[0]
+    return True
+
+
+def _release_inhibited(session: Session, org: OrgConfig, source: Alert) -> None:
+    """The alerts ``source`` inhibited that are still open are routed now, as if they had just fired (another
+    open alert may inhibit them in turn)."""
+    for alert in inhibition.held_by(session, source):
+        on_created(session, org, alert, stored_earlier=True)
+        session.flush()
+        if alert.incident_id is None:
+            continue
+        on_incident_timeline(
+            session,
+            alert,
+            performer=PERFORMER,
+            kind=TimelineKind.alert,
+            action=f"{alert.ref} was inhibited by {source.ref} ({source.summary}) until that alert resolved; "
+            f"it was still {alert.status.value}.",
+            data={"alert_id": alert.id, "inhibited_by": source.id},
+        )
+        carry_acknowledgement(session, org, alert)
 
 
 def _add_affected_service(session: Session, org: OrgConfig, incident: Incident, alert: Alert) -> None:
@@ -738,6 +771,7 @@ def on_resolved(session: Session, org: OrgConfig, alert: Alert, *, performer: st
                 IncidentUpdate(status=IncidentStatus.monitoring, note="all alerts resolved"),
             )
     run_handlers(session, org, alert, incident, "resolved")
+    _release_inhibited(session, org, alert)
 
 
 _TRUNCATED = "Incomplete notification"
@@ -784,4 +818,4 @@ def needs_work(org: OrgConfig) -> bool:
     from warroom.alerts.handlers import _handlers, load_entry_points
 
     load_entry_points()
-    return bool(org.automation.rules) or any(_handlers.values())
+    return bool(org.automation.rules or org.automation.inhibit_rules) or any(_handlers.values())

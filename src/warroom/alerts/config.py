@@ -475,6 +475,35 @@ class EmailRule(StrictModel):
         return lowered.get(state.lower()) if state is not None else None
 
 
+class InhibitRule(StrictModel):
+    """While an open alert matches ``source``, a new alert matching ``target`` that has the same values of
+    the ``equal`` labels is recorded but not acted on (no incident, no page, no handler), as in
+    Alertmanager's inhibit rules: a node that is down makes the alerts of the services on it noise. When the
+    inhibiting alert resolves, the alerts it held that are still open are routed as if they had just fired.
+    A label missing from both alerts counts as equal (both empty), as Alertmanager has it."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+    source: RuleMatch = Field(description="The inhibiting alert, as in a rule's match.")
+    target: RuleMatch = Field(description="The alerts it inhibits, as in a rule's match.")
+    equal: list[str] = Field(
+        default_factory=list, description="Labels that must have the same value in both (e.g. instance)."
+    )
+
+    @model_validator(mode="after")
+    def _not_everything(self) -> InhibitRule:
+        if self.source.is_empty() or self.target.is_empty():
+            raise ValueError("source and target each need a condition: an empty one matches every alert")
+        return self
+
+    def pairs(self, source: AlertFacts, target: AlertFacts) -> bool:
+        """Whether ``source`` inhibits ``target`` by this rule."""
+        return (
+            all(source.labels.get(name, "") == target.labels.get(name, "") for name in self.equal)
+            and self.target.accepts(target)
+            and self.source.accepts(source)
+        )
+
+
 # Webhook formats read what a tool sent: a field the payload lacks, or holds null, is empty (so
 # ``payload.monitor.name`` is "" when there is no monitor, not an error), and nothing in the payload can be
 # changed from a template.
@@ -644,6 +673,11 @@ class AutomationConfig(StrictModel):
     email_rules: list[EmailRule] = Field(
         default_factory=list, description="How to read the subjects of particular senders' alert mail."
     )
+    inhibit_rules: list[InhibitRule] = Field(
+        default_factory=list,
+        description="While an alert matching a source fires, new alerts matching its target (with the same "
+        "equal labels) are recorded but not acted on.",
+    )
     webhook_formats: list[WebhookFormat] = Field(
         default_factory=list,
         description="How to read tools' own webhooks (POST /api/v1/alerts/webhook/<name>).",
@@ -729,6 +763,7 @@ def check_references(org: OrgConfig) -> list[str]:
         ("maintenance_schedules", [schedule.name for schedule in automation.maintenance_schedules]),
         ("email_rules", [rule.name for rule in automation.email_rules]),
         ("webhook_formats", [webhook_format.name for webhook_format in automation.webhook_formats]),
+        ("inhibit_rules", [rule.name for rule in automation.inhibit_rules]),
     ):
         problems.extend(_duplicate_names(f"automation.{section}", names))
     for index, schedule in enumerate(automation.maintenance_schedules):
@@ -740,6 +775,10 @@ def check_references(org: OrgConfig) -> list[str]:
     for index, entry in enumerate(automation.auto_resolve):
         where = f"automation.auto_resolve[{index}].match"
         problems.extend(_unknown_match_services(where, entry.match, service_names))
+    for index, inhibit_rule in enumerate(automation.inhibit_rules):
+        for side in ("source", "target"):
+            where = f"automation.inhibit_rules[{index}].{side}"
+            problems.extend(_unknown_match_services(where, getattr(inhibit_rule, side), service_names))
     problems.extend(_duplicate_names("automation.rules", [r.name for r in automation.rules]))
     for index, rule in enumerate(automation.rules):
         where = f"automation.rules[{index}]"

@@ -74,6 +74,11 @@ class Alert(Base):
     maintenance_window_id: Mapped[int | None] = mapped_column(
         ForeignKey("maintenance_windows.id", ondelete="SET NULL"), index=True
     )
+    # The open alert that inhibited this one when it fired (automation.inhibit_rules): automation left it
+    # alone until that alert resolved. Kept afterwards, as the maintenance window is.
+    inhibited_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("alerts.id", ondelete="SET NULL"), index=True
+    )
     # Loaded only when read (``alerts show``); the database deletes them with the alert (retention).
     notes: Mapped[list[AlertNote]] = relationship(
         order_by="AlertNote.id", passive_deletes=True, cascade="all, delete-orphan"

@@ -282,6 +282,11 @@ class AlertRead(BaseModel):
         None,
         description="The maintenance window it arrived in (MW-n): automation held it until the window ended.",
     )
+    inhibited_by: str | None = Field(
+        None,
+        description="The open alert (ALR-n) that inhibited it when it fired (automation.inhibit_rules): "
+        "automation held it until that alert resolved.",
+    )
 
 
 class AlertNoteRead(BaseModel):
@@ -381,6 +386,11 @@ class RoutingPreview(BaseModel):
     maintenance_window: str | None = Field(
         None, description="Live only: the maintenance window running now that would hold the new alert."
     )
+    inhibited_by: str | None = Field(
+        None,
+        description="Live only: the open alert that would inhibit the new alert (automation.inhibit_rules).",
+    )
+    inhibit_rule: str | None = Field(None, description="Live only: the inhibit rule that would hold it.")
 
 
 class NoiseGroup(BaseModel):

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Table, bindparam, func, insert, select, updat
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from warroom.alerts import automation, maintenance
+from warroom.alerts import automation, inhibition, maintenance
 from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent, apply_default_service
 from warroom.alerts.config import AlertFacts
@@ -359,6 +359,10 @@ def preview(
         facts = AlertFacts(source, event.severity, event.alert_type, event.service, event.labels)
         held = maintenance.holding_window(windows, facts)
         shown.maintenance_window = f"MW-{held}" if held is not None else None
+        inhibiting = inhibition.inhibitor(session, org, facts) if shown.open_alert is None else None
+        if inhibiting is not None:
+            shown.inhibited_by = f"ALR-{inhibiting[0]}"
+            shown.inhibit_rule = inhibiting[1]
         previews.append(shown)
     return previews
 
@@ -421,11 +425,13 @@ def _automate(
 
 
 def _held(session: Session, alert: Alert) -> bool:
+    """Whether automation leaves the alert alone for now: a maintenance window or an inhibiting alert holds
+    it."""
     return (
         alert.maintenance_window_id is not None
         and alert.incident_id is None
         and maintenance.holds(session, alert.maintenance_window_id)
-    )
+    ) or inhibition.inhibited_now(session, alert)
 
 
 # --- reads -------------------------------------------------------------------------------------------
@@ -458,6 +464,7 @@ def to_read(alert: Alert) -> AlertRead:
         rules=alert.rules or [],
         unrouted=alert.incident_id is None and not alert.rules,
         maintenance=f"MW-{alert.maintenance_window_id}" if alert.maintenance_window_id else None,
+        inhibited_by=f"ALR-{alert.inhibited_by_id}" if alert.inhibited_by_id else None,
     )
 
 

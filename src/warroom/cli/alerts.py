@@ -86,6 +86,8 @@ def _unrouted(alert: AlertRead) -> Text | None:
     """What the incident column says of an alert on no incident."""
     if alert.maintenance:
         return Text(alert.maintenance, style="cyan")
+    if alert.inhibited_by:
+        return Text(f"inhibited by {alert.inhibited_by}", style="cyan")
     return Text("unrouted", style="magenta") if alert.unrouted else None
 
 
@@ -108,6 +110,7 @@ def _show(alert: AlertDetail) -> None:
         ),
         ("rules", ", ".join(alert.rules) or "—"),
         ("maintenance", f"arrived during {alert.maintenance}" if alert.maintenance else "—"),
+        ("inhibited", f"by {alert.inhibited_by}, until it resolved" if alert.inhibited_by else "—"),
         ("occurrences", str(alert.occurrences)),
         ("first seen", when(alert.first_seen_at)),
         ("last seen", when(alert.last_seen_at)),

@@ -372,6 +372,13 @@ def _print_preview(preview: RoutingPreview) -> None:
         console.print(
             escape(f"-> held by maintenance window {preview.maintenance_window}; when the window ends:")
         )
+    if preview.inhibited_by is not None:
+        console.print(
+            escape(
+                f"-> inhibited by the open alert {preview.inhibited_by} (inhibit rule "
+                f"{preview.inhibit_rule}): stored, and routed when that alert resolves:"
+            )
+        )
     if incident is not None and incident.open_incident is not None and incident.depends_on:
         console.print(
             escape(

@@ -1,0 +1,94 @@
+"""Inhibit rules (``automation.inhibit_rules``): while an open alert matches a rule's source, new alerts
+matching its target with the same ``equal`` labels are recorded but not acted on, as in Alertmanager. A node
+that is down pages once, not once per service on it.
+
+A new alert looks for its inhibitor among the newest open alerts when automation first sees it
+(``automation.on_created``); when the inhibitor resolves, the alerts it held that are still open are routed
+as if they had just fired (``automation.on_resolved``). On PostgreSQL the inhibitor's row is locked ``FOR
+SHARE`` in the new alert's transaction: a concurrent resolve waits for it and then finds the new alert to
+release, or commits first and is no longer chosen. No alert is held by an alert that has resolved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from warroom.alerts.config import AlertFacts, InhibitRule
+from warroom.alerts.models import Alert, AlertStatus
+from warroom.orgconfig import OrgConfig
+
+# The newest open alerts looked at for an inhibitor (narrowed first by the sources, types and services the
+# rules' source conditions name): an inhibitor is an alert that fires now, so it is recent.
+CANDIDATES = 1000
+_OPEN = (AlertStatus.firing, AlertStatus.acknowledged)
+
+
+def _narrowed(statement: Any, rules: list[InhibitRule]) -> Any:
+    """Filter by a column only when every rule's source names values for it (their union)."""
+    for column, values in (
+        (Alert.alert_type, [rule.source.type for rule in rules]),
+        (Alert.source, [rule.source.source for rule in rules]),
+        (Alert.service, [rule.source.service for rule in rules]),
+        (Alert.severity, [list(rule.source.severity) for rule in rules]),
+    ):
+        if all(values):
+            statement = statement.where(column.in_(sorted({value for group in values for value in group})))
+    return statement
+
+
+def inhibitor(
+    session: Session, org: OrgConfig, alert: AlertFacts, *, exclude_id: int | None = None, lock: bool = False
+) -> tuple[int, str] | None:
+    """The newest open alert that inhibits an alert like ``alert``, and the rule's name; None if none does.
+    ``lock``: take the inhibitor's row ``FOR SHARE`` (PostgreSQL), so it cannot resolve unseen."""
+    rules = [rule for rule in org.automation.inhibit_rules if rule.target.accepts(alert)]
+    if not rules:
+        return None
+    statement = select(
+        Alert.id, Alert.source, Alert.severity, Alert.alert_type, Alert.service, Alert.labels
+    ).where(Alert.status.in_(_OPEN))
+    if exclude_id is not None:
+        statement = statement.where(Alert.id != exclude_id)
+    statement = _narrowed(statement, rules).order_by(Alert.id.desc()).limit(CANDIDATES)
+    for row in session.execute(statement).all():
+        candidate = AlertFacts(row.source, row.severity, row.alert_type, row.service, row.labels)
+        rule = next((rule for rule in rules if rule.pairs(candidate, alert)), None)
+        if rule is None:
+            continue
+        if lock and not _still_open(session, row.id):
+            continue  # it resolved since the lookup began
+        return row.id, rule.name
+    return None
+
+
+def _still_open(session: Session, alert_id: int) -> bool:
+    statement = (
+        select(Alert.id).where(Alert.id == alert_id, Alert.status.in_(_OPEN)).with_for_update(read=True)
+    )
+    return session.scalar(statement) is not None
+
+
+def inhibited_now(session: Session, alert: Alert) -> bool:
+    """Whether an alert on no incident is held by an inhibitor that is still open."""
+    if alert.inhibited_by_id is None or alert.incident_id is not None:
+        return False
+    status = session.scalar(select(Alert.status).where(Alert.id == alert.inhibited_by_id))
+    return status in _OPEN
+
+
+def held_by(session: Session, source: Alert) -> list[Alert]:
+    """The alerts ``source`` inhibited that are still open and on no incident, locked for their release."""
+    statement = (
+        select(Alert)
+        .where(
+            Alert.inhibited_by_id == source.id,
+            Alert.status != AlertStatus.resolved,
+            Alert.incident_id.is_(None),
+        )
+        .order_by(Alert.id)
+        .with_for_update()
+    )
+    return list(session.scalars(statement))

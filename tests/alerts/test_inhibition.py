@@ -1,0 +1,263 @@
+"""automation.inhibit_rules: while an open alert matches a rule's source, new alerts matching its target with
+the same ``equal`` labels are recorded but not acted on; when it resolves, those still open are routed."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from tests.alerts.test_intake import alerts
+from tests.alerts.test_source_ack import timeline
+from tests.conftest import EXAMPLE_CONFIG
+from warroom.alerts import service as alerts_service
+from warroom.alerts.adapters import from_generic
+from warroom.alerts.models import Alert
+from warroom.cli.main import app
+from warroom.context import AppContext
+from warroom.incidents.models import Incident
+from warroom.orgconfig import ConfigError, OrgConfig, parse_org_config
+
+HOST_DOWN = {
+    "name": "host-down",
+    "source": {"type": ["HostDown"]},
+    "target": {"labels_regex": {"instance": ".+"}},
+    "equal": ["instance"],
+}
+CRITICAL_MUTES_WARNING = {
+    "name": "critical-mutes-warning",
+    "source": {"severity": ["critical"]},
+    "target": {"severity": ["warning"]},
+    "equal": ["alertname", "instance"],
+}
+
+
+def org_data(*inhibit_rules: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["automation"]["inhibit_rules"] = list(inhibit_rules)
+    # A warning opens an incident here too, so that a muted one shows.
+    data["automation"]["rules"].insert(
+        0,
+        {
+            "name": "everything",
+            "match": {"source": ["generic"]},
+            "incident": {"title": "{{ labels.alertname }} on {{ labels.instance }}"},
+        },
+    )
+    return data
+
+
+@pytest.fixture
+def org() -> OrgConfig:
+    return parse_org_config(yaml.safe_dump(org_data(HOST_DOWN, CRITICAL_MUTES_WARNING)))
+
+
+def send(api: TestClient, key: str, alertname: str, instance: str, **fields: Any) -> dict[str, Any]:
+    body = {
+        "summary": f"{alertname} on {instance}",
+        "severity": "critical",
+        "dedup_key": f"{alertname}/{instance}",
+        "type": alertname,
+        "labels": {"alertname": alertname, "instance": instance},
+        **fields,
+    }
+    response = api.post(f"/api/v1/alerts?key={key}", json=body)
+    assert response.status_code == 202, response.text
+    result: dict[str, Any] = response.json()["alerts"][0]
+    return result
+
+
+def alert(context: AppContext, alert_id: int) -> Alert:
+    with context.db.read() as session:
+        return session.get_one(Alert, alert_id)
+
+
+def incident_titles(context: AppContext) -> list[str]:
+    with context.db.read() as session:
+        return list(session.scalars(select(Incident.title).order_by(Incident.id)))
+
+
+def test_a_host_down_mutes_its_services_until_it_resolves(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    host = send(api, generic_key, "HostDown", "web-1")
+    assert host["incident"] == "INC-1"
+    muted = send(api, generic_key, "ApiErrors", "web-1")
+    also_muted = send(api, generic_key, "DiskFull", "web-1", status="firing")
+    elsewhere = send(api, generic_key, "ApiErrors", "web-2")
+    assert (muted["incident"], also_muted["incident"]) == (None, None)
+    assert elsewhere["incident"] is not None  # another instance: not inhibited
+    stored = alert(context, muted["id"])
+    assert (stored.inhibited_by_id, stored.rules) == (host["id"], None)
+    assert incident_titles(context) == ["HostDown on web-1", "ApiErrors on web-2"]
+    # One of them ends while the host is still down: it stays recorded, on no incident.
+    send(api, generic_key, "DiskFull", "web-1", status="resolved")
+    # The host comes back; the API errors go on: a real problem, routed now.
+    send(api, generic_key, "HostDown", "web-1", status="resolved")
+    # It joins its group's open incident (ApiErrors, opened for web-2), which says why it comes late.
+    routed = alert(context, muted["id"])
+    assert routed.incident_id == 2 and routed.rules == ["everything"]
+    assert any(
+        f"ALR-{muted['id']} was inhibited by ALR-{host['id']}" in entry.action
+        for entry in timeline(context, 2)
+    )
+    assert alert(context, also_muted["id"]).incident_id is None  # it had resolved
+    # The API reports both, the list marks the muted one.
+    shown = api.get(f"/api/v1/alerts/ALR-{muted['id']}", headers=_viewer(api, context)).json()
+    assert shown["inhibited_by"] == f"ALR-{host['id']}"
+
+
+def _viewer(api: TestClient, context: AppContext) -> dict[str, str]:
+    from warroom.auth import service as auth_service
+    from warroom.auth.models import Role
+
+    with context.db.write() as session:
+        token = auth_service.create_token(session, name="viewer", role=Role.viewer).token
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_critical_mutes_the_warning_of_the_same_alert_and_the_next_inhibitor_takes_over(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    critical = send(api, generic_key, "Latency", "db-1", dedup_key="latency-critical")
+    warning = send(api, generic_key, "Latency", "db-1", severity="warning", dedup_key="latency-warning")
+    assert warning["incident"] is None
+    # A host alert also covers it; when the critical one ends, the host alert holds the warning instead.
+    host = send(api, generic_key, "HostDown", "db-1")
+    send(api, generic_key, "Latency", "db-1", dedup_key="latency-critical", status="resolved")
+    assert alert(context, warning["id"]).inhibited_by_id == host["id"]
+    assert alert(context, warning["id"]).incident_id is None
+    send(api, generic_key, "HostDown", "db-1", status="resolved")
+    assert alert(context, warning["id"]).incident_id is not None
+    assert critical["incident"] is not None
+
+
+def test_an_acknowledged_inhibitor_still_mutes_and_a_muted_alert_acknowledged_meanwhile_stays_so(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    host = send(api, generic_key, "HostDown", "web-1")
+    send(api, generic_key, "HostDown", "web-1", status="acknowledged")
+    muted = send(api, generic_key, "ApiErrors", "web-1")
+    assert muted["incident"] is None
+    send(api, generic_key, "ApiErrors", "web-1", status="acknowledged")
+    send(api, generic_key, "HostDown", "web-1", status="resolved")
+    routed = alert(context, muted["id"])
+    assert routed.incident_id is not None and routed.inhibited_by_id == host["id"]
+    with context.db.read() as session:
+        incident = session.get_one(Incident, routed.incident_id)
+        assert incident.acknowledged_at is not None  # its only alert was acknowledged at its source
+
+
+def test_preview_shows_the_inhibitor(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    host = send(api, generic_key, "HostDown", "web-1")
+    body = {"summary": "5xx", "type": "ApiErrors", "labels": {"alertname": "ApiErrors", "instance": "web-1"}}
+    [shown] = api.post("/api/v1/alerts/preview", json=body, headers=responder).json()
+    assert (shown["inhibited_by"], shown["inhibit_rule"]) == (f"ALR-{host['id']}", "host-down")
+    body["labels"]["instance"] = "web-9"
+    [other] = api.post("/api/v1/alerts/preview", json=body, headers=responder).json()
+    assert other["inhibited_by"] is None
+    assert len(alerts(context)) == 1
+
+
+def test_the_org_file_refuses_inhibit_rules_that_would_mute_everything_or_name_unknown_services(
+    tmp_path: Path,
+) -> None:
+    for rule, problem in [
+        ({**HOST_DOWN, "source": {}}, "source and target each need a condition"),
+        ({**HOST_DOWN, "target": {"service": ["nope"]}}, "inhibit_rules[0].target.service"),
+        ({**HOST_DOWN, "name": "Host Down"}, "inhibit_rules"),
+    ]:
+        with pytest.raises(ConfigError) as refused:
+            parse_org_config(yaml.safe_dump(org_data(rule)))
+        assert any(problem in str(p) for p in refused.value.problems), refused.value.problems
+    with pytest.raises(ConfigError) as duplicate:
+        parse_org_config(yaml.safe_dump(org_data(HOST_DOWN, HOST_DOWN)))
+    assert any("inhibit_rules" in str(p) for p in duplicate.value.problems)
+    config = tmp_path / "org.yaml"
+    config.write_text(yaml.safe_dump(org_data(HOST_DOWN)))
+    checked = CliRunner().invoke(app, ["config", "check", str(config)])
+    assert checked.exit_code == 0, checked.output
+
+
+def test_alerts_list_marks_the_muted(
+    api: TestClient, context: AppContext, generic_key: str, tmp_path: Path
+) -> None:
+    send(api, generic_key, "HostDown", "web-1")
+    muted = send(api, generic_key, "ApiErrors", "web-1")
+    listed = api.get("/api/v1/alerts", headers=_viewer(api, context)).json()["items"]
+    by_id = {row["id"]: row for row in listed}
+    assert by_id[muted["id"]]["inhibited_by"] == "ALR-1"
+    assert json.loads(json.dumps(by_id[1]))["inhibited_by"] is None
+
+
+def _events(alertname: str, status: str = "firing") -> list[Any]:
+    return from_generic(
+        {
+            "summary": f"{alertname} on web-1",
+            "severity": "critical",
+            "status": status,
+            "dedup_key": alertname,
+            "type": alertname,
+            "labels": {"alertname": alertname, "instance": "web-1"},
+        }
+    )
+
+
+def _ingest(context: AppContext, alertname: str, status: str = "firing") -> Any:
+    with context.db.write() as session:
+        return alerts_service.ingest(
+            session, org=context.org, source="generic", events=_events(alertname, status)
+        )
+
+
+def test_the_inhibitor_resolving_waits_for_intake_that_is_muting_an_alert_by_it(context: AppContext) -> None:
+    """PostgreSQL runs intakes at once: an alert muted by a transaction that has not committed yet must not be
+    missed when its inhibitor resolves (it would be muted for ever)."""
+    _ingest(context, "HostDown")
+    resolved = threading.Event()
+
+    def resolve_host() -> None:
+        _ingest(context, "HostDown", "resolved")
+        resolved.set()
+
+    with context.db.write() as session:
+        result = alerts_service.ingest(
+            session, org=context.org, source="generic", events=_events("ApiErrors")
+        )
+        assert result.alerts[0].incident is None  # muted, not yet committed
+        resolver = threading.Thread(target=resolve_host)
+        resolver.start()
+        assert not resolved.wait(0.5)  # the resolve waits for the muting transaction
+    resolver.join(10)
+    assert resolved.is_set()
+    assert alert(context, result.alerts[0].id).incident_id is not None  # released, not muted for ever
+
+
+def test_intake_while_the_inhibitor_is_resolving_waits_and_then_routes(context: AppContext) -> None:
+    """The other order: the inhibitor is resolving (not yet committed) when a new alert arrives. Intake must
+    wait, then route the alert rather than mute it by an alert that has resolved."""
+    _ingest(context, "HostDown")
+    results: list[Any] = []
+
+    def send_it() -> None:
+        results.append(_ingest(context, "ApiErrors"))
+
+    with context.db.write() as session:
+        alerts_service.ingest(
+            session, org=context.org, source="generic", events=_events("HostDown", "resolved")
+        )
+        sender = threading.Thread(target=send_it)
+        sender.start()
+        sender.join(0.5)
+        assert sender.is_alive()  # intake waits for the resolve to commit
+    sender.join(10)
+    assert results and results[0].alerts[0].incident is not None
