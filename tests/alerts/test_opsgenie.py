@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 
 from tests.alerts.conftest import make_key
 from tests.alerts.test_intake import alerts
+from tests.alerts.test_source_ack import timeline
+from warroom.alerts.models import Alert
 from warroom.context import AppContext
 
 
@@ -98,3 +100,60 @@ def test_refusals_keep_opsgenie_shapes_and_store_nothing(
         == 422
     )
     assert alerts(context) == []
+
+
+def test_updates_change_the_open_alert_without_a_new_occurrence(
+    api: TestClient, context: AppContext, genie_key: dict[str, str]
+) -> None:
+    """Alertmanager's update_alerts sends PUT .../message and .../description after each create; priority and
+    notes are Opsgenie's too. They change the open alert of the alias and count no occurrence."""
+    assert api.post("/v2/alerts", json=create(priority="P1"), headers=genie_key).status_code == 202
+    base = "/v2/alerts/disk-db1/{}?identifierType=alias"
+    for update, body in [
+        ("message", {"message": "Disk full on db-1"}),
+        ("description", {"description": "/var/lib/postgresql at 99%"}),
+        ("priority", {"priority": "P4"}),
+    ]:
+        changed = api.put(base.format(update), json=body, headers=genie_key)
+        assert changed.status_code == 202, changed.text
+        assert changed.json()["result"] == "Request will be processed"
+    noted = api.post(
+        base.format("notes"), json={"note": "moved the WAL to /data", "user": "alice"}, headers=genie_key
+    )
+    assert noted.status_code == 202, noted.text
+    [alert] = alerts(context)
+    assert (alert.summary, alert.severity, alert.occurrences) == ("Disk full on db-1", "info", 1)
+    assert alert.annotations["description"] == "/var/lib/postgresql at 99%"
+    assert alert.annotations["tags"] == ["disk", "prod"]  # the rest is kept
+    with context.db.read() as session:
+        [note] = session.get_one(Alert, alert.id).notes
+        assert (note.author, note.body) == ("alice", "moved the WAL to /data")
+    # The example's critical-monitoring rule opened an incident for the P1: the note is on its timeline too.
+    assert alert.incident_id is not None
+    assert any("moved the WAL" in entry.action for entry in timeline(context, alert.incident_id))
+
+
+def test_update_refusals_change_nothing(
+    api: TestClient, context: AppContext, genie_key: dict[str, str], generic_key: str
+) -> None:
+    assert api.post("/v2/alerts", json=create(), headers=genie_key).status_code == 202
+    before = [(a.summary, a.severity, dict(a.annotations)) for a in alerts(context)]
+    base = "/v2/alerts/disk-db1/{}?identifierType=alias"
+    for method, path, body, headers, status in [
+        ("PUT", base.format("message"), {"message": ""}, genie_key, 422),
+        ("PUT", base.format("message"), {}, genie_key, 422),
+        ("PUT", base.format("priority"), {"priority": "P0"}, genie_key, 422),
+        ("POST", base.format("notes"), {"note": "   "}, genie_key, 422),
+        ("PUT", base.format("message"), [1], genie_key, 422),
+        ("PUT", "/v2/alerts/nope/message?identifierType=alias", {"message": "x"}, genie_key, 404),
+        ("PUT", "/v2/alerts/disk-db1/message", {"message": "x"}, genie_key, 422),  # by id: not taken
+        ("PUT", base.format("tags"), {"message": "x"}, genie_key, 422),
+        ("PUT", base.format("message"), {"message": "x"}, {}, 401),
+        ("PUT", base.format("message"), {"message": "x"}, {"Authorization": f"GenieKey {generic_key}"}, 403),
+    ]:
+        refused = api.request(method, path, json=body, headers=headers)
+        assert refused.status_code == status, (method, path, body, refused.text)
+    assert [(a.summary, a.severity, dict(a.annotations)) for a in alerts(context)] == before
+    # Closed: the alias has no open alert any more.
+    api.post(base.format("close"), headers=genie_key)
+    assert api.put(base.format("message"), json={"message": "x"}, headers=genie_key).status_code == 404

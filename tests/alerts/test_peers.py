@@ -429,15 +429,28 @@ def test_alertmanager_as_a_pagerduty_v1_client(server: dict[str, str], tmp_path:
     assert set(relay_class.connects) == {"events.pagerduty.com:443"}
 
 
+def _notifications(alertmanager: str, integration: str) -> tuple[float, float]:
+    """Alertmanager's own count of notifications sent by an integration, and of those that failed."""
+    counts = {"alertmanager_notifications_total": 0.0, "alertmanager_notifications_failed_total": 0.0}
+    for line in httpx.get(f"{alertmanager}/metrics", timeout=10).text.splitlines():
+        name, _, rest = line.partition("{")
+        if name in counts and f'integration="{integration}"' in rest:
+            counts[name] += float(rest.rsplit(" ", 1)[1])
+    return counts["alertmanager_notifications_total"], counts["alertmanager_notifications_failed_total"]
+
+
 def test_alertmanager_as_an_opsgenie_client(server: dict[str, str], tmp_path: Path) -> None:
     """Alertmanager's opsgenie_configs, with api_url pointed at Warroom: the alert opens by alias, with its
-    labels as details, and closes when it ends."""
+    labels as details, and closes when it ends. With update_alerts, Alertmanager follows each create with
+    PUTs of the message and description, and counts a notification failed unless all of them succeed."""
     key = integration_key(server, "opsgenie")
     receiver = (
         "    opsgenie_configs:\n"
         f"      - api_key: '{key}'\n"
         f"        api_url: '{server['url']}/'\n"
         "        priority: P1\n"
+        "        update_alerts: true\n"
+        "        description: 'replication is behind on {{ .CommonLabels.service }}'\n"
         "        send_resolved: true\n"
     )
     with running_alertmanager(tmp_path, "", receiver=receiver) as alertmanager:
@@ -455,6 +468,12 @@ def test_alertmanager_as_an_opsgenie_client(server: dict[str, str], tmp_path: Pa
             "ReplicationLag",
         )
         assert stored["labels"]["service"] == "database"
+        # Every notification (the create and its updates) succeeded, and the updates counted no occurrence.
+        wait_until(lambda: _notifications(alertmanager, "opsgenie")[0] >= 1)
+        assert _notifications(alertmanager, "opsgenie")[1] == 0
+        [stored] = get(server, "/api/v1/alerts")["items"]
+        assert stored["occurrences"] == 1
+        assert stored["annotations"]["description"] == "replication is behind on database"
         alert["endsAt"] = datetime.now(UTC).isoformat()
         assert httpx.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=10).status_code == 200
         wait_until(lambda: get(server, "/api/v1/alerts", firing="true")["total"] == 0)

@@ -29,6 +29,10 @@ from warroom.alerts.schemas import (
     GenericAlert,
     OpsgenieAction,
     OpsgenieAlert,
+    OpsgenieDescription,
+    OpsgenieMessage,
+    OpsgenieNote,
+    OpsgeniePriority,
     PagerDutyEvent,
     PagerDutyV1Event,
 )
@@ -416,6 +420,43 @@ def opsgenie_action(action: Action, alias: str, body: bytes) -> AlertEvent:
         raw=data,
         service_is_guess=True,
     )
+
+
+@dataclass(frozen=True)
+class SourceChange:
+    """What a source changes on its open alert besides its state, with no new occurrence (Opsgenie's update
+    requests): the summary, annotations, the severity, or a note to add."""
+
+    summary: str | None = None
+    annotations: dict[str, Any] = field(default_factory=dict)
+    severity: str | None = None
+    note: str | None = None
+    note_author: str | None = None
+
+
+OpsgenieUpdate = Literal["message", "description", "priority", "notes"]
+_OPSGENIE_UPDATES: dict[str, TypeAdapter[Any]] = {
+    "message": TypeAdapter(OpsgenieMessage),
+    "description": TypeAdapter(OpsgenieDescription),
+    "priority": TypeAdapter(OpsgeniePriority),
+    "notes": TypeAdapter(OpsgenieNote),
+}
+
+
+def opsgenie_change(update: OpsgenieUpdate, body: bytes) -> SourceChange:
+    """The change of one Opsgenie update request (``PUT .../message``, ``.../description``, ``.../priority``,
+    ``POST .../notes``)."""
+    data = parse_json(body)
+    _require_object(data)
+    taken = validate_payload(_OPSGENIE_UPDATES[update], data)
+    if isinstance(taken, OpsgenieMessage):
+        return SourceChange(summary=taken.message)
+    if isinstance(taken, OpsgenieDescription):
+        return SourceChange(annotations={"description": taken.description})
+    if isinstance(taken, OpsgeniePriority):
+        return SourceChange(severity=_OPSGENIE_SEVERITY[taken.priority])
+    assert isinstance(taken, OpsgenieNote)
+    return SourceChange(note=taken.note.strip(), note_author=taken.user or taken.source or "opsgenie")
 
 
 def from_generic(data: Any) -> list[AlertEvent]:

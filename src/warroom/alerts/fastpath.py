@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from starlette.types import Receive, Scope, Send
 
 from warroom.alerts import adapters
+from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import AlertEvent, InvalidPayload
 from warroom.alerts.intake import writer_for
 from warroom.alerts.metrics import ALERTS_TRUNCATED, DELIVERIES_REJECTED
@@ -160,6 +161,26 @@ def _opsgenie_answer(status: int, message: str, errors: dict[str, str] | None = 
     return _json(status, body)
 
 
+def _genie_key(authorization: str | None) -> str:
+    scheme, _, value = (authorization or "").partition(" ")
+    key = value.strip() if scheme.lower() == "geniekey" else None
+    if not key:
+        raise Unauthorized("no key: send Authorization: GenieKey <key of an opsgenie integration>")
+    return key
+
+
+def _opsgenie_refusal(exc: WarroomError) -> Answer:
+    DELIVERIES_REJECTED.labels(IntegrationType.opsgenie.value, exc.code).inc()
+    if isinstance(exc, InvalidPayload):
+        errors = {
+            str(d.get("field", "body")): str(d.get("message"))
+            for d in exc.details or []
+            if isinstance(d, dict)
+        }
+        return _opsgenie_answer(422, "Request body is not processable. Please check the errors.", errors)
+    return _opsgenie_answer(exc.status, exc.message)
+
+
 async def handle_opsgenie(
     state: Any,
     context: AppContext,
@@ -171,24 +192,33 @@ async def handle_opsgenie(
     The key is the ``GenieKey`` of the Authorization header; the answer comes after the commit, in Opsgenie's
     shapes."""
     kind = IntegrationType.opsgenie
-    scheme, _, value = (authorization or "").partition(" ")
-    key = value.strip() if scheme.lower() == "geniekey" else None
     try:
-        if not key:
-            raise Unauthorized("no key: send Authorization: GenieKey <key of an opsgenie integration>")
+        key = _genie_key(authorization)
         event = read(body)
         await writer_for(state, context).submit(key, kind, kind.value, [event])
-    except InvalidPayload as exc:
-        DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
-        errors = {
-            str(d.get("field", "body")): str(d.get("message"))
-            for d in exc.details or []
-            if isinstance(d, dict)
-        }
-        return _opsgenie_answer(422, "Request body is not processable. Please check the errors.", errors)
     except WarroomError as exc:
-        DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
-        return _opsgenie_answer(exc.status, exc.message)
+        return _opsgenie_refusal(exc)
+    return _opsgenie_answer(202, "Request will be processed")
+
+
+def handle_opsgenie_change(
+    context: AppContext, authorization: str | None, alias: str, update: adapters.OpsgenieUpdate, body: bytes
+) -> Answer:
+    """An Opsgenie update of the open alert of an alias (message, description, priority, or a note), as
+    Alertmanager's ``update_alerts`` sends them; no new occurrence. Blocking: run it in a thread."""
+    try:
+        key = _genie_key(authorization)
+        change = adapters.opsgenie_change(update, body)
+        with context.db.write() as session:
+            alerts_service.change_by_source(
+                session,
+                secret=key,
+                expected=IntegrationType.opsgenie,
+                dedup_key=adapters.opsgenie_dedup_key(alias),
+                change=change,
+            )
+    except WarroomError as exc:
+        return _opsgenie_refusal(exc)
     return _opsgenie_answer(202, "Request will be processed")
 
 

@@ -136,6 +136,32 @@ class OpsgenieAction(Lenient):
     note: str | None = Field(default=None, max_length=25000)
 
 
+class OpsgenieMessage(Lenient):
+    """``PUT /v2/alerts/{alias}/message``: Alertmanager's ``update_alerts`` sends it after each create."""
+
+    message: str = Field(min_length=1, max_length=1024)
+
+
+class OpsgenieDescription(Lenient):
+    """``PUT /v2/alerts/{alias}/description``."""
+
+    description: str = Field(max_length=15000)
+
+
+class OpsgeniePriority(Lenient):
+    """``PUT /v2/alerts/{alias}/priority``."""
+
+    priority: Literal["P1", "P2", "P3", "P4", "P5"]
+
+
+class OpsgenieNote(Lenient):
+    """``POST /v2/alerts/{alias}/notes``."""
+
+    note: str = Field(min_length=1, max_length=25000, pattern=r"\S")
+    user: str | None = Field(default=None, max_length=100)
+    source: str | None = Field(default=None, max_length=100)
+
+
 class PagerDutyChangePayload(Lenient):
     summary: str = Field(min_length=1, max_length=1024)
     source: str | None = Field(default=None, max_length=255)

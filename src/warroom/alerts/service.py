@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from warroom.alerts import automation, inhibition, maintenance
 from warroom.alerts import metrics as alert_metrics
-from warroom.alerts.adapters import AlertEvent, apply_default_service
+from warroom.alerts.adapters import AlertEvent, SourceChange, apply_default_service
 from warroom.alerts.config import AlertFacts
 from warroom.alerts.models import Alert, AlertNote, AlertStatus
 from warroom.alerts.schemas import (
@@ -35,9 +35,10 @@ from warroom.alerts.schemas import (
 )
 from warroom.auth import integrations
 from warroom.auth.integrations import IntegrationIdentity
+from warroom.auth.models import IntegrationType
 from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, utcnow
 from warroom.durations import format_duration
-from warroom.errors import Conflict, InvalidInput
+from warroom.errors import Conflict, InvalidInput, NotFound
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import OPEN_STATUSES, Incident, TimelineKind
 from warroom.orgconfig import OrgConfig
@@ -738,6 +739,30 @@ def add_note(session: Session, *, ref: str | int, body: str, author: str) -> Ale
         action=f"Note on alert {alert.ref}: {text}",
         data={"alert": alert.id, "note": alert.notes[-1].id},
     )
+    return alert
+
+
+def change_by_source(
+    session: Session, *, secret: str | None, expected: IntegrationType, dedup_key: str, change: SourceChange
+) -> Alert:
+    """Apply a source's change to its open alert of ``dedup_key`` (the integration of ``secret``): no new
+    occurrence, and the rules do not run again. 404 when it has no such open alert."""
+    integration = integrations.authenticate_integration(session, secret, expected)
+    alert = session.scalar(
+        select(Alert)
+        .where(Alert.scope == f"i:{integration.id}", Alert.open_dedup_key == dedup_key)
+        .with_for_update()
+    )
+    if alert is None:
+        raise NotFound(f"{integration.name} has no open alert with the key {dedup_key!r}")
+    if change.summary is not None:
+        alert.summary = change.summary
+    if change.annotations:
+        alert.annotations = {**alert.annotations, **change.annotations}
+    if change.severity is not None:
+        alert.severity = change.severity
+    if change.note is not None:
+        add_note(session, ref=alert.id, body=change.note, author=change.note_author or integration.name)
     return alert
 
 
