@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -242,6 +242,10 @@ def _configure_sqlite(engine: Engine, synchronous: str, busy_timeout: float) -> 
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # Before WAL, which writes the file's first page: a new database can then give pages that retention
+        # freed back to the file system (``reclaim_free_pages``). An older file keeps its mode until
+        # ``warroom db vacuum``.
+        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
@@ -256,6 +260,9 @@ def _configure_sqlite(engine: Engine, synchronous: str, busy_timeout: float) -> 
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             connection.exec_driver_sql("BEGIN")
+
+
+SQLITE_INCREMENTAL_VACUUM = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 
 
 class Database:
@@ -313,3 +320,50 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def reclaim_free_pages(self, *, pages_per_transaction: int = 2000, max_transactions: int = 100) -> int:
+        """SQLite in incremental auto-vacuum mode: give free pages (rows deleted by retention) back to the
+        file system, a few thousand per short write transaction so that intake never waits long; how many.
+        0 on PostgreSQL (its autovacuum reuses the space) and on an older SQLite file (see ``vacuum``)."""
+        if not self.is_sqlite:
+            return 0
+        reclaimed = 0
+        with self.engine.connect() as connection:
+            raw: Any = connection.connection.dbapi_connection
+            # The free-page count first: it reads the file's header, which the mode's value is cached from
+            # (a connection opened before ``db vacuum`` changed the mode would otherwise see the old one).
+            if not raw.execute("PRAGMA freelist_count").fetchone()[0]:
+                return 0
+            if raw.execute("PRAGMA auto_vacuum").fetchone()[0] != SQLITE_INCREMENTAL_VACUUM:
+                return 0
+            for _ in range(max_transactions):
+                free = raw.execute("PRAGMA freelist_count").fetchone()[0]
+                if free == 0:
+                    break
+                # executescript steps the pragma to its end; a cursor's execute frees one page per step.
+                raw.executescript(
+                    f"BEGIN IMMEDIATE; PRAGMA incremental_vacuum({pages_per_transaction}); COMMIT;"
+                )
+                reclaimed += free - raw.execute("PRAGMA freelist_count").fetchone()[0]
+        return reclaimed
+
+    def size_bytes(self) -> int:
+        """What the database takes on disk: SQLite's pages (the WAL aside), PostgreSQL's database size."""
+        with self.read() as session:
+            if self.is_sqlite:
+                pages = session.execute(text("PRAGMA page_count")).scalar_one()
+                page_size = session.execute(text("PRAGMA page_size")).scalar_one()
+                return int(pages) * int(page_size)
+            return int(session.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+
+    def vacuum(self) -> None:
+        """Rewrite the database compactly: SQLite's ``VACUUM`` (which also turns an older file's auto-vacuum
+        mode to incremental; it takes the write lock for as long as it runs), PostgreSQL's ``VACUUM
+        (ANALYZE)`` (space for reuse and fresh planner statistics, without locking out writes)."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            if self.is_sqlite:
+                raw: Any = connection.connection.dbapi_connection
+                raw.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                raw.execute("VACUUM")
+            else:
+                connection.exec_driver_sql("VACUUM (ANALYZE)")

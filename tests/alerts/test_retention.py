@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts import retention
@@ -172,3 +172,72 @@ def test_bad_retention_is_refused_by_config_check(retention_block: dict[str, str
     with pytest.raises(ConfigError) as error:
         parse_org_config(yaml.safe_dump(document))
     assert message in str(error.value)
+
+
+def _sqlite_pages(context: AppContext) -> tuple[int, int, int]:
+    """(auto_vacuum mode, pages, free pages) of the SQLite file."""
+    with context.db.read() as session:
+        # The mode last: a pooled connection reads it afresh only once a read has loaded the file's header.
+        pages, free, mode = (
+            int(session.execute(text(f"PRAGMA {name}")).scalar_one())
+            for name in ("page_count", "freelist_count", "auto_vacuum")
+        )
+        return mode, pages, free
+
+
+def _old_resolved_alerts(api: TestClient, generic_key: str, count: int) -> None:
+    clock.set(T0)
+    bulky = "x" * 4000  # a payload that takes a page of its own, as Alertmanager's do
+    for n in range(count):
+        alert = {"summary": "blip", "dedup_key": f"blip-{n}", "annotations": {"output": bulky}}
+        send(api, generic_key, **alert)
+        send(api, generic_key, **alert, status="resolved")
+
+
+def test_retention_gives_the_space_back_to_the_file_system_on_sqlite(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    if not context.db.is_sqlite:
+        pytest.skip("PostgreSQL's autovacuum keeps freed space for reuse; there is no file to shrink")
+    _old_resolved_alerts(api, generic_key, 300)
+    mode, pages_before, _ = _sqlite_pages(context)
+    assert mode == 2  # a new database is in incremental auto-vacuum mode
+    # The app scheduled the hourly chain when it started (on the real clock); its next run, a day later.
+    clock.set(datetime.now(UTC) + timedelta(days=1))
+    assert Worker(context, name="w1").run_once() == 1
+    with context.db.read() as session:
+        done = session.scalars(select(Job).where(Job.status == JobStatus.done)).one()
+    assert done.result["deleted"]["alerts"] == 300
+    _, pages_after, free_after = _sqlite_pages(context)
+    assert done.result["pages_reclaimed"] > 300  # at least a page per alert's payloads
+    assert free_after == 0 and pages_after < pages_before - 300
+
+
+def test_db_vacuum_turns_an_older_file_to_incremental_and_shrinks_it(
+    api: TestClient, context: AppContext, generic_key: str, database_url: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from warroom.cli.main import app
+
+    if context.db.is_sqlite:
+        # A file made before Warroom set auto_vacuum: no mode, and deletes leave free pages in it.
+        with context.db.engine.connect() as connection:
+            raw: Any = connection.connection.dbapi_connection
+            raw.execute("PRAGMA auto_vacuum=NONE")
+            raw.execute("VACUUM")
+        assert _sqlite_pages(context)[0] == 0
+    _old_resolved_alerts(api, generic_key, 100)
+    clock.set(T0 + timedelta(days=91))
+    assert retention.prune(context, clock.now())["alerts"] == 100
+    if context.db.is_sqlite:
+        assert context.db.reclaim_free_pages() == 0  # not in incremental mode: nothing can be given back
+        _, pages, free = _sqlite_pages(context)
+        assert free > 100
+    vacuumed = CliRunner().invoke(app, ["db", "vacuum", "--database-url", database_url])
+    assert vacuumed.exit_code == 0, vacuumed.output
+    assert " MB -> " in vacuumed.output
+    if context.db.is_sqlite:
+        mode, pages_after, free_after = _sqlite_pages(context)
+        # Compacted: only what the remaining rows use (plus the pointer-map pages incremental mode keeps).
+        assert (mode, free_after) == (2, 0) and pages_after < pages - free + 5

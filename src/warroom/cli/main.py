@@ -182,6 +182,26 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
     database.dispose()
 
 
+@db_app.command("vacuum")
+def db_vacuum(database_url: DatabaseOption = None) -> None:
+    """Rewrite the database compactly. SQLite: VACUUM, which returns all free space to the file system and
+    turns on incremental auto-vacuum in a file made before Warroom set it, so that retention shrinks it from
+    then on (it holds the write lock while it runs: intake waits). PostgreSQL: VACUUM (ANALYZE)."""
+    database = _database(_settings(database_url=database_url))
+    before = database.size_bytes()
+    with console.status("vacuuming…"):
+        database.vacuum()
+    after = database.size_bytes()
+    database.dispose()
+    console.print(
+        f"database at {database.engine.url.render_as_string()}: {_megabytes(before)} -> {_megabytes(after)}"
+    )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:,.1f} MB"
+
+
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="Who or what uses the token.")],
