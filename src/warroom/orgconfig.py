@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from warroom.alerts.config import AutomationConfig
 from warroom.alerts.config import check_references as check_automation_references
+from warroom.business_hours import BusinessHours
 from warroom.durations import Duration
 from warroom.errors import InvalidInput
 from warroom.notify.config import NotificationChannel, check_notification_channels, default_channels
@@ -108,12 +109,6 @@ class SuggestionRule(StrictModel):
     severity: str
     reason: str
     when: SuggestionCondition
-
-
-class BusinessHours(StrictModel):
-    time_zone: str = "UTC"
-    start: str = Field(default="09:00", pattern=r"^\d{2}:\d{2}$")
-    weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], description="0 is Monday.")
 
 
 def default_severities() -> list[SeverityLevel]:

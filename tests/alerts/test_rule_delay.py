@@ -77,7 +77,7 @@ def test_a_blip_that_clears_within_the_delay_opens_nothing(
     assert incident_count(delayed) == 0
     with delayed.db.read() as session:
         job = session.scalars(select(Job).where(Job.kind == DELAY_KIND)).one()
-        assert job.result == {"opened": False, "reason": "it resolved within the delay of 5m"}
+        assert job.result == {"opened": False, "reason": "it resolved while it waited (5m)"}
     # Its finished job is pruned with the other scheduled runs.
     assert retention.prune(delayed, T0 + timedelta(days=8))["recurring_job_runs"] >= 1
 

@@ -402,6 +402,9 @@ def preview(
             notify=[notify.audience for rule in applied for notify in rule.notify],
             delay=action.delay if action.delay > timedelta(0) else None,
         )
+        opens_at = action.opens_at(org, utcnow())
+        if action.wait_for_business_hours and opens_at > utcnow() + action.delay:
+            incident.waits_for_business_hours = opens_at
         if session is not None:
             key = group_key(opening, action, automation, alert)
             joined = _open_group_incident(session, key, window)
@@ -477,8 +480,8 @@ def on_created(
                         _add_affected_service(session, org, incident, alert)
                     _back_to_investigating(session, org, incident, alert)
                     _raise_severity(session, org, rule.incident, incident, alert)
-                elif rule.incident.delay > timedelta(0) and not waited:
-                    _open_later(session, alert, rule, rule.incident.delay)
+                elif not waited and (opens_at := rule.incident.opens_at(org, utcnow())) > utcnow():
+                    _open_later(session, alert, rule, opens_at)
                     waiting = True
                     continue
                 else:
@@ -534,15 +537,19 @@ def _add_affected_service(session: Session, org: OrgConfig, incident: Incident, 
 DELAY_KIND = "alerts.open_after_delay"
 
 
-def _open_later(session: Session, alert: Alert, rule: AutomationRule, delay: timedelta) -> None:
-    """The rule's incident opens when the delay is over, if the alert is still open then (``alerts.pending``
-    runs the job)."""
+def _open_later(session: Session, alert: Alert, rule: AutomationRule, opens_at: datetime) -> None:
+    """The rule's incident opens at ``opens_at`` (its delay is over, business hours begin), if the alert is
+    still open then (``alerts.pending`` runs the job)."""
+    assert rule.incident is not None
     session.flush()  # the alert's id
+    waits_for = [format_duration(rule.incident.delay)] if rule.incident.delay > timedelta(0) else []
+    if rule.incident.wait_for_business_hours:
+        waits_for.append("business hours")
     jobs_service.enqueue(
         session,
         kind=DELAY_KIND,
-        payload={"alert_id": alert.id, "rule": rule.name, "delay": format_duration(delay)},
-        run_at=utcnow() + delay,
+        payload={"alert_id": alert.id, "rule": rule.name, "delay": " and ".join(waits_for)},
+        run_at=opens_at,
         idempotency_key=f"alert-delay:{alert.id}",
     )
 

@@ -189,7 +189,22 @@ class IncidentAction(StrictModel):
         "without one). An alert whose group has an open incident joins it at once.",
     )
 
+    wait_for_business_hours: bool = Field(
+        default=False,
+        description="Outside the org file's business_hours (weekends and public holidays included), the "
+        "incident opens when they next begin, if the alert is still open then: a low-urgency problem at "
+        "night wakes nobody. Within them, it opens at once (after the delay, if any).",
+    )
+
     _delay = field_validator("delay")(duration_between(timedelta(0), timedelta(days=1), "delay"))
+
+    def opens_at(self, org: OrgConfig, fired: datetime) -> datetime:
+        """When the incident of an alert that fired at ``fired`` may open: after the delay and, if the rule
+        waits for them, within business hours (never, within a year, reads as the delay's end)."""
+        moment = fired + self.delay
+        if self.wait_for_business_hours:
+            moment = org.business_hours.next_open(moment) or moment
+        return moment
 
 
 class AutomationRule(StrictModel):

@@ -1,4 +1,5 @@
-"""Alerts waiting out their rule's ``delay`` before an incident opens (``IncidentAction.delay``).
+"""Alerts waiting out their rule's ``delay`` (``IncidentAction.delay``), or for business hours
+(``wait_for_business_hours``), before an incident opens.
 
 A source without a pending period of its own (mail, scripts, PagerDuty-shaped tools) reports blips that clear
 within a minute. With a delay, the alert is stored and routed at once, but its incident opens only when the
@@ -32,7 +33,7 @@ def open_after_delay(context: AppContext, session: Session, job: Job) -> dict[st
     if alert.incident_id is not None:
         return {"opened": False, "reason": f"it joined INC-{alert.incident_id} meanwhile"}
     if alert.status == AlertStatus.resolved:
-        return {"opened": False, "reason": f"it resolved within the delay of {job.payload.get('delay')}"}
+        return {"opened": False, "reason": f"it resolved while it waited ({job.payload.get('delay')})"}
     automation.on_created(session, context.org, alert, stored_earlier=True, waited=True)
     session.flush()
     if alert.incident_id is None:

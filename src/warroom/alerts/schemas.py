@@ -367,6 +367,11 @@ class IncidentPreview(BaseModel):
         None,
         description="The rule's delay: the incident opens this long after the alert fires, if still open.",
     )
+    waits_for_business_hours: datetime | None = Field(
+        None,
+        description="The rule waits for business hours and they are over now: the incident opens at this "
+        "time (UTC), if the alert is still open then.",
+    )
     depends_on: list[str] | None = Field(
         None,
         description="When the open incident is one of a service the alert's service depends on (and not the "

@@ -417,7 +417,12 @@ def _print_preview(preview: RoutingPreview) -> None:
         group = ", ".join(f"{name}={value!r}" for name, value in incident.group.items())
         within = format_duration(incident.group_window)
         opens = f"-> incident {incident.severity} {incident.title!r} (rule {incident.rule})"
-        if incident.delay is not None:
+        if incident.waits_for_business_hours is not None:
+            opens += (
+                f" when business hours begin ({when(incident.waits_for_business_hours)}), if the alert is "
+                "still open then"
+            )
+        elif incident.delay is not None:
             opens += f" after {format_duration(incident.delay)}, if the alert is still open then"
         if preview.live:  # the server looked: its group has no open incident
             shown = f"{opens}: a new one, as its group [{group}] has no open incident seen within {within}"

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
-
-from dateutil.rrule import DAILY, rrule
+from datetime import datetime
 
 from warroom.durations import format_duration
 from warroom.errors import InvalidInput
@@ -55,15 +52,7 @@ def response_due_at(org: OrgConfig, severity_id: str, opened_at: datetime) -> da
         return None
     if level.response_target is not None:
         return opened_at + level.response_target
-    hours = org.business_hours
-    zone = ZoneInfo(hours.time_zone)
-    start_hour, start_minute = (int(part) for part in hours.start.split(":"))
-    local = opened_at.astimezone(zone)
-    first_candidate = (local + timedelta(days=1)).replace(
-        hour=start_hour, minute=start_minute, second=0, microsecond=0, tzinfo=None
-    )
-    business_days = rrule(DAILY, byweekday=hours.weekdays, dtstart=first_candidate, count=1)
-    return business_days[0].replace(tzinfo=zone).astimezone(opened_at.tzinfo)
+    return org.business_hours.next_business_day_start(opened_at)
 
 
 def _at_least(actual: str, threshold: str) -> bool:
