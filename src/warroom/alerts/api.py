@@ -202,7 +202,21 @@ async def opsgenie_create(
     )
 
 
-# Before the close and acknowledge route, whose path would take "notes" as an action.
+async def _opsgenie_change(
+    request: Request,
+    context: AppContext,
+    authorization: str | None,
+    identifier: str,
+    update: adapters.OpsgenieUpdate,
+) -> Response:
+    body = await request.body()
+    return _answer(
+        await run_in_threadpool(handle_opsgenie_change, context, authorization, identifier, update, body)
+    )
+
+
+# Opsgenie's update requests, answered after the change is committed. The notes route comes before the
+# close and acknowledge route, whose path would take "notes" as an action.
 @router.post(
     "/v2/alerts/{identifier}/notes",
     status_code=status.HTTP_202_ACCEPTED,
@@ -216,11 +230,36 @@ async def opsgenie_add_note(
     identifier_type: IdentifierType,
     authorization: OpsgenieKeyHeader = None,
 ) -> Response:
-    del identifier_type
-    body = await request.body()
-    return _answer(
-        await run_in_threadpool(handle_opsgenie_change, context, authorization, identifier, "notes", body)
-    )
+    del identifier_type  # only alias is taken
+    return await _opsgenie_change(request, context, authorization, identifier, "notes")
+
+
+_OPSGENIE_UPDATE_DOCS = {
+    "message": "change its message (summary); Alertmanager's update_alerts sends it",
+    "description": "change its description; Alertmanager's update_alerts sends it",
+    "priority": "change its priority (severity)",
+}
+
+
+@router.put(
+    "/v2/alerts/{identifier}/{update}",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Opsgenie Alert API: change the message, description or priority of the open alert of an alias",
+    description="; ".join(f"{name}: {text}" for name, text in _OPSGENIE_UPDATE_DOCS.items())
+    + ". No new occurrence; the rules do not run again. 404 when the integration has no open alert with the "
+    "alias.",
+    response_model=None,
+)
+async def opsgenie_update(
+    identifier: str,
+    update: Literal["message", "description", "priority"],
+    request: Request,
+    context: Context,
+    identifier_type: IdentifierType,
+    authorization: OpsgenieKeyHeader = None,
+) -> Response:
+    del identifier_type  # only alias is taken
+    return await _opsgenie_change(request, context, authorization, identifier, update)
 
 
 # Opsgenie's names for what its close and acknowledge requests do to the alert.
@@ -277,38 +316,6 @@ async def webhook_alerts(
             request.headers.get("authorization"),
             await request.body(),
         )
-    )
-
-
-# Opsgenie's update requests, answered after the change is committed.
-_OPSGENIE_UPDATE_DOCS = {
-    "message": "change its message (summary); Alertmanager's update_alerts sends it",
-    "description": "change its description; Alertmanager's update_alerts sends it",
-    "priority": "change its priority (severity)",
-}
-
-
-@router.put(
-    "/v2/alerts/{identifier}/{update}",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Opsgenie Alert API: change the message, description or priority of the open alert of an alias",
-    description="; ".join(f"{name}: {text}" for name, text in _OPSGENIE_UPDATE_DOCS.items())
-    + ". No new occurrence; the rules do not run again. 404 when the integration has no open alert with the "
-    "alias.",
-    response_model=None,
-)
-async def opsgenie_update(
-    identifier: str,
-    update: Literal["message", "description", "priority"],
-    request: Request,
-    context: Context,
-    identifier_type: IdentifierType,
-    authorization: OpsgenieKeyHeader = None,
-) -> Response:
-    del identifier_type  # only alias is taken
-    body = await request.body()
-    return _answer(
-        await run_in_threadpool(handle_opsgenie_change, context, authorization, identifier, update, body)
     )
 
 

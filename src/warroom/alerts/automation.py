@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import inhibition
@@ -505,9 +506,38 @@ def _inhibited(session: Session, org: OrgConfig, alert: Alert) -> bool:
 
 
 def _release_inhibited(session: Session, org: OrgConfig, source: Alert) -> None:
-    """The alerts ``source`` inhibited that are still open are routed now, as if they had just fired (another
-    open alert may inhibit them in turn)."""
-    for alert in inhibition.held_by(session, source):
+    """The alerts ``source`` inhibited that are still open are routed now (another open alert may inhibit them
+    in turn)."""
+    release_held(
+        session,
+        org,
+        held_alerts(session, Alert.inhibited_by_id == source.id),
+        lambda alert: (
+            f"{alert.ref} was inhibited by {source.ref} ({source.summary}) until that alert "
+            f"resolved; it was still {alert.status.value}."
+        ),
+        {"inhibited_by": source.id},
+    )
+
+
+def held_alerts(session: Session, held_by: ColumnElement[bool]) -> list[Alert]:
+    """The alerts a maintenance window or an inhibiting alert held (``held_by``) that are still open and on no
+    incident, locked for their release."""
+    statement = (
+        select(Alert)
+        .where(held_by, Alert.status != AlertStatus.resolved, Alert.incident_id.is_(None))
+        .order_by(Alert.id)
+        .with_for_update()
+    )
+    return list(session.scalars(statement))
+
+
+def release_held(
+    session: Session, org: OrgConfig, alerts: list[Alert], why: Callable[[Alert], str], data: dict[str, Any]
+) -> None:
+    """Route alerts that were held as if they had just fired; the timeline of the incident each one opens or
+    joins says why it comes late (``why``), and one acknowledged meanwhile is acknowledged there."""
+    for alert in alerts:
         on_created(session, org, alert, stored_earlier=True)
         session.flush()
         if alert.incident_id is None:
@@ -517,9 +547,8 @@ def _release_inhibited(session: Session, org: OrgConfig, source: Alert) -> None:
             alert,
             performer=PERFORMER,
             kind=TimelineKind.alert,
-            action=f"{alert.ref} was inhibited by {source.ref} ({source.summary}) until that alert resolved; "
-            f"it was still {alert.status.value}.",
-            data={"alert_id": alert.id, "inhibited_by": source.id},
+            action=why(alert),
+            data={"alert_id": alert.id, **data},
         )
         carry_acknowledgement(session, org, alert)
 

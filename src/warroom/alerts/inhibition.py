@@ -77,18 +77,3 @@ def inhibited_now(session: Session, alert: Alert) -> bool:
         return False
     status = session.scalar(select(Alert.status).where(Alert.id == alert.inhibited_by_id))
     return status in _OPEN
-
-
-def held_by(session: Session, source: Alert) -> list[Alert]:
-    """The alerts ``source`` inhibited that are still open and on no incident, locked for their release."""
-    statement = (
-        select(Alert)
-        .where(
-            Alert.inhibited_by_id == source.id,
-            Alert.status != AlertStatus.resolved,
-            Alert.incident_id.is_(None),
-        )
-        .order_by(Alert.id)
-        .with_for_update()
-    )
-    return list(session.scalars(statement))

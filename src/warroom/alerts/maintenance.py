@@ -22,12 +22,11 @@ from sqlalchemy.orm import Session
 
 from warroom.alerts import automation
 from warroom.alerts.config import AlertConditions, AlertFacts, MaintenanceSchedule, RuleMatch, window_match
-from warroom.alerts.models import Alert, AlertStatus, MaintenanceWindow
+from warroom.alerts.models import Alert, MaintenanceWindow
 from warroom.alerts.schemas import MaintenanceCreate, MaintenanceRead
 from warroom.db import get_by_ref, utcnow
 from warroom.durations import format_duration
 from warroom.errors import Conflict, InvalidInput
-from warroom.incidents.models import TimelineKind
 from warroom.jobs import service as jobs_service
 from warroom.jobs.models import Job
 from warroom.jobs.service import job_handler
@@ -232,32 +231,18 @@ def release(session: Session, org: OrgConfig, window: MaintenanceWindow) -> int:
     """Hand the window's held alerts that are still open to automation, once; returns how many."""
     if window.released_at is not None:
         return 0
-    held = session.scalars(
-        select(Alert)
-        .where(
-            Alert.maintenance_window_id == window.id,
-            Alert.status != AlertStatus.resolved,
-            Alert.incident_id.is_(None),
-        )
-        .order_by(Alert.id)
-        .with_for_update()
-    ).all()
+    held = automation.held_alerts(session, Alert.maintenance_window_id == window.id)
     window.released_at = utcnow()
-    for alert in held:
-        automation.on_created(session, org, alert, stored_earlier=True)
-        session.flush()
-        if alert.incident_id is None:
-            continue
-        automation.on_incident_timeline(
-            session,
-            alert,
-            performer=automation.PERFORMER,
-            kind=TimelineKind.alert,
-            action=f"{alert.ref} fired during maintenance {window.ref} ({window.reason}) and was held until "
-            f"the window ended at {window.ends_at.isoformat()}; it was still {alert.status.value}.",
-            data={"alert_id": alert.id, "maintenance_window_id": window.id},
-        )
-        automation.carry_acknowledgement(session, org, alert)
+    automation.release_held(
+        session,
+        org,
+        held,
+        lambda alert: (
+            f"{alert.ref} fired during maintenance {window.ref} ({window.reason}) and was held "
+            f"until the window ended at {window.ends_at.isoformat()}; it was still {alert.status.value}."
+        ),
+        {"maintenance_window_id": window.id},
+    )
     return len(held)
 
 
