@@ -12,7 +12,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from warroom.alerts import inhibition
+from warroom.alerts import enrichment, inhibition
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import (
     AlertFacts,
@@ -365,6 +365,8 @@ def preview(
     adds the maintenance window, see ``service.preview``). An open alert is looked up in ``scope`` (one
     integration's alerts, as intake dedups them) when given, else among all alerts of ``source``."""
     automation = org.automation
+    if automation.enrich:
+        enrichment.enrich(automation, source, [event])
     alert = Alert(
         id=0,
         source=source,

@@ -628,6 +628,42 @@ class WebhookFormat(StrictModel):
         return found
 
 
+class EnrichRule(StrictModel):
+    """Fill in or correct alerts as they arrive, before anything acts on them (PagerDuty's event
+    orchestration): the service a source does not name, a severity it gets wrong, the team as a label, a link
+    to the dashboard of the instance. Every entry whose ``match`` accepts the alert applies, in order.
+
+    Text fields are Jinja2 templates (sandboxed, read-only) over ``alert``: ``source``, ``type``,
+    ``summary``, ``severity``, ``service`` and ``labels`` as the source sent them (and as earlier entries
+    changed them); a label the alert lacks reads as empty. The alert's identity (its dedup key) is never
+    changed."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+    match: RuleMatch = Field(default_factory=RuleMatch)
+    service: str | None = Field(default=None, description="Template: the alert's service.")
+    severity: AlertSeverity | None = Field(default=None, description="The alert's severity instead.")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Name → template; added, or replacing the source's. Empty: left out.",
+    )
+    annotations: dict[str, str] = Field(default_factory=dict, description="Name → template.")
+    links: list[WebhookLink] = Field(default_factory=list, description="Added to the alert's links.")
+
+    @model_validator(mode="after")
+    def _templates_compile(self) -> EnrichRule:
+        sources = [("service", self.service)] if self.service is not None else []
+        sources += [(f"labels.{name}", text) for name, text in self.labels.items()]
+        sources += [(f"annotations.{name}", text) for name, text in self.annotations.items()]
+        for index, link in enumerate(self.links):
+            sources += [(f"links[{index}].href", link.href), (f"links[{index}].text", link.text or "")]
+        for where, source in sources:
+            try:
+                payload_template(source)
+            except TemplateSyntaxError as exc:
+                raise ValueError(f"{where}: {exc.message} (line {exc.lineno})") from None
+        return self
+
+
 class AutomationConfig(StrictModel):
     mode: Literal["first", "all"] = Field(
         default="first", description="Apply the first matching rule, or all."
@@ -687,6 +723,10 @@ class AutomationConfig(StrictModel):
     maintenance_schedules: list[MaintenanceSchedule] = Field(default_factory=list)
     email_rules: list[EmailRule] = Field(
         default_factory=list, description="How to read the subjects of particular senders' alert mail."
+    )
+    enrich: list[EnrichRule] = Field(
+        default_factory=list,
+        description="Fill in or correct arriving alerts (service, severity, labels, links) before any rule.",
     )
     inhibit_rules: list[InhibitRule] = Field(
         default_factory=list,
@@ -779,6 +819,7 @@ def check_references(org: OrgConfig) -> list[str]:
         ("email_rules", [rule.name for rule in automation.email_rules]),
         ("webhook_formats", [webhook_format.name for webhook_format in automation.webhook_formats]),
         ("inhibit_rules", [rule.name for rule in automation.inhibit_rules]),
+        ("enrich", [entry.name for entry in automation.enrich]),
     ):
         problems.extend(_duplicate_names(f"automation.{section}", names))
     for index, schedule in enumerate(automation.maintenance_schedules):
@@ -790,6 +831,16 @@ def check_references(org: OrgConfig) -> list[str]:
     for index, entry in enumerate(automation.auto_resolve):
         where = f"automation.auto_resolve[{index}].match"
         problems.extend(_unknown_match_services(where, entry.match, service_names))
+    for index, enrich_rule in enumerate(automation.enrich):
+        where = f"automation.enrich[{index}]"
+        problems.extend(_unknown_match_services(f"{where}.match", enrich_rule.match, service_names))
+        fixed = (
+            enrich_rule.service
+            if enrich_rule.service is not None and "{" not in enrich_rule.service
+            else None
+        )
+        if fixed is not None and fixed not in service_names:
+            problems.append(f"{where}.service: {fixed!r} is not a service in this file")
     for index, inhibit_rule in enumerate(automation.inhibit_rules):
         for side in ("source", "target"):
             where = f"automation.inhibit_rules[{index}].{side}"

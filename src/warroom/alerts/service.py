@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Table, bindparam, func, insert, select, updat
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from warroom.alerts import automation, inhibition, maintenance
+from warroom.alerts import automation, enrichment, inhibition, maintenance
 from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent, SourceChange, apply_default_service
 from warroom.alerts.config import AlertFacts
@@ -190,6 +190,8 @@ def ingest(
     scope = f"i:{integration.id}" if integration is not None else source
     if integration is not None:
         apply_default_service(events, integration.service)
+    if org.automation.enrich:
+        enrichment.enrich(org.automation, source, events)
     keys = list(dict.fromkeys(event.dedup_key for event in events))
     connection = session.connection()  # driver SQL on the session's transaction: no ORM layer per statement
     open_alerts: dict[str, _Open] = {

@@ -1,0 +1,90 @@
+"""Enrichment (``automation.enrich``): arriving alerts are filled in or corrected before anything acts on
+them, so rules, grouping, maintenance windows and people all see the service, severity, labels and links the
+org file says, whatever the source sent.
+
+It runs on every event that fires an alert (the first occurrence and each repeat, since a repeat brings the
+source's severity and summary again), after the integration's default service and before the alert is
+stored. The dedup key was made from what the source sent, so enrichment never changes which alert an event
+belongs to. A template that fails on an alert does not lose it: the entry's other fields still apply, and the
+failure is kept with the alert (the ``enrichment_errors`` annotation) and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from warroom.alerts.adapters import AlertEvent
+from warroom.alerts.config import AlertFacts, AutomationConfig, EnrichRule, payload_template
+
+log = logging.getLogger("warroom.alerts.enrichment")
+
+ERRORS_ANNOTATION = "enrichment_errors"
+
+
+def _view(source: str, event: AlertEvent) -> dict[str, Any]:
+    return {
+        "alert": {
+            "source": source,
+            "type": event.alert_type,
+            "summary": event.summary,
+            "severity": event.severity,
+            "service": event.service,
+            "labels": dict(event.labels),
+        }
+    }
+
+
+def _apply(entry: EnrichRule, source: str, event: AlertEvent) -> list[str]:
+    """Apply one matching entry; the failures, as "entry: field: error"."""
+    variables = _view(source, event)
+    errors: list[str] = []
+
+    def text(field: str, template: str) -> str:
+        try:
+            return payload_template(template).render(variables).strip()
+        except Exception as exc:  # an alert the template cannot read is still stored, with the failure
+            errors.append(f"{entry.name}: {field}: {type(exc).__name__}: {exc}")
+            return ""
+
+    if entry.service is not None and (service := text("service", entry.service)):
+        event.service = service[:200]
+        event.service_is_guess = False
+    if entry.severity is not None:
+        event.severity = entry.severity
+    labels = {
+        name: value[:1000]
+        for name, template in entry.labels.items()
+        if (value := text(f"labels.{name}", template))
+    }
+    if labels:
+        event.labels = {**event.labels, **labels}
+    annotations = {
+        name: value
+        for name, template in entry.annotations.items()
+        if (value := text(f"annotations.{name}", template))
+    }
+    if annotations:
+        event.annotations = {**event.annotations, **annotations}
+    for index, link in enumerate(entry.links):
+        href = text(f"links[{index}].href", link.href)
+        if href:
+            shown = text(f"links[{index}].text", link.text) if link.text else ""
+            event.links = [*event.links, {"href": href[:2000], **({"text": shown[:500]} if shown else {})}]
+    return errors
+
+
+def enrich(automation: AutomationConfig, source: str, events: Sequence[AlertEvent]) -> None:
+    """Apply every matching ``automation.enrich`` entry, in order, to each firing event (in place)."""
+    for event in events:
+        if event.action != "trigger":
+            continue
+        errors: list[str] = []
+        for entry in automation.enrich:
+            facts = AlertFacts(source, event.severity, event.alert_type, event.service, event.labels)
+            if entry.match.accepts(facts):
+                errors.extend(_apply(entry, source, event))
+        if errors:
+            log.warning("enrichment of %s alert %s: %s", source, event.dedup_key, "; ".join(errors))
+            event.annotations = {**event.annotations, ERRORS_ANNOTATION: errors}
