@@ -80,7 +80,21 @@ def test_a_severity_fix_holds_for_every_occurrence(
 
 
 def test_a_template_that_fails_loses_nothing(api: TestClient, context: AppContext, generic_key: str) -> None:
+    def failures() -> float:
+        text = api.get("/metrics").text
+        line = next(
+            (
+                x
+                for x in text.splitlines()
+                if x.startswith('warroom_alert_enrichment_errors_total{entry="broken"}')
+            ),
+            None,
+        )
+        return float(line.split()[-1]) if line else 0.0
+
+    before = failures()
     send(api, generic_key, summary="odd", labels={"broken": "yes"})
+    assert failures() == before + 1  # something to alert on
     [alert] = alerts(context)
     assert alert.labels["good"] == "generic" and "bad" not in alert.labels
     [error] = alert.annotations["enrichment_errors"]

@@ -75,8 +75,10 @@ def _apply(entry: EnrichRule, source: str, event: AlertEvent) -> list[str]:
     return errors
 
 
-def enrich(automation: AutomationConfig, source: str, events: Sequence[AlertEvent]) -> None:
-    """Apply every matching ``automation.enrich`` entry, in order, to each firing event (in place)."""
+def enrich(automation: AutomationConfig, source: str, events: Sequence[AlertEvent]) -> list[str]:
+    """Apply every matching ``automation.enrich`` entry, in order, to each firing event (in place); the names
+    of the entries that failed, once per failed field."""
+    failed: list[str] = []
     for event in events:
         if event.action != "trigger":
             continue
@@ -88,3 +90,5 @@ def enrich(automation: AutomationConfig, source: str, events: Sequence[AlertEven
         if errors:
             log.warning("enrichment of %s alert %s: %s", source, event.dedup_key, "; ".join(errors))
             event.annotations = {**event.annotations, ERRORS_ANNOTATION: errors}
+            failed.extend(error.split(":", 1)[0] for error in errors)
+    return failed

@@ -9,7 +9,8 @@ rising is the signal to alert on. Counters are per process; Prometheus sums them
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import Connection
@@ -34,14 +35,32 @@ ALERTS_TRUNCATED = Counter(
     ["source"],
 )
 
+ENRICHMENT_ERRORS = Counter(
+    "warroom_alert_enrichment_errors_total",
+    "Fields of automation.enrich entries that failed on an arriving alert (the alert was stored without "
+    "them), by entry.",
+    ["entry"],
+)
+
+
+def count_enrichment_errors(connection: Connection, entries: Iterable[str]) -> None:
+    """Count the failed fields of enrichment entries once the batch's transaction commits."""
+    _count_when_committed(connection, ENRICHMENT_ERRORS.labels, entries)
+
 
 def count_received(connection: Connection, source: str, outcomes: Iterable[str]) -> None:
     """Count a batch's alerts once its transaction commits (a batch rolled back and retried counts once)."""
-    tally = Tally(outcomes)
+    _count_when_committed(connection, lambda outcome: ALERTS_RECEIVED.labels(source, outcome), outcomes)
+
+
+def _count_when_committed(
+    connection: Connection, counter_of: Callable[[str], Any], values: Iterable[str]
+) -> None:
+    tally = Tally(values)
     if tally:
-        on_commit(connection, lambda: _add(source, tally))
+        on_commit(connection, lambda: _add(counter_of, tally))
 
 
-def _add(source: str, tally: Tally[str]) -> None:
-    for outcome, count in tally.items():
-        ALERTS_RECEIVED.labels(source, outcome).inc(count)
+def _add(counter_of: Callable[[str], Any], tally: Tally[str]) -> None:
+    for value, count in tally.items():
+        counter_of(value).inc(count)

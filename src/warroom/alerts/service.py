@@ -190,10 +190,10 @@ def ingest(
     scope = f"i:{integration.id}" if integration is not None else source
     if integration is not None:
         apply_default_service(events, integration.service)
-    if org.automation.enrich:
-        enrichment.enrich(org.automation, source, events)
-    keys = list(dict.fromkeys(event.dedup_key for event in events))
     connection = session.connection()  # driver SQL on the session's transaction: no ORM layer per statement
+    if org.automation.enrich:
+        alert_metrics.count_enrichment_errors(connection, enrichment.enrich(org.automation, source, events))
+    keys = list(dict.fromkeys(event.dedup_key for event in events))
     open_alerts: dict[str, _Open] = {
         dedup_key: _Open(alert_id, _STATUSES[status], event_hash, incident_id)
         for alert_id, dedup_key, status, event_hash, incident_id in _open_alerts(connection, scope, keys)
