@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import gc
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,22 +22,18 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from warroom import __version__, migrate
+from warroom import __version__, migrate, reload
 from warroom.alerts import fastpath, mail
 from warroom.alerts.api import router as alerts_router
-from warroom.alerts.expiry import schedule_sweeps
-from warroom.alerts.heartbeats import watch_unpinged
-from warroom.alerts.maintenance import schedule_windows
-from warroom.alerts.retention import schedule_pruning
-from warroom.alerts.status_pages import schedule_polls
-from warroom.auth import integrations
 from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
 from warroom.db import unavailable_reason
+from warroom.deps import Admin, Viewer
 from warroom.errors import (
     UNAVAILABLE_CODE,
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
+    InvalidInput,
     WarroomError,
 )
 from warroom.incidents.api import router as incidents_router
@@ -48,6 +46,7 @@ from warroom.metrics.collectors import (
 )
 from warroom.notify.api import router as notify_router
 from warroom.oncall.api import router as oncall_router
+from warroom.orgconfig import ConfigError, ConfigStatus
 from warroom.settings import Settings
 from warroom.severity.api import router as severity_router
 
@@ -221,19 +220,16 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             worker_thread = WorkerThread(Worker(context))
             worker_thread.start()
         app.state.worker = worker_thread
-        # Status page polls, recurring maintenance windows, auto-resolve sweeps and retention are chains of
-        # jobs, each scheduling the next; start any that has none pending (a new entry, or a fresh database).
-        # Heartbeats watched before their first ping get their first deadline.
-        with context.db.write() as session:
-            schedule_polls(session, context.org)
-            schedule_windows(session, context.org)
-            watch_unpinged(session, context.org)
-            schedule_sweeps(session, context.org)
-            schedule_pruning(session)
-            lost = integrations.lost_services(session, context.org)
-        for integration in lost:
-            # The org file is read once, at start: this is when a dropped service can be noticed.
-            log.warning("%s", integrations.lost_service_warning(integration))
+        # The chains of recurring jobs the org file asks for (a reload starts them again for new entries).
+        reload.start_recurring(context)
+        loop = asyncio.get_running_loop()
+        # kill -HUP reloads the org file, as Alertmanager's does (blocking work, so in a thread). Only a
+        # server's main thread can take signals; an app run by a test client in a thread has none.
+        on_hup = threading.current_thread() is threading.main_thread()
+        if on_hup:
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: loop.run_in_executor(None, reload.reload_logged, context)
+            )
         mail_server = None
         if settings.mail_intake_port is not None:
             mail_server = await mail.serve(context, settings)
@@ -241,6 +237,8 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         # (full collections over the app's object graph were a visible share of alert intake time).
         gc.freeze()
         yield
+        if on_hup:
+            loop.remove_signal_handler(signal.SIGHUP)
         if mail_server is not None:
             mail_server.close()
             # From Python 3.12 this waits for open SMTP sessions too: an idle MTA must not hold up shutdown.
@@ -283,6 +281,23 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         with context.db.read() as session:
             session.execute(text("SELECT 1"))
         return {"status": "ok", "version": __version__}
+
+    @app.get("/api/v1/config", tags=["ops"], response_model=ConfigStatus)
+    def config_status(_: Viewer) -> ConfigStatus:
+        """The org file this process runs with, and when it was read."""
+        return reload.status(context)
+
+    @app.post("/api/v1/config/reload", tags=["ops"], response_model=ConfigStatus)
+    def config_reload(_: Admin) -> ConfigStatus:
+        """Read the org file again and run with it from now on (as kill -HUP does). A file with problems is
+        refused with 422 and every problem (location, line, message); the running one stays."""
+        try:
+            return reload.reload_org(context)
+        except ConfigError as exc:
+            raise InvalidInput(
+                f"{exc.path}: {len(exc.problems)} problem(s); the running org file stays",
+                [{"location": p.location, "line": p.line, "message": p.message} for p in exc.problems],
+            ) from None
 
     # Process metrics come from the global registry; domain gauges are per app (one per database).
     domain_metrics = CollectorRegistry(auto_describe=False)

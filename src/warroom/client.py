@@ -33,6 +33,7 @@ from warroom.oncall.schemas import (
     OverrideRead,
     ShiftRead,
 )
+from warroom.orgconfig import ConfigStatus
 from warroom.severity.schemas import SeverityRead, SuggestResponse
 
 
@@ -87,6 +88,15 @@ class Client:
             except (ValueError, KeyError, TypeError):
                 raise ApiError(response.status_code, "http_error", response.text[:500]) from None
         return response.json() if response.content else None
+
+    # --- the org file ---
+
+    def config_status(self) -> ConfigStatus:
+        return ConfigStatus.model_validate(self.request("GET", "/api/v1/config"))
+
+    def reload_config(self) -> ConfigStatus:
+        """Have the server read its org file again (admin); ApiError 422 with the problems if it has any."""
+        return ConfigStatus.model_validate(self.request("POST", "/api/v1/config/reload"))
 
     # --- incidents ---
 

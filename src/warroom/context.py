@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from warroom import wiring
-from warroom.db import Database
+from warroom.db import Database, utcnow
 from warroom.orgconfig import OrgConfig, load_org_config
 from warroom.settings import Settings
 
@@ -17,6 +18,8 @@ class AppContext:
     settings: Settings
     db: Database
     org: OrgConfig
+    # When ``org`` was read: at start, or at the last reload (``warroom.reload``).
+    org_loaded_at: datetime = field(default_factory=utcnow)
 
     def __post_init__(self) -> None:
         wiring.load()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -312,6 +313,14 @@ class ConfigProblem:
     def __str__(self) -> str:
         where = f"{self.location} (line {self.line})" if self.line else self.location
         return f"{where}: {self.message}"
+
+
+class ConfigStatus(BaseModel):
+    """The org file a running process uses (``GET /api/v1/config``)."""
+
+    file: str | None = Field(description="Its path; null when the process runs on the defaults.")
+    loaded_at: datetime = Field(description="When it was read: at start, or at the last reload.")
+    summary: str
 
 
 class ConfigError(Exception):

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from warroom import reload
 from warroom.cli.output import console, emit, table, when
 from warroom.jobs.models import JobStatus
 
@@ -58,6 +59,11 @@ def worker(
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    # kill -HUP reads the org file again (warroom.reload), in a thread: not inside the signal handler.
+    signal.signal(
+        signal.SIGHUP,
+        lambda _signum, _frame: threading.Thread(target=reload.reload_logged, args=(context,)).start(),
+    )
     console.print(f"worker {runner.name} on {context.db.engine.url.render_as_string()}")
     runner.run_forever(stop)
     context.db.dispose()

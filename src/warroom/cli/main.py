@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
-from warroom import __version__, migrate
+from warroom import __version__, migrate, reload
 from warroom.alerts import adapters, automation
 from warroom.alerts.schemas import RoutingPreview
 from warroom.auth import service as auth_service
@@ -23,7 +23,7 @@ from warroom.cli.maintenance import maintenance_app
 from warroom.cli.notify import notify_app
 from warroom.cli.oncall import oncall_app
 from warroom.cli.output import api_errors, console, emit, error_console, fail, print_json, table, when
-from warroom.client import Client
+from warroom.client import ApiError, Client
 from warroom.context import AppContext
 from warroom.db import Database
 from warroom.durations import format_duration
@@ -264,12 +264,31 @@ def token_revoke(token_id: int, database_url: DatabaseOption = None) -> None:
 def config_check(file: Annotated[Path, typer.Argument(help="The YAML org file.")]) -> None:
     """Validate an org file; print every problem with its location and exit non-zero on any."""
     org = _org(_settings(config=file))
+    console.print(f"[green]ok[/] {escape(str(file))}: {escape(reload.summary(org))}")
+
+
+@config_app.command("reload")
+def config_reload(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Have the running server read its org file again (admin token; WARROOM_URL, WARROOM_TOKEN), as kill -HUP
+    does. A file with problems is refused, every problem printed, and the server keeps the one it runs."""
+    try:
+        with Client() as client:
+            loaded = client.reload_config()
+    except ApiError as exc:
+        if exc.status != 422 or not isinstance(exc.details, list):
+            fail(f"{exc.message} ({exc.status} {exc.code})" if exc.status else exc.message)
+        error_console.print(f"[bold red]not reloaded[/]: {escape(exc.message)}")
+        for problem in exc.details:
+            where = f"{problem.get('location')}" + (
+                f" (line {problem['line']})" if problem.get("line") else ""
+            )
+            error_console.print(f"  - {escape(where)}: {escape(str(problem.get('message')))}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print_json(loaded)
+        return
     console.print(
-        f"[green]ok[/] {escape(str(file))}: {len(org.services)} services, "
-        f"{len(org.severities)} severity levels ({', '.join(org.severity_ids)}), "
-        f"{len(org.audiences)} audiences, {len(org.severity_rules)} suggestion rules, "
-        f"{len(org.people)} people, {len(org.teams)} teams, {len(org.schedules)} schedules, "
-        f"{len(org.escalation_policies)} escalation policies"
+        f"[green]reloaded[/] {escape(loaded.file or '(no org file: defaults)')}: {escape(loaded.summary)}"
     )
 
 

@@ -1,0 +1,137 @@
+"""Reloading the org file in a running process: POST /api/v1/config/reload, warroom config reload, kill -HUP.
+A file with problems is refused and the running one stays."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tests.alerts.conftest import make_key
+from tests.conftest import EXAMPLE_CONFIG
+from tests.e2e.server import ServerProcess, create_token, run_cli
+from tests.peers import wait_until
+from warroom.alerts.expiry import SWEEP_KIND
+from warroom.context import AppContext
+from warroom.jobs.models import Job
+from warroom.orgconfig import OrgConfig, load_org_config
+from warroom.settings import Settings
+
+CI_FORMAT = {"name": "ci", "summary": "{{ payload.pipeline }} failed", "dedup_key": "{{ payload.pipeline }}"}
+
+
+def write_org(path: Path, **automation: Any) -> None:
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["automation"].update(automation)
+    path.write_text(yaml.safe_dump(data))
+
+
+@pytest.fixture
+def org_file(tmp_path: Path) -> Path:
+    path = tmp_path / "org.yaml"
+    write_org(path)
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, org_file: Path) -> Settings:
+    return Settings(data_dir=tmp_path, database_url=database_url, config=org_file, run_worker=False)
+
+
+@pytest.fixture
+def org(org_file: Path) -> OrgConfig:
+    return load_org_config(org_file)
+
+
+def formats(org: OrgConfig) -> list[dict[str, Any]]:
+    return [f.model_dump(exclude_defaults=True) for f in org.automation.webhook_formats]
+
+
+def test_reload_applies_a_new_file_and_refuses_a_bad_one(
+    api: TestClient,
+    context: AppContext,
+    org_file: Path,
+    admin: dict[str, str],
+    responder: dict[str, str],
+    viewer: dict[str, str],
+) -> None:
+    key = make_key(context, "webhook")
+    ci_failed = {"pipeline": "deploy-api"}
+    assert api.post(f"/api/v1/alerts/webhook/ci?key={key}", json=ci_failed).status_code == 404
+    write_org(
+        org_file,
+        webhook_formats=[*formats(context.org), CI_FORMAT],
+        auto_resolve=[{"match": {"source": ["webhook"]}, "after": "4h"}],
+    )
+    assert api.post("/api/v1/config/reload", headers=responder).status_code == 403
+    reloaded = api.post("/api/v1/config/reload", headers=admin)
+    assert reloaded.status_code == 200, reloaded.text
+    assert reloaded.json()["file"] == str(org_file) and "2 webhook formats" in reloaded.json()["summary"]
+    assert api.post(f"/api/v1/alerts/webhook/ci?key={key}", json=ci_failed).status_code == 202
+    # A new auto_resolve entry: its sweep chain was started, as at start.
+    with context.db.read() as session:
+        assert session.scalars(select(Job).where(Job.kind == SWEEP_KIND)).first() is not None
+    shown = api.get("/api/v1/config", headers=viewer).json()
+    assert shown["loaded_at"] == reloaded.json()["loaded_at"]
+
+    # A file with problems: 422 with each one, and the running file stays.
+    text = org_file.read_text()
+    org_file.write_text(text.replace("name: ci", "name: Bad Name").replace("after: 4h", "after: soon"))
+    refused = api.post("/api/v1/config/reload", headers=admin)
+    assert refused.status_code == 422, refused.text
+    problems = refused.json()["error"]["details"]
+    assert {p["location"].split(".")[1] for p in problems} == {"webhook_formats[1]", "auto_resolve[0]"}
+    assert all(p["line"] for p in problems)
+    assert api.post(f"/api/v1/alerts/webhook/ci?key={key}", json=ci_failed).status_code == 202
+    assert api.get("/api/v1/config", headers=viewer).json()["loaded_at"] == shown["loaded_at"]
+    org_file.unlink()
+    gone = api.post("/api/v1/config/reload", headers=admin)
+    assert gone.status_code == 422 and "No such file" in json.dumps(gone.json())
+
+
+@pytest.mark.e2e
+def test_kill_hup_and_the_cli_reload_a_running_server(tmp_path: Path, org_file: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'e2e.db'}"
+    env = {"WARROOM_DATABASE_URL": database_url, "WARROOM_CONFIG": str(org_file)}
+    admin = create_token("e2e-admin", "admin", env=env)
+    key = run_cli("integration", "create", "--name", "ci", "--type", "webhook", env=env).stdout.split()[-1]
+    with ServerProcess(
+        database_url=database_url, config=org_file, data_dir=tmp_path, extra_args=["--no-worker"]
+    ) as server:
+        url = f"{server.url}/api/v1/alerts/webhook/ci?key={key}"
+        assert httpx.post(url, json={"pipeline": "nightly"}).status_code == 404
+        write_org(org_file, webhook_formats=[CI_FORMAT])
+        assert server.process is not None
+        server.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: httpx.post(url, json={"pipeline": "nightly"}).status_code == 202)
+
+        cli_env = {**env, "WARROOM_URL": server.url, "WARROOM_TOKEN": admin}
+        write_org(org_file, webhook_formats=[{**CI_FORMAT, "name": "ci2"}])
+        done = run_cli("config", "reload", env=cli_env)
+        assert "reloaded" in done.stdout and "1 webhook formats" in done.stdout
+        assert (
+            httpx.post(
+                f"{server.url}/api/v1/alerts/webhook/ci2?key={key}", json={"pipeline": "x"}
+            ).status_code
+            == 202
+        )
+        org_file.write_text(org_file.read_text().replace("name: ci2", "name: Bad Name"))
+        refused = run_cli("config", "reload", env=cli_env, check=False)
+        assert refused.returncode == 2 and "not reloaded" in refused.stderr
+        assert "webhook_formats[0].name" in refused.stderr
+        # After a bad kill -HUP too, the server runs on with what it had.
+        server.process.send_signal(signal.SIGHUP)
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        assert (
+            httpx.post(
+                f"{server.url}/api/v1/alerts/webhook/ci2?key={key}", json={"pipeline": "y"}
+            ).status_code
+            == 202
+        )
