@@ -99,9 +99,27 @@ def org_with(*formats: dict[str, Any]) -> OrgConfig:
     return parse_org_config(yaml.safe_dump(data))
 
 
+# Older tools and scripts post forms (curl -d): fields, and sometimes JSON inside one of them.
+NAGIOS_FORM = {
+    "name": "nagios-form",
+    "alert": "{{ payload.service }}",
+    "dedup_key": "{{ payload.host }}/{{ payload.service }}",
+    "summary": "{{ payload.service }} on {{ payload.host }} is {{ payload.state }}",
+    "severity": "{{ payload.state }}",
+    "resolve": "payload.state == 'OK'",
+    "labels": {"host": "{{ payload.host }}", "contacts": "{{ payload.contact | join(',') }}"},
+}
+JSON_IN_FORM = {
+    "name": "json-in-form",
+    "summary": "{{ (payload.data | from_json).msg }}",
+    "dedup_key": "{{ (payload.data | from_json).id }}",
+}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
 @pytest.fixture
 def org() -> OrgConfig:
-    return org_with(CHECKS)
+    return org_with(CHECKS, NAGIOS_FORM, JSON_IN_FORM)
 
 
 @pytest.fixture
@@ -297,3 +315,32 @@ def test_cli_test_alert_reads_a_payload_with_a_format(tmp_path: Path) -> None:
         app, ["config", "test-alert", str(down), "--format", "nope", "--config", str(EXAMPLE_CONFIG)]
     )
     assert unknown.exit_code != 0 and "no webhook format named 'nope'" in " ".join(unknown.output.split())
+
+
+def test_forms_are_read_as_their_fields(api: TestClient, context: AppContext, webhook_key: str) -> None:
+    path = f"/api/v1/alerts/webhook/nagios-form?key={webhook_key}"
+    body = "host=db-1&service=Disk%20%2Fvar&state=CRITICAL&contact=ops&contact=dba"
+    assert api.post(path, content=body, headers=FORM).status_code == 202
+    [alert] = alerts(context)
+    assert (alert.summary, alert.severity, alert.dedup_key) == (
+        "Disk /var on db-1 is CRITICAL",
+        "critical",
+        "db-1/Disk /var",
+    )
+    assert alert.labels["contacts"] == "ops,dba"  # a repeated field is a list
+    assert alert.raw["host"] == "db-1"
+    ok = api.post(path, content="host=db-1&service=Disk%20%2Fvar&state=OK", headers=FORM)
+    assert ok.status_code == 202 and alerts(context)[0].status == "resolved"
+    # JSON in a field, read with from_json; JSON that is not is refused, naming the field.
+    inner = "data=" + '{"id": 7, "msg": "backup failed"}'.replace(" ", "%20")
+    answer = api.post(f"/api/v1/alerts/webhook/json-in-form?key={webhook_key}", content=inner, headers=FORM)
+    assert answer.status_code == 202, answer.text
+    assert alerts(context)[1].summary == "backup failed"
+    refused = api.post(
+        f"/api/v1/alerts/webhook/json-in-form?key={webhook_key}", content="data=oops", headers=FORM
+    )
+    assert refused.status_code == 400
+    assert {d["field"] for d in refused.json()["error"]["details"]} == {"summary", "dedup_key"}
+    # The same body without the form's content type is not JSON: refused.
+    assert api.post(path, content=body).status_code == 400
+    assert len(alerts(context)) == 2

@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 from html.parser import HTMLParser
 from typing import Any, Literal
+from urllib.parse import parse_qs
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
@@ -807,6 +808,23 @@ def _evidence(item: Any) -> dict[str, Any]:
     return item if isinstance(item, dict) else {"item": item}
 
 
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+_FORM_MAX_FIELDS = 1000
+
+
+def parse_webhook_body(body: bytes, content_type: str | None) -> Any:
+    """A tool's webhook body: JSON, or a form (``application/x-www-form-urlencoded``, as ``curl -d`` and older
+    tools post) read as an object of its fields, each a string (a list when the field repeats)."""
+    if (content_type or "").split(";", 1)[0].strip().lower() != FORM_CONTENT_TYPE:
+        return parse_json(body)
+    try:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=_FORM_MAX_FIELDS)
+    except (UnicodeDecodeError, ValueError) as exc:
+        message = f"the body is not a readable form: {exc}"
+        raise InvalidPayload(message, [{"field": "body", "message": message}]) from None
+    return {name: values[0] if len(values) == 1 else values for name, values in fields.items()}
+
+
 def webhook_format_named(automation: AutomationConfig, name: str) -> WebhookFormat:
     found = automation.webhook_format(name)
     if found is None:
@@ -844,17 +862,20 @@ def delivery_events(
     source: str = "auto",
     automation: AutomationConfig | None = None,
     webhook_format: str | None = None,
+    content_type: str | None = None,
 ) -> tuple[str, list[AlertEvent]]:
     """The source (told by the payload's fields when ``auto``) and the events of one raw delivery: a JSON
     payload as a source would POST it, a mail message as an email integration would receive it (read with
-    the org file's email rules), or a tool's own JSON read by the org file's ``webhook_format``."""
+    the org file's email rules), or a tool's own JSON (or form, by ``content_type``) read by the org file's
+    ``webhook_format``."""
     automation = automation or AutomationConfig()
     if webhook_format is not None or source == "webhook":
         if webhook_format is None:
             raise InvalidPayload("a webhook delivery is read by a format: name one", [])
         if source not in ("auto", "webhook"):
             raise InvalidPayload(f"a webhook format reads webhook deliveries, not {source}", [])
-        return "webhook", from_webhook(parse_json(body), webhook_format_named(automation, webhook_format))
+        read = webhook_format_named(automation, webhook_format)
+        return "webhook", from_webhook(parse_webhook_body(body, content_type), read)
     if source == "email" or (source == "auto" and looks_like_mail(body)):
         return "email", [from_email(body, automation.email_rules)]
     data = parse_json(body)

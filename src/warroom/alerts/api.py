@@ -315,6 +315,7 @@ async def webhook_alerts(
             key,
             request.headers.get("authorization"),
             await request.body(),
+            request.headers.get("content-type"),
         )
     )
 
@@ -413,7 +414,11 @@ async def preview_alerts(
     would open, and what is open now (the alert it would update, the group's incident it would join, the
     maintenance window that would hold it). Nothing is stored; no integration key is needed."""
     kind, events = adapters.delivery_events(
-        await request.body(), source, context.org.automation, webhook_format
+        await request.body(),
+        source,
+        context.org.automation,
+        webhook_format,
+        request.headers.get("content-type"),
     )
     return await run_in_threadpool(_preview, context, kind, events, integration)
 

@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
+import orjson
 from dateutil.rrule import rrulestr
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
@@ -525,6 +526,8 @@ class InhibitRule(StrictModel):
 payload_environment = ImmutableSandboxedEnvironment(
     autoescape=False, undefined=ChainableUndefined, finalize=lambda value: "" if value is None else value
 )
+# Tools that post a form often put JSON in one of its fields: ``(payload.data | from_json).monitor.name``.
+payload_environment.filters["from_json"] = orjson.loads
 
 
 @lru_cache(maxsize=2048)

@@ -223,14 +223,21 @@ def handle_opsgenie_change(
 
 
 async def handle_webhook(
-    state: Any, context: AppContext, format_name: str, key: str | None, authorization: str | None, body: bytes
+    state: Any,
+    context: AppContext,
+    format_name: str,
+    key: str | None,
+    authorization: str | None,
+    body: bytes,
+    content_type: str | None = None,
 ) -> Answer:
-    """A tool's own JSON, read by the org file's webhook format ``format_name``; answered after the commit.
+    """A tool's own JSON (or form), read by the org file's webhook format ``format_name``; answered after the
+    commit.
     Every item skipped (a test ping) still needs a good key: the answer then says nothing was stored."""
     kind = IntegrationType.webhook
     try:
         webhook_format = adapters.webhook_format_named(context.org.automation, format_name)
-        events = adapters.from_webhook(adapters.parse_json(body), webhook_format)
+        events = adapters.from_webhook(adapters.parse_webhook_body(body, content_type), webhook_format)
         result = await writer_for(state, context).submit(
             key or bearer(authorization), kind, kind.value, events
         )
