@@ -30,21 +30,23 @@ def summary(org: OrgConfig) -> str:
     """What an org file holds, in one line (``config check`` prints it too)."""
     automation = org.automation
     counts = [
-        (len(org.services), "services"),
-        (len(org.severities), f"severity levels ({', '.join(org.severity_ids)})"),
-        (len(org.audiences), "audiences"),
-        (len(org.severity_rules), "suggestion rules"),
-        (len(org.people), "people"),
-        (len(org.teams), "teams"),
-        (len(org.schedules), "schedules"),
-        (len(org.escalation_policies), "escalation policies"),
-        (len(automation.rules), "automation rules"),
-        (len(automation.enrich), "enrichment entries"),
-        (len(automation.inhibit_rules), "inhibit rules"),
-        (len(automation.webhook_formats), "webhook formats"),
-        (len(automation.heartbeats), "heartbeats"),
+        (len(org.services), "service", "services"),
+        (len(org.severities), "severity level", "severity levels"),
+        (len(org.audiences), "audience", "audiences"),
+        (len(org.severity_rules), "suggestion rule", "suggestion rules"),
+        (len(org.people), "person", "people"),
+        (len(org.teams), "team", "teams"),
+        (len(org.schedules), "schedule", "schedules"),
+        (len(org.escalation_policies), "escalation policy", "escalation policies"),
+        (len(automation.rules), "automation rule", "automation rules"),
+        (len(automation.enrich), "enrichment entry", "enrichment entries"),
+        (len(automation.inhibit_rules), "inhibit rule", "inhibit rules"),
+        (len(automation.webhook_formats), "webhook format", "webhook formats"),
+        (len(automation.heartbeats), "heartbeat", "heartbeats"),
     ]
-    return ", ".join(f"{count} {what}" for count, what in counts)
+    shown = [f"{count} {one if count == 1 else many}" for count, one, many in counts]
+    shown[1] += f" ({', '.join(org.severity_ids)})"
+    return ", ".join(shown)
 
 
 def status(context: AppContext) -> ConfigStatus:
