@@ -476,7 +476,8 @@ def test_org_file_accepts_and_validates_the_setting(tmp_path: Path) -> None:
     )
     checked = run_cli("config", "check", str(bad), check=False)
     assert checked.returncode == 2
-    assert "automation.rules[1].acknowledge_incident_with_alerts" in checked.stderr
+    index = [r.name for r in org.automation.rules].index("critical-monitoring")
+    assert f"automation.rules[{index}].acknowledge_incident_with_alerts" in checked.stderr
 
 
 # --- acknowledged by a person --------------------------------------------------------------------------
