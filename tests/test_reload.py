@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +137,34 @@ def test_kill_hup_and_the_cli_reload_a_running_server(tmp_path: Path, org_file: 
             ).status_code
             == 202
         )
+
+
+@pytest.mark.e2e
+def test_kill_hup_reloads_a_worker(tmp_path: Path, org_file: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'worker.db'}"
+    log_path = tmp_path / "worker.log"
+    command = [
+        sys.executable,
+        "-m",
+        "warroom",
+        "worker",
+        "--config",
+        str(org_file),
+        "--database-url",
+        database_url,
+    ]
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "worker " in log_path.read_text(), timeout=30)
+        write_org(org_file, webhook_formats=[CI_FORMAT])
+        worker.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reloaded" in log_path.read_text(), timeout=30)
+        assert "1 webhook format," in log_path.read_text()
+        org_file.write_text("automation: {rules: 3}\n")
+        worker.send_signal(signal.SIGHUP)
+        wait_until(lambda: "not reloaded" in log_path.read_text(), timeout=30)
+        assert worker.poll() is None  # it runs on with the file it had
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
