@@ -344,3 +344,13 @@ def test_forms_are_read_as_their_fields(api: TestClient, context: AppContext, we
     # The same body without the form's content type is not JSON: refused.
     assert api.post(path, content=body).status_code == 400
     assert len(alerts(context)) == 2
+
+
+def test_an_alertname_label_names_the_alert_when_no_alert_template_does() -> None:
+    named_by_label = WebhookFormat.model_validate(
+        {"name": "by-label", "summary": "{{ payload.text }}", "labels": {"alertname": "{{ payload.rule }}"}}
+    )
+    [event] = from_webhook({"text": "queue backed up", "rule": "QueueDepth"}, named_by_label)
+    assert (event.alert_type, event.labels["alertname"]) == ("QueueDepth", "QueueDepth")
+    [unnamed] = from_webhook({"text": "queue backed up"}, named_by_label)
+    assert unnamed.alert_type == "by-label"  # the format's name

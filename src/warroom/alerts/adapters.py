@@ -755,12 +755,17 @@ def from_webhook(data: Any, webhook_format: WebhookFormat) -> list[AlertEvent]:
         )
         if renderer.value("skip", webhook_format.skip):
             continue
-        alert_name = _clip(renderer.text("alert", webhook_format.alert), 200) or webhook_format.name
         labels = {
             name: _clip(text, 1000)
             for name, source in webhook_format.labels.items()
             if (text := renderer.text(f"labels.{name}", source))
         }
+        # The alert's name: its template, else an alertname label the format renders, else the format's name.
+        alert_name = (
+            _clip(renderer.text("alert", webhook_format.alert), 200)
+            or labels.get("alertname", "")[:200]
+            or webhook_format.name
+        )
         labels.update(alertname=alert_name, webhook_format=webhook_format.name)
         word = renderer.text("severity", webhook_format.severity).lower()
         mapped = {key.lower(): value for key, value in webhook_format.severity_map.items()}.get(word)
