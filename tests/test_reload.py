@@ -113,6 +113,7 @@ def test_kill_hup_and_the_cli_reload_a_running_server(tmp_path: Path, org_file: 
         assert server.process is not None
         server.process.send_signal(signal.SIGHUP)
         wait_until(lambda: httpx.post(url, json={"pipeline": "nightly"}).status_code == 202)
+        assert "reloaded" in server.log_path.read_text()  # the operator sees it took
 
         cli_env = {**env, "WARROOM_URL": server.url, "WARROOM_TOKEN": admin}
         write_org(org_file, webhook_formats=[{**CI_FORMAT, "name": "ci2"}])

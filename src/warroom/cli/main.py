@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -170,6 +171,8 @@ def serve(
             + ("(plain, no TLS)" if mail_tls is None else "(STARTTLS)")
             + ", to <key of an email integration>@…"
         )
+    # Warroom's own log lines (an org file reloaded on kill -HUP, retention's counts) beside uvicorn's.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="info", access_log=False)
 
 
