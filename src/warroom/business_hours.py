@@ -13,7 +13,6 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from holidays import country_holidays
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from warroom.timezones import check_zone
@@ -24,7 +23,10 @@ _LOOKAHEAD_DAYS = 400
 
 @lru_cache(maxsize=32)
 def _public_holidays(country: str, subdivision: str | None) -> Any:
-    """The country's calendar (years are filled in as they are asked for)."""
+    """The country's calendar (years are filled in as they are asked for). Imported here: the library's
+    calendars take a while to import, and only org files that name a country need them."""
+    from holidays import country_holidays
+
     return country_holidays(country, subdiv=subdivision)
 
 
