@@ -3,6 +3,7 @@ by templates of the org file and posted to ``/api/v1/alerts/webhook/<format>``."
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from pathlib import Path
@@ -11,13 +12,15 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tests.alerts.conftest import make_key
 from tests.alerts.test_intake import alerts
 from tests.conftest import EXAMPLE_CONFIG
-from warroom.alerts.adapters import InvalidPayload, from_webhook
+from warroom.alerts.adapters import InvalidPayload, from_webhook, parse_webhook_body
 from warroom.alerts.config import WebhookFormat
 from warroom.cli.main import app
 from warroom.context import AppContext
@@ -341,9 +344,22 @@ def test_forms_are_read_as_their_fields(api: TestClient, context: AppContext, we
     )
     assert refused.status_code == 400
     assert {d["field"] for d in refused.json()["error"]["details"]} == {"summary", "dedup_key"}
+    # multipart/form-data, as Uptime Kuma's "form-data" preset posts: its JSON in the field "data".
+    multipart = api.post(
+        f"/api/v1/alerts/webhook/json-in-form?key={webhook_key}",
+        files={"data": (None, '{"id": 8, "msg": "disk full"}'), "note": (None, "from kuma")},
+    )
+    assert multipart.status_code == 202, multipart.text
+    assert alerts(context)[2].summary == "disk full" and alerts(context)[2].raw["note"] == "from kuma"
+    broken = api.post(
+        f"/api/v1/alerts/webhook/json-in-form?key={webhook_key}",
+        content=b"no parts here",
+        headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+    )
+    assert broken.status_code == 400 and "not a readable form" in broken.text
     # The same body without the form's content type is not JSON: refused.
     assert api.post(path, content=body).status_code == 400
-    assert len(alerts(context)) == 2
+    assert len(alerts(context)) == 3
 
 
 def test_an_alertname_label_names_the_alert_when_no_alert_template_does() -> None:
@@ -354,3 +370,43 @@ def test_an_alertname_label_names_the_alert_when_no_alert_template_does() -> Non
     assert (event.alert_type, event.labels["alertname"]) == ("QueueDepth", "QueueDepth")
     [unnamed] = from_webhook({"text": "queue backed up"}, named_by_label)
     assert unnamed.alert_type == "by-label"  # the format's name
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.binary(max_size=2000)
+    | st.builds(
+        lambda parts: b"--b\r\n" + b"\r\n--b\r\n".join(parts) + b"\r\n--b--\r\n",
+        st.lists(
+            st.binary(max_size=200)
+            | st.builds(
+                lambda name, charset, encoding, value: (
+                    (
+                        f'Content-Disposition: form-data; name="{name}"\r\n'
+                        f"Content-Type: text/plain; charset={charset}\r\n"
+                        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
+                    ).encode("latin-1", "replace")
+                    + value
+                ),
+                st.text(max_size=10),
+                st.sampled_from(["utf-8", "latin-1", "no-such-charset", ""]),
+                st.sampled_from(["8bit", "base64", "quoted-printable", "x-odd"]),
+                st.binary(max_size=100),
+            ),
+            max_size=5,
+        ),
+    ),
+    content_type=st.sampled_from(
+        [
+            None,
+            "application/json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=b",
+            "multipart/form-data",
+            'multipart/form-data; boundary=""',
+        ]
+    ),
+)
+def test_any_body_is_read_or_refused_as_bad_input(body: bytes, content_type: str | None) -> None:
+    with contextlib.suppress(InvalidPayload):
+        parse_webhook_body(body, content_type)

@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 from html.parser import HTMLParser
 from typing import Any, Literal
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
@@ -814,20 +814,65 @@ def _evidence(item: Any) -> dict[str, Any]:
 
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+MULTIPART_CONTENT_TYPE = "multipart/form-data"
 _FORM_MAX_FIELDS = 1000
 
 
+def _unreadable_form(reason: object) -> InvalidPayload:
+    message = f"the body is not a readable form: {reason}"
+    return InvalidPayload(message, [{"field": "body", "message": message}])
+
+
+def _form_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """A form's fields as an object: each a string, or a list when the field repeats."""
+    fields: dict[str, list[str]] = {}
+    for name, value in pairs:
+        fields.setdefault(name, []).append(value)
+    return {name: values[0] if len(values) == 1 else values for name, values in fields.items()}
+
+
+def _multipart_pairs(body: bytes, content_type: str) -> list[tuple[str, str]]:
+    # The stdlib's MIME parser reads form-data as it reads mail: one part per field, named by its
+    # Content-Disposition. Files are read as text like any other field.
+    message = email.message_from_bytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body, policy=email.policy.HTTP
+    )
+    if not message.is_multipart() or message.defects:
+        raise _unreadable_form(message.defects[0] if message.defects else "no parts")
+    pairs = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            raise _unreadable_form("a part without a name")
+        payload = part.get_payload(decode=True)
+        pairs.append((name, _text(payload, part.get_content_charset()) if isinstance(payload, bytes) else ""))
+        if len(pairs) > _FORM_MAX_FIELDS:
+            raise _unreadable_form(f"over {_FORM_MAX_FIELDS} fields")
+    return pairs
+
+
+def _text(payload: bytes, charset: str | None) -> str:
+    try:
+        return payload.decode(charset or "utf-8", "replace")
+    except LookupError:  # a charset Python does not know
+        return payload.decode("utf-8", "replace")
+
+
 def parse_webhook_body(body: bytes, content_type: str | None) -> Any:
-    """A tool's webhook body: JSON, or a form (``application/x-www-form-urlencoded``, as ``curl -d`` and older
-    tools post) read as an object of its fields, each a string (a list when the field repeats)."""
-    if (content_type or "").split(";", 1)[0].strip().lower() != FORM_CONTENT_TYPE:
+    """A tool's webhook body: JSON, or a form read as an object of its fields, each a string (a list when the
+    field repeats): ``application/x-www-form-urlencoded``, as ``curl -d`` and older tools post it, or
+    ``multipart/form-data`` (Uptime Kuma's "form-data" preset puts its JSON in the field ``data``)."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type == MULTIPART_CONTENT_TYPE:
+        assert content_type is not None
+        return _form_fields(_multipart_pairs(body, content_type))
+    if media_type != FORM_CONTENT_TYPE:
         return parse_json(body)
     try:
-        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=_FORM_MAX_FIELDS)
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=_FORM_MAX_FIELDS)
     except (UnicodeDecodeError, ValueError) as exc:
-        message = f"the body is not a readable form: {exc}"
-        raise InvalidPayload(message, [{"field": "body", "message": message}]) from None
-    return {name: values[0] if len(values) == 1 else values for name, values in fields.items()}
+        raise _unreadable_form(exc) from None
+    return _form_fields(pairs)
 
 
 def webhook_format_named(automation: AutomationConfig, name: str) -> WebhookFormat:
