@@ -18,13 +18,7 @@ from urllib.parse import parse_qsl
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from warroom.alerts.config import (
-    AutomationConfig,
-    EmailRule,
-    WebhookFormat,
-    payload_expression,
-    payload_template,
-)
+from warroom.alerts.config import AutomationConfig, EmailRule, TemplateRenderer, WebhookFormat
 from warroom.alerts.schemas import (
     AlertmanagerWebhook,
     GenericAlert,
@@ -696,40 +690,10 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class _Renderer:
-    """Renders one format's fields for one item, collecting what fails by field rather than stopping."""
-
-    def __init__(self, variables: dict[str, Any], where: str) -> None:
-        self.variables = variables
-        self.where = where
-        self.errors: list[dict[str, Any]] = []
-
-    def _failed(self, field_name: str, exc: Exception) -> None:
-        self.errors.append({"field": f"{self.where}{field_name}", "message": f"{type(exc).__name__}: {exc}"})
-
-    def text(self, field_name: str, source: str | None) -> str:
-        if source is None:
-            return ""
-        try:
-            return payload_template(source).render(self.variables).strip()
-        except Exception as exc:  # a template meets a payload it cannot read: say which field, store nothing
-            self._failed(field_name, exc)
-            return ""
-
-    def value(self, field_name: str, source: str | None) -> Any:
-        if source is None:
-            return None
-        try:
-            return payload_expression(source)(**self.variables)
-        except Exception as exc:
-            self._failed(field_name, exc)
-            return None
-
-
 def _webhook_items(data: Any, webhook_format: WebhookFormat) -> list[Any]:
     if webhook_format.each is None:
         return [data]
-    renderer = _Renderer({"payload": data, "item": data}, "")
+    renderer = TemplateRenderer({"payload": data, "item": data}, "")
     found = renderer.value("each", webhook_format.each)
     if renderer.errors:
         raise InvalidPayload(f"each: {renderer.errors[0]['message']}", renderer.errors)
@@ -750,7 +714,7 @@ def from_webhook(data: Any, webhook_format: WebhookFormat) -> list[AlertEvent]:
     read: list[tuple[dict[str, Any], Any]] = []
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(items):
-        renderer = _Renderer(
+        renderer = TemplateRenderer(
             {"payload": data, "item": item}, f"[{index}]." if webhook_format.each is not None else ""
         )
         if renderer.value("skip", webhook_format.skip):

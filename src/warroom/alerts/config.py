@@ -540,6 +540,38 @@ def payload_expression(source: str) -> Callable[..., Any]:
     return payload_environment.compile_expression(source, undefined_to_none=True)
 
 
+class TemplateRenderer:
+    """Renders the org file's payload templates and expressions over ``variables``, collecting what fails by
+    field (``where`` + the field's name) rather than stopping: the caller refuses the delivery (a webhook
+    format) or keeps the alert with the failures (enrichment)."""
+
+    def __init__(self, variables: dict[str, Any], where: str = "") -> None:
+        self.variables = variables
+        self.where = where
+        self.errors: list[dict[str, Any]] = []
+
+    def _failed(self, field_name: str, exc: Exception) -> None:
+        self.errors.append({"field": f"{self.where}{field_name}", "message": f"{type(exc).__name__}: {exc}"})
+
+    def text(self, field_name: str, source: str | None) -> str:
+        if source is None:
+            return ""
+        try:
+            return payload_template(source).render(self.variables).strip()
+        except Exception as exc:  # a template meets data it cannot read (a sandbox refusal, a type error)
+            self._failed(field_name, exc)
+            return ""
+
+    def value(self, field_name: str, source: str | None) -> Any:
+        if source is None:
+            return None
+        try:
+            return payload_expression(source)(**self.variables)
+        except Exception as exc:
+            self._failed(field_name, exc)
+            return None
+
+
 class WebhookLink(StrictModel):
     href: str = Field(min_length=1, description="Template; a link that renders empty is left out.")
     text: str | None = Field(default=None, description="Template.")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from warroom.alerts.adapters import AlertEvent
-from warroom.alerts.config import AlertFacts, AutomationConfig, EnrichRule, payload_template
+from warroom.alerts.config import AlertFacts, AutomationConfig, EnrichRule, TemplateRenderer
 
 log = logging.getLogger("warroom.alerts.enrichment")
 
@@ -38,17 +38,8 @@ def _view(source: str, event: AlertEvent) -> dict[str, Any]:
 
 def _apply(entry: EnrichRule, source: str, event: AlertEvent) -> list[str]:
     """Apply one matching entry; the failures, as "entry: field: error"."""
-    variables = _view(source, event)
-    errors: list[str] = []
-
-    def text(field: str, template: str) -> str:
-        try:
-            return payload_template(template).render(variables).strip()
-        except Exception as exc:  # an alert the template cannot read is still stored, with the failure
-            errors.append(f"{entry.name}: {field}: {type(exc).__name__}: {exc}")
-            return ""
-
-    if entry.service is not None and (service := text("service", entry.service)):
+    renderer = TemplateRenderer(_view(source, event), f"{entry.name}: ")
+    if entry.service is not None and (service := renderer.text("service", entry.service)):
         event.service = service[:200]
         event.service_is_guess = False
     if entry.severity is not None:
@@ -56,23 +47,23 @@ def _apply(entry: EnrichRule, source: str, event: AlertEvent) -> list[str]:
     labels = {
         name: value[:1000]
         for name, template in entry.labels.items()
-        if (value := text(f"labels.{name}", template))
+        if (value := renderer.text(f"labels.{name}", template))
     }
     if labels:
         event.labels = {**event.labels, **labels}
     annotations = {
         name: value
         for name, template in entry.annotations.items()
-        if (value := text(f"annotations.{name}", template))
+        if (value := renderer.text(f"annotations.{name}", template))
     }
     if annotations:
         event.annotations = {**event.annotations, **annotations}
     for index, link in enumerate(entry.links):
-        href = text(f"links[{index}].href", link.href)
+        href = renderer.text(f"links[{index}].href", link.href)
         if href:
-            shown = text(f"links[{index}].text", link.text) if link.text else ""
+            shown = renderer.text(f"links[{index}].text", link.text)
             event.links = [*event.links, {"href": href[:2000], **({"text": shown[:500]} if shown else {})}]
-    return errors
+    return [f"{error['field']}: {error['message']}" for error in renderer.errors]
 
 
 def enrich(automation: AutomationConfig, source: str, events: Sequence[AlertEvent]) -> list[str]:
