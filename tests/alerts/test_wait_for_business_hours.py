@@ -11,6 +11,8 @@ from sqlalchemy import select
 
 from tests.alerts.test_rule_delay import incident_ids
 from warroom.alerts.automation import DELAY_KIND
+from warroom.alerts.config import AutomationRule
+from warroom.alerts.models import Alert
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents.models import Incident
@@ -104,3 +106,39 @@ def test_a_delay_that_ends_after_hours_waits_for_the_next_morning(
     clock.set(datetime(2026, 12, 2, 16, 58, tzinfo=UTC))  # Wednesday 17:58 in Berlin
     fire(api, generic_key, "web-1")
     assert waiting_jobs(context) == [(datetime(2026, 12, 3, 8, 0, tzinfo=UTC), "5m and business hours")]
+
+
+def test_a_rule_during_business_hours_or_outside_them(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    by_day = AutomationRule.model_validate(
+        {
+            "name": "web-by-day",
+            "during": "business_hours",
+            "match": {"labels": {"team": "web"}},
+            "incident": {"title": "{{ alert.summary }}", "severity": "P2"},
+        }
+    )
+    at_night = AutomationRule.model_validate(
+        {"name": "web-at-night", "during": "outside_business_hours", "match": {"labels": {"team": "web"}}}
+    )
+    rules = [by_day, at_night, *context.org.automation.rules]
+    context.org = context.org.model_copy(
+        update={"automation": context.org.automation.model_copy(update={"rules": rules})}
+    )
+    body = {"summary": "5xx on /cart", "severity": "warning", "labels": {"team": "web"}}
+    clock.set(SATURDAY_NIGHT)
+    [shown] = api.post("/api/v1/alerts/preview", json=body, headers=responder).json()
+    verdicts = {verdict["rule"]: verdict for verdict in shown["rules"]}
+    assert verdicts["web-by-day"]["why_not"] == "outside business hours now (the rule is for business hours)"
+    assert verdicts["web-at-night"]["applied"] is True
+    answer = api.post(f"/api/v1/alerts?key={generic_key}", json={**body, "dedup_key": "night"})
+    assert answer.json()["alerts"][0]["incident"] is None  # recorded by the night rule, nobody paged
+    clock.set(MONDAY_MORNING + timedelta(hours=1))
+    answer = api.post(f"/api/v1/alerts?key={generic_key}", json={**body, "dedup_key": "day"})
+    assert answer.json()["alerts"][0]["incident"] is not None
+    with context.db.read() as session:
+        assert session.scalars(select(Alert.rules).order_by(Alert.id)).all() == [
+            ["web-at-night"],
+            ["web-by-day"],
+        ]

@@ -54,10 +54,23 @@ def matches(match: RuleMatch, alert: Alert) -> bool:
     return match.accepts(AlertFacts.of(alert))
 
 
-def matching_rules(automation: AutomationConfig, alert: Alert) -> list[AutomationRule]:
+def hours_mismatch(org: OrgConfig, rule: AutomationRule, now: datetime) -> str | None:
+    """Why a rule's ``during`` keeps it from applying at ``now``, in words (None: it may apply)."""
+    if rule.during == "always":
+        return None
+    open_now = org.business_hours.is_open(now)
+    if rule.during == "business_hours" and not open_now:
+        return "outside business hours now (the rule is for business hours)"
+    if rule.during == "outside_business_hours" and open_now:
+        return "within business hours now (the rule is for outside them)"
+    return None
+
+
+def matching_rules(org: OrgConfig, alert: Alert, now: datetime) -> list[AutomationRule]:
+    automation = org.automation
     found = []
     for rule in automation.rules:
-        if matches(rule.match, alert):
+        if matches(rule.match, alert) and hours_mismatch(org, rule, now) is None:
             found.append(rule)
             if automation.mode == "first":
                 break
@@ -379,10 +392,11 @@ def preview(
         dedup_key=event.dedup_key,
     )
     facts = AlertFacts.of(alert)
-    applied = matching_rules(automation, alert)
+    now = utcnow()
+    applied = matching_rules(org, alert, now)
     verdicts = []
     for rule in automation.rules:
-        why_not = rule.match.mismatch(facts)
+        why_not = rule.match.mismatch(facts) or hours_mismatch(org, rule, now)
         verdicts.append(
             RuleVerdict(rule=rule.name, matched=why_not is None, applied=rule in applied, why_not=why_not)
         )
@@ -455,7 +469,7 @@ def on_created(
     automation = org.automation
     if automation.inhibit_rules and _inhibited(session, org, alert):
         return  # recorded; routed when its inhibitor resolves
-    rules = matching_rules(automation, alert) if automation.rules else []
+    rules = matching_rules(org, alert, utcnow()) if automation.rules else []
     incident: Incident | None = None
     if rules:
         alert.rules = [rule.name for rule in rules]

@@ -211,6 +211,11 @@ class IncidentAction(StrictModel):
 class AutomationRule(StrictModel):
     name: str = Field(min_length=1)
     match: RuleMatch = Field(default_factory=RuleMatch)
+    during: Literal["always", "business_hours", "outside_business_hours"] = Field(
+        default="always",
+        description="When the rule applies, by the org file's business_hours at the moment automation first "
+        "sees the alert: route warnings to the team by day and to nobody at night, or page differently.",
+    )
     incident: IncidentAction | None = None
     runbooks: list[str] = Field(default_factory=list, description="Attached by name to a new incident.")
     page: str | None = Field(default=None, description="Escalation policy to page when an incident opens.")
