@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+from warroom.alerts.digest import schedule_digest
 from warroom.alerts.expiry import schedule_sweeps
 from warroom.alerts.heartbeats import watch_unpinged
 from warroom.alerts.maintenance import schedule_windows
@@ -60,15 +61,16 @@ def status(context: AppContext) -> ConfigStatus:
 
 def start_recurring(context: AppContext) -> None:
     """Start the chains of recurring jobs the org file asks for that have none pending (a new entry, or a
-    fresh database): status page polls, recurring maintenance windows, auto-resolve sweeps, retention, and the
-    first deadline of heartbeats watched before their first ping. Warn of integrations whose service is
-    gone."""
+    fresh database): status page polls, recurring maintenance windows, auto-resolve sweeps, retention, the
+    unrouted digest, and the first deadline of heartbeats watched before their first ping. Warn of
+    integrations whose service is gone."""
     with context.db.write() as session:
         schedule_polls(session, context.org)
         schedule_windows(session, context.org)
         watch_unpinged(session, context.org)
         schedule_sweeps(session, context.org)
         schedule_pruning(session)
+        schedule_digest(session, context.org, utcnow())
         lost = integrations.lost_services(session, context.org)
     for integration in lost:
         log.warning("%s", integrations.lost_service_warning(integration))

@@ -14,6 +14,7 @@ SUBSCRIBER_MODULES: list[str] = [
     "warroom.oncall.subscribers",
 ]
 JOB_HANDLER_MODULES: list[str] = [
+    "warroom.alerts.digest",
     "warroom.alerts.heartbeats",
     "warroom.alerts.maintenance",
     "warroom.alerts.pending",

@@ -704,6 +704,13 @@ class EnrichRule(StrictModel):
         return self
 
 
+class UnroutedDigest(StrictModel):
+    """A message to an audience when business hours begin, about the alerts that arrived since the last one
+    and that no rule routed: they are stored, but nobody was paged and nobody may have looked."""
+
+    audience: str = Field(description="An audience of this file; its notification channels get the digest.")
+
+
 class AutomationConfig(StrictModel):
     mode: Literal["first", "all"] = Field(
         default="first", description="Apply the first matching rule, or all."
@@ -772,6 +779,9 @@ class AutomationConfig(StrictModel):
         default_factory=list,
         description="While an alert matching a source fires, new alerts matching its target (with the same "
         "equal labels) are recorded but not acted on.",
+    )
+    unrouted_digest: UnroutedDigest | None = Field(
+        default=None, description="Tell an audience, each morning, which alerts no rule routed."
     )
     webhook_formats: list[WebhookFormat] = Field(
         default_factory=list,
@@ -871,6 +881,11 @@ def check_references(org: OrgConfig) -> list[str]:
     for index, entry in enumerate(automation.auto_resolve):
         where = f"automation.auto_resolve[{index}].match"
         problems.extend(_unknown_match_services(where, entry.match, service_names))
+    digest = automation.unrouted_digest
+    if digest is not None and digest.audience not in audience_ids:
+        problems.append(
+            f"automation.unrouted_digest.audience: {digest.audience!r} is not one of {audience_ids}"
+        )
     for index, enrich_rule in enumerate(automation.enrich):
         where = f"automation.enrich[{index}]"
         problems.extend(_unknown_match_services(f"{where}.match", enrich_rule.match, service_names))

@@ -32,6 +32,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from warroom.alerts.automation import DELAY_KIND
 from warroom.alerts.config import RetentionConfig
+from warroom.alerts.digest import DIGEST_KIND
 from warroom.alerts.expiry import SWEEP_KIND
 from warroom.alerts.heartbeats import CHECK_KIND as HEARTBEAT_CHECK_KIND
 from warroom.alerts.maintenance import SCHEDULE_KIND as MAINTENANCE_SCHEDULE_KIND
@@ -60,6 +61,7 @@ RECURRING_KINDS = (
     HEARTBEAT_CHECK_KIND,
     MAINTENANCE_SCHEDULE_KIND,
     DELAY_KIND,
+    DIGEST_KIND,
 )
 
 
