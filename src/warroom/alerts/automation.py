@@ -26,6 +26,7 @@ from warroom.alerts.config import (
 from warroom.alerts.handlers import run_handlers
 from warroom.alerts.models import Alert, AlertStatus
 from warroom.alerts.schemas import IncidentPreview, RoutingPreview, RuleVerdict
+from warroom.auth.models import IntegrationKey
 from warroom.db import utcnow
 from warroom.durations import format_duration
 from warroom.events import DomainEvent, publish
@@ -54,8 +55,16 @@ def matches(match: RuleMatch, alert: Alert) -> bool:
     return match.accepts(AlertFacts.of(alert))
 
 
-def hours_mismatch(org: OrgConfig, rule: AutomationRule, now: datetime) -> str | None:
-    """Why a rule's ``during`` keeps it from applying at ``now``, in words (None: it may apply)."""
+def rule_mismatch(org: OrgConfig, rule: AutomationRule, now: datetime, integration: str | None) -> str | None:
+    """Why a rule's ``integrations`` or ``during`` keep it from applying to an alert that came in through
+    ``integration`` (its name; None for none) at ``now``, in words (None: it may apply)."""
+    if rule.integrations and integration not in rule.integrations:
+        came = (
+            f"came in through {integration!r}"
+            if integration is not None
+            else "came in through no integration"
+        )
+        return f"{came}, not one of {rule.integrations}"
     if rule.during == "always":
         return None
     open_now = org.business_hours.is_open(now)
@@ -66,15 +75,26 @@ def hours_mismatch(org: OrgConfig, rule: AutomationRule, now: datetime) -> str |
     return None
 
 
-def matching_rules(org: OrgConfig, alert: Alert, now: datetime) -> list[AutomationRule]:
+def matching_rules(
+    org: OrgConfig, alert: Alert, now: datetime, integration: str | None = None
+) -> list[AutomationRule]:
     automation = org.automation
     found = []
     for rule in automation.rules:
-        if matches(rule.match, alert) and hours_mismatch(org, rule, now) is None:
+        if matches(rule.match, alert) and rule_mismatch(org, rule, now, integration) is None:
             found.append(rule)
             if automation.mode == "first":
                 break
     return found
+
+
+def integration_name(session: Session, org: OrgConfig, alert: Alert) -> str | None:
+    """The name of the integration an alert came in through, when a rule asks (one lookup per integration
+    and session: the session's identity map keeps it)."""
+    if alert.integration_id is None or not any(rule.integrations for rule in org.automation.rules):
+        return None
+    integration = session.get(IntegrationKey, alert.integration_id)
+    return integration.name if integration is not None else None
 
 
 def _alert_view(alert: Alert) -> dict[str, Any]:
@@ -371,6 +391,7 @@ def preview(
     session: Session | None = None,
     *,
     scope: str | None = None,
+    integration: str | None = None,
 ) -> RoutingPreview:
     """What the rules would do with this alert: which match (and why the others do not), and the incident it
     would open or join. Nothing is written. Without a ``session`` it is the org file alone; with one it also
@@ -393,10 +414,10 @@ def preview(
     )
     facts = AlertFacts.of(alert)
     now = utcnow()
-    applied = matching_rules(org, alert, now)
+    applied = matching_rules(org, alert, now, integration)
     verdicts = []
     for rule in automation.rules:
-        why_not = rule.match.mismatch(facts) or hours_mismatch(org, rule, now)
+        why_not = rule.match.mismatch(facts) or rule_mismatch(org, rule, now, integration)
         verdicts.append(
             RuleVerdict(rule=rule.name, matched=why_not is None, applied=rule in applied, why_not=why_not)
         )
@@ -469,7 +490,11 @@ def on_created(
     automation = org.automation
     if automation.inhibit_rules and _inhibited(session, org, alert):
         return  # recorded; routed when its inhibitor resolves
-    rules = matching_rules(org, alert, utcnow()) if automation.rules else []
+    rules = (
+        matching_rules(org, alert, utcnow(), integration_name(session, org, alert))
+        if automation.rules
+        else []
+    )
     incident: Incident | None = None
     if rules:
         alert.rules = [rule.name for rule in rules]

@@ -211,6 +211,11 @@ class IncidentAction(StrictModel):
 class AutomationRule(StrictModel):
     name: str = Field(min_length=1)
     match: RuleMatch = Field(default_factory=RuleMatch)
+    integrations: list[str] = Field(
+        default_factory=list,
+        description="Only alerts that came in through one of these integrations (by name, as in 'integration "
+        "list'): a staging Prometheus that never pages, one vendor's mail. Empty: any.",
+    )
     during: Literal["always", "business_hours", "outside_business_hours"] = Field(
         default="always",
         description="When the rule applies, by the org file's business_hours at the moment automation first "

@@ -339,9 +339,10 @@ def preview(
 
     With ``integration_id``, the open alert is looked up among that integration's alerts only, as intake
     dedups them; without it, among all alerts of the source (two Alertmanagers could share a fingerprint)."""
-    scope = None
+    scope = integration_name = None
     if integration_id is not None:
         integration = integrations.get_integration(session, integration_id)
+        integration_name = integration.name
         if integration.type.value != source:
             raise InvalidInput(
                 f"integration {integration_id} ({integration.name}) takes {integration.type.value} "
@@ -358,7 +359,7 @@ def preview(
     windows = maintenance.active_windows(session.connection(), utcnow())
     previews = []
     for event in events:
-        shown = automation.preview(org, source, event, session, scope=scope)
+        shown = automation.preview(org, source, event, session, scope=scope, integration=integration_name)
         facts = AlertFacts(source, event.severity, event.alert_type, event.service, event.labels)
         held = maintenance.holding_window(windows, facts)
         shown.maintenance_window = f"MW-{held}" if held is not None else None
