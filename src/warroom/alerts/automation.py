@@ -440,8 +440,8 @@ def preview(
             notify=[notify.audience for rule in applied for notify in rule.notify],
             delay=action.delay if action.delay > timedelta(0) else None,
         )
-        opens_at = action.opens_at(org, utcnow())
-        if action.wait_for_business_hours and opens_at > utcnow() + action.delay:
+        opens_at = action.opens_at(org, now)
+        if action.wait_for_business_hours and opens_at > now + action.delay:
             incident.waits_for_business_hours = opens_at
         if session is not None:
             key = group_key(opening, action, automation, alert)
@@ -490,11 +490,8 @@ def on_created(
     automation = org.automation
     if automation.inhibit_rules and _inhibited(session, org, alert):
         return  # recorded; routed when its inhibitor resolves
-    rules = (
-        matching_rules(org, alert, utcnow(), integration_name(session, org, alert))
-        if automation.rules
-        else []
-    )
+    now = utcnow()
+    rules = matching_rules(org, alert, now, integration_name(session, org, alert)) if automation.rules else []
     incident: Incident | None = None
     if rules:
         alert.rules = [rule.name for rule in rules]
@@ -522,7 +519,7 @@ def on_created(
                         _add_affected_service(session, org, incident, alert)
                     _back_to_investigating(session, org, incident, alert)
                     _raise_severity(session, org, rule.incident, incident, alert)
-                elif not waited and (opens_at := rule.incident.opens_at(org, utcnow())) > utcnow():
+                elif not waited and (opens_at := rule.incident.opens_at(org, now)) > now:
                     _open_later(session, alert, rule, opens_at)
                     waiting = True
                     continue

@@ -232,8 +232,8 @@ async def handle_webhook(
     content_type: str | None = None,
 ) -> Answer:
     """A tool's own JSON (or form), read by the org file's webhook format ``format_name``; answered after the
-    commit.
-    Every item skipped (a test ping) still needs a good key: the answer then says nothing was stored."""
+    commit. A delivery whose items are all skipped (a test ping) still needs a good key, and its answer says
+    nothing was stored."""
     kind = IntegrationType.webhook
     try:
         webhook_format = adapters.webhook_format_named(context.org.automation, format_name)
