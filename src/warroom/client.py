@@ -310,6 +310,14 @@ class Client:
             self.request("POST", f"/api/v1/alerts/{ref}/notes", json={"body": body})
         )
 
+    def edit_alert_note(self, ref: str, note_id: int, body: str) -> AlertDetail:
+        return AlertDetail.model_validate(
+            self.request("PATCH", f"/api/v1/alerts/{ref}/notes/{note_id}", json={"body": body})
+        )
+
+    def delete_alert_note(self, ref: str, note_id: int) -> AlertDetail:
+        return AlertDetail.model_validate(self.request("DELETE", f"/api/v1/alerts/{ref}/notes/{note_id}"))
+
     def preview_alerts(
         self,
         delivery: bytes,

@@ -16,6 +16,8 @@ from tests.conftest import EXAMPLE_CONFIG
 from tests.e2e.server import run_cli, serve_for_cli
 from warroom.alerts import retention
 from warroom.alerts.models import AlertNote
+from warroom.auth import service as auth_service
+from warroom.auth.models import Role
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents.models import TimelineEntry
@@ -216,3 +218,53 @@ def test_cli_notes_and_shows_them(tmp_path: Path) -> None:
         assert blank.returncode == 1 and "--message must not be blank" in blank.stderr
         missing = run_cli("alerts", "note", "ALR-999", "-m", "x", env=env, check=False)
         assert missing.returncode == 1 and "ALR-999" in missing.stderr
+        corrected = run_cli("alerts", "note", ref, "--edit", "1", "-m", "Indexer stuck on doc 42", env=env)
+        assert f"{ref} note corrected" in corrected.stdout
+        shown = run_cli("alerts", "show", ref, env={**env, "COLUMNS": "200"}).stdout
+        assert "Indexer stuck on doc 42" in shown and "edited" in shown
+        both = run_cli("alerts", "note", ref, "--edit", "1", "--delete", "1", env=env, check=False)
+        assert both.returncode == 1 and "not both" in both.stderr
+        taken = run_cli("alerts", "note", ref, "--delete", "1", env=env)
+        assert f"{ref} note taken back" in taken.stdout
+
+
+def test_the_author_or_an_admin_corrects_or_takes_back_a_note(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str], admin: dict[str, str]
+) -> None:
+    alert_id = fire(
+        api, generic_key, summary="charges failing", severity="critical", labels={"service": "payments"}
+    )
+    note_id = note(api, alert_id, "PSP returns 503 for US cards", responder).json()["notes"][0]["id"]
+    with context.db.write() as session:
+        other = auth_service.create_token(session, name="someone-else", role=Role.responder).token
+    url = f"/api/v1/alerts/ALR-{alert_id}/notes/{note_id}"
+    # Another responder may not; bad input and unknown notes change nothing either.
+    assert api.patch(url, json={"body": "x"}, headers={"Authorization": f"Bearer {other}"}).status_code == 403
+    assert api.delete(url, headers={"Authorization": f"Bearer {other}"}).status_code == 403
+    assert api.patch(url, json={"body": "   "}, headers=responder).status_code == 422
+    assert api.patch(url, json={}, headers=responder).status_code == 422
+    assert (
+        api.patch(
+            f"/api/v1/alerts/ALR-{alert_id}/notes/999", json={"body": "x"}, headers=responder
+        ).status_code
+        == 404
+    )
+    assert api.delete(f"/api/v1/alerts/ALR-{alert_id}/notes/0", headers=responder).status_code == 422
+    # The author corrects it; the timeline keeps both versions (it is append-only).
+    corrected = api.patch(url, json={"body": "PSP returns 503 for EU cards"}, headers=responder)
+    assert corrected.status_code == 200, corrected.text
+    [shown] = corrected.json()["notes"]
+    assert shown["body"] == "PSP returns 503 for EU cards" and shown["edited_at"] is not None
+    # An admin takes it back.
+    taken = api.delete(url, headers=admin)
+    assert taken.status_code == 200 and taken.json()["notes"] == []
+    assert stored_notes(context) == 0
+    with context.db.read() as session:
+        actions = [
+            e.action for e in session.scalars(select(TimelineEntry).where(TimelineEntry.kind == "note"))
+        ]
+    assert actions == [
+        f"Note on alert ALR-{alert_id}: PSP returns 503 for US cards",
+        f"Note {note_id} on alert ALR-{alert_id} corrected: PSP returns 503 for EU cards",
+        f"Note {note_id} on alert ALR-{alert_id} taken back by admin-user",
+    ]

@@ -56,6 +56,7 @@ from warroom.auth.integrations import (
     IntegrationRotate,
     IntegrationUpdate,
 )
+from warroom.auth.models import Role
 from warroom.auth.signing import MAX_SKEW_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from warroom.context import AppContext
 from warroom.deps import MAX_ROW_ID, Admin, Context, Offset, Responder, RowId, Viewer
@@ -493,6 +494,33 @@ def note_alert(ref: str, body: NoteRequest, context: Context, principal: Respond
     alert's incident too, if it has one."""
     with context.db.write() as session:
         alert = service.add_note(session, ref=ref, body=body.body, author=principal.name)
+        return service.to_detail(alert)
+
+
+@router.patch("/api/v1/alerts/{ref}/notes/{note_id}", response_model=AlertDetail)
+def edit_alert_note(
+    ref: str, note_id: RowId, body: NoteRequest, context: Context, principal: Responder
+) -> AlertDetail:
+    """Correct a note: its author, or an admin (403 otherwise). The incident's timeline keeps what it said."""
+    with context.db.write() as session:
+        alert = service.edit_note(
+            session,
+            ref=ref,
+            note_id=note_id,
+            body=body.body,
+            performer=principal.name,
+            admin=principal.role == Role.admin,
+        )
+        return service.to_detail(alert)
+
+
+@router.delete("/api/v1/alerts/{ref}/notes/{note_id}", response_model=AlertDetail)
+def delete_alert_note(ref: str, note_id: RowId, context: Context, principal: Responder) -> AlertDetail:
+    """Take a note back: its author, or an admin (403 otherwise). The incident's timeline keeps it."""
+    with context.db.write() as session:
+        alert = service.delete_note(
+            session, ref=ref, note_id=note_id, performer=principal.name, admin=principal.role == Role.admin
+        )
         return service.to_detail(alert)
 
 

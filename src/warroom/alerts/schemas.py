@@ -321,6 +321,7 @@ class AlertNoteRead(BaseModel):
     author: str
     body: str
     created_at: datetime
+    edited_at: datetime | None = None
 
 
 class AlertDetail(AlertRead):

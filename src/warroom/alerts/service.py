@@ -38,7 +38,7 @@ from warroom.auth.integrations import IntegrationIdentity
 from warroom.auth.models import IntegrationType
 from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, utcnow
 from warroom.durations import format_duration
-from warroom.errors import Conflict, InvalidInput, NotFound
+from warroom.errors import Conflict, Forbidden, InvalidInput, NotFound
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import OPEN_STATUSES, Incident, TimelineKind
 from warroom.orgconfig import OrgConfig
@@ -741,6 +741,60 @@ def add_note(session: Session, *, ref: str | int, body: str, author: str) -> Ale
         kind=TimelineKind.note,
         action=f"Note on alert {alert.ref}: {text}",
         data={"alert": alert.id, "note": alert.notes[-1].id},
+    )
+    return alert
+
+
+def _own_note(
+    session: Session, ref: str | int, note_id: int, performer: str, admin: bool
+) -> tuple[Alert, AlertNote]:
+    """An alert's note, locked, if ``performer`` may change it: its author, or an admin."""
+    alert = get_alert(session, ref, for_update=True)
+    note = next((note for note in alert.notes if note.id == note_id), None)
+    if note is None:
+        raise NotFound(f"{alert.ref} has no note {note_id}")
+    if note.author != performer and not admin:
+        raise Forbidden(
+            f"note {note_id} on {alert.ref} is {note.author}'s: only its author or an admin may change it"
+        )
+    return alert, note
+
+
+def edit_note(
+    session: Session, *, ref: str | int, note_id: int, body: str, performer: str, admin: bool = False
+) -> Alert:
+    """Correct a note (its author, or an admin). The incident's timeline keeps what it said and gets the new
+    text: the timeline is append-only."""
+    text = body.strip()
+    if not text:
+        raise InvalidInput("the note is blank", {"field": "body"})
+    alert, note = _own_note(session, ref, note_id, performer, admin)
+    note.body = text
+    note.edited_at = utcnow()
+    automation.on_incident_timeline(
+        session,
+        alert,
+        performer=performer,
+        kind=TimelineKind.note,
+        action=f"Note {note_id} on alert {alert.ref} corrected: {text}",
+        data={"alert": alert.id, "note": note_id, "edited": True},
+    )
+    return alert
+
+
+def delete_note(
+    session: Session, *, ref: str | int, note_id: int, performer: str, admin: bool = False
+) -> Alert:
+    """Take a note back (its author, or an admin). An incident's timeline keeps it and says so."""
+    alert, note = _own_note(session, ref, note_id, performer, admin)
+    alert.notes.remove(note)
+    automation.on_incident_timeline(
+        session,
+        alert,
+        performer=performer,
+        kind=TimelineKind.note,
+        action=f"Note {note_id} on alert {alert.ref} taken back by {performer}",
+        data={"alert": alert.id, "note": note_id, "deleted": True},
     )
     return alert
 

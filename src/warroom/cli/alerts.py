@@ -130,7 +130,19 @@ def _show(alert: AlertDetail) -> None:
     for link in alert.links:
         console.print(escape(f"link: {link.get('text') or ''} {link.get('href')}"))
     if alert.notes:
-        table("Notes", ["when", "by", "note"], [(when(n.created_at), n.author, n.body) for n in alert.notes])
+        table(
+            "Notes",
+            ["#", "when", "by", "note"],
+            [
+                (
+                    n.id,
+                    when(n.created_at) + (f" (edited {when(n.edited_at)})" if n.edited_at else ""),
+                    n.author,
+                    n.body,
+                )
+                for n in alert.notes
+            ],
+        )
     for error in alert.handler_errors:
         error_console.print(
             f"[red]handler {escape(str(error.get('handler')))} failed:[/] {escape(str(error.get('error')))}"
@@ -591,14 +603,36 @@ def resolve(
 def note(
     refs: AlertRefs,
     message: Annotated[
-        str, typer.Option("--message", "-m", help="The note: what you found, why it can wait.")
-    ],
+        str | None, typer.Option("--message", "-m", help="The note: what you found, why it can wait.")
+    ] = None,
+    edit: Annotated[
+        int | None,
+        typer.Option("--edit", min=1, help="Correct this note (its number in 'alerts show') instead."),
+    ] = None,
+    delete: Annotated[
+        int | None, typer.Option("--delete", min=1, help="Take this note back (yours, or any as an admin).")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Write a note on alerts; 'alerts show' lists them, and an alert's incident gets it on its timeline.
-    Several alerts get the same note (they share a cause)."""
-    if not message.strip():
+    Several alerts get the same note (they share a cause). --edit N corrects note N of one alert, --delete N
+    takes it back: your own notes, or any as an admin; the incident's timeline keeps what it said."""
+    if edit is not None and delete is not None:
+        fail("give --edit or --delete, not both")
+    if (edit is not None or delete is not None) and len(refs) != 1:
+        fail("--edit and --delete change a note of one alert: name one")
+    if delete is not None:
+        if message is not None:
+            fail("--delete takes no --message")
+        _on_each(refs, lambda client, ref: client.delete_alert_note(ref, delete), "note taken back", as_json)
+        return
+    if message is None or not message.strip():
         fail("--message must not be blank")
+    if edit is not None:
+        _on_each(
+            refs, lambda client, ref: client.edit_alert_note(ref, edit, message), "note corrected", as_json
+        )
+        return
     _on_each(refs, lambda client, ref: client.note_alert(ref, message), "noted", as_json)
 
 
