@@ -119,6 +119,8 @@ def test_kill_hup_and_the_cli_reload_a_running_server(tmp_path: Path, org_file: 
         write_org(org_file, webhook_formats=[{**CI_FORMAT, "name": "ci2"}])
         done = run_cli("config", "reload", env=cli_env)
         assert "reloaded" in done.stdout and "1 webhook format," in done.stdout
+        status = run_cli("config", "status", env={**cli_env, "COLUMNS": "300"})
+        assert str(org_file) in status.stdout and "read 20" in status.stdout
         assert (
             httpx.post(
                 f"{server.url}/api/v1/alerts/webhook/ci2?key={key}", json={"pipeline": "x"}

@@ -270,6 +270,20 @@ def config_check(file: Annotated[Path, typer.Argument(help="The YAML org file.")
     console.print(f"[green]ok[/] {escape(str(file))}: {escape(reload.summary(org))}")
 
 
+@config_app.command("status")
+def config_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Which org file the running server uses and when it read it (WARROOM_URL, WARROOM_TOKEN)."""
+    with api_errors(), Client() as client:
+        running = client.config_status()
+    if as_json:
+        print_json(running)
+        return
+    console.print(
+        f"{escape(running.file or '(no org file: defaults)')}, read {when(running.loaded_at)}: "
+        f"{escape(running.summary)}"
+    )
+
+
 @config_app.command("reload")
 def config_reload(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Have the running server read its org file again (admin token; WARROOM_URL, WARROOM_TOKEN), as kill -HUP
