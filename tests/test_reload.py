@@ -20,6 +20,7 @@ from tests.alerts.conftest import make_key
 from tests.conftest import EXAMPLE_CONFIG
 from tests.e2e.server import ServerProcess, create_token, run_cli
 from tests.peers import wait_until
+from warroom import reload
 from warroom.alerts.expiry import SWEEP_KIND
 from warroom.context import AppContext
 from warroom.jobs.models import Job
@@ -171,3 +172,17 @@ def test_kill_hup_reloads_a_worker(tmp_path: Path, org_file: Path) -> None:
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+def test_a_reload_takes_effect_even_when_its_recurring_jobs_cannot_start_now(
+    context: AppContext, org_file: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def database_unwritable(_: AppContext) -> None:
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(reload, "start_recurring", database_unwritable)
+    write_org(org_file, webhook_formats=[CI_FORMAT])
+    loaded = reload.reload_org(context)
+    assert "1 webhook format," in loaded.summary
+    assert context.org.automation.webhook_format("ci") is not None
+    assert "recurring jobs could not be started now" in caplog.text

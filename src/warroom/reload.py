@@ -81,9 +81,14 @@ def reload_org(context: AppContext) -> ConfigStatus:
     org = load_org_config(context.settings.config)
     context.org = org
     context.org_loaded_at = utcnow()
-    start_recurring(context)
     loaded = status(context)
     log.info("org file %s reloaded: %s", loaded.file or "(none: defaults)", loaded.summary)
+    try:
+        start_recurring(context)
+    except Exception as exc:
+        # The new file is in effect either way; only its new recurring work waits (a database that cannot be
+        # written now). The next reload or start begins it.
+        log.warning("org file reloaded, but its recurring jobs could not be started now: %s", exc)
     return loaded
 
 
