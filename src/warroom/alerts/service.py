@@ -725,23 +725,33 @@ def resolve(
     return alert
 
 
-def add_note(session: Session, *, ref: str | int, body: str, author: str) -> Alert:
-    """A responder's note on an alert, kept with it (``alerts show``). When the alert is on an incident, the
-    note goes on the incident's timeline too, where the responders look."""
+def _note_text(body: str) -> str:
     text = body.strip()
     if not text:
         raise InvalidInput("the note is blank", {"field": "body"})
-    alert = get_alert(session, ref)
-    alert.notes.append(AlertNote(author=author, body=text))
-    session.flush()
+    return text
+
+
+def _note_on_timeline(session: Session, alert: Alert, performer: str, action: str, **data: Any) -> None:
+    """What happened to an alert's note, on the timeline of its incident if it has one."""
     automation.on_incident_timeline(
         session,
         alert,
-        performer=author,
+        performer=performer,
         kind=TimelineKind.note,
-        action=f"Note on alert {alert.ref}: {text}",
-        data={"alert": alert.id, "note": alert.notes[-1].id},
+        action=action,
+        data={"alert": alert.id, **data},
     )
+
+
+def add_note(session: Session, *, ref: str | int, body: str, author: str) -> Alert:
+    """A responder's note on an alert, kept with it (``alerts show``). When the alert is on an incident, the
+    note goes on the incident's timeline too."""
+    text = _note_text(body)
+    alert = get_alert(session, ref)
+    alert.notes.append(AlertNote(author=author, body=text))
+    session.flush()
+    _note_on_timeline(session, alert, author, f"Note on alert {alert.ref}: {text}", note=alert.notes[-1].id)
     return alert
 
 
@@ -765,20 +775,12 @@ def edit_note(
 ) -> Alert:
     """Correct a note (its author, or an admin). The incident's timeline keeps what it said and gets the new
     text: the timeline is append-only."""
-    text = body.strip()
-    if not text:
-        raise InvalidInput("the note is blank", {"field": "body"})
+    text = _note_text(body)
     alert, note = _own_note(session, ref, note_id, performer, admin)
     note.body = text
     note.edited_at = utcnow()
-    automation.on_incident_timeline(
-        session,
-        alert,
-        performer=performer,
-        kind=TimelineKind.note,
-        action=f"Note {note_id} on alert {alert.ref} corrected: {text}",
-        data={"alert": alert.id, "note": note_id, "edited": True},
-    )
+    action = f"Note {note_id} on alert {alert.ref} corrected: {text}"
+    _note_on_timeline(session, alert, performer, action, note=note_id, edited=True)
     return alert
 
 
@@ -788,14 +790,8 @@ def delete_note(
     """Take a note back (its author, or an admin). An incident's timeline keeps it and says so."""
     alert, note = _own_note(session, ref, note_id, performer, admin)
     alert.notes.remove(note)
-    automation.on_incident_timeline(
-        session,
-        alert,
-        performer=performer,
-        kind=TimelineKind.note,
-        action=f"Note {note_id} on alert {alert.ref} taken back by {performer}",
-        data={"alert": alert.id, "note": note_id, "deleted": True},
-    )
+    action = f"Note {note_id} on alert {alert.ref} taken back by {performer}"
+    _note_on_timeline(session, alert, performer, action, note=note_id, deleted=True)
     return alert
 
 
