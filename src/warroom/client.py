@@ -301,6 +301,10 @@ class Client:
     def unacknowledge_alert(self, ref: str) -> AlertDetail:
         return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/unacknowledge"))
 
+    def snooze_alert(self, ref: str, *, duration: str | None = None, until: str | None = None) -> AlertDetail:
+        body = {"duration": duration} if duration is not None else {"until": until}
+        return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/snooze", json=body))
+
     def resolve_alert(self, ref: str, *, note: str | None = None) -> AlertDetail:
         body = {"note": note} if note is not None else {}
         return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/resolve", json=body))

@@ -18,6 +18,7 @@ JOB_HANDLER_MODULES: list[str] = [
     "warroom.alerts.heartbeats",
     "warroom.alerts.maintenance",
     "warroom.alerts.pending",
+    "warroom.alerts.snooze",
     "warroom.alerts.status_pages",
     "warroom.alerts.expiry",
     "warroom.alerts.retention",

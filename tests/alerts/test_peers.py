@@ -245,6 +245,16 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     )
     twice = run_cli("alerts", "unack", second_id, env=env, check=False)
     assert twice.returncode == 1 and "is firing, not acknowledged" in twice.stderr
+    # Snoozed instead: acknowledged for two hours, then firing again if nobody resolved it.
+    snoozed = run_cli("alerts", "snooze", second_id, "--for", "2h", env=env, check=False)
+    assert snoozed.returncode == 0 and f"ALR-{second_id} snoozed until" in snoozed.stdout, snoozed.stderr
+    listed = json.loads(run_cli("alerts", "list", "--status", "acknowledged", "--json", env=env).stdout)
+    [snoozed_alert] = [a for a in listed["items"] if str(a["id"]) == second_id]
+    assert snoozed_alert["snoozed_until"] and snoozed_alert["snoozed_by"] == "e2e-admin"
+    neither = run_cli("alerts", "snooze", second_id, env=env, check=False)
+    assert neither.returncode == 1 and "give either --for" in neither.stderr
+    too_long = run_cli("alerts", "snooze", second_id, "--for", "8d", env=env, check=False)
+    assert too_long.returncode == 1 and "at most 7d" in too_long.stderr
     resolved = run_cli("alerts", "resolve", report_id, "--note", "reindexed", env=env, check=False)
     assert resolved.returncode == 0, resolved.stderr
     assert f"ALR-{report_id} resolved" in resolved.stdout

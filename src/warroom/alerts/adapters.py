@@ -9,6 +9,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import getaddresses
 from html.parser import HTMLParser
@@ -28,6 +29,7 @@ from warroom.alerts.schemas import (
     OpsgenieMessage,
     OpsgenieNote,
     OpsgeniePriority,
+    OpsgenieSnooze,
     PagerDutyEvent,
     PagerDutyV1Event,
 )
@@ -427,23 +429,34 @@ class SourceChange:
     severity: str | None = None
     note: str | None = None
     note_author: str | None = None
+    # Opsgenie's snooze and unacknowledge: state changes a source makes for a person, by its alias.
+    snooze_until: datetime | None = None
+    unacknowledge: bool = False
 
 
-OpsgenieUpdate = Literal["message", "description", "priority", "notes"]
+OpsgenieUpdate = Literal["message", "description", "priority", "notes", "snooze", "unacknowledge"]
 _OPSGENIE_UPDATES: dict[str, TypeAdapter[Any]] = {
     "message": TypeAdapter(OpsgenieMessage),
     "description": TypeAdapter(OpsgenieDescription),
     "priority": TypeAdapter(OpsgeniePriority),
     "notes": TypeAdapter(OpsgenieNote),
+    "snooze": TypeAdapter(OpsgenieSnooze),
+    "unacknowledge": _OPSGENIE_ACTION,
 }
 
 
 def opsgenie_change(update: OpsgenieUpdate, body: bytes) -> SourceChange:
     """The change of one Opsgenie update request (``PUT .../message``, ``.../description``, ``.../priority``,
-    ``POST .../notes``)."""
-    data = parse_json(body)
+    ``POST .../notes``, ``.../snooze``, ``.../unacknowledge``)."""
+    data = parse_json(body) if body.strip() or update != "unacknowledge" else {}
     _require_object(data)
     taken = validate_payload(_OPSGENIE_UPDATES[update], data)
+    if isinstance(taken, OpsgenieAction):  # snooze (a subclass) and unacknowledge
+        author = taken.user or taken.source or "opsgenie"
+        note = taken.note.strip() if taken.note and taken.note.strip() else None
+        if isinstance(taken, OpsgenieSnooze):
+            return SourceChange(snooze_until=taken.endTime, note=note, note_author=author)
+        return SourceChange(unacknowledge=True, note=note, note_author=author)
     if isinstance(taken, OpsgenieMessage):
         return SourceChange(summary=taken.message)
     if isinstance(taken, OpsgenieDescription):

@@ -47,6 +47,7 @@ from warroom.alerts.schemas import (
     PromoteRequest,
     ResolveRequest,
     RoutingPreview,
+    SnoozeRequest,
 )
 from warroom.auth import integrations
 from warroom.auth.integrations import (
@@ -273,23 +274,31 @@ _OPSGENIE_ACTIONS: dict[str, Literal["resolve", "acknowledge"]] = {
 @router.post(
     "/v2/alerts/{identifier}/{action}",
     status_code=status.HTTP_202_ACCEPTED,
-    summary="Opsgenie Alert API: close (resolve) or acknowledge the alert of an alias",
+    summary="Opsgenie Alert API: close (resolve), acknowledge, snooze (until endTime) or unacknowledge the "
+    "alert of an alias",
+    description="Snooze and unacknowledge act on the open alert of the alias as if the person named by user "
+    "(else source, else the integration) had done it here: a snooze that ends with the alert still firing "
+    "pages its incident's first responders again; they answer 404 when the integration has no open alert "
+    "with the alias.",
     response_model=None,
 )
-async def opsgenie_close_or_acknowledge(
+async def opsgenie_alert_action(
     identifier: str,
-    action: Literal["close", "acknowledge"],
+    action: Literal["close", "acknowledge", "snooze", "unacknowledge"],
     request: Request,
     context: Context,
     identifier_type: IdentifierType,
     authorization: OpsgenieKeyHeader = None,
 ) -> Response:
     del identifier_type  # only alias is taken
+    if action == "snooze" or action == "unacknowledge":
+        return await _opsgenie_change(request, context, authorization, identifier, action)
+    state_change = _OPSGENIE_ACTIONS[action]
     return await _opsgenie(
         request,
         context,
         authorization,
-        lambda body: adapters.opsgenie_action(_OPSGENIE_ACTIONS[action], identifier, body),
+        lambda body: adapters.opsgenie_action(state_change, identifier, body),
     )
 
 
@@ -474,6 +483,23 @@ def unacknowledge_alert(ref: str, context: Context, principal: Responder) -> Ale
     """Take an acknowledgement back: the alert is firing again; 409 if it is not acknowledged."""
     with context.db.write() as session:
         alert = service.unacknowledge(session, org=context.org, ref=ref, performer=principal.name)
+        return service.to_detail(alert)
+
+
+@router.post("/api/v1/alerts/{ref}/snooze", response_model=AlertDetail)
+def snooze_alert(ref: str, body: SnoozeRequest, context: Context, principal: Responder) -> AlertDetail:
+    """Acknowledge an alert until a moment (``duration`` or ``until``, within 7 days). If it still fires
+    then, it fires again and its incident's first responders are paged as a reminder. Snoozing again moves
+    the end; unacknowledge ends it now. 409 if it is resolved."""
+    with context.db.write() as session:
+        alert = service.snooze(
+            session,
+            org=context.org,
+            ref=ref,
+            performer=principal.name,
+            duration=body.duration,
+            until=body.until,
+        )
         return service.to_detail(alert)
 
 

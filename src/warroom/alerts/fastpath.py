@@ -204,14 +204,16 @@ async def handle_opsgenie(
 def handle_opsgenie_change(
     context: AppContext, authorization: str | None, alias: str, update: adapters.OpsgenieUpdate, body: bytes
 ) -> Answer:
-    """An Opsgenie update of the open alert of an alias (message, description, priority, or a note), as
-    Alertmanager's ``update_alerts`` sends them; no new occurrence. Blocking: run it in a thread."""
+    """An Opsgenie update of the open alert of an alias (message, description, priority, a note, a snooze or
+    an unacknowledge); Alertmanager's ``update_alerts`` sends the first two. No new occurrence. Blocking: run
+    it in a thread."""
     try:
         key = _genie_key(authorization)
         change = adapters.opsgenie_change(update, body)
         with context.db.write() as session:
             alerts_service.change_by_source(
                 session,
+                org=context.org,
                 secret=key,
                 expected=IntegrationType.opsgenie,
                 dedup_key=adapters.opsgenie_dedup_key(alias),

@@ -52,6 +52,10 @@ class Alert(Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Set when a person acknowledged the alert here; NULL when its source did (or nobody has).
     acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    # A snooze is an acknowledgement with an end: then, if the alert still fires, it fires again and its
+    # incident's first responders are reminded (``alerts.snooze``).
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    snoozed_by: Mapped[str | None] = mapped_column(String(200))
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Set when a person resolved the alert (its source never will: a stale alert); NULL when the source did.
     resolved_by: Mapped[str | None] = mapped_column(String(200))

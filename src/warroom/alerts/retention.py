@@ -37,6 +37,7 @@ from warroom.alerts.expiry import SWEEP_KIND
 from warroom.alerts.heartbeats import CHECK_KIND as HEARTBEAT_CHECK_KIND
 from warroom.alerts.maintenance import SCHEDULE_KIND as MAINTENANCE_SCHEDULE_KIND
 from warroom.alerts.models import Alert, AlertStatus, ChangeEvent
+from warroom.alerts.service import SNOOZE_KIND
 from warroom.alerts.status_pages import POLL_KIND
 from warroom.db import Base, utcnow
 from warroom.jobs import service as jobs_service
@@ -62,6 +63,7 @@ RECURRING_KINDS = (
     MAINTENANCE_SCHEDULE_KIND,
     DELAY_KIND,
     DIGEST_KIND,
+    SNOOZE_KIND,
 )
 
 

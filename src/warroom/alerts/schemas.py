@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from warroom.alerts.config import AlertConditions, AlertSeverity
 from warroom.alerts.models import AlertStatus
@@ -134,6 +134,12 @@ class OpsgenieAction(Lenient):
     user: str | None = Field(default=None, max_length=100)
     source: str | None = Field(default=None, max_length=100)
     note: str | None = Field(default=None, max_length=25000)
+
+
+class OpsgenieSnooze(OpsgenieAction):
+    """``POST /v2/alerts/{alias}/snooze``: acknowledged until ``endTime``."""
+
+    endTime: AwareDatetime
 
 
 class OpsgenieMessage(Lenient):
@@ -297,6 +303,12 @@ class AlertRead(BaseModel):
     acknowledged_by: str | None = Field(
         None, description="Who acknowledged it by hand; null when its source did, or nobody has."
     )
+    snoozed_until: datetime | None = Field(
+        None,
+        description="While snoozed: when it fires again if still open (its incident's first responders are "
+        "then reminded).",
+    )
+    snoozed_by: str | None = None
     resolved_at: datetime | None
     resolved_by: str | None = Field(None, description="Who resolved it by hand; null when its source did.")
     resolution_note: str | None = None
@@ -453,6 +465,25 @@ class ResolveRequest(BaseModel):
 
 # A note on an alert: a paragraph or two, not a log dump (that belongs in the evidence).
 NOTE_MAX_LENGTH = 4000
+
+
+# A snooze is a promise to look again, within a week; longer is a maintenance window or a resolve.
+SNOOZE_MIN = timedelta(minutes=1)
+SNOOZE_MAX = timedelta(days=7)
+
+
+class SnoozeRequest(BaseModel):
+    """Acknowledge an alert until a moment: give ``duration`` (e.g. 2h) or ``until``."""
+
+    model_config = ConfigDict(extra="forbid")
+    duration: Duration | None = Field(None, description="How long, e.g. 30m or 4h; 1 minute to 7 days.")
+    until: OffsetDatetime | None = Field(None, description="Instead of duration: when, within 7 days.")
+
+    @model_validator(mode="after")
+    def _one_end(self) -> SnoozeRequest:
+        if (self.until is None) == (self.duration is None):
+            raise ValueError("give either duration or until")
+        return self
 
 
 class NoteRequest(BaseModel):

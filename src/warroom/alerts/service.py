@@ -19,6 +19,8 @@ from warroom.alerts.adapters import AlertEvent, SourceChange, apply_default_serv
 from warroom.alerts.config import AlertFacts
 from warroom.alerts.models import Alert, AlertNote, AlertStatus
 from warroom.alerts.schemas import (
+    SNOOZE_MAX,
+    SNOOZE_MIN,
     AlertDetail,
     AlertNoteRead,
     AlertPage,
@@ -41,6 +43,7 @@ from warroom.durations import format_duration
 from warroom.errors import Conflict, Forbidden, InvalidInput, NotFound
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import OPEN_STATUSES, Incident, TimelineKind
+from warroom.jobs import service as job_service
 from warroom.orgconfig import OrgConfig
 from warroom.severity import service as severity_service
 
@@ -128,6 +131,8 @@ _CHANGED = (
     "acknowledged_at",
     "resolved_at",
     "open_dedup_key",
+    "snoozed_until",
+    "snoozed_by",
 )
 _CHANGES_TABLE = "warroom_alert_changes"
 # Below this many updated alerts in a batch, one pipelined statement per row costs less than the table's
@@ -276,6 +281,9 @@ def ingest(
                 "open_dedup_key": None,
                 "last_raw": event.raw,
                 "event_hash": event.event_hash,
+                # A snooze ends with the alert (its job finds it resolved).
+                "snoozed_until": None,
+                "snoozed_by": None,
             }
             _change(current, updated, changes)
             del open_alerts[event.dedup_key]
@@ -416,7 +424,7 @@ def _automate(
         alert = loaded.get(target.id)
         if alert is None:
             alert = loaded[target.id] = session.get_one(Alert, target.id, populate_existing=True)
-        if outcome != "created" and _held(session, alert):
+        if outcome != "created" and held(session, alert):
             continue  # resolved or acknowledged while still held: nothing was done for it, nothing to undo
         if outcome == "created":
             automation.on_created(session, org, alert)
@@ -428,7 +436,7 @@ def _automate(
         target.incident_id = alert.incident_id
 
 
-def _held(session: Session, alert: Alert) -> bool:
+def held(session: Session, alert: Alert) -> bool:
     """Whether automation leaves the alert alone for now: a maintenance window or an inhibiting alert holds
     it."""
     return (
@@ -460,6 +468,8 @@ def to_read(alert: Alert) -> AlertRead:
         last_seen_at=alert.last_seen_at,
         acknowledged_at=alert.acknowledged_at,
         acknowledged_by=alert.acknowledged_by,
+        snoozed_until=alert.snoozed_until,
+        snoozed_by=alert.snoozed_by,
         resolved_at=alert.resolved_at,
         resolved_by=alert.resolved_by,
         resolution_note=alert.resolution_note,
@@ -682,7 +692,7 @@ def acknowledge(session: Session, *, org: OrgConfig, ref: str | int, performer: 
     alert.acknowledged_at = utcnow()
     alert.acknowledged_by = performer
     session.flush()
-    if not _held(session, alert):
+    if not held(session, alert):
         automation.on_acknowledged(session, org, alert, performer=performer)
     return alert
 
@@ -698,8 +708,9 @@ def unacknowledge(session: Session, *, org: OrgConfig, ref: str | int, performer
     alert.status = AlertStatus.firing
     alert.acknowledged_at = None
     alert.acknowledged_by = None
+    clear_snooze(alert)
     session.flush()
-    if alert.incident_id is not None and not _held(session, alert):
+    if alert.incident_id is not None and not held(session, alert):
         automation.on_incident_timeline(
             session,
             alert,
@@ -722,6 +733,92 @@ def resolve(
     if alert.status == AlertStatus.resolved:
         raise _already(alert, "resolved", alert.resolved_at, alert.resolved_by, "by its source")
     _close(session, org, alert, performer=performer, resolved_by=performer, note=note)
+    return alert
+
+
+def clear_snooze(alert: Alert) -> None:
+    """Forget the alert's snooze (it resolved, or someone unacknowledged it): its job then does nothing."""
+    alert.snoozed_until = None
+    alert.snoozed_by = None
+
+
+# --- snoozing (the job that ends a snooze is ``alerts.snooze``) ---------------------------------------
+
+SNOOZE_KIND = "alerts.snooze_end"
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _job_key(alert_id: int, until: datetime) -> str:
+    return f"{SNOOZE_KIND}:{alert_id}:{until.isoformat()}"
+
+
+def snooze_end(now: datetime, *, duration: timedelta | None, until: datetime | None) -> datetime:
+    """When a snooze asked for now ends: ``duration`` from now, or ``until``; within 1 minute to 7 days."""
+    end = now + duration if duration is not None else until
+    if end is None:
+        raise InvalidInput("give either duration or until", {"field": "duration"})
+    field = "duration" if duration is not None else "until"
+    if end - now < SNOOZE_MIN - timedelta(seconds=1):
+        raise InvalidInput(f"a snooze lasts at least {format_duration(SNOOZE_MIN)}", {"field": field})
+    if end - now > SNOOZE_MAX:
+        raise InvalidInput(
+            f"a snooze lasts at most {format_duration(SNOOZE_MAX)}: for longer, use a maintenance window "
+            "or resolve the alert",
+            {"field": field},
+        )
+    return end
+
+
+def snooze(
+    session: Session,
+    *,
+    org: OrgConfig,
+    ref: str | int,
+    performer: str,
+    duration: timedelta | None = None,
+    until: datetime | None = None,
+) -> Alert:
+    """Acknowledge the alert until a moment (a firing alert is acknowledged as by ``acknowledge``, so its
+    incident may be too); snoozing a snoozed alert moves the end. 409 for a resolved alert."""
+    alert = get_alert(session, ref, for_update=True)
+    if alert.status == AlertStatus.resolved:
+        raise Conflict(f"{alert.ref} is resolved; there is nothing to snooze", {"field": "alert"})
+    now = utcnow()
+    end = snooze_end(now, duration=duration, until=until)
+    if alert.snoozed_until is not None:
+        job_service.cancel(session, idempotency_key=_job_key(alert.id, alert.snoozed_until))
+    was_firing = alert.status == AlertStatus.firing
+    alert.status = AlertStatus.acknowledged
+    if was_firing:
+        alert.acknowledged_at = now
+        alert.acknowledged_by = performer
+    alert.snoozed_until = end
+    alert.snoozed_by = performer
+    session.flush()
+    job_service.enqueue(
+        session,
+        kind=SNOOZE_KIND,
+        payload={"alert_id": alert.id, "until": end.isoformat()},
+        run_at=end,
+        idempotency_key=_job_key(alert.id, end),
+        incident_id=alert.incident_id,
+    )
+    if held(session, alert):
+        return alert
+    if was_firing:
+        automation.on_acknowledged(session, org, alert, performer=performer)
+    automation.on_incident_timeline(
+        session,
+        alert,
+        performer=performer,
+        kind=TimelineKind.alert,
+        action=f"Alert {alert.ref} snoozed by {performer} until {_when(end)} ({format_duration(end - now)}): "
+        "if it still fires then, it fires again and the first responders are paged as a reminder",
+        data={"alert": alert.id, "snoozed_by": performer, "until": end.isoformat()},
+    )
     return alert
 
 
@@ -796,10 +893,18 @@ def delete_note(
 
 
 def change_by_source(
-    session: Session, *, secret: str | None, expected: IntegrationType, dedup_key: str, change: SourceChange
+    session: Session,
+    *,
+    org: OrgConfig,
+    secret: str | None,
+    expected: IntegrationType,
+    dedup_key: str,
+    change: SourceChange,
 ) -> Alert:
     """Apply a source's change to its open alert of ``dedup_key`` (the integration of ``secret``): no new
-    occurrence, and the rules do not run again. 404 when it has no such open alert."""
+    occurrence, and the rules do not run again. 404 when it has no such open alert. A snooze or an
+    unacknowledge is done for the person the source names (else the integration), as if they had done it
+    here; unacknowledging an alert that is not acknowledged changes nothing (Opsgenie's way)."""
     integration = integrations.authenticate_integration(session, secret, expected)
     alert = session.scalar(
         select(Alert)
@@ -816,6 +921,11 @@ def change_by_source(
         alert.severity = change.severity
     if change.note is not None:
         add_note(session, ref=alert.id, body=change.note, author=change.note_author or integration.name)
+    person = change.note_author or integration.name
+    if change.snooze_until is not None:
+        snooze(session, org=org, ref=alert.id, performer=person, until=change.snooze_until)
+    if change.unacknowledge and alert.status == AlertStatus.acknowledged:
+        unacknowledge(session, org=org, ref=alert.id, performer=person)
     return alert
 
 
@@ -840,8 +950,9 @@ def _close(
     alert.open_dedup_key = None
     alert.resolved_by = resolved_by
     alert.resolution_note = note
+    clear_snooze(alert)
     session.flush()
-    if not _held(session, alert):  # a maintenance window still holds it: nothing was done for it
+    if not held(session, alert):  # a maintenance window still holds it: nothing was done for it
         automation.on_resolved(session, org, alert, performer=performer)
 
 

@@ -31,6 +31,7 @@ from warroom.cli.output import (
     emit,
     error_console,
     fail,
+    instant,
     name_values,
     print_json,
     styled,
@@ -71,7 +72,7 @@ ALERT_SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yell
 def alert_row(alert: AlertRead) -> tuple[object, ...]:
     return (
         alert.ref,
-        styled(alert.status.value, ALERT_STATUS_STYLE),
+        _status(alert),
         styled(alert.severity, ALERT_SEVERITY_STYLE),
         alert.source,
         alert.summary[:80],
@@ -80,6 +81,14 @@ def alert_row(alert: AlertRead) -> tuple[object, ...]:
         alert.incident or _unrouted(alert),
         when(alert.last_seen_at),
     )
+
+
+def _status(alert: AlertRead) -> Text:
+    """The status, with a snooze's end: an acknowledgement that will not last."""
+    status = styled(alert.status.value, ALERT_STATUS_STYLE)
+    if alert.snoozed_until is not None:
+        status.append(f" (snoozed until {when(alert.snoozed_until)})", style="dim")
+    return status
 
 
 def _unrouted(alert: AlertRead) -> Text | None:
@@ -94,7 +103,7 @@ def _unrouted(alert: AlertRead) -> Text | None:
 def _show(alert: AlertDetail) -> None:
     console.print(f"[bold]{alert.ref}[/] {escape(alert.summary)}")
     rows = [
-        ("status", styled(alert.status.value, ALERT_STATUS_STYLE)),
+        ("status", _status(alert)),
         ("severity", styled(alert.severity, ALERT_SEVERITY_STYLE)),
         ("source", alert.source + (f" (integration {alert.integration_id})" if alert.integration_id else "")),
         ("type", alert.alert_type),
@@ -376,6 +385,7 @@ def _on_each(
     as_json: bool,
     *,
     chosen: AlertChoice | None = None,
+    detail: Callable[[AlertDetail], str] = lambda alert: "",
 ) -> None:
     """Apply ``act`` to each alert in turn: one refusal (already resolved, say) does not stop the others,
     but the command fails if any was refused. One alert prints as an object in --json, several as a list.
@@ -397,7 +407,8 @@ def _on_each(
                 continue
             changed.append(alert)
             if not as_json and chosen is None:
-                console.print(f"{alert.ref} {done}" + (f" (on {alert.incident})" if alert.incident else ""))
+                on = f" (on {alert.incident})" if alert.incident else ""
+                console.print(f"{alert.ref} {done}{detail(alert)}{on}")
     if as_json:
         print_json(changed[0] if len(refs) == 1 and chosen is None else changed)
     elif chosen is not None:
@@ -559,6 +570,31 @@ def acknowledge(
 def unacknowledge(refs: AlertRefs, as_json: JsonFlag = False) -> None:
     """Take an acknowledgement back: the alerts are firing again (their incidents' timelines say so)."""
     _on_each(refs, lambda client, ref: client.unacknowledge_alert(ref), "unacknowledged: firing", as_json)
+
+
+@alerts_app.command("snooze")
+def snooze(
+    refs: AlertRefs,
+    duration: Annotated[
+        str | None, typer.Option("--for", help="How long, e.g. 30m or 4h (1 minute to 7 days).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="When, ISO 8601 (local time without an offset).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Acknowledge alerts until a moment: if one still fires then, it fires again and its incident's first
+    responders are paged as a reminder. Snoozing again moves the end; `alerts unack` ends it now."""
+    if (duration is None) == (until is None):
+        fail("give either --for (a duration) or --until (an end time)")
+    end = instant(until, "--until")
+    _on_each(
+        refs,
+        lambda client, ref: client.snooze_alert(ref, duration=duration, until=end),
+        "snoozed",
+        as_json,
+        detail=lambda alert: f" until {when(alert.snoozed_until)}" if alert.snoozed_until else "",
+    )
 
 
 @alerts_app.command("resolve")

@@ -191,7 +191,7 @@ def start_paging(
     if (
         escalation is not None
         and escalation.state == EscalationState.active
-        and trigger == "requested"
+        and trigger in ("requested", "snooze_ended")
         and incident.acknowledged_at is None
     ):
         return {"skipped": f"{policy.name} is already escalating"}
@@ -251,6 +251,7 @@ def start_paging(
         "created": f"{incident.ref} opened at {severity}",
         "severity_raised": f"severity raised to {severity}",
         "requested": "page requested by automation",
+        "snooze_ended": "a snoozed alert still fires (reminder)",
     }.get(trigger, trigger)
     _page_position(session, context, incident, policy, escalation, reason=reason, ack_by=deadline)
     _schedule_check(session, incident, escalation, deadline)

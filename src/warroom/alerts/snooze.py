@@ -1,0 +1,58 @@
+"""The end of an alert's snooze (``alerts.service.snooze``): acknowledged until a moment, then firing again
+if it is still open.
+
+A responder who knows an alert can wait ("the disk fills slowly; look again after the deploy") snoozes it
+rather than acknowledging it forever. When the snooze ends and the alert still fires, it is firing again, its
+incident's timeline says so, and its incident's escalation policy pages its first step again as a reminder
+(a durable job, so a restart in between loses nothing). A resolve, an unacknowledge or a new snooze in the
+meantime leaves that job nothing to do.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from warroom.alerts import automation
+from warroom.alerts import service as alerts_service
+from warroom.alerts.models import Alert, AlertStatus
+from warroom.alerts.service import SNOOZE_KIND
+from warroom.db import utcnow
+from warroom.incidents.models import TimelineKind
+from warroom.jobs.models import Job
+from warroom.jobs.service import job_handler
+from warroom.oncall import paging
+
+if TYPE_CHECKING:
+    from warroom.context import AppContext
+
+
+@job_handler(SNOOZE_KIND)
+def end_snooze(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
+    alert = session.get(Alert, job.payload["alert_id"], with_for_update=True)
+    if alert is None:
+        return {"woke": False, "reason": "the alert is gone"}
+    if alert.status == AlertStatus.resolved:
+        return {"woke": False, "reason": "it resolved while snoozed"}
+    if alert.snoozed_until != datetime.fromisoformat(job.payload["until"]):
+        return {"woke": False, "reason": "its snooze was taken back or moved"}
+    snoozed_by = alert.snoozed_by
+    alerts_service.clear_snooze(alert)
+    alert.status = AlertStatus.firing
+    alert.acknowledged_at = None
+    alert.acknowledged_by = None
+    session.flush()
+    if alert.incident_id is None or alerts_service.held(session, alert):
+        return {"woke": True, "incident": None}
+    automation.on_incident_timeline(
+        session,
+        alert,
+        performer=automation.PERFORMER,
+        kind=TimelineKind.alert,
+        action=f"Snooze of alert {alert.ref} (by {snoozed_by}) is over and it still fires: {alert.summary}",
+        data={"alert": alert.id, "snoozed_by": snoozed_by, "snooze_ended": True},
+    )
+    paging.request_paging(session, incident_id=alert.incident_id, trigger="snooze_ended", at=utcnow())
+    return {"woke": True, "incident": f"INC-{alert.incident_id}"}
