@@ -8,6 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from tests.conftest import EXAMPLE_CONFIG
+from warroom.alerts.automation import rule_mismatch
+from warroom.alerts.config import AutomationRule
 from warroom.business_hours import BusinessHours
 from warroom.orgconfig import load_org_config
 from warroom.severity.service import response_due_at
@@ -62,7 +64,6 @@ def test_next_business_day_skips_weekends_and_holidays() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"start": "18:00", "end": "09:00"}, "must be after start"),
         ({"start": "9:00"}, "should match pattern"),
         ({"end": "24:00"}, "should match pattern"),
         ({"weekdays": [7]}, "0 (Monday) to 6 (Sunday)"),
@@ -83,3 +84,57 @@ def test_every_day_closed_never_opens() -> None:
     hours = BusinessHours(weekdays=[0], holidays=[])
     mondays_closed = hours.model_copy(update={"holidays": [date(2026, 1, 5)]})
     assert mondays_closed.next_open(utc(2026, 1, 5, 10, 0)) == utc(2026, 1, 12, 9, 0)
+
+
+# A support desk's night shift: 22:00 to 06:00 New York time, shifts beginning Monday to Friday; the shift
+# belongs to the day it begins (Friday night runs into Saturday morning; Sunday night has none).
+NIGHTS = BusinessHours(time_zone="America/New_York", start="22:00", end="06:00", holiday_country="US")
+
+
+@pytest.mark.parametrize(
+    ("moment", "open_now", "opens"),
+    [
+        (utc(2026, 12, 2, 4, 0), True, utc(2026, 12, 2, 4, 0)),  # Tuesday 23:00 EST: in Tuesday's shift
+        (utc(2026, 12, 2, 10, 0), True, utc(2026, 12, 2, 10, 0)),  # Wednesday 05:00: still Tuesday's
+        (utc(2026, 12, 2, 11, 0), False, utc(2026, 12, 3, 3, 0)),  # 06:00: closed until 22:00
+        (utc(2026, 12, 5, 10, 59), True, utc(2026, 12, 5, 10, 59)),  # Saturday 05:59: Friday's shift
+        (utc(2026, 12, 5, 11, 0), False, utc(2026, 12, 8, 3, 0)),  # Saturday 06:00: Monday 22:00
+        (utc(2026, 12, 7, 4, 0), False, utc(2026, 12, 8, 3, 0)),  # Sunday 23:00: no Sunday shift
+        # Christmas Day (a Friday) has no shift, and that night is closed; the 24th's shift runs into it.
+        (utc(2026, 12, 25, 10, 0), True, utc(2026, 12, 25, 10, 0)),
+        (utc(2026, 12, 26, 4, 0), False, utc(2026, 12, 29, 3, 0)),
+    ],
+)
+def test_night_hours_run_past_midnight(moment: datetime, open_now: bool, opens: datetime) -> None:
+    assert NIGHTS.is_open(moment) is open_now
+    assert NIGHTS.next_open(moment) == opens
+
+
+def test_round_the_clock_on_business_days() -> None:
+    weekdays = BusinessHours(start="00:00", end="00:00")
+    assert weekdays.is_open(utc(2026, 12, 4, 23, 59))  # Friday night
+    assert not weekdays.is_open(utc(2026, 12, 5, 0, 0))  # Saturday
+    assert weekdays.next_open(utc(2026, 12, 5, 12, 0)) == utc(2026, 12, 7, 0, 0)
+    # The next business day after a night shift's start begins at that day's start, not at midnight.
+    assert NIGHTS.next_business_day_start(utc(2026, 12, 2, 4, 0)) == utc(2026, 12, 3, 3, 0)
+
+
+def test_a_team_with_its_own_hours_sets_them_for_its_services() -> None:
+    org = load_org_config(EXAMPLE_CONFIG)  # payments keeps New York hours, 08:00-17:00, US holidays
+    new_york, team = org.business_hours_for(["payments"])
+    assert (new_york.time_zone, team) == ("America/New_York", "payments")
+    assert org.business_hours_for(["search", "payments"]) == (new_york, "payments")  # the first with its own
+    assert org.business_hours_for(["search", None]) == (org.business_hours, None)
+    # Friday 18:00 UTC: Berlin is closed until Monday 09:00; New York until Monday 08:00 (its time).
+    friday = utc(2026, 11, 27, 18, 0)
+    assert response_due_at(org, "P3", friday, ["payments"]) == utc(2026, 11, 30, 13, 0)
+    assert response_due_at(org, "P3", friday, ["search"]) == utc(2026, 11, 30, 8, 0)
+    # Thanksgiving (26 November 2026) is closed in New York, not in Berlin.
+    assert response_due_at(org, "P3", utc(2026, 11, 25, 12, 0), ["payments"]) == utc(2026, 11, 27, 13, 0)
+    # A rule for business hours applies by the hours of the alert's service's team.
+    rule = AutomationRule(name="by-day", during="business_hours")
+    tuesday_morning_in_berlin = utc(2026, 12, 1, 9, 0)  # 04:00 in New York
+    assert rule_mismatch(org, rule, tuesday_morning_in_berlin, None, "search") is None
+    assert rule_mismatch(org, rule, tuesday_morning_in_berlin, None, "payments") == (
+        "outside the business hours of team payments now (the rule is for business hours)"
+    )

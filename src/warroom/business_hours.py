@@ -35,7 +35,12 @@ class BusinessHours(BaseModel):
 
     time_zone: str = "UTC"
     start: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    end: str = Field(default="17:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="The same day.")
+    end: str = Field(
+        default="17:00",
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="Before start: the hours run past midnight (a night shift, 22:00 to 06:00) and belong to "
+        "the day they begin; equal to start: round the clock.",
+    )
     weekdays: list[int] = Field(
         default_factory=lambda: [0, 1, 2, 3, 4], min_length=1, description="0 is Monday."
     )
@@ -61,8 +66,6 @@ class BusinessHours(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> BusinessHours:
-        if self.end <= self.start:
-            raise ValueError(f"end ({self.end}) must be after start ({self.start}) on the same day")
         if self.holiday_subdivision is not None and self.holiday_country is None:
             raise ValueError("holiday_subdivision needs holiday_country")
         if self.holiday_country is not None:
@@ -96,19 +99,30 @@ class BusinessHours(BaseModel):
         name = _public_holidays(self.holiday_country, self.holiday_subdivision).get(day)
         return str(name) if name is not None else None
 
-    def is_open(self, moment: datetime) -> bool:
-        day = moment.astimezone(self.zone).date()
-        return self.is_business_day(day) and self._at(day, self.start) <= moment < self._at(day, self.end)
+    @property
+    def overnight(self) -> bool:
+        """The hours end on the next day (or run round the clock)."""
+        return self.end <= self.start
 
-    def next_open(self, moment: datetime) -> datetime | None:
+    def hours_of(self, day: date) -> tuple[datetime, datetime]:
+        """When the business hours that begin on ``day`` open and close (UTC), whether or not it is a
+        business day."""
+        closing_day = day + timedelta(days=1) if self.overnight else day
+        return self._at(day, self.start), self._at(closing_day, self.end)
+
+    def is_open(self, moment: datetime) -> bool:
+        return self.next_open(moment, within_days=2) == moment
+
+    def next_open(self, moment: datetime, *, within_days: int = _LOOKAHEAD_DAYS) -> datetime | None:
         """``moment`` when it is within business hours, else when they next begin (UTC); None if they never
         do within a year (every day closed)."""
-        day = moment.astimezone(self.zone).date()
-        for offset in range(_LOOKAHEAD_DAYS):
+        # From the day before: night hours that began yesterday may still be open.
+        day = moment.astimezone(self.zone).date() - timedelta(days=1)
+        for offset in range(within_days + 1):
             candidate = day + timedelta(days=offset)
             if not self.is_business_day(candidate):
                 continue
-            opens, closes = self._at(candidate, self.start), self._at(candidate, self.end)
+            opens, closes = self.hours_of(candidate)
             if moment < opens:
                 return opens
             if moment < closes:
@@ -116,6 +130,10 @@ class BusinessHours(BaseModel):
         return None
 
     def next_business_day_start(self, moment: datetime) -> datetime | None:
-        """The start of the first business day after ``moment``'s own (local) day: "next business day"."""
-        tomorrow = moment.astimezone(self.zone).date() + timedelta(days=1)
-        return self.next_open(self._at(tomorrow, "00:00"))
+        """When the first business day after ``moment``'s own (local) day begins: "next business day"."""
+        today = moment.astimezone(self.zone).date()
+        for offset in range(1, _LOOKAHEAD_DAYS + 1):
+            candidate = today + timedelta(days=offset)
+            if self.is_business_day(candidate):
+                return self.hours_of(candidate)[0]
+        return None

@@ -6,6 +6,7 @@ Everything a team tunes lives here; the code ships the seed's matrix as defaults
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -299,6 +300,18 @@ class OrgConfig(StrictModel):
                 + (f"the org file has {', '.join(known)}" if known else "the org file names no services"),
                 {"field": field, "allowed": known},
             )
+
+    def business_hours_for(self, services: Iterable[str | None]) -> tuple[BusinessHours, str | None]:
+        """The working hours that apply to these services: those of the first one's owner team that has its
+        own (and that team's name), else the org's (and None)."""
+        for name in services:
+            service = self.service(name) if name else None
+            if service is None or service.owner_team is None:
+                continue
+            team = next((t for t in self.teams if t.name == service.owner_team), None)
+            if team is not None and team.business_hours is not None:
+                return team.business_hours, team.name
+        return self.business_hours, None
 
     def audience(self, audience_id: str) -> AudienceConfig | None:
         return next((a for a in self.audiences if a.id == audience_id), None)

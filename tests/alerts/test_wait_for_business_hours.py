@@ -142,3 +142,31 @@ def test_a_rule_during_business_hours_or_outside_them(
             ["web-at-night"],
             ["web-by-day"],
         ]
+
+
+# The example's payments team keeps New York hours (08:00-17:00, US holidays): for its service, rules wait
+# for those, not for Berlin's.
+MONDAY_NEW_YORK = datetime(2026, 12, 7, 13, 0, tzinfo=UTC)  # 08:00 in New York, 14:00 in Berlin
+
+
+def test_a_service_whose_team_keeps_its_own_hours_waits_for_them(
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str]
+) -> None:
+    worker = Worker(context, name="w1")
+    clock.set(SATURDAY_NIGHT)
+    fire(api, generic_key, "web-1")
+    fire(api, generic_key, "checkout-1", service="payments")
+    assert waiting_jobs(context) == [(MONDAY_MORNING, "business hours"), (MONDAY_NEW_YORK, "business hours")]
+    run_until(worker, MONDAY_MORNING + timedelta(seconds=1))
+    assert incident_ids(context)[0] is not None and incident_ids(context)[1] is None
+    # Monday 10:00 in Berlin is 04:00 in New York: the payments alert still waits.
+    run_until(worker, MONDAY_NEW_YORK + timedelta(seconds=1))
+    assert incident_ids(context)[1] is not None
+    # In Berlin's hours but before New York's, a new payments alert waits too; the preview says until when.
+    clock.set(MONDAY_NEW_YORK + timedelta(days=1) - timedelta(hours=3))
+    body = {"summary": "refunds slow", "service": "payments", "labels": {"urgency": "low"}}
+    [preview] = api.post("/api/v1/alerts/preview?source=generic", json=body, headers=viewer).json()
+    assert preview["incident"]["waits_for_business_hours"] == "2026-12-08T13:00:00Z"
+    body["service"] = "search"
+    [preview] = api.post("/api/v1/alerts/preview?source=generic", json=body, headers=viewer).json()
+    assert preview["incident"]["waits_for_business_hours"] is None

@@ -55,9 +55,12 @@ def matches(match: RuleMatch, alert: Alert) -> bool:
     return match.accepts(AlertFacts.of(alert))
 
 
-def rule_mismatch(org: OrgConfig, rule: AutomationRule, now: datetime, integration: str | None) -> str | None:
-    """Why a rule's ``integrations`` or ``during`` keep it from applying to an alert that came in through
-    ``integration`` (its name; None for none) at ``now``, in words (None: it may apply)."""
+def rule_mismatch(
+    org: OrgConfig, rule: AutomationRule, now: datetime, integration: str | None, service: str | None
+) -> str | None:
+    """Why a rule's ``integrations`` or ``during`` keep it from applying to an alert of ``service`` that came
+    in through ``integration`` (its name; None for none) at ``now``, in words (None: it may apply). Business
+    hours are those of the service's owner team when it has its own."""
     if rule.integrations and integration not in rule.integrations:
         came = (
             f"came in through {integration!r}"
@@ -67,11 +70,13 @@ def rule_mismatch(org: OrgConfig, rule: AutomationRule, now: datetime, integrati
         return f"{came}, not one of {rule.integrations}"
     if rule.during == "always":
         return None
-    open_now = org.business_hours.is_open(now)
+    hours, team = org.business_hours_for([service])
+    whose = f"the business hours of team {team}" if team else "business hours"
+    open_now = hours.is_open(now)
     if rule.during == "business_hours" and not open_now:
-        return "outside business hours now (the rule is for business hours)"
+        return f"outside {whose} now (the rule is for business hours)"
     if rule.during == "outside_business_hours" and open_now:
-        return "within business hours now (the rule is for outside them)"
+        return f"within {whose} now (the rule is for outside them)"
     return None
 
 
@@ -81,7 +86,7 @@ def matching_rules(
     automation = org.automation
     found = []
     for rule in automation.rules:
-        if matches(rule.match, alert) and rule_mismatch(org, rule, now, integration) is None:
+        if matches(rule.match, alert) and rule_mismatch(org, rule, now, integration, alert.service) is None:
             found.append(rule)
             if automation.mode == "first":
                 break
@@ -417,7 +422,7 @@ def preview(
     applied = matching_rules(org, alert, now, integration)
     verdicts = []
     for rule in automation.rules:
-        why_not = rule.match.mismatch(facts) or rule_mismatch(org, rule, now, integration)
+        why_not = rule.match.mismatch(facts) or rule_mismatch(org, rule, now, integration, alert.service)
         verdicts.append(
             RuleVerdict(rule=rule.name, matched=why_not is None, applied=rule in applied, why_not=why_not)
         )
@@ -440,7 +445,7 @@ def preview(
             notify=[notify.audience for rule in applied for notify in rule.notify],
             delay=action.delay if action.delay > timedelta(0) else None,
         )
-        opens_at = action.opens_at(org, now)
+        opens_at = action.opens_at(org, now, alert.service)
         if action.wait_for_business_hours and opens_at > now + action.delay:
             incident.waits_for_business_hours = opens_at
         if session is not None:
@@ -519,7 +524,7 @@ def on_created(
                         _add_affected_service(session, org, incident, alert)
                     _back_to_investigating(session, org, incident, alert)
                     _raise_severity(session, org, rule.incident, incident, alert)
-                elif not waited and (opens_at := rule.incident.opens_at(org, now)) > now:
+                elif not waited and (opens_at := rule.incident.opens_at(org, now, alert.service)) > now:
                     _open_later(session, alert, rule, opens_at)
                     waiting = True
                     continue

@@ -192,19 +192,22 @@ class IncidentAction(StrictModel):
 
     wait_for_business_hours: bool = Field(
         default=False,
-        description="Outside the org file's business_hours (weekends and public holidays included), the "
+        description="Outside business hours (the org file's, or those of the team that owns the alert's "
+        "service; weekends and public holidays included), the "
         "incident opens when they next begin, if the alert is still open then: a low-urgency problem at "
         "night wakes nobody. Within them, it opens at once (after the delay, if any).",
     )
 
     _delay = field_validator("delay")(duration_between(timedelta(0), timedelta(days=1), "delay"))
 
-    def opens_at(self, org: OrgConfig, fired: datetime) -> datetime:
-        """When the incident of an alert that fired at ``fired`` may open: after the delay and, if the rule
-        waits for them, within business hours (never, within a year, reads as the delay's end)."""
+    def opens_at(self, org: OrgConfig, fired: datetime, service: str | None = None) -> datetime:
+        """When the incident of an alert of ``service`` that fired at ``fired`` may open: after the delay and,
+        if the rule waits for them, within business hours (the service's owner team's, when it has its own;
+        never, within a year, reads as the delay's end)."""
         moment = fired + self.delay
         if self.wait_for_business_hours:
-            moment = org.business_hours.next_open(moment) or moment
+            hours, _ = org.business_hours_for([service])
+            moment = hours.next_open(moment) or moment
         return moment
 
 
@@ -218,7 +221,8 @@ class AutomationRule(StrictModel):
     )
     during: Literal["always", "business_hours", "outside_business_hours"] = Field(
         default="always",
-        description="When the rule applies, by the org file's business_hours at the moment automation first "
+        description="When the rule applies, by business hours (the org's, or the alert's service's owner "
+        "team's) at the moment automation first "
         "sees the alert: route warnings to the team by day and to nobody at night, or page differently.",
     )
     incident: IncidentAction | None = None

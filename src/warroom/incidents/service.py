@@ -94,7 +94,9 @@ def to_read(org: OrgConfig, incident: Incident) -> IncidentRead:
         monitoring_at=incident.monitoring_at,
         resolved_at=incident.resolved_at,
         closed_at=incident.closed_at,
-        response_due_at=severity_service.response_due_at(org, incident.severity, incident.created_at),
+        response_due_at=severity_service.response_due_at(
+            org, incident.severity, incident.created_at, incident.service_names
+        ),
         assessment=Assessment.model_validate(incident.assessment) if incident.assessment else None,
         responders=[ResponderRead.model_validate(r) for r in incident.responders],
     )

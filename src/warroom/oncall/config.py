@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from warroom.business_hours import BusinessHours
 from warroom.durations import Duration
 from warroom.notify.config import CHANNEL_TYPES, find_channel
 from warroom.timezones import check_zone
@@ -106,6 +107,11 @@ class TeamConfig(_Strict):
     manager: str | None = None
     schedule: str | None = Field(default=None, description="The team's on-call schedule.")
     escalation_policy: str | None = Field(default=None, description="The team's default policy.")
+    business_hours: BusinessHours | None = Field(
+        default=None,
+        description="The team's own working hours (its time zone, days and holidays), for the services it "
+        "owns: rules' during and wait_for_business_hours, and next-business-day targets. None: the org's.",
+    )
 
     _name = field_validator("name")(_check_id)
 

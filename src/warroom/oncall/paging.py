@@ -244,7 +244,7 @@ def start_paging(
         escalation.updated_at = now
 
     first_delay = policy.steps[0].delay if policy.steps else timedelta(minutes=15)
-    deadline = severity_service.response_due_at(org, severity, at) or at + first_delay
+    deadline = severity_service.response_due_at(org, severity, at, incident.service_names) or at + first_delay
     # A start that ran late (the worker was down) still gives the first step a moment to answer.
     deadline = max(deadline, now + MIN_ACK_WINDOW)
     reason = {
@@ -261,7 +261,7 @@ def start_paging(
 def note_nobody_paged(session: Session, org: OrgConfig, incident: Incident, at: datetime) -> None:
     """The severity pages nobody (P3): say so on the timeline, with when a response is due."""
     severity = incident.severity
-    due = severity_service.response_due_at(org, severity, at)
+    due = severity_service.response_due_at(org, severity, at, incident.service_names)
     level = org.severity(severity)
     _timeline(
         session,
@@ -447,7 +447,11 @@ def page_context(
         "opened_at": incident.created_at.isoformat(),
         "response_due_at": (
             due.isoformat()
-            if (due := severity_service.response_due_at(org, incident.severity, incident.created_at))
+            if (
+                due := severity_service.response_due_at(
+                    org, incident.severity, incident.created_at, incident.service_names
+                )
+            )
             else None
         ),
         "person": page.person,

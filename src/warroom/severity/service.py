@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from warroom.durations import format_duration
@@ -45,14 +46,18 @@ def validate_severity(org: OrgConfig, severity_id: str) -> str:
     return severity_id
 
 
-def response_due_at(org: OrgConfig, severity_id: str, opened_at: datetime) -> datetime | None:
-    """When the incident must be acknowledged by its level's response-time target."""
+def response_due_at(
+    org: OrgConfig, severity_id: str, opened_at: datetime, services: Iterable[str] = ()
+) -> datetime | None:
+    """When the incident must be acknowledged by its level's response-time target ("next business day" by
+    the hours of the first of its ``services`` whose owner team has its own, else the org's)."""
     level = org.severity(severity_id)
     if level is None:
         return None
     if level.response_target is not None:
         return opened_at + level.response_target
-    return org.business_hours.next_business_day_start(opened_at)
+    hours, _ = org.business_hours_for(services)
+    return hours.next_business_day_start(opened_at)
 
 
 def _at_least(actual: str, threshold: str) -> bool:
