@@ -134,7 +134,7 @@ def test_a_team_with_its_own_hours_sets_them_for_its_services() -> None:
     # A rule for business hours applies by the hours of the alert's service's team.
     rule = AutomationRule(name="by-day", during="business_hours")
     tuesday_morning_in_berlin = utc(2026, 12, 1, 9, 0)  # 04:00 in New York
-    assert rule_mismatch(org, rule, tuesday_morning_in_berlin, None, "search") is None
-    assert rule_mismatch(org, rule, tuesday_morning_in_berlin, None, "payments") == (
+    assert rule_mismatch(org, rule, tuesday_morning_in_berlin, "search") is None
+    assert rule_mismatch(org, rule, tuesday_morning_in_berlin, "payments") == (
         "outside the business hours of team payments now (the rule is for business hours)"
     )

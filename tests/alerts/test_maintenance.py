@@ -167,7 +167,7 @@ def test_match_conditions_narrow_a_window_like_an_automation_rule(
         "labels_missing": ["page_anyway"],
     }
     window = start_window(api, responder, match=match, duration="1h")
-    assert window["match"] == {**match, "type": []}
+    assert window["match"] == {**match, "type": [], "integrations": []}
     assert api.get("/api/v1/maintenance/MW-1", headers=viewer).json()["match"] == window["match"]
 
     def from_alertmanager(name: str, **labels: str) -> dict[str, Any]:
@@ -527,6 +527,10 @@ def test_maintenance_cli_against_a_running_server(tmp_path: Path) -> None:
         assert "MW-2" in narrow and "instance=~db-.*" in narrow and "no page_anyway" in narrow, narrow
         listed = run_cli("maintenance", "list", env=env).stdout
         assert "sources alertmanager" in listed and "severities warning" in listed, listed
+        by_integration = run_cli(
+            "maintenance", "start", "--integration", "prom-staging", "--for", "1h", "-r", "moving it", env=env
+        ).stdout
+        assert "MW-3" in by_integration and "integrations prom-staging" in by_integration, by_integration
 
 
 def test_extending_a_window_moves_its_release(

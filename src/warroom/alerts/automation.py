@@ -19,7 +19,6 @@ from warroom.alerts.config import (
     AutomationConfig,
     AutomationRule,
     IncidentAction,
-    RuleMatch,
     matrix_severity_map,
     template_environment,
 )
@@ -51,23 +50,9 @@ _ASSESSMENT_SOURCE = {
 }
 
 
-def matches(match: RuleMatch, alert: Alert) -> bool:
-    return match.accepts(AlertFacts.of(alert))
-
-
-def rule_mismatch(
-    org: OrgConfig, rule: AutomationRule, now: datetime, integration: str | None, service: str | None
-) -> str | None:
-    """Why a rule's ``integrations`` or ``during`` keep it from applying to an alert of ``service`` that came
-    in through ``integration`` (its name; None for none) at ``now``, in words (None: it may apply). Business
-    hours are those of the service's owner team when it has its own."""
-    if rule.integrations and integration not in rule.integrations:
-        came = (
-            f"came in through {integration!r}"
-            if integration is not None
-            else "came in through no integration"
-        )
-        return f"{came}, not one of {rule.integrations}"
+def rule_mismatch(org: OrgConfig, rule: AutomationRule, now: datetime, service: str | None) -> str | None:
+    """Why a rule's ``during`` keeps it from applying to an alert of ``service`` at ``now``, in words (None:
+    it may apply). Business hours are those of the service's owner team when it has its own."""
     if rule.during == "always":
         return None
     hours, team = org.business_hours_for([service])
@@ -83,10 +68,12 @@ def rule_mismatch(
 def matching_rules(
     org: OrgConfig, alert: Alert, now: datetime, integration: str | None = None
 ) -> list[AutomationRule]:
+    """The rules that apply to ``alert``, which came in through the integration named ``integration``."""
     automation = org.automation
+    facts = AlertFacts.of(alert, integration)
     found = []
     for rule in automation.rules:
-        if matches(rule.match, alert) and rule_mismatch(org, rule, now, integration, alert.service) is None:
+        if rule.match.accepts(facts) and rule_mismatch(org, rule, now, alert.service) is None:
             found.append(rule)
             if automation.mode == "first":
                 break
@@ -94,9 +81,9 @@ def matching_rules(
 
 
 def integration_name(session: Session, org: OrgConfig, alert: Alert) -> str | None:
-    """The name of the integration an alert came in through, when a rule asks (one lookup per integration
-    and session: the session's identity map keeps it)."""
-    if alert.integration_id is None or not any(rule.integrations for rule in org.automation.rules):
+    """The name of the integration an alert came in through, when a condition asks (one lookup per
+    integration and session: the session's identity map keeps it)."""
+    if alert.integration_id is None or not org.automation.matches_integrations:
         return None
     integration = session.get(IntegrationKey, alert.integration_id)
     return integration.name if integration is not None else None
@@ -405,7 +392,7 @@ def preview(
     integration's alerts, as intake dedups them) when given, else among all alerts of ``source``."""
     automation = org.automation
     if automation.enrich:
-        enrichment.enrich(automation, source, [event])
+        enrichment.enrich(automation, source, [event], integration)
     alert = Alert(
         id=0,
         source=source,
@@ -417,12 +404,12 @@ def preview(
         annotations=event.annotations,
         dedup_key=event.dedup_key,
     )
-    facts = AlertFacts.of(alert)
+    facts = AlertFacts.of(alert, integration)
     now = utcnow()
     applied = matching_rules(org, alert, now, integration)
     verdicts = []
     for rule in automation.rules:
-        why_not = rule.match.mismatch(facts) or rule_mismatch(org, rule, now, integration, alert.service)
+        why_not = rule.match.mismatch(facts) or rule_mismatch(org, rule, now, alert.service)
         verdicts.append(
             RuleVerdict(rule=rule.name, matched=why_not is None, applied=rule in applied, why_not=why_not)
         )
@@ -493,10 +480,11 @@ def on_created(
     maintenance window held it, or its rule's ``delay``), so it may carry responders' notes to its incident.
     ``waited``: its rule's delay is over (``alerts.pending``), so the incident opens now."""
     automation = org.automation
-    if automation.inhibit_rules and _inhibited(session, org, alert):
+    integration = integration_name(session, org, alert)
+    if automation.inhibit_rules and _inhibited(session, org, alert, integration):
         return  # recorded; routed when its inhibitor resolves
     now = utcnow()
-    rules = matching_rules(org, alert, now, integration_name(session, org, alert)) if automation.rules else []
+    rules = matching_rules(org, alert, now, integration) if automation.rules else []
     incident: Incident | None = None
     if rules:
         alert.rules = [rule.name for rule in rules]
@@ -538,10 +526,11 @@ def on_created(
     run_handlers(session, org, alert, _incident_of(session, alert, incident), "created")
 
 
-def _inhibited(session: Session, org: OrgConfig, alert: Alert) -> bool:
+def _inhibited(session: Session, org: OrgConfig, alert: Alert, integration: str | None) -> bool:
     """Whether an open alert inhibits this new one (automation.inhibit_rules); if so, it is noted on it."""
     session.flush()  # the alert's id, to leave it out of its own inhibitors
-    found = inhibition.inhibitor(session, org, AlertFacts.of(alert), exclude_id=alert.id, lock=True)
+    facts = AlertFacts.of(alert, integration)
+    found = inhibition.inhibitor(session, org, facts, exclude_id=alert.id, lock=True)
     if found is None:
         return False
     alert.inhibited_by_id = found[0]

@@ -68,11 +68,14 @@ class AlertFacts:
     alert_type: str
     service: str | None
     labels: Mapping[str, str]
+    # The name of the integration it came in through (None: none, or nobody asked; see
+    # ``AutomationConfig.matches_integrations``).
+    integration: str | None = None
 
     @classmethod
-    def of(cls, alert: Any) -> AlertFacts:
+    def of(cls, alert: Any, integration: str | None = None) -> AlertFacts:
         """From an ``Alert``, or anything else with these attributes."""
-        return cls(alert.source, alert.severity, alert.alert_type, alert.service, alert.labels)
+        return cls(alert.source, alert.severity, alert.alert_type, alert.service, alert.labels, integration)
 
 
 @lru_cache(maxsize=1024)
@@ -89,6 +92,11 @@ class AlertConditions(StrictModel):
     type: list[str] = Field(default_factory=list, description="Alert type, e.g. the alertname.")
     labels_regex: dict[str, str] = Field(default_factory=dict, description="Label fully matches the regex.")
     labels_missing: list[str] = Field(default_factory=list, description="Label is absent.")
+    integrations: list[str] = Field(
+        default_factory=list,
+        description="Came in through one of these integrations, by name (as in 'integration list'; a renamed "
+        "integration no longer matches its old name): a staging Prometheus, one vendor's mail.",
+    )
 
     @field_validator("source")
     @classmethod
@@ -116,6 +124,9 @@ class AlertConditions(StrictModel):
 
     def mismatch(self, alert: AlertFacts) -> str | None:
         """The first condition the alert fails, in words (None: it meets them all)."""
+        if self.integrations and alert.integration not in self.integrations:
+            came = repr(alert.integration) if alert.integration is not None else "no integration"
+            return f"came in through {came}, not one of {self.integrations}"
         labels = alert.labels
         for what, value, allowed in (
             ("source", alert.source, self.source),
@@ -214,11 +225,6 @@ class IncidentAction(StrictModel):
 class AutomationRule(StrictModel):
     name: str = Field(min_length=1)
     match: RuleMatch = Field(default_factory=RuleMatch)
-    integrations: list[str] = Field(
-        default_factory=list,
-        description="Only alerts that came in through one of these integrations (by name, as in 'integration "
-        "list'): a staging Prometheus that never pages, one vendor's mail. Empty: any.",
-    )
     during: Literal["always", "business_hours", "outside_business_hours"] = Field(
         default="always",
         description="When the rule applies, by business hours (the org's, or the alert's service's owner "
@@ -236,6 +242,23 @@ class AutomationRule(StrictModel):
         default=None,
         description="Overrides automation.acknowledge_incident_with_alerts for this rule's incidents.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integrations_in_match(cls, data: Any) -> Any:
+        """``integrations`` beside ``match`` (as earlier files have it) is read as ``match.integrations``."""
+        if not isinstance(data, dict) or "integrations" not in data:
+            return data
+        data = dict(data)
+        integrations = data.pop("integrations")
+        match = data.get("match")
+        if isinstance(match, RuleMatch):
+            match = match.model_dump(exclude_defaults=True)
+        match = dict(match) if isinstance(match, dict) else {}
+        if match.get("integrations"):
+            raise ValueError("give integrations in match or beside it, not both")
+        data["match"] = {**match, "integrations": integrations}
+        return data
 
     @model_validator(mode="after")
     def _templates_parse(self) -> AutomationRule:
@@ -682,10 +705,10 @@ class EnrichRule(StrictModel):
     orchestration): the service a source does not name, a severity it gets wrong, the team as a label, a link
     to the dashboard of the instance. Every entry whose ``match`` accepts the alert applies, in order.
 
-    Text fields are Jinja2 templates (sandboxed, read-only) over ``alert``: ``source``, ``type``,
-    ``summary``, ``severity``, ``service`` and ``labels`` as the source sent them (and as earlier entries
-    changed them); a label the alert lacks reads as empty. The alert's identity (its dedup key) is never
-    changed."""
+    Text fields are Jinja2 templates (sandboxed, read-only) over ``alert``: ``source``, ``integration`` (its
+    name), ``type``, ``summary``, ``severity``, ``service`` and ``labels`` as the source sent them (and as
+    earlier entries changed them); a label the alert lacks reads as empty. The alert's identity (its dedup
+    key) is never changed."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$")
     match: RuleMatch = Field(default_factory=RuleMatch)
@@ -812,6 +835,16 @@ class AutomationConfig(StrictModel):
 
     def webhook_format(self, name: str) -> WebhookFormat | None:
         return next((f for f in self.webhook_formats if f.name == name), None)
+
+    @property
+    def matches_integrations(self) -> bool:
+        """Whether any condition of this block names integrations: only then is an alert's integration name
+        looked up for stored alerts."""
+        conditions: list[AlertConditions] = [rule.match for rule in self.rules]
+        conditions += [entry.match for entry in self.auto_resolve]
+        conditions += [part for rule in self.inhibit_rules for part in (rule.source, rule.target)]
+        conditions += [entry.match for entry in self.enrich]
+        return any(condition.integrations for condition in conditions)
 
     def auto_resolve_for(self, alert: AlertFacts) -> AutoResolveConfig | None:
         """The first auto_resolve entry matching an alert, if any."""

@@ -23,10 +23,11 @@ log = logging.getLogger("warroom.alerts.enrichment")
 ERRORS_ANNOTATION = "enrichment_errors"
 
 
-def _view(source: str, event: AlertEvent) -> dict[str, Any]:
+def _view(source: str, event: AlertEvent, integration: str | None) -> dict[str, Any]:
     return {
         "alert": {
             "source": source,
+            "integration": integration,
             "type": event.alert_type,
             "summary": event.summary,
             "severity": event.severity,
@@ -36,9 +37,9 @@ def _view(source: str, event: AlertEvent) -> dict[str, Any]:
     }
 
 
-def _apply(entry: EnrichRule, source: str, event: AlertEvent) -> list[str]:
+def _apply(entry: EnrichRule, source: str, event: AlertEvent, integration: str | None) -> list[str]:
     """Apply one matching entry; the failures, as "entry: field: error"."""
-    renderer = TemplateRenderer(_view(source, event), f"{entry.name}: ")
+    renderer = TemplateRenderer(_view(source, event, integration), f"{entry.name}: ")
     if entry.service is not None and (service := renderer.text("service", entry.service)):
         event.service = service[:200]
         event.service_is_guess = False
@@ -66,18 +67,23 @@ def _apply(entry: EnrichRule, source: str, event: AlertEvent) -> list[str]:
     return [f"{error['field']}: {error['message']}" for error in renderer.errors]
 
 
-def enrich(automation: AutomationConfig, source: str, events: Sequence[AlertEvent]) -> list[str]:
-    """Apply every matching ``automation.enrich`` entry, in order, to each firing event (in place); the names
-    of the entries that failed, once per failed field."""
+def enrich(
+    automation: AutomationConfig, source: str, events: Sequence[AlertEvent], integration: str | None = None
+) -> list[str]:
+    """Apply every matching ``automation.enrich`` entry, in order, to each firing event (in place) that came
+    in through the integration named ``integration``; the names of the entries that failed, once per failed
+    field."""
     failed: list[str] = []
     for event in events:
         if event.action != "trigger":
             continue
         errors: list[str] = []
         for entry in automation.enrich:
-            facts = AlertFacts(source, event.severity, event.alert_type, event.service, event.labels)
+            facts = AlertFacts(
+                source, event.severity, event.alert_type, event.service, event.labels, integration
+            )
             if entry.match.accepts(facts):
-                errors.extend(_apply(entry, source, event))
+                errors.extend(_apply(entry, source, event, integration))
         if errors:
             log.warning("enrichment of %s alert %s: %s", source, event.dedup_key, "; ".join(errors))
             event.annotations = {**event.annotations, ERRORS_ANNOTATION: errors}

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from warroom.alerts import service
 from warroom.alerts.config import AlertFacts
 from warroom.alerts.models import Alert, AlertStatus
+from warroom.auth import integrations
 from warroom.db import utcnow
 from warroom.jobs import service as jobs_service
 from warroom.jobs.models import Job
@@ -38,6 +39,7 @@ def expire_stale(session: Session, org: OrgConfig, now: datetime) -> int:
     if not entries:
         return 0
     cutoff = now - min(entry.after for entry in entries)
+    names = integrations.names_by_id(session) if any(entry.match.integrations for entry in entries) else {}
     resolved = 0
     last_id = 0
     while True:
@@ -53,7 +55,8 @@ def expire_stale(session: Session, org: OrgConfig, now: datetime) -> int:
         if not chunk:
             return resolved
         for alert in chunk:
-            entry = org.automation.auto_resolve_for(AlertFacts.of(alert))
+            integration = names.get(alert.integration_id) if alert.integration_id is not None else None
+            entry = org.automation.auto_resolve_for(AlertFacts.of(alert, integration))
             if entry is not None and alert.last_seen_at <= now - entry.after:
                 service.expire(session, org=org, alert=alert, after=entry.after)
                 resolved += 1

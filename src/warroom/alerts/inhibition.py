@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from warroom.alerts.config import AlertFacts, InhibitRule
 from warroom.alerts.models import Alert, AlertStatus
+from warroom.auth import integrations
 from warroom.orgconfig import OrgConfig
 
 # The newest open alerts looked at for an inhibitor (narrowed first by the sources, types and services the
@@ -48,13 +49,22 @@ def inhibitor(
     if not rules:
         return None
     statement = select(
-        Alert.id, Alert.source, Alert.severity, Alert.alert_type, Alert.service, Alert.labels
+        Alert.id,
+        Alert.source,
+        Alert.severity,
+        Alert.alert_type,
+        Alert.service,
+        Alert.labels,
+        Alert.integration_id,
     ).where(Alert.status.in_(_OPEN))
     if exclude_id is not None:
         statement = statement.where(Alert.id != exclude_id)
     statement = _narrowed(statement, rules).order_by(Alert.id.desc()).limit(CANDIDATES)
+    # The candidates' integration names, only when a rule's source condition names integrations.
+    names = integrations.names_by_id(session) if any(rule.source.integrations for rule in rules) else {}
     for row in session.execute(statement).all():
-        candidate = AlertFacts(row.source, row.severity, row.alert_type, row.service, row.labels)
+        integration = names.get(row.integration_id) if row.integration_id is not None else None
+        candidate = AlertFacts(row.source, row.severity, row.alert_type, row.service, row.labels, integration)
         rule = next((rule for rule in rules if rule.pairs(candidate, alert)), None)
         if rule is None:
             continue

@@ -197,7 +197,10 @@ def ingest(
         apply_default_service(events, integration.service)
     connection = session.connection()  # driver SQL on the session's transaction: no ORM layer per statement
     if org.automation.enrich:
-        alert_metrics.count_enrichment_errors(connection, enrichment.enrich(org.automation, source, events))
+        failed = enrichment.enrich(
+            org.automation, source, events, integration.name if integration is not None else None
+        )
+        alert_metrics.count_enrichment_errors(connection, failed)
     keys = list(dict.fromkeys(event.dedup_key for event in events))
     open_alerts: dict[str, _Open] = {
         dedup_key: _Open(alert_id, _STATUSES[status], event_hash, incident_id)
@@ -302,7 +305,7 @@ def ingest(
             _statement(connection, "update", columns).execute_many(connection, rows)
     if inserts:
         rows = [target.insert for target in inserts if target.insert is not None]
-        _hold_for_maintenance(connection, now, rows)
+        _hold_for_maintenance(connection, now, rows, integration.name if integration is not None else None)
         _statement(connection, "insert", tuple(rows[0])).execute_many(connection, rows)
         opened = _open_alerts(connection, scope, [target.insert_key for target in inserts])
         new_ids = {dedup_key: alert_id for alert_id, dedup_key, *_ in opened}
@@ -368,7 +371,9 @@ def preview(
     previews = []
     for event in events:
         shown = automation.preview(org, source, event, session, scope=scope, integration=integration_name)
-        facts = AlertFacts(source, event.severity, event.alert_type, event.service, event.labels)
+        facts = AlertFacts(
+            source, event.severity, event.alert_type, event.service, event.labels, integration_name
+        )
         held = maintenance.holding_window(windows, facts)
         shown.maintenance_window = f"MW-{held}" if held is not None else None
         inhibiting = inhibition.inhibitor(session, org, facts) if shown.open_alert is None else None
@@ -379,14 +384,16 @@ def preview(
     return previews
 
 
-def _hold_for_maintenance(connection: Connection, now: datetime, rows: list[dict[str, Any]]) -> None:
+def _hold_for_maintenance(
+    connection: Connection, now: datetime, rows: list[dict[str, Any]], integration: str | None
+) -> None:
     """Tag new alerts that arrive during a maintenance window covering them: automation leaves them
     alone until the window ends (one lookup per batch that opens alerts; updates never need it)."""
     windows = maintenance.active_windows(connection, now)
     if windows:
         for row in rows:
             facts = AlertFacts(
-                row["source"], row["severity"], row["alert_type"], row["service"], row["labels"]
+                row["source"], row["severity"], row["alert_type"], row["service"], row["labels"], integration
             )
             row["maintenance_window_id"] = maintenance.holding_window(windows, facts)
 

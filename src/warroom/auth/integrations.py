@@ -315,6 +315,11 @@ def lost_service_warning(integration: IntegrationRead) -> str:
     )
 
 
+def names_by_id(session: Session) -> dict[int, str]:
+    """Every integration's name, by id (revoked ones too: their alerts are still around)."""
+    return {row.id: row.name for row in session.execute(select(IntegrationKey.id, IntegrationKey.name))}
+
+
 def revoke_integration(session: Session, *, integration_id: int) -> IntegrationRead:
     row = get_integration(session, integration_id)
     if row.revoked_at is None:

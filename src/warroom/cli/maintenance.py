@@ -31,7 +31,12 @@ def _covers(window: MaintenanceRead) -> str:
     labels += [f"no {name}" for name in match.labels_missing]
     if labels:
         parts.append("labels " + ", ".join(labels))
-    for name, values in (("sources", match.source), ("severities", match.severity), ("types", match.type)):
+    for name, values in (
+        ("sources", match.source),
+        ("severities", match.severity),
+        ("types", match.type),
+        ("integrations", match.integrations),
+    ):
         if values:
             parts.append(f"{name} " + ", ".join(values))
     return "; ".join(parts)
@@ -80,6 +85,10 @@ def start(
     alert_type: Annotated[
         list[str] | None, typer.Option("--type", help="Only alerts of this type, e.g. an alertname.")
     ] = None,
+    integration: Annotated[
+        list[str] | None,
+        typer.Option("--integration", help="Only alerts that came in through this integration (its name)."),
+    ] = None,
     duration: Annotated[
         str | None, typer.Option("--for", help="How long, e.g. 2h or 90m (up to 7d).")
     ] = None,
@@ -101,12 +110,13 @@ def start(
         "type": alert_type,
         "labels_regex": name_values(label_regex or [], "--label-regex", "name=REGEX") or None,
         "labels_missing": label_missing,
+        "integrations": integration,
     }
     match = {name: value for name, value in match.items() if value}
     if not service and not label and not match:
         fail(
             "say what the window covers: --service, --label, --label-regex, --label-missing, --source, "
-            "--severity or --type"
+            "--severity, --type or --integration"
         )
     with api_errors(), Client() as client:
         window = client.create_maintenance(
