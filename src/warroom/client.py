@@ -260,10 +260,12 @@ class Client:
         severity: list[str] | None = None,
         labels: list[str] | None = None,
         since: str | None = None,
+        search: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> AlertPage:
         params = query(
+            search=search,
             service=service,
             severity=severity,
             label=labels,

@@ -197,6 +197,9 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     )
     assert by_label.returncode == 0, by_label.stderr
     assert [a["labels"]["alertname"] for a in json.loads(by_label.stdout)["items"]] == ["CheckoutLatency"]
+    searched = run_cli("alerts", "list", "-q", "checkoutlatency", "--json", env=env, check=False)
+    assert searched.returncode == 0, searched.stderr
+    assert [a["labels"]["alertname"] for a in json.loads(searched.stdout)["items"]] == ["CheckoutLatency"]
     bad_label = run_cli("alerts", "list", "--label", "alertname", env=env, check=False)
     assert bad_label.returncode == 2 and "name=value" in bad_label.stderr
     noise = run_cli("alerts", "noise", "--since", "1h", env=env, check=False)

@@ -353,6 +353,15 @@ def list_alerts(
     since: Annotated[
         Duration | None, Query(description="Only alerts seen this recently, e.g. 2h (up to 366d).")
     ] = None,
+    search: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="Only alerts with this text (any case) in their summary, type, dedup key, service or "
+            "labels, e.g. a host name.",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
 ) -> AlertPage:
@@ -368,6 +377,7 @@ def list_alerts(
             severity=severity or [],
             labels=label or [],
             since=since,
+            search=search,
             limit=limit,
             offset=offset,
         )

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Table, Text, bindparam, cast, func, insert, or_, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
@@ -534,11 +534,29 @@ def list_alerts(
     severity: Sequence[str] = (),
     labels: Sequence[str] = (),
     since: timedelta | None = None,
+    search: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> AlertPage:
-    """``labels``: ``name=value`` each, all carried by the alert; ``since``: last seen this recently."""
+    """``labels``: ``name=value`` each, all carried by the alert; ``since``: last seen this recently;
+    ``search``: text in the summary, type, dedup key, service or labels (names and values), any case."""
     statement = select(Alert)
+    if search is not None and search.strip():
+        text = search.strip()
+        statement = statement.where(
+            or_(
+                *(
+                    column.icontains(text, autoescape=True)
+                    for column in (
+                        Alert.summary,
+                        Alert.alert_type,
+                        Alert.dedup_key,
+                        Alert.service,
+                        cast(Alert.labels, Text),
+                    )
+                )
+            )
+        )
     for label in labels:
         name, sep, value = label.partition("=")
         if not sep or not name.strip():

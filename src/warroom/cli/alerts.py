@@ -202,6 +202,15 @@ def list_(
     since: Annotated[
         str | None, typer.Option("--since", help="Only alerts seen this recently, e.g. 30m or 2h.")
     ] = None,
+    search: Annotated[
+        str | None,
+        typer.Option(
+            "--search",
+            "-q",
+            help="Only alerts with this text (any case) in their summary, type, dedup key, service or "
+            "labels, e.g. a host name.",
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     offset: Annotated[int, typer.Option(min=0)] = 0,
     watch: Annotated[
@@ -228,6 +237,7 @@ def list_(
             return client.list_alerts(
                 labels=[f"{name}={value}" for name, value in labels.items()],
                 since=since,
+                search=search,
                 firing=firing,
                 status=[value.value for value in status or []],
                 unrouted=unrouted,

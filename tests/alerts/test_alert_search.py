@@ -1,0 +1,45 @@
+"""``alerts list --search``: alerts with a text (any case) in their summary, type, dedup key, service or
+labels, e.g. the host a responder is looking at."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from warroom.context import AppContext
+
+
+def test_search_finds_text_in_summary_type_key_service_and_labels(
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str]
+) -> None:
+    alerts = [
+        {"summary": "Disk almost full on DB-1", "dedup_key": "disk-db1", "severity": "warning"},
+        {"summary": "replication lag", "dedup_key": "lag", "labels": {"instance": "db-1:9187"}},
+        {
+            "summary": "queue depth",
+            "dedup_key": "queue",
+            "service": "queue",
+            "labels": {"alertname": "Depth"},
+        },
+        {"summary": "100% done_", "dedup_key": "literal", "labels": {"alertname": "Odd"}},
+    ]
+    for alert in alerts:
+        answer = api.post(f"/api/v1/alerts?key={generic_key}", json={"severity": "info", **alert})
+        assert answer.status_code == 202, answer.text
+
+    def found(search: str) -> list[str]:
+        answer = api.get("/api/v1/alerts", params={"search": search}, headers=viewer)
+        assert answer.status_code == 200, answer.text
+        return sorted(alert["dedup_key"] for alert in answer.json()["items"])
+
+    assert found("db-1") == ["disk-db1", "lag"]  # the summary (any case) and a label's value
+    assert found("QUEUE") == ["queue"]  # the service and the key
+    assert found("depth") == ["queue"]
+    assert found("alertname") == ["literal", "queue"]  # label names too
+    # % and _ are plain characters, not wildcards.
+    assert found("100%") == ["literal"] and found("e_") == ["literal"] and found("%") == ["literal"]
+    assert found("nothing like it") == []
+    # With other filters: all must hold.
+    answer = api.get("/api/v1/alerts", params={"search": "db-1", "severity": "warning"}, headers=viewer)
+    assert [a["dedup_key"] for a in answer.json()["items"]] == ["disk-db1"]
+    for bad in ("", "x" * 201):
+        assert api.get("/api/v1/alerts", params={"search": bad}, headers=viewer).status_code == 422
