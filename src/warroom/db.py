@@ -197,7 +197,11 @@ class DriverStatement:
         binds = compiled.binds  # type: ignore[attr-defined]
         # dialect_impl: what SQLAlchemy itself binds with (SQLite's DATETIME text format, for one)
         processors = {
-            name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in binds.items()
+            name: _same_as_last(processor)
+            if isinstance(bind.type, UTCDateTime | DateTime) and processor is not None
+            else processor
+            for name, bind in binds.items()
+            for processor in (bind.type.dialect_impl(dialect).bind_processor(dialect),)
         }
         positional = bool(compiled.positional)  # type: ignore[attr-defined]
         names = tuple(compiled.positiontup or ()) if positional else tuple(binds)  # type: ignore[attr-defined]
@@ -222,6 +226,23 @@ class DriverStatement:
             cursor.executemany(self.sql, [self.parameters(row) for row in rows])  # type: ignore[arg-type]
         finally:
             cursor.close()
+
+
+def _same_as_last(processor: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A datetime's bind processor that reuses its last result for the same object: the rows of one intake
+    batch share one ``now``, and formatting it for SQLite per row cost 7% of a storm's writer."""
+    last: tuple[Any, Any] = (None, None)
+
+    def process(value: Any) -> Any:
+        nonlocal last
+        seen = last  # one read and one write of a tuple: safe when two threads share the statement
+        if seen[0] is value:
+            return seen[1]
+        result = processor(value)
+        last = (value, result)
+        return result
+
+    return process
 
 
 def driver_query(
@@ -256,10 +277,9 @@ def _configure_sqlite(engine: Engine, synchronous: str, busy_timeout: float) -> 
     def _on_begin(connection: Any) -> None:
         # A write transaction takes the write lock up front, so two writers queue on busy_timeout
         # instead of one failing with "database is locked" when it upgrades from a read.
-        if connection.get_execution_options().get("write"):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            connection.exec_driver_sql("BEGIN")
+        # On the driver's connection: SQLAlchemy's execution machinery cost more than SQLite's BEGIN.
+        driver = connection.connection.driver_connection
+        driver.execute("BEGIN IMMEDIATE" if connection.get_execution_options().get("write") else "BEGIN")
 
 
 SQLITE_INCREMENTAL_VACUUM = 2  # PRAGMA auto_vacuum's value for INCREMENTAL

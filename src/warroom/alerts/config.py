@@ -120,28 +120,35 @@ class AlertConditions(StrictModel):
         return not self.model_dump(exclude_defaults=True)
 
     def accepts(self, alert: AlertFacts) -> bool:
-        return self.mismatch(alert) is None
+        # Checked for every alert of a storm against each rule and enrichment entry: the failure is found
+        # without being put into words.
+        return self.failure(alert) is None
 
     def mismatch(self, alert: AlertFacts) -> str | None:
         """The first condition the alert fails, in words (None: it meets them all)."""
+        failed = self.failure(alert)
+        return None if failed is None else _FAILURE_TEXT[failed[0]](*failed[1:])
+
+    def failure(self, alert: AlertFacts) -> tuple[Any, ...] | None:
+        """The first condition the alert fails, as a kind (a key of ``_FAILURE_TEXT``) and its facts."""
         if self.integrations and alert.integration not in self.integrations:
-            came = repr(alert.integration) if alert.integration is not None else "no integration"
-            return f"came in through {came}, not one of {self.integrations}"
+            return ("integration", alert.integration, self.integrations)
         labels = alert.labels
-        for what, value, allowed in (
-            ("source", alert.source, self.source),
-            ("severity", alert.severity, self.severity),
-            ("type", alert.alert_type, self.type),
-        ):
-            if allowed and value not in allowed:
-                return f"{what} is {value!r}, not one of {allowed}"
+        if self.source and alert.source not in self.source:
+            return ("one_of", "source", alert.source, self.source)
+        if self.severity and alert.severity not in self.severity:
+            return ("one_of", "severity", alert.severity, self.severity)
+        if self.type and alert.alert_type not in self.type:
+            return ("one_of", "type", alert.alert_type, self.type)
         for name, pattern in self.labels_regex.items():
             if name not in labels:
-                return f"no label {name!r} (to match {pattern!r})"
+                return ("regex_missing", name, pattern)
             if not compiled_regex(pattern).fullmatch(labels[name]):
-                return f"label {name}={labels[name]!r} does not fully match {pattern!r}"
-        present = [name for name in self.labels_missing if name in labels]
-        return f"label {present[0]!r} is present" if present else None
+                return ("regex", name, labels[name], pattern)
+        for name in self.labels_missing:
+            if name in labels:
+                return ("present", name)
+        return None
 
 
 class RuleMatch(AlertConditions):
@@ -154,15 +161,29 @@ class RuleMatch(AlertConditions):
     )
     labels: dict[str, str] = Field(default_factory=dict, description="Label equals this value.")
 
-    def mismatch(self, alert: AlertFacts) -> str | None:
+    def failure(self, alert: AlertFacts) -> tuple[Any, ...] | None:
         if self.service and alert.service not in self.service:
-            found = repr(alert.service) if alert.service else "none"
-            return f"service is {found}, not one of {self.service}"
+            return ("service", alert.service, self.service)
         for name, value in self.labels.items():
             if alert.labels.get(name) != value:
-                found = repr(alert.labels[name]) if name in alert.labels else "missing"
-                return f"label {name} is {found}, not {value!r}"
-        return super().mismatch(alert)
+                return ("label", name, alert.labels.get(name), value)
+        return super().failure(alert)
+
+
+# How each kind of failed condition (``AlertConditions.failure``) is said.
+_FAILURE_TEXT: dict[str, Callable[..., str]] = {
+    "integration": lambda came, allowed: (
+        f"came in through {repr(came) if came is not None else 'no integration'}, not one of {allowed}"
+    ),
+    "one_of": lambda what, value, allowed: f"{what} is {value!r}, not one of {allowed}",
+    "regex_missing": lambda name, pattern: f"no label {name!r} (to match {pattern!r})",
+    "regex": lambda name, value, pattern: f"label {name}={value!r} does not fully match {pattern!r}",
+    "present": lambda name: f"label {name!r} is present",
+    "service": lambda found, allowed: f"service is {repr(found) if found else 'none'}, not one of {allowed}",
+    "label": lambda name, found, value: (
+        f"label {name} is {repr(found) if found is not None else 'missing'}, not {value!r}"
+    ),
+}
 
 
 def window_match(services: list[str], labels: dict[str, str], conditions: dict[str, Any]) -> RuleMatch:

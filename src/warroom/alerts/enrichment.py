@@ -78,12 +78,15 @@ def enrich(
         if event.action != "trigger":
             continue
         errors: list[str] = []
+        facts: AlertFacts | None = None  # made again only after an entry changed the event
         for entry in automation.enrich:
-            facts = AlertFacts(
-                source, event.severity, event.alert_type, event.service, event.labels, integration
-            )
+            if facts is None:
+                facts = AlertFacts(
+                    source, event.severity, event.alert_type, event.service, event.labels, integration
+                )
             if entry.match.accepts(facts):
                 errors.extend(_apply(entry, source, event, integration))
+                facts = None
         if errors:
             log.warning("enrichment of %s alert %s: %s", source, event.dedup_key, "; ".join(errors))
             event.annotations = {**event.annotations, ERRORS_ANNOTATION: errors}
