@@ -254,6 +254,8 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     listed = json.loads(run_cli("alerts", "list", "--status", "acknowledged", "--json", env=env).stdout)
     [snoozed_alert] = [a for a in listed["items"] if str(a["id"]) == second_id]
     assert snoozed_alert["snoozed_until"] and snoozed_alert["snoozed_by"] == "e2e-admin"
+    only_snoozed = json.loads(run_cli("alerts", "list", "--snoozed", "--json", env=env).stdout)
+    assert [str(a["id"]) for a in only_snoozed["items"]] == [second_id]
     neither = run_cli("alerts", "snooze", second_id, env=env, check=False)
     assert neither.returncode == 1 and "give either --for" in neither.stderr
     too_long = run_cli("alerts", "snooze", second_id, "--for", "8d", env=env, check=False)

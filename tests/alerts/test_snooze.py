@@ -115,6 +115,8 @@ def test_a_resolve_an_unacknowledge_or_a_new_snooze_leaves_the_job_nothing_to_do
     again = snooze(api, responder, {"until": "2026-03-02T12:00:00+00:00"}, "ALR-3")
     assert again.status_code == 200 and again.json()["snoozed_until"].startswith("2026-03-02T12:00:00")
 
+    listed = api.get("/api/v1/alerts", params={"snoozed": "true"}, headers=responder).json()
+    assert [(a["ref"], a["snoozed_by"]) for a in listed["items"]] == [("ALR-3", "responder-user")]
     run_at(worker, T0 + timedelta(minutes=31))
     assert [alert_row(context, n).status for n in (1, 2, 3)] == ["resolved", "firing", "acknowledged"]
     assert snooze_jobs(context) == [

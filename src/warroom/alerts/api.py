@@ -340,6 +340,7 @@ def list_alerts(
     status_: Annotated[list[AlertStatus] | None, Query(alias="status")] = None,
     firing: Annotated[bool, Query(description="Only alerts not yet resolved.")] = False,
     unrouted: Annotated[bool, Query(description="Only alerts no rule routed and on no incident.")] = False,
+    snoozed: Annotated[bool, Query(description="Only snoozed alerts (acknowledged until a moment).")] = False,
     source: str | None = None,
     incident: str | None = None,
     service_: Annotated[
@@ -371,6 +372,7 @@ def list_alerts(
             status=status_ or [],
             firing=firing,
             unrouted=unrouted,
+            snoozed=snoozed,
             source=source,
             incident=incident,
             service=service_ or [],

@@ -528,6 +528,7 @@ def list_alerts(
     status: Sequence[AlertStatus] = (),
     firing: bool = False,
     unrouted: bool = False,
+    snoozed: bool = False,
     source: str | None = None,
     incident: str | None = None,
     service: Sequence[str] = (),
@@ -574,6 +575,8 @@ def list_alerts(
         statement = statement.where(Alert.status != AlertStatus.resolved)
     if unrouted:
         statement = statement.where(Alert.incident_id.is_(None), Alert.rules.is_(None))
+    if snoozed:
+        statement = statement.where(Alert.snoozed_until.is_not(None))
     if source:
         statement = statement.where(Alert.source == source)
     if incident:

@@ -194,6 +194,9 @@ def list_(
         typer.Option("--status", help="Only this status: firing, acknowledged or resolved (repeatable)."),
     ] = None,
     unrouted: UnroutedFilter = False,
+    snoozed: Annotated[
+        bool, typer.Option("--snoozed", help="Only snoozed alerts, with when each fires again.")
+    ] = False,
     source: SourceFilter = None,
     incident: IncidentFilter = None,
     service: ServiceFilter = None,
@@ -241,6 +244,7 @@ def list_(
                 firing=firing,
                 status=[value.value for value in status or []],
                 unrouted=unrouted,
+                snoozed=snoozed,
                 source=source,
                 incident=incident,
                 service=service,
