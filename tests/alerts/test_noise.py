@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.alerts.conftest import make_key
 from warroom.clock import clock
+from warroom.context import AppContext
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -19,7 +21,7 @@ def send(api: TestClient, key: str, *alerts: dict[str, Any]) -> None:
 
 
 def test_the_noisiest_alert_groups_come_first(
-    api: TestClient, generic_key: str, viewer: dict[str, str]
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str], responder: dict[str, str]
 ) -> None:
     clock.set(T0 - timedelta(days=10))
     send(api, generic_key, {"summary": "long ago", "dedup_key": "old", "labels": {"alertname": "Ancient"}})
@@ -55,7 +57,18 @@ def test_the_noisiest_alert_groups_come_first(
         (None, 1, 1, 0, 1, 0),
     ]
     assert report(by="service", limit=1) == [(None, 6, 2, 0, 2, 2)]
-    assert [row[0] for row in report(since="30d")] == ["DiskFull", "Ancient", "Cpu"]  # ties: by name
+    # By the integration it came in through; a report from a person came through none.
+    send(api, make_key(context, "generic", "nightly-cron"), {"summary": "backup late", "dedup_key": "b"})
+    assert (
+        api.post("/api/v1/reports/internal", json={"description": "slow"}, headers=responder).status_code
+        == 202
+    )
+    assert report(by="integration") == [
+        ("scripts", 7, 3, 0, 3, 2),
+        ("nightly-cron", 1, 1, 0, 1, 1),
+        (None, 1, 1, 0, 1, 1),
+    ]
+    assert [row[0] for row in report(since="30d")][:2] == ["DiskFull", "Ancient"]
     assert api.get("/api/v1/alerts/noise").status_code == 401
 
 

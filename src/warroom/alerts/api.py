@@ -394,7 +394,10 @@ def alert_noise(
     ),
     by: Annotated[
         str,
-        Query(description="type, service, source, severity, group, or label:<name> (e.g. label:instance)."),
+        Query(
+            description="type, service, source, severity, group, integration, or label:<name> (e.g. "
+            "label:instance)."
+        ),
     ] = "type",
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> NoiseReport:

@@ -37,7 +37,7 @@ from warroom.alerts.schemas import (
 )
 from warroom.auth import integrations
 from warroom.auth.integrations import IntegrationIdentity
-from warroom.auth.models import IntegrationType
+from warroom.auth.models import IntegrationKey, IntegrationType
 from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, utcnow
 from warroom.durations import format_duration
 from warroom.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -594,6 +594,7 @@ NOISE_BY = {
     "source": Alert.source,
     "severity": Alert.severity,
     "group": Alert.group_key,  # the automation group: rule and group-by values
+    "integration": IntegrationKey.name,  # the integration it came in through (joined)
 }
 
 
@@ -608,16 +609,18 @@ def noise_report(session: Session, *, since: timedelta, by: str = "type", limit:
         raise InvalidInput(f"by must be one of {choices}", {"field": "by"})
     key: Any = Alert.labels[label].as_string() if label is not None else NOISE_BY[by]
     occurrences = func.sum(Alert.occurrences)
+    statement = select(
+        key.label("key"),
+        func.count().label("alerts"),
+        occurrences.label("occurrences"),
+        func.count(Alert.incident_id.distinct()).label("incidents"),
+        func.count().filter(Alert.incident_id.is_(None), Alert.rules.is_(None)).label("unrouted"),
+        func.count().filter(Alert.status != AlertStatus.resolved).label("open"),
+    ).select_from(Alert)
+    if by == "integration":
+        statement = statement.outerjoin(IntegrationKey, IntegrationKey.id == Alert.integration_id)
     rows = session.execute(
-        select(
-            key.label("key"),
-            func.count().label("alerts"),
-            occurrences.label("occurrences"),
-            func.count(Alert.incident_id.distinct()).label("incidents"),
-            func.count().filter(Alert.incident_id.is_(None), Alert.rules.is_(None)).label("unrouted"),
-            func.count().filter(Alert.status != AlertStatus.resolved).label("open"),
-        )
-        .where(Alert.last_seen_at >= start)
+        statement.where(Alert.last_seen_at >= start)
         .group_by(key)
         .order_by(occurrences.desc(), func.count().desc(), key.is_(None), key)  # nulls last on both
         .limit(limit)

@@ -330,7 +330,7 @@ NOISE_BAR_WIDTH = 12
 def noise(
     since: Annotated[str, typer.Option("--since", help="The period, e.g. 24h or 7d.")] = "7d",
     by: Annotated[
-        str, typer.Option("--by", help="type, service, source, severity, group, or label:NAME.")
+        str, typer.Option("--by", help="type, service, source, severity, group, integration, or label:NAME.")
     ] = "type",
     limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
     as_json: JsonFlag = False,
