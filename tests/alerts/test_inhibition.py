@@ -261,3 +261,32 @@ def test_intake_while_the_inhibitor_is_resolving_waits_and_then_routes(context: 
         assert sender.is_alive()  # intake waits for the resolve to commit
     sender.join(10)
     assert results and results[0].alerts[0].incident is not None
+
+
+def test_the_inhibitor_is_found_however_many_alerts_opened_after_it(
+    api: TestClient, context: AppContext, generic_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the newest 5 qualifying open alerts are looked at here (1,000 in production). The rules' source
+    # conditions and the target's equal labels narrow them in SQL first, so alerts of other hosts and of
+    # other severities never crowd out the inhibitor.
+    monkeypatch.setattr("warroom.alerts.inhibition.CANDIDATES", 5)
+    host = send(api, generic_key, "HostDown", "web-1")
+    storm = [
+        {
+            "summary": f"errors on web-{n}",
+            "severity": "critical",
+            "dedup_key": f"ApiErrors/web-{n}",
+            "type": "ApiErrors",
+            "labels": {"alertname": "ApiErrors", "instance": f"web-{n}"},
+        }
+        for n in range(2, 30)
+    ]
+    assert api.post(f"/api/v1/alerts?key={generic_key}", json=storm).status_code == 202
+    for n in range(2, 12):
+        send(api, generic_key, "HostDown", f"web-{n}")  # other hosts down too: HostDown, other instances
+    muted = send(api, generic_key, "ApiErrors", "web-1")
+    assert muted["incident"] is None
+    assert alert(context, muted["id"]).inhibited_by_id == host["id"]
+    # A warning of that host is muted by its critical alert (critical-mutes-warning), by alertname too.
+    warning = send(api, generic_key, "ApiErrors", "web-1", severity="warning", dedup_key="warn")
+    assert alert(context, warning["id"]).inhibited_by_id in (host["id"], muted["id"])

@@ -11,9 +11,7 @@ release, or commits first and is no longer chosen. No alert is held by an alert 
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select, true
 from sqlalchemy.orm import Session
 
 from warroom.alerts.config import AlertFacts, InhibitRule
@@ -21,23 +19,39 @@ from warroom.alerts.models import Alert, AlertStatus
 from warroom.auth import integrations
 from warroom.orgconfig import OrgConfig
 
-# The newest open alerts looked at for an inhibitor (narrowed first by the sources, types and services the
-# rules' source conditions name): an inhibitor is an alert that fires now, so it is recent.
+# The newest open alerts looked at for an inhibitor (narrowed first by what the rules' source conditions and
+# equal labels say in SQL): an inhibitor is an alert that fires now, so it is recent.
 CANDIDATES = 1000
 _OPEN = (AlertStatus.firing, AlertStatus.acknowledged)
 
 
-def _narrowed(statement: Any, rules: list[InhibitRule]) -> Any:
-    """Filter by a column only when every rule's source names values for it (their union)."""
-    for column, values in (
-        (Alert.alert_type, [rule.source.type for rule in rules]),
-        (Alert.source, [rule.source.source for rule in rules]),
-        (Alert.service, [rule.source.service for rule in rules]),
-        (Alert.severity, [list(rule.source.severity) for rule in rules]),
-    ):
-        if all(values):
-            statement = statement.where(column.in_(sorted({value for group in values for value in group})))
-    return statement
+def _could_inhibit(rules: list[InhibitRule], target: AlertFacts) -> ColumnElement[bool]:
+    """What an open alert must be, in SQL, to inhibit ``target`` by one of ``rules``: the columns and labels
+    each rule's source names, and the target's own values of its ``equal`` labels. Necessary, not sufficient
+    (regexes and missing labels are checked in Python): during a storm it keeps the inhibitor among the
+    candidates however many other alerts are open."""
+    per_rule = []
+    for rule in rules:
+        source = rule.source
+        conditions: list[ColumnElement[bool]] = [
+            column.in_(sorted(values))
+            for column, values in (
+                (Alert.alert_type, source.type),
+                (Alert.source, source.source),
+                (Alert.service, source.service),
+                (Alert.severity, list(source.severity)),
+            )
+            if values
+        ]
+        conditions += [Alert.labels[name].as_string() == value for name, value in source.labels.items()]
+        # A label both lack counts as equal, so only a value the target has narrows.
+        conditions += [
+            Alert.labels[name].as_string() == value
+            for name in rule.equal
+            if (value := target.labels.get(name))
+        ]
+        per_rule.append(and_(true(), *conditions))
+    return or_(*per_rule)
 
 
 def inhibitor(
@@ -59,7 +73,7 @@ def inhibitor(
     ).where(Alert.status.in_(_OPEN))
     if exclude_id is not None:
         statement = statement.where(Alert.id != exclude_id)
-    statement = _narrowed(statement, rules).order_by(Alert.id.desc()).limit(CANDIDATES)
+    statement = statement.where(_could_inhibit(rules, alert)).order_by(Alert.id.desc()).limit(CANDIDATES)
     # The candidates' integration names, only when a rule's source condition names integrations.
     names = integrations.names_by_id(session) if any(rule.source.integrations for rule in rules) else {}
     for row in session.execute(statement).all():
