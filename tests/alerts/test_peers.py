@@ -254,6 +254,7 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     listed = json.loads(run_cli("alerts", "list", "--status", "acknowledged", "--json", env=env).stdout)
     [snoozed_alert] = [a for a in listed["items"] if str(a["id"]) == second_id]
     assert snoozed_alert["snoozed_until"] and snoozed_alert["snoozed_by"] == "e2e-admin"
+    assert "then firing again" in " ".join(run_cli("alerts", "show", second_id, env=env).stdout.split())
     only_snoozed = json.loads(run_cli("alerts", "list", "--snoozed", "--json", env=env).stdout)
     assert [str(a["id"]) for a in only_snoozed["items"]] == [second_id]
     neither = run_cli("alerts", "snooze", second_id, env=env, check=False)

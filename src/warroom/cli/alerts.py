@@ -124,6 +124,11 @@ def _show(alert: AlertDetail) -> None:
         ("first seen", when(alert.first_seen_at)),
         ("last seen", when(alert.last_seen_at)),
         ("acknowledged", _when_by(alert.acknowledged_at, alert.acknowledged_by)),
+        *(
+            [("snoozed", f"until {when(alert.snoozed_until)} by {alert.snoozed_by}, then firing again")]
+            if alert.snoozed_until is not None
+            else []
+        ),
         ("resolved", _when_by(alert.resolved_at, alert.resolved_by)),
     ]
     if alert.resolution_note:
