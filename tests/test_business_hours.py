@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts.automation import rule_mismatch
 from warroom.alerts.config import AutomationRule
 from warroom.business_hours import BusinessHours
-from warroom.orgconfig import load_org_config
+from warroom.orgconfig import ConfigError, load_org_config, parse_org_config
 from warroom.severity.service import response_due_at
 
 # Europe/Berlin, 09:00-18:00 Monday to Friday, Berlin's public holidays, and 24 and 31 December closed.
@@ -138,3 +139,12 @@ def test_a_team_with_its_own_hours_sets_them_for_its_services() -> None:
     assert rule_mismatch(org, rule, tuesday_morning_in_berlin, "payments") == (
         "outside the business hours of team payments now (the rule is for business hours)"
     )
+
+
+def test_a_teams_bad_hours_are_refused_with_where() -> None:
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["teams"][1]["business_hours"] = {"time_zone": "New York"}
+    with pytest.raises(ConfigError) as refused:
+        parse_org_config(yaml.safe_dump(data))
+    assert "teams[1].business_hours.time_zone" in str(refused.value)
+    assert "unknown time zone" in str(refused.value)

@@ -290,3 +290,32 @@ def test_the_inhibitor_is_found_however_many_alerts_opened_after_it(
     # A warning of that host is muted by its critical alert (critical-mutes-warning), by alertname too.
     warning = send(api, generic_key, "ApiErrors", "web-1", severity="warning", dedup_key="warn")
     assert alert(context, warning["id"]).inhibited_by_id in (host["id"], muted["id"])
+
+
+def test_an_inhibitor_that_fires_late_tells_the_incidents_of_its_symptoms(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    # The services' alerts fire first (the host's own alert waits out its "for"): they open an incident.
+    first = send(api, generic_key, "ApiErrors", "web-1")
+    other_host = send(api, generic_key, "ApiErrors", "web-2")
+    assert first["incident"] == other_host["incident"] == "INC-1"  # one group
+    host = send(api, generic_key, "HostDown", "web-1")
+    assert host["incident"] == "INC-2"
+    # Nothing is moved or muted after the fact; both incidents say how the alerts relate.
+    assert (
+        alert(context, first["id"]).incident_id == 1 and alert(context, first["id"]).inhibited_by_id is None
+    )
+    [told] = [e for e in timeline(context, 1) if "symptom" in e.action]
+    assert told.action == (
+        f"Alert ALR-{host['id']} fired (on INC-2): HostDown on web-1. By inhibit rule host-down, "
+        f"ALR-{first['id']} here is a symptom of it (had it fired first, it would have been muted)"
+    )
+    assert told.performer == "automation" and told.data == {"alert": host["id"], "symptoms": [first["id"]]}
+    [own] = [e for e in timeline(context, 2) if "symptoms" in e.action]
+    assert own.action == (
+        f"Alerts already open elsewhere are symptoms of ALR-{host['id']} (inhibit rules): "
+        f"ALR-{first['id']} (INC-1)"
+    )
+    # Another host's alert fires: it is a symptom of nothing open, and nothing is said.
+    send(api, generic_key, "HostDown", "web-9")
+    assert len([e for e in timeline(context, 1) if "symptom" in e.action]) == 1

@@ -523,7 +523,61 @@ def on_created(
                     opened = True
             if opened:
                 _after_open(session, org, rule, incident, alert)
+    if automation.inhibit_rules:
+        _note_symptoms(session, org, alert, integration)
     run_handlers(session, org, alert, _incident_of(session, alert, incident), "created")
+
+
+def _note_symptoms(session: Session, org: OrgConfig, alert: Alert, integration: str | None) -> None:
+    """An inhibitor that fires after its symptoms (a host's down alert waits out its ``for``, its services'
+    alerts do not): Alertmanager mutes them from then on, but they have opened incidents here already. Each
+    of those incidents is told what its alerts are a symptom of, and the inhibitor's incident which alerts are
+    its symptoms elsewhere, so responders can put them together (``alerts attach``); nothing is moved."""
+    found = inhibition.symptoms(session, org, AlertFacts.of(alert, integration), exclude_id=alert.id)
+    by_incident: dict[int, list[tuple[int, str]]] = {}
+    for symptom_id, incident_id, rule_name in found:
+        if incident_id != alert.incident_id:
+            by_incident.setdefault(incident_id, []).append((symptom_id, rule_name))
+    if not by_incident:
+        return
+    where = f" (on INC-{alert.incident_id})" if alert.incident_id is not None else ""
+    # Locked in id order with the inhibitor's own incident, so two of these at once cannot deadlock.
+    ids = sorted({*by_incident, *([alert.incident_id] if alert.incident_id is not None else [])})
+    locked = {
+        incident_id: incident_service.get_incident(session, incident_id, for_update=True)
+        for incident_id in ids
+    }
+    for incident_id, symptoms in sorted(by_incident.items()):
+        refs = _refs([f"ALR-{symptom_id}" for symptom_id, _ in symptoms])
+        rules = ", ".join(sorted({rule_name for _, rule_name in symptoms}))
+        verb, they = ("is a symptom", "it") if len(symptoms) == 1 else ("are symptoms", "they")
+        incident_service.append_timeline(
+            session,
+            locked[incident_id],
+            performer=PERFORMER,
+            kind=TimelineKind.alert,
+            action=f"Alert {alert.ref} fired{where}: {alert.summary}. By inhibit rule {rules}, {refs} here "
+            f"{verb} of it (had it fired first, {they} would have been muted)",
+            data={"alert": alert.id, "symptoms": [symptom_id for symptom_id, _ in symptoms]},
+        )
+    if alert.incident_id is not None:
+        elsewhere = [
+            f"ALR-{symptom_id} (INC-{incident_id})"
+            for incident_id, symptoms in sorted(by_incident.items())
+            for symptom_id, _ in symptoms
+        ]
+        incident_service.append_timeline(
+            session,
+            locked[alert.incident_id],
+            performer=PERFORMER,
+            kind=TimelineKind.alert,
+            action=f"Alerts already open elsewhere are symptoms of {alert.ref} (inhibit rules): "
+            f"{_refs(elsewhere)}",
+            data={
+                "alert": alert.id,
+                "symptoms": [s_id for listed in by_incident.values() for s_id, _ in listed],
+            },
+        )
 
 
 def _inhibited(session: Session, org: OrgConfig, alert: Alert, integration: str | None) -> bool:

@@ -11,10 +11,12 @@ release, or commits first and is no longer chosen. No alert is held by an alert 
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, and_, or_, select, true
 from sqlalchemy.orm import Session
 
-from warroom.alerts.config import AlertFacts, InhibitRule
+from warroom.alerts.config import AlertFacts, RuleMatch
 from warroom.alerts.models import Alert, AlertStatus
 from warroom.auth import integrations
 from warroom.orgconfig import OrgConfig
@@ -25,33 +27,55 @@ CANDIDATES = 1000
 _OPEN = (AlertStatus.firing, AlertStatus.acknowledged)
 
 
-def _could_inhibit(rules: list[InhibitRule], target: AlertFacts) -> ColumnElement[bool]:
-    """What an open alert must be, in SQL, to inhibit ``target`` by one of ``rules``: the columns and labels
-    each rule's source names, and the target's own values of its ``equal`` labels. Necessary, not sufficient
-    (regexes and missing labels are checked in Python): during a storm it keeps the inhibitor among the
-    candidates however many other alerts are open."""
-    per_rule = []
-    for rule in rules:
-        source = rule.source
-        conditions: list[ColumnElement[bool]] = [
-            column.in_(sorted(values))
-            for column, values in (
-                (Alert.alert_type, source.type),
-                (Alert.source, source.source),
-                (Alert.service, source.service),
-                (Alert.severity, list(source.severity)),
-            )
-            if values
-        ]
-        conditions += [Alert.labels[name].as_string() == value for name, value in source.labels.items()]
-        # A label both lack counts as equal, so only a value the target has narrows.
-        conditions += [
-            Alert.labels[name].as_string() == value
-            for name in rule.equal
-            if (value := target.labels.get(name))
-        ]
-        per_rule.append(and_(true(), *conditions))
-    return or_(*per_rule)
+def _narrowing(match: RuleMatch, equal: list[str], other: AlertFacts) -> ColumnElement[bool]:
+    """What an open alert must be, in SQL, to meet ``match`` and share ``other``'s values of the ``equal``
+    labels. Necessary, not sufficient (regexes and missing labels are checked in Python): during a storm it
+    keeps the alert looked for among the candidates however many other alerts are open."""
+    conditions: list[ColumnElement[bool]] = [
+        column.in_(sorted(values))
+        for column, values in (
+            (Alert.alert_type, match.type),
+            (Alert.source, match.source),
+            (Alert.service, match.service),
+            (Alert.severity, list(match.severity)),
+        )
+        if values
+    ]
+    conditions += [Alert.labels[name].as_string() == value for name, value in match.labels.items()]
+    # A label both lack counts as equal, so only a value the other alert has narrows.
+    conditions += [
+        Alert.labels[name].as_string() == value for name in equal if (value := other.labels.get(name))
+    ]
+    return and_(true(), *conditions)
+
+
+_CANDIDATE_COLUMNS = (
+    Alert.id,
+    Alert.source,
+    Alert.severity,
+    Alert.alert_type,
+    Alert.service,
+    Alert.labels,
+    Alert.integration_id,
+    Alert.incident_id,
+)
+
+
+def _candidates(
+    session: Session, narrowing: ColumnElement[bool], exclude_id: int | None, names_needed: bool, limit: int
+) -> list[tuple[Any, AlertFacts]]:
+    """The newest open alerts that pass ``narrowing``, each with its facts (integration names when asked)."""
+    statement = select(*_CANDIDATE_COLUMNS).where(Alert.status.in_(_OPEN), narrowing)
+    if exclude_id is not None:
+        statement = statement.where(Alert.id != exclude_id)
+    names = integrations.names_by_id(session) if names_needed else {}
+    found = []
+    for row in session.execute(statement.order_by(Alert.id.desc()).limit(limit)).all():
+        integration = names.get(row.integration_id) if row.integration_id is not None else None
+        found.append(
+            (row, AlertFacts(row.source, row.severity, row.alert_type, row.service, row.labels, integration))
+        )
+    return found
 
 
 def inhibitor(
@@ -62,23 +86,9 @@ def inhibitor(
     rules = [rule for rule in org.automation.inhibit_rules if rule.target.accepts(alert)]
     if not rules:
         return None
-    statement = select(
-        Alert.id,
-        Alert.source,
-        Alert.severity,
-        Alert.alert_type,
-        Alert.service,
-        Alert.labels,
-        Alert.integration_id,
-    ).where(Alert.status.in_(_OPEN))
-    if exclude_id is not None:
-        statement = statement.where(Alert.id != exclude_id)
-    statement = statement.where(_could_inhibit(rules, alert)).order_by(Alert.id.desc()).limit(CANDIDATES)
-    # The candidates' integration names, only when a rule's source condition names integrations.
-    names = integrations.names_by_id(session) if any(rule.source.integrations for rule in rules) else {}
-    for row in session.execute(statement).all():
-        integration = names.get(row.integration_id) if row.integration_id is not None else None
-        candidate = AlertFacts(row.source, row.severity, row.alert_type, row.service, row.labels, integration)
+    narrowing = or_(*(_narrowing(rule.source, rule.equal, alert) for rule in rules))
+    names_needed = any(rule.source.integrations for rule in rules)
+    for row, candidate in _candidates(session, narrowing, exclude_id, names_needed, CANDIDATES):
         rule = next((rule for rule in rules if rule.pairs(candidate, alert)), None)
         if rule is None:
             continue
@@ -101,3 +111,30 @@ def inhibited_now(session: Session, alert: Alert) -> bool:
         return False
     status = session.scalar(select(Alert.status).where(Alert.id == alert.inhibited_by_id))
     return status in _OPEN
+
+
+# The open alerts on incidents looked at when an inhibitor fires after its symptoms (noted, not moved).
+SYMPTOMS = 50
+
+
+def symptoms(
+    session: Session, org: OrgConfig, alert: AlertFacts, *, exclude_id: int
+) -> list[tuple[int, int, str]]:
+    """The open alerts already on incidents that ``alert`` would have inhibited had it fired first: (alert id,
+    incident id, rule name), newest first. Alertmanager mutes them from now on; Warroom has paged for them
+    already, so their incidents are told what they are a symptom of."""
+    rules = [rule for rule in org.automation.inhibit_rules if rule.source.accepts(alert)]
+    if not rules:
+        return []
+    narrowing = or_(*(_narrowing(rule.target, rule.equal, alert) for rule in rules))
+    names_needed = any(rule.target.integrations for rule in rules)
+    found = []
+    for row, candidate in _candidates(session, narrowing, exclude_id, names_needed, CANDIDATES):
+        if row.incident_id is None:
+            continue
+        rule = next((rule for rule in rules if rule.pairs(alert, candidate)), None)
+        if rule is not None:
+            found.append((row.id, row.incident_id, rule.name))
+            if len(found) == SYMPTOMS:
+                break
+    return found
