@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.alerts.conftest import make_key
+from tests.alerts.conftest import PAYLOADS, make_key
 from tests.alerts.test_intake import alerts
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts.adapters import InvalidPayload, from_webhook, parse_webhook_body
@@ -410,3 +410,49 @@ def test_an_alertname_label_names_the_alert_when_no_alert_template_does() -> Non
 def test_any_body_is_read_or_refused_as_bad_input(body: bytes, content_type: str | None) -> None:
     with contextlib.suppress(InvalidPayload):
         parse_webhook_body(body, content_type)
+
+
+# The formats the example org file ships for cloud monitors, each read from a payload of its documented shape.
+def test_shipped_formats_read_google_cloud_azure_monitor_and_pingdom() -> None:
+    def read(name: str, payload: dict[str, Any]) -> Any:
+        [event] = from_webhook(payload, example_format(name))
+        return event
+
+    gcp = json.loads((PAYLOADS / "google-cloud-monitoring-1.2-open.json").read_text())
+    opened = read("google-cloud", gcp)
+    assert (opened.action, opened.dedup_key, opened.severity, opened.alert_type) == (
+        "trigger",
+        "gcp-0.opqiw61fsv7p",
+        "critical",
+        "Checkout uptime",
+    )
+    assert opened.summary.startswith("An uptime check on shop-prod")
+    assert opened.labels["resource"] == "checkout.example.com" and opened.labels["project"] == "shop-prod"
+    assert opened.links[0]["href"].startswith("https://console.cloud.google.com/")
+    closed = copy.deepcopy(gcp)
+    closed["incident"].update(state="closed", ended_at=1764934200)
+    del closed["incident"]["severity"]  # older policies name none: the format's default
+    assert (read("google-cloud", closed).action, read("google-cloud", closed).severity) == (
+        "resolve",
+        "error",
+    )
+
+    azure = json.loads((PAYLOADS / "azure-monitor-common-schema-fired.json").read_text())
+    fired = read("azure-monitor", azure)
+    assert (fired.action, fired.severity, fired.alert_type) == ("trigger", "error", "db-cpu-high")
+    assert fired.summary == "db-cpu-high: CPU above 90% for 5 minutes"
+    assert fired.labels["target"] == "db-1" and fired.labels["signal_type"] == "Metric"
+    resolved = copy.deepcopy(azure)
+    resolved["data"]["essentials"].update(monitorCondition="Resolved", description="")
+    back = read("azure-monitor", resolved)
+    assert back.action == "resolve" and back.dedup_key == fired.dedup_key
+    assert back.summary == "db-cpu-high: Metric alert on db-1"
+
+    pingdom = json.loads((PAYLOADS / "pingdom-check-down.json").read_text())
+    down = read("pingdom", pingdom)
+    assert (down.action, down.dedup_key, down.severity) == ("trigger", "pingdom-803318", "critical")
+    assert down.summary == "Shop front page is DOWN: HTTP Error 502"
+    up = read(
+        "pingdom", {**pingdom, "previous_state": "DOWN", "current_state": "UP", "importance_level": "LOW"}
+    )
+    assert (up.action, up.dedup_key) == ("resolve", "pingdom-803318")
