@@ -225,3 +225,22 @@ def test_opsgenie_snooze_and_unacknowledge_by_alias(
     assert snooze_jobs(context) == [
         (JobStatus.done, {"woke": False, "reason": "its snooze was taken back or moved"})
     ]
+
+
+def test_snoozing_again_to_an_earlier_end_or_the_same_one_keeps_one_end(
+    api: TestClient, context: AppContext, pd_key: str, responder: dict[str, str]
+) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    pd(api, pd_trigger(pd_key, "api-5xx"))
+    for until in (
+        "2026-03-02T11:00:00Z",
+        "2026-03-02T12:00:00Z",
+        "2026-03-02T11:00:00Z",
+        "2026-03-02T11:00:00Z",
+    ):
+        assert snooze(api, responder, {"until": until}).status_code == 200
+    assert [status for status, _ in snooze_jobs(context)] == [JobStatus.cancelled] * 3 + [JobStatus.pending]
+    run_at(worker, T0 + timedelta(hours=1, minutes=1))
+    assert alert_row(context).status == "firing"
+    assert snooze_jobs(context)[-1] == (JobStatus.done, {"woke": True, "incident": "INC-1"})

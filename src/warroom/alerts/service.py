@@ -44,6 +44,7 @@ from warroom.errors import Conflict, Forbidden, InvalidInput, NotFound
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import OPEN_STATUSES, Incident, TimelineKind
 from warroom.jobs import service as job_service
+from warroom.jobs.models import Job, JobStatus
 from warroom.orgconfig import OrgConfig
 from warroom.severity import service as severity_service
 
@@ -782,8 +783,18 @@ def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _job_key(alert_id: int, until: datetime) -> str:
-    return f"{SNOOZE_KIND}:{alert_id}:{until.isoformat()}"
+def _cancel_snooze_jobs(session: Session, alert_id: int) -> None:
+    """Cancel the alert's pending snooze ends (a new snooze replaces them). Their handler would find the
+    snooze moved and do nothing; cancelled, ``jobs list`` does not show them waiting."""
+    pending = session.scalars(
+        select(Job.idempotency_key).where(
+            Job.kind == SNOOZE_KIND,
+            Job.status == JobStatus.pending,
+            Job.payload["alert_id"].as_integer() == alert_id,
+        )
+    ).all()
+    for key in pending:
+        job_service.cancel(session, idempotency_key=key)
 
 
 def snooze_end(now: datetime, *, duration: timedelta | None, until: datetime | None) -> datetime:
@@ -819,8 +830,7 @@ def snooze(
         raise Conflict(f"{alert.ref} is resolved; there is nothing to snooze", {"field": "alert"})
     now = utcnow()
     end = snooze_end(now, duration=duration, until=until)
-    if alert.snoozed_until is not None:
-        job_service.cancel(session, idempotency_key=_job_key(alert.id, alert.snoozed_until))
+    _cancel_snooze_jobs(session, alert.id)
     was_firing = alert.status == AlertStatus.firing
     alert.status = AlertStatus.acknowledged
     if was_firing:
@@ -834,7 +844,8 @@ def snooze(
         kind=SNOOZE_KIND,
         payload={"alert_id": alert.id, "until": end.isoformat()},
         run_at=end,
-        idempotency_key=_job_key(alert.id, end),
+        # One per snooze, even of the same end as an earlier (cancelled) one.
+        idempotency_key=f"{SNOOZE_KIND}:{alert.id}:{uuid.uuid4().hex}",
         incident_id=alert.incident_id,
     )
     if held(session, alert):
