@@ -25,14 +25,16 @@ from warroom.alerts.schemas import AlertDetail, AlertPage, AlertRead, HeartbeatR
 from warroom.auth.models import IntegrationType
 from warroom.cli.output import (
     SEVERITY_STYLE,
+    ForOption,
+    UntilOption,
     api_errors,
     build_table,
     console,
     emit,
     error_console,
     fail,
-    instant,
     name_values,
+    one_end,
     print_json,
     styled,
     table,
@@ -594,19 +596,14 @@ def unacknowledge(refs: AlertRefs, as_json: JsonFlag = False) -> None:
 @alerts_app.command("snooze")
 def snooze(
     refs: AlertRefs,
-    duration: Annotated[
-        str | None, typer.Option("--for", help="How long, e.g. 30m or 4h (1 minute to 7 days).")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="When, ISO 8601 (local time without an offset).")
-    ] = None,
+    duration: ForOption = None,
+    until: UntilOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Acknowledge alerts until a moment: if one still fires then, it fires again and its incident's first
-    responders are paged as a reminder. Snoozing again moves the end; `alerts unack` ends it now."""
-    if (duration is None) == (until is None):
-        fail("give either --for (a duration) or --until (an end time)")
-    end = instant(until, "--until")
+    """Acknowledge alerts until a moment (1 minute to 7 days ahead): if one still fires then, it fires again
+    and its incident's first responders are paged as a reminder. Snoozing again moves the end; `alerts unack`
+    ends it now."""
+    end = one_end(duration, until)
     _on_each(
         refs,
         lambda client, ref: client.snooze_alert(ref, duration=duration, until=end),

@@ -9,7 +9,20 @@ from rich.markup import escape
 
 from warroom.alerts.schemas import MaintenanceRead
 from warroom.cli.alerts import alert_row
-from warroom.cli.output import api_errors, console, emit, fail, instant, name_values, styled, table, when
+from warroom.cli.output import (
+    ForOption,
+    UntilOption,
+    api_errors,
+    console,
+    emit,
+    fail,
+    instant,
+    name_values,
+    one_end,
+    styled,
+    table,
+    when,
+)
 from warroom.client import Client
 
 maintenance_app = typer.Typer(
@@ -89,21 +102,16 @@ def start(
         list[str] | None,
         typer.Option("--integration", help="Only alerts that came in through this integration (its name)."),
     ] = None,
-    duration: Annotated[
-        str | None, typer.Option("--for", help="How long, e.g. 2h or 90m (up to 7d).")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="End time, ISO 8601 (local time without an offset).")
-    ] = None,
+    duration: ForOption = None,
+    until: UntilOption = None,
     at: Annotated[
         str | None, typer.Option("--at", help="Start time, ISO 8601 (default: now; up to 90 days ahead).")
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Start (or schedule) a maintenance window. Alerts it covers open no incident and page nobody; those
-    still open when it ends are routed then."""
-    if (duration is None) == (until is None):
-        fail("give either --for (a duration) or --until (an end time)")
+    """Start (or schedule) a maintenance window, of up to 7 days. Alerts it covers open no incident and page
+    nobody; those still open when it ends are routed then."""
+    ends_at = one_end(duration, until)
     match = {
         "source": source,
         "severity": severity,
@@ -125,7 +133,7 @@ def start(
             labels=name_values(label or [], "--label"),
             match=match,
             starts_at=instant(at, "--at"),
-            ends_at=instant(until, "--until"),
+            ends_at=ends_at,
             duration=duration,
         )
     emit(as_json, window, lambda: console.print(_summary(window)))

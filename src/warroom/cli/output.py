@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import BaseModel
@@ -110,6 +110,20 @@ def name_values(values: list[str], option: str, what: str = "name=value") -> dic
             raise typer.BadParameter(f"{value!r}: write it as {what}", param_hint=option)
         pairs[name.strip()] = text
     return pairs
+
+
+# How long something lasts from now (a maintenance window, a snooze): ``--for`` or ``--until``, exactly one.
+ForOption = Annotated[str | None, typer.Option("--for", help="How long, e.g. 30m, 2h or 1d.")]
+UntilOption = Annotated[
+    str | None, typer.Option("--until", help="The end, ISO 8601 (local time without an offset).")
+]
+
+
+def one_end(duration: str | None, until: str | None) -> str | None:
+    """Exactly one of ``--for`` and ``--until``; the ``--until`` instant with its offset (None with --for)."""
+    if (duration is None) == (until is None):
+        fail("give either --for (a duration) or --until (an end time)")
+    return instant(until, "--until")
 
 
 def instant(value: str | None, option: str) -> str | None:
