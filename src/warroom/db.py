@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -278,8 +279,13 @@ def _configure_sqlite(engine: Engine, synchronous: str, busy_timeout: float) -> 
         # A write transaction takes the write lock up front, so two writers queue on busy_timeout
         # instead of one failing with "database is locked" when it upgrades from a read.
         # On the driver's connection: SQLAlchemy's execution machinery cost more than SQLite's BEGIN.
-        driver = connection.connection.driver_connection
-        driver.execute("BEGIN IMMEDIATE" if connection.get_execution_options().get("write") else "BEGIN")
+        statement = "BEGIN IMMEDIATE" if connection.get_execution_options().get("write") else "BEGIN"
+        try:
+            connection.connection.driver_connection.execute(statement)
+        except sqlite3.Error as exc:
+            # Raised as SQLAlchemy raises driver errors (a lock held past busy_timeout is an
+            # OperationalError), so that callers still tell an unavailable database from a fault.
+            raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
 
 
 SQLITE_INCREMENTAL_VACUUM = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
