@@ -256,6 +256,7 @@ class Client:
         snoozed: bool = False,
         status: list[str] | None = None,
         source: str | None = None,
+        integration: str | None = None,
         incident: str | None = None,
         service: list[str] | None = None,
         severity: list[str] | None = None,
@@ -267,6 +268,7 @@ class Client:
     ) -> AlertPage:
         params = query(
             search=search,
+            integration=integration,
             service=service,
             severity=severity,
             label=labels,

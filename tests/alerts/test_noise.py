@@ -63,6 +63,13 @@ def test_the_noisiest_alert_groups_come_first(
         api.post("/api/v1/reports/internal", json={"description": "slow"}, headers=responder).status_code
         == 202
     )
+
+    def listed(integration: str) -> list[str]:
+        response = api.get("/api/v1/alerts", params={"integration": integration}, headers=viewer)
+        assert response.status_code == 200, response.text
+        return [a["dedup_key"] for a in response.json()["items"]]
+
+    assert listed("nightly-cron") == ["b"] and len(listed("scripts")) == 4 and listed("nope") == []
     assert report(by="integration") == [
         ("scripts", 7, 3, 0, 3, 2),
         ("nightly-cron", 1, 1, 0, 1, 1),

@@ -342,6 +342,10 @@ def list_alerts(
     unrouted: Annotated[bool, Query(description="Only alerts no rule routed and on no incident.")] = False,
     snoozed: Annotated[bool, Query(description="Only snoozed alerts (acknowledged until a moment).")] = False,
     source: str | None = None,
+    integration: Annotated[
+        str | None,
+        Query(max_length=100, description="Only alerts that came in through this integration (its name)."),
+    ] = None,
     incident: str | None = None,
     service_: Annotated[
         list[str] | None, Query(alias="service", description="Only these services (repeat for more).")
@@ -374,6 +378,7 @@ def list_alerts(
             unrouted=unrouted,
             snoozed=snoozed,
             source=source,
+            integration=integration,
             incident=incident,
             service=service_ or [],
             severity=severity or [],

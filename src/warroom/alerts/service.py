@@ -531,6 +531,7 @@ def list_alerts(
     unrouted: bool = False,
     snoozed: bool = False,
     source: str | None = None,
+    integration: str | None = None,
     incident: str | None = None,
     service: Sequence[str] = (),
     severity: Sequence[str] = (),
@@ -580,6 +581,9 @@ def list_alerts(
         statement = statement.where(Alert.snoozed_until.is_not(None))
     if source:
         statement = statement.where(Alert.source == source)
+    if integration:
+        named = select(IntegrationKey.id).where(IntegrationKey.name == integration).scalar_subquery()
+        statement = statement.where(Alert.integration_id == named)
     if incident:
         statement = statement.where(Alert.incident_id == incident_service.parse_ref(incident))
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0

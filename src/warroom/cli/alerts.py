@@ -205,6 +205,10 @@ def list_(
         bool, typer.Option("--snoozed", help="Only snoozed alerts, with when each fires again.")
     ] = False,
     source: SourceFilter = None,
+    integration: Annotated[
+        str | None,
+        typer.Option("--integration", help="Only alerts that came in through this integration (its name)."),
+    ] = None,
     incident: IncidentFilter = None,
     service: ServiceFilter = None,
     severity: SeverityFilter = None,
@@ -253,6 +257,7 @@ def list_(
                 unrouted=unrouted,
                 snoozed=snoozed,
                 source=source,
+                integration=integration,
                 incident=incident,
                 service=service,
                 severity=severity,
