@@ -705,11 +705,15 @@ def attach_to_incident(
     return alert, incident
 
 
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _already(
     alert: Alert, done: str, moment: datetime | None, person: str | None, by_source: str
 ) -> Conflict:
     """409 for a second acknowledgement or resolve, saying when and by whom (a person, or the source)."""
-    when = moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "earlier"
+    when = _when(moment) if moment else "earlier"
     by = f" by {person}" if person else f" {by_source} ({alert.source})"
     return Conflict(f"{alert.ref} is already {done} ({when}{by})", {"field": "alert"})
 
@@ -781,10 +785,6 @@ def clear_snooze(alert: Alert) -> None:
 # --- snoozing (the job that ends a snooze is ``alerts.snooze``) ---------------------------------------
 
 SNOOZE_KIND = "alerts.snooze_end"
-
-
-def _when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _cancel_snooze_jobs(session: Session, alert_id: int) -> None:
