@@ -13,6 +13,7 @@ from warroom.alerts.schemas import (
     ChangeRead,
     ChangeRecorded,
     HeartbeatRead,
+    IncidentMerged,
     MaintenanceDetail,
     MaintenanceRead,
     NoiseReport,
@@ -292,10 +293,19 @@ class Client:
         return AlertDetail.model_validate(self.request("GET", f"/api/v1/alerts/{ref}"))
 
     def promote_alert(
-        self, ref: str, *, title: str | None = None, severity: str | None = None
+        self, ref: str, *, title: str | None = None, severity: str | None = None, move: bool = False
     ) -> AlertDetail:
-        body = {k: v for k, v in {"title": title, "severity": severity}.items() if v is not None}
+        body: dict[str, object] = {
+            k: v for k, v in {"title": title, "severity": severity}.items() if v is not None
+        }
+        if move:
+            body["move"] = True
         return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/promote", json=body))
+
+    def merge_incident(self, ref: str, into: str, *, note: str | None = None) -> IncidentMerged:
+        body = {"into": into} | ({"note": note} if note is not None else {})
+        merged = self.request("POST", f"/api/v1/incidents/{ref}/merge", json=body)
+        return IncidentMerged.model_validate(merged)
 
     def attach_alert(self, ref: str, incident: str) -> AlertDetail:
         body = {"incident": incident}

@@ -472,6 +472,17 @@ def test_maintenance_cli_against_a_running_server(tmp_path: Path) -> None:
         assert f"ALR-{db_alert['id']} attached (on INC-1)" in attached.stdout
         refused = run_cli("alerts", "attach", "INC-1", str(db_alert["id"]), env=env, check=False)
         assert refused.returncode == 1 and "already on INC-1" in refused.stderr
+        # It had a cause of its own after all: out into an incident of its own, then (it was the same outage)
+        # folded back in.
+        kept = run_cli("alerts", "promote", str(db_alert["id"]), env=env, check=False)
+        assert kept.returncode == 1 and "already on INC-1" in kept.stderr
+        split = run_cli("alerts", "promote", str(db_alert["id"]), "--move", env=env)
+        assert f"ALR-{db_alert['id']} promoted to INC-3" in split.stdout
+        merged = run_cli("incident", "merge", "INC-3", "--into", "INC-1", "--note", "one outage", env=env)
+        assert "INC-3 merged into INC-1: 1 alert(s) moved" in merged.stdout
+        assert "INC-1" in run_cli("alerts", "show", str(db_alert["id"]), env=env).stdout
+        twice_merged = run_cli("incident", "merge", "INC-3", "--into", "INC-1", env=env, check=False)
+        assert twice_merged.returncode == 1 and "INC-3 is resolved" in twice_merged.stderr
         assert "ended" in run_cli("maintenance", "list", "--all", env=env).stdout
 
         # Refusals: a clear message, a non-zero exit, nothing created.

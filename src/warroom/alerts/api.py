@@ -36,12 +36,14 @@ from warroom.alerts.schemas import (
     CustomerReport,
     HeartbeatPinged,
     HeartbeatRead,
+    IncidentMerged,
     IngestResult,
     InternalReport,
     MaintenanceCreate,
     MaintenanceDetail,
     MaintenanceExtend,
     MaintenanceRead,
+    MergeRequest,
     NoiseReport,
     NoteRequest,
     PromoteRequest,
@@ -488,6 +490,17 @@ def attach_alert(ref: str, body: AttachRequest, context: Context, principal: Res
             session, ref=ref, incident_ref=body.incident, performer=principal.name
         )
         return service.to_detail(alert)
+
+
+@router.post("/api/v1/incidents/{ref}/merge", response_model=IncidentMerged, tags=["incidents"])
+def merge_incident(ref: str, body: MergeRequest, context: Context, principal: Responder) -> IncidentMerged:
+    """Fold this incident into another open one (one cause opened both): its alerts move there, and it is
+    resolved as merged. 409 if either is not open; 422 for itself."""
+    with context.db.write() as session:
+        merged, into, alerts = service.merge_incidents(
+            session, org=context.org, ref=ref, into=body.into, performer=principal.name, note=body.note
+        )
+        return IncidentMerged(incident=merged.ref, into=into.ref, alerts=[alert.ref for alert in alerts])
 
 
 @router.post("/api/v1/alerts/{ref}/acknowledge", response_model=AlertDetail)

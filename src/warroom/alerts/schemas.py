@@ -507,10 +507,29 @@ class AttachRequest(BaseModel):
     incident: str = Field(min_length=1, max_length=30, description="e.g. INC-3")
 
 
+class MergeRequest(BaseModel):
+    """Fold an incident into another: one cause opened two (the grouping did not see it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    into: str = Field(min_length=1, max_length=30, description="The open incident that goes on, e.g. INC-3")
+    note: str | None = Field(default=None, min_length=1, max_length=2000, description="Why, for the record")
+
+
+class IncidentMerged(BaseModel):
+    incident: str = Field(description="The incident merged (now resolved), e.g. INC-4")
+    into: str = Field(description="The incident that goes on, e.g. INC-3")
+    alerts: list[str] = Field(description="The alerts that moved, e.g. ALR-12")
+
+
 class PromoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: str | None = Field(default=None, min_length=1, max_length=300)
     severity: str | None = None
+    move: bool = Field(
+        default=False,
+        description="Take an alert that is on an incident out into an incident of its own (the grouping "
+        "put it with alerts of another cause); without it, such an alert is refused (409).",
+    )
 
 
 # --- maintenance windows ---------------------------------------------------------------------------------

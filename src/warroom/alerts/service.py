@@ -650,22 +650,46 @@ def noise_report(session: Session, *, since: timedelta, by: str = "type", limit:
 def promote(
     session: Session, *, org: OrgConfig, ref: str | int, data: PromoteRequest, performer: str
 ) -> tuple[Alert, Incident]:
-    """Open an incident from an alert that no rule routed (or any alert not yet on an incident)."""
+    """Open an incident from an alert that no rule routed (or any alert not yet on an incident). With
+    ``move``, an alert already on an incident is taken out of it into the new one (the grouping put it with
+    alerts of another cause), and both timelines say so."""
     alert = get_alert(session, ref, for_update=True)
-    if alert.incident_id is not None:
+    previous_id = alert.incident_id
+    if previous_id is not None and not data.move:
         raise Conflict(
-            f"{alert.ref} is already on INC-{alert.incident_id}",
-            {"field": "alert", "incident": alert.incident_id},
+            f"{alert.ref} is already on INC-{previous_id} (promote it with move to give it an incident "
+            "of its own)",
+            {"field": "alert", "incident": previous_id},
         )
     if data.severity is not None:
         severity_service.validate_severity(org, data.severity)
+    previous = None
+    if previous_id is not None:
+        previous = incident_service.get_incident(session, previous_id, for_update=True)
     fields = automation.incident_fields(org, alert, title=data.title, severity=data.severity)
     incident = incident_service.create_incident(
         session, org=org, data=fields, performer=performer, kind_note=f"promoted from alert {alert.ref}"
     )
-    automation.attach(session, incident, alert, performer=performer)
+    if previous is not None:
+        _say_moved(session, previous, alert, incident, performer=performer)
+    moved = f" (moved from {previous.ref})" if previous else ""
+    automation.attach(session, incident, alert, performer=performer, note=moved)
     session.flush()
     return alert, incident
+
+
+def _say_moved(
+    session: Session, previous: Incident, alert: Alert, incident: Incident, *, performer: str
+) -> None:
+    """The timeline of the incident an alert leaves says where it went."""
+    incident_service.append_timeline(
+        session,
+        previous,
+        performer=performer,
+        kind=TimelineKind.alert,
+        action=f"Alert {alert.ref} moved to {incident.ref}: {alert.summary}",
+        data={"alert": alert.id, "to": incident.id},
+    )
 
 
 def attach_to_incident(
@@ -691,18 +715,76 @@ def attach_to_incident(
         )
     moved = ""
     if previous_id is not None:
-        incident_service.append_timeline(
-            session,
-            locked[previous_id],
-            performer=performer,
-            kind=TimelineKind.alert,
-            action=f"Alert {alert.ref} moved to {incident.ref}: {alert.summary}",
-            data={"alert": alert.id, "to": incident.id},
-        )
+        _say_moved(session, locked[previous_id], alert, incident, performer=performer)
         moved = f", moved from INC-{previous_id}"
     automation.attach(session, incident, alert, performer=performer, note=f" (by hand{moved})")
     session.flush()
     return alert, incident
+
+
+def merge_incidents(
+    session: Session,
+    *,
+    org: OrgConfig,
+    ref: str | int,
+    into: str | int,
+    performer: str,
+    note: str | None = None,
+) -> tuple[Incident, Incident, list[Alert]]:
+    """Fold an open incident into another open one: one cause opened both. Every alert of it moves to the
+    other (so the next alerts of its groups join that one too), both timelines say so, and it is resolved as
+    merged, which ends its escalation. Its responders are named on the other's timeline, not moved: the
+    commander there decides who stays on."""
+    source_id = incident_service.parse_ref(ref)
+    target_id = incident_service.parse_ref(into)
+    if source_id == target_id:
+        raise InvalidInput("an incident cannot be merged into itself", {"field": "into"})
+    # Both incidents locked in id order, so two opposite merges cannot deadlock.
+    locked = {
+        incident_id: incident_service.get_incident(session, incident_id, for_update=True)
+        for incident_id in sorted((source_id, target_id))
+    }
+    source, target = locked[source_id], locked[target_id]
+    for incident, role in ((target, "merged into"), (source, "merged")):
+        if not incident.status.is_open:
+            raise Conflict(
+                f"{incident.ref} is {incident.status.value}: only an open incident is {role}",
+                {"field": "into" if incident is target else "incident"},
+            )
+    alerts = list(
+        session.scalars(
+            select(Alert).where(Alert.incident_id == source.id).order_by(Alert.id).with_for_update()
+        )
+    )
+    for alert in alerts:
+        automation.attach(session, target, alert, performer=performer, note=f" (merged from {source.ref})")
+    moved = f"its {len(alerts)} alert(s) moved here" if alerts else "it had no alerts"
+    responders = [f"{r.name} ({r.role})" for r in source.responders if r.left_at is None]
+    why = f" — {note}" if note else ""
+    incident_service.append_timeline(
+        session,
+        target,
+        performer=performer,
+        kind=TimelineKind.note,
+        action=f"{source.ref} ({source.severity}, {source.title!r}) merged into this incident: {moved}"
+        + (f"; its responders: {', '.join(responders)}" if responders else "")
+        + why,
+        data={"merged": source.id, "alerts": [alert.id for alert in alerts], "responders": responders},
+    )
+    incident_service.append_timeline(
+        session,
+        source,
+        performer=performer,
+        kind=TimelineKind.note,
+        action=f"Merged into {target.ref} ({target.title!r})"
+        + (f": its {len(alerts)} alert(s) moved there" if alerts else "")
+        + why,
+        data={"into": target.id, "alerts": [alert.id for alert in alerts]},
+    )
+    incident_service.resolve(
+        session, org=org, ref=source.id, performer=performer, note=f"merged into {target.ref}"
+    )
+    return source, target, alerts
 
 
 def _when(moment: datetime) -> str:

@@ -396,11 +396,19 @@ def promote(
     severity: Annotated[
         str | None, typer.Option("--severity", "-s", help="P0..P3; mapped if omitted.")
     ] = None,
+    move: Annotated[
+        bool,
+        typer.Option(
+            "--move",
+            help="The alert is on an incident with alerts of another cause: take it out into its own.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Open an incident from an alert."""
+    """Open an incident from an alert (one no rule routed; or, with --move, one the grouping put on the
+    wrong incident)."""
     with api_errors(), Client() as client:
-        alert = client.promote_alert(ref, title=title, severity=severity)
+        alert = client.promote_alert(ref, title=title, severity=severity, move=move)
     emit(as_json, alert, lambda: console.print(f"{alert.ref} promoted to [bold]{alert.incident}[/]"))
 
 

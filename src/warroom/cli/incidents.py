@@ -209,6 +209,27 @@ def resolve(
     emit(as_json, incident, lambda: console.print(f"{incident.id} resolved at {when(incident.resolved_at)}"))
 
 
+@incident_app.command("merge")
+def merge(
+    ref: Annotated[str, typer.Argument(help="The incident to fold in (resolved as merged), e.g. INC-4.")],
+    into: Annotated[str, typer.Option("--into", help="The open incident that goes on, e.g. INC-3.")],
+    note: Annotated[str | None, typer.Option(help="Why, for the record (on both timelines).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Fold an incident into another: one cause opened both. Its alerts move there (and later alerts of
+    their groups follow), and it is resolved as merged."""
+    with api_errors(), _client() as client:
+        merged = client.merge_incident(ref, into, note=note)
+    emit(
+        as_json,
+        merged,
+        lambda: console.print(
+            f"{merged.incident} merged into [bold]{merged.into}[/]: "
+            + (f"{len(merged.alerts)} alert(s) moved" if merged.alerts else "it had no alerts")
+        ),
+    )
+
+
 @incident_app.command("timeline")
 def timeline(ref: str, as_json: JsonFlag = False) -> None:
     """Show the incident's timeline."""
