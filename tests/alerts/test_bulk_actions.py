@@ -1,4 +1,4 @@
-"""``warroom alerts ack|resolve`` with filters instead of ids: the clean-up after a storm, shown and
+"""``warroom alerts ack|snooze|resolve`` with filters instead of ids: the clean-up after a storm, shown and
 confirmed before anything changes."""
 
 from __future__ import annotations
@@ -49,6 +49,21 @@ def test_alerts_chosen_by_filters_are_shown_confirmed_and_changed(tmp_path: Path
         # Acknowledging chooses among firing alerts only.
         none_left = run_cli("alerts", "ack", "--label", "host=nas1", "--yes", env=env)
         assert "no firing alert matches" in none_left.stdout
+        # Snoozing chooses among firing and acknowledged ones: nas1's two, until the RAID rebuild ends.
+        snoozed = run_cli(
+            "alerts", "snooze", "--label", "host=nas1", "--for", "2h", "--yes", "--json", env=env
+        )
+        assert sorted(alert["summary"] for alert in json.loads(snoozed.stdout)) == [
+            "RAID degraded",
+            "fan failed",
+        ]
+        listed = json.loads(run_cli("alerts", "list", "--snoozed", "--json", env=env).stdout)
+        assert {alert["summary"] for alert in listed["items"]} == {"RAID degraded", "fan failed"}
+        bad_length = run_cli(
+            "alerts", "snooze", "--label", "host=db1", "--for", "9d", "--yes", env=env, check=False
+        )
+        # Refused once, before any alert is chosen.
+        assert bad_length.returncode == 1 and "at most 7d" in bad_length.stderr and not bad_length.stdout
 
         # Asked first: no changes nothing, and neither does an answer that never comes.
         for answer in ("n\n", ""):

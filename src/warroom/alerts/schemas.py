@@ -11,7 +11,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from warroom.alerts.config import AlertConditions, AlertSeverity
 from warroom.alerts.models import AlertStatus
-from warroom.durations import Duration
+from warroom.durations import Duration, format_duration
+from warroom.errors import InvalidInput
 from warroom.timezones import OffsetDatetime
 
 # --- Prometheus Alertmanager webhook (version 4) and Grafana unified alerting (its superset) ---------
@@ -491,6 +492,24 @@ class SnoozeRequest(BaseModel):
         if (self.until is None) == (self.duration is None):
             raise ValueError("give either duration or until")
         return self
+
+
+def snooze_end(now: datetime, *, duration: timedelta | None, until: datetime | None) -> datetime:
+    """When a snooze asked for now ends: ``duration`` from now, or ``until``; within 1 minute to 7 days.
+    The server decides; the CLI asks first, before it chooses alerts by filter."""
+    end = now + duration if duration is not None else until
+    if end is None:
+        raise InvalidInput("give either duration or until", {"field": "duration"})
+    field = "duration" if duration is not None else "until"
+    if end - now < SNOOZE_MIN - timedelta(seconds=1):
+        raise InvalidInput(f"a snooze lasts at least {format_duration(SNOOZE_MIN)}", {"field": field})
+    if end - now > SNOOZE_MAX:
+        raise InvalidInput(
+            f"a snooze lasts at most {format_duration(SNOOZE_MAX)}: for longer, use a maintenance window "
+            "or resolve the alert",
+            {"field": field},
+        )
+    return end
 
 
 class NoteRequest(BaseModel):

@@ -19,8 +19,6 @@ from warroom.alerts.adapters import AlertEvent, SourceChange, apply_default_serv
 from warroom.alerts.config import AlertFacts
 from warroom.alerts.models import Alert, AlertNote, AlertStatus
 from warroom.alerts.schemas import (
-    SNOOZE_MAX,
-    SNOOZE_MIN,
     AlertDetail,
     AlertNoteRead,
     AlertPage,
@@ -34,6 +32,7 @@ from warroom.alerts.schemas import (
     NoiseReport,
     PromoteRequest,
     RoutingPreview,
+    snooze_end,
 )
 from warroom.auth import integrations
 from warroom.auth.integrations import IntegrationIdentity
@@ -881,23 +880,6 @@ def _cancel_snooze_jobs(session: Session, alert_id: int) -> None:
     ).all()
     for key in pending:
         job_service.cancel(session, idempotency_key=key)
-
-
-def snooze_end(now: datetime, *, duration: timedelta | None, until: datetime | None) -> datetime:
-    """When a snooze asked for now ends: ``duration`` from now, or ``until``; within 1 minute to 7 days."""
-    end = now + duration if duration is not None else until
-    if end is None:
-        raise InvalidInput("give either duration or until", {"field": "duration"})
-    field = "duration" if duration is not None else "until"
-    if end - now < SNOOZE_MIN - timedelta(seconds=1):
-        raise InvalidInput(f"a snooze lasts at least {format_duration(SNOOZE_MIN)}", {"field": field})
-    if end - now > SNOOZE_MAX:
-        raise InvalidInput(
-            f"a snooze lasts at most {format_duration(SNOOZE_MAX)}: for longer, use a maintenance window "
-            "or resolve the alert",
-            {"field": field},
-        )
-    return end
 
 
 def snooze(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import re
 import time
@@ -9,11 +11,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.live import Live
 from rich.markup import escape
 from rich.progress import track
@@ -21,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from warroom.alerts.models import AlertStatus
-from warroom.alerts.schemas import AlertDetail, AlertPage, AlertRead, HeartbeatRead
+from warroom.alerts.schemas import AlertDetail, AlertPage, AlertRead, HeartbeatRead, SnoozeRequest, snooze_end
 from warroom.auth.models import IntegrationType
 from warroom.cli.output import (
     SEVERITY_STYLE,
@@ -42,7 +45,7 @@ from warroom.cli.output import (
 )
 from warroom.client import ApiError, Client
 from warroom.durations import format_duration
-from warroom.errors import WarroomError
+from warroom.errors import InvalidInput, WarroomError
 from warroom.orgconfig import OrgConfig
 
 if TYPE_CHECKING:
@@ -547,6 +550,42 @@ YesFlag = Annotated[
 ]
 
 
+def _filter_options(
+    unrouted: UnroutedFilter = False,
+    source: SourceFilter = None,
+    incident: IncidentFilter = None,
+    service: ServiceFilter = None,
+    severity: SeverityFilter = None,
+    label: LabelFilter = None,
+    yes: YesFlag = False,
+) -> None:
+    """Only a signature: the options with which a command chooses alerts by filter (see ``by_filter``)."""
+
+
+def by_filter(*statuses: AlertStatus) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Let a command that acts on alerts (``refs: ChosenAlertRefs``) choose them by filter instead, among
+    alerts in ``statuses``: the filter options and ``--yes`` join its own, and it receives ``chosen``, the
+    confirmed choice (None when ids were given)."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command, eval_str=True)
+        filters = inspect.signature(_filter_options, eval_str=True).parameters
+
+        @functools.wraps(command)
+        def with_filters(**options: object) -> None:
+            chosen = {name: options.pop(name) for name in filters}
+            refs = options["refs"]
+            assert refs is None or isinstance(refs, list)
+            command(**options, chosen=_choice(refs, [status.value for status in statuses], **chosen))  # type: ignore[arg-type]
+
+        # Typer reads the options from the signature: the command's own, less ``chosen``, then the filters'.
+        kept = [parameter for name, parameter in own.parameters.items() if name != "chosen"]
+        with_filters.__signature__ = own.replace(parameters=[*kept, *filters.values()])  # type: ignore[attr-defined]
+        return with_filters
+
+    return decorate
+
+
 AlertRefs = Annotated[
     list[str], typer.Argument(help="Alert ids, e.g. 12 or ALR-12; several are done in turn.")
 ]
@@ -570,31 +609,13 @@ def attach(
 
 
 @alerts_app.command("ack")
+@by_filter(AlertStatus.firing)
 def acknowledge(
-    refs: ChosenAlertRefs = None,
-    unrouted: UnroutedFilter = False,
-    source: SourceFilter = None,
-    incident: IncidentFilter = None,
-    service: ServiceFilter = None,
-    severity: SeverityFilter = None,
-    label: LabelFilter = None,
-    yes: YesFlag = False,
-    as_json: JsonFlag = False,
+    refs: ChosenAlertRefs = None, chosen: AlertChoice | None = None, as_json: JsonFlag = False
 ) -> None:
     """Acknowledge alerts by hand: someone is on them. When the last alert of an incident still firing is
     acknowledged, the incident is acknowledged too (which stops escalation), as when sources acknowledge.
     With filters instead of ids, every firing alert they match, once you confirm."""
-    chosen = _choice(
-        refs,
-        [AlertStatus.firing.value],
-        unrouted=unrouted,
-        source=source,
-        incident=incident,
-        service=service,
-        severity=severity,
-        label=label,
-        yes=yes,
-    )
     _on_each(
         refs or [], lambda client, ref: client.acknowledge_alert(ref), "acknowledged", as_json, chosen=chosen
     )
@@ -607,36 +628,43 @@ def unacknowledge(refs: AlertRefs, as_json: JsonFlag = False) -> None:
 
 
 @alerts_app.command("snooze")
+@by_filter(AlertStatus.firing, AlertStatus.acknowledged)
 def snooze(
-    refs: AlertRefs,
+    refs: ChosenAlertRefs = None,
+    chosen: AlertChoice | None = None,
     duration: ForOption = None,
     until: UntilOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Acknowledge alerts until a moment (1 minute to 7 days ahead): if one still fires then, it fires again
     and its incident's first responders are paged as a reminder. Snoozing again moves the end; `alerts unack`
-    ends it now."""
+    ends it now. With filters instead of ids, every alert they match that is not resolved, once you
+    confirm."""
     end = one_end(duration, until)
+    # Asked first, so that a snooze too long (or too short) is refused once, not once per alert chosen.
+    try:
+        asked = SnoozeRequest.model_validate({"duration": duration, "until": end})
+        snooze_end(datetime.now(UTC), duration=asked.duration, until=asked.until)
+    except ValidationError as exc:
+        fail(f"--for: {exc.errors()[0]['msg'].removeprefix('Value error, ')}")
+    except InvalidInput as exc:
+        fail(exc.message)
     _on_each(
-        refs,
+        refs or [],
         lambda client, ref: client.snooze_alert(ref, duration=duration, until=end),
         "snoozed",
         as_json,
+        chosen=chosen,
         detail=lambda alert: f" until {when(alert.snoozed_until)}" if alert.snoozed_until else "",
     )
 
 
 @alerts_app.command("resolve")
+@by_filter(AlertStatus.firing, AlertStatus.acknowledged)
 def resolve(
     refs: ChosenAlertRefs = None,
+    chosen: AlertChoice | None = None,
     note: Annotated[str | None, typer.Option(help="Why, for the record (on the timeline).")] = None,
-    unrouted: UnroutedFilter = False,
-    source: SourceFilter = None,
-    incident: IncidentFilter = None,
-    service: ServiceFilter = None,
-    severity: SeverityFilter = None,
-    label: LabelFilter = None,
-    yes: YesFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Resolve alerts by hand, when their source will not (it stopped sending, or never sends a resolve).
@@ -644,17 +672,6 @@ def resolve(
     match that is not resolved, once you confirm: the clean-up after a storm."""
     if note is not None and not note.strip():
         fail("--note must not be blank")
-    chosen = _choice(
-        refs,
-        [AlertStatus.firing.value, AlertStatus.acknowledged.value],
-        unrouted=unrouted,
-        source=source,
-        incident=incident,
-        service=service,
-        severity=severity,
-        label=label,
-        yes=yes,
-    )
     _on_each(
         refs or [],
         lambda client, ref: client.resolve_alert(ref, note=note),
