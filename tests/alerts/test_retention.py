@@ -93,7 +93,12 @@ def test_what_is_old_enough_goes_and_evidence_stays(
 
     clock.set(T0 + timedelta(days=91))
     add_job(context, POLL_KIND, JobStatus.done, clock.now() - timedelta(days=6), "recent poll")
-    assert retention.prune(context, clock.now()) == {"alerts": 1, "changes": 1, "recurring_job_runs": 3}
+    assert retention.prune(context, clock.now()) == {
+        "alerts": 1,
+        "changes": 1,
+        "paged_openings": 1,  # the routed alert's incident paged 91 days ago (its incident stays)
+        "recurring_job_runs": 3,
+    }
     assert alert_keys(context) == ["old-promoted", "still-open", "routed", "recent-unrouted"]
     assert change_summaries(context) == ["Deployed api 2.14"]
     kept = [row for row in job_rows(context) if row[2] is not None]
@@ -104,7 +109,12 @@ def test_what_is_old_enough_goes_and_evidence_stays(
         (POLL_KIND, "done", "recent poll"),
     ]
     # Again: nothing more to do.
-    assert retention.prune(context, clock.now()) == {"alerts": 0, "changes": 0, "recurring_job_runs": 0}
+    assert retention.prune(context, clock.now()) == {
+        "alerts": 0,
+        "changes": 0,
+        "paged_openings": 0,
+        "recurring_job_runs": 0,
+    }
 
 
 def test_zero_keeps_for_ever_and_chunks_cover_everything(
@@ -151,7 +161,9 @@ def test_the_hourly_chain_runs_on_the_worker(context: AppContext) -> None:
     assert worker.run_once() == 1
     with context.db.read() as session:
         done = session.scalars(select(Job).where(Job.status == JobStatus.done)).one()
-        assert done.result == {"deleted": {"alerts": 0, "changes": 0, "recurring_job_runs": 0}}
+        assert done.result == {
+            "deleted": {"alerts": 0, "changes": 0, "paged_openings": 0, "recurring_job_runs": 0}
+        }
         assert session.scalar(select(func.count()).select_from(Job)) == 2
     assert pending() == [T0 + timedelta(hours=2)]
 

@@ -23,7 +23,7 @@ from warroom.alerts.config import (
     template_environment,
 )
 from warroom.alerts.handlers import run_handlers
-from warroom.alerts.models import Alert, AlertStatus
+from warroom.alerts.models import Alert, AlertStatus, PagedOpening
 from warroom.alerts.schemas import IncidentPreview, RoutingPreview, RuleVerdict
 from warroom.auth.models import IntegrationKey
 from warroom.db import utcnow
@@ -142,6 +142,45 @@ def _lock_group(session: Session, key: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
         lock_id = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
         session.execute(select(func.pg_advisory_xact_lock(lock_id)))
+
+
+def _storm_incident(session: Session, org: OrgConfig, rule: AutomationRule, now: datetime) -> Incident | None:
+    """Past the storm guard's cap for the policy the rule pages, the newest open incident that policy was
+    paged for, locked (the alert joins it instead of opening one); None to open an incident as usual."""
+    if org.automation.storm_guard is None or rule.page is None:
+        return None
+    # Incidents paging one policy open one at a time (PostgreSQL runs intake transactions at once), so
+    # that concurrent alerts cannot each see room under the cap and all open one.
+    _lock_group(session, f"storm-guard|{rule.page}")
+    newest = _storm_candidate(session, org, rule, now)
+    return None if newest is None else incident_service.get_incident(session, newest, for_update=True)
+
+
+def _storm_candidate(session: Session, org: OrgConfig, rule: AutomationRule, now: datetime) -> int | None:
+    guard = org.automation.storm_guard
+    if guard is None or rule.page is None:
+        return None
+    recent = PagedOpening.policy == rule.page, PagedOpening.opened_at >= now - guard.within
+    opened = session.scalar(select(func.count()).select_from(PagedOpening).where(*recent)) or 0
+    if opened < guard.incidents:
+        return None
+    return session.scalar(
+        select(PagedOpening.incident_id)
+        .join(Incident, Incident.id == PagedOpening.incident_id)
+        .where(*recent, Incident.status.in_(OPEN_STATUSES))
+        .order_by(PagedOpening.opened_at.desc(), PagedOpening.id.desc())
+        .limit(1)
+    )
+
+
+def _storm_note(org: OrgConfig, rule: AutomationRule) -> str:
+    guard = org.automation.storm_guard
+    assert guard is not None
+    return (
+        f" (storm guard: {guard.incidents} incident(s) paging {rule.page} opened within "
+        f"{format_duration(guard.within)}, so it joins this one instead of opening another by rule "
+        f"{rule.name})"
+    )
 
 
 def _open_group_incident(session: Session, key: str, window: timedelta) -> int | None:
@@ -356,6 +395,8 @@ def _after_open(
             action=f"Page requested: escalation policy {rule.page}",
             data={"policy": rule.page, "rule": rule.name},
         )
+        opening = PagedOpening(policy=rule.page, incident_id=incident.id, rule=rule.name, opened_at=utcnow())
+        session.add(opening)
         session.flush()
         publish(
             session, DomainEvent("incident.page_requested", incident.id, PERFORMER, {"policy": rule.page})
@@ -441,6 +482,8 @@ def preview(
             upstream = _upstream_incident(session, org, alert) if joined is None else None
             if upstream is not None:
                 joined, incident.depends_on = upstream
+            if joined is None and (stormed := _storm_candidate(session, org, opening, now)) is not None:
+                joined, incident.storm_guard = stormed, True
             incident.open_incident = f"INC-{joined}" if joined is not None else None
     open_alert: int | None = None
     if session is not None:
@@ -516,6 +559,18 @@ def on_created(
                     _open_later(session, alert, rule, opens_at)
                     waiting = True
                     continue
+                elif (stormed := _storm_incident(session, org, rule, now)) is not None:
+                    incident = stormed
+                    attach(
+                        session,
+                        incident,
+                        alert,
+                        performer=PERFORMER,
+                        note=_storm_note(org, rule),
+                        carry_notes=stored_earlier,
+                    )
+                    _back_to_investigating(session, org, incident, alert)
+                    _raise_severity(session, org, rule.incident, incident, alert)
                 else:
                     incident = _open_incident(
                         session, org, rule, rule.incident, alert, carry_notes=stored_earlier

@@ -764,6 +764,26 @@ class UnroutedDigest(StrictModel):
     audience: str = Field(description="An audience of this file; its notification channels get the digest.")
 
 
+# The storm guard's longest window: what it counts is kept this long (alerts.retention).
+STORM_GUARD_MAX_WITHIN = timedelta(days=1)
+
+
+class StormGuard(StrictModel):
+    """A cap on new incidents per escalation policy: in a storm that spans many alert groups (a network
+    partition fires alerts of twenty services at once), the people on call are paged a few times, not twenty.
+    Past the cap, an alert that would open an incident paging a policy joins the newest open incident that
+    policy was paged for instead, which says so on its timeline."""
+
+    incidents: int = Field(
+        ge=1, le=1000, description="At most this many incidents opened by automation paging one policy ..."
+    )
+    within: Duration = Field(description="... within this long (1m to 1d); then new ones open again.")
+
+    _within = field_validator("within")(
+        duration_between(timedelta(minutes=1), STORM_GUARD_MAX_WITHIN, "within")
+    )
+
+
 class AutomationConfig(StrictModel):
     mode: Literal["first", "all"] = Field(
         default="first", description="Apply the first matching rule, or all."
@@ -811,6 +831,11 @@ class AutomationConfig(StrictModel):
         description="An alert that would open an incident joins instead an open incident opened this "
         "recently that affects a service its own service depends on (services[].dependencies, directly or "
         "through others): the database's outage, not twenty incidents for the services on it (0s: never).",
+    )
+    storm_guard: StormGuard | None = Field(
+        default=None,
+        description="Cap the incidents automation opens per escalation policy: past it, their alerts join "
+        "the newest open incident of the policy (none: no cap).",
     )
     auto_resolve: list[AutoResolveConfig] = Field(
         default_factory=list, description="The first entry that matches an open alert says when it expires."

@@ -188,3 +188,17 @@ class ChangeEvent(Base):
     @property
     def ref(self) -> str:
         return f"CHG-{self.id}"
+
+
+class PagedOpening(Base):
+    """An incident automation opened that paged an escalation policy: what the storm guard counts
+    (``automation.storm_guard``). Written when the page is requested, since paging itself starts later."""
+
+    __tablename__ = "alert_paged_openings"
+    __table_args__ = (Index("ix_alert_paged_openings_policy_opened_at", "policy", "opened_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    policy: Mapped[str] = mapped_column(String(200))
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    rule: Mapped[str] = mapped_column(String(200))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

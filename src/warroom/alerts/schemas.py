@@ -398,6 +398,11 @@ class IncidentPreview(BaseModel):
         description="When the open incident is one of a service the alert's service depends on (and not the "
         "group's): the chain of dependencies, from the alert's service to the incident's.",
     )
+    storm_guard: bool = Field(
+        False,
+        description="The open incident is the newest of the rule's escalation policy, joined because the "
+        "storm guard's cap of new incidents for that policy is reached.",
+    )
 
 
 class RoutingPreview(BaseModel):

@@ -442,6 +442,13 @@ def _print_preview(preview: RoutingPreview) -> None:
                 f"{incident.open_incident} affects (dependency_window): nobody is paged again"
             )
         )
+    elif incident is not None and incident.open_incident is not None and incident.storm_guard:
+        console.print(
+            escape(
+                f"-> joins {incident.open_incident}: the storm guard's cap of new incidents paging "
+                f"{', '.join(incident.page)} is reached (storm_guard): nobody is paged again"
+            )
+        )
     elif incident is not None and incident.open_incident is not None:
         console.print(
             escape(
