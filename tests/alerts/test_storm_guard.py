@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from tests.alerts.test_source_ack import T0, generic, incident, timeline
@@ -54,6 +55,10 @@ def incident_count(context: AppContext) -> int:
         return session.scalar(select(func.count()).select_from(Incident)) or 0
 
 
+def guarded(policy: str) -> float:
+    return REGISTRY.get_sample_value("warroom_alerts_storm_guarded_total", {"policy": policy}) or 0.0
+
+
 def page_requests(context: AppContext, number: int) -> list[str]:
     return [e.action for e in timeline(context, number) if e.action.startswith("Page requested")]
 
@@ -82,7 +87,9 @@ def test_past_the_cap_alerts_join_the_newest_incident_of_the_policy(
     [preview] = api.post("/api/v1/alerts/preview", json=body, headers=responder).json()
     assert (preview["incident"]["open_incident"], preview["incident"]["storm_guard"]) == ("INC-2", True)
     assert incident_count(context) == 2  # a preview changes nothing
+    held_before = guarded("platform-escalation")
     third = fire(api, generic_key, "QueueBacklog")
+    assert guarded("platform-escalation") == held_before + 1  # on /metrics, for alerting on storms
     assert third["incident"] == "INC-2" and incident_count(context) == 2
     assert timeline(context, 2)[-1].action == (
         f"Alert ALR-{third['id']} (generic, critical) attached: QueueBacklog on api (storm guard: 2 "

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import enrichment, inhibition
+from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import (
     AlertFacts,
@@ -561,6 +562,7 @@ def on_created(
                     continue
                 elif (stormed := _storm_incident(session, org, rule, now)) is not None:
                     incident = stormed
+                    alert_metrics.count_storm_guarded(session.connection(), str(rule.page))
                     attach(
                         session,
                         incident,

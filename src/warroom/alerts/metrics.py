@@ -42,6 +42,18 @@ ENRICHMENT_ERRORS = Counter(
     ["entry"],
 )
 
+STORM_GUARDED = Counter(
+    "warroom_alerts_storm_guarded_total",
+    "Alerts that joined the newest open incident of their escalation policy instead of opening one, because "
+    "automation.storm_guard's cap of new incidents was reached, by policy. Rising: a storm is being held.",
+    ["policy"],
+)
+
+
+def count_storm_guarded(connection: Connection, policy: str) -> None:
+    """Count an alert the storm guard held, once its transaction commits."""
+    _count_when_committed(connection, STORM_GUARDED.labels, [policy])
+
 
 def count_enrichment_errors(connection: Connection, entries: Iterable[str]) -> None:
     """Count the failed fields of enrichment entries once the batch's transaction commits."""
