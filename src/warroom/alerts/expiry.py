@@ -39,7 +39,7 @@ def expire_stale(session: Session, org: OrgConfig, now: datetime) -> int:
     if not entries:
         return 0
     cutoff = now - min(entry.after for entry in entries)
-    names = integrations.names_by_id(session) if any(entry.match.integrations for entry in entries) else {}
+    names = integrations.names_by_id(session, needed=any(entry.match.integrations for entry in entries))
     resolved = 0
     last_id = 0
     while True:
@@ -55,7 +55,7 @@ def expire_stale(session: Session, org: OrgConfig, now: datetime) -> int:
         if not chunk:
             return resolved
         for alert in chunk:
-            integration = names.get(alert.integration_id) if alert.integration_id is not None else None
+            integration = names.of(alert.integration_id)
             entry = org.automation.auto_resolve_for(AlertFacts.of(alert, integration))
             if entry is not None and alert.last_seen_at <= now - entry.after:
                 service.expire(session, org=org, alert=alert, after=entry.after)

@@ -68,10 +68,10 @@ def _candidates(
     statement = select(*_CANDIDATE_COLUMNS).where(Alert.status.in_(_OPEN), narrowing)
     if exclude_id is not None:
         statement = statement.where(Alert.id != exclude_id)
-    names = integrations.names_by_id(session) if names_needed else {}
+    names = integrations.names_by_id(session, needed=names_needed)
     found = []
     for row in session.execute(statement.order_by(Alert.id.desc()).limit(limit)).all():
-        integration = names.get(row.integration_id) if row.integration_id is not None else None
+        integration = names.of(row.integration_id)
         found.append(
             (row, AlertFacts(row.source, row.severity, row.alert_type, row.service, row.labels, integration))
         )

@@ -405,6 +405,33 @@ class IncidentPreview(BaseModel):
     )
 
 
+class RuleReplay(BaseModel):
+    rule: str
+    alerts: int = Field(description="Alerts the rule matched and acted on.")
+    incidents: int = Field(description="Incidents it would have opened (grouped alerts join them).")
+    pages: int = Field(description="Pages to its escalation policy: one per incident opened.")
+    pages_outside_hours: int = Field(description="Of those, outside business hours (nights, weekends).")
+
+
+class Replay(BaseModel):
+    """What an org file's automation would have done with the alerts stored over a time span."""
+
+    since: datetime
+    until: datetime
+    alerts: int = Field(description="Alerts that first fired in the span, replayed in that order.")
+    unrouted: int = Field(description="Matched by no rule: stored, nobody paged.")
+    incidents: int
+    pages: int
+    pages_outside_hours: int
+    held_back: int = Field(
+        description="Incidents not opened: the alert resolved before its rule's delay or business-hours wait."
+    )
+    storm_guarded: int = Field(
+        description="Alerts that joined an incident of their policy past the storm guard."
+    )
+    rules: list[RuleReplay]
+
+
 class RoutingPreview(BaseModel):
     """What automation would do with one alert (a dry run: nothing is stored). From the org file alone, or,
     asked of the server, also from what is open now."""

@@ -12,6 +12,9 @@ configuration is being changed; ``--grace 0`` ends them at once (a leaked key).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -315,9 +318,24 @@ def lost_service_warning(integration: IntegrationRead) -> str:
     )
 
 
-def names_by_id(session: Session) -> dict[int, str]:
-    """Every integration's name, by id (revoked ones too: their alerts are still around)."""
-    return {row.id: row.name for row in session.execute(select(IntegrationKey.id, IntegrationKey.name))}
+@dataclass(frozen=True)
+class IntegrationNames:
+    """Integration names by id, for conditions that name integrations (``AlertConditions.integrations``)."""
+
+    by_id: Mapping[int, str] = dataclass_field(default_factory=dict)
+
+    def of(self, integration_id: int | None) -> str | None:
+        """The name of the integration an alert came in through (None: none, or not looked up)."""
+        return None if integration_id is None else self.by_id.get(integration_id)
+
+
+def names_by_id(session: Session, *, needed: bool = True) -> IntegrationNames:
+    """Every integration's name, by id (revoked ones too: their alerts are still around). Not ``needed``
+    (no condition names an integration): no lookup, and every alert's integration reads as None."""
+    if not needed:
+        return IntegrationNames()
+    rows = session.execute(select(IntegrationKey.id, IntegrationKey.name))
+    return IntegrationNames({row.id: row.name for row in rows})
 
 
 def revoke_integration(session: Session, *, integration_id: int) -> IntegrationRead:

@@ -1,0 +1,136 @@
+"""``warroom config backtest``: last week's stored alerts replayed through an org file's rules, beside the
+file in use, with nothing written."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from tests.conftest import EXAMPLE_CONFIG
+from warroom.alerts import backtest
+from warroom.alerts.models import Alert
+from warroom.cli.main import app
+from warroom.clock import clock
+from warroom.context import AppContext
+from warroom.incidents.models import Incident
+from warroom.settings import Settings
+
+MONDAY_MORNING = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # 10:00 in Berlin: business hours
+MONDAY_NIGHT = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)  # midnight in Berlin
+
+
+def send(api: TestClient, key: str, **alert: Any) -> None:
+    body = {"severity": "critical", "service": "api", **alert}
+    answer = api.post(f"/api/v1/alerts?key={key}", json=body)
+    assert answer.status_code == 202, answer.text
+
+
+def store_a_week(api: TestClient, key: str) -> None:
+    """Two errors by day (one group), a disk at night, a low-urgency blip at night, an alert no rule takes."""
+    clock.set(MONDAY_MORNING)
+    send(api, key, summary="api 5xx", dedup_key="5xx-a", labels={"alertname": "HighErrorRate"})
+    clock.advance(timedelta(minutes=5))
+    send(api, key, summary="api 5xx", dedup_key="5xx-b", labels={"alertname": "HighErrorRate"})
+    clock.set(MONDAY_NIGHT)
+    send(api, key, summary="disk full", dedup_key="disk", labels={"alertname": "DiskFull"})
+    low = {"summary": "cert", "severity": "warning", "dedup_key": "cert", "labels": {"urgency": "low"}}
+    send(api, key, **low)
+    clock.advance(timedelta(minutes=10))
+    send(api, key, **low, status="resolved")  # before business hours: its incident never opens
+    send(
+        api,
+        key,
+        summary="backup took long",
+        severity="info",
+        dedup_key="backup",
+        labels={"alertname": "Slow"},
+    )
+
+
+def guarded_file(tmp_path: Path) -> Path:
+    """The example with a storm guard of one incident per policy a day: the night's page goes."""
+    text = EXAMPLE_CONFIG.read_text().replace(
+        "  dependency_window: 30m", "  dependency_window: 30m\n  storm_guard: {incidents: 1, within: 1d}", 1
+    )
+    candidate = tmp_path / "guarded.yaml"
+    candidate.write_text(text)
+    return candidate
+
+
+def test_the_replay_matches_what_automation_did(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    store_a_week(api, generic_key)
+    until = MONDAY_MORNING + timedelta(days=7)
+    with context.db.read() as session:
+        opened = session.scalar(select(func.count()).select_from(Incident))
+        stored = session.scalar(select(func.count()).select_from(Alert))
+        replayed = backtest.replay(session, context.org, since=until - timedelta(days=7), until=until)
+    assert (replayed.alerts, stored) == (5, 5)
+    assert replayed.incidents == opened == 2  # the same as automation opened: one per group
+    assert (replayed.pages, replayed.pages_outside_hours) == (2, 1)  # the disk paged at midnight
+    assert (replayed.held_back, replayed.unrouted, replayed.storm_guarded) == (1, 1, 0)
+    by_rule = {rule.rule: rule for rule in replayed.rules}
+    critical = by_rule["critical-monitoring"]
+    assert (critical.alerts, critical.incidents, critical.pages, critical.pages_outside_hours) == (3, 2, 2, 1)
+    assert (by_rule["low-urgency"].alerts, by_rule["low-urgency"].incidents) == (1, 0)
+    # A span before any of them replays nothing.
+    with context.db.read() as session:
+        empty = backtest.replay(session, context.org, since=until - timedelta(days=30), until=MONDAY_MORNING)
+    assert (empty.alerts, empty.incidents) == (0, 0)
+
+
+def test_the_command_compares_a_file_with_the_one_in_use(
+    api: TestClient, context: AppContext, settings: Settings, generic_key: str, tmp_path: Path
+) -> None:
+    store_a_week(api, generic_key)
+    clock.set(MONDAY_MORNING + timedelta(days=2))
+    candidate = guarded_file(tmp_path)
+    with context.db.read() as session:
+        alerts_before = session.scalar(select(func.count()).select_from(Alert))
+    common = ["--config", str(EXAMPLE_CONFIG), "--database-url", settings.resolved_database_url]
+    runner = CliRunner()
+
+    shown = runner.invoke(app, ["config", "backtest", str(candidate), *common], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "5 alerts first fired from" in shown.output
+    pages = next(line for line in shown.output.splitlines() if line.strip("│ ").startswith("pages "))
+    assert "2" in pages and "1 (-1)" in pages
+    assert "held by the storm guard" in shown.output
+
+    as_json = runner.invoke(app, ["config", "backtest", str(candidate), "--since", "3d", "--json", *common])
+    assert as_json.exit_code == 0, as_json.output
+    result = json.loads(as_json.output)
+    assert (result["current"]["pages"], result["file"]["pages"]) == (2, 1)
+    assert (result["current"]["storm_guarded"], result["file"]["storm_guarded"]) == (0, 1)
+    with context.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Alert)) == alerts_before  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--since", "soon"], "--since"),
+        (["--since", "30m"], "from 1h to 366d"),
+        (["--since", "400d"], "from 1h to 366d"),
+    ],
+)
+def test_bad_input_is_refused(args: list[str], problem: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["config", "backtest", str(EXAMPLE_CONFIG), *args])
+    assert result.exit_code == 1 and problem in result.output
+
+
+def test_a_file_with_problems_is_refused(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("automation:\n  storm_guard: {incidents: 0, within: 1m}\n")
+    result = CliRunner().invoke(
+        app, ["config", "backtest", str(broken), "--database-url", f"sqlite:///{tmp_path / 'x.db'}"]
+    )
+    assert result.exit_code == 2 and "problem" in result.output
