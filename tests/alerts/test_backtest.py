@@ -104,12 +104,17 @@ def test_the_command_compares_a_file_with_the_one_in_use(
     pages = next(line for line in shown.output.splitlines() if line.strip("│ ").startswith("pages "))
     assert "2" in pages and "1 (-1)" in pages
     assert "held by the storm guard" in shown.output
+    # When the pager would have gone off, by day in Berlin: the night's page (midnight) went on Tuesday.
+    tuesday = next(line for line in shown.output.splitlines() if "2026-12-01" in line)
+    assert [cell.strip() for cell in tuesday.strip("│").split("│")][1:4] == ["1", "████████████", "0"]
 
     as_json = runner.invoke(app, ["config", "backtest", str(candidate), "--since", "3d", "--json", *common])
     assert as_json.exit_code == 0, as_json.output
     result = json.loads(as_json.output)
     assert (result["current"]["pages"], result["file"]["pages"]) == (2, 1)
     assert (result["current"]["storm_guarded"], result["file"]["storm_guarded"]) == (0, 1)
+    assert result["current"]["pages_by_day"] == {"2026-11-30": 1, "2026-12-01": 1}
+    assert result["file"]["pages_by_day"] == {"2026-11-30": 1}
     with context.db.read() as session:
         assert session.scalar(select(func.count()).select_from(Alert)) == alerts_before  # nothing written
 

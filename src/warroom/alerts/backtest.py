@@ -58,6 +58,8 @@ class _Replayer:
     groups: dict[str, datetime] = field(default_factory=dict)
     # Per escalation policy, when automation opened its recent incidents (the storm guard's window).
     openings: dict[str, deque[datetime]] = field(default_factory=dict)
+    # Pages by day (in the org's time zone), for a chart of when the pager would have gone off.
+    pages_by_day: dict[str, int] = field(default_factory=dict)
     alerts: int = 0
     unrouted: int = 0
     held_back: int = 0
@@ -102,6 +104,8 @@ class _Replayer:
                 continue
             tally = self.rules[rule.name]
             tally.pages += 1
+            day = opens_at.astimezone(self.org.business_hours.zone).date().isoformat()
+            self.pages_by_day[day] = self.pages_by_day.get(day, 0) + 1
             if not hours.is_open(opens_at):
                 tally.pages_outside_hours += 1
 
@@ -131,6 +135,7 @@ class _Replayer:
             held_back=self.held_back,
             storm_guarded=self.storm_guarded,
             rules=rules,
+            pages_by_day=dict(sorted(self.pages_by_day.items())),
         )
 
 

@@ -430,6 +430,10 @@ class Replay(BaseModel):
         description="Alerts that joined an incident of their policy past the storm guard."
     )
     rules: list[RuleReplay]
+    pages_by_day: dict[str, int] = Field(
+        default_factory=dict,
+        description="Pages by day (ISO date in the org's time zone); days with none left out.",
+    )
 
 
 class RoutingPreview(BaseModel):

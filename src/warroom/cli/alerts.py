@@ -31,6 +31,7 @@ from warroom.cli.output import (
     ForOption,
     UntilOption,
     api_errors,
+    bar,
     build_table,
     console,
     emit,
@@ -366,7 +367,7 @@ def noise(
                 (
                     group.key if group.key is not None else Text("(none)", style="dim"),
                     group.occurrences,
-                    Text("█" * max(1, round(NOISE_BAR_WIDTH * group.occurrences / loudest)), style="magenta"),
+                    bar(group.occurrences, loudest, "magenta", NOISE_BAR_WIDTH),
                     group.alerts,
                     group.incidents,
                     group.unrouted or "",

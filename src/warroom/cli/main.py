@@ -24,7 +24,7 @@ from warroom.cli.jobs import jobs_app, worker
 from warroom.cli.maintenance import maintenance_app
 from warroom.cli.notify import notify_app
 from warroom.cli.oncall import oncall_app
-from warroom.cli.output import api_errors, console, emit, error_console, fail, print_json, table, when
+from warroom.cli.output import api_errors, bar, console, emit, error_console, fail, print_json, table, when
 from warroom.client import ApiError, Client
 from warroom.context import AppContext
 from warroom.db import Database
@@ -370,6 +370,23 @@ def config_backtest(
             for what, field in BACKTEST_TOTALS
         ],
     )
+    days = sorted({*now_replay.pages_by_day, *file_replay.pages_by_day})
+    if days:
+        most = max([*now_replay.pages_by_day.values(), *file_replay.pages_by_day.values()])
+        table(
+            "Pages by day",
+            ["day", "now", "", f"with {escape(file.name)}", ""],
+            [
+                (
+                    day,
+                    now_replay.pages_by_day.get(day, 0),
+                    bar(now_replay.pages_by_day.get(day, 0), most, "blue"),
+                    file_replay.pages_by_day.get(day, 0),
+                    bar(file_replay.pages_by_day.get(day, 0), most, "magenta"),
+                )
+                for day in days
+            ],
+        )
     console.print(
         "[dim]A model of the rules alone: maintenance windows, inhibition, joining by service dependencies "
         "and incidents closed by people are left out.[/]"

@@ -90,6 +90,12 @@ def build_table(
     return output
 
 
+def bar(value: float, most: float, style: str, width: int = 12) -> Text:
+    """A bar for a table cell: ``value`` against the largest ``most`` (at least one block when not zero)."""
+    blocks = max(1, round(width * value / most)) if value > 0 and most > 0 else 0
+    return Text("█" * blocks, style=style)
+
+
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     console.print(build_table(title, columns, rows))
 
