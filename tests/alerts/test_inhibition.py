@@ -319,3 +319,36 @@ def test_an_inhibitor_that_fires_late_tells_the_incidents_of_its_symptoms(
     # Another host's alert fires: it is a symptom of nothing open, and nothing is said.
     send(api, generic_key, "HostDown", "web-9")
     assert len([e for e in timeline(context, 1) if "symptom" in e.action]) == 1
+
+
+def test_merge_late_folds_incidents_of_nothing_but_symptoms_into_the_inhibitor_s(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    context.org = parse_org_config(yaml.safe_dump(org_data({**HOST_DOWN, "merge_late": True})))
+    first = send(api, generic_key, "ApiErrors", "web-1")
+    other_host = send(api, generic_key, "ApiErrors", "web-2")  # the same group: INC-1 holds another cause
+    disk = send(api, generic_key, "DiskSlow", "web-1")  # a group of its own: INC-2 holds only web-1's
+    assert (first["incident"], other_host["incident"], disk["incident"]) == ("INC-1", "INC-1", "INC-2")
+
+    host = send(api, generic_key, "HostDown", "web-1")
+    assert host["incident"] == "INC-3"
+    # INC-2 had nothing but a symptom: merged into the host's incident, and resolved as merged.
+    assert alert(context, disk["id"]).incident_id == 3
+    with context.db.read() as session:
+        statuses = {i.id: i.status.value for i in session.scalars(select(Incident))}
+    assert statuses == {1: "investigating", 2: "resolved", 3: "investigating"}
+    merged = [e.action for e in timeline(context, 2)]
+    [moved] = [action for action in merged if action.startswith("Merged into")]
+    assert moved == (
+        f"Merged into INC-3 ('HostDown on web-1'): its 1 alert(s) moved there — by inhibit rule host-down, "
+        f"its alerts (ALR-{disk['id']}) are symptoms of ALR-{host['id']}: HostDown on web-1"
+    )
+    assert "Status: investigating → resolved — merged into INC-3" in merged
+    merged_in = [e.action for e in timeline(context, 3) if "merged into this incident" in e.action]
+    assert len(merged_in) == 1 and merged_in[0].startswith("INC-2 (")
+    # INC-1 also holds web-2's alert, of another cause: it is only told, and keeps both.
+    [told] = [e for e in timeline(context, 1) if "symptom" in e.action]
+    assert f"ALR-{first['id']} here is a symptom of it" in told.action
+    assert alert(context, first["id"]).incident_id == 1
+    [own] = [e for e in timeline(context, 3) if e.action.startswith("Alerts already open elsewhere")]
+    assert own.action.endswith(f"ALR-{first['id']} (INC-1)")  # the merged one is not listed again

@@ -604,9 +604,18 @@ def _note_symptoms(session: Session, org: OrgConfig, alert: Alert, integration: 
         incident_id: incident_service.get_incident(session, incident_id, for_update=True)
         for incident_id in ids
     }
+    merged = set()
+    target = locked[alert.incident_id] if alert.incident_id is not None else None
     for incident_id, symptoms in sorted(by_incident.items()):
         refs = _refs([f"ALR-{symptom_id}" for symptom_id, _ in symptoms])
         rules = ", ".join(sorted({rule_name for _, rule_name in symptoms}))
+        if target is not None and _merges_late(session, org, target, locked[incident_id], symptoms):
+            note = (
+                f"by inhibit rule {rules}, its alerts ({refs}) are symptoms of {alert.ref}: {alert.summary}"
+            )
+            merge_into(session, org, locked[incident_id], target, performer=PERFORMER, note=note)
+            merged.add(incident_id)
+            continue
         verb, they = ("is a symptom", "it") if len(symptoms) == 1 else ("are symptoms", "they")
         incident_service.append_timeline(
             session,
@@ -617,12 +626,13 @@ def _note_symptoms(session: Session, org: OrgConfig, alert: Alert, integration: 
             f"{verb} of it (had it fired first, {they} would have been muted)",
             data={"alert": alert.id, "symptoms": [symptom_id for symptom_id, _ in symptoms]},
         )
-    if alert.incident_id is not None:
-        elsewhere = [
-            f"ALR-{symptom_id} (INC-{incident_id})"
-            for incident_id, symptoms in sorted(by_incident.items())
-            for symptom_id, _ in symptoms
-        ]
+    elsewhere = [
+        f"ALR-{symptom_id} (INC-{incident_id})"
+        for incident_id, symptoms in sorted(by_incident.items())
+        if incident_id not in merged
+        for symptom_id, _ in symptoms
+    ]
+    if alert.incident_id is not None and elsewhere:
         incident_service.append_timeline(
             session,
             locked[alert.incident_id],
@@ -632,9 +642,70 @@ def _note_symptoms(session: Session, org: OrgConfig, alert: Alert, integration: 
             f"{_refs(elsewhere)}",
             data={
                 "alert": alert.id,
-                "symptoms": [s_id for listed in by_incident.values() for s_id, _ in listed],
+                "symptoms": [
+                    s_id
+                    for incident_id, listed in by_incident.items()
+                    if incident_id not in merged
+                    for s_id, _ in listed
+                ],
             },
         )
+
+
+def _merges_late(
+    session: Session, org: OrgConfig, target: Incident, incident: Incident, symptoms: list[tuple[int, str]]
+) -> bool:
+    """Whether a late inhibitor folds ``incident`` into its own (``target``): every rule that found the
+    symptoms says ``merge_late``, both are open, and every alert of ``incident`` (resolved ones too) is a
+    symptom, so nothing of another cause goes with them."""
+    by_name = {rule.name: rule for rule in org.automation.inhibit_rules}
+    if not all(by_name[name].merge_late for _, name in symptoms):
+        return False
+    if not (incident.status.is_open and target.status.is_open):
+        return False
+    on_it = set(session.scalars(select(Alert.id).where(Alert.incident_id == incident.id)))
+    return on_it == {symptom_id for symptom_id, _ in symptoms}
+
+
+def merge_into(
+    session: Session, org: OrgConfig, source: Incident, target: Incident, *, performer: str, note: str | None
+) -> list[Alert]:
+    """Fold ``source`` into ``target`` (both open and locked): its alerts move, both timelines say so, and it
+    is resolved as merged. The alerts moved."""
+    alerts = list(
+        session.scalars(
+            select(Alert).where(Alert.incident_id == source.id).order_by(Alert.id).with_for_update()
+        )
+    )
+    for alert in alerts:
+        attach(session, target, alert, performer=performer, note=f" (merged from {source.ref})")
+    moved = f"its {len(alerts)} alert(s) moved here" if alerts else "it had no alerts"
+    responders = [f"{r.name} ({r.role})" for r in source.responders if r.left_at is None]
+    why = f" — {note}" if note else ""
+    incident_service.append_timeline(
+        session,
+        target,
+        performer=performer,
+        kind=TimelineKind.note,
+        action=f"{source.ref} ({source.severity}, {source.title!r}) merged into this incident: {moved}"
+        + (f"; its responders: {', '.join(responders)}" if responders else "")
+        + why,
+        data={"merged": source.id, "alerts": [alert.id for alert in alerts], "responders": responders},
+    )
+    incident_service.append_timeline(
+        session,
+        source,
+        performer=performer,
+        kind=TimelineKind.note,
+        action=f"Merged into {target.ref} ({target.title!r})"
+        + (f": its {len(alerts)} alert(s) moved there" if alerts else "")
+        + why,
+        data={"into": target.id, "alerts": [alert.id for alert in alerts]},
+    )
+    incident_service.resolve(
+        session, org=org, ref=source.id, performer=performer, note=f"merged into {target.ref}"
+    )
+    return alerts
 
 
 def _inhibited(session: Session, org: OrgConfig, alert: Alert, integration: str | None) -> bool:

@@ -562,6 +562,11 @@ class InhibitRule(StrictModel):
     equal: list[str] = Field(
         default_factory=list, description="Labels that must have the same value in both (e.g. instance)."
     )
+    merge_late: bool = Field(
+        default=False,
+        description="When the source alert fires after alerts it would have muted, and has an incident: "
+        "each open incident whose every alert is such a symptom is merged into it (else it is only told).",
+    )
 
     @model_validator(mode="after")
     def _not_everything(self) -> InhibitRule:

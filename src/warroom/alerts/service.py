@@ -750,39 +750,7 @@ def merge_incidents(
                 f"{incident.ref} is {incident.status.value}: only an open incident is {role}",
                 {"field": "into" if incident is target else "incident"},
             )
-    alerts = list(
-        session.scalars(
-            select(Alert).where(Alert.incident_id == source.id).order_by(Alert.id).with_for_update()
-        )
-    )
-    for alert in alerts:
-        automation.attach(session, target, alert, performer=performer, note=f" (merged from {source.ref})")
-    moved = f"its {len(alerts)} alert(s) moved here" if alerts else "it had no alerts"
-    responders = [f"{r.name} ({r.role})" for r in source.responders if r.left_at is None]
-    why = f" — {note}" if note else ""
-    incident_service.append_timeline(
-        session,
-        target,
-        performer=performer,
-        kind=TimelineKind.note,
-        action=f"{source.ref} ({source.severity}, {source.title!r}) merged into this incident: {moved}"
-        + (f"; its responders: {', '.join(responders)}" if responders else "")
-        + why,
-        data={"merged": source.id, "alerts": [alert.id for alert in alerts], "responders": responders},
-    )
-    incident_service.append_timeline(
-        session,
-        source,
-        performer=performer,
-        kind=TimelineKind.note,
-        action=f"Merged into {target.ref} ({target.title!r})"
-        + (f": its {len(alerts)} alert(s) moved there" if alerts else "")
-        + why,
-        data={"into": target.id, "alerts": [alert.id for alert in alerts]},
-    )
-    incident_service.resolve(
-        session, org=org, ref=source.id, performer=performer, note=f"merged into {target.ref}"
-    )
+    alerts = automation.merge_into(session, org, source, target, performer=performer, note=note)
     return source, target, alerts
 
 
