@@ -314,8 +314,9 @@ def test_cli_create_with_signing_secret(database_url: str) -> None:
     results = [runner.invoke(cli_app, [*args, "--database-url", database_url]) for args in refused]
     assert [result.exit_code for result in results] == [1, 1, 1], [result.output for result in results]
     wrong_type, short, both = (" ".join(result.stderr.split()) for result in results)  # unwrapped
-    assert "--signing-secret: only grafana integrations can sign their deliveries (type is alertmanager)" in (
-        wrong_type
+    assert (
+        "--signing-secret: only grafana and webhook integrations can sign their deliveries (type is "
+        "alertmanager)" in wrong_type
     )
     assert "--signing-secret-value (or WARROOM_INTEGRATION_SIGNING_SECRET) must be 16 to 200 characters" in (
         short

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import hmac
 import json
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from tests.alerts.test_intake import alerts
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts.adapters import InvalidPayload, from_webhook, parse_webhook_body
 from warroom.alerts.config import WebhookFormat
+from warroom.auth import integrations
+from warroom.auth.models import IntegrationType
 from warroom.cli.main import app
 from warroom.context import AppContext
 from warroom.incidents.models import Incident
@@ -456,3 +460,75 @@ def test_shipped_formats_read_google_cloud_azure_monitor_and_pingdom() -> None:
         "pingdom", {**pingdom, "previous_state": "DOWN", "current_state": "UP", "importance_level": "LOW"}
     )
     assert (up.action, up.dedup_key) == ("resolve", "pingdom-803318")
+
+
+def test_shipped_sentry_format_reads_metric_and_issue_alerts() -> None:
+    def read(payload: dict[str, Any]) -> Any:
+        [event] = from_webhook(payload, example_format("sentry"))
+        return event
+
+    metric = json.loads((PAYLOADS / "sentry-metric-alert-critical.json").read_text())
+    critical = read(metric)
+    assert (critical.action, critical.dedup_key, critical.severity, critical.alert_type) == (
+        "trigger",
+        "sentry-metric-4",
+        "critical",
+        "Too many errors",
+    )
+    assert critical.summary == "Critical: Too many errors"
+    assert critical.labels["project"] == "checkout-web" and critical.labels["environment"] == "production"
+    assert critical.annotations["description"].startswith("1000 events in the last 10 minutes")
+    assert critical.links[0]["href"].startswith("https://sentry.io/organizations/acme/alerts/")
+    warning = read({**metric, "action": "warning"})
+    assert (warning.dedup_key, warning.severity) == ("sentry-metric-4", "warning")
+    resolved = copy.deepcopy(metric)
+    resolved["action"] = "resolved"
+    resolved["data"]["description_title"] = "Resolved: Too many errors"
+    back = read(resolved)
+    assert (back.action, back.dedup_key) == ("resolve", "sentry-metric-4")
+
+    issue = read(json.loads((PAYLOADS / "sentry-issue-alert.json").read_text()))
+    assert (issue.action, issue.dedup_key, issue.severity, issue.alert_type) == (
+        "trigger",
+        "sentry-issue-1117540176",
+        "critical",  # level fatal
+        "Page on new checkout errors",
+    )
+    assert issue.summary == "ZeroDivisionError: division by zero"
+    assert issue.labels["project"] == "1" and issue.annotations["description"] == "checkout/views.py in pay"
+
+
+def test_a_webhook_integration_can_require_the_sender_s_signature(
+    api: TestClient, context: AppContext
+) -> None:
+    """Sentry signs each delivery with its client secret (hex HMAC-SHA256 of the body in
+    Sentry-Hook-Signature): an integration made with that secret and header name refuses what is not so
+    signed, so a leaked URL is not enough to post alerts."""
+    secret = "d5c1a0b2e4f6a8c0d2e4f6a8b0c2d4e6f8a0b2c4d6e8f0a2b4c6d8e0f2a4b6c8"
+    with context.db.write() as session:
+        key = integrations.create_integration(
+            session,
+            org=context.org,
+            name="sentry",
+            type=IntegrationType.webhook,
+            signing_secret=secret,
+            signature_header="Sentry-Hook-Signature",
+        ).key
+    body = (PAYLOADS / "sentry-metric-alert-critical.json").read_bytes()
+    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    url = f"/api/v1/alerts/webhook/sentry?key={key}"
+    headers = {"Content-Type": "application/json", "Sentry-Hook-Resource": "metric_alert"}
+
+    unsigned = api.post(url, content=body, headers=headers)
+    assert unsigned.status_code == 401, unsigned.text
+    forged = api.post(url, content=body, headers={**headers, "Sentry-Hook-Signature": "0" * 64})
+    assert forged.status_code == 401
+    changed = body.replace(b"Too many errors", b"Too many kittens")
+    tampered = api.post(url, content=changed, headers={**headers, "Sentry-Hook-Signature": signature})
+    assert tampered.status_code == 401
+    assert alerts(context) == []
+
+    signed = api.post(url, content=body, headers={**headers, "Sentry-Hook-Signature": signature})
+    assert signed.status_code == 202, signed.text
+    [stored] = alerts(context)
+    assert (stored.dedup_key, stored.source) == ("sentry-metric-4", "webhook")

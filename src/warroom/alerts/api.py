@@ -328,6 +328,7 @@ async def webhook_alerts(
             request.headers.get("authorization"),
             await request.body(),
             request.headers.get("content-type"),
+            request.headers.raw,
         )
     )
 

@@ -232,16 +232,17 @@ async def handle_webhook(
     authorization: str | None,
     body: bytes,
     content_type: str | None = None,
+    headers: Iterable[tuple[bytes, bytes]] = (),
 ) -> Answer:
     """A tool's own JSON (or form), read by the org file's webhook format ``format_name``; answered after the
     commit. A delivery whose items are all skipped (a test ping) still needs a good key, and its answer says
-    nothing was stored."""
+    nothing was stored. ``headers`` (raw): for an integration that checks the sender's signature."""
     kind = IntegrationType.webhook
     try:
         webhook_format = adapters.webhook_format_named(context.org.automation, format_name)
         events = adapters.from_webhook(adapters.parse_webhook_body(body, content_type), webhook_format)
         result = await writer_for(state, context).submit(
-            key or bearer(authorization), kind, kind.value, events
+            key or bearer(authorization), kind, kind.value, events, signed_body(body, headers)
         )
     except WarroomError as exc:
         DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()

@@ -45,7 +45,7 @@ class _Job:
     expected: IntegrationType
     source: str
     events: list[AlertEvent]
-    signed: SignedBody | None  # Grafana deliveries only
+    signed: SignedBody | None  # deliveries that may be signed: Grafana's and tools' own webhooks
     future: asyncio.Future[Ingested]
     loop: asyncio.AbstractEventLoop
 

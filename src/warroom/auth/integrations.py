@@ -67,10 +67,13 @@ class IntegrationCreate(BaseModel):
     )
     signing: bool = Field(
         False,
-        description="Grafana only: generate an HMAC signing secret; deliveries must then be signed with it.",
+        description="grafana and webhook only: generate an HMAC signing secret; deliveries must then be "
+        "signed with it.",
     )
     signing_secret: SigningSecret | None = Field(
-        None, description="Grafana only: use this signing secret instead of generating one (implies signing)."
+        None,
+        description="grafana and webhook only: use this signing secret instead of generating one (implies "
+        "signing).",
     )
     signature_header: str | None = Field(
         None,
@@ -202,6 +205,11 @@ class IntegrationIdentity(BaseModel):
         )
 
 
+# The integrations whose senders can sign a delivery's body with a shared secret (hex HMAC-SHA256 in a
+# header): Grafana's contact point, and tools posting their own webhook that sign the same way (Sentry).
+SIGNING_TYPES = (IntegrationType.grafana, IntegrationType.webhook)
+
+
 def create_integration(
     session: Session,
     *,
@@ -214,7 +222,7 @@ def create_integration(
     signature_header: str | None = None,
     timestamp_header: str | None = None,
 ) -> IntegrationCreated:
-    """A new key; with ``signing`` (a generated secret) or a given ``signing_secret``, Grafana only, and
+    """A new key; with ``signing`` (a generated secret) or a given ``signing_secret`` (``SIGNING_TYPES``), and
     optionally the header names the contact point sends the signature and timestamp in. ``service`` must be
     one of the org file's."""
     name = name.strip()
@@ -224,10 +232,11 @@ def create_integration(
         org.check_services([service], "service")
     if signing or signing_secret is not None:
         field = "signing_secret" if signing_secret is not None else "signing"
-        if type != IntegrationType.grafana:
+        if type not in SIGNING_TYPES:
             raise InvalidInput(
-                f"{field}: only grafana integrations can sign their deliveries (type is {type.value})",
-                {"field": field, "allowed": [IntegrationType.grafana.value]},
+                f"{field}: only grafana and webhook integrations can sign their deliveries (type is "
+                f"{type.value})",
+                {"field": field, "allowed": [kind.value for kind in SIGNING_TYPES]},
             )
         signing_secret = (
             check_signing_secret(signing_secret) if signing_secret is not None else new_signing_secret()

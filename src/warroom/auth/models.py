@@ -53,7 +53,8 @@ class IntegrationType(enum.StrEnum):
 class IntegrationKey(Base):
     """A monitoring source's key. Only its sha256 is stored, like API tokens.
 
-    ``signing_secret`` (Grafana only) is stored as given: the server recomputes each delivery's HMAC with it.
+    ``signing_secret`` (grafana and webhook integrations) is stored as given: the server recomputes each
+    delivery's HMAC with it.
 
     Rotation replaces the key (and the signing secret) but keeps the integration, so alerts that are open
     under it still dedup and resolve. The replaced key and secret keep working until ``previous_valid_until``,

@@ -67,8 +67,8 @@ SigningSecretValue = Annotated[
         "--signing-secret-value",
         envvar="WARROOM_INTEGRATION_SIGNING_SECRET",
         show_envvar=True,
-        help="Grafana integrations that sign: use this signing secret instead of generating one (16 to 200 "
-        "characters; the environment variable keeps it out of the process list).",
+        help="Integrations that sign (grafana, webhook): use this signing secret instead of generating one "
+        "(16 to 200 characters; the environment variable keeps it out of the process list).",
     ),
 ]
 ALERT_STATUS_STYLE = {"firing": "red", "acknowledged": "yellow", "resolved": "green"}
@@ -896,7 +896,7 @@ def integration_create(
         bool,
         typer.Option(
             "--signing-secret",
-            help="Grafana only: generate an HMAC signing secret (printed once, before the key); "
+            help="grafana and webhook only: generate an HMAC signing secret (printed once, before the key); "
             "deliveries must then be signed with it.",
         ),
     ] = False,
