@@ -496,6 +496,19 @@ def test_shipped_sentry_format_reads_metric_and_issue_alerts() -> None:
     )
     assert issue.summary == "ZeroDivisionError: division by zero"
     assert issue.labels["project"] == "1" and issue.annotations["description"] == "checkout/views.py in pay"
+    # The issue's own webhook (resource "issue") ends it when the issue is resolved or archived ...
+    issue_webhook = {
+        "action": "resolved",
+        "data": {
+            "issue": {"id": "1117540176", "title": "ZeroDivisionError: division by zero", "level": "fatal"}
+        },
+    }
+    ended = read(issue_webhook)
+    assert (ended.action, ended.dedup_key) == ("resolve", "sentry-issue-1117540176")
+    assert read({**issue_webhook, "action": "archived"}).action == "resolve"
+    # ... and its other actions (created, assigned, unresolved) are answered but not stored.
+    for action in ("created", "assigned", "unresolved"):
+        assert from_webhook({**issue_webhook, "action": action}, example_format("sentry")) == []
 
 
 def test_a_webhook_integration_can_require_the_sender_s_signature(
