@@ -54,6 +54,22 @@ def duration_between(
     return check
 
 
+def off_or_between(
+    low: timedelta, high: timedelta, what: str
+) -> Callable[[timedelta | None], timedelta | None]:
+    """As ``duration_between``, and 0s (off) passes too."""
+    within = duration_between(low, high, what)
+
+    def check(value: timedelta | None) -> timedelta | None:
+        if value is not None and value != timedelta(0) and (value < low or value > high):
+            raise ValueError(
+                f"{what} must be 0s (off) or between {format_duration(low)} and {format_duration(high)}"
+            )
+        return within(value) if value else value
+
+    return check
+
+
 Duration = Annotated[
     timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
 ]

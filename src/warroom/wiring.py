@@ -19,6 +19,7 @@ JOB_HANDLER_MODULES: list[str] = [
     "warroom.alerts.maintenance",
     "warroom.alerts.pending",
     "warroom.alerts.snooze",
+    "warroom.alerts.settle",
     "warroom.alerts.status_pages",
     "warroom.alerts.expiry",
     "warroom.alerts.retention",

@@ -778,6 +778,25 @@ def _add_affected_service(session: Session, org: OrgConfig, incident: Incident, 
 
 
 DELAY_KIND = "alerts.open_after_delay"
+QUIET_KIND = "alerts.resolve_when_quiet"
+
+
+def _resolve_when_quiet(session: Session, incident: Incident, quiet: timedelta) -> None:
+    """``resolve_after``: the incident is resolved if it is still in this stay in monitoring, with every alert
+    resolved, once ``quiet`` has passed (``alerts.settle`` runs the job)."""
+    assert incident.monitoring_at is not None
+    jobs_service.enqueue(
+        session,
+        kind=QUIET_KIND,
+        payload={
+            "incident_id": incident.id,
+            "monitoring_at": incident.monitoring_at.isoformat(),
+            "quiet": format_duration(quiet),
+        },
+        run_at=incident.monitoring_at + quiet,
+        idempotency_key=f"alerts-quiet:{incident.id}:{incident.monitoring_at.isoformat()}",
+        incident_id=incident.id,
+    )
 
 
 def _open_later(session: Session, alert: Alert, rule: AutomationRule, opens_at: datetime) -> None:
@@ -895,15 +914,23 @@ def _incident_of(session: Session, alert: Alert, known: Incident | None) -> Inci
 _RuleSetting = Literal["resolve_to_monitoring", "acknowledge_incident_with_alerts"]
 
 
-def _rule_setting(org: OrgConfig, alert: Alert, name: _RuleSetting) -> bool:
+def _rule_value(org: OrgConfig, alert: Alert, name: str) -> Any:
     """The first of the alert's rules that overrides the setting decides; else the automation block."""
     for rule_name in alert.rules or []:
         rule = next((r for r in org.automation.rules if r.name == rule_name), None)
-        value: bool | None = getattr(rule, name) if rule is not None else None
+        value = getattr(rule, name) if rule is not None else None
         if value is not None:
             return value
-    default: bool = getattr(org.automation, name)
-    return default
+    return getattr(org.automation, name)
+
+
+def _rule_setting(org: OrgConfig, alert: Alert, name: _RuleSetting) -> bool:
+    return bool(_rule_value(org, alert, name))
+
+
+def _resolve_after(org: OrgConfig, alert: Alert) -> timedelta:
+    after: timedelta = _rule_value(org, alert, "resolve_after")
+    return after
 
 
 def _resolve_to_monitoring(org: OrgConfig, alert: Alert) -> bool:
@@ -1020,6 +1047,8 @@ def on_resolved(session: Session, org: OrgConfig, alert: Alert, *, performer: st
                 incident,
                 IncidentUpdate(status=IncidentStatus.monitoring, note="all alerts resolved"),
             )
+            if (quiet := _resolve_after(org, alert)) > timedelta(0):
+                _resolve_when_quiet(session, incident, quiet)
     run_handlers(session, org, alert, incident, "resolved")
     _release_inhibited(session, org, alert)
 

@@ -16,7 +16,7 @@ from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from warroom.durations import Duration, duration_between
+from warroom.durations import Duration, duration_between, off_or_between
 from warroom.incidents.schemas import Assessment
 from warroom.timezones import check_zone
 
@@ -243,6 +243,11 @@ class IncidentAction(StrictModel):
         return moment
 
 
+# How long an incident stays in monitoring, all its alerts resolved, before automation resolves it.
+RESOLVE_AFTER_MIN = timedelta(minutes=1)
+RESOLVE_AFTER_MAX = timedelta(days=7)
+
+
 class AutomationRule(StrictModel):
     name: str = Field(min_length=1)
     match: RuleMatch = Field(default_factory=RuleMatch)
@@ -262,6 +267,13 @@ class AutomationRule(StrictModel):
     acknowledge_incident_with_alerts: bool | None = Field(
         default=None,
         description="Overrides automation.acknowledge_incident_with_alerts for this rule's incidents.",
+    )
+    resolve_after: Duration | None = Field(
+        default=None, description="Overrides automation.resolve_after for this rule's incidents."
+    )
+
+    _resolve_after = field_validator("resolve_after")(
+        off_or_between(RESOLVE_AFTER_MIN, RESOLVE_AFTER_MAX, "resolve_after")
     )
 
     @model_validator(mode="before")
@@ -813,6 +825,11 @@ class AutomationConfig(StrictModel):
         description="Acknowledge an incident (as automation, which stops escalation) when every alert of it "
         "still open has been acknowledged at its source.",
     )
+    resolve_after: Duration = Field(
+        default=timedelta(0),
+        description="Resolve an incident that automation moved to monitoring (all its alerts resolved) once "
+        "it has stayed there this long with none of them firing again (0s: never; people resolve it).",
+    )
     recurrence_window: Duration = Field(
         default=timedelta(days=30),
         description="An incident that alerts open is marked recurring, with the earlier ones named on its "
@@ -871,6 +888,9 @@ class AutomationConfig(StrictModel):
         description="How to read tools' own webhooks (POST /api/v1/alerts/webhook/<name>).",
     )
 
+    _resolve_after = field_validator("resolve_after")(
+        off_or_between(RESOLVE_AFTER_MIN, RESOLVE_AFTER_MAX, "resolve_after")
+    )
     _flap_window = field_validator("flap_window")(
         duration_between(timedelta(minutes=1), timedelta(days=7), "flap_window")
     )
