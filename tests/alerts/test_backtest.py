@@ -139,3 +139,38 @@ def test_a_file_with_problems_is_refused(tmp_path: Path) -> None:
         app, ["config", "backtest", str(broken), "--database-url", f"sqlite:///{tmp_path / 'x.db'}"]
     )
     assert result.exit_code == 2 and "problem" in result.output
+
+
+def test_resolve_after_lets_the_group_s_next_alert_open_another_incident(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    """The api errors resolve at 10:05 and come back at 10:50, within the group window: they join the incident
+    in monitoring, unless resolve_after (30m) resolved it at 10:35, when they open (and page) another."""
+    clock.set(MONDAY_MORNING)
+    send(api, generic_key, summary="api 5xx", dedup_key="5xx", labels={"alertname": "HighErrorRate"})
+    clock.advance(timedelta(minutes=5))
+    send(
+        api,
+        generic_key,
+        summary="api 5xx",
+        dedup_key="5xx",
+        labels={"alertname": "HighErrorRate"},
+        status="resolved",
+    )
+    clock.advance(timedelta(minutes=45))
+    send(api, generic_key, summary="api 5xx", dedup_key="5xx", labels={"alertname": "HighErrorRate"})
+    until = MONDAY_MORNING + timedelta(days=1)
+    base = context.org
+    quick = base.model_copy(
+        update={"automation": base.automation.model_copy(update={"resolve_after": timedelta(minutes=30)})}
+    )
+    patient = quick.model_copy(
+        update={"automation": quick.automation.model_copy(update={"resolve_after": timedelta(hours=1)})}
+    )
+    with context.db.read() as session:
+        as_is = backtest.replay(session, base, since=MONDAY_MORNING, until=until)
+        resolving = backtest.replay(session, quick, since=MONDAY_MORNING, until=until)
+        waiting = backtest.replay(session, patient, since=MONDAY_MORNING, until=until)
+    assert (as_is.alerts, as_is.incidents, as_is.pages) == (2, 1, 1)
+    assert (resolving.incidents, resolving.pages) == (2, 2)
+    assert waiting.incidents == 1  # an hour's wait: still in monitoring at 10:50

@@ -5,7 +5,8 @@ last week's alerts would have opened an incident, how many pages, and how many o
 Warroom stored are the test set. Each is replayed, in the order it first fired, through the file's
 automation: its rules (``during`` and business hours at the time it fired), grouping (group-by values, the
 group window), a rule's ``delay`` and ``wait_for_business_hours`` (an alert resolved before its incident would
-have opened opens none), and the storm guard. Nothing is written.
+have opened opens none), the storm guard, and ``resolve_after`` (an incident it would have resolved takes no
+more alerts). Nothing is written.
 
 It is a model, not a second run of automation: maintenance windows, inhibition, joining by service
 dependencies and incidents closed by people are left out, and an incident stays joinable while its group
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, load_only
@@ -43,6 +44,34 @@ _COLUMNS = (
 
 
 @dataclass
+class _Group:
+    """A group's incident, as far as the replay follows it."""
+
+    last_seen: datetime
+    # When its last alert resolved; None while one is open.
+    quiet_since: datetime | None
+
+    def take(self, alert: Alert) -> None:
+        self.last_seen = max(self.last_seen, alert.last_seen_at)
+        if alert.resolved_at is None or self.quiet_since is None:
+            self.quiet_since = None if alert.resolved_at is None else self.quiet_since
+        else:
+            self.quiet_since = max(self.quiet_since, alert.resolved_at)
+
+    def resolved_by(self, moment: datetime, resolve_after: timedelta) -> bool:
+        """Whether ``resolve_after`` would have resolved the incident before ``moment``."""
+        return (
+            resolve_after > timedelta(0)
+            and self.quiet_since is not None
+            and moment - self.quiet_since >= resolve_after
+        )
+
+    @classmethod
+    def of(cls, alert: Alert) -> _Group:
+        return cls(alert.last_seen_at, alert.resolved_at)
+
+
+@dataclass
 class _Tally:
     alerts: int = 0
     incidents: int = 0
@@ -54,8 +83,8 @@ class _Tally:
 class _Replayer:
     org: OrgConfig
     rules: dict[str, _Tally] = field(default_factory=dict)
-    # Each group's incident: when an alert of the group was last seen.
-    groups: dict[str, datetime] = field(default_factory=dict)
+    # Each group's incident.
+    groups: dict[str, _Group] = field(default_factory=dict)
     # Per escalation policy, when automation opened its recent incidents (the storm guard's window).
     openings: dict[str, deque[datetime]] = field(default_factory=dict)
     # Pages by day (in the org's time zone), for a chart of when the pager would have gone off.
@@ -84,9 +113,18 @@ class _Replayer:
         assert opening.incident is not None
         key = group_key(opening, opening.incident, automation, alert)
         window = opening.incident.group_window or automation.group_window
-        seen = self.groups.get(key)
-        if seen is not None and alert.first_seen_at - seen <= window:
-            self.groups[key] = max(seen, alert.last_seen_at)
+        group = self.groups.get(key)
+        resolve_after = automation.resolve_after if opening.resolve_after is None else opening.resolve_after
+        if opening.resolve_to_monitoring is False or (
+            opening.resolve_to_monitoring is None and not automation.resolve_to_monitoring
+        ):
+            resolve_after = timedelta(0)  # only an incident automation moved to monitoring is resolved
+        if (
+            group is not None
+            and alert.first_seen_at - group.last_seen <= window
+            and not group.resolved_by(alert.first_seen_at, resolve_after)
+        ):
+            group.take(alert)
             return
         opens_at = opening.incident.opens_at(self.org, alert.first_seen_at, alert.service)
         if alert.resolved_at is not None and alert.resolved_at <= opens_at and opens_at > alert.first_seen_at:
@@ -94,9 +132,9 @@ class _Replayer:
             return
         if self._storm_guarded(opening.page, opens_at):
             self.storm_guarded += 1
-            self.groups[key] = alert.last_seen_at
+            self.groups[key] = _Group.of(alert)
             return
-        self.groups[key] = alert.last_seen_at
+        self.groups[key] = _Group.of(alert)
         self.rules[opening.name].incidents += 1
         hours, _ = self.org.business_hours_for([alert.service])
         for rule in acting:  # as automation does: the opening rule and every later one with an incident
