@@ -545,3 +545,35 @@ def test_a_webhook_integration_can_require_the_sender_s_signature(
     assert signed.status_code == 202, signed.text
     [stored] = alerts(context)
     assert (stored.dedup_key, stored.source) == ("sentry-metric-4", "webhook")
+
+
+def test_templates_cut_text_out_with_regular_expressions() -> None:
+    """A tool that puts the host only in its message: ``regex_search`` makes it a label, and
+    ``regex_replace`` takes the changing numbers out of the alert's name so that it stays one alert."""
+    text_only = WebhookFormat.model_validate(
+        {
+            "name": "legacy-tool",
+            "summary": "{{ payload.message }}",
+            "alert": "{{ payload.message | regex_replace('[0-9]+', 'N') }}",
+            "dedup_key": "{{ payload.message | regex_replace('[0-9]+%', '') }}",
+            "labels": {
+                "host": "{{ payload.message | regex_search('on (?P<host>[a-z0-9-]+)', 'host') }}",
+                "mount": "{{ payload.message | regex_search('(/[a-z/]*)') }}",
+                "missing": "{{ payload.message | regex_search('nowhere=(\\\\d+)', 1) }}",
+            },
+        }
+    )
+    [event] = from_webhook({"message": "disk 91% full on db-1 at /var/lib"}, text_only)
+    assert event.labels == {
+        "host": "db-1",
+        "mount": "/var/lib",
+        "alertname": "disk N% full on db-N at /var/lib",
+        "webhook_format": "legacy-tool",
+    }  # "missing" matched nothing: empty, so left out
+    assert event.dedup_key == "disk  full on db-1 at /var/lib"
+    # A bad pattern is the format's fault: the delivery is refused, naming the field.
+    broken = WebhookFormat.model_validate(
+        {"name": "broken", "summary": "{{ payload.message | regex_search('(') }}"}
+    )
+    with pytest.raises(InvalidPayload, match="summary"):
+        from_webhook({"message": "x"}, broken)

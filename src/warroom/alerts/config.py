@@ -42,6 +42,24 @@ ALERT_SOURCES = [
 template_environment = SandboxedEnvironment(autoescape=False)
 
 
+def regex_search(value: Any, pattern: str, group: int | str = 0) -> str:
+    """A template filter: the first match of ``pattern`` in ``value`` (its ``group``, by number or name),
+    or "" when there is none: ``alert.summary | regex_search('host=(\\S+)', 1)``."""
+    found = compiled_regex(pattern).search("" if value is None else str(value))
+    return (found.group(group) or "") if found is not None else ""
+
+
+def regex_replace(value: Any, pattern: str, replacement: str) -> str:
+    """A template filter: ``value`` with every match of ``pattern`` replaced (``\\1`` names a group)."""
+    return compiled_regex(pattern).sub(replacement, "" if value is None else str(value))
+
+
+# Text in summaries and payloads often holds what a label needs (a host in a message): both template
+# environments can cut it out.
+REGEX_FILTERS = {"regex_search": regex_search, "regex_replace": regex_replace}
+template_environment.filters.update(REGEX_FILTERS)
+
+
 class StrictModel(BaseModel):
     # Same as orgconfig.StrictModel; defined here because orgconfig imports this module.
     model_config = ConfigDict(extra="forbid")
@@ -603,6 +621,7 @@ payload_environment = ImmutableSandboxedEnvironment(
 )
 # Tools that post a form often put JSON in one of its fields: ``(payload.data | from_json).monitor.name``.
 payload_environment.filters["from_json"] = orjson.loads
+payload_environment.filters.update(REGEX_FILTERS)
 
 
 @lru_cache(maxsize=2048)
