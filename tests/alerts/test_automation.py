@@ -586,3 +586,13 @@ def test_concurrent_transactions_put_alerts_of_one_group_on_one_incident(context
     assert results and results[0].alerts[0].incident == "INC-1"
     with context.db.read() as session:
         assert session.scalar(select(func.count()).select_from(Incident)) == 1
+
+
+def test_rule_templates_cut_text_out_with_regular_expressions() -> None:
+    from warroom.alerts.automation import render
+
+    title = (
+        "{{ alert.summary | regex_search('on ([a-z0-9-]+)', 1) }}: "
+        "{{ alert.summary | regex_replace('[0-9]+%', 'N%') }}"
+    )
+    assert render(title, alert={"summary": "disk 91% full on db-1"}) == "db-1: disk N% full on db-1"
