@@ -4,6 +4,7 @@ A file with problems is refused and the running one stays."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -193,3 +194,89 @@ def test_a_reload_takes_effect_even_when_its_recurring_jobs_cannot_start_now(
     assert "1 webhook format," in loaded.summary
     assert context.org.automation.webhook_format("ci") is not None
     assert "recurring jobs could not be started now" in caplog.text
+
+
+def test_a_reload_through_the_api_reaches_the_other_processes(
+    api: TestClient, context: AppContext, settings: Settings, org_file: Path, admin: dict[str, str]
+) -> None:
+    """Two processes on one database (a server and a worker, or two servers): a reload asked of one is
+    announced, and the other reads its own org file again when it next looks."""
+    from warroom.db import Database
+
+    other = AppContext(
+        settings=settings, db=Database(settings.resolved_database_url), org=load_org_config(org_file)
+    )
+    try:
+        other.reloads_seen = reload.latest_reload(other)  # as its watcher does when it starts
+        assert reload.follow_announced(other) is False  # nothing announced yet
+
+        write_org(org_file, webhook_formats=[CI_FORMAT])
+        assert api.post("/api/v1/config/reload", headers=admin).status_code == 200
+        assert other.org.automation.webhook_format("ci") is None  # not yet: it has not looked
+        assert reload.follow_announced(other) is True
+        assert other.org.automation.webhook_format("ci") is not None
+        assert reload.follow_announced(other) is False  # once per announcement
+        # The process that announced it does not read the file a second time.
+        loaded_at = context.org_loaded_at
+        assert reload.follow_announced(context) is False and context.org_loaded_at == loaded_at
+
+        # A file the other cannot read: it keeps what it had, and says so.
+        org_file.write_text("automation: {rules: 3}\n")
+        reload.announce(context, "admin-user")
+        assert reload.follow_announced(other) is True
+        assert other.org.automation.webhook_format("ci") is not None
+        # kill -HUP is for one process: it announces nothing.
+        write_org(org_file)
+        reload.reload_logged(context)
+        assert reload.follow_announced(other) is False
+    finally:
+        other.db.dispose()
+
+
+@pytest.mark.e2e
+def test_one_cli_reload_reaches_every_server(tmp_path: Path, org_file: Path) -> None:
+    """Two servers on one database (as behind a load balancer) and a worker: `warroom config reload` asked
+    of one, and the other server and the worker read the file again within their poll."""
+    database_url = f"sqlite:///{tmp_path / 'two.db'}"
+    env = {"WARROOM_DATABASE_URL": database_url, "WARROOM_CONFIG": str(org_file)}
+    admin = create_token("e2e-admin", "admin", env=env)
+    key = run_cli("integration", "create", "--name", "ci", "--type", "webhook", env=env).stdout.split()[-1]
+    fast = {"WARROOM_RELOAD_POLL_SECONDS": "0.3"}
+    worker_log = tmp_path / "worker.log"
+    common: dict[str, Any] = {"database_url": database_url, "config": org_file, "extra_env": fast}
+    with (
+        ServerProcess(data_dir=tmp_path / "a", extra_args=["--no-worker"], **common) as first,
+        ServerProcess(data_dir=tmp_path / "b", extra_args=["--no-worker"], **common) as second,
+        worker_log.open("wb") as log,
+    ):
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "warroom",
+                "worker",
+                "--config",
+                str(org_file),
+                "--database-url",
+                database_url,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **fast},
+        )
+        try:
+            wait_until(lambda: "worker " in worker_log.read_text(), timeout=30)
+            on_second = f"{second.url}/api/v1/alerts/webhook/ci?key={key}"
+            assert httpx.post(on_second, json={"pipeline": "nightly"}).status_code == 404
+            write_org(org_file, webhook_formats=[CI_FORMAT])
+            done = run_cli("config", "reload", env={**env, "WARROOM_URL": first.url, "WARROOM_TOKEN": admin})
+            assert "reloaded" in done.stdout
+            wait_until(
+                lambda: httpx.post(on_second, json={"pipeline": "nightly"}).status_code == 202, timeout=15
+            )
+            assert "a reload was announced" in second.log_path.read_text()
+            wait_until(lambda: "1 webhook format," in worker_log.read_text(), timeout=15)
+            assert "a reload was announced" not in first.log_path.read_text()  # it did its own
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)

@@ -222,6 +222,9 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         app.state.worker = worker_thread
         # The chains of recurring jobs the org file asks for (a reload starts them again for new entries).
         reload.start_recurring(context)
+        # Reloads asked of other processes reach this one too.
+        reload_watcher = reload.ReloadWatcher(context)
+        reload_watcher.start()
         loop = asyncio.get_running_loop()
         # kill -HUP reloads the org file, as Alertmanager's does (blocking work, so in a thread). Only a
         # server's main thread can take signals; an app run by a test client in a thread has none.
@@ -247,6 +250,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         intake_writer = getattr(app.state, "alert_intake_writer", None)
         if intake_writer is not None:
             intake_writer.close()
+        reload_watcher.stop()
         if worker_thread is not None:
             worker_thread.stop()
         context.db.dispose()
@@ -288,11 +292,13 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         return reload.status(context)
 
     @app.post("/api/v1/config/reload", tags=["ops"], response_model=ConfigStatus)
-    def config_reload(_: Admin) -> ConfigStatus:
-        """Read the org file again and run with it from now on (as kill -HUP does). A file with problems is
-        refused with 422 and every problem (location, line, message); the running one stays."""
+    def config_reload(principal: Admin) -> ConfigStatus:
+        """Read the org file again and run with it from now on (as kill -HUP does), and tell every other
+        process (serve and worker) to read its own again within a few seconds. A file with problems is
+        refused with 422 and every problem (location, line, message); the running one stays, here and
+        elsewhere."""
         try:
-            return reload.reload_org(context)
+            return reload.reload_org(context, announce_as=principal.name)
         except ConfigError as exc:
             raise InvalidInput(
                 f"{exc.path}: {len(exc.problems)} problem(s); the running org file stays",

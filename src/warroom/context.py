@@ -20,6 +20,8 @@ class AppContext:
     org: OrgConfig
     # When ``org`` was read: at start, or at the last reload (``warroom.reload``).
     org_loaded_at: datetime = field(default_factory=utcnow)
+    # The newest reload announced in the database (``config_reloads``) that this process has followed.
+    reloads_seen: int = 0
 
     def __post_init__(self) -> None:
         wiring.load()

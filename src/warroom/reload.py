@@ -6,12 +6,20 @@ that would drop connections in flight.
 A file with problems is refused, with every problem, and the running configuration stays. After a reload the
 chains of recurring jobs are started for entries that are new (a status page to poll, a maintenance schedule,
 auto-resolve, a heartbeat watched before its first ping); the jobs of entries that are gone find them gone and
-stop. Each process holds its own copy: reload every process that serves or works (``warroom worker`` too).
+stop.
+
+Each process holds its own copy. A reload through the API is also announced in the database (a row of
+``config_reloads``): every other process that serves or works (``warroom worker`` too) looks for a newer row
+every ``reload_poll_seconds`` and then reads its own org file again, so one ``warroom config reload`` reaches
+them all, on any machine. ``kill -HUP`` reloads the one process it is sent to.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+
+from sqlalchemy import func, select
 
 from warroom.alerts.digest import schedule_digest
 from warroom.alerts.expiry import schedule_sweeps
@@ -22,6 +30,7 @@ from warroom.alerts.status_pages import schedule_polls
 from warroom.auth import integrations
 from warroom.context import AppContext
 from warroom.db import utcnow
+from warroom.jobs.models import ConfigReload
 from warroom.orgconfig import ConfigError, ConfigStatus, OrgConfig, load_org_config
 
 log = logging.getLogger("warroom.reload")
@@ -76,8 +85,9 @@ def start_recurring(context: AppContext) -> None:
         log.warning("%s", integrations.lost_service_warning(integration))
 
 
-def reload_org(context: AppContext) -> ConfigStatus:
-    """Read the org file again and run with it; ConfigError if it has problems (the running one stays)."""
+def reload_org(context: AppContext, *, announce_as: str | None = None) -> ConfigStatus:
+    """Read the org file again and run with it; ConfigError if it has problems (the running one stays).
+    ``announce_as``: tell the other processes to do the same (the performer is recorded)."""
     org = load_org_config(context.settings.config)
     context.org = org
     context.org_loaded_at = utcnow()
@@ -89,7 +99,67 @@ def reload_org(context: AppContext) -> ConfigStatus:
         # The new file is in effect either way; only its new recurring work waits (a database that cannot be
         # written now). The next reload or start begins it.
         log.warning("org file reloaded, but its recurring jobs could not be started now: %s", exc)
+    if announce_as is not None:
+        announce(context, announce_as)
     return loaded
+
+
+def announce(context: AppContext, performer: str) -> None:
+    """Ask every other process to read its org file again; this one has (so it skips its own row)."""
+    try:
+        with context.db.write() as session:
+            row = ConfigReload(requested_at=utcnow(), requested_by=performer)
+            session.add(row)
+            session.flush()
+            context.reloads_seen = max(context.reloads_seen, row.id)
+    except Exception as exc:
+        # This process runs with the new file either way; the others keep theirs until the next reload.
+        log.warning("org file reloaded here, but the other processes could not be told: %s", exc)
+
+
+def latest_reload(context: AppContext) -> int:
+    """The newest announced reload (0: none)."""
+    with context.db.read() as session:
+        return session.scalar(select(func.max(ConfigReload.id))) or 0
+
+
+def follow_announced(context: AppContext) -> bool:
+    """Reload if another process announced a reload since this one last looked; whether it did."""
+    latest = latest_reload(context)
+    if latest <= context.reloads_seen:
+        return False
+    context.reloads_seen = latest
+    log.info("a reload was announced (config_reloads %d): reading the org file again", latest)
+    reload_logged(context)
+    return True
+
+
+class ReloadWatcher:
+    """A thread that follows announced reloads (``follow_announced``) every ``reload_poll_seconds``."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="warroom-reload-watcher", daemon=True)
+
+    def start(self) -> None:
+        try:
+            # What was announced before this process started is in the file it read at start.
+            self.context.reloads_seen = max(self.context.reloads_seen, latest_reload(self.context))
+        except Exception as exc:
+            log.warning("could not read the announced reloads now (%s); looking again later", exc)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(self.context.settings.reload_poll_seconds):
+            try:
+                follow_announced(self.context)
+            except Exception as exc:  # a database down for a moment: look again at the next poll
+                log.warning("could not look for announced reloads: %s", exc)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(5)
 
 
 def reload_logged(context: AppContext) -> None:

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(
         default=60.0, gt=0, description="A claimed job whose worker died is retried after this long."
     )
+    reload_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="How often a process looks for an org file reload announced by another (warroom.reload).",
+    )
     job_retry_base_seconds: float = Field(default=5.0, gt=0, description="First retry delay; doubles.")
     job_retry_cap_seconds: float = Field(default=600.0, gt=0, description="Longest retry delay.")
     secret_key: str | None = Field(

@@ -65,7 +65,11 @@ def worker(
         lambda _signum, _frame: threading.Thread(target=reload.reload_logged, args=(context,)).start(),
     )
     console.print(f"worker {runner.name} on {context.db.engine.url.render_as_string()}")
+    # Reloads asked of a server (warroom config reload) reach this worker too.
+    watcher = reload.ReloadWatcher(context)
+    watcher.start()
     runner.run_forever(stop)
+    watcher.stop()
     context.db.dispose()
 
 

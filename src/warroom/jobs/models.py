@@ -47,3 +47,15 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ConfigReload(Base):
+    """An org file reload asked for through the API: every other process (``warroom serve``, ``warroom
+    worker``) sees the new row and reads its own org file again (``warroom.reload``). Like the jobs, it
+    coordinates processes through the database alone."""
+
+    __tablename__ = "config_reloads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    requested_by: Mapped[str] = mapped_column(String(200))
