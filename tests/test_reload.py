@@ -54,6 +54,19 @@ def org(org_file: Path) -> OrgConfig:
     return load_org_config(org_file)
 
 
+def worker_command(org_file: Path, database_url: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "warroom",
+        "worker",
+        "--config",
+        str(org_file),
+        "--database-url",
+        database_url,
+    ]
+
+
 def formats(org: OrgConfig) -> list[dict[str, Any]]:
     return [f.model_dump(exclude_defaults=True) for f in org.automation.webhook_formats]
 
@@ -155,18 +168,10 @@ def test_kill_hup_and_the_cli_reload_a_running_server(tmp_path: Path, org_file: 
 def test_kill_hup_reloads_a_worker(tmp_path: Path, org_file: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'worker.db'}"
     log_path = tmp_path / "worker.log"
-    command = [
-        sys.executable,
-        "-m",
-        "warroom",
-        "worker",
-        "--config",
-        str(org_file),
-        "--database-url",
-        database_url,
-    ]
     with log_path.open("wb") as log:
-        worker = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            worker_command(org_file, database_url), stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         wait_until(lambda: "worker " in log_path.read_text(), timeout=30)
         write_org(org_file, webhook_formats=[CI_FORMAT])
@@ -250,16 +255,7 @@ def test_one_cli_reload_reaches_every_server(tmp_path: Path, org_file: Path) -> 
         worker_log.open("wb") as log,
     ):
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "warroom",
-                "worker",
-                "--config",
-                str(org_file),
-                "--database-url",
-                database_url,
-            ],
+            worker_command(org_file, database_url),
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **fast},

@@ -23,24 +23,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, load_only
 
 from warroom.alerts.automation import group_key, matching_rules
-from warroom.alerts.models import Alert
+from warroom.alerts.models import FACT_COLUMNS, Alert
 from warroom.alerts.schemas import Replay, RuleReplay
 from warroom.auth import integrations
 from warroom.orgconfig import OrgConfig
 
 # The columns rules and grouping read: the raw payloads stay on disk.
-_COLUMNS = (
-    Alert.id,
-    Alert.source,
-    Alert.severity,
-    Alert.alert_type,
-    Alert.service,
-    Alert.labels,
-    Alert.integration_id,
-    Alert.first_seen_at,
-    Alert.last_seen_at,
-    Alert.resolved_at,
-)
+_COLUMNS = (Alert.id, *FACT_COLUMNS, Alert.first_seen_at, Alert.last_seen_at, Alert.resolved_at)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, and_, or_, select, true
 from sqlalchemy.orm import Session
 
 from warroom.alerts.config import AlertFacts, RuleMatch
-from warroom.alerts.models import Alert, AlertStatus
+from warroom.alerts.models import FACT_COLUMNS, Alert, AlertStatus
 from warroom.auth import integrations
 from warroom.orgconfig import OrgConfig
 
@@ -49,16 +49,7 @@ def _narrowing(match: RuleMatch, equal: list[str], other: AlertFacts) -> ColumnE
     return and_(true(), *conditions)
 
 
-_CANDIDATE_COLUMNS = (
-    Alert.id,
-    Alert.source,
-    Alert.severity,
-    Alert.alert_type,
-    Alert.service,
-    Alert.labels,
-    Alert.integration_id,
-    Alert.incident_id,
-)
+_CANDIDATE_COLUMNS = (Alert.id, *FACT_COLUMNS, Alert.incident_id)
 
 
 def _candidates(

@@ -93,6 +93,18 @@ class Alert(Base):
         return f"ALR-{self.id}"
 
 
+# What conditions read of a stored alert (``AlertFacts``, with its integration's name): queries that only
+# match alerts against rules load these, not the raw payloads.
+FACT_COLUMNS = (
+    Alert.source,
+    Alert.severity,
+    Alert.alert_type,
+    Alert.service,
+    Alert.labels,
+    Alert.integration_id,
+)
+
+
 class AlertNote(Base):
     """What a responder wrote about an alert: what they found, why it can wait, where it is tracked. Useful
     above all for alerts on no incident, which have no timeline."""
