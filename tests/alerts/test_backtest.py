@@ -104,6 +104,9 @@ def test_the_command_compares_a_file_with_the_one_in_use(
     pages = next(line for line in shown.output.splitlines() if line.strip("│ ").startswith("pages "))
     assert "2" in pages and "1 (-1)" in pages
     assert "held by the storm guard" in shown.output
+    # Per rule, beside the rule of the same name now: critical-monitoring opens one incident fewer.
+    critical = next(line for line in shown.output.splitlines() if "critical-monitoring" in line)
+    assert [cell.strip() for cell in critical.strip("│").split("│")][1:4] == ["3", "1 (-1)", "1 (-1)"]
     # When the pager would have gone off, by day in Berlin: the night's page (midnight) went on Tuesday.
     tuesday = next(line for line in shown.output.splitlines() if "2026-12-01" in line)
     assert [cell.strip() for cell in tuesday.strip("│").split("│")][1:4] == ["1", "████████████", "0"]

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from warroom import __version__, migrate, reload
 from warroom.alerts import adapters, automation
-from warroom.alerts.schemas import RoutingPreview
+from warroom.alerts.schemas import RoutingPreview, RuleReplay
 from warroom.auth import service as auth_service
 from warroom.auth.models import Role
 from warroom.cli.alerts import alerts_app, heartbeats, integration_app, report
@@ -348,14 +348,30 @@ def config_backtest(
         f"{file_replay.alerts:,} alerts first fired from {when(file_replay.since)} to "
         f"{when(file_replay.until)}, replayed through {escape(str(file))}:"
     )
+    # Per rule of FILE; beside each count, how it moved from the rule of the same name in use now.
+    before = {rule.rule: rule for rule in now_replay.rules}
+
+    def moved(rule: RuleReplay, field: str) -> Text | str:
+        value: int = getattr(rule, field)
+        earlier = before.get(rule.rule)
+        if not value and (earlier is None or not getattr(earlier, field)):
+            return ""
+        return _change(value, getattr(earlier, field) if earlier is not None else None)
+
     table(
         None,
         ["rule", "alerts", "incidents", "pages", "outside hours"],
         [
-            (rule.rule, rule.alerts, rule.incidents, rule.pages or "", rule.pages_outside_hours or "")
+            (
+                rule.rule,
+                moved(rule, "alerts"),
+                moved(rule, "incidents"),
+                moved(rule, "pages"),
+                moved(rule, "pages_outside_hours"),
+            )
             for rule in file_replay.rules
         ]
-        + [(Text("(no rule)", style="dim"), file_replay.unrouted, "", "", "")],
+        + [(Text("(no rule)", style="dim"), _change(file_replay.unrouted, now_replay.unrouted), "", "", "")],
     )
     in_use = escape(str(settings.config)) if settings.config else "defaults"
     table(
