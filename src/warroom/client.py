@@ -9,6 +9,7 @@ import httpx
 
 from warroom.alerts.schemas import (
     AlertDetail,
+    AlertOverview,
     AlertPage,
     ChangeRead,
     ChangeRecorded,
@@ -288,6 +289,10 @@ class Client:
     def alert_noise(self, *, since: str | None = None, by: str | None = None, limit: int = 20) -> NoiseReport:
         params = query(since=since, by=by, limit=limit)
         return NoiseReport.model_validate(self.request("GET", "/api/v1/alerts/noise", params=params))
+
+    def alert_overview(self, *, since: str | None = None) -> AlertOverview:
+        params = query(since=since)
+        return AlertOverview.model_validate(self.request("GET", "/api/v1/alerts/overview", params=params))
 
     def get_alert(self, ref: str) -> AlertDetail:
         return AlertDetail.model_validate(self.request("GET", f"/api/v1/alerts/{ref}"))

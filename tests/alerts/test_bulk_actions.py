@@ -39,6 +39,14 @@ def test_alerts_chosen_by_filters_are_shown_confirmed_and_changed(tmp_path: Path
             )
             assert fired.status_code == 202, fired.text
 
+        # At a glance first: three warnings firing, none routed (warnings page nobody in the example).
+        glance = run_cli("alerts", "overview", env={**env, "COLUMNS": "160"}).stdout
+        assert "3 firing" in glance and "3 unrouted" in glance and "New alerts since" in glance
+        assert json.loads(run_cli("alerts", "overview", "--json", env=env).stdout)["severities"] == [
+            {"severity": "warning", "firing": 3, "acknowledged": 0}
+        ]
+        both = run_cli("alerts", "overview", "--watch", "--json", env=env, check=False)
+        assert both.returncode == 1 and "cannot be combined" in both.stderr
         acked = run_cli("alerts", "ack", "--label", "host=nas1", "--yes", env=env)
         assert "RAID degraded" in acked.stdout and "2 of 2 alerts acknowledged" in acked.stdout
         assert statuses(env) == {

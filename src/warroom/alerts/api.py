@@ -27,6 +27,7 @@ from warroom.alerts.models import AlertStatus
 from warroom.alerts.ratelimit import RateLimiter
 from warroom.alerts.schemas import (
     AlertDetail,
+    AlertOverview,
     AlertPage,
     AttachRequest,
     ChangeAccepted,
@@ -412,6 +413,19 @@ def alert_noise(
     """The alert groups seen in the period, noisiest first."""
     with context.db.read() as session:
         return service.noise_report(session, since=since, by=by, limit=limit)
+
+
+@router.get("/api/v1/alerts/overview", response_model=AlertOverview)
+def alert_overview(
+    context: Context,
+    _: Viewer,
+    since: Annotated[
+        Duration, Query(description="The period of new alerts shown, e.g. 1h (up to 366d).")
+    ] = timedelta(hours=1),
+) -> AlertOverview:
+    """What is going on now: open alerts by severity and state, open incidents, new alerts over the period."""
+    with context.db.read() as session:
+        return service.overview(session, org=context.org, since=since)
 
 
 @router.post("/api/v1/alerts/preview", response_model=list[RoutingPreview])

@@ -500,6 +500,48 @@ class NoiseReport(BaseModel):
     groups: list[NoiseGroup]
 
 
+class SeverityCounts(BaseModel):
+    severity: str
+    firing: int = Field(description="Open and nobody on them (not acknowledged, here or at their source).")
+    acknowledged: int = Field(description="Acknowledged (snoozed ones included), not resolved.")
+
+
+class OpenIncident(BaseModel):
+    ref: str
+    severity: str
+    status: str
+    title: str
+    acknowledged: bool
+    alerts_open: int = Field(description="Its alerts not yet resolved.")
+    created_at: datetime
+
+
+class ArrivalBucket(BaseModel):
+    start: datetime
+    alerts: int = Field(description="New alerts first seen in this bucket.")
+
+
+class LoudType(BaseModel):
+    type: str
+    alerts: int = Field(description="Its open alerts.")
+    occurrences: int = Field(description="Their notifications, repeats included.")
+
+
+class AlertOverview(BaseModel):
+    """What is going on now, at a glance: open alerts, open incidents, and how fast new alerts arrive."""
+
+    at: datetime
+    since: datetime
+    severities: list[SeverityCounts] = Field(description="Open alerts by severity, most severe first.")
+    unrouted: int = Field(description="Open alerts no rule routed and on no incident: nobody was paged.")
+    snoozed: int
+    held: int = Field(description="Open alerts on no incident, held by a maintenance window or an inhibitor.")
+    incidents: list[OpenIncident] = Field(description="Open incidents, most severe first (at most 20).")
+    incidents_open: int
+    arrivals: list[ArrivalBucket] = Field(description="New alerts over the period, in 12 buckets.")
+    loudest: list[LoudType] = Field(description="Alert types with the most open alerts (at most 5).")
+
+
 class ResolveRequest(BaseModel):
     """A person resolves an alert whose source will not (it stopped sending, or never sends a resolve)."""
 

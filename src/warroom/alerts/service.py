@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, Table, Text, bindparam, cast, func, insert, or_, select, update
 from sqlalchemy.engine import Dialect
@@ -16,22 +16,27 @@ from sqlalchemy.orm import Session
 from warroom.alerts import automation, enrichment, inhibition, maintenance
 from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent, SourceChange, apply_default_service
-from warroom.alerts.config import AlertFacts
+from warroom.alerts.config import AlertFacts, AlertSeverity
 from warroom.alerts.models import Alert, AlertNote, AlertStatus
 from warroom.alerts.schemas import (
     AlertDetail,
     AlertNoteRead,
+    AlertOverview,
     AlertPage,
     AlertRead,
+    ArrivalBucket,
     CustomerReport,
     Ingested,
     IngestedAlert,
     InternalReport,
+    LoudType,
     MaintenanceDetail,
     NoiseGroup,
     NoiseReport,
+    OpenIncident,
     PromoteRequest,
     RoutingPreview,
+    SeverityCounts,
     snooze_end,
 )
 from warroom.auth import integrations
@@ -641,6 +646,96 @@ def noise_report(session: Session, *, since: timedelta, by: str = "type", limit:
         for row in rows
     ]
     return NoiseReport(since=start, by=by, groups=groups)
+
+
+OVERVIEW_BUCKETS = 12
+OVERVIEW_INCIDENTS = 20
+
+
+def overview(session: Session, *, org: OrgConfig, since: timedelta) -> AlertOverview:
+    """What is going on now: open alerts by severity and state, open incidents, new alerts over ``since`` in
+    twelve buckets, and the alert types with the most open alerts."""
+    start = period_start(since)
+    now = start + since
+    open_alert = Alert.status != AlertStatus.resolved
+    nowhere = Alert.incident_id.is_(None)
+    counts = session.execute(
+        select(
+            Alert.severity,
+            func.count().filter(Alert.status == AlertStatus.firing).label("firing"),
+            func.count().filter(Alert.status == AlertStatus.acknowledged).label("acknowledged"),
+            func.count().filter(nowhere, Alert.rules.is_(None)).label("unrouted"),
+            func.count().filter(Alert.snoozed_until.is_not(None)).label("snoozed"),
+            func.count()
+            .filter(
+                nowhere, or_(Alert.maintenance_window_id.is_not(None), Alert.inhibited_by_id.is_not(None))
+            )
+            .label("held"),
+        )
+        .where(open_alert)
+        .group_by(Alert.severity)
+    ).all()
+    rank = {name: index for index, name in enumerate(get_args(AlertSeverity))}
+    severities = sorted(
+        (
+            SeverityCounts(severity=row.severity, firing=row.firing, acknowledged=row.acknowledged)
+            for row in counts
+        ),
+        key=lambda row: rank.get(row.severity, len(rank)),
+    )
+    alerts_open = (
+        select(Alert.incident_id, func.count().label("alerts"))
+        .where(open_alert, Alert.incident_id.is_not(None))
+        .group_by(Alert.incident_id)
+        .subquery()
+    )
+    incidents = session.execute(
+        select(Incident, func.coalesce(alerts_open.c.alerts, 0))
+        .outerjoin(alerts_open, alerts_open.c.incident_id == Incident.id)
+        .where(Incident.status.in_(OPEN_STATUSES))
+    ).all()
+    ordered = sorted(incidents, key=lambda row: (org.severity_rank(row[0].severity), -row[0].id))
+    width = since / OVERVIEW_BUCKETS
+    arrivals = [0] * OVERVIEW_BUCKETS
+    for first_seen in session.scalars(select(Alert.first_seen_at).where(Alert.first_seen_at >= start)):
+        arrivals[min(int((first_seen - start) / width), OVERVIEW_BUCKETS - 1)] += 1
+    loudest = session.execute(
+        select(
+            Alert.alert_type, func.count().label("alerts"), func.sum(Alert.occurrences).label("occurrences")
+        )
+        .where(open_alert)
+        .group_by(Alert.alert_type)
+        .order_by(func.count().desc(), Alert.alert_type)
+        .limit(5)
+    ).all()
+    return AlertOverview(
+        at=now,
+        since=start,
+        severities=severities,
+        unrouted=sum(row.unrouted for row in counts),
+        snoozed=sum(row.snoozed for row in counts),
+        held=sum(row.held for row in counts),
+        incidents=[
+            OpenIncident(
+                ref=incident.ref,
+                severity=incident.severity,
+                status=incident.status.value,
+                title=incident.title,
+                acknowledged=incident.acknowledged_at is not None,
+                alerts_open=alerts,
+                created_at=incident.created_at,
+            )
+            for incident, alerts in ordered[:OVERVIEW_INCIDENTS]
+        ],
+        incidents_open=len(ordered),
+        arrivals=[
+            ArrivalBucket(start=start + width * index, alerts=count) for index, count in enumerate(arrivals)
+        ],
+        loudest=[
+            LoudType(type=row.alert_type, alerts=row.alerts, occurrences=row.occurrences or 0)
+            for row in loudest
+        ],
+    )
 
 
 # --- promotion ---------------------------------------------------------------------------------------

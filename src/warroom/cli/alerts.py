@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
 from rich.progress import track
@@ -24,7 +25,15 @@ from rich.table import Table
 from rich.text import Text
 
 from warroom.alerts.models import AlertStatus
-from warroom.alerts.schemas import AlertDetail, AlertPage, AlertRead, HeartbeatRead, SnoozeRequest, snooze_end
+from warroom.alerts.schemas import (
+    AlertDetail,
+    AlertOverview,
+    AlertPage,
+    AlertRead,
+    HeartbeatRead,
+    SnoozeRequest,
+    snooze_end,
+)
 from warroom.auth.models import IntegrationType
 from warroom.cli.output import (
     SEVERITY_STYLE,
@@ -288,6 +297,9 @@ def _alerts_table(
     )
 
 
+# What a refresh draws: an alert page, an overview.
+Shown = TypeVar("Shown")
+
 # What a refresh compares to tell a changed alert: another occurrence, or a new status.
 AlertState = tuple[AlertStatus, int]
 
@@ -297,23 +309,36 @@ def _state(alert: AlertRead) -> AlertState:
 
 
 def _watch(fetch: Callable[[], AlertPage], interval: float) -> None:
-    """Redraw the list every ``interval`` seconds until Ctrl-C. The server going away for a moment (a restart,
-    a network blip) is shown and retried; an answer that will not change by waiting (401, 403, a bad filter)
-    ends it like a plain list."""
+    """The list, redrawn until Ctrl-C, with what changed since the last refresh marked."""
     before: dict[int, AlertState] | None = None
+
+    def draw(page: AlertPage) -> Table:
+        nonlocal before
+        shown = _watched_table(page, before, interval)
+        before = {alert.id: _state(alert) for alert in page.items}
+        return shown
+
+    _keep_drawing(fetch, draw, interval)
+
+
+def _keep_drawing(
+    fetch: Callable[[], Shown], draw: Callable[[Shown], RenderableType], interval: float
+) -> None:
+    """Redraw what ``fetch`` answers every ``interval`` seconds until Ctrl-C. The server going away for a
+    moment (a restart, a network blip) is shown and retried; an answer that will not change by waiting (401,
+    403, a bad filter) ends it like a single answer."""
     with Live(console=console, auto_refresh=False) as live:
         try:
             while True:
                 try:
-                    page = fetch()
+                    value = fetch()
                 except ApiError as exc:
                     if 0 < exc.status < 500:  # 0: unreachable
                         raise
                     live.console.print(f"[yellow]{when(datetime.now())} {escape(exc.message)}; retrying[/]")
                     time.sleep(interval)
                     continue
-                live.update(_watched_table(page, before, interval), refresh=True)
-                before = {alert.id: _state(alert) for alert in page.items}
+                live.update(draw(value), refresh=True)
                 time.sleep(interval)
         except KeyboardInterrupt:
             pass
@@ -340,6 +365,92 @@ def _watched_table(page: AlertPage, before: dict[int, AlertState] | None, interv
 
 
 NOISE_BAR_WIDTH = 12
+
+
+@alerts_app.command("overview")
+def overview(
+    since: Annotated[str, typer.Option("--since", help="The period of new alerts charted, e.g. 1h.")] = "1h",
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Keep it on screen and refresh it; Ctrl-C ends it.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.2, max=3600, help="Seconds between refreshes with --watch.")
+    ] = 5.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """What is going on now, at a glance: open alerts by severity, what nobody was paged for, open incidents,
+    how fast new alerts arrive, and the loudest alert types. The first thing to run when paged."""
+    if watch and as_json:
+        fail("--watch draws the overview; it cannot be combined with --json")
+    with api_errors(), Client() as client:
+        if watch:
+            _keep_drawing(lambda: client.alert_overview(since=since), _overview_view, interval)
+            return
+        shown = client.alert_overview(since=since)
+    emit(as_json, shown, lambda: console.print(_overview_view(shown)))
+
+
+def _overview_view(shown: AlertOverview) -> Group:
+    firing = sum(row.firing for row in shown.severities)
+    acknowledged = sum(row.acknowledged for row in shown.severities)
+    headline = Text.assemble(
+        (f"{when(shown.at)}  ", "dim"),
+        (f"{firing} firing", "bold red" if firing else "green"),
+        f", {acknowledged} acknowledged ({shown.snoozed} snoozed), ",
+        (f"{shown.unrouted} unrouted", "yellow" if shown.unrouted else ""),
+        f", {shown.held} held; {shown.incidents_open} open incident(s)",
+    )
+    parts: list[RenderableType] = [headline]
+    if shown.severities:
+        parts.append(
+            build_table(
+                None,
+                ["severity", "firing", "acknowledged"],
+                [
+                    (styled(row.severity, SEVERITY_STYLE), row.firing or "", row.acknowledged or "")
+                    for row in shown.severities
+                ],
+            )
+        )
+    if shown.incidents:
+        parts.append(
+            build_table(
+                f"Open incidents ({len(shown.incidents)} of {shown.incidents_open})",
+                ["id", "sev", "status", "ack", "alerts open", "title", "opened"],
+                [
+                    (
+                        incident.ref,
+                        incident.severity,
+                        incident.status,
+                        "yes" if incident.acknowledged else Text("no", style="bold red"),
+                        incident.alerts_open or "",
+                        incident.title,
+                        when(incident.created_at),
+                    )
+                    for incident in shown.incidents
+                ],
+            )
+        )
+    most = max((bucket.alerts for bucket in shown.arrivals), default=0)
+    parts.append(
+        build_table(
+            f"New alerts since {when(shown.since)}",
+            ["from", "alerts", ""],
+            [
+                (when(bucket.start), bucket.alerts or "", bar(bucket.alerts, most, "magenta", 24))
+                for bucket in shown.arrivals
+            ],
+        )
+    )
+    if shown.loudest:
+        parts.append(
+            build_table(
+                "Loudest open alert types",
+                ["type", "open alerts", "notifications"],
+                [(loud.type, loud.alerts, loud.occurrences) for loud in shown.loudest],
+            )
+        )
+    return Group(*parts)
 
 
 @alerts_app.command("noise")
