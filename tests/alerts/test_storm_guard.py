@@ -100,31 +100,36 @@ def test_past_the_cap_alerts_join_the_newest_incident_of_the_policy(
     # Its group now lives on INC-2: the group's next alert joins it as any grouped alert does.
     again = fire(api, generic_key, "QueueBacklog", dedup_key="queue-2")
     assert again["incident"] == "INC-2"
-    # A rule that pages another policy has its own cap: payments' alerts open incidents as usual.
+    # A policy with room left is paged as usual: payments' alert opens INC-3 for payments-escalation (its
+    # rule's). INC-3 also pages platform-escalation (the api is among its services, and comes first), so it
+    # is that policy's newest incident now.
     payments = generic(api, generic_key, summary="card auth failing", service="payments", dedup_key="pay")
     assert payments["incident"] == "INC-3"
+    assert fire(api, generic_key, "CertExpiry")["incident"] == "INC-3"
 
-    # When the newest of the policy's incidents is over, the next newest open one takes them.
-    resolved = api.patch("/api/v1/incidents/INC-2", json={"status": "resolved"}, headers=responder)
-    assert resolved.status_code == 200, resolved.text
-    assert fire(api, generic_key, "CertExpiry")["incident"] == "INC-1"
+    # When the newest of the policy's incidents are over, the next newest open one takes them.
+    for ref in ("INC-3", "INC-2"):
+        resolved = api.patch(f"/api/v1/incidents/{ref}", json={"status": "resolved"}, headers=responder)
+        assert resolved.status_code == 200, resolved.text
+    assert fire(api, generic_key, "DiskLatency")["incident"] == "INC-1"
     # When both are over, nothing is left to join: the alert opens an incident and pages.
     api.patch("/api/v1/incidents/INC-1", json={"status": "resolved"}, headers=responder)
     assert fire(api, generic_key, "SlowQueries")["incident"] == "INC-4"
     assert page_requests(context, 4) == ["Page requested: escalation policy platform-escalation"]
 
-    # Once the window has passed the first two, there is room again: INC-4 (at 10:02) alone is in it.
-    clock.set(T0 + timedelta(minutes=12))
+    # Once the window has passed them all (the last opened at 10:02), there is room again, up to the cap.
+    clock.set(T0 + timedelta(minutes=12, seconds=1))
     assert fire(api, generic_key, "NodeDown")["incident"] == "INC-5"
     assert incident(context, 5).status.value == "investigating"
-    assert fire(api, generic_key, "PodCrashLoop")["incident"] == "INC-5"  # INC-4 and INC-5: the cap again
+    assert fire(api, generic_key, "PodCrashLoop")["incident"] == "INC-6"
+    assert fire(api, generic_key, "OomKilled")["incident"] == "INC-6"  # INC-5 and INC-6: the cap again
 
     # What the guard counts is kept a day, then pruned with the rest of the domain's records.
     clock.set(T0 + timedelta(days=1, minutes=30))
     with context.db.read() as session:
         counted = session.scalar(select(func.count()).select_from(PagedOpening))
-    assert counted == 5  # INC-1, INC-2, payments' INC-3, INC-4, INC-5
-    assert retention.prune(context, clock.now())["paged_openings"] == 5
+    assert counted == 7  # INC-1, INC-2, INC-3 (both policies), INC-4, INC-5, INC-6
+    assert retention.prune(context, clock.now())["paged_openings"] == 7
 
 
 def test_without_a_guard_every_group_opens_its_incident(

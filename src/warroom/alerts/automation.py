@@ -41,6 +41,7 @@ from warroom.incidents.models import (
 )
 from warroom.incidents.schemas import Assessment, CommunicationCreate, IncidentCreate, IncidentUpdate
 from warroom.jobs import service as jobs_service
+from warroom.oncall import service as oncall_service
 from warroom.orgconfig import OrgConfig
 
 PERFORMER = "automation"
@@ -145,40 +146,64 @@ def _lock_group(session: Session, key: str) -> None:
         session.execute(select(func.pg_advisory_xact_lock(lock_id)))
 
 
-def _storm_incident(session: Session, org: OrgConfig, rule: AutomationRule, now: datetime) -> Incident | None:
-    """Past the storm guard's cap for the policy the rule pages, the newest open incident that policy was
-    paged for, locked (the alert joins it instead of opening one); None to open an incident as usual."""
-    if org.automation.storm_guard is None or rule.page is None:
+def _storm_incident(session: Session, org: OrgConfig, policies: list[str], now: datetime) -> Incident | None:
+    """Past the storm guard's cap for every policy a new incident would page, the newest open incident one of
+    them was paged for, locked (the alert joins it instead of opening one); None to open an incident as usual
+    (no guard, nobody to page, or a policy with room left: its people are paged as usual)."""
+    if org.automation.storm_guard is None or not policies:
         return None
     # Incidents paging one policy open one at a time (PostgreSQL runs intake transactions at once), so
-    # that concurrent alerts cannot each see room under the cap and all open one.
-    _lock_group(session, f"storm-guard|{rule.page}")
-    newest = _storm_candidate(session, org, rule, now)
+    # that concurrent alerts cannot each see room under the cap and all open one. In name order: no deadlock.
+    for policy in sorted(policies):
+        _lock_group(session, f"storm-guard|{policy}")
+    newest = _storm_candidate(session, org, policies, now)
     return None if newest is None else incident_service.get_incident(session, newest, for_update=True)
 
 
-def _storm_candidate(session: Session, org: OrgConfig, rule: AutomationRule, now: datetime) -> int | None:
+def _storm_candidate(session: Session, org: OrgConfig, policies: list[str], now: datetime) -> int | None:
     guard = org.automation.storm_guard
-    if guard is None or rule.page is None:
+    if guard is None or not policies:
         return None
-    recent = PagedOpening.policy == rule.page, PagedOpening.opened_at >= now - guard.within
-    opened = session.scalar(select(func.count()).select_from(PagedOpening).where(*recent)) or 0
-    if opened < guard.incidents:
-        return None
+    since = now - guard.within
+    for policy in policies:
+        recent = PagedOpening.policy == policy, PagedOpening.opened_at >= since
+        if (
+            session.scalar(select(func.count()).select_from(PagedOpening).where(*recent)) or 0
+        ) < guard.incidents:
+            return None
     return session.scalar(
         select(PagedOpening.incident_id)
         .join(Incident, Incident.id == PagedOpening.incident_id)
-        .where(*recent, Incident.status.in_(OPEN_STATUSES))
+        .where(
+            PagedOpening.policy.in_(policies),
+            PagedOpening.opened_at >= since,
+            Incident.status.in_(OPEN_STATUSES),
+        )
         .order_by(PagedOpening.opened_at.desc(), PagedOpening.id.desc())
         .limit(1)
     )
 
 
-def _storm_note(org: OrgConfig, rule: AutomationRule) -> str:
+def _policies_paged(org: OrgConfig, rule: AutomationRule, alert: Alert) -> list[str]:
+    """The policies an incident this rule opens for ``alert`` would page (what the storm guard counts)."""
+    assert rule.incident is not None
+    severity, services = opening_scope(org, rule.incident, alert)
+    return oncall_service.policies_paged(org, severity, services, [rule.page] if rule.page else [])
+
+
+def _record_paged(session: Session, org: OrgConfig, incident: Incident, rules: list[AutomationRule]) -> None:
+    """What the storm guard counts: each policy a new incident pages (its own, and its rules' ``page``)."""
+    requested = [rule.page for rule in rules if rule.page]
+    now = utcnow()
+    for policy in oncall_service.policies_paged(org, incident.severity, incident.service_names, requested):
+        session.add(PagedOpening(policy=policy, incident_id=incident.id, rule=rules[0].name, opened_at=now))
+
+
+def _storm_note(org: OrgConfig, rule: AutomationRule, policies: list[str]) -> str:
     guard = org.automation.storm_guard
     assert guard is not None
     return (
-        f" (storm guard: {guard.incidents} incident(s) paging {rule.page} opened within "
+        f" (storm guard: {guard.incidents} incident(s) paging {', '.join(policies)} opened within "
         f"{format_duration(guard.within)}, so it joins this one instead of opening another by rule "
         f"{rule.name})"
     )
@@ -289,6 +314,13 @@ def mapped_severity(org: OrgConfig, action: IncidentAction, alert_severity: str)
     return level
 
 
+def opening_scope(org: OrgConfig, action: IncidentAction, alert: Alert) -> tuple[str, list[str]]:
+    """The severity and affected services of the incident ``action`` opens for ``alert``."""
+    known = {s.name for s in org.services}
+    services = list(dict.fromkeys([*action.services, *([alert.service] if alert.service in known else [])]))
+    return mapped_severity(org, action, alert.severity), services
+
+
 def incident_fields(
     org: OrgConfig,
     alert: Alert,
@@ -298,12 +330,10 @@ def incident_fields(
     severity: str | None = None,
 ) -> IncidentCreate:
     action = action or IncidentAction()
-    if severity is None:
-        severity = mapped_severity(org, action, alert.severity)
+    mapped, services = opening_scope(org, action, alert)
+    severity = severity or mapped
     if title is None:
         title = render(action.title, alert=_alert_view(alert), labels=alert.labels) or alert.summary
-    known = {s.name for s in org.services}
-    services = list(dict.fromkeys([*action.services, *([alert.service] if alert.service in known else [])]))
     source: Any = _ASSESSMENT_SOURCE.get(alert.source, "monitoring-alert")
     if action.assessment is not None:
         assessment = action.assessment.model_copy(update={"source": source})
@@ -396,8 +426,6 @@ def _after_open(
             action=f"Page requested: escalation policy {rule.page}",
             data={"policy": rule.page, "rule": rule.name},
         )
-        opening = PagedOpening(policy=rule.page, incident_id=incident.id, rule=rule.name, opened_at=utcnow())
-        session.add(opening)
         session.flush()
         publish(
             session, DomainEvent("incident.page_requested", incident.id, PERFORMER, {"policy": rule.page})
@@ -483,7 +511,10 @@ def preview(
             upstream = _upstream_incident(session, org, alert) if joined is None else None
             if upstream is not None:
                 joined, incident.depends_on = upstream
-            if joined is None and (stormed := _storm_candidate(session, org, opening, now)) is not None:
+            policies = oncall_service.policies_paged(
+                org, fields.severity or "", fields.services, [opening.page] if opening.page else []
+            )
+            if joined is None and (stormed := _storm_candidate(session, org, policies, now)) is not None:
                 joined, incident.storm_guard = stormed, True
             incident.open_incident = f"INC-{joined}" if joined is not None else None
     open_alert: int | None = None
@@ -533,6 +564,7 @@ def on_created(
     if rules:
         alert.rules = [rule.name for rule in rules]
         opened = waiting = False
+        opened_by: list[AutomationRule] = []  # the rules that acted on the incident this alert opened
         for rule in rules:
             if rule.incident is None or waiting:
                 continue
@@ -560,15 +592,20 @@ def on_created(
                     _open_later(session, alert, rule, opens_at)
                     waiting = True
                     continue
-                elif (stormed := _storm_incident(session, org, rule, now)) is not None:
+                elif (
+                    stormed := _storm_incident(
+                        session, org, policies := _policies_paged(org, rule, alert), now
+                    )
+                ) is not None:
                     incident = stormed
-                    alert_metrics.count_storm_guarded(session.connection(), str(rule.page))
+                    for policy in policies:
+                        alert_metrics.count_storm_guarded(session.connection(), policy)
                     attach(
                         session,
                         incident,
                         alert,
                         performer=PERFORMER,
-                        note=_storm_note(org, rule),
+                        note=_storm_note(org, rule, policies),
                         carry_notes=stored_earlier,
                     )
                     _back_to_investigating(session, org, incident, alert)
@@ -580,6 +617,9 @@ def on_created(
                     opened = True
             if opened:
                 _after_open(session, org, rule, incident, alert)
+                opened_by.append(rule)
+        if incident is not None and opened_by and automation.storm_guard is not None:
+            _record_paged(session, org, incident, opened_by)
     if automation.inhibit_rules:
         _note_symptoms(session, org, alert, integration)
     run_handlers(session, org, alert, _incident_of(session, alert, incident), "created")

@@ -22,10 +22,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, load_only
 
-from warroom.alerts.automation import group_key, matching_rules
+from warroom.alerts.automation import group_key, matching_rules, opening_scope
 from warroom.alerts.models import FACT_COLUMNS, Alert
 from warroom.alerts.schemas import Replay, RuleReplay
 from warroom.auth import integrations
+from warroom.oncall import service as oncall_service
 from warroom.orgconfig import OrgConfig
 
 # The columns rules and grouping read: the raw payloads stay on disk.
@@ -119,34 +120,41 @@ class _Replayer:
         if alert.resolved_at is not None and alert.resolved_at <= opens_at and opens_at > alert.first_seen_at:
             self.held_back += 1  # a blip: resolved before its rule's delay (or business hours) was over
             return
-        if self._storm_guarded(opening.page, opens_at):
+        # As automation pages: the incident's own policy (unless its severity pages nobody), and the policies
+        # of the opening rule and every later one with an incident.
+        severity, services = opening_scope(self.org, opening.incident, alert)
+        requested = [rule.page for rule in acting if rule.page]
+        policies = oncall_service.policies_paged(self.org, severity, services, requested)
+        if self._storm_guarded(policies, opens_at):
             self.storm_guarded += 1
             self.groups[key] = _Group.of(alert)
             return
         self.groups[key] = _Group.of(alert)
-        self.rules[opening.name].incidents += 1
-        hours, _ = self.org.business_hours_for([alert.service])
-        for rule in acting:  # as automation does: the opening rule and every later one with an incident
-            if rule.page is None:
-                continue
-            tally = self.rules[rule.name]
-            tally.pages += 1
+        tally = self.rules[opening.name]
+        tally.incidents += 1
+        if policies:
+            hours, _ = self.org.business_hours_for([alert.service])
+            tally.pages += len(policies)
             day = opens_at.astimezone(self.org.business_hours.zone).date().isoformat()
-            self.pages_by_day[day] = self.pages_by_day.get(day, 0) + 1
+            self.pages_by_day[day] = self.pages_by_day.get(day, 0) + len(policies)
             if not hours.is_open(opens_at):
-                tally.pages_outside_hours += 1
+                tally.pages_outside_hours += len(policies)
 
-    def _storm_guarded(self, policy: str | None, at: datetime) -> bool:
+    def _storm_guarded(self, policies: list[str], at: datetime) -> bool:
+        """Whether the storm guard holds an incident that pages ``policies`` (each at its cap); else it is
+        counted as opened."""
         guard = self.org.automation.storm_guard
-        if policy is None:
+        if not policies:
             return False
-        recent = self.openings.setdefault(policy, deque())
+        recents = [self.openings.setdefault(policy, deque()) for policy in policies]
         if guard is not None:
-            while recent and recent[0] < at - guard.within:
-                recent.popleft()
-            if len(recent) >= guard.incidents:
+            for recent in recents:
+                while recent and recent[0] < at - guard.within:
+                    recent.popleft()
+            if all(len(recent) >= guard.incidents for recent in recents):
                 return True
-        recent.append(at)
+        for recent in recents:
+            recent.append(at)
         return False
 
     def report(self, since: datetime, until: datetime) -> Replay:

@@ -409,7 +409,10 @@ class RuleReplay(BaseModel):
     rule: str
     alerts: int = Field(description="Alerts the rule matched and acted on.")
     incidents: int = Field(description="Incidents it would have opened (grouped alerts join them).")
-    pages: int = Field(description="Pages to its escalation policy: one per incident opened.")
+    pages: int = Field(
+        description="Escalation policies paged by the incidents it opened: each incident's own (its "
+        "severity's or services') and the rules' `page`."
+    )
     pages_outside_hours: int = Field(description="Of those, outside business hours (nights, weekends).")
 
 

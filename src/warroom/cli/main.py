@@ -565,8 +565,8 @@ def _print_preview(preview: RoutingPreview) -> None:
     elif incident is not None and incident.open_incident is not None and incident.storm_guard:
         console.print(
             escape(
-                f"-> joins {incident.open_incident}: the storm guard's cap of new incidents paging "
-                f"{', '.join(incident.page)} is reached (storm_guard): nobody is paged again"
+                f"-> joins {incident.open_incident}: the storm guard's cap of new incidents is reached for "
+                "every policy it would page (storm_guard): nobody is paged again"
             )
         )
     elif incident is not None and incident.open_incident is not None:

@@ -355,6 +355,20 @@ def policy_for_incident(org: OrgConfig, severity: str, services: list[str]) -> E
     return None
 
 
+def policies_paged(org: OrgConfig, severity: str, services: list[str], requested: list[str]) -> list[str]:
+    """The escalation policies a new incident pages: its own (``policy_for_incident``) unless its severity
+    pages nobody, and those a rule asks for (``requested``; asked for, they page whatever the severity)."""
+    names = list(dict.fromkeys(requested))
+    if paging_mode(org, severity) != "none":
+        try:
+            own = policy_for_incident(org, severity, services)
+        except NotFound:
+            own = None  # a mapping to a policy that is gone: paging says so on the timeline
+        if own is not None and own.name not in names:
+            names.append(own.name)
+    return names
+
+
 def paging_mode(org: OrgConfig, severity: str) -> PagingMode:
     mode = org.paging_modes.get(severity)
     if mode is not None:
