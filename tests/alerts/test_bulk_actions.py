@@ -72,6 +72,21 @@ def test_alerts_chosen_by_filters_are_shown_confirmed_and_changed(tmp_path: Path
         )
         # Refused once, before any alert is chosen.
         assert bad_length.returncode == 1 and "at most 7d" in bad_length.stderr and not bad_length.stdout
+        # One note for all of them, and the disk's alert onto an incident someone declared for it.
+        noted = run_cli(
+            "alerts", "note", "--label", "host=nas1", "-m", "RAID rebuild running", "--yes", env=env
+        )
+        assert "2 of 2 alerts noted" in noted.stdout
+        shown = run_cli("alerts", "show", "--json", str(json.loads(snoozed.stdout)[0]["id"]), env=env).stdout
+        assert [note["body"] for note in json.loads(shown)["notes"]] == ["RAID rebuild running"]
+        one_only = run_cli(
+            "alerts", "note", "--label", "host=nas1", "--delete", "1", "--yes", env=env, check=False
+        )
+        assert one_only.returncode == 1 and "name one" in one_only.stderr
+        declared = run_cli("incident", "create", "db1 disk", "--severity", "P3", "--json", env=env)
+        ref = json.loads(declared.stdout)["id"]
+        attached = run_cli("alerts", "attach", ref, "--label", "host=db1", "--yes", env=env)
+        assert "1 of 1 alerts attached" in attached.stdout
 
         # Asked first: no changes nothing, and neither does an answer that never comes.
         for answer in ("n\n", ""):

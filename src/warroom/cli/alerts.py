@@ -710,14 +710,20 @@ ChosenAlertRefs = Annotated[
 
 
 @alerts_app.command("attach")
+@by_filter(AlertStatus.firing, AlertStatus.acknowledged)
 def attach(
-    incident: Annotated[str, typer.Argument(help="The open incident, e.g. INC-3.")],
-    refs: AlertRefs,
+    target: Annotated[str, typer.Argument(metavar="INCIDENT", help="The open incident, e.g. INC-3.")],
+    refs: ChosenAlertRefs = None,
+    chosen: AlertChoice | None = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Put alerts on an open incident by hand (their cause is shared though the grouping did not see it);
-    alerts on another incident move, and both timelines say so."""
-    _on_each(refs, lambda client, ref: client.attach_alert(ref, incident), "attached", as_json)
+    alerts on another incident move, and both timelines say so. With filters instead of ids, every alert
+    they match that is not resolved, once you confirm (`--label host=db-1`: the host's alerts, wherever the
+    grouping put them)."""
+    _on_each(
+        refs or [], lambda client, ref: client.attach_alert(ref, target), "attached", as_json, chosen=chosen
+    )
 
 
 @alerts_app.command("ack")
@@ -794,8 +800,10 @@ def resolve(
 
 
 @alerts_app.command("note")
+@by_filter(AlertStatus.firing, AlertStatus.acknowledged)
 def note(
-    refs: AlertRefs,
+    refs: ChosenAlertRefs = None,
+    chosen: AlertChoice | None = None,
     message: Annotated[
         str | None, typer.Option("--message", "-m", help="The note: what you found, why it can wait.")
     ] = None,
@@ -809,12 +817,14 @@ def note(
     as_json: JsonFlag = False,
 ) -> None:
     """Write a note on alerts; 'alerts show' lists them, and an alert's incident gets it on its timeline.
-    Several alerts get the same note (they share a cause). --edit N corrects note N of one alert, --delete N
-    takes it back: your own notes, or any as an admin; the incident's timeline keeps what it said."""
+    Several alerts get the same note (they share a cause); with filters instead of ids, every alert they match
+    that is not resolved, once you confirm. --edit N corrects note N of one alert, --delete N takes it back:
+    your own notes, or any as an admin; the incident's timeline keeps what it said."""
     if edit is not None and delete is not None:
         fail("give --edit or --delete, not both")
-    if (edit is not None or delete is not None) and len(refs) != 1:
+    if (edit is not None or delete is not None) and (chosen is not None or len(refs or []) != 1):
         fail("--edit and --delete change a note of one alert: name one")
+    refs = refs or []
     if delete is not None:
         if message is not None:
             fail("--delete takes no --message")
@@ -827,7 +837,7 @@ def note(
             refs, lambda client, ref: client.edit_alert_note(ref, edit, message), "note corrected", as_json
         )
         return
-    _on_each(refs, lambda client, ref: client.note_alert(ref, message), "noted", as_json)
+    _on_each(refs, lambda client, ref: client.note_alert(ref, message), "noted", as_json, chosen=chosen)
 
 
 HEARTBEAT_STYLE = {
