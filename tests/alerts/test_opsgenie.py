@@ -157,3 +157,59 @@ def test_update_refusals_change_nothing(
     # Closed: the alias has no open alert any more.
     api.post(base.format("close"), headers=genie_key)
     assert api.put(base.format("message"), json={"message": "x"}, headers=genie_key).status_code == 404
+
+
+def test_tags_and_details_are_added_and_removed_by_alias(
+    api: TestClient, context: AppContext, genie_key: dict[str, str], viewer: dict[str, str]
+) -> None:
+    assert api.post("/v2/alerts", json=create(), headers=genie_key).status_code == 202
+    base = "/v2/alerts/disk-db1"
+
+    def added(what: str, body: dict[str, Any]) -> Any:
+        return api.post(f"{base}/{what}?identifierType=alias", json=body, headers=genie_key)
+
+    def removed(what: str, query: str) -> Any:
+        return api.delete(f"{base}/{what}?identifierType=alias&{query}", headers=genie_key)
+
+    assert (
+        added("tags", {"tags": ["dba", "disk"], "user": "alice", "note": "the DBAs have it"}).status_code
+        == 202
+    )
+    assert added("details", {"details": {"runbook": "disk-full", "instance": "db-1a"}}).status_code == 202
+    [alert] = alerts(context)
+    assert alert.annotations["tags"] == ["disk", "prod", "dba"]  # kept in order, no duplicates
+    assert alert.labels == {
+        "alertname": "DiskFull",
+        "instance": "db-1a",
+        "entity": "db-1",
+        "runbook": "disk-full",
+    }
+    assert alert.occurrences == 1  # a change, not another occurrence
+    shown = api.get(f"/api/v1/alerts/{alert.id}", headers=viewer).json()
+    assert [(n["author"], n["body"]) for n in shown["notes"]] == [("alice", "the DBAs have it")]
+
+    assert removed("tags", "tags=prod,dba").status_code == 202
+    assert removed("details", "keys=runbook").status_code == 202
+    [alert] = alerts(context)
+    assert alert.annotations["tags"] == ["disk"]
+    assert "runbook" not in alert.labels
+    assert removed("tags", "tags=disk").status_code == 202
+    assert "tags" not in alerts(context)[0].annotations
+
+    # Refusals change nothing, in Opsgenie's shapes.
+    before = (alerts(context)[0].labels, alerts(context)[0].annotations)
+    assert added("tags", {"tags": []}).status_code == 422
+    assert added("details", {"details": {"n": 3}}).status_code == 422
+    assert added("tags", {"tags": "disk"}).status_code == 422
+    assert removed("tags", "tags=").status_code == 422
+    assert removed("details", "tags=a").status_code == 422  # details are removed by keys
+    assert api.post(f"{base}/labels?identifierType=alias", json={}, headers=genie_key).status_code == 422
+    assert (
+        api.post(
+            "/v2/alerts/nope/tags?identifierType=alias", json={"tags": ["a"]}, headers=genie_key
+        ).status_code
+        == 404
+    )
+    assert api.delete(f"{base}/tags?identifierType=id&tags=a", headers=genie_key).status_code == 422
+    assert api.delete(f"{base}/tags?identifierType=alias&tags=a").status_code == 401
+    assert (alerts(context)[0].labels, alerts(context)[0].annotations) == before

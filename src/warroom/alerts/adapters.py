@@ -26,10 +26,12 @@ from warroom.alerts.schemas import (
     OpsgenieAction,
     OpsgenieAlert,
     OpsgenieDescription,
+    OpsgenieDetails,
     OpsgenieMessage,
     OpsgenieNote,
     OpsgeniePriority,
     OpsgenieSnooze,
+    OpsgenieTags,
     PagerDutyEvent,
     PagerDutyV1Event,
 )
@@ -375,7 +377,7 @@ def from_opsgenie(data: Any) -> AlertEvent:
     description and the note are kept as annotations."""
     _require_object(data)
     alert: OpsgenieAlert = validate_payload(_OPSGENIE, data)
-    labels = {name[:100]: value[:500] for name, value in list(alert.details.items())[:100]}
+    labels = _opsgenie_labels(alert.details)
     if alert.entity:
         labels["entity"] = alert.entity[:500]
     annotations: dict[str, Any] = {"tags": alert.tags} if alert.tags else {}
@@ -432,9 +434,16 @@ class SourceChange:
     # Opsgenie's snooze and unacknowledge: state changes a source makes for a person, by its alias.
     snooze_until: datetime | None = None
     unacknowledge: bool = False
+    # Opsgenie's tags (kept in the ``tags`` annotation) and details (labels), added or removed.
+    add_tags: list[str] = field(default_factory=list)
+    remove_tags: list[str] = field(default_factory=list)
+    set_labels: dict[str, str] = field(default_factory=dict)
+    remove_labels: list[str] = field(default_factory=list)
 
 
-OpsgenieUpdate = Literal["message", "description", "priority", "notes", "snooze", "unacknowledge"]
+OpsgenieUpdate = Literal[
+    "message", "description", "priority", "notes", "snooze", "unacknowledge", "tags", "details"
+]
 _OPSGENIE_UPDATES: dict[str, TypeAdapter[Any]] = {
     "message": TypeAdapter(OpsgenieMessage),
     "description": TypeAdapter(OpsgenieDescription),
@@ -442,7 +451,30 @@ _OPSGENIE_UPDATES: dict[str, TypeAdapter[Any]] = {
     "notes": TypeAdapter(OpsgenieNote),
     "snooze": TypeAdapter(OpsgenieSnooze),
     "unacknowledge": _OPSGENIE_ACTION,
+    "tags": TypeAdapter(OpsgenieTags),
+    "details": TypeAdapter(OpsgenieDetails),
 }
+# A detail becomes a label as at creation: names and values cut to the label limits.
+_LABEL_NAME_MAX, _LABEL_VALUE_MAX = 100, 500
+
+
+def _opsgenie_labels(details: dict[str, str]) -> dict[str, str]:
+    return {name[:_LABEL_NAME_MAX]: value[:_LABEL_VALUE_MAX] for name, value in list(details.items())[:100]}
+
+
+def opsgenie_removal(
+    kind: Literal["tags", "details"], names: str, author: str | None, note: str | None
+) -> SourceChange:
+    """``DELETE /v2/alerts/{alias}/tags?tags=a,b`` or ``.../details?keys=a,b``: the comma-separated names
+    taken off the alert (a note by ``author`` says why, if given)."""
+    taken = [name.strip() for name in names.split(",") if name.strip()]
+    if not taken:
+        field_name = "tags" if kind == "tags" else "keys"
+        raise InvalidPayload(f"{field_name}: name at least one", [{"field": field_name, "message": "empty"}])
+    kept_note = note.strip() if note and note.strip() else None
+    if kind == "tags":
+        return SourceChange(remove_tags=taken, note=kept_note, note_author=author or "opsgenie")
+    return SourceChange(remove_labels=taken, note=kept_note, note_author=author or "opsgenie")
 
 
 def opsgenie_change(update: OpsgenieUpdate, body: bytes) -> SourceChange:
@@ -451,11 +483,15 @@ def opsgenie_change(update: OpsgenieUpdate, body: bytes) -> SourceChange:
     data = parse_json(body) if body.strip() or update != "unacknowledge" else {}
     _require_object(data)
     taken = validate_payload(_OPSGENIE_UPDATES[update], data)
-    if isinstance(taken, OpsgenieAction):  # snooze (a subclass) and unacknowledge
+    if isinstance(taken, OpsgenieAction):  # snooze, tags and details (subclasses) and unacknowledge
         author = taken.user or taken.source or "opsgenie"
         note = taken.note.strip() if taken.note and taken.note.strip() else None
         if isinstance(taken, OpsgenieSnooze):
             return SourceChange(snooze_until=taken.endTime, note=note, note_author=author)
+        if isinstance(taken, OpsgenieTags):
+            return SourceChange(add_tags=taken.tags, note=note, note_author=author)
+        if isinstance(taken, OpsgenieDetails):
+            return SourceChange(set_labels=_opsgenie_labels(taken.details), note=note, note_author=author)
         return SourceChange(unacknowledge=True, note=note, note_author=author)
     if isinstance(taken, OpsgenieMessage):
         return SourceChange(summary=taken.message)

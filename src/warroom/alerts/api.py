@@ -213,10 +213,13 @@ async def _opsgenie_change(
     authorization: str | None,
     identifier: str,
     update: adapters.OpsgenieUpdate,
+    read: Callable[[], adapters.SourceChange] | None = None,
 ) -> Response:
     body = await request.body()
     return _answer(
-        await run_in_threadpool(handle_opsgenie_change, context, authorization, identifier, update, body)
+        await run_in_threadpool(
+            handle_opsgenie_change, context, authorization, identifier, update, body, read
+        )
     )
 
 
@@ -237,6 +240,38 @@ async def opsgenie_add_note(
 ) -> Response:
     del identifier_type  # only alias is taken
     return await _opsgenie_change(request, context, authorization, identifier, "notes")
+
+
+@router.delete(
+    "/v2/alerts/{identifier}/{removed}",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Opsgenie Alert API: remove tags (?tags=a,b) or details (?keys=a,b) from the open alert of an "
+    "alias",
+    response_model=None,
+)
+async def opsgenie_remove(
+    identifier: str,
+    removed: Literal["tags", "details"],
+    request: Request,
+    context: Context,
+    identifier_type: IdentifierType,
+    tags: Annotated[str | None, Query(max_length=10_000, description="For tags: comma-separated.")] = None,
+    keys: Annotated[str | None, Query(max_length=10_000, description="For details: comma-separated.")] = None,
+    user: Annotated[str | None, Query(max_length=100)] = None,
+    source: Annotated[str | None, Query(max_length=100)] = None,
+    note: Annotated[str | None, Query(max_length=25_000)] = None,
+    authorization: OpsgenieKeyHeader = None,
+) -> Response:
+    del identifier_type  # only alias is taken
+    names = (tags if removed == "tags" else keys) or ""
+    return await _opsgenie_change(
+        request,
+        context,
+        authorization,
+        identifier,
+        removed,
+        lambda: adapters.opsgenie_removal(removed, names, user or source, note),
+    )
 
 
 _OPSGENIE_UPDATE_DOCS = {
@@ -278,23 +313,24 @@ _OPSGENIE_ACTIONS: dict[str, Literal["resolve", "acknowledge"]] = {
     "/v2/alerts/{identifier}/{action}",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Opsgenie Alert API: close (resolve), acknowledge, snooze (until endTime) or unacknowledge the "
-    "alert of an alias",
+    "alert of an alias, or add tags or details to it",
     description="Snooze and unacknowledge act on the open alert of the alias as if the person named by user "
     "(else source, else the integration) had done it here: a snooze that ends with the alert still firing "
-    "pages its incident's first responders again; they answer 404 when the integration has no open alert "
+    "pages its incident's first responders again. Tags are kept with the alert; details are its labels (no "
+    "new occurrence; the rules do not run again). These answer 404 when the integration has no open alert "
     "with the alias.",
     response_model=None,
 )
 async def opsgenie_alert_action(
     identifier: str,
-    action: Literal["close", "acknowledge", "snooze", "unacknowledge"],
+    action: Literal["close", "acknowledge", "snooze", "unacknowledge", "tags", "details"],
     request: Request,
     context: Context,
     identifier_type: IdentifierType,
     authorization: OpsgenieKeyHeader = None,
 ) -> Response:
     del identifier_type  # only alias is taken
-    if action == "snooze" or action == "unacknowledge":
+    if action in ("snooze", "unacknowledge", "tags", "details"):
         return await _opsgenie_change(request, context, authorization, identifier, action)
     state_change = _OPSGENIE_ACTIONS[action]
     return await _opsgenie(

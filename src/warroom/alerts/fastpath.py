@@ -202,14 +202,19 @@ async def handle_opsgenie(
 
 
 def handle_opsgenie_change(
-    context: AppContext, authorization: str | None, alias: str, update: adapters.OpsgenieUpdate, body: bytes
+    context: AppContext,
+    authorization: str | None,
+    alias: str,
+    update: adapters.OpsgenieUpdate,
+    body: bytes,
+    read: Callable[[], adapters.SourceChange] | None = None,
 ) -> Answer:
-    """An Opsgenie update of the open alert of an alias (message, description, priority, a note, a snooze or
-    an unacknowledge); Alertmanager's ``update_alerts`` sends the first two. No new occurrence. Blocking: run
-    it in a thread."""
+    """An Opsgenie update of the open alert of an alias (message, description, priority, a note, a snooze, an
+    unacknowledge, tags or details added); Alertmanager's ``update_alerts`` sends the first two. ``read``
+    stands in for reading the body (a removal's query). No new occurrence. Blocking: run it in a thread."""
     try:
         key = _genie_key(authorization)
-        change = adapters.opsgenie_change(update, body)
+        change = read() if read is not None else adapters.opsgenie_change(update, body)
         with context.db.write() as session:
             alerts_service.change_by_source(
                 session,

@@ -168,6 +168,18 @@ class OpsgeniePriority(Lenient):
     priority: Literal["P1", "P2", "P3", "P4", "P5"]
 
 
+class OpsgenieTags(OpsgenieAction):
+    """``POST /v2/alerts/{alias}/tags``: tags added to the alert."""
+
+    tags: list[str] = Field(min_length=1, max_length=100)
+
+
+class OpsgenieDetails(OpsgenieAction):
+    """``POST /v2/alerts/{alias}/details``: custom properties added (or changed), as its labels."""
+
+    details: dict[str, str] = Field(min_length=1, max_length=100)
+
+
 class OpsgenieNote(Lenient):
     """``POST /v2/alerts/{alias}/notes``."""
 

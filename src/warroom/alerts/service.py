@@ -1092,6 +1092,18 @@ def change_by_source(
         alert.annotations = {**alert.annotations, **change.annotations}
     if change.severity is not None:
         alert.severity = change.severity
+    if change.add_tags or change.remove_tags:
+        earlier = alert.annotations.get("tags")
+        tags = [
+            tag for tag in (earlier if isinstance(earlier, list) else []) if tag not in change.remove_tags
+        ]
+        tags += [tag for tag in change.add_tags if tag not in tags]
+        alert.annotations = {name: value for name, value in alert.annotations.items() if name != "tags"} | (
+            {"tags": tags} if tags else {}
+        )
+    if change.set_labels or change.remove_labels:
+        labels = {name: value for name, value in alert.labels.items() if name not in change.remove_labels}
+        alert.labels = labels | change.set_labels
     if change.note is not None:
         add_note(session, ref=alert.id, body=change.note, author=change.note_author or integration.name)
     person = change.note_author or integration.name
