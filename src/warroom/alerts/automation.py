@@ -511,11 +511,10 @@ def preview(
             upstream = _upstream_incident(session, org, alert) if joined is None else None
             if upstream is not None:
                 joined, incident.depends_on = upstream
-            policies = oncall_service.policies_paged(
-                org, fields.severity or "", fields.services, [opening.page] if opening.page else []
-            )
-            if joined is None and (stormed := _storm_candidate(session, org, policies, now)) is not None:
-                joined, incident.storm_guard = stormed, True
+            if joined is None and automation.storm_guard is not None:
+                stormed = _storm_candidate(session, org, _policies_paged(org, opening, alert), now)
+                if stormed is not None:
+                    joined, incident.storm_guard = stormed, True
             incident.open_incident = f"INC-{joined}" if joined is not None else None
     open_alert: int | None = None
     if session is not None:
@@ -593,10 +592,14 @@ def on_created(
                     waiting = True
                     continue
                 elif (
-                    stormed := _storm_incident(
-                        session, org, policies := _policies_paged(org, rule, alert), now
+                    automation.storm_guard is not None  # off: no policies to work out for every opening
+                    and (
+                        stormed := _storm_incident(
+                            session, org, policies := _policies_paged(org, rule, alert), now
+                        )
                     )
-                ) is not None:
+                    is not None
+                ):
                     incident = stormed
                     for policy in policies:
                         alert_metrics.count_storm_guarded(session.connection(), policy)
@@ -639,11 +642,9 @@ def _note_symptoms(session: Session, org: OrgConfig, alert: Alert, integration: 
         return
     where = f" (on INC-{alert.incident_id})" if alert.incident_id is not None else ""
     # Locked in id order with the inhibitor's own incident, so two of these at once cannot deadlock.
-    ids = sorted({*by_incident, *([alert.incident_id] if alert.incident_id is not None else [])})
-    locked = {
-        incident_id: incident_service.get_incident(session, incident_id, for_update=True)
-        for incident_id in ids
-    }
+    locked = incident_service.lock_incidents(
+        session, [*by_incident, *([alert.incident_id] if alert.incident_id is not None else [])]
+    )
     merged = set()
     target = locked[alert.incident_id] if alert.incident_id is not None else None
     for incident_id, symptoms in sorted(by_incident.items()):

@@ -43,10 +43,8 @@ class _Group:
 
     def take(self, alert: Alert) -> None:
         self.last_seen = max(self.last_seen, alert.last_seen_at)
-        if alert.resolved_at is None or self.quiet_since is None:
-            self.quiet_since = None if alert.resolved_at is None else self.quiet_since
-        else:
-            self.quiet_since = max(self.quiet_since, alert.resolved_at)
+        if self.quiet_since is not None:  # once an alert of the group stays open, it is never quiet
+            self.quiet_since = None if alert.resolved_at is None else max(self.quiet_since, alert.resolved_at)
 
     def resolved_by(self, moment: datetime, resolve_after: timedelta) -> bool:
         """Whether ``resolve_after`` would have resolved the incident before ``moment``."""

@@ -798,10 +798,7 @@ def attach_to_incident(
     if previous_id == target_id:
         raise Conflict(f"{alert.ref} is already on INC-{target_id}", {"field": "incident"})
     # Both incidents locked in id order, so two opposite moves cannot deadlock.
-    locked = {
-        incident_id: incident_service.get_incident(session, incident_id, for_update=True)
-        for incident_id in sorted({target_id, *([previous_id] if previous_id else [])})
-    }
+    locked = incident_service.lock_incidents(session, [target_id, *([previous_id] if previous_id else [])])
     incident = locked[target_id]
     if incident.status not in OPEN_STATUSES:
         raise Conflict(
@@ -834,10 +831,7 @@ def merge_incidents(
     if source_id == target_id:
         raise InvalidInput("an incident cannot be merged into itself", {"field": "into"})
     # Both incidents locked in id order, so two opposite merges cannot deadlock.
-    locked = {
-        incident_id: incident_service.get_incident(session, incident_id, for_update=True)
-        for incident_id in sorted((source_id, target_id))
-    }
+    locked = incident_service.lock_incidents(session, [source_id, target_id])
     source, target = locked[source_id], locked[target_id]
     for incident, role in ((target, "merged into"), (source, "merged")):
         if not incident.status.is_open:

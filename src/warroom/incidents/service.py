@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,6 +56,15 @@ def parse_ref(ref: str | int) -> int:
     if not match:
         raise NotFound(f"no incident {ref!r}: ids look like INC-7")
     return int(match.group(1))
+
+
+def lock_incidents(session: Session, incident_ids: Iterable[int]) -> dict[int, Incident]:
+    """Several incidents, each locked for update, by id. Locked in id order, so two transactions that lock
+    overlapping sets (opposite moves or merges) cannot deadlock."""
+    return {
+        incident_id: get_incident(session, incident_id, for_update=True)
+        for incident_id in sorted(set(incident_ids))
+    }
 
 
 def get_incident(session: Session, ref: str | int, *, for_update: bool = False) -> Incident:
