@@ -545,6 +545,16 @@ def test_a_webhook_integration_can_require_the_sender_s_signature(
     assert signed.status_code == 202, signed.text
     [stored] = alerts(context)
     assert (stored.dedup_key, stored.source) == ("sentry-metric-4", "webhook")
+    # Senders that copy GitHub's webhooks write the digest as "sha256=<hex>": read the same.
+    prefixed = api.post(
+        url, content=body, headers={**headers, "Sentry-Hook-Signature": f"sha256={signature}"}
+    )
+    assert prefixed.status_code == 202, prefixed.text
+    assert len(alerts(context)) == 1  # the same delivery again: a retry, nothing new
+    wrong = api.post(url, content=body, headers={**headers, "Sentry-Hook-Signature": f"sha256={'0' * 64}"})
+    assert wrong.status_code == 401
+    refusal = unsigned.json()["error"]["message"]
+    assert "sending tool" in refusal and "Grafana" not in refusal, refusal
 
 
 def test_templates_cut_text_out_with_regular_expressions() -> None:

@@ -202,6 +202,11 @@ class IntegrationIdentity(BaseModel):
             now,
             signature_header=signature_header or SIGNATURE_HEADER,
             timestamp_header=timestamp_header or TIMESTAMP_HEADER,
+            sender=(
+                "Grafana's webhook contact point"
+                if self.type is IntegrationType.grafana
+                else "the sending tool's webhook settings"
+            ),
         )
 
 

@@ -116,15 +116,18 @@ def verify(
     *,
     signature_header: str = SIGNATURE_HEADER,
     timestamp_header: str = TIMESTAMP_HEADER,
+    sender: str = "Grafana's webhook contact point",
 ) -> None:
     """Unauthorized unless ``signed`` carries the signature of its body (and of its timestamp, which must
     then be within ``MAX_SKEW_SECONDS`` of ``now``) made with one of ``secrets`` (several while a rotation's
-    grace period lasts). Constant-time comparison."""
+    grace period lasts). Constant-time comparison. ``sender`` names where the secret is set, for the 401.
+
+    The hex digest may carry a ``sha256=`` prefix, as GitHub and the tools that copy its webhooks send it."""
     signature = signed.signature if signed is not None else None
     if signed is None or not signature:
         raise Unauthorized(
             f"this integration requires signed requests: the {signature_header} header is missing "
-            "(set the HMAC secret in Grafana's webhook contact point)",
+            f"(set the HMAC secret in {sender})",
             {"header": signature_header},
         )
     timestamp = signed.timestamp
@@ -133,7 +136,7 @@ def verify(
             f"the {timestamp_header} header must be a Unix time in seconds", {"header": timestamp_header}
         )
     signed_part = timestamp + b":" + signed.body if timestamp is not None else signed.body
-    signature = signature.lower()
+    signature = signature.strip().lower().removeprefix(b"sha256=")
     matches = [
         hmac.compare_digest(
             hmac.new(secret.encode(), signed_part, hashlib.sha256).hexdigest().encode(), signature
@@ -143,7 +146,7 @@ def verify(
     if not any(matches):
         raise Unauthorized(
             f"the {signature_header} signature does not match the request body (check the HMAC secret; "
-            f"a timestamp header, if Grafana sends one, must be named {timestamp_header})",
+            f"a signed timestamp, if {sender} sends one, must be in {timestamp_header})",
             {"header": signature_header},
         )
     if timestamp is not None and abs(now.timestamp() - int(timestamp)) > MAX_SKEW_SECONDS:
