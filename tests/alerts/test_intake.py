@@ -229,6 +229,49 @@ def test_generic_batch_with_dedup_inside_the_batch(
     assert count(context, Alert) == 2
 
 
+def test_an_alert_that_fires_and_resolves_within_one_batch(
+    api: TestClient, context: AppContext, generic_key: str, am_key: str
+) -> None:
+    """A flapping alert whose firing and resolve arrive in one delivery (or in two that one commit takes
+    together) is stored as an alert that opened and closed; firing once more opens the next one."""
+    flap = [
+        {"summary": "link down", "dedup_key": "link-1"},
+        {"summary": "link down", "dedup_key": "link-1", "status": "resolved"},
+        {"summary": "link down again", "dedup_key": "link-1"},
+        {"summary": "link down again", "dedup_key": "link-1", "status": "resolved"},
+        {"summary": "link down a third time", "dedup_key": "link-1"},
+    ]
+    response = api.post(f"/api/v1/alerts?key={generic_key}", json=flap)
+    assert response.status_code == 202, response.text
+    answered = response.json()["alerts"]
+    assert [(a["outcome"], a["status"]) for a in answered] == [
+        ("created", "firing"),
+        ("resolved", "resolved"),
+        ("created", "firing"),
+        ("resolved", "resolved"),
+        ("created", "firing"),
+    ]
+    rows = alerts(context)
+    assert [(a.id, a.status, a.open_dedup_key) for a in rows] == [
+        (answered[0]["id"], "resolved", None),
+        (answered[2]["id"], "resolved", None),
+        (answered[4]["id"], "firing", "link-1"),
+    ]
+    assert answered[0]["id"] == answered[1]["id"] and answered[2]["id"] == answered[3]["id"]
+    assert rows[0].summary == "link down" and rows[0].resolved_at is not None
+
+    # Alertmanager: one delivery with the same fingerprint firing, then resolved.
+    delivery = payload("alertmanager-0.25-firing.json")
+    resolved = copy.deepcopy(delivery["alerts"][0])
+    resolved["status"] = "resolved"
+    delivery["alerts"].append(resolved)
+    response = api.post(f"/api/v1/alerts/alertmanager?key={am_key}", json=delivery)
+    assert response.status_code == 202, response.text
+    assert [a["outcome"] for a in response.json()["alerts"]] == ["created", "resolved"]
+    [stored] = [a for a in alerts(context) if a.source == "alertmanager"]
+    assert stored.status == "resolved"
+
+
 def test_pagerduty_shape(api: TestClient, context: AppContext, pd_key: str) -> None:
     captured = payload("pdpyras-5.4.1-trigger-request.json")["body"]
     captured["routing_key"] = pd_key

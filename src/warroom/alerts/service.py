@@ -69,9 +69,10 @@ class _Open:
     update: dict[str, Any] = field(default_factory=dict)  # changes to an existing row
 
     @property
-    def insert_key(self) -> str:
+    def insert_key(self) -> str | None:
+        """The open dedup key of a new alert's row; None if it resolved within the batch."""
         assert self.insert is not None
-        key: str = self.insert["open_dedup_key"]
+        key: str | None = self.insert["open_dedup_key"]
         return key
 
 
@@ -110,6 +111,8 @@ def _statement(connection: Connection, kind: str, columns: tuple[str, ...]) -> D
     if statement is None:
         if kind == "insert":
             core: Any = insert(_ALERTS)
+        elif kind == "insert_returning":
+            core = insert(_ALERTS).returning(_ALERTS.c.id)
         else:
             core = (
                 update(_ALERTS)
@@ -216,6 +219,8 @@ def ingest(
     inserts: list[_Open] = []
     updated: list[_Open] = []
     applied: list[tuple[Outcome, _Open | None, AlertEvent]] = []
+    # Each event's answer gives the alert's status right after it, not after the whole batch.
+    statuses: list[AlertStatus | None] = []
     for event in events:
         current = open_alerts.get(event.dedup_key)
         outcome: Outcome
@@ -297,6 +302,7 @@ def ingest(
             del open_alerts[event.dedup_key]
             outcome = "resolved"
         applied.append((outcome, current, event))
+        statuses.append(current.status if current is not None else None)
 
     # Updates first: a resolve frees its dedup key before a new alert with the same key is inserted.
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -311,11 +317,20 @@ def ingest(
     if inserts:
         rows = [target.insert for target in inserts if target.insert is not None]
         _hold_for_maintenance(connection, now, rows, integration.name if integration is not None else None)
-        _statement(connection, "insert", tuple(rows[0])).execute_many(connection, rows)
-        opened = _open_alerts(connection, scope, [target.insert_key for target in inserts])
-        new_ids = {dedup_key: alert_id for alert_id, dedup_key, *_ in opened}
-        for target in inserts:
-            target.id = new_ids[target.insert_key]
+        # An alert that fired and resolved within the batch has no open key to find its id by: it is
+        # inserted on its own, returning its id (rare: a flapping alert, or two deliveries in one batch).
+        closed = [target for target in inserts if target.insert_key is None]
+        for target in closed:
+            assert target.insert is not None
+            [(target.id,)] = _statement(connection, "insert_returning", tuple(target.insert)).query(
+                connection, target.insert
+            )
+        still_open = {key: target for target in inserts if (key := target.insert_key) is not None}
+        if still_open:
+            open_rows = [target.insert for target in still_open.values() if target.insert is not None]
+            _statement(connection, "insert", tuple(open_rows[0])).execute_many(connection, open_rows)
+            for alert_id, dedup_key, *_ in _open_alerts(connection, scope, list(still_open)):
+                still_open[dedup_key].id = alert_id
 
     if any(outcome != "unchanged" and outcome != "ignored" for outcome, _, _ in applied):
         _automate(session, org, applied)
@@ -333,11 +348,11 @@ def ingest(
             IngestedAlert(
                 target.id if target is not None else None,
                 event.dedup_key,
-                target.status if target is not None else None,
+                status,
                 outcome,
                 f"INC-{target.incident_id}" if target is not None and target.incident_id else None,
             )
-            for outcome, target, event in applied
+            for (outcome, target, event), status in zip(applied, statuses, strict=True)
         ],
     )
 
