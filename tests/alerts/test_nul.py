@@ -1,11 +1,155 @@
+"""Text PostgreSQL cannot store, and JSON the intake cannot write again, are refused on every intake path
+(the fast paths answer before the app's request guard runs); text that only looks like it is taken."""
+
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from tests.alerts.conftest import make_key, payload
+from tests.conftest import bearer
+from warroom.alerts.models import Alert
+from warroom.context import AppContext
 
 
-def test_nul_in_an_alert_is_refused(api: TestClient, generic_key: str) -> None:
+def stored(context: AppContext) -> int:
+    with context.db.read() as session:
+        return session.scalar(select(func.count()).select_from(Alert)) or 0
+
+
+def alertmanager_with_nul() -> Any:
+    delivery = payload("alertmanager-0.25-firing.json")
+    delivery["alerts"][0]["fingerprint"] = "f\x00f"
+    return delivery
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "body", "field"),
+    [
+        ("generic", "/api/v1/alerts?key={key}", {"summary": "disk \x00 full"}, "summary"),
+        (
+            "generic",
+            "/api/v1/alerts?key={key}",
+            [{"summary": "ok"}, {"summary": "x", "dedup_key": "a\x00"}],
+            "1.dedup_key",
+        ),
+        (
+            "generic",
+            "/api/v1/alerts?key={key}",
+            {"summary": "x", "labels": {"ho\x00st": "db"}},
+            "labels.ho\\u0000st",
+        ),
+        (
+            "alertmanager",
+            "/api/v1/alerts/alertmanager?key={key}",
+            alertmanager_with_nul(),
+            "alerts.0.fingerprint",
+        ),
+        (
+            "pagerduty",
+            "/v2/enqueue",
+            {
+                "routing_key": "{key}",
+                "event_action": "trigger",
+                "dedup_key": "a\x00b",
+                "payload": {"summary": "s", "source": "h", "severity": "info"},
+            },
+            "dedup_key",
+        ),
+    ],
+)
+def test_nul_in_a_delivery_is_refused_with_its_field(
+    api: TestClient, context: AppContext, kind: str, path: str, body: Any, field: str
+) -> None:
+    key = make_key(context, kind)
+    text = json.dumps(body).replace("{key}", key)
+    response = api.post(path.format(key=key), content=text, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    said = [answer["error"]["message"]] if "error" in answer else answer["errors"]  # PagerDuty's shape
+    assert any(text.startswith(f"{field}: text must not contain NUL") for text in said), said
+    assert stored(context) == 0
+
+
+def test_nul_in_a_form_field_is_refused(api: TestClient, context: AppContext) -> None:
+    key = make_key(context, "webhook")
     response = api.post(
-        f"/api/v1/alerts?key={generic_key}",
-        json={"summary": "disk \x00 full", "source": "x", "severity": "critical"},
+        f"/api/v1/alerts/webhook/pingdom?key={key}",
+        content="check_id=9%00&check_name=web&current_state=DOWN",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
-    assert response.status_code in (400, 422), response.text
+    assert response.status_code == 400, response.text
+    assert "check_id" in response.json()["error"]["message"]
+    assert stored(context) == 0
+
+
+def test_an_escaped_backslash_before_u0000_is_plain_text(
+    api: TestClient, context: AppContext, generic_key: str, admin: dict[str, str]
+) -> None:
+    """``"C:\\\\u0000dir"`` in JSON is a backslash and letters, not a NUL: taken by intake and by the routes
+    behind the request guard alike."""
+    body = '{"summary": "path C:\\\\u0000dir is full", "dedup_key": "path"}'
+    response = api.post(
+        f"/api/v1/alerts?key={generic_key}", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 202, response.text
+    with context.db.read() as session:
+        assert session.scalar(select(Alert.summary)) == "path C:\\u0000dir is full"
+
+    incident = api.post(
+        "/api/v1/incidents",
+        content='{"title": "C:\\\\u0000dir full", "severity": "P3"}',
+        headers={**admin, "Content-Type": "application/json"},
+    )
+    assert incident.status_code == 201, incident.text
+    assert incident.json()["title"] == "C:\\u0000dir full"
+    # ... while a real NUL behind the guard is still refused before any handler runs.
+    refused = api.post("/api/v1/incidents", json={"title": "a\x00b", "severity": "P3"}, headers=admin)
+    assert refused.status_code == 422
+    assert "NUL" in refused.json()["error"]["message"]
+
+
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def test_a_body_nested_too_deeply_is_refused(api: TestClient, context: AppContext, generic_key: str) -> None:
+    deep = api.post(f"/api/v1/alerts?key={generic_key}", json={"summary": "d", "details": nested(300)})
+    assert deep.status_code == 400, deep.text
+    assert "nested too deeply" in deep.json()["error"]["message"]
+    pd_key = make_key(context, "pagerduty")
+    event = {
+        "routing_key": pd_key,
+        "event_action": "trigger",
+        "payload": {"summary": "s", "source": "h", "severity": "info", "custom_details": nested(300)},
+    }
+    refused = api.post("/v2/enqueue", json=event)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["status"] == "invalid event"  # PagerDuty's shape
+    assert stored(context) == 0
+    # Deep, but not too deep, is taken and kept as evidence.
+    taken = api.post(f"/api/v1/alerts?key={generic_key}", json={"summary": "d", "details": nested(200)})
+    assert taken.status_code == 202, taken.text
+    assert stored(context) == 1
+
+
+def test_json_posted_as_a_form_is_read_as_json(api: TestClient, context: AppContext) -> None:
+    """``curl -d '{...}'`` sends JSON with the form content type: a form never starts with a brace."""
+    key = make_key(context, "webhook")
+    body = {"check_id": 5, "check_name": "web", "current_state": "DOWN", "description": "timeout"}
+    response = api.post(
+        f"/api/v1/alerts/webhook/pingdom?key={key}",
+        content=json.dumps(body),
+        headers={"Content-Type": "application/x-www-form-urlencoded", **bearer(key)},
+    )
+    assert response.status_code == 202, response.text
+    with context.db.read() as session:
+        alert = session.scalars(select(Alert)).one()
+    assert (alert.dedup_key, alert.summary) == ("pingdom-5", "web is DOWN: timeout")

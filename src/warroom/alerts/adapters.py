@@ -36,6 +36,7 @@ from warroom.alerts.schemas import (
     PagerDutyV1Event,
 )
 from warroom.errors import NotFound, WarroomError
+from warroom.jsonbody import NUL_MESSAGE, nul_field
 
 Action = Literal["trigger", "acknowledge", "resolve"]
 
@@ -105,7 +106,10 @@ class AlertEvent:
 
 def content_hash(value: Any) -> str:
     # orjson: canonical (sorted keys, compact) and an order of magnitude faster than json on the hot path.
-    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+    try:
+        return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+    except orjson.JSONEncodeError:  # the hash wraps the payload: at the edge of orjson's 254 levels
+        raise _too_deep() from None
 
 
 def label_hash(labels: dict[str, str]) -> str:
@@ -131,12 +135,39 @@ def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 
 def parse_json(body: bytes) -> Any:
+    """A JSON body as the intake takes it: no NUL in any text, and not nested deeper than orjson writes
+    (254 levels; the alert's hash and storage write it again)."""
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidPayload(
             f"the body is not valid JSON: {exc}", [{"field": "body", "message": str(exc)}]
         ) from None
+    if len(body) > _SHALLOW_BYTES:
+        try:
+            orjson.dumps(data)
+        except orjson.JSONEncodeError:
+            raise _too_deep() from None
+    if b"\\u0000" in body:
+        _refuse_nul(data)
+    return data
+
+
+def _too_deep() -> InvalidPayload:
+    return InvalidPayload(
+        "the body is nested too deeply: at most 250 levels of objects and lists",
+        [{"field": "body", "message": "nested too deeply"}],
+    )
+
+
+# Nesting past orjson's 254 levels takes at least two bytes a level: a shorter body needs no check.
+_SHALLOW_BYTES = 508
+
+
+def _refuse_nul(data: Any) -> None:
+    field = nul_field(data)
+    if field is not None:
+        raise InvalidPayload(f"{field}: {NUL_MESSAGE}", [{"field": field, "message": NUL_MESSAGE}])
 
 
 def validate_payload(adapter: TypeAdapter[Any], data: Any) -> Any:
@@ -878,14 +909,18 @@ def parse_webhook_body(body: bytes, content_type: str | None) -> Any:
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type == MULTIPART_CONTENT_TYPE:
         assert content_type is not None
-        return _form_fields(_multipart_pairs(body, content_type))
-    if media_type != FORM_CONTENT_TYPE:
+        fields = _form_fields(_multipart_pairs(body, content_type))
+    elif media_type != FORM_CONTENT_TYPE or body.lstrip()[:1] in (b"{", b"["):
+        # A form never starts with a brace: that is JSON posted with curl -d's default content type.
         return parse_json(body)
-    try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=_FORM_MAX_FIELDS)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _unreadable_form(exc) from None
-    return _form_fields(pairs)
+    else:
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=_FORM_MAX_FIELDS)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise _unreadable_form(exc) from None
+        fields = _form_fields(pairs)
+    _refuse_nul(fields)
+    return fields
 
 
 def webhook_format_named(automation: AutomationConfig, name: str) -> WebhookFormat:

@@ -1,0 +1,30 @@
+"""Checks on a parsed JSON body that the raw bytes can only hint at."""
+
+from __future__ import annotations
+
+from typing import Any
+
+NUL_MESSAGE = "text must not contain NUL (\\u0000) characters"
+
+
+def nul_field(data: Any) -> str | None:
+    """The dotted path of a key or string in ``data`` that holds a NUL character, else None.
+
+    A body's bytes containing ``\\u0000`` only hint at one: ``"C:\\\\u0000dir"`` is a backslash and letters.
+    PostgreSQL cannot store NUL in text, and no field of Warroom's means one."""
+    pending: list[tuple[str, Any]] = [("", data)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path or "body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                key_path = f"{path}.{key}" if path else str(key)
+                if "\x00" in key:
+                    return key_path.replace("\x00", "\\u0000")  # the path itself stays free of NUL
+                pending.append((key_path, item))
+        elif isinstance(value, list):
+            for number, item in enumerate(value):
+                pending.append((f"{path}.{number}" if path else str(number), item))
+    return None
