@@ -295,8 +295,10 @@ def test_customer_reports_are_public_rate_limited_and_routed(api: TestClient, vi
     }
     first = api.post("/api/v1/reports", json=report)
     assert first.status_code == 202, first.text
-    body = first.json()
-    assert body["source"] == "customer-report"
+    # The public answer says the report was taken, and nothing of how it was routed.
+    assert first.json() == {"status": "received", "message": "Thank you: your report has reached the team."}
+    [stored] = api.get("/api/v1/alerts", params={"source": "customer-report"}, headers=viewer).json()["items"]
+    body = api.get(f"/api/v1/alerts/{stored['id']}", headers=viewer).json()
     assert body["summary"] == "Customer report (payments): Checkout spins forever"
     assert body["annotations"]["contact"] == "ann@example.com"
     assert body["incident"] == "INC-1"
@@ -307,6 +309,10 @@ def test_customer_reports_are_public_rate_limited_and_routed(api: TestClient, vi
     assert limited.json()["error"]["code"] == "rate_limited"
     bad = api.post("/api/v1/reports", json={"contact": "", "description": "x"})
     assert bad.status_code == 422
+    blank = api.post("/api/v1/reports", json={**report, "description": " \n ", "affected_feature": " "})
+    assert blank.status_code == 422
+    fields = {error["field"] for error in blank.json()["error"]["details"]}
+    assert fields == {"description", "affected_feature"}
     clock.advance(timedelta(seconds=61))
     assert api.post("/api/v1/reports", json=report).status_code == 202
     incident = api.get("/api/v1/incidents/INC-1", headers=viewer).json()

@@ -44,6 +44,7 @@ def test_a_pagerduty_change_event_is_recorded(api: TestClient, context: AppConte
         source="database",  # a service's name: the change is that service's
         custom_details={"build_state": "passed", "build_number": "2"},
     )
+    body["links"].append({"href": "javascript:alert(document.domain)", "text": "not a link"})  # left out
     answer = api.post("/v2/change/enqueue", json=body)
     assert answer.status_code == 202, answer.text
     assert answer.json() == {"status": "success", "message": "Change event processed", "id": "CHG-1"}
@@ -80,6 +81,8 @@ def test_bad_pagerduty_change_events_get_pagerdutys_errors_and_change_nothing(
         pagerduty_change(pd_key, summary="   "),
         pagerduty_change(pd_key, timestamp="yesterday"),
         pagerduty_change(pd_key, custom_details=["not", "an", "object"]),
+        pagerduty_change(pd_key, timestamp="9999-12-31T23:59:59Z"),
+        pagerduty_change(pd_key, timestamp="0001-01-01T00:00:00Z"),
     ):
         assert api.post("/v2/change/enqueue", json=body).status_code == 400, body
     unknown_key = api.post("/v2/change/enqueue", json=pagerduty_change("not-a-key"))
@@ -124,6 +127,11 @@ def test_people_and_pipelines_record_changes_with_a_token(
         {"summary": "x", "happened_at": "2026-03-02T09:30:00"},
         {"summary": "x", "colour": "blue"},
         {"service": "api"},
+        # From the future it would be noted on every open incident as happening during it.
+        {"summary": "x", "happened_at": "2026-03-02T12:30:00Z"},
+        {"summary": "x", "happened_at": "9999-12-31T23:59:59Z"},
+        {"summary": "x", "happened_at": "0001-01-01T00:00:00Z"},
+        {"summary": "x", "links": [{"href": "javascript:alert(1)"}]},
     ):
         refused = api.post("/api/v1/changes", json=bad, headers=responder)
         assert refused.status_code == 422, (bad, refused.text)

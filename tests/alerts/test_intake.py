@@ -272,6 +272,45 @@ def test_an_alert_that_fires_and_resolves_within_one_batch(
     assert stored.status == "resolved"
 
 
+def test_long_names_fit_and_links_are_web_addresses(
+    api: TestClient, context: AppContext, am_key: str, generic_key: str, pd_key: str
+) -> None:
+    """Values a sender puts in labels are cut to their columns (PostgreSQL refuses longer text), and a
+    link that is not a web or mail address is left out of what machines send and refused from what people
+    write."""
+    delivery = payload("alertmanager-0.25-firing.json")
+    alert = delivery["alerts"][0]
+    alert["labels"].update(alertname="A" * 300, service="s" * 300)
+    alert["generatorURL"] = "javascript:alert(document.domain)"
+    for _ in range(2):
+        response = api.post(f"/api/v1/alerts/alertmanager?key={am_key}", json=delivery)
+        assert response.status_code == 202, response.text
+        delivery["alerts"][0]["annotations"]["summary"] = "changed"  # the second time: an update
+    [stored] = alerts(context)
+    assert (len(stored.alert_type), len(stored.service or "")) == (200, 200)
+    assert stored.alert_type.endswith("A…") and stored.occurrences == 2
+    assert all(link["href"].startswith("http") for link in stored.links)
+
+    event = {
+        "routing_key": pd_key,
+        "event_action": "trigger",
+        "payload": {"summary": "s", "source": "h", "severity": "info", "component": "c" * 300},
+        "links": [{"href": "data:text/html,<script>alert(1)</script>"}, {"href": "https://ok.example"}],
+    }
+    assert api.post("/v2/enqueue", json=event).status_code == 202
+    pagerduty_alert = alerts(context)[-1]
+    assert len(pagerduty_alert.service or "") == 200
+    assert pagerduty_alert.links == [{"href": "https://ok.example", "text": None}]
+
+    written = {"summary": "x", "links": [{"href": " javascript:alert(1)"}]}
+    refused = api.post(f"/api/v1/alerts?key={generic_key}", json=written)
+    assert refused.status_code == 400
+    assert "links.0.href" in refused.json()["error"]["message"]
+    for blank in ({"summary": "  "}, {"summary": "x", "dedup_key": " "}):
+        assert api.post(f"/api/v1/alerts?key={generic_key}", json=blank).status_code == 400, blank
+    assert len(alerts(context)) == 2
+
+
 def test_pagerduty_shape(api: TestClient, context: AppContext, pd_key: str) -> None:
     captured = payload("pdpyras-5.4.1-trigger-request.json")["body"]
     captured["routing_key"] = pd_key

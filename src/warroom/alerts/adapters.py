@@ -34,6 +34,7 @@ from warroom.alerts.schemas import (
     OpsgenieTags,
     PagerDutyEvent,
     PagerDutyV1Event,
+    safe_link,
 )
 from warroom.errors import NotFound, WarroomError
 from warroom.jsonbody import NUL_MESSAGE, nul_field
@@ -102,6 +103,21 @@ class AlertEvent:
     def __post_init__(self) -> None:
         if not self.event_hash:
             self.event_hash = content_hash({"action": self.action, "raw": self.raw})
+        # Values read from a sender's labels fit their columns (PostgreSQL refuses longer ones): a long name
+        # is shortened, a long identity replaced by its hash, which stays the same for the same key.
+        if len(self.dedup_key) > DEDUP_KEY_MAX_LENGTH:
+            self.dedup_key = content_hash(self.dedup_key)
+        if len(self.alert_type) > NAME_MAX_LENGTH:
+            self.alert_type = self.alert_type[: NAME_MAX_LENGTH - 1] + "…"
+        if self.service is not None and len(self.service) > NAME_MAX_LENGTH:
+            self.service = self.service[: NAME_MAX_LENGTH - 1] + "…"
+        # A sender's link that is not a web or mail address (javascript:, data:) is left out, not shown.
+        if self.links and not all(safe_link(link["href"]) for link in self.links):
+            self.links = [link for link in self.links if safe_link(link["href"])]
+
+
+DEDUP_KEY_MAX_LENGTH = 255  # alerts.dedup_key
+NAME_MAX_LENGTH = 200  # alerts.alert_type and alerts.service
 
 
 def content_hash(value: Any) -> str:
@@ -826,7 +842,8 @@ def from_webhook(data: Any, webhook_format: WebhookFormat) -> list[AlertEvent]:
             "status": status,
             "severity": mapped or normalize_severity(word, webhook_format.default_severity),
             # The tool's own id, hashed when longer than a dedup key may be.
-            "dedup_key": (dedup_key if len(dedup_key) <= 255 else content_hash(dedup_key)) or None,
+            "dedup_key": (dedup_key if len(dedup_key) <= DEDUP_KEY_MAX_LENGTH else content_hash(dedup_key))
+            or None,
             "type": alert_name,
             "service": _clip(renderer.text("service", webhook_format.service), 200) or None,
             "labels": labels,

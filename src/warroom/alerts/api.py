@@ -48,6 +48,7 @@ from warroom.alerts.schemas import (
     NoiseReport,
     NoteRequest,
     PromoteRequest,
+    ReportReceived,
     ResolveRequest,
     RoutingPreview,
     SnoozeRequest,
@@ -801,21 +802,24 @@ def list_changes(
 
 
 def _limiter(request: Request, context: AppContext) -> RateLimiter:
+    """The process's limiter, made anew when a reload changed the limit or the period."""
+    config = context.org.automation.reports
     limiter: RateLimiter | None = getattr(request.app.state, "report_limiter", None)
-    if limiter is None:
-        config = context.org.automation.reports
+    if limiter is None or (limiter.limit, limiter.period) != (config.rate_limit, config.rate_period):
         limiter = request.app.state.report_limiter = RateLimiter(config.rate_limit, config.rate_period)
     return limiter
 
 
 @router.post(
     "/api/v1/reports",
-    response_model=AlertDetail,
+    response_model=ReportReceived,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Public: a customer reports a problem (rate-limited per client address)",
     responses={429: {"description": "Too many reports from this address; see Retry-After."}},
 )
 def customer_report(body: CustomerReport, request: Request, context: Context) -> Any:
+    """Anyone may call this, so the answer only says the report was taken: how it was routed (rules,
+    incidents, the stored alert) is for the team's eyes."""
     client = request.client.host if request.client else "unknown"
     wait = _limiter(request, context).check(client)
     if wait is not None:
@@ -831,8 +835,8 @@ def customer_report(body: CustomerReport, request: Request, context: Context) ->
             headers={"Retry-After": str(wait)},
         )
     with context.db.write() as session:
-        alert = service.customer_report(session, org=context.org, report=body, client=client)
-        return service.to_detail(alert)
+        service.customer_report(session, org=context.org, report=body, client=client)
+    return ReportReceived()
 
 
 @router.post(

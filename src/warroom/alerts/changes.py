@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from warroom.alerts.adapters import parse_json, validate_payload
 from warroom.alerts.models import ChangeEvent
-from warroom.alerts.schemas import ChangeCreate, ChangeRead, PagerDutyChange
+from warroom.alerts.schemas import ChangeCreate, ChangeRead, PagerDutyChange, safe_link
 from warroom.alerts.service import period_start
 from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
@@ -73,7 +73,11 @@ def record_pagerduty(session: Session, *, org: OrgConfig, body: bytes) -> Record
         happened_at = happened_at.replace(tzinfo=UTC)  # PagerDuty reads a time without an offset as UTC
     fields = {"summary": payload.summary, "service": service, "source": payload.source, "details": details}
     data: ChangeCreate = validate_payload(_CHANGE, {**fields, "happened_at": happened_at})
-    links = [{"href": link.href, **({"text": link.text} if link.text else {})} for link in event.links]
+    links = [
+        {"href": link.href, **({"text": link.text} if link.text else {})}
+        for link in event.links
+        if safe_link(link.href)
+    ]
     recorded_by = f"integration {integration.name}"
     return _store(session, org, data, links, recorded_by=recorded_by, integration_id=integration.id)
 

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from warroom.alerts.config import AlertConditions, AlertSeverity
 from warroom.alerts.models import AlertStatus
+from warroom.clock import clock
 from warroom.durations import Duration, format_duration
 from warroom.errors import InvalidInput
 from warroom.timezones import OffsetDatetime
@@ -206,20 +215,44 @@ class PagerDutyChange(Lenient):
 # --- plain JSON ----------------------------------------------------------------------------------------
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+# Text that must say something: whitespace alone is refused (and kept as sent otherwise).
+NonBlank = Annotated[str, AfterValidator(_not_blank)]
+
+# Links are shown to people as links: only web and mail addresses, never javascript: or data: URLs.
+_SAFE_LINK_PREFIXES = ("http://", "https://", "mailto:")
+
+
+def safe_link(href: str) -> bool:
+    return href[:8].lower().startswith(_SAFE_LINK_PREFIXES)
+
+
 class Link(BaseModel):
     model_config = ConfigDict(extra="forbid")
     href: str = Field(min_length=1, max_length=2000)
     text: str | None = Field(default=None, max_length=500)
+
+    @field_validator("href")
+    @classmethod
+    def _web_or_mail(cls, value: str) -> str:
+        if not safe_link(value):
+            raise ValueError("must be an http://, https:// or mailto: address")
+        return value
 
 
 class GenericAlert(BaseModel):
     """Our own alert shape; one object or a list of them."""
 
     model_config = ConfigDict(extra="forbid")
-    summary: str = Field(min_length=1, max_length=1024)
+    summary: NonBlank = Field(min_length=1, max_length=1024)
     status: Literal["firing", "acknowledged", "resolved"] = "firing"
     severity: AlertSeverity = "warning"
-    dedup_key: str | None = Field(
+    dedup_key: NonBlank | None = Field(
         default=None, min_length=1, max_length=255, description="Defaults to a hash of the labels."
     )
     type: str | None = Field(default=None, max_length=200, description="Alert type for handlers.")
@@ -236,9 +269,18 @@ class GenericAlert(BaseModel):
 
 class CustomerReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    contact: str = Field(min_length=1, max_length=300, description="Email or phone to reach the reporter.")
-    description: str = Field(min_length=1, max_length=5000)
-    affected_feature: str = Field(min_length=1, max_length=200)
+    contact: NonBlank = Field(
+        min_length=1, max_length=300, description="Email or phone to reach the reporter."
+    )
+    description: NonBlank = Field(min_length=1, max_length=5000)
+    affected_feature: NonBlank = Field(min_length=1, max_length=200)
+
+
+class ReportReceived(BaseModel):
+    """What a customer's report is answered with: nothing about how it was routed."""
+
+    status: Literal["received"] = "received"
+    message: str = "Thank you: your report has reached the team."
 
 
 class InternalReport(BaseModel):
@@ -752,6 +794,9 @@ class HeartbeatPinged(BaseModel):
 # --- change events -------------------------------------------------------------------------------------
 
 
+CHANGE_CLOCK_SKEW = timedelta(minutes=10)
+
+
 class ChangeCreate(BaseModel):
     """A change a person or a pipeline records with an API token."""
 
@@ -761,9 +806,22 @@ class ChangeCreate(BaseModel):
     source: str | None = Field(
         default=None, max_length=255, description="What made it: a pipeline, a tool, a host."
     )
-    happened_at: OffsetDatetime | None = Field(default=None, description="Default: now.")
+    happened_at: OffsetDatetime | None = Field(
+        default=None, description="Default: now. From 1970 to 10 minutes ahead of the server's clock."
+    )
     details: dict[str, Any] = Field(default_factory=dict)
     links: list[Link] = Field(default_factory=list, max_length=20)
+
+    @field_validator("happened_at")
+    @classmethod
+    def _not_ahead(cls, value: datetime | None) -> datetime | None:
+        # A change from the future would be noted on every open incident as happening during it.
+        if value is not None and value > clock.now() + CHANGE_CLOCK_SKEW:
+            ahead = format_duration(CHANGE_CLOCK_SKEW)
+            raise ValueError(f"is in the future (more than {ahead} ahead of the server's clock)")
+        if value is not None and value.year < 1970:
+            raise ValueError("is before 1970")
+        return value
 
     @field_validator("summary")
     @classmethod
