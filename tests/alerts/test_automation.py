@@ -19,6 +19,7 @@ from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import AlertEvent, from_generic
 from warroom.alerts.config import AutomationConfig
 from warroom.alerts.handlers import HandlerContext, alert_handler
+from warroom.alerts.models import Alert
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.events import DomainEvent, _subscribers, subscribe
@@ -601,4 +602,40 @@ def test_rule_templates_cut_text_out_with_regular_expressions() -> None:
         "{{ alert.summary | regex_search('on ([a-z0-9-]+)', 1) }}: "
         "{{ alert.summary | regex_replace('[0-9]+%', 'N%') }}"
     )
-    assert render(title, alert={"summary": "disk 91% full on db-1"}) == "db-1: disk N% full on db-1"
+    alert = Alert(summary="disk 91% full on db-1", labels={}, annotations={}, handler_errors=[])
+    assert render(title, alert, "rule disk: incident.title") == "db-1: disk N% full on db-1"
+
+
+def test_a_rule_template_that_fails_on_an_alert_does_not_lose_it(
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """A title written for alerts with an ``instance`` label meets one without it: the alert is stored and
+    routed, the incident is titled by the alert's summary, and the failure is on the timeline and with
+    the alert (as a failing handler's is). Before, the delivery got a 500 and every retry did too."""
+    text = EXAMPLE_CONFIG.read_text().replace(
+        'title: "Payments: {{ alert.summary }}"', "title: \"{{ labels.instance.split(':')[0] }} is down\""
+    )
+    text = text.replace(
+        'message: "{{ incident.ref }} opened by alert {{ alert.ref }}: {{ alert.summary }}"',
+        'message: "{{ incident.ref }}: {{ 1 // (labels.service | length - 8) }}"',
+    )
+    context.org = parse_org_config(text, "org.yaml")
+    [without] = fire(api, generic_key, payments_alert(labels={"service": "payments", "alertname": "B"}))
+    incident = api.get(f"/api/v1/incidents/{without['incident']}", headers=viewer).json()
+    assert incident["title"] == "card charges failing"  # the alert's summary
+    timeline = api.get(f"/api/v1/incidents/{without['incident']}/timeline", headers=viewer).json()
+    failed = [entry["action"] for entry in timeline if entry["action"].startswith("Template rule")]
+    assert len(failed) == 2, failed  # the title, and the notify message (zero division on every alert)
+    assert "rule payments-down: incident.title failed on ALR-1 (UndefinedError" in failed[0]
+    assert "notify.message" in failed[1] and "ZeroDivisionError" in failed[1]
+    alert = api.get(f"/api/v1/alerts/{without['id']}", headers=viewer).json()
+    assert [error["event"] for error in alert["handler_errors"]] == ["template", "template"]
+
+
+def test_a_rule_template_with_an_unknown_filter_is_refused_by_config_check() -> None:
+    text = EXAMPLE_CONFIG.read_text().replace(
+        'title: "Payments: {{ alert.summary }}"', 'title: "{{ alert.summary | nosuchfilter }}"'
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_org_config(text, "t.yaml")
+    assert "incident.title: bad template: No filter named 'nosuchfilter'" in str(caught.value)

@@ -3,12 +3,15 @@ and recorded on the incident's timeline."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from jinja2 import Template
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
@@ -43,6 +46,8 @@ from warroom.incidents.schemas import Assessment, CommunicationCreate, IncidentC
 from warroom.jobs import service as jobs_service
 from warroom.oncall import service as oncall_service
 from warroom.orgconfig import OrgConfig
+
+log = logging.getLogger(__name__)
 
 PERFORMER = "automation"
 
@@ -106,8 +111,37 @@ def _alert_view(alert: Alert) -> dict[str, Any]:
     }
 
 
-def render(template: str, **values: Any) -> str:
-    return template_environment.from_string(template).render(**values).strip()
+@functools.lru_cache(maxsize=1024)
+def _compiled(template: str) -> Template:
+    return template_environment.from_string(template)
+
+
+def render(template: str, alert: Alert, where: str, **values: Any) -> str:
+    """A rule's template over an alert. One that fails on this alert's data (a label it lacks, a sandbox
+    refusal) renders empty, so the caller falls back to the alert's summary, and the failure is kept with
+    the alert as a failing handler's is: routing an alert never fails on its text."""
+    try:
+        return _compiled(template).render(alert=_alert_view(alert), labels=alert.labels, **values).strip()
+    except Exception as exc:
+        log.warning("template %s failed on %s", where, alert.ref, exc_info=True)
+        failure = {"handler": where, "event": "template", "error": f"{type(exc).__name__}: {exc}"[:1000]}
+        alert.handler_errors = [*(alert.handler_errors or []), {**failure, "at": utcnow().isoformat()}]
+        return ""
+
+
+def _note_template_failures(session: Session, incident: Incident, alert: Alert, before: int) -> None:
+    """Put the template failures ``alert`` gained since it had ``before`` on the incident's timeline."""
+    for failure in (alert.handler_errors or [])[before:]:
+        if failure.get("event") == "template":
+            incident_service.append_timeline(
+                session,
+                incident,
+                performer=PERFORMER,
+                kind=TimelineKind.automation,
+                action=f"Template {failure['handler']} failed on {alert.ref} ({failure['error']}); "
+                "the alert's summary was used instead",
+                data={"template": failure["handler"], "alert": alert.id, "error": failure["error"]},
+            )
 
 
 def _group_value(alert: Alert, name: str) -> str:
@@ -328,12 +362,13 @@ def incident_fields(
     action: IncidentAction | None = None,
     title: str | None = None,
     severity: str | None = None,
+    rule_name: str = "",
 ) -> IncidentCreate:
     action = action or IncidentAction()
     mapped, services = opening_scope(org, action, alert)
     severity = severity or mapped
     if title is None:
-        title = render(action.title, alert=_alert_view(alert), labels=alert.labels) or alert.summary
+        title = render(action.title, alert, f"rule {rule_name}: incident.title") or alert.summary
     source: Any = _ASSESSMENT_SOURCE.get(alert.source, "monitoring-alert")
     if action.assessment is not None:
         assessment = action.assessment.model_copy(update={"source": source})
@@ -377,7 +412,8 @@ def _open_incident(
     *,
     carry_notes: bool,
 ) -> Incident:
-    data = incident_fields(org, alert, action=action)
+    failures = len(alert.handler_errors or [])
+    data = incident_fields(org, alert, action=action, rule_name=rule.name)
     earlier = _earlier_incidents(session, org, alert)
     if earlier and data.assessment is not None and data.assessment.recurring is None:
         # "Is this a new issue or a recurring problem?": the alerts have answered it.
@@ -390,6 +426,7 @@ def _open_incident(
         kind_note=f"from alert {alert.ref} by rule {rule.name}",
     )
     attach(session, incident, alert, performer=PERFORMER, carry_notes=carry_notes)
+    _note_template_failures(session, incident, alert, failures)
     if earlier:
         named = ", ".join(f"INC-{number} ({opened:%Y-%m-%d}, {status})" for number, opened, status in earlier)
         incident_service.append_timeline(
@@ -431,12 +468,14 @@ def _after_open(
             session, DomainEvent("incident.page_requested", incident.id, PERFORMER, {"policy": rule.page})
         )
     for notify in rule.notify:
+        failures = len(alert.handler_errors or [])
         message = render(
             notify.message,
-            alert=_alert_view(alert),
-            labels=alert.labels,
+            alert,
+            f"rule {rule.name}: notify.message",
             incident={"ref": incident.ref, "title": incident.title, "severity": incident.severity},
         )
+        _note_template_failures(session, incident, alert, failures)
         incident_service.send_communication(
             session,
             org=org,
@@ -487,7 +526,7 @@ def preview(
     opening = next((rule for rule in applied if rule.incident is not None), None)
     if opening is not None and opening.incident is not None:
         action = opening.incident
-        fields = incident_fields(org, alert, action=action)
+        fields = incident_fields(org, alert, action=action, rule_name=opening.name)
         group_by = action.group_by if action.group_by is not None else automation.group_by
         window = action.group_window or automation.group_window
         incident = IncidentPreview(

@@ -318,8 +318,9 @@ class AutomationRule(StrictModel):
             templates.append(("incident.title", self.incident.title))
         for where, text in templates:
             try:
-                template_environment.parse(text)
-            except TemplateSyntaxError as exc:
+                # Compiled, not only parsed: an unknown filter is refused here, not at the first alert.
+                template_environment.from_string(text)
+            except TemplateSyntaxError as exc:  # TemplateAssertionError (an unknown filter) is one too
                 raise ValueError(f"{where}: bad template: {exc.message}") from None
         return self
 
