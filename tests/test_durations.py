@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import TypeAdapter, ValidationError
 
 from warroom.durations import Duration, format_duration
@@ -42,3 +43,31 @@ def test_a_bad_duration_says_how_to_write_one(written: str) -> None:
 def test_format_round_trips() -> None:
     for value in (timedelta(0), timedelta(seconds=59), timedelta(days=1, hours=2, minutes=3, seconds=4)):
         assert DURATION.validate_python(format_duration(value)) == value
+
+
+@pytest.mark.parametrize(
+    "written", ["99999999999999999999d", "99999999999999999999", "36501d", "P999999999D"]
+)
+def test_a_duration_past_a_hundred_years_is_refused_not_overflowed(written: str) -> None:
+    """Such a duration made timedelta (or a date plus it) overflow: a 500 from the API, a CLI traceback."""
+    with pytest.raises(ValidationError) as error:
+        DURATION.validate_python(written)
+    assert "is too long a duration (at most 36500d)" in error.value.errors()[0]["msg"]
+    assert DURATION.validate_python("36500d") == timedelta(days=36500)
+
+
+def test_the_api_refuses_overlong_durations(
+    api: TestClient, admin: dict[str, str], viewer: dict[str, str]
+) -> None:
+    huge = "99999999999999999999d"
+    asked = [
+        api.get("/api/v1/alerts/noise", params={"since": huge}, headers=viewer),
+        api.get("/api/v1/alerts", params={"since": huge}, headers=viewer),
+        api.post("/api/v1/alerts/ALR-1/snooze", json={"duration": huge}, headers=admin),
+        api.post(
+            "/api/v1/maintenance", json={"services": ["api"], "duration": huge, "reason": "x"}, headers=admin
+        ),
+        api.post("/api/v1/maintenance/MW-1/extend", json={"by": huge}, headers=admin),
+        api.post("/api/v1/integrations/1/rotate", json={"grace": huge}, headers=admin),
+    ]
+    assert [answer.status_code for answer in asked] == [422] * len(asked), [a.text for a in asked]

@@ -7,26 +7,43 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 
 _PART = re.compile(r"(\d+)\s*([smhdw])")
 _WHOLE = re.compile(r"^\s*(\d+\s*[smhdw]\s*)+$")
 # Left to pydantic: ISO 8601 (P1DT2H) and "[-][D day[s],] HH:MM:SS[.f]".
 _PYDANTIC_FORMS = re.compile(r"^\s*-?P|:|day", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_LONGEST = timedelta(days=36500)
 
 
 def parse_duration(value: Any) -> Any:
     """Accept ``1h30m`` style strings and plain seconds; ISO 8601 and ``HH:MM:SS`` are left to pydantic."""
     if isinstance(value, str):
+        seconds: int | None = None
         if _WHOLE.match(value):
             seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
+        elif value.strip().isascii() and value.strip().isdigit():
+            seconds = int(value)
+        if seconds is not None:
+            # Past this, adding it to a date overflows (or timedelta itself does): no setting needs it.
+            if seconds > _LONGEST.total_seconds():
+                raise _too_long(value)
             return timedelta(seconds=seconds)
-        if value.strip().isascii() and value.strip().isdigit():
-            return timedelta(seconds=int(value))
         if not _PYDANTIC_FORMS.search(value):
             # Say how to write one, rather than pydantic's "invalid digit in duration".
             raise ValueError(f"{value!r} is not a duration: write it like 90s, 5m, 1h30m, 2d or 1w")
+    return value
+
+
+def _too_long(value: Any) -> ValueError:
+    return ValueError(f"{str(value).strip()!r} is too long a duration (at most {_LONGEST.days}d)")
+
+
+def _within_longest(value: timedelta) -> timedelta:
+    """ISO 8601 forms too (P999999999D): past 100 years, adding one to a date overflows."""
+    if abs(value) > _LONGEST:
+        raise _too_long(format_duration(abs(value)))
     return value
 
 
@@ -71,5 +88,8 @@ def off_or_between(
 
 
 Duration = Annotated[
-    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+    timedelta,
+    BeforeValidator(parse_duration),
+    AfterValidator(_within_longest),
+    PlainSerializer(format_duration, return_type=str),
 ]

@@ -636,6 +636,8 @@ def snooze_end(now: datetime, *, duration: timedelta | None, until: datetime | N
     if end is None:
         raise InvalidInput("give either duration or until", {"field": "duration"})
     field = "duration" if duration is not None else "until"
+    if until is not None and end <= now:
+        raise InvalidInput("until is in the past: give a time to come", {"field": field})
     if end - now < SNOOZE_MIN - timedelta(seconds=1):
         raise InvalidInput(f"a snooze lasts at least {format_duration(SNOOZE_MIN)}", {"field": field})
     if end - now > SNOOZE_MAX:
