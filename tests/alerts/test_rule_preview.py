@@ -225,3 +225,12 @@ def test_config_test_alert_asks_the_server(tmp_path: Path) -> None:
             "config", "test-alert", str(delivery), "--server", "--integration", "9", env=env, check=False
         )
         assert unknown.returncode == 1 and "integration with id 9" in unknown.stderr
+
+
+def test_a_dry_run_needs_an_org_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without one every alert would look unrouted, which would say nothing true."""
+    monkeypatch.delenv("WARROOM_CONFIG", raising=False)
+    alert = tmp_path / "alert.json"
+    alert.write_text('{"summary": "redis down", "severity": "critical", "service": "cache"}')
+    result = CliRunner().invoke(app, ["config", "test-alert", str(alert)])
+    assert result.exit_code == 1 and "no org file to test against" in result.output

@@ -929,7 +929,7 @@ def _local_session(
     command with its message, reworded by ``explain`` if given; nothing it began is committed."""
     from warroom.cli.main import _database, _settings
 
-    database = _database(_settings(database_url=database_url))
+    database = _database(_settings(database_url=database_url), read_only=not write)
     try:
         with database.write() if write else database.read() as session:
             yield session

@@ -88,7 +88,7 @@ def jobs_list(
     from warroom.jobs import service
     from warroom.jobs.schemas import JobRead
 
-    database = _database(_settings(database_url=database_url))
+    database = _database(_settings(database_url=database_url), read_only=True)
     with database.read() as session:
         rows = [
             JobRead.model_validate(job)

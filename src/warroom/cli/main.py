@@ -89,10 +89,36 @@ def _org(settings: Settings) -> OrgConfig:
         raise typer.Exit(2) from None
 
 
-def _database(settings: Settings) -> Database:
-    database = Database.from_settings(settings)
-    migrate.upgrade(database.engine)
+def _database(settings: Settings, *, read_only: bool = False) -> Database:
+    """The local database, brought to this version's schema; with ``read_only`` (commands that say they
+    change nothing) it must already exist at that schema: nothing is created or migrated."""
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    url = settings.resolved_database_url
+    try:
+        database = Database.from_settings(settings) if not read_only else _existing(url, settings)
+    except ArgumentError as exc:
+        fail(f"the database URL {url!r} is not one: {exc}")
+    try:
+        if not read_only:
+            migrate.upgrade(database.engine)
+        elif migrate.pending(database.engine):
+            fail("the database is not at this version's schema: run warroom db upgrade first")
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        fail(f"cannot use the database at {database.engine.url!r}: {reason}")
     return database
+
+
+def _existing(url: str, settings: Settings) -> Database:
+    from sqlalchemy.engine import make_url
+
+    from warroom.db import is_sqlite
+
+    file = make_url(url).database if is_sqlite(url) else None
+    if file and file != ":memory:" and not Path(file).exists():
+        fail(f"no database at {file}: give --database-url (or WARROOM_DATABASE_URL)")
+    return Database.from_settings(settings)
 
 
 @app.command()
@@ -230,7 +256,7 @@ def token_create(
 @token_app.command("list")
 def token_list(database_url: DatabaseOption = None) -> None:
     """List tokens (never their secrets)."""
-    database = _database(_settings(database_url=database_url))
+    database = _database(_settings(database_url=database_url), read_only=True)
     with database.read() as session:
         tokens = auth_service.list_tokens(session)
     table(
@@ -336,7 +362,7 @@ def config_backtest(
     settings = _settings(config=config, database_url=database_url)
     current, candidate = _org(settings), _org(_settings(config=file))
     until = clock.now()
-    with _database(settings).read() as session:
+    with _database(settings, read_only=True).read() as session:
         now_replay = backtest.replay(session, current, since=until - period, until=until)
         file_replay = backtest.replay(session, candidate, since=until - period, until=until)
     if as_json:
@@ -487,7 +513,14 @@ def config_test_alert(
         with api_errors(), Client() as client:
             previews = client.preview_alerts(body, source, integration, webhook_format)
     else:
-        org = _org(_settings(config=config))
+        settings = _settings(config=config)
+        if settings.config is None:
+            # An empty org file has no rules: every alert would look unrouted, which says nothing.
+            fail(
+                "no org file to test against: give --config FILE (or set WARROOM_CONFIG), "
+                "or ask the server with --server"
+            )
+        org = _org(settings)
         try:
             kind, events = adapters.delivery_events(body, source, org.automation, webhook_format)
         except WarroomError as exc:
@@ -614,7 +647,7 @@ def _print_preview(preview: RoutingPreview) -> None:
 @audit_app.command("verify")
 def audit_verify(database_url: DatabaseOption = None) -> None:
     """Check every incident's hash-chained timeline; name the first broken entry."""
-    database = _database(_settings(database_url=database_url))
+    database = _database(_settings(database_url=database_url), read_only=True)
     with database.read() as session:
         checked, problems = incident_service.verify_timelines(session)
     database.dispose()
