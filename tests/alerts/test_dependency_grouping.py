@@ -121,3 +121,22 @@ def test_a_bad_dependency_window_is_refused(window: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse_org_config(yaml.safe_dump(document))
     assert "dependency_window" in str(error.value)
+
+
+def test_an_alert_joining_by_dependency_raises_the_level_its_own_rule_calls_for(
+    api: TestClient, grouped: AppContext, generic_key: str
+) -> None:
+    """The queue's critical alert opened INC-1 at P1 (critical-monitoring maps critical to P1). Payments
+    depends on the queue, and its critical alert calls for P0 (payments-down fixes that level): it joins
+    INC-1 and raises it. The earlier alert is judged by its own rule, not by payments-down's fixed P0."""
+    clock.set(T0)
+    fire(api, generic_key, "queue", "QueueMemory")
+    with grouped.db.read() as session:
+        assert session.get_one(Incident, 1).severity == "P1"
+    clock.set(T0 + timedelta(minutes=2))
+    joined = fire(api, generic_key, "payments", "CheckoutDown")
+    assert incident_of(grouped, joined["id"]) == 1
+    with grouped.db.read() as session:
+        assert session.get_one(Incident, 1).severity == "P0"
+    actions = [entry.action for entry in timeline(grouped, 1)]
+    assert any("P1 → P0" in action or "to P0" in action for action in actions), actions

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import orjson
 from jinja2 import Template
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, String, cast, func, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import enrichment, inhibition
@@ -960,10 +961,14 @@ def _raise_severity(
     rank = org.severity_rank
     if rank(wanted) >= rank(incident.severity):
         return
-    earlier = session.scalars(
-        select(Alert.severity).where(Alert.incident_id == incident.id, Alert.id != alert.id).distinct()
+    # What each earlier alert called for, under the rule that routed it: an alert that joined by a
+    # dependency or the storm guard came by another rule, whose fixed level says nothing of theirs.
+    earlier = session.execute(
+        select(Alert.severity, cast(Alert.rules, String))
+        .where(Alert.incident_id == incident.id, Alert.id != alert.id)
+        .distinct()
     )
-    if any(rank(mapped_severity(org, action, severity)) <= rank(wanted) for severity in earlier):
+    if any(rank(_called_for(org, severity, rules)) <= rank(wanted) for severity, rules in earlier):
         return
     _update(
         session,
@@ -971,6 +976,16 @@ def _raise_severity(
         incident,
         IncidentUpdate(severity=wanted, note=f"alert {alert.ref} ({alert.severity}) joined the incident"),
     )
+
+
+def _called_for(org: OrgConfig, severity: str, rules: str | None) -> str:
+    """The level an alert of ``severity`` called for under the first of its ``rules`` (as stored, JSON text)
+    that opens incidents; an alert no such rule routed (attached by a person) under the severity map."""
+    for name in orjson.loads(rules) if rules else []:
+        rule = next((rule for rule in org.automation.rules if rule.name == name), None)
+        if rule is not None and rule.incident is not None:
+            return mapped_severity(org, rule.incident, severity)
+    return mapped_severity(org, IncidentAction(), severity)
 
 
 def on_incident_timeline(
