@@ -223,6 +223,24 @@ def test_raising_severity_pages_again_and_payments_routing(context: AppContext) 
     assert escalation(context, incident_id).state == EscalationState.exhausted
 
 
+def test_a_raise_before_the_first_page_pages_once(context: AppContext) -> None:
+    """A P2 incident raised to P1 before the worker ran its first page: one page, at P1, saying both levels
+    (it paged the same person twice in one second, the first time naming P1 as the opening level)."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context, severity="P2")
+    with context.db.write() as session:
+        incident_service.update_incident(
+            session, org=context.org, ref=incident_id, data=IncidentUpdate(severity="P1"), performer="tester"
+        )
+    run_at(worker, T0)
+    assert sent(context, incident_id) == [("carol", "email", 1, 1)]
+    state = escalation(context, incident_id)
+    assert (state.cycle, state.severity) == (1, "P1")
+    paged = [e.action for e in timeline(context, incident_id) if e.action.startswith("Paged")]
+    assert len(paged) == 1 and f"INC-{incident_id} opened at P2, since raised to P1" in paged[0], paged
+
+
 def test_page_requested_by_automation(context: AppContext) -> None:
     clock.set(T0)
     worker = Worker(context, name="w1")

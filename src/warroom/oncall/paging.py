@@ -67,17 +67,20 @@ def request_paging(
     trigger: str,
     policy: str | None = None,
     at: datetime | None = None,
+    severity: str | None = None,
 ) -> Job:
-    """Enqueue the start of paging; committed with the change that caused it."""
+    """Enqueue the start of paging; committed with the change that caused it. ``severity``: the level the
+    incident opened at, which the page names even if it was raised before the worker ran."""
     at = at or utcnow()
     if trigger == "created":
         key = f"oncall.start:{incident_id}:created"
     else:
         key = f"oncall.start:{incident_id}:{trigger}:{policy or ''}:{at.isoformat()}"
+    payload = {"incident_id": incident_id, "trigger": trigger, "policy": policy, "at": at.isoformat()}
     return job_service.enqueue(
         session,
         kind=START_KIND,
-        payload={"incident_id": incident_id, "trigger": trigger, "policy": policy, "at": at.isoformat()},
+        payload={**payload, "severity": severity} if severity else payload,
         idempotency_key=key,
         incident_id=incident_id,
     )
@@ -136,6 +139,7 @@ def start_paging(
     trigger: str,
     policy_name: str | None = None,
     at: datetime | None = None,
+    opened_at: str | None = None,
 ) -> dict[str, Any]:
     org = context.org
     at = at or utcnow()
@@ -174,8 +178,9 @@ def start_paging(
             _timeline(
                 session,
                 incident,
-                "Nobody paged: no escalation policy applies (map the severity in severity_policies, "
-                "or give a service an escalation_policy or an owner team)",
+                f"No escalation policy covers {severity} here, so none is paged for it (map the severity "
+                "in severity_policies, or give a service an escalation_policy or an owner team); a rule's "
+                "page still pages its own",
                 kind=TimelineKind.automation,
                 data={"severity": severity, "services": incident.service_names},
             )
@@ -195,6 +200,14 @@ def start_paging(
         and incident.acknowledged_at is None
     ):
         return {"skipped": f"{policy.name} is already escalating"}
+    if (
+        escalation is not None
+        and escalation.state == EscalationState.active
+        and trigger == "severity_raised"
+        and escalation.severity == severity
+    ):
+        # It started at this level already: the raise came before the worker paged for the opening.
+        return {"skipped": f"{policy.name} is already escalating at {severity}"}
 
     # After a severity change the new policy takes over from any other still running; an extra policy
     # requested by automation runs alongside.
@@ -248,7 +261,9 @@ def start_paging(
     # A start that ran late (the worker was down) still gives the first step a moment to answer.
     deadline = max(deadline, now + MIN_ACK_WINDOW)
     reason = {
-        "created": f"{incident.ref} opened at {severity}",
+        "created": f"{incident.ref} opened at {opened_at}, since raised to {severity}"
+        if opened_at and opened_at != severity
+        else f"{incident.ref} opened at {severity}",
         "severity_raised": f"severity raised to {severity}",
         "requested": "page requested by automation",
         "snooze_ended": "a snoozed alert still fires (reminder)",
@@ -640,6 +655,7 @@ def _start_job(context: AppContext, session: Session, job: Job) -> dict[str, Any
         trigger=str(payload.get("trigger", "created")),
         policy_name=payload.get("policy"),
         at=datetime.fromisoformat(payload["at"]) if payload.get("at") else utcnow(),
+        opened_at=payload.get("severity"),
     )
 
 

@@ -31,7 +31,9 @@ def page_new_incident(session: Session, event: DomainEvent) -> None:
         incident = incident_service.get_incident(session, event.incident_id, for_update=True)
         paging.note_nobody_paged(session, org, incident, utcnow())
         return
-    paging.request_paging(session, incident_id=event.incident_id, trigger="created", at=utcnow())
+    paging.request_paging(
+        session, incident_id=event.incident_id, trigger="created", at=utcnow(), severity=severity or None
+    )
 
 
 @subscribe("incident.severity_changed")
