@@ -284,7 +284,9 @@ def test_cancelling_a_scheduled_window(
         ({"match": {"labels": {"env": "x"}}, "duration": "1h"}, 422, "match.labels"),
         ({"services": ["nope"], "duration": "1h"}, 422, "unknown service"),
         ({"services": ["api"], "duration": "8d"}, 422, "at most 7d"),
-        ({"services": ["api"], "duration": "99999999d"}, 422, "at most 7d"),
+        ({"services": ["api"], "duration": "99999999d"}, 422, "too long a duration"),
+        ({"services": ["api"], "duration": "9999d"}, 422, "at most 7d"),
+        ({"match": {"integrations": ["nosuch"]}, "duration": "1h"}, 422, "no integration named nosuch"),
         ({"services": ["api"], "duration": "1h", "ends_at": "2026-03-02T12:00:00Z"}, 422, "either ends_at"),
         ({"services": ["api"], "ends_at": "2026-03-02T09:00:00Z"}, 422, "end after it starts"),
         ({"services": ["api"], "ends_at": "2026-03-02T12:00:00"}, 422, "UTC offset"),
@@ -539,9 +541,13 @@ def test_maintenance_cli_against_a_running_server(tmp_path: Path) -> None:
         listed = run_cli("maintenance", "list", env=env).stdout
         assert "sources alertmanager" in listed and "severities warning" in listed, listed
         by_integration = run_cli(
-            "maintenance", "start", "--integration", "prom-staging", "--for", "1h", "-r", "moving it", env=env
+            "maintenance", "start", "--integration", "scripts", "--for", "1h", "-r", "moving it", env=env
         ).stdout
-        assert "MW-3" in by_integration and "integrations prom-staging" in by_integration, by_integration
+        assert "MW-3" in by_integration and "integrations scripts" in by_integration, by_integration
+        misspelt = run_cli(
+            "maintenance", "start", "--integration", "script", "--for", "1h", "-r", "x", env=env, check=False
+        )
+        assert misspelt.returncode == 1 and "no integration named script" in misspelt.stderr
 
 
 def test_extending_a_window_moves_its_release(

@@ -24,6 +24,7 @@ from warroom.alerts import automation
 from warroom.alerts.config import AlertConditions, AlertFacts, MaintenanceSchedule, RuleMatch, window_match
 from warroom.alerts.models import Alert, MaintenanceWindow
 from warroom.alerts.schemas import MaintenanceCreate, MaintenanceRead
+from warroom.auth import integrations
 from warroom.db import get_by_ref, utcnow
 from warroom.durations import format_duration
 from warroom.errors import Conflict, InvalidInput
@@ -118,10 +119,21 @@ def to_read(window: MaintenanceWindow, now: datetime | None = None) -> Maintenan
 
 
 def create_window(
-    session: Session, *, org: OrgConfig, data: MaintenanceCreate, performer: str
+    session: Session, *, org: OrgConfig, data: MaintenanceCreate, performer: str, by_person: bool = True
 ) -> MaintenanceWindow:
+    """A window a person asked for (``by_person``) must name integrations that exist; one of the org file's
+    schedules may name one still to be created."""
     now = utcnow()
     org.check_services(data.services)
+    if by_person and data.match.integrations:
+        # A misspelt name would hold nothing while the responder believes the source is quiet.
+        known = set(integrations.names_by_id(session).by_id.values())
+        unknown = [name for name in data.match.integrations if name not in known]
+        if unknown:
+            raise InvalidInput(
+                f"no integration named {', '.join(unknown)} (see warroom integration list)",
+                {"field": "match.integrations"},
+            )
     starts_at = data.starts_at or now
     if starts_at > now + MAX_LEAD:
         raise InvalidInput(
@@ -325,6 +337,7 @@ def open_scheduled_window(context: AppContext, session: Session, job: Job) -> di
                 duration=schedule.duration,
             ),
             performer=performer,
+            by_person=False,
         )
         outcome = {"created": True, "window": window.ref}
     following = schedule.starts(starts_at)
