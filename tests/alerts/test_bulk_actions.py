@@ -12,7 +12,7 @@ import pytest
 import typer
 
 from tests.conftest import EXAMPLE_CONFIG
-from tests.e2e.server import run_cli, serve_for_cli
+from tests.e2e.server import create_token, run_cli, serve_for_cli
 from warroom.alerts.schemas import AlertPage
 from warroom.cli.alerts import MAX_CHOSEN, AlertChoice
 
@@ -47,6 +47,11 @@ def test_alerts_chosen_by_filters_are_shown_confirmed_and_changed(tmp_path: Path
         ]
         both = run_cli("alerts", "overview", "--watch", "--json", env=env, check=False)
         assert both.returncode == 1 and "cannot be combined" in both.stderr
+        # A token that may not act is told once, not once per alert, and nothing changes.
+        viewer = {**env, "WARROOM_TOKEN": create_token("onlooker", "viewer", env=env)}
+        denied = run_cli("alerts", "ack", "--source", "generic", "--yes", env=viewer, check=False)
+        assert denied.returncode == 1 and denied.stderr.count("error:") == 1, denied.stderr
+        assert "responder" in denied.stderr
         acked = run_cli("alerts", "ack", "--label", "host=nas1", "--yes", env=env)
         assert "RAID degraded" in acked.stdout and "2 of 2 alerts acknowledged" in acked.stdout
         assert statuses(env) == {

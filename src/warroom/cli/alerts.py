@@ -537,7 +537,8 @@ def _on_each(
     detail: Callable[[AlertDetail], str] = lambda alert: "",
 ) -> None:
     """Apply ``act`` to each alert in turn: one refusal (already resolved, say) does not stop the others,
-    but the command fails if any was refused. One alert prints as an object in --json, several as a list.
+    but the command fails if any was refused; a refusal of the caller (401, 403) stops at the first. One
+    alert prints as an object in --json, several as a list.
 
     With ``chosen`` (filters instead of ids), the matching alerts are looked up, shown and confirmed first,
     and a progress bar stands in for a line per alert."""
@@ -550,7 +551,8 @@ def _on_each(
             try:
                 alert = act(client, ref)
             except ApiError as exc:
-                if len(refs) == 1 and chosen is None:
+                # A refusal of the caller (no token, a role too low) will refuse every other alert too.
+                if (len(refs) == 1 and chosen is None) or exc.status in (401, 403):
                     raise
                 error_console.print(f"[bold red]error:[/] {escape(f'{ref}: {exc.message}')}")
                 continue
