@@ -92,6 +92,15 @@ class AudienceConfig(StrictModel):
     id: str
     description: str = ""
     channels: list[str] = Field(min_length=1, description="Where messages to this audience go.")
+    external: bool = Field(
+        default=False,
+        description="Its messages reach people outside the org (customers): a private incident's are "
+        "refused. An audience of the status page always is.",
+    )
+
+    @property
+    def reaches_outside(self) -> bool:
+        return self.external or any(channel.split(":", 1)[0] == "status-page" for channel in self.channels)
 
 
 class SuggestionCondition(StrictModel):
@@ -209,7 +218,7 @@ def default_audiences() -> list[AudienceConfig]:
     return [
         AudienceConfig(id="internal", channels=["console"]),
         AudienceConfig(id="status-page", channels=["status-page"]),
-        AudienceConfig(id="customers", channels=["email"]),
+        AudienceConfig(id="customers", channels=["email"], external=True),
         AudienceConfig(id="executives", channels=["email"]),
     ]
 

@@ -632,6 +632,21 @@ def test_a_rule_template_that_fails_on_an_alert_does_not_lose_it(
     assert [error["event"] for error in alert["handler_errors"]] == ["template", "template"]
 
 
+def test_a_private_rule_may_not_tell_people_outside_the_org() -> None:
+    text = EXAMPLE_CONFIG.read_text().replace(
+        "        severity: P0\n        services: [payments, api]",
+        "        severity: P0\n        private: true\n        services: [payments, api]",
+    )
+    assert "private: true" in text
+    assert parse_org_config(text, "ok.yaml")  # its update to the internal audience is fine
+    text = text.replace("- audience: internal", "- audience: customers")
+    with pytest.raises(ConfigError) as caught:
+        parse_org_config(text, "t.yaml")
+    assert "'customers' reaches people outside the org, and this rule's incidents are private" in str(
+        caught.value
+    )
+
+
 def test_a_rule_template_with_an_unknown_filter_is_refused_by_config_check() -> None:
     text = EXAMPLE_CONFIG.read_text().replace(
         'title: "Payments: {{ alert.summary }}"', 'title: "{{ alert.summary | nosuchfilter }}"'

@@ -259,6 +259,22 @@ def test_communications_use_audience_channels(api: TestClient, responder: dict[s
     assert [c["audience"] for c in log] == ["customers"]
 
 
+def test_a_private_incident_s_updates_stay_inside_the_org(api: TestClient, responder: dict[str, str]) -> None:
+    """A private incident (a breach, say) is not told to the status page or to customers: refused, and
+    nothing is queued; the people working it still get its updates."""
+    incident = create(api, responder, title="Customer database exposed", is_private=True)
+    url = f"/api/v1/incidents/{incident['id']}/updates"
+    for audience in ("status-page", "customers"):
+        refused = api.post(
+            url, json={"message": "We are investigating.", "audience": audience}, headers=responder
+        )
+        assert refused.status_code == 409, refused.text
+        assert "private" in refused.json()["error"]["message"]
+    inside = api.post(url, json={"message": "Rotate the keys.", "audience": "internal"}, headers=responder)
+    assert inside.status_code == 201, inside.text
+    assert [c["audience"] for c in api.get(url, headers=responder).json()] == ["internal"]
+
+
 def test_log_action_with_system_state(api: TestClient, responder: dict[str, str]) -> None:
     incident = create(api, responder)
     entry = api.post(

@@ -469,6 +469,18 @@ def _after_open(
             session, DomainEvent("incident.page_requested", incident.id, PERFORMER, {"policy": rule.page})
         )
     for notify in rule.notify:
+        audience = org.audience(notify.audience)
+        if incident.is_private and audience is not None and audience.reaches_outside:
+            # Another rule's incident (mode all) may be private: its news stays inside the org.
+            incident_service.append_timeline(
+                session,
+                incident,
+                performer=PERFORMER,
+                kind=TimelineKind.automation,
+                action=f"Rule {rule.name}'s update to {audience.id} not sent: {incident.ref} is private",
+                data={"rule": rule.name, "audience": audience.id},
+            )
+            continue
         failures = len(alert.handler_errors or [])
         message = render(
             notify.message,

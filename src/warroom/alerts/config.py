@@ -1054,9 +1054,15 @@ def check_references(org: OrgConfig) -> list[str]:
             problems.append(f"{where}.incident: runbooks, page and notify need an incident action")
         problems.extend(_unknown_match_services(f"{where}.match", rule.match, service_names))
         for n_index, notify in enumerate(rule.notify):
-            if notify.audience not in audience_ids:
+            audience = org.audience(notify.audience)
+            if audience is None:
                 problems.append(
                     f"{where}.notify[{n_index}].audience: {notify.audience!r} is not one of {audience_ids}"
+                )
+            elif rule.incident is not None and rule.incident.private and audience.reaches_outside:
+                problems.append(
+                    f"{where}.notify[{n_index}].audience: {notify.audience!r} reaches people outside the "
+                    "org, and this rule's incidents are private"
                 )
         if rule.page is not None and policies is not None and rule.page not in policies:
             problems.append(f"{where}.page: {rule.page!r} is not an escalation policy in this file")

@@ -660,6 +660,12 @@ def send_communication(
             {"field": "audience", "allowed": allowed},
         )
     incident = get_incident(session, ref, for_update=True)
+    if incident.is_private and audience.reaches_outside:
+        raise Conflict(
+            f"{incident.ref} is private: its updates do not go to {audience.id}, which reaches people "
+            "outside the org (make the incident public first if they should hear of it)",
+            {"field": "audience"},
+        )
     communication = Communication(
         incident_id=incident.id,
         sender=performer,
