@@ -120,7 +120,7 @@ def test_bad_overrides_change_nothing(api: TestClient, responder: dict[str, str]
     assert api.get(path, params={"include_past": True}, headers=responder).json() == []
 
 
-def test_listings(api: TestClient, viewer: dict[str, str]) -> None:
+def test_listings(api: TestClient, viewer: dict[str, str], responder: dict[str, str]) -> None:
     people = {p["name"]: p for p in api.get("/api/v1/people", headers=viewer).json()}
     alice = people["alice"]
     assert alice["teams"] == ["platform"]
@@ -128,9 +128,15 @@ def test_listings(api: TestClient, viewer: dict[str, str]) -> None:
         ("email", 0),
         ("webhook", 120),
     ]
+    # A viewer does not see where people are paged (a webhook URL may hold a secret), nor their phones.
     assert people["bob"]["notification_rules"] == [
-        {"channel": "email", "to": "bob@acme.example", "delay_seconds": 0, "contact": None}
+        {"channel": "email", "to": None, "delay_seconds": 0, "contact": None}
     ]
+    assert all(method["to"] is None for person in people.values() for method in person["contact_methods"])
+    assert all(person["phone"] is None for person in people.values())
+    seen = {p["name"]: p for p in api.get("/api/v1/people", headers=responder).json()}
+    assert seen["bob"]["notification_rules"][0]["to"] == "bob@acme.example"
+    assert any(method["to"] for person in seen.values() for method in person["contact_methods"])
     teams = {t["name"]: t for t in api.get("/api/v1/teams", headers=viewer).json()}
     assert teams["platform"]["manager"] == "grace"
     schedules = api.get("/api/v1/schedules", headers=viewer).json()

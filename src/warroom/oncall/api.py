@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from fastapi.responses import HTMLResponse
 
+from warroom.auth.models import Role
 from warroom.deps import Context, Responder, RowId, Viewer
 from warroom.errors import WarroomError
 from warroom.oncall import paging, service
@@ -76,8 +77,9 @@ def delete_override(schedule: str, override_id: RowId, context: Context, _: Resp
 
 
 @router.get("/people", response_model=list[PersonRead])
-def people(context: Context, _: Viewer) -> list[PersonRead]:
-    return service.list_people(context.org)
+def people(context: Context, principal: Viewer) -> list[PersonRead]:
+    """The org's people; a viewer does not see phones or the addresses people are paged at."""
+    return service.list_people(context.org, addresses=principal.role.allows(Role.responder))
 
 
 @router.get("/teams", response_model=list[TeamRead])

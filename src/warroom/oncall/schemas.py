@@ -10,12 +10,12 @@ from warroom.timezones import OffsetDatetime
 class ContactMethodRead(BaseModel):
     name: str
     channel: str
-    to: str
+    to: str | None = Field(description="The address; null for a viewer (a webhook URL may hold a secret).")
 
 
 class NotificationRuleRead(BaseModel):
     channel: str
-    to: str
+    to: str | None = Field(description="The address; null for a viewer.")
     delay_seconds: int
     contact: str | None = None
 
@@ -24,7 +24,7 @@ class PersonRead(BaseModel):
     name: str
     display_name: str
     email: str | None
-    phone: str | None
+    phone: str | None = Field(description="Null for a viewer.")
     chat_handle: str | None
     time_zone: str
     teams: list[str]

@@ -100,27 +100,35 @@ def effective_rules(org: OrgConfig, person: PersonConfig) -> list[EffectiveRule]
     return rules
 
 
-def person_read(org: OrgConfig, person: PersonConfig) -> PersonRead:
+def person_read(org: OrgConfig, person: PersonConfig, *, addresses: bool = True) -> PersonRead:
+    """A person of the org file; without ``addresses`` (for viewers) their phone and the addresses they are
+    paged at are left out, as the pages of an incident are."""
     return PersonRead(
         name=person.name,
         display_name=person.label,
         email=person.email,
-        phone=person.phone,
+        phone=person.phone if addresses else None,
         chat_handle=person.chat_handle,
         time_zone=person.time_zone,
         teams=[t.name for t in org.teams if person.name in t.members or t.manager == person.name],
-        contact_methods=[ContactMethodRead(**c.model_dump()) for c in person.contact_methods],
+        contact_methods=[
+            ContactMethodRead(name=c.name, channel=c.channel, to=c.to if addresses else None)
+            for c in person.contact_methods
+        ],
         notification_rules=[
             NotificationRuleRead(
-                channel=r.channel, to=r.to, delay_seconds=int(r.delay.total_seconds()), contact=r.contact
+                channel=r.channel,
+                to=r.to if addresses else None,
+                delay_seconds=int(r.delay.total_seconds()),
+                contact=r.contact,
             )
             for r in effective_rules(org, person)
         ],
     )
 
 
-def list_people(org: OrgConfig) -> list[PersonRead]:
-    return [person_read(org, p) for p in org.people]
+def list_people(org: OrgConfig, *, addresses: bool = True) -> list[PersonRead]:
+    return [person_read(org, p, addresses=addresses) for p in org.people]
 
 
 def list_teams(org: OrgConfig) -> list[TeamRead]:
