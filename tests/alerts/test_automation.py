@@ -178,7 +178,7 @@ def test_an_alert_firing_again_while_monitoring_reopens_the_investigation(
     assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "investigating"
     timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
     assert timeline[-1]["action"] == (
-        f"Status: monitoring → investigating — alert ALR-{again['id']} fired again while monitoring: "
+        f"Status: monitoring → investigating — alert ALR-{again['id']} fired while monitoring: "
         "the fix did not hold"
     )
     assert timeline[-1]["performer"] == "automation"

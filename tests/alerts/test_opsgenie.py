@@ -172,7 +172,9 @@ def test_tags_and_details_are_added_and_removed_by_alias(
         return api.delete(f"{base}/{what}?identifierType=alias&{query}", headers=genie_key)
 
     assert (
-        added("tags", {"tags": ["dba", "disk"], "user": "alice", "note": "the DBAs have it"}).status_code
+        added(
+            "tags", {"tags": ["dba", "disk", "dba"], "user": "alice", "note": "the DBAs have it"}
+        ).status_code
         == 202
     )
     assert added("details", {"details": {"runbook": "disk-full", "instance": "db-1a"}}).status_code == 202
@@ -201,6 +203,8 @@ def test_tags_and_details_are_added_and_removed_by_alias(
     assert added("tags", {"tags": []}).status_code == 422
     assert added("details", {"details": {"n": 3}}).status_code == 422
     assert added("tags", {"tags": "disk"}).status_code == 422
+    assert added("tags", {"tags": ["ok", " "]}).status_code == 422  # a blank tag names nothing
+    assert added("tags", {"tags": ["x" * 51]}).status_code == 422  # Opsgenie's limit is 50
     assert removed("tags", "tags=").status_code == 422
     assert removed("details", "tags=a").status_code == 422  # details are removed by keys
     assert api.post(f"{base}/labels?identifierType=alias", json={}, headers=genie_key).status_code == 422

@@ -427,7 +427,7 @@ def from_opsgenie(data: Any) -> AlertEvent:
     labels = _opsgenie_labels(alert.details)
     if alert.entity:
         labels["entity"] = alert.entity[:500]
-    annotations: dict[str, Any] = {"tags": alert.tags} if alert.tags else {}
+    annotations: dict[str, Any] = {"tags": list(dict.fromkeys(alert.tags))} if alert.tags else {}
     for name in ("description", "note", "source", "user"):
         value = getattr(alert, name)
         if value:

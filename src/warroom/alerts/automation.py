@@ -925,7 +925,7 @@ def _back_to_investigating(session: Session, org: OrgConfig, incident: Incident,
         incident,
         IncidentUpdate(
             status=IncidentStatus.investigating,
-            note=f"alert {alert.ref} fired again while monitoring: the fix did not hold",
+            note=f"alert {alert.ref} fired while monitoring: the fix did not hold",
         ),
     )
     automation = org.automation

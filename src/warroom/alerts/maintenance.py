@@ -193,7 +193,8 @@ def extend_window(session: Session, *, ref: str | int, by: timedelta) -> Mainten
         raise InvalidInput("extend by a positive duration, e.g. 30m", {"field": "by"})
     window = get_window(session, ref, for_update=True)
     if window.ends_at <= utcnow():
-        raise Conflict(f"{window.ref} already ended (at {window.ends_at.isoformat()}); start a new one")
+        ended = f"{window.ends_at:%Y-%m-%d %H:%M} UTC"
+        raise Conflict(f"{window.ref} already ended (at {ended}); start a new one")
     _check_length(window.starts_at, window.ends_at, "by", by)
     window.ends_at = window.ends_at + by
     return window
@@ -230,7 +231,7 @@ def end_window(session: Session, *, org: OrgConfig, ref: str | int, performer: s
     window = get_window(session, ref, for_update=True)
     now = utcnow()
     if window.ends_at <= now:
-        raise Conflict(f"{window.ref} already ended (at {window.ends_at.isoformat()})")
+        raise Conflict(f"{window.ref} already ended (at {window.ends_at:%Y-%m-%d %H:%M} UTC)")
     window.ends_at = now
     window.starts_at = min(window.starts_at, now)
     window.ended_by = performer
@@ -251,7 +252,8 @@ def release(session: Session, org: OrgConfig, window: MaintenanceWindow) -> int:
         held,
         lambda alert: (
             f"{alert.ref} fired during maintenance {window.ref} ({window.reason}) and was held "
-            f"until the window ended at {window.ends_at.isoformat()}; it was still {alert.status.value}."
+            f"until the window ended at {window.ends_at:%Y-%m-%d %H:%M} UTC; it was still "
+            f"{alert.status.value}."
         ),
         {"maintenance_window_id": window.id},
     )

@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -128,6 +129,20 @@ class PagerDutyV1Event(Lenient):
     contexts: list[PagerDutyV1Context] = Field(default_factory=list)
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+# Text that must say something: whitespace alone is refused (and kept as sent otherwise).
+NonBlank = Annotated[str, AfterValidator(_not_blank)]
+
+
+# Opsgenie's own limit on a tag; a blank one names nothing.
+OpsgenieTag = Annotated[NonBlank, StringConstraints(max_length=50)]
+
+
 class OpsgenieAlert(Lenient):
     """Opsgenie's Alert API (``POST /v2/alerts``, ``Authorization: GenieKey <key>``), as Alertmanager's
     ``opsgenie_configs``, Grafana's Opsgenie contact point and Opsgenie client libraries send it. Responders,
@@ -136,7 +151,7 @@ class OpsgenieAlert(Lenient):
     message: str = Field(min_length=1, max_length=1024)
     alias: str | None = Field(default=None, min_length=1, max_length=512)
     description: str | None = Field(default=None, max_length=15000)
-    tags: list[str] = Field(default_factory=list, max_length=100)
+    tags: list[OpsgenieTag] = Field(default_factory=list, max_length=100)
     details: dict[str, str] = Field(default_factory=dict)
     entity: str | None = Field(default=None, max_length=512)
     source: str | None = Field(default=None, max_length=100)
@@ -180,7 +195,7 @@ class OpsgeniePriority(Lenient):
 class OpsgenieTags(OpsgenieAction):
     """``POST /v2/alerts/{alias}/tags``: tags added to the alert."""
 
-    tags: list[str] = Field(min_length=1, max_length=100)
+    tags: list[OpsgenieTag] = Field(min_length=1, max_length=100)
 
 
 class OpsgenieDetails(OpsgenieAction):
@@ -214,15 +229,6 @@ class PagerDutyChange(Lenient):
 
 # --- plain JSON ----------------------------------------------------------------------------------------
 
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-# Text that must say something: whitespace alone is refused (and kept as sent otherwise).
-NonBlank = Annotated[str, AfterValidator(_not_blank)]
 
 # Links are shown to people as links: only web and mail addresses, never javascript: or data: URLs.
 _SAFE_LINK_PREFIXES = ("http://", "https://", "mailto:")

@@ -766,8 +766,8 @@ def promote(
     previous_id = alert.incident_id
     if previous_id is not None and not data.move:
         raise Conflict(
-            f"{alert.ref} is already on INC-{previous_id} (promote it with move to give it an incident "
-            "of its own)",
+            f"{alert.ref} is already on INC-{previous_id}: to give it an incident of its own, move it "
+            '(warroom alerts promote --move; "move": true)',
             {"field": "alert", "incident": previous_id},
         )
     if data.severity is not None:
@@ -1103,10 +1103,9 @@ def change_by_source(
         alert.severity = change.severity
     if change.add_tags or change.remove_tags:
         earlier = alert.annotations.get("tags")
-        tags = [
-            tag for tag in (earlier if isinstance(earlier, list) else []) if tag not in change.remove_tags
-        ]
-        tags += [tag for tag in change.add_tags if tag not in tags]
+        earlier_tags = earlier if isinstance(earlier, list) else []
+        kept = [tag for tag in earlier_tags if tag not in change.remove_tags]
+        tags = list(dict.fromkeys([*kept, *change.add_tags]))  # in order, each once
         alert.annotations = {name: value for name, value in alert.annotations.items() if name != "tags"} | (
             {"tags": tags} if tags else {}
         )
