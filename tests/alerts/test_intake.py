@@ -549,6 +549,14 @@ def test_alerts_filtered_by_service_and_severity(
     assert summaries(service="billing") == set()
     bad = api.get("/api/v1/alerts", params={"severity": "apocalyptic"}, headers=viewer)
     assert bad.status_code == 422 and "severity" in bad.json()["error"]["message"]
+    # A filter that names nothing there is refused, rather than looking like "no alerts".
+    assert summaries(source="generic", integration="scripts") == {a["summary"] for a in sent}
+    nothing = [
+        api.get("/api/v1/alerts", params={"source": "nagios"}, headers=viewer),
+        api.get("/api/v1/alerts", params={"integration": "script"}, headers=viewer),
+        api.get("/api/v1/alerts", params={"incident": "INC-999"}, headers=viewer),
+    ]
+    assert [answer.status_code for answer in nothing] == [422, 404, 404], [a.text for a in nothing]
 
 
 def test_alerts_are_found_by_label_and_by_when_they_were_last_seen(

@@ -69,7 +69,8 @@ def test_the_noisiest_alert_groups_come_first(
         assert response.status_code == 200, response.text
         return [a["dedup_key"] for a in response.json()["items"]]
 
-    assert listed("nightly-cron") == ["b"] and len(listed("scripts")) == 4 and listed("nope") == []
+    assert listed("nightly-cron") == ["b"] and len(listed("scripts")) == 4
+    assert api.get("/api/v1/alerts", params={"integration": "nope"}, headers=viewer).status_code == 404
     assert report(by="integration") == [
         ("scripts", 7, 3, 0, 3, 2),
         ("nightly-cron", 1, 1, 0, 1, 1),
@@ -96,3 +97,13 @@ def test_bad_report_requests_are_refused(
     response = api.get("/api/v1/alerts/noise", params=params, headers=viewer)
     assert response.status_code == 422, response.text
     assert message in response.text
+
+
+def test_a_group_reads_as_its_rule_and_values() -> None:
+    from warroom.alerts.service import group_label
+
+    assert group_label('critical-monitoring|["search","DiskFull"]') == "critical-monitoring: search, DiskFull"
+    assert (
+        group_label('customer-reports|["customer-report",""]') == "customer-reports: customer-report, (none)"
+    )
+    assert group_label("long-rule|sha256:ab12") == "long-rule: sha256:ab12"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from warroom.alerts import automation, enrichment, inhibition, maintenance
 from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent, SourceChange, apply_default_service
-from warroom.alerts.config import AlertFacts, AlertSeverity
+from warroom.alerts.config import ALERT_SOURCES, AlertFacts, AlertSeverity
 from warroom.alerts.models import Alert, AlertNote, AlertStatus
 from warroom.alerts.schemas import (
     AlertDetail,
@@ -598,13 +599,21 @@ def list_alerts(
         statement = statement.where(Alert.incident_id.is_(None), Alert.rules.is_(None))
     if snoozed:
         statement = statement.where(Alert.snoozed_until.is_not(None))
+    # A filter naming nothing that exists is refused, not answered with an empty page (a typo looks like
+    # "no alerts" otherwise).
     if source:
+        if source not in ALERT_SOURCES:
+            raise InvalidInput(
+                f"unknown source {source!r}; one of {', '.join(ALERT_SOURCES)}", {"field": "source"}
+            )
         statement = statement.where(Alert.source == source)
     if integration:
-        named = select(IntegrationKey.id).where(IntegrationKey.name == integration).scalar_subquery()
-        statement = statement.where(Alert.integration_id == named)
+        named = list(session.scalars(select(IntegrationKey.id).where(IntegrationKey.name == integration)))
+        if not named:
+            raise NotFound(f"no integration named {integration!r} (see warroom integration list)")
+        statement = statement.where(Alert.integration_id.in_(named))
     if incident:
-        statement = statement.where(Alert.incident_id == incident_service.parse_ref(incident))
+        statement = statement.where(Alert.incident_id == incident_service.get_incident(session, incident).id)
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     rows = session.scalars(statement.order_by(Alert.id.desc()).limit(limit).offset(offset))
     items = [to_read(row) for row in rows]
@@ -651,7 +660,7 @@ def noise_report(session: Session, *, since: timedelta, by: str = "type", limit:
     ).all()
     groups = [
         NoiseGroup(
-            key=None if row.key is None else str(row.key),
+            key=None if row.key is None else group_label(str(row.key)) if by == "group" else str(row.key),
             alerts=row.alerts,
             occurrences=row.occurrences or 0,
             incidents=row.incidents,
@@ -661,6 +670,16 @@ def noise_report(session: Session, *, since: timedelta, by: str = "type", limit:
         for row in rows
     ]
     return NoiseReport(since=start, by=by, groups=groups)
+
+
+def group_label(key: str) -> str:
+    """A group key as people read it: ``rule|["search","DiskFull"]`` is "rule: search, DiskFull"."""
+    rule, _, values = key.partition("|")
+    try:
+        named = json.loads(values)
+    except ValueError:  # a long key kept as its hash
+        return f"{rule}: {values}"
+    return f"{rule}: {', '.join(str(value) or '(none)' for value in named)}"
 
 
 OVERVIEW_BUCKETS = 12
