@@ -130,12 +130,15 @@ def test_an_incident_merged_into_another(
     ]
     assert source_entries[-2].performer == "responder-user"
     target_entries = timeline(context, 1)
-    assert [e.action for e in target_entries[-3:]] == [
+    assert [e.action for e in target_entries[-4:-1]] == [
         "Alert ALR-2 (generic, critical) attached: search 5xx 1 (merged from INC-2)",
         "Alert ALR-3 (generic, critical) attached: search 5xx 2 (merged from INC-2)",
         "INC-2 (P1, 'SearchErrors on search') merged into this incident: its 2 alert(s) moved here; its "
         "responders: dave (scribe) — the database is the cause",
     ]
+    # One outage: what INC-2 affected, INC-1 affects now.
+    assert target_entries[-1].action == "Affected services: api, search"
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["services"] == ["api", "search"]
     assert incident(context, 1).status.value == "investigating"
 
     # INC-2's escalation ends; INC-1's goes on.

@@ -795,6 +795,10 @@ def merge_into(
         + why,
         data={"into": target.id, "alerts": [alert.id for alert in alerts]},
     )
+    added = [name for name in source.service_names if name not in target.service_names]
+    if added:  # one outage: what the merged incident affected, this one affects
+        update = IncidentUpdate(services=[*target.service_names, *added], note=f"merged from {source.ref}")
+        incident_service.update_incident(session, org=org, ref=target.id, data=update, performer=performer)
     incident_service.resolve(
         session, org=org, ref=source.id, performer=performer, note=f"merged into {target.ref}"
     )
