@@ -127,7 +127,7 @@ def test_updates_change_the_open_alert_without_a_new_occurrence(
     assert alert.annotations["tags"] == ["disk", "prod"]  # the rest is kept
     with context.db.read() as session:
         [note] = session.get_one(Alert, alert.id).notes
-        assert (note.author, note.body) == ("alice", "moved the WAL to /data")
+        assert (note.author, note.body) == ("alice (via opsgenie-shaped)", "moved the WAL to /data")
     # The example's critical-monitoring rule opened an incident for the P1: the note is on its timeline too.
     assert alert.incident_id is not None
     assert any("moved the WAL" in entry.action for entry in timeline(context, alert.incident_id))
@@ -188,7 +188,9 @@ def test_tags_and_details_are_added_and_removed_by_alias(
     }
     assert alert.occurrences == 1  # a change, not another occurrence
     shown = api.get(f"/api/v1/alerts/{alert.id}", headers=viewer).json()
-    assert [(n["author"], n["body"]) for n in shown["notes"]] == [("alice", "the DBAs have it")]
+    assert [(n["author"], n["body"]) for n in shown["notes"]] == [
+        ("alice (via opsgenie-shaped)", "the DBAs have it")
+    ]
 
     assert removed("tags", "tags=prod,dba").status_code == 202
     assert removed("details", "keys=runbook").status_code == 202

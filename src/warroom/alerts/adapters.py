@@ -520,8 +520,8 @@ def opsgenie_removal(
         raise InvalidPayload(f"{field_name}: name at least one", [{"field": field_name, "message": "empty"}])
     kept_note = note.strip() if note and note.strip() else None
     if kind == "tags":
-        return SourceChange(remove_tags=taken, note=kept_note, note_author=author or "opsgenie")
-    return SourceChange(remove_labels=taken, note=kept_note, note_author=author or "opsgenie")
+        return SourceChange(remove_tags=taken, note=kept_note, note_author=author)
+    return SourceChange(remove_labels=taken, note=kept_note, note_author=author)
 
 
 def opsgenie_change(update: OpsgenieUpdate, body: bytes) -> SourceChange:
@@ -531,7 +531,7 @@ def opsgenie_change(update: OpsgenieUpdate, body: bytes) -> SourceChange:
     _require_object(data)
     taken = validate_payload(_OPSGENIE_UPDATES[update], data)
     if isinstance(taken, OpsgenieAction):  # snooze, tags and details (subclasses) and unacknowledge
-        author = taken.user or taken.source or "opsgenie"
+        author = taken.user or taken.source
         note = taken.note.strip() if taken.note and taken.note.strip() else None
         if isinstance(taken, OpsgenieSnooze):
             return SourceChange(snooze_until=taken.endTime, note=note, note_author=author)
@@ -547,7 +547,7 @@ def opsgenie_change(update: OpsgenieUpdate, body: bytes) -> SourceChange:
     if isinstance(taken, OpsgeniePriority):
         return SourceChange(severity=_OPSGENIE_SEVERITY[taken.priority])
     assert isinstance(taken, OpsgenieNote)
-    return SourceChange(note=taken.note.strip(), note_author=taken.user or taken.source or "opsgenie")
+    return SourceChange(note=taken.note.strip(), note_author=taken.user or taken.source)
 
 
 def from_generic(data: Any) -> list[AlertEvent]:

@@ -1131,9 +1131,11 @@ def change_by_source(
     if change.set_labels or change.remove_labels:
         labels = {name: value for name, value in alert.labels.items() if name not in change.remove_labels}
         alert.labels = labels | change.set_labels
+    # A name the sender reports is marked with the integration: it is not a person's token here, so such a
+    # note is not theirs to edit, nor mistaken for one they wrote.
+    person = f"{change.note_author} (via {integration.name})" if change.note_author else integration.name
     if change.note is not None:
-        add_note(session, ref=alert.id, body=change.note, author=change.note_author or integration.name)
-    person = change.note_author or integration.name
+        add_note(session, ref=alert.id, body=change.note, author=person)
     if change.snooze_until is not None:
         snooze(session, org=org, ref=alert.id, performer=person, until=change.snooze_until)
     if change.unacknowledge and alert.status == AlertStatus.acknowledged:
