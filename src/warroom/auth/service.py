@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -9,7 +10,7 @@ from sqlalchemy.orm import Session
 from warroom.auth.models import ApiToken, Role
 from warroom.auth.schemas import Principal, TokenCreated, TokenRead
 from warroom.db import get_or_404, utcnow
-from warroom.errors import Forbidden, Unauthorized
+from warroom.errors import Forbidden, InvalidInput, Unauthorized
 
 TOKEN_PREFIX = "wr_"
 
@@ -18,7 +19,25 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def check_token_name(name: str) -> str:
+    """A token's name is who acts with it (timelines, note ownership): visible text, no control or
+    direction-changing characters that would make one name print as another. Several tokens may share a
+    name: one person's laptop and phone."""
+    name = name.strip()
+    if not name:
+        raise InvalidInput("name must not be blank", {"field": "name"})
+    if len(name) > 200:
+        raise InvalidInput("name must be at most 200 characters", {"field": "name"})
+    if any(unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp") for character in name):
+        raise InvalidInput(
+            "name must not contain control or formatting characters (line breaks, direction marks)",
+            {"field": "name"},
+        )
+    return name
+
+
 def create_token(session: Session, *, name: str, role: Role) -> TokenCreated:
+    name = check_token_name(name)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(name=name, role=role, token_hash=hash_secret(secret), prefix=secret[:10])
     session.add(token)

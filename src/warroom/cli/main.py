@@ -239,11 +239,13 @@ def token_create(
     database_url: DatabaseOption = None,
 ) -> None:
     """Create an API token; the token is printed alone on the last line."""
-    if not name.strip():
-        fail("--name must not be blank")
+    try:
+        name = auth_service.check_token_name(name)
+    except WarroomError as exc:
+        fail(f"--{exc.message}")
     database = _database(_settings(database_url=database_url))
     with database.write() as session:
-        created = auth_service.create_token(session, name=name.strip(), role=role)
+        created = auth_service.create_token(session, name=name, role=role)
     database.dispose()
     error_console.print(
         escape(
