@@ -33,7 +33,7 @@ run: install
 	@echo ""
 	@echo "  Warroom UI and API:  http://127.0.0.1:$(PORT)/  (API docs at /docs)"
 	@echo "  First admin token:   $$(cat var/admin.token)"
-	@echo "  CLI:                 export WARROOM_URL=http://127.0.0.1:$(PORT) WARROOM_TOKEN=$$(cat var/admin.token)"
+	@echo "  CLI:                 export WARROOM_URL=http://127.0.0.1:$(PORT) WARROOM_TOKEN=$$(cat var/admin.token) WARROOM_CONFIG=$(CONFIG)"
 	@$(if $(MAIL_PORT),echo "  Alerts by email:     SMTP on 127.0.0.1:$(MAIL_PORT) (to KEY@... of 'warroom integration create --type email')")
 	@echo ""
 	$(BIN)/warroom serve --config $(CONFIG) --port $(PORT) $(if $(MAIL_PORT),--mail-port $(MAIL_PORT))

@@ -186,22 +186,68 @@ def test_a_database_that_is_not_there_is_named_not_made(tmp_path: Path) -> None:
     missing = tmp_path / "typo" / "warroom.db"
     runner = CliRunner(env={"COLUMNS": "200"})
     result = runner.invoke(
-        app, ["config", "backtest", str(EXAMPLE_CONFIG), "--database-url", f"sqlite:///{missing}"]
+        app,
+        [
+            "config",
+            "backtest",
+            str(EXAMPLE_CONFIG),
+            "--config",
+            str(EXAMPLE_CONFIG),
+            "--database-url",
+            f"sqlite:///{missing}",
+        ],
     )
     assert result.exit_code == 1 and "no database at" in result.output
     assert not missing.parent.exists()
-    garbage = runner.invoke(app, ["config", "backtest", str(EXAMPLE_CONFIG), "--database-url", "garbage"])
+    garbage = runner.invoke(
+        app,
+        [
+            "config",
+            "backtest",
+            str(EXAMPLE_CONFIG),
+            "--config",
+            str(EXAMPLE_CONFIG),
+            "--database-url",
+            "garbage",
+        ],
+    )
     assert garbage.exit_code == 1 and "is not one" in garbage.output
     unreachable = runner.invoke(
         app,
-        ["config", "backtest", str(EXAMPLE_CONFIG), "--database-url", "postgresql+psycopg://x@127.0.0.1:1/x"],
+        [
+            "config",
+            "backtest",
+            str(EXAMPLE_CONFIG),
+            "--config",
+            str(EXAMPLE_CONFIG),
+            "--database-url",
+            "postgresql+psycopg://x@127.0.0.1:1/x",
+        ],
     )
     assert unreachable.exit_code == 1 and "cannot use the database" in unreachable.output
     empty = tmp_path / "empty.db"
     empty.touch()  # there, but never upgraded
     behind = runner.invoke(
-        app, ["config", "backtest", str(EXAMPLE_CONFIG), "--database-url", f"sqlite:///{empty}"]
+        app,
+        [
+            "config",
+            "backtest",
+            str(EXAMPLE_CONFIG),
+            "--config",
+            str(EXAMPLE_CONFIG),
+            "--database-url",
+            f"sqlite:///{empty}",
+        ],
     )
     assert behind.exit_code == 1 and "run warroom db upgrade first" in behind.output
     with sqlite3.connect(empty) as connection:  # not migrated: no tables
         assert connection.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+
+
+def test_the_comparison_needs_the_org_file_in_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beside no org file every incident would look new: refused, not compared with an empty file."""
+    monkeypatch.delenv("WARROOM_CONFIG", raising=False)
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        app, ["config", "backtest", str(EXAMPLE_CONFIG), "--database-url", f"sqlite:///{tmp_path / 'x.db'}"]
+    )
+    assert result.exit_code == 1 and "no org file in use to compare with" in result.output

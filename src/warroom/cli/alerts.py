@@ -973,7 +973,12 @@ def _org_for(service: str | None, config: Path | None) -> OrgConfig:
     without one."""
     from warroom.cli.main import _org, _settings
 
-    return _org(_settings(config=config)) if service is not None else OrgConfig()
+    if service is None:
+        return OrgConfig()
+    settings = _settings(config=config)
+    if settings.config is None:
+        fail("--service: give --config FILE (or set WARROOM_CONFIG): the org file names the services")
+    return _org(settings)
 
 
 # The integration commands' options, by the service's field names: a refusal names the option to fix.

@@ -362,7 +362,11 @@ def config_backtest(
             f"--since: give a period from {format_duration(BACKTEST_MIN)} to {format_duration(BACKTEST_MAX)}"
         )
     settings = _settings(config=config, database_url=database_url)
-    current, candidate = _org(settings), _org(_settings(config=file))
+    candidate = _org(_settings(config=file))
+    if settings.config is None:
+        # Beside an empty org file every incident would look new: a comparison with nothing.
+        fail("no org file in use to compare with: give --config FILE (or set WARROOM_CONFIG)")
+    current = _org(settings)
     until = clock.now()
     with _database(settings, read_only=True).read() as session:
         now_replay = backtest.replay(session, current, since=until - period, until=until)
@@ -401,7 +405,7 @@ def config_backtest(
         ]
         + [(Text("(no rule)", style="dim"), _change(file_replay.unrouted, now_replay.unrouted), "", "", "")],
     )
-    in_use = escape(str(settings.config)) if settings.config else "defaults"
+    in_use = escape(str(settings.config))
     table(
         None,
         ["", f"now ({in_use})", f"with {escape(file.name)}"],
