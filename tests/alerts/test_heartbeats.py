@@ -358,6 +358,9 @@ def test_a_failed_run_fires_at_once_and_the_next_good_run_resolves(
     assert alert.occurrences == 2 and alert.status.value == "firing"
     assert alert.last_raw is not None and alert.last_raw["output"] == "disk full"
     assert "exit_status" not in alert.last_raw
+    # ... and what alerts show prints is this run's, not the first one's.
+    assert alert.annotations == {"output": "disk full"}
+    assert alert.summary == "nightly-backup reported a failed run"
     # Its deadline kept moving, so no "missed" alert fires while it keeps reporting.
     run_at(worker, T0 + timedelta(days=2, hours=3))
     assert [a.alert_type for a in heartbeat_alert_rows(context)] == ["HeartbeatFailed"]

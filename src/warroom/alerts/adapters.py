@@ -99,6 +99,8 @@ class AlertEvent:
     # The service was inferred (an Alertmanager job label, a PagerDuty component or group), not named: an
     # integration's default service replaces it.
     service_is_guess: bool = False
+    # Annotations are as first seen, except where the latest matter more (a failed run's output).
+    latest_annotations: bool = False
 
     def __post_init__(self) -> None:
         if not self.event_hash:

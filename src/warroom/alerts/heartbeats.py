@@ -151,6 +151,7 @@ def _failure_event(
         annotations=annotations,
         links=[],
         raw={"heartbeat": config.name, "action": action, **annotations, **detail},
+        latest_annotations=True,  # each failed run's own output and exit status
     )
 
 

@@ -142,6 +142,7 @@ _CHANGED = (
     "open_dedup_key",
     "snoozed_until",
     "snoozed_by",
+    "annotations",
 )
 _CHANGES_TABLE = "warroom_alert_changes"
 # Below this many updated alerts in a batch, one pipelined statement per row costs less than the table's
@@ -270,6 +271,8 @@ def ingest(
                     "summary": event.summary,
                     "severity": event.severity,
                 }
+                if event.latest_annotations:
+                    changes["annotations"] = event.annotations
                 _change(current, updated, changes, occurrences=1)
                 outcome = "updated"
         elif current is None:

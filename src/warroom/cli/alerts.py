@@ -500,8 +500,12 @@ def show(ref: str, as_json: JsonFlag = False) -> None:
         emit(True, alert, lambda: None)
         return
     _show(alert)
-    console.print("[dim]raw payload:[/]")
+    # Labels and annotations are as first seen; what the source said last is in the latest payload.
+    console.print("[dim]raw payload (first):[/]" if alert.last_raw is not None else "[dim]raw payload:[/]")
     console.print_json(json.dumps(alert.raw))
+    if alert.last_raw is not None:
+        console.print(f"[dim]raw payload (latest, {alert.occurrences} occurrences):[/]")
+        console.print_json(json.dumps(alert.last_raw))
 
 
 @alerts_app.command("promote")
