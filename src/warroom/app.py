@@ -72,6 +72,9 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
+OPSGENIE_PATH = "/v2/alerts"
+
+
 class RequestGuardMiddleware:
     """Checks every request before routing: 413 for bodies over the limit (with or without
     Content-Length), 422 for NUL characters, which no field accepts and PostgreSQL cannot store."""
@@ -163,7 +166,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         details = []
         for error in exc.errors():
             entry: dict[str, Any] = {"field": _field_name(tuple(error["loc"])), "message": error["msg"]}
@@ -171,6 +174,9 @@ def install_error_handlers(app: FastAPI) -> None:
             if expected:
                 entry["allowed"] = expected
             details.append(entry)
+        if request.url.path.startswith(OPSGENIE_PATH):  # tools built for Opsgenie read its error shape
+            status, body = fastpath.opsgenie_invalid_request(details)
+            return Response(body, status_code=status, media_type="application/json")
         message = "; ".join(f"{d['field']}: {d['message']}" for d in details) or "invalid request"
         return JSONResponse(error_body("invalid", message, details), status_code=422)
 

@@ -94,7 +94,8 @@ def test_refusals_keep_opsgenie_shapes_and_store_nothing(
     garbage = api.post("/v2/alerts", content=b"{", headers={**genie_key, "Content-Type": "application/json"})
     assert garbage.status_code == 422
     by_id = api.post("/v2/alerts/disk-db1/close", headers=genie_key)  # Opsgenie's default: by id
-    assert by_id.status_code == 422 and "identifierType" in by_id.text
+    assert by_id.status_code == 422 and "identifierType" in by_id.json()["errors"]  # Opsgenie's shape
+    assert by_id.json()["message"] == "Request body is not processable. Please check the errors."
     assert (
         api.post("/v2/alerts/x/close?identifierType=alias", content=b"[1]", headers=genie_key).status_code
         == 422

@@ -169,6 +169,12 @@ def _genie_key(authorization: str | None) -> str:
     return key
 
 
+def opsgenie_invalid_request(details: list[dict[str, Any]]) -> Answer:
+    """A request the framework refused before the handler ran (a query parameter): Opsgenie's 422 shape, and
+    counted as a refused delivery, as the handler's own refusals are."""
+    return _opsgenie_refusal(InvalidPayload("invalid request", details))
+
+
 def _opsgenie_refusal(exc: WarroomError) -> Answer:
     DELIVERIES_REJECTED.labels(IntegrationType.opsgenie.value, exc.code).inc()
     if isinstance(exc, InvalidPayload):
