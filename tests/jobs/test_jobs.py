@@ -450,3 +450,30 @@ def test_deferred_transaction_handlers(context: AppContext) -> None:
     assert job(context, failing).last_error == "RuntimeError: peer down"
     # the successful handler's write committed with its job; the failed one's was rolled back
     assert count(context, kind="test.record") == 1
+
+
+SLOW_PEER: list[str] = []
+
+
+@job_handler("test.slow-peer", deferred_transaction=True)
+def _slow_peer(context: AppContext, session: Session, job: Job) -> None:
+    """A delivery whose peer answers slowly: while it waits, another worker looks for expired leases."""
+    SLOW_PEER.append("sent")
+    clock.advance(timedelta(seconds=50))
+    taken = Worker(context, name="other", lease=timedelta(seconds=60)).claim()
+    SLOW_PEER.append(f"other took {taken}")
+
+
+def test_a_delivery_that_waited_in_its_batch_keeps_its_lease_while_it_runs(context: AppContext) -> None:
+    """Claimed at START with a 60 s lease, started 40 s later (behind others of its batch), waiting 50 s
+    on its peer: another worker must not take it over and send it again (a second page)."""
+    clock.set(START)
+    SLOW_PEER.clear()
+    with context.db.write() as session:
+        job_id = enqueue(session, kind="test.slow-peer", payload={}).id
+    worker = Worker(context, name="first", lease=timedelta(seconds=60), concurrency=1)
+    assert worker.claim() == [job_id]
+    clock.advance(timedelta(seconds=40))
+    assert worker.run_job(job_id) is True
+    assert SLOW_PEER == ["sent", "other took []"]
+    assert job(context, job_id).status == JobStatus.done

@@ -208,6 +208,11 @@ class Worker:
                     raise LookupError(f"no handler is registered for job kind {job.kind!r}")
                 if not spec.deferred_transaction:
                     self._mark_done(job, spec.handler(self.context, session, job), now)
+                else:
+                    # The lease ran from the claim, and the job may have waited behind others of its batch:
+                    # its I/O gets a whole lease from now, so no other worker takes it (and sends again)
+                    # while a slow peer answers.
+                    job.lease_expires_at = (now or utcnow()) + self.lease
             if spec.deferred_transaction:
                 # The lease is ours (committed above): the handler's I/O runs before its transaction begins.
                 with self.context.db.write_session() as session:
