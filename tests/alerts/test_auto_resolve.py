@@ -83,7 +83,19 @@ def test_quiet_alerts_resolve_after_their_entry_says(
         )
         run_at(worker, T0 + timedelta(hours=1, minutes=5))
         assert statuses(context)["backup"][0] == "firing"
+        # So does the same body sent again later (a cron job repeating its failure), though a retry right
+        # away changes nothing and neither counts an occurrence.
+        repeated = {**critical, "summary": "backup failed again", "dedup_key": "backup"}
+        clock.set(T0 + timedelta(hours=1, minutes=10))
+        send("/api/v1/alerts", generic_key, repeated)
+        clock.set(T0 + timedelta(hours=1, minutes=10, seconds=20))
+        send("/api/v1/alerts", generic_key, repeated)
+        with context.db.read() as session:
+            backup = session.scalars(select(Alert).where(Alert.dedup_key == "backup")).one()
+            assert (backup.last_seen_at, backup.occurrences) == (T0 + timedelta(hours=1, minutes=10), 2)
         run_at(worker, T0 + timedelta(hours=1, minutes=31))
+        assert statuses(context)["backup"][0] == "firing"
+        run_at(worker, T0 + timedelta(hours=2, minutes=11))
         assert statuses(context)["backup"] == (
             "resolved",
             None,

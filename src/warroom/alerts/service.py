@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, Table, Text, bindparam, cast, func, insert, or_, select, update
@@ -66,6 +66,7 @@ class _Open:
     status: AlertStatus
     event_hash: str
     incident_id: int | None
+    last_seen: Any = None  # as the driver returns it (SQLite: text); read only for an identical repeat
     insert: dict[str, Any] | None = None  # a new alert's row, still to be inserted
     update: dict[str, Any] = field(default_factory=dict)  # changes to an existing row
 
@@ -80,16 +81,16 @@ class _Open:
 # The open-alert lookup takes the whole key list as one parameter, so its SQL never changes with the batch.
 _LOOKUP = {
     "sqlite": (
-        "SELECT id, dedup_key, status, event_hash, incident_id FROM alerts "
+        "SELECT id, dedup_key, status, event_hash, incident_id, last_seen_at FROM alerts "
         "WHERE scope = ? AND open_dedup_key IN (SELECT value FROM json_each(?))"
     ),
     # Row locks so concurrent deliveries count every occurrence (SQLite has BEGIN IMMEDIATE instead). One
     # probe of the unique index per key, in the keys' order: with "open_dedup_key = ANY(keys)" the planner,
     # on stale statistics, scanned every alert of the scope (resolved ones included) and filtered them.
     "postgresql": (
-        "SELECT a.id, a.dedup_key, a.status, a.event_hash, a.incident_id "
+        "SELECT a.id, a.dedup_key, a.status, a.event_hash, a.incident_id, a.last_seen_at "
         "FROM unnest(%(keys)s::text[]) AS k(key) CROSS JOIN LATERAL ("
-        "SELECT id, dedup_key, status, event_hash, incident_id FROM alerts "
+        "SELECT id, dedup_key, status, event_hash, incident_id, last_seen_at FROM alerts "
         "WHERE scope = %(scope)s AND open_dedup_key = k.key FOR UPDATE) AS a"
     ),
 }
@@ -98,7 +99,7 @@ _STATEMENTS: dict[tuple[str, str, tuple[str, ...]], DriverStatement] = {}
 
 
 def _open_alerts(connection: Connection, scope: str, keys: list[str]) -> Sequence[Any]:
-    """(id, dedup_key, status, event_hash, incident_id) of the open alerts with these keys."""
+    """(id, dedup_key, status, event_hash, incident_id, last_seen_at) of the open alerts with these keys."""
     if connection.dialect.name == "sqlite":
         return driver_query(connection, _LOOKUP["sqlite"], (scope, json_text(keys)))
     # Sorted, so concurrent batches lock shared rows in the same order and never deadlock.
@@ -213,8 +214,8 @@ def ingest(
         alert_metrics.count_enrichment_errors(connection, failed)
     keys = list(dict.fromkeys(event.dedup_key for event in events))
     open_alerts: dict[str, _Open] = {
-        dedup_key: _Open(alert_id, _STATUSES[status], event_hash, incident_id)
-        for alert_id, dedup_key, status, event_hash, incident_id in _open_alerts(connection, scope, keys)
+        row[1]: _Open(row[0], _STATUSES[row[2]], row[3], row[4], row[5])
+        for row in _open_alerts(connection, scope, keys)  # id, dedup_key, status, event_hash, incident, seen
     }
     now = utcnow()
     integration_id = integration.id if integration is not None else None
@@ -261,7 +262,12 @@ def ingest(
                 open_alerts[event.dedup_key] = current
                 outcome = "created"
             elif current.event_hash == event.event_hash:
+                # The same delivery again. Soon after, a retry: nothing changes. Later, the sender repeating
+                # a firing alert (Alertmanager's repeat_interval, a cron job's same failure): it was seen
+                # again, which auto-resolve goes by, though no occurrence is counted.
                 outcome = "unchanged"
+                if current.insert is None and not current.update and _seen_long_ago(current.last_seen, now):
+                    _change(current, updated, {"last_seen_at": now, "event_hash": event.event_hash})
             else:
                 # Labels, annotations and links stay as first seen; the latest ones are in last_raw.
                 changes = {
@@ -420,6 +426,17 @@ def _hold_for_maintenance(
                 row["source"], row["severity"], row["alert_type"], row["service"], row["labels"], integration
             )
             row["maintenance_window_id"] = maintenance.holding_window(windows, facts)
+
+
+# An identical delivery this long after the alert was last seen is a repeat, not a retry.
+REPEAT_AFTER = timedelta(minutes=1)
+
+
+def _seen_long_ago(last_seen: Any, now: datetime) -> bool:
+    seen = datetime.fromisoformat(last_seen) if isinstance(last_seen, str) else last_seen  # SQLite: text
+    if not isinstance(seen, datetime):
+        return False
+    return now - (seen if seen.tzinfo is not None else seen.replace(tzinfo=UTC)) >= REPEAT_AFTER
 
 
 def _change(target: _Open, updated: list[_Open], changes: dict[str, Any], occurrences: int = 0) -> None:
