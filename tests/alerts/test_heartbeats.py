@@ -510,3 +510,28 @@ def test_a_start_without_max_runtime_only_marks_the_run(
     assert states(api, viewer)["nightly-backup"] == "running"
     assert api.post(f"{BACKUP}/start").status_code == 401
     assert api.post(f"/api/v1/heartbeats/nope/start?key={hb_key}").status_code == 404
+
+
+def test_a_shortened_interval_moves_the_waiting_check_earlier(
+    api: TestClient, context: AppContext, hb_key: str, viewer: dict[str, str]
+) -> None:
+    """nightly-backup checked daily (1d + 2h); the org file is changed to 10m + 5m and reloaded. The next
+    ping's deadline is 15 minutes away, and the check waiting for tomorrow is moved to it: the backup is
+    not left unwatched for a day."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    ping(api, hb_key, "nightly-backup")
+    heartbeats = [
+        h.model_copy(update={"interval": timedelta(minutes=10), "grace": timedelta(minutes=5)})
+        if h.name == "nightly-backup"
+        else h
+        for h in context.org.automation.heartbeats
+    ]
+    automation = context.org.automation.model_copy(update={"heartbeats": heartbeats})
+    context.org = context.org.model_copy(update={"automation": automation})
+    clock.set(T0 + timedelta(minutes=1))
+    answer = ping(api, hb_key, "nightly-backup")
+    assert datetime.fromisoformat(answer["next_due_at"]) == T0 + timedelta(minutes=16)
+    run_at(worker, T0 + timedelta(minutes=16, seconds=1))
+    assert [status for status, _ in heartbeat_alerts(context)] == ["firing"]
+    assert states(api, viewer)["nightly-backup"] == "missed"

@@ -179,7 +179,8 @@ def _check_job(session: Session, heartbeat: Heartbeat) -> None:
     its first ping) or died must not stop the next ping from starting a new one. So the key names the ping
     and miss counts at the time, which never repeat, and a finished check can be pruned (``retention``)."""
     prefix = f"{DEADLINE_KEY}{heartbeat.name}:"
-    if jobs_service.has_pending(session, kind=CHECK_KIND, key_prefix=prefix):
+    # A waiting check is moved earlier if the deadline came closer (the interval was shortened by a reload).
+    if jobs_service.run_by(session, kind=CHECK_KIND, key_prefix=prefix, run_at=heartbeat.due_at):
         return
     jobs_service.enqueue(
         session,

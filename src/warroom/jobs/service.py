@@ -210,6 +210,24 @@ def has_pending(session: Session, *, kind: str, key_prefix: str) -> bool:
     return found is not None
 
 
+def run_by(session: Session, *, kind: str, key_prefix: str, run_at: datetime) -> bool:
+    """Whether a job of ``kind`` (key starting with ``key_prefix``) is waiting or running; a waiting one is
+    moved to run no later than ``run_at`` (a deadline that came closer since it was set)."""
+    jobs = session.scalars(
+        select(Job)
+        .where(
+            Job.kind == kind,
+            Job.status.in_([JobStatus.pending, JobStatus.running]),
+            Job.idempotency_key.startswith(key_prefix, autoescape=True),
+        )
+        .with_for_update()
+    ).all()
+    for job in jobs:
+        if job.status == JobStatus.pending and job.run_at > run_at:
+            job.run_at = run_at
+    return bool(jobs)
+
+
 def cancel(
     session: Session,
     *,
