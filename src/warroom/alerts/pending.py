@@ -48,7 +48,9 @@ def open_after_delay(context: AppContext, session: Session, job: Job) -> dict[st
             Alert.id != alert.id,
         )
         .order_by(Alert.id)
-        .with_for_update()
+        # One locked by its own job (waiting for the group's lock this job holds) is left to that job,
+        # which then joins this incident: taking it here would deadlock the two.
+        .with_for_update(skip_locked=True)
     ).all()
     incident = incident_service.get_incident(session, alert.incident_id, for_update=True)
     for other in waiting:
