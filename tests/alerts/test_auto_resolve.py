@@ -71,7 +71,7 @@ def test_quiet_alerts_resolve_after_their_entry_says(
         # The info alert matched the first entry (10m); the critical one the second (1h); Alertmanager none.
         assert statuses(context) == {
             "backup": ("firing", None, None),
-            "fyi": ("resolved", None, "not seen for 10m: resolved automatically (auto_resolve)"),
+            "fyi": ("resolved", "automation", "not seen for 10m: resolved automatically (auto_resolve)"),
             "lag": ("firing", None, None),
         }
         # A repeat moves the clock of the critical alert on.
@@ -98,7 +98,7 @@ def test_quiet_alerts_resolve_after_their_entry_says(
         run_at(worker, T0 + timedelta(hours=2, minutes=11))
         assert statuses(context)["backup"] == (
             "resolved",
-            None,
+            "automation",
             "not seen for 1h: resolved automatically (auto_resolve)",
         )
         assert statuses(context)["lag"][0] == "firing"  # Alertmanager resolves its own

@@ -399,6 +399,11 @@ def test_cli_jobs_list_and_worker_once(context: AppContext, database_url: str) -
     assert "test.record" in done.output
     bad = runner.invoke(cli, ["jobs", "list", "--status", "finished", "--database-url", database_url])
     assert bad.exit_code != 0
+    # A misspelt kind is refused rather than listed as no jobs; a real one with none lists none.
+    typo = runner.invoke(cli, ["jobs", "list", "--kind", "oncall.strat", "--database-url", database_url])
+    assert typo.exit_code == 1 and "unknown job kind 'oncall.strat'" in typo.output
+    none_yet = runner.invoke(cli, ["jobs", "list", "--kind", "oncall.start", "--database-url", database_url])
+    assert none_yet.exit_code == 0, none_yet.output
 
 
 def test_sessions_know_their_context(context: AppContext) -> None:

@@ -751,7 +751,7 @@ def from_email(raw: bytes, rules: Sequence[EmailRule] = ()) -> AlertEvent:
     # A rule's groups are labels and part of the identity; they cannot replace the name or the sender.
     labels = rule_labels | {"alertname": identity[:200], "from": sender}
     dedup_header = header("x-warroom-dedup-key")
-    dedup_key = dedup_header[:255] if dedup_header else "email:" + label_hash(labels)
+    dedup_key = dedup_header or "email:" + label_hash(labels)  # a longer one is hashed (AlertEvent)
     annotations: dict[str, Any] = {"subject": subject, "description": body[:EMAIL_MAX_BODY_CHARS]}
     message_id = header("message-id")
     if message_id:

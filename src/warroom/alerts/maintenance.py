@@ -182,7 +182,7 @@ def _check_length(
         # Longer than any planned work: more likely a typo that would silence these services for weeks.
         raise InvalidInput(
             f"a window lasts at most {format_duration(MAX_LENGTH)} "
-            f"(this one would last {format_duration(length + min(added, MAX_LENGTH))} or more)",
+            f"(this one would last {format_duration(length + added)})",
             {"field": field},
         )
 

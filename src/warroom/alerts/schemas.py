@@ -378,7 +378,9 @@ class AlertRead(BaseModel):
     )
     snoozed_by: str | None = None
     resolved_at: datetime | None
-    resolved_by: str | None = Field(None, description="Who resolved it by hand; null when its source did.")
+    resolved_by: str | None = Field(
+        None, description="Who resolved it: a person, or automation (auto_resolve); null when its source did."
+    )
     resolution_note: str | None = None
     occurrences: int
     incident: str | None

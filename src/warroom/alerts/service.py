@@ -1167,7 +1167,7 @@ def expire(session: Session, *, org: OrgConfig, alert: Alert, after: timedelta) 
     """Resolve an open alert not seen for ``after`` (``automation.auto_resolve``), as automation; the
     caller holds its row."""
     note = f"not seen for {format_duration(after)}: resolved automatically (auto_resolve)"
-    _close(session, org, alert, performer=automation.PERFORMER, resolved_by=None, note=note)
+    _close(session, org, alert, performer=automation.PERFORMER, resolved_by=automation.PERFORMER, note=note)
 
 
 def _close(

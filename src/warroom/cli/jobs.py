@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 
 from warroom import reload
-from warroom.cli.output import console, emit, table, when
+from warroom.cli.output import console, emit, fail, table, when
+from warroom.errors import WarroomError
 from warroom.jobs.models import JobStatus
 
 jobs_app = typer.Typer(
@@ -89,12 +90,16 @@ def jobs_list(
     from warroom.jobs.schemas import JobRead
 
     database = _database(_settings(database_url=database_url), read_only=True)
-    with database.read() as session:
-        rows = [
-            JobRead.model_validate(job)
-            for job in service.list_jobs(session, status=status, kind=kind, limit=limit)
-        ]
-    database.dispose()
+    try:
+        with database.read() as session:
+            rows = [
+                JobRead.model_validate(job)
+                for job in service.list_jobs(session, status=status, kind=kind, limit=limit)
+            ]
+    except WarroomError as exc:
+        fail(exc.message)
+    finally:
+        database.dispose()
     emit(
         as_json,
         rows,

@@ -273,4 +273,13 @@ def list_jobs(
         statement = statement.where(Job.kind == kind)
     if incident_id is not None:
         statement = statement.where(Job.incident_id == incident_id)
-    return list(session.scalars(statement.order_by(Job.id.desc()).limit(limit)))
+    jobs = list(session.scalars(statement.order_by(Job.id.desc()).limit(limit)))
+    if not jobs and kind is not None:
+        from warroom import wiring  # every domain's handlers, as in the worker
+
+        wiring.load()
+    if not jobs and kind is not None and kind not in registered_kinds():
+        known = sorted(set(registered_kinds()) | set(session.scalars(select(Job.kind).distinct())))
+        # A misspelt kind would look like "no such jobs".
+        raise InvalidInput(f"unknown job kind {kind!r}; kinds: {', '.join(known)}", {"field": "kind"})
+    return jobs
