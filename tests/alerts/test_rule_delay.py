@@ -98,6 +98,7 @@ def test_an_alert_still_open_after_the_delay_opens_the_incident_and_its_group_jo
     actions = [entry.action for entry in timeline(delayed, 1)]
     assert sum(action.startswith("Page requested") for action in actions) == 1
     assert any("(its group's delay was over)" in action for action in actions), actions
+    assert f"ALR-{first} fired at 2026-03-02 10:00 UTC; its rule waited (5m) and it was still open" in actions
     # Once the group's incident is open, another alert of it joins at once.
     clock.set(T0 + timedelta(minutes=7))
     third = fire(api, generic_key, "search-3")

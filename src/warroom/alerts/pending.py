@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from warroom.alerts import automation
 from warroom.alerts.models import Alert, AlertStatus
 from warroom.incidents import service as incident_service
+from warroom.incidents.models import TimelineKind
 from warroom.jobs.models import Job
 from warroom.jobs.service import job_handler
 
@@ -38,6 +39,16 @@ def open_after_delay(context: AppContext, session: Session, job: Job) -> dict[st
     session.flush()
     if alert.incident_id is None:
         return {"opened": False, "reason": "no rule opens an incident for it now"}
+    # Why the incident is younger than its alert: responders read the wait off the timeline.
+    automation.on_incident_timeline(
+        session,
+        alert,
+        performer=automation.PERFORMER,
+        kind=TimelineKind.alert,
+        action=f"{alert.ref} fired at {alert.first_seen_at:%Y-%m-%d %H:%M} UTC; its rule waited "
+        f"({job.payload.get('delay') or 'its delay'}) and it was still open",
+        data={"alert": alert.id, "waited_for": job.payload.get("delay")},
+    )
     waiting = session.scalars(
         select(Alert)
         .where(
