@@ -80,6 +80,8 @@ def test_the_morning_digest_names_what_no_rule_routed(
     assert "2 x CertExpiry" in delivery.body and "1 x QueueSlow" in delivery.body
     assert "1 still open" not in delivery.body and "2 still open" in delivery.body
     assert "payments" not in delivery.body and "flaky" not in delivery.body
+    assert "2 x CertExpiry: cert expires on web-2" in delivery.body  # the group's newest alert speaks for it
+    assert "warroom alerts list --unrouted\n" in delivery.body  # read later, still finds them
     # The next digest covers what comes after this one.
     [following] = pending_digests(context)
     assert datetime.fromisoformat(following.payload["since"]) == first.run_at

@@ -90,15 +90,18 @@ def summary(session: Session, since: datetime, until: datetime) -> dict[str, Any
         or 0
     )
     rows = session.execute(
-        select(Alert.alert_type, Alert.service, func.count(), func.max(Alert.summary))
+        select(Alert.alert_type, Alert.service, func.count(), func.max(Alert.id))
         .where(*conditions)
         .group_by(Alert.alert_type, Alert.service)
         .order_by(func.count().desc(), Alert.alert_type)
         .limit(GROUPS_SHOWN)
     ).all()
+    # Each group's example is its newest alert's summary (the text most like what still arrives).
+    examples = select(Alert.id, Alert.summary).where(Alert.id.in_([row[3] for row in rows]))
+    newest = {alert_id: text for alert_id, text in session.execute(examples)}
     groups = [
-        {"type": alert_type, "service": service, "count": count, "summary": text[:200]}
-        for alert_type, service, count, text in rows
+        {"type": alert_type, "service": service, "count": count, "summary": newest.get(last, "")[:200]}
+        for alert_type, service, count, last in rows
     ]
     return {"total": total, "still_open": still_open, "groups": groups}
 
