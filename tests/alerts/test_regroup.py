@@ -169,3 +169,23 @@ def test_an_incident_merged_into_another(
     result = merge(declared["id"], into="INC-1").json()
     assert result == {"incident": declared["id"], "into": "INC-1", "alerts": []}
     assert timeline(context, 1)[-1].action.endswith("merged into this incident: it had no alerts")
+
+
+def test_a_merge_after_a_service_was_renamed_still_merges(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    """The org file was reloaded without "api" (renamed): INC-1 still names it. Merging search's incident
+    into it moves the alerts and resolves INC-2; only the services are left as they were."""
+    clock.set(T0)
+    generic(api, generic_key, summary="api 5xx", dedup_key="api-5xx")
+    generic(
+        api, generic_key, summary="search 5xx", dedup_key="s1", service="search", labels={"alertname": "S"}
+    )
+    services = [
+        s.model_copy(update={"name": "api-v2"}) if s.name == "api" else s for s in context.org.services
+    ]
+    context.org = context.org.model_copy(update={"services": services})
+    merged = api.post("/api/v1/incidents/INC-2/merge", json={"into": "INC-1"}, headers=responder)
+    assert merged.status_code == 200, merged.text
+    assert placement(context) == [(1, 1), (2, 1)]
+    assert incident(context, 2).status.value == "resolved"

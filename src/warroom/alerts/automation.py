@@ -33,6 +33,7 @@ from warroom.alerts.schemas import IncidentPreview, RoutingPreview, RuleVerdict
 from warroom.auth.models import IntegrationKey
 from warroom.db import utcnow
 from warroom.durations import format_duration
+from warroom.errors import InvalidInput
 from warroom.events import DomainEvent, publish
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import (
@@ -795,10 +796,18 @@ def merge_into(
         + why,
         data={"into": target.id, "alerts": [alert.id for alert in alerts]},
     )
-    added = [name for name in source.service_names if name not in target.service_names]
-    if added:  # one outage: what the merged incident affected, this one affects
+    # One outage: what the merged incident affected, this one affects. Only services the org file still has;
+    # a merge (automation's merge_late too) never fails on a name a reload dropped.
+    added = [name for name in source.service_names if name not in target.service_names and org.service(name)]
+    if added:
         update = IncidentUpdate(services=[*target.service_names, *added], note=f"merged from {source.ref}")
-        incident_service.update_incident(session, org=org, ref=target.id, data=update, performer=performer)
+        try:
+            with session.begin_nested():
+                incident_service.update_incident(
+                    session, org=org, ref=target.id, data=update, performer=performer
+                )
+        except InvalidInput as exc:  # the target itself names a service the org file no longer has
+            log.warning("merge of %s into %s: services not added: %s", source.ref, target.ref, exc.message)
     incident_service.resolve(
         session, org=org, ref=source.id, performer=performer, note=f"merged into {target.ref}"
     )

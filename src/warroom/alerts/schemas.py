@@ -13,7 +13,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -139,8 +138,13 @@ def _not_blank(value: str) -> str:
 NonBlank = Annotated[str, AfterValidator(_not_blank)]
 
 
-# Opsgenie's own limit on a tag; a blank one names nothing.
-OpsgenieTag = Annotated[NonBlank, StringConstraints(max_length=50)]
+def _tags(value: list[str]) -> list[str]:
+    """Tags as Opsgenie keeps them: at most 50 characters (longer ones are shortened, as Grafana's label tags
+    can be), blank ones dropped, each once. A sender is not refused for them: its alert would be lost."""
+    return list(dict.fromkeys(tag.strip()[:50] for tag in value if tag.strip()))
+
+
+OpsgenieTagList = Annotated[list[str], AfterValidator(_tags)]
 
 
 class OpsgenieAlert(Lenient):
@@ -151,7 +155,7 @@ class OpsgenieAlert(Lenient):
     message: str = Field(min_length=1, max_length=1024)
     alias: str | None = Field(default=None, min_length=1, max_length=512)
     description: str | None = Field(default=None, max_length=15000)
-    tags: list[OpsgenieTag] = Field(default_factory=list, max_length=100)
+    tags: OpsgenieTagList = Field(default_factory=list, max_length=100)
     details: dict[str, str] = Field(default_factory=dict)
     entity: str | None = Field(default=None, max_length=512)
     source: str | None = Field(default=None, max_length=100)
@@ -195,7 +199,14 @@ class OpsgeniePriority(Lenient):
 class OpsgenieTags(OpsgenieAction):
     """``POST /v2/alerts/{alias}/tags``: tags added to the alert."""
 
-    tags: list[OpsgenieTag] = Field(min_length=1, max_length=100)
+    tags: OpsgenieTagList = Field(min_length=1, max_length=100)
+
+    @field_validator("tags")
+    @classmethod
+    def _some(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one tag that is not blank")
+        return value
 
 
 class OpsgenieDetails(OpsgenieAction):

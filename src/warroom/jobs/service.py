@@ -212,20 +212,22 @@ def has_pending(session: Session, *, kind: str, key_prefix: str) -> bool:
 
 def run_by(session: Session, *, kind: str, key_prefix: str, run_at: datetime) -> bool:
     """Whether a job of ``kind`` (key starting with ``key_prefix``) is waiting or running; a waiting one is
-    moved to run no later than ``run_at`` (a deadline that came closer since it was set)."""
-    jobs = session.scalars(
-        select(Job)
+    moved to run no later than ``run_at`` (a deadline that came closer since it was set).
+
+    A running one is never locked here: its worker holds it and then locks what the job reads (a
+    heartbeat's row, which the caller may hold), and the two would deadlock."""
+    session.execute(
+        update(Job)
         .where(
             Job.kind == kind,
-            Job.status.in_([JobStatus.pending, JobStatus.running]),
+            Job.status == JobStatus.pending,
             Job.idempotency_key.startswith(key_prefix, autoescape=True),
+            Job.run_at > run_at,
         )
-        .with_for_update()
-    ).all()
-    for job in jobs:
-        if job.status == JobStatus.pending and job.run_at > run_at:
-            job.run_at = run_at
-    return bool(jobs)
+        .values(run_at=run_at)
+        .execution_options(synchronize_session=False)
+    )
+    return has_pending(session, kind=kind, key_prefix=key_prefix)
 
 
 def cancel(
