@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from tests.conftest import EXAMPLE_CONFIG
-from warroom.alerts import handlers
+from warroom.alerts import automation, handlers
 from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import AlertEvent, from_generic
 from warroom.alerts.config import AutomationConfig
@@ -630,6 +630,14 @@ def test_a_rule_template_that_fails_on_an_alert_does_not_lose_it(
     assert "notify.message" in failed[1] and "ZeroDivisionError" in failed[1]
     alert = api.get(f"/api/v1/alerts/{without['id']}", headers=viewer).json()
     assert [error["event"] for error in alert["handler_errors"]] == ["template", "template"]
+    # The dry run, where people debug templates, names both failures.
+    [event] = from_generic(payments_alert(labels={"service": "payments", "alertname": "B"}))
+    shown = automation.preview(context.org, "generic", event)
+    assert shown.incident is not None and shown.incident.title == "card charges failing"
+    assert [failure.split(":")[1].strip() for failure in shown.incident.template_errors] == [
+        "incident.title",
+        "notify.message",
+    ]
 
 
 def test_a_private_rule_may_not_tell_people_outside_the_org() -> None:

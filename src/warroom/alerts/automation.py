@@ -131,6 +131,20 @@ def render(template: str, alert: Alert, where: str, **values: Any) -> str:
         return ""
 
 
+def _template_errors(org: OrgConfig, alert: Alert, applied: list[AutomationRule], title: str) -> list[str]:
+    """For the dry run: the rule templates that fail on this alert (its title was rendered already; the
+    notify messages are rendered here with the incident's fields as they would be)."""
+    incident = {"ref": "INC-?", "title": title, "severity": ""}
+    for rule in applied:
+        for notify in rule.notify:
+            render(notify.message, alert, f"rule {rule.name}: notify.message", incident=incident)
+    return [
+        f"{failure['handler']}: {failure['error']}"
+        for failure in alert.handler_errors or []
+        if failure.get("event") == "template"
+    ]
+
+
 def _note_template_failures(session: Session, incident: Incident, alert: Alert, before: int) -> None:
     """Put the template failures ``alert`` gained since it had ``before`` on the incident's timeline."""
     for failure in (alert.handler_errors or [])[before:]:
@@ -554,6 +568,7 @@ def preview(
             page=[rule.page for rule in applied if rule.page],
             notify=[notify.audience for rule in applied for notify in rule.notify],
             delay=action.delay if action.delay > timedelta(0) else None,
+            template_errors=_template_errors(org, alert, applied, fields.title),
         )
         opens_at = action.opens_at(org, now, alert.service)
         if action.wait_for_business_hours and opens_at > now + action.delay:

@@ -466,6 +466,11 @@ class IncidentPreview(BaseModel):
         description="The rule waits for business hours and they are over now: the incident opens at this "
         "time (UTC), if the alert is still open then.",
     )
+    template_errors: list[str] = Field(
+        default_factory=list,
+        description="Rule templates (title, notify messages) that fail on this alert: the alert's summary "
+        "stands in for them, and the failure is recorded with the alert.",
+    )
     depends_on: list[str] | None = Field(
         None,
         description="When the open incident is one of a service the alert's service depends on (and not the "

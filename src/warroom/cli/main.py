@@ -638,6 +638,10 @@ def _print_preview(preview: RoutingPreview) -> None:
         ):
             if values:
                 console.print(escape(f"   {what}: {', '.join(values)}"))
+        for failure in incident.template_errors:
+            console.print(
+                Text(f"   template fails on this alert (its summary stands in): {failure}", style="red")
+            )
     elif preview.unrouted:
         console.print("-> [magenta]unrouted[/]: stored, and listed by alerts list --unrouted")
     else:
