@@ -286,6 +286,40 @@ def test_a_private_incident_s_updates_stay_inside_the_org(api: TestClient, respo
     assert [c["audience"] for c in api.get(url, headers=responder).json()] == ["internal"]
 
 
+def test_what_a_timeline_cannot_keep_exactly_is_refused(
+    api: TestClient, context: AppContext, responder: dict[str, str]
+) -> None:
+    """A non-finite number would be stored as null under a hash of Infinity (a false tamper alarm), and
+    deep nesting could not be read back (every later read a 500): both are refused, and nothing changes.
+    Blank names and titles are refused too."""
+    incident = create(api, responder)
+    url = f"/api/v1/incidents/{incident['id']}/timeline"
+    before = len(api.get(url, headers=responder).json())
+    deep = '{"action": "d", "system_state": {"x": ' + "[" * 900 + "]" * 900 + "}}"
+    for body in (
+        '{"action": "inf", "system_state": {"x": 1e400}}',
+        '{"action": "n", "system_state": {"x": NaN}}',
+        deep,
+    ):
+        refused = api.post(url, content=body, headers={**responder, "content-type": "application/json"})
+        assert refused.status_code == 422, refused.text
+    assert len(api.get(url, headers=responder).json()) == before
+    ref = incident["id"]
+    for path, body in (
+        (f"/api/v1/incidents/{ref}", {"title": "   "}),
+        (f"/api/v1/incidents/{ref}", {"commander": " "}),
+    ):
+        assert api.patch(path, json=body, headers=responder).status_code == 422, body
+    blank = api.post(
+        f"/api/v1/incidents/{ref}/responders", json={"name": "  ", "role": "scribe"}, headers=responder
+    )
+    assert blank.status_code == 422
+    from warroom.incidents import service as incident_service
+
+    with context.db.read() as session:
+        assert incident_service.verify_timelines(session)[1] == []
+
+
 def test_log_action_with_system_state(api: TestClient, responder: dict[str, str]) -> None:
     incident = create(api, responder)
     entry = api.post(

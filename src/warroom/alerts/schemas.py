@@ -22,6 +22,7 @@ from warroom.alerts.models import AlertStatus
 from warroom.clock import clock
 from warroom.durations import Duration, format_duration
 from warroom.errors import InvalidInput
+from warroom.fields import NonBlank
 from warroom.timezones import OffsetDatetime
 
 # --- Prometheus Alertmanager webhook (version 4) and Grafana unified alerting (its superset) ---------
@@ -126,16 +127,6 @@ class PagerDutyV1Event(Lenient):
     client: str | None = None
     client_url: str | None = None
     contexts: list[PagerDutyV1Context] = Field(default_factory=list)
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-# Text that must say something: whitespace alone is refused (and kept as sent otherwise).
-NonBlank = Annotated[str, AfterValidator(_not_blank)]
 
 
 def _tags(value: list[str]) -> list[str]:

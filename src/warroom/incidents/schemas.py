@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from warroom.fields import NonBlank
 from warroom.incidents.models import IncidentStatus
 
 ImpactLevel = Literal["none", "low", "medium", "high"]
@@ -56,7 +58,7 @@ class IncidentCreate(Strict):
     )
     services: list[str] = Field(default_factory=list)
     is_private: bool = False
-    commander: str | None = Field(default=None, max_length=200)
+    commander: NonBlank | None = Field(default=None, max_length=200)
     assessment: Assessment | None = None
 
     @field_validator("title")
@@ -68,13 +70,13 @@ class IncidentCreate(Strict):
 
 
 class IncidentUpdate(Strict):
-    title: str | None = Field(default=None, min_length=1, max_length=300)
+    title: NonBlank | None = Field(default=None, min_length=1, max_length=300)
     summary: str | None = Field(default=None, max_length=20000)
     severity: str | None = None
     status: IncidentStatus | None = None
     services: list[str] | None = None
     is_private: bool | None = None
-    commander: str | None = Field(default=None, min_length=1, max_length=200)
+    commander: NonBlank | None = Field(default=None, min_length=1, max_length=200)
     assessment: Assessment | None = None
     note: str | None = Field(default=None, max_length=5000, description="Why the change was made.")
 
@@ -90,7 +92,7 @@ class ResponderRead(BaseModel):
 
 
 class ResponderCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: NonBlank = Field(min_length=1, max_length=200)
     role: str = Field(min_length=1, max_length=50)
     contact: str = Field(default="", max_length=300)
 
@@ -133,6 +135,27 @@ class TimelineEntryCreate(Strict):
     impact: str | None = Field(default=None, max_length=5000)
     kind: Literal["action", "note"] = "action"
     system_state: dict[str, Any] | None = None
+
+    @field_validator("system_state")
+    @classmethod
+    def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Entries are hash-chained: what is stored must read back exactly as it was hashed. A non-finite
+        number would be stored as null (a false tamper alarm) and deep nesting could not be read back."""
+        pending: list[tuple[Any, int]] = [(value, 1)]
+        while pending:
+            item, depth = pending.pop()
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError("numbers must be finite (no NaN or Infinity)")
+            if isinstance(item, dict | list):
+                if depth > SYSTEM_STATE_MAX_DEPTH:
+                    raise ValueError(f"nested deeper than {SYSTEM_STATE_MAX_DEPTH} levels")
+                pending.extend(
+                    (child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)
+                )
+        return value
+
+
+SYSTEM_STATE_MAX_DEPTH = 32
 
 
 class TimelineEntryRead(BaseModel):

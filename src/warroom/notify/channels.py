@@ -65,6 +65,10 @@ def _secret(value: str | None) -> str | None:
 
 
 def _url(configured: str | None, recipient: str, channel: str) -> str:
+    """A recipient that is a URL (a person's own Slack or pager hook) wins over the channel's: a page, with
+    its acknowledge link, must not go to a shared channel instead of the person."""
+    if recipient.startswith(("http://", "https://")):
+        return recipient
     url = _secret(configured) or recipient
     if not url.startswith(("http://", "https://")):
         raise DeliveryError(f"channel {channel!r} has no URL (settings.url, or a URL as the recipient)")
