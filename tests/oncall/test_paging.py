@@ -459,3 +459,30 @@ def test_acknowledged_before_the_worker_ran_pages_nobody(context: AppContext) ->
     assert pages(context, incident_id) == []
     with context.db.read() as session:
         assert session.scalars(select(Escalation)).all() == []
+
+
+def test_pages_not_out_yet_are_withdrawn_when_someone_acknowledges(context: AppContext) -> None:
+    """carol's page waits in the delivery queue (a mail server down would keep it retrying for minutes); bob
+    acknowledges meanwhile. The page must not reach carol later saying the incident needs her."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context)
+    assert worker.run_once() == 1  # the start of paging: carol's page is handed to delivery, not sent yet
+    with context.db.read() as session:
+        page = session.scalars(
+            select(Page).where(Page.incident_id == incident_id, Page.channel == "email").order_by(Page.id)
+        ).first()
+        assert page is not None and page.delivery_id is not None
+        delivery = session.get_one(Delivery, page.delivery_id)
+        assert delivery.status.value == "pending"
+    with context.db.write() as session:
+        incident_service.acknowledge(session, ref=incident_id, performer="bob")
+    run_at(worker, T0 + timedelta(hours=1))
+    with context.db.read() as session:
+        delivery = session.get_one(Delivery, page.delivery_id)
+        assert delivery.status.value == "withdrawn"
+        assert delivery.last_error == "not sent: escalation stopped (acknowledged)"
+        deliver_jobs = session.scalars(
+            select(Job).where(Job.kind == "notify.deliver", Job.incident_id == incident_id)
+        ).all()
+        assert {job.status for job in deliver_jobs} <= {JobStatus.cancelled, JobStatus.done}

@@ -82,6 +82,8 @@ def deliver(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
             return {"skipped": "the delivery no longer exists"}
         if found.status == DeliveryStatus.sent:
             return {"skipped": "already sent", "delivery_id": found.id}
+        if found.status == DeliveryStatus.withdrawn:
+            return {"skipped": f"withdrawn: {found.last_error}", "delivery_id": found.id}
         channel_name = found.channel
         message = channels.OutgoingMessage(
             delivery_id=found.id,

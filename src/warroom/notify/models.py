@@ -17,6 +17,7 @@ class DeliveryStatus(enum.StrEnum):
     sent = "sent"
     failed = "failed"  # the last attempt failed; another is scheduled
     dead = "dead"  # gave up: a dead letter, shown on the incident and in `warroom notify failures`
+    withdrawn = "withdrawn"  # no longer wanted before it went out (a page of an incident since acknowledged)
 
 
 class Delivery(Base):

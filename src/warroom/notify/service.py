@@ -129,6 +129,29 @@ def send(
     return delivery
 
 
+def withdraw(session: Session, *, delivery_ids: list[int], reason: str) -> int:
+    """Take back deliveries not sent yet (queued, or failed and waiting to retry): they will not go out.
+    Returns how many. One being sent right now may still arrive."""
+    if not delivery_ids:
+        return 0
+    taken = list(
+        session.scalars(
+            select(Delivery)
+            .where(
+                Delivery.id.in_(delivery_ids),
+                Delivery.status.in_([DeliveryStatus.pending, DeliveryStatus.failed]),
+            )
+            .with_for_update()
+        )
+    )
+    for delivery in taken:
+        delivery.status = DeliveryStatus.withdrawn
+        delivery.last_error = reason
+        delivery.updated_at = utcnow()
+        jobs.cancel(session, idempotency_key=f"{DELIVER_JOB}:{delivery.id}")
+    return len(taken)
+
+
 def get_delivery(session: Session, delivery_id: int) -> Delivery:
     return get_or_404(session, Delivery, delivery_id, f"notification {delivery_id}")
 

@@ -101,6 +101,15 @@ def stop_escalations(session: Session, *, incident_id: int, reason: EscalationSt
         select(Page).where(Page.incident_id == incident_id, Page.status == PageStatus.scheduled)
     ):
         page.status = PageStatus.cancelled
+    # Pages handed to delivery but not out yet (a mail server down, retrying): nobody needs them now.
+    handed = session.scalars(
+        select(Page.delivery_id).where(Page.incident_id == incident_id, Page.delivery_id.is_not(None))
+    )
+    notify_service.withdraw(
+        session,
+        delivery_ids=[delivery_id for delivery_id in handed if delivery_id is not None],
+        reason=f"not sent: escalation stopped ({reason.value})",
+    )
     if not active:
         return 0
     incident = incident_service.get_incident(session, incident_id, for_update=True)
