@@ -14,11 +14,11 @@ from warroom.jobs.service import job_handler
 from warroom.notify import channels
 from warroom.notify.config import find_channel
 from warroom.notify.models import Delivery, DeliveryStatus
-from warroom.notify.service import DELIVER_JOB, PERFORMER, TIMELINE_KIND
+from warroom.notify.service import DELIVER_JOB, PERFORMER, TIMELINE_KIND, shown_address
 
 
 def _describe(delivery: Delivery) -> str:
-    to = f" to {delivery.recipient}" if delivery.recipient else ""
+    to = f" to {shown_address(delivery.recipient)}" if delivery.recipient else ""
     return f"{delivery.template} notification via {delivery.channel}{to}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -127,6 +128,19 @@ def send(
     )
     delivery.job_id = job.id
     return delivery
+
+
+def shown_address(to: str) -> str:
+    """An address as timelines show it (viewers read them): a URL (a webhook or Slack hook, a credential in
+    itself) by its host, a phone number by its last digits; an email address or a chat handle as is.
+    The full address is in the delivery and page records, for responders."""
+    split = urlsplit(to)
+    if split.scheme in ("http", "https") and split.netloc:
+        return f"{split.scheme}://{split.hostname}/…"
+    digits = to.replace(" ", "").replace("-", "")
+    if digits.startswith("+") and digits[1:].isdigit():
+        return "…" + digits[-2:]
+    return to
 
 
 def withdraw(session: Session, *, delivery_ids: list[int], reason: str) -> int:

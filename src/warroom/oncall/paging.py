@@ -435,9 +435,11 @@ def _page_person(
             )
             described.append(f"{rule.channel} in {_minutes(rule.delay)} unless acknowledged")
         elif _deliver(session, context, incident, page, ack_by):
-            described.append(f"{rule.channel} to {rule.to}")
+            described.append(f"{rule.channel} to {notify_service.shown_address(rule.to)}")
         else:
-            described.append(f"{rule.channel} to {rule.to} FAILED ({page.error})")
+            described.append(
+                f"{rule.channel} to {notify_service.shown_address(rule.to)} FAILED ({page.error})"
+            )
     return described
 
 
@@ -532,7 +534,8 @@ def send_delayed_page(session: Session, context: AppContext, *, page_id: int) ->
     _timeline(
         session,
         incident,
-        f"Paged {page.person} via {page.channel} to {page.to} (personal rule {page.rule + 1}, "
+        f"Paged {page.person} via {page.channel} to {notify_service.shown_address(page.to)} "
+        f"(personal rule {page.rule + 1}, "
         f"step {page.step} of {page.policy}): {outcome}",
         kind=TimelineKind.page,
         data={"page": page.key},
