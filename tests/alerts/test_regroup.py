@@ -189,3 +189,25 @@ def test_a_merge_after_a_service_was_renamed_still_merges(
     assert merged.status_code == 200, merged.text
     assert placement(context) == [(1, 1), (2, 1)]
     assert incident(context, 2).status.value == "resolved"
+
+
+def test_a_merge_keeps_the_more_severe_level_and_privacy(
+    api: TestClient, context: AppContext, responder: dict[str, str]
+) -> None:
+    """A live P0 merged into a P3 ticket stays a P0; a private incident is not merged into a public one."""
+    clock.set(T0)
+
+    def declare(**fields: Any) -> str:
+        body = {"title": "x", "severity": "P3", "services": ["search"], **fields}
+        created = api.post("/api/v1/incidents", json=body, headers=responder)
+        assert created.status_code == 201, created.text
+        return str(created.json()["id"])
+
+    outage, ticket = declare(severity="P0", services=["payments"]), declare()
+    merged = api.post(f"/api/v1/incidents/{outage}/merge", json={"into": ticket}, headers=responder)
+    assert merged.status_code == 200, merged.text
+    assert api.get(f"/api/v1/incidents/{ticket}", headers=responder).json()["severity"] == "P0"
+    secret, public = declare(is_private=True, title="breach"), declare()
+    refused = api.post(f"/api/v1/incidents/{secret}/merge", json={"into": public}, headers=responder)
+    assert refused.status_code == 409 and "private" in refused.json()["error"]["message"]
+    assert api.get(f"/api/v1/incidents/{secret}", headers=responder).json()["status"] == "investigating"

@@ -811,6 +811,15 @@ def merge_into(
         + why,
         data={"into": target.id, "alerts": [alert.id for alert in alerts]},
     )
+    known = org.severity_ids
+    if (
+        source.severity in known
+        and target.severity in known
+        and org.severity_rank(source.severity) < org.severity_rank(target.severity)
+    ):
+        # A P0 merged into a P3 stays a P0: raised as a person would (and paged per the severity policies).
+        raised = IncidentUpdate(severity=source.severity, note=f"merged from {source.ref}")
+        incident_service.update_incident(session, org=org, ref=target.id, data=raised, performer=performer)
     # One outage: what the merged incident affected, this one affects. Only services the org file still has;
     # a merge (automation's merge_late too) never fails on a name a reload dropped.
     added = [name for name in source.service_names if name not in target.service_names and org.service(name)]

@@ -893,6 +893,13 @@ def merge_incidents(
                 f"{incident.ref} is {incident.status.value}: only an open incident is {role}",
                 {"field": "into" if incident is target else "incident"},
             )
+    if source.is_private and not target.is_private:
+        # Its title and alerts would show on an incident whose news may reach customers.
+        raise Conflict(
+            f"{source.ref} is private and {target.ref} is not: make {target.ref} private first (or "
+            f"{source.ref} public)",
+            {"field": "into"},
+        )
     alerts = automation.merge_into(session, org, source, target, performer=performer, note=note)
     return source, target, alerts
 
