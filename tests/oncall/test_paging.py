@@ -486,3 +486,28 @@ def test_pages_not_out_yet_are_withdrawn_when_someone_acknowledges(context: AppC
             select(Job).where(Job.kind == "notify.deliver", Job.incident_id == incident_id)
         ).all()
         assert {job.status for job in deliver_jobs} <= {JobStatus.cancelled, JobStatus.done}
+
+
+def test_lowering_to_a_level_that_pages_nobody_stops_the_escalation(context: AppContext) -> None:
+    """A P1 turned out to be a P3 (it pages nobody): alice, step 2, is not woken for a ticket."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context)
+    run_at(worker, T0)
+    assert sent(context, incident_id) == [("carol", "email", 1, 1)]
+    clock.set(T0 + timedelta(minutes=2))
+    with context.db.write() as session:
+        incident_service.update_incident(
+            session,
+            org=context.org,
+            ref=incident_id,
+            data=IncidentUpdate(severity="P3", note="false alarm"),
+            performer="carol",
+        )
+    run_at(worker, T0 + timedelta(minutes=30))
+    assert [p[0] for p in sent(context, incident_id)] == ["carol"]
+    assert escalation(context, incident_id).state == EscalationState.silent
+    assert any(
+        e.action == "Escalation stopped (P3 pages nobody): platform-escalation"
+        for e in timeline(context, incident_id)
+    )

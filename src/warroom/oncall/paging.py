@@ -119,7 +119,13 @@ def stop_escalations(session: Session, *, incident_id: int, reason: EscalationSt
         escalation.next_check_at = None
         escalation.updated_at = now
     names = ", ".join(e.policy for e in active)
-    why = "acknowledged" if reason == EscalationState.acknowledged else f"incident {incident.status.value}"
+    why = (
+        "acknowledged"
+        if reason == EscalationState.acknowledged
+        else f"{incident.severity} pages nobody"
+        if reason == EscalationState.silent
+        else f"incident {incident.status.value}"
+    )
     incident_service.append_timeline(
         session,
         incident,

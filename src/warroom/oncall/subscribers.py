@@ -38,8 +38,19 @@ def page_new_incident(session: Session, event: DomainEvent) -> None:
 
 @subscribe("incident.severity_changed")
 def page_raised_severity(session: Session, event: DomainEvent) -> None:
-    if event.incident_id is not None and event.data.get("direction") == "raised":
+    if event.incident_id is None:
+        return
+    if event.data.get("direction") == "raised":
         paging.request_paging(session, incident_id=event.incident_id, trigger="severity_raised", at=utcnow())
+        return
+    # Lowered to a level that pages nobody (a false alarm, a P1 that turned out a P3): the escalation stops,
+    # or the next steps would still wake people for a ticket.
+    org = _org(session)
+    lowered_to = str(event.data.get("to", ""))
+    if org is not None and service.paging_mode(org, lowered_to) == "none":
+        paging.stop_escalations(
+            session, incident_id=event.incident_id, reason=EscalationState.silent, performer=event.performer
+        )
 
 
 @subscribe("incident.page_requested")
