@@ -183,62 +183,25 @@ def test_resolve_after_lets_the_group_s_next_alert_open_another_incident(
 def test_a_database_that_is_not_there_is_named_not_made(tmp_path: Path) -> None:
     """The backtest says it changes nothing: a mistyped URL must not leave a new, empty database behind
     (and an older one must not be migrated by it)."""
-    missing = tmp_path / "typo" / "warroom.db"
     runner = CliRunner(env={"COLUMNS": "200"})
-    result = runner.invoke(
-        app,
-        [
-            "config",
-            "backtest",
-            str(EXAMPLE_CONFIG),
-            "--config",
-            str(EXAMPLE_CONFIG),
-            "--database-url",
-            f"sqlite:///{missing}",
-        ],
-    )
+
+    def backtest_on(database_url: str) -> Any:
+        config = str(EXAMPLE_CONFIG)
+        return runner.invoke(
+            app, ["config", "backtest", config, "--config", config, "--database-url", database_url]
+        )
+
+    missing = tmp_path / "typo" / "warroom.db"
+    result = backtest_on(f"sqlite:///{missing}")
     assert result.exit_code == 1 and "no database at" in result.output
     assert not missing.parent.exists()
-    garbage = runner.invoke(
-        app,
-        [
-            "config",
-            "backtest",
-            str(EXAMPLE_CONFIG),
-            "--config",
-            str(EXAMPLE_CONFIG),
-            "--database-url",
-            "garbage",
-        ],
-    )
+    garbage = backtest_on("garbage")
     assert garbage.exit_code == 1 and "is not one" in garbage.output
-    unreachable = runner.invoke(
-        app,
-        [
-            "config",
-            "backtest",
-            str(EXAMPLE_CONFIG),
-            "--config",
-            str(EXAMPLE_CONFIG),
-            "--database-url",
-            "postgresql+psycopg://x@127.0.0.1:1/x",
-        ],
-    )
+    unreachable = backtest_on("postgresql+psycopg://x@127.0.0.1:1/x")
     assert unreachable.exit_code == 1 and "cannot use the database" in unreachable.output
     empty = tmp_path / "empty.db"
     empty.touch()  # there, but never upgraded
-    behind = runner.invoke(
-        app,
-        [
-            "config",
-            "backtest",
-            str(EXAMPLE_CONFIG),
-            "--config",
-            str(EXAMPLE_CONFIG),
-            "--database-url",
-            f"sqlite:///{empty}",
-        ],
-    )
+    behind = backtest_on(f"sqlite:///{empty}")
     assert behind.exit_code == 1 and "run warroom db upgrade first" in behind.output
     with sqlite3.connect(empty) as connection:  # not migrated: no tables
         assert connection.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
