@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -99,3 +102,38 @@ def test_config_check_command(tmp_path: Path) -> None:
     assert roles.returncode == 2 and "roles (line 1): 'commander' must be one of the roles" in roles.stderr
     missing = run_cli("config", "check", str(tmp_path / "nope.yaml"), check=False)
     assert missing.returncode == 2 and "No such file" in missing.stderr
+
+
+def test_config_check_warns_of_secrets_this_environment_lacks(tmp_path: Path) -> None:
+    """The file is valid, so the check passes; but a delivery would fail here, and the check says so."""
+    unset = {"SLACK_WEBHOOK_URL": "", "SMTP_PASSWORD": "", "WARROOM_OPS_WEBHOOK_SECRET": ""}
+    environment = {k: v for k, v in os.environ.items() if k not in unset}
+    checked = subprocess_check(EXAMPLE_CONFIG, environment)
+    assert checked.returncode == 0, checked.stderr
+    assert "notification_channels[1] (email).settings.password: ${SMTP_PASSWORD} is not set here" in (
+        checked.stderr
+    )
+    assert "${SLACK_WEBHOOK_URL}" in checked.stderr and "${WARROOM_OPS_WEBHOOK_SECRET}" in checked.stderr
+    all_set = subprocess_check(
+        EXAMPLE_CONFIG, {**environment, **{name: "set" for name in unset}, "WARROOM_WEBHOOK_SECRET": ""}
+    )
+    assert "warning" not in all_set.stderr
+    unsigned = tmp_path / "unsigned.yaml"
+    unsigned.write_text(
+        "notification_channels:\n  - name: hook\n    type: webhook\n    settings: {url: 'https://x.example'}\n"
+    )
+    without = subprocess_check(unsigned, {**environment, "WARROOM_WEBHOOK_SECRET": ""})
+    assert without.returncode == 0
+    assert "notification_channels[0] (hook): no signing secret" in without.stderr
+    with_default = subprocess_check(unsigned, {**environment, "WARROOM_WEBHOOK_SECRET": "a shared secret"})
+    assert "warning" not in with_default.stderr
+
+
+def subprocess_check(path: Path, environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "warroom", "config", "check", str(path)],
+        env={**environment, "COLUMNS": "300"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

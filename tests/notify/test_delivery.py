@@ -271,6 +271,74 @@ def test_a_delivery_that_keeps_failing_is_a_visible_dead_letter(
     assert bad.json()["error"]["details"][0]["field"] == "status"
 
 
+def test_a_refusal_that_retrying_cannot_change_is_a_dead_letter_at_once(
+    context: AppContext, recorder: Recorder, smtp_port: int
+) -> None:
+    """A Slack hook that answers 404 (the channel was deleted) or a mailbox that does not exist: retrying
+    for an hour only delays the dead letter that tells someone to fix it."""
+    clock.set(START)
+    incident_id = open_incident(context)
+    recorder.fail("/slack", 1, status=404)
+    to_slack = send(context, channel="slack", to="#payments", template="page", incident_id=incident_id)
+    with SmtpServer(smtp_port) as smtp:
+        smtp.sink.refuse["nobody@acme.example"] = "550 5.1.1 no such user"
+        to_nobody = send(context, channel="email", to="nobody@acme.example", template="test")
+        worker = Worker(context)
+        assert worker.run_once() == 2
+    expected = {to_slack: "Slack refused it with 404", to_nobody: "550 5.1.1 no such user"}
+    for delivery_id, error in expected.items():
+        dead = delivery(context, delivery_id)
+        assert (dead.status, dead.attempts) == (DeliveryStatus.dead, 1)
+        assert error in (dead.last_error or "")
+    [entry] = notification_entries(context, incident_id)
+    assert "after 1 attempt(s)" in entry.action and "404" in entry.action
+    assert smtp.sink.messages == []
+
+
+def test_a_busy_mailbox_and_a_server_error_are_still_retried(
+    context: AppContext, recorder: Recorder, smtp_port: int
+) -> None:
+    clock.set(START)
+    recorder.fail("/hook", 1, status=408)
+    to_hook = send(context, channel="ops-webhook", to="", template="test")
+    with SmtpServer(smtp_port) as smtp:
+        smtp.sink.refuse["busy@acme.example"] = "452 4.2.2 mailbox full"
+        to_busy = send(context, channel="email", to="busy@acme.example", template="test")
+        worker = Worker(context)
+        assert worker.run_once() == 2
+        for delivery_id in (to_hook, to_busy):
+            assert delivery(context, delivery_id).status == DeliveryStatus.failed
+        assert "452 4.2.2 mailbox full" in (delivery(context, to_busy).last_error or "")
+        del smtp.sink.refuse["busy@acme.example"]
+        clock.advance(timedelta(minutes=5))
+        assert worker.run_once() == 2
+    assert {delivery(context, d).status for d in (to_hook, to_busy)} == {DeliveryStatus.sent}
+
+
+def test_recipients_the_mail_server_refused_are_named_with_the_sent_message(
+    context: AppContext, smtp_port: int
+) -> None:
+    clock.set(START)
+    incident_id = open_incident(context)
+    with SmtpServer(smtp_port) as smtp:
+        smtp.sink.refuse["gone@acme.example"] = "550 5.1.1 no such user"
+        delivery_id = send(
+            context,
+            channel="email",
+            to="oncall@acme.example, gone@acme.example",
+            template="page",
+            incident_id=incident_id,
+        )
+        assert Worker(context).run_once() == 1
+    assert smtp.sink.envelopes == [("incidents@acme.example", ["oncall@acme.example"])]
+    sent = delivery(context, delivery_id)
+    assert sent.status == DeliveryStatus.sent
+    assert sent.last_error == "refused by the mail server: gone@acme.example (550 5.1.1 no such user)"
+    [entry] = notification_entries(context, incident_id)
+    assert entry.action.endswith("; the mail server refused gone@acme.example (550 5.1.1 no such user)")
+    assert entry.data["refused"] == "gone@acme.example (550 5.1.1 no such user)"
+
+
 def test_dead_letters_can_be_retried(
     context: AppContext, api: TestClient, admin: dict[str, str], recorder: Recorder
 ) -> None:

@@ -295,8 +295,13 @@ def token_revoke(token_id: int, database_url: DatabaseOption = None) -> None:
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="The YAML org file.")]) -> None:
     """Validate an org file; print every problem with its location and exit non-zero on any."""
-    org = _org(_settings(config=file))
+    from warroom.notify.config import unmet_secrets
+
+    settings = _settings(config=file)
+    org = _org(settings)
     console.print(f"[green]ok[/] {escape(str(file))}: {escape(reload.summary(org))}")
+    for warning in unmet_secrets(org, webhook_secret=settings.webhook_secret):
+        error_console.print(f"[yellow]warning[/] {escape(warning)}")
 
 
 @config_app.command("status")

@@ -41,6 +41,11 @@ class RetryLater(Exception):
         super().__init__(reason or f"retry in {self.delay.total_seconds():g}s")
 
 
+class PermanentFailure(Exception):
+    """Raised by a handler when trying again cannot help (a mailbox that does not exist, a webhook that
+    answers 404): the job is dead at once, instead of after ``max_attempts`` retries spread over an hour."""
+
+
 @dataclass(frozen=True)
 class HandlerSpec:
     kind: str

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from warroom.context import AppContext
 from warroom.db import unavailable, unavailable_reason, utcnow
 from warroom.jobs.models import Job, JobStatus
-from warroom.jobs.service import RetryLater, backoff, handler_for
+from warroom.jobs.service import PermanentFailure, RetryLater, backoff, handler_for
 
 log = logging.getLogger("warroom.jobs")
 
@@ -263,7 +263,7 @@ class Worker:
                 job.last_error = exc.reason or job.last_error
             else:
                 error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
-                final = job.attempts >= job.max_attempts
+                final = job.attempts >= job.max_attempts or isinstance(exc, PermanentFailure)
                 outcome = "dead" if final else "failed"
                 job.last_error = error
                 if final:

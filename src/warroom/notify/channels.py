@@ -22,7 +22,7 @@ import httpx
 
 from warroom import __version__
 from warroom.db import utcnow
-from warroom.jobs.service import RetryLater
+from warroom.jobs.service import PermanentFailure, RetryLater
 from warroom.notify.config import (
     ChannelConfig,
     ConsoleChannel,
@@ -40,6 +40,15 @@ log = logging.getLogger("warroom.notify")
 
 class DeliveryError(Exception):
     pass
+
+
+class Undeliverable(DeliveryError, PermanentFailure):
+    """The peer refused the message in a way retrying cannot change: it becomes a dead letter at once
+    (``warroom notify retry`` sends it again once someone has fixed the cause)."""
+
+
+# 4xx answers that mean "not now" rather than "never": these are retried like network errors.
+_RETRIED_CLIENT_ERRORS = frozenset({408, 409, 423, 425, 429})
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,11 @@ def _raise_for_answer(response: httpx.Response, peer: str) -> None:
         retry_after = response.headers.get("retry-after", "")
         delay = float(retry_after) if retry_after.isascii() and retry_after.isdigit() else 30.0
         raise RetryLater(min(delay, 3600.0), f"{peer} asked to slow down (429)")
+    if 400 <= response.status_code < 500 and response.status_code not in _RETRIED_CLIENT_ERRORS:
+        raise Undeliverable(
+            f"{peer} refused it with {response.status_code}, which retrying will not change: "
+            f"{response.text[:200]}"
+        )
     if response.status_code >= 300:
         raise DeliveryError(f"{peer} answered {response.status_code}: {response.text[:200]}")
 
@@ -121,8 +135,35 @@ def send_email(channel: EmailChannel, message: OutgoingMessage, settings: Settin
             smtp.starttls(context=tls)
         if username:
             smtp.login(username, password or "")
-        refused = smtp.send_message(email, to_addrs=recipients)
-    return {"smtp": f"{host}:{port}", "refused": sorted(refused)} if refused else {"smtp": f"{host}:{port}"}
+        try:
+            refused = smtp.send_message(email, to_addrs=recipients)
+        except smtplib.SMTPRecipientsRefused as exc:
+            answers = _smtp_answers(exc.recipients)
+            if all(code >= 500 for code, _ in exc.recipients.values()):
+                raise Undeliverable(f"the mail server refused every recipient: {answers}") from exc
+            raise DeliveryError(f"the mail server refused every recipient for now: {answers}") from exc
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            if exc.smtp_code >= 500:
+                raise Undeliverable(f"the mail server refused the message: {_smtp_answer(exc)}") from exc
+            raise
+    info: dict[str, Any] = {"smtp": f"{host}:{port}"}
+    if refused:
+        # Some recipients got it: the delivery counts as sent, and the ones refused are named with it.
+        info["refused"] = _smtp_answers(refused)
+    return info
+
+
+def _smtp_answer(exc: smtplib.SMTPResponseException) -> str:
+    error = exc.smtp_error
+    text = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
+    return f"{exc.smtp_code} {text}"[:200]
+
+
+def _smtp_answers(refused: dict[str, tuple[int, bytes]]) -> str:
+    return "; ".join(
+        f"{address} ({code} {message.decode(errors='replace')[:120]})"
+        for address, (code, message) in sorted(refused.items())
+    )
 
 
 def _slack_escape(text: str) -> str:

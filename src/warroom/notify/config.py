@@ -165,6 +165,30 @@ def channel_names(org: OrgConfig) -> list[str]:
     return sorted({c.name for c in org.notification_channels} | set(CHANNEL_TYPES))
 
 
+def unmet_secrets(org: OrgConfig, *, webhook_secret: str | None) -> list[str]:
+    """What deliveries will fail on in this environment: ``${VAR}`` settings whose variable is unset, and
+    webhook channels with no signing secret. Warnings, not problems: the file may be checked on a laptop
+    without the production environment (``webhook_secret`` is WARROOM_WEBHOOK_SECRET)."""
+    warnings: list[str] = []
+    for index, channel in enumerate(org.notification_channels):
+        where = f"notification_channels[{index}] ({channel.name})"
+        for setting, value in channel.settings.model_dump().items():
+            values = value.values() if isinstance(value, dict) else [value]
+            for text in values:
+                for variable in _ENV_REFERENCE.findall(text) if isinstance(text, str) else []:
+                    if variable not in os.environ:
+                        warnings.append(
+                            f"{where}.settings.{setting}: ${{{variable}}} is not set here; "
+                            "deliveries fail until the worker's environment sets it"
+                        )
+        if isinstance(channel, WebhookChannel) and not channel.settings.secret and not webhook_secret:
+            warnings.append(
+                f"{where}: no signing secret (settings.secret, or WARROOM_WEBHOOK_SECRET); "
+                "deliveries fail until one is set"
+            )
+    return warnings
+
+
 def check_notification_channels(org: OrgConfig) -> list[str]:
     """Cross-reference problems, as ``section[index].field: message`` strings."""
     from jinja2 import TemplateSyntaxError

@@ -108,5 +108,18 @@ def deliver(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
     delivery.sent_at = utcnow()
     delivery.updated_at = delivery.sent_at
     retried = f" (attempt {job.attempts})" if job.attempts > 1 else ""
-    _on_timeline(session, delivery, f"Sent {_describe(delivery)}{retried}: {delivery.subject}", status="sent")
+    refused = info.get("refused")
+    if refused:
+        delivery.last_error = f"refused by the mail server: {refused}"
+        _on_timeline(
+            session,
+            delivery,
+            f"Sent {_describe(delivery)}{retried}: {delivery.subject}; the mail server refused {refused}",
+            status="sent",
+            refused=refused,
+        )
+    else:
+        _on_timeline(
+            session, delivery, f"Sent {_describe(delivery)}{retried}: {delivery.subject}", status="sent"
+        )
     return {"delivery_id": delivery.id, **info}
