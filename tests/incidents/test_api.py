@@ -82,6 +82,52 @@ def test_status_lifecycle_and_timestamps(api: TestClient, responder: dict[str, s
 
 
 @pytest.mark.parametrize(
+    ("method", "path", "body", "change"),
+    [
+        ("patch", "", {"title": "Renamed after the review"}, "a change"),
+        ("patch", "", {"status": "investigating"}, "a change"),
+        ("post", "/ack", None, "an acknowledgement"),
+        ("post", "/timeline", {"action": "one more thing"}, "a timeline entry"),
+        ("post", "/responders", {"name": "Bob", "role": "scribe"}, "a new responder"),
+        ("post", "/updates", {"audience": "internal", "message": "still on it"}, "an update"),
+    ],
+)
+def test_a_closed_incident_is_a_final_record(
+    api: TestClient,
+    responder: dict[str, str],
+    context: AppContext,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+    change: str,
+) -> None:
+    ref = create(api, responder)["id"]
+    for status in ("resolved", "postmortem", "closed"):
+        moved = api.patch(f"/api/v1/incidents/{ref}", json={"status": status}, headers=responder)
+        assert moved.status_code == 200, moved.text
+    before = api.get(f"/api/v1/incidents/{ref}", headers=responder).json()
+    entries = count_rows(context, TimelineEntry)
+    refused = getattr(api, method)(f"/api/v1/incidents/{ref}{path}", json=body, headers=responder)
+    assert refused.status_code == 409, refused.text
+    message = refused.json()["error"]["message"]
+    assert message == f"{ref} is closed, so its record is final: {change} is refused"
+    assert api.get(f"/api/v1/incidents/{ref}", headers=responder).json() == before
+    assert count_rows(context, TimelineEntry) == entries
+
+
+def test_a_closed_incident_keeps_its_responders(api: TestClient, responder: dict[str, str]) -> None:
+    ref = create(api, responder)["id"]
+    scribe = api.post(
+        f"/api/v1/incidents/{ref}/responders", json={"name": "Bob", "role": "scribe"}, headers=responder
+    ).json()
+    for status in ("resolved", "closed"):
+        api.patch(f"/api/v1/incidents/{ref}", json={"status": status}, headers=responder)
+    left = api.delete(f"/api/v1/incidents/{ref}/responders/{scribe['id']}", headers=responder)
+    assert left.status_code == 409, left.text
+    assert "a responder leaving is refused" in left.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
     ("body", "status", "needle"),
     [
         ({"status": "closed"}, 409, "allowed from investigating"),

@@ -252,6 +252,7 @@ def log_action(
     session: Session, *, ref: str | int, entry: TimelineEntryCreate, performer: str
 ) -> TimelineEntryRead:
     incident = get_incident(session, ref, for_update=True)
+    ensure_not_closed(incident, "a timeline entry")
     row = append_timeline(
         session,
         incident,
@@ -420,6 +421,16 @@ def set_commander(
     return responder
 
 
+def ensure_not_closed(incident: Incident, change: str) -> None:
+    """A closed incident is the finished record (its review is done): people change nothing on it. Work
+    already under way (a delivery, a job) still notes its outcome on the timeline."""
+    if incident.status == IncidentStatus.closed:
+        raise Conflict(
+            f"{incident.ref} is closed, so its record is final: {change} is refused",
+            {"field": "status", "status": incident.status.value},
+        )
+
+
 def _check_transition(current: IncidentStatus, target: IncidentStatus) -> None:
     if target not in TRANSITIONS[current]:
         allowed = sorted(s.value for s in TRANSITIONS[current])
@@ -469,6 +480,7 @@ def update_incident(
     session: Session, *, org: OrgConfig, ref: str | int, data: IncidentUpdate, performer: str
 ) -> Incident:
     incident = get_incident(session, ref, for_update=True)
+    ensure_not_closed(incident, "a change")
     changes = data.model_dump(exclude_unset=True)
     note = changes.pop("note", None)
     if not changes:
@@ -564,6 +576,7 @@ def acknowledge(session: Session, *, ref: str | int, performer: str) -> Incident
     """Idempotent: a second acknowledgement changes nothing."""
     incident = get_incident(session, ref, for_update=True)
     if incident.acknowledged_at is None:
+        ensure_not_closed(incident, "an acknowledgement")
         incident.acknowledged_at = utcnow()
         incident.acknowledged_by = performer
         record(
@@ -598,6 +611,7 @@ def add_responder(
 ) -> Responder:
     _validate_role(org, data.role)
     incident = get_incident(session, ref, for_update=True)
+    ensure_not_closed(incident, "a new responder")
     if data.role == "commander":
         responder = set_commander(
             session, incident, name=data.name, performer=performer, org=org, contact=data.contact
@@ -626,6 +640,7 @@ def add_responder(
 
 def remove_responder(session: Session, *, ref: str | int, responder_id: int, performer: str) -> Responder:
     incident = get_incident(session, ref, for_update=True)
+    ensure_not_closed(incident, "a responder leaving")
     responder = next((r for r in incident.responders if r.id == responder_id), None)
     if responder is None:
         raise NotFound(f"no responder {responder_id} on {incident.ref}")
@@ -660,6 +675,7 @@ def send_communication(
             {"field": "audience", "allowed": allowed},
         )
     incident = get_incident(session, ref, for_update=True)
+    ensure_not_closed(incident, "an update")
     if incident.is_private and audience.reaches_outside:
         raise Conflict(
             f"{incident.ref} is private: its updates do not go to {audience.id}, which reaches people "
