@@ -620,7 +620,15 @@ def test_a_rule_template_that_fails_on_an_alert_does_not_lose_it(
         'message: "{{ incident.ref }}: {{ 1 // (labels.service | length - 8) }}"',
     )
     context.org = parse_org_config(text, "org.yaml")
+
+    def counted(template: str) -> float:
+        wanted = f'warroom_rule_template_errors_total{{template="rule payments-down: {template}"}}'
+        line = next((x for x in api.get("/metrics").text.splitlines() if x.startswith(wanted)), None)
+        return float(line.split()[-1]) if line else 0.0
+
+    before = counted("incident.title"), counted("notify.message")
     [without] = fire(api, generic_key, payments_alert(labels={"service": "payments", "alertname": "B"}))
+    assert (counted("incident.title"), counted("notify.message")) == (before[0] + 1, before[1] + 1)
     incident = api.get(f"/api/v1/incidents/{without['incident']}", headers=viewer).json()
     assert incident["title"] == "card charges failing"  # the alert's summary
     timeline = api.get(f"/api/v1/incidents/{without['incident']}/timeline", headers=viewer).json()
@@ -633,6 +641,7 @@ def test_a_rule_template_that_fails_on_an_alert_does_not_lose_it(
     # The dry run, where people debug templates, names both failures.
     [event] = from_generic(payments_alert(labels={"service": "payments", "alertname": "B"}))
     shown = automation.preview(context.org, "generic", event)
+    assert counted("notify.message") == before[1] + 1  # a dry run is not counted
     assert shown.incident is not None and shown.incident.title == "card charges failing"
     assert [failure.split(":")[1].strip() for failure in shown.incident.template_errors] == [
         "incident.title",

@@ -146,18 +146,22 @@ def _template_errors(org: OrgConfig, alert: Alert, applied: list[AutomationRule]
 
 
 def _note_template_failures(session: Session, incident: Incident, alert: Alert, before: int) -> None:
-    """Put the template failures ``alert`` gained since it had ``before`` on the incident's timeline."""
-    for failure in (alert.handler_errors or [])[before:]:
-        if failure.get("event") == "template":
-            incident_service.append_timeline(
-                session,
-                incident,
-                performer=PERFORMER,
-                kind=TimelineKind.automation,
-                action=f"Template {failure['handler']} failed on {alert.ref} ({failure['error']}); "
-                "the alert's summary was used instead",
-                data={"template": failure["handler"], "alert": alert.id, "error": failure["error"]},
-            )
+    """Put the template failures ``alert`` gained since it had ``before`` on the incident's timeline, and
+    count them on ``/metrics``."""
+    failures = [f for f in (alert.handler_errors or [])[before:] if f.get("event") == "template"]
+    if not failures:
+        return
+    alert_metrics.count_template_errors(session.connection(), [f["handler"] for f in failures])
+    for failure in failures:
+        incident_service.append_timeline(
+            session,
+            incident,
+            performer=PERFORMER,
+            kind=TimelineKind.automation,
+            action=f"Template {failure['handler']} failed on {alert.ref} ({failure['error']}); "
+            "the alert's summary was used instead",
+            data={"template": failure["handler"], "alert": alert.id, "error": failure["error"]},
+        )
 
 
 def _group_value(alert: Alert, name: str) -> str:

@@ -42,6 +42,13 @@ ENRICHMENT_ERRORS = Counter(
     ["entry"],
 )
 
+TEMPLATE_ERRORS = Counter(
+    "warroom_rule_template_errors_total",
+    "Rule templates (an incident title, a notify message) that failed on an alert's data; the alert's "
+    "summary stood in, and the failure is on the alert and the incident's timeline. By template.",
+    ["template"],
+)
+
 STORM_GUARDED = Counter(
     "warroom_alerts_storm_guarded_total",
     "Alerts that joined the newest open incident of their escalation policy instead of opening one, because "
@@ -53,6 +60,11 @@ STORM_GUARDED = Counter(
 def count_storm_guarded(connection: Connection, policy: str) -> None:
     """Count an alert the storm guard held, once its transaction commits."""
     _count_when_committed(connection, STORM_GUARDED.labels, [policy])
+
+
+def count_template_errors(connection: Connection, templates: Iterable[str]) -> None:
+    """Count rule templates that failed on an alert, once the transaction that noted them commits."""
+    _count_when_committed(connection, TEMPLATE_ERRORS.labels, templates)
 
 
 def count_enrichment_errors(connection: Connection, entries: Iterable[str]) -> None:
