@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,13 +11,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tests.notify.conftest import WEBHOOK_SECRET
-from tests.peers import Recorder, SmtpServer
+from tests.peers import Recorder, SmtpServer, wait_until
+from warroom.auth.integrations import FORGET_REPLACED_KEY
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.errors import InvalidInput
 from warroom.incidents import service as incidents
 from warroom.incidents.models import TimelineEntry
 from warroom.incidents.schemas import IncidentCreate
+from warroom.jobs import service as jobs_service
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.worker import Worker
 from warroom.notify import service as notify
@@ -545,8 +548,6 @@ def test_email_over_tls(context: AppContext, smtp_port: int, tmp_path: Any, secu
 
 
 def test_a_slow_peer_does_not_hold_the_write_lock(context: AppContext, recorder: Recorder) -> None:
-    import threading
-
     entered, gate = threading.Event(), threading.Event()
     recorder.hold("/hook", entered, gate)
     delivery_id = send(context, channel="ops-webhook", to="", template="test")
@@ -563,6 +564,37 @@ def test_a_slow_peer_does_not_hold_the_write_lock(context: AppContext, recorder:
         worker.join(30)
     assert incident_id
     assert delivery(context, delivery_id).status == DeliveryStatus.sent
+
+
+def test_a_timer_does_not_wait_behind_a_slow_delivery(context: AppContext, recorder: Recorder) -> None:
+    """An escalation step due while a webhook takes its time runs on time: the worker runs deliveries and
+    timers in separate loops. Before, the step waited for the whole batch of deliveries in hand."""
+    entered, gate = threading.Event(), threading.Event()
+    recorder.hold("/hook", entered, gate)
+    delivery_id = send(context, channel="ops-webhook", to="", template="test")
+    stop = threading.Event()
+    worker = threading.Thread(target=Worker(context, name="w", poll_interval=0.05).run_forever, args=(stop,))
+    worker.start()
+    try:
+        assert entered.wait(10), "the webhook was never called"
+        with context.db.write() as session:
+            # Any quick kind will do: this one finds no key to erase and is done.
+            quick = jobs_service.enqueue(session, kind=FORGET_REPLACED_KEY, payload={"integration_id": 999})
+            timer = quick.id
+        wait_until(lambda: job_status(context, timer) == JobStatus.done, timeout=10)
+        assert delivery(context, delivery_id).status == DeliveryStatus.pending  # still in flight
+    finally:
+        gate.set()
+        stop.set()
+        worker.join(30)
+    assert delivery(context, delivery_id).status == DeliveryStatus.sent
+
+
+def job_status(context: AppContext, job_id: int) -> JobStatus:
+    with context.db.read() as session:
+        found = session.get(Job, job_id)
+        assert found is not None
+        return found.status
 
 
 def test_a_delivery_whose_worker_keeps_dying_is_a_dead_letter(context: AppContext) -> None:

@@ -84,6 +84,11 @@ def registered_kinds() -> list[str]:
     return sorted(_handlers)
 
 
+def network_kinds() -> list[str]:
+    """The kinds whose handlers wait on peers (``deferred_transaction``): deliveries."""
+    return sorted(kind for kind, spec in _handlers.items() if spec.deferred_transaction)
+
+
 def backoff(attempts: int, *, base: float = 5.0, cap: float = 600.0, jitter: float = 0.2) -> timedelta:
     """Delay before the next try after ``attempts`` failed ones: base * 2^(n-1), capped, +/- jitter.
 

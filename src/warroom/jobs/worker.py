@@ -18,16 +18,16 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from warroom.context import AppContext
 from warroom.db import unavailable, unavailable_reason, utcnow
 from warroom.jobs.models import Job, JobStatus
-from warroom.jobs.service import PermanentFailure, RetryLater, backoff, handler_for
+from warroom.jobs.service import PermanentFailure, RetryLater, backoff, handler_for, network_kinds
 
 log = logging.getLogger("warroom.jobs")
 
@@ -41,6 +41,11 @@ JOB_LATENESS = Histogram(
 )
 
 MAX_ERROR_LENGTH = 4000
+
+# Which jobs a worker claims: "network" ones wait on peers (deliveries: seconds each, a batch of them
+# minutes), "local" ones are quick (escalation steps, delayed rules, sweeps). ``run_forever`` runs the two in
+# separate loops, so a timer never waits behind a batch of slow deliveries.
+Lane = Literal["all", "network", "local"]
 
 
 def default_worker_name() -> str:
@@ -62,8 +67,10 @@ class Worker:
         retry_base: float | None = None,
         retry_cap: float | None = None,
         concurrency: int | None = None,
+        lane: Lane = "all",
     ) -> None:
         settings = context.settings
+        self.lane = lane
         self.context = context
         self.name = name or default_worker_name()
         self.poll_interval = poll_interval if poll_interval is not None else settings.worker_poll_interval
@@ -89,7 +96,7 @@ class Worker:
         with self.context.db.write() as session:
             rows = session.execute(
                 select(Job.id, Job.run_at)
-                .where(Job.status == JobStatus.pending, Job.run_at <= now)
+                .where(Job.status == JobStatus.pending, Job.run_at <= now, self._in_lane())
                 .order_by(Job.run_at)  # the index's order: no sort, and a plain index scan
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -103,7 +110,7 @@ class Worker:
                 expired = list(
                     session.scalars(
                         select(Job)
-                        .where(Job.status == JobStatus.running, Job.lease_expires_at <= now)
+                        .where(Job.status == JobStatus.running, Job.lease_expires_at <= now, self._in_lane())
                         .order_by(Job.run_at)
                         .limit(limit - len(due))
                         .with_for_update(skip_locked=True)
@@ -152,7 +159,8 @@ class Worker:
                     or_(
                         and_(Job.status == JobStatus.pending, Job.run_at <= now),
                         and_(Job.status == JobStatus.running, Job.lease_expires_at <= now),
-                    )
+                    ),
+                    self._in_lane(),
                 )
                 .limit(1)
             )
@@ -325,7 +333,9 @@ class Worker:
     def next_due_in(self) -> float | None:
         """Seconds until the earliest pending job is due (None when there is none)."""
         with self.context.db.read() as session:
-            next_run = session.scalar(select(func.min(Job.run_at)).where(Job.status == JobStatus.pending))
+            next_run = session.scalar(
+                select(func.min(Job.run_at)).where(Job.status == JobStatus.pending, self._in_lane())
+            )
         if next_run is None:
             return None
         if next_run.tzinfo is None:  # SQLite aggregate results bypass the column type
@@ -334,8 +344,44 @@ class Worker:
             next_run = next_run.replace(tzinfo=UTC)
         return max(0.0, (next_run - utcnow()).total_seconds())
 
+    def _in_lane(self) -> ColumnElement[bool]:
+        if self.lane == "all":
+            return true()
+        network = network_kinds()
+        return Job.kind.in_(network) if self.lane == "network" else Job.kind.not_in(network)
+
+    def in_lane(self, lane: Lane) -> Worker:
+        """A worker like this one that claims only ``lane``'s jobs, under a name of its own."""
+        return Worker(
+            self.context,
+            name=f"{self.name}/{lane}",
+            poll_interval=self.poll_interval,
+            batch=self.batch,
+            lease=self.lease,
+            retry_base=self.retry_base,
+            retry_cap=self.retry_cap,
+            concurrency=self.concurrency,
+            lane=lane,
+        )
+
     def run_forever(self, stop_event: threading.Event) -> None:
-        """Poll until ``stop_event`` is set, sleeping at most ``poll_interval`` (less if a job is due)."""
+        """Poll until ``stop_event`` is set, sleeping at most ``poll_interval`` (less if a job is due). A
+        worker of every lane runs its network and local jobs in two loops (two threads), so that neither
+        waits for the other."""
+        if self.lane != "all":
+            self._poll(stop_event)
+            return
+        network = self.in_lane("network")
+        deliveries = threading.Thread(
+            target=network._poll, args=(stop_event,), name=f"warroom-worker-{network.name}", daemon=True
+        )
+        deliveries.start()
+        try:
+            self.in_lane("local")._poll(stop_event)
+        finally:
+            deliveries.join()
+
+    def _poll(self, stop_event: threading.Event) -> None:
         self._stop = stop_event
         log.info("worker %s started (poll every %.2fs, batch %d)", self.name, self.poll_interval, self.batch)
         failures = 0
