@@ -216,11 +216,17 @@ def test_raising_severity_pages_again_and_payments_routing(context: AppContext) 
     before = len(pages(context, incident_id))
     run_at(worker, T0 + timedelta(minutes=4))
     assert len(pages(context, incident_id)) == before
-    # The restarted run has its own repeat count (payments-escalation repeats once): one more pass.
+    # The restarted run has its own repeat count (payments-escalation repeats once): one more pass, now
+    # step by step (P1) from the first step, not all hands again.
     run_at(worker, T0 + timedelta(minutes=8))
-    assert {p[0] for p in sent(context, incident_id) if p[2] == 3} == {"frank", "heidi", "carol"}
-    run_at(worker, T0 + timedelta(minutes=18))
+    assert {p[0] for p in sent(context, incident_id) if p[2] == 3} == {"frank"}
+    for _ in range(6):
+        deadline = escalation(context, incident_id).next_check_at
+        if deadline is None:
+            break
+        run_at(worker, deadline)
     assert escalation(context, incident_id).state == EscalationState.exhausted
+    assert {p[0] for p in sent(context, incident_id) if p[2] == 3} == {"frank", "heidi", "carol"}
 
 
 def test_a_raise_before_the_first_page_pages_once(context: AppContext) -> None:
@@ -511,3 +517,53 @@ def test_lowering_to_a_level_that_pages_nobody_stops_the_escalation(context: App
         e.action == "Escalation stopped (P3 pages nobody): platform-escalation"
         for e in timeline(context, incident_id)
     )
+
+
+def lower(context: AppContext, incident_id: int, severity: str) -> None:
+    with context.db.write() as session:
+        incident_service.update_incident(
+            session,
+            org=context.org,
+            ref=incident_id,
+            data=IncidentUpdate(severity=severity),
+            performer="carol",
+        )
+
+
+def test_lowering_to_a_level_that_pages_its_first_step_stops_escalating_past_it(context: AppContext) -> None:
+    """A P1 lowered to P2 goes on paging the assigned engineer, not on to alice (step 2) and the manager."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context)
+    run_at(worker, T0)
+    clock.set(T0 + timedelta(minutes=2))
+    lower(context, incident_id, "P2")
+    state = escalation(context, incident_id)
+    assert (state.mode, state.severity, state.state) == ("first_step", "P2", EscalationState.active)
+    assert timeline(context, incident_id)[-1].action == (
+        "Escalation goes on first step only for P2: platform-escalation"
+    )
+    run_at(worker, T0 + timedelta(minutes=15))  # the deadline the P1 page gave carol
+    assert [(p[0], p[2], p[3]) for p in sent(context, incident_id) if p[1] == "email"] == [
+        ("carol", 1, 1),
+        ("carol", 2, 1),
+    ]
+
+
+def test_lowering_from_all_hands_goes_on_step_by_step(context: AppContext) -> None:
+    """A P0 lowered to P1: everyone was paged at once; at the next deadline the policy starts over from its
+    first step instead of paging all three again."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context, severity="P0")
+    run_at(worker, T0)
+    assert {p[0] for p in sent(context, incident_id)} == {"carol", "alice", "grace"}
+    clock.set(T0 + timedelta(minutes=1))
+    lower(context, incident_id, "P1")
+    run_at(worker, T0 + timedelta(minutes=5))  # P0's deadline
+    emails = [(p[0], p[2], p[3]) for p in sent(context, incident_id) if p[1] == "email"]
+    assert sorted(emails[3:]) == [("carol", 2, 1)]
+    state = escalation(context, incident_id)
+    assert (state.mode, state.cycle, state.step) == ("escalate", 2, 1)
+    run_at(worker, state.next_check_at or T0)
+    assert [(p[0], p[2], p[3]) for p in sent(context, incident_id) if p[1] == "email"][-1] == ("alice", 2, 2)

@@ -137,6 +137,49 @@ def stop_escalations(session: Session, *, incident_id: int, reason: EscalationSt
     return len(active)
 
 
+def follow_lowered_severity(session: Session, org: OrgConfig, *, incident_id: int, performer: str) -> int:
+    """The incident was lowered to a level that still pages: its running escalations go on in that level's
+    mode, paging nobody now. A P1 lowered to P2 pages its first step only, not on to the manager; a P0
+    lowered to P1 no longer pages every step at once (all were paged, so it goes on from the first step at
+    the next deadline)."""
+    active = list(
+        session.scalars(
+            select(Escalation)
+            .where(Escalation.incident_id == incident_id, Escalation.state == EscalationState.active)
+            .with_for_update()
+        )
+    )
+    if not active:
+        return 0
+    incident = incident_service.get_incident(session, incident_id, for_update=True)
+    mode = service.paging_mode(org, incident.severity)
+    changed = [escalation for escalation in active if escalation.mode != mode]
+    for escalation in active:
+        escalation.severity = incident.severity
+    for escalation in changed:
+        if escalation.mode == "all_hands" and escalation.next_check_at is not None:
+            try:
+                last_step = max(1, len(service.get_policy(org, escalation.policy).steps))
+            except NotFound:
+                last_step = escalation.step  # the check that finds the policy gone stops the escalation
+            if last_step != escalation.step:
+                # The check is keyed by its step: move it, at the same deadline, to the last step's.
+                job_service.cancel(session, idempotency_key=_check_key(incident.id, escalation))
+                escalation.step = last_step
+                _schedule_check(session, incident, escalation, escalation.next_check_at)
+        escalation.mode = mode
+    if changed:
+        _timeline(
+            session,
+            incident,
+            f"Escalation goes on {_MODE_TEXT[mode]} for {incident.severity}: "
+            + ", ".join(e.policy for e in changed),
+            kind=TimelineKind.automation,
+            data={"policies": [e.policy for e in changed], "mode": mode, "by": performer},
+        )
+    return len(changed)
+
+
 # --- starting -------------------------------------------------------------------------------------
 
 

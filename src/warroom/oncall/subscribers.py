@@ -51,6 +51,8 @@ def page_raised_severity(session: Session, event: DomainEvent) -> None:
         paging.stop_escalations(
             session, incident_id=event.incident_id, reason=EscalationState.silent, performer=event.performer
         )
+    elif org is not None:
+        paging.follow_lowered_severity(session, org, incident_id=event.incident_id, performer=event.performer)
 
 
 @subscribe("incident.page_requested")
