@@ -32,3 +32,9 @@ def test_alerts_leave_room_for_updates_in_place_on_postgresql(context: AppContex
             "SELECT reloptions FROM pg_class WHERE relname = 'alerts'"
         ).scalar()
     assert options == ["fillfactor=70"]
+
+
+def test_a_url_encoded_password_or_socket_path_reaches_alembic_as_written() -> None:
+    """A URL carries "@" in a password as "%40"; configparser took it for interpolation and serve died."""
+    url = "postgresql+psycopg://warroom:p%40ss%25word@/warroom?host=%2Fvar%2Frun%2Fpostgresql"
+    assert alembic_config(url).get_main_option("sqlalchemy.url") == url

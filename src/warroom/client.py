@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -48,6 +49,15 @@ class ApiError(Exception):
         self.details = details
 
 
+def seg(value: object) -> str:
+    """``value`` as one path segment: an id typed as ``../tokens/4#`` names no incident, and reaches no
+    other endpoint."""
+    text = quote(str(value), safe="")
+    if not text.strip():
+        raise ApiError(0, "invalid_input", "an empty id names nothing")
+    return text.replace(".", "%2E") if text.strip(".") == "" else text
+
+
 def query(**values: Any) -> dict[str, Any]:
     """Query parameters, leaving out filters that were not given (None, empty)."""
     return {name: value for name, value in values.items() if value not in (None, "", [])}
@@ -83,6 +93,9 @@ class Client:
             response = self._http.request(method, path, json=json, params=params, content=content)
         except httpx.HTTPError as exc:
             raise ApiError(0, "unreachable", f"cannot reach {self.url}: {exc}") from exc
+        if 300 <= response.status_code < 400:
+            # The API never redirects what this client asks; a redirect is a wrong URL or path.
+            raise ApiError(response.status_code, "not_found", f"nothing at {path!r}")
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
@@ -121,22 +134,24 @@ class Client:
         return IncidentRead.model_validate(self.request("POST", "/api/v1/incidents", json=fields))
 
     def get_incident(self, ref: str) -> IncidentRead:
-        return IncidentRead.model_validate(self.request("GET", f"/api/v1/incidents/{ref}"))
+        return IncidentRead.model_validate(self.request("GET", f"/api/v1/incidents/{seg(ref)}"))
 
     def update_incident(self, ref: str, **fields: Any) -> IncidentRead:
-        return IncidentRead.model_validate(self.request("PATCH", f"/api/v1/incidents/{ref}", json=fields))
+        return IncidentRead.model_validate(
+            self.request("PATCH", f"/api/v1/incidents/{seg(ref)}", json=fields)
+        )
 
     def acknowledge(self, ref: str) -> IncidentRead:
-        return IncidentRead.model_validate(self.request("POST", f"/api/v1/incidents/{ref}/ack"))
+        return IncidentRead.model_validate(self.request("POST", f"/api/v1/incidents/{seg(ref)}/ack"))
 
     def resolve(self, ref: str, note: str | None = None) -> IncidentRead:
         body: dict[str, Any] = {"status": "resolved"}
         if note:
             body["note"] = note
-        return IncidentRead.model_validate(self.request("PATCH", f"/api/v1/incidents/{ref}", json=body))
+        return IncidentRead.model_validate(self.request("PATCH", f"/api/v1/incidents/{seg(ref)}", json=body))
 
     def timeline(self, ref: str) -> list[TimelineEntryRead]:
-        rows = self.request("GET", f"/api/v1/incidents/{ref}/timeline")
+        rows = self.request("GET", f"/api/v1/incidents/{seg(ref)}/timeline")
         return [TimelineEntryRead.model_validate(row) for row in rows]
 
     def log_action(
@@ -150,28 +165,28 @@ class Client:
     ) -> TimelineEntryRead:
         body = {"action": action, "impact": impact, "kind": kind, "system_state": system_state}
         return TimelineEntryRead.model_validate(
-            self.request("POST", f"/api/v1/incidents/{ref}/timeline", json=body)
+            self.request("POST", f"/api/v1/incidents/{seg(ref)}/timeline", json=body)
         )
 
     def add_responder(self, ref: str, name: str, role: str, contact: str = "") -> ResponderRead:
         body = {"name": name, "role": role, "contact": contact}
         return ResponderRead.model_validate(
-            self.request("POST", f"/api/v1/incidents/{ref}/responders", json=body)
+            self.request("POST", f"/api/v1/incidents/{seg(ref)}/responders", json=body)
         )
 
     def remove_responder(self, ref: str, responder_id: int) -> ResponderRead:
         return ResponderRead.model_validate(
-            self.request("DELETE", f"/api/v1/incidents/{ref}/responders/{responder_id}")
+            self.request("DELETE", f"/api/v1/incidents/{seg(ref)}/responders/{seg(responder_id)}")
         )
 
     def send_update(self, ref: str, message: str, audience: str) -> CommunicationRead:
         body = {"message": message, "audience": audience}
         return CommunicationRead.model_validate(
-            self.request("POST", f"/api/v1/incidents/{ref}/updates", json=body)
+            self.request("POST", f"/api/v1/incidents/{seg(ref)}/updates", json=body)
         )
 
     def updates(self, ref: str) -> list[CommunicationRead]:
-        rows = self.request("GET", f"/api/v1/incidents/{ref}/updates")
+        rows = self.request("GET", f"/api/v1/incidents/{seg(ref)}/updates")
         return [CommunicationRead.model_validate(row) for row in rows]
 
     # --- severities ---
@@ -195,12 +210,12 @@ class Client:
 
     def shifts(self, schedule: str, *, count: int = 10, after: str | None = None) -> list[ShiftRead]:
         params = query(count=count, after=after)
-        rows = self.request("GET", f"/api/v1/oncall/{schedule}/shifts", params=params)
+        rows = self.request("GET", f"/api/v1/oncall/{seg(schedule)}/shifts", params=params)
         return [ShiftRead.model_validate(row) for row in rows]
 
     def overrides(self, schedule: str, *, include_past: bool = False) -> list[OverrideRead]:
         rows = self.request(
-            "GET", f"/api/v1/oncall/{schedule}/overrides", params={"include_past": include_past}
+            "GET", f"/api/v1/oncall/{seg(schedule)}/overrides", params={"include_past": include_past}
         )
         return [OverrideRead.model_validate(row) for row in rows]
 
@@ -209,12 +224,12 @@ class Client:
     ) -> OverrideRead:
         body = {"person": person, "start": start, "end": end, "reason": reason}
         return OverrideRead.model_validate(
-            self.request("POST", f"/api/v1/oncall/{schedule}/overrides", json=body)
+            self.request("POST", f"/api/v1/oncall/{seg(schedule)}/overrides", json=body)
         )
 
     def delete_override(self, schedule: str, override_id: int) -> OverrideRead:
         return OverrideRead.model_validate(
-            self.request("DELETE", f"/api/v1/oncall/{schedule}/overrides/{override_id}")
+            self.request("DELETE", f"/api/v1/oncall/{seg(schedule)}/overrides/{seg(override_id)}")
         )
 
     def escalation_policies(self) -> list[EscalationPolicyRead]:
@@ -222,7 +237,7 @@ class Client:
         return [EscalationPolicyRead.model_validate(row) for row in rows]
 
     def incident_pages(self, ref: str) -> IncidentPaging:
-        return IncidentPaging.model_validate(self.request("GET", f"/api/v1/incidents/{ref}/pages"))
+        return IncidentPaging.model_validate(self.request("GET", f"/api/v1/incidents/{seg(ref)}/pages"))
 
     # --- notifications ---
 
@@ -239,14 +254,16 @@ class Client:
         return DeliveryPage.model_validate(self.request("GET", "/api/v1/notifications", params=params))
 
     def get_notification(self, delivery_id: int) -> DeliveryRead:
-        return DeliveryRead.model_validate(self.request("GET", f"/api/v1/notifications/{delivery_id}"))
+        return DeliveryRead.model_validate(self.request("GET", f"/api/v1/notifications/{seg(delivery_id)}"))
 
     def send_test_notification(self, channel: str, to: str = "", note: str = "") -> DeliveryRead:
         body = {"channel": channel, "to": to, "note": note}
         return DeliveryRead.model_validate(self.request("POST", "/api/v1/notifications/test", json=body))
 
     def retry_notification(self, delivery_id: int) -> DeliveryRead:
-        return DeliveryRead.model_validate(self.request("POST", f"/api/v1/notifications/{delivery_id}/retry"))
+        return DeliveryRead.model_validate(
+            self.request("POST", f"/api/v1/notifications/{seg(delivery_id)}/retry")
+        )
 
     # --- alerts ---
 
@@ -295,7 +312,7 @@ class Client:
         return AlertOverview.model_validate(self.request("GET", "/api/v1/alerts/overview", params=params))
 
     def get_alert(self, ref: str) -> AlertDetail:
-        return AlertDetail.model_validate(self.request("GET", f"/api/v1/alerts/{ref}"))
+        return AlertDetail.model_validate(self.request("GET", f"/api/v1/alerts/{seg(ref)}"))
 
     def promote_alert(
         self, ref: str, *, title: str | None = None, severity: str | None = None, move: bool = False
@@ -305,43 +322,53 @@ class Client:
         }
         if move:
             body["move"] = True
-        return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/promote", json=body))
+        return AlertDetail.model_validate(
+            self.request("POST", f"/api/v1/alerts/{seg(ref)}/promote", json=body)
+        )
 
     def merge_incident(self, ref: str, into: str, *, note: str | None = None) -> IncidentMerged:
         body = {"into": into} | ({"note": note} if note is not None else {})
-        merged = self.request("POST", f"/api/v1/incidents/{ref}/merge", json=body)
+        merged = self.request("POST", f"/api/v1/incidents/{seg(ref)}/merge", json=body)
         return IncidentMerged.model_validate(merged)
 
     def attach_alert(self, ref: str, incident: str) -> AlertDetail:
         body = {"incident": incident}
-        return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/attach", json=body))
+        return AlertDetail.model_validate(
+            self.request("POST", f"/api/v1/alerts/{seg(ref)}/attach", json=body)
+        )
 
     def acknowledge_alert(self, ref: str) -> AlertDetail:
-        return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/acknowledge"))
+        return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{seg(ref)}/acknowledge"))
 
     def unacknowledge_alert(self, ref: str) -> AlertDetail:
-        return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/unacknowledge"))
+        return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{seg(ref)}/unacknowledge"))
 
     def snooze_alert(self, ref: str, *, duration: str | None = None, until: str | None = None) -> AlertDetail:
         body = {"duration": duration} if duration is not None else {"until": until}
-        return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/snooze", json=body))
+        return AlertDetail.model_validate(
+            self.request("POST", f"/api/v1/alerts/{seg(ref)}/snooze", json=body)
+        )
 
     def resolve_alert(self, ref: str, *, note: str | None = None) -> AlertDetail:
         body = {"note": note} if note is not None else {}
-        return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{ref}/resolve", json=body))
+        return AlertDetail.model_validate(
+            self.request("POST", f"/api/v1/alerts/{seg(ref)}/resolve", json=body)
+        )
 
     def note_alert(self, ref: str, body: str) -> AlertDetail:
         return AlertDetail.model_validate(
-            self.request("POST", f"/api/v1/alerts/{ref}/notes", json={"body": body})
+            self.request("POST", f"/api/v1/alerts/{seg(ref)}/notes", json={"body": body})
         )
 
     def edit_alert_note(self, ref: str, note_id: int, body: str) -> AlertDetail:
         return AlertDetail.model_validate(
-            self.request("PATCH", f"/api/v1/alerts/{ref}/notes/{note_id}", json={"body": body})
+            self.request("PATCH", f"/api/v1/alerts/{seg(ref)}/notes/{seg(note_id)}", json={"body": body})
         )
 
     def delete_alert_note(self, ref: str, note_id: int) -> AlertDetail:
-        return AlertDetail.model_validate(self.request("DELETE", f"/api/v1/alerts/{ref}/notes/{note_id}"))
+        return AlertDetail.model_validate(
+            self.request("DELETE", f"/api/v1/alerts/{seg(ref)}/notes/{seg(note_id)}")
+        )
 
     def preview_alerts(
         self,
@@ -405,16 +432,16 @@ class Client:
         return MaintenanceRead.model_validate(self.request("POST", "/api/v1/maintenance", json=body))
 
     def get_maintenance(self, ref: str) -> MaintenanceDetail:
-        return MaintenanceDetail.model_validate(self.request("GET", f"/api/v1/maintenance/{ref}"))
+        return MaintenanceDetail.model_validate(self.request("GET", f"/api/v1/maintenance/{seg(ref)}"))
 
     def extend_maintenance(self, ref: str, by: str) -> MaintenanceRead:
         body = {"by": by}
         return MaintenanceRead.model_validate(
-            self.request("POST", f"/api/v1/maintenance/{ref}/extend", json=body)
+            self.request("POST", f"/api/v1/maintenance/{seg(ref)}/extend", json=body)
         )
 
     def end_maintenance(self, ref: str) -> MaintenanceRead:
-        return MaintenanceRead.model_validate(self.request("POST", f"/api/v1/maintenance/{ref}/end"))
+        return MaintenanceRead.model_validate(self.request("POST", f"/api/v1/maintenance/{seg(ref)}/end"))
 
     def report(
         self,

@@ -101,6 +101,10 @@ def unavailable_reason(exc: BaseException) -> str:
     return lines[0][:300] if lines else type(exc).__name__
 
 
+# Row ids are 32-bit on PostgreSQL; larger numbers can never name a row, so they are refused up front.
+MAX_ROW_ID = 2_147_483_647
+
+
 def utcnow() -> datetime:
     return clock.now()
 

@@ -11,6 +11,7 @@ from warroom.auth import service as auth_service
 from warroom.auth.models import Role
 from warroom.auth.schemas import Principal
 from warroom.context import AppContext
+from warroom.db import MAX_ROW_ID
 
 
 def get_context(request: Request) -> AppContext:
@@ -43,7 +44,5 @@ Viewer = Annotated[Principal, Depends(require_role(Role.viewer))]
 Responder = Annotated[Principal, Depends(require_role(Role.responder))]
 Admin = Annotated[Principal, Depends(require_role(Role.admin))]
 
-# Row ids are 32-bit on PostgreSQL; larger numbers can never name a row, so refuse them up front.
-MAX_ROW_ID = 2_147_483_647
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 Offset = Annotated[int, Query(ge=0, le=MAX_ROW_ID)]

@@ -16,7 +16,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", url)
+    # Alembic's options go through configparser, which reads "%" as interpolation: a URL-encoded password
+    # ("p%40ss") or socket path must keep its "%" as written.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 

@@ -64,7 +64,8 @@ from warroom.auth.integrations import (
 from warroom.auth.models import Role
 from warroom.auth.signing import MAX_SKEW_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from warroom.context import AppContext
-from warroom.deps import MAX_ROW_ID, Admin, Context, Offset, Responder, RowId, Viewer
+from warroom.db import MAX_ROW_ID
+from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
 from warroom.durations import Duration
 from warroom.errors import WarroomError
 

@@ -38,6 +38,7 @@ from warroom.auth.models import IntegrationType
 from warroom.cli.output import (
     SEVERITY_STYLE,
     ForOption,
+    RowIdArgument,
     UntilOption,
     api_errors,
     bar,
@@ -1183,7 +1184,7 @@ def _service_shown(row: IntegrationRead) -> Text | str:
 
 @integration_app.command("revoke")
 def integration_revoke(
-    integration_id: int,
+    integration_id: RowIdArgument,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
 ) -> None:
     """Revoke an integration key by id; its source gets 401 from then on."""
@@ -1196,7 +1197,7 @@ def integration_revoke(
 
 @integration_app.command("update")
 def integration_update(
-    integration_id: int,
+    integration_id: RowIdArgument,
     name: Annotated[str | None, typer.Option(help="A new name.")] = None,
     service: ServiceOption = None,
     no_service: Annotated[
@@ -1282,7 +1283,7 @@ def integration_update(
 
 @integration_app.command("rotate")
 def integration_rotate(
-    integration_id: int,
+    integration_id: RowIdArgument,
     grace: Annotated[
         str,
         typer.Option(

@@ -11,6 +11,7 @@ from rich.markup import escape
 from warroom.cli.output import (
     SEVERITY_STYLE,
     STATUS_STYLE,
+    RowIdArgument,
     api_errors,
     console,
     emit,
@@ -288,7 +289,7 @@ def responder_add(
 
 
 @responder_app.command("remove")
-def responder_remove(ref: str, responder_id: int, as_json: JsonFlag = False) -> None:
+def responder_remove(ref: str, responder_id: RowIdArgument, as_json: JsonFlag = False) -> None:
     """Mark a responder as having left."""
     with api_errors(), _client() as client:
         responder = client.remove_responder(ref, responder_id)

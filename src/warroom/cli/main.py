@@ -24,7 +24,18 @@ from warroom.cli.jobs import jobs_app, worker
 from warroom.cli.maintenance import maintenance_app
 from warroom.cli.notify import notify_app
 from warroom.cli.oncall import oncall_app
-from warroom.cli.output import api_errors, bar, console, emit, error_console, fail, print_json, table, when
+from warroom.cli.output import (
+    RowIdArgument,
+    api_errors,
+    bar,
+    console,
+    emit,
+    error_console,
+    fail,
+    print_json,
+    table,
+    when,
+)
 from warroom.client import ApiError, Client
 from warroom.context import AppContext
 from warroom.db import Database
@@ -279,7 +290,7 @@ def token_list(database_url: DatabaseOption = None) -> None:
 
 
 @token_app.command("revoke")
-def token_revoke(token_id: int, database_url: DatabaseOption = None) -> None:
+def token_revoke(token_id: RowIdArgument, database_url: DatabaseOption = None) -> None:
     """Revoke a token by id."""
     from warroom.errors import NotFound
 

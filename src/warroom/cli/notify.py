@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from warroom.cli.output import api_errors, console, emit, error_console, print_json, styled, table, when
+from warroom.cli.output import (
+    RowIdArgument,
+    api_errors,
+    console,
+    emit,
+    error_console,
+    print_json,
+    styled,
+    table,
+    when,
+)
 from warroom.client import Client
 from warroom.notify.models import DeliveryStatus
 from warroom.notify.schemas import DeliveryRead
@@ -107,7 +117,7 @@ def test(
 
 
 @notify_app.command("retry")
-def retry(delivery_id: int, as_json: JsonFlag = False) -> None:
+def retry(delivery_id: RowIdArgument, as_json: JsonFlag = False) -> None:
     """Queue a dead letter for another round of attempts."""
     with api_errors(), Client() as client:
         delivery = client.retry_notification(delivery_id)

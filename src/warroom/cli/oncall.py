@@ -10,6 +10,7 @@ from rich.text import Text
 
 from warroom.cli.output import api_errors, console, emit, instant, table, when
 from warroom.client import Client
+from warroom.db import MAX_ROW_ID
 
 oncall_app = typer.Typer(
     help="On-call schedules, overrides and escalation (client; uses WARROOM_URL and WARROOM_TOKEN).",
@@ -133,7 +134,7 @@ def overrides(
 @oncall_app.command("remove-override")
 def remove_override(
     schedule: Annotated[str, typer.Argument(help="Schedule name.")],
-    override_id: Annotated[int, typer.Argument(help="Override id.")],
+    override_id: Annotated[int, typer.Argument(min=1, max=MAX_ROW_ID, help="Override id.")],
 ) -> None:
     """Delete a runtime override."""
     with api_errors(), Client() as client:

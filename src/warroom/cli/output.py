@@ -16,9 +16,13 @@ from rich.table import Table
 from rich.text import Text
 
 from warroom.client import ApiError
+from warroom.db import MAX_ROW_ID
 
 console = Console()
 error_console = Console(stderr=True)
+
+# A numeric id argument (a token, an integration, a responder): out of range is a usage error, not a trace.
+RowIdArgument = Annotated[int, typer.Argument(min=1, max=MAX_ROW_ID, help="The id (a number).")]
 
 SEVERITY_STYLE = {"P0": "bold white on red", "P1": "bold red", "P2": "yellow", "P3": "dim"}
 STATUS_STYLE = {
