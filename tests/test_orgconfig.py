@@ -137,3 +137,16 @@ def subprocess_check(path: Path, environment: dict[str, str]) -> subprocess.Comp
         text=True,
         timeout=60,
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("2026-02-30", "day is out of range for month"), ("2026-03-01T25:00:00Z", "hour must be in 0..23")],
+)
+def test_a_date_the_calendar_lacks_is_a_problem_with_its_place(value: str, why: str) -> None:
+    """YAML reads these as dates and fails building them; the check, serve and reload used to crash."""
+    text = EXAMPLE_CONFIG.read_text() + f"\nmaintenance_note_dates:\n  - {value}\n"
+    problems = problems_of(text)
+    assert len(problems) == 1
+    assert problems[0].startswith("maintenance_note_dates[0] (line ")
+    assert f"{value!r} is not a date or time that exists ({why})" in problems[0]

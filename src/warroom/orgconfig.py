@@ -376,6 +376,26 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
+def _impossible_dates(node: yaml.Node | None, loc: tuple[int | str, ...]) -> list[ConfigProblem]:
+    """The timestamps under ``node`` that cannot be built, each with its location and line."""
+    if isinstance(node, yaml.MappingNode):
+        return [
+            problem
+            for key, value in node.value
+            for problem in _impossible_dates(value, (*loc, str(getattr(key, "value", "?"))))
+        ]
+    if isinstance(node, yaml.SequenceNode):
+        return [p for index, item in enumerate(node.value) for p in _impossible_dates(item, (*loc, index))]
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:timestamp":
+        try:
+            yaml.SafeLoader("").construct_yaml_timestamp(node)
+        except ValueError as exc:
+            message = f"{node.value!r} is not a date or time that exists ({exc})"
+            return [ConfigProblem(_format_loc(loc), node.start_mark.line + 1, message)]
+        return []
+    return []
+
+
 def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
     try:
         root = yaml.compose(text)
@@ -384,6 +404,10 @@ def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(source, [ConfigProblem("(yaml)", line, str(exc).replace("\n", " "))]) from exc
+    except ValueError as exc:
+        # A date YAML reads as one but the calendar has not (2026-02-30, hour 25): name where it is.
+        problems = _impossible_dates(root, ()) or [ConfigProblem("(yaml)", None, str(exc))]
+        raise ConfigError(source, problems) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -103,7 +103,7 @@ def test_rule_opens_incident_with_everything_on_the_timeline(
     incident = api.get("/api/v1/incidents/INC-1", headers=viewer).json()
     assert incident["title"] == "Payments: card charges failing (ChargeErrors)"
     assert incident["severity"] == "P0"
-    assert incident["services"] == ["api", "payments"]
+    assert incident["services"] == ["api", "payments"]  # the rule's, then the alert's own
     assert incident["created_by"] == "automation"
     assert incident["assessment"]["symptoms"] == ["payment_failure"]
     assert incident["assessment"]["source"] == "monitoring-alert"

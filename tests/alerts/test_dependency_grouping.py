@@ -67,13 +67,13 @@ def test_alerts_of_dependent_services_join_the_upstream_incident(
     clock.set(T0 + timedelta(minutes=5))
     dependent = fire(api, generic_key, "api", "HighErrorRate")
     assert incident_of(grouped, dependent["id"]) == 1 and incident_of(grouped, root["id"]) == 1
-    assert incidents(grouped) == [(1, ["api", "database"])]  # its blast radius grew
+    assert incidents(grouped) == [(1, ["database", "api"])]  # its blast radius grew, the cause still first
     actions = [entry.action for entry in timeline(grouped, 1)]
     assert any("api depends on database, which INC-1 affects" in action for action in actions), actions
     assert sum(action.startswith("Page requested") for action in actions) == 1  # nobody paged again
     # Through others, and a service that depends on none of it opens its own.
     fire(api, generic_key, "frontend", "SlowPages")
-    assert incidents(grouped) == [(1, ["api", "database", "frontend"])]
+    assert incidents(grouped) == [(1, ["database", "api", "frontend"])]
     fire(api, generic_key, "cache", "CacheEvictions")
     assert incidents(grouped)[-1] == (2, ["cache"])
 

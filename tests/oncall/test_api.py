@@ -53,6 +53,9 @@ def test_bad_queries(api: TestClient, viewer: dict[str, str]) -> None:
         ("/api/v1/oncall", {"at": "2026-03-02T10:00:00"}, 422, "at"),
         ("/api/v1/oncall", {"at": "yesterday"}, 422, "at"),
         ("/api/v1/oncall", {"at": "9999-12-31T23:59:59Z"}, 422, "between 1970 and 2200"),
+        # No UTC instant at all (was a 500, an OverflowError)
+        ("/api/v1/oncall", {"at": "0001-01-01T00:00:00+14:00"}, 422, "between 1970 and 2200"),
+        ("/api/v1/oncall", {"at": "9999-12-31T23:59:59-14:00"}, 422, "between 1970 and 2200"),
         ("/api/v1/oncall/platform-primary/shifts", {"after": "0001-01-01T00:00:00Z"}, 422, "after"),
         ("/api/v1/oncall", {"schedule": "nope"}, 404, "nope"),
         ("/api/v1/oncall/nope/shifts", {}, 404, "platform-primary"),
@@ -110,6 +113,8 @@ def test_bad_overrides_change_nothing(api: TestClient, responder: dict[str, str]
         ({**good, "start": "2026-03-02T10:00:00"}, 422, "start"),
         ({**good, "extra": 1}, 422, "extra"),
         ({**good, "end": "9999-12-31T00:00:00Z"}, 422, "end must be between"),
+        ({**good, "start": "0001-01-01T00:00:00+14:00"}, 422, "start must be between"),
+        ({**good, "end": "9999-12-31T23:59:59-14:00"}, 422, "end must be between"),
         ({"person": "frank"}, 422, "start"),
     ]
     for body, status, mention in cases:

@@ -313,6 +313,8 @@ def test_ack_link(context: AppContext, api: TestClient) -> None:
         "1.2.3",
         "not-a-token",
         "².eA.³.eA",  # digits to str.isdigit(), not to int()
+        "1" * 5000 + ".YWxpY2U.1796620370.AAAA",  # past int()'s digit limit: was a 500
+        "1.YWxpY2U." + "1" * 5000 + ".AAAA",
         token.replace(f"{incident_id}.", "999.", 1),
     ):
         for method in ("GET", "POST"):
@@ -567,3 +569,15 @@ def test_lowering_from_all_hands_goes_on_step_by_step(context: AppContext) -> No
     assert (state.mode, state.cycle, state.step) == ("escalate", 2, 1)
     run_at(worker, state.next_check_at or T0)
     assert [(p[0], p[2], p[3]) for p in sent(context, incident_id) if p[1] == "email"][-1] == ("alice", 2, 2)
+
+
+def test_the_first_service_named_chooses_the_policy(context: AppContext, api: TestClient) -> None:
+    """The README tour's outage is on payments first, api second: payments' policy pages (frank), not api's
+    (carol). The services were read back sorted by name, so api's policy paged."""
+    clock.set(T0)
+    incident_id = open_incident(context, services=["payments", "api"])
+    run_at(Worker(context, name="w1"), T0)
+    assert sent(context, incident_id) == [("frank", "email", 1, 1)]
+    assert escalation(context, incident_id).policy == "payments-escalation"
+    with context.db.read() as session:
+        assert incident_service.get_incident(session, incident_id).service_names == ["payments", "api"]

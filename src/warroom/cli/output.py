@@ -147,5 +147,11 @@ def instant(value: str | None, option: str) -> str | None:
             f"{value!r} is not an ISO 8601 time, e.g. 2026-03-29T09:00", param_hint=option
         ) from None
     if parsed.tzinfo is None:
-        parsed = parsed.astimezone()
+        try:
+            parsed = parsed.astimezone()
+        except (OverflowError, ValueError):
+            raise typer.BadParameter(
+                f"{value!r} is too far off to be a time here; give a year from 1970 to 2200",
+                param_hint=option,
+            ) from None
     return parsed.isoformat()

@@ -97,7 +97,7 @@ class Incident(Base):
     timeline_count: Mapped[int] = mapped_column(Integer, default=0)
 
     services: Mapped[list[IncidentService]] = relationship(
-        back_populates="incident", cascade="all, delete-orphan", order_by="IncidentService.service"
+        back_populates="incident", cascade="all, delete-orphan", order_by="IncidentService.position"
     )
     responders: Mapped[list[Responder]] = relationship(
         back_populates="incident", cascade="all, delete-orphan", order_by="Responder.id"
@@ -117,6 +117,8 @@ class IncidentService(Base):
 
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True)
     service: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
+    # The order the services were named in: the first one chooses the escalation policy.
+    position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     incident: Mapped[Incident] = relationship(back_populates="services")
 

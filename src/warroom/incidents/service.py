@@ -324,7 +324,7 @@ def verify_timelines(session: Session) -> tuple[int, list[ChainProblem]]:
 
 
 def _validate_services(org: OrgConfig, services: list[str]) -> list[str]:
-    unique = sorted(set(services))
+    unique = list(dict.fromkeys(services))  # as named: the first chooses the escalation policy
     if org.services:  # an org file that lists no services leaves the names free
         org.check_services(unique)
     return unique
@@ -368,7 +368,7 @@ def create_incident(
         assessment=assessment.model_dump(mode="json") if assessment else {},
         timeline_head="",
         timeline_count=0,
-        services=[IncidentService(service=name) for name in services],
+        services=[IncidentService(service=name, position=index) for index, name in enumerate(services)],
     )
     session.add(incident)
     session.flush()  # assigns the number
@@ -526,7 +526,9 @@ def update_incident(
         )
     if services is not None and services != incident.service_names:
         before = incident.service_names
-        incident.services = [IncidentService(service=name) for name in services]
+        incident.services = [
+            IncidentService(service=name, position=index) for index, name in enumerate(services)
+        ]
         append_timeline(
             session,
             incident,

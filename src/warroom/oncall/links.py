@@ -54,8 +54,10 @@ def verify_ack_token(key: bytes, token: str) -> AckClaim:
     """The claim in a valid token; Forbidden if it was altered or forged, LinkExpired if too old."""
     parts = token.split(".")
     invalid = Forbidden("this acknowledge link is not valid (it was changed or not issued here)")
-    if len(parts) != 4 or not all(part.isascii() and part.isdigit() for part in (parts[0], parts[2])):
-        raise invalid
+    if len(parts) != 4 or not all(
+        part.isascii() and part.isdigit() and len(part) <= 20 for part in (parts[0], parts[2])
+    ):
+        raise invalid  # 20 digits hold any id and expiry we issue; longer ones would only cost a bignum
     try:
         person = _unb64(parts[1]).decode()
         signature = _unb64(parts[3])

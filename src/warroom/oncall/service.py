@@ -182,7 +182,11 @@ def _aware(at: datetime | None, field: str = "at") -> datetime:
 
 def _in_range(at: datetime, field: str) -> None:
     # Schedules are computed a year or so either side; keep far-off instants from overflowing.
-    if not EARLIEST <= at.astimezone(UTC) <= LATEST:
+    try:
+        inside = EARLIEST <= at.astimezone(UTC) <= LATEST
+    except OverflowError:  # year 1 at +14:00, year 9999 at -14:00: not even a UTC instant
+        inside = False
+    if not inside:
         raise InvalidInput(f"{field} must be between {EARLIEST.year} and {LATEST.year}", {"field": field})
 
 
