@@ -438,3 +438,27 @@ def test_nul_characters_are_refused(api: TestClient, responder: dict[str, str], 
     assert "NUL" in response.json()["error"]["message"]
     assert api.get("/api/v1/incidents", params={"service": "a\x00b"}, headers=responder).status_code == 422
     assert count_rows(context, Incident) == 0
+
+
+def test_a_resolved_incident_is_not_acknowledged_and_a_reopened_one_is_owned_again(
+    api: TestClient, responder: dict[str, str]
+) -> None:
+    """An ack after the fact would only distort time-to-acknowledge; a problem that came back needs someone to
+    take it again (its escalation otherwise stopped at the first page, on the old acknowledgement)."""
+    ref = create(api, responder)["id"]
+    assert api.post(f"/api/v1/incidents/{ref}/ack", headers=responder).status_code == 200
+    api.patch(f"/api/v1/incidents/{ref}", json={"status": "resolved"}, headers=responder)
+    assert api.post(f"/api/v1/incidents/{ref}/ack", headers=responder).status_code == 200  # already: no-op
+    reopened = api.patch(f"/api/v1/incidents/{ref}", json={"status": "investigating"}, headers=responder)
+    assert reopened.status_code == 200, reopened.text
+    assert reopened.json()["acknowledged_at"] is None and reopened.json()["acknowledged_by"] is None
+    entry = api.get(f"/api/v1/incidents/{ref}/timeline", headers=responder).json()[-1]
+    assert entry["kind"] == "reopened"
+    assert entry["data"]["previous_acknowledgement"]["by"] == "responder-user"
+    assert api.post(f"/api/v1/incidents/{ref}/ack", headers=responder).json()["acknowledged_at"] is not None
+
+    unacknowledged = create(api, responder)["id"]
+    api.patch(f"/api/v1/incidents/{unacknowledged}", json={"status": "resolved"}, headers=responder)
+    late = api.post(f"/api/v1/incidents/{unacknowledged}/ack", headers=responder)
+    assert late.status_code == 409, late.text
+    assert late.json()["error"]["message"] == f"{unacknowledged} is resolved; there is nothing to acknowledge"

@@ -522,6 +522,7 @@ def test_lowering_to_a_level_that_pages_nobody_stops_the_escalation(context: App
 
 
 def lower(context: AppContext, incident_id: int, severity: str) -> None:
+    """Change the severity by hand (down, or up)."""
     with context.db.write() as session:
         incident_service.update_incident(
             session,
@@ -581,3 +582,33 @@ def test_the_first_service_named_chooses_the_policy(context: AppContext, api: Te
     assert escalation(context, incident_id).policy == "payments-escalation"
     with context.db.read() as session:
         assert incident_service.get_incident(session, incident_id).service_names == ["payments", "api"]
+
+
+def test_a_reopened_incident_raised_escalates_until_someone_acknowledges_again(context: AppContext) -> None:
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context, severity="P2")
+    run_at(worker, T0)
+    with context.db.write() as session:
+        incident_service.acknowledge(session, ref=incident_id, performer="carol")
+    for status in ("resolved", "investigating"):
+        with context.db.write() as session:
+            incident_service.update_incident(
+                session,
+                org=context.org,
+                ref=incident_id,
+                data=IncidentUpdate(status=status),
+                performer="carol",
+            )
+    clock.set(T0 + timedelta(minutes=30))
+    lower(context, incident_id, "P0")  # a raise, through the same call
+    run_at(worker, T0 + timedelta(minutes=30))
+    state = escalation(context, incident_id)
+    assert (state.state, state.mode) == (EscalationState.active, "all_hands")
+    assert state.next_check_at == T0 + timedelta(minutes=35)
+    run_at(worker, T0 + timedelta(minutes=35))
+    assert {(p[0], p[2]) for p in sent(context, incident_id) if p[1] == "email" and p[2] > 2} == {
+        ("carol", 3),
+        ("alice", 3),
+        ("grace", 3),
+    }

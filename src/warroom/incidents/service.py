@@ -456,12 +456,21 @@ def _apply_status(
         incident.resolved_at = now
     elif target == IncidentStatus.closed:
         incident.closed_at = now
+    move: dict[str, Any] = {"from": current.value, "to": target.value}
     if reopened:
         incident.resolved_at = None
+        if incident.acknowledged_at is not None:
+            # Nobody owns the problem that came back until someone says so: a raise now escalates until an
+            # acknowledgement, instead of stopping at the first page on the strength of the old one.
+            move["previous_acknowledgement"] = {
+                "at": incident.acknowledged_at.isoformat(),
+                "by": incident.acknowledged_by,
+            }
+            incident.acknowledged_at = None
+            incident.acknowledged_by = None
     kind = TimelineKind.reopened if reopened else TimelineKind.status_change
     verb = "Reopened" if reopened else "Status"
     action = f"{verb}: {current.value} → {target.value}" + (f" — {note}" if note else "")
-    move = {"from": current.value, "to": target.value}
     event = "incident.reopened" if reopened else f"incident.{target.value}"
     record(
         session,
@@ -579,6 +588,11 @@ def acknowledge(session: Session, *, ref: str | int, performer: str) -> Incident
     incident = get_incident(session, ref, for_update=True)
     if incident.acknowledged_at is None:
         ensure_not_closed(incident, "an acknowledgement")
+        if not incident.status.is_open:
+            raise Conflict(
+                f"{incident.ref} is {incident.status.value}; there is nothing to acknowledge",
+                {"field": "status", "status": incident.status.value},
+            )
         incident.acknowledged_at = utcnow()
         incident.acknowledged_by = performer
         record(
