@@ -302,6 +302,12 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             session.execute(text("SELECT 1"))
         return {"status": "ok", "version": __version__}
 
+    @app.head("/healthz", include_in_schema=False)
+    def healthz_head() -> Response:
+        """What some load balancers' health checks send: the same check, no body."""
+        healthz()
+        return Response()
+
     @app.get("/api/v1/config", tags=["ops"], response_model=ConfigStatus)
     def config_status(_: Viewer) -> ConfigStatus:
         """The org file this process runs with, and when it was read."""

@@ -76,13 +76,22 @@ def get_by_ref(
 ) -> RowT:
     """The row a person named by number or reference (``12`` or ``ALR-12`` for prefix ``ALR``), optionally
     locked; NotFound otherwise, with how references look."""
+    return get_or_404(
+        session,
+        model,
+        parse_row_ref(ref, prefix, what),
+        f"{what} {ref}",
+        with_for_update=True if for_update else None,
+    )
+
+
+def parse_row_ref(ref: str | int, prefix: str, what: str) -> int:
+    """The number in ``12`` or ``PREFIX-12``; NotFound, with how references look, for anything else."""
     text = str(ref).strip().upper().removeprefix(f"{prefix}-")
-    # ASCII digits only, and few enough to fit a 32-bit id
+    # ASCII digits only (not the Arabic-Indic or fullwidth ones int() reads), few enough for a 32-bit id
     if not re.fullmatch(r"[0-9]{1,9}", text):
         raise NotFound(f"no {what} {ref!r}: ids look like 12 or {prefix}-12")
-    return get_or_404(
-        session, model, int(text), f"{what} {ref}", with_for_update=True if for_update else None
-    )
+    return int(text)
 
 
 # Seconds a SQLite write waits for the lock before giving up ("database is locked", answered 503).

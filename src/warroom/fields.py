@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, AwareDatetime
 
 
 def _not_blank(value: str) -> str:
@@ -15,3 +17,54 @@ def _not_blank(value: str) -> str:
 
 # Text that must say something: whitespace alone is refused (and kept as sent otherwise).
 NonBlank = Annotated[str, AfterValidator(_not_blank)]
+
+
+# Line and paragraph separators, controls, and formatting characters (direction overrides, zero-width
+# spaces): in a name or title they make one thing print as another, or as nothing. The zero-width joiner
+# stays: emoji sequences need it.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+_ZERO_WIDTH_JOINER = "\u200d"
+
+
+def visible_line(value: str) -> str:
+    """One line of visible text, trimmed: a person's name, a title. ValueError says what is wrong."""
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    if any(c != _ZERO_WIDTH_JOINER and unicodedata.category(c) in _HIDDEN_CATEGORIES for c in value):
+        raise ValueError("must not contain control or formatting characters (line breaks, direction marks)")
+    return value
+
+
+def one_line(text: str) -> str:
+    """``text`` made a ``visible_line`` (an alert's summary becoming an incident's title): line breaks and
+    hidden characters become spaces, runs of space one. May be empty."""
+    shown = "".join(
+        " " if c != _ZERO_WIDTH_JOINER and unicodedata.category(c) in _HIDDEN_CATEGORIES else c for c in text
+    )
+    return " ".join(shown.split())
+
+
+# A name or a title: trimmed, visible, on one line.
+VisibleLine = Annotated[str, AfterValidator(visible_line)]
+
+
+# The instants people and schedules talk about; far-off ones only overflow date arithmetic.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def in_era(value: datetime) -> datetime:
+    """``value`` in UTC, if it lies from 1970 to 2200; ValueError otherwise (year 1 at +14:00 is not even a
+    UTC instant)."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise ValueError(f"must be between {EARLIEST.year} and {LATEST.year}")
+    return utc
+
+
+# A time with its offset, from 1970 to 2200, read as UTC.
+Instant = Annotated[AwareDatetime, AfterValidator(in_era)]

@@ -671,3 +671,12 @@ def test_a_rule_template_with_an_unknown_filter_is_refused_by_config_check() -> 
     with pytest.raises(ConfigError) as caught:
         parse_org_config(text, "t.yaml")
     assert "incident.title: bad template: No filter named 'nosuchfilter'" in str(caught.value)
+
+
+def test_an_alert_summary_on_several_lines_titles_its_incident_on_one(
+    api: TestClient, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """Titles are one visible line; an alert's summary need not be, and must still open its incident."""
+    [result] = fire(api, generic_key, payments_alert(summary="card charges\nfailing\u202e in EU"))
+    incident = api.get(f"/api/v1/incidents/{result['incident']}", headers=viewer).json()
+    assert incident["title"] == "Payments: card charges failing in EU (ChargeErrors)"

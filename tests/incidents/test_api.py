@@ -418,6 +418,8 @@ def test_create_without_severity_uses_suggestion(api: TestClient, responder: dic
 
 def test_openapi_and_healthz(api: TestClient) -> None:
     assert api.get("/healthz").json()["status"] == "ok"
+    head = api.head("/healthz")  # what some load balancers send
+    assert (head.status_code, head.content) == (200, b"")
     spec = api.get("/openapi.json").json()
     assert "/api/v1/incidents" in spec["paths"]
     assert api.get("/metrics").status_code == 200
@@ -462,3 +464,53 @@ def test_a_resolved_incident_is_not_acknowledged_and_a_reopened_one_is_owned_aga
     late = api.post(f"/api/v1/incidents/{unacknowledged}/ack", headers=responder)
     assert late.status_code == 409, late.text
     assert late.json()["error"]["message"] == f"{unacknowledged} is resolved; there is nothing to acknowledge"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("post", "", {"title": "line1\nline2"}, "title"),
+        ("post", "", {"title": "\u200b"}, "title"),
+        ("post", "", {"title": "ok", "commander": "Eve\nAcknowledged by admin"}, "commander"),
+        ("post", "", {"title": "ok", "assessment": {"assessed_at": "2026-03-02T10:00:00"}}, "assessed_at"),
+        ("post", "", {"title": "ok", "assessment": {"assessed_at": "9999-12-31T23:59:59Z"}}, "assessed_at"),
+        ("patch", "", {"title": "quiet\u202eevil"}, "title"),
+        ("post", "/responders", {"name": "\u202eadmin", "role": "scribe"}, "name"),
+        ("post", "/timeline", {"action": "   "}, "action"),
+        ("post", "/updates", {"audience": "internal", "message": " \n "}, "message"),
+    ],
+)
+def test_names_and_text_must_show_what_they_say(
+    api: TestClient,
+    responder: dict[str, str],
+    context: AppContext,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    field: str,
+) -> None:
+    """A name with a line break printed as a second timeline line; a blank note stayed on the record."""
+    ref = create(api, responder)["id"]
+    entries = count_rows(context, TimelineEntry)
+    target = "/api/v1/incidents" if method == "post" and not path else f"/api/v1/incidents/{ref}{path}"
+    refused = getattr(api, method)(target, json=body, headers=responder)
+    assert refused.status_code == 422, refused.text
+    assert field in str(refused.json()["error"]["details"])
+    assert count_rows(context, TimelineEntry) == entries
+
+
+def test_titles_are_trimmed_on_update_as_on_create(api: TestClient, responder: dict[str, str]) -> None:
+    ref = create(api, responder, title="  padded  ")["id"]
+    assert api.get(f"/api/v1/incidents/{ref}", headers=responder).json()["title"] == "padded"
+    updated = api.patch(f"/api/v1/incidents/{ref}", json={"title": "  again  "}, headers=responder).json()
+    assert updated["title"] == "again"
+    emoji = "\U0001f469\u200d\U0001f4bb on call"  # a joiner inside an emoji is kept
+    assert api.patch(f"/api/v1/incidents/{ref}", json={"title": emoji}, headers=responder).status_code == 200
+
+
+@pytest.mark.parametrize("ref", ["%EF%BC%94", "INC-%D9%A4"])
+def test_only_ascii_digits_name_an_incident(api: TestClient, responder: dict[str, str], ref: str) -> None:
+    for _ in range(4):
+        create(api, responder)
+    assert api.get("/api/v1/incidents/INC-4", headers=responder).status_code == 200
+    assert api.get(f"/api/v1/incidents/{ref}", headers=responder).status_code == 404

@@ -35,6 +35,7 @@ from warroom.db import utcnow
 from warroom.durations import format_duration
 from warroom.errors import InvalidInput
 from warroom.events import DomainEvent, publish
+from warroom.fields import one_line
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import (
     OPEN_STATUSES,
@@ -397,7 +398,7 @@ def incident_fields(
     description = alert.annotations.get("description")
     summary = alert.summary + (f"\n\n{description}" if isinstance(description, str) and description else "")
     return IncidentCreate(
-        title=(title or alert.summary or "Alert")[:300],
+        title=(one_line(title or "") or one_line(alert.summary) or "Alert")[:300],
         summary=summary[:20000],
         severity=severity,
         services=services,

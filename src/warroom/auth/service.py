@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import unicodedata
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,6 +10,7 @@ from warroom.auth.models import ApiToken, Role
 from warroom.auth.schemas import Principal, TokenCreated, TokenRead
 from warroom.db import get_or_404, utcnow
 from warroom.errors import Forbidden, InvalidInput, Unauthorized
+from warroom.fields import visible_line
 
 TOKEN_PREFIX = "wr_"
 
@@ -23,16 +23,12 @@ def check_token_name(name: str) -> str:
     """A token's name is who acts with it (timelines, note ownership): visible text, no control or
     direction-changing characters that would make one name print as another. Several tokens may share a
     name: one person's laptop and phone."""
-    name = name.strip()
-    if not name:
-        raise InvalidInput("name must not be blank", {"field": "name"})
+    try:
+        name = visible_line(name)
+    except ValueError as exc:
+        raise InvalidInput(f"name {exc}", {"field": "name"}) from None
     if len(name) > 200:
         raise InvalidInput("name must be at most 200 characters", {"field": "name"})
-    if any(unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp") for character in name):
-        raise InvalidInput(
-            "name must not contain control or formatting characters (line breaks, direction marks)",
-            {"field": "name"},
-        )
     return name
 
 

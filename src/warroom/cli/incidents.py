@@ -86,9 +86,9 @@ def create(
         "services": service or [],
         "is_private": private,
     }
-    if severity:
+    if severity is not None:
         fields["severity"] = severity
-    if commander:
+    if commander is not None:
         fields["commander"] = commander
     if assessment:
         try:
@@ -114,6 +114,8 @@ def list_(
     as_json: JsonFlag = False,
 ) -> None:
     """List incidents, newest first."""
+    if open_only and closed_only:
+        raise typer.BadParameter("give --open or --closed, not both (neither lists all)", param_hint="--open")
     state = "open" if open_only else "closed" if closed_only else "all"
     with api_errors(), _client() as client:
         page = client.list_incidents(

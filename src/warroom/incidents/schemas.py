@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from warroom.fields import NonBlank
+from warroom.fields import Instant, NonBlank, VisibleLine
 from warroom.incidents.models import IncidentStatus
 
 ImpactLevel = Literal["none", "low", "medium", "high"]
@@ -47,36 +47,29 @@ class Assessment(Strict):
         default=None, description="A recurring problem (true) or a new one (false)."
     )
     safety_concerns: str | None = Field(default=None, description="Any immediate safety concern.")
-    assessed_at: datetime | None = None
+    assessed_at: Instant | None = None
 
 
 class IncidentCreate(Strict):
-    title: str = Field(min_length=1, max_length=300)
+    title: VisibleLine = Field(min_length=1, max_length=300)
     summary: str = Field(default="", max_length=20000)
     severity: str | None = Field(
         default=None, description="A level id from the severity matrix; suggested if absent."
     )
     services: list[str] = Field(default_factory=list)
     is_private: bool = False
-    commander: NonBlank | None = Field(default=None, max_length=200)
+    commander: VisibleLine | None = Field(default=None, max_length=200)
     assessment: Assessment | None = None
-
-    @field_validator("title")
-    @classmethod
-    def _title_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
 
 
 class IncidentUpdate(Strict):
-    title: NonBlank | None = Field(default=None, min_length=1, max_length=300)
+    title: VisibleLine | None = Field(default=None, min_length=1, max_length=300)
     summary: str | None = Field(default=None, max_length=20000)
     severity: str | None = None
     status: IncidentStatus | None = None
     services: list[str] | None = None
     is_private: bool | None = None
-    commander: NonBlank | None = Field(default=None, min_length=1, max_length=200)
+    commander: VisibleLine | None = Field(default=None, min_length=1, max_length=200)
     assessment: Assessment | None = None
     note: str | None = Field(default=None, max_length=5000, description="Why the change was made.")
 
@@ -92,7 +85,7 @@ class ResponderRead(BaseModel):
 
 
 class ResponderCreate(Strict):
-    name: NonBlank = Field(min_length=1, max_length=200)
+    name: VisibleLine = Field(min_length=1, max_length=200)
     role: str = Field(min_length=1, max_length=50)
     contact: str = Field(default="", max_length=300)
 
@@ -131,7 +124,7 @@ class IncidentPage(BaseModel):
 
 
 class TimelineEntryCreate(Strict):
-    action: str = Field(min_length=1, max_length=5000)
+    action: NonBlank = Field(min_length=1, max_length=5000)
     impact: str | None = Field(default=None, max_length=5000)
     kind: Literal["action", "note"] = "action"
     system_state: dict[str, Any] | None = None
@@ -173,7 +166,7 @@ class TimelineEntryRead(BaseModel):
 
 
 class CommunicationCreate(Strict):
-    message: str = Field(min_length=1, max_length=20000)
+    message: NonBlank = Field(min_length=1, max_length=20000)
     audience: str = Field(min_length=1, max_length=100)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from warroom.db import utcnow
+from warroom.db import parse_row_ref, utcnow
 from warroom.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from warroom.events import DomainEvent, publish
 from warroom.incidents.models import (
@@ -44,7 +43,6 @@ from warroom.incidents.schemas import (
 from warroom.orgconfig import OrgConfig
 from warroom.severity import service as severity_service
 
-_REF = re.compile(r"^(?:INC-)?(\d{1,9})$", re.IGNORECASE)
 GENESIS_HASH = "0" * 64
 
 
@@ -52,10 +50,7 @@ GENESIS_HASH = "0" * 64
 
 
 def parse_ref(ref: str | int) -> int:
-    match = _REF.match(str(ref).strip())
-    if not match:
-        raise NotFound(f"no incident {ref!r}: ids look like INC-7")
-    return int(match.group(1))
+    return parse_row_ref(ref, "INC", "incident")
 
 
 def lock_incidents(session: Session, incident_ids: Iterable[int]) -> dict[int, Incident]:

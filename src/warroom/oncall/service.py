@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from warroom.db import utcnow
 from warroom.errors import InvalidInput, NotFound
+from warroom.fields import in_era
 from warroom.oncall import schedule as schedule_math
 from warroom.oncall.config import (
     EscalationPolicyConfig,
@@ -40,8 +41,6 @@ from warroom.oncall.schemas import (
 from warroom.orgconfig import OrgConfig
 
 MAX_SHIFTS = 200
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 # --- people and teams ------------------------------------------------------------------------------
@@ -183,11 +182,9 @@ def _aware(at: datetime | None, field: str = "at") -> datetime:
 def _in_range(at: datetime, field: str) -> None:
     # Schedules are computed a year or so either side; keep far-off instants from overflowing.
     try:
-        inside = EARLIEST <= at.astimezone(UTC) <= LATEST
-    except OverflowError:  # year 1 at +14:00, year 9999 at -14:00: not even a UTC instant
-        inside = False
-    if not inside:
-        raise InvalidInput(f"{field} must be between {EARLIEST.year} and {LATEST.year}", {"field": field})
+        in_era(at)
+    except ValueError as exc:
+        raise InvalidInput(f"{field} {exc}", {"field": field}) from None
 
 
 def overrides_for(session: Session, schedule: ScheduleConfig) -> list[schedule_math.OverrideSpan]:
