@@ -21,6 +21,8 @@ from warroom.incidents.schemas import IncidentCreate, IncidentUpdate
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.worker import Worker
 from warroom.notify.models import Delivery
+from warroom.oncall import paging
+from warroom.oncall.config import TargetConfig
 from warroom.oncall.links import make_ack_token
 from warroom.oncall.models import Escalation, EscalationState, Page, PageStatus
 from warroom.oncall.paging import CHECK_KIND, NOTIFY_KIND, START_KIND
@@ -606,9 +608,47 @@ def test_a_reopened_incident_raised_escalates_until_someone_acknowledges_again(c
     state = escalation(context, incident_id)
     assert (state.state, state.mode) == (EscalationState.active, "all_hands")
     assert state.next_check_at == T0 + timedelta(minutes=35)
+    with context.db.read() as session:
+        [shown] = paging.incident_paging(session, ref=str(incident_id)).escalations
+    assert (shown.cycle, shown.pass_number) == (2, 1)  # the raise started a new run: its first pass
     run_at(worker, T0 + timedelta(minutes=35))
     assert {(p[0], p[2]) for p in sent(context, incident_id) if p[1] == "email" and p[2] > 2} == {
         ("carol", 3),
         ("alice", 3),
         ("grace", 3),
     }
+
+
+def test_a_step_that_reaches_nobody_hands_on_at_once(context: AppContext) -> None:
+    """Step 1 is a schedule with nobody on call (New York office hours, at 05:00 there): step 2 is paged
+    now, not after the 15 minutes nobody could have acknowledged in."""
+    primary = next(s for s in context.org.schedules if s.name == "platform-primary")
+    office = primary.model_copy(update={"name": "new-york-office", "layers": primary.layers[1:]})
+    platform = next(p for p in context.org.escalation_policies if p.name == "platform-escalation")
+    office_first = platform.model_copy(
+        update={"name": "office-first", "steps": [s.model_copy() for s in platform.steps]}
+    )
+    office_first.steps[0] = office_first.steps[0].model_copy(
+        update={"targets": [TargetConfig(schedule="new-york-office")]}
+    )
+    services = [
+        s.model_copy(update={"escalation_policy": "office-first"}) if s.name == "api" else s
+        for s in context.org.services
+    ]
+    context.org = context.org.model_copy(
+        update={
+            "schedules": [*context.org.schedules, office],
+            "escalation_policies": [*context.org.escalation_policies, office_first],
+            "services": services,
+        }
+    )
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context)
+    run_at(worker, T0)
+    assert sent(context, incident_id) == [("alice", "email", 1, 2)]  # platform-secondary, at once
+    state = escalation(context, incident_id)
+    assert (state.policy, state.step, state.next_check_at) == ("office-first", 2, T0 + timedelta(minutes=15))
+    actions = [e.action for e in timeline(context, incident_id) if e.kind == "page"]
+    assert actions[0].endswith("nobody to page (on call for new-york-office: no one to reach)")
+    assert actions[1].startswith("Escalated to step 2 of office-first (step 1 reached nobody): alice")

@@ -180,11 +180,14 @@ def pages(
         table(
             f"Escalations of {result.incident}",
             ["policy", "mode", "state", "pass", "step", "next check"],
-            [(e.policy, e.mode, e.state, e.cycle, e.step, when(e.next_check_at)) for e in result.escalations],
+            [
+                (e.policy, e.mode, e.state, e.pass_number, e.step, when(e.next_check_at))
+                for e in result.escalations
+            ],
         )
         table(
             "Pages",
-            ["when", "person", "channel", "to", "step", "pass", "page", "delivery", "error"],
+            ["when", "person", "channel", "to", "step", "cycle", "page", "delivery", "error"],
             [
                 (
                     when(p.send_at),

@@ -326,7 +326,7 @@ def start_paging(
         "requested": "page requested by automation",
         "snooze_ended": "a snoozed alert still fires (reminder)",
     }.get(trigger, trigger)
-    _page_position(session, context, incident, policy, escalation, reason=reason, ack_by=deadline)
+    _page_until_reached(session, context, incident, policy, escalation, reason=reason, ack_by=deadline)
     _schedule_check(session, incident, escalation, deadline)
     return {"policy": policy.name, "mode": mode, "cycle": escalation.cycle, "deadline": deadline.isoformat()}
 
@@ -378,6 +378,38 @@ def _steps_now(policy: EscalationPolicyConfig, escalation: Escalation) -> list[i
     return [escalation.step]
 
 
+def _page_until_reached(
+    session: Session,
+    context: AppContext,
+    incident: Incident,
+    policy: EscalationPolicyConfig,
+    escalation: Escalation,
+    *,
+    reason: str,
+    ack_by: datetime,
+    escalated: bool = False,
+) -> None:
+    """Page the step the escalation is at. Stepping through, a step that reaches nobody (a gap in its
+    schedule, a person with no way to page) hands on to the next one at once: waiting out its deadline would
+    leave the incident with no one paged at all. The deadline stays the one the first step was given."""
+    reached = _page_position(
+        session, context, incident, policy, escalation, reason=reason, ack_by=ack_by, escalated=escalated
+    )
+    while reached == 0 and escalation.mode == "escalate" and escalation.step < len(policy.steps):
+        skipped = escalation.step
+        escalation.step += 1
+        reached = _page_position(
+            session,
+            context,
+            incident,
+            policy,
+            escalation,
+            reason=f"step {skipped} reached nobody",
+            ack_by=ack_by,
+            escalated=True,
+        )
+
+
 def _page_position(
     session: Session,
     context: AppContext,
@@ -416,7 +448,7 @@ def _page_position(
             action = f"{prefix}{cycle} ({reason}): " + "; ".join(lines)
         else:
             targets = ", ".join(t.describe() for t in step.targets)
-            action = f"{prefix}{cycle} ({reason}): nobody to page — no one on call for {targets}"
+            action = f"{prefix}{cycle} ({reason}): nobody to page ({targets}: no one to reach)"
         _timeline(
             session,
             incident,
@@ -653,7 +685,7 @@ def check_escalation(
     deadline = previous_deadline + step_config.delay
     if deadline <= now:
         deadline = now + step_config.delay
-    _page_position(
+    _page_until_reached(
         session, context, incident, policy, escalation, reason=reason, ack_by=deadline, escalated=True
     )
     _schedule_check(session, incident, escalation, deadline)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from warroom.timezones import OffsetDatetime
 
@@ -122,10 +122,17 @@ class EscalationRead(BaseModel):
     mode: str
     severity: str
     state: str
-    cycle: int
+    cycle: int = Field(
+        description="Counts every pass through the steps; never repeats (pages are keyed by it)."
+    )
+    first_cycle: int = Field(description="The cycle this run started at: a severity raise starts a new run.")
     step: int
     started_at: datetime
     next_check_at: datetime | None
+
+    @computed_field(description="The pass through the steps of this run, as the timeline numbers it.")
+    def pass_number(self) -> int:
+        return self.cycle - self.first_cycle + 1
 
 
 class PageRead(BaseModel):
