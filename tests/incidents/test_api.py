@@ -394,6 +394,20 @@ def test_severity_suggest_and_matrix(api: TestClient, viewer: dict[str, str]) ->
     assert outage["severity"] == "P0" and outage["reasons"]
     bad = api.post("/api/v1/severities/suggest", headers=viewer, json={"assessment": {"symptoms": "x"}})
     assert bad.status_code == 422
+    unknown = api.post(
+        "/api/v1/severities/suggest", headers=viewer, json={"assessment": {}, "services": ["mainframe"]}
+    )
+    assert unknown.status_code == 422 and "unknown service 'mainframe'" in unknown.json()["error"]["message"]
+
+
+def test_a_service_filter_names_a_service(api: TestClient, responder: dict[str, str]) -> None:
+    """As an alert list refuses an unknown source: an empty page for a typo reads as "no incidents"."""
+    create(api, responder, services=["payments"])
+    found = api.get("/api/v1/incidents", params={"service": "payments"}, headers=responder).json()
+    assert found["total"] == 1
+    assert api.get("/api/v1/incidents", params={"service": "api"}, headers=responder).json()["total"] == 0
+    typo = api.get("/api/v1/incidents", params={"service": "paymnets"}, headers=responder)
+    assert typo.status_code == 422 and "unknown service 'paymnets'" in typo.json()["error"]["message"]
 
 
 def test_create_without_severity_uses_suggestion(api: TestClient, responder: dict[str, str]) -> None:

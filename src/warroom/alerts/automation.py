@@ -811,7 +811,9 @@ def merge_into(
         source,
         performer=performer,
         kind=TimelineKind.note,
-        action=f"Merged into {target.ref} ({target.title!r})"
+        # A private incident's title stays off a public incident's record (its updates may reach customers).
+        action=f"Merged into {target.ref}"
+        + ("" if target.is_private and not source.is_private else f" ({target.title!r})")
         + (f": its {len(alerts)} alert(s) moved there" if alerts else "")
         + why,
         data={"into": target.id, "alerts": [alert.id for alert in alerts]},

@@ -116,6 +116,16 @@ def list_incidents(session: Session, *, org: OrgConfig, query: IncidentFilter) -
             severity_service.validate_severity(org, severity_id)
         statement = statement.where(Incident.severity.in_(query.severity))
     if query.service:
+        known = {service.name for service in org.services}
+        if (
+            known
+            and query.service not in known
+            and not session.scalar(
+                select(IncidentService.incident_id).where(IncidentService.service == query.service).limit(1)
+            )
+        ):
+            # Neither in the org file nor on any incident (one removed from the file still finds its history).
+            org.check_services([query.service], field="service")
         statement = statement.where(
             Incident.id.in_(
                 select(IncidentService.incident_id).where(IncidentService.service == query.service)

@@ -97,7 +97,10 @@ def _matches(
 def suggest_severity(
     org: OrgConfig, assessment: Assessment, services: list[str] | None = None
 ) -> SuggestResponse:
-    """The most severe level any rule matches, with the reasons; the default level if none does."""
+    """The most severe level any rule matches, with the reasons; the default level if none does. Services
+    must be the org file's (when it lists any), as for the incident this suggests a level for."""
+    if services and org.services:
+        org.check_services(services)
     matched: dict[str, list[str]] = {}
     for rule in org.severity_rules:
         if _matches(rule.when, assessment, org, services or []):
