@@ -174,6 +174,18 @@ def test_overrides_win_and_newest_runtime_override_wins() -> None:
     assert [s.person for s in window] == ["bob", "zed", "yan", "bob"]
 
 
+def test_a_long_override_in_progress_reports_its_real_start() -> None:
+    """A two-month cover started a month ago: "who is on call" said it began two days ago (the look-back)."""
+    schedule = daily("America/New_York", date(2026, 1, 1), ["erin", "frank"])
+    cover = OverrideSpan(
+        "frank", datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 31, tzinfo=UTC), "override:7"
+    )
+    shift = on_call_at(schedule, datetime(2026, 12, 4, 5, 18, tzinfo=UTC), [cover])
+    assert (shift.person, shift.start, shift.end) == ("frank", cover.start, cover.end)
+    [first, second] = next_shifts(schedule, datetime(2026, 12, 4, tzinfo=UTC), 2, [cover])
+    assert (first.start, second.start, second.source) == (cover.start, cover.end, "layer:primary")
+
+
 def test_gap_when_no_layer_has_anyone() -> None:
     layer = LayerConfig(
         shift_length="1d",

@@ -223,6 +223,11 @@ def next_shifts(
     while True:
         found = shifts_between(schedule, after - lookback, after + window, overrides)
         upcoming = [s for s in found if s.end > after]
+        if upcoming and upcoming[0].start <= after - lookback and lookback < MAX_HORIZON:
+            # The shift in progress began before the look-back (a month-long override): look further back
+            # rather than report the look-back's edge as its start.
+            lookback = min(lookback * 2, MAX_HORIZON)
+            continue
         # The last shift is cut at the window's end; only trust it when the window is the horizon.
         complete = upcoming[:-1] if window < MAX_HORIZON else upcoming
         if len(complete) >= count or window >= MAX_HORIZON:
