@@ -316,6 +316,8 @@ def test_ack_link(context: AppContext, api: TestClient) -> None:
         "not-a-token",
         "².eA.³.eA",  # digits to str.isdigit(), not to int()
         "1" * 5000 + ".YWxpY2U.1796620370.AAAA",  # past int()'s digit limit: was a 500
+        f"0{token}",  # the same signed bytes, spelt another way
+        token + "=",
         "1.YWxpY2U." + "1" * 5000 + ".AAAA",
         token.replace(f"{incident_id}.", "999.", 1),
     ):

@@ -66,6 +66,10 @@ def verify_ack_token(key: bytes, token: str) -> AckClaim:
     incident_id, expiry = int(parts[0]), int(parts[2])
     if not hmac.compare_digest(signature, _signature(key, incident_id, person, expiry)):
         raise invalid
+    if token != f"{incident_id}.{_b64(person.encode())}.{expiry}.{_b64(signature)}":
+        # The same signed bytes written another way (a leading zero, base64 padding or spare bits): one link
+        # has one spelling, so a token can be compared, logged and revoked as a string.
+        raise invalid
     try:
         expires_at = datetime.fromtimestamp(expiry, UTC)
     except (OverflowError, OSError, ValueError):
