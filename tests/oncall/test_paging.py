@@ -525,15 +525,11 @@ def test_lowering_to_a_level_that_pages_nobody_stops_the_escalation(context: App
     )
 
 
-def lower(context: AppContext, incident_id: int, severity: str) -> None:
-    """Change the severity by hand (down, or up)."""
+def change(context: AppContext, incident_id: int, **fields: Any) -> None:
+    """Change an incident by hand, as carol (its severity down or up, its status)."""
     with context.db.write() as session:
         incident_service.update_incident(
-            session,
-            org=context.org,
-            ref=incident_id,
-            data=IncidentUpdate(severity=severity),
-            performer="carol",
+            session, org=context.org, ref=incident_id, data=IncidentUpdate(**fields), performer="carol"
         )
 
 
@@ -544,7 +540,7 @@ def test_lowering_to_a_level_that_pages_its_first_step_stops_escalating_past_it(
     incident_id = open_incident(context)
     run_at(worker, T0)
     clock.set(T0 + timedelta(minutes=2))
-    lower(context, incident_id, "P2")
+    change(context, incident_id, severity="P2")
     state = escalation(context, incident_id)
     assert (state.mode, state.severity, state.state) == ("first_step", "P2", EscalationState.active)
     assert timeline(context, incident_id)[-1].action == (
@@ -566,7 +562,7 @@ def test_lowering_from_all_hands_goes_on_step_by_step(context: AppContext) -> No
     run_at(worker, T0)
     assert {p[0] for p in sent(context, incident_id)} == {"carol", "alice", "grace"}
     clock.set(T0 + timedelta(minutes=1))
-    lower(context, incident_id, "P1")
+    change(context, incident_id, severity="P1")
     run_at(worker, T0 + timedelta(minutes=5))  # P0's deadline
     emails = [(p[0], p[2], p[3]) for p in sent(context, incident_id) if p[1] == "email"]
     assert sorted(emails[3:]) == [("carol", 2, 1)]
@@ -596,16 +592,9 @@ def test_a_reopened_incident_raised_escalates_until_someone_acknowledges_again(c
     with context.db.write() as session:
         incident_service.acknowledge(session, ref=incident_id, performer="carol")
     for status in ("resolved", "investigating"):
-        with context.db.write() as session:
-            incident_service.update_incident(
-                session,
-                org=context.org,
-                ref=incident_id,
-                data=IncidentUpdate(status=status),
-                performer="carol",
-            )
+        change(context, incident_id, status=status)
     clock.set(T0 + timedelta(minutes=30))
-    lower(context, incident_id, "P0")  # a raise, through the same call
+    change(context, incident_id, severity="P0")  # a raise, through the same call
     run_at(worker, T0 + timedelta(minutes=30))
     state = escalation(context, incident_id)
     assert (state.state, state.mode) == (EscalationState.active, "all_hands")
