@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -199,7 +200,7 @@ def test_signed_webhook_can_be_verified(context: AppContext, recorder: Recorder)
     assert body["data"]["audience"] == "ops"
 
 
-def test_webhook_errors_retry_and_429_waits_without_counting(context: AppContext, recorder: Recorder) -> None:
+def test_webhook_errors_retry_and_429_waits_as_asked(context: AppContext, recorder: Recorder) -> None:
     clock.set(START)
     recorder.fail("/hook", 1, status=503)
     recorder.fail("/hook", 1, status=429, headers={"Retry-After": "120"})
@@ -209,12 +210,13 @@ def test_webhook_errors_retry_and_429_waits_without_counting(context: AppContext
     assert delivery(context, delivery_id).status == DeliveryStatus.failed
     assert "503" in (delivery(context, delivery_id).last_error or "")
     clock.advance(timedelta(minutes=1))
-    assert worker.run_once() == 1  # 429: wait as asked, the attempt does not count
+    assert worker.run_once() == 1  # 429: wait as asked; the attempt counts, so 429s for ever end dead
     with context.db.read() as session:
         job = session.scalar(select(Job).where(Job.kind == "notify.deliver"))
         assert job is not None
-        assert job.attempts == 1
+        assert job.attempts == 2
         assert job.run_at == clock.now() + timedelta(seconds=120)
+    assert "asked to slow down (429)" in (delivery(context, delivery_id).last_error or "")
     clock.advance(timedelta(seconds=120))
     assert worker.run_once() == 1
     assert delivery(context, delivery_id).status == DeliveryStatus.sent
@@ -231,7 +233,23 @@ def test_a_429_with_a_retry_after_that_is_not_a_number_waits_30s(
     with context.db.read() as session:
         job = session.scalar(select(Job).where(Job.kind == "notify.deliver"))
         assert job is not None
-        assert (job.attempts, job.run_at) == (0, clock.now() + timedelta(seconds=30))
+        assert (job.attempts, job.run_at) == (1, clock.now() + timedelta(seconds=30))
+
+
+def test_a_peer_that_always_answers_429_ends_a_dead_letter(context: AppContext, recorder: Recorder) -> None:
+    """Retry-After: 0 made a loop of ten requests a second, pending for ever with no error shown."""
+    clock.set(START)
+    context.settings.notify_max_attempts = 3
+    recorder.fail("/hook", 10, status=429, headers={"Retry-After": "0"})
+    delivery_id = send(context, channel="ops-webhook", to="", template="test")
+    worker = Worker(context)
+    for _ in range(5):
+        worker.run_once()
+        clock.advance(timedelta(seconds=1))  # the floor: at least a second between tries
+    dead = delivery(context, delivery_id)
+    assert (dead.status, dead.attempts) == (DeliveryStatus.dead, 3)
+    assert "asked to slow down (429)" in (dead.last_error or "")
+    assert len(recorder.to("/hook")) == 3
 
 
 def test_a_delivery_that_keeps_failing_is_a_visible_dead_letter(
@@ -423,6 +441,17 @@ def test_bad_send_input(
             notify.send(session, channel="email", to="", template="test", context={})
         with pytest.raises(InvalidInput, match="recipient must be the URL"):
             notify.send(session, channel="webhook", to="not-a-url", template="test", context={})
+    # Recipients that could only fail at delivery, eight times over: refused when asked for.
+    for channel, to, why in [
+        ("email", ",,,", "names no email address"),
+        ("email", "a@b.example\r\nBcc: x@y.example", "on one line"),
+        ("webhook", "https://[::1/hook", "not a valid URL"),
+        ("webhook", "http://", "not an http(s) URL with a host"),
+        ("slack", "https://hooks.example/x\nX-Evil: 1", "on one line"),
+    ]:
+        refused = api.post("/api/v1/notifications/test", json={"channel": channel, "to": to}, headers=admin)
+        assert refused.status_code == 422, (to, refused.text)
+        assert why in refused.json()["error"]["message"], refused.text
     answer = api.post("/api/v1/notifications/test", json={"channel": "pager"}, headers=admin)
     assert answer.status_code == 422
     assert "console" in answer.json()["error"]["details"]["allowed"]
@@ -588,6 +617,56 @@ def test_a_timer_does_not_wait_behind_a_slow_delivery(context: AppContext, recor
         stop.set()
         worker.join(30)
     assert delivery(context, delivery_id).status == DeliveryStatus.sent
+
+
+def test_a_peer_slower_than_a_lease_is_not_sent_twice(context: AppContext, recorder: Recorder) -> None:
+    """The first worker renews its lease while it waits on the peer; the second, claiming meanwhile, finds
+    nothing to take over. Before, every lease length another copy went out (a QA run: 8 of one message)."""
+    entered, gate = threading.Event(), threading.Event()
+    recorder.hold("/hook", entered, gate)
+    delivery_id = send(context, channel="ops-webhook", to="", template="test")
+    lease = timedelta(seconds=0.6)
+    first = threading.Thread(target=Worker(context, name="first", lease=lease).run_once)
+    first.start()
+    try:
+        assert entered.wait(10), "the webhook was never called"
+        second = Worker(context, name="second", lease=lease)
+        for _ in range(4):
+            time.sleep(0.5)  # most of a lease, four times over: the first lease alone would have run out
+            assert second.run_once() == 0
+        assert delivery(context, delivery_id).status == DeliveryStatus.pending
+    finally:
+        gate.set()
+        first.join(30)
+    assert delivery(context, delivery_id).status == DeliveryStatus.sent
+    assert len(recorder.to("/hook")) == 1
+
+
+def test_a_delivery_withdrawn_while_its_attempt_fails_stays_withdrawn(
+    context: AppContext, recorder: Recorder
+) -> None:
+    """Someone acknowledges while the page's first attempt is out; that attempt fails. The retry must not
+    send it: before, the failure turned it back into "failed" and the retry paged an acknowledged incident."""
+    clock.set(START)
+    entered, gate = threading.Event(), threading.Event()
+    recorder.hold("/hook", entered, gate)
+    recorder.fail("/hook", 1, status=500)
+    delivery_id = send(context, channel="ops-webhook", to="", template="test")
+    worker = Worker(context, name="w1")
+    attempt = threading.Thread(target=worker.run_once)
+    attempt.start()
+    try:
+        assert entered.wait(10), "the webhook was never called"
+        with context.db.write() as session:
+            assert notify.withdraw(session, delivery_ids=[delivery_id], reason="acknowledged") == 1
+    finally:
+        gate.set()
+        attempt.join(30)
+    assert delivery(context, delivery_id).status == DeliveryStatus.withdrawn
+    clock.advance(timedelta(hours=1))
+    worker.run_once()  # the retry finds it withdrawn and sends nothing
+    assert delivery(context, delivery_id).status == DeliveryStatus.withdrawn
+    assert len(recorder.to("/hook")) == 1
 
 
 def job_status(context: AppContext, job_id: int) -> JobStatus:

@@ -131,3 +131,21 @@ def test_config_check_command_reports_problems(tmp_path: Path) -> None:
     assert result.returncode == 2, result
     assert "schedules[0].layers[0].participants" in result.stderr
     assert "a rotation needs at least one participant" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("contact", "why"),
+    [
+        ('{name: hook, channel: webhook, to: "https://[::1/hook"}', "is not a valid URL"),
+        ('{name: hook, channel: webhook, to: "ftp://pager.example/x"}', "is not an http(s) URL with a host"),
+        ('{name: mail, channel: email, to: "ann@example.com\\nBcc: eve@example.com"}', "on one line"),
+    ],
+)
+def test_a_contact_that_could_never_be_reached_is_a_problem(contact: str, why: str) -> None:
+    """One bad hook address stopped paging for its whole policy (the page's record could not be written)."""
+    text = GOOD.replace(
+        "  - {name: ann, email: ann@example.com}",
+        f"  - name: ann\n    email: ann@example.com\n    contact_methods: [{contact}]",
+    )
+    found = problems(text)
+    assert any(p.startswith("people[0].contact_methods[0].to") and why in p for p in found), found

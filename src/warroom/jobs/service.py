@@ -33,11 +33,14 @@ FailureHook = Callable[["AppContext", Session, Job, str, bool], None]
 
 
 class RetryLater(Exception):
-    """Raised by a handler to run again after ``delay`` without counting an attempt."""
+    """Raised by a handler to run again after ``delay`` without counting an attempt; with
+    ``counts_attempt`` (a peer that keeps asking us to slow down) the attempt counts, so the job still ends
+    dead after ``max_attempts``, but waits ``delay`` rather than the backoff."""
 
-    def __init__(self, delay: timedelta | float, reason: str = "") -> None:
+    def __init__(self, delay: timedelta | float, reason: str = "", *, counts_attempt: bool = False) -> None:
         self.delay = delay if isinstance(delay, timedelta) else timedelta(seconds=delay)
         self.reason = reason
+        self.counts_attempt = counts_attempt
         super().__init__(reason or f"retry in {self.delay.total_seconds():g}s")
 
 

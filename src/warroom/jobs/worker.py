@@ -16,7 +16,9 @@ import os
 import socket
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -80,8 +82,12 @@ class Worker:
         self.retry_cap = retry_cap if retry_cap is not None else settings.job_retry_cap_seconds
         # Jobs of one claimed batch run in parallel threads, each in its own transaction, so waits on
         # the database and on peers overlap. SQLite serialises writers, so there it is one at a time.
-        wanted = concurrency if concurrency is not None else settings.worker_concurrency
-        self.concurrency = 1 if context.db.is_sqlite else max(1, wanted)
+        self.wanted_concurrency = max(
+            1, concurrency if concurrency is not None else settings.worker_concurrency
+        )
+        # Deliveries hold no write transaction while they wait on a peer, so they overlap on SQLite too: one
+        # slow peer does not hold up a page to someone else.
+        self.concurrency = 1 if context.db.is_sqlite and lane != "network" else self.wanted_concurrency
         self._executor: ThreadPoolExecutor | None = None
         self._stop: threading.Event | None = None
 
@@ -222,8 +228,9 @@ class Worker:
                     # while a slow peer answers.
                     job.lease_expires_at = (now or utcnow()) + self.lease
             if spec.deferred_transaction:
-                # The lease is ours (committed above): the handler's I/O runs before its transaction begins.
-                with self.context.db.write_session() as session:
+                # The lease is ours (committed above): the handler's I/O runs before its transaction begins,
+                # and the lease is renewed while it waits, so a peer slower than a lease is not sent twice.
+                with self._lease_kept(job_id), self.context.db.write_session() as session:
                     result = spec.handler(self.context, session, job)
                     held = self._held(session, job_id)
                     if held is None:
@@ -237,6 +244,37 @@ class Worker:
             return self._record_failure(job_id, exc, now)
         JOBS_RUN.labels(kind=kind, outcome="done").inc()
         return True
+
+    @contextmanager
+    def _lease_kept(self, job_id: int) -> Iterator[None]:
+        """Renew the job's lease every third of a lease until the block ends (from another thread: the
+        block is waiting on a peer)."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(max(self.lease.total_seconds() / 3, 0.05)):
+                try:
+                    with self.context.db.write() as session:
+                        session.execute(
+                            update(Job)
+                            .where(
+                                Job.id == job_id,
+                                Job.status == JobStatus.running,
+                                Job.lease_owner == self.name,
+                            )
+                            .values(lease_expires_at=utcnow() + self.lease)
+                            .execution_options(synchronize_session=False)
+                        )
+                except Exception:
+                    log.warning("job %s: could not renew its lease; retrying", job_id, exc_info=True)
+
+        keeper = threading.Thread(target=renew, name=f"lease-{job_id}", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()
 
     def _failure_hook(self, session: Session, job: Job, error: str, *, final: bool) -> None:
         spec = handler_for(job.kind)
@@ -263,7 +301,7 @@ class Worker:
                 return False
             job.lease_owner = None
             job.lease_expires_at = None
-            if isinstance(exc, RetryLater):
+            if isinstance(exc, RetryLater) and not exc.counts_attempt:
                 outcome = "retry_later"
                 job.status = JobStatus.pending
                 job.attempts = max(0, job.attempts - 1)
@@ -282,8 +320,10 @@ class Worker:
                     )
                 else:
                     job.status = JobStatus.pending
-                    job.run_at = (now or utcnow()) + backoff(
-                        job.attempts, base=self.retry_base, cap=self.retry_cap
+                    job.run_at = (now or utcnow()) + (
+                        exc.delay
+                        if isinstance(exc, RetryLater)
+                        else backoff(job.attempts, base=self.retry_base, cap=self.retry_cap)
                     )
                     log.warning(
                         "job %s (%s) attempt %d/%d failed: %s; retry at %s",
@@ -360,7 +400,7 @@ class Worker:
             lease=self.lease,
             retry_base=self.retry_base,
             retry_cap=self.retry_cap,
-            concurrency=self.concurrency,
+            concurrency=self.wanted_concurrency,
             lane=lane,
         )
 
@@ -382,43 +422,76 @@ class Worker:
             deliveries.join()
 
     def _poll(self, stop_event: threading.Event) -> None:
+        """Keep up to ``concurrency`` jobs running: claim as slots free up, not batch by batch, so a job that
+        comes due is not kept waiting for the slowest of a batch (a peer that takes its whole timeout)."""
         self._stop = stop_event
-        log.info("worker %s started (poll every %.2fs, batch %d)", self.name, self.poll_interval, self.batch)
+        log.info(
+            "worker %s started (poll every %.2fs, %d at a time)",
+            self.name,
+            self.poll_interval,
+            self.concurrency,
+        )
         failures = 0
-        while not stop_event.is_set():
-            try:
-                ran = self.run_once()
-            except Exception as exc:
-                # Back off while it lasts (up to 30 s), and log a database outage in one line, not a
-                # stack trace every poll.
-                failures += 1
-                wait = min(self.poll_interval * 2 ** min(failures - 1, 10), 30.0)
-                if unavailable(exc):
-                    log.warning(
-                        "worker %s: database unavailable (%s); retrying in %.1fs",
-                        self.name,
-                        unavailable_reason(exc),
-                        wait,
-                    )
+        running: dict[Future[bool | None], int] = {}
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"job-{self.name}") as pool:
+            while not stop_event.is_set():
+                free = self.concurrency - len(running)
+                claimed: list[int] = []
+                if free > 0:
+                    try:
+                        claimed = self.claim(limit=free)
+                    except Exception as exc:
+                        failures += 1
+                        self._claim_failed(exc, failures, stop_event)
+                        continue
+                    if failures:
+                        log.info(
+                            "worker %s: claiming works again after %d failed attempts", self.name, failures
+                        )
+                        failures = 0
+                for job_id in claimed:
+                    running[pool.submit(self._run_claimed, job_id, None)] = job_id
+                if running and len(claimed) == free:
+                    timeout: float = self.poll_interval  # every slot busy: wait for one to free up
+                elif claimed:
+                    continue  # slots left, and more may be due
                 else:
-                    log.exception("worker %s: claiming failed; retrying in %.1fs", self.name, wait)
-                stop_event.wait(wait)
-                continue
-            if failures:
-                log.info("worker %s: claiming works again after %d failed attempts", self.name, failures)
-                failures = 0
-            if ran:
-                continue  # more may have come due while these ran
-            wait = self.poll_interval
-            try:
-                due_in = self.next_due_in()
-            except Exception:
-                due_in = None
-            if due_in is not None:
-                wait = min(wait, due_in)
-            stop_event.wait(wait)
+                    timeout = self._idle_wait()
+                if running:
+                    done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+                    self._collect(running, done)
+                else:
+                    stop_event.wait(timeout)
+            self._collect(running, wait(running).done)
         self.close()
         log.info("worker %s stopped", self.name)
+
+    def _claim_failed(self, exc: Exception, failures: int, stop_event: threading.Event) -> None:
+        """Back off while it lasts (up to 30 s), and log a database outage in one line, not a stack trace
+        every poll."""
+        pause = min(self.poll_interval * 2 ** min(failures - 1, 10), 30.0)
+        if unavailable(exc):
+            log.warning(
+                "worker %s: database unavailable (%s); retrying in %.1fs",
+                self.name,
+                unavailable_reason(exc),
+                pause,
+            )
+        else:
+            log.exception("worker %s: claiming failed; retrying in %.1fs", self.name, pause)
+        stop_event.wait(pause)
+
+    def _idle_wait(self) -> float:
+        try:
+            due_in = self.next_due_in()
+        except Exception:
+            due_in = None
+        return self.poll_interval if due_in is None else min(self.poll_interval, due_in)
+
+    def _collect(self, running: dict[Future[bool | None], int], done: set[Future[bool | None]]) -> None:
+        """Forget finished jobs; give back those a stop kept from starting."""
+        finished = {future: running.pop(future) for future in done}
+        self.release([job_id for future, job_id in finished.items() if future.result() is None])
 
 
 def _json_result(result: Any) -> dict[str, Any] | None:

@@ -30,6 +30,7 @@ from warroom.notify.config import (
     MissingSecret,
     SlackChannel,
     WebhookChannel,
+    check_recipient,
     expand_env,
 )
 from warroom.notify.signing import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -70,17 +71,20 @@ def _secret(value: str | None) -> str | None:
     try:
         return expand_env(value)
     except MissingSecret as exc:
-        raise DeliveryError(str(exc)) from exc
+        # The worker's environment lacks it: only a restart with it set can help, then `notify retry`.
+        raise Undeliverable(str(exc)) from exc
 
 
 def _url(configured: str | None, recipient: str, channel: str) -> str:
     """A recipient that is a URL (a person's own Slack or pager hook) wins over the channel's: a page, with
     its acknowledge link, must not go to a shared channel instead of the person."""
-    if recipient.startswith(("http://", "https://")):
-        return recipient
-    url = _secret(configured) or recipient
+    url = recipient if recipient.startswith(("http://", "https://")) else _secret(configured) or recipient
     if not url.startswith(("http://", "https://")):
-        raise DeliveryError(f"channel {channel!r} has no URL (settings.url, or a URL as the recipient)")
+        raise Undeliverable(f"channel {channel!r} has no URL (settings.url, or a URL as the recipient)")
+    try:
+        check_recipient(url)
+    except ValueError as exc:
+        raise Undeliverable(f"channel {channel!r}: {exc}") from None
     return url
 
 
@@ -88,7 +92,11 @@ def _raise_for_answer(response: httpx.Response, peer: str) -> None:
     if response.status_code == 429:
         retry_after = response.headers.get("retry-after", "")
         delay = float(retry_after) if retry_after.isascii() and retry_after.isdigit() else 30.0
-        raise RetryLater(min(delay, 3600.0), f"{peer} asked to slow down (429)")
+        # Waited as asked (at least a second), and counted: a peer that answers 429 for ever ends a dead
+        # letter, named as such, instead of a delivery pending with no error.
+        raise RetryLater(
+            min(max(delay, 1.0), 3600.0), f"{peer} asked to slow down (429)", counts_attempt=True
+        )
     if 400 <= response.status_code < 500 and response.status_code not in _RETRIED_CLIENT_ERRORS:
         raise Undeliverable(
             f"{peer} refused it with {response.status_code}, which retrying will not change: "
@@ -204,7 +212,7 @@ def send_webhook(channel: WebhookChannel, message: OutgoingMessage, settings: Se
     url = _url(channel.settings.url, message.recipient, channel.name)
     secret = _secret(channel.settings.secret) or settings.webhook_secret
     if not secret:
-        raise DeliveryError(
+        raise Undeliverable(
             f"channel {channel.name!r} has no signing secret (settings.secret or WARROOM_WEBHOOK_SECRET)"
         )
     body = json.dumps(webhook_body(message), separators=(",", ":"), sort_keys=True, default=str).encode()

@@ -10,8 +10,9 @@ import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:
     from warroom.orgconfig import OrgConfig
@@ -77,7 +78,9 @@ class ConsoleSettings(StrictModel):
 
 class _ChannelBase(StrictModel):
     name: str
-    to: str | None = Field(default=None, description="Default recipient (e.g. a mailing list).")
+    to: Annotated[str, AfterValidator(check_recipient)] | None = Field(
+        default=None, description="Default recipient (e.g. a mailing list)."
+    )
     templates: dict[str, TemplateOverride] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -116,6 +119,22 @@ ChannelConfig = EmailChannel | SlackChannel | WebhookChannel | ConsoleChannel
 
 def default_channels() -> list[NotificationChannel]:
     return [ConsoleChannel(name="console", type="console")]
+
+
+def check_recipient(value: str) -> str:
+    """A recipient as people write them (addresses, ``#channel``, a hook URL): one line, and a URL that can
+    be sent to. ValueError says what is wrong. ``${VAR}`` references are checked when they are read."""
+    if any(ord(character) < 32 or ord(character) == 127 for character in value):
+        raise ValueError("must be on one line, without control characters")
+    if "://" in value and "${" not in value:
+        try:
+            split = urlsplit(value)
+            host = split.hostname
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
+        if split.scheme not in ("http", "https") or not host:
+            raise ValueError(f"{value!r} is not an http(s) URL with a host")
+    return value
 
 
 class MissingSecret(Exception):

@@ -47,6 +47,11 @@ def record_failure(context: AppContext, session: Session, job: Job, error: str, 
     delivery = session.get(Delivery, job.payload.get("delivery_id"), with_for_update=True)
     if delivery is None:
         return
+    if delivery.status == DeliveryStatus.withdrawn:
+        # Taken back while this attempt was out (someone acknowledged): it stays withdrawn, and the retry,
+        # finding it so, sends nothing.
+        delivery.attempts = job.attempts
+        return
     delivery.attempts = job.attempts
     delivery.last_error = error
     delivery.status = DeliveryStatus.dead if final else DeliveryStatus.failed

@@ -16,7 +16,7 @@ from warroom.db import get_or_404, utcnow
 from warroom.errors import Conflict, InvalidInput
 from warroom.incidents.models import Incident
 from warroom.jobs import service as jobs
-from warroom.notify.config import channel_names, find_channel
+from warroom.notify.config import channel_names, check_recipient, find_channel
 from warroom.notify.models import Delivery, DeliveryStatus
 from warroom.notify.render import render
 from warroom.notify.schemas import DeliveryPage, DeliveryRead
@@ -66,6 +66,12 @@ def send(
             {"field": "channel", "allowed": allowed},
         )
     recipient = (to or config.to or "").strip()
+    try:
+        check_recipient(recipient)
+    except ValueError as exc:
+        raise InvalidInput(f"recipient {exc}", {"field": "to"}) from None
+    if config.type == "email" and recipient and not any(part.strip() for part in recipient.split(",")):
+        raise InvalidInput(f"{recipient!r} names no email address", {"field": "to"})
     if config.type == "email" and not recipient:
         raise InvalidInput(f"channel {channel!r} sends email and needs a recipient", {"field": "to"})
     if (
@@ -134,9 +140,13 @@ def shown_address(to: str) -> str:
     """An address as timelines show it (viewers read them): a URL (a webhook or Slack hook, a credential in
     itself) by its host, a phone number by its last digits; an email address or a chat handle as is.
     The full address is in the delivery and page records, for responders."""
-    split = urlsplit(to)
+    try:
+        split = urlsplit(to)
+        host = split.hostname
+    except ValueError:  # "https://[::1/hook": not a URL that could be sent to, and shown as no address
+        return "(an address that is not a valid URL)"
     if split.scheme in ("http", "https") and split.netloc:
-        return f"{split.scheme}://{split.hostname}/…"
+        return f"{split.scheme}://{host}/…"
     digits = to.replace(" ", "").replace("-", "")
     if digits.startswith("+") and digits[1:].isdigit():
         return "…" + digits[-2:]

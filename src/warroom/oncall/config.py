@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from warroom.business_hours import BusinessHours
 from warroom.durations import Duration
-from warroom.notify.config import CHANNEL_TYPES, find_channel
+from warroom.notify.config import CHANNEL_TYPES, check_recipient, find_channel
 from warroom.timezones import check_zone
 
 if TYPE_CHECKING:
@@ -53,7 +53,9 @@ def parse_clock(value: str) -> time:
 class ContactMethod(_Strict):
     name: str = Field(description="How rules refer to it, e.g. work-email.")
     channel: str = Field(description=f"{', '.join(CHANNELS)} or a notification_channels name.")
-    to: str = Field(min_length=1, description="Address, webhook URL or chat handle.")
+    to: Annotated[str, AfterValidator(check_recipient)] = Field(
+        min_length=1, description="Address, webhook URL or chat handle."
+    )
 
     _name = field_validator("name")(_check_id)
 
@@ -65,7 +67,9 @@ class NotificationRule(_Strict):
     channel: str | None = Field(
         default=None, description="Or a channel (type or notification_channels name)."
     )
-    to: str | None = Field(default=None, description="Destination for `channel`; defaults from the person.")
+    to: Annotated[str, AfterValidator(check_recipient)] | None = Field(
+        default=None, description="Destination for `channel`; defaults from the person."
+    )
     delay: Duration = Field(default=timedelta(0), description="Wait this long (unless acknowledged).")
 
     @model_validator(mode="after")
