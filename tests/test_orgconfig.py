@@ -117,7 +117,11 @@ def test_config_check_warns_of_secrets_this_environment_lacks(tmp_path: Path) ->
     all_set = subprocess_check(
         EXAMPLE_CONFIG, {**environment, **{name: "set" for name in unset}, "WARROOM_WEBHOOK_SECRET": ""}
     )
-    assert "warning" not in all_set.stderr
+    # alice pages through the bare webhook channel, which signs with WARROOM_WEBHOOK_SECRET
+    assert "people[0] (alice): the bare webhook channel has no signing secret" in all_set.stderr
+    assert all_set.stderr.count("warning") == 1
+    empty = subprocess_check(EXAMPLE_CONFIG, {**environment, **{name: "" for name in unset}})
+    assert "${SMTP_PASSWORD} is empty here" in empty.stderr
     unsigned = tmp_path / "unsigned.yaml"
     unsigned.write_text(
         "notification_channels:\n  - name: hook\n    type: webhook\n    settings: {url: 'https://x.example'}\n"

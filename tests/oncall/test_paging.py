@@ -610,9 +610,15 @@ def test_a_reopened_incident_raised_escalates_until_someone_acknowledges_again(c
     }
 
 
-def test_a_step_that_reaches_nobody_hands_on_at_once(context: AppContext) -> None:
+@pytest.mark.parametrize(
+    ("severity", "deadline"), [("P1", timedelta(minutes=15)), ("P2", timedelta(hours=2))]
+)
+def test_a_step_that_reaches_nobody_hands_on_at_once(
+    context: AppContext, severity: str, deadline: timedelta
+) -> None:
     """Step 1 is a schedule with nobody on call (New York office hours, at 05:00 there): step 2 is paged
-    now, not after the 15 minutes nobody could have acknowledged in."""
+    now, not after the deadline nobody could have acknowledged in; for a P2 (first step only) too, which
+    otherwise paged nobody at all."""
     primary = next(s for s in context.org.schedules if s.name == "platform-primary")
     office = primary.model_copy(update={"name": "new-york-office", "layers": primary.layers[1:]})
     platform = next(p for p in context.org.escalation_policies if p.name == "platform-escalation")
@@ -635,11 +641,11 @@ def test_a_step_that_reaches_nobody_hands_on_at_once(context: AppContext) -> Non
     )
     clock.set(T0)
     worker = Worker(context, name="w1")
-    incident_id = open_incident(context)
+    incident_id = open_incident(context, severity=severity)
     run_at(worker, T0)
     assert sent(context, incident_id) == [("alice", "email", 1, 2)]  # platform-secondary, at once
     state = escalation(context, incident_id)
-    assert (state.policy, state.step, state.next_check_at) == ("office-first", 2, T0 + timedelta(minutes=15))
+    assert (state.policy, state.step, state.next_check_at) == ("office-first", 2, T0 + deadline)
     actions = [e.action for e in timeline(context, incident_id) if e.kind == "page"]
     assert actions[0].endswith("nobody to page (on call for new-york-office: no one to reach)")
     assert actions[1].startswith("Escalated to step 2 of office-first (step 1 reached nobody): alice")

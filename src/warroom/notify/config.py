@@ -195,9 +195,10 @@ def unmet_secrets(org: OrgConfig, *, webhook_secret: str | None) -> list[str]:
             values = value.values() if isinstance(value, dict) else [value]
             for text in values:
                 for variable in _ENV_REFERENCE.findall(text) if isinstance(text, str) else []:
-                    if variable not in os.environ:
+                    if not os.environ.get(variable):
+                        state = "is empty" if variable in os.environ else "is not set"
                         warnings.append(
-                            f"{where}.settings.{setting}: ${{{variable}}} is not set here; "
+                            f"{where}.settings.{setting}: ${{{variable}}} {state} here; "
                             "deliveries fail until the worker's environment sets it"
                         )
         if isinstance(channel, WebhookChannel) and not channel.settings.secret and not webhook_secret:
@@ -205,7 +206,31 @@ def unmet_secrets(org: OrgConfig, *, webhook_secret: str | None) -> list[str]:
                 f"{where}: no signing secret (settings.secret, or WARROOM_WEBHOOK_SECRET); "
                 "deliveries fail until one is set"
             )
+    configured = {channel.name for channel in org.notification_channels}
+    if "webhook" not in configured and not webhook_secret:
+        users = _bare_webhook_users(org)
+        if users:
+            warnings.append(
+                f"{', '.join(users[:3])}{' and others' if len(users) > 3 else ''}: the bare webhook channel "
+                "has no signing secret (set WARROOM_WEBHOOK_SECRET, or configure a webhook channel)"
+            )
     return warnings
+
+
+def _bare_webhook_users(org: OrgConfig) -> list[str]:
+    """Where the file sends through the bare ``webhook`` channel type."""
+    users = [
+        f"people[{index}] ({person.name})"
+        for index, person in enumerate(org.people)
+        if any(method.channel == "webhook" for method in person.contact_methods)
+        or any(rule.channel == "webhook" for rule in person.notification_rules)
+    ]
+    users += [
+        f"audiences[{index}] ({audience.id})"
+        for index, audience in enumerate(org.audiences)
+        if any(split_channel_reference(entry)[0] == "webhook" for entry in audience.channels)
+    ]
+    return users
 
 
 def check_notification_channels(org: OrgConfig) -> list[str]:

@@ -118,6 +118,8 @@ def stop_escalations(session: Session, *, incident_id: int, reason: EscalationSt
         escalation.state = reason
         escalation.next_check_at = None
         escalation.updated_at = now
+        if reason == EscalationState.silent:
+            escalation.severity = incident.severity  # the level that silenced it, not the one it ran at
     names = ", ".join(e.policy for e in active)
     why = (
         "acknowledged"
@@ -389,13 +391,14 @@ def _page_until_reached(
     ack_by: datetime,
     escalated: bool = False,
 ) -> None:
-    """Page the step the escalation is at. Stepping through, a step that reaches nobody (a gap in its
-    schedule, a person with no way to page) hands on to the next one at once: waiting out its deadline would
-    leave the incident with no one paged at all. The deadline stays the one the first step was given."""
+    """Page the step the escalation is at. A step that reaches nobody (a gap in its schedule, a person with
+    no way to page) hands on to the next one at once, in ``first_step`` mode too: waiting out its deadline
+    would leave the incident with no one paged at all. The deadline stays the one the first step was
+    given."""
     reached = _page_position(
         session, context, incident, policy, escalation, reason=reason, ack_by=ack_by, escalated=escalated
     )
-    while reached == 0 and escalation.mode == "escalate" and escalation.step < len(policy.steps):
+    while reached == 0 and escalation.mode != "all_hands" and escalation.step < len(policy.steps):
         skipped = escalation.step
         escalation.step += 1
         reached = _page_position(
@@ -528,6 +531,15 @@ def _minutes(delay: timedelta) -> str:
     from warroom.durations import format_duration
 
     return format_duration(delay)
+
+
+def _waited(delay: timedelta) -> str:
+    """How long a step waited, as people count it: whole minutes from a minute on (the worker may page a
+    second or so after a deadline, which made a 1-minute step read "59s")."""
+    seconds = max(delay.total_seconds(), 0.0)
+    return _minutes(
+        timedelta(minutes=round(seconds / 60)) if seconds >= 50 else timedelta(seconds=round(seconds))
+    )
 
 
 def page_context(
@@ -680,7 +692,7 @@ def check_escalation(
     escalation.cycle, escalation.step = next_cycle, next_step
     escalation.updated_at = now
     step_config = policy.steps[next_step - 1]
-    reason = f"not acknowledged within {_minutes(max(waited, timedelta(0)))}"
+    reason = f"not acknowledged within {_waited(waited)}"
     # Deadlines follow the schedule, not the worker's lateness; after a long outage restart from now.
     deadline = previous_deadline + step_config.delay
     if deadline <= now:
