@@ -154,3 +154,11 @@ def test_a_date_the_calendar_lacks_is_a_problem_with_its_place(value: str, why: 
     assert len(problems) == 1
     assert problems[0].startswith("maintenance_note_dates[0] (line ")
     assert f"{value!r} is not a date or time that exists ({why})" in problems[0]
+
+
+def test_an_impossible_date_behind_aliases_is_reported_once() -> None:
+    """Aliases make the YAML a graph: a cycle crashed the report, and repeated aliases made it explode."""
+    problems = problems_of("x: &a [2026-02-30, *a]\ny: [*a, *a, *a]\n")
+    assert problems == [
+        "x[0] (line 1): '2026-02-30' is not a date or time that exists (day is out of range for month)"
+    ]

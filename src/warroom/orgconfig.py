@@ -6,6 +6,7 @@ Everything a team tunes lives here; the code ships the seed's matrix as defaults
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -376,24 +377,29 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
-def _impossible_dates(node: yaml.Node | None, loc: tuple[int | str, ...]) -> list[ConfigProblem]:
-    """The timestamps under ``node`` that cannot be built, each with its location and line."""
-    if isinstance(node, yaml.MappingNode):
-        return [
-            problem
-            for key, value in node.value
-            for problem in _impossible_dates(value, (*loc, str(getattr(key, "value", "?"))))
-        ]
-    if isinstance(node, yaml.SequenceNode):
-        return [p for index, item in enumerate(node.value) for p in _impossible_dates(item, (*loc, index))]
-    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:timestamp":
-        try:
-            yaml.SafeLoader("").construct_yaml_timestamp(node)
-        except ValueError as exc:
-            message = f"{node.value!r} is not a date or time that exists ({exc})"
-            return [ConfigProblem(_format_loc(loc), node.start_mark.line + 1, message)]
-        return []
-    return []
+def _impossible_dates(root: yaml.Node | None) -> list[ConfigProblem]:
+    """The timestamps in the tree that cannot be built, each once, with its location and line. Aliases can
+    make the tree a graph (or a cycle): each node is visited once."""
+    problems: list[ConfigProblem] = []
+    seen: set[int] = set()
+    # First come, first named: an alias's target is named where it is written, not where it is used.
+    pending: deque[tuple[yaml.Node | None, tuple[int | str, ...]]] = deque([(root, ())])
+    while pending:
+        node, loc = pending.popleft()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            pending.extend((value, (*loc, str(getattr(key, "value", "?")))) for key, value in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend((item, (*loc, index)) for index, item in enumerate(node.value))
+        elif isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:timestamp":
+            try:
+                yaml.SafeLoader("").construct_yaml_timestamp(node)
+            except ValueError as exc:
+                message = f"{node.value!r} is not a date or time that exists ({exc})"
+                problems.append(ConfigProblem(_format_loc(loc), node.start_mark.line + 1, message))
+    return sorted(problems, key=lambda problem: problem.line or 0)
 
 
 def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
@@ -406,7 +412,7 @@ def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
         raise ConfigError(source, [ConfigProblem("(yaml)", line, str(exc).replace("\n", " "))]) from exc
     except ValueError as exc:
         # A date YAML reads as one but the calendar has not (2026-02-30, hour 25): name where it is.
-        problems = _impossible_dates(root, ()) or [ConfigProblem("(yaml)", None, str(exc))]
+        problems = _impossible_dates(root) or [ConfigProblem("(yaml)", None, str(exc))]
         raise ConfigError(source, problems) from exc
     if data is None:
         data = {}

@@ -680,3 +680,29 @@ def test_an_alert_summary_on_several_lines_titles_its_incident_on_one(
     [result] = fire(api, generic_key, payments_alert(summary="card charges\nfailing\u202e in EU"))
     incident = api.get(f"/api/v1/incidents/{result['incident']}", headers=viewer).json()
     assert incident["title"] == "Payments: card charges failing in EU (ChargeErrors)"
+
+
+def test_a_blank_summary_annotation_is_no_summary(
+    api: TestClient, am_key: str, viewer: dict[str, str]
+) -> None:
+    """Alertmanager sent summary "  ": the incident's update then had nothing to say, and the blank update
+    failed the whole delivery (500). The next annotation that says something stands in."""
+    payload = {
+        "version": "4",
+        "status": "firing",
+        "receiver": "warroom",
+        "groupKey": "{}:{}",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "ChargeErrors", "service": "payments", "severity": "critical"},
+                "annotations": {"summary": "  ", "description": "card charges failing"},
+                "startsAt": "2026-03-02T10:00:00Z",
+                "fingerprint": "c0ffee",
+            }
+        ],
+    }
+    answer = api.post(f"/api/v1/alerts/alertmanager?key={am_key}", json=payload)
+    assert answer.status_code in (200, 202), answer.text
+    [alert] = api.get("/api/v1/alerts", headers=viewer).json()["items"]
+    assert alert["summary"] == "card charges failing"

@@ -528,3 +528,20 @@ def test_only_ascii_digits_name_an_incident(api: TestClient, responder: dict[str
         create(api, responder)
     assert api.get("/api/v1/incidents/INC-4", headers=responder).status_code == 200
     assert api.get(f"/api/v1/incidents/{ref}", headers=responder).status_code == 404
+
+
+def test_an_assessment_stored_before_times_needed_an_offset_still_reads(
+    api: TestClient, responder: dict[str, str], context: AppContext
+) -> None:
+    """Earlier versions kept a time as given; a stricter read would make the incident, and every list that
+    holds it, a 500."""
+    kept, lost = create(api, responder)["id"], create(api, responder)["id"]
+    with context.db.write() as session:
+        for ref, assessed_at in ((kept, "2026-03-02T10:00:00"), (lost, "0001-01-01T00:00:00")):
+            incident = session.get(Incident, int(ref.removeprefix("INC-")))
+            assert incident is not None
+            incident.assessment = {"source": "manual", "assessed_at": assessed_at}
+    assert api.get("/api/v1/incidents", headers=responder).status_code == 200
+    shown = api.get(f"/api/v1/incidents/{kept}", headers=responder).json()["assessment"]
+    assert shown["assessed_at"] == "2026-03-02T10:00:00Z"
+    assert api.get(f"/api/v1/incidents/{lost}", headers=responder).json()["assessment"]["assessed_at"] is None

@@ -290,6 +290,16 @@ def test_a_delivery_that_keeps_failing_is_a_visible_dead_letter(
     bad = api.get("/api/v1/notifications", params={"status": "lost"}, headers=responder)
     assert bad.status_code == 422
     assert bad.json()["error"]["details"][0]["field"] == "status"
+    # A filter that names nothing is refused, not answered "no notifications".
+    assert (
+        api.get("/api/v1/notifications", params={"incident": "INC-99999"}, headers=responder).status_code
+        == 404
+    )
+    unknown = api.get("/api/v1/notifications", params={"channel": "pagerr"}, headers=responder)
+    assert unknown.status_code == 422 and "unknown notification channel 'pagerr'" in unknown.text
+    assert (
+        api.get("/api/v1/notifications", params={"channel": "email"}, headers=responder).json()["total"] == 0
+    )
 
 
 def test_a_refusal_that_retrying_cannot_change_is_a_dead_letter_at_once(
@@ -358,6 +368,37 @@ def test_recipients_the_mail_server_refused_are_named_with_the_sent_message(
     [entry] = notification_entries(context, incident_id)
     assert entry.action.endswith("; the mail server refused gone@acme.example (550 5.1.1 no such user)")
     assert entry.data["refused"] == "gone@acme.example (550 5.1.1 no such user)"
+
+
+def test_recipients_refused_for_now_get_the_message_again(context: AppContext, smtp_port: int) -> None:
+    """A full mailbox (452) is a "not now": the others have the message, and that one gets it later."""
+    clock.set(START)
+    with SmtpServer(smtp_port) as smtp:
+        smtp.sink.refuse["full@acme.example"] = "452 4.2.2 mailbox full"
+        delivery_id = send(
+            context, channel="email", to="oncall@acme.example, full@acme.example", template="test"
+        )
+        worker = Worker(context)
+        assert worker.run_once() == 1
+        first = delivery(context, delivery_id)
+        assert first.status == DeliveryStatus.sent
+        with context.db.read() as session:
+            again = session.scalar(select(Delivery).where(Delivery.id != delivery_id))
+            assert again is not None
+            assert (again.recipient, again.status, again.subject) == (
+                "full@acme.example",
+                "pending",
+                first.subject,
+            )
+        del smtp.sink.refuse["full@acme.example"]
+        assert worker.run_once() == 0  # a minute later, not at once
+        clock.advance(timedelta(minutes=1))
+        assert worker.run_once() == 1
+        assert delivery(context, again.id).status == DeliveryStatus.sent
+    assert [recipients for _, recipients in smtp.sink.envelopes] == [
+        ["oncall@acme.example"],
+        ["full@acme.example"],
+    ]
 
 
 def test_dead_letters_can_be_retried(

@@ -20,9 +20,10 @@ from warroom.incidents.models import TimelineEntry
 from warroom.incidents.schemas import IncidentCreate, IncidentUpdate
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.worker import Worker
+from warroom.notify.config import WebhookChannel
 from warroom.notify.models import Delivery
 from warroom.oncall import paging
-from warroom.oncall.config import TargetConfig
+from warroom.oncall.config import NotificationRule, TargetConfig
 from warroom.oncall.links import make_ack_token
 from warroom.oncall.models import Escalation, EscalationState, Page, PageStatus
 from warroom.oncall.paging import CHECK_KIND, NOTIFY_KIND, START_KIND
@@ -542,7 +543,11 @@ def test_lowering_to_a_level_that_pages_its_first_step_stops_escalating_past_it(
     clock.set(T0 + timedelta(minutes=2))
     change(context, incident_id, severity="P2")
     state = escalation(context, incident_id)
-    assert (state.mode, state.severity, state.state) == ("first_step", "P2", EscalationState.active)
+    assert (state.mode, state.severity, state.state) == (
+        "first_step",
+        "P1",
+        EscalationState.active,
+    )  # paged at P1
     assert timeline(context, incident_id)[-1].action == (
         "Escalation goes on first step only for P2: platform-escalation"
     )
@@ -649,3 +654,39 @@ def test_a_step_that_reaches_nobody_hands_on_at_once(
     actions = [e.action for e in timeline(context, incident_id) if e.kind == "page"]
     assert actions[0].endswith("nobody to page (on call for new-york-office: no one to reach)")
     assert actions[1].startswith("Escalated to step 2 of office-first (step 1 reached nobody): alice")
+
+
+def test_a_raise_then_a_lower_before_the_worker_runs_still_pages_the_net_raise(context: AppContext) -> None:
+    """P2, raised to P0, lowered to P1, all before the worker ran: a net raise, paged at P1."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    incident_id = open_incident(context, severity="P2")
+    run_at(worker, T0)
+    clock.set(T0 + timedelta(minutes=2))
+    change(context, incident_id, severity="P0")
+    change(context, incident_id, severity="P1")
+    run_at(worker, T0 + timedelta(minutes=2))
+    state = escalation(context, incident_id)
+    assert (state.severity, state.mode, state.cycle) == ("P1", "escalate", 2)
+    assert state.next_check_at == T0 + timedelta(minutes=17)  # P1's 15 minutes, from the raise
+    assert ("carol", "email", 2, 1) in sent(context, incident_id)
+
+
+def test_a_person_whose_page_is_refused_at_once_is_not_counted_as_reached(context: AppContext) -> None:
+    """carol's only way to be paged is a webhook without a URL: her step reached nobody, so the next is
+    paged at once (it waited out the step with nobody paged)."""
+    pager = WebhookChannel(name="pager", type="webhook")
+    rule = NotificationRule(channel="pager", to="carol-pager")
+    people = [
+        p.model_copy(update={"contact_methods": [], "notification_rules": [rule]}) if p.name == "carol" else p
+        for p in context.org.people
+    ]
+    context.org = context.org.model_copy(
+        update={"people": people, "notification_channels": [*context.org.notification_channels, pager]}
+    )
+    clock.set(T0)
+    incident_id = open_incident(context)
+    run_at(Worker(context, name="w1"), T0)
+    assert sent(context, incident_id) == [("alice", "email", 1, 2)]
+    actions = [e.action for e in timeline(context, incident_id) if e.kind == "page"]
+    assert "FAILED" in actions[0] and actions[1].startswith("Escalated to step 2")

@@ -234,13 +234,20 @@ def from_alertmanager(data: Any) -> list[AlertEvent]:
         annotations: dict[str, Any] = dict(alert.annotations)
         if alert.values and "values" not in annotations:
             annotations["values"] = alert.values  # Grafana: what the query returned when it fired
-        summary = (
-            annotations.get("summary")
-            or annotations.get("description")
-            or annotations.get("message")
-            or labels.get("alertname")
-            or message.title
-            or "alert"
+        # The first that says something: a blank summary annotation is no summary.
+        summary = next(
+            (
+                text
+                for text in (
+                    annotations.get("summary"),
+                    annotations.get("description"),
+                    annotations.get("message"),
+                    labels.get("alertname"),
+                    message.title,
+                )
+                if text and (not isinstance(text, str) or not text.isspace())
+            ),
+            "alert",
         )
         links = [
             {"href": url, "text": text}

@@ -513,7 +513,10 @@ def _after_open(
             session,
             org=org,
             ref=incident.id,
-            data=CommunicationCreate(audience=notify.audience, message=message or alert.summary),
+            # Something to say, whatever the template and the sender left blank.
+            data=CommunicationCreate(
+                audience=notify.audience, message=message.strip() or alert.summary.strip() or incident.title
+            ),
             performer=PERFORMER,
         )
 

@@ -88,7 +88,9 @@ def test(
     channel: Annotated[str, typer.Option("--channel", help="A channel name from the org file, or a type.")],
     to: Annotated[str, typer.Option("--to", help="Recipient (an address, or a URL).")] = "",
     note: Annotated[str, typer.Option(help="Extra line in the message.")] = "",
-    wait: Annotated[float, typer.Option(help="Seconds to wait for the outcome (0: do not wait).")] = 15.0,
+    wait: Annotated[
+        float, typer.Option(min=0, max=3600, help="Seconds to wait for the outcome (0: do not wait).")
+    ] = 15.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Send a test message through a channel and report whether it went out."""
@@ -103,14 +105,20 @@ def test(
     elif delivery.status == DeliveryStatus.sent:
         to = f" to {delivery.recipient}" if delivery.recipient else ""
         console.print(f"[green]sent[/] {escape(f'notification {delivery.id} via {delivery.channel}{to}')}")
+        if delivery.last_error:  # some recipients refused by the mail server
+            error_console.print(f"[yellow]but[/] {escape(delivery.last_error)}")
     elif delivery.status == DeliveryStatus.pending:
         console.print(f"notification {delivery.id} is queued (is a worker running?)")
     else:
+        what_next = {
+            DeliveryStatus.failed: "retries continue in the background",
+            DeliveryStatus.dead: f"not retried: fix the cause, then `warroom notify retry {delivery.id}`",
+        }.get(delivery.status, "not sent")
         error_console.print(
             f"[bold red]{delivery.status.value}[/] "
             + escape(
                 f"notification {delivery.id} via {delivery.channel}: {delivery.last_error} "
-                f"(attempt {delivery.attempts}; retries continue in the background)"
+                f"(attempt {delivery.attempts}; {what_next})"
             )
         )
         raise typer.Exit(1)

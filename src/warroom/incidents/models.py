@@ -97,7 +97,9 @@ class Incident(Base):
     timeline_count: Mapped[int] = mapped_column(Integer, default=0)
 
     services: Mapped[list[IncidentService]] = relationship(
-        back_populates="incident", cascade="all, delete-orphan", order_by="IncidentService.position"
+        back_populates="incident",
+        cascade="all, delete-orphan",
+        order_by="(IncidentService.position, IncidentService.service)",
     )
     responders: Mapped[list[Responder]] = relationship(
         back_populates="incident", cascade="all, delete-orphan", order_by="Responder.id"

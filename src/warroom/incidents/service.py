@@ -6,15 +6,17 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from warroom.db import parse_row_ref, utcnow
 from warroom.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from warroom.events import DomainEvent, publish
+from warroom.fields import in_era
 from warroom.incidents.models import (
     OPEN_STATUSES,
     TRANSITIONS,
@@ -79,6 +81,23 @@ def get_incident(session: Session, ref: str | int, *, for_update: bool = False) 
     return incident
 
 
+def stored_assessment(stored: dict[str, Any] | None) -> Assessment | None:
+    """An assessment as stored. Input rules tightened since some were written (a time without an offset was
+    kept as given): such a time is read as UTC, or left out if it cannot be one, rather than fail the read."""
+    if not stored:
+        return None
+    try:
+        return Assessment.model_validate(stored)
+    except ValidationError:
+        assessed_at = stored.get("assessed_at")
+        try:
+            moment = datetime.fromisoformat(str(assessed_at))
+            kept = in_era(moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+        except ValueError:
+            kept = None
+        return Assessment.model_validate({**stored, "assessed_at": kept})
+
+
 def to_read(org: OrgConfig, incident: Incident) -> IncidentRead:
     return IncidentRead(
         id=incident.ref,
@@ -102,7 +121,7 @@ def to_read(org: OrgConfig, incident: Incident) -> IncidentRead:
         response_due_at=severity_service.response_due_at(
             org, incident.severity, incident.created_at, incident.service_names
         ),
-        assessment=Assessment.model_validate(incident.assessment) if incident.assessment else None,
+        assessment=stored_assessment(incident.assessment),
         responders=[ResponderRead.model_validate(r) for r in incident.responders],
     )
 

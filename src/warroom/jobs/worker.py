@@ -74,7 +74,8 @@ class Worker:
         settings = context.settings
         self.lane = lane
         self.context = context
-        self.name = name or default_worker_name()
+        # Leases hold the name and a lane's suffix (String(200)).
+        self.name = (name or default_worker_name())[:180]
         self.poll_interval = poll_interval if poll_interval is not None else settings.worker_poll_interval
         self.batch = batch if batch is not None else settings.worker_batch
         self.lease = lease if lease is not None else timedelta(seconds=settings.worker_lease_seconds)

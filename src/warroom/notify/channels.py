@@ -156,8 +156,10 @@ def send_email(channel: EmailChannel, message: OutgoingMessage, settings: Settin
             raise
     info: dict[str, Any] = {"smtp": f"{host}:{port}"}
     if refused:
-        # Some recipients got it: the delivery counts as sent, and the ones refused are named with it.
+        # Some recipients got it: the delivery counts as sent, and the ones refused are named with it. Those
+        # refused for now (a 4xx: a full mailbox) get the message again later, as a delivery of their own.
         info["refused"] = _smtp_answers(refused)
+        info["refused_for_now"] = sorted(address for address, (code, _) in refused.items() if code < 500)
     return info
 
 

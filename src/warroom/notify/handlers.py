@@ -14,7 +14,7 @@ from warroom.jobs.service import job_handler
 from warroom.notify import channels
 from warroom.notify.config import find_channel
 from warroom.notify.models import Delivery, DeliveryStatus
-from warroom.notify.service import DELIVER_JOB, PERFORMER, TIMELINE_KIND, shown_address
+from warroom.notify.service import DELIVER_JOB, PERFORMER, TIMELINE_KIND, send_again, shown_address
 
 
 def _describe(delivery: Delivery) -> str:
@@ -116,6 +116,9 @@ def deliver(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
     refused = info.get("refused")
     if refused:
         delivery.last_error = f"refused by the mail server: {refused}"
+        if info.get("refused_for_now"):
+            again = send_again(session, delivery, recipients=info["refused_for_now"])
+            refused += f"; sent again to those refused for now as notification {again.id}"
         _on_timeline(
             session,
             delivery,

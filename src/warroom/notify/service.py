@@ -4,6 +4,7 @@ caller's transaction (the outbox); the worker performs it (``notify.handlers``).
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -153,6 +154,45 @@ def shown_address(to: str) -> str:
     return to
 
 
+RESEND_AFTER = timedelta(minutes=1)
+
+
+def send_again(session: Session, delivery: Delivery, *, recipients: list[str]) -> Delivery:
+    """The message of ``delivery`` once more, to ``recipients`` (those a mail server refused for now), as a
+    delivery of its own with its own attempts; the same message, not rendered again."""
+    app = context_of(session)
+    now = utcnow()
+    again = Delivery(
+        channel=delivery.channel,
+        channel_type=delivery.channel_type,
+        recipient=", ".join(recipients),
+        template=delivery.template,
+        subject=delivery.subject,
+        body=delivery.body,
+        body_html=delivery.body_html,
+        data=delivery.data,
+        status=DeliveryStatus.pending,
+        attempts=0,
+        incident_id=delivery.incident_id,
+        idempotency_key=f"again:{delivery.id}",
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(again)
+    session.flush()
+    job = jobs.enqueue(
+        session,
+        kind=DELIVER_JOB,
+        payload={"delivery_id": again.id},
+        run_at=now + RESEND_AFTER,
+        incident_id=delivery.incident_id,
+        idempotency_key=f"{DELIVER_JOB}:{again.id}",
+        max_attempts=app.settings.notify_max_attempts,
+    )
+    again.job_id = job.id
+    return again
+
+
 def withdraw(session: Session, *, delivery_ids: list[int], reason: str) -> int:
     """Take back deliveries not sent yet (queued, or failed and waiting to retry): they will not go out.
     Returns how many. One being sent right now may still arrive."""
@@ -193,8 +233,19 @@ def list_deliveries(
     if status is not None:
         statement = statement.where(Delivery.status == status)
     if incident_id is not None:
+        # An incident that does not exist is named as such, not shown as "no notifications".
+        get_or_404(session, Incident, incident_id, f"incident INC-{incident_id}")
         statement = statement.where(Delivery.incident_id == incident_id)
     if channel is not None:
+        known = channel_names(context_of(session).org)
+        if (
+            channel not in known
+            and session.scalar(select(Delivery.id).where(Delivery.channel == channel).limit(1)) is None
+        ):
+            raise InvalidInput(
+                f"unknown notification channel {channel!r}; allowed: {', '.join(known)}",
+                {"field": "channel", "allowed": known},
+            )
         statement = statement.where(Delivery.channel == channel)
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     rows = session.scalars(statement.order_by(Delivery.id.desc()).limit(limit).offset(offset))

@@ -155,9 +155,9 @@ def follow_lowered_severity(session: Session, org: OrgConfig, *, incident_id: in
         return 0
     incident = incident_service.get_incident(session, incident_id, for_update=True)
     mode = service.paging_mode(org, incident.severity)
+    # Only the mode changes: ``severity`` stays the level the escalation paged at, which tells a raise still
+    # on its way to the worker (P2, raised to P0, lowered to P1) from one already paged for.
     changed = [escalation for escalation in active if escalation.mode != mode]
-    for escalation in active:
-        escalation.severity = incident.severity
     for escalation in changed:
         if escalation.mode == "all_hands" and escalation.next_check_at is not None:
             try:
@@ -432,11 +432,11 @@ def _page_position(
         recipients = service.resolve_step(session, context.org, step, now)
         lines: list[str] = []
         for recipient in recipients:
-            channels = _page_person(
+            channels, reachable = _page_person(
                 session, context, incident, policy, escalation, step_number, recipient, now, ack_by
             )
+            reached += reachable
             if channels:
-                reached += 1
                 lines.append(f"{recipient.person.name} ({recipient.via}) via {', '.join(channels)}")
         prefix = (
             f"Escalated to step {step_number} of {policy.name}"
@@ -482,10 +482,12 @@ def _page_person(
     recipient: service.Recipient,
     now: datetime,
     ack_by: datetime | None,
-) -> list[str]:
-    """Create one page per notification rule; send the immediate ones, schedule the delayed ones."""
+) -> tuple[list[str], bool]:
+    """Create one page per notification rule; send the immediate ones, schedule the delayed ones. Returns
+    what was done, and whether any of it can reach the person (a page refused at once reaches nobody)."""
     person = recipient.person
     described: list[str] = []
+    reachable = False
     for rule in service.effective_rules(context.org, person):
         key = page_key(incident.id, policy.name, escalation.cycle, step, person.name, rule.index)
         if session.scalar(select(Page.id).where(Page.key == key)) is not None:
@@ -518,13 +520,15 @@ def _page_person(
                 incident_id=incident.id,
             )
             described.append(f"{rule.channel} in {_minutes(rule.delay)} unless acknowledged")
+            reachable = True
         elif _deliver(session, context, incident, page, ack_by):
             described.append(f"{rule.channel} to {notify_service.shown_address(rule.to)}")
+            reachable = True
         else:
             described.append(
                 f"{rule.channel} to {notify_service.shown_address(rule.to)} FAILED ({page.error})"
             )
-    return described
+    return described, reachable
 
 
 def _minutes(delay: timedelta) -> str:
