@@ -234,21 +234,29 @@ def from_alertmanager(data: Any) -> list[AlertEvent]:
         annotations: dict[str, Any] = dict(alert.annotations)
         if alert.values and "values" not in annotations:
             annotations["values"] = alert.values  # Grafana: what the query returned when it fired
-        # The first that says something: a blank summary annotation is no summary.
-        summary = next(
-            (
-                text
-                for text in (
-                    annotations.get("summary"),
-                    annotations.get("description"),
-                    annotations.get("message"),
-                    labels.get("alertname"),
-                    message.title,
-                )
-                if text and (not isinstance(text, str) or not text.isspace())
-            ),
-            "alert",
+        summary = (
+            annotations.get("summary")
+            or annotations.get("description")
+            or annotations.get("message")
+            or labels.get("alertname")
+            or message.title
+            or "alert"
         )
+        if isinstance(summary, str) and summary.isspace():
+            # A blank summary annotation is no summary: the first that says something (rare, so apart).
+            summary = next(
+                (
+                    text
+                    for text in (
+                        annotations.get("description"),
+                        annotations.get("message"),
+                        labels.get("alertname"),
+                        message.title,
+                    )
+                    if text and (not isinstance(text, str) or not text.isspace())
+                ),
+                "alert",
+            )
         links = [
             {"href": url, "text": text}
             for url, text in (
