@@ -309,7 +309,9 @@ class Worker:
                 job.run_at = (now or utcnow()) + exc.delay
                 job.last_error = exc.reason or job.last_error
             else:
-                error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
+                error = (exc.reason if isinstance(exc, RetryLater) else f"{type(exc).__name__}: {exc}")[
+                    :MAX_ERROR_LENGTH
+                ]
                 final = job.attempts >= job.max_attempts or isinstance(exc, PermanentFailure)
                 outcome = "dead" if final else "failed"
                 job.last_error = error
@@ -321,11 +323,12 @@ class Worker:
                     )
                 else:
                     job.status = JobStatus.pending
-                    job.run_at = (now or utcnow()) + (
-                        exc.delay
-                        if isinstance(exc, RetryLater)
-                        else backoff(job.attempts, base=self.retry_base, cap=self.retry_cap)
-                    )
+                    # A counted "later" (a 429) waits as asked, but no less than the backoff: a burst of
+                    # rate limiting must not use up every attempt in seconds.
+                    delay = backoff(job.attempts, base=self.retry_base, cap=self.retry_cap)
+                    if isinstance(exc, RetryLater):
+                        delay = max(delay, exc.delay)
+                    job.run_at = (now or utcnow()) + delay
                     log.warning(
                         "job %s (%s) attempt %d/%d failed: %s; retry at %s",
                         job.id,

@@ -129,11 +129,13 @@ def check_recipient(value: str) -> str:
     if "://" in value and "${" not in value:
         try:
             split = urlsplit(value)
-            host = split.hostname
+            host, _ = split.hostname, split.port  # reading the port checks its range
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
         if split.scheme not in ("http", "https") or not host:
             raise ValueError(f"{value!r} is not an http(s) URL with a host")
+        if any(character.isspace() for character in split.netloc):
+            raise ValueError(f"{value!r} is not a valid URL (a space in its host)")
     return value
 
 
