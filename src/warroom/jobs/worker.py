@@ -426,8 +426,6 @@ class Worker:
             deliveries.join()
 
     def _poll(self, stop_event: threading.Event) -> None:
-        """Keep up to ``concurrency`` jobs running: claim as slots free up, not batch by batch, so a job that
-        comes due is not kept waiting for the slowest of a batch (a peer that takes its whole timeout)."""
         self._stop = stop_event
         log.info(
             "worker %s started (poll every %.2fs, %d at a time)",
@@ -435,6 +433,33 @@ class Worker:
             self.poll_interval,
             self.concurrency,
         )
+        if self.lane == "network":
+            self._poll_slots(stop_event)
+        else:
+            self._poll_batches(stop_event)
+        self.close()
+        log.info("worker %s stopped", self.name)
+
+    def _poll_batches(self, stop_event: threading.Event) -> None:
+        """Quick jobs: claim a batch in one transaction, run it, claim again (in this thread when one at a
+        time, which keeps a thousand timers a second on SQLite)."""
+        failures = 0
+        while not stop_event.is_set():
+            try:
+                ran = self.run_once()
+            except Exception as exc:
+                failures += 1
+                self._claim_failed(exc, failures, stop_event)
+                continue
+            if failures:
+                log.info("worker %s: claiming works again after %d failed attempts", self.name, failures)
+                failures = 0
+            if not ran:  # when some ran, more may have come due meanwhile
+                stop_event.wait(self._idle_wait())
+
+    def _poll_slots(self, stop_event: threading.Event) -> None:
+        """Deliveries: keep up to ``concurrency`` running, claiming as slots free up rather than batch by
+        batch, so none waits for the slowest peer of a batch it was claimed with."""
         failures = 0
         running: dict[Future[bool | None], int] = {}
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"job-{self.name}") as pool:
@@ -455,20 +480,15 @@ class Worker:
                         failures = 0
                 for job_id in claimed:
                     running[pool.submit(self._run_claimed, job_id, None)] = job_id
-                if running and len(claimed) == free:
-                    timeout: float = self.poll_interval  # every slot busy: wait for one to free up
-                elif claimed:
-                    continue  # slots left, and more may be due
-                else:
-                    timeout = self._idle_wait()
+                # Fewer due than free slots: nothing more until the next is due. Otherwise (every slot busy)
+                # more may be due as soon as one frees up.
+                timeout = self._idle_wait() if len(claimed) < free else self.poll_interval
                 if running:
                     done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
                     self._collect(running, done)
                 else:
                     stop_event.wait(timeout)
             self._collect(running, wait(running).done)
-        self.close()
-        log.info("worker %s stopped", self.name)
 
     def _claim_failed(self, exc: Exception, failures: int, stop_event: threading.Event) -> None:
         """Back off while it lasts (up to 30 s), and log a database outage in one line, not a stack trace
