@@ -48,8 +48,10 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
+# Tests run in parallel processes (pytest-xdist); each has its own SQLite files and PostgreSQL database.
+TEST_WORKERS ?= 3
 unit: install-dev
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 test: install-dev peers lint typecheck unit
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, make_url, select, text
 from sqlalchemy.orm import Session
 
 from warroom import migrate
@@ -24,6 +24,11 @@ from warroom.jobs.models import Job
 from warroom.models import metadata
 from warroom.orgconfig import OrgConfig, load_org_config
 from warroom.settings import Settings
+
+# pytest-xdist's workers start with COLUMNS=80, which Rich reads once, when the CLI's console is made: without
+# it the console measures at each print, so a test's own COLUMNS (a wide table) is honoured as without xdist.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "examples" / "warroom.yaml"
@@ -50,16 +55,31 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _worker_database(url: str, worker: str) -> str:
+    """Under pytest-xdist each worker gets a database of its own (``test_gw0`` beside ``test``), made anew,
+    since the tests truncate every table between them."""
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def postgres_migrated() -> Iterator[str]:
     assert POSTGRES_URL
-    engine = create_engine(POSTGRES_URL)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    url = _worker_database(POSTGRES_URL, worker) if worker else POSTGRES_URL
+    engine = create_engine(url)
     with engine.begin() as connection:
         connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
         connection.execute(text("CREATE SCHEMA public"))
     migrate.upgrade(engine)
     engine.dispose()
-    yield POSTGRES_URL
+    yield url
 
 
 def _truncate_postgres(url: str) -> None:

@@ -248,7 +248,7 @@ def test_db_vacuum_turns_an_older_file_to_incremental_and_shrinks_it(
         assert free > 100
     vacuumed = CliRunner().invoke(app, ["db", "vacuum", "--database-url", database_url])
     assert vacuumed.exit_code == 0, vacuumed.output
-    assert " MB -> " in vacuumed.output
+    assert " MB -> " in " ".join(vacuumed.output.split())  # however long the database's name wraps
     if context.db.is_sqlite:
         mode, pages_after, free_after = _sqlite_pages(context)
         # Compacted: only what the remaining rows use (plus the pointer-map pages incremental mode keeps).
