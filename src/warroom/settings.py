@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=4, ge=1, le=64, description="Jobs run at once per worker on PostgreSQL (SQLite: 1)."
     )
+    worker_peer_limit: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Deliveries to one peer (a webhook's host, a mail server) at once per worker; "
+        "unset: half of worker_concurrency.",
+    )
     worker_lease_seconds: float = Field(
         default=60.0, gt=0, description="A claimed job whose worker died is retried after this long."
     )

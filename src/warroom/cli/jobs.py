@@ -100,12 +100,23 @@ def jobs_list(
         fail(exc.message)
     finally:
         database.dispose()
+    # The peer column only when a listed job has one (deliveries): the table stays narrow otherwise.
+    with_peer = any(j.peer for j in rows)
     emit(
         as_json,
         rows,
         lambda: table(
             "Jobs",
-            ["id", "kind", "status", "run at", "attempts", "incident", "last error"],
+            [
+                "id",
+                "kind",
+                "status",
+                "run at",
+                "attempts",
+                "incident",
+                *(["peer"] if with_peer else []),
+                "last error",
+            ],
             [
                 (
                     j.id,
@@ -114,6 +125,7 @@ def jobs_list(
                     when(j.run_at),
                     f"{j.attempts}/{j.max_attempts}",
                     f"INC-{j.incident_id}" if j.incident_id else "",
+                    *([j.peer or ""] if with_peer else []),
                     (j.last_error or "")[:80],
                 )
                 for j in rows

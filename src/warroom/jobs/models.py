@@ -42,6 +42,9 @@ class Job(Base):
     # Unique when set (NULLs never collide on SQLite or PostgreSQL): enqueueing twice is a no-op.
     idempotency_key: Mapped[str | None] = mapped_column(String(300), unique=True)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Where a delivery goes (a webhook's host, a mail server): a worker keeps only so many of one peer's in
+    # flight, so a slow peer cannot hold every slot while a page to someone else waits. None: no peer.
+    peer: Mapped[str | None] = mapped_column(String(300))
     # For display and cancellation only; no foreign key so jobs outlive (and never block) incident rows.
     incident_id: Mapped[int | None] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

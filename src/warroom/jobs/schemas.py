@@ -24,6 +24,7 @@ class JobRead(BaseModel):
     idempotency_key: str | None
     result: dict[str, Any] | None
     incident_id: int | None
+    peer: str | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -121,6 +121,7 @@ def enqueue(
     idempotency_key: str | None = None,
     incident_id: int | None = None,
     max_attempts: int = 8,
+    peer: str | None = None,
 ) -> Job:
     """Add a job to the caller's transaction; it runs once that transaction commits and ``run_at`` passes.
 
@@ -148,6 +149,7 @@ def enqueue(
         max_attempts=max_attempts,
         idempotency_key=idempotency_key,
         incident_id=incident_id,
+        peer=peer[:300] if peer else None,
         created_at=now,
     )
     if idempotency_key is None:

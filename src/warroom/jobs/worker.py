@@ -16,11 +16,12 @@ import os
 import socket
 import threading
 import uuid
+from collections import Counter as Tally
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
@@ -48,6 +49,12 @@ MAX_ERROR_LENGTH = 4000
 # minutes), "local" ones are quick (escalation steps, delayed rules, sweeps). ``run_forever`` runs the two in
 # separate loops, so a timer never waits behind a batch of slow deliveries.
 Lane = Literal["all", "network", "local"]
+
+
+class DueJob(NamedTuple):
+    id: int
+    run_at: datetime
+    peer: str | None
 
 
 def default_worker_name() -> str:
@@ -89,6 +96,9 @@ class Worker:
         # Deliveries hold no write transaction while they wait on a peer, so they overlap on SQLite too: one
         # slow peer does not hold up a page to someone else.
         self.concurrency = 1 if context.db.is_sqlite and lane != "network" else self.wanted_concurrency
+        # Of those, how many may go to one peer at once: a slow webhook or mail server leaves the other slots
+        # to pages bound elsewhere.
+        self.peer_limit = settings.worker_peer_limit or max(1, self.concurrency // 2)
         self._executor: ThreadPoolExecutor | None = None
         self._stop: threading.Event | None = None
 
@@ -96,20 +106,37 @@ class Worker:
 
     def claim(self, now: datetime | None = None, *, limit: int | None = None) -> list[int]:
         """Take up to ``limit`` due jobs (and jobs whose lease expired) and commit the lease."""
+        return [job_id for job_id, _ in self._claim(now, limit=limit)]
+
+    def _claim(
+        self, now: datetime | None = None, *, limit: int | None = None, in_flight: Tally[str] | None = None
+    ) -> list[tuple[int, str | None]]:
+        """``claim``, with each job's peer. With ``in_flight`` (this worker's running jobs by peer), no peer
+        gets more than ``peer_limit`` at once: due jobs of a peer at its limit wait, and later jobs bound
+        elsewhere go first."""
         now = now or utcnow()
         limit = limit or self.batch
-        if not self._anything_to_claim(now):
+        with_room = self._with_room(in_flight)
+        if not self._anything_to_claim(now, with_room):
             return []
         with self.context.db.write() as session:
-            rows = session.execute(
-                select(Job.id, Job.run_at)
-                .where(Job.status == JobStatus.pending, Job.run_at <= now, self._in_lane())
-                .order_by(Job.run_at)  # the index's order: no sort, and a plain index scan
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
-            due = [job_id for job_id, _ in rows]
-            for _, run_at in rows:
+            query = select(Job.id, Job.run_at, Job.peer).where(
+                Job.status == JobStatus.pending, Job.run_at <= now, self._in_lane(), with_room
+            )
+            rows = [
+                DueJob(*row)
+                for row in session.execute(
+                    query.order_by(Job.run_at)  # the index's order: no sort, and a plain index scan
+                    # Wider than the free slots: several due for one peer must not hide the rest.
+                    .limit(limit if in_flight is None else max(limit, self.batch))
+                    .with_for_update(skip_locked=True)
+                )
+            ]
+            if in_flight is not None:
+                rows = _within_peer_limit(rows, in_flight, self.peer_limit, limit)
+            due = [job_id for job_id, _, _ in rows]
+            peers: dict[int, str | None] = {job_id: peer for job_id, _, peer in rows}
+            for _, run_at, _ in rows:
                 JOB_LATENESS.observe(max(0.0, (now - run_at).total_seconds()))
             if len(due) < limit:
                 # Jobs whose worker died mid-run: their attempt counts, and a job that keeps killing
@@ -140,6 +167,7 @@ class Worker:
                             "job %s (%s): lease of %s expired; retrying", job.id, job.kind, job.lease_owner
                         )
                         due.append(job.id)
+                        peers[job.id] = job.peer
                 session.flush()
             if due:
                 session.execute(
@@ -154,9 +182,14 @@ class Worker:
                     )
                     .execution_options(synchronize_session=False)
                 )
-        return due
+        return [(job_id, peers[job_id]) for job_id in due]
 
-    def _anything_to_claim(self, now: datetime) -> bool:
+    def _with_room(self, in_flight: Tally[str] | None) -> ColumnElement[bool]:
+        """Jobs whose peer is not at its limit (or that have no peer)."""
+        full = sorted(peer for peer, count in (in_flight or {}).items() if count >= self.peer_limit)
+        return or_(Job.peer.is_(None), Job.peer.not_in(full)) if full else true()
+
+    def _anything_to_claim(self, now: datetime, with_room: ColumnElement[bool]) -> bool:
         """A plain read first: an idle poll takes no write lock, so on SQLite it never queues behind (or
         holds up) alert intake and API writes."""
         with self.context.db.read() as session:
@@ -164,7 +197,7 @@ class Worker:
                 select(Job.id)
                 .where(
                     or_(
-                        and_(Job.status == JobStatus.pending, Job.run_at <= now),
+                        and_(Job.status == JobStatus.pending, Job.run_at <= now, with_room),
                         and_(Job.status == JobStatus.running, Job.lease_expires_at <= now),
                     ),
                     self._in_lane(),
@@ -374,11 +407,16 @@ class Worker:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    def next_due_in(self) -> float | None:
-        """Seconds until the earliest pending job is due (None when there is none)."""
+    def next_due_in(self, with_room: ColumnElement[bool] | None = None) -> float | None:
+        """Seconds until the earliest pending job is due (None when there is none), of those ``with_room``
+        (whose peer is not at its limit) when given."""
         with self.context.db.read() as session:
             next_run = session.scalar(
-                select(func.min(Job.run_at)).where(Job.status == JobStatus.pending, self._in_lane())
+                select(func.min(Job.run_at)).where(
+                    Job.status == JobStatus.pending,
+                    self._in_lane(),
+                    with_room if with_room is not None else true(),
+                )
             )
         if next_run is None:
             return None
@@ -461,14 +499,15 @@ class Worker:
         """Deliveries: keep up to ``concurrency`` running, claiming as slots free up rather than batch by
         batch, so none waits for the slowest peer of a batch it was claimed with."""
         failures = 0
-        running: dict[Future[bool | None], int] = {}
+        running: dict[Future[bool | None], tuple[int, str | None]] = {}
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"job-{self.name}") as pool:
             while not stop_event.is_set():
                 free = self.concurrency - len(running)
-                claimed: list[int] = []
+                claimed: list[tuple[int, str | None]] = []
                 if free > 0:
+                    in_flight = Tally(peer for _, peer in running.values() if peer is not None)
                     try:
-                        claimed = self.claim(limit=free)
+                        claimed = self._claim(limit=free, in_flight=in_flight)
                     except Exception as exc:
                         failures += 1
                         self._claim_failed(exc, failures, stop_event)
@@ -478,11 +517,16 @@ class Worker:
                             "worker %s: claiming works again after %d failed attempts", self.name, failures
                         )
                         failures = 0
-                for job_id in claimed:
-                    running[pool.submit(self._run_claimed, job_id, None)] = job_id
-                # Fewer due than free slots: nothing more until the next is due. Otherwise (every slot busy)
-                # more may be due as soon as one frees up.
-                timeout = self._idle_wait() if len(claimed) < free else self.poll_interval
+                for job_id, peer in claimed:
+                    running[pool.submit(self._run_claimed, job_id, None)] = (job_id, peer)
+                # Fewer due than free slots: nothing more until the next is due (the due jobs of a peer at
+                # its limit wait for one of its own to finish). Otherwise (every slot busy) more may be due
+                # as soon as one frees up.
+                if len(claimed) < free:
+                    in_flight = Tally(peer for _, peer in running.values() if peer is not None)
+                    timeout = self._idle_wait(self._with_room(in_flight))
+                else:
+                    timeout = self.poll_interval
                 if running:
                     done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
                     self._collect(running, done)
@@ -505,17 +549,36 @@ class Worker:
             log.exception("worker %s: claiming failed; retrying in %.1fs", self.name, pause)
         stop_event.wait(pause)
 
-    def _idle_wait(self) -> float:
+    def _idle_wait(self, with_room: ColumnElement[bool] | None = None) -> float:
         try:
-            due_in = self.next_due_in()
+            due_in = self.next_due_in(with_room)
         except Exception:
             due_in = None
         return self.poll_interval if due_in is None else min(self.poll_interval, due_in)
 
-    def _collect(self, running: dict[Future[bool | None], int], done: set[Future[bool | None]]) -> None:
+    def _collect(
+        self, running: dict[Future[bool | None], tuple[int, str | None]], done: set[Future[bool | None]]
+    ) -> None:
         """Forget finished jobs; give back those a stop kept from starting."""
         finished = {future: running.pop(future) for future in done}
-        self.release([job_id for future, job_id in finished.items() if future.result() is None])
+        self.release([job_id for future, (job_id, _) in finished.items() if future.result() is None])
+
+
+def _within_peer_limit(rows: list[DueJob], in_flight: Tally[str], limit: int, wanted: int) -> list[DueJob]:
+    """The first ``wanted`` of ``rows`` (due jobs, oldest first) that keep each peer within ``limit``
+    running, counting those already in flight."""
+    counts = Tally(in_flight)
+    chosen = []
+    for row in rows:
+        peer = row.peer
+        if peer is not None:
+            if counts[peer] >= limit:
+                continue
+            counts[peer] += 1
+        chosen.append(row)
+        if len(chosen) == wanted:
+            break
+    return chosen
 
 
 def _json_result(result: Any) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -86,6 +87,22 @@ def _url(configured: str | None, recipient: str, channel: str) -> str:
     except ValueError as exc:
         raise Undeliverable(f"channel {channel!r}: {exc}") from None
     return url
+
+
+def peer_of(channel: ChannelConfig, recipient: str, settings: Settings) -> str | None:
+    """Where a message to ``recipient`` through ``channel`` goes: its mail server, or its URL's scheme, host
+    and port (never the path or a credential in it). None for the console. A channel whose settings cannot
+    be read here (an unset secret) is a peer of its own."""
+    try:
+        if isinstance(channel, EmailChannel):
+            host = _secret(channel.settings.host) or settings.smtp_host
+            return f"smtp://{host}:{channel.settings.port or settings.smtp_port}".lower()
+        if isinstance(channel, SlackChannel | WebhookChannel):
+            split = urlsplit(_url(channel.settings.url, recipient, channel.name))
+            return f"{split.scheme}://{split.hostname}:{split.port or ''}".lower().rstrip(":")
+    except (Undeliverable, ValueError):
+        return f"channel:{channel.name}"
+    return None
 
 
 def _raise_for_answer(response: httpx.Response, peer: str) -> None:

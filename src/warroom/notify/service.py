@@ -4,7 +4,7 @@ caller's transaction (the outbox); the worker performs it (``notify.handlers``).
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +17,8 @@ from warroom.db import get_or_404, utcnow
 from warroom.errors import Conflict, InvalidInput
 from warroom.incidents.models import Incident
 from warroom.jobs import service as jobs
-from warroom.notify.config import channel_names, check_recipient, find_channel
+from warroom.notify import channels
+from warroom.notify.config import ChannelConfig, channel_names, check_recipient, find_channel
 from warroom.notify.models import Delivery, DeliveryStatus
 from warroom.notify.render import render
 from warroom.notify.schemas import DeliveryPage, DeliveryRead
@@ -125,16 +126,33 @@ def send(
         if existing is None:
             raise
         return existing
+    _queue(session, delivery, config=config)
+    return delivery
+
+
+def _queue(
+    session: Session,
+    delivery: Delivery,
+    *,
+    config: ChannelConfig | None = None,
+    run_at: datetime | None = None,
+    keyed: bool = True,
+) -> None:
+    """Enqueue the job that sends ``delivery``, tagged with its peer (see ``channels.peer_of``). ``keyed``:
+    one job per delivery; a retry of a dead letter is a job of its own."""
+    app = context_of(session)
+    config = config or find_channel(app.org, delivery.channel)
     job = jobs.enqueue(
         session,
         kind=DELIVER_JOB,
         payload={"delivery_id": delivery.id},
-        incident_id=incident_id,
-        idempotency_key=f"{DELIVER_JOB}:{delivery.id}",
+        run_at=run_at,
+        incident_id=delivery.incident_id,
+        idempotency_key=f"{DELIVER_JOB}:{delivery.id}" if keyed else None,
         max_attempts=app.settings.notify_max_attempts,
+        peer=channels.peer_of(config, delivery.recipient, app.settings) if config is not None else None,
     )
     delivery.job_id = job.id
-    return delivery
 
 
 def shown_address(to: str) -> str:
@@ -160,7 +178,6 @@ RESEND_AFTER = timedelta(minutes=1)
 def send_again(session: Session, delivery: Delivery, *, recipients: list[str]) -> Delivery:
     """The message of ``delivery`` once more, to ``recipients`` (those a mail server refused for now), as a
     delivery of its own with its own attempts; the same message, not rendered again."""
-    app = context_of(session)
     now = utcnow()
     again = Delivery(
         channel=delivery.channel,
@@ -180,16 +197,7 @@ def send_again(session: Session, delivery: Delivery, *, recipients: list[str]) -
     )
     session.add(again)
     session.flush()
-    job = jobs.enqueue(
-        session,
-        kind=DELIVER_JOB,
-        payload={"delivery_id": again.id},
-        run_at=now + RESEND_AFTER,
-        incident_id=delivery.incident_id,
-        idempotency_key=f"{DELIVER_JOB}:{again.id}",
-        max_attempts=app.settings.notify_max_attempts,
-    )
-    again.job_id = job.id
+    _queue(session, again, run_at=now + RESEND_AFTER)
     return again
 
 
@@ -262,16 +270,8 @@ def retry_delivery(session: Session, *, delivery_id: int) -> Delivery:
             f"notification {delivery_id} is {delivery.status.value}; only dead ones can be retried",
             {"field": "status", "allowed": [DeliveryStatus.dead.value]},
         )
-    app = context_of(session)
     # No idempotency key: the row lock and the "dead" check above already make a double retry a 409.
-    job = jobs.enqueue(
-        session,
-        kind=DELIVER_JOB,
-        payload={"delivery_id": delivery.id},
-        incident_id=delivery.incident_id,
-        max_attempts=app.settings.notify_max_attempts,
-    )
+    _queue(session, delivery, keyed=False)
     delivery.status = DeliveryStatus.pending
-    delivery.job_id = job.id
     delivery.updated_at = utcnow()
     return delivery
