@@ -91,6 +91,38 @@ def test_unknown_references_and_empty_rotation() -> None:
         assert any(p.startswith(where) and location in p and message in p for p in found), (wanted, found)
 
 
+def test_a_contact_that_no_page_could_reach_is_a_problem() -> None:
+    """A Slack or webhook channel with no URL of its own needs a URL to post to; a chat handle or a name
+    there would have every page refused (and the step handed on) at 3 a.m. rather than at `config check`."""
+    found = problems(
+        """
+        notification_channels:
+          - {name: team-slack, type: slack, settings: {url: "https://hooks.slack.example/T0/B0"}}
+          - {name: hook, type: webhook, settings: {secret: s}}
+        people:
+          - name: ann
+            chat_handle: "@ann"
+            contact_methods:
+              - {name: chat, channel: slack, to: "@ann"}
+              - {name: team, channel: team-slack, to: "@ann"}
+              - {name: own-hook, channel: slack, to: "https://hooks.slack.example/T0/ann"}
+              - {name: pager, channel: hook, to: pager-ann}
+            notification_rules:
+              - {contact: own-hook}
+              - {channel: slack}
+              - {channel: webhook, to: "https://pager.example/ann"}
+        """
+    )
+    assert found == [
+        "people[0].contact_methods[0].to (line 9): channel 'slack' has no URL configured, so the recipient must "
+        "be the URL (got '@ann'): every page this way would be refused",
+        "people[0].contact_methods[3].to (line 12): channel 'hook' has no URL configured, so the recipient must "
+        "be the URL (got 'pager-ann'): every page this way would be refused",
+        "people[0].notification_rules[1].to (line 15): channel 'slack' has no URL configured, so the recipient "
+        "must be the URL (got '@ann'): every page this way would be refused",
+    ]
+
+
 def test_field_errors() -> None:
     found = problems(
         """

@@ -182,6 +182,16 @@ def find_channel(org: OrgConfig, name: str, *, implicit: bool = True) -> Channel
     return None
 
 
+def missing_url(channel: ChannelConfig, recipient: str) -> str | None:
+    """Why a message to ``recipient`` through ``channel`` cannot be posted anywhere (a Slack or webhook
+    channel with no URL of its own, and a recipient that is not one), or None."""
+    if channel.type not in ("slack", "webhook") or getattr(channel.settings, "url", None):
+        return None
+    if recipient.startswith(("http://", "https://")):
+        return None
+    return f"channel {channel.name!r} has no URL configured, so the recipient must be the URL"
+
+
 def channel_names(org: OrgConfig) -> list[str]:
     return sorted({c.name for c in org.notification_channels} | set(CHANNEL_TYPES))
 

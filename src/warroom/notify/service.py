@@ -18,7 +18,7 @@ from warroom.errors import Conflict, InvalidInput
 from warroom.incidents.models import Incident
 from warroom.jobs import service as jobs
 from warroom.notify import channels
-from warroom.notify.config import ChannelConfig, channel_names, check_recipient, find_channel
+from warroom.notify.config import ChannelConfig, channel_names, check_recipient, find_channel, missing_url
 from warroom.notify.models import Delivery, DeliveryStatus
 from warroom.notify.render import render
 from warroom.notify.schemas import DeliveryPage, DeliveryRead
@@ -76,14 +76,9 @@ def send(
         raise InvalidInput(f"{recipient!r} names no email address", {"field": "to"})
     if config.type == "email" and not recipient:
         raise InvalidInput(f"channel {channel!r} sends email and needs a recipient", {"field": "to"})
-    if (
-        config.type in ("slack", "webhook")
-        and not getattr(config.settings, "url", None)
-        and not recipient.startswith(("http://", "https://"))
-    ):
-        raise InvalidInput(
-            f"channel {channel!r} has no URL configured, so the recipient must be the URL", {"field": "to"}
-        )
+    no_url = missing_url(config, recipient)
+    if no_url:
+        raise InvalidInput(no_url, {"field": "to"})
     if idempotency_key is not None:
         existing = session.scalar(select(Delivery).where(Delivery.idempotency_key == idempotency_key))
         if existing is not None:

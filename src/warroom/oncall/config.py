@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from warroom.business_hours import BusinessHours
 from warroom.durations import Duration
-from warroom.notify.config import CHANNEL_TYPES, check_recipient, find_channel
+from warroom.notify.config import CHANNEL_TYPES, check_recipient, find_channel, missing_url
 from warroom.timezones import check_zone
 
 if TYPE_CHECKING:
@@ -245,6 +245,14 @@ def default_recipient(org: OrgConfig, person: PersonConfig, channel: str) -> str
     return personal or config.to
 
 
+def _nowhere_to_post(problems: list[str], org: OrgConfig, where: str, channel: str, to: str) -> None:
+    """A page to ``to`` through a Slack or webhook ``channel`` with no URL would be refused every time."""
+    config = find_channel(org, channel)
+    reason = missing_url(config, to) if config is not None else None
+    if reason:
+        problems.append(f"{where}.to: {reason} (got {to!r}): every page this way would be refused")
+
+
 def default_paging_modes() -> dict[str, PagingMode]:
     """The seed's matrix: P0 all hands, P1 on-call then manager, P2 the assigned engineer, P3 nobody."""
     return {"P0": "all_hands", "P1": "escalate", "P2": "first_step", "P3": "none"}
@@ -284,6 +292,14 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
                     f"people[{index}].contact_methods[{method_index}].channel: "
                     f"unknown channel {method.channel!r} (allowed: {', '.join(channels)})"
                 )
+            else:
+                _nowhere_to_post(
+                    problems,
+                    org,
+                    f"people[{index}].contact_methods[{method_index}]",
+                    method.channel,
+                    method.to,
+                )
         for rule_index, rule in enumerate(person.notification_rules):
             where = f"people[{index}].notification_rules[{rule_index}]"
             if rule.contact is not None and rule.contact not in method_names:
@@ -292,12 +308,12 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
                 problems.append(
                     f"{where}.channel: unknown channel {rule.channel!r} (allowed: {', '.join(channels)})"
                 )
-            elif (
-                rule.channel is not None
-                and rule.to is None
-                and not default_recipient(org, person, rule.channel)
-            ):
-                problems.append(f"{where}.to: channel {rule.channel!r} needs `to` for this person")
+            elif rule.channel is not None:
+                to = rule.to or default_recipient(org, person, rule.channel)
+                if not to:
+                    problems.append(f"{where}.to: channel {rule.channel!r} needs `to` for this person")
+                else:
+                    _nowhere_to_post(problems, org, where, rule.channel, to)
     for index, team in enumerate(org.teams):
         for member in team.members:
             if member not in people:
