@@ -91,6 +91,9 @@ def test_unknown_references_and_empty_rotation() -> None:
         assert any(p.startswith(where) and location in p and message in p for p in found), (wanted, found)
 
 
+ALL = "every page this way would be refused"
+
+
 def test_a_contact_that_no_page_could_reach_is_a_problem() -> None:
     """A Slack or webhook channel with no URL of its own needs a URL to post to; a chat handle or a name
     there would have every page refused (and the step handed on) at 3 a.m. rather than at `config check`."""
@@ -113,13 +116,11 @@ def test_a_contact_that_no_page_could_reach_is_a_problem() -> None:
               - {channel: webhook, to: "https://pager.example/ann"}
         """
     )
+    refused = "has no URL configured, so the recipient must be the URL"
     assert found == [
-        "people[0].contact_methods[0].to (line 9): channel 'slack' has no URL configured, so the recipient must "
-        "be the URL (got '@ann'): every page this way would be refused",
-        "people[0].contact_methods[3].to (line 12): channel 'hook' has no URL configured, so the recipient must "
-        "be the URL (got 'pager-ann'): every page this way would be refused",
-        "people[0].notification_rules[1].to (line 15): channel 'slack' has no URL configured, so the recipient "
-        "must be the URL (got '@ann'): every page this way would be refused",
+        f"people[0].contact_methods[0].to (line 9): channel 'slack' {refused} (got '@ann'): {ALL}",
+        f"people[0].contact_methods[3].to (line 12): channel 'hook' {refused} (got 'pager-ann'): {ALL}",
+        f"people[0].notification_rules[1].to (line 15): channel 'slack' {refused} (got '@ann'): {ALL}",
     ]
 
 

@@ -9,7 +9,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import getaddresses
 from html.parser import HTMLParser
@@ -36,7 +36,9 @@ from warroom.alerts.schemas import (
     PagerDutyV1Event,
     safe_link,
 )
+from warroom.db import utcnow
 from warroom.errors import NotFound, WarroomError
+from warroom.fields import EARLIEST
 from warroom.jsonbody import NUL_MESSAGE, nul_field
 
 Action = Literal["trigger", "acknowledge", "resolve"]
@@ -101,6 +103,9 @@ class AlertEvent:
     service_is_guess: bool = False
     # Annotations are as first seen, except where the latest matter more (a failed run's output).
     latest_annotations: bool = False
+    # When the source says the trouble began (Alertmanager's startsAt, a PagerDuty payload's timestamp): it
+    # may be well before the alert reached us (group_wait, a retry after an outage). None when not said.
+    started_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.event_hash:
@@ -116,6 +121,32 @@ class AlertEvent:
         # A sender's link that is not a web or mail address (javascript:, data:) is left out, not shown.
         if self.links and not all(safe_link(link["href"]) for link in self.links):
             self.links = [link for link in self.links if safe_link(link["href"])]
+
+
+# A source's clock may run a little ahead of ours; a start further ahead than this is not believed.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def source_time(value: str | datetime | None) -> datetime | None:
+    """A source's own time for an alert's start, if it is one to believe: ISO 8601 (no offset reads as UTC),
+    from 1970 on (Alertmanager's zero time, 0001-01-01, means unset) and not ahead of now by more than a
+    clock's skew (a little ahead reads as now). Anything else is None: the alert is kept either way."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    now = utcnow()
+    try:
+        if value < EARLIEST or value > now + CLOCK_SKEW:
+            return None
+    except OverflowError:
+        return None
+    return min(value.astimezone(UTC), now)
 
 
 DEDUP_KEY_MAX_LENGTH = 255  # alerts.dedup_key
@@ -288,6 +319,7 @@ def from_alertmanager(data: Any) -> list[AlertEvent]:
                 event_hash=content_hash({"alert": raw}),
                 group_key=message.groupKey,
                 truncated_alerts=message.truncatedAlerts or 0,
+                started_at=source_time(alert.startsAt),
             )
         )
     return events
@@ -330,6 +362,7 @@ def from_pagerduty(data: Any) -> tuple[str, AlertEvent]:
         service = payload.component or payload.group
         summary = payload.summary
         severity = payload.severity
+        started_at = source_time(payload.timestamp)
     else:
         if not event.dedup_key:
             raise InvalidPayload(
@@ -339,6 +372,7 @@ def from_pagerduty(data: Any) -> tuple[str, AlertEvent]:
         dedup_key = event.dedup_key
         labels, annotations, links = {}, {}, []
         alert_type, service, summary, severity = "pagerduty", None, "", "info"
+        started_at = None
     raw = {k: v for k, v in data.items() if k != "routing_key"}  # never keep the secret
     return event.routing_key, AlertEvent(
         action=event.event_action,
@@ -353,6 +387,7 @@ def from_pagerduty(data: Any) -> tuple[str, AlertEvent]:
         raw=raw,
         # PagerDuty has no service field: its service is the integration's.
         service_is_guess=True,
+        started_at=started_at,
     )
 
 
@@ -387,6 +422,7 @@ def generic_event(alert: GenericAlert, raw: dict[str, Any]) -> AlertEvent:
         annotations=annotations,
         links=[link.model_dump(exclude_none=True) for link in alert.links],
         raw=raw,
+        started_at=source_time(alert.timestamp),
     )
 
 

@@ -47,7 +47,9 @@ class Alert(Base):
     labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     annotations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     links: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # When it reached us; source_started_at is when its source says it began (None: not said).
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    source_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Set when a person acknowledged the alert here; NULL when its source did (or nobody has).

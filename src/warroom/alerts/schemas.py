@@ -367,7 +367,12 @@ class AlertRead(BaseModel):
     labels: dict[str, str]
     annotations: dict[str, Any]
     links: list[dict[str, Any]]
-    first_seen_at: datetime
+    first_seen_at: datetime = Field(description="When it reached Warroom.")
+    started_at: datetime | None = Field(
+        None,
+        description="When its source says it began (Alertmanager's and Grafana's startsAt, a PagerDuty "
+        "payload's timestamp, a plain alert's timestamp); null when the source did not say.",
+    )
     last_seen_at: datetime
     acknowledged_at: datetime | None
     acknowledged_by: str | None = Field(

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -116,6 +116,15 @@ def _unrouted(alert: AlertRead) -> Text | None:
     return Text("unrouted", style="magenta") if alert.unrouted else None
 
 
+def _started(alert: AlertDetail) -> str:
+    """When the source says it began, and how long before it reached us when that is a minute or more (an
+    Alertmanager group_wait, a retry after an outage)."""
+    assert alert.started_at is not None
+    lag = alert.first_seen_at - alert.started_at
+    ahead = f" ({format_duration(lag)} before it arrived)" if lag >= timedelta(minutes=1) else ""
+    return f"{when(alert.started_at)} by its source{ahead}"
+
+
 def _show(alert: AlertDetail) -> None:
     console.print(f"[bold]{alert.ref}[/] {escape(alert.summary)}")
     rows = [
@@ -137,6 +146,7 @@ def _show(alert: AlertDetail) -> None:
         ("maintenance", f"arrived during {alert.maintenance}" if alert.maintenance else "—"),
         ("inhibited", f"by {alert.inhibited_by}, until it resolved" if alert.inhibited_by else "—"),
         ("occurrences", str(alert.occurrences)),
+        *([("started", _started(alert))] if alert.started_at is not None else []),
         ("first seen", when(alert.first_seen_at)),
         ("last seen", when(alert.last_seen_at)),
         ("acknowledged", _when_by(alert.acknowledged_at, alert.acknowledged_by)),
