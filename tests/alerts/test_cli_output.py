@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 import pytest
 import typer
 from fastapi.testclient import TestClient
+from rich.text import Text
 
 from warroom.alerts.schemas import AlertDetail, AlertRead, MaintenanceRead
 from warroom.cli import alerts as alerts_cli
 from warroom.cli import maintenance as maintenance_cli
-from warroom.cli.output import console, error_console, fail, table
+from warroom.cli.output import SafeConsole, console, error_console, fail, table
 
 TRICKY = "disk [/] full on [red]db-1[/red] \\[x]"
 
@@ -60,3 +61,50 @@ def test_an_error_message_with_brackets_prints_as_itself() -> None:
     with error_console.capture() as captured, pytest.raises(typer.Exit):
         fail("unknown service '[/]'")
     assert "unknown service '[/]'" in captured.get()
+
+
+def test_control_characters_in_alert_text_are_shown_not_obeyed(
+    api: TestClient, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """A customer report needs no key: its text must not clear a responder's screen, retitle the window or
+    reverse what the line says. Escapes are shown as ␛, direction marks by name; Rich's own styling stays."""
+    report = {
+        "contact": "x@example.com",
+        "description": "hi \x1b[2J\x1b[H\x1b[8mhidden",
+        "affected_feature": "checkout\x1b]0;pwned\x07 \u202eevil",
+    }
+    assert api.post("/api/v1/reports", json=report).status_code == 202
+    alert = {"summary": "esc \x1b[31mred", "dedup_key": "esc", "labels": {"host": "\x1b[1mbold\x9b"}}
+    assert api.post(f"/api/v1/alerts?key={generic_key}", json=alert).status_code == 202
+    shown = []
+    for alert_id in (1, 2):
+        detail = AlertDetail.model_validate(api.get(f"/api/v1/alerts/{alert_id}", headers=viewer).json())
+        with console.capture() as captured:
+            alerts_cli._show(detail)
+            table(
+                "Alerts",
+                ["id", "summary"],
+                [alerts_cli.alert_row(AlertRead.model_validate(detail.model_dump()))],
+            )
+        shown.append(captured.get())
+    printed = "".join(shown)
+    assert (
+        "\x1b" not in printed and "\x07" not in printed and "\u202e" not in printed and "\x9b" not in printed
+    )
+    assert (
+        "␛[2J" in printed
+        and "␛]0;pwned" in printed
+        and "<U+202E>evil" in printed
+        and "bold<U+009B>" in printed
+    )
+    with console.capture() as styled:
+        console.print("[bold]styled[/]", Text("kept", style="red"))
+    assert "styled" in styled.get()  # not a terminal here: no styling either way, and nothing broken
+
+
+def test_styling_still_reaches_a_real_terminal() -> None:
+    terminal = SafeConsole(force_terminal=True, color_system="standard", width=80)
+    with terminal.capture() as captured:
+        terminal.print(Text("alarm \x1b[2J", style="bold red"))
+    printed = captured.get()
+    assert "\x1b[1;31m" in printed and "alarm ␛[2J" in printed and "\x1b[2J" not in printed

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, NoReturn
@@ -12,14 +12,47 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
 from warroom.client import ApiError
 from warroom.db import MAX_ROW_ID
 
-console = Console()
-error_console = Console(stderr=True)
+
+def _visible_table() -> dict[int, str]:
+    """Control characters as visible stand-ins: ESC as ␛ (Unicode's control pictures), C1 codes and direction
+    marks as <U+202E>. Line feeds and tabs stay."""
+    table = {code: chr(0x2400 + code) for code in range(0x20) if chr(code) not in "\n\t"}
+    table[0x7F] = "\u2421"
+    for code in [*range(0x80, 0xA0), 0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]:
+        table[code] = f"<U+{code:04X}>"
+    return table
+
+
+VISIBLE = _visible_table()
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters shown, not obeyed by the terminal."""
+    return text.translate(VISIBLE)
+
+
+class SafeConsole(Console):
+    """A console that never passes control characters from the data it prints to the terminal: an alert
+    summary, a customer report (public, unauthenticated) or a label may hold escape sequences that clear the
+    screen, retitle the window or reorder text. Rich's own styling (segments with a style, or control
+    segments) is rendered as usual; only the text is made visible."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            segment if segment.control else Segment(visible(segment.text), segment.style, None)
+            for segment in buffer
+        )
+
+
+console = SafeConsole()
+error_console = SafeConsole(stderr=True)
 
 # A numeric id argument (a token, an integration, a responder): out of range is a usage error, not a trace.
 RowIdArgument = Annotated[int, typer.Argument(min=1, max=MAX_ROW_ID, help="The id (a number).")]
