@@ -352,6 +352,34 @@ def test_pagerduty_shape(api: TestClient, context: AppContext, pd_key: str) -> N
     assert len(made_up.json()["dedup_key"]) == 32
 
 
+def test_pagerduty_images_must_be_web_addresses_and_blank_summaries_still_page(
+    api: TestClient, context: AppContext, pd_key: str
+) -> None:
+    """An image whose src is javascript: is left out (its href kept as a link); a blank summary is named by
+    what sent it, so the page says something."""
+    trigger = {
+        "routing_key": pd_key,
+        "event_action": "trigger",
+        "dedup_key": "img",
+        "payload": {"summary": "   ", "source": "db-1", "severity": "error", "class": "disk"},
+        "images": [
+            {"src": "javascript:alert(1)", "href": "https://ok.example/graph"},
+            {"src": "https://ok.example/g.png", "alt": "graph"},
+        ],
+    }
+    assert api.post("/v2/enqueue", json=trigger).status_code == 202
+    blank = {**trigger, "dedup_key": "blank", "images": [], "payload": {**trigger["payload"], "source": " "}}
+    del blank["payload"]["class"]
+    assert api.post("/v2/enqueue", json=blank).status_code == 202
+    image, no_source = alerts(context)
+    assert image.links == [
+        {"href": "https://ok.example/graph", "text": None},
+        {"href": "https://ok.example/g.png", "text": "graph", "image": "https://ok.example/g.png"},
+    ]
+    assert image.summary == "disk from db-1 (sent with a blank summary)"
+    assert no_source.summary == "alert (sent with a blank summary)"
+
+
 def test_pagerduty_errors_keep_pagerduty_shapes(api: TestClient, context: AppContext, pd_key: str) -> None:
     bad = api.post(
         "/v2/enqueue",

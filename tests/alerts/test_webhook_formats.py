@@ -24,6 +24,7 @@ from tests.alerts.test_intake import alerts
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts.adapters import InvalidPayload, from_webhook, parse_webhook_body
 from warroom.alerts.config import WebhookFormat
+from warroom.alerts.models import Alert
 from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
 from warroom.cli.main import app
@@ -148,6 +149,25 @@ def test_uptime_kuma_down_and_up_are_one_alert() -> None:
     assert from_webhook(kuma(0, monitor_id=30), uptime_kuma)[0].dedup_key == "kuma-30"
     # The test button sends no heartbeat: nothing to store.
     assert from_webhook(KUMA_TEST, uptime_kuma) == []
+
+
+def test_a_monitored_address_that_is_not_a_web_link_is_left_out_and_the_alert_kept(
+    api: TestClient, context: AppContext, webhook_key: str
+) -> None:
+    """Uptime Kuma's TCP and ping monitors post their target (tcp://db:5432, a bare host) as its url.
+    Before, the delivery was refused (400) and, since tools do not resend on a 4xx, the alert lost."""
+    for monitor_id, url in (
+        (41, "tcp://db.internal:5432"),
+        (42, "db.internal:5432"),
+        (43, "javascript:alert(1)"),
+    ):
+        down = kuma(0, monitor_id=monitor_id)
+        down["monitor"]["url"] = url
+        answer = api.post(f"/api/v1/alerts/webhook/uptime-kuma?key={webhook_key}", json=down)
+        assert answer.status_code == 202, answer.text
+    with context.db.read() as session:
+        stored = session.execute(select(Alert.dedup_key, Alert.links).order_by(Alert.id)).all()
+    assert stored == [("kuma-41", []), ("kuma-42", []), ("kuma-43", [])]
 
 
 def test_each_item_is_an_alert_with_its_own_state() -> None:

@@ -33,6 +33,7 @@ from warroom.alerts.schemas import (
     OpsgenieSnooze,
     OpsgenieTags,
     PagerDutyEvent,
+    PagerDutyPayload,
     PagerDutyV1Event,
     safe_link,
 )
@@ -118,9 +119,10 @@ class AlertEvent:
             self.alert_type = self.alert_type[: NAME_MAX_LENGTH - 1] + "…"
         if self.service is not None and len(self.service) > NAME_MAX_LENGTH:
             self.service = self.service[: NAME_MAX_LENGTH - 1] + "…"
-        # A sender's link that is not a web or mail address (javascript:, data:) is left out, not shown.
-        if self.links and not all(safe_link(link["href"]) for link in self.links):
-            self.links = [link for link in self.links if safe_link(link["href"])]
+        # A sender's link or image that is not a web or mail address (javascript:, data:, tcp://) is left out,
+        # not shown; the alert is kept.
+        if self.links and not all(_safe(link) for link in self.links):
+            self.links = [_without_unsafe_image(link) for link in self.links if safe_link(link["href"])]
 
 
 # A source's clock may run a little ahead of ours; a start further ahead than this is not believed.
@@ -147,6 +149,18 @@ def source_time(value: str | datetime | None) -> datetime | None:
     except OverflowError:
         return None
     return min(value.astimezone(UTC), now)
+
+
+def _safe(link: dict[str, Any]) -> bool:
+    image = link.get("image")
+    return safe_link(link["href"]) and (image is None or safe_link(str(image)))
+
+
+def _without_unsafe_image(link: dict[str, Any]) -> dict[str, Any]:
+    image = link.get("image")
+    if image is None or safe_link(str(image)):
+        return link
+    return {name: value for name, value in link.items() if name != "image"}
 
 
 DEDUP_KEY_MAX_LENGTH = 255  # alerts.dedup_key
@@ -360,7 +374,8 @@ def from_pagerduty(data: Any) -> tuple[str, AlertEvent]:
         )
         alert_type = payload.class_ or payload.component or "pagerduty"
         service = payload.component or payload.group
-        summary = payload.summary
+        # A blank summary (PagerDuty takes it) still pages: it is named by what sent it.
+        summary = payload.summary if not payload.summary.isspace() else _unnamed(payload)
         severity = payload.severity
         started_at = source_time(payload.timestamp)
     else:
@@ -388,6 +403,18 @@ def from_pagerduty(data: Any) -> tuple[str, AlertEvent]:
         # PagerDuty has no service field: its service is the integration's.
         service_is_guess=True,
         started_at=started_at,
+    )
+
+
+def _unnamed(payload: PagerDutyPayload) -> str:
+    what = next(
+        (text for text in (payload.class_, payload.component) if text and not text.isspace()), "alert"
+    )
+    source = payload.source.strip()
+    return (
+        f"{what} from {source} (sent with a blank summary)"
+        if source
+        else f"{what} (sent with a blank summary)"
     )
 
 
@@ -915,7 +942,9 @@ def from_webhook(data: Any, webhook_format: WebhookFormat) -> list[AlertEvent]:
                     "text": _clip(renderer.text(f"links[{i}].text", link.text), 500) or None,
                 }
                 for i, link in enumerate(webhook_format.links)
-                if (href := renderer.text(f"links[{i}].href", link.href))
+                # What the tool watches (tcp://db:5432, a bare host) is no link to follow: left out, and the
+                # alert kept (a refusal would lose it: tools do not resend on a 4xx).
+                if (href := renderer.text(f"links[{i}].href", link.href)) and safe_link(href)
             ],
         }
         errors.extend(renderer.errors)
