@@ -87,6 +87,28 @@ def holding_window(windows: list[ActiveWindow], alert: AlertFacts) -> int | None
     return next((window.id for window in windows if window.covers(alert)), None)
 
 
+def hold_if_covered(session: Session, alerts: list[Alert], *, ending: int | None = None) -> list[Alert]:
+    """Of held alerts about to be routed (their window ends, or the alert that muted them resolved), those a
+    running window covers move to it and stay held until it ends, as they would be held had they just
+    fired; the others are returned, to route. ``ending``: the window that ends (none stays in it)."""
+    if not alerts:
+        return []
+    session.flush()  # the ending window's new end and release, in the lookup below
+    # Locked FOR SHARE as by intake: the release of a window that takes an alert waits for this transaction.
+    windows = [window for window in active_windows(session.connection(), utcnow()) if window.id != ending]
+    if not windows:
+        return alerts
+    names = integrations.names_by_id(session, needed=any(window.match.integrations for window in windows))
+    to_route = []
+    for alert in alerts:
+        window_id = holding_window(windows, AlertFacts.of(alert, names.of(alert.integration_id)))
+        if window_id is None:
+            to_route.append(alert)
+        else:
+            alert.maintenance_window_id = window_id
+    return to_route
+
+
 def holds(session: Session, window_id: int) -> bool:
     """Whether the window still holds its alerts (it has not released them yet)."""
     window = session.get(MaintenanceWindow, window_id)
