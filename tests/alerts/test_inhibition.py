@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,17 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tests.alerts.test_intake import alerts
-from tests.alerts.test_source_ack import timeline
+from tests.alerts.test_maintenance import T0, start_window
+from tests.alerts.test_source_ack import run_at, timeline
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import from_generic
 from warroom.alerts.models import Alert
 from warroom.cli.main import app
+from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents.models import Incident
+from warroom.jobs.worker import Worker
 from warroom.orgconfig import ConfigError, OrgConfig, parse_org_config
 
 HOST_DOWN = {
@@ -352,3 +356,85 @@ def test_merge_late_folds_incidents_of_nothing_but_symptoms_into_the_inhibitor_s
     assert alert(context, first["id"]).incident_id == 1
     [own] = [e for e in timeline(context, 3) if e.action.startswith("Alerts already open elsewhere")]
     assert own.action.endswith(f"ALR-{first['id']} (INC-1)")  # the merged one is not listed again
+
+
+@pytest.mark.parametrize("by_hand", [False, True], ids=["by-its-source", "by-hand"])
+def test_an_inhibitor_muted_in_turn_hands_what_it_muted_on_when_it_resolves(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str], by_hand: bool
+) -> None:
+    """An alert muted by a HostDown that is itself muted (by the host's first HostDown): when that inhibitor
+    resolves, what it muted is looked at again, though nothing was done for the inhibitor itself."""
+    first = send(api, generic_key, "HostDown", "web-9")
+    assert first["incident"] is not None
+    second = send(
+        api,
+        generic_key,
+        "HostDown",
+        "web-9",
+        dedup_key="host-down-again",
+        labels={"alertname": "HostDown", "instance": "web-9", "probe": "icmp"},
+    )
+    nginx = send(api, generic_key, "NginxDown", "web-9")
+    assert (second["incident"], nginx["incident"]) == (None, None)
+    assert alert(context, second["id"]).inhibited_by_id == first["id"]
+    assert alert(context, nginx["id"]).inhibited_by_id == second["id"]  # the newest inhibitor
+
+    if by_hand:
+        response = api.post(f"/api/v1/alerts/{second['id']}/resolve", headers=responder)
+        assert response.status_code == 200, response.text
+    else:
+        send(api, generic_key, "HostDown", "web-9", dedup_key="host-down-again", status="resolved")
+    # The first HostDown still mutes it; the second, resolved, stays on no incident.
+    assert alert(context, nginx["id"]).inhibited_by_id == first["id"]
+    assert alert(context, nginx["id"]).incident_id is None
+    assert alert(context, second["id"]).incident_id is None
+
+    send(api, generic_key, "HostDown", "web-9", status="resolved")
+    routed = alert(context, nginx["id"])
+    assert routed.incident_id is not None and routed.rules == ["everything"]
+    assert any(
+        f"ALR-{nginx['id']} was inhibited by ALR-{first['id']}" in entry.action
+        for entry in timeline(context, routed.incident_id)
+    )
+    assert alert(context, second["id"]).incident_id is None  # it resolved while muted: nothing to route
+
+
+def test_an_inhibitor_held_by_a_maintenance_window_releases_what_it_muted_when_it_resolves(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    """The host's own alert is held by a window; its services' alerts are muted by it all the same. When it
+    resolves during the window, each of them is routed, or held by a window that covers it, at once."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    start_window(api, responder, match={"type": ["HostDown"]}, duration="1h")
+    host = send(api, generic_key, "HostDown", "web-1")
+    api_errors = send(api, generic_key, "ApiErrors", "web-1")
+    disk = send(api, generic_key, "DiskFull", "web-1")
+    assert (host["incident"], api_errors["incident"], disk["incident"]) == (None, None, None)
+    assert alert(context, host["id"]).maintenance_window_id == 1
+    assert alert(context, api_errors["id"]).inhibited_by_id == host["id"]
+    # A window for the disk work starts after its alert fired (so it did not hold it as it arrived).
+    start_window(api, responder, labels={"alertname": "DiskFull"}, duration="2h")
+
+    send(api, generic_key, "HostDown", "web-1", status="resolved")
+    # The API errors go on: routed now, not when the host's window ends.
+    routed = alert(context, api_errors["id"])
+    assert routed.incident_id is not None and routed.maintenance_window_id is None
+    assert any(
+        f"ALR-{api_errors['id']} was inhibited by ALR-{host['id']}" in entry.action
+        for entry in timeline(context, routed.incident_id)
+    )
+    # The disk alert is covered by the running window: it is held there, as if it had just fired.
+    held = alert(context, disk["id"])
+    assert (held.incident_id, held.maintenance_window_id) == (None, 2)
+    assert incident_titles(context) == ["ApiErrors on web-1"]
+
+    # The host's window ends: its alert resolved, nothing to route; the API errors stay where they are.
+    run_at(worker, T0 + timedelta(hours=1, seconds=1))
+    assert alert(context, host["id"]).incident_id is None
+    assert alert(context, api_errors["id"]).incident_id == routed.incident_id
+    assert alert(context, disk["id"]).incident_id is None
+    # The disk window ends: the disk alert, still firing, is routed.
+    run_at(worker, T0 + timedelta(hours=2, seconds=1))
+    assert alert(context, disk["id"]).incident_id is not None
+    assert incident_titles(context) == ["ApiErrors on web-1", "DiskFull on web-1"]

@@ -585,3 +585,91 @@ def test_extending_a_window_moves_its_release(
         answer = api.post(f"/api/v1/maintenance/{ref}/extend", json=body, headers=headers)
         assert answer.status_code == status, (ref, body, answer.text)
     assert windows_and_jobs(context) == before
+
+
+@pytest.mark.parametrize("early", [False, True], ids=["at-its-end", "ended-early"])
+def test_an_alert_another_running_window_covers_stays_held_when_its_window_ends(
+    api: TestClient,
+    context: AppContext,
+    generic_key: str,
+    responder: dict[str, str],
+    viewer: dict[str, str],
+    early: bool,
+) -> None:
+    """Overlapping windows: the first by id holds an alert. When it ends, on time or early, an alert another
+    running window covers moves to that window and pages nobody until it ends; the others are routed."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    start_window(api, responder, services=["api"], duration="10m", reason="short")
+    start_window(api, responder, labels={"qa": "ov"}, duration="2h", reason="long")
+    # Not started yet when the first ends: it holds nothing before it starts.
+    later = T0 + timedelta(hours=3)
+    start_window(api, responder, services=["api"], starts_at=later.isoformat(), duration="1h", reason="later")
+    both = send(api, generic_key, "api-5xx", labels={"qa": "ov"})
+    short_only = send(api, generic_key, "api-latency")
+    with context.db.read() as session:
+        held_by = session.execute(select(Alert.id, Alert.maintenance_window_id).order_by(Alert.id)).all()
+    assert [tuple(row) for row in held_by] == [(both["id"], 1), (short_only["id"], 1)]
+
+    if early:
+        clock.set(T0 + timedelta(minutes=5))
+        assert api.post("/api/v1/maintenance/MW-1/end", headers=responder).status_code == 200
+        run_at(worker, T0 + timedelta(minutes=5))
+    else:
+        run_at(worker, T0 + timedelta(minutes=10, seconds=1))
+    # The alert only the first window covered is routed and pages; the other is held by the long window now.
+    assert api.get(f"/api/v1/alerts/{short_only['id']}", headers=viewer).json()["incident"] == "INC-1"
+    moved = api.get(f"/api/v1/alerts/{both['id']}", headers=viewer).json()
+    assert (moved["incident"], moved["maintenance"]) == (None, "MW-2")
+    assert incident_count(context) == 1
+    assert sent_pages(context, 1) == [("carol", "email", 1, 1)]
+    detail = api.get("/api/v1/maintenance/MW-2", headers=viewer).json()
+    assert [a["id"] for a in detail["alerts"]] == [both["id"]]
+    # A resolve or an acknowledgement by its source still does nothing while the long window runs.
+    send(api, generic_key, "api-5xx", labels={"qa": "ov"}, status="acknowledged")
+    run_at(worker, T0 + timedelta(hours=1))
+    assert incident_count(context) == 1
+
+    # The long window ends: the alert, still open, is routed as a held alert is, and pages.
+    run_at(worker, T0 + timedelta(hours=2, seconds=1))
+    routed = api.get(f"/api/v1/alerts/{both['id']}", headers=viewer).json()
+    assert (routed["incident"], routed["maintenance"]) == ("INC-2", "MW-2")
+    notes = [e.action for e in timeline(context, 2) if "during maintenance" in e.action]
+    assert len(notes) == 1 and "MW-2 (long)" in notes[0], notes
+    # Acknowledged at its source meanwhile: the incident is acknowledged, so nobody is paged for it.
+    run_at(worker, T0 + timedelta(hours=2, seconds=2))
+    assert api.get("/api/v1/incidents/INC-2", headers=viewer).json()["acknowledged_at"] is not None
+
+
+def test_the_end_of_a_window_waits_for_the_end_of_another_that_moves_an_alert_to_it(
+    context: AppContext,
+) -> None:
+    """PostgreSQL: MW-1's end moves its alert to MW-2, which is ended at the same moment. MW-2's end must
+    wait and then route the alert, not miss it (it would be held by a released window forever)."""
+    events = _racing_window(context)
+    with context.db.write() as session:
+        maintenance.create_window(
+            session,
+            org=context.org,
+            data=MaintenanceCreate(reason="longer", services=["api"], duration=timedelta(hours=2)),
+            performer="alice",
+        )
+        alerts_service.ingest(session, org=context.org, source="generic", events=events)
+    ended = threading.Event()
+
+    def end_the_second() -> None:
+        with context.db.write() as session:
+            maintenance.end_window(session, org=context.org, ref="MW-2", performer="bob")
+        ended.set()
+
+    with context.db.write() as session:
+        maintenance.end_window(session, org=context.org, ref="MW-1", performer="alice")
+        assert session.scalar(select(Alert.maintenance_window_id)) == 2  # moved, not yet committed
+        ender = threading.Thread(target=end_the_second)
+        ender.start()
+        assert not ended.wait(0.5)
+    ender.join(10)
+    assert ended.is_set()
+    with context.db.read() as session:
+        alert = session.scalars(select(Alert)).one()
+        assert (alert.maintenance_window_id, alert.incident_id) == (2, 1)

@@ -859,13 +859,18 @@ def _inhibited(session: Session, org: OrgConfig, alert: Alert, integration: str 
     return True
 
 
-def _release_inhibited(session: Session, org: OrgConfig, source: Alert) -> None:
-    """The alerts ``source`` inhibited that are still open are routed now (another open alert may inhibit them
-    in turn)."""
+def muted_by(session: Session, source: Alert) -> list[Alert]:
+    """The alerts ``source`` inhibited that are still open and on no incident, locked for their release."""
+    return held_alerts(session, Alert.inhibited_by_id == source.id)
+
+
+def release_inhibited(session: Session, org: OrgConfig, source: Alert, muted: list[Alert]) -> None:
+    """Route ``muted``, alerts ``source`` inhibited, now that it has resolved (another open alert may inhibit
+    them in turn)."""
     release_held(
         session,
         org,
-        held_alerts(session, Alert.inhibited_by_id == source.id),
+        muted,
         lambda alert: (
             f"{alert.ref} was inhibited by {source.ref} ({source.summary}) until that alert "
             f"resolved; it was still {alert.status.value}."
@@ -1204,7 +1209,6 @@ def on_resolved(session: Session, org: OrgConfig, alert: Alert, *, performer: st
             if (quiet := _resolve_after(org, alert)) > timedelta(0):
                 _resolve_when_quiet(session, incident, quiet)
     run_handlers(session, org, alert, incident, "resolved")
-    _release_inhibited(session, org, alert)
 
 
 _TRUNCATED = "Incomplete notification"

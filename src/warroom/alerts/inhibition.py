@@ -4,9 +4,10 @@ that is down pages once, not once per service on it.
 
 A new alert looks for its inhibitor among the newest open alerts when automation first sees it
 (``automation.on_created``); when the inhibitor resolves, the alerts it held that are still open are routed
-as if they had just fired (``automation.on_resolved``). On PostgreSQL the inhibitor's row is locked ``FOR
-SHARE`` in the new alert's transaction: a concurrent resolve waits for it and then finds the new alert to
-release, or commits first and is no longer chosen. No alert is held by an alert that has resolved.
+as if they had just fired (``service.release_muted``), whether or not the inhibitor was held itself. On
+PostgreSQL the inhibitor's row is locked ``FOR SHARE`` in the new alert's transaction: a concurrent resolve
+waits for it and then finds the new alert to release, or commits first and is no longer chosen. No alert is
+held by an alert that has resolved.
 """
 
 from __future__ import annotations

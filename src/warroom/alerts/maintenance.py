@@ -3,12 +3,15 @@ recorded but not acted on (no incident, no page, no handler), like PagerDuty's m
 Alertmanager silence, but for every source.
 
 When a window ends, on time or early, the alerts it held that are still open are handed to automation as
-if they had just arrived: an alert that outlives the maintenance is a real problem and pages. Alerts that
-resolved during the window stay recorded, tagged with it, so the window shows what fired while it ran.
+if they had just arrived: an alert that outlives the maintenance is a real problem and pages. One that
+another running window covers (they overlap) moves to that window instead, and is held until it ends.
+Alerts that resolved during the window stay recorded, tagged with it, so the window shows what fired while
+it ran.
 
 Intake reads the active windows in its own transaction (``FOR SHARE`` on PostgreSQL, and only windows not
 yet released), and the release locks the window: an alert is either held before the release sees it, or
-arrives after it and is routed normally. None is held forever.
+arrives after it and is routed normally. An alert moved to another window is moved the same way. None is
+held forever.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import automation
@@ -44,6 +47,9 @@ SCHEDULE_LEAD = timedelta(days=1)
 MAX_LENGTH = timedelta(days=7)
 MAX_LEAD = timedelta(days=90)
 _WINDOWS = MaintenanceWindow.__table__
+# Ends of windows take turns on PostgreSQL: each locks its window, then (FOR SHARE) the running windows its
+# alerts may move to, so two overlapping windows ended at once would each wait for the other (deadlock).
+_RELEASE_LOCK = 7270002
 
 
 def _release_key(window_id: int) -> str:
@@ -85,6 +91,28 @@ def active_windows(connection: Connection, now: datetime) -> list[ActiveWindow]:
 def holding_window(windows: list[ActiveWindow], alert: AlertFacts) -> int | None:
     """The first active window covering a new alert."""
     return next((window.id for window in windows if window.covers(alert)), None)
+
+
+def hold_if_covered(session: Session, alerts: list[Alert], *, ending: int | None = None) -> list[Alert]:
+    """Of held alerts about to be routed (their window ends, or the alert that muted them resolved), those a
+    running window covers move to it and stay held until it ends, as they would be held had they just
+    fired; the others are returned, to route. ``ending``: the window that ends (none stays in it)."""
+    if not alerts:
+        return []
+    session.flush()  # the ending window's new end and release, in the lookup below
+    # Locked FOR SHARE as by intake: the release of a window that takes an alert waits for this transaction.
+    windows = [window for window in active_windows(session.connection(), utcnow()) if window.id != ending]
+    if not windows:
+        return alerts
+    names = integrations.names_by_id(session, needed=any(window.match.integrations for window in windows))
+    to_route = []
+    for alert in alerts:
+        window_id = holding_window(windows, AlertFacts.of(alert, names.of(alert.integration_id)))
+        if window_id is None:
+            to_route.append(alert)
+        else:
+            alert.maintenance_window_id = window_id
+    return to_route
 
 
 def holds(session: Session, window_id: int) -> bool:
@@ -228,6 +256,7 @@ def window_alerts(session: Session, window: MaintenanceWindow, *, limit: int = 5
 def end_window(session: Session, *, org: OrgConfig, ref: str | int, performer: str) -> MaintenanceWindow:
     """End a window now (the work finished early, or was called off): its held alerts still open are
     routed at once. A window that had not started is cancelled."""
+    _releases_take_turns(session)
     window = get_window(session, ref, for_update=True)
     now = utcnow()
     if window.ends_at <= now:
@@ -240,29 +269,36 @@ def end_window(session: Session, *, org: OrgConfig, ref: str | int, performer: s
     return window
 
 
-def release(session: Session, org: OrgConfig, window: MaintenanceWindow) -> int:
-    """Hand the window's held alerts that are still open to automation, once; returns how many."""
+def release(session: Session, org: OrgConfig, window: MaintenanceWindow) -> dict[str, int]:
+    """Once: the window's held alerts that are still open move to another running window that covers them
+    (overlapping windows: the first by id held them), or else are handed to automation. How many of each."""
     if window.released_at is not None:
-        return 0
+        return {"released": 0, "still_held": 0}
     held = automation.held_alerts(session, Alert.maintenance_window_id == window.id)
     window.released_at = utcnow()
+    to_route = hold_if_covered(session, held, ending=window.id)
     automation.release_held(
         session,
         org,
-        held,
+        to_route,
         lambda alert: (
-            f"{alert.ref} fired during maintenance {window.ref} ({window.reason}) and was held "
-            f"until the window ended at {window.ends_at:%Y-%m-%d %H:%M} UTC; it was still "
-            f"{alert.status.value}."
+            f"{alert.ref} was held during maintenance {window.ref} ({window.reason}) until the "
+            f"window ended at {window.ends_at:%Y-%m-%d %H:%M} UTC; it was still {alert.status.value}."
         ),
         {"maintenance_window_id": window.id},
     )
-    return len(held)
+    return {"released": len(to_route), "still_held": len(held) - len(to_route)}
+
+
+def _releases_take_turns(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_RELEASE_LOCK)))
 
 
 @job_handler(RELEASE_KIND)
 def release_when_over(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
-    """At the window's end: route the alerts it held that are still open."""
+    """At the window's end: route the alerts it held that are still open (or hand them to another window)."""
+    _releases_take_turns(session)
     window = session.get(MaintenanceWindow, job.payload["window_id"], with_for_update=True)
     if window is None:
         return {"released": 0, "reason": "the window is gone"}
@@ -270,7 +306,7 @@ def release_when_over(context: AppContext, session: Session, job: Job) -> dict[s
     if window.ends_at > now:
         # Not over yet (the job ran early, or the window was extended): run again at the end.
         raise jobs_service.RetryLater(window.ends_at - now, f"{window.ref} ends later")
-    return {"released": release(session, context.org, window)}
+    return release(session, context.org, window)
 
 
 # --- recurring windows (automation.maintenance_schedules) --------------------------------------------------

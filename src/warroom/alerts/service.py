@@ -473,16 +473,31 @@ def _automate(
         alert = loaded.get(target.id)
         if alert is None:
             alert = loaded[target.id] = session.get_one(Alert, target.id, populate_existing=True)
-        if outcome != "created" and held(session, alert):
-            continue  # resolved or acknowledged while still held: nothing was done for it, nothing to undo
         if outcome == "created":
             automation.on_created(session, org, alert)
         elif outcome == "resolved":
-            automation.on_resolved(session, org, alert)
-        else:
+            _on_resolved(session, org, alert, performer=automation.PERFORMER)
+        elif not held(session, alert):  # acknowledged while still held: nothing was done for it
             automation.on_acknowledged(session, org, alert)
         session.flush()
         target.incident_id = alert.incident_id
+
+
+def _on_resolved(session: Session, org: OrgConfig, alert: Alert, *, performer: str) -> None:
+    """What an alert's resolve sets off. Automation acts only on an alert nothing holds (nothing was done for
+    a held one, so there is nothing to undo), but the alerts it muted are released either way: a held alert
+    mutes like any other open one, and no alert stays muted by one that has resolved."""
+    if not held(session, alert):
+        automation.on_resolved(session, org, alert, performer=performer)
+    release_muted(session, org, alert)
+
+
+def release_muted(session: Session, org: OrgConfig, inhibitor: Alert) -> None:
+    """The alerts ``inhibitor`` muted that are still open, now that it has resolved: each is held by a running
+    maintenance window that covers it, as a new alert would be, or else routed (where another open alert may
+    mute it in turn)."""
+    muted = automation.muted_by(session, inhibitor)
+    automation.release_inhibited(session, org, inhibitor, maintenance.hold_if_covered(session, muted))
 
 
 def held(session: Session, alert: Alert) -> bool:
@@ -1195,8 +1210,7 @@ def _close(
     alert.resolution_note = note
     clear_snooze(alert)
     session.flush()
-    if not held(session, alert):  # a maintenance window still holds it: nothing was done for it
-        automation.on_resolved(session, org, alert, performer=performer)
+    _on_resolved(session, org, alert, performer=performer)
 
 
 # --- reports from people -----------------------------------------------------------------------------
