@@ -87,7 +87,10 @@ def test_watch_follows_the_server_until_ctrl_c(tmp_path: Path) -> None:
             text=True,
         )
         try:
-            time.sleep(1.5)  # a few refreshes
+            assert watching.stderr is not None
+            # Its first screen is drawn (on a busy machine the CLI may take seconds to start).
+            assert "watching, every 0.2s" in watching.stderr.readline()
+            time.sleep(1)  # a few refreshes
             send(summary="disk 85%", severity="info", dedup_key="disk")
             send(summary="queue slow", severity="warning", dedup_key="queue")
             time.sleep(1.5)

@@ -338,6 +338,7 @@ def _keep_drawing(
     """Redraw what ``fetch`` answers every ``interval`` seconds until Ctrl-C. The server going away for a
     moment (a restart, a network blip) is shown and retried; an answer that will not change by waiting (401,
     403, a bad filter) ends it like a single answer."""
+    announced = console.is_terminal
     with Live(console=console, auto_refresh=False) as live:
         try:
             while True:
@@ -350,6 +351,10 @@ def _keep_drawing(
                     time.sleep(interval)
                     continue
                 live.update(draw(value), refresh=True)
+                if not announced:
+                    # Output to a file or a pipe gets the last screen at Ctrl-C: say, on stderr, that it runs.
+                    error_console.print(f"watching, every {interval:g}s: the last screen prints at Ctrl-C")
+                    announced = True
                 time.sleep(interval)
         except KeyboardInterrupt:
             pass
