@@ -162,3 +162,21 @@ def test_an_impossible_date_behind_aliases_is_reported_once() -> None:
     assert problems == [
         "x[0] (line 1): '2026-02-30' is not a date or time that exists (day is out of range for month)"
     ]
+
+
+def test_a_byte_that_is_not_utf8_is_a_problem_with_its_place(tmp_path: Path) -> None:
+    """An editor that saved Latin-1: the check printed a UnicodeDecodeError traceback (exit 1)."""
+    path = tmp_path / "org.yaml"
+    path.write_bytes(EXAMPLE_CONFIG.read_bytes() + b"# caf\xe9 rules\n")
+    line = EXAMPLE_CONFIG.read_bytes().count(b"\n") + 1
+    with pytest.raises(ConfigError) as caught:
+        load_org_config(path)
+    assert caught.value.path == str(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"(file) (line {line}): byte 0xe9 at column 6 is not UTF-8 (invalid continuation byte); "
+        "save the file as UTF-8"
+    ]
+    checked = run_cli("config", "check", str(path), check=False, env={"COLUMNS": "300"})
+    assert checked.returncode == 2, checked.stderr
+    assert "Traceback" not in checked.stderr
+    assert f"(line {line}): byte 0xe9 at column 6 is not UTF-8" in checked.stderr

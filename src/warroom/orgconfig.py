@@ -440,7 +440,24 @@ def load_org_config(path: Path | None) -> OrgConfig:
     if path is None:
         return OrgConfig()
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(str(path), [ConfigProblem("(file)", None, exc.strerror or str(exc))]) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # An editor that saved Latin-1 (café as one byte 0xe9): name the byte and where it is, so it can be
+        # found and fixed, instead of a traceback (check), a 500 (reload) or a logged traceback (HUP).
+        raise ConfigError(str(path), [_undecodable(raw, exc)]) from exc
     return parse_org_config(text, str(path))
+
+
+def _undecodable(raw: bytes, exc: UnicodeDecodeError) -> ConfigProblem:
+    """The first byte that is not UTF-8, by line and column (1-based, counted in characters before it)."""
+    line_start = raw.rfind(b"\n", 0, exc.start) + 1
+    line = raw.count(b"\n", 0, exc.start) + 1
+    column = len(raw[line_start : exc.start].decode("utf-8", errors="replace")) + 1
+    message = (
+        f"byte 0x{raw[exc.start]:02x} at column {column} is not UTF-8 ({exc.reason}); save the file as UTF-8"
+    )
+    return ConfigProblem("(file)", line, message)
