@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import email.errors
 import email.policy
 import hashlib
 import re
@@ -37,7 +38,7 @@ from warroom.alerts.schemas import (
     safe_link,
 )
 from warroom.errors import NotFound, WarroomError
-from warroom.jsonbody import NUL_MESSAGE, nul_field
+from warroom.jsonbody import NOT_JSON, NUL_MESSAGE, TOO_DEEP, nul_field
 
 Action = Literal["trigger", "acknowledge", "resolve"]
 
@@ -162,9 +163,7 @@ def parse_json(body: bytes) -> Any:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidPayload(
-            f"the body is not valid JSON: {exc}", [{"field": "body", "message": str(exc)}]
-        ) from None
+        raise InvalidPayload(f"{NOT_JSON}: {exc}", [{"field": "body", "message": str(exc)}]) from None
     if len(body) > _SHALLOW_BYTES:
         try:
             orjson.dumps(data)
@@ -177,7 +176,7 @@ def parse_json(body: bytes) -> Any:
 
 def _too_deep() -> InvalidPayload:
     return InvalidPayload(
-        "the body is nested too deeply: at most 250 levels of objects and lists",
+        f"{TOO_DEEP}: at most 250 levels of objects and lists",
         [{"field": "body", "message": "nested too deeply"}],
     )
 
@@ -920,7 +919,9 @@ def _multipart_pairs(body: bytes, content_type: str) -> list[tuple[str, str]]:
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body, policy=email.policy.HTTP
     )
     if not message.is_multipart() or message.defects:
-        raise _unreadable_form(message.defects[0] if message.defects else "no parts")
+        raise _unreadable_form(
+            _form_defect(message.defects[0], message.get_boundary()) if message.defects else "no parts"
+        )
     pairs = []
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
@@ -931,6 +932,19 @@ def _multipart_pairs(body: bytes, content_type: str) -> list[tuple[str, str]]:
         if len(pairs) > _FORM_MAX_FIELDS:
             raise _unreadable_form(f"over {_FORM_MAX_FIELDS} fields")
     return pairs
+
+
+def _form_defect(defect: email.errors.MessageDefect, boundary: str | None) -> str:
+    """Why the MIME parser could not split a form, in words (its defects mostly have no message)."""
+    if isinstance(defect, email.errors.NoBoundaryInMultipartDefect) or (
+        isinstance(defect, email.errors.StartBoundaryNotFoundDefect) and not boundary
+    ):
+        return "the Content-Type names no boundary (multipart/form-data; boundary=...)"
+    if isinstance(defect, email.errors.StartBoundaryNotFoundDefect):
+        return f"the boundary of the Content-Type (--{boundary}) is not in the body"
+    if isinstance(defect, email.errors.CloseBoundaryNotFoundDefect):
+        return f"the closing boundary (--{boundary}--) is missing"
+    return str(defect) or (defect.__doc__ or type(defect).__name__).strip().rstrip(".")
 
 
 def _text(payload: bytes, charset: str | None) -> str:
