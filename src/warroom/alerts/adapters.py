@@ -593,7 +593,7 @@ _REPLY = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg)\s*:\s*)+", re.IGNORECASE)
 _RECOVERED = r"resolved|recovery|recovered|ok|cleared|up"
 _FIRING = r"problem|firing(?::\d+)?|alert(?:ing)?|triggered|down|critical|warning|error|unknown"
 _LEADING_STATE = re.compile(
-    rf"^\s*(?:\*\*\s*)?[\[(]?\s*(?P<state>{_RECOVERED}|{_FIRING})\b\s*[\])]?\s*(?::|-|(?=\S))\s*",
+    rf"^\s*(?:\*\*\s*)?[\[(]?\s*(?P<state>{_RECOVERED}|{_FIRING})\b\s*[\])]?\s*(?::|-|(?=\S)|$)\s*",
     re.IGNORECASE,
 )
 # Nagios ends with the state: "… is CRITICAL **", "… is OK **".
@@ -670,6 +670,13 @@ def subject_state(subject: str) -> tuple[str, str | None]:
     return " ".join(rest.split()), state
 
 
+def _name_in_body(body: str) -> str:
+    """The first line of a message's body as an alert's name, unless it too is only a state word."""
+    first = next((line.strip() for line in body.splitlines() if line.strip()), "")
+    name, state = subject_state(first)
+    return "" if not name and state is not None else first[:200]
+
+
 def _automatic_reply(header: Callable[[str], str], message: EmailMessage) -> str | None:
     """Why a message is an out-of-office reply, a bounce or a read receipt (None: it is not one). The intake
     address can end up on a list or in a Reply-To, and such replies would each open an alert. Monitoring
@@ -729,7 +736,19 @@ def from_email(raw: bytes, rules: Sequence[EmailRule] = ()) -> AlertEvent:
     else:
         identity, state = subject_state(subject)
         recovered = state is not None and re.fullmatch(_RECOVERED, state, re.IGNORECASE) is not None
-    if not identity:
+    named_by_subject = bool(identity)
+    if not identity and state is not None:
+        # A subject that is only a state word ("RESOLVED", "[FIRING]") names no alert: the body's first line
+        # may; else the alert can only be the one the sender's dedup key names. Never one called "RESOLVED".
+        identity = _name_in_body(body) or header("x-warroom-dedup-key")[:200]
+        if not identity:
+            what = "resolve" if recovered else "open"
+            raise InvalidPayload(
+                f"the subject {subject!r} is only a state word and the body names nothing: no alert to "
+                f"{what}; name the alert in the subject, after the state word",
+                [{"field": "subject", "message": "only a state word"}],
+            )
+    elif not identity:
         identity = subject or body.split("\n", 1)[0][:200] or "(no subject)"
 
     action: Action = "trigger"
@@ -782,7 +801,7 @@ def from_email(raw: bytes, rules: Sequence[EmailRule] = ()) -> AlertEvent:
         action=action,
         dedup_key=dedup_key,
         alert_type="email",
-        summary=(subject or identity)[:1000],
+        summary=(subject if named_by_subject else f"{subject}: {identity}" if subject else identity)[:1000],
         severity=severity,
         service=None,
         labels=labels,
