@@ -162,3 +162,88 @@ def test_an_impossible_date_behind_aliases_is_reported_once() -> None:
     assert problems == [
         "x[0] (line 1): '2026-02-30' is not a date or time that exists (day is out of range for month)"
     ]
+
+
+def test_a_byte_that_is_not_utf8_is_a_problem_with_its_place(tmp_path: Path) -> None:
+    """An editor that saved Latin-1: the check printed a UnicodeDecodeError traceback (exit 1)."""
+    path = tmp_path / "org.yaml"
+    path.write_bytes(EXAMPLE_CONFIG.read_bytes() + b"# caf\xe9 rules\n")
+    line = EXAMPLE_CONFIG.read_bytes().count(b"\n") + 1
+    with pytest.raises(ConfigError) as caught:
+        load_org_config(path)
+    assert caught.value.path == str(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"(file) (line {line}): byte 0xe9 at column 6 is not UTF-8 (invalid continuation byte); "
+        "save the file as UTF-8"
+    ]
+    checked = run_cli("config", "check", str(path), check=False, env={"COLUMNS": "300"})
+    assert checked.returncode == 2, checked.stderr
+    assert "Traceback" not in checked.stderr
+    assert f"(line {line}): byte 0xe9 at column 6 is not UTF-8" in checked.stderr
+
+
+def test_a_field_problem_does_not_hide_the_cross_reference_problems() -> None:
+    """Pydantic checks no references once a field failed: a bad interval hid a duplicate name and an unknown
+    service, a bad rrule the schedule's unknown services. One run shows them all."""
+    found = problems_of(
+        "services: [{name: api}]\n"
+        "automation:\n"
+        "  heartbeats:\n"
+        "    - {name: a, interval: 5s}\n"
+        "    - {name: a, interval: 1m, service: zz}\n"
+        "  maintenance_schedules:\n"
+        "    - name: vacuum\n"
+        "      rrule: FREQ=YEARLY\n"
+        "      duration: 1h\n"
+        "      reason: r\n"
+        "      services: [api, ghost]\n"
+    )
+    assert [p.split(": ")[0] for p in found] == [
+        "automation.heartbeats[0].interval (line 4)",
+        "automation.maintenance_schedules[0].rrule (line 8)",
+        "automation.heartbeats (line 4)",
+        "automation.heartbeats[1].service (line 5)",
+        "automation.maintenance_schedules[0].services (line 11)",
+    ], found
+    assert "interval must be between 10s and 7d" in found[0]
+    assert found[2].endswith("names must be unique")
+    assert found[3].endswith("'zz' is not a service in this file")
+    assert found[4].endswith("['ghost'] are not services here")
+
+
+def test_what_did_not_parse_is_never_reported_as_unknown() -> None:
+    """A service whose name did not parse is not missing: the checks that read it stay quiet, the others
+    (their sections parsed) still run."""
+    found = problems_of(
+        "services: [{name: 'bad name'}, {name: api, dependencies: [db]}]\n"
+        "roles: [scribe]\n"
+        "automation:\n"
+        "  heartbeats: [{name: h, interval: 1m, service: api}]\n"
+    )
+    assert found == [
+        "services[0].name (line 1): Value error, must be letters, digits, '-', '_' or '.'",
+        "roles (line 2): 'commander' must be one of the roles",
+    ]
+    found = problems_of(
+        "severities: 3\n"
+        "severity_rules: [{severity: P9, reason: r, when: {}}]\n"
+        "services: [{name: api, tier: 9}]\n"
+        "automation:\n"
+        "  heartbeats: [{name: h, interval: 1m, service: ghost}]\n"
+    )
+    assert found == [
+        "services[0].tier (line 3): Input should be less than or equal to 4",
+        "severities (line 1): Input should be a valid list",
+        "automation.heartbeats[0].service (line 5): 'ghost' is not a service in this file",
+    ]
+
+
+def test_a_cross_reference_problem_may_hold_a_semicolon() -> None:
+    """They were joined with '; ' and split again, so one holding it came out as two, one of them bogus."""
+    found = problems_of(
+        "notification_channels:\n  - {name: mail, type: email, templates: {nope: {subject: x}}}\n"
+    )
+    assert len(found) == 1
+    assert found[0].startswith(
+        "notification_channels[0].templates.nope (line 2): not a built-in template; allowed:"
+    )

@@ -120,6 +120,33 @@ def test_reload_applies_a_new_file_and_refuses_a_bad_one(
     assert gone.status_code == 422 and "No such file" in json.dumps(gone.json())
 
 
+def test_a_file_that_is_not_utf8_is_refused_with_its_place(
+    api: TestClient,
+    context: AppContext,
+    org_file: Path,
+    admin: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Latin-1 byte in the file: the API answered 500 and kill -HUP logged a traceback."""
+    loaded_at = context.org_loaded_at
+    org_file.write_bytes(org_file.read_bytes() + b"# caf\xe9 rules\n")
+    line = org_file.read_bytes().count(b"\n")
+    refused = api.post("/api/v1/config/reload", headers=admin)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["details"] == [
+        {
+            "location": "(file)",
+            "line": line,
+            "message": "byte 0xe9 at column 6 is not UTF-8 (invalid continuation byte); "
+            "save the file as UTF-8",
+        }
+    ]
+    reload.reload_logged(context)  # as kill -HUP does
+    assert [r.levelname for r in caplog.records if r.name == "warroom.reload"] == ["ERROR"]
+    assert "Traceback" not in caplog.text and "byte 0xe9 at column 6 is not UTF-8" in caplog.text
+    assert context.org_loaded_at == loaded_at
+
+
 @pytest.mark.e2e
 def test_kill_hup_and_the_cli_reload_a_running_server(tmp_path: Path, org_file: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'e2e.db'}"

@@ -39,7 +39,7 @@ from warroom.errors import (
 )
 from warroom.incidents.api import router as incidents_router
 from warroom.jobs.api import router as jobs_router
-from warroom.jsonbody import NUL_MESSAGE, nul_field
+from warroom.jsonbody import NOT_JSON, NUL_MESSAGE, TOO_DEEP, decode_error, nul_field
 from warroom.metrics.collectors import (
     AlertCollector,
     HeartbeatCollector,
@@ -73,6 +73,9 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 
 OPSGENIE_PATH = "/v2/alerts"
+# Reports come from people's tools as alerts do: a body that cannot be read is answered as the intake answers
+# it (400 invalid_payload), not with FastAPI's 422 "JSON decode error".
+REPORTS_PATH = "/api/v1/reports"
 
 
 class RequestGuardMiddleware:
@@ -160,6 +163,15 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _unreadable_body(request: Request, message: str, status: int) -> JSONResponse:
+    """A body that could not be read as JSON: 400 invalid_payload for reports, as the intake answers; the
+    API's usual answer (``status``) elsewhere, with the reason."""
+    details = [{"field": "body", "message": message.partition(": ")[2] or message}]
+    if request.url.path.startswith(REPORTS_PATH):
+        return JSONResponse(error_body("invalid_payload", message, details), status_code=400)
+    return JSONResponse(error_body(_HTTP_CODES[status], message, details), status_code=status)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(WarroomError)
     async def _domain_error(_: Request, exc: WarroomError) -> JSONResponse:
@@ -167,6 +179,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        not_json = next((error for error in exc.errors() if error.get("type") == "json_invalid"), None)
+        if not_json is not None:
+            loc = tuple(not_json.get("loc") or ())
+            position = loc[-1] if loc and isinstance(loc[-1], int) else None
+            reason = str((not_json.get("ctx") or {}).get("error") or "unreadable")
+            return _unreadable_body(request, decode_error(reason, exc.body, position), 422)
         details = []
         for error in exc.errors():
             entry: dict[str, Any] = {"field": _field_name(tuple(error["loc"])), "message": error["msg"]}
@@ -181,7 +199,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid", message, details), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's "There was an error parsing the body": say why.
+        if isinstance(exc.__cause__, RecursionError):
+            return _unreadable_body(request, TOO_DEEP, 400)
+        if isinstance(exc.__cause__, UnicodeDecodeError):
+            return _unreadable_body(request, f"{NOT_JSON}: it is not UTF-8 ({exc.__cause__.reason})", 400)
         code = _HTTP_CODES.get(exc.status_code, "error")
         return JSONResponse(
             error_body(code, str(exc.detail)),

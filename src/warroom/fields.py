@@ -16,7 +16,13 @@ def _not_blank(value: str) -> str:
 
 
 # Text that must say something: whitespace alone is refused (and kept as sent otherwise).
-NonBlank = Annotated[str, AfterValidator(_not_blank)]
+NOT_BLANK = AfterValidator(_not_blank)
+NonBlank = Annotated[str, NOT_BLANK]
+
+# An optional one with a length gives it inside, before the check:
+#     Annotated[str, StringConstraints(max_length=255), NOT_BLANK] | None
+# A Field(max_length=...) on the union is checked only after validation, as of any sized value: "Value should
+# have at most 255 items after validation", where a str says "String should have at most 255 characters".
 
 
 # Line and paragraph separators, controls, and formatting characters (direction overrides, zero-width
@@ -45,8 +51,9 @@ def one_line(text: str) -> str:
     return " ".join(shown.split())
 
 
-# A name or a title: trimmed, visible, on one line.
-VisibleLine = Annotated[str, AfterValidator(visible_line)]
+# A name or a title: trimmed, visible, on one line. Optional with a length: as NOT_BLANK above.
+VISIBLE_LINE = AfterValidator(visible_line)
+VisibleLine = Annotated[str, VISIBLE_LINE]
 
 
 # The instants people and schedules talk about; far-off ones only overflow date arithmetic.

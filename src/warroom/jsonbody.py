@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 NUL_MESSAGE = "text must not contain NUL (\\u0000) characters"
+NOT_JSON = "the body is not valid JSON"
+TOO_DEEP = "the body is nested too deeply"
+
+
+def decode_error(reason: str, document: Any, position: int | None) -> str:
+    """What is wrong with a body that is not JSON, with its line and column when the body is at hand:
+    ``the body is not valid JSON: Expecting ',' delimiter: line 1 column 9 (char 8)``."""
+    if isinstance(document, bytes):
+        document = document.decode("utf-8", errors="replace")
+    if isinstance(document, str) and position is not None and 0 <= position <= len(document):
+        reason = str(json.JSONDecodeError(reason, document, position))
+    return f"{NOT_JSON}: {reason}"
 
 
 def nul_field(data: Any) -> str | None:

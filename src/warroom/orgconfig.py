@@ -7,17 +7,26 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from warroom.alerts.config import REFERENCE_CHECKS as AUTOMATION_REFERENCE_CHECKS
 from warroom.alerts.config import AutomationConfig
-from warroom.alerts.config import check_references as check_automation_references
 from warroom.business_hours import BusinessHours
 from warroom.durations import Duration
 from warroom.errors import InvalidInput
@@ -224,6 +233,14 @@ def default_audiences() -> list[AudienceConfig]:
     ]
 
 
+class ReferenceProblems(ValueError):
+    """Problems across sections, each "location: message"; kept as a list, as a message may hold '; '."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 class OrgConfig(StrictModel):
     """The validated org file. Unknown sections are errors, so a typo never passes silently."""
 
@@ -251,38 +268,9 @@ class OrgConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_references(self) -> OrgConfig:
-        problems: list[str] = []
-        severity_ids = [s.id for s in self.severities]
-        if not severity_ids:
-            problems.append("severities: at least one level is needed")
-        if len(set(severity_ids)) != len(severity_ids):
-            problems.append(f"severities: ids must be unique, got {severity_ids}")
-        if self.severities and self.default_severity not in severity_ids:
-            problems.append(f"default_severity: {self.default_severity!r} is not one of {severity_ids}")
-        for index, rule in enumerate(self.severity_rules):
-            if rule.severity not in severity_ids:
-                problems.append(
-                    f"severity_rules[{index}].severity: {rule.severity!r} is not one of {severity_ids}"
-                )
-        names = [s.name for s in self.services]
-        if len(set(names)) != len(names):
-            problems.append("services: names must be unique")
-        for index, service in enumerate(self.services):
-            for dependency in service.dependencies:
-                if dependency not in names:
-                    problems.append(
-                        f"services[{index}].dependencies: {dependency!r} is not a service in this file"
-                    )
-        audience_ids = [a.id for a in self.audiences]
-        if len(set(audience_ids)) != len(audience_ids):
-            problems.append("audiences: ids must be unique")
-        if "commander" not in self.roles:
-            problems.append("roles: 'commander' must be one of the roles")
-        problems.extend(check_oncall_references(self))
-        problems.extend(check_notification_channels(self))
-        problems.extend(check_automation_references(self))
+        problems = [problem for check in REFERENCE_CHECKS for problem in check(self)]
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ReferenceProblems(problems)
         return self
 
     def severity(self, severity_id: str) -> SeverityLevel | None:
@@ -325,6 +313,59 @@ class OrgConfig(StrictModel):
 
     def audience(self, audience_id: str) -> AudienceConfig | None:
         return next((a for a in self.audiences if a.id == audience_id), None)
+
+
+def _matrix_references(org: OrgConfig) -> list[str]:
+    problems: list[str] = []
+    severity_ids = [s.id for s in org.severities]
+    if not severity_ids:
+        problems.append("severities: at least one level is needed")
+    if len(set(severity_ids)) != len(severity_ids):
+        problems.append(f"severities: ids must be unique, got {severity_ids}")
+    if org.severities and org.default_severity not in severity_ids:
+        problems.append(f"default_severity: {org.default_severity!r} is not one of {severity_ids}")
+    for index, rule in enumerate(org.severity_rules):
+        if rule.severity not in severity_ids:
+            problems.append(
+                f"severity_rules[{index}].severity: {rule.severity!r} is not one of {severity_ids}"
+            )
+    return problems
+
+
+def _service_references(org: OrgConfig) -> list[str]:
+    problems: list[str] = []
+    names = [s.name for s in org.services]
+    if len(set(names)) != len(names):
+        problems.append("services: names must be unique")
+    for index, service in enumerate(org.services):
+        for dependency in service.dependencies:
+            if dependency not in names:
+                problems.append(
+                    f"services[{index}].dependencies: {dependency!r} is not a service in this file"
+                )
+    return problems
+
+
+def _audiences_and_roles(org: OrgConfig) -> list[str]:
+    problems: list[str] = []
+    audience_ids = [a.id for a in org.audiences]
+    if len(set(audience_ids)) != len(audience_ids):
+        problems.append("audiences: ids must be unique")
+    if "commander" not in org.roles:
+        problems.append("roles: 'commander' must be one of the roles")
+    return problems
+
+
+# The checks across sections, each giving "location: message" strings. Separate, so that when some fields
+# did not parse, the checks that do not read them still run (``_salvaged_reference_problems``).
+REFERENCE_CHECKS: tuple[Callable[[OrgConfig], list[str]], ...] = (
+    _matrix_references,
+    _service_references,
+    _audiences_and_roles,
+    check_oncall_references,
+    check_notification_channels,
+    *AUTOMATION_REFERENCE_CHECKS,
+)
 
 
 @dataclass(frozen=True)
@@ -421,26 +462,160 @@ def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
     try:
         return OrgConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
+        found: list[ConfigProblem] = []
+        references: list[str] | None = None
         for error in exc.errors():
-            loc = tuple(error["loc"])
-            message = error["msg"]
-            if not loc and message.startswith("Value error, "):
-                # cross-reference problems name their own location in the message
-                for item in message.removeprefix("Value error, ").split("; "):
-                    where, _, what = item.partition(": ")
-                    path = tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", where) if p)
-                    problems.append(ConfigProblem(where, _line_of(root, path), what))
+            cause = error.get("ctx", {}).get("error")
+            if isinstance(cause, ReferenceProblems):
+                references = cause.problems
                 continue
-            problems.append(ConfigProblem(_format_loc(loc), _line_of(root, loc), message))
-        raise ConfigError(source, problems) from exc
+            loc = tuple(error["loc"])
+            found.append(ConfigProblem(_format_loc(loc), _line_of(root, loc), error["msg"]))
+        if references is None:
+            # Pydantic checks no references when a field failed: check them on what did parse, so that
+            # one run shows every problem (a duplicate name beside a bad interval).
+            references = _salvaged_reference_problems(data, exc)
+        found.extend(_reference_problem(item, root) for item in references)
+        raise ConfigError(source, found) from exc
+
+
+def _reference_problem(item: str, root: yaml.Node | None) -> ConfigProblem:
+    """A cross-reference problem names its own location: "section[index].field: message"."""
+    where, _, what = item.partition(": ")
+    path = tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", where) if p)
+    return ConfigProblem(where, _line_of(root, path), what)
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class _Unsalvageable(Exception):
+    """A value that did not parse and holds nothing to keep."""
+
+
+def _salvaged_reference_problems(data: dict[str, Any], exc: ValidationError) -> list[str]:
+    """The cross-reference problems of a file some fields of which did not parse: each check runs on an
+    OrgConfig built without validation from what did parse. A field that did not parse is left unset, not
+    defaulted: a check that reads one fails (AttributeError) and is skipped, so none reports a reference as
+    unknown, or a value as missing, because it did not parse."""
+    try:
+        org = _salvage_model(OrgConfig, data, [tuple(error["loc"]) for error in exc.errors()])
+    except Exception:  # best effort: the field problems are reported either way
+        return []
+    problems: list[str] = []
+    for check in REFERENCE_CHECKS:
+        try:
+            problems.extend(check(org))
+        except Exception:  # it read a part that did not parse (AttributeError) or a hole we did not foresee
+            continue
+    return problems
+
+
+def _salvage_model(model: type[_Model], raw: Any, errors: list[tuple[int | str, ...]]) -> _Model:
+    """``model`` built from ``raw`` (unvalidated as a whole) keeping every field that parsed; ``errors``:
+    the locations, under this model, of what did not."""
+    if not isinstance(raw, dict):
+        raise _Unsalvageable
+    values: dict[str, Any] = {}
+    unset: list[str] = []
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if key not in raw:
+            continue  # the default, as validation gives it
+        below = [loc[1:] for loc in errors if loc and loc[0] == key]
+        try:
+            values[name] = _salvage_value(field.annotation, field.metadata, raw[key], below)
+        except _Unsalvageable:
+            unset.append(name)
+    built = model.model_construct(**values)
+    for name in unset:
+        built.__dict__.pop(name, None)  # reading it raises AttributeError, as a required one left out does
+    return built
+
+
+def _salvage_value(
+    annotation: Any, metadata: list[Any], raw: Any, errors: list[tuple[int | str, ...]]
+) -> Any:
+    """``raw`` as the field's type, keeping what parsed (_Unsalvageable when nothing can be kept)."""
+    if not errors:
+        try:
+            return _adapter(Annotated[annotation, *metadata] if metadata else annotation).validate_python(raw)
+        except ValidationError:  # a value that parsed only through its model's own validators
+            raise _Unsalvageable from None
+    members = [arg for arg in get_args(annotation) if arg is not type(None)]
+    if get_origin(annotation) in (Union, UnionType) and len(members) == 1:
+        return _salvage_value(members[0], metadata, raw, errors)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        # An error at the model itself (an after validator) leaves its fields to keep.
+        return _salvage_model(annotation, raw, [loc for loc in errors if loc])
+    if () in errors:
+        raise _Unsalvageable
+    if get_origin(annotation) is list and isinstance(raw, list):
+        (item_type,) = get_args(annotation)
+        items = []
+        for index, item in enumerate(raw):
+            try:
+                items.append(
+                    _salvage_value(item_type, [], item, [loc[1:] for loc in errors if loc[0] == index])
+                )
+            except _Unsalvageable:
+                # A bad name in a list of names: the others still count. Any other item left out would
+                # shift the indexes the checks name.
+                if item_type is not str:
+                    raise
+        return items
+    if get_origin(annotation) is dict and isinstance(raw, dict):
+        key_type, value_type = get_args(annotation)
+        entries = {}
+        for key, value in raw.items():
+            try:
+                below = [loc[1:] for loc in errors if loc[0] == key]
+                entries[_adapter(key_type).validate_python(key)] = _salvage_value(
+                    value_type, [], value, below
+                )
+            except (_Unsalvageable, ValidationError):
+                if value_type is not str:
+                    raise _Unsalvageable from None
+        return entries
+    raise _Unsalvageable  # a scalar that did not parse, a union of models
+
+
+_adapters: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(annotation: Any) -> TypeAdapter[Any]:
+    """A TypeAdapter per type, built once: a file of many entries salvages quickly."""
+    try:
+        adapter = _adapters.get(annotation)
+    except TypeError:  # unhashable metadata
+        return TypeAdapter(annotation)
+    if adapter is None:
+        adapter = _adapters[annotation] = TypeAdapter(annotation)
+    return adapter
 
 
 def load_org_config(path: Path | None) -> OrgConfig:
     if path is None:
         return OrgConfig()
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(str(path), [ConfigProblem("(file)", None, exc.strerror or str(exc))]) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # An editor that saved Latin-1 (café as one byte 0xe9): name the byte and where it is, so it can be
+        # found and fixed, instead of a traceback (check), a 500 (reload) or a logged traceback (HUP).
+        raise ConfigError(str(path), [_undecodable(raw, exc)]) from exc
     return parse_org_config(text, str(path))
+
+
+def _undecodable(raw: bytes, exc: UnicodeDecodeError) -> ConfigProblem:
+    """The first byte that is not UTF-8, by line and column (1-based, counted in characters before it)."""
+    line_start = raw.rfind(b"\n", 0, exc.start) + 1
+    line = raw.count(b"\n", 0, exc.start) + 1
+    column = len(raw[line_start : exc.start].decode("utf-8", errors="replace")) + 1
+    message = (
+        f"byte 0x{raw[exc.start]:02x} at column {column} is not UTF-8 ({exc.reason}); save the file as UTF-8"
+    )
+    return ConfigProblem("(file)", line, message)

@@ -64,6 +64,10 @@ def message(subject: str, body: str = "", sender: str = "nagios@mon.example", **
         # A word that only starts like a state is no state.
         ("Okta login failing", "Okta login failing", None),
         ("Update available for nas1", "Update available for nas1", None),
+        # A state word alone names nothing (it named an alert "RESOLVED").
+        ("RESOLVED", "", "resolved"),
+        ("[FIRING:1]", "", "firing:1"),
+        ("** PROBLEM **", "", "problem"),
     ],
 )
 def test_the_subject_names_the_alert_and_its_state(subject: str, identity: str, state: str | None) -> None:
@@ -82,6 +86,30 @@ def test_a_problem_and_its_recovery_are_one_alert() -> None:
         message("** PROBLEM Service Alert: web01/HTTP is CRITICAL **", sender="b@x.example").as_bytes()
     )
     assert other.dedup_key != problem.dedup_key
+
+
+def test_a_subject_that_is_only_a_state_word_is_named_by_the_body_or_refused() -> None:
+    """`Subject: RESOLVED` opened a firing alert named "RESOLVED"."""
+    problem = from_email(message("FIRING", "disk full on db1\nat 99%").as_bytes())
+    recovery = from_email(message("RESOLVED", "disk full on db1").as_bytes())
+    assert (problem.action, recovery.action) == ("trigger", "resolve")
+    assert problem.labels["alertname"] == recovery.labels["alertname"] == "disk full on db1"
+    assert problem.dedup_key == recovery.dedup_key
+    assert problem.summary == "FIRING: disk full on db1"
+    for subject, body, what in [
+        ("RESOLVED", "", "resolve"),
+        ("[OK]", "OK", "resolve"),
+        ("PROBLEM", "", "open"),
+    ]:
+        with pytest.raises(InvalidPayload) as refused:
+            from_email(message(subject, body or "\n").as_bytes())
+        assert refused.value.message == (
+            f"the subject {subject!r} is only a state word and the body names nothing: no alert to {what}; "
+            "name the alert in the subject, after the state word"
+        )
+    # A key names the alert outright.
+    keyed = from_email(message("RESOLVED", "\n", X_Warroom_Dedup_Key="backup-nightly").as_bytes())
+    assert (keyed.action, keyed.dedup_key) == ("resolve", "backup-nightly")
 
 
 def test_headers_say_it_outright_and_html_is_read_as_text() -> None:
@@ -224,6 +252,15 @@ def test_refused_mail_stores_nothing(
     assert code == 554 and "X-Warroom-Status 'exploded'" in answer
     code, why = send(mail_port, [f"{key}@a.example"], message("huge", ("x" * 70 + "\n") * 16_000))
     assert code == 552, why
+    assert counts(context) == (0, 0)
+
+
+def test_a_resolve_that_names_nothing_is_refused_at_data(
+    api: TestClient, context: AppContext, admin: dict[str, str], mail_port: int
+) -> None:
+    key = create_email_key(api, admin)
+    code, answer = send(mail_port, [f"{key}@a.example"], message("RESOLVED"))
+    assert code == 554 and "'RESOLVED' is only a state word" in answer, answer
     assert counts(context) == (0, 0)
 
 

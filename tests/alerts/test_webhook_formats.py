@@ -386,6 +386,34 @@ def test_forms_are_read_as_their_fields(api: TestClient, context: AppContext, we
     assert len(alerts(context)) == 3
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type", "reason"),
+    [
+        (
+            b"no parts here",
+            "multipart/form-data; boundary=xyz",
+            "the boundary of the Content-Type (--xyz) is not in the body",
+        ),
+        (b"--b\r\n\r\nv\r\n--b--\r\n", "multipart/form-data", "the Content-Type names no boundary"),
+        (
+            b"--b\r\n\r\nv\r\n--b--\r\n",
+            'multipart/form-data; boundary=""',
+            "the Content-Type names no boundary",
+        ),
+        (
+            b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\nv\r\n',
+            "multipart/form-data; boundary=b",
+            "the closing boundary (--b--) is missing",
+        ),
+    ],
+)
+def test_a_form_that_cannot_be_split_says_why(body: bytes, content_type: str, reason: str) -> None:
+    """The MIME parser's defects have no message: the answer was "not a readable form: " and nothing."""
+    with pytest.raises(InvalidPayload) as refused:
+        parse_webhook_body(body, content_type)
+    assert refused.value.message.startswith(f"the body is not a readable form: {reason}")
+
+
 def test_an_alertname_label_names_the_alert_when_no_alert_template_does() -> None:
     named_by_label = WebhookFormat.model_validate(
         {"name": "by-label", "summary": "{{ payload.text }}", "labels": {"alertname": "{{ payload.rule }}"}}

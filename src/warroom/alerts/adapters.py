@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import email.errors
 import email.policy
 import hashlib
 import re
@@ -40,7 +41,7 @@ from warroom.alerts.schemas import (
 from warroom.db import utcnow
 from warroom.errors import NotFound, WarroomError
 from warroom.fields import EARLIEST
-from warroom.jsonbody import NUL_MESSAGE, nul_field
+from warroom.jsonbody import NOT_JSON, NUL_MESSAGE, TOO_DEEP, nul_field
 
 Action = Literal["trigger", "acknowledge", "resolve"]
 
@@ -207,9 +208,7 @@ def parse_json(body: bytes) -> Any:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidPayload(
-            f"the body is not valid JSON: {exc}", [{"field": "body", "message": str(exc)}]
-        ) from None
+        raise InvalidPayload(f"{NOT_JSON}: {exc}", [{"field": "body", "message": str(exc)}]) from None
     if len(body) > _SHALLOW_BYTES:
         try:
             orjson.dumps(data)
@@ -222,7 +221,7 @@ def parse_json(body: bytes) -> Any:
 
 def _too_deep() -> InvalidPayload:
     return InvalidPayload(
-        "the body is nested too deeply: at most 250 levels of objects and lists",
+        f"{TOO_DEEP}: at most 250 levels of objects and lists",
         [{"field": "body", "message": "nested too deeply"}],
     )
 
@@ -657,7 +656,7 @@ _REPLY = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg)\s*:\s*)+", re.IGNORECASE)
 _RECOVERED = r"resolved|recovery|recovered|ok|cleared|up"
 _FIRING = r"problem|firing(?::\d+)?|alert(?:ing)?|triggered|down|critical|warning|error|unknown"
 _LEADING_STATE = re.compile(
-    rf"^\s*(?:\*\*\s*)?[\[(]?\s*(?P<state>{_RECOVERED}|{_FIRING})\b\s*[\])]?\s*(?::|-|(?=\S))\s*",
+    rf"^\s*(?:\*\*\s*)?[\[(]?\s*(?P<state>{_RECOVERED}|{_FIRING})\b\s*[\])]?\s*(?::|-|(?=\S)|$)\s*",
     re.IGNORECASE,
 )
 # Nagios ends with the state: "… is CRITICAL **", "… is OK **".
@@ -734,6 +733,13 @@ def subject_state(subject: str) -> tuple[str, str | None]:
     return " ".join(rest.split()), state
 
 
+def _name_in_body(body: str) -> str:
+    """The first line of a message's body as an alert's name, unless it too is only a state word."""
+    first = next((line.strip() for line in body.splitlines() if line.strip()), "")
+    name, state = subject_state(first)
+    return "" if not name and state is not None else first[:200]
+
+
 def _automatic_reply(header: Callable[[str], str], message: EmailMessage) -> str | None:
     """Why a message is an out-of-office reply, a bounce or a read receipt (None: it is not one). The intake
     address can end up on a list or in a Reply-To, and such replies would each open an alert. Monitoring
@@ -793,7 +799,19 @@ def from_email(raw: bytes, rules: Sequence[EmailRule] = ()) -> AlertEvent:
     else:
         identity, state = subject_state(subject)
         recovered = state is not None and re.fullmatch(_RECOVERED, state, re.IGNORECASE) is not None
-    if not identity:
+    named_by_subject = bool(identity)
+    if not identity and state is not None:
+        # A subject that is only a state word ("RESOLVED", "[FIRING]") names no alert: the body's first line
+        # may; else the alert can only be the one the sender's dedup key names. Never one called "RESOLVED".
+        identity = _name_in_body(body) or header("x-warroom-dedup-key")[:200]
+        if not identity:
+            what = "resolve" if recovered else "open"
+            raise InvalidPayload(
+                f"the subject {subject!r} is only a state word and the body names nothing: no alert to "
+                f"{what}; name the alert in the subject, after the state word",
+                [{"field": "subject", "message": "only a state word"}],
+            )
+    elif not identity:
         identity = subject or body.split("\n", 1)[0][:200] or "(no subject)"
 
     action: Action = "trigger"
@@ -846,7 +864,7 @@ def from_email(raw: bytes, rules: Sequence[EmailRule] = ()) -> AlertEvent:
         action=action,
         dedup_key=dedup_key,
         alert_type="email",
-        summary=(subject or identity)[:1000],
+        summary=(subject if named_by_subject else f"{subject}: {identity}" if subject else identity)[:1000],
         severity=severity,
         service=None,
         labels=labels,
@@ -985,7 +1003,9 @@ def _multipart_pairs(body: bytes, content_type: str) -> list[tuple[str, str]]:
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body, policy=email.policy.HTTP
     )
     if not message.is_multipart() or message.defects:
-        raise _unreadable_form(message.defects[0] if message.defects else "no parts")
+        raise _unreadable_form(
+            _form_defect(message.defects[0], message.get_boundary()) if message.defects else "no parts"
+        )
     pairs = []
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
@@ -996,6 +1016,19 @@ def _multipart_pairs(body: bytes, content_type: str) -> list[tuple[str, str]]:
         if len(pairs) > _FORM_MAX_FIELDS:
             raise _unreadable_form(f"over {_FORM_MAX_FIELDS} fields")
     return pairs
+
+
+def _form_defect(defect: email.errors.MessageDefect, boundary: str | None) -> str:
+    """Why the MIME parser could not split a form, in words (its defects mostly have no message)."""
+    if isinstance(defect, email.errors.NoBoundaryInMultipartDefect) or (
+        isinstance(defect, email.errors.StartBoundaryNotFoundDefect) and not boundary
+    ):
+        return "the Content-Type names no boundary (multipart/form-data; boundary=...)"
+    if isinstance(defect, email.errors.StartBoundaryNotFoundDefect):
+        return f"the boundary of the Content-Type (--{boundary}) is not in the body"
+    if isinstance(defect, email.errors.CloseBoundaryNotFoundDefect):
+        return f"the closing boundary (--{boundary}--) is missing"
+    return str(defect) or (defect.__doc__ or type(defect).__name__).strip().rstrip(".")
 
 
 def _text(payload: bytes, charset: str | None) -> str:

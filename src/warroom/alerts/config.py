@@ -980,18 +980,20 @@ def _unknown_match_services(where: str, match: RuleMatch, service_names: list[st
     ]
 
 
-def check_references(org: OrgConfig) -> list[str]:
+def _severity_map_references(org: OrgConfig) -> list[str]:
+    severity_ids = org.severity_ids
+    return [
+        f"automation.severity_map.{alert_severity}: {level!r} is not one of {severity_ids}"
+        for alert_severity, level in org.automation.severity_map.items()
+        if level not in severity_ids
+    ]
+
+
+def _entry_references(org: OrgConfig) -> list[str]:
+    """Heartbeats, status pages, maintenance schedules, auto-resolve, enrich, inhibit rules, the digest."""
     automation: AutomationConfig = org.automation
     problems: list[str] = []
-    severity_ids = org.severity_ids
     service_names = [s.name for s in org.services]
-    audience_ids = [a.id for a in org.audiences]
-    policies = _policy_names(org)
-    for alert_severity, level in automation.severity_map.items():
-        if level not in severity_ids:
-            problems.append(
-                f"automation.severity_map.{alert_severity}: {level!r} is not one of {severity_ids}"
-            )
     for section, entries in (
         ("heartbeats", automation.heartbeats),
         ("status_pages", automation.status_pages),
@@ -1015,6 +1017,7 @@ def check_references(org: OrgConfig) -> list[str]:
         where = f"automation.auto_resolve[{index}].match"
         problems.extend(_unknown_match_services(where, entry.match, service_names))
     digest = automation.unrouted_digest
+    audience_ids = [a.id for a in org.audiences]
     if digest is not None and digest.audience not in audience_ids:
         problems.append(
             f"automation.unrouted_digest.audience: {digest.audience!r} is not one of {audience_ids}"
@@ -1033,6 +1036,16 @@ def check_references(org: OrgConfig) -> list[str]:
         for side in ("source", "target"):
             where = f"automation.inhibit_rules[{index}].{side}"
             problems.extend(_unknown_match_services(where, getattr(inhibit_rule, side), service_names))
+    return problems
+
+
+def _rule_references(org: OrgConfig) -> list[str]:
+    automation: AutomationConfig = org.automation
+    problems: list[str] = []
+    severity_ids = org.severity_ids
+    service_names = [s.name for s in org.services]
+    audience_ids = [a.id for a in org.audiences]
+    policies = _policy_names(org)
     problems.extend(_duplicate_names("automation.rules", [r.name for r in automation.rules]))
     for index, rule in enumerate(automation.rules):
         where = f"automation.rules[{index}]"
@@ -1067,3 +1080,11 @@ def check_references(org: OrgConfig) -> list[str]:
         if rule.page is not None and policies is not None and rule.page not in policies:
             problems.append(f"{where}.page: {rule.page!r} is not an escalation policy in this file")
     return problems
+
+
+# Apart, so that a section that did not parse stops only the checks that read it (orgconfig's salvage).
+REFERENCE_CHECKS: tuple[Callable[[OrgConfig], list[str]], ...] = (
+    _severity_map_references,
+    _entry_references,
+    _rule_references,
+)

@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -22,7 +23,7 @@ from warroom.alerts.models import AlertStatus
 from warroom.clock import clock
 from warroom.durations import Duration, format_duration
 from warroom.errors import InvalidInput
-from warroom.fields import NonBlank
+from warroom.fields import NOT_BLANK, NonBlank
 from warroom.timezones import OffsetDatetime
 
 # --- Prometheus Alertmanager webhook (version 4) and Grafana unified alerting (its superset) ---------
@@ -260,8 +261,8 @@ class GenericAlert(BaseModel):
     summary: NonBlank = Field(min_length=1, max_length=1024)
     status: Literal["firing", "acknowledged", "resolved"] = "firing"
     severity: AlertSeverity = "warning"
-    dedup_key: NonBlank | None = Field(
-        default=None, min_length=1, max_length=255, description="Defaults to a hash of the labels."
+    dedup_key: Annotated[str, StringConstraints(min_length=1, max_length=255), NOT_BLANK] | None = Field(
+        default=None, description="Defaults to a hash of the labels."
     )
     type: str | None = Field(default=None, max_length=200, description="Alert type for handlers.")
     service: str | None = Field(default=None, max_length=200)

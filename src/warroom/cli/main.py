@@ -36,6 +36,7 @@ from warroom.cli.output import (
     table,
     when,
 )
+from warroom.cli.parsing import NegativeNumbersGroup
 from warroom.client import ApiError, Client
 from warroom.context import AppContext
 from warroom.db import Database
@@ -46,7 +47,10 @@ from warroom.orgconfig import ConfigError, OrgConfig, load_org_config
 from warroom.settings import Settings
 
 app = typer.Typer(
-    help="Warroom: incident response and recovery.", no_args_is_help=True, pretty_exceptions_enable=False
+    help="Warroom: incident response and recovery.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    cls=NegativeNumbersGroup,  # `alerts show -1` says there is no alert -1, not "No such option: -1"
 )
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from warroom.fields import Instant, NonBlank, VisibleLine
+from warroom.fields import VISIBLE_LINE, Instant, NonBlank, VisibleLine
 from warroom.incidents.models import IncidentStatus
 
 ImpactLevel = Literal["none", "low", "medium", "high"]
@@ -58,18 +58,18 @@ class IncidentCreate(Strict):
     )
     services: list[str] = Field(default_factory=list)
     is_private: bool = False
-    commander: VisibleLine | None = Field(default=None, max_length=200)
+    commander: Annotated[str, StringConstraints(max_length=200), VISIBLE_LINE] | None = None
     assessment: Assessment | None = None
 
 
 class IncidentUpdate(Strict):
-    title: VisibleLine | None = Field(default=None, min_length=1, max_length=300)
+    title: Annotated[str, StringConstraints(min_length=1, max_length=300), VISIBLE_LINE] | None = None
     summary: str | None = Field(default=None, max_length=20000)
     severity: str | None = None
     status: IncidentStatus | None = None
     services: list[str] | None = None
     is_private: bool | None = None
-    commander: VisibleLine | None = Field(default=None, min_length=1, max_length=200)
+    commander: Annotated[str, StringConstraints(min_length=1, max_length=200), VISIBLE_LINE] | None = None
     assessment: Assessment | None = None
     note: str | None = Field(default=None, max_length=5000, description="Why the change was made.")
 

@@ -1,0 +1,58 @@
+"""Reading a command line where click alone would read it wrong."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from typer.core import TyperGroup, TyperOption
+
+_NEGATIVE_NUMBER = re.compile(r"-[0-9]+")
+
+
+class NegativeNumbersGroup(TyperGroup):
+    """The top-level group: a negative number where an argument goes is that argument. Click reads the
+    ``-1`` of ``warroom alerts show -1`` as an option it does not know ("No such option: -1"), so the person
+    never hears that there is no alert -1 (or that an id is a positive number). A dash word that is neither
+    a number nor an option is still refused as an unknown option."""
+
+    # Typed loosely: Typer's click types are its private copy's.
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and any(_NEGATIVE_NUMBER.fullmatch(arg) for arg in rest):
+            rest = numbers_as_arguments(command, ctx, rest)
+        return name, command, rest
+
+
+def numbers_as_arguments(command: Any, ctx: Any, args: list[str]) -> list[str]:
+    """``args`` for ``command`` with its options (and their values) first, then ``--`` and its arguments in
+    their order, so that a negative number among them is read as one; a group's subcommand gets the same."""
+    values_taken: dict[str, int] = {}
+    for param in command.get_params(ctx):
+        if isinstance(param, TyperOption):  # the others (--help) take no value
+            taken = 0 if param.is_flag or param.count else param.nargs
+            values_taken.update((name, taken) for name in (*param.opts, *param.secondary_opts))
+    options: list[str] = []
+    arguments: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            arguments.extend(args[index + 1 :])
+            break
+        if isinstance(command, TyperGroup) and not arg.startswith("-"):
+            # A group's first argument names its subcommand; what follows is the subcommand's.
+            subcommand = command.get_command(ctx, arg)
+            if subcommand is None:
+                return args
+            return [*options, arg, *numbers_as_arguments(subcommand, ctx, args[index + 1 :])]
+        if arg.startswith("-") and not _NEGATIVE_NUMBER.fullmatch(arg):
+            options.append(arg)
+            if "=" not in arg:
+                taken = values_taken.get(arg, 0)  # an option's value is its own, "-1" too (--limit -1)
+                options.extend(args[index + 1 : index + 1 + taken])
+                index += taken
+        else:
+            arguments.append(arg)
+        index += 1
+    return [*options, "--", *arguments] if arguments else options

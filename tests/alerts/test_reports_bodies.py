@@ -1,0 +1,73 @@
+"""A report whose body cannot be read is answered as the intake answers one: 400 invalid_payload, saying why.
+FastAPI's own answers were a 422 "1: JSON decode error" and a 400 bad_request with no reason."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from warroom.alerts.models import Alert
+from warroom.context import AppContext
+
+JSON = {"Content-Type": "application/json"}
+TOO_DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def stored(context: AppContext) -> int:
+    with context.db.read() as session:
+        return session.scalar(select(func.count()).select_from(Alert)) or 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b"{",
+            "the body is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2",
+        ),
+        (b'{"contact": "ann",\n "x": }', "the body is not valid JSON: Expecting value: line 2 column 7"),
+        (
+            b'{"contact": "caf\xe9"}',
+            "the body is not valid JSON: it is not UTF-8 (invalid continuation byte)",
+        ),
+        (TOO_DEEP, "the body is nested too deeply"),
+    ],
+)
+def test_a_report_that_is_not_json_is_answered_as_the_intake_answers(
+    api: TestClient,
+    context: AppContext,
+    generic_key: str,
+    responder: dict[str, str],
+    body: bytes,
+    message: str,
+) -> None:
+    intake = api.post(f"/api/v1/alerts?key={generic_key}", content=body, headers=JSON)
+    assert intake.status_code == 400 and intake.json()["error"]["code"] == "invalid_payload"
+    for path, headers in (("/api/v1/reports", JSON), ("/api/v1/reports/internal", {**JSON, **responder})):
+        refused = api.post(path, content=body, headers=headers)
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "invalid_payload"
+        assert error["message"].startswith(message), error
+        assert error["details"][0]["field"] == "body"
+    assert stored(context) == 0
+
+
+def test_other_endpoints_keep_their_answer_and_gain_the_reason(
+    api: TestClient, responder: dict[str, str]
+) -> None:
+    not_json = api.post("/api/v1/incidents", content=b"{not json", headers={**JSON, **responder})
+    assert not_json.status_code == 422
+    assert not_json.json()["error"]["code"] == "invalid"
+    assert not_json.json()["error"]["message"] == (
+        "the body is not valid JSON: Expecting property name enclosed in double quotes: "
+        "line 1 column 2 (char 1)"
+    )
+    deep = api.post("/api/v1/incidents", content=TOO_DEEP, headers={**JSON, **responder})
+    assert deep.status_code == 400
+    assert deep.json()["error"] == {
+        "code": "bad_request",
+        "message": "the body is nested too deeply",
+        "details": [{"field": "body", "message": "the body is nested too deeply"}],
+    }
