@@ -121,6 +121,16 @@ class AlertEvent:
 DEDUP_KEY_MAX_LENGTH = 255  # alerts.dedup_key
 NAME_MAX_LENGTH = 200  # alerts.alert_type and alerts.service
 
+# The type each adapter gives an alert whose payload names none (no alertname, type, class or component): it
+# says where the alert came from, not what it is, so grouping does not take it for the alert's name.
+FALLBACK_TYPES: dict[str, str] = {
+    "alertmanager": "alert",
+    "grafana": "alert",
+    "generic": "generic",
+    "pagerduty": "pagerduty",
+    "opsgenie": "opsgenie",
+}
+
 
 def content_hash(value: Any) -> str:
     # orjson: canonical (sorted keys, compact) and an order of magnitude faster than json on the hot path.
@@ -274,7 +284,7 @@ def from_alertmanager(data: Any) -> list[AlertEvent]:
             AlertEvent(
                 action="trigger" if alert.status == "firing" else "resolve",
                 dedup_key=alert.fingerprint or label_hash(labels),
-                alert_type=labels.get("alertname", "alert"),
+                alert_type=labels.get("alertname", FALLBACK_TYPES["alertmanager"]),
                 summary=str(summary)[:1024],
                 severity=normalize_severity(labels.get("severity")),
                 service=labels.get("service") or labels.get("job"),
@@ -326,7 +336,7 @@ def from_pagerduty(data: Any) -> tuple[str, AlertEvent]:
         links.extend(
             {"href": image.href or image.src, "text": image.alt, "image": image.src} for image in event.images
         )
-        alert_type = payload.class_ or payload.component or "pagerduty"
+        alert_type = payload.class_ or payload.component or FALLBACK_TYPES["pagerduty"]
         service = payload.component or payload.group
         summary = payload.summary
         severity = payload.severity
@@ -379,7 +389,7 @@ def generic_event(alert: GenericAlert, raw: dict[str, Any]) -> AlertEvent:
     return AlertEvent(
         action=action,
         dedup_key=dedup_key,
-        alert_type=alert.type or labels.get("alertname") or "generic",
+        alert_type=alert.type or labels.get("alertname") or FALLBACK_TYPES["generic"],
         summary=alert.summary,
         severity=alert.severity,
         service=alert.service or labels.get("service"),
@@ -456,7 +466,7 @@ def from_opsgenie(data: Any) -> AlertEvent:
     return AlertEvent(
         action="trigger",
         dedup_key=opsgenie_dedup_key(alert.alias) if alert.alias else uuid.uuid4().hex,
-        alert_type=alert.details.get("alertname", "opsgenie")[:200],
+        alert_type=alert.details.get("alertname", FALLBACK_TYPES["opsgenie"])[:200],
         summary=alert.message,
         severity=_OPSGENIE_SEVERITY[alert.priority],
         service=None,

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from warroom.alerts import enrichment, inhibition
 from warroom.alerts import metrics as alert_metrics
-from warroom.alerts.adapters import AlertEvent
+from warroom.alerts.adapters import FALLBACK_TYPES, AlertEvent
 from warroom.alerts.config import (
     AlertFacts,
     AutomationConfig,
@@ -179,11 +179,32 @@ def _group_value(alert: Alert, name: str) -> str:
     return alert.labels.get(name, "")
 
 
+def _names_nothing(alert: Alert, name: str, value: str) -> bool:
+    """Whether an alertname or type is only the type its source's adapter gave an alert that named none
+    (``generic``, ``pagerduty``): it says where the alert came from, not which alert it is."""
+    return name in ("alertname", "type") and value == FALLBACK_TYPES.get(alert.source)
+
+
+def group_values(alert: Alert, group_by: list[str]) -> list[tuple[str, str]]:
+    """The group-by names and the alert's values of them: alerts of a rule with the same values share an
+    incident. When they do not say which alert it is (every value empty, or the alertname only its source's
+    fallback type), the alert's own identity, its dedup key, is added: a plain JSON alert with no type nor
+    service and another would otherwise share an incident ("database down" with "certificate expired"),
+    while a repeat of the same alert still joins its own. An empty ``group_by`` (one group per rule) is
+    left as configured."""
+    values = [(name, _group_value(alert, name)) for name in group_by]
+    if values and (
+        not any(value for _, value in values) or any(_names_nothing(alert, *pair) for pair in values)
+    ):
+        values.append(("dedup_key", alert.dedup_key))
+    return values
+
+
 def group_key(
     rule: AutomationRule, action: IncidentAction, automation: AutomationConfig, alert: Alert
 ) -> str:
     group_by = action.group_by if action.group_by is not None else automation.group_by
-    values = [_group_value(alert, name) for name in group_by]
+    values = [value for _, value in group_values(alert, group_by)]
     key = f"{rule.name}|" + json.dumps(values, separators=(",", ":"))
     return key if len(key) <= 500 else f"{rule.name}|sha256:" + _sha(key)
 
@@ -570,7 +591,7 @@ def preview(
             title=fields.title,
             severity=fields.severity or "",
             services=fields.services,
-            group={name: _group_value(alert, name) for name in group_by},
+            group=dict(group_values(alert, group_by)),
             group_window=window,
             runbooks=[name for rule in applied for name in rule.runbooks],
             page=[rule.page for rule in applied if rule.page],

@@ -29,8 +29,16 @@ from warroom.auth import integrations
 from warroom.oncall import service as oncall_service
 from warroom.orgconfig import OrgConfig
 
-# The columns rules and grouping read: the raw payloads stay on disk.
-_COLUMNS = (Alert.id, *FACT_COLUMNS, Alert.first_seen_at, Alert.last_seen_at, Alert.resolved_at)
+# The columns rules and grouping read, the dedup key too (grouping falls back to it for an alert that names
+# neither its service nor its type): the raw payloads stay on disk.
+_COLUMNS = (
+    Alert.id,
+    *FACT_COLUMNS,
+    Alert.dedup_key,
+    Alert.first_seen_at,
+    Alert.last_seen_at,
+    Alert.resolved_at,
+)
 
 
 @dataclass
