@@ -124,7 +124,7 @@ def test_the_preview_shows_the_alerts_identity_in_its_group(tmp_path: Path) -> N
         app, ["config", "test-alert", str(alert_file), "--config", str(EXAMPLE_CONFIG)]
     )
     assert printed.exit_code == 0, printed.output
-    assert f"dedup_key='{plain.dedup_key}'" in printed.stdout
+    assert f"dedup_key='{plain.dedup_key}'" in " ".join(printed.stdout.split())
 
 
 def test_the_replay_tells_unrelated_plain_alerts_apart(

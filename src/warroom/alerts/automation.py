@@ -209,6 +209,23 @@ def group_key(
     return key if len(key) <= 500 else f"{rule.name}|sha256:" + _sha(key)
 
 
+def group_window(automation: AutomationConfig, action: IncidentAction) -> timedelta:
+    """How recently a group's incident must have had an alert for the next one to join it: the rule's
+    ``group_window`` when it has one (``0s`` too: no grouping, each alert opens its own incident), else the
+    automation block's."""
+    return action.group_window if action.group_window is not None else automation.group_window
+
+
+def groups_alerts(org: OrgConfig, alert: Alert) -> bool:
+    """Whether other alerts of ``alert``'s group may join its incident: not when the rule that grouped it
+    (the first of its rules with an incident action) has a group window of 0s."""
+    for name in alert.rules or []:
+        rule = next((rule for rule in org.automation.rules if rule.name == name), None)
+        if rule is not None and rule.incident is not None:
+            return group_window(org.automation, rule.incident) > timedelta(0)
+    return org.automation.group_window > timedelta(0)
+
+
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -286,6 +303,8 @@ def _storm_note(org: OrgConfig, rule: AutomationRule, policies: list[str]) -> st
 
 
 def _open_group_incident(session: Session, key: str, window: timedelta) -> int | None:
+    if window <= timedelta(0):
+        return None  # no grouping: with 0s, an alert of the group seen this very instant would still join
     since = utcnow() - window
     return session.scalar(
         select(Alert.incident_id)
@@ -585,7 +604,7 @@ def preview(
         action = opening.incident
         fields = incident_fields(org, alert, action=action, rule_name=opening.name)
         group_by = action.group_by if action.group_by is not None else automation.group_by
-        window = action.group_window or automation.group_window
+        window = group_window(automation, action)
         incident = IncidentPreview(
             rule=opening.name,
             title=fields.title,
@@ -667,7 +686,7 @@ def on_created(
             if incident is None:
                 key = group_key(rule, rule.incident, automation, alert)
                 alert.group_key = key
-                window = rule.incident.group_window or automation.group_window
+                window = group_window(automation, rule.incident)
                 _lock_group(session, key)
                 existing = _open_group_incident(session, key, window)
                 why = f" (group of rule {rule.name})"

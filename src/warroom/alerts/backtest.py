@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, load_only
 
-from warroom.alerts.automation import group_key, matching_rules, opening_scope
+from warroom.alerts.automation import group_key, group_window, matching_rules, opening_scope
 from warroom.alerts.models import FACT_COLUMNS, Alert
 from warroom.alerts.schemas import Replay, RuleReplay
 from warroom.auth import integrations
@@ -108,7 +108,7 @@ class _Replayer:
         opening = acting[0]
         assert opening.incident is not None
         key = group_key(opening, opening.incident, automation, alert)
-        window = opening.incident.group_window or automation.group_window
+        window = group_window(automation, opening.incident)
         group = self.groups.get(key)
         resolve_after = automation.resolve_after if opening.resolve_after is None else opening.resolve_after
         if opening.resolve_to_monitoring is False or (
@@ -117,6 +117,7 @@ class _Replayer:
             resolve_after = timedelta(0)  # only an incident automation moved to monitoring is resolved
         if (
             group is not None
+            and window > timedelta(0)  # 0s: no grouping, each alert its own incident
             and alert.first_seen_at - group.last_seen <= window
             and not group.resolved_by(alert.first_seen_at, resolve_after)
         ):
