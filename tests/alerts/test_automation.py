@@ -649,6 +649,37 @@ def test_a_rule_template_that_fails_on_an_alert_does_not_lose_it(
     ]
 
 
+def test_a_rule_template_cannot_change_the_alert(
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """Templates render in a read-only sandbox over copies: a title that calls labels.update() or
+    labels.pop() (or changes the incident it is told of) fails, and the alert, its timeline entry and the
+    incident keep what the source sent."""
+    text = EXAMPLE_CONFIG.read_text().replace(
+        'title: "Payments: {{ alert.summary }}"',
+        "title: \"{{ labels.update({'injected': 'yes'}) or '' }}{{ labels.pop('host', '') }}Payments\"",
+    )
+    text = text.replace(
+        'message: "{{ incident.ref }} opened by alert {{ alert.ref }}: {{ alert.summary }}"',
+        "message: \"{{ alert.annotations.pop('runbook', '') }}{{ incident.update({'ref': 'INC-0'}) }}\"",
+    )
+    context.org = parse_org_config(text, "org.yaml")
+    labels = {"service": "payments", "alertname": "ChargeErrors", "host": "pay-1"}
+    [result] = fire(api, generic_key, payments_alert(labels=labels, annotations={"runbook": "rb-1"}))
+    alert = api.get(f"/api/v1/alerts/{result['id']}", headers=viewer).json()
+    assert alert["labels"] == labels and alert["annotations"] == {"runbook": "rb-1"}
+    timeline = api.get(f"/api/v1/incidents/{result['incident']}/timeline", headers=viewer).json()
+    [attached] = [entry for entry in timeline if entry["action"].startswith(f"Alert ALR-{result['id']}")]
+    assert attached["data"]["labels"] == labels
+    failed = [entry["action"] for entry in timeline if entry["action"].startswith("Template rule")]
+    assert len(failed) == 2 and all("SecurityError" in action for action in failed), failed
+    incident = api.get(f"/api/v1/incidents/{result['incident']}", headers=viewer).json()
+    assert incident["title"] == "card charges failing"  # the alert's summary stands in
+    with context.db.read() as session:
+        stored = session.get(Alert, result["id"])
+        assert stored is not None and stored.labels == labels
+
+
 def test_a_private_rule_may_not_tell_people_outside_the_org() -> None:
     text = EXAMPLE_CONFIG.read_text().replace(
         "        severity: P0\n        services: [payments, api]",

@@ -123,8 +123,10 @@ def render(template: str, alert: Alert, where: str, **values: Any) -> str:
     """A rule's template over an alert. One that fails on this alert's data (a label it lacks, a sandbox
     refusal) renders empty, so the caller falls back to the alert's summary, and the failure is kept with
     the alert as a failing handler's is: routing an alert never fails on its text."""
+    # Copies of the alert's labels and annotations, in a read-only sandbox: a template changes neither.
+    view = _alert_view(alert)
     try:
-        return _compiled(template).render(alert=_alert_view(alert), labels=alert.labels, **values).strip()
+        return _compiled(template).render(alert=view, labels=view["labels"], **values).strip()
     except Exception as exc:
         log.warning("template %s failed on %s", where, alert.ref, exc_info=True)
         failure = {"handler": where, "event": "template", "error": f"{type(exc).__name__}: {exc}"[:1000]}

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from dateutil.rrule import rrulestr
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from warroom.durations import Duration, duration_between, off_or_between
@@ -39,7 +39,9 @@ ALERT_SOURCES = [
     "webhook",
 ]
 
-template_environment = SandboxedEnvironment(autoescape=False)
+# Read-only, as the enrichment templates are: a rule's title or message is given the alert's labels and
+# annotations, and one calling labels.update() or labels.pop() must not change what the alert records.
+template_environment = ImmutableSandboxedEnvironment(autoescape=False)
 
 
 def regex_search(value: Any, pattern: str, group: int | str = 0) -> str:
