@@ -7,7 +7,7 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -404,11 +404,23 @@ def attach(
 
 
 def mapped_severity(org: OrgConfig, action: IncidentAction, alert_severity: str) -> str:
-    """The incident level an alert of this severity calls for under the rule's incident action."""
-    automation = org.automation
-    severity_map = action.severity_map or automation.severity_map or matrix_severity_map(org.severity_ids)
-    level: str = action.severity or severity_map.get(alert_severity) or org.default_severity  # type: ignore[call-overload,unused-ignore]
-    return level
+    """The incident level an alert of this severity calls for under the rule's incident action: its fixed
+    ``severity``, else its ``severity_map``, else ``automation.severity_map`` (by matrix position when that is
+    empty), else the default level. A rule's map that lists some severities leaves the others to the
+    automation block's, as the README says it defaults to it."""
+    if action.severity:
+        return action.severity
+    overall = org.automation.severity_map or matrix_severity_map(org.severity_ids)
+    for severity_map in (action.severity_map or {}, overall):
+        level = _level_in(severity_map, alert_severity)
+        if level:
+            return level
+    return org.default_severity
+
+
+def _level_in(severity_map: Mapping[Any, str], alert_severity: str) -> str | None:
+    # Keyed by the AlertSeverity literals; an alert's severity is any string (one outside them maps nowhere).
+    return severity_map.get(alert_severity)
 
 
 def opening_scope(org: OrgConfig, action: IncidentAction, alert: Alert) -> tuple[str, list[str]]:
