@@ -279,11 +279,14 @@ def _storm_candidate(session: Session, org: OrgConfig, policies: list[str], now:
     )
 
 
-def _policies_paged(org: OrgConfig, rule: AutomationRule, alert: Alert) -> list[str]:
-    """The policies an incident this rule opens for ``alert`` would page (what the storm guard counts)."""
-    assert rule.incident is not None
-    severity, services = opening_scope(org, rule.incident, alert)
-    return oncall_service.policies_paged(org, severity, services, [rule.page] if rule.page else [])
+def _policies_paged(org: OrgConfig, rules: list[AutomationRule], alert: Alert) -> list[str]:
+    """The policies an incident these rules open for ``alert`` would page (what the storm guard counts): its
+    own, by the level the rules call for, and the ``page`` of each rule with an incident action."""
+    acting = [rule for rule in rules if rule.incident is not None]
+    assert acting and acting[0].incident is not None
+    _, services = opening_scope(org, acting[0].incident, alert)
+    severity = called_level(org, acting, alert.severity)
+    return oncall_service.policies_paged(org, severity, services, [rule.page for rule in acting if rule.page])
 
 
 def _record_paged(session: Session, org: OrgConfig, incident: Incident, rules: list[AutomationRule]) -> None:
@@ -423,6 +426,17 @@ def _level_in(severity_map: Mapping[Any, str], alert_severity: str) -> str | Non
     return severity_map.get(alert_severity)
 
 
+def called_level(org: OrgConfig, rules: list[AutomationRule], alert_severity: str) -> str:
+    """The incident level an alert of ``alert_severity`` calls for under the rules that put it on an
+    incident: the most severe of theirs. With ``mode: all``, a later rule that says P1 (and pages) is not
+    lowered to an earlier one's P3. Under no such rule (an alert a person attached), the severity map's."""
+    levels = [mapped_severity(org, rule.incident, alert_severity) for rule in rules if rule.incident]
+    if not levels:
+        return mapped_severity(org, IncidentAction(), alert_severity)
+    known = org.severity_ids
+    return min(levels, key=lambda level: known.index(level) if level in known else len(known))
+
+
 def opening_scope(org: OrgConfig, action: IncidentAction, alert: Alert) -> tuple[str, list[str]]:
     """The severity and affected services of the incident ``action`` opens for ``alert``."""
     known = {s.name for s in org.services}
@@ -486,9 +500,22 @@ def _open_incident(
     alert: Alert,
     *,
     carry_notes: bool,
+    rules: list[AutomationRule],
 ) -> Incident:
+    """``rules``: every rule that puts the alert on an incident (mode all: several); the incident opens at the
+    most severe level of theirs, and its first timeline entry names the rule that level comes from when that
+    is not ``rule``."""
     failures = len(alert.handler_errors or [])
-    data = incident_fields(org, alert, action=action, rule_name=rule.name)
+    severity = called_level(org, rules, alert.severity)
+    data = incident_fields(org, alert, action=action, rule_name=rule.name, severity=severity)
+    kind_note = f"from alert {alert.ref} by rule {rule.name}"
+    if severity != mapped_severity(org, action, alert.severity):
+        raised_by = next(
+            other.name
+            for other in rules
+            if other.incident is not None and mapped_severity(org, other.incident, alert.severity) == severity
+        )
+        kind_note += f"; {severity} as rule {raised_by} says, the most severe level of the alert's rules"
     earlier = _earlier_incidents(session, org, alert)
     if earlier and data.assessment is not None and data.assessment.recurring is None:
         # "Is this a new issue or a recurring problem?": the alerts have answered it.
@@ -498,7 +525,7 @@ def _open_incident(
         org=org,
         data=data,
         performer=PERFORMER,
-        kind_note=f"from alert {alert.ref} by rule {rule.name}",
+        kind_note=kind_note,
     )
     attach(session, incident, alert, performer=PERFORMER, carry_notes=carry_notes)
     _note_template_failures(session, incident, alert, failures)
@@ -518,8 +545,15 @@ def _open_incident(
 
 
 def _after_open(
-    session: Session, org: OrgConfig, rule: AutomationRule, incident: Incident, alert: Alert
+    session: Session,
+    org: OrgConfig,
+    rule: AutomationRule,
+    incident: Incident,
+    alert: Alert,
+    paged: set[str],
 ) -> None:
+    """What ``rule`` does once the alert opened ``incident``. ``paged``: the policies earlier rules of this
+    opening asked to page (``mode: all``); a policy is requested once."""
     for runbook in rule.runbooks:
         incident_service.append_timeline(
             session,
@@ -529,7 +563,8 @@ def _after_open(
             action=f"Runbook attached: {runbook}",
             data={"runbook": runbook, "rule": rule.name},
         )
-    if rule.page:
+    if rule.page and rule.page not in paged:
+        paged.add(rule.page)
         incident_service.append_timeline(
             session,
             incident,
@@ -616,7 +651,13 @@ def preview(
     opening = next((rule for rule in applied if rule.incident is not None), None)
     if opening is not None and opening.incident is not None:
         action = opening.incident
-        fields = incident_fields(org, alert, action=action, rule_name=opening.name)
+        fields = incident_fields(
+            org,
+            alert,
+            action=action,
+            rule_name=opening.name,
+            severity=called_level(org, applied, alert.severity),
+        )
         group_by = action.group_by if action.group_by is not None else automation.group_by
         window = group_window(automation, action)
         incident = IncidentPreview(
@@ -627,7 +668,7 @@ def preview(
             group=dict(group_values(alert, group_by)),
             group_window=window,
             runbooks=[name for rule in applied for name in rule.runbooks],
-            page=[rule.page for rule in applied if rule.page],
+            page=list(dict.fromkeys(rule.page for rule in applied if rule.page)),
             notify=[notify.audience for rule in applied for notify in rule.notify],
             delay=action.delay if action.delay > timedelta(0) else None,
             template_errors=_template_errors(org, alert, applied, fields.title),
@@ -642,7 +683,7 @@ def preview(
             if upstream is not None:
                 joined, incident.depends_on = upstream
             if joined is None and automation.storm_guard is not None:
-                stormed = _storm_candidate(session, org, _policies_paged(org, opening, alert), now)
+                stormed = _storm_candidate(session, org, _policies_paged(org, applied, alert), now)
                 if stormed is not None:
                     joined, incident.storm_guard = stormed, True
             incident.open_incident = f"INC-{joined}" if joined is not None else None
@@ -694,6 +735,9 @@ def on_created(
         alert.rules = [rule.name for rule in rules]
         opened = waiting = False
         opened_by: list[AutomationRule] = []  # the rules that acted on the incident this alert opened
+        paged: set[str] = set()  # the policies they asked to page
+        # Under every rule that opens or joins incidents (mode all: several), the most severe level.
+        level = called_level(org, rules, alert.severity)
         for rule in rules:
             if rule.incident is None or waiting:
                 continue
@@ -716,7 +760,7 @@ def on_created(
                     if upstream is not None:
                         _add_affected_service(session, org, incident, alert)
                     _back_to_investigating(session, org, incident, alert)
-                    _raise_severity(session, org, rule.incident, incident, alert)
+                    _raise_severity(session, org, level, incident, alert)
                 elif not waited and (opens_at := rule.incident.opens_at(org, now, alert.service)) > now:
                     _open_later(session, alert, rule, opens_at)
                     waiting = True
@@ -725,7 +769,7 @@ def on_created(
                     automation.storm_guard is not None  # off: no policies to work out for every opening
                     and (
                         stormed := _storm_incident(
-                            session, org, policies := _policies_paged(org, rule, alert), now
+                            session, org, policies := _policies_paged(org, rules, alert), now
                         )
                     )
                     is not None
@@ -742,14 +786,14 @@ def on_created(
                         carry_notes=stored_earlier,
                     )
                     _back_to_investigating(session, org, incident, alert)
-                    _raise_severity(session, org, rule.incident, incident, alert)
+                    _raise_severity(session, org, level, incident, alert)
                 else:
                     incident = _open_incident(
-                        session, org, rule, rule.incident, alert, carry_notes=stored_earlier
+                        session, org, rule, rule.incident, alert, carry_notes=stored_earlier, rules=rules
                     )
                     opened = True
             if opened:
-                _after_open(session, org, rule, incident, alert)
+                _after_open(session, org, rule, incident, alert, paged)
                 opened_by.append(rule)
         if incident is not None and opened_by and automation.storm_guard is not None:
             _record_paged(session, org, incident, opened_by)
@@ -1064,13 +1108,11 @@ def _flapping(session: Session, org: OrgConfig, incident: Incident) -> bool:
     return bool(count) and _returns(session, incident, org.automation.flap_window) >= count
 
 
-def _raise_severity(
-    session: Session, org: OrgConfig, action: IncidentAction, incident: Incident, alert: Alert
-) -> None:
+def _raise_severity(session: Session, org: OrgConfig, wanted: str, incident: Incident, alert: Alert) -> None:
     """A joining alert more severe than any before it (a warning, then the critical alert of the same
-    name) raises the incident's level, which pages per the severity policies. Never lowered, and a level a
-    person lowered is not raised again by alerts no more severe than those already on the incident."""
-    wanted = mapped_severity(org, action, alert.severity)
+    name) raises the incident's level to the one its rules call for (``wanted``), which pages per the
+    severity policies. Never lowered, and a level a person lowered is not raised again by alerts no more
+    severe than those already on the incident."""
     rank = org.severity_rank
     if rank(wanted) >= rank(incident.severity):
         return
@@ -1092,13 +1134,12 @@ def _raise_severity(
 
 
 def _called_for(org: OrgConfig, severity: str, rules: str | None) -> str:
-    """The level an alert of ``severity`` called for under the first of its ``rules`` (as stored, JSON text)
-    that opens incidents; an alert no such rule routed (attached by a person) under the severity map."""
-    for name in orjson.loads(rules) if rules else []:
-        rule = next((rule for rule in org.automation.rules if rule.name == name), None)
-        if rule is not None and rule.incident is not None:
-            return mapped_severity(org, rule.incident, severity)
-    return mapped_severity(org, IncidentAction(), severity)
+    """The level an alert of ``severity`` called for under its ``rules`` (as stored, JSON text) that open
+    incidents, the most severe of theirs; an alert no such rule routed (attached by a person) under the
+    severity map."""
+    by_name = {rule.name: rule for rule in org.automation.rules}
+    names = orjson.loads(rules) if rules else []
+    return called_level(org, [by_name[name] for name in names if name in by_name], severity)
 
 
 def on_incident_timeline(

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, load_only
 
-from warroom.alerts.automation import group_key, group_window, matching_rules, opening_scope
+from warroom.alerts.automation import called_level, group_key, group_window, matching_rules, opening_scope
 from warroom.alerts.models import FACT_COLUMNS, Alert
 from warroom.alerts.schemas import Replay, RuleReplay
 from warroom.auth import integrations
@@ -127,9 +127,10 @@ class _Replayer:
         if alert.resolved_at is not None and alert.resolved_at <= opens_at and opens_at > alert.first_seen_at:
             self.held_back += 1  # a blip: resolved before its rule's delay (or business hours) was over
             return
-        # As automation pages: the incident's own policy (unless its severity pages nobody), and the policies
-        # of the opening rule and every later one with an incident.
-        severity, services = opening_scope(self.org, opening.incident, alert)
+        # As automation pages: the incident's own policy (unless its severity, the most severe its rules call
+        # for, pages nobody), and the policies of the opening rule and every later one with an incident.
+        _, services = opening_scope(self.org, opening.incident, alert)
+        severity = called_level(self.org, acting, alert.severity)
         requested = [rule.page for rule in acting if rule.page]
         policies = oncall_service.policies_paged(self.org, severity, services, requested)
         if self._storm_guarded(policies, opens_at):
