@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -647,6 +648,66 @@ def test_a_rule_template_that_fails_on_an_alert_does_not_lose_it(
         "incident.title",
         "notify.message",
     ]
+
+
+def test_a_rule_template_cannot_change_the_alert(
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """Templates render in a read-only sandbox over copies: a title that calls labels.update() or
+    labels.pop() (or changes the incident it is told of) fails, and the alert, its timeline entry and the
+    incident keep what the source sent."""
+    text = EXAMPLE_CONFIG.read_text().replace(
+        'title: "Payments: {{ alert.summary }}"',
+        "title: \"{{ labels.update({'injected': 'yes'}) or '' }}{{ labels.pop('host', '') }}Payments\"",
+    )
+    text = text.replace(
+        'message: "{{ incident.ref }} opened by alert {{ alert.ref }}: {{ alert.summary }}"',
+        "message: \"{{ alert.annotations.pop('runbook', '') }}{{ incident.update({'ref': 'INC-0'}) }}\"",
+    )
+    context.org = parse_org_config(text, "org.yaml")
+    labels = {"service": "payments", "alertname": "ChargeErrors", "host": "pay-1"}
+    [result] = fire(api, generic_key, payments_alert(labels=labels, annotations={"runbook": "rb-1"}))
+    alert = api.get(f"/api/v1/alerts/{result['id']}", headers=viewer).json()
+    assert alert["labels"] == labels and alert["annotations"] == {"runbook": "rb-1"}
+    timeline = api.get(f"/api/v1/incidents/{result['incident']}/timeline", headers=viewer).json()
+    [attached] = [entry for entry in timeline if entry["action"].startswith(f"Alert ALR-{result['id']}")]
+    assert attached["data"]["labels"] == labels
+    failed = [entry["action"] for entry in timeline if entry["action"].startswith("Template rule")]
+    assert len(failed) == 2 and all("SecurityError" in action for action in failed), failed
+    incident = api.get(f"/api/v1/incidents/{result['incident']}", headers=viewer).json()
+    assert incident["title"] == "card charges failing"  # the alert's summary stands in
+    with context.db.read() as session:
+        stored = session.get(Alert, result["id"])
+        assert stored is not None and stored.labels == labels
+
+
+def test_a_rule_severity_map_leaves_the_severities_it_does_not_list_to_the_automation_map(
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """The example maps info to P3 (and defaults to P2). A rule's map that only says critical -> P0 must map
+    an info alert by the automation block's map, not fall through to the default level."""
+    document = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    [rule] = [rule for rule in document["automation"]["rules"] if rule["name"] == "critical-monitoring"]
+    rule["match"]["severity"] = ["critical", "info"]
+    rule["incident"]["severity_map"] = {"critical": "P0"}
+    context.org = parse_org_config(yaml.safe_dump(document))
+    [rule_action] = [r.incident for r in context.org.automation.rules if r.name == "critical-monitoring"]
+    assert rule_action is not None
+    levels = {
+        s: automation.mapped_severity(context.org, rule_action, s) for s in ("critical", "info", "error")
+    }
+    assert levels == {"critical": "P0", "info": "P3", "error": "P2"}
+    # With no automation map, the matrix's positions stand in for it, as they do without a rule map.
+    by_matrix = context.org.model_copy(
+        update={"automation": context.org.automation.model_copy(update={"severity_map": {}})}
+    )
+    assert automation.mapped_severity(by_matrix, rule_action, "info") == context.org.severity_ids[-1]
+    base = {"service": "search", "labels": {"alertname": "SlowQueries"}}
+    [info] = fire(api, generic_key, {"summary": "slow queries", "severity": "info", "dedup_key": "i", **base})
+    assert api.get(f"/api/v1/incidents/{info['incident']}", headers=viewer).json()["severity"] == "P3"
+    [event] = from_generic({"summary": "slow queries", "severity": "info", **base})
+    shown = automation.preview(context.org, "generic", event).incident
+    assert shown is not None and shown.severity == "P3"
 
 
 def test_a_private_rule_may_not_tell_people_outside_the_org() -> None:

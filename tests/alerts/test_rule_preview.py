@@ -132,7 +132,8 @@ def payments_alert(dedup_key: str, summary: str = "charges failing") -> dict[str
         "summary": summary,
         "severity": "critical",
         "dedup_key": dedup_key,
-        "labels": {"service": "payments"},
+        # A name of its own: without one, only the same dedup key would join its group.
+        "labels": {"service": "payments", "alertname": "ChargeErrors"},
     }
 
 

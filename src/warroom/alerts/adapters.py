@@ -167,6 +167,16 @@ def _without_unsafe_image(link: dict[str, Any]) -> dict[str, Any]:
 DEDUP_KEY_MAX_LENGTH = 255  # alerts.dedup_key
 NAME_MAX_LENGTH = 200  # alerts.alert_type and alerts.service
 
+# The type each adapter gives an alert whose payload names none (no alertname, type, class or component): it
+# says where the alert came from, not what it is, so grouping does not take it for the alert's name.
+FALLBACK_TYPES: dict[str, str] = {
+    "alertmanager": "alert",
+    "grafana": "alert",
+    "generic": "generic",
+    "pagerduty": "pagerduty",
+    "opsgenie": "opsgenie",
+}
+
 
 def content_hash(value: Any) -> str:
     # orjson: canonical (sorted keys, compact) and an order of magnitude faster than json on the hot path.
@@ -318,7 +328,7 @@ def from_alertmanager(data: Any) -> list[AlertEvent]:
             AlertEvent(
                 action="trigger" if alert.status == "firing" else "resolve",
                 dedup_key=alert.fingerprint or label_hash(labels),
-                alert_type=labels.get("alertname", "alert"),
+                alert_type=labels.get("alertname", FALLBACK_TYPES["alertmanager"]),
                 summary=str(summary)[:1024],
                 severity=normalize_severity(labels.get("severity")),
                 service=labels.get("service") or labels.get("job"),
@@ -371,7 +381,7 @@ def from_pagerduty(data: Any) -> tuple[str, AlertEvent]:
         links.extend(
             {"href": image.href or image.src, "text": image.alt, "image": image.src} for image in event.images
         )
-        alert_type = payload.class_ or payload.component or "pagerduty"
+        alert_type = payload.class_ or payload.component or FALLBACK_TYPES["pagerduty"]
         service = payload.component or payload.group
         # A blank summary (PagerDuty takes it) still pages: it is named by what sent it.
         summary = payload.summary if not payload.summary.isspace() else _unnamed(payload)
@@ -440,7 +450,7 @@ def generic_event(alert: GenericAlert, raw: dict[str, Any]) -> AlertEvent:
     return AlertEvent(
         action=action,
         dedup_key=dedup_key,
-        alert_type=alert.type or labels.get("alertname") or "generic",
+        alert_type=alert.type or labels.get("alertname") or FALLBACK_TYPES["generic"],
         summary=alert.summary,
         severity=alert.severity,
         service=alert.service or labels.get("service"),
@@ -518,7 +528,7 @@ def from_opsgenie(data: Any) -> AlertEvent:
     return AlertEvent(
         action="trigger",
         dedup_key=opsgenie_dedup_key(alert.alias) if alert.alias else uuid.uuid4().hex,
-        alert_type=alert.details.get("alertname", "opsgenie")[:200],
+        alert_type=alert.details.get("alertname", FALLBACK_TYPES["opsgenie"])[:200],
         summary=alert.message,
         severity=_OPSGENIE_SEVERITY[alert.priority],
         service=None,

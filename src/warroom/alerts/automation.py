@@ -7,7 +7,7 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from warroom.alerts import enrichment, inhibition
 from warroom.alerts import metrics as alert_metrics
-from warroom.alerts.adapters import AlertEvent
+from warroom.alerts.adapters import FALLBACK_TYPES, AlertEvent
 from warroom.alerts.config import (
     AlertFacts,
     AutomationConfig,
@@ -123,8 +123,10 @@ def render(template: str, alert: Alert, where: str, **values: Any) -> str:
     """A rule's template over an alert. One that fails on this alert's data (a label it lacks, a sandbox
     refusal) renders empty, so the caller falls back to the alert's summary, and the failure is kept with
     the alert as a failing handler's is: routing an alert never fails on its text."""
+    # Copies of the alert's labels and annotations, in a read-only sandbox: a template changes neither.
+    view = _alert_view(alert)
     try:
-        return _compiled(template).render(alert=_alert_view(alert), labels=alert.labels, **values).strip()
+        return _compiled(template).render(alert=view, labels=view["labels"], **values).strip()
     except Exception as exc:
         log.warning("template %s failed on %s", where, alert.ref, exc_info=True)
         failure = {"handler": where, "event": "template", "error": f"{type(exc).__name__}: {exc}"[:1000]}
@@ -179,13 +181,51 @@ def _group_value(alert: Alert, name: str) -> str:
     return alert.labels.get(name, "")
 
 
+def _names_nothing(alert: Alert, name: str, value: str) -> bool:
+    """Whether an alertname or type is only the type its source's adapter gave an alert that named none
+    (``generic``, ``pagerduty``): it says where the alert came from, not which alert it is."""
+    return name in ("alertname", "type") and value == FALLBACK_TYPES.get(alert.source)
+
+
+def group_values(alert: Alert, group_by: list[str]) -> list[tuple[str, str]]:
+    """The group-by names and the alert's values of them: alerts of a rule with the same values share an
+    incident. When they do not say which alert it is (every value empty, or the alertname only its source's
+    fallback type), the alert's own identity, its dedup key, is added: a plain JSON alert with no type nor
+    service and another would otherwise share an incident ("database down" with "certificate expired"),
+    while a repeat of the same alert still joins its own. An empty ``group_by`` (one group per rule) is
+    left as configured."""
+    values = [(name, _group_value(alert, name)) for name in group_by]
+    if values and (
+        not any(value for _, value in values) or any(_names_nothing(alert, *pair) for pair in values)
+    ):
+        values.append(("dedup_key", alert.dedup_key))
+    return values
+
+
 def group_key(
     rule: AutomationRule, action: IncidentAction, automation: AutomationConfig, alert: Alert
 ) -> str:
     group_by = action.group_by if action.group_by is not None else automation.group_by
-    values = [_group_value(alert, name) for name in group_by]
+    values = [value for _, value in group_values(alert, group_by)]
     key = f"{rule.name}|" + json.dumps(values, separators=(",", ":"))
     return key if len(key) <= 500 else f"{rule.name}|sha256:" + _sha(key)
+
+
+def group_window(automation: AutomationConfig, action: IncidentAction) -> timedelta:
+    """How recently a group's incident must have had an alert for the next one to join it: the rule's
+    ``group_window`` when it has one (``0s`` too: no grouping, each alert opens its own incident), else the
+    automation block's."""
+    return action.group_window if action.group_window is not None else automation.group_window
+
+
+def groups_alerts(org: OrgConfig, alert: Alert) -> bool:
+    """Whether other alerts of ``alert``'s group may join its incident: not when the rule that grouped it
+    (the first of its rules with an incident action) has a group window of 0s."""
+    for name in alert.rules or []:
+        rule = next((rule for rule in org.automation.rules if rule.name == name), None)
+        if rule is not None and rule.incident is not None:
+            return group_window(org.automation, rule.incident) > timedelta(0)
+    return org.automation.group_window > timedelta(0)
 
 
 def _sha(text: str) -> str:
@@ -239,11 +279,14 @@ def _storm_candidate(session: Session, org: OrgConfig, policies: list[str], now:
     )
 
 
-def _policies_paged(org: OrgConfig, rule: AutomationRule, alert: Alert) -> list[str]:
-    """The policies an incident this rule opens for ``alert`` would page (what the storm guard counts)."""
-    assert rule.incident is not None
-    severity, services = opening_scope(org, rule.incident, alert)
-    return oncall_service.policies_paged(org, severity, services, [rule.page] if rule.page else [])
+def _policies_paged(org: OrgConfig, rules: list[AutomationRule], alert: Alert) -> list[str]:
+    """The policies an incident these rules open for ``alert`` would page (what the storm guard counts): its
+    own, by the level the rules call for, and the ``page`` of each rule with an incident action."""
+    acting = [rule for rule in rules if rule.incident is not None]
+    assert acting and acting[0].incident is not None
+    _, services = opening_scope(org, acting[0].incident, alert)
+    severity = called_level(org, acting, alert.severity)
+    return oncall_service.policies_paged(org, severity, services, [rule.page for rule in acting if rule.page])
 
 
 def _record_paged(session: Session, org: OrgConfig, incident: Incident, rules: list[AutomationRule]) -> None:
@@ -265,6 +308,8 @@ def _storm_note(org: OrgConfig, rule: AutomationRule, policies: list[str]) -> st
 
 
 def _open_group_incident(session: Session, key: str, window: timedelta) -> int | None:
+    if window <= timedelta(0):
+        return None  # no grouping: with 0s, an alert of the group seen this very instant would still join
     since = utcnow() - window
     return session.scalar(
         select(Alert.incident_id)
@@ -362,11 +407,34 @@ def attach(
 
 
 def mapped_severity(org: OrgConfig, action: IncidentAction, alert_severity: str) -> str:
-    """The incident level an alert of this severity calls for under the rule's incident action."""
-    automation = org.automation
-    severity_map = action.severity_map or automation.severity_map or matrix_severity_map(org.severity_ids)
-    level: str = action.severity or severity_map.get(alert_severity) or org.default_severity  # type: ignore[call-overload,unused-ignore]
-    return level
+    """The incident level an alert of this severity calls for under the rule's incident action: its fixed
+    ``severity``, else its ``severity_map``, else ``automation.severity_map`` (by matrix position when that is
+    empty), else the default level. A rule's map that lists some severities leaves the others to the
+    automation block's, as the README says it defaults to it."""
+    if action.severity:
+        return action.severity
+    overall = org.automation.severity_map or matrix_severity_map(org.severity_ids)
+    for severity_map in (action.severity_map or {}, overall):
+        level = _level_in(severity_map, alert_severity)
+        if level:
+            return level
+    return org.default_severity
+
+
+def _level_in(severity_map: Mapping[Any, str], alert_severity: str) -> str | None:
+    # Keyed by the AlertSeverity literals; an alert's severity is any string (one outside them maps nowhere).
+    return severity_map.get(alert_severity)
+
+
+def called_level(org: OrgConfig, rules: list[AutomationRule], alert_severity: str) -> str:
+    """The incident level an alert of ``alert_severity`` calls for under the rules that put it on an
+    incident: the most severe of theirs. With ``mode: all``, a later rule that says P1 (and pages) is not
+    lowered to an earlier one's P3. Under no such rule (an alert a person attached), the severity map's."""
+    levels = [mapped_severity(org, rule.incident, alert_severity) for rule in rules if rule.incident]
+    if not levels:
+        return mapped_severity(org, IncidentAction(), alert_severity)
+    known = org.severity_ids
+    return min(levels, key=lambda level: known.index(level) if level in known else len(known))
 
 
 def opening_scope(org: OrgConfig, action: IncidentAction, alert: Alert) -> tuple[str, list[str]]:
@@ -432,9 +500,22 @@ def _open_incident(
     alert: Alert,
     *,
     carry_notes: bool,
+    rules: list[AutomationRule],
 ) -> Incident:
+    """``rules``: every rule that puts the alert on an incident (mode all: several); the incident opens at the
+    most severe level of theirs, and its first timeline entry names the rule that level comes from when that
+    is not ``rule``."""
     failures = len(alert.handler_errors or [])
-    data = incident_fields(org, alert, action=action, rule_name=rule.name)
+    severity = called_level(org, rules, alert.severity)
+    data = incident_fields(org, alert, action=action, rule_name=rule.name, severity=severity)
+    kind_note = f"from alert {alert.ref} by rule {rule.name}"
+    if severity != mapped_severity(org, action, alert.severity):
+        raised_by = next(
+            other.name
+            for other in rules
+            if other.incident is not None and mapped_severity(org, other.incident, alert.severity) == severity
+        )
+        kind_note += f"; {severity} as rule {raised_by} says, the most severe level of the alert's rules"
     earlier = _earlier_incidents(session, org, alert)
     if earlier and data.assessment is not None and data.assessment.recurring is None:
         # "Is this a new issue or a recurring problem?": the alerts have answered it.
@@ -444,7 +525,7 @@ def _open_incident(
         org=org,
         data=data,
         performer=PERFORMER,
-        kind_note=f"from alert {alert.ref} by rule {rule.name}",
+        kind_note=kind_note,
     )
     attach(session, incident, alert, performer=PERFORMER, carry_notes=carry_notes)
     _note_template_failures(session, incident, alert, failures)
@@ -464,8 +545,15 @@ def _open_incident(
 
 
 def _after_open(
-    session: Session, org: OrgConfig, rule: AutomationRule, incident: Incident, alert: Alert
+    session: Session,
+    org: OrgConfig,
+    rule: AutomationRule,
+    incident: Incident,
+    alert: Alert,
+    paged: set[str],
 ) -> None:
+    """What ``rule`` does once the alert opened ``incident``. ``paged``: the policies earlier rules of this
+    opening asked to page (``mode: all``); a policy is requested once."""
     for runbook in rule.runbooks:
         incident_service.append_timeline(
             session,
@@ -475,7 +563,8 @@ def _after_open(
             action=f"Runbook attached: {runbook}",
             data={"runbook": runbook, "rule": rule.name},
         )
-    if rule.page:
+    if rule.page and rule.page not in paged:
+        paged.add(rule.page)
         incident_service.append_timeline(
             session,
             incident,
@@ -562,18 +651,24 @@ def preview(
     opening = next((rule for rule in applied if rule.incident is not None), None)
     if opening is not None and opening.incident is not None:
         action = opening.incident
-        fields = incident_fields(org, alert, action=action, rule_name=opening.name)
+        fields = incident_fields(
+            org,
+            alert,
+            action=action,
+            rule_name=opening.name,
+            severity=called_level(org, applied, alert.severity),
+        )
         group_by = action.group_by if action.group_by is not None else automation.group_by
-        window = action.group_window or automation.group_window
+        window = group_window(automation, action)
         incident = IncidentPreview(
             rule=opening.name,
             title=fields.title,
             severity=fields.severity or "",
             services=fields.services,
-            group={name: _group_value(alert, name) for name in group_by},
+            group=dict(group_values(alert, group_by)),
             group_window=window,
             runbooks=[name for rule in applied for name in rule.runbooks],
-            page=[rule.page for rule in applied if rule.page],
+            page=list(dict.fromkeys(rule.page for rule in applied if rule.page)),
             notify=[notify.audience for rule in applied for notify in rule.notify],
             delay=action.delay if action.delay > timedelta(0) else None,
             template_errors=_template_errors(org, alert, applied, fields.title),
@@ -588,7 +683,7 @@ def preview(
             if upstream is not None:
                 joined, incident.depends_on = upstream
             if joined is None and automation.storm_guard is not None:
-                stormed = _storm_candidate(session, org, _policies_paged(org, opening, alert), now)
+                stormed = _storm_candidate(session, org, _policies_paged(org, applied, alert), now)
                 if stormed is not None:
                     joined, incident.storm_guard = stormed, True
             incident.open_incident = f"INC-{joined}" if joined is not None else None
@@ -640,13 +735,16 @@ def on_created(
         alert.rules = [rule.name for rule in rules]
         opened = waiting = False
         opened_by: list[AutomationRule] = []  # the rules that acted on the incident this alert opened
+        paged: set[str] = set()  # the policies they asked to page
+        # Under every rule that opens or joins incidents (mode all: several), the most severe level.
+        level = called_level(org, rules, alert.severity)
         for rule in rules:
             if rule.incident is None or waiting:
                 continue
             if incident is None:
                 key = group_key(rule, rule.incident, automation, alert)
                 alert.group_key = key
-                window = rule.incident.group_window or automation.group_window
+                window = group_window(automation, rule.incident)
                 _lock_group(session, key)
                 existing = _open_group_incident(session, key, window)
                 why = f" (group of rule {rule.name})"
@@ -662,7 +760,7 @@ def on_created(
                     if upstream is not None:
                         _add_affected_service(session, org, incident, alert)
                     _back_to_investigating(session, org, incident, alert)
-                    _raise_severity(session, org, rule.incident, incident, alert)
+                    _raise_severity(session, org, level, incident, alert)
                 elif not waited and (opens_at := rule.incident.opens_at(org, now, alert.service)) > now:
                     _open_later(session, alert, rule, opens_at)
                     waiting = True
@@ -671,7 +769,7 @@ def on_created(
                     automation.storm_guard is not None  # off: no policies to work out for every opening
                     and (
                         stormed := _storm_incident(
-                            session, org, policies := _policies_paged(org, rule, alert), now
+                            session, org, policies := _policies_paged(org, rules, alert), now
                         )
                     )
                     is not None
@@ -688,14 +786,14 @@ def on_created(
                         carry_notes=stored_earlier,
                     )
                     _back_to_investigating(session, org, incident, alert)
-                    _raise_severity(session, org, rule.incident, incident, alert)
+                    _raise_severity(session, org, level, incident, alert)
                 else:
                     incident = _open_incident(
-                        session, org, rule, rule.incident, alert, carry_notes=stored_earlier
+                        session, org, rule, rule.incident, alert, carry_notes=stored_earlier, rules=rules
                     )
                     opened = True
             if opened:
-                _after_open(session, org, rule, incident, alert)
+                _after_open(session, org, rule, incident, alert, paged)
                 opened_by.append(rule)
         if incident is not None and opened_by and automation.storm_guard is not None:
             _record_paged(session, org, incident, opened_by)
@@ -1015,13 +1113,11 @@ def _flapping(session: Session, org: OrgConfig, incident: Incident) -> bool:
     return bool(count) and _returns(session, incident, org.automation.flap_window) >= count
 
 
-def _raise_severity(
-    session: Session, org: OrgConfig, action: IncidentAction, incident: Incident, alert: Alert
-) -> None:
+def _raise_severity(session: Session, org: OrgConfig, wanted: str, incident: Incident, alert: Alert) -> None:
     """A joining alert more severe than any before it (a warning, then the critical alert of the same
-    name) raises the incident's level, which pages per the severity policies. Never lowered, and a level a
-    person lowered is not raised again by alerts no more severe than those already on the incident."""
-    wanted = mapped_severity(org, action, alert.severity)
+    name) raises the incident's level to the one its rules call for (``wanted``), which pages per the
+    severity policies. Never lowered, and a level a person lowered is not raised again by alerts no more
+    severe than those already on the incident."""
     rank = org.severity_rank
     if rank(wanted) >= rank(incident.severity):
         return
@@ -1043,13 +1139,12 @@ def _raise_severity(
 
 
 def _called_for(org: OrgConfig, severity: str, rules: str | None) -> str:
-    """The level an alert of ``severity`` called for under the first of its ``rules`` (as stored, JSON text)
-    that opens incidents; an alert no such rule routed (attached by a person) under the severity map."""
-    for name in orjson.loads(rules) if rules else []:
-        rule = next((rule for rule in org.automation.rules if rule.name == name), None)
-        if rule is not None and rule.incident is not None:
-            return mapped_severity(org, rule.incident, severity)
-    return mapped_severity(org, IncidentAction(), severity)
+    """The level an alert of ``severity`` called for under its ``rules`` (as stored, JSON text) that open
+    incidents, the most severe of theirs; an alert no such rule routed (attached by a person) under the
+    severity map."""
+    by_name = {rule.name: rule for rule in org.automation.rules}
+    names = orjson.loads(rules) if rules else []
+    return called_level(org, [by_name[name] for name in names if name in by_name], severity)
 
 
 def on_incident_timeline(

@@ -22,15 +22,23 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, load_only
 
-from warroom.alerts.automation import group_key, matching_rules, opening_scope
+from warroom.alerts.automation import called_level, group_key, group_window, matching_rules, opening_scope
 from warroom.alerts.models import FACT_COLUMNS, Alert
 from warroom.alerts.schemas import Replay, RuleReplay
 from warroom.auth import integrations
 from warroom.oncall import service as oncall_service
 from warroom.orgconfig import OrgConfig
 
-# The columns rules and grouping read: the raw payloads stay on disk.
-_COLUMNS = (Alert.id, *FACT_COLUMNS, Alert.first_seen_at, Alert.last_seen_at, Alert.resolved_at)
+# The columns rules and grouping read, the dedup key too (grouping falls back to it for an alert that names
+# neither its service nor its type): the raw payloads stay on disk.
+_COLUMNS = (
+    Alert.id,
+    *FACT_COLUMNS,
+    Alert.dedup_key,
+    Alert.first_seen_at,
+    Alert.last_seen_at,
+    Alert.resolved_at,
+)
 
 
 @dataclass
@@ -100,7 +108,7 @@ class _Replayer:
         opening = acting[0]
         assert opening.incident is not None
         key = group_key(opening, opening.incident, automation, alert)
-        window = opening.incident.group_window or automation.group_window
+        window = group_window(automation, opening.incident)
         group = self.groups.get(key)
         resolve_after = automation.resolve_after if opening.resolve_after is None else opening.resolve_after
         if opening.resolve_to_monitoring is False or (
@@ -109,6 +117,7 @@ class _Replayer:
             resolve_after = timedelta(0)  # only an incident automation moved to monitoring is resolved
         if (
             group is not None
+            and window > timedelta(0)  # 0s: no grouping, each alert its own incident
             and alert.first_seen_at - group.last_seen <= window
             and not group.resolved_by(alert.first_seen_at, resolve_after)
         ):
@@ -118,9 +127,10 @@ class _Replayer:
         if alert.resolved_at is not None and alert.resolved_at <= opens_at and opens_at > alert.first_seen_at:
             self.held_back += 1  # a blip: resolved before its rule's delay (or business hours) was over
             return
-        # As automation pages: the incident's own policy (unless its severity pages nobody), and the policies
-        # of the opening rule and every later one with an incident.
-        severity, services = opening_scope(self.org, opening.incident, alert)
+        # As automation pages: the incident's own policy (unless its severity, the most severe its rules call
+        # for, pages nobody), and the policies of the opening rule and every later one with an incident.
+        _, services = opening_scope(self.org, opening.incident, alert)
+        severity = called_level(self.org, acting, alert.severity)
         requested = [rule.page for rule in acting if rule.page]
         policies = oncall_service.policies_paged(self.org, severity, services, requested)
         if self._storm_guarded(policies, opens_at):

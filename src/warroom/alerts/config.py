@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from dateutil.rrule import rrulestr
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from warroom.durations import Duration, duration_between, off_or_between
@@ -39,7 +39,9 @@ ALERT_SOURCES = [
     "webhook",
 ]
 
-template_environment = SandboxedEnvironment(autoescape=False)
+# Read-only, as the enrichment templates are: a rule's title or message is given the alert's labels and
+# annotations, and one calling labels.update() or labels.pop() must not change what the alert records.
+template_environment = ImmutableSandboxedEnvironment(autoescape=False)
 
 
 def regex_search(value: Any, pattern: str, group: int | str = 0) -> str:
@@ -58,6 +60,17 @@ def regex_replace(value: Any, pattern: str, replacement: str) -> str:
 # environments can cut it out.
 REGEX_FILTERS = {"regex_search": regex_search, "regex_replace": regex_replace}
 template_environment.filters.update(REGEX_FILTERS)
+
+
+def not_negative(what: str) -> Callable[[timedelta | None], timedelta | None]:
+    """A field validator: a duration of 0s or more (None, one left out, passes)."""
+
+    def check(value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(0):
+            raise ValueError(f"{what} must be 0s or longer")
+        return value
+
+    return check
 
 
 class StrictModel(BaseModel):
@@ -231,7 +244,10 @@ class IncidentAction(StrictModel):
     )
     assessment: Assessment | None = None
     group_by: list[str] | None = Field(default=None, description="Overrides automation.group_by.")
-    group_window: Duration | None = Field(default=None, description="Overrides automation.group_window.")
+    group_window: Duration | None = Field(
+        default=None,
+        description="Overrides automation.group_window; 0s: no grouping, each alert opens its own incident.",
+    )
     private: bool = False
     delay: Duration = Field(
         default=timedelta(0),
@@ -249,6 +265,7 @@ class IncidentAction(StrictModel):
     )
 
     _delay = field_validator("delay")(duration_between(timedelta(0), timedelta(days=1), "delay"))
+    _group_window = field_validator("group_window")(not_negative("group_window"))
 
     def opens_at(self, org: OrgConfig, fired: datetime, service: str | None = None) -> datetime:
         """When the incident of an alert of ``service`` that fired at ``fired`` may open: after the delay and,
@@ -830,7 +847,9 @@ class AutomationConfig(StrictModel):
         description="Labels (or source, type, service, severity) that put alerts in one group.",
     )
     group_window: Duration = Field(
-        default=timedelta(hours=1), description="An alert joins its group's open incident seen this recently."
+        default=timedelta(hours=1),
+        description="An alert joins its group's open incident seen this recently (0s: no grouping, each "
+        "alert opens its own incident).",
     )
     severity_map: dict[AlertSeverity, str] = Field(
         default_factory=dict, description="Alert severity → incident level; empty maps by matrix position."
@@ -911,6 +930,7 @@ class AutomationConfig(StrictModel):
     _resolve_after = field_validator("resolve_after")(
         off_or_between(RESOLVE_AFTER_MIN, RESOLVE_AFTER_MAX, "resolve_after")
     )
+    _group_window = field_validator("group_window")(not_negative("group_window"))
     _flap_window = field_validator("flap_window")(
         duration_between(timedelta(minutes=1), timedelta(days=7), "flap_window")
     )

@@ -49,6 +49,9 @@ def open_after_delay(context: AppContext, session: Session, job: Job) -> dict[st
         f"({job.payload.get('delay') or 'its delay'}) and it was still open",
         data={"alert": alert.id, "waited_for": job.payload.get("delay")},
     )
+    if not automation.groups_alerts(context.org, alert):
+        # A group window of 0s: the others of its group wait out their own delay and open their own.
+        return {"opened": True, "incident": f"INC-{alert.incident_id}", "joined": []}
     waiting = session.scalars(
         select(Alert)
         .where(

@@ -646,7 +646,9 @@ def _print_preview(preview: RoutingPreview) -> None:
             )
         elif incident.delay is not None:
             opens += f" after {format_duration(incident.delay)}, if the alert is still open then"
-        if preview.live:  # the server looked: its group has no open incident
+        if not incident.group_window:
+            shown = f"{opens}: a new one, as the rule groups no alerts (group_window 0s)"
+        elif preview.live:  # the server looked: its group has no open incident
             shown = f"{opens}: a new one, as its group [{group}] has no open incident seen within {within}"
         else:
             shown = f"{opens}, or the open one of its group [{group}] seen within {within}"
