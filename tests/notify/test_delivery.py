@@ -480,6 +480,15 @@ def test_templates_are_overridable_and_sandboxed(context: AppContext) -> None:
     context.org = context.org.model_copy(update={"notification_channels": [sneaky]})
     with pytest.raises(InvalidInput, match="could not be rendered"), context.db.write() as session:
         notify.send(session, channel="sneaky", to="", template="test", context={})
+    # Read-only too: a template cannot change what it is given (the message's data is kept as evidence).
+    meddling = sneaky.model_copy(
+        update={"templates": {"test": TemplateOverride(subject="{{ labels.update({'forged': 'yes'}) }}")}}
+    )
+    context.org = context.org.model_copy(update={"notification_channels": [meddling]})
+    labels = {"host": "db-1"}
+    with pytest.raises(InvalidInput, match="could not be rendered"), context.db.write() as session:
+        notify.send(session, channel="sneaky", to="", template="test", context={"labels": labels})
+    assert labels == {"host": "db-1"}
 
 
 def test_bad_send_input(

@@ -14,7 +14,7 @@ from jinja2 import (
     TemplateError,
     TemplateNotFound,
 )
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from warroom.errors import InvalidInput
 from warroom.notify.config import TEMPLATES_DIR, ChannelConfig, builtin_templates
@@ -29,7 +29,7 @@ class Rendered:
     html: str | None
 
 
-def _environment(channel: ChannelConfig) -> SandboxedEnvironment:
+def _environment(channel: ChannelConfig) -> ImmutableSandboxedEnvironment:
     overrides: dict[str, str] = {}
     for name, override in channel.templates.items():
         for part, suffix in _PARTS:
@@ -40,9 +40,9 @@ def _environment(channel: ChannelConfig) -> SandboxedEnvironment:
 
 
 @lru_cache(maxsize=64)
-def _cached_environment(overrides: tuple[tuple[str, str], ...]) -> SandboxedEnvironment:
+def _cached_environment(overrides: tuple[tuple[str, str], ...]) -> ImmutableSandboxedEnvironment:
     """One environment per distinct set of overrides, so each template is compiled once, not per message."""
-    return SandboxedEnvironment(
+    return ImmutableSandboxedEnvironment(
         loader=ChoiceLoader([DictLoader(dict(overrides)), FileSystemLoader(TEMPLATES_DIR)]),
         # HTML parts are escaped; subjects and plain text are not HTML.
         autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
