@@ -407,9 +407,14 @@ class IntakeWriter:
                 cache_key = (job.secret, job.expected)
                 if cache_key not in identities:
                     try:
-                        identities[cache_key] = integrations.identify_integration(
-                            connection, job.secret, job.expected
+                        # The key's use is written only for a delivery accepted: this transaction commits
+                        # the batch's other deliveries even when this one's signature is refused.
+                        found = integrations.identify_integration(
+                            connection, job.secret, job.expected, record_use=False
                         )
+                        if not found.signing_secrets:
+                            integrations.record_use_of(connection, found)  # nothing left to refuse it for
+                        identities[cache_key] = found
                     except WarroomError as exc:
                         identities[cache_key] = exc
                 identity = identities[cache_key]
@@ -424,6 +429,7 @@ class IntakeWriter:
                     except WarroomError as exc:
                         outcomes[index] = exc
                         continue
+                    integrations.record_use_of(connection, identity)  # once per batch: then a no-op
                 groups.setdefault((identity.id, job.source), []).append(index)
             if groups:
                 # A session on the writer's connection and transaction: automation needs the ORM.
