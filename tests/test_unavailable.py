@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
@@ -96,6 +97,11 @@ def assert_unavailable(response: Any) -> None:
     assert error["message"] == "the database is unavailable right now; retry later"
 
 
+def refused_unavailable(source: str) -> float:
+    labels = {"source": source, "reason": "unavailable"}
+    return REGISTRY.get_sample_value("warroom_alert_deliveries_rejected_total", labels) or 0
+
+
 def test_a_database_that_cannot_be_used_gets_503_and_stores_nothing(impatient: AppContext) -> None:
     context = impatient
     key, pd_key = make_key(context, "generic"), make_key(context, "pagerduty")
@@ -107,6 +113,9 @@ def test_a_database_that_cannot_be_used_gets_503_and_stores_nothing(impatient: A
     alert = {"summary": "disk full on db-1", "dedup_key": "disk"}
     incident = {"title": "Checkout failing", "severity": "P1"}
     sqlite = context.db.is_sqlite
+    # Each intake route counts its 503 as a refused delivery, the fast path's and the framework's alike.
+    sources = ("generic", "pagerduty", "opsgenie", "webhook")
+    refused_before = {source: refused_unavailable(source) for source in sources}
 
     with TestClient(create_app(context=context)) as api:
         assert (
@@ -139,6 +148,9 @@ def test_a_database_that_cannot_be_used_gets_503_and_stores_nothing(impatient: A
                 assert_unavailable(health)  # a load balancer takes this node out
         # Nothing of what was refused was stored; the same requests now succeed.
         assert counts(context) == (1, 0)
+        assert {source: refused_unavailable(source) - refused_before[source] for source in sources} == {
+            source: 1 for source in sources
+        }
         stored = api.post(f"/api/v1/alerts?key={key}", json=alert)
         assert stored.status_code == 202, stored.text
         assert api.post("/api/v1/incidents", json=incident, headers=headers).status_code == 201
