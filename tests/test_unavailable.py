@@ -287,11 +287,10 @@ def test_a_delivery_whose_deadline_passed_is_not_stored_later(waiting: AppContex
             )
             return [first, second]
 
-    (first, first_took), (second, second_took) = asyncio.run(run())
+    (first, first_took), (second, _) = asyncio.run(run())
     assert_unavailable(first)
     assert first_took < BUSY * 1.2
-    assert second.status_code == 202, second.text
-    assert second_took < BUSY
+    assert second.status_code == 202, second.text  # before its own deadline, once the lock was free
     with context.db.read() as session:
         assert sorted(session.scalars(select(Alert.dedup_key))) == ["second", "warm"]
 
