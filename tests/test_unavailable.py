@@ -4,15 +4,19 @@ lock another process holds past the busy timeout, and a PostgreSQL database that
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
@@ -93,6 +97,11 @@ def assert_unavailable(response: Any) -> None:
     assert error["message"] == "the database is unavailable right now; retry later"
 
 
+def refused_unavailable(source: str) -> float:
+    labels = {"source": source, "reason": "unavailable"}
+    return REGISTRY.get_sample_value("warroom_alert_deliveries_rejected_total", labels) or 0
+
+
 def test_a_database_that_cannot_be_used_gets_503_and_stores_nothing(impatient: AppContext) -> None:
     context = impatient
     key, pd_key = make_key(context, "generic"), make_key(context, "pagerduty")
@@ -104,6 +113,9 @@ def test_a_database_that_cannot_be_used_gets_503_and_stores_nothing(impatient: A
     alert = {"summary": "disk full on db-1", "dedup_key": "disk"}
     incident = {"title": "Checkout failing", "severity": "P1"}
     sqlite = context.db.is_sqlite
+    # Each intake route counts its 503 as a refused delivery, the fast path's and the framework's alike.
+    sources = ("generic", "pagerduty", "opsgenie", "webhook")
+    refused_before = {source: refused_unavailable(source) for source in sources}
 
     with TestClient(create_app(context=context)) as api:
         assert (
@@ -136,6 +148,9 @@ def test_a_database_that_cannot_be_used_gets_503_and_stores_nothing(impatient: A
                 assert_unavailable(health)  # a load balancer takes this node out
         # Nothing of what was refused was stored; the same requests now succeed.
         assert counts(context) == (1, 0)
+        assert {source: refused_unavailable(source) - refused_before[source] for source in sources} == {
+            source: 1 for source in sources
+        }
         stored = api.post(f"/api/v1/alerts?key={key}", json=alert)
         assert stored.status_code == 202, stored.text
         assert api.post("/api/v1/incidents", json=incident, headers=headers).status_code == 201
@@ -173,3 +188,150 @@ def test_the_worker_backs_off_through_an_outage_and_then_runs_what_is_due(
     waits = [float(r.getMessage().rsplit("retrying in ", 1)[1].rstrip("s")) for r in warnings[:3]]
     assert waits == sorted(waits) and waits[2] > waits[0]
     assert any("claiming works again" in r.getMessage() for r in caplog.records)
+
+
+# The busy timeout of the intake deadline tests: long enough to tell one wait from two on a loaded machine.
+BUSY = 1.5
+
+
+@pytest.fixture
+def waiting(settings: Settings, org: OrgConfig) -> Iterator[AppContext]:
+    """The app's context on SQLite with a busy timeout of ``BUSY`` seconds."""
+    if make_url(settings.resolved_database_url).get_backend_name() != "sqlite":
+        pytest.skip("SQLite's busy timeout bounds how long intake waits for the write lock")
+    settings = settings.model_copy(update={"sqlite_busy_timeout": BUSY})
+    db = Database.from_settings(settings)
+    yield AppContext(settings=settings, db=db, org=org)
+    db.dispose()
+
+
+def lock_holder(context: AppContext) -> sqlite3.Connection:
+    """Another process's connection holding the SQLite write lock (ROLLBACK releases it)."""
+    holder = sqlite3.connect(
+        make_url(context.settings.resolved_database_url).database or "", isolation_level=None
+    )
+    holder.execute("BEGIN EXCLUSIVE")
+    return holder
+
+
+Timed = tuple[httpx.Response, float]
+
+
+async def timed_post(client: httpx.AsyncClient, url: str, body: dict[str, Any], after: float = 0) -> Timed:
+    """POST ``after`` seconds from now; the answer and how long it took from the POST."""
+    await asyncio.sleep(after)
+    started = time.monotonic()
+    response = await client.post(url, json=body)
+    return response, time.monotonic() - started
+
+
+def test_intake_answers_503_within_one_busy_timeout_while_the_lock_is_held(waiting: AppContext) -> None:
+    """Each delivery is answered within about one busy timeout of its arrival: those of a batch that could not
+    take the lock, and one that arrived later and queued behind them, each at its own deadline; not one
+    timeout for the batch and another for each request retried alone."""
+    context = waiting
+    url = f"/api/v1/alerts?key={make_key(context, 'generic')}"
+    app = create_app(context=context)
+
+    async def run() -> list[Timed]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://warroom", timeout=60) as client:
+            warm = await client.post(url, json={"summary": "warm", "dedup_key": "warm"})
+            assert warm.status_code == 202, warm.text
+            holder = lock_holder(context)
+            try:
+                return list(
+                    await asyncio.gather(
+                        *(
+                            timed_post(client, url, {"summary": f"disk {n}", "dedup_key": f"d{n}"})
+                            for n in range(4)
+                        ),
+                        timed_post(client, url, {"summary": "queued", "dedup_key": "queued"}, after=BUSY / 3),
+                    )
+                )
+            finally:
+                holder.execute("ROLLBACK")
+                holder.close()
+
+    answers = asyncio.run(run())
+    for response, elapsed in answers:
+        assert_unavailable(response)
+        assert BUSY * 0.9 < elapsed < BUSY * 1.45, [round(e, 2) for _, e in answers]
+    assert counts(context) == (1, 0)
+
+
+def test_a_delivery_whose_deadline_passed_is_not_stored_later(waiting: AppContext) -> None:
+    """The lock is released after the first delivery's deadline and before the second's: the first was
+    answered 503 at its deadline and stays unstored (its sender retries); the second is stored and answered
+    202 as soon as the lock is free."""
+    context = waiting
+    url = f"/api/v1/alerts?key={make_key(context, 'generic')}"
+    app = create_app(context=context)
+
+    async def run() -> list[Timed]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://warroom", timeout=60) as client:
+            warm = await client.post(url, json={"summary": "warm", "dedup_key": "warm"})
+            assert warm.status_code == 202, warm.text
+            holder = lock_holder(context)
+
+            async def release() -> None:
+                await asyncio.sleep(BUSY * 1.3)
+                holder.execute("ROLLBACK")
+                holder.close()
+
+            first, second, _ = await asyncio.gather(
+                timed_post(client, url, {"summary": "first", "dedup_key": "first"}),
+                timed_post(client, url, {"summary": "second", "dedup_key": "second"}, after=BUSY * 0.6),
+                release(),
+            )
+            return [first, second]
+
+    (first, first_took), (second, _) = asyncio.run(run())
+    assert_unavailable(first)
+    assert first_took < BUSY * 1.2
+    assert second.status_code == 202, second.text  # before its own deadline, once the lock was free
+    with context.db.read() as session:
+        assert sorted(session.scalars(select(Alert.dedup_key))) == ["second", "warm"]
+
+
+def test_deliveries_queued_behind_a_stuck_writer_get_503_at_their_deadline(
+    waiting: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer is stuck inside a batch (not waiting for the lock, where the busy timeout would end it):
+    deliveries are answered 503 at their deadline all the same, and one still queued is never stored."""
+    from warroom.alerts import intake
+
+    context = waiting
+    url = f"/api/v1/alerts?key={make_key(context, 'generic')}"
+    stuck = threading.Event()
+    real_ingest = intake.service.ingest
+
+    def ingest(session: Any, **kwargs: Any) -> Any:
+        if any(event.summary == "stuck" for event in kwargs["events"]):
+            stuck.wait(30)
+        return real_ingest(session, **kwargs)
+
+    monkeypatch.setattr(intake.service, "ingest", ingest)
+    app = create_app(context=context)
+
+    async def run() -> list[Timed]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://warroom", timeout=60) as client:
+            try:
+                return list(
+                    await asyncio.gather(
+                        timed_post(client, url, {"summary": "stuck", "dedup_key": "stuck"}),
+                        timed_post(client, url, {"summary": "queued", "dedup_key": "queued"}, after=BUSY / 3),
+                    )
+                )
+            finally:
+                stuck.set()
+
+    answers = asyncio.run(run())
+    for response, elapsed in answers:
+        assert_unavailable(response)
+        assert elapsed < BUSY * 1.45, [round(e, 2) for _, e in answers]
+    app.state.alert_intake_writer.close()
+    with context.db.read() as session:
+        assert "queued" not in set(session.scalars(select(Alert.dedup_key)))

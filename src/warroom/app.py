@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from warroom import __version__, migrate, reload
 from warroom.alerts import fastpath, mail
 from warroom.alerts.api import router as alerts_router
+from warroom.alerts.metrics import count_refused
 from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
 from warroom.db import unavailable_reason
@@ -72,7 +73,7 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
-OPSGENIE_PATH = "/v2/alerts"
+OPSGENIE_PATH = fastpath.OPSGENIE_PATH
 # Reports come from people's tools as alerts do: a body that cannot be read is answered as the intake answers
 # it (400 invalid_payload), not with FastAPI's 422 "JSON decode error".
 REPORTS_PATH = "/api/v1/reports"
@@ -80,7 +81,8 @@ REPORTS_PATH = "/api/v1/reports"
 
 class RequestGuardMiddleware:
     """Checks every request before routing: 413 for bodies over the limit (with or without
-    Content-Length), 422 for NUL characters, which no field accepts and PostgreSQL cannot store."""
+    Content-Length), 422 for NUL characters, which no field accepts and PostgreSQL cannot store. On an
+    intake route (a tool's webhook, Opsgenie's API) either is a refused delivery, and counted as one."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -91,11 +93,11 @@ class RequestGuardMiddleware:
             await self.app(scope, receive, send)
             return
         if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
-            await self._reject_nul(send)
+            await self._reject_nul(scope, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+            await self._reject(scope, send)
             return
         # Read the body up front (it is at most max_bytes) so a chunked upload over the limit gets a
         # clean 413 before any handler sees it.
@@ -109,23 +111,25 @@ class RequestGuardMiddleware:
             body = message.get("body", b"")
             received += len(body)
             if received > self.max_bytes:
-                await self._reject(send)
+                await self._reject(scope, send)
                 return
             chunks.append(body)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
         if b"\\u0000" in body and _json_with_nul(body):
-            await self._reject_nul(send)
+            await self._reject_nul(scope, send)
             return
         replayed: Message = {"type": "http.request", "body": body, "more_body": False}
         await self.app(scope, _replay([replayed], receive), send)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        _count_intake_refusal(scope, "payload_too_large")
         message = f"the request body is over the limit of {self.max_bytes} bytes"
         await self._send(send, JSONResponse(error_body("payload_too_large", message), status_code=413))
 
-    async def _reject_nul(self, send: Send) -> None:
+    async def _reject_nul(self, scope: Scope, send: Send) -> None:
+        _count_intake_refusal(scope, "invalid_payload")  # as intake's own parser names a NUL
         await self._send(send, JSONResponse(error_body("invalid", NUL_MESSAGE), status_code=422))
 
     @staticmethod
@@ -134,6 +138,12 @@ class RequestGuardMiddleware:
             {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
         )
         await send({"type": "http.response.body", "body": response.body})
+
+
+def _count_intake_refusal(scope: Scope, reason: str) -> None:
+    source = fastpath.intake_source(scope["method"], scope["path"])
+    if source is not None:
+        count_refused(source, reason)
 
 
 def _json_with_nul(body: bytes) -> bool:
@@ -193,8 +203,9 @@ def install_error_handlers(app: FastAPI) -> None:
                 entry["allowed"] = expected
             details.append(entry)
         if request.url.path.startswith(OPSGENIE_PATH):  # tools built for Opsgenie read its error shape
-            status, body = fastpath.opsgenie_invalid_request(details)
+            status, body = fastpath.opsgenie_invalid_request(details)  # counted as a refused delivery
             return Response(body, status_code=status, media_type="application/json")
+        _count_intake_refusal(request.scope, "invalid_payload")  # a webhook's format name, for one
         message = "; ".join(f"{d['field']}: {d['message']}" for d in details) or "invalid request"
         return JSONResponse(error_body("invalid", message, details), status_code=422)
 

@@ -311,6 +311,8 @@ class Database:
         self, url: str, *, sqlite_synchronous: str = "FULL", sqlite_busy_timeout: float = DEFAULT_BUSY_TIMEOUT
     ) -> None:
         self.url = url
+        # Seconds a SQLite write waits for the write lock (the intake's deadline too); None on PostgreSQL.
+        self.busy_timeout: float | None = sqlite_busy_timeout if is_sqlite(url) else None
         self.engine = create_db_engine(
             url, sqlite_synchronous=sqlite_synchronous, sqlite_busy_timeout=sqlite_busy_timeout
         )

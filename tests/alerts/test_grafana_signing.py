@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from tests.alerts.conftest import make_key, payload
+from tests.alerts.conftest import integration_rows, make_key, payload
 from warroom.alerts import adapters
 from warroom.alerts.intake import ingest_alone
 from warroom.alerts.models import Alert
@@ -178,6 +178,33 @@ def test_unsigned_or_badly_signed_delivery_gets_401_and_stores_nothing(
     assert error["code"] == "unauthorized"
     assert says in error["message"]
     assert count_alerts(context) == before == 1
+
+
+def test_a_refused_delivery_does_not_mark_the_key_used(
+    api: TestClient, context: AppContext, frozen: datetime
+) -> None:
+    """A delivery refused for its signature is not a use of the key: neither ``last_used_at`` nor the
+    metric move (the shared intake transaction commits all the same), until a signed one is accepted."""
+
+    def last_used() -> list[tuple[Any, ...]]:
+        return integration_rows(context, IntegrationKey.last_used_at)
+
+    def gauge() -> list[str]:
+        metric = "warroom_integration_last_used_timestamp_seconds{"
+        return [line for line in api.get("/metrics").text.splitlines() if line.startswith(metric)]
+
+    key, secret = signing_integration(context)
+    body = delivery()
+    assert post(api, key, body).status_code == 401
+    assert post(api, key, body, {SIGNATURE: grafana_sign("not-the-secret-at-all", body)}).status_code == 401
+    assert last_used() == [(None,)]
+    assert gauge() == []
+
+    clock.advance(timedelta(minutes=2))
+    assert post(api, key, body, {SIGNATURE: grafana_sign(secret, body)}).status_code == 202
+    assert last_used() == [(NOW + timedelta(minutes=2),)]
+    [line] = gauge()
+    assert float(line.rsplit(" ", 1)[1]) == (NOW + timedelta(minutes=2)).timestamp()
 
 
 def test_integration_without_secret_takes_unsigned_deliveries(api: TestClient, context: AppContext) -> None:

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -199,6 +200,11 @@ def counts(context: AppContext) -> tuple[int, int]:
     return alerts, incidents
 
 
+def rejected(reason: str) -> float:
+    labels = {"source": "email", "reason": reason}
+    return REGISTRY.get_sample_value("warroom_alert_deliveries_rejected_total", labels) or 0
+
+
 def create_email_key(api: TestClient, admin: dict[str, str], **fields: Any) -> str:
     created = api.post(
         "/api/v1/integrations", json={"name": "nagios", "type": "email", **fields}, headers=admin
@@ -239,6 +245,8 @@ def test_refused_mail_stores_nothing(
     revoked = create_email_key(api, admin)
     revoked_id = api.get("/api/v1/integrations", headers=admin).json()[-1]["id"]
     assert api.delete(f"/api/v1/integrations/{revoked_id}", headers=admin).status_code == 200
+    reasons = ("unauthorized", "forbidden", "invalid_payload", "payload_too_large")
+    before = {reason: rejected(reason) for reason in reasons}
     good = message("disk full on nas1")
     for address, why in [
         ("ops@alerts.example", "must be an email integration's key"),
@@ -252,7 +260,19 @@ def test_refused_mail_stores_nothing(
     assert code == 554 and "X-Warroom-Status 'exploded'" in answer
     code, why = send(mail_port, [f"{key}@a.example"], message("huge", ("x" * 70 + "\n") * 16_000))
     assert code == 552, why
+    with smtplib.SMTP("127.0.0.1", mail_port, timeout=10) as client:  # a size declared up front
+        client.ehlo()
+        assert client.mail("nagios@mon.example", ["SIZE=2000000"])[0] == 552
+    code, why = send(mail_port, [f"{key}@a.example"], b"Subject: long\r\n\r\n" + b"x" * 2000 + b"\r\n")
+    assert code == 500, why  # a line over SMTP's 1,000 characters
     assert counts(context) == (0, 0)
+    # Each refusal is counted, as the HTTP intake's are (the alerting rule on refusals sees mail too).
+    assert {reason: rejected(reason) - count for reason, count in before.items()} == {
+        "unauthorized": 3,
+        "forbidden": 1,
+        "invalid_payload": 2,
+        "payload_too_large": 2,
+    }
 
 
 def test_a_resolve_that_names_nothing_is_refused_at_data(

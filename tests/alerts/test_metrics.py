@@ -3,6 +3,7 @@ deliveries refused by source and reason, and the open and unrouted alerts at scr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
+from tests.alerts.conftest import make_key
 from warroom.alerts import metrics
 from warroom.context import AppContext
 from warroom.db import on_commit
@@ -69,6 +71,47 @@ def test_received_and_refused_deliveries_are_counted(
     assert api.post("/v2/enqueue", json=bad_event).status_code == 400
     assert {labels: rejected(*labels) - count for labels, count in refusals_before.items()} == {
         labels: 1 for labels in refusals_before
+    }
+
+
+def test_refusals_before_the_handlers_are_counted_on_every_intake_route(
+    api: TestClient, context: AppContext
+) -> None:
+    """A tool's webhook and Opsgenie's API are answered by the framework, whose guard refuses a body over the
+    limit (413, with or without Content-Length) or with a NUL (422) before any intake handler runs; a
+    request the framework refuses (a format name over 60 characters) neither reaches one. Each is a refused
+    delivery all the same. Listing alerts is not a delivery."""
+    webhook = f"/api/v1/alerts/webhook/uptime-kuma?key={make_key(context, 'webhook')}"
+    genie = {"Authorization": f"GenieKey {make_key(context, 'opsgenie')}"}
+    huge = b"{" + b" " * (context.settings.max_body_bytes + 1) + b"}"
+    labels = [
+        ("webhook", "payload_too_large"),
+        ("opsgenie", "payload_too_large"),
+        ("webhook", "invalid_payload"),
+        ("opsgenie", "invalid_payload"),
+        ("generic", "payload_too_large"),
+    ]
+    before = {label: rejected(*label) for label in labels}
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the guard counts what arrives
+        yield huge
+
+    assert api.post(webhook, content=huge).status_code == 413
+    assert api.post(webhook, content=chunked()).status_code == 413
+    assert api.post("/v2/alerts", content=huge, headers=genie).status_code == 413
+    assert (
+        api.post("/v2/alerts/disk/close?identifierType=alias", content=huge, headers=genie).status_code == 413
+    )
+    assert api.post(webhook, content=b'{"msg": "a\\u0000b"}').status_code == 422
+    assert api.post("/v2/alerts", content=b'{"message": "a\\u0000b"}', headers=genie).status_code == 422
+    assert api.post(f"/api/v1/alerts/webhook/{'x' * 61}", json={}).status_code == 422
+    assert api.request("GET", "/api/v1/alerts", content=huge).status_code == 413
+    assert {label: rejected(*label) - count for label, count in before.items()} == {
+        ("webhook", "payload_too_large"): 2,
+        ("opsgenie", "payload_too_large"): 2,
+        ("webhook", "invalid_payload"): 2,
+        ("opsgenie", "invalid_payload"): 1,
+        ("generic", "payload_too_large"): 0,
     }
 
 

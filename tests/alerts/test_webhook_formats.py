@@ -19,14 +19,14 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.alerts.conftest import PAYLOADS, make_key
+from tests.alerts.conftest import PAYLOADS, integration_rows, make_key
 from tests.alerts.test_intake import alerts
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts.adapters import InvalidPayload, from_webhook, parse_webhook_body
 from warroom.alerts.config import WebhookFormat
 from warroom.alerts.models import Alert
 from warroom.auth import integrations
-from warroom.auth.models import IntegrationType
+from warroom.auth.models import IntegrationKey, IntegrationType
 from warroom.cli.main import app
 from warroom.context import AppContext
 from warroom.incidents.models import Incident
@@ -588,9 +588,11 @@ def test_a_webhook_integration_can_require_the_sender_s_signature(
     tampered = api.post(url, content=changed, headers={**headers, "Sentry-Hook-Signature": signature})
     assert tampered.status_code == 401
     assert alerts(context) == []
+    assert integration_rows(context, IntegrationKey.last_used_at) == [(None,)]  # a refusal is not a use
 
     signed = api.post(url, content=body, headers={**headers, "Sentry-Hook-Signature": signature})
     assert signed.status_code == 202, signed.text
+    assert integration_rows(context, IntegrationKey.last_used_at) != [(None,)]
     [stored] = alerts(context)
     assert (stored.dedup_key, stored.source) == ("sentry-metric-4", "webhook")
     # Senders that copy GitHub's webhooks write the digest as "sha256=<hex>": read the same.

@@ -21,7 +21,7 @@ from warroom.alerts import adapters
 from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import AlertEvent, InvalidPayload
 from warroom.alerts.intake import writer_for
-from warroom.alerts.metrics import ALERTS_TRUNCATED, DELIVERIES_REJECTED
+from warroom.alerts.metrics import ALERTS_TRUNCATED, DELIVERIES_REJECTED, count_refused, refusal_reason
 from warroom.alerts.schemas import truncation_warning
 from warroom.auth.models import IntegrationType
 from warroom.auth.signing import signed_body
@@ -48,7 +48,27 @@ INTAKE_ROUTES: dict[str, IntegrationType] = {
     PAGERDUTY_V1_PATH: IntegrationType.pagerduty,
 }
 
+# The other intake routes, answered by the framework: a tool's own webhook, and Opsgenie's Alert API (its
+# create, close and acknowledge requests and its updates by alias).
+WEBHOOK_PATH_PREFIX = "/api/v1/alerts/webhook/"
+OPSGENIE_PATH = "/v2/alerts"
+
 Answer = tuple[int, bytes]
+
+
+def intake_source(method: str, path: str) -> str | None:
+    """The source whose deliveries this request is, on an intake route (the refusals metric's label);
+    None for any other request (``GET /api/v1/alerts`` lists alerts)."""
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    kind = INTAKE_ROUTES.get(path)
+    if kind is not None:
+        return kind.value
+    if path.startswith(WEBHOOK_PATH_PREFIX):
+        return IntegrationType.webhook.value
+    if path == OPSGENIE_PATH or path.startswith(OPSGENIE_PATH + "/"):
+        return IntegrationType.opsgenie.value
+    return None
 
 
 def _json(status: int, body: Any) -> Answer:
@@ -120,6 +140,9 @@ async def handle_intake(
         except WarroomError as exc:
             DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
             return pagerduty_error(exc)
+        except Exception as exc:  # answered by the caller (503, 500)
+            count_refused(kind.value, refusal_reason(exc))
+            raise
         # Each version's own success answer: v1 says 200 and names the incident key.
         if v1:
             return _json(
@@ -139,6 +162,9 @@ async def handle_intake(
     except WarroomError as exc:
         DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
         return _error(exc)
+    except Exception as exc:  # answered by the caller (503, 500)
+        count_refused(kind.value, refusal_reason(exc))
+        raise
     truncated = data.get("truncatedAlerts") if kind != IntegrationType.generic else None
     if truncated:  # validated: a positive int
         result.truncated = truncated
@@ -204,6 +230,9 @@ async def handle_opsgenie(
         await writer_for(state, context).submit(key, kind, kind.value, [event])
     except WarroomError as exc:
         return _opsgenie_refusal(exc)
+    except Exception as exc:  # answered by the framework's handlers (503, 500)
+        count_refused(kind.value, refusal_reason(exc))
+        raise
     return _opsgenie_answer(202, "Request will be processed")
 
 
@@ -232,6 +261,9 @@ def handle_opsgenie_change(
             )
     except WarroomError as exc:
         return _opsgenie_refusal(exc)
+    except Exception as exc:  # answered by the framework's handlers (503, 500)
+        count_refused(IntegrationType.opsgenie.value, refusal_reason(exc))
+        raise
     return _opsgenie_answer(202, "Request will be processed")
 
 
@@ -258,6 +290,9 @@ async def handle_webhook(
     except WarroomError as exc:
         DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
         return _error(exc)
+    except Exception as exc:  # answered by the framework's handlers (503, 500)
+        count_refused(kind.value, refusal_reason(exc))
+        raise
     return 202, result.to_json()
 
 
@@ -344,9 +379,9 @@ class IntakeEndpoint:
                 body,
                 scope["headers"],
             )
-        except Exception as exc:
+        except Exception as exc:  # counted by handle_intake
             if unavailable(exc):
                 log.warning("%s: database unavailable: %s", scope["path"], unavailable_reason(exc))
-                return _refused(scope, self.unavailable, UNAVAILABLE_CODE)
+                return self.unavailable
             log.exception("alert intake failed")
-            return _refused(scope, INTERNAL_ERROR, "internal")
+            return INTERNAL_ERROR

@@ -3,7 +3,18 @@ at that moment in one transaction, commits (one fsync), then answers each reques
 
 Every answer still comes after its alerts are committed. If the shared transaction fails (a bad request,
 a race on PostgreSQL), each request in it is retried in a transaction of its own, so one request's failure
-never becomes another's.
+never becomes another's. If it fails because the database cannot be used (down, locked), the batch is tried
+once more on a new connection (the kept one may have died), then all of it is answered 503: retrying each
+request alone would make each wait again.
+
+On SQLite each request is answered within about one busy timeout of its arrival (its deadline): 503 if its
+alerts could not be committed by then. The writer waits for the write lock only until the earliest deadline
+of its batch, answers the requests whose deadline passed and tries again for the rest, so a held lock costs
+each request one wait, not one for the batch and another for each request retried alone. Requests whose
+deadline passed while they queued are answered without being tried. A backstop timer on the request's event
+loop answers 503 a little after the deadline if the writer still has not (stuck in a slow batch); such a
+request may then still be stored, if its batch was committing: its sender's retry is a repeat, which dedup
+keeps to one alert. PostgreSQL has no busy timeout, and its requests no deadline.
 
 Signed deliveries (Grafana's HMAC) are checked here, where the integration and its secret are known: the
 request hands over its raw body and signature headers (``SignedBody``); other deliveries carry none.
@@ -14,14 +25,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import queue
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from sqlalchemy.orm import Session
 
 from warroom.alerts import service
 from warroom.alerts.adapters import AlertEvent
@@ -31,12 +47,26 @@ from warroom.auth.integrations import IntegrationIdentity
 from warroom.auth.models import IntegrationType
 from warroom.auth.signing import SignedBody
 from warroom.context import AppContext
-from warroom.db import is_retryable, utcnow
+from warroom.db import is_retryable, unavailable, utcnow
 from warroom.errors import WarroomError
 
 log = logging.getLogger("warroom.alerts.intake")
 
 _ATTEMPTS = 3
+# The backstop answers a request this share of its busy timeout after its deadline: late enough that the
+# writer, which ends its own waits at the deadline, answers first whenever it can.
+_BACKSTOP_SHARE = 0.1
+# A batch waits the full busy timeout for the lock unless its earliest deadline is nearer than this share
+# of it: in the usual case (requests picked up at once) the connection's timeout is left as it is.
+_WAIT_SLACK_SHARE = 0.05
+
+
+class NotCommittedInTime(SQLAlchemyTimeoutError):
+    """A delivery's alerts could not be committed by its deadline (answered 503, as any unavailable
+    database is: ``db.unavailable``)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"alert intake: not committed within {seconds:g} s (the database is busy)")
 
 
 @dataclass
@@ -47,7 +77,20 @@ class _Job:
     events: list[AlertEvent]
     signed: SignedBody | None  # deliveries that may be signed: Grafana's and tools' own webhooks
     future: asyncio.Future[Ingested]
+
+
+@dataclass
+class _Group:
+    """The deliveries one event-loop iteration received, handed to the writer together."""
+
     loop: asyncio.AbstractEventLoop
+    jobs: list[_Job]
+    # time.monotonic() by which each must be answered (its first's arrival plus the busy timeout), or None.
+    deadline: float | None
+    backstop: asyncio.TimerHandle | None = None
+
+    def past_deadline(self, now: float) -> bool:
+        return self.deadline is not None and self.deadline <= now
 
 
 def _settle(future: asyncio.Future[Ingested], outcome: Ingested | BaseException) -> None:
@@ -59,9 +102,26 @@ def _settle(future: asyncio.Future[Ingested], outcome: Ingested | BaseException)
         future.set_result(outcome)
 
 
-def _settle_all(answers: list[tuple[asyncio.Future[Ingested], Ingested | BaseException]]) -> None:
+def _settle_all(
+    answers: list[tuple[asyncio.Future[Ingested], Ingested | BaseException]],
+    backstops: list[asyncio.TimerHandle],
+) -> None:
     for future, outcome in answers:
         _settle(future, outcome)
+    for backstop in backstops:  # answered: the timer (and what it holds) can go
+        backstop.cancel()
+
+
+@contextlib.contextmanager
+def _transaction(context: AppContext, connection: Connection | None) -> Iterator[Session]:
+    """A write transaction: a session of its own, or one on ``connection`` (the intake writer's)."""
+    if connection is None:
+        with context.db.write() as session:
+            yield session
+        return
+    with connection.begin(), context.db.session_on(connection) as session:
+        yield session
+        session.flush()
 
 
 def ingest_alone(
@@ -71,12 +131,15 @@ def ingest_alone(
     source: str,
     events: list[AlertEvent],
     signed: SignedBody | None = None,
+    *,
+    connection: Connection | None = None,
 ) -> Ingested:
     """One request, one transaction, retried when it lost a race: two deliveries opening the same dedup key,
-    or (PostgreSQL) a deadlock between transactions routing alerts of the same groups in other orders."""
+    or (PostgreSQL) a deadlock between transactions routing alerts of the same groups in other orders.
+    ``connection``: run on it (the intake writer's), not on a session of its own."""
     for attempt in range(_ATTEMPTS):
         try:
-            with context.db.write() as session:
+            with _transaction(context, connection) as session:
                 integration = integrations.authenticate_integration(session, secret, expected)
                 integration.check_signature(signed, utcnow())
                 return service.ingest(
@@ -96,13 +159,15 @@ class IntakeWriter:
         self.context = context
         self.max_events = max_events
         self.idle_seconds = idle_seconds
+        # How long a request may wait for its commit: SQLite's busy timeout (None on PostgreSQL).
+        self.wait_seconds = context.db.busy_timeout
         # Each item is the deliveries one event-loop iteration received (None: stop).
-        self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._connection: Connection | None = None
         # Deliveries received in the current iteration of each event loop, handed over together.
-        self._received: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        self._received: dict[asyncio.AbstractEventLoop, _Group] = {}
 
     async def submit(
         self,
@@ -116,25 +181,41 @@ class IntakeWriter:
         be signed (its raw body and signature headers), checked if the integration has a signing secret."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Ingested] = loop.create_future()
-        job = _Job(secret, expected, source, events, signed, future, loop)
+        job = _Job(secret, expected, source, events, signed, future)
         received = self._received.get(loop)
         if received is None:
             # The first delivery of this loop iteration: hand all of them over once the iteration's other
             # callbacks (more requests, typically) have run. One queue put and thread wake-up per iteration.
-            self._received[loop] = [job]
+            wait = self.wait_seconds
+            deadline = time.monotonic() + wait if wait is not None else None
+            self._received[loop] = _Group(loop, [job], deadline)
             loop.call_soon(self._hand_over, loop)
         else:
-            received.append(job)
+            received.jobs.append(job)
         return await future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        jobs = self._received.pop(loop)
+        group = self._received.pop(loop)
+        if self.wait_seconds is not None:
+            # One timer per iteration, cancelled when the writer answers.
+            group.backstop = loop.call_later(
+                self.wait_seconds * (1 + _BACKSTOP_SHARE), self._answer_late, group
+            )
         with self._lock:
-            self._queue.put(jobs)
+            self._queue.put(group)
             if self._thread is None:
                 # The thread ends itself when idle, so short-lived apps (tests) leave none behind.
                 self._thread = threading.Thread(target=self._run, name="warroom-alert-intake", daemon=True)
                 self._thread.start()
+
+    def _answer_late(self, group: _Group) -> None:
+        """The backstop (on the group's event loop): 503 for its requests the writer has not answered."""
+        assert self.wait_seconds is not None
+        late = [job for job in group.jobs if not job.future.done()]
+        if late:
+            log.warning("alert intake: %d deliveries not committed in time; answered 503", len(late))
+            for job in late:
+                job.future.set_exception(NotCommittedInTime(self.wait_seconds))
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then end the thread (app shutdown)."""
@@ -158,8 +239,8 @@ class IntakeWriter:
                             self._thread = None
                             return
                     continue
-                jobs = list(item)
-                size = sum(len(job.events) for job in jobs)
+                groups = [item]
+                size = sum(len(job.events) for job in item.jobs)
                 while size < self.max_events:
                     try:
                         more = self._queue.get_nowait()
@@ -168,46 +249,140 @@ class IntakeWriter:
                     if more is None:
                         self._queue.put(None)  # seen again once this batch is answered
                         break
-                    jobs.extend(more)
-                    size += sum(len(job.events) for job in more)
+                    groups.append(more)
+                    size += sum(len(job.events) for job in more.jobs)
                 try:
-                    self._process(jobs)
+                    self._process(groups)
                 except BaseException as exc:  # never leave a request waiting on a dead writer
                     log.exception("alert intake writer failed")
-                    self._answer_all(jobs, [exc] * len(jobs))
+                    self._answer_all(groups, exc)
         finally:
             self._disconnect()
 
     @staticmethod
-    def _answer_all(jobs: list[_Job], outcomes: list[Ingested | BaseException]) -> None:
+    def _answer_all(groups: list[_Group], outcomes: list[Ingested | BaseException] | BaseException) -> None:
+        """Answer every request of ``groups``: ``outcomes`` has one outcome per request, in order, or is
+        the one error for all of them."""
         # One wake-up per event loop for the whole batch, not one per request.
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Ingested], Any]]] = {}
-        for job, outcome in zip(jobs, outcomes, strict=True):
-            by_loop.setdefault(job.loop, []).append((job.future, outcome))
-        for loop, answers in by_loop.items():
+        by_loop: dict[
+            asyncio.AbstractEventLoop,
+            tuple[list[tuple[asyncio.Future[Ingested], Any]], list[asyncio.TimerHandle]],
+        ] = {}
+        index = 0
+        for group in groups:
+            answers, backstops = by_loop.setdefault(group.loop, ([], []))
+            for job in group.jobs:
+                answers.append((job.future, outcomes[index] if isinstance(outcomes, list) else outcomes))
+                index += 1
+            if group.backstop is not None:
+                backstops.append(group.backstop)
+        for loop, (answers, backstops) in by_loop.items():
             # RuntimeError: the request's event loop is gone (the server is shutting down).
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle_all, answers)
+                loop.call_soon_threadsafe(_settle_all, answers, backstops)
 
-    def _process(self, jobs: list[_Job]) -> None:
-        outcomes: list[Ingested | BaseException]
-        try:
-            outcomes = self._together(jobs)
-        except Exception as exc:
-            if not isinstance(exc, WarroomError | IntegrityError):
-                # Whatever broke may have broken the connection too: the fallback uses the pool.
-                log.warning("alert intake batch failed (%s); retrying each request alone", exc)
-                self._disconnect()
-            outcomes = [self._alone(job) for job in jobs]
-        self._answer_all(jobs, outcomes)
+    def _answer_past_deadline(self, groups: list[_Group]) -> list[_Group]:
+        """Answer 503 to the groups whose deadline has passed; the others, still to be tried."""
+        if self.wait_seconds is None:
+            return groups
+        now = time.monotonic()
+        late = [group for group in groups if group.past_deadline(now)]
+        if not late:
+            return groups
+        log.warning(
+            "alert intake: %d deliveries not committed within %g s; answered 503",
+            sum(len(group.jobs) for group in late),
+            self.wait_seconds,
+        )
+        self._answer_all(late, NotCommittedInTime(self.wait_seconds))
+        return [group for group in groups if not group.past_deadline(now)]
 
-    def _alone(self, job: _Job) -> Ingested | BaseException:
+    def _process(self, groups: list[_Group]) -> None:
+        outcomes: list[Ingested | BaseException] | BaseException
+        fresh_connection_tried = False
+        while True:
+            groups = self._answer_past_deadline(groups)
+            if not groups:
+                return
+            jobs = [job for group in groups for job in group.jobs]
+            deadline = min((group.deadline for group in groups if group.deadline is not None), default=None)
+            try:
+                with self._waiting_until(self._connect(), deadline):
+                    outcomes = self._together(jobs)
+                break
+            except Exception as exc:
+                if unavailable(exc) and not is_retryable(exc):
+                    self._disconnect()
+                    still_waiting = self._answer_past_deadline(groups)
+                    if still_waiting is not groups:
+                        # It waited out the earliest deadline (the lock is held): those requests are
+                        # answered; the rest wait on, each at most until its own deadline.
+                        groups = still_waiting
+                        continue
+                    if not fresh_connection_tried:
+                        # The kept connection may have died (PostgreSQL restarted): once more on a new one.
+                        fresh_connection_tried = True
+                        log.warning("alert intake batch failed (%s); retrying it on a new connection", exc)
+                        continue
+                    outcomes = exc  # the database cannot be used right now: 503 for all
+                    break
+                if not isinstance(exc, WarroomError | IntegrityError):
+                    # Whatever broke may have broken the connection too.
+                    log.warning("alert intake batch failed (%s); retrying each request alone", exc)
+                    self._disconnect()
+                outcomes = self._each_alone(groups)
+                break
+        self._answer_all(groups, outcomes)
+
+    def _each_alone(self, groups: list[_Group]) -> list[Ingested | BaseException]:
+        outcomes: list[Ingested | BaseException] = []
+        for group in groups:
+            for job in group.jobs:
+                if self.wait_seconds is not None and group.past_deadline(time.monotonic()):
+                    outcomes.append(NotCommittedInTime(self.wait_seconds))
+                    continue
+                outcomes.append(self._alone(job, group.deadline))
+        return outcomes
+
+    def _alone(self, job: _Job, deadline: float | None) -> Ingested | BaseException:
         try:
-            return ingest_alone(self.context, job.secret, job.expected, job.source, job.events, job.signed)
+            connection = self._connect()
+            with self._waiting_until(connection, deadline):
+                return ingest_alone(
+                    self.context,
+                    job.secret,
+                    job.expected,
+                    job.source,
+                    job.events,
+                    job.signed,
+                    connection=connection,
+                )
         except Exception as exc:
             if not isinstance(exc, WarroomError):
-                log.exception("alert intake failed")
+                if not unavailable(exc):
+                    log.exception("alert intake failed")
+                self._disconnect()  # the next request starts on a sound connection
             return exc
+
+    @contextlib.contextmanager
+    def _waiting_until(self, connection: Connection, deadline: float | None) -> Iterator[None]:
+        """SQLite: wait for the write lock only until ``deadline``, not a full busy timeout from now."""
+        wait = self.wait_seconds
+        if deadline is None or wait is None:
+            yield
+            return
+        remaining = deadline - time.monotonic()
+        if remaining >= wait * (1 - _WAIT_SLACK_SHARE):
+            yield  # picked up at once: the connection's own timeout is the request's
+            return
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.execute(f"PRAGMA busy_timeout={max(0, math.ceil(remaining * 1000))}")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):  # a connection that broke is disconnected anyway
+                driver.execute(f"PRAGMA busy_timeout={math.ceil(wait * 1000)}")
 
     def _connect(self) -> Connection:
         if self._connection is None or self._connection.closed or self._connection.invalidated:
@@ -232,9 +407,14 @@ class IntakeWriter:
                 cache_key = (job.secret, job.expected)
                 if cache_key not in identities:
                     try:
-                        identities[cache_key] = integrations.identify_integration(
-                            connection, job.secret, job.expected
+                        # The key's use is written only for a delivery accepted: this transaction commits
+                        # the batch's other deliveries even when this one's signature is refused.
+                        found = integrations.identify_integration(
+                            connection, job.secret, job.expected, record_use=False
                         )
+                        if not found.signing_secrets:
+                            integrations.record_use_of(connection, found)  # nothing left to refuse it for
+                        identities[cache_key] = found
                     except WarroomError as exc:
                         identities[cache_key] = exc
                 identity = identities[cache_key]
@@ -249,6 +429,7 @@ class IntakeWriter:
                     except WarroomError as exc:
                         outcomes[index] = exc
                         continue
+                    integrations.record_use_of(connection, identity)  # once per batch: then a no-op
                 groups.setdefault((identity.id, job.source), []).append(index)
             if groups:
                 # A session on the writer's connection and transaction: automation needs the ORM.

@@ -12,8 +12,9 @@ integrations. Each message is one alert event:
   headers say it outright, for senders that can set headers.
 
 The server answers ``250`` only once the alert is committed, so a sender's MTA keeps (and retries) a message
-it was not told was stored: ``451`` for a database that is down, ``550`` for an unknown or revoked key and
-``554`` for a message that cannot be read.
+it was not told was stored: ``451`` for a database that is down, ``550`` for an unknown or revoked key,
+``554`` for a message that cannot be read and ``552`` for one over the size limit. Each of these is counted
+in ``warroom_alert_deliveries_rejected_total{source="email"}``, as the HTTP intake's refusals are.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ import dataclasses
 import logging
 import re
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from warroom.alerts.adapters import AlertEvent, from_email
 from warroom.alerts.intake import ingest_alone
+from warroom.alerts.metrics import count_refused, refusal_reason
 from warroom.auth.models import IntegrationType
 from warroom.errors import Forbidden, Unauthorized, WarroomError
 
@@ -57,8 +59,11 @@ class MailIntake:
     ) -> str:
         local_part = address.rsplit("@", 1)[0].strip().lower()
         if not _KEY.fullmatch(local_part):
-            return "550 5.1.1 No such mailbox: the local part must be an email integration's key"
+            return _refused(
+                "unauthorized", "550 5.1.1 No such mailbox: the local part must be an email integration's key"
+            )
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            # Not a refusal: the MTA sends the message to the other recipients in a transaction of its own.
             return f"452 4.5.3 Too many recipients (at most {MAX_RECIPIENTS} per message)"
         refused = await asyncio.to_thread(self._refusal, local_part)
         if refused is not None:
@@ -75,13 +80,13 @@ class MailIntake:
             # when the message is stored.
             with self.context.db.read() as session:
                 integrations.authenticate_integration(session, key, IntegrationType.email, record_use=False)
-        except Unauthorized:
-            return "550 5.7.1 No such mailbox: the key is unknown or revoked"
-        except Forbidden:
-            return "550 5.7.1 No such mailbox: the key is not an email integration's"
-        except Exception:
+        except Unauthorized as exc:
+            return _refused(exc.code, "550 5.7.1 No such mailbox: the key is unknown or revoked")
+        except Forbidden as exc:
+            return _refused(exc.code, "550 5.7.1 No such mailbox: the key is not an email integration's")
+        except Exception as exc:
             log.exception("mail intake: cannot check a recipient")
-            return "451 4.3.0 Cannot check the recipient now; try again later"
+            return _refused(refusal_reason(exc), "451 4.3.0 Cannot check the recipient now; try again later")
         return None
 
     async def handle_DATA(  # aiosmtpd's hook name
@@ -93,23 +98,45 @@ class MailIntake:
         try:
             event = from_email(raw, self.context.org.automation.email_rules)
         except WarroomError as exc:
-            return f"554 5.6.0 {exc.message}"[:500]
+            return _refused(exc.code, f"554 5.6.0 {exc.message}"[:500])
         stored = []
         for key in dict.fromkeys(envelope.rcpt_tos):
             try:
                 ingested = await asyncio.to_thread(
                     ingest_alone, self.context, key, IntegrationType.email, SOURCE, [_copy(event)]
                 )
-            except (Unauthorized, Forbidden):
-                return "550 5.7.1 The key was revoked while the message was sent"
+            except (Unauthorized, Forbidden) as exc:
+                return _refused(exc.code, "550 5.7.1 The key was revoked while the message was sent")
             except WarroomError as exc:
-                return f"554 5.6.0 {exc.message}"[:500]
-            except Exception:
+                return _refused(exc.code, f"554 5.6.0 {exc.message}"[:500])
+            except Exception as exc:
                 log.exception("mail intake: cannot store a message")
                 # Nothing is lost: the sender's MTA keeps the message and tries again.
-                return "451 4.3.0 Cannot store the message now; try again later"
+                return _refused(
+                    refusal_reason(exc), "451 4.3.0 Cannot store the message now; try again later"
+                )
             stored += [f"ALR-{alert.id} {alert.outcome}" for alert in ingested.alerts if alert.id is not None]
         return f"250 2.0.0 OK: {', '.join(stored) or 'nothing to change'}"
+
+
+def _refused(reason: str, reply: str) -> str:
+    """An SMTP refusal of a delivery (or of one recipient's copy of it), counted as the HTTP intake counts
+    its refusals."""
+    count_refused(SOURCE, reason)
+    return reply
+
+
+class _IntakeSMTP(SMTP):
+    """aiosmtpd's server, counting the refusals it makes itself: a message over the size limit (``552`` at
+    ``MAIL`` for a declared size, or at the end of ``DATA``) and one with a line over SMTP's limit."""
+
+    async def push(self, status: AnyStr) -> None:
+        line = status if isinstance(status, str) else status.decode("ascii", "replace")
+        if line.startswith("552 "):
+            count_refused(SOURCE, "payload_too_large")
+        elif line.startswith("500 Line too long"):
+            count_refused(SOURCE, "invalid_payload")
+        await super().push(status)
 
 
 def _copy(event: AlertEvent) -> AlertEvent:
@@ -147,7 +174,7 @@ async def serve(context: AppContext, settings: Settings) -> asyncio.AbstractServ
     require_tls = tls is not None and settings.mail_intake_require_tls
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(
+        lambda: _IntakeSMTP(
             handler,
             data_size_limit=settings.mail_intake_max_bytes,
             hostname="warroom",

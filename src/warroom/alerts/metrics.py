@@ -15,7 +15,8 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy import Connection
 
-from warroom.db import on_commit
+from warroom.db import on_commit, unavailable
+from warroom.errors import WarroomError
 
 ALERTS_RECEIVED = Counter(
     "warroom_alerts_received_total",
@@ -29,6 +30,9 @@ DELIVERIES_REJECTED = Counter(
     "invalid_payload, unauthorized, forbidden, payload_too_large, unavailable, ...).",
     ["source", "reason"],
 )
+# The reasons of refusals that are not a domain error's code.
+UNAVAILABLE = "unavailable"  # the database cannot be used right now (HTTP 503, SMTP 451)
+INTERNAL = "internal"  # a fault in Warroom (HTTP 500)
 ALERTS_TRUNCATED = Counter(
     "warroom_alerts_truncated_total",
     "Alerts that senders left out of their notifications (Alertmanager's max_alerts), by source.",
@@ -55,6 +59,19 @@ STORM_GUARDED = Counter(
     "automation.storm_guard's cap of new incidents was reached, by policy. Rising: a storm is being held.",
     ["policy"],
 )
+
+
+def count_refused(source: str, reason: str) -> None:
+    """Count a delivery refused on an intake route (HTTP or mail), nothing of it stored."""
+    DELIVERIES_REJECTED.labels(source, reason).inc()
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """The reason a delivery that failed with ``exc`` is counted under: a domain error's code, else
+    unavailable (a database that cannot be used) or internal."""
+    if isinstance(exc, WarroomError):
+        return exc.code
+    return UNAVAILABLE if unavailable(exc) else INTERNAL
 
 
 def count_storm_guarded(connection: Connection, policy: str) -> None:

@@ -180,6 +180,10 @@ class IntegrationIdentity(BaseModel):
     timestamp_header: str | None = None
     # (signature, timestamp) header names before the last change, while they are still read.
     previous_headers: tuple[str | None, str | None] | None = None
+    # The key it came with is the one a rotation replaced (in its grace period), not the current one.
+    by_previous_key: bool = Field(False, exclude=True)
+    # This use of the key is still to be written (``record_use``): not written within the last minute.
+    use_unrecorded: bool = Field(False, exclude=True)
 
     def check_signature(self, signed: SignedBody | None, now: datetime) -> None:
         """Unauthorized unless a signing integration's delivery is signed (nothing to check otherwise).
@@ -529,7 +533,9 @@ def identify_integration(
     """401 for a missing, unknown or revoked key; 403 for a key made for another kind of source.
 
     ``record_use``: write the key's last use (at most once a minute). False for a check that writes nothing
-    (a mail recipient, before its message is stored).
+    (a mail recipient, before its message is stored), or when the delivery may yet be refused in a
+    transaction that commits all the same (a bad signature in a shared intake batch): the caller then
+    calls ``record_use`` once it has accepted one. A refused delivery is not a use.
 
     The identity carries the integration's signing secrets, if it has any: the caller checks each delivery's
     signature with them (``auth.signing.verify``).
@@ -577,15 +583,10 @@ def identify_integration(
             {"field": "key", "allowed": [expected.value]},
         )
     current = current_hash == key_hash
-    if record_use and not (used_recently if current else previous_used_recently):
-        column = IntegrationKey.last_used_at if current else IntegrationKey.previous_key_last_used_at
-        connection.execute(
-            update(IntegrationKey).where(IntegrationKey.id == integration_id).values({column: now})
-        )
     signing_secrets = (signing_secret,) if signing_secret is not None else ()
     if in_grace and previous_secret is not None:
         signing_secrets += (previous_secret,)
-    return IntegrationIdentity(
+    identity = IntegrationIdentity(
         id=integration_id,
         name=name,
         type=expected,
@@ -594,4 +595,23 @@ def identify_integration(
         signature_header=signature_header,
         timestamp_header=timestamp_header,
         previous_headers=(previous_signature_header, previous_timestamp_header) if headers_in_grace else None,
+        by_previous_key=not current,
+        use_unrecorded=not (used_recently if current else previous_used_recently),
     )
+    if record_use:
+        record_use_of(connection, identity)
+    return identity
+
+
+def record_use_of(connection: Connection, identity: IntegrationIdentity) -> None:
+    """Write the last use of the key ``identity`` came with, unless it was written within the last minute
+    (or already for this identity): for a delivery that was accepted."""
+    if not identity.use_unrecorded:
+        return
+    column = (
+        IntegrationKey.previous_key_last_used_at if identity.by_previous_key else IntegrationKey.last_used_at
+    )
+    connection.execute(
+        update(IntegrationKey).where(IntegrationKey.id == identity.id).values({column: utcnow()})
+    )
+    identity.use_unrecorded = False
