@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Connection, Select, Table, Text, bindparam, cast, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, Text, bindparam, cast, func, insert, or_, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, aliased
 
@@ -502,41 +502,30 @@ def release_muted(session: Session, org: OrgConfig, inhibitor: Alert) -> None:
 
 
 # Alerts left muted by an inhibitor that resolved before the fix of 6 Dec 2026 (an inhibitor resolved while it
-# was itself held released nothing): a start that finds any asks for a job that releases them.
+# was itself held released nothing): released once per database, by a job every start asks for under one key.
 RELEASE_STRANDED_KIND = "alerts.release_stranded"
 
 
-def _stranded_inhibitors() -> Select[Any]:
-    """Resolved alerts that still hold an open one off every incident (what their resolve releases)."""
-    inhibitor = aliased(Alert)
-    return (
-        select(inhibitor)
-        .where(
-            inhibitor.status == AlertStatus.resolved,
-            select(Alert.id)
-            .where(
-                Alert.inhibited_by_id == inhibitor.id,
-                Alert.status != AlertStatus.resolved,
-                Alert.incident_id.is_(None),
-            )
-            .exists(),
-        )
-        .order_by(inhibitor.id)
+def schedule_stranded_release(session: Session) -> None:
+    job_service.enqueue(
+        session, kind=RELEASE_STRANDED_KIND, payload={}, idempotency_key=f"{RELEASE_STRANDED_KIND}:1"
     )
-
-
-def schedule_stranded_release(session: Session) -> bool:
-    """At startup: the release job, when some alert is left muted by a resolved one (none is, normally)."""
-    if session.scalar(_stranded_inhibitors().limit(1)) is None:
-        return False
-    job_service.enqueue(session, kind=RELEASE_STRANDED_KIND, payload={})
-    return True
 
 
 @job_service.job_handler(RELEASE_STRANDED_KIND)
 def release_stranded(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
     """Open alerts muted by an alert that has resolved: each inhibitor's are released as at its resolve."""
-    stranded: list[Alert] = list(session.scalars(_stranded_inhibitors()))
+    inhibitor = aliased(Alert)
+    stranded = session.scalars(
+        select(inhibitor)
+        .where(
+            inhibitor.status == AlertStatus.resolved,
+            select(Alert.id)
+            .where(Alert.inhibited_by_id == inhibitor.id, Alert.status != AlertStatus.resolved)
+            .exists(),
+        )
+        .order_by(inhibitor.id)
+    ).all()
     for resolved in stranded:
         release_muted(session, context.org, resolved)
     return {"inhibitors": [alert.ref for alert in stranded]}
