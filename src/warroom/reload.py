@@ -21,7 +21,6 @@ import threading
 
 from sqlalchemy import func, select
 
-from warroom.alerts import service as alert_service
 from warroom.alerts.digest import schedule_digest
 from warroom.alerts.expiry import schedule_sweeps
 from warroom.alerts.heartbeats import watch_unpinged
@@ -81,7 +80,6 @@ def start_recurring(context: AppContext) -> None:
         schedule_sweeps(session, context.org)
         schedule_pruning(session)
         schedule_digest(session, context.org, utcnow())
-        alert_service.schedule_stranded_release(session)
         lost = integrations.lost_services(session, context.org)
     for integration in lost:
         log.warning("%s", integrations.lost_service_warning(integration))

@@ -21,12 +21,11 @@ from tests.alerts.test_source_ack import run_at, timeline
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import from_generic
-from warroom.alerts.models import Alert, AlertStatus
+from warroom.alerts.models import Alert
 from warroom.cli.main import app
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents.models import Incident
-from warroom.jobs.models import Job
 from warroom.jobs.worker import Worker
 from warroom.orgconfig import ConfigError, OrgConfig, parse_org_config
 
@@ -439,33 +438,3 @@ def test_an_inhibitor_held_by_a_maintenance_window_releases_what_it_muted_when_i
     run_at(worker, T0 + timedelta(hours=2, seconds=1))
     assert alert(context, disk["id"]).incident_id is not None
     assert incident_titles(context) == ["ApiErrors on web-1", "DiskFull on web-1"]
-
-
-def test_alerts_stranded_by_an_inhibitor_resolved_before_the_fix_are_released_once(
-    api: TestClient, context: AppContext, generic_key: str
-) -> None:
-    """A database from before the fix may hold open alerts muted by an alert that has resolved. The first
-    start after the upgrade asks for a job that routes them; later starts add nothing."""
-    send(api, generic_key, "HostDown", "web-9")
-    muted = send(api, generic_key, "NginxDown", "web-9")
-    with context.db.write() as session:
-        host = session.scalars(select(Alert).where(Alert.alert_type == "HostDown")).one()
-        # What the old code left behind: the inhibitor resolved, what it muted not released.
-        host.status = AlertStatus.resolved
-        host.open_dedup_key = None
-    with context.db.write() as session:
-        alerts_service.schedule_stranded_release(session)
-        alerts_service.schedule_stranded_release(session)  # a second start
-    Worker(context).run_once()
-    with context.db.read() as session:
-        nginx = session.get(Alert, muted["id"])
-        assert nginx is not None and nginx.incident_id is not None
-        job = session.scalars(select(Job).where(Job.kind == alerts_service.RELEASE_STRANDED_KIND)).one()
-        assert job.result == {"inhibitors": ["ALR-1"]}
-    with context.db.write() as session:
-        alerts_service.schedule_stranded_release(session)
-    with context.db.read() as session:
-        assert (
-            len(session.scalars(select(Job).where(Job.kind == alerts_service.RELEASE_STRANDED_KIND)).all())
-            == 1
-        )

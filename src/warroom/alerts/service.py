@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, Table, Text, bindparam, cast, func, insert, or_, select, update
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from warroom.alerts import automation, enrichment, inhibition, maintenance
 from warroom.alerts import metrics as alert_metrics
@@ -43,7 +43,6 @@ from warroom.alerts.schemas import (
 from warroom.auth import integrations
 from warroom.auth.integrations import IntegrationIdentity
 from warroom.auth.models import IntegrationKey, IntegrationType
-from warroom.context import AppContext
 from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, utcnow
 from warroom.durations import format_duration
 from warroom.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -499,36 +498,6 @@ def release_muted(session: Session, org: OrgConfig, inhibitor: Alert) -> None:
     mute it in turn)."""
     muted = automation.muted_by(session, inhibitor)
     automation.release_inhibited(session, org, inhibitor, maintenance.hold_if_covered(session, muted))
-
-
-# Alerts left muted by an inhibitor that resolved before the fix of 6 Dec 2026 (an inhibitor resolved while it
-# was itself held released nothing): released once per database, by a job every start asks for under one key.
-RELEASE_STRANDED_KIND = "alerts.release_stranded"
-
-
-def schedule_stranded_release(session: Session) -> None:
-    job_service.enqueue(
-        session, kind=RELEASE_STRANDED_KIND, payload={}, idempotency_key=f"{RELEASE_STRANDED_KIND}:1"
-    )
-
-
-@job_service.job_handler(RELEASE_STRANDED_KIND)
-def release_stranded(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
-    """Open alerts muted by an alert that has resolved: each inhibitor's are released as at its resolve."""
-    inhibitor = aliased(Alert)
-    stranded = session.scalars(
-        select(inhibitor)
-        .where(
-            inhibitor.status == AlertStatus.resolved,
-            select(Alert.id)
-            .where(Alert.inhibited_by_id == inhibitor.id, Alert.status != AlertStatus.resolved)
-            .exists(),
-        )
-        .order_by(inhibitor.id)
-    ).all()
-    for resolved in stranded:
-        release_muted(session, context.org, resolved)
-    return {"inhibitors": [alert.ref for alert in stranded]}
 
 
 def held(session: Session, alert: Alert) -> bool:
