@@ -365,16 +365,28 @@ def test_pagerduty_images_must_be_web_addresses_and_blank_summaries_still_page(
         "images": [
             {"src": "javascript:alert(1)", "href": "https://ok.example/graph"},
             {"src": "https://ok.example/g.png", "alt": "graph"},
+            {"src": "https://ok.example/h.png", "href": "javascript:alert(2)"},
+            {"src": "https://"},
         ],
+        "links": [{"href": "https://"}, {"href": "http:///path"}, {"href": "mailto:ops@example.com"}],
     }
     assert api.post("/v2/enqueue", json=trigger).status_code == 202
-    blank = {**trigger, "dedup_key": "blank", "images": [], "payload": {**trigger["payload"], "source": " "}}
+    blank = {
+        **trigger,
+        "dedup_key": "blank",
+        "images": [],
+        "links": [],
+        "payload": {**trigger["payload"], "source": " "},
+    }
     del blank["payload"]["class"]
     assert api.post("/v2/enqueue", json=blank).status_code == 202
     image, no_source = alerts(context)
+    # Addresses with no host are no links either; a bad href leaves the image linking to itself.
     assert image.links == [
+        {"href": "mailto:ops@example.com", "text": None},
         {"href": "https://ok.example/graph", "text": None},
         {"href": "https://ok.example/g.png", "text": "graph", "image": "https://ok.example/g.png"},
+        {"href": "https://ok.example/h.png", "text": None, "image": "https://ok.example/h.png"},
     ]
     assert image.summary == "disk from db-1 (sent with a blank summary)"
     assert no_source.summary == "alert (sent with a blank summary)"

@@ -84,6 +84,8 @@ def test_untrustworthy_start_times_are_left_out(
     assert api.post("/v2/enqueue", json=trigger).status_code == 202
     plain = {"summary": "Queue backed up", "dedup_key": "plain", "timestamp": "2026-11-28T10:00:00"}
     assert api.post(f"/api/v1/alerts?key={generic_key}", json=plain).status_code == 202
+    unix_zero = {"summary": "A counter, not a time", "dedup_key": "zero-ts", "timestamp": 0}
+    assert api.post(f"/api/v1/alerts?key={generic_key}", json=unix_zero).status_code == 202
     untimed = {"summary": "No time given", "dedup_key": "untimed"}
     assert api.post(f"/api/v1/alerts?key={generic_key}", json=untimed).status_code == 202
     assert started(context, "ahead") is None
@@ -92,9 +94,20 @@ def test_untrustworthy_start_times_are_left_out(
     assert started(context, "pd-1") == datetime(2026, 11, 28, 11, 5, 0, 123000, tzinfo=UTC)
     assert started(context, "plain") == datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
     assert started(context, "untimed") is None
+    assert started(context, "zero-ts") is None
 
 
-@pytest.mark.parametrize("value", ["yesterday", "", "2026-13-01T00:00:00Z", "9999-12-31T23:59:59+14:00"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "yesterday",
+        "",
+        "2026-13-01T00:00:00Z",
+        "9999-12-31T23:59:59+14:00",
+        "1970-01-01T00:00:00Z",
+        "1999-12-31",
+    ],
+)
 def test_unreadable_start_times_are_none(value: str) -> None:
     clock.set(NOW)
     assert source_time(value) is None

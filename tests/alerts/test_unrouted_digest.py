@@ -113,3 +113,34 @@ def test_an_unknown_audience_is_refused() -> None:
     with pytest.raises(ConfigError) as refused:
         parse_org_config(yaml.safe_dump(org_data(audience="nobody")))
     assert any("unrouted_digest.audience" in str(p) for p in refused.value.problems)
+
+
+def test_an_alert_released_by_its_inhibitor_that_no_rule_routes_is_in_the_digest(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    """While web-6's HostDown mutes its other alerts they are not unrouted, only held. Once it resolves, one
+    that no rule takes is unrouted like any other: before, it stayed out of every digest."""
+    clock.set(datetime(2026, 3, 2, 7, 0, tzinfo=UTC))
+    host = {
+        "summary": "web-6 down",
+        "type": "HostDown",
+        "severity": "critical",
+        "labels": {"instance": "web-6"},
+    }
+    send(api, generic_key, dedup_key="hd66", **host)
+    send(
+        api,
+        generic_key,
+        summary="web-6 info thing",
+        type="Foo",
+        severity="info",
+        dedup_key="f66",
+        labels={"instance": "web-6"},
+    )
+    window = (clock.now() - timedelta(hours=1), clock.now() + timedelta(hours=1))
+    with context.db.read() as session:
+        assert digest.summary(session, *window)["total"] == 0  # held by the open HostDown
+    send(api, generic_key, dedup_key="hd66", status="resolved", **host)
+    with context.db.read() as session:
+        released = digest.summary(session, *window)
+    assert released["total"] == 1 and released["groups"][0]["type"] == "Foo"

@@ -40,7 +40,6 @@ from warroom.alerts.schemas import (
 )
 from warroom.db import utcnow
 from warroom.errors import NotFound, WarroomError
-from warroom.fields import EARLIEST
 from warroom.jsonbody import NOT_JSON, NUL_MESSAGE, TOO_DEEP, nul_field
 
 Action = Literal["trigger", "acknowledge", "resolve"]
@@ -128,12 +127,14 @@ class AlertEvent:
 
 # A source's clock may run a little ahead of ours; a start further ahead than this is not believed.
 CLOCK_SKEW = timedelta(minutes=5)
+# Before this, a start is a zero or unset time (Unix 0, a counter) rather than when trouble began.
+SOURCE_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def source_time(value: str | datetime | None) -> datetime | None:
     """A source's own time for an alert's start, if it is one to believe: ISO 8601 (no offset reads as UTC),
-    from 1970 on (Alertmanager's zero time, 0001-01-01, means unset) and not ahead of now by more than a
-    clock's skew (a little ahead reads as now). Anything else is None: the alert is kept either way."""
+    from 2000 on (Alertmanager's zero time, 0001-01-01, and Unix 0 mean unset) and not ahead of now by more
+    than a clock's skew (a little ahead reads as now). Anything else is None: the alert is kept either way."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -145,7 +146,7 @@ def source_time(value: str | datetime | None) -> datetime | None:
         value = value.replace(tzinfo=UTC)
     now = utcnow()
     try:
-        if value < EARLIEST or value > now + CLOCK_SKEW:
+        if value < SOURCE_EPOCH or value > now + CLOCK_SKEW:
             return None
     except OverflowError:
         return None
@@ -378,8 +379,14 @@ def from_pagerduty(data: Any) -> tuple[str, AlertEvent]:
         links = [{"href": link.href, "text": link.text} for link in event.links]
         if event.client_url:
             links.append({"href": event.client_url, "text": event.client or "client"})
+        # An image links to its href, or else to itself (a bad href is no reason to lose a good image).
         links.extend(
-            {"href": image.href or image.src, "text": image.alt, "image": image.src} for image in event.images
+            {
+                "href": image.href if image.href and safe_link(image.href) else image.src,
+                "text": image.alt,
+                "image": image.src,
+            }
+            for image in event.images
         )
         alert_type = payload.class_ or payload.component or FALLBACK_TYPES["pagerduty"]
         service = payload.component or payload.group

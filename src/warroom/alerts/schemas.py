@@ -234,11 +234,17 @@ class PagerDutyChange(Lenient):
 
 
 # Links are shown to people as links: only web and mail addresses, never javascript: or data: URLs.
-_SAFE_LINK_PREFIXES = ("http://", "https://", "mailto:")
 
 
 def safe_link(href: str) -> bool:
-    return href[:8].lower().startswith(_SAFE_LINK_PREFIXES)
+    """A web address with a host, or a mail address (cheap: every Alertmanager alert carries links)."""
+    start = href[:8].lower()
+    if start.startswith("mailto:"):
+        return len(href) > 7
+    if not start.startswith(("http://", "https://")):
+        return False
+    host_at = 8 if start.startswith("https://") else 7
+    return len(href) > host_at and href[host_at] not in "/?#"
 
 
 class Link(BaseModel):
