@@ -195,6 +195,11 @@ def install_error_handlers(app: FastAPI) -> None:
             position = loc[-1] if loc and isinstance(loc[-1], int) else None
             reason = str((not_json.get("ctx") or {}).get("error") or "unreadable")
             return _unreadable_body(request, decode_error(reason, exc.body, position), 422)
+        if request.url.path.startswith(REPORTS_PATH) and any(
+            error.get("type") == "missing" and tuple(error.get("loc") or ()) == ("body",)
+            for error in exc.errors()
+        ):
+            return _unreadable_body(request, "the body is empty: send a JSON object", 422)
         details = []
         for error in exc.errors():
             entry: dict[str, Any] = {"field": _field_name(tuple(error["loc"])), "message": error["msg"]}

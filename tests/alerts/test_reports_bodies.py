@@ -32,6 +32,7 @@ def stored(context: AppContext) -> int:
             "the body is not valid JSON: it is not UTF-8 (invalid continuation byte)",
         ),
         (TOO_DEEP, "the body is nested too deeply"),
+        (b"", "the body is empty"),
     ],
 )
 def test_a_report_that_is_not_json_is_answered_as_the_intake_answers(
@@ -42,8 +43,9 @@ def test_a_report_that_is_not_json_is_answered_as_the_intake_answers(
     body: bytes,
     message: str,
 ) -> None:
-    intake = api.post(f"/api/v1/alerts?key={generic_key}", content=body, headers=JSON)
-    assert intake.status_code == 400 and intake.json()["error"]["code"] == "invalid_payload"
+    if body:
+        intake = api.post(f"/api/v1/alerts?key={generic_key}", content=body, headers=JSON)
+        assert intake.status_code == 400 and intake.json()["error"]["code"] == "invalid_payload"
     for path, headers in (("/api/v1/reports", JSON), ("/api/v1/reports/internal", {**JSON, **responder})):
         refused = api.post(path, content=body, headers=headers)
         assert refused.status_code == 400, refused.text
