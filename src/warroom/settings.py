@@ -13,7 +13,8 @@ from warroom.db import DEFAULT_BUSY_TIMEOUT
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="WARROOM_", extra="ignore")
+    # An empty variable (VAR= in an env file or a compose file) means unset, as it does to people.
+    model_config = SettingsConfigDict(env_prefix="WARROOM_", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Field(default=Path("var"), description="Where the SQLite file and local state live.")
     database_url: str | None = Field(

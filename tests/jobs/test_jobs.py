@@ -4,6 +4,7 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -482,3 +483,18 @@ def test_a_delivery_that_waited_in_its_batch_keeps_its_lease_while_it_runs(conte
     assert worker.run_job(job_id) is True
     assert SLOW_PEER == ["sent", "other took []"]
     assert job(context, job_id).status == JobStatus.done
+
+
+def test_a_bad_worker_setting_is_one_line_naming_it_and_an_empty_one_is_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = ["--database-url", f"sqlite:///{tmp_path / 'w.db'}"]
+    runner = CliRunner()
+    for value, reason in (("0", "greater than or equal to 1"), ("x", "valid integer"), ("100", "less than")):
+        monkeypatch.setenv("WARROOM_WORKER_PEER_LIMIT", value)
+        refused = runner.invoke(cli, ["worker", "--once", *database])
+        assert refused.exit_code == 1, refused.output
+        assert "WARROOM_WORKER_PEER_LIMIT: Input should be" in refused.output and reason in refused.output
+        assert "Traceback" not in refused.output
+    monkeypatch.setenv("WARROOM_WORKER_PEER_LIMIT", "")  # VAR= in an env file: unset
+    assert runner.invoke(cli, ["worker", "--once", *database]).exit_code == 0

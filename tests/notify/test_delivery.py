@@ -736,6 +736,42 @@ def test_a_slow_peer_leaves_slots_for_pages_bound_elsewhere(context: AppContext,
     assert len(recorder.to("/hook")) == 4 and len(pager.to("/page")) == 1
 
 
+def test_two_hung_peers_still_leave_a_slot_for_a_page_elsewhere(
+    context: AppContext, recorder: Recorder
+) -> None:
+    """Two peers hang with messages queued to each: they share three of the four slots, and the last slot goes
+    only to a peer with nothing in flight. Before, each took its two and a page to anyone else waited for
+    their whole queues (a QA run: 49 s, and 205 s behind a peer that trickled its answer)."""
+    entered, gate = threading.Event(), threading.Event()
+    recorder.hold("/hook", entered, gate)
+    other, pager = start_recorder(), start_recorder()
+    other_entered = threading.Event()
+    other.hold("/hung", other_entered, gate)
+    slow = [send(context, channel="ops-webhook", to="", template="test") for _ in range(3)]
+    slow += [send(context, channel="ops-webhook", to=other.url("/hung"), template="test") for _ in range(3)]
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=Worker(context, name="w", poll_interval=0.05, concurrency=4).run_forever, args=(stop,)
+    )
+    thread.start()
+    try:
+        assert entered.wait(10) and other_entered.wait(10), "the webhooks were never called"
+        page = send(context, channel="ops-webhook", to=pager.url("/page"), template="test")
+        wait_until(lambda: delivery(context, page).status == DeliveryStatus.sent, timeout=10)
+        with context.db.read() as session:
+            running = sorted(session.scalars(select(Job.peer).where(Job.status == JobStatus.running)).all())
+        assert len(running) == 3 and set(running) == {recorder.url(""), other.url("")}
+    finally:
+        gate.set()
+        wait_until(lambda: all(delivery(context, each).status == DeliveryStatus.sent for each in slow), 30)
+        stop.set()
+        thread.join(30)
+        for server in (other, pager):
+            server.server.shutdown()
+            server.server.server_close()
+    assert len(pager.to("/page")) == 1
+
+
 def test_each_delivery_job_names_its_peer(context: AppContext, recorder: Recorder, smtp_port: int) -> None:
     """The mail server, or the URL's scheme, host and port (no path or credentials); none for the console.
     A channel whose URL is a secret this process lacks is its own peer."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 from rich.text import Text
 
@@ -91,7 +92,17 @@ def _settings(config: Path | None = None, database_url: str | None = None, **ext
         overrides["config"] = config
     if database_url is not None:
         overrides["database_url"] = database_url
-    return Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        # A bad WARROOM_* variable (or option): which one, and what it takes, not a traceback.
+        fail(
+            "; ".join(
+                f"WARROOM_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+                + (f" (got {error['input']!r})" if isinstance(error.get("input"), str | int | float) else "")
+                for error in exc.errors()
+            )
+        )
 
 
 def _org(settings: Settings) -> OrgConfig:

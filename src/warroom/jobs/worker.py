@@ -112,11 +112,12 @@ class Worker:
         self, now: datetime | None = None, *, limit: int | None = None, in_flight: Tally[str] | None = None
     ) -> list[tuple[int, str | None]]:
         """``claim``, with each job's peer. With ``in_flight`` (this worker's running jobs by peer), no peer
-        gets more than ``peer_limit`` at once: due jobs of a peer at its limit wait, and later jobs bound
-        elsewhere go first."""
+        gets more than ``peer_limit`` at once, and the last free slot goes only to a peer with nothing in
+        flight: due jobs of a busy peer wait, and later jobs bound elsewhere go first. Two hung peers then
+        hold at most all slots but one, which a page to anyone else still gets."""
         now = now or utcnow()
         limit = limit or self.batch
-        with_room = self._with_room(in_flight)
+        with_room = self._with_room(in_flight, limit)
         if not self._anything_to_claim(now, with_room):
             return []
         with self.context.db.write() as session:
@@ -133,7 +134,9 @@ class Worker:
                 )
             ]
             if in_flight is not None:
-                rows = _within_peer_limit(rows, in_flight, self.peer_limit, limit)
+                rows = _within_peer_limit(
+                    rows, in_flight, self.peer_limit, limit, reserve=self.concurrency > 1
+                )
             due = [job_id for job_id, _, _ in rows]
             peers: dict[int, str | None] = {job_id: peer for job_id, _, peer in rows}
             for _, run_at, _ in rows:
@@ -184,9 +187,11 @@ class Worker:
                 )
         return [(job_id, peers[job_id]) for job_id in due]
 
-    def _with_room(self, in_flight: Tally[str] | None) -> ColumnElement[bool]:
-        """Jobs whose peer is not at its limit (or that have no peer)."""
-        full = sorted(peer for peer, count in (in_flight or {}).items() if count >= self.peer_limit)
+    def _with_room(self, in_flight: Tally[str] | None, free: int) -> ColumnElement[bool]:
+        """Jobs that may take one of ``free`` slots: no peer, or a peer below its limit; with one slot left,
+        only a peer with nothing in flight."""
+        most = 1 if free <= 1 and self.concurrency > 1 else self.peer_limit
+        full = sorted(peer for peer, count in (in_flight or {}).items() if count >= most)
         return or_(Job.peer.is_(None), Job.peer.not_in(full)) if full else true()
 
     def _anything_to_claim(self, now: datetime, with_room: ColumnElement[bool]) -> bool:
@@ -472,6 +477,12 @@ class Worker:
             self.concurrency,
         )
         if self.lane == "network":
+            if self.concurrency < 2:
+                log.warning(
+                    "worker %s runs one delivery at a time: a peer that hangs holds up every page until its "
+                    "timeout (set WARROOM_WORKER_CONCURRENCY to 2 or more)",
+                    self.name,
+                )
             self._poll_slots(stop_event)
         else:
             self._poll_batches(stop_event)
@@ -524,7 +535,7 @@ class Worker:
                 # as soon as one frees up.
                 if len(claimed) < free:
                     in_flight = Tally(peer for _, peer in running.values() if peer is not None)
-                    timeout = self._idle_wait(self._with_room(in_flight))
+                    timeout = self._idle_wait(self._with_room(in_flight, self.concurrency - len(running)))
                 else:
                     timeout = self.poll_interval
                 if running:
@@ -564,15 +575,19 @@ class Worker:
         self.release([job_id for future, (job_id, _) in finished.items() if future.result() is None])
 
 
-def _within_peer_limit(rows: list[DueJob], in_flight: Tally[str], limit: int, wanted: int) -> list[DueJob]:
+def _within_peer_limit(
+    rows: list[DueJob], in_flight: Tally[str], limit: int, wanted: int, *, reserve: bool
+) -> list[DueJob]:
     """The first ``wanted`` of ``rows`` (due jobs, oldest first) that keep each peer within ``limit``
-    running, counting those already in flight."""
+    running, counting those already in flight; with ``reserve``, the last of the ``wanted`` slots only for a
+    job whose peer has nothing in flight (or that has no peer)."""
     counts = Tally(in_flight)
-    chosen = []
+    chosen: list[DueJob] = []
     for row in rows:
         peer = row.peer
         if peer is not None:
-            if counts[peer] >= limit:
+            last_slot = wanted - len(chosen) <= 1
+            if counts[peer] >= limit or (reserve and last_slot and counts[peer] >= 1):
                 continue
             counts[peer] += 1
         chosen.append(row)
