@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -53,6 +54,17 @@ def _later(context: AppContext, session: Session, job: Job) -> None:
     later_calls[job.id] += 1
     if later_calls[job.id] == 1:
         raise RetryLater(timedelta(seconds=30), "peer asked us to wait")
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+@job_handler("test.deadlocked")
+def _deadlocked(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
+    if job.attempts <= job.payload["losses"]:
+        raise OperationalError("SELECT … FOR UPDATE", {}, _Deadlock("deadlock detected"))
+    return {"ran_on": job.attempts}
 
 
 @pytest.fixture(autouse=True)
@@ -498,3 +510,21 @@ def test_a_bad_worker_setting_is_one_line_naming_it_and_an_empty_one_is_unset(
         assert "Traceback" not in refused.output
     monkeypatch.setenv("WARROOM_WORKER_PEER_LIMIT", "")  # VAR= in an env file: unset
     assert runner.invoke(cli, ["worker", "--once", *database]).exit_code == 0
+
+
+def test_a_job_that_lost_a_race_runs_again_at_once(context: AppContext) -> None:
+    """A deadlock (PostgreSQL aborts one of the transactions) is no fault of the job: it runs again now, not
+    after the backoff, so an escalation step is not seconds late. Each loss counts, so one that keeps losing
+    ends dead."""
+    clock.set(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    with context.db.write() as session:
+        once = enqueue(session, kind="test.deadlocked", payload={"losses": 2}).id
+        always = enqueue(session, kind="test.deadlocked", payload={"losses": 99}, max_attempts=3).id
+    worker = Worker(context, name="w")
+    while worker.run_once():  # the clock stands still: only a retry due now runs again
+        pass
+    with context.db.read() as session:
+        won, lost = session.get(Job, once), session.get(Job, always)
+        assert won is not None and lost is not None
+        assert (won.status, won.attempts, won.result) == (JobStatus.done, 3, {"ran_on": 3})
+        assert (lost.status, lost.attempts) == (JobStatus.dead, 3)

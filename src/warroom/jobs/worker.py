@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from warroom.context import AppContext
-from warroom.db import unavailable, unavailable_reason, utcnow
+from warroom.db import is_retryable, unavailable, unavailable_reason, utcnow
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.service import PermanentFailure, RetryLater, backoff, handler_for, network_kinds
 
@@ -346,6 +346,19 @@ class Worker:
                 job.attempts = max(0, job.attempts - 1)
                 job.run_at = (now or utcnow()) + exc.delay
                 job.last_error = exc.reason or job.last_error
+            elif is_retryable(exc) and job.attempts < job.max_attempts:
+                # A deadlock or serialization failure (PostgreSQL): the other transaction has gone through,
+                # so run it again now, not after a backoff (an escalation step a race made 5 s late). The
+                # attempt counts, so a job that keeps losing still ends.
+                outcome = "failed"
+                job.status = JobStatus.pending
+                job.run_at = now or utcnow()
+                job.last_error = (
+                    f"lost a race with another transaction ({type(exc).__name__}); ran again at once"
+                )
+                log.info(
+                    "job %s (%s) lost a race (%s); running it again", job.id, job.kind, type(exc).__name__
+                )
             else:
                 error = (exc.reason if isinstance(exc, RetryLater) else f"{type(exc).__name__}: {exc}")[
                     :MAX_ERROR_LENGTH
