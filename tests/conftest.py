@@ -80,6 +80,11 @@ def postgres_migrated() -> Iterator[str]:
     migrate.upgrade(engine)
     engine.dispose()
     yield url
+    if worker:  # a worker's own database goes with the run (FORCE: a test's pool may still hold a connection)
+        admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def _truncate_postgres(url: str) -> None:
