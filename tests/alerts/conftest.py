@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from warroom.alerts.intake import IntakeWriter
 from warroom.auth import integrations
 from warroom.auth.models import IntegrationKey, IntegrationType
 from warroom.context import AppContext
+from warroom.events import DomainEvent, _subscribers, subscribe
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -59,3 +61,16 @@ def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(IntakeWriter, "_together", recording)
     return sizes
+
+
+@pytest.fixture
+def page_requests() -> Iterator[list[DomainEvent]]:
+    """The ``incident.page_requested`` events published while the test runs."""
+    seen: list[DomainEvent] = []
+
+    def record(_: Any, event: DomainEvent) -> None:
+        seen.append(event)
+
+    subscribe("incident.page_requested")(record)
+    yield seen
+    _subscribers["incident.page_requested"].remove(record)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from warroom.alerts.handlers import HandlerContext, alert_handler
 from warroom.alerts.models import Alert
 from warroom.clock import clock
 from warroom.context import AppContext
-from warroom.events import DomainEvent, _subscribers, subscribe
+from warroom.events import DomainEvent
 from warroom.incidents.models import Incident
 from warroom.orgconfig import ConfigError, OrgConfig, load_org_config, parse_org_config
 
@@ -67,18 +66,6 @@ def org() -> OrgConfig:
     return base.model_copy(update={"automation": AutomationConfig.model_validate(RULES)})
 
 
-@pytest.fixture
-def pages() -> Iterator[list[DomainEvent]]:
-    seen: list[DomainEvent] = []
-
-    def record(_: Any, event: DomainEvent) -> None:
-        seen.append(event)
-
-    subscribe("incident.page_requested")(record)
-    yield seen
-    _subscribers["incident.page_requested"].remove(record)
-
-
 def fire(api: TestClient, key: str, *alerts: dict[str, Any]) -> list[dict[str, Any]]:
     response = api.post(f"/api/v1/alerts?key={key}", json=list(alerts))
     assert response.status_code == 202, response.text
@@ -97,7 +84,7 @@ def payments_alert(**overrides: Any) -> dict[str, Any]:
 
 
 def test_rule_opens_incident_with_everything_on_the_timeline(
-    api: TestClient, generic_key: str, viewer: dict[str, str], pages: list[DomainEvent]
+    api: TestClient, generic_key: str, viewer: dict[str, str], page_requests: list[DomainEvent]
 ) -> None:
     [result] = fire(api, generic_key, payments_alert())
     assert result["incident"] == "INC-1"
@@ -121,7 +108,7 @@ def test_rule_opens_incident_with_everything_on_the_timeline(
     updates = api.get("/api/v1/incidents/INC-1/updates", headers=viewer).json()
     assert updates[0]["message"] == "INC-1: card charges failing"
     assert updates[0]["sender"] == "automation"
-    assert [(p.name, p.incident_id, p.data) for p in pages] == [
+    assert [(p.name, p.incident_id, p.data) for p in page_requests] == [
         ("incident.page_requested", 1, {"policy": "payments-escalation"})
     ]
     alert = api.get("/api/v1/alerts/1", headers=viewer).json()
@@ -130,7 +117,7 @@ def test_rule_opens_incident_with_everything_on_the_timeline(
 
 
 def test_grouping_attaches_to_one_open_incident(
-    api: TestClient, generic_key: str, viewer: dict[str, str], pages: list[DomainEvent]
+    api: TestClient, generic_key: str, viewer: dict[str, str], page_requests: list[DomainEvent]
 ) -> None:
     clock.set(datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
     first = fire(api, generic_key, payments_alert(dedup_key="a"))[0]
@@ -144,7 +131,7 @@ def test_grouping_attaches_to_one_open_incident(
     )
     assert first["incident"] == second["incident"] == "INC-1"
     assert other["incident"] == "INC-2"
-    assert len(pages) == 2  # the attach does not page again
+    assert len(page_requests) == 2  # the attach does not page again
     timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
     assert any("ALR-2" in e["action"] and "group of rule payments" in e["action"] for e in timeline)
     # Past the window the group starts over.

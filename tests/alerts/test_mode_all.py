@@ -4,7 +4,6 @@ rule's P3), and a policy two rules page is requested once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +16,7 @@ from warroom.alerts import automation, backtest
 from warroom.alerts.adapters import from_generic
 from warroom.clock import clock
 from warroom.context import AppContext
-from warroom.events import DomainEvent, _subscribers, subscribe
+from warroom.events import DomainEvent
 from warroom.orgconfig import OrgConfig, parse_org_config
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # a Monday morning in Berlin
@@ -44,18 +43,6 @@ def org() -> OrgConfig:
     document = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     document["automation"].update(mode="all", rules=RULES, dependency_window="0s")
     return parse_org_config(yaml.safe_dump(document))
-
-
-@pytest.fixture
-def page_requests() -> Iterator[list[DomainEvent]]:
-    seen: list[DomainEvent] = []
-
-    def record(_: Any, event: DomainEvent) -> None:
-        seen.append(event)
-
-    subscribe("incident.page_requested")(record)
-    yield seen
-    _subscribers["incident.page_requested"].remove(record)
 
 
 def fire(api: TestClient, key: str, severity: str, dedup_key: str, **labels: str) -> dict[str, Any]:
