@@ -9,8 +9,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -217,6 +217,25 @@ def lock_holder(context: AppContext) -> sqlite3.Connection:
 Timed = tuple[httpx.Response, float]
 
 
+@asynccontextmanager
+async def locked_out(
+    app: Any, context: AppContext, url: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, sqlite3.Connection]]:
+    """A client of ``app`` after one stored delivery (so startup work is done), while another connection holds
+    the write lock: a test may ``ROLLBACK`` it early; it is released on the way out in any case."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://warroom", timeout=60) as client:
+        warm = await client.post(url, json={"summary": "warm", "dedup_key": "warm"})
+        assert warm.status_code == 202, warm.text
+        holder = lock_holder(context)
+        try:
+            yield client, holder
+        finally:
+            if holder.in_transaction:
+                holder.execute("ROLLBACK")
+            holder.close()
+
+
 async def timed_post(client: httpx.AsyncClient, url: str, body: dict[str, Any], after: float = 0) -> Timed:
     """POST ``after`` seconds from now; the answer and how long it took from the POST."""
     await asyncio.sleep(after)
@@ -234,24 +253,16 @@ def test_intake_answers_503_within_one_busy_timeout_while_the_lock_is_held(waiti
     app = create_app(context=context)
 
     async def run() -> list[Timed]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://warroom", timeout=60) as client:
-            warm = await client.post(url, json={"summary": "warm", "dedup_key": "warm"})
-            assert warm.status_code == 202, warm.text
-            holder = lock_holder(context)
-            try:
-                return list(
-                    await asyncio.gather(
-                        *(
-                            timed_post(client, url, {"summary": f"disk {n}", "dedup_key": f"d{n}"})
-                            for n in range(4)
-                        ),
-                        timed_post(client, url, {"summary": "queued", "dedup_key": "queued"}, after=BUSY / 3),
-                    )
+        async with locked_out(app, context, url) as (client, _):
+            return list(
+                await asyncio.gather(
+                    *(
+                        timed_post(client, url, {"summary": f"disk {n}", "dedup_key": f"d{n}"})
+                        for n in range(4)
+                    ),
+                    timed_post(client, url, {"summary": "queued", "dedup_key": "queued"}, after=BUSY / 3),
                 )
-            finally:
-                holder.execute("ROLLBACK")
-                holder.close()
+            )
 
     answers = asyncio.run(run())
     for response, elapsed in answers:
@@ -269,16 +280,11 @@ def test_a_delivery_whose_deadline_passed_is_not_stored_later(waiting: AppContex
     app = create_app(context=context)
 
     async def run() -> list[Timed]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://warroom", timeout=60) as client:
-            warm = await client.post(url, json={"summary": "warm", "dedup_key": "warm"})
-            assert warm.status_code == 202, warm.text
-            holder = lock_holder(context)
+        async with locked_out(app, context, url) as (client, holder):
 
             async def release() -> None:
                 await asyncio.sleep(BUSY * 1.3)
                 holder.execute("ROLLBACK")
-                holder.close()
 
             first, second, _ = await asyncio.gather(
                 timed_post(client, url, {"summary": "first", "dedup_key": "first"}),

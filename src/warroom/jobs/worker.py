@@ -190,7 +190,7 @@ class Worker:
     def _with_room(self, in_flight: Tally[str] | None, free: int) -> ColumnElement[bool]:
         """Jobs that may take one of ``free`` slots: no peer, or a peer below its limit; with one slot left,
         only a peer with nothing in flight."""
-        most = 1 if free <= 1 and self.concurrency > 1 else self.peer_limit
+        most = peer_cap(free, self.peer_limit, reserve=self.concurrency > 1)
         full = sorted(peer for peer, count in (in_flight or {}).items() if count >= most)
         return or_(Job.peer.is_(None), Job.peer.not_in(full)) if full else true()
 
@@ -588,19 +588,24 @@ class Worker:
         self.release([job_id for future, (job_id, _) in finished.items() if future.result() is None])
 
 
+def peer_cap(free: int, limit: int, *, reserve: bool) -> int:
+    """How many running jobs a peer may have for it to take one of ``free`` slots: ``limit``; with
+    ``reserve``, the last free slot only for a peer with nothing in flight (so two hung peers never hold
+    every slot). The claim's SQL and its pick among due jobs both go by this."""
+    return 1 if reserve and free <= 1 else limit
+
+
 def _within_peer_limit(
     rows: list[DueJob], in_flight: Tally[str], limit: int, wanted: int, *, reserve: bool
 ) -> list[DueJob]:
-    """The first ``wanted`` of ``rows`` (due jobs, oldest first) that keep each peer within ``limit``
-    running, counting those already in flight; with ``reserve``, the last of the ``wanted`` slots only for a
-    job whose peer has nothing in flight (or that has no peer)."""
+    """The first ``wanted`` of ``rows`` (due jobs, oldest first) whose peers are within ``peer_cap``,
+    counting the jobs already in flight and those chosen before them."""
     counts = Tally(in_flight)
     chosen: list[DueJob] = []
     for row in rows:
         peer = row.peer
         if peer is not None:
-            last_slot = wanted - len(chosen) <= 1
-            if counts[peer] >= limit or (reserve and last_slot and counts[peer] >= 1):
+            if counts[peer] >= peer_cap(wanted - len(chosen), limit, reserve=reserve):
                 continue
             counts[peer] += 1
         chosen.append(row)
