@@ -315,13 +315,21 @@ class Client:
         return AlertDetail.model_validate(self.request("GET", f"/api/v1/alerts/{seg(ref)}"))
 
     def promote_alert(
-        self, ref: str, *, title: str | None = None, severity: str | None = None, move: bool = False
+        self,
+        ref: str,
+        *,
+        title: str | None = None,
+        severity: str | None = None,
+        move: bool = False,
+        force: bool = False,
     ) -> AlertDetail:
         body: dict[str, object] = {
             k: v for k, v in {"title": title, "severity": severity}.items() if v is not None
         }
         if move:
             body["move"] = True
+        if force:
+            body["force"] = True
         return AlertDetail.model_validate(
             self.request("POST", f"/api/v1/alerts/{seg(ref)}/promote", json=body)
         )

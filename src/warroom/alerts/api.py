@@ -381,7 +381,13 @@ def list_alerts(
     _: Viewer,
     status_: Annotated[list[AlertStatus] | None, Query(alias="status")] = None,
     firing: Annotated[bool, Query(description="Only alerts not yet resolved.")] = False,
-    unrouted: Annotated[bool, Query(description="Only alerts no rule routed and on no incident.")] = False,
+    unrouted: Annotated[
+        bool,
+        Query(
+            description="Only alerts no rule routed, on no incident and held by nothing now (a maintenance "
+            "window or an open inhibitor holds them back; once released, one no rule takes is unrouted)."
+        ),
+    ] = False,
     snoozed: Annotated[bool, Query(description="Only snoozed alerts (acknowledged until a moment).")] = False,
     source: str | None = None,
     integration: Annotated[
@@ -520,18 +526,20 @@ def _preview(
 @router.get("/api/v1/alerts/{ref}", response_model=AlertDetail)
 def get_alert(ref: str, context: Context, _: Viewer) -> AlertDetail:
     with context.db.read() as session:
-        return service.to_detail(service.get_alert(session, ref))
+        return service.to_detail(session, service.get_alert(session, ref))
 
 
 @router.post("/api/v1/alerts/{ref}/promote", response_model=AlertDetail, status_code=status.HTTP_201_CREATED)
 def promote_alert(
     ref: str, context: Context, principal: Responder, body: PromoteRequest | None = None
 ) -> AlertDetail:
+    """Open an incident from the alert. 409 if it is on an incident already (unless ``move``), or has
+    resolved (unless ``force``: the message says when)."""
     with context.db.write() as session:
         alert, _ = service.promote(
             session, org=context.org, ref=ref, data=body or PromoteRequest(), performer=principal.name
         )
-        return service.to_detail(alert)
+        return service.to_detail(session, alert)
 
 
 @router.post("/api/v1/alerts/{ref}/attach", response_model=AlertDetail)
@@ -542,7 +550,7 @@ def attach_alert(ref: str, body: AttachRequest, context: Context, principal: Res
         alert, _ = service.attach_to_incident(
             session, ref=ref, incident_ref=body.incident, performer=principal.name
         )
-        return service.to_detail(alert)
+        return service.to_detail(session, alert)
 
 
 @router.post("/api/v1/incidents/{ref}/merge", response_model=IncidentMerged, tags=["incidents"])
@@ -561,7 +569,7 @@ def acknowledge_alert(ref: str, context: Context, principal: Responder) -> Alert
     """Acknowledge an alert by hand (someone is on it); 409 if it is already acknowledged or resolved."""
     with context.db.write() as session:
         alert = service.acknowledge(session, org=context.org, ref=ref, performer=principal.name)
-        return service.to_detail(alert)
+        return service.to_detail(session, alert)
 
 
 @router.post("/api/v1/alerts/{ref}/unacknowledge", response_model=AlertDetail)
@@ -569,7 +577,7 @@ def unacknowledge_alert(ref: str, context: Context, principal: Responder) -> Ale
     """Take an acknowledgement back: the alert is firing again; 409 if it is not acknowledged."""
     with context.db.write() as session:
         alert = service.unacknowledge(session, org=context.org, ref=ref, performer=principal.name)
-        return service.to_detail(alert)
+        return service.to_detail(session, alert)
 
 
 @router.post("/api/v1/alerts/{ref}/snooze", response_model=AlertDetail)
@@ -586,7 +594,7 @@ def snooze_alert(ref: str, body: SnoozeRequest, context: Context, principal: Res
             duration=body.duration,
             until=body.until,
         )
-        return service.to_detail(alert)
+        return service.to_detail(session, alert)
 
 
 @router.post("/api/v1/alerts/{ref}/resolve", response_model=AlertDetail)
@@ -597,7 +605,7 @@ def resolve_alert(
     note = body.note if body is not None else None
     with context.db.write() as session:
         alert = service.resolve(session, org=context.org, ref=ref, performer=principal.name, note=note)
-        return service.to_detail(alert)
+        return service.to_detail(session, alert)
 
 
 @router.post("/api/v1/alerts/{ref}/notes", response_model=AlertDetail, status_code=status.HTTP_201_CREATED)
@@ -606,7 +614,7 @@ def note_alert(ref: str, body: NoteRequest, context: Context, principal: Respond
     alert's incident too, if it has one."""
     with context.db.write() as session:
         alert = service.add_note(session, ref=ref, body=body.body, author=principal.name)
-        return service.to_detail(alert)
+        return service.to_detail(session, alert)
 
 
 @router.patch("/api/v1/alerts/{ref}/notes/{note_id}", response_model=AlertDetail)
@@ -623,7 +631,7 @@ def edit_alert_note(
             performer=principal.name,
             admin=principal.role == Role.admin,
         )
-        return service.to_detail(alert)
+        return service.to_detail(session, alert)
 
 
 @router.delete("/api/v1/alerts/{ref}/notes/{note_id}", response_model=AlertDetail)
@@ -633,7 +641,7 @@ def delete_alert_note(ref: str, note_id: RowId, context: Context, principal: Res
         alert = service.delete_note(
             session, ref=ref, note_id=note_id, performer=principal.name, admin=principal.role == Role.admin
         )
-        return service.to_detail(alert)
+        return service.to_detail(session, alert)
 
 
 # --- maintenance windows ---------------------------------------------------------------------------------
@@ -849,7 +857,7 @@ def customer_report(body: CustomerReport, request: Request, context: Context) ->
 def internal_report(body: InternalReport, context: Context, principal: Responder) -> AlertDetail:
     with context.db.write() as session:
         alert = service.internal_report(session, org=context.org, report=body, reporter=principal.name)
-        return service.to_detail(alert)
+        return service.to_detail(session, alert)
 
 
 # --- integration keys (admin) --------------------------------------------------------------------------

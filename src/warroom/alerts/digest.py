@@ -15,10 +15,11 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from warroom.alerts.models import Alert, AlertStatus, MaintenanceWindow
+from warroom.alerts import holds
+from warroom.alerts.models import Alert, AlertStatus
 from warroom.durations import format_duration
 from warroom.errors import WarroomError
 from warroom.jobs import service as jobs_service
@@ -70,26 +71,12 @@ def schedule_digest(session: Session, org: OrgConfig, now: datetime) -> bool:
 def _unrouted(since: datetime, until: datetime) -> list[Any]:
     """Alerts no rule routed, less those a window or an open inhibitor holds now: once released, an alert that
     no rule takes is unrouted like any other (before, it stayed out of the digest for good)."""
-    inhibitor = aliased(Alert)
     return [
         Alert.first_seen_at >= since,
         Alert.first_seen_at < until,
         Alert.rules.is_(None),
         Alert.incident_id.is_(None),
-        or_(
-            Alert.maintenance_window_id.is_(None),
-            ~select(MaintenanceWindow.id)
-            .where(
-                MaintenanceWindow.id == Alert.maintenance_window_id, MaintenanceWindow.released_at.is_(None)
-            )
-            .exists(),
-        ),
-        or_(
-            Alert.inhibited_by_id.is_(None),
-            ~select(inhibitor.id)
-            .where(inhibitor.id == Alert.inhibited_by_id, inhibitor.status != AlertStatus.resolved)
-            .exists(),
-        ),
+        ~holds.held_now(),
     ]
 
 

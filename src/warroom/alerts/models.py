@@ -81,7 +81,8 @@ class Alert(Base):
         ForeignKey("maintenance_windows.id", ondelete="SET NULL"), index=True
     )
     # The open alert that inhibited this one when it fired (automation.inhibit_rules): automation left it
-    # alone until that alert resolved. Kept afterwards, as the maintenance window is.
+    # alone until that alert resolved. Kept afterwards, as the maintenance window is (``holds`` tells a hold
+    # still on from one that is over).
     inhibited_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("alerts.id", ondelete="SET NULL"), index=True
     )

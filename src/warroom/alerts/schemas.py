@@ -399,15 +399,25 @@ class AlertRead(BaseModel):
     occurrences: int
     incident: str | None
     rules: list[str]
-    unrouted: bool
+    unrouted: bool = Field(
+        description="On no incident, no rule routed it, and nothing holds it now (held_by): nobody was paged."
+    )
     maintenance: str | None = Field(
         None,
-        description="The maintenance window it arrived in (MW-n): automation held it until the window ended.",
+        description="The maintenance window it arrived in (MW-n): automation held it until the window ended. "
+        "Kept afterwards: held_by says whether it still does.",
     )
     inhibited_by: str | None = Field(
         None,
         description="The open alert (ALR-n) that inhibited it when it fired (automation.inhibit_rules): "
-        "automation held it until that alert resolved.",
+        "automation held it until that alert resolved. Kept afterwards: held_by says whether it still does.",
+    )
+    held_by: str | None = Field(
+        None,
+        description="What holds it now: its maintenance window (MW-n) until the window ends, or the open "
+        "alert (ALR-n) that inhibits it until that one resolves; automation leaves it alone meanwhile. Null "
+        "when nothing does: never held, on an incident, or released (routed as if it had just fired; "
+        "unrouted if no rule took it).",
     )
 
 
@@ -572,7 +582,7 @@ class NoiseGroup(BaseModel):
     alerts: int = Field(description="Alerts of the group seen in the period.")
     occurrences: int = Field(description="Their notifications, repeats included.")
     incidents: int = Field(description="Distinct incidents they are on.")
-    unrouted: int = Field(description="Alerts no rule routed and on no incident.")
+    unrouted: int = Field(description="Alerts no rule routed, on no incident and held by nothing now.")
     open: int = Field(description="Alerts not resolved yet.")
 
 
@@ -617,9 +627,14 @@ class AlertOverview(BaseModel):
     at: datetime
     since: datetime
     severities: list[SeverityCounts] = Field(description="Open alerts by severity, most severe first.")
-    unrouted: int = Field(description="Open alerts no rule routed and on no incident: nobody was paged.")
+    unrouted: int = Field(
+        description="Open alerts no rule routed, on no incident and held by nothing now: nobody was paged."
+    )
     snoozed: int
-    held: int = Field(description="Open alerts on no incident, held by a maintenance window or an inhibitor.")
+    held: int = Field(
+        description="Open alerts on no incident that a maintenance window or an open inhibitor holds now "
+        "(released ones are routed, or unrouted, like any other)."
+    )
     incidents: list[OpenIncident] = Field(description="Open incidents, most severe first (at most 20).")
     incidents_open: int
     arrivals: list[ArrivalBucket] = Field(description="New alerts over the period, in 12 buckets.")
@@ -712,6 +727,11 @@ class PromoteRequest(BaseModel):
         default=False,
         description="Take an alert that is on an incident out into an incident of its own (the grouping "
         "put it with alerts of another cause); without it, such an alert is refused (409).",
+    )
+    force: bool = Field(
+        default=False,
+        description="Promote an alert that has resolved: the incident opens as investigating all the same. "
+        "Without it, such an alert is refused (409), saying when it resolved.",
     )
 
 

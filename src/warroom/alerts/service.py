@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from warroom.alerts import automation, enrichment, inhibition, maintenance
+from warroom.alerts import automation, enrichment, holds, inhibition, maintenance
 from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent, SourceChange, apply_default_service
 from warroom.alerts.config import ALERT_SOURCES, AlertFacts, AlertSeverity
@@ -568,7 +568,7 @@ def release_muted(session: Session, org: OrgConfig, inhibitor: Alert) -> None:
 
 def held(session: Session, alert: Alert) -> bool:
     """Whether automation leaves the alert alone for now: a maintenance window or an inhibiting alert holds
-    it."""
+    it (reads ask ``holds.holders``, the same test for many alerts at once)."""
     return (
         alert.maintenance_window_id is not None
         and alert.incident_id is None
@@ -579,7 +579,8 @@ def held(session: Session, alert: Alert) -> bool:
 # --- reads -------------------------------------------------------------------------------------------
 
 
-def to_read(alert: Alert) -> AlertRead:
+def to_read(alert: Alert, *, held_by: str | None) -> AlertRead:
+    """``held_by``: what holds the alert now (``holds.holders``), if anything."""
     return AlertRead(
         id=alert.id,
         ref=alert.ref,
@@ -607,15 +608,22 @@ def to_read(alert: Alert) -> AlertRead:
         occurrences=alert.occurrences,
         incident=f"INC-{alert.incident_id}" if alert.incident_id else None,
         rules=alert.rules or [],
-        unrouted=alert.incident_id is None and not alert.rules,
+        unrouted=alert.incident_id is None and not alert.rules and held_by is None,
         maintenance=f"MW-{alert.maintenance_window_id}" if alert.maintenance_window_id else None,
         inhibited_by=f"ALR-{alert.inhibited_by_id}" if alert.inhibited_by_id else None,
+        held_by=held_by,
     )
 
 
-def to_detail(alert: Alert) -> AlertDetail:
+def to_reads(session: Session, alerts: Sequence[Alert]) -> list[AlertRead]:
+    """Alerts as read, each with what holds it now (two lookups for them all)."""
+    held_by = holds.holders(session, alerts)
+    return [to_read(alert, held_by=held_by.get(alert.id)) for alert in alerts]
+
+
+def to_detail(session: Session, alert: Alert) -> AlertDetail:
     return AlertDetail(
-        **to_read(alert).model_dump(),
+        **to_reads(session, [alert])[0].model_dump(),
         raw=alert.raw,
         last_raw=alert.last_raw,
         handler_errors=alert.handler_errors,
@@ -628,7 +636,7 @@ def maintenance_detail(session: Session, ref: str | int) -> MaintenanceDetail:
     window = maintenance.get_window(session, ref)
     return MaintenanceDetail(
         **maintenance.to_read(window).model_dump(),
-        alerts=[to_read(alert) for alert in maintenance.window_alerts(session, window)],
+        alerts=to_reads(session, maintenance.window_alerts(session, window)),
     )
 
 
@@ -699,7 +707,8 @@ def list_alerts(
     if firing:
         statement = statement.where(Alert.status != AlertStatus.resolved)
     if unrouted:
-        statement = statement.where(Alert.incident_id.is_(None), Alert.rules.is_(None))
+        # Held alerts are not unrouted (automation has not routed them yet); released ones no rule took are.
+        statement = statement.where(Alert.incident_id.is_(None), Alert.rules.is_(None), ~holds.held_now())
     if snoozed:
         statement = statement.where(Alert.snoozed_until.is_not(None))
     # A filter naming nothing that exists is refused, not answered with an empty page (a typo looks like
@@ -718,8 +727,8 @@ def list_alerts(
     if incident:
         statement = statement.where(Alert.incident_id == incident_service.get_incident(session, incident).id)
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
-    rows = session.scalars(statement.order_by(Alert.id.desc()).limit(limit).offset(offset))
-    items = [to_read(row) for row in rows]
+    rows = session.scalars(statement.order_by(Alert.id.desc()).limit(limit).offset(offset)).all()
+    items = to_reads(session, rows)
     return AlertPage(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -750,7 +759,9 @@ def noise_report(session: Session, *, since: timedelta, by: str = "type", limit:
         func.count().label("alerts"),
         occurrences.label("occurrences"),
         func.count(Alert.incident_id.distinct()).label("incidents"),
-        func.count().filter(Alert.incident_id.is_(None), Alert.rules.is_(None)).label("unrouted"),
+        func.count()
+        .filter(Alert.incident_id.is_(None), Alert.rules.is_(None), ~holds.held_now())
+        .label("unrouted"),
         func.count().filter(Alert.status != AlertStatus.resolved).label("open"),
     ).select_from(Alert)
     if by == "integration":
@@ -796,18 +807,16 @@ def overview(session: Session, *, org: OrgConfig, since: timedelta) -> AlertOver
     now = start + since
     open_alert = Alert.status != AlertStatus.resolved
     nowhere = Alert.incident_id.is_(None)
+    held_now = holds.held_now()
     counts = session.execute(
         select(
             Alert.severity,
             func.count().filter(Alert.status == AlertStatus.firing).label("firing"),
             func.count().filter(Alert.status == AlertStatus.acknowledged).label("acknowledged"),
-            func.count().filter(nowhere, Alert.rules.is_(None)).label("unrouted"),
+            func.count().filter(nowhere, Alert.rules.is_(None), ~held_now).label("unrouted"),
             func.count().filter(Alert.snoozed_until.is_not(None)).label("snoozed"),
-            func.count()
-            .filter(
-                nowhere, or_(Alert.maintenance_window_id.is_not(None), Alert.inhibited_by_id.is_not(None))
-            )
-            .label("held"),
+            # Held now: an alert its window or inhibitor released is routed, or unrouted, like any other.
+            func.count().filter(held_now).label("held"),
         )
         .where(open_alert)
         .group_by(Alert.severity)
@@ -883,8 +892,11 @@ def promote(
 ) -> tuple[Alert, Incident]:
     """Open an incident from an alert that no rule routed (or any alert not yet on an incident). With
     ``move``, an alert already on an incident is taken out of it into the new one (the grouping put it with
-    alerts of another cause), and both timelines say so."""
+    alerts of another cause), and both timelines say so. An alert that has resolved is refused unless
+    ``force``: its problem is over, and the incident would open as investigating all the same."""
     alert = get_alert(session, ref, for_update=True)
+    if alert.status == AlertStatus.resolved and not data.force:
+        raise _resolved_promotion(alert)
     previous_id = alert.incident_id
     if previous_id is not None and not data.move:
         raise Conflict(
@@ -907,6 +919,21 @@ def promote(
     automation.attach(session, incident, alert, performer=performer, note=moved)
     session.flush()
     return alert, incident
+
+
+def _resolved_promotion(alert: Alert) -> Conflict:
+    """409 for promoting an alert that resolved, saying when and by whom, and how to promote it anyway."""
+    when = f" at {_when(alert.resolved_at)}" if alert.resolved_at else ""
+    by = f" by {alert.resolved_by}" if alert.resolved_by else f" by its source ({alert.source})"
+    return Conflict(
+        f"{alert.ref} resolved{when}{by}: promoting it would open an investigating incident for a "
+        'problem that is over. To open one anyway, force it (warroom alerts promote --force; "force": true)',
+        {
+            "field": "alert",
+            "status": alert.status.value,
+            "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        },
+    )
 
 
 def _say_moved(

@@ -94,7 +94,7 @@ def alert_row(alert: AlertRead) -> tuple[object, ...]:
         alert.summary[:80],
         alert.service,
         alert.occurrences,
-        alert.incident or _unrouted(alert),
+        alert.incident or _nowhere(alert),
         when(alert.last_seen_at),
     )
 
@@ -107,13 +107,49 @@ def _status(alert: AlertRead) -> Text:
     return status
 
 
-def _unrouted(alert: AlertRead) -> Text | None:
-    """What the incident column says of an alert on no incident."""
-    if alert.maintenance:
-        return Text(alert.maintenance, style="cyan")
-    if alert.inhibited_by:
-        return Text(f"inhibited by {alert.inhibited_by}", style="cyan")
-    return Text("unrouted", style="magenta") if alert.unrouted else None
+def _nowhere(alert: AlertRead) -> Text | None:
+    """What the incident column says of an alert on no incident: what holds it now (its window, or the alert
+    inhibiting it), else whether it is unrouted. One that its window or inhibitor held and then released
+    says so: the hold is over, and it was routed as if it had just fired."""
+    if alert.held_by is not None:
+        if alert.held_by == alert.inhibited_by:
+            return Text(f"inhibited by {alert.held_by}", style="cyan")
+        return Text(alert.held_by, style="cyan")
+    released = _released(alert, alert.maintenance or alert.inhibited_by)
+    if alert.unrouted:
+        return Text("unrouted", style="magenta") + Text(" (released)" if released else "", style="dim")
+    return Text("released", style="dim") if released else None
+
+
+def _released(alert: AlertRead, holder: str | None) -> bool:
+    """Whether ``holder`` (the alert's window or inhibitor, if any) held the alert and let it go: it holds it
+    no more, and the alert was still open (or is on an incident). One that resolved while held, on no
+    incident, was never released."""
+    return (
+        holder is not None
+        and alert.held_by != holder
+        and (alert.incident is not None or alert.status != AlertStatus.resolved)
+    )
+
+
+def _maintenance(alert: AlertDetail) -> str:
+    if alert.maintenance is None:
+        return "—"
+    if alert.held_by == alert.maintenance:
+        return f"arrived during {alert.maintenance}, held until it ends"
+    if _released(alert, alert.maintenance):
+        return f"arrived during {alert.maintenance}, released"
+    return f"arrived during {alert.maintenance}"
+
+
+def _inhibited(alert: AlertDetail) -> str:
+    if alert.inhibited_by is None:
+        return "—"
+    if alert.held_by == alert.inhibited_by:
+        return f"by {alert.inhibited_by}, held until that alert resolves"
+    if _released(alert, alert.inhibited_by):
+        return f"released (was inhibited by {alert.inhibited_by})"
+    return f"was inhibited by {alert.inhibited_by}"
 
 
 def _started(alert: AlertDetail) -> str:
@@ -134,17 +170,10 @@ def _show(alert: AlertDetail) -> None:
         ("type", alert.alert_type),
         ("dedup key", alert.dedup_key),
         ("service", alert.service or "—"),
-        (
-            "incident",
-            styled(alert.incident, SEVERITY_STYLE)
-            if alert.incident
-            else "unrouted"
-            if alert.unrouted
-            else "—",
-        ),
+        ("incident", styled(alert.incident, SEVERITY_STYLE) if alert.incident else _nowhere(alert) or "—"),
         ("rules", ", ".join(alert.rules) or "—"),
-        ("maintenance", f"arrived during {alert.maintenance}" if alert.maintenance else "—"),
-        ("inhibited", f"by {alert.inhibited_by}, until it resolved" if alert.inhibited_by else "—"),
+        ("maintenance", _maintenance(alert)),
+        ("inhibited", _inhibited(alert)),
         ("occurrences", str(alert.occurrences)),
         *([("started", _started(alert))] if alert.started_at is not None else []),
         ("first seen", when(alert.first_seen_at)),
@@ -538,12 +567,19 @@ def promote(
             help="The alert is on an incident with alerts of another cause: take it out into its own.",
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Promote it though it has resolved (the incident opens as investigating all the same).",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Open an incident from an alert (one no rule routed; or, with --move, one the grouping put on the
-    wrong incident)."""
+    wrong incident). An alert that has resolved is refused, saying when, unless --force."""
     with api_errors(), Client() as client:
-        alert = client.promote_alert(ref, title=title, severity=severity, move=move)
+        alert = client.promote_alert(ref, title=title, severity=severity, move=move, force=force)
     emit(as_json, alert, lambda: console.print(f"{alert.ref} promoted to [bold]{alert.incident}[/]"))
 
 

@@ -9,6 +9,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from warroom.alerts import holds
 from warroom.alerts.models import Alert, AlertStatus, Heartbeat
 from warroom.auth.models import IntegrationKey
 from warroom.context import AppContext
@@ -59,7 +60,8 @@ class AlertCollector(Collector):
         )
         unrouted = GaugeMetricFamily(
             "warroom_alerts_unrouted",
-            "Alerts not yet resolved that no rule routed to an incident, by source and severity.",
+            "Alerts not yet resolved that no rule routed to an incident and nothing holds now, by source and "
+            "severity.",
             labels=["source", "severity"],
         )
         with self.context.db.read() as session:
@@ -69,7 +71,10 @@ class AlertCollector(Collector):
                     Alert.source,
                     Alert.severity,
                     func.count(),
-                    func.count().filter(Alert.incident_id.is_(None), Alert.rules.is_(None)),
+                    # Held ones (a maintenance window, an open inhibitor) are not unrouted until released.
+                    func.count().filter(
+                        Alert.incident_id.is_(None), Alert.rules.is_(None), ~holds.held_now()
+                    ),
                 )
                 .where(Alert.status != AlertStatus.resolved)
                 .group_by(Alert.status, Alert.source, Alert.severity)

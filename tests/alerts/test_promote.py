@@ -1,0 +1,83 @@
+"""Promoting an alert that has resolved: refused with when it resolved, unless forced."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from tests.alerts.test_holds import cli_through, fire
+from tests.alerts.test_maintenance import T0
+from warroom.cli.main import app
+from warroom.clock import clock
+from warroom.context import AppContext
+from warroom.incidents.models import Incident
+
+
+def incidents(context: AppContext) -> int:
+    with context.db.read() as session:
+        return session.scalar(select(func.count()).select_from(Incident)) or 0
+
+
+def promote(api: TestClient, ref: int, headers: dict[str, str], **body: Any) -> Any:
+    return api.post(f"/api/v1/alerts/{ref}/promote", json=body, headers=headers)
+
+
+def test_a_resolved_alert_is_promoted_only_when_forced(
+    api: TestClient,
+    context: AppContext,
+    generic_key: str,
+    responder: dict[str, str],
+    tokens: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock.set(T0)
+    disk = fire(api, generic_key, "DiskFull", "warning")  # pages nobody in the example: unrouted
+    assert disk["incident"] is None
+    clock.set(T0 + timedelta(minutes=5))
+    fire(api, generic_key, "DiskFull", "warning", status="resolved")
+
+    refused = promote(api, disk["id"], responder)
+    assert refused.status_code == 409, refused.text
+    error = refused.json()
+    assert f"ALR-{disk['id']} resolved at 2026-03-02 10:05 UTC by its source (generic)" in refused.text
+    assert "--force" in refused.text
+    assert "2026-03-02T10:05:00" in str(error)
+    assert incidents(context) == 0  # the refusal opened nothing
+
+    runner = cli_through(api, tokens["responder"], monkeypatch)
+    said = runner.invoke(app, ["alerts", "promote", str(disk["id"])], env={"COLUMNS": "250"})
+    assert said.exit_code == 1
+    assert f"ALR-{disk['id']} resolved at 2026-03-02 10:05 UTC" in said.output and "--force" in said.output
+    assert incidents(context) == 0
+
+    forced = runner.invoke(app, ["alerts", "promote", str(disk["id"]), "--force"], env={"COLUMNS": "250"})
+    assert forced.exit_code == 0, forced.output
+    assert f"ALR-{disk['id']} promoted to INC-1" in forced.output
+    incident = api.get("/api/v1/incidents/INC-1", headers=responder).json()
+    assert incident["status"] == "investigating"  # as a promotion always opens one
+
+
+def test_a_resolved_alert_on_an_incident_needs_force_and_move(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    clock.set(T0)
+    errors = fire(api, generic_key, "ApiErrors", "critical")
+    assert errors["incident"] == "INC-1"
+    answer = api.post(f"/api/v1/alerts/{errors['id']}/resolve", headers=responder)
+    assert answer.status_code == 200, answer.text
+
+    refused = promote(api, errors["id"], responder, move=True)
+    assert refused.status_code == 409 and "by responder-user" in refused.text and "force" in refused.text
+    not_moved = promote(api, errors["id"], responder, force=True)
+    assert not_moved.status_code == 409 and "already on INC-1" in not_moved.text
+    assert incidents(context) == 1
+    moved = promote(api, errors["id"], responder, force=True, move=True)
+    assert moved.status_code == 201, moved.text
+    assert moved.json()["incident"] == "INC-2"
+    # A firing alert needs no force; force on it changes nothing.
+    cold = fire(api, generic_key, "CacheCold", "info", labels={"alertname": "CacheCold"})
+    assert promote(api, cold["id"], responder, force=True).json()["incident"] == "INC-3"
