@@ -3,6 +3,7 @@ HTTP server and a self-signed certificate. ``warroom serve`` itself is started b
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import ssl
@@ -174,6 +175,95 @@ def start_recorder() -> Recorder:
     recorder = Recorder(server)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return recorder
+
+
+class SlowPeer:
+    """A raw TCP server on 127.0.0.1 that answers slowly: ``converse(peer, connection)`` runs for each
+    connection and sends with ``peer.trickle``, one byte every ``interval`` seconds. ``connected`` is set when
+    a client connects; leaving the ``with`` block stops every trickle at once and hangs up."""
+
+    def __init__(self, converse: Callable[[SlowPeer, socket.socket], None], interval: float) -> None:
+        self.converse = converse
+        self.interval = interval
+        self.connected = threading.Event()
+        self.taken: list[bytes] = []  # what it answered in full: request bodies, messages
+        self._stopped = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port: int = self._listener.getsockname()[1]
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def trickle(self, connection: socket.socket, data: bytes) -> None:
+        for byte in data:
+            if self._stopped.wait(self.interval):
+                raise ConnectionAbortedError("the slow peer was stopped")
+            connection.sendall(bytes([byte]))
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connected.set()
+            thread = threading.Thread(target=self._converse, args=(connection,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _converse(self, connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(30)
+            with contextlib.suppress(OSError):  # the client hung up, or the peer was stopped
+                self.converse(self, connection)
+
+    def __enter__(self) -> SlowPeer:
+        self._threads[0].start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stopped.set()
+        for thread in list(self._threads):
+            thread.join(10)
+        self._listener.close()
+
+
+def slow_http(peer: SlowPeer, connection: socket.socket) -> None:
+    """Reads an HTTP request, then trickles ``200 OK``: status line, headers and body."""
+    reader = connection.makefile("rb")
+    length = 0
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    body = reader.read(length)
+    peer.trickle(connection, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    peer.taken.append(body)
+
+
+def slow_smtp(peer: SlowPeer, connection: socket.socket) -> None:
+    """An SMTP server that takes any message and trickles every reply: each line of a reply is short (8
+    bytes), so no single wait for a byte, nor for one reply line, is long; the whole conversation is."""
+    reader = connection.makefile("rb")
+    peer.trickle(connection, b"220 ok\r\n")
+    while line := reader.readline():
+        command = line[:4].upper()
+        if command in (b"EHLO", b"HELO"):
+            peer.trickle(connection, b"250-ok\r\n" * 4 + b"250 ok\r\n")
+        elif command == b"DATA":
+            peer.trickle(connection, b"354 go\r\n")
+            message = b""
+            while (line := reader.readline()) not in (b".\r\n", b""):
+                message += line
+            peer.trickle(connection, b"250 ok\r\n")
+            peer.taken.append(message)
+        elif command == b"QUIT":
+            peer.trickle(connection, b"221 ok\r\n")
+            return
+        else:
+            peer.trickle(connection, b"250 ok\r\n")
 
 
 def self_signed_certificate(directory: Any, host: str = "127.0.0.1") -> tuple[str, str] | None:

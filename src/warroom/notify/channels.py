@@ -1,9 +1,12 @@
 """The channels: email over SMTP, Slack incoming webhook, signed JSON webhook, console.
 
 Each sender raises ``DeliveryError`` (or lets a network error through) when the message did not get
-out; the job machinery retries with backoff. Delivery is at least once: a crash between the peer
-accepting a message and the commit sends it again, so every message carries its delivery id
-(``Message-ID`` for email, ``X-Warroom-Delivery`` for webhooks) for receivers that deduplicate.
+out; the job machinery retries with backoff. A channel's ``timeout`` bounds the whole delivery, not each wait
+on the peer (``warroom.notify.deadline``): past it, the delivery fails with ``DeliveryTimeout``.
+
+Delivery is at least once: a crash between the peer accepting a message and the commit sends it again, so
+every message carries its delivery id (``Message-ID`` for email, ``X-Warroom-Delivery`` for webhooks) for
+receivers that deduplicate.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import httpx
 from warroom import __version__
 from warroom.db import utcnow
 from warroom.jobs.service import PermanentFailure, RetryLater
+from warroom.notify import deadline as deadlines
 from warroom.notify.config import (
     ChannelConfig,
     ConsoleChannel,
@@ -150,12 +154,13 @@ def send_email(channel: EmailChannel, message: OutgoingMessage, settings: Settin
         email.add_alternative(message.html, subtype="html")
     ca_file = _secret(config.ca_file)
     tls = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
-    smtp: smtplib.SMTP
-    if security == "tls":
-        smtp = smtplib.SMTP_SSL(host, port, timeout=config.timeout, context=tls)
-    else:
-        smtp = smtplib.SMTP(host, port, timeout=config.timeout)
-    with smtp:
+    deadline = deadlines.Deadline(config.timeout, "the mail server")
+    with (
+        deadline.kept(),
+        deadlines.DeadlineSMTP(
+            host, port, deadline=deadline, implicit_tls=tls if security == "tls" else None
+        ) as smtp,
+    ):
         if security == "starttls":
             smtp.starttls(context=tls)
         if username:
@@ -208,7 +213,7 @@ def send_slack(channel: SlackChannel, message: OutgoingMessage, settings: Settin
             {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
         ],
     }
-    response = httpx.post(url, json=payload, timeout=channel.settings.timeout)
+    response = deadlines.post(deadlines.Deadline(channel.settings.timeout, "Slack"), url, json=payload)
     _raise_for_answer(response, "Slack")
     return {"status_code": response.status_code}
 
@@ -244,7 +249,8 @@ def send_webhook(channel: WebhookChannel, message: OutgoingMessage, settings: Se
         SIGNATURE_HEADER: sign(secret, timestamp, body),
         DELIVERY_HEADER: str(message.delivery_id),
     }
-    response = httpx.post(url, content=body, headers=headers, timeout=channel.settings.timeout)
+    deadline = deadlines.Deadline(channel.settings.timeout, "the webhook")
+    response = deadlines.post(deadline, url, content=body, headers=headers)
     _raise_for_answer(response, "the webhook")
     return {"status_code": response.status_code}
 

@@ -23,6 +23,7 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SmtpSecurity = Literal["starttls", "tls", "none"]
 CHANNEL_TYPES = ("email", "slack", "webhook", "console")
 TEMPLATES_DIR = Path(__file__).parent / "templates"
+DELIVERY_TIMEOUT = "Seconds for a whole delivery: connecting, sending and reading the full answer."
 
 
 class StrictModel(BaseModel):
@@ -52,14 +53,14 @@ class EmailSettings(StrictModel):
     ca_file: str | None = Field(
         default=None, description="PEM file of the CA that signed the server's certificate (private relays)."
     )
-    timeout: float = Field(default=10.0, gt=0, le=120)
+    timeout: float = Field(default=10.0, gt=0, le=120, description=DELIVERY_TIMEOUT)
 
 
 class SlackSettings(StrictModel):
     url: str | None = Field(
         default=None, description="The Slack incoming-webhook URL; without it the recipient is the URL."
     )
-    timeout: float = Field(default=10.0, gt=0, le=120)
+    timeout: float = Field(default=10.0, gt=0, le=120, description=DELIVERY_TIMEOUT)
 
 
 class WebhookSettings(StrictModel):
@@ -69,7 +70,7 @@ class WebhookSettings(StrictModel):
         description="HMAC-SHA256 key for X-Warroom-Signature (default WARROOM_WEBHOOK_SECRET).",
     )
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout: float = Field(default=10.0, gt=0, le=120)
+    timeout: float = Field(default=10.0, gt=0, le=120, description=DELIVERY_TIMEOUT)
 
 
 class ConsoleSettings(StrictModel):
