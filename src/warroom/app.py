@@ -48,6 +48,7 @@ from warroom.metrics.collectors import (
     IntegrationCollector,
 )
 from warroom.notify.api import router as notify_router
+from warroom.notify.config import longest_delivery_timeout
 from warroom.oncall.api import router as oncall_router
 from warroom.orgconfig import ConfigError, ConfigStatus
 from warroom.settings import Settings
@@ -307,7 +308,9 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             intake_writer.close()
         reload_watcher.stop()
         if worker_thread is not None:
-            worker_thread.stop()
+            # Long enough for a delivery in hand to end by its channel's timeout, so that it is retried
+            # rather than left to its lease (and sent twice).
+            worker_thread.stop(max(30.0, longest_delivery_timeout(context.org.notification_channels) + 5))
         context.db.dispose()
 
     migrate.upgrade(context.db.engine)

@@ -155,3 +155,15 @@ def test_a_peer_that_refuses_the_connection_is_named_as_such(context: AppContext
     failed = delivery(context, delivery_id)
     assert failed.status == DeliveryStatus.failed
     assert "Connection refused" in (failed.last_error or ""), failed.last_error
+
+
+def test_a_stopping_server_waits_for_its_slowest_channel() -> None:
+    """``warroom serve`` gives its worker 5 s more than the longest channel timeout (at least 30 s) to stop,
+    so a delivery in hand ends by its deadline and is retried, instead of being left to its lease."""
+    from warroom.notify.config import ConsoleChannel, longest_delivery_timeout
+
+    assert longest_delivery_timeout([]) == 10.0
+    assert longest_delivery_timeout([ConsoleChannel(name="console", type="console")]) == 10.0
+    slow = WebhookChannel(name="ticketing", type="webhook", settings=WebhookSettings(timeout=90))
+    quick = SlackChannel(name="slack", type="slack", settings=SlackSettings(timeout=3))
+    assert longest_delivery_timeout([quick, slow]) == 90.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import urlsplit
@@ -116,6 +117,13 @@ NotificationChannel = Annotated[
     EmailChannel | SlackChannel | WebhookChannel | ConsoleChannel, Field(discriminator="type")
 ]
 ChannelConfig = EmailChannel | SlackChannel | WebhookChannel | ConsoleChannel
+
+
+def longest_delivery_timeout(channels: Sequence[ChannelConfig]) -> float:
+    """The longest any delivery may take (its channel's ``timeout``; 10 s for a channel not configured)."""
+    return max(
+        [10.0, *(channel.settings.timeout for channel in channels if not isinstance(channel, ConsoleChannel))]
+    )
 
 
 def default_channels() -> list[NotificationChannel]:
