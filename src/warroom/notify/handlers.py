@@ -8,13 +8,21 @@ from sqlalchemy.orm import Session
 
 from warroom.context import AppContext
 from warroom.db import utcnow
+from warroom.events import DomainEvent, publish
 from warroom.incidents import service as incidents
 from warroom.jobs.models import Job
 from warroom.jobs.service import job_handler
 from warroom.notify import channels
 from warroom.notify.config import find_channel
 from warroom.notify.models import Delivery, DeliveryStatus
-from warroom.notify.service import DELIVER_JOB, PERFORMER, TIMELINE_KIND, send_again, shown_address
+from warroom.notify.service import (
+    DEAD_EVENT,
+    DELIVER_JOB,
+    PERFORMER,
+    TIMELINE_KIND,
+    send_again,
+    shown_address,
+)
 
 
 def _describe(delivery: Delivery) -> str:
@@ -65,6 +73,16 @@ def record_failure(context: AppContext, session: Session, job: Job, error: str, 
             status="dead",
             error=error,
         )
+        if delivery.incident_id is not None:
+            # Whoever sent it learns it will not arrive (a page: paging hands its step on if no one on it
+            # can be reached), in this same transaction.
+            session.flush()
+            publish(
+                session,
+                DomainEvent(
+                    DEAD_EVENT, delivery.incident_id, PERFORMER, {"delivery_id": delivery.id, "error": error}
+                ),
+            )
     elif job.attempts == 1:
         _on_timeline(
             session,

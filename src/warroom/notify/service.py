@@ -26,6 +26,9 @@ from warroom.notify.schemas import DeliveryPage, DeliveryRead
 DELIVER_JOB = "notify.deliver"
 PERFORMER = "notifier"  # who the timeline says sent or failed to send a notification
 TIMELINE_KIND = "notification"
+# Published (``warroom.events``) in the transaction that makes a delivery a dead letter, with
+# ``{"delivery_id": …, "error": …}``: paging hands a step on when no one on it can be reached.
+DEAD_EVENT = "notification.dead"
 
 
 def incident_view(incident: Incident) -> dict[str, Any]:

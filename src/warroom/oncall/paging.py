@@ -6,7 +6,10 @@ all hands) and enqueues ``escalation.check`` at the acknowledgement deadline (th
 target for the first step, the step's delay after that). The check pages the next step, or repeats
 the policy, until someone acknowledges or the incident closes; acknowledging cancels pending checks.
 Personal notification rules with a delay become ``oncall.notify`` jobs that send only if the incident
-is still unacknowledged. Every page row has a unique key
+is still unacknowledged. When the last of a step's pages that might have reached someone becomes a dead
+letter (a webhook answering 404, a mailbox that does not exist, retries used up) and none went out,
+``escalation.handover`` hands on to the next step before the deadline, as ``_page_until_reached`` does for a
+step refused when it was paged. Every page row has a unique key
 ``page:{incident}:{policy}:{cycle}:{step}:{person}:{rule}`` (also the delivery's idempotency key), so
 a replayed job or a second worker never pages anyone twice.
 """
@@ -23,12 +26,12 @@ from sqlalchemy.orm import Session
 from warroom.db import utcnow
 from warroom.errors import InvalidInput, NotFound
 from warroom.incidents import service as incident_service
-from warroom.incidents.models import Incident, TimelineKind
+from warroom.incidents.models import Incident, TimelineEntry, TimelineKind
 from warroom.jobs import service as job_service
 from warroom.jobs.models import Job
 from warroom.jobs.service import job_handler
 from warroom.notify import service as notify_service
-from warroom.notify.models import Delivery
+from warroom.notify.models import Delivery, DeliveryStatus
 from warroom.oncall import service
 from warroom.oncall.config import EscalationPolicyConfig, PagingMode
 from warroom.oncall.links import AckClaim, ack_url, make_ack_token, verify_ack_token
@@ -45,6 +48,7 @@ log = logging.getLogger("warroom.oncall")
 START_KIND = "oncall.start"
 CHECK_KIND = "escalation.check"
 NOTIFY_KIND = "oncall.notify"
+HANDOVER_KIND = "escalation.handover"
 PERFORMER = "warroom"
 PAGE_TEMPLATE = "page"
 MIN_ACK_WINDOW = timedelta(minutes=1)
@@ -97,6 +101,7 @@ def stop_escalations(session: Session, *, incident_id: int, reason: EscalationSt
     )
     job_service.cancel(session, kind=CHECK_KIND, incident_id=incident_id)
     job_service.cancel(session, kind=NOTIFY_KIND, incident_id=incident_id)
+    job_service.cancel(session, kind=HANDOVER_KIND, incident_id=incident_id)
     for page in session.scalars(
         select(Page).where(Page.incident_id == incident_id, Page.status == PageStatus.scheduled)
     ):
@@ -627,6 +632,8 @@ def send_delayed_page(session: Session, context: AppContext, *, page_id: int) ->
         return {"skipped": "acknowledged or closed"}
     escalation = session.get(Escalation, page.escalation_id) if page.escalation_id else None
     delivered = _deliver(session, context, incident, page, escalation.next_check_at if escalation else None)
+    if not delivered:
+        request_handover(session, page)  # it may have been the step's last hope
     outcome = "still unacknowledged" if delivered else f"FAILED: {page.error}"
     _timeline(
         session,
@@ -708,6 +715,148 @@ def check_escalation(
     return {"policy": policy.name, "cycle": next_cycle, "step": next_step, "deadline": deadline.isoformat()}
 
 
+# --- handing on a step no one on it can be reached by ---------------------------------------------------
+
+
+def request_handover(session: Session, page: Page) -> Job | None:
+    """``page`` will reach nobody (its delivery became a dead letter, or a delayed rule was refused): enqueue
+    a look at its step, in the caller's transaction. Each such page enqueues its own look, and the look
+    enqueued with the last of a step's pages to fail sees every other (committed before it ran)."""
+    if page.escalation_id is None:
+        return None
+    return job_service.enqueue(
+        session,
+        kind=HANDOVER_KIND,
+        payload={
+            "escalation_id": page.escalation_id,
+            "cycle": page.cycle,
+            "step": page.step,
+            "page_id": page.id,
+        },
+        incident_id=page.incident_id,
+    )
+
+
+def _unreachable_because(page: Page, status: DeliveryStatus | None, error: str | None) -> str | None:
+    """Why ``page`` cannot reach its person, or None while it may (delivered, on its way or retrying, or a
+    delayed rule not due yet)."""
+    if page.status == PageStatus.failed:
+        return f"refused: {page.error}" if page.error else "refused"
+    if page.status == PageStatus.cancelled:
+        return "cancelled"
+    if page.status != PageStatus.sent or page.delivery_id is None or status is None:
+        return None  # scheduled; or a delivery no longer on record, which counts as sent
+    if status == DeliveryStatus.dead:
+        return f"dead letter: {error}" if error else "dead letter"
+    if status == DeliveryStatus.withdrawn:
+        return "withdrawn"
+    return None
+
+
+def hand_over_unreachable_step(
+    session: Session, context: AppContext, *, escalation_id: int, cycle: int, step: int
+) -> dict[str, Any]:
+    """A page of step ``step`` (pass ``cycle``) will reach nobody. If none of the step's pages reached anyone
+    and none still may, page the next step now, under the step's deadline (at least a minute from now), as
+    ``_page_until_reached`` does for a step refused when paged; at the last step, wait for the deadline,
+    whose check repeats the policy or ends it as it would have.
+
+    Nothing if the incident was acknowledged or closed, or the escalation moved on or its deadline came:
+    the escalation row's lock, taken first as the deadline's check takes it, orders the two, and whichever
+    comes second finds the step moved and does nothing."""
+    escalation = session.get(Escalation, escalation_id, with_for_update=True)
+    if escalation is None or escalation.state != EscalationState.active:
+        return {"skipped": "not active"}
+    if (escalation.cycle, escalation.step) != (cycle, step):
+        return {"skipped": "the escalation moved on"}
+    if escalation.mode not in ("escalate", "first_step"):
+        return {"skipped": f"{escalation.mode}: every step was paged at once"}
+    now = utcnow()
+    if escalation.next_check_at is not None and escalation.next_check_at <= now:
+        # The deadline came first: its check (due, or running and waiting for this lock) escalates, and gives
+        # the next step its own delay, not what little is left of this one.
+        return {"skipped": "the deadline has come; its check escalates"}
+    incident = incident_service.get_incident(session, escalation.incident_id, for_update=True)
+    if incident.acknowledged_at is not None or not incident.status.is_open:
+        return {"skipped": "acknowledged or closed"}
+    try:
+        policy = service.get_policy(context.org, escalation.policy)
+    except NotFound:
+        return {"skipped": "policy gone"}  # the deadline's check says so and stops the escalation
+    rows = session.execute(
+        select(Page, Delivery.status, Delivery.last_error)
+        .outerjoin(Delivery, Delivery.id == Page.delivery_id)
+        .where(Page.escalation_id == escalation.id, Page.cycle == cycle, Page.step == step)
+        .order_by(Page.id)
+    ).all()
+    why: list[str] = []
+    for page, status, error in rows:
+        because = _unreachable_because(page, status, error)
+        if because is None:
+            return {"skipped": f"{page.person} may still be reached ({page.key})"}
+        why.append(f"{page.person} via {page.channel} to {notify_service.shown_address(page.to)} ({because})")
+    if not why:
+        return {"skipped": "the step paged nobody"}
+    number = escalation.cycle - escalation.first_cycle + 1
+    pass_text = f", pass {number}" if number > 1 else ""
+    unreached = f"No one on step {step} of {policy.name}{pass_text} could be reached: " + "; ".join(why)
+    marker = f"{escalation.id}:{cycle}:{step}"
+    data = {"policy": policy.name, "cycle": cycle, "step": step, "unreachable": marker}
+    deadline = max(escalation.next_check_at or now, now + MIN_ACK_WINDOW)
+    if step >= len(policy.steps):
+        # As when the last step is refused when paged: no step to hand on to, so the deadline stands. Said
+        # once, though every page that failed last at the same moment looks.
+        said = session.scalar(
+            select(TimelineEntry.id)
+            .where(
+                TimelineEntry.incident_id == incident.id,
+                TimelineEntry.kind == TimelineKind.automation,
+                TimelineEntry.data["unreachable"].as_string() == marker,
+            )
+            .limit(1)
+        )
+        if said is not None:
+            return {"skipped": "already said"}
+        ends = escalation.cycle + 1 - escalation.first_cycle + 1 > 1 + policy.repeat
+        then = "ends (exhausted)" if ends else f"pages step 1 again (pass {number + 1})"
+        _timeline(
+            session,
+            incident,
+            f"{unreached}; it is the last step, so the escalation waits for its deadline "
+            f"({deadline:%Y-%m-%d %H:%M} UTC), then {then}",
+            kind=TimelineKind.automation,
+            data={**data, "deadline": deadline.isoformat()},
+        )
+        return {"waits": deadline.isoformat(), "step": step}
+    _timeline(
+        session,
+        incident,
+        f"{unreached}; escalating to step {step + 1}",
+        kind=TimelineKind.automation,
+        data={**data, "to_step": step + 1},
+    )
+    job_service.cancel(session, idempotency_key=_check_key(incident.id, escalation))
+    escalation.step = step + 1
+    escalation.updated_at = now
+    _page_until_reached(
+        session,
+        context,
+        incident,
+        policy,
+        escalation,
+        reason=f"no one on step {step} could be reached",
+        ack_by=deadline,
+        escalated=True,
+    )
+    _schedule_check(session, incident, escalation, deadline)
+    return {
+        "policy": policy.name,
+        "cycle": escalation.cycle,
+        "step": escalation.step,
+        "deadline": deadline.isoformat(),
+    }
+
+
 # --- acknowledging from a page ------------------------------------------------------------------------
 
 
@@ -772,6 +921,18 @@ def _start_job(context: AppContext, session: Session, job: Job) -> dict[str, Any
 def _check_job(context: AppContext, session: Session, job: Job) -> dict[str, Any] | None:
     payload = job.payload
     return check_escalation(
+        session,
+        context,
+        escalation_id=int(payload["escalation_id"]),
+        cycle=int(payload["cycle"]),
+        step=int(payload["step"]),
+    )
+
+
+@job_handler(HANDOVER_KIND)
+def _handover_job(context: AppContext, session: Session, job: Job) -> dict[str, Any] | None:
+    payload = job.payload
+    return hand_over_unreachable_step(
         session,
         context,
         escalation_id=int(payload["escalation_id"]),

@@ -1,15 +1,18 @@
-"""Incident events that start or stop paging. Each only writes rows in the event's transaction."""
+"""Incident events that start or stop paging, and a page that became a dead letter. Each only writes rows
+in the event's transaction."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warroom.context import context_of
 from warroom.db import utcnow
 from warroom.events import DomainEvent, subscribe
 from warroom.incidents import service as incident_service
+from warroom.notify.service import DEAD_EVENT
 from warroom.oncall import paging, service
-from warroom.oncall.models import EscalationState
+from warroom.oncall.models import EscalationState, Page
 from warroom.orgconfig import OrgConfig
 
 
@@ -81,3 +84,17 @@ def stop_on_resolve(session: Session, event: DomainEvent) -> None:
         paging.stop_escalations(
             session, incident_id=event.incident_id, reason=EscalationState.resolved, performer=event.performer
         )
+
+
+@subscribe(DEAD_EVENT)
+def hand_on_when_a_page_is_dead(session: Session, event: DomainEvent) -> None:
+    """A page's delivery became a dead letter: if it was its step's last hope, the step hands on now rather
+    than at its deadline (``paging.hand_over_unreachable_step``, run as a job of its own)."""
+    delivery_id = event.data.get("delivery_id")
+    if event.incident_id is None or not isinstance(delivery_id, int):
+        return
+    page = session.scalar(
+        select(Page).where(Page.incident_id == event.incident_id, Page.delivery_id == delivery_id)
+    )
+    if page is not None:
+        paging.request_handover(session, page)
