@@ -10,10 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.oncall.test_paging import T0, escalation, open_incident, pages, run_at, timeline
-from tests.peers import Recorder, start_recorder
+from tests.peers import Recorder, start_recorder, wait_until
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents import service as incident_service
@@ -351,3 +351,51 @@ def test_the_deadline_and_the_hand_over_escalate_once(
         assert [(c["cycle"], c["step"]) for c in checks] == [(1, 2)]
         delivered = session.scalars(select(Delivery.status).where(Delivery.incident_id == incident_id)).all()
     assert sorted(delivered) == sorted([DeliveryStatus.dead, DeliveryStatus.sent])
+
+
+def test_a_deadline_check_and_an_acknowledgement_take_their_locks_in_one_order(context: AppContext) -> None:
+    """An acknowledgement locks the incident, then stops its escalations; the deadline's check (and the
+    hand-over) take the same locks in the same order. When the check locked the escalation first, the two
+    deadlocked on PostgreSQL and one was aborted. Here the acknowledgement holds the incident while the check
+    waits, then stops the escalation and commits; the check then finds it stopped."""
+    if context.db.is_sqlite:
+        pytest.skip("SQLite takes one write lock for the whole transaction: no row locks to order")
+    clock.set(T0)
+    incident_id = open_incident(context)
+    run_at(Worker(context, name="w1"), T0)
+    escalation_id = escalation(context, incident_id).id
+    clock.set(STEP_1_DEADLINE)
+    outcome: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def check() -> None:
+        try:
+            with context.db.write() as session:
+                outcome.update(
+                    paging.check_escalation(session, context, escalation_id=escalation_id, cycle=1, step=1)
+                )
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    with context.db.write() as session:
+        incident_service.get_incident(session, incident_id, for_update=True)
+        checking = threading.Thread(target=check)
+        checking.start()
+        wait_until(lambda: _waiting_for_a_lock(context), timeout=10)
+        incident_service.acknowledge(session, ref=incident_id, performer="carol")
+    checking.join(20)
+    assert errors == []
+    assert outcome == {"skipped": "not active"}  # the acknowledgement stopped it as it committed
+    assert escalation(context, incident_id).state == EscalationState.acknowledged
+
+
+def _waiting_for_a_lock(context: AppContext) -> bool:
+    """Whether another connection of this database is waiting for a row lock."""
+    with context.db.engine.connect() as connection:
+        waiting = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+    return bool(waiting)

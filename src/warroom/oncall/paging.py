@@ -650,16 +650,30 @@ def send_delayed_page(session: Session, context: AppContext, *, page_id: int) ->
 # --- escalating ------------------------------------------------------------------------------------
 
 
+def _lock_escalation(session: Session, escalation_id: int) -> tuple[Escalation | None, Incident | None]:
+    """The escalation and its incident, locked in the order acknowledging and paging take them: the incident
+    first. A deadline's check that locked the escalation first deadlocked with an acknowledgement on
+    PostgreSQL (the acknowledgement holds the incident, then stops its escalations)."""
+    incident_id = session.scalar(select(Escalation.incident_id).where(Escalation.id == escalation_id))
+    if incident_id is None:
+        return None, None
+    try:
+        incident = incident_service.get_incident(session, incident_id, for_update=True)
+    except NotFound:
+        return None, None
+    escalation = session.get(Escalation, escalation_id, with_for_update=True, populate_existing=True)
+    return escalation, incident
+
+
 def check_escalation(
     session: Session, context: AppContext, *, escalation_id: int, cycle: int, step: int
 ) -> dict[str, Any]:
     """At an ack deadline: stop if acknowledged or closed, else page the next step (or repeat)."""
-    escalation = session.get(Escalation, escalation_id, with_for_update=True)
-    if escalation is None or escalation.state != EscalationState.active:
+    escalation, incident = _lock_escalation(session, escalation_id)
+    if escalation is None or incident is None or escalation.state != EscalationState.active:
         return {"skipped": "not active"}
     if (escalation.cycle, escalation.step) != (cycle, step):
         return {"skipped": "stale check"}
-    incident = incident_service.get_incident(session, escalation.incident_id, for_update=True)
     if incident.acknowledged_at is not None:
         escalation.state = EscalationState.acknowledged
         escalation.next_check_at = None
@@ -762,10 +776,10 @@ def hand_over_unreachable_step(
     whose check repeats the policy or ends it as it would have.
 
     Nothing if the incident was acknowledged or closed, or the escalation moved on or its deadline came:
-    the escalation row's lock, taken first as the deadline's check takes it, orders the two, and whichever
+    the locks, taken in the deadline's check's order (``_lock_escalation``), order the two, and whichever
     comes second finds the step moved and does nothing."""
-    escalation = session.get(Escalation, escalation_id, with_for_update=True)
-    if escalation is None or escalation.state != EscalationState.active:
+    escalation, incident = _lock_escalation(session, escalation_id)
+    if escalation is None or incident is None or escalation.state != EscalationState.active:
         return {"skipped": "not active"}
     if (escalation.cycle, escalation.step) != (cycle, step):
         return {"skipped": "the escalation moved on"}
@@ -776,7 +790,6 @@ def hand_over_unreachable_step(
         # The deadline came first: its check (due, or running and waiting for this lock) escalates, and gives
         # the next step its own delay, not what little is left of this one.
         return {"skipped": "the deadline has come; its check escalates"}
-    incident = incident_service.get_incident(session, escalation.incident_id, for_update=True)
     if incident.acknowledged_at is not None or not incident.status.is_open:
         return {"skipped": "acknowledged or closed"}
     try:
