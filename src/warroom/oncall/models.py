@@ -34,6 +34,9 @@ class EscalationState(enum.StrEnum):
     exhausted = "exhausted"  # every step and repeat paged, nobody acknowledged
     superseded = "superseded"  # a newer escalation (severity raised) took over
     silent = "silent"  # the severity pages nobody
+    # Its policy left the org file (a reload) and no other covers the incident now; the ``length`` of the
+    # column (non-native enum, no CHECK constraint) takes a new value without a migration.
+    policy_gone = "policy_gone"
 
 
 class Escalation(Base):

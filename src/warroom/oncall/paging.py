@@ -168,7 +168,7 @@ def follow_lowered_severity(session: Session, org: OrgConfig, *, incident_id: in
             try:
                 last_step = max(1, len(service.get_policy(org, escalation.policy).steps))
             except NotFound:
-                last_step = escalation.step  # the check that finds the policy gone stops the escalation
+                last_step = escalation.step  # the check that finds the policy gone hands it over
             if last_step != escalation.step:
                 # The check is keyed by its step: move it, at the same deadline, to the last step's.
                 job_service.cancel(session, idempotency_key=_check_key(incident.id, escalation))
@@ -685,15 +685,7 @@ def check_escalation(
     try:
         policy = service.get_policy(context.org, escalation.policy)
     except NotFound:
-        escalation.state = EscalationState.exhausted
-        _timeline(
-            session,
-            incident,
-            f"Escalation stopped: policy {escalation.policy!r} is no longer in the org file",
-            kind=TimelineKind.automation,
-            data={"policy": escalation.policy},
-        )
-        return {"stopped": "policy gone"}
+        return _hand_over_gone_policy(session, context, incident, escalation)
     previous_deadline = escalation.next_check_at or utcnow()
     waited = previous_deadline - escalation.updated_at
     if escalation.mode == "escalate" and escalation.step < len(policy.steps):
@@ -727,6 +719,178 @@ def check_escalation(
     )
     _schedule_check(session, incident, escalation, deadline)
     return {"policy": policy.name, "cycle": next_cycle, "step": next_step, "deadline": deadline.isoformat()}
+
+
+# --- a policy gone from the org file ---------------------------------------------------------------
+
+
+def _policy_now(org: OrgConfig, incident: Incident) -> tuple[EscalationPolicyConfig | None, str]:
+    """The policy the incident would be paged with now (as ``start_paging`` picks it), and what it covers
+    ("P1 on api"); None with why when there is none."""
+    severity = incident.severity
+    services = incident.service_names
+    covers = f"{severity} on {', '.join(services)}" if services else severity
+    if service.paging_mode(org, severity) == "none":
+        return None, f"{severity} pages nobody"
+    try:
+        policy = service.policy_for_incident(org, severity, services)
+    except NotFound:
+        policy = None
+    if policy is None:
+        return None, f"no escalation policy covers {covers} now"
+    return policy, covers
+
+
+def _next_step_of_successor(
+    session: Session,
+    org: OrgConfig,
+    policy: EscalationPolicyConfig,
+    gone: Escalation,
+    mode: PagingMode,
+    now: datetime,
+) -> int:
+    """The step ``policy`` takes over ``gone`` at: the one after the step ``gone`` was at, when ``policy``'s
+    step there pages only people that step paged (and who may still be reached), which is what a renamed
+    policy does, so its next step is due and not its first again; else its first step, as nobody on it has
+    been paged for this."""
+    if mode != "escalate" or gone.mode != "escalate" or gone.step >= len(policy.steps):
+        return 1
+    rows = session.execute(
+        select(Page, Delivery.status, Delivery.last_error)
+        .outerjoin(Delivery, Delivery.id == Page.delivery_id)
+        .where(Page.escalation_id == gone.id, Page.cycle == gone.cycle, Page.step == gone.step)
+    ).all()
+    paged = {page.person for page, status, error in rows if _unreachable_because(page, status, error) is None}
+    wanted = {r.person.name for r in service.resolve_step(session, org, policy.steps[gone.step - 1], now)}
+    return gone.step + 1 if wanted and wanted <= paged else 1
+
+
+def _hand_over_gone_policy(
+    session: Session, context: AppContext, incident: Incident, gone: Escalation
+) -> dict[str, Any]:
+    """At a deadline of an escalation whose policy is no longer in the org file (a reload renamed or removed
+    it), nobody having acknowledged: the policy the incident would be paged with now takes over
+    (``_policy_now``), in an escalation of its own from a fresh pass (``_next_step_of_successor`` says from
+    which step), and this one is superseded; if that policy already escalates the incident, it goes on as
+    it is. With no policy for the incident now, the escalation stops (``policy_gone``). Either way the
+    timeline says so. The caller holds the incident's lock, then ``gone``'s."""
+    org = context.org
+    now = utcnow()
+    previous_deadline = gone.next_check_at or now
+    waited = previous_deadline - gone.updated_at
+    gone.next_check_at = None
+    gone.updated_at = now
+    left = f"policy {gone.policy!r} is no longer in the org file"
+    policy, covers = _policy_now(org, incident)
+    if policy is None:
+        silent = service.paging_mode(org, incident.severity) == "none"
+        gone.state = EscalationState.silent if silent else EscalationState.policy_gone
+        log.warning("%s: escalation stopped: %s and %s", incident.ref, left, covers)
+        hint = (
+            ""
+            if silent
+            else "; page a policy by hand, or give the service an escalation_policy (or map the severity in "
+            "severity_policies) and reload"
+        )
+        _timeline(
+            session,
+            incident,
+            f"Escalation stopped: {left}, and {covers}, so nobody more is paged for it{hint}",
+            kind=TimelineKind.automation,
+            data={"policy": gone.policy, "reason": gone.state.value},
+        )
+        return {"stopped": "policy gone"}
+    gone.state = EscalationState.superseded
+    successor = session.scalar(
+        select(Escalation)
+        .where(Escalation.incident_id == incident.id, Escalation.policy == policy.name)
+        .with_for_update()
+    )
+    data = {"policy": gone.policy, "to_policy": policy.name}
+    if successor is not None and successor.state == EscalationState.active:
+        _timeline(
+            session,
+            incident,
+            f"Escalation handed over: {left}; {policy.name}, the policy for {covers} now, already "
+            "escalates this incident",
+            kind=TimelineKind.automation,
+            data=data,
+        )
+        return {"superseded_by": policy.name}
+    mode = service.paging_mode(org, incident.severity)
+    step = _next_step_of_successor(session, org, policy, gone, mode, now)
+    if successor is None:
+        successor = Escalation(
+            incident_id=incident.id,
+            policy=policy.name,
+            cycle=1,
+            started_at=now,
+        )
+        session.add(successor)
+    else:
+        successor.cycle += 1  # page keys stay unique; the repeat count starts afresh
+    successor.first_cycle = successor.cycle
+    successor.step = step
+    successor.mode = mode
+    successor.severity = incident.severity
+    successor.state = EscalationState.active
+    successor.updated_at = now
+    session.flush()
+    _timeline(
+        session,
+        incident,
+        f"Escalation handed over: {left}; {policy.name}, the policy for {covers} now, takes over "
+        f"from step {step}",
+        kind=TimelineKind.automation,
+        data={**data, "step": step},
+    )
+    # As the deadline's check would have: the step's own delay from the deadline, or from now if late.
+    deadline = previous_deadline + policy.steps[step - 1].delay
+    if deadline <= now:
+        deadline = now + policy.steps[step - 1].delay
+    _page_until_reached(
+        session,
+        context,
+        incident,
+        policy,
+        successor,
+        reason=f"not acknowledged within {_waited(waited)}",
+        ack_by=deadline,
+        escalated=True,
+    )
+    _schedule_check(session, incident, successor, deadline)
+    return {
+        "policy": policy.name,
+        "cycle": successor.cycle,
+        "step": successor.step,
+        "deadline": deadline.isoformat(),
+    }
+
+
+def escalations_losing_policy(session: Session, org: OrgConfig) -> list[str]:
+    """Before a reload to ``org``: the escalations running now whose policy ``org`` no longer has, one warning
+    per policy naming its incidents and what their next deadline will do (``_hand_over_gone_policy``)."""
+    rows = session.execute(
+        select(Escalation, Incident)
+        .join(Incident, Incident.id == Escalation.incident_id)
+        .where(Escalation.state == EscalationState.active)
+        .order_by(Escalation.policy, Escalation.incident_id)
+    ).all()
+    lost: dict[str, list[str]] = {}
+    for escalation, incident in rows:
+        try:
+            service.get_policy(org, escalation.policy)
+            continue
+        except NotFound:
+            pass
+        policy, covers = _policy_now(org, incident)
+        then = f"{policy.name} takes over" if policy is not None else f"it stops ({covers})"
+        lost.setdefault(escalation.policy, []).append(f"{incident.ref} ({incident.severity}): {then}")
+    return [
+        f"escalation policy {name!r} is not in the new file but escalates {len(items)} unacknowledged "
+        f"incident{'s' if len(items) > 1 else ''}; at the next deadline, " + "; ".join(items)
+        for name, items in lost.items()
+    ]
 
 
 # --- handing on a step no one on it can be reached by ---------------------------------------------------
@@ -795,7 +959,7 @@ def hand_over_unreachable_step(
     try:
         policy = service.get_policy(context.org, escalation.policy)
     except NotFound:
-        return {"skipped": "policy gone"}  # the deadline's check says so and stops the escalation
+        return {"skipped": "policy gone"}  # the deadline's check hands the escalation over (or stops it)
     rows = session.execute(
         select(Page, Delivery.status, Delivery.last_error)
         .outerjoin(Delivery, Delivery.id == Page.delivery_id)
