@@ -130,7 +130,9 @@ def test_config_check_warns_of_secrets_this_environment_lacks(tmp_path: Path) ->
     assert without.returncode == 0
     assert "notification_channels[0] (hook): no signing secret" in without.stderr
     with_default = subprocess_check(unsigned, {**environment, "WARROOM_WEBHOOK_SECRET": "a shared secret"})
-    assert "warning" not in with_default.stderr
+    assert "signing secret" not in with_default.stderr
+    # Its only warning: a file of channels alone routes and pages nothing.
+    assert with_default.stderr.count("warning") == 1 and "nobody would be paged" in with_default.stderr
 
 
 def subprocess_check(path: Path, environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -247,3 +249,79 @@ def test_a_cross_reference_problem_may_hold_a_semicolon() -> None:
     assert found[0].startswith(
         "notification_channels[0].templates.nope (line 2): not a built-in template; allowed:"
     )
+
+
+DUPLICATE = "and YAML would silently keep only the last; merge the two or remove one"
+
+
+def test_a_key_given_twice_is_a_problem_at_its_second_place() -> None:
+    """PyYAML keeps the last of two equal keys, silently: a second ``automation:`` appended to a good file
+    passed the check and a reload ran with no rules; a rule's second ``match:`` replaced its first."""
+    text = EXAMPLE_CONFIG.read_text()
+    first = text.splitlines().index("automation:") + 1
+    appended = problems_of(text + "automation:\n  mode: first\n")
+    assert appended == [
+        f"automation (line {text.count(chr(10)) + 1}): duplicate key 'automation' (column 1): already given "
+        f"at line {first}, column 1, {DUPLICATE}"
+    ]
+    # Every one, anywhere in the file, by its place; in a flow mapping too, and as YAML builds keys (1, true).
+    found = problems_of(
+        "automation:\n"
+        "  rules:\n"
+        "    - name: r\n"
+        "      match: {source: [webhook]}\n"
+        "      match: {severity: [critical]}\n"
+        "severity_policies: {P1: a, 'P1': b}\n"
+        "paging_modes: {1: none, true: escalate}\n"
+    )
+    assert found == [
+        f"automation.rules[0].match (line 5): duplicate key 'match' (column 7): already given at line 4, "
+        f"column 7, {DUPLICATE}",
+        f"severity_policies.P1 (line 6): duplicate key 'P1' (column 28): already given at line 6, column 21, "
+        f"{DUPLICATE}",
+        f"paging_modes.true (line 7): duplicate key 'true' (column 25): already given at line 7, column 16, "
+        f"{DUPLICATE}",
+    ]
+
+
+def test_merge_keys_and_aliases_are_not_duplicates() -> None:
+    """A key a merge (``<<``) brings in may be overridden, as YAML means; a mapping used through several
+    aliases is checked once."""
+    org = parse_org_config(
+        "organization: Acme\n"
+        "services:\n"
+        "  - &base {name: api, tier: 1, description: core}\n"
+        "  - <<: *base\n"
+        "    name: web\n"
+        "  - {<<: *base, name: db}\n"
+    )
+    assert [(s.name, s.tier) for s in org.services] == [("api", 1), ("web", 1), ("db", 1)]
+    found = problems_of("services:\n  - &s {name: a, name: b}\n  - *s\n  - *s\n")
+    assert [p.split(": ")[0] for p in found] == ["services[0].name (line 2)"]
+
+
+@pytest.mark.parametrize(
+    "text", ["", "\n  \n", "# all commented out\n# services: []\n", "---\n", "---\n...\n"]
+)
+def test_an_empty_file_is_a_problem(text: str) -> None:
+    """An empty (truncated) file ran as the defaults: no services, policies or rules, nobody paged."""
+    (problem,) = problems_of(text)
+    assert problem.startswith("(file): the file is empty (nothing but blanks, comments or '---')")
+    assert OrgConfig().severity_ids == ["P0", "P1", "P2", "P3"]  # no file at all still runs on the defaults
+    assert load_org_config(None) == OrgConfig()
+
+
+def test_config_check_refuses_an_empty_file_and_warns_of_one_that_routes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "org.yaml"
+    path.write_text("")
+    empty = run_cli("config", "check", str(path), check=False, env={"COLUMNS": "300"})
+    assert empty.returncode == 2 and "(file): the file is empty" in empty.stderr
+    path.write_text(EXAMPLE_CONFIG.read_text() + "automation:\n  mode: first\n")
+    twice = run_cli("config", "check", str(path), check=False, env={"COLUMNS": "300"})
+    assert twice.returncode == 2 and "duplicate key 'automation' (column 1)" in twice.stderr
+    path.write_text("organization: Acme\n")
+    bare = run_cli("config", "check", str(path), check=False, env={"COLUMNS": "300"})
+    assert bare.returncode == 0, bare.stderr
+    assert "it defines no services, escalation policies or automation rules" in bare.stderr
+    good = run_cli("config", "check", str(EXAMPLE_CONFIG), env={"COLUMNS": "300"})
+    assert "defines no services" not in good.stderr

@@ -189,6 +189,14 @@ def test_kill_hup_and_the_cli_reload_a_running_server(tmp_path: Path, org_file: 
             ).status_code
             == 202
         )
+        # A file that routes nothing in place of one that does: only with --force, and loudly.
+        org_file.write_text("organization: Acme Cloud\n")
+        bare = run_cli("config", "reload", env={**cli_env, "COLUMNS": "300"}, check=False)
+        assert bare.returncode == 2 and "every alert would go unrouted" in bare.stderr
+        assert "--force" in bare.stderr
+        forced = run_cli("config", "reload", "--force", env={**cli_env, "COLUMNS": "300"})
+        assert "reloaded" in forced.stdout and "0 services" in forced.stdout
+        assert "warning it has no automation rules, where the running file has" in forced.stderr
 
 
 @pytest.mark.e2e
@@ -303,3 +311,107 @@ def test_one_cli_reload_reaches_every_server(tmp_path: Path, org_file: Path) -> 
         finally:
             worker.terminate()
             worker.wait(timeout=30)
+
+
+def refused_problems(api: TestClient, admin: dict[str, str], query: str = "") -> list[dict[str, Any]]:
+    refused = api.post(f"/api/v1/config/reload{query}", headers=admin)
+    assert refused.status_code == 422, refused.text
+    problems: list[dict[str, Any]] = refused.json()["error"]["details"]
+    return problems
+
+
+def test_an_empty_file_or_a_key_given_twice_is_refused(
+    api: TestClient, context: AppContext, org_file: Path, admin: dict[str, str]
+) -> None:
+    """Either ran as a file without rules: every alert unrouted, nobody paged, and the reload said ok."""
+    rules = len(context.org.automation.rules)
+    good = org_file.read_text()
+    for empty in ("", "# nothing yet\n", "---\n"):
+        org_file.write_text(empty)
+        (problem,) = refused_problems(api, admin)
+        assert problem["location"] == "(file)" and problem["message"].startswith("the file is empty")
+    org_file.write_text(good + "automation:\n  mode: first\n")
+    (problem,) = refused_problems(api, admin)
+    assert (problem["location"], problem["line"]) == ("automation", good.count("\n") + 1)
+    assert problem["message"].startswith("duplicate key 'automation' (column 1): already given at line ")
+    assert len(context.org.automation.rules) == rules  # the running file stays
+
+
+def test_a_file_that_routes_nothing_replaces_one_that_does_only_when_forced(
+    api: TestClient,
+    context: AppContext,
+    settings: Settings,
+    org_file: Path,
+    admin: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from warroom.db import Database
+
+    other = AppContext(
+        settings=settings, db=Database(settings.resolved_database_url), org=load_org_config(org_file)
+    )
+    try:
+        other.reloads_seen = reload.latest_reload(other)
+        running = reload.pages_and_routes(context.org)
+        org_file.write_text("organization: Acme Cloud\n")
+        (problem,) = refused_problems(api, admin)
+        assert problem["location"] == "(file)"
+        assert problem["message"] == (
+            "it defines no services, escalation policies or automation rules: every alert would go unrouted "
+            f"and nobody would be paged, where the running file has {', '.join(running)}; if that is meant, "
+            "reload with 'warroom config reload --force' (POST /api/v1/config/reload?force=true)"
+        )
+        assert reload.pages_and_routes(context.org) == running
+        reload.reload_logged(context)  # kill -HUP: refused too, and logged
+        assert "not reloaded, the running one stays" in caplog.text and "--force" in caplog.text
+        assert reload.pages_and_routes(context.org) == running
+
+        forced = api.post("/api/v1/config/reload?force=true", headers=admin)
+        assert forced.status_code == 200, forced.text
+        assert reload.pages_and_routes(context.org) == []
+        warnings = forced.json()["warnings"]
+        assert "it has no automation rules, where the running file has " in " ".join(warnings)
+        assert all(w in caplog.text for w in warnings)
+        # The others follow it forced, as this process took it.
+        assert reload.follow_announced(other) is True
+        assert reload.pages_and_routes(other.org) == []
+        # Nothing is lost by reloading it again: no force needed.
+        assert api.post("/api/v1/config/reload", headers=admin).status_code == 200
+        write_org(org_file)
+        assert api.post("/api/v1/config/reload", headers=admin).json()["warnings"] == []
+        assert reload.pages_and_routes(context.org) == running
+    finally:
+        other.db.dispose()
+
+
+def test_a_reload_names_the_incidents_escalating_on_a_policy_it_drops(
+    api: TestClient,
+    context: AppContext,
+    org_file: Path,
+    admin: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from warroom.incidents import service as incident_service
+    from warroom.incidents.schemas import IncidentCreate
+    from warroom.jobs.worker import Worker
+
+    with context.db.write() as session:
+        incident = incident_service.create_incident(
+            session,
+            org=context.org,
+            data=IncidentCreate(title="API returning 500s", severity="P1", services=["api"]),
+            performer="tester",
+        )
+        ref = incident.ref
+    worker = Worker(context, name="w1")
+    while worker.run_once():
+        pass
+    org_file.write_text(org_file.read_text().replace("platform-escalation", "platform-escalation-v2"))
+    reloaded = api.post("/api/v1/config/reload", headers=admin)
+    assert reloaded.status_code == 200, reloaded.text
+    warning = (
+        "escalation policy 'platform-escalation' is not in the new file but escalates 1 unacknowledged "
+        f"incident; at the next deadline, {ref} (P1): platform-escalation-v2 takes over"
+    )
+    assert reloaded.json()["warnings"] == [warning]
+    assert warning in caplog.text

@@ -11,9 +11,9 @@ import signal
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
@@ -356,13 +356,24 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         return reload.status(context)
 
     @app.post("/api/v1/config/reload", tags=["ops"], response_model=ConfigStatus)
-    def config_reload(principal: Admin) -> ConfigStatus:
+    def config_reload(
+        principal: Admin,
+        force: Annotated[
+            bool,
+            Query(
+                description="Take a file that defines no services, escalation policies or automation rules "
+                "in place of one that does (refused otherwise: every alert would go unrouted)."
+            ),
+        ] = False,
+    ) -> ConfigStatus:
         """Read the org file again and run with it from now on (as kill -HUP does), and tell every other
         process (serve and worker) to read its own again within a few seconds. A file with problems is
         refused with 422 and every problem (location, line, message); the running one stays, here and
-        elsewhere."""
+        elsewhere. So is, unless ``force``, a file that routes and pages nothing where the running one does.
+        ``warnings`` in the answer: what the new file changes that is worth a look (a section it emptied,
+        incidents escalating on a policy it no longer has)."""
         try:
-            return reload.reload_org(context, announce_as=principal.name)
+            return reload.reload_org(context, announce_as=principal.name, force=force)
         except ConfigError as exc:
             raise InvalidInput(
                 f"{exc.path}: {len(exc.problems)} problem(s); the running org file stays",

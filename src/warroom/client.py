@@ -109,9 +109,11 @@ class Client:
     def config_status(self) -> ConfigStatus:
         return ConfigStatus.model_validate(self.request("GET", "/api/v1/config"))
 
-    def reload_config(self) -> ConfigStatus:
-        """Have the server read its org file again (admin); ApiError 422 with the problems if it has any."""
-        return ConfigStatus.model_validate(self.request("POST", "/api/v1/config/reload"))
+    def reload_config(self, *, force: bool = False) -> ConfigStatus:
+        """Have the server read its org file again (admin); ApiError 422 with the problems if it has any.
+        ``force``: take it even if it routes and pages nothing where the running one does."""
+        params = {"force": "true"} if force else None
+        return ConfigStatus.model_validate(self.request("POST", "/api/v1/config/reload", params=params))
 
     # --- incidents ---
 

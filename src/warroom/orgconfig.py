@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -385,6 +385,11 @@ class ConfigStatus(BaseModel):
     file: str | None = Field(description="Its path; null when the process runs on the defaults.")
     loaded_at: datetime = Field(description="When it was read: at start, or at the last reload.")
     summary: str
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What a reload took but is worth a look: sections it emptied, escalations running on a "
+        "policy it no longer has.",
+    )
 
 
 class ConfigError(Exception):
@@ -418,23 +423,29 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
-def _impossible_dates(root: yaml.Node | None) -> list[ConfigProblem]:
-    """The timestamps in the tree that cannot be built, each once, with its location and line. Aliases can
-    make the tree a graph (or a cycle): each node is visited once."""
-    problems: list[ConfigProblem] = []
+def _walk(root: yaml.Node | None) -> Iterator[tuple[yaml.Node, tuple[int | str, ...]]]:
+    """Every node of the tree with its location, each once, breadth first. Aliases can make the tree a graph
+    (or a cycle): first come, first named, so an alias's target is named where it is written, not where it
+    is used."""
     seen: set[int] = set()
-    # First come, first named: an alias's target is named where it is written, not where it is used.
     pending: deque[tuple[yaml.Node | None, tuple[int | str, ...]]] = deque([(root, ())])
     while pending:
         node, loc = pending.popleft()
         if node is None or id(node) in seen:
             continue
         seen.add(id(node))
+        yield node, loc
         if isinstance(node, yaml.MappingNode):
             pending.extend((value, (*loc, str(getattr(key, "value", "?")))) for key, value in node.value)
         elif isinstance(node, yaml.SequenceNode):
             pending.extend((item, (*loc, index)) for index, item in enumerate(node.value))
-        elif isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:timestamp":
+
+
+def _impossible_dates(root: yaml.Node | None) -> list[ConfigProblem]:
+    """The timestamps in the tree that cannot be built, each once, with its location and line."""
+    problems: list[ConfigProblem] = []
+    for node, loc in _walk(root):
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:timestamp":
             try:
                 yaml.SafeLoader("").construct_yaml_timestamp(node)
             except ValueError as exc:
@@ -443,10 +454,81 @@ def _impossible_dates(root: yaml.Node | None) -> list[ConfigProblem]:
     return sorted(problems, key=lambda problem: problem.line or 0)
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _duplicate_keys(root: yaml.Node | None) -> list[ConfigProblem]:
+    """Every key given again in a mapping that has it already, at the later one: PyYAML keeps the last
+    silently, so a second ``automation:`` appended to a file replaced every rule, and a rule's second
+    ``match:`` its first. Keys are compared as the values YAML builds (``1`` and ``true`` are one dict key
+    in Python, as ``a`` and ``"a"`` are); merge keys (``<<``) are not keys of their own."""
+    problems: list[ConfigProblem] = []
+    builder = yaml.SafeLoader("")
+    for node, loc in _walk(root):
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        first: dict[Any, yaml.Node] = {}
+        for key, _value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE_TAG:
+                continue  # a list or mapping as a key is refused when built (unhashable)
+            try:
+                identity = key.value if key.tag == _STR_TAG else builder.construct_object(key)
+                earlier = first.setdefault(identity, key)
+            except (yaml.YAMLError, ValueError, TypeError):
+                continue  # a key that cannot be built (an impossible date) is reported as such
+            if earlier is not key:
+                mark, was = key.start_mark, earlier.start_mark
+                problems.append(
+                    ConfigProblem(
+                        _format_loc((*loc, str(key.value))),
+                        mark.line + 1,
+                        f"duplicate key {key.value!r} (column {mark.column + 1}): already given at line "
+                        f"{was.line + 1}, column {was.column + 1}, and YAML would silently keep only the "
+                        "last; merge the two or remove one",
+                    )
+                )
+    return sorted(problems, key=lambda problem: problem.line or 0)
+
+
+class DuplicateKeys(yaml.MarkedYAMLError):
+    """Keys given twice in one mapping (``OrgFileLoader``), each a problem at the later one."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        super().__init__(problem="; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class OrgFileLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a document that gives a key twice in one mapping (``DuplicateKeys``,
+    with every such key), where PyYAML would keep the last silently. Checked on the composed tree, before
+    anything is built: each mapping is seen once, as written, not after merge keys (``<<``) are expanded
+    into it. Every reading of the org file goes through it (``parse_org_config``)."""
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        problems = _duplicate_keys(node)
+        if problems:
+            raise DuplicateKeys(problems)
+        return node
+
+
+EMPTY_FILE = (
+    "the file is empty (nothing but blanks, comments or '---'): it would run with no services, escalation "
+    "policies or automation rules, so every alert would go unrouted and nobody would be paged; to run on the "
+    "built-in defaults, give no org file at all"
+)
+
+
 def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
+    # One pass: the tree composed (a key given twice is refused there), then built from that tree.
+    loader = OrgFileLoader(text)
+    root: yaml.Node | None = None
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text) if root is not None else {}
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    except DuplicateKeys as exc:
+        raise ConfigError(source, exc.problems) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -455,8 +537,12 @@ def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
         # A date YAML reads as one but the calendar has not (2026-02-30, hour 25): name where it is.
         problems = _impossible_dates(root) or [ConfigProblem("(yaml)", None, str(exc))]
         raise ConfigError(source, problems) from exc
+    finally:
+        loader.dispose()
     if data is None:
-        data = {}
+        # An empty file is a mistake (truncated, or saved half-written), not a wish for the defaults: it
+        # would have dropped every rule and policy on a reload.
+        raise ConfigError(source, [ConfigProblem("(file)", None, EMPTY_FILE)])
     if not isinstance(data, dict):
         raise ConfigError(source, [ConfigProblem("(top level)", 1, "the file must be a mapping")])
     try:

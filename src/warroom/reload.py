@@ -3,7 +3,11 @@ process, or ``POST /api/v1/config/reload`` (``warroom config reload``). Rules, w
 inhibit rules, heartbeats, schedules: what the file says applies from the next request on, without a restart
 that would drop connections in flight.
 
-A file with problems is refused, with every problem, and the running configuration stays. After a reload the
+A file with problems is refused, with every problem, and the running configuration stays; so is a file that
+defines nothing that routes alerts or pages anyone (no services, escalation policies or automation rules) in
+place of one that did, unless the reload is forced (``warroom config reload --force``). A reload that is taken
+says what is worth a look (``ConfigStatus.warnings``, logged too): a section it emptied, an escalation running
+on a policy the new file no longer has (the escalation's next deadline hands it over). After a reload the
 chains of recurring jobs are started for entries that are new (a status page to poll, a maintenance schedule,
 auto-resolve, a heartbeat watched before its first ping); the jobs of entries that are gone find them gone and
 stop.
@@ -31,9 +35,15 @@ from warroom.auth import integrations
 from warroom.context import AppContext
 from warroom.db import utcnow
 from warroom.jobs.models import ConfigReload
-from warroom.orgconfig import ConfigError, ConfigStatus, OrgConfig, load_org_config
+from warroom.oncall import paging
+from warroom.oncall import service as oncall_service
+from warroom.orgconfig import ConfigError, ConfigProblem, ConfigStatus, OrgConfig, load_org_config
 
 log = logging.getLogger("warroom.reload")
+
+
+def _counted(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
 
 
 def summary(org: OrgConfig) -> str:
@@ -54,9 +64,65 @@ def summary(org: OrgConfig) -> str:
         (len(automation.webhook_formats), "webhook format", "webhook formats"),
         (len(automation.heartbeats), "heartbeat", "heartbeats"),
     ]
-    shown = [f"{count} {one if count == 1 else many}" for count, one, many in counts]
+    shown = [_counted(*count) for count in counts]
     shown[1] += f" ({', '.join(org.severity_ids)})"
     return ", ".join(shown)
+
+
+NOTHING_ROUTED = (
+    "it defines no services, escalation policies or automation rules: every alert would go unrouted and "
+    "nobody would be paged"
+)
+
+
+def pages_and_routes(org: OrgConfig) -> list[str]:
+    """What of the file routes alerts or pages people, as "3 services": its services, escalation policies (a
+    team's generated one too) and automation rules; empty when it has none of them."""
+    counts = [
+        (len(org.services), "service", "services"),
+        (len(oncall_service.list_policies(org)), "escalation policy", "escalation policies"),
+        (len(org.automation.rules), "automation rule", "automation rules"),
+    ]
+    return [_counted(*count) for count in counts if count[0]]
+
+
+def _sections(org: OrgConfig) -> dict[str, int]:
+    return {
+        "services": len(org.services),
+        "escalation policies": len(org.escalation_policies),
+        "automation rules": len(org.automation.rules),
+        "heartbeats": len(org.automation.heartbeats),
+    }
+
+
+def refuse_routing_nothing(running: OrgConfig, new: OrgConfig, path: str, *, force: bool) -> None:
+    """ConfigError unless forced, when ``new`` routes and pages nothing in place of ``running``, which does:
+    an emptied or truncated file would leave every alert unrouted and nobody paged."""
+    had = pages_and_routes(running)
+    if force or not had or pages_and_routes(new):
+        return
+    message = (
+        f"{NOTHING_ROUTED}, where the running file has {', '.join(had)}; if that is meant, reload with "
+        "'warroom config reload --force' (POST /api/v1/config/reload?force=true)"
+    )
+    raise ConfigError(path, [ConfigProblem("(file)", None, message)])
+
+
+def reload_warnings(context: AppContext, new: OrgConfig) -> list[str]:
+    """What a reload to ``new`` is worth a look for: sections it empties, and escalations running on policies
+    it no longer has (the database is read for those; if it cannot be now, that is said instead)."""
+    before = _sections(context.org)
+    warnings = [
+        f"it has no {section}, where the running file has {before[section]}"
+        for section, count in _sections(new).items()
+        if count == 0 and before[section]
+    ]
+    try:
+        with context.db.read() as session:
+            warnings.extend(paging.escalations_losing_policy(session, new))
+    except Exception as exc:  # a database down for a moment: the file is taken either way
+        warnings.append(f"could not look for escalations running on policies the file drops ({exc})")
+    return warnings
 
 
 def status(context: AppContext) -> ConfigStatus:
@@ -85,14 +151,20 @@ def start_recurring(context: AppContext) -> None:
         log.warning("%s", integrations.lost_service_warning(integration))
 
 
-def reload_org(context: AppContext, *, announce_as: str | None = None) -> ConfigStatus:
-    """Read the org file again and run with it; ConfigError if it has problems (the running one stays).
-    ``announce_as``: tell the other processes to do the same (the performer is recorded)."""
-    org = load_org_config(context.settings.config)
+def reload_org(context: AppContext, *, announce_as: str | None = None, force: bool = False) -> ConfigStatus:
+    """Read the org file again and run with it; ConfigError if it has problems (the running one stays), or
+    if it routes and pages nothing where the running one does and ``force`` is not given. ``announce_as``:
+    tell the other processes to do the same (the performer is recorded, and ``force``)."""
+    path = context.settings.config
+    org = load_org_config(path)
+    refuse_routing_nothing(context.org, org, str(path or "(no org file)"), force=force)
+    warnings = reload_warnings(context, org)
     context.org = org
     context.org_loaded_at = utcnow()
-    loaded = status(context)
+    loaded = status(context).model_copy(update={"warnings": warnings})
     log.info("org file %s reloaded: %s", loaded.file or "(none: defaults)", loaded.summary)
+    for warning in warnings:
+        log.warning("org file %s reloaded, but %s", loaded.file or "(none: defaults)", warning)
     try:
         start_recurring(context)
     except Exception as exc:
@@ -100,15 +172,16 @@ def reload_org(context: AppContext, *, announce_as: str | None = None) -> Config
         # written now). The next reload or start begins it.
         log.warning("org file reloaded, but its recurring jobs could not be started now: %s", exc)
     if announce_as is not None:
-        announce(context, announce_as)
+        announce(context, announce_as, forced=force)
     return loaded
 
 
-def announce(context: AppContext, performer: str) -> None:
-    """Ask every other process to read its org file again; this one has (so it skips its own row)."""
+def announce(context: AppContext, performer: str, *, forced: bool = False) -> None:
+    """Ask every other process to read its org file again (``forced``: as this one did); this one has (so it
+    skips its own row)."""
     try:
         with context.db.write() as session:
-            row = ConfigReload(requested_at=utcnow(), requested_by=performer)
+            row = ConfigReload(requested_at=utcnow(), requested_by=performer, forced=forced)
             session.add(row)
             session.flush()
             context.reloads_seen = max(context.reloads_seen, row.id)
@@ -124,13 +197,23 @@ def latest_reload(context: AppContext) -> int:
 
 
 def follow_announced(context: AppContext) -> bool:
-    """Reload if another process announced a reload since this one last looked; whether it did."""
-    latest = latest_reload(context)
-    if latest <= context.reloads_seen:
+    """Reload if another process announced a reload since this one last looked (forced if any of those
+    was); whether it did."""
+    with context.db.read() as session:
+        rows = session.execute(
+            select(ConfigReload.id, ConfigReload.forced).where(ConfigReload.id > context.reloads_seen)
+        ).all()
+    if not rows:
         return False
+    latest = max(row.id for row in rows)
+    forced = any(row.forced for row in rows)
     context.reloads_seen = latest
-    log.info("a reload was announced (config_reloads %d): reading the org file again", latest)
-    reload_logged(context)
+    log.info(
+        "a reload was announced (config_reloads %d%s): reading the org file again",
+        latest,
+        ", forced" if forced else "",
+    )
+    reload_logged(context, force=forced)
     return True
 
 
@@ -162,10 +245,10 @@ class ReloadWatcher:
         self.thread.join(5)
 
 
-def reload_logged(context: AppContext) -> None:
-    """``reload_org`` for a signal: problems are logged, not raised."""
+def reload_logged(context: AppContext, *, force: bool = False) -> None:
+    """``reload_org`` for a signal or an announced reload: problems are logged, not raised."""
     try:
-        reload_org(context)
+        reload_org(context, force=force)
     except ConfigError as exc:
         log.error(
             "org file %s not reloaded, the running one stays: %s", exc.path, "; ".join(map(str, exc.problems))

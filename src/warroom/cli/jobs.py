@@ -37,13 +37,14 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit.")] = False,
 ) -> None:
     """Run background jobs (pages, notifications, timers) until SIGINT/SIGTERM."""
-    from warroom.cli.main import _database, _org, _settings
+    from warroom.cli.main import _database, _org, _settings, _warn_if_nothing_routed
     from warroom.context import AppContext
     from warroom.jobs.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(config, database_url)
     org = _org(settings)
+    _warn_if_nothing_routed(settings.config, org)
     context = AppContext(settings=settings, db=_database(settings), org=org)
     runner = Worker(context, name=name, poll_interval=poll_interval, batch=batch, concurrency=concurrency)
     if once:

@@ -204,6 +204,7 @@ def serve(
     if no_worker:
         settings.run_worker = False
     org = _org(settings)  # refuse to start on a bad org file
+    _warn_if_nothing_routed(settings.config, org)
     try:
         mail_tls = mail.tls_context(settings)  # and on a certificate the mail intake cannot use
     except mail.MailTLSError as exc:
@@ -326,8 +327,16 @@ def config_check(file: Annotated[Path, typer.Argument(help="The YAML org file.")
     settings = _settings(config=file)
     org = _org(settings)
     console.print(f"[green]ok[/] {escape(str(file))}: {escape(reload.summary(org))}")
+    _warn_if_nothing_routed(file, org)
     for warning in unmet_secrets(org, webhook_secret=settings.webhook_secret):
         error_console.print(f"[yellow]warning[/] {escape(warning)}")
+
+
+def _warn_if_nothing_routed(file: Path | None, org: OrgConfig) -> None:
+    """A file that routes and pages nothing passes (check, serve, worker), but is most likely a mistake: say
+    so, loudly. No file at all runs on the defaults, as meant."""
+    if file is not None and not reload.pages_and_routes(org):
+        error_console.print(f"[bold yellow]warning[/] {escape(str(file))}: {escape(reload.NOTHING_ROUTED)}")
 
 
 @config_app.command("status")
@@ -345,12 +354,25 @@ def config_status(as_json: Annotated[bool, typer.Option("--json", help="Print JS
 
 
 @config_app.command("reload")
-def config_reload(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def config_reload(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Take a file that defines no services, escalation policies or automation rules in place of "
+            "one that does (refused otherwise).",
+        ),
+    ] = False,
+) -> None:
     """Have the running server read its org file again (admin token; WARROOM_URL, WARROOM_TOKEN), as kill -HUP
-    does. A file with problems is refused, every problem printed, and the server keeps the one it runs."""
+    does. A file with problems is refused, every problem printed, and the server keeps the one it runs; so is
+    a file that routes and pages nothing where the running one does, unless --force. What the new file
+    changes that is worth a look (a section emptied, incidents escalating on a policy it drops) is printed
+    as warnings."""
     try:
         with Client() as client:
-            loaded = client.reload_config()
+            loaded = client.reload_config(force=force)
     except ApiError as exc:
         if exc.status != 422 or not isinstance(exc.details, list):
             fail(f"{exc.message} ({exc.status} {exc.code})" if exc.status else exc.message)
@@ -367,6 +389,8 @@ def config_reload(as_json: Annotated[bool, typer.Option("--json", help="Print JS
     console.print(
         f"[green]reloaded[/] {escape(loaded.file or '(no org file: defaults)')}: {escape(loaded.summary)}"
     )
+    for warning in loaded.warnings:
+        error_console.print(f"[bold yellow]warning[/] {escape(warning)}")
 
 
 @config_app.command("backtest")

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Enum, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from warroom.db import Base, UTCDateTime, utcnow
@@ -62,3 +62,6 @@ class ConfigReload(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     requested_by: Mapped[str] = mapped_column(String(200))
+    # Asked with force (``warroom config reload --force``): the other processes take a file that defines
+    # nothing that routes or pages too, as this one did.
+    forced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
