@@ -708,17 +708,36 @@ def check_escalation(
         return {"stopped": "exhausted"}
     escalation.cycle, escalation.step = next_cycle, next_step
     escalation.updated_at = now
-    step_config = policy.steps[next_step - 1]
-    reason = f"not acknowledged within {_waited(waited)}"
-    # Deadlines follow the schedule, not the worker's lateness; after a long outage restart from now.
-    deadline = previous_deadline + step_config.delay
-    if deadline <= now:
-        deadline = now + step_config.delay
-    _page_until_reached(
-        session, context, incident, policy, escalation, reason=reason, ack_by=deadline, escalated=True
+    return _page_after_deadline(
+        session, context, incident, policy, escalation, deadline=previous_deadline, waited=waited, now=now
     )
-    _schedule_check(session, incident, escalation, deadline)
-    return {"policy": policy.name, "cycle": next_cycle, "step": next_step, "deadline": deadline.isoformat()}
+
+
+def _page_after_deadline(
+    session: Session,
+    context: AppContext,
+    incident: Incident,
+    policy: EscalationPolicyConfig,
+    escalation: Escalation,
+    *,
+    deadline: datetime,
+    waited: timedelta,
+    now: datetime,
+) -> dict[str, Any]:
+    """A deadline passed unacknowledged (``waited`` after the step before was paged): page the step the
+    escalation is now at, and check again after its own delay."""
+    cycle, step = escalation.cycle, escalation.step
+    delay = policy.steps[step - 1].delay
+    # Deadlines follow the schedule, not the worker's lateness; after a long outage restart from now.
+    next_deadline = deadline + delay
+    if next_deadline <= now:
+        next_deadline = now + delay
+    reason = f"not acknowledged within {_waited(waited)}"
+    _page_until_reached(
+        session, context, incident, policy, escalation, reason=reason, ack_by=next_deadline, escalated=True
+    )
+    _schedule_check(session, incident, escalation, next_deadline)
+    return {"policy": policy.name, "cycle": cycle, "step": step, "deadline": next_deadline.isoformat()}
 
 
 # --- a policy gone from the org file ---------------------------------------------------------------
@@ -755,11 +774,7 @@ def _next_step_of_successor(
     been paged for this."""
     if mode != "escalate" or gone.mode != "escalate" or gone.step >= len(policy.steps):
         return 1
-    rows = session.execute(
-        select(Page, Delivery.status, Delivery.last_error)
-        .outerjoin(Delivery, Delivery.id == Page.delivery_id)
-        .where(Page.escalation_id == gone.id, Page.cycle == gone.cycle, Page.step == gone.step)
-    ).all()
+    rows = _step_pages(session, gone.id, gone.cycle, gone.step)
     paged = {page.person for page, status, error in rows if _unreachable_because(page, status, error) is None}
     wanted = {r.person.name for r in service.resolve_step(session, org, policy.steps[gone.step - 1], now)}
     return gone.step + 1 if wanted and wanted <= paged else 1
@@ -844,27 +859,9 @@ def _hand_over_gone_policy(
         kind=TimelineKind.automation,
         data={**data, "step": step},
     )
-    # As the deadline's check would have: the step's own delay from the deadline, or from now if late.
-    deadline = previous_deadline + policy.steps[step - 1].delay
-    if deadline <= now:
-        deadline = now + policy.steps[step - 1].delay
-    _page_until_reached(
-        session,
-        context,
-        incident,
-        policy,
-        successor,
-        reason=f"not acknowledged within {_waited(waited)}",
-        ack_by=deadline,
-        escalated=True,
+    return _page_after_deadline(
+        session, context, incident, policy, successor, deadline=previous_deadline, waited=waited, now=now
     )
-    _schedule_check(session, incident, successor, deadline)
-    return {
-        "policy": policy.name,
-        "cycle": successor.cycle,
-        "step": successor.step,
-        "deadline": deadline.isoformat(),
-    }
 
 
 def escalations_losing_policy(session: Session, org: OrgConfig) -> list[str]:
@@ -915,6 +912,19 @@ def request_handover(session: Session, page: Page) -> Job | None:
     )
 
 
+def _step_pages(
+    session: Session, escalation_id: int, cycle: int, step: int
+) -> list[tuple[Page, DeliveryStatus | None, str | None]]:
+    """The pages of one step of one pass, in order, each with its delivery's status and last error."""
+    rows = session.execute(
+        select(Page, Delivery.status, Delivery.last_error)
+        .outerjoin(Delivery, Delivery.id == Page.delivery_id)
+        .where(Page.escalation_id == escalation_id, Page.cycle == cycle, Page.step == step)
+        .order_by(Page.id)
+    ).all()
+    return [(page, status, error) for page, status, error in rows]
+
+
 def _unreachable_because(page: Page, status: DeliveryStatus | None, error: str | None) -> str | None:
     """Why ``page`` cannot reach its person, or None while it may (delivered, on its way or retrying, or a
     delayed rule not due yet)."""
@@ -960,12 +970,7 @@ def hand_over_unreachable_step(
         policy = service.get_policy(context.org, escalation.policy)
     except NotFound:
         return {"skipped": "policy gone"}  # the deadline's check hands the escalation over (or stops it)
-    rows = session.execute(
-        select(Page, Delivery.status, Delivery.last_error)
-        .outerjoin(Delivery, Delivery.id == Page.delivery_id)
-        .where(Page.escalation_id == escalation.id, Page.cycle == cycle, Page.step == step)
-        .order_by(Page.id)
-    ).all()
+    rows = _step_pages(session, escalation.id, cycle, step)
     why: list[str] = []
     for page, status, error in rows:
         because = _unreachable_because(page, status, error)
