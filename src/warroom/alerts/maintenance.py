@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
+from warroom import spans
 from warroom.alerts import automation
 from warroom.alerts.config import AlertConditions, AlertFacts, MaintenanceSchedule, RuleMatch, window_match
 from warroom.alerts.models import Alert, MaintenanceWindow
 from warroom.alerts.schemas import MaintenanceCreate, MaintenanceRead
 from warroom.auth import integrations
 from warroom.db import get_by_ref, utcnow
-from warroom.durations import format_duration
 from warroom.errors import Conflict, InvalidInput
 from warroom.jobs import service as jobs_service
 from warroom.jobs.models import Job
@@ -44,8 +44,6 @@ SCHEDULE_KIND = "alerts.maintenance_schedule"
 # A scheduled occurrence's window is created this long before it starts, so people see it coming (and can
 # cancel it with ``maintenance end``).
 SCHEDULE_LEAD = timedelta(days=1)
-MAX_LENGTH = timedelta(days=7)
-MAX_LEAD = timedelta(days=90)
 _WINDOWS = MaintenanceWindow.__table__
 # Ends of windows take turns on PostgreSQL: each locks its window, then (FOR SHARE) the running windows its
 # alerts may move to, so two overlapping windows ended at once would each wait for the other (deadlock).
@@ -163,21 +161,9 @@ def create_window(
                 {"field": "match.integrations"},
             )
     starts_at = data.starts_at or now
-    if starts_at > now + MAX_LEAD:
-        raise InvalidInput(
-            f"starts_at may be at most {format_duration(MAX_LEAD)} ahead", {"field": "starts_at"}
-        )
-    if data.ends_at is not None:
-        ends_at = data.ends_at
-    else:
-        assert data.duration is not None
-        _check_length(starts_at, starts_at, "duration", data.duration)
-        ends_at = starts_at + data.duration
-    if ends_at <= starts_at:
-        raise InvalidInput("the window must end after it starts", {"field": "ends_at"})
-    if ends_at <= now:
-        raise InvalidInput("the window would already be over", {"field": "ends_at"})
-    _check_length(starts_at, ends_at, "duration" if data.duration is not None else "ends_at")
+    ends_at = spans.check_span(
+        "window", now=now, starts_at=starts_at, ends_at=data.ends_at, duration=data.duration
+    )
     window = MaintenanceWindow(
         reason=data.reason.strip(),
         services=list(dict.fromkeys(data.services)),
@@ -200,21 +186,6 @@ def create_window(
     return window
 
 
-def _check_length(
-    starts_at: datetime, ends_at: datetime, field: str, added: timedelta = timedelta(0)
-) -> None:
-    """``ends_at + added`` no later than 7 days after ``starts_at`` (checked before adding, which could
-    overflow the calendar)."""
-    length = ends_at - starts_at
-    if length > MAX_LENGTH or added > MAX_LENGTH - length:
-        # Longer than any planned work: more likely a typo that would silence these services for weeks.
-        raise InvalidInput(
-            f"a window lasts at most {format_duration(MAX_LENGTH)} "
-            f"(this one would last {format_duration(length + added)})",
-            {"field": field},
-        )
-
-
 def extend_window(session: Session, *, ref: str | int, by: timedelta) -> MaintenanceWindow:
     """End a window later. Its release job, due at the old end, finds it not over and waits for the new."""
     if by <= timedelta(0):
@@ -223,7 +194,7 @@ def extend_window(session: Session, *, ref: str | int, by: timedelta) -> Mainten
     if window.ends_at <= utcnow():
         ended = f"{window.ends_at:%Y-%m-%d %H:%M} UTC"
         raise Conflict(f"{window.ref} already ended (at {ended}); start a new one")
-    _check_length(window.starts_at, window.ends_at, "by", by)
+    spans.check_length("window", window.starts_at, window.ends_at, "by", by)
     window.ends_at = window.ends_at + by
     return window
 

@@ -26,6 +26,7 @@ from warroom.cli.maintenance import maintenance_app
 from warroom.cli.notify import notify_app
 from warroom.cli.oncall import oncall_app
 from warroom.cli.output import (
+    IdColumn,
     RowIdArgument,
     api_errors,
     bar,
@@ -289,7 +290,7 @@ def token_list(database_url: DatabaseOption = None) -> None:
         tokens = auth_service.list_tokens(session)
     table(
         "API tokens",
-        ["id", "name", "role", "prefix", "created", "revoked"],
+        [IdColumn("id"), "name", "role", "prefix", "created", "revoked"],
         [
             (
                 t.id,
@@ -713,7 +714,7 @@ def severity_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
         levels,
         lambda: table(
             "Severity matrix",
-            ["id", "name", "respond within", "definition", "escalation", "communication"],
+            [IdColumn("id"), "name", "respond within", "definition", "escalation", "communication"],
             [(s.id, s.name, s.response_target, s.definition, s.escalation, s.communication) for s in levels],
         ),
     )
