@@ -1312,6 +1312,12 @@ def expire(session: Session, *, org: OrgConfig, alert: Alert, after: timedelta) 
     _close(session, org, alert, performer=automation.PERFORMER, resolved_by=automation.PERFORMER, note=note)
 
 
+def resolve_by_system(session: Session, *, org: OrgConfig, alert: Alert, note: str) -> None:
+    """Resolve an open alert that its source can no longer resolve (a heartbeat taken out of the org file),
+    as automation, with ``note`` saying why; the caller holds its row."""
+    _close(session, org, alert, performer=automation.PERFORMER, resolved_by=automation.PERFORMER, note=note)
+
+
 def _close(
     session: Session,
     org: OrgConfig,
