@@ -797,6 +797,10 @@ def on_created(
                 opened_by.append(rule)
         if incident is not None and opened_by and automation.storm_guard is not None:
             _record_paged(session, org, incident, opened_by)
+    elif alert.rules is not None:
+        # Routed again once stored (its rule's delay is over, its window or inhibitor let it go) and no rule
+        # matches it now (the org file changed meanwhile): it is unrouted, as ``rules`` NULL says everywhere.
+        alert.rules = None
     if automation.inhibit_rules:
         _note_symptoms(session, org, alert, integration)
     run_handlers(session, org, alert, _incident_of(session, alert, incident), "created")
