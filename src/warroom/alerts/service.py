@@ -526,6 +526,10 @@ def _automate(
 ) -> None:
     needs_work = automation.needs_work(org)
     loaded: dict[int, Alert] = {}
+    # The incidents this delivery resolved alerts of, with the last such alert: whether all their alerts are
+    # resolved is asked once the whole delivery is applied, so their timelines read every alert's resolve,
+    # then the status change.
+    resolved_on: dict[int, Alert] = {}
     for outcome, target, _ in applied:
         if target is None or target.id is None:
             continue
@@ -543,19 +547,26 @@ def _automate(
         if outcome == "created":
             automation.on_created(session, org, alert)
         elif outcome == "resolved":
-            _on_resolved(session, org, alert, performer=automation.PERFORMER)
+            _on_resolved(session, org, alert, performer=automation.PERFORMER, settle=False)
+            if alert.incident_id is not None:
+                resolved_on[alert.incident_id] = alert
         elif not held(session, alert):  # acknowledged while still held: nothing was done for it
             automation.on_acknowledged(session, org, alert)
         session.flush()
         target.incident_id = alert.incident_id
+    for alert in resolved_on.values():
+        automation.settle_resolved(session, org, alert)
 
 
-def _on_resolved(session: Session, org: OrgConfig, alert: Alert, *, performer: str) -> None:
+def _on_resolved(
+    session: Session, org: OrgConfig, alert: Alert, *, performer: str, settle: bool = True
+) -> None:
     """What an alert's resolve sets off. Automation acts only on an alert nothing holds (nothing was done for
     a held one, so there is nothing to undo), but the alerts it muted are released either way: a held alert
-    mutes like any other open one, and no alert stays muted by one that has resolved."""
+    mutes like any other open one, and no alert stays muted by one that has resolved. ``settle``: see
+    ``automation.on_resolved``."""
     if not held(session, alert):
-        automation.on_resolved(session, org, alert, performer=performer)
+        automation.on_resolved(session, org, alert, performer=performer, settle=settle)
     release_muted(session, org, alert)
 
 

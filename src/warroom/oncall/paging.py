@@ -90,6 +90,29 @@ def request_paging(
     )
 
 
+def request_reminder(session: Session, *, incident_id: int, trigger: str, at: datetime) -> list[Job]:
+    """Page the incident's responders again as a reminder (a snoozed alert still fires): the policies that
+    paged it, whichever asked for them (its severity and services, or a rule's ``page``), each from its first
+    step. A policy another took over from (severity raised) or that a level paging nobody silenced is left
+    out; with none left, the incident's policy is worked out as for a new page (which may page nobody)."""
+    policies = list(
+        session.scalars(
+            select(Escalation.policy)
+            .where(
+                Escalation.incident_id == incident_id,
+                Escalation.state.not_in([EscalationState.superseded, EscalationState.silent]),
+            )
+            .order_by(Escalation.id)
+        )
+    )
+    if not policies:
+        return [request_paging(session, incident_id=incident_id, trigger=trigger, at=at)]
+    return [
+        request_paging(session, incident_id=incident_id, trigger=trigger, policy=policy, at=at)
+        for policy in policies
+    ]
+
+
 def stop_escalations(session: Session, *, incident_id: int, reason: EscalationState, performer: str) -> int:
     """Stop every active escalation of the incident and cancel its pending checks and delayed pages."""
     active = list(
