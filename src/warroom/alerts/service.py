@@ -11,8 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, Table, Text, bindparam, cast, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, and_, case, literal_column
@@ -21,7 +19,7 @@ from warroom.alerts import automation, enrichment, holds, inhibition, maintenanc
 from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent, SourceChange, apply_default_service
 from warroom.alerts.config import ALERT_SOURCES, AlertFacts, AlertSeverity
-from warroom.alerts.models import Alert, AlertNote, AlertStatus, ResolvedFire
+from warroom.alerts.models import Alert, AlertNote, AlertStatus
 from warroom.alerts.schemas import (
     AlertDetail,
     AlertNoteRead,
@@ -221,10 +219,6 @@ def ingest(
         for row in _open_alerts(connection, scope, keys)  # id, dedup_key, status, event_hash, incident, seen
     }
     now = utcnow()
-    # Keys with no open alert: one of them may have resolved moments ago, and this be its fire again.
-    missing = [key for key in keys if key not in open_alerts]
-    resolved_fires = _resolved_fires(connection, scope, missing, now) if missing else {}
-    fired_then_resolved: list[tuple[_Open, str, str, datetime]] = []
     integration_id = integration.id if integration is not None else None
     inserts: list[_Open] = []
     updated: list[_Open] = []
@@ -235,12 +229,7 @@ def ingest(
         current = open_alerts.get(event.dedup_key)
         outcome: Outcome
         if event.action == "trigger":
-            retried = resolved_fires.get(event.dedup_key) if current is None else None
-            if retried is not None and retried.event_hash == event.event_hash:
-                # The fire of an alert that has since resolved, delivered again: a retry, not a new alert.
-                current = retried
-                outcome = "unchanged"
-            elif current is None:
+            if current is None:
                 current = _Open(None, AlertStatus.firing, event.event_hash, None)
                 current.insert = {
                     "source": source,
@@ -310,12 +299,6 @@ def ingest(
             else:
                 outcome = "unchanged"
         else:
-            fired_at = now if current.insert is not None or current.update else _as_utc(current.last_seen)
-            if fired_at is not None and now - fired_at < REPEAT_AFTER:
-                # Kept for as long as a redelivery of the last event counts as a retry.
-                fired_then_resolved.append(
-                    (current, event.dedup_key, current.event_hash, fired_at + REPEAT_AFTER)
-                )
             changes = {
                 "status": AlertStatus.resolved,
                 "resolved_at": now,
@@ -360,8 +343,6 @@ def ingest(
             _statement(connection, "insert", tuple(open_rows[0])).execute_many(connection, open_rows)
             for alert_id, dedup_key, *_ in _open_alerts(connection, scope, list(still_open)):
                 still_open[dedup_key].id = alert_id
-    if fired_then_resolved:
-        _keep_resolved_fires(connection, scope, fired_then_resolved)
 
     if any(outcome != "unchanged" and outcome != "ignored" for outcome, _, _ in applied):
         _automate(session, org, applied)
@@ -453,58 +434,11 @@ def _hold_for_maintenance(
 REPEAT_AFTER = timedelta(minutes=1)
 
 
-def _as_utc(value: Any) -> datetime | None:
-    """A timestamp as the driver returned it (SQLite: text), as an aware datetime."""
-    seen = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if not isinstance(seen, datetime):
-        return None
-    return seen if seen.tzinfo is not None else seen.replace(tzinfo=UTC)
-
-
 def _seen_long_ago(last_seen: Any, now: datetime) -> bool:
-    seen = _as_utc(last_seen)
-    return seen is not None and now - seen >= REPEAT_AFTER
-
-
-def _resolved_fires(connection: Connection, scope: str, keys: list[str], now: datetime) -> dict[str, _Open]:
-    """Alerts with these keys that resolved moments after their last fire, by key (see ``ResolvedFire``)."""
-    rows = connection.execute(
-        select(ResolvedFire.dedup_key, ResolvedFire.alert_id, ResolvedFire.event_hash, Alert.incident_id)
-        .join(Alert, Alert.id == ResolvedFire.alert_id)
-        .where(ResolvedFire.scope == scope, ResolvedFire.dedup_key.in_(keys), ResolvedFire.expires_at > now)
-    )
-    return {
-        key: _Open(alert_id, AlertStatus.resolved, event_hash, incident_id)
-        for key, alert_id, event_hash, incident_id in rows
-    }
-
-
-def _keep_resolved_fires(
-    connection: Connection, scope: str, resolved: list[tuple[_Open, str, str, datetime]]
-) -> None:
-    """Remember the last fire of each alert that resolved moments after it: one row per key, the newest."""
-    rows = {
-        dedup_key: {
-            "scope": scope,
-            "dedup_key": dedup_key,
-            "alert_id": target.id,
-            "event_hash": event_hash,
-            "expires_at": expires_at,
-        }
-        for target, dedup_key, event_hash, expires_at in resolved
-    }
-    upsert = (sqlite_insert if connection.dialect.name == "sqlite" else postgresql_insert)(ResolvedFire)
-    connection.execute(
-        upsert.on_conflict_do_update(
-            index_elements=["scope", "dedup_key"],
-            set_={
-                "alert_id": upsert.excluded.alert_id,
-                "event_hash": upsert.excluded.event_hash,
-                "expires_at": upsert.excluded.expires_at,
-            },
-        ),
-        list(rows.values()),
-    )
+    seen = datetime.fromisoformat(last_seen) if isinstance(last_seen, str) else last_seen  # SQLite: text
+    if not isinstance(seen, datetime):
+        return False
+    return now - (seen if seen.tzinfo is not None else seen.replace(tzinfo=UTC)) >= REPEAT_AFTER
 
 
 def _change(target: _Open, updated: list[_Open], changes: dict[str, Any], occurrences: int = 0) -> None:
