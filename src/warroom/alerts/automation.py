@@ -1208,16 +1208,29 @@ def carry_acknowledgement(session: Session, org: OrgConfig, alert: Alert) -> Non
         on_acknowledged(session, org, alert, performer=alert.acknowledged_by or PERFORMER)
 
 
-def on_acknowledged(session: Session, org: OrgConfig, alert: Alert, *, performer: str = PERFORMER) -> None:
-    """``performer``: who acknowledged it, when a person did rather than its source."""
+def on_acknowledged(
+    session: Session,
+    org: OrgConfig,
+    alert: Alert,
+    *,
+    performer: str = PERFORMER,
+    at_source_by: str | None = None,
+) -> None:
+    """``performer``: who acknowledged it, when a person did rather than its source. ``at_source_by``: who
+    the source says acknowledged it there (Opsgenie's ``user``), when it tells."""
     incident = _incident_of(session, alert, None)
     if incident is not None:
-        _acknowledge_with_alerts(session, org, alert, incident, performer)
+        _acknowledge_with_alerts(session, org, alert, incident, performer, at_source_by)
     run_handlers(session, org, alert, incident, "acknowledged")
 
 
 def _acknowledge_with_alerts(
-    session: Session, org: OrgConfig, alert: Alert, incident: Incident, performer: str
+    session: Session,
+    org: OrgConfig,
+    alert: Alert,
+    incident: Incident,
+    performer: str,
+    at_source_by: str | None = None,
 ) -> None:
     """Record the alert's acknowledgement; when it was the last open alert of the incident still firing,
     acknowledge the incident the way a person does (which stops its escalation): by automation when the
@@ -1229,6 +1242,9 @@ def _acknowledge_with_alerts(
     else:
         action = f"Alert {alert.ref} acknowledged at its source ({alert.source})"
         data = {"alert": alert.id, "source": alert.source}
+        if at_source_by:
+            action += f" by {at_source_by}"
+            data["acknowledged_at_source_by"] = at_source_by
     acknowledge = False
     if (
         incident.acknowledged_at is None

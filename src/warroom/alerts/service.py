@@ -345,7 +345,7 @@ def ingest(
                 still_open[dedup_key].id = alert_id
 
     if any(outcome != "unchanged" and outcome != "ignored" for outcome, _, _ in applied):
-        _automate(session, org, applied)
+        _automate(session, org, applied, integration.name if integration is not None else source)
     truncated = [
         (target.incident_id, target.id, event)
         for _, target, event in applied
@@ -456,15 +456,19 @@ def _change(target: _Open, updated: list[_Open], changes: dict[str, Any], occurr
 
 
 def _automate(
-    session: Session, org: OrgConfig, applied: list[tuple[Outcome, _Open | None, AlertEvent]]
+    session: Session,
+    org: OrgConfig,
+    applied: list[tuple[Outcome, _Open | None, AlertEvent]],
+    sender: str,
 ) -> None:
+    """``sender``: the integration's name (else the source), which a note the source sends is marked with."""
     needs_work = automation.needs_work(org)
     loaded: dict[int, Alert] = {}
     # The incidents this delivery resolved alerts of, with the last such alert: whether all their alerts are
     # resolved is asked once the whole delivery is applied, so their timelines read every alert's resolve,
     # then the status change.
     resolved_on: dict[int, Alert] = {}
-    for outcome, target, _ in applied:
+    for outcome, target, event in applied:
         if target is None or target.id is None:
             continue
         if outcome == "created" and target.insert is not None and target.insert["maintenance_window_id"]:
@@ -473,19 +477,24 @@ def _automate(
         act = act or (
             outcome in ("resolved", "acknowledged") and (needs_work or target.incident_id is not None)
         )
-        if not act:
+        # Opsgenie's close or acknowledge with a note: kept as a note on the alert (never on a retry, which
+        # changes no state), as its notes request would add it.
+        note = event.source_note if outcome in ("resolved", "acknowledged") else None
+        if not act and note is None:
             continue
         alert = loaded.get(target.id)
         if alert is None:
             alert = loaded[target.id] = session.get_one(Alert, target.id, populate_existing=True)
-        if outcome == "created":
+        if outcome == "created":  # acted on: a new alert carries no note
             automation.on_created(session, org, alert)
-        elif outcome == "resolved":
+        elif outcome == "resolved" and act:
             _on_resolved(session, org, alert, performer=automation.PERFORMER, settle=False)
             if alert.incident_id is not None:
                 resolved_on[alert.incident_id] = alert
-        elif not held(session, alert):  # acknowledged while still held: nothing was done for it
-            automation.on_acknowledged(session, org, alert)
+        elif act and not held(session, alert):  # acknowledged while still held: nothing was done for it
+            automation.on_acknowledged(session, org, alert, at_source_by=event.source_user)
+        if note is not None:
+            add_note(session, ref=alert.id, body=note, author=source_person(event.source_user, sender))
         session.flush()
         target.incident_id = alert.incident_id
     for alert in resolved_on.values():
@@ -1200,6 +1209,13 @@ def delete_note(
     return alert
 
 
+def source_person(author: str | None, integration: str) -> str:
+    """Who did what a source reports: the name the sender gives, marked with the integration (it is not a
+    person's token here, so such a note is not theirs to edit, nor mistaken for one they wrote), else the
+    integration."""
+    return f"{author} (via {integration})" if author else integration
+
+
 def change_by_source(
     session: Session,
     *,
@@ -1238,9 +1254,7 @@ def change_by_source(
     if change.set_labels or change.remove_labels:
         labels = {name: value for name, value in alert.labels.items() if name not in change.remove_labels}
         alert.labels = labels | change.set_labels
-    # A name the sender reports is marked with the integration: it is not a person's token here, so such a
-    # note is not theirs to edit, nor mistaken for one they wrote.
-    person = f"{change.note_author} (via {integration.name})" if change.note_author else integration.name
+    person = source_person(change.note_author, integration.name)
     if change.note is not None:
         add_note(session, ref=alert.id, body=change.note, author=person)
     if change.snooze_until is not None:

@@ -6,7 +6,7 @@ import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -227,7 +227,24 @@ def serve(
         )
     # Warroom's own log lines (an org file reloaded on kill -HUP, retention's counts) beside uvicorn's.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    uvicorn.run(application, **uvicorn_options(settings))
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How ``serve`` runs uvicorn. Forwarding headers are believed only from the proxies
+    WARROOM_FORWARDED_ALLOW_IPS names: uvicorn's own default trusts any X-Forwarded-For sent from
+    127.0.0.1, which a proxy on the same host passes on from the client unless told to overwrite it, so
+    any client could pick its address (and a fresh bucket of the report form's rate limit)."""
+    trusted = (settings.forwarded_allow_ips or "").strip()
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "info",
+        "access_log": False,
+        "proxy_headers": bool(trusted),
+        # Never None: uvicorn would read FORWARDED_ALLOW_IPS from the environment instead.
+        "forwarded_allow_ips": trusted or "",
+    }
 
 
 @db_app.command("upgrade")
