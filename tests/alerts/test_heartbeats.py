@@ -668,3 +668,45 @@ def test_a_heartbeat_taken_out_of_the_file_has_its_open_alert_resolved(
     assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "monitoring"
     assert api.post(f"{WATCHDOG}?key={hb_key}").status_code == 404
     assert "prometheus-watchdog" not in states(api, viewer)
+
+
+def test_a_heartbeat_put_back_by_a_reload_is_watched_again_from_it(
+    api: TestClient, context: AppContext, hb_key: str, viewer: dict[str, str]
+) -> None:
+    """prometheus-watchdog (1m + 2m) pings at T0, is taken out of the org file and reloaded, then put back and
+    reloaded at T0 + 10m with no ping since: it is watched from that reload (due at T0 + 13m, not shown late
+    forever), so a sender that stays dead fires. nightly-backup, watched before its first ping (1h), is
+    watched again for an hour from the reload."""
+    with_heartbeat(context, "nightly-backup", first_ping_within=timedelta(hours=1))
+    original = context.org
+    clock.set(T0)
+    reload.start_recurring(context)
+    worker = Worker(context, name="w1")
+    ping(api, hb_key)
+    clock.set(T0 + timedelta(minutes=1))
+    context.org = original.model_copy(
+        update={"automation": original.automation.model_copy(update={"heartbeats": []})}
+    )
+    reload.start_recurring(context)
+    run_at(worker, T0 + timedelta(minutes=5))
+    assert heartbeat_alerts(context) == []
+
+    clock.set(T0 + timedelta(minutes=10))
+    context.org = original
+    reload.start_recurring(context)
+    reload.start_recurring(context)  # another process, or a restart: nothing more
+    assert due_at(context, "prometheus-watchdog") == T0 + timedelta(minutes=13)
+    assert due_at(context, "nightly-backup") == T0 + timedelta(hours=1, minutes=10)
+    assert states(api, viewer) == {"prometheus-watchdog": "ok", "nightly-backup": "never pinged"}
+    with context.db.read() as session:
+        waiting = session.scalars(
+            select(Job.payload).where(Job.kind == "alerts.heartbeat_check", Job.status == JobStatus.pending)
+        ).all()
+    assert sorted(payload["name"] for payload in waiting) == ["nightly-backup", "prometheus-watchdog"]
+    run_at(worker, T0 + timedelta(minutes=12))
+    assert heartbeat_alerts(context) == []
+    run_at(worker, T0 + timedelta(minutes=13, seconds=1))
+    assert [status for status, _ in heartbeat_alerts(context)] == ["firing"]
+    assert states(api, viewer)["prometheus-watchdog"] == "missed"
+    run_at(worker, T0 + timedelta(hours=1, minutes=10, seconds=1))
+    assert [status for status, _ in heartbeat_alerts(context)] == ["firing", "firing"]

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from tests.alerts.test_source_ack import run_at
 from tests.conftest import EXAMPLE_CONFIG
 from warroom import reload
+from warroom.alerts import maintenance
 from warroom.alerts.config import AutomationConfig, MaintenanceSchedule
 from warroom.alerts.models import Alert, MaintenanceWindow
 from warroom.app import create_app
@@ -293,3 +294,61 @@ def test_a_removed_schedule_stops_and_cancels_its_windows_not_started(context: A
     run_at(worker, datetime(2026, 3, 6, 0, 0, tzinfo=UTC))
     assert {who for _, _, who in windows(context)} == {"schedule nightly", "schedule sunday-vacuum"}
     assert len([who for _, _, who in windows(context) if who == "schedule nightly"]) == 2
+
+
+def test_a_rule_changed_and_changed_back_gets_todays_window_again(
+    context: AppContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """qa-nightly runs at 13:00 UTC; at 12:15 its window for today exists. Changed to 14:00, today's 13:00
+    window is cancelled and a 14:00 one created; changed back to 13:00, the 14:00 one is cancelled and today's
+    13:00, 45 minutes away, gets a window again: what a reload cancelled does not count as done. A window a
+    person cancels stays cancelled, through reloads and restarts."""
+    qa = {
+        "name": "qa-nightly",
+        "rrule": "FREQ=DAILY;BYHOUR=13;BYMINUTE=0",
+        "time_zone": "UTC",
+        "duration": "1h",
+        "reason": "QA nightly",
+        "services": ["search"],
+    }
+    now = datetime(2026, 3, 2, 12, 15, tzinfo=UTC)
+    at13, at14 = datetime(2026, 3, 2, 13, 0, tzinfo=UTC), datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+    with_schedules(context, qa)
+    clock.set(now)
+    worker = Worker(context, name="w1")
+    with TestClient(create_app(context=context)):
+        run_at(worker, now)
+    assert [start for start, end, _ in windows(context) if end > start] == [at13]
+
+    def live() -> list[datetime]:
+        return [start for start, end, _ in windows(context) if end > start]  # cancelled ones are not
+
+    with_schedules(context, {**qa, "rrule": "FREQ=DAILY;BYHOUR=14;BYMINUTE=0"})
+    reload.start_recurring(context)
+    run_at(worker, now)
+    assert live() == [at14]
+    with_schedules(context, qa)
+    with caplog.at_level("WARNING"):
+        reload.start_recurring(context)
+    assert "its next window is created for 2026-03-02 13:00 UTC" in caplog.text
+    reload.start_recurring(context)  # another process, or a restart: nothing more
+    run_at(worker, now)
+    assert live() == [at13]
+    assert waiting_occurrences(context) == ["2026-03-03T13:00:00+00:00"]
+
+    # A person calls today's off: it stays off, whatever reloads and restarts follow.
+    with context.db.write() as session:
+        today = session.scalars(select(MaintenanceWindow).where(MaintenanceWindow.starts_at == at13)).one()
+        maintenance.end_window(session, org=context.org, ref=today.id, performer="alice")
+    reload.start_recurring(context)
+    with_schedules(context, {**qa, "rrule": "FREQ=DAILY;BYHOUR=14;BYMINUTE=0"})
+    reload.start_recurring(context)
+    run_at(worker, now)
+    with_schedules(context, qa)
+    reload.start_recurring(context)
+    with TestClient(create_app(context=context)):
+        run_at(worker, now)
+    assert live() == []
+    assert waiting_occurrences(context) == ["2026-03-03T13:00:00+00:00"]
+    run_at(worker, datetime(2026, 3, 3, 12, 0, tzinfo=UTC))
+    assert live() == [datetime(2026, 3, 3, 13, 0, tzinfo=UTC)]

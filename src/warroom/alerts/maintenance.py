@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import ColumnElement, Connection, func, or_, select
 from sqlalchemy.orm import Session
 
 from warroom import spans
@@ -297,9 +297,19 @@ def _performer(name: str) -> str:
     return f"schedule {name}"
 
 
+_SUPERSEDED = "the schedule's rule changed: this is no longer an occurrence"
+# ``ended_by`` of the windows a reload cancelled (the schedule changed, or left the file): not a person's.
+_RELOAD_ENDED_BY = "org file: schedule "
+
+
+def _reload_ended_by(name: str, why: Literal["changed", "removed"]) -> str:
+    return f"{_RELOAD_ENDED_BY}{name} {why}"
+
+
 def _schedule_occurrence(session: Session, schedule: MaintenanceSchedule, starts_at: datetime) -> None:
     """The job that creates the occurrence's window. Its key names the occurrence, so processes agree on one
-    job; one a reload cancelled (the rule changed, then changed back) is waiting again."""
+    job; one a reload cancelled (the rule changed, then changed back) is waiting again, and so is one that ran
+    but whose work a reload undid (``_undone_by_reload``): callers pass only occurrences not handled."""
     run_at = max(starts_at - SCHEDULE_LEAD, utcnow())
     job = jobs_service.enqueue(
         session,
@@ -308,12 +318,16 @@ def _schedule_occurrence(session: Session, schedule: MaintenanceSchedule, starts
         run_at=run_at,
         idempotency_key=_schedule_key(schedule, starts_at),
     )
-    if job.status == JobStatus.cancelled:
+    if job.status == JobStatus.cancelled or (
+        job.status == JobStatus.done and _undone_by_reload(session, job)
+    ):
         job.status = JobStatus.pending
         job.run_at = run_at
         job.attempts = 0
+        job.started_at = None
         job.finished_at = None
         job.last_error = None
+        job.result = None
 
 
 def _is_occurrence(schedule: MaintenanceSchedule, starts_at: datetime) -> bool:
@@ -377,7 +391,7 @@ def follow_schedules(session: Session, org: OrgConfig) -> list[str]:
         stopped = jobs_service.cancel(session, kind=SCHEDULE_KIND, key_prefix=_schedule_prefix(name))
         windows = [w for w in upcoming if w.created_by == _performer(name)]
         for window in windows:
-            end_window(session, org=org, ref=window.id, performer=f"org file: schedule {name} removed")
+            end_window(session, org=org, ref=window.id, performer=_reload_ended_by(name, "removed"))
         if stopped or windows:
             cancelled = "".join(f", cancelled {w.ref}" for w in windows)
             said.append(
@@ -401,9 +415,7 @@ def _follow_schedule(
     for window in upcoming:
         if window.created_by == performer and not _is_occurrence(schedule, window.starts_at):
             planned = f"{window.starts_at:%Y-%m-%d %H:%M} UTC"
-            end_window(
-                session, org=org, ref=window.id, performer=f"org file: schedule {schedule.name} changed"
-            )
+            end_window(session, org=org, ref=window.id, performer=_reload_ended_by(schedule.name, "changed"))
             said.append(
                 f"maintenance schedule {schedule.name} changed: {window.ref} ({planned}) no longer fits its "
                 "rule and was cancelled"
@@ -437,20 +449,47 @@ def _unhandled(
 
 
 def _handled(session: Session, schedule: MaintenanceSchedule, starts_at: datetime) -> bool:
-    """Whether the occurrence's job ran (its window was created, or someone cancelled it since)."""
+    """Whether the occurrence's job ran (its window was created, or someone cancelled it since). What a reload
+    undid does not count: a window a reload cancelled (the rule changed, then changed back), or a run that
+    found the occurrence no longer in the rule. A window a person cancelled stays cancelled."""
     key = _schedule_key(schedule, starts_at)
     ran = session.scalar(
-        select(Job.id).where(Job.idempotency_key == key, Job.status.in_([JobStatus.running, JobStatus.done]))
+        select(Job).where(Job.idempotency_key == key, Job.status.in_([JobStatus.running, JobStatus.done]))
     )
-    if ran is not None:
+    if ran is not None and not _undone_by_reload(session, ran):
         return True
     window = session.scalar(
         select(MaintenanceWindow.id).where(
             MaintenanceWindow.created_by == _performer(schedule.name),
             MaintenanceWindow.starts_at == starts_at,
+            _not_cancelled_by_reload(),
         )
     )
     return window is not None
+
+
+def _not_cancelled_by_reload() -> ColumnElement[bool]:
+    return or_(
+        MaintenanceWindow.ended_by.is_(None),
+        ~MaintenanceWindow.ended_by.startswith(_RELOAD_ENDED_BY, autoescape=True),
+    )
+
+
+def _undone_by_reload(session: Session, job: Job) -> bool:
+    """Whether a finished occurrence job's work is undone: the rule no longer had the occurrence when it ran,
+    or the window it created (or found) was cancelled by a reload, not by a person."""
+    if job.status != JobStatus.done or not job.result:
+        return False
+    if job.result.get("superseded") or job.result.get("reason") == _SUPERSEDED:
+        return True
+    window_id = job.result.get("window_id")
+    ref = job.result.get("window")  # runs recorded before ``window_id`` was
+    if window_id is None and isinstance(ref, str) and ref.startswith("MW-") and ref[3:].isdigit():
+        window_id = int(ref[3:])
+    if not isinstance(window_id, int):
+        return False
+    ended_by = session.scalar(select(MaintenanceWindow.ended_by).where(MaintenanceWindow.id == window_id))
+    return ended_by is not None and ended_by.startswith(_RELOAD_ENDED_BY)
 
 
 @job_handler(SCHEDULE_KIND)
@@ -468,16 +507,26 @@ def open_scheduled_window(context: AppContext, session: Session, job: Job) -> di
         following = _unhandled(session, schedule, schedule.current_or_next(utcnow()))
         if following is not None:
             _schedule_occurrence(session, schedule, following)
-        return {"created": False, "reason": "the schedule's rule changed: this is no longer an occurrence"}
+        return {
+            "created": False,
+            "superseded": True,
+            "reason": _SUPERSEDED,
+        }
     performer = _performer(schedule.name)
     outcome: dict[str, Any] = {"created": False}
     exists = session.scalar(
         select(MaintenanceWindow.id).where(
-            MaintenanceWindow.created_by == performer, MaintenanceWindow.starts_at == starts_at
+            MaintenanceWindow.created_by == performer,
+            MaintenanceWindow.starts_at == starts_at,
+            _not_cancelled_by_reload(),
         )
     )
     if exists is not None:
-        outcome["reason"] = f"MW-{exists} already covers this occurrence"
+        outcome = {
+            "created": False,
+            "window_id": exists,
+            "reason": f"MW-{exists} already covers this occurrence",
+        }
     elif starts_at + schedule.duration <= utcnow():
         outcome["reason"] = "the occurrence was over before it could be created"
     else:
@@ -495,7 +544,7 @@ def open_scheduled_window(context: AppContext, session: Session, job: Job) -> di
             performer=performer,
             by_person=False,
         )
-        outcome = {"created": True, "window": window.ref}
+        outcome = {"created": True, "window": window.ref, "window_id": window.id}
     following = _unhandled(session, schedule, schedule.starts(starts_at))
     if following is not None:
         _schedule_occurrence(session, schedule, following)

@@ -523,7 +523,7 @@ def release_muted(session: Session, org: OrgConfig, inhibitor: Alert) -> None:
 
 def held(session: Session, alert: Alert) -> bool:
     """Whether automation leaves the alert alone for now: a maintenance window or an inhibiting alert holds
-    it (reads ask ``holds.holders``, the same test for many alerts at once)."""
+    it (reads ask ``holds.hold_states``, the same test for many alerts at once)."""
     return (
         alert.maintenance_window_id is not None
         and alert.incident_id is None
@@ -534,8 +534,9 @@ def held(session: Session, alert: Alert) -> bool:
 # --- reads -------------------------------------------------------------------------------------------
 
 
-def to_read(alert: Alert, *, held_by: str | None) -> AlertRead:
-    """``held_by``: what holds the alert now (``holds.holders``), if anything."""
+def to_read(alert: Alert, *, held_by: str | None, unrouted: bool) -> AlertRead:
+    """``held_by``: what holds the alert now, if anything; ``unrouted``: as ``holds.unrouted`` says (both from
+    ``holds.hold_states``)."""
     return AlertRead(
         id=alert.id,
         ref=alert.ref,
@@ -563,7 +564,7 @@ def to_read(alert: Alert, *, held_by: str | None) -> AlertRead:
         occurrences=alert.occurrences,
         incident=f"INC-{alert.incident_id}" if alert.incident_id else None,
         rules=alert.rules or [],
-        unrouted=alert.incident_id is None and not alert.rules and held_by is None,
+        unrouted=unrouted,
         maintenance=f"MW-{alert.maintenance_window_id}" if alert.maintenance_window_id else None,
         inhibited_by=f"ALR-{alert.inhibited_by_id}" if alert.inhibited_by_id else None,
         held_by=held_by,
@@ -572,8 +573,11 @@ def to_read(alert: Alert, *, held_by: str | None) -> AlertRead:
 
 def to_reads(session: Session, alerts: Sequence[Alert]) -> list[AlertRead]:
     """Alerts as read, each with what holds it now (two lookups for them all)."""
-    held_by = holds.holders(session, alerts)
-    return [to_read(alert, held_by=held_by.get(alert.id)) for alert in alerts]
+    states = holds.hold_states(session, alerts)
+    return [
+        to_read(alert, held_by=states.held_by.get(alert.id), unrouted=states.unrouted(alert))
+        for alert in alerts
+    ]
 
 
 def to_detail(session: Session, alert: Alert) -> AlertDetail:
@@ -686,8 +690,9 @@ def list_alerts(
     if firing:
         statement = statement.where(Alert.status != AlertStatus.resolved)
     if unrouted:
-        # Held alerts are not unrouted (automation has not routed them yet); released ones no rule took are.
-        statement = statement.where(Alert.incident_id.is_(None), Alert.rules.is_(None), ~holds.held_now())
+        # Held alerts are not unrouted (automation has not routed them yet), nor are those that resolved while
+        # held (never released); released ones no rule took are.
+        statement = statement.where(holds.unrouted())
     if snoozed:
         statement = statement.where(Alert.snoozed_until.is_not(None))
     # A filter naming nothing that exists is refused, not answered with an empty page (a typo looks like
@@ -738,9 +743,7 @@ def noise_report(session: Session, *, since: timedelta, by: str = "type", limit:
         func.count().label("alerts"),
         occurrences.label("occurrences"),
         func.count(Alert.incident_id.distinct()).label("incidents"),
-        func.count()
-        .filter(Alert.incident_id.is_(None), Alert.rules.is_(None), ~holds.held_now())
-        .label("unrouted"),
+        func.count().filter(holds.unrouted()).label("unrouted"),
         func.count().filter(Alert.status != AlertStatus.resolved).label("open"),
     ).select_from(Alert)
     if by == "integration":
@@ -785,14 +788,13 @@ def overview(session: Session, *, org: OrgConfig, since: timedelta) -> AlertOver
     start = period_start(since)
     now = start + since
     open_alert = Alert.status != AlertStatus.resolved
-    nowhere = Alert.incident_id.is_(None)
     held_now = holds.held_now()
     counts = session.execute(
         select(
             Alert.severity,
             func.count().filter(Alert.status == AlertStatus.firing).label("firing"),
             func.count().filter(Alert.status == AlertStatus.acknowledged).label("acknowledged"),
-            func.count().filter(nowhere, Alert.rules.is_(None), ~held_now).label("unrouted"),
+            func.count().filter(holds.unrouted()).label("unrouted"),
             func.count().filter(Alert.snoozed_until.is_not(None)).label("snoozed"),
             # Held now: an alert its window or inhibitor released is routed, or unrouted, like any other.
             func.count().filter(held_now).label("held"),
