@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ from tests.e2e.server import ServerProcess, create_token, run_cli
 from tests.peers import wait_until
 from warroom import reload
 from warroom.alerts.expiry import SWEEP_KIND
+from warroom.clock import clock
 from warroom.context import AppContext
-from warroom.jobs.models import Job
+from warroom.jobs.models import Job, JobStatus
 from warroom.orgconfig import OrgConfig, load_org_config
 from warroom.settings import Settings
 
@@ -415,3 +417,43 @@ def test_a_reload_names_the_incidents_escalating_on_a_policy_it_drops(
     )
     assert reloaded.json()["warnings"] == [warning]
     assert warning in caplog.text
+
+
+def test_a_reload_moves_heartbeat_deadlines_and_schedule_chains(
+    api: TestClient, context: AppContext, org_file: Path, admin: dict[str, str], viewer: dict[str, str]
+) -> None:
+    """What the org file changes for entries that already run takes effect at the reload: a heartbeat's new
+    interval sets its deadline from its last ping, and a schedule's new rule its next window."""
+    t0 = datetime(2026, 3, 2, 11, 22, 39, tzinfo=UTC)
+    clock.set(t0)
+    key = make_key(context, "heartbeat")
+    assert api.post(f"/api/v1/heartbeats/prometheus-watchdog?key={key}").status_code == 200
+    nightly = {
+        "name": "nightly",
+        "rrule": "FREQ=DAILY;BYHOUR=23;BYMINUTE=0",
+        "time_zone": "Europe/Berlin",
+        "duration": "2h",
+        "reason": "nightly batch",
+        "services": ["search"],
+    }
+    write_org(org_file, maintenance_schedules=[nightly])
+    assert api.post("/api/v1/config/reload", headers=admin).status_code == 200
+    heartbeats = [
+        {"name": "prometheus-watchdog", "interval": "1h", "grace": "2m"},
+        {"name": "nightly-backup", "interval": "1d", "grace": "2h"},
+    ]
+    write_org(
+        org_file,
+        heartbeats=heartbeats,
+        maintenance_schedules=[{**nightly, "rrule": "FREQ=DAILY;BYHOUR=21;BYMINUTE=0"}],
+    )
+    assert api.post("/api/v1/config/reload", headers=admin).status_code == 200
+    listed = {h["name"]: h for h in api.get("/api/v1/heartbeats", headers=viewer).json()}
+    assert datetime.fromisoformat(listed["prometheus-watchdog"]["due_at"]) == t0 + timedelta(
+        hours=1, minutes=2
+    )
+    with context.db.read() as session:
+        waiting = session.scalars(
+            select(Job).where(Job.kind == "alerts.maintenance_schedule", Job.status == JobStatus.pending)
+        ).all()
+    assert [job.payload["starts_at"] for job in waiting] == ["2026-03-02T20:00:00+00:00"]

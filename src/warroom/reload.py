@@ -10,7 +10,9 @@ says what is worth a look (``ConfigStatus.warnings``, logged too): a section it 
 on a policy the new file no longer has (the escalation's next deadline hands it over). After a reload the
 chains of recurring jobs are started for entries that are new (a status page to poll, a maintenance schedule,
 auto-resolve, a heartbeat watched before its first ping); the jobs of entries that are gone find them gone and
-stop.
+stop. Entries that changed or went away are brought in line at once (``start_recurring``): heartbeat deadlines
+follow a new interval, a removed heartbeat's open alerts are resolved, and a maintenance schedule's chain and
+upcoming windows follow its new rule (or stop).
 
 Each process holds its own copy. A reload through the API is also announced in the database (a row of
 ``config_reloads``): every other process that serves or works (``warroom worker`` too) looks for a newer row
@@ -27,8 +29,8 @@ from sqlalchemy import func, select
 
 from warroom.alerts.digest import schedule_digest
 from warroom.alerts.expiry import schedule_sweeps
-from warroom.alerts.heartbeats import watch_unpinged
-from warroom.alerts.maintenance import schedule_windows
+from warroom.alerts.heartbeats import follow_org_file, watch_unpinged
+from warroom.alerts.maintenance import follow_schedules, schedule_windows
 from warroom.alerts.retention import schedule_pruning
 from warroom.alerts.status_pages import schedule_polls
 from warroom.auth import integrations
@@ -137,16 +139,23 @@ def status(context: AppContext) -> ConfigStatus:
 def start_recurring(context: AppContext) -> None:
     """Start the chains of recurring jobs the org file asks for that have none pending (a new entry, or a
     fresh database): status page polls, recurring maintenance windows, auto-resolve sweeps, retention, the
-    unrouted digest, and the first deadline of heartbeats watched before their first ping. Warn of
-    integrations whose service is gone."""
+    unrouted digest, and the first deadline of heartbeats watched before their first ping. Bring changed and
+    removed entries in line: heartbeat deadlines follow a new interval, a removed heartbeat's open alerts are
+    resolved, a maintenance schedule's chain and upcoming windows follow its new rule (or stop). Each step
+    is safe to run again, at every start and in every process at once. Warn of integrations whose service
+    is gone."""
     with context.db.write() as session:
         schedule_polls(session, context.org)
+        said = follow_schedules(session, context.org)
         schedule_windows(session, context.org)
+        said += follow_org_file(session, context.org)
         watch_unpinged(session, context.org)
         schedule_sweeps(session, context.org)
         schedule_pruning(session)
         schedule_digest(session, context.org, utcnow())
         lost = integrations.lost_services(session, context.org)
+    for line in said:
+        log.warning("%s", line)
     for integration in lost:
         log.warning("%s", integrations.lost_service_warning(integration))
 

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str | None = Field(default=None, description="Base URL people reach the server at.")
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description="The reverse proxies (comma-separated addresses or networks, or *) whose X-Forwarded-For "
+        "and X-Forwarded-Proto are believed; unset: none, the client address is the connection's.",
+    )
     max_body_bytes: int = Field(default=1024 * 1024, description="Requests with a larger body get 413.")
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma; FULL keeps acknowledged writes on power loss."

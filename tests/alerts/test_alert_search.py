@@ -43,3 +43,32 @@ def test_search_finds_text_in_summary_type_key_service_and_labels(
     assert [a["dedup_key"] for a in answer.json()["items"]] == ["disk-db1"]
     for bad in ("", "x" * 201):
         assert api.get("/api/v1/alerts", params={"search": bad}, headers=viewer).status_code == 422
+
+
+def test_search_matches_label_names_and_values_not_their_json(
+    api: TestClient, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """The labels are stored as JSON; ``{`` or ``"`` matched every alert with labels, ``:`` and ``,`` most."""
+    alerts = [
+        {"summary": "one", "dedup_key": "a", "labels": {"host": "web-1", "env": "prod"}},
+        {"summary": "two", "dedup_key": "b", "labels": {"path": 'C:\\data "x"', "café": "naïve"}},
+        {"summary": "three", "dedup_key": "c"},
+    ]
+    for alert in alerts:
+        answer = api.post(f"/api/v1/alerts?key={generic_key}", json={"severity": "info", **alert})
+        assert answer.status_code == 202, answer.text
+
+    def found(search: str) -> list[str]:
+        answer = api.get("/api/v1/alerts", params={"search": search, "limit": 500}, headers=viewer)
+        assert answer.status_code == 200, answer.text
+        return sorted(alert["dedup_key"] for alert in answer.json()["items"])
+
+    for syntax in ("{", "}", '":"', '","', "[", '{"host"'):
+        assert found(syntax) == [], syntax
+    assert found(",") == []
+    assert found('"') == ["b"]  # in a value
+    assert found(":") == ["b"]
+    assert found("\\data") == ["b"]  # not as JSON escapes it (\\)
+    assert found('"x"') == ["b"]
+    assert found("Café") == found("naïve") == ["b"]  # names and values as written (any ASCII case)
+    assert found("HOST") == found("web-") == found("prod") == ["a"]

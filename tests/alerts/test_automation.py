@@ -154,15 +154,52 @@ def test_all_alerts_resolved_moves_incident_to_monitoring(
     assert timeline[-1]["performer"] == "automation"
 
 
+def test_the_status_change_follows_every_resolve_of_one_delivery(
+    api: TestClient, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """Two alerts of an incident resolved in one POST: both resolves are on the timeline before the move to
+    monitoring (which is decided once the whole delivery is applied), and it moves once."""
+    fire(api, generic_key, payments_alert(dedup_key="c1"), payments_alert(dedup_key="c2"))
+    fire(
+        api,
+        generic_key,
+        payments_alert(dedup_key="c1", status="resolved"),
+        payments_alert(dedup_key="c2", status="resolved"),
+    )
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "monitoring"
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    assert [entry["action"] for entry in timeline[-3:]] == [
+        "Alert ALR-1 resolved: card charges failing",
+        "Alert ALR-2 resolved: card charges failing",
+        "Status: investigating → monitoring — all alerts resolved",
+    ]
+    # A resolve and a fire again of the same key in one delivery: the incident has an open alert after it,
+    # so it stays where it is instead of going to monitoring and straight back.
+    fire(api, generic_key, payments_alert(dedup_key="d1"))
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "investigating"
+    before = len(api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json())
+    fire(
+        api,
+        generic_key,
+        payments_alert(dedup_key="d1", status="resolved"),
+        payments_alert(dedup_key="d1", summary="charges failing again"),
+    )
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "investigating"
+    after = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()[before:]
+    assert [entry["action"].split(":")[0] for entry in after] == [
+        "Alert ALR-3 resolved",
+        "Alert ALR-4 (generic, critical) attached",
+    ], after
+
+
 def test_an_alert_firing_again_while_monitoring_reopens_the_investigation(
     api: TestClient, generic_key: str, viewer: dict[str, str]
 ) -> None:
     fire(api, generic_key, payments_alert(dedup_key="a"))
     fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))
     assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "monitoring"
-    # The same alert fires again (a new alert: its dedup key was freed) and joins its group's incident. The
-    # new firing says when it began: an identical body this soon would be a retry of the first.
-    again = fire(api, generic_key, payments_alert(dedup_key="a", timestamp="2026-11-28T10:05:00Z"))[0]
+    # The same alert fires again (a new alert: its dedup key was freed) and joins its group's incident.
+    again = fire(api, generic_key, payments_alert(dedup_key="a"))[0]
     assert again["incident"] == "INC-1"
     assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "investigating"
     timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
@@ -755,3 +792,84 @@ def test_a_blank_summary_annotation_is_no_summary(
     assert answer.status_code in (200, 202), answer.text
     [alert] = api.get("/api/v1/alerts", headers=viewer).json()["items"]
     assert alert["summary"] == "card charges failing"
+
+
+DISK_GROUP = '{}/{trunc="yes"}:{alertname="DiskFull", service="payments"}'
+
+
+def disk_full(status: str, *fingerprints: str, truncated: int) -> dict[str, Any]:
+    """An Alertmanager notification of group DiskFull on payments, delivering these alerts and leaving
+    ``truncated`` more out (a receiver with ``max_alerts``)."""
+    return {
+        "receiver": "warroom-trunc",
+        "status": status,
+        "alerts": [
+            {
+                "status": status,
+                "labels": {
+                    "alertname": "DiskFull",
+                    "service": "payments",
+                    "severity": "critical",
+                    "disk": fp,
+                },
+                "annotations": {"summary": f"disk {fp} full"},
+                "startsAt": "2026-11-28T11:00:00Z",
+                "endsAt": "2026-11-28T12:00:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+                "fingerprint": fp,
+            }
+            for fp in fingerprints
+        ],
+        "groupLabels": {"alertname": "DiskFull", "service": "payments"},
+        "version": "4",
+        "groupKey": DISK_GROUP,
+        "truncatedAlerts": truncated,
+    }
+
+
+def test_an_incident_stays_out_of_monitoring_while_its_group_arrives_truncated(
+    api: TestClient, am_key: str, viewer: dict[str, str]
+) -> None:
+    """max_alerts 3, six DiskFull alerts: Warroom sees three. When those three resolve in a notification
+    that still leaves three out, not every alert of the incident has resolved (the sender says more fire), so
+    the incident stays in investigating, and says why once; the others arriving later join it without a
+    "fix did not hold". It goes to monitoring when its alerts resolve in a notification that left none out."""
+    url = f"/api/v1/alerts/alertmanager?key={am_key}"
+
+    def send(body: dict[str, Any]) -> None:
+        clock.advance(timedelta(seconds=22))
+        answer = api.post(url, json=body)
+        assert answer.status_code == 202, answer.text
+
+    def status() -> str:
+        value: str = api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"]
+        return value
+
+    def actions() -> list[str]:
+        return [e["action"] for e in api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()]
+
+    clock.set(datetime(2026, 11, 28, 11, 0, tzinfo=UTC))
+    send(disk_full("firing", "d1", "d2", "d3", truncated=3))
+    assert status() == "investigating"
+    send(disk_full("resolved", "d1", "d2", "d3", truncated=3))
+    assert status() == "investigating"
+    kept = [a for a in actions() if a.startswith("All alerts resolved, but")]
+    assert kept == [
+        f"All alerts resolved, but INC-1 stays investigating: the sender's latest notification of group "
+        f"{DISK_GROUP} left 3 alert(s) out (its max_alerts), and those may still fire. It moves to "
+        "monitoring when its alerts resolve in a notification that leaves none out; a person can move it."
+    ]
+
+    # The three left out arrive (the group is small enough now): they join, and nothing flips.
+    send(disk_full("firing", "d4", "d5", "d6", truncated=0))
+    assert status() == "investigating"
+    assert not any(a.startswith("Status:") for a in actions())
+    # Resolved in a notification that again left some out: it stays, and the note is not repeated.
+    send(disk_full("resolved", "d4", "d5", "d6", truncated=2))
+    assert status() == "investigating"
+    assert len([a for a in actions() if a.startswith("All alerts resolved, but")]) == 1
+
+    # The group's latest notification is complete: its alerts resolving moves the incident to monitoring.
+    send(disk_full("firing", "d7", truncated=0))
+    send(disk_full("resolved", "d7", truncated=0))
+    assert status() == "monitoring"
+    assert actions()[-1] == "Status: investigating → monitoring — all alerts resolved"

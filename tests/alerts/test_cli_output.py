@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import typer
 from fastapi.testclient import TestClient
+from rich.cells import cell_len
 from rich.text import Text
 
-from warroom.alerts.schemas import AlertDetail, AlertRead, MaintenanceRead
+from warroom.alerts.schemas import AlertDetail, AlertPage, AlertRead, MaintenanceRead
 from warroom.cli import alerts as alerts_cli
 from warroom.cli import maintenance as maintenance_cli
-from warroom.cli.output import SafeConsole, console, error_console, fail, table
+from warroom.cli.output import IdColumn, SafeConsole, build_table, console, error_console, fail, table
 
 TRICKY = "disk [/] full on [red]db-1[/red] \\[x]"
 
@@ -108,3 +110,85 @@ def test_styling_still_reaches_a_real_terminal() -> None:
         terminal.print(Text("alarm \x1b[2J", style="bold red"))
     printed = captured.get()
     assert "\x1b[1;31m" in printed and "alarm ␛[2J" in printed and "\x1b[2J" not in printed
+
+
+def _lines(renderable: object, width: int = 80) -> list[str]:
+    terminal = SafeConsole(width=width, force_terminal=False)
+    with terminal.capture() as captured:
+        terminal.print(renderable)
+    return captured.get().splitlines()
+
+
+def _one_alert(api: TestClient, generic_key: str, viewer: dict[str, str], **alert: Any) -> AlertRead:
+    body = {"summary": "Disk almost full on db-1 mount /var/lib/postgresql", "dedup_key": "disk", **alert}
+    assert api.post(f"/api/v1/alerts?key={generic_key}", json=body).status_code == 202
+    items = api.get("/api/v1/alerts", headers=viewer).json()["items"]
+    return AlertRead.model_validate(items[0])
+
+
+def test_ids_are_whole_in_an_80_column_terminal(
+    api: TestClient, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """At 80 columns every id printed as ``ALR-1…`` once ids reached ALR-100: which one to acknowledge?"""
+    alert = _one_alert(api, generic_key, viewer, service="database", severity="critical")
+    refs = [f"ALR-{n}" for n in (100, 101, 10234)]
+    page = AlertPage(
+        items=[
+            alert.model_copy(update={"ref": ref, "incident": incident})
+            for ref, incident in zip(refs, ["INC-1234", None, "INC-99999"], strict=True)
+        ],
+        total=3,
+        limit=50,
+        offset=0,
+    )
+    for width in (80, 72):
+        lines = _lines(alerts_cli._alerts_table(page), width)
+        printed = "\n".join(lines)
+        for ref in [*refs, "INC-1234", "INC-99999"]:
+            assert f" {ref} " in printed, (width, printed)
+        assert "…" in printed  # other columns gave up the room
+        assert max(cell_len(line) for line in lines) <= width, printed
+
+
+def test_an_id_column_is_never_wrapped_nor_cut() -> None:
+    """The one helper every CLI table of ids uses (alerts, incidents, jobs, notifications, maintenance,
+    changes, overrides, tokens): its cells stay whole; a cell of words wraps between them only."""
+    words = "a long text that has to wrap " * 3
+    rows = [(f"MW-{n}", Text("inhibited by ALR-123456"), words, words, words) for n in (7, 12345)]
+    lines = _lines(build_table("Windows", [IdColumn("id"), IdColumn("held"), "a", "b", "c"], rows), 40)
+    printed = "\n".join(lines)
+    assert " MW-7 " in printed and " MW-12345 " in printed and " ALR-123456 " in printed, printed
+    assert max(cell_len(line) for line in lines) <= 40, printed
+    # An empty table, or an id column of numbers, still works.
+    assert "id" in "\n".join(_lines(build_table(None, [IdColumn("id"), "name"], []), 40))
+    assert " 123456789 " in "\n".join(
+        _lines(build_table(None, [IdColumn("#"), "x"], [(123456789, words)]), 30)
+    )
+
+
+def test_control_characters_in_a_table_keep_its_columns_aligned(
+    api: TestClient, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """A stand-in such as <U+202E> is as wide as it prints: Rich measured the cell before it was put in (a
+    control character has no width to Rich), so the row came out wider than the table."""
+    summary = "Uni \u202e reversed, \x85 next line, \x1b[2J clear, \u2066isolate\u2069 and \u200e mark"
+    alert = _one_alert(api, generic_key, viewer, summary=summary, labels={"host": "db\x9b1"})
+    page = AlertPage(
+        items=[alert, alert.model_copy(update={"summary": "plain"})], total=2, limit=50, offset=0
+    )
+    for width in (80, 120, 200):
+        lines = _lines(alerts_cli._alerts_table(page), width)
+        printed = "\n".join(lines)
+        if width == 200:  # room for the whole summary
+            assert "<U+202E>" in printed and "<U+0085>" in printed and "␛[2J" in printed, printed
+        body = lines[1:]  # under the title
+        assert len({cell_len(line) for line in body}) == 1, printed  # every line as wide: aligned
+        assert max(cell_len(line) for line in lines) <= width
+    # Styled text keeps its style on the same characters, and a line of it wraps at the console's width.
+    terminal = SafeConsole(force_terminal=True, color_system="standard", width=40)
+    with terminal.capture() as captured:
+        terminal.print(Text.assemble(("a\u202eb ", "red"), ("xxxxx", "bold")))
+        terminal.print("\u202e " * 12)
+    printed = captured.get()
+    assert "\x1b[31ma<U+202E>b \x1b[0m\x1b[1mxxxxx\x1b[0m" in printed, repr(printed)
+    assert all(cell_len(Text.from_ansi(line).plain) <= 40 for line in printed.splitlines()), printed

@@ -18,11 +18,12 @@ from tests.alerts.conftest import make_key
 from tests.alerts.test_source_ack import run_at, sent_pages, timeline
 from tests.conftest import EXAMPLE_CONFIG, job_count
 from tests.e2e.server import run_cli, serve_for_cli
+from warroom import reload
 from warroom.alerts.models import Alert, Heartbeat
 from warroom.app import create_app
 from warroom.clock import clock
 from warroom.context import AppContext
-from warroom.jobs.models import Job
+from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.worker import Worker
 from warroom.orgconfig import ConfigError, parse_org_config
 
@@ -535,3 +536,177 @@ def test_a_shortened_interval_moves_the_waiting_check_earlier(
     run_at(worker, T0 + timedelta(minutes=16, seconds=1))
     assert [status for status, _ in heartbeat_alerts(context)] == ["firing"]
     assert states(api, viewer)["nightly-backup"] == "missed"
+
+
+def with_heartbeat(context: AppContext, name: str, **changes: Any) -> None:
+    """The running org file with one heartbeat changed (``None``: taken out), as a reload would make it."""
+    heartbeats = [
+        h.model_copy(update=changes) if h.name == name else h
+        for h in context.org.automation.heartbeats
+        if h.name != name or changes
+    ]
+    automation = context.org.automation.model_copy(update={"heartbeats": heartbeats})
+    context.org = context.org.model_copy(update={"automation": automation})
+
+
+def due_at(context: AppContext, name: str) -> datetime:
+    with context.db.read() as session:
+        heartbeat = session.scalars(select(Heartbeat).where(Heartbeat.name == name)).one()
+        return heartbeat.due_at
+
+
+def test_a_longer_interval_moves_the_deadline_at_the_reload(
+    api: TestClient, context: AppContext, hb_key: str, viewer: dict[str, str]
+) -> None:
+    """prometheus-watchdog (1m + 2m) pinged at T0 is due at T0 + 3m. The org file makes it hourly and is
+    reloaded: the deadline is the last ping + 1h + 2m at once, and the check waiting for T0 + 3m does not page
+    for a sender that is on time."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    ping(api, hb_key)
+    clock.set(T0 + timedelta(minutes=1))
+    with_heartbeat(context, "prometheus-watchdog", interval=timedelta(hours=1))
+    reload.start_recurring(context)
+    assert due_at(context, "prometheus-watchdog") == T0 + timedelta(hours=1, minutes=2)
+    run_at(worker, T0 + timedelta(minutes=3, seconds=1))
+    assert heartbeat_alerts(context) == []
+    assert states(api, viewer)["prometheus-watchdog"] == "ok"
+    # A second reload (another process, or a restart) changes nothing more.
+    reload.start_recurring(context)
+    assert due_at(context, "prometheus-watchdog") == T0 + timedelta(hours=1, minutes=2)
+    run_at(worker, T0 + timedelta(hours=1, minutes=1))
+    assert heartbeat_alerts(context) == []
+    # Silent past the new deadline, it fires, once, saying how long it waited.
+    run_at(worker, T0 + timedelta(hours=1, minutes=2, seconds=1))
+    run_at(worker, T0 + timedelta(hours=2))
+    assert heartbeat_alerts(context) == [("firing", 1)]
+    with context.db.read() as session:
+        alert = session.scalars(select(Alert).where(Alert.source == "heartbeat")).one()
+        assert alert.summary == "No heartbeat from prometheus-watchdog: nothing for over 1h2m"
+
+
+def test_a_shorter_interval_already_past_fires_at_the_reload(
+    api: TestClient, context: AppContext, hb_key: str, viewer: dict[str, str]
+) -> None:
+    """nightly-backup (1d + 2h) pinged at T0; 30 s later the org file says 10s + 10s and is reloaded, with no
+    ping since: the deadline (T0 + 20s) is past, so it is missed now (once), not tomorrow."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    ping(api, hb_key, "nightly-backup")
+    clock.set(T0 + timedelta(seconds=30))
+    with_heartbeat(context, "nightly-backup", interval=timedelta(seconds=10), grace=timedelta(seconds=10))
+    reload.start_recurring(context)
+    reload.start_recurring(context)
+    assert due_at(context, "nightly-backup") == T0 + timedelta(seconds=20)
+    assert states(api, viewer)["nightly-backup"] == "late"
+    run_at(worker, T0 + timedelta(seconds=30))
+    assert [status for status, _ in heartbeat_alerts(context)] == ["firing"]
+    assert states(api, viewer)["nightly-backup"] == "missed"
+    reload.start_recurring(context)
+    run_at(worker, T0 + timedelta(minutes=5))
+    assert [status for status, _ in heartbeat_alerts(context)] == ["firing"]
+    with context.db.read() as session:
+        checks = session.scalars(select(Job.status).where(Job.kind == "alerts.heartbeat_check")).all()
+    assert [str(status) for status in checks] == ["done"]
+
+
+def test_a_changed_first_ping_within_moves_the_first_deadline(context: AppContext) -> None:
+    """Never pinged, watched from the start (T0) with first_ping_within 1h; made 2h and reloaded at T0 + 10m:
+    the first deadline is 2h after the start, as it would have been with 2h from the start."""
+    with_heartbeat(context, "prometheus-watchdog", first_ping_within=timedelta(hours=1))
+    clock.set(T0)
+    with TestClient(create_app(context=context)):
+        pass
+    clock.set(T0 + timedelta(minutes=10))
+    with_heartbeat(context, "prometheus-watchdog", first_ping_within=timedelta(hours=2))
+    reload.start_recurring(context)
+    assert due_at(context, "prometheus-watchdog") == T0 + timedelta(hours=2)
+    worker = Worker(context, name="w1")
+    run_at(worker, T0 + timedelta(hours=1, minutes=1))
+    assert heartbeat_alerts(context) == []
+    run_at(worker, T0 + timedelta(hours=2, seconds=1))
+    assert heartbeat_alerts(context) == [("firing", 1)]
+
+
+def test_a_heartbeat_taken_out_of_the_file_has_its_open_alert_resolved(
+    api: TestClient, context: AppContext, hb_key: str, viewer: dict[str, str]
+) -> None:
+    """No ping can resolve the alert of a heartbeat that is no longer in the org file (it gets 404): the
+    reload resolves it, saying why, and cancels the heartbeat's waiting checks."""
+    with_heartbeat(context, "prometheus-watchdog", max_runtime=timedelta(hours=1))
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    ping(api, hb_key)
+    run_at(worker, T0 + timedelta(minutes=3, seconds=1))
+    assert heartbeat_alerts(context) == [("firing", 1)]
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] != "monitoring"
+    # A ping after the miss would have scheduled a new check; a failed run fires the second alert.
+    clock.set(T0 + timedelta(minutes=5))
+    assert api.post(f"{WATCHDOG}/fail?key={hb_key}").status_code == 200
+    run_at(worker, T0 + timedelta(minutes=8, seconds=1))
+    assert [status for status, _ in heartbeat_alerts(context)] == ["resolved", "firing", "firing"]
+    assert api.post(f"{WATCHDOG}/start?key={hb_key}").status_code == 200  # its time limit check waits
+
+    clock.set(T0 + timedelta(minutes=10))
+    with_heartbeat(context, "prometheus-watchdog")  # taken out
+    reload.start_recurring(context)
+    reload.start_recurring(context)  # another process: nothing more
+    assert [status for status, _ in heartbeat_alerts(context)] == ["resolved", "resolved", "resolved"]
+    with context.db.read() as session:
+        closed = session.scalars(select(Alert).where(Alert.source == "heartbeat").order_by(Alert.id)).all()[
+            1:
+        ]
+        for alert in closed:
+            assert alert.resolved_by == "automation"
+            assert "removed from the org file" in (alert.resolution_note or "")
+        waiting = session.scalars(
+            select(Job.idempotency_key).where(
+                Job.kind == "alerts.heartbeat_check", Job.status == JobStatus.pending
+            )
+        ).all()
+    assert [key for key in waiting if "prometheus-watchdog" in (key or "")] == []
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "monitoring"
+    assert api.post(f"{WATCHDOG}?key={hb_key}").status_code == 404
+    assert "prometheus-watchdog" not in states(api, viewer)
+
+
+def test_a_heartbeat_put_back_by_a_reload_is_watched_again_from_it(
+    api: TestClient, context: AppContext, hb_key: str, viewer: dict[str, str]
+) -> None:
+    """prometheus-watchdog (1m + 2m) pings at T0, is taken out of the org file and reloaded, then put back and
+    reloaded at T0 + 10m with no ping since: it is watched from that reload (due at T0 + 13m, not shown late
+    forever), so a sender that stays dead fires. nightly-backup, watched before its first ping (1h), is
+    watched again for an hour from the reload."""
+    with_heartbeat(context, "nightly-backup", first_ping_within=timedelta(hours=1))
+    original = context.org
+    clock.set(T0)
+    reload.start_recurring(context)
+    worker = Worker(context, name="w1")
+    ping(api, hb_key)
+    clock.set(T0 + timedelta(minutes=1))
+    context.org = original.model_copy(
+        update={"automation": original.automation.model_copy(update={"heartbeats": []})}
+    )
+    reload.start_recurring(context)
+    run_at(worker, T0 + timedelta(minutes=5))
+    assert heartbeat_alerts(context) == []
+
+    clock.set(T0 + timedelta(minutes=10))
+    context.org = original
+    reload.start_recurring(context)
+    reload.start_recurring(context)  # another process, or a restart: nothing more
+    assert due_at(context, "prometheus-watchdog") == T0 + timedelta(minutes=13)
+    assert due_at(context, "nightly-backup") == T0 + timedelta(hours=1, minutes=10)
+    assert states(api, viewer) == {"prometheus-watchdog": "ok", "nightly-backup": "never pinged"}
+    with context.db.read() as session:
+        waiting = session.scalars(
+            select(Job.payload).where(Job.kind == "alerts.heartbeat_check", Job.status == JobStatus.pending)
+        ).all()
+    assert sorted(payload["name"] for payload in waiting) == ["nightly-backup", "prometheus-watchdog"]
+    run_at(worker, T0 + timedelta(minutes=12))
+    assert heartbeat_alerts(context) == []
+    run_at(worker, T0 + timedelta(minutes=13, seconds=1))
+    assert [status for status, _ in heartbeat_alerts(context)] == ["firing"]
+    assert states(api, viewer)["prometheus-watchdog"] == "missed"
+    run_at(worker, T0 + timedelta(hours=1, minutes=10, seconds=1))
+    assert [status for status, _ in heartbeat_alerts(context)] == ["firing", "firing"]

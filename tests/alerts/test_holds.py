@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from tests.alerts.test_maintenance import T0, start_window
 from tests.alerts.test_metrics import scrape
 from tests.alerts.test_source_ack import run_at
+from warroom.alerts import digest
 from warroom.cli.main import app
 from warroom.client import Client
 from warroom.clock import clock
@@ -113,7 +114,9 @@ def test_an_alert_its_inhibitor_released_shows_as_released_not_inhibited(
     # The critical one is routed to an incident of its own.
     assert (rows[errors["id"]]["held_by"], rows[errors["id"]]["incident"]) == (None, "INC-2")
     assert rows[blip["id"]]["held_by"] is None
-    assert set(listed(api, viewer, unrouted=True)) == {cold["id"], blip["id"]}
+    # The blip resolved while muted: never released, so never routed, and not unrouted either.
+    assert rows[blip["id"]]["unrouted"] is False
+    assert set(listed(api, viewer, unrouted=True)) == {cold["id"]}
     assert set(listed(api, viewer, unrouted=True, firing=True)) == {cold["id"]}
     assert overview(api, viewer) == (1, 0)
     assert UNROUTED_INFO.format(1) in scrape(api)
@@ -165,3 +168,40 @@ def test_an_alert_its_maintenance_window_released_no_longer_shows_the_window(
     assert "MW-1" not in cli(runner, "alerts", "list")
     shown = cli(runner, "alerts", "show", str(held["id"]))
     assert "arrived during MW-1, released" in shown and "held until" not in shown
+
+
+def test_an_alert_that_resolved_while_its_window_held_it_is_not_unrouted(
+    api: TestClient,
+    context: AppContext,
+    generic_key: str,
+    viewer: dict[str, str],
+    responder: dict[str, str],
+    tokens: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A critical search alert fires and resolves during search's window: the window never released it, so no
+    rule ever had it, and it is not unrouted, after the window as during it (list, --unrouted, the digest).
+    An info alert still open at the end is released to no rule, and stays unrouted once it resolves."""
+    clock.set(T0)
+    runner = cli_through(api, tokens["viewer"], monkeypatch)
+    start_window(api, responder, services=["search"], duration="1h")
+    blip = fire(api, generic_key, "SearchDown", "critical", service="search")
+    fire(api, generic_key, "SearchDown", "critical", service="search", status="resolved")
+    cold = fire(api, generic_key, "CacheCold", "info", service="search")
+    assert listed(api, viewer, unrouted=True) == {}
+
+    run_at(Worker(context, name="w1"), T0 + timedelta(hours=1, seconds=1))
+    rows = listed(api, viewer)
+    assert (rows[blip["id"]]["held_by"], rows[blip["id"]]["unrouted"]) == (None, False)
+    assert (rows[cold["id"]]["held_by"], rows[cold["id"]]["unrouted"]) == (None, True)
+    assert set(listed(api, viewer, unrouted=True)) == {cold["id"]}
+    assert overview(api, viewer) == (1, 0)
+    printed = cli(runner, "alerts", "list")
+    assert printed.count("unrouted") == 1 and "unrouted (released)" in printed
+    # Resolved after its release, the info alert is still unrouted: it was released, and no rule took it.
+    clock.set(T0 + timedelta(hours=2))
+    fire(api, generic_key, "CacheCold", "info", service="search", status="resolved")
+    assert set(listed(api, viewer, unrouted=True)) == {cold["id"]}
+    assert listed(api, viewer)[cold["id"]]["unrouted"] is True
+    with context.db.read() as session:
+        assert digest.summary(session, T0, T0 + timedelta(hours=3))["total"] == 1

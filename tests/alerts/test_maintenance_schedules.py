@@ -13,6 +13,8 @@ from sqlalchemy import select
 
 from tests.alerts.test_source_ack import run_at
 from tests.conftest import EXAMPLE_CONFIG
+from warroom import reload
+from warroom.alerts import maintenance
 from warroom.alerts.config import AutomationConfig, MaintenanceSchedule
 from warroom.alerts.models import Alert, MaintenanceWindow
 from warroom.app import create_app
@@ -174,3 +176,179 @@ def test_a_schedule_gives_each_window_its_match_conditions(context: AppContext, 
         assert window.services == [] and window.conditions == rebuild.match.model_dump(exclude_defaults=True)
         assert session.get(Alert, held).maintenance_window_id == window.id  # type: ignore[union-attr]
         assert session.get(Alert, routed).maintenance_window_id is None  # type: ignore[union-attr]
+
+
+NIGHTLY = {
+    "name": "nightly",
+    "rrule": "FREQ=DAILY;BYHOUR=23;BYMINUTE=0",
+    "time_zone": "Europe/Berlin",
+    "duration": "2h",
+    "reason": "nightly batch",
+    "services": ["search"],
+}
+
+
+def with_schedules(context: AppContext, *schedules: dict[str, Any]) -> None:
+    """The running org file with these maintenance schedules, as a reload would make it."""
+    automation = context.org.automation.model_copy(
+        update={"maintenance_schedules": [MaintenanceSchedule.model_validate(s) for s in schedules]}
+    )
+    context.org = context.org.model_copy(update={"automation": automation})
+
+
+def waiting_occurrences(context: AppContext) -> list[str]:
+    with context.db.read() as session:
+        jobs = session.scalars(
+            select(Job)
+            .where(Job.kind == "alerts.maintenance_schedule", Job.status == JobStatus.pending)
+            .order_by(Job.id)
+        ).all()
+        return [job.payload["starts_at"] for job in jobs]
+
+
+def test_a_changed_rule_moves_the_chain_and_cancels_the_windows_it_no_longer_has(context: AppContext) -> None:
+    """nightly runs at 23:00 Berlin (22:00 UTC in March); its window for tonight is created at once (less than
+    a day ahead). The rule is changed to 21:00 and the file reloaded: tonight's 23:00 window, not started, is
+    cancelled as by ``maintenance end``, and the chain goes on at 21:00 with no window at the old time."""
+    with_schedules(context, NIGHTLY)
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    with TestClient(create_app(context=context)):
+        run_at(worker, T0)
+    tonight = datetime(2026, 3, 2, 22, 0, tzinfo=UTC)
+    assert windows(context) == [(tonight, tonight + timedelta(hours=2), "schedule nightly")]
+    assert waiting_occurrences(context) == ["2026-03-03T22:00:00+00:00"]
+
+    clock.set(T0 + timedelta(minutes=5))
+    with_schedules(context, {**NIGHTLY, "rrule": "FREQ=DAILY;BYHOUR=21;BYMINUTE=0"})
+    reload.start_recurring(context)
+    reload.start_recurring(context)  # another process, or a restart: nothing more
+    assert waiting_occurrences(context) == ["2026-03-02T20:00:00+00:00"]
+    with context.db.read() as session:
+        cancelled = session.scalars(select(MaintenanceWindow)).one()
+        assert cancelled.ended_by == "org file: schedule nightly changed"
+        assert cancelled.starts_at == cancelled.ends_at == T0 + timedelta(minutes=5)
+    for day in range(3):
+        run_at(worker, T0 + timedelta(days=day, hours=1))
+    starts = [start for start, end, _ in windows(context) if end > start]  # the cancelled one is not
+    assert starts == [datetime(2026, 3, 2 + day, 20, 0, tzinfo=UTC) for day in range(3)]
+    assert waiting_occurrences(context) == ["2026-03-05T20:00:00+00:00"]
+
+
+def test_a_changed_rule_takes_effect_before_the_next_old_occurrence(context: AppContext) -> None:
+    """The chain waits for tomorrow's 23:00 window (today's exists); changed to 21:00, the next window is
+    tomorrow's 21:00, not one more at 23:00 (the job that was waiting is cancelled)."""
+    with_schedules(context, NIGHTLY)
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    with TestClient(create_app(context=context)):
+        run_at(worker, T0)
+    clock.set(datetime(2026, 3, 2, 22, 30, tzinfo=UTC))  # tonight's window runs
+    with_schedules(context, {**NIGHTLY, "rrule": "FREQ=DAILY;BYHOUR=21;BYMINUTE=0"})
+    reload.start_recurring(context)
+    run_at(worker, datetime(2026, 3, 2, 22, 30, tzinfo=UTC))
+    run_at(worker, datetime(2026, 3, 3, 22, 30, tzinfo=UTC))
+    # Tonight's running window is left alone; tomorrow's is at the new time.
+    assert [start for start, _, _ in windows(context)] == [
+        datetime(2026, 3, 2, 22, 0, tzinfo=UTC),
+        datetime(2026, 3, 3, 20, 0, tzinfo=UTC),
+        datetime(2026, 3, 4, 20, 0, tzinfo=UTC),
+    ]
+
+
+def test_a_job_of_an_old_rule_opens_no_window(context: AppContext) -> None:
+    """A process whose reload hook has not run yet (or failed) runs the job of an occurrence the rule no
+    longer has: no window at the old time, and the chain goes on from the new rule."""
+    with_schedules(context, NIGHTLY)
+    clock.set(datetime(2026, 3, 3, 10, 0, tzinfo=UTC))
+    with TestClient(create_app(context=context)):
+        pass
+    with_schedules(context, {**NIGHTLY, "rrule": "FREQ=DAILY;BYHOUR=21;BYMINUTE=0"})
+    run_at(Worker(context, name="w1"), datetime(2026, 3, 3, 10, 0, tzinfo=UTC))
+    assert [start for start, _, _ in windows(context)] == [datetime(2026, 3, 3, 20, 0, tzinfo=UTC)]
+
+
+def test_a_removed_schedule_stops_and_cancels_its_windows_not_started(context: AppContext) -> None:
+    with_schedules(context, NIGHTLY, {**VACUUM, "rrule": "FREQ=DAILY;BYHOUR=1"})
+    running = datetime(2026, 3, 2, 22, 30, tzinfo=UTC)  # tonight's nightly window runs; tomorrow's is created
+    clock.set(running)
+    worker = Worker(context, name="w1")
+    with TestClient(create_app(context=context)):
+        run_at(worker, running)
+    tonight, tomorrow = datetime(2026, 3, 2, 22, 0, tzinfo=UTC), datetime(2026, 3, 3, 22, 0, tzinfo=UTC)
+    assert [start for start, _, who in windows(context) if who == "schedule nightly"] == [tonight, tomorrow]
+    with_schedules(context, {**VACUUM, "rrule": "FREQ=DAILY;BYHOUR=1"})
+    reload.start_recurring(context)
+    with context.db.read() as session:
+        nightly = session.scalars(
+            select(MaintenanceWindow)
+            .where(MaintenanceWindow.created_by == "schedule nightly")
+            .order_by(MaintenanceWindow.id)
+        ).all()
+        # The running one is left alone; the one not started is cancelled, and kept in the history.
+        assert [(w.starts_at, w.ends_at, w.ended_by) for w in nightly] == [
+            (tonight, tonight + timedelta(hours=2), None),
+            (running, running, "org file: schedule nightly removed"),
+        ]
+    assert [occurrence for occurrence in waiting_occurrences(context)] == ["2026-03-04T00:00:00+00:00"]
+    run_at(worker, datetime(2026, 3, 6, 0, 0, tzinfo=UTC))
+    assert {who for _, _, who in windows(context)} == {"schedule nightly", "schedule sunday-vacuum"}
+    assert len([who for _, _, who in windows(context) if who == "schedule nightly"]) == 2
+
+
+def test_a_rule_changed_and_changed_back_gets_todays_window_again(
+    context: AppContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """qa-nightly runs at 13:00 UTC; at 12:15 its window for today exists. Changed to 14:00, today's 13:00
+    window is cancelled and a 14:00 one created; changed back to 13:00, the 14:00 one is cancelled and today's
+    13:00, 45 minutes away, gets a window again: what a reload cancelled does not count as done. A window a
+    person cancels stays cancelled, through reloads and restarts."""
+    qa = {
+        "name": "qa-nightly",
+        "rrule": "FREQ=DAILY;BYHOUR=13;BYMINUTE=0",
+        "time_zone": "UTC",
+        "duration": "1h",
+        "reason": "QA nightly",
+        "services": ["search"],
+    }
+    now = datetime(2026, 3, 2, 12, 15, tzinfo=UTC)
+    at13, at14 = datetime(2026, 3, 2, 13, 0, tzinfo=UTC), datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+    with_schedules(context, qa)
+    clock.set(now)
+    worker = Worker(context, name="w1")
+    with TestClient(create_app(context=context)):
+        run_at(worker, now)
+    assert [start for start, end, _ in windows(context) if end > start] == [at13]
+
+    def live() -> list[datetime]:
+        return [start for start, end, _ in windows(context) if end > start]  # cancelled ones are not
+
+    with_schedules(context, {**qa, "rrule": "FREQ=DAILY;BYHOUR=14;BYMINUTE=0"})
+    reload.start_recurring(context)
+    run_at(worker, now)
+    assert live() == [at14]
+    with_schedules(context, qa)
+    with caplog.at_level("WARNING"):
+        reload.start_recurring(context)
+    assert "its next window is created for 2026-03-02 13:00 UTC" in caplog.text
+    reload.start_recurring(context)  # another process, or a restart: nothing more
+    run_at(worker, now)
+    assert live() == [at13]
+    assert waiting_occurrences(context) == ["2026-03-03T13:00:00+00:00"]
+
+    # A person calls today's off: it stays off, whatever reloads and restarts follow.
+    with context.db.write() as session:
+        today = session.scalars(select(MaintenanceWindow).where(MaintenanceWindow.starts_at == at13)).one()
+        maintenance.end_window(session, org=context.org, ref=today.id, performer="alice")
+    reload.start_recurring(context)
+    with_schedules(context, {**qa, "rrule": "FREQ=DAILY;BYHOUR=14;BYMINUTE=0"})
+    reload.start_recurring(context)
+    run_at(worker, now)
+    with_schedules(context, qa)
+    reload.start_recurring(context)
+    with TestClient(create_app(context=context)):
+        run_at(worker, now)
+    assert live() == []
+    assert waiting_occurrences(context) == ["2026-03-03T13:00:00+00:00"]
+    run_at(worker, datetime(2026, 3, 3, 12, 0, tzinfo=UTC))
+    assert live() == [datetime(2026, 3, 3, 13, 0, tzinfo=UTC)]

@@ -7,12 +7,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from tests.alerts.conftest import make_key
 from tests.alerts.test_intake import alerts
 from tests.alerts.test_source_ack import timeline
 from warroom.alerts.models import Alert
+from warroom.auth import integrations
+from warroom.auth.models import IntegrationType
 from warroom.context import AppContext
+from warroom.incidents.models import Incident
 
 
 @pytest.fixture
@@ -224,3 +228,125 @@ def test_tags_and_details_are_added_and_removed_by_alias(
     assert api.delete(f"{base}/tags?identifierType=id&tags=a", headers=genie_key).status_code == 422
     assert api.delete(f"{base}/tags?identifierType=alias&tags=a").status_code == 401
     assert (alerts(context)[0].labels, alerts(context)[0].annotations) == before
+
+
+def alertmanager_create(alias: str, **labels: str) -> dict[str, Any]:
+    """What Alertmanager's opsgenie_configs sends for a firing group (0.25, defaults): the group's common
+    labels as details, priority from the receiver's template."""
+    return {
+        "alias": alias,
+        "message": f"[FIRING:1] {labels.get('alertname', 'alert')}",
+        "description": "Alerts Firing:\nLabels:\n - alertname = PaymentsDown\n",
+        "details": labels,
+        "source": "http://alertmanager:9093",
+        "tags": [],
+        "priority": "P1",
+    }
+
+
+def test_a_service_detail_is_the_alerts_service(
+    api: TestClient, context: AppContext, genie_key: dict[str, str]
+) -> None:
+    """Alertmanager's opsgenie_configs puts the alert's labels in details: a service label names the service
+    there as it does on Alertmanager's own webhook, so the rules, windows and grouping by service see it."""
+    body = alertmanager_create("g1", alertname="PaymentsDown", service="payments", severity="critical")
+    assert api.post("/v2/alerts", json=body, headers=genie_key).status_code == 202
+    [alert] = alerts(context)
+    assert (alert.service, alert.severity) == ("payments", "critical")
+    assert alert.labels == {"alertname": "PaymentsDown", "service": "payments", "severity": "critical"}
+    # The example file's payments rule matches on the service: it opened the P0, not "… on unknown service".
+    assert alert.rules == ["payments-down"]
+    with context.db.read() as session:
+        [incident] = session.scalars(select(Incident)).all()
+        assert (incident.severity, incident.title) == ("P0", "Payments: [FIRING:1] PaymentsDown")
+
+    # A job detail is a guess at the service, as on Alertmanager's webhook; no such detail, no service.
+    for alias, details in [("g2", {"alertname": "NodeDown", "job": "node"}), ("g3", {"alertname": "X"})]:
+        assert (
+            api.post("/v2/alerts", json=alertmanager_create(alias, **details), headers=genie_key).status_code
+            == 202
+        )
+    assert [a.service for a in alerts(context)[1:]] == ["node", None]
+
+
+def test_an_integrations_service_wins_over_a_job_detail_only(api: TestClient, context: AppContext) -> None:
+    with context.db.write() as session:
+        key = integrations.create_integration(
+            session, org=context.org, name="am-payments", type=IntegrationType.opsgenie, service="payments"
+        ).key
+    headers = {"Authorization": f"GenieKey {key}"}
+    for alias, details in [
+        ("g1", {"alertname": "ChargesFailing", "job": "psp-exporter"}),
+        ("g2", {"alertname": "SearchSlow", "job": "psp-exporter", "service": "search"}),
+        ("g3", {"alertname": "Plain"}),
+    ]:
+        assert (
+            api.post("/v2/alerts", json=alertmanager_create(alias, **details), headers=headers).status_code
+            == 202
+        )
+    assert [(a.alert_type, a.service) for a in alerts(context)] == [
+        ("ChargesFailing", "payments"),
+        ("SearchSlow", "search"),
+        ("Plain", "payments"),
+    ]
+
+
+def test_close_and_acknowledge_keep_the_note_and_name_the_user(
+    api: TestClient, context: AppContext, genie_key: dict[str, str], viewer: dict[str, str]
+) -> None:
+    """The optional body of close and acknowledge: the note is added to the alert as the notes request adds
+    one (and to its incident's timeline), and the acknowledgement names the user."""
+    assert (
+        api.post("/v2/alerts", json=create(priority="P1", alias="og-1"), headers=genie_key).status_code == 202
+    )
+    base = "/v2/alerts/og-1/{}?identifierType=alias"
+    acked = api.post(base.format("acknowledge"), json={"user": "bob", "note": "looking"}, headers=genie_key)
+    assert acked.status_code == 202, acked.text
+    # A retried acknowledgement changes nothing: no second note.
+    assert (
+        api.post(
+            base.format("acknowledge"), json={"user": "bob", "note": "looking"}, headers=genie_key
+        ).status_code
+        == 202
+    )
+    closed = api.post(base.format("close"), json={"note": "fixed"}, headers=genie_key)
+    assert closed.status_code == 202, closed.text
+    [alert] = alerts(context)
+    assert alert.status == "resolved" and alert.incident_id is not None
+    shown = api.get(f"/api/v1/alerts/{alert.id}", headers=viewer).json()
+    assert [(n["author"], n["body"]) for n in shown["notes"]] == [
+        ("bob (via opsgenie-shaped)", "looking"),
+        ("opsgenie-shaped", "fixed"),
+    ]
+    actions = [entry.action for entry in timeline(context, alert.incident_id)]
+    assert any(
+        action.startswith(f"Alert {alert.ref} acknowledged at its source (opsgenie) by bob")
+        for action in actions
+    ), actions
+    assert f"Note on alert {alert.ref}: looking" in actions
+    assert f"Note on alert {alert.ref}: fixed" in actions
+    # A close of an alias with no open alert is dropped, its note with it.
+    assert (
+        api.post(
+            "/v2/alerts/nope/close?identifierType=alias", json={"note": "x"}, headers=genie_key
+        ).status_code
+        == 202
+    )
+
+
+def test_a_close_note_is_kept_on_an_alert_with_no_incident(
+    api: TestClient, context: AppContext, genie_key: dict[str, str], viewer: dict[str, str]
+) -> None:
+    assert (
+        api.post("/v2/alerts", json=create(priority="P5", alias="og-2"), headers=genie_key).status_code == 202
+    )
+    closed = api.post(
+        "/v2/alerts/og-2/close?identifierType=alias",
+        json={"source": "cron", "note": " fixed "},
+        headers=genie_key,
+    )
+    assert closed.status_code == 202, closed.text
+    [alert] = alerts(context)
+    assert alert.status == "resolved" and alert.incident_id is None
+    shown = api.get(f"/api/v1/alerts/{alert.id}", headers=viewer).json()
+    assert [(n["author"], n["body"]) for n in shown["notes"]] == [("cron (via opsgenie-shaped)", "fixed")]

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from tests.alerts.test_source_ack import run_at, timeline
 from tests.conftest import EXAMPLE_CONFIG
-from warroom.alerts import retention
+from warroom import reload
+from warroom.alerts import digest, retention
 from warroom.alerts.automation import DELAY_KIND
 from warroom.alerts.models import Alert
 from warroom.clock import clock
@@ -150,3 +151,57 @@ def test_a_group_member_locked_by_its_own_job_is_left_to_it(
     assert incident_ids(delayed) == [1, None]
     run_at(Worker(delayed, name="w2"), T0 + timedelta(minutes=5, seconds=2))
     assert incident_ids(delayed) == [1, 1]
+
+
+def test_an_alert_whose_rule_a_reload_removed_while_it_waited_is_unrouted(
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """Rule ``delayed`` (30s) is in the org file when the alert comes, gone after a reload when its delay is
+    over: no rule routes the alert now, so it counts as unrouted everywhere (not "routed" by a rule that is
+    no more, on no incident), and its note says why."""
+    document = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    rule = {"name": "delayed", "match": {"type": ["DelayTest"]}, "incident": {"delay": "30s"}}
+    document["automation"]["rules"].insert(0, rule)
+    context.org = parse_org_config(yaml.safe_dump(document))
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    body = {"summary": "delay one", "severity": "warning", "type": "DelayTest", "dedup_key": "d1"}
+    answer = api.post(f"/api/v1/alerts?key={generic_key}", json=body)
+    assert answer.status_code == 202, answer.text
+    alert_id = answer.json()["alerts"][0]["id"]
+
+    def unrouted() -> tuple[list[int], int, list[str], int]:
+        listed = api.get("/api/v1/alerts", params={"unrouted": "true"}, headers=viewer).json()["items"]
+        shown = api.get("/api/v1/alerts/overview", headers=viewer).json()["unrouted"]
+        metric = [
+            line for line in api.get("/metrics").text.splitlines() if line.startswith("warroom_alerts_unr")
+        ]
+        with context.db.read() as session:
+            in_digest = digest.summary(session, T0 - timedelta(hours=1), T0 + timedelta(hours=1))["total"]
+        return [alert["id"] for alert in listed], shown, metric, in_digest
+
+    assert unrouted() == ([], 0, ['warroom_alerts_unrouted{severity="warning",source="generic"} 0.0'], 0)
+
+    reload.reload_org(context)  # the example org file: no rule delayed
+    run_at(worker, T0 + timedelta(seconds=31))
+    assert incident_count(context) == 0
+    with context.db.read() as session:
+        job = session.scalars(select(Job).where(Job.kind == DELAY_KIND)).one()
+        alert = session.get_one(Alert, alert_id)
+        assert (alert.status, alert.rules, alert.incident_id) == ("firing", None, None)
+    why = (
+        "its rule delayed is no longer in the org file (reloaded while it waited), "
+        "and no other rule routes it"
+    )
+    assert job.result == {"opened": False, "reason": f"{why}: unrouted"}
+    assert unrouted() == (
+        [alert_id],
+        1,
+        ['warroom_alerts_unrouted{severity="warning",source="generic"} 1.0'],
+        1,
+    )
+    detail = api.get(f"/api/v1/alerts/{alert_id}", headers=viewer).json()
+    assert detail["unrouted"] is True
+    assert [(note["author"], note["body"]) for note in detail["notes"]] == [
+        ("automation", f"Not routed after its delay: {why}: unrouted")
+    ]

@@ -246,3 +246,44 @@ def test_snoozing_again_to_an_earlier_end_or_the_same_one_keeps_one_end(
     run_at(worker, T0 + timedelta(hours=1, minutes=1))
     assert alert_row(context).status == "firing"
     assert snooze_jobs(context)[-1] == (JobStatus.done, {"woke": True, "incident": "INC-1"})
+
+
+def test_the_reminder_pages_the_policy_a_rule_paged_when_no_policy_covers_the_incident(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    """search has no policy of its own and no team with one: rule critical-monitoring's ``page`` is what paged
+    its incident, so that policy is what the reminder pages (not "no escalation policy covers P1")."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    answer = api.post(
+        f"/api/v1/alerts?key={generic_key}",
+        json={
+            "summary": "search shards red",
+            "severity": "critical",
+            "dedup_key": "idx2",
+            "service": "search",
+        },
+    )
+    assert answer.status_code == 202, answer.text
+    run_at(worker, T0)
+    assert sent_pages(context) == [("carol", "email", 1, 1)]
+    actions = [e.action for e in timeline(context)]
+    assert any(a.startswith("No escalation policy covers P1 here") for a in actions)
+    assert "Page requested: escalation policy platform-escalation" in actions
+
+    clock.set(T0 + timedelta(minutes=2))
+    assert snooze(api, responder, {"duration": "1m"}).status_code == 200
+    run_at(worker, T0 + timedelta(minutes=3, seconds=1))
+    assert alert_row(context).status == "firing"
+    assert sent_pages(context) == [("carol", "email", 1, 1), ("carol", "email", 2, 1)]
+    after = [e.action for e in timeline(context)][len(actions) :]
+    assert not any(a.startswith("No escalation policy covers") for a in after), after
+    with context.db.read() as session:
+        reminders = session.scalars(
+            select(Job).where(
+                Job.kind == "oncall.start", Job.payload["trigger"].as_string() == "snooze_ended"
+            )
+        ).all()
+    assert [(job.payload["policy"], job.status) for job in reminders] == [
+        ("platform-escalation", JobStatus.done)
+    ]

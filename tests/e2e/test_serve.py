@@ -425,3 +425,45 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _reports(server: ServerProcess, forwarded_for: list[str | None]) -> list[int]:
+    """POST a customer report from here (127.0.0.1) once per entry, with that X-Forwarded-For if any."""
+    report = {"contact": "a@example.com", "description": "checkout fails", "affected_feature": "checkout"}
+    return [
+        httpx.post(
+            f"{server.url}/api/v1/reports",
+            json=report,
+            headers={"X-Forwarded-For": address} if address else {},
+            timeout=10,
+        ).status_code
+        for address in forwarded_for
+    ]
+
+
+def test_a_forwarded_for_header_gets_no_fresh_report_bucket(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn believes X-Forwarded-For from 127.0.0.1 by default, and a proxy on the same host passes the
+    client's own header on unless told to overwrite it: the report form's limit (5 a minute in the example
+    file) must not be a fresh bucket per header. WARROOM_FORWARDED_ALLOW_IPS names the proxies to believe."""
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")  # uvicorn's own variable: not read by serve
+    spoofed: list[str | None] = [f"10.0.0.{index}" for index in range(6)]
+    with ServerProcess(database_url=database_url, config=EXAMPLE_CONFIG, data_dir=tmp_path) as server:
+        assert _reports(server, spoofed) == [202] * 5 + [429]
+    database = Database(database_url)
+    with database.read() as session:
+        clients = {alert.annotations["client"] for alert in session.scalars(select(Alert))}
+    assert clients == {"127.0.0.1"}
+
+    # Behind a proxy that sets the header (nginx: proxy_set_header X-Forwarded-For $remote_addr), naming it
+    # gives each client behind it its own bucket, and a client repeating its address is limited.
+    behind_proxy = ServerProcess(
+        database_url=database_url,
+        config=EXAMPLE_CONFIG,
+        data_dir=tmp_path / "proxied",
+        extra_env={"WARROOM_FORWARDED_ALLOW_IPS": "127.0.0.1, ::1"},
+    )
+    with behind_proxy as server:
+        assert _reports(server, spoofed) == [202] * 6
+        assert _reports(server, ["10.0.0.9"] * 6) == [202] * 5 + [429]

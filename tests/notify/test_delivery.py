@@ -4,12 +4,13 @@ import json
 import socket
 import threading
 import time
+from collections import Counter as Tally
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from tests.notify.conftest import WEBHOOK_SECRET
@@ -18,6 +19,7 @@ from warroom.auth.integrations import FORGET_REPLACED_KEY
 from warroom.cli.main import app as cli_app
 from warroom.clock import clock
 from warroom.context import AppContext
+from warroom.db import utcnow
 from warroom.errors import InvalidInput
 from warroom.incidents import service as incidents
 from warroom.incidents.models import TimelineEntry
@@ -871,3 +873,35 @@ def test_a_url_that_cannot_be_reached_is_refused_when_asked(
 ) -> None:
     refused = api.post("/api/v1/notifications/test", json={"channel": "webhook", "to": to}, headers=admin)
     assert refused.status_code == 422, refused.text
+
+
+def test_a_dead_workers_deliveries_count_against_their_peers_limit(
+    context: AppContext, recorder: Recorder
+) -> None:
+    """Four messages to one webhook were in flight on a worker that died (their leases ran out), and a page to
+    another peer is due: the worker that takes over takes two of the four, the peer's limit, and the page.
+    Before, the expired jobs filled every free slot whatever their peer, the page among the left-over."""
+    stranded = [send(context, channel="ops-webhook", to="", template="test") for _ in range(4)]
+    with context.db.write() as session:
+        session.execute(
+            update(Job)
+            .where(Job.status == JobStatus.pending)
+            .values(
+                status=JobStatus.running,
+                lease_owner="dead-worker",
+                lease_expires_at=utcnow() - timedelta(seconds=1),
+                attempts=1,
+            )
+        )
+    pager = start_recorder()
+    page = send(context, channel="ops-webhook", to=pager.url("/page"), template="test")
+    lane = Worker(context, name="w", concurrency=4).in_lane("network")
+    claimed = lane._claim(limit=4, in_flight=Tally())
+    pager.server.shutdown()
+    pager.server.server_close()
+    with context.db.read() as session:
+        page_job = session.scalars(select(Job.id).where(Job.peer != recorder.url(""))).one()
+        peers = {job_id: peer for job_id, peer in session.execute(select(Job.id, Job.peer))}
+    assert page_job in [job_id for job_id, _ in claimed]
+    assert sum(1 for job_id, _ in claimed if peers[job_id] == recorder.url("")) == 2
+    assert len(stranded) == 4 and page

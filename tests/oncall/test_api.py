@@ -105,6 +105,7 @@ def test_overrides_lifecycle(api: TestClient, viewer: dict[str, str], responder:
 
 
 def test_bad_overrides_change_nothing(api: TestClient, responder: dict[str, str]) -> None:
+    clock.set(datetime(2026, 3, 2, 9, tzinfo=UTC))
     path = "/api/v1/oncall/platform-primary/overrides"
     good = {"person": "frank", "start": "2026-03-02T10:00:00Z", "end": "2026-03-02T12:00:00Z"}
     cases = [
@@ -116,6 +117,20 @@ def test_bad_overrides_change_nothing(api: TestClient, responder: dict[str, str]
         ({**good, "start": "0001-01-01T00:00:00+14:00"}, 422, "start must be between"),
         ({**good, "end": "9999-12-31T23:59:59-14:00"}, 422, "end must be between"),
         ({"person": "frank"}, 422, "start"),
+        # The limits of a maintenance window: over before it is made, a year for a day, far ahead.
+        (
+            {**good, "start": "2020-12-07T10:00:00Z", "end": "2020-12-07T11:00:00Z"},
+            422,
+            "the override would already be over",
+        ),
+        ({**good, "start": "2026-03-01T10:00:00Z", "end": "2026-03-02T09:00:00Z"}, 422, "already be over"),
+        ({**good, "end": "2036-03-02T12:00:00Z"}, 422, "an override lasts at most 7d (this one would last"),
+        ({**good, "end": "2026-03-09T10:00:01Z"}, 422, "at most 7d"),
+        (
+            {**good, "start": "2026-06-01T09:00:01Z", "end": "2026-06-01T12:00:00Z"},
+            422,
+            "start may be at most 90d ahead",
+        ),
     ]
     for body, status, mention in cases:
         response = api.post(path, json=body, headers=responder)
@@ -123,6 +138,14 @@ def test_bad_overrides_change_nothing(api: TestClient, responder: dict[str, str]
         assert mention in response.text
     assert api.post("/api/v1/oncall/nope/overrides", json=good, headers=responder).status_code == 404
     assert api.get(path, params={"include_past": True}, headers=responder).json() == []
+    # At the limits: begun already but still running, exactly 7 days, exactly 90 days ahead.
+    for start, end in [
+        ("2026-03-02T08:00:00Z", "2026-03-02T09:00:01Z"),
+        ("2026-03-02T10:00:00Z", "2026-03-09T10:00:00Z"),
+        ("2026-05-31T09:00:00Z", "2026-05-31T12:00:00Z"),
+    ]:
+        answer = api.post(path, json={**good, "start": start, "end": end}, headers=responder)
+        assert answer.status_code == 201, answer.text
 
 
 def test_listings(api: TestClient, viewer: dict[str, str], responder: dict[str, str]) -> None:

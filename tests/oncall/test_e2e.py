@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,8 @@ def test_oncall_cli(server: dict[str, str]) -> None:
     table = cli(server, "oncall", "shifts", "platform-secondary", "-n", "2", "--after", "2026-03-02T10:00Z")
     assert "Alice Schmidt (alice)" in table.stdout and "168" in table.stdout  # hours
 
+    # Tomorrow, 09:00 to 17:00 at UTC+1: an override must not be over yet, nor more than 90 days ahead.
+    day = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
     created = json.loads(
         cli(
             server,
@@ -71,9 +74,9 @@ def test_oncall_cli(server: dict[str, str]) -> None:
             "--person",
             "frank",
             "--start",
-            "2030-01-01T09:00:00+01:00",
+            f"{day}T09:00:00+01:00",
             "--end",
-            "2030-01-01T17:00:00+01:00",
+            f"{day}T17:00:00+01:00",
             "--reason",
             "swap",
             "--json",
@@ -82,9 +85,7 @@ def test_oncall_cli(server: dict[str, str]) -> None:
     listed = json.loads(cli(server, "oncall", "overrides", "platform-primary", "--json").stdout)
     assert [o["id"] for o in listed] == [created["id"]]
     at_noon = json.loads(
-        cli(
-            server, "oncall", "who", "-s", "platform-primary", "--at", "2030-01-01T12:00+01:00", "--json"
-        ).stdout
+        cli(server, "oncall", "who", "-s", "platform-primary", "--at", f"{day}T12:00+01:00", "--json").stdout
     )
     assert at_noon[0]["person"] == "frank"
     cli(server, "oncall", "remove-override", "platform-primary", str(created["id"]))
@@ -93,6 +94,13 @@ def test_oncall_cli(server: dict[str, str]) -> None:
     bad = cli(server, "oncall", "override", "platform-primary", "--person", "mallory",
               "--start", "2030-01-01T09:00Z", "--end", "2030-01-01T10:00Z", ok=False)  # fmt: skip
     assert bad.returncode == 1 and "unknown person 'mallory'" in bad.stderr
+    past = cli(server, "oncall", "override", "platform-primary", "--person", "frank",
+               "--start", "2020-12-07T10:00Z", "--end", "2020-12-07T11:00Z", ok=False)  # fmt: skip
+    assert past.returncode == 1 and "the override would already be over (422" in past.stderr, past.stderr
+    long = cli(server, "oncall", "override", "platform-primary", "--person", "frank",
+               "--start", f"{day}T09:00Z", "--end", "2036-12-07T11:00Z", ok=False)  # fmt: skip
+    assert long.returncode == 1 and "an override lasts at most 7d" in long.stderr, long.stderr
+    assert json.loads(cli(server, "oncall", "overrides", "platform-primary", "--all", "--json").stdout) == []
     missing = cli(server, "oncall", "shifts", "nope", ok=False)
     assert missing.returncode == 1 and "no schedule 'nope'" in missing.stderr
     policies = cli(server, "oncall", "policies")

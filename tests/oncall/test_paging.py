@@ -260,12 +260,16 @@ def test_page_requested_by_automation(context: AppContext) -> None:
         with context.db.write() as session:
             publish(
                 session,
-                DomainEvent("incident.page_requested", incident_id, "alerts", {"policy": "database-experts"}),
+                DomainEvent(
+                    "incident.page_requested", incident_id, "automation", {"policy": "database-experts"}
+                ),
             )
         run_at(worker, T0 + timedelta(seconds=1))
     assert sorted(p[0] for p in sent(context, incident_id)) == ["carol", "frank"]  # slack waits 5m
     with context.db.write() as session:
-        publish(session, DomainEvent("incident.page_requested", incident_id, "alerts", {"policy": "nope"}))
+        publish(
+            session, DomainEvent("incident.page_requested", incident_id, "automation", {"policy": "nope"})
+        )
     run_at(worker, T0 + timedelta(seconds=2))
     assert "unknown escalation policy 'nope'" in timeline(context, incident_id)[-1].action
 
@@ -431,7 +435,9 @@ def test_severity_policy_takes_over_and_requested_policy_runs_alongside(context:
     with context.db.write() as session:
         publish(
             session,
-            DomainEvent("incident.page_requested", incident_id, "alerts", {"policy": "payments-escalation"}),
+            DomainEvent(
+                "incident.page_requested", incident_id, "automation", {"policy": "payments-escalation"}
+            ),
         )
     run_at(worker, T0 + timedelta(seconds=1))
     with context.db.read() as session:

@@ -107,6 +107,10 @@ class AlertEvent:
     # When the source says the trouble began (Alertmanager's startsAt, a PagerDuty payload's timestamp): it
     # may be well before the alert reached us (group_wait, a retry after an outage). None when not said.
     started_at: datetime | None = None
+    # Opsgenie's close and acknowledge: who did it at the source (its ``user``, else ``source``), and their
+    # ``note``, added to the alert when the request changes the alert's state.
+    source_user: str | None = None
+    source_note: str | None = None
 
     def __post_init__(self) -> None:
         if not self.event_hash:
@@ -521,7 +525,9 @@ def opsgenie_dedup_key(alias: str) -> str:
 def from_opsgenie(data: Any) -> AlertEvent:
     """An Opsgenie alert to create (``POST /v2/alerts``). The alias is the dedup key, as in Opsgenie; without
     one, every request is a new alert. Details (string pairs) and the entity become labels; tags, the
-    description and the note are kept as annotations."""
+    description and the note are kept as annotations. Details are the labels Alertmanager's
+    ``opsgenie_configs`` sends, so they name the service as an Alertmanager alert's labels do: a ``service``
+    detail, else a ``job`` (a guess an integration's default service replaces)."""
     _require_object(data)
     alert: OpsgenieAlert = validate_payload(_OPSGENIE, data)
     labels = _opsgenie_labels(alert.details)
@@ -538,17 +544,18 @@ def from_opsgenie(data: Any) -> AlertEvent:
         alert_type=alert.details.get("alertname", FALLBACK_TYPES["opsgenie"])[:200],
         summary=alert.message,
         severity=_OPSGENIE_SEVERITY[alert.priority],
-        service=None,
+        service=labels.get("service") or labels.get("job") or None,
         labels=labels,
         annotations=annotations,
         links=[],
         raw=data,
-        service_is_guess=True,  # Opsgenie alerts name no service: it is the integration's
+        service_is_guess="service" not in labels or not labels["service"],
     )
 
 
 def opsgenie_action(action: Action, alias: str, body: bytes) -> AlertEvent:
-    """Close (resolve) or acknowledge the alert of an alias; the body (user, source, note) is optional."""
+    """Close (resolve) or acknowledge the alert of an alias; the body (user, source, note) is optional. The
+    note is added to the alert as the notes request adds one, and the acknowledgement names the user."""
     data = parse_json(body) if body.strip() else {}
     _require_object(data)
     taken: OpsgenieAction = validate_payload(_OPSGENIE_ACTION, data)
@@ -565,6 +572,8 @@ def opsgenie_action(action: Action, alias: str, body: bytes) -> AlertEvent:
         links=[],
         raw=data,
         service_is_guess=True,
+        source_user=(taken.user or taken.source or "").strip() or None,
+        source_note=taken.note.strip() if taken.note and taken.note.strip() else None,
     )
 
 

@@ -797,6 +797,10 @@ def on_created(
                 opened_by.append(rule)
         if incident is not None and opened_by and automation.storm_guard is not None:
             _record_paged(session, org, incident, opened_by)
+    elif alert.rules is not None:
+        # Routed again once stored (its rule's delay is over, its window or inhibitor let it go) and no rule
+        # matches it now (the org file changed meanwhile): it is unrouted, as ``rules`` NULL says everywhere.
+        alert.rules = None
     if automation.inhibit_rules:
         _note_symptoms(session, org, alert, integration)
     run_handlers(session, org, alert, _incident_of(session, alert, incident), "created")
@@ -1204,16 +1208,29 @@ def carry_acknowledgement(session: Session, org: OrgConfig, alert: Alert) -> Non
         on_acknowledged(session, org, alert, performer=alert.acknowledged_by or PERFORMER)
 
 
-def on_acknowledged(session: Session, org: OrgConfig, alert: Alert, *, performer: str = PERFORMER) -> None:
-    """``performer``: who acknowledged it, when a person did rather than its source."""
+def on_acknowledged(
+    session: Session,
+    org: OrgConfig,
+    alert: Alert,
+    *,
+    performer: str = PERFORMER,
+    at_source_by: str | None = None,
+) -> None:
+    """``performer``: who acknowledged it, when a person did rather than its source. ``at_source_by``: who
+    the source says acknowledged it there (Opsgenie's ``user``), when it tells."""
     incident = _incident_of(session, alert, None)
     if incident is not None:
-        _acknowledge_with_alerts(session, org, alert, incident, performer)
+        _acknowledge_with_alerts(session, org, alert, incident, performer, at_source_by)
     run_handlers(session, org, alert, incident, "acknowledged")
 
 
 def _acknowledge_with_alerts(
-    session: Session, org: OrgConfig, alert: Alert, incident: Incident, performer: str
+    session: Session,
+    org: OrgConfig,
+    alert: Alert,
+    incident: Incident,
+    performer: str,
+    at_source_by: str | None = None,
 ) -> None:
     """Record the alert's acknowledgement; when it was the last open alert of the incident still firing,
     acknowledge the incident the way a person does (which stops its escalation): by automation when the
@@ -1225,6 +1242,9 @@ def _acknowledge_with_alerts(
     else:
         action = f"Alert {alert.ref} acknowledged at its source ({alert.source})"
         data = {"alert": alert.id, "source": alert.source}
+        if at_source_by:
+            action += f" by {at_source_by}"
+            data["acknowledged_at_source_by"] = at_source_by
     acknowledge = False
     if (
         incident.acknowledged_at is None
@@ -1262,8 +1282,12 @@ def _acknowledge_with_alerts(
         incident_service.acknowledge(session, ref=incident.id, performer=performer)
 
 
-def on_resolved(session: Session, org: OrgConfig, alert: Alert, *, performer: str = PERFORMER) -> None:
-    """``performer``: who resolved it, when a person did rather than its source."""
+def on_resolved(
+    session: Session, org: OrgConfig, alert: Alert, *, performer: str = PERFORMER, settle: bool = True
+) -> None:
+    """``performer``: who resolved it, when a person did rather than its source. ``settle=False``: the caller
+    resolves more alerts in the same delivery and calls ``settle_resolved`` once they are all on the timeline,
+    so that the status change ("all alerts resolved") comes after every alert's entry, not between them."""
     incident = _incident_of(session, alert, None)
     if incident is not None:
         by_person = performer != PERFORMER
@@ -1283,27 +1307,96 @@ def on_resolved(session: Session, org: OrgConfig, alert: Alert, *, performer: st
             + (f" — {alert.resolution_note}" if alert.resolution_note else ""),
             data=data,
         )
-        session.flush()
-        still_open = session.scalar(
-            select(Alert.id)
-            .where(Alert.incident_id == incident.id, Alert.status != AlertStatus.resolved)
-            .limit(1)
-        )
-        if (
-            still_open is None
-            and _resolve_to_monitoring(org, alert)
-            and incident.status in (IncidentStatus.investigating, IncidentStatus.identified)
-            and not _flapping(session, org, incident)
-        ):
-            _update(
-                session,
-                org,
-                incident,
-                IncidentUpdate(status=IncidentStatus.monitoring, note="all alerts resolved"),
-            )
-            if (quiet := _resolve_after(org, alert)) > timedelta(0):
-                _resolve_when_quiet(session, incident, quiet)
+        if settle:
+            settle_resolved(session, org, alert)
     run_handlers(session, org, alert, incident, "resolved")
+
+
+def settle_resolved(session: Session, org: OrgConfig, alert: Alert) -> None:
+    """``resolve_to_monitoring``: once ``alert`` resolved (the last of a delivery's resolves on its incident),
+    the incident moves to monitoring if none of its alerts is open now, unless it is flapping or the sender's
+    latest notification of a group said it left alerts out (``max_alerts``): those may still fire."""
+    incident = _incident_of(session, alert, None)
+    if incident is None:
+        return
+    session.flush()
+    still_open = session.scalar(
+        select(Alert.id)
+        .where(Alert.incident_id == incident.id, Alert.status != AlertStatus.resolved)
+        .limit(1)
+    )
+    if (
+        still_open is not None
+        or not _resolve_to_monitoring(org, alert)
+        or incident.status not in (IncidentStatus.investigating, IncidentStatus.identified)
+        or _flapping(session, org, incident)
+    ):
+        return
+    if truncated := _truncated_groups(session, incident):
+        _note_kept_open(session, incident, truncated)
+        return
+    _update(
+        session, org, incident, IncidentUpdate(status=IncidentStatus.monitoring, note="all alerts resolved")
+    )
+    if (quiet := _resolve_after(org, alert)) > timedelta(0):
+        _resolve_when_quiet(session, incident, quiet)
+
+
+def _truncated_groups(session: Session, incident: Incident) -> dict[str, int]:
+    """The notification groups (Alertmanager's, Grafana's) of the incident's alerts whose latest notification
+    here said the sender left alerts out (``truncatedAlerts``), with how many: by group key.
+
+    An alert keeps the payload it first came in (``raw``) and the latest one that changed it (``last_raw``: an
+    update, its resolve), each with the notification's group key and count; the alert of a group seen last
+    tells what the group's latest notification said. Four JSON values per alert, read only when the last open
+    alert of an incident resolves."""
+    rows = session.execute(
+        select(
+            Alert.last_raw["groupKey"].as_string(),
+            Alert.last_raw["truncatedAlerts"].as_integer(),
+            Alert.raw["groupKey"].as_string(),
+            Alert.raw["truncatedAlerts"].as_integer(),
+        )
+        .where(Alert.incident_id == incident.id, Alert.source.in_(_GROUPED_SOURCES))
+        .order_by(Alert.last_seen_at.desc(), Alert.id.desc())
+    )
+    latest: dict[str, int] = {}
+    for last_group, last_count, first_group, first_count in rows:
+        group, count = (last_group, last_count) if last_group is not None else (first_group, first_count)
+        if group is not None and group not in latest:
+            latest[group] = count or 0
+    return {group: count for group, count in sorted(latest.items()) if count > 0}
+
+
+_GROUPED_SOURCES = ("alertmanager", "grafana")
+_KEPT_OPEN = "All alerts resolved, but"
+
+
+def _note_kept_open(session: Session, incident: Incident, truncated: dict[str, int]) -> None:
+    """Say once per notification group why automation leaves the incident where it is with every alert
+    resolved: the sender's latest notification of the group left alerts out, which may still fire."""
+    noted = session.scalars(
+        select(TimelineEntry.data).where(
+            TimelineEntry.incident_id == incident.id,
+            TimelineEntry.kind == TimelineKind.alert,
+            TimelineEntry.action.startswith(_KEPT_OPEN),
+        )
+    )
+    seen = {group for data in noted if data for group in data.get("group_keys", [])}
+    new = {group: count for group, count in truncated.items() if group not in seen}
+    if not new:
+        return
+    groups = "; ".join(f"of group {group} left {count} alert(s) out" for group, count in new.items())
+    incident_service.append_timeline(
+        session,
+        incident,
+        performer=PERFORMER,
+        kind=TimelineKind.alert,
+        action=f"{_KEPT_OPEN} {incident.ref} stays {incident.status.value}: the sender's latest notification "
+        f"{groups} (its max_alerts), and those may still fire. It moves to monitoring when its alerts "
+        "resolve in a notification that leaves none out; a person can move it.",
+        data={"group_keys": sorted(new), "truncated_alerts": new},
+    )
 
 
 _TRUNCATED = "Incomplete notification"

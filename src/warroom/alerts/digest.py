@@ -69,15 +69,10 @@ def schedule_digest(session: Session, org: OrgConfig, now: datetime) -> bool:
 
 
 def _unrouted(since: datetime, until: datetime) -> list[Any]:
-    """Alerts no rule routed, less those a window or an open inhibitor holds now: once released, an alert that
-    no rule takes is unrouted like any other (before, it stayed out of the digest for good)."""
-    return [
-        Alert.first_seen_at >= since,
-        Alert.first_seen_at < until,
-        Alert.rules.is_(None),
-        Alert.incident_id.is_(None),
-        ~holds.held_now(),
-    ]
+    """Alerts no rule routed, less those a window or an open inhibitor holds now or held until they resolved:
+    once released, an alert that no rule takes is unrouted like any other (before, it stayed out of the digest
+    for good)."""
+    return [Alert.first_seen_at >= since, Alert.first_seen_at < until, holds.unrouted()]
 
 
 def summary(session: Session, since: datetime, until: datetime) -> dict[str, Any]:

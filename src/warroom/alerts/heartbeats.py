@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warroom.alerts import service
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import HeartbeatConfig
-from warroom.alerts.models import Heartbeat
+from warroom.alerts.models import Alert, Heartbeat
 from warroom.alerts.schemas import HeartbeatRead, Ingested
 from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
@@ -37,7 +37,7 @@ from warroom.db import utcnow
 from warroom.durations import format_duration
 from warroom.errors import InvalidInput, NotFound
 from warroom.jobs import service as jobs_service
-from warroom.jobs.models import Job
+from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.service import RetryLater, job_handler
 from warroom.orgconfig import OrgConfig
 
@@ -171,13 +171,15 @@ def _locked(session: Session, new: Heartbeat) -> tuple[Heartbeat, bool]:
     return new, True
 
 
-def _check_job(session: Session, heartbeat: Heartbeat) -> None:
+def _check_job(session: Session, heartbeat: Heartbeat, *, again_at: datetime | None = None) -> None:
     """The heartbeat's one waiting deadline check, added unless one is waiting: each ping moves the deadline,
     and the waiting check follows it (``RetryLater``) until a deadline passes with no ping.
 
     A check that ended without firing (the heartbeat was out of the org file, or no longer watched before
     its first ping) or died must not stop the next ping from starting a new one. So the key names the ping
-    and miss counts at the time, which never repeat, and a finished check can be pruned (``retention``)."""
+    and miss counts at the time, which never repeat, and a finished check can be pruned (``retention``).
+    ``again_at``: the heartbeat is watched again with no new ping or miss (it was put back in the org file),
+    so the key names that moment too."""
     prefix = f"{DEADLINE_KEY}{heartbeat.name}:"
     # A waiting check is moved earlier if the deadline came closer (the interval was shortened by a reload).
     if jobs_service.run_by(session, kind=CHECK_KIND, key_prefix=prefix, run_at=heartbeat.due_at):
@@ -187,7 +189,8 @@ def _check_job(session: Session, heartbeat: Heartbeat) -> None:
         kind=CHECK_KIND,
         payload={"name": heartbeat.name},
         run_at=heartbeat.due_at,
-        idempotency_key=f"{prefix}{heartbeat.pings}:{heartbeat.misses}",
+        idempotency_key=f"{prefix}{heartbeat.pings}:{heartbeat.misses}"
+        + (f":again:{again_at.isoformat()}" if again_at is not None else ""),
     )
 
 
@@ -327,6 +330,107 @@ def watch_unpinged(session: Session, org: OrgConfig) -> int:
             _check_job(session, heartbeat)
             watched += 1
     return watched
+
+
+def follow_org_file(session: Session, org: OrgConfig) -> list[str]:
+    """After a reload (and at startup): bring the heartbeats in the database in line with the org file.
+
+    - A heartbeat whose ``interval``/``grace`` (or, before its first ping, ``first_ping_within``) changed gets
+      its deadline computed again from its last ping (or from when Warroom started watching it), and its
+      waiting check is moved to it: earlier at once, later by the check itself, which waits for the deadline
+      it finds. A deadline already past is missed at once, by that check (once). Only a heartbeat being
+      watched (a check waiting) is moved; one already missed stays missed until its next ping.
+    - A heartbeat taken out of the org file can no longer be pinged: its waiting checks are cancelled, and
+      its open alerts (missed, failed) are resolved by automation with a note that says why.
+    - One put back (or whose check ended in a process that did not have it) is watched again from now: its
+      deadline is ``interval + grace`` away (``first_ping_within``, if it never pinged), as if it had just
+      pinged (or Warroom had just started watching it), so a sender that stays dead fires.
+
+    Each row is locked, as a ping locks it, so processes that run this at once, and pings, take turns; what
+    it computes depends only on the row and the file, so the second finds nothing left to do. Returns what
+    it did that a person should know (for the log)."""
+    said: list[str] = []
+    rows = session.scalars(select(Heartbeat).order_by(Heartbeat.id).with_for_update()).all()
+    for heartbeat in rows:
+        config = org.automation.heartbeat(heartbeat.name)
+        if config is None:
+            said.extend(_retire(session, org, heartbeat))
+        else:
+            said.extend(_follow(session, heartbeat, config))
+    return said
+
+
+def _follow(session: Session, heartbeat: Heartbeat, config: HeartbeatConfig) -> list[str]:
+    if heartbeat.missed_at is not None:
+        return []  # already missed: the next ping resolves it and sets a deadline from the file
+    prefix = f"{DEADLINE_KEY}{heartbeat.name}:"
+    waiting = (
+        Job.kind == CHECK_KIND,
+        Job.status.in_([JobStatus.pending, JobStatus.running]),
+        Job.idempotency_key.startswith(prefix, autoescape=True),
+    )
+    watched_since = session.scalar(select(func.min(Job.created_at)).where(*waiting))
+    if watched_since is None:
+        # Its check ended with nothing missed: taken out of the file and put back (or checked by a process
+        # that did not have it). Watched again from now, or a sender that stays dead would never fire.
+        return _watch_again(session, heartbeat, config)
+    if heartbeat.last_ping_at is not None:
+        # From its last ping, or from when it was watched again (put back in the file) if that came later.
+        due_at = max(heartbeat.last_ping_at, watched_since) + config.interval + config.grace
+    elif config.first_ping_within is not None:
+        # Never pinged: its one check was added when Warroom started watching it (``watch_unpinged``).
+        due_at = watched_since + config.first_ping_within
+    else:
+        return []  # no longer watched before its first ping: the waiting check ends itself
+    if due_at == heartbeat.due_at:
+        return []
+    heartbeat.due_at = due_at
+    jobs_service.run_by(session, kind=CHECK_KIND, key_prefix=prefix, run_at=due_at)
+    return []
+
+
+def _watch_again(session: Session, heartbeat: Heartbeat, config: HeartbeatConfig) -> list[str]:
+    """A heartbeat no check watches, not missed: its deadline counts from now, as a ping's would (or, never
+    pinged, as ``watch_unpinged``'s would), and a check waits for it. One never pinged without
+    ``first_ping_within`` is not watched until its first ping, as a new entry."""
+    now = utcnow()
+    if heartbeat.last_ping_at is not None:
+        heartbeat.due_at = now + config.interval + config.grace
+    elif config.first_ping_within is not None:
+        heartbeat.due_at = now + config.first_ping_within
+    else:
+        return []
+    _check_job(session, heartbeat, again_at=now)
+    return [
+        f"heartbeat {heartbeat.name} is watched again: its next ping is due by "
+        f"{heartbeat.due_at:%Y-%m-%d %H:%M:%S} UTC"
+    ]
+
+
+def _retire(session: Session, org: OrgConfig, heartbeat: Heartbeat) -> list[str]:
+    name = heartbeat.name
+    jobs_service.cancel(session, kind=CHECK_KIND, key_prefix=f"{DEADLINE_KEY}{name}:")
+    jobs_service.cancel(session, kind=CHECK_KIND, key_prefix=f"heartbeat:{name}:run:")
+    open_alerts = session.scalars(
+        select(Alert)
+        .where(
+            Alert.scope == SOURCE, Alert.open_dedup_key.in_([f"heartbeat:{name}", f"heartbeat:{name}:failed"])
+        )
+        .order_by(Alert.id)
+        .with_for_update()
+    ).all()
+    said = []
+    for alert in open_alerts:
+        note = (
+            f"heartbeat {name} was removed from the org file, so no ping can resolve this alert: "
+            "resolved on reload"
+        )
+        service.resolve_by_system(session, org=org, alert=alert, note=note)
+        said.append(f"heartbeat {name} is no longer in the org file: its open alert {alert.ref} was resolved")
+    # Put back later, it starts afresh: watched again from that reload (``_watch_again``).
+    heartbeat.missed_at = None
+    heartbeat.failed_at = None
+    return said
 
 
 HeartbeatState = Literal["never pinged", "ok", "running", "late", "missed", "failed"]

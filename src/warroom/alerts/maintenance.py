@@ -20,19 +20,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import ColumnElement, Connection, func, or_, select
 from sqlalchemy.orm import Session
 
+from warroom import spans
 from warroom.alerts import automation
 from warroom.alerts.config import AlertConditions, AlertFacts, MaintenanceSchedule, RuleMatch, window_match
 from warroom.alerts.models import Alert, MaintenanceWindow
 from warroom.alerts.schemas import MaintenanceCreate, MaintenanceRead
 from warroom.auth import integrations
 from warroom.db import get_by_ref, utcnow
-from warroom.durations import format_duration
 from warroom.errors import Conflict, InvalidInput
 from warroom.jobs import service as jobs_service
-from warroom.jobs.models import Job
+from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.service import job_handler
 from warroom.orgconfig import OrgConfig
 
@@ -44,12 +44,12 @@ SCHEDULE_KIND = "alerts.maintenance_schedule"
 # A scheduled occurrence's window is created this long before it starts, so people see it coming (and can
 # cancel it with ``maintenance end``).
 SCHEDULE_LEAD = timedelta(days=1)
-MAX_LENGTH = timedelta(days=7)
-MAX_LEAD = timedelta(days=90)
 _WINDOWS = MaintenanceWindow.__table__
 # Ends of windows take turns on PostgreSQL: each locks its window, then (FOR SHARE) the running windows its
 # alerts may move to, so two overlapping windows ended at once would each wait for the other (deadlock).
 _RELEASE_LOCK = 7270002
+# Processes that follow a reload at once bring the schedules' chains in line one after the other.
+_SCHEDULES_LOCK = 7270003
 
 
 def _release_key(window_id: int) -> str:
@@ -163,21 +163,9 @@ def create_window(
                 {"field": "match.integrations"},
             )
     starts_at = data.starts_at or now
-    if starts_at > now + MAX_LEAD:
-        raise InvalidInput(
-            f"starts_at may be at most {format_duration(MAX_LEAD)} ahead", {"field": "starts_at"}
-        )
-    if data.ends_at is not None:
-        ends_at = data.ends_at
-    else:
-        assert data.duration is not None
-        _check_length(starts_at, starts_at, "duration", data.duration)
-        ends_at = starts_at + data.duration
-    if ends_at <= starts_at:
-        raise InvalidInput("the window must end after it starts", {"field": "ends_at"})
-    if ends_at <= now:
-        raise InvalidInput("the window would already be over", {"field": "ends_at"})
-    _check_length(starts_at, ends_at, "duration" if data.duration is not None else "ends_at")
+    ends_at = spans.check_span(
+        "window", now=now, starts_at=starts_at, ends_at=data.ends_at, duration=data.duration
+    )
     window = MaintenanceWindow(
         reason=data.reason.strip(),
         services=list(dict.fromkeys(data.services)),
@@ -200,21 +188,6 @@ def create_window(
     return window
 
 
-def _check_length(
-    starts_at: datetime, ends_at: datetime, field: str, added: timedelta = timedelta(0)
-) -> None:
-    """``ends_at + added`` no later than 7 days after ``starts_at`` (checked before adding, which could
-    overflow the calendar)."""
-    length = ends_at - starts_at
-    if length > MAX_LENGTH or added > MAX_LENGTH - length:
-        # Longer than any planned work: more likely a typo that would silence these services for weeks.
-        raise InvalidInput(
-            f"a window lasts at most {format_duration(MAX_LENGTH)} "
-            f"(this one would last {format_duration(length + added)})",
-            {"field": field},
-        )
-
-
 def extend_window(session: Session, *, ref: str | int, by: timedelta) -> MaintenanceWindow:
     """End a window later. Its release job, due at the old end, finds it not over and waits for the new."""
     if by <= timedelta(0):
@@ -223,7 +196,7 @@ def extend_window(session: Session, *, ref: str | int, by: timedelta) -> Mainten
     if window.ends_at <= utcnow():
         ended = f"{window.ends_at:%Y-%m-%d %H:%M} UTC"
         raise Conflict(f"{window.ref} already ended (at {ended}); start a new one")
-    _check_length(window.starts_at, window.ends_at, "by", by)
+    spans.check_length("window", window.starts_at, window.ends_at, "by", by)
     window.ends_at = window.ends_at + by
     return window
 
@@ -316,14 +289,51 @@ def _schedule_key(schedule: MaintenanceSchedule, starts_at: datetime) -> str:
     return f"maintenance-schedule:{schedule.name}:{starts_at.isoformat()}"
 
 
+def _schedule_prefix(name: str) -> str:
+    return f"maintenance-schedule:{name}:"
+
+
+def _performer(name: str) -> str:
+    return f"schedule {name}"
+
+
+_SUPERSEDED = "the schedule's rule changed: this is no longer an occurrence"
+# ``ended_by`` of the windows a reload cancelled (the schedule changed, or left the file): not a person's.
+_RELOAD_ENDED_BY = "org file: schedule "
+
+
+def _reload_ended_by(name: str, why: Literal["changed", "removed"]) -> str:
+    return f"{_RELOAD_ENDED_BY}{name} {why}"
+
+
 def _schedule_occurrence(session: Session, schedule: MaintenanceSchedule, starts_at: datetime) -> None:
-    jobs_service.enqueue(
+    """The job that creates the occurrence's window. Its key names the occurrence, so processes agree on one
+    job; one a reload cancelled (the rule changed, then changed back) is waiting again, and so is one that ran
+    but whose work a reload undid (``_undone_by_reload``): callers pass only occurrences not handled."""
+    run_at = max(starts_at - SCHEDULE_LEAD, utcnow())
+    job = jobs_service.enqueue(
         session,
         kind=SCHEDULE_KIND,
         payload={"name": schedule.name, "starts_at": starts_at.isoformat()},
-        run_at=max(starts_at - SCHEDULE_LEAD, utcnow()),
+        run_at=run_at,
         idempotency_key=_schedule_key(schedule, starts_at),
     )
+    if job.status == JobStatus.cancelled or (
+        job.status == JobStatus.done and _undone_by_reload(session, job)
+    ):
+        job.status = JobStatus.pending
+        job.run_at = run_at
+        job.attempts = 0
+        job.started_at = None
+        job.finished_at = None
+        job.last_error = None
+        job.result = None
+
+
+def _is_occurrence(schedule: MaintenanceSchedule, starts_at: datetime) -> bool:
+    # From just before: a start at a wall-clock time that does not exist (02:00 the night clocks go forward)
+    # is later on the wall clock than the rule's time, so ``starts(starts_at, inc=True)`` would skip it.
+    return schedule.starts(starts_at - timedelta(seconds=1)) == starts_at
 
 
 def schedule_windows(session: Session, org: OrgConfig) -> int:
@@ -332,14 +342,154 @@ def schedule_windows(session: Session, org: OrgConfig) -> int:
     started = 0
     now = utcnow()
     for schedule in org.automation.maintenance_schedules:
-        prefix = f"maintenance-schedule:{schedule.name}:"
+        prefix = _schedule_prefix(schedule.name)
         if jobs_service.has_pending(session, kind=SCHEDULE_KIND, key_prefix=prefix):
             continue
-        starts_at = schedule.current_or_next(now)
+        starts_at = _unhandled(session, schedule, schedule.current_or_next(now))
         if starts_at is not None:
             _schedule_occurrence(session, schedule, starts_at)
             started += 1
     return started
+
+
+def follow_schedules(session: Session, org: OrgConfig) -> list[str]:
+    """After a reload (and at startup): bring the schedules' windows and chains in line with the org file.
+
+    For a schedule whose rule changed (its ``rrule`` or ``time_zone``), the windows it created that have not
+    started and are not occurrences of the new rule are cancelled, as ``maintenance end`` cancels one, and its
+    chain waits for the first occurrence of the new rule that has no window yet instead of the old one. For
+    a schedule taken out of the file, its windows that have not started are cancelled and its chain stops.
+    A window already running is left alone: it ends at its end (or by hand). A window that fits the rule
+    keeps what it covers and its length, even if those changed in the file.
+
+    An unchanged schedule is left as it is, so this is safe to run at every start and in every process; on
+    PostgreSQL those that run it at once take turns. Returns what it did (for the log)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_SCHEDULES_LOCK)))
+    now = utcnow()
+    said: list[str] = []
+    configured = {schedule.name: schedule for schedule in org.automation.maintenance_schedules}
+    pending = list(
+        session.scalars(
+            select(Job).where(Job.kind == SCHEDULE_KIND, Job.status == JobStatus.pending).order_by(Job.id)
+        )
+    )
+    upcoming = list(
+        session.scalars(
+            select(MaintenanceWindow)
+            .where(
+                MaintenanceWindow.created_by.startswith("schedule ", autoescape=True),
+                MaintenanceWindow.starts_at > now,
+            )
+            .order_by(MaintenanceWindow.starts_at, MaintenanceWindow.id)
+        )
+    )
+    names = {job.payload.get("name") for job in pending} | {
+        w.created_by.removeprefix("schedule ") for w in upcoming
+    }
+    for name in sorted(n for n in names if isinstance(n, str) and n not in configured):
+        stopped = jobs_service.cancel(session, kind=SCHEDULE_KIND, key_prefix=_schedule_prefix(name))
+        windows = [w for w in upcoming if w.created_by == _performer(name)]
+        for window in windows:
+            end_window(session, org=org, ref=window.id, performer=_reload_ended_by(name, "removed"))
+        if stopped or windows:
+            cancelled = "".join(f", cancelled {w.ref}" for w in windows)
+            said.append(
+                f"maintenance schedule {name} is no longer in the org file: its chain stopped{cancelled}"
+            )
+    for schedule in configured.values():
+        said.extend(_follow_schedule(session, org, schedule, now, pending, upcoming))
+    return said
+
+
+def _follow_schedule(
+    session: Session,
+    org: OrgConfig,
+    schedule: MaintenanceSchedule,
+    now: datetime,
+    pending: list[Job],
+    upcoming: list[MaintenanceWindow],
+) -> list[str]:
+    performer = _performer(schedule.name)
+    said = []
+    for window in upcoming:
+        if window.created_by == performer and not _is_occurrence(schedule, window.starts_at):
+            planned = f"{window.starts_at:%Y-%m-%d %H:%M} UTC"
+            end_window(session, org=org, ref=window.id, performer=_reload_ended_by(schedule.name, "changed"))
+            said.append(
+                f"maintenance schedule {schedule.name} changed: {window.ref} ({planned}) no longer fits its "
+                "rule and was cancelled"
+            )
+    waiting = [job for job in pending if job.payload.get("name") == schedule.name]
+    if not waiting:
+        return said  # a new schedule (``schedule_windows`` starts it), or its chain has ended
+    starts_at = _unhandled(session, schedule, schedule.current_or_next(now))
+    wanted = starts_at.isoformat() if starts_at is not None else None
+    stale = [job for job in waiting if job.payload.get("starts_at") != wanted]
+    for job in stale:
+        jobs_service.cancel(session, idempotency_key=job.idempotency_key)
+    if stale and starts_at is not None:
+        _schedule_occurrence(session, schedule, starts_at)
+        said.append(
+            f"maintenance schedule {schedule.name} changed: its next window is created for "
+            f"{starts_at:%Y-%m-%d %H:%M} UTC"
+        )
+    return said
+
+
+def _unhandled(
+    session: Session, schedule: MaintenanceSchedule, starts_at: datetime | None
+) -> datetime | None:
+    """``starts_at``, or the first occurrence after it that no job has handled yet."""
+    for _ in range(1000):  # windows are created a day ahead: only the next few can have been handled
+        if starts_at is None or not _handled(session, schedule, starts_at):
+            break
+        starts_at = schedule.starts(starts_at)
+    return starts_at
+
+
+def _handled(session: Session, schedule: MaintenanceSchedule, starts_at: datetime) -> bool:
+    """Whether the occurrence's job ran (its window was created, or someone cancelled it since). What a reload
+    undid does not count: a window a reload cancelled (the rule changed, then changed back), or a run that
+    found the occurrence no longer in the rule. A window a person cancelled stays cancelled."""
+    key = _schedule_key(schedule, starts_at)
+    ran = session.scalar(
+        select(Job).where(Job.idempotency_key == key, Job.status.in_([JobStatus.running, JobStatus.done]))
+    )
+    if ran is not None and not _undone_by_reload(session, ran):
+        return True
+    window = session.scalar(
+        select(MaintenanceWindow.id).where(
+            MaintenanceWindow.created_by == _performer(schedule.name),
+            MaintenanceWindow.starts_at == starts_at,
+            _not_cancelled_by_reload(),
+        )
+    )
+    return window is not None
+
+
+def _not_cancelled_by_reload() -> ColumnElement[bool]:
+    return or_(
+        MaintenanceWindow.ended_by.is_(None),
+        ~MaintenanceWindow.ended_by.startswith(_RELOAD_ENDED_BY, autoescape=True),
+    )
+
+
+def _undone_by_reload(session: Session, job: Job) -> bool:
+    """Whether a finished occurrence job's work is undone: the rule no longer had the occurrence when it ran,
+    or the window it created (or found) was cancelled by a reload, not by a person."""
+    if job.status != JobStatus.done or not job.result:
+        return False
+    if job.result.get("superseded") or job.result.get("reason") == _SUPERSEDED:
+        return True
+    window_id = job.result.get("window_id")
+    ref = job.result.get("window")  # runs recorded before ``window_id`` was
+    if window_id is None and isinstance(ref, str) and ref.startswith("MW-") and ref[3:].isdigit():
+        window_id = int(ref[3:])
+    if not isinstance(window_id, int):
+        return False
+    ended_by = session.scalar(select(MaintenanceWindow.ended_by).where(MaintenanceWindow.id == window_id))
+    return ended_by is not None and ended_by.startswith(_RELOAD_ENDED_BY)
 
 
 @job_handler(SCHEDULE_KIND)
@@ -351,15 +501,32 @@ def open_scheduled_window(context: AppContext, session: Session, job: Job) -> di
     if schedule is None:
         return {"created": False, "reason": "the schedule is no longer in the org file"}
     starts_at = datetime.fromisoformat(job.payload["starts_at"])
-    performer = f"schedule {schedule.name}"
+    if not _is_occurrence(schedule, starts_at):
+        # The rule changed after this job was added (the reload hook of this process has not run yet): the
+        # chain goes on from the new rule, with no window at the old time.
+        following = _unhandled(session, schedule, schedule.current_or_next(utcnow()))
+        if following is not None:
+            _schedule_occurrence(session, schedule, following)
+        return {
+            "created": False,
+            "superseded": True,
+            "reason": _SUPERSEDED,
+        }
+    performer = _performer(schedule.name)
     outcome: dict[str, Any] = {"created": False}
     exists = session.scalar(
         select(MaintenanceWindow.id).where(
-            MaintenanceWindow.created_by == performer, MaintenanceWindow.starts_at == starts_at
+            MaintenanceWindow.created_by == performer,
+            MaintenanceWindow.starts_at == starts_at,
+            _not_cancelled_by_reload(),
         )
     )
     if exists is not None:
-        outcome["reason"] = f"MW-{exists} already covers this occurrence"
+        outcome = {
+            "created": False,
+            "window_id": exists,
+            "reason": f"MW-{exists} already covers this occurrence",
+        }
     elif starts_at + schedule.duration <= utcnow():
         outcome["reason"] = "the occurrence was over before it could be created"
     else:
@@ -377,8 +544,8 @@ def open_scheduled_window(context: AppContext, session: Session, job: Job) -> di
             performer=performer,
             by_person=False,
         )
-        outcome = {"created": True, "window": window.ref}
-    following = schedule.starts(starts_at)
+        outcome = {"created": True, "window": window.ref, "window_id": window.id}
+    following = _unhandled(session, schedule, schedule.starts(starts_at))
     if following is not None:
         _schedule_occurrence(session, schedule, following)
     return outcome

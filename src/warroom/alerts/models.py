@@ -217,23 +217,3 @@ class PagedOpening(Base):
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
     rule: Mapped[str] = mapped_column(String(200))
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class ResolvedFire(Base):
-    """The last firing event of an alert that its source resolved within a minute of sending it.
-
-    A sender that retries a delivery after the alert resolved (a batch that fires and resolves one key, sent
-    twice; a fire retried after its resolve went through) would otherwise open a new alert: the open-alert
-    lookup no longer finds the resolved one. Kept until ``expires_at``; retention deletes the rest.
-    """
-
-    __tablename__ = "alert_resolved_fires"
-    __table_args__ = (UniqueConstraint("scope", "dedup_key", name="uq_alert_resolved_fires_scope_dedup_key"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    scope: Mapped[str] = mapped_column(String(60))
-    dedup_key: Mapped[str] = mapped_column(String(255))
-    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
-    # The firing event's hash; an identical event before expires_at is the same delivery again.
-    event_hash: Mapped[str] = mapped_column(String(64))
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

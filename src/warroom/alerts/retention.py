@@ -8,7 +8,6 @@ one chain) deletes, as ``automation.retention`` says:
 - resolved alerts that are on no incident, ``alerts`` after they resolved. Alerts on an incident are its
   evidence and are kept as long as the incident; open alerts are never deleted;
 - change events, ``changes`` after they happened (the timeline entries that named them keep their text);
-- the last fire of an alert that resolved moments after it (kept a minute, to spot a retried delivery);
 - the storm guard's record of incidents that paged, a day after they opened (its window is at most a day);
 - the finished runs of this domain's scheduled jobs (status page polls, auto-resolve sweeps, heartbeat
   checks, maintenance schedule runs, rules' delays and this one), ``recurring_job_runs`` after they
@@ -38,7 +37,7 @@ from warroom.alerts.digest import DIGEST_KIND
 from warroom.alerts.expiry import SWEEP_KIND
 from warroom.alerts.heartbeats import CHECK_KIND as HEARTBEAT_CHECK_KIND
 from warroom.alerts.maintenance import SCHEDULE_KIND as MAINTENANCE_SCHEDULE_KIND
-from warroom.alerts.models import Alert, AlertStatus, ChangeEvent, PagedOpening, ResolvedFire
+from warroom.alerts.models import Alert, AlertStatus, ChangeEvent, PagedOpening
 from warroom.alerts.service import SNOOZE_KIND
 from warroom.alerts.status_pages import POLL_KIND
 from warroom.db import Base, utcnow
@@ -84,8 +83,6 @@ def _conditions(retention: RetentionConfig, now: datetime) -> dict[str, tuple[ty
         )
     if retention.changes > timedelta(0):
         found["changes"] = (ChangeEvent, [ChangeEvent.happened_at < now - retention.changes])
-    # Each is of use for a minute (a retried fire of an alert that resolved since), then never again.
-    found["resolved_fires"] = (ResolvedFire, [ResolvedFire.expires_at < now])
     # Only counted by the storm guard, whose window is at most a day.
     found["paged_openings"] = (PagedOpening, [PagedOpening.opened_at < now - STORM_GUARD_MAX_WITHIN])
     found["recurring_job_runs"] = (

@@ -11,16 +11,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, Table, Text, bindparam, cast, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement, and_, case, literal_column
 
 from warroom.alerts import automation, enrichment, holds, inhibition, maintenance
 from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent, SourceChange, apply_default_service
 from warroom.alerts.config import ALERT_SOURCES, AlertFacts, AlertSeverity
-from warroom.alerts.models import Alert, AlertNote, AlertStatus, ResolvedFire
+from warroom.alerts.models import Alert, AlertNote, AlertStatus
 from warroom.alerts.schemas import (
     AlertDetail,
     AlertNoteRead,
@@ -220,10 +219,6 @@ def ingest(
         for row in _open_alerts(connection, scope, keys)  # id, dedup_key, status, event_hash, incident, seen
     }
     now = utcnow()
-    # Keys with no open alert: one of them may have resolved moments ago, and this be its fire again.
-    missing = [key for key in keys if key not in open_alerts]
-    resolved_fires = _resolved_fires(connection, scope, missing, now) if missing else {}
-    fired_then_resolved: list[tuple[_Open, str, str, datetime]] = []
     integration_id = integration.id if integration is not None else None
     inserts: list[_Open] = []
     updated: list[_Open] = []
@@ -234,12 +229,7 @@ def ingest(
         current = open_alerts.get(event.dedup_key)
         outcome: Outcome
         if event.action == "trigger":
-            retried = resolved_fires.get(event.dedup_key) if current is None else None
-            if retried is not None and retried.event_hash == event.event_hash:
-                # The fire of an alert that has since resolved, delivered again: a retry, not a new alert.
-                current = retried
-                outcome = "unchanged"
-            elif current is None:
+            if current is None:
                 current = _Open(None, AlertStatus.firing, event.event_hash, None)
                 current.insert = {
                     "source": source,
@@ -309,12 +299,6 @@ def ingest(
             else:
                 outcome = "unchanged"
         else:
-            fired_at = now if current.insert is not None or current.update else _as_utc(current.last_seen)
-            if fired_at is not None and now - fired_at < REPEAT_AFTER:
-                # Kept for as long as a redelivery of the last event counts as a retry.
-                fired_then_resolved.append(
-                    (current, event.dedup_key, current.event_hash, fired_at + REPEAT_AFTER)
-                )
             changes = {
                 "status": AlertStatus.resolved,
                 "resolved_at": now,
@@ -359,11 +343,9 @@ def ingest(
             _statement(connection, "insert", tuple(open_rows[0])).execute_many(connection, open_rows)
             for alert_id, dedup_key, *_ in _open_alerts(connection, scope, list(still_open)):
                 still_open[dedup_key].id = alert_id
-    if fired_then_resolved:
-        _keep_resolved_fires(connection, scope, fired_then_resolved)
 
     if any(outcome != "unchanged" and outcome != "ignored" for outcome, _, _ in applied):
-        _automate(session, org, applied)
+        _automate(session, org, applied, integration.name if integration is not None else source)
     truncated = [
         (target.incident_id, target.id, event)
         for _, target, event in applied
@@ -452,58 +434,11 @@ def _hold_for_maintenance(
 REPEAT_AFTER = timedelta(minutes=1)
 
 
-def _as_utc(value: Any) -> datetime | None:
-    """A timestamp as the driver returned it (SQLite: text), as an aware datetime."""
-    seen = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if not isinstance(seen, datetime):
-        return None
-    return seen if seen.tzinfo is not None else seen.replace(tzinfo=UTC)
-
-
 def _seen_long_ago(last_seen: Any, now: datetime) -> bool:
-    seen = _as_utc(last_seen)
-    return seen is not None and now - seen >= REPEAT_AFTER
-
-
-def _resolved_fires(connection: Connection, scope: str, keys: list[str], now: datetime) -> dict[str, _Open]:
-    """Alerts with these keys that resolved moments after their last fire, by key (see ``ResolvedFire``)."""
-    rows = connection.execute(
-        select(ResolvedFire.dedup_key, ResolvedFire.alert_id, ResolvedFire.event_hash, Alert.incident_id)
-        .join(Alert, Alert.id == ResolvedFire.alert_id)
-        .where(ResolvedFire.scope == scope, ResolvedFire.dedup_key.in_(keys), ResolvedFire.expires_at > now)
-    )
-    return {
-        key: _Open(alert_id, AlertStatus.resolved, event_hash, incident_id)
-        for key, alert_id, event_hash, incident_id in rows
-    }
-
-
-def _keep_resolved_fires(
-    connection: Connection, scope: str, resolved: list[tuple[_Open, str, str, datetime]]
-) -> None:
-    """Remember the last fire of each alert that resolved moments after it: one row per key, the newest."""
-    rows = {
-        dedup_key: {
-            "scope": scope,
-            "dedup_key": dedup_key,
-            "alert_id": target.id,
-            "event_hash": event_hash,
-            "expires_at": expires_at,
-        }
-        for target, dedup_key, event_hash, expires_at in resolved
-    }
-    upsert = (sqlite_insert if connection.dialect.name == "sqlite" else postgresql_insert)(ResolvedFire)
-    connection.execute(
-        upsert.on_conflict_do_update(
-            index_elements=["scope", "dedup_key"],
-            set_={
-                "alert_id": upsert.excluded.alert_id,
-                "event_hash": upsert.excluded.event_hash,
-                "expires_at": upsert.excluded.expires_at,
-            },
-        ),
-        list(rows.values()),
-    )
+    seen = datetime.fromisoformat(last_seen) if isinstance(last_seen, str) else last_seen  # SQLite: text
+    if not isinstance(seen, datetime):
+        return False
+    return now - (seen if seen.tzinfo is not None else seen.replace(tzinfo=UTC)) >= REPEAT_AFTER
 
 
 def _change(target: _Open, updated: list[_Open], changes: dict[str, Any], occurrences: int = 0) -> None:
@@ -521,11 +456,19 @@ def _change(target: _Open, updated: list[_Open], changes: dict[str, Any], occurr
 
 
 def _automate(
-    session: Session, org: OrgConfig, applied: list[tuple[Outcome, _Open | None, AlertEvent]]
+    session: Session,
+    org: OrgConfig,
+    applied: list[tuple[Outcome, _Open | None, AlertEvent]],
+    sender: str,
 ) -> None:
+    """``sender``: the integration's name (else the source), which a note the source sends is marked with."""
     needs_work = automation.needs_work(org)
     loaded: dict[int, Alert] = {}
-    for outcome, target, _ in applied:
+    # The incidents this delivery resolved alerts of, with the last such alert: whether all their alerts are
+    # resolved is asked once the whole delivery is applied, so their timelines read every alert's resolve,
+    # then the status change.
+    resolved_on: dict[int, Alert] = {}
+    for outcome, target, event in applied:
         if target is None or target.id is None:
             continue
         if outcome == "created" and target.insert is not None and target.insert["maintenance_window_id"]:
@@ -534,27 +477,39 @@ def _automate(
         act = act or (
             outcome in ("resolved", "acknowledged") and (needs_work or target.incident_id is not None)
         )
-        if not act:
+        # Opsgenie's close or acknowledge with a note: kept as a note on the alert (never on a retry, which
+        # changes no state), as its notes request would add it.
+        note = event.source_note if outcome in ("resolved", "acknowledged") else None
+        if not act and note is None:
             continue
         alert = loaded.get(target.id)
         if alert is None:
             alert = loaded[target.id] = session.get_one(Alert, target.id, populate_existing=True)
-        if outcome == "created":
+        if outcome == "created":  # acted on: a new alert carries no note
             automation.on_created(session, org, alert)
-        elif outcome == "resolved":
-            _on_resolved(session, org, alert, performer=automation.PERFORMER)
-        elif not held(session, alert):  # acknowledged while still held: nothing was done for it
-            automation.on_acknowledged(session, org, alert)
+        elif outcome == "resolved" and act:
+            _on_resolved(session, org, alert, performer=automation.PERFORMER, settle=False)
+            if alert.incident_id is not None:
+                resolved_on[alert.incident_id] = alert
+        elif act and not held(session, alert):  # acknowledged while still held: nothing was done for it
+            automation.on_acknowledged(session, org, alert, at_source_by=event.source_user)
+        if note is not None:
+            add_note(session, ref=alert.id, body=note, author=source_person(event.source_user, sender))
         session.flush()
         target.incident_id = alert.incident_id
+    for alert in resolved_on.values():
+        automation.settle_resolved(session, org, alert)
 
 
-def _on_resolved(session: Session, org: OrgConfig, alert: Alert, *, performer: str) -> None:
+def _on_resolved(
+    session: Session, org: OrgConfig, alert: Alert, *, performer: str, settle: bool = True
+) -> None:
     """What an alert's resolve sets off. Automation acts only on an alert nothing holds (nothing was done for
     a held one, so there is nothing to undo), but the alerts it muted are released either way: a held alert
-    mutes like any other open one, and no alert stays muted by one that has resolved."""
+    mutes like any other open one, and no alert stays muted by one that has resolved. ``settle``: see
+    ``automation.on_resolved``."""
     if not held(session, alert):
-        automation.on_resolved(session, org, alert, performer=performer)
+        automation.on_resolved(session, org, alert, performer=performer, settle=settle)
     release_muted(session, org, alert)
 
 
@@ -568,7 +523,7 @@ def release_muted(session: Session, org: OrgConfig, inhibitor: Alert) -> None:
 
 def held(session: Session, alert: Alert) -> bool:
     """Whether automation leaves the alert alone for now: a maintenance window or an inhibiting alert holds
-    it (reads ask ``holds.holders``, the same test for many alerts at once)."""
+    it (reads ask ``holds.hold_states``, the same test for many alerts at once)."""
     return (
         alert.maintenance_window_id is not None
         and alert.incident_id is None
@@ -579,8 +534,9 @@ def held(session: Session, alert: Alert) -> bool:
 # --- reads -------------------------------------------------------------------------------------------
 
 
-def to_read(alert: Alert, *, held_by: str | None) -> AlertRead:
-    """``held_by``: what holds the alert now (``holds.holders``), if anything."""
+def to_read(alert: Alert, *, held_by: str | None, unrouted: bool) -> AlertRead:
+    """``held_by``: what holds the alert now, if anything; ``unrouted``: as ``holds.unrouted`` says (both from
+    ``holds.hold_states``)."""
     return AlertRead(
         id=alert.id,
         ref=alert.ref,
@@ -608,7 +564,7 @@ def to_read(alert: Alert, *, held_by: str | None) -> AlertRead:
         occurrences=alert.occurrences,
         incident=f"INC-{alert.incident_id}" if alert.incident_id else None,
         rules=alert.rules or [],
-        unrouted=alert.incident_id is None and not alert.rules and held_by is None,
+        unrouted=unrouted,
         maintenance=f"MW-{alert.maintenance_window_id}" if alert.maintenance_window_id else None,
         inhibited_by=f"ALR-{alert.inhibited_by_id}" if alert.inhibited_by_id else None,
         held_by=held_by,
@@ -617,8 +573,11 @@ def to_read(alert: Alert, *, held_by: str | None) -> AlertRead:
 
 def to_reads(session: Session, alerts: Sequence[Alert]) -> list[AlertRead]:
     """Alerts as read, each with what holds it now (two lookups for them all)."""
-    held_by = holds.holders(session, alerts)
-    return [to_read(alert, held_by=held_by.get(alert.id)) for alert in alerts]
+    states = holds.hold_states(session, alerts)
+    return [
+        to_read(alert, held_by=states.held_by.get(alert.id), unrouted=states.unrouted(alert))
+        for alert in alerts
+    ]
 
 
 def to_detail(session: Session, alert: Alert) -> AlertDetail:
@@ -654,6 +613,35 @@ def period_start(since: timedelta) -> datetime:
     return utcnow() - since
 
 
+def _label_holds(session: Session, text: str) -> ColumnElement[bool]:
+    """An alert with a label whose name or value holds ``text`` (any case). Each label is read out of the
+    JSON (SQLite ``json_each``, PostgreSQL ``json_each_text``), so the search sees its name and value as
+    written, not the JSON around them: ``{``, ``"`` or ``:`` matched nearly every alert when it ran over the
+    labels' JSON text. Still one query: a subquery per alert."""
+    if session.get_bind().dialect.name == "postgresql":
+        # json_each_text refuses anything but an object; the labels are one, but a search is no place for
+        # an error.
+        labels = case(
+            (func.json_typeof(Alert.labels) == "object", Alert.labels), else_=literal_column("'{}'::json")
+        )
+        each = func.json_each_text(labels).table_valued("key", "value")
+    else:
+        each = func.json_each(Alert.labels).table_valued("key", "value")
+    holds = (
+        select(each.c.key)
+        .where(
+            or_(each.c.key.icontains(text, autoescape=True), each.c.value.icontains(text, autoescape=True))
+        )
+        .exists()
+    )
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        # Such a text is in the labels' JSON text as it is in a name or value (JSON escapes only quotes,
+        # backslashes and control characters), so a LIKE over that text first passes over most alerts without
+        # reading their labels one by one (the search takes about as long as it did).
+        return and_(cast(Alert.labels, Text).icontains(text, autoescape=True), holds)
+    return holds
+
+
 def list_alerts(
     session: Session,
     *,
@@ -681,14 +669,9 @@ def list_alerts(
             or_(
                 *(
                     column.icontains(text, autoescape=True)
-                    for column in (
-                        Alert.summary,
-                        Alert.alert_type,
-                        Alert.dedup_key,
-                        Alert.service,
-                        cast(Alert.labels, Text),
-                    )
-                )
+                    for column in (Alert.summary, Alert.alert_type, Alert.dedup_key, Alert.service)
+                ),
+                _label_holds(session, text),
             )
         )
     for label in labels:
@@ -707,8 +690,9 @@ def list_alerts(
     if firing:
         statement = statement.where(Alert.status != AlertStatus.resolved)
     if unrouted:
-        # Held alerts are not unrouted (automation has not routed them yet); released ones no rule took are.
-        statement = statement.where(Alert.incident_id.is_(None), Alert.rules.is_(None), ~holds.held_now())
+        # Held alerts are not unrouted (automation has not routed them yet), nor are those that resolved while
+        # held (never released); released ones no rule took are.
+        statement = statement.where(holds.unrouted())
     if snoozed:
         statement = statement.where(Alert.snoozed_until.is_not(None))
     # A filter naming nothing that exists is refused, not answered with an empty page (a typo looks like
@@ -759,9 +743,7 @@ def noise_report(session: Session, *, since: timedelta, by: str = "type", limit:
         func.count().label("alerts"),
         occurrences.label("occurrences"),
         func.count(Alert.incident_id.distinct()).label("incidents"),
-        func.count()
-        .filter(Alert.incident_id.is_(None), Alert.rules.is_(None), ~holds.held_now())
-        .label("unrouted"),
+        func.count().filter(holds.unrouted()).label("unrouted"),
         func.count().filter(Alert.status != AlertStatus.resolved).label("open"),
     ).select_from(Alert)
     if by == "integration":
@@ -806,14 +788,13 @@ def overview(session: Session, *, org: OrgConfig, since: timedelta) -> AlertOver
     start = period_start(since)
     now = start + since
     open_alert = Alert.status != AlertStatus.resolved
-    nowhere = Alert.incident_id.is_(None)
     held_now = holds.held_now()
     counts = session.execute(
         select(
             Alert.severity,
             func.count().filter(Alert.status == AlertStatus.firing).label("firing"),
             func.count().filter(Alert.status == AlertStatus.acknowledged).label("acknowledged"),
-            func.count().filter(nowhere, Alert.rules.is_(None), ~held_now).label("unrouted"),
+            func.count().filter(holds.unrouted()).label("unrouted"),
             func.count().filter(Alert.snoozed_until.is_not(None)).label("snoozed"),
             # Held now: an alert its window or inhibitor released is routed, or unrouted, like any other.
             func.count().filter(held_now).label("held"),
@@ -1230,6 +1211,13 @@ def delete_note(
     return alert
 
 
+def source_person(author: str | None, integration: str) -> str:
+    """Who did what a source reports: the name the sender gives, marked with the integration (it is not a
+    person's token here, so such a note is not theirs to edit, nor mistaken for one they wrote), else the
+    integration."""
+    return f"{author} (via {integration})" if author else integration
+
+
 def change_by_source(
     session: Session,
     *,
@@ -1268,9 +1256,7 @@ def change_by_source(
     if change.set_labels or change.remove_labels:
         labels = {name: value for name, value in alert.labels.items() if name not in change.remove_labels}
         alert.labels = labels | change.set_labels
-    # A name the sender reports is marked with the integration: it is not a person's token here, so such a
-    # note is not theirs to edit, nor mistaken for one they wrote.
-    person = f"{change.note_author} (via {integration.name})" if change.note_author else integration.name
+    person = source_person(change.note_author, integration.name)
     if change.note is not None:
         add_note(session, ref=alert.id, body=change.note, author=person)
     if change.snooze_until is not None:
@@ -1284,6 +1270,12 @@ def expire(session: Session, *, org: OrgConfig, alert: Alert, after: timedelta) 
     """Resolve an open alert not seen for ``after`` (``automation.auto_resolve``), as automation; the
     caller holds its row."""
     note = f"not seen for {format_duration(after)}: resolved automatically (auto_resolve)"
+    _close(session, org, alert, performer=automation.PERFORMER, resolved_by=automation.PERFORMER, note=note)
+
+
+def resolve_by_system(session: Session, *, org: OrgConfig, alert: Alert, note: str) -> None:
+    """Resolve an open alert that its source can no longer resolve (a heartbeat taken out of the org file),
+    as automation, with ``note`` saying why; the caller holds its row."""
     _close(session, org, alert, performer=automation.PERFORMER, resolved_by=automation.PERFORMER, note=note)
 
 

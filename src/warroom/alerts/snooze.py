@@ -3,8 +3,9 @@ if it is still open.
 
 A responder who knows an alert can wait ("the disk fills slowly; look again after the deploy") snoozes it
 rather than acknowledging it forever. When the snooze ends and the alert still fires, it is firing again, its
-incident's timeline says so, and its incident's escalation policy pages its first step again as a reminder
-(a durable job, so a restart in between loses nothing). A resolve, an unacknowledge or a new snooze in the
+incident's timeline says so, and the escalation policies that paged its incident (its severity's or service's,
+or a rule's ``page``) page their first step again as a reminder (a durable job, so a restart in between loses
+nothing). A resolve, an unacknowledge or a new snooze in the
 meantime leaves that job nothing to do.
 """
 
@@ -54,5 +55,5 @@ def end_snooze(context: AppContext, session: Session, job: Job) -> dict[str, Any
         action=f"Snooze of alert {alert.ref} (by {snoozed_by}) is over and it still fires: {alert.summary}",
         data={"alert": alert.id, "snoozed_by": snoozed_by, "snooze_ended": True},
     )
-    paging.request_paging(session, incident_id=alert.incident_id, trigger="snooze_ended", at=utcnow())
+    paging.request_reminder(session, incident_id=alert.incident_id, trigger="snooze_ended", at=utcnow())
     return {"woke": True, "incident": f"INC-{alert.incident_id}"}

@@ -38,6 +38,7 @@ from warroom.auth.models import IntegrationType
 from warroom.cli.output import (
     SEVERITY_STYLE,
     ForOption,
+    IdColumn,
     RowIdArgument,
     UntilOption,
     api_errors,
@@ -83,6 +84,20 @@ SigningSecretValue = Annotated[
 ]
 ALERT_STATUS_STYLE = {"firing": "red", "acknowledged": "yellow", "resolved": "green"}
 ALERT_SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "dim"}
+
+
+# The columns of an alert list (``alert_row``), in ``alerts list`` and ``maintenance show``.
+ALERT_COLUMNS: tuple[str | IdColumn, ...] = (
+    IdColumn("id"),
+    "status",
+    "sev",
+    "source",
+    "summary",
+    "service",
+    "count",
+    IdColumn("incident"),
+    "last seen",
+)
 
 
 def alert_row(alert: AlertRead) -> tuple[object, ...]:
@@ -201,7 +216,7 @@ def _show(alert: AlertDetail) -> None:
     if alert.notes:
         table(
             "Notes",
-            ["#", "when", "by", "note"],
+            [IdColumn("#"), "when", "by", "note"],
             [
                 (
                     n.id,
@@ -330,7 +345,7 @@ def _alerts_table(
 ) -> Table:
     return build_table(
         f"Alerts ({len(page.items)} of {page.total})",
-        ["id", "status", "sev", "source", "summary", "service", "count", "incident", "last seen"],
+        ALERT_COLUMNS,
         [alert_row(a) for a in page.items],
         row_styles=row_styles,
         caption=caption,
@@ -461,7 +476,7 @@ def _overview_view(shown: AlertOverview) -> Group:
         parts.append(
             build_table(
                 f"Open incidents ({len(shown.incidents)} of {shown.incidents_open})",
-                ["id", "sev", "status", "ack", "alerts open", "title", "opened"],
+                [IdColumn("id"), "sev", "status", "ack", "alerts open", "title", "opened"],
                 [
                     (
                         incident.ref,
@@ -1193,7 +1208,7 @@ def integration_list(
         lambda: table(
             "Integrations",
             [
-                "id",
+                IdColumn("id"),
                 "name",
                 "type",
                 "service",

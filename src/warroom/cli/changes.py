@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from warroom.cli.output import api_errors, console, emit, fail, instant, table, when
+from warroom.cli.output import IdColumn, api_errors, console, emit, fail, instant, table, when
 from warroom.client import Client
 
 changes_app = typer.Typer(
@@ -70,7 +70,7 @@ def list_(
         rows,
         lambda: table(
             title,
-            ["change", "when", "summary", "service", "source", "recorded by"],
+            [IdColumn("change"), "when", "summary", "service", "source", "recorded by"],
             [
                 (row.ref, when(row.happened_at), row.summary[:80], row.service, row.source, row.recorded_by)
                 for row in rows

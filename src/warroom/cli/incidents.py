@@ -11,6 +11,7 @@ from rich.markup import escape
 from warroom.cli.output import (
     SEVERITY_STYLE,
     STATUS_STYLE,
+    IdColumn,
     RowIdArgument,
     api_errors,
     console,
@@ -59,7 +60,7 @@ def _show(incident: IncidentRead) -> None:
     if active:
         table(
             "Responders",
-            ["id", "name", "role", "contact", "joined"],
+            [IdColumn("id"), "name", "role", "contact", "joined"],
             [(r.id, r.name, r.role, r.contact or "—", when(r.joined_at)) for r in active],
         )
 
@@ -126,7 +127,7 @@ def list_(
         page,
         lambda: table(
             f"Incidents ({len(page.items)} of {page.total})",
-            ["id", "sev", "status", "title", "services", "commander", "created", "ack"],
+            [IdColumn("id"), "sev", "status", "title", "services", "commander", "created", "ack"],
             [
                 (
                     i.id,
@@ -243,7 +244,7 @@ def timeline(ref: str, as_json: JsonFlag = False) -> None:
         entries,
         lambda: table(
             f"Timeline of {ref.upper()}",
-            ["#", "time", "who", "kind", "action", "impact"],
+            [IdColumn("#"), "time", "who", "kind", "action", "impact"],
             [(e.seq, when(e.occurred_at), e.performer, e.kind, e.action, e.impact) for e in entries],
         ),
     )

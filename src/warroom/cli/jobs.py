@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from warroom import reload
-from warroom.cli.output import console, emit, fail, table, when
+from warroom.cli.output import IdColumn, console, emit, fail, table, when
 from warroom.errors import WarroomError
 from warroom.jobs.models import JobStatus
 
@@ -109,12 +109,12 @@ def jobs_list(
         lambda: table(
             "Jobs",
             [
-                "id",
+                IdColumn("id"),
                 "kind",
                 "status",
                 "run at",
                 "attempts",
-                "incident",
+                IdColumn("incident"),
                 *(["peer"] if with_peer else []),
                 "last error",
             ],

@@ -6,7 +6,7 @@ import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -26,6 +26,7 @@ from warroom.cli.maintenance import maintenance_app
 from warroom.cli.notify import notify_app
 from warroom.cli.oncall import oncall_app
 from warroom.cli.output import (
+    IdColumn,
     RowIdArgument,
     api_errors,
     bar,
@@ -227,7 +228,24 @@ def serve(
         )
     # Warroom's own log lines (an org file reloaded on kill -HUP, retention's counts) beside uvicorn's.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    uvicorn.run(application, **uvicorn_options(settings))
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How ``serve`` runs uvicorn. Forwarding headers are believed only from the proxies
+    WARROOM_FORWARDED_ALLOW_IPS names: uvicorn's own default trusts any X-Forwarded-For sent from
+    127.0.0.1, which a proxy on the same host passes on from the client unless told to overwrite it, so
+    any client could pick its address (and a fresh bucket of the report form's rate limit)."""
+    trusted = (settings.forwarded_allow_ips or "").strip()
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "info",
+        "access_log": False,
+        "proxy_headers": bool(trusted),
+        # Never None: uvicorn would read FORWARDED_ALLOW_IPS from the environment instead.
+        "forwarded_allow_ips": trusted or "",
+    }
 
 
 @db_app.command("upgrade")
@@ -290,7 +308,7 @@ def token_list(database_url: DatabaseOption = None) -> None:
         tokens = auth_service.list_tokens(session)
     table(
         "API tokens",
-        ["id", "name", "role", "prefix", "created", "revoked"],
+        [IdColumn("id"), "name", "role", "prefix", "created", "revoked"],
         [
             (
                 t.id,
@@ -737,7 +755,7 @@ def severity_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
         levels,
         lambda: table(
             "Severity matrix",
-            ["id", "name", "respond within", "definition", "escalation", "communication"],
+            [IdColumn("id"), "name", "respond within", "definition", "escalation", "communication"],
             [(s.id, s.name, s.response_target, s.definition, s.escalation, s.communication) for s in levels],
         ),
     )

@@ -8,9 +8,10 @@ import typer
 from rich.markup import escape
 
 from warroom.alerts.schemas import MaintenanceRead
-from warroom.cli.alerts import alert_row
+from warroom.cli.alerts import ALERT_COLUMNS, alert_row
 from warroom.cli.output import (
     ForOption,
+    IdColumn,
     UntilOption,
     api_errors,
     console,
@@ -152,7 +153,7 @@ def list_(
         windows,
         lambda: table(
             "Maintenance windows",
-            ["id", "state", "covers", "starts", "ends", "reason", "by"],
+            [IdColumn("id"), "state", "covers", "starts", "ends", "reason", "by"],
             [
                 (
                     w.ref,
@@ -183,7 +184,7 @@ def show(ref: str, as_json: JsonFlag = False) -> None:
     if window.alerts:
         table(
             f"Alerts that arrived during {window.ref}",
-            ["id", "status", "sev", "source", "summary", "service", "count", "incident", "last seen"],
+            ALERT_COLUMNS,
             [alert_row(alert) for alert in window.alerts],
         )
     else:

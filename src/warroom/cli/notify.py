@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from warroom.cli.output import (
+    IdColumn,
     RowIdArgument,
     api_errors,
     console,
@@ -34,7 +35,17 @@ STATUS_STYLE = {"sent": "green", "pending": "cyan", "failed": "yellow", "dead": 
 def _table(title: str, rows: list[DeliveryRead]) -> None:
     table(
         title,
-        ["id", "incident", "channel", "to", "subject", "status", "attempts", "updated", "last error"],
+        [
+            IdColumn("id"),
+            IdColumn("incident"),
+            "channel",
+            "to",
+            "subject",
+            "status",
+            "attempts",
+            "updated",
+            "last error",
+        ],
         [
             (
                 d.id,

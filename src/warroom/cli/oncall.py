@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
-from warroom.cli.output import api_errors, console, emit, instant, table, when
+from warroom.cli.output import IdColumn, api_errors, console, emit, instant, table, when
 from warroom.client import Client
 from warroom.db import MAX_ROW_ID
 
@@ -125,7 +125,7 @@ def overrides(
         rows,
         lambda: table(
             f"Overrides of {schedule}",
-            ["id", "person", "start", "end", "by", "reason"],
+            [IdColumn("id"), "person", "start", "end", "by", "reason"],
             [(o.id, o.person, when(o.starts_at), when(o.ends_at), o.created_by, o.reason) for o in rows],
         ),
     )

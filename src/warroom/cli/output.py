@@ -5,16 +5,27 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console
+from rich._ratio import ratio_reduce
+from rich.cells import cell_len
+from rich.console import (
+    Console,
+    ConsoleOptions,
+    HighlighterType,
+    JustifyMethod,
+    OverflowMethod,
+    RenderableType,
+)
 from rich.markup import escape
 from rich.segment import Segment
+from rich.style import Style
 from rich.table import Table
-from rich.text import Text
+from rich.text import Span, Text
 
 from warroom.client import ApiError
 from warroom.db import MAX_ROW_ID
@@ -38,13 +49,66 @@ def visible(text: str) -> str:
     return text.translate(VISIBLE)
 
 
+def visible_text(text: Text) -> Text:
+    """``text`` with its control characters shown (see ``visible``), its styles on the same characters."""
+    plain = text.plain
+    shown = visible(plain)
+    if shown == plain:
+        return text
+    # Where each character of ``plain`` starts in ``shown`` (a stand-in is longer than what it stands for).
+    starts = [0]
+    for character in plain:
+        starts.append(starts[-1] + len(VISIBLE.get(ord(character), character)))
+    copy = text.blank_copy(shown)
+    copy.spans = [
+        Span(starts[min(span.start, len(plain))], starts[min(span.end, len(plain))], span.style)
+        for span in text.spans
+    ]
+    return copy
+
+
 class SafeConsole(Console):
     """A console that never passes control characters from the data it prints to the terminal: an alert
     summary, a customer report (public, unauthenticated) or a label may hold escape sequences that clear the
     screen, retitle the window or reorder text. Rich's own styling (segments with a style, or control
-    segments) is rendered as usual; only the text is made visible."""
+    segments) is rendered as usual; only the text is made visible.
+
+    Text is made visible before Rich measures it (strings as they become Text, Text as it is rendered;
+    ``cell`` does it for a table's cells), so a table's columns are as wide as the stand-ins it shows: Rich
+    counts a control character as no width, and ``<U+202E>`` put in its place afterwards widened its row."""
+
+    def render_str(
+        self,
+        text: str,
+        *,
+        style: str | Style = "",
+        justify: JustifyMethod | None = None,
+        overflow: OverflowMethod | None = None,
+        emoji: bool | None = None,
+        markup: bool | None = None,
+        highlight: bool | None = None,
+        highlighter: HighlighterType | None = None,
+    ) -> Text:
+        return visible_text(
+            super().render_str(
+                text,
+                style=style,
+                justify=justify,
+                overflow=overflow,
+                emoji=emoji,
+                markup=markup,
+                highlight=highlight,
+                highlighter=highlighter,
+            )
+        )
+
+    def render(self, renderable: RenderableType, options: ConsoleOptions | None = None) -> Iterable[Segment]:
+        return super().render(
+            visible_text(renderable) if isinstance(renderable, Text) else renderable, options
+        )
 
     def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        # The last line of defence: whatever reached the output without passing the above.
         return super()._render_buffer(
             segment if segment.control else Segment(visible(segment.text), segment.style, None)
             for segment in buffer
@@ -97,33 +161,73 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2))
 
 
-def cell(value: Any) -> Text | str:
+def cell(value: Any) -> Text:
     """A table cell: styled text as it is; anything else as plain text. Values come from alerts, people and
-    files, so a "[/]" in a summary must print as itself, not as markup (which raised an error)."""
+    files, so a "[/]" in a summary must print as itself, not as markup (which raised an error). Control
+    characters are shown as their stand-ins already here, so that Rich measures the column with them."""
     if isinstance(value, Text):
-        return value
-    return "—" if value is None else escape(str(value))
+        return visible_text(value)
+    return Text(visible("—" if value is None else str(value)))
+
+
+class _Table(Table):
+    """A table whose id columns keep their width. Rich's last resort for a narrow terminal takes width from
+    every column alike, then gives an id column back its ``min_width``, which left the table wider than the
+    terminal; here the width comes from the other columns instead."""
+
+    def _calculate_column_widths(self, console: Console, options: ConsoleOptions) -> list[int]:
+        widths = super()._calculate_column_widths(console, options)
+        excess = sum(widths) - options.max_width
+        if excess <= 0:
+            return widths
+        # What each other column can give, keeping one character besides its padding.
+        room = [
+            0 if column.min_width is not None else max(0, width - self._get_padding_width(index) - 1)
+            for index, (column, width) in enumerate(zip(self.columns, widths, strict=True))
+        ]
+        return ratio_reduce(excess, room, room, widths)
+
+
+@dataclass(frozen=True)
+class IdColumn:
+    """A table column of ids and refs (``ALR-1234``, ``INC-7``, ``MW-3``, a number): one is never wrapped or
+    cut, however narrow the terminal, since it is what a person types next (``alerts ack ALR-1234``). The
+    other columns wrap to make room. A cell of several words (``inhibited by ALR-12``) may wrap between
+    them, never inside one."""
+
+    header: str
+
+    def add_to(self, table: Table, cells: Sequence[Text]) -> None:
+        """Add this column to ``table``, as wide as its widest word (the header's too) at the least."""
+        words = [word for text in (Text(self.header), *cells) for word in text.plain.split()]
+        widest = max((cell_len(word) for word in words), default=1)
+        single_words = all(len(text.plain.split()) <= 1 for text in cells)
+        table.add_column(self.header, no_wrap=single_words, min_width=widest, overflow="fold")
 
 
 def build_table(
     title: str | None,
-    columns: Sequence[str],
+    columns: Sequence[str | IdColumn],
     rows: Sequence[Sequence[Any]],
     *,
     row_styles: Sequence[str | None] | None = None,
     caption: str | None = None,
 ) -> Table:
-    output = Table(
+    cells = [[cell(value) for value in row] for row in rows]
+    output = _Table(
         title=escape(title) if title else None,
         title_justify="left",
         header_style="bold",
         caption=escape(caption) if caption else None,
         caption_justify="left",
     )
-    for column in columns:
-        output.add_column(column)
-    for index, row in enumerate(rows):
-        output.add_row(*[cell(value) for value in row], style=row_styles[index] if row_styles else None)
+    for index, column in enumerate(columns):
+        if isinstance(column, IdColumn):
+            column.add_to(output, [row[index] for row in cells if index < len(row)])
+        else:
+            output.add_column(column)
+    for index, row in enumerate(cells):
+        output.add_row(*row, style=row_styles[index] if row_styles else None)
     return output
 
 
@@ -133,7 +237,7 @@ def bar(value: float, most: float, style: str, width: int = 12) -> Text:
     return Text("█" * blocks, style=style)
 
 
-def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def table(title: str | None, columns: Sequence[str | IdColumn], rows: Sequence[Sequence[Any]]) -> None:
     console.print(build_table(title, columns, rows))
 
 

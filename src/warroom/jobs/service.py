@@ -251,14 +251,17 @@ def cancel(
     idempotency_key: str | None = None,
     kind: str | None = None,
     incident_id: int | None = None,
+    key_prefix: str | None = None,
 ) -> int:
-    """Cancel pending jobs matching every given filter; returns how many. Running jobs are left alone
-    (their handler re-checks the state it acts on)."""
-    if idempotency_key is None and kind is None and incident_id is None:
-        raise InvalidInput("cancel needs at least one of idempotency_key, kind, incident_id")
+    """Cancel pending jobs matching every given filter (``key_prefix``: whose idempotency key starts with
+    it); returns how many. Running jobs are left alone (their handler re-checks the state it acts on)."""
+    if idempotency_key is None and kind is None and incident_id is None and key_prefix is None:
+        raise InvalidInput("cancel needs at least one of idempotency_key, kind, incident_id, key_prefix")
     statement = update(Job).where(Job.status == JobStatus.pending)
     if idempotency_key is not None:
         statement = statement.where(Job.idempotency_key == idempotency_key)
+    if key_prefix is not None:
+        statement = statement.where(Job.idempotency_key.startswith(key_prefix, autoescape=True))
     if kind is not None:
         statement = statement.where(Job.kind == kind)
     if incident_id is not None:

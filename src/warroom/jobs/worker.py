@@ -143,16 +143,33 @@ class Worker:
                 JOB_LATENESS.observe(max(0.0, (now - run_at).total_seconds()))
             if len(due) < limit:
                 # Jobs whose worker died mid-run: their attempt counts, and a job that keeps killing
-                # its worker ends dead instead of looping forever.
+                # its worker ends dead instead of looping forever. They count against their peer's limit
+                # like any other: a dead worker's deliveries to a hung peer must not take every slot.
+                taken = None if in_flight is None else in_flight + Tally(peer for _, _, peer in rows if peer)
                 expired = list(
                     session.scalars(
                         select(Job)
-                        .where(Job.status == JobStatus.running, Job.lease_expires_at <= now, self._in_lane())
+                        .where(
+                            Job.status == JobStatus.running,
+                            Job.lease_expires_at <= now,
+                            self._in_lane(),
+                            self._with_room(taken, limit - len(due)),
+                        )
                         .order_by(Job.run_at)
-                        .limit(limit - len(due))
+                        .limit(limit - len(due) if in_flight is None else max(limit, self.batch))
                         .with_for_update(skip_locked=True)
                     )
                 )
+                if taken is not None:
+                    within = _within_peer_limit(
+                        [DueJob(job.id, job.run_at, job.peer) for job in expired],
+                        taken,
+                        self.peer_limit,
+                        limit - len(due),
+                        reserve=self.concurrency > 1,
+                    )
+                    kept = {row.id for row in within}
+                    expired = [job for job in expired if job.id in kept]
                 for job in expired:
                     if job.attempts >= job.max_attempts:
                         job.status = JobStatus.dead

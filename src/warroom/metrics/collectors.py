@@ -72,9 +72,7 @@ class AlertCollector(Collector):
                     Alert.severity,
                     func.count(),
                     # Held ones (a maintenance window, an open inhibitor) are not unrouted until released.
-                    func.count().filter(
-                        Alert.incident_id.is_(None), Alert.rules.is_(None), ~holds.held_now()
-                    ),
+                    func.count().filter(holds.unrouted()),
                 )
                 .where(Alert.status != AlertStatus.resolved)
                 .group_by(Alert.status, Alert.source, Alert.severity)

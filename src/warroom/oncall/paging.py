@@ -52,6 +52,11 @@ HANDOVER_KIND = "escalation.handover"
 PERFORMER = "warroom"
 PAGE_TEMPLATE = "page"
 MIN_ACK_WINDOW = timedelta(minutes=1)
+# ``incident.page_requested`` starts a policy with one of these triggers: a rule's ``page`` (published by
+# alert automation) is not sent once the incident is acknowledged, a page a person asked for is.
+REQUESTED_BY_AUTOMATION = "requested"
+REQUESTED_BY_PERSON = "requested_by_person"
+AUTOMATION_PERFORMER = "automation"  # who alert automation publishes as (warroom.alerts.automation.PERFORMER)
 
 _MODE_TEXT = {
     "all_hands": "all hands",
@@ -72,15 +77,24 @@ def request_paging(
     policy: str | None = None,
     at: datetime | None = None,
     severity: str | None = None,
+    requested_by: str | None = None,
 ) -> Job:
     """Enqueue the start of paging; committed with the change that caused it. ``severity``: the level the
-    incident opened at, which the page names even if it was raised before the worker ran."""
+    incident opened at, which the page names even if it was raised before the worker ran. ``requested_by``:
+    the person who asked for the page (trigger ``REQUESTED_BY_PERSON``)."""
     at = at or utcnow()
     if trigger == "created":
         key = f"oncall.start:{incident_id}:created"
     else:
         key = f"oncall.start:{incident_id}:{trigger}:{policy or ''}:{at.isoformat()}"
-    payload = {"incident_id": incident_id, "trigger": trigger, "policy": policy, "at": at.isoformat()}
+    payload: dict[str, Any] = {
+        "incident_id": incident_id,
+        "trigger": trigger,
+        "policy": policy,
+        "at": at.isoformat(),
+    }
+    if requested_by is not None:
+        payload["requested_by"] = requested_by
     return job_service.enqueue(
         session,
         kind=START_KIND,
@@ -88,6 +102,29 @@ def request_paging(
         idempotency_key=key,
         incident_id=incident_id,
     )
+
+
+def request_reminder(session: Session, *, incident_id: int, trigger: str, at: datetime) -> list[Job]:
+    """Page the incident's responders again as a reminder (a snoozed alert still fires): the policies that
+    paged it, whichever asked for them (its severity and services, or a rule's ``page``), each from its first
+    step. A policy another took over from (severity raised) or that a level paging nobody silenced is left
+    out; with none left, the incident's policy is worked out as for a new page (which may page nobody)."""
+    policies = list(
+        session.scalars(
+            select(Escalation.policy)
+            .where(
+                Escalation.incident_id == incident_id,
+                Escalation.state.not_in([EscalationState.superseded, EscalationState.silent]),
+            )
+            .order_by(Escalation.id)
+        )
+    )
+    if not policies:
+        return [request_paging(session, incident_id=incident_id, trigger=trigger, at=at)]
+    return [
+        request_paging(session, incident_id=incident_id, trigger=trigger, policy=policy, at=at)
+        for policy in policies
+    ]
 
 
 def stop_escalations(session: Session, *, incident_id: int, reason: EscalationState, performer: str) -> int:
@@ -196,6 +233,22 @@ def _timeline(session: Session, incident: Incident, action: str, *, kind: str, d
     )
 
 
+def _note_request_not_paged(session: Session, incident: Incident, policy: str | None, why: str) -> None:
+    """A rule's page (requested by automation) the worker did not send: the timeline shows the request, so
+    it says why nobody followed it."""
+    _timeline(
+        session,
+        incident,
+        f"Page of {policy or 'the escalation policy'} requested by automation not sent: {why}",
+        kind=TimelineKind.automation,
+        data={
+            "policy": policy,
+            "status": incident.status.value,
+            "acknowledged_by": incident.acknowledged_by,
+        },
+    )
+
+
 def start_paging(
     session: Session,
     context: AppContext,
@@ -205,6 +258,7 @@ def start_paging(
     policy_name: str | None = None,
     at: datetime | None = None,
     opened_at: str | None = None,
+    requested_by: str | None = None,
 ) -> dict[str, Any]:
     org = context.org
     at = at or utcnow()
@@ -213,9 +267,21 @@ def start_paging(
     except NotFound:
         return {"skipped": "incident gone"}
     if not incident.status.is_open:
+        if trigger == REQUESTED_BY_AUTOMATION:
+            _note_request_not_paged(
+                session, incident, policy_name, f"{incident.ref} is {incident.status.value}"
+            )
         return {"skipped": f"incident is {incident.status.value}"}
-    if trigger == "created" and incident.acknowledged_at is not None:
-        # Someone took it before the worker got here: paging them now would only be noise.
+    if trigger in ("created", REQUESTED_BY_AUTOMATION) and incident.acknowledged_at is not None:
+        # Someone took it before the worker got here: paging them now would only be noise. (A page a
+        # person asked for, a snooze's reminder and a severity raise page an acknowledged incident still.)
+        if trigger == REQUESTED_BY_AUTOMATION:
+            _note_request_not_paged(
+                session,
+                incident,
+                policy_name,
+                f"{incident.ref} was acknowledged by {incident.acknowledged_by} before it went out",
+            )
         return {"skipped": f"already acknowledged by {incident.acknowledged_by}"}
     severity = incident.severity
     mode: PagingMode = service.paging_mode(org, severity)
@@ -261,7 +327,7 @@ def start_paging(
     if (
         escalation is not None
         and escalation.state == EscalationState.active
-        and trigger in ("requested", "snooze_ended")
+        and trigger in (REQUESTED_BY_AUTOMATION, REQUESTED_BY_PERSON, "snooze_ended")
         and incident.acknowledged_at is None
     ):
         return {"skipped": f"{policy.name} is already escalating"}
@@ -330,7 +396,8 @@ def start_paging(
         if opened_at and opened_at != severity
         else f"{incident.ref} opened at {severity}",
         "severity_raised": f"severity raised to {severity}",
-        "requested": "page requested by automation",
+        REQUESTED_BY_AUTOMATION: "page requested by automation",
+        REQUESTED_BY_PERSON: f"page requested by {requested_by or 'a person'}",
         "snooze_ended": "a snoozed alert still fires (reminder)",
     }.get(trigger, trigger)
     _page_until_reached(session, context, incident, policy, escalation, reason=reason, ack_by=deadline)
@@ -1096,6 +1163,7 @@ def _start_job(context: AppContext, session: Session, job: Job) -> dict[str, Any
         policy_name=payload.get("policy"),
         at=datetime.fromisoformat(payload["at"]) if payload.get("at") else utcnow(),
         opened_at=payload.get("severity"),
+        requested_by=payload.get("requested_by"),
     )
 
 

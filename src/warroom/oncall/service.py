@@ -9,6 +9,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from warroom import spans
 from warroom.db import utcnow
 from warroom.errors import InvalidInput, NotFound
 from warroom.fields import in_era
@@ -267,6 +268,11 @@ def create_override(
             f"unknown person {data.person!r}; allowed: {', '.join(known)}",
             {"field": "person", "allowed": known},
         )
+    # The limits of a maintenance window: one in the past would change nothing, and one of ten years
+    # (a typo) would keep one person on call for all of it.
+    spans.check_span(
+        "override", now=utcnow(), starts_at=data.start, ends_at=data.end, start_field="start", end_field="end"
+    )
     row = ScheduleOverride(
         schedule=config.name,
         person=data.person,

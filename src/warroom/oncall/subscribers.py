@@ -60,10 +60,27 @@ def page_raised_severity(session: Session, event: DomainEvent) -> None:
 
 @subscribe("incident.page_requested")
 def page_requested_policy(session: Session, event: DomainEvent) -> None:
+    """A policy to page beside the others: a rule's ``page`` (published by alert automation), which is not
+    sent if the incident is acknowledged before the worker gets to it, or a person's request, which is."""
     policy = event.data.get("policy")
-    if event.incident_id is not None and isinstance(policy, str) and policy:
+    if event.incident_id is None or not isinstance(policy, str) or not policy:
+        return
+    if event.performer == paging.AUTOMATION_PERFORMER:
         paging.request_paging(
-            session, incident_id=event.incident_id, trigger="requested", policy=policy, at=utcnow()
+            session,
+            incident_id=event.incident_id,
+            trigger=paging.REQUESTED_BY_AUTOMATION,
+            policy=policy,
+            at=utcnow(),
+        )
+    else:
+        paging.request_paging(
+            session,
+            incident_id=event.incident_id,
+            trigger=paging.REQUESTED_BY_PERSON,
+            policy=policy,
+            at=utcnow(),
+            requested_by=event.performer,
         )
 
 

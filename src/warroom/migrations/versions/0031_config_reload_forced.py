@@ -1,8 +1,8 @@
 """config_reloads.forced: a reload forced through the guard against a file that defines nothing that routes
 or pages, so that the other processes follow it forced too
 
-Revision ID: 0032
-Revises: 0031
+Revision ID: 0031
+Revises: 0030
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0032"
-down_revision = "0031"
+revision = "0031"
+down_revision = "0030"
 branch_labels = None
 depends_on = None
 
