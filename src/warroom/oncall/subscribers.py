@@ -65,23 +65,15 @@ def page_requested_policy(session: Session, event: DomainEvent) -> None:
     policy = event.data.get("policy")
     if event.incident_id is None or not isinstance(policy, str) or not policy:
         return
-    if event.performer == paging.AUTOMATION_PERFORMER:
-        paging.request_paging(
-            session,
-            incident_id=event.incident_id,
-            trigger=paging.REQUESTED_BY_AUTOMATION,
-            policy=policy,
-            at=utcnow(),
-        )
-    else:
-        paging.request_paging(
-            session,
-            incident_id=event.incident_id,
-            trigger=paging.REQUESTED_BY_PERSON,
-            policy=policy,
-            at=utcnow(),
-            requested_by=event.performer,
-        )
+    by_automation = event.performer == paging.AUTOMATION_PERFORMER
+    paging.request_paging(
+        session,
+        incident_id=event.incident_id,
+        trigger=paging.REQUESTED_BY_AUTOMATION if by_automation else paging.REQUESTED_BY_PERSON,
+        policy=policy,
+        at=utcnow(),
+        requested_by=None if by_automation else event.performer,
+    )
 
 
 @subscribe("incident.acknowledged")
