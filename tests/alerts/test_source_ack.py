@@ -682,3 +682,20 @@ def test_an_acknowledgement_can_be_taken_back(
     refused = api.post("/api/v1/alerts/ALR-1/unacknowledge", headers=responder)
     assert refused.status_code == 409 and "is firing, not acknowledged" in refused.text
     assert len(timeline(context)) == len(before) + 1
+
+
+def test_an_alert_acknowledged_and_resolved_in_one_delivery_does_not_acknowledge_its_incident(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    """A delivery that fires, acknowledges and resolves one key: by the time automation looks, the incident
+    has no open alert left, so there is nothing its acknowledgement could stand for. Before, the timeline said
+    "every open alert of INC-1 is acknowledged ()", listing none, and automation acknowledged the incident."""
+    clock.set(T0)
+    base = {"summary": "checkout 5xx", "severity": "critical", "service": "api", "dedup_key": "blip"}
+    body = [base, {**base, "status": "acknowledged"}, {**base, "status": "resolved"}]
+    response = api.post(f"/api/v1/alerts?key={generic_key}", json=body)
+    assert response.status_code == 202, response.text
+    actions = [entry.action for entry in timeline(context)]
+    assert not any("every open alert" in action for action in actions), actions
+    assert ack_entries(context) == []
+    assert incident(context).acknowledged_at is None
