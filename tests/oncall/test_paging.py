@@ -252,6 +252,29 @@ def test_a_raise_before_the_first_page_pages_once(context: AppContext) -> None:
     assert len(paged) == 1 and f"INC-{incident_id} opened at P2, since raised to P1" in paged[0], paged
 
 
+def test_a_raise_whose_job_runs_before_the_opening_page_names_both_levels(context: AppContext) -> None:
+    """On PostgreSQL a worker runs a batch's jobs at once, and the raise's job can take the incident before
+    the opening page's. Its page is then the incident's first, so it says both levels, and the opening's job
+    pages nobody again."""
+    clock.set(T0)
+    worker = Worker(context, name="w1", concurrency=1)
+    incident_id = open_incident(context, severity="P2")
+    with context.db.write() as session:
+        incident_service.update_incident(
+            session, org=context.org, ref=incident_id, data=IncidentUpdate(severity="P1"), performer="tester"
+        )
+    with context.db.write() as session:
+        raise_job = session.scalars(
+            select(Job).where(Job.kind == START_KIND, Job.payload["trigger"].as_string() == "severity_raised")
+        ).one()
+        paging.start_paging(session, context, incident_id=incident_id, trigger="severity_raised", at=T0)
+        raise_job.status = JobStatus.done  # as the worker would mark it
+    run_at(worker, T0)
+    assert sent(context, incident_id) == [("carol", "email", 1, 1)]
+    paged = [e.action for e in timeline(context, incident_id) if e.action.startswith("Paged")]
+    assert len(paged) == 1 and f"INC-{incident_id} opened at P2, since raised to P1" in paged[0], paged
+
+
 def test_page_requested_by_automation(context: AppContext) -> None:
     clock.set(T0)
     worker = Worker(context, name="w1")

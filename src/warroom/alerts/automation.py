@@ -1258,16 +1258,14 @@ def _acknowledge_with_alerts(
             .order_by(Alert.id)
         ).all()
         firing = [alert_id for alert_id, status, _, _ in open_alerts if status == AlertStatus.firing]
-        if not open_alerts:
-            # Acknowledged and resolved in one delivery: the resolve settles the incident, and an
-            # acknowledgement with no open alert behind it would stand for nothing.
-            pass
-        elif firing:
+        # No open alert left (acknowledged and resolved in one delivery): the resolve settles the incident,
+        # and an acknowledgement with no open alert behind it would stand for nothing.
+        if firing:
             still = _refs([f"ALR-{alert_id}" for alert_id in firing])
             verb = "fires" if len(firing) == 1 else "fire"
             action += f"; {incident.ref} stays unacknowledged: {still} still {verb}"
             data["still_firing"] = firing
-        else:
+        elif open_alerts:
             acknowledged = [
                 f"ALR-{alert_id} ({f'by {person}' if person else source})"
                 for alert_id, _, source, person in open_alerts

@@ -28,7 +28,7 @@ from warroom.errors import InvalidInput, NotFound
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import Incident, TimelineEntry, TimelineKind
 from warroom.jobs import service as job_service
-from warroom.jobs.models import Job
+from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.service import job_handler
 from warroom.notify import service as notify_service
 from warroom.notify.models import Delivery, DeliveryStatus
@@ -69,6 +69,10 @@ _MODE_TEXT = {
 # --- requests (called from event subscribers, inside the incident's transaction) -----------------
 
 
+def _opening_key(incident_id: int) -> str:
+    return f"oncall.start:{incident_id}:created"
+
+
 def request_paging(
     session: Session,
     *,
@@ -84,7 +88,7 @@ def request_paging(
     the person who asked for the page (trigger ``REQUESTED_BY_PERSON``)."""
     at = at or utcnow()
     if trigger == "created":
-        key = f"oncall.start:{incident_id}:created"
+        key = _opening_key(incident_id)
     else:
         key = f"oncall.start:{incident_id}:{trigger}:{policy or ''}:{at.isoformat()}"
     payload: dict[str, Any] = {
@@ -340,6 +344,14 @@ def start_paging(
         # It started at this level already: the raise came before the worker paged for the opening.
         return {"skipped": f"{policy.name} is already escalating at {severity}"}
 
+    reason_trigger = trigger
+    if trigger == "severity_raised" and escalation is None:
+        opening = _opening_start_not_run(session, incident.id)
+        if opening is not None:
+            # The raise's job ran before the opening page's (a worker runs a batch at once): this is the
+            # incident's first page, so it says both levels; the opening's job then finds it started.
+            reason_trigger, opened_at = "created", opening.payload.get("severity") or opened_at
+
     # After a severity change the new policy takes over from any other still running; an extra policy
     # requested by automation runs alongside.
     others: list[Escalation] = []
@@ -399,10 +411,21 @@ def start_paging(
         REQUESTED_BY_AUTOMATION: "page requested by automation",
         REQUESTED_BY_PERSON: f"page requested by {requested_by or 'a person'}",
         "snooze_ended": "a snoozed alert still fires (reminder)",
-    }.get(trigger, trigger)
+    }.get(reason_trigger, reason_trigger)
     _page_until_reached(session, context, incident, policy, escalation, reason=reason, ack_by=deadline)
     _schedule_check(session, incident, escalation, deadline)
     return {"policy": policy.name, "mode": mode, "cycle": escalation.cycle, "deadline": deadline.isoformat()}
+
+
+def _opening_start_not_run(session: Session, incident_id: int) -> Job | None:
+    """The job that pages for the incident's opening, while it has not run yet (pending, or waiting on the
+    incident's lock this job holds)."""
+    return session.scalar(
+        select(Job).where(
+            Job.idempotency_key == _opening_key(incident_id),
+            Job.status.in_([JobStatus.pending, JobStatus.running]),
+        )
+    )
 
 
 def note_nobody_paged(session: Session, org: OrgConfig, incident: Incident, at: datetime) -> None:
