@@ -34,6 +34,7 @@ from warroom.oncall.schemas import (
     IncidentPaging,
     OnCallRead,
     OverrideRead,
+    PageRequested,
     ShiftRead,
 )
 from warroom.orgconfig import ConfigStatus
@@ -240,6 +241,12 @@ class Client:
 
     def incident_pages(self, ref: str) -> IncidentPaging:
         return IncidentPaging.model_validate(self.request("GET", f"/api/v1/incidents/{seg(ref)}/pages"))
+
+    def request_page(self, ref: str, *, policy: str | None = None, note: str | None = None) -> PageRequested:
+        body = {"policy": policy, "note": note}
+        return PageRequested.model_validate(
+            self.request("POST", f"/api/v1/incidents/{seg(ref)}/pages", json=body)
+        )
 
     # --- notifications ---
 

@@ -59,6 +59,12 @@ def test_a_resolved_alert_is_promoted_only_when_forced(
     assert f"ALR-{disk['id']} promoted to INC-1" in forced.output
     incident = api.get("/api/v1/incidents/INC-1", headers=responder).json()
     assert incident["status"] == "investigating"  # as a promotion always opens one
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=responder).json()
+    attached = [e["action"] for e in timeline if e["action"].startswith(f"Alert ALR-{disk['id']}")]
+    assert attached and attached[0].endswith(
+        "; it had resolved at 2026-03-02 10:05 UTC by its source (generic), "
+        "and responder-user promoted it anyway"
+    ), attached
 
 
 def test_a_resolved_alert_on_an_incident_needs_force_and_move(

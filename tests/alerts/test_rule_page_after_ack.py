@@ -13,14 +13,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tests.alerts.test_source_ack import T0, incident, pd, pd_ack, pd_trigger, run_at, sent_pages, timeline
-from warroom.alerts import automation
 from warroom.clock import clock
 from warroom.context import AppContext
-from warroom.events import DomainEvent, publish
 from warroom.jobs.models import Job
 from warroom.jobs.worker import Worker
 from warroom.oncall import paging
 from warroom.oncall.models import Escalation
+from warroom.oncall.schemas import PageRequest
 
 # The QA report's alert: the example org's rule critical-monitoring opens an incident and pages
 # platform-escalation for it (the database service's owner team has no policy of its own).
@@ -137,7 +136,13 @@ def test_a_page_a_person_asks_for_is_sent_even_when_acknowledged(
     fire(api, generic_key, ALERT)
     assert api.post("/api/v1/incidents/INC-1/ack", headers=admin).status_code == 200
     with context.db.write() as session:
-        publish(session, DomainEvent("incident.page_requested", 1, "carol", {"policy": "database-experts"}))
+        paging.request_page_by_person(
+            session,
+            context.org,
+            ref="INC-1",
+            request=PageRequest(policy="database-experts"),
+            performer="carol",
+        )
     run_at(Worker(context, name="w1"), T0 + timedelta(seconds=5))
     # The rule's page is not sent; the one carol asked for is (carol and frank by email; slack waits 5m).
     assert sorted(p[0] for p in sent_pages(context)) == ["carol", "frank"]
@@ -148,7 +153,3 @@ def test_a_page_a_person_asks_for_is_sent_even_when_acknowledged(
     run_at(Worker(context, name="w1"), T0 + timedelta(hours=3))
     assert {p[3] for p in sent_pages(context)} == {1}
     assert escalations(context) == [("database-experts", "acknowledged")]
-
-
-def test_automation_publishes_page_requests_as_the_performer_paging_treats_as_automation() -> None:
-    assert automation.PERFORMER == paging.AUTOMATION_PERFORMER

@@ -126,3 +126,13 @@ def test_page_by_smtp_then_ack_from_the_cli(server: dict[str, str], smtp: SmtpSe
     actions = [e["action"] for e in timeline]
     assert any(a.startswith("Paged step 1 of platform-escalation") for a in actions)
     assert any(a.startswith("Escalation stopped (acknowledged)") for a in actions)
+
+    # A responder asks for the database experts too: frank's page says who asked and why.
+    asked = cli(server, "oncall", "page", ref, "--policy", "database-experts", "--note", "replication lag")
+    assert f"page of database-experts requested for {ref}" in asked.stdout, asked.stdout
+    wait_until(lambda: inbox.to("frank@acme.example"), timeout=20)
+    [expert_mail] = inbox.to("frank@acme.example")
+    text = expert_mail.get_body("plain").get_content()  # type: ignore[union-attr]
+    assert "asked for this page: replication lag" in text, text
+    unknown = cli(server, "oncall", "page", ref, "--policy", "dba", ok=False)
+    assert unknown.returncode == 1 and "no escalation policy 'dba'" in unknown.stderr, unknown.stderr

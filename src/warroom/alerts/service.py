@@ -896,19 +896,27 @@ def promote(
     )
     if previous is not None:
         _say_moved(session, previous, alert, incident, performer=performer)
-    moved = f" (moved from {previous.ref})" if previous else ""
-    automation.attach(session, incident, alert, performer=performer, note=moved)
+    note = f" (moved from {previous.ref})" if previous else ""
+    if alert.status == AlertStatus.resolved:
+        # Forced: whoever reads the incident later sees that its alert was already over when it opened.
+        note += f"; it had resolved{_resolved_when_by(alert)}, and {performer} promoted it anyway"
+    automation.attach(session, incident, alert, performer=performer, note=note)
     session.flush()
     return alert, incident
 
 
-def _resolved_promotion(alert: Alert) -> Conflict:
-    """409 for promoting an alert that resolved, saying when and by whom, and how to promote it anyway."""
+def _resolved_when_by(alert: Alert) -> str:
     when = f" at {_when(alert.resolved_at)}" if alert.resolved_at else ""
     by = f" by {alert.resolved_by}" if alert.resolved_by else f" by its source ({alert.source})"
+    return when + by
+
+
+def _resolved_promotion(alert: Alert) -> Conflict:
+    """409 for promoting an alert that resolved, saying when and by whom, and how to promote it anyway."""
     return Conflict(
-        f"{alert.ref} resolved{when}{by}: promoting it would open an investigating incident for a "
-        'problem that is over. To open one anyway, force it (warroom alerts promote --force; "force": true)',
+        f"{alert.ref} resolved{_resolved_when_by(alert)}: promoting it would open an investigating incident "
+        "for a problem that is over. To open one anyway, force it "
+        '(warroom alerts promote --force; "force": true)',
         {
             "field": "alert",
             "status": alert.status.value,

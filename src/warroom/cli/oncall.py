@@ -168,6 +168,32 @@ def policies(as_json: JsonFlag = False) -> None:
     )
 
 
+@oncall_app.command("page")
+def page(
+    ref: Annotated[str, typer.Argument(help="Incident, e.g. INC-7.")],
+    policy: Annotated[
+        str | None,
+        typer.Option("--policy", help="Escalation policy to page (default: the incident's own)."),
+    ] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Why, in one line; the page shows it.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Page an escalation policy for an incident now: another team's experts, or the incident's own policy
+    again after it was acknowledged or ran out of steps."""
+    with api_errors(), Client() as client:
+        requested = client.request_page(ref, policy=policy, note=note)
+    emit(
+        as_json,
+        requested,
+        lambda: console.print(
+            escape(
+                f"page of {requested.policy} requested for {requested.incident}; "
+                f"follow it with: warroom oncall pages {requested.incident}"
+            )
+        ),
+    )
+
+
 @oncall_app.command("pages")
 def pages(
     ref: Annotated[str, typer.Argument(help="Incident, e.g. INC-7.")], as_json: JsonFlag = False
@@ -179,9 +205,17 @@ def pages(
     def render() -> None:
         table(
             f"Escalations of {result.incident}",
-            ["policy", "mode", "state", "pass", "step", "next check"],
+            ["policy", "mode", "state", "pass", "step", "next check", "asked for by"],
             [
-                (e.policy, e.mode, e.state, e.pass_number, e.step, when(e.next_check_at))
+                (
+                    e.policy,
+                    e.mode,
+                    e.state,
+                    e.pass_number,
+                    e.step,
+                    when(e.next_check_at),
+                    f"{e.requested_by}: {e.request_note}" if e.request_note else e.requested_by or "",
+                )
                 for e in result.escalations
             ],
         )

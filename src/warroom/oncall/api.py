@@ -17,6 +17,8 @@ from warroom.oncall.schemas import (
     OnCallRead,
     OverrideCreate,
     OverrideRead,
+    PageRequest,
+    PageRequested,
     PersonRead,
     ScheduleRead,
     ShiftRead,
@@ -102,6 +104,16 @@ def incident_pages(ref: str, context: Context, _: Responder) -> IncidentPaging:
     # Responder, like notifications: it lists people's addresses.
     with context.db.read() as session:
         return paging.incident_paging(session, ref=ref)
+
+
+@router.post("/incidents/{ref}/pages", response_model=PageRequested, status_code=status.HTTP_202_ACCEPTED)
+def request_page(ref: str, body: PageRequest, context: Context, principal: Responder) -> PageRequested:
+    """Page an escalation policy for the incident now (the worker sends it within seconds). 409 while that
+    policy is still paging an unacknowledged incident, or when the incident is resolved."""
+    with context.db.write() as session:
+        return paging.request_page_by_person(
+            session, context.org, ref=ref, request=body, performer=principal.name
+        )
 
 
 _PAGE = """<!doctype html>

@@ -61,6 +61,10 @@ class Escalation(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A run a person asked for (``warroom oncall page``): who, and their one-line why, which every page of
+    # the run carries, so the expert paged at 3 a.m. knows what is wanted of them.
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    request_note: Mapped[str | None] = mapped_column(String(300))
 
 
 class PageStatus(enum.StrEnum):

@@ -24,7 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warroom.db import utcnow
-from warroom.errors import InvalidInput, NotFound
+from warroom.errors import Conflict, InvalidInput, NotFound
+from warroom.events import DomainEvent, publish
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import Incident, TimelineEntry, TimelineKind
 from warroom.jobs import service as job_service
@@ -36,7 +37,7 @@ from warroom.oncall import service
 from warroom.oncall.config import EscalationPolicyConfig, PagingMode
 from warroom.oncall.links import AckClaim, ack_url, make_ack_token, verify_ack_token
 from warroom.oncall.models import Escalation, EscalationState, Page, PageStatus
-from warroom.oncall.schemas import EscalationRead, IncidentPaging, PageRead
+from warroom.oncall.schemas import EscalationRead, IncidentPaging, PageRead, PageRequest, PageRequested
 from warroom.orgconfig import OrgConfig
 from warroom.severity import service as severity_service
 
@@ -56,7 +57,6 @@ MIN_ACK_WINDOW = timedelta(minutes=1)
 # alert automation) is not sent once the incident is acknowledged, a page a person asked for is.
 REQUESTED_BY_AUTOMATION = "requested"
 REQUESTED_BY_PERSON = "requested_by_person"
-AUTOMATION_PERFORMER = "automation"  # who alert automation publishes as (warroom.alerts.automation.PERFORMER)
 
 _MODE_TEXT = {
     "all_hands": "all hands",
@@ -82,6 +82,7 @@ def request_paging(
     at: datetime | None = None,
     severity: str | None = None,
     requested_by: str | None = None,
+    note: str | None = None,
 ) -> Job:
     """Enqueue the start of paging; committed with the change that caused it. ``severity``: the level the
     incident opened at, which the page names even if it was raised before the worker ran. ``requested_by``:
@@ -99,6 +100,8 @@ def request_paging(
     }
     if requested_by is not None:
         payload["requested_by"] = requested_by
+    if note:
+        payload["note"] = note
     return job_service.enqueue(
         session,
         kind=START_KIND,
@@ -106,6 +109,74 @@ def request_paging(
         idempotency_key=key,
         incident_id=incident_id,
     )
+
+
+def request_page_by_person(
+    session: Session, org: OrgConfig, *, ref: str, request: PageRequest, performer: str
+) -> PageRequested:
+    """A person's page: checked here so that the answer says at once why nobody would be paged, then
+    started by the worker like any other (it pages an acknowledged incident too, informing without
+    chasing)."""
+    incident = incident_service.get_incident(session, ref, for_update=True)
+    if not incident.status.is_open:
+        raise Conflict(
+            f"{incident.ref} is {incident.status.value}; reopen it before paging anyone for it",
+            {"status": incident.status.value},
+        )
+    if request.policy:
+        try:
+            policy = service.get_policy(org, request.policy)
+        except NotFound as exc:
+            raise InvalidInput(exc.message, exc.details) from None
+    else:
+        found = service.policy_for_incident(org, incident.severity, incident.service_names)
+        if found is None:
+            raise InvalidInput(
+                f"no escalation policy covers {incident.severity} for {incident.ref}'s services; "
+                "name the policy to page",
+                {"severity": incident.severity, "services": incident.service_names},
+            )
+        policy = found
+    running = session.scalar(
+        select(Escalation).where(
+            Escalation.incident_id == incident.id,
+            Escalation.policy == policy.name,
+            Escalation.state == EscalationState.active,
+        )
+    )
+    if running is not None and incident.acknowledged_at is None:
+        due = f", next step due {running.next_check_at:%H:%M} UTC" if running.next_check_at else ""
+        raise Conflict(
+            f"{policy.name} is already paging {incident.ref} (at step {running.step}{due}); "
+            "it goes on until someone acknowledges",
+            {
+                "policy": policy.name,
+                "step": running.step,
+                "next_check_at": running.next_check_at.isoformat() if running.next_check_at else None,
+            },
+        )
+    action = f"Page requested by {performer}: escalation policy {policy.name}"
+    if request.note:
+        action += f" ({request.note})"
+    incident_service.append_timeline(
+        session,
+        incident,
+        performer=performer,
+        kind=TimelineKind.page,
+        action=action,
+        data={"policy": policy.name, "note": request.note},
+    )
+    session.flush()
+    publish(
+        session,
+        DomainEvent(
+            "incident.page_requested",
+            incident.id,
+            performer,
+            {"policy": policy.name, "requested_by": performer, "note": request.note},
+        ),
+    )
+    return PageRequested(incident=incident.ref, policy=policy.name, requested_by=performer, note=request.note)
 
 
 def request_reminder(session: Session, *, incident_id: int, trigger: str, at: datetime) -> list[Job]:
@@ -263,6 +334,7 @@ def start_paging(
     at: datetime | None = None,
     opened_at: str | None = None,
     requested_by: str | None = None,
+    note: str | None = None,
 ) -> dict[str, Any]:
     org = context.org
     at = at or utcnow()
@@ -399,6 +471,11 @@ def start_paging(
         escalation.state = EscalationState.active
         escalation.updated_at = now
 
+    # Every page of the run says who asked for it and why; a run started otherwise says nothing of the kind.
+    by_person = trigger == REQUESTED_BY_PERSON
+    escalation.requested_by = (requested_by or "a person") if by_person else None
+    escalation.request_note = note if by_person else None
+
     first_delay = policy.steps[0].delay if policy.steps else timedelta(minutes=15)
     deadline = severity_service.response_due_at(org, severity, at, incident.service_names) or at + first_delay
     # A start that ran late (the worker was down) still gives the first step a moment to answer.
@@ -409,7 +486,8 @@ def start_paging(
         else f"{incident.ref} opened at {severity}",
         "severity_raised": f"severity raised to {severity}",
         REQUESTED_BY_AUTOMATION: "page requested by automation",
-        REQUESTED_BY_PERSON: f"page requested by {requested_by or 'a person'}",
+        REQUESTED_BY_PERSON: f"page requested by {requested_by or 'a person'}"
+        + (f": {note}" if note else ""),
         "snooze_ended": "a snoozed alert still fires (reminder)",
     }.get(reason_trigger, reason_trigger)
     _page_until_reached(session, context, incident, policy, escalation, reason=reason, ack_by=deadline)
@@ -642,10 +720,19 @@ def _waited(delay: timedelta) -> str:
 
 
 def page_context(
-    context: AppContext, incident: Incident, page: Page, ack_by: datetime | None
+    context: AppContext,
+    incident: Incident,
+    page: Page,
+    ack_by: datetime | None,
+    escalation: Escalation | None = None,
 ) -> dict[str, Any]:
     """What the page template (notify's ``page``) sees besides ``incident``."""
     org = context.org
+    reason = f"{page.via} (step {page.step} of {page.policy})"
+    if escalation is not None and escalation.requested_by:
+        reason += f"; {escalation.requested_by} asked for this page" + (
+            f": {escalation.request_note}" if escalation.request_note else ""
+        )
     level = org.severity(incident.severity)
     person = next((p for p in org.people if p.name == page.person), None)
     token = make_ack_token(
@@ -680,7 +767,7 @@ def page_context(
         "cycle": page.cycle,
         "ack_url": ack_url(base, token),
         "ack_by": f"{ack_by:%Y-%m-%d %H:%M} UTC" if ack_by else None,
-        "reason": f"{page.via} (step {page.step} of {page.policy})",
+        "reason": reason,
         "incident_url": f"{base}/api/v1/incidents/{incident.ref}",
     }
 
@@ -697,7 +784,13 @@ def _deliver(
             channel=page.channel,
             to=page.to,
             template=PAGE_TEMPLATE,
-            context=page_context(context, incident, page, ack_by),
+            context=page_context(
+                context,
+                incident,
+                page,
+                ack_by,
+                session.get(Escalation, page.escalation_id) if page.escalation_id else None,
+            ),
             incident_id=incident.id,
             idempotency_key=page.key,
         )
@@ -1187,6 +1280,7 @@ def _start_job(context: AppContext, session: Session, job: Job) -> dict[str, Any
         at=datetime.fromisoformat(payload["at"]) if payload.get("at") else utcnow(),
         opened_at=payload.get("severity"),
         requested_by=payload.get("requested_by"),
+        note=payload.get("note"),
     )
 
 

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
+from warroom.fields import NonBlank, VisibleLine
 from warroom.timezones import OffsetDatetime
 
 
@@ -129,6 +130,10 @@ class EscalationRead(BaseModel):
     step: int
     started_at: datetime
     next_check_at: datetime | None
+    requested_by: str | None = Field(
+        description="The person who asked for this run of the policy, if one did."
+    )
+    request_note: str | None = Field(description="Their reason, which the run's pages carry.")
 
     @computed_field(description="The pass through the steps of this run, as the timeline numbers it.")
     def pass_number(self) -> int:
@@ -160,3 +165,25 @@ class IncidentPaging(BaseModel):
     incident: str
     escalations: list[EscalationRead]
     pages: list[PageRead]
+
+
+class PageRequest(BaseModel):
+    """A person asks for a page: another team's policy (a database expert for replication lag), or the
+    incident's own again after it was acknowledged or its escalation ran out."""
+
+    model_config = ConfigDict(extra="forbid")
+    policy: NonBlank | None = Field(
+        default=None,
+        max_length=200,
+        description="The escalation policy to page; default: the incident's own (severity and services).",
+    )
+    note: VisibleLine | None = Field(
+        default=None, max_length=300, description="Why, in one line; the page and the timeline show it."
+    )
+
+
+class PageRequested(BaseModel):
+    incident: str
+    policy: str
+    requested_by: str
+    note: str | None

@@ -65,14 +65,17 @@ def page_requested_policy(session: Session, event: DomainEvent) -> None:
     policy = event.data.get("policy")
     if event.incident_id is None or not isinstance(policy, str) or not policy:
         return
-    by_automation = event.performer == paging.AUTOMATION_PERFORMER
+    # A person's request names them (``paging.request_page_by_person``); a rule's does not.
+    requested_by = event.data.get("requested_by")
+    note = event.data.get("note")
     paging.request_paging(
         session,
         incident_id=event.incident_id,
-        trigger=paging.REQUESTED_BY_AUTOMATION if by_automation else paging.REQUESTED_BY_PERSON,
+        trigger=paging.REQUESTED_BY_PERSON if requested_by else paging.REQUESTED_BY_AUTOMATION,
         policy=policy,
         at=utcnow(),
-        requested_by=None if by_automation else event.performer,
+        requested_by=str(requested_by) if requested_by else None,
+        note=str(note) if note else None,
     )
 
 
