@@ -124,8 +124,8 @@ def test_bad_overrides_change_nothing(api: TestClient, responder: dict[str, str]
             "the override would already be over",
         ),
         ({**good, "start": "2026-03-01T10:00:00Z", "end": "2026-03-02T09:00:00Z"}, 422, "already be over"),
-        ({**good, "end": "2036-03-02T12:00:00Z"}, 422, "an override lasts at most 7d (this one would last"),
-        ({**good, "end": "2026-03-09T10:00:01Z"}, 422, "at most 7d"),
+        ({**good, "end": "2036-03-02T12:00:00Z"}, 422, "an override lasts at most 31d (this one would last"),
+        ({**good, "end": "2026-04-02T10:00:01Z"}, 422, "at most 31d"),
         (
             {**good, "start": "2026-06-01T09:00:01Z", "end": "2026-06-01T12:00:00Z"},
             422,
@@ -138,10 +138,10 @@ def test_bad_overrides_change_nothing(api: TestClient, responder: dict[str, str]
         assert mention in response.text
     assert api.post("/api/v1/oncall/nope/overrides", json=good, headers=responder).status_code == 404
     assert api.get(path, params={"include_past": True}, headers=responder).json() == []
-    # At the limits: begun already but still running, exactly 7 days, exactly 90 days ahead.
+    # At the limits: begun already but still running, exactly 31 days, exactly 90 days ahead.
     for start, end in [
         ("2026-03-02T08:00:00Z", "2026-03-02T09:00:01Z"),
-        ("2026-03-02T10:00:00Z", "2026-03-09T10:00:00Z"),
+        ("2026-03-02T10:00:00Z", "2026-04-02T10:00:00Z"),
         ("2026-05-31T09:00:00Z", "2026-05-31T12:00:00Z"),
     ]:
         answer = api.post(path, json={**good, "start": start, "end": end}, headers=responder)

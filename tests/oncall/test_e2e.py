@@ -99,7 +99,7 @@ def test_oncall_cli(server: dict[str, str]) -> None:
     assert past.returncode == 1 and "the override would already be over (422" in past.stderr, past.stderr
     long = cli(server, "oncall", "override", "platform-primary", "--person", "frank",
                "--start", f"{day}T09:00Z", "--end", "2036-12-07T11:00Z", ok=False)  # fmt: skip
-    assert long.returncode == 1 and "an override lasts at most 7d" in long.stderr, long.stderr
+    assert long.returncode == 1 and "an override lasts at most 31d" in long.stderr, long.stderr
     assert json.loads(cli(server, "oncall", "overrides", "platform-primary", "--all", "--json").stdout) == []
     missing = cli(server, "oncall", "shifts", "nope", ok=False)
     assert missing.returncode == 1 and "no schedule 'nope'" in missing.stderr

@@ -42,6 +42,7 @@ from warroom.oncall.schemas import (
 from warroom.orgconfig import OrgConfig
 
 MAX_SHIFTS = 200
+OVERRIDE_MAX_LENGTH = timedelta(days=31)
 
 
 # --- people and teams ------------------------------------------------------------------------------
@@ -268,10 +269,17 @@ def create_override(
             f"unknown person {data.person!r}; allowed: {', '.join(known)}",
             {"field": "person", "allowed": known},
         )
-    # The limits of a maintenance window: one in the past would change nothing, and one of ten years
-    # (a typo) would keep one person on call for all of it.
+    # The limits of a maintenance window, but up to a month long (a holiday's cover; a weekly shift across a
+    # clock change is a week and an hour): one in the past would change nothing, and one of ten years (a
+    # typo) would keep one person on call for all of it.
     spans.check_span(
-        "override", now=utcnow(), starts_at=data.start, ends_at=data.end, start_field="start", end_field="end"
+        "override",
+        now=utcnow(),
+        starts_at=data.start,
+        ends_at=data.end,
+        start_field="start",
+        end_field="end",
+        max_length=OVERRIDE_MAX_LENGTH,
     )
     row = ScheduleOverride(
         schedule=config.name,
