@@ -419,6 +419,32 @@ def test_a_reload_names_the_incidents_escalating_on_a_policy_it_drops(
     assert warning in caplog.text
 
 
+def test_a_reload_names_the_open_incidents_whose_rule_it_drops_or_renames(
+    api: TestClient, context: AppContext, org_file: Path, admin: dict[str, str]
+) -> None:
+    """A group is its rule's name and group-by values: a renamed rule's next alert opens a new incident
+    beside the open one. The reload says which incidents stop gathering alerts."""
+    key = make_key(context, "generic")
+    for service in ("queue", "cache"):
+        alert = {"summary": "errors", "severity": "critical", "service": service, "dedup_key": service}
+        assert api.post(f"/api/v1/alerts?key={key}", json=alert).status_code == 202
+    unchanged = api.post("/api/v1/config/reload", headers=admin)
+    assert unchanged.status_code == 200 and unchanged.json()["warnings"] == [], unchanged.text
+
+    org_file.write_text(org_file.read_text().replace("name: critical-monitoring", "name: critical-alerts"))
+    reloaded = api.post("/api/v1/config/reload", headers=admin)
+    assert reloaded.status_code == 200, reloaded.text
+    assert reloaded.json()["warnings"] == [
+        "rule 'critical-monitoring' is not in the new file but groups alerts into 2 open incidents "
+        "(INC-1, INC-2); their next alerts open new incidents instead of joining them "
+        "(a renamed rule starts new groups)"
+    ]
+    # As the warning says: the same group's next alert opens INC-3.
+    again = {"summary": "errors", "severity": "critical", "service": "queue", "dedup_key": "queue-2"}
+    answer = api.post(f"/api/v1/alerts?key={key}", json=again)
+    assert answer.json()["alerts"][0]["incident"] == "INC-3", answer.text
+
+
 def test_a_reload_moves_heartbeat_deadlines_and_schedule_chains(
     api: TestClient, context: AppContext, org_file: Path, admin: dict[str, str], viewer: dict[str, str]
 ) -> None:

@@ -27,6 +27,7 @@ import threading
 
 from sqlalchemy import func, select
 
+from warroom.alerts import automation
 from warroom.alerts.digest import schedule_digest
 from warroom.alerts.expiry import schedule_sweeps
 from warroom.alerts.heartbeats import follow_org_file, watch_unpinged
@@ -111,8 +112,9 @@ def refuse_routing_nothing(running: OrgConfig, new: OrgConfig, path: str, *, for
 
 
 def reload_warnings(context: AppContext, new: OrgConfig) -> list[str]:
-    """What a reload to ``new`` is worth a look for: sections it empties, and escalations running on policies
-    it no longer has (the database is read for those; if it cannot be now, that is said instead)."""
+    """What a reload to ``new`` is worth a look for: sections it empties, escalations running on policies it
+    no longer has, and alert groups of rules it drops (the database is read for those two; if it cannot be
+    now, that is said instead)."""
     before = _sections(context.org)
     warnings = [
         f"it has no {section}, where the running file has {before[section]}"
@@ -122,8 +124,9 @@ def reload_warnings(context: AppContext, new: OrgConfig) -> list[str]:
     try:
         with context.db.read() as session:
             warnings.extend(paging.escalations_losing_policy(session, new))
+            warnings.extend(automation.groups_losing_rule(session, context.org, new))
     except Exception as exc:  # a database down for a moment: the file is taken either way
-        warnings.append(f"could not look for escalations running on policies the file drops ({exc})")
+        warnings.append(f"could not look for escalations and alert groups the file's changes cut off ({exc})")
     return warnings
 
 

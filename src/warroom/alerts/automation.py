@@ -320,6 +320,39 @@ def _open_group_incident(session: Session, key: str, window: timedelta) -> int |
     )
 
 
+def groups_losing_rule(session: Session, running: OrgConfig, new: OrgConfig) -> list[str]:
+    """Before a reload to ``new``: the rules of ``running`` that it drops (or renames) while their groups
+    still gather alerts into open incidents. A group is its rule's name and its group-by values, so the next
+    alert of such a group opens a new incident instead of joining its old one: worth a warning."""
+    kept = {rule.name for rule in new.automation.rules}
+    warnings = []
+    for rule in running.automation.rules:
+        if rule.name in kept or rule.incident is None:
+            continue
+        window = group_window(running.automation, rule.incident)
+        if window <= timedelta(0):
+            continue  # it grouped nothing
+        prefix = f"{rule.name}|"
+        refs = session.scalars(
+            select(Incident.id)
+            .join(Alert, Alert.incident_id == Incident.id)
+            .where(
+                Incident.status.in_(OPEN_STATUSES),
+                func.substr(Alert.group_key, 1, len(prefix)) == prefix,
+                Alert.last_seen_at >= utcnow() - window,
+            )
+            .distinct()
+            .order_by(Incident.id)
+        ).all()
+        if refs:
+            warnings.append(
+                f"rule {rule.name!r} is not in the new file but groups alerts into {len(refs)} open "
+                f"incident{'s' if len(refs) > 1 else ''} ({_refs([f'INC-{ref}' for ref in refs])}); their "
+                "next alerts open new incidents instead of joining them (a renamed rule starts new groups)"
+            )
+    return warnings
+
+
 def dependency_chains(org: OrgConfig, service: str) -> dict[str, list[str]]:
     """Every service that ``service`` depends on, directly or through others (``services[].dependencies``),
     with the shortest chain to it: ``{"database": ["frontend", "api", "database"]}``."""
