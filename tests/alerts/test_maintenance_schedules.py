@@ -235,6 +235,49 @@ def test_a_changed_rule_moves_the_chain_and_cancels_the_windows_it_no_longer_has
     assert waiting_occurrences(context) == ["2026-03-05T20:00:00+00:00"]
 
 
+def test_a_window_not_started_follows_what_its_schedule_covers_and_how_long_it_lasts(
+    context: AppContext, generic_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """nightly's window for tonight (23:00 Berlin) exists at 11:00 UTC. The file changes its services to
+    queue, its reason, and shortens it to 1h: the window, not started, takes all three, and its release
+    moves to the new end. A running window keeps what it had."""
+    with_schedules(context, NIGHTLY)
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    with TestClient(create_app(context=context)) as api:
+        run_at(worker, T0)
+        tonight = datetime(2026, 3, 2, 22, 0, tzinfo=UTC)
+        with_schedules(
+            context, {**NIGHTLY, "services": ["queue"], "reason": "queue compaction", "duration": "1h"}
+        )
+        reload.start_recurring(context)
+        with context.db.read() as session:
+            window = session.scalars(select(MaintenanceWindow)).one()
+            assert (window.services, window.reason, window.ends_at) == (
+                ["queue"],
+                "queue compaction",
+                tonight + timedelta(hours=1),
+            )
+            release = session.scalars(select(Job).where(Job.kind == maintenance.RELEASE_KIND)).one()
+            assert release.run_at == tonight + timedelta(hours=1)
+        assert f"changed: {window.ref} (2026-03-02 22:00 UTC) follows it" in caplog.text
+        # During it, queue alerts are held and search alerts are not.
+        clock.set(tonight + timedelta(minutes=30))
+        held = [
+            api.post(
+                f"/api/v1/alerts?key={generic_key}",
+                json={"summary": "lag", "severity": "critical", "service": service, "dedup_key": service},
+            ).json()["alerts"][0]["incident"]
+            for service in ("queue", "search")
+        ]
+        assert held[0] is None and held[1] is not None, held
+        # Once running, a change to the file leaves it as it is.
+        with_schedules(context, {**NIGHTLY, "services": ["cache"]})
+        reload.start_recurring(context)
+        with context.db.read() as session:
+            assert session.get(MaintenanceWindow, window.id).services == ["queue"]  # type: ignore[union-attr]
+
+
 def test_a_changed_rule_takes_effect_before_the_next_old_occurrence(context: AppContext) -> None:
     """The chain waits for tomorrow's 23:00 window (today's exists); changed to 21:00, the next window is
     tomorrow's 21:00, not one more at 23:00 (the job that was waiting is cancelled)."""

@@ -359,8 +359,8 @@ def follow_schedules(session: Session, org: OrgConfig) -> list[str]:
     started and are not occurrences of the new rule are cancelled, as ``maintenance end`` cancels one, and its
     chain waits for the first occurrence of the new rule that has no window yet instead of the old one. For
     a schedule taken out of the file, its windows that have not started are cancelled and its chain stops.
-    A window already running is left alone: it ends at its end (or by hand). A window that fits the rule
-    keeps what it covers and its length, even if those changed in the file.
+    A window already running is left alone: it ends at its end (or by hand). A window not started yet that
+    fits the rule takes what the schedule now says it covers, its reason and its length.
 
     An unchanged schedule is left as it is, so this is safe to run at every start and in every process; on
     PostgreSQL those that run it at once take turns. Returns what it did (for the log)."""
@@ -413,13 +413,17 @@ def _follow_schedule(
     performer = _performer(schedule.name)
     said = []
     for window in upcoming:
-        if window.created_by == performer and not _is_occurrence(schedule, window.starts_at):
-            planned = f"{window.starts_at:%Y-%m-%d %H:%M} UTC"
+        if window.created_by != performer:
+            continue
+        planned = f"{window.starts_at:%Y-%m-%d %H:%M} UTC"
+        if not _is_occurrence(schedule, window.starts_at):
             end_window(session, org=org, ref=window.id, performer=_reload_ended_by(schedule.name, "changed"))
             said.append(
                 f"maintenance schedule {schedule.name} changed: {window.ref} ({planned}) no longer fits its "
                 "rule and was cancelled"
             )
+        elif _take_schedule(session, window, schedule):
+            said.append(f"maintenance schedule {schedule.name} changed: {window.ref} ({planned}) follows it")
     waiting = [job for job in pending if job.payload.get("name") == schedule.name]
     if not waiting:
         return said  # a new schedule (``schedule_windows`` starts it), or its chain has ended
@@ -435,6 +439,29 @@ def _follow_schedule(
             f"{starts_at:%Y-%m-%d %H:%M} UTC"
         )
     return said
+
+
+def _take_schedule(session: Session, window: MaintenanceWindow, schedule: MaintenanceSchedule) -> bool:
+    """Give a window that has not started what its schedule covers now (services, labels, conditions), its
+    reason and its length; whether anything changed. It holds nothing yet, so nothing is released."""
+    wanted = {
+        "reason": schedule.reason.strip(),
+        "services": list(dict.fromkeys(schedule.services)),
+        "labels": dict(schedule.labels),
+        "conditions": schedule.match.model_dump(exclude_defaults=True),
+        "ends_at": window.starts_at + schedule.duration,
+    }
+    changed = {name: value for name, value in wanted.items() if getattr(window, name) != value}
+    for name, value in changed.items():
+        setattr(window, name, value)
+    if "ends_at" in changed:
+        # The release job waits for the end: at the old end, a shortened window's alerts would stay held.
+        release = session.scalar(
+            select(Job).where(Job.idempotency_key == _release_key(window.id), Job.status == JobStatus.pending)
+        )
+        if release is not None:
+            release.run_at = window.ends_at
+    return bool(changed)
 
 
 def _unhandled(
