@@ -127,8 +127,8 @@ def json_text(value: Any) -> str:
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except orjson.JSONEncodeError:
-        # orjson refuses integers beyond 64 bits, which the API's own JSON parser accepts (the intake
-        # paths parse with orjson and refuse them up front). Anything json cannot write still raises.
+        # orjson refuses integers beyond 64 bits, which the API's own JSON parser and the intake's
+        # (``adapters.parse_json``) keep exact. Anything json cannot write still raises.
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -6,6 +6,7 @@ import email
 import email.errors
 import email.policy
 import hashlib
+import json
 import re
 import uuid
 from collections.abc import Callable, Sequence
@@ -187,8 +188,12 @@ def content_hash(value: Any) -> str:
     # orjson: canonical (sorted keys, compact) and an order of magnitude faster than json on the hot path.
     try:
         return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
-    except orjson.JSONEncodeError:  # the hash wraps the payload: at the edge of orjson's 254 levels
-        raise _too_deep() from None
+    except orjson.JSONEncodeError as exc:
+        if "64-bit" not in str(exc):  # the hash wraps the payload: at the edge of orjson's 254 levels
+            raise _too_deep() from None
+    # An integer beyond 64 bits, kept exact by ``parse_json``, which orjson cannot write.
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def label_hash(labels: dict[str, str]) -> str:
@@ -229,6 +234,10 @@ def parse_json(body: bytes) -> Any:
             orjson.dumps(data)
         except orjson.JSONEncodeError:
             raise _too_deep() from None
+    if _LONG_INTEGER.search(body):
+        # orjson reads an integer beyond 64 bits as a float: a 30-digit order id would be kept, as evidence,
+        # rounded. The standard parser keeps it exact (only bodies with such a number pay for it).
+        data = json.loads(body)
     if b"\\u0000" in body:
         _refuse_nul(data)
     return data
@@ -241,6 +250,8 @@ def _too_deep() -> InvalidPayload:
     )
 
 
+# A number of 20 digits or more after a key or in a list (inside a string it only costs a second parse).
+_LONG_INTEGER = re.compile(rb"[:\[,]\s*-?\d{20}")
 # Nesting past the ~990 levels storage can write takes at least two bytes a level: a shorter body is safe.
 _SHALLOW_BYTES = 1980
 
