@@ -43,13 +43,19 @@ def page_reasons(context: AppContext, incident_id: int, policy: str) -> list[str
     ]
 
 
-def test_a_responder_pages_another_teams_policy_with_a_note(
-    api: TestClient, context: AppContext, responder: dict[str, str]
-) -> None:
+def paged_p1(context: AppContext) -> tuple[Worker, int]:
+    """A P1 on api whose first page (platform-escalation, step 1) has gone out."""
     clock.set(T0)
     worker = Worker(context, name="w1")
     incident_id = open_incident(context)
     run_at(worker, T0)
+    return worker, incident_id
+
+
+def test_a_responder_pages_another_teams_policy_with_a_note(
+    api: TestClient, context: AppContext, responder: dict[str, str]
+) -> None:
+    worker, incident_id = paged_p1(context)
     assert sent(context, incident_id) == [("carol", "email", 1, 1)]  # platform-escalation, step 1
 
     response = ask(
@@ -99,10 +105,7 @@ def test_a_responder_pages_another_teams_policy_with_a_note(
 def test_the_incidents_own_policy_again_after_it_was_acknowledged(
     api: TestClient, context: AppContext, responder: dict[str, str]
 ) -> None:
-    clock.set(T0)
-    worker = Worker(context, name="w1")
-    incident_id = open_incident(context)
-    run_at(worker, T0)
+    worker, incident_id = paged_p1(context)
     busy = ask(api, responder, f"INC-{incident_id}")
     assert busy.status_code == 409 and "platform-escalation is already paging" in busy.text, busy.text
     with context.db.write() as session:
