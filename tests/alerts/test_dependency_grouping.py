@@ -11,13 +11,15 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tests.alerts.test_source_ack import timeline
+from tests.alerts.test_source_ack import run_at, sent_pages, timeline
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts.automation import dependency_chains, depends_text
 from warroom.alerts.models import Alert
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents.models import Incident
+from warroom.jobs.worker import Worker
+from warroom.oncall.models import Escalation
 from warroom.orgconfig import ConfigError, load_org_config, parse_org_config
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -140,3 +142,45 @@ def test_an_alert_joining_by_dependency_raises_the_level_its_own_rule_calls_for(
         assert session.get_one(Incident, 1).severity == "P0"
     actions = [entry.action for entry in timeline(grouped, 1)]
     assert any("P1 → P0" in action or "to P0" in action for action in actions), actions
+
+
+def test_a_critical_alert_joining_an_incident_nobody_was_paged_for_pages_its_rules_policy(
+    api: TestClient, grouped: AppContext, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """A low-urgency warning on the database opened a P3 (nobody paged). Auth depends on the database: its
+    critical alert joins that incident and raises it to P1, and its rule's page (critical-monitoring:
+    platform-escalation) is asked for, as when it opens an incident. It paged nobody before the fix: the
+    raise found no policy for P1, and the rule's page belonged to an opening that never happened."""
+    clock.set(T0)
+    worker = Worker(grouped, name="w1")
+    fire(api, generic_key, "database", "SlowQueries", severity="warning", labels={"urgency": "low"})
+    run_at(worker, T0)
+    with grouped.db.read() as session:
+        assert session.get_one(Incident, 1).severity == "P3"
+    assert sent_pages(grouped) == []
+    probe = {"summary": "auth 5xx", "severity": "critical", "service": "auth", "labels": {"alertname": "A"}}
+    [shown] = api.post("/api/v1/alerts/preview", json=probe, headers=viewer).json()
+    assert (shown["incident"]["open_incident"], shown["incident"]["pages_on_join"]) == (
+        "INC-1",
+        ["platform-escalation"],
+    )
+
+    clock.set(T0 + timedelta(minutes=2))
+    joined = fire(api, generic_key, "auth", "AuthErrors")
+    assert incident_of(grouped, joined["id"]) == 1
+    run_at(worker, T0 + timedelta(minutes=2))
+    assert ("carol", "email", 1, 1) in sent_pages(grouped)  # platform-escalation, step 1
+    actions = [entry.action for entry in timeline(grouped, 1)]
+    assert (
+        "Page requested: escalation policy platform-escalation (rule critical-monitoring; "
+        f"ALR-{joined['id']} joined INC-1, which it had not paged)" in actions
+    ), actions
+
+    # Another critical alert of the same kind joins too, and asks for nothing more: the policy is paging.
+    fire(api, generic_key, "frontend", "FrontendErrors")
+    run_at(worker, T0 + timedelta(minutes=3))
+    with grouped.db.read() as session:
+        assert [e.policy for e in session.scalars(select(Escalation))] == ["platform-escalation"]
+    assert sum("Page requested" in entry.action for entry in timeline(grouped, 1)) == 1
+    [shown] = api.post("/api/v1/alerts/preview", json=probe, headers=viewer).json()
+    assert shown["incident"]["pages_on_join"] == []

@@ -47,6 +47,7 @@ from warroom.incidents.models import (
 )
 from warroom.incidents.schemas import Assessment, CommunicationCreate, IncidentCreate, IncidentUpdate
 from warroom.jobs import service as jobs_service
+from warroom.oncall import paging
 from warroom.oncall import service as oncall_service
 from warroom.orgconfig import OrgConfig
 
@@ -577,6 +578,34 @@ def _open_incident(
     return incident
 
 
+def _unacknowledged(session: Session, incident_id: int) -> bool:
+    acknowledged_at = session.scalar(select(Incident.acknowledged_at).where(Incident.id == incident_id))
+    return acknowledged_at is None
+
+
+def _page_on_join(session: Session, rules: list[AutomationRule], incident: Incident, alert: Alert) -> None:
+    """The alert joined an open incident (its group's, an upstream service's, the storm guard's): its rules'
+    ``page`` policies that have not paged that incident are asked for now. A critical alert that joins a P3
+    nobody was paged for would otherwise page no one. Not for an incident someone has acknowledged: they
+    are on it, and see the alert and any raise on its timeline."""
+    if incident.acknowledged_at is not None:
+        return
+    wanted = [rule.page for rule in rules if rule.incident is not None and rule.page]
+    for policy in paging.policies_not_paging(session, incident.id, list(dict.fromkeys(wanted))):
+        rule_name = next(rule.name for rule in rules if rule.page == policy)
+        incident_service.append_timeline(
+            session,
+            incident,
+            performer=PERFORMER,
+            kind=TimelineKind.page,
+            action=f"Page requested: escalation policy {policy} (rule {rule_name}; {alert.ref} joined "
+            f"{incident.ref}, which it had not paged)",
+            data={"policy": policy, "rule": rule_name, "alert": alert.id},
+        )
+        session.flush()
+        publish(session, DomainEvent("incident.page_requested", incident.id, PERFORMER, {"policy": policy}))
+
+
 def _after_open(
     session: Session,
     org: OrgConfig,
@@ -720,6 +749,8 @@ def preview(
                 if stormed is not None:
                     joined, incident.storm_guard = stormed, True
             incident.open_incident = f"INC-{joined}" if joined is not None else None
+            if joined is not None and _unacknowledged(session, joined):
+                incident.pages_on_join = paging.policies_not_paging(session, joined, incident.page)
     open_alert: int | None = None
     if session is not None:
         same_key = select(Alert.id).where(
@@ -794,6 +825,7 @@ def on_created(
                         _add_affected_service(session, org, incident, alert)
                     _back_to_investigating(session, org, incident, alert)
                     _raise_severity(session, org, level, incident, alert)
+                    _page_on_join(session, rules, incident, alert)
                 elif not waited and (opens_at := rule.incident.opens_at(org, now, alert.service)) > now:
                     _open_later(session, alert, rule, opens_at)
                     waiting = True
@@ -820,6 +852,7 @@ def on_created(
                     )
                     _back_to_investigating(session, org, incident, alert)
                     _raise_severity(session, org, level, incident, alert)
+                    _page_on_join(session, rules, incident, alert)
                 else:
                     incident = _open_incident(
                         session, org, rule, rule.incident, alert, carry_notes=stored_earlier, rules=rules

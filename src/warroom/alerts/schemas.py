@@ -468,7 +468,12 @@ class IncidentPreview(BaseModel):
     open_incident: str | None = Field(
         None,
         description="Asked of the server only: the group's open incident the alert would join instead of "
-        "opening one (so nobody is paged again).",
+        "opening one.",
+    )
+    pages_on_join: list[str] = Field(
+        default_factory=list,
+        description="Asked of the server only: of ``page``, the policies that have not paged "
+        "``open_incident``, which joining it asks for (none when it is acknowledged).",
     )
     delay: Duration | None = Field(
         None,

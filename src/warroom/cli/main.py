@@ -667,25 +667,30 @@ def _print_preview(preview: RoutingPreview) -> None:
                 f"{preview.inhibit_rule}): stored, and routed when that alert resolves:"
             )
         )
+    joined_pages = (
+        f": pages {', '.join(incident.pages_on_join)}, which {incident.open_incident} has not paged"
+        if incident is not None and incident.pages_on_join
+        else ": nobody is paged again"
+    )
     if incident is not None and incident.open_incident is not None and incident.depends_on:
         console.print(
             escape(
                 f"-> joins {incident.open_incident}: {automation.depends_text(incident.depends_on)}, which "
-                f"{incident.open_incident} affects (dependency_window): nobody is paged again"
+                f"{incident.open_incident} affects (dependency_window){joined_pages}"
             )
         )
     elif incident is not None and incident.open_incident is not None and incident.storm_guard:
         console.print(
             escape(
                 f"-> joins {incident.open_incident}: the storm guard's cap of new incidents is reached for "
-                "every policy it would page (storm_guard): nobody is paged again"
+                f"every policy it would page (storm_guard){joined_pages}"
             )
         )
     elif incident is not None and incident.open_incident is not None:
         console.print(
             escape(
-                f"-> joins {incident.open_incident}, its group's open incident (rule {incident.rule}): "
-                "nobody is paged again"
+                f"-> joins {incident.open_incident}, its group's open incident (rule {incident.rule})"
+                + joined_pages
             )
         )
     elif incident is not None:

@@ -179,6 +179,31 @@ def request_page_by_person(
     return PageRequested(incident=incident.ref, policy=policy.name, requested_by=performer, note=request.note)
 
 
+def policies_not_paging(session: Session, incident_id: int, policies: list[str]) -> list[str]:
+    """Of ``policies``, those the incident has never started (no escalation, and no start waiting for the
+    worker): an alert that joins the incident asks for these, the others have paged it already."""
+    if not policies:
+        return []
+    started = set(
+        session.scalars(
+            select(Escalation.policy).where(
+                Escalation.incident_id == incident_id, Escalation.policy.in_(policies)
+            )
+        )
+    )
+    waiting = {
+        job.payload.get("policy")
+        for job in session.scalars(
+            select(Job).where(
+                Job.incident_id == incident_id,
+                Job.kind == START_KIND,
+                Job.status.in_([JobStatus.pending, JobStatus.running]),
+            )
+        )
+    }
+    return [policy for policy in policies if policy not in started and policy not in waiting]
+
+
 def request_reminder(session: Session, *, incident_id: int, trigger: str, at: datetime) -> list[Job]:
     """Page the incident's responders again as a reminder (a snoozed alert still fires): the policies that
     paged it, whichever asked for them (its severity and services, or a rule's ``page``), each from its first
