@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field, model_validator
 
-from warroom.fields import NonBlank, VisibleLine
+from warroom.fields import NOT_BLANK, VISIBLE_LINE
 from warroom.timezones import OffsetDatetime
 
 
@@ -172,13 +173,12 @@ class PageRequest(BaseModel):
     incident's own again after it was acknowledged or its escalation ran out."""
 
     model_config = ConfigDict(extra="forbid")
-    policy: NonBlank | None = Field(
+    policy: Annotated[str, StringConstraints(max_length=200), NOT_BLANK] | None = Field(
         default=None,
-        max_length=200,
         description="The escalation policy to page; default: the incident's own (severity and services).",
     )
-    note: VisibleLine | None = Field(
-        default=None, max_length=300, description="Why, in one line; the page and the timeline show it."
+    note: Annotated[str, StringConstraints(max_length=300), VISIBLE_LINE] | None = Field(
+        default=None, description="Why, in one line; the page and the timeline show it."
     )
 
 
