@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from warroom.alerts import adapters
 from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import AlertEvent, InvalidPayload
-from warroom.alerts.intake import writer_for
+from warroom.alerts.intake import check_caller, writer_for
 from warroom.alerts.metrics import ALERTS_TRUNCATED, DELIVERIES_REJECTED, count_refused, refusal_reason
 from warroom.alerts.schemas import truncation_warning
 from warroom.auth.models import IntegrationType
@@ -279,14 +280,22 @@ async def handle_webhook(
 ) -> Answer:
     """A tool's own JSON (or form), read by the org file's webhook format ``format_name``; answered after the
     commit. A delivery whose items are all skipped (a test ping) still needs a good key, and its answer says
-    nothing was stored. ``headers`` (raw): for an integration that checks the sender's signature."""
+    nothing was stored. ``headers`` (raw): for an integration that checks the sender's signature.
+
+    A caller without a key that could deliver gets the key's refusal (401, 403) whatever the format name and
+    the body: an unknown name's 404 against a known format's 400 would tell it which names the org file has.
+    The key is checked apart only then, so a good delivery costs no second look-up."""
     kind = IntegrationType.webhook
+    secret = key or bearer(authorization)
+    signed = signed_body(body, headers)
     try:
-        webhook_format = adapters.webhook_format_named(context.org.automation, format_name)
-        events = adapters.from_webhook(adapters.parse_webhook_body(body, content_type), webhook_format)
-        result = await writer_for(state, context).submit(
-            key or bearer(authorization), kind, kind.value, events, signed_body(body, headers)
-        )
+        try:
+            webhook_format = adapters.webhook_format_named(context.org.automation, format_name)
+            events = adapters.from_webhook(adapters.parse_webhook_body(body, content_type), webhook_format)
+        except WarroomError:
+            await run_in_threadpool(check_caller, context, secret, kind, signed)
+            raise
+        result = await writer_for(state, context).submit(secret, kind, kind.value, events, signed)
     except WarroomError as exc:
         DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
         return _error(exc)
