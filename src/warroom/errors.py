@@ -36,6 +36,11 @@ class InvalidTransition(Conflict):
     code = "invalid_transition"
 
 
+class PayloadTooLarge(WarroomError):
+    status = 413
+    code = "payload_too_large"
+
+
 class Unauthorized(WarroomError):
     status = 401
     code = "unauthorized"

@@ -633,3 +633,48 @@ def test_alerts_are_found_by_label_and_by_when_they_were_last_seen(
         response = api.get("/api/v1/alerts", params=params, headers=viewer)
         assert response.status_code == 422, (params, response.text)
         assert field in response.text
+
+
+def pagerduty_shape(answer: dict[str, Any]) -> bool:
+    return set(answer) == {"status", "message", "errors"} and isinstance(answer["errors"], list)
+
+
+def opsgenie_shape(answer: dict[str, Any]) -> bool:
+    return set(answer) == {"message", "took", "requestId"}
+
+
+def warroom_shape(answer: dict[str, Any]) -> bool:
+    return set(answer) == {"error"}
+
+
+# Each intake route, and the shape of its refusals: PagerDuty's and Opsgenie's own on their APIs.
+SHAPED_ROUTES = [
+    ("/v2/enqueue", pagerduty_shape),
+    ("/generic/2010-04-15/create_event.json", pagerduty_shape),
+    ("/v2/alerts", opsgenie_shape),
+    ("/v2/alerts/disk/close?identifierType=alias", opsgenie_shape),
+    ("/api/v1/alerts", warroom_shape),
+    ("/api/v1/alerts/alertmanager", warroom_shape),
+    ("/api/v1/alerts/webhook/pingdom", warroom_shape),
+]
+
+
+def test_a_body_over_the_limit_is_refused_in_each_senders_shape(api: TestClient, context: AppContext) -> None:
+    """413 from the fast path and from the app's request guard alike, with Content-Length or chunked."""
+    limit = context.settings.max_body_bytes
+    huge = b'{"summary": "' + b"a" * limit + b'"}'
+
+    def chunks() -> Any:
+        for start in range(0, len(huge), 65536):
+            yield huge[start : start + 65536]
+
+    for path, shape in SHAPED_ROUTES:
+        for content in (huge, chunks()):
+            refused = api.post(path, content=content, headers={"Content-Type": "application/json"})
+            assert refused.status_code == 413, (path, refused.text)
+            answer = refused.json()
+            assert shape(answer), (path, answer)
+            assert f"over the limit of {limit} bytes" in refused.text, (path, answer)
+            if shape is pagerduty_shape:
+                assert answer["status"] == "invalid event", answer
+    assert count(context, Alert) == 0

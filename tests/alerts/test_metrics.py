@@ -78,7 +78,8 @@ def test_refusals_before_the_handlers_are_counted_on_every_intake_route(
     api: TestClient, context: AppContext
 ) -> None:
     """A tool's webhook and Opsgenie's API are answered by the framework, whose guard refuses a body over the
-    limit (413, with or without Content-Length) or with a NUL (422) before any intake handler runs; a
+    limit (413, with or without Content-Length) or with a NUL (400 on a webhook, Opsgenie's 422) before any
+    intake handler runs; a
     request the framework refuses (a format name over 60 characters) neither reaches one. Each is a refused
     delivery all the same. Listing alerts is not a delivery."""
     webhook = f"/api/v1/alerts/webhook/uptime-kuma?key={make_key(context, 'webhook')}"
@@ -102,7 +103,7 @@ def test_refusals_before_the_handlers_are_counted_on_every_intake_route(
     assert (
         api.post("/v2/alerts/disk/close?identifierType=alias", content=huge, headers=genie).status_code == 413
     )
-    assert api.post(webhook, content=b'{"msg": "a\\u0000b"}').status_code == 422
+    assert api.post(webhook, content=b'{"msg": "a\\u0000b"}').status_code == 400
     assert api.post("/v2/alerts", content=b'{"message": "a\\u0000b"}', headers=genie).status_code == 422
     assert api.post(f"/api/v1/alerts/webhook/{'x' * 61}", json={}).status_code == 422
     assert api.request("GET", "/api/v1/alerts", content=huge).status_code == 413

@@ -248,7 +248,12 @@ _SHALLOW_BYTES = 1980
 def _refuse_nul(data: Any) -> None:
     field = nul_field(data)
     if field is not None:
-        raise InvalidPayload(f"{field}: {NUL_MESSAGE}", [{"field": field, "message": NUL_MESSAGE}])
+        raise nul_refusal(field)
+
+
+def nul_refusal(field: str) -> InvalidPayload:
+    """The refusal of a NUL character in ``field`` (a dotted path, as ``jsonbody.nul_field`` names it)."""
+    return InvalidPayload(f"{field}: {NUL_MESSAGE}", [{"field": field, "message": NUL_MESSAGE}])
 
 
 def validate_payload(adapter: TypeAdapter[Any], data: Any) -> Any:

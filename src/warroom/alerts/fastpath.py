@@ -32,9 +32,11 @@ from warroom.errors import (
     UNAVAILABLE_CODE,
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
+    PayloadTooLarge,
     Unauthorized,
     WarroomError,
 )
+from warroom.jsonbody import NOT_JSON
 
 log = logging.getLogger("warroom.alerts")
 
@@ -81,14 +83,14 @@ def _error(exc: WarroomError) -> Answer:
 
 
 def pagerduty_error(exc: WarroomError) -> Answer:
-    """PagerDuty's own error shape: ``{status, message, errors[]}``."""
-    if isinstance(exc, InvalidPayload):
-        errors = [
-            f"{d['field']}: {d['message']}" if isinstance(d, dict) else str(d) for d in (exc.details or [])
-        ]
-        unrecognized = exc.message.startswith(("the body is not valid JSON", "Event object format"))
+    """PagerDuty's own error shape: ``{status, message, errors[]}``. A body it cannot take (unreadable,
+    invalid, too large) is an invalid or unrecognized event, under the refusal's own status."""
+    if isinstance(exc, InvalidPayload | PayloadTooLarge):
+        details = exc.details if isinstance(exc.details, list) else []
+        errors = [f"{d['field']}: {d['message']}" if isinstance(d, dict) else str(d) for d in details]
+        unrecognized = exc.message.startswith((NOT_JSON, "Event object format"))
         return _json(
-            400,
+            exc.status,
             {
                 "status": "Unrecognized object" if unrecognized else "invalid event",
                 "message": "Event object format is unrecognized"
@@ -106,10 +108,21 @@ INTERNAL_ERROR = _json(
 )
 
 
-def _refused(scope: Scope, answer: Answer, reason: str) -> Answer:
-    """Count a delivery refused before (or outside) ``handle_intake``, which counts its own refusals."""
-    DELIVERIES_REJECTED.labels(INTAKE_ROUTES[scope["path"]].value, reason).inc()
-    return answer
+def refused_before_handler(method: str, path: str, exc: WarroomError) -> Answer | None:
+    """A request to an intake route refused before its handler read it (by the fast path, or the app's
+    request guard): answered in the route's own shape (PagerDuty's, Opsgenie's, else Warroom's) and counted
+    as a refused delivery, as its handler's refusals are. None for a request that is not a delivery."""
+    source = intake_source(method, path)
+    if source is None:
+        return None
+    if source == IntegrationType.opsgenie.value:
+        return _opsgenie_refusal(exc)  # counted there
+    DELIVERIES_REJECTED.labels(source, exc.code).inc()
+    return pagerduty_error(exc) if source == IntegrationType.pagerduty.value else _error(exc)
+
+
+def too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the request body is over the limit of {max_bytes} bytes")
 
 
 def bearer(authorization: str | None) -> str | None:
@@ -316,16 +329,6 @@ class IntakeEndpoint:
         self.state = state
         self.context = context
         self.max_body_bytes = max_body_bytes
-        self.too_large = _json(
-            413,
-            {
-                "error": {
-                    "code": "payload_too_large",
-                    "message": f"the request body is over the limit of {max_body_bytes} bytes",
-                    "details": None,
-                }
-            },
-        )
 
     unavailable = _json(
         503, {"error": {"code": UNAVAILABLE_CODE, "message": UNAVAILABLE_MESSAGE, "details": None}}
@@ -346,6 +349,10 @@ class IntakeEndpoint:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
+    @staticmethod
+    def _refused(scope: Scope, exc: WarroomError) -> Answer:
+        return refused_before_handler(scope["method"], scope["path"], exc) or _error(exc)
+
     async def _answer(self, scope: Scope, receive: Receive) -> Answer | None:
         declared = authorization = None
         for name, value in scope["headers"]:
@@ -354,7 +361,7 @@ class IntakeEndpoint:
             elif name == b"authorization":
                 authorization = value
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return _refused(scope, self.too_large, "payload_too_large")
+            return self._refused(scope, too_large(self.max_body_bytes))
         message = await receive()
         if message["type"] != "http.request":
             return None
@@ -369,13 +376,13 @@ class IntakeEndpoint:
                 chunk = message.get("body", b"")
                 received += len(chunk)
                 if received > self.max_body_bytes:
-                    return _refused(scope, self.too_large, "payload_too_large")
+                    return self._refused(scope, too_large(self.max_body_bytes))
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     break
             body = b"".join(chunks)
         elif len(body) > self.max_body_bytes:
-            return _refused(scope, self.too_large, "payload_too_large")
+            return self._refused(scope, too_large(self.max_body_bytes))
         query = scope.get("query_string", b"")
         key = parse_qs(query.decode("latin-1")).get("key", [None])[0] if query else None
         try:
