@@ -85,7 +85,8 @@ class RequestGuardMiddleware:
     """Checks every request before routing: 413 for bodies over the limit (with or without
     Content-Length), 422 for NUL characters, which no field accepts and PostgreSQL cannot store. On an
     intake route (a tool's webhook, Opsgenie's API) either is a refused delivery, counted as one and answered
-    as the route's handler answers a bad delivery (Opsgenie's shape; 400 naming the field of a NUL)."""
+    as the route's handler answers a bad delivery (Opsgenie's shape; 400 naming the field of a NUL), as is a
+    compressed body (415)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -101,7 +102,14 @@ class RequestGuardMiddleware:
         if b"%00" in scope["query_string"]:
             await self._reject_nul(scope, send, _query_nul_field(scope["query_string"]))
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        encoding = headers.get(b"content-encoding")
+        if encoding is not None and fastpath.intake_source(scope["method"], scope["path"]) is not None:
+            unsupported = fastpath.unsupported_encoding(encoding)
+            if unsupported is not None:
+                await self._refuse(scope, send, unsupported)
+                return
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(scope, send, fastpath.too_large(self.max_bytes))
             return

@@ -41,6 +41,11 @@ class PayloadTooLarge(WarroomError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(WarroomError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class Unauthorized(WarroomError):
     status = 401
     code = "unauthorized"

@@ -34,9 +34,10 @@ from warroom.errors import (
     UNAVAILABLE_RETRY_AFTER_SECONDS,
     PayloadTooLarge,
     Unauthorized,
+    UnsupportedMediaType,
     WarroomError,
 )
-from warroom.jsonbody import NOT_JSON
+from warroom.jsonbody import NOT_JSON, NOT_UTF8
 
 log = logging.getLogger("warroom.alerts")
 
@@ -84,11 +85,13 @@ def _error(exc: WarroomError) -> Answer:
 
 def pagerduty_error(exc: WarroomError) -> Answer:
     """PagerDuty's own error shape: ``{status, message, errors[]}``. A body it cannot take (unreadable,
-    invalid, too large) is an invalid or unrecognized event, under the refusal's own status."""
-    if isinstance(exc, InvalidPayload | PayloadTooLarge):
+    invalid, too large, compressed) is an invalid or unrecognized event, under the refusal's own status."""
+    if isinstance(exc, InvalidPayload | PayloadTooLarge | UnsupportedMediaType):
         details = exc.details if isinstance(exc.details, list) else []
         errors = [f"{d['field']}: {d['message']}" if isinstance(d, dict) else str(d) for d in details]
-        unrecognized = exc.message.startswith((NOT_JSON, "Event object format"))
+        unrecognized = isinstance(exc, UnsupportedMediaType) or exc.message.startswith(
+            (NOT_JSON, NOT_UTF8, "Event object format")
+        )
         return _json(
             exc.status,
             {
@@ -123,6 +126,18 @@ def refused_before_handler(method: str, path: str, exc: WarroomError) -> Answer 
 
 def too_large(max_bytes: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"the request body is over the limit of {max_bytes} bytes")
+
+
+def unsupported_encoding(encoding: bytes) -> UnsupportedMediaType | None:
+    """The refusal of a body in a Content-Encoding other than identity (gzip, say): intake reads bodies as
+    they are sent, and a compressed one would otherwise be refused as bytes that are not UTF-8."""
+    named = encoding.decode("latin-1").strip()
+    if all(coding.strip().lower() in ("", "identity") for coding in named.split(",")):
+        return None
+    return UnsupportedMediaType(
+        f"Content-Encoding {named!r} is not supported: send the body uncompressed, without Content-Encoding",
+        {"field": "Content-Encoding", "allowed": ["identity"]},
+    )
 
 
 def bearer(authorization: str | None) -> str | None:
@@ -354,12 +369,18 @@ class IntakeEndpoint:
         return refused_before_handler(scope["method"], scope["path"], exc) or _error(exc)
 
     async def _answer(self, scope: Scope, receive: Receive) -> Answer | None:
-        declared = authorization = None
+        declared = authorization = encoding = None
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = value
             elif name == b"authorization":
                 authorization = value
+            elif name == b"content-encoding":
+                encoding = value
+        if encoding is not None:
+            unsupported = unsupported_encoding(encoding)
+            if unsupported is not None:
+                return self._refused(scope, unsupported)
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             return self._refused(scope, too_large(self.max_body_bytes))
         message = await receive()
