@@ -12,6 +12,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warroom import __version__, migrate, reload
-from warroom.alerts import fastpath, mail
+from warroom.alerts import adapters, fastpath, mail
 from warroom.alerts.api import router as alerts_router
 from warroom.alerts.metrics import count_refused
 from warroom.auth.api import router as auth_router
@@ -83,7 +84,9 @@ REPORTS_PATH = "/api/v1/reports"
 class RequestGuardMiddleware:
     """Checks every request before routing: 413 for bodies over the limit (with or without
     Content-Length), 422 for NUL characters, which no field accepts and PostgreSQL cannot store. On an
-    intake route (a tool's webhook, Opsgenie's API) either is a refused delivery, and counted as one."""
+    intake route (a tool's webhook, Opsgenie's API) either is a refused delivery, counted as one and answered
+    as the route's handler answers a bad delivery (Opsgenie's shape; 400 naming the field of a NUL), as is a
+    compressed body (415)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -93,12 +96,22 @@ class RequestGuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
-            await self._reject_nul(scope, send)
+        if "\x00" in scope["path"]:
+            await self._reject_nul(scope, send, "path")
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        if b"%00" in scope["query_string"]:
+            await self._reject_nul(scope, send, _query_nul_field(scope["query_string"]))
+            return
+        headers = dict(scope["headers"])
+        encoding = headers.get(b"content-encoding")
+        if encoding is not None and fastpath.intake_source(scope["method"], scope["path"]) is not None:
+            unsupported = fastpath.unsupported_encoding(encoding)
+            if unsupported is not None:
+                await self._refuse(scope, send, unsupported)
+                return
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, send)
+            await self._refuse(scope, send, fastpath.too_large(self.max_bytes))
             return
         # Read the body up front (it is at most max_bytes) so a chunked upload over the limit gets a
         # clean 413 before any handler sees it.
@@ -112,29 +125,39 @@ class RequestGuardMiddleware:
             body = message.get("body", b"")
             received += len(body)
             if received > self.max_bytes:
-                await self._reject(scope, send)
+                await self._refuse(scope, send, fastpath.too_large(self.max_bytes))
                 return
             chunks.append(body)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if b"\\u0000" in body and _json_with_nul(body):
-            await self._reject_nul(scope, send)
-            return
+        if b"\\u0000" in body:
+            field = _json_nul_field(body)
+            if field is not None:
+                await self._reject_nul(scope, send, field)
+                return
         replayed: Message = {"type": "http.request", "body": body, "more_body": False}
         await self.app(scope, _replay([replayed], receive), send)
 
-    async def _reject(self, scope: Scope, send: Send) -> None:
-        _count_intake_refusal(scope, "payload_too_large")
-        message = f"the request body is over the limit of {self.max_bytes} bytes"
-        await self._send(send, JSONResponse(error_body("payload_too_large", message), status_code=413))
+    async def _refuse(self, scope: Scope, send: Send, exc: WarroomError) -> None:
+        """``exc`` as the intake route answers it (and counted), else in Warroom's shape."""
+        answer = fastpath.refused_before_handler(scope["method"], scope["path"], exc)
+        if answer is None:
+            await self._send(send, JSONResponse(error_body(exc.code, exc.message), status_code=exc.status))
+            return
+        status, body = answer
+        await self._send(send, Response(body, status_code=status, media_type="application/json"))
 
-    async def _reject_nul(self, scope: Scope, send: Send) -> None:
-        _count_intake_refusal(scope, "invalid_payload")  # as intake's own parser names a NUL
+    async def _reject_nul(self, scope: Scope, send: Send, field: str) -> None:
+        """A NUL in ``field``: on an intake route as its own parser refuses one (400 naming the field, or
+        Opsgenie's 422 by field); elsewhere 422."""
+        if fastpath.intake_source(scope["method"], scope["path"]) is not None:
+            await self._refuse(scope, send, adapters.nul_refusal(field))
+            return
         await self._send(send, JSONResponse(error_body("invalid", NUL_MESSAGE), status_code=422))
 
     @staticmethod
-    async def _send(send: Send, response: JSONResponse) -> None:
+    async def _send(send: Send, response: Response) -> None:
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
         )
@@ -147,13 +170,21 @@ def _count_intake_refusal(scope: Scope, reason: str) -> None:
         count_refused(source, reason)
 
 
-def _json_with_nul(body: bytes) -> bool:
-    """A JSON body with a NUL in a key or string (a body that is not JSON is left to its handler). Read with
-    the parser FastAPI's routes use, which takes what orjson refuses (NaN, big integers)."""
+def _json_nul_field(body: bytes) -> str | None:
+    """Where a JSON body has a NUL in a key or string (a body that is not JSON is left to its handler). Read
+    with the parser FastAPI's routes use, which takes what orjson refuses (NaN, big integers)."""
     try:
-        return nul_field(json.loads(body)) is not None
+        return nul_field(json.loads(body))
     except (ValueError, RecursionError):
-        return False
+        return None
+
+
+def _query_nul_field(query: bytes) -> str:
+    """The query parameter with a NUL (%00) in its name or value, to name it."""
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "\\u0000") or "query"
+    return "query"
 
 
 def _replay(messages: list[Message], then: Receive | None = None) -> Receive:

@@ -36,6 +36,16 @@ class InvalidTransition(Conflict):
     code = "invalid_transition"
 
 
+class PayloadTooLarge(WarroomError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(WarroomError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class Unauthorized(WarroomError):
     status = 401
     code = "unauthorized"

@@ -7,6 +7,7 @@ from typing import Any
 
 NUL_MESSAGE = "text must not contain NUL (\\u0000) characters"
 NOT_JSON = "the body is not valid JSON"
+NOT_UTF8 = "the body is not valid UTF-8"
 TOO_DEEP = "the body is nested too deeply"
 
 

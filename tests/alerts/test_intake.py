@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import gzip
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -633,3 +635,130 @@ def test_alerts_are_found_by_label_and_by_when_they_were_last_seen(
         response = api.get("/api/v1/alerts", params=params, headers=viewer)
         assert response.status_code == 422, (params, response.text)
         assert field in response.text
+
+
+def pagerduty_shape(answer: dict[str, Any]) -> bool:
+    return set(answer) == {"status", "message", "errors"} and isinstance(answer["errors"], list)
+
+
+def opsgenie_shape(answer: dict[str, Any]) -> bool:
+    return set(answer) == {"message", "took", "requestId"}
+
+
+def warroom_shape(answer: dict[str, Any]) -> bool:
+    return set(answer) == {"error"}
+
+
+# Each intake route, and the shape of its refusals: PagerDuty's and Opsgenie's own on their APIs.
+SHAPED_ROUTES = [
+    ("/v2/enqueue", pagerduty_shape),
+    ("/generic/2010-04-15/create_event.json", pagerduty_shape),
+    ("/v2/alerts", opsgenie_shape),
+    ("/v2/alerts/disk/close?identifierType=alias", opsgenie_shape),
+    ("/api/v1/alerts", warroom_shape),
+    ("/api/v1/alerts/alertmanager", warroom_shape),
+    ("/api/v1/alerts/webhook/pingdom", warroom_shape),
+]
+
+
+def test_a_body_over_the_limit_is_refused_in_each_senders_shape(api: TestClient, context: AppContext) -> None:
+    """413 from the fast path and from the app's request guard alike, with Content-Length or chunked."""
+    limit = context.settings.max_body_bytes
+    huge = b'{"summary": "' + b"a" * limit + b'"}'
+
+    def chunks() -> Any:
+        for start in range(0, len(huge), 65536):
+            yield huge[start : start + 65536]
+
+    for path, shape in SHAPED_ROUTES:
+        for content in (huge, chunks()):
+            refused = api.post(path, content=content, headers={"Content-Type": "application/json"})
+            assert refused.status_code == 413, (path, refused.text)
+            answer = refused.json()
+            assert shape(answer), (path, answer)
+            assert f"over the limit of {limit} bytes" in refused.text, (path, answer)
+            if shape is pagerduty_shape:
+                assert answer["status"] == "invalid event", answer
+    assert count(context, Alert) == 0
+
+
+def test_a_compressed_body_is_refused_with_415(api: TestClient, context: AppContext) -> None:
+    """Intake reads bodies as sent: a Content-Encoding other than identity is refused, saying to send the
+    body uncompressed, rather than read as bytes that are not UTF-8."""
+    keys = {kind: make_key(context, kind) for kind in ("generic", "alertmanager", "webhook", "opsgenie")}
+    headers = {"Content-Type": "application/json", "Authorization": f"GenieKey {keys['opsgenie']}"}
+    compressed = gzip.compress(b'{"summary": "disk full"}')
+    for path, shape in SHAPED_ROUTES:
+        kind = "alertmanager" if "alertmanager" in path else "webhook" if "webhook" in path else "generic"
+        url = f"{path}?key={keys[kind]}" if path.startswith("/api/") else path
+        for encoding in ("gzip", "identity, br"):
+            refused = api.post(url, content=compressed, headers={**headers, "Content-Encoding": encoding})
+            assert refused.status_code == 415, (path, refused.text)
+            assert shape(refused.json()), (path, refused.text)
+            assert "send the body uncompressed" in refused.text, refused.text
+    plain = api.post(
+        f"/api/v1/alerts?key={keys['generic']}",
+        content=b'{"summary": "disk full"}',
+        headers={"Content-Type": "application/json", "Content-Encoding": "identity"},
+    )
+    assert plain.status_code == 202, plain.text
+    assert count(context, Alert) == 1
+
+
+def test_a_body_that_is_not_utf8_names_the_byte(api: TestClient, context: AppContext, pd_key: str) -> None:
+    key = make_key(context, "generic")
+    latin1 = api.post(f"/api/v1/alerts?key={key}", content='{"summary": "café"}'.encode("latin-1"))
+    assert latin1.status_code == 400, latin1.text
+    assert latin1.json()["error"]["message"] == "the body is not valid UTF-8 (byte 16: 0xe9)"
+    # Compressed without saying so: the same, with what it looks like.
+    zipped = api.post(f"/api/v1/alerts?key={key}", content=gzip.compress(b"{}"))
+    assert zipped.status_code == 400, zipped.text
+    assert zipped.json()["error"]["message"] == (
+        "the body is not valid UTF-8 (byte 1: 0x8b); it looks gzip-compressed: send it uncompressed"
+    )
+    event = f'{{"routing_key": "{pd_key}", "event_action": "trigger", "dedup_key": "caf\xe9"}}'
+    unrecognized = api.post("/v2/enqueue", content=event.encode("latin-1"))
+    assert unrecognized.status_code == 400, unrecognized.text
+    assert unrecognized.json()["status"] == "Unrecognized object"  # as for any body that cannot be read
+    where = event.index("\xe9")
+    assert unrecognized.json()["errors"] == [f"body: the body is not valid UTF-8 (byte {where}: 0xe9)"]
+    assert count(context, Alert) == 0
+
+
+def test_a_leading_byte_order_mark_is_ignored_on_every_json_route(
+    api: TestClient, context: AppContext
+) -> None:
+    """Some senders (PowerShell's Out-File) start UTF-8 with a BOM; RFC 8259 lets a parser ignore it."""
+    bom = b"\xef\xbb\xbf"
+    keys = {kind: make_key(context, kind) for kind in ("generic", "alertmanager", "webhook", "opsgenie")}
+    pd_key = make_key(context, "pagerduty")
+    trigger = {"event_action": "trigger", "payload": {"summary": "s", "source": "h", "severity": "info"}}
+    deliveries: list[tuple[str, Any, dict[str, str]]] = [
+        (f"/api/v1/alerts?key={keys['generic']}", {"summary": "ümlaut"}, {}),
+        (
+            f"/api/v1/alerts/alertmanager?key={keys['alertmanager']}",
+            payload("alertmanager-0.25-firing.json"),
+            {},
+        ),
+        ("/v2/enqueue", {"routing_key": pd_key, **trigger}, {}),
+        (
+            "/generic/2010-04-15/create_event.json",
+            {"service_key": pd_key, "event_type": "trigger", "description": "d"},
+            {},
+        ),
+        ("/v2/alerts", {"message": "m", "alias": "a"}, {"Authorization": f"GenieKey {keys['opsgenie']}"}),
+        (f"/api/v1/alerts/webhook/pingdom?key={keys['webhook']}", payload("pingdom-check-down.json"), {}),
+    ]
+    for path, body, headers in deliveries:
+        content = bom + json.dumps(body, ensure_ascii=False).encode()
+        taken = api.post(path, content=content, headers={"Content-Type": "application/json", **headers})
+        assert taken.status_code in (200, 202), (path, taken.text)
+    # JSON posted with curl -d's form content type is still read as JSON.
+    form = api.post(
+        f"/api/v1/alerts/webhook/pingdom?key={keys['webhook']}",
+        content=bom + b'{"check_id": 7, "check_name": "api", "current_state": "DOWN"}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 202, form.text
+    assert count(context, Alert) == len(deliveries) + 1
+    assert alerts(context)[0].summary == "ümlaut"

@@ -78,7 +78,8 @@ def test_refusals_before_the_handlers_are_counted_on_every_intake_route(
     api: TestClient, context: AppContext
 ) -> None:
     """A tool's webhook and Opsgenie's API are answered by the framework, whose guard refuses a body over the
-    limit (413, with or without Content-Length) or with a NUL (422) before any intake handler runs; a
+    limit (413, with or without Content-Length), in a Content-Encoding (415) or with a NUL (400 on a webhook,
+    Opsgenie's 422) before any intake handler runs; a
     request the framework refuses (a format name over 60 characters) neither reaches one. Each is a refused
     delivery all the same. Listing alerts is not a delivery."""
     webhook = f"/api/v1/alerts/webhook/uptime-kuma?key={make_key(context, 'webhook')}"
@@ -90,6 +91,8 @@ def test_refusals_before_the_handlers_are_counted_on_every_intake_route(
         ("webhook", "invalid_payload"),
         ("opsgenie", "invalid_payload"),
         ("generic", "payload_too_large"),
+        ("webhook", "unsupported_media_type"),
+        ("opsgenie", "unsupported_media_type"),
     ]
     before = {label: rejected(*label) for label in labels}
 
@@ -102,7 +105,10 @@ def test_refusals_before_the_handlers_are_counted_on_every_intake_route(
     assert (
         api.post("/v2/alerts/disk/close?identifierType=alias", content=huge, headers=genie).status_code == 413
     )
-    assert api.post(webhook, content=b'{"msg": "a\\u0000b"}').status_code == 422
+    assert api.post(webhook, content=b'{"msg": "a\\u0000b"}').status_code == 400
+    gzip = {"Content-Encoding": "gzip"}
+    assert api.post(webhook, content=b"\x1f\x8b", headers=gzip).status_code == 415
+    assert api.post("/v2/alerts", content=b"\x1f\x8b", headers={**genie, **gzip}).status_code == 415
     assert api.post("/v2/alerts", content=b'{"message": "a\\u0000b"}', headers=genie).status_code == 422
     assert api.post(f"/api/v1/alerts/webhook/{'x' * 61}", json={}).status_code == 422
     assert api.request("GET", "/api/v1/alerts", content=huge).status_code == 413
@@ -112,6 +118,8 @@ def test_refusals_before_the_handlers_are_counted_on_every_intake_route(
         ("webhook", "invalid_payload"): 2,
         ("opsgenie", "invalid_payload"): 1,
         ("generic", "payload_too_large"): 0,
+        ("webhook", "unsupported_media_type"): 1,
+        ("opsgenie", "unsupported_media_type"): 1,
     }
 
 

@@ -153,3 +153,45 @@ def test_json_posted_as_a_form_is_read_as_json(api: TestClient, context: AppCont
     with context.db.read() as session:
         alert = session.scalars(select(Alert)).one()
     assert (alert.dedup_key, alert.summary) == ("pingdom-5", "web is DOWN: timeout")
+
+
+def test_nul_on_opsgenie_routes_is_refused_in_opsgenie_shape(api: TestClient, context: AppContext) -> None:
+    """The request guard refuses a NUL before Opsgenie's handlers run, so it answers as they answer bad
+    input: Opsgenie's 422 with the field in ``errors``, whether the NUL is in the body or the query."""
+    genie = {"Authorization": f"GenieKey {make_key(context, 'opsgenie')}", "Content-Type": "application/json"}
+    for method, path, body, field in [
+        ("POST", "/v2/alerts", '{"message": "og \\u0000 nul", "alias": "og1"}', "message"),
+        ("POST", "/v2/alerts", '{"message": "m", "details": {"h\\u0000st": "db"}}', "details.h\\u0000st"),
+        ("POST", "/v2/alerts/og1/close?identifierType=alias", '{"note": "a\\u0000b"}', "note"),
+        ("PUT", "/v2/alerts/og1/message?identifierType=alias", '{"message": "a\\u0000b"}', "message"),
+        ("DELETE", "/v2/alerts/og1/tags?identifierType=alias&tags=a%00b", "", "tags"),
+    ]:
+        refused = api.request(method, path, content=body, headers=genie)
+        assert refused.status_code == 422, (path, refused.text)
+        answer = refused.json()
+        assert set(answer) == {"message", "took", "errors", "requestId"}, answer
+        assert answer["message"] == "Request body is not processable. Please check the errors."
+        assert answer["errors"] == {field: "text must not contain NUL (\\u0000) characters"}, answer
+    assert stored(context) == 0
+
+
+def test_nul_in_a_webhook_json_body_is_refused_with_its_field(api: TestClient, context: AppContext) -> None:
+    """As the same NUL sent form-encoded is (above): 400 invalid_payload naming the field."""
+    key = make_key(context, "webhook")
+    for content_type in ("application/json", "application/x-www-form-urlencoded"):  # curl -d's default
+        refused = api.post(
+            f"/api/v1/alerts/webhook/pingdom?key={key}",
+            content='{"check_id": "n\\u0000l", "check_name": "x", "current_state": "DOWN"}',
+            headers={"Content-Type": content_type},
+        )
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "invalid_payload"
+        assert error["message"] == "check_id: text must not contain NUL (\\u0000) characters"
+        assert error["details"] == [
+            {"field": "check_id", "message": "text must not contain NUL (\\u0000) characters"}
+        ]
+    in_query = api.post(f"/api/v1/alerts/webhook/pingdom?key={key}&x=%00", json={"check_id": 1})
+    assert in_query.status_code == 400, in_query.text
+    assert in_query.json()["error"]["details"][0]["field"] == "x"
+    assert stored(context) == 0

@@ -637,3 +637,41 @@ def test_templates_cut_text_out_with_regular_expressions() -> None:
     )
     with pytest.raises(InvalidPayload, match="summary"):
         from_webhook({"message": "x"}, broken)
+
+
+def test_an_unknown_format_is_named_only_to_a_caller_with_a_good_key(
+    api: TestClient, context: AppContext, webhook_key: str, generic_key: str
+) -> None:
+    """Without a key that could deliver, a caller cannot probe which format names the org file defines: it
+    gets the key's refusal, for a format that exists as for one that does not, and whatever the body."""
+    with context.db.write() as session:
+        revoked = integrations.create_integration(
+            session, org=context.org, name="old", type=IntegrationType.webhook
+        )
+        integrations.revoke_integration(session, integration_id=revoked.id)
+        signing = integrations.create_integration(
+            session, org=context.org, name="signs", type=IntegrationType.webhook, signing=True
+        ).key
+    for name, body in [
+        ("nope", "{}"),
+        ("uptime-kuma", json.dumps(kuma())),
+        ("uptime-kuma", "{not json"),
+        ("checks", '{"checks": 3}'),  # a payload the format cannot read
+    ]:
+        for query, headers, status in [
+            ("", {}, 401),
+            ("?key=zzz", {}, 401),
+            (f"?key={revoked.key}", {}, 401),
+            (f"?key={generic_key}", {}, 403),
+            ("", {"Authorization": f"Bearer {generic_key}"}, 403),
+            (f"?key={signing}", {}, 401),  # the key alone, without the signature it needs
+        ]:
+            refused = api.post(f"/api/v1/alerts/webhook/{name}{query}", content=body, headers=headers)
+            assert refused.status_code == status, (name, body, query, refused.text)
+            assert "format" not in refused.text, refused.text
+    unknown = api.post(f"/api/v1/alerts/webhook/nope?key={webhook_key}", content="{}")
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["error"]["message"].startswith("no webhook format named 'nope'")
+    # A refused delivery is not a use of the key.
+    assert integration_rows(context, IntegrationKey.last_used_at) == [(None,)] * 4
+    assert alerts(context) == []

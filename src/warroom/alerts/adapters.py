@@ -41,7 +41,7 @@ from warroom.alerts.schemas import (
 )
 from warroom.db import utcnow
 from warroom.errors import NotFound, WarroomError
-from warroom.jsonbody import NOT_JSON, NUL_MESSAGE, TOO_DEEP, nul_field
+from warroom.jsonbody import NOT_JSON, NOT_UTF8, NUL_MESSAGE, TOO_DEEP, nul_field
 
 Action = Literal["trigger", "acknowledge", "resolve"]
 
@@ -218,17 +218,22 @@ def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     return details
 
 
+# What some senders (PowerShell's Out-File, Windows tools) put before UTF-8 text.
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def parse_json(body: bytes) -> Any:
     """A JSON body as the intake takes it: no NUL in any text, and not nested deeper than can be stored.
+    A leading UTF-8 byte order mark is ignored, as RFC 8259 allows (orjson refuses it).
 
     An alert's own payload is hashed with orjson, which refuses nesting past 254 levels (``content_hash``
     turns that into this 400). What no hash covers is stored by ``db.json_text``, whose fallback writes up
     to about 990 levels, so only a body long enough to nest that deep is probed here: single alerts never
     pay for it."""
     try:
-        data = orjson.loads(body)
+        data = orjson.loads(body[3:] if body[:3] == UTF8_BOM else body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidPayload(f"{NOT_JSON}: {exc}", [{"field": "body", "message": str(exc)}]) from None
+        raise _unreadable_json(body, exc) from None
     if len(body) > _SHALLOW_BYTES:
         try:
             orjson.dumps(data)
@@ -241,6 +246,20 @@ def parse_json(body: bytes) -> Any:
     if b"\\u0000" in body:
         _refuse_nul(data)
     return data
+
+
+def _unreadable_json(body: bytes, exc: orjson.JSONDecodeError) -> InvalidPayload:
+    """Why orjson could not read ``body``. Its word for bytes that are not UTF-8 ("str is not valid UTF-8:
+    surrogates not allowed") names neither the byte nor the cause: say which byte, and that a body starting
+    as gzip does is compressed."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        message = f"{NOT_UTF8} (byte {bad.start}: 0x{body[bad.start]:02x})"
+        if body[:2] == b"\x1f\x8b":
+            message += "; it looks gzip-compressed: send it uncompressed"
+        return InvalidPayload(message, [{"field": "body", "message": message}])
+    return InvalidPayload(f"{NOT_JSON}: {exc}", [{"field": "body", "message": str(exc)}])
 
 
 def _too_deep() -> InvalidPayload:
@@ -261,7 +280,12 @@ _SHALLOW_BYTES = 1980
 def _refuse_nul(data: Any) -> None:
     field = nul_field(data)
     if field is not None:
-        raise InvalidPayload(f"{field}: {NUL_MESSAGE}", [{"field": field, "message": NUL_MESSAGE}])
+        raise nul_refusal(field)
+
+
+def nul_refusal(field: str) -> InvalidPayload:
+    """The refusal of a NUL character in ``field`` (a dotted path, as ``jsonbody.nul_field`` names it)."""
+    return InvalidPayload(f"{field}: {NUL_MESSAGE}", [{"field": field, "message": NUL_MESSAGE}])
 
 
 def validate_payload(adapter: TypeAdapter[Any], data: Any) -> Any:
@@ -1085,7 +1109,7 @@ def parse_webhook_body(body: bytes, content_type: str | None) -> Any:
     if media_type == MULTIPART_CONTENT_TYPE:
         assert content_type is not None
         fields = _form_fields(_multipart_pairs(body, content_type))
-    elif media_type != FORM_CONTENT_TYPE or body.lstrip()[:1] in (b"{", b"["):
+    elif media_type != FORM_CONTENT_TYPE or body.removeprefix(UTF8_BOM).lstrip()[:1] in (b"{", b"["):
         # A form never starts with a brace: that is JSON posted with curl -d's default content type.
         return parse_json(body)
     else:

@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from warroom.alerts import adapters
 from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import AlertEvent, InvalidPayload
-from warroom.alerts.intake import writer_for
+from warroom.alerts.intake import check_caller, writer_for
 from warroom.alerts.metrics import ALERTS_TRUNCATED, DELIVERIES_REJECTED, count_refused, refusal_reason
 from warroom.alerts.schemas import truncation_warning
 from warroom.auth.models import IntegrationType
@@ -31,9 +32,12 @@ from warroom.errors import (
     UNAVAILABLE_CODE,
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
+    PayloadTooLarge,
     Unauthorized,
+    UnsupportedMediaType,
     WarroomError,
 )
+from warroom.jsonbody import NOT_JSON, NOT_UTF8
 
 log = logging.getLogger("warroom.alerts")
 
@@ -80,14 +84,16 @@ def _error(exc: WarroomError) -> Answer:
 
 
 def pagerduty_error(exc: WarroomError) -> Answer:
-    """PagerDuty's own error shape: ``{status, message, errors[]}``."""
-    if isinstance(exc, InvalidPayload):
-        errors = [
-            f"{d['field']}: {d['message']}" if isinstance(d, dict) else str(d) for d in (exc.details or [])
-        ]
-        unrecognized = exc.message.startswith(("the body is not valid JSON", "Event object format"))
+    """PagerDuty's own error shape: ``{status, message, errors[]}``. A body it cannot take (unreadable,
+    invalid, too large, compressed) is an invalid or unrecognized event, under the refusal's own status."""
+    if isinstance(exc, InvalidPayload | PayloadTooLarge | UnsupportedMediaType):
+        details = exc.details if isinstance(exc.details, list) else []
+        errors = [f"{d['field']}: {d['message']}" if isinstance(d, dict) else str(d) for d in details]
+        unrecognized = isinstance(exc, UnsupportedMediaType) or exc.message.startswith(
+            (NOT_JSON, NOT_UTF8, "Event object format")
+        )
         return _json(
-            400,
+            exc.status,
             {
                 "status": "Unrecognized object" if unrecognized else "invalid event",
                 "message": "Event object format is unrecognized"
@@ -105,10 +111,33 @@ INTERNAL_ERROR = _json(
 )
 
 
-def _refused(scope: Scope, answer: Answer, reason: str) -> Answer:
-    """Count a delivery refused before (or outside) ``handle_intake``, which counts its own refusals."""
-    DELIVERIES_REJECTED.labels(INTAKE_ROUTES[scope["path"]].value, reason).inc()
-    return answer
+def refused_before_handler(method: str, path: str, exc: WarroomError) -> Answer | None:
+    """A request to an intake route refused before its handler read it (by the fast path, or the app's
+    request guard): answered in the route's own shape (PagerDuty's, Opsgenie's, else Warroom's) and counted
+    as a refused delivery, as its handler's refusals are. None for a request that is not a delivery."""
+    source = intake_source(method, path)
+    if source is None:
+        return None
+    if source == IntegrationType.opsgenie.value:
+        return _opsgenie_refusal(exc)  # counted there
+    DELIVERIES_REJECTED.labels(source, exc.code).inc()
+    return pagerduty_error(exc) if source == IntegrationType.pagerduty.value else _error(exc)
+
+
+def too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the request body is over the limit of {max_bytes} bytes")
+
+
+def unsupported_encoding(encoding: bytes) -> UnsupportedMediaType | None:
+    """The refusal of a body in a Content-Encoding other than identity (gzip, say): intake reads bodies as
+    they are sent, and a compressed one would otherwise be refused as bytes that are not UTF-8."""
+    named = encoding.decode("latin-1").strip()
+    if all(coding.strip().lower() in ("", "identity") for coding in named.split(",")):
+        return None
+    return UnsupportedMediaType(
+        f"Content-Encoding {named!r} is not supported: send the body uncompressed, without Content-Encoding",
+        {"field": "Content-Encoding", "allowed": ["identity"]},
+    )
 
 
 def bearer(authorization: str | None) -> str | None:
@@ -279,14 +308,22 @@ async def handle_webhook(
 ) -> Answer:
     """A tool's own JSON (or form), read by the org file's webhook format ``format_name``; answered after the
     commit. A delivery whose items are all skipped (a test ping) still needs a good key, and its answer says
-    nothing was stored. ``headers`` (raw): for an integration that checks the sender's signature."""
+    nothing was stored. ``headers`` (raw): for an integration that checks the sender's signature.
+
+    A caller without a key that could deliver gets the key's refusal (401, 403) whatever the format name and
+    the body: an unknown name's 404 against a known format's 400 would tell it which names the org file has.
+    The key is checked apart only then, so a good delivery costs no second look-up."""
     kind = IntegrationType.webhook
+    secret = key or bearer(authorization)
+    signed = signed_body(body, headers)
     try:
-        webhook_format = adapters.webhook_format_named(context.org.automation, format_name)
-        events = adapters.from_webhook(adapters.parse_webhook_body(body, content_type), webhook_format)
-        result = await writer_for(state, context).submit(
-            key or bearer(authorization), kind, kind.value, events, signed_body(body, headers)
-        )
+        try:
+            webhook_format = adapters.webhook_format_named(context.org.automation, format_name)
+            events = adapters.from_webhook(adapters.parse_webhook_body(body, content_type), webhook_format)
+        except WarroomError:
+            await run_in_threadpool(check_caller, context, secret, kind, signed)
+            raise
+        result = await writer_for(state, context).submit(secret, kind, kind.value, events, signed)
     except WarroomError as exc:
         DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
         return _error(exc)
@@ -307,16 +344,6 @@ class IntakeEndpoint:
         self.state = state
         self.context = context
         self.max_body_bytes = max_body_bytes
-        self.too_large = _json(
-            413,
-            {
-                "error": {
-                    "code": "payload_too_large",
-                    "message": f"the request body is over the limit of {max_body_bytes} bytes",
-                    "details": None,
-                }
-            },
-        )
 
     unavailable = _json(
         503, {"error": {"code": UNAVAILABLE_CODE, "message": UNAVAILABLE_MESSAGE, "details": None}}
@@ -337,15 +364,25 @@ class IntakeEndpoint:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
+    @staticmethod
+    def _refused(scope: Scope, exc: WarroomError) -> Answer:
+        return refused_before_handler(scope["method"], scope["path"], exc) or _error(exc)
+
     async def _answer(self, scope: Scope, receive: Receive) -> Answer | None:
-        declared = authorization = None
+        declared = authorization = encoding = None
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = value
             elif name == b"authorization":
                 authorization = value
+            elif name == b"content-encoding":
+                encoding = value
+        if encoding is not None:
+            unsupported = unsupported_encoding(encoding)
+            if unsupported is not None:
+                return self._refused(scope, unsupported)
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return _refused(scope, self.too_large, "payload_too_large")
+            return self._refused(scope, too_large(self.max_body_bytes))
         message = await receive()
         if message["type"] != "http.request":
             return None
@@ -360,13 +397,13 @@ class IntakeEndpoint:
                 chunk = message.get("body", b"")
                 received += len(chunk)
                 if received > self.max_body_bytes:
-                    return _refused(scope, self.too_large, "payload_too_large")
+                    return self._refused(scope, too_large(self.max_body_bytes))
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     break
             body = b"".join(chunks)
         elif len(body) > self.max_body_bytes:
-            return _refused(scope, self.too_large, "payload_too_large")
+            return self._refused(scope, too_large(self.max_body_bytes))
         query = scope.get("query_string", b"")
         key = parse_qs(query.decode("latin-1")).get("key", [None])[0] if query else None
         try:

@@ -124,6 +124,16 @@ def _transaction(context: AppContext, connection: Connection | None) -> Iterator
         session.flush()
 
 
+def check_caller(
+    context: AppContext, secret: str | None, expected: IntegrationType, signed: SignedBody | None
+) -> None:
+    """Only what a delivery's own authentication checks (401, 403), writing nothing: for a refusal that
+    would tell the caller something about the org file. Blocking: run it in a thread."""
+    with context.db.read() as session:
+        integration = integrations.authenticate_integration(session, secret, expected, record_use=False)
+        integration.check_signature(signed, utcnow())
+
+
 def ingest_alone(
     context: AppContext,
     secret: str | None,
