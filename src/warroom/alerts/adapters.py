@@ -230,8 +230,9 @@ def parse_json(body: bytes) -> Any:
     turns that into this 400). What no hash covers is stored by ``db.json_text``, whose fallback writes up
     to about 990 levels, so only a body long enough to nest that deep is probed here: single alerts never
     pay for it."""
+    text = body[3:] if body[:3] == UTF8_BOM else body
     try:
-        data = orjson.loads(body[3:] if body[:3] == UTF8_BOM else body)
+        data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise _unreadable_json(body, exc) from None
     if len(body) > _SHALLOW_BYTES:
@@ -242,7 +243,7 @@ def parse_json(body: bytes) -> Any:
     if _TWENTY_DIGITS in body.translate(_DIGITS_AS_ZERO):
         # orjson reads an integer beyond 64 bits as a float: a 30-digit order id would be kept, as evidence,
         # rounded. The standard parser keeps it exact (only bodies with such a number pay for it).
-        data = json.loads(body)
+        data = json.loads(text)
     if b"\\u0000" in body:
         _refuse_nul(data)
     return data
