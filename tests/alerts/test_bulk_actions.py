@@ -134,5 +134,5 @@ def test_a_filter_that_matches_too_many_is_refused_before_anything_changes() -> 
 
     listing = Listing()
     with pytest.raises(typer.Exit):
-        AlertChoice(["firing"], source="email").matching(listing)  # type: ignore[arg-type]
+        AlertChoice(["firing"], source=["email"]).matching(listing)  # type: ignore[arg-type]
     assert listing.calls == 1  # refused on the first page, before fetching the rest

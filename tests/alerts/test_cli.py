@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from tests.alerts.test_source_ack import pd_trigger
 from warroom.cli.main import app
 from warroom.client import Client
 
@@ -74,3 +77,63 @@ def test_a_negative_id_is_an_id_that_names_nothing(
     assert revoked.exit_code == 2 and "greater than or equal to 1" in revoked.output
     typo = runner.invoke(app, ["alerts", "show", "-1", "--jsno"], env={"COLUMNS": "200"})
     assert typo.exit_code == 2 and "No such option: --jsno" in typo.output
+
+
+def test_alerts_filters_repeat_and_one_value_options_refuse_a_second(
+    api: TestClient,
+    tokens: dict[str, str],
+    generic_key: str,
+    pd_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--source A --source B` kept only B (click overwrites an option of one value): the list's filters
+    repeat, as --service does, and an option that takes one value refuses a second one."""
+
+    def through_the_app(request: httpx.Request) -> httpx.Response:
+        answer = api.request(
+            request.method, request.url.raw_path.decode(), headers=request.headers, content=request.content
+        )
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    monkeypatch.setattr(
+        "warroom.cli.alerts.Client",
+        lambda: Client(
+            "http://warroom.test", tokens["responder"], transport=httpx.MockTransport(through_the_app)
+        ),
+    )
+    body = {"summary": "cron late", "severity": "info", "dedup_key": "cron"}
+    assert api.post(f"/api/v1/alerts?key={generic_key}", json=body).status_code == 202
+    for key in ("api", "db"):
+        trigger = pd_trigger(pd_key, key, cls=f"Down-{key}")
+        assert api.post("/v2/enqueue", json=trigger).status_code == 202
+    runner = CliRunner()
+
+    def listed(*args: str) -> list[str]:
+        result = runner.invoke(app, ["alerts", "list", "--json", *args], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        return sorted(alert["ref"] for alert in json.loads(result.stdout)["items"])
+
+    assert listed("--source", "generic") == ["ALR-1"]
+    assert listed("--source", "generic", "--source", "pagerduty") == ["ALR-1", "ALR-2", "ALR-3"]
+    assert listed("--integration", "scripts", "--integration", "pd-shaped") == ["ALR-1", "ALR-2", "ALR-3"]
+    assert listed("--incident", "INC-1") == ["ALR-2"]
+    assert listed("--incident", "INC-1", "--incident", "INC-2") == ["ALR-2", "ALR-3"]
+    # Acting by filter takes the repeats too.
+    acked = runner.invoke(
+        app, ["alerts", "ack", "--incident", "INC-1", "--incident", "INC-2", "--yes", "--json"]
+    )
+    assert acked.exit_code == 0, acked.output
+    assert sorted(alert["ref"] for alert in json.loads(acked.stdout)) == ["ALR-2", "ALR-3"]
+    # Each value is checked: a typo among them is refused, not matched as nothing.
+    typo = runner.invoke(app, ["alerts", "list", "--source", "generic", "--source", "nagois"])
+    assert typo.exit_code == 1 and "unknown source 'nagois'" in typo.output
+
+    for args in (
+        ["alerts", "list", "--since", "2h", "--since", "1d"],
+        ["alerts", "list", "--search=db", "-q", "api"],
+        ["alerts", "note", "ALR-1", "-m", "one", "--message", "two"],
+        ["alerts", "snooze", "ALR-1", "--for", "1h", "--for", "2h"],
+    ):
+        twice = runner.invoke(app, args, env={"COLUMNS": "200"})
+        assert twice.exit_code == 2 and "was given twice; it takes one value" in twice.output, twice.output
+    assert listed("--status", "firing") == ["ALR-1"]  # nothing was noted or snoozed

@@ -13,15 +13,19 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from tests.alerts.test_source_ack import run_at, sent_pages, timeline
-from tests.conftest import EXAMPLE_CONFIG
+from tests.conftest import EXAMPLE_CONFIG, bearer
 from tests.e2e.server import run_cli, serve_for_cli
 from warroom.alerts import maintenance
 from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import AlertEvent, from_generic
 from warroom.alerts.models import Alert, MaintenanceWindow
 from warroom.alerts.schemas import MaintenanceCreate
+from warroom.cli.main import app
+from warroom.cli.output import when
+from warroom.client import Client
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents.models import Incident
@@ -265,15 +269,80 @@ def test_a_person_resolving_a_held_alert_leaves_it_resolved_and_unrouted(
 
 
 def test_cancelling_a_scheduled_window(
-    api: TestClient, context: AppContext, responder: dict[str, str]
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
 ) -> None:
     clock.set(T0)
     start_window(
         api, responder, services=["api"], starts_at=(T0 + timedelta(days=1)).isoformat(), duration="1h"
     )
+    clock.set(T0 + timedelta(minutes=5))
     cancelled = api.post("/api/v1/maintenance/MW-1/end", headers=responder).json()
-    assert cancelled["state"] == "ended"
-    assert cancelled["starts_at"] == cancelled["ends_at"]
+    # Both ends move to the moment of cancelling, so it holds nothing; what it stood for is kept apart.
+    assert cancelled["state"] == "cancelled"
+    assert cancelled["starts_at"] == cancelled["ends_at"] == "2026-03-02T10:05:00Z"
+    assert (cancelled["planned_starts_at"], cancelled["planned_ends_at"], cancelled["ended_by"]) == (
+        "2026-03-03T10:00:00Z",
+        "2026-03-03T11:00:00Z",
+        "responder-user",
+    )
+    shown = api.get("/api/v1/maintenance/MW-1", headers=responder).json()
+    listed = api.get("/api/v1/maintenance", params={"all": "true"}, headers=responder).json()
+    assert [(w["state"], w["planned_starts_at"]) for w in (shown, *listed)] == [
+        ("cancelled", "2026-03-03T10:00:00Z")
+    ] * 2
+    assert api.get("/api/v1/maintenance", headers=responder).json() == []
+    clock.set(T0 + timedelta(days=1, minutes=10))
+    assert send(api, generic_key, "at-the-planned-time")["incident"] == "INC-1"
+    # A window ended once it ran is ended, not cancelled, and keeps no plan.
+    clock.set(T0 + timedelta(days=2))
+    start_window(api, responder, services=["api"], duration="1h")
+    clock.advance(timedelta(minutes=10))
+    ended = api.post("/api/v1/maintenance/MW-2/end", headers=responder).json()
+    assert (ended["state"], ended["planned_starts_at"], ended["planned_ends_at"]) == ("ended", None, None)
+
+
+def test_the_cli_shows_a_cancelled_window_with_the_times_it_was_planned_for(
+    api: TestClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`maintenance end` of a window not started, then `list --all` and `show`: they used to show it "ended"
+    from and to the moment it was cancelled, and the occurrence it stood for nowhere."""
+
+    def through_the_app(request: httpx.Request) -> httpx.Response:
+        answer = api.request(
+            request.method, request.url.raw_path.decode(), headers=request.headers, content=request.content
+        )
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    monkeypatch.setattr(
+        "warroom.cli.maintenance.Client",
+        lambda: Client(
+            "http://warroom.test", tokens["responder"], transport=httpx.MockTransport(through_the_app)
+        ),
+    )
+    clock.set(T0)
+    start_window(
+        api, bearer(tokens["responder"]), services=["api"], starts_at="2026-03-02T15:00:00Z", duration="30m"
+    )
+    clock.set(T0 + timedelta(hours=4, minutes=28, seconds=28))
+    runner = CliRunner()
+    env = {"COLUMNS": "250"}
+    # The CLI prints local times.
+    starts, ends = when(T0.replace(hour=15)), when(T0.replace(hour=15, minute=30))
+    cancelled = f"cancelled at {when(T0 + timedelta(hours=4, minutes=28, seconds=28))} by responder-user"
+    ended = runner.invoke(app, ["maintenance", "end", "MW-1"], env=env)
+    assert ended.exit_code == 0, ended.output
+    assert f"MW-1 cancelled (it was planned from {starts} to {ends})" in ended.stdout
+    listed = runner.invoke(app, ["maintenance", "list", "--all"], env=env)
+    assert listed.exit_code == 0, listed.output
+    [row] = [line for line in listed.stdout.splitlines() if "MW-1" in line]
+    assert "cancelled" in row and starts in row and ends in row and f"({cancelled})" in row
+    shown = runner.invoke(app, ["maintenance", "show", "MW-1"], env=env)
+    assert shown.exit_code == 0, shown.output
+    expected = (
+        f"MW-1 cancelled: services api, planned from {starts} to {ends}, {cancelled} (database upgrade)"
+    )
+    assert expected in shown.stdout
+    assert "routed" not in shown.stdout
 
 
 @pytest.mark.parametrize(

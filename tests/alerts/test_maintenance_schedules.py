@@ -228,6 +228,12 @@ def test_a_changed_rule_moves_the_chain_and_cancels_the_windows_it_no_longer_has
         cancelled = session.scalars(select(MaintenanceWindow)).one()
         assert cancelled.ended_by == "org file: schedule nightly changed"
         assert cancelled.starts_at == cancelled.ends_at == T0 + timedelta(minutes=5)
+        # The occurrence it stood for is still shown, as cancelled.
+        assert (cancelled.planned_starts_at, cancelled.planned_ends_at) == (
+            tonight,
+            tonight + timedelta(hours=2),
+        )
+        assert maintenance.to_read(cancelled).state == "cancelled"
     for day in range(3):
         run_at(worker, T0 + timedelta(days=day, hours=1))
     starts = [start for start, end, _ in windows(context) if end > start]  # the cancelled one is not

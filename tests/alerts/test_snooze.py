@@ -3,7 +3,7 @@ first responders are paged as a reminder."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -286,4 +286,82 @@ def test_the_reminder_pages_the_policy_a_rule_paged_when_no_policy_covers_the_in
         ).all()
     assert [(job.payload["policy"], job.status) for job in reminders] == [
         ("platform-escalation", JobStatus.done)
+    ]
+
+
+def reminder_results(context: AppContext) -> list[dict[str, Any] | None]:
+    with context.db.read() as session:
+        jobs = session.scalars(
+            select(Job)
+            .where(Job.kind == "oncall.start", Job.payload["trigger"].as_string() == "snooze_ended")
+            .order_by(Job.id)
+        )
+        return [job.result for job in jobs]
+
+
+def run_ticking(worker: Worker, moment: datetime) -> None:
+    """Run what is due one job at a time, the clock moving a millisecond between jobs as a real one does."""
+    clock.set(moment)
+    while worker.run_once():
+        clock.advance(timedelta(milliseconds=1))
+
+
+def test_snoozes_of_one_incident_ending_together_page_one_reminder(
+    api: TestClient, context: AppContext, pd_key: str, responder: dict[str, str]
+) -> None:
+    """``alerts snooze --incident INC-1`` snoozes each alert to the same end: carol is reminded once, not once
+    per alert, and the timeline still names every alert that fires again."""
+    clock.set(T0)
+    worker = Worker(context, name="w1", batch=1)
+    for key in ("a", "b", "c"):
+        pd(api, pd_trigger(pd_key, key))
+    run_at(worker, T0)
+    assert sent_pages(context) == [("carol", "email", 1, 1)]
+    clock.set(T0 + timedelta(minutes=3))
+    for ref in ("ALR-1", "ALR-2", "ALR-3"):
+        assert snooze(api, responder, {"until": "2026-03-02T10:30:00Z"}, ref).status_code == 200
+    assert incident(context).acknowledged_by == "responder-user"
+
+    run_ticking(worker, T0 + timedelta(minutes=30, seconds=1))
+    assert [alert_row(context, n).status for n in (1, 2, 3)] == ["firing"] * 3
+    assert sent_pages(context) == [("carol", "email", 1, 1), ("carol", "email", 2, 1)]
+    over = [e.action for e in timeline(context) if e.action.startswith("Snooze of alert")]
+    assert [action.split(" (by")[0] for action in over] == [
+        "Snooze of alert ALR-1",
+        "Snooze of alert ALR-2",
+        "Snooze of alert ALR-3",
+    ]
+    results = reminder_results(context)
+    assert results[0] is not None and results[0]["policy"] == "platform-escalation"
+    assert [r["skipped"] if r else None for r in results[1:]] == [
+        "platform-escalation sent a reminder at 10:30:01 UTC (one per 10m, its first step's delay)"
+    ] * 2
+
+
+def test_a_snooze_ending_within_the_first_steps_delay_of_a_reminder_pages_nobody_again(
+    api: TestClient, context: AppContext, pd_key: str, responder: dict[str, str]
+) -> None:
+    """Snoozed apart, ending apart: platform-escalation's first step has 10 minutes to answer, so an end 7
+    minutes after a reminder pages nobody and one 25 minutes after pages again."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    for key in ("a", "b", "c"):
+        pd(api, pd_trigger(pd_key, key))
+    run_at(worker, T0)
+    clock.set(T0 + timedelta(minutes=3))
+    for ref, until in (("ALR-1", "10:20"), ("ALR-2", "10:27"), ("ALR-3", "10:45")):
+        assert snooze(api, responder, {"until": f"2026-03-02T{until}:00Z"}, ref).status_code == 200
+
+    first = [("carol", "email", 1, 1)]
+    run_at(worker, T0 + timedelta(minutes=20, seconds=1))
+    assert sent_pages(context) == [*first, ("carol", "email", 2, 1)]
+    run_at(worker, T0 + timedelta(minutes=27, seconds=1))
+    assert alert_row(context, 2).status == "firing"
+    assert sent_pages(context) == [*first, ("carol", "email", 2, 1)]
+    run_at(worker, T0 + timedelta(minutes=45, seconds=1))
+    assert sent_pages(context) == [*first, ("carol", "email", 2, 1), ("carol", "email", 3, 1)]
+    assert [sorted(r) if r else None for r in reminder_results(context)] == [
+        ["cycle", "deadline", "mode", "policy"],
+        ["skipped"],
+        ["cycle", "deadline", "mode", "policy"],
     ]

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
+from pydantic import StringConstraints
 from starlette.concurrency import run_in_threadpool
 
 from warroom.alerts import adapters, changes, heartbeats, maintenance, service
@@ -389,12 +390,16 @@ def list_alerts(
         ),
     ] = False,
     snoozed: Annotated[bool, Query(description="Only snoozed alerts (acknowledged until a moment).")] = False,
-    source: str | None = None,
-    integration: Annotated[
-        str | None,
-        Query(max_length=100, description="Only alerts that came in through this integration (its name)."),
+    source: Annotated[
+        list[str] | None, Query(description="Only these sources, e.g. alertmanager (repeat for more).")
     ] = None,
-    incident: str | None = None,
+    integration: Annotated[
+        list[Annotated[str, StringConstraints(max_length=100)]] | None,
+        Query(description="Only alerts that came in through these integrations (names; repeat for more)."),
+    ] = None,
+    incident: Annotated[
+        list[str] | None, Query(description="Only alerts on these incidents, e.g. INC-3 (repeat for more).")
+    ] = None,
     service_: Annotated[
         list[str] | None, Query(alias="service", description="Only these services (repeat for more).")
     ] = None,
@@ -425,9 +430,9 @@ def list_alerts(
             firing=firing,
             unrouted=unrouted,
             snoozed=snoozed,
-            source=source,
-            integration=integration,
-            incident=incident,
+            source=source or [],
+            integration=integration or [],
+            incident=incident or [],
             service=service_ or [],
             severity=severity or [],
             labels=label or [],

@@ -121,9 +121,13 @@ def holds(session: Session, window_id: int) -> bool:
     return window is not None and window.released_at is None
 
 
-def state(window: MaintenanceWindow, now: datetime) -> Literal["scheduled", "active", "ended"]:
+WindowState = Literal["scheduled", "active", "ended", "cancelled"]
+
+
+def state(window: MaintenanceWindow, now: datetime) -> WindowState:
     if window.ends_at <= now:
-        return "ended"
+        # Ending collapses a window not started to the moment it was cancelled: no other has no length.
+        return "cancelled" if window.starts_at == window.ends_at else "ended"
     return "active" if window.starts_at <= now else "scheduled"
 
 
@@ -143,6 +147,8 @@ def to_read(window: MaintenanceWindow, now: datetime | None = None) -> Maintenan
         created_at=window.created_at,
         ended_by=window.ended_by,
         released_at=window.released_at,
+        planned_starts_at=window.planned_starts_at,
+        planned_ends_at=window.planned_ends_at,
     )
 
 
@@ -228,12 +234,16 @@ def window_alerts(session: Session, window: MaintenanceWindow, *, limit: int = 5
 
 def end_window(session: Session, *, org: OrgConfig, ref: str | int, performer: str) -> MaintenanceWindow:
     """End a window now (the work finished early, or was called off): its held alerts still open are
-    routed at once. A window that had not started is cancelled."""
+    routed at once. A window that had not started is cancelled: it keeps the times it was planned for apart,
+    as both its ends move to now (it holds nothing)."""
     _releases_take_turns(session)
     window = get_window(session, ref, for_update=True)
     now = utcnow()
     if window.ends_at <= now:
         raise Conflict(f"{window.ref} already ended (at {window.ends_at:%Y-%m-%d %H:%M} UTC)")
+    if window.starts_at >= now:
+        window.planned_starts_at = window.starts_at
+        window.planned_ends_at = window.ends_at
     window.ends_at = now
     window.starts_at = min(window.starts_at, now)
     window.ended_by = performer

@@ -147,6 +147,11 @@ class MaintenanceWindow(Base):
     ended_by: Mapped[str | None] = mapped_column(String(200))
     # When the alerts it held were handed to automation (once, at its end).
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set only when it was cancelled before it started (``maintenance end``, or a reload that changed its
+    # schedule): the times it was planned for. ``starts_at`` and ``ends_at`` are then both the moment it was
+    # cancelled, so that every query of what a window holds finds it over and holding nothing.
+    planned_starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    planned_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     @property
     def ref(self) -> str:

@@ -794,14 +794,26 @@ class MaintenanceRead(BaseModel):
     labels: dict[str, str]
     match: AlertConditions
     starts_at: datetime
-    ends_at: datetime
-    state: Literal["scheduled", "active", "ended"]
+    ends_at: datetime = Field(
+        description="When it ends or ended; for a cancelled one, when it was cancelled."
+    )
+    state: Literal["scheduled", "active", "ended", "cancelled"] = Field(
+        description="cancelled: ended before it started (it held nothing); starts_at and ends_at are then "
+        "both the moment it was cancelled, and planned_starts_at and planned_ends_at what it was planned for."
+    )
     created_by: str
     created_at: datetime
-    ended_by: str | None = Field(None, description="Who ended it early; null when it ran its course.")
+    ended_by: str | None = Field(
+        None, description="Who ended (or cancelled) it early; null when it ran its course."
+    )
     released_at: datetime | None = Field(
         None, description="When the alerts it held still open were handed to automation."
     )
+    planned_starts_at: datetime | None = Field(
+        None,
+        description="A cancelled window: when it was to start (null if cancelled before this was kept).",
+    )
+    planned_ends_at: datetime | None = Field(None, description="A cancelled window: when it was to end.")
 
 
 class MaintenanceDetail(MaintenanceRead):

@@ -649,9 +649,9 @@ def list_alerts(
     firing: bool = False,
     unrouted: bool = False,
     snoozed: bool = False,
-    source: str | None = None,
-    integration: str | None = None,
-    incident: str | None = None,
+    source: Sequence[str] = (),
+    integration: Sequence[str] = (),
+    incident: Sequence[str] = (),
     service: Sequence[str] = (),
     severity: Sequence[str] = (),
     labels: Sequence[str] = (),
@@ -661,7 +661,8 @@ def list_alerts(
     offset: int = 0,
 ) -> AlertPage:
     """``labels``: ``name=value`` each, all carried by the alert; ``since``: last seen this recently;
-    ``search``: text in the summary, type, dedup key, service or labels (names and values), any case."""
+    ``search``: text in the summary, type, dedup key, service or labels (names and values), any case. Several
+    values of one other filter (sources, integrations, incidents, services, severities) match any of them."""
     statement = select(Alert)
     if search is not None and search.strip():
         text = search.strip()
@@ -697,19 +698,24 @@ def list_alerts(
         statement = statement.where(Alert.snoozed_until.is_not(None))
     # A filter naming nothing that exists is refused, not answered with an empty page (a typo looks like
     # "no alerts" otherwise).
-    if source:
-        if source not in ALERT_SOURCES:
+    for one in source:
+        if one not in ALERT_SOURCES:
             raise InvalidInput(
-                f"unknown source {source!r}; one of {', '.join(ALERT_SOURCES)}", {"field": "source"}
+                f"unknown source {one!r}; one of {', '.join(ALERT_SOURCES)}", {"field": "source"}
             )
-        statement = statement.where(Alert.source == source)
+    if source:
+        statement = statement.where(Alert.source.in_(list(source)))
     if integration:
-        named = list(session.scalars(select(IntegrationKey.id).where(IntegrationKey.name == integration)))
-        if not named:
-            raise NotFound(f"no integration named {integration!r} (see warroom integration list)")
+        named: list[int] = []
+        for name in integration:
+            ids = list(session.scalars(select(IntegrationKey.id).where(IntegrationKey.name == name)))
+            if not ids:
+                raise NotFound(f"no integration named {name!r} (see warroom integration list)")
+            named.extend(ids)
         statement = statement.where(Alert.integration_id.in_(named))
     if incident:
-        statement = statement.where(Alert.incident_id == incident_service.get_incident(session, incident).id)
+        ids = [incident_service.get_incident(session, ref).id for ref in incident]
+        statement = statement.where(Alert.incident_id.in_(ids))
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     rows = session.scalars(statement.order_by(Alert.id.desc()).limit(limit).offset(offset)).all()
     items = to_reads(session, rows)

@@ -5,7 +5,8 @@ A responder who knows an alert can wait ("the disk fills slowly; look again afte
 rather than acknowledging it forever. When the snooze ends and the alert still fires, it is firing again, its
 incident's timeline says so, and the escalation policies that paged its incident (its severity's or service's,
 or a rule's ``page``) page their first step again as a reminder (a durable job, so a restart in between loses
-nothing). A resolve, an unacknowledge or a new snooze in the
+nothing). Each alert's end asks for one; ``paging.start_paging`` sends one per policy within its first step's
+delay, so alerts snoozed together remind once. A resolve, an unacknowledge or a new snooze in the
 meantime leaves that job nothing to do.
 """
 

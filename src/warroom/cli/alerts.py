@@ -55,6 +55,7 @@ from warroom.cli.output import (
     table,
     when,
 )
+from warroom.cli.parsing import OnceOnlyCommand
 from warroom.client import ApiError, Client
 from warroom.durations import format_duration
 from warroom.errors import InvalidInput, WarroomError
@@ -242,8 +243,13 @@ def _when_by(moment: datetime | None, person: str | None) -> str:
 
 # The filters that choose alerts: shared by ``alerts list`` and the commands that act on many at once.
 UnroutedFilter = Annotated[bool, typer.Option("--unrouted", help="Only alerts no rule routed.")]
-SourceFilter = Annotated[str | None, typer.Option("--source", help="Only this source, e.g. alertmanager.")]
-IncidentFilter = Annotated[str | None, typer.Option("--incident", help="Only alerts on this incident.")]
+SourceFilter = Annotated[
+    list[str] | None,
+    typer.Option("--source", help="Only this source, e.g. alertmanager (repeat for more)."),
+]
+IncidentFilter = Annotated[
+    list[str] | None, typer.Option("--incident", help="Only alerts on this incident (repeat for more).")
+]
 ServiceFilter = Annotated[
     list[str] | None, typer.Option("--service", help="Only this service (repeat for more).")
 ]
@@ -259,7 +265,7 @@ LabelFilter = Annotated[
 ]
 
 
-@alerts_app.command("list")
+@alerts_app.command("list", cls=OnceOnlyCommand)
 def list_(
     firing: Annotated[
         bool, typer.Option("--firing", help="Only alerts not yet resolved (firing or acknowledged).")
@@ -274,8 +280,11 @@ def list_(
     ] = False,
     source: SourceFilter = None,
     integration: Annotated[
-        str | None,
-        typer.Option("--integration", help="Only alerts that came in through this integration (its name)."),
+        list[str] | None,
+        typer.Option(
+            "--integration",
+            help="Only alerts that came in through this integration (its name; repeat for more).",
+        ),
     ] = None,
     incident: IncidentFilter = None,
     service: ServiceFilter = None,
@@ -427,7 +436,7 @@ def _watched_table(page: AlertPage, before: dict[int, AlertState] | None, interv
 NOISE_BAR_WIDTH = 12
 
 
-@alerts_app.command("overview")
+@alerts_app.command("overview", cls=OnceOnlyCommand)
 def overview(
     since: Annotated[str, typer.Option("--since", help="The period of new alerts charted, e.g. 1h.")] = "1h",
     watch: Annotated[
@@ -513,7 +522,7 @@ def _overview_view(shown: AlertOverview) -> Group:
     return Group(*parts)
 
 
-@alerts_app.command("noise")
+@alerts_app.command("noise", cls=OnceOnlyCommand)
 def noise(
     since: Annotated[str, typer.Option("--since", help="The period, e.g. 24h or 7d.")] = "7d",
     by: Annotated[
@@ -551,7 +560,7 @@ def noise(
     emit(as_json, report, render)
 
 
-@alerts_app.command("show")
+@alerts_app.command("show", cls=OnceOnlyCommand)
 def show(ref: str, as_json: JsonFlag = False) -> None:
     """Show one alert, with its labels and what was received."""
     with api_errors(), Client() as client:
@@ -568,7 +577,7 @@ def show(ref: str, as_json: JsonFlag = False) -> None:
         console.print_json(json.dumps(alert.last_raw))
 
 
-@alerts_app.command("promote")
+@alerts_app.command("promote", cls=OnceOnlyCommand)
 def promote(
     ref: str,
     title: Annotated[str | None, typer.Option(help="Incident title; the alert summary if omitted.")] = None,
@@ -649,8 +658,8 @@ class AlertChoice:
 
     statuses: list[str]
     unrouted: bool = False
-    source: str | None = None
-    incident: str | None = None
+    source: list[str] | None = None
+    incident: list[str] | None = None
     service: list[str] | None = None
     severity: list[str] | None = None
     labels: dict[str, str] = dataclass_field(default_factory=dict)
@@ -705,8 +714,8 @@ def _choice(
     statuses: list[str],
     *,
     unrouted: bool,
-    source: str | None,
-    incident: str | None,
+    source: list[str] | None,
+    incident: list[str] | None,
     service: list[str] | None,
     severity: list[str] | None,
     label: list[str] | None,
@@ -782,7 +791,7 @@ ChosenAlertRefs = Annotated[
 ]
 
 
-@alerts_app.command("attach")
+@alerts_app.command("attach", cls=OnceOnlyCommand)
 @by_filter(AlertStatus.firing, AlertStatus.acknowledged)
 def attach(
     target: Annotated[str, typer.Argument(metavar="INCIDENT", help="The open incident, e.g. INC-3.")],
@@ -799,7 +808,7 @@ def attach(
     )
 
 
-@alerts_app.command("ack")
+@alerts_app.command("ack", cls=OnceOnlyCommand)
 @by_filter(AlertStatus.firing)
 def acknowledge(
     refs: ChosenAlertRefs = None, chosen: AlertChoice | None = None, as_json: JsonFlag = False
@@ -812,13 +821,13 @@ def acknowledge(
     )
 
 
-@alerts_app.command("unack")
+@alerts_app.command("unack", cls=OnceOnlyCommand)
 def unacknowledge(refs: AlertRefs, as_json: JsonFlag = False) -> None:
     """Take an acknowledgement back: the alerts are firing again (their incidents' timelines say so)."""
     _on_each(refs, lambda client, ref: client.unacknowledge_alert(ref), "unacknowledged: firing", as_json)
 
 
-@alerts_app.command("snooze")
+@alerts_app.command("snooze", cls=OnceOnlyCommand)
 @by_filter(AlertStatus.firing, AlertStatus.acknowledged)
 def snooze(
     refs: ChosenAlertRefs = None,
@@ -850,7 +859,7 @@ def snooze(
     )
 
 
-@alerts_app.command("resolve")
+@alerts_app.command("resolve", cls=OnceOnlyCommand)
 @by_filter(AlertStatus.firing, AlertStatus.acknowledged)
 def resolve(
     refs: ChosenAlertRefs = None,
@@ -872,7 +881,7 @@ def resolve(
     )
 
 
-@alerts_app.command("note")
+@alerts_app.command("note", cls=OnceOnlyCommand)
 @by_filter(AlertStatus.firing, AlertStatus.acknowledged)
 def note(
     refs: ChosenAlertRefs = None,

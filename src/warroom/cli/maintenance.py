@@ -32,7 +32,7 @@ maintenance_app = typer.Typer(
 )
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-STATE_STYLE = {"active": "bold yellow", "scheduled": "cyan", "ended": "dim"}
+STATE_STYLE = {"active": "bold yellow", "scheduled": "cyan", "ended": "dim", "cancelled": "dim"}
 
 
 def _covers(window: MaintenanceRead) -> str:
@@ -61,10 +61,25 @@ def _state(window: MaintenanceRead) -> str:
     return f"[{style}]{window.state}[/]"
 
 
+def _span(window: MaintenanceRead) -> tuple[str, str]:
+    """When it runs: for a cancelled window, when it was planned to (its own ends are both the cancelling;
+    "—" for one cancelled before the plan was kept)."""
+    if window.state == "cancelled":
+        return when(window.planned_starts_at), when(window.planned_ends_at)
+    return when(window.starts_at), when(window.ends_at)
+
+
+def _cancelled(window: MaintenanceRead) -> str:
+    return f"cancelled at {when(window.ends_at)}" + (f" by {window.ended_by}" if window.ended_by else "")
+
+
 def _summary(window: MaintenanceRead) -> str:
+    starts, ends = _span(window)
+    span = f"from {starts} to {ends}"
+    if window.state == "cancelled":
+        span = f"planned {span}, {_cancelled(window)}"
     return (
-        f"{window.ref} {_state(window)}: {escape(_covers(window))}, from {when(window.starts_at)} "
-        f"to {when(window.ends_at)} ({escape(window.reason)})"
+        f"{window.ref} {_state(window)}: {escape(_covers(window))}, {escape(span)} ({escape(window.reason)})"
     )
 
 
@@ -145,7 +160,8 @@ def list_(
     include_ended: Annotated[bool, typer.Option("--all", help="Include windows that ended.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Scheduled and active maintenance windows."""
+    """Scheduled and active maintenance windows; with --all, ended and cancelled ones too (a cancelled one
+    with the times it was planned for)."""
     with api_errors(), Client() as client:
         windows = client.list_maintenance(include_ended=include_ended)
     emit(
@@ -159,10 +175,16 @@ def list_(
                     w.ref,
                     styled(w.state, STATE_STYLE),
                     _covers(w),
-                    when(w.starts_at),
-                    when(w.ends_at),
+                    *_span(w),
                     w.reason[:60],
-                    w.created_by + (f" (ended by {w.ended_by})" if w.ended_by else ""),
+                    w.created_by
+                    + (
+                        f" ({_cancelled(w)})"
+                        if w.state == "cancelled"
+                        else f" (ended by {w.ended_by})"
+                        if w.ended_by
+                        else ""
+                    ),
                 )
                 for w in windows
             ],
@@ -179,7 +201,7 @@ def show(ref: str, as_json: JsonFlag = False) -> None:
         emit(True, window, lambda: None)
         return
     console.print(_summary(window))
-    if window.released_at:
+    if window.released_at and window.state != "cancelled":  # a cancelled one held nothing to route
         console.print(f"held alerts still open were routed at {when(window.released_at)}")
     if window.alerts:
         table(
@@ -208,4 +230,12 @@ def end(ref: str, as_json: JsonFlag = False) -> None:
     """End a window now (or cancel one not yet started); alerts it held that are still open are routed."""
     with api_errors(), Client() as client:
         window = client.end_maintenance(ref)
-    emit(as_json, window, lambda: console.print(f"{window.ref} ended at {when(window.ends_at)}"))
+    emit(
+        as_json,
+        window,
+        lambda: console.print(
+            f"{window.ref} cancelled (it was planned from {' to '.join(_span(window))})"
+            if window.state == "cancelled"
+            else f"{window.ref} ended at {when(window.ends_at)}"
+        ),
+    )

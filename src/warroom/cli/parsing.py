@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from typer.core import TyperGroup, TyperOption
+from typer._click.exceptions import UsageError
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]+")
 
@@ -56,3 +57,23 @@ def numbers_as_arguments(command: Any, ctx: Any, args: list[str]) -> list[str]:
             arguments.append(arg)
         index += 1
     return [*options, "--", *arguments] if arguments else options
+
+
+class OnceOnlyCommand(TyperCommand):
+    """A command that refuses an option of one value given twice: click keeps the last one silently, so
+    ``--since 2h --since 1d`` (or a filter of one value repeated as if it took several) would act on something
+    other than what was asked. Repeatable options (lists) and flags are left alone."""
+
+    # Typed loosely: Typer's click types are its private copy's.
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # The parser only sorts the words (callbacks and conversions run later): a dry run to count them.
+        _, _, order = self.make_parser(ctx).parse_args(args=list(args))
+        seen: set[str | None] = set()
+        for param in order:
+            if not isinstance(param, TyperOption) or param.multiple or param.count or param.is_flag:
+                continue
+            if param.name in seen:
+                raise UsageError(f"{'/'.join(param.opts)} was given twice; it takes one value", ctx)
+            seen.add(param.name)
+        result: list[str] = super().parse_args(ctx, args)
+        return result

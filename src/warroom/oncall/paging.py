@@ -208,7 +208,8 @@ def request_reminder(session: Session, *, incident_id: int, trigger: str, at: da
     """Page the incident's responders again as a reminder (a snoozed alert still fires): the policies that
     paged it, whichever asked for them (its severity and services, or a rule's ``page``), each from its first
     step. A policy another took over from (severity raised) or that a level paging nobody silenced is left
-    out; with none left, the incident's policy is worked out as for a new page (which may page nobody)."""
+    out; with none left, the incident's policy is worked out as for a new page (which may page nobody). A
+    policy that reminded less than its first step's delay before pages nobody again (``start_paging``)."""
     policies = list(
         session.scalars(
             select(Escalation.policy)
@@ -440,6 +441,16 @@ def start_paging(
     ):
         # It started at this level already: the raise came before the worker paged for the opening.
         return {"skipped": f"{policy.name} is already escalating at {severity}"}
+    if trigger == "snooze_ended":
+        last = _last_reminder(session, incident.id, policy.name)
+        span = reminder_span(policy)
+        if last is not None and abs(at - last) < span:
+            # Several alerts' snoozes ending together (a snooze by incident or by filter) would page the same
+            # people once per alert: they have not had the step's time to answer the first reminder yet.
+            return {
+                "skipped": f"{policy.name} sent a reminder at {last:%H:%M:%S} UTC "
+                f"(one per {_minutes(span)}, its first step's delay)"
+            }
 
     reason_trigger = trigger
     if trigger == "severity_raised" and escalation is None:
@@ -518,6 +529,27 @@ def start_paging(
     _page_until_reached(session, context, incident, policy, escalation, reason=reason, ack_by=deadline)
     _schedule_check(session, incident, escalation, deadline)
     return {"policy": policy.name, "mode": mode, "cycle": escalation.cycle, "deadline": deadline.isoformat()}
+
+
+def reminder_span(policy: EscalationPolicyConfig) -> timedelta:
+    """How long after a snooze's reminder by ``policy`` another one pages nobody: its first step's delay, the
+    time the people it paged have to answer."""
+    return policy.steps[0].delay if policy.steps else timedelta(minutes=15)
+
+
+def _last_reminder(session: Session, incident_id: int, policy: str) -> datetime | None:
+    """When the latest snooze reminder that paged ``policy`` for the incident was asked for (its job's
+    ``at``). Read under the incident's lock, so a reminder committed by another worker is seen."""
+    payloads = session.scalars(
+        select(Job.payload).where(
+            Job.kind == START_KIND,
+            Job.incident_id == incident_id,
+            Job.status == JobStatus.done,
+            Job.payload["trigger"].as_string() == "snooze_ended",
+            Job.result["policy"].as_string() == policy,
+        )
+    )
+    return max((datetime.fromisoformat(p["at"]) for p in payloads if p.get("at")), default=None)
 
 
 def _opening_start_not_run(session: Session, incident_id: int) -> Job | None:
