@@ -13,6 +13,7 @@ from warroom.cli.output import (
     ForOption,
     IdColumn,
     UntilOption,
+    WordColumn,
     api_errors,
     console,
     emit,
@@ -153,14 +154,22 @@ def list_(
         windows,
         lambda: table(
             "Maintenance windows",
-            [IdColumn("id"), "state", "covers", "starts", "ends", "reason", "by"],
+            [
+                IdColumn("id"),
+                WordColumn("state"),
+                "covers",
+                "starts",
+                "ends",
+                "reason",
+                WordColumn("by", drop=1),
+            ],
             [
                 (
                     w.ref,
                     styled(w.state, STATE_STYLE),
                     _covers(w),
-                    when(w.starts_at),
-                    when(w.ends_at),
+                    w.starts_at,
+                    w.ends_at,
                     w.reason[:60],
                     w.created_by + (f" (ended by {w.ended_by})" if w.ended_by else ""),
                 )
