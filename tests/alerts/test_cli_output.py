@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 import typer
 from fastapi.testclient import TestClient
 from rich.cells import cell_len
 from rich.text import Text
+from typer.testing import CliRunner
 
+from tests.alerts.conftest import make_key, payload
 from warroom.alerts.schemas import AlertDetail, AlertPage, AlertRead, MaintenanceRead
+from warroom.app import AppContext
 from warroom.cli import alerts as alerts_cli
 from warroom.cli import maintenance as maintenance_cli
-from warroom.cli.output import IdColumn, SafeConsole, build_table, console, error_console, fail, table
+from warroom.cli.main import app
+from warroom.cli.output import (
+    IdColumn,
+    SafeConsole,
+    WordColumn,
+    build_table,
+    console,
+    error_console,
+    fail,
+    short_when,
+    table,
+)
+from warroom.client import Client
 
 TRICKY = "disk [/] full on [red]db-1[/red] \\[x]"
 
@@ -146,7 +164,7 @@ def test_ids_are_whole_in_an_80_column_terminal(
         printed = "\n".join(lines)
         for ref in [*refs, "INC-1234", "INC-99999"]:
             assert f" {ref} " in printed, (width, printed)
-        assert "…" in printed  # other columns gave up the room
+        assert "not shown at this width: source" in printed  # other columns gave up the room
         assert max(cell_len(line) for line in lines) <= width, printed
 
 
@@ -192,3 +210,137 @@ def test_control_characters_in_a_table_keep_its_columns_aligned(
     printed = captured.get()
     assert "\x1b[31ma<U+202E>b \x1b[0m\x1b[1mxxxxx\x1b[0m" in printed, repr(printed)
     assert all(cell_len(Text.from_ansi(line).plain) <= 40 for line in printed.splitlines()), printed
+
+
+def test_a_time_in_a_narrow_list_is_short() -> None:
+    now = datetime(2026, 12, 6, 15, 0).astimezone()
+    assert short_when(now.replace(hour=14, minute=12, second=33), now) == "14:12"
+    assert short_when(now - timedelta(days=1), now) == (now - timedelta(days=1)).strftime("%b %d 15:00")
+    assert short_when(now + timedelta(days=40), now) == (now + timedelta(days=40)).strftime("%Y-%m-%d 15:00")
+    assert short_when(None, now) == "—"
+
+
+@pytest.fixture
+def cli_through_app(
+    api: TestClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CliRunner]:
+    """The CLI's API commands, answered by the test app."""
+
+    def through_the_app(request: httpx.Request) -> httpx.Response:
+        answer = api.request(
+            request.method, request.url.raw_path.decode(), headers=request.headers, content=request.content
+        )
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    def client() -> Client:
+        return Client("http://warroom.test", tokens["admin"], transport=httpx.MockTransport(through_the_app))
+
+    monkeypatch.setattr("warroom.cli.alerts.Client", client)
+    monkeypatch.setattr("warroom.cli.incidents.Client", client)
+    yield CliRunner()
+
+
+# A time as a list shows it in a narrow terminal: 14:12 today (Dec 05 14:12 if the day turned meanwhile).
+SHORT_TIME = re.compile(r"(?<![\d:])\d\d:\d\d(?![\d:])")
+FULL_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+
+
+def test_lists_are_readable_in_80_columns(
+    api: TestClient,
+    context: AppContext,
+    am_key: str,
+    generic_key: str,
+    admin: dict[str, str],
+    database_url: str,
+    cli_through_app: CliRunner,
+) -> None:
+    """At 80 columns Rich narrowed every column alike: "DBRe… on db-1", severity "crit…", source "alert…",
+    last seen "2026… 14:1…", heartbeat "prom…". Short words stay whole, the free text wraps, times are
+    short, and what does not fit is left out, and said so."""
+    body = payload("alertmanager-0.25-firing.json")
+    firing = body["alerts"][0]
+    body["alerts"] = [
+        {
+            **firing,
+            "labels": {"alertname": "DBReplicationLag", "instance": "db-1", "severity": "critical"},
+            "annotations": {"summary": "DBReplicationLag on db-1: replica is 300 seconds behind primary"},
+            "fingerprint": "1",
+        },
+        {
+            **firing,
+            "labels": {"alertname": "HighErrorRate", "instance": "api-3", "severity": "warning"},
+            "annotations": {"summary": "HTTP 5xx error rate above 5% on api-3 for 10 minutes"},
+            "fingerprint": "2",
+        },
+    ]
+    assert api.post(f"/api/v1/alerts/alertmanager?key={am_key}", json=body).status_code == 202
+    generic = {"summary": "Disk almost full on db-1 mount /var/lib/postgresql", "dedup_key": "disk"}
+    assert api.post(f"/api/v1/alerts?key={generic_key}", json=generic).status_code == 202
+    assert api.post("/api/v1/alerts/ALR-2/acknowledge", headers=admin).status_code == 200
+    heartbeat_key = make_key(context, "heartbeat", "watchdog")
+    assert api.post(f"/api/v1/heartbeats/prometheus-watchdog?key={heartbeat_key}").status_code == 200
+    assert api.post(f"/api/v1/heartbeats/nightly-backup/1?key={heartbeat_key}").status_code == 200
+
+    def shown(columns: int, *args: str) -> str:
+        result = cli_through_app.invoke(app, list(args), env={"COLUMNS": str(columns)})
+        assert result.exit_code == 0, result.output
+        assert max(cell_len(line) for line in result.stdout.splitlines()) <= columns, result.stdout
+        return result.stdout
+
+    alerts = shown(80, "alerts", "list")
+    for word in ("ALR-1", "ALR-2", "ALR-3", "firing", "acknowledged", "critical", "warning", "unrouted"):
+        assert re.search(rf"(?<!\S){word}(?!\S)", alerts), (word, alerts)
+    assert " DBReplicationLag on " in alerts and "…" not in alerts, alerts
+    assert SHORT_TIME.search(alerts) and not FULL_TIME.search(alerts), alerts
+    assert "not shown at this width: source" in alerts, alerts
+
+    beats = shown(80, "heartbeats")
+    for word in ("prometheus-watchdog", "nightly-backup", "ok", "failed", "1m", "1d"):
+        assert re.search(rf"(?<!\S){word}(?!\S)", beats), (word, beats)
+    assert "…" not in beats and SHORT_TIME.search(beats) and not FULL_TIME.search(beats), beats
+
+    keys = shown(80, "integration", "list", "--database-url", database_url)
+    for word in ("prometheus", "alertmanager", "scripts", "generic", "watchdog", "heartbeat"):
+        assert re.search(rf"(?<!\S){word}(?!\S)", keys), (word, keys)
+    assert SHORT_TIME.search(keys) and not FULL_TIME.search(keys), keys
+
+    incidents = shown(80, "incident", "list")
+    assert SHORT_TIME.search(incidents) and "investigating" in incidents and "…" not in incidents, incidents
+
+    # Where there is room, every column and the full time, as before; and --json keeps the instant.
+    for args in (["alerts", "list"], ["heartbeats"], ["integration", "list", "--database-url", database_url]):
+        wide = shown(250, *args)
+        assert FULL_TIME.search(wide) and "not shown" not in wide, wide
+    assert "source" in shown(250, "alerts", "list") and "alertmanager" in shown(250, "alerts", "list")
+    listed = cli_through_app.invoke(app, ["alerts", "list", "--json"]).stdout
+    assert re.search(r'"last_seen_at": "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d', listed), listed
+
+
+def test_a_narrow_table_leaves_out_columns_in_their_order() -> None:
+    """The columns given a ``drop`` go, lowest first, only as far as the table needs; the words of the rest
+    are whole and a time column wraps between date and time, never inside them."""
+    moment = datetime.now().astimezone() - timedelta(days=3)
+    summary = "a long summary that has to wrap in a narrow terminal " * 2
+    rows = [("ALR-12345", "acknowledged", "critical", "alertmanager", summary, "payments", 1234, moment)]
+    columns = [
+        IdColumn("id"),
+        WordColumn("status"),
+        WordColumn("sev"),
+        WordColumn("source", drop=1),
+        "summary",
+        WordColumn("service", drop=3),
+        WordColumn("count", drop=2),
+        "last seen",
+    ]
+    day = short_when(moment).rsplit(" ", 1)[0]  # Dec 03 (2025-12-30 early in January)
+    for width, left_out in ((100, "source"), (80, "source, service, count"), (260, None)):
+        lines = _lines(build_table("Alerts", columns, rows), width)
+        printed = "\n".join(lines)
+        assert max(cell_len(line) for line in lines) <= width, printed
+        for word in ("ALR-12345", "acknowledged", "critical", day):
+            assert f" {word} " in printed or width == 260, (width, printed)
+        if left_out:
+            assert f"not shown at this width: {left_out} " in printed, printed
+            assert "…" not in printed, printed
+        else:
+            assert "alertmanager" in printed and "not shown" not in printed and FULL_TIME.search(printed)

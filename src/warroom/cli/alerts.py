@@ -37,10 +37,14 @@ from warroom.alerts.schemas import (
 from warroom.auth.models import IntegrationType
 from warroom.cli.output import (
     SEVERITY_STYLE,
+    At,
     ForOption,
     IdColumn,
     RowIdArgument,
+    TextColumn,
+    Timed,
     UntilOption,
+    WordColumn,
     api_errors,
     bar,
     build_table,
@@ -87,15 +91,17 @@ ALERT_STATUS_STYLE = {"firing": "red", "acknowledged": "yellow", "resolved": "gr
 ALERT_SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "dim"}
 
 
-# The columns of an alert list (``alert_row``), in ``alerts list`` and ``maintenance show``.
-ALERT_COLUMNS: tuple[str | IdColumn, ...] = (
+# The columns of an alert list (``alert_row``), in ``alerts list`` and ``maintenance show``. In 80 columns
+# the source, then the count, then the service are left out: status, severity, summary, incident and when
+# are what a responder triages by.
+ALERT_COLUMNS: tuple[str | TextColumn | WordColumn, ...] = (
     IdColumn("id"),
-    "status",
-    "sev",
-    "source",
+    WordColumn("status"),
+    WordColumn("sev"),
+    WordColumn("source", drop=1),
     "summary",
-    "service",
-    "count",
+    WordColumn("service", drop=3),
+    WordColumn("count", drop=2),
     IdColumn("incident"),
     "last seen",
 )
@@ -111,16 +117,24 @@ def alert_row(alert: AlertRead) -> tuple[object, ...]:
         alert.service,
         alert.occurrences,
         alert.incident or _nowhere(alert),
-        when(alert.last_seen_at),
+        alert.last_seen_at,
     )
 
 
-def _status(alert: AlertRead) -> Text:
+def _status(alert: AlertRead) -> Timed:
     """The status, with a snooze's end: an acknowledgement that will not last."""
-    status = styled(alert.status.value, ALERT_STATUS_STYLE)
-    if alert.snoozed_until is not None:
-        status.append(f" (snoozed until {when(alert.snoozed_until)})", style="dim")
-    return status
+
+    def write(at: At) -> Text:
+        status = styled(alert.status.value, ALERT_STATUS_STYLE)
+        if alert.snoozed_until is not None:
+            status.append(f" (snoozed until {at(alert.snoozed_until)})", style="dim")
+        return status
+
+    return Timed(write)
+
+
+def _noted(created: datetime, edited: datetime | None, at: At) -> str:
+    return at(created) + (f" (edited {at(edited)})" if edited else "")
 
 
 def _nowhere(alert: AlertRead) -> Text | None:
@@ -217,11 +231,11 @@ def _show(alert: AlertDetail) -> None:
     if alert.notes:
         table(
             "Notes",
-            [IdColumn("#"), "when", "by", "note"],
+            [IdColumn("#"), "when", WordColumn("by"), "note"],
             [
                 (
                     n.id,
-                    when(n.created_at) + (f" (edited {when(n.edited_at)})" if n.edited_at else ""),
+                    Timed(functools.partial(_noted, n.created_at, n.edited_at)),
                     n.author,
                     n.body,
                 )
@@ -485,7 +499,15 @@ def _overview_view(shown: AlertOverview) -> Group:
         parts.append(
             build_table(
                 f"Open incidents ({len(shown.incidents)} of {shown.incidents_open})",
-                [IdColumn("id"), "sev", "status", "ack", "alerts open", "title", "opened"],
+                [
+                    IdColumn("id"),
+                    WordColumn("sev"),
+                    WordColumn("status"),
+                    WordColumn("ack"),
+                    WordColumn("alerts open", drop=1),
+                    "title",
+                    "opened",
+                ],
                 [
                     (
                         incident.ref,
@@ -494,7 +516,7 @@ def _overview_view(shown: AlertOverview) -> Group:
                         "yes" if incident.acknowledged else Text("no", style="bold red"),
                         incident.alerts_open or "",
                         incident.title,
-                        when(incident.created_at),
+                        incident.created_at,
                     )
                     for incident in shown.incidents
                 ],
@@ -506,7 +528,7 @@ def _overview_view(shown: AlertOverview) -> Group:
             f"New alerts since {when(shown.since)}",
             ["from", "alerts", ""],
             [
-                (when(bucket.start), bucket.alerts or "", bar(bucket.alerts, most, "magenta", 24))
+                (bucket.start, bucket.alerts or "", bar(bucket.alerts, most, "magenta", 24))
                 for bucket in shown.arrivals
             ],
         )
@@ -542,7 +564,15 @@ def noise(
         loudest = max(group.occurrences for group in report.groups) or 1
         table(
             f"Alert noise by {report.by} since {when(report.since)}",
-            [report.by, "notifications", "", "alerts", "incidents", "unrouted", "open"],
+            [
+                report.by,
+                WordColumn("notifications"),
+                WordColumn("", drop=1),  # the bar: the count beside it says as much
+                WordColumn("alerts"),
+                WordColumn("incidents"),
+                WordColumn("unrouted"),
+                WordColumn("open"),
+            ],
             [
                 (
                     group.key if group.key is not None else Text("(none)", style="dim"),
@@ -932,10 +962,11 @@ HEARTBEAT_STYLE = {
 }
 
 
-def _run(heartbeat: HeartbeatRead) -> str | None:
+def _run(heartbeat: HeartbeatRead) -> Timed | str | None:
     """The run going on now, else how long the last one took (for senders that signal /start)."""
-    if heartbeat.started_at is not None:
-        return f"since {when(heartbeat.started_at)}"
+    started = heartbeat.started_at
+    if started is not None:
+        return Timed(lambda at: f"since {at(started)}")
     return f"took {format_duration(heartbeat.last_run)}" if heartbeat.last_run is not None else None
 
 
@@ -949,16 +980,18 @@ def heartbeats(as_json: JsonFlag = False) -> None:
         rows,
         lambda: table(
             "Heartbeats",
+            # In 80 columns the counts and settings are left out first: state, last ping and due by tell
+            # whether a job reported in.
             [
-                "name",
-                "state",
-                "every",
-                "grace",
-                "service",
-                "pings",
+                WordColumn("name"),
+                WordColumn("state"),
+                WordColumn("every", drop=4),
+                WordColumn("grace", drop=2),
+                WordColumn("service", drop=5),
+                WordColumn("pings", drop=1),
                 "last ping",
-                "exit",
-                "last run",
+                WordColumn("exit", drop=3),
+                WordColumn("last run", drop=6),
                 "due by",
             ],
             [
@@ -969,10 +1002,10 @@ def heartbeats(as_json: JsonFlag = False) -> None:
                     format_duration(h.grace),
                     h.service,
                     h.pings,
-                    when(h.last_ping_at),
+                    h.last_ping_at,
                     h.last_exit_status,
                     _run(h),
-                    when(h.due_at),
+                    h.due_at,
                 )
                 for h in rows
             ],
@@ -1167,24 +1200,24 @@ def integration_create(
     typer.echo(created.key)
 
 
-def _signing_shown(integration: IntegrationRead) -> str:
+def _signing_shown(integration: IntegrationRead, at: At = when) -> str:
     if not integration.signing:
         return ""
     custom = [name for name in (integration.signature_header, integration.timestamp_header) if name]
     shown = "hmac" + (f" ({', '.join(custom)})" if custom else "")
     if integration.previous_headers_valid_until is not None:
-        shown += f"; old header names until {when(integration.previous_headers_valid_until)}"
+        shown += f"; old header names until {at(integration.previous_headers_valid_until)}"
     return shown
 
 
-def _rotation_shown(row: IntegrationRead) -> str:
+def _rotation_shown(row: IntegrationRead, at: At = when) -> str:
     """When the key was replaced and, while the replaced key still works, until when and its last use."""
-    shown = when(row.rotated_at) if row.rotated_at else ""
+    shown = at(row.rotated_at) if row.rotated_at else ""
     if row.previous_valid_until is None:
         return shown
-    old_key = f"old key until {when(row.previous_valid_until)}"
+    old_key = f"old key until {at(row.previous_valid_until)}"
     if row.previous_key_last_used_at is not None:
-        old_key += f", last used {when(row.previous_key_last_used_at)}"
+        old_key += f", last used {at(row.previous_key_last_used_at)}"
     return f"{shown} ({old_key})"
 
 
@@ -1216,16 +1249,18 @@ def integration_list(
         rows,
         lambda: table(
             "Integrations",
+            # In 80 columns what was set up once is left out first: which key is in use, by what, and
+            # whether it was revoked stay.
             [
                 IdColumn("id"),
-                "name",
-                "type",
-                "service",
-                "prefix",
-                "signed",
-                "created",
+                WordColumn("name"),
+                WordColumn("type", drop=6),
+                WordColumn("service", drop=5),
+                WordColumn("prefix", drop=2),
+                TextColumn("signed", drop=4),
+                WordColumn("created", drop=1),
                 "last used",
-                "rotated",
+                WordColumn("rotated", drop=3),
                 "revoked",
             ],
             [
@@ -1235,11 +1270,11 @@ def integration_list(
                     r.type.value,
                     _service_shown(r),
                     r.prefix + "…",
-                    _signing_shown(r),
-                    when(r.created_at),
-                    when(r.last_used_at) if r.last_used_at else Text("never", style="dim"),
-                    _rotation_shown(r),
-                    when(r.revoked_at) if r.revoked_at else "",
+                    Timed(functools.partial(_signing_shown, r)),
+                    r.created_at,
+                    r.last_used_at or Text("never", style="dim"),
+                    Timed(functools.partial(_rotation_shown, r)),
+                    r.revoked_at or "",
                 )
                 for r in rows
             ],

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from warroom.cli.output import IdColumn, api_errors, console, emit, fail, instant, table, when
+from warroom.cli.output import IdColumn, WordColumn, api_errors, console, emit, fail, instant, table
 from warroom.client import Client
 
 changes_app = typer.Typer(
@@ -70,9 +70,16 @@ def list_(
         rows,
         lambda: table(
             title,
-            [IdColumn("change"), "when", "summary", "service", "source", "recorded by"],
             [
-                (row.ref, when(row.happened_at), row.summary[:80], row.service, row.source, row.recorded_by)
+                IdColumn("change"),
+                "when",
+                "summary",
+                WordColumn("service"),
+                WordColumn("source", drop=1),
+                WordColumn("recorded by", drop=2),
+            ],
+            [
+                (row.ref, row.happened_at, row.summary[:80], row.service, row.source, row.recorded_by)
                 for row in rows
             ],
         ),

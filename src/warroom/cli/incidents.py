@@ -13,6 +13,8 @@ from warroom.cli.output import (
     STATUS_STYLE,
     IdColumn,
     RowIdArgument,
+    TextColumn,
+    WordColumn,
     api_errors,
     console,
     emit,
@@ -60,8 +62,8 @@ def _show(incident: IncidentRead) -> None:
     if active:
         table(
             "Responders",
-            [IdColumn("id"), "name", "role", "contact", "joined"],
-            [(r.id, r.name, r.role, r.contact or "—", when(r.joined_at)) for r in active],
+            [IdColumn("id"), "name", WordColumn("role"), "contact", WordColumn("joined", drop=1)],
+            [(r.id, r.name, r.role, r.contact or "—", r.joined_at) for r in active],
         )
 
 
@@ -127,7 +129,17 @@ def list_(
         page,
         lambda: table(
             f"Incidents ({len(page.items)} of {page.total})",
-            [IdColumn("id"), "sev", "status", "title", "services", "commander", "created", "ack"],
+            # In 80 columns the commander, the services and then when it was created are left out.
+            [
+                IdColumn("id"),
+                WordColumn("sev"),
+                WordColumn("status"),
+                "title",
+                WordColumn("services", drop=2),
+                WordColumn("commander", drop=1),
+                WordColumn("created", drop=3),
+                WordColumn("ack"),
+            ],
             [
                 (
                     i.id,
@@ -136,7 +148,7 @@ def list_(
                     i.title,
                     ", ".join(i.services),
                     i.commander,
-                    when(i.created_at),
+                    i.created_at,
                     "yes" if i.acknowledged_at else "no",
                 )
                 for i in page.items
@@ -244,8 +256,15 @@ def timeline(ref: str, as_json: JsonFlag = False) -> None:
         entries,
         lambda: table(
             f"Timeline of {ref.upper()}",
-            [IdColumn("#"), "time", "who", "kind", "action", "impact"],
-            [(e.seq, when(e.occurred_at), e.performer, e.kind, e.action, e.impact) for e in entries],
+            [
+                IdColumn("#"),
+                "time",
+                WordColumn("who", drop=2),
+                WordColumn("kind", drop=1),
+                "action",
+                TextColumn("impact", drop=3),
+            ],
+            [(e.seq, e.occurred_at, e.performer, e.kind, e.action, e.impact) for e in entries],
         ),
     )
 

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from warroom import reload
-from warroom.cli.output import IdColumn, console, emit, fail, table, when
+from warroom.cli.output import IdColumn, WordColumn, console, emit, fail, table
 from warroom.errors import WarroomError
 from warroom.jobs.models import JobStatus
 
@@ -110,12 +110,12 @@ def jobs_list(
             "Jobs",
             [
                 IdColumn("id"),
-                "kind",
-                "status",
+                WordColumn("kind"),
+                WordColumn("status"),
                 "run at",
-                "attempts",
+                WordColumn("attempts", drop=1),
                 IdColumn("incident"),
-                *(["peer"] if with_peer else []),
+                *([WordColumn("peer", drop=2)] if with_peer else []),
                 "last error",
             ],
             [
@@ -123,7 +123,7 @@ def jobs_list(
                     j.id,
                     j.kind,
                     j.status.value,
-                    when(j.run_at),
+                    j.run_at,
                     f"{j.attempts}/{j.max_attempts}",
                     f"INC-{j.incident_id}" if j.incident_id else "",
                     *([j.peer or ""] if with_peer else []),

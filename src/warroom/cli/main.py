@@ -28,6 +28,7 @@ from warroom.cli.oncall import oncall_app
 from warroom.cli.output import (
     IdColumn,
     RowIdArgument,
+    WordColumn,
     api_errors,
     bar,
     console,
@@ -308,15 +309,22 @@ def token_list(database_url: DatabaseOption = None) -> None:
         tokens = auth_service.list_tokens(session)
     table(
         "API tokens",
-        [IdColumn("id"), "name", "role", "prefix", "created", "revoked"],
+        [
+            IdColumn("id"),
+            WordColumn("name"),
+            WordColumn("role"),
+            WordColumn("prefix", drop=1),
+            WordColumn("created", drop=2),
+            "revoked",
+        ],
         [
             (
                 t.id,
                 t.name,
                 t.role.value,
                 t.prefix + "…",
-                t.created_at.strftime("%Y-%m-%d %H:%M"),
-                t.revoked_at.strftime("%Y-%m-%d %H:%M") if t.revoked_at else "",
+                t.created_at,
+                t.revoked_at or "",
             )
             for t in tokens
         ],
@@ -760,7 +768,14 @@ def severity_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
         levels,
         lambda: table(
             "Severity matrix",
-            [IdColumn("id"), "name", "respond within", "definition", "escalation", "communication"],
+            [
+                IdColumn("id"),
+                WordColumn("name"),
+                WordColumn("respond within"),
+                "definition",
+                "escalation",
+                "communication",
+            ],
             [(s.id, s.name, s.response_target, s.definition, s.escalation, s.communication) for s in levels],
         ),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -13,6 +14,7 @@ from warroom.cli.output import (
     ForOption,
     IdColumn,
     UntilOption,
+    WordColumn,
     api_errors,
     console,
     emit,
@@ -61,12 +63,17 @@ def _state(window: MaintenanceRead) -> str:
     return f"[{style}]{window.state}[/]"
 
 
-def _span(window: MaintenanceRead) -> tuple[str, str]:
+def _span_times(window: MaintenanceRead) -> tuple[datetime | None, datetime | None]:
     """When it runs: for a cancelled window, when it was planned to (its own ends are both the cancelling;
-    "—" for one cancelled before the plan was kept)."""
+    none for one cancelled before the plan was kept)."""
     if window.state == "cancelled":
-        return when(window.planned_starts_at), when(window.planned_ends_at)
-    return when(window.starts_at), when(window.ends_at)
+        return window.planned_starts_at, window.planned_ends_at
+    return window.starts_at, window.ends_at
+
+
+def _span(window: MaintenanceRead) -> tuple[str, str]:
+    starts, ends = _span_times(window)
+    return when(starts), when(ends)
 
 
 def _cancelled(window: MaintenanceRead) -> str:
@@ -169,13 +176,21 @@ def list_(
         windows,
         lambda: table(
             "Maintenance windows",
-            [IdColumn("id"), "state", "covers", "starts", "ends", "reason", "by"],
+            [
+                IdColumn("id"),
+                WordColumn("state"),
+                "covers",
+                "starts",
+                "ends",
+                "reason",
+                WordColumn("by", drop=1),
+            ],
             [
                 (
                     w.ref,
                     styled(w.state, STATE_STYLE),
                     _covers(w),
-                    *_span(w),
+                    *_span_times(w),
                     w.reason[:60],
                     w.created_by
                     + (

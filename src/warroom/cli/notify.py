@@ -11,6 +11,8 @@ from rich.markup import escape
 from warroom.cli.output import (
     IdColumn,
     RowIdArgument,
+    TextColumn,
+    WordColumn,
     api_errors,
     console,
     emit,
@@ -18,7 +20,6 @@ from warroom.cli.output import (
     print_json,
     styled,
     table,
-    when,
 )
 from warroom.client import Client
 from warroom.notify.models import DeliveryStatus
@@ -38,11 +39,11 @@ def _table(title: str, rows: list[DeliveryRead]) -> None:
         [
             IdColumn("id"),
             IdColumn("incident"),
-            "channel",
-            "to",
-            "subject",
-            "status",
-            "attempts",
+            WordColumn("channel", drop=2),
+            TextColumn("to", drop=3),
+            TextColumn("subject", drop=4),
+            WordColumn("status"),
+            WordColumn("attempts", drop=1),
             "updated",
             "last error",
         ],
@@ -55,7 +56,7 @@ def _table(title: str, rows: list[DeliveryRead]) -> None:
                 d.subject[:60],
                 styled(d.status.value, STATUS_STYLE),
                 d.attempts,
-                when(d.updated_at),
+                d.updated_at,
                 (d.last_error or "")[:80],
             )
             for d in rows

@@ -8,7 +8,17 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
-from warroom.cli.output import IdColumn, api_errors, console, emit, instant, table, when
+from warroom.cli.output import (
+    IdColumn,
+    TextColumn,
+    WordColumn,
+    api_errors,
+    console,
+    emit,
+    instant,
+    table,
+    when,
+)
 from warroom.client import Client
 from warroom.db import MAX_ROW_ID
 
@@ -40,13 +50,13 @@ def who(
         rows,
         lambda: table(
             f"On call at {when(rows[0].at) if rows else 'now'}",
-            ["schedule", "on call", "since", "until", "from"],
+            [WordColumn("schedule"), "on call", "since", "until", WordColumn("from", drop=1)],
             [
                 (
                     r.schedule,
                     _who(r.person, r.display_name),
-                    when(r.shift.start),
-                    when(r.shift.end),
+                    r.shift.start,
+                    r.shift.end,
                     r.shift.source,
                 )
                 for r in rows
@@ -70,11 +80,11 @@ def shifts(
         rows,
         lambda: table(
             f"Shifts of {schedule}",
-            ["start", "end", "hours", "on call", "from"],
+            ["start", "end", WordColumn("hours", drop=1), "on call", WordColumn("from", drop=2)],
             [
                 (
-                    when(s.start),
-                    when(s.end),
+                    s.start,
+                    s.end,
                     f"{(s.end - s.start).total_seconds() / 3600:g}",
                     _who(s.person, s.display_name),
                     s.source,
@@ -125,8 +135,8 @@ def overrides(
         rows,
         lambda: table(
             f"Overrides of {schedule}",
-            [IdColumn("id"), "person", "start", "end", "by", "reason"],
-            [(o.id, o.person, when(o.starts_at), when(o.ends_at), o.created_by, o.reason) for o in rows],
+            [IdColumn("id"), WordColumn("person"), "start", "end", WordColumn("by", drop=1), "reason"],
+            [(o.id, o.person, o.starts_at, o.ends_at, o.created_by, o.reason) for o in rows],
         ),
     )
 
@@ -205,7 +215,15 @@ def pages(
     def render() -> None:
         table(
             f"Escalations of {result.incident}",
-            ["policy", "mode", "state", "pass", "step", "next check", "asked for by"],
+            [
+                WordColumn("policy"),
+                WordColumn("mode", drop=2),
+                WordColumn("state"),
+                WordColumn("pass", drop=1),
+                WordColumn("step"),
+                "next check",
+                TextColumn("asked for by", drop=3),
+            ],
             [
                 (
                     e.policy,
@@ -213,7 +231,7 @@ def pages(
                     e.state,
                     e.pass_number,
                     e.step,
-                    when(e.next_check_at),
+                    e.next_check_at,
                     f"{e.requested_by}: {e.request_note}" if e.request_note else e.requested_by or "",
                 )
                 for e in result.escalations
@@ -221,10 +239,20 @@ def pages(
         )
         table(
             "Pages",
-            ["when", "person", "channel", "to", "step", "cycle", "page", "delivery", "error"],
+            [
+                "when",
+                WordColumn("person"),
+                WordColumn("channel", drop=3),
+                TextColumn("to", drop=4),
+                WordColumn("step", drop=2),
+                WordColumn("cycle", drop=1),
+                WordColumn("page"),
+                WordColumn("delivery"),
+                "error",
+            ],
             [
                 (
-                    when(p.send_at),
+                    p.send_at,
                     p.person,
                     p.channel,
                     p.to,

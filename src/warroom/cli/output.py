@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from copy import copy
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any, NoReturn
 
@@ -20,6 +22,7 @@ from rich.console import (
     JustifyMethod,
     OverflowMethod,
     RenderableType,
+    RenderResult,
 )
 from rich.markup import escape
 from rich.segment import Segment
@@ -149,6 +152,30 @@ def when(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "—"
 
 
+def short_when(value: datetime | None, now: datetime | None = None) -> str:
+    """A time in a table that has no room for ``when``'s: ``14:12`` today, ``Dec 05 14:12`` on another day of
+    this year, ``2025-12-05 14:12`` in another year (this machine's zone, as ``when``)."""
+    if value is None:
+        return "—"
+    local = value.astimezone()
+    today = (now or datetime.now()).astimezone()
+    if local.date() == today.date():
+        return local.strftime("%H:%M")
+    return local.strftime("%b %d %H:%M" if local.year == today.year else "%Y-%m-%d %H:%M")
+
+
+# How a cell writes a time: ``when`` where its table has room, ``short_when`` where it has not.
+At = Callable[[datetime | None], str]
+
+
+@dataclass(frozen=True)
+class Timed:
+    """A table cell with times in a sentence (``since 14:12``): ``write`` is given ``when`` or ``short_when``,
+    as a bare datetime in a cell is written with one or the other."""
+
+    write: Callable[[At], Any]
+
+
 def styled(value: str, styles: dict[str, str]) -> Text:
     return Text(value, style=styles.get(value) or "")
 
@@ -161,59 +188,211 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2))
 
 
-def cell(value: Any) -> Text:
-    """A table cell: styled text as it is; anything else as plain text. Values come from alerts, people and
-    files, so a "[/]" in a summary must print as itself, not as markup (which raised an error). Control
-    characters are shown as their stand-ins already here, so that Rich measures the column with them."""
+def cell(value: Any, at: At = when) -> Text:
+    """A table cell: styled text as it is; a time (a datetime, or ``Timed``) written by ``at``; anything else
+    as plain text. Values come from alerts, people and files, so a "[/]" in a summary must print as itself,
+    not as markup (which raised an error). Control characters are shown as their stand-ins already here, so
+    that Rich measures the column with them."""
+    if isinstance(value, Timed):
+        value = value.write(at)
+    elif isinstance(value, datetime):
+        value = at(value)
     if isinstance(value, Text):
         return visible_text(value)
     return Text(visible("—" if value is None else str(value)))
 
 
-class _Table(Table):
-    """A table whose id columns keep their width. Rich's last resort for a narrow terminal takes width from
-    every column alike, then gives an id column back its ``min_width``, which left the table wider than the
-    terminal; here the width comes from the other columns instead."""
-
-    def _calculate_column_widths(self, console: Console, options: ConsoleOptions) -> list[int]:
-        widths = super()._calculate_column_widths(console, options)
-        excess = sum(widths) - options.max_width
-        if excess <= 0:
-            return widths
-        # What each other column can give, keeping one character besides its padding.
-        room = [
-            0 if column.min_width is not None else max(0, width - self._get_padding_width(index) - 1)
-            for index, (column, width) in enumerate(zip(self.columns, widths, strict=True))
-        ]
-        return ratio_reduce(excess, room, room, widths)
+# A free-text column (a summary, a title) is given at least this many characters (besides its padding)
+# before a table leaves out a column; it wraps within them.
+TEXT_FLOOR = 20
+# Free text is widened to this much before the short-word columns get the room they would like.
+TEXT_COMFORT = 32
 
 
 @dataclass(frozen=True)
-class IdColumn:
-    """A table column of ids and refs (``ALR-1234``, ``INC-7``, ``MW-3``, a number): one is never wrapped or
-    cut, however narrow the terminal, since it is what a person types next (``alerts ack ALR-1234``). The
-    other columns wrap to make room. A cell of several words (``inhibited by ALR-12``) may wrap between
-    them, never inside one."""
+class TextColumn:
+    """A column of free text (a summary, a title, an error): where the terminal is narrow it wraps, and it
+    gives up its width before the short-word columns do (down to ``TEXT_FLOOR``). ``drop``: see
+    ``WordColumn``. A plain string as a column is a ``TextColumn`` that is never left out."""
 
     header: str
+    drop: int | None = None
+
+
+# What a word column keeps on one line: a word, or a short date's month and day (``Dec 05``, over ``14:12``
+# below it, reads better than ``Dec`` over ``05``).
+UNIT = re.compile(r"[A-Z][a-z]{2} \d\d(?!\S)|\S+")
+
+
+@dataclass(frozen=True)
+class WordColumn:
+    """A column of short words (a severity, a status, a source, a service, a time): a word is never cut, so
+    ``crit…`` never stands for critical; a cell of several words wraps between them. A column whose cells
+    are times (datetimes, ``Timed``) is one of these without saying so.
+
+    ``drop``: where the table cannot fit the terminal even with its free text down to ``TEXT_FLOOR``, the
+    columns with a ``drop`` are left out, the lowest first, until it fits (the caption names them); a
+    column without one always stays."""
+
+    header: str
+    drop: int | None = None
 
     def add_to(self, table: Table, cells: Sequence[Text]) -> None:
         """Add this column to ``table``, as wide as its widest word (the header's too) at the least."""
-        words = [word for text in (Text(self.header), *cells) for word in text.plain.split()]
+        words = [word for text in (Text(self.header), *cells) for word in UNIT.findall(text.plain)]
         widest = max((cell_len(word) for word in words), default=1)
         single_words = all(len(text.plain.split()) <= 1 for text in cells)
-        table.add_column(self.header, no_wrap=single_words, min_width=widest, overflow="fold")
+        # The header wraps between its words even where the cells do not (``last`` over ``seen``, over 14:12).
+        header = Text.from_markup(self.header)
+        header.no_wrap = False
+        table.add_column(header, no_wrap=single_words, min_width=widest, overflow="fold")
 
 
-def build_table(
+@dataclass(frozen=True)
+class IdColumn(WordColumn):
+    """A table column of ids and refs (``ALR-1234``, ``INC-7``, ``MW-3``, a number): one is never wrapped or
+    cut, however narrow the terminal, since it is what a person types next (``alerts ack ALR-1234``). The
+    other columns wrap to make room. A cell of several words (``inhibited by ALR-12``) may wrap between
+    them, never inside one. It is never left out."""
+
+
+Columns = Sequence[str | TextColumn | WordColumn]
+
+
+def _fill(widths: list[int], targets: list[int], indexes: Iterable[int], room: int) -> int:
+    """Widen the columns at ``indexes`` toward their ``targets`` out of ``room``: evenly, the ones that
+    need least given all they need first. Returns the room left."""
+    pending = sorted((i for i in indexes if targets[i] > widths[i]), key=lambda i: targets[i] - widths[i])
+    while pending and room > 0:
+        share, left = divmod(room, len(pending))
+        first = pending[0]
+        if targets[first] - widths[first] <= share:
+            room -= targets[first] - widths[first]
+            widths[first] = targets[first]
+            pending.pop(0)
+            continue
+        # None gets all it needs: each gets a share (the first ones one more, for what does not divide).
+        for n, index in enumerate(pending):
+            widths[index] += share + (1 if n < left else 0)
+        return 0
+    return room
+
+
+class _Table(Table):
+    """A table that stays readable in a narrow terminal (80 columns). Rich narrows every column alike there
+    (a summary, a severity and a time all came out five characters wide: ``crit…``, ``2026…``); here:
+
+    - a table with times in it writes them shortly (``short_when``) when it does not fit with ``when``'s
+      (``narrow``, the same table with short times, is drawn instead);
+    - words of a ``WordColumn`` (ids, severities, statuses, times) are never cut, the free text takes the
+      cut, down to ``TEXT_FLOOR``;
+    - below that, columns with a ``drop`` are left out, the lowest first, and the caption says which.
+
+    Where even that does not fit, Rich narrows the free-text columns alike and the id and word columns keep
+    their ``min_width``: the width comes from the free text (Rich took it from every column, then gave an
+    id column back its ``min_width``, which left the table wider than the terminal)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.narrow: _Table | None = None
+        # Each column's spec, in step with ``columns``: its ``drop`` and its header as plain text.
+        self.specs: list[TextColumn | WordColumn] = []
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self.narrow is not None and not self._fits(console, options):
+            yield from self.narrow.__rich_console__(console, options)
+            return
+        yield from Table.__rich_console__(self._fitted(console, options), console, options)
+
+    def _natural(self, console: Console, options: ConsoleOptions) -> list[int]:
+        """Each column's width with its widest cell on one line, padding included."""
+        return [self._measure_column(console, options, column).maximum or 1 for column in self.columns]
+
+    def _fits(self, console: Console, options: ConsoleOptions) -> bool:
+        return sum(self._natural(console, options)) + self._extra_width <= options.max_width
+
+    def _floors(self, natural: Sequence[int], text_floor: int = TEXT_FLOOR) -> list[int]:
+        """The least width of each column, padding included: its widest word for an id or word column (its
+        ``min_width``), ``text_floor`` for free text (or less, if all of it is shorter)."""
+        return [
+            column.min_width + padding if column.min_width is not None else min(width, text_floor + padding)
+            for column, width, padding in (
+                (column, width, self._get_padding_width(column._index))
+                for column, width in zip(self.columns, natural, strict=True)
+            )
+        ]
+
+    def _fitted(self, console: Console, options: ConsoleOptions) -> Table:
+        """This table, or a copy without the columns it leaves out to fit ``options.max_width``."""
+        if not self.specs or self._fits(console, options):
+            return self
+        floors = self._floors(self._natural(console, options))
+        edges = 2 if self.box and self.show_edge else 0
+        kept = list(range(len(self.columns)))
+        droppable = sorted((spec.drop, i) for i, spec in enumerate(self.specs) if spec.drop is not None)
+        for _, index in droppable:
+            if sum(floors[i] for i in kept) + (len(kept) - 1 if self.box else 0) + edges <= options.max_width:
+                break
+            kept.remove(index)
+        if len(kept) == len(self.columns):
+            return self
+        fitted = copy(self)
+        fitted.columns = [replace(self.columns[index], _index=n) for n, index in enumerate(kept)]
+        fitted.specs = [self.specs[index] for index in kept]
+        left_out = [spec.header or "bars" for index, spec in enumerate(self.specs) if index not in kept]
+        note = escape(f"not shown at this width: {', '.join(left_out)} (--json has all)")
+        fitted.caption = f"{self.caption}\n{note}" if self.caption else note
+        return fitted
+
+    def _calculate_column_widths(self, console: Console, options: ConsoleOptions) -> list[int]:
+        max_width = options.max_width
+        natural = self._natural(console, options)
+        if sum(natural) <= max_width:
+            return super()._calculate_column_widths(console, options)
+        # The free text gives up its width first: down to TEXT_FLOOR, then (nothing left to leave out) below.
+        for text_floor in range(TEXT_FLOOR, 0, -1):
+            widths = self._floors(natural, text_floor)
+            if sum(widths) <= max_width:
+                text = [i for i, column in enumerate(self.columns) if column.min_width is None]
+                words = [i for i, column in enumerate(self.columns) if column.min_width is not None]
+                comfort = [
+                    min(width, TEXT_COMFORT + self._get_padding_width(i)) for i, width in enumerate(natural)
+                ]
+                room = _fill(widths, comfort, text, max_width - sum(widths))
+                room = _fill(widths, natural, words, room)
+                _fill(widths, natural, text, room)
+                return widths
+        # Not even the id and word columns fit: Rich narrows the columns, then the ids get their width back
+        # from the others.
+        widths = super()._calculate_column_widths(console, options)
+        excess = sum(widths) - max_width
+        if excess <= 0:
+            return widths
+        # What each other column can give, keeping one character besides its padding.
+        give = [
+            0 if column.min_width is not None else max(0, width - self._get_padding_width(index) - 1)
+            for index, (column, width) in enumerate(zip(self.columns, widths, strict=True))
+        ]
+        return ratio_reduce(excess, give, give, widths)
+
+
+def _spec(column: str | TextColumn | WordColumn, raw: Sequence[Any]) -> TextColumn | WordColumn:
+    """A column's spec; a plain string's is a ``WordColumn`` if its cells are times, else a ``TextColumn``."""
+    if not isinstance(column, str):
+        return column
+    timed = any(isinstance(value, datetime | Timed) for value in raw)
+    return WordColumn(column) if timed else TextColumn(column)
+
+
+def _build(
     title: str | None,
-    columns: Sequence[str | IdColumn],
+    specs: Sequence[TextColumn | WordColumn],
     rows: Sequence[Sequence[Any]],
-    *,
-    row_styles: Sequence[str | None] | None = None,
-    caption: str | None = None,
-) -> Table:
-    cells = [[cell(value) for value in row] for row in rows]
+    at: At,
+    row_styles: Sequence[str | None] | None,
+    caption: str | None,
+) -> _Table:
+    cells = [[cell(value, at) for value in row] for row in rows]
     output = _Table(
         title=escape(title) if title else None,
         title_justify="left",
@@ -221,13 +400,34 @@ def build_table(
         caption=escape(caption) if caption else None,
         caption_justify="left",
     )
-    for index, column in enumerate(columns):
-        if isinstance(column, IdColumn):
-            column.add_to(output, [row[index] for row in cells if index < len(row)])
+    for index, spec in enumerate(specs):
+        if isinstance(spec, WordColumn):
+            spec.add_to(output, [row[index] for row in cells if index < len(row)])
         else:
-            output.add_column(column)
+            output.add_column(spec.header)
+    output.specs = list(specs)
     for index, row in enumerate(cells):
         output.add_row(*row, style=row_styles[index] if row_styles else None)
+    return output
+
+
+def build_table(
+    title: str | None,
+    columns: Columns,
+    rows: Sequence[Sequence[Any]],
+    *,
+    row_styles: Sequence[str | None] | None = None,
+    caption: str | None = None,
+) -> Table:
+    """A table of ``rows``; a cell may be a datetime or ``Timed``, written with ``when`` where the table fits
+    the terminal with them and ``short_when`` where it does not."""
+    specs = [
+        _spec(column, [row[index] for row in rows if index < len(row)])
+        for index, column in enumerate(columns)
+    ]
+    output = _build(title, specs, rows, when, row_styles, caption)
+    if any(isinstance(value, datetime | Timed) for row in rows for value in row):
+        output.narrow = _build(title, specs, rows, short_when, row_styles, caption)
     return output
 
 
@@ -237,7 +437,7 @@ def bar(value: float, most: float, style: str, width: int = 12) -> Text:
     return Text("█" * blocks, style=style)
 
 
-def table(title: str | None, columns: Sequence[str | IdColumn], rows: Sequence[Sequence[Any]]) -> None:
+def table(title: str | None, columns: Columns, rows: Sequence[Sequence[Any]]) -> None:
     console.print(build_table(title, columns, rows))
 
 
