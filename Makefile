@@ -49,9 +49,10 @@ typecheck: install-dev
 	$(BIN)/mypy
 
 # Tests run in parallel processes (pytest-xdist); each has its own SQLite files and PostgreSQL database.
+# The slowest tests are listed at the end, to keep an eye on the CI's time.
 TEST_WORKERS ?= 3
 unit: install-dev
-	$(BIN)/pytest -q -n $(TEST_WORKERS)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --durations=15
 
 test: install-dev peers lint typecheck unit
 
