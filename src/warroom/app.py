@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warroom import __version__, migrate, reload
@@ -37,6 +38,7 @@ from warroom.errors import (
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
     InvalidInput,
+    NotFound,
     WarroomError,
 )
 from warroom.incidents.api import router as incidents_router
@@ -84,16 +86,22 @@ REPORTS_PATH = "/api/v1/reports"
 class RequestGuardMiddleware:
     """Checks every request before routing: 413 for bodies over the limit (with or without
     Content-Length), 422 for NUL characters, which no field accepts and PostgreSQL cannot store. On an
-    intake route (a tool's webhook, Opsgenie's API) either is a refused delivery, counted as one and answered
-    as the route's handler answers a bad delivery (Opsgenie's shape; 400 naming the field of a NUL), as is a
-    compressed body (415)."""
+    intake route (a tool's webhook, Opsgenie's API, PagerDuty's Change Events API) either is a refused
+    delivery, counted as one and answered as the route's handler answers a bad delivery (PagerDuty's or
+    Opsgenie's shape; 400 naming the field of a NUL), as is a compressed body (415).
+
+    A heartbeat's ping or report is let through unchecked: its handler reads the body as it arrives, of any
+    size, keeping the tail of a failed run's output with NULs replaced; its key is only hashed and its name
+    only looked up, and it reads no other parameter. A cron job's failure must not be lost to its log."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (
+            scope["method"] == "POST" and scope["path"].startswith(fastpath.HEARTBEAT_PATH_PREFIX)
+        ):
             await self.app(scope, receive, send)
             return
         if "\x00" in scope["path"]:
@@ -214,6 +222,25 @@ def _unreadable_body(request: Request, message: str, status: int) -> JSONRespons
     return JSONResponse(error_body(_HTTP_CODES[status], message, details), status_code=status)
 
 
+def _no_route(request: Request) -> Response:
+    """404 for a path no route has. Never a redirect to the path without its trailing slash (Starlette's
+    ``redirect_slashes``): its Location is built from the Host header, in plain http behind a TLS proxy, with
+    the key of the query, and a sender that follows it sends key and body there. On an intake route (with or
+    without the slash) it is a refused delivery, answered in the route's shape."""
+    path = request.scope["path"]
+    bare = path.rstrip("/")
+    message = "Not Found"
+    if bare and bare != path:
+        scope = {**request.scope, "path": bare}
+        if any(route.matches(scope)[0] != Match.NONE for route in request.app.router.routes):
+            message = f"no route {path}: drop the trailing slash ({bare})"
+    answer = fastpath.refused_before_handler(request.method, bare or path, NotFound(message))
+    if answer is not None:
+        status, body = answer
+        return Response(body, status_code=status, media_type="application/json")
+    return JSONResponse(error_body("not_found", message), status_code=404)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(WarroomError)
     async def _domain_error(_: Request, exc: WarroomError) -> JSONResponse:
@@ -247,12 +274,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid", message, details), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         # FastAPI's "There was an error parsing the body": say why.
         if isinstance(exc.__cause__, RecursionError):
             return _unreadable_body(request, TOO_DEEP, 400)
         if isinstance(exc.__cause__, UnicodeDecodeError):
             return _unreadable_body(request, f"{NOT_JSON}: it is not UTF-8 ({exc.__cause__.reason})", 400)
+        if exc.status_code == 404:
+            return _no_route(request)
         code = _HTTP_CODES.get(exc.status_code, "error")
         return JSONResponse(
             error_body(code, str(exc.detail)),
@@ -350,6 +379,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         version=__version__,
         description="Incident response and recovery: alerts, incidents, paging, status page, post-mortems.",
         lifespan=lifespan,
+        redirect_slashes=False,  # see ``_no_route``
     )
     app.state.context = context
     install_error_handlers(app)

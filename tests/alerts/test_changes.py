@@ -91,6 +91,30 @@ def test_bad_pagerduty_change_events_get_pagerdutys_errors_and_change_nothing(
     assert stored(context) == 0
 
 
+def test_a_pagerduty_change_with_a_nul_or_too_many_links_is_refused_in_pagerdutys_shape(
+    api: TestClient, context: AppContext, pd_key: str, responder: dict[str, str]
+) -> None:
+    """The request guard answered these for Warroom's own API: a NUL got its generic 422, and links were
+    unbounded where ``POST /api/v1/changes`` takes 20."""
+    nul = api.post("/v2/change/enqueue", content=json.dumps(pagerduty_change(pd_key, summary="a\x00b")))
+    assert nul.status_code == 400, nul.text
+    assert nul.json()["status"] == "invalid event"
+    assert any(error.startswith("payload.summary:") for error in nul.json()["errors"]), nul.text
+    link = {"href": "https://ci.example.com/build/2", "text": "build 2"}
+    for links in ([link] * 21, [{**link, "text": "t" * 501}], [{**link, "href": link["href"] + "x" * 2000}]):
+        refused = api.post("/v2/change/enqueue", json={**pagerduty_change(pd_key), "links": links})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["status"] == "invalid event"
+        assert any(error.startswith("links") for error in refused.json()["errors"]), refused.text
+        by_token = api.post(
+            "/api/v1/changes", json={"summary": "deployed", "links": links}, headers=responder
+        )
+        assert by_token.status_code == 422, by_token.text
+    assert stored(context) == 0
+    accepted = api.post("/v2/change/enqueue", json={**pagerduty_change(pd_key), "links": [link] * 20})
+    assert accepted.status_code == 202, accepted.text
+
+
 def test_people_and_pipelines_record_changes_with_a_token(
     api: TestClient, context: AppContext, responder: dict[str, str], viewer: dict[str, str]
 ) -> None:

@@ -3,7 +3,9 @@ resolves it. The example org file has ``prometheus-watchdog`` (1m + 2m grace) an
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,13 @@ from tests.alerts.test_source_ack import run_at, sent_pages, timeline
 from tests.conftest import EXAMPLE_CONFIG, job_count
 from tests.e2e.server import run_cli, serve_for_cli
 from warroom import reload
+from warroom.alerts.heartbeats import (
+    OUTPUT_LIMIT,
+    OUTPUT_READ_LIMIT,
+    OUTPUT_TAIL_BYTES,
+    Signal,
+    read_output,
+)
 from warroom.alerts.models import Alert, Heartbeat
 from warroom.app import create_app
 from warroom.clock import clock
@@ -407,6 +416,59 @@ def test_a_failed_runs_output_keeps_its_tail_and_survives_bad_bytes(
     kept = alert.annotations["output"]
     assert kept.startswith("[...]\n") and kept.endswith("\ufffd\ufffd the real error\n")
     assert len(kept) == len("[...]\n") + 10_000
+
+
+def test_a_failed_runs_report_is_never_refused_for_its_body(
+    api: TestClient, context: AppContext, hb_key: str
+) -> None:
+    """A cron job's log over the request limit, sent whole or chunked, a JSON body with an escaped NUL and an
+    unrelated query parameter with one: each is recorded with its output's tail (the request guard's limit
+    and NUL checks refused them, and ``curl -fsS`` in a crontab hid it)."""
+    clock.set(T0)
+    log = b"log line ok\n" * 120_000 + b"backup failed: disk full\n"
+    assert len(log) > context.settings.max_body_bytes
+
+    def chunked() -> Any:
+        for start in range(0, len(log), 65536):
+            yield log[start : start + 65536]
+
+    for number, content in enumerate((log, chunked(), b'"\\u0000"', b"a\x00b"), start=1):
+        reported = api.post(f"{BACKUP}/{number + 1}?key={hb_key}&note=x%00y", content=content)
+        assert reported.status_code == 200, (number, reported.text)
+        [alert] = heartbeat_alert_rows(context)
+        output = alert.annotations["output"]
+        assert alert.annotations["exit_status"] == str(number + 1)
+        if number <= 2:
+            assert output.startswith("[...]\n") and output.endswith("backup failed: disk full\n"), output[
+                -80:
+            ]
+            assert len(output) == len("[...]\n") + OUTPUT_LIMIT
+    assert output == "a\ufffdb"
+    with context.db.read() as session:
+        assert session.scalars(select(Heartbeat.pings)).one() == 4
+
+
+def test_a_report_is_read_for_its_tail_up_to_a_limit() -> None:
+    """The body is read as it arrives, holding only its tail; past OUTPUT_READ_LIMIT reading stops, and the
+    output says so."""
+
+    async def chunks(count: int, size: int) -> AsyncIterator[bytes]:
+        for number in range(count):
+            yield str(number % 10).encode() * size
+
+    def whole(count: int, size: int) -> bytes:
+        return b"".join(str(number % 10).encode() * size for number in range(count))
+
+    tail, cut = asyncio.run(read_output(chunks(2000, 1000)))
+    assert not cut and tail == whole(2000, 1000)[-OUTPUT_TAIL_BYTES:]
+    tail, cut = asyncio.run(read_output(chunks(3, 1000)))
+    assert not cut and tail == whole(3, 1000)
+    count = OUTPUT_READ_LIMIT // 65536 + 10
+    tail, cut = asyncio.run(read_output(chunks(count, 65536)))
+    # Reading stopped with the chunk that went over the limit.
+    assert cut and tail == whole(OUTPUT_READ_LIMIT // 65536 + 1, 65536)[-OUTPUT_TAIL_BYTES:]
+    output = Signal.parse("fail").with_output(tail, cut=cut).output
+    assert output.endswith("[... output over 16 MiB: the rest was not read]")
 
 
 def test_bad_signals_are_refused_and_change_nothing(

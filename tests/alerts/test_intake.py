@@ -658,6 +658,7 @@ SHAPED_ROUTES = [
     ("/api/v1/alerts", warroom_shape),
     ("/api/v1/alerts/alertmanager", warroom_shape),
     ("/api/v1/alerts/webhook/pingdom", warroom_shape),
+    ("/v2/change/enqueue", pagerduty_shape),
 ]
 
 
@@ -762,3 +763,70 @@ def test_a_leading_byte_order_mark_is_ignored_on_every_json_route(
     assert form.status_code == 202, form.text
     assert count(context, Alert) == len(deliveries) + 1
     assert alerts(context)[0].summary == "ümlaut"
+
+
+def test_a_trailing_slash_is_404_in_the_routes_shape_never_a_redirect(
+    api: TestClient, context: AppContext
+) -> None:
+    """Starlette redirected ``/api/v1/alerts/?key=SECRET`` to ``http://<Host>/api/v1/alerts?key=SECRET``:
+    behind a TLS proxy, a sender that followed it sent key and body in plain http to wherever Host said."""
+    key = make_key(context, "generic")
+    headers = {"Host": "warroom.example.com", "X-Forwarded-Proto": "https"}
+    for path, shape in [
+        ("/api/v1/alerts/", warroom_shape),
+        ("/api/v1/alerts/alertmanager/", warroom_shape),
+        ("/v2/enqueue/", pagerduty_shape),
+        ("/v2/alerts/", opsgenie_shape),
+        ("/v2/change/enqueue/", pagerduty_shape),
+        ("/api/v1/alerts/webhook/uptime-kuma/", warroom_shape),
+        ("/api/v1/heartbeats/fast/", warroom_shape),
+        ("/api/v1/changes/", warroom_shape),
+    ]:
+        refused = api.post(
+            f"{path}?key={key}", json={"summary": "x"}, headers=headers, follow_redirects=False
+        )
+        assert refused.status_code == 404, (path, refused.status_code, refused.headers)
+        assert "location" not in refused.headers and key not in refused.text, path
+        assert shape(refused.json()), (path, refused.text)
+        assert "drop the trailing slash" in refused.text, (path, refused.text)
+    assert api.get("/api/v1/incidents/", follow_redirects=False).status_code == 404
+    assert count(context, Alert) == 0
+
+
+def test_conflicting_keys_are_refused_on_every_route_that_reads_a_key(context: AppContext) -> None:
+    """``/api/v1/alerts`` took the first of two ``key`` parameters and the heartbeat routes the last: two
+    different keys (or a ``key`` and a different Bearer token) are refused with 401 wherever a key is read,
+    fast path or framework; the same key twice is one key."""
+    from warroom.app import create_app
+
+    generic = make_key(context, "generic", "scripts")
+    webhook = make_key(context, "webhook", "tools")
+    beat = make_key(context, "heartbeat", "cron")
+    other = make_key(context, "generic", "other")
+    pingdom = {"check_id": 1, "check_name": "web", "current_state": "DOWN"}
+    routes = [
+        ("/api/v1/alerts", generic, {"summary": "disk full"}, 202),
+        ("/api/v1/alerts/webhook/pingdom", webhook, pingdom, 202),
+        ("/api/v1/heartbeats/nightly-backup", beat, {}, 200),
+    ]
+    fast = TestClient(create_app(context=context))
+    framework = create_app(context=context)
+    framework.build_middleware_stack = type(framework).build_middleware_stack.__get__(framework)  # type: ignore[method-assign]
+    for client in (fast, TestClient(framework)):
+        with client:
+            for path, key, body, ok in routes:
+                for query, headers in [
+                    (f"key={key}&key={other}", {}),
+                    (f"key={other}&key={key}", {}),
+                    (f"key={key}&k%65y={other}", {}),
+                    (f"key={key}", {"Authorization": f"Bearer {other}"}),
+                ]:
+                    refused = client.post(f"{path}?{query}", json=body, headers=headers)
+                    assert refused.status_code == 401, (path, query, refused.text)
+                    assert "conflicting keys" in refused.json()["error"]["message"], refused.text
+                for query, headers in [
+                    (f"key={key}&key={key}", {"Authorization": f"Bearer {key}"}),
+                    (f"key={key}", {"Authorization": "Basic dXNlcjpwYXNz"}),
+                ]:
+                    answered = client.post(f"{path}?{query}", json=body, headers=headers)
+                    assert answered.status_code == ok, (path, query, answered.text)

@@ -123,6 +123,53 @@ def test_refusals_before_the_handlers_are_counted_on_every_intake_route(
     }
 
 
+def test_refusals_on_the_heartbeat_and_change_event_routes_are_counted(
+    api: TestClient, context: AppContext
+) -> None:
+    """A heartbeat's ping or report and a PagerDuty change event are deliveries too: a refused one is counted
+    (``source`` heartbeat and change), by the alert routes' reasons."""
+    beat = make_key(context, "heartbeat")
+    pd = make_key(context, "pagerduty")
+    other = make_key(context, "generic")
+    labels = [
+        ("heartbeat", "unauthorized"),
+        ("heartbeat", "forbidden"),
+        ("heartbeat", "not_found"),
+        ("heartbeat", "invalid_payload"),
+        ("change", "invalid_payload"),
+        ("change", "unauthorized"),
+        ("change", "forbidden"),
+        ("change", "payload_too_large"),
+    ]
+    before = {label: rejected(*label) for label in labels}
+    backup = "/api/v1/heartbeats/nightly-backup"
+    assert api.post(backup).status_code == 401
+    assert api.post(f"{backup}/fail?key=wrong").status_code == 401
+    assert api.post(f"{backup}?key={beat}&key={other}").status_code == 401  # conflicting keys
+    assert api.post(f"{backup}/1?key={other}").status_code == 403
+    assert api.post(f"/api/v1/heartbeats/nope?key={beat}").status_code == 404
+    assert api.post(f"{backup}/1/2?key={beat}").status_code == 404  # no such route
+    assert api.post(f"{backup}/256?key={beat}").status_code == 422
+    change = {"routing_key": pd, "payload": {"summary": "deployed"}}
+    assert api.post("/v2/change/enqueue", json={"routing_key": pd}).status_code == 400
+    assert api.post("/v2/change/enqueue", json={**change, "routing_key": "wrong"}).status_code == 401
+    assert api.post("/v2/change/enqueue", json={**change, "routing_key": other}).status_code == 403
+    huge = b"{" + b" " * (context.settings.max_body_bytes + 1) + b"}"
+    assert api.post("/v2/change/enqueue", content=huge).status_code == 413
+    assert api.post(f"{backup}/0?key={beat}").status_code == 200
+    assert api.post("/v2/change/enqueue", json=change).status_code == 202
+    assert {label: rejected(*label) - count for label, count in before.items()} == {
+        ("heartbeat", "unauthorized"): 3,
+        ("heartbeat", "forbidden"): 1,
+        ("heartbeat", "not_found"): 2,
+        ("heartbeat", "invalid_payload"): 1,
+        ("change", "invalid_payload"): 1,
+        ("change", "unauthorized"): 1,
+        ("change", "forbidden"): 1,
+        ("change", "payload_too_large"): 1,
+    }
+
+
 def test_a_transaction_that_rolls_back_counts_nothing(context: AppContext) -> None:
     ran: list[str] = []
     with pytest.raises(RuntimeError), context.db.write() as session:

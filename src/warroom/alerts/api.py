@@ -11,19 +11,23 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import StringConstraints
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from warroom.alerts import adapters, changes, heartbeats, maintenance, service
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import AlertSeverity
 from warroom.alerts.fastpath import (
+    CHANGE_SOURCE,
     PAGERDUTY_V1_PATH,
-    bearer,
     handle_intake,
     handle_opsgenie,
     handle_opsgenie_change,
     handle_webhook,
+    integration_key,
     pagerduty_error,
+    query_keys,
 )
+from warroom.alerts.metrics import count_refused, refusal_reason
 from warroom.alerts.models import AlertStatus
 from warroom.alerts.ratelimit import RateLimiter
 from warroom.alerts.schemas import (
@@ -68,7 +72,7 @@ from warroom.context import AppContext
 from warroom.db import MAX_ROW_ID
 from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
 from warroom.durations import Duration
-from warroom.errors import WarroomError
+from warroom.errors import InvalidInput, WarroomError
 
 router = APIRouter(tags=["alerts"])
 
@@ -99,13 +103,18 @@ def _answer(answer: tuple[int, bytes]) -> Response:
     return Response(body, status_code=status_code, media_type="application/json")
 
 
+def _keys(request: Request, key: str | None) -> list[str] | None:
+    """The ``?key=`` values of a request, of which FastAPI read one (``key``)."""
+    return query_keys(request.scope["query_string"], key, lambda: request.query_params.getlist("key"))
+
+
 async def _intake(request: Request, context: AppContext, key: str | None = None) -> Response:
     return _answer(
         await handle_intake(
             request.app.state,
             context,
             request.url.path,
-            key,
+            _keys(request, key),
             request.headers.get("authorization"),
             await request.body(),
             request.headers.raw,
@@ -364,7 +373,7 @@ async def webhook_alerts(
             request.app.state,
             context,
             format_name,
-            key,
+            _keys(request, key),
             request.headers.get("authorization"),
             await request.body(),
             request.headers.get("content-type"),
@@ -703,7 +712,7 @@ def end_maintenance(ref: str, context: Context, principal: Responder) -> Mainten
 
 
 @router.post("/api/v1/heartbeats/{name}", response_model=HeartbeatPinged, tags=["heartbeats"])
-def ping_heartbeat(
+async def ping_heartbeat(
     name: str,
     request: Request,
     context: Context,
@@ -711,7 +720,7 @@ def ping_heartbeat(
 ) -> HeartbeatPinged:
     """A ping of a heartbeat of the org file (a ``heartbeat`` integration key, as ?key= or Bearer). The body,
     if any, is ignored, so Alertmanager's webhook can point here."""
-    return _ping(context, name, key or bearer(request.headers.get("authorization")), heartbeats.Signal())
+    return await _report(request, context, name, key, None)
 
 
 @router.post("/api/v1/heartbeats/{name}/{signal}", response_model=HeartbeatPinged, tags=["heartbeats"])
@@ -725,10 +734,30 @@ async def signal_heartbeat(
     """A run's outcome: ``/fail`` or a non-zero exit status fires the heartbeat's failure alert at once,
     with the body (the run's output, its last 10,000 characters) on the alert; ``/0`` is a plain ping.
     Either way it counts as a ping. ``/start`` says a run began: it is not a ping, and with the heartbeat's
-    ``max_runtime`` a run that has not ended by then fires the missed alert."""
-    reported = heartbeats.Signal.parse(signal, await request.body())
-    secret = key or bearer(request.headers.get("authorization"))
-    return await run_in_threadpool(_ping, context, name, secret, reported)
+    ``max_runtime`` a run that has not ended by then fires the missed alert. No body is refused: it is read
+    as it arrives, of any size, for its tail (up to ``heartbeats.OUTPUT_READ_LIMIT``)."""
+    return await _report(request, context, name, key, signal)
+
+
+async def _report(
+    request: Request, context: AppContext, name: str, key: str | None, outcome: str | None
+) -> HeartbeatPinged:
+    """A ping (``outcome`` None) or a run's report, each refusal counted as a refused delivery."""
+    try:
+        secret = integration_key(_keys(request, key), request.headers.get("authorization"))
+        reported = heartbeats.Signal() if outcome is None else heartbeats.Signal.parse(outcome)
+        # Read even when it is not kept: a sender whose body is left unread may see its request fail.
+        output, cut = await heartbeats.read_output(request.stream())
+        if reported.failed:
+            reported = reported.with_output(output, cut=cut)
+        return await run_in_threadpool(_ping, context, name, secret, reported)
+    except ClientDisconnect:
+        raise
+    except Exception as exc:
+        # A signal that is not one is a delivery the intake would call an invalid payload.
+        reason = "invalid_payload" if isinstance(exc, InvalidInput) else refusal_reason(exc)
+        count_refused(heartbeats.SOURCE, reason)
+        raise
 
 
 def _ping(context: AppContext, name: str, secret: str | None, signal: heartbeats.Signal) -> HeartbeatPinged:
@@ -766,8 +795,12 @@ async def enqueue_change(request: Request, context: Context) -> Response:
     try:
         ref = await run_in_threadpool(_record_pagerduty_change, context, body)
     except WarroomError as exc:
+        count_refused(CHANGE_SOURCE, exc.code)
         code, answer = pagerduty_error(exc)
         return Response(answer, status_code=code, media_type="application/json")
+    except Exception as exc:  # answered by the framework's handlers (503, 500)
+        count_refused(CHANGE_SOURCE, refusal_reason(exc))
+        raise
     return JSONResponse(ChangeAccepted(id=ref).model_dump(), status_code=status.HTTP_202_ACCEPTED)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -56,6 +56,16 @@ INTAKE_ROUTES: dict[str, IntegrationType] = {
 # create, close and acknowledge requests and its updates by alias).
 WEBHOOK_PATH_PREFIX = "/api/v1/alerts/webhook/"
 OPSGENIE_PATH = "/v2/alerts"
+# Deliveries that are not alerts, counted as refused deliveries all the same: a heartbeat's ping or run report
+# (its handler reads the body itself, keeping the output's tail), and PagerDuty's Change Events API.
+HEARTBEAT_PATH_PREFIX = "/api/v1/heartbeats/"
+HEARTBEAT_SOURCE = IntegrationType.heartbeat.value
+CHANGE_PATH = "/v2/change/enqueue"
+CHANGE_SOURCE = "change"
+# The sources whose routes answer in PagerDuty's shape.
+_PAGERDUTY_SHAPED = (IntegrationType.pagerduty.value, CHANGE_SOURCE)
+
+CONFLICTING_KEYS = "conflicting keys: send one integration key, as ?key= or as a Bearer token, not two"
 
 Answer = tuple[int, bytes]
 
@@ -72,6 +82,10 @@ def intake_source(method: str, path: str) -> str | None:
         return IntegrationType.webhook.value
     if path == OPSGENIE_PATH or path.startswith(OPSGENIE_PATH + "/"):
         return IntegrationType.opsgenie.value
+    if path.startswith(HEARTBEAT_PATH_PREFIX):
+        return HEARTBEAT_SOURCE
+    if path == CHANGE_PATH:
+        return CHANGE_SOURCE
     return None
 
 
@@ -121,7 +135,7 @@ def refused_before_handler(method: str, path: str, exc: WarroomError) -> Answer 
     if source == IntegrationType.opsgenie.value:
         return _opsgenie_refusal(exc)  # counted there
     DELIVERIES_REJECTED.labels(source, exc.code).inc()
-    return pagerduty_error(exc) if source == IntegrationType.pagerduty.value else _error(exc)
+    return pagerduty_error(exc) if source in _PAGERDUTY_SHAPED else _error(exc)
 
 
 def too_large(max_bytes: int) -> PayloadTooLarge:
@@ -145,18 +159,42 @@ def bearer(authorization: str | None) -> str | None:
     return value.strip() or None if scheme.lower() == "bearer" else None
 
 
+def integration_key(keys: Sequence[str] | None, authorization: str | None) -> str | None:
+    """The integration key of a request: its ``?key=`` (``keys``: each one given) or its Bearer token. The
+    same key may come twice; two different ones are refused (401) rather than one of them picked, since a
+    proxy or a log that read the other would disagree with what was let in."""
+    key = keys[0] if keys else None
+    if keys is not None and len(keys) > 1 and any(other != key for other in keys):
+        raise Unauthorized(CONFLICTING_KEYS)
+    if authorization is None:
+        return key or None
+    token = bearer(authorization)
+    if key and token is not None and token != key:
+        raise Unauthorized(CONFLICTING_KEYS)
+    return key or token
+
+
+def query_keys(query: bytes, first: str | None, every: Callable[[], list[str]]) -> list[str] | None:
+    """The ``?key=`` values of a request whose framework read one (``first``); the others (``every``) only
+    when the query may hold more than one (a name may be percent-encoded too: ``k%65y=``)."""
+    if query.count(b"key=") > 1 or b"%" in query:
+        return every()
+    return [first] if first is not None else None
+
+
 async def handle_intake(
     state: Any,
     context: AppContext,
     path: str,
-    key: str | None,
+    keys: Sequence[str] | None,
     authorization: str | None,
     body: bytes,
     headers: Iterable[tuple[bytes, bytes]] = (),
 ) -> Answer:
     """Parse, then apply in the shared intake transaction; answers only after the commit.
 
-    ``headers`` are the raw request headers; only Grafana's path reads them (its signature headers).
+    ``keys``: the ``?key=`` values (``integration_key``). ``headers`` are the raw request headers; only
+    Grafana's path reads them (its signature headers).
     """
     kind = INTAKE_ROUTES[path]
     writer = writer_for(state, context)
@@ -187,7 +225,8 @@ async def handle_intake(
             events = adapters.from_alertmanager(data)
             if kind == IntegrationType.grafana:
                 signed = signed_body(body, headers)
-        result = await writer.submit(key or bearer(authorization), kind, kind.value, events, signed)
+        secret = integration_key(keys, authorization)
+        result = await writer.submit(secret, kind, kind.value, events, signed)
     except WarroomError as exc:
         DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
         return _error(exc)
@@ -300,7 +339,7 @@ async def handle_webhook(
     state: Any,
     context: AppContext,
     format_name: str,
-    key: str | None,
+    keys: Sequence[str] | None,
     authorization: str | None,
     body: bytes,
     content_type: str | None = None,
@@ -314,9 +353,9 @@ async def handle_webhook(
     the body: an unknown name's 404 against a known format's 400 would tell it which names the org file has.
     The key is checked apart only then, so a good delivery costs no second look-up."""
     kind = IntegrationType.webhook
-    secret = key or bearer(authorization)
     signed = signed_body(body, headers)
     try:
+        secret = integration_key(keys, authorization)
         try:
             webhook_format = adapters.webhook_format_named(context.org.automation, format_name)
             events = adapters.from_webhook(adapters.parse_webhook_body(body, content_type), webhook_format)
@@ -405,13 +444,13 @@ class IntakeEndpoint:
         elif len(body) > self.max_body_bytes:
             return self._refused(scope, too_large(self.max_body_bytes))
         query = scope.get("query_string", b"")
-        key = parse_qs(query.decode("latin-1")).get("key", [None])[0] if query else None
+        keys = parse_qs(query.decode("latin-1")).get("key") if query else None
         try:
             return await handle_intake(
                 self.state,
                 self.context,
                 scope["path"],
-                key,
+                keys,
                 authorization.decode("latin-1") if authorization is not None else None,
                 body,
                 scope["headers"],

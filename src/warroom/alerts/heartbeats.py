@@ -18,7 +18,8 @@ ended that long after its start fires the missed alert, and each run's duration 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,6 +50,12 @@ DEADLINE_KEY = "heartbeat-deadline:"
 SOURCE = "heartbeat"
 # The tail of a failed run's output is kept on its alert: that is where the error usually is.
 OUTPUT_LIMIT = 10_000
+# A report's body is read as it arrives, keeping only the bytes that can hold the last OUTPUT_LIMIT characters
+# (4 bytes each at most in UTF-8, and 3 more for a character cut at the start): no size is refused. Reading
+# stops after OUTPUT_READ_LIMIT bytes, and the run is recorded with the output up to there.
+OUTPUT_TAIL_BYTES = 4 * OUTPUT_LIMIT + 3
+OUTPUT_READ_LIMIT = 16 * 1024 * 1024
+CUT_NOTE = f"\n[... output over {OUTPUT_READ_LIMIT // (1024 * 1024)} MiB: the rest was not read]"
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,8 @@ class Signal:
     start: bool = False
 
     @classmethod
-    def parse(cls, outcome: str, body: bytes) -> Signal:
+    def parse(cls, outcome: str, body: bytes = b"") -> Signal:
+        """The signal of ``outcome`` (the path's last part), with ``body`` as its output if it failed."""
         if outcome == "start":
             return cls(start=True)
         if outcome == "fail":
@@ -74,13 +82,34 @@ class Signal:
                 f"a heartbeat signal is 'start', 'fail' or an exit status from 0 to 255, not {outcome!r}",
                 {"field": "signal", "allowed": ["start", "fail", "0-255"]},
             )
-        failed = exit_status != 0
+        return cls(failed=exit_status != 0, exit_status=exit_status).with_output(body)
+
+    def with_output(self, body: bytes, *, cut: bool = False) -> Signal:
+        """This signal with ``body`` as its output (kept only for a failure), its last OUTPUT_LIMIT
+        characters. ``cut``: reading stopped before the body's end (``read_output``)."""
+        if not self.failed:
+            return self
         # Output is evidence, not a field: undecodable bytes and NULs (PostgreSQL stores none) are replaced
         # rather than losing the failure over them.
-        text = body.decode("utf-8", errors="replace").replace("\x00", "\ufffd") if failed else ""
+        text = body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
         if len(text) > OUTPUT_LIMIT:
             text = "[...]\n" + text[-OUTPUT_LIMIT:]
-        return cls(failed=failed, exit_status=exit_status, output=text)
+        return replace(self, output=text + CUT_NOTE if cut else text)
+
+
+async def read_output(chunks: AsyncIterator[bytes]) -> tuple[bytes, bool]:
+    """The tail of a report's body (``OUTPUT_TAIL_BYTES``), read as it arrives without holding the rest, and
+    whether reading stopped at ``OUTPUT_READ_LIMIT`` before its end."""
+    tail = bytearray()
+    read = 0
+    async for chunk in chunks:
+        read += len(chunk)
+        tail += chunk[-OUTPUT_TAIL_BYTES:]
+        if len(tail) > 2 * OUTPUT_TAIL_BYTES:  # trimmed now and then, not at every chunk
+            del tail[:-OUTPUT_TAIL_BYTES]
+        if read > OUTPUT_READ_LIMIT:
+            return bytes(tail[-OUTPUT_TAIL_BYTES:]), True
+    return bytes(tail[-OUTPUT_TAIL_BYTES:]), False
 
 
 def _configured(org: OrgConfig, name: str) -> HeartbeatConfig:

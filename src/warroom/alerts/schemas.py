@@ -222,12 +222,23 @@ class PagerDutyChangePayload(Lenient):
     custom_details: dict[str, Any] | None = None
 
 
+# A change's links, however it is recorded: what a timeline shows, not a place to store a build log.
+CHANGE_LINKS_LIMIT = 20
+LINK_HREF_LIMIT = 2000
+LINK_TEXT_LIMIT = 500
+
+
+class PagerDutyChangeLink(Lenient):
+    href: str = Field(max_length=LINK_HREF_LIMIT)
+    text: str | None = Field(default=None, max_length=LINK_TEXT_LIMIT)
+
+
 class PagerDutyChange(Lenient):
     """PagerDuty's Change Events API (``POST /v2/change/enqueue``): a deploy or a config push, no alert."""
 
     routing_key: str = Field(min_length=1)
     payload: PagerDutyChangePayload
-    links: list[PagerDutyLink] = Field(default_factory=list)
+    links: list[PagerDutyChangeLink] = Field(default_factory=list, max_length=CHANGE_LINKS_LIMIT)
 
 
 # --- plain JSON ----------------------------------------------------------------------------------------
@@ -249,8 +260,8 @@ def safe_link(href: str) -> bool:
 
 class Link(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    href: str = Field(min_length=1, max_length=2000)
-    text: str | None = Field(default=None, max_length=500)
+    href: str = Field(min_length=1, max_length=LINK_HREF_LIMIT)
+    text: str | None = Field(default=None, max_length=LINK_TEXT_LIMIT)
 
     @field_validator("href")
     @classmethod
@@ -876,7 +887,7 @@ class ChangeCreate(BaseModel):
         default=None, description="Default: now. From 1970 to 10 minutes ahead of the server's clock."
     )
     details: dict[str, Any] = Field(default_factory=dict)
-    links: list[Link] = Field(default_factory=list, max_length=20)
+    links: list[Link] = Field(default_factory=list, max_length=CHANGE_LINKS_LIMIT)
 
     @field_validator("happened_at")
     @classmethod
