@@ -47,7 +47,8 @@ def test_an_empty_id_is_refused_before_anything_is_sent() -> None:
 
 
 def test_a_redirect_is_an_error_not_an_empty_answer() -> None:
-    """The server redirects ``/api/v1/incidents/`` to the list; the client took the 307 for an answer."""
+    """A proxy in front of the server may redirect (the server itself never does); the client took a 307 for
+    an answer."""
     sent: list[httpx.Request] = []
     with recording_client(sent, status=307) as client, pytest.raises(ApiError) as refused:
         client.list_incidents()
