@@ -242,7 +242,7 @@ def test_refused_mail_stores_nothing(
 ) -> None:
     key = create_email_key(api, admin)
     other = api.post("/api/v1/integrations", json={"name": "am", "type": "generic"}, headers=admin).json()
-    revoked = create_email_key(api, admin)
+    revoked = create_email_key(api, admin, name="nagios-old")
     revoked_id = api.get("/api/v1/integrations", headers=admin).json()[-1]["id"]
     assert api.delete(f"/api/v1/integrations/{revoked_id}", headers=admin).status_code == 200
     reasons = ("unauthorized", "forbidden", "invalid_payload", "payload_too_large")
@@ -287,7 +287,8 @@ def test_a_resolve_that_names_nothing_is_refused_at_data(
 def test_one_mail_to_two_integrations_is_an_alert_for_each(
     api: TestClient, context: AppContext, admin: dict[str, str], mail_port: int
 ) -> None:
-    first, second = create_email_key(api, admin), create_email_key(api, admin, service="search")
+    first = create_email_key(api, admin)
+    second = create_email_key(api, admin, name="nagios-search", service="search")
     code, answer = send(mail_port, [f"{first}@a.example", f"{second}@a.example"], message("index stale"))
     assert (code, answer) == (250, "2.0.0 OK: ALR-1 created, ALR-2 created")
     with context.db.read() as session:

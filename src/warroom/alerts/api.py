@@ -900,7 +900,7 @@ def create_integration(body: IntegrationCreate, context: Context, _: Admin) -> I
 @router.delete("/api/v1/integrations/{integration_id}", response_model=IntegrationRead, tags=["auth"])
 def revoke_integration(integration_id: RowId, context: Context, _: Admin) -> IntegrationRead:
     with context.db.write() as session:
-        return integrations.revoke_integration(session, integration_id=integration_id)
+        return integrations.revoke_integration(session, org=context.org, integration_id=integration_id)
 
 
 @router.patch("/api/v1/integrations/{integration_id}", response_model=IntegrationRead, tags=["auth"])
@@ -924,6 +924,7 @@ def rotate_integration(
     with context.db.write() as session:
         return integrations.rotate_integration(
             session,
+            org=context.org,
             integration_id=integration_id,
             grace=rotation.grace,
             signing_secret=rotation.signing_secret,
