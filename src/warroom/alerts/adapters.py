@@ -876,7 +876,14 @@ def from_email(raw: bytes, rules: Sequence[EmailRule] = ()) -> AlertEvent:
                 [{"field": "subject", "message": "only a state word"}],
             )
     elif not identity:
-        identity = subject or body.split("\n", 1)[0][:200] or "(no subject)"
+        identity = subject or body.split("\n", 1)[0][:200]
+        if not identity and not header("x-warroom-dedup-key"):
+            # A blank message names no alert: each sender's would open one called "(no subject)".
+            raise InvalidPayload(
+                "the message has no subject and no body: no alert to open; name the alert in the subject",
+                [{"field": "subject", "message": "blank, and so is the body"}],
+            )
+        identity = identity or "(no subject)"  # the sender's dedup key names the alert
 
     action: Action = "trigger"
     status_header = header("x-warroom-status").lower()
