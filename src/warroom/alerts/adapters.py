@@ -105,6 +105,8 @@ class AlertEvent:
     service_is_guess: bool = False
     # Annotations are as first seen, except where the latest matter more (a failed run's output).
     latest_annotations: bool = False
+    # Labels too: except where they are the sender's current state of the alert (a vendor incident's impact).
+    latest_labels: bool = False
     # When the source says the trouble began (Alertmanager's startsAt, a PagerDuty payload's timestamp): it
     # may be well before the alert reached us (group_wait, a retry after an outage). None when not said.
     started_at: datetime | None = None
