@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import StringConstraints
@@ -66,7 +66,7 @@ from warroom.auth.models import Role
 from warroom.auth.signing import MAX_SKEW_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from warroom.context import AppContext
 from warroom.db import MAX_ROW_ID
-from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
+from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer, once_only
 from warroom.durations import Duration
 from warroom.errors import WarroomError
 
@@ -790,7 +790,12 @@ def record_change(body: ChangeCreate, context: Context, principal: Responder) ->
         )
 
 
-@router.get("/api/v1/changes", response_model=list[ChangeRead], tags=["changes"])
+@router.get(
+    "/api/v1/changes",
+    response_model=list[ChangeRead],
+    tags=["changes"],
+    dependencies=[Depends(once_only("service", "since", "incident", "limit"))],
+)
 def list_changes(
     context: Context,
     _: Viewer,
