@@ -12,6 +12,7 @@ from warroom.auth.models import Role
 from warroom.auth.schemas import Principal
 from warroom.context import AppContext
 from warroom.db import MAX_ROW_ID
+from warroom.errors import InvalidInput
 
 
 def get_context(request: Request) -> AppContext:
@@ -46,3 +47,19 @@ Admin = Annotated[Principal, Depends(require_role(Role.admin))]
 
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 Offset = Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
+
+
+def once_only(*names: str) -> Callable[[Request], None]:
+    """A dependency refusing (422) a query parameter of one value given more than once: FastAPI keeps the last
+    one silently, so ``?since=24h&since=1h`` would answer something other than what was asked."""
+
+    def dependency(request: Request) -> None:
+        for name in names:
+            given = request.query_params.getlist(name)
+            if len(given) > 1:
+                raise InvalidInput(
+                    f"{name} was given {len(given)} times; it takes one value",
+                    {"field": name, "given": given},
+                )
+
+    return dependency

@@ -146,7 +146,7 @@ def start_recurring(context: AppContext) -> None:
     removed entries in line: heartbeat deadlines follow a new interval, a removed heartbeat's open alerts are
     resolved, a maintenance schedule's chain and upcoming windows follow its new rule (or stop). Each step
     is safe to run again, at every start and in every process at once. Warn of integrations whose service
-    is gone."""
+    is gone, and of names several live integrations share."""
     with context.db.write() as session:
         schedule_polls(session, context.org)
         said = follow_schedules(session, context.org)
@@ -156,11 +156,13 @@ def start_recurring(context: AppContext) -> None:
         schedule_sweeps(session, context.org)
         schedule_pruning(session)
         schedule_digest(session, context.org, utcnow())
-        lost = integrations.lost_services(session, context.org)
+        listed = integrations.list_integrations(session, context.org)
     for line in said:
         log.warning("%s", line)
-    for integration in lost:
+    for integration in integrations.with_lost_service(listed):
         log.warning("%s", integrations.lost_service_warning(integration))
+    for name, ids in integrations.shared_names(listed).items():
+        log.warning("%s", integrations.shared_name_warning(name, ids))
 
 
 def reload_org(context: AppContext, *, announce_as: str | None = None, force: bool = False) -> ConfigStatus:

@@ -169,6 +169,38 @@ def test_people_and_pipelines_record_changes_with_a_token(
     assert stored(context) == 4
 
 
+def test_the_list_refuses_what_names_nothing_or_is_given_twice(
+    api: TestClient, context: AppContext, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    """An unknown service and a repeated ?since= were answered (an empty list, the last value) silently."""
+    clock.set(T0)
+    assert api.post("/api/v1/changes", json={"summary": "Deployed api"}, headers=responder).status_code == 201
+    unknown = api.get("/api/v1/changes", params={"service": "nope"}, headers=viewer)
+    assert unknown.status_code == 422, unknown.text
+    assert unknown.json()["error"]["message"].startswith("service: unknown service 'nope'; the org file has")
+    for query in ("since=24h&since=1h", "service=api&service=api", "limit=5&limit=6"):
+        twice = api.get(f"/api/v1/changes?{query}", headers=viewer)
+        assert twice.status_code == 422, (query, twice.text)
+        name = query.split("=")[0]
+        assert twice.json()["error"]["message"] == f"{name} was given 2 times; it takes one value"
+    # A service the org file has since dropped still lists the changes stored under it.
+    with context.db.write() as session:
+        session.add(
+            ChangeEvent(
+                summary="Moved the old queue",
+                service="legacy-queue",
+                happened_at=T0,
+                recorded_at=T0,
+                recorded_by="responder-user",
+                details={},
+                links=[],
+            )
+        )
+    kept = api.get("/api/v1/changes", params={"service": "legacy-queue"}, headers=viewer)
+    assert kept.status_code == 200, kept.text
+    assert [row["summary"] for row in kept.json()] == ["Moved the old queue", "Deployed api"]
+
+
 def change_notes(context: AppContext, incident: int | str) -> list[TimelineEntry]:
     incident_id = int(str(incident).removeprefix("INC-"))
     with context.db.read() as session:
@@ -189,7 +221,7 @@ def test_a_new_incident_lists_the_changes_just_before_it(
 
     clock.set(T0)
     change("Deployed payments 3.1.0", 20, "payments")  # CHG-1
-    change("Rotated the PSP credentials", 90)  # CHG-2: names no service
+    change("Rotated the PSP credentials\nfor the EU account", 90)  # CHG-2: names no service; two lines
     change("Vacuumed the ledger", 30, "database")  # CHG-3: another service
     change("Deployed payments 3.0.9", 180, "payments")  # CHG-4: before the 2h window
     # Automation opens the incident (rule payments-down: services payments and api).
@@ -203,9 +235,13 @@ def test_a_new_incident_lists_the_changes_just_before_it(
     assert note.action.splitlines() == [
         "Changes in the 2h before this incident:",
         "CHG-1 09:40 UTC: Deployed payments 3.1.0 [payments]",
-        "CHG-2 08:30 UTC: Rotated the PSP credentials",
+        # Stored as sent, shown on one line: a line of its own would read as another change.
+        "CHG-2 08:30 UTC: Rotated the PSP credentials for the EU account",
     ]
     assert note.data == {"changes": [1, 2]}
+    assert api.get("/api/v1/changes", headers=responder).json()[-2]["summary"] == (
+        "Rotated the PSP credentials\nfor the EU account"
+    )
 
     # A person declares one on another service: its changes, and those naming none.
     declared = api.post(
@@ -255,7 +291,7 @@ def test_a_change_recorded_while_an_incident_is_open_goes_on_its_timeline(
     clock.set(T0 + timedelta(minutes=10))
     assert change("Rolled back payments to 3.0.9", "payments") == ["INC-1"]  # CHG-1
     assert change("Vacuumed the ledger", "database") == []  # CHG-2: not one of its services
-    assert change("Paused the nightly batch") == ["INC-1"]  # CHG-3: names no service
+    assert change("Paused the nightly batch\r\n(until the fix)") == ["INC-1"]  # CHG-3: names no service
     # A deploy reported late: it happened before the incident, within the window, and was not listed then.
     assert change("Deployed api 2.14", "api", T0 - timedelta(minutes=30)) == ["INC-1"]  # CHG-4
     assert change("Deployed api 2.13", "api", T0 - timedelta(hours=3)) == []  # CHG-5: long before
@@ -268,7 +304,8 @@ def test_a_change_recorded_while_an_incident_is_open_goes_on_its_timeline(
     assert timeline_actions(context, 1) == [
         "Change during this incident, recorded now: CHG-1 10:10 UTC: Rolled back payments to 3.0.9"
         " [payments]",
-        "Change during this incident, recorded now: CHG-3 10:10 UTC: Paused the nightly batch",
+        "Change during this incident, recorded now: CHG-3 10:10 UTC: Paused the nightly batch"
+        " (until the fix)",
         "Change 30m before this incident opened, recorded now: CHG-4 09:30 UTC: Deployed api 2.14 [api]",
         "Change during this incident, recorded now: CHG-6 10:10 UTC: Build Success: raise snapshot timeout"
         " [payments] [ci]",
@@ -370,6 +407,16 @@ def test_changes_cli(tmp_path: Path) -> None:
         assert "CHG-1" in listed and "Deployed checkout 2.14.0" in listed and "argo" in listed
         rows = json.loads(run_cli("changes", "list", "--service", "database", "--json", env=env).stdout)
         assert rows == []
+        # A service that names nothing, and a period given twice, are refused rather than answered.
+        unknown = run_cli("changes", "list", "--service", "nope", env=env, check=False)
+        assert unknown.returncode == 1 and "unknown service 'nope'" in unknown.stderr, unknown.stderr
+        twice = run_cli("changes", "list", "--since", "24h", "--since", "1h", env=env, check=False)
+        assert twice.returncode == 2 and "--since was given twice" in twice.stderr, twice.stderr
+        # A summary sent with a line break is one row of the table, not two.
+        run_cli("changes", "record", "Bumped libssl\nand restarted nginx", "--service", "api", env=env)
+        wide = {**env, "COLUMNS": "200"}
+        table = run_cli("changes", "list", env=wide).stdout
+        assert "Bumped libssl and restarted nginx" in table, table
         refused = run_cli("changes", "record", "x", "--service", "nowhere", env=env, check=False)
         assert refused.returncode == 1 and "unknown service 'nowhere'" in refused.stderr
         bad_time = run_cli("changes", "record", "x", "--at", "tuesday", env=env, check=False)

@@ -297,8 +297,8 @@ def test_ingest_alone_checks_the_signature(context: AppContext, frozen: datetime
 
 def test_cli_create_with_signing_secret(database_url: str) -> None:
     runner = CliRunner()
-    base = ["integration", "create", "--name", "grafana", "--type", "grafana", "--database-url", database_url]
-    created = runner.invoke(cli_app, [*base, "--signing-secret"])
+    base = ["integration", "create", "--type", "grafana", "--database-url", database_url]
+    created = runner.invoke(cli_app, [*base, "--name", "grafana", "--signing-secret"])
     assert created.exit_code == 0, created.output
     lines = created.stdout.strip().splitlines()
     key = lines[-1]
@@ -313,14 +313,16 @@ def test_cli_create_with_signing_secret(database_url: str) -> None:
 
     given = runner.invoke(
         cli_app,
-        [*base, "--signing-secret-value", "a-secret-we-chose-ourselves"],
+        [*base, "--name", "grafana-given", "--signing-secret-value", "a-secret-we-chose-ourselves"],
     )
     assert given.exit_code == 0, given.output
     assert given.stdout.strip().splitlines() == [given.stdout.strip().splitlines()[-1]]  # the key alone
     assert "a-secret-we-chose-ourselves" not in given.stdout
 
     from_env = runner.invoke(
-        cli_app, base, env={"WARROOM_INTEGRATION_SIGNING_SECRET": "another-secret-from-the-env"}
+        cli_app,
+        [*base, "--name", "grafana-env"],
+        env={"WARROOM_INTEGRATION_SIGNING_SECRET": "another-secret-from-the-env"},
     )
     assert from_env.exit_code == 0, from_env.output
 
@@ -335,8 +337,8 @@ def test_cli_create_with_signing_secret(database_url: str) -> None:
 
     refused = [
         ["integration", "create", "--name", "p", "--type", "alertmanager", "--signing-secret"],
-        [*base, "--signing-secret-value", "short"],
-        [*base, "--signing-secret", "--signing-secret-value", "a-secret-we-chose-ourselves"],
+        [*base, "--name", "g", "--signing-secret-value", "short"],
+        [*base, "--name", "g", "--signing-secret", "--signing-secret-value", "a-secret-we-chose-ourselves"],
     ]
     results = [runner.invoke(cli_app, [*args, "--database-url", database_url]) for args in refused]
     assert [result.exit_code for result in results] == [1, 1, 1], [result.output for result in results]

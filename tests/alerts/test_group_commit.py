@@ -24,7 +24,7 @@ def test_concurrent_requests_fold_and_keep_their_own_answers(
     from warroom.auth import integrations
 
     with context.db.write() as session:
-        integrations.revoke_integration(session, integration_id=2)
+        integrations.revoke_integration(session, org=None, integration_id=2)
     app = create_app(context=context)
 
     async def run() -> list[httpx.Response]:

@@ -211,7 +211,7 @@ def test_service_refuses_grace_outside_the_bounds(context: AppContext, am_key: s
         [row] = session.scalars(select(IntegrationKey))
         for grace in (timedelta(seconds=-1), timedelta(days=7, seconds=1)):
             with pytest.raises(integrations.InvalidInput):
-                integrations.rotate_integration(session, integration_id=row.id, grace=grace)
+                integrations.rotate_integration(session, org=None, integration_id=row.id, grace=grace)
 
 
 def test_cli_rotate(database_url: str) -> None:

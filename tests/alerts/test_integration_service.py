@@ -58,7 +58,7 @@ def test_alerts_that_name_no_service_get_their_integrations(
 ) -> None:
     payments = create(api, admin, "alertmanager", service="payments")
     assert payments["service"] == "payments"
-    plain = create(api, admin, "alertmanager")
+    plain = create(api, admin, "alertmanager", name="alertmanager-plain")
     assert plain["service"] is None
 
     # A job label is only a guess at the service: the integration's service wins over it, a service label
@@ -256,7 +256,7 @@ def test_a_default_service_the_org_file_dropped_is_flagged(
     kept = create(api, admin, "generic", service="search")
     plain = create(api, admin, "grafana")
     assert (dropped["service_known"], kept["service_known"], plain["service_known"]) == (True, True, None)
-    revoked = create(api, admin, "generic", service="payments")
+    revoked = create(api, admin, "generic", service="payments", name="generic-old")
     assert api.delete(f"/api/v1/integrations/{revoked['id']}", headers=admin).status_code == 200
 
     # The server restarts with an org file that no longer has the payments service.
@@ -285,6 +285,21 @@ def test_a_default_service_the_org_file_dropped_is_flagged(
             f"/api/v1/integrations/{dropped['id']}", json={"service": "search"}, headers=admin
         )
         assert (moved.json()["service"], moved.json()["service_known"]) == ("search", True)
+
+
+def test_every_answer_about_an_integration_checks_its_service(api: TestClient, admin: dict[str, str]) -> None:
+    """Rotate answered ``service_known: null`` for a service the org file has; create, update and list said
+    true."""
+    created = create(api, admin, "generic", service="search")
+    path = f"/api/v1/integrations/{created['id']}"
+    answers = {
+        "create": created,
+        "update": api.patch(path, json={"name": "search-jobs"}, headers=admin).json(),
+        "list": api.get("/api/v1/integrations", headers=admin).json()[0],
+        "rotate": api.post(f"{path}/rotate", headers=admin).json(),
+        "revoke": api.delete(path, headers=admin).json(),
+    }
+    assert {answer: read["service_known"] for answer, read in answers.items()} == dict.fromkeys(answers, True)
 
 
 def test_cli_list_flags_a_default_service_the_org_file_dropped(database_url: str, tmp_path: Path) -> None:

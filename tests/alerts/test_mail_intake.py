@@ -242,7 +242,7 @@ def test_refused_mail_stores_nothing(
 ) -> None:
     key = create_email_key(api, admin)
     other = api.post("/api/v1/integrations", json={"name": "am", "type": "generic"}, headers=admin).json()
-    revoked = create_email_key(api, admin)
+    revoked = create_email_key(api, admin, name="nagios-old")
     revoked_id = api.get("/api/v1/integrations", headers=admin).json()[-1]["id"]
     assert api.delete(f"/api/v1/integrations/{revoked_id}", headers=admin).status_code == 200
     reasons = ("unauthorized", "forbidden", "invalid_payload", "payload_too_large")
@@ -284,10 +284,33 @@ def test_a_resolve_that_names_nothing_is_refused_at_data(
     assert counts(context) == (0, 0)
 
 
+def test_a_blank_message_is_refused_at_data(
+    api: TestClient, context: AppContext, admin: dict[str, str], mail_port: int
+) -> None:
+    """A blank subject and body opened an alert called "(no subject)", another for each sender."""
+    key = create_email_key(api, admin)
+    before = rejected("invalid_payload")
+    for subject, sender in [("", "x@y.example"), ("   ", "z@y.example")]:
+        blank = f"From: {sender}\r\nTo: {key}@a.example\r\nSubject: {subject}\r\n\r\n \r\n".encode()
+        code, answer = send(mail_port, [f"{key}@a.example"], blank)
+        assert (code, answer) == (
+            554,
+            "5.6.0 the message has no subject and no body: no alert to open; name the alert in the subject",
+        )
+    assert counts(context) == (0, 0)
+    assert rejected("invalid_payload") - before == 2
+    # The body may name it, and so may the sender's dedup key.
+    named = from_email(b"From: x@y.example\r\nSubject: \r\n\r\nUPS on battery\r\n")
+    assert (named.summary, named.labels["alertname"]) == ("UPS on battery", "UPS on battery")
+    keyed = from_email(b"From: x@y.example\r\nSubject: \r\nX-Warroom-Dedup-Key: ups-1\r\n\r\n\r\n")
+    assert (keyed.dedup_key, keyed.summary) == ("ups-1", "(no subject)")
+
+
 def test_one_mail_to_two_integrations_is_an_alert_for_each(
     api: TestClient, context: AppContext, admin: dict[str, str], mail_port: int
 ) -> None:
-    first, second = create_email_key(api, admin), create_email_key(api, admin, service="search")
+    first = create_email_key(api, admin)
+    second = create_email_key(api, admin, name="nagios-search", service="search")
     code, answer = send(mail_port, [f"{first}@a.example", f"{second}@a.example"], message("index stale"))
     assert (code, answer) == (250, "2.0.0 OK: ALR-1 created, ALR-2 created")
     with context.db.read() as session:
@@ -360,8 +383,10 @@ def test_a_saved_mail_is_a_delivery_like_any_other() -> None:
     kind, [event] = delivery_events(raw)
     assert kind == "email" and event == from_email(raw)
     assert delivery_events(raw, "email")[0] == "email"
-    # Told outright, a JSON body is read as mail, as the mail intake would: a message with no subject.
-    assert delivery_events(b'{"summary": "x"}', "email")[1][0].summary == "(no subject)"
+    # Told outright, a JSON body is read as mail, as the mail intake would: a message with no subject (its
+    # one line a header) and no body, which names no alert.
+    with pytest.raises(InvalidPayload, match="no subject and no body"):
+        delivery_events(b'{"summary": "x"}', "email")
     assert delivery_events(b'{"summary": "x"}')[0] == "generic"
     with pytest.raises(InvalidPayload):
         delivery_events(raw, "generic")  # not JSON

@@ -7,6 +7,7 @@ shape captured in ../shared/reference/wire-formats.md, section 4): a real status
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ class VendorPage:
         self.incidents: list[dict[str, Any]] = []
         self.maintenances: list[dict[str, Any]] = []
         self.body: bytes | None = None
+        self.missing: set[str] = set()  # paths that answer 404
         self.requests: list[str] = []
         page = self
 
@@ -52,7 +54,7 @@ class VendorPage:
                         page.maintenances,
                     ),
                 }
-                if self.path not in lists:
+                if self.path not in lists or self.path in page.missing:
                     self.send_response(404)
                     self.end_headers()
                     return
@@ -165,6 +167,9 @@ def _follow_the_vendor(
     vendor.incidents = [vendor_incident(1, impact="critical", status="identified")]
     run_at(worker, T0 + timedelta(minutes=3))
     assert vendor_alerts(context) == [("github:q7gd3y91r8s1", "firing", "critical", 2, 1)]
+    # Its labels and annotations follow the update too, not only its severity.
+    alert = api.get("/api/v1/alerts?source=third-party", headers=viewer).json()["items"][0]
+    assert (alert["labels"]["impact"], alert["annotations"]["vendor_status"]) == ("critical", "identified")
 
     # A page that cannot be read raises nothing and resolves nothing; the next poll goes on.
     vendor.status = 503
@@ -199,6 +204,63 @@ def _follow_the_vendor(
     vendor.maintenances = []
     run_at(worker, T0 + timedelta(minutes=8))
     assert [row[1] for row in vendor_alerts(context)] == ["resolved", "resolved"]
+
+
+def poll_results(context: AppContext) -> list[Any]:
+    with context.db.read() as session:
+        polls = session.scalars(
+            select(Job)
+            .where(Job.kind == "alerts.status_page_poll", Job.status == JobStatus.done)
+            .order_by(Job.id)
+        )
+        return [job.result for job in polls]
+
+
+def test_each_list_is_followed_when_the_other_cannot_be_read(
+    context: AppContext, vendor: VendorPage, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A maintenance list answering 404 failed the whole poll: an incident the vendor resolved stayed open."""
+    clock.set(T0)
+    maintenance = vendor_incident(7, impact="maintenance", status="in_progress")
+    vendor.incidents, vendor.maintenances = [vendor_incident(1)], [maintenance]
+    with TestClient(create_app(context=context)):
+        worker = Worker(context, name="w1")
+        run_at(worker, T0)
+        assert [row[:2] for row in vendor_alerts(context)] == [
+            ("github:q7gd3y91r8s1", "firing"),
+            ("github:maintenance:q7gd3y91r8s7", "firing"),
+        ]
+
+        # The maintenance list is gone for a while, and the vendor resolves its incident meanwhile.
+        vendor.missing = {"/api/v2/scheduled-maintenances/active.json"}
+        vendor.incidents = []
+        caplog.set_level(logging.WARNING, logger="warroom")
+        run_at(worker, T0 + timedelta(minutes=1))
+        assert [row[1] for row in vendor_alerts(context)] == ["resolved", "firing"]
+        unread = f"{vendor.url}/api/v2/scheduled-maintenances/active.json answered 404"
+        assert poll_results(context)[-1] == {
+            "incidents": 0,
+            "maintenances": "not read",
+            "resolved": 1,
+            "unread": [unread],
+        }
+        assert f"status page github: {unread}; its alerts from that list stay as they are" in caplog.messages
+
+        # And the other way round: an incident list that cannot be read leaves the incidents' alerts.
+        vendor.incidents = [vendor_incident(2)]
+        vendor.missing = set()
+        run_at(worker, T0 + timedelta(minutes=2))
+        vendor.missing = {"/api/v2/incidents/unresolved.json"}
+        vendor.maintenances = []
+        run_at(worker, T0 + timedelta(minutes=3))
+        assert [row[1] for row in vendor_alerts(context)] == ["resolved", "resolved", "firing"]
+        assert poll_results(context)[-1]["incidents"] == "not read"
+
+        # Neither list: nothing changes, as before.
+        vendor.missing = {"/api/v2/incidents/unresolved.json", "/api/v2/scheduled-maintenances/active.json"}
+        run_at(worker, T0 + timedelta(minutes=4))
+        assert "error" in poll_results(context)[-1]
+        assert [row[1] for row in vendor_alerts(context)] == ["resolved", "resolved", "firing"]
 
 
 def test_a_page_can_leave_maintenances_out(context: AppContext, vendor: VendorPage) -> None:

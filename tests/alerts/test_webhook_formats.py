@@ -648,7 +648,7 @@ def test_an_unknown_format_is_named_only_to_a_caller_with_a_good_key(
         revoked = integrations.create_integration(
             session, org=context.org, name="old", type=IntegrationType.webhook
         )
-        integrations.revoke_integration(session, integration_id=revoked.id)
+        integrations.revoke_integration(session, org=None, integration_id=revoked.id)
         signing = integrations.create_integration(
             session, org=context.org, name="signs", type=IntegrationType.webhook, signing=True
         ).key

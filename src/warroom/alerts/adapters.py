@@ -105,6 +105,8 @@ class AlertEvent:
     service_is_guess: bool = False
     # Annotations are as first seen, except where the latest matter more (a failed run's output).
     latest_annotations: bool = False
+    # Labels too: except where they are the sender's current state of the alert (a vendor incident's impact).
+    latest_labels: bool = False
     # When the source says the trouble began (Alertmanager's startsAt, a PagerDuty payload's timestamp): it
     # may be well before the alert reached us (group_wait, a retry after an outage). None when not said.
     started_at: datetime | None = None
@@ -876,7 +878,14 @@ def from_email(raw: bytes, rules: Sequence[EmailRule] = ()) -> AlertEvent:
                 [{"field": "subject", "message": "only a state word"}],
             )
     elif not identity:
-        identity = subject or body.split("\n", 1)[0][:200] or "(no subject)"
+        identity = subject or body.split("\n", 1)[0][:200]
+        if not identity and not header("x-warroom-dedup-key"):
+            # A blank message names no alert: each sender's would open one called "(no subject)".
+            raise InvalidPayload(
+                "the message has no subject and no body: no alert to open; name the alert in the subject",
+                [{"field": "subject", "message": "blank, and so is the body"}],
+            )
+        identity = identity or "(no subject)"  # the sender's dedup key names the alert
 
     action: Action = "trigger"
     status_header = header("x-warroom-status").lower()

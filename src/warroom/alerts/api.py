@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import StringConstraints
@@ -70,7 +70,7 @@ from warroom.auth.models import Role
 from warroom.auth.signing import MAX_SKEW_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from warroom.context import AppContext
 from warroom.db import MAX_ROW_ID
-from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
+from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer, once_only
 from warroom.durations import Duration
 from warroom.errors import InvalidInput, WarroomError
 
@@ -823,7 +823,12 @@ def record_change(body: ChangeCreate, context: Context, principal: Responder) ->
         )
 
 
-@router.get("/api/v1/changes", response_model=list[ChangeRead], tags=["changes"])
+@router.get(
+    "/api/v1/changes",
+    response_model=list[ChangeRead],
+    tags=["changes"],
+    dependencies=[Depends(once_only("service", "since", "incident", "limit"))],
+)
 def list_changes(
     context: Context,
     _: Viewer,
@@ -933,7 +938,7 @@ def create_integration(body: IntegrationCreate, context: Context, _: Admin) -> I
 @router.delete("/api/v1/integrations/{integration_id}", response_model=IntegrationRead, tags=["auth"])
 def revoke_integration(integration_id: RowId, context: Context, _: Admin) -> IntegrationRead:
     with context.db.write() as session:
-        return integrations.revoke_integration(session, integration_id=integration_id)
+        return integrations.revoke_integration(session, org=context.org, integration_id=integration_id)
 
 
 @router.patch("/api/v1/integrations/{integration_id}", response_model=IntegrationRead, tags=["auth"])
@@ -957,6 +962,7 @@ def rotate_integration(
     with context.db.write() as session:
         return integrations.rotate_integration(
             session,
+            org=context.org,
             integration_id=integration_id,
             grace=rotation.grace,
             signing_secret=rotation.signing_secret,

@@ -26,6 +26,7 @@ from warroom.auth.models import IntegrationType
 from warroom.db import utcnow
 from warroom.durations import format_duration
 from warroom.errors import InvalidInput
+from warroom.fields import one_line
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import OPEN_STATUSES, Incident, IncidentService, TimelineKind
 from warroom.orgconfig import OrgConfig
@@ -128,7 +129,15 @@ def list_changes(
     """The changes of the period, newest first; with ``service``, that service's and those naming none.
 
     With ``incident_ref``, the changes that matter to that incident: those of its services from
-    ``recent_changes_window`` before it opened until it was resolved (until now while it is open)."""
+    ``recent_changes_window`` before it opened until it was resolved (until now while it is open).
+
+    A ``service`` that names nothing is refused (422), as recording a change for it is, rather than answered
+    with an empty list that looks like "no changes": it must be the org file's, or one a stored change has
+    (a service the file has since dropped)."""
+    if service is not None and org.service(service) is None:
+        stored = select(ChangeEvent.id).where(ChangeEvent.service == service).limit(1)
+        if session.scalar(stored) is None:
+            org.check_services([service], "service")
     if incident_ref is None:
         statement = select(ChangeEvent).where(
             ChangeEvent.happened_at >= period_start(DEFAULT_PERIOD if since is None else since)
@@ -162,9 +171,10 @@ def before(session: Session, *, services: list[str], until: datetime, window: ti
 
 
 def _describe(change: ChangeEvent) -> str:
-    """One line of a timeline note: ``CHG-3 14:05 UTC: Deployed api 2.14 [api] [github-actions]``."""
-    return f"{change.ref} {change.happened_at:%H:%M} UTC: {change.summary}" + "".join(
-        f" [{part}]" for part in (change.service, change.source) if part
+    """One line of a timeline note: ``CHG-3 14:05 UTC: Deployed api 2.14 [api] [github-actions]``. A summary
+    or source sent with line breaks is kept as sent, but shown on one line: a note lists one change a line."""
+    return f"{change.ref} {change.happened_at:%H:%M} UTC: {one_line(change.summary)}" + "".join(
+        f" [{one_line(part)}]" for part in (change.service, change.source) if part
     )
 
 

@@ -145,6 +145,7 @@ _CHANGED = (
     "snoozed_until",
     "snoozed_by",
     "annotations",
+    "labels",
 )
 _CHANGES_TABLE = "warroom_alert_changes"
 # Below this many updated alerts in a batch, one pipelined statement per row costs less than the table's
@@ -271,7 +272,8 @@ def ingest(
                 if current.insert is None and not current.update and _seen_long_ago(current.last_seen, now):
                     _change(current, updated, {"last_seen_at": now, "event_hash": event.event_hash})
             else:
-                # Labels, annotations and links stay as first seen; the latest ones are in last_raw.
+                # Labels, annotations and links stay as first seen (unless the event says its latest ones
+                # matter more); the latest ones are in last_raw.
                 changes = {
                     "last_seen_at": now,
                     "last_raw": event.raw,
@@ -281,6 +283,8 @@ def ingest(
                 }
                 if event.latest_annotations:
                     changes["annotations"] = event.annotations
+                if event.latest_labels:
+                    changes["labels"] = event.labels
                 _change(current, updated, changes, occurrences=1)
                 outcome = "updated"
         elif current is None:

@@ -8,8 +8,11 @@ progress (``/api/v2/scheduled-maintenances/active.json``). For each page in the 
 ``<page>:<vendor incident id>``, updated when the vendor posts an update, and resolved when the incident
 leaves the list. Each maintenance in progress is one too (``<page>:maintenance:<id>``, of the page's
 ``maintenance_severity``), so a responder sees that the vendor is doing planned work. The alerts go through
-the normal intake, so rules, grouping, maintenance windows and paging apply. A page that cannot be read is
-logged and polled again next time; it raises no alert and resolves none.
+the normal intake, so rules, grouping, maintenance windows and paging apply. An update from the vendor brings
+the alert's severity, labels (``impact``) and annotations up to date. A page that cannot be read is logged and
+polled again next time; it raises no alert and resolves none. The two lists are read independently: when only
+one can be read, its alerts follow it and the other list's alerts stay as they are (the poll's result and the
+log say which list was not read).
 """
 
 from __future__ import annotations
@@ -92,8 +95,12 @@ class ActiveMaintenances(Lenient):
 
 @dataclass
 class VendorStatus:
-    incidents: list[VendorIncident]
-    maintenances: list[VendorMaintenance] = field(default_factory=list)
+    """What a poll read. A list that could not be read is None (its alerts stay as they are), and why is in
+    ``unread``."""
+
+    incidents: list[VendorIncident] | None
+    maintenances: list[VendorMaintenance] | None = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
 
 
 def unresolved_url(page: StatusPageConfig) -> str:
@@ -121,12 +128,24 @@ def _read(url: str, model: type[_Listing], what: str) -> _Listing:
 
 
 def fetch(page: StatusPageConfig) -> VendorStatus:
-    """The page's unresolved incidents and, unless the page ignores them, its maintenances in progress."""
-    incidents = _read(unresolved_url(page), UnresolvedIncidents, "incident list").incidents
+    """The page's unresolved incidents and, unless the page ignores them, its maintenances in progress. Each
+    list is read on its own: one that fails leaves the other usable. ValueError when none could be read."""
+    status = VendorStatus(incidents=None, maintenances=None)
+    try:
+        status.incidents = _read(unresolved_url(page), UnresolvedIncidents, "incident list").incidents
+    except ValueError as exc:
+        status.unread.append(str(exc))
     if page.maintenance_severity is None:
-        return VendorStatus(incidents)
-    maintenances = _read(maintenances_url(page), ActiveMaintenances, "maintenance list")
-    return VendorStatus(incidents, maintenances.scheduled_maintenances)
+        status.maintenances = []  # ignored: any maintenance alerts left from before resolve
+    else:
+        try:
+            listed = _read(maintenances_url(page), ActiveMaintenances, "maintenance list")
+            status.maintenances = listed.scheduled_maintenances
+        except ValueError as exc:
+            status.unread.append(str(exc))
+    if status.incidents is None and (status.maintenances is None or page.maintenance_severity is None):
+        raise ValueError("; ".join(status.unread))
+    return status
 
 
 def _concerns_us(page: StatusPageConfig, incident: VendorIncident) -> bool:
@@ -155,6 +174,9 @@ def event_for(page: StatusPageConfig, incident: VendorIncident) -> AlertEvent:
         if incident.shortlink
         else [],
         raw=incident.model_dump(mode="json"),
+        # The impact and the vendor's status are the incident's now, not as first seen.
+        latest_labels=True,
+        latest_annotations=True,
     )
 
 
@@ -178,6 +200,7 @@ def maintenance_event_for(page: StatusPageConfig, maintenance: VendorMaintenance
         if maintenance.shortlink
         else [],
         raw=maintenance.model_dump(mode="json"),
+        latest_annotations=True,  # its status, end and latest update as the vendor has them now
     )
 
 
@@ -196,11 +219,11 @@ def _resolve_event(page: StatusPageConfig, dedup_key: str) -> AlertEvent:
     )
 
 
-def apply(session: Session, org: OrgConfig, page: StatusPageConfig, status: VendorStatus) -> dict[str, int]:
+def apply(session: Session, org: OrgConfig, page: StatusPageConfig, status: VendorStatus) -> dict[str, Any]:
     """Alerts for the page's unresolved incidents and maintenances in progress; resolve those whose incident
-    or maintenance left its list."""
-    ours = [incident for incident in status.incidents if _concerns_us(page, incident)]
-    planned = [maintenance for maintenance in status.maintenances if _concerns_us(page, maintenance)]
+    or maintenance left its list. A list that was not read (None) changes none of its alerts."""
+    ours = [incident for incident in status.incidents or [] if _concerns_us(page, incident)]
+    planned = [maintenance for maintenance in status.maintenances or [] if _concerns_us(page, maintenance)]
     events = [event_for(page, incident) for incident in ours]
     events += [maintenance_event_for(page, maintenance) for maintenance in planned]
     current = {event.dedup_key for event in events}
@@ -211,11 +234,23 @@ def apply(session: Session, org: OrgConfig, page: StatusPageConfig, status: Vend
             Alert.status != AlertStatus.resolved,
         )
     ).all()
-    gone = sorted(set(still_open) - current)
+    maintenance_prefix = f"{page.name}:maintenance:"
+    gone = sorted(
+        key
+        for key in set(still_open) - current
+        if (status.maintenances if key.startswith(maintenance_prefix) else status.incidents) is not None
+    )
     events += [_resolve_event(page, dedup_key) for dedup_key in gone]
     if events:
         service.ingest(session, org=org, source=SOURCE, events=events)
-    return {"incidents": len(ours), "maintenances": len(planned), "resolved": len(gone)}
+    outcome: dict[str, Any] = {
+        "incidents": len(ours) if status.incidents is not None else "not read",
+        "maintenances": len(planned) if status.maintenances is not None else "not read",
+        "resolved": len(gone),
+    }
+    if status.unread:
+        outcome["unread"] = status.unread
+    return outcome
 
 
 def _key_prefix(page: StatusPageConfig) -> str:
@@ -249,6 +284,8 @@ def poll(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
         log.warning("status page %s: %s", page.name, exc)
         outcome = {"error": str(exc)}
     else:
+        for problem in status.unread:
+            log.warning("status page %s: %s; its alerts from that list stay as they are", page.name, problem)
         outcome = apply(session, context.org, page, status)
     jobs_service.enqueue_on_grid(
         session,

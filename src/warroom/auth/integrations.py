@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from warroom.auth.models import IntegrationKey, IntegrationType
@@ -251,6 +251,7 @@ def create_integration(
             check_signing_secret(signing_secret) if signing_secret is not None else new_signing_secret()
         )
     _check_header_names(signing_secret is not None, signature_header, timestamp_header)
+    check_name_free(session, name)
     secret = secrets.token_hex(16)
     row = IntegrationKey(
         name=name,
@@ -289,8 +290,52 @@ def _check_header_names(signs: bool, signature_header: str | None, timestamp_hea
         )
 
 
-def _read(row: IntegrationKey, now: datetime, org: OrgConfig | None = None) -> IntegrationRead:
-    """The integration as shown; with ``org``, its default service is checked against the org file."""
+# Names are unique among live integrations, checked here rather than by a unique index: a database may already
+# hold duplicates (from before the check), which an index would fail to build on.
+NAME_LOCK = 7270002  # PostgreSQL advisory lock: two admins creating the same name at once get one each
+
+
+def check_name_free(session: Session, name: str, *, integration_id: int | None = None) -> None:
+    """Conflict if a live integration other than ``integration_id`` is called ``name``. Rules, maintenance
+    windows and the alert list name integrations by name: two live ones of one name would both match. A
+    revoked integration's name may be taken again (it sends nothing any more); its past alerts then list
+    under that name with the new one's."""
+    if session.connection().dialect.name == "postgresql":
+        session.execute(text(f"SELECT pg_advisory_xact_lock({NAME_LOCK})"))
+    statement = select(IntegrationKey).where(IntegrationKey.name == name, IntegrationKey.revoked_at.is_(None))
+    if integration_id is not None:
+        statement = statement.where(IntegrationKey.id != integration_id)
+    taken = session.scalars(statement.order_by(IntegrationKey.id).limit(1)).first()
+    if taken is not None:
+        raise Conflict(
+            f"name {name!r} is taken by integration {taken.id} ({taken.type.value}); choose another name, or "
+            f"revoke integration {taken.id} first",
+            {"field": "name", "integration_id": taken.id},
+        )
+
+
+def shared_names(listed: list[IntegrationRead]) -> dict[str, list[int]]:
+    """The names that more than one live integration of ``listed`` has (made before names were checked), with
+    those integrations' ids."""
+    ids: dict[str, list[int]] = {}
+    for read in listed:
+        if read.revoked_at is None:
+            ids.setdefault(read.name, []).append(read.id)
+    return {name: found for name, found in ids.items() if len(found) > 1}
+
+
+def shared_name_warning(name: str, ids: list[int]) -> str:
+    """What to tell an admin of a name ``shared_names`` found (server log, ``integration list``)."""
+    listed = ", ".join(str(one) for one in ids)
+    return (
+        f"integrations {listed} are all named {name!r}: a rule, maintenance window or alert filter naming it "
+        f"matches each of them. Rename all but one: warroom integration update ID --name NEW"
+    )
+
+
+def _read(row: IntegrationKey, now: datetime, org: OrgConfig | None) -> IntegrationRead:
+    """The integration as shown, by every answer that shows one; with ``org``, its default service is checked
+    against the org file (None: not checked, ``service_known`` null)."""
     read = IntegrationRead.model_validate(row)
     if org is not None and row.service is not None:
         read.service_known = org.service(row.service) is not None
@@ -315,19 +360,14 @@ def list_integrations(session: Session, org: OrgConfig | None = None) -> list[In
     return [_read(row, now, org) for row in rows]
 
 
-def lost_services(session: Session, org: OrgConfig) -> list[IntegrationRead]:
-    """The live integrations whose default service the org file no longer has. Their alerts still get the
-    name, but nothing routes on it: the server warns of them when it starts."""
-    return with_lost_service(list_integrations(session, org))
-
-
 def with_lost_service(listed: list[IntegrationRead]) -> list[IntegrationRead]:
-    """The live ones of ``listed`` (checked against an org file) whose default service the file lacks."""
+    """The live ones of ``listed`` (checked against an org file) whose default service the file lacks. Their
+    alerts still get the name, but nothing routes on it: the server warns of them when it starts."""
     return [read for read in listed if read.service_known is False and read.revoked_at is None]
 
 
 def lost_service_warning(integration: IntegrationRead) -> str:
-    """What to tell an admin of an integration ``lost_services`` found (server log, ``integration list``)."""
+    """What to tell an admin of an integration ``with_lost_service`` found (server log, integration list)."""
     return (
         f"integration {integration.id} ({integration.name}): the org file has no service "
         f"{integration.service!r}; its alerts get that name, but no rule, maintenance window or incident "
@@ -356,12 +396,12 @@ def names_by_id(session: Session, *, needed: bool = True) -> IntegrationNames:
     return IntegrationNames({row.id: row.name for row in rows})
 
 
-def revoke_integration(session: Session, *, integration_id: int) -> IntegrationRead:
+def revoke_integration(session: Session, *, org: OrgConfig | None, integration_id: int) -> IntegrationRead:
     row = get_integration(session, integration_id)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
     _forget_replaced(row)  # a revoked integration accepts no key: keep no secret it no longer needs
-    return _read(row, utcnow())
+    return _read(row, utcnow(), org)
 
 
 def update_integration(
@@ -383,6 +423,8 @@ def update_integration(
         name = (changes.name or "").strip()
         if not name:
             raise InvalidInput("name must not be blank", {"field": "name"})
+        if name != row.name:  # keeping its name is no conflict, even one it shares from before the check
+            check_name_free(session, name, integration_id=row.id)
         row.name = name
     if "service" in given:
         if changes.service is not None:
@@ -440,6 +482,7 @@ def check_grace(grace: timedelta) -> None:
 def rotate_integration(
     session: Session,
     *,
+    org: OrgConfig | None,
     integration_id: int,
     grace: timedelta = DEFAULT_ROTATION_GRACE,
     signing_secret: str | None = None,
@@ -487,7 +530,9 @@ def rotate_integration(
         row.signing_secret = signing_secret or new_signing_secret()
     row.rotated_at = now
     session.flush()
-    return IntegrationCreated(**_read(row, now).model_dump(), key=secret, signing_secret=row.signing_secret)
+    return IntegrationCreated(
+        **_read(row, now, org).model_dump(), key=secret, signing_secret=row.signing_secret
+    )
 
 
 _LOOKUP = select(

@@ -1235,7 +1235,8 @@ def integration_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List integration keys (never the keys themselves). With an org file, a default service the file no
-    longer has is flagged: nothing routes on it."""
+    longer has is flagged: nothing routes on it. A name several live integrations share (made before names
+    had to be unique) is warned of."""
     from warroom.auth import integrations
     from warroom.cli.main import _org, _settings
 
@@ -1282,6 +1283,8 @@ def integration_list(
     )
     for row in lost if not as_json else []:
         error_console.print(escape(integrations.lost_service_warning(row)), style="yellow")
+    for name, ids in integrations.shared_names(rows).items() if not as_json else []:
+        error_console.print(escape(integrations.shared_name_warning(name, ids)), style="yellow")
 
 
 def _service_shown(row: IntegrationRead) -> Text | str:
@@ -1301,7 +1304,7 @@ def integration_revoke(
     from warroom.auth import integrations
 
     with _local_session(database_url) as session:
-        row = integrations.revoke_integration(session, integration_id=integration_id)
+        row = integrations.revoke_integration(session, org=None, integration_id=integration_id)
     console.print(escape(f"revoked integration {row.id} ({row.name})"))
 
 
@@ -1420,7 +1423,11 @@ def integration_rotate(
 
     with _local_session(database_url, explain=_options_named) as session:
         rotated = integrations.rotate_integration(
-            session, integration_id=integration_id, grace=grace_period, signing_secret=signing_secret_value
+            session,
+            org=None,  # what it prints needs no org file
+            integration_id=integration_id,
+            grace=grace_period,
+            signing_secret=signing_secret_value,
         )
     if rotated.previous_valid_until is not None:
         old = "the old key and signing secret work" if rotated.signing else "the old key works"

@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from warroom.cli.output import IdColumn, WordColumn, api_errors, console, emit, fail, instant, table
+from warroom.cli.parsing import OnceOnlyCommand
 from warroom.client import Client
+from warroom.fields import one_line
 
 changes_app = typer.Typer(
     help="Change events: deploys and config pushes, listed on incidents that open soon after (client).",
@@ -17,7 +19,7 @@ changes_app = typer.Typer(
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-@changes_app.command("record")
+@changes_app.command("record", cls=OnceOnlyCommand)
 def record(
     summary: Annotated[str, typer.Argument(help="What changed, e.g. 'Deployed checkout-api 2.14.0'.")],
     service: Annotated[str | None, typer.Option(help="The service it changed (one of the org file).")] = None,
@@ -40,7 +42,7 @@ def record(
     emit(as_json, change, lambda: console.print(f"[green]recorded[/] {change.ref}{noted}"))
 
 
-@changes_app.command("list")
+@changes_app.command("list", cls=OnceOnlyCommand)
 def list_(
     service: Annotated[
         str | None, typer.Option(help="This service's changes, and those that name no service.")
@@ -79,7 +81,15 @@ def list_(
                 WordColumn("recorded by", drop=2),
             ],
             [
-                (row.ref, row.happened_at, row.summary[:80], row.service, row.source, row.recorded_by)
+                # A summary sent with line breaks would look like several changes.
+                (
+                    row.ref,
+                    row.happened_at,
+                    one_line(row.summary)[:80],
+                    row.service,
+                    row.source and one_line(row.source),
+                    row.recorded_by,
+                )
                 for row in rows
             ],
         ),
