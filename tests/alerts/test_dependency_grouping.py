@@ -184,3 +184,34 @@ def test_a_critical_alert_joining_an_incident_nobody_was_paged_for_pages_its_rul
     assert sum("Page requested" in entry.action for entry in timeline(grouped, 1)) == 1
     [shown] = api.post("/api/v1/alerts/preview", json=probe, headers=viewer).json()
     assert shown["incident"]["pages_on_join"] == []
+
+
+def test_after_a_rename_a_joining_alert_pages_nobody_twice(
+    api: TestClient, grouped: AppContext, generic_key: str
+) -> None:
+    """INC-1 is paged by platform-escalation; a reload renames it (the rule's page too). The next alert of the
+    group joins INC-1: the running escalation is the renamed policy's, so nothing new is asked for (it paged
+    carol a second time at once)."""
+    from tests.oncall.test_policy_gone import reloaded
+
+    clock.set(T0)
+    worker = Worker(grouped, name="w1")
+    fire(api, generic_key, "api", "HighErrorRate", dedup_key="e1")
+    run_at(worker, T0)
+    assert sent_pages(grouped) == [("carol", "email", 1, 1)]
+    renamed = reloaded(grouped.org, policies={"platform-escalation": "platform-escalation-v2"})
+    rules = [
+        rule.model_copy(update={"page": "platform-escalation-v2"})
+        if rule.page == "platform-escalation"
+        else rule
+        for rule in renamed.automation.rules
+    ]
+    grouped.org = renamed.model_copy(
+        update={"automation": renamed.automation.model_copy(update={"rules": rules})}
+    )
+    clock.set(T0 + timedelta(minutes=1))
+    joined = fire(api, generic_key, "api", "HighErrorRate", dedup_key="e2")
+    assert incident_of(grouped, joined["id"]) == 1
+    run_at(worker, T0 + timedelta(minutes=1))
+    assert sent_pages(grouped) == [("carol", "email", 1, 1)]
+    assert sum("Page requested" in entry.action for entry in timeline(grouped, 1)) == 1

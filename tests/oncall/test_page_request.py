@@ -121,6 +121,20 @@ def test_the_incidents_own_policy_again_after_it_was_acknowledged(
     assert {(p[2], p[3]) for p in sent(context, incident_id)} == {(1, 1), (2, 1)}
 
 
+def test_a_second_request_before_the_worker_ran_is_refused(
+    api: TestClient, context: AppContext, responder: dict[str, str]
+) -> None:
+    """Two requests a moment apart: the second was answered 202 and then dropped as "already escalating",
+    its note never sent."""
+    _, incident_id = paged_p1(context)
+    first = ask(api, responder, f"INC-{incident_id}", policy="database-experts", note="n1")
+    assert first.status_code == 202, first.text
+    second = ask(api, responder, f"INC-{incident_id}", policy="database-experts", note="n2")
+    assert second.status_code == 409 and "is about to go out" in second.text, second.text
+    actions = [e.action for e in timeline(context, incident_id)]
+    assert sum(a.startswith("Page requested by") for a in actions) == 1
+
+
 def test_no_policy_to_page(api: TestClient, context: AppContext, responder: dict[str, str]) -> None:
     incident_id = open_incident(context, severity="P3", services=[])
     response = ask(api, responder, f"INC-{incident_id}")

@@ -189,3 +189,37 @@ def test_a_severity_that_pages_nobody_now_stops_it_as_silent(context: AppContext
         "so nobody more is paged for it"
         for e in timeline(context, incident_id)
     )
+
+
+def test_after_a_rename_the_running_escalation_is_the_policy_it_goes_on_as(context: AppContext) -> None:
+    """A reload renamed the policy paging the incident: a person's page of the incident's own policy is
+    refused as already paging (it paged carol twice at once), and a snooze's reminder goes to the policy
+    under its new name (it paged nobody: "unknown escalation policy")."""
+    from fastapi.testclient import TestClient
+
+    from warroom.app import create_app
+    from warroom.auth import service as auth_service
+    from warroom.auth.models import Role
+
+    worker, incident_id = started(context)
+    context.org = reloaded(context.org, policies={OLD: NEW})
+    with context.db.write() as session:
+        token = auth_service.create_token(session, name="alice", role=Role.responder).token
+    with TestClient(create_app(context=context)) as api:
+        again = api.post(
+            f"/api/v1/incidents/INC-{incident_id}/pages",
+            json={},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert again.status_code == 409 and f"{NEW} is already paging" in again.text, again.text
+
+    with context.db.write() as session:
+        incident_service.acknowledge(session, ref=incident_id, performer="carol")
+    with context.db.write() as session:
+        paging.request_reminder(
+            session, incident_id=incident_id, trigger="snooze_ended", at=T0 + timedelta(minutes=5)
+        )
+    run_at(worker, T0 + timedelta(minutes=5))
+    reminded = [p for p in pages(context, incident_id) if p.status == PageStatus.sent and p.policy == NEW]
+    assert [(p.person, p.step) for p in reminded] == [("carol", 1)]
+    assert not any("unknown escalation policy" in e.action for e in timeline(context, incident_id))

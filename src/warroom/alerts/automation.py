@@ -578,12 +578,9 @@ def _open_incident(
     return incident
 
 
-def _unacknowledged(session: Session, incident_id: int) -> bool:
-    acknowledged_at = session.scalar(select(Incident.acknowledged_at).where(Incident.id == incident_id))
-    return acknowledged_at is None
-
-
-def _page_on_join(session: Session, rules: list[AutomationRule], incident: Incident, alert: Alert) -> None:
+def _page_on_join(
+    session: Session, org: OrgConfig, rules: list[AutomationRule], incident: Incident, alert: Alert
+) -> None:
     """The alert joined an open incident (its group's, an upstream service's, the storm guard's): its rules'
     ``page`` policies that have not paged that incident are asked for now. A critical alert that joins a P3
     nobody was paged for would otherwise page no one. Not for an incident someone has acknowledged: they
@@ -591,7 +588,7 @@ def _page_on_join(session: Session, rules: list[AutomationRule], incident: Incid
     if incident.acknowledged_at is not None:
         return
     wanted = [rule.page for rule in rules if rule.incident is not None and rule.page]
-    for policy in paging.policies_not_paging(session, incident.id, list(dict.fromkeys(wanted))):
+    for policy in paging.policies_not_paging(session, org, incident, list(dict.fromkeys(wanted))):
         rule_name = next(rule.name for rule in rules if rule.page == policy)
         incident_service.append_timeline(
             session,
@@ -749,8 +746,11 @@ def preview(
                 if stormed is not None:
                     joined, incident.storm_guard = stormed, True
             incident.open_incident = f"INC-{joined}" if joined is not None else None
-            if joined is not None and _unacknowledged(session, joined):
-                incident.pages_on_join = paging.policies_not_paging(session, joined, incident.page)
+            joined_incident = session.get(Incident, joined) if joined is not None else None
+            if joined_incident is not None and joined_incident.acknowledged_at is None:
+                incident.pages_on_join = paging.policies_not_paging(
+                    session, org, joined_incident, incident.page
+                )
     open_alert: int | None = None
     if session is not None:
         same_key = select(Alert.id).where(
@@ -825,7 +825,7 @@ def on_created(
                         _add_affected_service(session, org, incident, alert)
                     _back_to_investigating(session, org, incident, alert)
                     _raise_severity(session, org, level, incident, alert)
-                    _page_on_join(session, rules, incident, alert)
+                    _page_on_join(session, org, rules, incident, alert)
                 elif not waited and (opens_at := rule.incident.opens_at(org, now, alert.service)) > now:
                     _open_later(session, alert, rule, opens_at)
                     waiting = True
@@ -852,7 +852,7 @@ def on_created(
                     )
                     _back_to_investigating(session, org, incident, alert)
                     _raise_severity(session, org, level, incident, alert)
-                    _page_on_join(session, rules, incident, alert)
+                    _page_on_join(session, org, rules, incident, alert)
                 else:
                     incident = _open_incident(
                         session, org, rule, rule.incident, alert, carry_notes=stored_earlier, rules=rules

@@ -137,24 +137,44 @@ def request_page_by_person(
                 {"severity": incident.severity, "services": incident.service_names},
             )
         policy = found
-    running = session.scalar(
-        select(Escalation).where(
-            Escalation.incident_id == incident.id,
-            Escalation.policy == policy.name,
-            Escalation.state == EscalationState.active,
+    if policy.name in _policies_of(session, org, incident, active_only=True):
+        successor = _policy_now(org, incident)[0]
+        running = next(
+            (
+                escalation
+                for escalation in session.scalars(
+                    select(Escalation)
+                    .where(Escalation.incident_id == incident.id, Escalation.state == EscalationState.active)
+                    .order_by(Escalation.id)
+                )
+                # Under its name, or under an old name a reload changed (its successor takes it over).
+                if escalation.policy == policy.name
+                or (
+                    not _policy_named(org, escalation.policy)
+                    and successor is not None
+                    and successor.name == policy.name
+                )
+            ),
+            None,
         )
-    )
-    if running is not None and incident.acknowledged_at is None:
-        due = f", next step due {running.next_check_at:%H:%M} UTC" if running.next_check_at else ""
-        raise Conflict(
-            f"{policy.name} is already paging {incident.ref} (at step {running.step}{due}); "
-            "it goes on until someone acknowledges",
-            {
-                "policy": policy.name,
-                "step": running.step,
-                "next_check_at": running.next_check_at.isoformat() if running.next_check_at else None,
-            },
-        )
+        if running is None:
+            # Its start waits for the worker (a second request a moment after the first would be dropped).
+            raise Conflict(
+                f"a page of {policy.name} for {incident.ref} is about to go out; the worker sends it within "
+                "seconds (warroom oncall pages shows it)",
+                {"policy": policy.name},
+            )
+        if incident.acknowledged_at is None:
+            due = f", next step due {running.next_check_at:%H:%M} UTC" if running.next_check_at else ""
+            raise Conflict(
+                f"{policy.name} is already paging {incident.ref} (at step {running.step}{due}); "
+                "it goes on until someone acknowledges",
+                {
+                    "policy": policy.name,
+                    "step": running.step,
+                    "next_check_at": running.next_check_at.isoformat() if running.next_check_at else None,
+                },
+            )
     action = f"Page requested by {performer}: escalation policy {policy.name}"
     if request.note:
         action += f" ({request.note})"
@@ -179,29 +199,51 @@ def request_page_by_person(
     return PageRequested(incident=incident.ref, policy=policy.name, requested_by=performer, note=request.note)
 
 
-def policies_not_paging(session: Session, incident_id: int, policies: list[str]) -> list[str]:
+def _policies_of(session: Session, org: OrgConfig, incident: Incident, *, active_only: bool) -> set[str]:
+    """The policies that page (``active_only``) or have paged the incident, plus those whose start waits for
+    the worker. An escalation on a policy a reload renamed or removed counts as the policy that takes it over
+    at its next deadline (``_policy_now``): it is the same people, already paged."""
+    statement = select(Escalation.policy).where(Escalation.incident_id == incident.id)
+    if active_only:
+        statement = statement.where(Escalation.state == EscalationState.active)
+    names: set[str] = set()
+    for name in session.scalars(statement):
+        if _policy_named(org, name):
+            names.add(name)
+        elif (successor := _policy_now(org, incident)[0]) is not None:
+            names.add(successor.name)
+    for job in session.scalars(
+        select(Job).where(
+            Job.incident_id == incident.id,
+            Job.kind == START_KIND,
+            Job.status.in_([JobStatus.pending, JobStatus.running]),
+        )
+    ):
+        named = job.payload.get("policy")
+        if isinstance(named, str):
+            names.add(named)
+        elif (own := _policy_now(org, incident)[0]) is not None:
+            names.add(own.name)  # the incident's own start (opening, raise): its policy as it stands now
+    return names
+
+
+def _policy_named(org: OrgConfig, name: str) -> bool:
+    try:
+        service.get_policy(org, name)
+    except NotFound:
+        return False
+    return True
+
+
+def policies_not_paging(
+    session: Session, org: OrgConfig, incident: Incident, policies: list[str]
+) -> list[str]:
     """Of ``policies``, those the incident has never started (no escalation, and no start waiting for the
     worker): an alert that joins the incident asks for these, the others have paged it already."""
     if not policies:
         return []
-    started = set(
-        session.scalars(
-            select(Escalation.policy).where(
-                Escalation.incident_id == incident_id, Escalation.policy.in_(policies)
-            )
-        )
-    )
-    waiting = {
-        job.payload.get("policy")
-        for job in session.scalars(
-            select(Job).where(
-                Job.incident_id == incident_id,
-                Job.kind == START_KIND,
-                Job.status.in_([JobStatus.pending, JobStatus.running]),
-            )
-        )
-    }
-    return [policy for policy in policies if policy not in started and policy not in waiting]
+    started = _policies_of(session, org, incident, active_only=False)
+    return [policy for policy in policies if policy not in started]
 
 
 def request_reminder(session: Session, *, incident_id: int, trigger: str, at: datetime) -> list[Job]:
@@ -388,6 +430,11 @@ def start_paging(
     severity = incident.severity
     mode: PagingMode = service.paging_mode(org, severity)
     policy: EscalationPolicyConfig | None
+    if policy_name and trigger == "snooze_ended" and not _policy_named(org, policy_name):
+        # A reminder for a policy a reload renamed or removed goes to the policy that takes its escalation
+        # over (the incident's own now), as the escalation itself is handed over.
+        successor = _policy_now(org, incident)[0]
+        policy_name = successor.name if successor is not None else None
     if policy_name:
         try:
             policy = service.get_policy(org, policy_name)
