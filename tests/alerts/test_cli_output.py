@@ -33,6 +33,8 @@ from warroom.cli.output import (
     table,
 )
 from warroom.client import Client
+from warroom.notify.models import DeliveryStatus
+from warroom.notify.schemas import DeliveryPage, DeliveryRead
 
 TRICKY = "disk [/] full on [red]db-1[/red] \\[x]"
 
@@ -344,3 +346,77 @@ def test_a_narrow_table_leaves_out_columns_in_their_order() -> None:
             assert "…" not in printed, printed
         else:
             assert "alertmanager" in printed and "not shown" not in printed and FULL_TIME.search(printed)
+
+
+def _column(printed: str, header: str) -> list[str]:
+    """Each row's cell of the column ``header`` in a printed table, its wrapped lines joined by spaces."""
+    lines = printed.splitlines()
+    head = next(i for i, line in enumerate(lines) if re.search(rf"┃ {re.escape(header)} +┃", line))
+    index = [cell.strip() for cell in lines[head].split("┃")].index(header)
+    cells: list[list[str]] = []
+    for line in lines[head + 2 :]:
+        if line.startswith("└"):
+            break
+        if line.startswith("├"):
+            continue
+        parts = [part.strip() for part in line.split("│")]
+        if parts[1] or not cells:  # an id in the first column starts a row
+            cells.append([])
+        if parts[index]:
+            cells[-1].append(parts[index])
+    return [" ".join(cell) for cell in cells]
+
+
+def test_lists_show_free_text_whole_or_say_it_was_cut(
+    api: TestClient,
+    generic_key: str,
+    cli_through_app: CliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A summary, a subject or an error was cut at 60 or 80 characters at every width, with no "…"; the
+    tables wrap free text, so only an error long enough to fill the screen is cut, and says so."""
+    summary = " ".join(f"word{n:03}" for n in range(25)) + "!"
+    assert len(summary) == 200
+    long = {"summary": summary, "dedup_key": "long"}
+    assert api.post(f"/api/v1/alerts?key={generic_key}", json=long).status_code == 202
+    listed = cli_through_app.invoke(app, ["alerts", "list"], env={"COLUMNS": "250"})
+    assert listed.exit_code == 0, listed.output
+    assert _column(listed.stdout, "summary") == [summary], listed.stdout
+
+    moment = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    subject = "[P1] INC-1 needs you: " + "replication lag on db-1 and db-2 " * 3
+    error = "Slack answered 500: " + "upstream connect error or disconnect/reset before headers " * 8
+    dead = DeliveryRead(
+        id=1,
+        channel="slack",
+        channel_type="slack",
+        recipient="#ops",
+        template="page",
+        subject=subject.strip(),
+        body="",
+        status=DeliveryStatus.dead,
+        attempts=5,
+        last_error=error.strip(),
+        incident="INC-1",
+        job_id=None,
+        created_at=moment,
+        updated_at=moment,
+        sent_at=None,
+    )
+
+    class Deliveries:
+        def __enter__(self) -> Deliveries:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            pass
+
+        def list_notifications(self, **_: object) -> DeliveryPage:
+            return DeliveryPage(items=[dead], total=1, limit=50, offset=0)
+
+    monkeypatch.setattr("warroom.cli.notify.Client", Deliveries)
+    failures = cli_through_app.invoke(app, ["notify", "failures"], env={"COLUMNS": "250"})
+    assert failures.exit_code == 0, failures.output
+    assert _column(failures.stdout, "subject") == [subject.strip()], failures.stdout
+    [shown] = _column(failures.stdout, "last error")
+    assert len(error.strip()) > 300 and shown == error.strip()[:299] + "…", failures.stdout

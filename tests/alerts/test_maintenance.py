@@ -301,6 +301,34 @@ def test_cancelling_a_scheduled_window(
     assert (ended["state"], ended["planned_starts_at"], ended["planned_ends_at"]) == ("ended", None, None)
 
 
+def test_ending_or_extending_a_cancelled_window_says_it_was_cancelled(
+    api: TestClient, context: AppContext, responder: dict[str, str]
+) -> None:
+    """It said "MW-1 already ended (at …)" of a window that never started."""
+    clock.set(T0)
+    start_window(
+        api, responder, services=["api"], starts_at=(T0 + timedelta(days=1)).isoformat(), duration="1h"
+    )
+    clock.set(T0 + timedelta(minutes=5))
+    assert api.post("/api/v1/maintenance/MW-1/end", headers=responder).status_code == 200
+    before = windows_and_jobs(context)
+    said = "MW-1 was cancelled at 2026-03-02 10:05 UTC by responder-user; it never started"
+    planned = "(it was planned for 2026-03-03 10:00 UTC)"
+    for action, body in (("end", None), ("extend", {"by": "30m"})):
+        refused = api.post(f"/api/v1/maintenance/MW-1/{action}", json=body, headers=responder)
+        message = refused.json()["error"]["message"]
+        assert refused.status_code == 409 and said in message and planned in message, (action, message)
+        assert "already ended" not in message
+    assert windows_and_jobs(context) == before
+    # One that ran and was ended early still says it ended, and who ended it.
+    start_window(api, responder, services=["api"], duration="1h")
+    clock.advance(timedelta(minutes=10))
+    assert api.post("/api/v1/maintenance/MW-2/end", headers=responder).status_code == 200
+    for action, body in (("end", None), ("extend", {"by": "30m"})):
+        message = api.post(f"/api/v1/maintenance/MW-2/{action}", json=body, headers=responder).json()
+        assert "MW-2 already ended (at 2026-03-02 10:15 UTC by responder-user)" in message["error"]["message"]
+
+
 def test_the_cli_shows_a_cancelled_window_with_the_times_it_was_planned_for(
     api: TestClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from warroom.cli.main import app
 from warroom.clock import clock
 
 MONDAY = "2026-03-02T10:00:00Z"  # week 8: platform-primary carol, platform-secondary alice
@@ -186,3 +188,29 @@ def test_incident_pages_listing(api: TestClient, responder: dict[str, str], view
     assert listing.json() == {"incident": created["id"], "escalations": [], "pages": []}  # worker not run yet
     assert api.get("/api/v1/incidents/INC-999/pages", headers=responder).status_code == 404
     assert api.get(f"/api/v1/incidents/{created['id']}/pages", headers=viewer).status_code == 403
+
+
+def test_who_at_another_moment_dates_its_times(
+    api: TestClient, responder: dict[str, str], oncall_cli: CliRunner
+) -> None:
+    """``who --at`` tomorrow showed a shift that began today as "since 15:57" under "On call at <tomorrow>
+    15:00": the short time was today's, read as the asked-for day's (after the asked-for time)."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = now - timedelta(minutes=1)  # today (the real today: the one a short time is relative to)
+    body = {"person": "bob", "start": start.isoformat(), "end": (now + timedelta(days=2)).isoformat()}
+    assert (
+        api.post("/api/v1/oncall/platform-primary/overrides", json=body, headers=responder).status_code == 201
+    )
+    asked = (now + timedelta(days=1)).isoformat()
+    for columns in (80, 200):
+        result = oncall_cli.invoke(
+            app, ["oncall", "who", "-s", "platform-primary", "--at", asked], env={"COLUMNS": str(columns)}
+        )
+        assert result.exit_code == 0, result.output
+        assert "bob" in result.stdout, result.stdout
+        # Short (80 columns) or full, the since time carries its day.
+        day = start.astimezone().strftime("%b %d" if columns == 80 else "%Y-%m-%d")
+        assert day in result.stdout, (columns, result.stdout)
+    # Now, a short time today is still just the time.
+    result = oncall_cli.invoke(app, ["oncall", "who", "-s", "platform-primary"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0 and start.astimezone().strftime("%b %d") not in result.stdout, result.stdout

@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from rich.cells import cell_len
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from tests.oncall.test_paging import T0, open_incident, run_at, sent, timeline
+from warroom.cli.main import app
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents import service as incident_service
@@ -188,3 +191,46 @@ def test_bad_requests_change_nothing(
             session.scalar(select(func.count()).select_from(Job)),
         )
     assert after == before
+
+
+def test_the_cli_refuses_a_policy_or_note_given_twice(
+    context: AppContext, oncall_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Click kept the last ``--policy`` silently: the wrong team was paged."""
+    incident_id = open_incident(context)
+    before = len(timeline(context, incident_id)), len(escalations(context, incident_id))
+    for twice in (
+        ["--policy", "database-experts", "--policy", "platform-escalation"],
+        ["--policy", "database-experts", "--note", "lag", "--note", "disk"],
+    ):
+        result = oncall_cli.invoke(
+            app, ["oncall", "page", f"INC-{incident_id}", *twice], env={"COLUMNS": "200"}
+        )
+        assert result.exit_code == 2 and "was given twice; it takes one value" in result.output, result.output
+    assert (len(timeline(context, incident_id)), len(escalations(context, incident_id))) == before
+    # The other oncall commands refuse the same.
+    result = oncall_cli.invoke(
+        app, ["oncall", "who", "--at", "2026-03-02T10:00Z", "--at", "2026-03-03T10:00Z"]
+    )
+    assert result.exit_code == 2 and "--at was given twice" in result.output, result.output
+
+
+def test_the_pages_table_says_which_policy_paged(context: AppContext, oncall_cli: CliRunner) -> None:
+    """With a requested policy paging beside the incident's own, the pages of the two were told apart only
+    in --json."""
+    worker, incident_id = paged_p1(context)
+    requested = oncall_cli.invoke(
+        app, ["oncall", "page", f"INC-{incident_id}", "--policy", "database-experts"]
+    )
+    assert requested.exit_code == 0, requested.output
+    run_at(worker, T0 + timedelta(seconds=5))
+    for columns in (200, 80):
+        result = oncall_cli.invoke(
+            app, ["oncall", "pages", f"INC-{incident_id}"], env={"COLUMNS": str(columns)}
+        )
+        assert result.exit_code == 0, result.output
+        assert max(cell_len(line) for line in result.stdout.splitlines()) <= columns, result.stdout
+        pages = result.stdout.split("Pages", 1)[1]
+        rows = [line for line in pages.splitlines() if " carol " in line or " frank " in line]
+        assert any("platform-escalation" in row and " carol " in row for row in rows), pages
+        assert any("database-experts" in row and " frank " in row for row in rows), pages

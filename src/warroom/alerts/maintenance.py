@@ -200,11 +200,25 @@ def extend_window(session: Session, *, ref: str | int, by: timedelta) -> Mainten
         raise InvalidInput("extend by a positive duration, e.g. 30m", {"field": "by"})
     window = get_window(session, ref, for_update=True)
     if window.ends_at <= utcnow():
-        ended = f"{window.ends_at:%Y-%m-%d %H:%M} UTC"
-        raise Conflict(f"{window.ref} already ended (at {ended}); start a new one")
+        raise Conflict(f"{_over(window)}; start a new one")
     spans.check_length("window", window.starts_at, window.ends_at, "by", by)
     window.ends_at = window.ends_at + by
     return window
+
+
+def _over(window: MaintenanceWindow) -> str:
+    """Why a window that is over can no longer be ended or extended: "already ended" misled about one that
+    was cancelled before it started (both its ends are the moment of cancelling, as ``state`` reads it)."""
+    at = f"{window.ends_at:%Y-%m-%d %H:%M} UTC"
+    by = f" by {window.ended_by}" if window.ended_by else ""
+    if window.starts_at == window.ends_at:
+        planned = (
+            f" (it was planned for {window.planned_starts_at:%Y-%m-%d %H:%M} UTC)"
+            if window.planned_starts_at
+            else ""
+        )
+        return f"{window.ref} was cancelled at {at}{by}; it never started{planned}"
+    return f"{window.ref} already ended (at {at}{by})"
 
 
 def get_window(session: Session, ref: str | int, *, for_update: bool = False) -> MaintenanceWindow:
@@ -240,7 +254,7 @@ def end_window(session: Session, *, org: OrgConfig, ref: str | int, performer: s
     window = get_window(session, ref, for_update=True)
     now = utcnow()
     if window.ends_at <= now:
-        raise Conflict(f"{window.ref} already ended (at {window.ends_at:%Y-%m-%d %H:%M} UTC)")
+        raise Conflict(_over(window))
     if window.starts_at >= now:
         window.planned_starts_at = window.starts_at
         window.planned_ends_at = window.ends_at

@@ -113,7 +113,7 @@ def alert_row(alert: AlertRead) -> tuple[object, ...]:
         _status(alert),
         styled(alert.severity, ALERT_SEVERITY_STYLE),
         alert.source,
-        alert.summary[:80],
+        alert.summary,
         alert.service,
         alert.occurrences,
         alert.incident or _nowhere(alert),
@@ -1121,7 +1121,7 @@ def _options_named(exc: WarroomError) -> str:
     return message
 
 
-@integration_app.command("create")
+@integration_app.command("create", cls=OnceOnlyCommand)
 def integration_create(
     name: Annotated[str, typer.Option(help="The source, e.g. prometheus.")],
     type_: Annotated[
@@ -1221,7 +1221,7 @@ def _rotation_shown(row: IntegrationRead, at: At = when) -> str:
     return f"{shown} ({old_key})"
 
 
-@integration_app.command("list")
+@integration_app.command("list", cls=OnceOnlyCommand)
 def integration_list(
     config: Annotated[
         Path | None,
@@ -1295,7 +1295,7 @@ def _service_shown(row: IntegrationRead) -> Text | str:
     return row.service
 
 
-@integration_app.command("revoke")
+@integration_app.command("revoke", cls=OnceOnlyCommand)
 def integration_revoke(
     integration_id: RowIdArgument,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
@@ -1308,7 +1308,7 @@ def integration_revoke(
     console.print(escape(f"revoked integration {row.id} ({row.name})"))
 
 
-@integration_app.command("update")
+@integration_app.command("update", cls=OnceOnlyCommand)
 def integration_update(
     integration_id: RowIdArgument,
     name: Annotated[str | None, typer.Option(help="A new name.")] = None,
@@ -1394,7 +1394,7 @@ def integration_update(
             )
 
 
-@integration_app.command("rotate")
+@integration_app.command("rotate", cls=OnceOnlyCommand)
 def integration_rotate(
     integration_id: RowIdArgument,
     grace: Annotated[

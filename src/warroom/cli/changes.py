@@ -85,7 +85,7 @@ def list_(
                 (
                     row.ref,
                     row.happened_at,
-                    one_line(row.summary)[:80],
+                    one_line(row.summary),
                     row.service,
                     row.source and one_line(row.source),
                     row.recorded_by,

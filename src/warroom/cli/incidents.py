@@ -23,6 +23,7 @@ from warroom.cli.output import (
     table,
     when,
 )
+from warroom.cli.parsing import OnceOnlyCommand
 from warroom.client import Client
 from warroom.incidents.schemas import IncidentRead
 
@@ -67,7 +68,7 @@ def _show(incident: IncidentRead) -> None:
         )
 
 
-@incident_app.command("create")
+@incident_app.command("create", cls=OnceOnlyCommand)
 def create(
     title: Annotated[str, typer.Argument(help="What is wrong, in a line.")],
     severity: Annotated[
@@ -103,7 +104,7 @@ def create(
     emit(as_json, incident, lambda: _show(incident))
 
 
-@incident_app.command("list")
+@incident_app.command("list", cls=OnceOnlyCommand)
 def list_(
     status: Annotated[
         list[str] | None, typer.Option("--status", help="Filter by status (repeatable).")
@@ -157,7 +158,7 @@ def list_(
     )
 
 
-@incident_app.command("show")
+@incident_app.command("show", cls=OnceOnlyCommand)
 def show(ref: str, as_json: JsonFlag = False) -> None:
     """Show one incident."""
     with api_errors(), _client() as client:
@@ -165,7 +166,7 @@ def show(ref: str, as_json: JsonFlag = False) -> None:
     emit(as_json, incident, lambda: _show(incident))
 
 
-@incident_app.command("update")
+@incident_app.command("update", cls=OnceOnlyCommand)
 def update(
     ref: str,
     status: Annotated[
@@ -198,7 +199,7 @@ def update(
     emit(as_json, incident, lambda: _show(incident))
 
 
-@incident_app.command("ack")
+@incident_app.command("ack", cls=OnceOnlyCommand)
 def ack(ref: str, as_json: JsonFlag = False) -> None:
     """Acknowledge an incident (stops escalation)."""
     with api_errors(), _client() as client:
@@ -213,7 +214,7 @@ def ack(ref: str, as_json: JsonFlag = False) -> None:
     )
 
 
-@incident_app.command("resolve")
+@incident_app.command("resolve", cls=OnceOnlyCommand)
 def resolve(
     ref: str,
     note: Annotated[str | None, typer.Option(help="What fixed it.")] = None,
@@ -225,7 +226,7 @@ def resolve(
     emit(as_json, incident, lambda: console.print(f"{incident.id} resolved at {when(incident.resolved_at)}"))
 
 
-@incident_app.command("merge")
+@incident_app.command("merge", cls=OnceOnlyCommand)
 def merge(
     ref: Annotated[str, typer.Argument(help="The incident to fold in (resolved as merged), e.g. INC-4.")],
     into: Annotated[str, typer.Option("--into", help="The open incident that goes on, e.g. INC-3.")],
@@ -246,7 +247,7 @@ def merge(
     )
 
 
-@incident_app.command("timeline")
+@incident_app.command("timeline", cls=OnceOnlyCommand)
 def timeline(ref: str, as_json: JsonFlag = False) -> None:
     """Show the incident's timeline."""
     with api_errors(), _client() as client:
@@ -269,7 +270,7 @@ def timeline(ref: str, as_json: JsonFlag = False) -> None:
     )
 
 
-@incident_app.command("send-update")
+@incident_app.command("send-update", cls=OnceOnlyCommand)
 def send_update(
     ref: str,
     message: str,
@@ -290,7 +291,7 @@ def send_update(
     )
 
 
-@responder_app.command("add")
+@responder_app.command("add", cls=OnceOnlyCommand)
 def responder_add(
     ref: str,
     name: str,
@@ -310,7 +311,7 @@ def responder_add(
     )
 
 
-@responder_app.command("remove")
+@responder_app.command("remove", cls=OnceOnlyCommand)
 def responder_remove(ref: str, responder_id: RowIdArgument, as_json: JsonFlag = False) -> None:
     """Mark a responder as having left."""
     with api_errors(), _client() as client:

@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 
 from warroom import reload
-from warroom.cli.output import IdColumn, WordColumn, console, emit, fail, table
+from warroom.cli.output import IdColumn, WordColumn, clipped, console, emit, fail, table
+from warroom.cli.parsing import OnceOnlyCommand
 from warroom.errors import WarroomError
 from warroom.jobs.models import JobStatus
 
@@ -75,7 +76,7 @@ def worker(
     context.db.dispose()
 
 
-@jobs_app.command("list")
+@jobs_app.command("list", cls=OnceOnlyCommand)
 def jobs_list(
     status: Annotated[JobStatus | None, typer.Option(help="Only jobs in this status.")] = None,
     kind: Annotated[str | None, typer.Option(help="Only jobs of this kind.")] = None,
@@ -127,7 +128,7 @@ def jobs_list(
                     f"{j.attempts}/{j.max_attempts}",
                     f"INC-{j.incident_id}" if j.incident_id else "",
                     *([j.peer or ""] if with_peer else []),
-                    (j.last_error or "")[:80],
+                    clipped(j.last_error),
                 )
                 for j in rows
             ],

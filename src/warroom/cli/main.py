@@ -39,7 +39,7 @@ from warroom.cli.output import (
     table,
     when,
 )
-from warroom.cli.parsing import NegativeNumbersGroup
+from warroom.cli.parsing import NegativeNumbersGroup, OnceOnlyCommand
 from warroom.client import ApiError, Client
 from warroom.context import AppContext
 from warroom.db import Database
@@ -71,16 +71,16 @@ app.add_typer(responder_app, name="responder")
 app.add_typer(severity_app, name="severity")
 app.add_typer(oncall_app, name="oncall")
 app.add_typer(demo_app, name="demo")
-app.command("log")(log)
+app.command("log", cls=OnceOnlyCommand)(log)
 app.add_typer(jobs_app, name="jobs")
-app.command("worker")(worker)
+app.command("worker", cls=OnceOnlyCommand)(worker)
 app.add_typer(notify_app, name="notify")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(integration_app, name="integration")
 app.add_typer(maintenance_app, name="maintenance")
 app.add_typer(changes_app, name="changes")
-app.command("report")(report)
-app.command("heartbeats")(heartbeats)
+app.command("report", cls=OnceOnlyCommand)(report)
+app.command("heartbeats", cls=OnceOnlyCommand)(heartbeats)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML org file (WARROOM_CONFIG).")]
 DatabaseOption = Annotated[

@@ -26,6 +26,7 @@ from warroom.cli.output import (
     table,
     when,
 )
+from warroom.cli.parsing import OnceOnlyCommand
 from warroom.client import Client
 
 maintenance_app = typer.Typer(
@@ -90,7 +91,7 @@ def _summary(window: MaintenanceRead) -> str:
     )
 
 
-@maintenance_app.command("start")
+@maintenance_app.command("start", cls=OnceOnlyCommand)
 def start(
     reason: Annotated[str, typer.Option("--reason", "-r", help="What is being done (shown on incidents).")],
     service: Annotated[
@@ -162,7 +163,7 @@ def start(
     emit(as_json, window, lambda: console.print(_summary(window)))
 
 
-@maintenance_app.command("list")
+@maintenance_app.command("list", cls=OnceOnlyCommand)
 def list_(
     include_ended: Annotated[bool, typer.Option("--all", help="Include windows that ended.")] = False,
     as_json: JsonFlag = False,
@@ -191,7 +192,7 @@ def list_(
                     styled(w.state, STATE_STYLE),
                     _covers(w),
                     *_span_times(w),
-                    w.reason[:60],
+                    w.reason,
                     w.created_by
                     + (
                         f" ({_cancelled(w)})"
@@ -207,7 +208,7 @@ def list_(
     )
 
 
-@maintenance_app.command("show")
+@maintenance_app.command("show", cls=OnceOnlyCommand)
 def show(ref: str, as_json: JsonFlag = False) -> None:
     """One window, with the alerts that arrived during it."""
     with api_errors(), Client() as client:
@@ -228,7 +229,7 @@ def show(ref: str, as_json: JsonFlag = False) -> None:
         console.print("[dim]no alerts arrived during it[/]")
 
 
-@maintenance_app.command("extend")
+@maintenance_app.command("extend", cls=OnceOnlyCommand)
 def extend(
     ref: str,
     by: Annotated[str, typer.Option("--by", help="How much later it ends, e.g. 30m or 1h.")],
@@ -240,7 +241,7 @@ def extend(
     emit(as_json, window, lambda: console.print(f"{window.ref} now ends at {when(window.ends_at)}"))
 
 
-@maintenance_app.command("end")
+@maintenance_app.command("end", cls=OnceOnlyCommand)
 def end(ref: str, as_json: JsonFlag = False) -> None:
     """End a window now (or cancel one not yet started); alerts it held that are still open are routed."""
     with api_errors(), Client() as client:

@@ -14,6 +14,7 @@ from warroom.cli.output import (
     TextColumn,
     WordColumn,
     api_errors,
+    clipped,
     console,
     emit,
     error_console,
@@ -21,6 +22,7 @@ from warroom.cli.output import (
     styled,
     table,
 )
+from warroom.cli.parsing import OnceOnlyCommand
 from warroom.client import Client
 from warroom.notify.models import DeliveryStatus
 from warroom.notify.schemas import DeliveryRead
@@ -53,18 +55,18 @@ def _table(title: str, rows: list[DeliveryRead]) -> None:
                 d.incident or "",
                 d.channel,
                 d.recipient,
-                d.subject[:60],
+                d.subject,
                 styled(d.status.value, STATUS_STYLE),
                 d.attempts,
                 d.updated_at,
-                (d.last_error or "")[:80],
+                clipped(d.last_error),
             )
             for d in rows
         ],
     )
 
 
-@notify_app.command("failures")
+@notify_app.command("failures", cls=OnceOnlyCommand)
 def failures(
     incident: Annotated[str | None, typer.Option(help="Only this incident (INC-n).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
@@ -79,7 +81,7 @@ def failures(
     emit(as_json, page.items, lambda: _table(f"Dead letters ({page.total})", page.items))
 
 
-@notify_app.command("list")
+@notify_app.command("list", cls=OnceOnlyCommand)
 def list_notifications(
     status: Annotated[DeliveryStatus | None, typer.Option(help="pending, sent, failed or dead.")] = None,
     incident: Annotated[str | None, typer.Option(help="Only this incident (INC-n).")] = None,
@@ -95,7 +97,7 @@ def list_notifications(
     emit(as_json, page.items, lambda: _table(f"Notifications ({page.total})", page.items))
 
 
-@notify_app.command("test")
+@notify_app.command("test", cls=OnceOnlyCommand)
 def test(
     channel: Annotated[str, typer.Option("--channel", help="A channel name from the org file, or a type.")],
     to: Annotated[str, typer.Option("--to", help="Recipient (an address, or a URL).")] = "",
@@ -136,7 +138,7 @@ def test(
         raise typer.Exit(1)
 
 
-@notify_app.command("retry")
+@notify_app.command("retry", cls=OnceOnlyCommand)
 def retry(delivery_id: RowIdArgument, as_json: JsonFlag = False) -> None:
     """Queue a dead letter for another round of attempts."""
     with api_errors(), Client() as client:

@@ -19,6 +19,7 @@ from warroom.cli.output import (
     table,
     when,
 )
+from warroom.cli.parsing import OnceOnlyCommand
 from warroom.client import Client
 from warroom.db import MAX_ROW_ID
 
@@ -36,7 +37,7 @@ def _who(name: str | None, display: str | None) -> str | Text:
     return f"{display} ({name})" if display and display != name else name
 
 
-@oncall_app.command("who")
+@oncall_app.command("who", cls=OnceOnlyCommand)
 def who(
     schedule: Annotated[str | None, typer.Option("--schedule", "-s", help="Only this schedule.")] = None,
     at: Annotated[str | None, typer.Option("--at", help="ISO 8601; no offset = local time.")] = None,
@@ -61,11 +62,13 @@ def who(
                 )
                 for r in rows
             ],
+            # Asked about another moment: "since 15:57" would read as that day's, not today's.
+            dated=at is not None,
         ),
     )
 
 
-@oncall_app.command("shifts")
+@oncall_app.command("shifts", cls=OnceOnlyCommand)
 def shifts(
     schedule: Annotated[str, typer.Argument(help="Schedule name.")],
     count: Annotated[int, typer.Option("--count", "-n", help="How many shifts.")] = 10,
@@ -91,11 +94,12 @@ def shifts(
                 )
                 for s in rows
             ],
+            dated=after is not None,  # as `who --at`
         ),
     )
 
 
-@oncall_app.command("override")
+@oncall_app.command("override", cls=OnceOnlyCommand)
 def override(
     schedule: Annotated[str, typer.Argument(help="Schedule name.")],
     person: Annotated[str, typer.Option("--person", "-p", help="Who takes the schedule.")],
@@ -121,7 +125,7 @@ def override(
     )
 
 
-@oncall_app.command("overrides")
+@oncall_app.command("overrides", cls=OnceOnlyCommand)
 def overrides(
     schedule: Annotated[str, typer.Argument(help="Schedule name.")],
     include_past: Annotated[bool, typer.Option("--all", help="Include overrides that ended.")] = False,
@@ -141,7 +145,7 @@ def overrides(
     )
 
 
-@oncall_app.command("remove-override")
+@oncall_app.command("remove-override", cls=OnceOnlyCommand)
 def remove_override(
     schedule: Annotated[str, typer.Argument(help="Schedule name.")],
     override_id: Annotated[int, typer.Argument(min=1, max=MAX_ROW_ID, help="Override id.")],
@@ -152,7 +156,7 @@ def remove_override(
     console.print(escape(f"removed override {removed.id} ({removed.person})"))
 
 
-@oncall_app.command("policies")
+@oncall_app.command("policies", cls=OnceOnlyCommand)
 def policies(as_json: JsonFlag = False) -> None:
     """Escalation policies and their steps."""
     with api_errors(), Client() as client:
@@ -178,7 +182,7 @@ def policies(as_json: JsonFlag = False) -> None:
     )
 
 
-@oncall_app.command("page")
+@oncall_app.command("page", cls=OnceOnlyCommand)
 def page(
     ref: Annotated[str, typer.Argument(help="Incident, e.g. INC-7.")],
     policy: Annotated[
@@ -204,7 +208,7 @@ def page(
     )
 
 
-@oncall_app.command("pages")
+@oncall_app.command("pages", cls=OnceOnlyCommand)
 def pages(
     ref: Annotated[str, typer.Argument(help="Incident, e.g. INC-7.")], as_json: JsonFlag = False
 ) -> None:
@@ -241,6 +245,9 @@ def pages(
             "Pages",
             [
                 "when",
+                # A requested policy pages beside the incident's own: which run a page is of. Left out
+                # after the step, cycle, channel and address (the policy is in the table above).
+                WordColumn("policy", drop=5),
                 WordColumn("person"),
                 WordColumn("channel", drop=3),
                 TextColumn("to", drop=4),
@@ -253,6 +260,7 @@ def pages(
             [
                 (
                     p.send_at,
+                    p.policy,
                     p.person,
                     p.channel,
                     p.to,

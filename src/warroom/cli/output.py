@@ -148,18 +148,31 @@ def api_errors() -> Iterator[None]:
         fail(f"{exc.message} ({exc.status} {exc.code})" if exc.status else exc.message)
 
 
+# Where a list cuts a text that may run to pages (an error with a traceback or a response body): the table
+# wraps it, so this is about a row's height, not its width.
+LONG_TEXT = 300
+
+
+def clipped(text: str | None, limit: int = LONG_TEXT) -> str:
+    """``text`` up to ``limit`` characters, with "…" where it was cut, so a cut text never reads as whole."""
+    if not text:
+        return ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def when(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "—"
 
 
-def short_when(value: datetime | None, now: datetime | None = None) -> str:
+def short_when(value: datetime | None, now: datetime | None = None, *, dated: bool = False) -> str:
     """A time in a table that has no room for ``when``'s: ``14:12`` today, ``Dec 05 14:12`` on another day of
-    this year, ``2025-12-05 14:12`` in another year (this machine's zone, as ``when``)."""
+    this year, ``2025-12-05 14:12`` in another year (this machine's zone, as ``when``). ``dated``: the day
+    even today, for a table about another moment than now (``14:12`` would read as that moment's day)."""
     if value is None:
         return "—"
     local = value.astimezone()
     today = (now or datetime.now()).astimezone()
-    if local.date() == today.date():
+    if local.date() == today.date() and not dated:
         return local.strftime("%H:%M")
     return local.strftime("%b %d %H:%M" if local.year == today.year else "%Y-%m-%d %H:%M")
 
@@ -418,16 +431,22 @@ def build_table(
     *,
     row_styles: Sequence[str | None] | None = None,
     caption: str | None = None,
+    dated: bool = False,
 ) -> Table:
     """A table of ``rows``; a cell may be a datetime or ``Timed``, written with ``when`` where the table fits
-    the terminal with them and ``short_when`` where it does not."""
+    the terminal with them and ``short_when`` where it does not. ``dated``: the table is about another
+    moment than now (``oncall who --at``), so its short times keep their day (see ``short_when``)."""
     specs = [
         _spec(column, [row[index] for row in rows if index < len(row)])
         for index, column in enumerate(columns)
     ]
     output = _build(title, specs, rows, when, row_styles, caption)
     if any(isinstance(value, datetime | Timed) for row in rows for value in row):
-        output.narrow = _build(title, specs, rows, short_when, row_styles, caption)
+
+        def short(value: datetime | None) -> str:
+            return short_when(value, dated=dated)
+
+        output.narrow = _build(title, specs, rows, short, row_styles, caption)
     return output
 
 
@@ -437,8 +456,8 @@ def bar(value: float, most: float, style: str, width: int = 12) -> Text:
     return Text("█" * blocks, style=style)
 
 
-def table(title: str | None, columns: Columns, rows: Sequence[Sequence[Any]]) -> None:
-    console.print(build_table(title, columns, rows))
+def table(title: str | None, columns: Columns, rows: Sequence[Sequence[Any]], *, dated: bool = False) -> None:
+    console.print(build_table(title, columns, rows, dated=dated))
 
 
 def emit(as_json: bool, value: Any, render: Callable[[], None]) -> None:
