@@ -591,6 +591,12 @@ def test_alerts_filtered_by_service_and_severity(
     assert summaries(service="billing") == set()
     bad = api.get("/api/v1/alerts", params={"severity": "apocalyptic"}, headers=viewer)
     assert bad.status_code == 422 and "severity" in bad.json()["error"]["message"]
+    # A filter of one value given twice is refused (the last one was taken silently), as the CLI refuses it.
+    for twice in ("limit=2&limit=3", "since=1h&since=2h", "search=a&search=b"):
+        refused = api.get(f"/api/v1/alerts?{twice}", headers=viewer)
+        name = twice.split("=")[0]
+        assert refused.status_code == 422, refused.text
+        assert f"{name} was given 2 times; it takes one value" in refused.json()["error"]["message"]
     # A filter that names nothing there is refused, rather than looking like "no alerts".
     assert summaries(source="generic", integration="scripts") == {a["summary"] for a in sent}
     nothing = [

@@ -385,7 +385,11 @@ async def webhook_alerts(
 # --- reads and promotion -------------------------------------------------------------------------------
 
 
-@router.get("/api/v1/alerts", response_model=AlertPage)
+@router.get(
+    "/api/v1/alerts",
+    response_model=AlertPage,
+    dependencies=[Depends(once_only("firing", "unrouted", "snoozed", "since", "search", "limit", "offset"))],
+)
 def list_alerts(
     context: Context,
     _: Viewer,
