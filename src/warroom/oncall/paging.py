@@ -138,7 +138,7 @@ def request_page_by_person(
             )
         policy = found
     if policy.name in _policies_of(session, org, incident, active_only=True):
-        successor = _policy_now(org, incident)[0]
+        own = _policy_now(org, incident)[0]
         running = next(
             (
                 escalation
@@ -147,13 +147,7 @@ def request_page_by_person(
                     .where(Escalation.incident_id == incident.id, Escalation.state == EscalationState.active)
                     .order_by(Escalation.id)
                 )
-                # Under its name, or under an old name a reload changed (its successor takes it over).
-                if escalation.policy == policy.name
-                or (
-                    not _policy_named(org, escalation.policy)
-                    and successor is not None
-                    and successor.name == policy.name
-                )
+                if _stands_for(org, escalation.policy, own) == policy.name
             ),
             None,
         )
@@ -206,12 +200,8 @@ def _policies_of(session: Session, org: OrgConfig, incident: Incident, *, active
     statement = select(Escalation.policy).where(Escalation.incident_id == incident.id)
     if active_only:
         statement = statement.where(Escalation.state == EscalationState.active)
-    names: set[str] = set()
-    for name in session.scalars(statement):
-        if _policy_named(org, name):
-            names.add(name)
-        elif (successor := _policy_now(org, incident)[0]) is not None:
-            names.add(successor.name)
+    own = _policy_now(org, incident)[0]
+    names = {_stands_for(org, name, own) for name in session.scalars(statement)}
     for job in session.scalars(
         select(Job).where(
             Job.incident_id == incident.id,
@@ -220,11 +210,17 @@ def _policies_of(session: Session, org: OrgConfig, incident: Incident, *, active
         )
     ):
         named = job.payload.get("policy")
-        if isinstance(named, str):
-            names.add(named)
-        elif (own := _policy_now(org, incident)[0]) is not None:
-            names.add(own.name)  # the incident's own start (opening, raise): its policy as it stands now
-    return names
+        # A start naming no policy is the incident's own (opening, raise): its policy as it stands now.
+        names.add(named if isinstance(named, str) else own.name if own is not None else None)
+    return {name for name in names if name is not None}
+
+
+def _stands_for(org: OrgConfig, name: str, own: EscalationPolicyConfig | None) -> str | None:
+    """The policy an escalation on ``name`` is now: itself while the org file has it, else the incident's own
+    policy now (``own``), which takes it over at its next deadline."""
+    if _policy_named(org, name):
+        return name
+    return own.name if own is not None else None
 
 
 def _policy_named(org: OrgConfig, name: str) -> bool:
@@ -430,11 +426,10 @@ def start_paging(
     severity = incident.severity
     mode: PagingMode = service.paging_mode(org, severity)
     policy: EscalationPolicyConfig | None
-    if policy_name and trigger == "snooze_ended" and not _policy_named(org, policy_name):
+    if policy_name and trigger == "snooze_ended":
         # A reminder for a policy a reload renamed or removed goes to the policy that takes its escalation
         # over (the incident's own now), as the escalation itself is handed over.
-        successor = _policy_now(org, incident)[0]
-        policy_name = successor.name if successor is not None else None
+        policy_name = _stands_for(org, policy_name, _policy_now(org, incident)[0])
     if policy_name:
         try:
             policy = service.get_policy(org, policy_name)
@@ -490,7 +485,7 @@ def start_paging(
         return {"skipped": f"{policy.name} is already escalating at {severity}"}
     if trigger == "snooze_ended":
         last = _last_reminder(session, incident.id, policy.name)
-        span = reminder_span(policy)
+        span = first_step_delay(policy)
         if last is not None and abs(at - last) < span:
             # Several alerts' snoozes ending together (a snooze by incident or by filter) would page the same
             # people once per alert: they have not had the step's time to answer the first reminder yet.
@@ -559,8 +554,9 @@ def start_paging(
     escalation.requested_by = (requested_by or "a person") if by_person else None
     escalation.request_note = note if by_person else None
 
-    first_delay = policy.steps[0].delay if policy.steps else timedelta(minutes=15)
-    deadline = severity_service.response_due_at(org, severity, at, incident.service_names) or at + first_delay
+    deadline = severity_service.response_due_at(
+        org, severity, at, incident.service_names
+    ) or at + first_step_delay(policy)
     # A start that ran late (the worker was down) still gives the first step a moment to answer.
     deadline = max(deadline, now + MIN_ACK_WINDOW)
     reason = {
@@ -578,9 +574,9 @@ def start_paging(
     return {"policy": policy.name, "mode": mode, "cycle": escalation.cycle, "deadline": deadline.isoformat()}
 
 
-def reminder_span(policy: EscalationPolicyConfig) -> timedelta:
-    """How long after a snooze's reminder by ``policy`` another one pages nobody: its first step's delay, the
-    time the people it paged have to answer."""
+def first_step_delay(policy: EscalationPolicyConfig) -> timedelta:
+    """The time the people of ``policy``'s first step have to answer: its first deadline when the severity
+    sets no response target, and how long after a snooze's reminder another one pages nobody."""
     return policy.steps[0].delay if policy.steps else timedelta(minutes=15)
 
 
