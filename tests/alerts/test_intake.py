@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
-from tests.alerts.conftest import make_key, payload
+from tests.alerts.conftest import integration_rows, make_key, payload
 from warroom.alerts.models import Alert
+from warroom.auth.models import IntegrationKey
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents.models import Incident
@@ -179,6 +180,34 @@ def test_malformed_payloads_get_400_with_fields_and_store_nothing(
         == 400
     )
     assert api.post(f"/api/v1/alerts?key={generic_key}", json=[]).status_code == 400
+    assert count(context, Alert) == 0
+
+
+def test_a_refused_body_is_explained_only_to_a_caller_with_a_good_key(
+    api: TestClient, context: AppContext, am_key: str, generic_key: str
+) -> None:
+    """Validation messages describe what an endpoint expects: a caller without a key that could deliver gets
+    the key's refusal (401, 403) for a bad body as for a good one, on each route of the fast path."""
+    grafana_key = make_key(context, "grafana")
+    good_keys = {"/api/v1/alerts": generic_key, "/api/v1/alerts/alertmanager": am_key}
+    good_keys["/api/v1/alerts/grafana"] = grafana_key
+    for path, good_key in good_keys.items():
+        other_key = am_key if good_key != am_key else generic_key
+        for body in [b"{not json", b'{"alerts": "many"}', b"[]"]:
+            for query, headers, status in [
+                ("", {}, 401),
+                ("?key=zzz", {}, 401),
+                (f"?key={other_key}", {}, 403),
+                ("", {"Authorization": f"Bearer {other_key}"}, 403),
+            ]:
+                refused = api.post(f"{path}{query}", content=body, headers=headers)
+                assert refused.status_code == status, (path, body, query, refused.text)
+                assert refused.json()["error"]["code"] != "invalid_payload", refused.text
+            explained = api.post(f"{path}?key={good_key}", content=body)
+            assert explained.status_code == 400, (path, body, explained.text)
+            assert explained.json()["error"]["code"] == "invalid_payload"
+    # A refused delivery is not a use of the key.
+    assert {row for row in integration_rows(context, IntegrationKey.last_used_at)} == {(None,)}
     assert count(context, Alert) == 0
 
 

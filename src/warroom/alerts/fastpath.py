@@ -216,16 +216,22 @@ async def handle_intake(
                 200, {"status": "success", "message": "Event processed", "incident_key": event.dedup_key}
             )
         return _json(202, {"status": "success", "message": "Event processed", "dedup_key": event.dedup_key})
+    signed = signed_body(body, headers) if kind == IntegrationType.grafana else None
     try:
-        data = adapters.parse_json(body)
-        signed = None
-        if kind == IntegrationType.generic:
-            events = adapters.from_generic(data)
-        else:
-            events = adapters.from_alertmanager(data)
-            if kind == IntegrationType.grafana:
-                signed = signed_body(body, headers)
         secret = integration_key(keys, authorization)
+        try:
+            data = adapters.parse_json(body)
+            events = (
+                adapters.from_generic(data)
+                if kind == IntegrationType.generic
+                else adapters.from_alertmanager(data)
+            )
+        except WarroomError:
+            # A refused body is answered only to a caller whose key could deliver: validation messages
+            # would otherwise tell anyone what the endpoint expects. A good delivery's key is checked
+            # once, in the writer's transaction.
+            await run_in_threadpool(check_caller, context, secret, kind, signed)
+            raise
         result = await writer.submit(secret, kind, kind.value, events, signed)
     except WarroomError as exc:
         DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
