@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
@@ -32,7 +32,7 @@ from warroom.alerts.metrics import count_refused
 from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
 from warroom.db import unavailable_reason
-from warroom.deps import Admin, Viewer
+from warroom.deps import Admin, Viewer, single_values
 from warroom.errors import (
     UNAVAILABLE_CODE,
     UNAVAILABLE_MESSAGE,
@@ -380,6 +380,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         description="Incident response and recovery: alerts, incidents, paging, status page, post-mortems.",
         lifespan=lifespan,
         redirect_slashes=False,  # see ``_no_route``
+        dependencies=[Depends(single_values)],
     )
     app.state.context = context
     install_error_handlers(app)

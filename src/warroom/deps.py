@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from fastapi import Depends, Path, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from warroom.auth import service as auth_service
 from warroom.auth.models import Role
@@ -49,17 +53,54 @@ RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 Offset = Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
 
 
-def once_only(*names: str) -> Callable[[Request], None]:
-    """A dependency refusing (422) a query parameter of one value given more than once: FastAPI keeps the last
-    one silently, so ``?since=24h&since=1h`` would answer something other than what was asked."""
+_MANY_VALUES = (list, set, frozenset, tuple, Sequence, AbstractSet)
 
-    def dependency(request: Request) -> None:
-        for name in names:
-            given = request.query_params.getlist(name)
-            if len(given) > 1:
-                raise InvalidInput(
-                    f"{name} was given {len(given)} times; it takes one value",
-                    {"field": name, "given": given},
-                )
 
-    return dependency
+def _takes_many(annotation: Any) -> bool:
+    """Whether a query parameter's annotation holds several values (``list[str] | None``)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _takes_many(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return any(_takes_many(arg) for arg in get_args(annotation))
+    return (origin or annotation) in _MANY_VALUES
+
+
+# The same integration key may come twice; two different ones get 401 (``fastpath.integration_key``).
+_OWN_RULE = frozenset({"key"})
+
+_SINGLE_VALUE_PARAMETERS: dict[int, tuple[APIRoute, tuple[str, ...]]] = {}
+
+
+def _single_value_parameters(route: APIRoute) -> tuple[str, ...]:
+    """The query parameters of one value that a route and its dependencies read (their query names)."""
+    known = _SINGLE_VALUE_PARAMETERS.get(id(route))
+    if known is not None and known[0] is route:
+        return known[1]
+    names: list[str] = []
+    pending: list[Dependant] = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        names.extend(
+            field.alias
+            for field in dependant.query_params
+            if field.alias not in _OWN_RULE and not _takes_many(field.field_info.annotation)
+        )
+        pending.extend(dependant.dependencies)
+    found = tuple(dict.fromkeys(names))
+    _SINGLE_VALUE_PARAMETERS[id(route)] = (route, found)  # routes live as long as their app
+    return found
+
+
+async def single_values(request: Request) -> None:
+    """Refuses (422) a query parameter of one value given more than once, on every route: FastAPI keeps the
+    last one silently, so ``?since=24h&since=1h`` would answer something other than what was asked."""
+    route = request.scope.get("route")
+    if not request.scope.get("query_string") or not isinstance(route, APIRoute):
+        return
+    for name in _single_value_parameters(route):
+        given = request.query_params.getlist(name)
+        if len(given) > 1:
+            raise InvalidInput(
+                f"{name} was given {len(given)} times; it takes one value", {"field": name, "given": given}
+            )

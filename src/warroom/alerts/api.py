@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import StringConstraints
@@ -70,7 +70,7 @@ from warroom.auth.models import Role
 from warroom.auth.signing import MAX_SKEW_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from warroom.context import AppContext
 from warroom.db import MAX_ROW_ID
-from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer, once_only
+from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
 from warroom.durations import Duration
 from warroom.errors import InvalidInput, WarroomError
 
@@ -388,7 +388,6 @@ async def webhook_alerts(
 @router.get(
     "/api/v1/alerts",
     response_model=AlertPage,
-    dependencies=[Depends(once_only("firing", "unrouted", "snoozed", "since", "search", "limit", "offset"))],
 )
 def list_alerts(
     context: Context,
@@ -831,7 +830,6 @@ def record_change(body: ChangeCreate, context: Context, principal: Responder) ->
     "/api/v1/changes",
     response_model=list[ChangeRead],
     tags=["changes"],
-    dependencies=[Depends(once_only("service", "since", "incident", "limit"))],
 )
 def list_changes(
     context: Context,
