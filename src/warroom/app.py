@@ -241,6 +241,30 @@ def _no_route(request: Request) -> Response:
     return JSONResponse(error_body("not_found", message), status_code=404)
 
 
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _method_not_allowed(request: Request) -> Response:
+    """405 naming every method the path takes. Starlette names only those of the first route whose path
+    matched, and a path such as ``/api/v1/incidents`` has one route to list and another to declare."""
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    if "GET" in allowed:
+        allowed.insert(1, "HEAD")  # answered as GET without the body
+    message = f"{request.method} is not allowed on {request.scope['path']}; it takes {', '.join(allowed)}"
+    return JSONResponse(
+        error_body("method_not_allowed", message, {"allowed": allowed}),
+        status_code=405,
+        headers={"Allow": ", ".join(allowed)},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(WarroomError)
     async def _domain_error(_: Request, exc: WarroomError) -> JSONResponse:
@@ -282,6 +306,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return _unreadable_body(request, f"{NOT_JSON}: it is not UTF-8 ({exc.__cause__.reason})", 400)
         if exc.status_code == 404:
             return _no_route(request)
+        if exc.status_code == 405:
+            return _method_not_allowed(request)
         code = _HTTP_CODES.get(exc.status_code, "error")
         return JSONResponse(
             error_body(code, str(exc.detail)),
@@ -319,6 +345,15 @@ class WarroomApp(FastAPI):
         if intake is not None and intake.handles(scope):
             scope["app"] = self
             await intake(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            # HEAD is GET without the body (uptime checks send it); FastAPI's routes take only GET.
+            async def send_head(message: Message) -> None:
+                if message["type"] == "http.response.body":
+                    message = {**message, "body": b""}
+                await send(message)
+
+            await super().__call__({**scope, "method": "GET"}, receive, send_head)
             return
         await super().__call__(scope, receive, send)
 
