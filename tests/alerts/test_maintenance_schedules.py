@@ -401,3 +401,33 @@ def test_a_rule_changed_and_changed_back_gets_todays_window_again(
     assert waiting_occurrences(context) == ["2026-03-03T13:00:00+00:00"]
     run_at(worker, datetime(2026, 3, 3, 12, 0, tzinfo=UTC))
     assert live() == [datetime(2026, 3, 3, 13, 0, tzinfo=UTC)]
+
+
+def test_the_dry_run_passes_over_occurrences_a_person_called_off(
+    context: AppContext, tokens: dict[str, str]
+) -> None:
+    """``config test-alert --server`` names the occurrence that would hold the alert: not one a person
+    cancelled before it started, nor one ended early, but the next."""
+    responder = {"Authorization": f"Bearer {tokens['responder']}"}
+    probe = {"summary": "replication lag", "severity": "critical", "service": "database"}
+    first, second, third = (datetime(2026, 3, day, 1, 0, tzinfo=UTC) for day in (8, 15, 22))
+    clock.set(datetime(2026, 3, 7, 1, 0, tzinfo=UTC))  # a day before the first occurrence: its window exists
+    with TestClient(create_app(context=context)) as api:
+        worker = Worker(context, name="w1")
+        run_at(worker, datetime(2026, 3, 7, 1, 0, tzinfo=UTC))
+
+        def held_from() -> str | None:
+            response = api.post("/api/v1/alerts/preview?source=generic", json=probe, headers=responder)
+            assert response.status_code == 200, response.text
+            start: str | None = response.json()[0]["maintenance_schedules"]["sunday-vacuum"]
+            return start
+
+        assert held_from() == first.isoformat().replace("+00:00", "Z")
+        assert api.post("/api/v1/maintenance/MW-1/end", headers=responder).status_code == 200  # cancelled
+        assert held_from() == second.isoformat().replace("+00:00", "Z")
+        # The next one, ended early while it runs: the one after.
+        run_at(worker, datetime(2026, 3, 14, 1, 0, tzinfo=UTC))
+        clock.set(second + timedelta(minutes=30))
+        assert held_from() == second.isoformat().replace("+00:00", "Z")  # running now
+        assert api.post("/api/v1/maintenance/MW-2/end", headers=responder).status_code == 200
+        assert held_from() == third.isoformat().replace("+00:00", "Z")

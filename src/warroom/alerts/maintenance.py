@@ -519,6 +519,30 @@ def _handled(session: Session, schedule: MaintenanceSchedule, starts_at: datetim
     return window is not None
 
 
+def next_occurrence(session: Session, schedule: MaintenanceSchedule, now: datetime) -> datetime | None:
+    """The start of the schedule's occurrence that would hold an alert arriving now or later: the one running,
+    else the next one, passing over those a person cancelled or ended early (``maintenance end``)."""
+    starts_at = schedule.current_or_next(now)
+    for _ in range(1000):  # windows are created a day ahead: only the next few can have been called off
+        if starts_at is None or not _called_off(session, schedule, starts_at, now):
+            break
+        starts_at = schedule.starts(starts_at)
+    return starts_at
+
+
+def _called_off(session: Session, schedule: MaintenanceSchedule, starts_at: datetime, now: datetime) -> bool:
+    window = session.scalar(
+        select(MaintenanceWindow.id).where(
+            MaintenanceWindow.created_by == _performer(schedule.name),
+            or_(MaintenanceWindow.starts_at == starts_at, MaintenanceWindow.planned_starts_at == starts_at),
+            MaintenanceWindow.ends_at <= now,
+            MaintenanceWindow.ended_by.is_not(None),
+            _not_cancelled_by_reload(),
+        )
+    )
+    return window is not None
+
+
 def _not_cancelled_by_reload() -> ColumnElement[bool]:
     return or_(
         MaintenanceWindow.ended_by.is_(None),

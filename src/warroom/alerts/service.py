@@ -403,10 +403,16 @@ def preview(
             )
         scope = f"i:{integration_id}"
         apply_default_service(events, integration.service)
-    windows = maintenance.active_windows(session.connection(), utcnow())
+    now = utcnow()
+    windows = maintenance.active_windows(session.connection(), now)
     previews = []
     for event in events:
         shown = automation.preview(org, source, event, session, scope=scope, integration=integration_name)
+        for schedule in org.automation.maintenance_schedules:
+            if schedule.name in shown.maintenance_schedules:
+                shown.maintenance_schedules[schedule.name] = maintenance.next_occurrence(
+                    session, schedule, now
+                )
         facts = AlertFacts(
             source, event.severity, event.alert_type, event.service, event.labels, integration_name
         )
