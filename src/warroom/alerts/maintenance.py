@@ -124,10 +124,14 @@ def holds(session: Session, window_id: int) -> bool:
 WindowState = Literal["scheduled", "active", "ended", "cancelled"]
 
 
+def _cancelled(window: MaintenanceWindow) -> bool:
+    # Ending collapses a window not started to the moment it was cancelled: no other has no length.
+    return window.starts_at == window.ends_at
+
+
 def state(window: MaintenanceWindow, now: datetime) -> WindowState:
     if window.ends_at <= now:
-        # Ending collapses a window not started to the moment it was cancelled: no other has no length.
-        return "cancelled" if window.starts_at == window.ends_at else "ended"
+        return "cancelled" if _cancelled(window) else "ended"
     return "active" if window.starts_at <= now else "scheduled"
 
 
@@ -211,7 +215,7 @@ def _over(window: MaintenanceWindow) -> str:
     was cancelled before it started (both its ends are the moment of cancelling, as ``state`` reads it)."""
     at = f"{window.ends_at:%Y-%m-%d %H:%M} UTC"
     by = f" by {window.ended_by}" if window.ended_by else ""
-    if window.starts_at == window.ends_at:
+    if _cancelled(window):
         planned = (
             f" (it was planned for {window.planned_starts_at:%Y-%m-%d %H:%M} UTC)"
             if window.planned_starts_at
