@@ -156,6 +156,18 @@ def to_read(window: MaintenanceWindow, now: datetime | None = None) -> Maintenan
     )
 
 
+def _coverage(
+    reason: str, services: list[str], labels: dict[str, str], match: AlertConditions
+) -> dict[str, Any]:
+    """A window's columns for what it covers and why, as a person's request or a schedule gives them."""
+    return {
+        "reason": reason.strip(),
+        "services": list(dict.fromkeys(services)),
+        "labels": dict(labels),
+        "conditions": match.model_dump(exclude_defaults=True),
+    }
+
+
 def create_window(
     session: Session, *, org: OrgConfig, data: MaintenanceCreate, performer: str, by_person: bool = True
 ) -> MaintenanceWindow:
@@ -177,10 +189,7 @@ def create_window(
         "window", now=now, starts_at=starts_at, ends_at=data.ends_at, duration=data.duration
     )
     window = MaintenanceWindow(
-        reason=data.reason.strip(),
-        services=list(dict.fromkeys(data.services)),
-        labels=data.labels,
-        conditions=data.match.model_dump(exclude_defaults=True),
+        **_coverage(data.reason, data.services, data.labels, data.match),
         starts_at=starts_at,
         ends_at=ends_at,
         created_by=performer,
@@ -473,10 +482,7 @@ def _take_schedule(session: Session, window: MaintenanceWindow, schedule: Mainte
     """Give a window that has not started what its schedule covers now (services, labels, conditions), its
     reason and its length; whether anything changed. It holds nothing yet, so nothing is released."""
     wanted = {
-        "reason": schedule.reason.strip(),
-        "services": list(dict.fromkeys(schedule.services)),
-        "labels": dict(schedule.labels),
-        "conditions": schedule.match.model_dump(exclude_defaults=True),
+        **_coverage(schedule.reason, schedule.services, schedule.labels, schedule.match),
         "ends_at": window.starts_at + schedule.duration,
     }
     changed = {name: value for name, value in wanted.items() if getattr(window, name) != value}
