@@ -257,6 +257,36 @@ def test_a_more_severe_alert_joining_raises_the_incident(
     assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P2"
 
 
+def test_an_alert_repeated_more_severe_raises_its_incident(
+    api: TestClient, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    """PagerDuty's way: one dedup key, sent again as critical when the warning gets worse. The alert's repeat
+    raises its incident as a critical alert joining it would; a repeat less severe never lowers it."""
+
+    def disk(severity: str, used: str) -> dict[str, Any]:
+        alert = {"summary": f"disk {used} full", "labels": {"alertname": "PostgresDiskFull"}}
+        return {**alert, "dedup_key": "disk-1", "severity": severity}
+
+    assert fire(api, generic_key, disk("warning", "85%"))[0]["incident"] == "INC-1"
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P2"
+    repeat = fire(api, generic_key, disk("critical", "97%"))[0]
+    assert repeat["outcome"] == "updated" and repeat["incident"] == "INC-1"
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P1"
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    assert timeline[-1]["action"] == (
+        f"Severity raised: P2 → P1 — alert ALR-{repeat['id']} went from warning to critical"
+    )
+    assert timeline[-1]["performer"] == "automation"
+    # Back to warning, then critical again, after a person lowered the incident: the alert called for P1
+    # before, so it is the person's call now.
+    fire(api, generic_key, disk("warning", "90%"))
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P1"
+    lowered = api.patch("/api/v1/incidents/INC-1", json={"severity": "P2"}, headers=responder)
+    assert lowered.status_code == 200, lowered.text
+    fire(api, generic_key, disk("critical", "98%"))
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P2"
+
+
 def test_an_incident_the_same_alerts_opened_before_is_marked_recurring(
     api: TestClient, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
 ) -> None:

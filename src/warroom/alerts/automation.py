@@ -1183,7 +1183,43 @@ def _flapping(session: Session, org: OrgConfig, incident: Incident) -> bool:
     return bool(count) and _returns(session, incident, org.automation.flap_window) >= count
 
 
-def _raise_severity(session: Session, org: OrgConfig, wanted: str, incident: Incident, alert: Alert) -> None:
+def on_severity_raised(session: Session, org: OrgConfig, alert: Alert, *, was: str) -> None:
+    """A repeat of an alert on an incident came more severe than it was (PagerDuty's warning, then critical,
+    under one dedup key): the incident is raised as a joining alert of that severity raises it."""
+    if alert.incident_id is None:
+        return
+    incident = incident_service.get_incident(session, alert.incident_id, for_update=True)
+    if not incident.status.is_open:
+        return
+    wanted = _called_for(org, alert.severity, alert.rules)
+    rank = org.severity_rank
+    lowered = session.scalars(
+        select(TimelineEntry.data).where(
+            TimelineEntry.incident_id == incident.id,
+            TimelineEntry.kind == TimelineKind.severity_change,
+            TimelineEntry.performer != PERFORMER,
+        )
+    )
+    if any(
+        change.get("direction") == "lowered" and rank(str(change.get("from"))) <= rank(wanted)
+        for change in lowered
+        if isinstance(change, dict)
+    ):
+        return  # a person lowered it from this level: a flapping alert does not overrule them
+    _raise_severity(
+        session, org, wanted, incident, alert, why=f"alert {alert.ref} went from {was} to {alert.severity}"
+    )
+
+
+def _raise_severity(
+    session: Session,
+    org: OrgConfig,
+    wanted: str,
+    incident: Incident,
+    alert: Alert,
+    *,
+    why: str | None = None,
+) -> None:
     """A joining alert more severe than any before it (a warning, then the critical alert of the same
     name) raises the incident's level to the one its rules call for (``wanted``), which pages per the
     severity policies. Never lowered, and a level a person lowered is not raised again by alerts no more
@@ -1198,23 +1234,21 @@ def _raise_severity(session: Session, org: OrgConfig, wanted: str, incident: Inc
         .where(Alert.incident_id == incident.id, Alert.id != alert.id)
         .distinct()
     )
-    if any(rank(_called_for(org, severity, rules)) <= rank(wanted) for severity, rules in earlier):
+    if any(
+        rank(_called_for(org, severity, orjson.loads(rules) if rules else None)) <= rank(wanted)
+        for severity, rules in earlier
+    ):
         return
-    _update(
-        session,
-        org,
-        incident,
-        IncidentUpdate(severity=wanted, note=f"alert {alert.ref} ({alert.severity}) joined the incident"),
-    )
+    note = why or f"alert {alert.ref} ({alert.severity}) joined the incident"
+    _update(session, org, incident, IncidentUpdate(severity=wanted, note=note))
 
 
-def _called_for(org: OrgConfig, severity: str, rules: str | None) -> str:
-    """The level an alert of ``severity`` called for under its ``rules`` (as stored, JSON text) that open
+def _called_for(org: OrgConfig, severity: str, rules: list[str] | None) -> str:
+    """The level an alert of ``severity`` called for under its ``rules`` (their names, as stored) that open
     incidents, the most severe of theirs; an alert no such rule routed (attached by a person) under the
     severity map."""
     by_name = {rule.name: rule for rule in org.automation.rules}
-    names = orjson.loads(rules) if rules else []
-    return called_level(org, [by_name[name] for name in names if name in by_name], severity)
+    return called_level(org, [by_name[name] for name in rules or [] if name in by_name], severity)
 
 
 def on_incident_timeline(

@@ -18,7 +18,7 @@ from sqlalchemy.sql import ColumnElement, and_, case, literal_column
 from warroom.alerts import automation, enrichment, holds, inhibition, maintenance
 from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent, SourceChange, apply_default_service
-from warroom.alerts.config import ALERT_SOURCES, AlertFacts, AlertSeverity
+from warroom.alerts.config import ALERT_SEVERITIES, ALERT_SOURCES, AlertFacts, AlertSeverity
 from warroom.alerts.models import Alert, AlertNote, AlertStatus
 from warroom.alerts.schemas import (
     AlertDetail,
@@ -68,6 +68,9 @@ class _Open:
     event_hash: str
     incident_id: int | None
     last_seen: Any = None  # as the driver returns it (SQLite: text); read only for an identical repeat
+    severity: str | None = None
+    # Set when a repeat of an alert on an incident came more severe: the severity it had before.
+    raised_from: str | None = None
     insert: dict[str, Any] | None = None  # a new alert's row, still to be inserted
     update: dict[str, Any] = field(default_factory=dict)  # changes to an existing row
 
@@ -82,25 +85,27 @@ class _Open:
 # The open-alert lookup takes the whole key list as one parameter, so its SQL never changes with the batch.
 _LOOKUP = {
     "sqlite": (
-        "SELECT id, dedup_key, status, event_hash, incident_id, last_seen_at FROM alerts "
+        "SELECT id, dedup_key, status, event_hash, incident_id, last_seen_at, severity FROM alerts "
         "WHERE scope = ? AND open_dedup_key IN (SELECT value FROM json_each(?))"
     ),
     # Row locks so concurrent deliveries count every occurrence (SQLite has BEGIN IMMEDIATE instead). One
     # probe of the unique index per key, in the keys' order: with "open_dedup_key = ANY(keys)" the planner,
     # on stale statistics, scanned every alert of the scope (resolved ones included) and filtered them.
     "postgresql": (
-        "SELECT a.id, a.dedup_key, a.status, a.event_hash, a.incident_id, a.last_seen_at "
+        "SELECT a.id, a.dedup_key, a.status, a.event_hash, a.incident_id, a.last_seen_at, a.severity "
         "FROM unnest(%(keys)s::text[]) AS k(key) CROSS JOIN LATERAL ("
-        "SELECT id, dedup_key, status, event_hash, incident_id, last_seen_at FROM alerts "
+        "SELECT id, dedup_key, status, event_hash, incident_id, last_seen_at, severity FROM alerts "
         "WHERE scope = %(scope)s AND open_dedup_key = k.key FOR UPDATE) AS a"
     ),
 }
 _STATUSES = {status.value: status for status in AlertStatus}
+_SEVERITY_RANK = {severity: rank for rank, severity in enumerate(ALERT_SEVERITIES)}  # 0: critical
 _STATEMENTS: dict[tuple[str, str, tuple[str, ...]], DriverStatement] = {}
 
 
 def _open_alerts(connection: Connection, scope: str, keys: list[str]) -> Sequence[Any]:
-    """(id, dedup_key, status, event_hash, incident_id, last_seen_at) of the open alerts with these keys."""
+    """(id, dedup_key, status, event_hash, incident_id, last_seen_at, severity) of the open alerts with these
+    keys."""
     if connection.dialect.name == "sqlite":
         return driver_query(connection, _LOOKUP["sqlite"], (scope, json_text(keys)))
     # Sorted, so concurrent batches lock shared rows in the same order and never deadlock.
@@ -216,8 +221,9 @@ def ingest(
         alert_metrics.count_enrichment_errors(connection, failed)
     keys = list(dict.fromkeys(event.dedup_key for event in events))
     open_alerts: dict[str, _Open] = {
-        row[1]: _Open(row[0], _STATUSES[row[2]], row[3], row[4], row[5])
-        for row in _open_alerts(connection, scope, keys)  # id, dedup_key, status, event_hash, incident, seen
+        row[1]: _Open(row[0], _STATUSES[row[2]], row[3], row[4], row[5], row[6])
+        # id, dedup_key, status, event_hash, incident, seen, severity
+        for row in _open_alerts(connection, scope, keys)
     }
     now = utcnow()
     integration_id = integration.id if integration is not None else None
@@ -285,6 +291,13 @@ def ingest(
                     changes["annotations"] = event.annotations
                 if event.latest_labels:
                     changes["labels"] = event.labels
+                if (
+                    current.incident_id is not None
+                    and current.severity is not None
+                    and _SEVERITY_RANK.get(event.severity, 0) < _SEVERITY_RANK.get(current.severity, 0)
+                ):
+                    current.raised_from = current.raised_from or current.severity
+                current.severity = event.severity
                 _change(current, updated, changes, occurrences=1)
                 outcome = "updated"
         elif current is None:
@@ -487,6 +500,7 @@ def _automate(
         act = act or (
             outcome in ("resolved", "acknowledged") and (needs_work or target.incident_id is not None)
         )
+        act = act or (outcome == "updated" and target.raised_from is not None)
         # Opsgenie's close or acknowledge with a note: kept as a note on the alert (never on a retry, which
         # changes no state), as its notes request would add it.
         note = event.source_note if outcome in ("resolved", "acknowledged") else None
@@ -497,6 +511,9 @@ def _automate(
             alert = loaded[target.id] = session.get_one(Alert, target.id, populate_existing=True)
         if outcome == "created":  # acted on: a new alert carries no note
             automation.on_created(session, org, alert)
+        elif outcome == "updated":
+            if target.raised_from is not None and not held(session, alert):
+                automation.on_severity_raised(session, org, alert, was=target.raised_from)
         elif outcome == "resolved" and act:
             _on_resolved(session, org, alert, performer=automation.PERFORMER, settle=False)
             if alert.incident_id is not None:
