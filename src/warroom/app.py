@@ -39,6 +39,7 @@ from warroom.errors import (
     UNAVAILABLE_RETRY_AFTER_SECONDS,
     InvalidInput,
     NotFound,
+    UnsupportedMediaType,
     WarroomError,
 )
 from warroom.incidents.api import router as incidents_router
@@ -278,6 +279,20 @@ def install_error_handlers(app: FastAPI) -> None:
             position = loc[-1] if loc and isinstance(loc[-1], int) else None
             reason = str((not_json.get("ctx") or {}).get("error") or "unreadable")
             return _unreadable_body(request, decode_error(reason, exc.body, position), 422)
+        if (
+            isinstance(exc.body, bytes)
+            and not request.url.path.startswith(OPSGENIE_PATH)  # answered in Opsgenie's shape below
+            and any(tuple(error.get("loc") or ()) == ("body",) for error in exc.errors())
+        ):
+            # FastAPI reads a body as JSON only when it is declared so; ``curl -d`` declares a form.
+            sent_as = request.headers.get("content-type", "").partition(";")[0].strip() or "no content type"
+            message = (
+                f"the body must be JSON, sent with Content-Type: application/json (it came as {sent_as})"
+            )
+            return JSONResponse(
+                error_body(UnsupportedMediaType.code, message, [{"field": "body", "message": message}]),
+                status_code=415,
+            )
         if request.url.path.startswith(REPORTS_PATH) and any(
             error.get("type") == "missing" and tuple(error.get("loc") or ()) == ("body",)
             for error in exc.errors()

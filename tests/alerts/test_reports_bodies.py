@@ -73,3 +73,40 @@ def test_other_endpoints_keep_their_answer_and_gain_the_reason(
         "message": "the body is nested too deeply",
         "details": [{"field": "body", "message": "the body is nested too deeply"}],
     }
+
+
+def test_a_body_not_sent_as_json_is_told_to_say_so(
+    api: TestClient, context: AppContext, responder: dict[str, str]
+) -> None:
+    """``curl -d`` declares a form: FastAPI then reads no JSON, and its answer ("Input should be a valid
+    dictionary") did not say what to change."""
+    report = b'{"contact": "ann@example.com", "description": "x", "affected_feature": "checkout"}'
+    for content_type in ["application/x-www-form-urlencoded", "text/plain"]:
+        for path, headers in [("/api/v1/reports", {}), ("/api/v1/incidents", responder)]:
+            refused = api.post(path, content=report, headers={**headers, "Content-Type": content_type})
+            assert refused.status_code == 415, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "unsupported_media_type"
+            assert error["message"] == (
+                f"the body must be JSON, sent with Content-Type: application/json (it came as {content_type})"
+            )
+    assert stored(context) == 0
+    assert api.post("/api/v1/reports", content=report, headers=JSON).status_code == 202
+
+
+def test_a_public_report_cannot_lay_out_lines_of_its_own(api: TestClient, context: AppContext) -> None:
+    """The one-line fields of the public form become one line: the feature (a label, and the summary)."""
+    report = {
+        "contact": "ann@example.com\nX-Injected: yes",
+        "description": "\n\nCheckout fails\u0085 at step 2\nwith a 500",
+        "affected_feature": "<b>checkout</b>\nINJECT\u2028more",
+    }
+    assert api.post("/api/v1/reports", json=report).status_code == 202
+    with context.db.read() as session:
+        alert = session.scalars(select(Alert)).one()
+        assert alert.summary == "Customer report (<b>checkout</b> INJECT more): Checkout fails"
+        assert alert.labels["feature"] == "<b>checkout</b> INJECT more"
+        assert alert.annotations["contact"] == "ann@example.com X-Injected: yes"
+        assert alert.annotations["description"] == report["description"]  # kept as written
+    blank = {**report, "affected_feature": "\u200b\n"}
+    assert api.post("/api/v1/reports", json=blank).status_code == 422

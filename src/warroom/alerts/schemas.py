@@ -23,7 +23,7 @@ from warroom.alerts.models import AlertStatus
 from warroom.clock import clock
 from warroom.durations import Duration, format_duration
 from warroom.errors import InvalidInput
-from warroom.fields import NOT_BLANK, NonBlank
+from warroom.fields import NOT_BLANK, NonBlank, one_line
 from warroom.timezones import OffsetDatetime
 
 # --- Prometheus Alertmanager webhook (version 4) and Grafana unified alerting (its superset) ---------
@@ -293,13 +293,18 @@ class GenericAlert(BaseModel):
 # --- reports from people ----------------------------------------------------------------------------
 
 
+# What anyone may type into the public form for a one-line field: its line breaks and hidden characters
+# become spaces, so that it cannot lay out lines of its own in what responders read.
+OneLine = Annotated[str, AfterValidator(one_line), NOT_BLANK]
+
+
 class CustomerReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    contact: NonBlank = Field(
+    contact: OneLine = Field(
         min_length=1, max_length=300, description="Email or phone to reach the reporter."
     )
     description: NonBlank = Field(min_length=1, max_length=5000)
-    affected_feature: NonBlank = Field(min_length=1, max_length=200)
+    affected_feature: OneLine = Field(min_length=1, max_length=200)
 
 
 class ReportReceived(BaseModel):

@@ -47,6 +47,7 @@ from warroom.auth.models import IntegrationKey, IntegrationType
 from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, utcnow
 from warroom.durations import format_duration
 from warroom.errors import Conflict, Forbidden, InvalidInput, NotFound
+from warroom.fields import one_line
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import OPEN_STATUSES, Incident, TimelineKind
 from warroom.jobs import service as job_service
@@ -1350,8 +1351,8 @@ def _report_service(org: OrgConfig, name: str | None) -> str | None:
 
 def customer_report(session: Session, *, org: OrgConfig, report: CustomerReport, client: str) -> Alert:
     """A customer's report becomes an alert (source customer-report), routed by the same rules."""
-    feature = report.affected_feature.strip()
-    first_line = report.description.strip().splitlines()[0] if report.description.strip() else feature
+    feature = report.affected_feature
+    first_line = one_line(report.description.strip().splitlines()[0]) or feature
     event = AlertEvent(
         action="trigger",
         dedup_key=uuid.uuid4().hex,  # every report is its own alert
@@ -1370,7 +1371,7 @@ def customer_report(session: Session, *, org: OrgConfig, report: CustomerReport,
 
 def internal_report(session: Session, *, org: OrgConfig, report: InternalReport, reporter: str) -> Alert:
     service = _report_service(org, report.service)
-    first_line = report.description.strip().splitlines()[0]
+    first_line = one_line(report.description.strip().splitlines()[0]) or "Internal report"
     labels = dict(report.labels)
     if service:
         labels.setdefault("service", service)
