@@ -235,3 +235,70 @@ def test_a_dry_run_needs_an_org_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     alert.write_text('{"summary": "redis down", "severity": "critical", "service": "cache"}')
     result = CliRunner().invoke(app, ["config", "test-alert", str(alert)])
     assert result.exit_code == 1 and "no org file to test against" in result.output
+
+
+def test_reports_from_people_can_be_dry_run(tmp_path: Path, api: TestClient, viewer: dict[str, str]) -> None:
+    """A rule for customer reports or internal discoveries is tried on the body their endpoints take: a
+    customer's report is told by its fields, an internal one is named with --source."""
+    runner = CliRunner()
+    customer = tmp_path / "report.json"
+    customer.write_text(
+        json.dumps(
+            {
+                "contact": "ann@example.com",
+                "description": "Checkout spins\nforever",
+                "affected_feature": "checkout",
+            }
+        )
+    )
+    shown = runner.invoke(
+        app, ["config", "test-alert", str(customer), "--json", "--config", str(EXAMPLE_CONFIG)]
+    )
+    assert shown.exit_code == 0, shown.output
+    [preview] = json.loads(shown.stdout)
+    assert (preview["source"], preview["type"]) == ("customer-report", "customer-report")
+    assert preview["summary"] == "Customer report (checkout): Checkout spins"
+    assert preview["incident"]["rule"] == "customer-reports"
+    assert preview["incident"]["title"] == "Customer report: checkout"
+    internal = tmp_path / "internal.json"
+    internal.write_text(json.dumps({"description": "search results are stale", "service": "search"}))
+    named = runner.invoke(
+        app,
+        [
+            "config",
+            "test-alert",
+            str(internal),
+            "--source",
+            "internal-discovery",
+            "--config",
+            str(EXAMPLE_CONFIG),
+        ],
+    )
+    assert named.exit_code == 0, named.output
+    assert "search results are stale" in named.stdout and "(internal-discovery, warning" in named.stdout
+    # Refused as their endpoints refuse them.
+    internal.write_text(json.dumps({"description": "x", "service": "nowhere"}))
+    unknown = runner.invoke(
+        app,
+        [
+            "config",
+            "test-alert",
+            str(internal),
+            "--source",
+            "internal-discovery",
+            "--config",
+            str(EXAMPLE_CONFIG),
+        ],
+    )
+    assert unknown.exit_code == 1 and "nowhere" in unknown.output
+    customer.write_text(json.dumps({"contact": "ann@example.com", "affected_feature": "checkout"}))
+    incomplete = runner.invoke(app, ["config", "test-alert", str(customer), "--config", str(EXAMPLE_CONFIG)])
+    assert incomplete.exit_code == 1 and "description" in incomplete.output
+    # The server's dry run takes them too.
+    body = {"contact": "ann@example.com", "description": "Checkout spins", "affected_feature": "checkout"}
+    [served] = api.post("/api/v1/alerts/preview", json=body, headers=viewer).json()
+    assert served["incident"]["rule"] == "customer-reports" and served["source"] == "customer-report"
+    internal_body = {"description": "search results are stale", "service": "search"}
+    answer = api.post("/api/v1/alerts/preview?source=internal-discovery", json=internal_body, headers=viewer)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()[0]["source"] == "internal-discovery"

@@ -13,7 +13,7 @@ from pydantic import StringConstraints
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from warroom.alerts import adapters, changes, heartbeats, maintenance, service
+from warroom.alerts import adapters, changes, heartbeats, maintenance, reports, service
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import AlertSeverity
 from warroom.alerts.fastpath import (
@@ -495,10 +495,21 @@ async def preview_alerts(
     context: Context,
     _: Viewer,
     source: Annotated[
-        Literal["auto", "alertmanager", "grafana", "pagerduty", "generic", "email", "webhook"],
+        Literal[
+            "auto",
+            "alertmanager",
+            "grafana",
+            "pagerduty",
+            "generic",
+            "email",
+            "webhook",
+            "customer-report",
+            "internal-discovery",
+        ],
         Query(
             description="The delivery's shape; auto tells it by its fields (a body that starts with mail "
-            "headers is an email message). A webhook is read by the format named in webhook_format."
+            "headers is an email message; one with affected_feature, a customer's report). A webhook is "
+            "read by the format named in webhook_format; a report is the body its endpoint takes."
         ),
     ] = "auto",
     webhook_format: Annotated[
@@ -521,12 +532,8 @@ async def preview_alerts(
     integration would receive it): which rules match, the incident it
     would open, and what is open now (the alert it would update, the group's incident it would join, the
     maintenance window that would hold it). Nothing is stored; no integration key is needed."""
-    kind, events = adapters.delivery_events(
-        await request.body(),
-        source,
-        context.org.automation,
-        webhook_format,
-        request.headers.get("content-type"),
+    kind, events = reports.delivery_events(
+        context.org, await request.body(), source, webhook_format, request.headers.get("content-type")
     )
     return await run_in_threadpool(_preview, context, kind, events, integration)
 

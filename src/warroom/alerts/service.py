@@ -15,7 +15,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, and_, case, literal_column
 
-from warroom.alerts import automation, enrichment, holds, inhibition, maintenance
+from warroom.alerts import automation, enrichment, holds, inhibition, maintenance, reports
 from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent, SourceChange, apply_default_service
 from warroom.alerts.config import ALERT_SEVERITIES, ALERT_SOURCES, AlertFacts, AlertSeverity
@@ -47,7 +47,6 @@ from warroom.auth.models import IntegrationKey, IntegrationType
 from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, utcnow
 from warroom.durations import format_duration
 from warroom.errors import Conflict, Forbidden, InvalidInput, NotFound
-from warroom.fields import one_line
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import OPEN_STATUSES, Incident, TimelineKind
 from warroom.jobs import service as job_service
@@ -1343,49 +1342,14 @@ def _close(
 # --- reports from people -----------------------------------------------------------------------------
 
 
-def _report_service(org: OrgConfig, name: str | None) -> str | None:
-    if name is not None:
-        org.check_services([name], "service")
-    return name
-
-
 def customer_report(session: Session, *, org: OrgConfig, report: CustomerReport, client: str) -> Alert:
     """A customer's report becomes an alert (source customer-report), routed by the same rules."""
-    feature = report.affected_feature
-    first_line = one_line(report.description.strip().splitlines()[0]) or feature
-    event = AlertEvent(
-        action="trigger",
-        dedup_key=uuid.uuid4().hex,  # every report is its own alert
-        alert_type="customer-report",
-        summary=f"Customer report ({feature}): {first_line}"[:1024],
-        severity=org.automation.reports.severity,
-        service=feature if org.service(feature) is not None else None,
-        labels={"feature": feature},
-        annotations={"contact": report.contact, "description": report.description, "client": client},
-        links=[],
-        raw=report.model_dump(),
-    )
-    result = ingest(session, org=org, source="customer-report", events=[event])
+    event = reports.customer_report_event(org, report, client)
+    result = ingest(session, org=org, source=reports.CUSTOMER, events=[event])
     return get_alert(session, result.alerts[0].id or 0)
 
 
 def internal_report(session: Session, *, org: OrgConfig, report: InternalReport, reporter: str) -> Alert:
-    service = _report_service(org, report.service)
-    first_line = one_line(report.description.strip().splitlines()[0]) or "Internal report"
-    labels = dict(report.labels)
-    if service:
-        labels.setdefault("service", service)
-    event = AlertEvent(
-        action="trigger",
-        dedup_key=uuid.uuid4().hex,
-        alert_type="internal-discovery",
-        summary=first_line[:1024],
-        severity=report.severity,
-        service=service,
-        labels=labels,
-        annotations={"description": report.description, "reporter": reporter},
-        links=[],
-        raw={**report.model_dump(), "reporter": reporter},
-    )
-    result = ingest(session, org=org, source="internal-discovery", events=[event])
+    event = reports.internal_report_event(org, report, reporter)
+    result = ingest(session, org=org, source=reports.INTERNAL, events=[event])
     return get_alert(session, result.alerts[0].id or 0)

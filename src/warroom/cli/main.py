@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from warroom import __version__, migrate, reload
-from warroom.alerts import adapters, automation
+from warroom.alerts import automation, reports
 from warroom.alerts.schemas import RoutingPreview, RuleReplay
 from warroom.auth import service as auth_service
 from warroom.auth.models import Role
@@ -555,8 +555,8 @@ def config_test_alert(
         str,
         typer.Option(
             "--source",
-            help="alertmanager, grafana, pagerduty, generic, email or webhook (default: told by the "
-            "payload's fields; --format implies webhook).",
+            help="alertmanager, grafana, pagerduty, generic, email, webhook, customer-report or "
+            "internal-discovery (default: told by the payload's fields; --format implies webhook).",
         ),
     ] = "auto",
     webhook_format: Annotated[
@@ -609,7 +609,7 @@ def config_test_alert(
             )
         org = _org(settings)
         try:
-            kind, events = adapters.delivery_events(body, source, org.automation, webhook_format)
+            kind, events = reports.delivery_events(org, body, source, webhook_format)
         except WarroomError as exc:
             fail(exc.message)
         previews = [automation.preview(org, kind, event) for event in events]

@@ -1,0 +1,81 @@
+"""Reports from people: the alert each one becomes, for intake and for ``config test-alert`` alike."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from warroom.alerts import adapters
+from warroom.alerts.adapters import AlertEvent
+from warroom.alerts.schemas import CustomerReport, InternalReport
+from warroom.fields import one_line
+from warroom.orgconfig import OrgConfig
+
+CUSTOMER = "customer-report"
+INTERNAL = "internal-discovery"
+REPORT_SOURCES = (CUSTOMER, INTERNAL)
+# Who a dry run's report is from: no one, and nothing about it is stored.
+DRY_RUN = "(dry run)"
+
+_CUSTOMER = TypeAdapter(CustomerReport)
+_INTERNAL = TypeAdapter(InternalReport)
+
+
+def customer_report_event(org: OrgConfig, report: CustomerReport, client: str) -> AlertEvent:
+    """A customer's report: every report is its own alert, of the org file's report severity."""
+    feature = report.affected_feature
+    first_line = one_line(report.description.strip().splitlines()[0]) or feature
+    return AlertEvent(
+        action="trigger",
+        dedup_key=uuid.uuid4().hex,
+        alert_type=CUSTOMER,
+        summary=f"Customer report ({feature}): {first_line}"[:1024],
+        severity=org.automation.reports.severity,
+        service=feature if org.service(feature) is not None else None,
+        labels={"feature": feature},
+        annotations={"contact": report.contact, "description": report.description, "client": client},
+        links=[],
+        raw=report.model_dump(),
+    )
+
+
+def internal_report_event(org: OrgConfig, report: InternalReport, reporter: str) -> AlertEvent:
+    """A team member's discovery: its service must be one of the org file's."""
+    if report.service is not None:
+        org.check_services([report.service], "service")
+    labels = dict(report.labels)
+    if report.service:
+        labels.setdefault("service", report.service)
+    return AlertEvent(
+        action="trigger",
+        dedup_key=uuid.uuid4().hex,
+        alert_type=INTERNAL,
+        summary=(one_line(report.description.strip().splitlines()[0]) or "Internal report")[:1024],
+        severity=report.severity,
+        service=report.service,
+        labels=labels,
+        annotations={"description": report.description, "reporter": reporter},
+        links=[],
+        raw={**report.model_dump(), "reporter": reporter},
+    )
+
+
+def delivery_events(
+    org: OrgConfig,
+    body: bytes,
+    source: str = "auto",
+    webhook_format: str | None = None,
+    content_type: str | None = None,
+) -> tuple[str, list[AlertEvent]]:
+    """``adapters.delivery_events``, and reports too: a body of the report form's fields
+    (``affected_feature``) is told as a customer's report, and ``source`` may name either kind of report."""
+    if webhook_format is None and source in ("auto", *REPORT_SOURCES):
+        data: Any = adapters.parse_json(body) if source != "auto" or b"affected_feature" in body else None
+        if source == CUSTOMER or (isinstance(data, dict) and "affected_feature" in data):
+            report = adapters.validate_payload(_CUSTOMER, data)
+            return CUSTOMER, [customer_report_event(org, report, DRY_RUN)]
+        if source == INTERNAL:
+            return INTERNAL, [internal_report_event(org, adapters.validate_payload(_INTERNAL, data), DRY_RUN)]
+    return adapters.delivery_events(body, source, org.automation, webhook_format, content_type)
