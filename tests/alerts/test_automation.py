@@ -134,9 +134,14 @@ def test_grouping_attaches_to_one_open_incident(
     assert len(page_requests) == 2  # the attach does not page again
     timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
     assert any("ALR-2" in e["action"] and "group of rule payments" in e["action"] for e in timeline)
-    # Past the window the group starts over.
+    # Past the window, while its alerts still fire, the group keeps its incident.
     clock.advance(timedelta(minutes=31))
-    late = fire(api, generic_key, payments_alert(dedup_key="d"))[0]
+    assert fire(api, generic_key, payments_alert(dedup_key="d"))[0]["incident"] == "INC-1"
+    # Once they all resolved and the window passed, the group starts over.
+    for dedup_key in "abd":
+        fire(api, generic_key, payments_alert(dedup_key=dedup_key, status="resolved"))
+    clock.advance(timedelta(minutes=31))
+    late = fire(api, generic_key, payments_alert(dedup_key="e"))[0]
     assert late["incident"] == "INC-3"
 
 

@@ -120,3 +120,24 @@ def test_a_negative_group_window_is_refused() -> None:
     with pytest.raises(ConfigError) as error:
         parse_org_config(example_with(group_window="-PT5M"))
     assert "group_window must be 0s or longer" in str(error.value)
+
+
+def test_an_alert_still_firing_keeps_its_group_together_past_the_window(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    """A script sends its alert once and never again until it resolves: its incident stays the group's while
+    it fires, however long after the window, and the backtest replays it so. Once every alert of the group
+    resolved and the window passed, the next one opens a new incident."""
+    context.org = parse_org_config(example_with(group_window="20s"))
+    clock.set(T0)
+    fire(api, generic_key, "search-1")
+    clock.advance(timedelta(minutes=10))
+    assert fire(api, generic_key, "search-2")["incident"] == "INC-1"
+    clock.advance(timedelta(minutes=10))
+    fire(api, generic_key, "search-1", status="resolved")
+    fire(api, generic_key, "search-2", status="resolved")
+    clock.advance(timedelta(seconds=21))
+    assert fire(api, generic_key, "search-3")["incident"] == "INC-2"
+    with context.db.read() as session:
+        replayed = backtest.replay(session, context.org, since=T0, until=T0 + timedelta(hours=1))
+    assert replayed.incidents == 2

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import orjson
 from jinja2 import Template
-from sqlalchemy import ColumnElement, String, cast, func, select
+from sqlalchemy import ColumnElement, String, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import enrichment, inhibition
@@ -309,13 +309,20 @@ def _storm_note(org: OrgConfig, rule: AutomationRule, policies: list[str]) -> st
 
 
 def _open_group_incident(session: Session, key: str, window: timedelta) -> int | None:
+    """The open incident of the group an alert of ``key`` joins: one with an alert of the group seen within
+    the window, or still firing. A source that sends an alert once (a script, a report) or repeats it rarely
+    must not split one ongoing problem into an incident per window."""
     if window <= timedelta(0):
         return None  # no grouping: with 0s, an alert of the group seen this very instant would still join
     since = utcnow() - window
     return session.scalar(
         select(Alert.incident_id)
         .join(Incident, Incident.id == Alert.incident_id)
-        .where(Alert.group_key == key, Alert.last_seen_at >= since, Incident.status.in_(OPEN_STATUSES))
+        .where(
+            Alert.group_key == key,
+            or_(Alert.last_seen_at >= since, Alert.status != AlertStatus.resolved),
+            Incident.status.in_(OPEN_STATUSES),
+        )
         .order_by(Alert.last_seen_at.desc())
         .limit(1)
     )

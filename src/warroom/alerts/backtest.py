@@ -9,8 +9,8 @@ have opened opens none), the storm guard, and ``resolve_after`` (an incident it 
 more alerts). Nothing is written.
 
 It is a model, not a second run of automation: maintenance windows, inhibition, joining by service
-dependencies and incidents closed by people are left out, and an incident stays joinable while its group
-keeps firing within the window. What the replay says is what the rules alone do.
+dependencies and incidents closed by people are left out, and an incident stays joinable while an alert of
+its group fires, or one was seen within the window. What the replay says is what the rules alone do.
 """
 
 from __future__ import annotations
@@ -53,6 +53,10 @@ class _Group:
         self.last_seen = max(self.last_seen, alert.last_seen_at)
         if self.quiet_since is not None:  # once an alert of the group stays open, it is never quiet
             self.quiet_since = None if alert.resolved_at is None else max(self.quiet_since, alert.resolved_at)
+
+    def firing_at(self, moment: datetime) -> bool:
+        """Whether an alert of the group (each one fired by ``moment``) was still firing then."""
+        return self.quiet_since is None or self.quiet_since > moment
 
     def resolved_by(self, moment: datetime, resolve_after: timedelta) -> bool:
         """Whether ``resolve_after`` would have resolved the incident before ``moment``."""
@@ -118,7 +122,7 @@ class _Replayer:
         if (
             group is not None
             and window > timedelta(0)  # 0s: no grouping, each alert its own incident
-            and alert.first_seen_at - group.last_seen <= window
+            and (alert.first_seen_at - group.last_seen <= window or group.firing_at(alert.first_seen_at))
             and not group.resolved_by(alert.first_seen_at, resolve_after)
         ):
             group.take(alert)
