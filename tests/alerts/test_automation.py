@@ -232,6 +232,11 @@ def test_a_rule_without_resolve_to_monitoring_leaves_the_status_to_people(
     assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "monitoring"
 
 
+def level(api: TestClient, viewer: dict[str, str]) -> str:
+    severity: str = api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"]
+    return severity
+
+
 def test_a_more_severe_alert_joining_raises_the_incident(
     api: TestClient, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
 ) -> None:
@@ -243,10 +248,10 @@ def test_a_more_severe_alert_joining_raises_the_incident(
         return {**alert, "dedup_key": dedup_key, "severity": severity}
 
     assert fire(api, generic_key, postgres("warn", "warning"))[0]["incident"] == "INC-1"
-    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P2"
+    assert level(api, viewer) == "P2"
     critical = fire(api, generic_key, postgres("crit", "critical"))[0]
     assert critical["incident"] == "INC-1"
-    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P1"
+    assert level(api, viewer) == "P1"
     timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
     assert timeline[-1]["action"] == (
         f"Severity raised: P2 → P1 — alert ALR-{critical['id']} (critical) joined the incident"
@@ -254,12 +259,12 @@ def test_a_more_severe_alert_joining_raises_the_incident(
     assert timeline[-1]["performer"] == "automation"
     # A less severe alert never lowers it.
     fire(api, generic_key, postgres("info", "info"))
-    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P1"
+    assert level(api, viewer) == "P1"
     # A person lowers it; another critical alert, no more severe than those already on it, leaves it be.
     lowered = api.patch("/api/v1/incidents/INC-1", json={"severity": "P2"}, headers=responder)
     assert lowered.status_code == 200, lowered.text
     fire(api, generic_key, postgres("crit-2", "critical"))
-    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P2"
+    assert level(api, viewer) == "P2"
 
 
 def test_an_alert_repeated_more_severe_raises_its_incident(
@@ -273,10 +278,10 @@ def test_an_alert_repeated_more_severe_raises_its_incident(
         return {**alert, "dedup_key": "disk-1", "severity": severity}
 
     assert fire(api, generic_key, disk("warning", "85%"))[0]["incident"] == "INC-1"
-    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P2"
+    assert level(api, viewer) == "P2"
     repeat = fire(api, generic_key, disk("critical", "97%"))[0]
     assert repeat["outcome"] == "updated" and repeat["incident"] == "INC-1"
-    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P1"
+    assert level(api, viewer) == "P1"
     timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
     assert timeline[-1]["action"] == (
         f"Severity raised: P2 → P1 — alert ALR-{repeat['id']} went from warning to critical"
@@ -285,11 +290,11 @@ def test_an_alert_repeated_more_severe_raises_its_incident(
     # Back to warning, then critical again, after a person lowered the incident: the alert called for P1
     # before, so it is the person's call now.
     fire(api, generic_key, disk("warning", "90%"))
-    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P1"
+    assert level(api, viewer) == "P1"
     lowered = api.patch("/api/v1/incidents/INC-1", json={"severity": "P2"}, headers=responder)
     assert lowered.status_code == 200, lowered.text
     fire(api, generic_key, disk("critical", "98%"))
-    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P2"
+    assert level(api, viewer) == "P2"
 
 
 def test_an_incident_the_same_alerts_opened_before_is_marked_recurring(

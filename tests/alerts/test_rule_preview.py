@@ -262,34 +262,13 @@ def test_reports_from_people_can_be_dry_run(tmp_path: Path, api: TestClient, vie
     assert preview["incident"]["title"] == "Customer report: checkout"
     internal = tmp_path / "internal.json"
     internal.write_text(json.dumps({"description": "search results are stale", "service": "search"}))
-    named = runner.invoke(
-        app,
-        [
-            "config",
-            "test-alert",
-            str(internal),
-            "--source",
-            "internal-discovery",
-            "--config",
-            str(EXAMPLE_CONFIG),
-        ],
-    )
+    as_internal = ["config", "test-alert", str(internal), "--source", "internal-discovery"]
+    named = runner.invoke(app, [*as_internal, "--config", str(EXAMPLE_CONFIG)])
     assert named.exit_code == 0, named.output
     assert "search results are stale" in named.stdout and "(internal-discovery, warning" in named.stdout
     # Refused as their endpoints refuse them.
     internal.write_text(json.dumps({"description": "x", "service": "nowhere"}))
-    unknown = runner.invoke(
-        app,
-        [
-            "config",
-            "test-alert",
-            str(internal),
-            "--source",
-            "internal-discovery",
-            "--config",
-            str(EXAMPLE_CONFIG),
-        ],
-    )
+    unknown = runner.invoke(app, [*as_internal, "--config", str(EXAMPLE_CONFIG)])
     assert unknown.exit_code == 1 and "nowhere" in unknown.output
     customer.write_text(json.dumps({"contact": "ann@example.com", "affected_feature": "checkout"}))
     incomplete = runner.invoke(app, ["config", "test-alert", str(customer), "--config", str(EXAMPLE_CONFIG)])
