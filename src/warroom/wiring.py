@@ -15,6 +15,7 @@ SUBSCRIBER_MODULES: list[str] = [
 ]
 JOB_HANDLER_MODULES: list[str] = [
     "warroom.alerts.digest",
+    "warroom.alerts.handlers",
     "warroom.alerts.heartbeats",
     "warroom.alerts.maintenance",
     "warroom.alerts.pending",

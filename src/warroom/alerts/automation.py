@@ -27,7 +27,7 @@ from warroom.alerts.config import (
     matrix_severity_map,
     template_environment,
 )
-from warroom.alerts.handlers import run_handlers
+from warroom.alerts.handlers import failure_text, handlers_for, schedule_handlers
 from warroom.alerts.models import Alert, AlertStatus, PagedOpening
 from warroom.alerts.schemas import IncidentPreview, RoutingPreview, RuleVerdict
 from warroom.auth.models import IntegrationKey
@@ -47,6 +47,7 @@ from warroom.incidents.models import (
 )
 from warroom.incidents.schemas import Assessment, CommunicationCreate, IncidentCreate, IncidentUpdate
 from warroom.jobs import service as jobs_service
+from warroom.jobs.models import Job, JobStatus
 from warroom.oncall import paging
 from warroom.oncall import service as oncall_service
 from warroom.orgconfig import OrgConfig
@@ -130,7 +131,7 @@ def render(template: str, alert: Alert, where: str, **values: Any) -> str:
         return _compiled(template).render(alert=view, labels=view["labels"], **values).strip()
     except Exception as exc:
         log.warning("template %s failed on %s", where, alert.ref, exc_info=True)
-        failure = {"handler": where, "event": "template", "error": f"{type(exc).__name__}: {exc}"[:1000]}
+        failure = {"handler": where, "event": "template", "error": failure_text(exc)}
         alert.handler_errors = [*(alert.handler_errors or []), {**failure, "at": utcnow().isoformat()}]
         return ""
 
@@ -802,6 +803,7 @@ def on_created(
     now = utcnow()
     rules = matching_rules(org, alert, now, integration) if automation.rules else []
     incident: Incident | None = None
+    waiting = False  # a rule's delay holds the incident back
     if rules:
         alert.rules = [rule.name for rule in rules]
         opened = waiting = False
@@ -876,7 +878,9 @@ def on_created(
         alert.rules = None
     if automation.inhibit_rules:
         _note_symptoms(session, org, alert, integration)
-    run_handlers(session, org, alert, _incident_of(session, alert, incident), "created")
+    if not waiting:
+        # A rule's delay holds the incident back: the handlers run once, when it opens (``waited``).
+        schedule_handlers(session, alert, "created")
 
 
 def _note_symptoms(session: Session, org: OrgConfig, alert: Alert, integration: str | None) -> None:
@@ -1136,6 +1140,17 @@ def _open_later(session: Session, alert: Alert, rule: AutomationRule, opens_at: 
     )
 
 
+def _waiting_for_delay(session: Session, alert: Alert) -> bool:
+    return (
+        session.scalar(
+            select(Job.id).where(
+                Job.idempotency_key == f"alert-delay:{alert.id}", Job.status == JobStatus.pending
+            )
+        )
+        is not None
+    )
+
+
 def _update(session: Session, org: OrgConfig, incident: Incident, data: IncidentUpdate) -> None:
     """Automation changes an incident's status or severity the way a person does (timeline, events)."""
     incident_service.update_incident(session, org=org, ref=incident.id, data=data, performer=PERFORMER)
@@ -1328,7 +1343,7 @@ def on_acknowledged(
     incident = _incident_of(session, alert, None)
     if incident is not None:
         _acknowledge_with_alerts(session, org, alert, incident, performer, at_source_by)
-    run_handlers(session, org, alert, incident, "acknowledged")
+    schedule_handlers(session, alert, "acknowledged")
 
 
 def _acknowledge_with_alerts(
@@ -1418,7 +1433,11 @@ def on_resolved(
         )
         if settle:
             settle_resolved(session, org, alert)
-    run_handlers(session, org, alert, incident, "resolved")
+    if handlers_for(alert.alert_type) and _waiting_for_delay(session, alert):
+        # It resolved while its rule's delay held it: its created handlers, which were waiting for the
+        # incident, run now (with none), before its resolved ones.
+        schedule_handlers(session, alert, "created")
+    schedule_handlers(session, alert, "resolved")
 
 
 def settle_resolved(session: Session, org: OrgConfig, alert: Alert) -> None:

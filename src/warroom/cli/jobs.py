@@ -38,7 +38,7 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit.")] = False,
 ) -> None:
     """Run background jobs (pages, notifications, timers) until SIGINT/SIGTERM."""
-    from warroom.cli.main import _database, _org, _settings, _warn_if_nothing_routed
+    from warroom.cli.main import _database, _org, _settings, _warn_if_nothing_routed, _warn_of_broken_handlers
     from warroom.context import AppContext
     from warroom.jobs.worker import Worker
 
@@ -46,6 +46,7 @@ def worker(
     settings = _settings(config, database_url)
     org = _org(settings)
     _warn_if_nothing_routed(settings.config, org)
+    _warn_of_broken_handlers()
     context = AppContext(settings=settings, db=_database(settings), org=org)
     runner = Worker(context, name=name, poll_interval=poll_interval, batch=batch, concurrency=concurrency)
     if once:

@@ -207,6 +207,7 @@ def serve(
         settings.run_worker = False
     org = _org(settings)  # refuse to start on a bad org file
     _warn_if_nothing_routed(settings.config, org)
+    _warn_of_broken_handlers()
     try:
         mail_tls = mail.tls_context(settings)  # and on a certificate the mail intake cannot use
     except mail.MailTLSError as exc:
@@ -354,8 +355,18 @@ def config_check(file: Annotated[Path, typer.Argument(help="The YAML org file.")
     org = _org(settings)
     console.print(f"[green]ok[/] {escape(str(file))}: {escape(reload.summary(org))}")
     _warn_if_nothing_routed(file, org)
+    _warn_of_broken_handlers()
     for warning in unmet_secrets(org, webhook_secret=settings.webhook_secret):
         error_console.print(f"[yellow]warning[/] {escape(warning)}")
+
+
+def _warn_of_broken_handlers() -> None:
+    """A ``warroom.handlers`` entry point that fails to import would otherwise show only when its first alert
+    arrives (check, serve, worker)."""
+    from warroom.alerts.handlers import entry_point_failures
+
+    for problem in entry_point_failures():
+        error_console.print(f"[bold yellow]warning[/] {escape(problem)}")
 
 
 def _warn_if_nothing_routed(file: Path | None, org: OrgConfig) -> None:
