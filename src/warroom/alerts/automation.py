@@ -1136,19 +1136,19 @@ def _open_later(session: Session, alert: Alert, rule: AutomationRule, opens_at: 
         kind=DELAY_KIND,
         payload={"alert_id": alert.id, "rule": rule.name, "delay": " and ".join(waits_for)},
         run_at=opens_at,
-        idempotency_key=f"alert-delay:{alert.id}",
+        idempotency_key=_delay_key(alert.id),
     )
+
+
+def _delay_key(alert_id: int) -> str:
+    return f"alert-delay:{alert_id}"
 
 
 def _waiting_for_delay(session: Session, alert: Alert) -> bool:
-    return (
-        session.scalar(
-            select(Job.id).where(
-                Job.idempotency_key == f"alert-delay:{alert.id}", Job.status == JobStatus.pending
-            )
-        )
-        is not None
+    pending = select(Job.id).where(
+        Job.idempotency_key == _delay_key(alert.id), Job.status == JobStatus.pending
     )
+    return session.scalar(pending) is not None
 
 
 def _update(session: Session, org: OrgConfig, incident: Incident, data: IncidentUpdate) -> None:
