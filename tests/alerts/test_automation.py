@@ -231,7 +231,8 @@ def test_a_more_severe_alert_joining_raises_the_incident(
     api: TestClient, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
 ) -> None:
     """Prometheus rules often come in pairs: the warning, then the critical alert of the same name. The
-    incident the warning opened (P2 by the matrix) rises to P1 when the critical one joins its group."""
+    incident the warning opened (P2 by the matrix) rises to P0 (the matrix's most severe level, these rules
+    having no severity_map) when the critical one joins its group."""
 
     def postgres(dedup_key: str, severity: str) -> dict[str, Any]:
         alert = {"summary": "disk filling", "labels": {"alertname": "PostgresDiskFull"}}
@@ -241,15 +242,15 @@ def test_a_more_severe_alert_joining_raises_the_incident(
     assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P2"
     critical = fire(api, generic_key, postgres("crit", "critical"))[0]
     assert critical["incident"] == "INC-1"
-    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P1"
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P0"
     timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
     assert timeline[-1]["action"] == (
-        f"Severity raised: P2 → P1 — alert ALR-{critical['id']} (critical) joined the incident"
+        f"Severity raised: P2 → P0 — alert ALR-{critical['id']} (critical) joined the incident"
     )
     assert timeline[-1]["performer"] == "automation"
     # A less severe alert never lowers it.
     fire(api, generic_key, postgres("info", "info"))
-    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P1"
+    assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["severity"] == "P0"
     # A person lowers it; another critical alert, no more severe than those already on it, leaves it be.
     lowered = api.patch("/api/v1/incidents/INC-1", json={"severity": "P2"}, headers=responder)
     assert lowered.status_code == 200, lowered.text
