@@ -5,6 +5,7 @@ Everything a team tunes lives here; the code ships the seed's matrix as defaults
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +41,7 @@ from warroom.oncall.config import (
     check_oncall_references,
     default_paging_modes,
 )
+from warroom.severity.matrix import built_in_level
 
 ImpactLevel = Literal["none", "low", "medium", "high"]
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -267,6 +269,12 @@ class OrgConfig(StrictModel):
     automation: AutomationConfig = Field(default_factory=AutomationConfig)
 
     @model_validator(mode="after")
+    def _defaults_follow_the_matrix(self) -> OrgConfig:
+        # Before the references are checked: a default is never a problem of the file.
+        defaults_follow_the_matrix(self)
+        return self
+
+    @model_validator(mode="after")
     def _check_references(self) -> OrgConfig:
         problems = [problem for check in REFERENCE_CHECKS for problem in check(self)]
         if problems:
@@ -313,6 +321,24 @@ class OrgConfig(StrictModel):
 
     def audience(self, audience_id: str) -> AudienceConfig | None:
         return next((a for a in self.audiences if a.id == audience_id), None)
+
+
+def defaults_follow_the_matrix(org: OrgConfig) -> None:
+    """The built-in default level and suggestion rules name P0-P3. In a file with a matrix of its own that
+    leaves them out, each level the file lacks is the matrix's level at its place (``built_in_level``): a
+    two-level matrix gets its first level for the P0 and P1 rules and its last for the P2 and P3 ones, not
+    eleven problems about rules nobody wrote. What the file gives is kept, and checked as written."""
+    severity_ids = org.severity_ids
+    if not severity_ids:
+        return  # a problem of its own (_matrix_references)
+    given = org.model_fields_set
+    if "default_severity" not in given:
+        org.default_severity = built_in_level(severity_ids, org.default_severity)
+    if "severity_rules" not in given:
+        org.severity_rules = [
+            rule.model_copy(update={"severity": built_in_level(severity_ids, rule.severity)})
+            for rule in org.severity_rules
+        ]
 
 
 def _matrix_references(org: OrgConfig) -> list[str]:
@@ -588,6 +614,8 @@ def _salvaged_reference_problems(data: dict[str, Any], exc: ValidationError) -> 
         org = _salvage_model(OrgConfig, data, [tuple(error["loc"]) for error in exc.errors()])
     except Exception:  # best effort: the field problems are reported either way
         return []
+    with contextlib.suppress(Exception):  # the matrix did not parse: the defaults stay as built in
+        defaults_follow_the_matrix(org)
     problems: list[str] = []
     for check in REFERENCE_CHECKS:
         try:

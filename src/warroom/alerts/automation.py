@@ -24,6 +24,7 @@ from warroom.alerts.config import (
     AutomationConfig,
     AutomationRule,
     IncidentAction,
+    alert_name,
     matrix_severity_map,
     template_environment,
 )
@@ -130,8 +131,10 @@ def render(template: str, alert: Alert, where: str, **values: Any) -> str:
     try:
         return _compiled(template).render(alert=view, labels=view["labels"], **values).strip()
     except Exception as exc:
-        log.warning("template %s failed on %s", where, alert.ref, exc_info=True)
-        failure = {"handler": where, "event": "template", "error": failure_text(exc)}
+        error = failure_text(exc)
+        # The org file's mistake, not the code's: one line, no traceback (a missing label is common).
+        log.warning("template %s failed on %s: %s", where, alert.ref, error)
+        failure = {"handler": where, "event": "template", "error": error}
         alert.handler_errors = [*(alert.handler_errors or []), {**failure, "at": utcnow().isoformat()}]
         return ""
 
@@ -179,7 +182,7 @@ def _group_value(alert: Alert, name: str) -> str:
     if name == "service":
         return alert.service or alert.labels.get("service", "")
     if name == "alertname":
-        return alert.labels.get("alertname", alert.alert_type)
+        return alert_name(alert.labels, alert.alert_type)
     return alert.labels.get(name, "")
 
 

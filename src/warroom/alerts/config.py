@@ -12,12 +12,13 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from dateutil.rrule import rrulestr
-from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
+from jinja2 import ChainableUndefined, StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from warroom.durations import Duration, duration_between, off_or_between
 from warroom.incidents.schemas import Assessment
+from warroom.severity.matrix import BUILT_IN_LEVELS, matrix_level
 from warroom.timezones import check_zone
 
 if TYPE_CHECKING:
@@ -41,7 +42,15 @@ ALERT_SOURCES = [
 
 # Read-only, as the enrichment templates are: a rule's title or message is given the alert's labels and
 # annotations, and one calling labels.update() or labels.pop() must not change what the alert records.
-template_environment = ImmutableSandboxedEnvironment(autoescape=False)
+# Strict: a label the alert lacks fails the template (the summary stands in, and the failure is kept), where
+# it would render empty and title an incident "API : ..." with nobody told; ``default``, ``is defined`` and
+# ``labels.get`` say what a template wants when a label may be missing.
+template_environment = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+
+# The variables each kind of rule template is given (``automation.render``): an incident's title is rendered
+# before the incident exists, so only its notify messages know it.
+TITLE_VARIABLES: tuple[str, ...] = ("alert", "labels")
+NOTIFY_VARIABLES: tuple[str, ...] = (*TITLE_VARIABLES, "incident")
 
 
 def regex_search(value: Any, pattern: str, group: int | str = 0) -> str:
@@ -79,15 +88,24 @@ class StrictModel(BaseModel):
 
 
 def matrix_severity_map(severity_ids: list[str]) -> dict[AlertSeverity, str]:
-    """Without a configured map, alert severities map by position in the matrix (P1, P2, P2, P3 by
-    default): a critical alert is urgent but not yet all-hands until a person or a rule says so."""
-    last = len(severity_ids) - 1
+    """Without a configured map, the four alert severities spread over the matrix in order, critical the most
+    severe. In a matrix of four levels or more the most severe is left to people (a critical alert is urgent,
+    not yet all-hands): P1, P2, P2, P3 in the built-in matrix. In a smaller one a critical alert takes the
+    first level and pages when it does: SEV1, SEV1, SEV2, SEV2 in a matrix of two."""
+    levels = severity_ids[1:] if len(severity_ids) >= len(BUILT_IN_LEVELS) else severity_ids
     return {
-        "critical": severity_ids[min(1, last)],
-        "error": severity_ids[min(2, last)],
-        "warning": severity_ids[min(2, last)],
-        "info": severity_ids[last],
+        "critical": matrix_level(levels, 0),
+        "error": matrix_level(levels, 1),
+        "warning": matrix_level(levels, 2),
+        "info": matrix_level(levels, 3),
     }
+
+
+def alert_name(labels: Mapping[str, str], alert_type: str) -> str:
+    """An alert's ``alertname``: its label, else its type (a plain JSON ``type``, a PagerDuty ``class``; the
+    source's fallback type when the payload names none). Grouping and every condition read it so, so that a
+    rule matching ``alertname`` sees the name the alert is grouped by."""
+    return labels.get("alertname", alert_type)
 
 
 @dataclass(frozen=True)
@@ -107,6 +125,10 @@ class AlertFacts:
     def of(cls, alert: Any, integration: str | None = None) -> AlertFacts:
         """From an ``Alert``, or anything else with these attributes."""
         return cls(alert.source, alert.severity, alert.alert_type, alert.service, alert.labels, integration)
+
+    def label(self, name: str) -> str | None:
+        """A label as conditions read it (None: the alert has none): ``alertname`` is ``alert_name``'s."""
+        return alert_name(self.labels, self.alert_type) if name == "alertname" else self.labels.get(name)
 
 
 @lru_cache(maxsize=1024)
@@ -158,13 +180,21 @@ class AlertConditions(StrictModel):
     def mismatch(self, alert: AlertFacts) -> str | None:
         """The first condition the alert fails, in words (None: it meets them all)."""
         failed = self.failure(alert)
-        return None if failed is None else _FAILURE_TEXT[failed[0]](*failed[1:])
+        if failed is None:
+            return None
+        text = _FAILURE_TEXT[failed[0]](*failed[1:])
+        if (
+            failed[0] in ("label", "regex", "present")
+            and failed[1] == "alertname"
+            and "alertname" not in alert.labels
+        ):
+            text += " (the alert's type: it has no alertname label, and is grouped by its type too)"
+        return text
 
     def failure(self, alert: AlertFacts) -> tuple[Any, ...] | None:
         """The first condition the alert fails, as a kind (a key of ``_FAILURE_TEXT``) and its facts."""
         if self.integrations and alert.integration not in self.integrations:
             return ("integration", alert.integration, self.integrations)
-        labels = alert.labels
         if self.source and alert.source not in self.source:
             return ("one_of", "source", alert.source, self.source)
         if self.severity and alert.severity not in self.severity:
@@ -172,12 +202,13 @@ class AlertConditions(StrictModel):
         if self.type and alert.alert_type not in self.type:
             return ("one_of", "type", alert.alert_type, self.type)
         for name, pattern in self.labels_regex.items():
-            if name not in labels:
+            value = alert.label(name)
+            if value is None:
                 return ("regex_missing", name, pattern)
-            if not compiled_regex(pattern).fullmatch(labels[name]):
-                return ("regex", name, labels[name], pattern)
+            if not compiled_regex(pattern).fullmatch(value):
+                return ("regex", name, value, pattern)
         for name in self.labels_missing:
-            if name in labels:
+            if alert.label(name) is not None:
                 return ("present", name)
         return None
 
@@ -196,8 +227,8 @@ class RuleMatch(AlertConditions):
         if self.service and alert.service not in self.service:
             return ("service", alert.service, self.service)
         for name, value in self.labels.items():
-            if alert.labels.get(name) != value:
-                return ("label", name, alert.labels.get(name), value)
+            if (found := alert.label(name)) != value:
+                return ("label", name, found, value)
         return super().failure(alert)
 
 
@@ -227,14 +258,17 @@ class Notify(StrictModel):
     audience: str
     message: str = Field(
         default="{{ incident.ref }} opened from alert: {{ alert.summary }}",
-        description="Jinja2 template (sandboxed) with alert and incident.",
+        description="Jinja2 template (sandboxed, strict) given alert, labels and incident.",
     )
 
 
 class IncidentAction(StrictModel):
     """Open an incident, or attach the alert to the open incident of its group."""
 
-    title: str = Field(default="{{ alert.summary }}", description="Jinja2 template (sandboxed).")
+    title: str = Field(
+        default="{{ alert.summary }}",
+        description="Jinja2 template (sandboxed, strict) given alert and labels (no incident yet).",
+    )
     severity: str | None = Field(default=None, description="A fixed level; else mapped from the alert.")
     severity_map: dict[AlertSeverity, str] | None = Field(
         default=None, description="Alert severity → incident level; defaults to automation.severity_map."
@@ -330,15 +364,29 @@ class AutomationRule(StrictModel):
 
     @model_validator(mode="after")
     def _templates_parse(self) -> AutomationRule:
-        templates = [("notify.message", n.message) for n in self.notify]
+        templates = [("notify.message", n.message, NOTIFY_VARIABLES) for n in self.notify]
         if self.incident:
-            templates.append(("incident.title", self.incident.title))
-        for where, text in templates:
+            templates.append(("incident.title", self.incident.title, TITLE_VARIABLES))
+        for where, text, given in templates:
             try:
+                parsed = template_environment.parse(text)
                 # Compiled, not only parsed: an unknown filter is refused here, not at the first alert.
-                template_environment.from_string(text)
+                template_environment.from_string(parsed)
             except TemplateSyntaxError as exc:  # TemplateAssertionError (an unknown filter) is one too
                 raise ValueError(f"{where}: bad template: {exc.message}") from None
+            # A name this kind of template is never given fails on every alert: said now, not at 3 a.m.
+            unknown = meta.find_undeclared_variables(parsed) - {*given, *template_environment.globals}
+            if unknown:
+                names = ", ".join(repr(name) for name in sorted(unknown))
+                verb = "is" if len(unknown) == 1 else "are"
+                why = (
+                    " (its incident does not exist yet when a title is rendered)"
+                    if "incident" in unknown
+                    else ""
+                )
+                raise ValueError(
+                    f"{where}: bad template: {names} {verb} never given to it{why}; it has {', '.join(given)}"
+                )
         return self
 
 
@@ -625,7 +673,7 @@ class InhibitRule(StrictModel):
     def pairs(self, source: AlertFacts, target: AlertFacts) -> bool:
         """Whether ``source`` inhibits ``target`` by this rule."""
         return (
-            all(source.labels.get(name, "") == target.labels.get(name, "") for name in self.equal)
+            all((source.label(name) or "") == (target.label(name) or "") for name in self.equal)
             and self.target.accepts(target)
             and self.source.accepts(source)
         )

@@ -42,12 +42,17 @@ def _narrowing(match: RuleMatch, equal: list[str], other: AlertFacts) -> ColumnE
         )
         if values
     ]
-    conditions += [Alert.labels[name].as_string() == value for name, value in match.labels.items()]
+    conditions += [_label_is(name, value) for name, value in match.labels.items()]
     # A label both lack counts as equal, so only a value the other alert has narrows.
-    conditions += [
-        Alert.labels[name].as_string() == value for name in equal if (value := other.labels.get(name))
-    ]
+    conditions += [_label_is(name, value) for name in equal if (value := other.label(name))]
     return and_(true(), *conditions)
+
+
+def _label_is(name: str, value: str) -> ColumnElement[bool]:
+    """An alert's label is ``value``, in SQL, as conditions read labels (``AlertFacts.label``): an alertname
+    may be the alert's type (a superset, as narrowing may be: Python checks the rest)."""
+    labelled = Alert.labels[name].as_string() == value
+    return or_(labelled, Alert.alert_type == value) if name == "alertname" else labelled
 
 
 _CANDIDATE_COLUMNS = (Alert.id, *FACT_COLUMNS, Alert.incident_id)
