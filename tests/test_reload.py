@@ -483,3 +483,59 @@ def test_a_reload_moves_heartbeat_deadlines_and_schedule_chains(
             select(Job).where(Job.kind == "alerts.maintenance_schedule", Job.status == JobStatus.pending)
         ).all()
     assert [job.payload["starts_at"] for job in waiting] == ["2026-03-02T20:00:00+00:00"]
+
+
+def test_a_worker_reads_an_announced_reload_before_running_what_it_claims(
+    api: TestClient, context: AppContext, settings: Settings, org_file: Path, admin: dict[str, str]
+) -> None:
+    """A reload through one server adds auto_resolve, and its sweep chain starts at once. A worker in another
+    process that has not polled yet claims the sweep: it reads the announced file first, so the sweep runs
+    instead of ending the chain ("the org file has no auto_resolve entries")."""
+    from warroom.db import Database
+    from warroom.jobs.worker import Worker
+
+    worker_settings = settings.model_copy(update={"reload_poll_seconds": 3600.0})  # only catch-up reads it
+    other = AppContext(
+        settings=worker_settings,
+        db=Database(worker_settings.resolved_database_url),
+        org=load_org_config(org_file),
+    )
+    watcher = reload.ReloadWatcher(other)
+    watcher.start()
+    try:
+        write_org(org_file, auto_resolve=[{"match": {"source": ["generic"]}, "after": "4h"}])
+        assert api.post("/api/v1/config/reload", headers=admin).status_code == 200
+        assert other.org.automation.auto_resolve == []  # it has not looked yet
+        assert Worker(other, name="elsewhere").run_once() >= 1
+        assert other.org.automation.auto_resolve != []
+        with context.db.read() as session:
+            sweeps = session.scalars(select(Job).where(Job.kind == SWEEP_KIND).order_by(Job.id)).all()
+        assert sweeps[0].status == JobStatus.done and sweeps[0].result == {"resolved": 0}
+        assert [job.status for job in sweeps[1:]] == [JobStatus.pending]  # the chain goes on
+    finally:
+        watcher.stop()
+        other.db.dispose()
+
+
+def test_a_chain_ended_this_minute_starts_again_at_the_next(
+    api: TestClient, context: AppContext, org_file: Path, admin: dict[str, str]
+) -> None:
+    """auto_resolve removed, its sweep ends the chain; put back within the same minute, the chain starts
+    again at the next minute instead of finding this minute's run done and starting nothing."""
+    from warroom.jobs.worker import Worker
+
+    clock.set(datetime(2026, 3, 2, 10, 0, 5, tzinfo=UTC))
+    entries = [{"match": {"source": ["generic"]}, "after": "4h"}]
+    write_org(org_file, auto_resolve=entries)
+    assert api.post("/api/v1/config/reload", headers=admin).status_code == 200
+    write_org(org_file)
+    assert api.post("/api/v1/config/reload", headers=admin).status_code == 200
+    Worker(context, name="w1").run_once()  # the sweep of 10:00 finds no entries: the chain ends
+    clock.set(datetime(2026, 3, 2, 10, 0, 30, tzinfo=UTC))
+    write_org(org_file, auto_resolve=entries)
+    assert api.post("/api/v1/config/reload", headers=admin).status_code == 200
+    with context.db.read() as session:
+        pending = session.scalars(
+            select(Job).where(Job.kind == SWEEP_KIND, Job.status == JobStatus.pending)
+        ).all()
+    assert [job.run_at for job in pending] == [datetime(2026, 3, 2, 10, 1, tzinfo=UTC)]

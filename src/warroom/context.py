@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,6 +23,10 @@ class AppContext:
     org_loaded_at: datetime = field(default_factory=utcnow)
     # The newest reload announced in the database (``config_reloads``) that this process has followed.
     reloads_seen: int = 0
+    # Follows a reload another process announced, now (``reload.ReloadWatcher.catch_up``), when this process
+    # follows announced reloads at all: a worker calls it before running jobs another process may have
+    # enqueued under a newer org file.
+    catch_up_reloads: Callable[[], object] | None = None
 
     def __post_init__(self) -> None:
         wiring.load()

@@ -173,6 +173,11 @@ def reload_org(context: AppContext, *, announce_as: str | None = None, force: bo
     org = load_org_config(path)
     refuse_routing_nothing(context.org, org, str(path or "(no org file)"), force=force)
     warnings = reload_warnings(context, org)
+    if announce_as is not None:
+        # Announced before this process works under the new file: a worker elsewhere that claims a job this
+        # process enqueues from now on (a rule's page of a new policy, a new schedule's window) sees the
+        # announcement and reads the file first (``ReloadWatcher.catch_up``).
+        announce(context, announce_as, forced=force)
     context.org = org
     context.org_loaded_at = utcnow()
     loaded = status(context).model_copy(update={"warnings": warnings})
@@ -185,8 +190,6 @@ def reload_org(context: AppContext, *, announce_as: str | None = None, force: bo
         # The new file is in effect either way; only its new recurring work waits (a database that cannot be
         # written now). The next reload or start begins it.
         log.warning("org file reloaded, but its recurring jobs could not be started now: %s", exc)
-    if announce_as is not None:
-        announce(context, announce_as, forced=force)
     return loaded
 
 
@@ -232,12 +235,14 @@ def follow_announced(context: AppContext) -> bool:
 
 
 class ReloadWatcher:
-    """A thread that follows announced reloads (``follow_announced``) every ``reload_poll_seconds``."""
+    """A thread that follows announced reloads (``follow_announced``) every ``reload_poll_seconds``, and
+    ``catch_up`` for a worker that must not wait for the next poll."""
 
     def __init__(self, context: AppContext) -> None:
         self.context = context
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name="warroom-reload-watcher", daemon=True)
+        self.lock = threading.Lock()  # one reload at a time: the poll's and a worker's catch-up
 
     def start(self) -> None:
         try:
@@ -245,17 +250,29 @@ class ReloadWatcher:
             self.context.reloads_seen = max(self.context.reloads_seen, latest_reload(self.context))
         except Exception as exc:
             log.warning("could not read the announced reloads now (%s); looking again later", exc)
+        self.context.catch_up_reloads = self.catch_up
         self.thread.start()
+
+    def catch_up(self) -> None:
+        """Follow a reload announced since the last poll, now. A worker calls this before running the jobs it
+        claimed: a job another process enqueued after reloading (a page of a policy the file just gained)
+        must not run under the file this process read before."""
+        if latest_reload(self.context) <= self.context.reloads_seen:
+            return
+        with self.lock:
+            follow_announced(self.context)
 
     def _run(self) -> None:
         while not self.stop_event.wait(self.context.settings.reload_poll_seconds):
             try:
-                follow_announced(self.context)
+                with self.lock:
+                    follow_announced(self.context)
             except Exception as exc:  # a database down for a moment: look again at the next poll
                 log.warning("could not look for announced reloads: %s", exc)
 
     def stop(self) -> None:
         self.stop_event.set()
+        self.context.catch_up_reloads = None
         self.thread.join(5)
 
 

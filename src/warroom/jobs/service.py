@@ -199,14 +199,19 @@ def start_grid_chain(
     if has_pending(session, kind=kind, key_prefix=key_prefix):
         return False
     seconds = max(1, int(every.total_seconds()))
-    enqueue_on_grid(
+    now = utcnow()
+    run = enqueue_on_grid(
         session,
         kind=kind,
         key_prefix=key_prefix,
         payload=payload,
         every=every,
-        after=utcnow() - timedelta(seconds=seconds),
+        after=now - timedelta(seconds=seconds),
     )
+    if run.status not in (JobStatus.pending, JobStatus.running):
+        # This slot's run is over: it ended the chain (an org file without the entries, read a moment before
+        # a reload put them back). The chain starts again at the next slot.
+        enqueue_on_grid(session, kind=kind, key_prefix=key_prefix, payload=payload, every=every, after=now)
     return True
 
 

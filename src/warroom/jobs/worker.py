@@ -423,11 +423,24 @@ class Worker:
             log.exception("job %s: could not record its outcome", job_id)
             return False
 
+    def _catch_up(self) -> None:
+        """Follow a reload another process announced before running what was claimed
+        (``AppContext.catch_up_reloads``); a failure to look is logged, and the jobs run under the file this
+        process has."""
+        catch_up = self.context.catch_up_reloads
+        if catch_up is None:
+            return
+        try:
+            catch_up()
+        except Exception as exc:
+            log.warning("worker %s: could not look for announced reloads: %s", self.name, exc)
+
     def run_once(self, now: datetime | None = None) -> int:
         """Claim due jobs and run them; returns how many ran (successfully or not)."""
         claimed = self.claim(now)
         if not claimed:
             return 0
+        self._catch_up()
         if self.concurrency > 1 and len(claimed) > 1:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"job-{self.name}")
@@ -558,6 +571,8 @@ class Worker:
                             "worker %s: claiming works again after %d failed attempts", self.name, failures
                         )
                         failures = 0
+                if claimed:
+                    self._catch_up()
                 for job_id, peer in claimed:
                     running[pool.submit(self._run_claimed, job_id, None)] = (job_id, peer)
                 # Fewer due than free slots: nothing more until the next is due (the due jobs of a peer at
