@@ -109,7 +109,7 @@ def test_rule_opens_incident_with_everything_on_the_timeline(
     assert updates[0]["message"] == "INC-1: card charges failing"
     assert updates[0]["sender"] == "automation"
     assert [(p.name, p.incident_id, p.data) for p in page_requests] == [
-        ("incident.page_requested", 1, {"policy": "payments-escalation"})
+        ("incident.page_requested", 1, {"policy": "payments-escalation", "rule": "payments"})
     ]
     alert = api.get("/api/v1/alerts/1", headers=viewer).json()
     assert alert["rules"] == ["payments"]

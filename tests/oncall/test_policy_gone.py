@@ -223,3 +223,44 @@ def test_after_a_rename_the_running_escalation_is_the_policy_it_goes_on_as(conte
     reminded = [p for p in pages(context, incident_id) if p.status == PageStatus.sent and p.policy == NEW]
     assert [(p.person, p.step) for p in reminded] == [("carol", 1)]
     assert not any("unknown escalation policy" in e.action for e in timeline(context, incident_id))
+
+
+def test_a_rules_page_renamed_before_the_worker_runs_pages_the_policy_the_rule_names_now(
+    context: AppContext,
+) -> None:
+    """An error on payments asks for the critical-monitoring rule's page (platform-escalation, beside the
+    payments service's own policy); a reload renames that policy, in the policy and the rule, before the
+    worker gets to the page. The page goes to the policy under its new name, said on the timeline, instead of
+    to nobody ("unknown escalation policy")."""
+    from fastapi.testclient import TestClient
+
+    from tests.alerts.conftest import make_key
+    from warroom.app import create_app
+
+    clock.set(T0)
+    new = "platform-v2"
+    key = make_key(context, "generic")
+    with TestClient(create_app(context=context)) as api:
+        alert = {"summary": "refunds slow", "severity": "error", "service": "payments"}
+        answer = api.post(f"/api/v1/alerts?key={key}", json=alert)
+        assert answer.status_code == 202, answer.text
+    incident_id = int(answer.json()["alerts"][0]["incident"].removeprefix("INC-"))
+    renamed = reloaded(context.org, policies={OLD: new})
+    rules = [
+        rule.model_copy(update={"page": new}) if rule.page == OLD else rule
+        for rule in renamed.automation.rules
+    ]
+    context.org = renamed.model_copy(
+        update={"automation": renamed.automation.model_copy(update={"rules": rules})}
+    )
+    worker = Worker(context, name="w1")
+    run_at(worker, T0)
+    run_at(worker, T0 + timedelta(seconds=1))  # the replacement's start
+    paged = {p.policy for p in pages(context, incident_id)}
+    assert new in paged and OLD not in paged
+    actions = [e.action for e in timeline(context, incident_id)]
+    assert (
+        f"Escalation policy '{OLD}' is no longer in the org file; rule critical-monitoring pages {new} now, "
+        f"so {new} is paged instead"
+    ) in actions
+    assert not any("unknown escalation policy" in action for action in actions)

@@ -611,7 +611,8 @@ def _page_on_join(
             data={"policy": policy, "rule": rule_name, "alert": alert.id},
         )
         session.flush()
-        publish(session, DomainEvent("incident.page_requested", incident.id, PERFORMER, {"policy": policy}))
+        requested = {"policy": policy, "rule": rule_name}
+        publish(session, DomainEvent("incident.page_requested", incident.id, PERFORMER, requested))
 
 
 def _after_open(
@@ -644,9 +645,8 @@ def _after_open(
             data={"policy": rule.page, "rule": rule.name},
         )
         session.flush()
-        publish(
-            session, DomainEvent("incident.page_requested", incident.id, PERFORMER, {"policy": rule.page})
-        )
+        requested = {"policy": rule.page, "rule": rule.name}
+        publish(session, DomainEvent("incident.page_requested", incident.id, PERFORMER, requested))
     for notify in rule.notify:
         audience = org.audience(notify.audience)
         if incident.is_private and audience is not None and audience.reaches_outside:

@@ -83,10 +83,12 @@ def request_paging(
     severity: str | None = None,
     requested_by: str | None = None,
     note: str | None = None,
+    rule: str | None = None,
 ) -> Job:
     """Enqueue the start of paging; committed with the change that caused it. ``severity``: the level the
     incident opened at, which the page names even if it was raised before the worker ran. ``requested_by``:
-    the person who asked for the page (trigger ``REQUESTED_BY_PERSON``)."""
+    the person who asked for the page (trigger ``REQUESTED_BY_PERSON``). ``rule``: the automation rule whose
+    ``page`` it is, so that a reload renaming the policy before the worker runs does not lose the page."""
     at = at or utcnow()
     if trigger == "created":
         key = _opening_key(incident_id)
@@ -102,6 +104,8 @@ def request_paging(
         payload["requested_by"] = requested_by
     if note:
         payload["note"] = note
+    if rule:
+        payload["rule"] = rule
     return job_service.enqueue(
         session,
         kind=START_KIND,
@@ -213,6 +217,12 @@ def _policies_of(session: Session, org: OrgConfig, incident: Incident, *, active
         # A start naming no policy is the incident's own (opening, raise): its policy as it stands now.
         names.add(named if isinstance(named, str) else own.name if own is not None else None)
     return {name for name in names if name is not None}
+
+
+def _rule_page_now(org: OrgConfig, rule: str | None) -> str | None:
+    """The policy the automation rule ``rule`` pages in the org file now (None: no such rule, or no page)."""
+    found = next((candidate for candidate in org.automation.rules if candidate.name == rule), None)
+    return found.page if found is not None and found.page and _policy_named(org, found.page) else None
 
 
 def _stands_for(org: OrgConfig, name: str, own: EscalationPolicyConfig | None) -> str | None:
@@ -399,6 +409,7 @@ def start_paging(
     opened_at: str | None = None,
     requested_by: str | None = None,
     note: str | None = None,
+    rule: str | None = None,
 ) -> dict[str, Any]:
     org = context.org
     at = at or utcnow()
@@ -434,6 +445,24 @@ def start_paging(
         try:
             policy = service.get_policy(org, policy_name)
         except NotFound as exc:
+            now_pages = _rule_page_now(org, rule)
+            if now_pages is not None and now_pages != policy_name:
+                # A reload renamed the policy (or gave the rule another) after the rule asked: the rule's
+                # page goes to what the rule pages now, unless the incident has that one already.
+                if now_pages in policies_not_paging(session, org, incident, [now_pages]):
+                    _timeline(
+                        session,
+                        incident,
+                        f"Escalation policy {policy_name!r} is no longer in the org file; rule {rule} pages "
+                        f"{now_pages} now, so {now_pages} is paged instead",
+                        kind=TimelineKind.automation,
+                        data={"policy": policy_name, "rule": rule, "instead": now_pages},
+                    )
+                    request_paging(
+                        session, incident_id=incident.id, trigger=trigger, policy=now_pages, at=at, rule=rule
+                    )
+                    return {"replaced_by": now_pages}
+                return {"skipped": f"unknown policy; {now_pages}, which rule {rule} pages now, pages already"}
             _timeline(
                 session,
                 incident,
@@ -1381,6 +1410,7 @@ def _start_job(context: AppContext, session: Session, job: Job) -> dict[str, Any
         opened_at=payload.get("severity"),
         requested_by=payload.get("requested_by"),
         note=payload.get("note"),
+        rule=payload.get("rule"),
     )
 
 

@@ -68,6 +68,7 @@ def page_requested_policy(session: Session, event: DomainEvent) -> None:
     # A person's request names them (``paging.request_page_by_person``); a rule's does not.
     requested_by = event.data.get("requested_by")
     note = event.data.get("note")
+    rule = event.data.get("rule")
     paging.request_paging(
         session,
         incident_id=event.incident_id,
@@ -76,6 +77,7 @@ def page_requested_policy(session: Session, event: DomainEvent) -> None:
         at=utcnow(),
         requested_by=str(requested_by) if requested_by else None,
         note=str(note) if note else None,
+        rule=str(rule) if rule else None,
     )
 
 
