@@ -88,15 +88,20 @@ def test_an_error_message_with_brackets_prints_as_itself() -> None:
 def test_control_characters_in_alert_text_are_shown_not_obeyed(
     api: TestClient, generic_key: str, viewer: dict[str, str]
 ) -> None:
-    """A customer report needs no key: its text must not clear a responder's screen, retitle the window or
-    reverse what the line says. Escapes are shown as ␛, direction marks by name; Rich's own styling stays."""
+    """Alert text must not clear a responder's screen, retitle the window or reverse what the line says.
+    Escapes are shown as ␛, direction marks by name; Rich's own styling stays. (A customer report, which
+    needs no key, has its summary made one line at intake: none of it reaches a terminal.)"""
     report = {
         "contact": "x@example.com",
         "description": "hi \x1b[2J\x1b[H\x1b[8mhidden",
         "affected_feature": "checkout\x1b]0;pwned\x07 \u202eevil",
     }
     assert api.post("/api/v1/reports", json=report).status_code == 202
-    alert = {"summary": "esc \x1b[31mred", "dedup_key": "esc", "labels": {"host": "\x1b[1mbold\x9b"}}
+    alert = {
+        "summary": "esc \x1b[31mred \x1b[2J \x1b]0;pwned\x07 \u202eevil",
+        "dedup_key": "esc",
+        "labels": {"host": "\x1b[1mbold\x9b"},
+    }
     assert api.post(f"/api/v1/alerts?key={generic_key}", json=alert).status_code == 202
     shown = []
     for alert_id in (1, 2):
