@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.expression import ClauseElement
@@ -98,10 +99,28 @@ def parse_row_ref(ref: str | int, prefix: str, what: str) -> int:
 DEFAULT_BUSY_TIMEOUT = 30.0
 
 
+def as_sqlalchemy_error(exc: BaseException) -> BaseException:
+    """A driver's own error as SQLAlchemy raises it (psycopg's UniqueViolation an ``IntegrityError``, its
+    DeadlockDetected or sqlite3's "database is locked" an ``OperationalError``); anything else as it is.
+
+    SQL run straight on the driver (``DriverStatement``, ``driver_query``, a cursor's COPY) raises the
+    driver's errors unwrapped: ``unavailable``, ``is_retryable`` and ``lost_race`` look through this, so that
+    they tell those apart as they do SQLAlchemy's. Called only once something failed: no cost on success."""
+    if isinstance(exc, DBAPIError):
+        return exc
+    # A psycopg error exists only once psycopg is imported: SQLite alone never imports it.
+    psycopg = sys.modules.get("psycopg")
+    driver_errors: tuple[type[Exception], ...] = (sqlite3.Error, *([psycopg.Error] if psycopg else []))
+    for driver_error in driver_errors:
+        if isinstance(exc, driver_error):
+            return DBAPIError.instance(None, None, exc, driver_error)
+    return exc
+
+
 def unavailable(exc: BaseException) -> bool:
     """True when the database could not be reached or used right now (down, restarting, locked past the busy
     timeout, out of connections, disk full): a condition to retry later, not a fault in the request."""
-    return isinstance(exc, OperationalError | SQLAlchemyTimeoutError)
+    return isinstance(as_sqlalchemy_error(exc), OperationalError | SQLAlchemyTimeoutError)
 
 
 def unavailable_reason(exc: BaseException) -> str:
@@ -139,7 +158,15 @@ _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 def is_retryable(exc: BaseException) -> bool:
     """Whether a failed transaction lost a race the database resolved by aborting it (run it again)."""
+    exc = as_sqlalchemy_error(exc)
     return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+
+
+def lost_race(exc: BaseException) -> bool:
+    """Whether a failed transaction lost a race to a concurrent one and may simply be run again: it inserted
+    a unique key the other committed first (an ``IntegrityError``; run again, it finds the other's row), or
+    the database aborted it to settle a deadlock or a serialization failure (``is_retryable``)."""
+    return isinstance(as_sqlalchemy_error(exc), IntegrityError) or is_retryable(exc)
 
 
 _ON_COMMIT = "warroom.on_commit"

@@ -256,8 +256,7 @@ def _storm_incident(session: Session, org: OrgConfig, policies: list[str], now: 
     # that concurrent alerts cannot each see room under the cap and all open one. In name order: no deadlock.
     for policy in sorted(policies):
         _lock_group(session, f"storm-guard|{policy}")
-    newest = _storm_candidate(session, org, policies, now)
-    return None if newest is None else incident_service.get_incident(session, newest, for_update=True)
+    return _locked_open(session, lambda: _storm_candidate(session, org, policies, now))
 
 
 def _storm_candidate(session: Session, org: OrgConfig, policies: list[str], now: datetime) -> int | None:
@@ -310,6 +309,39 @@ def _storm_note(org: OrgConfig, rule: AutomationRule, policies: list[str]) -> st
         f"{format_duration(guard.within)}, so it joins this one instead of opening another by rule "
         f"{rule.name})"
     )
+
+
+def _locked_open(session: Session, find: Callable[[], int | None]) -> Incident | None:
+    """The open incident ``find`` names, locked for the alert to join; None when it names none.
+
+    ``find`` reads without a lock, and on PostgreSQL another transaction may merge or resolve the incident
+    while this one waits for its lock: a closed incident is not joined, and ``find`` runs again, seeing that
+    commit (a merged incident's alerts are on its target now; a resolved one's group finds nothing, and
+    opens a new incident). Every path by which a new alert joins an incident goes through here."""
+    while (found := find()) is not None:
+        incident = incident_service.get_incident(session, found, for_update=True)
+        if incident.status.is_open:
+            return incident
+    return None
+
+
+def _group_incident(
+    session: Session, org: OrgConfig, alert: Alert, key: str, window: timedelta
+) -> tuple[Incident, list[str] | None] | None:
+    """The open incident an alert of group ``key`` joins, locked: its group's, else an upstream service's
+    (with the chain of dependencies to it)."""
+    chain: list[str] | None = None
+
+    def find() -> int | None:
+        nonlocal chain
+        chain = None
+        existing = _open_group_incident(session, key, window)
+        if existing is None and (upstream := _upstream_incident(session, org, alert)) is not None:
+            existing, chain = upstream
+        return existing
+
+    incident = _locked_open(session, find)
+    return None if incident is None else (incident, chain)
 
 
 def _open_group_incident(session: Session, key: str, window: timedelta) -> int | None:
@@ -822,18 +854,18 @@ def on_created(
                 alert.group_key = key
                 window = group_window(automation, rule.incident)
                 _lock_group(session, key)
-                existing = _open_group_incident(session, key, window)
-                why = f" (group of rule {rule.name})"
-                upstream = _upstream_incident(session, org, alert) if existing is None else None
-                if upstream is not None:
-                    existing, chain = upstream
-                    why = f" ({depends_text(chain)}, which INC-{existing} affects)"
-                if existing is not None:
-                    incident = incident_service.get_incident(session, existing, for_update=True)
+                joined = _group_incident(session, org, alert, key, window)
+                if joined is not None:
+                    incident, chain = joined
+                    why = (
+                        f" (group of rule {rule.name})"
+                        if chain is None
+                        else f" ({depends_text(chain)}, which {incident.ref} affects)"
+                    )
                     attach(
                         session, incident, alert, performer=PERFORMER, note=why, carry_notes=stored_earlier
                     )
-                    if upstream is not None:
+                    if chain is not None:
                         _add_affected_service(session, org, incident, alert)
                     _back_to_investigating(session, org, incident, alert)
                     _raise_severity(session, org, level, incident, alert)

@@ -35,7 +35,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import Session
 
@@ -47,7 +46,7 @@ from warroom.auth.integrations import IntegrationIdentity
 from warroom.auth.models import IntegrationType
 from warroom.auth.signing import SignedBody
 from warroom.context import AppContext
-from warroom.db import is_retryable, unavailable, utcnow
+from warroom.db import is_retryable, lost_race, unavailable, utcnow
 from warroom.errors import WarroomError
 
 log = logging.getLogger("warroom.alerts.intake")
@@ -156,7 +155,9 @@ def ingest_alone(
                     session, org=context.org, source=source, events=events, integration=integration
                 )
         except Exception as exc:
-            if (not isinstance(exc, IntegrityError) and not is_retryable(exc)) or attempt == _ATTEMPTS - 1:
+            # The driver SQL of intake's hot path raises psycopg's and sqlite3's own errors: ``lost_race``
+            # tells a race among them as among SQLAlchemy's.
+            if not lost_race(exc) or attempt == _ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
 
@@ -336,7 +337,7 @@ class IntakeWriter:
                         continue
                     outcomes = exc  # the database cannot be used right now: 503 for all
                     break
-                if not isinstance(exc, WarroomError | IntegrityError):
+                if not isinstance(exc, WarroomError) and not lost_race(exc):
                     # Whatever broke may have broken the connection too.
                     log.warning("alert intake batch failed (%s); retrying each request alone", exc)
                     self._disconnect()
