@@ -75,6 +75,9 @@ def get_incident(session: Session, ref: str | int, *, for_update: bool = False) 
         # Serialises concurrent changes to one incident (and its timeline chain) on PostgreSQL;
         # SQLite write transactions are already serialised by BEGIN IMMEDIATE.
         statement = statement.with_for_update(of=Incident)
+        # What the lock guards is the row as it is now, not as this session may have read it before (an
+        # intake that found the incident open, then waited for the lock while another process resolved it).
+        statement = statement.execution_options(populate_existing=True)
     incident = session.scalar(statement)
     if incident is None:
         raise NotFound(f"no incident INC-{incident_id}")
