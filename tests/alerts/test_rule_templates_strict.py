@@ -202,6 +202,49 @@ def test_config_check_refuses_a_name_no_rule_template_is_given(field: str, text:
     assert "is never given to it" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("field", "text", "named"),
+    [
+        ("title", "{{ alert.status }}", "alert.status"),
+        ("title", "{{ alert.annotation.summary }}", "alert.annotation"),  # annotations, misspelt
+        ("title", "{{ alert['first_seen_at'] }}", "alert.first_seen_at"),
+        ("message", "{{ incident.url }} {{ alert.summary }}", "incident.url"),
+        ("message", "{{ alert.links }} and {{ incident.status }}", "alert.links, incident.status"),
+    ],
+)
+def test_config_check_refuses_a_field_alert_or_incident_never_has(field: str, text: str, named: str) -> None:
+    """``alert`` and ``incident`` hold fixed fields: one they never have fails on every alert."""
+    rule: dict[str, Any] = {"name": "api", "incident": {}}
+    if field == "title":
+        rule["incident"]["title"] = text
+    else:
+        rule["notify"] = [{"audience": "internal", "message": text}]
+    with pytest.raises(ConfigError) as caught:
+        org_with_rules(rule)
+    assert f"bad template: {named}: " in str(caught.value) and "has no such field; it has " in str(
+        caught.value
+    )
+
+
+def test_the_fields_config_check_knows_are_those_templates_get() -> None:
+    """One list of fields: what config check accepts is what ``render`` gives."""
+    from warroom.alerts.config import ALERT_TEMPLATE_FIELDS, INCIDENT_TEMPLATE_FIELDS
+
+    [event] = from_generic({"summary": "x"})
+    alert = Alert(id=1, source="generic", alert_type="generic", summary="x", severity="info", labels={})
+    alert.annotations, alert.dedup_key = {}, event.dedup_key
+    assert tuple(automation.template_alert(alert)) == ALERT_TEMPLATE_FIELDS
+    assert tuple(automation.template_incident("INC-1", "t", "P1")) == INCIDENT_TEMPLATE_FIELDS
+    # Every field, a mapping method and a label read by key are accepted.
+    fields = " ".join(f"{{{{ alert.{name} }}}}" for name in ALERT_TEMPLATE_FIELDS)
+    message = (
+        f"{fields} {{{{ alert.labels.get('x') }}}} {{{{ alert.get('ref') }}}} {{{{ incident['title'] }}}}"
+    )
+    assert org_with_rules(
+        {"name": "api", "incident": {}, "notify": [{"audience": "internal", "message": message}]}
+    )
+
+
 def test_config_check_accepts_names_a_template_sets_itself_and_the_sandbox_s_globals() -> None:
     title = (
         "{% set host = labels.get('instance', 'unknown') %}{{ host }}"

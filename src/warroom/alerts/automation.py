@@ -102,7 +102,8 @@ def integration_name(session: Session, org: OrgConfig, alert: Alert) -> str | No
     return integration.name if integration is not None else None
 
 
-def _alert_view(alert: Alert) -> dict[str, Any]:
+def template_alert(alert: Alert) -> dict[str, Any]:
+    """What a rule template's ``alert`` holds (``config.ALERT_TEMPLATE_FIELDS``)."""
     return {
         "id": alert.id,
         "ref": alert.ref,
@@ -117,6 +118,11 @@ def _alert_view(alert: Alert) -> dict[str, Any]:
     }
 
 
+def template_incident(ref: str, title: str, severity: str) -> dict[str, str]:
+    """What a notify message's ``incident`` holds (``config.INCIDENT_TEMPLATE_FIELDS``)."""
+    return {"ref": ref, "title": title, "severity": severity}
+
+
 @functools.lru_cache(maxsize=1024)
 def _compiled(template: str) -> Template:
     return template_environment.from_string(template)
@@ -127,7 +133,7 @@ def render(template: str, alert: Alert, where: str, **values: Any) -> str:
     refusal) renders empty, so the caller falls back to the alert's summary, and the failure is kept with
     the alert as a failing handler's is: routing an alert never fails on its text."""
     # Copies of the alert's labels and annotations, in a read-only sandbox: a template changes neither.
-    view = _alert_view(alert)
+    view = template_alert(alert)
     try:
         return _compiled(template).render(alert=view, labels=view["labels"], **values).strip()
     except Exception as exc:
@@ -142,7 +148,7 @@ def render(template: str, alert: Alert, where: str, **values: Any) -> str:
 def _template_errors(org: OrgConfig, alert: Alert, applied: list[AutomationRule], title: str) -> list[str]:
     """For the dry run: the rule templates that fail on this alert (its title was rendered already; the
     notify messages are rendered here with the incident's fields as they would be)."""
-    incident = {"ref": "INC-?", "title": title, "severity": ""}
+    incident = template_incident("INC-?", title, "")
     for rule in applied:
         for notify in rule.notify:
             render(notify.message, alert, f"rule {rule.name}: notify.message", incident=incident)
@@ -697,7 +703,7 @@ def _after_open(
             notify.message,
             alert,
             f"rule {rule.name}: notify.message",
-            incident={"ref": incident.ref, "title": incident.title, "severity": incident.severity},
+            incident=template_incident(incident.ref, incident.title, incident.severity),
         )
         _note_template_failures(session, incident, alert, failures)
         incident_service.send_communication(

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from dateutil.rrule import rrulestr
-from jinja2 import ChainableUndefined, StrictUndefined, Template, TemplateSyntaxError, meta
+from jinja2 import ChainableUndefined, StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -51,6 +51,48 @@ template_environment = ImmutableSandboxedEnvironment(autoescape=False, undefined
 # before the incident exists, so only its notify messages know it.
 TITLE_VARIABLES: tuple[str, ...] = ("alert", "labels")
 NOTIFY_VARIABLES: tuple[str, ...] = (*TITLE_VARIABLES, "incident")
+# What ``alert`` and ``incident`` hold in a rule template (``automation.template_alert``,
+# ``automation.template_incident``): a field a template reads that is not one of these fails on every alert.
+ALERT_TEMPLATE_FIELDS: tuple[str, ...] = (
+    "id",
+    "ref",
+    "source",
+    "type",
+    "summary",
+    "severity",
+    "service",
+    "labels",
+    "annotations",
+    "dedup_key",
+)
+INCIDENT_TEMPLATE_FIELDS: tuple[str, ...] = ("ref", "title", "severity")
+_TEMPLATE_FIELDS = {"alert": ALERT_TEMPLATE_FIELDS, "incident": INCIDENT_TEMPLATE_FIELDS}
+_MAPPING_METHODS = frozenset({"get", "items", "keys", "values"})  # what the sandbox lets a template call
+
+
+def unknown_template_fields(parsed: nodes.Template, given: set[str]) -> list[str]:
+    """``alert.status``, ``incident.url``: fields of a template's ``alert`` or ``incident`` (those it is
+    ``given``, not names it sets itself) that they never have, as ``name.field``, in the order written."""
+    unknown: list[str] = []
+    reads: list[tuple[nodes.Expr, str, bool]] = [
+        (node.node, node.attr, True) for node in parsed.find_all(nodes.Getattr)
+    ]
+    reads += [
+        (node.node, node.arg.value, False)
+        for node in parsed.find_all(nodes.Getitem)
+        if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str)
+    ]
+    for target, field, as_attribute in sorted(reads, key=lambda read: read[0].lineno):
+        if (
+            not isinstance(target, nodes.Name)
+            or target.name not in given
+            or target.name not in _TEMPLATE_FIELDS
+        ):
+            continue
+        known = {*_TEMPLATE_FIELDS[target.name], *(_MAPPING_METHODS if as_attribute else ())}
+        if field not in known and f"{target.name}.{field}" not in unknown:
+            unknown.append(f"{target.name}.{field}")
+    return unknown
 
 
 def regex_search(value: Any, pattern: str, group: int | str = 0) -> str:
@@ -375,7 +417,15 @@ class AutomationRule(StrictModel):
             except TemplateSyntaxError as exc:  # TemplateAssertionError (an unknown filter) is one too
                 raise ValueError(f"{where}: bad template: {exc.message}") from None
             # A name this kind of template is never given fails on every alert: said now, not at 3 a.m.
-            unknown = meta.find_undeclared_variables(parsed) - {*given, *template_environment.globals}
+            undeclared = meta.find_undeclared_variables(parsed)
+            unknown = undeclared - {*given, *template_environment.globals}
+            fields = unknown_template_fields(parsed, undeclared)
+            if fields and not unknown:
+                name = fields[0].partition(".")[0]
+                raise ValueError(
+                    f"{where}: bad template: {', '.join(fields)}: {name} has no such field; it has "
+                    f"{', '.join(_TEMPLATE_FIELDS[name])}"
+                )
             if unknown:
                 names = ", ".join(repr(name) for name in sorted(unknown))
                 verb = "is" if len(unknown) == 1 else "are"
