@@ -128,3 +128,16 @@ def test_another_problem_in_the_file_does_not_bring_the_default_problems_back() 
         parse_org_config(TWO_LEVELS + "business_hours: {start: '25:00'}\n")
     locations = [problem.location for problem in caught.value.problems]
     assert locations and all(location.startswith("business_hours") for location in locations), locations
+
+
+def test_a_p1_to_p4_matrix_gets_defaults_that_agree_with_each_other() -> None:
+    """P1 is this matrix's most severe level, as P0 is the built-in's: the built-in rules and the alert map
+    both read the built-in levels by place, so the rule for an outage and a critical alert meet at P2 (the
+    built-in P1), an all-hands rule at P1, and cosmetic issues at P4."""
+    org = parse_org_config(matrix("P1", "P2", "P3", "P4"))
+    by_place = {"P0": "P1", "P1": "P2", "P2": "P3", "P3": "P4"}
+    assert [rule.severity for rule in org.severity_rules] == [
+        by_place[rule.severity] for rule in OrgConfig().severity_rules
+    ]
+    assert org.default_severity == by_place[OrgConfig().default_severity]
+    assert list(mapped(org).values()) == ["P2", "P3", "P3", "P4"]

@@ -16,8 +16,9 @@ def matrix_level(severity_ids: list[str], position: int, of: int = len(BUILT_IN_
 
 
 def built_in_level(severity_ids: list[str], level: str) -> str:
-    """A built-in level (``P2``) as this matrix has it: itself if the matrix has it, else the level at its
-    place (``matrix_level``). A default the author did not write never names a level the file lacks."""
-    if level in severity_ids or level not in BUILT_IN_LEVELS:
+    """A built-in level (``P2``) as this matrix has it: itself in a matrix that has all of P0-P3, else the
+    level at its place (``matrix_level``), so that in a P1-P4 matrix the built-in P1 is its P2, as a critical
+    alert's level is. A default the author did not write never names a level the file lacks."""
+    if level not in BUILT_IN_LEVELS or all(built_in in severity_ids for built_in in BUILT_IN_LEVELS):
         return level
     return matrix_level(severity_ids, BUILT_IN_LEVELS.index(level))
