@@ -79,7 +79,7 @@ def test_the_incident_opens_at_the_most_severe_level_of_its_rules_and_pages_each
     assert "by rule api-everything; P1 as rule api-critical says" in shown[0]
     assert not any(action.startswith("Nobody paged") for action in shown), shown
     assert shown.count("Page requested: escalation policy database-experts") == 1
-    assert [event.data for event in page_requests] == [{"policy": "database-experts"}]
+    assert [event.data for event in page_requests] == [{"policy": "database-experts", "rule": "api-critical"}]
     # The dry run and the replay agree.
     [event] = from_generic(
         {"summary": "api disk", "severity": "critical", "service": "api", "labels": {"kind": "storage"}}
