@@ -457,12 +457,13 @@ def test_a_forwarded_for_header_gets_no_fresh_report_bucket(
     assert clients == {"127.0.0.1"}
 
     # Behind a proxy that sets the header (nginx: proxy_set_header X-Forwarded-For $remote_addr), naming it
-    # gives each client behind it its own bucket, and a client repeating its address is limited.
+    # (--forwarded-allow-ips, or WARROOM_FORWARDED_ALLOW_IPS) gives each client behind it its own bucket, and
+    # a client repeating its address is limited.
     behind_proxy = ServerProcess(
         database_url=database_url,
         config=EXAMPLE_CONFIG,
         data_dir=tmp_path / "proxied",
-        extra_env={"WARROOM_FORWARDED_ALLOW_IPS": "127.0.0.1, ::1"},
+        extra_args=["--forwarded-allow-ips", "127.0.0.1, ::1"],
     )
     with behind_proxy as server:
         assert _reports(server, spoofed) == [202] * 6

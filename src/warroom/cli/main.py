@@ -187,6 +187,14 @@ def serve(
             "(WARROOM_MAIL_INTAKE_TLS_KEY).",
         ),
     ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            "--forwarded-allow-ips",
+            help="The reverse proxies (comma-separated addresses or networks) whose X-Forwarded-For is "
+            "believed for the client's address (WARROOM_FORWARDED_ALLOW_IPS; default: none).",
+        ),
+    ] = None,
 ) -> None:
     """Run the API and web UI (and the background worker unless --no-worker)."""
     import uvicorn
@@ -202,6 +210,7 @@ def serve(
         mail_intake_port=mail_port,
         mail_intake_tls_cert=mail_tls_cert,
         mail_intake_tls_key=mail_tls_key,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
     if no_worker:
         settings.run_worker = False
