@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from tests.oncall.test_paging import T0, open_incident, run_at, sent, timeline
+from warroom.alerts import automation
 from warroom.cli.main import app
 from warroom.clock import clock
 from warroom.context import AppContext
@@ -160,6 +161,7 @@ def test_no_policy_to_page(api: TestClient, context: AppContext, responder: dict
         ("responder", None, {"policy": 7}, 422, "policy"),
         ("responder", "INC-99", {"policy": "database-experts"}, 404, "INC-99"),
         ("responder", "resolved", {"policy": "database-experts"}, 409, "is resolved; reopen it"),
+        ("responder", "merged", {"policy": "database-experts"}, 409, "was merged into INC-"),
     ],
 )
 def test_bad_requests_change_nothing(
@@ -176,6 +178,13 @@ def test_bad_requests_change_nothing(
     if ref == "resolved":
         with context.db.write() as session:
             incident_service.resolve(session, org=context.org, ref=incident_id, performer="tester")
+    if ref == "merged":
+        target_id = open_incident(context)
+        with context.db.write() as session:
+            source = incident_service.get_incident(session, incident_id, for_update=True)
+            target = incident_service.get_incident(session, target_id, for_update=True)
+            automation.merge_into(session, context.org, source, target, performer="tester", note=None)
+        words = f"was merged into INC-{target_id}: page INC-{target_id} instead"
     with context.db.read() as session:
         before = (
             len(timeline(context, incident_id)),

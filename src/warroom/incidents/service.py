@@ -448,6 +448,18 @@ def set_commander(
     return responder
 
 
+def merged_into(session: Session, incident: Incident) -> int | None:
+    """The incident this one was last merged into (its "Merged into" note), if it was."""
+    notes = session.scalars(
+        select(TimelineEntry.data)
+        .where(TimelineEntry.incident_id == incident.id, TimelineEntry.kind == TimelineKind.note)
+        .order_by(TimelineEntry.seq.desc())
+    )
+    return next(
+        (note["into"] for note in notes if isinstance(note, dict) and isinstance(note.get("into"), int)), None
+    )
+
+
 def ensure_not_closed(incident: Incident, change: str) -> None:
     """A closed incident is the finished record (its review is done): people change nothing on it. Work
     already under way (a delivery, a job) still notes its outcome on the timeline."""

@@ -123,6 +123,12 @@ def request_page_by_person(
     chasing)."""
     incident = incident_service.get_incident(session, ref, for_update=True)
     if not incident.status.is_open:
+        target = incident_service.merged_into(session, incident)
+        if target is not None:
+            raise Conflict(
+                f"{incident.ref} was merged into INC-{target}: page INC-{target} instead",
+                {"status": incident.status.value, "merged_into": f"INC-{target}"},
+            )
         raise Conflict(
             f"{incident.ref} is {incident.status.value}; reopen it before paging anyone for it",
             {"status": incident.status.value},
