@@ -399,11 +399,11 @@ class _Guard:
 
     org: OrgConfig
     session: Session
-    refused: list[str] = field(default_factory=list)
+    refused: list[Exception] = field(default_factory=list)
 
     def refuse(self, problem: str, error: type[Exception]) -> None:
-        self.refused.append(problem)
-        raise error(problem)
+        self.refused.append(error(problem))
+        raise self.refused[-1]
 
 
 _guard: ContextVar[_Guard | None] = ContextVar("alert_handler_guard", default=None)
@@ -542,9 +542,7 @@ def run_handler_job(context: AppContext, session: Session, job: Job) -> dict[str
                 raise TypeError("the handler returned an awaitable; alert handlers must be plain functions")
             session.flush()  # checked by the guard, with what earlier flushes did
             if guard.refused:  # refused, and the handler caught it
-                raise (SessionMisuse if "ctx.session" in guard.refused[0] else InvalidChange)(
-                    guard.refused[0]
-                )
+                raise guard.refused[0]
         _write_log(ctx)
         session.flush()
     except KeyboardInterrupt:
