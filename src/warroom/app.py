@@ -381,10 +381,13 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker_thread = None
         if settings.run_worker:
+            from warroom.alerts import handlers
             from warroom.jobs.worker import Worker, WorkerThread
 
             worker_thread = WorkerThread(Worker(context))
             worker_thread.start()
+            # Intake in other processes (``serve --no-worker``) enqueues the events of this worker's handlers.
+            handlers.announce_logged(context)
         app.state.worker = worker_thread
         # The chains of recurring jobs the org file asks for (a reload starts them again for new entries).
         reload.start_recurring(context)

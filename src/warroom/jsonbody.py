@@ -21,6 +21,12 @@ def decode_error(reason: str, document: Any, position: int | None) -> str:
     return f"{NOT_JSON}: {reason}"
 
 
+def storable_text(text: str) -> str:
+    """Text both databases can store: PostgreSQL stores no NUL, and lone surrogates (undecodable bytes a
+    parser kept, or an exception's message) are not UTF-8. Both become replacement characters."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+
+
 def nul_field(data: Any) -> str | None:
     """The dotted path of a key or string in ``data`` that holds a NUL character, else None.
 

@@ -41,7 +41,7 @@ from warroom.alerts.schemas import (
 )
 from warroom.db import utcnow
 from warroom.errors import NotFound, WarroomError
-from warroom.jsonbody import NOT_JSON, NOT_UTF8, NUL_MESSAGE, TOO_DEEP, nul_field
+from warroom.jsonbody import NOT_JSON, NOT_UTF8, NUL_MESSAGE, TOO_DEEP, nul_field, storable_text
 
 Action = Literal["trigger", "acknowledge", "resolve"]
 
@@ -782,7 +782,7 @@ def _body_text(message: EmailMessage) -> str:
 def _clean(text: str) -> str:
     """Text the databases can store: the parser keeps undecodable bytes as lone surrogates, and PostgreSQL
     stores no NUL. Both become replacement characters (as a heartbeat's output does)."""
-    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    return storable_text(text)
 
 
 def subject_state(subject: str) -> tuple[str, str | None]:

@@ -28,7 +28,7 @@ from warroom.alerts.config import (
     matrix_severity_map,
     template_environment,
 )
-from warroom.alerts.handlers import failure_text, handlers_for, schedule_handlers
+from warroom.alerts.handlers import failure_text, schedule_handlers
 from warroom.alerts.models import Alert, AlertStatus, PagedOpening
 from warroom.alerts.schemas import IncidentPreview, RoutingPreview, RuleVerdict
 from warroom.auth.models import IntegrationKey
@@ -48,7 +48,6 @@ from warroom.incidents.models import (
 )
 from warroom.incidents.schemas import Assessment, CommunicationCreate, IncidentCreate, IncidentUpdate
 from warroom.jobs import service as jobs_service
-from warroom.jobs.models import Job, JobStatus
 from warroom.oncall import paging
 from warroom.oncall import service as oncall_service
 from warroom.orgconfig import OrgConfig
@@ -1185,13 +1184,6 @@ def _delay_key(alert_id: int) -> str:
     return f"alert-delay:{alert_id}"
 
 
-def _waiting_for_delay(session: Session, alert: Alert) -> bool:
-    pending = select(Job.id).where(
-        Job.idempotency_key == _delay_key(alert.id), Job.status == JobStatus.pending
-    )
-    return session.scalar(pending) is not None
-
-
 def _update(session: Session, org: OrgConfig, incident: Incident, data: IncidentUpdate) -> None:
     """Automation changes an incident's status or severity the way a person does (timeline, events)."""
     incident_service.update_incident(session, org=org, ref=incident.id, data=data, performer=PERFORMER)
@@ -1474,10 +1466,8 @@ def on_resolved(
         )
         if settle:
             settle_resolved(session, org, alert)
-    if handlers_for(alert.alert_type) and _waiting_for_delay(session, alert):
-        # It resolved while its rule's delay held it: its created handlers, which were waiting for the
-        # incident, run now (with none), before its resolved ones.
-        schedule_handlers(session, alert, "created")
+    # One resolved while its rule's delay held it: its created handlers, which were waiting for the incident,
+    # run first (with none); ``schedule_handlers`` orders every event that way.
     schedule_handlers(session, alert, "resolved")
 
 
@@ -1607,9 +1597,9 @@ def note_truncations(session: Session, source: str, truncated: list[tuple[int, i
         )
 
 
-def needs_work(org: OrgConfig) -> bool:
-    """False when no rule and no handler can act, so intake can skip the automation pass."""
-    from warroom.alerts.handlers import _handlers, load_entry_points
+def needs_work(org: OrgConfig, session: Session) -> bool:
+    """False when no rule and no handler (in this process or one a worker announced) can act, so intake can
+    skip the automation pass."""
+    from warroom.alerts.handlers import any_installed
 
-    load_entry_points()
-    return bool(org.automation.rules or org.automation.inhibit_rules) or any(_handlers.values())
+    return bool(org.automation.rules or org.automation.inhibit_rules) or any_installed(session)

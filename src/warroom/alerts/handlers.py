@@ -10,11 +10,13 @@ Packages register modules through the ``warroom.handlers`` entry-point group; lo
 decorators. An entry point that names a function (not a module) is registered under the entry point's name
 as the alert type. ``"*"`` handles every alert.
 
-Handlers never run in the transaction that stores an alert: each event (created, acknowledged, resolved)
-enqueues one durable job per handler (``schedule_handlers``), and the worker runs it after the commit, in
-its network lane, where slow work shares slots the way slow peers do. A job is one handler's run in its own
-transaction: a handler that raises, or leaves invalid values on the alert or incident, is rolled back whole
-and its failure is recorded (on the alert and on the incident's timeline); the alert is kept either way.
+Handlers never run in the transaction that stores an alert: each event (created, acknowledged, resolved) of an
+alert whose type has a handler in any process enqueues one durable job (``schedule_handlers``); the worker
+expands it into one job per handler it has (``expand_event_job``) and runs each after the commit, in its
+network lane, where slow work shares slots the way slow peers do. A handler job is one handler's run in its
+own transaction: a handler that raises, commits, or leaves invalid values on the alert or incident is rolled
+back whole and its failure is recorded (on the alert and on the incident's timeline); the alert is kept
+either way.
 """
 
 from __future__ import annotations
@@ -23,9 +25,14 @@ import hashlib
 import inspect
 import json
 import logging
+import sys
+import threading
+import time
 import traceback
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -33,13 +40,15 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import JSON, Boolean, Enum, Integer, String, select
+from sqlalchemy import JSON, Boolean, Enum, Integer, String, event, select
 from sqlalchemy import inspect as inspect_orm
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import Session, object_session, selectinload
 
 from warroom.db import utcnow
 from warroom.jobs.models import Job, JobStatus
-from warroom.jobs.service import RetryLater, job_handler
+from warroom.jobs.service import PermanentFailure, RetryLater, job_handler
+from warroom.jsonbody import storable_text
 
 if TYPE_CHECKING:
     from warroom.alerts.models import Alert
@@ -51,28 +60,46 @@ log = logging.getLogger("warroom.alerts.handlers")
 
 ENTRY_POINT_GROUP = "warroom.handlers"
 PERFORMER = "automation"
+# One job per alert event, expanded by the worker into one HANDLER_KIND job per handler it has.
+EVENT_KIND = "alerts.handler_event"
 HANDLER_KIND = "alerts.run_handler"
+# A row (a done job) per set of alert types a worker has handlers for, written when it starts: intake in a
+# process without the handler packages still enqueues events for those types.
+ANNOUNCE_KIND = "alerts.handlers_installed"
+# How long a process trusts what it read of the announcements (intake asks at most this often).
+ANNOUNCEMENTS_TTL = 30.0
 # Every handler job names this peer: however many handlers hang, they hold at most the worker's per-peer
 # share of its network slots, and a page bound elsewhere still gets one.
 HANDLER_PEER = "alert-handlers"
 # What is kept of a handler's (or a rule template's) error text: an exception message can be megabytes.
 MAX_ERROR_TEXT = 1000
 EVENTS = ("created", "acknowledged", "resolved")
+# What a handler may set on the alert and the incident itself; the rest (status, lifecycle times, who
+# acknowledged, links to other rows, the timeline's chain) changes through the services, which keep the
+# timeline, escalation and metrics in step (``incidents.service.update_incident`` with ``ctx.session``).
+ALERT_SETTABLE = frozenset({"summary", "severity", "labels", "annotations", "links"})
+INCIDENT_SETTABLE = frozenset({"title", "summary", "severity"})
 
 
 def failure_text(exc: BaseException) -> str:
-    """``Type: message``, cut at ``MAX_ERROR_TEXT``. An exception whose ``str()`` itself raises still gets a
-    line: recording a failure must not fail."""
+    """``Type: message``, cut at ``MAX_ERROR_TEXT``, in text both databases store. A database error is its
+    driver's error and that message's first line (not the SQL and its parameters). An exception whose
+    ``str()`` itself raises still gets a line: recording a failure must not fail."""
+    shown: BaseException = exc
+    if isinstance(exc, StatementError) and isinstance(exc.orig, BaseException):
+        shown = exc.orig
     try:
-        message = str(exc)
+        message = str(shown)
+        if shown is not exc:
+            message = message.strip().split("\n", 1)[0]
     except Exception:
         message = "(its message could not be formatted)"
-    return f"{type(exc).__name__}: {message}"[:MAX_ERROR_TEXT]
+    return storable_text(f"{type(shown).__name__}: {message}"[:MAX_ERROR_TEXT])
 
 
 def _trace(exc: BaseException) -> str:
     try:
-        return "".join(traceback.format_exception(exc, limit=5))[-2000:]
+        return storable_text("".join(traceback.format_exception(exc, limit=5))[-2000:])
     except Exception:
         return ""
 
@@ -90,7 +117,7 @@ class HandlerContext:
 
     def log(self, action: str, *, data: dict[str, Any] | None = None) -> None:
         """Record what the handler did on the incident's timeline (when the alert has one)."""
-        self.entries.append((action, data))
+        self.entries.append((storable_text(str(action)), data))
 
 
 Handler = Callable[[HandlerContext], None]
@@ -101,7 +128,10 @@ _entry_point_failures: list[tuple[str, str]] = []
 
 
 def handler_name(handler: Handler) -> str:
-    return f"{handler.__module__}.{getattr(handler, '__qualname__', repr(handler))}"
+    """The name a job finds its handler by in another process: a callable object's class, never its
+    ``repr`` (an address, different in every process)."""
+    named: Any = handler if hasattr(handler, "__qualname__") else type(handler)
+    return f"{named.__module__}.{named.__qualname__}"
 
 
 def _is_async(handler: object) -> bool:
@@ -146,7 +176,9 @@ def load_entry_points(force: bool = False) -> list[str]:
             if callable(target) and not isinstance(target, ModuleType):
                 alert_handler(entry_point.name)(target)
         except Exception as exc:
-            log.error(
+            # ``serve``, ``worker`` and ``config check`` print the one line of ``entry_point_failures``; the
+            # traceback is for whoever debugs the package.
+            log.debug(
                 "alert handler entry point %s (%s) cannot be loaded: %s",
                 entry_point.name,
                 entry_point.value,
@@ -172,6 +204,84 @@ def handlers_for(alert_type: str) -> list[Handler]:
     return [*_handlers.get(alert_type, []), *_handlers.get("*", [])]
 
 
+def local_types() -> set[str]:
+    """The alert types this process has handlers for (``"*"``: every type)."""
+    load_entry_points()
+    return {alert_type for alert_type, registered in _handlers.items() if registered}
+
+
+# --- which types have handlers anywhere (workers announce theirs) ------------------------------------------
+
+_announced: tuple[float, frozenset[str]] | None = None
+_announced_lock = threading.Lock()
+
+
+def announce(session: Session) -> list[str]:
+    """Record the alert types this process has handlers for, so that every process's intake enqueues their
+    events (``warroom worker`` and a ``serve`` that runs the worker call it when they start). The types;
+    nothing is written when there are none."""
+    from warroom.jobs import service as jobs_service
+
+    types = sorted(local_types())
+    if not types:
+        return []
+    digest = hashlib.sha256("\n".join(types).encode()).hexdigest()[:40]
+    row = jobs_service.enqueue(
+        session, kind=ANNOUNCE_KIND, payload={"types": types}, idempotency_key=f"{ANNOUNCE_KIND}:{digest}"
+    )
+    # Done at once: a record, never claimed (and not a recurring run, so retention keeps it).
+    row.status = JobStatus.done
+    row.finished_at = utcnow()
+    forget_announcements()
+    return types
+
+
+def announce_logged(context: AppContext) -> None:
+    """``announce`` at startup; a failure is a warning (this process's intake still knows its own)."""
+    try:
+        with context.db.write() as session:
+            types = announce(session)
+    except Exception as exc:
+        log.warning("could not announce this process's alert handlers: %s", failure_text(exc))
+        return
+    if types:
+        log.info("alert handlers here for: %s", ", ".join(types))
+
+
+def forget_announcements() -> None:
+    global _announced
+    with _announced_lock:
+        _announced = None
+
+
+def _announced_types(session: Session) -> frozenset[str]:
+    """The types any process announced, read at most every ``ANNOUNCEMENTS_TTL`` seconds (an indexed read of
+    a few rows, not one per alert)."""
+    global _announced
+    now = time.monotonic()
+    cached = _announced
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    payloads = session.scalars(select(Job.payload).where(Job.kind == ANNOUNCE_KIND))
+    types = frozenset(str(name) for payload in payloads for name in (payload or {}).get("types", []))
+    with _announced_lock:
+        _announced = (now + ANNOUNCEMENTS_TTL, types)
+    return types
+
+
+def any_installed(session: Session) -> bool:
+    """Whether any process has a handler for any alert type (intake skips the automation pass otherwise)."""
+    return bool(local_types() or _announced_types(session))
+
+
+def _may_handle(session: Session, alert_type: str) -> bool:
+    local = local_types()
+    if alert_type in local or "*" in local:
+        return True
+    announced = _announced_types(session)
+    return alert_type in announced or "*" in announced
+
+
 # --- scheduling (in the transaction that records the event) ------------------------------------------------
 
 
@@ -179,45 +289,212 @@ def _key_prefix(alert_id: int) -> str:
     return f"alert-handler:{alert_id}:"
 
 
-def schedule_handlers(session: Session, alert: Alert, event: str) -> int:
-    """Enqueue one job per handler of the alert's type for ``event``; how many. Nothing runs here: intake
-    never waits on handler code. The key names the event (an acknowledgement or resolution by its time), so
-    a replayed delivery schedules nothing new, and an alert acknowledged again later runs them again."""
+def _event_digest(event: str, moment: str) -> str:
+    return hashlib.sha256(f"{event}|{moment}".encode()).hexdigest()[:40]
+
+
+def schedule_handlers(session: Session, alert: Alert, event: str) -> bool:
+    """Enqueue the event's job when some process has a handler for the alert's type (the worker expands it
+    into its handlers); whether it did. Nothing runs here: intake never waits on handler code. The key names
+    the event (an acknowledgement or resolution by its time), so a replayed delivery schedules nothing new,
+    and an alert acknowledged again later runs them again.
+
+    One rule orders an alert's events: ``created`` comes first, once. An acknowledgement or resolution of an
+    alert whose ``created`` was not scheduled (a rule's delay or a hold kept it back) schedules it first, with
+    whatever incident the alert has then; it is not scheduled again when the incident opens."""
     from warroom.jobs import service as jobs_service
 
-    handlers = handlers_for(alert.alert_type)
-    if not handlers:
-        return 0
+    if not _may_handle(session, alert.alert_type):
+        return False
     session.flush()  # the alert's id
-    moment = {"acknowledged": alert.acknowledged_at, "resolved": alert.resolved_at}.get(event)
-    for handler in handlers:
-        name = handler_name(handler)
-        which = hashlib.sha256(f"{event}|{moment.isoformat() if moment else ''}|{name}".encode()).hexdigest()
+    for which in ("created", event) if event != "created" else ("created",):
+        at = {"acknowledged": alert.acknowledged_at, "resolved": alert.resolved_at}.get(which)
+        moment = at.isoformat() if at else ""
+        jobs_service.enqueue(
+            session,
+            kind=EVENT_KIND,
+            payload={"alert_id": alert.id, "event": which, "moment": moment},
+            idempotency_key=f"{_key_prefix(alert.id)}{_event_digest(which, moment)}",
+            incident_id=alert.incident_id,
+        )
+    return True
+
+
+def _earlier_job(session: Session, alert_id: int, job_id: int) -> int | None:
+    """A job of the alert's handlers (an event's or a handler's) enqueued before ``job_id`` and not finished:
+    one alert's handlers run in the order their events happened."""
+    return session.scalar(
+        select(Job.id)
+        .where(
+            Job.kind.in_([EVENT_KIND, HANDLER_KIND]),
+            Job.id < job_id,
+            Job.status.in_([JobStatus.pending, JobStatus.running]),
+            Job.idempotency_key.startswith(_key_prefix(alert_id), autoescape=True),
+        )
+        .limit(1)
+    )
+
+
+def _record_job_failure(context: AppContext, session: Session, job: Job, error: str, final: bool) -> None:
+    """The worker's failure hook for both kinds: a job that ends dead (a handler that kept stopping its
+    worker, whose lease expired each time) is recorded as a handler's failure is."""
+    if not final:
+        return
+    name = str(job.payload.get("handler") or "(the event's handlers)")
+    text = storable_text(error[:MAX_ERROR_TEXT])
+    _record_failure(session, int(job.payload["alert_id"]), name, str(job.payload["event"]), text, "")
+
+
+@job_handler(EVENT_KIND, on_failure=_record_job_failure)
+def expand_event_job(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
+    """One alert event: a job per handler this worker has for the alert's type, in the order they were
+    registered, after the jobs of the alert's earlier events (their ids are smaller)."""
+    from warroom.alerts.models import Alert
+    from warroom.jobs import service as jobs_service
+
+    alert_id = int(job.payload["alert_id"])
+    event = str(job.payload["event"])
+    earlier = _earlier_job(session, alert_id, job.id)
+    if earlier is not None:
+        raise RetryLater(1, f"waits for job {earlier}, an earlier handler of the alert")
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        return {"skipped": "the alert is gone"}
+    names = [handler_name(handler) for handler in handlers_for(alert.alert_type)]
+    for name in names:
+        which = hashlib.sha256(f"{event}|{job.payload.get('moment', '')}|{name}".encode()).hexdigest()
         jobs_service.enqueue(
             session,
             kind=HANDLER_KIND,
-            payload={"alert_id": alert.id, "event": event, "handler": name},
-            idempotency_key=f"{_key_prefix(alert.id)}{which[:40]}",
+            payload={"alert_id": alert_id, "event": event, "handler": name},
+            idempotency_key=f"{_key_prefix(alert_id)}{which[:40]}",
             incident_id=alert.incident_id,
             peer=HANDLER_PEER,
-            # A handler's failure is recorded, not retried: running it again would repeat what it did.
+            # A handler's failure is recorded, not retried: running it again would repeat what it did. Only a
+            # worker that stops mid-handler runs it again (at least once), up to this many times.
             max_attempts=3,
         )
-    return len(handlers)
+    return {"event": event, "handlers": names}
 
 
 # --- running (the worker) -----------------------------------------------------------------------------------
 
 
 class InvalidChange(Exception):
-    """A handler left a value on the alert or incident that the rest of Warroom cannot read."""
+    """A handler left a value on the alert or incident that the rest of Warroom cannot read, or set a field
+    only the services change."""
+
+
+class SessionMisuse(Exception):
+    """A handler committed, rolled back or closed its session: its run is one transaction, Warroom's."""
 
 
 def _registered(name: str, alert_type: str) -> Handler | None:
     return next((handler for handler in handlers_for(alert_type) if handler_name(handler) == name), None)
 
 
-@job_handler(HANDLER_KIND, deferred_transaction=True)
+@dataclass
+class _Guard:
+    """What is refused of the handler running in this thread, however it flushed or caught the refusal."""
+
+    org: OrgConfig
+    session: Session
+    refused: list[Exception] = field(default_factory=list)
+
+    def refuse(self, problem: str, error: type[Exception]) -> None:
+        self.refused.append(error(problem))
+        raise self.refused[-1]
+
+
+_guard: ContextVar[_Guard | None] = ContextVar("alert_handler_guard", default=None)
+_guards_installed = False
+_guards_lock = threading.Lock()
+
+
+def _install_field_guards() -> None:
+    """A listener on every column a handler may not set directly: idle (one context-variable read) unless a
+    handler runs in this thread."""
+    global _guards_installed
+    from warroom.alerts.models import Alert
+    from warroom.incidents.models import Incident
+
+    with _guards_lock:
+        if _guards_installed:
+            return
+        for model, settable in ((Alert, ALERT_SETTABLE), (Incident, INCIDENT_SETTABLE)):
+            mapper: Any = inspect_orm(model)
+            for column in mapper.column_attrs:
+                if column.key not in settable:
+                    event.listen(getattr(model, column.key), "set", _on_protected_set(column.key))
+        _guards_installed = True
+
+
+def _on_protected_set(key: str) -> Callable[..., None]:
+    def on_set(target: Any, value: Any, oldvalue: Any, initiator: Any) -> None:
+        guard = _guard.get()
+        if guard is None or object_session(target) is not guard.session or _set_by_warroom():
+            return
+        ref = getattr(target, "ref", type(target).__name__)
+        guard.refuse(
+            f"{ref} {key} {value!r:.80}: a handler does not set it directly (the services change it, and "
+            "keep the timeline, escalation and metrics in step)",
+            InvalidChange,
+        )
+
+    return on_set
+
+
+def _set_by_warroom() -> bool:
+    """Whether the code assigning the attribute (the first frame outside SQLAlchemy and this listener) is
+    Warroom's own, such as a service a handler called, rather than the handler's."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(("sqlalchemy", __name__)):
+        frame = frame.f_back  # type: ignore[assignment]
+    module = str(frame.f_globals.get("__name__", "")) if frame is not None else ""
+    return module == "warroom" or module.startswith("warroom.")
+
+
+@contextmanager
+def _guarded(org: OrgConfig, session: Session) -> Iterator[_Guard]:
+    """While the handler runs: every flush checks what it changed on alerts and incidents (a flush clears the
+    history a later check would read), protected fields refuse a direct set, and commit, rollback and close
+    refuse (instance attributes over the methods, taken away again before Warroom ends the transaction)."""
+    from warroom.alerts.models import Alert
+    from warroom.incidents.models import Incident
+
+    _install_field_guards()
+    guard = _Guard(org, session)
+
+    def check_flush(flushing: Session, context: Any, instances: Any) -> None:
+        watched = [obj for obj in (*flushing.new, *flushing.dirty) if isinstance(obj, Alert | Incident)]
+        problems = invalid_changes(org, watched)
+        if problems:
+            guard.refuse("; ".join(problems), InvalidChange)
+
+    def refusing(verb: str) -> Callable[..., None]:
+        def refused(*args: Any, **kwargs: Any) -> None:
+            guard.refuse(
+                f"a handler must not {verb} ctx.session: its run is one transaction, committed when it "
+                "returns and rolled back whole when it fails",
+                SessionMisuse,
+            )
+
+        return refused
+
+    event.listen(session, "before_flush", check_flush)
+    for verb in ("commit", "rollback", "close"):
+        setattr(session, verb, refusing(verb))
+    token = _guard.set(guard)
+    try:
+        yield guard
+    finally:
+        _guard.reset(token)
+        for verb in ("commit", "rollback", "close"):
+            delattr(session, verb)
+        event.remove(session, "before_flush", check_flush)
+
+
+@job_handler(HANDLER_KIND, on_failure=_record_job_failure, deferred_transaction=True)
 def run_handler_job(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
     """One handler on one alert event. Deferred transaction: the write lock is taken at the handler's first
     statement (or, for one that only reads ``ctx.alert`` and calls ``ctx.log``, after it returns), so a
@@ -226,20 +503,10 @@ def run_handler_job(context: AppContext, session: Session, job: Job) -> dict[str
     from warroom.incidents.models import Incident
 
     alert_id = int(job.payload["alert_id"])
-    event = str(job.payload["event"])
+    event_name = str(job.payload["event"])
     name = str(job.payload["handler"])
     with context.db.read() as reading:
-        # One alert's handlers run in the order their events happened (created before resolved).
-        earlier = reading.scalar(
-            select(Job.id)
-            .where(
-                Job.kind == HANDLER_KIND,
-                Job.id < job.id,
-                Job.status.in_([JobStatus.pending, JobStatus.running]),
-                Job.idempotency_key.startswith(_key_prefix(alert_id), autoescape=True),
-            )
-            .limit(1)
-        )
+        earlier = _earlier_job(reading, alert_id, job.id)
         if earlier is not None:
             raise RetryLater(1, f"waits for job {earlier}, an earlier handler of the alert")
         # Loaded here, outside the write transaction; handed to the handler's session below without SQL.
@@ -260,34 +527,41 @@ def run_handler_job(context: AppContext, session: Session, job: Job) -> dict[str
         error = (
             f"{name} is not registered in this worker (is its module imported or its entry point installed?)"
         )
-        _record_failure(session, alert_id, name, event, error, "")
+        _record_failure(session, alert_id, name, event_name, error, "")
         return {"handler": name, "failed": error}
     session.add(alert)
     if incident is not None:
         session.add(incident)
-    ctx = HandlerContext(session, context.org, alert, incident, event)
+    ctx = HandlerContext(session, context.org, alert, incident, event_name)
     try:
-        returned: Any = handler(ctx)
-        if inspect.isawaitable(returned):
-            if inspect.iscoroutine(returned):
-                returned.close()  # no "never awaited" warning: the failure below says it
-            raise TypeError("the handler returned an awaitable; alert handlers must be plain functions")
+        with _guarded(context.org, session) as guard:
+            returned: Any = handler(ctx)
+            if inspect.isawaitable(returned):
+                if inspect.iscoroutine(returned):
+                    returned.close()  # no "never awaited" warning: the failure below says it
+                raise TypeError("the handler returned an awaitable; alert handlers must be plain functions")
+            session.flush()  # checked by the guard, with what earlier flushes did
+            if guard.refused:  # refused, and the handler caught it
+                raise guard.refused[0]
         _write_log(ctx)
-        problems = invalid_changes(context.org, alert, incident)
-        if problems:
-            raise InvalidChange("; ".join(problems))
         session.flush()
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # SystemExit too: a handler must not stop the worker or lose the record
         error = failure_text(exc)
-        log.warning("alert handler %s failed on ALR-%s (%s): %s", name, alert_id, event, error)
+        log.warning("alert handler %s failed on ALR-%s (%s): %s", name, alert_id, event_name, error)
         trace = _trace(exc)
         session.rollback()
         session.expunge_all()  # the handler's changes to the alert and incident, and what it added
-        _record_failure(session, alert_id, name, event, error, trace)
+        try:
+            _record_failure(session, alert_id, name, event_name, error, trace)
+            session.flush()
+        except Exception as failed:
+            # Never run the handler again because its record failed: the job ends here, and the worker's
+            # failure hook records this shorter line in a transaction of its own.
+            raise PermanentFailure(f"{error} (recording it failed: {failure_text(failed)})") from failed
         return {"handler": name, "failed": error}
-    return {"handler": name, "ran": event}
+    return {"handler": name, "ran": event_name}
 
 
 def _write_log(ctx: HandlerContext) -> None:
@@ -394,19 +668,19 @@ def _schema_problems(schema: Any, values: dict[str, Any]) -> list[str]:
     return problems
 
 
-def invalid_changes(org: OrgConfig, alert: Alert, incident: Incident | None) -> list[str]:
-    """What a handler changed on the alert or incident that is not a value Warroom allows there: the columns'
+def invalid_changes(org: OrgConfig, instances: Iterable[Any]) -> list[str]:
+    """What was changed on these alerts and incidents that is not a value Warroom allows there: the columns'
     types (enums, lengths), the alert intake's limits (severity, summary) and the incident API's (title,
     status, the org's severities). Empty when all is well."""
     from warroom.alerts.config import ALERT_SEVERITIES
+    from warroom.alerts.models import Alert
     from warroom.alerts.schemas import GenericAlert
     from warroom.incidents.schemas import IncidentUpdate
 
     problems: list[str] = []
-    targets: list[tuple[str, Any, Any]] = [(alert.ref, alert, GenericAlert)]
-    if incident is not None:
-        targets.append((incident.ref, incident, IncidentUpdate))
-    for ref, instance, schema in targets:
+    for instance in instances:
+        is_alert = isinstance(instance, Alert)
+        schema: Any = GenericAlert if is_alert else IncidentUpdate
         changed = _changed(instance)
         if not changed:
             continue
@@ -420,13 +694,14 @@ def invalid_changes(org: OrgConfig, alert: Alert, incident: Incident | None) -> 
         found += _schema_problems(
             schema, {k: v for k, v in changed.items() if k not in ("status", "severity")}
         )
-        if instance is alert and "severity" in changed and changed["severity"] not in ALERT_SEVERITIES:
+        if is_alert and "severity" in changed and changed["severity"] not in ALERT_SEVERITIES:
             found.append(
                 f"severity {changed['severity']!r:.80}: must be one of {', '.join(ALERT_SEVERITIES)}"
             )
-        if instance is incident and "severity" in changed and org.severity(str(changed["severity"])) is None:
+        if not is_alert and "severity" in changed and org.severity(str(changed["severity"])) is None:
             found.append(
                 f"severity {changed['severity']!r:.80}: must be one of {', '.join(org.severity_ids)}"
             )
+        ref = getattr(instance, "ref", None) or type(instance).__name__
         problems += [f"{ref} {problem}" for problem in found]
     return problems

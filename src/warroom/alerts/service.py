@@ -19,6 +19,7 @@ from warroom.alerts import automation, enrichment, holds, inhibition, maintenanc
 from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent, SourceChange, apply_default_service
 from warroom.alerts.config import ALERT_SEVERITIES, ALERT_SOURCES, AlertFacts, AlertSeverity
+from warroom.alerts.handlers import schedule_handlers
 from warroom.alerts.models import Alert, AlertNote, AlertStatus
 from warroom.alerts.schemas import (
     AlertDetail,
@@ -485,7 +486,7 @@ def _automate(
     sender: str,
 ) -> None:
     """``sender``: the integration's name (else the source), which a note the source sends is marked with."""
-    needs_work = automation.needs_work(org)
+    needs_work = automation.needs_work(org, session)
     loaded: dict[int, Alert] = {}
     # The incidents this delivery resolved alerts of, with the last such alert: whether all their alerts are
     # resolved is asked once the whole delivery is applied, so their timelines read every alert's resolve,
@@ -537,6 +538,9 @@ def _on_resolved(
     ``automation.on_resolved``."""
     if not held(session, alert):
         automation.on_resolved(session, org, alert, performer=performer, settle=settle)
+    else:
+        # Its handlers still hear of it (created first, with no incident), as for one a rule's delay held.
+        schedule_handlers(session, alert, "resolved")
     release_muted(session, org, alert)
 
 

@@ -38,6 +38,7 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit.")] = False,
 ) -> None:
     """Run background jobs (pages, notifications, timers) until SIGINT/SIGTERM."""
+    from warroom.alerts import handlers
     from warroom.cli.main import _database, _org, _settings, _warn_if_nothing_routed, _warn_of_broken_handlers
     from warroom.context import AppContext
     from warroom.jobs.worker import Worker
@@ -48,6 +49,8 @@ def worker(
     _warn_if_nothing_routed(settings.config, org)
     _warn_of_broken_handlers()
     context = AppContext(settings=settings, db=_database(settings), org=org)
+    # Intake in processes without this worker's handler packages enqueues their alerts' events too.
+    handlers.announce_logged(context)
     runner = Worker(context, name=name, poll_interval=poll_interval, batch=batch, concurrency=concurrency)
     if once:
         ran = runner.run_once()

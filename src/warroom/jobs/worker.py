@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from warroom.context import AppContext
@@ -143,7 +143,8 @@ class Worker:
                 JOB_LATENESS.observe(max(0.0, (now - run_at).total_seconds()))
             if len(due) < limit:
                 # Jobs whose worker died mid-run: their attempt counts, and a job that keeps killing
-                # its worker ends dead instead of looping forever. They count against their peer's limit
+                # its worker ends dead instead of looping forever (a deferred job it held but never started
+                # was not charged, see ``_charged_at_claim``). They count against their peer's limit
                 # like any other: a dead worker's deliveries to a hung peer must not take every slot.
                 taken = None if in_flight is None else in_flight + Tally(peer for _, _, peer in rows if peer)
                 expired = list(
@@ -197,7 +198,7 @@ class Worker:
                         status=JobStatus.running,
                         lease_owner=self.name,
                         lease_expires_at=now + self.lease,
-                        attempts=Job.attempts + 1,
+                        attempts=_charged_at_claim(Job.attempts + 1),
                         started_at=now,
                     )
                     .execution_options(synchronize_session=False)
@@ -240,7 +241,7 @@ class Worker:
                     status=JobStatus.pending,
                     lease_owner=None,
                     lease_expires_at=None,
-                    attempts=Job.attempts - 1,
+                    attempts=_charged_at_claim(Job.attempts - 1),
                 )
                 .execution_options(synchronize_session=False)
             )
@@ -283,6 +284,9 @@ class Worker:
                     # its I/O gets a whole lease from now, so no other worker takes it (and sends again)
                     # while a slow peer answers.
                     job.lease_expires_at = (now or utcnow()) + self.lease
+                    # Its attempt counts from here, committed before it runs (see ``_charged_at_claim``).
+                    job.attempts += 1
+                    job.started_at = now or utcnow()
             if spec.deferred_transaction:
                 # The lease is ours (committed above): the handler's I/O runs before its transaction begins,
                 # and the lease is renewed while it waits, so a peer slower than a lease is not sent twice.
@@ -618,6 +622,18 @@ class Worker:
         """Forget finished jobs; give back those a stop kept from starting."""
         finished = {future: running.pop(future) for future in done}
         self.release([job_id for future, (job_id, _) in finished.items() if future.result() is None])
+
+
+def _charged_at_claim(charged: ColumnElement[int]) -> ColumnElement[int]:
+    """A job's attempts after a claim (or a release) changes them by one. A deferred-transaction job (the
+    network lane: deliveries, alert handlers) is charged when it starts, in the commit that renews its lease
+    before it runs, so jobs a worker claimed with it and never reached are not charged when that worker dies
+    (a handler that kills its worker must not use up the attempts of the jobs queued behind it). Other jobs
+    run in the transaction that marks them done, with no commit before: they are charged at the claim."""
+    deferred = network_kinds()
+    if not deferred:
+        return charged
+    return case((Job.kind.in_(deferred), Job.attempts), else_=charged)
 
 
 def peer_cap(free: int, limit: int, *, reserve: bool) -> int:
