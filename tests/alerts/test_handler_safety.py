@@ -264,11 +264,8 @@ def test_created_handlers_run_once_with_the_incident_after_a_rule_delay(
     assert len(seen) == 3
 
 
-def test_an_alert_held_by_a_maintenance_window_runs_its_created_handlers_once(
-    api: TestClient, context: AppContext, generic_key: str, admin: dict[str, str], registered: list[Any]
-) -> None:
-    seen: list[str] = []
-    register(registered, "ChargeErrors", lambda ctx: seen.append(ctx.event))
+def payments_window(api: TestClient, admin: dict[str, str]) -> Any:
+    """A maintenance window on payments, from now for an hour."""
     now = utcnow()
     window = api.post(
         "/api/v1/maintenance",
@@ -281,6 +278,15 @@ def test_an_alert_held_by_a_maintenance_window_runs_its_created_handlers_once(
         },
     )
     assert window.status_code in (200, 201), window.text
+    return window
+
+
+def test_an_alert_held_by_a_maintenance_window_runs_its_created_handlers_once(
+    api: TestClient, context: AppContext, generic_key: str, admin: dict[str, str], registered: list[Any]
+) -> None:
+    seen: list[str] = []
+    register(registered, "ChargeErrors", lambda ctx: seen.append(ctx.event))
+    window = payments_window(api, admin)
     fire(api, generic_key, payments_alert())
     run_handlers(context)
     assert seen == []
@@ -649,18 +655,7 @@ def test_an_alert_that_resolves_while_held_runs_created_then_resolved(
         "ChargeErrors",
         lambda ctx: seen.append((ctx.event, ctx.incident.ref if ctx.incident else None)),
     )
-    now = utcnow()
-    window = api.post(
-        "/api/v1/maintenance",
-        headers=admin,
-        json={
-            "reason": "card processor upgrade",
-            "services": ["payments"],
-            "starts_at": now.isoformat(),
-            "ends_at": (now + timedelta(hours=1)).isoformat(),
-        },
-    )
-    assert window.status_code in (200, 201), window.text
+    payments_window(api, admin)
     fire(api, generic_key, payments_alert())
     fire(api, generic_key, payments_alert(status="resolved"))
     run_handlers(context)

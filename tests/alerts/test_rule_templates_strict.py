@@ -187,11 +187,8 @@ def test_config_check_refuses_a_title_naming_the_incident_it_titles() -> None:
     assert org_with_rules({"name": "api", "incident": {}, "notify": [notify]})
 
 
-@pytest.mark.parametrize(
-    ("field", "text"),
-    [("title", "{{ alerts.summary }}"), ("message", "{{ label.service }}"), ("message", "{{ summary }}")],
-)
-def test_config_check_refuses_a_name_no_rule_template_is_given(field: str, text: str) -> None:
+def refused_template(field: str, text: str) -> pytest.ExceptionInfo[ConfigError]:
+    """The problem config check reports for a rule whose title (or notify message) is ``text``."""
     rule: dict[str, Any] = {"name": "api", "incident": {}}
     if field == "title":
         rule["incident"]["title"] = text
@@ -199,6 +196,15 @@ def test_config_check_refuses_a_name_no_rule_template_is_given(field: str, text:
         rule["notify"] = [{"audience": "internal", "message": text}]
     with pytest.raises(ConfigError) as caught:
         org_with_rules(rule)
+    return caught
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [("title", "{{ alerts.summary }}"), ("message", "{{ label.service }}"), ("message", "{{ summary }}")],
+)
+def test_config_check_refuses_a_name_no_rule_template_is_given(field: str, text: str) -> None:
+    caught = refused_template(field, text)
     assert "is never given to it" in str(caught.value)
 
 
@@ -214,13 +220,7 @@ def test_config_check_refuses_a_name_no_rule_template_is_given(field: str, text:
 )
 def test_config_check_refuses_a_field_alert_or_incident_never_has(field: str, text: str, named: str) -> None:
     """``alert`` and ``incident`` hold fixed fields: one they never have fails on every alert."""
-    rule: dict[str, Any] = {"name": "api", "incident": {}}
-    if field == "title":
-        rule["incident"]["title"] = text
-    else:
-        rule["notify"] = [{"audience": "internal", "message": text}]
-    with pytest.raises(ConfigError) as caught:
-        org_with_rules(rule)
+    caught = refused_template(field, text)
     assert f"bad template: {named}: " in str(caught.value) and "has no such field; it has " in str(
         caught.value
     )
