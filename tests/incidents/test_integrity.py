@@ -141,3 +141,53 @@ def test_suggestion_picks_most_severe_and_lists_all(org: OrgConfig) -> None:
     )
     assert suggestion.severity == "P0"
     assert list(suggestion.matched) == ["P0", "P2"]
+
+
+def test_entries_appended_while_the_check_runs_are_no_break(context: AppContext) -> None:
+    """On a running system (PostgreSQL reads each statement afresh), an entry appended between the check's
+    read of the heads and its read of the entries looked like a chain whose tail was removed."""
+    from sqlalchemy import event
+
+    ref = make_incident(context)
+    statements: list[int] = []
+    appended: list[int] = []
+
+    with context.db.read() as session:
+
+        def append_once(state: object) -> None:
+            statements.append(1)
+            if len(statements) == 2:  # the heads were read; the entries are about to be
+                appended.append(1)
+                with context.db.write() as other:
+                    entry = TimelineEntryCreate(action="appended meanwhile")
+                    service.log_action(other, ref=ref, performer="w", entry=entry)
+
+        event.listen(session, "do_orm_execute", append_once)
+        checked, problems = service.verify_timelines(session)
+    assert appended and problems == []
+    assert checked == 4  # the entries the head it read covers
+    with context.db.read() as session:
+        assert service.verify_timelines(session) == (5, [])
+
+
+def test_an_entry_slipped_in_past_the_head_is_found(context: AppContext) -> None:
+    ref = make_incident(context)
+    with context.db.write() as session:
+        last = session.scalar(select(TimelineEntry).order_by(TimelineEntry.seq.desc()).limit(1))
+        assert last is not None
+        session.add(
+            TimelineEntry(
+                incident_id=last.incident_id,
+                seq=last.seq + 1,
+                occurred_at=last.occurred_at,
+                performer="intruder",
+                kind=last.kind,
+                action="added behind the chain's back",
+                prev_hash=last.hash,
+                hash="0" * 64,
+            )
+        )
+    with context.db.read() as session:
+        _, problems = service.verify_timelines(session)
+    assert [(p.incident, p.seq) for p in problems] == [(ref, 5)]
+    assert "past the incident's recorded head" in problems[0].reason

@@ -309,8 +309,12 @@ def verify_timelines(session: Session) -> tuple[int, list[ChainProblem]]:
         prev = GENESIS_HASH
         expected_seq = 1
         broken = False
+        # Only the entries the head read above covers: on a running system, entries appended since (with a
+        # new head, in their own commit) are the next check's, not a break.
         rows = session.scalars(
-            select(TimelineEntry).where(TimelineEntry.incident_id == incident_id).order_by(TimelineEntry.seq)
+            select(TimelineEntry)
+            .where(TimelineEntry.incident_id == incident_id, TimelineEntry.seq <= count)
+            .order_by(TimelineEntry.seq)
         )
         for row in rows:
             checked += 1
@@ -344,6 +348,21 @@ def verify_timelines(session: Session) -> tuple[int, list[ChainProblem]]:
             problems.append(
                 ChainProblem(f"INC-{incident_id}", expected_seq, "entries after this point were removed")
             )
+        elif not broken:
+            # Entries past the head: appended with the head moved since (read again now), or slipped in
+            # without it.
+            last = session.scalar(
+                select(func.max(TimelineEntry.seq)).where(TimelineEntry.incident_id == incident_id)
+            )
+            head_now = session.scalar(select(Incident.timeline_count).where(Incident.id == incident_id))
+            if last is not None and last > max(count, head_now or 0):
+                problems.append(
+                    ChainProblem(
+                        f"INC-{incident_id}",
+                        count + 1,
+                        "entries were added past the incident's recorded head",
+                    )
+                )
     return checked, problems
 
 
