@@ -260,7 +260,44 @@ def test_a_rules_page_renamed_before_the_worker_runs_pages_the_policy_the_rule_n
     assert new in paged and OLD not in paged
     actions = [e.action for e in timeline(context, incident_id)]
     assert (
-        f"Escalation policy '{OLD}' is no longer in the org file; rule critical-monitoring pages {new} now, "
-        f"so {new} is paged instead"
+        f"Escalation policy '{OLD}' is no longer in the org file; {new} is paged instead "
+        "(rule critical-monitoring pages it now)"
     ) in actions
     assert not any("unknown escalation policy" in action for action in actions)
+
+
+def test_a_page_of_a_policy_renamed_with_its_rule_goes_to_the_policy_with_the_same_steps(
+    context: AppContext,
+) -> None:
+    """A reload renames the policy and the rule that pages it, while another server still routes by the old
+    rule: the rule is not found by its old name, but a policy doing exactly what the old one did is."""
+    from fastapi.testclient import TestClient
+
+    from tests.alerts.conftest import make_key
+    from warroom.app import create_app
+
+    clock.set(T0)
+    new = "platform-v2"
+    key = make_key(context, "generic")
+    with TestClient(create_app(context=context)) as api:
+        alert = {"summary": "refunds slow", "severity": "error", "service": "payments"}
+        answer = api.post(f"/api/v1/alerts?key={key}", json=alert)
+        assert answer.status_code == 202, answer.text
+    incident_id = int(answer.json()["alerts"][0]["incident"].removeprefix("INC-"))
+    renamed = reloaded(context.org, policies={OLD: new})
+    rules = [
+        rule.model_copy(update={"page": new, "name": f"{rule.name}-v2"}) if rule.page == OLD else rule
+        for rule in renamed.automation.rules
+    ]
+    context.org = renamed.model_copy(
+        update={"automation": renamed.automation.model_copy(update={"rules": rules})}
+    )
+    worker = Worker(context, name="w1")
+    run_at(worker, T0)
+    run_at(worker, T0 + timedelta(seconds=1))
+    assert new in {p.policy for p in pages(context, incident_id)}
+    actions = [e.action for e in timeline(context, incident_id)]
+    assert (
+        f"Escalation policy '{OLD}' is no longer in the org file; {new} is paged instead "
+        "(it has the same steps)"
+    ) in actions

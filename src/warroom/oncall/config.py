@@ -5,6 +5,8 @@ Kept free of imports from ``warroom.orgconfig`` (which imports this module) so t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -234,6 +236,13 @@ class EscalationPolicyConfig(_Strict):
     steps: list[StepConfig] = Field(default_factory=list)
 
     _name = field_validator("name")(_check_id)
+
+    @property
+    def fingerprint(self) -> str:
+        """What the policy does (its steps and repeats), without its name: a policy a reload only renamed has
+        the same fingerprint, so a page asked of it under the old name can find it."""
+        body = self.model_dump(mode="json", exclude={"name", "description"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def default_recipient(org: OrgConfig, person: PersonConfig, channel: str) -> str | None:

@@ -84,11 +84,13 @@ def request_paging(
     requested_by: str | None = None,
     note: str | None = None,
     rule: str | None = None,
+    fingerprint: str | None = None,
 ) -> Job:
     """Enqueue the start of paging; committed with the change that caused it. ``severity``: the level the
     incident opened at, which the page names even if it was raised before the worker ran. ``requested_by``:
     the person who asked for the page (trigger ``REQUESTED_BY_PERSON``). ``rule``: the automation rule whose
-    ``page`` it is, so that a reload renaming the policy before the worker runs does not lose the page."""
+    ``page`` it is, and ``fingerprint`` what the policy does (``EscalationPolicyConfig.fingerprint``), so that
+    a reload renaming the policy (or the rule) before the worker runs does not lose the page."""
     at = at or utcnow()
     if trigger == "created":
         key = _opening_key(incident_id)
@@ -106,6 +108,8 @@ def request_paging(
         payload["note"] = note
     if rule:
         payload["rule"] = rule
+    if fingerprint:
+        payload["fingerprint"] = fingerprint
     return job_service.enqueue(
         session,
         kind=START_KIND,
@@ -229,6 +233,14 @@ def _rule_page_now(org: OrgConfig, rule: str | None) -> str | None:
     """The policy the automation rule ``rule`` pages in the org file now (None: no such rule, or no page)."""
     found = next((candidate for candidate in org.automation.rules if candidate.name == rule), None)
     return found.page if found is not None and found.page and _policy_named(org, found.page) else None
+
+
+def _policy_doing(org: OrgConfig, fingerprint: str | None) -> str | None:
+    """The one policy of the org file with this fingerprint (None: none, or several alike)."""
+    alike = [
+        policy.name for policy in org.escalation_policies if fingerprint and policy.fingerprint == fingerprint
+    ]
+    return alike[0] if len(alike) == 1 else None
 
 
 def _stands_for(org: OrgConfig, name: str, own: EscalationPolicyConfig | None) -> str | None:
@@ -416,6 +428,7 @@ def start_paging(
     requested_by: str | None = None,
     note: str | None = None,
     rule: str | None = None,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
     org = context.org
     at = at or utcnow()
@@ -451,24 +464,33 @@ def start_paging(
         try:
             policy = service.get_policy(org, policy_name)
         except NotFound as exc:
-            now_pages = _rule_page_now(org, rule)
+            # A reload renamed the policy (or the rule, or gave the rule another) after the page was asked
+            # for: it goes to what the rule pages now, else to the policy that does what this one did.
+            now_pages, why = _rule_page_now(org, rule), f"rule {rule} pages it now"
+            if now_pages is None:
+                now_pages, why = _policy_doing(org, fingerprint), "it has the same steps"
             if now_pages is not None and now_pages != policy_name:
-                # A reload renamed the policy (or gave the rule another) after the rule asked: the rule's
-                # page goes to what the rule pages now, unless the incident has that one already.
                 if now_pages in policies_not_paging(session, org, incident, [now_pages]):
                     _timeline(
                         session,
                         incident,
-                        f"Escalation policy {policy_name!r} is no longer in the org file; rule {rule} pages "
-                        f"{now_pages} now, so {now_pages} is paged instead",
+                        f"Escalation policy {policy_name!r} is no longer in the org file; {now_pages} is "
+                        f"paged instead ({why})",
                         kind=TimelineKind.automation,
                         data={"policy": policy_name, "rule": rule, "instead": now_pages},
                     )
                     request_paging(
-                        session, incident_id=incident.id, trigger=trigger, policy=now_pages, at=at, rule=rule
+                        session,
+                        incident_id=incident.id,
+                        trigger=trigger,
+                        policy=now_pages,
+                        at=at,
+                        rule=rule,
+                        requested_by=requested_by,
+                        note=note,
                     )
                     return {"replaced_by": now_pages}
-                return {"skipped": f"unknown policy; {now_pages}, which rule {rule} pages now, pages already"}
+                return {"skipped": f"unknown policy; {now_pages}, which stands for it now, pages already"}
             _timeline(
                 session,
                 incident,
@@ -1417,6 +1439,7 @@ def _start_job(context: AppContext, session: Session, job: Job) -> dict[str, Any
         requested_by=payload.get("requested_by"),
         note=payload.get("note"),
         rule=payload.get("rule"),
+        fingerprint=payload.get("fingerprint"),
     )
 
 

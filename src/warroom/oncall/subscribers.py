@@ -69,6 +69,8 @@ def page_requested_policy(session: Session, event: DomainEvent) -> None:
     requested_by = event.data.get("requested_by")
     note = event.data.get("note")
     rule = event.data.get("rule")
+    org = _org(session)
+    known = next((p for p in org.escalation_policies if p.name == policy), None) if org is not None else None
     paging.request_paging(
         session,
         incident_id=event.incident_id,
@@ -78,6 +80,7 @@ def page_requested_policy(session: Session, event: DomainEvent) -> None:
         requested_by=str(requested_by) if requested_by else None,
         note=str(note) if note else None,
         rule=str(rule) if rule else None,
+        fingerprint=known.fingerprint if known is not None else None,
     )
 
 
