@@ -301,6 +301,21 @@ def test_expired_lease_runs_again(context: AppContext) -> None:
     assert len(side_effects) == 1
 
 
+def test_a_dead_workers_job_is_not_kept_waiting_behind_newer_ones(context: AppContext) -> None:
+    """A backlog of newer jobs filled every claim, and a dead worker's job, older than all of them, waited for
+    the backlog to drain (QA: a page two minutes late). It competes by when it was due."""
+    clock.set(START)
+    with context.db.write() as session:
+        lost_job = enqueue(session, kind="test.record", payload={"n": 0}).id
+    assert Worker(context, name="crashed", lease=timedelta(seconds=60)).claim() == [lost_job]
+    clock.advance(timedelta(seconds=30))
+    with context.db.write() as session:
+        backlog = [enqueue(session, kind="test.record", payload={"n": n}).id for n in range(1, 4)]
+    clock.advance(timedelta(seconds=31))  # the lease is over; three newer jobs are due
+    survivor = Worker(context, name="survivor", batch=2)
+    assert survivor.claim() == [lost_job, backlog[0]]
+
+
 def test_a_job_that_keeps_killing_its_worker_ends_dead(context: AppContext) -> None:
     clock.set(START)
     with context.db.write() as session:

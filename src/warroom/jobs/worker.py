@@ -133,63 +133,54 @@ class Worker:
                     .with_for_update(skip_locked=True)
                 )
             ]
+            # Jobs whose worker died mid-run compete with the pending ones by when they were due: under a
+            # steady backlog, a dead worker's page must not wait for every newer job (it waited minutes
+            # when only free slots went to them). Their attempt counts, and a job that keeps killing its
+            # worker ends dead instead of looping forever (a deferred job it held but never started was not
+            # charged, see ``_charged_at_claim``). They count against their peer's limit like any other: a
+            # dead worker's deliveries to a hung peer must not take every slot.
+            expired: dict[int, Job] = {}
+            for job in session.scalars(
+                select(Job)
+                .where(
+                    Job.status == JobStatus.running, Job.lease_expires_at <= now, self._in_lane(), with_room
+                )
+                .order_by(Job.run_at)
+                .limit(limit if in_flight is None else max(limit, self.batch))
+                .with_for_update(skip_locked=True)
+            ):
+                if job.attempts >= job.max_attempts:
+                    job.status = JobStatus.dead
+                    job.last_error = (
+                        f"worker {job.lease_owner} stopped without finishing (lease expired) "
+                        f"after {job.attempts} attempt(s)"
+                    )
+                    job.lease_owner = None
+                    job.lease_expires_at = None
+                    job.finished_at = now
+                    log.warning("job %s (%s) is dead: %s", job.id, job.kind, job.last_error)
+                    self._failure_hook(session, job, job.last_error, final=True)
+                else:
+                    expired[job.id] = job
+                    rows.append(DueJob(job.id, job.run_at, job.peer))
+            rows.sort(key=lambda row: row.run_at)
             if in_flight is not None:
                 rows = _within_peer_limit(
                     rows, in_flight, self.peer_limit, limit, reserve=self.concurrency > 1
                 )
+            else:
+                rows = rows[:limit]
             due = [job_id for job_id, _, _ in rows]
             peers: dict[int, str | None] = {job_id: peer for job_id, _, peer in rows}
-            for _, run_at, _ in rows:
-                JOB_LATENESS.observe(max(0.0, (now - run_at).total_seconds()))
-            if len(due) < limit:
-                # Jobs whose worker died mid-run: their attempt counts, and a job that keeps killing
-                # its worker ends dead instead of looping forever (a deferred job it held but never started
-                # was not charged, see ``_charged_at_claim``). They count against their peer's limit
-                # like any other: a dead worker's deliveries to a hung peer must not take every slot.
-                taken = None if in_flight is None else in_flight + Tally(peer for _, _, peer in rows if peer)
-                expired = list(
-                    session.scalars(
-                        select(Job)
-                        .where(
-                            Job.status == JobStatus.running,
-                            Job.lease_expires_at <= now,
-                            self._in_lane(),
-                            self._with_room(taken, limit - len(due)),
-                        )
-                        .order_by(Job.run_at)
-                        .limit(limit - len(due) if in_flight is None else max(limit, self.batch))
-                        .with_for_update(skip_locked=True)
+            for job_id, run_at, _ in rows:
+                if job_id in expired:
+                    job = expired[job_id]
+                    log.warning(
+                        "job %s (%s): lease of %s expired; retrying", job.id, job.kind, job.lease_owner
                     )
-                )
-                if taken is not None:
-                    within = _within_peer_limit(
-                        [DueJob(job.id, job.run_at, job.peer) for job in expired],
-                        taken,
-                        self.peer_limit,
-                        limit - len(due),
-                        reserve=self.concurrency > 1,
-                    )
-                    kept = {row.id for row in within}
-                    expired = [job for job in expired if job.id in kept]
-                for job in expired:
-                    if job.attempts >= job.max_attempts:
-                        job.status = JobStatus.dead
-                        job.last_error = (
-                            f"worker {job.lease_owner} stopped without finishing (lease expired) "
-                            f"after {job.attempts} attempt(s)"
-                        )
-                        job.lease_owner = None
-                        job.lease_expires_at = None
-                        job.finished_at = now
-                        log.warning("job %s (%s) is dead: %s", job.id, job.kind, job.last_error)
-                        self._failure_hook(session, job, job.last_error, final=True)
-                    else:
-                        log.warning(
-                            "job %s (%s): lease of %s expired; retrying", job.id, job.kind, job.lease_owner
-                        )
-                        due.append(job.id)
-                        peers[job.id] = job.peer
-                session.flush()
+                else:
+                    JOB_LATENESS.observe(max(0.0, (now - run_at).total_seconds()))
+            session.flush()
             if due:
                 session.execute(
                     update(Job)
