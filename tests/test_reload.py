@@ -413,7 +413,8 @@ def test_a_reload_names_the_incidents_escalating_on_a_policy_it_drops(
     assert reloaded.status_code == 200, reloaded.text
     warning = (
         "escalation policy 'platform-escalation' is not in the new file but escalates 1 unacknowledged "
-        f"incident; at the next deadline, {ref} (P1): platform-escalation-v2 takes over"
+        f"incident; at the next deadline, {ref} (P1): platform-escalation-v2 takes over "
+        "(the same policy renamed)"
     )
     assert reloaded.json()["warnings"] == [warning]
     assert warning in caplog.text

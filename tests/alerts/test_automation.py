@@ -751,7 +751,9 @@ def test_a_rule_template_cannot_change_the_alert(
     )
     text = text.replace(
         'message: "{{ incident.ref }} opened by alert {{ alert.ref }}: {{ alert.summary }}"',
-        "message: \"{{ alert.annotations.pop('runbook', '') }}{{ incident.update({'ref': 'INC-0'}) }}\"",
+        # (Through a name of its own: config check refuses ``incident.update`` written out.)
+        "message: \"{{ alert.annotations.pop('runbook', '') }}{% set told = incident %}"
+        "{{ told.update({'ref': 'INC-0'}) }}\"",
     )
     context.org = parse_org_config(text, "org.yaml")
     labels = {"service": "payments", "alertname": "ChargeErrors", "host": "pay-1"}

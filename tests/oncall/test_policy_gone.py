@@ -77,7 +77,7 @@ def test_a_renamed_policy_takes_over_where_the_escalation_was(context: AppContex
     new = reloaded(context.org, policies={OLD: NEW})
     assert losing(context, new) == [
         f"escalation policy {OLD!r} is not in the new file but escalates 1 unacknowledged incident; at the "
-        f"next deadline, INC-{incident_id} (P1): {NEW} takes over"
+        f"next deadline, INC-{incident_id} (P1): {NEW} takes over (the same policy renamed)"
     ]
     context.org = new
     run_at(worker, T0 + timedelta(minutes=15))
@@ -90,8 +90,8 @@ def test_a_renamed_policy_takes_over_where_the_escalation_was(context: AppContex
     assert rows[NEW].next_check_at == T0 + timedelta(minutes=25)  # as the old policy would have had it
     actions = [e.action for e in timeline(context, incident_id)]
     assert (
-        f"Escalation handed over: policy {OLD!r} is no longer in the org file; {NEW}, the policy for P1 on "
-        "api now, takes over from step 2" in actions
+        f"Escalation handed over: policy {OLD!r} is no longer in the org file; {NEW}, the same policy "
+        "renamed, takes over from step 2" in actions
     )
     assert not any("exhausted" in action for action in actions)
     assert losing(context, new) == []
@@ -104,6 +104,20 @@ def test_a_renamed_policy_takes_over_where_the_escalation_was(context: AppContex
     run_at(worker, T0 + timedelta(hours=3))
     rows = escalations(context, incident_id)
     assert rows[NEW].state == EscalationState.acknowledged and rows[OLD].state == EscalationState.superseded
+
+
+def test_a_renamed_policy_goes_on_where_no_other_covers_the_incident(context: AppContext) -> None:
+    """The renamed policy was the only one paging the incident (nothing maps P1 on api to a policy now): it
+    used to stop ("nobody more is paged") although the same policy was in the file under its new name."""
+    worker, incident_id = started(context)
+    new = reloaded(context.org, policies={OLD: NEW}, api={"escalation_policy": None, "owner_team": None})
+    context.org = new.model_copy(update={"severity_policies": {}})
+    run_at(worker, T0 + timedelta(minutes=15))
+    rows = escalations(context, incident_id)
+    assert rows[OLD].state == EscalationState.superseded
+    assert (rows[NEW].state, rows[NEW].step) == (EscalationState.active, 2)
+    paged = [(p.person, p.policy, p.step) for p in pages(context, incident_id) if p.channel == "email"]
+    assert paged == [("carol", OLD, 1), ("alice", NEW, 2)]
 
 
 def test_another_policy_that_covers_the_incident_now_takes_over_from_its_first_step(

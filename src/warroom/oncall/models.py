@@ -48,6 +48,9 @@ class Escalation(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
     policy: Mapped[str] = mapped_column(String(200))
+    # ``EscalationPolicyConfig.fingerprint`` of the policy when it started: a reload that only renames the
+    # policy hands the escalation on to it (``paging._stands_for``).
+    policy_fingerprint: Mapped[str | None] = mapped_column(String(16))
     mode: Mapped[str] = mapped_column(String(20))
     severity: Mapped[str] = mapped_column(String(20))
     state: Mapped[EscalationState] = mapped_column(

@@ -161,7 +161,7 @@ def request_page_by_person(
                     .where(Escalation.incident_id == incident.id, Escalation.state == EscalationState.active)
                     .order_by(Escalation.id)
                 )
-                if _stands_for(org, escalation.policy, own) == policy.name
+                if _stands_for(org, escalation.policy, own, escalation.policy_fingerprint) == policy.name
             ),
             None,
         )
@@ -211,11 +211,13 @@ def _policies_of(session: Session, org: OrgConfig, incident: Incident, *, active
     """The policies that page (``active_only``) or have paged the incident, plus those whose start waits for
     the worker. An escalation on a policy a reload renamed or removed counts as the policy that takes it over
     at its next deadline (``_policy_now``): it is the same people, already paged."""
-    statement = select(Escalation.policy).where(Escalation.incident_id == incident.id)
+    statement = select(Escalation.policy, Escalation.policy_fingerprint).where(
+        Escalation.incident_id == incident.id
+    )
     if active_only:
         statement = statement.where(Escalation.state == EscalationState.active)
     own = _policy_now(org, incident)[0]
-    names = {_stands_for(org, name, own) for name in session.scalars(statement)}
+    names = {_stands_for(org, name, own, fingerprint) for name, fingerprint in session.execute(statement)}
     for job in session.scalars(
         select(Job).where(
             Job.incident_id == incident.id,
@@ -243,11 +245,17 @@ def _policy_doing(org: OrgConfig, fingerprint: str | None) -> str | None:
     return alike[0] if len(alike) == 1 else None
 
 
-def _stands_for(org: OrgConfig, name: str, own: EscalationPolicyConfig | None) -> str | None:
-    """The policy an escalation on ``name`` is now: itself while the org file has it, else the incident's own
-    policy now (``own``), which takes it over at its next deadline."""
+def _stands_for(
+    org: OrgConfig, name: str, own: EscalationPolicyConfig | None, fingerprint: str | None = None
+) -> str | None:
+    """The policy an escalation on ``name`` is now: itself while the org file has it, else the one policy
+    doing what it did (``fingerprint``: a reload only renamed it), else the incident's own policy now
+    (``own``), which takes it over at its next deadline."""
     if _policy_named(org, name):
         return name
+    renamed = _policy_doing(org, fingerprint)
+    if renamed is not None:
+        return renamed
     return own.name if own is not None else None
 
 
@@ -606,6 +614,7 @@ def start_paging(
         escalation.state = EscalationState.active
         escalation.updated_at = now
 
+    escalation.policy_fingerprint = policy.fingerprint  # as the policy is now, for a later rename
     # Every page of the run says who asked for it and why; a run started otherwise says nothing of the kind.
     by_person = trigger == REQUESTED_BY_PERSON
     escalation.requested_by = (requested_by or "a person") if by_person else None
@@ -1100,6 +1109,22 @@ def _policy_now(org: OrgConfig, incident: Incident) -> tuple[EscalationPolicyCon
     return policy, covers
 
 
+_RENAMED = "the same policy renamed"
+
+
+def _successor(
+    org: OrgConfig, incident: Incident, gone: Escalation
+) -> tuple[EscalationPolicyConfig | None, str]:
+    """The policy that takes over ``gone`` (whose policy the org file no longer has), and what it is to the
+    incident: the same policy under a new name (it does what ``gone``'s did), else the incident's own policy
+    now (``_policy_now``: "the policy for P1 on api now"); None with why when there is none."""
+    renamed = _policy_doing(org, gone.policy_fingerprint)
+    if renamed is not None and service.paging_mode(org, incident.severity) != "none":
+        return service.get_policy(org, renamed), _RENAMED
+    policy, covers = _policy_now(org, incident)
+    return policy, (f"the policy for {covers} now" if policy is not None else covers)
+
+
 def _next_step_of_successor(
     session: Session,
     org: OrgConfig,
@@ -1136,7 +1161,7 @@ def _hand_over_gone_policy(
     gone.next_check_at = None
     gone.updated_at = now
     left = f"policy {gone.policy!r} is no longer in the org file"
-    policy, covers = _policy_now(org, incident)
+    policy, covers = _successor(org, incident, gone)
     if policy is None:
         silent = service.paging_mode(org, incident.severity) == "none"
         gone.state = EscalationState.silent if silent else EscalationState.policy_gone
@@ -1166,8 +1191,7 @@ def _hand_over_gone_policy(
         _timeline(
             session,
             incident,
-            f"Escalation handed over: {left}; {policy.name}, the policy for {covers} now, already "
-            "escalates this incident",
+            f"Escalation handed over: {left}; {policy.name}, {covers}, already escalates this incident",
             kind=TimelineKind.automation,
             data=data,
         )
@@ -1178,6 +1202,7 @@ def _hand_over_gone_policy(
         successor = Escalation(
             incident_id=incident.id,
             policy=policy.name,
+            policy_fingerprint=policy.fingerprint,
             cycle=1,
             started_at=now,
         )
@@ -1194,8 +1219,7 @@ def _hand_over_gone_policy(
     _timeline(
         session,
         incident,
-        f"Escalation handed over: {left}; {policy.name}, the policy for {covers} now, takes over "
-        f"from step {step}",
+        f"Escalation handed over: {left}; {policy.name}, {covers}, takes over from step {step}",
         kind=TimelineKind.automation,
         data={**data, "step": step},
     )
@@ -1220,8 +1244,9 @@ def escalations_losing_policy(session: Session, org: OrgConfig) -> list[str]:
             continue
         except NotFound:
             pass
-        policy, covers = _policy_now(org, incident)
-        then = f"{policy.name} takes over" if policy is not None else f"it stops ({covers})"
+        policy, covers = _successor(org, incident, escalation)
+        renamed = f" ({_RENAMED})" if covers == _RENAMED else ""
+        then = f"{policy.name} takes over{renamed}" if policy is not None else f"it stops ({covers})"
         lost.setdefault(escalation.policy, []).append(f"{incident.ref} ({incident.severity}): {then}")
     return [
         f"escalation policy {name!r} is not in the new file but escalates {len(items)} unacknowledged "
