@@ -239,29 +239,29 @@ def test_after_a_rename_the_running_escalation_is_the_policy_it_goes_on_as(conte
     assert not any("unknown escalation policy" in e.action for e in timeline(context, incident_id))
 
 
-def test_a_rules_page_renamed_before_the_worker_runs_pages_the_policy_the_rule_names_now(
-    context: AppContext,
-) -> None:
+def _rule_page_asked_then_renamed(context: AppContext, *, rename_rule: bool) -> list[str]:
     """An error on payments asks for the critical-monitoring rule's page (platform-escalation, beside the
-    payments service's own policy); a reload renames that policy, in the policy and the rule, before the
-    worker gets to the page. The page goes to the policy under its new name, said on the timeline, instead of
-    to nobody ("unknown escalation policy")."""
+    payments service's own policy); then a reload renames that policy to platform-v2 (the rule pages it,
+    renamed too with ``rename_rule``) before the worker runs. The incident's timeline after the run."""
     from fastapi.testclient import TestClient
 
     from tests.alerts.conftest import make_key
     from warroom.app import create_app
 
     clock.set(T0)
-    new = "platform-v2"
     key = make_key(context, "generic")
     with TestClient(create_app(context=context)) as api:
         alert = {"summary": "refunds slow", "severity": "error", "service": "payments"}
         answer = api.post(f"/api/v1/alerts?key={key}", json=alert)
         assert answer.status_code == 202, answer.text
     incident_id = int(answer.json()["alerts"][0]["incident"].removeprefix("INC-"))
-    renamed = reloaded(context.org, policies={OLD: new})
+    renamed = reloaded(context.org, policies={OLD: "platform-v2"})
     rules = [
-        rule.model_copy(update={"page": new}) if rule.page == OLD else rule
+        rule.model_copy(
+            update={"page": "platform-v2", **({"name": f"{rule.name}-v2"} if rename_rule else {})}
+        )
+        if rule.page == OLD
+        else rule
         for rule in renamed.automation.rules
     ]
     context.org = renamed.model_copy(
@@ -271,47 +271,31 @@ def test_a_rules_page_renamed_before_the_worker_runs_pages_the_policy_the_rule_n
     run_at(worker, T0)
     run_at(worker, T0 + timedelta(seconds=1))  # the replacement's start
     paged = {p.policy for p in pages(context, incident_id)}
-    assert new in paged and OLD not in paged
+    assert "platform-v2" in paged and OLD not in paged
     actions = [e.action for e in timeline(context, incident_id)]
+    assert not any("unknown escalation policy" in action for action in actions)
+    return actions
+
+
+def test_a_rules_page_renamed_before_the_worker_runs_pages_the_policy_the_rule_names_now(
+    context: AppContext,
+) -> None:
+    """The page goes to the policy under its new name, said on the timeline, instead of to nobody ("unknown
+    escalation policy")."""
+    actions = _rule_page_asked_then_renamed(context, rename_rule=False)
     assert (
-        f"Escalation policy '{OLD}' is no longer in the org file; {new} is paged instead "
+        f"Escalation policy '{OLD}' is no longer in the org file; platform-v2 is paged instead "
         "(rule critical-monitoring pages it now)"
     ) in actions
-    assert not any("unknown escalation policy" in action for action in actions)
 
 
 def test_a_page_of_a_policy_renamed_with_its_rule_goes_to_the_policy_with_the_same_steps(
     context: AppContext,
 ) -> None:
-    """A reload renames the policy and the rule that pages it, while another server still routes by the old
-    rule: the rule is not found by its old name, but a policy doing exactly what the old one did is."""
-    from fastapi.testclient import TestClient
-
-    from tests.alerts.conftest import make_key
-    from warroom.app import create_app
-
-    clock.set(T0)
-    new = "platform-v2"
-    key = make_key(context, "generic")
-    with TestClient(create_app(context=context)) as api:
-        alert = {"summary": "refunds slow", "severity": "error", "service": "payments"}
-        answer = api.post(f"/api/v1/alerts?key={key}", json=alert)
-        assert answer.status_code == 202, answer.text
-    incident_id = int(answer.json()["alerts"][0]["incident"].removeprefix("INC-"))
-    renamed = reloaded(context.org, policies={OLD: new})
-    rules = [
-        rule.model_copy(update={"page": new, "name": f"{rule.name}-v2"}) if rule.page == OLD else rule
-        for rule in renamed.automation.rules
-    ]
-    context.org = renamed.model_copy(
-        update={"automation": renamed.automation.model_copy(update={"rules": rules})}
-    )
-    worker = Worker(context, name="w1")
-    run_at(worker, T0)
-    run_at(worker, T0 + timedelta(seconds=1))
-    assert new in {p.policy for p in pages(context, incident_id)}
-    actions = [e.action for e in timeline(context, incident_id)]
+    """While another server still routes by the old rule, the rule is not found by its old name, but a policy
+    doing exactly what the old one did is."""
+    actions = _rule_page_asked_then_renamed(context, rename_rule=True)
     assert (
-        f"Escalation policy '{OLD}' is no longer in the org file; {new} is paged instead "
+        f"Escalation policy '{OLD}' is no longer in the org file; platform-v2 is paged instead "
         "(it has the same steps)"
     ) in actions
