@@ -23,10 +23,15 @@ _CUSTOMER = TypeAdapter(CustomerReport)
 _INTERNAL = TypeAdapter(InternalReport)
 
 
+def _first_line(description: str) -> str:
+    """A report's first line of text, made one line (empty when it holds nothing visible)."""
+    return one_line(description.strip().splitlines()[0])
+
+
 def customer_report_event(org: OrgConfig, report: CustomerReport, client: str) -> AlertEvent:
     """A customer's report: every report is its own alert, of the org file's report severity."""
     feature = report.affected_feature
-    first_line = one_line(report.description.strip().splitlines()[0]) or feature
+    first_line = _first_line(report.description) or feature
     return AlertEvent(
         action="trigger",
         dedup_key=uuid.uuid4().hex,
@@ -52,7 +57,7 @@ def internal_report_event(org: OrgConfig, report: InternalReport, reporter: str)
         action="trigger",
         dedup_key=uuid.uuid4().hex,
         alert_type=INTERNAL,
-        summary=(one_line(report.description.strip().splitlines()[0]) or "Internal report")[:1024],
+        summary=(_first_line(report.description) or "Internal report")[:1024],
         severity=report.severity,
         service=report.service,
         labels=labels,
