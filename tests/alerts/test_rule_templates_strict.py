@@ -99,6 +99,12 @@ def test_config_test_alert_names_a_missing_label(tmp_path: Path) -> None:
         ("{{ labels.get('instance') or alert.type }}", "DiskFull"),
         ("{{ 'instance' in labels }}", "False"),
         ("{{ labels.team }}/{{ alert.service or 'unknown service' }}", "db/unknown service"),
+        # A missing label tests false and equals nothing: these said what to do, yet failed on strictness.
+        ("{{ labels.instance or 'n/a' }}", "n/a"),
+        ("{% if labels.instance %}{{ labels.instance }}{% else %}none{% endif %}", "none"),
+        ("{% if not labels.instance %}none{% endif %}", "none"),
+        ("{{ 'prod' if labels.env == 'prod' else 'other' }}", "other"),
+        ("{{ labels.env != 'prod' }}", "True"),
     ],
 )
 def test_templates_that_say_what_to_do_without_a_label_keep_working(template: str, rendered: str) -> None:
@@ -121,6 +127,9 @@ def test_templates_that_say_what_to_do_without_a_label_keep_working(template: st
         "{{ alert.instance }}",
         "{{ labels['instance'] }}",
         "{{ labels.instance ~ '' }}",
+        "{{ labels.instance | upper }}",
+        "{{ labels.instance.host or 'n/a' }}",
+        "{% for part in labels.instance %}{{ part }}{% endfor %}",
     ],
 )
 def test_a_missing_label_key_or_attribute_fails(template: str) -> None:

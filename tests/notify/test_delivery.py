@@ -493,6 +493,25 @@ def test_templates_are_overridable_and_sandboxed(context: AppContext) -> None:
     assert labels == {"host": "db-1"}
 
 
+def test_a_channel_template_can_test_for_a_missing_value(context: AppContext) -> None:
+    """Strict, as rule templates are: a missing value fails when shown, but ``or`` and ``if`` may test it."""
+    channel = EmailChannel(
+        name="mail",
+        type="email",
+        to="x@acme.example",
+        templates={"test": TemplateOverride(subject="Check for {{ labels.team or 'everyone' }}")},
+    )
+    context.org = context.org.model_copy(update={"notification_channels": [channel]})
+    with context.db.write() as session:
+        notify.send(session, channel="mail", to="", template="test", context={"labels": {}})
+    with context.db.read() as session:
+        assert session.scalars(select(Delivery)).one().subject == "Check for everyone"
+    shown = channel.model_copy(update={"templates": {"test": TemplateOverride(subject="{{ labels.team }}")}})
+    context.org = context.org.model_copy(update={"notification_channels": [shown]})
+    with pytest.raises(InvalidInput, match="could not be rendered"), context.db.write() as session:
+        notify.send(session, channel="mail", to="", template="test", context={"labels": {}})
+
+
 def test_bad_send_input(
     context: AppContext, api: TestClient, admin: dict[str, str], responder: dict[str, str]
 ) -> None:

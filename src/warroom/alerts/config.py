@@ -12,13 +12,14 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from dateutil.rrule import rrulestr
-from jinja2 import ChainableUndefined, StrictUndefined, Template, TemplateSyntaxError, meta, nodes
+from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from warroom.durations import Duration, duration_between, off_or_between
 from warroom.incidents.schemas import Assessment
 from warroom.severity.matrix import BUILT_IN_LEVELS, matrix_level
+from warroom.templating import FalsyStrictUndefined
 from warroom.timezones import check_zone
 
 if TYPE_CHECKING:
@@ -43,9 +44,9 @@ ALERT_SOURCES = [
 # Read-only, as the enrichment templates are: a rule's title or message is given the alert's labels and
 # annotations, and one calling labels.update() or labels.pop() must not change what the alert records.
 # Strict: a label the alert lacks fails the template (the summary stands in, and the failure is kept), where
-# it would render empty and title an incident "API : ..." with nobody told; ``default``, ``is defined`` and
-# ``labels.get`` say what a template wants when a label may be missing.
-template_environment = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+# it would render empty and title an incident "API : ..." with nobody told; ``default``, ``is defined``,
+# ``labels.get`` and ``or`` say what a template wants when a label may be missing.
+template_environment = ImmutableSandboxedEnvironment(autoescape=False, undefined=FalsyStrictUndefined)
 
 # The variables each kind of rule template is given (``automation.render``): an incident's title is rendered
 # before the incident exists, so only its notify messages know it.

@@ -10,7 +10,6 @@ from jinja2 import (
     ChoiceLoader,
     DictLoader,
     FileSystemLoader,
-    StrictUndefined,
     TemplateError,
     TemplateNotFound,
 )
@@ -18,6 +17,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from warroom.errors import InvalidInput
 from warroom.notify.config import TEMPLATES_DIR, ChannelConfig, builtin_templates
+from warroom.templating import FalsyStrictUndefined
 
 _PARTS = (("subject", "subject.j2"), ("text", "txt.j2"), ("html", "html.j2"))
 
@@ -46,7 +46,7 @@ def _cached_environment(overrides: tuple[tuple[str, str], ...]) -> ImmutableSand
         loader=ChoiceLoader([DictLoader(dict(overrides)), FileSystemLoader(TEMPLATES_DIR)]),
         # HTML parts are escaped; subjects and plain text are not HTML.
         autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
-        undefined=StrictUndefined,
+        undefined=FalsyStrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )

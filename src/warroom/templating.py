@@ -1,0 +1,20 @@
+"""What a user-written template sees for a name, key or attribute it was not given."""
+
+from __future__ import annotations
+
+from jinja2 import StrictUndefined, Undefined
+
+
+class FalsyStrictUndefined(StrictUndefined):
+    """Strict, except that a missing value can be tested: ``{{ labels.instance }}`` still fails on an alert
+    without ``instance`` (it would render empty and say nothing), but ``{{ labels.instance or 'n/a' }}``,
+    ``{% if labels.instance %}`` and ``{% if labels.env == 'prod' %}`` say what to do without it, as
+    ``default`` and ``is defined`` do: it tests false and equals nothing but another missing value."""
+
+    __slots__ = ()
+    __eq__ = Undefined.__eq__
+    __ne__ = Undefined.__ne__
+    __hash__ = Undefined.__hash__
+
+    def __bool__(self) -> bool:
+        return False
