@@ -11,10 +11,11 @@ class FalsyStrictUndefined(StrictUndefined):
     ``{% if labels.instance %}`` and ``{% if labels.env == 'prod' %}`` say what to do without it, as
     ``default`` and ``is defined`` do: it tests false and equals nothing but another missing value."""
 
+    # StrictUndefined types these as always raising; the ignores let them answer.
     __slots__ = ()
-    __eq__ = Undefined.__eq__
-    __ne__ = Undefined.__ne__
-    __hash__ = Undefined.__hash__
+    __eq__ = Undefined.__eq__  # type: ignore[assignment]
+    __ne__ = Undefined.__ne__  # type: ignore[assignment]
+    __hash__ = Undefined.__hash__  # type: ignore[assignment]
 
-    def __bool__(self) -> bool:
+    def __bool__(self) -> bool:  # type: ignore[override]
         return False
