@@ -492,6 +492,41 @@ def test_bad_signals_are_refused_and_change_nothing(
     assert answered.status_code == 200, answered.text
 
 
+def test_a_stranger_is_refused_before_its_body_is_read(
+    api: TestClient, context: AppContext, hb_key: str, generic_key: str
+) -> None:
+    """A report's body may be 16 MiB of output: it used to be read whole before the key was looked at, so
+    anyone could make the server read 16 MiB per request for a 401."""
+    pulled: list[int] = []
+
+    async def output() -> AsyncIterator[bytes]:
+        for number in range(256):  # 16 MiB
+            pulled.append(number)
+            yield b"x" * 65536
+
+    async def report(path: str) -> httpx.Response:
+        pulled.clear()
+        transport = httpx.ASGITransport(app=api.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://warroom") as client:
+            return await client.post(path, content=output())
+
+    for path, refused in [
+        (f"{BACKUP}/fail", 401),
+        (f"{BACKUP}/fail?key=not-a-key", 401),
+        (f"{BACKUP}/fail?key={generic_key}", 403),
+        (f"/api/v1/heartbeats/nope/fail?key={hb_key}", 404),
+        (f"{WATCHDOG}?key={generic_key}", 403),
+    ]:
+        answer = asyncio.run(report(path))
+        assert answer.status_code == refused, (path, answer.text)
+        assert len(pulled) <= 1, (path, len(pulled))
+    answer = asyncio.run(report(f"{BACKUP}/fail?key={hb_key}"))
+    assert answer.status_code == 200, answer.text
+    assert len(pulled) == 256
+    [alert] = heartbeat_alert_rows(context)
+    assert alert.annotations["output"].endswith("xxx")
+
+
 def with_max_runtime(context: AppContext, name: str, max_runtime: timedelta) -> None:
     heartbeats = [
         h.model_copy(update={"max_runtime": max_runtime}) if h.name == name else h

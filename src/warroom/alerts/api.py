@@ -756,6 +756,9 @@ async def _report(
     try:
         secret = integration_key(_keys(request, key), request.headers.get("authorization"))
         reported = heartbeats.Signal() if outcome is None else heartbeats.Signal.parse(outcome)
+        if request.headers.get("content-length", "") != "0":
+            # A stranger is refused before its body (up to 16 MiB of a run's output) is read.
+            await run_in_threadpool(_check_sender, context, name, secret)
         # Read even when it is not kept: a sender whose body is left unread may see its request fail.
         output, cut = await heartbeats.read_output(request.stream())
         if reported.failed:
@@ -768,6 +771,11 @@ async def _report(
         reason = "invalid_payload" if isinstance(exc, InvalidInput) else refusal_reason(exc)
         count_refused(heartbeats.SOURCE, reason)
         raise
+
+
+def _check_sender(context: AppContext, name: str, secret: str | None) -> None:
+    with context.db.read() as session:
+        heartbeats.check_sender(session, org=context.org, name=name, secret=secret)
 
 
 def _ping(context: AppContext, name: str, secret: str | None, signal: heartbeats.Signal) -> HeartbeatPinged:

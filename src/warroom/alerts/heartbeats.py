@@ -266,6 +266,14 @@ def ping(
     return heartbeat
 
 
+def check_sender(session: Session, *, org: OrgConfig, name: str, secret: str | None) -> None:
+    """What a ping or a report is refused for before its body is read: a missing, unknown, revoked or wrong
+    kind of key (401/403), or a heartbeat the org file does not name (404). Writes nothing: ``ping`` checks
+    again, and records the key's use."""
+    integrations.authenticate_integration(session, secret, IntegrationType.heartbeat, record_use=False)
+    _configured(org, name)
+
+
 def _start(session: Session, org: OrgConfig, name: str, secret: str | None) -> Heartbeat:
     """A run began. It moves no deadline; with ``max_runtime``, a check at start + max_runtime fires the
     missed alert if the run has not ended (a ping, or a failure) by then."""
