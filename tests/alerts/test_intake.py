@@ -109,6 +109,13 @@ def test_grafana_webhook(api: TestClient, context: AppContext) -> None:
         "text": "screenshot",
         "image": screenshot["href"],
     }
+    # A contact point set to PUT delivers all the same (it used to get 405, which Grafana does not retry).
+    shot["alerts"][0].update(fingerprint="fedcba9876543210")
+    assert api.put(f"/api/v1/alerts/grafana?key={key}", json=shot).status_code == 202
+    assert alerts(context)[2].dedup_key == "fedcba9876543210"
+    assert api.put(f"/api/v1/alerts/grafana?key={key}", json={"alerts": 1}).status_code == 400
+    assert api.put("/api/v1/alerts/grafana", json=shot).status_code == 401
+    assert len(alerts(context)) == 3
 
 
 def test_keys_wrong_revoked_or_for_another_source(

@@ -74,6 +74,33 @@ def test_create_acknowledge_close_by_alias(
     assert [a.severity for a in alerts(context)[1:]] == ["warning", "warning"]  # P3, Opsgenie's default
 
 
+def test_an_alias_with_a_slash_is_acted_on_by_its_encoded_path(
+    api: TestClient, context: AppContext, genie_key: dict[str, str]
+) -> None:
+    """Aliases are free text (``host/check`` in Nagios and Zabbix style); clients encode them in the path, and
+    the decoded ``/`` used to split the route: the alert was created but could never be closed (404)."""
+    alias = "db-1/disk usage"
+    assert api.post("/v2/alerts", json=create(alias=alias), headers=genie_key).status_code == 202
+    path = "/v2/alerts/db-1%2Fdisk%20usage"
+    for method, action, body in [
+        ("POST", "notes", {"note": "looking", "user": "alice"}),
+        ("POST", "tags", {"tags": ["dba"]}),
+        ("PUT", "message", {"message": "Disk full on db-1"}),
+        ("DELETE", "tags", None),
+        ("POST", "acknowledge", {"user": "alice"}),
+    ]:
+        query = "?identifierType=alias" + ("&tags=dba" if method == "DELETE" else "")
+        answer = api.request(method, f"{path}/{action}{query}", json=body, headers=genie_key)
+        assert answer.status_code == 202, (action, answer.text)
+    [alert] = alerts(context)
+    assert (alert.dedup_key, alert.status, alert.summary) == (alias, "acknowledged", "Disk full on db-1")
+    assert api.post(f"{path}/close?identifierType=alias", headers=genie_key).status_code == 202
+    assert alerts(context)[0].status == "resolved"
+    # An empty alias names no alert.
+    empty = api.post("/v2/alerts//close?identifierType=alias", headers=genie_key)
+    assert empty.status_code == 422 and "identifier" in empty.json()["errors"], empty.text
+
+
 def test_refusals_keep_opsgenie_shapes_and_store_nothing(
     api: TestClient, context: AppContext, genie_key: dict[str, str], generic_key: str
 ) -> None:

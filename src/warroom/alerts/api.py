@@ -132,6 +132,14 @@ async def alertmanager_webhook(request: Request, context: Context, key: KeyQuery
     return await _intake(request, context, key)
 
 
+# Grafana's webhook contact point may be set to PUT; it does not retry a 405, so those would be lost.
+@router.put(
+    "/api/v1/alerts/grafana",
+    response_model=IngestResult,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Grafana unified alerting webhook, from a contact point set to PUT (as POST)",
+    operation_id="grafana_webhook_put",
+)
 @router.post(
     "/api/v1/alerts/grafana",
     response_model=IngestResult,
@@ -195,6 +203,10 @@ IdentifierType = Annotated[
         description="Warroom knows Opsgenie-shaped alerts by alias (it issues no Opsgenie ids).",
     ),
 ]
+# An alias is free text and may hold "/" ("db-1/disk"), sent encoded: the path takes it whole.
+OpsgenieAlias = Annotated[
+    str, PathParam(min_length=1, description="The alert's alias, URL-encoded (it may hold '/').")
+]
 
 
 async def _opsgenie(
@@ -238,13 +250,13 @@ async def _opsgenie_change(
 # Opsgenie's update requests, answered after the change is committed. The notes route comes before the
 # close and acknowledge route, whose path would take "notes" as an action.
 @router.post(
-    "/v2/alerts/{identifier}/notes",
+    "/v2/alerts/{identifier:path}/notes",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Opsgenie Alert API: add a note to the open alert of an alias (user or source is its author)",
     response_model=None,
 )
 async def opsgenie_add_note(
-    identifier: str,
+    identifier: OpsgenieAlias,
     request: Request,
     context: Context,
     identifier_type: IdentifierType,
@@ -255,14 +267,14 @@ async def opsgenie_add_note(
 
 
 @router.delete(
-    "/v2/alerts/{identifier}/{removed}",
+    "/v2/alerts/{identifier:path}/{removed}",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Opsgenie Alert API: remove tags (?tags=a,b) or details (?keys=a,b) from the open alert of an "
     "alias",
     response_model=None,
 )
 async def opsgenie_remove(
-    identifier: str,
+    identifier: OpsgenieAlias,
     removed: Literal["tags", "details"],
     request: Request,
     context: Context,
@@ -294,7 +306,7 @@ _OPSGENIE_UPDATE_DOCS = {
 
 
 @router.put(
-    "/v2/alerts/{identifier}/{update}",
+    "/v2/alerts/{identifier:path}/{update}",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Opsgenie Alert API: change the message, description or priority of the open alert of an alias",
     description="; ".join(f"{name}: {text}" for name, text in _OPSGENIE_UPDATE_DOCS.items())
@@ -303,7 +315,7 @@ _OPSGENIE_UPDATE_DOCS = {
     response_model=None,
 )
 async def opsgenie_update(
-    identifier: str,
+    identifier: OpsgenieAlias,
     update: Literal["message", "description", "priority"],
     request: Request,
     context: Context,
@@ -322,7 +334,7 @@ _OPSGENIE_ACTIONS: dict[str, Literal["resolve", "acknowledge"]] = {
 
 
 @router.post(
-    "/v2/alerts/{identifier}/{action}",
+    "/v2/alerts/{identifier:path}/{action}",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Opsgenie Alert API: close (resolve), acknowledge, snooze (until endTime) or unacknowledge the "
     "alert of an alias, or add tags or details to it",
@@ -334,7 +346,7 @@ _OPSGENIE_ACTIONS: dict[str, Literal["resolve", "acknowledge"]] = {
     response_model=None,
 )
 async def opsgenie_alert_action(
-    identifier: str,
+    identifier: OpsgenieAlias,
     action: Literal["close", "acknowledge", "snooze", "unacknowledge", "tags", "details"],
     request: Request,
     context: Context,
