@@ -72,3 +72,25 @@ def test_search_matches_label_names_and_values_not_their_json(
     assert found('"x"') == ["b"]
     assert found("Café") == found("naïve") == ["b"]  # names and values as written (any ASCII case)
     assert found("HOST") == found("web-") == found("prod") == ["a"]
+
+
+def test_a_service_filter_naming_nothing_known_is_refused(
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """A typo (``--service paymnets``) answered "0 of 0" and read as an all-clear; ``--source`` and
+    ``--integration`` already refused theirs."""
+    sent = {"summary": "queue depth", "service": "queue-workers", "severity": "info"}
+    assert api.post(f"/api/v1/alerts?key={generic_key}", json=sent).status_code == 202
+
+    def listed(*services: str) -> list[str]:
+        answer = api.get("/api/v1/alerts", params={"service": list(services)}, headers=viewer)
+        assert answer.status_code == 200, answer.text
+        return [alert["service"] for alert in answer.json()["items"]]
+
+    assert listed("queue-workers") == ["queue-workers"]  # a service only alerts have had
+    assert listed("payments") == []  # one of the org file's, with no alert yet
+    for services in (["paymnets"], ["payments", "paymnets"]):
+        refused = api.get("/api/v1/alerts", params={"service": services}, headers=viewer)
+        assert refused.status_code == 422, refused.text
+        assert "unknown service 'paymnets'" in refused.json()["error"]["message"]
+        assert "payments" in refused.json()["error"]["message"]  # what the org file has

@@ -117,3 +117,29 @@ def test_duplicates_from_before_the_check_are_warned_of_and_still_work(
         assert renamed.status_code == 200, renamed.text
     listed = CliRunner().invoke(cli_app, ["integration", "list", "--database-url", database_url])
     assert "are all named" not in listed.stderr
+
+
+def test_a_name_is_one_visible_line_of_at_most_200_characters(
+    api: TestClient, context: AppContext, admin: dict[str, str]
+) -> None:
+    """A terminal escape in a name lays out whoever lists integrations, and the CLI took names of any length
+    (the column holds 200)."""
+    kept = create(api, admin, "generic")
+    for name, why in [
+        ("evil\x1b[2Jname", "control or formatting characters"),
+        ("two\nlines", "control or formatting characters"),
+        ("n" * 201, "at most 200 characters"),
+        ("   ", "must not be blank"),
+    ]:
+        refused = create(api, admin, name)
+        assert refused.status_code == 422, (name, refused.text)
+        assert why in refused.json()["error"]["message"], refused.text
+        renamed = api.patch(f"/api/v1/integrations/{kept.json()['id']}", json={"name": name}, headers=admin)
+        assert renamed.status_code == 422, (name, renamed.text)
+    shown = CliRunner().invoke(
+        cli_app,
+        ["integration", "create", "--name", "n" * 300, "--type", "generic"],
+        env={"WARROOM_DATABASE_URL": context.settings.database_url},
+    )
+    assert shown.exit_code != 0 and "at most 200 characters" in shown.output, shown.output
+    assert names(context) == [(kept.json()["id"], "generic")]

@@ -141,7 +141,9 @@ def run_cli(
 def create_token(
     name: str, role: str, *, database_url: str | None = None, env: dict[str, str] | None = None
 ) -> str:
-    """A new API token: the last line ``warroom token create`` prints."""
+    """A new API token: the last line ``warroom token create`` prints, after ``warroom db upgrade`` (as
+    ``make run`` does): a token is made only in a database that is there."""
+    run_cli("db", "upgrade", database_url=database_url, env=env)
     created = run_cli("token", "create", "--name", name, "--role", role, database_url=database_url, env=env)
     return created.stdout.strip().splitlines()[-1]
 

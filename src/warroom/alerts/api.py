@@ -458,6 +458,7 @@ def list_alerts(
             integration=integration or [],
             incident=incident or [],
             service=service_ or [],
+            known_services=[known.name for known in context.org.services],
             severity=severity or [],
             labels=label or [],
             since=since,

@@ -97,12 +97,24 @@ def _error(exc: WarroomError) -> Answer:
     return _json(exc.status, {"error": {"code": exc.code, "message": exc.message, "details": exc.details}})
 
 
+# Validation's words for a field left out or empty, which PagerDuty reports as "'payload.source' is missing or
+# blank": scripts and logs that look for PagerDuty's words find them.
+_MISSING = ("Field required", "String should have at least 1 character", "must not be blank")
+
+
+def _pagerduty_error_text(detail: dict[str, Any]) -> str:
+    field, message = detail.get("field"), str(detail.get("message", ""))
+    if field and message.startswith(_MISSING):
+        return f"'{field}' is missing or blank"
+    return f"{field}: {message}"
+
+
 def pagerduty_error(exc: WarroomError) -> Answer:
     """PagerDuty's own error shape: ``{status, message, errors[]}``. A body it cannot take (unreadable,
     invalid, too large, compressed) is an invalid or unrecognized event, under the refusal's own status."""
     if isinstance(exc, InvalidPayload | PayloadTooLarge | UnsupportedMediaType):
         details = exc.details if isinstance(exc.details, list) else []
-        errors = [f"{d['field']}: {d['message']}" if isinstance(d, dict) else str(d) for d in details]
+        errors = [_pagerduty_error_text(d) if isinstance(d, dict) else str(d) for d in details]
         unrecognized = isinstance(exc, UnsupportedMediaType) or exc.message.startswith(
             (NOT_JSON, NOT_UTF8, "Event object format")
         )

@@ -23,7 +23,7 @@ from warroom.alerts.models import AlertStatus
 from warroom.clock import clock
 from warroom.durations import Duration, format_duration
 from warroom.errors import InvalidInput
-from warroom.fields import NOT_BLANK, NonBlank, one_line
+from warroom.fields import NOT_BLANK, VISIBLE_LINE, NonBlank, one_line
 from warroom.timezones import OffsetDatetime
 
 # --- Prometheus Alertmanager webhook (version 4) and Grafana unified alerting (its superset) ---------
@@ -281,8 +281,12 @@ class GenericAlert(BaseModel):
     dedup_key: Annotated[str, StringConstraints(min_length=1, max_length=255), NOT_BLANK] | None = Field(
         default=None, description="Defaults to a hash of the labels."
     )
-    type: str | None = Field(default=None, max_length=200, description="Alert type for handlers.")
-    service: str | None = Field(default=None, max_length=200)
+    # Trimmed, on one line: " payments " from a script is the payments service (it went to another rule and
+    # paged the wrong team), and a blank one names nothing.
+    type: Annotated[str, StringConstraints(max_length=200), VISIBLE_LINE] | None = Field(
+        default=None, description="Alert type for handlers."
+    )
+    service: Annotated[str, StringConstraints(max_length=200), VISIBLE_LINE] | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, Any] = Field(default_factory=dict)
     links: list[Link] = Field(default_factory=list)

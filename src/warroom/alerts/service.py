@@ -684,6 +684,7 @@ def list_alerts(
     integration: Sequence[str] = (),
     incident: Sequence[str] = (),
     service: Sequence[str] = (),
+    known_services: Sequence[str] = (),
     severity: Sequence[str] = (),
     labels: Sequence[str] = (),
     since: timedelta | None = None,
@@ -693,7 +694,8 @@ def list_alerts(
 ) -> AlertPage:
     """``labels``: ``name=value`` each, all carried by the alert; ``since``: last seen this recently;
     ``search``: text in the summary, type, dedup key, service or labels (names and values), any case. Several
-    values of one other filter (sources, integrations, incidents, services, severities) match any of them."""
+    values of one other filter (sources, integrations, incidents, services, severities) match any of them.
+    A service must be one of ``known_services`` (the org file's) or one an alert has had."""
     statement = select(Alert)
     if search is not None and search.strip():
         text = search.strip()
@@ -714,6 +716,7 @@ def list_alerts(
     if since is not None:
         statement = statement.where(Alert.last_seen_at >= period_start(since))
     if service:
+        _check_services_seen(session, service, known_services)
         statement = statement.where(Alert.service.in_(list(service)))
     if severity:
         statement = statement.where(Alert.severity.in_(list(severity)))
@@ -751,6 +754,21 @@ def list_alerts(
     rows = session.scalars(statement.order_by(Alert.id.desc()).limit(limit).offset(offset)).all()
     items = to_reads(session, rows)
     return AlertPage(items=items, total=total, limit=limit, offset=offset)
+
+
+def _check_services_seen(session: Session, services: Sequence[str], known: Sequence[str]) -> None:
+    """NotFound for a service that is neither the org file's nor one any alert has had: a typo in a filter
+    would read as "no alerts" (an all-clear in a storm)."""
+    for name in services:
+        if (
+            name not in known
+            and session.scalar(select(Alert.id).where(Alert.service == name).limit(1)) is None
+        ):
+            listed = f"; the org file has {', '.join(known)}" if known else ""
+            raise InvalidInput(
+                f"unknown service {name!r}: no alert has had it{listed}",
+                {"field": "service", "allowed": known},
+            )
 
 
 # Columns an alert noise report groups by (or "label:<name>").

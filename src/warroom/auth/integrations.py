@@ -23,7 +23,7 @@ from sqlalchemy import Connection, bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from warroom.auth.models import IntegrationKey, IntegrationType
-from warroom.auth.service import hash_secret
+from warroom.auth.service import check_name, hash_secret
 from warroom.auth.signing import (
     SECRET_MAX_LENGTH,
     SECRET_MIN_LENGTH,
@@ -234,9 +234,7 @@ def create_integration(
     """A new key; with ``signing`` (a generated secret) or a given ``signing_secret`` (``SIGNING_TYPES``), and
     optionally the header names the contact point sends the signature and timestamp in. ``service`` must be
     one of the org file's."""
-    name = name.strip()
-    if not name:
-        raise InvalidInput("name must not be blank", {"field": "name"})
+    name = check_name(name)
     if service is not None:
         org.check_services([service], "service")
     if signing or signing_secret is not None:
@@ -420,9 +418,7 @@ def update_integration(
     if row.revoked_at is not None:
         raise Conflict(f"integration {row.id} ({row.name}) is revoked", {"field": "integration_id"})
     if "name" in given:
-        name = (changes.name or "").strip()
-        if not name:
-            raise InvalidInput("name must not be blank", {"field": "name"})
+        name = check_name(changes.name or "")
         if name != row.name:  # keeping its name is no conflict, even one it shares from before the check
             check_name_free(session, name, integration_id=row.id)
         row.name = name

@@ -19,10 +19,12 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def check_token_name(name: str) -> str:
-    """A token's name is who acts with it (timelines, note ownership): visible text, no control or
-    direction-changing characters that would make one name print as another. Several tokens may share a
-    name: one person's laptop and phone."""
+def check_name(name: str) -> str:
+    """A token's or an integration's name, trimmed: a token's is who acts with it (timelines, note
+    ownership), an integration's is what timelines and lists say an alert came from. Visible text on one line,
+    no control or direction-changing characters that would make one name print as another (or lay out a
+    terminal), and at most 200 characters (what the column holds). Several tokens may share a name: one
+    person's laptop and phone."""
     try:
         name = visible_line(name)
     except ValueError as exc:
@@ -33,7 +35,7 @@ def check_token_name(name: str) -> str:
 
 
 def create_token(session: Session, *, name: str, role: Role) -> TokenCreated:
-    name = check_token_name(name)
+    name = check_name(name)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(name=name, role=role, token_hash=hash_secret(secret), prefix=secret[:10])
     session.add(token)

@@ -48,7 +48,7 @@ def worker(
     org = _org(settings)
     _warn_if_nothing_routed(settings.config, org)
     _warn_of_broken_handlers()
-    context = AppContext(settings=settings, db=_database(settings), org=org)
+    context = AppContext(settings=settings, db=_database(settings, create=True), org=org)
     # Intake in processes without this worker's handler packages enqueues their alerts' events too.
     handlers.announce_logged(context)
     runner = Worker(context, name=name, poll_interval=poll_interval, batch=batch, concurrency=concurrency)

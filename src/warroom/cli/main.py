@@ -117,14 +117,16 @@ def _org(settings: Settings) -> OrgConfig:
         raise typer.Exit(2) from None
 
 
-def _database(settings: Settings, *, read_only: bool = False) -> Database:
+def _database(settings: Settings, *, read_only: bool = False, create: bool = False) -> Database:
     """The local database, brought to this version's schema; with ``read_only`` (commands that say they
-    change nothing) it must already exist at that schema: nothing is created or migrated."""
+    change nothing) it must already exist at that schema: nothing is created or migrated. Only ``create``
+    (``db upgrade``, ``demo seed``, the worker) makes a SQLite file that is not there: a token or key made in
+    a new file in the wrong directory works nowhere, and the command looked as if it had worked."""
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     url = settings.resolved_database_url
     try:
-        database = Database.from_settings(settings) if not read_only else _existing(url, settings)
+        database = Database.from_settings(settings) if create else _existing(url, settings)
     except ArgumentError as exc:
         fail(f"the database URL {url!r} is not one: {exc}")
     try:
@@ -145,7 +147,10 @@ def _existing(url: str, settings: Settings) -> Database:
 
     file = make_url(url).database if is_sqlite(url) else None
     if file and file != ":memory:" and not Path(file).exists():
-        fail(f"no database at {file}: give --database-url (or WARROOM_DATABASE_URL)")
+        fail(
+            f"no database at {file}: give --database-url (or WARROOM_DATABASE_URL, or WARROOM_DATA_DIR), or "
+            "make one with warroom db upgrade"
+        )
     return Database.from_settings(settings)
 
 
@@ -263,7 +268,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 def db_upgrade(database_url: DatabaseOption = None) -> None:
     """Apply every pending migration."""
     settings = _settings(database_url=database_url)
-    database = _database(settings)
+    database = _database(settings, create=True)
     console.print(f"database at {database.engine.url.render_as_string()} is up to date")
     database.dispose()
 
@@ -296,7 +301,7 @@ def token_create(
 ) -> None:
     """Create an API token; the token is printed alone on the last line."""
     try:
-        name = auth_service.check_token_name(name)
+        name = auth_service.check_name(name)
     except WarroomError as exc:
         fail(f"--{exc.message}")
     database = _database(_settings(database_url=database_url))
@@ -808,7 +813,7 @@ def demo_seed(config: ConfigOption = None, database_url: DatabaseOption = None) 
 
     settings = _settings(config, database_url)
     org = _org(settings)
-    database = _database(settings)
+    database = _database(settings, create=True)
     AppContext(settings=settings, db=database, org=org)  # subscribers find the org file through it
     with database.write() as session:
         created = seed_demo(session, org)
