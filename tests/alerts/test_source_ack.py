@@ -358,6 +358,8 @@ def test_already_acknowledged_incident_gets_no_second_ack(
     person = api.post("/api/v1/incidents/INC-1/ack", headers=responder)
     assert person.status_code == 200
     assert person.json()["acknowledged_by"] == "responder-user"
+    # The incident's acknowledgement reached its alert; taken back, it fires on an acknowledged incident.
+    assert api.post("/api/v1/alerts/ALR-1/unacknowledge", headers=responder).status_code == 200
     pd_ack(api, pd_key, "api-5xx")
     pd_ack(api, pd_key, "api-5xx")  # a redelivered ack changes nothing
     after = incident(context)
@@ -373,10 +375,15 @@ def test_closed_incident_is_not_acknowledged(
     pd(api, pd_trigger(pd_key, "api-5xx"))
     resolved = api.patch("/api/v1/incidents/INC-1", headers=responder, json={"status": "resolved"})
     assert resolved.status_code == 200, resolved.text
+    before = [(e.seq, e.hash) for e in timeline(context)]
+    # Its alert resolved with it: the source's acknowledgement finds no open alert, and changes nothing.
     pd_ack(api, pd_key, "api-5xx")
     assert incident(context).acknowledged_at is None
     assert ack_entries(context) == []
-    assert timeline(context)[-1].action == "Alert ALR-1 acknowledged at its source (pagerduty)"
+    assert [(e.seq, e.hash) for e in timeline(context)] == before
+    assert timeline(context)[-1].action == (
+        "Alert ALR-1 resolved by hand: API 5xx above 5% (api-5xx) — its incident INC-1 was resolved"
+    )
 
 
 def test_alert_on_no_incident_changes_nothing_else(

@@ -16,7 +16,7 @@ from jinja2 import Template
 from sqlalchemy import ColumnElement, String, cast, func, or_, select
 from sqlalchemy.orm import Session
 
-from warroom.alerts import enrichment, inhibition
+from warroom.alerts import enrichment, follow, inhibition
 from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import FALLBACK_TYPES, AlertEvent
 from warroom.alerts.config import (
@@ -472,6 +472,8 @@ def attach(
             "labels": dict(alert.labels),
         },
     )
+    # Joining an incident someone is on (acknowledged): nobody is paged for it, and it is theirs too.
+    follow.acknowledge_with_incident(session, incident, [alert], performer=performer, joined=True)
     if not carry_notes:
         return
     for earlier in alert.notes:
@@ -1359,7 +1361,11 @@ def carry_acknowledgement(session: Session, org: OrgConfig, alert: Alert) -> Non
     """An alert someone acknowledged while it was held (a maintenance window, its rule's delay) and that is
     now on an incident: the acknowledgement carries over, as if they had acknowledged it there (which stops
     the incident's escalation once every open alert is)."""
-    if alert.status == AlertStatus.acknowledged and alert.incident_id is not None:
+    if (
+        alert.status == AlertStatus.acknowledged
+        and alert.incident_id is not None
+        and not follow.acknowledged_with_incident(session, alert)
+    ):
         on_acknowledged(session, org, alert, performer=alert.acknowledged_by or PERFORMER)
 
 

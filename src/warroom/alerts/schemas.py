@@ -403,7 +403,9 @@ class AlertRead(BaseModel):
     last_seen_at: datetime
     acknowledged_at: datetime | None
     acknowledged_by: str | None = Field(
-        None, description="Who acknowledged it by hand; null when its source did, or nobody has."
+        None,
+        description="Who acknowledged it by hand (or its incident, which acknowledges its firing alerts); "
+        "null when its source did, or nobody has.",
     )
     snoozed_until: datetime | None = Field(
         None,

@@ -1342,6 +1342,30 @@ def resolve_by_system(session: Session, *, org: OrgConfig, alert: Alert, note: s
     _close(session, org, alert, performer=automation.PERFORMER, resolved_by=automation.PERFORMER, note=note)
 
 
+def resolve_with_incident(
+    session: Session, *, org: OrgConfig, incident: Incident, performer: str
+) -> list[Alert]:
+    """``incident`` (locked) is no longer open (resolved by a person or automation, or moved on to postmortem
+    or closed): its alerts still firing or acknowledged resolve with it, as ``resolve`` closes an alert, by
+    ``performer``. Their dedup keys are free again, so the same problem firing later opens a new alert that
+    the rules route (a new incident, a page) instead of being absorbed into an incident nobody is on. The
+    incident is not moved to monitoring by its alerts closing (``automation.settle_resolved`` leaves an
+    incident that is not open alone). The alerts resolved."""
+    alerts = list(
+        session.scalars(
+            select(Alert)
+            .where(Alert.incident_id == incident.id, Alert.status != AlertStatus.resolved)
+            .order_by(Alert.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+    note = f"its incident {incident.ref} was {incident.status.value}"
+    for alert in alerts:
+        _close(session, org, alert, performer=performer, resolved_by=performer, note=note)
+    return alerts
+
+
 def _close(
     session: Session,
     org: OrgConfig,
