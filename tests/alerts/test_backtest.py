@@ -180,6 +180,28 @@ def test_resolve_after_lets_the_group_s_next_alert_open_another_incident(
     assert waiting.incidents == 1  # an hour's wait: still in monitoring at 10:50
 
 
+def test_an_unrouted_alert_that_got_worse_replays_as_automation_routed_it(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    """A warning no rule takes, sent again as critical under its dedup key: automation routes it then (the
+    critical rule opens an incident and pages), and the replay, which reads the severity an alert has now,
+    counts that incident too. One that stays a warning stays unrouted in both."""
+    clock.set(MONDAY_MORNING)
+    disk = {"summary": "disk 85% on db-9", "service": "database", "labels": {"alertname": "DiskFull"}}
+    send(api, generic_key, **disk, severity="warning", dedup_key="disk-db9")
+    send(api, generic_key, **disk, severity="warning", dedup_key="disk-db8")
+    clock.advance(timedelta(minutes=20))
+    send(
+        api, generic_key, **{**disk, "summary": "disk 99% on db-9"}, severity="critical", dedup_key="disk-db9"
+    )
+    until = MONDAY_MORNING + timedelta(days=1)
+    with context.db.read() as session:
+        opened = session.scalar(select(func.count()).select_from(Incident))
+        replayed = backtest.replay(session, context.org, since=MONDAY_MORNING, until=until)
+    assert replayed.incidents == opened == 1
+    assert (replayed.alerts, replayed.pages, replayed.unrouted) == (2, 1, 1)
+
+
 def test_a_database_that_is_not_there_is_named_not_made(tmp_path: Path) -> None:
     """The backtest says it changes nothing: a mistyped URL must not leave a new, empty database behind
     (and an older one must not be migrated by it)."""

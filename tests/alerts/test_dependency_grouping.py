@@ -116,6 +116,48 @@ def test_old_closed_or_switched_off_upstream_incidents_are_left_alone(
     assert [number for number, _ in incidents(grouped)] == [1, 2, 3, 4, 5, 6]
 
 
+def test_an_upstream_incident_takes_dependents_only_while_it_is_ongoing(
+    api: TestClient, grouped: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    """QA's report: the nightly backup's failure on the database resolved and its incident went to monitoring;
+    alerts of api, payments and search within the window all joined it, moved it back to investigating as
+    though "the fix did not hold", and raised its P3 to P0. An incident in monitoring whose alerts have all
+    resolved is not an ongoing outage: a dependent's alert opens its own incident. One in monitoring with an
+    alert still open is, and takes it, but only its own alerts firing again say the fix did not hold."""
+    clock.set(T0)
+    fire(api, generic_key, "database", "BackupFailed", severity="error")
+    fire(api, generic_key, "database", "BackupFailed", severity="error", status="resolved")
+    assert _status(grouped, 1) == "monitoring"
+    clock.set(T0 + timedelta(minutes=10))
+    api_alert = fire(api, generic_key, "api", "HighErrorRate")
+    assert incident_of(grouped, api_alert["id"]) == 2  # its own incident
+    assert (_status(grouped, 1), incidents(grouped)[0]) == ("monitoring", (1, ["database"]))
+    assert not any("fix did not hold" in entry.action for entry in timeline(grouped, 1))
+    # Payments depends on api, whose incident is ongoing: that is the outage it joins.
+    assert incident_of(grouped, fire(api, generic_key, "payments", "CheckoutDown")["id"]) == 2
+
+    # A person moves INC-2 to monitoring while its alerts still fire: ongoing, so a dependent joins, and its
+    # status stays the person's to move; nothing says its fix did not hold.
+    moved = api.patch("/api/v1/incidents/INC-2", json={"status": "monitoring"}, headers=responder)
+    assert moved.status_code == 200, moved.text
+    frontend = fire(api, generic_key, "frontend", "SlowPages")
+    assert incident_of(grouped, frontend["id"]) == 2 and _status(grouped, 2) == "monitoring"
+    assert not any("fix did not hold" in entry.action for entry in timeline(grouped, 2))
+    # Its own group firing again does say so, as before.
+    fire(api, generic_key, "database", "BackupFailed", severity="error")
+    assert _status(grouped, 1) == "investigating"
+    assert any(
+        "fired while monitoring: the fix did not hold" in entry.action
+        for entry in timeline(grouped, 1)
+        if entry.kind == "status_change"
+    )
+
+
+def _status(context: AppContext, number: int) -> str:
+    with context.db.read() as session:
+        return str(session.get_one(Incident, number).status.value)
+
+
 @pytest.mark.parametrize("window", ["2d", "-1m", "soon"])
 def test_a_bad_dependency_window_is_refused(window: str) -> None:
     document = yaml.safe_load(EXAMPLE_CONFIG.read_text())

@@ -29,7 +29,7 @@ from warroom.alerts.config import (
     template_environment,
 )
 from warroom.alerts.handlers import failure_text, schedule_handlers
-from warroom.alerts.models import Alert, AlertStatus, PagedOpening
+from warroom.alerts.models import Alert, AlertNote, AlertStatus, PagedOpening
 from warroom.alerts.schemas import IncidentPreview, RoutingPreview, RuleVerdict
 from warroom.auth.models import IntegrationKey
 from warroom.db import utcnow
@@ -417,9 +417,16 @@ def dependency_chains(org: OrgConfig, service: str) -> dict[str, list[str]]:
     return chains
 
 
+# An upstream incident still going on: under investigation (or identified), or with an alert still open. One
+# in monitoring whose alerts have all resolved is over as far as anyone knows: a dependent's alert then is a
+# problem of its own, and opens its own incident.
+_ONGOING = (IncidentStatus.investigating, IncidentStatus.identified)
+
+
 def _upstream_incident(session: Session, org: OrgConfig, alert: Alert) -> tuple[int, list[str]] | None:
-    """The newest open incident, opened within ``dependency_window``, that affects a service the alert's
-    service depends on; with the chain of dependencies to it."""
+    """The newest ongoing incident, opened within ``dependency_window``, that affects a service the alert's
+    service depends on; with the chain of dependencies to it. Ongoing: investigating or identified, or in
+    monitoring with an alert of its own still firing or acknowledged."""
     window = org.automation.dependency_window
     if window <= timedelta(0) or alert.service is None:
         return None
@@ -433,6 +440,12 @@ def _upstream_incident(session: Session, org: OrgConfig, alert: Alert) -> tuple[
             IncidentService.service.in_(chains),
             Incident.status.in_(OPEN_STATUSES),
             Incident.created_at >= utcnow() - window,
+            or_(
+                Incident.status.in_(_ONGOING),
+                select(Alert.id)
+                .where(Alert.incident_id == Incident.id, Alert.status != AlertStatus.resolved)
+                .exists(),
+            ),
         )
         .order_by(Incident.created_at.desc(), func.length(IncidentService.service))
         .limit(1)
@@ -833,11 +846,18 @@ def preview(
 
 
 def on_created(
-    session: Session, org: OrgConfig, alert: Alert, *, stored_earlier: bool = False, waited: bool = False
+    session: Session,
+    org: OrgConfig,
+    alert: Alert,
+    *,
+    stored_earlier: bool = False,
+    waited: bool = False,
+    raised: bool = False,
 ) -> None:
     """Route a new alert by the rules. ``stored_earlier``: it was stored before this transaction (a
     maintenance window held it, or its rule's ``delay``), so it may carry responders' notes to its incident.
-    ``waited``: its rule's delay is over (``alerts.pending``), so the incident opens now."""
+    ``waited``: its rule's delay is over (``alerts.pending``), so the incident opens now. ``raised``: an alert
+    on no incident that got more severe, routed again (``route_raised``)."""
     automation = org.automation
     integration = integration_name(session, org, alert)
     if automation.inhibit_rules and _inhibited(session, org, alert, integration):
@@ -873,12 +893,16 @@ def on_created(
                         session, incident, alert, performer=PERFORMER, note=why, carry_notes=stored_earlier
                     )
                     if chain is not None:
+                        # Not one of its own alerts: it says nothing of whether the fix held. (An upstream
+                        # incident in monitoring is joined only while an alert of its own is still open,
+                        # where a person moved it there: its status stays theirs to move.)
                         _add_affected_service(session, org, incident, alert)
-                    _back_to_investigating(session, org, incident, alert)
+                    else:
+                        _back_to_investigating(session, org, incident, alert)
                     _raise_severity(session, org, level, incident, alert)
                     _page_on_join(session, org, rules, incident, alert)
                 elif not waited and (opens_at := rule.incident.opens_at(org, now, alert.service)) > now:
-                    _open_later(session, alert, rule, opens_at)
+                    _open_later(session, alert, rule, opens_at, raised=raised)
                     waiting = True
                     continue
                 elif (
@@ -901,7 +925,7 @@ def on_created(
                         note=_storm_note(org, rule, policies),
                         carry_notes=stored_earlier,
                     )
-                    _back_to_investigating(session, org, incident, alert)
+                    _back_to_investigating(session, org, incident, alert, storm_guard=True)
                     _raise_severity(session, org, level, incident, alert)
                     _page_on_join(session, org, rules, incident, alert)
                 else:
@@ -1165,9 +1189,12 @@ def _resolve_when_quiet(session: Session, incident: Incident, quiet: timedelta) 
     )
 
 
-def _open_later(session: Session, alert: Alert, rule: AutomationRule, opens_at: datetime) -> None:
+def _open_later(
+    session: Session, alert: Alert, rule: AutomationRule, opens_at: datetime, *, raised: bool = False
+) -> None:
     """The rule's incident opens at ``opens_at`` (its delay is over, business hours begin), if the alert is
-    still open then (``alerts.pending`` runs the job)."""
+    still open then (``alerts.pending`` runs the job). ``raised``: the alert got more severe and waits anew
+    (a job of its own: the one it waited for first may be over, or may run first and open the incident)."""
     assert rule.incident is not None
     session.flush()  # the alert's id
     waits_for = [format_duration(rule.incident.delay)] if rule.incident.delay > timedelta(0) else []
@@ -1178,7 +1205,7 @@ def _open_later(session: Session, alert: Alert, rule: AutomationRule, opens_at: 
         kind=DELAY_KIND,
         payload={"alert_id": alert.id, "rule": rule.name, "delay": " and ".join(waits_for)},
         run_at=opens_at,
-        idempotency_key=_delay_key(alert.id),
+        idempotency_key=_delay_key(alert.id) + (f":raised:{utcnow().isoformat()}" if raised else ""),
     )
 
 
@@ -1191,20 +1218,22 @@ def _update(session: Session, org: OrgConfig, incident: Incident, data: Incident
     incident_service.update_incident(session, org=org, ref=incident.id, data=data, performer=PERFORMER)
 
 
-def _back_to_investigating(session: Session, org: OrgConfig, incident: Incident, alert: Alert) -> None:
+def _back_to_investigating(
+    session: Session, org: OrgConfig, incident: Incident, alert: Alert, *, storm_guard: bool = False
+) -> None:
     """The other half of ``resolve_to_monitoring``: an alert of the group firing again while the incident
-    is being monitored means the fix did not hold, so the incident is back under investigation."""
+    is being monitored means the fix did not hold, so the incident is back under investigation.
+    ``storm_guard``: the alert is of another group, which the storm guard put here instead of opening an
+    incident: the incident has a firing alert again, so it is investigated again, but nothing is said of
+    its fix. (An alert joining by a service dependency never comes here.)"""
     if incident.status != IncidentStatus.monitoring or not _resolve_to_monitoring(org, alert):
         return
-    _update(
-        session,
-        org,
-        incident,
-        IncidentUpdate(
-            status=IncidentStatus.investigating,
-            note=f"alert {alert.ref} fired while monitoring: the fix did not hold",
-        ),
+    note = (
+        f"alert {alert.ref} of another group joined by the storm guard and fires while monitoring"
+        if storm_guard
+        else f"alert {alert.ref} fired while monitoring: the fix did not hold"
     )
+    _update(session, org, incident, IncidentUpdate(status=IncidentStatus.investigating, note=note))
     automation = org.automation
     if automation.flap_count and _returns(session, incident, automation.flap_window) == automation.flap_count:
         window = format_duration(automation.flap_window)
@@ -1265,6 +1294,41 @@ def on_severity_raised(session: Session, org: OrgConfig, alert: Alert, *, was: s
         return  # a person lowered it from this level: a flapping alert does not overrule them
     _raise_severity(
         session, org, wanted, incident, alert, why=f"alert {alert.ref} went from {was} to {alert.severity}"
+    )
+
+
+def route_raised(session: Session, org: OrgConfig, alert: Alert, *, was: str) -> None:
+    """An alert on no incident (unrouted, or routed by a rule with no incident action, or waiting out a rule's
+    delay) whose repeat came more severe, firing and held by nothing: the rules see it as they would see a new
+    alert of its severity (PagerDuty's way to escalate: the same dedup key sent again as critical). It opens
+    or joins an incident and pages as such an alert would, or stays on none if no rule says otherwise; the
+    incident's timeline says why an alert older than the incident came to it now."""
+    unrouted = " (no rule had routed it)" if alert.rules is None else ""
+    on_created(session, org, alert, stored_earlier=True, raised=True)
+    session.flush()
+    if alert.incident_id is None:
+        return
+    on_incident_timeline(
+        session,
+        alert,
+        performer=PERFORMER,
+        kind=TimelineKind.alert,
+        action=f"Alert {alert.ref} went from {was} to {alert.severity} while on no incident{unrouted}: the "
+        f"rules took it as a new {alert.severity} alert",
+        data={"alert": alert.id, "severity_from": was, "severity_to": alert.severity},
+    )
+
+
+def note_raised_while_acknowledged(alert: Alert, *, was: str) -> None:
+    """An acknowledged alert on no incident got more severe: whoever acknowledged it took it on without an
+    incident, so the rules leave it be, and a note on it says so (``alerts show``)."""
+    by = f"by {alert.acknowledged_by}" if alert.acknowledged_by else f"at its source ({alert.source})"
+    alert.notes.append(
+        AlertNote(
+            author=PERFORMER,
+            body=f"Went from {was} to {alert.severity} while acknowledged {by}, on no incident: not routed, "
+            f"as someone is on it. To open an incident: warroom alerts promote {alert.ref}",
+        )
     )
 
 

@@ -8,6 +8,11 @@ group window), a rule's ``delay`` and ``wait_for_business_hours`` (an alert reso
 have opened opens none), the storm guard, and ``resolve_after`` (an incident it would have resolved takes no
 more alerts). Nothing is written.
 
+An alert is replayed with the severity it has now (its latest), as from when it first fired. So one that got
+worse under its dedup key counts as automation routes it: a warning no rule took that turned critical opens
+the critical rule's incident (automation routes it again when it gets worse), and one already on an incident
+raises it. The replay places that incident at the alert's first firing, not at its rise.
+
 It is a model, not a second run of automation: maintenance windows, inhibition, joining by service
 dependencies and incidents closed by people are left out, and an incident stays joinable while an alert of
 its group fires, or one was seen within the window. What the replay says is what the rules alone do.

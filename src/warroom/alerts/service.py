@@ -70,7 +70,7 @@ class _Open:
     incident_id: int | None
     last_seen: Any = None  # as the driver returns it (SQLite: text); read only for an identical repeat
     severity: str | None = None
-    # Set when a repeat of an alert on an incident came more severe: the severity it had before.
+    # Set when a repeat of an alert came more severe: the severity it had before.
     raised_from: str | None = None
     insert: dict[str, Any] | None = None  # a new alert's row, still to be inserted
     update: dict[str, Any] = field(default_factory=dict)  # changes to an existing row
@@ -293,10 +293,13 @@ def ingest(
                 if event.latest_labels:
                     changes["labels"] = event.labels
                 if (
-                    current.incident_id is not None
+                    event.severity != current.severity
                     and current.severity is not None
+                    and current.insert is None  # one new in this batch is routed at its latest severity
                     and _SEVERITY_RANK.get(event.severity, 0) < _SEVERITY_RANK.get(current.severity, 0)
                 ):
+                    # More severe than it was: it raises its incident, or one on none is routed again
+                    # (``_automate``). Only a repeat whose severity changed pays for the rank lookups.
                     current.raised_from = current.raised_from or current.severity
                 current.severity = event.severity
                 _change(current, updated, changes, occurrences=1)
@@ -513,8 +516,10 @@ def _automate(
         if outcome == "created":  # acted on: a new alert carries no note
             automation.on_created(session, org, alert)
         elif outcome == "updated":
-            if target.raised_from is not None and not held(session, alert):
-                automation.on_severity_raised(session, org, alert, was=target.raised_from)
+            # Acted on once per delivery, with the severity the whole delivery left the alert at.
+            was, target.raised_from = target.raised_from, None
+            if was is not None:
+                _severity_raised(session, org, alert, was=was, route=needs_work)
         elif outcome == "resolved" and act:
             _on_resolved(session, org, alert, performer=automation.PERFORMER, settle=False)
             if alert.incident_id is not None:
@@ -527,6 +532,29 @@ def _automate(
         target.incident_id = alert.incident_id
     for alert in resolved_on.values():
         automation.settle_resolved(session, org, alert)
+
+
+def _severity_raised(session: Session, org: OrgConfig, alert: Alert, *, was: str, route: bool) -> None:
+    """A repeat came more severe than the alert was (``was``). On an incident, it raises the incident. On
+    none, unless something keeps it off one, the rules see it again as a new alert of its severity would be
+    seen: a warning no rule took that turns critical opens (or joins) an incident and pages.
+
+    What keeps it off one: a maintenance window or an inhibiting alert that holds it (it is routed, with the
+    severity it has then, when released; a running window that covers it only now holds it from now, as it
+    would hold a new alert), an acknowledgement (someone took it on without an incident: a note on the alert
+    says it got worse), and a delivery that left it no more severe than it was, or resolved it. ``route``:
+    False when no rule and no handler could act (``automation.needs_work``)."""
+    if held(session, alert):
+        return
+    if alert.incident_id is not None:
+        automation.on_severity_raised(session, org, alert, was=was)
+        return
+    if not route or _SEVERITY_RANK.get(alert.severity, 0) >= _SEVERITY_RANK.get(was, 0):
+        return
+    if alert.status == AlertStatus.acknowledged:
+        automation.note_raised_while_acknowledged(alert, was=was)
+    elif alert.status == AlertStatus.firing and maintenance.hold_if_covered(session, [alert]):
+        automation.route_raised(session, org, alert, was=was)
 
 
 def _on_resolved(
