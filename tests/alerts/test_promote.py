@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from tests.alerts.test_holds import cli_through, fire
 from tests.alerts.test_maintenance import T0
+from tests.alerts.test_source_ack import timeline
 from warroom.cli.main import app
 from warroom.clock import clock
 from warroom.context import AppContext
@@ -87,3 +88,18 @@ def test_a_resolved_alert_on_an_incident_needs_force_and_move(
     # A firing alert needs no force; force on it changes nothing.
     cold = fire(api, generic_key, "CacheCold", "info", labels={"alertname": "CacheCold"})
     assert promote(api, cold["id"], responder, force=True).json()["incident"] == "INC-3"
+
+
+def test_a_summary_with_line_breaks_is_one_line_on_the_timeline(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    """A sender's line breaks laid out lines on the timeline that passed for entries of their own."""
+    sent = {"summary": "line1\nFAKE ROW │ ALR-1 │ resolved\r\nthird", "severity": "info"}
+    answer = api.post(f"/api/v1/alerts?key={generic_key}", json=sent)
+    [alert] = answer.json()["alerts"]
+    promoted = promote(api, alert["id"], responder)
+    assert promoted.status_code == 201, promoted.text
+    entries = [entry.action for entry in timeline(context)]
+    attached = next(action for action in entries if "attached" in action)
+    assert attached.endswith("attached: line1 FAKE ROW │ ALR-1 │ resolved third"), attached
+    assert "\n" not in "".join(entries)

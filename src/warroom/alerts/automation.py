@@ -476,7 +476,7 @@ def attach(
         incident,
         performer=performer,
         kind=TimelineKind.alert,
-        action=f"Alert {alert.ref} ({alert.source}, {alert.severity}) attached: {alert.summary}{note}",
+        action=f"Alert {alert.ref} ({alert.source}, {alert.severity}) attached: {alert.summary_line}{note}",
         data={
             "alert": alert.id,
             "source": alert.source,
@@ -973,7 +973,8 @@ def _note_symptoms(session: Session, org: OrgConfig, alert: Alert, integration: 
         rules = ", ".join(sorted({rule_name for _, rule_name in symptoms}))
         if target is not None and _merges_late(session, org, target, locked[incident_id], symptoms):
             note = (
-                f"by inhibit rule {rules}, its alerts ({refs}) are symptoms of {alert.ref}: {alert.summary}"
+                f"by inhibit rule {rules}, its alerts ({refs}) are symptoms of {alert.ref}: "
+                f"{alert.summary_line}"
             )
             merge_into(session, org, locked[incident_id], target, performer=PERFORMER, note=note)
             merged.add(incident_id)
@@ -984,7 +985,8 @@ def _note_symptoms(session: Session, org: OrgConfig, alert: Alert, integration: 
             locked[incident_id],
             performer=PERFORMER,
             kind=TimelineKind.alert,
-            action=f"Alert {alert.ref} fired{where}: {alert.summary}. By inhibit rule {rules}, {refs} here "
+            action=f"Alert {alert.ref} fired{where}: {alert.summary_line}. By inhibit rule {rules}, {refs} "
+            "here "
             f"{verb} of it (had it fired first, {they} would have been muted)",
             data={"alert": alert.id, "symptoms": [symptom_id for symptom_id, _ in symptoms]},
         )
@@ -1117,7 +1119,7 @@ def release_inhibited(session: Session, org: OrgConfig, source: Alert, muted: li
         org,
         muted,
         lambda alert: (
-            f"{alert.ref} was inhibited by {source.ref} ({source.summary}) until that alert "
+            f"{alert.ref} was inhibited by {source.ref} ({source.summary_line}) until that alert "
             f"resolved; it was still {alert.status.value}."
         ),
         {"inhibited_by": source.id},
@@ -1462,7 +1464,7 @@ def _acknowledge_with_alerts(
     source acknowledged, by the person who acknowledged the alert here otherwise."""
     by_person = performer != PERFORMER
     if by_person:
-        action = f"Alert {alert.ref} acknowledged by hand: {alert.summary}"
+        action = f"Alert {alert.ref} acknowledged by hand: {alert.summary_line}"
         data: dict[str, Any] = {"alert": alert.id, "acknowledged_by": performer}
     else:
         action = f"Alert {alert.ref} acknowledged at its source ({alert.source})"
@@ -1530,7 +1532,7 @@ def on_resolved(
             kind=TimelineKind.alert,
             action=f"Alert {alert.ref} resolved"
             + (" by hand" if by_person else "")
-            + f": {alert.summary}"
+            + f": {alert.summary_line}"
             + (f" — {alert.resolution_note}" if alert.resolution_note else ""),
             data=data,
         )

@@ -10,6 +10,7 @@ from sqlalchemy import JSON, Enum, ForeignKey, Index, Integer, String, Text, Uni
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from warroom.db import Base, UTCDateTime, utcnow
+from warroom.fields import one_line
 
 
 class AlertStatus(enum.StrEnum):
@@ -94,6 +95,12 @@ class Alert(Base):
     @property
     def ref(self) -> str:
         return f"ALR-{self.id}"
+
+    @property
+    def summary_line(self) -> str:
+        """The summary on one line, for the timeline's one-line entries: a sender's line breaks must not lay
+        out lines that pass for entries of their own."""
+        return one_line(self.summary)
 
 
 # What conditions read of a stored alert (``AlertFacts``, with its integration's name): queries that only

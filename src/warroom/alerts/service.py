@@ -1017,7 +1017,7 @@ def _say_moved(
         previous,
         performer=performer,
         kind=TimelineKind.alert,
-        action=f"Alert {alert.ref} moved to {incident.ref}: {alert.summary}",
+        action=f"Alert {alert.ref} moved to {incident.ref}: {alert.summary_line}",
         data={"alert": alert.id, "to": incident.id},
     )
 

@@ -53,7 +53,8 @@ def end_snooze(context: AppContext, session: Session, job: Job) -> dict[str, Any
         alert,
         performer=automation.PERFORMER,
         kind=TimelineKind.alert,
-        action=f"Snooze of alert {alert.ref} (by {snoozed_by}) is over and it still fires: {alert.summary}",
+        action=f"Snooze of alert {alert.ref} (by {snoozed_by}) is over and it still fires: "
+        f"{alert.summary_line}",
         data={"alert": alert.id, "snoozed_by": snoozed_by, "snooze_ended": True},
     )
     paging.request_reminder(session, incident_id=alert.incident_id, trigger="snooze_ended", at=utcnow())
