@@ -42,6 +42,7 @@ def test_alertmanager_start_is_kept_and_shown(
     assert read["started_at"].startswith("2026-11-28T11:02:04")
     assert read["first_seen_at"].startswith("2026-11-28T11:10")
     monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.setenv("COLUMNS", "120")  # the line on one line, zone and all
     time.tzset()
     try:
         with console.capture() as captured:
@@ -49,7 +50,9 @@ def test_alertmanager_start_is_kept_and_shown(
     finally:
         monkeypatch.undo()
         time.tzset()
-    assert "2026-11-28 11:02:04 by its source (7m56s before it arrived)" in " ".join(captured.get().split())
+    assert "2026-11-28 11:02:04 UTC by its source (7m56s before it arrived)" in " ".join(
+        captured.get().split()
+    )
 
 
 def test_untrustworthy_start_times_are_left_out(

@@ -45,6 +45,7 @@ from warroom.cli.output import (
     Timed,
     UntilOption,
     WordColumn,
+    abridged,
     api_errors,
     bar,
     build_table,
@@ -52,8 +53,10 @@ from warroom.cli.output import (
     emit,
     error_console,
     fail,
+    fields_table,
     name_values,
     one_end,
+    one_line,
     print_json,
     styled,
     table,
@@ -61,8 +64,9 @@ from warroom.cli.output import (
 )
 from warroom.cli.parsing import OnceOnlyCommand
 from warroom.client import ApiError, Client
+from warroom.db import parse_row_ref
 from warroom.durations import format_duration
-from warroom.errors import InvalidInput, WarroomError
+from warroom.errors import InvalidInput, NotFound, WarroomError
 from warroom.orgconfig import OrgConfig
 
 if TYPE_CHECKING:
@@ -191,15 +195,44 @@ def _started(alert: AlertDetail) -> str:
     return f"{when(alert.started_at)} by its source{ahead}"
 
 
+# What ``alerts show`` prints of one label or annotation value, and of a raw payload, at most (``abridged``).
+SHOWN_VALUE = 2_000
+SHOWN_PAYLOAD = 20_000
+
+
+def _value(value: object) -> str:
+    """An annotation's value as text: a string as it is; anything else (PagerDuty's ``custom_details``, a
+    number, true) as JSON, as its sender wrote it (Python's repr read ``{'firing': …}``, ``True``)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _link(link: dict[str, object]) -> str:
+    """A link of an alert, with the image it shows (a PagerDuty image's ``src``, a Grafana screenshot)."""
+    href, image = link.get("href"), link.get("image")
+    shown = " ".join(str(part) for part in (link.get("text"), href) if part)
+    if image is None:
+        return f"link: {shown}"
+    if image == href:
+        return f"image: {shown}"
+    return f"link: {shown} (image: {image})"
+
+
 def _show(alert: AlertDetail) -> None:
-    console.print(f"[bold]{alert.ref}[/] {escape(alert.summary)}")
+    whole = f"warroom alerts show {alert.ref} --json"
+
+    def long(text: str) -> str:
+        return abridged(text, SHOWN_VALUE, whole)
+
+    console.print(f"[bold]{alert.ref}[/] {escape(one_line(long(alert.summary)))}")
     rows = [
         ("status", _status(alert)),
         ("severity", styled(alert.severity, ALERT_SEVERITY_STYLE)),
         ("source", alert.source + (f" (integration {alert.integration_id})" if alert.integration_id else "")),
-        ("type", alert.alert_type),
-        ("dedup key", alert.dedup_key),
-        ("service", alert.service or "—"),
+        ("type", one_line(alert.alert_type)),
+        ("dedup key", one_line(alert.dedup_key)),
+        ("service", one_line(alert.service or "—")),
         ("incident", styled(alert.incident, SEVERITY_STYLE) if alert.incident else _nowhere(alert) or "—"),
         ("rules", ", ".join(alert.rules) or "—"),
         ("maintenance", _maintenance(alert)),
@@ -221,17 +254,29 @@ def _show(alert: AlertDetail) -> None:
     truncated = alert.raw.get("truncatedAlerts")
     if truncated:
         rows.append(("delivery", f"incomplete: the sender left out {truncated} more alert(s) of the group"))
-    table(None, ["field", "value"], rows)
+    console.print(fields_table(None, ("field", "value"), rows))
     if alert.labels:
-        table("Labels", ["label", "value"], sorted(alert.labels.items()))
+        console.print(
+            fields_table(
+                "Labels",
+                ("label", "value"),
+                [(k, one_line(long(v))) for k, v in sorted(alert.labels.items())],
+            )
+        )
     if alert.annotations:
-        table("Annotations", ["name", "value"], [(k, str(v)) for k, v in sorted(alert.annotations.items())])
+        console.print(
+            fields_table(
+                "Annotations",
+                ("name", "value"),
+                [(k, long(_value(v))) for k, v in sorted(alert.annotations.items())],
+            )
+        )
     for link in alert.links:
-        console.print(escape(f"link: {link.get('text') or ''} {link.get('href')}"))
+        console.print(escape(one_line(long(_link(link)))))
     if alert.notes:
-        table(
+        notes = build_table(
             "Notes",
-            [IdColumn("#"), "when", WordColumn("by"), "note"],
+            [IdColumn("#"), "when", WordColumn("by"), TextColumn("note", lines=True)],
             [
                 (
                     n.id,
@@ -241,11 +286,22 @@ def _show(alert: AlertDetail) -> None:
                 )
                 for n in alert.notes
             ],
+            short=False,
         )
+        console.print(notes)
     for error in alert.handler_errors:
         error_console.print(
             f"[red]handler {escape(str(error.get('handler')))} failed:[/] {escape(str(error.get('error')))}"
         )
+
+
+def _payload(alert: AlertDetail, raw: dict[str, object]) -> None:
+    """A raw payload as JSON, up to ``SHOWN_PAYLOAD`` characters (``--json`` has all)."""
+    text = json.dumps(raw, indent=2, ensure_ascii=False)
+    if len(text) <= SHOWN_PAYLOAD:
+        console.print_json(json.dumps(raw))
+    else:
+        console.print(Text(abridged(text, SHOWN_PAYLOAD, f"warroom alerts show {alert.ref} --json")))
 
 
 def _when_by(moment: datetime | None, person: str | None) -> str:
@@ -601,10 +657,11 @@ def show(ref: str, as_json: JsonFlag = False) -> None:
     _show(alert)
     # Labels and annotations are as first seen; what the source said last is in the latest payload.
     console.print("[dim]raw payload (first):[/]" if alert.last_raw is not None else "[dim]raw payload:[/]")
-    console.print_json(json.dumps(alert.raw))
+    _payload(alert, alert.raw)
     if alert.last_raw is not None:
-        console.print(f"[dim]raw payload (latest, {alert.occurrences} occurrences):[/]")
-        console.print_json(json.dumps(alert.last_raw))
+        times = "occurrence" if alert.occurrences == 1 else "occurrences"
+        console.print(f"[dim]raw payload (latest, {alert.occurrences} {times}):[/]")
+        _payload(alert, alert.last_raw)
 
 
 @alerts_app.command("promote", cls=OnceOnlyCommand)
@@ -637,6 +694,20 @@ def promote(
     emit(as_json, alert, lambda: console.print(f"{alert.ref} promoted to [bold]{alert.incident}[/]"))
 
 
+def _distinct(refs: list[str]) -> list[str]:
+    """``refs`` with each alert once, as first named: ``ack 57 57`` or ``attach INC-3 345 ALR-345`` acted
+    twice, and the second time was refused (already acknowledged, already on INC-3), which failed a command
+    that had done all it was asked. A ref that names no alert is kept as given (it is refused by name)."""
+    seen: dict[int | str, str] = {}
+    for ref in refs:
+        try:
+            key: int | str = parse_row_ref(ref, "ALR", "alert")
+        except NotFound:
+            key = ref
+        seen.setdefault(key, ref)
+    return list(seen.values())
+
+
 def _on_each(
     refs: list[str],
     act: Callable[[Client, str], AlertDetail],
@@ -653,6 +724,7 @@ def _on_each(
     With ``chosen`` (filters instead of ids), the matching alerts are looked up, shown and confirmed first,
     and a progress bar stands in for a line per alert."""
     changed: list[AlertDetail] = []
+    refs = _distinct(refs)
     with api_errors(), Client() as client:
         if chosen is not None:
             refs = chosen.confirmed(client, done, as_json)
@@ -1260,9 +1332,9 @@ def integration_list(
                 WordColumn("prefix", drop=2),
                 TextColumn("signed", drop=4),
                 WordColumn("created", drop=1),
-                "last used",
+                WordColumn("last used"),
                 WordColumn("rotated", drop=3),
-                "revoked",
+                WordColumn("revoked"),
             ],
             [
                 (

@@ -19,6 +19,8 @@ from warroom.cli.output import (
     console,
     emit,
     fail,
+    fields_table,
+    one_line,
     styled,
     table,
     when,
@@ -40,7 +42,7 @@ def _client() -> Client:
 
 
 def _show(incident: IncidentRead) -> None:
-    console.print(f"[bold]{incident.id}[/] {escape(incident.title)}")
+    console.print(f"[bold]{incident.id}[/] {escape(one_line(incident.title))}")
     rows = [
         ("severity", styled(incident.severity, SEVERITY_STYLE)),
         ("status", styled(incident.status.value, STATUS_STYLE)),
@@ -56,7 +58,7 @@ def _show(incident: IncidentRead) -> None:
         ("response due", when(incident.response_due_at)),
         ("resolved", when(incident.resolved_at)),
     ]
-    table(None, ["field", "value"], rows)
+    console.print(fields_table(None, ("field", "value"), rows))
     if incident.summary:
         console.print(escape(incident.summary))
     active = [r for r in incident.responders if r.left_at is None]

@@ -22,6 +22,7 @@ from warroom.cli.output import (
     instant,
     name_values,
     one_end,
+    one_line,
     styled,
     table,
     when,
@@ -86,9 +87,8 @@ def _summary(window: MaintenanceRead) -> str:
     span = f"from {starts} to {ends}"
     if window.state == "cancelled":
         span = f"planned {span}, {_cancelled(window)}"
-    return (
-        f"{window.ref} {_state(window)}: {escape(_covers(window))}, {escape(span)} ({escape(window.reason)})"
-    )
+    reason = escape(one_line(window.reason))
+    return f"{window.ref} {_state(window)}: {escape(_covers(window))}, {escape(span)} ({reason})"
 
 
 @maintenance_app.command("start", cls=OnceOnlyCommand)

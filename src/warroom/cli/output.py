@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from copy import copy
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, ClassVar, NoReturn
 
 import typer
 from pydantic import BaseModel
@@ -36,32 +36,48 @@ from warroom.db import MAX_ROW_ID
 
 def _visible_table() -> dict[int, str]:
     """Control characters as visible stand-ins: ESC as ␛ (Unicode's control pictures), C1 codes and direction
-    marks as <U+202E>. Line feeds and tabs stay."""
+    marks as <U+202E>. Line feeds and tabs stay; the Unicode line and paragraph separators are line feeds
+    (where a line break is kept, it is one the terminal and Rich both see)."""
     table = {code: chr(0x2400 + code) for code in range(0x20) if chr(code) not in "\n\t"}
     table[0x7F] = "\u2421"
     for code in [*range(0x80, 0xA0), 0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]:
         table[code] = f"<U+{code:04X}>"
+    table[0x2028] = table[0x2029] = "\n"
     return table
 
 
 VISIBLE = _visible_table()
 
+# How a line break shows where the text must stay on one line (a list's cell, a heading): as the control
+# picture ␤ ("newline"), as an escape shows as ␛. Otherwise a summary "disk full\n│ ALR-9 │ resolved │" drew
+# lines that read as another alert's row. A carriage return is ␍, as before; the other separators Unicode
+# knows (vertical tab, form feed, the information separators, NEL) have their stand-ins in ``VISIBLE``.
+NEWLINE = "\u2424"
+ONE_LINE = {**VISIBLE, 0x0A: NEWLINE, 0x2028: NEWLINE, 0x2029: NEWLINE}
+_LAID_OUT = {**VISIBLE, 0x2028: NEWLINE, 0x2029: NEWLINE}
+
 
 def visible(text: str) -> str:
-    """``text`` with its control characters shown, not obeyed by the terminal."""
+    """``text`` with its control characters shown, not obeyed by the terminal; its line breaks stay."""
     return text.translate(VISIBLE)
 
 
-def visible_text(text: Text) -> Text:
-    """``text`` with its control characters shown (see ``visible``), its styles on the same characters."""
+def one_line(text: str) -> str:
+    """``text`` as ``visible`` shows it, on one line (a heading, a list's cell): each line break as ␤."""
+    return text.translate(ONE_LINE)
+
+
+def visible_text(text: Text, stand_ins: dict[int, str] = VISIBLE) -> Text:
+    """``text`` with its control characters shown (see ``visible``; ``ONE_LINE``: ``one_line``), its styles
+    on the same characters."""
     plain = text.plain
-    shown = visible(plain)
+    shown = plain.translate(stand_ins)
     if shown == plain:
         return text
     # Where each character of ``plain`` starts in ``shown`` (a stand-in is longer than what it stands for).
     starts = [0]
     for character in plain:
-        starts.append(starts[-1] + len(VISIBLE.get(ord(character), character)))
+        starts.append(starts[-1] + len(stand_ins.get(ord(character), character)))
     copy = text.blank_copy(shown)
     copy.spans = [
         Span(starts[min(span.start, len(plain))], starts[min(span.end, len(plain))], span.style)
@@ -112,8 +128,9 @@ class SafeConsole(Console):
 
     def _render_buffer(self, buffer: Iterable[Segment]) -> str:
         # The last line of defence: whatever reached the output without passing the above.
+        # A line separator that got this far is shown, not made a line break: the lines are laid out.
         return super()._render_buffer(
-            segment if segment.control else Segment(visible(segment.text), segment.style, None)
+            segment if segment.control else Segment(segment.text.translate(_LAID_OUT), segment.style, None)
             for segment in buffer
         )
 
@@ -160,13 +177,43 @@ def clipped(text: str | None, limit: int = LONG_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def zone(value: datetime) -> str:
+    """The name of this machine's zone at ``value`` (``IST``, ``CEST``, ``UTC``), or its offset (``+05:30``)
+    where the zone has no name (``-03``)."""
+    local = value.astimezone()
+    name = local.tzname() or ""
+    if name.isalpha():
+        return name
+    offset = local.strftime("%z")  # +0530
+    return f"{offset[:3]}:{offset[3:5]}" if offset else name
+
+
+def abridged(text: str, limit: int, whole: str) -> str:
+    """``text`` up to ``limit`` characters; a longer one cut there, with a note of how much was left out and
+    where ``whole`` (a command) gives all of it. For the detail view (``alerts show``): a PagerDuty
+    ``custom_details`` of 400 KB printed 422,609 characters, a responder's scrollback gone."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit:,} more characters not shown: {whole} has all]"
+
+
 def when(value: datetime | None) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "—"
+    """A moment in full, in this machine's zone, which it names (``2026-12-07 02:51:12 IST``): the server's
+    own texts (a timeline entry, a refusal) give theirs in UTC, and a time without its zone could not be put
+    beside them."""
+    return f"{value.astimezone().strftime('%Y-%m-%d %H:%M:%S')} {zone(value)}" if value else "—"
+
+
+def zone_note(zones: Iterable[str]) -> str:
+    """What a table of short times (``short_when``) says once under it: which zone they are in."""
+    named = list(dict.fromkeys(zones))
+    return f"times in {', '.join(named)}" if named else ""
 
 
 def short_when(value: datetime | None, now: datetime | None = None, *, dated: bool = False) -> str:
     """A time in a table that has no room for ``when``'s: ``14:12`` today, ``Dec 05 14:12`` on another day of
-    this year, ``2025-12-05 14:12`` in another year (this machine's zone, as ``when``). ``dated``: the day
+    this year, ``2025-12-05 14:12`` in another year (this machine's zone, as ``when``; the table names it
+    once, in its caption: ``zone_note``). ``dated``: the day
     even today, for a table about another moment than now (``14:12`` would read as that moment's day)."""
     if value is None:
         return "—"
@@ -201,18 +248,20 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2))
 
 
-def cell(value: Any, at: At = when) -> Text:
+def cell(value: Any, at: At = when, *, lines: bool = False) -> Text:
     """A table cell: styled text as it is; a time (a datetime, or ``Timed``) written by ``at``; anything else
     as plain text. Values come from alerts, people and files, so a "[/]" in a summary must print as itself,
     not as markup (which raised an error). Control characters are shown as their stand-ins already here, so
-    that Rich measures the column with them."""
+    that Rich measures the column with them; so are line breaks (``one_line``: one alert is one row), unless
+    ``lines`` (a description or a note in ``show``, whose lines stay inside its cell)."""
+    stand_ins = VISIBLE if lines else ONE_LINE
     if isinstance(value, Timed):
         value = value.write(at)
     elif isinstance(value, datetime):
         value = at(value)
     if isinstance(value, Text):
-        return visible_text(value)
-    return Text(visible("—" if value is None else str(value)))
+        return visible_text(value, stand_ins)
+    return Text(("—" if value is None else str(value)).translate(stand_ins))
 
 
 # A free-text column (a summary, a title) is given at least this many characters (besides its padding)
@@ -225,23 +274,37 @@ TEXT_COMFORT = 32
 @dataclass(frozen=True)
 class TextColumn:
     """A column of free text (a summary, a title, an error): where the terminal is narrow it wraps, and it
-    gives up its width before the short-word columns do (down to ``TEXT_FLOOR``). ``drop``: see
-    ``WordColumn``. A plain string as a column is a ``TextColumn`` that is never left out."""
+    gives up its width before the short-word columns do (down to ``TEXT_FLOOR``); a word longer than the
+    column (a host name, a URL, a run of CJK text) is folded onto the next line, never cut. ``drop``: see
+    ``WordColumn``. ``lines``: its line breaks are kept (a description in ``show``); elsewhere a cell is one
+    line, its line breaks shown as ␤. A plain string as a column is a ``TextColumn`` that is never left
+    out."""
 
     header: str
     drop: int | None = None
+    lines: bool = False
+
+    def add_to(self, table: Table) -> None:
+        table.add_column(self.header, overflow="fold")
 
 
 # What a word column keeps on one line: a word, or a short date's month and day (``Dec 05``, over ``14:12``
 # below it, reads better than ``Dec`` over ``05``).
 UNIT = re.compile(r"[A-Z][a-z]{2} \d\d(?!\S)|\S+")
 
+# The widest a word column asks for, whatever its words: a longer word (an integration named in a sentence, a
+# URL as a service) folds onto the next line where the terminal is narrow, rather than pushing the other
+# columns out of the table (a 300-character name left its id column no width at all). Every short word (a
+# status, a severity, a source, a date) is narrower, so it is never cut nor folded.
+WORD_WIDTH = 24
+
 
 @dataclass(frozen=True)
 class WordColumn:
     """A column of short words (a severity, a status, a source, a service, a time): a word is never cut, so
     ``crit…`` never stands for critical; a cell of several words wraps between them. A column whose cells
-    are times (datetimes, ``Timed``) is one of these without saying so.
+    are times (datetimes, ``Timed``) is one of these without saying so. A word longer than ``WORD_WIDTH``
+    (a long name) may be folded, never cut, where the terminal is narrow.
 
     ``drop``: where the table cannot fit the terminal even with its free text down to ``TEXT_FLOOR``, the
     columns with a ``drop`` are left out, the lowest first, until it fits (the caption names them); a
@@ -250,15 +313,21 @@ class WordColumn:
     header: str
     drop: int | None = None
 
+    # The widest its ``min_width`` gets (None: as wide as its widest word, however wide: an id).
+    longest: ClassVar[int | None] = WORD_WIDTH
+
     def add_to(self, table: Table, cells: Sequence[Text]) -> None:
-        """Add this column to ``table``, as wide as its widest word (the header's too) at the least."""
+        """Add this column to ``table``, as wide as its widest word (the header's too) at the least, up to
+        ``longest``."""
         words = [word for text in (Text(self.header), *cells) for word in UNIT.findall(text.plain)]
         widest = max((cell_len(word) for word in words), default=1)
-        single_words = all(len(text.plain.split()) <= 1 for text in cells)
+        least = widest if self.longest is None else min(widest, self.longest)
+        # A cell may stay on one line only where the column is never narrower than it (Rich cuts such a line).
+        single_words = least == widest and all(len(text.plain.split()) <= 1 for text in cells)
         # The header wraps between its words even where the cells do not (``last`` over ``seen``, over 14:12).
         header = Text.from_markup(self.header)
         header.no_wrap = False
-        table.add_column(header, no_wrap=single_words, min_width=widest, overflow="fold")
+        table.add_column(header, no_wrap=single_words, min_width=least, overflow="fold")
 
 
 @dataclass(frozen=True)
@@ -267,6 +336,8 @@ class IdColumn(WordColumn):
     cut, however narrow the terminal, since it is what a person types next (``alerts ack ALR-1234``). The
     other columns wrap to make room. A cell of several words (``inhibited by ALR-12``) may wrap between
     them, never inside one. It is never left out."""
+
+    longest: ClassVar[int | None] = None
 
 
 Columns = Sequence[str | TextColumn | WordColumn]
@@ -404,10 +475,28 @@ def _build(
     at: At,
     row_styles: Sequence[str | None] | None,
     caption: str | None,
+    *,
+    zoned: bool = False,
 ) -> _Table:
-    cells = [[cell(value, at) for value in row] for row in rows]
+    """The table; ``zoned``: its times do not name their zone (``short_when``), so the caption does."""
+    zones: list[str] = []
+
+    def noting(value: datetime | None) -> str:
+        if value is not None:
+            zones.append(zone(value))
+        return at(value)
+
+    cells = [
+        [
+            cell(value, noting, lines=isinstance(spec, TextColumn) and spec.lines)
+            for value, spec in zip(row, specs, strict=False)
+        ]
+        for row in rows
+    ]
+    notes = [caption or "", zone_note(zones) if zoned else ""]
+    caption = "\n".join(note for note in notes if note)
     output = _Table(
-        title=escape(title) if title else None,
+        title=escape(one_line(title)) if title else None,
         title_justify="left",
         header_style="bold",
         caption=escape(caption) if caption else None,
@@ -417,7 +506,7 @@ def _build(
         if isinstance(spec, WordColumn):
             spec.add_to(output, [row[index] for row in cells if index < len(row)])
         else:
-            output.add_column(spec.header)
+            spec.add_to(output)
     output.specs = list(specs)
     for index, row in enumerate(cells):
         output.add_row(*row, style=row_styles[index] if row_styles else None)
@@ -432,22 +521,32 @@ def build_table(
     row_styles: Sequence[str | None] | None = None,
     caption: str | None = None,
     dated: bool = False,
+    short: bool = True,
 ) -> Table:
     """A table of ``rows``; a cell may be a datetime or ``Timed``, written with ``when`` where the table fits
-    the terminal with them and ``short_when`` where it does not. ``dated``: the table is about another
-    moment than now (``oncall who --at``), so its short times keep their day (see ``short_when``)."""
+    the terminal with them and ``short_when`` where it does not (``short``: False keeps ``when``, for the
+    detail of one thing, as ``alerts show``). ``dated``: the table is about another moment than now
+    (``oncall who --at``), so its short times keep their day (see ``short_when``)."""
     specs = [
         _spec(column, [row[index] for row in rows if index < len(row)])
         for index, column in enumerate(columns)
     ]
     output = _build(title, specs, rows, when, row_styles, caption)
-    if any(isinstance(value, datetime | Timed) for row in rows for value in row):
+    if short and any(isinstance(value, datetime | Timed) for row in rows for value in row):
 
-        def short(value: datetime | None) -> str:
+        def shortly(value: datetime | None) -> str:
             return short_when(value, dated=dated)
 
-        output.narrow = _build(title, specs, rows, short, row_styles, caption)
+        output.narrow = _build(title, specs, rows, shortly, row_styles, caption, zoned=True)
     return output
+
+
+def fields_table(title: str | None, headers: tuple[str, str], rows: Sequence[Sequence[Any]]) -> Table:
+    """The detail of one thing (``alerts show``): a name and its value a row. A name is never cut (a word
+    longer than ``WORD_WIDTH`` folds); a value wraps, a long token in it (a URL) folding, and keeps its line
+    breaks inside its cell; a time is written in full, with its zone."""
+    name, value = headers
+    return build_table(title, [WordColumn(name), TextColumn(value, lines=True)], rows, short=False)
 
 
 def bar(value: float, most: float, style: str, width: int = 12) -> Text:
