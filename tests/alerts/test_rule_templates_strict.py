@@ -316,3 +316,31 @@ def test_an_inhibit_rule_naming_alertname_finds_an_inhibitor_named_by_its_type(
     muted = api.get("/api/v1/alerts/2", headers=viewer).json()
     assert muted["incident"] is None
     assert muted["inhibited_by"] == "ALR-1"
+
+
+def test_a_summarys_line_breaks_do_not_reach_messages_as_lines(
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """A summary "db down\\n\\nINC-9 · P3 · resolved\\nSent by alice…" laid out a forged footer in the email
+    and Slack text of the rule's update; control and direction characters reached them too."""
+    context.org = org_with_rules(
+        {
+            "name": "db",
+            "incident": {},
+            "notify": [
+                {"audience": "internal", "message": "{{ alert.summary }}"},
+                {"audience": "internal", "message": " "},  # blank: the summary stands in
+            ],
+        }
+    )
+    forged = "db down\n\nINC-9 · P3 · resolved\nSent by alice to internal: false alarm\x1b[2J\u202e"
+    sent = {"summary": forged, "severity": "critical", "annotations": {"description": "line 1\nline 2"}}
+    response = api.post(f"/api/v1/alerts?key={generic_key}", json=sent)
+    [result] = response.json()["alerts"]
+    one_line = (
+        "db down INC-9 · P3 · resolved Sent by alice to internal: false alarm [2J"  # ESC, U+202E: spaces
+    )
+    updates = api.get(f"/api/v1/incidents/{result['incident']}/updates", headers=viewer).json()
+    assert [update["message"] for update in updates] == [one_line, one_line]
+    incident = api.get(f"/api/v1/incidents/{result['incident']}", headers=viewer).json()
+    assert incident["summary"] == f"{one_line}\n\nline 1\nline 2"  # the description keeps its lines

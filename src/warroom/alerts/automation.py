@@ -108,7 +108,9 @@ def template_alert(alert: Alert) -> dict[str, Any]:
         "ref": alert.ref,
         "source": alert.source,
         "type": alert.alert_type,
-        "summary": alert.summary,
+        # One line: a rule's message is sent as written, and a sender's line breaks in the summary laid out
+        # lines in emails and Slack posts that passed for the message's own footer.
+        "summary": alert.summary_line,
         "severity": alert.severity,
         "service": alert.service,
         "labels": dict(alert.labels),
@@ -561,7 +563,10 @@ def incident_fields(
     else:
         assessment = Assessment(source=source, affected_systems=services)
     description = alert.annotations.get("description")
-    summary = alert.summary + (f"\n\n{description}" if isinstance(description, str) and description else "")
+    # The summary on one line, so the description's lines below it are the only ones the alert lays out.
+    summary = alert.summary_line + (
+        f"\n\n{description}" if isinstance(description, str) and description else ""
+    )
     return IncidentCreate(
         title=(one_line(title or "") or one_line(alert.summary) or "Alert")[:300],
         summary=summary[:20000],
@@ -726,7 +731,7 @@ def _after_open(
             ref=incident.id,
             # Something to say, whatever the template and the sender left blank.
             data=CommunicationCreate(
-                audience=notify.audience, message=message.strip() or alert.summary.strip() or incident.title
+                audience=notify.audience, message=message.strip() or alert.summary_line or incident.title
             ),
             performer=PERFORMER,
         )

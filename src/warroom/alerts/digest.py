@@ -22,6 +22,7 @@ from warroom.alerts import holds
 from warroom.alerts.models import Alert, AlertStatus
 from warroom.durations import format_duration
 from warroom.errors import WarroomError
+from warroom.fields import one_line
 from warroom.jobs import service as jobs_service
 from warroom.jobs.models import Job
 from warroom.jobs.service import job_handler
@@ -97,7 +98,12 @@ def summary(session: Session, since: datetime, until: datetime) -> dict[str, Any
     examples = select(Alert.id, Alert.summary).where(Alert.id.in_([row[3] for row in rows]))
     newest = {alert_id: text for alert_id, text in session.execute(examples)}
     groups = [
-        {"type": alert_type, "service": service, "count": count, "summary": newest.get(last, "")[:200]}
+        {
+            "type": alert_type,
+            "service": service,
+            "count": count,
+            "summary": one_line(newest.get(last, ""))[:200],
+        }
         for alert_type, service, count, last in rows
     ]
     return {"total": total, "still_open": still_open, "groups": groups}
