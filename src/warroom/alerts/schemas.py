@@ -590,7 +590,8 @@ class RoutingPreview(BaseModel):
     open_alert: str | None = Field(
         None,
         description="Live only: the open alert with this dedup key, of the integration asked about (else of "
-        "the source). The delivery would update it; rules ran when it first fired and do not run again.",
+        "the source). The delivery would update it; rules ran when it first fired and run again only if it "
+        "comes more severe while on no incident.",
     )
     maintenance_window: str | None = Field(
         None, description="Live only: the maintenance window running now that would hold the new alert."

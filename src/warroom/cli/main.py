@@ -685,7 +685,7 @@ def _print_preview(preview: RoutingPreview) -> None:
             escape(
                 f"-> updates the open alert {preview.open_alert} (one more occurrence): the rules ran when"
             )
-            + " it first fired, and do not run again"
+            + " it first fired, and run again only if it comes more severe while on no incident"
         )
         console.print()
         return
