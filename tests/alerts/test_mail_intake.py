@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.policy
 import json
+import logging
 import re
 import smtplib
 import ssl
@@ -24,7 +26,10 @@ from typer.testing import CliRunner
 
 from tests.conftest import EXAMPLE_CONFIG, require_peer
 from tests.peers import free_port, self_signed_certificate
+from warroom.alerts import mail
 from warroom.alerts.adapters import (
+    MIME_MAX_DEPTH,
+    MIME_MAX_PARTS,
     InvalidPayload,
     delivery_events,
     from_email,
@@ -598,3 +603,126 @@ def test_an_out_of_office_reply_is_refused_and_stores_nothing(
     code, answer = send(mail_port, [f"{key}@a.example"], BOUNCE)
     assert code == 554 and "a bounce" in answer
     assert counts(context) == (0, 0)
+
+
+def many_parts(count: int) -> bytes:
+    """A message of ``count`` MIME parts, itself included."""
+    parts = b"".join(b"--T\r\nContent-Type: text/plain\r\n\r\npart\r\n" for _ in range(count - 1))
+    return (
+        b"From: nas@x.example\r\nSubject: disk full on nas1\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=T\r\n\r\n" + parts + b"--T--\r\n"
+    )
+
+
+def nested_parts(depth: int) -> bytes:
+    """A message whose parts nest ``depth`` deep, itself included."""
+    head = b"From: nas@x.example\r\nSubject: disk full on nas1\r\nMIME-Version: 1.0\r\n"
+    opening = b"Content-Type: multipart/mixed; boundary=B1\r\n\r\n" + b"".join(
+        b"--B%d\r\nContent-Type: multipart/mixed; boundary=B%d\r\n\r\n" % (level, level + 1)
+        for level in range(1, depth - 1)
+    )
+    innermost = b"--B%d\r\nContent-Type: text/plain\r\n\r\nDisk 3 failed\r\n" % (depth - 1)
+    closing = b"".join(b"--B%d--\r\n" % level for level in range(depth - 1, 0, -1))
+    return head + opening + innermost + closing
+
+
+def attached_messages(depth: int) -> bytes:
+    """A message that is an attached message in an attached message …, ``depth`` deep (30 bytes a level)."""
+    return (
+        b"Subject: disk full on nas1\r\n"
+        + b"Content-Type: message/rfc822\r\n\r\n" * (depth - 1)
+        + b"Subject: inner\r\n\r\nDisk 3 failed\r\n"
+    )
+
+
+def test_a_message_of_too_many_or_too_deep_parts_is_refused() -> None:
+    """A 900 KB message of 90,000 parts took 12 s to read, and parts nested thousands deep overflowed the
+    parser's recursion: each is refused as soon as it is over the limit."""
+    assert from_email(many_parts(MIME_MAX_PARTS)).summary == "disk full on nas1"
+    for raw in (many_parts(MIME_MAX_PARTS + 1), many_parts(90_000)):
+        with pytest.raises(InvalidPayload) as refused:
+            from_email(raw)
+        assert refused.value.message == f"the message cannot be read: it has over {MIME_MAX_PARTS} parts"
+    deep = from_email(nested_parts(MIME_MAX_DEPTH))
+    assert (deep.summary, deep.annotations["description"]) == ("disk full on nas1", "Disk 3 failed")
+    assert from_email(attached_messages(MIME_MAX_DEPTH)).summary == "disk full on nas1"
+    for raw in (
+        nested_parts(MIME_MAX_DEPTH + 1),
+        nested_parts(3000),
+        attached_messages(MIME_MAX_DEPTH + 1),
+        attached_messages(30_000),
+    ):
+        with pytest.raises(InvalidPayload) as refused:
+            from_email(raw)
+        assert refused.value.message == (
+            f"the message cannot be read: it has parts nested over {MIME_MAX_DEPTH} deep"
+        )
+
+
+def test_mail_of_too_many_or_too_deep_parts_is_refused_at_data(
+    api: TestClient, context: AppContext, admin: dict[str, str], mail_port: int
+) -> None:
+    key = create_email_key(api, admin)
+    before = rejected("invalid_payload")
+    code, answer = send(mail_port, [f"{key}@a.example"], many_parts(5000))
+    assert (code, answer) == (554, f"5.6.0 the message cannot be read: it has over {MIME_MAX_PARTS} parts")
+    code, answer = send(mail_port, [f"{key}@a.example"], nested_parts(3000))
+    assert (code, answer) == (
+        554,
+        f"5.6.0 the message cannot be read: it has parts nested over {MIME_MAX_DEPTH} deep",
+    )
+    assert rejected("invalid_payload") - before == 2
+    assert counts(context) == (0, 0)
+
+
+def test_a_message_is_read_off_the_event_loop(
+    api: TestClient,
+    context: AppContext,
+    admin: dict[str, str],
+    mail_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SMTP server shares the web server's event loop: a message read on it held up every request."""
+    key = create_email_key(api, admin)
+    on_loop: list[bool] = []
+    read = mail.from_email
+
+    def spy(raw: bytes, rules: Any = ()) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return read(raw, rules)
+
+    monkeypatch.setattr(mail, "from_email", spy)
+    assert send(mail_port, [f"{key}@a.example"], message("disk full on nas1"))[0] == 250
+    assert on_loop == [False]
+
+
+def test_the_smtp_log_names_no_key(
+    api: TestClient,
+    context: AppContext,
+    settings: Settings,
+    admin: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """aiosmtpd logged each command line at INFO, "rcpt TO:<KEY@…>" among them: the address is the secret."""
+    key = create_email_key(api, admin)
+    smtp_log = logging.getLogger(mail.SMTP_LOGGER)
+    smtp_log.setLevel(logging.NOTSET)  # as it is until the intake starts
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    served = AppContext(
+        settings=settings.model_copy(update={"mail_intake_port": port}), db=context.db, org=context.org
+    )
+    with TestClient(create_app(context=served)):
+        assert smtp_log.getEffectiveLevel() == logging.WARNING
+        assert send(port, [f"{key}@a.example"], message("disk full on nas1"))[0] == 250
+        # Logged on purpose (debugging an MTA), its lines still name no key, in either case.
+        caplog.set_level(logging.DEBUG, logger=mail.SMTP_LOGGER)
+        assert send(port, [f"{key.upper()}@a.example"], message("disk full on nas2"))[0] == 250
+    smtp_lines = [record.getMessage() for record in caplog.records if record.name == mail.SMTP_LOGGER]
+    assert any("rcpt" in line.lower() and mail.REDACTED_KEY in line for line in smtp_lines), smtp_lines
+    assert key not in caplog.text.lower()
+    assert counts(context)[0] == 2

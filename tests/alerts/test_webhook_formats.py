@@ -3,11 +3,13 @@ by templates of the org file and posted to ``/api/v1/alerts/webhook/<format>``."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import hashlib
 import hmac
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from typer.testing import CliRunner
 from tests.alerts.conftest import PAYLOADS, integration_rows, make_key
 from tests.alerts.test_intake import alerts
 from tests.conftest import EXAMPLE_CONFIG
+from warroom.alerts import adapters, fastpath
 from warroom.alerts.adapters import InvalidPayload, from_webhook, parse_webhook_body
 from warroom.alerts.config import WebhookFormat
 from warroom.alerts.models import Alert
@@ -674,4 +677,137 @@ def test_an_unknown_format_is_named_only_to_a_caller_with_a_good_key(
     assert unknown.json()["error"]["message"].startswith("no webhook format named 'nope'")
     # A refused delivery is not a use of the key.
     assert integration_rows(context, IntegrationKey.last_used_at) == [(None,)] * 4
+    assert alerts(context) == []
+
+
+# Bodies that cost the MIME parser time or stack: many parts (seconds to build 100,000 of them) and parts
+# nested thousands deep (its recursion overflowed: a 500).
+MANY_PARTS = b"".join(b"--T\r\n\r\n" for _ in range(100_000)) + b"--T--\r\n"
+MANY_PARTS_TYPE = "multipart/form-data; boundary=T"
+
+
+def nested_form(depth: int) -> bytes:
+    opening = b"".join(
+        b'--B%d\r\nContent-Disposition: form-data; name="f"\r\n' % level
+        + b"Content-Type: multipart/mixed; boundary=B%d\r\n\r\n" % (level + 1)
+        for level in range(depth)
+    )
+    return opening + b"--B%d\r\n\r\nx\r\n--B%d--\r\n" % (depth, depth)
+
+
+NESTED_TYPE = "multipart/form-data; boundary=B0"
+
+
+@pytest.fixture
+def body_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[threading.Thread, bool]]:
+    """Each webhook body read (by a form's or JSON's parser): its thread, and whether a loop runs there."""
+    reads: list[tuple[threading.Thread, bool]] = []
+    parse = adapters.parse_webhook_body
+
+    def spy(body: bytes, content_type: str | None) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        reads.append((threading.current_thread(), on_loop))
+        return parse(body, content_type)
+
+    monkeypatch.setattr(adapters, "parse_webhook_body", spy)
+    return reads
+
+
+def test_the_key_is_checked_before_the_body_is_read(
+    api: TestClient, context: AppContext, generic_key: str, body_reads: list[Any]
+) -> None:
+    """A body that takes long to parse stalled every other request while it was read, key or none, and the
+    delay told a format that exists (seconds) from one that does not (at once). Now a caller without a key
+    that could deliver is refused before its body or the format name is looked at."""
+    for name in ("uptime-kuma", "json-in-form", "nope"):
+        for query, status in [("", 401), ("?key=zzz", 401), (f"?key={generic_key}", 403)]:
+            for body, content_type in [(MANY_PARTS, MANY_PARTS_TYPE), (nested_form(3000), NESTED_TYPE)]:
+                refused = api.post(
+                    f"/api/v1/alerts/webhook/{name}{query}",
+                    content=body,
+                    headers={"Content-Type": content_type},
+                )
+                assert refused.status_code == status, (name, query, refused.text)
+                assert "format" not in refused.text and "form" not in refused.text, refused.text
+    assert body_reads == []
+    assert alerts(context) == []
+
+
+def test_a_webhook_body_is_read_off_the_event_loop(
+    api: TestClient,
+    context: AppContext,
+    webhook_key: str,
+    body_reads: list[tuple[threading.Thread, bool]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop_threads: list[threading.Thread] = []
+    writer_for = fastpath.writer_for
+
+    def on_the_loop(state: Any, context: AppContext) -> Any:  # called by the handler, on the loop
+        loop_threads.append(threading.current_thread())
+        return writer_for(state, context)
+
+    monkeypatch.setattr(fastpath, "writer_for", on_the_loop)
+    answer = api.post(
+        f"/api/v1/alerts/webhook/json-in-form?key={webhook_key}",
+        files={"data": (None, '{"id": 8, "msg": "disk full"}')},
+    )
+    assert answer.status_code == 202, answer.text
+    [(thread, on_loop)] = body_reads
+    assert loop_threads and thread not in loop_threads and not on_loop
+    assert len(alerts(context)) == 1
+
+
+def test_too_many_form_fields_are_refused_before_the_parts_are_made(
+    api: TestClient, context: AppContext, webhook_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[bytes] = []
+    parse_mime = adapters.parse_mime
+
+    def spy(raw: bytes, *args: Any, **kwargs: Any) -> Any:
+        made.append(raw)
+        return parse_mime(raw, *args, **kwargs)
+
+    monkeypatch.setattr(adapters, "parse_mime", spy)
+    refused = api.post(
+        f"/api/v1/alerts/webhook/json-in-form?key={webhook_key}",
+        content=MANY_PARTS,
+        headers={"Content-Type": MANY_PARTS_TYPE},
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["message"] == "the body is not a readable form: over 1000 fields"
+    assert made == []
+    # 1,000 fields are read; one more is refused.
+    fields = [b'--T\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n' % i for i in range(1001)]
+    assert len(parse_webhook_body(b"".join(fields[:1000]) + b"--T--\r\n", MANY_PARTS_TYPE)) == 1000
+    with pytest.raises(InvalidPayload, match="over 1000 fields"):
+        parse_webhook_body(b"".join(fields) + b"--T--\r\n", MANY_PARTS_TYPE)
+    assert alerts(context) == []
+
+
+def test_parts_nested_in_a_field_count_and_deep_nesting_is_a_400(
+    api: TestClient, context: AppContext, webhook_key: str
+) -> None:
+    """Nested parts were a RecursionError (500) after seconds of CPU; parts inside a field escaped the limit
+    on fields, which counted only the form's own."""
+    deep = api.post(
+        f"/api/v1/alerts/webhook/json-in-form?key={webhook_key}",
+        content=nested_form(3000),
+        headers={"Content-Type": NESTED_TYPE},
+    )
+    assert deep.status_code == 400, deep.text
+    assert deep.json()["error"]["message"] == (
+        f"the body is not a readable form: parts nested over {adapters.MIME_MAX_DEPTH} deep"
+    )
+    inner = b"".join(b"--I\r\n\r\nx\r\n" for _ in range(5000)) + b"--I--\r\n"
+    one_field = (
+        b'--T\r\nContent-Disposition: form-data; name="data"\r\n'
+        b"Content-Type: multipart/mixed; boundary=I\r\n\r\n" + inner + b"--T--\r\n"
+    )
+    with pytest.raises(InvalidPayload, match="over 1000 fields"):
+        parse_webhook_body(one_field, MANY_PARTS_TYPE)
     assert alerts(context) == []

@@ -12,7 +12,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.feedparser import FeedParser
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.utils import getaddresses
 from html.parser import HTMLParser
 from typing import Any, Literal
@@ -713,6 +715,68 @@ def from_generic(data: Any) -> list[AlertEvent]:
     return [generic_event(validate_payload(_GENERIC, data), data)]
 
 
+# MIME, for mail and multipart forms: the stdlib's parser, with limits. Without them a body of a few hundred
+# kilobytes holds a hundred thousand parts (seconds of CPU to build) or parts nested thousands deep (the
+# parser's recursion overflows the stack).
+
+MIME_MAX_PARTS = 1000  # a mail message's parts, the message itself included
+MIME_MAX_DEPTH = 20  # the message itself is 1; an attached message, or a multipart in a multipart, one more
+
+
+class MimeLimit(Exception):
+    """A MIME body over a limit of ``parse_mime``: ``problem`` says which, in words; ``too_many_parts``
+    tells the parts' limit from the depth's."""
+
+    def __init__(self, problem: str, limit: int, *, too_many_parts: bool) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.limit = limit
+        self.too_many_parts = too_many_parts
+
+
+class _LimitedPart(EmailMessage):
+    """A part of a message being parsed, that knows how deep it is: the parser attaches each part to its
+    container before it reads the part's contents, so a part too deep is refused before any of its own."""
+
+    depth = 1
+    max_depth = MIME_MAX_DEPTH
+
+    def attach(self, payload: Any) -> None:
+        if isinstance(payload, _LimitedPart):
+            payload.depth = self.depth + 1
+            payload.max_depth = self.max_depth
+            if payload.depth > self.max_depth:
+                raise MimeLimit(
+                    f"parts nested over {self.max_depth} deep", self.max_depth, too_many_parts=False
+                )
+        super().attach(payload)
+
+
+def parse_mime(
+    raw: bytes, policy: email.policy.EmailPolicy[Any], *, max_parts: int, max_depth: int = MIME_MAX_DEPTH
+) -> EmailMessage:
+    """``email.message_from_bytes(raw, policy=policy)``, refusing (``MimeLimit``) at the first part over
+    ``max_parts`` (the message itself is one; nested parts count too) or nested deeper than ``max_depth``,
+    before it reads on. The parser makes every part with the factory and attaches it to its container."""
+    made = 0
+
+    def factory(policy: Any = email.policy.compat32) -> _LimitedPart:
+        nonlocal made
+        made += 1
+        if made > max_parts:
+            raise MimeLimit(f"over {max_parts} parts", max_parts, too_many_parts=True)
+        part = _LimitedPart(policy=policy)
+        part.max_depth = max_depth
+        return part
+
+    parser = FeedParser(factory, policy=policy)
+    made = 0  # the parser made one to try the factory
+    parser.feed(raw.decode("ascii", "surrogateescape"))  # as BytesParser reads bytes
+    message = parser.close()
+    assert isinstance(message, EmailMessage)
+    return message
+
+
 # Alerts by email (the SMTP server is ``warroom.alerts.mail``): one message, one event.
 
 EMAIL_MAX_BODY_CHARS = 10_000
@@ -829,7 +893,12 @@ def from_email(raw: bytes, rules: Sequence[EmailRule] = ()) -> AlertEvent:
     """The alert event of one message, as received (RFC 5322 bytes), read by the first of ``rules``
     (``automation.email_rules``) that matches it, else by the built-in state words."""
     try:
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+        message = parse_mime(raw, email.policy.default, max_parts=MIME_MAX_PARTS)
+    except MimeLimit as exc:
+        raise InvalidPayload(
+            f"the message cannot be read: it has {exc.problem}",
+            [{"field": "message", "message": exc.problem, "limit": exc.limit}],
+        ) from None
     except Exception as exc:  # the parser is lenient; this is for what it cannot take at all
         raise InvalidPayload(
             f"the message cannot be read: {exc}", [{"field": "message", "message": str(exc)}]
@@ -1072,9 +1141,19 @@ def _form_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 def _multipart_pairs(body: bytes, content_type: str) -> list[tuple[str, str]]:
     # The stdlib's MIME parser reads form-data as it reads mail: one part per field, named by its
     # Content-Disposition. Files are read as text like any other field.
-    message = email.message_from_bytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body, policy=email.policy.HTTP
-    )
+    head = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
+    # Too many fields are refused before any part is made: each field's part starts with the boundary, so the
+    # boundary's count in the raw bytes is at least the fields' (plus the closing one).
+    boundary = BytesParser(policy=email.policy.HTTP).parsebytes(head, headersonly=True).get_boundary()
+    if boundary and body.count(b"--" + boundary.encode("utf-8", "surrogateescape")) > _FORM_MAX_FIELDS + 1:
+        raise _unreadable_form(f"over {_FORM_MAX_FIELDS} fields")
+    try:
+        # The form itself is a part too; parts nested in fields count against the same limit.
+        message = parse_mime(head + body, email.policy.HTTP, max_parts=_FORM_MAX_FIELDS + 1)
+    except MimeLimit as exc:
+        raise _unreadable_form(
+            f"over {_FORM_MAX_FIELDS} fields" if exc.too_many_parts else exc.problem
+        ) from None
     if not message.is_multipart() or message.defects:
         raise _unreadable_form(
             _form_defect(message.defects[0], message.get_boundary()) if message.defects else "no parts"
@@ -1086,8 +1165,6 @@ def _multipart_pairs(body: bytes, content_type: str) -> list[tuple[str, str]]:
             raise _unreadable_form("a part without a name")
         payload = part.get_payload(decode=True)
         pairs.append((name, _text(payload, part.get_content_charset()) if isinstance(payload, bytes) else ""))
-        if len(pairs) > _FORM_MAX_FIELDS:
-            raise _unreadable_form(f"over {_FORM_MAX_FIELDS} fields")
     return pairs
 
 

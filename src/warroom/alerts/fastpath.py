@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from warroom.alerts import adapters
 from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import AlertEvent, InvalidPayload
+from warroom.alerts.config import WebhookFormat
 from warroom.alerts.intake import check_caller, writer_for
 from warroom.alerts.metrics import ALERTS_TRUNCATED, DELIVERIES_REJECTED, count_refused, refusal_reason
 from warroom.alerts.schemas import truncation_warning
@@ -367,19 +368,18 @@ async def handle_webhook(
     commit. A delivery whose items are all skipped (a test ping) still needs a good key, and its answer says
     nothing was stored. ``headers`` (raw): for an integration that checks the sender's signature.
 
-    A caller without a key that could deliver gets the key's refusal (401, 403) whatever the format name and
-    the body: an unknown name's 404 against a known format's 400 would tell it which names the org file has.
-    The key is checked apart only then, so a good delivery costs no second look-up."""
+    The key is checked first, before the format name or the body are looked at: a caller without a key that
+    could deliver gets the key's refusal (401, 403) whatever the name and the body, after the same work, so
+    neither the answer nor its time tells it which names the org file has, and its body costs nothing to
+    parse. The body is read in a worker thread (a form's parts take time to build) so that one delivery
+    does not hold up the others."""
     kind = IntegrationType.webhook
     signed = signed_body(body, headers)
     try:
         secret = integration_key(keys, authorization)
-        try:
-            webhook_format = adapters.webhook_format_named(context.org.automation, format_name)
-            events = adapters.from_webhook(adapters.parse_webhook_body(body, content_type), webhook_format)
-        except WarroomError:
-            await run_in_threadpool(check_caller, context, secret, kind, signed)
-            raise
+        await run_in_threadpool(check_caller, context, secret, kind, signed)
+        webhook_format = adapters.webhook_format_named(context.org.automation, format_name)
+        events = await run_in_threadpool(webhook_events, body, content_type, webhook_format)
         result = await writer_for(state, context).submit(secret, kind, kind.value, events, signed)
     except WarroomError as exc:
         DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
@@ -388,6 +388,11 @@ async def handle_webhook(
         count_refused(kind.value, refusal_reason(exc))
         raise
     return 202, result.to_json()
+
+
+def webhook_events(body: bytes, content_type: str | None, webhook_format: WebhookFormat) -> list[AlertEvent]:
+    """The events of a webhook delivery's body, read by its format. Blocking: run it in a thread."""
+    return adapters.from_webhook(adapters.parse_webhook_body(body, content_type), webhook_format)
 
 
 class IntakeEndpoint:

@@ -13,8 +13,9 @@ integrations. Each message is one alert event:
 
 The server answers ``250`` only once the alert is committed, so a sender's MTA keeps (and retries) a message
 it was not told was stored: ``451`` for a database that is down, ``550`` for an unknown or revoked key,
-``554`` for a message that cannot be read and ``552`` for one over the size limit. Each of these is counted
-in ``warroom_alert_deliveries_rejected_total{source="email"}``, as the HTTP intake's refusals are.
+``554`` for a message that cannot be read (over ``adapters.MIME_MAX_PARTS`` parts, or parts nested over
+``adapters.MIME_MAX_DEPTH`` deep, among them) and ``552`` for one over the size limit. Each of these is
+counted in ``warroom_alert_deliveries_rejected_total{source="email"}``, as the HTTP intake's refusals are.
 """
 
 from __future__ import annotations
@@ -39,12 +40,39 @@ if TYPE_CHECKING:
     from warroom.settings import Settings
 
 log = logging.getLogger("warroom.alerts.mail")
+# aiosmtpd's logger: at INFO it logs each command line it reads ("rcpt TO:<KEY@…>") and each recipient, and
+# the address is the secret. ``serve`` keeps it to warnings, and its lines name no key at any level.
+SMTP_LOGGER = "mail.log"
 
 SOURCE = "email"
 MAX_RECIPIENTS = 20
 # Integration keys are 32 lowercase hex digits (``integrations.create_integration``): an MTA that lowercases
 # addresses cannot break them.
 _KEY = re.compile(r"[0-9a-f]{32}")
+# A key anywhere in a line, in any case (an MTA may have uppercased the address).
+_KEY_IN_TEXT = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{32}(?![0-9a-fA-F])")
+REDACTED_KEY = "[key]"
+
+
+class RedactKeys(logging.Filter):
+    """Replaces what looks like an integration key in a log record's message with ``[key]``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _KEY_IN_TEXT.sub(REDACTED_KEY, message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def quiet_smtp_log() -> None:
+    """Keep aiosmtpd's logger from writing keys: to warnings, unless logging was set up for it on purpose
+    (its lines are redacted all the same)."""
+    smtp_log = logging.getLogger(SMTP_LOGGER)
+    if smtp_log.level == logging.NOTSET:
+        smtp_log.setLevel(logging.WARNING)
+    if not any(isinstance(f, RedactKeys) for f in smtp_log.filters):
+        smtp_log.addFilter(RedactKeys())
 
 
 class MailIntake:
@@ -96,7 +124,9 @@ class MailIntake:
         if isinstance(raw, str):
             raw = raw.encode()
         try:
-            event = from_email(raw, self.context.org.automation.email_rules)
+            # In a thread: a message's parts take time to build (up to MIME_MAX_PARTS of them), and the loop
+            # is the web server's too.
+            event = await asyncio.to_thread(from_email, raw, self.context.org.automation.email_rules)
         except WarroomError as exc:
             return _refused(exc.code, f"554 5.6.0 {exc.message}"[:500])
         stored = []
@@ -169,6 +199,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 async def serve(context: AppContext, settings: Settings) -> asyncio.AbstractServer:
     """Listen for SMTP on the running event loop (the web server's)."""
     assert settings.mail_intake_port is not None
+    quiet_smtp_log()
     handler = MailIntake(context)
     tls = tls_context(settings)
     require_tls = tls is not None and settings.mail_intake_require_tls

@@ -5,7 +5,6 @@ They use the database directly (like ``token create``), not the HTTP API.
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from pathlib import Path
@@ -39,11 +38,18 @@ def worker(
 ) -> None:
     """Run background jobs (pages, notifications, timers) until SIGINT/SIGTERM."""
     from warroom.alerts import handlers
-    from warroom.cli.main import _database, _org, _settings, _warn_if_nothing_routed, _warn_of_broken_handlers
+    from warroom.cli.main import (
+        _database,
+        _org,
+        _settings,
+        _warn_if_nothing_routed,
+        _warn_of_broken_handlers,
+        configure_logging,
+    )
     from warroom.context import AppContext
     from warroom.jobs.worker import Worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(config, database_url)
     org = _org(settings)
     _warn_if_nothing_routed(settings.config, org)

@@ -243,8 +243,22 @@ def serve(
             + ", to <key of an email integration>@…"
         )
     # Warroom's own log lines (an org file reloaded on kill -HUP, retention's counts) beside uvicorn's.
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    configure_logging("%(levelname)s:     %(name)s: %(message)s")
     uvicorn.run(application, **uvicorn_options(settings))
+
+
+# Libraries that log secrets at INFO, kept to warnings in the long-running commands: httpx logs each request's
+# URL (a Slack or webhook URL is a credential, and so is a person's own contact URL), httpcore its
+# connections, aiosmtpd (``mail.log``) each SMTP command line, whose recipient is an email integration's key.
+# uvicorn's access log (URLs with ``?key=``) is off (``uvicorn_options``).
+QUIET_LOGGERS = ("httpx", "httpcore", "mail.log")
+
+
+def configure_logging(line_format: str) -> None:
+    """Log Warroom's own lines at INFO, and the libraries of ``QUIET_LOGGERS`` only from WARNING."""
+    logging.basicConfig(level=logging.INFO, format=line_format)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
