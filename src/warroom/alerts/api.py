@@ -545,8 +545,11 @@ async def preview_alerts(
     integration would receive it): which rules match, the incident it
     would open, and what is open now (the alert it would update, the group's incident it would join, the
     maintenance window that would hold it). Nothing is stored; no integration key is needed."""
-    kind, events = reports.delivery_events(
-        context.org, await request.body(), source, webhook_format, request.headers.get("content-type")
+    body = await request.body()
+    content_type = request.headers.get("content-type")
+    # Parsed off the event loop, as intake parses: a form or a mail message of many parts takes a while.
+    kind, events = await run_in_threadpool(
+        reports.delivery_events, context.org, body, source, webhook_format, content_type
     )
     return await run_in_threadpool(_preview, context, kind, events, integration)
 
