@@ -1,8 +1,21 @@
-"""What a user-written template sees for a name, key or attribute it was not given."""
+"""User-written templates: what one sees for a name, key or attribute it was not given, and the sandbox
+that bounds what one can build."""
 
 from __future__ import annotations
 
-from jinja2 import StrictUndefined, Undefined
+import re
+import types
+from collections.abc import Callable, Iterable
+from functools import update_wrapper
+from typing import Any
+
+from jinja2 import StrictUndefined, Undefined, nodes, pass_eval_context
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import FilterArgumentError, SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
+from jinja2.utils import generate_lorem_ipsum
+from markupsafe import EscapeFormatter, Markup
 
 
 class FalsyStrictUndefined(StrictUndefined):
@@ -19,3 +32,237 @@ class FalsyStrictUndefined(StrictUndefined):
 
     def __bool__(self) -> bool:  # type: ignore[override]
         return False
+
+
+# What one template may build. A template is the org file's text, run on every alert or message: one that
+# would build a gigabyte (``'ab' * 50000000``) fails instead, as any failing template does.
+MAX_LENGTH = (
+    1_000_000  # characters of any string (or items of any list) an operation builds, and of the output
+)
+MAX_WIDTH = 10_000  # a padding width or precision: center, indent, ljust, '{:>N}', '%Ns'
+MAX_INT_BITS = 100_000  # an integer a template computes (2 ** 10 ** 9 would take minutes)
+MAX_LIPSUM = 100  # paragraphs, and words in one, of lipsum()
+
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]{0,200}\))?[-#0 +]{0,20}(\*|\d+)?(?:\.(\*|\d+))?")
+_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill"})
+
+
+class TemplateLimitError(SecurityError):
+    """A template went past what the sandbox lets one build (``MAX_LENGTH``, ``MAX_WIDTH``...)."""
+
+
+def _too_long(size: int, what: str) -> None:
+    if size > MAX_LENGTH:
+        raise TemplateLimitError(f"{what} would be {size} long; a template may build at most {MAX_LENGTH}")
+
+
+def _too_wide(width: Any, what: str) -> None:
+    if isinstance(width, int) and width > MAX_WIDTH:
+        raise TemplateLimitError(f"{what} {width} is too wide; at most {MAX_WIDTH}")
+
+
+def checked(value: Any) -> Any:
+    """``value``, if it is within the limits (a string, list or number a template built)."""
+    if isinstance(value, str | list | tuple | dict | set):
+        _too_long(len(value), "a value")
+    elif isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise TemplateLimitError(f"a number of {value.bit_length()} bits is too large")
+    return value
+
+
+def _check_spec(spec: str) -> None:
+    """A ``format`` spec (``>10``, ``.3f``): its width and precision within ``MAX_WIDTH``."""
+    for digits in re.findall(r"\d+", spec):
+        if len(digits) > 6:  # int() of a long run of digits is slow itself
+            raise TemplateLimitError(f"format width {digits[:6]}... ({len(digits)} digits) is too wide")
+        _too_wide(int(digits), "format width")
+
+
+def checked_percent(text: str, values: Any) -> str:
+    """``text % values``, with every width and precision in ``text`` within ``MAX_WIDTH``."""
+    starred = False
+    for found in _PERCENT_SPEC.finditer(text):
+        for part in found.groups():
+            if part == "*":
+                starred = True
+            elif part is not None:
+                _check_spec(part)
+    if starred:
+        for value in values if isinstance(values, tuple) else (values,):
+            _too_wide(value, "format width")
+    return str(checked(text % values))
+
+
+class _LimitedFormatter(SandboxedFormatter):
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        _check_spec(format_spec)
+        return checked(super().format_field(value, format_spec))
+
+
+class _LimitedEscapeFormatter(_LimitedFormatter, EscapeFormatter):
+    pass
+
+
+class _LimitedCodeGenerator(CodeGenerator):
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        # ``a ~ b``: each part is within the limits, so the join is checked after it is built.
+        self.write("environment.checked(")
+        super().visit_Concat(node, frame)
+        self.write(")")
+
+
+def _limited_concat(pieces: Iterable[str]) -> str:
+    """What a template (a block, a macro, the whole output) yields, joined: stops at ``MAX_LENGTH``."""
+    kept: list[str] = []
+    size = 0
+    for piece in pieces:
+        size += len(piece)
+        _too_long(size, "the rendered text")
+        kept.append(piece)
+    return "".join(kept)
+
+
+def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
+    if n > MAX_LIPSUM or max > MAX_LIPSUM or min > MAX_LIPSUM:
+        raise TemplateLimitError(f"lipsum: at most {MAX_LIPSUM} paragraphs of at most {MAX_LIPSUM} words")
+    return str(generate_lorem_ipsum(n=n, html=html, min=min, max=max))
+
+
+def _join_size(items: list[Any], separator: str) -> int:
+    return sum(len(item) if isinstance(item, str) else 0 for item in items) + len(separator) * len(items)
+
+
+def _replace_size(text: str, old: str, new: str, count: int) -> int:
+    found = text.count(old) if old else len(text) + 1
+    if count is not None and count >= 0:
+        found = min(found, count)
+    return len(text) + found * (len(new) - len(old))
+
+
+def _wrap_filters(filters: dict[str, Callable[..., Any]]) -> None:
+    """The built-in filters that can multiply their input check what they would build first."""
+    center, indent, replace, join = filters["center"], filters["indent"], filters["replace"], filters["join"]
+
+    def do_center(value: Any, width: int = 80) -> Any:
+        _too_wide(width, "center width")
+        return center(value, width)
+
+    def do_indent(value: Any, width: int | str = 4, first: bool = False, blank: bool = False) -> Any:
+        pad = len(width) if isinstance(width, str) else width
+        _too_wide(pad, "indent width")
+        _too_long(len(str(value)) * (1 + pad), "indented text")
+        return indent(value, width, first, blank)
+
+    @pass_eval_context
+    def do_replace(eval_ctx: Any, value: Any, old: Any, new: Any, count: int | None = None) -> Any:
+        _too_long(
+            _replace_size(str(value), str(old), str(new), -1 if count is None else count), "replaced text"
+        )
+        return replace(eval_ctx, value, old, new, count)
+
+    @pass_eval_context
+    def do_join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+        items = list(value)
+        if attribute is None:
+            _too_long(_join_size(items, str(d)), "joined text")
+        return checked(join(eval_ctx, items, d, attribute))
+
+    def do_format(value: Any, *args: Any, **kwargs: Any) -> str:
+        if args and kwargs:
+            raise FilterArgumentError("can't handle positional and keyword arguments at the same time")
+        return checked_percent(str(value), kwargs or args)
+
+    filters.update(center=do_center, indent=do_indent, replace=do_replace, join=do_join, format=do_format)
+
+
+class LimitedSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox of every user-written template (rules, webhook formats, enrichment, channel messages):
+    read-only, and bounded in what it can build. ``*``, ``**``, ``%``, ``+`` and ``~``, padding (``center``,
+    ``indent``, format widths), ``replace`` and ``join`` check the size of what they would make, and the
+    rendered text is cut off at ``MAX_LENGTH``: a template past a limit fails (``TemplateLimitError``) as one
+    meeting a missing label does."""
+
+    code_generator_class = _LimitedCodeGenerator
+    concat = staticmethod(_limited_concat)
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.globals["lipsum"] = _lipsum
+        _wrap_filters(self.filters)
+
+    checked = staticmethod(checked)
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if isinstance(sequence, str | list | tuple) and isinstance(times, int):
+                    _too_long(len(sequence) * times, "a repeated value")
+        elif operator == "**":
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and abs(left) > 1
+                and right * abs(left).bit_length() > MAX_INT_BITS
+            ):
+                raise TemplateLimitError(f"{left} ** {right} is too large")
+        elif operator == "%" and isinstance(left, str):
+            return checked_percent(left, right)
+        return checked(super().call_binop(context, operator, left, right))
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str) and isinstance(__obj, types.BuiltinMethodType):
+            args = _check_str_method(owner, __obj.__name__, args, kwargs)
+        return checked(super().call(__context, __obj, *args, **kwargs))
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        # As the sandbox's own, with a formatter that checks each field's width.
+        if not isinstance(value, types.MethodType | types.BuiltinMethodType) or value.__name__ not in (
+            "format",
+            "format_map",
+        ):
+            return None
+        owner: Any = value.__self__
+        if not isinstance(owner, str):
+            return None
+        str_type: type[str] = type(owner)
+        is_format_map = value.__name__ == "format_map"
+        formatter: SandboxedFormatter
+        if isinstance(owner, Markup):
+            formatter = _LimitedEscapeFormatter(self, escape=owner.escape)
+        else:
+            formatter = _LimitedFormatter(self)
+
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs:
+                    raise TypeError("format_map() takes no keyword arguments")
+                if len(args) != 1:
+                    raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
+                kwargs = args[0]
+                args = ()
+            return str_type(checked(formatter.vformat(owner, args, kwargs)))
+
+        return update_wrapper(wrapper, value)
+
+
+def _check_str_method(text: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """A string method that can build far more than it is given (``'x'.center(10**9)``) is checked first;
+    the arguments to call it with are returned."""
+    if name in _WIDTH_METHODS and args:
+        _too_wide(args[0], f"{name} width")
+    elif name == "expandtabs":
+        tabsize = args[0] if args else kwargs.get("tabsize", 8)
+        _too_wide(tabsize, "tab size")
+        if isinstance(tabsize, int):
+            _too_long(len(text) + text.count("\t") * tabsize, "expanded text")
+    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        count = args[2] if len(args) > 2 else kwargs.get("count", -1)
+        _too_long(_replace_size(text, args[0], args[1], count), "replaced text")
+    elif name == "join" and args:
+        # Read once, here: join is given the list (a generator would be empty the second time).
+        items = list(args[0])
+        _too_long(_join_size(items, text), "joined text")
+        return (items, *args[1:])
+    return args

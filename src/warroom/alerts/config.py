@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,17 +14,19 @@ from zoneinfo import ZoneInfo
 import orjson
 from dateutil.rrule import rrulestr
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, meta, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from warroom.durations import Duration, duration_between, off_or_between
 from warroom.incidents.schemas import Assessment
 from warroom.severity.matrix import BUILT_IN_LEVELS, matrix_level
-from warroom.templating import FalsyStrictUndefined
+from warroom.templating import FalsyStrictUndefined, LimitedSandbox
 from warroom.timezones import check_zone
+from warroom.userregex import RegexError, UserRegex, user_regex
 
 if TYPE_CHECKING:
     from warroom.orgconfig import OrgConfig
+
+log = logging.getLogger(__name__)
 
 AlertSeverity = Literal["critical", "error", "warning", "info"]
 ALERT_SEVERITIES: list[str] = ["critical", "error", "warning", "info"]
@@ -46,7 +49,7 @@ ALERT_SOURCES = [
 # Strict: a label the alert lacks fails the template (the summary stands in, and the failure is kept), where
 # it would render empty and title an incident "API : ..." with nobody told; ``default``, ``is defined``,
 # ``labels.get`` and ``or`` say what a template wants when a label may be missing.
-template_environment = ImmutableSandboxedEnvironment(autoescape=False, undefined=FalsyStrictUndefined)
+template_environment = LimitedSandbox(autoescape=False, undefined=FalsyStrictUndefined)
 
 # The variables each kind of rule template is given (``automation.render``): an incident's title is rendered
 # before the incident exists, so only its notify messages know it.
@@ -174,9 +177,14 @@ class AlertFacts:
         return alert_name(self.labels, self.alert_type) if name == "alertname" else self.labels.get(name)
 
 
-@lru_cache(maxsize=1024)
-def compiled_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+@lru_cache(maxsize=64)
+def _refused_regex(pattern: str, reason: str) -> None:
+    log.warning("regex %r is refused (%s): the condition matches no alert", pattern, reason)
+
+
+def compiled_regex(pattern: str) -> UserRegex:
+    """Every pattern a user writes is compiled here: on RE2, linear-time (``warroom.userregex``)."""
+    return user_regex(pattern)
 
 
 class AlertConditions(StrictModel):
@@ -204,11 +212,13 @@ class AlertConditions(StrictModel):
 
     @field_validator("labels_regex")
     @classmethod
-    def _regexes_compile(cls, values: dict[str, str]) -> dict[str, str]:
+    def _regexes_compile(cls, values: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        if info.context and info.context.get("stored"):
+            return values  # checked when it was stored; one refused since matches nothing (``failure``)
         for label, pattern in values.items():
             try:
-                re.compile(pattern)
-            except re.error as exc:
+                compiled_regex(pattern)
+            except RegexError as exc:
                 raise ValueError(f"label {label!r}: bad regex {pattern!r}: {exc}") from None
         return values
 
@@ -248,7 +258,14 @@ class AlertConditions(StrictModel):
             value = alert.label(name)
             if value is None:
                 return ("regex_missing", name, pattern)
-            if not compiled_regex(pattern).fullmatch(value):
+            try:
+                matched = compiled_regex(pattern).fullmatch(value) is not None
+            except RegexError as exc:
+                # Only a window stored before patterns ran on RE2 can hold one it refuses (validation says
+                # so now): it matches nothing, rather than failing every alert's intake.
+                _refused_regex(pattern, str(exc))
+                matched = False
+            if not matched:
                 return ("regex", name, value, pattern)
         for name in self.labels_missing:
             if alert.label(name) is not None:
@@ -291,10 +308,17 @@ _FAILURE_TEXT: dict[str, Callable[..., str]] = {
 }
 
 
+STORED_CONDITIONS = {"stored": True}  # validation context: conditions read back from the database
+
+
 def window_match(services: list[str], labels: dict[str, str], conditions: dict[str, Any]) -> RuleMatch:
     """What a maintenance window covers, as one match: its services (if it names any), its labels, and its
     further conditions (sources, severities, types...)."""
-    return RuleMatch(service=services, labels=labels, **conditions)
+    # A stored window's conditions were checked when it was made: one stored before a check that refuses it
+    # now (a lookahead, before patterns ran on RE2) must not fail the intake of every alert.
+    return RuleMatch.model_validate(
+        {"service": services, "labels": labels, **conditions}, context=STORED_CONDITIONS
+    )
 
 
 class Notify(StrictModel):
@@ -632,10 +656,10 @@ class MaintenanceSchedule(StrictModel):
         return started if started is not None and started <= now else self.starts(now, inc=True)
 
 
-def _compiled(pattern: str, what: str) -> re.Pattern[str]:
+def _compiled(pattern: str, what: str) -> UserRegex:
     try:
-        return re.compile(pattern, re.IGNORECASE)
-    except re.error as exc:
+        return user_regex(pattern, ignore_case=True)
+    except RegexError as exc:
         raise ValueError(f"{what}: bad regex {pattern!r}: {exc}") from None
 
 
@@ -733,7 +757,7 @@ class InhibitRule(StrictModel):
 # Webhook formats read what a tool sent: a field the payload lacks, or holds null, is empty (so
 # ``payload.monitor.name`` is "" when there is no monitor, not an error), and nothing in the payload can be
 # changed from a template.
-payload_environment = ImmutableSandboxedEnvironment(
+payload_environment = LimitedSandbox(
     autoescape=False, undefined=ChainableUndefined, finalize=lambda value: "" if value is None else value
 )
 # Tools that post a form often put JSON in one of its fields: ``(payload.data | from_json).monitor.name``.

@@ -25,7 +25,14 @@ from sqlalchemy.orm import Session
 
 from warroom import spans
 from warroom.alerts import automation
-from warroom.alerts.config import AlertConditions, AlertFacts, MaintenanceSchedule, RuleMatch, window_match
+from warroom.alerts.config import (
+    STORED_CONDITIONS,
+    AlertConditions,
+    AlertFacts,
+    MaintenanceSchedule,
+    RuleMatch,
+    window_match,
+)
 from warroom.alerts.models import Alert, MaintenanceWindow
 from warroom.alerts.schemas import MaintenanceCreate, MaintenanceRead
 from warroom.auth import integrations
@@ -143,7 +150,7 @@ def to_read(window: MaintenanceWindow, now: datetime | None = None) -> Maintenan
         reason=window.reason,
         services=window.services,
         labels=window.labels,
-        match=AlertConditions.model_validate(window.conditions),
+        match=AlertConditions.model_validate(window.conditions, context=STORED_CONDITIONS),
         starts_at=window.starts_at,
         ends_at=window.ends_at,
         state=state(window, moment),

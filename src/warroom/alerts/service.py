@@ -18,7 +18,13 @@ from sqlalchemy.sql import ColumnElement, and_, case, literal_column
 from warroom.alerts import automation, enrichment, holds, inhibition, maintenance, reports
 from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent, SourceChange, apply_default_service
-from warroom.alerts.config import ALERT_SEVERITIES, ALERT_SOURCES, AlertFacts, AlertSeverity
+from warroom.alerts.config import (
+    ALERT_SEVERITIES,
+    ALERT_SOURCES,
+    STORED_CONDITIONS,
+    AlertFacts,
+    AlertSeverity,
+)
 from warroom.alerts.handlers import schedule_handlers
 from warroom.alerts.models import Alert, AlertNote, AlertStatus
 from warroom.alerts.schemas import (
@@ -652,9 +658,12 @@ def to_detail(session: Session, alert: Alert) -> AlertDetail:
 def maintenance_detail(session: Session, ref: str | int) -> MaintenanceDetail:
     """A maintenance window with the alerts that arrived during it."""
     window = maintenance.get_window(session, ref)
-    return MaintenanceDetail(
-        **maintenance.to_read(window).model_dump(),
-        alerts=to_reads(session, maintenance.window_alerts(session, window)),
+    return MaintenanceDetail.model_validate(
+        {
+            **maintenance.to_read(window).model_dump(),
+            "alerts": to_reads(session, maintenance.window_alerts(session, window)),
+        },
+        context=STORED_CONDITIONS,  # a stored window's match is shown as it is (``window_match``)
     )
 
 

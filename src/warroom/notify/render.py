@@ -13,11 +13,10 @@ from jinja2 import (
     TemplateError,
     TemplateNotFound,
 )
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from warroom.errors import InvalidInput
 from warroom.notify.config import TEMPLATES_DIR, ChannelConfig, builtin_templates
-from warroom.templating import FalsyStrictUndefined
+from warroom.templating import FalsyStrictUndefined, LimitedSandbox
 
 _PARTS = (("subject", "subject.j2"), ("text", "txt.j2"), ("html", "html.j2"))
 
@@ -29,7 +28,7 @@ class Rendered:
     html: str | None
 
 
-def _environment(channel: ChannelConfig) -> ImmutableSandboxedEnvironment:
+def _environment(channel: ChannelConfig) -> LimitedSandbox:
     overrides: dict[str, str] = {}
     for name, override in channel.templates.items():
         for part, suffix in _PARTS:
@@ -40,9 +39,9 @@ def _environment(channel: ChannelConfig) -> ImmutableSandboxedEnvironment:
 
 
 @lru_cache(maxsize=64)
-def _cached_environment(overrides: tuple[tuple[str, str], ...]) -> ImmutableSandboxedEnvironment:
+def _cached_environment(overrides: tuple[tuple[str, str], ...]) -> LimitedSandbox:
     """One environment per distinct set of overrides, so each template is compiled once, not per message."""
-    return ImmutableSandboxedEnvironment(
+    return LimitedSandbox(
         loader=ChoiceLoader([DictLoader(dict(overrides)), FileSystemLoader(TEMPLATES_DIR)]),
         # HTML parts are escaped; subjects and plain text are not HTML.
         autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
