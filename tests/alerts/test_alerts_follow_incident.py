@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from tests.alerts.test_source_ack import T0, generic, incident, pd, pd_ack, pd_trigger, timeline
+from tests.alerts.test_source_ack import SEARCH_5XX, T0, generic, incident, pd, pd_ack, pd_trigger, timeline
 from warroom.alerts.models import Alert, AlertStatus
 from warroom.clock import clock
 from warroom.context import AppContext
@@ -177,14 +177,7 @@ def test_a_merged_incidents_alerts_move_on_open(
     api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
 ) -> None:
     generic(api, generic_key, summary="api 5xx", dedup_key="api-5xx")
-    generic(
-        api,
-        generic_key,
-        summary="search 5xx",
-        dedup_key="search-5xx",
-        service="search",
-        labels={"alertname": "S"},
-    )
+    generic(api, generic_key, **SEARCH_5XX)
     assert (alert_row(context, 1).incident_id, alert_row(context, 2).incident_id) == (1, 2)
     merged = api.post("/api/v1/incidents/INC-2/merge", headers=responder, json={"into": "INC-1"})
     assert merged.status_code == 200, merged.text
@@ -192,14 +185,7 @@ def test_a_merged_incidents_alerts_move_on_open(
     moved = alert_row(context, 2)
     assert (moved.status, moved.incident_id, moved.resolved_at) == (AlertStatus.firing, 1, None)
     # Its next firing updates it there.
-    again = generic(
-        api,
-        generic_key,
-        summary="search 5xx",
-        dedup_key="search-5xx",
-        service="search",
-        labels={"alertname": "S"},
-    )
+    again = generic(api, generic_key, **SEARCH_5XX)
     assert (again["id"], again["incident"]) == (2, "INC-1")
 
 

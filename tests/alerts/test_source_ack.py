@@ -73,6 +73,15 @@ def generic(api: TestClient, key: str, **alert: Any) -> dict[str, Any]:
     return result
 
 
+# An alert of another service and group than ``generic``'s default: it opens an incident of its own.
+SEARCH_5XX: dict[str, Any] = {
+    "summary": "search 5xx",
+    "dedup_key": "search-5xx",
+    "service": "search",
+    "labels": {"alertname": "S"},
+}
+
+
 def incident(context: AppContext, number: int = 1) -> Incident:
     with context.db.read() as session:
         row = session.get(Incident, number)
@@ -608,14 +617,7 @@ def test_attaching_alerts_by_hand(
     api incident, and an unrouted alert too."""
     clock.set(T0)
     api_alert = generic(api, generic_key, summary="api 5xx", dedup_key="api-5xx")
-    search_alert = generic(
-        api,
-        generic_key,
-        summary="search 5xx",
-        dedup_key="search-5xx",
-        service="search",
-        labels={"alertname": "S"},
-    )
+    search_alert = generic(api, generic_key, **SEARCH_5XX)
     unrouted = generic(
         api,
         generic_key,

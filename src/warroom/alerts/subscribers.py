@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy.orm import Session
 
 from warroom.alerts import changes, follow
@@ -10,18 +12,17 @@ from warroom.context import context_of
 from warroom.events import DomainEvent, subscribe
 from warroom.incidents import service as incident_service
 
+if TYPE_CHECKING:
+    from warroom.incidents.models import Incident
+    from warroom.orgconfig import OrgConfig
+
 
 @subscribe("incident.created")
 def note_recent_changes(session: Session, event: DomainEvent) -> None:
     """The deploys and config pushes just before an incident, on its timeline from the start."""
-    if event.incident_id is None:
-        return
-    try:
-        org = context_of(session).org
-    except RuntimeError:  # a session opened outside an app context (scripts, some tests)
-        return
-    incident = incident_service.get_incident(session, event.incident_id, for_update=True)
-    changes.note_recent_changes(session, org, incident)
+    found = _org_and_incident(session, event)
+    if found is not None:
+        changes.note_recent_changes(session, *found)
 
 
 @subscribe("incident.acknowledged")
@@ -39,11 +40,19 @@ def resolve_alerts(session: Session, event: DomainEvent) -> None:
     """The incident is over: its open alerts resolve with it, by whoever resolved it, so the next firing of
     the same problem opens a new alert and is routed (and pages) instead of updating an alert of an incident
     nobody is on. A merged incident has none left: its alerts moved to the incident it was merged into."""
+    found = _org_and_incident(session, event)
+    if found is not None:
+        org, incident = found
+        alert_service.resolve_with_incident(session, org=org, incident=incident, performer=event.performer)
+
+
+def _org_and_incident(session: Session, event: DomainEvent) -> tuple[OrgConfig, Incident] | None:
+    """The org file and the event's incident (locked), or None: an event of no incident, or a session opened
+    outside an app context (scripts, some tests), which has no org file."""
     if event.incident_id is None:
-        return
+        return None
     try:
         org = context_of(session).org
-    except RuntimeError:  # a session opened outside an app context (scripts, some tests)
-        return
-    incident = incident_service.get_incident(session, event.incident_id, for_update=True)
-    alert_service.resolve_with_incident(session, org=org, incident=incident, performer=event.performer)
+    except RuntimeError:
+        return None
+    return org, incident_service.get_incident(session, event.incident_id, for_update=True)
