@@ -17,6 +17,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from tests.alerts.conftest import make_key
 from tests.conftest import EXAMPLE_CONFIG
@@ -273,6 +274,30 @@ def test_a_reload_through_the_api_reaches_the_other_processes(
         assert reload.follow_announced(other) is False
     finally:
         other.db.dispose()
+
+
+def test_a_process_does_not_follow_its_own_announcement_found_by_a_poll_under_way(
+    context: AppContext, org_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher's poll began (its query asks for reloads after the last one seen) as this process announced
+    its own reload, and found it: it read the file a second time, logging "a reload was announced" (the CLI
+    reload test saw it in a server's log, now and then)."""
+    context.reloads_seen = reload.latest_reload(context)
+    loaded_at = context.org_loaded_at
+    real_execute = Session.execute
+
+    def announced_meanwhile(session: Session, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        # This process announces (and marks seen) between the poll's query being built and its answer.
+        reload.announce(context, "admin-user")
+        return real_execute(session, statement, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "execute", announced_meanwhile)
+    try:
+        assert reload.follow_announced(context) is False
+    finally:
+        monkeypatch.undo()
+    assert context.org_loaded_at == loaded_at
+    assert context.reloads_seen == reload.latest_reload(context)
 
 
 @pytest.mark.e2e

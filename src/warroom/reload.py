@@ -220,6 +220,11 @@ def follow_announced(context: AppContext) -> bool:
         rows = session.execute(
             select(ConfigReload.id, ConfigReload.forced).where(ConfigReload.id > context.reloads_seen)
         ).all()
+    # Read again after the query: this process may have announced one of these meanwhile (``announce`` marks
+    # it seen before it commits, so a row of its own that the query found is seen by now), and must not
+    # read the file again for its own reload.
+    seen = context.reloads_seen
+    rows = [row for row in rows if row.id > seen]
     if not rows:
         return False
     latest = max(row.id for row in rows)
