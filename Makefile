@@ -26,6 +26,7 @@ install-dev: $(VENV)/.installed-dev
 
 run: install
 	@mkdir -p var
+	@$(BIN)/python -m compileall -q src
 	$(BIN)/warroom config check $(CONFIG)
 	$(BIN)/warroom db upgrade
 	$(BIN)/warroom demo seed --config $(CONFIG)
@@ -51,7 +52,10 @@ typecheck: install-dev
 # Tests run in parallel processes (pytest-xdist); each has its own SQLite files and PostgreSQL database.
 # The slowest tests are listed at the end, to keep an eye on the CI's time.
 TEST_WORKERS ?= 3
+# Byte-compiled up front: where PYTHONDONTWRITEBYTECODE is set (as on CI machines) every `warroom` the tests
+# start would otherwise compile the sources again.
 unit: install-dev
+	$(BIN)/python -m compileall -q src
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --durations=15
 
 test: install-dev peers lint typecheck unit

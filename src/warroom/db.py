@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +24,9 @@ from sqlalchemy.types import TypeDecorator
 
 from warroom.clock import clock
 from warroom.errors import NotFound
+from warroom.fields import MAX_ROW_ID as MAX_ROW_ID
+from warroom.fields import parse_row_ref as parse_row_ref
+from warroom.settings import DEFAULT_BUSY_TIMEOUT
 
 if TYPE_CHECKING:
     from warroom.settings import Settings
@@ -86,19 +88,6 @@ def get_by_ref(
     )
 
 
-def parse_row_ref(ref: str | int, prefix: str, what: str) -> int:
-    """The number in ``12`` or ``PREFIX-12``; NotFound, with how references look, for anything else."""
-    text = str(ref).strip().upper().removeprefix(f"{prefix}-")
-    # ASCII digits only (not the Arabic-Indic or fullwidth ones int() reads), few enough for a 32-bit id
-    if not re.fullmatch(r"[0-9]{1,9}", text):
-        raise NotFound(f"no {what} {ref!r}: ids look like 12 or {prefix}-12")
-    return int(text)
-
-
-# Seconds a SQLite write waits for the lock before giving up ("database is locked", answered 503).
-DEFAULT_BUSY_TIMEOUT = 30.0
-
-
 def as_sqlalchemy_error(exc: BaseException) -> BaseException:
     """A driver's own error as SQLAlchemy raises it (psycopg's UniqueViolation an ``IntegrityError``, its
     DeadlockDetected or sqlite3's "database is locked" an ``OperationalError``); anything else as it is.
@@ -127,10 +116,6 @@ def unavailable_reason(exc: BaseException) -> str:
     """The driver's own first line (no SQL, no parameters), for the server log."""
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return lines[0][:300] if lines else type(exc).__name__
-
-
-# Row ids are 32-bit on PostgreSQL; larger numbers can never name a row, so they are refused up front.
-MAX_ROW_ID = 2_147_483_647
 
 
 def utcnow() -> datetime:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime
+
+from warroom.errors import NotFound
 
 
 def _not_blank(value: str) -> str:
@@ -75,3 +78,16 @@ def in_era(value: datetime) -> datetime:
 
 # A time with its offset, from 1970 to 2200, read as UTC.
 Instant = Annotated[AwareDatetime, AfterValidator(in_era)]
+
+
+# Row ids are 32-bit on PostgreSQL; larger numbers can never name a row, so they are refused up front.
+MAX_ROW_ID = 2_147_483_647
+
+
+def parse_row_ref(ref: str | int, prefix: str, what: str) -> int:
+    """The number in ``12`` or ``PREFIX-12``; NotFound, with how references look, for anything else."""
+    text = str(ref).strip().upper().removeprefix(f"{prefix}-")
+    # ASCII digits only (not the Arabic-Indic or fullwidth ones int() reads), few enough for a 32-bit id
+    if not re.fullmatch(r"[0-9]{1,9}", text):
+        raise NotFound(f"no {what} {ref!r}: ids look like 12 or {prefix}-12")
+    return int(text)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+# Alembic is imported only when a migration runs: it brings Mako and Pygments, a quarter of a second that
+# every CLI command (which imports this module through the admin commands) would otherwise pay.
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # Alembic's options go through configparser, which reads "%" as interpolation: a URL-encoded password
@@ -24,6 +28,8 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(engine: Engine) -> None:
     """Bring the schema to every head (domains may add branches of their own)."""
+    from alembic import command
+
     config = alembic_config(str(engine.url.render_as_string(hide_password=False)))
     # A write transaction (BEGIN IMMEDIATE on SQLite) plus an advisory lock on PostgreSQL, so two
     # processes starting together do not both migrate.
@@ -35,6 +41,9 @@ def upgrade(engine: Engine) -> None:
 
 
 def pending(engine: Engine) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     config = alembic_config(str(engine.url))
     heads = set(ScriptDirectory.from_config(config).get_heads())
     with engine.connect() as connection:

@@ -9,7 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from warroom.db import DEFAULT_BUSY_TIMEOUT
+# Seconds a SQLite write waits for the lock before giving up ("database is locked", answered 503).
+DEFAULT_BUSY_TIMEOUT = 30.0
 
 
 class Settings(BaseSettings):

@@ -130,7 +130,7 @@ def not_negative(what: str) -> Callable[[timedelta | None], timedelta | None]:
 
 class StrictModel(BaseModel):
     # Same as orgconfig.StrictModel; defined here because orgconfig imports this module.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 def matrix_severity_map(severity_ids: list[str]) -> dict[AlertSeverity, str]:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from warroom.alerts.enums import AlertStatus as AlertStatus
 from warroom.db import Base, UTCDateTime, utcnow
 from warroom.fields import one_line
-
-
-class AlertStatus(enum.StrEnum):
-    firing = "firing"
-    acknowledged = "acknowledged"
-    resolved = "resolved"
 
 
 class Alert(Base):

@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from warroom.alerts.config import AlertConditions, AlertSeverity
-from warroom.alerts.models import AlertStatus
+from warroom.alerts.enums import AlertStatus
 from warroom.clock import clock
 from warroom.durations import Duration, format_duration
 from warroom.errors import InvalidInput

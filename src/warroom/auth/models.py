@@ -1,25 +1,13 @@
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 
 from sqlalchemy import Enum, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from warroom.auth.enums import IntegrationType as IntegrationType
+from warroom.auth.enums import Role as Role
 from warroom.db import Base, UTCDateTime, utcnow
-
-
-class Role(enum.StrEnum):
-    viewer = "viewer"
-    responder = "responder"
-    admin = "admin"
-
-    @property
-    def rank(self) -> int:
-        return list(Role).index(self)
-
-    def allows(self, needed: Role) -> bool:
-        return self.rank >= needed.rank
 
 
 class ApiToken(Base):
@@ -33,21 +21,6 @@ class ApiToken(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
-class IntegrationType(enum.StrEnum):
-    """Which intake endpoint a key is for."""
-
-    alertmanager = "alertmanager"
-    grafana = "grafana"
-    pagerduty = "pagerduty"
-    generic = "generic"
-    heartbeat = "heartbeat"  # pings of a dead man's switch (POST /api/v1/heartbeats/<name>)
-    email = "email"  # messages to <key>@… on the mail intake (alerts.mail)
-    opsgenie = "opsgenie"  # Opsgenie's Alert API shape (POST /v2/alerts, Authorization: GenieKey <key>)
-    webhook = (
-        "webhook"  # a tool's own JSON, read by a format of the org file (POST /api/v1/alerts/webhook/<name>)
-    )
 
 
 class IntegrationKey(Base):

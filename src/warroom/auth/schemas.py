@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from warroom.auth.models import Role
+from warroom.auth.enums import Role
 
 
 class TokenCreate(BaseModel):

@@ -24,7 +24,7 @@ from rich.progress import track
 from rich.table import Table
 from rich.text import Text
 
-from warroom.alerts.models import AlertStatus
+from warroom.alerts.enums import AlertStatus
 from warroom.alerts.schemas import (
     AlertDetail,
     AlertOverview,
@@ -34,7 +34,7 @@ from warroom.alerts.schemas import (
     SnoozeRequest,
     snooze_end,
 )
-from warroom.auth.models import IntegrationType
+from warroom.auth.enums import IntegrationType
 from warroom.cli.output import (
     SEVERITY_STYLE,
     At,
@@ -64,9 +64,9 @@ from warroom.cli.output import (
 )
 from warroom.cli.parsing import OnceOnlyCommand
 from warroom.client import ApiError, Client
-from warroom.db import parse_row_ref
 from warroom.durations import format_duration
 from warroom.errors import InvalidInput, NotFound, WarroomError
+from warroom.fields import parse_row_ref
 from warroom.orgconfig import OrgConfig
 
 if TYPE_CHECKING:

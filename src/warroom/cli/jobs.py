@@ -12,11 +12,10 @@ from typing import Annotated
 
 import typer
 
-from warroom import reload
 from warroom.cli.output import IdColumn, WordColumn, clipped, console, emit, fail, table
 from warroom.cli.parsing import OnceOnlyCommand
 from warroom.errors import WarroomError
-from warroom.jobs.models import JobStatus
+from warroom.jobs.enums import JobStatus
 
 jobs_app = typer.Typer(
     help="The durable job queue (admin; uses the database directly).", no_args_is_help=True
@@ -37,6 +36,7 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit.")] = False,
 ) -> None:
     """Run background jobs (pages, notifications, timers) until SIGINT/SIGTERM."""
+    from warroom import reload
     from warroom.alerts import handlers
     from warroom.cli.main import (
         _database,

@@ -6,18 +6,16 @@ import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.markup import escape
 from rich.text import Text
 
-from warroom import __version__, migrate, reload
-from warroom.alerts import automation, reports
+from warroom import __version__
 from warroom.alerts.schemas import RoutingPreview, RuleReplay
-from warroom.auth import service as auth_service
-from warroom.auth.models import Role
+from warroom.auth.enums import Role
 from warroom.cli.alerts import alerts_app, heartbeats, integration_app, report
 from warroom.cli.changes import changes_app
 from warroom.cli.incidents import incident_app, log, responder_app
@@ -41,13 +39,15 @@ from warroom.cli.output import (
 )
 from warroom.cli.parsing import NegativeNumbersGroup, OnceOnlyCommand
 from warroom.client import ApiError, Client
-from warroom.context import AppContext
-from warroom.db import Database
 from warroom.durations import format_duration
 from warroom.errors import WarroomError
-from warroom.incidents import service as incident_service
-from warroom.orgconfig import ConfigError, OrgConfig, load_org_config
 from warroom.settings import Settings
+
+# Only what the client commands need is imported up front: the database, the org file and the services load in
+# the commands that use them, so that `warroom alerts list` does not wait for SQLAlchemy to load.
+if TYPE_CHECKING:
+    from warroom.db import Database
+    from warroom.orgconfig import OrgConfig
 
 app = typer.Typer(
     help="Warroom: incident response and recovery.",
@@ -108,6 +108,8 @@ def _settings(config: Path | None = None, database_url: str | None = None, **ext
 
 
 def _org(settings: Settings) -> OrgConfig:
+    from warroom.orgconfig import ConfigError, load_org_config
+
     try:
         return load_org_config(settings.config)
     except ConfigError as exc:
@@ -123,6 +125,9 @@ def _database(settings: Settings, *, read_only: bool = False, create: bool = Fal
     (``db upgrade``, ``demo seed``, the worker) makes a SQLite file that is not there: a token or key made in
     a new file in the wrong directory works nowhere, and the command looked as if it had worked."""
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from warroom import migrate
+    from warroom.db import Database
 
     url = settings.resolved_database_url
     try:
@@ -143,7 +148,7 @@ def _database(settings: Settings, *, read_only: bool = False, create: bool = Fal
 def _existing(url: str, settings: Settings) -> Database:
     from sqlalchemy.engine import make_url
 
-    from warroom.db import is_sqlite
+    from warroom.db import Database, is_sqlite
 
     file = make_url(url).database if is_sqlite(url) else None
     if file and file != ":memory:" and not Path(file).exists():
@@ -206,6 +211,8 @@ def serve(
 
     from warroom.alerts import mail
     from warroom.app import create_app
+    from warroom.context import AppContext
+    from warroom.db import Database
 
     settings = _settings(
         config,
@@ -314,6 +321,8 @@ def token_create(
     database_url: DatabaseOption = None,
 ) -> None:
     """Create an API token; the token is printed alone on the last line."""
+    from warroom.auth import service as auth_service
+
     try:
         name = auth_service.check_name(name)
     except WarroomError as exc:
@@ -333,6 +342,8 @@ def token_create(
 @token_app.command("list")
 def token_list(database_url: DatabaseOption = None) -> None:
     """List tokens (never their secrets)."""
+    from warroom.auth import service as auth_service
+
     database = _database(_settings(database_url=database_url), read_only=True)
     with database.read() as session:
         tokens = auth_service.list_tokens(session)
@@ -363,6 +374,7 @@ def token_list(database_url: DatabaseOption = None) -> None:
 @token_app.command("revoke")
 def token_revoke(token_id: RowIdArgument, database_url: DatabaseOption = None) -> None:
     """Revoke a token by id."""
+    from warroom.auth import service as auth_service
     from warroom.errors import NotFound
 
     database = _database(_settings(database_url=database_url))
@@ -377,6 +389,7 @@ def token_revoke(token_id: RowIdArgument, database_url: DatabaseOption = None) -
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="The YAML org file.")]) -> None:
     """Validate an org file; print every problem with its location and exit non-zero on any."""
+    from warroom import reload
     from warroom.notify.config import unmet_secrets
 
     settings = _settings(config=file)
@@ -400,6 +413,8 @@ def _warn_of_broken_handlers() -> None:
 def _warn_if_nothing_routed(file: Path | None, org: OrgConfig) -> None:
     """A file that routes and pages nothing passes (check, serve, worker), but is most likely a mistake: say
     so, loudly. No file at all runs on the defaults, as meant."""
+    from warroom import reload
+
     if file is not None and not reload.pages_and_routes(org):
         error_console.print(f"[bold yellow]warning[/] {escape(str(file))}: {escape(reload.NOTHING_ROUTED)}")
 
@@ -628,6 +643,8 @@ def config_test_alert(
     """Which rules an alert would match (and why the others do not), and the incident it would open: a dry run
     against the org file, with nothing stored. With --server, also whether it would only update an open alert,
     join its group's open incident, or be held by a maintenance window running now."""
+    from warroom.alerts import automation, reports
+
     if integration is not None and not server:
         fail("--integration needs --server: only the server knows the integration's open alerts")
     try:
@@ -662,6 +679,8 @@ def config_test_alert(
 
 
 def _print_preview(preview: RoutingPreview) -> None:
+    from warroom.alerts import automation
+
     console.print(
         f"[bold]{escape(preview.summary)}[/] "
         + escape(
@@ -784,6 +803,8 @@ def _print_preview(preview: RoutingPreview) -> None:
 @audit_app.command("verify")
 def audit_verify(database_url: DatabaseOption = None) -> None:
     """Check every incident's hash-chained timeline; name the first broken entry."""
+    from warroom.incidents import service as incident_service
+
     database = _database(_settings(database_url=database_url), read_only=True)
     with database.read() as session:
         checked, problems = incident_service.verify_timelines(session)
@@ -823,6 +844,7 @@ def severity_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
 @demo_app.command("seed")
 def demo_seed(config: ConfigOption = None, database_url: DatabaseOption = None) -> None:
     """Load example incidents into an empty database."""
+    from warroom.context import AppContext
     from warroom.demo import seed_demo
 
     settings = _settings(config, database_url)

@@ -24,7 +24,7 @@ from warroom.cli.output import (
 )
 from warroom.cli.parsing import OnceOnlyCommand
 from warroom.client import Client
-from warroom.notify.models import DeliveryStatus
+from warroom.notify.enums import DeliveryStatus
 from warroom.notify.schemas import DeliveryRead
 
 notify_app = typer.Typer(

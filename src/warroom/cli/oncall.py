@@ -21,7 +21,7 @@ from warroom.cli.output import (
 )
 from warroom.cli.parsing import OnceOnlyCommand
 from warroom.client import Client
-from warroom.db import MAX_ROW_ID
+from warroom.fields import MAX_ROW_ID
 
 oncall_app = typer.Typer(
     help="On-call schedules, overrides and escalation (client; uses WARROOM_URL and WARROOM_TOKEN).",

@@ -31,7 +31,7 @@ from rich.table import Table
 from rich.text import Span, Text
 
 from warroom.client import ApiError
-from warroom.db import MAX_ROW_ID
+from warroom.fields import MAX_ROW_ID
 
 
 def _visible_table() -> dict[int, str]:

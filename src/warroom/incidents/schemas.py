@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from warroom.fields import VISIBLE_LINE, Instant, NonBlank, VisibleLine
-from warroom.incidents.models import IncidentStatus
+from warroom.incidents.enums import IncidentStatus
 
 ImpactLevel = Literal["none", "low", "medium", "high"]
 AlertSource = Literal["monitoring-alert", "customer-report", "internal-discovery", "third-party", "manual"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import Any
 
@@ -10,14 +9,7 @@ from sqlalchemy import JSON, Boolean, Enum, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from warroom.db import Base, UTCDateTime, utcnow
-
-
-class JobStatus(enum.StrEnum):
-    pending = "pending"
-    running = "running"
-    done = "done"
-    dead = "dead"
-    cancelled = "cancelled"
+from warroom.jobs.enums import JobStatus as JobStatus
 
 
 class Job(Base):

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from warroom.jobs.models import JobStatus
+from warroom.jobs.enums import JobStatus
 
 
 class JobRead(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import Any
 
@@ -10,14 +9,7 @@ from sqlalchemy import JSON, Enum, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from warroom.db import Base, UTCDateTime, utcnow
-
-
-class DeliveryStatus(enum.StrEnum):
-    pending = "pending"  # queued, not tried yet
-    sent = "sent"
-    failed = "failed"  # the last attempt failed; another is scheduled
-    dead = "dead"  # gave up: a dead letter, shown on the incident and in `warroom notify failures`
-    withdrawn = "withdrawn"  # no longer wanted before it went out (a page of an incident since acknowledged)
+from warroom.notify.enums import DeliveryStatus as DeliveryStatus
 
 
 class Delivery(Base):

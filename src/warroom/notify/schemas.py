@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from warroom.notify.models import DeliveryStatus
+from warroom.notify.enums import DeliveryStatus
 
 
 class DeliveryRead(BaseModel):
