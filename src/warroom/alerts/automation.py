@@ -46,7 +46,13 @@ from warroom.incidents.models import (
     TimelineEntry,
     TimelineKind,
 )
-from warroom.incidents.schemas import Assessment, CommunicationCreate, IncidentCreate, IncidentUpdate
+from warroom.incidents.schemas import (
+    Assessment,
+    CommunicationCreate,
+    IncidentCreate,
+    IncidentUpdate,
+    cut_long_text,
+)
 from warroom.jobs import service as jobs_service
 from warroom.oncall import paging
 from warroom.oncall import service as oncall_service
@@ -569,7 +575,7 @@ def incident_fields(
     )
     return IncidentCreate(
         title=(one_line(title or "") or one_line(alert.summary) or "Alert")[:300],
-        summary=summary[:20000],
+        summary=cut_long_text(summary),
         severity=severity,
         services=services,
         is_private=action.private,
@@ -731,7 +737,8 @@ def _after_open(
             ref=incident.id,
             # Something to say, whatever the template and the sender left blank.
             data=CommunicationCreate(
-                audience=notify.audience, message=message.strip() or alert.summary_line or incident.title
+                audience=notify.audience,
+                message=cut_long_text(message.strip() or alert.summary_line or incident.title),
             ),
             performer=PERFORMER,
         )

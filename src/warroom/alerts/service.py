@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, Table, Text, bindparam, cast, func, insert, or_, select, update
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, and_, case, literal_column
 
@@ -25,7 +28,7 @@ from warroom.alerts.config import (
     AlertFacts,
     AlertSeverity,
 )
-from warroom.alerts.handlers import schedule_handlers
+from warroom.alerts.handlers import failure_text, schedule_handlers
 from warroom.alerts.models import Alert, AlertNote, AlertStatus
 from warroom.alerts.schemas import (
     AlertDetail,
@@ -64,6 +67,8 @@ from warroom.severity import service as severity_service
 Outcome = Literal["created", "updated", "unchanged", "acknowledged", "resolved", "ignored"]
 # Intake writes through the table (SQL Core), not the ORM unit of work.
 _ALERTS: Table = Alert.__table__  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -520,12 +525,14 @@ def _automate(
         if alert is None:
             alert = loaded[target.id] = session.get_one(Alert, target.id, populate_existing=True)
         if outcome == "created":  # acted on: a new alert carries no note
-            automation.on_created(session, org, alert)
+            with _kept_if_routing_fails(session, alert, "created"):
+                automation.on_created(session, org, alert)
         elif outcome == "updated":
             # Acted on once per delivery, with the severity the whole delivery left the alert at.
             was, target.raised_from = target.raised_from, None
             if was is not None:
-                _severity_raised(session, org, alert, was=was, route=needs_work)
+                with _kept_if_routing_fails(session, alert, "severity raised"):
+                    _severity_raised(session, org, alert, was=was, route=needs_work)
         elif outcome == "resolved" and act:
             _on_resolved(session, org, alert, performer=automation.PERFORMER, settle=False)
             if alert.incident_id is not None:
@@ -538,6 +545,24 @@ def _automate(
         target.incident_id = alert.incident_id
     for alert in resolved_on.values():
         automation.settle_resolved(session, org, alert)
+
+
+@contextmanager
+def _kept_if_routing_fails(session: Session, alert: Alert, event: str) -> Iterator[None]:
+    """Routing ``alert`` in a savepoint: if the rules fail on it for anything but the database (a fault in
+    Warroom, or in what the org file makes of this alert's data), what they did is undone and the alert is
+    kept unrouted with the failure, for people to see and promote. Refusing the delivery would lose every
+    alert in it, and its sender would retry the same failure for ever."""
+    try:
+        with session.begin_nested():
+            yield
+    except SQLAlchemyError:
+        raise  # the database's trouble: the whole delivery is retried or refused (a deadlock is re-run)
+    except Exception as exc:
+        error = failure_text(exc)
+        log.exception("routing %s (%s) failed; the alert is kept unrouted: %s", alert.ref, event, error)
+        failure = {"handler": "automation", "event": event, "error": error, "at": utcnow().isoformat()}
+        alert.handler_errors = [*(alert.handler_errors or []), failure]
 
 
 def _severity_raised(session: Session, org: OrgConfig, alert: Alert, *, was: str, route: bool) -> None:

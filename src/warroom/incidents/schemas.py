@@ -13,6 +13,16 @@ ImpactLevel = Literal["none", "low", "medium", "high"]
 AlertSource = Literal["monitoring-alert", "customer-report", "internal-discovery", "third-party", "manual"]
 
 
+# The longest summary or update Warroom keeps (a stack trace fits; a runaway template does not).
+LONG_TEXT = 20_000
+
+
+def cut_long_text(text: str) -> str:
+    """``text`` within ``LONG_TEXT``, its end replaced by an ellipsis when longer: what automation writes
+    from an alert's data must fit, or the whole delivery would be refused after the fact."""
+    return text if len(text) <= LONG_TEXT else text[: LONG_TEXT - 1] + "…"
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -52,7 +62,7 @@ class Assessment(Strict):
 
 class IncidentCreate(Strict):
     title: VisibleLine = Field(min_length=1, max_length=300)
-    summary: str = Field(default="", max_length=20000)
+    summary: str = Field(default="", max_length=LONG_TEXT)
     severity: str | None = Field(
         default=None, description="A level id from the severity matrix; suggested if absent."
     )
@@ -64,7 +74,7 @@ class IncidentCreate(Strict):
 
 class IncidentUpdate(Strict):
     title: Annotated[str, StringConstraints(min_length=1, max_length=300), VISIBLE_LINE] | None = None
-    summary: str | None = Field(default=None, max_length=20000)
+    summary: str | None = Field(default=None, max_length=LONG_TEXT)
     severity: str | None = None
     status: IncidentStatus | None = None
     services: list[str] | None = None
@@ -166,7 +176,7 @@ class TimelineEntryRead(BaseModel):
 
 
 class CommunicationCreate(Strict):
-    message: NonBlank = Field(min_length=1, max_length=20000)
+    message: NonBlank = Field(min_length=1, max_length=LONG_TEXT)
     audience: str = Field(min_length=1, max_length=100)
 
 
