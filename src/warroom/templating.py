@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import update_wrapper
 from typing import Any
 
@@ -175,6 +175,40 @@ def _wrap_filters(filters: dict[str, Callable[..., Any]]) -> None:
     filters.update(center=do_center, indent=do_indent, replace=do_replace, join=do_join, format=do_format)
 
 
+# The JSON values templates read (payloads, labels, annotations): their fields are data, not their methods.
+_DATA_TYPES = (dict, list, tuple, str, int, float, bool)
+
+
+class _DataMethod:
+    """Marks a data value's method named in a template (``payload.values``, ``labels.items``)."""
+
+    __slots__ = ()
+    method: Callable[..., Any]
+
+
+_DATA_METHOD_TYPES: dict[type[Undefined], type[Undefined]] = {}
+
+
+def _data_method_type(undefined: type[Undefined]) -> type[Undefined]:
+    """The environment's missing value, callable: ``payload.values`` where the payload has no ``values``
+    reads as a missing field does (empty in a webhook format, a failure in a rule title), not as
+    ``<built-in method values of dict object at 0x7f…>``, whose address changed the text, and so the dedup
+    key, on every delivery; ``labels.items()`` still calls the method."""
+
+    class DataMethod(undefined, _DataMethod):  # type: ignore[misc, valid-type]
+        __slots__ = ("method",)
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return self.method(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            if name == "jinja_pass_arg":  # Context.call asks every callable; a missing value would answer
+                raise AttributeError(name)
+            return super().__getattr__(name)
+
+    return _DATA_METHOD_TYPES.setdefault(undefined, DataMethod)
+
+
 class LimitedSandbox(ImmutableSandboxedEnvironment):
     """The sandbox of every user-written template (rules, webhook formats, enrichment, channel messages):
     read-only, and bounded in what it can build. ``*``, ``**``, ``%``, ``+`` and ``~``, padding (``center``,
@@ -192,6 +226,23 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         _wrap_filters(self.filters)
 
     checked = staticmethod(checked)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # ``payload.items`` is the payload's ``items`` field when it has one (tools' JSON often does), not
+        # the dict's method, which Jinja prefers; a method of a data value is a missing value unless called.
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        value = super().getattr(obj, attribute)
+        if (
+            isinstance(obj, _DATA_TYPES)
+            and isinstance(value, types.BuiltinMethodType)
+            and getattr(value, "__self__", None) is obj
+        ):
+            hint = f"{type(obj).__name__} has no field {attribute!r}"
+            missing = _data_method_type(self.undefined)(hint=hint, obj=obj, name=attribute)
+            missing.method = value  # type: ignore[attr-defined]
+            return missing
+        return value
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
@@ -211,6 +262,8 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         return checked(super().call_binop(context, operator, left, right))
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(__obj, _DataMethod):
+            __obj = __obj.method  # the method itself, for the checks below and the sandbox's own
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str) and isinstance(__obj, types.BuiltinMethodType):
             args = _check_str_method(owner, __obj.__name__, args, kwargs)

@@ -204,6 +204,34 @@ def test_each_item_is_an_alert_with_its_own_state() -> None:
     assert again[0].dedup_key == first.dedup_key
 
 
+def test_fields_named_like_methods_are_the_payloads_fields() -> None:
+    """``payload.items`` read the dict's method: ``each: payload.items`` was "not a list", and a summary of
+    ``payload.values`` rendered ``<built-in method values of dict object at 0x7f…>``, whose address changed
+    the dedup key on every delivery: each one opened a new alert and a resolve never found its problem."""
+    tool = WebhookFormat.model_validate(
+        {
+            "name": "items-tool",
+            "each": "payload.items",
+            "alert": "{{ item.name }}",
+            "summary": "{{ item.name }} {{ payload.values }} {{ payload.title }}",
+            "labels": {"k": "{{ payload.keys }}", "count": "{{ payload.count }}"},
+        }
+    )
+    first, second = (
+        from_webhook({"items": [{"name": "job1"}], "values": "v1", "title": None, "keys": "k1"}, tool),
+        from_webhook({"items": [{"name": "job1"}], "values": "v1", "title": None, "keys": "k1"}, tool),
+    )
+    assert [(e.summary, e.labels["k"]) for e in first] == [("job1 v1", "k1")]
+    assert "count" not in first[0].labels
+    assert first[0].dedup_key == second[0].dedup_key
+    # A method a payload has no field for reads as a missing field (empty), and can still be called.
+    without = WebhookFormat.model_validate(
+        {"name": "plain", "summary": "[{{ payload.values }}] {{ payload.keys() | list | join(',') }}"}
+    )
+    [event] = from_webhook({"a": 1, "b": 2}, without)
+    assert event.summary == "[] a,b"
+
+
 def test_long_values_are_shortened_not_refused() -> None:
     checks = WebhookFormat.model_validate({**CHECKS, "dedup_key": "{{ item.id }}"})
     [event] = from_webhook({"checks": [check(output="x" * 5000, id="k" * 300, host="h" * 300)]}, checks)
