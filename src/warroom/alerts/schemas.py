@@ -65,7 +65,9 @@ class AlertmanagerWebhook(Unread):
     groupKey: str | None = None
     externalURL: str | None = None
     # How many alerts of the group Alertmanager left out of this notification (the receiver's max_alerts).
-    truncatedAlerts: int | None = Field(None, ge=0, strict=True)
+    # At most a 32-bit count: larger ones are stored, but a PostgreSQL integer reads them back, and an answer
+    # echoing one past 64 bits could not be written after the alerts were (a 500 the sender retries).
+    truncatedAlerts: int | None = Field(None, ge=0, le=2_147_483_647, strict=True)
     # Grafana extras
     title: str | None = None
     orgId: int | None = None
