@@ -91,3 +91,15 @@ def parse_row_ref(ref: str | int, prefix: str, what: str) -> int:
     if not re.fullmatch(r"[0-9]{1,9}", text):
         raise NotFound(f"no {what} {ref!r}: ids look like 12 or {prefix}-12")
     return int(text)
+
+
+# Links are shown to people as links: only web and mail addresses, never javascript: or data: URLs.
+def safe_link(href: str) -> bool:
+    """A web address with a host, or a mail address (cheap: every Alertmanager alert carries links)."""
+    start = href[:8].lower()
+    if start.startswith("mailto:"):
+        return len(href) > 7
+    if not start.startswith(("http://", "https://")):
+        return False
+    host_at = 8 if start.startswith("https://") else 7
+    return len(href) > host_at and href[host_at] not in "/?#"

@@ -101,6 +101,25 @@ def test_a_template_that_fails_loses_nothing(api: TestClient, context: AppContex
     assert error.startswith("broken: labels.bad: TypeError")
 
 
+def test_a_link_the_sender_makes_a_script_is_left_out(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    """Links are shown to people as links; a sender's label made an enrichment link to javascript:."""
+    linked = {
+        "name": "dash",
+        "match": {"labels": {"t": "dash"}},
+        "links": [{"href": "{{ alert.labels.dash }}"}],
+    }
+    context.org = parse_org_config(yaml.safe_dump(org_data([linked])))
+    send(api, generic_key, summary="odd", labels={"t": "dash", "dash": "javascript:alert(document.cookie)"})
+    send(api, generic_key, summary="fine", labels={"t": "dash", "dash": "https://grafana.example/d/1"})
+    odd, fine = sorted(alerts(context), key=lambda alert: alert.id)
+    assert odd.links == [] and fine.links == [{"href": "https://grafana.example/d/1"}]
+    assert odd.annotations["enrichment_errors"] == [
+        "dash: links[0].href: not an http://, https:// or mailto: address"
+    ]
+
+
 def test_preview_shows_the_enriched_alert(api: TestClient, responder: dict[str, str]) -> None:
     body = {"summary": "5xx", "severity": "critical", "labels": {"namespace": "shop-us", "instance": "web-2"}}
     [shown] = api.post("/api/v1/alerts/preview", json=body, headers=responder).json()
@@ -115,6 +134,10 @@ def test_preview_shows_the_enriched_alert(api: TestClient, responder: dict[str, 
         ({"name": "x", "labels": {"team": "{{ alert.labels.team "}}, "enrich[0]"),
         ({"name": "x", "match": {"service": ["nope"]}}, "enrich[0].match.service"),
         ({"name": "x", "severity": "urgent"}, "enrich[0].severity"),
+        (
+            {"name": "x", "links": [{"href": "javascript:alert(1)"}]},
+            "must be an http://, https:// or mailto:",
+        ),
     ],
 )
 def test_bad_entries_are_refused(entry: dict[str, Any], problem: str) -> None:

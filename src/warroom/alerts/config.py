@@ -17,6 +17,7 @@ from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, meta, node
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from warroom.durations import Duration, duration_between, off_or_between
+from warroom.fields import safe_link
 from warroom.incidents.schemas import Assessment
 from warroom.severity.matrix import BUILT_IN_LEVELS, matrix_level
 from warroom.templating import FalsyStrictUndefined, LimitedSandbox
@@ -808,8 +809,18 @@ class TemplateRenderer:
 
 
 class WebhookLink(StrictModel):
-    href: str = Field(min_length=1, description="Template; a link that renders empty is left out.")
+    href: str = Field(
+        min_length=1,
+        description="Template; a link that renders empty, or to no web or mail address, is left out.",
+    )
     text: str | None = Field(default=None, description="Template.")
+
+    @field_validator("href")
+    @classmethod
+    def _web_or_mail(cls, href: str) -> str:
+        if "{" not in href and not safe_link(href):  # written out whole: it can be checked now
+            raise ValueError("must be an http://, https:// or mailto: address")
+        return href
 
 
 class WebhookFormat(StrictModel):

@@ -17,6 +17,7 @@ from typing import Any
 
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import AlertFacts, AutomationConfig, EnrichRule, TemplateRenderer
+from warroom.fields import safe_link
 
 log = logging.getLogger("warroom.alerts.enrichment")
 
@@ -61,7 +62,14 @@ def _apply(entry: EnrichRule, source: str, event: AlertEvent, integration: str |
         event.annotations = {**event.annotations, **annotations}
     for index, link in enumerate(entry.links):
         href = renderer.text(f"links[{index}].href", link.href)
-        if href:
+        if href and not safe_link(href):  # people click it: a sender's javascript: never becomes a link
+            renderer.errors.append(
+                {
+                    "field": f"{entry.name}: links[{index}].href",
+                    "message": "not an http://, https:// or mailto: address",
+                }
+            )
+        elif href:
             shown = renderer.text(f"links[{index}].text", link.text)
             event.links = [*event.links, {"href": href[:2000], **({"text": shown[:500]} if shown else {})}]
     return [f"{error['field']}: {error['message']}" for error in renderer.errors]

@@ -24,6 +24,7 @@ from warroom.clock import clock
 from warroom.durations import Duration, format_duration
 from warroom.errors import InvalidInput
 from warroom.fields import NOT_BLANK, VISIBLE_LINE, NonBlank, one_line
+from warroom.fields import safe_link as safe_link
 from warroom.timezones import OffsetDatetime
 
 # --- Prometheus Alertmanager webhook (version 4) and Grafana unified alerting (its superset) ---------
@@ -244,20 +245,6 @@ class PagerDutyChange(Lenient):
 
 
 # --- plain JSON ----------------------------------------------------------------------------------------
-
-
-# Links are shown to people as links: only web and mail addresses, never javascript: or data: URLs.
-
-
-def safe_link(href: str) -> bool:
-    """A web address with a host, or a mail address (cheap: every Alertmanager alert carries links)."""
-    start = href[:8].lower()
-    if start.startswith("mailto:"):
-        return len(href) > 7
-    if not start.startswith(("http://", "https://")):
-        return False
-    host_at = 8 if start.startswith("https://") else 7
-    return len(href) > host_at and href[host_at] not in "/?#"
 
 
 class Link(BaseModel):
