@@ -211,6 +211,8 @@ class IntegrationIdentity(BaseModel):
                 if self.type is IntegrationType.grafana
                 else "the sending tool's webhook settings"
             ),
+            # Grafana's own header, or one named for this tool; a Sentry user is not sent to Grafana's.
+            timestamp_expected=self.type is IntegrationType.grafana or timestamp_header is not None,
         )
 
 

@@ -117,10 +117,12 @@ def verify(
     signature_header: str = SIGNATURE_HEADER,
     timestamp_header: str = TIMESTAMP_HEADER,
     sender: str = "Grafana's webhook contact point",
+    timestamp_expected: bool = True,
 ) -> None:
     """Unauthorized unless ``signed`` carries the signature of its body (and of its timestamp, which must
     then be within ``MAX_SKEW_SECONDS`` of ``now``) made with one of ``secrets`` (several while a rotation's
-    grace period lasts). Constant-time comparison. ``sender`` names where the secret is set, for the 401.
+    grace period lasts). Constant-time comparison. ``sender`` names where the secret is set, for the 401;
+    ``timestamp_expected``: whether the 401 speaks of the timestamp header (not to a tool that sends none).
 
     The hex digest may carry a ``sha256=`` prefix, as GitHub and the tools that copy its webhooks send it."""
     signature = signed.signature if signed is not None else None
@@ -144,9 +146,10 @@ def verify(
         for secret in secrets  # every secret is tried, so timing does not tell which one matched
     ]
     if not any(matches):
+        where = f"; a signed timestamp, if {sender} sends one, must be in {timestamp_header}"
         raise Unauthorized(
-            f"the {signature_header} signature does not match the request body (check the HMAC secret; "
-            f"a signed timestamp, if {sender} sends one, must be in {timestamp_header})",
+            f"the {signature_header} signature does not match the request body (check the HMAC secret"
+            f"{where if timestamp_expected else ''})",
             {"header": signature_header},
         )
     if timestamp is not None and abs(now.timestamp() - int(timestamp)) > MAX_SKEW_SECONDS:
