@@ -44,7 +44,7 @@ from warroom.errors import (
 )
 from warroom.incidents.api import router as incidents_router
 from warroom.jobs.api import router as jobs_router
-from warroom.jsonbody import NOT_JSON, NUL_MESSAGE, TOO_DEEP, decode_error, nul_field
+from warroom.jsonbody import NOT_JSON, TOO_DEEP, decode_error, nul_field
 from warroom.metrics.collectors import (
     AlertCollector,
     HeartbeatCollector,
@@ -159,11 +159,14 @@ class RequestGuardMiddleware:
 
     async def _reject_nul(self, scope: Scope, send: Send, field: str) -> None:
         """A NUL in ``field``: on an intake route as its own parser refuses one (400 naming the field, or
-        Opsgenie's 422 by field); elsewhere 422."""
+        Opsgenie's 422 by field); elsewhere 422 naming the field as well, as any field at fault is named
+        (a public report's sender has only the answer to go by)."""
+        refusal = adapters.nul_refusal(field)
         if fastpath.intake_source(scope["method"], scope["path"]) is not None:
-            await self._refuse(scope, send, adapters.nul_refusal(field))
+            await self._refuse(scope, send, refusal)
             return
-        await self._send(send, JSONResponse(error_body("invalid", NUL_MESSAGE), status_code=422))
+        answer = error_body("invalid", refusal.message, refusal.details)
+        await self._send(send, JSONResponse(answer, status_code=422))
 
     @staticmethod
     async def _send(send: Send, response: Response) -> None:

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from typer.testing import CliRunner
 
 from tests.conftest import EXAMPLE_CONFIG, require_peer
@@ -63,6 +63,15 @@ def message(subject: str, body: str = "", sender: str = "nagios@mon.example", **
         ("** RECOVERY Service Alert: web01/HTTP is OK **", "Service Alert: web01/HTTP", "recovery"),
         ("Problem: High CPU on db1", "High CPU on db1", "problem"),
         ("Resolved: High CPU on db1", "High CPU on db1", "resolved"),
+        # Zabbix 5 and later: "Resolved in {EVENT.DURATION}: …", "Updated problem in {EVENT.AGE}: …".
+        ("Resolved in 5m 0s: Disk space low on nas", "Disk space low on nas", "resolved"),
+        ("Resolved in 1h 2m 3s: Disk space low on nas", "Disk space low on nas", "resolved"),
+        ("Resolved in 1d 2h 3m: Disk space low on nas", "Disk space low on nas", "resolved"),
+        ("Resolved in 30s: Disk space low on nas", "Disk space low on nas", "resolved"),
+        ("Resolved in 1y 2M 3w: Disk space low on nas", "Disk space low on nas", "resolved"),
+        ("Updated problem in 2h 5m: Disk space low on nas", "Disk space low on nas", "updated problem"),
+        # "in" that is no duration stays part of the name.
+        ("Resolved in production: Disk space low", "in production: Disk space low", "resolved"),
         ("[FIRING:2] DiskFull (nas1)", "DiskFull (nas1)", "firing:2"),
         ("[RESOLVED] DiskFull (nas1)", "DiskFull (nas1)", "resolved"),
         ("[OK] Disk usage", "Disk usage", "ok"),
@@ -687,13 +696,13 @@ def test_a_message_is_read_off_the_event_loop(
     on_loop: list[bool] = []
     read = mail.from_email
 
-    def spy(raw: bytes, rules: Any = ()) -> Any:
+    def spy(raw: bytes, rules: Any = (), keys: Any = ()) -> Any:
         try:
             asyncio.get_running_loop()
             on_loop.append(True)
         except RuntimeError:
             on_loop.append(False)
-        return read(raw, rules)
+        return read(raw, rules, keys)
 
     monkeypatch.setattr(mail, "from_email", spy)
     assert send(mail_port, [f"{key}@a.example"], message("disk full on nas1"))[0] == 250
@@ -726,3 +735,94 @@ def test_the_smtp_log_names_no_key(
     assert any("rcpt" in line.lower() and mail.REDACTED_KEY in line for line in smtp_lines), smtp_lines
     assert key not in caplog.text.lower()
     assert counts(context)[0] == 2
+
+
+def test_the_integration_key_is_stored_nowhere_and_shown_to_no_one(
+    api: TestClient, context: AppContext, admin: dict[str, str], viewer: dict[str, str], mail_port: int
+) -> None:
+    """The address is an email integration's only secret, and a viewer read it in the stored headers
+    (``Received: … for <KEY@…>``, ``Delivered-To``, ``X-Original-To``, ``To``). Now every copy, in any case
+    and however the message encodes it (an encoded-word subject, a quoted-printable body that breaks the
+    key across lines), is ``[key]`` before anything is stored."""
+    key = create_email_key(api, admin)
+    other = create_email_key(api, admin, name="nagios-search")
+    address, shouted = f"{key}@warroom.acme.example", f"{key.upper()}@WARROOM.ACME.EXAMPLE"
+    folded = f"{key[:20]}=\r\n{key[20:]}"  # a soft line break inside the key
+    raw = (
+        f"Received: from mon.example (mon.example [10.0.0.5])\r\n"
+        f"\tby mx.acme.example with ESMTP id 4F2A1 for <{address}>; Mon, 2 Mar 2026 09:40:00 +0000\r\n"
+        f"Delivered-To: {shouted}\r\n"
+        f"X-Original-To: {address}\r\n"
+        f"From: zabbix@mon.example\r\n"
+        f"To: {address}, {other}@warroom.acme.example\r\n"
+        f"Subject: =?utf-8?q?Problem:_Disk_space_low_on_nas_(to_{key})?=\r\n"
+        f"Message-ID: <{key}@mon.example>\r\n"
+        f"MIME-Version: 1.0\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Transfer-Encoding: quoted-printable\r\n"
+        f"\r\n"
+        f"---------- Forwarded message ---------\r\n"
+        f"To: {folded}@warroom.acme.example\r\n"
+        f"Free space on /volume1: 3%\r\n"
+    ).encode()
+    code, answer = send(mail_port, [address, f"{other.upper()}@warroom.acme.example"], raw)
+    assert (code, answer) == (250, "2.0.0 OK: ALR-1 created, ALR-2 created")
+
+    seen = []
+    for ref in ("ALR-1", "ALR-2"):
+        shown = api.get(f"/api/v1/alerts/{ref}", headers=viewer)
+        assert shown.status_code == 200, shown.text
+        seen.append(shown.text)
+        alert = shown.json()
+        headers = dict(alert["raw"]["headers"])
+        assert headers["Delivered-To"] == "[key]@WARROOM.ACME.EXAMPLE"
+        assert headers["X-Original-To"] == "[key]@warroom.acme.example"
+        assert headers["To"] == "[key]@warroom.acme.example, [key]@warroom.acme.example"
+        assert "for <[key]@warroom.acme.example>" in headers["Received"]
+        assert alert["summary"] == "Problem: Disk space low on nas (to [key])"
+        assert "To: [key]@warroom.acme.example" in alert["raw"]["body"]
+    seen.append(api.get("/api/v1/alerts", headers=viewer).text)
+    for text in seen:
+        assert key not in text.lower() and other not in text.lower()
+    # Nor anywhere in the database: not in a label, an annotation, a dedup key or a timeline.
+    with context.db.engine.connect() as connection:
+        for table in inspect(connection).get_table_names():
+            for row in connection.exec_driver_sql(f'SELECT * FROM "{table}"'):
+                text = " ".join(str(value) for value in row).lower()
+                assert key not in text and other not in text, (table, row)
+
+
+def test_zabbixs_recovery_and_update_mails_are_its_problems_alert(
+    api: TestClient, context: AppContext, admin: dict[str, str], mail_port: int, tmp_path: Path
+) -> None:
+    """Zabbix 5 and 6 send "Resolved in 5m 0s: …" by default: it was answered "nothing to change", as an
+    alert named "in 5m 0s: …", and the problem stayed open."""
+    key = create_email_key(api, admin)
+    to = [f"{key}@warroom.acme.example"]
+    problem = message("Problem: Disk space low on nas", "Free space: 3%", sender="zabbix@mon.example")
+    assert send(mail_port, to, problem) == (250, "2.0.0 OK: ALR-1 created")
+    update = message(
+        "Updated problem in 2m 10s: Disk space low on nas", "Acknowledged by ann", "zabbix@mon.example"
+    )
+    assert send(mail_port, to, update)[0] == 250
+    recovery = message(
+        "Resolved in 5m 0s: Disk space low on nas", "Free space: 30%", sender="zabbix@mon.example"
+    )
+    assert send(mail_port, to, recovery) == (250, "2.0.0 OK: ALR-1 resolved")
+    with context.db.read() as session:
+        alert = session.get_one(Alert, 1)
+        assert alert.status == AlertStatus.resolved
+        assert alert.labels["alertname"] == "Disk space low on nas"
+    assert counts(context)[0] == 1
+    # ``config test-alert`` agrees: the recovery resolves the problem's alert.
+    saved = tmp_path / "resolved.eml"
+    saved.write_bytes(recovery.as_bytes(policy=email.policy.SMTP))
+    runner = CliRunner()
+    shown = runner.invoke(
+        app, ["config", "test-alert", str(saved), "--json", "--config", str(EXAMPLE_CONFIG)]
+    )
+    assert shown.exit_code == 0, shown.output
+    [preview] = json.loads(shown.stdout)
+    assert preview["labels"]["alertname"] == "Disk space low on nas", preview
+    assert preview["dedup_key"] == from_email(problem.as_bytes()).dedup_key, preview
+    assert preview["action"] == "resolve", preview

@@ -110,3 +110,25 @@ def test_a_public_report_cannot_lay_out_lines_of_its_own(api: TestClient, contex
         assert alert.annotations["description"] == report["description"]  # kept as written
     blank = {**report, "affected_feature": "\u200b\n"}
     assert api.post("/api/v1/reports", json=blank).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/reports", '{"contact": "a", "description": "x\\u0000y"}', "description"),
+        ("/api/v1/reports", '{"contact": "a\\u0000", "description": "x"}', "contact"),
+        ("/api/v1/reports/internal", '{"description": "x", "labels": {"host": "db\\u0000"}}', "labels.host"),
+    ],
+)
+def test_a_nul_in_a_report_is_a_422_naming_its_field(
+    api: TestClient, context: AppContext, responder: dict[str, str], path: str, body: str, field: str
+) -> None:
+    """It was a 422 naming no field ("text must not contain NUL"): the sender of a public report has only
+    the answer to go by. Named as the change events and the intake name it."""
+    refused = api.post(path, content=body, headers={**JSON, **responder})
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "invalid"
+    assert error["message"] == f"{field}: text must not contain NUL (\\u0000) characters"
+    assert error["details"] == [{"field": field, "message": "text must not contain NUL (\\u0000) characters"}]
+    assert stored(context) == 0

@@ -780,13 +780,20 @@ def parse_mime(
 # Alerts by email (the SMTP server is ``warroom.alerts.mail``): one message, one event.
 
 EMAIL_MAX_BODY_CHARS = 10_000
+# What an integration key in a message is kept as (and logged as: ``mail.RedactKeys``).
+REDACTED_KEY = "[key]"
 
 # Words that lead a subject: replies and forwards, then the state a sender puts first.
 _REPLY = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg)\s*:\s*)+", re.IGNORECASE)
 _RECOVERED = r"resolved|recovery|recovered|ok|cleared|up"
 _FIRING = r"problem|firing(?::\d+)?|alert(?:ing)?|triggered|down|critical|warning|error|unknown"
+# Zabbix 5 and later put how long the problem lasted between the state and the colon: "Resolved in 1h 2m 3s:
+# …", and "Updated problem in 5m 0s: …" for an update ({EVENT.DURATION}, {EVENT.AGE}). Without this the
+# recovery named a different alert ("in 5m 0s: …") and never resolved the problem.
+_ZABBIX_DURATION = r"\d+(?:ms|[ywdhms])(?:\s+\d+(?:ms|[ywdhms]))*"
 _LEADING_STATE = re.compile(
-    rf"^\s*(?:\*\*\s*)?[\[(]?\s*(?P<state>{_RECOVERED}|{_FIRING})\b\s*[\])]?\s*(?::|-|(?=\S)|$)\s*",
+    rf"^\s*(?:\*\*\s*)?[\[(]?\s*(?P<state>{_RECOVERED}|updated\s+problem|{_FIRING})\b"
+    rf"(?:\s+in\s+{_ZABBIX_DURATION}(?=\s*:))?\s*[\])]?\s*(?::|-|(?=\S)|$)\s*",
     re.IGNORECASE,
 )
 # Nagios ends with the state: "… is CRITICAL **", "… is OK **".
@@ -851,12 +858,12 @@ def _clean(text: str) -> str:
 
 def subject_state(subject: str) -> tuple[str, str | None]:
     """The subject without replies' prefixes and state words (what identifies the alert), and the state word
-    that led it, lowercased (None: none did)."""
+    that led it, lowercased and with its spaces made one (None: none did)."""
     rest = _REPLY.sub("", subject)
     state = None
     leading = _LEADING_STATE.match(rest)
     if leading:
-        state = leading.group("state").lower()
+        state = " ".join(leading.group("state").lower().split())
         rest = rest[leading.end() :]
     rest = _TRAILING_STATE.sub("", rest)
     rest = _TRAILING_STARS.sub("", rest)
@@ -889,9 +896,23 @@ def _automatic_reply(header: Callable[[str], str], message: EmailMessage) -> str
     return None
 
 
-def from_email(raw: bytes, rules: Sequence[EmailRule] = ()) -> AlertEvent:
+def redact_keys(text: str, keys: Sequence[str]) -> str:
+    """``text`` with each of ``keys`` (in any case: an MTA may change it) replaced by ``[key]``."""
+    if not keys:
+        return text
+    found = re.compile("|".join(re.escape(key) for key in keys), re.IGNORECASE)
+    return found.sub(REDACTED_KEY, text)
+
+
+def from_email(raw: bytes, rules: Sequence[EmailRule] = (), keys: Sequence[str] = ()) -> AlertEvent:
     """The alert event of one message, as received (RFC 5322 bytes), read by the first of ``rules``
-    (``automation.email_rules``) that matches it, else by the built-in state words."""
+    (``automation.email_rules``) that matches it, else by the built-in state words.
+
+    ``keys`` (the integration keys it was sent to) are taken out of the message as it is read, before
+    anything is made of it: the address is an email integration's only secret, and MTAs write it into
+    headers (``Received: … for <KEY@…>``, ``Delivered-To``, ``X-Original-To``), as ``To`` holds it and a
+    forwarded message's body may. Everything kept (raw headers and body, labels, summary, dedup key) says
+    ``[key]`` instead."""
     try:
         message = parse_mime(raw, email.policy.default, max_parts=MIME_MAX_PARTS)
     except MimeLimit as exc:
@@ -905,8 +926,11 @@ def from_email(raw: bytes, rules: Sequence[EmailRule] = ()) -> AlertEvent:
         ) from None
     assert isinstance(message, EmailMessage)
     try:
-        headers = [(name, _clean(str(value))) for name, value in message.items()]
-        body = _clean(_body_text(message))
+        headers = [
+            (redact_keys(name, keys), redact_keys(_clean(str(value)), keys))
+            for name, value in message.items()
+        ]
+        body = redact_keys(_clean(_body_text(message)), keys)
     except Exception as exc:  # a header the policy cannot decode
         problem = [{"field": "headers", "message": str(exc)}]
         raise InvalidPayload(f"a header cannot be read: {exc}", problem) from None

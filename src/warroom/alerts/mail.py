@@ -3,7 +3,8 @@ Nagios and Zabbix set up long ago).
 
 ``warroom serve`` listens for SMTP when ``mail_intake_port`` is set. The recipient's local part is the key of
 an ``email`` integration (``<key>@anything``), so the address is the secret, as with PagerDuty's email
-integrations. Each message is one alert event:
+integrations. The recipients' keys are taken out of the message before it is read (``from_email``'s ``keys``):
+MTAs write the address into headers that are kept, and viewers read them. Each message is one alert event:
 
 - the subject is the summary; the dedup key is the sender and the subject with its state words taken out, so
   "** PROBLEM Service Alert: web01/HTTP is CRITICAL **" and its "** RECOVERY … is OK **" are one alert;
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from warroom.alerts.adapters import AlertEvent, from_email
+from warroom.alerts.adapters import REDACTED_KEY, AlertEvent, from_email
 from warroom.alerts.intake import ingest_alone
 from warroom.alerts.metrics import count_refused, refusal_reason
 from warroom.auth.models import IntegrationType
@@ -51,7 +52,6 @@ MAX_RECIPIENTS = 20
 _KEY = re.compile(r"[0-9a-f]{32}")
 # A key anywhere in a line, in any case (an MTA may have uppercased the address).
 _KEY_IN_TEXT = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{32}(?![0-9a-fA-F])")
-REDACTED_KEY = "[key]"
 
 
 class RedactKeys(logging.Filter):
@@ -126,7 +126,9 @@ class MailIntake:
         try:
             # In a thread: a message's parts take time to build (up to MIME_MAX_PARTS of them), and the loop
             # is the web server's too.
-            event = await asyncio.to_thread(from_email, raw, self.context.org.automation.email_rules)
+            # The recipients' keys are taken out of all that is stored of it (see ``from_email``).
+            keys = list(dict.fromkeys(envelope.rcpt_tos))
+            event = await asyncio.to_thread(from_email, raw, self.context.org.automation.email_rules, keys)
         except WarroomError as exc:
             return _refused(exc.code, f"554 5.6.0 {exc.message}"[:500])
         stored = []
