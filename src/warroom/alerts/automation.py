@@ -145,8 +145,10 @@ def render(template: str, alert: Alert, where: str, **values: Any) -> str:
         return _compiled(template).render(alert=view, labels=view["labels"], **values).strip()
     except Exception as exc:
         error = failure_text(exc)
-        # The org file's mistake, not the code's: one line, no traceback (a missing label is common).
-        log.warning("template %s failed on %s: %s", where, alert.ref, error)
+        # The org file's mistake, not the code's: one line, no traceback (a missing label is common). A
+        # preview's alert (id 0) is stored nowhere: its failures are answered to the caller, not logged.
+        if alert.id:
+            log.warning("template %s failed on %s: %s", where, alert.ref, error)
         failure = {"handler": where, "event": "template", "error": error}
         alert.handler_errors = [*(alert.handler_errors or []), {**failure, "at": utcnow().isoformat()}]
         return ""
