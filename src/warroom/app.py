@@ -31,12 +31,13 @@ from warroom.alerts.api import router as alerts_router
 from warroom.alerts.metrics import count_refused
 from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
-from warroom.db import unavailable_reason
+from warroom.db import is_retryable, unavailable_reason
 from warroom.deps import Admin, Viewer, single_values
 from warroom.errors import (
     UNAVAILABLE_CODE,
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
+    Conflict,
     InvalidInput,
     NotFound,
     UnsupportedMediaType,
@@ -59,6 +60,10 @@ from warroom.settings import Settings
 from warroom.severity.api import router as severity_router
 
 log = logging.getLogger("warroom")
+
+CONCURRENT_MESSAGE = (
+    "a change made at the same moment to the same records got in the way; nothing was changed: retry"
+)
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -336,6 +341,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(SQLAlchemyTimeoutError)
     async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if is_retryable(exc):
+            # Not the database being down: another process's change to the same rows won (deadlock or
+            # serialization failure), on each of its runs (``deps.RetriedRoute``). Nothing was changed.
+            log.warning(
+                "%s %s: lost to a concurrent change: %s",
+                request.method,
+                request.url.path,
+                unavailable_reason(exc),
+            )
+            return JSONResponse(error_body(Conflict.code, CONCURRENT_MESSAGE), status_code=409)
         log.warning(
             "%s %s: database unavailable: %s", request.method, request.url.path, unavailable_reason(exc)
         )

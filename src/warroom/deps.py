@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Coroutine, Sequence
 from collections.abc import Set as AbstractSet
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
@@ -15,8 +16,10 @@ from warroom.auth import service as auth_service
 from warroom.auth.models import Role
 from warroom.auth.schemas import Principal
 from warroom.context import AppContext
-from warroom.db import MAX_ROW_ID
+from warroom.db import MAX_ROW_ID, is_retryable, unavailable_reason
 from warroom.errors import InvalidInput
+
+log = logging.getLogger("warroom")
 
 
 def get_context(request: Request) -> AppContext:
@@ -104,3 +107,32 @@ async def single_values(request: Request) -> None:
             raise InvalidInput(
                 f"{name} was given {len(given)} times; it takes one value", {"field": name, "given": given}
             )
+
+
+# Runs in all of a request the database aborted to settle a deadlock or a serialization failure, as intake
+# runs a delivery (``intake.ingest_alone``).
+WRITE_ATTEMPTS = 3
+
+
+class RetriedRoute(APIRoute):
+    """A route run again, whole, when PostgreSQL aborted its transaction to settle a deadlock or a
+    serialization failure with another process's (``db.is_retryable``): rolled back, it changed nothing, and
+    run again it waits for the other instead of telling the person the database is down. For routers whose
+    every effect is in the request's transaction (outbox rows, jobs, ``db.on_commit``)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def retried(request: Request) -> Response:
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
+                try:
+                    return await handler(request)
+                except Exception as exc:
+                    if not is_retryable(exc) or attempt == WRITE_ATTEMPTS:
+                        raise
+                    log.info(
+                        "%s %s: run again (%s)", request.method, request.url.path, unavailable_reason(exc)
+                    )
+            raise AssertionError("unreachable")
+
+        return retried

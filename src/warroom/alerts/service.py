@@ -54,7 +54,7 @@ from warroom.alerts.schemas import (
 from warroom.auth import integrations
 from warroom.auth.integrations import IntegrationIdentity
 from warroom.auth.models import IntegrationKey, IntegrationType
-from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, utcnow
+from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, parse_row_ref, utcnow
 from warroom.durations import format_duration
 from warroom.errors import Conflict, Forbidden, InvalidInput, NotFound
 from warroom.incidents import service as incident_service
@@ -122,6 +122,28 @@ def _open_alerts(connection: Connection, scope: str, keys: list[str]) -> Sequenc
         return driver_query(connection, _LOOKUP["sqlite"], (scope, json_text(keys)))
     # Sorted, so concurrent batches lock shared rows in the same order and never deadlock.
     return driver_query(connection, _LOOKUP["postgresql"], {"scope": scope, "keys": sorted(keys)})
+
+
+# The incidents of the open alerts with these keys, locked in id order. Taken before the alerts themselves:
+# an incident's acknowledge or resolve holds the incident and then locks its alerts, so a source's
+# acknowledge or resolve that took the alert first, then its incident, deadlocked with it.
+_LOCK_INCIDENTS = (
+    "SELECT id FROM incidents WHERE id IN ("
+    "SELECT a.incident_id FROM unnest(%(keys)s::text[]) AS k(key) CROSS JOIN LATERAL ("
+    "SELECT incident_id FROM alerts WHERE scope = %(scope)s AND open_dedup_key = k.key) AS a) "
+    "ORDER BY id FOR UPDATE"
+)
+
+
+def _lock_incidents_first(connection: Connection, scope: str, events: Sequence[AlertEvent]) -> None:
+    """PostgreSQL: lock the incidents of the alerts this batch acknowledges or resolves, before the alerts
+    (``lock_alert``'s order). SQLite's BEGIN IMMEDIATE serialises writers already; a batch of triggers only
+    locks an incident after its alert for a severity raise (rare; a deadlock there is run again)."""
+    if connection.dialect.name == "sqlite":
+        return
+    keys = sorted({event.dedup_key for event in events if event.action != "trigger"})
+    if keys:
+        driver_query(connection, _LOCK_INCIDENTS, {"scope": scope, "keys": keys})
 
 
 def _statement(connection: Connection, kind: str, columns: tuple[str, ...]) -> DriverStatement:
@@ -232,6 +254,7 @@ def ingest(
         )
         alert_metrics.count_enrichment_errors(connection, failed)
     keys = list(dict.fromkeys(event.dedup_key for event in events))
+    _lock_incidents_first(connection, scope, events)
     open_alerts: dict[str, _Open] = {
         row[1]: _Open(row[0], _STATUSES[row[2]], row[3], row[4], row[5], row[6])
         # id, dedup_key, status, event_hash, incident, seen, severity
@@ -696,6 +719,18 @@ def get_alert(session: Session, ref: str | int, *, for_update: bool = False) -> 
     return get_by_ref(session, Alert, ref, "ALR", "alert", for_update=for_update)
 
 
+def lock_alert(session: Session, ref: str | int) -> Alert:
+    """The alert, locked for update after its incident's row (when it is on one): the order an incident's
+    acknowledge or resolve takes (the incident, then its alerts), so that changing an alert at that moment
+    waits for it on PostgreSQL instead of deadlocking with it. For a change that goes on to the incident."""
+    alert_id = parse_row_ref(ref, "ALR", "alert")
+    incident_id = session.scalar(select(Alert.incident_id).where(Alert.id == alert_id))
+    if incident_id is not None:
+        # Moved to another incident meanwhile (rare): that one is locked after the alert, as before.
+        incident_service.get_incident(session, incident_id, for_update=True)
+    return get_alert(session, alert_id, for_update=True)
+
+
 _LONGEST_SINCE = timedelta(days=366)
 
 
@@ -1138,7 +1173,7 @@ def acknowledge(session: Session, *, org: OrgConfig, ref: str | int, performer: 
     and when it was the incident's last alert still firing, the incident is acknowledged too, as when its
     source acknowledges (``acknowledge_incident_with_alerts``), which stops escalation. Later firings of
     the alert update it and leave it acknowledged."""
-    alert = get_alert(session, ref, for_update=True)
+    alert = lock_alert(session, ref)
     if alert.status == AlertStatus.resolved:
         raise Conflict(f"{alert.ref} is resolved; there is nothing to acknowledge", {"field": "alert"})
     if alert.status == AlertStatus.acknowledged:
@@ -1156,7 +1191,7 @@ def unacknowledge(session: Session, *, org: OrgConfig, ref: str | int, performer
     """A person takes an acknowledgement back (nobody is on it after all; or it was acknowledged by mistake):
     the alert is firing again, and its incident's timeline says so. The incident's own acknowledgement is
     left alone: its escalation does not start again."""
-    alert = get_alert(session, ref, for_update=True)
+    alert = lock_alert(session, ref)
     if alert.status != AlertStatus.acknowledged:
         raise Conflict(f"{alert.ref} is {alert.status.value}, not acknowledged", {"field": "alert"})
     earlier = f"by {alert.acknowledged_by}" if alert.acknowledged_by else f"at its source ({alert.source})"
@@ -1184,7 +1219,7 @@ def resolve(
     """A person resolves an alert its source will not resolve. It closes the same way as a resolve from the
     source: the dedup key is freed (the next firing opens a new alert), the incident's timeline records
     it (by the person), the incident moves to monitoring when it was its last open alert, and handlers run."""
-    alert = get_alert(session, ref, for_update=True)
+    alert = lock_alert(session, ref)
     if alert.status == AlertStatus.resolved:
         raise _already(alert, "resolved", alert.resolved_at, alert.resolved_by, "by its source")
     _close(session, org, alert, performer=performer, resolved_by=performer, note=note)
@@ -1227,7 +1262,7 @@ def snooze(
 ) -> Alert:
     """Acknowledge the alert until a moment (a firing alert is acknowledged as by ``acknowledge``, so its
     incident may be too); snoozing a snoozed alert moves the end. 409 for a resolved alert."""
-    alert = get_alert(session, ref, for_update=True)
+    alert = lock_alert(session, ref)
     if alert.status == AlertStatus.resolved:
         raise Conflict(f"{alert.ref} is resolved; there is nothing to snooze", {"field": "alert"})
     now = utcnow()
@@ -1300,7 +1335,7 @@ def _own_note(
     session: Session, ref: str | int, note_id: int, performer: str, admin: bool
 ) -> tuple[Alert, AlertNote]:
     """An alert's note, locked, if ``performer`` may change it: its author, or an admin."""
-    alert = get_alert(session, ref, for_update=True)
+    alert = lock_alert(session, ref)
     note = next((note for note in alert.notes if note.id == note_id), None)
     if note is None:
         raise NotFound(f"{alert.ref} has no note {note_id}")
@@ -1357,13 +1392,15 @@ def change_by_source(
     unacknowledge is done for the person the source names (else the integration), as if they had done it
     here; unacknowledging an alert that is not acknowledged changes nothing (Opsgenie's way)."""
     integration = integrations.authenticate_integration(session, secret, expected)
-    alert = session.scalar(
-        select(Alert)
-        .where(Alert.scope == f"i:{integration.id}", Alert.open_dedup_key == dedup_key)
-        .with_for_update()
+    missing = NotFound(f"{integration.name} has no open alert with the key {dedup_key!r}")
+    found = session.scalar(
+        select(Alert.id).where(Alert.scope == f"i:{integration.id}", Alert.open_dedup_key == dedup_key)
     )
-    if alert is None:
-        raise NotFound(f"{integration.name} has no open alert with the key {dedup_key!r}")
+    if found is None:
+        raise missing
+    alert = lock_alert(session, found)  # its incident first: a snooze or unacknowledge goes on to it
+    if alert.open_dedup_key != dedup_key:  # resolved while this waited for it
+        raise missing
     if change.summary is not None:
         alert.summary = change.summary
     if change.annotations:

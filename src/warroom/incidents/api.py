@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 
-from warroom.deps import Context, Offset, Responder, RowId, Viewer
+from warroom.deps import Context, Offset, Responder, RetriedRoute, RowId, Viewer
 from warroom.incidents import service
 from warroom.incidents.models import IncidentStatus
 from warroom.incidents.schemas import (
@@ -21,7 +21,7 @@ from warroom.incidents.schemas import (
     TimelineEntryRead,
 )
 
-router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"], route_class=RetriedRoute)
 
 
 @router.get("", response_model=IncidentPage)
