@@ -462,9 +462,11 @@ def test_severity_policy_takes_over_and_requested_policy_runs_alongside(context:
     run_at(worker, T0 + timedelta(seconds=2))
     with context.db.read() as session:
         states = {e.policy: e.state for e in session.scalars(select(Escalation))}
+    # The raise hands the incident's own paging (platform-escalation) over; the policy automation asked for
+    # goes on beside it.
     assert states == {
         "platform-escalation": "superseded",
-        "payments-escalation": "superseded",
+        "payments-escalation": "active",
         "database-experts": "active",
     }
     # All hands of database-experts: carol and frank, then the platform team.
@@ -473,12 +475,12 @@ def test_severity_policy_takes_over_and_requested_policy_runs_alongside(context:
         "frank",
         "bob",
     }
-    run_at(worker, T0 + timedelta(hours=1))
-    assert all(
-        p.policy == "database-experts"
-        for p in pages(context, incident_id)
-        if p.created_at > T0 + timedelta(seconds=2)
-    )
+    # database-experts runs out after its one pass; payments-escalation, asked for at P2, pages its first
+    # step again at its 2-hour deadline; the superseded platform-escalation pages nobody more.
+    run_at(worker, T0 + timedelta(hours=3))
+    assert {p.policy for p in pages(context, incident_id) if p.created_at > T0 + timedelta(seconds=2)} == {
+        "payments-escalation"
+    }
 
 
 def test_acknowledged_before_the_worker_ran_pages_nobody(context: AppContext) -> None:

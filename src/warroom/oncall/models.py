@@ -32,11 +32,21 @@ class EscalationState(enum.StrEnum):
     acknowledged = "acknowledged"  # stopped: someone acknowledged
     resolved = "resolved"  # stopped: the incident is no longer open
     exhausted = "exhausted"  # every step and repeat paged, nobody acknowledged
-    superseded = "superseded"  # a newer escalation (severity raised) took over
+    # A newer run of the incident's own policy took over (severity raised, or its policy left the org file);
+    # never a run a rule's ``page`` or a person asked for.
+    superseded = "superseded"
     silent = "silent"  # the severity pages nobody
     # Its policy left the org file (a reload) and no other covers the incident now; the ``length`` of the
     # column (non-native enum, no CHECK constraint) takes a new value without a migration.
     policy_gone = "policy_gone"
+
+
+class EscalationOrigin(enum.StrEnum):
+    """What started a run of a policy: a raise supersedes only the incident's own run (``incident``)."""
+
+    incident = "incident"  # the incident's own policy: opened, raised, handed over from a policy gone
+    rule = "rule"  # an automation rule's ``page``
+    person = "person"  # ``warroom oncall page``
 
 
 class Escalation(Base):
@@ -68,6 +78,9 @@ class Escalation(Base):
     # the run carries, so the expert paged at 3 a.m. knows what is wanted of them.
     requested_by: Mapped[str | None] = mapped_column(String(200))
     request_note: Mapped[str | None] = mapped_column(String(300))
+    # ``EscalationOrigin``; None on rows from before migration 0035, read as ``incident`` (or ``person`` with
+    # ``requested_by``). Kept across restarts by a snooze reminder.
+    origin: Mapped[str | None] = mapped_column(String(20))
 
 
 class PageStatus(enum.StrEnum):
@@ -75,6 +88,9 @@ class PageStatus(enum.StrEnum):
     scheduled = "scheduled"  # a delayed personal rule, waiting
     cancelled = "cancelled"  # the delayed rule found the incident acknowledged or closed
     failed = "failed"  # notification delivery refused it (e.g. a contact method it cannot use)
+    # Not sent: the same person was paged at the same address for the incident moments before (another
+    # policy, or another step of an all-hands page); ``delivery_id`` is that page's delivery, if it has one.
+    duplicate = "duplicate"
 
 
 class Page(Base):

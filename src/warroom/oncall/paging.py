@@ -36,7 +36,7 @@ from warroom.notify.models import Delivery, DeliveryStatus
 from warroom.oncall import service
 from warroom.oncall.config import EscalationPolicyConfig, PagingMode
 from warroom.oncall.links import AckClaim, ack_url, make_ack_token, verify_ack_token
-from warroom.oncall.models import Escalation, EscalationState, Page, PageStatus
+from warroom.oncall.models import Escalation, EscalationOrigin, EscalationState, Page, PageStatus
 from warroom.oncall.schemas import EscalationRead, IncidentPaging, PageRead, PageRequest, PageRequested
 from warroom.orgconfig import OrgConfig
 from warroom.severity import service as severity_service
@@ -53,6 +53,10 @@ HANDOVER_KIND = "escalation.handover"
 PERFORMER = "warroom"
 PAGE_TEMPLATE = "page"
 MIN_ACK_WINDOW = timedelta(minutes=1)
+# A page for someone who got one for the same incident at the same address less than this long ago, still
+# unanswered, is recorded but not sent: two policies (or two steps of an all-hands page) reaching one person
+# at once. A re-page after a deadline comes at least a step's delay later (a minute or more), and goes out.
+DUPLICATE_WINDOW = timedelta(minutes=1)
 # ``incident.page_requested`` starts a policy with one of these triggers: a rule's ``page`` (published by
 # alert automation) is not sent once the incident is acknowledged, a page a person asked for is.
 REQUESTED_BY_AUTOMATION = "requested"
@@ -533,12 +537,17 @@ def start_paging(
     )
     if escalation is not None and trigger == "created":
         return {"skipped": "already started"}
+    origin = _ORIGIN_OF.get(trigger, EscalationOrigin.incident)
     if (
         escalation is not None
         and escalation.state == EscalationState.active
         and trigger in (REQUESTED_BY_AUTOMATION, REQUESTED_BY_PERSON, "snooze_ended")
         and incident.acknowledged_at is None
     ):
+        if trigger != "snooze_ended" and _origin(escalation) == EscalationOrigin.incident:
+            # The run asked for is the incident's own one: it is asked for now, so a later raise to a level
+            # with another policy does not supersede it (as it would not had this request started it).
+            escalation.origin = origin
         return {"skipped": f"{policy.name} is already escalating"}
     if (
         escalation is not None
@@ -546,7 +555,10 @@ def start_paging(
         and trigger == "severity_raised"
         and escalation.severity == severity
     ):
-        # It started at this level already: the raise came before the worker paged for the opening.
+        # It started at this level already: the raise came before the worker paged for the opening, or a
+        # rule asked for this policy at the new level before the raise's job ran. The incident's own run at
+        # the old level is superseded all the same, whichever of the jobs ran first.
+        _supersede_own_runs(session, incident, policy.name)
         return {"skipped": f"{policy.name} is already escalating at {severity}"}
     if trigger == "snooze_ended":
         last = _last_reminder(session, incident.id, policy.name)
@@ -567,25 +579,8 @@ def start_paging(
             # incident's first page, so it says both levels; the opening's job then finds it started.
             reason_trigger, opened_at = "created", opening.payload.get("severity") or opened_at
 
-    # After a severity change the new policy takes over from any other still running; an extra policy
-    # requested by automation runs alongside.
-    others: list[Escalation] = []
     if trigger == "severity_raised":
-        others = list(
-            session.scalars(
-                select(Escalation)
-                .where(
-                    Escalation.incident_id == incident.id,
-                    Escalation.state == EscalationState.active,
-                    Escalation.policy != policy.name,
-                )
-                .with_for_update()
-            )
-        )
-    for other in others:
-        other.state = EscalationState.superseded
-        other.next_check_at = None
-        job_service.cancel(session, idempotency_key=_check_key(incident.id, other))
+        _supersede_own_runs(session, incident, policy.name)
 
     now = utcnow()
     if escalation is None:
@@ -600,10 +595,16 @@ def start_paging(
             step=1,
             started_at=now,
             updated_at=now,
+            origin=origin,
         )
         session.add(escalation)
         session.flush()
     else:
+        if trigger != "snooze_ended" and not (
+            # A raise restarting a run a rule or person asked for: it was asked for, and stays so.
+            escalation.state == EscalationState.active and _origin(escalation) != EscalationOrigin.incident
+        ):
+            escalation.origin = origin
         if escalation.state == EscalationState.active:
             job_service.cancel(session, idempotency_key=_check_key(incident.id, escalation))
         escalation.cycle += 1
@@ -638,6 +639,43 @@ def start_paging(
     _page_until_reached(session, context, incident, policy, escalation, reason=reason, ack_by=deadline)
     _schedule_check(session, incident, escalation, deadline)
     return {"policy": policy.name, "mode": mode, "cycle": escalation.cycle, "deadline": deadline.isoformat()}
+
+
+_ORIGIN_OF = {
+    REQUESTED_BY_AUTOMATION: EscalationOrigin.rule,
+    REQUESTED_BY_PERSON: EscalationOrigin.person,
+}
+
+
+def _origin(escalation: Escalation) -> EscalationOrigin:
+    """What started the run; a row from before ``origin`` was kept is a person's if one asked, else the
+    incident's own (a rule's run from then cannot be told apart)."""
+    if escalation.origin:
+        return EscalationOrigin(escalation.origin)
+    return EscalationOrigin.person if escalation.requested_by else EscalationOrigin.incident
+
+
+def _supersede_own_runs(session: Session, incident: Incident, policy: str) -> None:
+    """A raise hands the incident's own paging over to ``policy``: its own run of any other policy stops.
+    A run a rule's ``page`` or a person asked for goes on beside it (those people were asked for, whatever
+    the level), so which of a raise and a rule's page the worker runs first changes nothing."""
+    others = session.scalars(
+        select(Escalation)
+        .where(
+            Escalation.incident_id == incident.id,
+            Escalation.state == EscalationState.active,
+            Escalation.policy != policy,
+        )
+        .order_by(Escalation.id)
+        .with_for_update()
+    )
+    for other in others:
+        if _origin(other) != EscalationOrigin.incident:
+            continue
+        other.state = EscalationState.superseded
+        other.next_check_at = None
+        other.updated_at = utcnow()
+        job_service.cancel(session, idempotency_key=_check_key(incident.id, other))
 
 
 def first_step_delay(policy: EscalationPolicyConfig) -> timedelta:
@@ -847,6 +885,21 @@ def _page_person(
             created_at=now,
             send_at=now + rule.delay,
         )
+        earlier = _paged_moments_ago(session, incident, person.name, rule, now)
+        if earlier is not None:
+            # The earlier page (and its delayed rules) reaches them already; this one only keeps the record.
+            ago = (now - earlier.created_at).total_seconds()
+            said = (
+                f"already paged for {incident.ref} by step {earlier.step} of {earlier.policy} "
+                f"{ago:.1f}s ago, not sent again"
+            )
+            page.status = PageStatus.duplicate
+            page.delivery_id = earlier.delivery_id
+            page.error = f"not sent: {person.name} {said}"
+            session.add(page)
+            described.append(f"{rule.channel}: {said}")
+            reachable = True
+            continue
         session.add(page)
         session.flush()
         if rule.delay > timedelta(0):
@@ -868,6 +921,37 @@ def _page_person(
                 f"{rule.channel} to {notify_service.shown_address(rule.to)} FAILED ({page.error})"
             )
     return described, reachable
+
+
+def _paged_moments_ago(
+    session: Session, incident: Incident, person: str, rule: service.EffectiveRule, now: datetime
+) -> Page | None:
+    """The page of ``person`` for the incident by this notification rule, at its address, made less than
+    ``DUPLICATE_WINDOW`` ago and since the incident was last acknowledged, that reached or may still reach
+    them (sent and not a dead letter, or a delayed rule waiting); None when there is none. The caller holds
+    the incident's lock, which every paging job takes first, so two policies paging at once see each other's
+    pages."""
+    since = now - DUPLICATE_WINDOW
+    if incident.acknowledged_at is not None:
+        # Acknowledged since (a person now asks for more hands): that is a new request, not the same page.
+        since = max(since, incident.acknowledged_at)
+    rows = session.execute(
+        select(Page, Delivery.status, Delivery.last_error)
+        .outerjoin(Delivery, Delivery.id == Page.delivery_id)
+        .where(
+            Page.incident_id == incident.id,
+            Page.person == person,
+            Page.rule == rule.index,
+            Page.channel == rule.channel,
+            Page.to == rule.to,
+            Page.created_at > since,
+            Page.status.in_([PageStatus.sent, PageStatus.scheduled]),
+        )
+        .order_by(Page.id)
+    ).all()
+    return next(
+        (page for page, status, error in rows if _unreachable_because(page, status, error) is None), None
+    )
 
 
 def _minutes(delay: timedelta) -> str:
@@ -1210,6 +1294,9 @@ def _hand_over_gone_policy(
     else:
         successor.cycle += 1  # page keys stay unique; the repeat count starts afresh
     successor.first_cycle = successor.cycle
+    # The same policy renamed goes on as what it was (a rule's run stays one); else the incident's own takes
+    # over.
+    successor.origin = _origin(gone) if covers == _RENAMED else EscalationOrigin.incident
     successor.step = step
     successor.mode = mode
     successor.severity = incident.severity
@@ -1297,8 +1384,14 @@ def _unreachable_because(page: Page, status: DeliveryStatus | None, error: str |
         return f"refused: {page.error}" if page.error else "refused"
     if page.status == PageStatus.cancelled:
         return "cancelled"
-    if page.status != PageStatus.sent or page.delivery_id is None or status is None:
-        return None  # scheduled; or a delivery no longer on record, which counts as sent
+    if (
+        page.status not in (PageStatus.sent, PageStatus.duplicate)
+        or page.delivery_id is None
+        or status is None
+    ):
+        # Scheduled; a delivery no longer on record, which counts as sent; or a duplicate of a delayed rule
+        # (its step waits for the deadline)
+        return None
     if status == DeliveryStatus.dead:
         return f"dead letter: {error}" if error else "dead letter"
     if status == DeliveryStatus.withdrawn:
@@ -1442,7 +1535,10 @@ def incident_paging(session: Session, *, ref: str) -> IncidentPaging:
     ]
     return IncidentPaging(
         incident=incident.ref,
-        escalations=[EscalationRead.model_validate(e) for e in escalations],
+        escalations=[
+            EscalationRead.model_validate(e).model_copy(update={"origin": _origin(e).value})
+            for e in escalations
+        ],
         pages=pages,
     )
 

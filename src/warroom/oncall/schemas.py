@@ -135,6 +135,11 @@ class EscalationRead(BaseModel):
         description="The person who asked for this run of the policy, if one did."
     )
     request_note: str | None = Field(description="Their reason, which the run's pages carry.")
+    origin: str | None = Field(
+        default=None,
+        description="What started this run: incident (its own policy), rule (a rule's page) or person; "
+        "a severity raise supersedes only the incident's own run.",
+    )
 
     @computed_field(description="The pass through the steps of this run, as the timeline numbers it.")
     def pass_number(self) -> int:

@@ -110,8 +110,11 @@ def hand_on_when_a_page_is_dead(session: Session, event: DomainEvent) -> None:
     delivery_id = event.data.get("delivery_id")
     if event.incident_id is None or not isinstance(delivery_id, int):
         return
-    page = session.scalar(
-        select(Page).where(Page.incident_id == event.incident_id, Page.delivery_id == delivery_id)
-    )
-    if page is not None:
+    # Several pages may ride on one delivery: a duplicate (``PageStatus.duplicate``) shares the page's it
+    # was not sent beside, so its step too may have lost its last hope.
+    for page in session.scalars(
+        select(Page)
+        .where(Page.incident_id == event.incident_id, Page.delivery_id == delivery_id)
+        .order_by(Page.id)
+    ):
         paging.request_handover(session, page)
