@@ -4,11 +4,14 @@ worked nowhere (exit 0). Only ``db upgrade`` (and ``demo seed``, the worker) mak
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
+from warroom import __version__
 from warroom.cli.main import app
 
 
@@ -42,3 +45,56 @@ def test_db_upgrade_makes_one_and_then_writes_work(tmp_path: Path) -> None:
     created = runner.invoke(app, ["token", "create", "--name", "bob", "--role", "responder"])
     assert created.exit_code == 0, created.output
     assert created.stdout.strip().splitlines()[-1].startswith("wr_")
+
+
+def _said(result: Result) -> str:
+    return " ".join(result.output.split())
+
+
+def _clean_failure(result: Result) -> str:
+    """A command that ended with one line of error, not a traceback; what it said."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    return _said(result)
+
+
+def test_serve_says_in_one_line_that_it_cannot_use_the_database(tmp_path: Path) -> None:
+    """A refused port (or a database that does not exist): the same line as ``db upgrade``'s, not the
+    traceback of ``create_app``'s migration."""
+    runner = CliRunner(env={"COLUMNS": "200", "WARROOM_DATA_DIR": str(tmp_path)})
+    url = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+    for command in (["serve", "--port", "18899"], ["db", "upgrade"]):
+        said = _clean_failure(runner.invoke(app, [*command, "--database-url", url]))
+        assert "cannot use the database at postgresql+psycopg://postgres@127.0.0.1:1/nowhere" in said, said
+        assert "Connection refused" in said or "connection" in said.lower(), said
+
+
+def test_a_database_of_a_newer_warroom_is_named_as_such(tmp_path: Path) -> None:
+    """After a deploy is rolled back: not Alembic's "Can't locate revision", from each command."""
+    url = f"sqlite:///{tmp_path / 'warroom.db'}"
+    runner = CliRunner(env={"COLUMNS": "200", "WARROOM_DATA_DIR": str(tmp_path)})
+    assert runner.invoke(app, ["db", "upgrade", "--database-url", url]).exit_code == 0
+    with sqlite3.connect(tmp_path / "warroom.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0099_future'")
+    for command in (
+        ["db", "upgrade"],
+        ["serve", "--port", "18899"],
+        ["worker", "--once"],
+        ["token", "list"],
+    ):
+        said = _clean_failure(runner.invoke(app, [*command, "--database-url", url]))
+        assert (
+            f"migrated by a newer Warroom (revision 0099_future, unknown to this version {__version__})"
+            in (said)
+        ), (command, said)
+        assert "upgrade Warroom, or restore a backup" in said
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["serve", "--port", "18899"], ["token", "list"]])
+def test_a_database_other_than_sqlite_or_postgresql_is_refused_by_name(
+    tmp_path: Path, command: list[str]
+) -> None:
+    runner = CliRunner(env={"COLUMNS": "200", "WARROOM_DATA_DIR": str(tmp_path)})
+    said = _clean_failure(runner.invoke(app, [*command, "--database-url", "mysql://x@y/z"]))
+    assert "is for mysql: only SQLite" in said and "and PostgreSQL" in said, said

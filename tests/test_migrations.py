@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from warroom import migrate
 from warroom.context import AppContext
+from warroom.db import Database
 from warroom.migrate import alembic_config
 from warroom.models import metadata
 
@@ -38,3 +43,24 @@ def test_a_url_encoded_password_or_socket_path_reaches_alembic_as_written() -> N
     """A URL carries "@" in a password as "%40"; configparser took it for interpolation and serve died."""
     url = "postgresql+psycopg://warroom:p%40ss%25word@/warroom?host=%2Fvar%2Frun%2Fpostgresql"
     assert alembic_config(url).get_main_option("sqlalchemy.url") == url
+
+
+def test_a_migration_at_start_is_logged_in_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The server migrated the database on start silently; now it says from what to what (and nothing when
+    there was nothing to do)."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'warroom.db'}"
+    command.upgrade(alembic_config(url), "0033")
+    database = Database(url)
+    caplog.set_level(logging.INFO, logger="warroom")
+    try:
+        migrate.upgrade(database.engine)
+        assert [r.getMessage() for r in caplog.records if r.name == "warroom.migrate"] == [
+            "migrated the database from 0033 to 0034"
+        ]
+        caplog.clear()
+        migrate.upgrade(database.engine)
+        assert [r for r in caplog.records if r.name == "warroom.migrate"] == []
+    finally:
+        database.dispose()

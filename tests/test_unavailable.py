@@ -97,6 +97,25 @@ def assert_unavailable(response: Any) -> None:
     assert error["message"] == "the database is unavailable right now; retry later"
 
 
+def assert_unavailable_as_pagerduty(response: Any) -> None:
+    """PagerDuty's error shape (its clients read ``status`` and ``message``), status and Retry-After kept."""
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "5"
+    assert response.json() == {
+        "status": "database_unavailable",
+        "message": "the database is unavailable right now; retry later",
+        "errors": ["the database is unavailable right now; retry later"],
+    }
+
+
+def assert_unavailable_as_opsgenie(response: Any) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "5"
+    body = response.json()
+    assert set(body) == {"message", "took", "requestId"}
+    assert body["message"] == "the database is unavailable right now; retry later"
+
+
 def refused_unavailable(source: str) -> float:
     labels = {"source": source, "reason": "unavailable"}
     return REGISTRY.get_sample_value("warroom_alert_deliveries_rejected_total", labels) or 0
@@ -124,7 +143,8 @@ def test_a_database_that_cannot_be_used_gets_503_and_stores_nothing(impatient: A
         )
         with database_down(context):
             assert_unavailable(api.post(f"/api/v1/alerts?key={key}", json=alert))
-            assert_unavailable(
+            # PagerDuty's and Opsgenie's routes answer in their own shapes, as their clients read them.
+            assert_unavailable_as_pagerduty(
                 api.post(
                     "/v2/enqueue",
                     json={
@@ -135,7 +155,9 @@ def test_a_database_that_cannot_be_used_gets_503_and_stores_nothing(impatient: A
                 )
             )
             # Opsgenie's shape goes through the framework's routes, not the intake's fast path.
-            assert_unavailable(api.post("/v2/alerts", json={"message": "replica lag"}, headers=genie))
+            assert_unavailable_as_opsgenie(
+                api.post("/v2/alerts", json={"message": "replica lag"}, headers=genie)
+            )
             kuma_down = {"heartbeat": {"status": 0, "msg": "timeout"}, "monitor": {"id": 3, "name": "shop"}}
             assert_unavailable(
                 api.post(f"/api/v1/alerts/webhook/uptime-kuma?key={webhook_key}", json=kuma_down)
@@ -341,3 +363,160 @@ def test_deliveries_queued_behind_a_stuck_writer_get_503_at_their_deadline(
     app.state.alert_intake_writer.close()
     with context.db.read() as session:
         assert "queued" not in set(session.scalars(select(Alert.dedup_key)))
+
+
+class _BrokenWriter:
+    async def submit(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a fault in intake")
+
+
+def test_pagerduty_and_opsgenie_routes_answer_a_fault_in_their_own_shapes(
+    context: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 500 on the PagerDuty and Opsgenie routes (the fast path's and the framework's) is theirs too; the
+    other routes keep Warroom's."""
+    from warroom.alerts import fastpath
+
+    monkeypatch.setattr(fastpath, "writer_for", lambda *_: _BrokenWriter())
+    pd_key, key = make_key(context, "pagerduty"), make_key(context, "generic")
+    genie = {"Authorization": f"GenieKey {make_key(context, 'opsgenie')}"}
+    internal = "an internal error occurred; it was logged"
+    event = {"summary": "replica lag", "source": "db-2", "severity": "error"}
+    with TestClient(create_app(context=context), raise_server_exceptions=False) as api:
+        v2 = api.post(
+            "/v2/enqueue", json={"routing_key": pd_key, "event_action": "trigger", "payload": event}
+        )
+        v1 = api.post(
+            "/generic/2010-04-15/create_event.json",
+            json={"service_key": pd_key, "event_type": "trigger", "description": "replica lag"},
+        )
+        for answer in (v1, v2):
+            assert answer.status_code == 500, answer.text
+            assert answer.json() == {"status": "internal", "message": internal, "errors": [internal]}
+        genie_answer = api.post("/v2/alerts", json={"message": "replica lag"}, headers=genie)
+        assert genie_answer.status_code == 500, genie_answer.text
+        assert genie_answer.json()["message"] == internal and "requestId" in genie_answer.json()
+        ours = api.post(f"/api/v1/alerts?key={key}", json={"summary": "x", "dedup_key": "x"})
+        assert ours.status_code == 500
+        assert ours.json()["error"]["code"] == "internal"
+
+
+def test_pagerduty_v1_answers_503_in_its_own_shape(impatient: AppContext) -> None:
+    context = impatient
+    pd_key = make_key(context, "pagerduty")
+    with TestClient(create_app(context=context)) as api, database_down(context):
+        assert_unavailable_as_pagerduty(
+            api.post(
+                "/generic/2010-04-15/create_event.json",
+                json={"service_key": pd_key, "event_type": "trigger", "description": "replica lag"},
+            )
+        )
+
+
+@contextmanager
+def version_table_renamed(context: AppContext) -> Iterator[None]:
+    """The database without Warroom's schema, as after ``dropdb; createdb`` (put back afterwards)."""
+    with context.db.write() as session:
+        session.execute(text("ALTER TABLE alembic_version RENAME TO alembic_version_away"))
+    try:
+        yield
+    finally:
+        with context.db.write() as session:
+            session.execute(text("ALTER TABLE alembic_version_away RENAME TO alembic_version"))
+
+
+@contextmanager
+def version_set(context: AppContext, revision: str) -> Iterator[None]:
+    with context.db.write() as session:
+        before = session.scalar(text("SELECT version_num FROM alembic_version"))
+        session.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+    try:
+        yield
+    finally:
+        with context.db.write() as session:
+            session.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": before})
+
+
+def test_healthz_answers_503_when_the_database_is_not_at_this_versions_schema(context: AppContext) -> None:
+    """A database emptied, or migrated by another version, fails every other request: a load balancer must
+    take the node out (it was 200 on ``SELECT 1``)."""
+    with TestClient(create_app(context=context)) as api:
+        assert api.get("/healthz").status_code == 200
+        assert api.head("/healthz").status_code == 200
+        with version_table_renamed(context):
+            empty = api.get("/healthz")
+            assert empty.status_code == 503, empty.text
+            assert empty.json()["error"]["code"] == "wrong_schema"
+            assert "no Warroom schema" in empty.json()["error"]["message"]
+            assert api.head("/healthz").status_code == 503
+        with version_set(context, "0099_future"):
+            newer = api.get("/healthz")
+            assert newer.status_code == 503, newer.text
+            assert "0099_future" in newer.json()["error"]["message"]
+            assert api.head("/healthz").status_code == 503
+        assert api.get("/healthz").json()["status"] == "ok"
+
+
+def test_a_claim_that_fails_on_the_database_is_logged_in_one_line(
+    context: AppContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tables gone (PostgreSQL's ProgrammingError, not an outage): the driver's first line, no traceback, no
+    SQL or parameters on every attempt."""
+    from sqlalchemy.exc import ProgrammingError
+
+    with context.db.read() as session:
+        try:
+            session.execute(text("SELECT id FROM no_such_table WHERE id = :id"), {"id": 1})
+        except Exception as exc:
+            real = exc
+    made = ProgrammingError(
+        "SELECT jobs.id FROM jobs WHERE jobs.status = %(status)s",
+        {"status": "pending"},
+        Exception('relation "jobs" does not exist\nLINE 1: SELECT jobs.id FROM jobs'),
+    )
+    worker = Worker(context, name="gone", poll_interval=0.01)
+    stopped = threading.Event()
+    stopped.set()
+    caplog.set_level(logging.INFO, logger="warroom.jobs")
+    for failure in (real, made):
+        caplog.clear()
+        worker._claim_failed(failure, 1, stopped)
+        [record] = caplog.records
+        said = record.getMessage()
+        assert record.exc_info is None and "\n" not in said and "SELECT" not in said, said
+        assert "no_such_table" in said or 'relation "jobs" does not exist' in said, said
+
+
+def test_the_reload_poll_logs_an_outage_once_in_one_line_and_its_end(
+    context: AppContext, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from warroom import reload
+
+    outage = OperationalError(
+        "SELECT max(config_reloads.id)", {}, Exception("connection refused\n\tIs the server running?")
+    )
+    polls: list[int] = []
+    failing = {"reason": outage}
+
+    def follow(_context: AppContext) -> None:
+        polls.append(1)
+        if failing["reason"] is not None:
+            raise failing["reason"]
+
+    monkeypatch.setattr(reload, "follow_announced", follow)
+    context.settings.reload_poll_seconds = 0.01
+    caplog.set_level(logging.INFO, logger="warroom")
+    watcher = reload.ReloadWatcher(context)
+    watcher.start()
+    try:
+        wait_until(lambda: len(polls) >= 10, timeout=10)
+        warnings = [r for r in caplog.records if "announced reloads" in r.getMessage()]
+        assert [r.getMessage() for r in warnings] == [
+            "could not look for announced reloads: connection refused"
+        ]
+        failing["reason"] = None
+        wait_until(lambda: any("works again" in r.getMessage() for r in caplog.records), timeout=10)
+    finally:
+        watcher.stop()

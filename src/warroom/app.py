@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -340,7 +340,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(SQLAlchemyTimeoutError)
-    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    async def _database_unavailable(request: Request, exc: Exception) -> Response:
         if is_retryable(exc):
             # Not the database being down: another process's change to the same rows won (deadlock or
             # serialization failure), on each of its runs (``deps.RetriedRoute``). Nothing was changed.
@@ -354,18 +354,56 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning(
             "%s %s: database unavailable: %s", request.method, request.url.path, unavailable_reason(exc)
         )
-        return JSONResponse(
-            error_body(UNAVAILABLE_CODE, UNAVAILABLE_MESSAGE),
-            status_code=503,
+        return _failure(
+            request,
+            503,
+            UNAVAILABLE_CODE,
+            UNAVAILABLE_MESSAGE,
             headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
-        return JSONResponse(
-            error_body("internal", "an internal error occurred; it was logged"), status_code=500
-        )
+        return _failure(request, 500, fastpath.INTERNAL_CODE, fastpath.INTERNAL_MESSAGE)
+
+
+def _failure(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    """A 503 or 500: in PagerDuty's or Opsgenie's shape on their routes (their clients read it), else ours."""
+    answer = fastpath.failure_in_own_shape(request.method, request.url.path, status, code, message)
+    if answer is None:
+        return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+    return Response(answer[1], status_code=status, media_type="application/json", headers=headers)
+
+
+SCHEMA_CODE = "wrong_schema"
+
+
+def _schema_problem(context: AppContext, schema: frozenset[str]) -> str | None:
+    """Why the database is not at ``schema`` (this version's heads), or None when it is. One small read; a
+    database that cannot be reached raises, as any request's does (503 database_unavailable)."""
+    try:
+        with context.db.read() as session:
+            current = frozenset(session.scalars(text(f"SELECT version_num FROM {migrate.VERSION_TABLE}")))
+    except (ProgrammingError, OperationalError) as exc:
+        if not _no_such_table(exc):
+            raise
+        current = frozenset()
+    if current == schema:
+        return None
+    if not current:
+        return "the database has no Warroom schema (was it dropped or replaced?): run warroom db upgrade"
+    return (
+        f"the database's schema is at revision {', '.join(sorted(current))}, not this Warroom's "
+        f"({__version__}: {', '.join(sorted(schema))})"
+    )
+
+
+def _no_such_table(exc: DBAPIError) -> bool:
+    """PostgreSQL's undefined_table, or SQLite's "no such table"."""
+    return getattr(exc.orig, "sqlstate", None) == "42P01" or str(exc.orig).startswith("no such table")
 
 
 class WarroomApp(FastAPI):
@@ -471,17 +509,23 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         # The web UI lands in a later issue; until then the front door is the API browser.
         return RedirectResponse("/docs")
 
-    @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
-        with context.db.read() as session:
-            session.execute(text("SELECT 1"))
-        return {"status": "ok", "version": __version__}
+    # Read from the migration files once: the health check only compares (it is polled often).
+    schema = migrate.heads()
+
+    @app.get("/healthz", tags=["ops"], response_model=None)
+    def healthz() -> JSONResponse:
+        """200 while the database can be read and is at this version's schema; 503 with the reason otherwise
+        (a database down, emptied, or migrated by another version), so that a load balancer takes the node
+        out."""
+        problem = _schema_problem(context, schema)
+        if problem is not None:
+            return JSONResponse(error_body(SCHEMA_CODE, problem), status_code=503)
+        return JSONResponse({"status": "ok", "version": __version__})
 
     @app.head("/healthz", include_in_schema=False)
     def healthz_head() -> Response:
         """What some load balancers' health checks send: the same check, no body."""
-        healthz()
-        return Response()
+        return Response(status_code=healthz().status_code)
 
     @app.get("/api/v1/config", tags=["ops"], response_model=ConfigStatus)
     def config_status(_: Viewer) -> ConfigStatus:

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
+
+from warroom import __version__
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version"  # Alembic's default: where the database's revisions are
+
+log = logging.getLogger("warroom.migrate")
+
+
+class NewerSchema(Exception):
+    """The database is at a revision this version's migrations do not have: a newer Warroom migrated it (the
+    usual case after a deploy is rolled back). Nothing can be done with it here."""
+
+    def __init__(self, revisions: list[str]) -> None:
+        self.revisions = revisions
+        super().__init__(
+            f"the database was migrated by a newer Warroom (revision {', '.join(revisions)}, unknown to this "
+            f"version {__version__}): upgrade Warroom, or restore a backup"
+        )
 
 
 # Alembic is imported only when a migration runs: it brings Mako and Pygments, a quarter of a second that
@@ -26,26 +45,58 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+def heads() -> frozenset[str]:
+    """The revisions this version's schema is at (one per branch). Reads the migration files: call it once."""
+    return frozenset(_scripts().get_heads())
+
+
+def _current(connection: Connection, scripts: ScriptDirectory) -> set[str]:
+    """The database's revisions (none for an empty one); NewerSchema if this version does not know one."""
+    # Read directly: Alembic's MigrationContext would log "Will assume transactional DDL" at every start.
+    current: set[str] = set()
+    if inspect(connection).has_table(VERSION_TABLE):
+        current = set(connection.scalars(text(f"SELECT version_num FROM {VERSION_TABLE}")))
+    known = {script.revision for script in scripts.walk_revisions()}
+    unknown = sorted(current - known)
+    if unknown:
+        raise NewerSchema(unknown)
+    return current
+
+
+def _named(revisions: set[str] | frozenset[str]) -> str:
+    return ", ".join(sorted(revisions)) or "an empty database"
+
+
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to every head (domains may add branches of their own)."""
+    """Bring the schema to every head (domains may add branches of their own), saying so in the log when
+    it changed anything. NewerSchema if a newer version migrated the database."""
     from alembic import command
 
     config = alembic_config(str(engine.url.render_as_string(hide_password=False)))
+    scripts = _scripts()
+    target = set(scripts.get_heads())
     # A write transaction (BEGIN IMMEDIATE on SQLite) plus an advisory lock on PostgreSQL, so two
     # processes starting together do not both migrate.
     with engine.execution_options(write=True).begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(7270001)"))
+        before = _current(connection, scripts)
+        if before == target:
+            return
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
+    log.info("migrated the database from %s to %s", _named(before), _named(target))
 
 
 def pending(engine: Engine) -> bool:
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    config = alembic_config(str(engine.url))
-    heads = set(ScriptDirectory.from_config(config).get_heads())
+    """Whether the database is behind this version's schema (NewerSchema if it is ahead of it)."""
+    scripts = _scripts()
     with engine.connect() as connection:
-        current = set(MigrationContext.configure(connection).get_current_heads())
-    return current != heads
+        current = _current(connection, scripts)
+    return current != set(scripts.get_heads())

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from sqlalchemy import func, select
 
@@ -36,7 +37,7 @@ from warroom.alerts.retention import schedule_pruning
 from warroom.alerts.status_pages import schedule_polls
 from warroom.auth import integrations
 from warroom.context import AppContext
-from warroom.db import utcnow
+from warroom.db import unavailable_reason, utcnow
 from warroom.jobs.models import ConfigReload
 from warroom.oncall import paging
 from warroom.oncall import service as oncall_service
@@ -239,6 +240,10 @@ def follow_announced(context: AppContext) -> bool:
     return True
 
 
+# How often a poll that keeps failing for the same reason is logged again.
+POLL_FAILURE_LOG_SECONDS = 60.0
+
+
 class ReloadWatcher:
     """A thread that follows announced reloads (``follow_announced``) every ``reload_poll_seconds``, and
     ``catch_up`` for a worker that must not wait for the next poll."""
@@ -254,7 +259,9 @@ class ReloadWatcher:
             # What was announced before this process started is in the file it read at start.
             self.context.reloads_seen = max(self.context.reloads_seen, latest_reload(self.context))
         except Exception as exc:
-            log.warning("could not read the announced reloads now (%s); looking again later", exc)
+            log.warning(
+                "could not read the announced reloads now (%s); looking again later", unavailable_reason(exc)
+            )
         self.context.catch_up_reloads = self.catch_up
         self.thread.start()
 
@@ -268,12 +275,24 @@ class ReloadWatcher:
             follow_announced(self.context)
 
     def _run(self) -> None:
+        # A database down for a while fails every poll: its first failure is logged (one line), then only a
+        # new reason or once a minute, and the poll that works again.
+        failing: str | None = None
+        logged_at = 0.0
         while not self.stop_event.wait(self.context.settings.reload_poll_seconds):
             try:
                 with self.lock:
                     follow_announced(self.context)
-            except Exception as exc:  # a database down for a moment: look again at the next poll
-                log.warning("could not look for announced reloads: %s", exc)
+            except Exception as exc:  # look again at the next poll
+                reason = unavailable_reason(exc)
+                if reason != failing or time.monotonic() - logged_at >= POLL_FAILURE_LOG_SECONDS:
+                    log.warning("could not look for announced reloads: %s", reason)
+                    logged_at = time.monotonic()
+                failing = reason
+                continue
+            if failing is not None:
+                log.info("looking for announced reloads works again")
+                failing = None
 
     def stop(self) -> None:
         self.stop_event.set()

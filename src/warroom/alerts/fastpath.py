@@ -132,10 +132,26 @@ def pagerduty_error(exc: WarroomError) -> Answer:
     return _json(exc.status, {"status": exc.code, "message": exc.message, "errors": [exc.message]})
 
 
-INTERNAL_ERROR = _json(
-    500,
-    {"error": {"code": "internal", "message": "an internal error occurred; it was logged", "details": None}},
-)
+INTERNAL_CODE = "internal"
+INTERNAL_MESSAGE = "an internal error occurred; it was logged"
+
+
+def failure_in_own_shape(method: str, path: str, status: int, code: str, message: str) -> Answer | None:
+    """An error no handler answered itself (503 for a database that cannot be used, 500 for a fault) on a
+    route that answers in another API's shape: PagerDuty's ``{status, message, errors}`` or Opsgenie's; None
+    on Warroom's own routes. Not counted here: the handlers count these refusals as they raise them."""
+    source = intake_source(method, path)
+    if source == IntegrationType.opsgenie.value:
+        return _opsgenie_answer(status, message)
+    if source in _PAGERDUTY_SHAPED:
+        return _json(status, {"status": code, "message": message, "errors": [message]})
+    return None
+
+
+def _failure(method: str, path: str, status: int, code: str, message: str) -> Answer:
+    return failure_in_own_shape(method, path, status, code, message) or _json(
+        status, {"error": {"code": code, "message": message, "details": None}}
+    )
 
 
 def refused_before_handler(method: str, path: str, exc: WarroomError) -> Answer | None:
@@ -407,10 +423,6 @@ class IntakeEndpoint:
         self.context = context
         self.max_body_bytes = max_body_bytes
 
-    unavailable = _json(
-        503, {"error": {"code": UNAVAILABLE_CODE, "message": UNAVAILABLE_MESSAGE, "details": None}}
-    )
-
     @staticmethod
     def handles(scope: Scope) -> bool:
         return scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in INTAKE_ROUTES
@@ -481,6 +493,6 @@ class IntakeEndpoint:
         except Exception as exc:  # counted by handle_intake
             if unavailable(exc):
                 log.warning("%s: database unavailable: %s", scope["path"], unavailable_reason(exc))
-                return self.unavailable
+                return _failure(scope["method"], scope["path"], 503, UNAVAILABLE_CODE, UNAVAILABLE_MESSAGE)
             log.exception("alert intake failed")
-            return INTERNAL_ERROR
+            return _failure(scope["method"], scope["path"], 500, INTERNAL_CODE, INTERNAL_MESSAGE)

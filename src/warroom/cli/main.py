@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -124,25 +126,50 @@ def _database(settings: Settings, *, read_only: bool = False, create: bool = Fal
     change nothing) it must already exist at that schema: nothing is created or migrated. Only ``create``
     (``db upgrade``, ``demo seed``, the worker) makes a SQLite file that is not there: a token or key made in
     a new file in the wrong directory works nowhere, and the command looked as if it had worked."""
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-
     from warroom import migrate
     from warroom.db import Database
 
     url = settings.resolved_database_url
-    try:
+    with database_errors(url):
         database = Database.from_settings(settings) if create else _existing(url, settings)
-    except ArgumentError as exc:
-        fail(f"the database URL {url!r} is not one: {exc}")
-    try:
         if not read_only:
             migrate.upgrade(database.engine)
         elif migrate.pending(database.engine):
             fail("the database is not at this version's schema: run warroom db upgrade first")
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        fail(f"cannot use the database at {database.engine.url!r}: {reason}")
     return database
+
+
+SUPPORTED_DATABASES = ("sqlite", "postgresql")
+
+
+@contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Opening, checking or migrating the database at ``url`` (``serve`` builds its app inside it): a problem
+    with it ends the command with one line saying what it is, not a traceback."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from warroom import migrate
+    from warroom.db import unavailable_reason
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as exc:
+        fail(f"the database URL {url!r} is not one: {exc}")
+    # Any other dialect SQLAlchemy knows (mysql://) would fail on its driver, or later on Warroom's SQL.
+    if backend not in (*SUPPORTED_DATABASES, "postgres"):  # postgres:// gets its own answer below
+        fail(
+            f"the database URL {url!r} is for {backend}: only SQLite (sqlite:///path) and PostgreSQL "
+            "(postgresql+psycopg://user@host/name) are supported"
+        )
+    try:
+        yield
+    except ArgumentError as exc:
+        fail(f"the database URL {url!r} is not one: {exc}")
+    except migrate.NewerSchema as exc:
+        fail(str(exc))
+    except SQLAlchemyError as exc:
+        fail(f"cannot use the database at {make_url(url)!r}: {unavailable_reason(exc)}")
 
 
 def _existing(url: str, settings: Settings) -> Database:
@@ -233,12 +260,16 @@ def serve(
         mail_tls = mail.tls_context(settings)  # and on a certificate the mail intake cannot use
     except mail.MailTLSError as exc:
         fail(str(exc))
-    context = AppContext(
-        settings=settings,
-        db=Database.from_settings(settings),
-        org=org,
-    )
-    application = create_app(settings, context)
+    # Warroom's own log lines (the migration it runs at start, an org file reloaded on kill -HUP, retention's
+    # counts) beside uvicorn's.
+    configure_logging("%(levelname)s:     %(name)s: %(message)s")
+    with database_errors(settings.resolved_database_url):  # create_app migrates it
+        context = AppContext(
+            settings=settings,
+            db=Database.from_settings(settings),
+            org=org,
+        )
+        application = create_app(settings, context)
     console.print(
         f"Warroom {__version__} on [bold]{settings.base_url}[/] "
         + escape(f"(org: {org.organization}; database: {context.db.engine.url.render_as_string()})")
@@ -249,8 +280,6 @@ def serve(
             + ("(plain, no TLS)" if mail_tls is None else "(STARTTLS)")
             + ", to <key of an email integration>@…"
         )
-    # Warroom's own log lines (an org file reloaded on kill -HUP, retention's counts) beside uvicorn's.
-    configure_logging("%(levelname)s:     %(name)s: %(message)s")
     uvicorn.run(application, **uvicorn_options(settings))
 
 
@@ -262,9 +291,9 @@ QUIET_LOGGERS = ("httpx", "httpcore", "mail.log")
 
 
 def configure_logging(line_format: str) -> None:
-    """Log Warroom's own lines at INFO, and the libraries of ``QUIET_LOGGERS`` only from WARNING."""
+    """Log Warroom's own lines at INFO; the libraries of ``QUIET_LOGGERS`` and Alembic only from WARNING."""
     logging.basicConfig(level=logging.INFO, format=line_format)
-    for name in QUIET_LOGGERS:
+    for name in (*QUIET_LOGGERS, "alembic"):  # Alembic: a line per migration step; ours sums them up
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -25,10 +25,11 @@ from typing import Any, Literal, NamedTuple
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, true, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from warroom.context import AppContext
-from warroom.db import is_retryable, unavailable, unavailable_reason, utcnow
+from warroom.db import as_sqlalchemy_error, is_retryable, unavailable, unavailable_reason, utcnow
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.service import PermanentFailure, RetryLater, backoff, handler_for, network_kinds
 
@@ -428,7 +429,9 @@ class Worker:
         try:
             catch_up()
         except Exception as exc:
-            log.warning("worker %s: could not look for announced reloads: %s", self.name, exc)
+            log.warning(
+                "worker %s: could not look for announced reloads: %s", self.name, unavailable_reason(exc)
+            )
 
     def run_once(self, now: datetime | None = None) -> int:
         """Claim due jobs and run them; returns how many ran (successfully or not)."""
@@ -593,6 +596,16 @@ class Worker:
             log.warning(
                 "worker %s: database unavailable (%s); retrying in %.1fs",
                 self.name,
+                unavailable_reason(exc),
+                pause,
+            )
+        elif isinstance(as_sqlalchemy_error(exc), SQLAlchemyError):
+            # A database that can be reached but not used (its tables gone, a connection ended mid-query):
+            # the driver's first line says why, without the SQL and its parameters on every attempt.
+            log.warning(
+                "worker %s: claiming failed (%s: %s); retrying in %.1fs",
+                self.name,
+                type(exc).__name__,
                 unavailable_reason(exc),
                 pause,
             )
