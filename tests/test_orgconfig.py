@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import EXAMPLE_CONFIG
 from tests.e2e.server import run_cli
@@ -203,12 +205,14 @@ def test_a_field_problem_does_not_hide_the_cross_reference_problems() -> None:
     assert [p.split(": ")[0] for p in found] == [
         "automation.heartbeats[0].interval (line 4)",
         "automation.maintenance_schedules[0].rrule (line 8)",
-        "automation.heartbeats (line 4)",
+        "automation.heartbeats[1].name (line 5)",
         "automation.heartbeats[1].service (line 5)",
         "automation.maintenance_schedules[0].services (line 11)",
     ], found
     assert "interval must be between 10s and 7d" in found[0]
-    assert found[2].endswith("names must be unique")
+    assert found[2].endswith(
+        "'a' at line 5 is already the name of the heartbeat at line 4 (automation.heartbeats[0].name)"
+    )
     assert found[3].endswith("'zz' is not a service in this file")
     assert found[4].endswith("['ghost'] are not services here")
 
@@ -223,7 +227,7 @@ def test_what_did_not_parse_is_never_reported_as_unknown() -> None:
         "  heartbeats: [{name: h, interval: 1m, service: api}]\n"
     )
     assert found == [
-        "services[0].name (line 1): Value error, must be letters, digits, '-', '_' or '.'",
+        "services[0].name (line 1): must be letters, digits, '-', '_' or '.'",
         "roles (line 2): 'commander' must be one of the roles",
     ]
     found = problems_of(
@@ -325,3 +329,117 @@ def test_config_check_refuses_an_empty_file_and_warns_of_one_that_routes_nothing
     assert "it defines no services, escalation policies or automation rules" in bare.stderr
     good = run_cli("config", "check", str(EXAMPLE_CONFIG), env={"COLUMNS": "300"})
     assert "defines no services" not in good.stderr
+
+
+def test_every_problem_of_one_entry_is_reported_in_one_run() -> None:
+    """Independent checks of one entry each report: a rule's title and its notify message, every bad regex
+    of a map, an enrichment entry's severity and its template, an inhibit rule's empty source beside its
+    bad target."""
+    found = problems_of(
+        "audiences: [{id: internal, channels: [console]}]\n"
+        "automation:\n"
+        "  rules:\n"
+        "    - name: payments-down\n"
+        "      match:\n"
+        '        labels_regex: {alertname: "DB(.*", instance: "(?=x)y", job: "(a)\\\\1"}\n'
+        "      incident:\n"
+        '        title: "{{ incident.ref }} {{ alerts.summary }} {{ alert.status }}"\n'
+        '      notify: [{audience: internal, message: "{% if %}"}]\n'
+        "  enrich:\n"
+        "    - name: e\n"
+        "      severity: fatal\n"
+        '      labels: {team: "{{ alert.labels.team ", owner: "{{ x }"}\n'
+        "  inhibit_rules:\n"
+        "    - {name: i, source: {}, target: {labels_regex: {x: '('}}}\n"
+    )
+    where = [problem.split(": ", 1)[0] for problem in found]
+    assert where == [
+        "automation.rules[0].match.labels_regex (line 6)",
+        "automation.rules[0].match.labels_regex (line 6)",
+        "automation.rules[0].match.labels_regex (line 6)",
+        "automation.rules[0].incident.title (line 8)",
+        "automation.rules[0].incident.title (line 8)",
+        "automation.rules[0].notify[0].message (line 9)",
+        "automation.enrich[0].severity (line 12)",
+        "automation.enrich[0].labels (line 13)",
+        "automation.enrich[0].labels (line 13)",
+        "automation.inhibit_rules[0].source (line 15)",
+        "automation.inhibit_rules[0].target.labels_regex (line 15)",
+    ], found
+    assert all(label in found[index] for index, label in enumerate(["'alertname'", "'instance'", "'job'"]))
+    assert "'alerts', 'incident' are never given to it" in found[3]
+    assert "alert.status: alert has no such field" in found[4]
+    assert "bad template: Expected an expression" in found[5]
+    assert "labels.team: " in found[7] and "labels.owner: " in found[8]
+    assert "source and target each need a condition" in found[9]
+
+
+def test_a_template_names_each_field_with_its_own_variable() -> None:
+    """``incident.foo`` is not an alert field: each variable's unknown fields are said apart."""
+    found = problems_of(
+        "audiences: [{id: internal, channels: [console]}]\n"
+        "automation:\n"
+        "  rules:\n"
+        "    - name: r\n"
+        "      incident: {}\n"
+        '      notify: [{audience: internal, message: "{{ alert.annotation }} {{ incident.foo }}"}]\n'
+    )
+    assert [problem.split(" (line 6): ", 1)[1].split("; it has")[0] for problem in found] == [
+        "bad template: alert.annotation: alert has no such field",
+        "bad template: incident.foo: incident has no such field",
+    ], found
+
+
+@pytest.mark.parametrize(
+    ("section", "entries", "kind"),
+    [
+        ("rules", "[{name: payments-down}, {name: other}, {name: payments-down}]", "rule"),
+        ("enrich", "[{name: e}, {name: f}, {name: e}]", "enrichment entry"),
+        (
+            "heartbeats",
+            "[{name: h, interval: 1m}, {name: x, interval: 1m}, {name: h, interval: 1m}]",
+            "heartbeat",
+        ),
+    ],
+)
+def test_a_name_given_twice_is_named_with_both_lines(section: str, entries: str, kind: str) -> None:
+    items = yaml.safe_load(entries)
+    listed = "".join(f"    - {json.dumps(item)}\n" for item in items)
+    found = problems_of(f"automation:\n  {section}:\n{listed}")
+    name = items[0]["name"]
+    assert found == [
+        f"automation.{section}[2].name (line 5): {name!r} at line 5 is already the name of the {kind} "
+        f"at line 3 (automation.{section}[0].name)"
+    ]
+
+
+def test_services_and_audiences_given_twice_are_named() -> None:
+    found = problems_of(
+        "services:\n  - name: api\n  - name: api\n"
+        "audiences:\n  - {id: ops, channels: [console]}\n  - {id: ops, channels: [console]}\n"
+    )
+    assert found == [
+        "services[1].name (line 3): 'api' at line 3 is already the name of the service at line 2 "
+        "(services[0].name)",
+        "audiences[1].id (line 6): 'ops' at line 6 is already the name of the audience at line 5 "
+        "(audiences[0].id)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entry", "wanted"),
+    [
+        (
+            '"just a string"',
+            "automation.rules[0] (line 3): should be a mapping (name, match, during, …), not "
+            "the text 'just a string'",
+        ),
+        (
+            "{name: r, match: null}",
+            "automation.rules[0].match (line 3): should be a mapping (source, severity, "
+            "type, …), not null (empty)",
+        ),
+    ],
+)
+def test_an_entry_that_is_not_a_mapping_is_said_without_class_names(entry: str, wanted: str) -> None:
+    assert problems_of(f"automation:\n  rules:\n    - {entry}\n") == [wanted]

@@ -565,3 +565,64 @@ def test_a_chain_ended_this_minute_starts_again_at_the_next(
             select(Job).where(Job.kind == SWEEP_KIND, Job.status == JobStatus.pending)
         ).all()
     assert [job.run_at for job in pending] == [datetime(2026, 3, 2, 10, 1, tzinfo=UTC)]
+
+
+def test_a_reload_names_the_open_incidents_a_new_group_by_splits(
+    api: TestClient, context: AppContext, org_file: Path, admin: dict[str, str]
+) -> None:
+    """A group's key holds its group-by values: with ``automation.group_by`` changed, the next alert of an
+    open group opens (and pages) a new incident, so the reload says which incidents stop gathering alerts."""
+    key = make_key(context, "generic")
+    for service in ("queue", "cache"):
+        alert = {"summary": "errors", "severity": "critical", "service": service, "dedup_key": service}
+        assert api.post(f"/api/v1/alerts?key={key}", json=alert).status_code == 202
+    org_file.write_text(
+        org_file.read_text().replace("group_by:\n  - service\n  - alertname", "group_by:\n  - service")
+    )
+    assert load_org_config(org_file).automation.group_by == ["service"]
+    reloaded = api.post("/api/v1/config/reload", headers=admin)
+    assert reloaded.status_code == 200, reloaded.text
+    assert reloaded.json()["warnings"] == [
+        "rule 'critical-monitoring' groups alerts into 2 open incidents (INC-1, INC-2) and its group_by "
+        "changes from ['service', 'alertname'] to ['service']; their next alerts open new incidents instead "
+        "of joining them"
+    ]
+    # As the warning says: the same alert's next one opens INC-3.
+    again = {"summary": "errors", "severity": "critical", "service": "queue", "dedup_key": "queue-2"}
+    assert api.post(f"/api/v1/alerts?key={key}", json=again).json()["alerts"][0]["incident"] == "INC-3"
+
+
+def test_a_reload_names_the_groups_a_rules_own_group_by_or_a_shorter_window_lets_go(
+    api: TestClient, context: AppContext, org_file: Path, admin: dict[str, str]
+) -> None:
+    """A rule's own ``group_by`` splits its groups as the global one does; a shorter ``group_window`` lets go
+    of those whose alerts all resolved and were last seen within the old window but not the new one. A group
+    with an alert still firing keeps its incident either way, and a rule left as it was is not named."""
+    t0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    clock.set(t0)
+    key = make_key(context, "generic")
+    for service in ("queue", "cache"):
+        alert = {"summary": "errors", "severity": "critical", "service": service, "dedup_key": service}
+        assert api.post(f"/api/v1/alerts?key={key}", json=alert).status_code == 202
+    resolved = {"summary": "errors", "severity": "critical", "service": "queue", "dedup_key": "queue"}
+    assert api.post(f"/api/v1/alerts?key={key}", json={**resolved, "status": "resolved"}).status_code == 202
+    clock.set(t0 + timedelta(minutes=20))
+    data = yaml.safe_load(org_file.read_text())
+    [rule] = [rule for rule in data["automation"]["rules"] if rule["name"] == "critical-monitoring"]
+    rule["incident"]["group_window"] = "10m"  # INC-1's group (resolved 20m ago) is let go; INC-2 still fires
+    org_file.write_text(yaml.safe_dump(data))
+    reloaded = api.post("/api/v1/config/reload", headers=admin)
+    assert reloaded.status_code == 200, reloaded.text
+    assert reloaded.json()["warnings"] == [
+        "rule 'critical-monitoring' groups alerts into 1 open incident (INC-1) and its group_window shortens "
+        "from 1h to 10m; their next alerts open new incidents instead of joining them"
+    ]
+    rule["incident"]["group_by"] = ["service"]
+    org_file.write_text(yaml.safe_dump(data))
+    reloaded = api.post("/api/v1/config/reload", headers=admin)
+    assert reloaded.json()["warnings"] == [
+        "rule 'critical-monitoring' groups alerts into 1 open incident (INC-2) and its group_by changes "
+        "from ['service', 'alertname'] to ['service']; their next alerts open new incidents instead of "
+        "joining them"
+    ]
+    assert api.post("/api/v1/config/reload", headers=admin).json()["warnings"] == []

@@ -25,9 +25,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from warroom.alerts.config import REFERENCE_CHECKS as AUTOMATION_REFERENCE_CHECKS
-from warroom.alerts.config import AutomationConfig
+from warroom.alerts.config import AutomationConfig, NameTaken, Problems, names_taken
 from warroom.business_hours import BusinessHours
 from warroom.durations import Duration
 from warroom.errors import InvalidInput
@@ -235,12 +236,8 @@ def default_audiences() -> list[AudienceConfig]:
     ]
 
 
-class ReferenceProblems(ValueError):
+class ReferenceProblems(Problems):
     """Problems across sections, each "location: message"; kept as a list, as a message may hold '; '."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 class OrgConfig(StrictModel):
@@ -346,8 +343,7 @@ def _matrix_references(org: OrgConfig) -> list[str]:
     severity_ids = [s.id for s in org.severities]
     if not severity_ids:
         problems.append("severities: at least one level is needed")
-    if len(set(severity_ids)) != len(severity_ids):
-        problems.append(f"severities: ids must be unique, got {severity_ids}")
+    problems.extend(names_taken("severities", severity_ids, "level", "id"))
     if org.severities and org.default_severity not in severity_ids:
         problems.append(f"default_severity: {org.default_severity!r} is not one of {severity_ids}")
     for index, rule in enumerate(org.severity_rules):
@@ -361,8 +357,7 @@ def _matrix_references(org: OrgConfig) -> list[str]:
 def _service_references(org: OrgConfig) -> list[str]:
     problems: list[str] = []
     names = [s.name for s in org.services]
-    if len(set(names)) != len(names):
-        problems.append("services: names must be unique")
+    problems.extend(names_taken("services", names, "service"))
     for index, service in enumerate(org.services):
         for dependency in service.dependencies:
             if dependency not in names:
@@ -375,8 +370,7 @@ def _service_references(org: OrgConfig) -> list[str]:
 def _audiences_and_roles(org: OrgConfig) -> list[str]:
     problems: list[str] = []
     audience_ids = [a.id for a in org.audiences]
-    if len(set(audience_ids)) != len(audience_ids):
-        problems.append("audiences: ids must be unique")
+    problems.extend(names_taken("audiences", audience_ids, "audience", "id"))
     if "commander" not in org.roles:
         problems.append("roles: 'commander' must be one of the roles")
     return problems
@@ -582,7 +576,10 @@ def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
                 references = cause.problems
                 continue
             loc = tuple(error["loc"])
-            found.append(ConfigProblem(_format_loc(loc), _line_of(root, loc), error["msg"]))
+            where, line = _format_loc(loc), _line_of(root, loc)
+            # Every problem of a value on its own (a rule's three bad regexes), not only its first.
+            messages = cause.problems if isinstance(cause, Problems) else [_message(error)]
+            found.extend(ConfigProblem(where, line, message) for message in messages)
         if references is None:
             # Pydantic checks no references when a field failed: check them on what did parse, so that
             # one run shows every problem (a duplicate name beside a bad interval).
@@ -591,11 +588,56 @@ def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
         raise ConfigError(source, found) from exc
 
 
+def _message(error: ErrorDetails) -> str:
+    """A pydantic error in the file's terms: no "Value error, " before a validator's own words, and no class
+    name for an entry that is not a mapping ("valid dictionary or instance of AutomationRule")."""
+    if error["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        fields = _fields_of(error.get("ctx", {}).get("class_name"))
+        shape = f"a mapping ({', '.join(fields[:3])}, …)" if fields else "a mapping (key: value lines)"
+        given = error.get("input")
+        what = "null (empty)" if given is None else f"{_YAML_KINDS.get(type(given), 'a value')} {given!r}"
+        return f"should be {shape}, not {what}"
+    return error["msg"].removeprefix("Value error, ")
+
+
+_YAML_KINDS: dict[type, str] = {str: "the text", int: "the number", float: "the number", bool: "the boolean"}
+_YAML_KINDS[list] = "the list"
+
+
+def _fields_of(class_name: Any) -> list[str]:
+    """The field names of the model of the org file called ``class_name`` (empty if there is none)."""
+    seen: set[type[BaseModel]] = set()
+    pending: list[Any] = [OrgConfig]
+    while pending:
+        annotation = pending.pop()
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation in seen:
+                continue
+            seen.add(annotation)
+            if annotation.__name__ == class_name:
+                return list(annotation.model_fields)
+            pending.extend(field.annotation for field in annotation.model_fields.values())
+        else:
+            pending.extend(get_args(annotation))
+    return []
+
+
+def _path(where: str) -> tuple[int | str, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", where) if p)
+
+
 def _reference_problem(item: str, root: yaml.Node | None) -> ConfigProblem:
     """A cross-reference problem names its own location: "section[index].field: message"."""
     where, _, what = item.partition(": ")
-    path = tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", where) if p)
-    return ConfigProblem(where, _line_of(root, path), what)
+    line = _line_of(root, _path(where))
+    if isinstance(item, NameTaken) and line is not None:
+        # Both places by line: in a file of many entries, an index is hard to count to.
+        first = _line_of(root, _path(item.first))
+        what = (
+            f"{item.name!r} at line {line} is already the name of the {item.kind} at line {first} "
+            f"({item.first})"
+        )
+    return ConfigProblem(where, line, what)
 
 
 _Model = TypeVar("_Model", bound=BaseModel)

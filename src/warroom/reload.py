@@ -25,19 +25,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
 
 from warroom.alerts import automation
+from warroom.alerts.config import IncidentAction
 from warroom.alerts.digest import schedule_digest
 from warroom.alerts.expiry import schedule_sweeps
 from warroom.alerts.heartbeats import follow_org_file, watch_unpinged
 from warroom.alerts.maintenance import follow_schedules, schedule_windows
+from warroom.alerts.models import Alert, AlertStatus
 from warroom.alerts.retention import schedule_pruning
 from warroom.alerts.status_pages import schedule_polls
 from warroom.auth import integrations
 from warroom.context import AppContext
 from warroom.db import unavailable_reason, utcnow
+from warroom.durations import format_duration
+from warroom.incidents.models import OPEN_STATUSES, Incident
 from warroom.jobs.models import ConfigReload
 from warroom.oncall import paging
 from warroom.oncall import service as oncall_service
@@ -114,8 +120,9 @@ def refuse_routing_nothing(running: OrgConfig, new: OrgConfig, path: str, *, for
 
 def reload_warnings(context: AppContext, new: OrgConfig) -> list[str]:
     """What a reload to ``new`` is worth a look for: sections it empties, escalations running on policies it
-    no longer has, and alert groups of rules it drops (the database is read for those two; if it cannot be
-    now, that is said instead)."""
+    no longer has, and open alert groups of rules it drops, or whose group_by or group_window it changes so
+    that their next alerts open new incidents (the database is read for those; if it cannot be now, that is
+    said instead)."""
     before = _sections(context.org)
     warnings = [
         f"it has no {section}, where the running file has {before[section]}"
@@ -126,9 +133,81 @@ def reload_warnings(context: AppContext, new: OrgConfig) -> list[str]:
         with context.db.read() as session:
             warnings.extend(paging.escalations_losing_policy(session, new))
             warnings.extend(automation.groups_losing_rule(session, context.org, new))
+            warnings.extend(groups_regrouped(session, context.org, new))
     except Exception as exc:  # a database down for a moment: the file is taken either way
         warnings.append(f"could not look for escalations and alert groups the file's changes cut off ({exc})")
     return warnings
+
+
+def groups_regrouped(session: Session, running: OrgConfig, new: OrgConfig) -> list[str]:
+    """Before a reload to ``new``: the rules both files have whose open groups the new one splits. A group's
+    key holds its group-by values, so a rule that groups by other labels (its own ``group_by``, or
+    ``automation.group_by`` that it follows) starts new groups; one with a shorter ``group_window`` (or none)
+    lets go of groups seen within the old window but not the new one. Either way their next alerts open new
+    incidents (and page) instead of joining their open ones: worth a warning, as a renamed rule is."""
+    after = {rule.name: rule for rule in new.automation.rules}
+    warnings = []
+    for rule in running.automation.rules:
+        changed = after.get(rule.name)
+        if rule.incident is None or changed is None or changed.incident is None:
+            continue  # a dropped or renamed rule is warned of apart (``groups_losing_rule``)
+        was = automation.group_window(running.automation, rule.incident)
+        window = automation.group_window(new.automation, changed.incident)
+        if was <= timedelta(0):
+            continue  # it grouped nothing
+        group_by = _group_by(running, rule.incident)
+        new_by = _group_by(new, changed.incident)
+        if group_by != new_by:
+            why = f"its group_by changes from {group_by} to {new_by}"
+            kept = None
+        elif window < was:
+            why = f"its group_window shortens from {format_duration(was)} to {format_duration(window)}"
+            kept = window
+        else:
+            continue
+        refs = _open_groups(session, rule.name, was, kept)
+        if refs:
+            incidents = _counted(len(refs), "open incident", "open incidents")
+            warnings.append(
+                f"rule {rule.name!r} groups alerts into {incidents} ({_refs(refs)}) and {why}; their "
+                "next alerts open new incidents instead of joining them"
+            )
+    return warnings
+
+
+def _group_by(org: OrgConfig, action: IncidentAction) -> list[str]:
+    return action.group_by if action.group_by is not None else org.automation.group_by
+
+
+def _open_groups(session: Session, rule: str, window: timedelta, kept: timedelta | None) -> list[str]:
+    """The open incidents that alerts of ``rule``'s groups join now (an alert of the group seen within
+    ``window``, or still open), as refs; but those an alert would still join with a window of ``kept``
+    (None: none would)."""
+    prefix = f"{rule}|"
+    now = utcnow()
+    rows = session.execute(
+        select(Alert.incident_id, Alert.group_key, Alert.last_seen_at, Alert.status)
+        .join(Incident, Incident.id == Alert.incident_id)
+        .where(
+            Incident.status.in_(OPEN_STATUSES),
+            func.substr(Alert.group_key, 1, len(prefix)) == prefix,
+            or_(Alert.last_seen_at >= now - window, Alert.status != AlertStatus.resolved),
+        )
+    ).all()
+    still: set[str | None] = set()
+    if kept is not None and kept > timedelta(0):
+        still = {
+            row.group_key
+            for row in rows
+            if row.status != AlertStatus.resolved or row.last_seen_at >= now - kept
+        }
+    ids = sorted({row.incident_id for row in rows if row.group_key not in still})
+    return [f"INC-{incident_id}" for incident_id in ids]
+
+
+def _refs(refs: list[str], limit: int = 10) -> str:
+    shown = ", ".join(refs[:limit])
+    return shown + (f" and {len(refs) - limit} more" if len(refs) > limit else "")
 
 
 def status(context: AppContext) -> ConfigStatus:

@@ -113,7 +113,11 @@ def test_email_rule_names_are_unique() -> None:
     document.setdefault("automation", {})["email_rules"] = [VEEAM, VEEAM]
     with pytest.raises(ConfigError) as error:
         parse_org_config(yaml.safe_dump(document))
-    assert re.search(r"automation\.email_rules \(line \d+\): names must be unique", str(error.value))
+    assert re.search(
+        r"automation\.email_rules\[1\]\.name \(line \d+\): 'veeam' at line \d+ is already the name of the "
+        r"email rule at line \d+ \(automation\.email_rules\[0\]\.name\)",
+        str(error.value),
+    )
 
 
 @pytest.fixture

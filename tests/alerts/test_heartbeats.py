@@ -300,7 +300,10 @@ def test_heartbeats_cli(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("heartbeats", "problem"),
     [
-        ([{"name": "a", "interval": "1m"}, {"name": "a", "interval": "2m"}], "names must be unique"),
+        (
+            [{"name": "a", "interval": "1m"}, {"name": "a", "interval": "2m"}],
+            "is already the name of the heartbeat at line",
+        ),
         ([{"name": "a", "interval": "1m", "service": "nowhere"}], "'nowhere' is not a service"),
         ([{"name": "a", "interval": "5s"}], "between 10s and 7d"),
         ([{"name": "a", "interval": "1m", "grace": "30d"}], "between 0s and 7d"),

@@ -190,8 +190,8 @@ def test_config_check_refuses_a_title_naming_the_incident_it_titles() -> None:
     with pytest.raises(ConfigError) as caught:
         org_with_rules(rule)
     [problem] = caught.value.problems
-    assert problem.location == "automation.rules[0]"
-    assert "incident.title: bad template: 'incident' is never given to it" in problem.message
+    assert problem.location == "automation.rules[0].incident.title"
+    assert problem.message.startswith("bad template: 'incident' is never given to it")
     assert "it has alert, labels" in problem.message
     # A notify message is given the incident.
     notify = {"audience": "internal", "message": "{{ incident.ref }}: {{ alert.summary }}"}
@@ -226,7 +226,7 @@ def test_config_check_refuses_a_name_no_rule_template_is_given(field: str, text:
         ("title", "{{ alert.annotation.summary }}", "alert.annotation"),  # annotations, misspelt
         ("title", "{{ alert['first_seen_at'] }}", "alert.first_seen_at"),
         ("message", "{{ incident.url }} {{ alert.summary }}", "incident.url"),
-        ("message", "{{ alert.links }} and {{ incident.status }}", "alert.links, incident.status"),
+        ("message", "{{ alert.links }} and {{ alert.status }}", "alert.links, alert.status"),
     ],
 )
 def test_config_check_refuses_a_field_alert_or_incident_never_has(field: str, text: str, named: str) -> None:

@@ -129,6 +129,51 @@ def not_negative(what: str) -> Callable[[timedelta | None], timedelta | None]:
     return check
 
 
+class Problems(ValueError):
+    """Every problem of one value, where a ValueError would stop a validator at the first: ``config check``
+    reports each on its own (``orgconfig.parse_org_config``); elsewhere they read as one, joined by '; '."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def raise_problems(problems: list[str]) -> None:
+    """A validator's end: ValueError (``Problems``) when there are any."""
+    if len(problems) == 1:
+        raise ValueError(problems[0])
+    if problems:
+        raise Problems(problems)
+
+
+class NameTaken(str):
+    """A reference problem (``where: message``): an entry named as an earlier one of its list. ``first`` is
+    the earlier one's location, which ``orgconfig`` turns into its line for ``config check``."""
+
+    name: str
+    kind: str
+    first: str
+
+    def __new__(cls, where: str, name: str, kind: str, first: str) -> NameTaken:
+        made = super().__new__(cls, f"{where}: {name!r} is already the name of the {kind} at {first}")
+        made.name, made.kind, made.first = name, kind, first
+        return made
+
+
+def names_taken(section: str, names: Sequence[str], kind: str, field: str = "name") -> list[str]:
+    """Each entry of ``section`` (a list) whose ``field`` an earlier entry has, naming both."""
+    first: dict[str, int] = {}
+    problems: list[str] = []
+    for index, name in enumerate(names):
+        if name in first:
+            problems.append(
+                NameTaken(f"{section}[{index}].{field}", name, kind, f"{section}[{first[name]}].{field}")
+            )
+        else:
+            first[name] = index
+    return problems
+
+
 class StrictModel(BaseModel):
     # Same as orgconfig.StrictModel; defined here because orgconfig imports this module.
     model_config = ConfigDict(extra="forbid", defer_build=True)
@@ -216,11 +261,13 @@ class AlertConditions(StrictModel):
     def _regexes_compile(cls, values: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         if info.context and info.context.get("stored"):
             return values  # checked when it was stored; one refused since matches nothing (``failure``)
+        problems = []
         for label, pattern in values.items():
             try:
                 compiled_regex(pattern)
             except RegexError as exc:
-                raise ValueError(f"label {label!r}: bad regex {pattern!r}: {exc}") from None
+                problems.append(f"label {label!r}: bad regex {pattern!r}: {exc}")
+        raise_problems(problems)
         return values
 
     def is_empty(self) -> bool:
@@ -322,12 +369,49 @@ def window_match(services: list[str], labels: dict[str, str], conditions: dict[s
     )
 
 
+def rule_template_problems(text: str, given: tuple[str, ...]) -> list[str]:
+    """Every mistake of a rule's template (a title, a notify message: ``given`` its variables) that fails it
+    on every alert, each on its own: a name it is never given, and fields its alert or incident never has."""
+    try:
+        parsed = template_environment.parse(text)
+        # Compiled, not only parsed: an unknown filter is refused here, not at the first alert.
+        template_environment.from_string(parsed)
+    except TemplateSyntaxError as exc:  # TemplateAssertionError (an unknown filter) is one too
+        return [f"bad template: {exc.message}"]
+    problems: list[str] = []
+    # A name this kind of template is never given fails on every alert: said now, not at 3 a.m.
+    undeclared = meta.find_undeclared_variables(parsed)
+    unknown = undeclared - {*given, *template_environment.globals}
+    if unknown:
+        names = ", ".join(repr(name) for name in sorted(unknown))
+        verb = "is" if len(unknown) == 1 else "are"
+        why = " (its incident does not exist yet when a title is rendered)" if "incident" in unknown else ""
+        problems.append(f"bad template: {names} {verb} never given to it{why}; it has {', '.join(given)}")
+    # A field of a name it is never given is said above already.
+    fields = [
+        field for field in unknown_template_fields(parsed, undeclared) if field.split(".")[0] not in unknown
+    ]
+    for name, known in _TEMPLATE_FIELDS.items():
+        named = [field for field in fields if field.split(".")[0] == name]
+        if named:
+            problems.append(
+                f"bad template: {', '.join(named)}: {name} has no such field; it has {', '.join(known)}"
+            )
+    return problems
+
+
 class Notify(StrictModel):
     audience: str
     message: str = Field(
         default="{{ incident.ref }} opened from alert: {{ alert.summary }}",
         description="Jinja2 template (sandboxed, strict) given alert, labels and incident.",
     )
+
+    @field_validator("message")
+    @classmethod
+    def _message_renders(cls, value: str) -> str:
+        raise_problems(rule_template_problems(value, NOTIFY_VARIABLES))
+        return value
 
 
 class IncidentAction(StrictModel):
@@ -368,6 +452,12 @@ class IncidentAction(StrictModel):
 
     _delay = field_validator("delay")(duration_between(timedelta(0), timedelta(days=1), "delay"))
     _group_window = field_validator("group_window")(not_negative("group_window"))
+
+    @field_validator("title")
+    @classmethod
+    def _title_renders(cls, value: str) -> str:
+        raise_problems(rule_template_problems(value, TITLE_VARIABLES))
+        return value
 
     def opens_at(self, org: OrgConfig, fired: datetime, service: str | None = None) -> datetime:
         """When the incident of an alert of ``service`` that fired at ``fired`` may open: after the delay and,
@@ -430,41 +520,6 @@ class AutomationRule(StrictModel):
         data["match"] = {**match, "integrations": integrations}
         return data
 
-    @model_validator(mode="after")
-    def _templates_parse(self) -> AutomationRule:
-        templates = [("notify.message", n.message, NOTIFY_VARIABLES) for n in self.notify]
-        if self.incident:
-            templates.append(("incident.title", self.incident.title, TITLE_VARIABLES))
-        for where, text, given in templates:
-            try:
-                parsed = template_environment.parse(text)
-                # Compiled, not only parsed: an unknown filter is refused here, not at the first alert.
-                template_environment.from_string(parsed)
-            except TemplateSyntaxError as exc:  # TemplateAssertionError (an unknown filter) is one too
-                raise ValueError(f"{where}: bad template: {exc.message}") from None
-            # A name this kind of template is never given fails on every alert: said now, not at 3 a.m.
-            undeclared = meta.find_undeclared_variables(parsed)
-            unknown = undeclared - {*given, *template_environment.globals}
-            fields = unknown_template_fields(parsed, undeclared)
-            if fields and not unknown:
-                name = fields[0].partition(".")[0]
-                raise ValueError(
-                    f"{where}: bad template: {', '.join(fields)}: {name} has no such field; it has "
-                    f"{', '.join(_TEMPLATE_FIELDS[name])}"
-                )
-            if unknown:
-                names = ", ".join(repr(name) for name in sorted(unknown))
-                verb = "is" if len(unknown) == 1 else "are"
-                why = (
-                    " (its incident does not exist yet when a title is rendered)"
-                    if "incident" in unknown
-                    else ""
-                )
-                raise ValueError(
-                    f"{where}: bad template: {names} {verb} never given to it{why}; it has {', '.join(given)}"
-                )
-        return self
-
 
 class AutoResolveConfig(StrictModel):
     """Alerts whose source never sends a resolve (a script, a cron job, an email-to-webhook bridge) resolve
@@ -510,10 +565,12 @@ class RetentionConfig(StrictModel):
     @model_validator(mode="after")
     def _at_least_a_day(self) -> RetentionConfig:
         # A shorter period would delete what the noise report and a responder's first look still need.
+        problems = []
         for name in ("alerts", "changes"):
             kept: timedelta = getattr(self, name)
             if timedelta(0) < kept < timedelta(days=1):
-                raise ValueError(f"retention {name} must be 0s (kept) or at least 1d")
+                problems.append(f"retention {name} must be 0s (kept) or at least 1d")
+        raise_problems(problems)
         return self
 
 
@@ -691,13 +748,21 @@ class EmailRule(StrictModel):
 
     @model_validator(mode="after")
     def _regexes(self) -> EmailRule:
-        if self.sender is not None:
-            _compiled(self.sender, "sender")
-        groups = _compiled(self.subject, "subject").groupindex
-        if self.resolve is not None:
-            _compiled(self.resolve, "resolve")
-        if (self.resolve is not None or self.severity) and "state" not in groups:
-            raise ValueError("resolve and severity read the subject's state: name it with (?P<state>...)")
+        problems: list[str] = []
+        groups: Mapping[str, int] | None = None
+        for what, pattern in (("sender", self.sender), ("subject", self.subject), ("resolve", self.resolve)):
+            if pattern is None:
+                continue
+            try:
+                compiled = _compiled(pattern, what)
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            if what == "subject":
+                groups = compiled.groupindex
+        if groups is not None and (self.resolve is not None or self.severity) and "state" not in groups:
+            problems.append("resolve and severity read the subject's state: name it with (?P<state>...)")
+        raise_problems(problems)
         return self
 
     def read(self, sender: str, subject: str) -> tuple[dict[str, str], str | None] | None:
@@ -740,11 +805,16 @@ class InhibitRule(StrictModel):
         "each open incident whose every alert is such a symptom is merged into it (else it is only told).",
     )
 
-    @model_validator(mode="after")
-    def _not_everything(self) -> InhibitRule:
-        if self.source.is_empty() or self.target.is_empty():
-            raise ValueError("source and target each need a condition: an empty one matches every alert")
-        return self
+    # Per side, not of the rule: an empty source is said beside a bad target regex, not after it is fixed.
+    @field_validator("source", "target")
+    @classmethod
+    def _not_everything(cls, value: RuleMatch, info: ValidationInfo) -> RuleMatch:
+        if value.is_empty():
+            raise ValueError(
+                f"{info.field_name} is empty: source and target each need a condition: an empty one matches "
+                "every alert"
+            )
+        return value
 
     def pairs(self, source: AlertFacts, target: AlertFacts) -> bool:
         """Whether ``source`` inhibits ``target`` by this rule."""
@@ -873,6 +943,7 @@ class WebhookFormat(StrictModel):
 
     @model_validator(mode="after")
     def _templates_compile(self) -> WebhookFormat:
+        problems = []
         for where, source, is_expression in self.sources():
             try:
                 if is_expression:
@@ -880,7 +951,8 @@ class WebhookFormat(StrictModel):
                 else:
                     payload_template(source)
             except TemplateSyntaxError as exc:
-                raise ValueError(f"{where}: {exc.message} (line {exc.lineno})") from None
+                problems.append(f"{where}: {exc.message} (line {exc.lineno})")
+        raise_problems(problems)
         return self
 
     def sources(self) -> list[tuple[str, str, bool]]:
@@ -909,6 +981,17 @@ class WebhookFormat(StrictModel):
         return found
 
 
+def _payload_template_problems(sources: list[tuple[str, str]]) -> list[str]:
+    """Each (field, template) that does not compile, as "field: error (line n)"."""
+    problems = []
+    for where, source in sources:
+        try:
+            payload_template(source)
+        except TemplateSyntaxError as exc:
+            problems.append(f"{where}: {exc.message} (line {exc.lineno})")
+    return problems
+
+
 class EnrichRule(StrictModel):
     """Fill in or correct alerts as they arrive, before anything acts on them (PagerDuty's event
     orchestration): the service a source does not name, a severity it gets wrong, the team as a label, a link
@@ -929,6 +1012,20 @@ class EnrichRule(StrictModel):
     )
     annotations: dict[str, str] = Field(default_factory=dict, description="Name → template.")
     links: list[WebhookLink] = Field(default_factory=list, description="Added to the alert's links.")
+
+    # Field by field, so that a bad severity does not hide a broken template (nor one template another).
+    @field_validator("service")
+    @classmethod
+    def _service_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise_problems(_payload_template_problems([("service", value)]))
+        return value
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _values_compile(cls, values: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        raise_problems(_payload_template_problems([(f"{info.field_name}.{k}", v) for k, v in values.items()]))
+        return values
 
     @model_validator(mode="after")
     def _templates_compile(self) -> EnrichRule:
@@ -1111,15 +1208,11 @@ def _policy_names(org: OrgConfig) -> list[str] | None:
     return names
 
 
-def _duplicate_names(where: str, names: list[str]) -> list[str]:
-    return [f"{where}: names must be unique"] if len(set(names)) != len(names) else []
-
-
 def _check_named_entries(
-    where: str, entries: Sequence[HeartbeatConfig | StatusPageConfig], service_names: list[str]
+    where: str, kind: str, entries: Sequence[HeartbeatConfig | StatusPageConfig], service_names: list[str]
 ) -> list[str]:
     """Heartbeats and status pages: unique names, and a service (if given) that the file declares."""
-    problems = _duplicate_names(where, [entry.name for entry in entries])
+    problems = names_taken(where, [entry.name for entry in entries], kind)
     for index, entry in enumerate(entries):
         if entry.service is not None and entry.service not in service_names:
             problems.append(f"{where}[{index}].service: {entry.service!r} is not a service in this file")
@@ -1148,19 +1241,27 @@ def _entry_references(org: OrgConfig) -> list[str]:
     automation: AutomationConfig = org.automation
     problems: list[str] = []
     service_names = [s.name for s in org.services]
-    for section, entries in (
-        ("heartbeats", automation.heartbeats),
-        ("status_pages", automation.status_pages),
+    for section, kind, entries in (
+        ("heartbeats", "heartbeat", automation.heartbeats),
+        ("status_pages", "status page", automation.status_pages),
     ):
-        problems.extend(_check_named_entries(f"automation.{section}", entries, service_names))
-    for section, names in (
-        ("maintenance_schedules", [schedule.name for schedule in automation.maintenance_schedules]),
-        ("email_rules", [rule.name for rule in automation.email_rules]),
-        ("webhook_formats", [webhook_format.name for webhook_format in automation.webhook_formats]),
-        ("inhibit_rules", [rule.name for rule in automation.inhibit_rules]),
-        ("enrich", [entry.name for entry in automation.enrich]),
+        problems.extend(_check_named_entries(f"automation.{section}", kind, entries, service_names))
+    for section, kind, names in (
+        (
+            "maintenance_schedules",
+            "schedule",
+            [schedule.name for schedule in automation.maintenance_schedules],
+        ),
+        ("email_rules", "email rule", [rule.name for rule in automation.email_rules]),
+        (
+            "webhook_formats",
+            "webhook format",
+            [webhook_format.name for webhook_format in automation.webhook_formats],
+        ),
+        ("inhibit_rules", "inhibit rule", [rule.name for rule in automation.inhibit_rules]),
+        ("enrich", "enrichment entry", [entry.name for entry in automation.enrich]),
     ):
-        problems.extend(_duplicate_names(f"automation.{section}", names))
+        problems.extend(names_taken(f"automation.{section}", names, kind))
     for index, schedule in enumerate(automation.maintenance_schedules):
         unknown = [name for name in schedule.services if name not in service_names]
         if unknown:
@@ -1200,7 +1301,7 @@ def _rule_references(org: OrgConfig) -> list[str]:
     service_names = [s.name for s in org.services]
     audience_ids = [a.id for a in org.audiences]
     policies = _policy_names(org)
-    problems.extend(_duplicate_names("automation.rules", [r.name for r in automation.rules]))
+    problems.extend(names_taken("automation.rules", [r.name for r in automation.rules], "rule"))
     for index, rule in enumerate(automation.rules):
         where = f"automation.rules[{index}]"
         if rule.incident is not None:
