@@ -718,9 +718,10 @@ def note_nobody_paged(session: Session, org: OrgConfig, incident: Incident, at: 
     _timeline(
         session,
         incident,
+        # "by its severity": a rule's or a person's page may still go to a policy (said on its own line).
         f"Nobody paged for {severity}"
         + (f" ({level.name})" if level else "")
-        + ": tracked as a ticket"
+        + " by its severity: tracked as a ticket"
         + (f", response due {due:%Y-%m-%d %H:%M} UTC" if due else ""),
         kind=TimelineKind.automation,
         data={"severity": severity, "mode": "none", "response_due_at": due},
