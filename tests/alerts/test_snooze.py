@@ -96,6 +96,21 @@ def test_a_snoozed_alert_that_still_fires_pages_again_when_the_snooze_ends(
     assert list(states) == [EscalationState.acknowledged]
 
 
+def test_a_snooze_until_a_time_with_an_offset_is_written_in_utc(
+    api: TestClient, context: AppContext, pd_key: str, responder: dict[str, str]
+) -> None:
+    """The timeline said "until 2026-03-02 17:30 UTC" for a snooze until 17:30+05:30: 5½ hours off."""
+    clock.set(T0)
+    pd(api, pd_trigger(pd_key, "api-5xx"))
+    answer = snooze(api, responder, {"until": "2026-03-02T17:30:00+05:30"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["snoozed_until"].startswith("2026-03-02T12:00:00")
+    assert any(
+        e.action.startswith("Alert ALR-1 snoozed by responder-user until 2026-03-02 12:00 UTC (2h)")
+        for e in timeline(context)
+    ), [e.action for e in timeline(context)]
+
+
 def test_a_resolve_an_unacknowledge_or_a_new_snooze_leaves_the_job_nothing_to_do(
     api: TestClient, context: AppContext, pd_key: str, responder: dict[str, str]
 ) -> None:

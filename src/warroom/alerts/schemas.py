@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -691,7 +691,8 @@ class SnoozeRequest(BaseModel):
 def snooze_end(now: datetime, *, duration: timedelta | None, until: datetime | None) -> datetime:
     """When a snooze asked for now ends: ``duration`` from now, or ``until``; within 1 minute to 7 days.
     The server decides; the CLI asks first, before it chooses alerts by filter."""
-    end = now + duration if duration is not None else until
+    # In UTC, as every stored time is: the answer and the timeline show it so, whatever offset was given.
+    end = now + duration if duration is not None else until.astimezone(UTC) if until is not None else None
     if end is None:
         raise InvalidInput("give either duration or until", {"field": "duration"})
     field = "duration" if duration is not None else "until"

@@ -1156,7 +1156,9 @@ def merge_incidents(
 
 
 def _when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+    # In UTC whatever offset it came with (a snooze "until 09:00+05:30" is 03:30 UTC); naive ones are UTC.
+    utc = moment.astimezone(UTC) if moment.tzinfo is not None else moment
+    return utc.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _already(
