@@ -263,6 +263,28 @@ def test_local_times_name_their_zone(
     assert "times in IST" in narrow and not re.search(r"\d\d:\d\d IST", narrow), narrow
 
 
+@pytest.mark.parametrize(
+    ("tz", "shown"),
+    [
+        ("UTC+3", "2026-12-06 18:21:12 -03:00"),  # POSIX: three hours behind UTC, named "UTC"
+        ("Foo/Bar", "2026-12-06 21:21:12 +00:00"),  # unknown: UTC, named "Foo"
+        ("Europe/London", "2026-12-06 21:21:12 GMT"),
+        ("America/Sao_Paulo", "2026-12-06 18:21:12 -03:00"),
+    ],
+)
+def test_a_zone_is_named_only_where_the_name_is_right(
+    tz: str, shown: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TZ=UTC+3 wrote 18:21 "UTC" for 21:21 UTC, and TZ=Foo/Bar wrote 21:21 "Foo"."""
+    monkeypatch.setenv("TZ", tz)
+    time.tzset()
+    try:
+        assert when(datetime(2026, 12, 6, 21, 21, 12, tzinfo=UTC)) == shown
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_integration_list_survives_long_names(
     context: AppContext, database_url: str, cli_through_app: CliRunner
 ) -> None:

@@ -177,14 +177,21 @@ def clipped(text: str | None, limit: int = LONG_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# Names that mean an offset of zero. Any other name at zero is a TZ the C library did not know (TZ=Foo/Bar
+# reads as UTC named "Foo"), and "UTC" away from zero is a POSIX TZ such as UTC+3 (three hours behind UTC).
+_ZERO_NAMES = frozenset({"UTC", "GMT", "WET", "Z"})
+
+
 def zone(value: datetime) -> str:
     """The name of this machine's zone at ``value`` (``IST``, ``CEST``, ``UTC``), or its offset (``+05:30``)
-    where the zone has no name (``-03``)."""
+    where the zone has no name (``-03``) or a name that would mislead (a TZ the machine does not know, or a
+    POSIX one like ``UTC+3``)."""
     local = value.astimezone()
     name = local.tzname() or ""
-    if name.isalpha():
-        return name
     offset = local.strftime("%z")  # +0530
+    at_zero = offset in ("+0000", "-0000")
+    if name.isalpha() and at_zero == (name in _ZERO_NAMES):
+        return name
     return f"{offset[:3]}:{offset[3:5]}" if offset else name
 
 
