@@ -40,6 +40,15 @@ def test_a_bad_duration_says_how_to_write_one(written: str) -> None:
     assert "is not a duration" in message and "1h30m" in message
 
 
+@pytest.mark.parametrize("written", ["09:00", "23:30", "1:30", "2026-12-06", "2026-12-06T10:00Z"])
+def test_a_time_or_a_date_is_not_taken_for_a_duration(written: str) -> None:
+    """`--since 09:00` read as 9 hours (pydantic's HH:MM), `--since 2026-12-06T10:00Z` said durations may not
+    exceed 999,999,999 hours."""
+    with pytest.raises(ValidationError) as error:
+        DURATION.validate_python(written)
+    assert "is a time or a date, not a duration" in error.value.errors()[0]["msg"]
+
+
 def test_format_round_trips() -> None:
     for value in (timedelta(0), timedelta(seconds=59), timedelta(days=1, hours=2, minutes=3, seconds=4)):
         assert DURATION.validate_python(format_duration(value)) == value

@@ -13,6 +13,8 @@ _PART = re.compile(r"(\d+)\s*([smhdw])")
 _WHOLE = re.compile(r"^\s*(\d+\s*[smhdw]\s*)+$")
 # Left to pydantic: ISO 8601 (P1DT2H) and "[-][D day[s],] HH:MM:SS[.f]".
 _PYDANTIC_FORMS = re.compile(r"^\s*-?P|:|day", re.IGNORECASE)
+# Not a duration, though pydantic reads the first as one: `--since 09:00` meant nine o'clock, not 9 hours.
+_TIME_LIKE = re.compile(r"^\s*\d{1,2}:\d\d\s*$|\d{4}-\d\d-\d\d")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _LONGEST = timedelta(days=36500)
 
@@ -30,6 +32,10 @@ def parse_duration(value: Any) -> Any:
             if seconds > _LONGEST.total_seconds():
                 raise _too_long(value)
             return timedelta(seconds=seconds)
+        if _TIME_LIKE.search(value):
+            raise ValueError(
+                f"{value!r} is a time or a date, not a duration: write how long, like 90s, 5m, 1h30m or 2d"
+            )
         if not _PYDANTIC_FORMS.search(value):
             # Say how to write one, rather than pydantic's "invalid digit in duration".
             raise ValueError(f"{value!r} is not a duration: write it like 90s, 5m, 1h30m, 2d or 1w")
