@@ -68,18 +68,21 @@ _ASSESSMENT_SOURCE = {
 }
 
 
-def rule_mismatch(org: OrgConfig, rule: AutomationRule, now: datetime, service: str | None) -> str | None:
+def rule_mismatch(
+    org: OrgConfig, rule: AutomationRule, now: datetime, service: str | None, *, when: str = "now"
+) -> str | None:
     """Why a rule's ``during`` keeps it from applying to an alert of ``service`` at ``now``, in words (None:
-    it may apply). Business hours are those of the service's owner team when it has its own."""
+    it may apply), ``now`` read as ``when`` ("then": a later moment). Business hours are those of the
+    service's owner team when it has its own."""
     if rule.during == "always":
         return None
     hours, team = org.business_hours_for([service])
     whose = f"the business hours of team {team}" if team else "business hours"
     open_now = hours.is_open(now)
     if rule.during == "business_hours" and not open_now:
-        return f"outside {whose} now (the rule is for business hours)"
+        return f"outside {whose} {when} (the rule is for business hours)"
     if rule.during == "outside_business_hours" and open_now:
-        return f"within {whose} now (the rule is for outside them)"
+        return f"within {whose} {when} (the rule is for outside them)"
     return None
 
 
@@ -812,6 +815,10 @@ def preview(
         opens_at = action.opens_at(org, now, alert.service)
         if action.wait_for_business_hours and opens_at > now + action.delay:
             incident.waits_for_business_hours = opens_at
+        if opens_at > now:
+            # The rules are matched again when the wait is over (``alerts.pending``): a delay that ends
+            # outside the rule's hours opens nothing.
+            incident.not_opened_then = rule_mismatch(org, opening, opens_at, alert.service, when="then")
         if session is not None:
             key = group_key(opening, action, automation, alert)
             joined = _open_group_incident(session, key, window)

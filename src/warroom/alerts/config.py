@@ -503,6 +503,22 @@ class AutomationRule(StrictModel):
         off_or_between(RESOLVE_AFTER_MIN, RESOLVE_AFTER_MAX, "resolve_after")
     )
 
+    @model_validator(mode="after")
+    def _can_open(self) -> AutomationRule:
+        # The rule is matched again when its incident is due to open: waiting for business hours, it would
+        # only ever be due when it no longer applies, and every alert it took would end up unrouted.
+        if (
+            self.during == "outside_business_hours"
+            and self.incident
+            and self.incident.wait_for_business_hours
+        ):
+            raise ValueError(
+                "during: outside_business_hours with incident.wait_for_business_hours never opens an "
+                "incident: it would open when business hours begin, and the rule no longer applies then "
+                "(drop one of them)"
+            )
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _integrations_in_match(cls, data: Any) -> Any:
