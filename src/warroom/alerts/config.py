@@ -1128,7 +1128,11 @@ class AutomationConfig(StrictModel):
         description="An incident whose alerts fired again while it was monitored this many times within "
         "flap_window is flapping: automation stops moving it to monitoring until it calms down (0: never).",
     )
-    flap_window: Duration = Field(default=timedelta(hours=1))
+    flap_window: Duration = Field(
+        default=timedelta(hours=1),
+        description="Also how long a flapping incident needs with no return to investigating and none of its "
+        "alerts firing again to calm down (counted from the last of each).",
+    )
     recent_changes_window: Duration = Field(
         default=timedelta(hours=2),
         description="A new incident's timeline lists the change events of its services (and those naming "
