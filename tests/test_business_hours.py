@@ -148,3 +148,37 @@ def test_a_teams_bad_hours_are_refused_with_where() -> None:
         parse_org_config(yaml.safe_dump(data))
     assert "teams[1].business_hours.time_zone" in str(refused.value)
     assert "unknown time zone" in str(refused.value)
+
+
+# A night shift every day in Berlin: the hours past midnight belong to the shift that began the day before.
+EVERY_NIGHT = BusinessHours(
+    time_zone="Europe/Berlin", start="22:00", end="06:00", weekdays=[0, 1, 2, 3, 4, 5, 6]
+)
+
+
+@pytest.mark.parametrize(
+    ("moment", "day", "next_day_starts"),
+    [
+        # Sunday 29 March 2026 01:30 CET, in Saturday's shift: the next is Sunday's, 22:00 CEST (summer time
+        # began at 02:00 that night).
+        (utc(2026, 3, 29, 0, 30), date(2026, 3, 28), utc(2026, 3, 29, 20, 0)),
+        # Sunday 05:59 CEST, the last minute of Saturday's shift, and 06:00, after it: Sunday's own day.
+        (utc(2026, 3, 29, 3, 59), date(2026, 3, 28), utc(2026, 3, 29, 20, 0)),
+        (utc(2026, 3, 29, 4, 0), date(2026, 3, 29), utc(2026, 3, 30, 20, 0)),
+        # Sunday 23:00, in Sunday's shift: Monday's.
+        (utc(2026, 3, 29, 21, 0), date(2026, 3, 29), utc(2026, 3, 30, 20, 0)),
+    ],
+)
+def test_the_next_business_day_of_night_hours_counts_from_the_shift(
+    moment: datetime, day: date, next_day_starts: datetime
+) -> None:
+    assert EVERY_NIGHT.day_of(moment) == day
+    assert EVERY_NIGHT.next_business_day_start(moment) == next_day_starts
+    # Day hours keep the calendar date, the small hours too.
+    assert BERLIN.day_of(utc(2026, 12, 2, 0, 30)) == date(2026, 12, 2)
+
+
+def test_a_p3_opened_after_midnight_in_a_night_shift_is_due_at_the_next_shift() -> None:
+    org = load_org_config(EXAMPLE_CONFIG)
+    nights = org.model_copy(update={"business_hours": EVERY_NIGHT})
+    assert response_due_at(nights, "P3", utc(2026, 3, 29, 0, 30)) == utc(2026, 3, 29, 20, 0)

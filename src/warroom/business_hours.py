@@ -129,9 +129,21 @@ class BusinessHours(BaseModel):
                 return moment
         return None
 
-    def next_business_day_start(self, moment: datetime) -> datetime | None:
-        """When the first business day after ``moment``'s own (local) day begins: "next business day"."""
+    def day_of(self, moment: datetime) -> date:
+        """The (local) day ``moment`` belongs to: its calendar date, except in the hours past midnight that
+        night hours begun the day before run into (22:00 to 06:00: Sunday 01:30 is Saturday's), whether or
+        not that day is a business day."""
         today = moment.astimezone(self.zone).date()
+        if self.overnight:
+            yesterday = today - timedelta(days=1)
+            opens, closes = self.hours_of(yesterday)
+            if opens <= moment < closes:
+                return yesterday
+        return today
+
+    def next_business_day_start(self, moment: datetime) -> datetime | None:
+        """When the first business day after ``moment``'s own day (``day_of``) begins: "next business day"."""
+        today = self.day_of(moment)
         for offset in range(1, _LOOKAHEAD_DAYS + 1):
             candidate = today + timedelta(days=offset)
             if self.is_business_day(candidate):

@@ -13,6 +13,7 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from tests.alerts.test_wait_for_business_hours import run_until
 from tests.conftest import EXAMPLE_CONFIG
 from warroom.alerts import automation, handlers
 from warroom.alerts import service as alerts_service
@@ -24,6 +25,7 @@ from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.events import DomainEvent
 from warroom.incidents.models import Incident
+from warroom.jobs.worker import Worker
 from warroom.orgconfig import ConfigError, OrgConfig, load_org_config, parse_org_config
 
 RULES: dict[str, Any] = {
@@ -604,10 +606,10 @@ def test_resolving_by_hand_refusals_change_nothing(
 
 
 def test_a_flapping_incident_stays_in_investigating_until_it_calms_down(
-    api: TestClient, generic_key: str, viewer: dict[str, str]
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str]
 ) -> None:
     """flap_count (3) returns to investigating within flap_window (1h): the status stops following the
-    alerts, and one timeline entry says why."""
+    alerts, and one timeline entry says why, until 1h passes with no alert firing again."""
 
     def status() -> str:
         value: str = api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"]
@@ -617,7 +619,9 @@ def test_a_flapping_incident_stays_in_investigating_until_it_calms_down(
         timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
         return [entry["action"] for entry in timeline if entry["action"].startswith("Flapping")]
 
-    clock.set(datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
+    worker = Worker(context, name="w1")
+    start = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    clock.set(start)
     fire(api, generic_key, payments_alert(dedup_key="a"))
     for returns in range(1, 4):
         clock.advance(timedelta(minutes=2))
@@ -629,21 +633,69 @@ def test_a_flapping_incident_stays_in_investigating_until_it_calms_down(
         assert len(flapping_notes()) == (1 if returns == 3 else 0)
     assert flapping_notes() == [
         "Flapping: its alerts fired again 3 times within 1h of resolving. Automation leaves the incident in "
-        "investigating, not monitoring, until 1h pass with no alert firing again; a person can move it."
+        "investigating, not monitoring, until 1h pass with no alert firing again (then, its alerts resolved, "
+        "it moves to monitoring); a person can move it."
     ]
     # While it flaps, resolving does not move it to monitoring (and a firing notes nothing more).
     fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))
     assert status() == "investigating"
     clock.advance(timedelta(minutes=25))
-    fire(api, generic_key, payments_alert(dedup_key="a"))
+    fire(api, generic_key, payments_alert(dedup_key="a"))  # +37m
     clock.advance(timedelta(minutes=25))
     fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))
     assert status() == "investigating"
     assert len(flapping_notes()) == 1
-    # An hour after the last return, it has calmed down: resolved alerts move it to monitoring again.
-    clock.advance(timedelta(minutes=15))
+    # An hour after the last return (+12m), but its alert fired at +37m: still flapping.
+    clock.advance(timedelta(minutes=15))  # +77m
     assert fire(api, generic_key, payments_alert(dedup_key="a"))[0]["incident"] == "INC-1"
     fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))
+    assert status() == "investigating"
+    # An hour after it last fired, nothing else happening, a job moves it to monitoring.
+    run_until(worker, start + timedelta(minutes=137) - timedelta(seconds=1))
+    assert status() == "investigating"
+    run_until(worker, start + timedelta(minutes=137))
+    assert status() == "monitoring"
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    assert any(
+        "all alerts resolved, and none fired again for 1h: it stopped flapping" in str(entry)
+        for entry in timeline
+    )
+
+
+def test_flapping_lasts_while_the_alert_keeps_firing_again(
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str]
+) -> None:
+    """The flap window counts from the last return and the last firing, not from the oldest return: an
+    alert that keeps resolving and firing for an hour after the incident began flapping keeps it flapping."""
+
+    def status() -> str:
+        value: str = api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"]
+        return value
+
+    worker = Worker(context, name="w1")
+    start = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    clock.set(start)
+    fire(api, generic_key, payments_alert(dedup_key="a"))
+    for _ in range(3):  # returns at +4m, +8m, +12m: flapping
+        clock.advance(timedelta(minutes=2))
+        fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))
+        clock.advance(timedelta(minutes=2))
+        fire(api, generic_key, payments_alert(dedup_key="a"))
+    for _ in range(5):  # resolves and fires every 5 minutes until +62m
+        clock.advance(timedelta(minutes=5))
+        fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))
+        assert status() == "investigating"
+        clock.advance(timedelta(minutes=5))
+        fire(api, generic_key, payments_alert(dedup_key="a"))
+    clock.advance(timedelta(minutes=6))
+    fire(api, generic_key, payments_alert(dedup_key="a"))  # +68m: the alert is still open
+    clock.advance(timedelta(minutes=1))
+    fire(api, generic_key, payments_alert(dedup_key="a", status="resolved"))  # +69m
+    assert status() == "investigating"  # 57 minutes after the last return, 1 after the last firing
+    run_until(worker, start + timedelta(minutes=121))
+    assert status() == "investigating"
+    # The alert first fired at +62m (the +68m delivery repeated it): an hour later it has calmed down.
+    run_until(worker, start + timedelta(minutes=122))
     assert status() == "monitoring"
 
 

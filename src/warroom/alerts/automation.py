@@ -68,18 +68,21 @@ _ASSESSMENT_SOURCE = {
 }
 
 
-def rule_mismatch(org: OrgConfig, rule: AutomationRule, now: datetime, service: str | None) -> str | None:
+def rule_mismatch(
+    org: OrgConfig, rule: AutomationRule, now: datetime, service: str | None, *, when: str = "now"
+) -> str | None:
     """Why a rule's ``during`` keeps it from applying to an alert of ``service`` at ``now``, in words (None:
-    it may apply). Business hours are those of the service's owner team when it has its own."""
+    it may apply), ``now`` read as ``when`` ("then": a later moment). Business hours are those of the
+    service's owner team when it has its own."""
     if rule.during == "always":
         return None
     hours, team = org.business_hours_for([service])
     whose = f"the business hours of team {team}" if team else "business hours"
     open_now = hours.is_open(now)
     if rule.during == "business_hours" and not open_now:
-        return f"outside {whose} now (the rule is for business hours)"
+        return f"outside {whose} {when} (the rule is for business hours)"
     if rule.during == "outside_business_hours" and open_now:
-        return f"within {whose} now (the rule is for outside them)"
+        return f"within {whose} {when} (the rule is for outside them)"
     return None
 
 
@@ -812,6 +815,10 @@ def preview(
         opens_at = action.opens_at(org, now, alert.service)
         if action.wait_for_business_hours and opens_at > now + action.delay:
             incident.waits_for_business_hours = opens_at
+        if opens_at > now:
+            # The rules are matched again when the wait is over (``alerts.pending``): a delay that ends
+            # outside the rule's hours opens nothing.
+            incident.not_opened_then = rule_mismatch(org, opening, opens_at, alert.service, when="then")
         if session is not None:
             key = group_key(opening, action, automation, alert)
             joined = _open_group_incident(session, key, window)
@@ -1185,6 +1192,7 @@ def _add_affected_service(session: Session, org: OrgConfig, incident: Incident, 
 
 DELAY_KIND = "alerts.open_after_delay"
 QUIET_KIND = "alerts.resolve_when_quiet"
+CALM_KIND = "alerts.settle_after_flapping"
 
 
 def _resolve_when_quiet(session: Session, incident: Incident, quiet: timedelta) -> None:
@@ -1260,7 +1268,8 @@ def _back_to_investigating(
             kind=TimelineKind.alert,
             action=f"Flapping: its alerts fired again {automation.flap_count} times within {window} of "
             "resolving. Automation leaves the incident in investigating, not monitoring, until "
-            f"{window} pass with no alert firing again; a person can move it.",
+            f"{window} pass with no alert firing again (then, its alerts resolved, it moves to monitoring); "
+            "a person can move it.",
             data={"flapping": True, "returns": automation.flap_count, "window": window},
         )
 
@@ -1280,9 +1289,49 @@ def _returns(session: Session, incident: Incident, window: timedelta) -> int:
     )
 
 
-def _flapping(session: Session, org: OrgConfig, incident: Incident) -> bool:
-    count = org.automation.flap_count
-    return bool(count) and _returns(session, incident, org.automation.flap_window) >= count
+def flapping_until(session: Session, org: OrgConfig, incident: Incident) -> datetime | None:
+    """When a flapping incident calms down: ``flap_window`` after both its last return to investigating and
+    the last time one of its alerts fired (None: it is not flapping now). It began flapping when the last
+    return made ``flap_count`` within ``flap_window``; while it flaps it never reaches monitoring, so its
+    alerts firing again are no returns, and only their firing says it has not calmed down."""
+    automation = org.automation
+    if not automation.flap_count:
+        return None
+    moves = session.execute(
+        select(TimelineEntry.occurred_at, TimelineEntry.data)
+        .where(
+            TimelineEntry.incident_id == incident.id,
+            TimelineEntry.kind == TimelineKind.status_change,
+            TimelineEntry.performer == PERFORMER,
+        )
+        .order_by(TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc())
+    )
+    returns = [
+        at
+        for at, move in moves
+        if move and (move.get("from"), move.get("to")) == ("monitoring", "investigating")
+    ]
+    if not returns:
+        return None
+    last = returns[0]
+    if sum(1 for at in returns if at >= last - automation.flap_window) < automation.flap_count:
+        return None
+    fired = session.scalar(select(func.max(Alert.first_seen_at)).where(Alert.incident_id == incident.id))
+    calm = max(last, fired or last) + automation.flap_window
+    return calm if utcnow() < calm else None
+
+
+def _settle_when_calm(session: Session, incident: Incident, alert: Alert, calm: datetime) -> None:
+    """Resolved while flapping: nothing else may come to move the incident once it calms down, so a job
+    settles it then (``alerts.settle``), if its alerts are still resolved and none fired again meanwhile."""
+    jobs_service.enqueue(
+        session,
+        kind=CALM_KIND,
+        payload={"incident_id": incident.id, "alert_id": alert.id},
+        run_at=calm,
+        idempotency_key=f"alerts-calm:{incident.id}:{calm.isoformat()}",
+        incident_id=incident.id,
+    )
 
 
 def on_severity_raised(session: Session, org: OrgConfig, alert: Alert, *, was: str) -> None:
@@ -1564,27 +1613,40 @@ def settle_resolved(session: Session, org: OrgConfig, alert: Alert) -> None:
     incident = _incident_of(session, alert, None)
     if incident is None:
         return
+    settle(session, org, incident, alert)
+
+
+def settle(
+    session: Session, org: OrgConfig, incident: Incident, alert: Alert, *, calmed: bool = False
+) -> str:
+    """``settle_resolved`` for ``incident``, whose alert ``alert`` resolved; ``calmed``: run when the incident
+    stopped flapping (``alerts.settle``). What came of it, in words."""
     session.flush()
     still_open = session.scalar(
         select(Alert.id)
         .where(Alert.incident_id == incident.id, Alert.status != AlertStatus.resolved)
         .limit(1)
     )
-    if (
-        still_open is not None
-        or not _resolve_to_monitoring(org, alert)
-        or incident.status not in (IncidentStatus.investigating, IncidentStatus.identified)
-        or _flapping(session, org, incident)
-    ):
-        return
+    if still_open is not None:
+        return f"ALR-{still_open} is open"
+    if not _resolve_to_monitoring(org, alert):
+        return "resolve_to_monitoring is off for its alerts"
+    if incident.status not in (IncidentStatus.investigating, IncidentStatus.identified):
+        return f"it is {incident.status.value}"
+    if (calm := flapping_until(session, org, incident)) is not None:
+        _settle_when_calm(session, incident, alert, calm)
+        return f"it is flapping until {calm.isoformat()}"
     if truncated := _truncated_groups(session, incident):
         _note_kept_open(session, incident, truncated)
-        return
-    _update(
-        session, org, incident, IncidentUpdate(status=IncidentStatus.monitoring, note="all alerts resolved")
-    )
+        return "its sender left alerts out"
+    note = "all alerts resolved"
+    if calmed:
+        window = format_duration(org.automation.flap_window)
+        note += f", and none fired again for {window}: it stopped flapping"
+    _update(session, org, incident, IncidentUpdate(status=IncidentStatus.monitoring, note=note))
     if (quiet := _resolve_after(org, alert)) > timedelta(0):
         _resolve_when_quiet(session, incident, quiet)
+    return "moved to monitoring"
 
 
 def _truncated_groups(session: Session, incident: Incident) -> dict[str, int]:

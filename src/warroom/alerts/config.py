@@ -503,6 +503,22 @@ class AutomationRule(StrictModel):
         off_or_between(RESOLVE_AFTER_MIN, RESOLVE_AFTER_MAX, "resolve_after")
     )
 
+    @model_validator(mode="after")
+    def _can_open(self) -> AutomationRule:
+        # The rule is matched again when its incident is due to open: waiting for business hours, it would
+        # only ever be due when it no longer applies, and every alert it took would end up unrouted.
+        if (
+            self.during == "outside_business_hours"
+            and self.incident
+            and self.incident.wait_for_business_hours
+        ):
+            raise ValueError(
+                "during: outside_business_hours with incident.wait_for_business_hours never opens an "
+                "incident: it would open when business hours begin, and the rule no longer applies then "
+                "(drop one of them)"
+            )
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _integrations_in_match(cls, data: Any) -> Any:
@@ -1112,7 +1128,11 @@ class AutomationConfig(StrictModel):
         description="An incident whose alerts fired again while it was monitored this many times within "
         "flap_window is flapping: automation stops moving it to monitoring until it calms down (0: never).",
     )
-    flap_window: Duration = Field(default=timedelta(hours=1))
+    flap_window: Duration = Field(
+        default=timedelta(hours=1),
+        description="Also how long a flapping incident needs with no return to investigating and none of its "
+        "alerts firing again to calm down (counted from the last of each).",
+    )
     recent_changes_window: Duration = Field(
         default=timedelta(hours=2),
         description="A new incident's timeline lists the change events of its services (and those naming "

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from warroom.alerts.automation import DELAY_KIND, QUIET_KIND
+from warroom.alerts.automation import CALM_KIND, DELAY_KIND, QUIET_KIND
 from warroom.alerts.config import STORM_GUARD_MAX_WITHIN, RetentionConfig
 from warroom.alerts.digest import DIGEST_KIND
 from warroom.alerts.expiry import SWEEP_KIND
@@ -64,6 +64,7 @@ RECURRING_KINDS = (
     MAINTENANCE_SCHEDULE_KIND,
     DELAY_KIND,
     QUIET_KIND,
+    CALM_KIND,
     DIGEST_KIND,
     SNOOZE_KIND,
 )

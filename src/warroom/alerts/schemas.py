@@ -495,6 +495,12 @@ class IncidentPreview(BaseModel):
         description="The rule waits for business hours and they are over now: the incident opens at this "
         "time (UTC), if the alert is still open then.",
     )
+    not_opened_then: str | None = Field(
+        None,
+        description="The rule's incident would open later (its delay, business hours) and the rule no "
+        "longer applies then (its ``during``), in words: no incident opens, and the alert is unrouted unless "
+        "another rule takes it then.",
+    )
     template_errors: list[str] = Field(
         default_factory=list,
         description="Rule templates (title, notify messages) that fail on this alert: the alert's summary "

@@ -6,6 +6,9 @@ job at night) can let automation finish the job: when the incident has stayed in
 ``resolve_after`` and none of its alerts has fired again, it is resolved, with the reason on its timeline. One
 durable job per stay in monitoring, so a restart in between loses nothing; an alert firing again (back to
 investigating), a person moving it, or a new stay in monitoring leaves the job nothing to do.
+
+Also moving a flapping incident to monitoring once it calms down (``automation.flap_window`` after its last
+return to investigating and its alerts' last firing), when its alerts resolved while it flapped.
 """
 
 from __future__ import annotations
@@ -50,3 +53,14 @@ def resolve_when_quiet(context: AppContext, session: Session, job: Job) -> dict[
         note=f"its alerts stayed resolved for {quiet} in monitoring (resolve_after)",
     )
     return {"resolved": True}
+
+
+@job_handler(automation.CALM_KIND)
+def settle_after_flapping(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
+    """A flapping incident whose alerts resolved: flap_window after they last fired, it may go to monitoring
+    (a later firing and resolve scheduled a later run of its own)."""
+    incident = incident_service.get_incident(session, job.payload["incident_id"], for_update=True)
+    alert = session.get(Alert, job.payload["alert_id"])
+    if alert is None or alert.incident_id != incident.id:
+        return {"settled": "its alert is no longer on it"}
+    return {"settled": automation.settle(session, context.org, incident, alert, calmed=True)}

@@ -788,6 +788,19 @@ def _print_preview(preview: RoutingPreview) -> None:
                 + joined_pages
             )
         )
+    elif incident is not None and incident.not_opened_then is not None:
+        due = (
+            f"when business hours begin ({when(incident.waits_for_business_hours)})"
+            if incident.waits_for_business_hours is not None
+            else f"after {format_duration(incident.delay or timedelta(0))}"
+        )
+        console.print(
+            escape(
+                f"-> no incident: rule {incident.rule} would open {incident.severity} {incident.title!r} "
+                f"{due}, but it no longer applies then ({incident.not_opened_then}): the alert is then "
+                "unrouted unless another rule takes it then"
+            )
+        )
     elif incident is not None:
         group = ", ".join(f"{name}={value!r}" for name, value in incident.group.items())
         within = format_duration(incident.group_window)
