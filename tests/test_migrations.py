@@ -56,8 +56,9 @@ def test_a_migration_at_start_is_logged_in_one_line(tmp_path: Path, caplog: pyte
     caplog.set_level(logging.INFO, logger="warroom")
     try:
         migrate.upgrade(database.engine)
+        [head] = migrate.heads()  # the newest revision: the test does not change with each migration
         assert [r.getMessage() for r in caplog.records if r.name == "warroom.migrate"] == [
-            "migrated the database from 0033 to 0034"
+            f"migrated the database from 0033 to {head}"
         ]
         caplog.clear()
         migrate.upgrade(database.engine)
