@@ -31,7 +31,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import automation
-from warroom.alerts.config import IncidentAction
+from warroom.alerts.config import IncidentAction, schedule_warnings
 from warroom.alerts.digest import schedule_digest
 from warroom.alerts.expiry import schedule_sweeps
 from warroom.alerts.heartbeats import follow_org_file, watch_unpinged
@@ -122,13 +122,14 @@ def reload_warnings(context: AppContext, new: OrgConfig) -> list[str]:
     """What a reload to ``new`` is worth a look for: sections it empties, escalations running on policies it
     no longer has, and open alert groups of rules it drops, or whose group_by or group_window it changes so
     that their next alerts open new incidents (the database is read for those; if it cannot be now, that is
-    said instead)."""
+    said instead), and maintenance schedules with no occurrence left or a COUNT from the rules' start."""
     before = _sections(context.org)
     warnings = [
         f"it has no {section}, where the running file has {before[section]}"
         for section, count in _sections(new).items()
         if count == 0 and before[section]
     ]
+    warnings.extend(schedule_warnings(new.automation, utcnow()))
     try:
         with context.db.read() as session:
             warnings.extend(paging.escalations_losing_policy(session, new))

@@ -2,19 +2,62 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator
 
+# Names the time zone database keeps for old systems, which people take for regions: EST is a fixed UTC-5
+# all year (New York is EDT, UTC-4, in summer), CET follows rules that need not be a given country's. Each
+# with the region people usually mean.
+_LEGACY_ZONES = {
+    "EST": "America/New_York",
+    "MST": "America/Denver (or America/Phoenix, which keeps no summer time)",
+    "HST": "Pacific/Honolulu",
+    "EST5EDT": "America/New_York",
+    "CST6CDT": "America/Chicago",
+    "MST7MDT": "America/Denver",
+    "PST8PDT": "America/Los_Angeles",
+    "CET": "Europe/Berlin",
+    "MET": "Europe/Berlin",
+    "EET": "Europe/Athens",
+    "WET": "Europe/Lisbon",
+}
+# The machine's own zone, under a name that means another zone on every machine that reads the file.
+_MACHINE_ZONES = {"localtime", "posixrules", "Factory"}
+
+
+def _utc_offset(offset: timedelta) -> str:
+    sign = "+" if offset >= timedelta(0) else "\u2212"
+    hours, minutes = divmod(abs(int(offset.total_seconds())) // 60, 60)
+    return f"UTC{sign}{hours}" + (f":{minutes:02}" if minutes else "")
+
 
 def check_zone(value: str) -> str:
-    """The name, if the system's time zone database knows it; ValueError saying how to write one."""
+    """The name, if the system's time zone database knows it as a region (or UTC); ValueError saying how to
+    write one."""
+    if value in _MACHINE_ZONES:
+        raise ValueError(
+            f"{value} depends on the machine that reads the file: write a region such as Europe/Berlin"
+        )
     try:
-        ZoneInfo(value)
+        zone = ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {value!r}; use an IANA name like Europe/Berlin") from None
+    region = _LEGACY_ZONES.get(value.upper())
+    if region is not None:
+        winter = zone.utcoffset(datetime(2026, 1, 15))
+        summer = zone.utcoffset(datetime(2026, 7, 15))
+        if winter is not None and winter == summer:
+            raise ValueError(
+                f"{value} is a fixed {_utc_offset(winter)} offset with no summer time: write a region "
+                f"such as {region}"
+            )
+        raise ValueError(
+            f"{value} is an old abbreviation, not a region (its summer time need not be yours): write a "
+            f"region such as {region}"
+        )
     return value
 
 

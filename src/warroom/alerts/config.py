@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
-from dateutil.rrule import rrulestr
+from dateutil.rrule import rrule, rruleset, rrulestr
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, meta, nodes
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -661,8 +661,47 @@ class StatusPageConfig(StrictModel):
 
 
 SCHEDULE_FREQUENCIES = ("DAILY", "WEEKLY", "MONTHLY")
-# Occurrences count from here, so a rule's INTERVAL keeps its phase (every other Sunday stays those Sundays).
-_SCHEDULE_ANCHOR = datetime(2026, 1, 5)  # a Monday, midnight local time
+# Occurrences count from here, so a rule's INTERVAL keeps its phase (every other Sunday stays those Sundays),
+# and so does COUNT: COUNT=3 is the first three from this Monday, not the next three.
+SCHEDULE_ANCHOR = datetime(2026, 1, 5)  # a Monday, midnight local time
+# How far a clock change can move an occurrence's UTC start from where its wall-clock time suggests: an hour
+# for summer time, two at most anywhere today. Occurrences are looked for this far either side.
+_CLOCK_CHANGE = timedelta(hours=3)
+_UNTIL = re.compile(r"(?i)\bUNTIL=([^;]*)")
+_UNTIL_FORMS = "UNTIL=20270101T000000Z (UTC), UNTIL=20270101T000000 (the rule's wall clock) or UNTIL=20270101"
+
+
+def occurrence_start(local: datetime, zone: ZoneInfo) -> datetime:
+    """The UTC start of an occurrence a rule gives at ``local`` (naive) on the zone's wall clock. A time the
+    clock skips (02:30 the night it goes forward) runs as much later as the clock jumped: 03:30 summer time,
+    as 02:00 runs at 03:00. A time the clock passes twice (falling back) runs the first time."""
+    # fold=0 does both (PEP 495): in a gap the time is read with the offset before the change, so it lands
+    # after the gap by as much as it is into it; in an overlap it is the earlier of the two.
+    return local.replace(tzinfo=zone, fold=0).astimezone(UTC)
+
+
+def _local_until(text: str, zone: ZoneInfo) -> str:
+    """The rule with its UNTIL on the zone's wall clock, as its other times are: RFC 5545 writes UNTIL in UTC
+    (``Z``), which dateutil refuses beside a wall-clock start. ValueError if UNTIL cannot be read."""
+    found = _UNTIL.search(text)
+    if found is None:
+        return text
+    value = found.group(1).strip().upper()
+    if re.fullmatch(r"\d{8}(T\d{6})?", value):
+        return text  # a date, or a time on the rule's wall clock: dateutil reads those as they are
+    try:
+        if not re.fullmatch(r"\d{8}T\d{6}Z", value):
+            raise ValueError(value)  # strptime would take 0000 for hours, minutes and seconds
+        local = datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).astimezone(zone)
+    except (ValueError, OverflowError):
+        raise ValueError(f"cannot read UNTIL={found.group(1)}: write {_UNTIL_FORMS}") from None
+    return f"{text[: found.start(1)]}{local:%Y%m%dT%H%M%S}{text[found.end(1) :]}"
+
+
+@lru_cache(maxsize=256)
+def schedule_rule(text: str, time_zone: str) -> rrule | rruleset:
+    """A schedule's rule, its times naive on the ``time_zone`` wall clock, from ``SCHEDULE_ANCHOR``."""
+    return rrulestr(_local_until(text, ZoneInfo(time_zone)), dtstart=SCHEDULE_ANCHOR)
 
 
 class MaintenanceSchedule(StrictModel):
@@ -699,12 +738,16 @@ class MaintenanceSchedule(StrictModel):
             raise ValueError(
                 f"FREQ must be one of {list(SCHEDULE_FREQUENCIES)}, e.g. FREQ=WEEKLY;BYDAY=SU;BYHOUR=2"
             )
+        _local_until(text, ZoneInfo("UTC"))  # an UNTIL it cannot read is said as such, not as dateutil's
         try:
-            rule = rrulestr(text, dtstart=_SCHEDULE_ANCHOR)
+            rule = schedule_rule(text, "UTC")
         except (ValueError, TypeError) as exc:
             raise ValueError(f"not an RRULE ({exc}); e.g. FREQ=WEEKLY;BYDAY=SU;BYHOUR=2") from None
-        if rule.after(_SCHEDULE_ANCHOR, inc=True) is None:
-            raise ValueError("the rule has no occurrences")
+        if rule.after(SCHEDULE_ANCHOR, inc=True) is None:
+            raise ValueError(
+                f"the rule has no occurrences (it starts on Monday {SCHEDULE_ANCHOR:%Y-%m-%d}, where COUNT "
+                "counts from)"
+            )
         return text
 
     @model_validator(mode="after")
@@ -721,8 +764,49 @@ class MaintenanceSchedule(StrictModel):
         """The first start (UTC) after ``after`` (or at it, with ``inc``); None if no occurrence is left."""
         zone = ZoneInfo(self.time_zone)
         local = after.astimezone(zone).replace(tzinfo=None)
-        found = rrulestr(self.rrule, dtstart=_SCHEDULE_ANCHOR).after(local, inc=inc)
-        return found.replace(tzinfo=zone).astimezone(UTC) if found is not None else None
+        # Wall-clock order is not UTC order around a clock change (02:30 the night 02:00 jumps to 03:00
+        # starts after 03:00), so occurrences are read from a little before ``after``'s wall-clock time, and
+        # the earliest start after it is taken among those close to the first found.
+        first: datetime | None = None
+        found: datetime | None = None
+        for occurrence in schedule_rule(self.rrule, self.time_zone).xafter(local - _CLOCK_CHANGE, inc=True):
+            if first is not None and occurrence > first + 2 * _CLOCK_CHANGE:
+                break
+            start = occurrence_start(occurrence, zone)
+            if start > after or (inc and start == after):
+                first = first or occurrence
+                found = start if found is None else min(found, start)
+        return found
+
+    def is_start(self, starts_at: datetime) -> bool:
+        """Whether the rule has an occurrence starting at ``starts_at`` (UTC), as ``starts`` gives them."""
+        zone = ZoneInfo(self.time_zone)
+        local = starts_at.astimezone(zone).replace(tzinfo=None)
+        near = schedule_rule(self.rrule, self.time_zone).between(
+            local - _CLOCK_CHANGE, local + _CLOCK_CHANGE, inc=True
+        )
+        return any(occurrence_start(occurrence, zone) == starts_at for occurrence in near)
+
+    def warning(self, now: datetime) -> str | None:
+        """What ``config check`` says of a valid rule that does not do what it reads as: one with no
+        occurrence left creates no window, and COUNT counts from ``SCHEDULE_ANCHOR``, not from now."""
+        rule = schedule_rule(self.rrule, self.time_zone)
+        counted = re.search(r"(?i)\bCOUNT=(\d+)", self.rrule)
+        since = (
+            f"COUNT={counted.group(1)} counts from Monday {SCHEDULE_ANCHOR:%Y-%m-%d}, where schedules' rules "
+            "start, not from now"
+            if counted
+            else ""
+        )
+        if self.current_or_next(now) is None:
+            last = rule.before(now.astimezone(ZoneInfo(self.time_zone)).replace(tzinfo=None), inc=True)
+            ended = f", the last at {last:%Y-%m-%d %H:%M} {self.time_zone}" if last is not None else ""
+            why = f" ({since})" if since else ""
+            return f"its rule has no occurrence left{ended}: it creates no window{why}"
+        if counted:
+            last = rule.before(datetime.max)
+            return f"{since}: its last occurrence is {last:%Y-%m-%d %H:%M} {self.time_zone}" if last else None
+        return None
 
     def current_or_next(self, now: datetime) -> datetime | None:
         """The start of the occurrence running at ``now``, else of the next one."""
@@ -1254,6 +1338,17 @@ def _severity_map_references(org: OrgConfig) -> list[str]:
         for alert_severity, level in org.automation.severity_map.items()
         if level not in severity_ids
     ]
+
+
+def schedule_warnings(automation: AutomationConfig, now: datetime) -> list[str]:
+    """Maintenance schedules that are valid but will not do what they read as (``config check`` and a
+    reload say so): a rule with no occurrence left, a COUNT counted from the rules' start, not from now."""
+    warnings = []
+    for index, schedule in enumerate(automation.maintenance_schedules):
+        said = schedule.warning(now)
+        if said is not None:
+            warnings.append(f"automation.maintenance_schedules[{index}] ({schedule.name}): {said}")
+    return warnings
 
 
 def _entry_references(org: OrgConfig) -> list[str]:

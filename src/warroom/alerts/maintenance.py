@@ -375,9 +375,7 @@ def _schedule_occurrence(session: Session, schedule: MaintenanceSchedule, starts
 
 
 def _is_occurrence(schedule: MaintenanceSchedule, starts_at: datetime) -> bool:
-    # From just before: a start at a wall-clock time that does not exist (02:00 the night clocks go forward)
-    # is later on the wall clock than the rule's time, so ``starts(starts_at, inc=True)`` would skip it.
-    return schedule.starts(starts_at - timedelta(seconds=1)) == starts_at
+    return schedule.is_start(starts_at)
 
 
 def schedule_windows(session: Session, org: OrgConfig) -> int:

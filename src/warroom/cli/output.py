@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from copy import copy
@@ -599,7 +601,9 @@ def one_end(duration: str | None, until: str | None) -> str | None:
 
 
 def instant(value: str | None, option: str) -> str | None:
-    """Accept ISO 8601 with an offset; a time without one is taken as this machine's local time."""
+    """Accept ISO 8601 with an offset; a time without one is taken as this machine's local time. One the
+    clock skips there (the night it goes forward) is refused; one it shows twice (going back) is the first,
+    as the server reads a maintenance schedule's."""
     if value is None:
         return None
     try:
@@ -610,10 +614,34 @@ def instant(value: str | None, option: str) -> str | None:
         ) from None
     if parsed.tzinfo is None:
         try:
-            parsed = parsed.astimezone()
+            readings = [parsed.replace(fold=fold).astimezone() for fold in (0, 1)]
         except (OverflowError, ValueError):
             raise typer.BadParameter(
                 f"{value!r} is too far off to be a time here; give a year from 1970 to 2200",
                 param_hint=option,
             ) from None
+        # A time that exists reads back as itself; one in the gap comes back an hour off either way (and
+        # astimezone would quietly take the one an hour earlier).
+        exists = [reading for reading in readings if reading.replace(tzinfo=None) == parsed]
+        if not exists:
+            raise typer.BadParameter(
+                f"{parsed:%Y-%m-%d %H:%M} does not exist in {_local_zone_name()} (clocks go forward): "
+                "give an offset or another time",
+                param_hint=option,
+            )
+        parsed = min(exists)
     return parsed.isoformat()
+
+
+def _local_zone_name() -> str:
+    """This machine's time zone, as its TZ or /etc/localtime names it, for messages."""
+    named = os.environ.get("TZ", "").lstrip(":")
+    if named:
+        return named
+    try:
+        target = os.path.realpath("/etc/localtime")
+    except OSError:
+        target = ""
+    if "zoneinfo/" in target:
+        return target.split("zoneinfo/", 1)[1]
+    return f"this machine's time zone ({time.tzname[0]})"
