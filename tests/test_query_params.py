@@ -47,3 +47,25 @@ def test_parameters_of_many_values_still_repeat(
     assert limit_twice.status_code == 422  # the same value twice is still two values of one parameter
     once = api.get("/api/v1/incidents", params={"limit": "1", "service": "api"}, headers=viewer)
     assert once.status_code == 200 and len(once.json()["items"]) == 1
+
+
+def test_alert_filters_naming_nothing_or_too_many_are_a_422_naming_the_filter(
+    api: TestClient, viewer: dict[str, str]
+) -> None:
+    """A thousand label filters passed SQLite's expression depth and were answered 503 "database unavailable"
+    (clients retry that for ever); an unknown integration or incident was a 404, other filters a 422."""
+    many = api.get(
+        "/api/v1/alerts", params=[("label", f"a{number}=b") for number in range(1000)], headers=viewer
+    )
+    assert many.status_code == 422, many.text
+    assert many.json()["error"]["details"] == {"field": "label"}
+    fifty = api.get(
+        "/api/v1/alerts", params=[("label", f"a{number}=b") for number in range(50)], headers=viewer
+    )
+    assert fifty.status_code == 200, fifty.text
+    for name in ("integration", "incident"):
+        unknown = api.get(
+            "/api/v1/alerts", params={name: "INC-999" if name == "incident" else "nosuch"}, headers=viewer
+        )
+        assert unknown.status_code == 422, (name, unknown.text)
+        assert unknown.json()["error"]["details"] == {"field": name}

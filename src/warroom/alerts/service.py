@@ -64,6 +64,8 @@ from warroom.jobs.models import Job, JobStatus
 from warroom.orgconfig import OrgConfig
 from warroom.severity import service as severity_service
 
+# Label filters of one query (each is a condition; a thousand passed SQLite's expression depth).
+MAX_LABEL_FILTERS = 50
 Outcome = Literal["created", "updated", "unchanged", "acknowledged", "resolved", "ignored"]
 # Intake writes through the table (SQL Core), not the ORM unit of work.
 _ALERTS: Table = Alert.__table__  # type: ignore[assignment]
@@ -805,6 +807,10 @@ def list_alerts(
                 _label_holds(session, text),
             )
         )
+    if len(labels) > MAX_LABEL_FILTERS:
+        raise InvalidInput(
+            f"at most {MAX_LABEL_FILTERS} label filters (given {len(labels)})", {"field": "label"}
+        )
     for label in labels:
         name, sep, value = label.partition("=")
         if not sep or not name.strip():
@@ -841,11 +847,18 @@ def list_alerts(
         for name in integration:
             ids = list(session.scalars(select(IntegrationKey.id).where(IntegrationKey.name == name)))
             if not ids:
-                raise NotFound(f"no integration named {name!r} (see warroom integration list)")
+                raise InvalidInput(
+                    f"no integration named {name!r} (see warroom integration list)", {"field": "integration"}
+                )
             named.extend(ids)
         statement = statement.where(Alert.integration_id.in_(named))
     if incident:
-        ids = [incident_service.get_incident(session, ref).id for ref in incident]
+        ids = []
+        for ref in incident:
+            try:
+                ids.append(incident_service.get_incident(session, ref).id)
+            except NotFound as missing:  # a filter naming nothing: 422 like the others, not 404
+                raise InvalidInput(missing.message, {"field": "incident"}) from None
         statement = statement.where(Alert.incident_id.in_(ids))
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     rows = session.scalars(statement.order_by(Alert.id.desc()).limit(limit).offset(offset)).all()
