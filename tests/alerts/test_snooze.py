@@ -226,6 +226,16 @@ def test_opsgenie_snooze_and_unacknowledge_by_alias(
     for path, body, status in refusals:
         answer = api.post(path, json=body, headers=genie_key)
         assert answer.status_code == status, (path, body, answer.text)
+    # A refusal of the end itself names endTime in Opsgenie's errors, as a malformed one does (it said
+    # "until is in the past", with no errors).
+    for end, said in (
+        ("2020-01-01T00:00:00Z", "endTime is in the past"),
+        ("2026-03-20T11:00:00Z", "at most"),
+    ):
+        answer = api.post(
+            "/v2/alerts/disk-db1/snooze?identifierType=alias", json={"endTime": end}, headers=genie_key
+        )
+        assert answer.status_code == 422 and said in answer.json()["errors"]["endTime"], answer.text
     wrong_key = api.post(
         "/v2/alerts/disk-db1/unacknowledge?identifierType=alias", headers={"Authorization": "GenieKey nope"}
     )

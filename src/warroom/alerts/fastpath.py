@@ -304,6 +304,10 @@ def opsgenie_invalid_request(details: list[dict[str, Any]]) -> Answer:
     return _opsgenie_refusal(InvalidPayload("invalid request", details))
 
 
+# Warroom's names for what Opsgenie's requests call otherwise (a snooze's end is its endTime).
+_OPSGENIE_FIELDS = {"until": "endTime", "duration": "endTime"}
+
+
 def _opsgenie_refusal(exc: WarroomError) -> Answer:
     DELIVERIES_REJECTED.labels(IntegrationType.opsgenie.value, exc.code).inc()
     if isinstance(exc, InvalidPayload):
@@ -313,6 +317,14 @@ def _opsgenie_refusal(exc: WarroomError) -> Answer:
             if isinstance(d, dict)
         }
         return _opsgenie_answer(422, "Request body is not processable. Please check the errors.", errors)
+    if exc.status == 422 and isinstance(exc.details, dict) and "field" in exc.details:
+        # A value the service refused (a snooze ending in the past): by field, in the request's own words.
+        field = str(exc.details["field"])
+        named = _OPSGENIE_FIELDS.get(field, field)
+        message = f"{named}{exc.message[len(field) :]}" if exc.message.startswith(field) else exc.message
+        return _opsgenie_answer(
+            422, "Request body is not processable. Please check the errors.", {named: message}
+        )
     return _opsgenie_answer(exc.status, exc.message)
 
 
