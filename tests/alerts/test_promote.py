@@ -103,3 +103,16 @@ def test_a_summary_with_line_breaks_is_one_line_on_the_timeline(
     attached = next(action for action in entries if "attached" in action)
     assert attached.endswith("attached: line1 FAKE ROW │ ALR-1 │ resolved third"), attached
     assert "\n" not in "".join(entries)
+
+
+def test_a_blank_resolve_or_merge_note_is_refused(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    """A resolve note of spaces was stored (an alert's own note refuses one); nothing changes."""
+    sent = api.post(f"/api/v1/alerts?key={generic_key}", json={"summary": "disk full", "severity": "info"})
+    alert = sent.json()["alerts"][0]["id"]
+    blank = api.post(f"/api/v1/alerts/{alert}/resolve", json={"note": "   "}, headers=responder)
+    assert blank.status_code == 422 and blank.json()["error"]["details"][0]["field"] == "note", blank.text
+    assert api.get(f"/api/v1/alerts/{alert}", headers=responder).json()["status"] == "firing"
+    merged = api.post("/api/v1/incidents/INC-1/merge", json={"into": "INC-2", "note": " "}, headers=responder)
+    assert merged.status_code == 422, merged.text

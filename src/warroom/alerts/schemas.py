@@ -668,7 +668,10 @@ class ResolveRequest(BaseModel):
     """A person resolves an alert whose source will not (it stopped sending, or never sends a resolve)."""
 
     model_config = ConfigDict(extra="forbid")
-    note: str | None = Field(default=None, min_length=1, max_length=2000, description="Why, for the record.")
+    # A blank note says nothing: refused, as a blank alert note is.
+    note: Annotated[str, StringConstraints(min_length=1, max_length=2000), NOT_BLANK] | None = Field(
+        default=None, description="Why, for the record."
+    )
 
 
 # A note on an alert: a paragraph or two, not a log dump (that belongs in the evidence).
@@ -734,7 +737,9 @@ class MergeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     into: str = Field(min_length=1, max_length=30, description="The open incident that goes on, e.g. INC-3")
-    note: str | None = Field(default=None, min_length=1, max_length=2000, description="Why, for the record")
+    note: Annotated[str, StringConstraints(min_length=1, max_length=2000), NOT_BLANK] | None = Field(
+        default=None, description="Why, for the record"
+    )
 
 
 class IncidentMerged(BaseModel):
