@@ -1048,7 +1048,7 @@ def promote(
         raise Conflict(
             f"{alert.ref} is already on INC-{previous_id}: to give it an incident of its own, move it "
             '(warroom alerts promote --move; "move": true)',
-            {"field": "alert", "incident": previous_id},
+            {"field": "alert", "incident": f"INC-{previous_id}"},
         )
     if data.severity is not None:
         severity_service.validate_severity(org, data.severity)
