@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,19 @@ def require_peer(available: bool, reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"peer missing in CI: {reason}")
     pytest.skip(reason)
+
+
+@contextmanager
+def machine_zone(monkeypatch: pytest.MonkeyPatch, zone: str) -> Iterator[None]:
+    """This process's local time zone is ``zone`` (TZ) while it lasts, as the CLI would see it on such a
+    machine; then back to the real one."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 @pytest.fixture(scope="session")

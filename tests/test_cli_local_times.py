@@ -3,22 +3,19 @@ one it shows twice is the first (as the server reads a maintenance schedule's)."
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 import typer
 
+from tests.conftest import machine_zone
 from warroom.cli.output import instant
 
 
 @pytest.fixture
 def new_york(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "America/New_York")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    with machine_zone(monkeypatch, "America/New_York"):
+        yield
 
 
 @pytest.mark.parametrize("moment", ["2027-03-14T02:00", "2027-03-14T02:30", "2027-03-14T02:59:59"])

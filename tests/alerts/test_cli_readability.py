@@ -5,7 +5,6 @@ terminals, times in two zones, and an alert named twice."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -17,6 +16,7 @@ from typer.testing import CliRunner
 from tests.alerts import test_cli_output
 from tests.alerts.conftest import make_key
 from tests.alerts.test_cli_output import _column
+from tests.conftest import machine_zone
 from warroom.alerts.schemas import AlertDetail
 from warroom.app import AppContext
 from warroom.cli.main import app
@@ -236,11 +236,8 @@ def test_free_text_folds_in_a_narrow_terminal(
 
 @pytest.fixture
 def kolkata(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "Asia/Kolkata")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    with machine_zone(monkeypatch, "Asia/Kolkata"):
+        yield
 
 
 def test_local_times_name_their_zone(
@@ -276,13 +273,8 @@ def test_a_zone_is_named_only_where_the_name_is_right(
     tz: str, shown: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """TZ=UTC+3 wrote 18:21 "UTC" for 21:21 UTC, and TZ=Foo/Bar wrote 21:21 "Foo"."""
-    monkeypatch.setenv("TZ", tz)
-    time.tzset()
-    try:
+    with machine_zone(monkeypatch, tz):
         assert when(datetime(2026, 12, 6, 21, 21, 12, tzinfo=UTC)) == shown
-    finally:
-        monkeypatch.undo()
-        time.tzset()
 
 
 def test_integration_list_survives_long_names(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tests.alerts.conftest import payload
+from tests.conftest import machine_zone
 from warroom.alerts.adapters import source_time
 from warroom.alerts.models import Alert
 from warroom.alerts.schemas import AlertDetail
@@ -41,15 +41,9 @@ def test_alertmanager_start_is_kept_and_shown(
     read = api.get("/api/v1/alerts/1", headers=viewer).json()
     assert read["started_at"].startswith("2026-11-28T11:02:04")
     assert read["first_seen_at"].startswith("2026-11-28T11:10")
-    monkeypatch.setenv("TZ", "UTC")
     monkeypatch.setenv("COLUMNS", "120")  # the line on one line, zone and all
-    time.tzset()
-    try:
-        with console.capture() as captured:
-            alerts_cli._show(AlertDetail.model_validate(read))
-    finally:
-        monkeypatch.undo()
-        time.tzset()
+    with machine_zone(monkeypatch, "UTC"), console.capture() as captured:
+        alerts_cli._show(AlertDetail.model_validate(read))
     assert "2026-11-28 11:02:04 UTC by its source (7m56s before it arrived)" in " ".join(
         captured.get().split()
     )
