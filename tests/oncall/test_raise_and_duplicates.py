@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from tests.oncall.test_paging import T0, open_incident, pages, run_at, timeline
 from warroom.clock import clock
@@ -18,6 +19,11 @@ from warroom.jobs.worker import Worker
 from warroom.notify.models import Delivery
 from warroom.oncall.models import Escalation, PageStatus
 from warroom.oncall.paging import START_KIND
+
+
+def request_page(session: Session, incident_id: int, performer: str, **requested: str) -> None:
+    """A page of a policy asked for, as a rule's ``page`` (``rule=``) or a person (``requested_by=``) asks."""
+    publish(session, DomainEvent("incident.page_requested", incident_id, performer, dict(requested)))
 
 
 def states(context: AppContext, incident_id: int) -> dict[str, tuple[str, bool]]:
@@ -71,15 +77,7 @@ def test_a_raise_does_not_supersede_the_policy_a_rule_asked_for(
         incident_service.update_incident(
             session, org=context.org, ref=incident_id, data=IncidentUpdate(severity="P0"), performer="tester"
         )
-        publish(
-            session,
-            DomainEvent(
-                "incident.page_requested",
-                incident_id,
-                "automation",
-                {"policy": "payments-escalation", "rule": "payments-down"},
-            ),
-        )
+        request_page(session, incident_id, "automation", policy="payments-escalation", rule="payments-down")
     # The worker may take either start first: make it the one the case is about.
     with context.db.write() as session:
         starts = session.scalars(
@@ -126,14 +124,8 @@ def test_a_person_two_policies_reach_at_once_is_notified_once(context: AppContex
     moment = T0 + timedelta(milliseconds=200)
     clock.set(moment)
     with context.db.write() as session:
-        publish(
-            session,
-            DomainEvent(
-                "incident.page_requested",
-                incident_id,
-                "automation",
-                {"policy": "platform-escalation", "rule": "critical-monitoring"},
-            ),
+        request_page(
+            session, incident_id, "automation", policy="platform-escalation", rule="critical-monitoring"
         )
     run_at(worker, moment)
     ref = f"INC-{incident_id}"
@@ -192,14 +184,8 @@ def test_a_person_asked_for_after_an_acknowledgement_is_paged_again(context: App
     clock.set(T0 + timedelta(seconds=10))
     with context.db.write() as session:
         incident_service.acknowledge(session, ref=incident_id, performer="bob")
-        publish(
-            session,
-            DomainEvent(
-                "incident.page_requested",
-                incident_id,
-                "bob",
-                {"policy": "database-experts", "requested_by": "bob", "note": "replication lag"},
-            ),
+        request_page(
+            session, incident_id, "bob", policy="database-experts", requested_by="bob", note="replication lag"
         )
     run_at(worker, T0 + timedelta(seconds=10))
     assert len(deliveries_to(context, incident_id, "carol", "email")) == 2
