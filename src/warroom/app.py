@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from warroom import __version__, migrate, reload
+from warroom import __version__, migrate, openapi, reload
 from warroom.alerts import adapters, fastpath, mail
 from warroom.alerts.api import router as alerts_router
 from warroom.alerts.metrics import count_refused
@@ -564,11 +564,19 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     domain_metrics.register(AlertCollector(context))
     domain_metrics.register(IntegrationCollector(context))
 
-    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=PlainTextResponse,
+        summary="Prometheus metrics (text exposition format)",
+        responses={200: {"description": f"The metrics, as {CONTENT_TYPE_LATEST}."}},
+    )
     def metrics() -> Response:
         body = generate_latest(REGISTRY) + generate_latest(domain_metrics)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    # The document says what the routes really take and answer: tokens, keys, error shapes, intake bodies.
+    openapi.install(app)
     app.add_middleware(RequestGuardMiddleware, max_bytes=settings.max_body_bytes)
     app.intake = fastpath.IntakeEndpoint(app.state, context, max_body_bytes=settings.max_body_bytes)
     return app

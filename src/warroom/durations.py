@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
 _PART = re.compile(r"(\d+)\s*([smhdw])")
 _WHOLE = re.compile(r"^\s*(\d+\s*[smhdw]\s*)+$")
@@ -93,9 +93,19 @@ def off_or_between(
     return check
 
 
+# What the API takes and answers, for the OpenAPI document: pydantic's own would say ``format: duration``
+# (ISO 8601 only), and clients that check formats would refuse 2h before sending it.
+DURATION_JSON_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "description": "A duration: a number and a unit, or several (s, m, h, d, w), like 90s, 5m, 1h30m, 2d or "
+    "1w; or ISO 8601 (PT2H). Answers use the first form.",
+    "examples": ["90s", "5m", "1h30m", "2d", "1w", "PT2H"],
+}
+
 Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
     AfterValidator(_within_longest),
     PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(DURATION_JSON_SCHEMA),
 ]

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from warroom.alerts import adapters, changes, heartbeats, maintenance, reports, service
+from warroom.alerts import bodies as body_docs
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import AlertSeverity
 from warroom.alerts.fastpath import (
@@ -127,6 +128,7 @@ async def _intake(request: Request, context: AppContext, key: str | None = None)
     response_model=IngestResult,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Prometheus Alertmanager webhook (version 4)",
+    openapi_extra=body_docs.ALERTMANAGER,
 )
 async def alertmanager_webhook(request: Request, context: Context, key: KeyQuery = None) -> Response:
     return await _intake(request, context, key)
@@ -139,6 +141,7 @@ async def alertmanager_webhook(request: Request, context: Context, key: KeyQuery
     status_code=status.HTTP_202_ACCEPTED,
     summary="Grafana unified alerting webhook, from a contact point set to PUT (as POST)",
     operation_id="grafana_webhook_put",
+    openapi_extra=body_docs.GRAFANA,
 )
 @router.post(
     "/api/v1/alerts/grafana",
@@ -149,6 +152,7 @@ async def alertmanager_webhook(request: Request, context: Context, key: KeyQuery
     f"signature of the raw body in {SIGNATURE_HEADER} (and, if Grafana is set to send one, the signed "
     f"timestamp in {TIMESTAMP_HEADER}), or under the header names the integration was created with; "
     "otherwise 401 and nothing is stored.",
+    openapi_extra=body_docs.GRAFANA,
 )
 async def grafana_webhook(
     request: Request,
@@ -166,6 +170,7 @@ async def grafana_webhook(
     response_model=IngestResult,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Plain JSON alert, or a list of them (accepted whole or not at all)",
+    openapi_extra=body_docs.GENERIC,
 )
 async def generic_alerts(request: Request, context: Context, key: KeyQuery = None) -> Response:
     return await _intake(request, context, key)
@@ -176,6 +181,7 @@ async def generic_alerts(request: Request, context: Context, key: KeyQuery = Non
     status_code=status.HTTP_202_ACCEPTED,
     summary="PagerDuty Events API v2 (PagerDuty's own request and response shapes)",
     response_model=None,
+    openapi_extra=body_docs.PAGERDUTY,
 )
 async def pagerduty_enqueue(request: Request, context: Context) -> Response:
     return await _intake(request, context)
@@ -186,6 +192,7 @@ async def pagerduty_enqueue(request: Request, context: Context) -> Response:
     status_code=status.HTTP_200_OK,
     summary="PagerDuty Events API v1 (older tools; Alertmanager's pagerduty_configs with a service_key)",
     response_model=None,
+    openapi_extra=body_docs.PAGERDUTY_V1,
 )
 async def pagerduty_v1_create_event(request: Request, context: Context) -> Response:
     return await _intake(request, context)
@@ -222,6 +229,7 @@ async def _opsgenie(
     status_code=status.HTTP_202_ACCEPTED,
     summary="Opsgenie Alert API: create an alert (the alias is its dedup key)",
     response_model=None,
+    openapi_extra=body_docs.OPSGENIE_CREATE,
 )
 async def opsgenie_create(
     request: Request, context: Context, authorization: OpsgenieKeyHeader = None
@@ -254,6 +262,7 @@ async def _opsgenie_change(
     status_code=status.HTTP_202_ACCEPTED,
     summary="Opsgenie Alert API: add a note to the open alert of an alias (user or source is its author)",
     response_model=None,
+    openapi_extra=body_docs.OPSGENIE_NOTE,
 )
 async def opsgenie_add_note(
     identifier: OpsgenieAlias,
@@ -313,6 +322,7 @@ _OPSGENIE_UPDATE_DOCS = {
     + ". No new occurrence; the rules do not run again. 404 when the integration has no open alert with the "
     "alias.",
     response_model=None,
+    openapi_extra=body_docs.OPSGENIE_UPDATE,
 )
 async def opsgenie_update(
     identifier: OpsgenieAlias,
@@ -344,6 +354,7 @@ _OPSGENIE_ACTIONS: dict[str, Literal["resolve", "acknowledge"]] = {
     "new occurrence; the rules do not run again). These answer 404 when the integration has no open alert "
     "with the alias.",
     response_model=None,
+    openapi_extra=body_docs.OPSGENIE_ACTION,
 )
 async def opsgenie_alert_action(
     identifier: OpsgenieAlias,
@@ -373,6 +384,7 @@ async def opsgenie_alert_action(
     description="The format (automation.webhook_formats) renders each alert's fields from the payload. A "
     "payload it cannot read is refused whole (400, by field); items its skip expression leaves out are "
     "answered but not stored.",
+    openapi_extra=body_docs.WEBHOOK,
 )
 async def webhook_alerts(
     format_name: Annotated[str, PathParam(max_length=60)],
@@ -502,7 +514,7 @@ def alert_overview(
         return service.overview(session, org=context.org, since=since)
 
 
-@router.post("/api/v1/alerts/preview", response_model=list[RoutingPreview])
+@router.post("/api/v1/alerts/preview", response_model=list[RoutingPreview], openapi_extra=body_docs.PREVIEW)
 async def preview_alerts(
     request: Request,
     context: Context,
@@ -749,7 +761,12 @@ async def ping_heartbeat(
     return await _report(request, context, name, key, None)
 
 
-@router.post("/api/v1/heartbeats/{name}/{signal}", response_model=HeartbeatPinged, tags=["heartbeats"])
+@router.post(
+    "/api/v1/heartbeats/{name}/{signal}",
+    response_model=HeartbeatPinged,
+    tags=["heartbeats"],
+    openapi_extra=body_docs.HEARTBEAT_OUTPUT,
+)
 async def signal_heartbeat(
     name: str,
     signal: Annotated[str, PathParam(description="start, fail, or the run's exit status (0 is a success).")],
@@ -820,6 +837,7 @@ def list_heartbeats(context: Context, _: Viewer) -> list[HeartbeatRead]:
     response_model=ChangeAccepted,
     tags=["changes"],
     responses={400: {"description": "PagerDuty's error shape: {status, message, errors[]}"}},
+    openapi_extra=body_docs.PAGERDUTY_CHANGE,
 )
 async def enqueue_change(request: Request, context: Context) -> Response:
     """PagerDuty's Change Events API: a deploy or a config push from a pipeline, with a ``pagerduty``

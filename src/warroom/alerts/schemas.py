@@ -331,6 +331,16 @@ class IngestResult(BaseModel):
     status: Literal["ok"] = "ok"
     accepted: int
     alerts: list[IngestOutcome]
+    # Written by ``Ingested.to_json``, only when the sender left alerts out.
+    truncated_alerts: int | None = Field(
+        default=None,
+        ge=1,
+        description="Only when the sender left alerts of the group out of the delivery (Alertmanager's "
+        "truncatedAlerts): how many. Warroom never saw them.",
+    )
+    warning: str | None = Field(
+        default=None, description="Only with truncated_alerts: what was left out, for the sender's log."
+    )
 
 
 # The intake hot path builds these plain dataclasses (orjson writes them as they are); the two models above
