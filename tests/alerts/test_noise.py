@@ -70,7 +70,7 @@ def test_the_noisiest_alert_groups_come_first(
         return [a["dedup_key"] for a in response.json()["items"]]
 
     assert listed("nightly-cron") == ["b"] and len(listed("scripts")) == 4
-    assert api.get("/api/v1/alerts", params={"integration": "nope"}, headers=viewer).status_code == 404
+    assert api.get("/api/v1/alerts", params={"integration": "nope"}, headers=viewer).status_code == 422
     assert report(by="integration") == [
         ("scripts", 7, 3, 0, 3, 2),
         ("nightly-cron", 1, 1, 0, 1, 1),
