@@ -520,3 +520,24 @@ def test_the_reload_poll_logs_an_outage_once_in_one_line_and_its_end(
         wait_until(lambda: any("works again" in r.getMessage() for r in caplog.records), timeout=10)
     finally:
         watcher.stop()
+
+
+def test_a_driver_error_on_the_framework_routes_is_a_503_in_the_routes_shape(
+    api: TestClient, context: AppContext
+) -> None:
+    """The key lookup runs SQL straight on the driver, whose errors come unwrapped: with the schema gone,
+    Opsgenie's, a webhook format's and the heartbeats' routes answered 500 with two tracebacks (PagerDuty's
+    and the plain intake's, on the fast path, answered 503)."""
+    if not context.db.is_sqlite:
+        pytest.skip("a missing table is psycopg's ProgrammingError, not a database that cannot be used")
+    genie = {"Authorization": f"GenieKey {make_key(context, 'opsgenie')}"}
+    webhook_key, heartbeat_key = make_key(context, "webhook"), make_key(context, "heartbeat")
+    with context.db.write() as session:
+        session.execute(text("ALTER TABLE integration_keys RENAME TO integration_keys_gone"))
+    try:
+        assert_unavailable_as_opsgenie(api.post("/v2/alerts", json={"message": "replica lag"}, headers=genie))
+        assert_unavailable(api.post(f"/api/v1/alerts/webhook/uptime-kuma?key={webhook_key}", json={"a": 1}))
+        assert_unavailable(api.post(f"/api/v1/heartbeats/prometheus-watchdog?key={heartbeat_key}"))
+    finally:
+        with context.db.write() as session:
+            session.execute(text("ALTER TABLE integration_keys_gone RENAME TO integration_keys"))

@@ -8,6 +8,8 @@ import gc
 import json
 import logging
 import signal
+import sqlite3
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,7 +33,7 @@ from warroom.alerts.api import router as alerts_router
 from warroom.alerts.metrics import count_refused
 from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
-from warroom.db import is_retryable, unavailable_reason
+from warroom.db import as_sqlalchemy_error, is_retryable, unavailable_reason
 from warroom.deps import Admin, Viewer, single_values
 from warroom.errors import (
     UNAVAILABLE_CODE,
@@ -361,6 +363,17 @@ def install_error_handlers(app: FastAPI) -> None:
             UNAVAILABLE_MESSAGE,
             headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
         )
+
+    async def _driver_unavailable(request: Request, exc: Exception) -> Response:
+        converted = as_sqlalchemy_error(exc)
+        return await _database_unavailable(request, converted if isinstance(converted, Exception) else exc)
+
+    # SQL run straight on the driver (intake's key lookup) raises the driver's own errors: a database that
+    # cannot be used is a 503 (a lost race a 409) there too, not a 500 with two tracebacks. psycopg's only
+    # when loaded (the app's PostgreSQL engine has loaded it by now): SQLite alone never imports it.
+    app.add_exception_handler(sqlite3.OperationalError, _driver_unavailable)
+    if (psycopg := sys.modules.get("psycopg")) is not None:
+        app.add_exception_handler(psycopg.OperationalError, _driver_unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
