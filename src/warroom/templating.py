@@ -104,6 +104,25 @@ class _LimitedEscapeFormatter(_LimitedFormatter, EscapeFormatter):
 
 
 class _LimitedCodeGenerator(CodeGenerator):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._called: set[int] = set()  # the Getattr nodes a call is made on (``labels.items()``)
+
+    def visit_Call(self, node: nodes.Call, frame: Frame, forward_caller: bool = False) -> None:
+        if isinstance(node.node, nodes.Getattr):
+            self._called.add(id(node.node))
+        super().visit_Call(node, frame, forward_caller=forward_caller)
+
+    def visit_Getattr(self, node: nodes.Getattr, frame: Frame) -> None:
+        if id(node) not in self._called:
+            super().visit_Getattr(node, frame)
+            return
+        # Called: the method, as Jinja reads it, whatever fields the data has (``tags.items()`` on tags with
+        # an "items" key of their own); the environment's getattr reads a field before a method.
+        self.write("environment.called_getattr(")
+        self.visit(node.node, frame)
+        self.write(f", {node.attr!r})")
+
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         # ``a ~ b``: each part is within the limits, so the join is checked after it is built.
         self.write("environment.checked(")
@@ -243,6 +262,10 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
             missing.method = value  # type: ignore[attr-defined]
             return missing
         return value
+
+    def called_getattr(self, obj: Any, attribute: str) -> Any:
+        """``obj.attribute(...)``: the sandbox's own reading, the method before a field of that name."""
+        return super().getattr(obj, attribute)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":

@@ -230,6 +230,17 @@ def test_fields_named_like_methods_are_the_payloads_fields() -> None:
     )
     [event] = from_webhook({"a": 1, "b": 2}, without)
     assert event.summary == "[] a,b"
+    # Called, a method is the method whatever fields the sender's data has (tags with an "items" key made
+    # tags.items() call a string: the delivery was refused).
+    looped = WebhookFormat.model_validate(
+        {
+            "name": "looped",
+            "summary": "{% for k, v in payload.tags.items() %}{{ k }}={{ v }};{% endfor %}"
+            "{{ payload.tags.get('env') }} {{ payload.tags.items }}",
+        }
+    )
+    [event] = from_webhook({"tags": {"env": "prod", "items": "3", "get": "x"}}, looped)
+    assert event.summary == "env=prod;items=3;get=x;prod 3"
 
 
 def test_long_values_are_shortened_not_refused() -> None:
