@@ -221,6 +221,8 @@ def pages(
             f"Escalations of {result.incident}",
             [
                 WordColumn("policy"),
+                # Which runs a severity raise supersedes: only the incident's own, not a rule's or a person's.
+                WordColumn("origin", drop=4),
                 WordColumn("mode", drop=2),
                 WordColumn("state"),
                 WordColumn("pass", drop=1),
@@ -231,6 +233,7 @@ def pages(
             [
                 (
                     e.policy,
+                    e.origin or "incident",
                     e.mode,
                     e.state,
                     e.pass_number,
