@@ -69,3 +69,10 @@ def test_alert_filters_naming_nothing_or_too_many_are_a_422_naming_the_filter(
         )
         assert unknown.status_code == 422, (name, unknown.text)
         assert unknown.json()["error"]["details"] == {"field": name}
+
+
+def test_a_refusal_says_the_validators_own_words(api: TestClient, viewer: dict[str, str]) -> None:
+    """Pydantic put "Value error, " before a validator's message: "since: Value error, '09:00' is a time…"."""
+    refused = api.get("/api/v1/alerts", params={"since": "09:00"}, headers=viewer)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["message"].startswith("since: '09:00' is a time or a date"), refused.text

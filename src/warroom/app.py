@@ -45,6 +45,7 @@ from warroom.errors import (
     UnsupportedMediaType,
     WarroomError,
 )
+from warroom.fields import validation_message
 from warroom.incidents.api import router as incidents_router
 from warroom.jobs.api import router as jobs_router
 from warroom.jsonbody import NOT_JSON, TOO_DEEP, decode_error, nul_field
@@ -310,7 +311,10 @@ def install_error_handlers(app: FastAPI) -> None:
             return _unreadable_body(request, "the body is empty: send a JSON object", 422)
         details = []
         for error in exc.errors():
-            entry: dict[str, Any] = {"field": _field_name(tuple(error["loc"])), "message": error["msg"]}
+            entry: dict[str, Any] = {
+                "field": _field_name(tuple(error["loc"])),
+                "message": validation_message(error),
+            }
             expected = (error.get("ctx") or {}).get("expected")
             if expected:
                 entry["allowed"] = expected

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime
 
@@ -103,3 +104,8 @@ def safe_link(href: str) -> bool:
         return False
     host_at = 8 if start.startswith("https://") else 7
     return len(href) > host_at and href[host_at] not in "/?#"
+
+
+def validation_message(error: Mapping[str, Any]) -> str:
+    """A pydantic error's words without the "Value error, " it puts before a validator's own message."""
+    return str(error["msg"]).removeprefix("Value error, ")

@@ -32,6 +32,7 @@ from warroom.alerts.config import AutomationConfig, NameTaken, Problems, names_t
 from warroom.business_hours import BusinessHours
 from warroom.durations import Duration
 from warroom.errors import InvalidInput
+from warroom.fields import validation_message
 from warroom.notify.config import NotificationChannel, check_notification_channels, default_channels
 from warroom.oncall.config import (
     EscalationPolicyConfig,
@@ -597,7 +598,7 @@ def _message(error: ErrorDetails) -> str:
         given = error.get("input")
         what = "null (empty)" if given is None else f"{_YAML_KINDS.get(type(given), 'a value')} {given!r}"
         return f"should be {shape}, not {what}"
-    return error["msg"].removeprefix("Value error, ")
+    return validation_message(error)
 
 
 _YAML_KINDS: dict[type, str] = {str: "the text", int: "the number", float: "the number", bool: "the boolean"}

@@ -43,6 +43,7 @@ from warroom.alerts.schemas import (
 )
 from warroom.db import utcnow
 from warroom.errors import NotFound, WarroomError
+from warroom.fields import validation_message
 from warroom.jsonbody import NOT_JSON, NOT_UTF8, NUL_MESSAGE, TOO_DEEP, nul_field, storable_text
 
 Action = Literal["trigger", "acknowledge", "resolve"]
@@ -214,7 +215,7 @@ def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     details = []
     for error in exc.errors():
         loc = ".".join(str(p) for p in error["loc"]) or "body"
-        entry: dict[str, Any] = {"field": loc, "message": error["msg"]}
+        entry: dict[str, Any] = {"field": loc, "message": validation_message(error)}
         expected = (error.get("ctx") or {}).get("expected")
         if expected:
             entry["allowed"] = expected

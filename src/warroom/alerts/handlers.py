@@ -46,6 +46,7 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, object_session, selectinload
 
 from warroom.db import utcnow
+from warroom.fields import validation_message
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.service import PermanentFailure, RetryLater, job_handler
 from warroom.jsonbody import storable_text
@@ -664,7 +665,7 @@ def _schema_problems(schema: Any, values: dict[str, Any]) -> list[str]:
         try:
             TypeAdapter(annotation).validate_python(value, strict=False)
         except ValidationError as exc:
-            problems.append(f"{key} {value!r:.80}: {exc.errors()[0]['msg']}")
+            problems.append(f"{key} {value!r:.80}: {validation_message(exc.errors()[0])}")
     return problems
 
 

@@ -66,7 +66,7 @@ from warroom.cli.parsing import OnceOnlyCommand
 from warroom.client import ApiError, Client
 from warroom.durations import format_duration
 from warroom.errors import InvalidInput, NotFound, WarroomError
-from warroom.fields import parse_row_ref
+from warroom.fields import parse_row_ref, validation_message
 from warroom.orgconfig import OrgConfig
 
 if TYPE_CHECKING:
@@ -948,7 +948,7 @@ def snooze(
         asked = SnoozeRequest.model_validate({"duration": duration, "until": end})
         snooze_end(datetime.now(UTC), duration=asked.duration, until=asked.until)
     except ValidationError as exc:
-        fail(f"--for: {exc.errors()[0]['msg'].removeprefix('Value error, ')}")
+        fail(f"--for: {validation_message(exc.errors()[0])}")
     except InvalidInput as exc:
         fail(exc.message)
     _on_each(
@@ -1438,7 +1438,7 @@ def integration_update(
     try:
         changes = integrations.IntegrationUpdate.model_validate(fields)
     except ValidationError as exc:
-        fail("; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        fail("; ".join(f"--{'-'.join(map(str, e['loc']))}: {validation_message(e)}" for e in exc.errors()))
     org = _org_for(service, config)
     with _local_session(database_url, explain=_options_named) as session:
         updated = integrations.update_integration(

@@ -43,6 +43,7 @@ from warroom.cli.parsing import NegativeNumbersGroup, OnceOnlyCommand
 from warroom.client import ApiError, Client
 from warroom.durations import format_duration
 from warroom.errors import WarroomError
+from warroom.fields import validation_message
 from warroom.settings import Settings
 
 # Only what the client commands need is imported up front: the database, the org file and the services load in
@@ -102,7 +103,7 @@ def _settings(config: Path | None = None, database_url: str | None = None, **ext
         # A bad WARROOM_* variable (or option): which one, and what it takes, not a traceback.
         fail(
             "; ".join(
-                f"WARROOM_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+                f"WARROOM_{'_'.join(str(part) for part in error['loc']).upper()}: {validation_message(error)}"
                 + (f" (got {error['input']!r})" if isinstance(error.get("input"), str | int | float) else "")
                 for error in exc.errors()
             )
