@@ -61,13 +61,16 @@ def _clean_failure(result: Result) -> str:
 
 def test_serve_says_in_one_line_that_it_cannot_use_the_database(tmp_path: Path) -> None:
     """A refused port (or a database that does not exist): the same line as ``db upgrade``'s, not the
-    traceback of ``create_app``'s migration."""
-    runner = CliRunner(env={"COLUMNS": "200", "WARROOM_DATA_DIR": str(tmp_path)})
+    traceback of ``create_app``'s migration. One line at any width: folded at 80 columns, it was three
+    entries in a log."""
+    runner = CliRunner(env={"COLUMNS": "80", "WARROOM_DATA_DIR": str(tmp_path)})
     url = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
     for command in (["serve", "--port", "18899"], ["db", "upgrade"]):
-        said = _clean_failure(runner.invoke(app, [*command, "--database-url", url]))
+        result = runner.invoke(app, [*command, "--database-url", url])
+        said = _clean_failure(result)
         assert "cannot use the database at postgresql+psycopg://postgres@127.0.0.1:1/nowhere" in said, said
         assert "Connection refused" in said or "connection" in said.lower(), said
+        assert len(result.output.strip().splitlines()) == 1, result.output
 
 
 def test_a_database_of_a_newer_warroom_is_named_as_such(tmp_path: Path) -> None:

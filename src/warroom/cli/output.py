@@ -155,7 +155,8 @@ STATUS_STYLE = {
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    error_console.print(f"[bold red]error:[/] {escape(message)}")
+    # One line however long (soft wrap): a terminal folds it, and a log (journald, a pipe) keeps one entry.
+    error_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
