@@ -138,6 +138,8 @@ def test_preview_shows_the_enriched_alert(api: TestClient, responder: dict[str, 
             {"name": "x", "links": [{"href": "javascript:alert(1)"}]},
             "must be an http://, https:// or mailto:",
         ),
+        # Its scheme written before the template: never a web link, whatever it renders.
+        ({"name": "x", "links": [{"href": "javascript:{{ alert.summary }}"}]}, "must be an http://"),
     ],
 )
 def test_bad_entries_are_refused(entry: dict[str, Any], problem: str) -> None:

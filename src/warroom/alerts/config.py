@@ -988,7 +988,11 @@ class WebhookLink(StrictModel):
     @field_validator("href")
     @classmethod
     def _web_or_mail(cls, href: str) -> str:
-        if "{" not in href and not safe_link(href):  # written out whole: it can be checked now
+        # Written out whole, or with its scheme written before the template (javascript:{{ … }}): it can be
+        # checked now.
+        literal = href.split("{", 1)[0]
+        known = "{" not in href or ":" in literal
+        if known and not (safe_link(href) or literal.lower().startswith(("http://", "https://", "mailto:"))):
             raise ValueError("must be an http://, https:// or mailto: address")
         return href
 
