@@ -426,6 +426,20 @@ def test_services_and_audiences_given_twice_are_named() -> None:
     ]
 
 
+def test_people_and_policies_given_twice_are_named_with_both_lines() -> None:
+    """They said only "people[1].name: 'bob' is defined twice", where services named both lines."""
+    person = "{name: bob, email: bob@acme.example}"
+    policy = "{name: p, steps: [{targets: [{person: bob}]}]}"
+    found = problems_of(
+        f"people:\n  - {person}\n  - {person}\nescalation_policies:\n  - {policy}\n  - {policy}\n"
+    )
+    assert [line for line in found if "already the name" in line] == [
+        "people[1].name (line 3): 'bob' at line 3 is already the name of the person at line 2 (people[0].name)",
+        "escalation_policies[1].name (line 6): 'p' at line 6 is already the name of the escalation policy at "
+        "line 5 (escalation_policies[0].name)",
+    ], found
+
+
 @pytest.mark.parametrize(
     ("entry", "wanted"),
     [

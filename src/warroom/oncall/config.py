@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from warroom.alerts.config import names_taken
 from warroom.business_hours import BusinessHours
 from warroom.durations import Duration
 from warroom.notify.config import CHANNEL_TYPES, check_recipient, find_channel, missing_url
@@ -267,14 +268,6 @@ def default_paging_modes() -> dict[str, PagingMode]:
     return {"P0": "all_hands", "P1": "escalate", "P2": "first_step", "P3": "none"}
 
 
-def _unique(problems: list[str], section: str, names: list[str]) -> None:
-    seen: set[str] = set()
-    for index, name in enumerate(names):
-        if name in seen:
-            problems.append(f"{section}[{index}].name: {name!r} is defined twice")
-        seen.add(name)
-
-
 def check_oncall_references(org: OrgConfig) -> list[str]:
     """Cross-references of the on-call sections, as "section[index].field: message" strings."""
     problems: list[str] = []
@@ -282,10 +275,12 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
     teams = [t.name for t in org.teams]
     schedules = [s.name for s in org.schedules]
     policies = [p.name for p in org.escalation_policies]
-    _unique(problems, "people", people)
-    _unique(problems, "teams", teams)
-    _unique(problems, "schedules", schedules)
-    _unique(problems, "escalation_policies", policies)
+    # Both places named, as for services and rules ("'bob' at line 212 is already the name of the person at
+    # line 40").
+    problems += names_taken("people", people, "person")
+    problems += names_taken("teams", teams, "team")
+    problems += names_taken("schedules", schedules, "schedule")
+    problems += names_taken("escalation_policies", policies, "escalation policy")
 
     def unknown(kind: str, name: str, known: list[str]) -> str:
         return f"{name!r} is not a {kind} in this file" + (
