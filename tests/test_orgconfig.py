@@ -434,7 +434,8 @@ def test_people_and_policies_given_twice_are_named_with_both_lines() -> None:
         f"people:\n  - {person}\n  - {person}\nescalation_policies:\n  - {policy}\n  - {policy}\n"
     )
     assert [line for line in found if "already the name" in line] == [
-        "people[1].name (line 3): 'bob' at line 3 is already the name of the person at line 2 (people[0].name)",
+        "people[1].name (line 3): 'bob' at line 3 is already the name of the person at line 2 "
+        "(people[0].name)",
         "escalation_policies[1].name (line 6): 'p' at line 6 is already the name of the escalation policy at "
         "line 5 (escalation_policies[0].name)",
     ], found
