@@ -346,11 +346,11 @@ def _matrix_references(org: OrgConfig) -> list[str]:
         problems.append("severities: at least one level is needed")
     problems.extend(names_taken("severities", severity_ids, "level", "id"))
     if org.severities and org.default_severity not in severity_ids:
-        problems.append(f"default_severity: {org.default_severity!r} is not one of {severity_ids}")
+        problems.append(f"default_severity: {org.default_severity!r} is not one of {', '.join(severity_ids)}")
     for index, rule in enumerate(org.severity_rules):
         if rule.severity not in severity_ids:
             problems.append(
-                f"severity_rules[{index}].severity: {rule.severity!r} is not one of {severity_ids}"
+                f"severity_rules[{index}].severity: {rule.severity!r} is not one of {', '.join(severity_ids)}"
             )
     return problems
 

@@ -736,7 +736,7 @@ class MaintenanceSchedule(StrictModel):
         frequency = re.search(r"FREQ=([A-Z]+)", text.upper())
         if frequency is None or frequency.group(1) not in SCHEDULE_FREQUENCIES:
             raise ValueError(
-                f"FREQ must be one of {list(SCHEDULE_FREQUENCIES)}, e.g. FREQ=WEEKLY;BYDAY=SU;BYHOUR=2"
+                f"FREQ must be one of {', '.join(SCHEDULE_FREQUENCIES)}, e.g. FREQ=WEEKLY;BYDAY=SU;BYHOUR=2"
             )
         _local_until(text, ZoneInfo("UTC"))  # an UNTIL it cannot read is said as such, not as dateutil's
         try:
@@ -744,9 +744,9 @@ class MaintenanceSchedule(StrictModel):
         except (ValueError, TypeError) as exc:
             raise ValueError(f"not an RRULE ({exc}); e.g. FREQ=WEEKLY;BYDAY=SU;BYHOUR=2") from None
         if rule.after(SCHEDULE_ANCHOR, inc=True) is None:
+            counted = ", where COUNT counts from" if re.search(r"(?i)\bCOUNT=", text) else ""
             raise ValueError(
-                f"the rule has no occurrences (it starts on Monday {SCHEDULE_ANCHOR:%Y-%m-%d}, where COUNT "
-                "counts from)"
+                f"the rule has no occurrences (it starts on Monday {SCHEDULE_ANCHOR:%Y-%m-%d}{counted})"
             )
         return text
 
@@ -1338,7 +1338,7 @@ def _unknown_match_services(where: str, match: RuleMatch, service_names: list[st
 def _severity_map_references(org: OrgConfig) -> list[str]:
     severity_ids = org.severity_ids
     return [
-        f"automation.severity_map.{alert_severity}: {level!r} is not one of {severity_ids}"
+        f"automation.severity_map.{alert_severity}: {level!r} is not one of {', '.join(severity_ids)}"
         for alert_severity, level in org.automation.severity_map.items()
         if level not in severity_ids
     ]
@@ -1394,7 +1394,8 @@ def _entry_references(org: OrgConfig) -> list[str]:
     audience_ids = [a.id for a in org.audiences]
     if digest is not None and digest.audience not in audience_ids:
         problems.append(
-            f"automation.unrouted_digest.audience: {digest.audience!r} is not one of {audience_ids}"
+            f"automation.unrouted_digest.audience: {digest.audience!r} is not one of "
+            f"{', '.join(audience_ids)}"
         )
     for index, enrich_rule in enumerate(automation.enrich):
         where = f"automation.enrich[{index}]"
@@ -1426,13 +1427,14 @@ def _rule_references(org: OrgConfig) -> list[str]:
         if rule.incident is not None:
             if rule.incident.severity is not None and rule.incident.severity not in severity_ids:
                 problems.append(
-                    f"{where}.incident.severity: {rule.incident.severity!r} is not one of {severity_ids}"
+                    f"{where}.incident.severity: {rule.incident.severity!r} is not one of "
+                    f"{', '.join(severity_ids)}"
                 )
             for alert_severity, level in (rule.incident.severity_map or {}).items():
                 if level not in severity_ids:
                     problems.append(
                         f"{where}.incident.severity_map.{alert_severity}: "
-                        f"{level!r} is not one of {severity_ids}"
+                        f"{level!r} is not one of {', '.join(severity_ids)}"
                     )
             for service in rule.incident.services:
                 if service not in service_names:
@@ -1444,7 +1446,8 @@ def _rule_references(org: OrgConfig) -> list[str]:
             audience = org.audience(notify.audience)
             if audience is None:
                 problems.append(
-                    f"{where}.notify[{n_index}].audience: {notify.audience!r} is not one of {audience_ids}"
+                    f"{where}.notify[{n_index}].audience: {notify.audience!r} is not one of "
+                    f"{', '.join(audience_ids)}"
                 )
             elif rule.incident is not None and rule.incident.private and audience.reaches_outside:
                 problems.append(

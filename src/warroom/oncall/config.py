@@ -367,14 +367,18 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
     severity_ids = [s.id for s in org.severities]
     for severity_id, policy_name in org.severity_policies.items():
         if severity_id not in severity_ids:
-            problems.append(f"severity_policies.{severity_id}: not one of the severities {severity_ids}")
+            problems.append(
+                f"severity_policies.{severity_id}: not one of the severities {', '.join(severity_ids)}"
+            )
         if policy_name not in policies:
             problems.append(f"severity_policies.{severity_id}: {unknown('policy', policy_name, policies)}")
     for severity_id, mode in org.paging_modes.items():
         if severity_id not in severity_ids and severity_id not in default_paging_modes():
-            problems.append(f"paging_modes.{severity_id}: not one of the severities {severity_ids}")
+            problems.append(
+                f"paging_modes.{severity_id}: not one of the severities {', '.join(severity_ids)}"
+            )
         if mode not in PAGING_MODES:
-            problems.append(f"paging_modes.{severity_id}: {mode!r} is not one of {list(PAGING_MODES)}")
+            problems.append(f"paging_modes.{severity_id}: {mode!r} is not one of {', '.join(PAGING_MODES)}")
     for index, service in enumerate(org.services):
         if service.escalation_policy is not None and service.escalation_policy not in policies:
             problems.append(
