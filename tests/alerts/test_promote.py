@@ -11,11 +11,12 @@ from sqlalchemy import func, select
 
 from tests.alerts.test_holds import cli_through, fire
 from tests.alerts.test_maintenance import T0
-from tests.alerts.test_source_ack import timeline
+from tests.alerts.test_source_ack import run_at, sent_pages, timeline
 from warroom.cli.main import app
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents.models import Incident
+from warroom.jobs.worker import Worker
 
 
 def incidents(context: AppContext) -> int:
@@ -116,3 +117,42 @@ def test_a_blank_resolve_or_merge_note_is_refused(
     assert api.get(f"/api/v1/alerts/{alert}", headers=responder).json()["status"] == "firing"
     merged = api.post("/api/v1/incidents/INC-1/merge", json={"into": "INC-2", "note": " "}, headers=responder)
     assert merged.status_code == 422, merged.text
+
+
+@pytest.mark.parametrize("taken", ["acknowledge", "snooze"])
+def test_an_alert_someone_took_on_opens_an_acknowledged_incident_that_pages_nobody(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str], taken: str
+) -> None:
+    """Promoting an alert a responder had acknowledged (or snoozed) paged the on-call all the same."""
+    clock.set(T0)
+    disk = fire(api, generic_key, "DiskFull", "warning")  # unrouted in the example
+    body = {"duration": "1h"} if taken == "snooze" else None
+    assert api.post(f"/api/v1/alerts/{disk['id']}/{taken}", json=body, headers=responder).status_code == 200
+    assert promote(api, disk["id"], responder, severity="P1").status_code in (200, 201)
+    incident = api.get("/api/v1/incidents/INC-1", headers=responder).json()
+    assert incident["acknowledged_by"] == "responder-user", incident
+    run_at(Worker(context, name="w1"), T0 + timedelta(minutes=30))
+    assert sent_pages(context) == []
+
+
+def test_an_alert_is_not_moved_off_a_closed_incident(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    """Promoting or attaching moved an alert off a closed incident and wrote on its final record."""
+    clock.set(T0)
+    disk = fire(api, generic_key, "DiskFull", "warning")
+    assert promote(api, disk["id"], responder, severity="P3").status_code in (200, 201)
+    for status in ("resolved", "closed"):
+        changed = api.patch("/api/v1/incidents/INC-1", json={"status": status}, headers=responder)
+        assert changed.status_code == 200, changed.text
+    before = len(api.get("/api/v1/incidents/INC-1/timeline", headers=responder).json())
+    moved = promote(api, disk["id"], responder, move=True, force=True)
+    assert moved.status_code == 409 and "INC-1, which is closed" in moved.text, moved.text
+    other = api.post("/api/v1/incidents", json={"title": "db1", "severity": "P3"}, headers=responder).json()
+    attached = api.post(
+        f"/api/v1/alerts/{disk['id']}/attach", json={"incident": other["id"]}, headers=responder
+    )
+    assert attached.status_code == 409 and "which is closed" in attached.text, attached.text
+    assert len(api.get("/api/v1/incidents/INC-1/timeline", headers=responder).json()) == before
+    assert api.get(f"/api/v1/alerts/{disk['id']}", headers=responder).json()["incident"] == "INC-1"
+    assert incidents(context) == 2  # the refused promotion opened nothing

@@ -58,7 +58,7 @@ from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, par
 from warroom.durations import format_duration
 from warroom.errors import Conflict, Forbidden, InvalidInput, NotFound
 from warroom.incidents import service as incident_service
-from warroom.incidents.models import OPEN_STATUSES, Incident, TimelineKind
+from warroom.incidents.models import OPEN_STATUSES, Incident, IncidentStatus, TimelineKind
 from warroom.jobs import service as job_service
 from warroom.jobs.models import Job, JobStatus
 from warroom.orgconfig import OrgConfig
@@ -1055,6 +1055,7 @@ def promote(
     previous = None
     if previous_id is not None:
         previous = incident_service.get_incident(session, previous_id, for_update=True)
+        _check_leaves(previous, alert)
     fields = automation.incident_fields(org, alert, title=data.title, severity=data.severity)
     incident = incident_service.create_incident(
         session, org=org, data=fields, performer=performer, kind_note=f"promoted from alert {alert.ref}"
@@ -1066,8 +1067,22 @@ def promote(
         # Forced: whoever reads the incident later sees that its alert was already over when it opened.
         note += f"; it had resolved{_resolved_when_by(alert)}, and {performer} promoted it anyway"
     automation.attach(session, incident, alert, performer=performer, note=note)
+    # Someone already took the alert on (acknowledged, snoozed): the incident opens acknowledged by them, and
+    # nobody is paged, as for an alert acknowledged while its rule's delay held it.
+    automation.carry_acknowledgement(session, org, alert)
     session.flush()
     return alert, incident
+
+
+def _check_leaves(previous: Incident, alert: Alert) -> None:
+    """409 for moving an alert off a closed incident: its record is final (a timeline entry saying the alert
+    left would change it)."""
+    if previous.status == IncidentStatus.closed:
+        raise Conflict(
+            f"{alert.ref} is on {previous.ref}, which is closed: its record is final, and its alerts stay "
+            "on it",
+            {"field": "alert", "incident": previous.ref},
+        )
 
 
 def _resolved_when_by(alert: Alert) -> str:
@@ -1122,6 +1137,8 @@ def attach_to_incident(
         raise Conflict(
             f"{incident.ref} is {incident.status.value}: alerts go on an open incident", {"field": "incident"}
         )
+    if previous_id is not None:
+        _check_leaves(locked[previous_id], alert)
     moved = ""
     if previous_id is not None:
         _say_moved(session, locked[previous_id], alert, incident, performer=performer)
