@@ -1057,6 +1057,8 @@ def merge_into(
 ) -> list[Alert]:
     """Fold ``source`` into ``target`` (both open and locked): its alerts move, both timelines say so, and it
     is resolved as merged. The alerts moved."""
+    # Read before anything moves: resolving ``source`` stops its escalations.
+    carried = _pages_carried(session, org, source, target)
     alerts = list(
         session.scalars(
             select(Alert).where(Alert.incident_id == source.id).order_by(Alert.id).with_for_update()
@@ -1077,6 +1079,18 @@ def merge_into(
         + why,
         data={"merged": source.id, "alerts": [alert.id for alert in alerts], "responders": responders},
     )
+    for policy in carried:
+        incident_service.append_timeline(
+            session,
+            target,
+            performer=PERFORMER,
+            kind=TimelineKind.page,
+            action=f"Page requested: escalation policy {policy} (it was paging {source.ref}, unacknowledged; "
+            f"it came with the merge)",
+            data={"policy": policy, "merged": source.id},
+        )
+        session.flush()
+        publish(session, DomainEvent("incident.page_requested", target.id, PERFORMER, {"policy": policy}))
     incident_service.append_timeline(
         session,
         source,
@@ -1114,6 +1128,16 @@ def merge_into(
         session, org=org, ref=source.id, performer=performer, note=f"merged into {target.ref}"
     )
     return alerts
+
+
+def _pages_carried(session: Session, org: OrgConfig, source: Incident, target: Incident) -> list[str]:
+    """The policies ``source`` is escalating that ``target`` is not: its alerts' pages follow them, asked for
+    on ``target`` as a rule's ``page`` is, whatever policy a raise of ``target`` picks from its services'
+    order. Nothing once someone acknowledged either: they are on it (as ``_page_on_join``)."""
+    if source.acknowledged_at is not None or target.acknowledged_at is not None:
+        return []
+    already = set(paging.policies_escalating(session, org, target))
+    return [policy for policy in paging.policies_escalating(session, org, source) if policy not in already]
 
 
 def _inhibited(session: Session, org: OrgConfig, alert: Alert, integration: str | None) -> bool:

@@ -1159,8 +1159,8 @@ def merge_incidents(
 ) -> tuple[Incident, Incident, list[Alert]]:
     """Fold an open incident into another open one: one cause opened both. Every alert of it moves to the
     other (so the next alerts of its groups join that one too), both timelines say so, and it is resolved as
-    merged, which ends its escalation. Its responders are named on the other's timeline, not moved: the
-    commander there decides who stays on."""
+    merged, which ends its escalation (what it was paging unacknowledged is requested on the other). Its
+    responders are named on the other's timeline, not moved: the commander there decides who stays on."""
     source_id = incident_service.parse_ref(ref)
     target_id = incident_service.parse_ref(into)
     if source_id == target_id:

@@ -468,15 +468,32 @@ def set_commander(
 
 
 def merged_into(session: Session, incident: Incident) -> int | None:
-    """The incident this one was last merged into (its "Merged into" note), if it was."""
-    notes = session.scalars(
-        select(TimelineEntry.data)
-        .where(TimelineEntry.incident_id == incident.id, TimelineEntry.kind == TimelineKind.note)
+    """The incident this one is merged into: its "Merged into" note, while the resolve that merge made is the
+    one in force. A reopen ends the merge (and a later plain resolve is not one), so an incident merged,
+    reopened and then made the target of its target's merge names no incident, not a circle."""
+    if incident.status.is_open:
+        return None
+    entries = session.execute(
+        select(TimelineEntry.kind, TimelineEntry.data)
+        .where(
+            TimelineEntry.incident_id == incident.id,
+            TimelineEntry.kind.in_([TimelineKind.note, TimelineKind.status_change, TimelineKind.reopened]),
+        )
         .order_by(TimelineEntry.seq.desc())
     )
-    return next(
-        (note["into"] for note in notes if isinstance(note, dict) and isinstance(note.get("into"), int)), None
-    )
+    resolve_seen = False
+    for kind, data in entries:
+        facts = data if isinstance(data, dict) else {}
+        if kind == TimelineKind.note:
+            if resolve_seen and isinstance(facts.get("into"), int):
+                return int(facts["into"])  # a merge writes its note just before its resolve
+            continue
+        if not resolve_seen and kind == TimelineKind.status_change and facts.get("to") != "resolved":
+            continue  # closed or in post-mortem since the resolve: that keeps the merge
+        if resolve_seen or kind == TimelineKind.reopened:
+            return None  # the resolve in force came after a reopen or another status: a plain one
+        resolve_seen = True
+    return None
 
 
 def ensure_not_closed(incident: Incident, change: str) -> None:

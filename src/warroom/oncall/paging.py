@@ -282,6 +282,12 @@ def policies_not_paging(
     return [policy for policy in policies if policy not in started]
 
 
+def policies_escalating(session: Session, org: OrgConfig, incident: Incident) -> list[str]:
+    """The policies paging the incident now or about to (a start waiting for the worker), by name: what a
+    merge carries to the incident it is merged into (``automation.merge_into``)."""
+    return sorted(_policies_of(session, org, incident, active_only=True))
+
+
 def request_reminder(session: Session, *, incident_id: int, trigger: str, at: datetime) -> list[Job]:
     """Page the incident's responders again as a reminder (a snoozed alert still fires): the policies that
     paged it, whichever asked for them (its severity and services, or a rule's ``page``), each from its first
