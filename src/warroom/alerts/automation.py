@@ -7,13 +7,14 @@ import functools
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import orjson
 from jinja2 import Template
-from sqlalchemy import ColumnElement, String, cast, func, or_, select
+from sqlalchemy import ColumnElement, String, and_, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import enrichment, follow, inhibition
@@ -234,6 +235,28 @@ def group_key(
     return key if len(key) <= 500 else f"{rule.name}|sha256:" + _sha(key)
 
 
+_MOVED = "|moved:"
+_MOVED_KEY = re.compile(r".*\|moved:[0-9a-f]{64}", re.DOTALL)
+
+
+def moved_key(key: str, scope: str, dedup_key: str) -> str:
+    """The group key of an alert a person moved out of its group's incident (``promote --move``, ``attach``):
+    a group of its own, for that alert and its later firings (the same scope and dedup key). It is derived
+    from the group's key, so a new alert of the group finds it in the same lookup; it keeps the group key's
+    start (the rule's name, as reload warnings read it) and the 500 characters of the column."""
+    suffix = _MOVED + _sha(f"{key}\n{scope}\n{dedup_key}")
+    return key[: 500 - len(suffix)] + suffix
+
+
+def take_out_of_group(alert: Alert) -> None:
+    """A person moved ``alert`` out of an incident: the grouping put it with alerts of another cause, or
+    missed that it shares this one's. Its group stays with the incident it was on; the alert and its later
+    firings have a group of their own, wherever it went. A second move keeps that group."""
+    key = alert.group_key
+    if key is not None and not _MOVED_KEY.fullmatch(key):
+        alert.group_key = moved_key(key, alert.scope, alert.dedup_key)
+
+
 def group_window(automation: AutomationConfig, action: IncidentAction) -> timedelta:
     """How recently a group's incident must have had an alert for the next one to join it: the rule's
     ``group_window`` when it has one (``0s`` too: no grouping, each alert opens its own incident), else the
@@ -347,13 +370,14 @@ def _group_incident(
     session: Session, org: OrgConfig, alert: Alert, key: str, window: timedelta
 ) -> tuple[Incident, list[str] | None] | None:
     """The open incident an alert of group ``key`` joins, locked: its group's, else an upstream service's
-    (with the chain of dependencies to it)."""
+    (with the chain of dependencies to it). The alert's ``group_key`` is set: ``key``, or the group of its own
+    a person gave an earlier firing of it by moving that (``take_out_of_group``)."""
     chain: list[str] | None = None
 
     def find() -> int | None:
         nonlocal chain
         chain = None
-        existing = _open_group_incident(session, key, window)
+        existing, alert.group_key = _open_group_incident(session, key, window, alert.scope, alert.dedup_key)
         if existing is None and (upstream := _upstream_incident(session, org, alert)) is not None:
             existing, chain = upstream
         return existing
@@ -362,24 +386,41 @@ def _group_incident(
     return None if incident is None else (incident, chain)
 
 
-def _open_group_incident(session: Session, key: str, window: timedelta) -> int | None:
+def _open_group_incident(
+    session: Session, key: str, window: timedelta, scope: str | None, dedup_key: str
+) -> tuple[int | None, str]:
     """The open incident of the group an alert of ``key`` joins: one with an alert of the group seen within
     the window, or still firing. A source that sends an alert once (a script, a report) or repeats it rarely
-    must not split one ongoing problem into an incident per window."""
+    must not split one ongoing problem into an incident per window. With it, the alert's group key: ``key``,
+    unless a person moved an earlier firing of this alert (``scope``, ``dedup_key``) out of its incident; then
+    the group of its own that firing has (``moved_key``), and its incident (when open and the firing recent),
+    not the group's: the split holds for its later firings, and the group stays where it was.
+
+    One query on the group key's index for both, as this runs for every new alert."""
     if window <= timedelta(0):
-        return None  # no grouping: with 0s, an alert of the group seen this very instant would still join
+        return (
+            None,
+            key,
+        )  # no grouping: with 0s, an alert of the group seen this very instant would still join
     since = utcnow() - window
-    return session.scalar(
-        select(Alert.incident_id)
-        .join(Incident, Incident.id == Alert.incident_id)
-        .where(
-            Alert.group_key == key,
-            or_(Alert.last_seen_at >= since, Alert.status != AlertStatus.resolved),
-            Incident.status.in_(OPEN_STATUSES),
-        )
-        .order_by(Alert.last_seen_at.desc())
-        .limit(1)
+    moved = moved_key(key, scope or "", dedup_key)
+    of_moved = Alert.group_key == moved
+    joinable = and_(
+        or_(Alert.last_seen_at >= since, Alert.status != AlertStatus.resolved),
+        Incident.status.in_(OPEN_STATUSES),
     )
+    # A moved firing first, however old: its newest is where the alert went (a firing that is still open
+    # would have been updated, not made anew).
+    row = session.execute(
+        select(Alert.incident_id, of_moved.label("moved"), joinable.label("joinable"))
+        .join(Incident, Incident.id == Alert.incident_id)
+        .where(or_(of_moved, and_(Alert.group_key == key, joinable)))
+        .order_by(of_moved.desc(), Alert.last_seen_at.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None, key
+    return (row.incident_id if row.joinable else None), (moved if row.moved else key)
 
 
 def groups_losing_rule(session: Session, running: OrgConfig, new: OrgConfig) -> list[str]:
@@ -821,7 +862,7 @@ def preview(
             incident.not_opened_then = rule_mismatch(org, opening, opens_at, alert.service, when="then")
         if session is not None:
             key = group_key(opening, action, automation, alert)
-            joined = _open_group_incident(session, key, window)
+            joined, _ = _open_group_incident(session, key, window, scope, alert.dedup_key)
             upstream = _upstream_incident(session, org, alert) if joined is None else None
             if upstream is not None:
                 joined, incident.depends_on = upstream

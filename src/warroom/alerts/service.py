@@ -1062,6 +1062,7 @@ def promote(
     )
     if previous is not None:
         _say_moved(session, previous, alert, incident, performer=performer)
+        automation.take_out_of_group(alert)  # its group's next alerts stay on the incident it left
     note = f" (moved from {previous.ref})" if previous else ""
     if alert.status == AlertStatus.resolved:
         # Forced: whoever reads the incident later sees that its alert was already over when it opened.
@@ -1143,6 +1144,7 @@ def attach_to_incident(
     if previous_id is not None:
         _say_moved(session, locked[previous_id], alert, incident, performer=performer)
         moved = f", moved from INC-{previous_id}"
+        automation.take_out_of_group(alert)  # its group's next alerts stay on the incident it left
     automation.attach(session, incident, alert, performer=performer, note=f" (by hand{moved})")
     session.flush()
     return alert, incident
