@@ -138,7 +138,9 @@ class SafeConsole(Console):
 
 
 console = SafeConsole()
-error_console = SafeConsole(stderr=True)
+# Errors and warnings are one line however long (soft wrap): a terminal folds them, and a log (journald, a
+# pipe) keeps each as one entry.
+error_console = SafeConsole(stderr=True, soft_wrap=True)
 
 # A numeric id argument (a token, an integration, a responder): out of range is a usage error, not a trace.
 RowIdArgument = Annotated[int, typer.Argument(min=1, max=MAX_ROW_ID, help="The id (a number).")]
@@ -155,8 +157,7 @@ STATUS_STYLE = {
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    # One line however long (soft wrap): a terminal folds it, and a log (journald, a pipe) keeps one entry.
-    error_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    error_console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
