@@ -11,7 +11,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from warroom import __version__
+from warroom import __version__, migrate
 from warroom.cli.main import app
 
 
@@ -101,3 +101,16 @@ def test_a_database_other_than_sqlite_or_postgresql_is_refused_by_name(
     runner = CliRunner(env={"COLUMNS": "200", "WARROOM_DATA_DIR": str(tmp_path)})
     said = _clean_failure(runner.invoke(app, [*command, "--database-url", "mysql://x@y/z"]))
     assert "is for mysql: only SQLite" in said and "and PostgreSQL" in said, said
+
+
+def test_db_upgrade_says_whether_it_migrated(tmp_path: Path) -> None:
+    """It said "is up to date" after migrating as when there was nothing to do: an operator upgrading could
+    not tell whether the new release's migrations ran."""
+    url = f"sqlite:///{tmp_path / 'warroom.db'}"
+    runner = CliRunner(env={"COLUMNS": "200", "WARROOM_DATA_DIR": str(tmp_path)})
+    first = runner.invoke(app, ["db", "upgrade", "--database-url", url])
+    assert first.exit_code == 0, first.output
+    [head] = migrate.heads()
+    assert f"migrated the database from an empty database to {head}" in first.output, first.output
+    again = runner.invoke(app, ["db", "upgrade", "--database-url", url])
+    assert again.exit_code == 0 and "is up to date" in again.output and "migrated" not in again.output

@@ -73,9 +73,10 @@ def _named(revisions: set[str] | frozenset[str]) -> str:
     return ", ".join(sorted(revisions)) or "an empty database"
 
 
-def upgrade(engine: Engine) -> None:
+def upgrade(engine: Engine) -> str | None:
     """Bring the schema to every head (domains may add branches of their own), saying so in the log when
-    it changed anything. NewerSchema if a newer version migrated the database."""
+    it changed anything; what it said (None when there was nothing to do). NewerSchema if a newer version
+    migrated the database."""
     from alembic import command
 
     config = alembic_config(str(engine.url.render_as_string(hide_password=False)))
@@ -88,10 +89,12 @@ def upgrade(engine: Engine) -> None:
             connection.execute(text("SELECT pg_advisory_xact_lock(7270001)"))
         before = _current(connection, scripts)
         if before == target:
-            return
+            return None
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
-    log.info("migrated the database from %s to %s", _named(before), _named(target))
+    said = f"migrated the database from {_named(before)} to {_named(target)}"
+    log.info("%s", said)
+    return said
 
 
 def pending(engine: Engine) -> bool:

@@ -122,7 +122,9 @@ def _org(settings: Settings) -> OrgConfig:
         raise typer.Exit(2) from None
 
 
-def _database(settings: Settings, *, read_only: bool = False, create: bool = False) -> Database:
+def _database(
+    settings: Settings, *, read_only: bool = False, create: bool = False, migrated: list[str] | None = None
+) -> Database:
     """The local database, brought to this version's schema; with ``read_only`` (commands that say they
     change nothing) it must already exist at that schema: nothing is created or migrated. Only ``create``
     (``db upgrade``, ``demo seed``, the worker) makes a SQLite file that is not there: a token or key made in
@@ -134,7 +136,9 @@ def _database(settings: Settings, *, read_only: bool = False, create: bool = Fal
     with database_errors(url):
         database = Database.from_settings(settings) if create else _existing(url, settings)
         if not read_only:
-            migrate.upgrade(database.engine)
+            said = migrate.upgrade(database.engine)
+            if said is not None and migrated is not None:
+                migrated.append(said)  # db upgrade says it; other commands migrate quietly
         elif migrate.pending(database.engine):
             fail("the database is not at this version's schema: run warroom db upgrade first")
     return database
@@ -319,8 +323,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 def db_upgrade(database_url: DatabaseOption = None) -> None:
     """Apply every pending migration."""
     settings = _settings(database_url=database_url)
-    database = _database(settings, create=True)
-    console.print(f"database at {database.engine.url.render_as_string()} is up to date")
+    migrated: list[str] = []
+    database = _database(settings, create=True, migrated=migrated)
+    where = database.engine.url.render_as_string()
+    console.print(f"{where}: {migrated[0]}" if migrated else f"database at {where} is up to date")
     database.dispose()
 
 
