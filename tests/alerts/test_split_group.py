@@ -138,3 +138,36 @@ def test_an_alert_attached_by_hand_elsewhere_leaves_its_group_behind(
     assert newest(context, "pd-h")[1] == 1
     pd(api, cache_event(pd_key, "pd-z"))
     assert newest(context, "pd-z")[1] == 1
+
+
+def test_a_split_made_before_the_upgrade_takes_its_alert_out_of_the_group(
+    api: TestClient, context: AppContext, pd_key: str, responder: dict[str, str]
+) -> None:
+    """QA's upgrade: an alert split out by the release before kept its group's key, so the group's next alerts
+    went to the incident it was split into. Migration 0036 gives it (and its firings there) its own group."""
+    from alembic import command
+    from sqlalchemy import update
+
+    from warroom import migrate
+
+    clock.set(T0)
+    pd(api, cache_event(pd_key, "pd-g"))
+    pd(api, cache_event(pd_key, "pd-h"))
+    eu, us = newest(context, "pd-g"), newest(context, "pd-h")
+    clock.set(T0 + timedelta(minutes=2))
+    moved = api.post(f"/api/v1/alerts/{us[0]}/promote", json={"move": True}, headers=responder)
+    assert moved.status_code in (200, 201), moved.text
+    with context.db.write() as session:  # as the release before left it: the group's own key
+        plain = session.scalar(select(Alert.group_key).where(Alert.id == eu[0]))
+        session.execute(update(Alert).where(Alert.id == us[0]).values(group_key=plain))
+    engine = context.db.engine
+    with engine.begin() as connection:
+        config = migrate.alembic_config(engine.url.render_as_string(hide_password=False))
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0035")
+    migrate.upgrade(engine)
+    with context.db.read() as session:
+        assert session.scalar(select(Alert.group_key).where(Alert.id == us[0])) != plain
+    clock.set(T0 + timedelta(minutes=3))
+    pd(api, cache_event(pd_key, "pd-x"))  # APAC: a new alert of the group
+    assert newest(context, "pd-x")[1] == eu[1] == 1
