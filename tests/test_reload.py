@@ -445,15 +445,22 @@ def test_a_reload_names_the_incidents_escalating_on_a_policy_it_drops(
     assert warning in caplog.text
 
 
+def two_open_groups(api: TestClient, context: AppContext) -> str:
+    """Critical alerts of the queue and cache services: two groups of critical-monitoring, INC-1 and INC-2.
+    The generic integration's key they came in with."""
+    key = make_key(context, "generic")
+    for service in ("queue", "cache"):
+        alert = {"summary": "errors", "severity": "critical", "service": service, "dedup_key": service}
+        assert api.post(f"/api/v1/alerts?key={key}", json=alert).status_code == 202
+    return key
+
+
 def test_a_reload_names_the_open_incidents_whose_rule_it_drops_or_renames(
     api: TestClient, context: AppContext, org_file: Path, admin: dict[str, str]
 ) -> None:
     """A group is its rule's name and group-by values: a renamed rule's next alert opens a new incident
     beside the open one. The reload says which incidents stop gathering alerts."""
-    key = make_key(context, "generic")
-    for service in ("queue", "cache"):
-        alert = {"summary": "errors", "severity": "critical", "service": service, "dedup_key": service}
-        assert api.post(f"/api/v1/alerts?key={key}", json=alert).status_code == 202
+    key = two_open_groups(api, context)
     unchanged = api.post("/api/v1/config/reload", headers=admin)
     assert unchanged.status_code == 200 and unchanged.json()["warnings"] == [], unchanged.text
 
@@ -572,10 +579,7 @@ def test_a_reload_names_the_open_incidents_a_new_group_by_splits(
 ) -> None:
     """A group's key holds its group-by values: with ``automation.group_by`` changed, the next alert of an
     open group opens (and pages) a new incident, so the reload says which incidents stop gathering alerts."""
-    key = make_key(context, "generic")
-    for service in ("queue", "cache"):
-        alert = {"summary": "errors", "severity": "critical", "service": service, "dedup_key": service}
-        assert api.post(f"/api/v1/alerts?key={key}", json=alert).status_code == 202
+    key = two_open_groups(api, context)
     org_file.write_text(
         org_file.read_text().replace("group_by:\n  - service\n  - alertname", "group_by:\n  - service")
     )
@@ -600,10 +604,7 @@ def test_a_reload_names_the_groups_a_rules_own_group_by_or_a_shorter_window_lets
     with an alert still firing keeps its incident either way, and a rule left as it was is not named."""
     t0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
     clock.set(t0)
-    key = make_key(context, "generic")
-    for service in ("queue", "cache"):
-        alert = {"summary": "errors", "severity": "critical", "service": service, "dedup_key": service}
-        assert api.post(f"/api/v1/alerts?key={key}", json=alert).status_code == 202
+    key = two_open_groups(api, context)
     resolved = {"summary": "errors", "severity": "critical", "service": "queue", "dedup_key": "queue"}
     assert api.post(f"/api/v1/alerts?key={key}", json={**resolved, "status": "resolved"}).status_code == 202
     clock.set(t0 + timedelta(minutes=20))
