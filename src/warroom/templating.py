@@ -3,13 +3,17 @@ that bounds what one can build."""
 
 from __future__ import annotations
 
+import ctypes
 import re
+import threading
+import time
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from functools import update_wrapper
 from typing import Any
 
-from jinja2 import StrictUndefined, Undefined, nodes, pass_eval_context
+from jinja2 import StrictUndefined, Template, Undefined, nodes, pass_eval_context
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import FilterArgumentError, SecurityError
 from jinja2.runtime import Context
@@ -42,6 +46,9 @@ MAX_LENGTH = (
 MAX_WIDTH = 10_000  # a padding width or precision: center, indent, ljust, '{:>N}', '%Ns'
 MAX_INT_BITS = 100_000  # an integer a template computes (2 ** 10 ** 9 would take minutes)
 MAX_LIPSUM = 100  # paragraphs, and words in one, of lipsum()
+# Seconds one render may run: nested loops build nothing yet can take hours, and a render holds the thread
+# that routes alerts or sends messages.
+MAX_RENDER_SECONDS = 2.0
 
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]{0,200}\))?[-#0 +]{0,20}(\*|\d+)?(?:\.(\*|\d+))?")
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill"})
@@ -49,6 +56,86 @@ _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill"})
 
 class TemplateLimitError(SecurityError):
     """A template went past what the sandbox lets one build (``MAX_LENGTH``, ``MAX_WIDTH``...)."""
+
+
+class TemplateTimeLimitError(TemplateLimitError):
+    """A render ran past ``MAX_RENDER_SECONDS``."""
+
+
+class _Render:
+    __slots__ = ("deadline", "interrupted", "thread_id")
+
+    def __init__(self, deadline: float, thread_id: int) -> None:
+        self.deadline = deadline
+        self.thread_id = thread_id
+        self.interrupted = False
+
+
+def _interrupt(thread_id: int, exception: type[BaseException] | None) -> None:
+    # Raised in that thread at its next bytecode boundary (a loop's jump back, a call), the only way to stop
+    # pure Python code from outside; None takes back one not yet raised.
+    # (None is passed as NULL, which clears; ``py_object(None)`` would be an object.)
+    target = None if exception is None else ctypes.py_object(exception)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), target)
+
+
+class _RenderWatchdog:
+    """One daemon thread that interrupts each render still running at its deadline. It sleeps until the
+    next deadline, or while no render runs; a render whose deadline comes before its waking wakes it."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._renders: dict[int, _Render] = {}
+        self._thread: threading.Thread | None = None
+        self._wakes_at: float | None = None  # None: asleep until a render starts
+
+    @contextmanager
+    def limit(self, seconds: float) -> Iterator[None]:
+        render = _Render(time.monotonic() + seconds, threading.get_ident())
+        with self._condition:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="template-watchdog", daemon=True)
+                self._thread.start()
+            if self._wakes_at is None or render.deadline < self._wakes_at:
+                self._condition.notify()
+            self._renders[id(render)] = render
+        try:
+            yield
+        except TemplateTimeLimitError:
+            raise TemplateTimeLimitError(f"the template ran longer than {seconds:g} s, its limit") from None
+        finally:
+            with self._condition:
+                self._renders.pop(id(render), None)
+                if render.interrupted:
+                    # Sent just as the render ended: it must not strike the code after it.
+                    _interrupt(render.thread_id, None)
+
+    def _watch(self) -> None:
+        with self._condition:
+            while True:
+                now = time.monotonic()
+                for render in self._renders.values():
+                    if not render.interrupted and render.deadline <= now:
+                        render.interrupted = True
+                        _interrupt(render.thread_id, TemplateTimeLimitError)
+                upcoming = [render.deadline for render in self._renders.values() if not render.interrupted]
+                self._wakes_at = min(upcoming) if upcoming else None
+                self._condition.wait(None if self._wakes_at is None else self._wakes_at - now)
+
+
+_watchdog = _RenderWatchdog()
+
+
+def time_limit(seconds: float | None = None) -> AbstractContextManager[None]:
+    """Runs the block (a render, an expression) for at most ``seconds`` (``MAX_RENDER_SECONDS``), then
+    fails it with ``TemplateTimeLimitError``."""
+    return _watchdog.limit(MAX_RENDER_SECONDS if seconds is None else seconds)
+
+
+class LimitedTemplate(Template):
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        with time_limit():
+            return super().render(*args, **kwargs)
 
 
 def _too_long(size: int, what: str) -> None:
@@ -63,8 +150,12 @@ def _too_wide(width: Any, what: str) -> None:
 
 def checked(value: Any) -> Any:
     """``value``, if it is within the limits (a string, list or number a template built)."""
-    if isinstance(value, str | list | tuple | dict | set):
+    if isinstance(value, str | dict | set):
         _too_long(len(value), "a value")
+    elif isinstance(value, list | tuple):
+        _too_long(len(value), "a value")
+        # A list of many long strings is large though each string is within the limit.
+        _too_long(sum(len(item) if isinstance(item, str) else 1 for item in value), "a list's text")
     elif isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
         raise TemplateLimitError(f"a number of {value.bit_length()} bits is too large")
     return value
@@ -158,8 +249,35 @@ def _replace_size(text: str, old: str, new: str, count: int) -> int:
     return len(text) + found * (len(new) - len(old))
 
 
+def _bounded_items(values: Iterable[Any]) -> list[Any]:
+    """``list(values)``, failing as soon as the list's text passes ``MAX_LENGTH``: ``map`` is lazy, so
+    ``range(10 ** 6) | map('center', 10000) | list`` would hold ten gigabytes before any check saw it."""
+    items = []
+    size = 0
+    for item in values:
+        size += len(item) if isinstance(item, str) else 1
+        _too_long(size, "a list's text")
+        items.append(item)
+    return items
+
+
+def _bounded_input(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter that makes a list of its input (``list``, ``sort``...), given that list built with checks."""
+    # A filter marked to be passed the environment or context takes its input second.
+    at = 0 if getattr(function, "jinja_pass_arg", None) is None else 1
+
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > at and not isinstance(args[at], str | Mapping):
+            args = (*args[:at], _bounded_items(args[at]), *args[at + 1 :])
+        return function(*args, **kwargs)
+
+    return update_wrapper(bounded, function)
+
+
 def _wrap_filters(filters: dict[str, Callable[..., Any]]) -> None:
     """The built-in filters that can multiply their input check what they would build first."""
+    for name in ("list", "sort", "unique", "reverse", "batch", "slice", "groupby"):
+        filters[name] = _bounded_input(filters[name])
     center, indent, replace, join = filters["center"], filters["indent"], filters["replace"], filters["join"]
 
     def do_center(value: Any, width: int = 80) -> Any:
@@ -236,6 +354,7 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
     meeting a missing label does."""
 
     code_generator_class = _LimitedCodeGenerator
+    template_class = LimitedTemplate
     concat = staticmethod(_limited_concat)
     intercepted_binops = frozenset({"*", "**", "%", "+"})
 

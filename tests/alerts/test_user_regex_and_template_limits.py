@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,6 +16,7 @@ from sqlalchemy import update
 
 from tests.alerts.test_maintenance import send, start_window
 from tests.alerts.test_rule_templates_strict import org_with_rules
+from warroom import templating
 from warroom.alerts import automation
 from warroom.alerts.config import AlertConditions, EmailRule, TemplateRenderer, compiled_regex
 from warroom.alerts.models import Alert, MaintenanceWindow
@@ -189,6 +192,11 @@ OVER = MAX_LENGTH // 2 + 1  # 'ab' * OVER passes MAX_LENGTH
         "{{ ('a' * 2000) | regex_replace('', 'b' * 1000) | length }}",
         "{{ (['ab' * 1000] * 1000) | join(',') | length }}",
         "{{ ','.join(['ab' * 1000] * 1000) | length }}",
+        # Lists of long strings: each string is within the limit, the list is not.
+        "{{ (['ab' * 1000] * 1000) | length }}",
+        "{{ range(1000) | map('string') | map('center', 10000) | list | length }}",
+        "{{ range(1000) | map('string') | map('center', 10000) | sort | first }}",
+        "{{ range(1000) | map('string') | map('center', 10000) | batch(10) | list | length }}",
         # The output itself: many small pieces.
         "{% for i in range(100000) %}{{ 'abcdefghijk' }}{% endfor %}",
         "{% set x %}{% for i in range(100000) %}abcdefghijk{% endfor %}{% endset %}{{ x | length }}",
@@ -218,6 +226,11 @@ def test_a_template_building_too_much_fails_and_the_failure_is_kept(template: st
             "a   ba-aba",
         ),
         ("{{ lipsum(n=2, html=false) | length > 0 }}", "True"),
+        (
+            "{{ labels | list | sort | join(',') }}|{{ 'ba' | list | sort | join }}|{{ 'ab' | reverse }}"
+            "|{{ [2, 1, 2] | unique | list | reverse | list }}|{{ range(3) | slice(2) | list }}",
+            "env,team|ab|ba|[1, 2]|[[0, 1], [2]]",
+        ),
     ],
 )
 def test_templates_within_the_limits_render_as_before(template: str, rendered: str) -> None:
@@ -234,6 +247,77 @@ def test_a_webhook_format_template_building_too_much_is_a_recorded_failure() -> 
     assert renderer.value("dedup_key", f"payload.name * {OVER}") is None
     assert [error["field"] for error in renderer.errors] == ["formats.kuma.summary", "formats.kuma.dedup_key"]
     assert all(error["message"].startswith("TemplateLimitError") for error in renderer.errors)
+
+
+FOREVER = "{% for a in range(100000) %}{% for b in range(3000) %}{% endfor %}{% endfor %}x"
+
+
+def test_a_rule_template_running_too_long_is_stopped_and_the_failure_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Nested loops build nothing, so no size check stops them: 10 ** 10 turns would hold the thread that
+    # routes alerts for hours.
+    monkeypatch.setattr(templating, "MAX_RENDER_SECONDS", 0.2)
+    alert = Alert(summary="disk full", alert_type="DiskFull", labels={}, annotations={}, handler_errors=[])
+    assert automation.render(FOREVER, alert, "rule disk: incident.title") == ""
+    [failure] = alert.handler_errors
+    assert failure["error"] == "TemplateTimeLimitError: the template ran longer than 0.2 s, its limit"
+    # The thread goes on: the next template renders, and nothing stopped is left pending for it.
+    assert automation.render("{{ alert.summary }}", alert, "rule disk: incident.title") == "disk full"
+    time.sleep(0.3)
+    assert automation.render("{{ alert.summary }}", alert, "rule disk: incident.title") == "disk full"
+    assert len(alert.handler_errors) == 1
+
+
+def test_a_webhook_format_running_too_long_is_a_recorded_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(templating, "MAX_RENDER_SECONDS", 0.05)
+    renderer = TemplateRenderer({"payload": {}}, where="formats.kuma.")
+    assert renderer.text("summary", FOREVER) == ""
+    slow = "((range(100000) | list) * 10) | map('string') | map('center', 100) | map('length') | sum"
+    assert renderer.value("dedup_key", slow) is None
+    assert [(error["field"], error["message"]) for error in renderer.errors] == [
+        (field, "TemplateTimeLimitError: the template ran longer than 0.05 s, its limit")
+        for field in ("formats.kuma.summary", "formats.kuma.dedup_key")
+    ]
+
+
+def test_a_channel_template_running_too_long_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(templating, "MAX_RENDER_SECONDS", 0.2)
+    channel = ConsoleChannel.model_validate(
+        {"name": "ops", "type": "console", "templates": {"message": {"text": FOREVER}}}
+    )
+    with pytest.raises(InvalidInput) as caught:
+        render_message(channel, "message", {"message": "hi", "subject": "hi", "incident": None})
+    assert "could not be rendered: the template ran longer than 0.2 s" in str(caught.value)
+
+
+def test_renders_in_many_threads_are_stopped_each_at_its_own_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(templating, "MAX_RENDER_SECONDS", 0.2)
+    environment = templating.LimitedSandbox()
+    endless, quick = environment.from_string(FOREVER), environment.from_string("{{ n }}")
+    outcomes: dict[int, list[str]] = {}
+
+    def work(number: int) -> None:
+        seen = outcomes.setdefault(number, [])
+        for round_number in range(3):
+            seen.append(quick.render(n=round_number))
+            if number % 2:
+                try:
+                    endless.render()
+                except templating.TemplateTimeLimitError:
+                    seen.append("stopped")
+
+    threads = [threading.Thread(target=work, args=(number,)) for number in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == {
+        number: ["0", "stopped", "1", "stopped", "2", "stopped"] if number % 2 else ["0", "1", "2"]
+        for number in range(6)
+    }
 
 
 def test_a_channel_template_building_too_much_is_refused() -> None:

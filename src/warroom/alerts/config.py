@@ -20,7 +20,7 @@ from warroom.durations import Duration, duration_between, off_or_between
 from warroom.fields import safe_link
 from warroom.incidents.schemas import Assessment
 from warroom.severity.matrix import BUILT_IN_LEVELS, matrix_level
-from warroom.templating import FalsyStrictUndefined, LimitedSandbox
+from warroom.templating import FalsyStrictUndefined, LimitedSandbox, time_limit
 from warroom.timezones import check_zone
 from warroom.userregex import RegexError, UserRegex, user_regex
 
@@ -972,7 +972,8 @@ class TemplateRenderer:
         if source is None:
             return None
         try:
-            return payload_expression(source)(**self.variables)
+            with time_limit():
+                return payload_expression(source)(**self.variables)
         except Exception as exc:
             self._failed(field_name, exc)
             return None
