@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import TypeAdapter, ValidationError
 
-from warroom.durations import Duration, format_duration
+from warroom.durations import Duration, RequestDuration, format_duration
 
 DURATION: TypeAdapter[timedelta] = TypeAdapter(Duration)
 
@@ -80,3 +80,34 @@ def test_the_api_refuses_overlong_durations(
         api.post("/api/v1/integrations/1/rotate", json={"grace": huge}, headers=admin),
     ]
     assert [answer.status_code for answer in asked] == [422] * len(asked), [a.text for a in asked]
+
+
+def test_a_request_duration_needs_its_unit_where_the_org_file_reads_seconds() -> None:
+    assert TypeAdapter(Duration).validate_python(300) == timedelta(minutes=5)
+    assert TypeAdapter(Duration).validate_python("300") == timedelta(minutes=5)
+    request = TypeAdapter(RequestDuration)
+    for given, written in [(30, "30"), ("30", "30"), (" 0 ", "0"), (2.5, "2.5")]:
+        with pytest.raises(ValidationError, match=f"{written} has no unit: write {written}s, {written}m"):
+            request.validate_python(given)
+    assert request.validate_python("1h30m") == timedelta(minutes=90)
+    assert request.validate_python("0s") == timedelta(0)
+    assert request.validate_python("PT2H") == timedelta(hours=2)
+    with pytest.raises(ValidationError, match="is not a duration"):
+        request.validate_python("soon")
+
+
+def test_the_api_refuses_a_duration_without_its_unit(
+    api: TestClient, admin: dict[str, str], viewer: dict[str, str]
+) -> None:
+    asked = [
+        api.get("/api/v1/alerts/noise", params={"since": "24"}, headers=viewer),
+        api.get("/api/v1/alerts", params={"since": "2"}, headers=viewer),
+        api.get("/api/v1/changes", params={"since": "2"}, headers=viewer),
+        api.post(
+            "/api/v1/maintenance", json={"services": ["api"], "duration": 60, "reason": "x"}, headers=admin
+        ),
+        api.post("/api/v1/maintenance/MW-1/extend", json={"by": "30"}, headers=admin),
+        api.post("/api/v1/integrations/1/rotate", json={"grace": 3600}, headers=admin),
+    ]
+    assert [answer.status_code for answer in asked] == [422] * len(asked), [a.text for a in asked]
+    assert all("has no unit" in answer.text for answer in asked), [a.text for a in asked]

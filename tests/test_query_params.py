@@ -76,3 +76,37 @@ def test_a_refusal_says_the_validators_own_words(api: TestClient, viewer: dict[s
     refused = api.get("/api/v1/alerts", params={"since": "09:00"}, headers=viewer)
     assert refused.status_code == 422, refused.text
     assert refused.json()["error"]["message"].startswith("since: '09:00' is a time or a date"), refused.text
+
+
+def test_every_api_read_refuses_a_parameter_it_does_not_take(api: TestClient, viewer: dict[str, str]) -> None:
+    # FastAPI ignores an unknown parameter: ``?stauts=firing`` (a typo) answered every alert, unfiltered.
+    checked = 0
+    for route_path, operations in api.get("/openapi.json").json()["paths"].items():
+        operation = operations.get("get")
+        if operation is None or not operation.get("security"):
+            continue
+        path = re.sub(r"\{[^}]+\}", "1", route_path)
+        taken = [
+            parameter["name"] for parameter in operation.get("parameters", []) if parameter["in"] == "query"
+        ]
+        answer = api.get(path, params={"stauts": "firing"}, headers=viewer)
+        assert answer.status_code == 422, (route_path, answer.text)
+        error = answer.json()["error"]
+        assert error["message"] == (
+            f"unknown query parameter 'stauts'; {route_path} takes: {', '.join(taken) or 'none'}"
+        ), route_path
+        assert error["details"] == {"field": "stauts", "allowed": taken}
+        checked += 1
+    assert checked >= 25, checked
+
+
+def test_known_parameters_and_public_routes_are_unchanged(api: TestClient, viewer: dict[str, str]) -> None:
+    assert (
+        api.get("/api/v1/alerts", params={"status": "firing", "limit": "5"}, headers=viewer).status_code
+        == 200
+    )
+    # Public routes: a probe or a mail client's tracking tag is not refused.
+    assert api.get("/healthz", params={"utm_source": "mail"}).status_code == 200
+    assert api.get("/metrics", params={"x": "1"}).status_code == 200
+    # An unknown parameter is refused before the token is checked: either way nothing is answered.
+    assert api.get("/api/v1/alerts", params={"stauts": "firing"}).status_code in (401, 422)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -38,6 +39,10 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
+# The dependencies that read a Bearer token: a route with one is the API's, read by scripts and the CLI.
+_TOKEN_CHECKS: set[Callable[..., Any]] = set()
+
+
 def require_role(role: Role) -> Callable[[Request], Principal]:
     def dependency(request: Request) -> Principal:
         context = get_context(request)
@@ -45,6 +50,7 @@ def require_role(role: Role) -> Callable[[Request], Principal]:
             principal = auth_service.authenticate(session, bearer_token(request))
         return auth_service.require(principal, role)
 
+    _TOKEN_CHECKS.add(dependency)
     return dependency
 
 
@@ -72,41 +78,63 @@ def _takes_many(annotation: Any) -> bool:
 # The same integration key may come twice; two different ones get 401 (``fastpath.integration_key``).
 _OWN_RULE = frozenset({"key"})
 
-_SINGLE_VALUE_PARAMETERS: dict[int, tuple[APIRoute, tuple[str, ...]]] = {}
+
+@dataclass(frozen=True)
+class _QueryParameters:
+    names: tuple[str, ...]  # every query parameter the route and its dependencies read
+    single: tuple[str, ...]  # those of one value
+    takes_token: bool
 
 
-def _single_value_parameters(route: APIRoute) -> tuple[str, ...]:
-    """The query parameters of one value that a route and its dependencies read (their query names)."""
-    known = _SINGLE_VALUE_PARAMETERS.get(id(route))
+_QUERY_PARAMETERS: dict[int, tuple[APIRoute, _QueryParameters]] = {}
+
+
+def _query_parameters(route: APIRoute) -> _QueryParameters:
+    """The query parameters a route and its dependencies read (their query names)."""
+    known = _QUERY_PARAMETERS.get(id(route))
     if known is not None and known[0] is route:
         return known[1]
     names: list[str] = []
+    single: list[str] = []
+    takes_token = False
     pending: list[Dependant] = [route.dependant]
     while pending:
         dependant = pending.pop()
-        names.extend(
-            field.alias
-            for field in dependant.query_params
-            if field.alias not in _OWN_RULE and not _takes_many(field.field_info.annotation)
-        )
+        takes_token = takes_token or dependant.call in _TOKEN_CHECKS
+        for field in dependant.query_params:
+            names.append(field.alias)
+            if field.alias not in _OWN_RULE and not _takes_many(field.field_info.annotation):
+                single.append(field.alias)
         pending.extend(dependant.dependencies)
-    found = tuple(dict.fromkeys(names))
-    _SINGLE_VALUE_PARAMETERS[id(route)] = (route, found)  # routes live as long as their app
+    found = _QueryParameters(tuple(dict.fromkeys(names)), tuple(dict.fromkeys(single)), takes_token)
+    _QUERY_PARAMETERS[id(route)] = (route, found)  # routes live as long as their app
     return found
 
 
 async def single_values(request: Request) -> None:
     """Refuses (422) a query parameter of one value given more than once, on every route: FastAPI keeps the
-    last one silently, so ``?since=24h&since=1h`` would answer something other than what was asked."""
+    last one silently, so ``?since=24h&since=1h`` would answer something other than what was asked. And on
+    the API's reads, a parameter the route does not take: FastAPI ignores it, so ``?stauts=firing`` would
+    answer every alert as if filtered. (Public routes, such as acknowledgement links that mail clients may
+    tag, and writes are left alone.)"""
     route = request.scope.get("route")
     if not request.scope.get("query_string") or not isinstance(route, APIRoute):
         return
-    for name in _single_value_parameters(route):
+    parameters = _query_parameters(route)
+    for name in parameters.single:
         given = request.query_params.getlist(name)
         if len(given) > 1:
             raise InvalidInput(
                 f"{name} was given {len(given)} times; it takes one value", {"field": name, "given": given}
             )
+    if request.method == "GET" and parameters.takes_token:
+        for name in request.query_params:
+            if name not in parameters.names:
+                taken = ", ".join(parameters.names) if parameters.names else "none"
+                raise InvalidInput(
+                    f"unknown query parameter {name!r}; {route.path} takes: {taken}",
+                    {"field": name, "allowed": list(parameters.names)},
+                )
 
 
 # Runs in all of a request the database aborted to settle a deadlock or a serialization failure, as intake

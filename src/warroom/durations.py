@@ -109,3 +109,22 @@ Duration = Annotated[
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema(DURATION_JSON_SCHEMA),
 ]
+
+
+def _with_unit(value: Any) -> Any:
+    """What a person or a script sends must say its unit: the org file reads a bare ``30`` as seconds, as it
+    always has, but a snooze of ``30`` meant minutes more often than not."""
+    bare = str(value).strip() if isinstance(value, int | float | str) and not isinstance(value, bool) else ""
+    if bare and (not isinstance(value, str) or (bare.isascii() and bare.isdigit())):
+        raise ValueError(f"{bare} has no unit: write {bare}s, {bare}m, {bare}h or {bare}d")
+    return parse_duration(value)
+
+
+# A duration in a request (a body's field or a query parameter), with its unit.
+RequestDuration = Annotated[
+    timedelta,
+    BeforeValidator(_with_unit),
+    AfterValidator(_within_longest),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(DURATION_JSON_SCHEMA),
+]

@@ -177,6 +177,10 @@ def test_bad_snoozes_change_nothing(
         ({"until": "2026-03-02T09:00:00Z"}, 422, "until is in the past"),
         ({"until": "2026-03-02T10:00:30Z"}, 422, "a snooze lasts at least 1m"),
         ({"duration": "soon"}, 422, ""),
+        # A bare number has no unit (the org file reads one as seconds; a snooze of 30 meant minutes).
+        ({"duration": 30}, 422, "30 has no unit: write 30s, 30m, 30h or 30d"),
+        ({"duration": "90"}, 422, "90 has no unit: write 90s, 90m, 90h or 90d"),
+        ({"duration": 1.5}, 422, "1.5 has no unit"),
         ({"duration": "1h", "extra": 1}, 422, ""),
     ]
     for body, status, message in refusals:

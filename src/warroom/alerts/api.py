@@ -72,7 +72,7 @@ from warroom.auth.signing import MAX_SKEW_SECONDS, SIGNATURE_HEADER, TIMESTAMP_H
 from warroom.context import AppContext
 from warroom.db import MAX_ROW_ID
 from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
-from warroom.durations import Duration
+from warroom.durations import RequestDuration
 from warroom.errors import InvalidInput, WarroomError
 
 router = APIRouter(tags=["alerts"])
@@ -445,7 +445,7 @@ def list_alerts(
         Query(description="Only alerts carrying this label, as name=value (repeat for more)."),
     ] = None,
     since: Annotated[
-        Duration | None, Query(description="Only alerts seen this recently, e.g. 2h (up to 366d).")
+        RequestDuration | None, Query(description="Only alerts seen this recently, e.g. 2h (up to 366d).")
     ] = None,
     search: Annotated[
         str | None,
@@ -484,9 +484,9 @@ def list_alerts(
 def alert_noise(
     context: Context,
     _: Viewer,
-    since: Annotated[Duration, Query(description="The period, e.g. 24h or 7d (up to 366d).")] = timedelta(
-        days=7
-    ),
+    since: Annotated[
+        RequestDuration, Query(description="The period, e.g. 24h or 7d (up to 366d).")
+    ] = timedelta(days=7),
     by: Annotated[
         str,
         Query(
@@ -506,7 +506,7 @@ def alert_overview(
     context: Context,
     _: Viewer,
     since: Annotated[
-        Duration, Query(description="The period of new alerts shown, e.g. 1h (up to 366d).")
+        RequestDuration, Query(description="The period of new alerts shown, e.g. 1h (up to 366d).")
     ] = timedelta(hours=1),
 ) -> AlertOverview:
     """What is going on now: open alerts by severity and state, open incidents, new alerts over the period."""
@@ -884,7 +884,9 @@ def list_changes(
     context: Context,
     _: Viewer,
     service: Annotated[str | None, Query(description="This service's changes and those naming none.")] = None,
-    since: Annotated[Duration | None, Query(description="The period, e.g. 24h or 7d (default 24h).")] = None,
+    since: Annotated[
+        RequestDuration | None, Query(description="The period, e.g. 24h or 7d (default 24h).")
+    ] = None,
     incident: Annotated[
         str | None,
         Query(

@@ -21,7 +21,7 @@ from pydantic import (
 from warroom.alerts.config import AlertConditions, AlertSeverity
 from warroom.alerts.enums import AlertStatus
 from warroom.clock import clock
-from warroom.durations import Duration, format_duration
+from warroom.durations import Duration, RequestDuration, format_duration
 from warroom.errors import InvalidInput
 from warroom.fields import NOT_BLANK, VISIBLE_LINE, NonBlank, one_line
 from warroom.fields import safe_link as safe_link
@@ -697,7 +697,9 @@ class SnoozeRequest(BaseModel):
     """Acknowledge an alert until a moment: give ``duration`` (e.g. 2h) or ``until``."""
 
     model_config = ConfigDict(extra="forbid")
-    duration: Duration | None = Field(None, description="How long, e.g. 30m or 4h; 1 minute to 7 days.")
+    duration: RequestDuration | None = Field(
+        None, description="How long, e.g. 30m or 4h; 1 minute to 7 days."
+    )
     until: OffsetDatetime | None = Field(None, description="Instead of duration: when, within 7 days.")
 
     @model_validator(mode="after")
@@ -794,7 +796,9 @@ class MaintenanceCreate(BaseModel):
     )
     starts_at: OffsetDatetime | None = Field(None, description="Default: now. Up to 90 days ahead.")
     ends_at: OffsetDatetime | None = None
-    duration: Duration | None = Field(None, description="Instead of ends_at, e.g. 2h or 90m; up to 7 days.")
+    duration: RequestDuration | None = Field(
+        None, description="Instead of ends_at, e.g. 2h or 90m; up to 7 days."
+    )
 
     @field_validator("labels")
     @classmethod
@@ -816,7 +820,9 @@ class MaintenanceExtend(BaseModel):
     """The work takes longer: move the end of a window that has not ended."""
 
     model_config = ConfigDict(extra="forbid")
-    by: Duration = Field(description="How much later it ends, e.g. 30m; the window stays within 7 days.")
+    by: RequestDuration = Field(
+        description="How much later it ends, e.g. 30m; the window stays within 7 days."
+    )
 
 
 class MaintenanceRead(BaseModel):

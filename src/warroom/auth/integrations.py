@@ -36,7 +36,7 @@ from warroom.auth.signing import (
     verify,
 )
 from warroom.db import DriverStatement, UTCDateTime, get_or_404, utcnow
-from warroom.durations import Duration, format_duration
+from warroom.durations import RequestDuration, format_duration
 from warroom.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 from warroom.jobs import service as jobs
 from warroom.jobs.models import Job
@@ -87,7 +87,7 @@ class IntegrationCreate(BaseModel):
 
 class IntegrationRotate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    grace: Duration = Field(
+    grace: RequestDuration = Field(
         DEFAULT_ROTATION_GRACE,
         description="How long the replaced key (and signing secret) keep working, e.g. '1h', '30m', '0s' "
         "to end them at once; at most 7 days.",
@@ -112,7 +112,7 @@ class IntegrationUpdate(BaseModel):
     timestamp_header: str | None = Field(
         None, description=f"Signing integrations: the timestamp header's name; null for {TIMESTAMP_HEADER}."
     )
-    grace: Duration = Field(
+    grace: RequestDuration = Field(
         DEFAULT_ROTATION_GRACE,
         description="When header names change: how long deliveries signed under the old names are still "
         "accepted (until the contact point is changed too), e.g. '1h', '0s' to stop at once; at most 7 days.",

@@ -1486,12 +1486,13 @@ def integration_rotate(
     from pydantic import TypeAdapter, ValidationError
 
     from warroom.auth import integrations
-    from warroom.durations import Duration
+    from warroom.durations import RequestDuration
+    from warroom.fields import validation_message
 
     try:
-        grace_period = TypeAdapter(Duration).validate_python(grace)
-    except ValidationError:
-        fail(f"--grace: {grace!r} is not a duration (write it like 30m, 1h or 2d)")
+        grace_period = TypeAdapter(RequestDuration).validate_python(grace)
+    except ValidationError as exc:
+        fail(f"--grace: {validation_message(exc.errors()[0])}")
 
     with _local_session(database_url, explain=_options_named) as session:
         rotated = integrations.rotate_integration(
