@@ -6,7 +6,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from warroom.auth.models import ApiToken, Role
+from warroom.auth.models import ApiToken, IntegrationKey, Role
 from warroom.auth.schemas import Principal, TokenCreated, TokenRead
 from warroom.db import get_or_404, utcnow
 from warroom.errors import Forbidden, InvalidInput, Unauthorized
@@ -58,8 +58,20 @@ def revoke_token(session: Session, *, token_id: int) -> TokenRead:
 def authenticate(session: Session, secret: str | None) -> Principal:
     if not secret:
         raise Unauthorized("a token is required: send 'Authorization: Bearer <token>'")
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_secret(secret)))
+    secret_hash = hash_secret(secret)
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == secret_hash))
     if token is None:
+        is_key = session.scalar(
+            select(IntegrationKey.id).where(
+                (IntegrationKey.key_hash == secret_hash) | (IntegrationKey.previous_key_hash == secret_hash)
+            )
+        )
+        if is_key is not None:
+            # A common mix-up: both are long random strings printed once.
+            raise Unauthorized(
+                "the token is not valid: it is an integration key, which alert sources send; the API takes "
+                "an API token (warroom token create --name NAME --role viewer|responder|admin)"
+            )
         raise Unauthorized("the token is not valid")
     if token.revoked_at is not None:
         raise Unauthorized("the token was revoked")

@@ -12,6 +12,7 @@ from copy import copy
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, NoReturn
+from urllib.parse import urlsplit
 
 import typer
 from pydantic import BaseModel
@@ -161,12 +162,25 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _setting_hint(exc: ApiError) -> str | None:
+    """Which of the client's two settings an answer points at, when it points at one."""
+    if exc.status == 401 and not os.environ.get("WARROOM_TOKEN"):
+        return "set WARROOM_TOKEN to an API token (warroom token create --name NAME --role responder)"
+    if exc.status == 404 and exc.code == "not_found":
+        address = urlsplit(os.environ.get("WARROOM_URL", ""))
+        if address.path.strip("/"):
+            return f"WARROOM_URL is the server's address, without a path: {address.scheme}://{address.netloc}"
+    return None
+
+
 @contextmanager
 def api_errors() -> Iterator[None]:
     try:
         yield
     except ApiError as exc:
-        fail(f"{exc.message} ({exc.status} {exc.code})" if exc.status else exc.message)
+        message = f"{exc.message} ({exc.status} {exc.code})" if exc.status else exc.message
+        hint = _setting_hint(exc)
+        fail(f"{message}; {hint}" if hint else message)
 
 
 # Where a list cuts a text that may run to pages (an error with a traceback or a response body): the table
