@@ -213,7 +213,7 @@ def test_a_field_problem_does_not_hide_the_cross_reference_problems() -> None:
     assert found[2].endswith(
         "'a' at line 5 is already the name of the heartbeat at line 4 (automation.heartbeats[0].name)"
     )
-    assert found[3].endswith("'zz' is not a service in this file")
+    assert found[3].endswith("'zz' is not a service in this file (known: api)")
     assert found[4].endswith("['ghost'] are not services here")
 
 
@@ -240,7 +240,7 @@ def test_what_did_not_parse_is_never_reported_as_unknown() -> None:
     assert found == [
         "services[0].tier (line 3): Input should be less than or equal to 4",
         "severities (line 1): Input should be a valid list",
-        "automation.heartbeats[0].service (line 5): 'ghost' is not a service in this file",
+        "automation.heartbeats[0].service (line 5): 'ghost' is not a service in this file (known: api)",
     ]
 
 
@@ -458,3 +458,32 @@ def test_people_and_policies_given_twice_are_named_with_both_lines() -> None:
 )
 def test_an_entry_that_is_not_a_mapping_is_said_without_class_names(entry: str, wanted: str) -> None:
     assert problems_of(f"automation:\n  rules:\n    - {entry}\n") == [wanted]
+
+
+def test_a_misspelt_key_or_value_says_what_the_place_takes() -> None:
+    found = problems_of(
+        "services: [{name: payments}, {name: api}]\n"
+        "automation:\n"
+        "  rules:\n"
+        "    - name: r\n"
+        "      match: {services: [payments], severity: [crtical]}\n"
+        "      runbook: [x]\n"
+        "      incident: {services: [paymnets]}\n"
+    )
+    assert found == [
+        "automation.rules[0].match.severity[0] (line 5): 'crtical' is not allowed: expected 'critical', "
+        "'error', 'warning' or 'info'",
+        "automation.rules[0].match.services (line 5): unknown key 'services'; did you mean 'service'? "
+        "(allowed here: source, severity, type, labels_regex, labels_missing, integrations, service, labels)",
+        "automation.rules[0].runbook (line 6): unknown key 'runbook'; did you mean 'runbooks'? (allowed here: "
+        "name, match, during, incident, runbooks, page, notify, resolve_to_monitoring, "
+        "acknowledge_incident_with_alerts, resolve_after)",
+        "automation.rules[0].incident.services (line 7): 'paymnets' is not a service in this file; "
+        "did you mean 'payments'?",
+    ]
+    # A notification channel is one of several kinds: the keys are those of its kind.
+    found = problems_of("notification_channels:\n  - {name: mail, type: email, too: [oncall@example.com]}\n")
+    assert found == [
+        "notification_channels[0].email.too (line 2): unknown key 'too'; did you mean 'to'? (allowed here: "
+        "name, to, templates, type, settings)"
+    ]

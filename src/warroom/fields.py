@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -109,3 +110,16 @@ def safe_link(href: str) -> bool:
 def validation_message(error: Mapping[str, Any]) -> str:
     """A pydantic error's words without the "Value error, " it puts before a validator's own message."""
     return str(error["msg"]).removeprefix("Value error, ")
+
+
+def not_in_file(name: str, kind: str, known: list[str]) -> str:
+    """An org file's reference to a ``kind`` it does not declare: the nearest name when one is close (a
+    typo), else the names it has."""
+    message = f"{name!r} is not a {kind} in this file"
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    if close:
+        return f"{message}; did you mean {close[0]!r}?"
+    if not known:
+        return f"{message} (no {kind} is defined)"
+    shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+    return f"{message} (known: {shown})"

@@ -6,6 +6,7 @@ Everything a team tunes lives here; the code ships the seed's matrix as defaults
 from __future__ import annotations
 
 import contextlib
+import difflib
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -32,7 +33,7 @@ from warroom.alerts.config import AutomationConfig, NameTaken, Problems, names_t
 from warroom.business_hours import BusinessHours
 from warroom.durations import Duration
 from warroom.errors import InvalidInput
-from warroom.fields import validation_message
+from warroom.fields import not_in_file, validation_message
 from warroom.notify.config import NotificationChannel, check_notification_channels, default_channels
 from warroom.oncall.config import (
     EscalationPolicyConfig,
@@ -363,7 +364,7 @@ def _service_references(org: OrgConfig) -> list[str]:
         for dependency in service.dependencies:
             if dependency not in names:
                 problems.append(
-                    f"services[{index}].dependencies: {dependency!r} is not a service in this file"
+                    f"services[{index}].dependencies: {not_in_file(dependency, 'service', names)}"
                 )
     return problems
 
@@ -591,7 +592,18 @@ def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
 
 def _message(error: ErrorDetails) -> str:
     """A pydantic error in the file's terms: no "Value error, " before a validator's own words, and no class
-    name for an entry that is not a mapping ("valid dictionary or instance of AutomationRule")."""
+    name for an entry that is not a mapping ("valid dictionary or instance of AutomationRule"); an unknown key
+    with the keys the place takes, and a value not among the allowed ones quoted."""
+    if error["type"] == "extra_forbidden":
+        key = str(error["loc"][-1])
+        allowed = _fields_at(tuple(error["loc"][:-1]))
+        if not allowed:
+            return f"unknown key {key!r}"
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown key {key!r}{guess} (allowed here: {', '.join(allowed)})"
+    if error["type"] in ("enum", "literal_error") and (error.get("ctx") or {}).get("expected"):
+        return f"{error.get('input')!r} is not allowed: expected {error['ctx']['expected']}"
     if error["type"] in ("model_type", "model_attributes_type", "dict_type"):
         fields = _fields_of(error.get("ctx", {}).get("class_name"))
         shape = f"a mapping ({', '.join(fields[:3])}, …)" if fields else "a mapping (key: value lines)"
@@ -603,6 +615,39 @@ def _message(error: ErrorDetails) -> str:
 
 _YAML_KINDS: dict[type, str] = {str: "the text", int: "the number", float: "the number", bool: "the boolean"}
 _YAML_KINDS[list] = "the list"
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The org-file models an annotation holds (``list[Rule] | None`` → ``[Rule]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the mapping at ``loc`` of the org file takes (pydantic's error location), or none when the
+    place is not one model (a list index or a dict's key is stepped over; a union's tag picks its model)."""
+    models: list[type[BaseModel]] = [OrgConfig]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        found: list[type[BaseModel]] = []
+        for model in models:
+            field = model.model_fields.get(part)
+            if field is not None:
+                found.extend(_models_in(field.annotation))
+            elif model.__name__ == part or part in _tags_of(model):
+                found.append(model)  # a tagged union's member, named by its tag
+        if found:
+            models = list(dict.fromkeys(found))
+        # else: a dict's key (a format's name, a label): the models stay those of the dict's values
+    return list(models[0].model_fields) if len(models) == 1 else []
+
+
+def _tags_of(model: type[BaseModel]) -> set[str]:
+    """The tag values that pick ``model`` in a discriminated union (its ``type`` literal)."""
+    field = model.model_fields.get("type")
+    return {str(value) for value in get_args(field.annotation)} if field is not None else set()
 
 
 def _fields_of(class_name: Any) -> list[str]:

@@ -199,8 +199,11 @@ automation:
         parse_org_config(org)
     problems = [str(problem) for problem in refused.value.problems]
     assert problems == [
-        "automation.auto_resolve[0].match.service (line 7): 'billing' is not a service in this file",
-        "automation.rules[0].match.service (line 5): 'payment' is not a service in this file",
+        # The names the file has, or the nearest one when it is a typo.
+        "automation.auto_resolve[0].match.service (line 7): 'billing' is not a service in this file "
+        "(known: payments)",
+        "automation.rules[0].match.service (line 5): 'payment' is not a service in this file; "
+        "did you mean 'payments'?",
     ]
 
 

@@ -17,7 +17,7 @@ from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, meta, node
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from warroom.durations import Duration, duration_between, off_or_between
-from warroom.fields import safe_link
+from warroom.fields import not_in_file, safe_link
 from warroom.incidents.schemas import Assessment
 from warroom.severity.matrix import BUILT_IN_LEVELS, matrix_level
 from warroom.templating import FalsyStrictUndefined, LimitedSandbox, time_limit
@@ -1324,13 +1324,15 @@ def _check_named_entries(
     problems = names_taken(where, [entry.name for entry in entries], kind)
     for index, entry in enumerate(entries):
         if entry.service is not None and entry.service not in service_names:
-            problems.append(f"{where}[{index}].service: {entry.service!r} is not a service in this file")
+            problems.append(
+                f"{where}[{index}].service: {not_in_file(entry.service, 'service', service_names)}"
+            )
     return problems
 
 
 def _unknown_match_services(where: str, match: RuleMatch, service_names: list[str]) -> list[str]:
     return [
-        f"{where}.service: {service!r} is not a service in this file"
+        f"{where}.service: {not_in_file(service, 'service', service_names)}"
         for service in match.service
         if service not in service_names
     ]
@@ -1407,7 +1409,7 @@ def _entry_references(org: OrgConfig) -> list[str]:
             else None
         )
         if fixed is not None and fixed not in service_names:
-            problems.append(f"{where}.service: {fixed!r} is not a service in this file")
+            problems.append(f"{where}.service: {not_in_file(fixed, 'service', service_names)}")
     for index, inhibit_rule in enumerate(automation.inhibit_rules):
         for side in ("source", "target"):
             where = f"automation.inhibit_rules[{index}].{side}"
@@ -1439,7 +1441,9 @@ def _rule_references(org: OrgConfig) -> list[str]:
                     )
             for service in rule.incident.services:
                 if service not in service_names:
-                    problems.append(f"{where}.incident.services: {service!r} is not a service in this file")
+                    problems.append(
+                        f"{where}.incident.services: {not_in_file(service, 'service', service_names)}"
+                    )
         elif rule.runbooks or rule.page or rule.notify:
             problems.append(f"{where}.incident: runbooks, page and notify need an incident action")
         problems.extend(_unknown_match_services(f"{where}.match", rule.match, service_names))

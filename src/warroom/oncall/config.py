@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from warroom.alerts.config import names_taken
 from warroom.business_hours import BusinessHours
 from warroom.durations import Duration
+from warroom.fields import not_in_file
 from warroom.notify.config import CHANNEL_TYPES, check_recipient, find_channel, missing_url
 from warroom.timezones import check_zone
 
@@ -283,9 +284,7 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
     problems += names_taken("escalation_policies", policies, "escalation policy")
 
     def unknown(kind: str, name: str, known: list[str]) -> str:
-        return f"{name!r} is not a {kind} in this file" + (
-            f" (known: {', '.join(known)})" if known else f" (no {kind} is defined)"
-        )
+        return not_in_file(name, kind, known)
 
     channels = sorted({c.name for c in org.notification_channels} | set(CHANNEL_TYPES))
     for index, person in enumerate(org.people):
