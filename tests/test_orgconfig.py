@@ -475,8 +475,8 @@ def test_a_misspelt_key_or_value_says_what_the_place_takes() -> None:
         "'error', 'warning' or 'info'",
         "automation.rules[0].match.services (line 5): unknown key 'services'; did you mean 'service'? "
         "(allowed here: source, severity, type, labels_regex, labels_missing, integrations, service, labels)",
-        "automation.rules[0].runbook (line 6): unknown key 'runbook'; did you mean 'runbooks'? (allowed here: "
-        "name, match, during, incident, runbooks, page, notify, resolve_to_monitoring, "
+        "automation.rules[0].runbook (line 6): unknown key 'runbook'; did you mean 'runbooks'? "
+        "(allowed here: name, match, during, incident, runbooks, page, notify, resolve_to_monitoring, "
         "acknowledge_incident_with_alerts, resolve_after)",
         "automation.rules[0].incident.services (line 7): 'paymnets' is not a service in this file; "
         "did you mean 'payments'?",

@@ -60,8 +60,8 @@ def test_a_pagerduty_change_event_is_recorded(api: TestClient, context: AppConte
         pd_key, source="jenkins", timestamp="2026-03-02T09:50:00", custom_details={"service": "payments"}
     )
     assert api.post("/v2/change/enqueue", json=named).status_code == 202
-    unknown = pagerduty_change(pd_key, source="jenkins", custom_details={"service": "nowhere"})
-    assert api.post("/v2/change/enqueue", json=unknown).status_code == 202
+    unknown_source = pagerduty_change(pd_key, source="jenkins")
+    assert api.post("/v2/change/enqueue", json=unknown_source).status_code == 202
     with context.db.read() as session:
         rows = session.execute(select(ChangeEvent.service, ChangeEvent.happened_at).order_by(ChangeEvent.id))
         assert list(rows)[1:] == [("payments", datetime(2026, 3, 2, 9, 50, tzinfo=UTC)), (None, T0)]
@@ -83,8 +83,18 @@ def test_bad_pagerduty_change_events_get_pagerdutys_errors_and_change_nothing(
         pagerduty_change(pd_key, custom_details=["not", "an", "object"]),
         pagerduty_change(pd_key, timestamp="9999-12-31T23:59:59Z"),
         pagerduty_change(pd_key, timestamp="0001-01-01T00:00:00Z"),
+        pagerduty_change(pd_key, custom_details={"service": 7}),
     ):
         assert api.post("/v2/change/enqueue", json=body).status_code == 400, body
+    # A service named on purpose but misspelt: refused, not credited to the key's or another service.
+    typo = api.post(
+        "/v2/change/enqueue", json=pagerduty_change(pd_key, custom_details={"service": "databse"})
+    )
+    assert typo.status_code == 400 and typo.json()["status"] == "invalid event", typo.text
+    assert typo.json()["errors"] == [
+        "payload.custom_details.service: unknown service 'databse'; the org file has frontend, api, auth, "
+        "payments, database, queue, cache, search"
+    ], typo.text
     unknown_key = api.post("/v2/change/enqueue", json=pagerduty_change("not-a-key"))
     assert unknown_key.status_code == 401 and unknown_key.json()["message"]
     assert api.post("/v2/change/enqueue", json=pagerduty_change(generic_key)).status_code == 403

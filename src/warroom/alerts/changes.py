@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
-from warroom.alerts.adapters import parse_json, validate_payload
+from warroom.alerts.adapters import InvalidPayload, parse_json, validate_payload
 from warroom.alerts.models import ChangeEvent
 from warroom.alerts.schemas import ChangeCreate, ChangeRead, PagerDutyChange, safe_link
 from warroom.alerts.service import period_start
@@ -60,14 +60,24 @@ def record(session: Session, *, org: OrgConfig, data: ChangeCreate, recorded_by:
 def record_pagerduty(session: Session, *, org: OrgConfig, body: bytes) -> Recorded:
     """A change in PagerDuty's shape. Its routing key is a ``pagerduty`` integration key, as for alerts.
 
-    PagerDuty ties a change to the service of its key. Here a change's service is the first of: a service
-    named in ``custom_details.service``, the integration's default service, ``payload.source`` when that is
-    a service's name."""
+    PagerDuty ties a change to the service of its key. Here a change's service is the first of: the service
+    named in ``custom_details.service`` (refused if the org file has no such service), the integration's
+    default service, ``payload.source`` when that is a service's name."""
     event: PagerDutyChange = validate_payload(_PAGERDUTY_CHANGE, parse_json(body))
     integration = integrations.authenticate_integration(session, event.routing_key, IntegrationType.pagerduty)
     payload = event.payload
     details: dict[str, Any] = payload.custom_details or {}
-    candidates = (details.get("service"), integration.service, payload.source)
+    named = details.get("service")
+    if named is not None:
+        # Named on purpose, so a typo is refused as on the token path, not credited to another service.
+        try:
+            if not isinstance(named, str):
+                raise InvalidInput("must be a service's name", {"field": "service"})
+            org.check_services([named], "service")
+        except InvalidInput as refused:
+            field, reason = "payload.custom_details.service", refused.message.removeprefix("service: ")
+            raise InvalidPayload(f"{field}: {reason}", [{"field": field, "message": reason}]) from None
+    candidates = (named, integration.service, payload.source)
     service = next((name for name in candidates if isinstance(name, str) and org.service(name)), None)
     happened_at = payload.timestamp
     if happened_at is not None and happened_at.tzinfo is None:
