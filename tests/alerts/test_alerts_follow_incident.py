@@ -265,11 +265,13 @@ def test_an_alert_joining_an_acknowledged_incident_is_acknowledged_with_it(
     joined = generic(api, generic_key, summary="5xx on api-b", dedup_key="api-b")
     assert joined["incident"] == "INC-1"
     row = alert_row(context, 3)
+    # Acknowledged as it joined, four minutes after the incident was: never before it was first seen.
     assert (row.status, row.acknowledged_by, row.acknowledged_at) == (
         AlertStatus.acknowledged,
         "responder-user",
-        incident(context).acknowledged_at,
+        T0 + timedelta(minutes=4),
     )
+    assert incident(context).acknowledged_at == T0
     attached, acknowledged = timeline(context)[-2:]
     assert attached.action.startswith("Alert ALR-3 (generic, critical) attached")
     assert acknowledged.action == (

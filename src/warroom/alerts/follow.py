@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from warroom.alerts.handlers import schedule_handlers
 from warroom.alerts.models import Alert, AlertStatus
+from warroom.db import utcnow
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import Incident, TimelineKind
 
@@ -25,16 +26,18 @@ def acknowledge_with_incident(
     """Acknowledge ``alerts`` of ``incident`` (locked, acknowledged and open) that are still firing, by
     whoever acknowledged the incident, at that moment; one timeline entry names them, by ``performer``. Their
     ``acknowledged`` handlers run as for any acknowledgement. ``joined``: they have just joined the incident
-    (an incident someone is on pages nobody for them). The alerts acknowledged."""
+    (an incident someone is on pages nobody for them), and are acknowledged now. The alerts acknowledged."""
     if incident.acknowledged_at is None or not incident.status.is_open:
         return []
     firing = [alert for alert in alerts if alert.status == AlertStatus.firing]
     if not firing:
         return []
     owner = incident.acknowledged_by or performer
+    # One that joins later is acknowledged when it joins: never before it was first seen.
+    at = utcnow() if joined else incident.acknowledged_at
     for alert in firing:
         alert.status = AlertStatus.acknowledged
-        alert.acknowledged_at = incident.acknowledged_at
+        alert.acknowledged_at = at
         alert.acknowledged_by = owner
     session.flush()
     noun = "Alert" if len(firing) == 1 else "Alerts"
