@@ -254,3 +254,30 @@ def test_db_vacuum_turns_an_older_file_to_incremental_and_shrinks_it(
         mode, pages_after, free_after = _sqlite_pages(context)
         # Compacted: only what the remaining rows use (plus the pointer-map pages incremental mode keeps).
         assert (mode, free_after) == (2, 0) and pages_after < pages - free + 5
+
+
+def test_what_muted_a_kept_alert_stays_and_a_deleted_one_says_why_it_is_gone(
+    api: TestClient, context: AppContext, generic_key: str, viewer: dict[str, str]
+) -> None:
+    clock.set(T0)
+    send(api, generic_key, summary="host db-1 down", dedup_key="host-down")
+    send(api, generic_key, summary="host db-1 down", dedup_key="host-down", status="resolved")
+    send(api, generic_key, summary="disk 81%", dedup_key="old-unrouted")
+    send(api, generic_key, summary="disk 81%", dedup_key="old-unrouted", status="resolved")
+    send(api, generic_key, summary="db-1 disk full", dedup_key="disk-full")
+    with context.db.write() as session:
+        # Muted by the host-down alert, then released when it resolved: it says "was inhibited by ALR-1".
+        session.execute(Alert.__table__.update().where(Alert.id == 3).values(inhibited_by_id=1))
+    clock.set(T0 + timedelta(days=91))
+    assert retention.prune(context, clock.now())["alerts"] == 1
+    assert alert_keys(context) == ["host-down", "disk-full"]
+    shown = api.get("/api/v1/alerts/ALR-3", headers=viewer).json()
+    assert shown["inhibited_by"] == "ALR-1", shown
+    gone = api.get("/api/v1/alerts/ALR-2", headers=viewer)
+    assert gone.status_code == 404
+    assert gone.json()["error"]["message"] == (
+        "no alert ALR-2: it was deleted by retention (resolved alerts on no incident are kept for "
+        "automation.retention.alerts)"
+    )
+    never = api.get("/api/v1/alerts/ALR-9", headers=viewer)
+    assert never.status_code == 404 and "retention" not in never.text

@@ -28,8 +28,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, delete, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import ColumnElement, delete, exists, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from warroom.alerts.automation import CALM_KIND, DELAY_KIND, QUIET_KIND
 from warroom.alerts.config import STORM_GUARD_MAX_WITHIN, RetentionConfig
@@ -74,12 +74,15 @@ def _conditions(retention: RetentionConfig, now: datetime) -> dict[str, tuple[ty
     """What may go, by table: the model and the conditions a row must meet (none when it is kept for ever)."""
     found: dict[str, tuple[type[Base], list[Any]]] = {}
     if retention.alerts > timedelta(0):
+        muted = aliased(Alert)
         found["alerts"] = (
             Alert,
             [
                 Alert.status == AlertStatus.resolved,
                 Alert.incident_id.is_(None),
                 Alert.resolved_at < now - retention.alerts,
+                # What muted an alert that stays is part of that alert's story ("was inhibited by ALR-14").
+                ~exists().where(muted.inhibited_by_id == Alert.id),
             ],
         )
     if retention.changes > timedelta(0):

@@ -718,7 +718,18 @@ def maintenance_detail(session: Session, ref: str | int) -> MaintenanceDetail:
 
 
 def get_alert(session: Session, ref: str | int, *, for_update: bool = False) -> Alert:
-    return get_by_ref(session, Alert, ref, "ALR", "alert", for_update=for_update)
+    try:
+        return get_by_ref(session, Alert, ref, "ALR", "alert", for_update=for_update)
+    except NotFound as missing:
+        # An id below the newest existed: retention deleted it (a timeline may still name it).
+        newest = session.scalar(select(func.max(Alert.id)))
+        if newest is not None and parse_row_ref(ref, "ALR", "alert") < newest:
+            raise NotFound(
+                f"{missing.message}: it was deleted by retention (resolved alerts on no incident are kept "
+                "for automation.retention.alerts)",
+                missing.details,
+            ) from None
+        raise
 
 
 def lock_alert(session: Session, ref: str | int) -> Alert:
