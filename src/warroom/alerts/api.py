@@ -73,7 +73,7 @@ from warroom.context import AppContext
 from warroom.db import MAX_ROW_ID
 from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
 from warroom.durations import RequestDuration
-from warroom.errors import InvalidInput, WarroomError
+from warroom.errors import WarroomError
 
 router = APIRouter(tags=["alerts"])
 
@@ -800,9 +800,8 @@ async def _report(
     except ClientDisconnect:
         raise
     except Exception as exc:
-        # A signal that is not one is a delivery the intake would call an invalid payload.
-        reason = "invalid_payload" if isinstance(exc, InvalidInput) else refusal_reason(exc)
-        count_refused(heartbeats.SOURCE, reason)
+        # A signal that is not one (InvalidInput) counts as an invalid payload, as on every intake route.
+        count_refused(heartbeats.SOURCE, refusal_reason(exc))
         raise
 
 
@@ -847,7 +846,7 @@ async def enqueue_change(request: Request, context: Context) -> Response:
     try:
         ref = await run_in_threadpool(_record_pagerduty_change, context, body)
     except WarroomError as exc:
-        count_refused(CHANGE_SOURCE, exc.code)
+        count_refused(CHANGE_SOURCE, refusal_reason(exc))
         code, answer = pagerduty_error(exc)
         return Response(answer, status_code=code, media_type="application/json")
     except Exception as exc:  # answered by the framework's handlers (503, 500)
