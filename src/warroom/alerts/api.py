@@ -525,6 +525,7 @@ async def preview_alerts(
             "alertmanager",
             "grafana",
             "pagerduty",
+            "opsgenie",
             "generic",
             "email",
             "webhook",
@@ -533,8 +534,9 @@ async def preview_alerts(
         ],
         Query(
             description="The delivery's shape; auto tells it by its fields (a body that starts with mail "
-            "headers is an email message; one with affected_feature, a customer's report). A webhook is "
-            "read by the format named in webhook_format; a report is the body its endpoint takes."
+            "headers is an email message; one with affected_feature, a customer's report; one with a message "
+            "and no summary, an Opsgenie create-alert request). A webhook is read by the format named in "
+            "webhook_format; a report is the body its endpoint takes; opsgenie, the body of POST /v2/alerts."
         ),
     ] = "auto",
     webhook_format: Annotated[

@@ -650,8 +650,9 @@ def config_test_alert(
         str,
         typer.Option(
             "--source",
-            help="alertmanager, grafana, pagerduty, generic, email, webhook, customer-report or "
-            "internal-discovery (default: told by the payload's fields; --format implies webhook).",
+            help="alertmanager, grafana, pagerduty, opsgenie (the body of POST /v2/alerts), generic, email, "
+            "webhook, customer-report or internal-discovery (default: told by the payload's fields; --format "
+            "implies webhook). Heartbeat pings hold no alert and are not read.",
         ),
     ] = "auto",
     webhook_format: Annotated[
@@ -688,6 +689,10 @@ def config_test_alert(
 
     if integration is not None and not server:
         fail("--integration needs --server: only the server knows the integration's open alerts")
+    try:
+        reports.check_source(source)  # before --server too: its answer would only list the sources
+    except WarroomError as exc:
+        fail(exc.message)
     try:
         # Bytes, not text: a mail message declares its own charsets.
         body = sys.stdin.buffer.read() if payload == "-" else Path(payload).read_bytes()
