@@ -380,13 +380,18 @@ def test_a_file_that_routes_nothing_replaces_one_that_does_only_when_forced(
     try:
         other.reloads_seen = reload.latest_reload(other)
         running = reload.pages_and_routes(context.org)
+        automation = context.org.automation
         org_file.write_text("organization: Acme Cloud\n")
         (problem,) = refused_problems(api, admin)
         assert problem["location"] == "(file)"
         assert problem["message"] == (
-            "it defines no services, escalation policies or automation rules: every alert would go unrouted "
-            f"and nobody would be paged, where the running file has {', '.join(running)}; if that is meant, "
-            "reload with 'warroom config reload --force' (POST /api/v1/config/reload?force=true)"
+            "it has no services, escalation policies, automation rules, webhook formats or heartbeats, "
+            f"where the running file has {', '.join(running)}, {len(automation.webhook_formats)} webhook "
+            f"formats and {len(automation.heartbeats)} heartbeats (a truncated file, a half-finished edit?): "
+            "incidents opened from alerts would name no service, nobody would be paged, every alert would "
+            "go unrouted, webhook deliveries in those formats would be refused (404) and missed heartbeats "
+            "would no longer alert (their pings refused, 404); if that is meant, reload with 'warroom config "
+            "reload --force' (POST /api/v1/config/reload?force=true)"
         )
         assert reload.pages_and_routes(context.org) == running
         reload.reload_logged(context)  # kill -HUP: refused too, and logged
@@ -407,6 +412,78 @@ def test_a_file_that_routes_nothing_replaces_one_that_does_only_when_forced(
         write_org(org_file)
         assert api.post("/api/v1/config/reload", headers=admin).json()["warnings"] == []
         assert reload.pages_and_routes(context.org) == running
+    finally:
+        other.db.dispose()
+
+
+def test_a_file_cut_off_before_automation_is_refused_unless_forced(
+    api: TestClient,
+    context: AppContext,
+    settings: Settings,
+    org_file: Path,
+    admin: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """QA: a file cut off before ``automation:`` kept its services and policies, so it was taken with only
+    warnings: every alert unrouted, webhook formats gone (404), inhibit rules dropped. Losing any guarded
+    section is enough, and each one lost is named."""
+    from warroom.db import Database
+
+    text = EXAMPLE_CONFIG.read_text()  # in its own order: automation last
+    automation = context.org.automation
+    rules, formats_, heartbeats = (
+        len(automation.rules),
+        len(automation.webhook_formats),
+        len(automation.heartbeats),
+    )
+    other = AppContext(
+        settings=settings, db=Database(settings.resolved_database_url), org=load_org_config(org_file)
+    )
+    try:
+        other.reloads_seen = reload.latest_reload(other)
+        org_file.write_text(text[: text.index("\nautomation:") + 1])
+        (problem,) = refused_problems(api, admin)
+        assert problem["location"] == "(file)"
+        assert problem["message"] == (
+            f"it has no automation rules, webhook formats or heartbeats, where the running file has {rules} "
+            f"automation rules, {formats_} webhook formats and {heartbeats} heartbeats (a truncated file, a "
+            "half-finished edit?): every alert would go unrouted, webhook deliveries in those formats would "
+            "be refused (404) and missed heartbeats would no longer alert (their pings refused, 404); if "
+            "that is meant, reload with 'warroom config reload --force' "
+            "(POST /api/v1/config/reload?force=true)"
+        )
+        assert len(context.org.automation.rules) == rules
+        reload.reload_logged(context)  # kill -HUP: refused too
+        assert "not reloaded, the running one stays" in caplog.text
+        # A reload another process announced unforced is refused here too, from this process's file.
+        reload.announce(context, "tester")
+        assert reload.follow_announced(other) is True
+        assert len(other.org.automation.rules) == rules
+
+        # One section is enough: a file whose webhook formats were all cut.
+        write_org(org_file, webhook_formats=[])
+        (problem,) = refused_problems(api, admin)
+        assert problem["message"].startswith(
+            f"it has no webhook formats, where the running file has {formats_} webhook formats (a truncated "
+            "file, a half-finished edit?): webhook deliveries in those formats would be refused (404); if "
+        )
+        assert len(context.org.automation.webhook_formats) == formats_
+        # Inhibit rules all removed is a warning only.
+        write_org(org_file, inhibit_rules=[])
+        taken = api.post("/api/v1/config/reload", headers=admin)
+        assert taken.status_code == 200, taken.text
+        inhibit = len(automation.inhibit_rules)
+        assert taken.json()["warnings"] == [f"it has no inhibit rules, where the running file has {inhibit}"]
+
+        org_file.write_text(text[: text.index("\nautomation:") + 1])
+        forced = api.post("/api/v1/config/reload?force=true", headers=admin)
+        assert forced.status_code == 200, forced.text
+        assert context.org.automation.rules == [] and context.org.automation.webhook_formats == []
+        assert set(forced.json()["warnings"]) >= {
+            f"it has no automation rules, where the running file has {rules}",
+            f"it has no webhook formats, where the running file has {formats_}",
+            f"it has no heartbeats, where the running file has {heartbeats}",
+        }
     finally:
         other.db.dispose()
 

@@ -555,15 +555,17 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         force: Annotated[
             bool,
             Query(
-                description="Take a file that defines no services, escalation policies or automation rules "
-                "in place of one that does (refused otherwise: every alert would go unrouted)."
+                description="Take a file that has no services, escalation policies, automation rules, "
+                "webhook formats or heartbeats where the running one has some (refused otherwise: a "
+                "truncated file would leave alerts unrouted and webhook tools refused)."
             ),
         ] = False,
     ) -> ConfigStatus:
         """Read the org file again and run with it from now on (as kill -HUP does), and tell every other
         process (serve and worker) to read its own again within a few seconds. A file with problems is
         refused with 422 and every problem (location, line, message); the running one stays, here and
-        elsewhere. So is, unless ``force``, a file that routes and pages nothing where the running one does.
+        elsewhere. So is, unless ``force``, a file that empties a section the running one has (services,
+        escalation policies, automation rules, webhook formats, heartbeats).
         ``warnings`` in the answer: what the new file changes that is worth a look (a section it emptied,
         incidents escalating on a policy it no longer has)."""
         try:

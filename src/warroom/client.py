@@ -112,7 +112,7 @@ class Client:
 
     def reload_config(self, *, force: bool = False) -> ConfigStatus:
         """Have the server read its org file again (admin); ApiError 422 with the problems if it has any.
-        ``force``: take it even if it routes and pages nothing where the running one does."""
+        ``force``: take it even if it empties a section the running one has (services, rules, formats…)."""
         params = {"force": "true"} if force else None
         return ConfigStatus.model_validate(self.request("POST", "/api/v1/config/reload", params=params))
 

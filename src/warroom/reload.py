@@ -4,8 +4,10 @@ inhibit rules, heartbeats, schedules: what the file says applies from the next r
 that would drop connections in flight.
 
 A file with problems is refused, with every problem, and the running configuration stays; so is a file that
-defines nothing that routes alerts or pages anyone (no services, escalation policies or automation rules) in
-place of one that did, unless the reload is forced (``warroom config reload --force``). A reload that is taken
+has no services, no escalation policies, no automation rules, no webhook formats or no heartbeats where the
+running one has some (a truncated file, a half-finished edit), unless the reload is forced (``warroom config
+reload --force``). This holds for every way in: the API, ``kill -HUP`` and a reload announced by another
+process (which follows it forced only if that one was). A reload that is taken
 says what is worth a look (``ConfigStatus.warnings``, logged too): a section it emptied, an escalation running
 on a policy the new file no longer has (the escalation's next deadline hands it over). After a reload the
 chains of recurring jobs are started for entries that are new (a status page to poll, a maintenance schedule,
@@ -97,23 +99,56 @@ def pages_and_routes(org: OrgConfig) -> list[str]:
 
 
 def _sections(org: OrgConfig) -> dict[str, int]:
+    """How many entries the sections a reload may empty have (escalation policies: a team's generated one
+    too, as ``pages_and_routes`` counts them)."""
     return {
         "services": len(org.services),
-        "escalation policies": len(org.escalation_policies),
+        "escalation policies": len(oncall_service.list_policies(org)),
         "automation rules": len(org.automation.rules),
+        "inhibit rules": len(org.automation.inhibit_rules),
+        "webhook formats": len(org.automation.webhook_formats),
         "heartbeats": len(org.automation.heartbeats),
     }
 
 
-def refuse_routing_nothing(running: OrgConfig, new: OrgConfig, path: str, *, force: bool) -> None:
-    """ConfigError unless forced, when ``new`` routes and pages nothing in place of ``running``, which does:
-    an emptied or truncated file would leave every alert unrouted and nobody paged."""
-    had = pages_and_routes(running)
-    if force or not had or pages_and_routes(new):
+# The sections a reload empties only when forced: one entry's name, and what emptying the section does. A
+# truncated file or a half-finished edit loses them as surely as the rules; inhibit rules going is only warned
+# of (a file may well drop its last one).
+GUARDED_SECTIONS = {
+    "services": ("service", "incidents opened from alerts would name no service"),
+    "escalation policies": ("escalation policy", "nobody would be paged"),
+    "automation rules": ("automation rule", "every alert would go unrouted"),
+    "webhook formats": ("webhook format", "webhook deliveries in those formats would be refused (404)"),
+    "heartbeats": ("heartbeat", "missed heartbeats would no longer alert (their pings refused, 404)"),
+}
+FORCE_HINT = (
+    "if that is meant, reload with 'warroom config reload --force' (POST /api/v1/config/reload?force=true)"
+)
+
+
+def _listed(items: list[str], last: str = "and") -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+def sections_lost(running: OrgConfig, new: OrgConfig) -> dict[str, int]:
+    """The guarded sections ``new`` has none of where ``running`` has some, with the running file's count."""
+    before, after = _sections(running), _sections(new)
+    return {name: before[name] for name in GUARDED_SECTIONS if before[name] and not after[name]}
+
+
+def refuse_sections_lost(running: OrgConfig, new: OrgConfig, path: str, *, force: bool) -> None:
+    """ConfigError unless forced, when ``new`` has no services, escalation policies, automation rules,
+    webhook formats or heartbeats where ``running`` has some: a file cut off before its ``automation:``
+    section, or an edit half done, would leave alerts unrouted, nobody paged and webhook tools refused. It
+    names every section lost; any one is enough."""
+    lost = sections_lost(running, new)
+    if force or not lost:
         return
+    had = [_counted(count, GUARDED_SECTIONS[name][0], name) for name, count in lost.items()]
+    effects = [GUARDED_SECTIONS[name][1] for name in lost]
     message = (
-        f"{NOTHING_ROUTED}, where the running file has {', '.join(had)}; if that is meant, reload with "
-        "'warroom config reload --force' (POST /api/v1/config/reload?force=true)"
+        f"it has no {_listed(list(lost), 'or')}, where the running file has {_listed(had)} (a truncated "
+        f"file, a half-finished edit?): {_listed(effects)}; {FORCE_HINT}"
     )
     raise ConfigError(path, [ConfigProblem("(file)", None, message)])
 
@@ -248,11 +283,12 @@ def start_recurring(context: AppContext) -> None:
 
 def reload_org(context: AppContext, *, announce_as: str | None = None, force: bool = False) -> ConfigStatus:
     """Read the org file again and run with it; ConfigError if it has problems (the running one stays), or
-    if it routes and pages nothing where the running one does and ``force`` is not given. ``announce_as``:
+    if it empties a section the running one has of those ``GUARDED_SECTIONS`` names and ``force`` is not
+    given. ``announce_as``:
     tell the other processes to do the same (the performer is recorded, and ``force``)."""
     path = context.settings.config
     org = load_org_config(path)
-    refuse_routing_nothing(context.org, org, str(path or "(no org file)"), force=force)
+    refuse_sections_lost(context.org, org, str(path or "(no org file)"), force=force)
     warnings = reload_warnings(context, org)
     if announce_as is not None:
         # Announced before this process works under the new file: a worker elsewhere that claims a job this

@@ -394,10 +394,71 @@ def test_each_key_records_when_it_was_last_used_to_the_minute(
         f"/api/v1/integrations/{listed()['id']}/rotate", json={"grace": "30m"}, headers=admin
     ).json()
     assert rotated["last_used_at"] is None
-    assert used(rotated["previous_key_last_used_at"]) == NOW + timedelta(seconds=70)
+    assert rotated["previous_key_last_used_at"] is None  # its uses after the rotation only
     clock.set(NOW + timedelta(minutes=10))
     assert fire(api, am_key).status_code == 202  # the old key, within its grace
     assert used(listed()["previous_key_last_used_at"]) == NOW + timedelta(minutes=10)
     assert listed()["last_used_at"] is None
     assert fire(api, rotated["key"]).status_code == 202
     assert used(listed()["last_used_at"]) == NOW + timedelta(minutes=10)
+
+
+def _deliver(api: TestClient, kind: str, key: str, signing_secret: str | None) -> int:
+    """One accepted delivery of this kind of source, with this key."""
+    if kind == "pagerduty":
+        event = {
+            "routing_key": key,
+            "event_action": "trigger",
+            "dedup_key": "db-lag",
+            "payload": {"summary": "replica lag", "source": "db-2", "severity": "error"},
+        }
+        return api.post("/v2/enqueue", json=event).status_code
+    if kind == "opsgenie":
+        body = {"message": "Disk almost full on db-1", "alias": "disk-db1"}
+        return api.post("/v2/alerts", json=body, headers={"Authorization": f"GenieKey {key}"}).status_code
+    if kind == "grafana":
+        assert signing_secret is not None
+        signed = delivery()
+        headers = {SIGNATURE: grafana_sign(signing_secret, signed), "Content-Type": "application/json"}
+        return api.post(f"/api/v1/alerts/grafana?key={key}", content=signed, headers=headers).status_code
+    if kind == "generic":
+        return api.post(f"/api/v1/alerts?key={key}", json={"summary": "disk full"}).status_code
+    return fire(api, key).status_code
+
+
+@pytest.mark.parametrize("kind", ["alertmanager", "pagerduty", "opsgenie", "grafana", "generic"])
+def test_the_old_key_shows_no_use_from_before_the_rotation(
+    api: TestClient,
+    context: AppContext,
+    admin: dict[str, str],
+    database_url: str,
+    frozen: datetime,
+    kind: str,
+) -> None:
+    """QA: right after a rotation the old key showed as "last used" before it (its last use as the current
+    key), telling an operator a source still sends with it. Only its uses after the rotation count, and the
+    first one is written even within a minute of a use before it (the once-a-minute throttle)."""
+    if kind == "grafana":
+        key, signing_secret = signing_integration(context)
+    else:
+        key, signing_secret = make_key(context, kind), None
+    [integration] = api.get("/api/v1/integrations", headers=admin).json()
+    assert _deliver(api, kind, key, signing_secret) == 202
+    clock.advance(timedelta(seconds=11))
+
+    rotated = api.post(
+        f"/api/v1/integrations/{integration['id']}/rotate", json={"grace": "1h"}, headers=admin
+    ).json()
+    assert rotated["previous_key_last_used_at"] is None
+    [row] = api.get("/api/v1/integrations", headers=admin).json()
+    assert row["previous_key_last_used_at"] is None and row["last_used_at"] is None
+    table = CliRunner().invoke(
+        cli_app, ["integration", "list", "--database-url", database_url], env={"COLUMNS": "250"}
+    )
+    assert "old key until" in table.stdout and ", last used" not in table.stdout
+
+    clock.advance(timedelta(seconds=20))  # within a minute of the old key's last use as the current one
+    assert _deliver(api, kind, key, signing_secret) == 202
+    [row] = api.get("/api/v1/integrations", headers=admin).json()
+    assert datetime.fromisoformat(row["previous_key_last_used_at"]) == NOW + timedelta(seconds=31)
+    assert row["last_used_at"] is None

@@ -4,6 +4,7 @@ deliveries refused by source and reason, and the open and unrouted alerts at scr
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy import text
 
 from tests.alerts.conftest import make_key
 from warroom.alerts import metrics
+from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.db import on_commit
 
@@ -207,3 +209,22 @@ def test_open_and_unrouted_alerts_at_scrape_time(api: TestClient, generic_key: s
     # The payments alert went to an incident; the two warnings nobody is paged for.
     assert 'warroom_alerts_unrouted{severity="warning",source="generic"} 2.0' in lines
     assert 'warroom_alerts_unrouted{severity="critical",source="generic"} 0.0' in lines
+
+
+def test_a_value_the_service_refuses_counts_as_invalid_payload(api: TestClient, context: AppContext) -> None:
+    """QA: an Opsgenie snooze whose endTime is more than 7 days ahead (a 422 from the snooze service, not from
+    reading the body) was counted under reason="invalid", a name no other route and no list of reasons has."""
+    clock.set(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
+    genie = {"Authorization": f"GenieKey {make_key(context, 'opsgenie')}"}
+    labels = [("opsgenie", "invalid_payload"), ("opsgenie", "invalid")]
+    before = {label: rejected(*label) for label in labels}
+    opened = {"message": "Disk almost full on db-1", "alias": "disk-db1"}
+    assert api.post("/v2/alerts", json=opened, headers=genie).status_code == 202
+    snooze = "/v2/alerts/disk-db1/snooze?identifierType=alias"
+    for end in ("2026-03-20T11:00:00Z", "2020-01-01T00:00:00Z"):  # too far ahead; in the past
+        refused = api.post(snooze, json={"endTime": end}, headers=genie)
+        assert refused.status_code == 422 and "endTime" in refused.json()["errors"], refused.text
+    assert {label: rejected(*label) - count for label, count in before.items()} == {
+        ("opsgenie", "invalid_payload"): 2,
+        ("opsgenie", "invalid"): 0,
+    }

@@ -281,3 +281,100 @@ def test_reports_from_people_can_be_dry_run(tmp_path: Path, api: TestClient, vie
     answer = api.post("/api/v1/alerts/preview?source=internal-discovery", json=internal_body, headers=viewer)
     assert answer.status_code == 200, answer.text
     assert answer.json()[0]["source"] == "internal-discovery"
+
+
+def test_an_opsgenie_alert_can_be_dry_run_as_intake_reads_it(
+    tmp_path: Path, api: TestClient, context: AppContext, viewer: dict[str, str]
+) -> None:
+    """QA: an Opsgenie create-alert body was read as plain JSON ("summary: Field required; message: Extra
+    inputs are not permitted"), --source opsgenie was an unknown source, and the list of sources left out
+    the reports that were taken. Teams moving from Opsgenie could not try their alerts."""
+    runner = CliRunner()
+    body = {
+        "message": "Disk almost full on db-1",
+        "alias": "disk-db1",
+        "tags": ["disk"],
+        "details": {"alertname": "DiskFull", "service": "database"},
+        "priority": "P1",
+        "responders": [{"type": "team", "name": "dba"}],  # Opsgenie's routing: ignored, as intake does
+    }
+    delivery = tmp_path / "opsgenie.json"
+    delivery.write_text(json.dumps(body))
+    previews = []
+    for source in ([], ["--source", "opsgenie"]):  # told by its fields, or named
+        shown = runner.invoke(
+            app, ["config", "test-alert", str(delivery), *source, "--json", "--config", str(EXAMPLE_CONFIG)]
+        )
+        assert shown.exit_code == 0, shown.output
+        [preview] = json.loads(shown.stdout)
+        previews.append(preview)
+    assert previews[0] == previews[1]
+    assert previews[0]["incident"]["rule"] == "critical-monitoring"
+    # What intake makes of the same body.
+    genie = {"Authorization": f"GenieKey {make_key(context, 'opsgenie')}"}
+    assert api.post("/v2/alerts", json=body, headers=genie).status_code == 202
+    with context.db.read() as session:
+        [alert] = session.scalars(select(Alert))
+    assert (
+        previews[0]["source"],
+        previews[0]["summary"],
+        previews[0]["severity"],
+        previews[0]["type"],
+        previews[0]["service"],
+        previews[0]["dedup_key"],
+        previews[0]["labels"],
+    ) == (
+        alert.source,
+        alert.summary,
+        alert.severity,
+        alert.alert_type,
+        alert.service,
+        alert.dedup_key,
+        alert.labels,
+    )
+    # The server's dry run reads it too.
+    for params in ({}, {"source": "opsgenie"}):
+        served = api.post("/api/v1/alerts/preview", json=body, params=params, headers=viewer)
+        assert served.status_code == 200, served.text
+        assert served.json()[0]["source"] == "opsgenie"
+
+    # A plain alert written with a message is still refused as a plain alert, naming what it lacks.
+    delivery.write_text(json.dumps({"message": "x", "severity": "critical"}))
+    plain = runner.invoke(app, ["config", "test-alert", str(delivery), "--config", str(EXAMPLE_CONFIG)])
+    assert plain.exit_code == 1 and "summary" in plain.output
+    # An unknown source names every source that is read; a heartbeat's is said to hold no alert.
+    for server in ([], ["--server"]):
+        wrong = runner.invoke(
+            app,
+            [
+                "config",
+                "test-alert",
+                str(delivery),
+                "--source",
+                "nagios",
+                *server,
+                "--config",
+                str(EXAMPLE_CONFIG),
+            ],
+        )
+        assert wrong.exit_code == 1, wrong.output
+        assert (
+            "unknown source 'nagios'; one of alertmanager, grafana, pagerduty, opsgenie, generic, email, "
+            "webhook, customer-report, internal-discovery"
+        ) in " ".join(wrong.output.split())
+        ping = runner.invoke(
+            app,
+            [
+                "config",
+                "test-alert",
+                str(delivery),
+                "--source",
+                "heartbeat",
+                *server,
+                "--config",
+                str(EXAMPLE_CONFIG),
+            ],
+        )
+        assert ping.exit_code == 1 and "a heartbeat ping is not read by a dry run" in " ".join(
+            ping.output.split()
+        )

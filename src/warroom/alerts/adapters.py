@@ -1041,7 +1041,7 @@ def from_email(raw: bytes, rules: Sequence[EmailRule] = (), keys: Sequence[str] 
     )
 
 
-PAYLOAD_SOURCES = ("alertmanager", "grafana", "pagerduty", "generic", "email", "webhook")
+PAYLOAD_SOURCES = ("alertmanager", "grafana", "pagerduty", "opsgenie", "generic", "email", "webhook")
 
 
 # A tool's own webhook, read by a format of the org file (``automation.webhook_formats``).
@@ -1250,12 +1250,20 @@ _MAIL_HEADER = re.compile(
 )
 
 
+# Fields of a plain JSON alert that Opsgenie's create-alert request does not have (summary, severity, …).
+_GENERIC_ONLY = frozenset(GenericAlert.model_fields) - frozenset(OpsgenieAlert.model_fields)
+
+
 def detected_source(data: Any) -> str:
-    """The intake shape a payload has, told apart by its fields."""
+    """The intake shape a payload has, told apart by its fields. An Opsgenie create-alert request has a
+    ``message``, which a plain JSON alert does not take; one that also has a plain alert's own fields (a
+    ``summary``, a ``severity``) is a plain alert gone wrong, and is refused as one."""
     if isinstance(data, dict) and isinstance(data.get("alerts"), list):
         return "alertmanager"
     if isinstance(data, dict) and "event_action" in data:
         return "pagerduty"
+    if isinstance(data, dict) and "message" in data and _GENERIC_ONLY.isdisjoint(data):
+        return "opsgenie"
     return "generic"
 
 
@@ -1298,6 +1306,8 @@ def events_for(source: str, data: Any) -> list[AlertEvent]:
         return from_alertmanager(data)
     if source == "pagerduty":
         return [from_pagerduty(data)[1]]
+    if source == "opsgenie":
+        return [from_opsgenie(data)]  # the body of POST /v2/alerts
     if source == "generic":
         return from_generic(data)
     raise InvalidPayload(f"unknown source {source!r}; one of {', '.join(PAYLOAD_SOURCES)}", [])

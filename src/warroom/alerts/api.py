@@ -73,7 +73,7 @@ from warroom.context import AppContext
 from warroom.db import MAX_ROW_ID
 from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
 from warroom.durations import RequestDuration
-from warroom.errors import InvalidInput, WarroomError
+from warroom.errors import WarroomError
 
 router = APIRouter(tags=["alerts"])
 
@@ -525,6 +525,7 @@ async def preview_alerts(
             "alertmanager",
             "grafana",
             "pagerduty",
+            "opsgenie",
             "generic",
             "email",
             "webhook",
@@ -533,8 +534,9 @@ async def preview_alerts(
         ],
         Query(
             description="The delivery's shape; auto tells it by its fields (a body that starts with mail "
-            "headers is an email message; one with affected_feature, a customer's report). A webhook is "
-            "read by the format named in webhook_format; a report is the body its endpoint takes."
+            "headers is an email message; one with affected_feature, a customer's report; one with a message "
+            "and no summary, an Opsgenie create-alert request). A webhook is read by the format named in "
+            "webhook_format; a report is the body its endpoint takes; opsgenie, the body of POST /v2/alerts."
         ),
     ] = "auto",
     webhook_format: Annotated[
@@ -800,9 +802,8 @@ async def _report(
     except ClientDisconnect:
         raise
     except Exception as exc:
-        # A signal that is not one is a delivery the intake would call an invalid payload.
-        reason = "invalid_payload" if isinstance(exc, InvalidInput) else refusal_reason(exc)
-        count_refused(heartbeats.SOURCE, reason)
+        # A signal that is not one (InvalidInput) counts as an invalid payload, as on every intake route.
+        count_refused(heartbeats.SOURCE, refusal_reason(exc))
         raise
 
 
@@ -847,7 +848,7 @@ async def enqueue_change(request: Request, context: Context) -> Response:
     try:
         ref = await run_in_threadpool(_record_pagerduty_change, context, body)
     except WarroomError as exc:
-        count_refused(CHANGE_SOURCE, exc.code)
+        count_refused(CHANGE_SOURCE, refusal_reason(exc))
         code, answer = pagerduty_error(exc)
         return Response(answer, status_code=code, media_type="application/json")
     except Exception as exc:  # answered by the framework's handlers (503, 500)

@@ -91,6 +91,7 @@ PREVIEW = request_body(
                 {"type": "array", "items": model_ref(GenericAlert), "minItems": 1},
                 model_ref(AlertmanagerWebhook),
                 model_ref(PagerDutyEvent),
+                model_ref(OpsgenieAlert),
                 model_ref(CustomerReport),
                 model_ref(InternalReport),
                 _TOOL_JSON,
@@ -104,8 +105,8 @@ PREVIEW = request_body(
         "multipart/form-data": _FORM,
     },
     description="One delivery as its source would send it (see source): a plain alert or a list of them, an "
-    "Alertmanager or Grafana webhook, a PagerDuty v2 event, a report, a mail message, or (source webhook) a "
-    "tool's own JSON or form.",
+    "Alertmanager or Grafana webhook, a PagerDuty v2 event, an Opsgenie create-alert request, a report, a "
+    "mail message, or (source webhook) a tool's own JSON or form.",
 )
 
 HEARTBEAT_OUTPUT = request_body(

@@ -23,7 +23,7 @@ from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import AlertEvent, InvalidPayload
 from warroom.alerts.config import WebhookFormat
 from warroom.alerts.intake import check_caller, writer_for
-from warroom.alerts.metrics import ALERTS_TRUNCATED, DELIVERIES_REJECTED, count_refused, refusal_reason
+from warroom.alerts.metrics import ALERTS_TRUNCATED, count_refused, refusal_reason
 from warroom.alerts.schemas import truncation_warning
 from warroom.auth.models import IntegrationType
 from warroom.auth.signing import signed_body
@@ -163,7 +163,7 @@ def refused_before_handler(method: str, path: str, exc: WarroomError) -> Answer 
         return None
     if source == IntegrationType.opsgenie.value:
         return _opsgenie_refusal(exc)  # counted there
-    DELIVERIES_REJECTED.labels(source, exc.code).inc()
+    count_refused(source, refusal_reason(exc))
     return pagerduty_error(exc) if source in _PAGERDUTY_SHAPED else _error(exc)
 
 
@@ -234,7 +234,7 @@ async def handle_intake(
             routing_key, event = read(adapters.parse_json(body))
             await writer.submit(routing_key, kind, "pagerduty", [event])
         except WarroomError as exc:
-            DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
+            count_refused(kind.value, refusal_reason(exc))
             return pagerduty_error(exc)
         except Exception as exc:  # answered by the caller (503, 500)
             count_refused(kind.value, refusal_reason(exc))
@@ -263,7 +263,7 @@ async def handle_intake(
             raise
         result = await writer.submit(secret, kind, kind.value, events, signed)
     except WarroomError as exc:
-        DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
+        count_refused(kind.value, refusal_reason(exc))
         return _error(exc)
     except Exception as exc:  # answered by the caller (503, 500)
         count_refused(kind.value, refusal_reason(exc))
@@ -309,7 +309,7 @@ _OPSGENIE_FIELDS = {"until": "endTime", "duration": "endTime"}
 
 
 def _opsgenie_refusal(exc: WarroomError) -> Answer:
-    DELIVERIES_REJECTED.labels(IntegrationType.opsgenie.value, exc.code).inc()
+    count_refused(IntegrationType.opsgenie.value, refusal_reason(exc))
     if isinstance(exc, InvalidPayload):
         errors = {
             str(d.get("field", "body")): str(d.get("message"))
@@ -410,7 +410,7 @@ async def handle_webhook(
         events = await run_in_threadpool(webhook_events, body, content_type, webhook_format)
         result = await writer_for(state, context).submit(secret, kind, kind.value, events, signed)
     except WarroomError as exc:
-        DELIVERIES_REJECTED.labels(kind.value, exc.code).inc()
+        count_refused(kind.value, refusal_reason(exc))
         return _error(exc)
     except Exception as exc:  # answered by the framework's handlers (503, 500)
         count_refused(kind.value, refusal_reason(exc))

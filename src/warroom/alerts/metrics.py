@@ -16,7 +16,7 @@ from prometheus_client import Counter
 from sqlalchemy import Connection
 
 from warroom.db import on_commit, unavailable
-from warroom.errors import WarroomError
+from warroom.errors import InvalidInput, WarroomError
 
 ALERTS_RECEIVED = Counter(
     "warroom_alerts_received_total",
@@ -33,6 +33,7 @@ DELIVERIES_REJECTED = Counter(
 # The reasons of refusals that are not a domain error's code.
 UNAVAILABLE = "unavailable"  # the database cannot be used right now (HTTP 503, SMTP 451)
 INTERNAL = "internal"  # a fault in Warroom (HTTP 500)
+INVALID_PAYLOAD = "invalid_payload"
 ALERTS_TRUNCATED = Counter(
     "warroom_alerts_truncated_total",
     "Alerts that senders left out of their notifications (Alertmanager's max_alerts), by source.",
@@ -68,7 +69,12 @@ def count_refused(source: str, reason: str) -> None:
 
 def refusal_reason(exc: BaseException) -> str:
     """The reason a delivery that failed with ``exc`` is counted under: a domain error's code, else
-    unavailable (a database that cannot be used) or internal."""
+    unavailable (a database that cannot be used) or internal. A value a service refused (InvalidInput, code
+    ``invalid``: an Opsgenie snooze ending more than 7 days ahead, a heartbeat signal that is not one) counts
+    as invalid_payload, as a body the adapters refuse does: to the sender both are a delivery to change, and
+    an alert on the reason should not need two names for it."""
+    if isinstance(exc, InvalidInput):
+        return INVALID_PAYLOAD
     if isinstance(exc, WarroomError):
         return exc.code
     return UNAVAILABLE if unavailable(exc) else INTERNAL

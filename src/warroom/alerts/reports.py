@@ -16,6 +16,13 @@ from warroom.orgconfig import OrgConfig
 CUSTOMER = "customer-report"
 INTERNAL = "internal-discovery"
 REPORT_SOURCES = (CUSTOMER, INTERNAL)
+# Every source a dry run (``config test-alert``, ``POST /api/v1/alerts/preview``) reads, besides "auto".
+DRY_RUN_SOURCES = (*adapters.PAYLOAD_SOURCES, *REPORT_SOURCES)
+HEARTBEAT_NOT_READ = (
+    "a heartbeat ping is not read by a dry run: a ping holds no alert to route (a missed or failed heartbeat "
+    "raises its own alert: source heartbeat, label alertname HeartbeatMissed or HeartbeatFailed, label "
+    "heartbeat its name)"
+)
 # Who a dry run's report is from: no one, and nothing about it is stored.
 DRY_RUN = "(dry run)"
 
@@ -76,6 +83,7 @@ def delivery_events(
 ) -> tuple[str, list[AlertEvent]]:
     """``adapters.delivery_events``, and reports too: a body of the report form's fields
     (``affected_feature``) is told as a customer's report, and ``source`` may name either kind of report."""
+    check_source(source)
     if webhook_format is None and source in ("auto", *REPORT_SOURCES):
         data: Any = adapters.parse_json(body) if source != "auto" or b"affected_feature" in body else None
         if source == CUSTOMER or (isinstance(data, dict) and "affected_feature" in data):
@@ -84,3 +92,12 @@ def delivery_events(
         if source == INTERNAL:
             return INTERNAL, [internal_report_event(org, adapters.validate_payload(_INTERNAL, data), DRY_RUN)]
     return adapters.delivery_events(body, source, org.automation, webhook_format, content_type)
+
+
+def check_source(source: str) -> None:
+    """InvalidPayload unless a dry run reads deliveries of ``source`` ("auto": told by the body), naming every
+    source it does read; a heartbeat's is said to be no alert."""
+    if source == "heartbeat":
+        raise adapters.InvalidPayload(HEARTBEAT_NOT_READ, [])
+    if source != "auto" and source not in DRY_RUN_SOURCES:
+        raise adapters.InvalidPayload(f"unknown source {source!r}; one of {', '.join(DRY_RUN_SOURCES)}", [])

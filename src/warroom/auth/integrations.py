@@ -511,7 +511,9 @@ def rotate_integration(
     secret = secrets.token_hex(16)
     keep_previous = grace > timedelta(0)
     row.previous_key_hash = row.key_hash if keep_previous else None
-    row.previous_key_last_used_at = row.last_used_at if keep_previous else None
+    # Its uses after the rotation only: one from before would say a source still sends with it when it may
+    # already have moved to the new key.
+    row.previous_key_last_used_at = None
     row.last_used_at = None
     row.previous_signing_secret = row.signing_secret if keep_previous else None
     row.previous_valid_until = now + grace if keep_previous else None

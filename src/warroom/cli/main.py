@@ -480,14 +480,15 @@ def config_reload(
         bool,
         typer.Option(
             "--force",
-            help="Take a file that defines no services, escalation policies or automation rules in place of "
-            "one that does (refused otherwise).",
+            help="Take a file that has no services, escalation policies, automation rules, webhook formats "
+            "or heartbeats where the running one has some (refused otherwise).",
         ),
     ] = False,
 ) -> None:
     """Have the running server read its org file again (admin token; WARROOM_URL, WARROOM_TOKEN), as kill -HUP
     does. A file with problems is refused, every problem printed, and the server keeps the one it runs; so is
-    a file that routes and pages nothing where the running one does, unless --force. What the new file
+    a file that empties a section the running one has (services, escalation policies, automation rules,
+    webhook formats, heartbeats: a truncated file), unless --force. What the new file
     changes that is worth a look (a section emptied, incidents escalating on a policy it drops) is printed
     as warnings."""
     try:
@@ -649,8 +650,9 @@ def config_test_alert(
         str,
         typer.Option(
             "--source",
-            help="alertmanager, grafana, pagerduty, generic, email, webhook, customer-report or "
-            "internal-discovery (default: told by the payload's fields; --format implies webhook).",
+            help="alertmanager, grafana, pagerduty, opsgenie (the body of POST /v2/alerts), generic, email, "
+            "webhook, customer-report or internal-discovery (default: told by the payload's fields; --format "
+            "implies webhook). Heartbeat pings hold no alert and are not read.",
         ),
     ] = "auto",
     webhook_format: Annotated[
@@ -687,6 +689,10 @@ def config_test_alert(
 
     if integration is not None and not server:
         fail("--integration needs --server: only the server knows the integration's open alerts")
+    try:
+        reports.check_source(source)  # before --server too: its answer would only list the sources
+    except WarroomError as exc:
+        fail(exc.message)
     try:
         # Bytes, not text: a mail message declares its own charsets.
         body = sys.stdin.buffer.read() if payload == "-" else Path(payload).read_bytes()
