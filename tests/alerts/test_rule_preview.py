@@ -378,3 +378,12 @@ def test_an_opsgenie_alert_can_be_dry_run_as_intake_reads_it(
         assert ping.exit_code == 1 and "a heartbeat ping is not read by a dry run" in " ".join(
             ping.output.split()
         )
+
+
+def test_the_preview_route_takes_every_source_a_dry_run_reads() -> None:
+    from typing import get_args
+
+    from warroom.alerts.api import PreviewSource
+    from warroom.alerts.reports import DRY_RUN_SOURCES
+
+    assert get_args(PreviewSource) == ("auto", *DRY_RUN_SOURCES)

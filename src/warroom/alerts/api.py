@@ -514,24 +514,29 @@ def alert_overview(
         return service.overview(session, org=context.org, since=since)
 
 
+# The sources a dry run reads (``reports.DRY_RUN_SOURCES``), spelt out for the OpenAPI document's enum; a test
+# keeps the two in step.
+PreviewSource = Literal[
+    "auto",
+    "alertmanager",
+    "grafana",
+    "pagerduty",
+    "opsgenie",
+    "generic",
+    "email",
+    "webhook",
+    "customer-report",
+    "internal-discovery",
+]
+
+
 @router.post("/api/v1/alerts/preview", response_model=list[RoutingPreview], openapi_extra=body_docs.PREVIEW)
 async def preview_alerts(
     request: Request,
     context: Context,
     _: Viewer,
     source: Annotated[
-        Literal[
-            "auto",
-            "alertmanager",
-            "grafana",
-            "pagerduty",
-            "opsgenie",
-            "generic",
-            "email",
-            "webhook",
-            "customer-report",
-            "internal-discovery",
-        ],
+        PreviewSource,
         Query(
             description="The delivery's shape; auto tells it by its fields (a body that starts with mail "
             "headers is an email message; one with affected_feature, a customer's report; one with a message "
