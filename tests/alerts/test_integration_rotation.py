@@ -123,13 +123,7 @@ def test_rotating_again_ends_the_earlier_replaced_key(
     third = api.post(url, headers=admin).json()["key"]
 
     def trigger(key: str) -> int:
-        event = {
-            "routing_key": key,
-            "event_action": "trigger",
-            "dedup_key": "db-lag",
-            "payload": {"summary": "replica lag", "source": "db-2", "severity": "error"},
-        }
-        return api.post("/v2/enqueue", json=event).status_code
+        return _deliver(api, "pagerduty", key, None)
 
     assert trigger(pd_key) == 401
     assert trigger(second) == 202
