@@ -492,12 +492,23 @@ def apply_default_service(events: Sequence[AlertEvent], service: str | None) -> 
             event.service_is_guess = False
 
 
+def generic_identity(labels: dict[str, str], alert_type: str | None, summary: str) -> dict[str, str]:
+    """What a plain JSON alert sent without a dedup key is identified by (hashed): its labels (the service
+    among them), else its summary, and its type as ``alertname`` unless a label names it. Without the type,
+    a host's DiskHigh warning updated and then resolved its DBDown page, as one alert (Alertmanager's
+    fingerprint has the alertname). A change here gives open alerts new keys: they need a migration (0037)."""
+    identity = labels or {"summary": summary}
+    if alert_type and "alertname" not in labels:
+        identity = {**identity, "alertname": alert_type}
+    return identity
+
+
 def generic_event(alert: GenericAlert, raw: dict[str, Any]) -> AlertEvent:
     action: Action = {"firing": "trigger", "acknowledged": "acknowledge", "resolved": "resolve"}[alert.status]  # type: ignore[assignment]
     labels = dict(alert.labels)
     if alert.service and "service" not in labels:
         labels["service"] = alert.service
-    dedup_key = alert.dedup_key or label_hash(labels or {"summary": alert.summary})
+    dedup_key = alert.dedup_key or label_hash(generic_identity(labels, alert.type, alert.summary))
     annotations = dict(alert.annotations)
     if alert.details is not None:
         annotations["details"] = alert.details
