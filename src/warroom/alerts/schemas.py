@@ -268,7 +268,9 @@ class GenericAlert(BaseModel):
     status: Literal["firing", "acknowledged", "resolved"] = "firing"
     severity: AlertSeverity = "warning"
     dedup_key: Annotated[str, StringConstraints(min_length=1, max_length=255), NOT_BLANK] | None = Field(
-        default=None, description="Defaults to a hash of the labels."
+        default=None,
+        description="Defaults to a hash of the labels and the type (of the summary and the type when there "
+        "are no labels).",
     )
     # Trimmed, on one line: " payments " from a script is the payments service (it went to another rule and
     # paged the wrong team), and a blank one names nothing.
