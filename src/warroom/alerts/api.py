@@ -824,7 +824,7 @@ def _ping(context: AppContext, name: str, secret: str | None, signal: heartbeats
             status="started" if signal.start else "failed" if signal.failed else "ok",
             name=heartbeat.name,
             pings=heartbeat.pings,
-            next_due_at=heartbeat.due_at,
+            next_due_at=heartbeats.next_due_at(context.org, heartbeat),
         )
 
 

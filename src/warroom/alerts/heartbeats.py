@@ -5,9 +5,11 @@ Monitoring that has stopped sends nothing, and silence looks like health. Alertm
 ``heartbeat`` integration key) at least every ``interval``. Each ping moves the heartbeat's deadline; one
 durable check job per heartbeat runs at the deadline and, when the ping has not come, fires a
 ``heartbeat`` alert through the normal intake, so rules, grouping, maintenance windows and paging apply.
-The next ping resolves it. A heartbeat is watched from its first ping, so a new entry in the org file does
-not fire before its sender is set up; ``warroom heartbeats`` shows which have never pinged. One with
-``first_ping_within`` is watched from the app's start instead: a sender that was never set up fires too.
+The next ping resolves it. A missed alert resolved any other way (by a person, with its incident, by
+auto-resolve) leaves the heartbeat watched again from that moment, so a sender still silent fires again. A
+heartbeat is watched from its first ping, so a new entry in the org file does not fire before its sender is
+set up; ``warroom heartbeats`` shows which have never pinged. One with ``first_ping_within`` is watched from
+the app's start instead: a sender that was never set up fires too.
 
 A sender can also say that its run failed (``/fail``, or its exit status: ``/3``), with its output as the
 body. That fires a second alert at once, without waiting for the deadline: a backup that fails every night
@@ -27,7 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from warroom.alerts import service
+from warroom.alerts import automation, service
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import HeartbeatConfig
 from warroom.alerts.models import Alert, Heartbeat
@@ -120,6 +122,11 @@ def _configured(org: OrgConfig, name: str) -> HeartbeatConfig:
     return config
 
 
+def _missed_key(name: str) -> str:
+    """The dedup key of a heartbeat's missed alert (its failure alert's adds ``:failed``)."""
+    return f"heartbeat:{name}"
+
+
 def _event(
     config: HeartbeatConfig,
     action: Literal["trigger", "resolve"],
@@ -147,7 +154,7 @@ def _event(
         summary = f"No heartbeat from {config.name}: nothing for over {silence}"
     return AlertEvent(
         action=action,
-        dedup_key=f"heartbeat:{config.name}",
+        dedup_key=_missed_key(config.name),
         alert_type="HeartbeatMissed",
         summary=summary,
         severity=config.severity,
@@ -207,8 +214,8 @@ def _check_job(session: Session, heartbeat: Heartbeat, *, again_at: datetime | N
     A check that ended without firing (the heartbeat was out of the org file, or no longer watched before
     its first ping) or died must not stop the next ping from starting a new one. So the key names the ping
     and miss counts at the time, which never repeat, and a finished check can be pruned (``retention``).
-    ``again_at``: the heartbeat is watched again with no new ping or miss (it was put back in the org file),
-    so the key names that moment too."""
+    ``again_at``: the heartbeat is watched again with no new ping or miss (it was put back in the org file,
+    or its missed alert was resolved other than by a ping), so the key names that moment too."""
     prefix = f"{DEADLINE_KEY}{heartbeat.name}:"
     # A waiting check is moved earlier if the deadline came closer (the interval was shortened by a reload).
     if jobs_service.run_by(session, kind=CHECK_KIND, key_prefix=prefix, run_at=heartbeat.due_at):
@@ -236,6 +243,7 @@ def ping(
         return _start(session, org, name, secret)
     integrations.authenticate_integration(session, secret, IntegrationType.heartbeat)
     config = _configured(org, name)
+    _lock_missed_alert(session, name)
     now = utcnow()
     due_at = now + config.interval + config.grace
     heartbeat, _ = _locked(
@@ -264,6 +272,54 @@ def ping(
         heartbeat.failed_at = None
     _check_job(session, heartbeat)
     return heartbeat
+
+
+def _lock_missed_alert(session: Session, name: str) -> None:
+    """Lock the heartbeat's open missed alert (after its incident), before the heartbeat's row: the order a
+    person's resolve takes (``lock_alert``, then the row in ``watch_after_resolve``), so a ping and a resolve
+    at the same moment wait for each other on PostgreSQL instead of deadlocking."""
+    open_missed = session.scalar(
+        select(Alert.id).where(Alert.scope == SOURCE, Alert.open_dedup_key == _missed_key(name))
+    )
+    if open_missed is not None:
+        service.lock_alert(session, open_missed)
+
+
+def watch_after_resolve(session: Session, org: OrgConfig, alert: Alert) -> datetime | None:
+    """``alert`` (locked, with its incident) was just resolved other than by a ping: by a person, with its
+    incident, by auto-resolve. When it is a heartbeat's missed alert, the heartbeat is watched again from now,
+    as if it had just pinged (or, never pinged, as if Warroom had just started watching it): the on-call
+    resolved it after restarting Prometheus, and if the Watchdog still is not pinging, they must hear again.
+    A note on the alert (and its incident's timeline) says so. The new deadline, or None when none is watched
+    (not a heartbeat's missed alert; a heartbeat out of the org file, whose reload resolved it; one never
+    pinged and not watched before its first ping)."""
+    prefix = _missed_key("")
+    name = alert.dedup_key.removeprefix(prefix)
+    if alert.scope != SOURCE or not alert.dedup_key.startswith(prefix) or ":" in name:
+        return None  # not a heartbeat's alert, or its failure alert (the next report decides)
+    config = org.automation.heartbeat(name)
+    if config is None:
+        return None
+    heartbeat = session.scalar(select(Heartbeat).where(Heartbeat.name == name).with_for_update())
+    if heartbeat is None or heartbeat.missed_at is None:
+        return None
+    heartbeat.missed_at = None  # its alert is no longer firing: ``warroom heartbeats`` and /metrics follow
+    now = utcnow()
+    if heartbeat.last_ping_at is not None:
+        heartbeat.due_at = now + config.interval + config.grace
+    elif config.first_ping_within is not None:  # never pinged: as when Warroom started watching it
+        heartbeat.due_at = now + config.first_ping_within
+    else:
+        return None  # a run's time limit fired before any ping: its first ping starts the watch
+    _check_job(session, heartbeat, again_at=now)
+    service.add_note(
+        session,
+        ref=alert.id,
+        body=f"heartbeat {name} is watched again: its next ping is due by "
+        f"{heartbeat.due_at:%Y-%m-%d %H:%M:%S} UTC, or a new alert fires",
+        author=automation.PERFORMER,
+    )
+    return heartbeat.due_at
 
 
 def check_sender(session: Session, *, org: OrgConfig, name: str, secret: str | None) -> None:
@@ -376,7 +432,8 @@ def follow_org_file(session: Session, org: OrgConfig) -> list[str]:
       its deadline computed again from its last ping (or from when Warroom started watching it), and its
       waiting check is moved to it: earlier at once, later by the check itself, which waits for the deadline
       it finds. A deadline already past is missed at once, by that check (once). Only a heartbeat being
-      watched (a check waiting) is moved; one already missed stays missed until its next ping.
+      watched (a check waiting) is moved; one already missed stays missed until its next ping (or its alert
+      is resolved: ``watch_after_resolve``).
     - A heartbeat taken out of the org file can no longer be pinged: its waiting checks are cancelled, and
       its open alerts (missed, failed) are resolved by automation with a note that says why.
     - One put back (or whose check ended in a process that did not have it) is watched again from now: its
@@ -399,7 +456,7 @@ def follow_org_file(session: Session, org: OrgConfig) -> list[str]:
 
 def _follow(session: Session, heartbeat: Heartbeat, config: HeartbeatConfig) -> list[str]:
     if heartbeat.missed_at is not None:
-        return []  # already missed: the next ping resolves it and sets a deadline from the file
+        return []  # already missed: the next ping (or its alert's resolve) sets a deadline from the file
     prefix = f"{DEADLINE_KEY}{heartbeat.name}:"
     waiting = (
         Job.kind == CHECK_KIND,
@@ -451,7 +508,8 @@ def _retire(session: Session, org: OrgConfig, heartbeat: Heartbeat) -> list[str]
     open_alerts = session.scalars(
         select(Alert)
         .where(
-            Alert.scope == SOURCE, Alert.open_dedup_key.in_([f"heartbeat:{name}", f"heartbeat:{name}:failed"])
+            Alert.scope == SOURCE,
+            Alert.open_dedup_key.in_([_missed_key(name), f"{_missed_key(name)}:failed"]),
         )
         .order_by(Alert.id)
         .with_for_update()
@@ -485,6 +543,25 @@ def state(heartbeat: Heartbeat | None, now: datetime) -> HeartbeatState:
     return "late" if heartbeat.due_at <= now else "ok"
 
 
+def next_due_at(org: OrgConfig, heartbeat: Heartbeat | None, now: datetime | None = None) -> datetime | None:
+    """When the heartbeat's missed alert fires unless a ping comes first: its deadline while a check waits for
+    it, or a run's time limit (``max_runtime``) still ahead, whichever comes first. None when nothing is
+    watched: never pinged and not watched before its first ping (a ``/start`` alone only marks the run), or
+    missed (its alert fires already; the next ping resolves it)."""
+    config = org.automation.heartbeat(heartbeat.name) if heartbeat is not None else None
+    if heartbeat is None or config is None or heartbeat.missed_at is not None:
+        return None
+    deadlines = []
+    if heartbeat.last_ping_at is not None or config.first_ping_within is not None:
+        deadlines.append(heartbeat.due_at)
+    if heartbeat.started_at is not None and config.max_runtime is not None:
+        # Once past, its check has fired (or a person resolved what it fired): no longer watched.
+        run_limit = heartbeat.started_at + config.max_runtime
+        if run_limit > (now or utcnow()):
+            deadlines.append(run_limit)
+    return min(deadlines, default=None)
+
+
 def list_heartbeats(session: Session, org: OrgConfig) -> list[HeartbeatRead]:
     """Every heartbeat of the org file, with its pings (none for those that never pinged)."""
     rows = {row.name: row for row in session.scalars(select(Heartbeat))}
@@ -502,7 +579,7 @@ def list_heartbeats(session: Session, org: OrgConfig) -> list[HeartbeatRead]:
                 pings=row.pings if row else 0,
                 first_ping_at=row.first_ping_at if row else None,
                 last_ping_at=row.last_ping_at if row else None,
-                due_at=row.due_at if row else None,
+                due_at=next_due_at(org, row, now),
                 missed_at=row.missed_at if row else None,
                 failed_at=row.failed_at if row else None,
                 last_exit_status=row.last_exit_status if row else None,

@@ -880,7 +880,10 @@ class HeartbeatRead(BaseModel):
     pings: int
     first_ping_at: datetime | None
     last_ping_at: datetime | None
-    due_at: datetime | None = Field(description="The next ping is due by then.")
+    due_at: datetime | None = Field(
+        description="The missed alert fires then unless a ping comes first (a run's max_runtime, if sooner); "
+        "null while nothing is watched: never pinged and no first_ping_within, or missed already."
+    )
     missed_at: datetime | None
     failed_at: datetime | None = Field(
         default=None, description="The first failed run the sender reported since its last good one."
@@ -896,7 +899,10 @@ class HeartbeatPinged(BaseModel):
     status: Literal["ok", "failed", "started"] = "ok"
     name: str
     pings: int
-    next_due_at: datetime
+    next_due_at: datetime | None = Field(
+        description="The next ping is due by then (a /start: its max_runtime, if sooner); null when nothing "
+        "is watched (a /start before the first ping, without max_runtime)."
+    )
 
 
 # --- change events -------------------------------------------------------------------------------------

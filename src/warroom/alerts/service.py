@@ -1527,6 +1527,10 @@ def _close(
     clear_snooze(alert)
     session.flush()
     _on_resolved(session, org, alert, performer=performer)
+    # A heartbeat's missed alert closed without a ping: it is watched again, or the silence goes unheard.
+    from warroom.alerts import heartbeats  # it imports this module
+
+    heartbeats.watch_after_resolve(session, org, alert)
 
 
 # --- reports from people -----------------------------------------------------------------------------
