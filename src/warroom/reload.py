@@ -40,7 +40,7 @@ from warroom.alerts.heartbeats import follow_org_file, watch_unpinged
 from warroom.alerts.maintenance import follow_schedules, schedule_windows
 from warroom.alerts.models import Alert, AlertStatus
 from warroom.alerts.retention import schedule_pruning
-from warroom.alerts.status_pages import schedule_polls
+from warroom.alerts.status_pages import resolve_removed_pages, schedule_polls
 from warroom.auth import integrations
 from warroom.context import AppContext
 from warroom.db import unavailable_reason, utcnow
@@ -268,6 +268,7 @@ def start_recurring(context: AppContext) -> None:
         said = follow_schedules(session, context.org)
         schedule_windows(session, context.org)
         said += follow_org_file(session, context.org)
+        said += resolve_removed_pages(session, context.org)
         watch_unpinged(session, context.org)
         schedule_sweeps(session, context.org)
         schedule_pruning(session)

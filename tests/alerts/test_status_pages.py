@@ -139,7 +139,7 @@ def _follow_the_vendor(
     worker = Worker(context, name="w1")
     # The app started the page's chain of polls; nothing unresolved yet.
     run_at(worker, T0)
-    assert vendor.requests == [
+    assert sorted(vendor.requests) == [  # the two lists are read at once
         "/api/v2/incidents/unresolved.json",
         "/api/v2/scheduled-maintenances/active.json",
     ]
@@ -314,3 +314,86 @@ def test_status_page_config_is_checked(entry: dict[str, Any], problem: str) -> N
     with pytest.raises(ConfigError) as caught:
         parse_org_config(yaml.safe_dump(data), "org.yaml")
     assert any(problem in str(line) for line in caught.value.problems), caught.value.problems
+
+
+def with_pages(org: OrgConfig, *pages: StatusPageConfig) -> OrgConfig:
+    return org.model_copy(
+        update={"automation": org.automation.model_copy(update={"status_pages": list(pages)})}
+    )
+
+
+def test_a_page_taken_out_of_the_file_has_its_open_alerts_resolved(
+    context: AppContext, vendor: VendorPage, viewer: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """No poll reads a page that is no longer in the org file, so nothing resolved its alerts: ALR-1 stayed
+    firing on INC-1 forever. The reload resolves them, saying why, as it does a removed heartbeat's."""
+    from warroom import reload
+
+    clock.set(T0)
+    vendor.incidents = [vendor_incident(1)]
+    maintenance = vendor_incident(7, impact="maintenance", status="in_progress")
+    vendor.maintenances = [maintenance]
+    original = context.org
+    with TestClient(create_app(context=context)) as api:
+        worker = Worker(context, name="w1")
+        run_at(worker, T0)
+        assert [row[:2] for row in vendor_alerts(context)] == [
+            ("github:q7gd3y91r8s1", "firing"),
+            ("github:maintenance:q7gd3y91r8s7", "firing"),
+        ]
+
+        clock.set(T0 + timedelta(seconds=30))
+        context.org = with_pages(original)
+        caplog.set_level(logging.WARNING, logger="warroom.reload")
+        reload.start_recurring(context)
+        reload.start_recurring(context)  # another process, or a restart: nothing more
+        assert [row[1] for row in vendor_alerts(context)] == ["resolved", "resolved"]
+        with context.db.read() as session:
+            for alert in session.scalars(select(Alert).where(Alert.source == "third-party")):
+                assert alert.resolved_by == "automation"
+                assert alert.resolution_note == (
+                    "status page github was removed from the org file, so no poll can resolve this alert: "
+                    "resolved on reload"
+                )
+        said = [message for message in caplog.messages if "status page github" in message]
+        assert said == [
+            "status page github is no longer in the org file: its open alert ALR-1 was resolved",
+            "status page github is no longer in the org file: its open alert ALR-2 was resolved",
+        ]
+        assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "monitoring"
+        run_at(worker, T0 + timedelta(minutes=1))
+        assert poll_results(context)[-1] == {"skipped": "the page is no longer in the org file"}
+
+
+def test_a_renamed_page_leaves_no_alert_of_its_old_name_open(
+    context: AppContext, vendor: VendorPage, viewer: dict[str, str]
+) -> None:
+    """Renamed, the page's next poll opened a second alert next to the stuck one, and when the vendor
+    resolved, INC-1 never moved to monitoring."""
+    from warroom import reload
+
+    clock.set(T0)
+    vendor.incidents = [vendor_incident(1)]
+    original = context.org
+    with TestClient(create_app(context=context)) as api:
+        worker = Worker(context, name="w1")
+        run_at(worker, T0)
+        assert [row[:2] for row in vendor_alerts(context)] == [("github:q7gd3y91r8s1", "firing")]
+
+        clock.set(T0 + timedelta(seconds=30))
+        renamed = original.automation.status_pages[0].model_copy(update={"name": "gh"})
+        context.org = with_pages(original, renamed)
+        reload.start_recurring(context)
+        run_at(worker, T0 + timedelta(seconds=30))
+        assert [row[:2] for row in vendor_alerts(context)] == [
+            ("github:q7gd3y91r8s1", "resolved"),
+            ("gh:q7gd3y91r8s1", "firing"),
+        ]
+
+        vendor.incidents = []
+        run_at(worker, T0 + timedelta(minutes=2))
+        assert [row[1] for row in vendor_alerts(context)] == ["resolved", "resolved"]
+        incidents = {row[4] for row in vendor_alerts(context)}
+        for incident_id in incidents:
+            shown = api.get(f"/api/v1/incidents/INC-{incident_id}", headers=viewer).json()
+            assert shown["status"] == "monitoring"

@@ -12,15 +12,22 @@ the normal intake, so rules, grouping, maintenance windows and paging apply. An 
 the alert's severity, labels (``impact``) and annotations up to date. A page that cannot be read is logged and
 polled again next time; it raises no alert and resolves none. The two lists are read independently: when only
 one can be read, its alerts follow it and the other list's alerts stay as they are (the poll's result and the
-log say which list was not read).
+log say which list was not read). A poll reads both at once within one deadline (``DEADLINE_SECONDS``: the
+host lookup, connecting, the answers in full) and no more than ``MAX_RESPONSE_BYTES`` of each; past either,
+the list is unreadable. Polls share one peer (``POLL_PEER``), so slow vendors hold at most the worker's
+per-peer share of its network slots and pages to people still get one. A page taken out of the org file (or
+renamed) is polled no more: the reload resolves its open alerts (``resolve_removed_pages``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
 import httpx
 from pydantic import Field, ValidationError
 from sqlalchemy import select
@@ -35,6 +42,7 @@ from warroom.db import utcnow
 from warroom.jobs import service as jobs_service
 from warroom.jobs.models import Job
 from warroom.jobs.service import job_handler
+from warroom.notify.deadline import _why_not_connected
 from warroom.orgconfig import OrgConfig
 
 if TYPE_CHECKING:
@@ -45,7 +53,13 @@ log = logging.getLogger("warroom.alerts.status_pages")
 POLL_KIND = "alerts.status_page_poll"
 SOURCE = "third-party"
 MAX_RESPONSE_BYTES = 2_000_000
-TIMEOUT_SECONDS = 10.0
+# A poll reads the page's lists within this, together: looking the host up, connecting, the answers in full.
+# A timeout per socket wait bounds nothing: a page that trickles a byte a second held a network slot, and the
+# pages due behind it, for minutes.
+DEADLINE_SECONDS = 10.0
+# Every poll names this peer, so the worker runs only its per-peer share of network slots of them at once
+# (``worker_peer_limit``, half by default): however many vendors are slow, a page to a person gets a slot.
+POLL_PEER = "status-pages"
 
 
 _Listing = TypeVar("_Listing", bound=Lenient)
@@ -111,35 +125,90 @@ def maintenances_url(page: StatusPageConfig) -> str:
     return page.url.rstrip("/") + "/api/v2/scheduled-maintenances/active.json"
 
 
-def _read(url: str, model: type[_Listing], what: str) -> _Listing:
+class _NoWaitExecutor(ThreadPoolExecutor):
+    """The poll's host lookups: the deadline gives up on one that hangs (a resolver that does not answer), and
+    the poll must not then wait for it when it ends; its thread finishes by itself."""
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=False, cancel_futures=cancel_futures)
+
+
+async def _body(client: httpx.AsyncClient, url: str) -> bytes:
+    """The answer's body, read no further than ``MAX_RESPONSE_BYTES``."""
+    async with client.stream("GET", url) as response:
+        if response.status_code != 200:
+            raise ValueError(f"{url} answered {response.status_code}")
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_RESPONSE_BYTES:
+                raise ValueError(f"{url} answered more than {MAX_RESPONSE_BYTES} bytes")
+        return bytes(body)
+
+
+def _get_all(urls: list[str]) -> list[bytes | ValueError]:
+    """Each URL's body, all read at once within ``DEADLINE_SECONDS``; in place of one that could not be read,
+    a ValueError saying why."""
+    seconds = DEADLINE_SECONDS
+    late = [ValueError(f"{url} did not answer in full within {seconds:g}s") for url in urls]
+    read: list[bytes | ValueError] = list(late)
+
+    async def get(client: httpx.AsyncClient, index: int, url: str, ends: float) -> None:
+        try:
+            with anyio.fail_after(max(ends - anyio.current_time(), 0)):
+                read[index] = await _body(client, url)
+        except (TimeoutError, httpx.TimeoutException):
+            read[index] = late[index]
+        except httpx.ConnectError as exc:
+            read[index] = ValueError(f"could not reach {url}: {_why_not_connected(exc) or exc}")
+        except httpx.HTTPError as exc:
+            read[index] = ValueError(f"could not reach {url}: {exc}")
+        except ValueError as exc:
+            read[index] = exc
+
+    async def get_all() -> None:
+        asyncio.get_running_loop().set_default_executor(_NoWaitExecutor(thread_name_prefix="status-page-dns"))
+        ends = anyio.current_time() + seconds
+        with anyio.move_on_after(seconds + 1):  # closing the connections too
+            async with (
+                httpx.AsyncClient(timeout=seconds, follow_redirects=True) as client,
+                anyio.create_task_group() as group,
+            ):
+                for index, url in enumerate(urls):
+                    group.start_soon(get, client, index, url, ends)
+
+    anyio.run(get_all)
+    return read
+
+
+def _parsed(url: str, body: bytes | ValueError, model: type[_Listing], what: str) -> _Listing:
     """One list from the page; ValueError saying what was wrong with the answer."""
+    if isinstance(body, ValueError):
+        raise body
     try:
-        response = httpx.get(url, timeout=TIMEOUT_SECONDS, follow_redirects=True)
-    except httpx.HTTPError as exc:
-        raise ValueError(f"could not reach {url}: {exc}") from exc
-    if response.status_code != 200:
-        raise ValueError(f"{url} answered {response.status_code}")
-    if len(response.content) > MAX_RESPONSE_BYTES:
-        raise ValueError(f"{url} answered more than {MAX_RESPONSE_BYTES} bytes")
-    try:
-        return model.model_validate_json(response.content)
+        return model.model_validate_json(body)
     except ValidationError as exc:
         raise ValueError(f"{url} is not a Statuspage {what}: {exc.errors()[:3]}") from exc
 
 
 def fetch(page: StatusPageConfig) -> VendorStatus:
-    """The page's unresolved incidents and, unless the page ignores them, its maintenances in progress. Each
-    list is read on its own: one that fails leaves the other usable. ValueError when none could be read."""
+    """The page's unresolved incidents and, unless the page ignores them, its maintenances in progress, read
+    together within ``DEADLINE_SECONDS``. Each list is read on its own: one that fails leaves the other
+    usable. ValueError when none could be read."""
     status = VendorStatus(incidents=None, maintenances=None)
+    urls = [unresolved_url(page)]
+    if page.maintenance_severity is not None:
+        urls.append(maintenances_url(page))
+    bodies = _get_all(urls)
     try:
-        status.incidents = _read(unresolved_url(page), UnresolvedIncidents, "incident list").incidents
+        status.incidents = _parsed(urls[0], bodies[0], UnresolvedIncidents, "incident list").incidents
     except ValueError as exc:
         status.unread.append(str(exc))
     if page.maintenance_severity is None:
         status.maintenances = []  # ignored: any maintenance alerts left from before resolve
     else:
         try:
-            listed = _read(maintenances_url(page), ActiveMaintenances, "maintenance list")
+            listed = _parsed(urls[1], bodies[1], ActiveMaintenances, "maintenance list")
             status.maintenances = listed.scheduled_maintenances
         except ValueError as exc:
             status.unread.append(str(exc))
@@ -266,15 +335,53 @@ def schedule_polls(session: Session, org: OrgConfig) -> int:
             key_prefix=_key_prefix(page),
             payload={"name": page.name},
             every=page.interval,
+            peer=POLL_PEER,
         )
         for page in org.automation.status_pages
     )
 
 
+def resolve_removed_pages(session: Session, org: OrgConfig) -> list[str]:
+    """After a reload (and at startup): the open alerts of a page no longer in the org file (removed, or
+    renamed) are resolved by automation with a note that says why. No poll reads that page any more, so
+    nothing else would ever resolve them, and their incidents would stay open.
+
+    Each alert is locked after its incident (``lock_alert``, the order intake and incident changes take) and
+    looked at again, so processes that run this at once take turns and the second finds nothing left to do.
+    Returns what it did, for the log."""
+    kept = {page.name for page in org.automation.status_pages}
+    open_alerts = session.execute(
+        select(Alert.id, Alert.dedup_key)
+        .where(Alert.scope == SOURCE, Alert.status != AlertStatus.resolved)
+        .order_by(Alert.id)
+    ).all()
+    said = []
+    for alert_id, dedup_key in open_alerts:
+        name = dedup_key.split(":", 1)[0]  # <page>:<vendor id>; a page's name has no colon
+        if name in kept:
+            continue
+        alert = service.lock_alert(session, alert_id)
+        if alert.status == AlertStatus.resolved:
+            continue  # another process resolved it meanwhile
+        note = (
+            f"status page {name} was removed from the org file, so no poll can resolve this alert: "
+            "resolved on reload"
+        )
+        service.resolve_by_system(session, org=org, alert=alert, note=note)
+        said.append(
+            f"status page {name} is no longer in the org file: its open alert {alert.ref} was resolved"
+        )
+    return said
+
+
+def _configured(org: OrgConfig, name: str) -> StatusPageConfig | None:
+    return next((page for page in org.automation.status_pages if page.name == name), None)
+
+
 @job_handler(POLL_KIND, deferred_transaction=True)
 def poll(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
     """Read the page (no transaction open while waiting on the vendor), apply it, schedule the next poll."""
-    page = next((p for p in context.org.automation.status_pages if p.name == job.payload["name"]), None)
+    page = _configured(context.org, job.payload["name"])
     if page is None:
         return {"skipped": "the page is no longer in the org file"}
     outcome: dict[str, Any]
@@ -286,6 +393,9 @@ def poll(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
     else:
         for problem in status.unread:
             log.warning("status page %s: %s; its alerts from that list stay as they are", page.name, problem)
+        if _configured(context.org, page.name) is None:
+            # A reload took it out while the vendor answered: its alerts were resolved, none is raised again.
+            return {"skipped": "the page was taken out of the org file during the poll"}
         outcome = apply(session, context.org, page, status)
     jobs_service.enqueue_on_grid(
         session,
@@ -294,5 +404,6 @@ def poll(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
         payload={"name": page.name},
         every=page.interval,
         after=utcnow(),
+        peer=POLL_PEER,
     )
     return outcome

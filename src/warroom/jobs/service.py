@@ -177,9 +177,11 @@ def enqueue_on_grid(
     payload: dict[str, Any],
     every: timedelta,
     after: datetime,
+    peer: str | None = None,
 ) -> Job:
     """The next run of a recurring chain after ``after``, on a fixed grid (run n at n * ``every`` since the
-    epoch): processes that schedule the same chain agree on the run's key, and so on one job."""
+    epoch): processes that schedule the same chain agree on the run's key, and so on one job. ``peer`` as for
+    ``enqueue``."""
     seconds = max(1, int(every.total_seconds()))
     slot = int(after.timestamp()) // seconds + 1
     return enqueue(
@@ -188,11 +190,18 @@ def enqueue_on_grid(
         payload=payload,
         run_at=datetime.fromtimestamp(slot * seconds, UTC),
         idempotency_key=f"{key_prefix}{slot}",
+        peer=peer,
     )
 
 
 def start_grid_chain(
-    session: Session, *, kind: str, key_prefix: str, payload: dict[str, Any], every: timedelta
+    session: Session,
+    *,
+    kind: str,
+    key_prefix: str,
+    payload: dict[str, Any],
+    every: timedelta,
+    peer: str | None = None,
 ) -> bool:
     """At startup: the chain's run due now, unless a run of it is pending (each run enqueues the next with
     ``enqueue_on_grid``). Whether one was started."""
@@ -207,11 +216,14 @@ def start_grid_chain(
         payload=payload,
         every=every,
         after=now - timedelta(seconds=seconds),
+        peer=peer,
     )
     if run.status not in (JobStatus.pending, JobStatus.running):
         # This slot's run is over: it ended the chain (an org file without the entries, read a moment before
         # a reload put them back). The chain starts again at the next slot.
-        enqueue_on_grid(session, kind=kind, key_prefix=key_prefix, payload=payload, every=every, after=now)
+        enqueue_on_grid(
+            session, kind=kind, key_prefix=key_prefix, payload=payload, every=every, after=now, peer=peer
+        )
     return True
 
 
