@@ -13,8 +13,8 @@ on a policy the new file no longer has (the escalation's next deadline hands it 
 chains of recurring jobs are started for entries that are new (a status page to poll, a maintenance schedule,
 auto-resolve, a heartbeat watched before its first ping); the jobs of entries that are gone find them gone and
 stop. Entries that changed or went away are brought in line at once (``start_recurring``): heartbeat deadlines
-follow a new interval, a removed heartbeat's open alerts are resolved, and a maintenance schedule's chain and
-upcoming windows follow its new rule (or stop).
+follow a new interval, removed heartbeats' and status pages' open alerts are resolved, and a maintenance
+schedule's chain and upcoming windows follow its new rule (or stop).
 
 Each process holds its own copy. A reload through the API is also announced in the database (a row of
 ``config_reloads``): every other process that serves or works (``warroom worker`` too) looks for a newer row
@@ -259,8 +259,8 @@ def start_recurring(context: AppContext) -> None:
     """Start the chains of recurring jobs the org file asks for that have none pending (a new entry, or a
     fresh database): status page polls, recurring maintenance windows, auto-resolve sweeps, retention, the
     unrouted digest, and the first deadline of heartbeats watched before their first ping. Bring changed and
-    removed entries in line: heartbeat deadlines follow a new interval, a removed heartbeat's open alerts are
-    resolved, a maintenance schedule's chain and upcoming windows follow its new rule (or stop). Each step
+    removed entries in line: heartbeat deadlines follow a new interval, removed heartbeats' and status pages'
+    open alerts are resolved, a maintenance schedule's chain and upcoming windows follow its new rule (or stop). Each step
     is safe to run again, at every start and in every process at once. Warn of integrations whose service
     is gone, and of names several live integrations share."""
     with context.db.write() as session:

@@ -1481,8 +1481,8 @@ def expire(session: Session, *, org: OrgConfig, alert: Alert, after: timedelta) 
 
 
 def resolve_by_system(session: Session, *, org: OrgConfig, alert: Alert, note: str) -> None:
-    """Resolve an open alert that its source can no longer resolve (a heartbeat taken out of the org file),
-    as automation, with ``note`` saying why; the caller holds its row."""
+    """Resolve an open alert that its source can no longer resolve (a heartbeat or a status page taken out of
+    the org file), as automation, with ``note`` saying why; the caller holds its row."""
     _close(session, org, alert, performer=automation.PERFORMER, resolved_by=automation.PERFORMER, note=note)
 
 

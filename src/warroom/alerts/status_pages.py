@@ -42,7 +42,7 @@ from warroom.db import utcnow
 from warroom.jobs import service as jobs_service
 from warroom.jobs.models import Job
 from warroom.jobs.service import job_handler
-from warroom.notify.deadline import _why_not_connected
+from warroom.notify.deadline import why_not_connected
 from warroom.orgconfig import OrgConfig
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ def _get_all(urls: list[str]) -> list[bytes | ValueError]:
         except (TimeoutError, httpx.TimeoutException):
             read[index] = late[index]
         except httpx.ConnectError as exc:
-            read[index] = ValueError(f"could not reach {url}: {_why_not_connected(exc) or exc}")
+            read[index] = ValueError(f"could not reach {url}: {why_not_connected(exc) or exc}")
         except httpx.HTTPError as exc:
             read[index] = ValueError(f"could not reach {url}: {exc}")
         except ValueError as exc:

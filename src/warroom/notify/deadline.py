@@ -95,13 +95,13 @@ def post(
         try:
             return anyio.run(request)
         except httpx.ConnectError as exc:
-            reason = _why_not_connected(exc)
+            reason = why_not_connected(exc)
             if reason is None:
                 raise
             raise httpx.ConnectError(reason, request=exc.request) from exc
 
 
-def _why_not_connected(exc: httpx.ConnectError) -> str | None:
+def why_not_connected(exc: httpx.ConnectError) -> str | None:
     """Why a connection failed, as the synchronous client said it (``[Errno 111] Connection refused``): anyio
     says "All connection attempts failed", and keeps the reason of each attempt further down the chain."""
     link: BaseException | None = exc
