@@ -260,9 +260,9 @@ def start_recurring(context: AppContext) -> None:
     fresh database): status page polls, recurring maintenance windows, auto-resolve sweeps, retention, the
     unrouted digest, and the first deadline of heartbeats watched before their first ping. Bring changed and
     removed entries in line: heartbeat deadlines follow a new interval, removed heartbeats' and status pages'
-    open alerts are resolved, a maintenance schedule's chain and upcoming windows follow its new rule (or stop). Each step
-    is safe to run again, at every start and in every process at once. Warn of integrations whose service
-    is gone, and of names several live integrations share."""
+    open alerts are resolved, a maintenance schedule's chain and upcoming windows follow its new rule (or
+    stop). Each step is safe to run again, at every start and in every process at once. Warn of integrations
+    whose service is gone, and of names several live integrations share."""
     with context.db.write() as session:
         schedule_polls(session, context.org)
         said = follow_schedules(session, context.org)
