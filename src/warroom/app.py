@@ -97,15 +97,21 @@ class RequestGuardMiddleware:
     Content-Length), 422 for NUL characters, which no field accepts and PostgreSQL cannot store. On an
     intake route (a tool's webhook, Opsgenie's API, PagerDuty's Change Events API) either is a refused
     delivery, counted as one and answered as the route's handler answers a bad delivery (PagerDuty's or
-    Opsgenie's shape; 400 naming the field of a NUL), as is a compressed body (415).
+    Opsgenie's shape; 400 naming the field of a NUL), as is a compressed body (415). A body over the limit
+    sent to an intake route is logged too (``fastpath.log_too_large``). The monitoring tools' routes take a
+    NUL in the body (``fastpath.replaces_nul``: their parsers replace it) and Alertmanager's and Grafana's a
+    larger body (``max_group_bytes``), as the fast path does.
 
     A heartbeat's ping or report is let through unchecked: its handler reads the body as it arrives, of any
     size, keeping the tail of a failed run's output with NULs replaced; its key is only hashed and its name
     only looked up, and it reads no other parameter. A cron job's failure must not be lost to its log."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_group_bytes: int, context: AppContext) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # The limit of Alertmanager's and Grafana's routes (``fastpath.GROUP_PATHS``).
+        self.max_group_bytes = max_group_bytes
+        self.context = context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (
@@ -127,10 +133,11 @@ class RequestGuardMiddleware:
                 await self._refuse(scope, send, unsupported)
                 return
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, send, fastpath.too_large(self.max_bytes))
+        limit = fastpath.body_limit(scope["path"], self.max_bytes, self.max_group_bytes)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, send, limit, int(declared))
             return
-        # Read the body up front (it is at most max_bytes) so a chunked upload over the limit gets a
+        # Read the body up front (it is at most the limit) so a chunked upload over the limit gets a
         # clean 413 before any handler sees it.
         chunks: list[bytes] = []
         received = 0
@@ -141,20 +148,24 @@ class RequestGuardMiddleware:
                 return
             body = message.get("body", b"")
             received += len(body)
-            if received > self.max_bytes:
-                await self._refuse(scope, send, fastpath.too_large(self.max_bytes))
+            if received > limit:
+                await self._too_large(scope, send, limit, None)
                 return
             chunks.append(body)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if b"\\u0000" in body:
+        if b"\\u0000" in body and not fastpath.replaces_nul(scope["method"], scope["path"]):
             field = _json_nul_field(body)
             if field is not None:
                 await self._reject_nul(scope, send, field)
                 return
         replayed: Message = {"type": "http.request", "body": body, "more_body": False}
         await self.app(scope, _replay([replayed], receive), send)
+
+    async def _too_large(self, scope: Scope, send: Send, limit: int, size: int | None) -> None:
+        await fastpath.log_too_large(self.context, scope, limit, size)
+        await self._refuse(scope, send, fastpath.too_large(limit))
 
     async def _refuse(self, scope: Scope, send: Send, exc: WarroomError) -> None:
         """``exc`` as the intake route answers it (and counted), else in Warroom's shape."""
@@ -596,6 +607,16 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
 
     # The document says what the routes really take and answer: tokens, keys, error shapes, intake bodies.
     openapi.install(app)
-    app.add_middleware(RequestGuardMiddleware, max_bytes=settings.max_body_bytes)
-    app.intake = fastpath.IntakeEndpoint(app.state, context, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestGuardMiddleware,
+        max_bytes=settings.max_body_bytes,
+        max_group_bytes=settings.max_intake_body_bytes,
+        context=context,
+    )
+    app.intake = fastpath.IntakeEndpoint(
+        app.state,
+        context,
+        max_body_bytes=settings.max_body_bytes,
+        max_group_body_bytes=settings.max_intake_body_bytes,
+    )
     return app

@@ -48,3 +48,33 @@ def nul_field(data: Any) -> str | None:
             for number, item in enumerate(value):
                 pending.append((f"{path}.{number}" if path else str(number), item))
     return None
+
+
+def replace_nul(data: Any) -> Any:
+    """``data`` with every NUL character in its keys and strings replaced by U+FFFD, changed in place (a
+    string on its own is returned replaced): for senders that cannot fix a body and send it again, whose
+    alerts are kept with the character marked rather than lost with their whole delivery."""
+    if isinstance(data, str):
+        return data.replace("\x00", "\ufffd")
+    pending: list[Any] = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            if any("\x00" in key for key in value):
+                items = [(key.replace("\x00", "\ufffd"), item) for key, item in value.items()]
+                value.clear()
+                value.update(items)
+            for key, item in value.items():
+                if isinstance(item, str):
+                    if "\x00" in item:
+                        value[key] = item.replace("\x00", "\ufffd")
+                elif isinstance(item, dict | list):
+                    pending.append(item)
+        elif isinstance(value, list):
+            for number, item in enumerate(value):
+                if isinstance(item, str):
+                    if "\x00" in item:
+                        value[number] = item.replace("\x00", "\ufffd")
+                elif isinstance(item, dict | list):
+                    pending.append(item)
+    return data

@@ -276,7 +276,9 @@ def _errors(
             ),
         )
     if reads_body:
-        errors["413"] = _answer("The body is over the server's limit (max_body_bytes).", shape)
+        group = source in (IntegrationType.alertmanager.value, IntegrationType.grafana.value)
+        limit = "max_intake_body_bytes: a whole alert group" if group else "max_body_bytes"
+        errors["413"] = _answer(f"The body is over the server's limit ({limit}).", shape)
         errors["415"] = _answer(
             "The body is compressed (Content-Encoding), or not JSON where JSON is read.", shape
         )

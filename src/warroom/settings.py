@@ -31,6 +31,12 @@ class Settings(BaseSettings):
         "and X-Forwarded-Proto are believed; unset: none, the client address is the connection's.",
     )
     max_body_bytes: int = Field(default=1024 * 1024, description="Requests with a larger body get 413.")
+    max_intake_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="The body limit of the intake routes whose senders post a whole alert group at once "
+        "(Alertmanager, Grafana): about 17,000 Kubernetes alerts. Larger bodies get 413.",
+    )
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma; FULL keeps acknowledged writes on power loss."
     )

@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from tests.alerts.conftest import integration_rows, make_key, payload
+from warroom.alerts import fastpath
 from warroom.alerts.models import Alert
 from warroom.auth.models import IntegrationKey
 from warroom.clock import clock
@@ -730,15 +731,18 @@ SHAPED_ROUTES = [
 
 
 def test_a_body_over_the_limit_is_refused_in_each_senders_shape(api: TestClient, context: AppContext) -> None:
-    """413 from the fast path and from the app's request guard alike, with Content-Length or chunked."""
-    limit = context.settings.max_body_bytes
-    huge = b'{"summary": "' + b"a" * limit + b'"}'
-
-    def chunks() -> Any:
-        for start in range(0, len(huge), 65536):
-            yield huge[start : start + 65536]
-
+    """413 from the fast path and from the app's request guard alike, with Content-Length or chunked. The
+    group senders' routes (Alertmanager's here) have their own, larger limit."""
     for path, shape in SHAPED_ROUTES:
+        limit = context.settings.max_body_bytes
+        if path in fastpath.GROUP_PATHS:
+            limit = context.settings.max_intake_body_bytes
+        huge = b'{"summary": "' + b"a" * limit + b'"}'
+
+        def chunks(huge: bytes = huge) -> Any:
+            for start in range(0, len(huge), 65536):
+                yield huge[start : start + 65536]
+
         for content in (huge, chunks()):
             refused = api.post(path, content=content, headers={"Content-Type": "application/json"})
             assert refused.status_code == 413, (path, refused.text)

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.alerts.test_storm_bodies import crashlooping
 from tests.conftest import EXAMPLE_CONFIG, require_peer
 from tests.e2e.server import ServerProcess, create_token, run_cli
 from tests.peers import free_port, self_signed_certificate, wait_until
@@ -355,6 +356,30 @@ def test_alertmanager_truncated_notification_is_flagged(server: dict[str, str], 
     env = {"WARROOM_URL": server["url"], "WARROOM_TOKEN": server["admin"]}
     shown = run_cli("alerts", "show", str(stored["id"]), env=env, check=False)
     assert "left out 2 more alert(s)" in shown.stdout
+
+
+def test_alertmanager_storm_group_over_a_mebibyte_arrives_whole(
+    server: dict[str, str], alertmanager: str
+) -> None:
+    """QA's storm: with max_alerts 0, Alertmanager sends a group of 1,200 crash-looping pods as one body of
+    over 1 MiB, and one pod's label holds a NUL. Both were refused (413, 400) and never retried: every alert
+    of the group after the first flush was lost. Now the whole group arrives, the NUL marked."""
+    started = datetime.now(UTC).isoformat()
+    alerts = [
+        {
+            "labels": alert["labels"],
+            "annotations": alert["annotations"],
+            "generatorURL": alert["generatorURL"],
+            "startsAt": started,
+        }
+        for alert in crashlooping(1200)["alerts"]
+    ]
+    alerts[7]["labels"]["instance"] = "10.42.0.7\x00:8080"
+    assert len(json.dumps(alerts)) > 1024 * 1024
+    assert httpx.post(f"{alertmanager}/api/v2/alerts", json=alerts, timeout=30).status_code == 200
+    wait_until(lambda: get(server, "/api/v1/alerts", limit=1)["total"] == 1200, timeout=60)
+    marked = get(server, "/api/v1/alerts", label="pod=checkout-api-7d9f8c6b5-00007")["items"]
+    assert [alert["labels"]["instance"] for alert in marked] == ["10.42.0.7\ufffd:8080"]
 
 
 def test_alertmanager_watchdog_pings_a_heartbeat(server: dict[str, str], tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ from warroom.alerts.schemas import (
 from warroom.db import utcnow
 from warroom.errors import NotFound, WarroomError
 from warroom.fields import validation_message
-from warroom.jsonbody import NOT_JSON, NOT_UTF8, NUL_MESSAGE, TOO_DEEP, nul_field, storable_text
+from warroom.jsonbody import NOT_JSON, NOT_UTF8, NUL_MESSAGE, TOO_DEEP, nul_field, replace_nul, storable_text
 
 Action = Literal["trigger", "acknowledge", "resolve"]
 
@@ -227,9 +227,13 @@ def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes, *, replace_nuls: bool = False) -> Any:
     """A JSON body as the intake takes it: no NUL in any text, and not nested deeper than can be stored.
     A leading UTF-8 byte order mark is ignored, as RFC 8259 allows (orjson refuses it).
+
+    A NUL character is refused (400 naming its field), unless ``replace_nuls``: then it becomes U+FFFD. That
+    is for the monitoring tools' routes (Alertmanager, Grafana, and their PagerDuty and Opsgenie notifiers),
+    which never resend a refused body fixed: one NUL in one label would lose every alert of the group.
 
     An alert's own payload is hashed with orjson, which refuses nesting past 254 levels (``content_hash``
     turns that into this 400). What no hash covers is stored by ``db.json_text``, whose fallback writes up
@@ -250,6 +254,8 @@ def parse_json(body: bytes) -> Any:
         # rounded. The standard parser keeps it exact (only bodies with such a number pay for it).
         data = json.loads(text)
     if b"\\u0000" in body:
+        if replace_nuls:
+            return replace_nul(data)
         _refuse_nul(data)
     return data
 
@@ -610,7 +616,7 @@ def from_opsgenie(data: Any) -> AlertEvent:
 def opsgenie_action(action: Action, alias: str, body: bytes) -> AlertEvent:
     """Close (resolve) or acknowledge the alert of an alias; the body (user, source, note) is optional. The
     note is added to the alert as the notes request adds one, and the acknowledgement names the user."""
-    data = parse_json(body) if body.strip() else {}
+    data = parse_json(body, replace_nuls=True) if body.strip() else {}
     _require_object(data)
     taken: OpsgenieAction = validate_payload(_OPSGENIE_ACTION, data)
     annotations = {name: value for name in ("user", "source", "note") if (value := getattr(taken, name))}
@@ -690,7 +696,7 @@ def opsgenie_removal(
 def opsgenie_change(update: OpsgenieUpdate, body: bytes) -> SourceChange:
     """The change of one Opsgenie update request (``PUT .../message``, ``.../description``, ``.../priority``,
     ``POST .../notes``, ``.../snooze``, ``.../unacknowledge``)."""
-    data = parse_json(body) if body.strip() or update != "unacknowledge" else {}
+    data = parse_json(body, replace_nuls=True) if body.strip() or update != "unacknowledge" else {}
     _require_object(data)
     taken = validate_payload(_OPSGENIE_UPDATES[update], data)
     if isinstance(taken, OpsgenieAction):  # snooze, tags and details (subclasses) and unacknowledge

@@ -235,7 +235,10 @@ async def opsgenie_create(
     request: Request, context: Context, authorization: OpsgenieKeyHeader = None
 ) -> Response:
     return await _opsgenie(
-        request, context, authorization, lambda body: adapters.from_opsgenie(adapters.parse_json(body))
+        request,
+        context,
+        authorization,
+        lambda body: adapters.from_opsgenie(adapters.parse_json(body, replace_nuls=True)),
     )
 
 

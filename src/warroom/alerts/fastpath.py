@@ -25,6 +25,7 @@ from warroom.alerts.config import WebhookFormat
 from warroom.alerts.intake import check_caller, writer_for
 from warroom.alerts.metrics import ALERTS_TRUNCATED, count_refused, refusal_reason
 from warroom.alerts.schemas import truncation_warning
+from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
 from warroom.auth.signing import signed_body
 from warroom.context import AppContext
@@ -66,6 +67,23 @@ CHANGE_SOURCE = "change"
 # The sources whose routes answer in PagerDuty's shape.
 _PAGERDUTY_SHAPED = (IntegrationType.pagerduty.value, CHANGE_SOURCE)
 
+# The routes of senders that post a whole alert group as one body, however large the group grew (Alertmanager
+# with max_alerts 0, Grafana), and never retry a 4xx: a group over the API's body limit would be lost, and
+# resent in vain every group_interval. They take bodies up to max_intake_body_bytes.
+GROUP_PATHS = frozenset({"/api/v1/alerts/alertmanager", "/api/v1/alerts/grafana"})
+# The sources whose NUL characters become U+FFFD rather than refusing the delivery: Alertmanager and Grafana,
+# and the PagerDuty and Opsgenie shapes their notifiers send (one event for a group, its alerts' labels in
+# its texts). None of them resends a refused body fixed. The plain JSON API, tools' webhooks and change
+# events still refuse one (400 naming the field): a script sees the answer and can fix what it sends.
+NUL_REPLACED_SOURCES = frozenset(
+    {
+        IntegrationType.alertmanager.value,
+        IntegrationType.grafana.value,
+        IntegrationType.pagerduty.value,
+        IntegrationType.opsgenie.value,
+    }
+)
+
 CONFLICTING_KEYS = "conflicting keys: send one integration key, as ?key= or as a Bearer token, not two"
 
 Answer = tuple[int, bytes]
@@ -88,6 +106,60 @@ def intake_source(method: str, path: str) -> str | None:
     if path == CHANGE_PATH:
         return CHANGE_SOURCE
     return None
+
+
+def body_limit(path: str, max_body_bytes: int, max_group_body_bytes: int) -> int:
+    """The largest body a request to ``path`` may send: the group senders' own limit on their routes."""
+    return max_group_body_bytes if path in GROUP_PATHS else max_body_bytes
+
+
+def replaces_nul(method: str, path: str) -> bool:
+    """Whether a delivery to this route has its NUL characters replaced rather than refused."""
+    return intake_source(method, path) in NUL_REPLACED_SOURCES
+
+
+async def log_too_large(context: AppContext, scope: Scope, limit: int, size: int | None) -> None:
+    """A warning for a delivery refused for its size (``size`` as declared; None for a body without
+    Content-Length, read only up to the limit: its size is not known). Its sender may well not retry
+    (Alertmanager drops a 4xx), so this line may be the only trace of the lost alerts on Warroom's side.
+    Not for other routes' requests: their callers read the answer."""
+    source = intake_source(scope["method"], scope["path"])
+    if source is None:
+        return
+    integration = await run_in_threadpool(_caller_name, context, scope, source)
+    log.warning(
+        "%s %s: refused %s delivery of %s (413, over the limit of %d bytes; %s): its alerts are not recorded",
+        scope["method"],
+        scope["path"],
+        source,
+        f"{size} bytes" if size is not None else f"over {limit} bytes (read up to the limit)",
+        limit,
+        f"integration {integration!r}" if integration else "integration unknown",
+    )
+
+
+def _caller_name(context: AppContext, scope: Scope, source: str) -> str | None:
+    """The name of the integration whose key a request carries (``?key=``, Bearer, GenieKey), or None: for
+    a log line only, so any failure (no key, a bad one, a database down) just leaves it unnamed. Blocking."""
+    try:
+        headers = dict(scope["headers"])
+        raw = headers.get(b"authorization")
+        authorization = raw.decode("latin-1") if raw is not None else None
+        if source == IntegrationType.opsgenie.value:
+            secret: str | None = _genie_key(authorization)
+        else:
+            query = scope.get("query_string", b"")
+            keys = parse_qs(query.decode("latin-1")).get("key") if query else None
+            secret = integration_key(keys, authorization)
+        if not secret:
+            return None  # PagerDuty's key is in the body, which was not read
+        with context.db.read() as session:
+            identity = integrations.authenticate_integration(
+                session, secret, IntegrationType(source), record_use=False
+            )
+        return identity.name
+    except Exception:  # a name for a log line must never change the answer
+        return None
 
 
 def _json(status: int, body: Any) -> Answer:
@@ -231,7 +303,7 @@ async def handle_intake(
         v1 = path == PAGERDUTY_V1_PATH
         read = adapters.from_pagerduty_v1 if v1 else adapters.from_pagerduty
         try:
-            routing_key, event = read(adapters.parse_json(body))
+            routing_key, event = read(adapters.parse_json(body, replace_nuls=True))
             await writer.submit(routing_key, kind, "pagerduty", [event])
         except WarroomError as exc:
             count_refused(kind.value, refusal_reason(exc))
@@ -249,12 +321,12 @@ async def handle_intake(
     try:
         secret = integration_key(keys, authorization)
         try:
-            data = adapters.parse_json(body)
-            events = (
-                adapters.from_generic(data)
-                if kind == IntegrationType.generic
-                else adapters.from_alertmanager(data)
-            )
+            if len(body) > _LARGE_BODY_BYTES:
+                # A storm's group (up to max_intake_body_bytes) takes a second or more to read: in a thread,
+                # so that the other requests are not held up meanwhile.
+                data, events = await run_in_threadpool(_delivery_events, kind, body)
+            else:
+                data, events = _delivery_events(kind, body)
         except WarroomError:
             # A refused body is answered only to a caller whose key could deliver: validation messages
             # would otherwise tell anyone what the endpoint expects. A good delivery's key is checked
@@ -270,7 +342,10 @@ async def handle_intake(
         raise
     truncated = data.get("truncatedAlerts") if kind != IntegrationType.generic else None
     if truncated:  # validated: a positive int
-        result.truncated = truncated
+        result.truncated = truncated  # the answer says so every time
+    if truncated and any(alert.outcome not in _NO_CHANGE for alert in result.alerts):
+        # Counted and logged only for a notification that changed something: an HA peer's copy, a retry or
+        # an unchanged repeat reports the same loss again, and would add it to the count once more.
         ALERTS_TRUNCATED.labels(kind.value).inc(truncated)
         log.warning(
             "%s delivery of group %s: %s",
@@ -279,6 +354,23 @@ async def handle_intake(
             truncation_warning(truncated, len(events)),
         )
     return 202, result.to_json()
+
+
+# Bodies up to this size are read on the event loop (milliseconds); larger ones in a thread.
+_LARGE_BODY_BYTES = 1024 * 1024
+
+
+def _delivery_events(kind: IntegrationType, body: bytes) -> tuple[Any, list[AlertEvent]]:
+    """The parsed body of a plain, Alertmanager or Grafana delivery, and its events. NULs are refused in
+    plain JSON only (``NUL_REPLACED_SOURCES``)."""
+    data = adapters.parse_json(body, replace_nuls=kind != IntegrationType.generic)
+    if kind == IntegrationType.generic:
+        return data, adapters.from_generic(data)
+    return data, adapters.from_alertmanager(data)
+
+
+# The outcomes of an alert its delivery changed nothing of.
+_NO_CHANGE = ("unchanged", "ignored")
 
 
 def _opsgenie_answer(status: int, message: str, errors: dict[str, str] | None = None) -> Answer:
@@ -430,10 +522,13 @@ class IntakeEndpoint:
     limit and turns unexpected errors into the JSON error shape itself.
     """
 
-    def __init__(self, state: Any, context: AppContext, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, state: Any, context: AppContext, *, max_body_bytes: int, max_group_body_bytes: int
+    ) -> None:
         self.state = state
         self.context = context
         self.max_body_bytes = max_body_bytes
+        self.max_group_body_bytes = max_group_body_bytes
 
     @staticmethod
     def handles(scope: Scope) -> bool:
@@ -454,6 +549,10 @@ class IntakeEndpoint:
     def _refused(scope: Scope, exc: WarroomError) -> Answer:
         return refused_before_handler(scope["method"], scope["path"], exc) or _error(exc)
 
+    async def _too_large(self, scope: Scope, limit: int, size: int | None) -> Answer:
+        await log_too_large(self.context, scope, limit, size)
+        return self._refused(scope, too_large(limit))
+
     async def _answer(self, scope: Scope, receive: Receive) -> Answer | None:
         declared = authorization = encoding = None
         for name, value in scope["headers"]:
@@ -467,8 +566,9 @@ class IntakeEndpoint:
             unsupported = unsupported_encoding(encoding)
             if unsupported is not None:
                 return self._refused(scope, unsupported)
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return self._refused(scope, too_large(self.max_body_bytes))
+        limit = body_limit(scope["path"], self.max_body_bytes, self.max_group_body_bytes)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await self._too_large(scope, limit, int(declared))
         message = await receive()
         if message["type"] != "http.request":
             return None
@@ -482,14 +582,14 @@ class IntakeEndpoint:
                     return None
                 chunk = message.get("body", b"")
                 received += len(chunk)
-                if received > self.max_body_bytes:
-                    return self._refused(scope, too_large(self.max_body_bytes))
+                if received > limit:  # never more than the limit held, whatever is sent
+                    return await self._too_large(scope, limit, None)
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     break
             body = b"".join(chunks)
-        elif len(body) > self.max_body_bytes:
-            return self._refused(scope, too_large(self.max_body_bytes))
+        elif len(body) > limit:
+            return await self._too_large(scope, limit, None)
         query = scope.get("query_string", b"")
         keys = parse_qs(query.decode("latin-1")).get("key") if query else None
         try:

@@ -36,7 +36,9 @@ INTERNAL = "internal"  # a fault in Warroom (HTTP 500)
 INVALID_PAYLOAD = "invalid_payload"
 ALERTS_TRUNCATED = Counter(
     "warroom_alerts_truncated_total",
-    "Alerts that senders left out of their notifications (Alertmanager's max_alerts), by source.",
+    "Alerts that senders said they left out of their notifications (Alertmanager's max_alerts), by source: "
+    "summed over the notifications that changed something (an HA peer's copy, a retry or an unchanged repeat "
+    "adds nothing), so a group left short in several notifications counts each time.",
     ["source"],
 )
 
