@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from warroom.app import create_app
+from warroom.server import http_protocol
 from warroom.settings import Settings
 
 
@@ -47,7 +48,14 @@ def main() -> None:
         await app(scope, receive, send)
 
     # The same server settings as ``warroom serve``.
-    uvicorn.run(server, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        server,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        http=http_protocol(settings),
+    )
 
 
 if __name__ == "__main__":

@@ -37,6 +37,25 @@ class Settings(BaseSettings):
         description="The body limit of the intake routes whose senders post a whole alert group at once "
         "(Alertmanager, Grafana): about 17,000 Kubernetes alerts. Larger bodies get 413.",
     )
+    # Slow clients (server.py): a request that does not arrive in time gets 408 and its connection is closed.
+    http_header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send a request's headers from their first byte (or connecting).",
+    )
+    http_body_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        le=86400,
+        description="Seconds a request's body has to arrive, plus one per http_body_min_rate bytes received.",
+    )
+    http_body_min_rate: int = Field(
+        default=500,
+        ge=0,
+        description="Bytes per second a slow body must keep up past http_body_timeout; 0: none, the body has "
+        "http_body_timeout however large it is.",
+    )
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma; FULL keeps acknowledged writes on power loss."
     )

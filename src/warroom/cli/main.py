@@ -307,10 +307,14 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     WARROOM_FORWARDED_ALLOW_IPS names: uvicorn's own default trusts any X-Forwarded-For sent from
     127.0.0.1, which a proxy on the same host passes on from the client unless told to overwrite it, so
     any client could pick its address (and a fresh bucket of the report form's rate limit)."""
+    from warroom import server  # imports uvicorn: not for the CLI's other commands
+
     trusted = (settings.forwarded_allow_ips or "").strip()
     return {
         "host": settings.host,
         "port": settings.port,
+        # uvicorn's httptools protocol, which also closes a connection whose request does not arrive in time.
+        "http": server.http_protocol(settings),
         "log_level": "info",
         "access_log": False,
         "proxy_headers": bool(trusted),
