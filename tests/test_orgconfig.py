@@ -487,3 +487,15 @@ def test_a_misspelt_key_or_value_says_what_the_place_takes() -> None:
         "notification_channels[0].email.too (line 2): unknown key 'too'; did you mean 'to'? (allowed here: "
         "name, to, templates, type, settings)"
     ]
+
+
+def test_the_nearest_name_is_the_one_sharing_the_longest_start() -> None:
+    from warroom.fields import not_in_file
+
+    # Equally close by difflib's measure (QA: sched-095 was offered for sched-05O, a letter O for a zero).
+    assert not_in_file("sched-05O", "schedule", ["sched-095", "sched-050"]).endswith(
+        "did you mean 'sched-050'?"
+    )
+    assert not_in_file("polcy-042", "escalation policy", ["policy-042"]) == (
+        "'polcy-042' is not an escalation policy in this file; did you mean 'policy-042'?"
+    )

@@ -483,6 +483,10 @@ def test_a_file_cut_off_before_automation_is_refused_unless_forced(
             f"it has no automation rules, where the running file has {rules}",
             f"it has no webhook formats, where the running file has {formats_}",
             f"it has no heartbeats, where the running file has {heartbeats}",
+            # Sections that route or reshape alerts without paging: warned of, with their counts (QA: a file
+            # that lost its enrichment, which maps namespaces to services, was taken without a word).
+            f"it has no enrichment entries, where the running file has {len(automation.enrich)}",
+            f"it has no email rules, where the running file has {len(automation.email_rules)}",
         }
     finally:
         other.db.dispose()

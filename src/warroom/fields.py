@@ -115,11 +115,25 @@ def validation_message(error: Mapping[str, Any]) -> str:
 def not_in_file(name: str, kind: str, known: list[str]) -> str:
     """An org file's reference to a ``kind`` it does not declare: the nearest name when one is close (a
     typo), else the names it has."""
-    message = f"{name!r} is not a {kind} in this file"
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    message = (
+        f"{name!r} is not an {kind} in this file"
+        if kind[0] in "aeiou"
+        else f"{name!r} is not a {kind} in this file"
+    )
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.75)
     if close:
-        return f"{message}; did you mean {close[0]!r}?"
+        # Equally close names (sched-050 and sched-095 for sched-05O): the one sharing the longest start.
+        nearest = max(close, key=lambda candidate: _shared_start(name, candidate))
+        return f"{message}; did you mean {nearest!r}?"
     if not known:
         return f"{message} (no {kind} is defined)"
     shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
     return f"{message} (known: {shown})"
+
+
+def _shared_start(first: str, second: str) -> int:
+    """How many characters two names share from their start."""
+    return next(
+        (index for index, (a, b) in enumerate(zip(first, second, strict=False)) if a != b),
+        min(len(first), len(second)),
+    )

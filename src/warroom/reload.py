@@ -75,6 +75,10 @@ def summary(org: OrgConfig) -> str:
         (len(automation.inhibit_rules), "inhibit rule", "inhibit rules"),
         (len(automation.webhook_formats), "webhook format", "webhook formats"),
         (len(automation.heartbeats), "heartbeat", "heartbeats"),
+        (len(automation.maintenance_schedules), "maintenance schedule", "maintenance schedules"),
+        (len(automation.auto_resolve), "auto_resolve entry", "auto_resolve entries"),
+        (len(automation.status_pages), "status page", "status pages"),
+        (len(automation.email_rules), "email rule", "email rules"),
     ]
     shown = [_counted(*count) for count in counts]
     shown[1] += f" ({', '.join(org.severity_ids)})"
@@ -108,6 +112,11 @@ def _sections(org: OrgConfig) -> dict[str, int]:
         "inhibit rules": len(org.automation.inhibit_rules),
         "webhook formats": len(org.automation.webhook_formats),
         "heartbeats": len(org.automation.heartbeats),
+        "enrichment entries": len(org.automation.enrich),
+        "maintenance schedules": len(org.automation.maintenance_schedules),
+        "auto_resolve entries": len(org.automation.auto_resolve),
+        "status pages": len(org.automation.status_pages),
+        "email rules": len(org.automation.email_rules),
     }
 
 

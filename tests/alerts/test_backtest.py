@@ -4,6 +4,7 @@ file in use, with nothing written."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -108,6 +109,9 @@ def test_the_command_compares_a_file_with_the_one_in_use(
     # Per rule, beside the rule of the same name now: critical-monitoring opens one incident fewer.
     critical = next(line for line in shown.output.splitlines() if "critical-monitoring" in line)
     assert [cell.strip() for cell in critical.strip("│").split("│")][1:4] == ["3", "1 (-1)", "1 (-1)"]
+    # Rules that took no alert in either file are counted, not listed one empty row each.
+    assert "payments-down" not in shown.output
+    assert re.search(r"\(\d+ other rules took no alert\)", shown.output), shown.output
     # When the pager would have gone off, by day in Berlin: the night's page (midnight) went on Tuesday.
     tuesday = next(line for line in shown.output.splitlines() if "2026-12-01" in line)
     assert [cell.strip() for cell in tuesday.strip("│").split("│")][1:4] == ["1", "████████████", "0"]

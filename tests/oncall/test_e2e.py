@@ -4,6 +4,7 @@ from the CLI, with the embedded worker on the real clock."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -105,6 +106,8 @@ def test_oncall_cli(server: dict[str, str]) -> None:
     assert missing.returncode == 1 and "no schedule 'nope'" in missing.stderr
     policies = cli(server, "oncall", "policies")
     assert "platform-escalation" in policies.stdout and "on call for platform-primary" in policies.stdout
+    # One step a line, not "…— 10m␤2. on call…" run together.
+    assert "\u2424" not in policies.stdout and re.search(r"^│.*│ 2\. on call for", policies.stdout, re.M)
 
 
 def test_page_by_smtp_then_ack_from_the_cli(server: dict[str, str], smtp: SmtpServer) -> None:

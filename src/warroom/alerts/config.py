@@ -1460,7 +1460,7 @@ def _rule_references(org: OrgConfig) -> list[str]:
                     "org, and this rule's incidents are private"
                 )
         if rule.page is not None and policies is not None and rule.page not in policies:
-            problems.append(f"{where}.page: {rule.page!r} is not an escalation policy in this file")
+            problems.append(f"{where}.page: {not_in_file(rule.page, 'escalation policy', list(policies))}")
     return problems
 
 

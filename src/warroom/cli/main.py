@@ -570,20 +570,26 @@ def config_backtest(
             return ""
         return _change(value, getattr(earlier, field) if earlier is not None else None)
 
+    rows = [
+        (
+            rule.rule,
+            moved(rule, "alerts"),
+            moved(rule, "incidents"),
+            moved(rule, "pages"),
+            moved(rule, "pages_outside_hours"),
+        )
+        for rule in file_replay.rules
+    ]
+    # Rules that took no alert in either file are counted, not listed: in a file of 300 rules they buried the
+    # few that did.
+    shown = [row for row in rows if any(row[1:])]
+    idle = len(rows) - len(shown)
     table(
         None,
         ["rule", "alerts", "incidents", "pages", "outside hours"],
-        [
-            (
-                rule.rule,
-                moved(rule, "alerts"),
-                moved(rule, "incidents"),
-                moved(rule, "pages"),
-                moved(rule, "pages_outside_hours"),
-            )
-            for rule in file_replay.rules
-        ]
-        + [(Text("(no rule)", style="dim"), _change(file_replay.unrouted, now_replay.unrouted), "", "", "")],
+        shown
+        + [(Text("(no rule)", style="dim"), _change(file_replay.unrouted, now_replay.unrouted), "", "", "")]
+        + ([(Text(f"({idle} other rules took no alert)", style="dim"), "", "", "", "")] if idle else []),
     )
     in_use = escape(str(settings.config))
     table(

@@ -166,7 +166,7 @@ def policies(as_json: JsonFlag = False) -> None:
         rows,
         lambda: table(
             "Escalation policies",
-            ["policy", "repeat", "steps"],
+            ["policy", "repeat", TextColumn("steps", lines=True)],  # a step a line
             [
                 (
                     p.name + (" (generated)" if p.generated else ""),
