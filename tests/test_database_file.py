@@ -31,8 +31,6 @@ from warroom.db import Database
 from warroom.orgconfig import OrgConfig
 from warroom.settings import Settings
 
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
 
 @pytest.fixture
 def on_sqlite(tmp_path: Path, sqlite_template: Path, org: OrgConfig) -> Iterator[AppContext]:
@@ -109,7 +107,6 @@ def test_a_removed_database_file_is_refused_not_written_into_nor_made_anew(
         error = health.json()["error"]
         assert error["code"] == "database_file_changed"
         assert f"the database file {path} was removed under the running server" in error["message"]
-        assert api.get("/api/v1/severities").status_code in (401, 503)  # not answered from the deleted file
         # No connection made an empty database in its place; one line said what happened.
         assert not path.exists()
         assert len(file_errors(caplog)) == 1, file_errors(caplog)
