@@ -407,6 +407,8 @@ def _failure(
 
 
 SCHEMA_CODE = "wrong_schema"
+DATABASE_FILE_CODE = "database_file_changed"  # SQLite: the file removed or replaced under the server
+WRITES_FAILING_CODE = "writes_failing"  # SQLite: the last writes failed (a full disk), none succeeded since
 
 
 def _schema_problem(context: AppContext, schema: frozenset[str]) -> str | None:
@@ -542,12 +544,22 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
 
     @app.get("/healthz", tags=["ops"], response_model=None)
     def healthz() -> JSONResponse:
-        """200 while the database can be read and is at this version's schema; 503 with the reason otherwise
-        (a database down, emptied, or migrated by another version), so that a load balancer takes the node
-        out."""
-        problem = _schema_problem(context, schema)
+        """200 while the database can be read and is at this version's schema and, on SQLite, its file is the
+        one the path names and writes are not failing; 503 with the reason otherwise (a database down,
+        emptied, migrated by another version, its file removed or replaced, a full disk), so that a load
+        balancer takes the node out."""
+        try:
+            problem = _schema_problem(context, schema)
+        except OperationalError:
+            file_problem = context.db.file_problem()
+            if file_problem is None:
+                raise
+            return JSONResponse(error_body(DATABASE_FILE_CODE, file_problem), status_code=503)
         if problem is not None:
             return JSONResponse(error_body(SCHEMA_CODE, problem), status_code=503)
+        writes_problem = context.db.writes_problem()
+        if writes_problem is not None:
+            return JSONResponse(error_body(WRITES_FAILING_CODE, writes_problem), status_code=503)
         return JSONResponse({"status": "ok", "version": __version__})
 
     @app.head("/healthz", include_in_schema=False)

@@ -6,6 +6,7 @@ import json
 import logging
 import sqlite3
 import sys
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,13 +17,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.expression import ClauseElement
 from sqlalchemy.types import TypeDecorator
 
 from warroom.clock import clock
+from warroom.dbfile import DatabaseFileChanged, SQLiteFile, WatchedConnection
 from warroom.errors import NotFound
 from warroom.fields import MAX_ROW_ID as MAX_ROW_ID
 from warroom.fields import parse_row_ref as parse_row_ref
@@ -187,15 +189,21 @@ def create_db_engine(
 ) -> Engine:
     if is_sqlite(url):
         database = make_url(url).database
+        watch = None
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            if not database.startswith("file:"):
+                watch = SQLiteFile(database)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": sqlite_busy_timeout},
             json_serializer=json_text,
         )
-        _configure_sqlite(engine, sqlite_synchronous, sqlite_busy_timeout)
-        return _track_commits(engine)
+        _configure_sqlite(engine, sqlite_synchronous, sqlite_busy_timeout, watch)
+        _track_commits(engine)
+        if watch is not None:
+            _watch_file(engine, watch)
+        return engine
     return _track_commits(
         create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=json_text)
     )
@@ -283,11 +291,15 @@ def driver_query(
         cursor.close()
 
 
-def _configure_sqlite(engine: Engine, synchronous: str, busy_timeout: float) -> None:
+def _configure_sqlite(
+    engine: Engine, synchronous: str, busy_timeout: float, watch: SQLiteFile | None
+) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         dbapi_connection.isolation_level = None
+        # Before the pragmas write to it: a file that replaced the engine's may not be usable yet.
+        opened = watch.opened(dbapi_connection) if watch is not None else None
         cursor = dbapi_connection.cursor()
         # Before WAL, which writes the file's first page: a new database can then give pages that retention
         # freed back to the file system (``reclaim_free_pages``). An older file keeps its mode until
@@ -298,6 +310,8 @@ def _configure_sqlite(engine: Engine, synchronous: str, busy_timeout: float) -> 
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
+        if watch is not None and opened is not None:
+            watch.record(dbapi_connection, opened)  # its WAL is open now
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -305,12 +319,58 @@ def _configure_sqlite(engine: Engine, synchronous: str, busy_timeout: float) -> 
         # instead of one failing with "database is locked" when it upgrades from a read.
         # On the driver's connection: SQLAlchemy's execution machinery cost more than SQLite's BEGIN.
         statement = "BEGIN IMMEDIATE" if connection.get_execution_options().get("write") else "BEGIN"
+        driver = connection.connection.driver_connection
+        if watch is not None:
+            driver.changes_at_begin = driver.total_changes  # tells a commit that wrote from one that did not
         try:
-            connection.connection.driver_connection.execute(statement)
+            driver.execute(statement)
         except sqlite3.Error as exc:
             # Raised as SQLAlchemy raises driver errors (a lock held past busy_timeout is an
             # OperationalError), so that callers still tell an unavailable database from a fault.
             raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
+
+
+_FILES: weakref.WeakKeyDictionary[Engine, SQLiteFile] = weakref.WeakKeyDictionary()
+
+
+def _watch_file(engine: Engine, watch: SQLiteFile) -> None:
+    """SQLite: refuse to use a database file removed or replaced under the running server
+    (``warroom.dbfile``): no connection creates the file once the engine has one, a pool checkout drops a
+    connection whose file the path no longer names, and a commit through one is refused (503) rather than
+    written where nothing can read it."""
+    _FILES[engine] = watch
+
+    @event.listens_for(engine, "do_connect")
+    def _on_do_connect(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+        database = watch.connect_arguments()
+        if database is not None:
+            cargs[0] = database
+            cparams["uri"] = True
+        cparams["factory"] = WatchedConnection
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        stale = watch.check_out(dbapi_connection)
+        if stale is not None:
+            reason, whole_file = stale
+            error = DisconnectionError(reason)
+            # The file itself: every pooled connection is to the old one (each closed at its next checkout).
+            # A WAL: each is checked at its own checkout, where one saves what the removed WAL holds.
+            error.invalidate_pool = whole_file
+            raise error
+
+    @event.listens_for(engine, "commit")
+    def _on_commit(connection: Connection) -> None:
+        files = getattr(connection.connection.driver_connection, "files", None)
+        reason = watch.stale(files) if files is not None else None
+        if reason is not None:
+            refused = DatabaseFileChanged(f"{reason}: the transaction was not committed")
+            raise DBAPIError.instance("COMMIT", (), refused, sqlite3.Error)
+
+
+def sqlite_file(engine: Engine) -> SQLiteFile | None:
+    """The watch over a SQLite engine's file (None on PostgreSQL and in-memory SQLite)."""
+    return _FILES.get(engine)
 
 
 SQLITE_INCREMENTAL_VACUUM = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
@@ -328,6 +388,7 @@ class Database:
         self.engine = create_db_engine(
             url, sqlite_synchronous=sqlite_synchronous, sqlite_busy_timeout=sqlite_busy_timeout
         )
+        self.file = sqlite_file(self.engine)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
 
@@ -373,6 +434,24 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def file_problem(self) -> str | None:
+        """SQLite: why the database file cannot be used now (removed or replaced under the running server, or
+        its WAL removed and not yet saved), or None; always None on PostgreSQL."""
+        return self.file.problem() if self.file is not None else None
+
+    def writes_problem(self) -> str | None:
+        """SQLite: why writes are failing (the commits that wrote failed within the last minute, none
+        succeeded since: a full disk, an immutable file), or None; always None on PostgreSQL."""
+        return self.file.writes.problem() if self.file is not None else None
+
+    def on_current_file(self, connection: Connection) -> bool:
+        """Whether a connection kept open (the intake writer's) still has the file its path names (a stat or
+        two). False: give it back (the pool's checkout then drops it, saving what a removed WAL holds)."""
+        if self.file is None:
+            return True
+        files = getattr(connection.connection.driver_connection, "files", None)
+        return files is None or self.file.stale(files) is None
 
     def reclaim_free_pages(self, *, pages_per_transaction: int = 2000, max_transactions: int = 100) -> int:
         """SQLite in incremental auto-vacuum mode: give free pages (rows deleted by retention) back to the

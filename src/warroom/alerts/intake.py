@@ -396,6 +396,10 @@ class IntakeWriter:
                 driver.execute(f"PRAGMA busy_timeout={math.ceil(wait * 1000)}")
 
     def _connect(self) -> Connection:
+        if self._connection is not None and not self.context.db.on_current_file(self._connection):
+            # SQLite: its file was removed or replaced under the server (or its WAL). Given back, the pool
+            # drops it at checkout; a new one uses the file the path names, or is refused (503).
+            self._disconnect()
         if self._connection is None or self._connection.closed or self._connection.invalidated:
             self._disconnect()
             self._connection = self.context.db.engine.execution_options(write=True).connect()

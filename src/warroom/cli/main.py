@@ -156,6 +156,7 @@ def database_errors(url: str) -> Iterator[None]:
 
     from warroom import migrate
     from warroom.db import unavailable_reason
+    from warroom.dbfile import directory_problem
 
     try:
         backend = make_url(url).get_backend_name()
@@ -174,7 +175,12 @@ def database_errors(url: str) -> Iterator[None]:
     except migrate.NewerSchema as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
-        fail(f"cannot use the database at {make_url(url)!r}: {unavailable_reason(exc)}")
+        reason = unavailable_reason(exc)
+        if backend == "sqlite":
+            # SQLite's "unable to open database file" also when the file opens but its directory cannot
+            # take the -wal and -shm files: say which.
+            reason = directory_problem(make_url(url).database or "") or reason
+        fail(f"cannot use the database at {make_url(url)!r}: {reason}")
 
 
 def _existing(url: str, settings: Settings) -> Database:
