@@ -541,3 +541,27 @@ def test_a_driver_error_on_the_framework_routes_is_a_503_in_the_routes_shape(
     finally:
         with context.db.write() as session:
             session.execute(text("ALTER TABLE integration_keys_gone RENAME TO integration_keys"))
+
+
+def test_a_held_postgres_lock_gets_503_after_the_lock_timeout_not_a_hang(
+    settings: Settings, org: OrgConfig, viewer: dict[str, str]
+) -> None:
+    """QA: `LOCK TABLE alerts IN ACCESS EXCLUSIVE MODE` held in psql made every intake request, `/metrics` and
+    the alert list wait as long as the lock (no lock_timeout), until the connection pool ran dry."""
+    if not settings.resolved_database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's lock_timeout")
+    settings = settings.model_copy(update={"postgres_lock_timeout": 0.3})
+    db = Database.from_settings(settings)
+    holder = create_engine(settings.resolved_database_url).connect()
+    try:
+        with TestClient(create_app(context=AppContext(settings=settings, db=db, org=org))) as api:
+            holder.execute(text("LOCK TABLE alerts IN ACCESS EXCLUSIVE MODE"))
+            listed = api.get("/api/v1/alerts", headers=viewer)
+            assert listed.status_code == 503, listed.text
+            assert listed.headers["retry-after"] and listed.json()["error"]["code"] == "database_unavailable"
+            holder.rollback()
+            assert api.get("/api/v1/alerts", headers=viewer).status_code == 200
+    finally:
+        holder.close()
+        holder.engine.dispose()
+        db.dispose()

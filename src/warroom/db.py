@@ -184,8 +184,16 @@ def _track_commits(engine: Engine) -> Engine:
     return engine
 
 
+# Seconds to wait for PostgreSQL to accept a connection (libpq waits for ever by default).
+CONNECT_TIMEOUT = 10
+
+
 def create_db_engine(
-    url: str, *, sqlite_synchronous: str = "FULL", sqlite_busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    url: str,
+    *,
+    sqlite_synchronous: str = "FULL",
+    sqlite_busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    postgres_lock_timeout: float = DEFAULT_BUSY_TIMEOUT,
 ) -> Engine:
     if is_sqlite(url):
         database = make_url(url).database
@@ -204,8 +212,22 @@ def create_db_engine(
         if watch is not None:
             _watch_file(engine, watch)
         return engine
+    # A statement waits for another session's lock at most lock_timeout, as a SQLite write waits for the write
+    # lock at most its busy timeout: a held `LOCK TABLE` (a migration, a person in psql) then gets 503s with
+    # Retry-After, instead of every request hanging until the connection pool runs dry.
+    options = {
+        "connect_timeout": CONNECT_TIMEOUT,
+        "options": f"-c lock_timeout={round(postgres_lock_timeout * 1000)}",
+    }
     return _track_commits(
-        create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=json_text)
+        create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=20,
+            json_serializer=json_text,
+            connect_args=options,
+        )
     )
 
 
@@ -380,13 +402,21 @@ class Database:
     """Holds the engine and the two session factories: reads, and writes (IMMEDIATE on SQLite)."""
 
     def __init__(
-        self, url: str, *, sqlite_synchronous: str = "FULL", sqlite_busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "FULL",
+        sqlite_busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        postgres_lock_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
         self.url = url
         # Seconds a SQLite write waits for the write lock (the intake's deadline too); None on PostgreSQL.
         self.busy_timeout: float | None = sqlite_busy_timeout if is_sqlite(url) else None
         self.engine = create_db_engine(
-            url, sqlite_synchronous=sqlite_synchronous, sqlite_busy_timeout=sqlite_busy_timeout
+            url,
+            sqlite_synchronous=sqlite_synchronous,
+            sqlite_busy_timeout=sqlite_busy_timeout,
+            postgres_lock_timeout=postgres_lock_timeout,
         )
         self.file = sqlite_file(self.engine)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
@@ -398,6 +428,7 @@ class Database:
             settings.resolved_database_url,
             sqlite_synchronous=settings.sqlite_synchronous,
             sqlite_busy_timeout=settings.sqlite_busy_timeout,
+            postgres_lock_timeout=settings.postgres_lock_timeout,
         )
 
     def set_session_info(self, **info: Any) -> None:

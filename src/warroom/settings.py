@@ -65,6 +65,13 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds a SQLite write waits for the write lock; past it the request gets 503 (retry).",
     )
+    postgres_lock_timeout: float = Field(
+        default=DEFAULT_BUSY_TIMEOUT,
+        gt=0,
+        le=3600,
+        description="Seconds a PostgreSQL statement waits for another session's lock (lock_timeout); past it "
+        "the request gets 503 (retry).",
+    )
     run_worker: bool = True
     worker_poll_interval: float = Field(default=0.5, gt=0, description="Seconds between polls when idle.")
     worker_batch: int = Field(default=50, ge=1, description="Jobs claimed per transaction.")
