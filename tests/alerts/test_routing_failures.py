@@ -63,8 +63,8 @@ def test_a_rule_that_fails_on_one_alert_leaves_it_unrouted_and_keeps_the_others(
     context.org = org_with_rules(CATCH_ALL)
     routed = automation.on_created
 
-    def failing_on_one(session: Any, org: Any, alert: Alert) -> None:
-        routed(session, org, alert)  # writes first, so the savepoint has something to undo
+    def failing_on_one(session: Any, org: Any, alert: Alert, **options: Any) -> None:
+        routed(session, org, alert, **options)  # writes first, so the savepoint has something to undo
         if alert.summary == "poison":
             raise RuntimeError("the rules tripped over this alert")
 

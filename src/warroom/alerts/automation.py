@@ -352,7 +352,9 @@ def _storm_note(org: OrgConfig, rule: AutomationRule, policies: list[str]) -> st
     )
 
 
-def _locked_open(session: Session, find: Callable[[], int | None]) -> Incident | None:
+def _locked_open(
+    session: Session, find: Callable[[], int | None], batch: Batch | None = None
+) -> Incident | None:
     """The open incident ``find`` names, locked for the alert to join; None when it names none.
 
     ``find`` reads without a lock, and on PostgreSQL another transaction may merge or resolve the incident
@@ -360,14 +362,18 @@ def _locked_open(session: Session, find: Callable[[], int | None]) -> Incident |
     commit (a merged incident's alerts are on its target now; a resolved one's group finds nothing, and
     opens a new incident). Every path by which a new alert joins an incident goes through here."""
     while (found := find()) is not None:
-        incident = incident_service.get_incident(session, found, for_update=True)
+        # Locked already in this transaction (for an earlier alert of the delivery): the row is as this
+        # session left it.
+        incident = batch.locked_incidents.get(found) if batch is not None else None
+        if incident is None:
+            incident = incident_service.get_incident(session, found, for_update=True)
         if incident.status.is_open:
             return incident
     return None
 
 
 def _group_incident(
-    session: Session, org: OrgConfig, alert: Alert, key: str, window: timedelta
+    session: Session, org: OrgConfig, alert: Alert, key: str, window: timedelta, batch: Batch | None = None
 ) -> tuple[Incident, list[str] | None] | None:
     """The open incident an alert of group ``key`` joins, locked: its group's, else an upstream service's
     (with the chain of dependencies to it). The alert's ``group_key`` is set: ``key``, or the group of its own
@@ -377,17 +383,24 @@ def _group_incident(
     def find() -> int | None:
         nonlocal chain
         chain = None
-        existing, alert.group_key = _open_group_incident(session, key, window, alert.scope, alert.dedup_key)
+        existing, alert.group_key = _open_group_incident(
+            session, key, window, alert.scope, alert.dedup_key, batch
+        )
         if existing is None and (upstream := _upstream_incident(session, org, alert)) is not None:
             existing, chain = upstream
         return existing
 
-    incident = _locked_open(session, find)
+    incident = _locked_open(session, find, batch)
     return None if incident is None else (incident, chain)
 
 
 def _open_group_incident(
-    session: Session, key: str, window: timedelta, scope: str | None, dedup_key: str
+    session: Session,
+    key: str,
+    window: timedelta,
+    scope: str | None,
+    dedup_key: str,
+    batch: Batch | None = None,
 ) -> tuple[int | None, str]:
     """The open incident of the group an alert of ``key`` joins: one with an alert of the group seen within
     the window, or still firing. A source that sends an alert once (a script, a report) or repeats it rarely
@@ -409,6 +422,23 @@ def _open_group_incident(
         or_(Alert.last_seen_at >= since, Alert.status != AlertStatus.resolved),
         Incident.status.in_(OPEN_STATUSES),
     )
+    known = batch.group_incidents.get(key) if batch is not None else None
+    if known is not None and batch is not None:
+        if batch.locked_incidents[known].status.is_open:
+            # An alert of this delivery went there: the group's newest alert, seen now, on an open incident.
+            # Only a moved firing of this alert comes before it (on the group key's index: no scan of the
+            # group, which grows with every alert of the delivery).
+            moved_row = session.execute(
+                select(Alert.incident_id, joinable.label("joinable"))
+                .join(Incident, Incident.id == Alert.incident_id)
+                .where(of_moved)
+                .order_by(Alert.last_seen_at.desc())
+                .limit(1)
+            ).first()
+            if moved_row is None:
+                return known, key
+            return (moved_row.incident_id if moved_row.joinable else None), moved
+        del batch.group_incidents[key]  # closed since (merged, say): looked up again
     # A moved firing first, however old: its newest is where the alert went (a firing that is still open
     # would have been updated, not made anew).
     row = session.execute(
@@ -699,7 +729,12 @@ def _open_incident(
 
 
 def _page_on_join(
-    session: Session, org: OrgConfig, rules: list[AutomationRule], incident: Incident, alert: Alert
+    session: Session,
+    org: OrgConfig,
+    rules: list[AutomationRule],
+    incident: Incident,
+    alert: Alert,
+    batch: Batch | None = None,
 ) -> None:
     """The alert joined an open incident (its group's, an upstream service's, the storm guard's): its rules'
     ``page`` policies that have not paged that incident are asked for now. A critical alert that joins a P3
@@ -708,6 +743,12 @@ def _page_on_join(
     if incident.acknowledged_at is not None:
         return
     wanted = [rule.page for rule in rules if rule.incident is not None and rule.page]
+    # A policy that paged the incident stays paged for the rest of the delivery's transaction.
+    settled = (incident.id, tuple(wanted))
+    if batch is not None and settled in batch.paged:
+        return
+    if batch is not None:
+        batch.paged.add(settled)  # asked for below if not yet paging
     for policy in paging.policies_not_paging(session, org, incident, list(dict.fromkeys(wanted))):
         rule_name = next(rule.name for rule in rules if rule.page == policy)
         incident_service.append_timeline(
@@ -907,6 +948,43 @@ def preview(
     )
 
 
+class Batch:
+    """What routing one delivery's new alerts learns once and reuses for each of them, all in the delivery's
+    transaction: their inhibitors (one query, ``inhibition.BatchInhibitors``), the incident each group went
+    to, the incidents and group locks already held, and the incidents a rule's ``page`` has paged already. A
+    storm's group of thousands of alerts then costs a few statements per alert instead of a dozen, and none
+    whose cost grows with the group. Dropped whole when a routing savepoint is rolled back (``forget``): the
+    row and advisory locks taken in it went with it on PostgreSQL."""
+
+    def __init__(self, session: Session, org: OrgConfig, new_alerts: int) -> None:
+        self._session = session
+        self._org = org
+        self._new_alerts = new_alerts
+        self._inhibitors: inhibition.BatchInhibitors | None = None
+        self.group_incidents: dict[str, int] = {}  # group key -> the incident its last alert went to
+        self.locked_incidents: dict[int, Incident] = {}
+        self.locked_groups: set[str] = set()
+        self.paged: set[tuple[int, tuple[str, ...]]] = set()  # (incident, rules' pages) with nothing to ask
+
+    @property
+    def inhibitors(self) -> inhibition.BatchInhibitors | None:
+        """None for a delivery of few new alerts: each is looked up alone, on the narrower query (reading
+        every open alert that may inhibit would cost more than it saves)."""
+        if self._new_alerts < inhibition.BATCH_FROM:
+            return None
+        if self._inhibitors is None:
+            self._inhibitors = inhibition.BatchInhibitors(self._session, self._org)
+        return self._inhibitors
+
+    def forget(self) -> None:
+        if self._inhibitors is not None:
+            self._inhibitors.forget_locks()
+        self.group_incidents.clear()
+        self.locked_incidents.clear()
+        self.locked_groups.clear()
+        self.paged.clear()
+
+
 def on_created(
     session: Session,
     org: OrgConfig,
@@ -915,14 +993,18 @@ def on_created(
     stored_earlier: bool = False,
     waited: bool = False,
     raised: bool = False,
+    batch: Batch | None = None,
 ) -> None:
     """Route a new alert by the rules. ``stored_earlier``: it was stored before this transaction (a
     maintenance window held it, or its rule's ``delay``), so it may carry responders' notes to its incident.
     ``waited``: its rule's delay is over (``alerts.pending``), so the incident opens now. ``raised``: an alert
-    on no incident that got more severe, routed again (``route_raised``)."""
+    on no incident that got more severe, routed again (``route_raised``). ``batch``: what routing the other
+    new alerts of the delivery it came in (intake) found, to reuse."""
     automation = org.automation
     integration = integration_name(session, org, alert)
-    if automation.inhibit_rules and _inhibited(session, org, alert, integration):
+    if automation.inhibit_rules and _inhibited(
+        session, org, alert, integration, batch.inhibitors if batch is not None else None
+    ):
         return  # recorded; routed when its inhibitor resolves
     now = utcnow()
     rules = matching_rules(org, alert, now, integration) if automation.rules else []
@@ -942,8 +1024,11 @@ def on_created(
                 key = group_key(rule, rule.incident, automation, alert)
                 alert.group_key = key
                 window = group_window(automation, rule.incident)
-                _lock_group(session, key)
-                joined = _group_incident(session, org, alert, key, window)
+                if batch is None or key not in batch.locked_groups:
+                    _lock_group(session, key)
+                    if batch is not None:
+                        batch.locked_groups.add(key)
+                joined = _group_incident(session, org, alert, key, window, batch)
                 if joined is not None:
                     incident, chain = joined
                     why = (
@@ -962,7 +1047,7 @@ def on_created(
                     else:
                         _back_to_investigating(session, org, incident, alert)
                     _raise_severity(session, org, level, incident, alert)
-                    _page_on_join(session, org, rules, incident, alert)
+                    _page_on_join(session, org, rules, incident, alert, batch)
                 elif not waited and (opens_at := rule.incident.opens_at(org, now, alert.service)) > now:
                     _open_later(session, alert, rule, opens_at, raised=raised)
                     waiting = True
@@ -989,7 +1074,7 @@ def on_created(
                     )
                     _back_to_investigating(session, org, incident, alert, storm_guard=True)
                     _raise_severity(session, org, level, incident, alert)
-                    _page_on_join(session, org, rules, incident, alert)
+                    _page_on_join(session, org, rules, incident, alert, batch)
                 else:
                     incident = _open_incident(
                         session, org, rule, rule.incident, alert, carry_notes=stored_earlier, rules=rules
@@ -1000,6 +1085,10 @@ def on_created(
                 opened_by.append(rule)
         if incident is not None and opened_by and automation.storm_guard is not None:
             _record_paged(session, org, incident, opened_by)
+        if batch is not None and incident is not None and alert.group_key is not None:
+            # The next alert of the group finds this one, the newest, and goes where it went.
+            batch.group_incidents[alert.group_key] = incident.id
+            batch.locked_incidents[incident.id] = incident
     elif alert.rules is not None:
         # Routed again once stored (its rule's delay is over, its window or inhibitor let it go) and no rule
         # matches it now (the org file changed meanwhile): it is unrouted, as ``rules`` NULL says everywhere.
@@ -1181,11 +1270,20 @@ def _pages_carried(session: Session, org: OrgConfig, source: Incident, target: I
     return [policy for policy in paging.policies_escalating(session, org, source) if policy not in already]
 
 
-def _inhibited(session: Session, org: OrgConfig, alert: Alert, integration: str | None) -> bool:
+def _inhibited(
+    session: Session,
+    org: OrgConfig,
+    alert: Alert,
+    integration: str | None,
+    inhibitors: inhibition.BatchInhibitors | None = None,
+) -> bool:
     """Whether an open alert inhibits this new one (automation.inhibit_rules); if so, it is noted on it."""
-    session.flush()  # the alert's id, to leave it out of its own inhibitors
     facts = AlertFacts.of(alert, integration)
-    found = inhibition.inhibitor(session, org, facts, exclude_id=alert.id, lock=True)
+    if inhibitors is not None:
+        found = inhibitors.inhibitor(facts, exclude_id=alert.id, lock=True)  # stored: it has its id
+    else:
+        session.flush()  # the alert's id, to leave it out of its own inhibitors
+        found = inhibition.inhibitor(session, org, facts, exclude_id=alert.id, lock=True)
     if found is None:
         return False
     alert.inhibited_by_id = found[0]

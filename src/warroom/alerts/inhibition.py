@@ -26,6 +26,8 @@ from warroom.orgconfig import OrgConfig
 # equal labels say in SQL): an inhibitor is an alert that fires now, so it is recent.
 CANDIDATES = 1000
 _OPEN = (AlertStatus.firing, AlertStatus.acknowledged)
+# A delivery with at least this many new alerts has their inhibitors looked up once (``BatchInhibitors``).
+BATCH_FROM = 50
 
 
 def _narrowing(match: RuleMatch, equal: list[str], other: AlertFacts) -> ColumnElement[bool]:
@@ -93,6 +95,88 @@ def inhibitor(
             continue  # it resolved since the lookup began
         return row.id, rule.name
     return None
+
+
+class BatchInhibitors:
+    """The inhibitors of one delivery's new alerts, found with one query instead of one per alert (a storm's
+    group of 16,000 alerts is one delivery: looked up alert by alert, each scan of the open alerts' labels
+    grew with the alerts of the group inserted before it).
+
+    It holds every open alert that meets some rule's source (as ``_narrowing`` reads it in SQL, without the
+    equal labels), indexed per rule by its values of the rule's ``equal`` labels. ``inhibitor`` then answers
+    as the module's ``inhibitor`` does: the newest of them (the delivery's own new alerts included, as they
+    are inserted before any is routed) that some rule pairs with the alert, and the first such rule. Unlike
+    it, it does not stop at the newest ``CANDIDATES`` alerts: it finds the inhibitor however many share its
+    equal labels. The open alerts do not change while the delivery's alerts are routed (their statuses were
+    written first), so one look serves them all."""
+
+    def __init__(self, session: Session, org: OrgConfig) -> None:
+        self._session = session
+        self._rules = org.automation.inhibit_rules
+        self._locked: set[int] = set()
+        # Per rule (by position): equal-label values -> candidates, newest first.
+        self._index: list[dict[tuple[str, ...], list[tuple[int, AlertFacts]]]] = [{} for _ in self._rules]
+        if not self._rules:
+            return
+        narrowing = or_(*(_narrowing(rule.source, [], _NO_FACTS) for rule in self._rules))
+        names_needed = any(rule.source.integrations for rule in self._rules)
+        statement = select(*_CANDIDATE_COLUMNS).where(Alert.status.in_(_OPEN), narrowing)
+        names = integrations.names_by_id(session, needed=names_needed)
+        for row in session.execute(statement.order_by(Alert.id.desc())).all():
+            facts = AlertFacts(
+                row.source,
+                row.severity,
+                row.alert_type,
+                row.service,
+                row.labels,
+                names.of(row.integration_id),
+            )
+            for number, rule in enumerate(self._rules):
+                if rule.source.accepts(facts):
+                    self._index[number].setdefault(_equal_values(rule.equal, facts), []).append(
+                        (row.id, facts)
+                    )
+
+    def inhibitor(self, alert: AlertFacts, *, exclude_id: int, lock: bool = False) -> tuple[int, str] | None:
+        """As the module's ``inhibitor`` (``lock`` included: each inhibitor's row is locked once)."""
+        rules = [(number, rule) for number, rule in enumerate(self._rules) if rule.target.accepts(alert)]
+        while rules:
+            found: tuple[int, str] | None = None
+            for number, rule in rules:
+                for candidate_id, candidate in self._index[number].get(_equal_values(rule.equal, alert), ()):
+                    if found is not None and candidate_id <= found[0]:
+                        break  # newest first: no newer one left under this rule
+                    if candidate_id != exclude_id and rule.pairs(candidate, alert):
+                        # The first rule (in the file's order) that pairs this candidate names it, as the
+                        # module's ``inhibitor`` has it.
+                        name = next(r.name for _, r in rules if r.pairs(candidate, alert))
+                        found = (candidate_id, name)
+                        break
+            if found is None:
+                return None
+            if not lock or found[0] in self._locked or _still_open(self._session, found[0]):
+                self._locked.add(found[0])
+                return found
+            self._drop(found[0])  # it resolved since the lookup (PostgreSQL): the next one is looked at
+        return None
+
+    def forget_locks(self) -> None:
+        """A routing savepoint was rolled back (and with it, on PostgreSQL, the row locks it took)."""
+        self._locked.clear()
+
+    def _drop(self, alert_id: int) -> None:
+        for by_values in self._index:
+            for values, candidates in by_values.items():
+                by_values[values] = [c for c in candidates if c[0] != alert_id]
+
+
+_NO_FACTS = AlertFacts("", "", "", None, {})
+
+
+def _equal_values(equal: list[str], facts: AlertFacts) -> tuple[str, ...]:
+    """An alert's values of a rule's ``equal`` labels, as ``InhibitRule.pairs`` compares them (a missing
+    label is empty)."""
+    return tuple(facts.label(name) or "" for name in equal)
 
 
 def _still_open(session: Session, alert_id: int) -> bool:

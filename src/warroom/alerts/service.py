@@ -531,6 +531,8 @@ def _automate(
     # resolved is asked once the whole delivery is applied, so their timelines read every alert's resolve,
     # then the status change.
     resolved_on: dict[int, Alert] = {}
+    # What routing the delivery's new alerts learns once (their inhibitors, their groups' incidents).
+    batch = automation.Batch(session, org, sum(outcome == "created" for outcome, _, _ in applied))
     for outcome, target, event in applied:
         if target is None or target.id is None:
             continue
@@ -550,8 +552,8 @@ def _automate(
         if alert is None:
             alert = loaded[target.id] = session.get_one(Alert, target.id, populate_existing=True)
         if outcome == "created":  # acted on: a new alert carries no note
-            with _kept_if_routing_fails(session, alert, "created"):
-                automation.on_created(session, org, alert)
+            with _kept_if_routing_fails(session, alert, "created", batch):
+                automation.on_created(session, org, alert, batch=batch)
         elif outcome == "updated":
             # Acted on once per delivery, with the severity the whole delivery left the alert at.
             was, target.raised_from = target.raised_from, None
@@ -573,7 +575,9 @@ def _automate(
 
 
 @contextmanager
-def _kept_if_routing_fails(session: Session, alert: Alert, event: str) -> Iterator[None]:
+def _kept_if_routing_fails(
+    session: Session, alert: Alert, event: str, batch: automation.Batch | None = None
+) -> Iterator[None]:
     """Routing ``alert`` in a savepoint: if the rules fail on it for anything but the database (a fault in
     Warroom, or in what the org file makes of this alert's data), what they did is undone and the alert is
     kept unrouted with the failure, for people to see and promote. Refusing the delivery would lose every
@@ -584,6 +588,8 @@ def _kept_if_routing_fails(session: Session, alert: Alert, event: str) -> Iterat
     except SQLAlchemyError:
         raise  # the database's trouble: the whole delivery is retried or refused (a deadlock is re-run)
     except Exception as exc:
+        if batch is not None:
+            batch.forget()  # the savepoint's locks went with it
         error = failure_text(exc)
         log.exception("routing %s (%s) failed; the alert is kept unrouted: %s", alert.ref, event, error)
         failure = {"handler": "automation", "event": event, "error": error, "at": utcnow().isoformat()}
