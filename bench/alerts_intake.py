@@ -68,6 +68,25 @@ def free_port() -> int:
         return port
 
 
+def start_server(
+    port: int, database_url: str, config: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``bench/alerts_server.py`` on ``port``: the real app, as ``warroom serve`` builds it."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "alerts_server.py"),
+            "--port",
+            str(port),
+            "--database-url",
+            database_url,
+            "--config",
+            str(config),
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})},
+    )
+
+
 def wait_ready(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -253,20 +272,7 @@ def main() -> None:
     generic_key = make_key(database_url, "generic")
     am_key = make_key(database_url, "alertmanager")
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "alerts_server.py"),
-            "--port",
-            str(port),
-            "--database-url",
-            database_url,
-            "--config",
-            str(CONFIG),
-        ],
-        env=env,
-    )
+    server = start_server(port, database_url, CONFIG)
     alertmanager = None
     results: dict[str, Any] = {"database": database_url.split(":")[0], "cores": os.cpu_count()}
     try:

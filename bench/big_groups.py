@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +31,7 @@ import yaml
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from alerts_intake import CONFIG, ROOT, free_port, make_key, process_cpu_seconds, wait_ready
+from alerts_intake import CONFIG, free_port, make_key, process_cpu_seconds, start_server, wait_ready
 
 
 def group_alerts(count: int, hosts: int, severity: str, started: str) -> list[dict[str, Any]]:
@@ -163,24 +161,10 @@ def main() -> None:
     key = make_key(database_url, "alertmanager")
     port = args.port or free_port()
     env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT / "src"),
         "WARROOM_MAX_INTAKE_BODY_BYTES": str(32 << 20),
         "WARROOM_SQLITE_BUSY_TIMEOUT": str(args.busy_timeout),
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "alerts_server.py"),
-            "--port",
-            str(port),
-            "--database-url",
-            database_url,
-            "--config",
-            str(config),
-        ],
-        env=env,
-    )
+    server = start_server(port, database_url, config, env)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/healthz")

@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 
 from tests.alerts.conftest import make_key
 from tests.alerts.test_heartbeats import heartbeat_alerts, ping, with_heartbeat
+from tests.alerts.test_incident_lock_order import waits_for_lock
 from tests.alerts.test_source_ack import run_at, timeline
 from warroom.alerts import heartbeats
 from warroom.alerts import service as alerts_service
@@ -156,18 +157,6 @@ def test_a_ping_and_a_resolve_leave_one_check(
     assert listed(api, viewer)["state"] == "ok"
 
 
-def _waits_for(context: AppContext, holder: int, deadline: float) -> None:
-    """Until another backend waits for a lock that ``holder`` holds."""
-    query = text(
-        "SELECT count(*) FROM pg_locks AS l, unnest(pg_blocking_pids(l.pid)) AS b(pid) "
-        "WHERE NOT l.granted AND b.pid = :holder"
-    )
-    with context.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as monitor:
-        while not monitor.execute(query, {"holder": holder}).scalar():
-            assert time.monotonic() < deadline, "the ping never waited for the person's resolve"
-            time.sleep(0.01)
-
-
 def test_a_ping_during_a_resolve_by_hand_waits_for_it(
     api: TestClient, context: AppContext, hb_key: str, viewer: dict[str, str]
 ) -> None:
@@ -200,7 +189,7 @@ def test_a_ping_during_a_resolve_by_hand_waits_for_it(
             holder = int(session.scalar(text("SELECT pg_backend_pid()")) or 0)
             alerts_service.lock_alert(session, 1)
             sender.start()
-            _waits_for(context, holder, time.monotonic() + 8)
+            waits_for_lock(context, holder, time.monotonic() + 8)
             alerts_service.resolve(session, org=context.org, ref=1, performer="bob")
         outcomes["resolve"] = None
     except BaseException as exc:  # asserted on below

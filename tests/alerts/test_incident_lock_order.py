@@ -61,7 +61,7 @@ def _resolve_incident(context: AppContext, session: Session, incident_id: int) -
     incident_service.resolve(session, org=context.org, ref=incident_id, performer="carol")
 
 
-def _waits_for(context: AppContext, holder: int, deadline: float) -> None:
+def waits_for_lock(context: AppContext, holder: int, deadline: float) -> None:
     """Until another backend waits for a lock ``holder`` holds."""
     query = text(
         "SELECT count(*) FROM pg_locks AS l, unnest(pg_blocking_pids(l.pid)) AS b(pid) "
@@ -69,7 +69,7 @@ def _waits_for(context: AppContext, holder: int, deadline: float) -> None:
     )
     with context.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as monitor:
         while not monitor.execute(query, {"holder": holder}).scalar():
-            assert time.monotonic() < deadline, "the incident's transaction never waited for the alert's"
+            assert time.monotonic() < deadline, "the other transaction never waited for the lock"
             time.sleep(0.01)
 
 
@@ -128,7 +128,7 @@ def test_an_incident_and_its_alert_changed_at_once_do_not_deadlock(
         # starts and must wait for it (taking the incident first, for the incident's row).
         if threading.current_thread() is alert_side:
             before_incident.set()
-            _waits_for(context, alert_pid[0], deadline)
+            waits_for_lock(context, alert_pid[0], deadline)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(automation, hook, paused)
