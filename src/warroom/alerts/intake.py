@@ -65,7 +65,11 @@ class NotCommittedInTime(SQLAlchemyTimeoutError):
     database is: ``db.unavailable``)."""
 
     def __init__(self, seconds: float) -> None:
-        super().__init__(f"alert intake: not committed within {seconds:g} s (the database is busy)")
+        # Either may be why: another process's write lock, or this process's writer still on a large batch.
+        super().__init__(
+            f"alert intake: not committed within {seconds:g} s (the database's write lock was held, or the "
+            "intake writer was busy with earlier deliveries)"
+        )
 
 
 @dataclass
