@@ -20,6 +20,8 @@ class Alert(Base):
         # cleared when the alert resolves, so the next firing opens a new alert; NULLs never collide.
         UniqueConstraint("scope", "open_dedup_key", name="uq_alerts_scope_open_dedup_key"),
         Index("ix_alerts_status_id", "status", "id"),
+        # Inhibition's lookup of the newest open alert of a source's types (0038).
+        Index("ix_alerts_type_status_id", "alert_type", "status", "id"),
         Index("ix_alerts_group_key", "group_key"),
         # Room on each page for the next version of a row: repeat notifications update in place (0009).
         {"postgresql_with": {"fillfactor": 70}},
