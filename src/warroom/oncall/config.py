@@ -283,9 +283,6 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
     problems += names_taken("schedules", schedules, "schedule")
     problems += names_taken("escalation_policies", policies, "escalation policy")
 
-    def unknown(kind: str, name: str, known: list[str]) -> str:
-        return not_in_file(name, kind, known)
-
     channels = sorted({c.name for c in org.notification_channels} | set(CHANNEL_TYPES))
     for index, person in enumerate(org.people):
         method_names = [c.name for c in person.contact_methods]
@@ -306,7 +303,9 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
         for rule_index, rule in enumerate(person.notification_rules):
             where = f"people[{index}].notification_rules[{rule_index}]"
             if rule.contact is not None and rule.contact not in method_names:
-                problems.append(f"{where}.contact: {unknown('contact method', rule.contact, method_names)}")
+                problems.append(
+                    f"{where}.contact: {not_in_file(rule.contact, 'contact method', method_names)}"
+                )
             if rule.channel is not None and rule.channel not in channels:
                 problems.append(
                     f"{where}.channel: unknown channel {rule.channel!r} (allowed: {', '.join(channels)})"
@@ -320,14 +319,14 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
     for index, team in enumerate(org.teams):
         for member in team.members:
             if member not in people:
-                problems.append(f"teams[{index}].members: {unknown('person', member, people)}")
+                problems.append(f"teams[{index}].members: {not_in_file(member, 'person', people)}")
         if team.manager is not None and team.manager not in people:
-            problems.append(f"teams[{index}].manager: {unknown('person', team.manager, people)}")
+            problems.append(f"teams[{index}].manager: {not_in_file(team.manager, 'person', people)}")
         if team.schedule is not None and team.schedule not in schedules:
-            problems.append(f"teams[{index}].schedule: {unknown('schedule', team.schedule, schedules)}")
+            problems.append(f"teams[{index}].schedule: {not_in_file(team.schedule, 'schedule', schedules)}")
         if team.escalation_policy is not None and team.escalation_policy not in policies:
             problems.append(
-                f"teams[{index}].escalation_policy: {unknown('policy', team.escalation_policy, policies)}"
+                f"teams[{index}].escalation_policy: {not_in_file(team.escalation_policy, 'policy', policies)}"
             )
     for index, schedule in enumerate(org.schedules):
         if not schedule.layers:
@@ -338,12 +337,12 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
                 problems.append(f"{where}.participants: a rotation needs at least one participant")
             for participant in layer.participants:
                 if participant not in people:
-                    problems.append(f"{where}.participants: {unknown('person', participant, people)}")
+                    problems.append(f"{where}.participants: {not_in_file(participant, 'person', people)}")
         for override_index, override in enumerate(schedule.overrides):
             if override.person not in people:
                 problems.append(
                     f"schedules[{index}].overrides[{override_index}].person: "
-                    + unknown("person", override.person, people)
+                    + not_in_file(override.person, "person", people)
                 )
     for index, policy in enumerate(org.escalation_policies):
         if not policy.steps:
@@ -358,7 +357,7 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
                 ]
                 label = "team" if target.kind == "manager_of" else target.kind
                 if target.name not in known:
-                    problems.append(f"{where}: {unknown(label, target.name, known)}")
+                    problems.append(f"{where}: {not_in_file(target.name, label, known)}")
                 elif target.kind == "manager_of":
                     team_config = next(t for t in org.teams if t.name == target.name)
                     if team_config.manager is None:
@@ -370,7 +369,9 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
                 f"severity_policies.{severity_id}: not one of the severities {', '.join(severity_ids)}"
             )
         if policy_name not in policies:
-            problems.append(f"severity_policies.{severity_id}: {unknown('policy', policy_name, policies)}")
+            problems.append(
+                f"severity_policies.{severity_id}: {not_in_file(policy_name, 'policy', policies)}"
+            )
     for severity_id, mode in org.paging_modes.items():
         if severity_id not in severity_ids and severity_id not in default_paging_modes():
             problems.append(
@@ -382,6 +383,6 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
         if service.escalation_policy is not None and service.escalation_policy not in policies:
             problems.append(
                 f"services[{index}].escalation_policy: "
-                + unknown("policy", service.escalation_policy, policies)
+                + not_in_file(service.escalation_policy, "policy", policies)
             )
     return problems
