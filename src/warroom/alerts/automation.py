@@ -55,6 +55,7 @@ from warroom.incidents.schemas import (
     cut_long_text,
 )
 from warroom.jobs import service as jobs_service
+from warroom.jobs.models import Job, JobStatus
 from warroom.oncall import paging
 from warroom.oncall import service as oncall_service
 from warroom.orgconfig import OrgConfig
@@ -992,14 +993,13 @@ def on_created(
     *,
     stored_earlier: bool = False,
     waited: bool = False,
-    raised: bool = False,
     batch: Batch | None = None,
 ) -> None:
     """Route a new alert by the rules. ``stored_earlier``: it was stored before this transaction (a
-    maintenance window held it, or its rule's ``delay``), so it may carry responders' notes to its incident.
-    ``waited``: its rule's delay is over (``alerts.pending``), so the incident opens now. ``raised``: an alert
-    on no incident that got more severe, routed again (``route_raised``). ``batch``: what routing the other
-    new alerts of the delivery it came in (intake) found, to reuse."""
+    maintenance window held it, its rule's ``delay``, or it got more severe on no incident: ``route_raised``),
+    so it may carry responders' notes to its incident. ``waited``: its rule's delay is over
+    (``alerts.pending``), so the incident opens now. ``batch``: what routing the other new alerts of the
+    delivery it came in (intake) found, to reuse."""
     automation = org.automation
     integration = integration_name(session, org, alert)
     if automation.inhibit_rules and _inhibited(
@@ -1049,7 +1049,7 @@ def on_created(
                     _raise_severity(session, org, level, incident, alert)
                     _page_on_join(session, org, rules, incident, alert, batch)
                 elif not waited and (opens_at := rule.incident.opens_at(org, now, alert.service)) > now:
-                    _open_later(session, alert, rule, opens_at, raised=raised)
+                    _open_later(session, alert, rule, opens_at)
                     waiting = True
                     continue
                 elif (
@@ -1376,23 +1376,40 @@ def _resolve_when_quiet(session: Session, incident: Incident, quiet: timedelta) 
     )
 
 
-def _open_later(
-    session: Session, alert: Alert, rule: AutomationRule, opens_at: datetime, *, raised: bool = False
-) -> None:
+def _open_later(session: Session, alert: Alert, rule: AutomationRule, opens_at: datetime) -> None:
     """The rule's incident opens at ``opens_at`` (its delay is over, business hours begin), if the alert is
-    still open then (``alerts.pending`` runs the job). ``raised``: the alert got more severe and waits anew
-    (a job of its own: the one it waited for first may be over, or may run first and open the incident)."""
+    still open then (``alerts.pending`` runs the job). One job per alert: one routed again while its job
+    waits (it got more severe, an inhibitor held it meanwhile) moves that job to ``opens_at`` when that comes
+    sooner, so it is neither routed twice nor kept waiting longer than it was going to; one whose job ran
+    already (and opened nothing) has a job of its own."""
     assert rule.incident is not None
     session.flush()  # the alert's id
     waits_for = [format_duration(rule.incident.delay)] if rule.incident.delay > timedelta(0) else []
     if rule.incident.wait_for_business_hours:
         waits_for.append("business hours")
-    jobs_service.enqueue(
-        session,
-        kind=DELAY_KIND,
-        payload={"alert_id": alert.id, "rule": rule.name, "delay": " and ".join(waits_for)},
-        run_at=opens_at,
-        idempotency_key=_delay_key(alert.id) + (f":raised:{utcnow().isoformat()}" if raised else ""),
+    payload = {"alert_id": alert.id, "rule": rule.name, "delay": " and ".join(waits_for)}
+    key = _delay_key(alert.id)
+    # On the unique key's index: a new alert's first wait pays one lookup; only an alert routed again looks
+    # further, for a job of its own (its key has the moment it was made).
+    first = session.scalar(select(Job).where(Job.idempotency_key == key))
+    if first is not None:
+        waiting = first if first.status == JobStatus.pending else _waiting_delay_job(session, alert)
+        if waiting is not None:
+            if opens_at < waiting.run_at:
+                waiting.run_at, waiting.payload = opens_at, payload
+            return
+        key += f":again:{utcnow().isoformat()}"
+    jobs_service.enqueue(session, kind=DELAY_KIND, payload=payload, run_at=opens_at, idempotency_key=key)
+
+
+def _waiting_delay_job(session: Session, alert: Alert) -> Job | None:
+    """The alert's delay job of its own (routed again after its first job ran) that is still waiting."""
+    return session.scalar(
+        select(Job).where(
+            Job.kind == DELAY_KIND,
+            Job.status == JobStatus.pending,
+            Job.payload["alert_id"].as_integer() == alert.id,
+        )
     )
 
 
@@ -1532,7 +1549,7 @@ def route_raised(session: Session, org: OrgConfig, alert: Alert, *, was: str) ->
     or joins an incident and pages as such an alert would, or stays on none if no rule says otherwise; the
     incident's timeline says why an alert older than the incident came to it now."""
     unrouted = " (no rule had routed it)" if alert.rules is None else ""
-    on_created(session, org, alert, stored_earlier=True, raised=True)
+    on_created(session, org, alert, stored_earlier=True)
     session.flush()
     if alert.incident_id is None:
         return

@@ -1,0 +1,113 @@
+"""Alert routing around a snooze, a rule's delay, the storm guard, flapping and promotion: an alert that got
+worse while snoozed, one delay job per alert, a storm-guard join into a monitored incident, what restarts a
+flapping incident's calm-down clock, and a forced promotion of a resolved alert."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tests.alerts.test_rule_delay import T0
+from tests.alerts.test_source_ack import run_at, timeline
+from warroom.alerts.automation import DELAY_KIND
+from warroom.alerts.config import AutomationRule
+from warroom.clock import clock
+from warroom.context import AppContext
+from warroom.events import DomainEvent
+from warroom.incidents.models import Incident
+from warroom.jobs.models import Job, JobStatus
+from warroom.jobs.worker import Worker
+
+
+def send(api: TestClient, key: str, **fields: Any) -> dict[str, Any]:
+    body = {"summary": "search failing", "service": "search", "labels": {"alertname": "SearchDown"}, **fields}
+    answer = api.post(f"/api/v1/alerts?key={key}", json=body)
+    assert answer.status_code == 202, answer.text
+    alert: dict[str, Any] = answer.json()["alerts"][0]
+    return alert
+
+
+def delay_jobs(context: AppContext, alert_id: int) -> list[Job]:
+    with context.db.read() as session:
+        return list(
+            session.scalars(
+                select(Job)
+                .where(Job.kind == DELAY_KIND, Job.payload["alert_id"].as_integer() == alert_id)
+                .order_by(Job.id)
+            )
+        )
+
+
+def delay_critical(context: AppContext, *first: AutomationRule) -> AppContext:
+    """The example org with a 5-minute delay on critical-monitoring, and the rules ``first`` before it."""
+    rules = [
+        rule.model_copy(update={"incident": rule.incident.model_copy(update={"delay": timedelta(minutes=5)})})
+        if rule.name == "critical-monitoring" and rule.incident is not None
+        else rule
+        for rule in context.org.automation.rules
+    ]
+    automation = context.org.automation.model_copy(update={"rules": [*first, *rules]})
+    context.org = context.org.model_copy(update={"automation": automation})
+    return context
+
+
+def incidents(context: AppContext) -> list[Incident]:
+    with context.db.read() as session:
+        return list(session.scalars(select(Incident).order_by(Incident.id)))
+
+
+# --- a rise while waiting out a rule's delay ---------------------------------------------------------------
+
+
+def test_a_rise_while_waiting_out_a_delay_keeps_one_job(
+    api: TestClient, context: AppContext, generic_key: str, page_requests: list[DomainEvent]
+) -> None:
+    """An error waits out critical-monitoring's 5 minutes; turning critical meant a second job of its own
+    (the rules ran twice when the delay was over). One job per alert: it stays where it was, as the
+    rise's own delay would end later."""
+    delayed = delay_critical(context)
+    clock.set(T0)
+    worker = Worker(delayed, name="w1")
+    alert = send(api, generic_key, severity="error", dedup_key="s1")
+    clock.set(T0 + timedelta(minutes=1))
+    assert send(api, generic_key, severity="critical", dedup_key="s1")["incident"] is None  # still waiting
+    [job] = delay_jobs(delayed, alert["id"])
+    assert (job.status, job.run_at) == (JobStatus.pending, T0 + timedelta(minutes=5))
+    run_at(worker, T0 + timedelta(minutes=5))
+    [opened] = incidents(delayed)
+    assert opened.severity == "P1" and opened.created_at == T0 + timedelta(minutes=5)
+    assert [event.data["policy"] for event in page_requests] == ["platform-escalation"]
+    run_at(worker, T0 + timedelta(minutes=30))
+    assert [job.result for job in delay_jobs(delayed, alert["id"])] == [
+        {"opened": True, "incident": "INC-1", "joined": []}
+    ]
+
+
+def test_a_rise_onto_a_shorter_delay_moves_the_one_job_sooner(
+    api: TestClient, context: AppContext, generic_key: str, page_requests: list[DomainEvent]
+) -> None:
+    """A search warning waits 30 minutes (rule slow-warnings), turns critical after one: critical-monitoring
+    waits 5. The alert's one job runs then, by the rule it waits for now; nothing is left for +30m."""
+    slow = AutomationRule.model_validate(
+        {"name": "slow-warnings", "match": {"severity": ["warning"]}, "incident": {"delay": "30m"}}
+    )
+    delayed = delay_critical(context, slow)
+    clock.set(T0)
+    worker = Worker(delayed, name="w1")
+    alert = send(api, generic_key, severity="warning", dedup_key="s1")
+    clock.set(T0 + timedelta(minutes=1))
+    send(api, generic_key, severity="critical", dedup_key="s1")
+    [job] = delay_jobs(delayed, alert["id"])
+    assert job.run_at == T0 + timedelta(minutes=6)
+    assert job.payload == {"alert_id": alert["id"], "rule": "critical-monitoring", "delay": "5m"}
+    run_at(worker, T0 + timedelta(minutes=6))
+    [opened] = incidents(delayed)
+    assert opened.severity == "P1" and [event.data["policy"] for event in page_requests] == [
+        "platform-escalation"
+    ]
+    assert f"ALR-{alert['id']} fired at 2026-03-02 10:00 UTC; its rule waited (5m) and it was still open" in [
+        entry.action for entry in timeline(delayed, 1)
+    ]
