@@ -14,6 +14,8 @@ from tests.alerts.test_rule_delay import T0
 from tests.alerts.test_source_ack import run_at, timeline
 from warroom.alerts.automation import DELAY_KIND
 from warroom.alerts.config import AutomationRule
+from warroom.alerts.models import Alert, AlertNote
+from warroom.alerts.service import SNOOZE_KIND
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.events import DomainEvent
@@ -111,3 +113,58 @@ def test_a_rise_onto_a_shorter_delay_moves_the_one_job_sooner(
     assert f"ALR-{alert['id']} fired at 2026-03-02 10:00 UTC; its rule waited (5m) and it was still open" in [
         entry.action for entry in timeline(delayed, 1)
     ]
+
+
+# --- an alert that got worse while snoozed ------------------------------------------------------------
+
+
+def alert_notes(context: AppContext, alert_id: int) -> list[str]:
+    with context.db.read() as session:
+        return list(session.scalars(select(AlertNote.body).where(AlertNote.alert_id == alert_id)))
+
+
+def test_an_unrouted_alert_that_got_worse_while_snoozed_is_routed_when_the_snooze_ends(
+    api: TestClient,
+    context: AppContext,
+    generic_key: str,
+    responder: dict[str, str],
+    page_requests: list[DomainEvent],
+) -> None:
+    """A warning no rule takes is snoozed for an hour; it turns critical meanwhile, which the rules would have
+    routed (a P1, paged) had nobody had it snoozed. When the snooze ends it still fires, critical: it was
+    left as it was, on no incident, paging nobody, for ever."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    worse = send(api, generic_key, severity="warning", dedup_key="s1")
+    same = send(api, generic_key, severity="warning", dedup_key="s2", labels={"alertname": "SearchSlow"})
+    for alert in (worse, same):
+        answer = api.post(f"/api/v1/alerts/{alert['id']}/snooze", json={"duration": "1h"}, headers=responder)
+        assert answer.status_code == 200, answer.text
+    clock.set(T0 + timedelta(minutes=10))
+    assert send(api, generic_key, severity="critical", dedup_key="s1")["incident"] is None  # snoozed
+    # The other turns critical and back: no worse than when snoozed.
+    send(api, generic_key, severity="critical", dedup_key="s2", labels={"alertname": "SearchSlow"})
+    send(api, generic_key, severity="warning", dedup_key="s2", labels={"alertname": "SearchSlow"})
+    assert page_requests == [] and incidents(context) == []
+    assert alert_notes(context, worse["id"])[0] == (
+        "Went from warning to critical while snoozed by responder-user, on no incident: not routed while it "
+        "is snoozed. If it still fires when the snooze ends (2026-03-02 11:00 UTC), the rules see it then as "
+        f"a new critical alert. To open an incident now: warroom alerts promote ALR-{worse['id']}"
+    )
+
+    run_at(worker, T0 + timedelta(hours=1))
+    [opened] = incidents(context)
+    assert opened.severity == "P1"
+    assert [event.data["policy"] for event in page_requests] == ["platform-escalation"]
+    actions = [entry.action for entry in timeline(context, opened.id)]
+    assert (
+        f"Alert ALR-{worse['id']} went from warning to critical while snoozed by responder-user, on no "
+        "incident (no rule had routed it); the snooze is over and it still fires: the rules took it as a new "
+        "critical alert"
+    ) in actions, actions
+    with context.db.read() as session:
+        rows = {alert.id: alert for alert in session.scalars(select(Alert))}
+        results = [job.result for job in session.scalars(select(Job).where(Job.kind == SNOOZE_KIND))]
+    assert (rows[worse["id"]].incident_id, rows[worse["id"]].rules) == (opened.id, ["critical-monitoring"])
+    assert (rows[same["id"]].status, rows[same["id"]].incident_id) == ("firing", None)
+    assert {"woke": True, "incident": f"INC-{opened.id}", "routed": "warning to critical"} in results

@@ -9,7 +9,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -1542,39 +1542,57 @@ def on_severity_raised(session: Session, org: OrgConfig, alert: Alert, *, was: s
     )
 
 
-def route_raised(session: Session, org: OrgConfig, alert: Alert, *, was: str) -> None:
+def route_raised(
+    session: Session, org: OrgConfig, alert: Alert, *, was: str, snoozed_by: str | None = None
+) -> None:
     """An alert on no incident (unrouted, or routed by a rule with no incident action, or waiting out a rule's
     delay) whose repeat came more severe, firing and held by nothing: the rules see it as they would see a new
     alert of its severity (PagerDuty's way to escalate: the same dedup key sent again as critical). It opens
     or joins an incident and pages as such an alert would, or stays on none if no rule says otherwise; the
-    incident's timeline says why an alert older than the incident came to it now."""
+    incident's timeline says why an alert older than the incident came to it now. ``snoozed_by``: it got worse
+    while that person had it snoozed, and is routed now that the snooze is over."""
     unrouted = " (no rule had routed it)" if alert.rules is None else ""
     on_created(session, org, alert, stored_earlier=True)
     session.flush()
     if alert.incident_id is None:
         return
+    if snoozed_by is None:
+        how = f"while on no incident{unrouted}"
+    else:
+        how = (
+            f"while snoozed by {snoozed_by}, on no incident{unrouted}; the snooze is over and it still fires"
+        )
     on_incident_timeline(
         session,
         alert,
         performer=PERFORMER,
         kind=TimelineKind.alert,
-        action=f"Alert {alert.ref} went from {was} to {alert.severity} while on no incident{unrouted}: the "
-        f"rules took it as a new {alert.severity} alert",
-        data={"alert": alert.id, "severity_from": was, "severity_to": alert.severity},
+        action=f"Alert {alert.ref} went from {was} to {alert.severity} {how}: the rules took it as a new "
+        f"{alert.severity} alert",
+        data={"alert": alert.id, "severity_from": was, "severity_to": alert.severity}
+        | ({"snoozed_by": snoozed_by} if snoozed_by is not None else {}),
     )
 
 
 def note_raised_while_acknowledged(alert: Alert, *, was: str) -> None:
     """An acknowledged alert on no incident got more severe: whoever acknowledged it took it on without an
-    incident, so the rules leave it be, and a note on it says so (``alerts show``)."""
+    incident, so the rules leave it be, and a note on it says so (``alerts show``). One snoozed is left to
+    them until the snooze ends: if it still fires then, more severe than when snoozed, the rules see it."""
     by = f"by {alert.acknowledged_by}" if alert.acknowledged_by else f"at its source ({alert.source})"
-    alert.notes.append(
-        AlertNote(
-            author=PERFORMER,
-            body=f"Went from {was} to {alert.severity} while acknowledged {by}, on no incident: not routed, "
-            f"as someone is on it. To open an incident: warroom alerts promote {alert.ref}",
+    promote = f"warroom alerts promote {alert.ref}"
+    if alert.snoozed_until is not None:
+        until = alert.snoozed_until.astimezone(UTC) if alert.snoozed_until.tzinfo else alert.snoozed_until
+        body = (
+            f"Went from {was} to {alert.severity} while snoozed by {alert.snoozed_by}, on no incident: not "
+            f"routed while it is snoozed. If it still fires when the snooze ends ({until:%Y-%m-%d %H:%M} "
+            f"UTC), the rules see it then as a new {alert.severity} alert. To open an incident now: {promote}"
         )
-    )
+    else:
+        body = (
+            f"Went from {was} to {alert.severity} while acknowledged {by}, on no incident: not routed, as "
+            f"someone is on it. To open an incident: {promote}"
+        )
+    alert.notes.append(AlertNote(author=PERFORMER, body=body))
 
 
 def _raise_severity(

@@ -596,7 +596,9 @@ def _kept_if_routing_fails(
         alert.handler_errors = [*(alert.handler_errors or []), failure]
 
 
-def _severity_raised(session: Session, org: OrgConfig, alert: Alert, *, was: str, route: bool) -> None:
+def _severity_raised(
+    session: Session, org: OrgConfig, alert: Alert, *, was: str, route: bool, snoozed_by: str | None = None
+) -> None:
     """A repeat came more severe than the alert was (``was``). On an incident, it raises the incident. On
     none, unless something keeps it off one, the rules see it again as a new alert of its severity would be
     seen: a warning no rule took that turns critical opens (or joins) an incident and pages.
@@ -605,7 +607,8 @@ def _severity_raised(session: Session, org: OrgConfig, alert: Alert, *, was: str
     severity it has then, when released; a running window that covers it only now holds it from now, as it
     would hold a new alert), an acknowledgement (someone took it on without an incident: a note on the alert
     says it got worse), and a delivery that left it no more severe than it was, or resolved it. ``route``:
-    False when no rule and no handler could act (``automation.needs_work``)."""
+    False when no rule and no handler could act (``automation.needs_work``). ``snoozed_by``: it got worse
+    while that person had it snoozed, and the snooze is over (``route_worse_after_snooze``)."""
     if held(session, alert):
         return
     if alert.incident_id is not None:
@@ -616,7 +619,19 @@ def _severity_raised(session: Session, org: OrgConfig, alert: Alert, *, was: str
     if alert.status == AlertStatus.acknowledged:
         automation.note_raised_while_acknowledged(alert, was=was)
     elif alert.status == AlertStatus.firing and maintenance.hold_if_covered(session, [alert]):
-        automation.route_raised(session, org, alert, was=was)
+        automation.route_raised(session, org, alert, was=was, snoozed_by=snoozed_by)
+
+
+def route_worse_after_snooze(
+    session: Session, org: OrgConfig, alert: Alert, *, was: str, snoozed_by: str | None
+) -> None:
+    """The snooze of an alert on no incident is over and it fires again: if it got more severe than it was
+    when snoozed (``was``), the rules see it now as they would have seen that rise had nobody had it snoozed
+    (a note on the alert said it got worse, and left it to them meanwhile). What holds it (a maintenance
+    window, an inhibiting alert) keeps it off an incident as for any rise."""
+    _severity_raised(
+        session, org, alert, was=was, route=automation.needs_work(org, session), snoozed_by=snoozed_by
+    )
 
 
 def _on_resolved(
@@ -1330,7 +1345,8 @@ def snooze(
     job_service.enqueue(
         session,
         kind=SNOOZE_KIND,
-        payload={"alert_id": alert.id, "until": end.isoformat()},
+        # Its severity now: one on no incident that is worse when the snooze ends is routed then (``snooze``).
+        payload={"alert_id": alert.id, "until": end.isoformat(), "severity": alert.severity},
         run_at=end,
         # One per snooze, even of the same end as an earlier (cancelled) one.
         idempotency_key=f"{SNOOZE_KIND}:{alert.id}:{uuid.uuid4().hex}",

@@ -8,6 +8,11 @@ or a rule's ``page``) page their first step again as a reminder (a durable job, 
 nothing). Each alert's end asks for one; ``paging.start_paging`` sends one per policy within its first step's
 delay, so alerts snoozed together remind once. A resolve, an unacknowledge or a new snooze in the
 meantime leaves that job nothing to do.
+
+An alert on no incident (unrouted, say) that got more severe while snoozed was left alone then (a note on it
+says so): when the snooze ends and it still fires, more severe than when it was snoozed, the rules see it as
+they would have seen the rise (``alerts.service.route_worse_after_snooze``), and it may open or join an
+incident and page.
 """
 
 from __future__ import annotations
@@ -46,6 +51,15 @@ def end_snooze(context: AppContext, session: Session, job: Job) -> dict[str, Any
     alert.acknowledged_at = None
     alert.acknowledged_by = None
     session.flush()
+    if alert.incident_id is None and isinstance(was := job.payload.get("severity"), str):
+        # Worse than when snoozed: routed now, as the rise would have been had nobody had it snoozed.
+        alerts_service.route_worse_after_snooze(session, context.org, alert, was=was, snoozed_by=snoozed_by)
+        if alert.incident_id is not None:
+            return {
+                "woke": True,
+                "incident": f"INC-{alert.incident_id}",
+                "routed": f"{was} to {alert.severity}",
+            }
     if alert.incident_id is None or alerts_service.held(session, alert):
         return {"woke": True, "incident": None}
     automation.on_incident_timeline(
