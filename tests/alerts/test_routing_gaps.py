@@ -13,7 +13,7 @@ from sqlalchemy import select
 from tests.alerts.test_rule_delay import T0
 from tests.alerts.test_source_ack import run_at, timeline
 from warroom.alerts.automation import DELAY_KIND
-from warroom.alerts.config import AutomationRule
+from warroom.alerts.config import AutomationRule, StormGuard
 from warroom.alerts.models import Alert, AlertNote
 from warroom.alerts.service import SNOOZE_KIND
 from warroom.clock import clock
@@ -168,3 +168,88 @@ def test_an_unrouted_alert_that_got_worse_while_snoozed_is_routed_when_the_snooz
     assert (rows[worse["id"]].incident_id, rows[worse["id"]].rules) == (opened.id, ["critical-monitoring"])
     assert (rows[same["id"]].status, rows[same["id"]].incident_id) == ("firing", None)
     assert {"woke": True, "incident": f"INC-{opened.id}", "routed": "warning to critical"} in results
+
+
+# --- the storm guard and an incident in monitoring --------------------------------------------------------
+
+
+def storm_guarded(context: AppContext, *first: AutomationRule, incident_rule: dict[str, Any]) -> None:
+    """The example org with a storm guard of two incidents per policy in 10 minutes, no dependency joins,
+    the rules ``first`` before its own, and critical-monitoring updated with ``incident_rule``."""
+    rules = [
+        rule.model_copy(update=incident_rule) if rule.name == "critical-monitoring" else rule
+        for rule in context.org.automation.rules
+    ]
+    automation = context.org.automation.model_copy(
+        update={
+            "storm_guard": StormGuard(incidents=2, within=timedelta(minutes=10)),
+            "dependency_window": timedelta(0),
+            "rules": [*first, *rules],
+        }
+    )
+    context.org = context.org.model_copy(update={"automation": automation})
+
+
+# Batch jobs' alerts page the platform team too, but their rule leaves the status to people.
+BATCH = AutomationRule.model_validate(
+    {
+        "name": "batch-jobs",
+        "match": {"labels": {"team": "batch"}},
+        "incident": {},
+        "page": "platform-escalation",
+        "resolve_to_monitoring": False,
+    }
+)
+
+
+def status_of(context: AppContext, number: int) -> str:
+    with context.db.read() as session:
+        return session.get_one(Incident, number).status.value
+
+
+def test_a_storm_guarded_alert_moves_a_monitored_incident_back_by_the_incidents_rule(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    """INC-2 (critical-monitoring, resolve_to_monitoring on) went to monitoring when its alert resolved; the
+    storm guard folds a batch-jobs alert into it. Its own rule leaves statuses to people, so INC-2 stayed in
+    monitoring with a firing alert, and nothing moved it again: the incident's rule decides, as for its
+    group's alerts."""
+    storm_guarded(context, BATCH, incident_rule={})
+    clock.set(T0)
+    assert send(api, generic_key, severity="critical", labels={"alertname": "A"}, dedup_key="a")["incident"]
+    assert send(api, generic_key, severity="critical", labels={"alertname": "B"}, dedup_key="b")["incident"]
+    send(api, generic_key, severity="critical", labels={"alertname": "B"}, dedup_key="b", status="resolved")
+    assert status_of(context, 2) == "monitoring"
+    clock.set(T0 + timedelta(minutes=1))
+    batch = send(api, generic_key, severity="critical", labels={"alertname": "Backup", "team": "batch"})
+    assert batch["incident"] == "INC-2"
+    assert status_of(context, 2) == "investigating"
+    moved = timeline(context, 2)[-1]
+    assert (moved.performer, moved.action) == (
+        "automation",
+        f"Status: monitoring → investigating — alert ALR-{batch['id']} of another group joined by the storm "
+        "guard and fires while monitoring",
+    )
+
+
+def test_a_storm_guarded_alert_leaves_a_monitored_incident_to_people_when_its_rule_says_so(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    """The other way round: INC-2's rule leaves its status to people, one of whom moved it to monitoring. A
+    storm-guarded alert of a rule with the setting on leaves it there, as an alert of its own group would."""
+    search_team = BATCH.model_copy(
+        update={
+            "name": "search-team",
+            "match": BATCH.match.model_copy(update={"labels": {"team": "search"}}),
+            "resolve_to_monitoring": None,
+        }
+    )
+    storm_guarded(context, search_team, incident_rule={"resolve_to_monitoring": False})
+    clock.set(T0)
+    send(api, generic_key, severity="critical", labels={"alertname": "A"}, dedup_key="a")
+    send(api, generic_key, severity="critical", labels={"alertname": "B"}, dedup_key="b")
+    moved = api.patch("/api/v1/incidents/INC-2", json={"status": "monitoring"}, headers=responder)
+    assert moved.status_code == 200, moved.text
+    searching = send(api, generic_key, severity="critical", labels={"alertname": "C", "team": "search"})
+    assert searching["incident"] == "INC-2"
+    assert status_of(context, 2) == "monitoring"

@@ -1429,8 +1429,14 @@ def _back_to_investigating(
     is being monitored means the fix did not hold, so the incident is back under investigation.
     ``storm_guard``: the alert is of another group, which the storm guard put here instead of opening an
     incident: the incident has a firing alert again, so it is investigated again, but nothing is said of
-    its fix. (An alert joining by a service dependency never comes here.)"""
-    if incident.status != IncidentStatus.monitoring or not _resolve_to_monitoring(org, alert):
+    its fix. (An alert joining by a service dependency never comes here.)
+
+    ``resolve_to_monitoring`` of the incident's rule decides, as for its group's alerts: the rule of the alert
+    that opened it. A storm-guarded alert's own rule says nothing of this incident (with it off, an incident
+    automation moved to monitoring stayed there with a firing alert, which nothing would move again)."""
+    if incident.status != IncidentStatus.monitoring:
+        return
+    if not _resolve_to_monitoring(org, _opening_alert(session, incident, alert) if storm_guard else alert):
         return
     note = (
         f"alert {alert.ref} of another group joined by the storm guard and fires while monitoring"
@@ -1452,6 +1458,17 @@ def _back_to_investigating(
             "a person can move it.",
             data={"flapping": True, "returns": automation.flap_count, "window": window},
         )
+
+
+def _opening_alert(session: Session, incident: Incident, joining: Alert) -> Alert:
+    """The incident's first alert (the one that opened it), other than ``joining``; ``joining`` if none."""
+    first = session.scalar(
+        select(Alert)
+        .where(Alert.incident_id == incident.id, Alert.id != joining.id)
+        .order_by(Alert.id)
+        .limit(1)
+    )
+    return first if first is not None else joining
 
 
 def _returns(session: Session, incident: Incident, window: timedelta) -> int:
