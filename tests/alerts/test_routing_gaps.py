@@ -253,3 +253,80 @@ def test_a_storm_guarded_alert_leaves_a_monitored_incident_to_people_when_its_ru
     searching = send(api, generic_key, severity="critical", labels={"alertname": "C", "team": "search"})
     assert searching["incident"] == "INC-2"
     assert status_of(context, 2) == "monitoring"
+
+
+# --- what restarts a flapping incident's calm-down clock ---------------------------------------------------
+
+
+def payments(**fields: Any) -> dict[str, Any]:
+    labels = {"service": "payments", "alertname": "ChargeErrors"}
+    return {
+        "summary": "card charges failing",
+        "severity": "critical",
+        "dedup_key": "charges",
+        "labels": labels,
+    } | (fields)
+
+
+def post(api: TestClient, key: str, body: dict[str, Any]) -> dict[str, Any]:
+    answer = api.post(f"/api/v1/alerts?key={key}", json=body)
+    assert answer.status_code == 202, answer.text
+    alert: dict[str, Any] = answer.json()["alerts"][0]
+    return alert
+
+
+def test_a_dependency_join_does_not_restart_a_flapping_incidents_calm_down(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    """INC-1 (payments and api) flaps: its alert fired again three times (returns at +4, +8 and +12 minutes)
+    and resolved at +14, so it calms down an hour after +12. A frontend alert joins it at +20 by a service
+    dependency (frontend depends on api) and resolves at +25: not one of its own alerts firing again, so it
+    moved the calm-down to +80. Its own group's next firing still does (below)."""
+    worker = Worker(context, name="w1")
+    clock.set(T0)
+    assert post(api, generic_key, payments())["incident"] == "INC-1"
+    for _ in range(3):
+        clock.advance(timedelta(minutes=2))
+        post(api, generic_key, payments(status="resolved"))
+        clock.advance(timedelta(minutes=2))
+        post(api, generic_key, payments())
+    assert any(entry.action.startswith("Flapping") for entry in timeline(context, 1))
+    clock.set(T0 + timedelta(minutes=14))
+    post(api, generic_key, payments(status="resolved"))
+    assert status_of(context, 1) == "investigating"
+    clock.set(T0 + timedelta(minutes=20))
+    frontend = {"summary": "frontend 5xx", "severity": "critical", "dedup_key": "fe", "service": "frontend"}
+    assert post(api, generic_key, frontend)["incident"] == "INC-1"
+    assert any("(frontend depends on api, which INC-1 affects)" in e.action for e in timeline(context, 1))
+    clock.set(T0 + timedelta(minutes=25))
+    post(api, generic_key, frontend | {"status": "resolved"})
+    run_at(worker, T0 + timedelta(minutes=72) - timedelta(seconds=1))
+    assert status_of(context, 1) == "investigating"
+    run_at(worker, T0 + timedelta(minutes=72))
+    assert status_of(context, 1) == "monitoring"
+    assert "it stopped flapping" in timeline(context, 1)[-1].action
+
+
+def test_the_flapping_groups_own_firing_still_restarts_the_calm_down(
+    api: TestClient, context: AppContext, generic_key: str
+) -> None:
+    """The same flapping INC-1; another payments alert of its group (another dedup key) fires at +20 and
+    resolves at +25: it is the incident's own group firing again, so the calm-down is an hour after +20."""
+    worker = Worker(context, name="w1")
+    clock.set(T0)
+    post(api, generic_key, payments())
+    for _ in range(3):
+        clock.advance(timedelta(minutes=2))
+        post(api, generic_key, payments(status="resolved"))
+        clock.advance(timedelta(minutes=2))
+        post(api, generic_key, payments())
+    clock.set(T0 + timedelta(minutes=14))
+    post(api, generic_key, payments(status="resolved"))
+    clock.set(T0 + timedelta(minutes=20))
+    assert post(api, generic_key, payments(dedup_key="charges-eu"))["incident"] == "INC-1"
+    clock.set(T0 + timedelta(minutes=25))
+    post(api, generic_key, payments(dedup_key="charges-eu", status="resolved"))
+    run_at(worker, T0 + timedelta(minutes=80) - timedelta(seconds=1))
+    assert status_of(context, 1) == "investigating"
+    run_at(worker, T0 + timedelta(minutes=80))
+    assert status_of(context, 1) == "monitoring"

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import orjson
 from jinja2 import Template
 from sqlalchemy import ColumnElement, String, and_, cast, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from warroom.alerts import enrichment, follow, inhibition
 from warroom.alerts import metrics as alert_metrics
@@ -1488,9 +1488,13 @@ def _returns(session: Session, incident: Incident, window: timedelta) -> int:
 
 def flapping_until(session: Session, org: OrgConfig, incident: Incident) -> datetime | None:
     """When a flapping incident calms down: ``flap_window`` after both its last return to investigating and
-    the last time one of its alerts fired (None: it is not flapping now). It began flapping when the last
-    return made ``flap_count`` within ``flap_window``; while it flaps it never reaches monitoring, so its
-    alerts firing again are no returns, and only their firing says it has not calmed down."""
+    the last time one of its alerts fired again (None: it is not flapping now). It began flapping when the
+    last return made ``flap_count`` within ``flap_window``; while it flaps it never reaches monitoring, so its
+    alerts firing again are no returns, and only their firing says it has not calmed down.
+
+    Firing again: an alert of a group already on the incident (the flapping alert's next firing, another of
+    its group). An alert that joined by a service dependency or the storm guard, the first of its group there,
+    is another problem's, and says nothing of whether the incident's own keeps coming back."""
     automation = org.automation
     if not automation.flap_count:
         return None
@@ -1513,7 +1517,19 @@ def flapping_until(session: Session, org: OrgConfig, incident: Incident) -> date
     last = returns[0]
     if sum(1 for at in returns if at >= last - automation.flap_window) < automation.flap_count:
         return None
-    fired = session.scalar(select(func.max(Alert.first_seen_at)).where(Alert.incident_id == incident.id))
+    earlier = aliased(Alert)
+    of_its_group_before = (
+        select(earlier.id)
+        .where(
+            earlier.incident_id == incident.id,
+            earlier.group_key == Alert.group_key,
+            earlier.id < Alert.id,
+        )
+        .exists()
+    )
+    fired = session.scalar(
+        select(func.max(Alert.first_seen_at)).where(Alert.incident_id == incident.id, of_its_group_before)
+    )
     calm = max(last, fired or last) + automation.flap_window
     return calm if utcnow() < calm else None
 
