@@ -60,7 +60,7 @@ def test_a_resolved_alert_is_promoted_only_when_forced(
     assert forced.exit_code == 0, forced.output
     assert f"ALR-{disk['id']} promoted to INC-1" in forced.output
     incident = api.get("/api/v1/incidents/INC-1", headers=responder).json()
-    assert incident["status"] == "investigating"  # as a promotion always opens one
+    assert incident["status"] == "resolved"  # opened for the record: its problem is over
     timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=responder).json()
     attached = [e["action"] for e in timeline if e["action"].startswith(f"Alert ALR-{disk['id']}")]
     assert attached and attached[0].endswith(

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tests.alerts.test_rule_delay import T0
-from tests.alerts.test_source_ack import run_at, timeline
+from tests.alerts.test_source_ack import run_at, sent_pages, timeline
 from warroom.alerts.automation import DELAY_KIND
 from warroom.alerts.config import AutomationRule, StormGuard
 from warroom.alerts.models import Alert, AlertNote
@@ -330,3 +330,39 @@ def test_the_flapping_groups_own_firing_still_restarts_the_calm_down(
     assert status_of(context, 1) == "investigating"
     run_at(worker, T0 + timedelta(minutes=80))
     assert status_of(context, 1) == "monitoring"
+
+
+# --- a forced promotion of a resolved alert ----------------------------------------------------------------
+
+
+def test_a_forced_promotion_of_a_resolved_alert_opens_a_resolved_incident_for_the_record(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    """A database warning that resolved is promoted with --force, at P1, for its post-mortem. The incident
+    opened as investigating: it paged the on-call for a problem that was over, and a live api alert (api
+    depends on database) joined it by the dependency instead of opening its own."""
+    clock.set(T0)
+    disk = {"summary": "db disk 85%", "severity": "warning", "dedup_key": "db-disk", "service": "database"}
+    alert = post(api, generic_key, disk)
+    assert alert["incident"] is None  # no rule takes a warning
+    clock.set(T0 + timedelta(minutes=5))
+    post(api, generic_key, disk | {"status": "resolved"})
+    promoted = api.post(
+        f"/api/v1/alerts/{alert['id']}/promote", json={"force": True, "severity": "P1"}, headers=responder
+    )
+    assert promoted.status_code == 201, promoted.text
+    [record] = incidents(context)
+    assert (record.status.value, record.severity) == ("resolved", "P1")
+    assert timeline(context, 1)[-1].action == (
+        f"Status: investigating → resolved — opened for the record: ALR-{alert['id']} had resolved at "
+        "2026-03-02 10:05 UTC by its source (generic); reopen it if the problem is back"
+    )
+    assert timeline(context, 1)[-1].performer == "responder-user"
+    run_at(Worker(context, name="w1"), T0 + timedelta(minutes=30))
+    assert sent_pages(context, 1) == []
+    clock.set(T0 + timedelta(minutes=6))
+    api_down = {"summary": "api 5xx", "severity": "critical", "dedup_key": "api-5xx", "service": "api"}
+    assert post(api, generic_key, api_down)["incident"] == "INC-2"
+    # A person who finds the problem back reopens it, as any resolved incident.
+    reopened = api.patch("/api/v1/incidents/INC-1", json={"status": "investigating"}, headers=responder)
+    assert reopened.status_code == 200, reopened.text

@@ -773,8 +773,8 @@ class PromoteRequest(BaseModel):
     )
     force: bool = Field(
         default=False,
-        description="Promote an alert that has resolved: the incident opens as investigating all the same. "
-        "Without it, such an alert is refused (409), saying when it resolved.",
+        description="Promote an alert that has resolved: the incident is opened for the record and resolved "
+        "at once (it pages nobody). Without it, such an alert is refused (409), saying when it resolved.",
     )
 
 

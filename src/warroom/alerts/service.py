@@ -1071,7 +1071,9 @@ def promote(
     """Open an incident from an alert that no rule routed (or any alert not yet on an incident). With
     ``move``, an alert already on an incident is taken out of it into the new one (the grouping put it with
     alerts of another cause), and both timelines say so. An alert that has resolved is refused unless
-    ``force``: its problem is over, and the incident would open as investigating all the same."""
+    ``force``: its problem is over. Forced, the incident is opened for the record and resolved at once, so it
+    pages nobody and no live alert joins it (by its group, a service dependency or the storm guard) as if it
+    were going on; a person reopens it if the problem is back."""
     alert = get_alert(session, ref, for_update=True)
     if alert.status == AlertStatus.resolved and not data.force:
         raise _resolved_promotion(alert)
@@ -1103,6 +1105,16 @@ def promote(
     # Someone already took the alert on (acknowledged, snoozed): the incident opens acknowledged by them, and
     # nobody is paged, as for an alert acknowledged while its rule's delay held it.
     automation.carry_acknowledgement(session, org, alert)
+    if alert.status == AlertStatus.resolved:
+        # Its opening's page finds it resolved and pages nobody.
+        incident_service.resolve(
+            session,
+            org=org,
+            ref=incident.id,
+            performer=performer,
+            note=f"opened for the record: {alert.ref} had resolved{_resolved_when_by(alert)}; reopen it if "
+            "the problem is back",
+        )
     session.flush()
     return alert, incident
 
@@ -1127,9 +1139,8 @@ def _resolved_when_by(alert: Alert) -> str:
 def _resolved_promotion(alert: Alert) -> Conflict:
     """409 for promoting an alert that resolved, saying when and by whom, and how to promote it anyway."""
     return Conflict(
-        f"{alert.ref} resolved{_resolved_when_by(alert)}: promoting it would open an investigating incident "
-        "for a problem that is over. To open one anyway, force it "
-        '(warroom alerts promote --force; "force": true)',
+        f"{alert.ref} resolved{_resolved_when_by(alert)}: its problem is over. To open an incident for the "
+        'record all the same (resolved at once), force it (warroom alerts promote --force; "force": true)',
         {
             "field": "alert",
             "status": alert.status.value,

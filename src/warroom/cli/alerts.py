@@ -682,7 +682,7 @@ def promote(
         bool,
         typer.Option(
             "--force",
-            help="Promote it though it has resolved (the incident opens as investigating all the same).",
+            help="Promote it though it has resolved (the incident is opened for the record, resolved).",
         ),
     ] = False,
     as_json: JsonFlag = False,
