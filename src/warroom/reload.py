@@ -40,7 +40,7 @@ from warroom.alerts.heartbeats import follow_org_file, watch_unpinged
 from warroom.alerts.maintenance import follow_schedules, schedule_windows
 from warroom.alerts.models import Alert, AlertStatus
 from warroom.alerts.retention import schedule_pruning
-from warroom.alerts.status_pages import resolve_removed_pages, schedule_polls
+from warroom.alerts.status_pages import record_pages, resolve_removed_pages, schedule_polls
 from warroom.auth import integrations
 from warroom.context import AppContext
 from warroom.db import unavailable_reason, utcnow
@@ -273,6 +273,8 @@ def start_recurring(context: AppContext) -> None:
     stop). Each step is safe to run again, at every start and in every process at once. Warn of integrations
     whose service is gone, and of names several live integrations share."""
     with context.db.write() as session:
+        # First: a poll in a process that has not read this file locks its page's record before it writes.
+        record_pages(session, context.org)
         schedule_polls(session, context.org)
         said = follow_schedules(session, context.org)
         schedule_windows(session, context.org)

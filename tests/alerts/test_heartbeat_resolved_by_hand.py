@@ -105,9 +105,10 @@ def test_a_missed_heartbeat_resolved_without_a_ping_is_watched_again(
         assert heartbeat_alerts(context) == [("resolved", 1)]
 
         # Watched again from the resolve: no longer missed (list and metric), due 1m + 2m later, one check.
+        # Shown "watching", not "ok": nothing was heard from it since.
         watched_until = resolved_at + timedelta(minutes=3)
         row = listed(api, viewer)
-        assert (row["state"], row["missed_at"], due(row)) == ("ok", None, watched_until)
+        assert (row["state"], row["missed_at"], due(row)) == ("watching", None, watched_until)
         assert missed_metric(api) == "0.0"
         assert waiting_checks(context) == [watched_until]
         said = f"{WATCHDOG} is watched again: its next ping is due by {watched_until:%Y-%m-%d %H:%M:%S} UTC"

@@ -797,7 +797,8 @@ def test_a_heartbeat_put_back_by_a_reload_is_watched_again_from_it(
     reload.start_recurring(context)  # another process, or a restart: nothing more
     assert due_at(context, "prometheus-watchdog") == T0 + timedelta(minutes=13)
     assert due_at(context, "nightly-backup") == T0 + timedelta(hours=1, minutes=10)
-    assert states(api, viewer) == {"prometheus-watchdog": "ok", "nightly-backup": "never pinged"}
+    # Not "ok": nothing was heard from it since it was put back.
+    assert states(api, viewer) == {"prometheus-watchdog": "watching", "nightly-backup": "never pinged"}
     with context.db.read() as session:
         waiting = session.scalars(
             select(Job.payload).where(Job.kind == "alerts.heartbeat_check", Job.status == JobStatus.pending)

@@ -6,10 +6,12 @@ Monitoring that has stopped sends nothing, and silence looks like health. Alertm
 durable check job per heartbeat runs at the deadline and, when the ping has not come, fires a
 ``heartbeat`` alert through the normal intake, so rules, grouping, maintenance windows and paging apply.
 The next ping resolves it. A missed alert resolved any other way (by a person, with its incident, by
-auto-resolve) leaves the heartbeat watched again from that moment, so a sender still silent fires again. A
-heartbeat is watched from its first ping, so a new entry in the org file does not fire before its sender is
-set up; ``warroom heartbeats`` shows which have never pinged. One with ``first_ping_within`` is watched from
-the app's start instead: a sender that was never set up fires too.
+auto-resolve) leaves the heartbeat watched again from that moment, so a sender still silent fires again; a
+failure alert resolved so counts as handled (the next failed run fires anew). Either way the heartbeat shows
+``watching``, with its deadline, until its next ping. A heartbeat is watched from its first ping, so a new
+entry in the org file does not fire before its sender is set up; ``warroom heartbeats`` shows which have
+never pinged. One with ``first_ping_within`` is watched from the app's start instead: a sender that was never
+set up fires too.
 
 A sender can also say that its run failed (``/fail``, or its exit status: ``/3``), with its output as the
 body. That fires a second alert at once, without waiting for the deadline: a backup that fails every night
@@ -127,6 +129,14 @@ def _missed_key(name: str) -> str:
     return f"heartbeat:{name}"
 
 
+FAILED_SUFFIX = ":failed"
+
+
+def _failed_key(name: str) -> str:
+    """The dedup key of a heartbeat's failure alert."""
+    return _missed_key(name) + FAILED_SUFFIX
+
+
 def _event(
     config: HeartbeatConfig,
     action: Literal["trigger", "resolve"],
@@ -178,7 +188,7 @@ def _failure_event(
         annotations["output"] = signal.output
     return AlertEvent(
         action=action,
-        dedup_key=f"heartbeat:{config.name}:failed",
+        dedup_key=_failed_key(config.name),
         alert_type="HeartbeatFailed",
         summary=f"{config.name} reported a failed run{status}",
         severity=config.severity,
@@ -243,7 +253,7 @@ def ping(
         return _start(session, org, name, secret)
     integrations.authenticate_integration(session, secret, IntegrationType.heartbeat)
     config = _configured(org, name)
-    _lock_missed_alert(session, name)
+    _lock_open_alerts(session, name)
     now = utcnow()
     due_at = now + config.interval + config.grace
     heartbeat, _ = _locked(
@@ -257,6 +267,7 @@ def ping(
     heartbeat.last_ping_at = now
     heartbeat.pings += 1
     heartbeat.due_at = due_at
+    heartbeat.watched_again_at = None  # heard from: no longer only watched
     if heartbeat.missed_at is not None:
         late = format_duration(timedelta(seconds=int((now - heartbeat.missed_at).total_seconds())))
         _ingest(session, org, _event(config, "resolve", {"pinged_at": now.isoformat(), "missing_for": late}))
@@ -274,37 +285,52 @@ def ping(
     return heartbeat
 
 
-def _lock_missed_alert(session: Session, name: str) -> None:
-    """Lock the heartbeat's open missed alert (after its incident), before the heartbeat's row: the order a
-    person's resolve takes (``lock_alert``, then the row in ``watch_after_resolve``), so a ping and a resolve
-    at the same moment wait for each other on PostgreSQL instead of deadlocking."""
-    open_missed = session.scalar(
-        select(Alert.id).where(Alert.scope == SOURCE, Alert.open_dedup_key == _missed_key(name))
-    )
-    if open_missed is not None:
-        service.lock_alert(session, open_missed)
+def _lock_open_alerts(session: Session, name: str) -> None:
+    """Lock the heartbeat's open alerts, missed and failed (each after its incident), before the heartbeat's
+    row: the order a person's resolve takes (``lock_alert``, then the row in ``watch_after_resolve``), so a
+    ping or a check and a resolve at the same moment wait for each other on PostgreSQL instead of
+    deadlocking."""
+    open_alerts = session.scalars(
+        select(Alert.id)
+        .where(Alert.scope == SOURCE, Alert.open_dedup_key.in_([_missed_key(name), _failed_key(name)]))
+        .order_by(Alert.id)
+    ).all()
+    for alert_id in open_alerts:
+        service.lock_alert(session, alert_id)
 
 
 def watch_after_resolve(session: Session, org: OrgConfig, alert: Alert) -> datetime | None:
     """``alert`` (locked, with its incident) was just resolved other than by a ping: by a person, with its
-    incident, by auto-resolve. When it is a heartbeat's missed alert, the heartbeat is watched again from now,
-    as if it had just pinged (or, never pinged, as if Warroom had just started watching it): the on-call
-    resolved it after restarting Prometheus, and if the Watchdog still is not pinging, they must hear again.
-    A note on the alert (and its incident's timeline) says so. The new deadline, or None when none is watched
-    (not a heartbeat's missed alert; a heartbeat out of the org file, whose reload resolved it; one never
-    pinged and not watched before its first ping)."""
+    incident, by auto-resolve. When it is one of a heartbeat's alerts, the heartbeat is watched again from
+    now, and shows ``watching`` (not ``ok``: it has not been heard from) until its next ping:
+
+    - its missed alert: as if it had just pinged (or, never pinged, as if Warroom had just started watching
+      it): the on-call resolved it after restarting Prometheus, and if the Watchdog still is not pinging,
+      they must hear again.
+    - its failure alert: the failed run counts as handled. The heartbeat is no longer ``failed`` (in
+      ``warroom heartbeats`` and /metrics, which say whether that alert fires), its deadline stays the last
+      report's, and the next failed run fires a new alert.
+
+    A note on the alert (and its incident's timeline) says so. The deadline now watched, or None when none is
+    (not a heartbeat's alert; a heartbeat out of the org file, whose reload resolved it; one never pinged and
+    not watched before its first ping; one still missed)."""
     prefix = _missed_key("")
     name = alert.dedup_key.removeprefix(prefix)
+    failure = name.endswith(FAILED_SUFFIX)
+    name = name.removesuffix(FAILED_SUFFIX)
     if alert.scope != SOURCE or not alert.dedup_key.startswith(prefix) or ":" in name:
-        return None  # not a heartbeat's alert, or its failure alert (the next report decides)
+        return None
     config = org.automation.heartbeat(name)
     if config is None:
         return None
     heartbeat = session.scalar(select(Heartbeat).where(Heartbeat.name == name).with_for_update())
+    if failure:
+        return _failure_handled(session, org, alert, heartbeat)
     if heartbeat is None or heartbeat.missed_at is None:
         return None
     heartbeat.missed_at = None  # its alert is no longer firing: ``warroom heartbeats`` and /metrics follow
     now = utcnow()
+    heartbeat.watched_again_at = now
     if heartbeat.last_ping_at is not None:
         heartbeat.due_at = now + config.interval + config.grace
     elif config.first_ping_within is not None:  # never pinged: as when Warroom started watching it
@@ -320,6 +346,30 @@ def watch_after_resolve(session: Session, org: OrgConfig, alert: Alert) -> datet
         author=automation.PERFORMER,
     )
     return heartbeat.due_at
+
+
+def _failure_handled(
+    session: Session, org: OrgConfig, alert: Alert, heartbeat: Heartbeat | None
+) -> datetime | None:
+    """The heartbeat's failure alert was resolved by a person (or with its incident, or by auto-resolve)."""
+    if heartbeat is None or heartbeat.failed_at is None:
+        return None
+    now = utcnow()
+    heartbeat.failed_at = None  # its alert no longer fires: ``warroom heartbeats`` and /metrics follow
+    heartbeat.watched_again_at = now
+    due_at = next_due_at(org, heartbeat, now)
+    name = heartbeat.name
+    if heartbeat.missed_at is not None:
+        said = f"heartbeat {name}'s next failed run fires a new alert (its missed alert still fires)"
+    elif due_at is not None:
+        said = (
+            f"heartbeat {name} is watched again: its next ping is due by {due_at:%Y-%m-%d %H:%M:%S} UTC, "
+            "and a failed run fires a new alert"
+        )
+    else:
+        said = f"heartbeat {name} is watched again: its next failed run fires a new alert"
+    service.add_note(session, ref=alert.id, body=said, author=automation.PERFORMER)
+    return due_at
 
 
 def check_sender(session: Session, *, org: OrgConfig, name: str, secret: str | None) -> None:
@@ -359,6 +409,9 @@ def _ingest(session: Session, org: OrgConfig, event: AlertEvent) -> Ingested:
 def check(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
     """At the deadline: fire the heartbeat's alert if no ping moved it; else wait for the new deadline."""
     name = job.payload["name"]
+    # As a ping does: a person resolving its failure alert (or that alert's incident) at this moment takes
+    # them first and then the row, and a missed alert fired now may join that incident.
+    _lock_open_alerts(session, name)
     heartbeat = session.scalar(select(Heartbeat).where(Heartbeat.name == name).with_for_update())
     config = context.org.automation.heartbeat(name)
     if heartbeat is None or config is None:
@@ -494,6 +547,7 @@ def _watch_again(session: Session, heartbeat: Heartbeat, config: HeartbeatConfig
         heartbeat.due_at = now + config.first_ping_within
     else:
         return []
+    heartbeat.watched_again_at = now
     _check_job(session, heartbeat, again_at=now)
     return [
         f"heartbeat {heartbeat.name} is watched again: its next ping is due by "
@@ -509,7 +563,7 @@ def _retire(session: Session, org: OrgConfig, heartbeat: Heartbeat) -> list[str]
         select(Alert)
         .where(
             Alert.scope == SOURCE,
-            Alert.open_dedup_key.in_([_missed_key(name), f"{_missed_key(name)}:failed"]),
+            Alert.open_dedup_key.in_([_missed_key(name), _failed_key(name)]),
         )
         .order_by(Alert.id)
         .with_for_update()
@@ -522,16 +576,21 @@ def _retire(session: Session, org: OrgConfig, heartbeat: Heartbeat) -> list[str]
         )
         service.resolve_by_system(session, org=org, alert=alert, note=note)
         said.append(f"heartbeat {name} is no longer in the org file: its open alert {alert.ref} was resolved")
-    # Put back later, it starts afresh: watched again from that reload (``_watch_again``).
+    # Put back later, it starts afresh: watched again from that reload (``_watch_again``). A run it was in
+    # ended unheard (its report got 404) and its time limit is cancelled: not shown running ever after.
     heartbeat.missed_at = None
     heartbeat.failed_at = None
+    heartbeat.started_at = None
     return said
 
 
-HeartbeatState = Literal["never pinged", "ok", "running", "late", "missed", "failed"]
+HeartbeatState = Literal["never pinged", "ok", "running", "late", "watching", "missed", "failed"]
 
 
 def state(heartbeat: Heartbeat | None, now: datetime) -> HeartbeatState:
+    """What ``warroom heartbeats`` and the API show; ``watching``: watched again without a ping since (its
+    alert was resolved by a person, with its incident or by auto-resolve, or it was put back in the org
+    file), until its deadline (then ``late``) or its next ping (then ``ok``)."""
     if heartbeat is not None and heartbeat.missed_at is not None:
         return "missed"  # before failed: a sender that went quiet after failing is the worse news
     if heartbeat is not None and heartbeat.failed_at is not None:
@@ -540,7 +599,9 @@ def state(heartbeat: Heartbeat | None, now: datetime) -> HeartbeatState:
         return "running"
     if heartbeat is None or heartbeat.last_ping_at is None:
         return "never pinged"
-    return "late" if heartbeat.due_at <= now else "ok"
+    if heartbeat.due_at <= now:
+        return "late"
+    return "watching" if heartbeat.watched_again_at is not None else "ok"
 
 
 def next_due_at(org: OrgConfig, heartbeat: Heartbeat | None, now: datetime | None = None) -> datetime | None:
@@ -582,6 +643,7 @@ def list_heartbeats(session: Session, org: OrgConfig) -> list[HeartbeatRead]:
                 due_at=next_due_at(org, row, now),
                 missed_at=row.missed_at if row else None,
                 failed_at=row.failed_at if row else None,
+                watched_again_at=row.watched_again_at if row else None,
                 last_exit_status=row.last_exit_status if row else None,
                 started_at=row.started_at if row else None,
                 last_run=timedelta(seconds=row.last_run_seconds)

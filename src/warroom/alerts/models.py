@@ -185,6 +185,22 @@ class Heartbeat(Base):
     # Set from a /start until the run ends (a ping or a failure), which records how long it took.
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_run_seconds: Mapped[int | None] = mapped_column(Integer)
+    # Set when it was watched again with no ping: an alert of it resolved other than by a ping (a person, its
+    # incident, auto-resolve), or it was put back in the org file. Cleared by the next ping or report.
+    watched_again_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class StatusPage(Base):
+    """A status page as the org file last read (at a start or a reload, in any process) has it: a poll in a
+    process that has not read the newer file yet checks it before it writes, so a page taken out raises
+    nothing more (``status_pages.record_pages``)."""
+
+    __tablename__ = "status_pages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    # Set while the org file last read does not have it.
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ChangeEvent(Base):

@@ -872,10 +872,12 @@ class HeartbeatRead(BaseModel):
     interval: Duration
     grace: Duration
     service: str | None
-    state: Literal["never pinged", "ok", "running", "late", "missed", "failed"] = Field(
+    state: Literal["never pinged", "ok", "running", "late", "watching", "missed", "failed"] = Field(
         description="running: a run signalled its start and has not ended; late: past its deadline, the "
-        "check about to fire; missed: its alert is firing; failed: the sender reported a failed run, and "
-        "none has succeeded since."
+        "check about to fire; watching: watched again with no ping since (its alert was resolved by a "
+        "person, with its incident or by auto-resolve, or it was put back in the org file), due by due_at; "
+        "missed: its alert is firing; failed: the sender reported a failed run, none has succeeded since, "
+        "and its failure alert fires."
     )
     pings: int
     first_ping_at: datetime | None
@@ -886,7 +888,13 @@ class HeartbeatRead(BaseModel):
     )
     missed_at: datetime | None
     failed_at: datetime | None = Field(
-        default=None, description="The first failed run the sender reported since its last good one."
+        default=None,
+        description="The first failed run the sender reported since its last good one, while its failure "
+        "alert fires (a person resolving that alert clears it).",
+    )
+    watched_again_at: datetime | None = Field(
+        default=None,
+        description="When it was last watched again with no ping (see watching); null once it pings.",
     )
     last_exit_status: int | None = None
     started_at: datetime | None = Field(default=None, description="The run going on now began then.")

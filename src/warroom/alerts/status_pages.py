@@ -16,7 +16,11 @@ log say which list was not read). A poll reads both at once within one deadline 
 host lookup, connecting, the answers in full) and no more than ``MAX_RESPONSE_BYTES`` of each; past either,
 the list is unreadable. Polls share one peer (``POLL_PEER``), so slow vendors hold at most the worker's
 per-peer share of its network slots and pages to people still get one. A page taken out of the org file (or
-renamed) is polled no more: the reload resolves its open alerts (``resolve_removed_pages``).
+renamed) is polled no more: the reload resolves its open alerts (``resolve_removed_pages``). Each start and
+reload records the file's pages in the database (``record_pages``), and a poll checks that record as it
+writes: a process that has not read the newer file yet (a worker between a reload and its next look at
+``config_reloads``, one that ``kill -HUP`` did not reach) raises no alert for a page taken out, so it cannot
+reopen the alerts that reload resolved.
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ import anyio
 import httpx
 from pydantic import Field, ValidationError
 from sqlalchemy import select
+from sqlalchemy import update as sql_update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warroom.alerts import service
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import StatusPageConfig
-from warroom.alerts.models import Alert, AlertStatus
+from warroom.alerts.models import Alert, AlertStatus, StatusPage
 from warroom.alerts.schemas import Lenient
 from warroom.db import utcnow
 from warroom.jobs import service as jobs_service
@@ -341,6 +347,50 @@ def schedule_polls(session: Session, org: OrgConfig) -> int:
     )
 
 
+def record_pages(session: Session, org: OrgConfig) -> None:
+    """At a start or a reload, first thing in its transaction: record which pages ``org`` has (a row for each
+    page, ``removed_at`` set on those it no longer has), for the polls of processes that have not read it yet
+    (``in_recorded_file``). The last file read, in any process, is what counts.
+
+    A page taken out has its row locked before its open alerts are read (``resolve_removed_pages``), and a
+    poll locks that row before it writes: a poll writing at that moment goes first, and the reload then
+    resolves what it wrote, or waits and finds the page taken out."""
+    now = utcnow()
+    names = sorted(page.name for page in org.automation.status_pages)
+    session.execute(
+        sql_update(StatusPage)
+        .where(StatusPage.name.not_in(names), StatusPage.removed_at.is_(None))
+        .values(removed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        sql_update(StatusPage)
+        .where(StatusPage.name.in_(names), StatusPage.removed_at.is_not(None))
+        .values(removed_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    recorded = set(session.scalars(select(StatusPage.name).where(StatusPage.name.in_(names))))
+    for name in names:
+        if name in recorded:
+            continue
+        try:
+            with session.begin_nested():
+                session.add(StatusPage(name=name))
+                session.flush()
+        except IntegrityError:
+            pass  # another process starting at the same moment recorded it
+
+
+def in_recorded_file(session: Session, name: str) -> bool:
+    """Whether the org file last read (at a start or reload, in any process) has the page, as a poll is about
+    to write; its row stays locked until the poll commits (``record_pages``). A page with no row yet counts
+    as in it: every start and reload records its pages before polling them."""
+    removed = session.execute(
+        select(StatusPage.removed_at).where(StatusPage.name == name).with_for_update()
+    ).one_or_none()
+    return removed is None or removed.removed_at is None
+
+
 def resolve_removed_pages(session: Session, org: OrgConfig) -> list[str]:
     """After a reload (and at startup): the open alerts of a page no longer in the org file (removed, or
     renamed) are resolved by automation with a note that says why. No poll reads that page any more, so
@@ -384,7 +434,8 @@ def poll(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
     page = _configured(context.org, job.payload["name"])
     if page is None:
         return {"skipped": "the page is no longer in the org file"}
-    outcome: dict[str, Any]
+    status: VendorStatus | None = None
+    outcome: dict[str, Any] = {}
     try:
         status = fetch(page)
     except ValueError as exc:
@@ -393,9 +444,15 @@ def poll(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
     else:
         for problem in status.unread:
             log.warning("status page %s: %s; its alerts from that list stay as they are", page.name, problem)
-        if _configured(context.org, page.name) is None:
-            # A reload took it out while the vendor answered: its alerts were resolved, none is raised again.
-            return {"skipped": "the page was taken out of the org file during the poll"}
+    if _configured(context.org, page.name) is None:
+        # A reload took it out while the vendor answered: its alerts were resolved, none is raised again.
+        return {"skipped": "the page was taken out of the org file during the poll"}
+    if not in_recorded_file(session, page.name):
+        # Another process read a file without it since this one read its own, and resolved its alerts: none
+        # is raised again from a file out of date. The chain ends; a reload that puts the page back starts it.
+        log.info("status page %s: another process's org file no longer has it; not polled here", page.name)
+        return {"skipped": "the page was taken out of the org file by a reload in another process"}
+    if status is not None:
         outcome = apply(session, context.org, page, status)
     jobs_service.enqueue_on_grid(
         session,

@@ -1027,6 +1027,7 @@ def note(
 HEARTBEAT_STYLE = {
     "ok": "green",
     "late": "yellow",
+    "watching": "yellow",
     "missed": "bold red",
     "failed": "bold red",
     "running": "cyan",
