@@ -242,8 +242,10 @@ class Client:
     def incident_pages(self, ref: str) -> IncidentPaging:
         return IncidentPaging.model_validate(self.request("GET", f"/api/v1/incidents/{seg(ref)}/pages"))
 
-    def request_page(self, ref: str, *, policy: str | None = None, note: str | None = None) -> PageRequested:
-        body = {"policy": policy, "note": note}
+    def request_page(
+        self, ref: str, *, policy: str | None = None, note: str | None = None, person: str | None = None
+    ) -> PageRequested:
+        body = {"policy": policy, "note": note} | ({"person": person} if person is not None else {})
         return PageRequested.model_validate(
             self.request("POST", f"/api/v1/incidents/{seg(ref)}/pages", json=body)
         )

@@ -122,9 +122,15 @@ def test_a_reopen_ends_the_merge_and_paging_points_in_no_circle(
     merged = ask(api, responder, f"INC-{first}", policy="database-experts")
     assert merged.status_code == 409, merged.text
     message = merged.json()["error"]["message"]
-    assert message == f"INC-{first} was merged into INC-{second}: page INC-{second} instead"
+    # INC-b, where the merge took INC-a's pages, was resolved since: the answer says so rather than send the
+    # caller there for a second 409.
+    assert message == (
+        f"INC-{first} was merged into INC-{second}: INC-{second} is resolved; reopen it before paging anyone "
+        "for it"
+    )
 
     # Closed after the merge's resolve, an incident is still merged.
     set_status(context, first, IncidentStatus.closed)
+    set_status(context, second, IncidentStatus.investigating)
     closed = ask(api, responder, f"INC-{first}", policy="database-experts")
     assert closed.status_code == 409 and f"page INC-{second} instead" in closed.text, closed.text

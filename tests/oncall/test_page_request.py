@@ -73,12 +73,13 @@ def test_a_responder_pages_another_teams_policy_with_a_note(
     assert response.json() == {
         "incident": f"INC-{incident_id}",
         "policy": "database-experts",
+        "person": None,
         "requested_by": "responder-user",
         "note": "replication lag 40s",
     }
     run_at(worker, T0 + timedelta(seconds=5))
-    # database-experts step 1: carol and frank by email (slack waits 5m); carol, paged by platform-escalation
-    # 5 seconds before and not answering yet, is not sent a second email.
+    # database-experts step 1: carol and frank by email (slack waits 5m). carol was paged by
+    # platform-escalation 5 seconds before, but this page says who asked and why: she gets it too.
     assert sorted(p for p in sent(context, incident_id) if p[0] == "frank") == [("frank", "email", 1, 1)]
     with context.db.read() as session:
         carols = session.scalars(
@@ -86,7 +87,7 @@ def test_a_responder_pages_another_teams_policy_with_a_note(
                 Page.incident_id == incident_id, Page.policy == "database-experts", Page.person == "carol"
             )
         ).all()
-    assert carols == [PageStatus.duplicate, PageStatus.duplicate]
+    assert carols == [PageStatus.sent, PageStatus.scheduled]
     reasons = page_reasons(context, incident_id, "database-experts")
     assert reasons and all(
         r.endswith("(step 1 of database-experts); responder-user asked for this page: replication lag 40s")

@@ -189,19 +189,26 @@ def page(
         str | None,
         typer.Option("--policy", help="Escalation policy to page (default: the incident's own)."),
     ] = None,
+    person: Annotated[
+        str | None,
+        typer.Option("--person", "-p", help="Page this person by their notification rules, not a policy."),
+    ] = None,
     note: Annotated[str | None, typer.Option("--note", help="Why, in one line; the page shows it.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Page an escalation policy for an incident now: another team's experts, or the incident's own policy
-    again after it was acknowledged or ran out of steps."""
+    again after it was acknowledged or ran out of steps; or one person (--person)."""
+    if policy is not None and person is not None:
+        raise typer.BadParameter("give --policy or --person, not both", param_hint="--person")
     with api_errors(), Client() as client:
-        requested = client.request_page(ref, policy=policy, note=note)
+        requested = client.request_page(ref, policy=policy, note=note, person=person)
+    paged = requested.person if requested.person is not None else requested.policy
     emit(
         as_json,
         requested,
         lambda: console.print(
             escape(
-                f"page of {requested.policy} requested for {requested.incident}; "
+                f"page of {paged} requested for {requested.incident}; "
                 f"follow it with: warroom oncall pages {requested.incident}"
             )
         ),

@@ -496,6 +496,21 @@ def merged_into(session: Session, incident: Incident) -> int | None:
     return None
 
 
+def merge_chain(session: Session, incident: Incident) -> list[Incident]:
+    """The incidents ``incident`` went into by merges, in order: the one it was merged into, the one that one
+    was merged into since, and so on; the last is where its alerts and pages are now. Empty when it is not
+    merged. A merge ends at a reopen (``merged_into``), so no chain comes back to itself; the guard is for
+    rows written otherwise."""
+    chain: list[Incident] = []
+    seen = {incident.id}
+    current = incident
+    while (into := merged_into(session, current)) is not None and into not in seen:
+        seen.add(into)
+        current = get_incident(session, into)
+        chain.append(current)
+    return chain
+
+
 def ensure_not_closed(incident: Incident, change: str) -> None:
     """A closed incident is the finished record (its review is done): people change nothing on it. Work
     already under way (a delivery, a job) still notes its outcome on the timeline."""

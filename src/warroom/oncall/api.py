@@ -141,20 +141,24 @@ def acknowledge_link_page(token: str, context: Context) -> HTMLResponse:
     """The page behind the signed link in a page: says which incident, with a button that acknowledges."""
     try:
         with context.db.read() as session:
-            incident, claim = paging.incident_of_link(
-                session, key=context.settings.resolved_secret_key(), token=token
-            )
-            ref, title, by = incident.ref, incident.title, incident.acknowledged_by or ""
-            acknowledged = incident.acknowledged_at is not None
+            target = paging.incident_of_link(session, key=context.settings.resolved_secret_key(), token=token)
+            ref, title, by = target.incident.ref, target.shown_title, target.incident.acknowledged_by or ""
+            acknowledged = target.incident.acknowledged_at is not None
+            person = target.claim.person
+            paged_for = target.paged_for.ref if target.paged_for is not None else None
     except WarroomError as exc:
         return _html("Not acknowledged", exc.message, exc.status)
     if acknowledged:
         return _html(f"{ref} was already acknowledged", f"{title} — acknowledged by {by}.", 200)
+    # A page for an incident merged since: its alerts and pages are on the one it went into.
+    paged = f"you were paged as {person}" + (
+        f" for {paged_for}, since merged into {ref}" if paged_for else ""
+    )
     return _html(
         f"Acknowledge {ref}?",
-        f"{title} — you were paged as {claim.person}. Acknowledging stops the escalation.",
+        f"{title} — {paged}. Acknowledging stops the escalation.",
         200,
-        button=f"Acknowledge {ref} as {claim.person}",
+        button=f"Acknowledge {ref} as {person}",
     )
 
 
@@ -163,10 +167,10 @@ def acknowledge_from_link(token: str, context: Context) -> HTMLResponse:
     """Acknowledge as the paged person (no API token needed: the signed link is one)."""
     try:
         with context.db.write() as session:
-            incident, already = paging.acknowledge_from_link(
+            target, already = paging.acknowledge_from_link(
                 session, key=context.settings.resolved_secret_key(), token=token
             )
-            ref, title, by = incident.ref, incident.title, incident.acknowledged_by or ""
+            ref, title, by = target.incident.ref, target.shown_title, target.incident.acknowledged_by or ""
     except WarroomError as exc:
         return _html("Not acknowledged", exc.message, exc.status)
     if already:

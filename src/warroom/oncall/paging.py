@@ -12,11 +12,15 @@ letter (a webhook answering 404, a mailbox that does not exist, retries used up)
 step refused when it was paged. Every page row has a unique key
 ``page:{incident}:{policy}:{cycle}:{step}:{person}:{rule}`` (also the delivery's idempotency key), so
 a replayed job or a second worker never pages anyone twice.
+
+A person asked for by name (``warroom oncall page INC-7 --person frank``) is paged by ``oncall.page_person``
+through their own notification rules, outside any escalation (``page_person_by_hand``).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +54,10 @@ START_KIND = "oncall.start"
 CHECK_KIND = "escalation.check"
 NOTIFY_KIND = "oncall.notify"
 HANDOVER_KIND = "escalation.handover"
+PERSON_KIND = "oncall.page_person"
+# What a page of a person asked for by name shows where a policy's page names its policy: no policy, and so
+# never a policy's name (those are ids without spaces). Its cycle and step are 0.
+BY_HAND = "(by hand)"
 PERFORMER = "warroom"
 PAGE_TEMPLATE = "page"
 MIN_ACK_WINDOW = timedelta(minutes=1)
@@ -89,12 +97,14 @@ def request_paging(
     note: str | None = None,
     rule: str | None = None,
     fingerprint: str | None = None,
+    merged_from: int | None = None,
 ) -> Job:
     """Enqueue the start of paging; committed with the change that caused it. ``severity``: the level the
     incident opened at, which the page names even if it was raised before the worker ran. ``requested_by``:
     the person who asked for the page (trigger ``REQUESTED_BY_PERSON``). ``rule``: the automation rule whose
     ``page`` it is, and ``fingerprint`` what the policy does (``EscalationPolicyConfig.fingerprint``), so that
-    a reload renaming the policy (or the rule) before the worker runs does not lose the page."""
+    a reload renaming the policy (or the rule) before the worker runs does not lose the page.
+    ``merged_from``: the incident whose run of the policy a merge carried here (``carried_by_merge``)."""
     at = at or utcnow()
     if trigger == "created":
         key = _opening_key(incident_id)
@@ -114,6 +124,8 @@ def request_paging(
         payload["rule"] = rule
     if fingerprint:
         payload["fingerprint"] = fingerprint
+    if merged_from is not None:
+        payload["merged_from"] = merged_from
     return job_service.enqueue(
         session,
         kind=START_KIND,
@@ -126,21 +138,13 @@ def request_paging(
 def request_page_by_person(
     session: Session, org: OrgConfig, *, ref: str, request: PageRequest, performer: str
 ) -> PageRequested:
-    """A person's page: checked here so that the answer says at once why nobody would be paged, then
-    started by the worker like any other (it pages an acknowledged incident too, informing without
-    chasing)."""
+    """A person's page of a policy (or, with ``request.person``, of one person): checked here so that the
+    answer says at once why nobody would be paged, then started by the worker like any other (it pages an
+    acknowledged incident too, informing without chasing)."""
     incident = incident_service.get_incident(session, ref, for_update=True)
-    if not incident.status.is_open:
-        target = incident_service.merged_into(session, incident)
-        if target is not None:
-            raise Conflict(
-                f"{incident.ref} was merged into INC-{target}: page INC-{target} instead",
-                {"status": incident.status.value, "merged_into": f"INC-{target}"},
-            )
-        raise Conflict(
-            f"{incident.ref} is {incident.status.value}; reopen it before paging anyone for it",
-            {"status": incident.status.value},
-        )
+    _ensure_open_for_paging(session, incident)
+    if request.person:
+        return _request_page_of_person(session, org, incident, request=request, performer=performer)
     if request.policy:
         try:
             policy = service.get_policy(org, request.policy)
@@ -209,6 +213,106 @@ def request_page_by_person(
         ),
     )
     return PageRequested(incident=incident.ref, policy=policy.name, requested_by=performer, note=request.note)
+
+
+def _ensure_open_for_paging(session: Session, incident: Incident) -> None:
+    """A page is asked for an open incident. One merged into another names where its alerts and pages went,
+    following the merges made since to the last (INC-1 into INC-2, then INC-2 into INC-3: page INC-3)."""
+    if incident.status.is_open:
+        return
+    chain = incident_service.merge_chain(session, incident)
+    if not chain:
+        raise Conflict(
+            f"{incident.ref} is {incident.status.value}; reopen it before paging anyone for it",
+            {"status": incident.status.value},
+        )
+    survivor = chain[-1]
+    merged = f"{incident.ref} was merged into {chain[0].ref}" + (
+        f", since merged into {survivor.ref}" if len(chain) > 1 else ""
+    )
+    then = (
+        f"page {survivor.ref} instead"
+        if survivor.status.is_open
+        else f"{survivor.ref} is {survivor.status.value}; reopen it before paging anyone for it"
+    )
+    raise Conflict(
+        f"{merged}: {then}",
+        {
+            "status": incident.status.value,
+            "merged_into": survivor.ref,
+            "merged_through": [later.ref for later in chain],
+        },
+    )
+
+
+def _request_page_of_person(
+    session: Session, org: OrgConfig, incident: Incident, *, request: PageRequest, performer: str
+) -> PageRequested:
+    """A person paged by name (``warroom oncall page INC-7 --person carol``): checked here, sent by the worker
+    through their notification rules (``page_person_by_hand``)."""
+    assert request.person is not None
+    try:
+        person = service.get_person(org, request.person)
+    except NotFound as exc:
+        raise InvalidInput(exc.message, {"field": "person", **(exc.details or {})}) from None
+    waiting = session.scalar(
+        select(Job.id).where(
+            Job.incident_id == incident.id,
+            Job.kind == PERSON_KIND,
+            Job.status.in_([JobStatus.pending, JobStatus.running]),
+            Job.payload["person"].as_string() == person.name,
+        )
+    )
+    if waiting is not None:
+        # A second request a moment after the first (a double click): the first is about to page them.
+        raise Conflict(
+            f"a page of {person.name} for {incident.ref} is about to go out; the worker sends it within "
+            "seconds (warroom oncall pages shows it)",
+            {"person": person.name},
+        )
+    action = f"Page requested by {performer}: {person.name}" + (f" ({request.note})" if request.note else "")
+    incident_service.append_timeline(
+        session,
+        incident,
+        performer=performer,
+        kind=TimelineKind.page,
+        action=action,
+        data={"person": person.name, "note": request.note},
+    )
+    session.flush()
+    publish(
+        session,
+        DomainEvent(
+            "incident.page_requested",
+            incident.id,
+            performer,
+            {"person": person.name, "requested_by": performer, "note": request.note},
+        ),
+    )
+    return PageRequested(
+        incident=incident.ref, policy=None, person=person.name, requested_by=performer, note=request.note
+    )
+
+
+def request_person_page(
+    session: Session, *, incident_id: int, person: str, requested_by: str, note: str | None, at: datetime
+) -> Job:
+    """Enqueue the page of one person asked for by name; committed with the request."""
+    payload: dict[str, Any] = {
+        "incident_id": incident_id,
+        "person": person,
+        "requested_by": requested_by,
+        "at": at.isoformat(),
+    }
+    if note:
+        payload["note"] = note
+    return job_service.enqueue(
+        session,
+        kind=PERSON_KIND,
+        payload=payload,
+        idempotency_key=f"{PERSON_KIND}:{incident_id}:{person}:{at.isoformat()}",
+        incident_id=incident_id,
+    )
 
 
 def _policies_of(session: Session, org: OrgConfig, incident: Incident, *, active_only: bool) -> set[str]:
@@ -280,6 +384,47 @@ def policies_not_paging(
         return []
     started = _policies_of(session, org, incident, active_only=False)
     return [policy for policy in policies if policy not in started]
+
+
+def carried_by_merge(session: Session, incident_id: int, policy: str) -> tuple[int, str | None] | None:
+    """A page of ``policy`` asked for on the incident because a merge carried it over: the merged incident,
+    and the automation rule whose ``page`` started the policy's run there (None: its own policy, or one a
+    person asked for). ``automation.merge_into`` writes the request on the timeline, naming the merged
+    incident, just before it asks; None for any other request."""
+    latest = session.scalar(
+        select(TimelineEntry.data)
+        .where(TimelineEntry.incident_id == incident_id, TimelineEntry.kind == TimelineKind.page)
+        .order_by(TimelineEntry.seq.desc())
+        .limit(1)
+    )
+    facts = latest if isinstance(latest, dict) else {}
+    merged = facts.get("merged")
+    if facts.get("policy") != policy or not isinstance(merged, int):
+        return None
+    return merged, _rule_of_run(session, merged, policy)
+
+
+def _rule_of_run(session: Session, incident_id: int, policy: str) -> str | None:
+    """The rule whose ``page`` started the incident's run of ``policy``, or whose start of it waits for the
+    worker: the latest rule to ask for it (kept in the start's payload). None when the run is the incident's
+    own or a person's."""
+    escalation = session.scalar(
+        select(Escalation).where(Escalation.incident_id == incident_id, Escalation.policy == policy)
+    )
+    starts = session.execute(
+        select(Job.payload, Job.status)
+        .where(Job.kind == START_KIND, Job.incident_id == incident_id)
+        .order_by(Job.id.desc())
+    )
+    for payload, status in starts:
+        if payload.get("policy") != policy or payload.get("trigger") != REQUESTED_BY_AUTOMATION:
+            continue
+        waiting = status in (JobStatus.pending, JobStatus.running)
+        if escalation is not None and not waiting and _origin(escalation) != EscalationOrigin.rule:
+            return None  # a rule asked while the run was another's: it stayed that one
+        rule = payload.get("rule")
+        return rule if isinstance(rule, str) and rule else None
+    return None
 
 
 def policies_escalating(session: Session, org: OrgConfig, incident: Incident) -> list[str]:
@@ -447,6 +592,7 @@ def start_paging(
     note: str | None = None,
     rule: str | None = None,
     fingerprint: str | None = None,
+    merged_from: int | None = None,
 ) -> dict[str, Any]:
     org = context.org
     at = at or utcnow()
@@ -506,6 +652,7 @@ def start_paging(
                         rule=rule,
                         requested_by=requested_by,
                         note=note,
+                        merged_from=merged_from,
                     )
                     return {"replaced_by": now_pages}
                 return {"skipped": f"unknown policy; {now_pages}, which stands for it now, pages already"}
@@ -637,7 +784,7 @@ def start_paging(
         if opened_at and opened_at != severity
         else f"{incident.ref} opened at {severity}",
         "severity_raised": f"severity raised to {severity}",
-        REQUESTED_BY_AUTOMATION: "page requested by automation",
+        REQUESTED_BY_AUTOMATION: "page requested by automation" + _asked_by_rule(rule, merged_from),
         REQUESTED_BY_PERSON: f"page requested by {requested_by or 'a person'}"
         + (f": {note}" if note else ""),
         "snooze_ended": "a snoozed alert still fires (reminder)",
@@ -645,6 +792,14 @@ def start_paging(
     _page_until_reached(session, context, incident, policy, escalation, reason=reason, ack_by=deadline)
     _schedule_check(session, incident, escalation, deadline)
     return {"policy": policy.name, "mode": mode, "cycle": escalation.cycle, "deadline": deadline.isoformat()}
+
+
+def _asked_by_rule(rule: str | None, merged_from: int | None) -> str:
+    """Which rule asked for a page, and the incident a merge carried it from: " for rule db-down, carried
+    over by the merge of INC-4"."""
+    return (f" for rule {rule}" if rule else "") + (
+        f", carried over by the merge of INC-{merged_from}" if merged_from is not None else ""
+    )
 
 
 _ORIGIN_OF = {
@@ -892,14 +1047,20 @@ def _page_person(
             created_at=now,
             send_at=now + rule.delay,
         )
-        earlier = _paged_moments_ago(session, incident, person.name, rule, now)
+        # A run a person asked for carries who asked and why: it is not held back for a page of another run
+        # moments before, which did not say it. Within its own pass (all hands) one page is enough.
+        earlier = _paged_moments_ago(
+            session,
+            incident,
+            person.name,
+            rule,
+            now,
+            within=escalation if escalation.requested_by is not None else None,
+        )
         if earlier is not None:
             # The earlier page (and its delayed rules) reaches them already; this one only keeps the record.
             ago = (now - earlier.created_at).total_seconds()
-            said = (
-                f"already paged for {incident.ref} by step {earlier.step} of {earlier.policy} "
-                f"{ago:.1f}s ago, not sent again"
-            )
+            said = f"already paged for {incident.ref} by {_paged_by(earlier)} {ago:.1f}s ago, not sent again"
             page.status = PageStatus.duplicate
             page.delivery_id = earlier.delivery_id
             page.error = f"not sent: {person.name} {said}"
@@ -930,19 +1091,33 @@ def _page_person(
     return described, reachable
 
 
+def _paged_by(page: Page) -> str:
+    """What a page was part of, as a duplicate riding on it says: "step 2 of payments-escalation", or a page
+    by hand ("a page by hand by alice")."""
+    if page.escalation_id is None and page.policy == BY_HAND:
+        return "a page " + page.via.removeprefix("paged ")  # via: "paged by hand by alice"
+    return f"step {page.step} of {page.policy}"
+
+
 def _paged_moments_ago(
-    session: Session, incident: Incident, person: str, rule: service.EffectiveRule, now: datetime
+    session: Session,
+    incident: Incident,
+    person: str,
+    rule: service.EffectiveRule,
+    now: datetime,
+    *,
+    within: Escalation | None = None,
 ) -> Page | None:
     """The page of ``person`` for the incident by this notification rule, at its address, made less than
     ``DUPLICATE_WINDOW`` ago and since the incident was last acknowledged, that reached or may still reach
-    them (sent and not a dead letter, or a delayed rule waiting); None when there is none. The caller holds
-    the incident's lock, which every paging job takes first, so two policies paging at once see each other's
-    pages."""
+    them (sent and not a dead letter, or a delayed rule waiting); None when there is none. ``within``: only
+    a page of that escalation's pass now (another step of an all-hands page). The caller holds the incident's
+    lock, which every paging job takes first, so two policies paging at once see each other's pages."""
     since = now - DUPLICATE_WINDOW
     if incident.acknowledged_at is not None:
         # Acknowledged since (a person now asks for more hands): that is a new request, not the same page.
         since = max(since, incident.acknowledged_at)
-    rows = session.execute(
+    statement = (
         select(Page, Delivery.status, Delivery.last_error)
         .outerjoin(Delivery, Delivery.id == Page.delivery_id)
         .where(
@@ -955,7 +1130,10 @@ def _paged_moments_ago(
             Page.status.in_([PageStatus.sent, PageStatus.scheduled]),
         )
         .order_by(Page.id)
-    ).all()
+    )
+    if within is not None:
+        statement = statement.where(Page.escalation_id == within.id, Page.cycle == within.cycle)
+    rows = session.execute(statement).all()
     return next(
         (page for page, status, error in rows if _unreachable_because(page, status, error) is None), None
     )
@@ -982,11 +1160,15 @@ def page_context(
     page: Page,
     ack_by: datetime | None,
     escalation: Escalation | None = None,
+    note: str | None = None,
 ) -> dict[str, Any]:
-    """What the page template (notify's ``page``) sees besides ``incident``."""
+    """What the page template (notify's ``page``) sees besides ``incident``. ``note``: the why of a page of
+    a person asked for by name (a policy's run keeps its own on ``escalation``)."""
     org = context.org
     reason = f"{page.via} (step {page.step} of {page.policy})"
-    if escalation is not None and escalation.requested_by:
+    if page.escalation_id is None and page.policy == BY_HAND:
+        reason = page.via + (f": {note}" if note else "")  # "paged by hand by alice: replication lag"
+    elif escalation is not None and escalation.requested_by:
         reason += f"; {escalation.requested_by} asked for this page" + (
             f": {escalation.request_note}" if escalation.request_note else ""
         )
@@ -1030,11 +1212,16 @@ def page_context(
 
 
 def _deliver(
-    session: Session, context: AppContext, incident: Incident, page: Page, ack_by: datetime | None
+    session: Session,
+    context: AppContext,
+    incident: Incident,
+    page: Page,
+    ack_by: datetime | None,
+    note: str | None = None,
 ) -> bool:
     """Hand the page to notification delivery (its own outbox job sends and retries). A page that
     delivery refuses (say, a webhook contact without a URL) is marked failed instead of blocking the
-    rest of the step."""
+    rest of the step. ``note``: as for ``page_context``."""
     try:
         delivery = notify_service.send(
             session,
@@ -1047,6 +1234,7 @@ def _deliver(
                 page,
                 ack_by,
                 session.get(Escalation, page.escalation_id) if page.escalation_id else None,
+                note,
             ),
             incident_id=incident.id,
             idempotency_key=page.key,
@@ -1062,7 +1250,9 @@ def _deliver(
     return True
 
 
-def send_delayed_page(session: Session, context: AppContext, *, page_id: int) -> dict[str, Any]:
+def send_delayed_page(
+    session: Session, context: AppContext, *, page_id: int, note: str | None = None
+) -> dict[str, Any]:
     page = session.get(Page, page_id, with_for_update=True)
     if page is None or page.status != PageStatus.scheduled:
         return {"skipped": "not scheduled"}
@@ -1071,7 +1261,9 @@ def send_delayed_page(session: Session, context: AppContext, *, page_id: int) ->
         page.status = PageStatus.cancelled
         return {"skipped": "acknowledged or closed"}
     escalation = session.get(Escalation, page.escalation_id) if page.escalation_id else None
-    delivered = _deliver(session, context, incident, page, escalation.next_check_at if escalation else None)
+    delivered = _deliver(
+        session, context, incident, page, escalation.next_check_at if escalation else None, note
+    )
     if not delivered:
         request_handover(session, page)  # it may have been the step's last hope
     outcome = "still unacknowledged" if delivered else f"FAILED: {page.error}"
@@ -1079,12 +1271,105 @@ def send_delayed_page(session: Session, context: AppContext, *, page_id: int) ->
         session,
         incident,
         f"Paged {page.person} via {page.channel} to {notify_service.shown_address(page.to)} "
-        f"(personal rule {page.rule + 1}, "
-        f"step {page.step} of {page.policy}): {outcome}",
+        f"(personal rule {page.rule + 1}, {_paged_by(page)}): {outcome}",
         kind=TimelineKind.page,
         data={"page": page.key},
     )
     return {"sent": page.key}
+
+
+def page_person_by_hand(
+    session: Session,
+    context: AppContext,
+    *,
+    request_id: int,
+    incident_id: int,
+    person_name: str,
+    requested_by: str,
+    note: str | None,
+) -> dict[str, Any]:
+    """Page a person asked for by name: a page by each of their notification rules, the delayed ones unless
+    someone acknowledges first. It is a person's deliberate call, with their why, so it is never held back as
+    a duplicate of a page moments before (a policy's page right after it rides on it instead). Nothing
+    escalates from it: it has no policy and no deadline. ``request_id`` (its job's) keys its pages, so a
+    replayed job pages nobody twice."""
+    try:
+        incident = incident_service.get_incident(session, incident_id, for_update=True)
+    except NotFound:
+        return {"skipped": "incident gone"}
+    asked = f"Page of {person_name} requested by {requested_by}"
+    if not incident.status.is_open:
+        _timeline(
+            session,
+            incident,
+            f"{asked} not sent: {incident.ref} is {incident.status.value}",
+            kind=TimelineKind.automation,
+            data={"person": person_name, "status": incident.status.value},
+        )
+        return {"skipped": f"incident is {incident.status.value}"}
+    person = next((p for p in context.org.people if p.name == person_name), None)
+    if person is None:  # a reload took them out of the org file before the worker ran
+        _timeline(
+            session,
+            incident,
+            f"{asked} not sent: {person_name} is no longer in the org file",
+            kind=TimelineKind.automation,
+            data={"person": person_name},
+        )
+        return {"skipped": "unknown person"}
+    now = utcnow()
+    described: list[str] = []
+    keys: list[str] = []
+    for rule in service.effective_rules(context.org, person):
+        key = f"page:{incident.id}:by-hand:{request_id}:{person.name}:{rule.index}"
+        if session.scalar(select(Page.id).where(Page.key == key)) is not None:
+            continue  # a replay: already paged
+        page = Page(
+            key=key,
+            incident_id=incident.id,
+            escalation_id=None,
+            policy=BY_HAND,
+            cycle=0,
+            step=0,
+            person=person.name,
+            rule=rule.index,
+            channel=rule.channel,
+            to=rule.to,
+            via=f"paged by hand by {requested_by}",
+            status=PageStatus.scheduled,
+            created_at=now,
+            send_at=now + rule.delay,
+        )
+        session.add(page)
+        session.flush()
+        keys.append(key)
+        if rule.delay > timedelta(0):
+            job_service.enqueue(
+                session,
+                kind=NOTIFY_KIND,
+                payload={"page_id": page.id, **({"note": note} if note else {})},
+                run_at=page.send_at,
+                idempotency_key=key,
+                incident_id=incident.id,
+            )
+            described.append(f"{rule.channel} in {_minutes(rule.delay)} unless acknowledged")
+        elif _deliver(session, context, incident, page, None, note):
+            described.append(f"{rule.channel} to {notify_service.shown_address(rule.to)}")
+        else:
+            described.append(
+                f"{rule.channel} to {notify_service.shown_address(rule.to)} FAILED ({page.error})"
+            )
+    if not keys:
+        return {"skipped": "already paged"}
+    why = f" (requested by {requested_by}" + (f": {note})" if note else ")")
+    _timeline(
+        session,
+        incident,
+        f"Paged {person.name} by hand{why}: " + "; ".join(described),
+        kind=TimelineKind.page,
+        data={"person": person.name, "requested_by": requested_by, "note": note, "pages": keys},
+    )
+    return {"person": person.name, "pages": keys}
 
 
 # --- escalating ------------------------------------------------------------------------------------
@@ -1507,19 +1792,59 @@ def hand_over_unreachable_step(
 # --- acknowledging from a page ------------------------------------------------------------------------
 
 
-def incident_of_link(session: Session, *, key: bytes, token: str) -> tuple[Incident, AckClaim]:
-    """The incident a valid acknowledge link is for, and its claim; changes nothing."""
-    claim = verify_ack_token(key, token)
-    return incident_service.get_incident(session, claim.incident_id), claim
+@dataclass(frozen=True)
+class LinkTarget:
+    """What an acknowledge link acts on now: ``incident``, the one the page was for or, when that was merged
+    since, the one merges took it into (its alerts and pages are there); ``paged_for`` is then the one the
+    page named."""
+
+    incident: Incident
+    claim: AckClaim
+    paged_for: Incident | None = None
+
+    @property
+    def shown_title(self) -> str:
+        """The title to show with the link: the merged-into incident's, unless it is private and the page's
+        was not (as the merge's note leaves it off the public incident's record)."""
+        if self.paged_for is not None and self.incident.is_private and not self.paged_for.is_private:
+            return self.paged_for.title
+        return self.incident.title
 
 
-def acknowledge_from_link(session: Session, *, key: bytes, token: str) -> tuple[Incident, bool]:
-    """Acknowledge as the person the link was made for; returns the incident and whether it already was."""
-    claim = verify_ack_token(key, token)
-    incident = incident_service.get_incident(session, claim.incident_id, for_update=True)
+def _link_target(session: Session, claim: AckClaim, *, for_update: bool) -> LinkTarget:
+    """``for_update``: lock the incident acted on only (a merged one is not changed)."""
+    incident = incident_service.get_incident(session, claim.incident_id)
+    chain = incident_service.merge_chain(session, incident)
+    acted_on = chain[-1] if chain else incident
+    if for_update:
+        acted_on = incident_service.get_incident(session, acted_on.id, for_update=True)
+    return LinkTarget(acted_on, claim, paged_for=incident if chain else None)
+
+
+def incident_of_link(session: Session, *, key: bytes, token: str) -> LinkTarget:
+    """The incident a valid acknowledge link is for (or merged into since), and its claim; changes nothing."""
+    return _link_target(session, verify_ack_token(key, token), for_update=False)
+
+
+def acknowledge_from_link(session: Session, *, key: bytes, token: str) -> tuple[LinkTarget, bool]:
+    """Acknowledge as the person the link was made for; returns what it acknowledged and whether it already
+    was. A link from a page for an incident merged since acknowledges the one it was merged into: the pages
+    that chase its people now are that one's."""
+    target = _link_target(session, verify_ack_token(key, token), for_update=True)
+    incident, person = target.incident, target.claim.person
     already = incident.acknowledged_at is not None
-    incident = incident_service.acknowledge(session, ref=claim.incident_id, performer=claim.person)
-    return incident, already
+    incident_service.acknowledge(session, ref=incident.id, performer=person)
+    if target.paged_for is not None and not already:
+        incident_service.append_timeline(
+            session,
+            incident,
+            performer=person,
+            kind=TimelineKind.note,
+            action=f"{person} acknowledged with the link of a page for {target.paged_for.ref}, which was "
+            "merged into this incident",
+            data={"paged_for": target.paged_for.id},
+        )
+    return target, already
 
 
 def incident_paging(session: Session, *, ref: str) -> IncidentPaging:
@@ -1568,6 +1893,7 @@ def _start_job(context: AppContext, session: Session, job: Job) -> dict[str, Any
         note=payload.get("note"),
         rule=payload.get("rule"),
         fingerprint=payload.get("fingerprint"),
+        merged_from=int(payload["merged_from"]) if payload.get("merged_from") is not None else None,
     )
 
 
@@ -1597,4 +1923,22 @@ def _handover_job(context: AppContext, session: Session, job: Job) -> dict[str, 
 
 @job_handler(NOTIFY_KIND)
 def _notify_job(context: AppContext, session: Session, job: Job) -> dict[str, Any] | None:
-    return send_delayed_page(session, context, page_id=int(job.payload["page_id"]))
+    note = job.payload.get("note")
+    return send_delayed_page(
+        session, context, page_id=int(job.payload["page_id"]), note=str(note) if note else None
+    )
+
+
+@job_handler(PERSON_KIND)
+def _person_job(context: AppContext, session: Session, job: Job) -> dict[str, Any] | None:
+    payload = job.payload
+    note = payload.get("note")
+    return page_person_by_hand(
+        session,
+        context,
+        request_id=job.id,
+        incident_id=int(payload["incident_id"]),
+        person_name=str(payload["person"]),
+        requested_by=str(payload.get("requested_by") or "a person"),
+        note=str(note) if note else None,
+    )

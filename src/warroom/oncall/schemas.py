@@ -174,21 +174,32 @@ class IncidentPaging(BaseModel):
 
 
 class PageRequest(BaseModel):
-    """A person asks for a page: another team's policy (a database expert for replication lag), or the
-    incident's own again after it was acknowledged or its escalation ran out."""
+    """A person asks for a page: another team's policy (a database expert for replication lag), the incident's
+    own again after it was acknowledged or its escalation ran out, or one person by name."""
 
     model_config = ConfigDict(extra="forbid")
     policy: Annotated[str, StringConstraints(max_length=200), NOT_BLANK] | None = Field(
         default=None,
         description="The escalation policy to page; default: the incident's own (severity and services).",
     )
+    person: Annotated[str, StringConstraints(max_length=200), NOT_BLANK] | None = Field(
+        default=None,
+        description="Page this person of the org file by their notification rules, instead of a policy.",
+    )
     note: Annotated[str, StringConstraints(max_length=300), VISIBLE_LINE] | None = Field(
         default=None, description="Why, in one line; the page and the timeline show it."
     )
 
+    @model_validator(mode="after")
+    def _one_target(self) -> PageRequest:
+        if self.policy is not None and self.person is not None:
+            raise ValueError("give a policy or a person to page, not both")
+        return self
+
 
 class PageRequested(BaseModel):
     incident: str
-    policy: str
+    policy: str | None = Field(description="The policy paged; null for a person paged by name.")
+    person: str | None = Field(default=None, description="The person paged by name, if one was.")
     requested_by: str
     note: str | None

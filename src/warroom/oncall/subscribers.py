@@ -61,14 +61,32 @@ def page_raised_severity(session: Session, event: DomainEvent) -> None:
 @subscribe("incident.page_requested")
 def page_requested_policy(session: Session, event: DomainEvent) -> None:
     """A policy to page beside the others: a rule's ``page`` (published by alert automation), which is not
-    sent if the incident is acknowledged before the worker gets to it, or a person's request, which is."""
-    policy = event.data.get("policy")
-    if event.incident_id is None or not isinstance(policy, str) or not policy:
-        return
+    sent if the incident is acknowledged before the worker gets to it, or a person's request, which is; or a
+    person asked for by name (``{"person": …}``)."""
     # A person's request names them (``paging.request_page_by_person``); a rule's does not.
     requested_by = event.data.get("requested_by")
     note = event.data.get("note")
+    person = event.data.get("person")
+    if event.incident_id is not None and isinstance(person, str) and person:
+        paging.request_person_page(
+            session,
+            incident_id=event.incident_id,
+            person=person,
+            requested_by=str(requested_by or event.performer),
+            note=str(note) if note else None,
+            at=utcnow(),
+        )
+        return
+    policy = event.data.get("policy")
+    if event.incident_id is None or not isinstance(policy, str) or not policy:
+        return
     rule = event.data.get("rule")
+    merged_from: int | None = None
+    if not requested_by and not rule:
+        # A policy a merge carried over (``automation.merge_into``) keeps the rule that started it there.
+        carried = paging.carried_by_merge(session, event.incident_id, policy)
+        if carried is not None:
+            merged_from, rule = carried
     org = _org(session)
     known = next((p for p in org.escalation_policies if p.name == policy), None) if org is not None else None
     paging.request_paging(
@@ -81,6 +99,7 @@ def page_requested_policy(session: Session, event: DomainEvent) -> None:
         note=str(note) if note else None,
         rule=str(rule) if rule else None,
         fingerprint=known.fingerprint if known is not None else None,
+        merged_from=merged_from,
     )
 
 
