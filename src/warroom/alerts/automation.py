@@ -1220,7 +1220,12 @@ def merge_into(
             data={"policy": policy, "merged": source.id},
         )
         session.flush()
-        publish(session, DomainEvent("incident.page_requested", target.id, PERFORMER, {"policy": policy}))
+        publish(
+            session,
+            DomainEvent(
+                "incident.page_requested", target.id, PERFORMER, {"policy": policy, "merged": source.id}
+            ),
+        )
     incident_service.append_timeline(
         session,
         source,

@@ -104,7 +104,7 @@ def request_paging(
     the person who asked for the page (trigger ``REQUESTED_BY_PERSON``). ``rule``: the automation rule whose
     ``page`` it is, and ``fingerprint`` what the policy does (``EscalationPolicyConfig.fingerprint``), so that
     a reload renaming the policy (or the rule) before the worker runs does not lose the page.
-    ``merged_from``: the incident whose run of the policy a merge carried here (``carried_by_merge``)."""
+    ``merged_from``: the incident whose run of the policy a merge carried here (the merge names it)."""
     at = at or utcnow()
     if trigger == "created":
         key = _opening_key(incident_id)
@@ -386,25 +386,7 @@ def policies_not_paging(
     return [policy for policy in policies if policy not in started]
 
 
-def carried_by_merge(session: Session, incident_id: int, policy: str) -> tuple[int, str | None] | None:
-    """A page of ``policy`` asked for on the incident because a merge carried it over: the merged incident,
-    and the automation rule whose ``page`` started the policy's run there (None: its own policy, or one a
-    person asked for). ``automation.merge_into`` writes the request on the timeline, naming the merged
-    incident, just before it asks; None for any other request."""
-    latest = session.scalar(
-        select(TimelineEntry.data)
-        .where(TimelineEntry.incident_id == incident_id, TimelineEntry.kind == TimelineKind.page)
-        .order_by(TimelineEntry.seq.desc())
-        .limit(1)
-    )
-    facts = latest if isinstance(latest, dict) else {}
-    merged = facts.get("merged")
-    if facts.get("policy") != policy or not isinstance(merged, int):
-        return None
-    return merged, _rule_of_run(session, merged, policy)
-
-
-def _rule_of_run(session: Session, incident_id: int, policy: str) -> str | None:
+def rule_of_run(session: Session, incident_id: int, policy: str) -> str | None:
     """The rule whose ``page`` started the incident's run of ``policy``, or whose start of it waits for the
     worker: the latest rule to ask for it (kept in the start's payload). None when the run is the incident's
     own or a person's."""

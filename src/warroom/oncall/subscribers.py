@@ -82,11 +82,10 @@ def page_requested_policy(session: Session, event: DomainEvent) -> None:
         return
     rule = event.data.get("rule")
     merged_from: int | None = None
-    if not requested_by and not rule:
+    merged = event.data.get("merged")
+    if not requested_by and not rule and isinstance(merged, int):
         # A policy a merge carried over (``automation.merge_into``) keeps the rule that started it there.
-        carried = paging.carried_by_merge(session, event.incident_id, policy)
-        if carried is not None:
-            merged_from, rule = carried
+        merged_from, rule = merged, paging.rule_of_run(session, merged, policy)
     org = _org(session)
     known = next((p for p in org.escalation_policies if p.name == policy), None) if org is not None else None
     paging.request_paging(
