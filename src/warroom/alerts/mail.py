@@ -219,9 +219,24 @@ def _refused(reason: str, reply: str) -> str:
     return reply
 
 
+# Lines aiosmtpd reads before it lets the event loop run something else (``_IntakeSMTP``): about a
+# millisecond's work.
+LINES_PER_TURN = 256
+
+
 class _IntakeSMTP(SMTP):
     """aiosmtpd's server, counting the refusals it makes itself: a message over the size limit (``552`` at
-    ``MAIL`` for a declared size, or at the end of ``DATA``) and one with a line over SMTP's limit."""
+    ``MAIL`` for a declared size, or at the end of ``DATA``) and one with a line over SMTP's limit.
+
+    It also lets the event loop (the web server's) run other work between lines. aiosmtpd reads ``DATA`` a
+    line at a time, and a line already received is returned without giving up the loop: a socket read hands
+    it up to 256 KiB at once, so a message of short lines (1 MiB of them: 350,000 lines) held every other
+    request for a third of a second per read, about a second in all. (aiosmtpd's own pass over the lines
+    once the message is in, to undo dot-stuffing, stays on the loop: tens of milliseconds for such a one.)"""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        _take_turns(self._reader)
 
     async def push(self, status: AnyStr) -> None:
         line = status if isinstance(status, str) else status.decode("ascii", "replace")
@@ -230,6 +245,25 @@ class _IntakeSMTP(SMTP):
         elif line.startswith("500 Line too long"):
             count_refused(SOURCE, "invalid_payload")
         await super().push(status)
+
+
+def _take_turns(reader: asyncio.StreamReader) -> None:
+    """Make ``reader.readuntil`` give the event loop a turn every ``LINES_PER_TURN`` lines (once per reader:
+    STARTTLS makes the connection again on the same one)."""
+    if getattr(reader, "_takes_turns", False):
+        return
+    read_line = reader.readuntil
+    lines = 0
+
+    async def readuntil(separator: bytes = b"\n") -> bytes:
+        nonlocal lines
+        lines += 1
+        if lines % LINES_PER_TURN == 0:
+            await asyncio.sleep(0)
+        return await read_line(separator)
+
+    reader.readuntil = readuntil  # type: ignore[method-assign,assignment]
+    reader._takes_turns = True  # type: ignore[attr-defined]
 
 
 def _copy(event: AlertEvent) -> AlertEvent:
