@@ -874,7 +874,7 @@ def test_a_rule_template_with_an_unknown_filter_is_refused_by_config_check() -> 
     )
     with pytest.raises(ConfigError) as caught:
         parse_org_config(text, "t.yaml")
-    assert "incident.title (line 309): bad template: No filter named 'nosuchfilter'" in str(caught.value)
+    assert "incident.title (line 310): bad template: No filter named 'nosuchfilter'" in str(caught.value)
 
 
 def test_an_alert_summary_on_several_lines_titles_its_incident_on_one(

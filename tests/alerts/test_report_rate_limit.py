@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from warroom.alerts.ratelimit import UNREADABLE_ADDRESS, RateLimiter, client_bucket
+from warroom.alerts.ratelimit import UNREADABLE_ADDRESS, RateLimit, client_bucket
 from warroom.clock import clock
+from warroom.context import AppContext
 
 
 def test_addresses_count_per_host_however_they_are_written() -> None:
@@ -18,16 +19,22 @@ def test_addresses_count_per_host_however_they_are_written() -> None:
     assert {client_bucket(text) for text in ["garbage1", "garbage2", "", "unknown"]} == {UNREADABLE_ADDRESS}
 
 
-def test_the_limit_holds_across_spellings_and_a_full_table_forgets_the_quietest() -> None:
+def test_the_limit_holds_across_spellings(context: AppContext) -> None:
     clock.set(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
-    limiter = RateLimiter(3, timedelta(minutes=1), max_clients=3)
+    limit = RateLimit(3, timedelta(minutes=1))
+
+    def take(address: str) -> int | None:
+        with context.db.write() as session:
+            return limit.take(session, address)
+
     for address in ["2001:db8::1", "2001:0db8::2", "2001:db8::3"]:
-        assert limiter.check(address) is None
-    assert limiter.check("2001:db8::4") == 60  # the fourth from the same /64
-    assert [limiter.check(f"garbage{n}") for n in range(4)] == [None, None, None, 60]
-    # The table is full (two buckets of three): new clients push out the least recently seen, never everyone.
+        assert take(address) is None
+    assert take("2001:db8::4") == 60  # the fourth from the same /64
+    assert [take(f"garbage{n}") for n in range(4)] == [None, None, None, 60]
     clock.advance(timedelta(seconds=10))
-    assert limiter.check("2001:db8::5") == 50  # the /64 is seen again, so it is the most recent
-    assert limiter.check("203.0.113.1") is None  # the table's third bucket
-    assert limiter.check("203.0.113.2") is None  # a fourth: the garbage bucket goes, not the /64
-    assert limiter.check("2001:db8::6") == 50  # still limited
+    with context.db.read() as session:
+        assert limit.wait(session, "2001:db8::5") == 50  # a read counts nothing
+    assert take("2001:db8::5") == 50
+    assert take("203.0.113.1") is None
+    clock.advance(timedelta(seconds=50))
+    assert take("2001:db8::6") is None  # the first three left the window

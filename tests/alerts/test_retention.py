@@ -98,6 +98,7 @@ def test_what_is_old_enough_goes_and_evidence_stays(
         "alerts": 1,
         "changes": 1,
         "paged_openings": 0,  # recorded only while a storm guard is on (test_storm_guard prunes them)
+        "report_hits": 0,
         "recurring_job_runs": 3,
     }
     assert alert_keys(context) == ["old-promoted", "still-open", "routed", "recent-unrouted"]
@@ -114,6 +115,7 @@ def test_what_is_old_enough_goes_and_evidence_stays(
         "alerts": 0,
         "changes": 0,
         "paged_openings": 0,
+        "report_hits": 0,
         "recurring_job_runs": 0,
     }
 
@@ -163,7 +165,13 @@ def test_the_hourly_chain_runs_on_the_worker(context: AppContext) -> None:
     with context.db.read() as session:
         done = session.scalars(select(Job).where(Job.status == JobStatus.done)).one()
         assert done.result == {
-            "deleted": {"alerts": 0, "changes": 0, "paged_openings": 0, "recurring_job_runs": 0}
+            "deleted": {
+                "alerts": 0,
+                "changes": 0,
+                "paged_openings": 0,
+                "report_hits": 0,
+                "recurring_job_runs": 0,
+            }
         }
         assert session.scalar(select(func.count()).select_from(Job)) == 2
     assert pending() == [T0 + timedelta(hours=2)]

@@ -30,7 +30,7 @@ from warroom.alerts.fastpath import (
 )
 from warroom.alerts.metrics import count_refused, refusal_reason
 from warroom.alerts.models import AlertStatus
-from warroom.alerts.ratelimit import RateLimiter
+from warroom.alerts.ratelimit import RateLimit
 from warroom.alerts.schemas import (
     AlertDetail,
     AlertOverview,
@@ -915,15 +915,6 @@ def list_changes(
 # --- reports from people -----------------------------------------------------------------------------
 
 
-def _limiter(request: Request, context: AppContext) -> RateLimiter:
-    """The process's limiter, made anew when a reload changed the limit or the period."""
-    config = context.org.automation.reports
-    limiter: RateLimiter | None = getattr(request.app.state, "report_limiter", None)
-    if limiter is None or (limiter.limit, limiter.period) != (config.rate_limit, config.rate_period):
-        limiter = request.app.state.report_limiter = RateLimiter(config.rate_limit, config.rate_period)
-    return limiter
-
-
 @router.post(
     "/api/v1/reports",
     response_model=ReportReceived,
@@ -935,7 +926,17 @@ def customer_report(body: CustomerReport, request: Request, context: Context) ->
     """Anyone may call this, so the answer only says the report was taken: how it was routed (rules,
     incidents, the stored alert) is for the team's eyes."""
     client = request.client.host if request.client else "unknown"
-    wait = _limiter(request, context).check(client)
+    config = context.org.automation.reports
+    limit = RateLimit(config.rate_limit, config.rate_period)
+    # Counted in the database, so every process counts the same reports. A read first: a client over the
+    # limit (a flood) is answered without taking a write transaction.
+    with context.db.read() as session:
+        wait = limit.wait(session, client)
+    if wait is None:
+        with context.db.write() as session:
+            wait = limit.take(session, client)
+            if wait is None:
+                service.customer_report(session, org=context.org, report=body, client=client)
     if wait is not None:
         return JSONResponse(
             {
@@ -948,8 +949,6 @@ def customer_report(body: CustomerReport, request: Request, context: Context) ->
             status_code=429,
             headers={"Retry-After": str(wait)},
         )
-    with context.db.write() as session:
-        service.customer_report(session, org=context.org, report=body, client=client)
     return ReportReceived()
 
 

@@ -1424,6 +1424,8 @@ def _rule_references(org: OrgConfig) -> list[str]:
     service_names = [s.name for s in org.services]
     audience_ids = [a.id for a in org.audiences]
     policies = _policy_names(org)
+    # The org file's runbooks are the names its services list (``services[].runbooks``).
+    runbooks = list(dict.fromkeys(name for service in org.services for name in service.runbooks))
     problems.extend(names_taken("automation.rules", [r.name for r in automation.rules], "rule"))
     for index, rule in enumerate(automation.rules):
         where = f"automation.rules[{index}]"
@@ -1446,6 +1448,11 @@ def _rule_references(org: OrgConfig) -> list[str]:
                     )
         elif rule.runbooks or rule.page or rule.notify:
             problems.append(f"{where}.incident: runbooks, page and notify need an incident action")
+        problems.extend(
+            f"{where}.runbooks: {not_in_file(runbook, 'runbook of a service', runbooks)}"
+            for runbook in rule.runbooks
+            if runbook not in runbooks
+        )
         problems.extend(_unknown_match_services(f"{where}.match", rule.match, service_names))
         for n_index, notify in enumerate(rule.notify):
             audience = org.audience(notify.audience)

@@ -4,7 +4,9 @@ Nagios and Zabbix set up long ago).
 ``warroom serve`` listens for SMTP when ``mail_intake_port`` is set. The recipient's local part is the key of
 an ``email`` integration (``<key>@anything``), so the address is the secret, as with PagerDuty's email
 integrations. The recipients' keys are taken out of the message before it is read (``from_email``'s ``keys``):
-MTAs write the address into headers that are kept, and viewers read them. Each message is one alert event:
+MTAs write the address into headers that are kept, and viewers read them. So is every other active
+integration's key that would be stored with it (``Cc: <other key>@…``, a forwarded message naming one): a
+viewer must not learn another integration's secret from a message either. Each message is one alert event:
 
 - the subject is the summary; the dedup key is the sender and the subject with its state words taken out, so
   "** PROBLEM Service Alert: web01/HTTP is CRITICAL **" and its "** RECOVERY … is OK **" are one alert;
@@ -26,14 +28,17 @@ import dataclasses
 import logging
 import re
 import ssl
-from typing import TYPE_CHECKING, AnyStr
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import select
 
 from warroom.alerts.adapters import REDACTED_KEY, AlertEvent, from_email
 from warroom.alerts.intake import ingest_alone
 from warroom.alerts.metrics import count_refused, refusal_reason
-from warroom.auth.models import IntegrationType
+from warroom.auth.models import IntegrationKey, IntegrationType
+from warroom.auth.service import hash_secret
 from warroom.errors import Forbidden, Unauthorized, WarroomError
 
 if TYPE_CHECKING:
@@ -126,11 +131,12 @@ class MailIntake:
         try:
             # In a thread: a message's parts take time to build (up to MIME_MAX_PARTS of them), and the loop
             # is the web server's too.
-            # The recipients' keys are taken out of all that is stored of it (see ``from_email``).
-            keys = list(dict.fromkeys(envelope.rcpt_tos))
-            event = await asyncio.to_thread(from_email, raw, self.context.org.automation.email_rules, keys)
+            event = await asyncio.to_thread(self._read, raw, list(dict.fromkeys(envelope.rcpt_tos)))
         except WarroomError as exc:
             return _refused(exc.code, f"554 5.6.0 {exc.message}"[:500])
+        except Exception as exc:
+            log.exception("mail intake: cannot look for integration keys in a message")
+            return _refused(refusal_reason(exc), "451 4.3.0 Cannot store the message now; try again later")
         stored = []
         for key in dict.fromkeys(envelope.rcpt_tos):
             try:
@@ -150,6 +156,61 @@ class MailIntake:
             stored += [f"ALR-{alert.id} {alert.outcome}" for alert in ingested.alerts if alert.id is not None]
         return f"250 2.0.0 OK: {', '.join(stored) or 'nothing to change'}"
 
+    def _read(self, raw: bytes, recipients: list[str]) -> AlertEvent:
+        """The message's event, with every active integration key taken out of all that is stored of it:
+        the recipients' (``from_email``'s ``keys``), and any other that the event, so read, still shows.
+        Read again with those too (rarely: a message naming another key), until it shows none."""
+        keys = list(recipients)
+        while True:
+            event = from_email(raw, self.context.org.automation.email_rules, keys)
+            candidates = {found.lower() for text in _texts(event) for found in _KEY_IN_TEXT.findall(text)}
+            others = sorted(self._active_keys(candidates - set(keys)))
+            if not others:
+                return event
+            keys += others
+
+    def _active_keys(self, candidates: set[str]) -> set[str]:
+        """Those of ``candidates`` that are the key of an integration not revoked (its current key, or the one
+        a rotation replaced): only those, as a 32-digit checksum in a backup report is no secret."""
+        if not candidates:
+            return set()
+        by_hash = {hash_secret(candidate): candidate for candidate in candidates}
+        hashes = list(by_hash)
+        known: set[str] = set()
+        with self.context.db.read() as session:
+            for start in range(0, len(hashes), _HASHES_PER_QUERY):
+                chunk = hashes[start : start + _HASHES_PER_QUERY]
+                rows = session.execute(
+                    select(IntegrationKey.key_hash, IntegrationKey.previous_key_hash).where(
+                        IntegrationKey.revoked_at.is_(None),
+                        IntegrationKey.key_hash.in_(chunk) | IntegrationKey.previous_key_hash.in_(chunk),
+                    )
+                )
+                known.update(value for row in rows for value in row if value in by_hash)
+        return {by_hash[key_hash] for key_hash in known}
+
+
+# Hashes per lookup of integration keys: well under SQLite's oldest limit of bound parameters (999).
+_HASHES_PER_QUERY = 400
+
+
+def _texts(event: AlertEvent) -> Iterator[str]:
+    """Every text of ``event`` that is stored (summary, dedup key, labels, annotations, links, raw view)."""
+    yield event.summary
+    yield event.dedup_key
+    yield from _strings([event.labels, event.annotations, event.links, event.raw])
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        yield from _strings(list(value.keys()))
+        yield from _strings(list(value.values()))
+    elif isinstance(value, Iterable):
+        for item in value:
+            yield from _strings(item)
+
 
 def _refused(reason: str, reply: str) -> str:
     """An SMTP refusal of a delivery (or of one recipient's copy of it), counted as the HTTP intake counts
@@ -158,9 +219,25 @@ def _refused(reason: str, reply: str) -> str:
     return reply
 
 
+# Lines aiosmtpd reads before it lets the event loop run something else (``_IntakeSMTP``): about a
+# millisecond's work.
+LINES_PER_TURN = 256
+
+
 class _IntakeSMTP(SMTP):
     """aiosmtpd's server, counting the refusals it makes itself: a message over the size limit (``552`` at
-    ``MAIL`` for a declared size, or at the end of ``DATA``) and one with a line over SMTP's limit."""
+    ``MAIL`` for a declared size, or at the end of ``DATA``) and one with a line over SMTP's limit.
+
+    It also lets the event loop (the web server's) run other work between lines. aiosmtpd reads ``DATA`` a
+    line at a time, and a line already received is returned without giving up the loop: a socket read hands
+    it up to 256 KiB at once, so a message of short lines (1 MiB of them: 350,000 lines) held every other
+    request for a third of a second per read, about a second in all. (aiosmtpd's own pass over the lines
+    once the message is in, to undo dot-stuffing, stays on the loop: 0.1 s or so for such a one on a busy
+    machine.)"""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        _take_turns(self._reader)
 
     async def push(self, status: AnyStr) -> None:
         line = status if isinstance(status, str) else status.decode("ascii", "replace")
@@ -169,6 +246,25 @@ class _IntakeSMTP(SMTP):
         elif line.startswith("500 Line too long"):
             count_refused(SOURCE, "invalid_payload")
         await super().push(status)
+
+
+def _take_turns(reader: asyncio.StreamReader) -> None:
+    """Make ``reader.readuntil`` give the event loop a turn every ``LINES_PER_TURN`` lines (once per reader:
+    STARTTLS makes the connection again on the same one)."""
+    if getattr(reader, "_takes_turns", False):
+        return
+    read_line = reader.readuntil
+    lines = 0
+
+    async def readuntil(separator: bytes = b"\n") -> bytes:
+        nonlocal lines
+        lines += 1
+        if lines % LINES_PER_TURN == 0:
+            await asyncio.sleep(0)
+        return await read_line(separator)
+
+    reader.readuntil = readuntil  # type: ignore[method-assign,assignment]
+    reader._takes_turns = True  # type: ignore[attr-defined]
 
 
 def _copy(event: AlertEvent) -> AlertEvent:

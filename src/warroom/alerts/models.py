@@ -241,3 +241,17 @@ class PagedOpening(Base):
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
     rule: Mapped[str] = mapped_column(String(200))
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ReportHit(Base):
+    """A report the public form took from a client (its bucket, ``ratelimit.client_bucket``): what the form's
+    rate limit counts. In the database, so that every process behind a load balancer counts the same ones.
+    Retention deletes those older than the limit's period."""
+
+    __tablename__ = "report_hits"
+    # The limit reads a bucket's newest hits: one index seek, however many other clients there are.
+    __table_args__ = (Index("ix_report_hits_bucket_at", "bucket", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,13 +1,19 @@
-"""A per-address sliding-window limit for the public report form (per process, in memory)."""
+"""A per-address sliding-window limit for the public report form, counted in the database (``ReportHit``):
+every process on one database counts the same reports, so N processes behind a load balancer still allow a
+client the limit, not N times it."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
-import threading
-from collections import OrderedDict, deque
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from warroom.alerts.models import ReportHit
 from warroom.db import utcnow
 
 # One IPv6 host usually holds a whole /64 and can send from any address in it.
@@ -30,31 +36,47 @@ def client_bucket(host: str) -> str:
     return str(address)
 
 
-class RateLimiter:
-    def __init__(self, limit: int, period: timedelta, *, max_clients: int = 100_000) -> None:
-        self.limit = limit
-        self.period = period
-        self.max_clients = max_clients
-        # Least recently seen first: a full table forgets those, never a client still sending.
-        self._hits: OrderedDict[str, deque[datetime]] = OrderedDict()
-        self._lock = threading.Lock()
+@dataclass(frozen=True)
+class RateLimit:
+    """``limit`` reports per client bucket in any ``period``."""
 
-    def check(self, client: str) -> int | None:
-        """Count a hit of the client address ``client``; return None when allowed, else the seconds to wait
-        (for Retry-After)."""
+    limit: int
+    period: timedelta
+
+    def wait(self, session: Session, client: str) -> int | None:
+        """The seconds the client address ``client`` must wait before its next report (for Retry-After), or
+        None when it may send one now. Counts nothing: a read, so a client over the limit costs no write."""
+        return self._wait(session, client_bucket(client), utcnow())
+
+    def take(self, session: Session, client: str) -> int | None:
+        """In a write transaction: as ``wait``, and when the client may send, its report is counted (in the
+        transaction that stores the report, so a report that is not stored is not counted either)."""
         bucket = client_bucket(client)
+        if session.get_bind().dialect.name == "postgresql":
+            # PostgreSQL runs these transactions at once: a bucket's take their turns until commit, so that
+            # two reports cannot both see the last free place. SQLite has one writer at a time.
+            lock_id = int.from_bytes(
+                hashlib.blake2b(f"report-limit|{bucket}".encode(), digest_size=8).digest(), "big", signed=True
+            )
+            session.execute(select(func.pg_advisory_xact_lock(lock_id)))
         now = utcnow()
-        with self._lock:
-            hits = self._hits.get(bucket)
-            if hits is None:
-                while len(self._hits) >= self.max_clients:
-                    self._hits.popitem(last=False)
-                hits = self._hits[bucket] = deque()
-            else:
-                self._hits.move_to_end(bucket)
-            while hits and now - hits[0] >= self.period:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                return max(1, math.ceil((hits[0] + self.period - now).total_seconds()))
-            hits.append(now)
+        wait = self._wait(session, bucket, now)
+        if wait is None:
+            session.add(ReportHit(bucket=bucket, at=now))
+            session.flush()
+        return wait
+
+    def _wait(self, session: Session, bucket: str, now: datetime) -> int | None:
+        # The bucket's newest hits in the window, up to the limit: with as many, the oldest of them must
+        # leave the window first.
+        newest = list(
+            session.scalars(
+                select(ReportHit.at)
+                .where(ReportHit.bucket == bucket, ReportHit.at > now - self.period)
+                .order_by(ReportHit.at.desc())
+                .limit(self.limit)
+            )
+        )
+        if len(newest) < self.limit:
             return None
+        return max(1, math.ceil((newest[-1] + self.period - now).total_seconds()))

@@ -9,6 +9,7 @@ one chain) deletes, as ``automation.retention`` says:
   evidence and are kept as long as the incident; open alerts are never deleted;
 - change events, ``changes`` after they happened (the timeline entries that named them keep their text);
 - the storm guard's record of incidents that paged, a day after they opened (its window is at most a day);
+- the report form's record of the reports it took (its rate limit), once older than ``reports.rate_period``;
 - the finished runs of this domain's scheduled jobs (status page polls, auto-resolve sweeps, heartbeat
   checks, maintenance schedule runs, rules' delays and this one), ``recurring_job_runs`` after they
   finished. Their keys name a time slot, an occurrence, an alert or a ping count that is past, so nothing
@@ -32,12 +33,12 @@ from sqlalchemy import ColumnElement, delete, exists, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from warroom.alerts.automation import CALM_KIND, DELAY_KIND, QUIET_KIND
-from warroom.alerts.config import STORM_GUARD_MAX_WITHIN, RetentionConfig
+from warroom.alerts.config import STORM_GUARD_MAX_WITHIN, AutomationConfig
 from warroom.alerts.digest import DIGEST_KIND
 from warroom.alerts.expiry import SWEEP_KIND
 from warroom.alerts.heartbeats import CHECK_KIND as HEARTBEAT_CHECK_KIND
 from warroom.alerts.maintenance import SCHEDULE_KIND as MAINTENANCE_SCHEDULE_KIND
-from warroom.alerts.models import Alert, AlertStatus, ChangeEvent, PagedOpening
+from warroom.alerts.models import Alert, AlertStatus, ChangeEvent, PagedOpening, ReportHit
 from warroom.alerts.service import SNOOZE_KIND
 from warroom.alerts.status_pages import POLL_KIND
 from warroom.db import Base, utcnow
@@ -70,8 +71,9 @@ RECURRING_KINDS = (
 )
 
 
-def _conditions(retention: RetentionConfig, now: datetime) -> dict[str, tuple[type[Base], list[Any]]]:
+def _conditions(automation: AutomationConfig, now: datetime) -> dict[str, tuple[type[Base], list[Any]]]:
     """What may go, by table: the model and the conditions a row must meet (none when it is kept for ever)."""
+    retention = automation.retention
     found: dict[str, tuple[type[Base], list[Any]]] = {}
     if retention.alerts > timedelta(0):
         muted = aliased(Alert)
@@ -89,6 +91,8 @@ def _conditions(retention: RetentionConfig, now: datetime) -> dict[str, tuple[ty
         found["changes"] = (ChangeEvent, [ChangeEvent.happened_at < now - retention.changes])
     # Only counted by the storm guard, whose window is at most a day.
     found["paged_openings"] = (PagedOpening, [PagedOpening.opened_at < now - STORM_GUARD_MAX_WITHIN])
+    # Only counted by the report form's rate limit, within its period.
+    found["report_hits"] = (ReportHit, [ReportHit.at <= now - automation.reports.rate_period])
     found["recurring_job_runs"] = (
         Job,
         [
@@ -122,10 +126,9 @@ def _prune_table(context: AppContext, model: type[Base], conditions: list[Column
 
 def prune(context: AppContext, now: datetime) -> dict[str, int]:
     """Delete what ``automation.retention`` lets go; how many rows of each kind."""
-    retention = context.org.automation.retention
     return {
         what: _prune_table(context, model, conditions)
-        for what, (model, conditions) in _conditions(retention, now).items()
+        for what, (model, conditions) in _conditions(context.org.automation, now).items()
     }
 
 

@@ -1,0 +1,109 @@
+"""A rule's runbooks must be runbooks of the org file: those its services list (``services[].runbooks``). An
+unknown one (a typo) is refused by ``config check`` and by a reload, with the nearest name, as an unknown
+service or policy is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from tests.conftest import EXAMPLE_CONFIG
+from warroom.cli.main import app
+from warroom.context import AppContext
+from warroom.orgconfig import ConfigError, OrgConfig, load_org_config, parse_org_config
+from warroom.settings import Settings
+
+ORG = """\
+services:
+  - name: payments
+    runbooks: [payments-failover, card-processor-status]
+  - name: api
+    runbooks: [api-rollback]
+automation:
+  rules:
+    - name: payments
+      match: {service: [payments]}
+      incident: {}
+      runbooks:
+        - payments-failover
+        - payments-failovr
+        - db-restore
+    - name: api
+      match: {service: [api]}
+      incident: {}
+      runbooks: [api-rollback, card-processor-status]
+"""
+
+
+def test_an_unknown_runbook_is_a_problem_with_the_nearest_name() -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_org_config(ORG)
+    assert [str(problem) for problem in refused.value.problems] == [
+        "automation.rules[0].runbooks (line 12): 'payments-failovr' is not a runbook of a service in this "
+        "file; did you mean 'payments-failover'?",
+        "automation.rules[0].runbooks (line 12): 'db-restore' is not a runbook of a service in this file "
+        "(known: payments-failover, card-processor-status, api-rollback)",
+    ]
+    # Any service's runbook will do, as the api rule's shows.
+    fixed = ORG.replace("        - payments-failovr\n        - db-restore\n", "")
+    assert parse_org_config(fixed).automation.rules[1].runbooks == ["api-rollback", "card-processor-status"]
+    # A file whose services list none has none.
+    with pytest.raises(ConfigError) as none_listed:
+        parse_org_config("automation:\n  rules:\n    - {name: r, incident: {}, runbooks: [db-restore]}\n")
+    assert [problem.message for problem in none_listed.value.problems] == [
+        "'db-restore' is not a runbook of a service in this file (no runbook of a service is defined)"
+    ]
+
+
+def test_config_check_refuses_an_unknown_runbook(tmp_path: Path) -> None:
+    path = tmp_path / "org.yaml"
+    path.write_text(ORG)
+    result = CliRunner().invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "did you mean 'payments-failover'?" in " ".join(result.output.split())
+
+
+def _example_with_rule_runbooks(runbooks: list[str]) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    rule = next(rule for rule in data["automation"]["rules"] if rule.get("runbooks"))
+    rule["runbooks"] = runbooks
+    return data
+
+
+@pytest.fixture
+def org_file(tmp_path: Path) -> Path:
+    path = tmp_path / "org.yaml"
+    path.write_text(yaml.safe_dump(_example_with_rule_runbooks(["payments-failover"])))
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, org_file: Path) -> Settings:
+    return Settings(data_dir=tmp_path, database_url=database_url, config=org_file, run_worker=False)
+
+
+@pytest.fixture
+def org(org_file: Path) -> OrgConfig:
+    return load_org_config(org_file)
+
+
+def test_a_reload_refuses_an_unknown_runbook_and_keeps_the_running_file(
+    api: TestClient, context: AppContext, org_file: Path, admin: dict[str, str]
+) -> None:
+    org_file.write_text(
+        yaml.safe_dump(_example_with_rule_runbooks(["payments-failover", "payment-failover"]))
+    )
+    refused = api.post("/api/v1/config/reload", headers=admin)
+    assert refused.status_code == 422, refused.text
+    [problem] = refused.json()["error"]["details"]
+    assert problem["location"].endswith(".runbooks")
+    assert problem["message"] == (
+        "'payment-failover' is not a runbook of a service in this file; did you mean 'payments-failover'?"
+    )
+    running = next(rule for rule in context.org.automation.rules if rule.runbooks)
+    assert running.runbooks == ["payments-failover"]
