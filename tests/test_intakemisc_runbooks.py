@@ -1,9 +1,11 @@
-"""A rule's runbooks must be runbooks of the org file: those its services list (``services[].runbooks``). An
-unknown one (a typo) is refused by ``config check`` and by a reload, with the nearest name, as an unknown
-service or policy is."""
+"""A rule's runbooks should be runbooks of the org file: those its services list (``services[].runbooks``).
+Another name (a typo, or a runbook kept elsewhere) is warned of by ``config check`` and by a reload, with
+the nearest name, and the file is still taken: an upgrade does not stop a server whose rules name runbooks
+no service lists."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,10 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from tests.conftest import EXAMPLE_CONFIG
+from warroom.alerts.config import file_warnings
 from warroom.cli.main import app
 from warroom.context import AppContext
-from warroom.orgconfig import ConfigError, OrgConfig, load_org_config, parse_org_config
+from warroom.orgconfig import OrgConfig, load_org_config, parse_org_config
 from warroom.settings import Settings
 
 ORG = """\
@@ -38,33 +41,36 @@ automation:
       incident: {}
       runbooks: [api-rollback, card-processor-status]
 """
+NOW = datetime(2026, 12, 7, tzinfo=UTC)
 
 
-def test_an_unknown_runbook_is_a_problem_with_the_nearest_name() -> None:
-    with pytest.raises(ConfigError) as refused:
-        parse_org_config(ORG)
-    assert [str(problem) for problem in refused.value.problems] == [
-        "automation.rules[0].runbooks (line 12): 'payments-failovr' is not a runbook of a service in this "
+def test_an_unknown_runbook_is_a_warning_with_the_nearest_name() -> None:
+    org = parse_org_config(ORG)
+    assert org.automation.rules[0].runbooks == ["payments-failover", "payments-failovr", "db-restore"]
+    assert file_warnings(org, NOW) == [
+        "automation.rules[0] (payments).runbooks: 'payments-failovr' is not a runbook of a service in this "
         "file; did you mean 'payments-failover'?",
-        "automation.rules[0].runbooks (line 12): 'db-restore' is not a runbook of a service in this file "
+        "automation.rules[0] (payments).runbooks: 'db-restore' is not a runbook of a service in this file "
         "(known: payments-failover, card-processor-status, api-rollback)",
     ]
     # Any service's runbook will do, as the api rule's shows.
     fixed = ORG.replace("        - payments-failovr\n        - db-restore\n", "")
-    assert parse_org_config(fixed).automation.rules[1].runbooks == ["api-rollback", "card-processor-status"]
+    assert file_warnings(parse_org_config(fixed), NOW) == []
     # A file whose services list none has none.
-    with pytest.raises(ConfigError) as none_listed:
-        parse_org_config("automation:\n  rules:\n    - {name: r, incident: {}, runbooks: [db-restore]}\n")
-    assert [problem.message for problem in none_listed.value.problems] == [
-        "'db-restore' is not a runbook of a service in this file (no runbook of a service is defined)"
+    none_listed = parse_org_config(
+        "automation:\n  rules:\n    - {name: r, incident: {}, runbooks: [db-restore]}\n"
+    )
+    assert file_warnings(none_listed, NOW) == [
+        "automation.rules[0] (r).runbooks: 'db-restore' is not a runbook of a service in this file "
+        "(no runbook of a service is defined)"
     ]
 
 
-def test_config_check_refuses_an_unknown_runbook(tmp_path: Path) -> None:
+def test_config_check_warns_of_an_unknown_runbook(tmp_path: Path) -> None:
     path = tmp_path / "org.yaml"
     path.write_text(ORG)
     result = CliRunner().invoke(app, ["config", "check", str(path)])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 0, result.output
     assert "did you mean 'payments-failover'?" in " ".join(result.output.split())
 
 
@@ -92,18 +98,18 @@ def org(org_file: Path) -> OrgConfig:
     return load_org_config(org_file)
 
 
-def test_a_reload_refuses_an_unknown_runbook_and_keeps_the_running_file(
+def test_a_reload_warns_of_an_unknown_runbook_and_takes_the_file(
     api: TestClient, context: AppContext, org_file: Path, admin: dict[str, str]
 ) -> None:
     org_file.write_text(
         yaml.safe_dump(_example_with_rule_runbooks(["payments-failover", "payment-failover"]))
     )
-    refused = api.post("/api/v1/config/reload", headers=admin)
-    assert refused.status_code == 422, refused.text
-    [problem] = refused.json()["error"]["details"]
-    assert problem["location"].endswith(".runbooks")
-    assert problem["message"] == (
+    taken = api.post("/api/v1/config/reload", headers=admin)
+    assert taken.status_code == 200, taken.text
+    assert any(
         "'payment-failover' is not a runbook of a service in this file; did you mean 'payments-failover'?"
-    )
+        in warning
+        for warning in taken.json()["warnings"]
+    ), taken.json()["warnings"]
     running = next(rule for rule in context.org.automation.rules if rule.runbooks)
-    assert running.runbooks == ["payments-failover"]
+    assert running.runbooks == ["payments-failover", "payment-failover"]

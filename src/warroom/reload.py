@@ -33,7 +33,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts import automation
-from warroom.alerts.config import IncidentAction, schedule_warnings
+from warroom.alerts.config import IncidentAction, file_warnings
 from warroom.alerts.digest import schedule_digest
 from warroom.alerts.expiry import schedule_sweeps
 from warroom.alerts.heartbeats import follow_org_file, watch_unpinged
@@ -173,7 +173,7 @@ def reload_warnings(context: AppContext, new: OrgConfig) -> list[str]:
         for section, count in _sections(new).items()
         if count == 0 and before[section]
     ]
-    warnings.extend(schedule_warnings(new.automation, utcnow()))
+    warnings.extend(file_warnings(new, utcnow()))
     try:
         with context.db.read() as session:
             warnings.extend(paging.escalations_losing_policy(session, new))

@@ -1347,14 +1347,24 @@ def _severity_map_references(org: OrgConfig) -> list[str]:
     ]
 
 
-def schedule_warnings(automation: AutomationConfig, now: datetime) -> list[str]:
-    """Maintenance schedules that are valid but will not do what they read as (``config check`` and a
-    reload say so): a rule with no occurrence left, a COUNT counted from the rules' start, not from now."""
+def file_warnings(org: OrgConfig, now: datetime) -> list[str]:
+    """What in a valid org file may not do what it reads as (``config check`` and a reload say so; the file is
+    taken): a maintenance schedule with no occurrence left, or a COUNT counted from the rules' start, not
+    from now; a rule's runbook that no service lists (``services[].runbooks``), a typo or a runbook kept
+    elsewhere, which is still attached by its name."""
     warnings = []
-    for index, schedule in enumerate(automation.maintenance_schedules):
+    for index, schedule in enumerate(org.automation.maintenance_schedules):
         said = schedule.warning(now)
         if said is not None:
             warnings.append(f"automation.maintenance_schedules[{index}] ({schedule.name}): {said}")
+    runbooks = list(dict.fromkeys(name for service in org.services for name in service.runbooks))
+    for index, rule in enumerate(org.automation.rules):
+        warnings.extend(
+            f"automation.rules[{index}] ({rule.name}).runbooks: "
+            + not_in_file(runbook, "runbook of a service", runbooks)
+            for runbook in rule.runbooks
+            if runbook not in runbooks
+        )
     return warnings
 
 
@@ -1424,8 +1434,6 @@ def _rule_references(org: OrgConfig) -> list[str]:
     service_names = [s.name for s in org.services]
     audience_ids = [a.id for a in org.audiences]
     policies = _policy_names(org)
-    # The org file's runbooks are the names its services list (``services[].runbooks``).
-    runbooks = list(dict.fromkeys(name for service in org.services for name in service.runbooks))
     problems.extend(names_taken("automation.rules", [r.name for r in automation.rules], "rule"))
     for index, rule in enumerate(automation.rules):
         where = f"automation.rules[{index}]"
@@ -1448,11 +1456,6 @@ def _rule_references(org: OrgConfig) -> list[str]:
                     )
         elif rule.runbooks or rule.page or rule.notify:
             problems.append(f"{where}.incident: runbooks, page and notify need an incident action")
-        problems.extend(
-            f"{where}.runbooks: {not_in_file(runbook, 'runbook of a service', runbooks)}"
-            for runbook in rule.runbooks
-            if runbook not in runbooks
-        )
         problems.extend(_unknown_match_services(f"{where}.match", rule.match, service_names))
         for n_index, notify in enumerate(rule.notify):
             audience = org.audience(notify.audience)

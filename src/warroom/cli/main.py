@@ -436,7 +436,7 @@ def token_revoke(token_id: RowIdArgument, database_url: DatabaseOption = None) -
 def config_check(file: Annotated[Path, typer.Argument(help="The YAML org file.")]) -> None:
     """Validate an org file; print every problem with its location and exit non-zero on any."""
     from warroom import reload
-    from warroom.alerts.config import schedule_warnings
+    from warroom.alerts.config import file_warnings
     from warroom.clock import clock
     from warroom.notify.config import unmet_secrets
 
@@ -447,7 +447,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="The YAML org file.")
     _warn_of_broken_handlers()
     for warning in unmet_secrets(org, webhook_secret=settings.webhook_secret):
         error_console.print(f"[yellow]warning[/] {escape(warning)}")
-    for warning in schedule_warnings(org.automation, clock.now()):
+    for warning in file_warnings(org, clock.now()):
         error_console.print(f"[yellow]warning[/] {escape(warning)}")
 
 
