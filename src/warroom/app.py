@@ -40,12 +40,14 @@ from warroom.errors import (
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
     Conflict,
+    ErrorDetails,
     InvalidInput,
     NotFound,
     UnsupportedMediaType,
     WarroomError,
+    error_details,
 )
-from warroom.fields import validation_message
+from warroom.fields import validation_entry
 from warroom.incidents.api import router as incidents_router
 from warroom.jobs.api import router as jobs_router
 from warroom.jsonbody import NOT_JSON, TOO_DEEP, decode_error, nul_field
@@ -82,7 +84,8 @@ _HTTP_CODES = {
 }
 
 
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+def error_body(code: str, message: str, details: ErrorDetails | None = None) -> dict[str, Any]:
+    """Warroom's one error shape (the OpenAPI document's ``Error``)."""
     return {"error": {"code": code, "message": message, "details": details}}
 
 
@@ -282,7 +285,7 @@ def _method_not_allowed(request: Request) -> Response:
         allowed.insert(1, "HEAD")  # answered as GET without the body
     message = f"{request.method} is not allowed on {request.scope['path']}; it takes {', '.join(allowed)}"
     return JSONResponse(
-        error_body("method_not_allowed", message, {"allowed": allowed}),
+        error_body("method_not_allowed", message, error_details(message, {"allowed": allowed})),
         status_code=405,
         headers={"Allow": ", ".join(allowed)},
     )
@@ -320,16 +323,7 @@ def install_error_handlers(app: FastAPI) -> None:
             for error in exc.errors()
         ):
             return _unreadable_body(request, "the body is empty: send a JSON object", 422)
-        details = []
-        for error in exc.errors():
-            entry: dict[str, Any] = {
-                "field": _field_name(tuple(error["loc"])),
-                "message": validation_message(error),
-            }
-            expected = (error.get("ctx") or {}).get("expected")
-            if expected:
-                entry["allowed"] = expected
-            details.append(entry)
+        details = [validation_entry(_field_name(tuple(error["loc"])), error) for error in exc.errors()]
         if request.url.path.startswith(OPSGENIE_PATH):  # tools built for Opsgenie read its error shape
             status, body = fastpath.opsgenie_invalid_request(details)  # counted as a refused delivery
             return Response(body, status_code=status, media_type="application/json")

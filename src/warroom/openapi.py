@@ -30,6 +30,7 @@ GENIE_KEY = "GenieKey"
 
 # Error shapes.
 ERROR = "Error"
+ERROR_DETAIL = "ErrorDetail"
 PAGERDUTY_ERROR = "PagerDutyError"
 OPSGENIE_ERROR = "OpsgenieError"
 
@@ -60,7 +61,6 @@ _SECURITY_SCHEMES: dict[str, Any] = {
     },
 }
 
-_ANY_JSON: dict[str, Any] = {"description": "Any JSON value."}
 
 _ERROR_SCHEMAS: dict[str, Any] = {
     ERROR: {
@@ -85,13 +85,34 @@ _ERROR_SCHEMAS: dict[str, Any] = {
                         "description": "For people: what went wrong and what to do.",
                     },
                     "details": {
-                        **_ANY_JSON,
-                        "description": "null, or more about the error: for invalid input, a list of "
-                        "{field, message[, allowed]}, one per field at fault.",
+                        "anyOf": [
+                            {"type": "array", "items": {"$ref": COMPONENTS + ERROR_DETAIL}},
+                            {"type": "null"},
+                        ],
+                        "description": "null, or a list of what is at fault: for invalid input one entry per "
+                        "field at fault, each {field, message[, allowed]}.",
                     },
                 },
             }
         },
+    },
+    ERROR_DETAIL: {
+        "title": ERROR_DETAIL,
+        "type": "object",
+        "description": "One thing at fault in a request. An entry may say more than these (given values, "
+        "the location and line of an org file's problem, the state an incident is in).",
+        "required": ["message"],
+        "properties": {
+            "field": {
+                "type": "string",
+                "description": "The field at fault: a body field (dotted path), a query or path parameter, "
+                "or a header. Absent when the entry is about no one field.",
+                "examples": ["severity"],
+            },
+            "message": {"type": "string", "description": "What is wrong with it."},
+            "allowed": {"type": "array", "items": {}, "description": "The values it may take."},
+        },
+        "additionalProperties": True,
     },
     PAGERDUTY_ERROR: {
         "title": PAGERDUTY_ERROR,

@@ -73,7 +73,7 @@ from warroom.context import AppContext
 from warroom.db import MAX_ROW_ID
 from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
 from warroom.durations import RequestDuration
-from warroom.errors import WarroomError
+from warroom.errors import WarroomError, error_details
 
 router = APIRouter(tags=["alerts"])
 
@@ -937,12 +937,13 @@ def customer_report(body: CustomerReport, request: Request, context: Context) ->
     client = request.client.host if request.client else "unknown"
     wait = _limiter(request, context).check(client)
     if wait is not None:
+        message = f"too many reports from this address; try again in {wait} s"
         return JSONResponse(
             {
                 "error": {
                     "code": "rate_limited",
-                    "message": f"too many reports from this address; try again in {wait} s",
-                    "details": {"retry_after": wait},
+                    "message": message,
+                    "details": error_details(message, {"retry_after": wait}),
                 }
             },
             status_code=429,

@@ -38,6 +38,7 @@ from warroom.errors import (
     Unauthorized,
     UnsupportedMediaType,
     WarroomError,
+    field_at_fault,
 )
 from warroom.jsonbody import NOT_JSON, NOT_UTF8
 
@@ -177,7 +178,9 @@ _MISSING = ("Field required", "String should have at least 1 character", "must n
 
 def _pagerduty_error_text(detail: dict[str, Any]) -> str:
     field, message = detail.get("field"), str(detail.get("message", ""))
-    if field and message.startswith(_MISSING):
+    if not field:
+        return message
+    if message.startswith(_MISSING):
         return f"'{field}' is missing or blank"
     return f"{field}: {message}"
 
@@ -186,8 +189,9 @@ def pagerduty_error(exc: WarroomError) -> Answer:
     """PagerDuty's own error shape: ``{status, message, errors[]}``. A body it cannot take (unreadable,
     invalid, too large, compressed) is an invalid or unrecognized event, under the refusal's own status."""
     if isinstance(exc, InvalidPayload | PayloadTooLarge | UnsupportedMediaType):
-        details = exc.details if isinstance(exc.details, list) else []
-        errors = [_pagerduty_error_text(d) if isinstance(d, dict) else str(d) for d in details]
+        # The fields at fault of an invalid event; a body too large or compressed is said in one line.
+        details = exc.details if isinstance(exc, InvalidPayload) else None
+        errors = [_pagerduty_error_text(detail) for detail in details or []]
         unrecognized = isinstance(exc, UnsupportedMediaType) or exc.message.startswith(
             (NOT_JSON, NOT_UTF8, "Event object format")
         )
@@ -403,15 +407,11 @@ _OPSGENIE_FIELDS = {"until": "endTime", "duration": "endTime"}
 def _opsgenie_refusal(exc: WarroomError) -> Answer:
     count_refused(IntegrationType.opsgenie.value, refusal_reason(exc))
     if isinstance(exc, InvalidPayload):
-        errors = {
-            str(d.get("field", "body")): str(d.get("message"))
-            for d in exc.details or []
-            if isinstance(d, dict)
-        }
+        errors = {str(d.get("field", "body")): str(d.get("message")) for d in exc.details or []}
         return _opsgenie_answer(422, "Request body is not processable. Please check the errors.", errors)
-    if exc.status == 422 and isinstance(exc.details, dict) and "field" in exc.details:
+    field = field_at_fault(exc.details)
+    if exc.status == 422 and field is not None:
         # A value the service refused (a snooze ending in the past): by field, in the request's own words.
-        field = str(exc.details["field"])
         named = _OPSGENIE_FIELDS.get(field, field)
         message = f"{named}{exc.message[len(field) :]}" if exc.message.startswith(field) else exc.message
         return _opsgenie_answer(
