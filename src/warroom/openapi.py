@@ -7,7 +7,7 @@ Only the document changes here: nothing in this module runs on a request but ``G
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
@@ -182,6 +182,20 @@ def json_body(
     return request_body({"application/json": schema}, required=required, description=description)
 
 
+# --- what an operation may answer: routes that change nothing -------------------------------------------
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+_READ_ONLY: set[Callable[..., Any]] = set()
+
+
+def changes_nothing(endpoint: Endpoint) -> Endpoint:
+    """Mark a route (under its ``@router.post``) that only reads, though it is not a GET (a dry run, a
+    computation on the body): the document lists no 409 for it. It conflicts with no state, and its reads
+    lose no race (no deadlock, no serialization failure)."""
+    _READ_ONLY.add(endpoint)
+    return endpoint
+
+
 # --- who may call an operation -------------------------------------------------------------------------
 
 _ROLE_RANK = {Role.viewer: 0, Role.responder: 1, Role.admin: 2}
@@ -248,7 +262,7 @@ def _page(description: str) -> dict[str, Any]:
 
 
 def _errors(
-    method: str, operation: dict[str, Any], role: Role | None, source: str | None
+    method: str, operation: dict[str, Any], role: Role | None, source: str | None, read_only: bool
 ) -> dict[str, dict[str, Any]]:
     """The error answers of one operation, by status (those a route declares itself are kept)."""
     shape = _error_shape(source)
@@ -287,7 +301,7 @@ def _errors(
         )
     if has_path:
         errors.setdefault("404", _answer("Not found: a path parameter names nothing that exists.", shape))
-    if method != "GET" and source is None:
+    if method != "GET" and source is None and not read_only:
         errors.setdefault(
             "409",
             _answer(
@@ -329,7 +343,8 @@ def _document_operation(dependant: Dependant, path: str, method: str, operation:
         operation["description"] = f"{description}\n\n{required}" if description else required
     responses: dict[str, Any] = operation.setdefault("responses", {})
     declared = {status for status in responses if status != "422"}  # FastAPI's own 422 is replaced
-    for status, response in _errors(method, operation, role, source).items():
+    read_only = dependant.call in _READ_ONLY
+    for status, response in _errors(method, operation, role, source, read_only).items():
         if status in declared:
             # Declared by the route (its description stays); answered in the route's shape.
             responses[status].setdefault("content", response["content"])
