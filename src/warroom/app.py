@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -33,9 +33,11 @@ from warroom.alerts.api import router as alerts_router
 from warroom.alerts.metrics import count_refused
 from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
-from warroom.db import as_sqlalchemy_error, is_retryable, unavailable_reason
+from warroom.db import as_sqlalchemy_error, is_retryable, schema_missing, unavailable_reason
 from warroom.deps import Admin, Viewer, single_values
 from warroom.errors import (
+    SCHEMA_MISSING_CODE,
+    SCHEMA_MISSING_MESSAGE,
     UNAVAILABLE_CODE,
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
@@ -352,6 +354,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(SQLAlchemyTimeoutError)
     async def _database_unavailable(request: Request, exc: Exception) -> Response:
+        if schema_missing(exc):  # SQLite's "no such table"
+            return _schema_missing(request, exc)
         if is_retryable(exc):
             # Not the database being down: another process's change to the same rows won (deadlock or
             # serialization failure), on each of its runs (``deps.RetriedRoute``). Nothing was changed.
@@ -381,13 +385,40 @@ def install_error_handlers(app: FastAPI) -> None:
     # cannot be used is a 503 (a lost race a 409) there too, not a 500 with two tracebacks. psycopg's only
     # when loaded (the app's PostgreSQL engine has loaded it by now): SQLite alone never imports it.
     app.add_exception_handler(sqlite3.OperationalError, _driver_unavailable)
+
+    async def _programming_error(request: Request, exc: Exception) -> Response:
+        """PostgreSQL's undefined_table is a ProgrammingError: a database without the schema, not a bug here.
+        Any other is one, answered 500 (re-raised to ``_unexpected``)."""
+        if schema_missing(exc):
+            return _schema_missing(request, exc)
+        raise exc
+
+    app.add_exception_handler(ProgrammingError, _programming_error)
     if (psycopg := sys.modules.get("psycopg")) is not None:
         app.add_exception_handler(psycopg.OperationalError, _driver_unavailable)
+        app.add_exception_handler(psycopg.ProgrammingError, _programming_error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
         return _failure(request, 500, fastpath.INTERNAL_CODE, fastpath.INTERNAL_MESSAGE)
+
+
+def _schema_missing(request: Request, exc: Exception) -> Response:
+    """503 saying to upgrade the database, as /healthz says; the missing table is named in the log only."""
+    log.warning(
+        "%s %s: database schema missing (%s): run warroom db upgrade",
+        request.method,
+        request.url.path,
+        unavailable_reason(exc),
+    )
+    return _failure(
+        request,
+        503,
+        SCHEMA_MISSING_CODE,
+        SCHEMA_MISSING_MESSAGE,
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
+    )
 
 
 def _failure(
@@ -400,7 +431,7 @@ def _failure(
     return Response(answer[1], status_code=status, media_type="application/json", headers=headers)
 
 
-SCHEMA_CODE = "wrong_schema"
+SCHEMA_CODE = SCHEMA_MISSING_CODE
 DATABASE_FILE_CODE = "database_file_changed"  # SQLite: the file removed or replaced under the server
 WRITES_FAILING_CODE = "writes_failing"  # SQLite: the last writes failed (a full disk), none succeeded since
 
@@ -412,7 +443,7 @@ def _schema_problem(context: AppContext, schema: frozenset[str]) -> str | None:
         with context.db.read() as session:
             current = frozenset(session.scalars(text(f"SELECT version_num FROM {migrate.VERSION_TABLE}")))
     except (ProgrammingError, OperationalError) as exc:
-        if not _no_such_table(exc):
+        if not schema_missing(exc):
             raise
         current = frozenset()
     if current == schema:
@@ -423,11 +454,6 @@ def _schema_problem(context: AppContext, schema: frozenset[str]) -> str | None:
         f"the database's schema is at revision {', '.join(sorted(current))}, not this Warroom's "
         f"({__version__}: {', '.join(sorted(schema))})"
     )
-
-
-def _no_such_table(exc: DBAPIError) -> bool:
-    """PostgreSQL's undefined_table, or SQLite's "no such table"."""
-    return getattr(exc.orig, "sqlstate", None) == "42P01" or str(exc.orig).startswith("no such table")
 
 
 class WarroomApp(FastAPI):

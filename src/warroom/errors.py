@@ -93,3 +93,12 @@ class Forbidden(WarroomError):
 UNAVAILABLE_CODE = "database_unavailable"
 UNAVAILABLE_MESSAGE = "the database is unavailable right now; retry later"
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+
+# A database without the tables this version uses (dropped, or a new database never upgraded): not the
+# client's fault either. 503 as well, so that senders keep their deliveries until someone runs the upgrade,
+# with the code /healthz answers then; the missing table is named in the server's log.
+SCHEMA_MISSING_CODE = "wrong_schema"
+SCHEMA_MISSING_MESSAGE = (
+    "the database does not have this Warroom's schema (a table is missing: dropped, or the database was "
+    "never upgraded): run warroom db upgrade"
+)

@@ -326,7 +326,8 @@ def _errors(
         )
     errors["503"] = _answer(
         "The database is unavailable right now (nothing was changed): retry after Retry-After seconds "
-        f"({UNAVAILABLE_RETRY_AFTER_SECONDS}).",
+        f"({UNAVAILABLE_RETRY_AFTER_SECONDS}). Code wrong_schema: it does not have this Warroom's tables "
+        "(dropped, or never upgraded) until warroom db upgrade is run.",
         shape,
         retry_after=True,
     )

@@ -29,8 +29,10 @@ from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
 from warroom.auth.signing import signed_body
 from warroom.context import AppContext
-from warroom.db import unavailable, unavailable_reason
+from warroom.db import schema_missing, unavailable, unavailable_reason
 from warroom.errors import (
+    SCHEMA_MISSING_CODE,
+    SCHEMA_MISSING_MESSAGE,
     UNAVAILABLE_CODE,
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
@@ -603,6 +605,15 @@ class IntakeEndpoint:
                 scope["headers"],
             )
         except Exception as exc:  # counted by handle_intake
+            if schema_missing(exc):
+                log.warning(
+                    "%s: database schema missing (%s): run warroom db upgrade",
+                    scope["path"],
+                    unavailable_reason(exc),
+                )
+                return _failure(
+                    scope["method"], scope["path"], 503, SCHEMA_MISSING_CODE, SCHEMA_MISSING_MESSAGE
+                )
             if unavailable(exc):
                 log.warning("%s: database unavailable: %s", scope["path"], unavailable_reason(exc))
                 return _failure(scope["method"], scope["path"], 503, UNAVAILABLE_CODE, UNAVAILABLE_MESSAGE)
