@@ -42,11 +42,11 @@ from warroom.errors import (
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
     Conflict,
-    ErrorDetails,
     InvalidInput,
     NotFound,
     UnsupportedMediaType,
     WarroomError,
+    error_body,
     error_details,
 )
 from warroom.fields import validation_entry
@@ -84,11 +84,6 @@ _HTTP_CODES = {
     422: "invalid",
     429: "rate_limited",
 }
-
-
-def error_body(code: str, message: str, details: ErrorDetails | None = None) -> dict[str, Any]:
-    """Warroom's one error shape (the OpenAPI document's ``Error``)."""
-    return {"error": {"code": code, "message": message, "details": details}}
 
 
 OPSGENIE_PATH = fastpath.OPSGENIE_PATH

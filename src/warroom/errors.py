@@ -27,6 +27,11 @@ def error_details(
     return [dict(entry) for entry in details]
 
 
+def error_body(code: str, message: str, details: ErrorDetails | None = None) -> dict[str, Any]:
+    """Warroom's one error shape (the OpenAPI document's ``Error``)."""
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
 def field_at_fault(details: ErrorDetails | None) -> str | None:
     """The field the first entry of ``details`` names, if any."""
     field = details[0].get("field") if details else None

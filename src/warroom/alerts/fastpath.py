@@ -40,6 +40,7 @@ from warroom.errors import (
     Unauthorized,
     UnsupportedMediaType,
     WarroomError,
+    error_body,
     field_at_fault,
 )
 from warroom.jsonbody import NOT_JSON, NOT_UTF8
@@ -170,7 +171,7 @@ def _json(status: int, body: Any) -> Answer:
 
 
 def _error(exc: WarroomError) -> Answer:
-    return _json(exc.status, {"error": {"code": exc.code, "message": exc.message, "details": exc.details}})
+    return _json(exc.status, error_body(exc.code, exc.message, exc.details))
 
 
 # Validation's words for a field left out or empty, which PagerDuty reports as "'payload.source' is missing or
@@ -228,7 +229,7 @@ def failure_in_own_shape(method: str, path: str, status: int, code: str, message
 
 def _failure(method: str, path: str, status: int, code: str, message: str) -> Answer:
     return failure_in_own_shape(method, path, status, code, message) or _json(
-        status, {"error": {"code": code, "message": message, "details": None}}
+        status, error_body(code, message)
     )
 
 
