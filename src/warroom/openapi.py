@@ -77,7 +77,8 @@ _ERROR_SCHEMAS: dict[str, Any] = {
                         "type": "string",
                         "description": "Stable, for programs: not_found, invalid, invalid_payload, conflict, "
                         "invalid_transition, unauthorized, forbidden, payload_too_large, "
-                        "unsupported_media_type, rate_limited, database_unavailable, …",
+                        "unsupported_media_type, rate_limited, database_unavailable, wrong_schema, "
+                        "uri_too_long, headers_too_large, …",
                         "examples": ["not_found"],
                     },
                     "message": {
