@@ -25,7 +25,7 @@ def test_a_405_names_every_method_of_the_path(
     error = refused.json()["error"]
     assert error["code"] == "method_not_allowed"
     assert error["message"] == f"{method} is not allowed on {path}; it takes {', '.join(allowed)}"
-    assert error["details"] == {"allowed": allowed}
+    assert error["details"] == [{"message": error["message"], "allowed": allowed}]
 
 
 def test_head_is_get_without_the_body(api: TestClient, viewer: dict[str, str]) -> None:

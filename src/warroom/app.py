@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -33,9 +33,11 @@ from warroom.alerts.api import router as alerts_router
 from warroom.alerts.metrics import count_refused
 from warroom.auth.api import router as auth_router
 from warroom.context import AppContext
-from warroom.db import as_sqlalchemy_error, is_retryable, unavailable_reason
+from warroom.db import as_sqlalchemy_error, is_retryable, schema_missing, unavailable_reason
 from warroom.deps import Admin, Viewer, single_values
 from warroom.errors import (
+    SCHEMA_MISSING_CODE,
+    SCHEMA_MISSING_MESSAGE,
     UNAVAILABLE_CODE,
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
@@ -44,8 +46,10 @@ from warroom.errors import (
     NotFound,
     UnsupportedMediaType,
     WarroomError,
+    error_body,
+    error_details,
 )
-from warroom.fields import validation_message
+from warroom.fields import validation_entry
 from warroom.incidents.api import router as incidents_router
 from warroom.jobs.api import router as jobs_router
 from warroom.jsonbody import NOT_JSON, TOO_DEEP, decode_error, nul_field
@@ -80,10 +84,6 @@ _HTTP_CODES = {
     422: "invalid",
     429: "rate_limited",
 }
-
-
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details}}
 
 
 OPSGENIE_PATH = fastpath.OPSGENIE_PATH
@@ -282,7 +282,7 @@ def _method_not_allowed(request: Request) -> Response:
         allowed.insert(1, "HEAD")  # answered as GET without the body
     message = f"{request.method} is not allowed on {request.scope['path']}; it takes {', '.join(allowed)}"
     return JSONResponse(
-        error_body("method_not_allowed", message, {"allowed": allowed}),
+        error_body("method_not_allowed", message, error_details(message, {"allowed": allowed})),
         status_code=405,
         headers={"Allow": ", ".join(allowed)},
     )
@@ -320,16 +320,7 @@ def install_error_handlers(app: FastAPI) -> None:
             for error in exc.errors()
         ):
             return _unreadable_body(request, "the body is empty: send a JSON object", 422)
-        details = []
-        for error in exc.errors():
-            entry: dict[str, Any] = {
-                "field": _field_name(tuple(error["loc"])),
-                "message": validation_message(error),
-            }
-            expected = (error.get("ctx") or {}).get("expected")
-            if expected:
-                entry["allowed"] = expected
-            details.append(entry)
+        details = [validation_entry(_field_name(tuple(error["loc"])), error) for error in exc.errors()]
         if request.url.path.startswith(OPSGENIE_PATH):  # tools built for Opsgenie read its error shape
             status, body = fastpath.opsgenie_invalid_request(details)  # counted as a refused delivery
             return Response(body, status_code=status, media_type="application/json")
@@ -358,6 +349,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(SQLAlchemyTimeoutError)
     async def _database_unavailable(request: Request, exc: Exception) -> Response:
+        if schema_missing(exc):  # SQLite's "no such table"
+            return _schema_missing(request, exc)
         if is_retryable(exc):
             # Not the database being down: another process's change to the same rows won (deadlock or
             # serialization failure), on each of its runs (``deps.RetriedRoute``). Nothing was changed.
@@ -387,13 +380,40 @@ def install_error_handlers(app: FastAPI) -> None:
     # cannot be used is a 503 (a lost race a 409) there too, not a 500 with two tracebacks. psycopg's only
     # when loaded (the app's PostgreSQL engine has loaded it by now): SQLite alone never imports it.
     app.add_exception_handler(sqlite3.OperationalError, _driver_unavailable)
+
+    async def _programming_error(request: Request, exc: Exception) -> Response:
+        """PostgreSQL's undefined_table is a ProgrammingError: a database without the schema, not a bug here.
+        Any other is one, answered 500 (re-raised to ``_unexpected``)."""
+        if schema_missing(exc):
+            return _schema_missing(request, exc)
+        raise exc
+
+    app.add_exception_handler(ProgrammingError, _programming_error)
     if (psycopg := sys.modules.get("psycopg")) is not None:
         app.add_exception_handler(psycopg.OperationalError, _driver_unavailable)
+        app.add_exception_handler(psycopg.ProgrammingError, _programming_error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
         return _failure(request, 500, fastpath.INTERNAL_CODE, fastpath.INTERNAL_MESSAGE)
+
+
+def _schema_missing(request: Request, exc: Exception) -> Response:
+    """503 saying to upgrade the database, as /healthz says; the missing table is named in the log only."""
+    log.warning(
+        "%s %s: database schema missing (%s): run warroom db upgrade",
+        request.method,
+        request.url.path,
+        unavailable_reason(exc),
+    )
+    return _failure(
+        request,
+        503,
+        SCHEMA_MISSING_CODE,
+        SCHEMA_MISSING_MESSAGE,
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
+    )
 
 
 def _failure(
@@ -406,7 +426,7 @@ def _failure(
     return Response(answer[1], status_code=status, media_type="application/json", headers=headers)
 
 
-SCHEMA_CODE = "wrong_schema"
+SCHEMA_CODE = SCHEMA_MISSING_CODE
 DATABASE_FILE_CODE = "database_file_changed"  # SQLite: the file removed or replaced under the server
 WRITES_FAILING_CODE = "writes_failing"  # SQLite: the last writes failed (a full disk), none succeeded since
 
@@ -418,7 +438,7 @@ def _schema_problem(context: AppContext, schema: frozenset[str]) -> str | None:
         with context.db.read() as session:
             current = frozenset(session.scalars(text(f"SELECT version_num FROM {migrate.VERSION_TABLE}")))
     except (ProgrammingError, OperationalError) as exc:
-        if not _no_such_table(exc):
+        if not schema_missing(exc):
             raise
         current = frozenset()
     if current == schema:
@@ -429,11 +449,6 @@ def _schema_problem(context: AppContext, schema: frozenset[str]) -> str | None:
         f"the database's schema is at revision {', '.join(sorted(current))}, not this Warroom's "
         f"({__version__}: {', '.join(sorted(schema))})"
     )
-
-
-def _no_such_table(exc: DBAPIError) -> bool:
-    """PostgreSQL's undefined_table, or SQLite's "no such table"."""
-    return getattr(exc.orig, "sqlstate", None) == "42P01" or str(exc.orig).startswith("no such table")
 
 
 class WarroomApp(FastAPI):

@@ -115,6 +115,22 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(as_sqlalchemy_error(exc), OperationalError | SQLAlchemyTimeoutError)
 
 
+# PostgreSQL's undefined_table.
+_UNDEFINED_TABLE = "42P01"
+
+
+def schema_missing(exc: BaseException) -> bool:
+    """True when a statement failed on a table the database does not have: its tables were dropped, or it is
+    a new database never upgraded (PostgreSQL's undefined_table, a ProgrammingError; SQLite's "no such
+    table", an OperationalError). Not a fault in the request, and no retry mends it: ``warroom db upgrade``
+    does."""
+    exc = as_sqlalchemy_error(exc)
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) == _UNDEFINED_TABLE or str(orig).startswith("no such table")
+
+
 def unavailable_reason(exc: BaseException) -> str:
     """The driver's own first line (no SQL, no parameters), for the server log."""
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import re
 import unicodedata
@@ -110,6 +111,28 @@ def safe_link(href: str) -> bool:
 def validation_message(error: Mapping[str, Any]) -> str:
     """A pydantic error's words without the "Value error, " it puts before a validator's own message."""
     return str(error["msg"]).removeprefix("Value error, ")
+
+
+def validation_entry(field: str, error: Mapping[str, Any]) -> dict[str, Any]:
+    """A pydantic error as an entry of an error answer's ``details``: the field, the message and, for a value
+    not among those a field takes, the ``allowed`` ones (a list, as the services give them)."""
+    entry: dict[str, Any] = {"field": field, "message": validation_message(error)}
+    expected = (error.get("ctx") or {}).get("expected")
+    allowed = _expected_values(expected) if isinstance(expected, str) else None
+    if allowed:
+        entry["allowed"] = allowed
+    return entry
+
+
+def _expected_values(expected: str) -> list[Any] | None:
+    """The values of pydantic's ``expected`` ("'a', 'b' or 'c'": the reprs of a literal's or an enum's
+    values), or None when it is not such a list."""
+    head, said_or, last = expected.rpartition(" or ")
+    try:
+        values = ast.literal_eval(f"[{head}, {last}]" if said_or else f"[{expected}]")
+    except (ValueError, SyntaxError):
+        return None
+    return values if isinstance(values, list) else None
 
 
 def not_in_file(name: str, kind: str, known: list[str]) -> str:

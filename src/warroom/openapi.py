@@ -7,7 +7,7 @@ Only the document changes here: nothing in this module runs on a request but ``G
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
@@ -30,6 +30,7 @@ GENIE_KEY = "GenieKey"
 
 # Error shapes.
 ERROR = "Error"
+ERROR_DETAIL = "ErrorDetail"
 PAGERDUTY_ERROR = "PagerDutyError"
 OPSGENIE_ERROR = "OpsgenieError"
 
@@ -60,7 +61,6 @@ _SECURITY_SCHEMES: dict[str, Any] = {
     },
 }
 
-_ANY_JSON: dict[str, Any] = {"description": "Any JSON value."}
 
 _ERROR_SCHEMAS: dict[str, Any] = {
     ERROR: {
@@ -77,7 +77,8 @@ _ERROR_SCHEMAS: dict[str, Any] = {
                         "type": "string",
                         "description": "Stable, for programs: not_found, invalid, invalid_payload, conflict, "
                         "invalid_transition, unauthorized, forbidden, payload_too_large, "
-                        "unsupported_media_type, rate_limited, database_unavailable, …",
+                        "unsupported_media_type, rate_limited, database_unavailable, wrong_schema, "
+                        "uri_too_long, headers_too_large, …",
                         "examples": ["not_found"],
                     },
                     "message": {
@@ -85,13 +86,34 @@ _ERROR_SCHEMAS: dict[str, Any] = {
                         "description": "For people: what went wrong and what to do.",
                     },
                     "details": {
-                        **_ANY_JSON,
-                        "description": "null, or more about the error: for invalid input, a list of "
-                        "{field, message[, allowed]}, one per field at fault.",
+                        "anyOf": [
+                            {"type": "array", "items": {"$ref": COMPONENTS + ERROR_DETAIL}},
+                            {"type": "null"},
+                        ],
+                        "description": "null, or a list of what is at fault: for invalid input one entry per "
+                        "field at fault, each {field, message[, allowed]}.",
                     },
                 },
             }
         },
+    },
+    ERROR_DETAIL: {
+        "title": ERROR_DETAIL,
+        "type": "object",
+        "description": "One thing at fault in a request. An entry may say more than these (given values, "
+        "the location and line of an org file's problem, the state an incident is in).",
+        "required": ["message"],
+        "properties": {
+            "field": {
+                "type": "string",
+                "description": "The field at fault: a body field (dotted path), a query or path parameter, "
+                "or a header. Absent when the entry is about no one field.",
+                "examples": ["severity"],
+            },
+            "message": {"type": "string", "description": "What is wrong with it."},
+            "allowed": {"type": "array", "items": {}, "description": "The values it may take."},
+        },
+        "additionalProperties": True,
     },
     PAGERDUTY_ERROR: {
         "title": PAGERDUTY_ERROR,
@@ -161,6 +183,20 @@ def json_body(
     return request_body({"application/json": schema}, required=required, description=description)
 
 
+# --- what an operation may answer: routes that change nothing -------------------------------------------
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+_READ_ONLY: set[Callable[..., Any]] = set()
+
+
+def changes_nothing(endpoint: Endpoint) -> Endpoint:
+    """Mark a route (under its ``@router.post``) that only reads, though it is not a GET (a dry run, a
+    computation on the body): the document lists no 409 for it. It conflicts with no state, and its reads
+    lose no race (no deadlock, no serialization failure)."""
+    _READ_ONLY.add(endpoint)
+    return endpoint
+
+
 # --- who may call an operation -------------------------------------------------------------------------
 
 _ROLE_RANK = {Role.viewer: 0, Role.responder: 1, Role.admin: 2}
@@ -227,7 +263,7 @@ def _page(description: str) -> dict[str, Any]:
 
 
 def _errors(
-    method: str, operation: dict[str, Any], role: Role | None, source: str | None
+    method: str, operation: dict[str, Any], role: Role | None, source: str | None, read_only: bool
 ) -> dict[str, dict[str, Any]]:
     """The error answers of one operation, by status (those a route declares itself are kept)."""
     shape = _error_shape(source)
@@ -266,7 +302,7 @@ def _errors(
         )
     if has_path:
         errors.setdefault("404", _answer("Not found: a path parameter names nothing that exists.", shape))
-    if method != "GET" and source is None:
+    if method != "GET" and source is None and not read_only:
         errors.setdefault(
             "409",
             _answer(
@@ -291,7 +327,8 @@ def _errors(
         )
     errors["503"] = _answer(
         "The database is unavailable right now (nothing was changed): retry after Retry-After seconds "
-        f"({UNAVAILABLE_RETRY_AFTER_SECONDS}).",
+        f"({UNAVAILABLE_RETRY_AFTER_SECONDS}). Code wrong_schema: it does not have this Warroom's tables "
+        "(dropped, or never upgraded) until warroom db upgrade is run.",
         shape,
         retry_after=True,
     )
@@ -308,7 +345,8 @@ def _document_operation(dependant: Dependant, path: str, method: str, operation:
         operation["description"] = f"{description}\n\n{required}" if description else required
     responses: dict[str, Any] = operation.setdefault("responses", {})
     declared = {status for status in responses if status != "422"}  # FastAPI's own 422 is replaced
-    for status, response in _errors(method, operation, role, source).items():
+    read_only = dependant.call in _READ_ONLY
+    for status, response in _errors(method, operation, role, source, read_only).items():
         if status in declared:
             # Declared by the route (its description stays); answered in the route's shape.
             responses[status].setdefault("content", response["content"])

@@ -9,20 +9,27 @@ bytes received (Apache's mod_reqtimeout rule). Past either the client gets 408 a
 
 One timer per connection, re-armed only when it fires (on a busy connection, once per the shorter timeout): a
 request costs two reads of the loop's clock, not a timer of its own.
+
+A request whose URL is longer than httptools can parse gets 414, one whose header lines are over
+``MAX_HEADER_BYTES`` 431, and one that is not HTTP at all 400, each in Warroom's JSON error shape (uvicorn
+answers them all with a plain-text 400), and the connection is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from warroom.clock import clock
+from warroom.errors import error_body
 from warroom.settings import Settings
 
 log = logging.getLogger("warroom.server")
@@ -45,6 +52,30 @@ REQUEST_TIMEOUT = (
     b"content-length: %d\r\n"
     b"\r\n%s" % (len(_TIMEOUT_MESSAGE), _TIMEOUT_MESSAGE)
 )
+
+
+# The longest URL httptools can parse (its offsets are 16-bit): a longer one is answered 414.
+MAX_URL_BYTES = 65_535
+# A request's header lines ("name: value", CRLF) together: over it, 431. Far above what any sender's are
+# (h11 takes 16 KiB for the whole head, nginx 32 KiB); httptools alone set no limit.
+MAX_HEADER_BYTES = 65_536
+
+URL_TOO_LONG = f"the URL is over {MAX_URL_BYTES} bytes"
+HEADERS_TOO_LARGE = f"the request's headers are over {MAX_HEADER_BYTES} bytes together"
+NOT_HTTP = "the request could not be read as HTTP/1.1"
+# How long the rest of a request answered before it was all read is read and dropped (Apache's lingering
+# close waits as long), so that the answer reaches the client rather than a reset.
+LINGER_SECONDS = 2.0
+
+
+class HeadRefused(Exception):
+    """Raised in a parser callback to stop reading a request whose URL or headers are over the limit."""
+
+    def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -122,6 +153,10 @@ class TimedHttpProtocol(HttpToolsProtocol):
         self.waiting_since = 0.0
         self.body_received = 0
         self.read_timer: asyncio.TimerHandle | None = None
+        self.header_bytes = 0
+        self.refused: HeadRefused | None = None
+        self.answered_unread = False  # a request answered before it was all read: the rest is dropped
+        self.linger_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -133,6 +168,9 @@ class TimedHttpProtocol(HttpToolsProtocol):
         if self.read_timer is not None:
             self.read_timer.cancel()
             self.read_timer = None
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
+            self.linger_timer = None
         self.waiting_for = _NOTHING
         super().connection_lost(exc)
 
@@ -141,9 +179,64 @@ class TimedHttpProtocol(HttpToolsProtocol):
         if self.waiting_for == _NOTHING:  # in silence, the request is timed from the start of the silence
             self.waiting_since = self.loop.time()
         self.waiting_for = _HEADERS
+        self.header_bytes = 0
         if self.read_timer is None:
             # A running timer fires within check_every (it is never armed for longer) and re-checks.
             self.read_timer = self.loop.call_later(self.limits.check_every, self._check_reading)
+
+    def on_url(self, url: bytes) -> None:
+        # Called for each piece of the URL as it arrives: never more than the limit is kept.
+        if len(self.url) + len(url) > MAX_URL_BYTES:
+            raise self._refuse(HeadRefused(HTTPStatus.REQUEST_URI_TOO_LONG, "uri_too_long", URL_TOO_LONG))
+        HttpToolsProtocol.on_url(self, url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if self.header_bytes > MAX_HEADER_BYTES:
+            status = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+            raise self._refuse(HeadRefused(status, "headers_too_large", HEADERS_TOO_LARGE))
+        HttpToolsProtocol.on_header(self, name, value)
+
+    def _refuse(self, refused: HeadRefused) -> HeadRefused:
+        """Note why the request is refused: the parser error the callback's exception becomes makes uvicorn
+        answer it (``send_400_response``)."""
+        self.refused = refused
+        return refused
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request its parser gave up on, in Warroom's JSON error shape: 414 or 431 for
+        one over a limit here (logged), else 400 (uvicorn logs those itself). The connection is closed."""
+        refused = self.refused
+        if refused is None:
+            status, code, message = HTTPStatus.BAD_REQUEST, "bad_request", NOT_HTTP
+        else:
+            status, code, message = refused.status, refused.code, refused.message
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
+            log.warning("refused a request from %s: %s (%d)", client, message, status)
+        body = json.dumps(error_body(code, message), separators=(",", ":")).encode()
+        head = [f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode()]
+        head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self.waiting_for = _NOTHING  # answered: no 408 after it
+        self.answered_unread = True
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        # The client may still be sending (the rest of a long URL): closed with that unread, the connection
+        # would be reset, and the answer lost with it. So the answer is followed by the end of the stream,
+        # and what comes is read and dropped until the client closes, for LINGER_SECONDS at most.
+        self.transport.write_eof()
+        self.linger_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if self.answered_unread:
+            return
+        HttpToolsProtocol.data_received(self, data)
 
     def on_headers_complete(self) -> None:
         HttpToolsProtocol.on_headers_complete(self)

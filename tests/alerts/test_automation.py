@@ -402,7 +402,7 @@ def test_internal_report(api: TestClient, responder: dict[str, str], viewer: dic
     assert alert["incident"] == "INC-1"
     bad = api.post("/api/v1/reports/internal", json={**body, "service": "nope"}, headers=responder)
     assert bad.status_code == 422
-    assert bad.json()["error"]["details"]["field"] == "service"
+    assert bad.json()["error"]["details"][0]["field"] == "service"
     # Found by the API fuzzer: a blank description has no first line to summarise (it was a 500).
     blank = api.post("/api/v1/reports/internal", json={**body, "description": " \n\t"}, headers=responder)
     assert blank.status_code == 422, blank.text

@@ -397,7 +397,7 @@ def test_api_refuses_signing_for_other_types(
     response = api.post("/api/v1/integrations", json={"name": "x", "type": kind, **extra}, headers=admin)
     assert response.status_code == 422, response.text
     error = response.json()["error"]
-    assert error["details"]["field"] == field
+    assert error["details"][0]["field"] == field
     assert field in error["message"] and "grafana" in error["message"]
     with context.db.read() as session:
         assert session.scalar(select(func.count()).select_from(IntegrationKey)) == 0

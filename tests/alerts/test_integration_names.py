@@ -43,7 +43,9 @@ def test_a_live_integrations_name_is_refused_on_create_and_rename(
             f"name 'generic' is taken by integration {first['id']} (generic); choose another name, or revoke "
             f"integration {first['id']} first"
         )
-        assert error["details"] == {"field": "name", "integration_id": first["id"]}
+        assert error["details"] == [
+            {"field": "name", "message": error["message"], "integration_id": first["id"]}
+        ]
     assert names(context) == [(first["id"], "generic"), (other["id"], "prometheus")]
 
     renamed = api.patch(f"/api/v1/integrations/{other['id']}", json={"name": "generic"}, headers=admin)

@@ -538,7 +538,7 @@ def test_bad_send_input(
         assert why in refused.json()["error"]["message"], refused.text
     answer = api.post("/api/v1/notifications/test", json={"channel": "pager"}, headers=admin)
     assert answer.status_code == 422
-    assert "console" in answer.json()["error"]["details"]["allowed"]
+    assert "console" in answer.json()["error"]["details"][0]["allowed"]
     assert (
         api.post("/api/v1/notifications/test", json={"channel": "console"}, headers=responder).status_code
         == 403

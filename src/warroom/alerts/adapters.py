@@ -43,7 +43,7 @@ from warroom.alerts.schemas import (
 )
 from warroom.db import utcnow
 from warroom.errors import NotFound, WarroomError
-from warroom.fields import validation_message
+from warroom.fields import validation_entry
 from warroom.jsonbody import NOT_JSON, NOT_UTF8, NUL_MESSAGE, TOO_DEEP, nul_field, replace_nul, storable_text
 
 Action = Literal["trigger", "acknowledge", "resolve"]
@@ -212,15 +212,9 @@ def normalize_severity(value: str | None, default: str = "warning") -> str:
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    details = []
-    for error in exc.errors():
-        loc = ".".join(str(p) for p in error["loc"]) or "body"
-        entry: dict[str, Any] = {"field": loc, "message": validation_message(error)}
-        expected = (error.get("ctx") or {}).get("expected")
-        if expected:
-            entry["allowed"] = expected
-        details.append(entry)
-    return details
+    return [
+        validation_entry(".".join(str(p) for p in error["loc"]) or "body", error) for error in exc.errors()
+    ]
 
 
 # What some senders (PowerShell's Out-File, Windows tools) put before UTF-8 text.
@@ -314,7 +308,9 @@ def _require_object(data: Any, *, pagerduty: bool = False) -> None:
     if isinstance(data, dict):
         return
     if pagerduty:
-        raise InvalidPayload("Event object format is unrecognized", ["the body must be a JSON object"])
+        raise InvalidPayload(
+            "Event object format is unrecognized", [{"message": "the body must be a JSON object"}]
+        )
     raise InvalidPayload("the body must be a JSON object", [{"field": "body", "message": "not an object"}])
 
 

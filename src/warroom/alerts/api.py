@@ -53,6 +53,9 @@ from warroom.alerts.schemas import (
     MergeRequest,
     NoiseReport,
     NoteRequest,
+    OpsgenieAccepted,
+    PagerDutyAccepted,
+    PagerDutyV1Accepted,
     PromoteRequest,
     ReportReceived,
     ResolveRequest,
@@ -73,7 +76,8 @@ from warroom.context import AppContext
 from warroom.db import MAX_ROW_ID
 from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
 from warroom.durations import RequestDuration
-from warroom.errors import WarroomError
+from warroom.errors import WarroomError, error_details
+from warroom.openapi import changes_nothing
 
 router = APIRouter(tags=["alerts"])
 
@@ -181,6 +185,7 @@ async def generic_alerts(request: Request, context: Context, key: KeyQuery = Non
     status_code=status.HTTP_202_ACCEPTED,
     summary="PagerDuty Events API v2 (PagerDuty's own request and response shapes)",
     response_model=None,
+    responses={202: {"model": PagerDutyAccepted, "description": "The event is stored."}},
     openapi_extra=body_docs.PAGERDUTY,
 )
 async def pagerduty_enqueue(request: Request, context: Context) -> Response:
@@ -192,6 +197,7 @@ async def pagerduty_enqueue(request: Request, context: Context) -> Response:
     status_code=status.HTTP_200_OK,
     summary="PagerDuty Events API v1 (older tools; Alertmanager's pagerduty_configs with a service_key)",
     response_model=None,
+    responses={200: {"model": PagerDutyV1Accepted, "description": "The event is stored."}},
     openapi_extra=body_docs.PAGERDUTY_V1,
 )
 async def pagerduty_v1_create_event(request: Request, context: Context) -> Response:
@@ -210,6 +216,10 @@ IdentifierType = Annotated[
         description="Warroom knows Opsgenie-shaped alerts by alias (it issues no Opsgenie ids).",
     ),
 ]
+# What every Opsgenie-shaped route answers once the request is done (the handlers write it themselves).
+OPSGENIE_ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {"model": OpsgenieAccepted, "description": "Done: the alert is stored or changed."}
+}
 # An alias is free text and may hold "/" ("db-1/disk"), sent encoded: the path takes it whole.
 OpsgenieAlias = Annotated[
     str, PathParam(min_length=1, description="The alert's alias, URL-encoded (it may hold '/').")
@@ -229,6 +239,7 @@ async def _opsgenie(
     status_code=status.HTTP_202_ACCEPTED,
     summary="Opsgenie Alert API: create an alert (the alias is its dedup key)",
     response_model=None,
+    responses=OPSGENIE_ACCEPTED,
     openapi_extra=body_docs.OPSGENIE_CREATE,
 )
 async def opsgenie_create(
@@ -265,6 +276,7 @@ async def _opsgenie_change(
     status_code=status.HTTP_202_ACCEPTED,
     summary="Opsgenie Alert API: add a note to the open alert of an alias (user or source is its author)",
     response_model=None,
+    responses=OPSGENIE_ACCEPTED,
     openapi_extra=body_docs.OPSGENIE_NOTE,
 )
 async def opsgenie_add_note(
@@ -284,6 +296,7 @@ async def opsgenie_add_note(
     summary="Opsgenie Alert API: remove tags (?tags=a,b) or details (?keys=a,b) from the open alert of an "
     "alias",
     response_model=None,
+    responses=OPSGENIE_ACCEPTED,
 )
 async def opsgenie_remove(
     identifier: OpsgenieAlias,
@@ -325,6 +338,7 @@ _OPSGENIE_UPDATE_DOCS = {
     + ". No new occurrence; the rules do not run again. 404 when the integration has no open alert with the "
     "alias.",
     response_model=None,
+    responses=OPSGENIE_ACCEPTED,
     openapi_extra=body_docs.OPSGENIE_UPDATE,
 )
 async def opsgenie_update(
@@ -357,6 +371,7 @@ _OPSGENIE_ACTIONS: dict[str, Literal["resolve", "acknowledge"]] = {
     "new occurrence; the rules do not run again). These answer 404 when the integration has no open alert "
     "with the alias.",
     response_model=None,
+    responses=OPSGENIE_ACCEPTED,
     openapi_extra=body_docs.OPSGENIE_ACTION,
 )
 async def opsgenie_alert_action(
@@ -534,6 +549,7 @@ PreviewSource = Literal[
 
 
 @router.post("/api/v1/alerts/preview", response_model=list[RoutingPreview], openapi_extra=body_docs.PREVIEW)
+@changes_nothing
 async def preview_alerts(
     request: Request,
     context: Context,
@@ -938,12 +954,13 @@ def customer_report(body: CustomerReport, request: Request, context: Context) ->
             if wait is None:
                 service.customer_report(session, org=context.org, report=body, client=client)
     if wait is not None:
+        message = f"too many reports from this address; try again in {wait} s"
         return JSONResponse(
             {
                 "error": {
                     "code": "rate_limited",
-                    "message": f"too many reports from this address; try again in {wait} s",
-                    "details": {"retry_after": wait},
+                    "message": message,
+                    "details": error_details(message, {"retry_after": wait}),
                 }
             },
             status_code=429,

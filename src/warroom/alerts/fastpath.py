@@ -29,8 +29,10 @@ from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
 from warroom.auth.signing import signed_body
 from warroom.context import AppContext
-from warroom.db import unavailable, unavailable_reason
+from warroom.db import schema_missing, unavailable, unavailable_reason
 from warroom.errors import (
+    SCHEMA_MISSING_CODE,
+    SCHEMA_MISSING_MESSAGE,
     UNAVAILABLE_CODE,
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
@@ -38,6 +40,8 @@ from warroom.errors import (
     Unauthorized,
     UnsupportedMediaType,
     WarroomError,
+    error_body,
+    field_at_fault,
 )
 from warroom.jsonbody import NOT_JSON, NOT_UTF8
 
@@ -167,7 +171,7 @@ def _json(status: int, body: Any) -> Answer:
 
 
 def _error(exc: WarroomError) -> Answer:
-    return _json(exc.status, {"error": {"code": exc.code, "message": exc.message, "details": exc.details}})
+    return _json(exc.status, error_body(exc.code, exc.message, exc.details))
 
 
 # Validation's words for a field left out or empty, which PagerDuty reports as "'payload.source' is missing or
@@ -177,7 +181,9 @@ _MISSING = ("Field required", "String should have at least 1 character", "must n
 
 def _pagerduty_error_text(detail: dict[str, Any]) -> str:
     field, message = detail.get("field"), str(detail.get("message", ""))
-    if field and message.startswith(_MISSING):
+    if not field:
+        return message
+    if message.startswith(_MISSING):
         return f"'{field}' is missing or blank"
     return f"{field}: {message}"
 
@@ -186,8 +192,9 @@ def pagerduty_error(exc: WarroomError) -> Answer:
     """PagerDuty's own error shape: ``{status, message, errors[]}``. A body it cannot take (unreadable,
     invalid, too large, compressed) is an invalid or unrecognized event, under the refusal's own status."""
     if isinstance(exc, InvalidPayload | PayloadTooLarge | UnsupportedMediaType):
-        details = exc.details if isinstance(exc.details, list) else []
-        errors = [_pagerduty_error_text(d) if isinstance(d, dict) else str(d) for d in details]
+        # The fields at fault of an invalid event; a body too large or compressed is said in one line.
+        details = exc.details if isinstance(exc, InvalidPayload) else None
+        errors = [_pagerduty_error_text(detail) for detail in details or []]
         unrecognized = isinstance(exc, UnsupportedMediaType) or exc.message.startswith(
             (NOT_JSON, NOT_UTF8, "Event object format")
         )
@@ -222,7 +229,7 @@ def failure_in_own_shape(method: str, path: str, status: int, code: str, message
 
 def _failure(method: str, path: str, status: int, code: str, message: str) -> Answer:
     return failure_in_own_shape(method, path, status, code, message) or _json(
-        status, {"error": {"code": code, "message": message, "details": None}}
+        status, error_body(code, message)
     )
 
 
@@ -403,15 +410,11 @@ _OPSGENIE_FIELDS = {"until": "endTime", "duration": "endTime"}
 def _opsgenie_refusal(exc: WarroomError) -> Answer:
     count_refused(IntegrationType.opsgenie.value, refusal_reason(exc))
     if isinstance(exc, InvalidPayload):
-        errors = {
-            str(d.get("field", "body")): str(d.get("message"))
-            for d in exc.details or []
-            if isinstance(d, dict)
-        }
+        errors = {str(d.get("field", "body")): str(d.get("message")) for d in exc.details or []}
         return _opsgenie_answer(422, "Request body is not processable. Please check the errors.", errors)
-    if exc.status == 422 and isinstance(exc.details, dict) and "field" in exc.details:
+    field = field_at_fault(exc.details)
+    if exc.status == 422 and field is not None:
         # A value the service refused (a snooze ending in the past): by field, in the request's own words.
-        field = str(exc.details["field"])
         named = _OPSGENIE_FIELDS.get(field, field)
         message = f"{named}{exc.message[len(field) :]}" if exc.message.startswith(field) else exc.message
         return _opsgenie_answer(
@@ -603,6 +606,15 @@ class IntakeEndpoint:
                 scope["headers"],
             )
         except Exception as exc:  # counted by handle_intake
+            if schema_missing(exc):
+                log.warning(
+                    "%s: database schema missing (%s): run warroom db upgrade",
+                    scope["path"],
+                    unavailable_reason(exc),
+                )
+                return _failure(
+                    scope["method"], scope["path"], 503, SCHEMA_MISSING_CODE, SCHEMA_MISSING_MESSAGE
+                )
             if unavailable(exc):
                 log.warning("%s: database unavailable: %s", scope["path"], unavailable_reason(exc))
                 return _failure(scope["method"], scope["path"], 503, UNAVAILABLE_CODE, UNAVAILABLE_MESSAGE)

@@ -46,7 +46,7 @@ from warroom.auth.integrations import IntegrationIdentity
 from warroom.auth.models import IntegrationType
 from warroom.auth.signing import SignedBody
 from warroom.context import AppContext
-from warroom.db import is_retryable, lost_race, unavailable, utcnow
+from warroom.db import is_retryable, lost_race, schema_missing, unavailable, utcnow
 from warroom.errors import WarroomError
 
 log = logging.getLogger("warroom.alerts.intake")
@@ -326,6 +326,12 @@ class IntakeWriter:
                     outcomes = self._together(jobs)
                 break
             except Exception as exc:
+                if schema_missing(exc):
+                    # Tables gone: no retry mends it (``warroom db upgrade`` does). 503 for all, each logged
+                    # as it is answered.
+                    self._disconnect()
+                    outcomes = exc
+                    break
                 if unavailable(exc) and not is_retryable(exc):
                     self._disconnect()
                     still_waiting = self._answer_past_deadline(groups)
@@ -374,7 +380,7 @@ class IntakeWriter:
                 )
         except Exception as exc:
             if not isinstance(exc, WarroomError):
-                if not unavailable(exc):
+                if not unavailable(exc) and not schema_missing(exc):
                     log.exception("alert intake failed")
                 self._disconnect()  # the next request starts on a sound connection
             return exc

@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy import Connection
 
-from warroom.db import on_commit, unavailable
+from warroom.db import on_commit, schema_missing, unavailable
 from warroom.errors import InvalidInput, WarroomError
 
 ALERTS_RECEIVED = Counter(
@@ -71,15 +71,15 @@ def count_refused(source: str, reason: str) -> None:
 
 def refusal_reason(exc: BaseException) -> str:
     """The reason a delivery that failed with ``exc`` is counted under: a domain error's code, else
-    unavailable (a database that cannot be used) or internal. A value a service refused (InvalidInput, code
-    ``invalid``: an Opsgenie snooze ending more than 7 days ahead, a heartbeat signal that is not one) counts
-    as invalid_payload, as a body the adapters refuse does: to the sender both are a delivery to change, and
-    an alert on the reason should not need two names for it."""
+    unavailable (a database that cannot be used, or without its tables: both a 503) or internal. A value a
+    service refused (InvalidInput, code ``invalid``: an Opsgenie snooze ending more than 7 days ahead, a
+    heartbeat signal that is not one) counts as invalid_payload, as a body the adapters refuse does: to the
+    sender both are a delivery to change, and an alert on the reason should not need two names for it."""
     if isinstance(exc, InvalidInput):
         return INVALID_PAYLOAD
     if isinstance(exc, WarroomError):
         return exc.code
-    return UNAVAILABLE if unavailable(exc) else INTERNAL
+    return UNAVAILABLE if unavailable(exc) or schema_missing(exc) else INTERNAL
 
 
 def count_storm_guarded(connection: Connection, policy: str) -> None:

@@ -133,6 +133,36 @@ class PagerDutyV1Event(Lenient):
     contexts: list[PagerDutyV1Context] = Field(default_factory=list)
 
 
+class PagerDutyAccepted(BaseModel):
+    """PagerDuty's answer to an event it took (Events API v2), sent once the event is stored."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"status": "success", "message": "Event processed", "dedup_key": "disk-db-1"}]
+        }
+    )
+
+    status: Literal["success"]
+    message: str
+    dedup_key: str = Field(description="The alert's dedup key: the event's own, else the one made for it.")
+
+
+class PagerDutyV1Accepted(BaseModel):
+    """PagerDuty's answer to an event it took (Events API v1), sent once the event is stored."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"status": "success", "message": "Event processed", "incident_key": "disk-db-1"}]
+        }
+    )
+
+    status: Literal["success"]
+    message: str
+    incident_key: str = Field(
+        description="The alert's incident key: the event's own, else the one made for it."
+    )
+
+
 def _tags(value: list[str]) -> list[str]:
     """Tags as Opsgenie keeps them: at most 50 characters (longer ones are shortened, as Grafana's label tags
     can be), blank ones dropped, each once. A sender is not refused for them: its alert would be lost."""
@@ -216,6 +246,27 @@ class OpsgenieNote(Lenient):
     note: str = Field(min_length=1, max_length=25000, pattern=r"\S")
     user: str | None = Field(default=None, max_length=100)
     source: str | None = Field(default=None, max_length=100)
+
+
+class OpsgenieAccepted(BaseModel):
+    """Opsgenie's answer to a request it took (202). Opsgenie processes it later; Warroom has done so when it
+    answers."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "result": "Request will be processed",
+                    "took": 0.0,
+                    "requestId": "43a29c5c-3dbf-4fa4-9c26-f4f71023e120",
+                }
+            ]
+        }
+    )
+
+    result: str
+    took: float = Field(description="Seconds taken (always 0 here).")
+    requestId: str = Field(description="An id made for the request (a UUID); Warroom keeps no record of it.")
 
 
 class PagerDutyChangePayload(Lenient):

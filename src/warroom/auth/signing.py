@@ -130,12 +130,12 @@ def verify(
         raise Unauthorized(
             f"this integration requires signed requests: the {signature_header} header is missing "
             f"(set the HMAC secret in {sender})",
-            {"header": signature_header},
+            {"field": signature_header},
         )
     timestamp = signed.timestamp
     if timestamp is not None and not (timestamp.isdigit() and len(timestamp) <= 12):
         raise Unauthorized(
-            f"the {timestamp_header} header must be a Unix time in seconds", {"header": timestamp_header}
+            f"the {timestamp_header} header must be a Unix time in seconds", {"field": timestamp_header}
         )
     signed_part = timestamp + b":" + signed.body if timestamp is not None else signed.body
     signature = signature.strip().lower().removeprefix(b"sha256=")
@@ -150,11 +150,11 @@ def verify(
         raise Unauthorized(
             f"the {signature_header} signature does not match the request body (check the HMAC secret"
             f"{where if timestamp_expected else ''})",
-            {"header": signature_header},
+            {"field": signature_header},
         )
     if timestamp is not None and abs(now.timestamp() - int(timestamp)) > MAX_SKEW_SECONDS:
         raise Unauthorized(
             f"the signed timestamp is more than {MAX_SKEW_SECONDS} seconds from the server's clock "
             "(a replayed delivery, or clocks out of sync)",
-            {"header": timestamp_header},
+            {"field": timestamp_header},
         )

@@ -65,7 +65,7 @@ from warroom.cli.output import (
 from warroom.cli.parsing import OnceOnlyCommand
 from warroom.client import ApiError, Client
 from warroom.durations import format_duration
-from warroom.errors import InvalidInput, NotFound, WarroomError
+from warroom.errors import InvalidInput, NotFound, WarroomError, field_at_fault
 from warroom.fields import parse_row_ref, validation_message
 from warroom.orgconfig import OrgConfig
 
@@ -1186,8 +1186,8 @@ def _options_named(exc: WarroomError) -> str:
     for field, option in _INTEGRATION_OPTIONS.items():
         if "_" in field:  # unambiguous in prose: every mention is the field
             message = re.sub(rf"\b{field}\b", option, message)
-    at_fault = exc.details.get("field") if isinstance(exc.details, dict) else None
-    option_at_fault = _INTEGRATION_OPTIONS.get(at_fault) if isinstance(at_fault, str) else None
+    at_fault = field_at_fault(exc.details)
+    option_at_fault = _INTEGRATION_OPTIONS.get(at_fault) if at_fault is not None else None
     if option_at_fault is not None and option_at_fault not in message:
         named = re.sub(rf"\b{at_fault}\b", option_at_fault, message, count=1)
         message = named if named != message else f"{option_at_fault}: {message}"

@@ -505,10 +505,12 @@ def config_reload(
         with Client() as client:
             loaded = client.reload_config(force=force)
     except ApiError as exc:
-        if exc.status != 422 or not isinstance(exc.details, list):
+        # The org file's problems, each at a location (line) in the file.
+        problems = [p for p in exc.details or [] if isinstance(p, dict) and "location" in p]
+        if exc.status != 422 or not problems:
             fail(f"{exc.message} ({exc.status} {exc.code})" if exc.status else exc.message)
         error_console.print(f"[bold red]not reloaded[/]: {escape(exc.message)}")
-        for problem in exc.details:
+        for problem in problems:
             where = f"{problem.get('location')}" + (
                 f" (line {problem['line']})" if problem.get("line") else ""
             )

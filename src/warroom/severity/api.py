@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from warroom.deps import Context, Viewer
+from warroom.openapi import changes_nothing
 from warroom.severity import service
 from warroom.severity.schemas import SeverityRead, SuggestRequest, SuggestResponse
 
@@ -15,6 +16,7 @@ def list_severities(context: Context, _: Viewer) -> list[SeverityRead]:
 
 
 @router.post("/suggest", response_model=SuggestResponse)
+@changes_nothing
 def suggest(body: SuggestRequest, context: Context, _: Viewer) -> SuggestResponse:
     # A read-only computation, so a viewer may ask.
     return service.suggest_severity(context.org, body.assessment, body.services)
