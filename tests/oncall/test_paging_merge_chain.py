@@ -70,8 +70,8 @@ def test_a_page_asked_for_an_incident_merged_twice_names_the_last(
             f"INC-{first} was merged into INC-{second}, since merged into INC-{third}: "
             f"page INC-{third} instead"
         )
-        assert error["details"]["merged_into"] == f"INC-{third}"
-        assert error["details"]["merged_through"] == [f"INC-{second}", f"INC-{third}"]
+        assert error["details"][0]["merged_into"] == f"INC-{third}"
+        assert error["details"][0]["merged_through"] == [f"INC-{second}", f"INC-{third}"]
     # Asked there, it pages.
     assert ask(api, responder, f"INC-{third}", policy="database-experts").status_code == 202
 

@@ -254,7 +254,8 @@ def _request_page_of_person(
     try:
         person = service.get_person(org, request.person)
     except NotFound as exc:
-        raise InvalidInput(exc.message, {"field": "person", **(exc.details or {})}) from None
+        at_fault = [{"field": "person", **entry} for entry in exc.details or [{"message": exc.message}]]
+        raise InvalidInput(exc.message, at_fault) from None
     waiting = session.scalar(
         select(Job.id).where(
             Job.incident_id == incident.id,
