@@ -57,7 +57,11 @@ class StrictModel(BaseModel):
 class ServiceConfig(StrictModel):
     name: str
     description: str = ""
-    owner_team: str | None = None
+    owner_team: str | None = Field(
+        default=None,
+        description="The team of `teams` that owns it: pages its incidents when it has no escalation_policy "
+        "(the team's policy, or one made from its on-call), and its business hours apply.",
+    )
     tier: int = Field(default=2, ge=1, le=4, description="1 is the most critical.")
     customer_facing: bool = False
     dependencies: list[str] = Field(default_factory=list)
@@ -369,6 +373,18 @@ def _service_references(org: OrgConfig) -> list[str]:
     return problems
 
 
+def _owner_teams(org: OrgConfig) -> list[str]:
+    """A service's owner team must be one of ``teams``: its incidents are paged (and timed by business hours)
+    through that team, so a name of none, a typo, paged nobody while the file passed. A check of its own, so
+    that teams that did not parse skip it rather than the service checks."""
+    teams = [team.name for team in org.teams]
+    return [
+        f"services[{index}].owner_team: {not_in_file(service.owner_team, 'team', teams)}"
+        for index, service in enumerate(org.services)
+        if service.owner_team is not None and service.owner_team not in teams
+    ]
+
+
 def _audiences_and_roles(org: OrgConfig) -> list[str]:
     problems: list[str] = []
     audience_ids = [a.id for a in org.audiences]
@@ -383,6 +399,7 @@ def _audiences_and_roles(org: OrgConfig) -> list[str]:
 REFERENCE_CHECKS: tuple[Callable[[OrgConfig], list[str]], ...] = (
     _matrix_references,
     _service_references,
+    _owner_teams,
     _audiences_and_roles,
     check_oncall_references,
     check_notification_channels,

@@ -874,7 +874,8 @@ def test_a_rule_template_with_an_unknown_filter_is_refused_by_config_check() -> 
     )
     with pytest.raises(ConfigError) as caught:
         parse_org_config(text, "t.yaml")
-    assert "incident.title (line 310): bad template: No filter named 'nosuchfilter'" in str(caught.value)
+    line = text.splitlines().index('        title: "{{ alert.summary | nosuchfilter }}"') + 1
+    assert f"incident.title (line {line}): bad template: No filter named 'nosuchfilter'" in str(caught.value)
 
 
 def test_an_alert_summary_on_several_lines_titles_its_incident_on_one(

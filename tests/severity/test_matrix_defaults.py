@@ -22,6 +22,7 @@ TWO_LEVELS = """
 organization: Test
 services:
   - {name: api, owner_team: platform, tier: 1, customer_facing: true}
+teams: [{name: platform}]
 severities:
   - {id: SEV1, name: Critical, definition: Down for everyone, response_target: 5m}
   - {id: SEV2, name: Minor, definition: Something is off, response_target: 4h, page: false}

@@ -56,8 +56,21 @@ class Assessment(Strict):
     recurring: bool | None = Field(
         default=None, description="A recurring problem (true) or a new one (false)."
     )
-    safety_concerns: str | None = Field(default=None, description="Any immediate safety concern.")
+    safety_concerns: str | bool | None = Field(
+        default=None,
+        description="Any immediate safety concern: what it is, e.g. 'smoke in the server room'. Leave it out "
+        "(or false) when there is none; 'no', 'none', 'n/a', 'false', 'nothing', 'no safety concerns' and "
+        "the like are read as none too.",
+    )
     assessed_at: Instant | None = None
+
+    @field_validator("safety_concerns", mode="before")
+    @classmethod
+    def _concern_or_none(cls, value: object) -> object:
+        # One message for both forms, rather than pydantic's one per member of the union.
+        if value is None or isinstance(value, str | bool):
+            return value
+        raise ValueError("should be a text saying what the concern is, or false when there is none")
 
 
 class IncidentCreate(Strict):

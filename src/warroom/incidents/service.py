@@ -418,7 +418,11 @@ def create_incident(
     )
     session.add(incident)
     session.flush()  # assigns the number
-    detail = f" ({kind_note})" if kind_note else ""
+    notes = [kind_note] if kind_note else []
+    if suggestion is not None:
+        # Why this level, in the text `incident timeline` shows, not only in the entry's data.
+        notes.append(f"suggested from the assessment: {'; '.join(suggestion.reasons)}")
+    detail = f" ({'; '.join(notes)})" if notes else ""
     append_timeline(
         session,
         incident,
@@ -524,9 +528,13 @@ def ensure_not_closed(incident: Incident, change: str) -> None:
 def _check_transition(current: IncidentStatus, target: IncidentStatus) -> None:
     if target not in TRANSITIONS[current]:
         allowed = sorted(s.value for s in TRANSITIONS[current])
+        # Skipping ahead stops at resolved: closing (or a post-mortem) follows a resolve, which records when
+        # service came back and resolves the incident's alerts.
+        first = "; resolve it first" if current.is_open and not target.is_open else ""
         raise InvalidTransition(
             f"cannot move from {current.value} to {target.value}; allowed from {current.value}: "
-            + (", ".join(allowed) or "none (closed is final)"),
+            + (", ".join(allowed) or "none (closed is final)")
+            + first,
             {"field": "status", "from": current.value, "to": target.value, "allowed": allowed},
         )
 

@@ -658,9 +658,9 @@ def start_paging(
             _timeline(
                 session,
                 incident,
-                f"No escalation policy covers {severity} here, so none is paged for it (map the severity "
-                "in severity_policies, or give a service an escalation_policy or an owner team); a rule's "
-                "page still pages its own",
+                f"No escalation policy covers {severity} here, so none is paged for it "
+                f"({service.why_no_policy(org, severity, incident.service_names)}); a rule's page still "
+                "pages its own",
                 kind=TimelineKind.automation,
                 data={"severity": severity, "services": incident.service_names},
             )

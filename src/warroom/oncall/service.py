@@ -378,6 +378,27 @@ def policy_for_incident(org: OrgConfig, severity: str, services: list[str]) -> E
     return None
 
 
+def why_no_policy(org: OrgConfig, severity: str, services: list[str]) -> str:
+    """What the org file lacks where ``policy_for_incident`` looked, when it found no policy: for the
+    timeline, so that the one thing to add is named (a team with nobody to page, not "give it a team")."""
+    gaps: list[str] = []
+    for name in services:
+        service = org.service(name)
+        if service is None:
+            gaps.append(f"{name} is not a service of the org file")
+        elif service.owner_team is None:
+            gaps.append(f"{name} has no escalation_policy and no owner_team")
+        elif not any(team.name == service.owner_team for team in org.teams):
+            gaps.append(f"{name}'s owner team {service.owner_team} is not in teams")
+        else:
+            gaps.append(
+                f"{name}'s owner team {service.owner_team} has no escalation_policy, schedule, members or "
+                "manager to page"
+            )
+    found = ", ".join(gaps) if gaps else "the incident names no service"
+    return f"{found}, and severity_policies maps no policy to {severity}"
+
+
 def policies_paged(org: OrgConfig, severity: str, services: list[str], requested: list[str]) -> list[str]:
     """The escalation policies a new incident pages: its own (``policy_for_incident``) unless its severity
     pages nobody, and those a rule asks for (``requested``; asked for, they page whatever the severity)."""

@@ -13,6 +13,26 @@ from warroom.severity.schemas import SeverityRead, SuggestResponse
 
 _IMPACT_ORDER = ["none", "low", "medium", "high"]
 
+# Answers to "any immediate safety concern?" that mean there is none. The field describes the concern, but
+# people answer the question: read as a concern, a plain "no" opened a P0 and paged everyone. Compared
+# trimmed, in any case, without a closing "." or "!"; anything else is taken as a concern.
+NO_SAFETY_CONCERN = frozenset(
+    {
+        "no",
+        "none",
+        "n/a",
+        "na",
+        "false",
+        "nothing",
+        "none known",
+        "not applicable",
+        "no concern",
+        "no concerns",
+        "no safety concern",
+        "no safety concerns",
+    }
+)
+
 
 def list_severities(org: OrgConfig) -> list[SeverityRead]:
     return [
@@ -60,6 +80,15 @@ def response_due_at(
     return hours.next_business_day_start(opened_at)
 
 
+def has_safety_concern(answer: str | bool | None) -> bool:
+    """Whether an assessment's ``safety_concerns`` answer names a concern: ``true`` or a text that is not
+    blank and not one of the plain noes (``NO_SAFETY_CONCERN``)."""
+    if answer is None or isinstance(answer, bool):
+        return bool(answer)
+    said = " ".join(answer.split()).casefold().rstrip(".!")
+    return bool(said) and said not in NO_SAFETY_CONCERN
+
+
 def _at_least(actual: str, threshold: str) -> bool:
     return _IMPACT_ORDER.index(actual) >= _IMPACT_ORDER.index(threshold)
 
@@ -89,8 +118,7 @@ def _matches(
     if condition.max_service_tier is not None:
         checks.append(any(s.tier <= condition.max_service_tier for s in known))
     if condition.safety_concern is not None:
-        has_concern = bool(assessment.safety_concerns and assessment.safety_concerns.strip())
-        checks.append(has_concern == condition.safety_concern)
+        checks.append(has_safety_concern(assessment.safety_concerns) == condition.safety_concern)
     return bool(checks) and all(checks)
 
 
