@@ -918,7 +918,12 @@ def _page_person(
                 idempotency_key=key,
                 incident_id=incident.id,
             )
-            described.append(f"{rule.channel} in {_minutes(rule.delay)} unless acknowledged")
+            # On an acknowledged incident (a page someone asked for, a raise) the delayed rule will not send.
+            described.append(
+                f"{rule.channel} after {_minutes(rule.delay)} skipped ({incident.ref} is acknowledged)"
+                if incident.acknowledged_at is not None
+                else f"{rule.channel} in {_minutes(rule.delay)} unless acknowledged"
+            )
             reachable = True
         elif _deliver(session, context, incident, page, ack_by):
             described.append(f"{rule.channel} to {notify_service.shown_address(rule.to)}")
@@ -1511,6 +1516,16 @@ def incident_of_link(session: Session, *, key: bytes, token: str) -> tuple[Incid
     """The incident a valid acknowledge link is for, and its claim; changes nothing."""
     claim = verify_ack_token(key, token)
     return incident_service.get_incident(session, claim.incident_id), claim
+
+
+def resolved_by(session: Session, incident: Incident) -> str | None:
+    """Who last resolved the incident: the timeline says (the incident keeps only when)."""
+    moves = session.scalars(
+        select(TimelineEntry)
+        .where(TimelineEntry.incident_id == incident.id, TimelineEntry.kind == TimelineKind.status_change)
+        .order_by(TimelineEntry.seq.desc())
+    )
+    return next((move.performer for move in moves if (move.data or {}).get("to") == "resolved"), None)
 
 
 def acknowledge_from_link(session: Session, *, key: bytes, token: str) -> tuple[Incident, bool]:
