@@ -25,6 +25,7 @@ from warroom.incidents.schemas import (
     CommunicationRead,
     IncidentPage,
     IncidentRead,
+    ResponderLeft,
     ResponderRead,
     TimelineEntryRead,
 )
@@ -177,8 +178,8 @@ class Client:
             self.request("POST", f"/api/v1/incidents/{seg(ref)}/responders", json=body)
         )
 
-    def remove_responder(self, ref: str, responder_id: int) -> ResponderRead:
-        return ResponderRead.model_validate(
+    def remove_responder(self, ref: str, responder_id: int) -> ResponderLeft:
+        return ResponderLeft.model_validate(
             self.request("DELETE", f"/api/v1/incidents/{seg(ref)}/responders/{seg(responder_id)}")
         )
 

@@ -20,6 +20,7 @@ from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.db import Database
 from warroom.errors import InvalidInput
+from warroom.incidents.models import Incident
 from warroom.jobs import service
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.service import RetryLater, backoff, enqueue, job_handler
@@ -447,11 +448,15 @@ def test_jobs_api(
     context: AppContext, api: TestClient, admin: dict[str, str], viewer: dict[str, str]
 ) -> None:
     with context.db.write() as session:
-        enqueue(session, kind="test.record", payload={"n": 1}, incident_id=3)
+        incident = Incident(title="Checkout down", severity="P3", created_by="test")  # a row only: no jobs
+        session.add(incident)
+        session.flush()
+        enqueue(session, kind="test.record", payload={"n": 1}, incident_id=incident.id)
         enqueue(session, kind="test.later", payload={})
-    listed = api.get("/api/v1/jobs", params={"status": "pending", "incident": "INC-3"}, headers=admin)
+        ref = incident.ref
+    listed = api.get("/api/v1/jobs", params={"status": "pending", "incident": ref}, headers=admin)
     assert listed.status_code == 200, listed.text
-    assert [(j["kind"], j["incident_id"]) for j in listed.json()] == [("test.record", 3)]
+    assert [(j["kind"], f"INC-{j['incident_id']}") for j in listed.json()] == [("test.record", ref)]
     listed_all = api.get("/api/v1/jobs", headers=admin).json()
     assert [job["kind"] for job in listed_all] == ["test.later", "test.record", "alerts.retention"]
     assert api.get("/api/v1/jobs", headers=viewer).status_code == 403

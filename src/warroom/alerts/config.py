@@ -75,9 +75,13 @@ _TEMPLATE_FIELDS = {"alert": ALERT_TEMPLATE_FIELDS, "incident": INCIDENT_TEMPLAT
 _MAPPING_METHODS = frozenset({"get", "items", "keys", "values"})  # what the sandbox lets a template call
 
 
-def unknown_template_fields(parsed: nodes.Template, given: set[str]) -> list[str]:
+def unknown_template_fields(
+    parsed: nodes.Template, given: set[str], fields: Mapping[str, tuple[str, ...]] | None = None
+) -> list[str]:
     """``alert.status``, ``incident.url``: fields of a template's ``alert`` or ``incident`` (those it is
-    ``given``, not names it sets itself) that they never have, as ``name.field``, in the order written."""
+    ``given``, not names it sets itself) that they never have, as ``name.field``, in the order written.
+    ``fields``: what each name has, where not a rule's (a channel's message templates)."""
+    fields = _TEMPLATE_FIELDS if fields is None else fields
     unknown: list[str] = []
     reads: list[tuple[nodes.Expr, str, bool]] = [
         (node.node, node.attr, True) for node in parsed.find_all(nodes.Getattr)
@@ -88,13 +92,9 @@ def unknown_template_fields(parsed: nodes.Template, given: set[str]) -> list[str
         if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str)
     ]
     for target, field, as_attribute in sorted(reads, key=lambda read: read[0].lineno):
-        if (
-            not isinstance(target, nodes.Name)
-            or target.name not in given
-            or target.name not in _TEMPLATE_FIELDS
-        ):
+        if not isinstance(target, nodes.Name) or target.name not in given or target.name not in fields:
             continue
-        known = {*_TEMPLATE_FIELDS[target.name], *(_MAPPING_METHODS if as_attribute else ())}
+        known = {*fields[target.name], *(_MAPPING_METHODS if as_attribute else ())}
         if field not in known and f"{target.name}.{field}" not in unknown:
             unknown.append(f"{target.name}.{field}")
     return unknown

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from warroom.auth import service
-from warroom.auth.schemas import Principal, TokenCreate, TokenCreated, TokenRead
+from warroom.auth.schemas import Principal, TokenCreate, TokenCreated, TokenRead, TokenRevoked
 from warroom.deps import Admin, Context, RowId, Viewer
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
@@ -26,7 +26,7 @@ def create_token(body: TokenCreate, context: Context, _: Admin) -> TokenCreated:
         return service.create_token(session, name=body.name, role=body.role)
 
 
-@router.delete("/tokens/{token_id}", response_model=TokenRead)
-def revoke_token(token_id: RowId, context: Context, _: Admin) -> TokenRead:
+@router.delete("/tokens/{token_id}", response_model=TokenRevoked)
+def revoke_token(token_id: RowId, context: Context, _: Admin) -> TokenRevoked:
     with context.db.write() as session:
         return service.revoke_token(session, token_id=token_id)

@@ -23,6 +23,14 @@ class TokenRead(BaseModel):
     revoked_at: datetime | None
 
 
+class TokenRevoked(TokenRead):
+    unchanged: bool = Field(
+        default=False,
+        description="True when the token was revoked already: this request changed nothing "
+        "(revoked_at is when it was).",
+    )
+
+
 class TokenCreated(TokenRead):
     token: str = Field(description="The secret; shown once.")
 

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warroom.auth.models import ApiToken, IntegrationKey, Role
-from warroom.auth.schemas import Principal, TokenCreated, TokenRead
+from warroom.auth.schemas import Principal, TokenCreated, TokenRead, TokenRevoked
 from warroom.db import get_or_404, utcnow
 from warroom.errors import Forbidden, InvalidInput, Unauthorized
 from warroom.fields import visible_line
@@ -48,11 +48,15 @@ def list_tokens(session: Session) -> list[TokenRead]:
     return [TokenRead.model_validate(row) for row in rows]
 
 
-def revoke_token(session: Session, *, token_id: int) -> TokenRead:
+def revoke_token(session: Session, *, token_id: int) -> TokenRevoked:
+    """Idempotent, as acknowledging is: a token revoked already is answered as it is, ``unchanged``."""
     token = get_or_404(session, ApiToken, token_id, f"token with id {token_id}")
-    if token.revoked_at is None:
+    unchanged = token.revoked_at is not None
+    if not unchanged:
         token.revoked_at = utcnow()
-    return TokenRead.model_validate(token)
+    revoked = TokenRevoked.model_validate(token)
+    revoked.unchanged = unchanged
+    return revoked
 
 
 def authenticate(session: Session, secret: str | None) -> Principal:

@@ -18,6 +18,7 @@ from warroom.cli.output import (
     api_errors,
     console,
     emit,
+    error_console,
     fail,
     fields_table,
     one_line,
@@ -281,16 +282,29 @@ def send_update(
     ] = "internal",
     as_json: JsonFlag = False,
 ) -> None:
-    """Send an update to an audience; the channel comes from the org file."""
+    """Send an update to an audience; the channel comes from the org file. Exits 1 when a channel could not
+    take it and none queued it."""
     with api_errors(), _client() as client:
         communication = client.send_update(ref, message, audience)
-    emit(
-        as_json,
-        communication,
-        lambda: console.print(
-            escape(f"Sent to {communication.audience} via {', '.join(communication.channels)}")
-        ),
-    )
+    outcomes = communication.outcomes or []
+    failed = [outcome for outcome in outcomes if outcome.outcome == "not_sent"]
+    taken = [o.channel for o in outcomes if o.outcome != "not_sent"] if outcomes else communication.channels
+
+    def show() -> None:
+        if taken:
+            console.print(escape(f"Sent to {communication.audience} via {', '.join(taken)}"))
+        for outcome in failed:
+            retry = (
+                f"; once fixed: warroom notify retry {outcome.notification}" if outcome.notification else ""
+            )
+            error_console.print(
+                "[bold red]not sent[/] "
+                + escape(f"to {communication.audience} via {outcome.channel}: {outcome.error}{retry}")
+            )
+
+    emit(as_json, communication, show)
+    if failed and not any(outcome.outcome == "queued" for outcome in outcomes):
+        raise typer.Exit(1)
 
 
 @responder_app.command("add", cls=OnceOnlyCommand)
@@ -318,7 +332,12 @@ def responder_remove(ref: str, responder_id: RowIdArgument, as_json: JsonFlag = 
     """Mark a responder as having left."""
     with api_errors(), _client() as client:
         responder = client.remove_responder(ref, responder_id)
-    emit(as_json, responder, lambda: console.print(escape(f"{responder.name} left {ref.upper()}")))
+    said = (
+        f"{responder.name} had already left {ref.upper()} (at {when(responder.left_at)})"
+        if responder.unchanged
+        else f"{responder.name} left {ref.upper()}"
+    )
+    emit(as_json, responder, lambda: console.print(escape(said)))
 
 
 def log(

@@ -429,7 +429,12 @@ def token_revoke(token_id: RowIdArgument, database_url: DatabaseOption = None) -
             token = auth_service.revoke_token(session, token_id=token_id)
     except NotFound as exc:
         fail(exc.message)
-    console.print(escape(f"revoked token {token.id} ({token.name})"))
+    if token.unchanged:
+        console.print(
+            escape(f"token {token.id} ({token.name}) was already revoked (at {when(token.revoked_at)})")
+        )
+    else:
+        console.print(escape(f"revoked token {token.id} ({token.name})"))
 
 
 @config_app.command("check")

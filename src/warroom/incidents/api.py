@@ -16,10 +16,12 @@ from warroom.incidents.schemas import (
     IncidentRead,
     IncidentUpdate,
     ResponderCreate,
+    ResponderLeft,
     ResponderRead,
     TimelineEntryCreate,
     TimelineEntryRead,
 )
+from warroom.notify import service as notify_service
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"], route_class=RetriedRoute)
 
@@ -104,13 +106,16 @@ def add_responder(ref: str, body: ResponderCreate, context: Context, principal: 
         return ResponderRead.model_validate(responder)
 
 
-@router.delete("/{ref}/responders/{responder_id}", response_model=ResponderRead)
-def remove_responder(ref: str, responder_id: RowId, context: Context, principal: Responder) -> ResponderRead:
+@router.delete("/{ref}/responders/{responder_id}", response_model=ResponderLeft)
+def remove_responder(ref: str, responder_id: RowId, context: Context, principal: Responder) -> ResponderLeft:
+    """The responder leaves; one who had left already is answered as they are, with ``unchanged``."""
     with context.db.write() as session:
-        responder = service.remove_responder(
+        responder, left = service.remove_responder(
             session, ref=ref, responder_id=responder_id, performer=principal.name
         )
-        return ResponderRead.model_validate(responder)
+        read = ResponderLeft.model_validate(responder)
+        read.unchanged = not left
+        return read
 
 
 @router.get("/{ref}/updates", response_model=list[CommunicationRead])
@@ -127,4 +132,6 @@ def send_update(
         communication = service.send_communication(
             session, org=context.org, ref=ref, data=body, performer=principal.name
         )
-        return CommunicationRead.model_validate(communication)
+        read = CommunicationRead.model_validate(communication)
+        read.outcomes = notify_service.update_outcomes(session, communication)
+        return read

@@ -107,6 +107,14 @@ class ResponderRead(BaseModel):
     left_at: datetime | None
 
 
+class ResponderLeft(ResponderRead):
+    unchanged: bool = Field(
+        default=False,
+        description="True when the responder had left already: this request changed nothing "
+        "(left_at is when they did).",
+    )
+
+
 class ResponderCreate(Strict):
     name: VisibleLine = Field(min_length=1, max_length=200)
     role: str = Field(min_length=1, max_length=50)
@@ -193,6 +201,21 @@ class CommunicationCreate(Strict):
     audience: str = Field(min_length=1, max_length=100)
 
 
+class ChannelOutcome(BaseModel):
+    """What became of an update on one of its audience's channels."""
+
+    channel: str = Field(
+        description="The audience's channel as the org file names it (email:exec@acme.example)."
+    )
+    outcome: Literal["queued", "not_sent", "logged"] = Field(
+        description="queued: the worker sends it (follow `notification`); not_sent: it could not be made "
+        "or could never arrive (`error`), a dead letter at once; logged: not a notification channel "
+        "(status-page, in-app), the update is in the communications log only."
+    )
+    notification: int | None = Field(default=None, description="The notification (delivery) id, if any.")
+    error: str | None = None
+
+
 class CommunicationRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
@@ -201,6 +224,10 @@ class CommunicationRead(BaseModel):
     audience: str
     channels: list[str]
     message: str
+    outcomes: list[ChannelOutcome] | None = Field(
+        default=None,
+        description="Each channel's outcome, in the answer to sending the update; null in the log.",
+    )
 
 
 class IncidentFilter(Strict):

@@ -752,14 +752,18 @@ def add_responder(
     return responder
 
 
-def remove_responder(session: Session, *, ref: str | int, responder_id: int, performer: str) -> Responder:
+def remove_responder(
+    session: Session, *, ref: str | int, responder_id: int, performer: str
+) -> tuple[Responder, bool]:
+    """The responder leaves; returns them, and whether they left now (False: they had left already, and
+    nothing changed)."""
     incident = get_incident(session, ref, for_update=True)
     ensure_not_closed(incident, "a responder leaving")
     responder = next((r for r in incident.responders if r.id == responder_id), None)
     if responder is None:
         raise NotFound(f"no responder {responder_id} on {incident.ref}")
     if responder.left_at is not None:
-        return responder
+        return responder, False
     if responder.role == "commander":
         raise Conflict("the commander cannot leave: hand command to someone else first", {"field": "role"})
     responder.left_at = utcnow()
@@ -772,7 +776,7 @@ def remove_responder(session: Session, *, ref: str | int, responder_id: int, per
         data={"name": responder.name},
     )
     session.flush()
-    return responder
+    return responder, True
 
 
 # --- communications --------------------------------------------------------------------------------

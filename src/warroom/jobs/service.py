@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from warroom.db import get_or_404, utcnow
 from warroom.errors import InvalidInput
+from warroom.incidents.models import Incident
 from warroom.jobs.models import Job, JobStatus
 
 if TYPE_CHECKING:
@@ -309,6 +310,8 @@ def list_jobs(
     if kind is not None:
         statement = statement.where(Job.kind == kind)
     if incident_id is not None:
+        # An incident that does not exist is named as such, not shown as "no jobs" (as notifications do).
+        get_or_404(session, Incident, incident_id, f"incident INC-{incident_id}")
         statement = statement.where(Job.incident_id == incident_id)
     jobs = list(session.scalars(statement.order_by(Job.id.desc()).limit(limit)))
     if not jobs and kind is not None:

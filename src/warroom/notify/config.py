@@ -119,6 +119,20 @@ NotificationChannel = Annotated[
 ChannelConfig = EmailChannel | SlackChannel | WebhookChannel | ConsoleChannel
 
 
+# What message templates see as ``incident`` (``notify.service.incident_view``).
+INCIDENT_FIELDS: tuple[str, ...] = (
+    "ref",
+    "title",
+    "summary",
+    "severity",
+    "status",
+    "commander",
+    "services",
+    "created_at",
+    "acknowledged_at",
+)
+
+
 def longest_delivery_timeout(channels: Sequence[ChannelConfig]) -> float:
     """The longest any delivery may take (its channel's ``timeout``; 10 s for a channel not configured)."""
     return max(
@@ -146,6 +160,56 @@ def check_recipient(value: str) -> str:
         if any(character.isspace() for character in split.netloc):
             raise ValueError(f"{value!r} is not a valid URL (a space in its host)")
     return value
+
+
+# RFC 5322 ``atext``: what an unquoted local part (``first.last+tag``) is made of, between its dots.
+_LOCAL_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+$")
+_DOMAIN_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def check_email_address(address: str) -> str:
+    """One address as a mail server takes it in ``RCPT TO`` (``name@example.com``, no display name), checked
+    as written and without DNS, by email-validator's syntax rules (without taking it on as a dependency for
+    this): a dot-atom local part (non-ASCII letters allowed), a domain of valid labels (IDNA) with a dot.
+    ValueError says why not."""
+
+    def refused(why: str) -> ValueError:
+        return ValueError(f"{address!r} is not an email address: {why}")
+
+    if any(character.isspace() or ord(character) < 32 or ord(character) == 127 for character in address):
+        raise refused("it has a space or a control character (give the bare address, name@example.com)")
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise refused("it needs a name, an '@' and a domain (name@example.com)")
+    if "@" in local:
+        raise refused("it has more than one '@'")
+    if len(address.encode()) > 254 or len(local.encode()) > 64:
+        raise refused("it is too long (at most 64 bytes before the '@' and 254 in all)")
+    for atom in local.split("."):
+        if not atom:
+            raise refused("a dot at the start or end of the name, or two in a row")
+        ascii_part = "".join(character for character in atom if character.isascii())  # non-ASCII: SMTPUTF8
+        if ascii_part and not _LOCAL_ATOM.match(ascii_part):
+            raise refused("the part before the '@' has a character addresses cannot have unquoted")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise refused("its domain has an empty or too long part") from None
+    labels = ascii_domain.split(".")
+    if not all(_DOMAIN_LABEL.match(label) for label in labels):
+        raise refused("its domain may only have letters, digits and '-' (not first or last) between dots")
+    if len(labels) < 2 or labels[-1].isdigit():
+        raise refused("its domain needs a dot and a top-level domain (example.com)")
+    return address
+
+
+def email_recipients(recipient: str) -> list[str]:
+    """The addresses of an email recipient (``a@x.example, b@x.example``), each checked; ValueError names the
+    first that is not an address."""
+    addresses = [part.strip() for part in recipient.split(",") if part.strip()]
+    for address in addresses:
+        check_email_address(address)
+    return addresses
 
 
 class MissingSecret(Exception):
@@ -199,6 +263,19 @@ def missing_url(channel: ChannelConfig, recipient: str) -> str | None:
     if recipient.startswith(("http://", "https://")):
         return None
     return f"channel {channel.name!r} has no URL configured, so the recipient must be the URL"
+
+
+def recipient_problem(channel: ChannelConfig, recipient: str) -> str | None:
+    """Why no message to ``recipient`` through ``channel`` could ever be delivered (``missing_url``, or an
+    email channel's recipient that is not an email address), or None."""
+    no_url = missing_url(channel, recipient)
+    if no_url or channel.type != "email":
+        return no_url
+    try:
+        email_recipients(recipient)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def channel_names(org: OrgConfig) -> list[str]:
@@ -256,16 +333,22 @@ def _bare_webhook_users(org: OrgConfig) -> list[str]:
 
 def check_notification_channels(org: OrgConfig) -> list[str]:
     """Cross-reference problems, as ``section[index].field: message`` strings."""
-    from jinja2 import TemplateSyntaxError
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2 import TemplateSyntaxError, meta
+
+    from warroom.alerts.config import unknown_template_fields
+    from warroom.templating import LimitedSandbox
 
     problems: list[str] = []
     known_templates = builtin_templates()
     seen: set[str] = set()
+    compiler = LimitedSandbox()
     for index, channel in enumerate(org.notification_channels):
         if channel.name in seen:
             problems.append(f"notification_channels[{index}].name: {channel.name!r} is used twice")
         seen.add(channel.name)
+        unreachable = recipient_problem(channel, channel.to) if channel.to else None
+        if unreachable:
+            problems.append(f"notification_channels[{index}].to: {unreachable}")
         for template, override in channel.templates.items():
             if template not in known_templates:
                 problems.append(
@@ -276,11 +359,27 @@ def check_notification_channels(org: OrgConfig) -> list[str]:
                 source = getattr(override, part)
                 if source is None:
                     continue
+                where = f"notification_channels[{index}].templates.{template}.{part}"
                 try:
-                    SandboxedEnvironment().parse(source)
+                    parsed = compiler.parse(source)
+                    compiler.from_string(parsed)  # compiled too: an unknown filter fails every message
                 except TemplateSyntaxError as exc:
+                    problems.append(f"{where}: template error on line {exc.lineno}: {exc.message}")
+                    continue
+                # A field an incident never has fails every message about one, as rule templates' do.
+                unknown = unknown_template_fields(
+                    parsed, meta.find_undeclared_variables(parsed), fields={"incident": INCIDENT_FIELDS}
+                )
+                if unknown:
                     problems.append(
-                        f"notification_channels[{index}].templates.{template}.{part}: "
-                        f"template error on line {exc.lineno}: {exc.message}"
+                        f"{where}: {', '.join(unknown)}: incident has no such field; "
+                        f"it has {', '.join(INCIDENT_FIELDS)}"
                     )
+    for index, audience in enumerate(org.audiences):
+        for entry in audience.channels:
+            name, recipient = split_channel_reference(entry)
+            configured = find_channel(org, name, implicit=False)
+            unreachable = recipient_problem(configured, recipient) if configured and recipient else None
+            if unreachable:
+                problems.append(f"audiences[{index}].channels: {entry!r}: {unreachable}")
     return problems

@@ -15,12 +15,20 @@ from sqlalchemy.orm import Session
 from warroom.context import context_of
 from warroom.db import get_or_404, utcnow
 from warroom.errors import Conflict, InvalidInput
-from warroom.incidents.models import Incident
+from warroom.events import DomainEvent, publish
+from warroom.incidents.models import Communication, Incident
+from warroom.incidents.schemas import ChannelOutcome
 from warroom.jobs import service as jobs
 from warroom.notify import channels
-from warroom.notify.config import ChannelConfig, channel_names, check_recipient, find_channel, missing_url
+from warroom.notify.config import (
+    ChannelConfig,
+    channel_names,
+    check_recipient,
+    find_channel,
+    recipient_problem,
+)
 from warroom.notify.models import Delivery, DeliveryStatus
-from warroom.notify.render import render
+from warroom.notify.render import Rendered, render
 from warroom.notify.schemas import DeliveryPage, DeliveryRead
 
 DELIVER_JOB = "notify.deliver"
@@ -46,22 +54,9 @@ def incident_view(incident: Incident) -> dict[str, Any]:
     }
 
 
-def send(
-    session: Session,
-    *,
-    channel: str,
-    to: str,
-    template: str,
-    context: dict[str, Any],
-    incident_id: int | None = None,
-    idempotency_key: str | None = None,
-) -> Delivery:
-    """Render ``template`` for ``channel`` now and queue its delivery; both commit with the caller.
-
-    ``channel`` is a channel named in the org file's ``notification_channels`` or a bare channel type
-    (``email``, ``slack``, ``webhook``, ``console``) used with its defaults. With an
-    ``idempotency_key`` already used, the existing delivery is returned and nothing is queued.
-    """
+def _channel_and_recipient(session: Session, channel: str, to: str) -> tuple[ChannelConfig, str]:
+    """The channel's configuration and the recipient (``to``, else the channel's own), or InvalidInput saying
+    why no message could ever be delivered that way."""
     app = context_of(session)
     config = find_channel(app.org, channel)
     if config is None:
@@ -79,13 +74,23 @@ def send(
         raise InvalidInput(f"{recipient!r} names no email address", {"field": "to"})
     if config.type == "email" and not recipient:
         raise InvalidInput(f"channel {channel!r} sends email and needs a recipient", {"field": "to"})
-    no_url = missing_url(config, recipient)
-    if no_url:
-        raise InvalidInput(no_url, {"field": "to"})
-    if idempotency_key is not None:
-        existing = session.scalar(select(Delivery).where(Delivery.idempotency_key == idempotency_key))
-        if existing is not None:
-            return existing
+    unreachable = recipient_problem(config, recipient)
+    if unreachable:
+        raise InvalidInput(unreachable, {"field": "to"})
+    return config, recipient
+
+
+def _render(
+    session: Session,
+    config: ChannelConfig,
+    *,
+    channel: str,
+    recipient: str,
+    template: str,
+    context: dict[str, Any],
+    incident_id: int | None,
+) -> Rendered:
+    app = context_of(session)
     incident = None
     if incident_id is not None:
         incident = get_or_404(session, Incident, incident_id, f"incident INC-{incident_id}")
@@ -97,7 +102,39 @@ def send(
         "incident": incident_view(incident) if incident is not None else None,
         **context,
     }
-    rendered = render(config, template, variables)
+    return render(config, template, variables)
+
+
+def send(
+    session: Session,
+    *,
+    channel: str,
+    to: str,
+    template: str,
+    context: dict[str, Any],
+    incident_id: int | None = None,
+    idempotency_key: str | None = None,
+) -> Delivery:
+    """Render ``template`` for ``channel`` now and queue its delivery; both commit with the caller.
+
+    ``channel`` is a channel named in the org file's ``notification_channels`` or a bare channel type
+    (``email``, ``slack``, ``webhook``, ``console``) used with its defaults. With an
+    ``idempotency_key`` already used, the existing delivery is returned and nothing is queued.
+    """
+    config, recipient = _channel_and_recipient(session, channel, to)
+    if idempotency_key is not None:
+        existing = session.scalar(select(Delivery).where(Delivery.idempotency_key == idempotency_key))
+        if existing is not None:
+            return existing
+    rendered = _render(
+        session,
+        config,
+        channel=channel,
+        recipient=recipient,
+        template=template,
+        context=context,
+        incident_id=incident_id,
+    )
     now = utcnow()
     delivery = Delivery(
         channel=channel,
@@ -126,6 +163,84 @@ def send(
         return existing
     _queue(session, delivery, config=config)
     return delivery
+
+
+def record_not_sent(
+    session: Session,
+    *,
+    channel: ChannelConfig,
+    to: str,
+    template: str,
+    context: dict[str, Any],
+    incident_id: int,
+    idempotency_key: str,
+    error: str,
+) -> Delivery:
+    """A message ``send`` refused (its template does not render, its recipient cannot be reached), kept as a
+    dead letter at once so that it is listed with the others (``notify failures``) and can be retried once
+    the org file is fixed: never queued, it is built anew then (``retry_delivery``). Returns the existing
+    delivery when ``idempotency_key`` was used already."""
+    existing = session.scalar(select(Delivery).where(Delivery.idempotency_key == idempotency_key))
+    if existing is not None:
+        return existing
+    now = utcnow()
+    delivery = Delivery(
+        channel=channel.name,
+        channel_type=channel.type,
+        recipient=(to or channel.to or "").strip(),
+        template=template,
+        subject="",
+        body="",
+        body_html=None,
+        data=json.loads(json.dumps(context, default=str)),
+        status=DeliveryStatus.dead,
+        attempts=0,
+        last_error=error,
+        incident_id=incident_id,
+        idempotency_key=idempotency_key,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(delivery)
+    session.flush()
+    # As for a delivery that became a dead letter after its attempts (``handlers.record_failure``).
+    publish(
+        session, DomainEvent(DEAD_EVENT, incident_id, PERFORMER, {"delivery_id": delivery.id, "error": error})
+    )
+    return delivery
+
+
+def communication_key(communication_id: int, entry: str) -> str:
+    """The idempotency key of the delivery of update ``communication_id`` through its audience's ``entry``."""
+    return f"communication:{communication_id}:{entry}"
+
+
+def update_outcomes(session: Session, communication: Communication) -> list[ChannelOutcome]:
+    """What became of an update on each of its channels (``notify.subscribers`` delivered it)."""
+    keys = {entry: communication_key(communication.id, entry) for entry in communication.channels}
+    deliveries = {
+        delivery.idempotency_key: delivery
+        for delivery in session.scalars(select(Delivery).where(Delivery.idempotency_key.in_(keys.values())))
+    }
+    outcomes: list[ChannelOutcome] = []
+    for entry, key in keys.items():
+        delivery = deliveries.get(key)
+        if delivery is None:
+            outcomes.append(ChannelOutcome(channel=entry, outcome="logged"))
+        elif never_built(delivery):
+            outcomes.append(
+                ChannelOutcome(
+                    channel=entry, outcome="not_sent", notification=delivery.id, error=delivery.last_error
+                )
+            )
+        else:
+            outcomes.append(ChannelOutcome(channel=entry, outcome="queued", notification=delivery.id))
+    return outcomes
+
+
+def never_built(delivery: Delivery) -> bool:
+    """Whether ``delivery`` is one ``record_not_sent`` kept: its message was never made, nor queued."""
+    return delivery.job_id is None and delivery.attempts == 0 and delivery.status == DeliveryStatus.dead
 
 
 def _queue(
@@ -268,6 +383,26 @@ def retry_delivery(session: Session, *, delivery_id: int) -> Delivery:
             f"notification {delivery_id} is {delivery.status.value}; only dead ones can be retried",
             {"field": "status", "allowed": [DeliveryStatus.dead.value]},
         )
+    if never_built(delivery):
+        # Its message could not be made when it was asked for: make it now, from the org file as it is now.
+        # Still failing, it is refused (422) and stays a dead letter.
+        try:
+            config, recipient = _channel_and_recipient(session, delivery.channel, delivery.recipient)
+            rendered = _render(
+                session,
+                config,
+                channel=delivery.channel,
+                recipient=recipient,
+                template=delivery.template,
+                context=delivery.data,
+                incident_id=delivery.incident_id,
+            )
+        except InvalidInput as exc:
+            raise InvalidInput(
+                f"notification {delivery_id} still cannot be sent: {exc.message}", exc.details
+            ) from exc
+        delivery.recipient = recipient
+        delivery.subject, delivery.body, delivery.body_html = rendered.subject, rendered.text, rendered.html
     # No idempotency key: the row lock and the "dead" check above already make a double retry a 409.
     _queue(session, delivery, keyed=False)
     delivery.status = DeliveryStatus.pending

@@ -31,22 +31,35 @@ def deliver_communication(session: Session, event: DomainEvent) -> None:
         channel = find_channel(app.org, name, implicit=False)
         if channel is None:
             continue
+        context = {
+            "message": communication.message,
+            "audience": communication.audience,
+            "sender": communication.sender,
+        }
+        key = service.communication_key(communication.id, entry)
         try:
             service.send(
                 session,
                 channel=name,
                 to=recipient or "",
                 template="incident_update",
-                context={
-                    "message": communication.message,
-                    "audience": communication.audience,
-                    "sender": communication.sender,
-                },
+                context=context,
                 incident_id=communication.incident_id,
-                idempotency_key=f"communication:{communication.id}:{entry}",
+                idempotency_key=key,
             )
         except WarroomError as exc:
-            # A channel that cannot take this message must not undo the update itself: say so instead.
+            # A channel that cannot take this message must not undo the update itself: it is a dead letter
+            # (listed and retried as the others are), and the timeline and the sender are told.
+            unsent = service.record_not_sent(
+                session,
+                channel=channel,
+                to=recipient or "",
+                template="incident_update",
+                context=context,
+                incident_id=communication.incident_id,
+                idempotency_key=key,
+                error=exc.message,
+            )
             incident = incidents.get_incident(session, communication.incident_id, for_update=True)
             incidents.append_timeline(
                 session,
@@ -54,5 +67,10 @@ def deliver_communication(session: Session, event: DomainEvent) -> None:
                 performer=service.PERFORMER,
                 kind=service.TIMELINE_KIND,
                 action=f"Update to {communication.audience} not sent via {name}: {exc.message}",
-                data={"channel": name, "communication_id": communication.id, "status": "not_sent"},
+                data={
+                    "channel": name,
+                    "communication_id": communication.id,
+                    "delivery_id": unsent.id,
+                    "status": "not_sent",
+                },
             )

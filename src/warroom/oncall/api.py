@@ -136,20 +136,41 @@ def _html(title: str, message: str, status_code: int, *, button: str | None = No
     return HTMLResponse(body, status_code=status_code)
 
 
+def _at(moment: datetime) -> str:
+    return f"at {moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _acknowledged(by: str | None, at: datetime | None) -> str | None:
+    """ "acknowledged by alice at 2026-03-02 09:14 UTC", or None when it is not."""
+    if at is None:
+        return None
+    return f"acknowledged{f' by {by}' if by else ''} {_at(at)}"
+
+
 @router.get("/ack/{token}", response_class=HTMLResponse, tags=["oncall"])
 def acknowledge_link_page(token: str, context: Context) -> HTMLResponse:
     """The page behind the signed link in a page: says which incident, with a button that acknowledges."""
     try:
         with context.db.read() as session:
             target = paging.incident_of_link(session, key=context.settings.resolved_secret_key(), token=token)
-            ref, title, by = target.incident.ref, target.shown_title, target.incident.acknowledged_by or ""
-            acknowledged = target.incident.acknowledged_at is not None
-            person = target.claim.person
+            incident, person = target.incident, target.claim.person
+            ref, title = incident.ref, target.shown_title
+            acknowledged = _acknowledged(incident.acknowledged_by, incident.acknowledged_at)
             paged_for = target.paged_for.ref if target.paged_for is not None else None
+            if not incident.status.is_open:
+                # Acknowledging it would be refused (409): say why now, and offer no button.
+                by = paging.resolved_by(session, incident)
+                when = _at(incident.resolved_at or incident.closed_at or incident.updated_at)
+                return _html(
+                    f"{ref} is {incident.status.value}",
+                    f"{title} — resolved{f' by {by}' if by else ''} {when}; there is nothing to "
+                    f"acknowledge.{f' It was {acknowledged}.' if acknowledged else ''}",
+                    200,
+                )
     except WarroomError as exc:
         return _html("Not acknowledged", exc.message, exc.status)
     if acknowledged:
-        return _html(f"{ref} was already acknowledged", f"{title} — acknowledged by {by}.", 200)
+        return _html(f"{ref} was already acknowledged", f"{title} — {acknowledged}.", 200)
     # A page for an incident merged since: its alerts and pages are on the one it went into.
     paged = f"you were paged as {person}" + (
         f" for {paged_for}, since merged into {ref}" if paged_for else ""
@@ -170,9 +191,11 @@ def acknowledge_from_link(token: str, context: Context) -> HTMLResponse:
             target, already = paging.acknowledge_from_link(
                 session, key=context.settings.resolved_secret_key(), token=token
             )
-            ref, title, by = target.incident.ref, target.shown_title, target.incident.acknowledged_by or ""
+            incident = target.incident
+            ref, title, by = incident.ref, target.shown_title, incident.acknowledged_by or ""
+            acknowledged = _acknowledged(incident.acknowledged_by, incident.acknowledged_at)
     except WarroomError as exc:
         return _html("Not acknowledged", exc.message, exc.status)
     if already:
-        return _html(f"{ref} was already acknowledged", f"{title} — acknowledged by {by}.", 200)
+        return _html(f"{ref} was already acknowledged", f"{title} — {acknowledged}.", 200)
     return _html(f"{ref} acknowledged", f"{title} — acknowledged by {by}. Escalation has stopped.", 200)

@@ -17,7 +17,13 @@ from warroom.alerts.config import names_taken
 from warroom.business_hours import BusinessHours
 from warroom.durations import Duration
 from warroom.fields import not_in_file
-from warroom.notify.config import CHANNEL_TYPES, check_recipient, find_channel, missing_url
+from warroom.notify.config import (
+    CHANNEL_TYPES,
+    check_email_address,
+    check_recipient,
+    find_channel,
+    recipient_problem,
+)
 from warroom.timezones import check_zone
 
 if TYPE_CHECKING:
@@ -88,7 +94,7 @@ class NotificationRule(_Strict):
 class PersonConfig(_Strict):
     name: str = Field(description="The person's id (handle) used everywhere else in the file.")
     display_name: str = ""
-    email: str | None = None
+    email: Annotated[str, AfterValidator(check_email_address)] | None = None
     phone: str | None = None
     chat_handle: str | None = None
     time_zone: str = "UTC"
@@ -257,11 +263,13 @@ def default_recipient(org: OrgConfig, person: PersonConfig, channel: str) -> str
 
 
 def _nowhere_to_post(problems: list[str], org: OrgConfig, where: str, channel: str, to: str) -> None:
-    """A page to ``to`` through a Slack or webhook ``channel`` with no URL would be refused every time."""
+    """A page to ``to`` through a Slack or webhook ``channel`` with no URL, or through an email channel to
+    what is not an email address, would be refused every time."""
     config = find_channel(org, channel)
-    reason = missing_url(config, to) if config is not None else None
+    reason = recipient_problem(config, to) if config is not None else None
     if reason:
-        problems.append(f"{where}.to: {reason} (got {to!r}): every page this way would be refused")
+        got = "" if repr(to) in reason else f" (got {to!r})"
+        problems.append(f"{where}.to: {reason}{got}: every page this way would be refused")
 
 
 def default_paging_modes() -> dict[str, PagingMode]:

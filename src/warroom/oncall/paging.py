@@ -1062,7 +1062,12 @@ def _page_person(
                 idempotency_key=key,
                 incident_id=incident.id,
             )
-            described.append(f"{rule.channel} in {_minutes(rule.delay)} unless acknowledged")
+            # On an acknowledged incident (a page someone asked for, a raise) the delayed rule will not send.
+            described.append(
+                f"{rule.channel} after {_minutes(rule.delay)} skipped ({incident.ref} is acknowledged)"
+                if incident.acknowledged_at is not None
+                else f"{rule.channel} in {_minutes(rule.delay)} unless acknowledged"
+            )
             reachable = True
         elif _deliver(session, context, incident, page, ack_by):
             described.append(f"{rule.channel} to {notify_service.shown_address(rule.to)}")
@@ -1792,6 +1797,16 @@ class LinkTarget:
         if self.paged_for is not None and self.incident.is_private and not self.paged_for.is_private:
             return self.paged_for.title
         return self.incident.title
+
+
+def resolved_by(session: Session, incident: Incident) -> str | None:
+    """Who last resolved the incident: the timeline says (the incident keeps only when)."""
+    moves = session.scalars(
+        select(TimelineEntry)
+        .where(TimelineEntry.incident_id == incident.id, TimelineEntry.kind == TimelineKind.status_change)
+        .order_by(TimelineEntry.seq.desc())
+    )
+    return next((move.performer for move in moves if (move.data or {}).get("to") == "resolved"), None)
 
 
 def _link_target(session: Session, claim: AckClaim, *, for_update: bool) -> LinkTarget:
