@@ -26,6 +26,8 @@ GOOD = [
     "o'brien@acme.example",
     "jörg@bücher.de",
     "ops@xn--bcher-kva.de",
+    "pager@mail.corp.local",  # a company network's own mail domain
+    "qa@staging.test",
 ]
 BAD = [
     "bad address",
