@@ -42,6 +42,10 @@ def test_integration_create_list_revoke(database_url: str) -> None:
     revoked = runner.invoke(app, ["integration", "revoke", "1", "--database-url", database_url])
     assert revoked.exit_code == 0, revoked.output
     assert "revoked integration 1 (prometheus)" in revoked.stdout
+    # A repeat changes nothing and says so (it said "revoked" again).
+    again = runner.invoke(app, ["integration", "revoke", "1", "--database-url", database_url])
+    assert again.exit_code == 0, again.output
+    assert "integration 1 (prometheus) was already revoked (at " in " ".join(again.stdout.split())
     missing = runner.invoke(app, ["integration", "revoke", "99", "--database-url", database_url])
     assert missing.exit_code == 1
 

@@ -133,7 +133,9 @@ def test_keys_wrong_revoked_or_for_another_source(
     prometheus = next(i for i in listing if i["name"] == "prometheus")
     assert "key" not in prometheus and "key_hash" not in prometheus
     revoked = api.delete(f"/api/v1/integrations/{prometheus['id']}", headers=admin)
-    assert revoked.json()["revoked_at"] is not None
+    assert revoked.json()["revoked_at"] is not None and revoked.json()["unchanged"] is False
+    again = api.delete(f"/api/v1/integrations/{prometheus['id']}", headers=admin).json()
+    assert again["unchanged"] is True and again["revoked_at"] == revoked.json()["revoked_at"]
     response = api.post(f"/api/v1/alerts/alertmanager?key={am_key}", json=firing)
     assert response.status_code == 401
     assert "revoked" in response.json()["error"]["message"]

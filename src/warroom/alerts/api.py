@@ -67,6 +67,7 @@ from warroom.auth.integrations import (
     IntegrationCreate,
     IntegrationCreated,
     IntegrationRead,
+    IntegrationRevoked,
     IntegrationRotate,
     IntegrationUpdate,
 )
@@ -1013,8 +1014,8 @@ def create_integration(body: IntegrationCreate, context: Context, _: Admin) -> I
         )
 
 
-@router.delete("/api/v1/integrations/{integration_id}", response_model=IntegrationRead, tags=["auth"])
-def revoke_integration(integration_id: RowId, context: Context, _: Admin) -> IntegrationRead:
+@router.delete("/api/v1/integrations/{integration_id}", response_model=IntegrationRevoked, tags=["auth"])
+def revoke_integration(integration_id: RowId, context: Context, _: Admin) -> IntegrationRevoked:
     with context.db.write() as session:
         return integrations.revoke_integration(session, org=context.org, integration_id=integration_id)
 

@@ -159,6 +159,14 @@ class IntegrationRead(BaseModel):
     )
 
 
+class IntegrationRevoked(IntegrationRead):
+    unchanged: bool = Field(
+        default=False,
+        description="True when the integration was revoked already: this request changed nothing "
+        "(revoked_at is when it was).",
+    )
+
+
 class IntegrationCreated(IntegrationRead):
     key: str = Field(description="The secret key; shown once.")
     signing_secret: str | None = Field(
@@ -396,12 +404,14 @@ def names_by_id(session: Session, *, needed: bool = True) -> IntegrationNames:
     return IntegrationNames({row.id: row.name for row in rows})
 
 
-def revoke_integration(session: Session, *, org: OrgConfig | None, integration_id: int) -> IntegrationRead:
+def revoke_integration(session: Session, *, org: OrgConfig | None, integration_id: int) -> IntegrationRevoked:
+    """Idempotent, as revoking a token is: one revoked already is answered as it is, ``unchanged``."""
     row = get_integration(session, integration_id)
-    if row.revoked_at is None:
+    unchanged = row.revoked_at is not None
+    if not unchanged:
         row.revoked_at = utcnow()
     _forget_replaced(row)  # a revoked integration accepts no key: keep no secret it no longer needs
-    return _read(row, utcnow(), org)
+    return IntegrationRevoked(**_read(row, utcnow(), org).model_dump(), unchanged=unchanged)
 
 
 def update_integration(

@@ -1378,7 +1378,11 @@ def integration_revoke(
 
     with _local_session(database_url) as session:
         row = integrations.revoke_integration(session, org=None, integration_id=integration_id)
-    console.print(escape(f"revoked integration {row.id} ({row.name})"))
+    if row.unchanged:
+        said = f"integration {row.id} ({row.name}) was already revoked (at {when(row.revoked_at)})"
+    else:
+        said = f"revoked integration {row.id} ({row.name})"
+    console.print(escape(said))
 
 
 @integration_app.command("update", cls=OnceOnlyCommand)
