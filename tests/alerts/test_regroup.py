@@ -146,7 +146,7 @@ def test_an_incident_merged_into_another(
     # INC-2's escalation ends; INC-1's goes on.
     run_at(worker, T0 + timedelta(minutes=30))
     with context.db.read() as session:
-        states = dict(session.execute(select(Escalation.incident_id, Escalation.state)).tuples().all())
+        states = dict(session.execute(select(Escalation.incident_id, Escalation.state)).all())
     assert states[2] == EscalationState.resolved and states[1] != EscalationState.resolved
     assert pending_escalation_jobs(context, 2) == []
 
