@@ -1436,12 +1436,13 @@ def _back_to_investigating(
     incident: the incident has a firing alert again, so it is investigated again, but nothing is said of
     its fix. (An alert joining by a service dependency never comes here.)
 
-    ``resolve_to_monitoring`` of the incident's rule decides, as for its group's alerts: the rule of the alert
-    that opened it. A storm-guarded alert's own rule says nothing of this incident (with it off, an incident
-    automation moved to monitoring stayed there with a firing alert, which nothing would move again)."""
+    ``resolve_to_monitoring`` of the incident's rule decides (``_opening_alert``), as it does for the move to
+    monitoring (``settle``). A storm-guarded alert's own rule, or that of a later alert of its group,
+    says nothing of this incident (with it off, an incident automation moved to monitoring stayed there with a
+    firing alert, which nothing would move again)."""
     if incident.status != IncidentStatus.monitoring:
         return
-    if not _resolve_to_monitoring(org, _opening_alert(session, incident, alert) if storm_guard else alert):
+    if not _resolve_to_monitoring(org, _opening_alert(session, incident, alert)):
         return
     note = (
         f"alert {alert.ref} of another group joined by the storm guard and fires while monitoring"
@@ -1465,15 +1466,22 @@ def _back_to_investigating(
         )
 
 
-def _opening_alert(session: Session, incident: Incident, joining: Alert) -> Alert:
-    """The incident's first alert (the one that opened it), other than ``joining``; ``joining`` if none."""
+def _opening_alert(session: Session, incident: Incident, alert: Alert) -> Alert:
+    """The alert whose rules are the incident's own (``resolve_to_monitoring``, ``resolve_after``): the one
+    that opened it, the first attached (by the timeline, as an alert held back and then routed by the storm
+    guard may be older than the incident), that is still on it; ``alert`` (one of its alerts) if none is."""
     first = session.scalar(
         select(Alert)
-        .where(Alert.incident_id == incident.id, Alert.id != joining.id)
-        .order_by(Alert.id)
+        .join(TimelineEntry, TimelineEntry.data["alert"].as_integer() == Alert.id)
+        .where(
+            TimelineEntry.incident_id == incident.id,
+            TimelineEntry.kind == TimelineKind.alert,
+            Alert.incident_id == incident.id,
+        )
+        .order_by(TimelineEntry.seq)
         .limit(1)
     )
-    return first if first is not None else joining
+    return first if first is not None else alert
 
 
 def _returns(session: Session, incident: Incident, window: timedelta) -> int:
@@ -1865,8 +1873,11 @@ def settle(
     )
     if still_open is not None:
         return f"ALR-{still_open} is open"
-    if not _resolve_to_monitoring(org, alert):
-        return "resolve_to_monitoring is off for its alerts"
+    # The incident's own rule decides, as for the move back (``_back_to_investigating``): not the rule of the
+    # alert that happened to resolve last (one the storm guard put here, of another rule).
+    own = _opening_alert(session, incident, alert)
+    if not _resolve_to_monitoring(org, own):
+        return "resolve_to_monitoring is off for its rule"
     if incident.status not in (IncidentStatus.investigating, IncidentStatus.identified):
         return f"it is {incident.status.value}"
     if (calm := flapping_until(session, org, incident)) is not None:
@@ -1880,7 +1891,7 @@ def settle(
         window = format_duration(org.automation.flap_window)
         note += f", and none fired again for {window}: it stopped flapping"
     _update(session, org, incident, IncidentUpdate(status=IncidentStatus.monitoring, note=note))
-    if (quiet := _resolve_after(org, alert)) > timedelta(0):
+    if (quiet := _resolve_after(org, own)) > timedelta(0):
         _resolve_when_quiet(session, incident, quiet)
     return "moved to monitoring"
 

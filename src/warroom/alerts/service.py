@@ -1267,16 +1267,24 @@ def acknowledge(session: Session, *, org: OrgConfig, ref: str | int, performer: 
 def unacknowledge(session: Session, *, org: OrgConfig, ref: str | int, performer: str) -> Alert:
     """A person takes an acknowledgement back (nobody is on it after all; or it was acknowledged by mistake):
     the alert is firing again, and its incident's timeline says so. The incident's own acknowledgement is
-    left alone: its escalation does not start again."""
+    left alone: its escalation does not start again. A snooze ends now as it would have at its end: an alert
+    on no incident that got more severe while snoozed is routed (``route_worse_after_snooze``). One that got
+    worse while plainly acknowledged is not: nothing promised the rules a look at it (its note says how to
+    promote it), and its severity when acknowledged is not kept."""
     alert = lock_alert(session, ref)
     if alert.status != AlertStatus.acknowledged:
         raise Conflict(f"{alert.ref} is {alert.status.value}, not acknowledged", {"field": "alert"})
     earlier = f"by {alert.acknowledged_by}" if alert.acknowledged_by else f"at its source ({alert.source})"
+    snoozed_by = alert.snoozed_by
+    when_snoozed = _severity_when_snoozed(session, alert)
     alert.status = AlertStatus.firing
     alert.acknowledged_at = None
     alert.acknowledged_by = None
     clear_snooze(alert)
     session.flush()
+    if alert.incident_id is None and when_snoozed is not None:
+        route_worse_after_snooze(session, org, alert, was=when_snoozed, snoozed_by=snoozed_by)
+        return alert
     if alert.incident_id is not None and not held(session, alert):
         automation.on_incident_timeline(
             session,
@@ -1314,18 +1322,35 @@ def clear_snooze(alert: Alert) -> None:
 SNOOZE_KIND = "alerts.snooze_end"
 
 
+def _pending_snooze_ends(session: Session, alert_id: int) -> list[Job]:
+    return list(
+        session.scalars(
+            select(Job).where(
+                Job.kind == SNOOZE_KIND,
+                Job.status == JobStatus.pending,
+                Job.payload["alert_id"].as_integer() == alert_id,
+            )
+        )
+    )
+
+
+def _severity_when_snoozed(session: Session, alert: Alert) -> str | None:
+    """The alert's severity when its snooze in force began (None: not snoozed), which the job that ends it
+    keeps: moving the snooze or taking it back still compares the alert's severity with that one."""
+    if alert.snoozed_until is None:
+        return None
+    for job in _pending_snooze_ends(session, alert.id):
+        severity = job.payload.get("severity")
+        if isinstance(severity, str) and datetime.fromisoformat(job.payload["until"]) == alert.snoozed_until:
+            return severity
+    return None
+
+
 def _cancel_snooze_jobs(session: Session, alert_id: int) -> None:
     """Cancel the alert's pending snooze ends (a new snooze replaces them). Their handler would find the
     snooze moved and do nothing; cancelled, ``jobs list`` does not show them waiting."""
-    pending = session.scalars(
-        select(Job.idempotency_key).where(
-            Job.kind == SNOOZE_KIND,
-            Job.status == JobStatus.pending,
-            Job.payload["alert_id"].as_integer() == alert_id,
-        )
-    ).all()
-    for key in pending:
-        job_service.cancel(session, idempotency_key=key)
+    for job in _pending_snooze_ends(session, alert_id):
+        job_service.cancel(session, idempotency_key=job.idempotency_key)
 
 
 def snooze(
@@ -1344,6 +1369,9 @@ def snooze(
         raise Conflict(f"{alert.ref} is resolved; there is nothing to snooze", {"field": "alert"})
     now = utcnow()
     end = snooze_end(now, duration=duration, until=until)
+    # Snoozed again (the end moves): the severity it had when first snoozed stays the one a rise is measured
+    # from; the alert's present one would hide a rise during the first snooze.
+    when_snoozed = _severity_when_snoozed(session, alert) or alert.severity
     _cancel_snooze_jobs(session, alert.id)
     was_firing = alert.status == AlertStatus.firing
     alert.status = AlertStatus.acknowledged
@@ -1356,8 +1384,9 @@ def snooze(
     job_service.enqueue(
         session,
         kind=SNOOZE_KIND,
-        # Its severity now: one on no incident that is worse when the snooze ends is routed then (``snooze``).
-        payload={"alert_id": alert.id, "until": end.isoformat(), "severity": alert.severity},
+        # Its severity when snoozed: one on no incident that is worse when the snooze ends is routed then
+        # (``snooze``).
+        payload={"alert_id": alert.id, "until": end.isoformat(), "severity": when_snoozed},
         run_at=end,
         # One per snooze, even of the same end as an earlier (cancelled) one.
         idempotency_key=f"{SNOOZE_KIND}:{alert.id}:{uuid.uuid4().hex}",

@@ -12,7 +12,8 @@ meantime leaves that job nothing to do.
 An alert on no incident (unrouted, say) that got more severe while snoozed was left alone then (a note on it
 says so): when the snooze ends and it still fires, more severe than when it was snoozed, the rules see it as
 they would have seen the rise (``alerts.service.route_worse_after_snooze``), and it may open or join an
-incident and page.
+incident and page. The same when someone ends the snooze early (``alerts.service.unacknowledge``); a new
+snooze keeps the severity the alert had when first snoozed, so moving the end does not hide a rise.
 """
 
 from __future__ import annotations

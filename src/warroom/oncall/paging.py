@@ -1054,20 +1054,7 @@ def _page_person(
         session.add(page)
         session.flush()
         if rule.delay > timedelta(0):
-            job_service.enqueue(
-                session,
-                kind=NOTIFY_KIND,
-                payload={"page_id": page.id},
-                run_at=page.send_at,
-                idempotency_key=key,
-                incident_id=incident.id,
-            )
-            # On an acknowledged incident (a page someone asked for, a raise) the delayed rule will not send.
-            described.append(
-                f"{rule.channel} after {_minutes(rule.delay)} skipped ({incident.ref} is acknowledged)"
-                if incident.acknowledged_at is not None
-                else f"{rule.channel} in {_minutes(rule.delay)} unless acknowledged"
-            )
+            described.append(_delay_page(session, incident, page, rule, {"page_id": page.id}))
             reachable = True
         elif _deliver(session, context, incident, page, ack_by):
             described.append(f"{rule.channel} to {notify_service.shown_address(rule.to)}")
@@ -1077,6 +1064,27 @@ def _page_person(
                 f"{rule.channel} to {notify_service.shown_address(rule.to)} FAILED ({page.error})"
             )
     return described, reachable
+
+
+def _delay_page(
+    session: Session, incident: Incident, page: Page, rule: service.EffectiveRule, payload: dict[str, Any]
+) -> str:
+    """A delayed notification rule's page (stored, ``payload`` its job's): scheduled to go out after the
+    rule's delay unless someone acknowledges first. On an incident acknowledged already (a page someone asked
+    for, a raise) it would never go out (``send_delayed_page``), so it is cancelled now: no job waits for it,
+    and neither the timeline nor ``oncall pages`` promises it. What the timeline says of it."""
+    if incident.acknowledged_at is not None:
+        page.status = PageStatus.cancelled
+        return f"{rule.channel} after {_minutes(rule.delay)} skipped ({incident.ref} is acknowledged)"
+    job_service.enqueue(
+        session,
+        kind=NOTIFY_KIND,
+        payload=payload,
+        run_at=page.send_at,
+        idempotency_key=page.key,
+        incident_id=incident.id,
+    )
+    return f"{rule.channel} in {_minutes(rule.delay)} unless acknowledged"
 
 
 def _paged_by(page: Page) -> str:
@@ -1277,10 +1285,10 @@ def page_person_by_hand(
     note: str | None,
 ) -> dict[str, Any]:
     """Page a person asked for by name: a page by each of their notification rules, the delayed ones unless
-    someone acknowledges first. It is a person's deliberate call, with their why, so it is never held back as
-    a duplicate of a page moments before (a policy's page right after it rides on it instead). Nothing
-    escalates from it: it has no policy and no deadline. ``request_id`` (its job's) keys its pages, so a
-    replayed job pages nobody twice."""
+    someone acknowledges first (on an incident acknowledged already, only the immediate ones). It is a
+    person's deliberate call, with their why, so it is never held back as a duplicate of a page moments
+    before (a policy's page right after it rides on it instead). Nothing escalates from it: it has no policy
+    and no deadline. ``request_id`` (its job's) keys its pages, so a replayed job pages nobody twice."""
     try:
         incident = incident_service.get_incident(session, incident_id, for_update=True)
     except NotFound:
@@ -1332,15 +1340,8 @@ def page_person_by_hand(
         session.flush()
         keys.append(key)
         if rule.delay > timedelta(0):
-            job_service.enqueue(
-                session,
-                kind=NOTIFY_KIND,
-                payload={"page_id": page.id, **({"note": note} if note else {})},
-                run_at=page.send_at,
-                idempotency_key=key,
-                incident_id=incident.id,
-            )
-            described.append(f"{rule.channel} in {_minutes(rule.delay)} unless acknowledged")
+            payload = {"page_id": page.id, **({"note": note} if note else {})}
+            described.append(_delay_page(session, incident, page, rule, payload))
         elif _deliver(session, context, incident, page, None, note):
             described.append(f"{rule.channel} to {notify_service.shown_address(rule.to)}")
         else:
