@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any
+import re
+import unicodedata
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
+from warroom import __version__
 from warroom.alerts.schemas import (
     AlertDetail,
     AlertOverview,
@@ -17,6 +22,7 @@ from warroom.alerts.schemas import (
     HeartbeatRead,
     IncidentMerged,
     MaintenanceDetail,
+    MaintenanceEnded,
     MaintenanceRead,
     NoiseReport,
     RoutingPreview,
@@ -43,12 +49,19 @@ from warroom.severity.schemas import SeverityRead, SuggestResponse
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    """A request that got no answer of Warroom's API. ``from_server``: ``code`` and ``message`` are the
+    server's own (its JSON error); otherwise this client wrote them, about an answer that was not Warroom's
+    or about no answer at all (``status`` 0)."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: Any = None, *, from_server: bool = True
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.from_server = from_server
 
 
 def seg(value: object) -> str:
@@ -65,19 +78,108 @@ def query(**values: Any) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value not in (None, "", [])}
 
 
+DEFAULT_URL = "http://127.0.0.1:8080"
+# Seconds to wait for an answer. Above the server's own waits for a database lock (30 s by default, then 503:
+# WARROOM_SQLITE_BUSY_TIMEOUT, WARROOM_POSTGRES_LOCK_TIMEOUT): a client that gave up first (at 15 s) said a
+# write failed that the server went on to make.
+DEFAULT_TIMEOUT = 60.0
+# Connecting is not waiting for the server's work: an address that takes no connection is said sooner.
+CONNECT_TIMEOUT = 10.0
+MAX_TIMEOUT = 24 * 3600.0
+# Methods that change nothing, and the POSTs that do not either (dry runs): no answer to one of these leaves
+# nothing in doubt.
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+DRY_RUNS = frozenset({"/api/v1/alerts/preview", "/api/v1/severities/suggest"})
+# What a network library's message may hold of the Authorization header (h11 quoted a bad header whole).
+_BEARER = re.compile(r"Bearer\s+\S+", re.IGNORECASE)
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def timeout_setting() -> float:
+    """WARROOM_TIMEOUT: seconds to wait for an answer (default ``DEFAULT_TIMEOUT``)."""
+    text = os.environ.get("WARROOM_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= MAX_TIMEOUT:  # NaN fails too
+        raise ApiError(
+            0,
+            "invalid_setting",
+            f"WARROOM_TIMEOUT is seconds to wait for an answer, more than 0 and at most {MAX_TIMEOUT:.0f} "
+            f"(got {glimpse(text, 40)!r})",
+            from_server=False,
+        )
+    return seconds
+
+
+def checked_token(token: str | None) -> str | None:
+    """The token without the whitespace around it (the line end of ``$(cat file)``, the CR of a file written
+    on Windows); any other character no token has is refused. The token is never shown: httpx refused a CR
+    in the header by quoting the whole header, secret and all."""
+    if token is None or not token.strip():
+        return None
+    token = token.strip()
+    for position, character in enumerate(token, start=1):
+        if "!" <= character <= "~":
+            continue
+        what = (
+            "a control character"
+            if unicodedata.category(character) == "Cc"
+            else "a space"
+            if character.isspace()
+            else "a character beyond ASCII"
+        )
+        raise ApiError(
+            0,
+            "invalid_setting",
+            f"WARROOM_TOKEN has {what} at position {position} of {len(token)}, which no Warroom token has: "
+            "check how it is set (the token is not shown)",
+            from_server=False,
+        )
+    return token
+
+
+def changes_nothing(method: str, path: str) -> bool:
+    """Whether a request to ``path`` only reads: repeating it after no answer is safe."""
+    return method.upper() in READS or path.split("?")[0] in DRY_RUNS
+
+
+def glimpse(text: str, limit: int = 80) -> str:
+    """The start of ``text`` on one line (runs of whitespace as one space), "…" where it was cut."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 class Client:
     def __init__(
         self,
         url: str | None = None,
         token: str | None = None,
         *,
-        timeout: float = 15.0,
+        timeout: float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = (url or os.environ.get("WARROOM_URL") or "http://127.0.0.1:8080").rstrip("/")
-        self.token = token if token is not None else os.environ.get("WARROOM_TOKEN")
+        """``url`` and ``token`` default to WARROOM_URL and WARROOM_TOKEN; ``timeout`` (seconds to wait for an
+        answer) to WARROOM_TIMEOUT, else ``DEFAULT_TIMEOUT``."""
+        self.url = ((url or os.environ.get("WARROOM_URL") or "").strip() or DEFAULT_URL).rstrip("/")
+        self.token = checked_token(token if token is not None else os.environ.get("WARROOM_TOKEN"))
+        self.timeout = timeout if timeout is not None else timeout_setting()
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        try:
+            self._http = httpx.Client(
+                base_url=self.url,
+                headers=headers,
+                timeout=httpx.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT, self.timeout)),
+                transport=transport,
+            )
+        except httpx.InvalidURL as exc:
+            raise ApiError(
+                0, "invalid_setting", f"WARROOM_URL {self.url!r} is not a URL: {exc}", from_server=False
+            ) from None
 
     def close(self) -> None:
         self._http.close()
@@ -91,31 +193,149 @@ class Client:
     def request(
         self, method: str, path: str, *, json: Any = None, params: Any = None, content: bytes | None = None
     ) -> Any:
+        """The JSON of Warroom's answer; ApiError for an error, for an answer that is not Warroom's, or for
+        none (``code`` ``unreachable``: nothing was sent; ``no_answer``: it was sent, and a write may have
+        been made)."""
         try:
             response = self._http.request(method, path, json=json, params=params, content=content)
+        except (
+            httpx.ConnectError,
+            httpx.ConnectTimeout,
+            httpx.PoolTimeout,
+            httpx.UnsupportedProtocol,
+        ) as exc:
+            raise ApiError(
+                0, "unreachable", f"cannot reach {self.url}: {self._unsaid(exc)}", from_server=False
+            ) from exc
+        except httpx.LocalProtocolError as exc:
+            raise ApiError(
+                0, "unreachable", f"could not send to {self.url}: {self._unsaid(exc)}", from_server=False
+            ) from exc
         except httpx.HTTPError as exc:
-            raise ApiError(0, "unreachable", f"cannot reach {self.url}: {exc}") from exc
+            # Sent (or being sent): the server may be working on it still, or have done it.
+            raise self._no_answer(method, path, exc) from exc
         if 300 <= response.status_code < 400:
-            # The API never redirects what this client asks; a redirect is a wrong URL or path.
-            raise ApiError(response.status_code, "not_found", f"nothing at {path!r}")
+            # The API never redirects what this client asks; a redirect is a wrong URL (http for https).
+            raise ApiError(response.status_code, "redirected", self._redirected(response), from_server=False)
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
-                raise ApiError(response.status_code, error["code"], error["message"], error.get("details"))
+                code, message = error["code"], error["message"]
+                if not isinstance(code, str) or not isinstance(message, str):
+                    raise TypeError(code)
             except (ValueError, KeyError, TypeError):
-                raise ApiError(response.status_code, "http_error", response.text[:500]) from None
-        return response.json() if response.content else None
+                raise ApiError(
+                    response.status_code, "http_error", self._foreign_error(response), from_server=False
+                ) from None
+            raise ApiError(response.status_code, code, message, error.get("details"))
+        if not response.content:
+            return None
+        if not _is_json(response.headers.get("content-type", "")):
+            raise self._not_warroom(
+                f"{response.status_code} {self._described(response)}", response.status_code
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise self._not_warroom(
+                f"{response.status_code} {self._described(response)}", response.status_code
+            ) from None
+
+    def _unsaid(self, exc: Exception) -> str:
+        """``exc``'s message without the token, should the library have quoted it."""
+        text = str(exc) or type(exc).__name__
+        if self.token:
+            text = text.replace(self.token, "[token]")
+        return _BEARER.sub("Bearer [token]", text)
+
+    def _no_answer(self, method: str, path: str, exc: httpx.HTTPError) -> ApiError:
+        if isinstance(exc, httpx.TimeoutException):
+            said = f"no answer from {self.url} within {self.timeout:g} s (WARROOM_TIMEOUT)"
+        else:
+            said = f"the connection to {self.url} broke before an answer came ({self._unsaid(exc)})"
+        if not changes_nothing(method, path):
+            said += "; the outcome is unknown: the server may have made the change"
+        return ApiError(
+            0, "no_answer", said, {"method": method.upper(), "path": path.split("?")[0]}, from_server=False
+        )
+
+    def _redirected(self, response: httpx.Response) -> str:
+        """Where a redirect points, and (an http to https one, another host) what WARROOM_URL should be."""
+        status = response.status_code
+        location = response.headers.get("location")
+        if not location:
+            return f"HTTP {status} from {self.url}, a redirect without a Location: is WARROOM_URL right?"
+        asked = response.request.url
+        try:
+            target = asked.join(location).copy_with(query=None, fragment=None)
+        except httpx.InvalidURL:
+            return (
+                f"HTTP {status} from {self.url}, a redirect to {glimpse(location)!r}: is WARROOM_URL right?"
+            )
+        base_path = httpx.URL(self.url).path.rstrip("/")
+        api_path = asked.path[len(base_path) :] if asked.path.startswith(base_path) else asked.path
+        if api_path and target.path.endswith(api_path) and target.scheme in ("http", "https"):
+            # The same API path elsewhere: the server is at another address (https, a port, a host).
+            moved = target.copy_with(path=target.path[: len(target.path) - len(api_path)] or "/")
+            address = str(moved).rstrip("/")
+            return f"{self.url} redirects to {address} (HTTP {status}): set WARROOM_URL={address}"
+        return (
+            f"{self.url} redirects {api_path or '/'} to {target} (HTTP {status}), which is not Warroom's "
+            "API (a login page?): is WARROOM_URL the server's address?"
+        )
+
+    def _foreign_error(self, response: httpx.Response) -> str:
+        """An error answer without Warroom's JSON error: a proxy's, or not Warroom at all."""
+        status = response.status_code
+        if not response.content.strip():
+            return f"HTTP {status} from {self.url} with no Warroom error body (is WARROOM_URL right?)"
+        return (
+            f"HTTP {status} from {self.url} without a Warroom error ({self._described(response)}): the "
+            "answer of a proxy, or of another server (is WARROOM_URL right?)"
+        )
+
+    @staticmethod
+    def _described(response: httpx.Response) -> str:
+        kind = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+        return f"{kind}: {glimpse(response.text)!r}" if response.content.strip() else f"{kind}, empty"
+
+    def _not_warroom(self, what: str, status: int = 0, *, or_else: str = "") -> ApiError:
+        return ApiError(
+            status,
+            "not_warroom",
+            f"the server at {self.url} answered something that is not Warroom's API ({what}); "
+            f"check WARROOM_URL{or_else}",
+            from_server=False,
+        )
+
+    def _one(self, model: type[Model], data: Any) -> Model:
+        """``data`` (an answer's JSON) read as ``model``. JSON of another shape (``{"ok": true}`` from some
+        other service) is an ApiError, not a traceback."""
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"]) or "the answer"
+            raise self._not_warroom(
+                f"{glimpse(json.dumps(data), 60)}: {where}: {problem['msg']}",
+                or_else=f", or that the server runs Warroom {__version__}, as this CLI does",
+            ) from None
+
+    def _rows(self, model: type[Model], data: Any) -> list[Model]:
+        if not isinstance(data, list):
+            raise self._not_warroom(f"{glimpse(json.dumps(data), 60)}, where a list was due")
+        return [self._one(model, row) for row in data]
 
     # --- the org file ---
 
     def config_status(self) -> ConfigStatus:
-        return ConfigStatus.model_validate(self.request("GET", "/api/v1/config"))
+        return self._one(ConfigStatus, self.request("GET", "/api/v1/config"))
 
     def reload_config(self, *, force: bool = False) -> ConfigStatus:
         """Have the server read its org file again (admin); ApiError 422 with the problems if it has any.
         ``force``: take it even if it empties a section the running one has (services, rules, formats…)."""
         params = {"force": "true"} if force else None
-        return ConfigStatus.model_validate(self.request("POST", "/api/v1/config/reload", params=params))
+        return self._one(ConfigStatus, self.request("POST", "/api/v1/config/reload", params=params))
 
     # --- incidents ---
 
@@ -132,31 +352,29 @@ class Client:
         params = query(
             state=state, limit=limit, offset=offset, status=status, severity=severity, service=service
         )
-        return IncidentPage.model_validate(self.request("GET", "/api/v1/incidents", params=params))
+        return self._one(IncidentPage, self.request("GET", "/api/v1/incidents", params=params))
 
     def create_incident(self, **fields: Any) -> IncidentRead:
-        return IncidentRead.model_validate(self.request("POST", "/api/v1/incidents", json=fields))
+        return self._one(IncidentRead, self.request("POST", "/api/v1/incidents", json=fields))
 
     def get_incident(self, ref: str) -> IncidentRead:
-        return IncidentRead.model_validate(self.request("GET", f"/api/v1/incidents/{seg(ref)}"))
+        return self._one(IncidentRead, self.request("GET", f"/api/v1/incidents/{seg(ref)}"))
 
     def update_incident(self, ref: str, **fields: Any) -> IncidentRead:
-        return IncidentRead.model_validate(
-            self.request("PATCH", f"/api/v1/incidents/{seg(ref)}", json=fields)
-        )
+        return self._one(IncidentRead, self.request("PATCH", f"/api/v1/incidents/{seg(ref)}", json=fields))
 
     def acknowledge(self, ref: str) -> IncidentRead:
-        return IncidentRead.model_validate(self.request("POST", f"/api/v1/incidents/{seg(ref)}/ack"))
+        return self._one(IncidentRead, self.request("POST", f"/api/v1/incidents/{seg(ref)}/ack"))
 
     def resolve(self, ref: str, note: str | None = None) -> IncidentRead:
         body: dict[str, Any] = {"status": "resolved"}
         if note:
             body["note"] = note
-        return IncidentRead.model_validate(self.request("PATCH", f"/api/v1/incidents/{seg(ref)}", json=body))
+        return self._one(IncidentRead, self.request("PATCH", f"/api/v1/incidents/{seg(ref)}", json=body))
 
     def timeline(self, ref: str) -> list[TimelineEntryRead]:
         rows = self.request("GET", f"/api/v1/incidents/{seg(ref)}/timeline")
-        return [TimelineEntryRead.model_validate(row) for row in rows]
+        return self._rows(TimelineEntryRead, rows)
 
     def log_action(
         self,
@@ -168,87 +386,87 @@ class Client:
         system_state: dict[str, Any] | None = None,
     ) -> TimelineEntryRead:
         body = {"action": action, "impact": impact, "kind": kind, "system_state": system_state}
-        return TimelineEntryRead.model_validate(
-            self.request("POST", f"/api/v1/incidents/{seg(ref)}/timeline", json=body)
+        return self._one(
+            TimelineEntryRead, self.request("POST", f"/api/v1/incidents/{seg(ref)}/timeline", json=body)
         )
 
     def add_responder(self, ref: str, name: str, role: str, contact: str = "") -> ResponderRead:
         body = {"name": name, "role": role, "contact": contact}
-        return ResponderRead.model_validate(
-            self.request("POST", f"/api/v1/incidents/{seg(ref)}/responders", json=body)
+        return self._one(
+            ResponderRead, self.request("POST", f"/api/v1/incidents/{seg(ref)}/responders", json=body)
         )
 
     def remove_responder(self, ref: str, responder_id: int) -> ResponderLeft:
-        return ResponderLeft.model_validate(
-            self.request("DELETE", f"/api/v1/incidents/{seg(ref)}/responders/{seg(responder_id)}")
+        return self._one(
+            ResponderLeft,
+            self.request("DELETE", f"/api/v1/incidents/{seg(ref)}/responders/{seg(responder_id)}"),
         )
 
     def send_update(self, ref: str, message: str, audience: str) -> CommunicationRead:
         body = {"message": message, "audience": audience}
-        return CommunicationRead.model_validate(
-            self.request("POST", f"/api/v1/incidents/{seg(ref)}/updates", json=body)
+        return self._one(
+            CommunicationRead, self.request("POST", f"/api/v1/incidents/{seg(ref)}/updates", json=body)
         )
 
     def updates(self, ref: str) -> list[CommunicationRead]:
         rows = self.request("GET", f"/api/v1/incidents/{seg(ref)}/updates")
-        return [CommunicationRead.model_validate(row) for row in rows]
+        return self._rows(CommunicationRead, rows)
 
     # --- severities ---
 
     def severities(self) -> list[SeverityRead]:
-        return [SeverityRead.model_validate(row) for row in self.request("GET", "/api/v1/severities")]
+        return self._rows(SeverityRead, self.request("GET", "/api/v1/severities"))
 
     def suggest_severity(
         self, assessment: dict[str, Any], services: list[str] | None = None
     ) -> SuggestResponse:
         body = {"assessment": assessment, "services": services or []}
-        return SuggestResponse.model_validate(self.request("POST", "/api/v1/severities/suggest", json=body))
+        return self._one(SuggestResponse, self.request("POST", "/api/v1/severities/suggest", json=body))
 
     # --- on-call ---
 
     def who_is_on_call(self, *, schedule: str | None = None, at: str | None = None) -> list[OnCallRead]:
         params = query(schedule=schedule, at=at)
-        return [
-            OnCallRead.model_validate(row) for row in self.request("GET", "/api/v1/oncall", params=params)
-        ]
+        return self._rows(OnCallRead, self.request("GET", "/api/v1/oncall", params=params))
 
     def shifts(self, schedule: str, *, count: int = 10, after: str | None = None) -> list[ShiftRead]:
         params = query(count=count, after=after)
         rows = self.request("GET", f"/api/v1/oncall/{seg(schedule)}/shifts", params=params)
-        return [ShiftRead.model_validate(row) for row in rows]
+        return self._rows(ShiftRead, rows)
 
     def overrides(self, schedule: str, *, include_past: bool = False) -> list[OverrideRead]:
         rows = self.request(
             "GET", f"/api/v1/oncall/{seg(schedule)}/overrides", params={"include_past": include_past}
         )
-        return [OverrideRead.model_validate(row) for row in rows]
+        return self._rows(OverrideRead, rows)
 
     def create_override(
         self, schedule: str, *, person: str, start: str, end: str, reason: str = ""
     ) -> OverrideRead:
         body = {"person": person, "start": start, "end": end, "reason": reason}
-        return OverrideRead.model_validate(
-            self.request("POST", f"/api/v1/oncall/{seg(schedule)}/overrides", json=body)
+        return self._one(
+            OverrideRead, self.request("POST", f"/api/v1/oncall/{seg(schedule)}/overrides", json=body)
         )
 
     def delete_override(self, schedule: str, override_id: int) -> OverrideRead:
-        return OverrideRead.model_validate(
-            self.request("DELETE", f"/api/v1/oncall/{seg(schedule)}/overrides/{seg(override_id)}")
+        return self._one(
+            OverrideRead,
+            self.request("DELETE", f"/api/v1/oncall/{seg(schedule)}/overrides/{seg(override_id)}"),
         )
 
     def escalation_policies(self) -> list[EscalationPolicyRead]:
         rows = self.request("GET", "/api/v1/escalation-policies")
-        return [EscalationPolicyRead.model_validate(row) for row in rows]
+        return self._rows(EscalationPolicyRead, rows)
 
     def incident_pages(self, ref: str) -> IncidentPaging:
-        return IncidentPaging.model_validate(self.request("GET", f"/api/v1/incidents/{seg(ref)}/pages"))
+        return self._one(IncidentPaging, self.request("GET", f"/api/v1/incidents/{seg(ref)}/pages"))
 
     def request_page(
         self, ref: str, *, policy: str | None = None, note: str | None = None, person: str | None = None
     ) -> PageRequested:
         body = {"policy": policy, "note": note} | ({"person": person} if person is not None else {})
-        return PageRequested.model_validate(
-            self.request("POST", f"/api/v1/incidents/{seg(ref)}/pages", json=body)
+        return self._one(
+            PageRequested, self.request("POST", f"/api/v1/incidents/{seg(ref)}/pages", json=body)
         )
 
     # --- notifications ---
@@ -263,18 +481,18 @@ class Client:
         offset: int = 0,
     ) -> DeliveryPage:
         params = query(limit=limit, offset=offset, status=status, incident=incident, channel=channel)
-        return DeliveryPage.model_validate(self.request("GET", "/api/v1/notifications", params=params))
+        return self._one(DeliveryPage, self.request("GET", "/api/v1/notifications", params=params))
 
     def get_notification(self, delivery_id: int) -> DeliveryRead:
-        return DeliveryRead.model_validate(self.request("GET", f"/api/v1/notifications/{seg(delivery_id)}"))
+        return self._one(DeliveryRead, self.request("GET", f"/api/v1/notifications/{seg(delivery_id)}"))
 
     def send_test_notification(self, channel: str, to: str = "", note: str = "") -> DeliveryRead:
         body = {"channel": channel, "to": to, "note": note}
-        return DeliveryRead.model_validate(self.request("POST", "/api/v1/notifications/test", json=body))
+        return self._one(DeliveryRead, self.request("POST", "/api/v1/notifications/test", json=body))
 
     def retry_notification(self, delivery_id: int) -> DeliveryRead:
-        return DeliveryRead.model_validate(
-            self.request("POST", f"/api/v1/notifications/{seg(delivery_id)}/retry")
+        return self._one(
+            DeliveryRead, self.request("POST", f"/api/v1/notifications/{seg(delivery_id)}/retry")
         )
 
     # --- alerts ---
@@ -313,18 +531,18 @@ class Client:
             source=source,
             incident=incident,
         )
-        return AlertPage.model_validate(self.request("GET", "/api/v1/alerts", params=params))
+        return self._one(AlertPage, self.request("GET", "/api/v1/alerts", params=params))
 
     def alert_noise(self, *, since: str | None = None, by: str | None = None, limit: int = 20) -> NoiseReport:
         params = query(since=since, by=by, limit=limit)
-        return NoiseReport.model_validate(self.request("GET", "/api/v1/alerts/noise", params=params))
+        return self._one(NoiseReport, self.request("GET", "/api/v1/alerts/noise", params=params))
 
     def alert_overview(self, *, since: str | None = None) -> AlertOverview:
         params = query(since=since)
-        return AlertOverview.model_validate(self.request("GET", "/api/v1/alerts/overview", params=params))
+        return self._one(AlertOverview, self.request("GET", "/api/v1/alerts/overview", params=params))
 
     def get_alert(self, ref: str) -> AlertDetail:
-        return AlertDetail.model_validate(self.request("GET", f"/api/v1/alerts/{seg(ref)}"))
+        return self._one(AlertDetail, self.request("GET", f"/api/v1/alerts/{seg(ref)}"))
 
     def promote_alert(
         self,
@@ -342,52 +560,45 @@ class Client:
             body["move"] = True
         if force:
             body["force"] = True
-        return AlertDetail.model_validate(
-            self.request("POST", f"/api/v1/alerts/{seg(ref)}/promote", json=body)
-        )
+        return self._one(AlertDetail, self.request("POST", f"/api/v1/alerts/{seg(ref)}/promote", json=body))
 
     def merge_incident(self, ref: str, into: str, *, note: str | None = None) -> IncidentMerged:
         body = {"into": into} | ({"note": note} if note is not None else {})
         merged = self.request("POST", f"/api/v1/incidents/{seg(ref)}/merge", json=body)
-        return IncidentMerged.model_validate(merged)
+        return self._one(IncidentMerged, merged)
 
     def attach_alert(self, ref: str, incident: str) -> AlertDetail:
         body = {"incident": incident}
-        return AlertDetail.model_validate(
-            self.request("POST", f"/api/v1/alerts/{seg(ref)}/attach", json=body)
-        )
+        return self._one(AlertDetail, self.request("POST", f"/api/v1/alerts/{seg(ref)}/attach", json=body))
 
     def acknowledge_alert(self, ref: str) -> AlertDetail:
-        return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{seg(ref)}/acknowledge"))
+        return self._one(AlertDetail, self.request("POST", f"/api/v1/alerts/{seg(ref)}/acknowledge"))
 
     def unacknowledge_alert(self, ref: str) -> AlertDetail:
-        return AlertDetail.model_validate(self.request("POST", f"/api/v1/alerts/{seg(ref)}/unacknowledge"))
+        return self._one(AlertDetail, self.request("POST", f"/api/v1/alerts/{seg(ref)}/unacknowledge"))
 
     def snooze_alert(self, ref: str, *, duration: str | None = None, until: str | None = None) -> AlertDetail:
         body = {"duration": duration} if duration is not None else {"until": until}
-        return AlertDetail.model_validate(
-            self.request("POST", f"/api/v1/alerts/{seg(ref)}/snooze", json=body)
-        )
+        return self._one(AlertDetail, self.request("POST", f"/api/v1/alerts/{seg(ref)}/snooze", json=body))
 
     def resolve_alert(self, ref: str, *, note: str | None = None) -> AlertDetail:
         body = {"note": note} if note is not None else {}
-        return AlertDetail.model_validate(
-            self.request("POST", f"/api/v1/alerts/{seg(ref)}/resolve", json=body)
-        )
+        return self._one(AlertDetail, self.request("POST", f"/api/v1/alerts/{seg(ref)}/resolve", json=body))
 
     def note_alert(self, ref: str, body: str) -> AlertDetail:
-        return AlertDetail.model_validate(
-            self.request("POST", f"/api/v1/alerts/{seg(ref)}/notes", json={"body": body})
+        return self._one(
+            AlertDetail, self.request("POST", f"/api/v1/alerts/{seg(ref)}/notes", json={"body": body})
         )
 
     def edit_alert_note(self, ref: str, note_id: int, body: str) -> AlertDetail:
-        return AlertDetail.model_validate(
-            self.request("PATCH", f"/api/v1/alerts/{seg(ref)}/notes/{seg(note_id)}", json={"body": body})
+        return self._one(
+            AlertDetail,
+            self.request("PATCH", f"/api/v1/alerts/{seg(ref)}/notes/{seg(note_id)}", json={"body": body}),
         )
 
     def delete_alert_note(self, ref: str, note_id: int) -> AlertDetail:
-        return AlertDetail.model_validate(
-            self.request("DELETE", f"/api/v1/alerts/{seg(ref)}/notes/{seg(note_id)}")
+        return self._one(
+            AlertDetail, self.request("DELETE", f"/api/v1/alerts/{seg(ref)}/notes/{seg(note_id)}")
         )
 
     def preview_alerts(
@@ -401,7 +612,7 @@ class Client:
         ``integration``'s alerts, when given). The server's ``webhook_format`` reads a tool's own JSON."""
         params = query(source=source, integration=integration, webhook_format=webhook_format)
         rows = self.request("POST", "/api/v1/alerts/preview", params=params, content=delivery)
-        return [RoutingPreview.model_validate(row) for row in rows]
+        return self._rows(RoutingPreview, rows)
 
     def record_change(
         self,
@@ -423,7 +634,7 @@ class Client:
             "details": details or {},
         }
         sent = {name: value for name, value in body.items() if value is not None}
-        return ChangeRecorded.model_validate(self.request("POST", "/api/v1/changes", json=sent))
+        return self._one(ChangeRecorded, self.request("POST", "/api/v1/changes", json=sent))
 
     def list_changes(
         self,
@@ -435,33 +646,34 @@ class Client:
     ) -> list[ChangeRead]:
         params = query(service=service, since=since, incident=incident, limit=limit)
         rows = self.request("GET", "/api/v1/changes", params=params)
-        return [ChangeRead.model_validate(row) for row in rows]
+        return self._rows(ChangeRead, rows)
 
     def list_heartbeats(self) -> list[HeartbeatRead]:
-        return [HeartbeatRead.model_validate(row) for row in self.request("GET", "/api/v1/heartbeats")]
+        return self._rows(HeartbeatRead, self.request("GET", "/api/v1/heartbeats"))
 
     # --- maintenance windows ---
 
     def list_maintenance(self, *, include_ended: bool = False) -> list[MaintenanceRead]:
         params = query(all="true" if include_ended else None)
         rows = self.request("GET", "/api/v1/maintenance", params=params)
-        return [MaintenanceRead.model_validate(row) for row in rows]
+        return self._rows(MaintenanceRead, rows)
 
     def create_maintenance(self, **fields: Any) -> MaintenanceRead:
         body = {name: value for name, value in fields.items() if value is not None}
-        return MaintenanceRead.model_validate(self.request("POST", "/api/v1/maintenance", json=body))
+        return self._one(MaintenanceRead, self.request("POST", "/api/v1/maintenance", json=body))
 
     def get_maintenance(self, ref: str) -> MaintenanceDetail:
-        return MaintenanceDetail.model_validate(self.request("GET", f"/api/v1/maintenance/{seg(ref)}"))
+        return self._one(MaintenanceDetail, self.request("GET", f"/api/v1/maintenance/{seg(ref)}"))
 
     def extend_maintenance(self, ref: str, by: str) -> MaintenanceRead:
         body = {"by": by}
-        return MaintenanceRead.model_validate(
-            self.request("POST", f"/api/v1/maintenance/{seg(ref)}/extend", json=body)
+        return self._one(
+            MaintenanceRead, self.request("POST", f"/api/v1/maintenance/{seg(ref)}/extend", json=body)
         )
 
-    def end_maintenance(self, ref: str) -> MaintenanceRead:
-        return MaintenanceRead.model_validate(self.request("POST", f"/api/v1/maintenance/{seg(ref)}/end"))
+    def end_maintenance(self, ref: str) -> MaintenanceEnded:
+        """End a window now; one already over is answered as it is (``unchanged``)."""
+        return self._one(MaintenanceEnded, self.request("POST", f"/api/v1/maintenance/{seg(ref)}/end"))
 
     def report(
         self,
@@ -474,4 +686,9 @@ class Client:
         body: dict[str, Any] = {"description": description, "severity": severity, "labels": labels or {}}
         if service:
             body["service"] = service
-        return AlertDetail.model_validate(self.request("POST", "/api/v1/reports/internal", json=body))
+        return self._one(AlertDetail, self.request("POST", "/api/v1/reports/internal", json=body))
+
+
+def _is_json(content_type: str) -> bool:
+    kind = content_type.split(";")[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")

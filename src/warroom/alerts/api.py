@@ -48,6 +48,7 @@ from warroom.alerts.schemas import (
     InternalReport,
     MaintenanceCreate,
     MaintenanceDetail,
+    MaintenanceEnded,
     MaintenanceExtend,
     MaintenanceRead,
     MergeRequest,
@@ -765,12 +766,12 @@ def extend_maintenance(ref: str, body: MaintenanceExtend, context: Context, _: R
         return maintenance.to_read(maintenance.extend_window(session, ref=ref, by=body.by))
 
 
-@router.post("/api/v1/maintenance/{ref}/end", response_model=MaintenanceRead, tags=["maintenance"])
-def end_maintenance(ref: str, context: Context, principal: Responder) -> MaintenanceRead:
-    """End a window now; alerts it held that still fire are routed at once. 409 if it already ended."""
+@router.post("/api/v1/maintenance/{ref}/end", response_model=MaintenanceEnded, tags=["maintenance"])
+def end_maintenance(ref: str, context: Context, principal: Responder) -> MaintenanceEnded:
+    """End a window now; alerts it held that still fire are routed at once. A window over already is
+    answered as it is, with ``unchanged: true``."""
     with context.db.write() as session:
-        window = maintenance.end_window(session, org=context.org, ref=ref, performer=principal.name)
-        return maintenance.to_read(window)
+        return maintenance.end_window(session, org=context.org, ref=ref, performer=principal.name)
 
 
 # --- heartbeats --------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from warroom.alerts.config import (
     window_match,
 )
 from warroom.alerts.models import Alert, MaintenanceWindow
-from warroom.alerts.schemas import MaintenanceCreate, MaintenanceRead
+from warroom.alerts.schemas import MaintenanceCreate, MaintenanceEnded, MaintenanceRead
 from warroom.auth import integrations
 from warroom.db import get_by_ref, utcnow
 from warroom.errors import Conflict, InvalidInput
@@ -227,8 +227,8 @@ def extend_window(session: Session, *, ref: str | int, by: timedelta) -> Mainten
 
 
 def _over(window: MaintenanceWindow) -> str:
-    """Why a window that is over can no longer be ended or extended: "already ended" misled about one that
-    was cancelled before it started (both its ends are the moment of cancelling, as ``state`` reads it)."""
+    """Why a window that is over can no longer be extended: "already ended" misled about one that was
+    cancelled before it started (both its ends are the moment of cancelling, as ``state`` reads it)."""
     at = f"{window.ends_at:%Y-%m-%d %H:%M} UTC"
     by = f" by {window.ended_by}" if window.ended_by else ""
     if _cancelled(window):
@@ -266,15 +266,17 @@ def window_alerts(session: Session, window: MaintenanceWindow, *, limit: int = 5
     return list(session.scalars(statement))
 
 
-def end_window(session: Session, *, org: OrgConfig, ref: str | int, performer: str) -> MaintenanceWindow:
+def end_window(session: Session, *, org: OrgConfig, ref: str | int, performer: str) -> MaintenanceEnded:
     """End a window now (the work finished early, or was called off): its held alerts still open are
     routed at once. A window that had not started is cancelled: it keeps the times it was planned for apart,
-    as both its ends move to now (it holds nothing)."""
+    as both its ends move to now (it holds nothing). One that is over already (ended, cancelled, or ran its
+    course) is answered as it is, ``unchanged``, as acknowledging twice is: a second ``maintenance end``
+    (a retry, or two people at once) got 409 and failed a script whose window was ended."""
     _releases_take_turns(session)
     window = get_window(session, ref, for_update=True)
     now = utcnow()
     if window.ends_at <= now:
-        raise Conflict(_over(window))
+        return MaintenanceEnded(**to_read(window, now).model_dump(), unchanged=True)
     if window.starts_at >= now:
         window.planned_starts_at = window.starts_at
         window.planned_ends_at = window.ends_at
@@ -283,7 +285,7 @@ def end_window(session: Session, *, org: OrgConfig, ref: str | int, performer: s
     window.ended_by = performer
     jobs_service.cancel(session, idempotency_key=_release_key(window.id))
     release(session, org, window)
-    return window
+    return MaintenanceEnded(**to_read(window, now).model_dump())
 
 
 def release(session: Session, org: OrgConfig, window: MaintenanceWindow) -> dict[str, int]:

@@ -909,6 +909,14 @@ class MaintenanceRead(BaseModel):
     planned_ends_at: datetime | None = Field(None, description="A cancelled window: when it was to end.")
 
 
+class MaintenanceEnded(MaintenanceRead):
+    unchanged: bool = Field(
+        default=False,
+        description="True when the window was over already (ended, ran its course, or cancelled): this "
+        "request changed nothing.",
+    )
+
+
 class MaintenanceDetail(MaintenanceRead):
     alerts: list[AlertRead] = Field(
         description="Alerts that arrived during the window (newest first, up to 500)."

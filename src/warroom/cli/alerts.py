@@ -468,7 +468,8 @@ def _keep_drawing(
                 try:
                     value = fetch()
                 except ApiError as exc:
-                    if 0 < exc.status < 500:  # 0: unreachable
+                    # What waiting may cure: no answer (a restart, a blip), or a 5xx (a proxy's 502 too).
+                    if exc.status < 500 and exc.code not in ("unreachable", "no_answer"):
                         raise
                     live.console.print(f"[yellow]{when(datetime.now())} {escape(exc.message)}; retrying[/]")
                     time.sleep(interval)
@@ -718,8 +719,9 @@ def _on_each(
     detail: Callable[[AlertDetail], str] = lambda alert: "",
 ) -> None:
     """Apply ``act`` to each alert in turn: one refusal (already resolved, say) does not stop the others,
-    but the command fails if any was refused; a refusal of the caller (401, 403) stops at the first. One
-    alert prints as an object in --json, several as a list.
+    but the command fails if any was refused; a refusal of the caller (401, 403) stops at the first. --json
+    prints a list of the alerts changed, however many were named (one id printed an object, so a script's
+    parsing depended on how many ids it passed).
 
     With ``chosen`` (filters instead of ids), the matching alerts are looked up, shown and confirmed first,
     and a progress bar stands in for a line per alert."""
@@ -743,7 +745,7 @@ def _on_each(
                 on = f" (on {alert.incident})" if alert.incident else ""
                 console.print(f"{alert.ref} {done}{detail(alert)}{on}")
     if as_json:
-        print_json(changed[0] if len(refs) == 1 and chosen is None else changed)
+        print_json(changed)
     elif chosen is not None:
         console.print(f"{len(changed)} of {len(refs)} alerts {done}")
     if len(changed) < len(refs):
@@ -1219,11 +1221,13 @@ def integration_create(
     timestamp_header: TimestampHeaderOption = None,
     config: OrgFileOption = None,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Create an integration key; the key is printed alone on the last line.
+    """Create an integration key; the key is printed alone on the last line (with --json: in "key", once).
 
     With --signing-secret, the generated secret is printed first on a line of its own, labelled
-    "signing secret:". The signing secret is stored as given, since the server needs it to check signatures.
+    "signing secret:" (with --json: in "signing_secret"). The signing secret is stored as given, since the
+    server needs it to check signatures.
     """
     from warroom.auth import integrations
 
@@ -1243,6 +1247,9 @@ def integration_create(
             signature_header=signature_header,
             timestamp_header=timestamp_header,
         )
+    if as_json:
+        print_json(created)
+        return
     error_console.print(
         escape(
             f"Created {created.type.value} integration {created.name!r} (id {created.id}"
@@ -1372,6 +1379,7 @@ def _service_shown(row: IntegrationRead) -> Text | str:
 def integration_revoke(
     integration_id: RowIdArgument,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Revoke an integration key by id; its source gets 401 from then on."""
     from warroom.auth import integrations
@@ -1382,7 +1390,7 @@ def integration_revoke(
         said = f"integration {row.id} ({row.name}) was already revoked (at {when(row.revoked_at)})"
     else:
         said = f"revoked integration {row.id} ({row.name})"
-    console.print(escape(said))
+    emit(as_json, row, lambda: console.print(escape(said)))
 
 
 @integration_app.command("update", cls=OnceOnlyCommand)
@@ -1410,6 +1418,7 @@ def integration_update(
     ] = None,
     config: OrgFileOption = None,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Rename an integration, set its default service, or change the header names it reads a signature
     from; its key, signing secret and open alerts stay. Deliveries signed under the old header names are
@@ -1449,6 +1458,9 @@ def integration_update(
         updated = integrations.update_integration(
             session, org=org, integration_id=integration_id, changes=changes
         )
+    if as_json:
+        print_json(updated)
+        return
     console.print(escape(f"updated {updated.type.value} integration {updated.id} ({updated.name})"))
     if "service" in fields:
         console.print(
@@ -1483,8 +1495,10 @@ def integration_rotate(
     ] = "1h",
     signing_secret_value: SigningSecretValue = None,
     database_url: Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy URL.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Give an integration a new key (and signing secret); the new key is printed alone on the last line.
+    """Give an integration a new key (and signing secret); the new key is printed alone on the last line
+    (with --json: in "key", once, and the signing secret in "signing_secret").
 
     The integration keeps its id and its open alerts: deliveries with the new key update and resolve them.
     """
@@ -1507,6 +1521,9 @@ def integration_rotate(
             grace=grace_period,
             signing_secret=signing_secret_value,
         )
+    if as_json:
+        print_json(rotated)
+        return
     if rotated.previous_valid_until is not None:
         old = "the old key and signing secret work" if rotated.signing else "the old key works"
         until = f"{old} until {when(rotated.previous_valid_until)}"

@@ -34,6 +34,7 @@ from warroom.cli.output import (
     console,
     emit,
     error_console,
+    error_text,
     fail,
     print_json,
     table,
@@ -49,6 +50,7 @@ from warroom.settings import Settings
 # Only what the client commands need is imported up front: the database, the org file and the services load in
 # the commands that use them, so that `warroom alerts list` does not wait for SQLAlchemy to load.
 if TYPE_CHECKING:
+    from warroom.auth.schemas import TokenRead
     from warroom.db import Database
     from warroom.orgconfig import OrgConfig
 
@@ -86,6 +88,7 @@ app.command("report", cls=OnceOnlyCommand)(report)
 app.command("heartbeats", cls=OnceOnlyCommand)(heartbeats)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML org file (WARROOM_CONFIG).")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 DatabaseOption = Annotated[
     str | None, typer.Option("--database-url", help="SQLAlchemy URL (WARROOM_DATABASE_URL).")
 ]
@@ -365,8 +368,9 @@ def token_create(
     name: Annotated[str, typer.Option(help="Who or what uses the token.")],
     role: Annotated[Role, typer.Option(help="viewer, responder or admin.")],
     database_url: DatabaseOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Create an API token; the token is printed alone on the last line."""
+    """Create an API token; the token is printed alone on the last line (with --json: in "token", once)."""
     from warroom.auth import service as auth_service
 
     try:
@@ -377,6 +381,9 @@ def token_create(
     with database.write() as session:
         created = auth_service.create_token(session, name=name, role=role)
     database.dispose()
+    if as_json:
+        print_json(created)
+        return
     error_console.print(
         escape(
             f"Created {created.role.value} token {created.name!r} (id {created.id}). It is shown only once:"
@@ -386,13 +393,17 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list(database_url: DatabaseOption = None) -> None:
+def token_list(database_url: DatabaseOption = None, as_json: JsonFlag = False) -> None:
     """List tokens (never their secrets)."""
     from warroom.auth import service as auth_service
 
     database = _database(_settings(database_url=database_url), read_only=True)
     with database.read() as session:
         tokens = auth_service.list_tokens(session)
+    emit(as_json, tokens, lambda: _token_table(tokens))
+
+
+def _token_table(tokens: list[TokenRead]) -> None:
     table(
         "API tokens",
         [
@@ -418,8 +429,10 @@ def token_list(database_url: DatabaseOption = None) -> None:
 
 
 @token_app.command("revoke")
-def token_revoke(token_id: RowIdArgument, database_url: DatabaseOption = None) -> None:
-    """Revoke a token by id."""
+def token_revoke(
+    token_id: RowIdArgument, database_url: DatabaseOption = None, as_json: JsonFlag = False
+) -> None:
+    """Revoke a token by id; one revoked already is left as it is, and the command says so."""
     from warroom.auth import service as auth_service
     from warroom.errors import NotFound
 
@@ -430,11 +443,10 @@ def token_revoke(token_id: RowIdArgument, database_url: DatabaseOption = None) -
     except NotFound as exc:
         fail(exc.message)
     if token.unchanged:
-        console.print(
-            escape(f"token {token.id} ({token.name}) was already revoked (at {when(token.revoked_at)})")
-        )
+        said = f"token {token.id} ({token.name}) was already revoked (at {when(token.revoked_at)})"
     else:
-        console.print(escape(f"revoked token {token.id} ({token.name})"))
+        said = f"revoked token {token.id} ({token.name})"
+    emit(as_json, token, lambda: console.print(escape(said)))
 
 
 @config_app.command("check")
@@ -511,9 +523,10 @@ def config_reload(
             loaded = client.reload_config(force=force)
     except ApiError as exc:
         # The org file's problems, each at a location (line) in the file.
-        problems = [p for p in exc.details or [] if isinstance(p, dict) and "location" in p]
+        details = exc.details if isinstance(exc.details, list) else []
+        problems = [p for p in details if isinstance(p, dict) and "location" in p]
         if exc.status != 422 or not problems:
-            fail(f"{exc.message} ({exc.status} {exc.code})" if exc.status else exc.message)
+            fail(error_text(exc))
         error_console.print(f"[bold red]not reloaded[/]: {escape(exc.message)}")
         for problem in problems:
             where = f"{problem.get('location')}" + (
@@ -883,14 +896,22 @@ def _print_preview(preview: RoutingPreview) -> None:
 
 
 @audit_app.command("verify")
-def audit_verify(database_url: DatabaseOption = None) -> None:
-    """Check every incident's hash-chained timeline; name the first broken entry."""
+def audit_verify(database_url: DatabaseOption = None, as_json: JsonFlag = False) -> None:
+    """Check every incident's hash-chained timeline; name the first broken entry of each. Exits 1 on any
+    (with --json too: {"checked": N, "problems": [{"incident", "seq", "reason"}]})."""
+    from dataclasses import asdict
+
     from warroom.incidents import service as incident_service
 
     database = _database(_settings(database_url=database_url), read_only=True)
     with database.read() as session:
         checked, problems = incident_service.verify_timelines(session)
     database.dispose()
+    if as_json:
+        print_json({"checked": checked, "problems": [asdict(problem) for problem in problems]})
+        if problems:
+            raise typer.Exit(1)
+        return
     if problems:
         for problem in problems:
             error_console.print(

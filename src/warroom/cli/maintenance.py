@@ -243,15 +243,18 @@ def extend(
 
 @maintenance_app.command("end", cls=OnceOnlyCommand)
 def end(ref: str, as_json: JsonFlag = False) -> None:
-    """End a window now (or cancel one not yet started); alerts it held that are still open are routed."""
+    """End a window now (or cancel one not yet started); alerts it held that are still open are routed. A
+    window over already is left as it is, and the command says so (and succeeds)."""
     with api_errors(), Client() as client:
         window = client.end_maintenance(ref)
-    emit(
-        as_json,
-        window,
-        lambda: console.print(
-            f"{window.ref} cancelled (it was planned from {' to '.join(_span(window))})"
-            if window.state == "cancelled"
-            else f"{window.ref} ended at {when(window.ends_at)}"
-        ),
-    )
+    planned = f"planned from {' to '.join(_span(window))}"
+    by = f" by {window.ended_by}" if window.ended_by else ""
+    if window.unchanged and window.state == "cancelled":
+        said = f"{window.ref} had already been cancelled at {when(window.ends_at)}{by} ({planned})"
+    elif window.unchanged:
+        said = f"{window.ref} had already ended at {when(window.ends_at)}{by}"
+    elif window.state == "cancelled":
+        said = f"{window.ref} cancelled (it was {planned})"
+    else:
+        said = f"{window.ref} ended at {when(window.ends_at)}"
+    emit(as_json, window, lambda: console.print(escape(said)))

@@ -107,15 +107,19 @@ def test(
     ] = 15.0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Send a test message through a channel and report whether it went out."""
+    """Send a test message through a channel and report whether it went out. Exits 1 when it failed (with
+    --json too); a message still queued when the wait is over is not a failure."""
     with api_errors(), Client() as client:
         delivery = client.send_test_notification(channel, to, note)
         deadline = time.monotonic() + wait
         while delivery.status in (DeliveryStatus.pending,) and time.monotonic() < deadline:
             time.sleep(0.25)
             delivery = client.get_notification(delivery.id)
+    failed = delivery.status not in (DeliveryStatus.sent, DeliveryStatus.pending)
     if as_json:
         print_json(delivery)
+        if failed:
+            raise typer.Exit(1)
     elif delivery.status == DeliveryStatus.sent:
         to = f" to {delivery.recipient}" if delivery.recipient else ""
         console.print(f"[green]sent[/] {escape(f'notification {delivery.id} via {delivery.channel}{to}')}")

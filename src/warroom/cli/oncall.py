@@ -149,11 +149,12 @@ def overrides(
 def remove_override(
     schedule: Annotated[str, typer.Argument(help="Schedule name.")],
     override_id: Annotated[int, typer.Argument(min=1, max=MAX_ROW_ID, help="Override id.")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Delete a runtime override."""
     with api_errors(), Client() as client:
         removed = client.delete_override(schedule, override_id)
-    console.print(escape(f"removed override {removed.id} ({removed.person})"))
+    emit(as_json, removed, lambda: console.print(escape(f"removed override {removed.id} ({removed.person})")))
 
 
 @oncall_app.command("policies", cls=OnceOnlyCommand)

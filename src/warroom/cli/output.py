@@ -12,7 +12,7 @@ from copy import copy
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import typer
 from pydantic import BaseModel
@@ -20,6 +20,7 @@ from rich._ratio import ratio_reduce
 from rich.cells import cell_len
 from rich.console import (
     Console,
+    ConsoleDimensions,
     ConsoleOptions,
     HighlighterType,
     JustifyMethod,
@@ -33,7 +34,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Span, Text
 
-from warroom.client import ApiError
+from warroom.client import ApiError, changes_nothing
 from warroom.fields import MAX_ROW_ID
 
 
@@ -137,6 +138,24 @@ class SafeConsole(Console):
             for segment in buffer
         )
 
+    @property
+    def size(self) -> ConsoleDimensions:
+        """Output to a pipe or a file (cron, ``| grep``) has no width of its own: Rich laid it out for 80
+        columns, leaving columns out ("not shown at this width") and wrapping titles, so that ``grep`` missed
+        rows. There, unless COLUMNS says otherwise, a table is as wide as its rows. A terminal keeps its
+        width, narrow or not."""
+        size = super().size
+        if self._width is None and not self._environ.get("COLUMNS", "").isdigit() and not self.is_terminal:
+            return ConsoleDimensions(PIPED_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+# The width of output to a pipe or a file (see ``SafeConsole.size``): wider than any row.
+PIPED_WIDTH = 100_000
 
 console = SafeConsole()
 # Errors and warnings are one line however long (soft wrap): a terminal folds them, and a log (journald, a
@@ -163,14 +182,58 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _setting_hint(exc: ApiError) -> str | None:
-    """Which of the client's two settings an answer points at, when it points at one."""
-    if exc.status == 401 and not os.environ.get("WARROOM_TOKEN"):
+    """Which of the client's settings an answer points at, when it points at one; or, for a write that got
+    no answer, how to see whether it was made."""
+    if exc.status == 401 and not os.environ.get("WARROOM_TOKEN", "").strip():
         return "set WARROOM_TOKEN to an API token (warroom token create --name NAME --role responder)"
     if exc.status == 404 and exc.code == "not_found":
-        address = urlsplit(os.environ.get("WARROOM_URL", ""))
+        address = urlsplit(os.environ.get("WARROOM_URL", "").strip())
         if address.path.strip("/"):
             return f"WARROOM_URL is the server's address, without a path: {address.scheme}://{address.netloc}"
+    if exc.code == "unreachable" and not os.environ.get("WARROOM_URL", "").strip():
+        return "WARROOM_URL is not set (so the default address was tried): set it to the server's address"
+    if exc.code == "no_answer" and isinstance(exc.details, dict):
+        path = str(exc.details.get("path", ""))
+        if changes_nothing(str(exc.details.get("method", "")), path):
+            return "WARROOM_TIMEOUT (seconds) waits longer"
+        return f"check with `{check_command(path)}` before retrying"
     return None
+
+
+def check_command(path: str) -> str:
+    """The command that shows whether a write to the API ``path`` was made (its outcome unknown: no answer
+    came in time)."""
+    parts = [unquote(part) for part in path.strip("/").split("/")][2:]  # after api/v1
+    kind, ref, sub = [*parts, "", "", ""][:3]
+    if kind == "incidents" and ref:
+        if sub == "pages":
+            return f"warroom oncall pages {ref}"
+        return (
+            f"warroom incident timeline {ref}"
+            if sub in ("timeline", "updates")
+            else f"warroom incident show {ref}"
+        )
+    if kind in ("alerts", "maintenance") and ref:
+        return f"warroom {kind} show {ref}"
+    if kind == "oncall" and ref and sub == "overrides":
+        return f"warroom oncall overrides {ref}"
+    return {
+        "incidents": "warroom incident list",
+        "alerts": "warroom alerts list",
+        "reports": "warroom alerts list",
+        "maintenance": "warroom maintenance list --all",
+        "notifications": "warroom notify list",
+        "changes": "warroom changes list",
+        "config": "warroom config status",
+    }.get(kind, "the matching list or show command")
+
+
+def error_text(exc: ApiError) -> str:
+    """How the CLI says ``exc``: the server's message with its status and code, or the client's own, and
+    what setting to look at (or what to check before retrying), if there is one."""
+    message = f"{exc.message} ({exc.status} {exc.code})" if exc.status and exc.from_server else exc.message
+    hint = _setting_hint(exc)
+    return f"{message}; {hint}" if hint else message
 
 
 @contextmanager
@@ -178,9 +241,7 @@ def api_errors() -> Iterator[None]:
     try:
         yield
     except ApiError as exc:
-        message = f"{exc.message} ({exc.status} {exc.code})" if exc.status else exc.message
-        hint = _setting_hint(exc)
-        fail(f"{message}; {hint}" if hint else message)
+        fail(error_text(exc))
 
 
 # Where a list cuts a text that may run to pages (an error with a traceback or a response body): the table
