@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -51,6 +51,7 @@ from warroom.errors import (
 )
 from warroom.fields import validation_entry
 from warroom.incidents.api import router as incidents_router
+from warroom.incidents.models import Incident
 from warroom.jobs.api import router as jobs_router
 from warroom.jsonbody import NOT_JSON, TOO_DEEP, decode_error, nul_field
 from warroom.metrics.collectors import (
@@ -61,6 +62,7 @@ from warroom.metrics.collectors import (
 )
 from warroom.notify.api import router as notify_router
 from warroom.notify.config import longest_delivery_timeout
+from warroom.notify.service import hide_ack_links
 from warroom.oncall.api import router as oncall_router
 from warroom.orgconfig import ConfigError, ConfigStatus
 from warroom.settings import Settings
@@ -357,12 +359,12 @@ def install_error_handlers(app: FastAPI) -> None:
             log.warning(
                 "%s %s: lost to a concurrent change: %s",
                 request.method,
-                request.url.path,
+                _logged_path(request),
                 unavailable_reason(exc),
             )
             return JSONResponse(error_body(Conflict.code, CONCURRENT_MESSAGE), status_code=409)
         log.warning(
-            "%s %s: database unavailable: %s", request.method, request.url.path, unavailable_reason(exc)
+            "%s %s: database unavailable: %s", request.method, _logged_path(request), unavailable_reason(exc)
         )
         return _failure(
             request,
@@ -399,12 +401,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return _failure(request, 500, fastpath.INTERNAL_CODE, fastpath.INTERNAL_MESSAGE)
 
 
+def _logged_path(request: Request) -> str:
+    """A request's path for the log: an acknowledge link's token (``/api/v1/ack/<token>``) is a credential."""
+    return hide_ack_links(request.url.path)
+
+
 def _schema_missing(request: Request, exc: Exception) -> Response:
     """503 saying to upgrade the database, as /healthz says; the missing table is named in the log only."""
     log.warning(
         "%s %s: database schema missing (%s): run warroom db upgrade",
         request.method,
-        request.url.path,
+        _logged_path(request),
         unavailable_reason(exc),
     )
     return _failure(
@@ -442,13 +449,31 @@ def _schema_problem(context: AppContext, schema: frozenset[str]) -> str | None:
             raise
         current = frozenset()
     if current == schema:
-        return None
+        # The version table alone does not make a schema: with Warroom's tables dropped and it left, every
+        # route answers 503 wrong_schema, and so must this.
+        return _core_table_missing(context, schema)
     if not current:
         return "the database has no Warroom schema (was it dropped or replaced?): run warroom db upgrade"
     return (
         f"the database's schema is at revision {', '.join(sorted(current))}, not this Warroom's "
         f"({__version__}: {', '.join(sorted(schema))})"
     )
+
+
+def _core_table_missing(context: AppContext, schema: frozenset[str]) -> str | None:
+    """Why the database is not usable though its version table says ``schema``: a core table is missing."""
+    try:
+        with context.db.read() as session:
+            session.execute(select(Incident.id).limit(1)).all()
+    except (ProgrammingError, OperationalError) as exc:
+        if not schema_missing(exc):
+            raise
+        return (
+            f"the database says it is at revision {', '.join(sorted(schema))} but has no table "
+            f"{Incident.__tablename__} (were Warroom's tables dropped?): restore it from a backup, or empty "
+            "it and run warroom db upgrade"
+        )
+    return None
 
 
 class WarroomApp(FastAPI):

@@ -13,6 +13,10 @@ request costs two reads of the loop's clock, not a timer of its own.
 A request whose URL is longer than httptools can parse gets 414, one whose header lines are over
 ``MAX_HEADER_BYTES`` 431, and one that is not HTTP at all 400, each in Warroom's JSON error shape (uvicorn
 answers them all with a plain-text 400), and the connection is closed.
+
+Header lines are counted as their bytes arrive, not only when httptools hands over a whole header: it keeps
+the pieces of a header line until its end (copying them all again for each piece), so a single header sent
+without end would otherwise be kept, and would stall the server, however large it grew.
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ MAX_URL_BYTES = 65_535
 # A request's header lines ("name: value", CRLF) together: over it, 431. Far above what any sender's are
 # (h11 takes 16 KiB for the whole head, nginx 32 KiB); httptools alone set no limit.
 MAX_HEADER_BYTES = 65_536
+# What a request's head takes besides its URL and header lines (method, version, CRLFs, whitespace around
+# header values): the raw bytes of a head still arriving may be over MAX_HEADER_BYTES by this much.
+HEAD_OVERHEAD_BYTES = 1024
 
 URL_TOO_LONG = f"the URL is over {MAX_URL_BYTES} bytes"
 HEADERS_TOO_LARGE = f"the request's headers are over {MAX_HEADER_BYTES} bytes together"
@@ -154,6 +161,10 @@ class TimedHttpProtocol(HttpToolsProtocol):
         self.body_received = 0
         self.read_timer: asyncio.TimerHandle | None = None
         self.header_bytes = 0
+        # The raw bytes of the request head still arriving (0 while it is not known where in a chunk it
+        # began), and how many requests began in the chunk being parsed.
+        self.head_received = 0
+        self.heads_begun = 0
         self.refused: HeadRefused | None = None
         self.answered_unread = False  # a request answered before it was all read: the rest is dropped
         self.linger_timer: asyncio.TimerHandle | None = None
@@ -180,6 +191,8 @@ class TimedHttpProtocol(HttpToolsProtocol):
             self.waiting_since = self.loop.time()
         self.waiting_for = _HEADERS
         self.header_bytes = 0
+        self.head_received = 0
+        self.heads_begun += 1
         if self.read_timer is None:
             # A running timer fires within check_every (it is never armed for longer) and re-checks.
             self.read_timer = self.loop.call_later(self.limits.check_every, self._check_reading)
@@ -236,7 +249,25 @@ class TimedHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.answered_unread:
             return
+        waited_for = self.waiting_for
+        self.heads_begun = 0
         HttpToolsProtocol.data_received(self, data)
+        if self.waiting_for == _HEADERS and not self.answered_unread:
+            self._count_head(data, waited_for)
+
+    def _count_head(self, data: bytes, waited_for: int) -> None:
+        """Count a chunk that ends inside a request's head, and refuse the request (431) once the head is
+        over the limit: httptools has kept at most this one chunk more than the limit."""
+        if self.heads_begun == 0:
+            self.head_received += len(data)  # all of it is the head's
+        elif self.heads_begun == 1 and waited_for in (_SILENCE, _NOTHING):
+            self.head_received = len(data)  # the head began the chunk
+        # else the head began after the end of an earlier request in the chunk, at an offset httptools does
+        # not tell: counted from the next chunk (a chunk is at most the transport's read size).
+        if self.head_received - len(self.url) > MAX_HEADER_BYTES + HEAD_OVERHEAD_BYTES:
+            status = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+            self._refuse(HeadRefused(status, "headers_too_large", HEADERS_TOO_LARGE))
+            self.send_400_response(HEADERS_TOO_LARGE)
 
     def on_headers_complete(self) -> None:
         HttpToolsProtocol.on_headers_complete(self)

@@ -57,6 +57,11 @@ MAX_RECIPIENTS = 20
 _KEY = re.compile(r"[0-9a-f]{32}")
 # A key anywhere in a line, in any case (an MTA may have uppercased the address).
 _KEY_IN_TEXT = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{32}(?![0-9a-fA-F])")
+# Hex digits that may hold a key, also inside a longer run ("sha256=00<key>ff"): each 32-digit window of a run
+# is looked up, up to MAX_KEY_WINDOWS per reading of a message (about 0.15 s of hashing; a message of long hex
+# dumps past it is looked into where a run is exactly 32 digits only).
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{32,}")
+MAX_KEY_WINDOWS = 65_536
 
 
 class RedactKeys(logging.Filter):
@@ -161,37 +166,48 @@ class MailIntake:
         the recipients' (``from_email``'s ``keys``), and any other that the event, so read, still shows.
         Read again with those too (rarely: a message naming another key), until it shows none."""
         keys = list(recipients)
+        active: set[str] | None = None  # the active keys' hashes, read once, when the message has hex runs
         while True:
             event = from_email(raw, self.context.org.automation.email_rules, keys)
-            candidates = {found.lower() for text in _texts(event) for found in _KEY_IN_TEXT.findall(text)}
-            others = sorted(self._active_keys(candidates - set(keys)))
+            candidates = _key_windows(_texts(event)) - set(keys)
+            if not candidates:
+                return event
+            if active is None:
+                active = self._active_key_hashes()
+            # Only an active key's own digits are taken out, as a 32-digit checksum in a backup report is no
+            # secret.
+            others = sorted(c for c in candidates if hash_secret(c) in active)
             if not others:
                 return event
             keys += others
 
-    def _active_keys(self, candidates: set[str]) -> set[str]:
-        """Those of ``candidates`` that are the key of an integration not revoked (its current key, or the one
-        a rotation replaced): only those, as a 32-digit checksum in a backup report is no secret."""
-        if not candidates:
-            return set()
-        by_hash = {hash_secret(candidate): candidate for candidate in candidates}
-        hashes = list(by_hash)
-        known: set[str] = set()
+    def _active_key_hashes(self) -> set[str]:
+        """The hashes of every integration key not revoked (its current key, and the one a rotation replaced):
+        a few per integration, so one read per message, and each window of hex is looked up in memory."""
         with self.context.db.read() as session:
-            for start in range(0, len(hashes), _HASHES_PER_QUERY):
-                chunk = hashes[start : start + _HASHES_PER_QUERY]
-                rows = session.execute(
-                    select(IntegrationKey.key_hash, IntegrationKey.previous_key_hash).where(
-                        IntegrationKey.revoked_at.is_(None),
-                        IntegrationKey.key_hash.in_(chunk) | IntegrationKey.previous_key_hash.in_(chunk),
-                    )
+            rows = session.execute(
+                select(IntegrationKey.key_hash, IntegrationKey.previous_key_hash).where(
+                    IntegrationKey.revoked_at.is_(None)
                 )
-                known.update(value for row in rows for value in row if value in by_hash)
-        return {by_hash[key_hash] for key_hash in known}
+            )
+            return {value for row in rows for value in row if value}
 
 
-# Hashes per lookup of integration keys: well under SQLite's oldest limit of bound parameters (999).
-_HASHES_PER_QUERY = 400
+def _key_windows(texts: Iterable[str]) -> set[str]:
+    """Every 32-digit window of the texts' runs of hex digits, lowercased: a run of exactly 32 always, the
+    windows of longer runs up to MAX_KEY_WINDOWS in all."""
+    windows: set[str] = set()
+    budget = MAX_KEY_WINDOWS
+    for text in texts:
+        for run in _HEX_RUN.findall(text):
+            run = run.lower()
+            if len(run) == 32:
+                windows.add(run)
+                continue
+            count = min(len(run) - 31, budget)
+            windows.update(run[i : i + 32] for i in range(count))
+            budget -= count
+    return windows
 
 
 def _texts(event: AlertEvent) -> Iterator[str]:

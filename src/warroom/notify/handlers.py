@@ -43,7 +43,9 @@ def _on_timeline(session: Session, delivery: Delivery, action: str, **data: Any)
         data={
             "delivery_id": delivery.id,
             "channel": delivery.channel,
-            "recipient": delivery.recipient,
+            # Viewers read timelines: the address as the action shows it (a hook URL is a credential); the
+            # full one is on the delivery, for responders.
+            "recipient": shown_address(delivery.recipient) if delivery.recipient else delivery.recipient,
             "subject": delivery.subject,
             "attempts": delivery.attempts,
             **data,

@@ -4,6 +4,7 @@ caller's transaction (the outbox); the worker performs it (``notify.handlers``).
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -370,9 +371,26 @@ def list_deliveries(
         statement = statement.where(Delivery.channel == channel)
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     rows = session.scalars(statement.order_by(Delivery.id.desc()).limit(limit).offset(offset))
-    return DeliveryPage(
-        items=[DeliveryRead.from_row(row) for row in rows], total=total, limit=limit, offset=offset
-    )
+    return DeliveryPage(items=[delivery_read(row) for row in rows], total=total, limit=limit, offset=offset)
+
+
+# An acknowledge link's token (oncall.links: "7.<person>.<expiry>.<signature>", URL-safe base64 parts).
+_ACK_LINK_TOKEN = re.compile(r"(/api/v1/ack/)[A-Za-z0-9_.=~-]+")
+ACK_TOKEN_HIDDEN = "[hidden]"
+
+
+def hide_ack_links(text: str) -> str:
+    """``text`` with each acknowledge link's token replaced: the link acknowledges as the person it was sent
+    to, so only they get it (in the delivered message), not whoever reads the notification log."""
+    return _ACK_LINK_TOKEN.sub(rf"\g<1>{ACK_TOKEN_HIDDEN}", text)
+
+
+def delivery_read(row: Delivery) -> DeliveryRead:
+    """A delivery as the notifications API shows it: its message's acknowledge links without their tokens."""
+    read = DeliveryRead.from_row(row)
+    read.subject = hide_ack_links(read.subject)
+    read.body = hide_ack_links(read.body)
+    return read
 
 
 def retry_delivery(session: Session, *, delivery_id: int) -> Delivery:

@@ -65,6 +65,10 @@ MIN_ACK_WINDOW = timedelta(minutes=1)
 # unanswered, is recorded but not sent: two policies (or two steps of an all-hands page) reaching one person
 # at once. A re-page after a deadline comes at least a step's delay later (a minute or more), and goes out.
 DUPLICATE_WINDOW = timedelta(minutes=1)
+# How soon the same person may be paged by hand again for the same incident (unless its severity rose since):
+# a responder who pages someone every few seconds floods their phone, and a page by hand is never held back
+# as a duplicate, so it is refused when asked for, with who asked last and when.
+BY_HAND_REPEAT_WINDOW = timedelta(minutes=1)
 # ``incident.page_requested`` starts a policy with one of these triggers: a rule's ``page`` (published by
 # alert automation) is not sent once the incident is acknowledged, a page a person asked for is.
 REQUESTED_BY_AUTOMATION = "requested"
@@ -271,6 +275,7 @@ def _request_page_of_person(
             "seconds (warroom oncall pages shows it)",
             {"person": person.name},
         )
+    _refuse_repeat_by_hand(session, incident, person.name)
     action = f"Page requested by {performer}: {person.name}" + (f" ({request.note})" if request.note else "")
     incident_service.append_timeline(
         session,
@@ -292,6 +297,50 @@ def _request_page_of_person(
     )
     return PageRequested(
         incident=incident.ref, policy=None, person=person.name, requested_by=performer, note=request.note
+    )
+
+
+def _refuse_repeat_by_hand(session: Session, incident: Incident, person: str) -> None:
+    """409 when ``person`` was paged by hand for ``incident`` less than BY_HAND_REPEAT_WINDOW ago and its
+    severity has not risen since: the request names who asked last, when, and when another may go."""
+    now = utcnow()
+    last = session.scalars(
+        select(TimelineEntry)
+        .where(
+            TimelineEntry.incident_id == incident.id,
+            TimelineEntry.kind == TimelineKind.page,
+            TimelineEntry.performer != PERFORMER,  # the requests; the worker's "Paged … by hand" are its own
+            TimelineEntry.data["person"].as_string() == person,
+            TimelineEntry.occurred_at > now - BY_HAND_REPEAT_WINDOW,
+        )
+        .order_by(TimelineEntry.seq.desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        return
+    raised_since = session.scalar(
+        select(TimelineEntry.id).where(
+            TimelineEntry.incident_id == incident.id,
+            TimelineEntry.kind == TimelineKind.severity_change,
+            TimelineEntry.seq > last.seq,
+            TimelineEntry.data["direction"].as_string() == "raised",
+        )
+    )
+    if raised_since is not None:
+        return
+    again_at = last.occurred_at + BY_HAND_REPEAT_WINDOW
+    wait = max(1, int((again_at - now).total_seconds() + 0.999))
+    raise Conflict(
+        f"{person} was paged by hand for {incident.ref} by {last.performer} at "
+        f"{last.occurred_at:%H:%M:%S} UTC, {int((now - last.occurred_at).total_seconds())}s ago: the same "
+        f"person is paged by hand for an incident at most once per "
+        f"{int(BY_HAND_REPEAT_WINDOW.total_seconds())}s (unless its severity rises); ask again in {wait}s",
+        {
+            "person": person,
+            "last_requested_by": last.performer,
+            "last_requested_at": last.occurred_at.isoformat(),
+            "retry_after_seconds": wait,
+        },
     )
 
 
