@@ -71,9 +71,10 @@ class _Render:
         self.interrupted = False
 
 
-def _interrupt(thread_id: int, exception: type[BaseException] | None) -> None:
-    # Raised in that thread at its next bytecode boundary (a loop's jump back, a call), the only way to stop
-    # pure Python code from outside; None takes back one not yet raised.
+def interrupt_thread(thread_id: int, exception: type[BaseException] | None) -> None:
+    """Raise ``exception`` in that thread at its next bytecode boundary (a loop's jump back, a call): the only
+    way to stop pure Python code from outside (a call blocked in C, a sleep or a socket read, returns first).
+    None takes back one not yet raised. Also used by the alert handlers' time limit."""
     # (None is passed as NULL, which clears; ``py_object(None)`` would be an object.)
     target = None if exception is None else ctypes.py_object(exception)
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), target)
@@ -108,7 +109,7 @@ class _RenderWatchdog:
                 self._renders.pop(id(render), None)
                 if render.interrupted:
                     # Sent just as the render ended: it must not strike the code after it.
-                    _interrupt(render.thread_id, None)
+                    interrupt_thread(render.thread_id, None)
 
     def _watch(self) -> None:
         with self._condition:
@@ -117,7 +118,7 @@ class _RenderWatchdog:
                 for render in self._renders.values():
                     if not render.interrupted and render.deadline <= now:
                         render.interrupted = True
-                        _interrupt(render.thread_id, TemplateTimeLimitError)
+                        interrupt_thread(render.thread_id, TemplateTimeLimitError)
                 upcoming = [render.deadline for render in self._renders.values() if not render.interrupted]
                 self._wakes_at = min(upcoming) if upcoming else None
                 self._condition.wait(None if self._wakes_at is None else self._wakes_at - now)

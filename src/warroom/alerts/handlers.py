@@ -16,7 +16,9 @@ expands it into one job per handler it has (``expand_event_job``) and runs each 
 network lane, where slow work shares slots the way slow peers do. A handler job is one handler's run in its
 own transaction: a handler that raises, commits, or leaves invalid values on the alert or incident is rolled
 back whole and its failure is recorded (on the alert and on the incident's timeline); the alert is kept
-either way.
+either way. A handler runs in a thread of its own, for at most its time limit (``DEFAULT_TIME_LIMIT``, or
+``alert_handler(time_limit=...)``): past it, its job stops waiting, ends its transaction and records it as
+failed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import hashlib
 import inspect
 import json
 import logging
+import math
+import sqlite3
 import sys
 import threading
 import time
@@ -40,16 +44,18 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import JSON, Boolean, Enum, Integer, String, event, select
+from sqlalchemy import JSON, Boolean, Connection, Engine, Enum, Integer, String, event, select, text
 from sqlalchemy import inspect as inspect_orm
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, object_session, selectinload
+from sqlalchemy.pool import PoolProxiedConnection
 
 from warroom.db import utcnow
 from warroom.fields import validation_message
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.service import PermanentFailure, RetryLater, job_handler
 from warroom.jsonbody import storable_text
+from warroom.templating import interrupt_thread
 
 if TYPE_CHECKING:
     from warroom.alerts.models import Alert
@@ -74,6 +80,13 @@ ANNOUNCEMENTS_TTL = 30.0
 HANDLER_PEER = "alert-handlers"
 # What is kept of a handler's (or a rule template's) error text: an exception message can be megabytes.
 MAX_ERROR_TEXT = 1000
+# Seconds a handler may run (with the flush of what it changed) when ``alert_handler`` gives it no
+# ``time_limit``: a handler stuck in a loop or on a peer that never answers would otherwise hold its job's
+# slot, the alert's later handlers and whatever its transaction locked (on SQLite, every write) for ever.
+DEFAULT_TIME_LIMIT = 10.0
+# Handlers of this process still running past their limit (blocked in a call Python cannot interrupt): with
+# this many, handler jobs wait for one to end rather than start more threads that may never end.
+MAX_OVERDUE = 16
 EVENTS = ("created", "acknowledged", "resolved")
 # What a handler may set on the alert and the incident itself; the rest (status, lifecycle times, who
 # acknowledged, links to other rows, the timeline's chain) changes through the services, which keep the
@@ -123,6 +136,7 @@ class HandlerContext:
 
 Handler = Callable[[HandlerContext], None]
 _handlers: dict[str, list[Handler]] = defaultdict(list)
+_time_limits: dict[str, float] = {}  # by ``handler_name``: those given one
 _entry_points_loaded = False
 # Entry points that failed to load (name, error), for ``warroom config check`` and startup to report.
 _entry_point_failures: list[tuple[str, str]] = []
@@ -140,7 +154,17 @@ def _is_async(handler: object) -> bool:
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
 
 
-def alert_handler(*alert_types: str) -> Callable[[Handler], Handler]:
+def alert_handler(*alert_types: str, time_limit: float | None = None) -> Callable[[Handler], Handler]:
+    """Register a handler for these alert types (none: every type). ``time_limit``: the seconds it may run,
+    ``DEFAULT_TIME_LIMIT`` if not given."""
+    if time_limit is not None and (
+        isinstance(time_limit, bool)
+        or not isinstance(time_limit, int | float)
+        or not math.isfinite(time_limit)
+        or time_limit <= 0
+    ):
+        raise ValueError(f"an alert handler's time_limit is a positive number of seconds, not {time_limit!r}")
+
     def register(handler: Handler) -> Handler:
         # The worker calls handlers from its threads, with no event loop: an async one would never run.
         if _is_async(handler) or inspect.isasyncgenfunction(handler):
@@ -151,15 +175,22 @@ def alert_handler(*alert_types: str) -> Callable[[Handler], Handler]:
         for alert_type in alert_types or ("*",):
             if handler not in _handlers[alert_type]:
                 _handlers[alert_type].append(handler)
+        if time_limit is not None:
+            _time_limits[handler_name(handler)] = float(time_limit)
         return handler
 
     return register
+
+
+def time_limit_of(handler: Handler) -> float:
+    return _time_limits.get(handler_name(handler), DEFAULT_TIME_LIMIT)
 
 
 def unregister(handler: Handler) -> None:
     for registered in _handlers.values():
         if handler in registered:
             registered.remove(handler)
+    _time_limits.pop(handler_name(handler), None)
 
 
 def load_entry_points(force: bool = False) -> list[str]:
@@ -390,6 +421,21 @@ class SessionMisuse(Exception):
     """A handler committed, rolled back or closed its session: its run is one transaction, Warroom's."""
 
 
+class SessionAbandoned(SessionMisuse):
+    """A handler used ``ctx.session`` after its time limit, when its transaction had been rolled back."""
+
+
+class HandlerTimeLimit(BaseException):
+    """A handler ran past its time limit. Raised in its thread then, at its next Python instruction (one
+    blocked in a call, a sleep or a socket read, gets it when that call returns): a ``BaseException``, like
+    ``SystemExit``, so that the handler's own ``except Exception`` does not swallow it."""
+
+
+_ABANDONED = (
+    "ctx.session is closed to this handler: it ran past its time limit, and its transaction was rolled back"
+)
+
+
 def _registered(name: str, alert_type: str) -> Handler | None:
     return next((handler for handler in handlers_for(alert_type) if handler_name(handler) == name), None)
 
@@ -401,6 +447,18 @@ class _Guard:
     org: OrgConfig
     session: Session
     refused: list[Exception] = field(default_factory=list)
+    # The connection the handler's session is bound to, from the pool's checkout to the end of the run
+    # (never given back to the pool midway, as a session's own would be after a failed flush).
+    connection: Connection | None = None
+    fairy: PoolProxiedConnection | None = None
+    abandoned: bool = False  # set when its job stopped waiting for it, under ``lock``
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    ending: int | None = None  # the thread rolling back its abandoned transaction
+
+    def stops_statement(self) -> bool:
+        """SQLite's progress handler on the handler's connection: once it is abandoned, its statements fail
+        within a hundred steps (but for those that end its transaction)."""
+        return self.abandoned and threading.get_ident() != self.ending
 
     def refuse(self, problem: str, error: type[Exception]) -> None:
         self.refused.append(error(problem))
@@ -456,15 +514,16 @@ def _set_by_warroom() -> bool:
 
 
 @contextmanager
-def _guarded(org: OrgConfig, session: Session) -> Iterator[_Guard]:
+def _guarded(guard: _Guard) -> Iterator[_Guard]:
     """While the handler runs: every flush checks what it changed on alerts and incidents (a flush clears the
     history a later check would read), protected fields refuse a direct set, and commit, rollback and close
-    refuse (instance attributes over the methods, taken away again before Warroom ends the transaction)."""
+    refuse (instance attributes over the methods, taken away again before Warroom ends the transaction).
+    Once the handler is abandoned, the session refuses every statement and flush (``get_bind``)."""
     from warroom.alerts.models import Alert
     from warroom.incidents.models import Incident
 
     _install_field_guards()
-    guard = _Guard(org, session)
+    org, session = guard.org, guard.session
 
     def check_flush(flushing: Session, context: Any, instances: Any) -> None:
         watched = [obj for obj in (*flushing.new, *flushing.dirty) if isinstance(obj, Alert | Incident)]
@@ -482,30 +541,223 @@ def _guarded(org: OrgConfig, session: Session) -> Iterator[_Guard]:
 
         return refused
 
+    get_bind = session.get_bind
+
+    def unless_abandoned(*args: Any, **kwargs: Any) -> Any:
+        if guard.abandoned:
+            raise SessionAbandoned(_ABANDONED)
+        return get_bind(*args, **kwargs)
+
     event.listen(session, "before_flush", check_flush)
     for verb in ("commit", "rollback", "close"):
         setattr(session, verb, refusing(verb))
+    setattr(session, "get_bind", unless_abandoned)  # noqa: B010 - an instance attribute over the method
     token = _guard.set(guard)
     try:
         yield guard
     finally:
         _guard.reset(token)
-        for verb in ("commit", "rollback", "close"):
+        for verb in ("commit", "rollback", "close", "get_bind"):
             delattr(session, verb)
         event.remove(session, "before_flush", check_flush)
 
 
+def _bind_to_own_connection(guard: _Guard) -> None:
+    """Bind the handler's session to a connection of its own, checked out now (its transaction still begins
+    at its first statement), which its job can end at the time limit whatever the handler does."""
+    engine = guard.session.bind
+    assert isinstance(engine, Engine)
+    guard.connection = engine.connect()
+    guard.fairy = guard.connection.connection
+    guard.session.bind = guard.connection
+    driver = guard.fairy.driver_connection
+    if isinstance(driver, sqlite3.Connection):
+        # Set now, while no statement runs on it: once the handler is abandoned, a statement of its (even a
+        # long one, running then) fails within a hundred steps.
+        driver.set_progress_handler(guard.stops_statement, 100)
+
+
+def _end_abandoned_transaction(guard: _Guard) -> None:
+    """Roll back the transaction of a handler its job stopped waiting for, even while the handler is in the
+    middle of a statement, so that its locks go: SQLite's write lock, PostgreSQL's row locks. The handler
+    cannot use the connection again, though it may hold it (``ctx.session.connection()``), and the connection
+    leaves the pool: it is closed when the handler's thread ends."""
+    assert guard.connection is not None and guard.fairy is not None
+    driver: Any = guard.fairy.driver_connection
+    try:
+        if isinstance(driver, sqlite3.Connection):
+            # Its statement running fails within a hundred steps (``stops_statement``), which gives the
+            # connection to these two. (Not ``set_progress_handler``: it waits for that statement holding the
+            # GIL, which the progress handler needs.) Read-only, a statement of the handler after the rollback
+            # cannot write outside a transaction, committed at once, nor begin one that takes the write lock.
+            guard.ending = threading.get_ident()
+            try:
+                for _ in range(200):
+                    try:
+                        driver.execute("PRAGMA query_only = 1")
+                        driver.rollback()
+                        break
+                    except sqlite3.Error:
+                        time.sleep(0.005)
+                else:
+                    log.error("could not roll back the transaction of an abandoned alert handler")
+            finally:
+                guard.ending = None
+        else:
+            # PostgreSQL: the server ends that session, which rolls its transaction back, mid-statement too.
+            with guard.connection.engine.connect() as connection:
+                connection.execute(
+                    text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.info.backend_pid}
+                )
+                connection.commit()
+    except Exception as exc:
+        log.error(
+            "could not end the transaction of an abandoned alert handler (its locks stay until it ends): %s",
+            failure_text(exc),
+        )
+    finally:
+        guard.fairy.detach()
+
+
+def _give_back_connection(guard: _Guard) -> None:
+    """The handler ended within its limit, its transaction committed or rolled back: its connection goes back
+    to the pool, without the progress handler that watched it."""
+    if guard.connection is None or guard.fairy is None:
+        return
+    driver = guard.fairy.driver_connection
+    if isinstance(driver, sqlite3.Connection):
+        driver.set_progress_handler(None, 0)
+    guard.connection.close()
+
+
+# Runs abandoned at their time limit whose threads have not ended yet.
+_overdue: set[_HandlerRun] = set()
+_overdue_lock = threading.Lock()
+
+
+class _HandlerRun:
+    """A handler's call, and the flush of what it changed, in a thread of its own: its job waits for it at
+    most its time limit. The handler's session belongs to that thread while it runs; the job's thread takes
+    it back only once the handler has ended within its limit."""
+
+    def __init__(self, handler: Handler, ctx: HandlerContext, name: str, limit: float) -> None:
+        self.handler = handler
+        self.ctx = ctx
+        self.name = name
+        self.limit = limit
+        self.guard = _Guard(ctx.org, ctx.session)
+        self.error: BaseException | None = None  # how it failed, when it ended within its limit
+        self.where = ""  # where it was at its time limit
+        self.done = False  # under ``guard.lock``, as is ``interrupted``
+        self.interrupted = False
+        self.ended = threading.Event()
+        # Set once the job has ended an abandoned handler's transaction: its thread, ending, gives the
+        # session back only then (its connection must leave the pool first).
+        self.released = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"alert-handler:{name}"[:100], daemon=True)
+
+    def run(self) -> bool:
+        """Whether the handler ended within its limit (``error`` then says how it failed). If not, it is
+        abandoned: its transaction is rolled back, its session refuses it, and its thread is interrupted."""
+        self.thread.start()
+        self.ended.wait(self.limit)
+        with self.guard.lock:
+            if self.done:
+                abandoned = False
+            else:
+                abandoned = self.guard.abandoned = True
+                with _overdue_lock:
+                    _overdue.add(self)
+        if not abandoned:
+            self.thread.join()
+            return True
+        self.where = self._stack()
+        try:
+            _end_abandoned_transaction(self.guard)
+        finally:
+            self.released.set()
+        with self.guard.lock:
+            if not self.done:
+                # Stops a loop in Python at once; a call blocked in C first returns.
+                interrupt_thread(self.thread.ident or 0, HandlerTimeLimit)
+                self.interrupted = True
+        return False
+
+    def _run(self) -> None:
+        abandoned = False
+        try:
+            with _guarded(self.guard) as guard:
+                returned: Any = self.handler(self.ctx)
+                if inspect.isawaitable(returned):
+                    if inspect.iscoroutine(returned):
+                        returned.close()  # no "never awaited" warning: the failure below says it
+                    raise TypeError(
+                        "the handler returned an awaitable; alert handlers must be plain functions"
+                    )
+                self.ctx.session.flush()  # checked by the guard, with what earlier flushes did
+                if guard.refused:  # refused, and the handler caught it
+                    raise guard.refused[0]
+        except BaseException as exc:  # SystemExit too; KeyboardInterrupt the job's thread raises again
+            self.error = exc
+        finally:
+            while True:
+                try:
+                    abandoned = self._finish()
+                    break
+                except HandlerTimeLimit:  # sent as it ended, and struck before ``_finish`` took it back
+                    continue
+        if abandoned:
+            self._clean_up()
+
+    def _finish(self) -> bool:
+        with self.guard.lock:
+            self.done = True
+            if self.interrupted:
+                interrupt_thread(threading.get_ident(), None)  # sent, but not raised yet
+            self.ended.set()
+            return self.guard.abandoned
+
+    def _clean_up(self) -> None:
+        """In the handler's thread, once an abandoned handler has ended after all."""
+        self.released.wait()
+        # The methods themselves (the guard's refusals may have been left on). A connection the server ended
+        # (PostgreSQL) wants the rollback first. The connection, out of the pool, is closed.
+        connection = self.guard.connection
+        for end in (Session.rollback, Session.close, lambda _: connection.close() if connection else None):
+            try:
+                end(self.ctx.session)
+            except Exception as exc:
+                log.debug("ending the session of abandoned handler %s: %s", self.name, failure_text(exc))
+        with _overdue_lock:
+            _overdue.discard(self)
+        log.info("alert handler %s, abandoned at its time limit, has ended", self.name)
+
+    def _stack(self) -> str:
+        frame = sys._current_frames().get(self.thread.ident or 0)
+        if frame is None:
+            return ""
+        where = "".join(traceback.format_stack(frame, limit=12))
+        return storable_text(f"Running at its time limit:\n{where}"[-2000:])
+
+
 @job_handler(HANDLER_KIND, on_failure=_record_job_failure, deferred_transaction=True)
 def run_handler_job(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
-    """One handler on one alert event. Deferred transaction: the write lock is taken at the handler's first
-    statement (or, for one that only reads ``ctx.alert`` and calls ``ctx.log``, after it returns), so a
-    handler waiting on an external API holds up no intake."""
+    """One handler on one alert event, in a thread and a transaction of its own (``_HandlerRun``), for at most
+    its time limit. Deferred transaction: the write lock is taken at the handler's first statement (or, for
+    one that only reads ``ctx.alert`` and calls ``ctx.log``, after it returns), so a handler waiting on an
+    external API holds up no intake. Its writes and log commit before the job is marked done: a worker that
+    stops between the two runs it again, as one that stops mid-handler does."""
     from warroom.alerts.models import Alert
     from warroom.incidents.models import Incident
 
     alert_id = int(job.payload["alert_id"])
     event_name = str(job.payload["event"])
     name = str(job.payload["handler"])
+    with _overdue_lock:
+        overdue = len(_overdue)
+    if overdue >= MAX_OVERDUE:
+        log.warning("alert handlers still running past their time limit here: %d; %s waits", overdue, name)
+        raise RetryLater(5, f"waits: alert handlers still running past their time limit here: {overdue}")
     with context.db.read() as reading:
         earlier = _earlier_job(reading, alert_id, job.id)
         if earlier is not None:
@@ -530,39 +782,52 @@ def run_handler_job(context: AppContext, session: Session, job: Job) -> dict[str
         )
         _record_failure(session, alert_id, name, event_name, error, "")
         return {"handler": name, "failed": error}
-    session.add(alert)
+    limit = time_limit_of(handler)
+    # The handler's own transaction, apart from the job's: at its time limit the job stops waiting for it,
+    # and records that in its own while the handler's thread may still hold the other.
+    handler_session = context.db.write_session()
+    handler_session.add(alert)
     if incident is not None:
-        session.add(incident)
-    ctx = HandlerContext(session, context.org, alert, incident, event_name)
+        handler_session.add(incident)
+    ctx = HandlerContext(handler_session, context.org, alert, incident, event_name)
+    run = _HandlerRun(handler, ctx, name, limit)
+    _bind_to_own_connection(run.guard)
+    failure: BaseException | None = None
+    trace = ""
     try:
-        with _guarded(context.org, session) as guard:
-            returned: Any = handler(ctx)
-            if inspect.isawaitable(returned):
-                if inspect.iscoroutine(returned):
-                    returned.close()  # no "never awaited" warning: the failure below says it
-                raise TypeError("the handler returned an awaitable; alert handlers must be plain functions")
-            session.flush()  # checked by the guard, with what earlier flushes did
-            if guard.refused:  # refused, and the handler caught it
-                raise guard.refused[0]
-        _write_log(ctx)
-        session.flush()
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # SystemExit too: a handler must not stop the worker or lose the record
-        error = failure_text(exc)
-        log.warning("alert handler %s failed on ALR-%s (%s): %s", name, alert_id, event_name, error)
+        if not run.run():
+            failure = HandlerTimeLimit(
+                f"ran longer than {limit:g} s, its time limit: its transaction was rolled back, and its "
+                "thread left to end on its own"
+            )
+            trace = run.where
+        elif run.error is not None:
+            failure = run.error
+            trace = _trace(failure)
+        else:
+            _write_log(ctx)
+            handler_session.commit()
+    except Exception as exc:  # writing its log, committing
+        failure = exc
         trace = _trace(exc)
-        session.rollback()
-        session.expunge_all()  # the handler's changes to the alert and incident, and what it added
-        try:
-            _record_failure(session, alert_id, name, event_name, error, trace)
-            session.flush()
-        except Exception as failed:
-            # Never run the handler again because its record failed: the job ends here, and the worker's
-            # failure hook records this shorter line in a transaction of its own.
-            raise PermanentFailure(f"{error} (recording it failed: {failure_text(failed)})") from failed
-        return {"handler": name, "failed": error}
-    return {"handler": name, "ran": event_name}
+    finally:
+        if not run.guard.abandoned:  # else its thread closes them when it ends
+            handler_session.close()
+            _give_back_connection(run.guard)
+    if isinstance(failure, KeyboardInterrupt):
+        raise failure  # as from the worker's own code: it stops, and the job runs again after its lease
+    if failure is None:
+        return {"handler": name, "ran": event_name}
+    error = failure_text(failure)
+    log.warning("alert handler %s failed on ALR-%s (%s): %s", name, alert_id, event_name, error)
+    try:
+        _record_failure(session, alert_id, name, event_name, error, trace)
+        session.flush()
+    except Exception as failed:
+        # Never run the handler again because its record failed: the job ends here, and the worker's
+        # failure hook records this shorter line in a transaction of its own.
+        raise PermanentFailure(f"{error} (recording it failed: {failure_text(failed)})") from failed
+    return {"handler": name, "failed": error}
 
 
 def _write_log(ctx: HandlerContext) -> None:
