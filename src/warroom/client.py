@@ -128,9 +128,16 @@ class Client:
         state: str = "all",
         limit: int = 50,
         offset: int = 0,
+        before_id: int | None = None,
     ) -> IncidentPage:
         params = query(
-            state=state, limit=limit, offset=offset, status=status, severity=severity, service=service
+            state=state,
+            limit=limit,
+            offset=offset,
+            before_id=before_id,
+            status=status,
+            severity=severity,
+            service=service,
         )
         return IncidentPage.model_validate(self.request("GET", "/api/v1/incidents", params=params))
 
@@ -261,8 +268,11 @@ class Client:
         channel: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        before_id: int | None = None,
     ) -> DeliveryPage:
-        params = query(limit=limit, offset=offset, status=status, incident=incident, channel=channel)
+        params = query(
+            limit=limit, offset=offset, before_id=before_id, status=status, incident=incident, channel=channel
+        )
         return DeliveryPage.model_validate(self.request("GET", "/api/v1/notifications", params=params))
 
     def get_notification(self, delivery_id: int) -> DeliveryRead:
@@ -293,9 +303,11 @@ class Client:
         severity: list[str] | None = None,
         labels: list[str] | None = None,
         since: str | None = None,
+        until: str | None = None,
         search: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        before_id: int | None = None,
     ) -> AlertPage:
         params = query(
             search=search,
@@ -304,8 +316,10 @@ class Client:
             severity=severity,
             label=labels,
             since=since,
+            until=until,
             limit=limit,
             offset=offset,
+            before_id=before_id,
             firing="true" if firing else None,
             unrouted="true" if unrouted else None,
             snoozed="true" if snoozed else None,
@@ -430,10 +444,21 @@ class Client:
         *,
         service: str | None = None,
         since: str | None = None,
+        until: str | None = None,
         incident: str | None = None,
         limit: int = 50,
+        offset: int = 0,
+        before_id: int | None = None,
     ) -> list[ChangeRead]:
-        params = query(service=service, since=since, incident=incident, limit=limit)
+        params = query(
+            service=service,
+            since=since,
+            until=until,
+            incident=incident,
+            limit=limit,
+            offset=offset,
+            before_id=before_id,
+        )
         rows = self.request("GET", "/api/v1/changes", params=params)
         return [ChangeRead.model_validate(row) for row in rows]
 
