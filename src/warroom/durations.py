@@ -58,6 +58,14 @@ class _TooLong(ValueError):
     """A duration past ``_LONGEST`` (a period's own bound says more, ``_period_length``)."""
 
 
+class _NoUnit(ValueError):
+    """A bare number where a request's duration must say its unit."""
+
+
+class _OutOfRange(ValueError):
+    """A period's length out of its bounds."""
+
+
 def _too_long(value: Any) -> ValueError:
     return _TooLong(f"{str(value).strip()!r} is too long a duration (at most {_LONGEST.days}d)")
 
@@ -132,7 +140,7 @@ def _with_unit(value: Any) -> Any:
     always has, but a snooze of ``30`` meant minutes more often than not."""
     bare = str(value).strip() if isinstance(value, int | float | str) and not isinstance(value, bool) else ""
     if bare and (not isinstance(value, str) or (bare.isascii() and bare.isdigit())):
-        raise ValueError(f"{bare} has no unit: write {bare}s, {bare}m, {bare}h or {bare}d")
+        raise _NoUnit(f"{bare} has no unit: write {bare}s, {bare}m, {bare}h or {bare}d")
     return parse_duration(value)
 
 
@@ -173,17 +181,20 @@ def _period_length(value: Any) -> timedelta:
                 f"{str(value).strip()!r} is not a duration: write it like 90s, 5m, 1h30m or 2d"
             ) from None
     if length is None or not timedelta(0) < length <= LONGEST_PERIOD:
-        raise ValueError(f"{str(value).strip()!r} is out of range: a period is {_PERIOD_BOUNDS} long")
+        raise _OutOfRange(f"{str(value).strip()!r} is out of range: a period is {_PERIOD_BOUNDS} long")
     return length
+
+
+def names_a_date(text: str) -> bool:
+    """Whether a period's bound is written as a time (it holds a date, 2026-12-07…), not as a duration."""
+    return _DATE.search(text) is not None
 
 
 def _period_bound(value: Any) -> Any:
     """A bound of a list's period (``since``, ``until``): a duration back from now (``2h``, 1s to 366d), or a
     time with its offset (ISO 8601, ``2026-12-07T00:00:00Z``); an aware UTC datetime either way."""
-    if isinstance(value, datetime):
-        return value
     text = str(value).strip()
-    if _DATE.search(text):
+    if names_a_date(text):
         try:
             return in_era(_INSTANT.validate_python(text))
         except ValueError:
@@ -193,14 +204,14 @@ def _period_bound(value: Any) -> Any:
             ) from None
     try:
         length = _period_length(value)
-    except ValueError as exc:
-        if "out of range" in str(exc):
-            raise ValueError(
-                f"{text!r} is out of range: give a duration {_PERIOD_BOUNDS} back, or a time with its offset "
-                "(2026-12-07T00:00:00Z) for longer ago"
-            ) from None
-        if "has no unit" in str(exc):
-            raise
+    except _OutOfRange:
+        raise ValueError(
+            f"{text!r} is out of range: give a duration {_PERIOD_BOUNDS} back, or a time with its offset "
+            "(2026-12-07T00:00:00Z) for longer ago"
+        ) from None
+    except _NoUnit:
+        raise
+    except ValueError:
         if _TIME_LIKE.search(text):  # 09:00: a time of day, of no day
             raise ValueError(
                 f"{text!r} is a time of day without its date: give a time with its date and offset "

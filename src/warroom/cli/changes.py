@@ -88,7 +88,7 @@ def list_(
     elif until is None and (since is None or sent_since == since):  # a period ending now
         title = f"Changes in the last {since or '24h'}"
     else:
-        title = "Changes" + (f" since {since}" if since else "") + f" until {until}" * (until is not None)
+        title = "Changes" + (f" since {since}" if since else "") + (f" until {until}" if until else "")
     emit(
         as_json,
         rows,

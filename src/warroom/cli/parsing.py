@@ -9,6 +9,7 @@ import typer
 from typer._click.exceptions import UsageError
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
+from warroom.durations import names_a_date
 from warroom.fields import MAX_ROW_ID
 
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]+")
@@ -84,9 +85,6 @@ class OnceOnlyCommand(TyperCommand):
 
 # --- list paging and periods ------------------------------------------------------------------------------
 
-_DATE = re.compile(r"\d{4}-\d\d-\d\d")
-
-
 # ``--before-id`` of a newest-first list, read with ``row_number``.
 BeforeIdOption = Annotated[
     str | None,
@@ -114,7 +112,7 @@ def row_number(value: str | None, prefix: str | None, option: str) -> int | None
 def period_bound(value: str | None, option: str) -> str | None:
     """``--since``/``--until``: a duration (``2h``) goes as written; a time (``2026-12-07T09:00``) without an
     offset is this machine's local time, as everywhere in the CLI."""
-    if value is None or not _DATE.search(value):
+    if value is None or not names_a_date(value):
         return value
     from warroom.cli.output import instant  # the CLI's one reading of a time
 
