@@ -59,7 +59,8 @@ def test_refusals_give_details_as_a_list_of_entries(
     assert entry["allowed"] == ["GET", "HEAD", "POST"]
     state = api.get("/api/v1/alerts", params={"status": "sleeping"}, headers=viewer)
     [entry] = assert_one_shape(document, state, 422)
-    assert entry["field"] == "status.0" and entry["allowed"] == ["firing", "acknowledged", "resolved"], entry
+    assert entry["field"] == "status" and entry["index"] == 0, entry
+    assert entry["allowed"] == ["firing", "acknowledged", "resolved"], entry
     # A dry run of a PagerDuty body that is no object listed a bare string.
     preview = api.post("/api/v1/alerts/preview", params={"source": "pagerduty"}, json=[1], headers=viewer)
     [entry] = assert_one_shape(document, preview, 400)

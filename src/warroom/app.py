@@ -233,9 +233,14 @@ def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
     return receive
 
 
-def _field_name(loc: tuple[Any, ...]) -> str:
+def _field_of(loc: tuple[Any, ...]) -> tuple[str, int | None]:
+    """Where a validation error is: a query, path or header parameter by its name as sent (``status``, not
+    ``status.0``), with the position of the value at fault among its repeats (``?status=a&status=b``: 1 for
+    the second); a body's field by its path (``services.0``)."""
+    if len(loc) >= 2 and loc[0] in ("query", "path", "header"):
+        return str(loc[1]), next((part for part in loc[2:] if isinstance(part, int)), None)
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "body"
+    return ".".join(parts) or "body", None
 
 
 def _unreadable_body(request: Request, message: str, status: int) -> JSONResponse:
@@ -322,7 +327,10 @@ def install_error_handlers(app: FastAPI) -> None:
             for error in exc.errors()
         ):
             return _unreadable_body(request, "the body is empty: send a JSON object", 422)
-        details = [validation_entry(_field_name(tuple(error["loc"])), error) for error in exc.errors()]
+        details = []
+        for error in exc.errors():
+            field, index = _field_of(tuple(error["loc"]))
+            details.append(validation_entry(field, error, index=index))
         if request.url.path.startswith(OPSGENIE_PATH):  # tools built for Opsgenie read its error shape
             status, body = fastpath.opsgenie_invalid_request(details)  # counted as a refused delivery
             return Response(body, status_code=status, media_type="application/json")

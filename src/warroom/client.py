@@ -348,9 +348,16 @@ class Client:
         state: str = "all",
         limit: int = 50,
         offset: int = 0,
+        before_id: int | None = None,
     ) -> IncidentPage:
         params = query(
-            state=state, limit=limit, offset=offset, status=status, severity=severity, service=service
+            state=state,
+            limit=limit,
+            offset=offset,
+            before_id=before_id,
+            status=status,
+            severity=severity,
+            service=service,
         )
         return self._one(IncidentPage, self.request("GET", "/api/v1/incidents", params=params))
 
@@ -479,8 +486,11 @@ class Client:
         channel: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        before_id: int | None = None,
     ) -> DeliveryPage:
-        params = query(limit=limit, offset=offset, status=status, incident=incident, channel=channel)
+        params = query(
+            limit=limit, offset=offset, before_id=before_id, status=status, incident=incident, channel=channel
+        )
         return self._one(DeliveryPage, self.request("GET", "/api/v1/notifications", params=params))
 
     def get_notification(self, delivery_id: int) -> DeliveryRead:
@@ -511,9 +521,11 @@ class Client:
         severity: list[str] | None = None,
         labels: list[str] | None = None,
         since: str | None = None,
+        until: str | None = None,
         search: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        before_id: int | None = None,
     ) -> AlertPage:
         params = query(
             search=search,
@@ -522,8 +534,10 @@ class Client:
             severity=severity,
             label=labels,
             since=since,
+            until=until,
             limit=limit,
             offset=offset,
+            before_id=before_id,
             firing="true" if firing else None,
             unrouted="true" if unrouted else None,
             snoozed="true" if snoozed else None,
@@ -641,10 +655,21 @@ class Client:
         *,
         service: str | None = None,
         since: str | None = None,
+        until: str | None = None,
         incident: str | None = None,
         limit: int = 50,
+        offset: int = 0,
+        before_id: int | None = None,
     ) -> list[ChangeRead]:
-        params = query(service=service, since=since, incident=incident, limit=limit)
+        params = query(
+            service=service,
+            since=since,
+            until=until,
+            incident=incident,
+            limit=limit,
+            offset=offset,
+            before_id=before_id,
+        )
         rows = self.request("GET", "/api/v1/changes", params=params)
         return self._rows(ChangeRead, rows)
 

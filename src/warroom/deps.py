@@ -60,6 +60,18 @@ Admin = Annotated[Principal, Depends(require_role(Role.admin))]
 
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 Offset = Annotated[int, Query(ge=0, le=MAX_ROW_ID)]
+# Keyset paging of a newest-first list: an offset counts from the newest row, so rows that arrive between two
+# pages shift the next one (rows seen twice); the last id seen does not move.
+BeforeId = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=MAX_ROW_ID,
+        description="Only what comes after the row of this id in the list's newest-first order: give the "
+        "last id of a page to get the next, which rows arriving meanwhile do not shift (as they do an "
+        "offset's).",
+    ),
+]
 
 
 _MANY_VALUES = (list, set, frozenset, tuple, Sequence, AbstractSet)

@@ -113,10 +113,14 @@ def validation_message(error: Mapping[str, Any]) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
-def validation_entry(field: str, error: Mapping[str, Any]) -> dict[str, Any]:
-    """A pydantic error as an entry of an error answer's ``details``: the field, the message and, for a value
-    not among those a field takes, the ``allowed`` ones (a list, as the services give them)."""
-    entry: dict[str, Any] = {"field": field, "message": validation_message(error)}
+def validation_entry(field: str, error: Mapping[str, Any], *, index: int | None = None) -> dict[str, Any]:
+    """A pydantic error as an entry of an error answer's ``details``: the field, the ``index`` of the value at
+    fault when the field is a repeated query parameter, the message and, for a value not among those a field
+    takes, the ``allowed`` ones (a list, as the services give them)."""
+    entry: dict[str, Any] = {"field": field}
+    if index is not None:
+        entry["index"] = index
+    entry["message"] = validation_message(error)
     expected = (error.get("ctx") or {}).get("expected")
     allowed = _expected_values(expected) if isinstance(expected, str) else None
     if allowed:

@@ -110,6 +110,11 @@ _ERROR_SCHEMAS: dict[str, Any] = {
                 "or a header. Absent when the entry is about no one field.",
                 "examples": ["severity"],
             },
+            "index": {
+                "type": "integer",
+                "description": "For a query parameter given several times (?status=a&status=b), which of its "
+                "values is at fault, from 0.",
+            },
             "message": {"type": "string", "description": "What is wrong with it."},
             "allowed": {"type": "array", "items": {}, "description": "The values it may take."},
         },

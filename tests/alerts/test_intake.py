@@ -661,14 +661,15 @@ def test_alerts_filtered_by_service_and_severity(
         name = twice.split("=")[0]
         assert refused.status_code == 422, refused.text
         assert f"{name} was given 2 times; it takes one value" in refused.json()["error"]["message"]
-    # A filter that names nothing there is refused, rather than looking like "no alerts".
+    # A filter that names nothing there is refused, rather than looking like "no alerts"; an incident that
+    # does not exist is not found (404), as in every list's incident filter.
     assert summaries(source="generic", integration="scripts") == {a["summary"] for a in sent}
     nothing = [
         api.get("/api/v1/alerts", params={"source": "nagios"}, headers=viewer),
         api.get("/api/v1/alerts", params={"integration": "script"}, headers=viewer),
         api.get("/api/v1/alerts", params={"incident": "INC-999"}, headers=viewer),
     ]
-    assert [answer.status_code for answer in nothing] == [422, 422, 422], [a.text for a in nothing]
+    assert [answer.status_code for answer in nothing] == [422, 422, 404], [a.text for a in nothing]
 
 
 def test_alerts_are_found_by_label_and_by_when_they_were_last_seen(

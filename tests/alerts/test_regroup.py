@@ -138,8 +138,8 @@ def test_an_incident_merged_into_another(
         "INC-2 (P1, 'SearchErrors on search') merged into this incident: its 2 alert(s) moved here; its "
         "responders: dave (scribe) — the database is the cause",
     ]
-    # One outage: what INC-2 affected, INC-1 affects now.
-    assert target_entries[-1].action == "Affected services: api, search"
+    # One outage: what INC-2 affected, INC-1 affects now, with the merge's note saying why.
+    assert target_entries[-1].action == "Affected services: api, search — merged from INC-2"
     assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["services"] == ["api", "search"]
     assert incident(context, 1).status.value == "investigating"
 

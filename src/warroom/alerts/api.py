@@ -76,8 +76,8 @@ from warroom.auth.models import Role
 from warroom.auth.signing import MAX_SKEW_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from warroom.context import AppContext
 from warroom.db import MAX_ROW_ID
-from warroom.deps import Admin, Context, Offset, Responder, RowId, Viewer
-from warroom.durations import RequestDuration
+from warroom.deps import Admin, BeforeId, Context, Offset, Responder, RowId, Viewer
+from warroom.durations import PeriodBound, PeriodLength
 from warroom.errors import WarroomError, error_details
 from warroom.openapi import changes_nothing
 
@@ -465,7 +465,15 @@ def list_alerts(
         Query(description="Only alerts carrying this label, as name=value (repeat for more)."),
     ] = None,
     since: Annotated[
-        RequestDuration | None, Query(description="Only alerts seen this recently, e.g. 2h (up to 366d).")
+        PeriodBound | None,
+        Query(
+            description="Only alerts seen since: how long ago (2h, up to 366d) or a time "
+            "(2026-12-07T00:00:00Z)."
+        ),
+    ] = None,
+    until: Annotated[
+        PeriodBound | None,
+        Query(description="Only alerts seen by then (first seen before it): how long ago, or a time."),
     ] = None,
     search: Annotated[
         str | None,
@@ -478,6 +486,7 @@ def list_alerts(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
+    before_id: BeforeId = None,
 ) -> AlertPage:
     with context.db.read() as session:
         return service.list_alerts(
@@ -494,9 +503,11 @@ def list_alerts(
             severity=severity or [],
             labels=label or [],
             since=since,
+            until=until,
             search=search,
             limit=limit,
             offset=offset,
+            before_id=before_id,
         )
 
 
@@ -505,7 +516,7 @@ def alert_noise(
     context: Context,
     _: Viewer,
     since: Annotated[
-        RequestDuration, Query(description="The period, e.g. 24h or 7d (up to 366d).")
+        PeriodLength, Query(description="The period, ending now, e.g. 24h or 7d (up to 366d).")
     ] = timedelta(days=7),
     by: Annotated[
         str,
@@ -526,7 +537,7 @@ def alert_overview(
     context: Context,
     _: Viewer,
     since: Annotated[
-        RequestDuration, Query(description="The period of new alerts shown, e.g. 1h (up to 366d).")
+        PeriodLength, Query(description="The period of new alerts shown, e.g. 1h (up to 366d).")
     ] = timedelta(hours=1),
 ) -> AlertOverview:
     """What is going on now: open alerts by severity and state, open incidents, new alerts over the period."""
@@ -912,21 +923,38 @@ def list_changes(
     _: Viewer,
     service: Annotated[str | None, Query(description="This service's changes and those naming none.")] = None,
     since: Annotated[
-        RequestDuration | None, Query(description="The period, e.g. 24h or 7d (default 24h).")
+        PeriodBound | None,
+        Query(
+            description="Changes since: how long ago (24h, up to 366d) or a time (2026-12-07T00:00:00Z); "
+            "default 24h before until."
+        ),
+    ] = None,
+    until: Annotated[
+        PeriodBound | None, Query(description="Changes until: how long ago, or a time; default now.")
     ] = None,
     incident: Annotated[
         str | None,
         Query(
             description="The changes around this incident (INC-n or n): its services', from "
-            "recent_changes_window before it opened until it was resolved. Not with service or since."
+            "recent_changes_window before it opened until it was resolved. Not with service, since or until."
         ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Offset = 0,
+    before_id: BeforeId = None,
 ) -> list[ChangeRead]:
-    """The changes of the period, newest first."""
+    """The changes of the period, newest first (by when they happened)."""
     with context.db.read() as session:
         return changes.list_changes(
-            session, org=context.org, service=service, since=since, incident_ref=incident, limit=limit
+            session,
+            org=context.org,
+            service=service,
+            since=since,
+            until=until,
+            incident_ref=incident,
+            limit=limit,
+            offset=offset,
+            before_id=before_id,
         )
 
 

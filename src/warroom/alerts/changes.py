@@ -14,17 +14,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from pydantic import TypeAdapter
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts.adapters import InvalidPayload, parse_json, validate_payload
 from warroom.alerts.models import ChangeEvent
 from warroom.alerts.schemas import ChangeCreate, ChangeRead, PagerDutyChange, safe_link
-from warroom.alerts.service import period_start
 from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
 from warroom.db import utcnow
-from warroom.durations import format_duration
+from warroom.durations import check_period, format_duration
 from warroom.errors import InvalidInput
 from warroom.fields import one_line
 from warroom.incidents import service as incident_service
@@ -132,14 +131,22 @@ def list_changes(
     *,
     org: OrgConfig,
     service: str | None = None,
-    since: timedelta | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     incident_ref: str | None = None,
     limit: int = 50,
+    offset: int = 0,
+    before_id: int | None = None,
 ) -> list[ChangeRead]:
-    """The changes of the period, newest first; with ``service``, that service's and those naming none.
+    """The changes of the period (``since`` to ``until``; by default the day before ``until``, or before now),
+    newest first; with ``service``, that service's and those naming none.
 
     With ``incident_ref``, the changes that matter to that incident: those of its services from
     ``recent_changes_window`` before it opened until it was resolved (until now while it is open).
+
+    ``before_id``: those after that change in this order (keyset paging). A change no longer stored was pruned
+    for its age, and with it every older one: nothing is left after it. An id past every stored one is before
+    them all, as an id is in the lists ordered by id.
 
     A ``service`` that names nothing is refused (422), as recording a change for it is, rather than answered
     with an empty list that looks like "no changes": it must be the org file's, or one a stored change has
@@ -149,14 +156,16 @@ def list_changes(
         if session.scalar(stored) is None:
             org.check_services([service], "service")
     if incident_ref is None:
-        statement = select(ChangeEvent).where(
-            ChangeEvent.happened_at >= period_start(DEFAULT_PERIOD if since is None else since)
-        )
+        check_period(since, until)
+        start = since if since is not None else (until or utcnow()) - DEFAULT_PERIOD
+        statement = select(ChangeEvent).where(ChangeEvent.happened_at >= start)
+        if until is not None:
+            statement = statement.where(ChangeEvent.happened_at <= until)
         statement = _of_services(statement, [service] if service is not None else [])
     else:
-        if service is not None or since is not None:
+        if service is not None or since is not None or until is not None:
             raise InvalidInput(
-                "incident cannot be combined with service or since: the incident sets both",
+                "incident cannot be combined with service, since or until: the incident sets them",
                 {"field": "incident"},
             )
         incident = incident_service.get_incident(session, incident_ref)
@@ -166,7 +175,18 @@ def list_changes(
         if not incident.status.is_open and ended is not None:
             statement = statement.where(ChangeEvent.happened_at <= ended)
         statement = _of_services(statement, incident.service_names)
-    rows = session.scalars(statement.order_by(*_NEWEST_FIRST).limit(limit))
+    if before_id is not None:
+        cursor = session.get(ChangeEvent, before_id)
+        if cursor is not None:
+            statement = statement.where(
+                or_(
+                    ChangeEvent.happened_at < cursor.happened_at,
+                    and_(ChangeEvent.happened_at == cursor.happened_at, ChangeEvent.id < cursor.id),
+                )
+            )
+        elif (session.scalar(select(func.max(ChangeEvent.id))) or 0) >= before_id:
+            return []
+    rows = session.scalars(statement.order_by(*_NEWEST_FIRST).limit(limit).offset(offset))
     return [ChangeRead.model_validate(row) for row in rows]
 
 

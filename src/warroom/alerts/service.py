@@ -55,7 +55,7 @@ from warroom.auth import integrations
 from warroom.auth.integrations import IntegrationIdentity
 from warroom.auth.models import IntegrationKey, IntegrationType
 from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, parse_row_ref, utcnow
-from warroom.durations import format_duration
+from warroom.durations import check_period, format_duration
 from warroom.errors import Conflict, Forbidden, InvalidInput, NotFound
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import OPEN_STATUSES, Incident, IncidentStatus, TimelineKind
@@ -818,15 +818,20 @@ def list_alerts(
     known_services: Sequence[str] = (),
     severity: Sequence[str] = (),
     labels: Sequence[str] = (),
-    since: timedelta | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     search: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    before_id: int | None = None,
 ) -> AlertPage:
-    """``labels``: ``name=value`` each, all carried by the alert; ``since``: last seen this recently;
-    ``search``: text in the summary, type, dedup key, service or labels (names and values), any case. Several
-    values of one other filter (sources, integrations, incidents, services, severities) match any of them.
-    A service must be one of ``known_services`` (the org file's) or one an alert has had."""
+    """``labels``: ``name=value`` each, all carried by the alert; ``since``/``until``: seen in that period
+    (last seen since, first seen by until); ``search``: text in the summary, type, dedup key, service or
+    labels (names and values), any case. Several values of one other filter (sources, integrations, incidents,
+    services, severities) match any of them. A service must be one of ``known_services`` (the org file's) or
+    one an alert has had; an incident that does not exist is NotFound. ``before_id``: the alerts older than
+    that one (keyset paging), counted in ``total`` as any filter."""
+    check_period(since, until)
     statement = select(Alert)
     if search is not None and search.strip():
         text = search.strip()
@@ -849,7 +854,11 @@ def list_alerts(
             raise InvalidInput(f"label filter {label!r}: write it as name=value", {"field": "label"})
         statement = statement.where(Alert.labels[name.strip()].as_string() == value)
     if since is not None:
-        statement = statement.where(Alert.last_seen_at >= period_start(since))
+        statement = statement.where(Alert.last_seen_at >= since)
+    if until is not None:
+        statement = statement.where(Alert.first_seen_at <= until)
+    if before_id is not None:
+        statement = statement.where(Alert.id < before_id)
     if service:
         _check_services_seen(session, service, known_services)
         statement = statement.where(Alert.service.in_(list(service)))
@@ -885,12 +894,8 @@ def list_alerts(
             named.extend(ids)
         statement = statement.where(Alert.integration_id.in_(named))
     if incident:
-        ids = []
-        for ref in incident:
-            try:
-                ids.append(incident_service.get_incident(session, ref).id)
-            except NotFound as missing:  # a filter naming nothing: 422 like the others, not 404
-                raise InvalidInput(missing.message, {"field": "incident"}) from None
+        # One that does not exist is NotFound (404), as in the notifications', changes' and jobs' filters.
+        ids = [incident_service.get_incident(session, ref).id for ref in incident]
         statement = statement.where(Alert.incident_id.in_(ids))
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     rows = session.scalars(statement.order_by(Alert.id.desc()).limit(limit).offset(offset)).all()

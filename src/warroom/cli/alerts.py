@@ -62,7 +62,7 @@ from warroom.cli.output import (
     table,
     when,
 )
-from warroom.cli.parsing import OnceOnlyCommand
+from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, period_bound, row_number
 from warroom.client import ApiError, Client
 from warroom.durations import format_duration
 from warroom.errors import InvalidInput, NotFound, WarroomError, field_at_fault
@@ -361,7 +361,16 @@ def list_(
     severity: SeverityFilter = None,
     label: LabelFilter = None,
     since: Annotated[
-        str | None, typer.Option("--since", help="Only alerts seen this recently, e.g. 30m or 2h.")
+        str | None,
+        typer.Option(
+            "--since", help="Only alerts seen since: how long ago (30m, 2h) or a time (2026-12-07T09:00)."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until", help="Only alerts seen by then (first seen before it): how long ago, or a time."
+        ),
     ] = None,
     search: Annotated[
         str | None,
@@ -374,6 +383,7 @@ def list_(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     offset: Annotated[int, typer.Option(min=0)] = 0,
+    before_id: BeforeIdOption = None,
     watch: Annotated[
         bool,
         typer.Option(
@@ -392,12 +402,16 @@ def list_(
     if watch and as_json:
         fail("--watch draws a table; it cannot be combined with --json")
     labels = name_values(label or [], "--label")
+    since, until = period_bound(since, "--since"), period_bound(until, "--until")
+    older_than = row_number(before_id, "ALR", "--before-id")
     with api_errors(), Client() as client:
 
         def fetch() -> AlertPage:
             return client.list_alerts(
                 labels=[f"{name}={value}" for name, value in labels.items()],
                 since=since,
+                until=until,
+                before_id=older_than,
                 search=search,
                 firing=firing,
                 status=[value.value for value in status or []],

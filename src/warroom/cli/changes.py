@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from warroom.cli.output import IdColumn, WordColumn, api_errors, console, emit, fail, instant, table
-from warroom.cli.parsing import OnceOnlyCommand
+from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, period_bound, row_number
 from warroom.client import Client
 from warroom.fields import one_line
 
@@ -48,25 +48,47 @@ def list_(
         str | None, typer.Option(help="This service's changes, and those that name no service.")
     ] = None,
     since: Annotated[
-        str | None, typer.Option("--since", help="The period, e.g. 2h or 7d (default 24h).")
+        str | None,
+        typer.Option(
+            "--since", help="Changes since: how long ago (2h, 7d) or a time (2026-12-07T09:00); default 24h."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Changes until: how long ago, or a time; default now.")
     ] = None,
     incident: Annotated[
         str | None,
         typer.Option(
             "--incident",
             help="The changes around this incident: its services', from shortly before it opened until "
-            "it was resolved. Not with --service or --since.",
+            "it was resolved. Not with --service, --since or --until.",
         ),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    before_id: BeforeIdOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Changes of the period, newest first."""
-    if incident is not None and (service is not None or since is not None):
-        fail("--incident cannot be combined with --service or --since: the incident sets both")
+    if incident is not None and (service is not None or since is not None or until is not None):
+        fail("--incident cannot be combined with --service, --since or --until: the incident sets them")
+    sent_since, sent_until = period_bound(since, "--since"), period_bound(until, "--until")
     with api_errors(), Client() as client:
-        rows = client.list_changes(service=service, since=since, incident=incident, limit=limit)
-    title = f"Changes around {incident}" if incident else f"Changes in the last {since or '24h'}"
+        rows = client.list_changes(
+            service=service,
+            since=sent_since,
+            until=sent_until,
+            incident=incident,
+            limit=limit,
+            offset=offset,
+            before_id=row_number(before_id, "CHG", "--before-id"),
+        )
+    if incident:
+        title = f"Changes around {incident}"
+    elif until is None and (since is None or sent_since == since):  # a period ending now
+        title = f"Changes in the last {since or '24h'}"
+    else:
+        title = "Changes" + (f" since {since}" if since else "") + (f" until {until}" if until else "")
     emit(
         as_json,
         rows,

@@ -26,7 +26,7 @@ from warroom.cli.output import (
     table,
     when,
 )
-from warroom.cli.parsing import OnceOnlyCommand
+from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, row_number
 from warroom.client import Client
 from warroom.incidents.schemas import IncidentRead
 
@@ -118,6 +118,7 @@ def list_(
     closed_only: Annotated[bool, typer.Option("--closed", help="Only resolved or closed incidents.")] = False,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     offset: Annotated[int, typer.Option(min=0)] = 0,
+    before_id: BeforeIdOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List incidents, newest first."""
@@ -126,7 +127,13 @@ def list_(
     state = "open" if open_only else "closed" if closed_only else "all"
     with api_errors(), _client() as client:
         page = client.list_incidents(
-            status=status, severity=severity, service=service, state=state, limit=limit, offset=offset
+            status=status,
+            severity=severity,
+            service=service,
+            state=state,
+            limit=limit,
+            offset=offset,
+            before_id=row_number(before_id, "INC", "--before-id"),
         )
     emit(
         as_json,

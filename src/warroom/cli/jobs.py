@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from warroom.cli.output import IdColumn, WordColumn, clipped, console, emit, fail, table
-from warroom.cli.parsing import OnceOnlyCommand
+from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, row_number
 from warroom.errors import WarroomError
 from warroom.jobs.enums import JobStatus
 
@@ -91,6 +91,8 @@ def jobs_list(
     status: Annotated[JobStatus | None, typer.Option(help="Only jobs in this status.")] = None,
     kind: Annotated[str | None, typer.Option(help="Only jobs of this kind.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    before_id: BeforeIdOption = None,
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="SQLAlchemy URL (WARROOM_DATABASE_URL).")
     ] = None,
@@ -101,12 +103,15 @@ def jobs_list(
     from warroom.jobs import service
     from warroom.jobs.schemas import JobRead
 
+    older_than = row_number(before_id, None, "--before-id")
     database = _database(_settings(database_url=database_url), read_only=True)
     try:
         with database.read() as session:
             rows = [
                 JobRead.model_validate(job)
-                for job in service.list_jobs(session, status=status, kind=kind, limit=limit)
+                for job in service.list_jobs(
+                    session, status=status, kind=kind, limit=limit, offset=offset, before_id=older_than
+                )
             ]
     except WarroomError as exc:
         fail(exc.message)

@@ -22,7 +22,7 @@ from warroom.cli.output import (
     styled,
     table,
 )
-from warroom.cli.parsing import OnceOnlyCommand
+from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, row_number
 from warroom.client import Client
 from warroom.notify.enums import DeliveryStatus
 from warroom.notify.schemas import DeliveryRead
@@ -87,12 +87,19 @@ def list_notifications(
     incident: Annotated[str | None, typer.Option(help="Only this incident (INC-n).")] = None,
     channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    before_id: BeforeIdOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Recent notifications, newest first."""
     with api_errors(), Client() as client:
         page = client.list_notifications(
-            status=status.value if status else None, incident=incident, channel=channel, limit=limit
+            status=status.value if status else None,
+            incident=incident,
+            channel=channel,
+            limit=limit,
+            offset=offset,
+            before_id=row_number(before_id, None, "--before-id"),
         )
     emit(as_json, page.items, lambda: _table(f"Notifications ({page.total})", page.items))
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from typer._click.exceptions import UsageError
 from typer.core import TyperCommand, TyperGroup, TyperOption
+
+from warroom.durations import names_a_date
+from warroom.fields import MAX_ROW_ID
 
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]+")
 
@@ -77,3 +81,39 @@ class OnceOnlyCommand(TyperCommand):
             seen.add(param.name)
         result: list[str] = super().parse_args(ctx, args)
         return result
+
+
+# --- list paging and periods ------------------------------------------------------------------------------
+
+# ``--before-id`` of a newest-first list, read with ``row_number``.
+BeforeIdOption = Annotated[
+    str | None,
+    typer.Option(
+        "--before-id",
+        help="Only what comes after this id in the list: give the last one shown to see the next page, which "
+        "new arrivals do not shift as they do --offset's.",
+    ),
+]
+
+
+def row_number(value: str | None, prefix: str | None, option: str) -> int | None:
+    """An id as a list shows it (``ALR-37`` for ``prefix`` ALR) or as a number, for ``--before-id``."""
+    if value is None:
+        return None
+    text = value.strip().upper()
+    if prefix is not None:
+        text = text.removeprefix(f"{prefix}-")
+    if not re.fullmatch(r"[0-9]{1,10}", text) or not 1 <= int(text) <= MAX_ROW_ID:
+        shown = f"like {prefix}-12 or 12" if prefix else "like 12"
+        raise typer.BadParameter(f"{value!r} is not an id: write it {shown}", param_hint=option)
+    return int(text)
+
+
+def period_bound(value: str | None, option: str) -> str | None:
+    """``--since``/``--until``: a duration (``2h``) goes as written; a time (``2026-12-07T09:00``) without an
+    offset is this machine's local time, as everywhere in the CLI."""
+    if value is None or not names_a_date(value):
+        return value
+    from warroom.cli.output import instant  # the CLI's one reading of a time
+
+    return instant(value.strip(), option)

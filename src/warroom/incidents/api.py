@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 
-from warroom.deps import Context, Offset, Responder, RetriedRoute, RowId, Viewer
+from warroom.deps import BeforeId, Context, Offset, Responder, RetriedRoute, RowId, Viewer
 from warroom.incidents import service
 from warroom.incidents.models import IncidentStatus
 from warroom.incidents.schemas import (
@@ -36,7 +36,9 @@ def list_incidents(
     state: Literal["open", "closed", "all"] = "all",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
+    before_id: BeforeId = None,
 ) -> IncidentPage:
+    """Incidents, newest first; ``before_id`` is an incident's ``number``."""
     query = IncidentFilter(
         status=status_ or [],
         severity=severity or [],
@@ -44,6 +46,7 @@ def list_incidents(
         state=state,
         limit=limit,
         offset=offset,
+        before_id=before_id,
     )
     with context.db.read() as session:
         return service.list_incidents(session, org=context.org, query=query)

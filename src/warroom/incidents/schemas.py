@@ -237,3 +237,4 @@ class IncidentFilter(Strict):
     state: Literal["open", "closed", "all"] = "all"
     limit: int = Field(default=50, ge=1, le=500)
     offset: int = Field(default=0, ge=0, le=2_147_483_647)
+    before_id: int | None = Field(default=None, ge=1, le=2_147_483_647)  # incidents numbered below it

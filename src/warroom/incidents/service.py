@@ -157,6 +157,8 @@ def list_incidents(session: Session, *, org: OrgConfig, query: IncidentFilter) -
         statement = statement.where(Incident.status.in_(OPEN_STATUSES))
     elif query.state == "closed":
         statement = statement.where(Incident.status.not_in(OPEN_STATUSES))
+    if query.before_id is not None:
+        statement = statement.where(Incident.id < query.before_id)
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     rows = session.scalars(
         statement.options(selectinload(Incident.services), selectinload(Incident.responders))
@@ -444,9 +446,17 @@ def create_incident(
 
 
 def set_commander(
-    session: Session, incident: Incident, *, name: str, performer: str, org: OrgConfig, contact: str = ""
+    session: Session,
+    incident: Incident,
+    *,
+    name: str,
+    performer: str,
+    org: OrgConfig,
+    contact: str = "",
+    note: str | None = None,
 ) -> Responder | None:
-    """Hand command to ``name``. The previous commander steps down in the same transaction."""
+    """Hand command to ``name``. The previous commander steps down in the same transaction. ``note``: why,
+    on the hand-over's timeline entry."""
     current = next((r for r in incident.responders if r.role == "commander" and r.left_at is None), None)
     if current is not None and current.name == name:
         return current
@@ -464,7 +474,7 @@ def set_commander(
         incident,
         performer=performer,
         kind=TimelineKind.commander_change,
-        action=action,
+        action=_with_note(action, note),
         data={"from": previous, "to": name},
         event="incident.commander_changed",
     )
@@ -568,7 +578,7 @@ def _apply_status(
             incident.acknowledged_by = None
     kind = TimelineKind.reopened if reopened else TimelineKind.status_change
     verb = "Reopened" if reopened else "Status"
-    action = f"{verb}: {current.value} → {target.value}" + (f" — {note}" if note else "")
+    action = _with_note(f"{verb}: {current.value} → {target.value}", note)
     event = "incident.reopened" if reopened else f"incident.{target.value}"
     record(
         session,
@@ -583,14 +593,22 @@ def _apply_status(
     publish(session, DomainEvent("incident.status_changed", incident.id, performer, move))
 
 
+def _with_note(action: str, note: str | None) -> str:
+    """A change's timeline text with the note that says why, when one came with it."""
+    return f"{action} — {note}" if note else action
+
+
 def update_incident(
     session: Session, *, org: OrgConfig, ref: str | int, data: IncidentUpdate, performer: str
 ) -> Incident:
+    """Change what ``data`` gives. Its ``note`` (why) goes on the timeline whatever changed: on each entry of
+    a change it explains, or, when nothing changed (the title or status it had already, a second resolve), as
+    a note entry of its own that says so; a note alone is a note."""
     incident = get_incident(session, ref, for_update=True)
     ensure_not_closed(incident, "a change")
     changes = data.model_dump(exclude_unset=True)
     note = changes.pop("note", None)
-    if not changes:
+    if not changes and not note:
         raise InvalidInput("nothing to change: give at least one field", {"field": None})
     # Validate everything before changing anything.
     for field_name in ("title", "severity", "status", "services", "is_private", "commander", "assessment"):
@@ -601,6 +619,9 @@ def update_incident(
     if data.status is not None and data.status != incident.status:
         _check_transition(incident.status, data.status)
     services = _validate_services(org, data.services) if data.services is not None else None
+    # Each change appends an entry; none appended means nothing changed, and the note goes on by itself.
+    entries_before = incident.timeline_count
+    unchanged = _already(incident, data, services)
 
     if data.title is not None and data.title != incident.title:
         append_timeline(
@@ -608,7 +629,7 @@ def update_incident(
             incident,
             performer=performer,
             kind=TimelineKind.field_change,
-            action=f"Title changed to {data.title!r}",
+            action=_with_note(f"Title changed to {data.title!r}", note),
             data={"from": incident.title, "to": data.title},
         )
         incident.title = data.title
@@ -619,7 +640,7 @@ def update_incident(
             incident,
             performer=performer,
             kind=TimelineKind.field_change,
-            action="Summary updated",
+            action=_with_note("Summary updated", note),
             data={"summary": data.summary},
         )
     if data.is_private is not None and data.is_private != incident.is_private:
@@ -629,7 +650,7 @@ def update_incident(
             incident,
             performer=performer,
             kind=TimelineKind.field_change,
-            action="Marked private" if data.is_private else "Marked public",
+            action=_with_note("Marked private" if data.is_private else "Marked public", note),
         )
     if services is not None and services != incident.service_names:
         before = incident.service_names
@@ -641,7 +662,7 @@ def update_incident(
             incident,
             performer=performer,
             kind=TimelineKind.field_change,
-            action=f"Affected services: {', '.join(services) or 'none'}",
+            action=_with_note(f"Affected services: {', '.join(services) or 'none'}", note),
             data={"from": before, "to": services},
         )
     if data.assessment is not None:
@@ -654,7 +675,7 @@ def update_incident(
             incident,
             performer=performer,
             kind=TimelineKind.assessment,
-            action="Assessment updated",
+            action=_with_note("Assessment updated", note),
             data=incident.assessment,
         )
     if data.severity is not None and data.severity != incident.severity:
@@ -663,22 +684,52 @@ def update_incident(
         direction = (
             "raised" if org.severity_rank(data.severity) < org.severity_rank(before_severity) else "lowered"
         )
-        action = f"Severity {direction}: {before_severity} → {data.severity}" + (f" — {note}" if note else "")
         record(
             session,
             incident,
             performer=performer,
             kind=TimelineKind.severity_change,
-            action=action,
+            action=_with_note(f"Severity {direction}: {before_severity} → {data.severity}", note),
             data={"from": before_severity, "to": data.severity, "direction": direction},
             event="incident.severity_changed",
         )
     if data.commander is not None:
-        set_commander(session, incident, name=data.commander, performer=performer, org=org)
+        set_commander(session, incident, name=data.commander, performer=performer, org=org, note=note)
     if data.status is not None and data.status != incident.status:
         _apply_status(session, incident, data.status, performer, note)
+    if note and incident.timeline_count == entries_before:
+        # A second resolve with its note (a retry, a cron job): the note is kept, and says nothing changed.
+        said = f" (nothing changed: {'; '.join(unchanged.values())})" if unchanged else ""
+        append_timeline(
+            session,
+            incident,
+            performer=performer,
+            kind=TimelineKind.note,
+            action=note + said,
+            data={"note": note, "unchanged": list(unchanged)},
+        )
     session.flush()
     return incident
+
+
+def _already(incident: Incident, data: IncidentUpdate, services: list[str] | None) -> dict[str, str]:
+    """The fields ``data`` asks for that ``incident`` has already, each with how to say so."""
+    said: dict[str, str] = {}
+    if data.title is not None and data.title == incident.title:
+        said["title"] = f"the title was {data.title!r} already"
+    if data.summary is not None and data.summary == incident.summary:
+        said["summary"] = "the summary was that already"
+    if data.is_private is not None and data.is_private == incident.is_private:
+        said["is_private"] = f"{incident.ref} was {'private' if data.is_private else 'public'} already"
+    if services is not None and services == incident.service_names:
+        said["services"] = f"the services were {', '.join(services) or 'none'} already"
+    if data.severity is not None and data.severity == incident.severity:
+        said["severity"] = f"{incident.ref} was {data.severity} already"
+    if data.commander is not None and data.commander == incident.commander:
+        said["commander"] = f"{data.commander} was commander already"
+    if data.status is not None and data.status == incident.status:
+        said["status"] = f"{incident.ref} was {data.status.value} already"
+    return said
 
 
 def acknowledge(session: Session, *, ref: str | int, performer: str) -> Incident:

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from warroom.deps import Admin, Context
+from warroom.deps import Admin, BeforeId, Context, Offset
 from warroom.incidents.service import parse_ref
 from warroom.jobs import service
 from warroom.jobs.models import JobStatus
@@ -21,9 +21,19 @@ def list_jobs(
     kind: Annotated[str | None, Query(max_length=100)] = None,
     incident: Annotated[str | None, Query(description="INC-n", max_length=20)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Offset = 0,
+    before_id: BeforeId = None,
 ) -> list[JobRead]:
     """The durable job queue, newest first (admin: payloads may hold recipients)."""
     incident_id = parse_ref(incident) if incident else None
     with context.db.read() as session:
-        rows = service.list_jobs(session, status=status_, kind=kind, incident_id=incident_id, limit=limit)
+        rows = service.list_jobs(
+            session,
+            status=status_,
+            kind=kind,
+            incident_id=incident_id,
+            limit=limit,
+            offset=offset,
+            before_id=before_id,
+        )
         return [JobRead.model_validate(row) for row in rows]

@@ -303,8 +303,13 @@ def list_jobs(
     kind: str | None = None,
     incident_id: int | None = None,
     limit: int = 100,
+    offset: int = 0,
+    before_id: int | None = None,
 ) -> list[Job]:
+    """Newest first; ``before_id``: those older than that one (keyset paging)."""
     statement = select(Job)
+    if before_id is not None:
+        statement = statement.where(Job.id < before_id)
     if status is not None:
         statement = statement.where(Job.status == status)
     if kind is not None:
@@ -313,7 +318,7 @@ def list_jobs(
         # An incident that does not exist is named as such, not shown as "no jobs" (as notifications do).
         get_or_404(session, Incident, incident_id, f"incident INC-{incident_id}")
         statement = statement.where(Job.incident_id == incident_id)
-    jobs = list(session.scalars(statement.order_by(Job.id.desc()).limit(limit)))
+    jobs = list(session.scalars(statement.order_by(Job.id.desc()).limit(limit).offset(offset)))
     if not jobs and kind is not None:
         from warroom import wiring  # every domain's handlers, as in the worker
 

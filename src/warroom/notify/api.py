@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from warroom.deps import Admin, Context, Offset, Responder, RowId
+from warroom.deps import Admin, BeforeId, Context, Offset, Responder, RowId
 from warroom.incidents.service import parse_ref
 from warroom.notify import service
 from warroom.notify.models import DeliveryStatus
@@ -24,11 +24,19 @@ def list_notifications(
     channel: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
+    before_id: BeforeId = None,
 ) -> DeliveryPage:
+    """Notifications, newest first."""
     incident_id = parse_ref(incident) if incident else None
     with context.db.read() as session:
         return service.list_deliveries(
-            session, status=status_, incident_id=incident_id, channel=channel, limit=limit, offset=offset
+            session,
+            status=status_,
+            incident_id=incident_id,
+            channel=channel,
+            limit=limit,
+            offset=offset,
+            before_id=before_id,
         )
 
 

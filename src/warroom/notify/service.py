@@ -350,8 +350,12 @@ def list_deliveries(
     channel: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    before_id: int | None = None,
 ) -> DeliveryPage:
+    """Newest first; ``before_id``: those older than that one (keyset paging)."""
     statement = select(Delivery)
+    if before_id is not None:
+        statement = statement.where(Delivery.id < before_id)
     if status is not None:
         statement = statement.where(Delivery.status == status)
     if incident_id is not None:
