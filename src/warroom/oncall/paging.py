@@ -195,16 +195,30 @@ def request_page_by_person(
                     "next_check_at": running.next_check_at.isoformat() if running.next_check_at else None,
                 },
             )
-    action = f"Page requested by {performer}: escalation policy {policy.name}"
-    if request.note:
-        action += f" ({request.note})"
+    return _record_request(
+        session, incident, performer=performer, note=request.note, policy=policy.name, person=None
+    )
+
+
+def _record_request(
+    session: Session,
+    incident: Incident,
+    *,
+    performer: str,
+    note: str | None,
+    policy: str | None,
+    person: str | None,
+) -> PageRequested:
+    """Put a person's request to page ``policy`` or ``person`` on the timeline, and ask the worker for it."""
+    whom = f"escalation policy {policy}" if policy else str(person)
+    target = {"policy": policy} if policy else {"person": person}
     incident_service.append_timeline(
         session,
         incident,
         performer=performer,
         kind=TimelineKind.page,
-        action=action,
-        data={"policy": policy.name, "note": request.note},
+        action=f"Page requested by {performer}: {whom}" + (f" ({note})" if note else ""),
+        data={**target, "note": note},
     )
     session.flush()
     publish(
@@ -213,10 +227,12 @@ def request_page_by_person(
             "incident.page_requested",
             incident.id,
             performer,
-            {"policy": policy.name, "requested_by": performer, "note": request.note},
+            {**target, "requested_by": performer, "note": note},
         ),
     )
-    return PageRequested(incident=incident.ref, policy=policy.name, requested_by=performer, note=request.note)
+    return PageRequested(
+        incident=incident.ref, policy=policy, person=person, requested_by=performer, note=note
+    )
 
 
 def _ensure_open_for_paging(session: Session, incident: Incident) -> None:
@@ -276,27 +292,8 @@ def _request_page_of_person(
             {"person": person.name},
         )
     _refuse_repeat_by_hand(session, incident, person.name)
-    action = f"Page requested by {performer}: {person.name}" + (f" ({request.note})" if request.note else "")
-    incident_service.append_timeline(
-        session,
-        incident,
-        performer=performer,
-        kind=TimelineKind.page,
-        action=action,
-        data={"person": person.name, "note": request.note},
-    )
-    session.flush()
-    publish(
-        session,
-        DomainEvent(
-            "incident.page_requested",
-            incident.id,
-            performer,
-            {"person": person.name, "requested_by": performer, "note": request.note},
-        ),
-    )
-    return PageRequested(
-        incident=incident.ref, policy=None, person=person.name, requested_by=performer, note=request.note
+    return _record_request(
+        session, incident, performer=performer, note=request.note, policy=None, person=person.name
     )
 
 
