@@ -236,13 +236,17 @@ class TimedHttpProtocol(HttpToolsProtocol):
         ]
         self.transport.write(b"".join(head) + body)
         self.waiting_for = _NOTHING  # answered: no 408 after it
+        self._close_after_answer()
+
+    def _close_after_answer(self) -> None:
+        """Close a connection answered before its request was all read. The client may still be sending (the
+        rest of a long URL, a trickling body): closed with that unread, the connection would be reset, and
+        the answer lost with it. So the answer is followed by the end of the stream, and what comes is read
+        and dropped until the client closes, for LINGER_SECONDS at most."""
         self.answered_unread = True
         if not self.transport.can_write_eof():
             self.transport.close()
             return
-        # The client may still be sending (the rest of a long URL): closed with that unread, the connection
-        # would be reset, and the answer lost with it. So the answer is followed by the end of the stream,
-        # and what comes is read and dropped until the client closes, for LINGER_SECONDS at most.
         self.transport.write_eof()
         self.linger_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
@@ -335,10 +339,12 @@ class TimedHttpProtocol(HttpToolsProtocol):
             # client's own hang-up), at once: nothing may be written after the 408.
             cycle.disconnected = True
             cycle.message_event.set()
+        self.waiting_for = _NOTHING
         if answer:
             self.transport.write(REQUEST_TIMEOUT)
-        self.transport.close()
-        self.waiting_for = _NOTHING
+            self._close_after_answer()
+        else:
+            self.transport.close()
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
         drop_log.dropped(reason, client, self.limits, self.loop)
 

@@ -116,6 +116,25 @@ def test_a_body_that_trickles_is_answered_408(database_url: str, tmp_path: Path)
         assert "Traceback" not in server.log()
 
 
+def test_the_408_reaches_a_client_that_was_still_sending(database_url: str, tmp_path: Path) -> None:
+    """CI caught a trickling client whose next byte, sent as the 408 was on its way, reached a closed
+    connection: the reset lost the answer. The 408 is now followed by the end of the stream, and what the
+    client still sends is read and dropped for a while, as for a 414 or 431."""
+    env = {"WARROOM_HTTP_BODY_TIMEOUT": "1", "WARROOM_HTTP_BODY_MIN_RATE": "100"}
+    with ServerProcess(
+        database_url=database_url, config=EXAMPLE_CONFIG, data_dir=tmp_path, extra_env=env
+    ) as server:
+        with socket.create_connection(("127.0.0.1", server.port)) as slow:
+            slow.sendall(request_head("/api/v1/alerts", 1000))
+            while not select.select([slow], [], [], 0.1)[0]:
+                slow.sendall(b"x")
+            for _ in range(3):  # bytes in flight when the answer came
+                time.sleep(0.05)
+                slow.sendall(b"x")
+            answer = read_to_end(slow)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+
+
 def test_a_slow_body_that_keeps_the_minimum_rate_is_read(database_url: str, tmp_path: Path) -> None:
     """Past the body's time, each WARROOM_HTTP_BODY_MIN_RATE bytes received buy a second more: a report sent
     in three pieces over longer than the body's time is taken."""
