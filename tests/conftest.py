@@ -10,16 +10,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, make_url, select, text
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
 from warroom import migrate
 from warroom.alerts.retention import PRUNE_KIND
 from warroom.app import create_app
 from warroom.auth import service as auth_service
 from warroom.auth.models import Role
+from warroom.client import Client
 from warroom.context import AppContext
 from warroom.db import Database, create_db_engine
 from warroom.jobs.models import Job
@@ -185,3 +188,23 @@ def _real_clock() -> Iterator[None]:
 
     yield
     clock.reset()
+
+
+def cli_through_the_app(
+    api: TestClient, token: str, monkeypatch: pytest.MonkeyPatch, *modules: str
+) -> CliRunner:
+    """A runner for the CLI's client commands in ``modules`` (``warroom.cli.notify`` …), answered by the test
+    app with ``token``: no server process."""
+
+    def through_the_app(request: httpx.Request) -> httpx.Response:
+        answer = api.request(
+            request.method, request.url.raw_path.decode(), headers=request.headers, content=request.content
+        )
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    def client() -> Client:
+        return Client("http://warroom.test", token, transport=httpx.MockTransport(through_the_app))
+
+    for module in modules:
+        monkeypatch.setattr(f"{module}.Client", client)
+    return CliRunner()

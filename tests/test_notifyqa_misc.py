@@ -3,17 +3,13 @@ does not exist, and a repeated revoke or leave says it changed nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.conftest import EXAMPLE_CONFIG
+from tests.conftest import EXAMPLE_CONFIG, cli_through_the_app
 from warroom.cli.main import app as cli_app
-from warroom.client import Client
 from warroom.context import AppContext
 from warroom.notify.config import INCIDENT_FIELDS, check_email_address
 from warroom.notify.models import Delivery
@@ -53,21 +49,11 @@ BAD = [
 
 
 @pytest.fixture
-def cli(api: TestClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+def cli(api: TestClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """The CLI's client commands, answered by the test app (as admin)."""
-
-    def through_the_app(request: httpx.Request) -> httpx.Response:
-        answer = api.request(
-            request.method, request.url.raw_path.decode(), headers=request.headers, content=request.content
-        )
-        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
-
-    def client() -> Client:
-        return Client("http://warroom.test", tokens["admin"], transport=httpx.MockTransport(through_the_app))
-
-    monkeypatch.setattr("warroom.cli.incidents.Client", client)
-    monkeypatch.setattr("warroom.cli.notify.Client", client)
-    yield CliRunner()
+    return cli_through_the_app(
+        api, tokens["admin"], monkeypatch, "warroom.cli.incidents", "warroom.cli.notify"
+    )
 
 
 @pytest.mark.parametrize("address", GOOD)

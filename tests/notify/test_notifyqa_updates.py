@@ -3,18 +3,15 @@ CLI."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from tests.conftest import cli_through_the_app
 from tests.notify.test_delivery import open_incident
 from tests.peers import SmtpServer
 from warroom.cli.main import app as cli_app
-from warroom.client import Client
 from warroom.context import AppContext
 from warroom.jobs.worker import Worker
 from warroom.notify.config import EmailChannel, TemplateOverride
@@ -35,21 +32,11 @@ def break_email_template(context: AppContext) -> EmailChannel:
 
 
 @pytest.fixture
-def cli(api: TestClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+def cli(api: TestClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """The CLI's client commands, answered by the test app."""
-
-    def through_the_app(request: httpx.Request) -> httpx.Response:
-        answer = api.request(
-            request.method, request.url.raw_path.decode(), headers=request.headers, content=request.content
-        )
-        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
-
-    def client() -> Client:
-        return Client("http://warroom.test", tokens["admin"], transport=httpx.MockTransport(through_the_app))
-
-    monkeypatch.setattr("warroom.cli.incidents.Client", client)
-    monkeypatch.setattr("warroom.cli.notify.Client", client)
-    yield CliRunner()
+    return cli_through_the_app(
+        api, tokens["admin"], monkeypatch, "warroom.cli.incidents", "warroom.cli.notify"
+    )
 
 
 def test_an_update_that_cannot_be_made_is_a_dead_letter_named_in_the_answer(
