@@ -183,6 +183,16 @@ def on_commit(connection: Connection, action: Callable[[], None]) -> None:
     connection.info.setdefault(_ON_COMMIT, []).append(action)
 
 
+def on_commit_mark(connection: Connection) -> int:
+    """Where the connection's on-commit actions stand, for ``drop_on_commit_after`` when a savepoint rolls
+    back the work that asked for the actions after it."""
+    return len(connection.info.get(_ON_COMMIT, ()))
+
+
+def drop_on_commit_after(connection: Connection, mark: int) -> None:
+    del connection.info.get(_ON_COMMIT, [])[mark:]
+
+
 def _run_on_commit(connection: Connection | PoolProxiedConnection) -> None:
     for action in connection.info.pop(_ON_COMMIT, ()):
         try:

@@ -395,6 +395,15 @@ def _group_incident(
     return None if incident is None else (incident, chain)
 
 
+def _joinable(window: timedelta) -> ColumnElement[bool]:
+    """Whether an alert's incident (joined in the query) is one a new alert of its group joins: open, and the
+    alert seen within the group's window or still open."""
+    return and_(
+        or_(Alert.last_seen_at >= utcnow() - window, Alert.status != AlertStatus.resolved),
+        Incident.status.in_(OPEN_STATUSES),
+    )
+
+
 def _open_group_incident(
     session: Session,
     key: str,
@@ -416,30 +425,20 @@ def _open_group_incident(
             None,
             key,
         )  # no grouping: with 0s, an alert of the group seen this very instant would still join
-    since = utcnow() - window
     moved = moved_key(key, scope or "", dedup_key)
-    of_moved = Alert.group_key == moved
-    joinable = and_(
-        or_(Alert.last_seen_at >= since, Alert.status != AlertStatus.resolved),
-        Incident.status.in_(OPEN_STATUSES),
-    )
     known = batch.group_incidents.get(key) if batch is not None else None
     if known is not None and batch is not None:
         if batch.locked_incidents[known].status.is_open:
             # An alert of this delivery went there: the group's newest alert, seen now, on an open incident.
-            # Only a moved firing of this alert comes before it (on the group key's index: no scan of the
-            # group, which grows with every alert of the delivery).
-            moved_row = session.execute(
-                select(Alert.incident_id, joinable.label("joinable"))
-                .join(Incident, Incident.id == Alert.incident_id)
-                .where(of_moved)
-                .order_by(Alert.last_seen_at.desc())
-                .limit(1)
-            ).first()
-            if moved_row is None:
+            # Only a moved firing of this alert comes before it (looked up for the whole delivery at once: no
+            # scan of the group, which grows with every alert of the delivery).
+            was_moved, moved_incident = batch.moved_firing(key, moved, window)
+            if not was_moved:
                 return known, key
-            return (moved_row.incident_id if moved_row.joinable else None), moved
+            return moved_incident, moved
         del batch.group_incidents[key]  # closed since (merged, say): looked up again
+    of_moved = Alert.group_key == moved
+    joinable = _joinable(window)
     # A moved firing first, however old: its newest is where the alert went (a firing that is still open
     # would have been updated, not made anew).
     row = session.execute(
@@ -957,7 +956,8 @@ class Batch:
     whose cost grows with the group. Dropped whole when a routing savepoint is rolled back (``forget``): the
     row and advisory locks taken in it went with it on PostgreSQL."""
 
-    def __init__(self, session: Session, org: OrgConfig, new_alerts: int) -> None:
+    def __init__(self, session: Session, org: OrgConfig, new_alerts: list[tuple[str, str]]) -> None:
+        """``new_alerts``: the (scope, dedup key) of each new alert of the delivery."""
         self._session = session
         self._org = org
         self._new_alerts = new_alerts
@@ -966,20 +966,50 @@ class Batch:
         self.locked_incidents: dict[int, Incident] = {}
         self.locked_groups: set[str] = set()
         self.paged: set[tuple[int, tuple[str, ...]]] = set()  # (incident, rules' pages) with nothing to ask
+        # group key -> {moved key of a new alert: its newest earlier firing's incident, None if not joinable}
+        self._moved: dict[str, dict[str, int | None]] = {}
 
     @property
     def inhibitors(self) -> inhibition.BatchInhibitors | None:
         """None for a delivery of few new alerts: each is looked up alone, on the narrower query (reading
         every open alert that may inhibit would cost more than it saves)."""
-        if self._new_alerts < inhibition.BATCH_FROM:
+        if len(self._new_alerts) < inhibition.BATCH_FROM:
             return None
         if self._inhibitors is None:
             self._inhibitors = inhibition.BatchInhibitors(self._session, self._org)
         return self._inhibitors
 
+    def moved_firing(self, key: str, moved: str, window: timedelta) -> tuple[bool, int | None]:
+        """Whether a firing of a new alert was moved out of group ``key`` by a person (its group of its own:
+        ``moved``), and if so the incident of its newest such firing when joinable. Looked up once per group
+        for all the delivery's new alerts (by their exact moved keys, on the group key's index), instead of
+        once per alert."""
+        found = self._moved.get(key)
+        if found is None:
+            found = self._moved[key] = {}
+            candidates = sorted({moved_key(key, scope, dedup_key) for scope, dedup_key in self._new_alerts})
+            for start in range(0, len(candidates), 500):
+                rows = self._session.execute(
+                    select(Alert.group_key, Alert.incident_id, _joinable(window).label("joinable"))
+                    .join(Incident, Incident.id == Alert.incident_id)
+                    .where(Alert.group_key.in_(candidates[start : start + 500]))
+                    .order_by(Alert.last_seen_at)  # the newest firing of each key comes last, and stays
+                )
+                for row in rows:
+                    found[row.group_key] = row.incident_id if row.joinable else None
+        if moved not in found:
+            return False, None
+        return True, found[moved]
+
+    def moved_alert_joined(self, key: str, moved: str, incident_id: int) -> None:
+        """A new alert of the delivery took its moved firing's group (``moved``) to ``incident_id``: it is
+        that group's newest firing now."""
+        self._moved.setdefault(key, {})[moved] = incident_id
+
     def forget(self) -> None:
         if self._inhibitors is not None:
             self._inhibitors.forget_locks()
+        self._moved.clear()
         self.group_incidents.clear()
         self.locked_incidents.clear()
         self.locked_groups.clear()
@@ -1009,6 +1039,7 @@ def on_created(
     now = utcnow()
     rules = matching_rules(org, alert, now, integration) if automation.rules else []
     incident: Incident | None = None
+    rule_group: str | None = None  # the group key of the rule whose group the alert went to
     waiting = False  # a rule's delay holds the incident back
     if rules:
         alert.rules = [rule.name for rule in rules]
@@ -1021,7 +1052,7 @@ def on_created(
             if rule.incident is None or waiting:
                 continue
             if incident is None:
-                key = group_key(rule, rule.incident, automation, alert)
+                key = rule_group = group_key(rule, rule.incident, automation, alert)
                 alert.group_key = key
                 window = group_window(automation, rule.incident)
                 if batch is None or key not in batch.locked_groups:
@@ -1089,6 +1120,8 @@ def on_created(
             # The next alert of the group finds this one, the newest, and goes where it went.
             batch.group_incidents[alert.group_key] = incident.id
             batch.locked_incidents[incident.id] = incident
+            if rule_group is not None and alert.group_key != rule_group:
+                batch.moved_alert_joined(rule_group, alert.group_key, incident.id)
     elif alert.rules is not None:
         # Routed again once stored (its rule's delay is over, its window or inhibitor let it go) and no rule
         # matches it now (the org file changed meanwhile): it is unrouted, as ``rules`` NULL says everywhere.

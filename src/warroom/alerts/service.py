@@ -54,7 +54,16 @@ from warroom.alerts.schemas import (
 from warroom.auth import integrations
 from warroom.auth.integrations import IntegrationIdentity
 from warroom.auth.models import IntegrationKey, IntegrationType
-from warroom.db import DriverStatement, driver_query, get_by_ref, json_text, parse_row_ref, utcnow
+from warroom.db import (
+    DriverStatement,
+    driver_query,
+    drop_on_commit_after,
+    get_by_ref,
+    json_text,
+    on_commit_mark,
+    parse_row_ref,
+    utcnow,
+)
 from warroom.durations import check_period, format_duration
 from warroom.errors import Conflict, Forbidden, InvalidInput, NotFound
 from warroom.incidents import service as incident_service
@@ -532,7 +541,34 @@ def _automate(
     # then the status change.
     resolved_on: dict[int, Alert] = {}
     # What routing the delivery's new alerts learns once (their inhibitors, their groups' incidents).
-    batch = automation.Batch(session, org, sum(outcome == "created" for outcome, _, _ in applied))
+    created = [
+        target
+        for outcome, target, _ in applied
+        if outcome == "created" and target is not None and target.id is not None and target.insert is not None
+    ]
+    batch = automation.Batch(
+        session,
+        org,
+        [(target.insert["scope"], target.insert["dedup_key"]) for target in created if target.insert],
+    )
+    if needs_work and len(created) > 1:
+        # A group's new alerts are all routed: their rows are read in a few queries, not one each.
+        ids = [
+            target.id
+            for target in created
+            if target.id is not None and target.insert and not target.insert["maintenance_window_id"]
+        ]
+        for start in range(0, len(ids), 500):
+            statement = select(Alert).where(Alert.id.in_(ids[start : start + 500]))
+            for row in session.scalars(statement.execution_options(populate_existing=True)):
+                loaded[row.id] = row
+    run: list[tuple[_Open, Alert]] = []  # new alerts still to route, in the delivery's order
+
+    def route_run() -> None:
+        if run:
+            _route_new(session, org, run, batch)
+            run.clear()
+
     for outcome, target, event in applied:
         if target is None or target.id is None:
             continue
@@ -552,9 +588,12 @@ def _automate(
         if alert is None:
             alert = loaded[target.id] = session.get_one(Alert, target.id, populate_existing=True)
         if outcome == "created":  # acted on: a new alert carries no note
-            with _kept_if_routing_fails(session, alert, "created", batch):
-                automation.on_created(session, org, alert, batch=batch)
-        elif outcome == "updated":
+            run.append((target, alert))
+            if len(run) >= _ROUTED_TOGETHER:
+                route_run()
+            continue
+        route_run()  # what came before this event is routed before it is applied
+        if outcome == "updated":
             # Acted on once per delivery, with the severity the whole delivery left the alert at.
             was, target.raised_from = target.raised_from, None
             if was is not None:
@@ -570,8 +609,42 @@ def _automate(
             add_note(session, ref=alert.id, body=note, author=source_person(event.source_user, sender))
         session.flush()
         target.incident_id = alert.incident_id
+    route_run()
     for alert in resolved_on.values():
         automation.settle_resolved(session, org, alert)
+
+
+# New alerts routed in one savepoint (and one flush) at most: a failure routes them again one by one.
+_ROUTED_TOGETHER = 256
+
+
+def _route_new(
+    session: Session, org: OrgConfig, run: list[tuple[_Open, Alert]], batch: automation.Batch
+) -> None:
+    """Route a run of a delivery's new alerts by the rules. Together, in one savepoint flushed once: a storm's
+    group of thousands of new alerts would otherwise pay a savepoint and a flush of its own for each. If the
+    rules fail on any of them, what the run did is undone, and each is routed again in a savepoint of its own
+    (``_kept_if_routing_fails``), so that only the alert they fail on is kept unrouted."""
+    if len(run) > 1:
+        mark = on_commit_mark(session.connection())
+        try:
+            with session.begin_nested():
+                for _, alert in run:
+                    automation.on_created(session, org, alert, batch=batch)
+        except SQLAlchemyError:
+            raise  # the database's trouble: the whole delivery is retried or refused
+        except Exception:
+            batch.forget()  # the savepoint's locks went with it
+            drop_on_commit_after(session.connection(), mark)
+        else:
+            for target, alert in run:
+                target.incident_id = alert.incident_id
+            return
+    for target, alert in run:
+        with _kept_if_routing_fails(session, alert, "created", batch):
+            automation.on_created(session, org, alert, batch=batch)
+        session.flush()
+        target.incident_id = alert.incident_id
 
 
 @contextmanager
@@ -582,12 +655,14 @@ def _kept_if_routing_fails(
     Warroom, or in what the org file makes of this alert's data), what they did is undone and the alert is
     kept unrouted with the failure, for people to see and promote. Refusing the delivery would lose every
     alert in it, and its sender would retry the same failure for ever."""
+    mark = on_commit_mark(session.connection())
     try:
         with session.begin_nested():
             yield
     except SQLAlchemyError:
         raise  # the database's trouble: the whole delivery is retried or refused (a deadlock is re-run)
     except Exception as exc:
+        drop_on_commit_after(session.connection(), mark)  # e.g. metrics of what was undone
         if batch is not None:
             batch.forget()  # the savepoint's locks went with it
         error = failure_text(exc)
