@@ -13,12 +13,16 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
+import fastapi_offline
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -507,6 +511,36 @@ class WarroomApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+# The API browsers' scripts and styles, from fastapi-offline's copies of swagger-ui-dist 5 and ReDoc.
+_DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+
+
+def _mount_api_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc``, as FastAPI serves them, with their assets from this server."""
+    app.mount("/docs-assets", StaticFiles(directory=_DOCS_ASSETS), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} API",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
+
+
 def create_app(settings: Settings | None = None, context: AppContext | None = None) -> WarroomApp:
     settings = settings or (context.settings if context else Settings())
     context = context or AppContext.from_settings(settings)
@@ -568,8 +602,12 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         lifespan=lifespan,
         redirect_slashes=False,  # see ``_no_route``
         dependencies=[Depends(single_values)],
+        # Served from this package's own copies below, not a CDN: a self-hosted install may have no internet.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.context = context
+    _mount_api_docs(app)
     install_error_handlers(app)
     for router in (
         auth_router,

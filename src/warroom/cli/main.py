@@ -247,7 +247,7 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Run the API and web UI (and the background worker unless --no-worker)."""
+    """Run the API server, with its API browser at /docs (and the background worker unless --no-worker)."""
     import uvicorn
 
     from warroom.alerts import mail
