@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Seconds a SQLite write waits for the lock before giving up ("database is locked", answered 503).
@@ -27,9 +28,16 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, description="Base URL people reach the server at.")
     forwarded_allow_ips: str | None = Field(
         default=None,
-        description="The reverse proxies (comma-separated addresses or networks, or *) whose X-Forwarded-For "
-        "and X-Forwarded-Proto are believed; unset: none, the client address is the connection's.",
+        description="The reverse proxies (comma-separated IP addresses or CIDR networks, or * alone) whose "
+        "X-Forwarded-For and X-Forwarded-Proto are believed; unset: none, the client address is the "
+        "connection's.",
     )
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str | None) -> str | None:
+        return forwarded_allow_ips(value)
+
     max_body_bytes: int = Field(default=1024 * 1024, description="Requests with a larger body get 413.")
     max_intake_body_bytes: int = Field(
         default=16 * 1024 * 1024,
@@ -163,3 +171,39 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def forwarded_allow_ips(value: str | None) -> str | None:
+    """``value`` as uvicorn's ``ProxyHeadersMiddleware`` is to read it: ``*``, or addresses and networks
+    (CIDR), comma-separated, spaces around them dropped; None when it names none. ValueError names an entry
+    that is neither: uvicorn would keep it as a literal to compare with the client's host (meant for a unix
+    socket's path, which ``warroom serve`` does not listen on), which no client's address ever equals, so
+    every client behind the proxy would share the proxy's address, silently."""
+    if value is None or not value.strip():
+        return None
+    entries = [entry.strip() for entry in value.split(",")]
+    if entries == ["*"]:
+        return "*"  # every address (uvicorn reads "*" so only on its own)
+    for entry in entries:
+        if entry == "*":
+            raise ValueError("'*' (trust every address) stands alone, not in a list")
+        if not entry:
+            raise ValueError("an empty entry between commas; separate addresses with one comma")
+        try:
+            if "/" in entry:
+                # strict, as uvicorn reads it: 10.0.0.1/8 (host bits set) would be a literal there.
+                ipaddress.ip_network(entry)
+            else:
+                ipaddress.ip_address(entry)
+        except ValueError as exc:
+            # "10.0.0.1/8 has host bits set": say which network was meant.
+            fix = (
+                f" ({exc}; the network is {ipaddress.ip_network(entry, strict=False)})"
+                if "host bits" in str(exc)
+                else ""
+            )
+            raise ValueError(
+                f"{entry!r} is not an IP address or a network (CIDR){fix}; separate them with commas: "
+                "127.0.0.1,::1,10.0.0.0/8 (or * alone, every address)"
+            ) from None
+    return ",".join(entries)

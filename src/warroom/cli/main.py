@@ -242,8 +242,9 @@ def serve(
         str | None,
         typer.Option(
             "--forwarded-allow-ips",
-            help="The reverse proxies (comma-separated addresses or networks) whose X-Forwarded-For is "
-            "believed for the client's address (WARROOM_FORWARDED_ALLOW_IPS; default: none).",
+            help="The reverse proxies (comma-separated IP addresses or CIDR networks, or * alone) whose "
+            "X-Forwarded-For is believed for the client's address (WARROOM_FORWARDED_ALLOW_IPS; "
+            "default: none).",
         ),
     ] = None,
 ) -> None:

@@ -317,12 +317,14 @@ def check_notification_channels(org: OrgConfig) -> list[str]:
     from jinja2 import TemplateSyntaxError, meta
 
     from warroom.alerts.config import unknown_template_fields
+    from warroom.notify.quoting import FILTERS
     from warroom.templating import LimitedSandbox
 
     problems: list[str] = []
     known_templates = builtin_templates()
     seen: set[str] = set()
     compiler = LimitedSandbox()
+    compiler.filters.update(FILTERS)  # as the environment that renders them has (``render``)
     for index, channel in enumerate(org.notification_channels):
         if channel.name in seen:
             problems.append(f"notification_channels[{index}].name: {channel.name!r} is used twice")

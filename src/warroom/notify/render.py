@@ -16,6 +16,7 @@ from jinja2 import (
 
 from warroom.errors import InvalidInput
 from warroom.notify.config import TEMPLATES_DIR, ChannelConfig, builtin_templates
+from warroom.notify.quoting import FILTERS
 from warroom.templating import FalsyStrictUndefined, LimitedSandbox
 
 _PARTS = (("subject", "subject.j2"), ("text", "txt.j2"), ("html", "html.j2"))
@@ -41,7 +42,7 @@ def _environment(channel: ChannelConfig) -> LimitedSandbox:
 @lru_cache(maxsize=64)
 def _cached_environment(overrides: tuple[tuple[str, str], ...]) -> LimitedSandbox:
     """One environment per distinct set of overrides, so each template is compiled once, not per message."""
-    return LimitedSandbox(
+    environment = LimitedSandbox(
         loader=ChoiceLoader([DictLoader(dict(overrides)), FileSystemLoader(TEMPLATES_DIR)]),
         # HTML parts are escaped; subjects and plain text are not HTML.
         autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
@@ -49,6 +50,8 @@ def _cached_environment(overrides: tuple[tuple[str, str], ...]) -> LimitedSandbo
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    environment.filters.update(FILTERS)
+    return environment
 
 
 def render(channel: ChannelConfig, template: str, variables: dict[str, Any]) -> Rendered:
