@@ -58,5 +58,17 @@ def quoted(eval_ctx: EvalContext, value: Any) -> str:
     return "\n".join(f"{TEXT_MARK}{line}" if line else TEXT_MARK.rstrip() for line in lines)
 
 
+@pass_eval_context
+def visible(eval_ctx: EvalContext, value: Any) -> str:
+    """``{{ message | visible }}``: the text's lines as ``quoted`` cleans them, not marked as a quotation (for
+    people outside the org, who read an update the org wrote for them); line breaks kept in HTML."""
+    if value is None:
+        return ""
+    lines = quoted_lines(str(value))
+    if eval_ctx.autoescape:
+        return Markup("<p>") + Markup("<br>").join(escape(line) for line in lines) + Markup("</p>")
+    return "\n".join(lines)
+
+
 # Registered in every environment that renders or checks a notification template (``render``, ``config``).
-FILTERS = {"quoted": quoted}
+FILTERS = {"quoted": quoted, "visible": visible}

@@ -31,10 +31,14 @@ def deliver_communication(session: Session, event: DomainEvent) -> None:
         channel = find_channel(app.org, name, implicit=False)
         if channel is None:
             continue
+        audience = app.org.audience(communication.audience)
         context = {
             "message": communication.message,
             "audience": communication.audience,
             "sender": communication.sender,
+            # People outside the org (customers, the status page) get the message without the incident's
+            # internal details: its ref, severity, title (often a host name), commander and sender.
+            "external": audience is not None and audience.reaches_outside,
         }
         key = service.communication_key(communication.id, entry)
         try:
