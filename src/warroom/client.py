@@ -29,6 +29,7 @@ from warroom.alerts.schemas import (
 )
 from warroom.incidents.schemas import (
     CommunicationRead,
+    IncidentChanged,
     IncidentPage,
     IncidentRead,
     ResponderLeft,
@@ -367,17 +368,17 @@ class Client:
     def get_incident(self, ref: str) -> IncidentRead:
         return self._one(IncidentRead, self.request("GET", f"/api/v1/incidents/{seg(ref)}"))
 
-    def update_incident(self, ref: str, **fields: Any) -> IncidentRead:
-        return self._one(IncidentRead, self.request("PATCH", f"/api/v1/incidents/{seg(ref)}", json=fields))
+    def update_incident(self, ref: str, **fields: Any) -> IncidentChanged:
+        return self._one(IncidentChanged, self.request("PATCH", f"/api/v1/incidents/{seg(ref)}", json=fields))
 
-    def acknowledge(self, ref: str) -> IncidentRead:
-        return self._one(IncidentRead, self.request("POST", f"/api/v1/incidents/{seg(ref)}/ack"))
+    def acknowledge(self, ref: str) -> IncidentChanged:
+        return self._one(IncidentChanged, self.request("POST", f"/api/v1/incidents/{seg(ref)}/ack"))
 
-    def resolve(self, ref: str, note: str | None = None) -> IncidentRead:
+    def resolve(self, ref: str, note: str | None = None) -> IncidentChanged:
         body: dict[str, Any] = {"status": "resolved"}
         if note:
             body["note"] = note
-        return self._one(IncidentRead, self.request("PATCH", f"/api/v1/incidents/{seg(ref)}", json=body))
+        return self._one(IncidentChanged, self.request("PATCH", f"/api/v1/incidents/{seg(ref)}", json=body))
 
     def timeline(self, ref: str) -> list[TimelineEntryRead]:
         rows = self.request("GET", f"/api/v1/incidents/{seg(ref)}/timeline")

@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.text import Text
 
 from warroom.cli.output import (
+    LONG_TEXT,
     SEVERITY_STYLE,
     STATUS_STYLE,
     IdColumn,
@@ -16,6 +18,7 @@ from warroom.cli.output import (
     TextColumn,
     WordColumn,
     api_errors,
+    clipped,
     console,
     emit,
     error_console,
@@ -28,7 +31,7 @@ from warroom.cli.output import (
 )
 from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, row_number
 from warroom.client import Client
-from warroom.incidents.schemas import IncidentRead
+from warroom.incidents.schemas import CommunicationRead, IncidentRead, TimelineEntryRead
 
 incident_app = typer.Typer(
     help="Work with incidents (client; uses WARROOM_URL and WARROOM_TOKEN).", no_args_is_help=True
@@ -42,20 +45,36 @@ def _client() -> Client:
     return Client()
 
 
+def _status(incident: IncidentRead) -> Text:
+    """Its status for a list: a merged incident as ``merged → INC-5`` (resolved by the merge, its alerts and
+    pages there), not as one resolved by a fix."""
+    if incident.merged_into:
+        return Text(f"merged → {incident.merged_into}", style=STATUS_STYLE.get(incident.status.value, ""))
+    return styled(incident.status.value, STATUS_STYLE)
+
+
+def _acknowledged(incident: IncidentRead) -> str:
+    if incident.acknowledged_at is None and incident.merged_into:
+        # Nobody had it: whoever acknowledges the problem does so on the incident it went into.
+        return f"— (merged: see {incident.merged_into})"
+    return f"{when(incident.acknowledged_at)}" + (
+        f" by {incident.acknowledged_by}" if incident.acknowledged_by else ""
+    )
+
+
 def _show(incident: IncidentRead) -> None:
     console.print(f"[bold]{incident.id}[/] {escape(one_line(incident.title))}")
+    status = styled(incident.status.value, STATUS_STYLE)
+    if incident.merged_into:
+        status.append(f", merged into {incident.merged_into} at {when(incident.resolved_at)}")
     rows = [
         ("severity", styled(incident.severity, SEVERITY_STYLE)),
-        ("status", styled(incident.status.value, STATUS_STYLE)),
+        ("status", status),
         ("commander", incident.commander or "—"),
         ("services", ", ".join(incident.services) or "—"),
         ("private", "yes" if incident.is_private else "no"),
         ("created", f"{when(incident.created_at)} by {incident.created_by}"),
-        (
-            "acknowledged",
-            f"{when(incident.acknowledged_at)}"
-            + (f" by {incident.acknowledged_by}" if incident.acknowledged_by else ""),
-        ),
+        ("acknowledged", _acknowledged(incident)),
         ("response due", when(incident.response_due_at)),
         ("resolved", when(incident.resolved_at)),
     ]
@@ -155,12 +174,12 @@ def list_(
                 (
                     i.id,
                     styled(i.severity, SEVERITY_STYLE),
-                    styled(i.status.value, STATUS_STYLE),
+                    _status(i),
                     i.title,
                     ", ".join(i.services),
                     i.commander,
                     i.created_at,
-                    "yes" if i.acknowledged_at else "no",
+                    "yes" if i.acknowledged_at else "—" if i.merged_into else "no",
                 )
                 for i in page.items
             ],
@@ -206,7 +225,21 @@ def update(
     }
     with api_errors(), _client() as client:
         incident = client.update_incident(ref, **fields)
-    emit(as_json, incident, lambda: _show(incident))
+
+    def show() -> None:
+        if incident.unchanged:
+            asked = (
+                f"was {status} already" if set(fields) - {"note"} == {"status"} else "had all that already"
+            )
+            console.print(escape(_nothing_changed(f"{incident.id} {asked}", note)))
+        _show(incident)
+
+    emit(as_json, incident, show)
+
+
+def _nothing_changed(said: str, note: str | None) -> str:
+    """How a repeat is answered: it changed nothing (and its note, if it had one, is on the timeline)."""
+    return f"nothing changed: {said}" + ("; the note is on its timeline" if note else "")
 
 
 @incident_app.command("ack", cls=OnceOnlyCommand)
@@ -214,14 +247,14 @@ def ack(ref: str, as_json: JsonFlag = False) -> None:
     """Acknowledge an incident (stops escalation)."""
     with api_errors(), _client() as client:
         incident = client.acknowledge(ref)
-    emit(
-        as_json,
-        incident,
-        lambda: console.print(
-            escape(f"{incident.id} acknowledged by {incident.acknowledged_by}")
-            + f" at {when(incident.acknowledged_at)}"
-        ),
-    )
+    said = f"{incident.id} acknowledged by {incident.acknowledged_by} at {when(incident.acknowledged_at)}"
+    if incident.unchanged:
+        said = _nothing_changed(
+            f"{incident.id} was acknowledged already, by {incident.acknowledged_by} at "
+            f"{when(incident.acknowledged_at)}",
+            None,
+        )
+    emit(as_json, incident, lambda: console.print(escape(said)))
 
 
 @incident_app.command("resolve", cls=OnceOnlyCommand)
@@ -233,7 +266,17 @@ def resolve(
     """Mark an incident resolved."""
     with api_errors(), _client() as client:
         incident = client.resolve(ref, note)
-    emit(as_json, incident, lambda: console.print(f"{incident.id} resolved at {when(incident.resolved_at)}"))
+    # A repeat (a retrying job) says it changed nothing, with or without a note, and exits 0.
+    said = (
+        _nothing_changed(
+            f"{incident.id} was {incident.status.value} already (at {when(incident.resolved_at)}"
+            + (f", merged into {incident.merged_into})" if incident.merged_into else ")"),
+            note,
+        )
+        if incident.unchanged
+        else f"{incident.id} resolved at {when(incident.resolved_at)}"
+    )
+    emit(as_json, incident, lambda: console.print(escape(said)))
 
 
 @incident_app.command("merge", cls=OnceOnlyCommand)
@@ -257,9 +300,21 @@ def merge(
     )
 
 
+# How much of an update's message a table shows; ``--json`` has all of it.
+MESSAGE_SHOWN = 200
+
+
+def _action(entry: TimelineEntryRead) -> str:
+    """An entry's text as the timeline table shows it: an update's with what it said (cut if long)."""
+    message = (entry.data or {}).get("message") if entry.kind == "communication" else None
+    if not isinstance(message, str):
+        return entry.action
+    return f"{entry.action}: “{clipped(message, MESSAGE_SHOWN)}”"
+
+
 @incident_app.command("timeline", cls=OnceOnlyCommand)
 def timeline(ref: str, as_json: JsonFlag = False) -> None:
-    """Show the incident's timeline."""
+    """Show the incident's timeline (an update's message cut at 200 characters; --json has all)."""
     with api_errors(), _client() as client:
         entries = client.timeline(ref)
     emit(
@@ -275,7 +330,48 @@ def timeline(ref: str, as_json: JsonFlag = False) -> None:
                 "action",
                 TextColumn("impact", drop=3),
             ],
-            [(e.seq, e.occurred_at, e.performer, e.kind, e.action, e.impact) for e in entries],
+            [(e.seq, e.occurred_at, e.performer, e.kind, _action(e), e.impact) for e in entries],
+            # Entries seconds apart (a flapping alert) must read apart, however narrow the terminal.
+            seconds=True,
+        ),
+    )
+
+
+def _channels(update: CommunicationRead) -> str:
+    """Where an update went: each channel with its outcome, when the server says (``not sent`` with the
+    notification to retry)."""
+    if update.outcomes is None:
+        return ", ".join(update.channels) or "—"
+    said = {"queued": "queued", "logged": "logged", "not_sent": "NOT SENT"}
+    return ", ".join(
+        f"{o.channel} {said[o.outcome]}" + (f" (#{o.notification})" if o.outcome == "not_sent" else "")
+        for o in update.outcomes
+    )
+
+
+@incident_app.command("updates", cls=OnceOnlyCommand)
+def updates(ref: str, as_json: JsonFlag = False) -> None:
+    """List the updates sent about an incident (its communications log), oldest first: to whom, on which
+    channels with what outcome, and what they said (cut at 300 characters; --json has all)."""
+    with api_errors(), _client() as client:
+        sent = client.updates(ref)
+    cut = any(len(update.message) > LONG_TEXT for update in sent)
+    emit(
+        as_json,
+        sent,
+        lambda: table(
+            f"Updates on {ref.upper()} ({len(sent)})",
+            [
+                IdColumn("#"),
+                "time",
+                WordColumn("audience"),
+                TextColumn("channels", drop=2),
+                "message",
+                WordColumn("by", drop=1),
+            ],
+            [(u.id, u.sent_at, u.audience, _channels(u), clipped(u.message), u.sender) for u in sent],
+            seconds=True,
+            caption=f"messages cut at {LONG_TEXT} characters: --json has all" if cut else None,
         ),
     )
 

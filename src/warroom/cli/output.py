@@ -296,18 +296,22 @@ def zone_note(zones: Iterable[str]) -> str:
     return f"times in {', '.join(named)}" if named else ""
 
 
-def short_when(value: datetime | None, now: datetime | None = None, *, dated: bool = False) -> str:
+def short_when(
+    value: datetime | None, now: datetime | None = None, *, dated: bool = False, seconds: bool = False
+) -> str:
     """A time in a table that has no room for ``when``'s: ``14:12`` today, ``Dec 05 14:12`` on another day of
     this year, ``2025-12-05 14:12`` in another year (this machine's zone, as ``when``; the table names it
     once, in its caption: ``zone_note``). ``dated``: the day
-    even today, for a table about another moment than now (``14:12`` would read as that moment's day)."""
+    even today, for a table about another moment than now (``14:12`` would read as that moment's day).
+    ``seconds``: ``14:12:07``, for a table whose rows may be seconds apart (a flapping alert's timeline)."""
     if value is None:
         return "—"
     local = value.astimezone()
     today = (now or datetime.now()).astimezone()
+    clock = "%H:%M:%S" if seconds else "%H:%M"
     if local.date() == today.date() and not dated:
-        return local.strftime("%H:%M")
-    return local.strftime("%b %d %H:%M" if local.year == today.year else "%Y-%m-%d %H:%M")
+        return local.strftime(clock)
+    return local.strftime(f"%b %d {clock}" if local.year == today.year else f"%Y-%m-%d {clock}")
 
 
 # How a cell writes a time: ``when`` where its table has room, ``short_when`` where it has not.
@@ -608,11 +612,13 @@ def build_table(
     caption: str | None = None,
     dated: bool = False,
     short: bool = True,
+    seconds: bool = False,
 ) -> Table:
     """A table of ``rows``; a cell may be a datetime or ``Timed``, written with ``when`` where the table fits
     the terminal with them and ``short_when`` where it does not (``short``: False keeps ``when``, for the
     detail of one thing, as ``alerts show``). ``dated``: the table is about another moment than now
-    (``oncall who --at``), so its short times keep their day (see ``short_when``)."""
+    (``oncall who --at``), so its short times keep their day (see ``short_when``). ``seconds``: its short
+    times keep their seconds (rows seconds apart stay apart; columns with a ``drop`` go first)."""
     specs = [
         _spec(column, [row[index] for row in rows if index < len(row)])
         for index, column in enumerate(columns)
@@ -621,7 +627,7 @@ def build_table(
     if short and any(isinstance(value, datetime | Timed) for row in rows for value in row):
 
         def shortly(value: datetime | None) -> str:
-            return short_when(value, dated=dated)
+            return short_when(value, dated=dated, seconds=seconds)
 
         output.narrow = _build(title, specs, rows, shortly, row_styles, caption, zoned=True)
     return output
@@ -641,8 +647,16 @@ def bar(value: float, most: float, style: str, width: int = 12) -> Text:
     return Text("█" * blocks, style=style)
 
 
-def table(title: str | None, columns: Columns, rows: Sequence[Sequence[Any]], *, dated: bool = False) -> None:
-    console.print(build_table(title, columns, rows, dated=dated))
+def table(
+    title: str | None,
+    columns: Columns,
+    rows: Sequence[Sequence[Any]],
+    *,
+    dated: bool = False,
+    seconds: bool = False,
+    caption: str | None = None,
+) -> None:
+    console.print(build_table(title, columns, rows, dated=dated, seconds=seconds, caption=caption))
 
 
 def emit(as_json: bool, value: Any, render: Callable[[], None]) -> None:

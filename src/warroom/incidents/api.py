@@ -10,6 +10,7 @@ from warroom.incidents.models import IncidentStatus
 from warroom.incidents.schemas import (
     CommunicationCreate,
     CommunicationRead,
+    IncidentChanged,
     IncidentCreate,
     IncidentFilter,
     IncidentPage,
@@ -56,28 +57,32 @@ def list_incidents(
 def create_incident(body: IncidentCreate, context: Context, principal: Responder) -> IncidentRead:
     with context.db.write() as session:
         incident = service.create_incident(session, org=context.org, data=body, performer=principal.name)
-        return service.to_read(context.org, incident)
+        return service.to_read(session, context.org, incident)
 
 
 @router.get("/{ref}", response_model=IncidentRead)
 def get_incident(ref: str, context: Context, _: Viewer) -> IncidentRead:
     with context.db.read() as session:
-        return service.to_read(context.org, service.get_incident(session, ref))
+        return service.to_read(session, context.org, service.get_incident(session, ref))
 
 
-@router.patch("/{ref}", response_model=IncidentRead)
-def update_incident(ref: str, body: IncidentUpdate, context: Context, principal: Responder) -> IncidentRead:
+@router.patch("/{ref}", response_model=IncidentChanged)
+def update_incident(
+    ref: str, body: IncidentUpdate, context: Context, principal: Responder
+) -> IncidentChanged:
+    """A repeat (the status it has, a second resolve) changes nothing and is answered with ``unchanged``."""
     with context.db.write() as session:
-        incident = service.update_incident(
+        incident, unchanged = service.change_incident(
             session, org=context.org, ref=ref, data=body, performer=principal.name
         )
-        return service.to_read(context.org, incident)
+        return service.to_changed(session, context.org, incident, unchanged=unchanged)
 
 
-@router.post("/{ref}/ack", response_model=IncidentRead)
-def acknowledge(ref: str, context: Context, principal: Responder) -> IncidentRead:
+@router.post("/{ref}/ack", response_model=IncidentChanged)
+def acknowledge(ref: str, context: Context, principal: Responder) -> IncidentChanged:
+    """A second acknowledgement changes nothing and is answered with ``unchanged``."""
     with context.db.write() as session:
-        return service.to_read(context.org, service.acknowledge(session, ref=ref, performer=principal.name))
+        return service.acknowledge_answer(session, org=context.org, ref=ref, performer=principal.name)
 
 
 @router.get("/{ref}/timeline", response_model=list[TimelineEntryRead])
@@ -123,6 +128,7 @@ def remove_responder(ref: str, responder_id: RowId, context: Context, principal:
 
 @router.get("/{ref}/updates", response_model=list[CommunicationRead])
 def communications(ref: str, context: Context, _: Viewer) -> list[CommunicationRead]:
+    """The updates sent, oldest first, each with what became of it on each channel (``outcomes``)."""
     with context.db.read() as session:
         return service.list_communications(session, ref=ref)
 

@@ -145,6 +145,22 @@ class IncidentRead(BaseModel):
     )
     assessment: Assessment | None
     responders: list[ResponderRead] = Field(default_factory=list)
+    merged_into: str | None = Field(
+        default=None,
+        description="The incident this one was merged into (its alerts and pages went there; resolved_at is "
+        "when), e.g. INC-5; null when it is not merged (or was reopened since).",
+    )
+
+
+class IncidentChanged(IncidentRead):
+    """The answer to a change (``PATCH``, ``…/ack``): the incident as it is now."""
+
+    unchanged: bool = Field(
+        default=False,
+        description="True when the request asked for nothing the incident did not have already (a second "
+        "resolve or acknowledgement, the status it has): it changed nothing (a note still reaches the "
+        "timeline).",
+    )
 
 
 class IncidentPage(BaseModel):
@@ -226,7 +242,8 @@ class CommunicationRead(BaseModel):
     message: str
     outcomes: list[ChannelOutcome] | None = Field(
         default=None,
-        description="Each channel's outcome, in the answer to sending the update; null in the log.",
+        description="What became of the update on each channel when it was sent (queued: given to the "
+        "worker; `notify list` says whether it arrived).",
     )
 
 

@@ -32,6 +32,7 @@ from warroom.incidents.schemas import (
     Assessment,
     CommunicationCreate,
     CommunicationRead,
+    IncidentChanged,
     IncidentCreate,
     IncidentFilter,
     IncidentPage,
@@ -42,6 +43,7 @@ from warroom.incidents.schemas import (
     TimelineEntryCreate,
     TimelineEntryRead,
 )
+from warroom.notify import service as notify_service
 from warroom.orgconfig import OrgConfig
 from warroom.severity import service as severity_service
 
@@ -101,7 +103,8 @@ def stored_assessment(stored: dict[str, Any] | None) -> Assessment | None:
         return Assessment.model_validate({**stored, "assessed_at": kept})
 
 
-def to_read(org: OrgConfig, incident: Incident) -> IncidentRead:
+def to_read(session: Session, org: OrgConfig, incident: Incident) -> IncidentRead:
+    into = merged_into(session, incident)
     return IncidentRead(
         id=incident.ref,
         number=incident.id,
@@ -126,7 +129,13 @@ def to_read(org: OrgConfig, incident: Incident) -> IncidentRead:
         ),
         assessment=stored_assessment(incident.assessment),
         responders=[ResponderRead.model_validate(r) for r in incident.responders],
+        merged_into=f"INC-{into}" if into is not None else None,
     )
+
+
+def to_changed(session: Session, org: OrgConfig, incident: Incident, *, unchanged: bool) -> IncidentChanged:
+    """The answer to a change: the incident, and whether the request changed nothing (a repeat)."""
+    return IncidentChanged(**to_read(session, org, incident).model_dump(), unchanged=unchanged)
 
 
 def list_incidents(session: Session, *, org: OrgConfig, query: IncidentFilter) -> IncidentPage:
@@ -167,7 +176,10 @@ def list_incidents(session: Session, *, org: OrgConfig, query: IncidentFilter) -
         .offset(query.offset)
     )
     return IncidentPage(
-        items=[to_read(org, row) for row in rows], total=total, limit=query.limit, offset=query.offset
+        items=[to_read(session, org, row) for row in rows],
+        total=total,
+        limit=query.limit,
+        offset=query.offset,
     )
 
 
@@ -604,6 +616,14 @@ def update_incident(
     """Change what ``data`` gives. Its ``note`` (why) goes on the timeline whatever changed: on each entry of
     a change it explains, or, when nothing changed (the title or status it had already, a second resolve), as
     a note entry of its own that says so; a note alone is a note."""
+    return change_incident(session, org=org, ref=ref, data=data, performer=performer)[0]
+
+
+def change_incident(
+    session: Session, *, org: OrgConfig, ref: str | int, data: IncidentUpdate, performer: str
+) -> tuple[Incident, bool]:
+    """``update_incident``, and whether it changed nothing: every field ``data`` asks for the incident had
+    already (a second resolve, the status it has). A note alone is not such a repeat: it is what was asked."""
     incident = get_incident(session, ref, for_update=True)
     ensure_not_closed(incident, "a change")
     changes = data.model_dump(exclude_unset=True)
@@ -697,6 +717,8 @@ def update_incident(
         set_commander(session, incident, name=data.commander, performer=performer, org=org, note=note)
     if data.status is not None and data.status != incident.status:
         _apply_status(session, incident, data.status, performer, note)
+    # Every change appends an entry (before the note below), so none appended means none made.
+    repeat = bool(changes) and incident.timeline_count == entries_before
     if note and incident.timeline_count == entries_before:
         # A second resolve with its note (a retry, a cron job): the note is kept, and says nothing changed.
         said = f" (nothing changed: {'; '.join(unchanged.values())})" if unchanged else ""
@@ -709,7 +731,7 @@ def update_incident(
             data={"note": note, "unchanged": list(unchanged)},
         )
     session.flush()
-    return incident
+    return incident, repeat
 
 
 def _already(incident: Incident, data: IncidentUpdate, services: list[str] | None) -> dict[str, str]:
@@ -730,6 +752,15 @@ def _already(incident: Incident, data: IncidentUpdate, services: list[str] | Non
     if data.status is not None and data.status == incident.status:
         said["status"] = f"{incident.ref} was {data.status.value} already"
     return said
+
+
+def acknowledge_answer(
+    session: Session, *, org: OrgConfig, ref: str | int, performer: str
+) -> IncidentChanged:
+    """``acknowledge``, answered with whether it had been acknowledged already (nothing changed)."""
+    already = get_incident(session, ref, for_update=True).acknowledged_at is not None
+    incident = acknowledge(session, ref=ref, performer=performer)
+    return to_changed(session, org, incident, unchanged=already)
 
 
 def acknowledge(session: Session, *, ref: str | int, performer: str) -> Incident:
@@ -874,8 +905,14 @@ def send_communication(
 
 
 def list_communications(session: Session, *, ref: str | int) -> list[CommunicationRead]:
+    """The updates sent, oldest first, each with what became of it on each channel."""
     incident = get_incident(session, ref)
     rows = session.scalars(
         select(Communication).where(Communication.incident_id == incident.id).order_by(Communication.id)
     )
-    return [CommunicationRead.model_validate(row) for row in rows]
+    return [
+        CommunicationRead.model_validate(row).model_copy(
+            update={"outcomes": notify_service.update_outcomes(session, row)}
+        )
+        for row in rows
+    ]
