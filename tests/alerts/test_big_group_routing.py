@@ -1,6 +1,6 @@
-"""A delivery's new alerts are routed together, in runs that share one savepoint and one flush, and what routing
-learns once for the delivery (the incident each group went to, the firings people moved out of a group) is
-reused for each alert. These tests hold the results to what routing alert by alert gives."""
+"""A delivery's new alerts are routed together, in runs that share one savepoint and one flush, and what
+routing learns once for the delivery (the incident each group went to, the firings people moved out of a
+group) is reused for each alert. These tests hold the results to what routing alert by alert gives."""
 
 from __future__ import annotations
 
