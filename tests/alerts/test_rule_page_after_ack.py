@@ -141,15 +141,15 @@ def test_a_page_a_person_asks_for_is_sent_even_when_acknowledged(
             context.org,
             ref="INC-1",
             request=PageRequest(policy="database-experts"),
-            performer="carol",
+            performer="alice",
         )
     run_at(Worker(context, name="w1"), T0 + timedelta(seconds=5))
-    # The rule's page is not sent; the one carol asked for is (carol and frank by email; slack waits 5m).
+    # The rule's page is not sent; the one alice asked for is (carol and frank by email; slack waits 5m).
     assert sorted(p[0] for p in sent_pages(context)) == ["carol", "frank"]
     paged = [e.action for e in timeline(context) if e.action.startswith("Paged")]
-    assert paged and all("page requested by carol" in a for a in paged), paged
+    assert paged and all("page requested by alice" in a for a in paged), paged
     assert any(e.action.startswith(NOT_SENT) for e in timeline(context))
-    # The incident is acknowledged, so it does not escalate past the step carol asked for.
+    # The incident is acknowledged, so it does not escalate past the step alice asked for.
     run_at(Worker(context, name="w1"), T0 + timedelta(hours=3))
     assert {p[3] for p in sent_pages(context)} == {1}
     assert escalations(context) == [("database-experts", "acknowledged")]

@@ -18,9 +18,9 @@ from warroom.incidents import service as incident_service
 from warroom.incidents.models import IncidentStatus
 from warroom.incidents.schemas import IncidentUpdate
 from warroom.jobs.worker import Worker
-from warroom.oncall.models import EscalationState, Page
+from warroom.oncall.models import EscalationState, Page, PageStatus
 
-CAME_WITH_MERGE = "Page requested: escalation policy payments-escalation (it was paging INC-{source}"
+CAME_WITH_MERGE = "Escalation carried over: payments-escalation was paging INC-{source}"
 
 
 def merge(context: AppContext, source: int, target: int) -> None:
@@ -33,6 +33,11 @@ def set_status(context: AppContext, incident_id: int, status: IncidentStatus) ->
         incident_service.update_incident(
             session, org=context.org, ref=incident_id, data=IncidentUpdate(status=status), performer="ic"
         )
+
+
+def pages_of(context: AppContext, incident_id: int) -> list[Page]:
+    with context.db.read() as session:
+        return list(session.scalars(select(Page).where(Page.incident_id == incident_id)))
 
 
 def paged_policies(context: AppContext, incident_id: int) -> set[str]:
@@ -60,6 +65,7 @@ def test_a_merge_carries_the_merged_incidents_escalation(
     assert escalations(context, source)["payments-escalation"].state == EscalationState.active
     assert set(escalations(context, target)) == {"platform-escalation"}
 
+    before = escalations(context, source)["payments-escalation"]
     clock.set(T0 + timedelta(minutes=2))
     merge(context, source, target)
     run_at(worker, T0 + timedelta(minutes=2, seconds=5))
@@ -67,14 +73,22 @@ def test_a_merge_carries_the_merged_incidents_escalation(
     stopped = [e.action for e in timeline(context, source) if e.action.startswith("Escalation stopped")]
     assert stopped == ["Escalation stopped (incident resolved): payments-escalation"]
     running = escalations(context, target)
-    assert running["payments-escalation"].state == EscalationState.active
-    assert running["payments-escalation"].severity == "P0"
-    assert "payments-escalation" in paged_policies(context, target)
+    carried_run = running["payments-escalation"]
+    assert carried_run.state == EscalationState.active
+    assert carried_run.severity == "P0"
+    # It goes on where it was (same step, same deadline): nobody is paged for the merge itself.
+    assert (carried_run.step, carried_run.next_check_at) == (before.step, before.next_check_at)
+    assert carried_run.origin == "merge"
+    # Only its step's delayed personal rules, still waiting, came with it.
+    assert {p.status for p in pages_of(context, target) if p.policy == "payments-escalation"} <= {
+        PageStatus.scheduled
+    }
     actions = [e.action for e in timeline(context, target)]
     carried = [a for a in actions if a.startswith(CAME_WITH_MERGE.format(source=source))]
     assert carried == [
-        f"Page requested: escalation policy payments-escalation (it was paging INC-{source}, unacknowledged; "
-        "it came with the merge)"
+        f"Escalation carried over: payments-escalation was paging INC-{source} (unacknowledged) and goes on "
+        f"here at step 1, next step due {before.next_check_at:%H:%M:%S} UTC; nobody is paged again for the "
+        "merge"
     ], actions
     # The target's own policy is never asked for again: it was paging the target already.
     assert not any(a.startswith("Page requested: escalation policy platform-escalation") for a in actions)

@@ -1,6 +1,6 @@
 """Merges in a chain (INC-a into INC-b, then INC-b into INC-c): what is about INC-a (a page asked for it, the
 acknowledge link of a page it sent) goes to INC-c, where its alerts and pages are now; and a page a merge
-carries over keeps the rule whose ``page`` started it."""
+carries over goes on there where it was."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tests.oncall.test_merge_paging import merge
-from tests.oncall.test_page_request import ask, escalations
+from tests.oncall.test_page_request import ask, escalations, page_reasons
 from tests.oncall.test_paging import T0, open_incident, pages, run_at, timeline
 from tests.oncall.test_policy_gone import reloaded
 from tests.oncall.test_raise_and_duplicates import request_page
@@ -20,8 +20,8 @@ from warroom.incidents import service as incident_service
 from warroom.jobs.models import Job
 from warroom.jobs.worker import Worker
 from warroom.oncall.links import make_ack_token
-from warroom.oncall.models import EscalationState, PageStatus
-from warroom.oncall.paging import START_KIND
+from warroom.oncall.models import EscalationState
+from warroom.oncall.paging import START_KIND, incident_paging
 
 RULE = "payments-down"  # the example's rule that pages payments-escalation
 
@@ -125,28 +125,44 @@ def test_a_private_incident_merged_into_keeps_its_title_off_a_public_incidents_l
     assert "Checkout slow" in opened.text and "Fraud ring" not in opened.text
 
 
-def test_a_page_carried_by_merges_keeps_the_rule_that_started_it(context: AppContext) -> None:
-    """Carried over, a rule's page became one that "names no rule": a reload renaming the policy before the
-    worker ran paged nobody, and the timeline could not say which rule had asked."""
-    _, first, second, third = chain(context)
+def test_a_run_carried_by_merges_goes_on_where_it_was(context: AppContext) -> None:
+    """A rule's run of payments-escalation, carried by two merges: each time it goes on at the same step with
+    the same deadline (it used to start again at step 1, paging its first step again), its origin says the
+    merge and from which incident, and its next step is paged from the last incident at that deadline."""
+    worker, first, second, third = chain(context)
+    deadline = T0 + timedelta(minutes=15)  # the first incident's step 1 deadline (P1: 15 minutes)
     for incident_id, merged in ((second, first), (third, second)):
-        payloads = start_payloads(context, incident_id, "payments-escalation")
-        assert [(p.get("rule"), p.get("merged_from")) for p in payloads] == [(RULE, merged)], payloads
+        assert start_payloads(context, incident_id, "payments-escalation") == []
         actions = [e.action for e in timeline(context, incident_id)]
-        assert any(
-            a.startswith(
-                "Paged step 1 of payments-escalation (page requested by automation for rule "
-                f"{RULE}, carried over by the merge of INC-{merged})"
-            )
-            for a in actions
-        ), actions
-        assert escalations(context, incident_id)["payments-escalation"].origin == "rule"
+        assert (
+            f"Escalation carried over: payments-escalation was paging INC-{merged} (unacknowledged) and goes "
+            f"on here at step 1, next step due {deadline:%H:%M:%S} UTC; nobody is paged again for the merge"
+        ) in actions, actions
+        assert not any(a.startswith("Paged step 1 of payments-escalation") for a in actions), actions
+    with context.db.read() as session:
+        paging = incident_paging(session, ref=f"INC-{third}")
+    carried = next(e for e in paging.escalations if e.policy == "payments-escalation")
+    assert (carried.origin, carried.merged_from, carried.step) == ("merge", f"INC-{second}", 1)
+    assert carried.next_check_at == deadline
+
+    run_at(worker, deadline)
+    actions = [e.action for e in timeline(context, third)]
+    assert any(
+        a.startswith("Escalated to step 2 of payments-escalation (not acknowledged within 15m)")
+        for a in actions
+    ), actions
+    reasons = [r for r in page_reasons(context, third, "payments-escalation") if "step 2" in r]
+    assert reasons and all(
+        r.endswith(f"it came with the merge of INC-{second} into INC-{third} by ic") for r in reasons
+    ), reasons
 
 
-def test_a_carried_page_follows_its_rule_through_a_reload(context: AppContext) -> None:
-    """A reload renames payments-escalation (and changes its repeat, so no policy does what it did) and points
-    the rule at the new name, between the merge and the worker's run: the carried page goes where the rule
-    pages now."""
+def test_a_carried_run_whose_policy_a_reload_renamed_is_handed_over_at_its_deadline(
+    context: AppContext,
+) -> None:
+    """A reload renames payments-escalation (and changes its repeat, so no policy does what it did) between
+    the merge and the carried run's deadline: at the deadline it is handed over as any running escalation
+    is."""
     clock.set(T0)
     worker = Worker(context, name="w1")
     source, target = open_incident(context), open_incident(context)
@@ -154,28 +170,18 @@ def test_a_carried_page_follows_its_rule_through_a_reload(context: AppContext) -
     run_at(worker, T0)
     clock.set(T0 + timedelta(minutes=1))
     merge(context, source, target)
+    run_at(worker, T0 + timedelta(minutes=1))
 
     renamed = reloaded(context.org, policies={"payments-escalation": "payments-v2"})
     policies = [
         p.model_copy(update={"repeat": 3}) if p.name == "payments-v2" else p
         for p in renamed.escalation_policies
     ]
-    rules = [
-        r.model_copy(update={"page": "payments-v2"}) if r.name == RULE else r
-        for r in renamed.automation.rules
-    ]
-    context.org = renamed.model_copy(
-        update={
-            "escalation_policies": policies,
-            "automation": renamed.automation.model_copy(update={"rules": rules}),
-        }
-    )
-    run_at(worker, T0 + timedelta(minutes=1))
-    run_at(worker, T0 + timedelta(minutes=1, seconds=1))  # the replacement's start
+    context.org = renamed.model_copy(update={"escalation_policies": policies})
+    run_at(worker, T0 + timedelta(minutes=15))
     actions = [e.action for e in timeline(context, target)]
-    assert not any("unknown escalation policy" in a for a in actions), actions
-    assert (
-        "Escalation policy 'payments-escalation' is no longer in the org file; payments-v2 is paged instead "
-        f"(rule {RULE} pages it now)"
-    ) in actions
-    assert any(p.policy == "payments-v2" and p.status == PageStatus.sent for p in pages(context, target))
+    assert any(
+        a.startswith("Escalation handed over: policy 'payments-escalation' is no longer in the org file")
+        for a in actions
+    ), actions
+    assert escalations(context, target)["payments-escalation"].state == EscalationState.superseded

@@ -1242,23 +1242,8 @@ def merge_into(
         + why,
         data={"merged": source.id, "alerts": [alert.id for alert in alerts], "responders": responders},
     )
-    for policy in carried:
-        incident_service.append_timeline(
-            session,
-            target,
-            performer=PERFORMER,
-            kind=TimelineKind.page,
-            action=f"Page requested: escalation policy {policy} (it was paging {source.ref}, unacknowledged; "
-            f"it came with the merge)",
-            data={"policy": policy, "merged": source.id},
-        )
-        session.flush()
-        publish(
-            session,
-            DomainEvent(
-                "incident.page_requested", target.id, PERFORMER, {"policy": policy, "merged": source.id}
-            ),
-        )
+    # They go on on ``target`` where they were (same step, same deadline), paging nobody for the merge.
+    paging.carry_over(session, org, source=source, target=target, policies=carried, performer=performer)
     incident_service.append_timeline(
         session,
         source,
@@ -1299,9 +1284,10 @@ def merge_into(
 
 
 def _pages_carried(session: Session, org: OrgConfig, source: Incident, target: Incident) -> list[str]:
-    """The policies ``source`` is escalating that ``target`` is not: its alerts' pages follow them, asked for
-    on ``target`` as a rule's ``page`` is, whatever policy a raise of ``target`` picks from its services'
-    order. Nothing once someone acknowledged either: they are on it (as ``_page_on_join``)."""
+    """The policies ``source`` is escalating that ``target`` is not: its alerts' pages follow them, carried
+    on to ``target`` (``paging.carry_over``: a run of its own there, going on where it was), whatever policy a
+    raise of ``target`` picks from its services' order. Nothing once someone acknowledged either: they are on
+    it (as ``_page_on_join``)."""
     if source.acknowledged_at is not None or target.acknowledged_at is not None:
         return []
     already = set(paging.policies_escalating(session, org, target))

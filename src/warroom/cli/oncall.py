@@ -241,7 +241,7 @@ def pages(
             [
                 (
                     e.policy,
-                    e.origin or "incident",
+                    f"merge {e.merged_from}" if e.merged_from else e.origin or "incident",
                     e.mode,
                     e.state,
                     e.pass_number,

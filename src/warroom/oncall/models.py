@@ -39,6 +39,9 @@ class EscalationState(enum.StrEnum):
     # Its policy left the org file (a reload) and no other covers the incident now; the ``length`` of the
     # column (non-native enum, no CHECK constraint) takes a new value without a migration.
     policy_gone = "policy_gone"
+    # Held while the incident is in monitoring (its alerts resolved, or a person says the fix is in): no check
+    # waits; it goes on from the step it was at if the incident goes back to investigating or identified.
+    monitoring = "monitoring"
 
 
 class EscalationOrigin(enum.StrEnum):
@@ -47,6 +50,9 @@ class EscalationOrigin(enum.StrEnum):
     incident = "incident"  # the incident's own policy: opened, raised, handed over from a policy gone
     rule = "rule"  # an automation rule's ``page``
     person = "person"  # ``warroom oncall page``
+    # A run another incident's merge brought here, going on where it was (the merge's timeline entry names
+    # that incident and who merged it).
+    merge = "merge"
 
 
 class Escalation(Base):

@@ -20,18 +20,18 @@ through their own notification rules, outside any escalation (``page_person_by_h
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from warroom.db import utcnow
 from warroom.errors import Conflict, InvalidInput, NotFound
 from warroom.events import DomainEvent, publish
 from warroom.incidents import service as incident_service
-from warroom.incidents.models import Incident, TimelineEntry, TimelineKind
+from warroom.incidents.models import Incident, IncidentStatus, TimelineEntry, TimelineKind
 from warroom.jobs import service as job_service
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.service import job_handler
@@ -55,6 +55,7 @@ CHECK_KIND = "escalation.check"
 NOTIFY_KIND = "oncall.notify"
 HANDOVER_KIND = "escalation.handover"
 PERSON_KIND = "oncall.page_person"
+RESUME_KIND = "escalation.resume"
 # What a page of a person asked for by name shows where a policy's page names its policy: no policy, and so
 # never a policy's name (those are ids without spaces). Its cycle and step are 0.
 BY_HAND = "(by hand)"
@@ -73,6 +74,8 @@ BY_HAND_REPEAT_WINDOW = timedelta(minutes=1)
 # alert automation) is not sent once the incident is acknowledged, a page a person asked for is.
 REQUESTED_BY_AUTOMATION = "requested"
 REQUESTED_BY_PERSON = "requested_by_person"
+# Who changes an incident without being a person: a page "caused" by them skips nobody.
+NOT_PEOPLE = frozenset({PERFORMER, "automation", "notifier"})
 
 _MODE_TEXT = {
     "all_hands": "all hands",
@@ -80,6 +83,31 @@ _MODE_TEXT = {
     "first_step": "first step only",
     "none": "nobody",
 }
+
+
+@dataclass(frozen=True)
+class Cause:
+    """What made a run (or one start of it) page, beyond the step: ``text`` is what its pages add to "Why you"
+    ("raised to P0 by dana"), ``skip`` the people whose own action it was, each with what they did ("the one
+    who raised it to P0"): a page they caused themselves is not sent to them (the timeline says so)."""
+
+    text: str | None = None
+    skip: dict[str, str] = field(default_factory=dict)
+
+
+def _joined(*causes: Cause | None) -> Cause | None:
+    given = [cause for cause in causes if cause is not None]
+    if not given:
+        return None
+    texts = [cause.text for cause in given if cause.text]
+    skip: dict[str, str] = {}
+    for cause in given:
+        skip = {**cause.skip, **skip}  # the first cause's wording wins for a person named twice
+    return Cause("; ".join(texts) or None, skip)
+
+
+def _by_person(performer: str | None) -> str | None:
+    return performer if performer and performer not in NOT_PEOPLE else None
 
 
 # --- requests (called from event subscribers, inside the incident's transaction) -----------------
@@ -102,13 +130,16 @@ def request_paging(
     rule: str | None = None,
     fingerprint: str | None = None,
     merged_from: int | None = None,
+    raised_by: str | None = None,
 ) -> Job:
     """Enqueue the start of paging; committed with the change that caused it. ``severity``: the level the
     incident opened at, which the page names even if it was raised before the worker ran. ``requested_by``:
     the person who asked for the page (trigger ``REQUESTED_BY_PERSON``). ``rule``: the automation rule whose
     ``page`` it is, and ``fingerprint`` what the policy does (``EscalationPolicyConfig.fingerprint``), so that
     a reload renaming the policy (or the rule) before the worker runs does not lose the page.
-    ``merged_from``: the incident whose run of the policy a merge carried here (the merge names it)."""
+    ``merged_from``: the incident whose run of the policy a merge carried here (the merge names it).
+    ``raised_by``: who raised the severity (trigger ``severity_raised``): the raise's pages say so, and skip
+    them."""
     at = at or utcnow()
     if trigger == "created":
         key = _opening_key(incident_id)
@@ -130,6 +161,8 @@ def request_paging(
         payload["fingerprint"] = fingerprint
     if merged_from is not None:
         payload["merged_from"] = merged_from
+    if raised_by:
+        payload["raised_by"] = raised_by
     return job_service.enqueue(
         session,
         kind=START_KIND,
@@ -456,6 +489,147 @@ def rule_of_run(session: Session, incident_id: int, policy: str) -> str | None:
     return None
 
 
+def carry_over(
+    session: Session,
+    org: OrgConfig,
+    *,
+    source: Incident,
+    target: Incident,
+    policies: list[str],
+    performer: str,
+) -> None:
+    """A merge of ``source`` into ``target``: each of ``policies`` (``source``'s running escalations that
+    ``target`` has not) goes on on ``target`` where it was: the same step and pass, the same deadline, its
+    step's delayed personal rules still waiting; nobody is paged for the merge itself. Its origin is
+    ``merge``, and its pages say so. ``performer``, when a person merged, is not paged by it (they know). A
+    policy whose start still waits for the worker is asked for on ``target`` instead. Call before ``source``
+    is resolved (that stops its escalations); the caller holds both incidents' locks."""
+    by = _by_person(performer)
+    own = _policy_now(org, source)[0]
+    running = {
+        _stands_for(org, escalation.policy, own, escalation.policy_fingerprint): escalation
+        for escalation in session.scalars(
+            select(Escalation)
+            .where(Escalation.incident_id == source.id, Escalation.state == EscalationState.active)
+            .order_by(Escalation.id)
+            .with_for_update()
+        )
+    }
+    now = utcnow()
+    for name in policies:
+        carried = running.get(name)
+        # ``policy`` as the run on ``target`` is named (``_merge_entry`` finds it by that name).
+        data: dict[str, Any] = {"policy": carried.policy if carried else name, "merged": source.id, "by": by}
+        if carried is None:
+            # Not started yet (its start waits for the worker): started on ``target`` instead.
+            _timeline(
+                session,
+                target,
+                f"Page requested: escalation policy {name} (it was about to page {source.ref}, "
+                "unacknowledged; it came with the merge)",
+                kind=TimelineKind.page,
+                data=data,
+            )
+            session.flush()
+            publish(
+                session,
+                DomainEvent(
+                    "incident.page_requested", target.id, PERFORMER, {"policy": name, "merged": source.id}
+                ),
+            )
+            continue
+        escalation = session.scalar(
+            select(Escalation)
+            .where(Escalation.incident_id == target.id, Escalation.policy == carried.policy)
+            .with_for_update()
+        )
+        passes = carried.cycle - carried.first_cycle
+        if escalation is None:
+            escalation = Escalation(
+                incident_id=target.id, policy=carried.policy, started_at=carried.started_at
+            )
+            session.add(escalation)
+            escalation.first_cycle = carried.first_cycle
+        else:
+            # ``target`` ran this policy before (stopped since): new cycle numbers keep its page keys unique.
+            job_service.cancel(session, idempotency_key=_check_key(target.id, escalation))
+            escalation.first_cycle = escalation.cycle + 1
+        escalation.cycle = escalation.first_cycle + passes
+        escalation.step = carried.step
+        escalation.mode = carried.mode
+        escalation.severity = carried.severity
+        escalation.policy_fingerprint = carried.policy_fingerprint
+        escalation.state = EscalationState.active
+        escalation.updated_at = carried.updated_at  # the step was paged then: "not acknowledged within …"
+        escalation.requested_by = carried.requested_by
+        escalation.request_note = carried.request_note
+        escalation.origin = EscalationOrigin.merge
+        session.flush()
+        deadline = carried.next_check_at or now + MIN_ACK_WINDOW
+        number = passes + 1
+        _timeline(
+            session,
+            target,
+            f"Escalation carried over: {carried.policy} was paging {source.ref} (unacknowledged) and goes on "
+            f"here at step {carried.step}"
+            + (f", pass {number}" if number > 1 else "")
+            + f", next step due {deadline:%H:%M:%S} UTC; nobody is paged again for the merge",
+            kind=TimelineKind.page,
+            data={**data, "step": carried.step, "deadline": deadline.isoformat()},
+        )
+        _carry_waiting_pages(session, carried, escalation, target, skip=by)
+        _schedule_check(session, target, escalation, deadline)
+
+
+def _carry_waiting_pages(
+    session: Session, carried: Escalation, escalation: Escalation, target: Incident, *, skip: str | None
+) -> None:
+    """The delayed personal rules of ``carried``'s step still waiting (a slack after 5m) wait on ``target``
+    now, as pages of ``escalation``; not those of ``skip``, who merged. ``source``'s are cancelled when it is
+    resolved by the merge."""
+    waiting = session.scalars(
+        select(Page)
+        .where(
+            Page.escalation_id == carried.id,
+            Page.cycle == carried.cycle,
+            Page.status == PageStatus.scheduled,
+        )
+        .order_by(Page.id)
+    )
+    for old in waiting:
+        if old.person == skip:
+            continue
+        key = page_key(target.id, escalation.policy, escalation.cycle, old.step, old.person, old.rule)
+        if session.scalar(select(Page.id).where(Page.key == key)) is not None:
+            continue
+        page = Page(
+            key=key,
+            incident_id=target.id,
+            escalation_id=escalation.id,
+            policy=escalation.policy,
+            cycle=escalation.cycle,
+            step=old.step,
+            person=old.person,
+            rule=old.rule,
+            channel=old.channel,
+            to=old.to,
+            via=old.via,
+            status=PageStatus.scheduled,
+            created_at=old.created_at,
+            send_at=old.send_at,
+        )
+        session.add(page)
+        session.flush()
+        job_service.enqueue(
+            session,
+            kind=NOTIFY_KIND,
+            payload={"page_id": page.id},
+            run_at=page.send_at,
+            idempotency_key=page.key,
+            incident_id=target.id,
+        )
+
+
 def policies_escalating(session: Session, org: OrgConfig, incident: Incident) -> list[str]:
     """The policies paging the incident now or about to (a start waiting for the worker), by name: what a
     merge carries to the incident it is merged into (``automation.merge_into``)."""
@@ -487,14 +661,23 @@ def request_reminder(session: Session, *, incident_id: int, trigger: str, at: da
 
 
 def stop_escalations(session: Session, *, incident_id: int, reason: EscalationState, performer: str) -> int:
-    """Stop every active escalation of the incident and cancel its pending checks and delayed pages."""
+    """Stop every active escalation of the incident and cancel its pending checks and delayed pages. With
+    ``reason`` ``monitoring`` they are held instead: the incident is in monitoring, and they go on from the
+    step they were at if it goes back to investigating (``resume_escalations``); one held so stops for good
+    with any other reason (acknowledged, resolved, a level that pages nobody)."""
+    held = [EscalationState.active]
+    if reason != EscalationState.monitoring:
+        held.append(EscalationState.monitoring)
     active = list(
         session.scalars(
             select(Escalation)
-            .where(Escalation.incident_id == incident_id, Escalation.state == EscalationState.active)
+            .where(Escalation.incident_id == incident_id, Escalation.state.in_(held))
+            .order_by(Escalation.id)
             .with_for_update()
         )
     )
+    if reason == EscalationState.monitoring and not active:
+        return 0  # nothing escalates: a page by hand's delayed rules, say, are left as they are
     job_service.cancel(session, kind=CHECK_KIND, incident_id=incident_id)
     job_service.cancel(session, kind=NOTIFY_KIND, incident_id=incident_id)
     job_service.cancel(session, kind=HANDOVER_KIND, incident_id=incident_id)
@@ -522,22 +705,156 @@ def stop_escalations(session: Session, *, incident_id: int, reason: EscalationSt
         if reason == EscalationState.silent:
             escalation.severity = incident.severity  # the level that silenced it, not the one it ran at
     names = ", ".join(e.policy for e in active)
-    why = (
-        "acknowledged"
-        if reason == EscalationState.acknowledged
-        else f"{incident.severity} pages nobody"
-        if reason == EscalationState.silent
-        else f"incident {incident.status.value}"
-    )
+    then = ""
+    if reason == EscalationState.monitoring:
+        # Monitoring means the fix is in place (automation moves an incident there when all its alerts
+        # resolved): the next steps would wake people for a problem that is over as far as anyone knows.
+        why = f"{incident.ref} is in monitoring: " + (
+            "all its alerts resolved" if _by_person(performer) is None else f"{performer} moved it there"
+        )
+        names = ", ".join(f"{e.policy} at step {e.step}" for e in active)
+        then = (
+            f"; it goes on from that step if {incident.ref} goes back to investigating (an alert firing "
+            "again), and stops if it is acknowledged or resolved"
+        )
+    else:
+        why = (
+            "acknowledged"
+            if reason == EscalationState.acknowledged
+            else f"{incident.severity} pages nobody"
+            if reason == EscalationState.silent
+            else f"incident {incident.status.value}"
+        )
     incident_service.append_timeline(
         session,
         incident,
         performer=PERFORMER,
         kind=TimelineKind.automation,
-        action=f"Escalation stopped ({why}): {names}",
+        action=f"Escalation stopped ({why}): {names}{then}",
         data={"policies": [e.policy for e in active], "reason": reason.value, "by": performer},
     )
     return len(active)
+
+
+def request_resume(session: Session, *, incident_id: int, performer: str, at: datetime) -> Job | None:
+    """The incident left monitoring for investigating or identified: its escalations held there go on
+    (``resume_escalations``, run by the worker). Nothing when none is held."""
+    held = session.scalar(
+        select(Escalation.id)
+        .where(Escalation.incident_id == incident_id, Escalation.state == EscalationState.monitoring)
+        .limit(1)
+    )
+    if held is None:
+        return None
+    return job_service.enqueue(
+        session,
+        kind=RESUME_KIND,
+        payload={"incident_id": incident_id, "performer": performer, "at": at.isoformat()},
+        idempotency_key=f"{RESUME_KIND}:{incident_id}:{at.isoformat()}",
+        incident_id=incident_id,
+    )
+
+
+def resume_escalations(
+    session: Session, context: AppContext, *, incident_id: int, performer: str
+) -> dict[str, Any]:
+    """The escalations held while the incident was in monitoring go on: the problem is back and nobody has
+    acknowledged it. Each pages the step it was at again, in a new pass with a fresh repeat count (its people
+    were paged before it looked fixed, maybe long ago), with that step's delay to answer; then it escalates
+    as before. The person who moved it back, if one did, is not paged by it (they know). A step paged less
+    than its delay before (an alert flapping) is not paged again: it gets the rest of its time."""
+    try:
+        incident = incident_service.get_incident(session, incident_id, for_update=True)
+    except NotFound:
+        return {"skipped": "incident gone"}
+    if (
+        not incident.status.is_open
+        or incident.status == IncidentStatus.monitoring
+        or incident.acknowledged_at is not None
+    ):
+        return {"skipped": f"incident is {incident.status.value}"}
+    held = list(
+        session.scalars(
+            select(Escalation)
+            .where(Escalation.incident_id == incident.id, Escalation.state == EscalationState.monitoring)
+            .order_by(Escalation.id)
+            .with_for_update()
+        )
+    )
+    mode = service.paging_mode(context.org, incident.severity)
+    if not held or mode == "none":
+        return {"skipped": "nothing held"}
+    move = session.scalar(
+        select(TimelineEntry)
+        .where(TimelineEntry.incident_id == incident.id, TimelineEntry.kind == TimelineKind.status_change)
+        .order_by(TimelineEntry.seq.desc())
+        .limit(1)
+    )
+    note = move.action.partition(" — ")[2] if move is not None else ""
+    reason = f"{incident.ref} back to {incident.status.value}" + (f": {note}" if note else "")
+    mover = _by_person(performer)
+    moved = Cause(skip={mover: f"the one who moved it back to {incident.status.value}"}) if mover else None
+    now = utcnow()
+    resumed: list[str] = []
+    for escalation in held:
+        escalation.state = EscalationState.active
+        escalation.updated_at = now
+        # A new pass, with a fresh repeat count: page keys and the check's key stay unique.
+        escalation.cycle += 1
+        escalation.first_cycle = escalation.cycle
+        try:
+            policy = service.get_policy(context.org, escalation.policy)
+        except NotFound:
+            # A reload renamed or removed it meanwhile: the check, due now, hands it over (or stops it).
+            _schedule_check(session, incident, escalation, now)
+            continue
+        escalation.mode = mode
+        escalation.step = min(max(escalation.step, 1), max(len(policy.steps), 1))
+        delay = max(policy.steps[escalation.step - 1].delay, MIN_ACK_WINDOW)
+        last = session.scalar(
+            select(func.max(Page.created_at)).where(
+                Page.escalation_id == escalation.id,
+                Page.step == escalation.step,
+                Page.status.in_([PageStatus.sent, PageStatus.duplicate]),
+            )
+        )
+        if last is not None and now - last < delay:
+            # Its step was paged less than the step's time ago (an alert flapping between monitoring and
+            # investigating): they have the rest of that time, and are not paged again for each return.
+            due = last + delay
+            if escalation.step == 1:  # as when it was paged: the severity's response target, if it has one
+                due = (
+                    severity_service.response_due_at(
+                        context.org, incident.severity, last, incident.service_names
+                    )
+                    or due
+                )
+            deadline = max(due, now + MIN_ACK_WINDOW)
+            escalation.updated_at = last  # "not acknowledged within …" counts from that page
+            _timeline(
+                session,
+                incident,
+                f"Escalation goes on ({reason}): {policy.name} at step {escalation.step}, paged "
+                f"{_waited(now - last)} ago, not paged again; next step due {deadline:%H:%M:%S} UTC",
+                kind=TimelineKind.automation,
+                data={"policy": policy.name, "step": escalation.step, "deadline": deadline.isoformat()},
+            )
+            _schedule_check(session, incident, escalation, deadline)
+            continue
+        deadline = now + delay
+        _page_until_reached(
+            session,
+            context,
+            incident,
+            policy,
+            escalation,
+            reason=reason,
+            ack_by=deadline,
+            cause=_joined(moved, _run_cause(session, incident, escalation)),
+        )
+        _schedule_check(session, incident, escalation, deadline)
+        resumed.append(policy.name)
+    return {"resumed": [e.policy for e in held], "paged": resumed}
 
 
 def follow_lowered_severity(session: Session, org: OrgConfig, *, incident_id: int, performer: str) -> int:
@@ -622,6 +939,7 @@ def start_paging(
     rule: str | None = None,
     fingerprint: str | None = None,
     merged_from: int | None = None,
+    raised_by: str | None = None,
 ) -> dict[str, Any]:
     org = context.org
     at = at or utcnow()
@@ -719,7 +1037,11 @@ def start_paging(
     )
     if escalation is not None and trigger == "created":
         return {"skipped": "already started"}
-    origin = _ORIGIN_OF.get(trigger, EscalationOrigin.incident)
+    origin = (
+        EscalationOrigin.merge
+        if merged_from is not None
+        else _ORIGIN_OF.get(trigger, EscalationOrigin.incident)
+    )
     if (
         escalation is not None
         and escalation.state == EscalationState.active
@@ -812,15 +1134,59 @@ def start_paging(
         "created": f"{incident.ref} opened at {opened_at}, since raised to {severity}"
         if opened_at and opened_at != severity
         else f"{incident.ref} opened at {severity}",
-        "severity_raised": f"severity raised to {severity}",
+        "severity_raised": f"severity raised to {severity}" + (f" by {raised_by}" if raised_by else ""),
         REQUESTED_BY_AUTOMATION: "page requested by automation" + _asked_by_rule(rule, merged_from),
         REQUESTED_BY_PERSON: f"page requested by {requested_by or 'a person'}"
         + (f": {note}" if note else ""),
         "snooze_ended": "a snoozed alert still fires (reminder)",
     }.get(reason_trigger, reason_trigger)
-    _page_until_reached(session, context, incident, policy, escalation, reason=reason, ack_by=deadline)
+    raiser = _by_person(raised_by) if trigger == "severity_raised" else None
+    raise_cause = (
+        Cause(f"raised to {severity} by {raiser}", {raiser: f"the one who raised it to {severity}"})
+        if raiser
+        else None
+    )
+    cause = _joined(raise_cause, _run_cause(session, incident, escalation))
+    _page_until_reached(
+        session, context, incident, policy, escalation, reason=reason, ack_by=deadline, cause=cause
+    )
     _schedule_check(session, incident, escalation, deadline)
     return {"policy": policy.name, "mode": mode, "cycle": escalation.cycle, "deadline": deadline.isoformat()}
+
+
+def _merge_entry(session: Session, incident: Incident, policy: str) -> TimelineEntry | None:
+    """The incident's latest timeline entry saying a merge brought its run of ``policy`` here (``data``:
+    ``merged``, the merged incident's id, and ``by``, who merged it, when a person did)."""
+    entries = session.scalars(
+        select(TimelineEntry)
+        .where(
+            TimelineEntry.incident_id == incident.id,
+            TimelineEntry.kind == TimelineKind.page,
+            TimelineEntry.performer == PERFORMER,
+            TimelineEntry.data["policy"].as_string() == policy,
+        )
+        .order_by(TimelineEntry.seq.desc())
+    )
+    return next((entry for entry in entries if isinstance((entry.data or {}).get("merged"), int)), None)
+
+
+def _run_cause(session: Session, incident: Incident, escalation: Escalation) -> Cause | None:
+    """What a run's every page carries beyond its step, and whom it skips: a person's run skips the person
+    who asked for it (its pages say who asked, ``page_context``); a run a merge brought says so and skips
+    whoever merged."""
+    origin = _origin(escalation)
+    if origin == EscalationOrigin.person and escalation.requested_by:
+        return Cause(skip={escalation.requested_by: "the one who asked for this page"})
+    if origin != EscalationOrigin.merge:
+        return None
+    entry = _merge_entry(session, incident, escalation.policy)
+    if entry is None:
+        return None
+    facts = entry.data or {}
+    source = f"INC-{facts['merged']}"
+    by = _by_person(facts.get("by"))
+    text = f"it came with the merge of {source} into {incident.ref}" + (f" by {by}" if by else "")
+    return Cause(text, {by: f"the one who merged {source} into {incident.ref}"} if by else {})
 
 
 def _asked_by_rule(rule: str | None, merged_from: int | None) -> str:
@@ -853,7 +1219,8 @@ def _supersede_own_runs(session: Session, incident: Incident, policy: str) -> No
         select(Escalation)
         .where(
             Escalation.incident_id == incident.id,
-            Escalation.state == EscalationState.active,
+            # One held while the incident is in monitoring too: it would otherwise page again on a return.
+            Escalation.state.in_([EscalationState.active, EscalationState.monitoring]),
             Escalation.policy != policy,
         )
         .order_by(Escalation.id)
@@ -928,6 +1295,11 @@ def _schedule_check(session: Session, incident: Incident, escalation: Escalation
         escalation.state = EscalationState.acknowledged
         escalation.next_check_at = None
         return
+    if incident.status == IncidentStatus.monitoring:
+        # Paged while the fix is being watched (a person asked, a raise): held, as monitoring holds every run.
+        escalation.state = EscalationState.monitoring
+        escalation.next_check_at = None
+        return
     escalation.next_check_at = deadline
     job_service.enqueue(
         session,
@@ -958,13 +1330,22 @@ def _page_until_reached(
     reason: str,
     ack_by: datetime,
     escalated: bool = False,
+    cause: Cause | None = None,
 ) -> None:
     """Page the step the escalation is at. A step that reaches nobody (a gap in its schedule, a person with
-    no way to page) hands on to the next one at once, in ``first_step`` mode too: waiting out its deadline
-    would leave the incident with no one paged at all. The deadline stays the one the first step was
-    given."""
+    no way to page, only the person ``cause`` skips) hands on to the next one at once, in ``first_step`` mode
+    too: waiting out its deadline would leave the incident with no one paged at all. The deadline stays the
+    one the first step was given."""
     reached = _page_position(
-        session, context, incident, policy, escalation, reason=reason, ack_by=ack_by, escalated=escalated
+        session,
+        context,
+        incident,
+        policy,
+        escalation,
+        reason=reason,
+        ack_by=ack_by,
+        escalated=escalated,
+        cause=cause,
     )
     while reached == 0 and escalation.mode != "all_hands" and escalation.step < len(policy.steps):
         skipped = escalation.step
@@ -978,6 +1359,7 @@ def _page_until_reached(
             reason=f"step {skipped} reached nobody",
             ack_by=ack_by,
             escalated=True,
+            cause=cause,
         )
 
 
@@ -991,6 +1373,7 @@ def _page_position(
     reason: str,
     ack_by: datetime | None,
     escalated: bool = False,
+    cause: Cause | None = None,
 ) -> int:
     """Page the step(s) the escalation is at; returns how many people were reached."""
     now = utcnow()
@@ -1000,8 +1383,13 @@ def _page_position(
         recipients = service.resolve_step(session, context.org, step, now)
         lines: list[str] = []
         for recipient in recipients:
+            did = cause.skip.get(recipient.person.name) if cause is not None else None
+            if did is not None:
+                # Their own action caused this page: they know. Not sent, and it reaches nobody.
+                lines.append(f"{recipient.person.name} ({recipient.via}) skipped as {did}")
+                continue
             channels, reachable = _page_person(
-                session, context, incident, policy, escalation, step_number, recipient, now, ack_by
+                session, context, incident, policy, escalation, step_number, recipient, now, ack_by, cause
             )
             reached += reachable
             if channels:
@@ -1050,6 +1438,7 @@ def _page_person(
     recipient: service.Recipient,
     now: datetime,
     ack_by: datetime | None,
+    cause: Cause | None = None,
 ) -> tuple[list[str], bool]:
     """Create one page per notification rule; send the immediate ones, schedule the delayed ones. Returns
     what was done, and whether any of it can reach the person (a page refused at once reaches nobody)."""
@@ -1102,7 +1491,7 @@ def _page_person(
         if rule.delay > timedelta(0):
             described.append(_delay_page(session, incident, page, rule, {"page_id": page.id}))
             reachable = True
-        elif _deliver(session, context, incident, page, ack_by):
+        elif _deliver(session, context, incident, page, ack_by, cause=cause):
             described.append(f"{rule.channel} to {notify_service.shown_address(rule.to)}")
             reachable = True
         else:
@@ -1203,10 +1592,16 @@ def page_context(
     ack_by: datetime | None,
     escalation: Escalation | None = None,
     note: str | None = None,
+    cause: Cause | None = None,
 ) -> dict[str, Any]:
     """What the page template (notify's ``page``) sees besides ``incident``. ``note``: the why of a page of
-    a person asked for by name (a policy's run keeps its own on ``escalation``)."""
+    a person asked for by name (a policy's run keeps its own on ``escalation``); ``cause``: what else made
+    this page ("raised to P0 by dana"). A page of an incident someone acknowledged (or in monitoring)
+    chases nobody: it names who acknowledged and gives no acknowledge-by time."""
     org = context.org
+    acknowledged = incident.acknowledged_at is not None
+    if acknowledged or incident.status == IncidentStatus.monitoring:
+        ack_by = None
     reason = f"{page.via} (step {page.step} of {page.policy})"
     if page.escalation_id is None and page.policy == BY_HAND:
         reason = page.via + (f": {note}" if note else "")  # "paged by hand by alice: replication lag"
@@ -1214,6 +1609,8 @@ def page_context(
         reason += f"; {escalation.requested_by} asked for this page" + (
             f": {escalation.request_note}" if escalation.request_note else ""
         )
+    if cause is not None and cause.text:
+        reason += f"; {cause.text}"
     level = org.severity(incident.severity)
     person = next((p for p in org.people if p.name == page.person), None)
     token = make_ack_token(
@@ -1248,6 +1645,11 @@ def page_context(
         "cycle": page.cycle,
         "ack_url": ack_url(base, token),
         "ack_by": f"{ack_by:%Y-%m-%d %H:%M} UTC" if ack_by else None,
+        # The template says "needs a responder" unless someone acknowledged (then: by whom, and when).
+        "acknowledged_by": incident.acknowledged_by if acknowledged else None,
+        "acknowledged_at": (
+            f"{incident.acknowledged_at:%Y-%m-%d %H:%M} UTC" if incident.acknowledged_at else None
+        ),
         "reason": reason,
         "incident_url": f"{base}/api/v1/incidents/{incident.ref}",
     }
@@ -1260,6 +1662,8 @@ def _deliver(
     page: Page,
     ack_by: datetime | None,
     note: str | None = None,
+    *,
+    cause: Cause | None = None,
 ) -> bool:
     """Hand the page to notification delivery (its own outbox job sends and retries). A page that
     delivery refuses (say, a webhook contact without a URL) is marked failed instead of blocking the
@@ -1277,6 +1681,7 @@ def _deliver(
                 ack_by,
                 session.get(Escalation, page.escalation_id) if page.escalation_id else None,
                 note,
+                cause,
             ),
             incident_id=incident.id,
             idempotency_key=page.key,
@@ -1303,8 +1708,17 @@ def send_delayed_page(
         page.status = PageStatus.cancelled
         return {"skipped": "acknowledged or closed"}
     escalation = session.get(Escalation, page.escalation_id) if page.escalation_id else None
+    if escalation is not None and escalation.state == EscalationState.monitoring:
+        page.status = PageStatus.cancelled  # held in monitoring: going back pages the step afresh
+        return {"skipped": "monitoring"}
     delivered = _deliver(
-        session, context, incident, page, escalation.next_check_at if escalation else None, note
+        session,
+        context,
+        incident,
+        page,
+        escalation.next_check_at if escalation else None,
+        note,
+        cause=_run_cause(session, incident, escalation) if escalation is not None else None,
     )
     if not delivered:
         request_handover(session, page)  # it may have been the step's last hope
@@ -1442,6 +1856,11 @@ def check_escalation(
         escalation.state = EscalationState.resolved
         escalation.next_check_at = None
         return {"stopped": incident.status.value}
+    if incident.status == IncidentStatus.monitoring:
+        # Moving to monitoring holds the escalation (``stop_escalations``); a check that came anyway holds it.
+        escalation.state = EscalationState.monitoring
+        escalation.next_check_at = None
+        return {"stopped": "monitoring"}
     try:
         policy = service.get_policy(context.org, escalation.policy)
     except NotFound:
@@ -1494,7 +1913,15 @@ def _page_after_deadline(
         next_deadline = now + delay
     reason = f"not acknowledged within {_waited(waited)}"
     _page_until_reached(
-        session, context, incident, policy, escalation, reason=reason, ack_by=next_deadline, escalated=True
+        session,
+        context,
+        incident,
+        policy,
+        escalation,
+        reason=reason,
+        ack_by=next_deadline,
+        escalated=True,
+        cause=_run_cause(session, incident, escalation),
     )
     _schedule_check(session, incident, escalation, next_deadline)
     return {"policy": policy.name, "cycle": cycle, "step": step, "deadline": next_deadline.isoformat()}
@@ -1814,6 +2241,7 @@ def hand_over_unreachable_step(
         reason=f"no one on step {step} could be reached",
         ack_by=deadline,
         escalated=True,
+        cause=_run_cause(session, incident, escalation),
     )
     _schedule_check(session, incident, escalation, deadline)
     return {
@@ -1892,6 +2320,13 @@ def acknowledge_from_link(session: Session, *, key: bytes, token: str) -> tuple[
     return target, already
 
 
+def _merged_from(session: Session, incident: Incident, escalation: Escalation) -> str | None:
+    if _origin(escalation) != EscalationOrigin.merge:
+        return None
+    entry = _merge_entry(session, incident, escalation.policy)
+    return f"INC-{(entry.data or {})['merged']}" if entry is not None else None
+
+
 def incident_paging(session: Session, *, ref: str) -> IncidentPaging:
     incident = incident_service.get_incident(session, ref)
     escalations = session.scalars(
@@ -1913,7 +2348,9 @@ def incident_paging(session: Session, *, ref: str) -> IncidentPaging:
     return IncidentPaging(
         incident=incident.ref,
         escalations=[
-            EscalationRead.model_validate(e).model_copy(update={"origin": _origin(e).value})
+            EscalationRead.model_validate(e).model_copy(
+                update={"origin": _origin(e).value, "merged_from": _merged_from(session, incident, e)}
+            )
             for e in escalations
         ],
         pages=pages,
@@ -1939,6 +2376,18 @@ def _start_job(context: AppContext, session: Session, job: Job) -> dict[str, Any
         rule=payload.get("rule"),
         fingerprint=payload.get("fingerprint"),
         merged_from=int(payload["merged_from"]) if payload.get("merged_from") is not None else None,
+        raised_by=payload.get("raised_by"),
+    )
+
+
+@job_handler(RESUME_KIND)
+def _resume_job(context: AppContext, session: Session, job: Job) -> dict[str, Any] | None:
+    payload = job.payload
+    return resume_escalations(
+        session,
+        context,
+        incident_id=int(payload["incident_id"]),
+        performer=str(payload.get("performer") or PERFORMER),
     )
 
 

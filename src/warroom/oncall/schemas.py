@@ -137,8 +137,12 @@ class EscalationRead(BaseModel):
     request_note: str | None = Field(description="Their reason, which the run's pages carry.")
     origin: str | None = Field(
         default=None,
-        description="What started this run: incident (its own policy), rule (a rule's page) or person; "
-        "a severity raise supersedes only the incident's own run.",
+        description="What started this run: incident (its own policy), rule (a rule's page), person, or "
+        "merge (another incident's run, which its merge into this one brought here); a severity raise "
+        "supersedes only the incident's own run.",
+    )
+    merged_from: str | None = Field(
+        default=None, description="For origin merge: the incident whose run this was (INC-6)."
     )
 
     @computed_field(description="The pass through the steps of this run, as the timeline numbers it.")

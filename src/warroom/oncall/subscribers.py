@@ -44,7 +44,13 @@ def page_raised_severity(session: Session, event: DomainEvent) -> None:
     if event.incident_id is None:
         return
     if event.data.get("direction") == "raised":
-        paging.request_paging(session, incident_id=event.incident_id, trigger="severity_raised", at=utcnow())
+        paging.request_paging(
+            session,
+            incident_id=event.incident_id,
+            trigger="severity_raised",
+            at=utcnow(),
+            raised_by=event.performer,
+        )
         return
     # Lowered to a level that pages nobody (a false alarm, a P1 that turned out a P3): the escalation stops,
     # or the next steps would still wake people for a ticket.
@@ -111,6 +117,29 @@ def stop_on_acknowledge(session: Session, event: DomainEvent) -> None:
             reason=EscalationState.acknowledged,
             performer=event.performer,
         )
+
+
+@subscribe("incident.monitoring")
+def hold_in_monitoring(session: Session, event: DomainEvent) -> None:
+    """Monitoring means the fix is in place (all its alerts resolved, or a person says so): its escalations
+    are held, and go on if it goes back to investigating (``resume_when_back``)."""
+    if event.incident_id is not None:
+        paging.stop_escalations(
+            session,
+            incident_id=event.incident_id,
+            reason=EscalationState.monitoring,
+            performer=event.performer,
+        )
+
+
+@subscribe("incident.status_changed")
+def resume_when_back(session: Session, event: DomainEvent) -> None:
+    """Out of monitoring, still open (an alert fired again, or a person moved it): the held escalations go
+    on. A resolve stops them instead (``stop_on_resolve``)."""
+    if event.incident_id is None or event.data.get("from") != "monitoring":
+        return
+    if event.data.get("to") in ("investigating", "identified"):
+        paging.request_resume(session, incident_id=event.incident_id, performer=event.performer, at=utcnow())
 
 
 @subscribe("incident.resolved", "incident.closed", "incident.postmortem")
