@@ -117,3 +117,20 @@ def test_a_firing_moved_out_of_its_group_is_found_inside_a_big_delivery(
     with context.db.read() as session:
         groups = set(session.scalars(select(Alert.group_key).where(Alert.dedup_key == "q-2")))
         assert len(groups) == 1 and "|moved:" in groups.pop()
+
+
+def test_two_firings_moved_out_of_one_group_in_one_delivery_each_follow_their_own(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    """QA: x1 and y1 were each split out of the group. A delivery of x1, a new alert and y1 sent y1 back to
+    the group's incident: x1's routing had noted its own group and hidden y1's from the delivery's lookup."""
+    context.org = org_with_rules(CATCH_ALL)
+    first = post(api, generic_key, [alert("a0"), alert("x1"), alert("y1")])
+    assert {answer["incident"] for answer in first} == {"INC-1"}
+    for answer, into in ((first[1], "INC-2"), (first[2], "INC-3")):
+        moved = api.post(f"/api/v1/alerts/{answer['id']}/promote", json={"move": True}, headers=responder)
+        assert moved.status_code == 201, moved.text
+        assert moved.json()["incident"] == into
+    post(api, generic_key, [alert("x1", status="resolved"), alert("y1", status="resolved")])
+    answers = post(api, generic_key, [alert("x1"), alert("a1"), alert("y1")])
+    assert [answer["incident"] for answer in answers] == ["INC-2", "INC-1", "INC-3"]

@@ -689,8 +689,12 @@ def test_a_raise_then_a_lower_before_the_worker_runs_still_pages_the_net_raise(c
     state = escalation(context, incident_id)
     assert (state.severity, state.mode, state.cycle) == ("P1", "escalate", 2)
     assert state.next_check_at == T0 + timedelta(minutes=17)  # P1's 15 minutes, from the raise
-    # carol, on call at step 1, raised it herself: she is not paged by her own raise, so step 2 is, at once.
+    # carol, on call at step 1, raised it herself: she is not paged by her own raise, and is on it, so step 2
+    # waits for the step's deadline as it would had she been paged.
     assert ("carol", "email", 2, 1) not in sent(context, incident_id)
+    assert ("alice", "email", 2, 2) not in sent(context, incident_id)
+    assert state.step == 1
+    run_at(worker, T0 + timedelta(minutes=17))
     assert ("alice", "email", 2, 2) in sent(context, incident_id)
     actions = [e.action for e in timeline(context, incident_id) if e.kind == "page"]
     assert any(

@@ -83,8 +83,8 @@ def test_an_incident_whose_alerts_all_resolved_stops_escalating_until_one_fires_
 
 def test_a_person_moving_it_to_monitoring_holds_the_escalation_too(context: AppContext) -> None:
     """carol moves it to monitoring (the fix is in): step 2 is not paged at the deadline. She moves it back to
-    investigating: step 1 (carol, who moved it back) is skipped, so step 2 is paged at once. Resolving it
-    while held stops it for good."""
+    investigating: step 1 (carol, who moved it back) is skipped but counted as on it, so step 2 is paged at
+    the step's deadline, not at once. Resolving it while held stops it for good."""
     clock.set(T0)
     worker = Worker(context, name="w1")
     incident_id = open_incident(context)
@@ -101,6 +101,8 @@ def test_a_person_moving_it_to_monitoring_holds_the_escalation_too(context: AppC
 
     change(context, incident_id, status=IncidentStatus.investigating)
     run_at(worker, T0 + timedelta(minutes=30))
+    assert ("alice", "email", 2, 2) not in sent(context, incident_id)
+    run_at(worker, T0 + timedelta(minutes=46))
     assert ("alice", "email", 2, 2) in sent(context, incident_id)
     assert ("carol", "email", 2, 1) not in sent(context, incident_id)
     actions = [e.action for e in timeline(context, incident_id)]

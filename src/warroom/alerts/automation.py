@@ -1003,8 +1003,11 @@ class Batch:
 
     def moved_alert_joined(self, key: str, moved: str, incident_id: int) -> None:
         """A new alert of the delivery took its moved firing's group (``moved``) to ``incident_id``: it is
-        that group's newest firing now."""
-        self._moved.setdefault(key, {})[moved] = incident_id
+        that group's newest firing now. (Before the group's firings are looked up, nothing is noted: the lookup
+        finds this one, flushed by then, with the others.)"""
+        found = self._moved.get(key)
+        if found is not None:
+            found[moved] = incident_id
 
     def forget(self) -> None:
         if self._inhibitors is not None:

@@ -93,6 +93,14 @@ class Cause:
 
     text: str | None = None
     skip: dict[str, str] = field(default_factory=dict)
+    # Of those skipped, the ones whose action shows they are on it (a raise, a merge, a move back): the step
+    # counts them as reached and waits for its deadline, instead of handing on to the next step at once. Not
+    # who asked for a page: they asked for someone else's hands.
+    engaged: frozenset[str] = frozenset()
+
+
+def _engaged(text: str | None, person: str, did: str) -> Cause:
+    return Cause(text, {person: did}, frozenset({person}))
 
 
 def _joined(*causes: Cause | None) -> Cause | None:
@@ -101,9 +109,11 @@ def _joined(*causes: Cause | None) -> Cause | None:
         return None
     texts = [cause.text for cause in given if cause.text]
     skip: dict[str, str] = {}
+    engaged: frozenset[str] = frozenset()
     for cause in given:
         skip = {**cause.skip, **skip}  # the first cause's wording wins for a person named twice
-    return Cause("; ".join(texts) or None, skip)
+        engaged |= cause.engaged
+    return Cause("; ".join(texts) or None, skip, engaged)
 
 
 def _by_person(performer: str | None) -> str | None:
@@ -793,7 +803,7 @@ def resume_escalations(
     note = move.action.partition(" — ")[2] if move is not None else ""
     reason = f"{incident.ref} back to {incident.status.value}" + (f": {note}" if note else "")
     mover = _by_person(performer)
-    moved = Cause(skip={mover: f"the one who moved it back to {incident.status.value}"}) if mover else None
+    moved = _engaged(None, mover, f"the one who moved it back to {incident.status.value}") if mover else None
     now = utcnow()
     resumed: list[str] = []
     for escalation in held:
@@ -1142,7 +1152,7 @@ def start_paging(
     }.get(reason_trigger, reason_trigger)
     raiser = _by_person(raised_by) if trigger == "severity_raised" else None
     raise_cause = (
-        Cause(f"raised to {severity} by {raiser}", {raiser: f"the one who raised it to {severity}"})
+        _engaged(f"raised to {severity} by {raiser}", raiser, f"the one who raised it to {severity}")
         if raiser
         else None
     )
@@ -1186,7 +1196,7 @@ def _run_cause(session: Session, incident: Incident, escalation: Escalation) -> 
     source = f"INC-{facts['merged']}"
     by = _by_person(facts.get("by"))
     text = f"it came with the merge of {source} into {incident.ref}" + (f" by {by}" if by else "")
-    return Cause(text, {by: f"the one who merged {source} into {incident.ref}"} if by else {})
+    return _engaged(text, by, f"the one who merged {source} into {incident.ref}") if by else Cause(text)
 
 
 def _asked_by_rule(rule: str | None, merged_from: int | None) -> str:
@@ -1387,6 +1397,8 @@ def _page_position(
             if did is not None:
                 # Their own action caused this page: they know. Not sent, and it reaches nobody.
                 lines.append(f"{recipient.person.name} ({recipient.via}) skipped as {did}")
+                if cause is not None and recipient.person.name in cause.engaged:
+                    reached += 1  # on it already: the step waits for its deadline with them
                 continue
             channels, reachable = _page_person(
                 session, context, incident, policy, escalation, step_number, recipient, now, ack_by, cause
