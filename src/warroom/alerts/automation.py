@@ -1003,8 +1003,8 @@ class Batch:
 
     def moved_alert_joined(self, key: str, moved: str, incident_id: int) -> None:
         """A new alert of the delivery took its moved firing's group (``moved``) to ``incident_id``: it is
-        that group's newest firing now. (Before the group's firings are looked up, nothing is noted: the lookup
-        finds this one, flushed by then, with the others.)"""
+        that group's newest firing now. (Before the group's firings are looked up, nothing is noted: the
+        lookup finds this one, flushed by then, with the others.)"""
         found = self._moved.get(key)
         if found is not None:
             found[moved] = incident_id
