@@ -185,3 +185,18 @@ def test_a_carried_run_whose_policy_a_reload_renamed_is_handed_over_at_its_deadl
         for a in actions
     ), actions
     assert escalations(context, target)["payments-escalation"].state == EscalationState.superseded
+
+
+def test_the_ack_link_of_a_merged_incident_already_acknowledged_names_the_incident_of_the_page(
+    api: TestClient, context: AppContext
+) -> None:
+    """QA: opening the link answered only "INC-c was already acknowledged", never that the page was for INC-a,
+    merged since."""
+    _, first, _, third = chain(context)
+    paged = next(p for p in pages(context, first) if p.policy == "payments-escalation")
+    token = make_ack_token(context.settings.resolved_secret_key(), incident_id=first, person=paged.person)
+    assert api.post(f"/api/v1/ack/{token}").status_code == 200
+    for answer in (api.get(f"/api/v1/ack/{token}"), api.post(f"/api/v1/ack/{token}")):
+        assert answer.status_code == 200, answer.text
+        assert f"INC-{third} was already acknowledged" in answer.text
+        assert f"your page was for INC-{first}, since merged into INC-{third}" in answer.text

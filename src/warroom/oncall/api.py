@@ -147,6 +147,15 @@ def _acknowledged(by: str | None, at: datetime | None) -> str | None:
     return f"acknowledged{f' by {by}' if by else ''} {_at(at)}"
 
 
+def _merged(paged_for: str | None, ref: str) -> str:
+    """What a link to an incident merged since says of it: " for INC-3, since merged into INC-1"."""
+    return f" for {paged_for}, since merged into {ref}" if paged_for else ""
+
+
+def _paged(paged_for: str | None, ref: str) -> str:
+    return f"; your page was{_merged(paged_for, ref)}" if paged_for else ""
+
+
 @router.get("/ack/{token}", response_class=HTMLResponse, tags=["oncall"])
 def acknowledge_link_page(token: str, context: Context) -> HTMLResponse:
     """The page behind the signed link in a page: says which incident, with a button that acknowledges."""
@@ -170,11 +179,11 @@ def acknowledge_link_page(token: str, context: Context) -> HTMLResponse:
     except WarroomError as exc:
         return _html("Not acknowledged", exc.message, exc.status)
     if acknowledged:
-        return _html(f"{ref} was already acknowledged", f"{title} — {acknowledged}.", 200)
+        return _html(
+            f"{ref} was already acknowledged", f"{title} — {acknowledged}{_paged(paged_for, ref)}.", 200
+        )
     # A page for an incident merged since: its alerts and pages are on the one it went into.
-    paged = f"you were paged as {person}" + (
-        f" for {paged_for}, since merged into {ref}" if paged_for else ""
-    )
+    paged = f"you were paged as {person}{_merged(paged_for, ref)}"
     return _html(
         f"Acknowledge {ref}?",
         f"{title} — {paged}. Acknowledging stops the escalation.",
@@ -194,8 +203,11 @@ def acknowledge_from_link(token: str, context: Context) -> HTMLResponse:
             incident = target.incident
             ref, title, by = incident.ref, target.shown_title, incident.acknowledged_by or ""
             acknowledged = _acknowledged(incident.acknowledged_by, incident.acknowledged_at)
+            paged_for = target.paged_for.ref if target.paged_for is not None else None
     except WarroomError as exc:
         return _html("Not acknowledged", exc.message, exc.status)
     if already:
-        return _html(f"{ref} was already acknowledged", f"{title} — {acknowledged}.", 200)
+        return _html(
+            f"{ref} was already acknowledged", f"{title} — {acknowledged}{_paged(paged_for, ref)}.", 200
+        )
     return _html(f"{ref} acknowledged", f"{title} — acknowledged by {by}. Escalation has stopped.", 200)
