@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warroom import __version__, migrate, openapi, reload
 from warroom.alerts import adapters, fastpath, mail
+from warroom.alerts.api import ReportsEdge
 from warroom.alerts.api import router as alerts_router
 from warroom.alerts.metrics import count_refused
 from warroom.auth.api import router as auth_router
@@ -711,6 +712,8 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         max_group_bytes=settings.max_intake_body_bytes,
         context=context,
     )
+    # Outermost: the report routes' CORS and refusal counts cover the body limit's answers too.
+    app.add_middleware(ReportsEdge, context=context)
     app.intake = fastpath.IntakeEndpoint(
         app.state,
         context,

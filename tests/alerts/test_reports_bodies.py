@@ -97,17 +97,21 @@ def test_a_body_not_sent_as_json_is_told_to_say_so(
 def test_a_public_report_cannot_lay_out_lines_of_its_own(api: TestClient, context: AppContext) -> None:
     """The one-line fields of the public form become one line: the feature (a label, and the summary)."""
     report = {
-        "contact": "ann@example.com\nX-Injected: yes",
+        "contact": "+49 30\n1234 5678",
         "description": "\n\nCheckout fails\u0085 at step 2\nwith a 500",
         "affected_feature": "<b>checkout</b>\nINJECT\u2028more",
     }
     assert api.post("/api/v1/reports", json=report).status_code == 202
     with context.db.read() as session:
         alert = session.scalars(select(Alert)).one()
-        assert alert.summary == "Customer report (<b>checkout</b> INJECT more): Checkout fails"
-        assert alert.labels["feature"] == "<b>checkout</b> INJECT more"
-        assert alert.annotations["contact"] == "ann@example.com X-Injected: yes"
+        # Case-folded too: the label groups the reports of one feature.
+        assert alert.summary == "Customer report (<b>checkout</b> inject more): Checkout fails"
+        assert alert.labels["feature"] == "<b>checkout</b> inject more"
+        assert alert.annotations["contact"] == "+49 30 1234 5678"
         assert alert.annotations["description"] == report["description"]  # kept as written
+    # A contact made one line must still be a contact: the header it tried to lay out is refused.
+    injected = {**report, "contact": "ann@example.com\nX-Injected: yes"}
+    assert api.post("/api/v1/reports", json=injected).status_code == 422
     blank = {**report, "affected_feature": "\u200b\n"}
     assert api.post("/api/v1/reports", json=blank).status_code == 422
 

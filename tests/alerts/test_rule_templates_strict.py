@@ -161,6 +161,11 @@ EXAMPLE_ALERTS: list[tuple[str, str, AlertEvent]] = [
         "customer-report",
         _event("Customer report (checkout): broken", labels={"feature": "x"}),
     ),
+    (
+        "internal-reports",
+        "internal-discovery",
+        _event("search returns stale results", "error", service="search"),
+    ),
     ("vendor-outage", "third-party", _event("GitHub: degraded", "error")),
     ("monitoring-silent", "heartbeat", _event("No heartbeat", type="HeartbeatMissed")),
     ("scheduled-job-failed", "heartbeat", _event("backup exited 2", "error", type="HeartbeatFailed")),

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import StringConstraints
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from warroom.alerts import adapters, changes, heartbeats, maintenance, reports, service
 from warroom.alerts import bodies as body_docs
@@ -28,9 +29,9 @@ from warroom.alerts.fastpath import (
     pagerduty_error,
     query_keys,
 )
-from warroom.alerts.metrics import count_refused, refusal_reason
+from warroom.alerts.metrics import INTERNAL, RATE_LIMITED, UNAVAILABLE, count_refused, refusal_reason
 from warroom.alerts.models import AlertStatus
-from warroom.alerts.ratelimit import RateLimit
+from warroom.alerts.ratelimit import RateLimit, RefusalLog
 from warroom.alerts.schemas import (
     AlertDetail,
     AlertOverview,
@@ -960,9 +961,112 @@ def list_changes(
 
 # --- reports from people -----------------------------------------------------------------------------
 
+REPORTS_PATH = "/api/v1/reports"
+INTERNAL_REPORTS_PATH = "/api/v1/reports/internal"
+_REPORT_SOURCES = {REPORTS_PATH: reports.CUSTOMER, INTERNAL_REPORTS_PATH: reports.INTERNAL}
+# A refused report's reason in warroom_alert_deliveries_rejected_total, by its answer's status: the reasons
+# the alert intake counts (a field at fault, 422, is an invalid_payload there too).
+_REFUSAL_REASONS = {
+    400: "invalid_payload",
+    401: "unauthorized",
+    403: "forbidden",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_payload",
+    429: RATE_LIMITED,
+    503: UNAVAILABLE,
+}
+# How long a browser may reuse a preflight's answer: an org file's new origins take effect within it.
+CORS_MAX_AGE_SECONDS = 600
+
+
+class ReportsEdge:
+    """ASGI middleware in front of every other check on the report routes (installed outermost, so it sees
+    the answers of the body limit and the error handlers too):
+
+    - CORS for the public form, for the origins of ``automation.reports.allowed_origins`` only: their
+      preflight (OPTIONS) is answered here, reading nothing and counting nothing against the rate limit,
+      and their requests' answers (errors too, so the page can show them) carry
+      Access-Control-Allow-Origin. Any other origin gets no CORS header, and a browser keeps the answer
+      from its page.
+    - Every report refused is counted in warroom_alert_deliveries_rejected_total, as intake counts refused
+      deliveries; a rate-limited public one is logged (``ratelimit.RefusalLog``)."""
+
+    def __init__(self, app: ASGIApp, context: AppContext) -> None:
+        self.app = app
+        self.context = context
+        self.rate_limited = RefusalLog()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        source = _REPORT_SOURCES.get(scope["path"]) if scope["type"] == "http" else None
+        if source is None:
+            await self.app(scope, receive, send)
+            return
+        origin = self._allowed_origin(scope) if source == reports.CUSTOMER else None
+        if origin is not None and scope["method"] == "OPTIONS":
+            headers = [
+                *_cors_headers(origin),
+                (b"access-control-allow-methods", b"POST"),
+                (b"access-control-allow-headers", b"content-type"),
+                (b"access-control-max-age", str(CORS_MAX_AGE_SECONDS).encode()),
+                (b"content-length", b"0"),
+            ]
+            await send({"type": "http.response.start", "status": 204, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        delivery = scope["method"] == "POST"
+        started = False
+
+        async def answer(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                status_code = message["status"]
+                if delivery and status_code >= 400:
+                    self._refused(scope, source, status_code)
+                if origin is not None:
+                    message = {**message, "headers": [*message.get("headers", []), *_cors_headers(origin)]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, answer)
+        except Exception:
+            if delivery and not started:
+                count_refused(source, INTERNAL)  # answered 500 by the server's error middleware
+            raise
+
+    def _allowed_origin(self, scope: Scope) -> str | None:
+        allowed = self.context.org.automation.reports.allowed_origins
+        if not allowed:
+            return None
+        origin = next((value for name, value in scope["headers"] if name == b"origin"), None)
+        if origin is None:
+            return None
+        text = origin.decode("latin-1")
+        return text if text in allowed else None
+
+    def _refused(self, scope: Scope, source: str, status_code: int) -> None:
+        count_refused(
+            source, _REFUSAL_REASONS.get(status_code, INTERNAL if status_code >= 500 else "invalid_payload")
+        )
+        if status_code == 429:
+            config = self.context.org.automation.reports
+            client = scope["client"][0] if scope.get("client") else "unknown"
+            self.rate_limited.refused(client, RateLimit(config.rate_limit, config.rate_period))
+
+
+def _cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
+    # Retry-After is not one a page may read unless exposed: a form says when to try again.
+    return [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"access-control-expose-headers", b"Retry-After"),
+        (b"vary", b"Origin"),
+    ]
+
 
 @router.post(
-    "/api/v1/reports",
+    REPORTS_PATH,
     response_model=ReportReceived,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Public: a customer reports a problem (rate-limited per client address)",
@@ -1000,7 +1104,7 @@ def customer_report(body: CustomerReport, request: Request, context: Context) ->
 
 
 @router.post(
-    "/api/v1/reports/internal",
+    INTERNAL_REPORTS_PATH,
     response_model=AlertDetail,
     status_code=status.HTTP_202_ACCEPTED,
     summary="A team member reports something they found",

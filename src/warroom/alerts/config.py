@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -547,10 +548,73 @@ class AutoResolveConfig(StrictModel):
     _after = field_validator("after")(duration_between(timedelta(minutes=1), timedelta(days=30), "after"))
 
 
+# What a browser sends as Origin: a scheme, a host and a port only when it is not the scheme's default.
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def web_origin(value: str) -> str:
+    """A web origin as browsers write it in Origin (``https://www.acme.example``, ``http://localhost:8000``):
+    scheme and host lowercased, the scheme's default port dropped. ValueError for anything else (a path, a
+    query, a user name, a wildcard)."""
+    try:
+        split = urlsplit(value.strip())
+        port = split.port
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an origin: {exc}") from None
+    if (
+        split.scheme.lower() not in _DEFAULT_PORTS
+        or not split.hostname
+        or "*" in value
+        or any(c.isspace() for c in split.netloc)
+    ):
+        raise ValueError(
+            f"{value!r} is not an origin: write it as scheme://host[:port], e.g. https://www.acme.example"
+        )
+    if (
+        split.path
+        or split.query
+        or split.fragment
+        or split.username is not None
+        or value.strip()[-1:] in ("?", "#")
+    ):
+        raise ValueError(
+            f"{value!r} is not an origin: scheme://host[:port] only, no path (not even a trailing /), "
+            "query or user name"
+        )
+    scheme = split.scheme.lower()
+    host = split.hostname.lower()
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS[scheme] else "")
+
+
 class ReportsConfig(StrictModel):
     rate_limit: int = Field(default=5, ge=1, description="Public reports allowed per client address ...")
-    rate_period: Duration = Field(default=timedelta(minutes=1), description="... in this period.")
+    rate_period: Duration = Field(
+        default=timedelta(minutes=1), description="... in this period (more than 0s)."
+    )
     severity: AlertSeverity = "warning"
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins (scheme://host[:port]) whose pages may send the public report form from a "
+        "browser (CORS, on POST /api/v1/reports only); none: no CORS headers, so pages of other sites "
+        "cannot.",
+    )
+
+    @field_validator("rate_period")
+    @classmethod
+    def _period_counts(cls, value: timedelta) -> timedelta:
+        # A window of nothing holds no report: the limit would be off while the file says otherwise.
+        if value <= timedelta(0):
+            raise ValueError(
+                "rate_period must be more than 0s (a period of 0s would turn the rate limit off); e.g. 1m"
+            )
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(web_origin(origin) for origin in value))
 
 
 class RetentionConfig(StrictModel):

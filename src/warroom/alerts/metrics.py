@@ -27,13 +27,14 @@ ALERTS_RECEIVED = Counter(
 DELIVERIES_REJECTED = Counter(
     "warroom_alert_deliveries_rejected_total",
     "Intake deliveries refused, nothing of them stored, by source and reason (the error code: "
-    "invalid_payload, unauthorized, forbidden, payload_too_large, unavailable, ...).",
+    "invalid_payload, unauthorized, forbidden, payload_too_large, rate_limited, unavailable, ...).",
     ["source", "reason"],
 )
 # The reasons of refusals that are not a domain error's code.
 UNAVAILABLE = "unavailable"  # the database cannot be used right now (HTTP 503, SMTP 451)
 INTERNAL = "internal"  # a fault in Warroom (HTTP 500)
 INVALID_PAYLOAD = "invalid_payload"
+RATE_LIMITED = "rate_limited"  # a public report over its client's limit (HTTP 429)
 ALERTS_TRUNCATED = Counter(
     "warroom_alerts_truncated_total",
     "Alerts that senders said they left out of their notifications (Alertmanager's max_alerts), by source: "

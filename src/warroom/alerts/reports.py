@@ -10,6 +10,7 @@ from pydantic import TypeAdapter
 from warroom.alerts import adapters
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.schemas import CustomerReport, InternalReport
+from warroom.errors import InvalidInput
 from warroom.fields import one_line
 from warroom.orgconfig import OrgConfig
 
@@ -35,9 +36,35 @@ def _first_line(description: str) -> str:
     return one_line(description.strip().splitlines()[0])
 
 
+# Dropped from the end of a feature's name: "checkout." and "checkout!" are "checkout".
+_TRAILING_PUNCTUATION = ".,;:!?"
+
+
+def service_named(org: OrgConfig, name: str) -> str | None:
+    """The org's service ``name`` names, in the org's own spelling: an exact match, else one that differs only
+    in case (``API`` is ``api``); None when it names none."""
+    exact = org.service(name)
+    if exact is not None:
+        return exact.name
+    folded = name.casefold()
+    return next((service.name for service in org.services if service.name.casefold() == folded), None)
+
+
+def feature_of(org: OrgConfig, affected_feature: str) -> tuple[str, str | None]:
+    """A customer's ``affected_feature`` as the ``feature`` label, and the service it names (or None). The
+    label groups incidents, so spellings of one feature must be one value (``Checkout``, ``CHECKOUT``,
+    ``checkout.``): runs of whitespace become one space, trailing punctuation goes, and the name is
+    case-folded, unless it names a service, which keeps the service's own spelling."""
+    collapsed = " ".join(affected_feature.split())
+    trimmed = collapsed.rstrip(_TRAILING_PUNCTUATION).rstrip() or collapsed  # "?" alone stays itself
+    service = service_named(org, trimmed)
+    return (service or trimmed.casefold()), service
+
+
 def customer_report_event(org: OrgConfig, report: CustomerReport, client: str) -> AlertEvent:
-    """A customer's report: every report is its own alert, of the org file's report severity."""
-    feature = report.affected_feature
+    """A customer's report: every report is its own alert, of the org file's report severity. A feature that
+    names a service makes the alert that service's (its rules and escalation policy apply)."""
+    feature, service = feature_of(org, report.affected_feature)
     first_line = _first_line(report.description) or feature
     return AlertEvent(
         action="trigger",
@@ -45,7 +72,7 @@ def customer_report_event(org: OrgConfig, report: CustomerReport, client: str) -
         alert_type=CUSTOMER,
         summary=f"Customer report ({feature}): {first_line}"[:1024],
         severity=org.automation.reports.severity,
-        service=feature if org.service(feature) is not None else None,
+        service=service,
         labels={"feature": feature},
         annotations={"contact": report.contact, "description": report.description, "client": client},
         links=[],
@@ -58,8 +85,19 @@ def internal_report_event(org: OrgConfig, report: InternalReport, reporter: str)
     if report.service is not None:
         org.check_services([report.service], "service")
     labels = dict(report.labels)
+    if any(not name.strip() for name in labels):
+        raise InvalidInput("labels: a label name must not be empty", {"field": "labels"})
+    given = labels.get("service")
+    # The alert's service and its service label would send rules two ways (match.service reads one,
+    # match.labels and group_by the other).
+    if report.service and given is not None and given.strip().casefold() != report.service.casefold():
+        raise InvalidInput(
+            f"labels.service: {given!r} is not the report's service {report.service!r}; leave the label "
+            "out (the service sets it) or give the same",
+            {"field": "labels.service"},
+        )
     if report.service:
-        labels.setdefault("service", report.service)
+        labels["service"] = report.service
     return AlertEvent(
         action="trigger",
         dedup_key=uuid.uuid4().hex,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -25,6 +26,7 @@ from warroom.durations import Duration, RequestDuration, format_duration
 from warroom.errors import InvalidInput
 from warroom.fields import NOT_BLANK, VISIBLE_LINE, NonBlank, one_line
 from warroom.fields import safe_link as safe_link
+from warroom.notify.config import check_email_address
 from warroom.timezones import OffsetDatetime
 
 # --- Prometheus Alertmanager webhook (version 4) and Grafana unified alerting (its superset) ---------
@@ -344,10 +346,32 @@ class GenericAlert(BaseModel):
 OneLine = Annotated[str, AfterValidator(one_line), NOT_BLANK]
 
 
+# A phone number as people write one: digits, an optional leading +, and spaces, dashes, dots or parentheses.
+_PHONE = re.compile(r"\+?[0-9 ().-]+")
+_PHONE_MIN_DIGITS = 6
+CONTACT_TAKES = (
+    "an email address (name@example.com) or a phone number (digits, an optional leading +, spaces, dashes, "
+    f"dots or parentheses; at least {_PHONE_MIN_DIGITS} digits)"
+)
+
+
+def check_contact(value: str) -> str:
+    """A report's contact: an email address (syntax only, as notification channels check one) or a phone
+    number. Anything else (a name, markup) could not reach the reporter, and is shown to responders."""
+    if _PHONE.fullmatch(value) and sum(c.isdigit() for c in value) >= _PHONE_MIN_DIGITS:
+        return value
+    if "@" in value:
+        try:
+            return check_email_address(value)
+        except ValueError:
+            pass
+    raise ValueError(f"give {CONTACT_TAKES}")
+
+
 class CustomerReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    contact: OneLine = Field(
-        min_length=1, max_length=300, description="Email or phone to reach the reporter."
+    contact: Annotated[OneLine, AfterValidator(check_contact)] = Field(
+        min_length=1, max_length=300, description=f"How to reach the reporter: {CONTACT_TAKES}."
     )
     description: NonBlank = Field(min_length=1, max_length=5000)
     affected_feature: OneLine = Field(min_length=1, max_length=200)

@@ -6,6 +6,7 @@ import functools
 import inspect
 import json
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -1103,16 +1104,28 @@ def heartbeats(as_json: JsonFlag = False) -> None:
 
 
 def report(
-    description: Annotated[str, typer.Argument(help="What you found, first line as the summary.")],
+    description: Annotated[
+        str, typer.Argument(help="What you found, first line as the summary; - reads it from stdin.")
+    ],
     service: Annotated[str | None, typer.Option(help="Affected service.")] = None,
     severity: Annotated[str, typer.Option(help="critical, error, warning or info.")] = "warning",
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", help="A label for the rules, as KEY=VALUE (repeatable)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Report something you discovered; it becomes an alert routed by the automation rules."""
+    labels = name_values(label or [], "--label", "KEY=VALUE")
+    if description == "-":  # as config test-alert reads a payload: a command's output piped in
+        try:
+            description = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            fail(f"stdin is not UTF-8 text ({exc.reason} at byte {exc.start})")
     if not description.strip():
         fail("the description must not be blank")
     with api_errors(), Client() as client:
-        alert = client.report(description, service=service, severity=severity)
+        alert = client.report(description, service=service, severity=severity, labels=labels)
     emit(
         as_json,
         alert,
