@@ -111,8 +111,8 @@ def test_an_alert_its_inhibitor_released_shows_as_released_not_inhibited(
     # The info alert is released to no rule: unrouted, and still says what muted it.
     assert (rows[cold["id"]]["held_by"], rows[cold["id"]]["inhibited_by"]) == (None, "ALR-1")
     assert rows[cold["id"]]["unrouted"] is True
-    # The critical one is routed to an incident of its own.
-    assert (rows[errors["id"]]["held_by"], rows[errors["id"]]["incident"]) == (None, "INC-2")
+    # The critical one is routed: to its inhibitor's incident, still open (in monitoring).
+    assert (rows[errors["id"]]["held_by"], rows[errors["id"]]["incident"]) == (None, "INC-1")
     assert rows[blip["id"]]["held_by"] is None
     # The blip resolved while muted: never released, so never routed, and not unrouted either.
     assert rows[blip["id"]]["unrouted"] is False
@@ -123,7 +123,7 @@ def test_an_alert_its_inhibitor_released_shows_as_released_not_inhibited(
 
     printed = cli(runner, "alerts", "list")
     assert "inhibited by" not in printed
-    assert "unrouted (released)" in printed and "INC-2" in printed
+    assert "unrouted (released)" in printed and "INC-1" in printed
     shown = cli(runner, "alerts", "show", str(cold["id"]))
     assert "released (was inhibited by ALR-1)" in shown and "held until" not in shown
     assert "released (was inhibited by ALR-1)" in cli(runner, "alerts", "show", str(errors["id"]))

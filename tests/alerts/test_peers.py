@@ -242,7 +242,9 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     several = run_cli("alerts", "ack", second_id, report_id, "ALR-999999", "--json", env=env, check=False)
     assert several.returncode == 1
     assert [a["id"] for a in json.loads(several.stdout)] == [int(second_id)]
-    assert f"{report_id}: ALR-{report_id} is already acknowledged" in " ".join(several.stderr.split())
+    # Each refusal names its alert once ("ALR-3 is already …", not "3: ALR-3 is already …").
+    assert f"error: ALR-{report_id} is already acknowledged" in " ".join(several.stderr.split())
+    assert f"{report_id}: ALR-{report_id}" not in several.stderr
     assert "ALR-999999: no alert" in " ".join(several.stderr.split())
     listed = run_cli("alerts", "list", "--status", "acknowledged", "--json", env=env, check=False)
     assert listed.returncode == 0, listed.stderr

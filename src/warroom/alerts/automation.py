@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import orjson
 from jinja2 import Template
-from sqlalchemy import ColumnElement, String, and_, cast, func, or_, select
+from sqlalchemy import ColumnElement, String, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from warroom.alerts import enrichment, follow, inhibition
@@ -508,9 +508,11 @@ _ONGOING = (IncidentStatus.investigating, IncidentStatus.identified)
 
 
 def _upstream_incident(session: Session, org: OrgConfig, alert: Alert) -> tuple[int, list[str]] | None:
-    """The newest ongoing incident, opened within ``dependency_window``, that affects a service the alert's
-    service depends on; with the chain of dependencies to it. Ongoing: investigating or identified, or in
-    monitoring with an alert of its own still firing or acknowledged."""
+    """The most severe ongoing incident (by the org's severity order), opened within ``dependency_window``,
+    that affects a service the alert's service depends on, the newest among equals; with the chain of
+    dependencies to it. Ongoing: investigating or identified, or in monitoring with an alert of its own still
+    firing or acknowledged. Severity first: a warning of the database opened in the same second as its
+    outage is not where the outage's symptoms belong."""
     window = org.automation.dependency_window
     if window <= timedelta(0) or alert.service is None:
         return None
@@ -531,10 +533,22 @@ def _upstream_incident(session: Session, org: OrgConfig, alert: Alert) -> tuple[
                 .exists(),
             ),
         )
-        .order_by(Incident.created_at.desc(), func.length(IncidentService.service))
+        .order_by(
+            _severity_rank(org),
+            Incident.created_at.desc(),
+            Incident.id.desc(),  # opened in the same instant: the later one
+            func.length(IncidentService.service),
+        )
         .limit(1)
     ).first()
     return (found[0], chains[found[1]]) if found is not None else None
+
+
+def _severity_rank(org: OrgConfig) -> ColumnElement[int]:
+    """An incident's severity's place in the org's matrix, most severe first (0); a level the matrix no longer
+    has (the file changed since the incident opened) last."""
+    known = org.severity_ids
+    return case({level: rank for rank, level in enumerate(known)}, value=Incident.severity, else_=len(known))
 
 
 def depends_text(chain: list[str]) -> str:
@@ -640,10 +654,14 @@ def incident_fields(
     if title is None:
         title = render(action.title, alert, f"rule {rule_name}: incident.title") or alert.summary
     source: Any = _ASSESSMENT_SOURCE.get(alert.source, "monitoring-alert")
+    # Business impact is for people to judge: unknown (null) unless the rule says it, not "none" everywhere.
     if action.assessment is not None:
-        assessment = action.assessment.model_copy(update={"source": source})
+        update: dict[str, Any] = {"source": source}
+        if "business_impact" not in action.assessment.model_fields_set:
+            update["business_impact"] = None
+        assessment = action.assessment.model_copy(update=update)
     else:
-        assessment = Assessment(source=source, affected_systems=services)
+        assessment = Assessment(source=source, affected_systems=services, business_impact=None)
     description = alert.annotations.get("description")
     # The summary on one line, so the description's lines below it are the only ones the alert lays out.
     summary = alert.summary_line + (
@@ -661,16 +679,28 @@ def incident_fields(
 
 def _earlier_incidents(session: Session, org: OrgConfig, alert: Alert) -> list[tuple[int, datetime, str]]:
     """(id, opened at, status) of the incidents the alert's group opened within the recurrence window,
-    newest first (five at most)."""
+    newest first (five at most). Opened: the incident's first alert (the first attached, by its timeline, as
+    ``_opening_alert`` reads it) is of the group, wherever that alert is now (an incident merged into another
+    is still the group's; the one it was merged into is not). One the group's alerts only joined (by a
+    service dependency, the storm guard, a merge or by hand) was another problem's: no recurrence of this."""
     window = org.automation.recurrence_window
     if alert.group_key is None or window <= timedelta(0):
         return []
+    first_alert = (
+        select(TimelineEntry.data["alert"].as_integer())
+        .where(TimelineEntry.incident_id == Incident.id, TimelineEntry.kind == TimelineKind.alert)
+        .order_by(TimelineEntry.seq)
+        .limit(1)
+        .correlate(Incident)
+        .scalar_subquery()
+    )
     rows = session.execute(
         select(Incident.id, Incident.created_at, Incident.status)
-        .join(Alert, Alert.incident_id == Incident.id)
-        .where(Alert.group_key == alert.group_key, Incident.created_at >= utcnow() - window)
-        .distinct()
-        .order_by(Incident.created_at.desc())
+        .where(
+            Incident.created_at >= utcnow() - window,
+            first_alert.in_(select(Alert.id).where(Alert.group_key == alert.group_key)),
+        )
+        .order_by(Incident.created_at.desc(), Incident.id.desc())
         .limit(5)
     )
     return [(incident_id, created_at, str(status)) for incident_id, created_at, status in rows]
@@ -1027,12 +1057,14 @@ def on_created(
     stored_earlier: bool = False,
     waited: bool = False,
     batch: Batch | None = None,
+    inhibitor: Alert | None = None,
 ) -> None:
     """Route a new alert by the rules. ``stored_earlier``: it was stored before this transaction (a
     maintenance window held it, its rule's ``delay``, or it got more severe on no incident: ``route_raised``),
     so it may carry responders' notes to its incident. ``waited``: its rule's delay is over
     (``alerts.pending``), so the incident opens now. ``batch``: what routing the other new alerts of the
-    delivery it came in (intake) found, to reuse."""
+    delivery it came in (intake) found, to reuse. ``inhibitor``: the alert that muted it until it resolved
+    (``release_inhibited``): a rule that would put it on an incident puts it on that alert's, while open."""
     automation = org.automation
     integration = integration_name(session, org, alert)
     if automation.inhibit_rules and _inhibited(
@@ -1062,8 +1094,26 @@ def on_created(
                     _lock_group(session, key)
                     if batch is not None:
                         batch.locked_groups.add(key)
-                joined = _group_incident(session, org, alert, key, window, batch)
-                if joined is not None:
+                cause = _cause_incident(session, inhibitor, batch) if inhibitor is not None else None
+                joined = (
+                    None if cause is not None else _group_incident(session, org, alert, key, window, batch)
+                )
+                if cause is not None and inhibitor is not None:
+                    # Its cause is known, and has an incident: a symptom goes with it, before its group's
+                    # incident or an upstream service's (a dependency is only a guess at the cause).
+                    incident = cause
+                    why = (
+                        f" (a symptom of {inhibitor.ref}, {inhibitor.summary_line}, which inhibited it; "
+                        f"{inhibitor.ref} is on {incident.ref})"
+                    )
+                    attach(
+                        session, incident, alert, performer=PERFORMER, note=why, carry_notes=stored_earlier
+                    )
+                    # As an alert joining by dependency: not one of the incident's own firing again.
+                    _add_affected_service(session, org, incident, alert)
+                    _raise_severity(session, org, level, incident, alert)
+                    _page_on_join(session, org, rules, incident, alert, batch)
+                elif joined is not None:
                     incident, chain = joined
                     why = (
                         f" (group of rule {rule.name})"
@@ -1317,6 +1367,22 @@ def _inhibited(
     return True
 
 
+def _cause_incident(session: Session, inhibitor: Alert, batch: Batch | None = None) -> Incident | None:
+    """The incident of the alert that muted a released one, locked, when it is still open (it may be in
+    monitoring: its own alerts resolved); None when it is on none, or that one is over."""
+
+    def find() -> int | None:
+        if inhibitor.incident_id is None:
+            return None
+        return session.scalar(
+            select(Incident.id).where(
+                Incident.id == inhibitor.incident_id, Incident.status.in_(OPEN_STATUSES)
+            )
+        )
+
+    return _locked_open(session, find, batch)
+
+
 def muted_by(session: Session, source: Alert) -> list[Alert]:
     """The alerts ``source`` inhibited that are still open and on no incident, locked for their release."""
     return held_alerts(session, Alert.inhibited_by_id == source.id)
@@ -1334,6 +1400,7 @@ def release_inhibited(session: Session, org: OrgConfig, source: Alert, muted: li
             f"resolved; it was still {alert.status.value}."
         ),
         {"inhibited_by": source.id},
+        inhibitor=source,
     )
 
 
@@ -1350,12 +1417,19 @@ def held_alerts(session: Session, held_by: ColumnElement[bool]) -> list[Alert]:
 
 
 def release_held(
-    session: Session, org: OrgConfig, alerts: list[Alert], why: Callable[[Alert], str], data: dict[str, Any]
+    session: Session,
+    org: OrgConfig,
+    alerts: list[Alert],
+    why: Callable[[Alert], str],
+    data: dict[str, Any],
+    *,
+    inhibitor: Alert | None = None,
 ) -> None:
     """Route alerts that were held as if they had just fired; the timeline of the incident each one opens or
-    joins says why it comes late (``why``), and one acknowledged meanwhile is acknowledged there."""
+    joins says why it comes late (``why``), and one acknowledged meanwhile is acknowledged there.
+    ``inhibitor``: the alert that muted them (see ``on_created``)."""
     for alert in alerts:
-        on_created(session, org, alert, stored_earlier=True)
+        on_created(session, org, alert, stored_earlier=True, inhibitor=inhibitor)
         session.flush()
         if alert.incident_id is None:
             continue

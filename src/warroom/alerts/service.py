@@ -1253,7 +1253,11 @@ def attach_to_incident(
     target_id = incident_service.parse_ref(incident_ref)
     previous_id = alert.incident_id
     if previous_id == target_id:
-        raise Conflict(f"{alert.ref} is already on INC-{target_id}", {"field": "incident"})
+        # ``unchanged``: a repeat, which a bulk attach counts as done rather than as a failure.
+        raise Conflict(
+            f"{alert.ref} is already on INC-{target_id}",
+            {"field": "incident", "incident": f"INC-{target_id}", "unchanged": True},
+        )
     # Both incidents locked in id order, so two opposite moves cannot deadlock.
     locked = incident_service.lock_incidents(session, [target_id, *([previous_id] if previous_id else [])])
     incident = locked[target_id]

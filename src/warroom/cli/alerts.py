@@ -732,6 +732,8 @@ def _on_each(
     *,
     chosen: AlertChoice | None = None,
     detail: Callable[[AlertDetail], str] = lambda alert: "",
+    already: Callable[[AlertRead], bool] | None = None,
+    already_text: str = "",
 ) -> None:
     """Apply ``act`` to each alert in turn: one refusal (already resolved, say) does not stop the others,
     but the command fails if any was refused; a refusal of the caller (401, 403) stops at the first. --json
@@ -739,21 +741,27 @@ def _on_each(
     parsing depended on how many ids it passed).
 
     With ``chosen`` (filters instead of ids), the matching alerts are looked up, shown and confirmed first,
-    and a progress bar stands in for a line per alert."""
+    and a progress bar stands in for a line per alert. ``already``: a matching alert that is already as the
+    command would leave it (``attach``: on the target), left out and counted once (``already_text``), as is
+    one the server finds so meanwhile (a 409 marked ``unchanged``): a repeat is no failure."""
     changed: list[AlertDetail] = []
+    unchanged = 0
     refs = _distinct(refs)
     with api_errors(), Client() as client:
         if chosen is not None:
-            refs = chosen.confirmed(client, done, as_json)
+            refs = chosen.confirmed(client, done, as_json, already=already, already_text=already_text)
         steps = track(refs, description=done.capitalize(), console=console, disable=chosen is None or as_json)
         for ref in steps:
             try:
                 alert = act(client, ref)
             except ApiError as exc:
+                if chosen is not None and already is not None and _unchanged(exc):
+                    unchanged += 1  # got there meanwhile (another responder, or a rule)
+                    continue
                 # A refusal of the caller (no token, a role too low) will refuse every other alert too.
                 if (len(refs) == 1 and chosen is None) or exc.status in (401, 403):
                     raise
-                error_console.print(f"[bold red]error:[/] {escape(f'{ref}: {exc.message}')}")
+                error_console.print(f"[bold red]error:[/] {escape(_refusal(ref, exc.message))}")
                 continue
             changed.append(alert)
             if not as_json and chosen is None:
@@ -762,9 +770,25 @@ def _on_each(
     if as_json:
         print_json(changed)
     elif chosen is not None:
-        console.print(f"{len(changed)} of {len(refs)} alerts {done}")
-    if len(changed) < len(refs):
+        also = f"; {unchanged} {already_text} meanwhile" if unchanged else ""
+        console.print(f"{len(changed)} of {len(refs)} alerts {done}{also}")
+    if len(changed) + unchanged < len(refs):
         raise typer.Exit(1)
+
+
+def _unchanged(exc: ApiError) -> bool:
+    """A refusal that says the alert is already as asked (``"unchanged": true`` in its details)."""
+    details = exc.details if isinstance(exc.details, list) else []
+    return exc.status == 409 and any(isinstance(entry, dict) and entry.get("unchanged") for entry in details)
+
+
+def _refusal(ref: str, message: str) -> str:
+    """The server's refusal of one alert, named once: "ALR-55 is already on INC-5", not "55: ALR-55 …"."""
+    try:
+        named = f"ALR-{parse_row_ref(ref, 'ALR', 'alert')}"
+    except NotFound:
+        named = ref
+    return message if re.search(rf"\b{re.escape(named)}\b", message) else f"{named}: {message}"
 
 
 # Alerts acted on by filter: more than this is a mistake in the filter more often than a wish.
@@ -809,8 +833,17 @@ class AlertChoice:
             if not page.items or len(found) >= page.total:
                 return list(found.values())
 
-    def confirmed(self, client: Client, done: str, as_json: bool) -> list[str]:
-        """The refs of the matching alerts, once shown and confirmed (``--yes`` skips the question)."""
+    def confirmed(
+        self,
+        client: Client,
+        done: str,
+        as_json: bool,
+        *,
+        already: Callable[[AlertRead], bool] | None = None,
+        already_text: str = "",
+    ) -> list[str]:
+        """The refs of the matching alerts, once shown and confirmed (``--yes`` skips the question). Those
+        ``already`` as the command would leave them are left out, and said so once."""
         alerts = self.matching(client)
         if not alerts:
             if as_json:
@@ -818,6 +851,17 @@ class AlertChoice:
             else:
                 console.print(f"no {' or '.join(self.statuses)} alert matches")
             raise typer.Exit(0)
+        if already is not None:
+            there = [alert for alert in alerts if already(alert)]
+            alerts = [alert for alert in alerts if not already(alert)]
+            if there and not as_json:
+                console.print(
+                    f"{len(there)} matching alert{'s' if len(there) > 1 else ''} {already_text}, left out"
+                )
+            if not alerts:
+                if as_json:
+                    print_json([])
+                raise typer.Exit(0)
         if not as_json:
             shown = AlertPage(items=alerts[:20], total=len(alerts), limit=20, offset=0)
             console.print(_alerts_table(shown))
@@ -922,8 +966,18 @@ def attach(
     alerts on another incident move, and both timelines say so. With filters instead of ids, every alert
     they match that is not resolved, once you confirm (`--label host=db-1`: the host's alerts, wherever the
     grouping put them)."""
+    try:
+        on_target: str | None = f"INC-{parse_row_ref(target, 'INC', 'incident')}"
+    except NotFound:
+        on_target = None  # the server refuses it by name
     _on_each(
-        refs or [], lambda client, ref: client.attach_alert(ref, target), "attached", as_json, chosen=chosen
+        refs or [],
+        lambda client, ref: client.attach_alert(ref, target),
+        "attached",
+        as_json,
+        chosen=chosen,
+        already=(lambda alert: alert.incident == on_target) if on_target is not None else None,
+        already_text=f"already on {on_target}",
     )
 
 

@@ -49,7 +49,11 @@ class Assessment(Strict):
         description="Observed symptoms, e.g. complete_outage, data_loss, high_error_rate, slow_responses.",
     )
     user_impact: UserImpact = Field(default_factory=UserImpact)
-    business_impact: BusinessImpact = Field(default_factory=BusinessImpact)
+    business_impact: BusinessImpact | None = Field(
+        default_factory=BusinessImpact,
+        description="Revenue, reputation and compliance impact; null when nobody has judged it yet (an "
+        "incident an alert opened, unless its rule gives it).",
+    )
     scope: str | None = Field(default=None, description="What is the scope of the impact?")
     users_affected: str | None = Field(default=None, description="How many users are affected, in words.")
     systems_involved: str | None = Field(default=None, description="Which systems or services are involved?")

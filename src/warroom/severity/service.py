@@ -105,12 +105,13 @@ def _matches(
         checks.append(users >= condition.min_users_affected)
     business = assessment.business_impact
     for wanted, actual in (
-        (condition.revenue_impact_at_least, business.revenue),
-        (condition.reputation_impact_at_least, business.reputation),
-        (condition.compliance_impact_at_least, business.compliance),
+        (condition.revenue_impact_at_least, business.revenue if business else None),
+        (condition.reputation_impact_at_least, business.reputation if business else None),
+        (condition.compliance_impact_at_least, business.compliance if business else None),
     ):
         if wanted is not None:
-            checks.append(_at_least(actual, wanted))
+            # Unknown (nobody judged it yet) meets no threshold, as "none" would not.
+            checks.append(actual is not None and _at_least(actual, wanted))
     configured = [org.service(name) for name in [*services, *assessment.affected_systems]]
     known = [service for service in configured if service is not None]
     if condition.customer_facing is not None:
