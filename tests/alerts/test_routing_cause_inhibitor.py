@@ -93,8 +93,7 @@ def test_a_released_symptom_joins_its_inhibitor_s_open_incident(
     assert severities(context) == {1: "P1", 2: "P3"}
     paged_before = len(page_requests)
     send(api, generic_key, "PostgresDown", "database", "critical", status="resolved")
-    # INC-1 is in monitoring (its own alert resolved), still open: the pool alerts go there, not to the
-    # cache's incident the api depends on.
+    # INC-1 is still open: the pool alerts go there, not to the cache's incident the api depends on.
     assert [stored(context, alert["id"]).incident_id for alert in muted] == [1, 1, 1]
     assert severities(context) == {1: "P1", 2: "P3"}  # INC-2 not raised
     assert [event.incident_id for event in page_requests[paged_before:]] == []  # nobody paged
@@ -109,7 +108,10 @@ def test_a_released_symptom_joins_its_inhibitor_s_open_incident(
     assert any(f"{first} was inhibited by ALR-{root['id']}" in action for action in actions), actions
     assert not any("api depends on cache" in entry.action for entry in timeline(context, 2))
     with context.db.read() as session:
-        assert session.get_one(Incident, 1).service_names == ["database", "api"]
+        incident = session.get_one(Incident, 1)
+        assert incident.service_names == ["database", "api"]
+        # Its symptoms still fire though the database is back: nothing to watch yet.
+        assert incident.status.value == "investigating"
     # Later alerts of their group follow them there.
     later = send(api, generic_key, "DBConnectionPoolSaturated", "api", "warning", instance="9")
     assert later["incident"] == "INC-1"
@@ -125,3 +127,22 @@ def test_with_its_inhibitor_s_incident_over_a_released_alert_is_routed_as_before
     # Its cause's incident is over: it is a problem of its own, and the dependency decides.
     assert [stored(context, alert["id"]).incident_id for alert in muted] == [2, 2, 2]
     assert any("api depends on cache, which INC-2 affects" in entry.action for entry in timeline(context, 2))
+
+
+def test_a_symptom_still_firing_takes_its_cause_s_incident_out_of_monitoring(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str]
+) -> None:
+    """A person moved INC-1 to monitoring (the database fix is in); PostgresDown resolves, and the pool alerts
+    it muted still fire: the outage is not over, so INC-1 is investigated again, saying why."""
+    root, muted = outage(api, generic_key, responder)
+    moved = api.patch("/api/v1/incidents/INC-1", json={"status": "monitoring"}, headers=responder)
+    assert moved.status_code == 200, moved.text
+    send(api, generic_key, "PostgresDown", "database", "critical", status="resolved")
+    assert [stored(context, alert["id"]).incident_id for alert in muted] == [1, 1, 1]
+    with context.db.read() as session:
+        assert session.get_one(Incident, 1).status.value == "investigating"
+    first, cause = f"ALR-{muted[0]['id']}", f"ALR-{root['id']}"
+    assert any(
+        f"alert {first}, a symptom of {cause}, still fires now that {cause} resolved" in entry.action
+        for entry in timeline(context, 1)
+    )

@@ -1106,11 +1106,14 @@ def on_created(
                         f" (a symptom of {inhibitor.ref}, {inhibitor.summary_line}, which inhibited it; "
                         f"{inhibitor.ref} is on {incident.ref})"
                     )
+                    firing = alert.status == AlertStatus.firing  # before an acknowledged incident takes it on
                     attach(
                         session, incident, alert, performer=PERFORMER, note=why, carry_notes=stored_earlier
                     )
-                    # As an alert joining by dependency: not one of the incident's own firing again.
                     _add_affected_service(session, org, incident, alert)
+                    if firing:
+                        # Its cause resolved and it still fires: whatever monitoring watches is not over.
+                        _back_to_investigating(session, org, incident, alert, symptom_of=inhibitor)
                     _raise_severity(session, org, level, incident, alert)
                     _page_on_join(session, org, rules, incident, alert, batch)
                 elif joined is not None:
@@ -1524,13 +1527,21 @@ def _update(session: Session, org: OrgConfig, incident: Incident, data: Incident
 
 
 def _back_to_investigating(
-    session: Session, org: OrgConfig, incident: Incident, alert: Alert, *, storm_guard: bool = False
+    session: Session,
+    org: OrgConfig,
+    incident: Incident,
+    alert: Alert,
+    *,
+    storm_guard: bool = False,
+    symptom_of: Alert | None = None,
 ) -> None:
     """The other half of ``resolve_to_monitoring``: an alert of the group firing again while the incident
     is being monitored means the fix did not hold, so the incident is back under investigation.
     ``storm_guard``: the alert is of another group, which the storm guard put here instead of opening an
     incident: the incident has a firing alert again, so it is investigated again, but nothing is said of
-    its fix. (An alert joining by a service dependency never comes here.)
+    its fix. ``symptom_of``: the alert was muted as a symptom of that one, whose incident this is; it still
+    fires now that its cause resolved, so the outage is not over. (An alert joining by a service dependency
+    never comes here.)
 
     ``resolve_to_monitoring`` of the incident's rule decides (``_opening_alert``), as it does for the move to
     monitoring (``settle``). A storm-guarded alert's own rule, or that of a later alert of its group,
@@ -1540,11 +1551,13 @@ def _back_to_investigating(
         return
     if not _resolve_to_monitoring(org, _opening_alert(session, incident, alert)):
         return
-    note = (
-        f"alert {alert.ref} of another group joined by the storm guard and fires while monitoring"
-        if storm_guard
-        else f"alert {alert.ref} fired while monitoring: the fix did not hold"
-    )
+    if symptom_of is not None:
+        cause = symptom_of.ref
+        note = f"alert {alert.ref}, a symptom of {cause}, still fires now that {cause} resolved"
+    elif storm_guard:
+        note = f"alert {alert.ref} of another group joined by the storm guard and fires while monitoring"
+    else:
+        note = f"alert {alert.ref} fired while monitoring: the fix did not hold"
     _update(session, org, incident, IncidentUpdate(status=IncidentStatus.investigating, note=note))
     automation = org.automation
     if automation.flap_count and _returns(session, incident, automation.flap_window) == automation.flap_count:
