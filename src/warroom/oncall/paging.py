@@ -591,6 +591,43 @@ def carry_over(
         _schedule_check(session, target, escalation, deadline)
 
 
+def _new_page(
+    session: Session,
+    incident_id: int,
+    escalation: Escalation,
+    step: int,
+    person: str,
+    rule: int,
+    *,
+    channel: str,
+    to: str,
+    via: str,
+    created_at: datetime,
+    send_at: datetime,
+) -> Page | None:
+    """A page of ``escalation``'s pass to ``person`` by one of their rules, scheduled for ``send_at``; None
+    when that page exists already (its key: a replay of the same work)."""
+    key = page_key(incident_id, escalation.policy, escalation.cycle, step, person, rule)
+    if session.scalar(select(Page.id).where(Page.key == key)) is not None:
+        return None
+    return Page(
+        key=key,
+        incident_id=incident_id,
+        escalation_id=escalation.id,
+        policy=escalation.policy,
+        cycle=escalation.cycle,
+        step=step,
+        person=person,
+        rule=rule,
+        channel=channel,
+        to=to,
+        via=via,
+        status=PageStatus.scheduled,
+        created_at=created_at,
+        send_at=send_at,
+    )
+
+
 def _carry_waiting_pages(
     session: Session, carried: Escalation, escalation: Escalation, target: Incident, *, skip: str | None
 ) -> None:
@@ -609,25 +646,21 @@ def _carry_waiting_pages(
     for old in waiting:
         if old.person == skip:
             continue
-        key = page_key(target.id, escalation.policy, escalation.cycle, old.step, old.person, old.rule)
-        if session.scalar(select(Page.id).where(Page.key == key)) is not None:
-            continue
-        page = Page(
-            key=key,
-            incident_id=target.id,
-            escalation_id=escalation.id,
-            policy=escalation.policy,
-            cycle=escalation.cycle,
-            step=old.step,
-            person=old.person,
-            rule=old.rule,
+        page = _new_page(
+            session,
+            target.id,
+            escalation,
+            old.step,
+            old.person,
+            old.rule,
             channel=old.channel,
             to=old.to,
             via=old.via,
-            status=PageStatus.scheduled,
             created_at=old.created_at,
             send_at=old.send_at,
         )
+        if page is None:
+            continue
         session.add(page)
         session.flush()
         job_service.enqueue(
@@ -1458,25 +1491,21 @@ def _page_person(
     described: list[str] = []
     reachable = False
     for rule in service.effective_rules(context.org, person):
-        key = page_key(incident.id, policy.name, escalation.cycle, step, person.name, rule.index)
-        if session.scalar(select(Page.id).where(Page.key == key)) is not None:
-            continue  # a replay: already paged
-        page = Page(
-            key=key,
-            incident_id=incident.id,
-            escalation_id=escalation.id,
-            policy=policy.name,
-            cycle=escalation.cycle,
-            step=step,
-            person=person.name,
-            rule=rule.index,
+        page = _new_page(
+            session,
+            incident.id,
+            escalation,
+            step,
+            person.name,
+            rule.index,
             channel=rule.channel,
             to=rule.to,
             via=recipient.via,
-            status=PageStatus.scheduled,
             created_at=now,
             send_at=now + rule.delay,
         )
+        if page is None:
+            continue  # a replay: already paged
         # A run a person asked for carries who asked and why: it is not held back for a page of another run
         # moments before, which did not say it. Within its own pass (all hands) one page is enough.
         earlier = _paged_moments_ago(
