@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import idna
 import orjson
 from dateutil.rrule import rrule, rruleset, rrulestr
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, meta, nodes
@@ -552,10 +553,25 @@ class AutoResolveConfig(StrictModel):
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+def _ascii_host(host: str, origin: str) -> str:
+    """``host`` lowercased, in the IDNA (punycode) form browsers send in Origin when it has other letters:
+    ``münchen.example`` is ``xn--mnchen-3ya.example``, or it could never match. UTS #46 processing, as
+    browsers do (``straße`` is ``xn--strae-oqa``, not ``strasse``)."""
+    if host.isascii():
+        return host.lower()
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValueError(
+            f"{origin!r} is not an origin: its host {host!r} has no IDNA (punycode) form ({exc}); "
+            "write the host as browsers send it, e.g. https://xn--mnchen-3ya.example"
+        ) from None
+
+
 def web_origin(value: str) -> str:
     """A web origin as browsers write it in Origin (``https://www.acme.example``, ``http://localhost:8000``):
-    scheme and host lowercased, the scheme's default port dropped. ValueError for anything else (a path, a
-    query, a user name, a wildcard)."""
+    scheme and host lowercased, a host with other letters than ASCII in its IDNA (punycode) form, the
+    scheme's default port dropped. ValueError for anything else (a path, a query, a user name, a wildcard)."""
     try:
         split = urlsplit(value.strip())
         port = split.port
@@ -582,7 +598,7 @@ def web_origin(value: str) -> str:
             "query or user name"
         )
     scheme = split.scheme.lower()
-    host = split.hostname.lower()
+    host = _ascii_host(split.hostname, value)
     if ":" in host:  # an IPv6 literal keeps its brackets
         host = f"[{host}]"
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS[scheme] else "")

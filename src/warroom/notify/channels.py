@@ -70,6 +70,43 @@ class OutgoingMessage:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+# What a message to people outside the org (``external`` in its data: customers, the status page) carries as
+# data: what they are told. Its incident's ref, severity, commander, sender and audience stay inside.
+EXTERNAL_DATA = ("message", "status", "services")
+
+
+def outgoing(
+    *,
+    delivery_id: int,
+    channel: str,
+    recipient: str,
+    template: str,
+    subject: str,
+    text: str,
+    html: str | None,
+    incident_id: int | None,
+    data: dict[str, Any],
+) -> OutgoingMessage:
+    """The message a delivery sends. One for outside the org names no incident (no webhook ``incident``, no
+    ``X-Warroom-Incident`` header) and carries only ``EXTERNAL_DATA``, as its text does."""
+    if data.get("external"):
+        incident = None
+        data = {key: data[key] for key in EXTERNAL_DATA if key in data}
+    else:
+        incident = f"INC-{incident_id}" if incident_id else None
+    return OutgoingMessage(
+        delivery_id=delivery_id,
+        channel=channel,
+        recipient=recipient,
+        template=template,
+        subject=subject,
+        text=text,
+        html=html,
+        incident=incident,
+        data=data,
+    )
+
+
 def _secret(value: str | None) -> str | None:
     if value is None:
         return None

@@ -110,7 +110,7 @@ def deliver(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
         if found.status == DeliveryStatus.withdrawn:
             return {"skipped": f"withdrawn: {found.last_error}", "delivery_id": found.id}
         channel_name = found.channel
-        message = channels.OutgoingMessage(
+        message = channels.outgoing(
             delivery_id=found.id,
             channel=found.channel,
             recipient=found.recipient,
@@ -118,7 +118,7 @@ def deliver(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
             subject=found.subject,
             text=found.body,
             html=found.body_html,
-            incident=f"INC-{found.incident_id}" if found.incident_id else None,
+            incident_id=found.incident_id,
             data=found.data,
         )
     channel = find_channel(context.org, channel_name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -32,14 +33,7 @@ def deliver_communication(session: Session, event: DomainEvent) -> None:
         if channel is None:
             continue
         audience = app.org.audience(communication.audience)
-        context = {
-            "message": communication.message,
-            "audience": communication.audience,
-            "sender": communication.sender,
-            # People outside the org (customers, the status page) get the message without the incident's
-            # internal details: its ref, severity, title (often a host name), commander and sender.
-            "external": audience is not None and audience.reaches_outside,
-        }
+        context = _context(session, communication, external=audience is not None and audience.reaches_outside)
         key = service.communication_key(communication.id, entry)
         try:
             service.send(
@@ -78,3 +72,24 @@ def deliver_communication(session: Session, event: DomainEvent) -> None:
                     "status": "not_sent",
                 },
             )
+
+
+def _context(session: Session, communication: Communication, *, external: bool) -> dict[str, Any]:
+    """What the update's template sees, and what its delivery keeps (``data``, in a webhook's body)."""
+    if external:
+        # People outside the org (customers, the status page) get the message without the incident's
+        # internal details: its ref, severity, title (often a host name), commander and sender. The
+        # delivery's data, sent in a webhook's body, holds what they are told and nothing more.
+        incident = incidents.get_incident(session, communication.incident_id)
+        return {
+            "message": communication.message,
+            "status": incident.status.value,
+            "services": incident.service_names,
+            "external": True,
+        }
+    return {
+        "message": communication.message,
+        "audience": communication.audience,
+        "sender": communication.sender,
+        "external": False,
+    }
