@@ -767,6 +767,8 @@ def acknowledge(session: Session, *, ref: str | int, performer: str) -> Incident
     """Idempotent: a second acknowledgement changes nothing."""
     incident = get_incident(session, ref, for_update=True)
     if incident.acknowledged_at is None:
+        if not incident.status.is_open:
+            _refuse_merged_acknowledgement(session, incident)
         ensure_not_closed(incident, "an acknowledgement")
         if not incident.status.is_open:
             raise Conflict(
@@ -785,6 +787,27 @@ def acknowledge(session: Session, *, ref: str | int, performer: str) -> Incident
             event="incident.acknowledged",
         )
     return incident
+
+
+def _refuse_merged_acknowledgement(session: Session, incident: Incident) -> None:
+    """An incident merged into another has nothing to acknowledge, but its alerts and pages went on: the
+    refusal names where (following later merges to the last), as a page request's and an ack link's do."""
+    chain = merge_chain(session, incident)
+    if not chain:
+        return
+    survivor = chain[-1]
+    merged = f"{incident.ref} was merged into {chain[0].ref}" + (
+        f", since merged into {survivor.ref}" if len(chain) > 1 else ""
+    )
+    then = (
+        f"acknowledge {survivor.ref}"
+        if survivor.status.is_open
+        else f"{survivor.ref} is {survivor.status.value}; there is nothing to acknowledge"
+    )
+    raise Conflict(
+        f"{merged}: {then}",
+        {"field": "status", "status": incident.status.value, "merged_into": survivor.ref},
+    )
 
 
 def resolve(
