@@ -22,6 +22,7 @@ from warroom.cli.output import (
 from warroom.cli.parsing import OnceOnlyCommand
 from warroom.client import Client
 from warroom.fields import MAX_ROW_ID
+from warroom.oncall.schemas import PageRead
 
 oncall_app = typer.Typer(
     help="On-call schedules, overrides and escalation (client; uses WARROOM_URL and WARROOM_TOKEN).",
@@ -216,6 +217,13 @@ def page(
     )
 
 
+def _page_pass(page: PageRead) -> int | str:
+    """A page's pass as the escalation row and the timeline number it (not its raw cycle)."""
+    if page.pass_number is not None:
+        return page.pass_number
+    return "—" if page.escalation_id is None else "earlier run"
+
+
 @oncall_app.command("pages", cls=OnceOnlyCommand)
 def pages(
     ref: Annotated[str, typer.Argument(help="Incident, e.g. INC-7.")], as_json: JsonFlag = False
@@ -257,13 +265,13 @@ def pages(
             [
                 "when",
                 # A requested policy pages beside the incident's own: which run a page is of. Left out
-                # after the step, cycle, channel and address (the policy is in the table above).
+                # after the step, pass, channel and address (the policy is in the table above).
                 WordColumn("policy", drop=5),
                 WordColumn("person"),
                 WordColumn("channel", drop=3),
                 TextColumn("to", drop=4),
                 WordColumn("step", drop=2),
-                WordColumn("cycle", drop=1),
+                WordColumn("pass", drop=1),
                 WordColumn("page"),
                 WordColumn("delivery"),
                 "error",
@@ -276,7 +284,7 @@ def pages(
                     p.channel,
                     p.to,
                     p.step,
-                    p.cycle,
+                    _page_pass(p),
                     p.status,
                     p.delivery_status or "—",
                     p.error or "",

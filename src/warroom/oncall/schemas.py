@@ -154,7 +154,16 @@ class PageRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
     policy: str
+    escalation_id: int | None = Field(
+        default=None, description="The escalation whose run sent it; null for a person paged by hand."
+    )
     cycle: int
+    pass_number: int | None = Field(
+        default=None,
+        description="The pass through the steps it was sent on, as the timeline and its escalation's "
+        "pass_number number it; null for a page by hand, and for one of an earlier run of its escalation "
+        "(before a severity raise or a resume started the run anew).",
+    )
     step: int
     person: str
     rule: int
@@ -175,6 +184,16 @@ class IncidentPaging(BaseModel):
     incident: str
     escalations: list[EscalationRead]
     pages: list[PageRead]
+
+    @model_validator(mode="after")
+    def _pass_numbers(self) -> IncidentPaging:
+        # A page keeps its cycle, which never repeats; people read passes, numbered from its run's start.
+        first_cycles = {escalation.id: escalation.first_cycle for escalation in self.escalations}
+        for page in self.pages:
+            first = first_cycles.get(page.escalation_id) if page.escalation_id is not None else None
+            # A cycle before the run's first is an earlier run's, whose start the escalation no longer keeps.
+            page.pass_number = page.cycle - first + 1 if first is not None and page.cycle >= first else None
+        return self
 
 
 class PageRequest(BaseModel):
