@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 import orjson
 from jinja2 import Template
-from sqlalchemy import ColumnElement, String, and_, case, cast, func, or_, select
+from sqlalchemy import ColumnElement, String, and_, case, cast, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.expression import Exists, ScalarSelect
 
 from warroom.alerts import enrichment, follow, inhibition
 from warroom.alerts import metrics as alert_metrics
@@ -677,12 +678,34 @@ def incident_fields(
     )
 
 
+def _opened_from(alert_id: ScalarSelect[Any]) -> Exists:
+    """Whether the incident (correlated) was opened from alert ``alert_id``: its "declared" entry says so, as
+    ``_open_incident`` ("from alert ALR-7 by rule …") and a promotion ("promoted from alert ALR-7") word it.
+    No column records the opening alert; the entry is written once, with the incident."""
+    ref = literal("ALR-") + cast(alert_id, String)
+    return (
+        select(TimelineEntry.id)
+        .where(
+            TimelineEntry.incident_id == Incident.id,
+            TimelineEntry.kind == TimelineKind.created,
+            or_(
+                TimelineEntry.action.like("%(from alert " + ref + " by rule %"),
+                TimelineEntry.action.like("%(promoted from alert " + ref + ")%"),
+                TimelineEntry.action.like("%(promoted from alert " + ref + ";%"),
+            ),
+        )
+        .correlate(Incident)
+        .exists()
+    )
+
+
 def _earlier_incidents(session: Session, org: OrgConfig, alert: Alert) -> list[tuple[int, datetime, str]]:
     """(id, opened at, status) of the incidents the alert's group opened within the recurrence window,
     newest first (five at most). Opened: the incident's first alert (the first attached, by its timeline, as
     ``_opening_alert`` reads it) is of the group, wherever that alert is now (an incident merged into another
-    is still the group's; the one it was merged into is not). One the group's alerts only joined (by a
-    service dependency, the storm guard, a merge or by hand) was another problem's: no recurrence of this."""
+    is still the group's; the one it was merged into is not), and the incident was opened from it (by a rule,
+    or a person promoting it). One the group's alerts only joined (by a service dependency, the storm guard, a
+    merge or by hand, a person's declared incident too) was another problem's: no recurrence of this."""
     window = org.automation.recurrence_window
     if alert.group_key is None or window <= timedelta(0):
         return []
@@ -699,6 +722,7 @@ def _earlier_incidents(session: Session, org: OrgConfig, alert: Alert) -> list[t
         .where(
             Incident.created_at >= utcnow() - window,
             first_alert.in_(select(Alert.id).where(Alert.group_key == alert.group_key)),
+            _opened_from(first_alert),
         )
         .order_by(Incident.created_at.desc(), Incident.id.desc())
         .limit(5)
@@ -1110,7 +1134,13 @@ def on_created(
                     attach(
                         session, incident, alert, performer=PERFORMER, note=why, carry_notes=stored_earlier
                     )
-                    _add_affected_service(session, org, incident, alert)
+                    _add_affected_service(
+                        session,
+                        org,
+                        incident,
+                        alert,
+                        reason=f"a symptom of {inhibitor.ref}, which inhibited it",
+                    )
                     if firing:
                         # Its cause resolved and it still fires: whatever monitoring watches is not over.
                         _back_to_investigating(session, org, incident, alert, symptom_of=inhibitor)
@@ -1429,9 +1459,13 @@ def release_held(
     inhibitor: Alert | None = None,
 ) -> None:
     """Route alerts that were held as if they had just fired; the timeline of the incident each one opens or
-    joins says why it comes late (``why``), and one acknowledged meanwhile is acknowledged there.
-    ``inhibitor``: the alert that muted them (see ``on_created``)."""
+    joins says why it comes late (``why``, worded from the alert as it was held), and one acknowledged
+    meanwhile is acknowledged there. ``inhibitor``: the alert that muted them (see ``on_created``)."""
     for alert in alerts:
+        # Before routing: joining an acknowledged incident acknowledges a firing alert, which is neither what
+        # it was while held nor an acknowledgement of its own to carry.
+        held_text = why(alert)
+        acknowledged_while_held = alert.status == AlertStatus.acknowledged
         on_created(session, org, alert, stored_earlier=True, inhibitor=inhibitor)
         session.flush()
         if alert.incident_id is None:
@@ -1441,19 +1475,24 @@ def release_held(
             alert,
             performer=PERFORMER,
             kind=TimelineKind.alert,
-            action=why(alert),
+            action=held_text,
             data={"alert_id": alert.id, **data},
         )
-        carry_acknowledgement(session, org, alert)
+        if acknowledged_while_held:
+            carry_acknowledgement(session, org, alert)
 
 
-def _add_affected_service(session: Session, org: OrgConfig, incident: Incident, alert: Alert) -> None:
+def _add_affected_service(
+    session: Session, org: OrgConfig, incident: Incident, alert: Alert, *, reason: str | None = None
+) -> None:
     """A service that alerts because of an upstream outage is affected by it too (its status page component,
-    the blast radius in the post-mortem)."""
+    the blast radius in the post-mortem). ``reason``: why the alert is the incident's, when not by its
+    service's dependency (a symptom of the incident's alert)."""
     if alert.service is None or alert.service in incident.service_names:
         return
     services = [*incident.service_names, alert.service]
-    note = f"alert {alert.ref}: {alert.service} depends on a service this incident affects"
+    why = reason or f"{alert.service} depends on a service this incident affects"
+    note = f"alert {alert.ref}: {why}"
     _update(session, org, incident, IncidentUpdate(services=services, note=note))
 
 
