@@ -405,7 +405,9 @@ def request_person_page(
     )
 
 
-def _policies_of(session: Session, org: OrgConfig, incident: Incident, *, active_only: bool) -> set[str]:
+def _policies_of(
+    session: Session, org: OrgConfig, incident: Incident, *, active_only: bool, held_too: bool = False
+) -> set[str]:
     """The policies that page (``active_only``) or have paged the incident, plus those whose start waits for
     the worker. An escalation on a policy a reload renamed or removed counts as the policy that takes it over
     at its next deadline (``_policy_now``): it is the same people, already paged."""
@@ -413,7 +415,8 @@ def _policies_of(session: Session, org: OrgConfig, incident: Incident, *, active
         Escalation.incident_id == incident.id
     )
     if active_only:
-        statement = statement.where(Escalation.state == EscalationState.active)
+        states = [EscalationState.active] + ([EscalationState.monitoring] if held_too else [])
+        statement = statement.where(Escalation.state.in_(states))
     own = _policy_now(org, incident)[0]
     names = {_stands_for(org, name, own, fingerprint) for name, fingerprint in session.execute(statement)}
     for job in session.scalars(
@@ -520,12 +523,17 @@ def carry_over(
         _stands_for(org, escalation.policy, own, escalation.policy_fingerprint): escalation
         for escalation in session.scalars(
             select(Escalation)
-            .where(Escalation.incident_id == source.id, Escalation.state == EscalationState.active)
+            .where(
+                Escalation.incident_id == source.id,
+                # One held while ``source`` is in monitoring goes too: its people were paged, nobody answered.
+                Escalation.state.in_([EscalationState.active, EscalationState.monitoring]),
+            )
             .order_by(Escalation.id)
             .with_for_update()
         )
     }
     now = utcnow()
+    resume = False
     for name in policies:
         carried = running.get(name)
         # ``policy`` as the run on ``target`` is named (``_merge_entry`` finds it by that name).
@@ -575,20 +583,68 @@ def carry_over(
         escalation.request_note = carried.request_note
         escalation.origin = EscalationOrigin.merge
         session.flush()
-        deadline = carried.next_check_at or now + MIN_ACK_WINDOW
         number = passes + 1
+        at_step = f"at step {carried.step}" + (f", pass {number}" if number > 1 else "")
+        was = (
+            f"was paging {source.ref} (unacknowledged)"
+            if carried.state == EscalationState.active
+            else f"was held on {source.ref} (in monitoring, unacknowledged)"
+        )
+        if target.status == IncidentStatus.monitoring:
+            # Held here as every run of an incident in monitoring is; its delayed rules wait for nobody.
+            escalation.state = EscalationState.monitoring
+            escalation.next_check_at = None
+            _timeline(
+                session,
+                target,
+                f"Escalation carried over: {carried.policy} {was} and is held here {at_step}: {target.ref} "
+                f"is in monitoring; it goes on from that step if {target.ref} goes back to investigating. "
+                "Nobody is paged for the merge",
+                kind=TimelineKind.page,
+                data={**data, "step": carried.step, "held": True},
+            )
+            continue
+        if carried.state == EscalationState.monitoring:
+            # Its deadline went when it was held: it goes on as a held run does when its incident comes back
+            # (``resume_escalations``, run by the worker: its step, paged less than its delay ago, is not
+            # paged again).
+            escalation.state = EscalationState.monitoring
+            escalation.next_check_at = None
+            _timeline(
+                session,
+                target,
+                f"Escalation carried over: {carried.policy} {was} and goes on here {at_step}, as when an "
+                f"incident leaves monitoring ({target.ref} is {target.status.value}); nobody is paged for "
+                "the merge itself",
+                kind=TimelineKind.page,
+                data={**data, "step": carried.step, "resumed": True},
+            )
+            resume = True
+            continue
+        deadline = carried.next_check_at or now + MIN_ACK_WINDOW
         _timeline(
             session,
             target,
-            f"Escalation carried over: {carried.policy} was paging {source.ref} (unacknowledged) and goes on "
-            f"here at step {carried.step}"
-            + (f", pass {number}" if number > 1 else "")
-            + f", next step due {deadline:%H:%M:%S} UTC; nobody is paged again for the merge",
+            f"Escalation carried over: {carried.policy} {was} and goes on here {at_step}, next step due "
+            f"{deadline:%H:%M:%S} UTC; nobody is paged again for the merge",
             kind=TimelineKind.page,
             data={**data, "step": carried.step, "deadline": deadline.isoformat()},
         )
         _carry_waiting_pages(session, carried, escalation, target, skip=by)
         _schedule_check(session, target, escalation, deadline)
+    if resume:
+        job_service.enqueue(
+            session,
+            kind=RESUME_KIND,
+            payload={
+                "incident_id": target.id,
+                "performer": performer,
+                "at": now.isoformat(),
+                "merged": source.id,
+            },
+            idempotency_key=f"{RESUME_KIND}:{target.id}:merge:{source.id}:{now.isoformat()}",
+            incident_id=target.id,
+        )
 
 
 def _new_page(
@@ -674,9 +730,10 @@ def _carry_waiting_pages(
 
 
 def policies_escalating(session: Session, org: OrgConfig, incident: Incident) -> list[str]:
-    """The policies paging the incident now or about to (a start waiting for the worker), by name: what a
-    merge carries to the incident it is merged into (``automation.merge_into``)."""
-    return sorted(_policies_of(session, org, incident, active_only=True))
+    """The policies paging the incident now or about to (a start waiting for the worker), or held while it
+    is in monitoring, by name: what a merge carries to the incident it is merged into
+    (``automation.merge_into``)."""
+    return sorted(_policies_of(session, org, incident, active_only=True, held_too=True))
 
 
 def request_reminder(session: Session, *, incident_id: int, trigger: str, at: datetime) -> list[Job]:
@@ -799,13 +856,15 @@ def request_resume(session: Session, *, incident_id: int, performer: str, at: da
 
 
 def resume_escalations(
-    session: Session, context: AppContext, *, incident_id: int, performer: str
+    session: Session, context: AppContext, *, incident_id: int, performer: str, merged_from: int | None = None
 ) -> dict[str, Any]:
     """The escalations held while the incident was in monitoring go on: the problem is back and nobody has
     acknowledged it. Each pages the step it was at again, in a new pass with a fresh repeat count (its people
     were paged before it looked fixed, maybe long ago), with that step's delay to answer; then it escalates
     as before. The person who moved it back, if one did, is not paged by it (they know). A step paged less
-    than its delay before (an alert flapping) is not paged again: it gets the rest of its time."""
+    than its delay before (an alert flapping) is not paged again: it gets the rest of its time; for a run a
+    merge brought, that counts its pages on the merged incident. ``merged_from``: a merge of that incident
+    brought runs held there (in monitoring) to this one, which is not (``carry_over``)."""
     try:
         incident = incident_service.get_incident(session, incident_id, for_update=True)
     except NotFound:
@@ -836,6 +895,12 @@ def resume_escalations(
     note = move.action.partition(" — ")[2] if move is not None else ""
     reason = f"{incident.ref} back to {incident.status.value}" + (f": {note}" if note else "")
     mover = _by_person(performer)
+    if merged_from is not None:
+        # Nobody moved it back: the run came with a merge, whose merger ``_run_cause`` skips.
+        reason = (
+            f"held on INC-{merged_from} in monitoring, merged into {incident.ref} ({incident.status.value})"
+        )
+        mover = None
     moved = _engaged(None, mover, f"the one who moved it back to {incident.status.value}") if mover else None
     now = utcnow()
     resumed: list[str] = []
@@ -856,7 +921,8 @@ def resume_escalations(
         delay = max(policy.steps[escalation.step - 1].delay, MIN_ACK_WINDOW)
         last = session.scalar(
             select(func.max(Page.created_at)).where(
-                Page.escalation_id == escalation.id,
+                # A run a merge brought paged its step on the merged incident, maybe moments ago.
+                Page.escalation_id.in_(_run_escalation_ids(session, incident, escalation)),
                 Page.step == escalation.step,
                 Page.status.in_([PageStatus.sent, PageStatus.duplicate]),
             )
@@ -1189,7 +1255,9 @@ def start_paging(
         if raiser
         else None
     )
-    cause = _joined(raise_cause, _run_cause(session, incident, escalation))
+    cause = _joined(
+        raise_cause, _run_cause(session, incident, escalation), _acknowledger_cause(incident, trigger)
+    )
     _page_until_reached(
         session, context, incident, policy, escalation, reason=reason, ack_by=deadline, cause=cause
     )
@@ -1197,20 +1265,111 @@ def start_paging(
     return {"policy": policy.name, "mode": mode, "cycle": escalation.cycle, "deadline": deadline.isoformat()}
 
 
+def _acknowledger_cause(incident: Incident, trigger: str) -> Cause | None:
+    """A page of an acknowledged incident (a raise, a person asking for more hands) is not sent to whoever
+    acknowledged it: they are on it. A raise's step counts them as reached (it informs, and they are one of
+    its people); a request for more hands hands on past them, as past the one who asked."""
+    by = _by_person(incident.acknowledged_by) if incident.acknowledged_at is not None else None
+    if by is None or trigger not in ("severity_raised", REQUESTED_BY_PERSON):
+        return None
+    did = "the one who acknowledged it"
+    return _engaged(None, by, did) if trigger == "severity_raised" else Cause(skip={by: did})
+
+
 def _merge_entry(session: Session, incident: Incident, policy: str) -> TimelineEntry | None:
     """The incident's latest timeline entry saying a merge brought its run of ``policy`` here (``data``:
-    ``merged``, the merged incident's id, and ``by``, who merged it, when a person did)."""
-    entries = session.scalars(
-        select(TimelineEntry)
-        .where(
-            TimelineEntry.incident_id == incident.id,
-            TimelineEntry.kind == TimelineKind.page,
-            TimelineEntry.performer == PERFORMER,
-            TimelineEntry.data["policy"].as_string() == policy,
+    ``merged``, the merged incident's id, ``policy``, the run's name then, and ``by``, who merged it, when a
+    person did). A run a reload's rename handed on to ``policy`` is the run the merge brought under its old
+    name (``_hand_over_gone_policy``)."""
+    seen: set[str] = set()
+    while policy not in seen:
+        seen.add(policy)
+        entries = session.scalars(
+            select(TimelineEntry)
+            .where(
+                TimelineEntry.incident_id == incident.id,
+                TimelineEntry.kind == TimelineKind.page,
+                TimelineEntry.performer == PERFORMER,
+                TimelineEntry.data["policy"].as_string() == policy,
+            )
+            .order_by(TimelineEntry.seq.desc())
         )
-        .order_by(TimelineEntry.seq.desc())
+        found = next((entry for entry in entries if isinstance((entry.data or {}).get("merged"), int)), None)
+        if found is not None:
+            return found
+        handovers = session.scalars(
+            select(TimelineEntry)
+            .where(
+                TimelineEntry.incident_id == incident.id,
+                TimelineEntry.kind == TimelineKind.automation,
+                TimelineEntry.performer == PERFORMER,
+                TimelineEntry.data["to_policy"].as_string() == policy,
+            )
+            .order_by(TimelineEntry.seq.desc())
+        )
+        # Only a handover that started ``policy``'s run ("takes over from step …"), not one to a run already
+        # there.
+        took = next((entry for entry in handovers if "step" in (entry.data or {})), None)
+        previous = (took.data or {}).get("policy") if took is not None else None
+        if not isinstance(previous, str):
+            return None
+        policy = previous
+    return None
+
+
+def _carried_from(session: Session, incident: Incident, escalation: Escalation) -> Escalation | None:
+    """The run on the merged incident that a merge carried on as ``escalation`` (its pages until then are
+    that run's, on that incident); None for a run no merge brought."""
+    if _origin(escalation) != EscalationOrigin.merge:
+        return None
+    entry = _merge_entry(session, incident, escalation.policy)
+    facts = (entry.data or {}) if entry is not None else {}
+    if not isinstance(facts.get("merged"), int) or not isinstance(facts.get("policy"), str):
+        return None
+    return session.scalar(
+        select(Escalation).where(
+            Escalation.incident_id == facts["merged"], Escalation.policy == facts["policy"]
+        )
     )
-    return next((entry for entry in entries if isinstance((entry.data or {}).get("merged"), int)), None)
+
+
+def _run_escalation_ids(session: Session, incident: Incident, escalation: Escalation) -> list[int]:
+    """``escalation`` and the runs merges carried on as it (INC-1 merged into INC-2, since into INC-3): the
+    escalations whose pages are this run's."""
+    ids = [escalation.id]
+    current: Escalation | None = escalation
+    where = incident
+    while current is not None:
+        source = _carried_from(session, where, current)
+        if source is None or source.id in ids:
+            break
+        ids.append(source.id)
+        found = session.get(Incident, source.incident_id)
+        if found is None:
+            break
+        current, where = source, found
+    return ids
+
+
+def _run_step_pages(
+    session: Session, incident: Incident, escalation: Escalation, cycle: int, step: int
+) -> list[tuple[Page, DeliveryStatus | None, str | None]]:
+    """The pages of one step of one pass of ``escalation`` (``_step_pages``); for a step a merge carried here
+    before it moved on, the pages the merged incident's run sent for it."""
+    for _ in range(10):  # a chain of merges, each carrying the step on
+        rows = _step_pages(session, escalation.id, cycle, step)
+        source = _carried_from(session, incident, escalation) if not rows else None
+        if (
+            source is None
+            or source.step != step
+            or source.cycle - source.first_cycle != cycle - escalation.first_cycle
+        ):
+            return rows
+        found = session.get(Incident, source.incident_id)
+        if found is None:
+            return rows
+        incident, escalation, cycle = found, source, source.cycle
+    return []
 
 
 def _run_cause(session: Session, incident: Incident, escalation: Escalation) -> Cause | None:
@@ -2007,6 +2166,7 @@ def _successor(
 def _next_step_of_successor(
     session: Session,
     org: OrgConfig,
+    incident: Incident,
     policy: EscalationPolicyConfig,
     gone: Escalation,
     mode: PagingMode,
@@ -2018,7 +2178,8 @@ def _next_step_of_successor(
     been paged for this."""
     if mode != "escalate" or gone.mode != "escalate" or gone.step >= len(policy.steps):
         return 1
-    rows = _step_pages(session, gone.id, gone.cycle, gone.step)
+    # A step a merge carried here was paged on the merged incident, by the run carried on as ``gone``.
+    rows = _run_step_pages(session, incident, gone, gone.cycle, gone.step)
     paged = {page.person for page, status, error in rows if _unreachable_because(page, status, error) is None}
     wanted = {r.person.name for r in service.resolve_step(session, org, policy.steps[gone.step - 1], now)}
     return gone.step + 1 if wanted and wanted <= paged else 1
@@ -2076,7 +2237,7 @@ def _hand_over_gone_policy(
         )
         return {"superseded_by": policy.name}
     mode = service.paging_mode(org, incident.severity)
-    step = _next_step_of_successor(session, org, policy, gone, mode, now)
+    step = _next_step_of_successor(session, org, incident, policy, gone, mode, now)
     if successor is None:
         successor = Escalation(
             incident_id=incident.id,
@@ -2429,6 +2590,7 @@ def _resume_job(context: AppContext, session: Session, job: Job) -> dict[str, An
         context,
         incident_id=int(payload["incident_id"]),
         performer=str(payload.get("performer") or PERFORMER),
+        merged_from=payload["merged"] if isinstance(payload.get("merged"), int) else None,
     )
 
 
