@@ -12,11 +12,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.peers import Recorder, SmtpServer
+from tests.notify.test_external_update_text import send_update as send_external_update
+from tests.peers import Recorder
 from warroom.context import AppContext
-from warroom.incidents import service as incidents
-from warroom.incidents.schemas import IncidentCreate
-from warroom.jobs.worker import Worker
 from warroom.orgconfig import AudienceConfig, OrgConfig
 
 CHANNELS = ["email:partners@example.org", "slack", "ops-webhook"]
@@ -36,29 +34,10 @@ def org(org: OrgConfig) -> OrgConfig:
 def send_update(
     context: AppContext, api: TestClient, responder: dict[str, str], smtp_port: int, audience: str
 ) -> tuple[str, EmailMessage]:
-    with context.db.write() as session:
-        incident = incidents.create_incident(
-            session,
-            org=context.org,
-            data=IncidentCreate(
-                title="Database: PostgresDown on db-1:5432",
-                severity="P1",
-                commander="dana",
-                services=["payments"],
-            ),
-            performer="dana",
-        )
-        ref = incident.ref
-    with SmtpServer(smtp_port) as smtp:
-        answer = api.post(
-            f"/api/v1/incidents/{ref}/updates",
-            json={"audience": audience, "message": "Payments are failing for some customers."},
-            headers=responder,
-        )
-        assert answer.status_code == 201, answer.text
-        while Worker(context).run_once():
-            pass
-        [message] = smtp.sink.messages
+    ref, messages = send_external_update(
+        context, api, responder, smtp_port, audience, "Payments are failing for some customers."
+    )
+    [message] = messages
     return ref, message
 
 

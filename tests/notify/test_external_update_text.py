@@ -17,9 +17,16 @@ from warroom.jobs.worker import Worker
 MESSAGE = "Payments are failing for some customers.\nWe are working on a fix.\u202e"
 
 
-def sent_update(
-    context: AppContext, api: TestClient, responder: dict[str, str], smtp_port: int, audience: str
-) -> EmailMessage:
+def send_update(
+    context: AppContext,
+    api: TestClient,
+    responder: dict[str, str],
+    smtp_port: int,
+    audience: str,
+    message: str = MESSAGE,
+) -> tuple[str, list[EmailMessage]]:
+    """An update to ``audience`` about a P1 of payments titled with a host name, commanded by dana, delivered
+    by the worker: the incident's ref and the mail the SMTP server took."""
     with context.db.write() as session:
         incident = incidents.create_incident(
             session,
@@ -36,13 +43,20 @@ def sent_update(
     with SmtpServer(smtp_port) as smtp:
         answer = api.post(
             f"/api/v1/incidents/{ref}/updates",
-            json={"audience": audience, "message": MESSAGE},
+            json={"audience": audience, "message": message},
             headers=responder,
         )
         assert answer.status_code == 201, answer.text
         while Worker(context).run_once():
             pass
-        [message] = [m for m in smtp.sink.messages if "exec@" not in str(m["To"])] or smtp.sink.messages
+        return ref, list(smtp.sink.messages)
+
+
+def sent_update(
+    context: AppContext, api: TestClient, responder: dict[str, str], smtp_port: int, audience: str
+) -> EmailMessage:
+    _, messages = send_update(context, api, responder, smtp_port, audience)
+    [message] = [m for m in messages if "exec@" not in str(m["To"])] or messages
     return message
 
 

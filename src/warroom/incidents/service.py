@@ -789,6 +789,14 @@ def acknowledge(session: Session, *, ref: str | int, performer: str) -> Incident
     return incident
 
 
+def merged_words(incident: Incident, chain: list[Incident]) -> str:
+    """ "INC-1 was merged into INC-2", with ", since merged into INC-3" when ``chain`` (``merge_chain``)
+    goes on."""
+    return f"{incident.ref} was merged into {chain[0].ref}" + (
+        f", since merged into {chain[-1].ref}" if len(chain) > 1 else ""
+    )
+
+
 def _refuse_merged_acknowledgement(session: Session, incident: Incident) -> None:
     """An incident merged into another has nothing to acknowledge, but its alerts and pages went on: the
     refusal names where (following later merges to the last), as a page request's and an ack link's do."""
@@ -796,9 +804,7 @@ def _refuse_merged_acknowledgement(session: Session, incident: Incident) -> None
     if not chain:
         return
     survivor = chain[-1]
-    merged = f"{incident.ref} was merged into {chain[0].ref}" + (
-        f", since merged into {survivor.ref}" if len(chain) > 1 else ""
-    )
+    merged = merged_words(incident, chain)
     then = (
         f"acknowledge {survivor.ref}"
         if survivor.status.is_open

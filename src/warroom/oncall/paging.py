@@ -290,9 +290,7 @@ def _ensure_open_for_paging(session: Session, incident: Incident) -> None:
             {"status": incident.status.value},
         )
     survivor = chain[-1]
-    merged = f"{incident.ref} was merged into {chain[0].ref}" + (
-        f", since merged into {survivor.ref}" if len(chain) > 1 else ""
-    )
+    merged = incident_service.merged_words(incident, chain)
     then = (
         f"page {survivor.ref} instead"
         if survivor.status.is_open
