@@ -10,6 +10,7 @@ import importlib
 
 SUBSCRIBER_MODULES: list[str] = [
     "warroom.alerts.subscribers",
+    "warroom.comms.subscribers",
     "warroom.notify.subscribers",
     "warroom.oncall.subscribers",
 ]
@@ -25,6 +26,7 @@ JOB_HANDLER_MODULES: list[str] = [
     "warroom.alerts.expiry",
     "warroom.alerts.retention",
     "warroom.auth.integrations",
+    "warroom.comms.reminders",
     "warroom.notify.handlers",
     "warroom.oncall.paging",
 ]

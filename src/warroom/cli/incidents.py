@@ -78,6 +78,9 @@ def _show(incident: IncidentRead) -> None:
         ("response due", when(incident.response_due_at)),
         ("resolved", when(incident.resolved_at)),
     ]
+    if incident.update_due_at is not None:
+        # The war-room cadence of the severity: the commander is reminded then unless an update goes out.
+        rows.insert(-1, ("update due", when(incident.update_due_at)))
     console.print(fields_table(None, ("field", "value"), rows))
     if incident.summary:
         console.print(escape(incident.summary))

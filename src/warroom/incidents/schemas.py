@@ -154,6 +154,12 @@ class IncidentRead(BaseModel):
         description="The incident this one was merged into (its alerts and pages went there; resolved_at is "
         "when), e.g. INC-5; null when it is not merged (or was reopened since).",
     )
+    update_due_at: datetime | None = Field(
+        default=None,
+        description="When the commander is next reminded to post an update (the severity's update_every "
+        "after the last update, the commander's start, a severity change or a reopen); null when no "
+        "cadence runs (no commander, a severity without one, or the incident is not open).",
+    )
 
 
 class IncidentChanged(IncidentRead):

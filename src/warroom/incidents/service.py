@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from warroom.comms import service as comms_service
 from warroom.db import parse_row_ref, utcnow
 from warroom.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from warroom.events import DomainEvent, publish
@@ -130,6 +131,9 @@ def to_read(session: Session, org: OrgConfig, incident: Incident) -> IncidentRea
         assessment=stored_assessment(incident.assessment),
         responders=[ResponderRead.model_validate(r) for r in incident.responders],
         merged_into=f"INC-{into}" if into is not None else None,
+        update_due_at=comms_service.next_update_due(session, incident.id)
+        if incident.status.is_open
+        else None,
     )
 
 

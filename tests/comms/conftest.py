@@ -1,0 +1,3 @@
+from tests.oncall.conftest import org
+
+__all__ = ["org"]
