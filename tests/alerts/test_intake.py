@@ -547,7 +547,8 @@ def test_framework_routes_give_the_same_answers(context: AppContext, am_key: str
         assert response.status_code == 202, response.text
         assert response.json()["alerts"][0]["outcome"] == "created"
         assert client.post("/api/v1/alerts/alertmanager?key=bad", json=firing).status_code == 401
-        bad = client.post("/v2/enqueue", json={"routing_key": "x", "event_action": "explode"})
+        pd_key = make_key(context, "pagerduty", "pd-shaped")  # the key comes first: a good one, a bad event
+        bad = client.post("/v2/enqueue", json={"routing_key": pd_key, "event_action": "explode"})
         assert bad.status_code == 400
         assert bad.json()["status"] == "invalid event"
         assert "/api/v1/alerts/alertmanager" in client.get("/openapi.json").json()["paths"]

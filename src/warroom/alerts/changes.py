@@ -56,14 +56,36 @@ def record(session: Session, *, org: OrgConfig, data: ChangeCreate, recorded_by:
     return _store(session, org, data, links, recorded_by=recorded_by, integration_id=None)
 
 
+def routing_key_in(data: Any, field: str = "routing_key") -> str:
+    """The integration key of a PagerDuty-shaped body (``routing_key``; v1's ``service_key``), read before
+    the rest of the body is validated: the key comes first. 400 (in PagerDuty's words) for a body that is not
+    an object, or that has no key: naming only the key, so a caller without one learns nothing more."""
+    if not isinstance(data, dict):
+        raise InvalidPayload(
+            "Event object format is unrecognized", [{"message": "the body must be a JSON object"}]
+        )
+    key = data.get(field)
+    if key is None or key == "":
+        raise InvalidPayload("Event object is invalid", [{"field": field, "message": "Field required"}])
+    if not isinstance(key, str):
+        message = "Input should be a valid string"
+        raise InvalidPayload("Event object is invalid", [{"field": field, "message": message}])
+    return key
+
+
 def record_pagerduty(session: Session, *, org: OrgConfig, body: bytes) -> Recorded:
-    """A change in PagerDuty's shape. Its routing key is a ``pagerduty`` integration key, as for alerts.
+    """A change in PagerDuty's shape. Its routing key is a ``pagerduty`` integration key, as for alerts,
+    checked before the rest of the body is validated (401, 403 whatever the body; 400 for a body that
+    cannot be read, or has no key).
 
     PagerDuty ties a change to the service of its key. Here a change's service is the first of: the service
     named in ``custom_details.service`` (refused if the org file has no such service), the integration's
     default service, ``payload.source`` when that is a service's name."""
-    event: PagerDutyChange = validate_payload(_PAGERDUTY_CHANGE, parse_json(body))
-    integration = integrations.authenticate_integration(session, event.routing_key, IntegrationType.pagerduty)
+    sent = parse_json(body)
+    integration = integrations.authenticate_integration(
+        session, routing_key_in(sent), IntegrationType.pagerduty
+    )
+    event: PagerDutyChange = validate_payload(_PAGERDUTY_CHANGE, sent)
     payload = event.payload
     details: dict[str, Any] = payload.custom_details or {}
     named = details.get("service")

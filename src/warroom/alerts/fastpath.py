@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -21,15 +22,18 @@ from starlette.types import Receive, Scope, Send
 from warroom.alerts import adapters
 from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import AlertEvent, InvalidPayload
+from warroom.alerts.changes import routing_key_in
 from warroom.alerts.config import WebhookFormat
 from warroom.alerts.intake import check_caller, writer_for
 from warroom.alerts.metrics import ALERTS_TRUNCATED, count_refused, refusal_reason
 from warroom.alerts.schemas import truncation_warning
 from warroom.auth import integrations
+from warroom.auth.integrations import IntegrationIdentity
 from warroom.auth.models import IntegrationType
-from warroom.auth.signing import signed_body
+from warroom.auth.service import hash_secret
+from warroom.auth.signing import SignedBody, signed_body
 from warroom.context import AppContext
-from warroom.db import schema_missing, unavailable, unavailable_reason
+from warroom.db import schema_missing, unavailable, unavailable_reason, utcnow
 from warroom.errors import (
     SCHEMA_MISSING_CODE,
     SCHEMA_MISSING_MESSAGE,
@@ -290,6 +294,82 @@ def query_keys(query: bytes, first: str | None, every: Callable[[], list[str]]) 
     return [first] if first is not None else None
 
 
+# How long a key that passed the check before its body was read is taken as good without asking the database
+# again, and how many such keys a process keeps.
+KNOWN_CALLER_SECONDS = 10.0
+KNOWN_CALLERS_LIMIT = 1000
+
+
+class KnownCallers:
+    """The integrations whose keys passed the intake's first check in the last ``KNOWN_CALLER_SECONDS``,
+    by the key's hash: so that checking the key before the body is read costs a sender's every delivery no
+    database round trip. Only a key that passed is kept, and it only lets the body be read: the writer
+    checks the key again in the delivery's own transaction (a key revoked meanwhile is refused there)."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+        self._known: dict[tuple[str, IntegrationType], tuple[float, IntegrationIdentity]] = {}
+
+    def get(self, secret: str, kind: IntegrationType) -> IntegrationIdentity | None:
+        found = self._known.get((hash_secret(secret), kind))
+        if found is None or found[0] <= time.monotonic():
+            return None
+        return found[1]
+
+    def add(self, secret: str, kind: IntegrationType, identity: IntegrationIdentity) -> None:
+        now = time.monotonic()
+        if len(self._known) >= KNOWN_CALLERS_LIMIT:
+            self._known = {key: kept for key, kept in self._known.items() if kept[0] > now}
+            if len(self._known) >= KNOWN_CALLERS_LIMIT:
+                self._known = {}
+        self._known[(hash_secret(secret), kind)] = (now + KNOWN_CALLER_SECONDS, identity)
+
+
+def known_callers_for(state: Any, context: AppContext) -> KnownCallers:
+    known: KnownCallers | None = getattr(state, "alert_known_callers", None)
+    if known is None or known.context is not context:
+        known = KnownCallers(context)
+        state.alert_known_callers = known
+    return known
+
+
+def identify_caller(
+    context: AppContext, secret: str | None, kind: IntegrationType, signed: SignedBody | None
+) -> IntegrationIdentity:
+    """The integration of a delivery's key, its signature checked (401, 403), writing nothing: before its
+    body is read. Blocking: run it in a thread."""
+    with context.db.read() as session:
+        identity = integrations.authenticate_integration(session, secret, kind, record_use=False)
+    identity.check_signature(signed, utcnow())
+    return identity
+
+
+async def check_key_first(
+    state: Any, context: AppContext, secret: str | None, kind: IntegrationType, signed: SignedBody | None
+) -> None:
+    """Refuse (401, 403) a delivery whose key could not deliver, and a signing integration's delivery whose
+    signature is wrong, before its body is parsed: parsing a group's body (up to max_intake_body_bytes) takes
+    a second or more, which a caller without a key must not be able to make the server spend. A key that
+    passed in the last few seconds (``KnownCallers``) costs no database round trip; a signature needs only
+    the raw bytes."""
+    known = known_callers_for(state, context)
+    identity = known.get(secret, kind) if secret else None
+    if identity is not None:
+        if not identity.signing_secrets:
+            return
+        try:
+            if signed is not None and len(signed.body) > _LARGE_BODY_BYTES:
+                await run_in_threadpool(identity.check_signature, signed, utcnow())
+            else:
+                identity.check_signature(signed, utcnow())
+            return
+        except WarroomError:
+            pass  # the signing secret may have been rotated since: the database says
+    identity = await run_in_threadpool(identify_caller, context, secret, kind, signed)
+    assert secret  # identify_caller refuses a delivery without one
+    known.add(secret, kind, identity)
+
+
 async def handle_intake(
     state: Any,
     context: AppContext,
@@ -299,7 +379,12 @@ async def handle_intake(
     body: bytes,
     headers: Iterable[tuple[bytes, bytes]] = (),
 ) -> Answer:
-    """Parse, then apply in the shared intake transaction; answers only after the commit.
+    """Check the key, parse, then apply in the shared intake transaction; answers only after the commit.
+
+    The key (and a Grafana delivery's signature) is checked before the body is parsed (``check_key_first``):
+    a caller without a key that could deliver gets 401 or 403 whatever its body, which costs it nothing to
+    parse. PagerDuty's key is in the body: a body that cannot be read as a JSON object, or that has no key,
+    is answered 400 (naming only the key), as PagerDuty does.
 
     ``keys``: the ``?key=`` values (``integration_key``). ``headers`` are the raw request headers; only
     Grafana's path reads them (its signature headers).
@@ -310,7 +395,11 @@ async def handle_intake(
         v1 = path == PAGERDUTY_V1_PATH
         read = adapters.from_pagerduty_v1 if v1 else adapters.from_pagerduty
         try:
-            routing_key, event = read(adapters.parse_json(body, replace_nuls=True))
+            data = adapters.parse_json(body, replace_nuls=True)
+            await check_key_first(
+                state, context, routing_key_in(data, "service_key" if v1 else "routing_key"), kind, None
+            )
+            routing_key, event = read(data)
             await writer.submit(routing_key, kind, "pagerduty", [event])
         except WarroomError as exc:
             count_refused(kind.value, refusal_reason(exc))
@@ -327,6 +416,7 @@ async def handle_intake(
     signed = signed_body(body, headers) if kind == IntegrationType.grafana else None
     try:
         secret = integration_key(keys, authorization)
+        await check_key_first(state, context, secret, kind, signed)
         try:
             if len(body) > _LARGE_BODY_BYTES:
                 # A storm's group (up to max_intake_body_bytes) takes a second or more to read: in a thread,
@@ -335,9 +425,9 @@ async def handle_intake(
             else:
                 data, events = _delivery_events(kind, body)
         except WarroomError:
-            # A refused body is answered only to a caller whose key could deliver: validation messages
-            # would otherwise tell anyone what the endpoint expects. A good delivery's key is checked
-            # once, in the writer's transaction.
+            # A refused body is answered only to a caller whose key can deliver: the key checked first may
+            # have been taken as known (``KnownCallers``) and revoked since. A good delivery's key is
+            # checked again in the writer's transaction.
             await run_in_threadpool(check_caller, context, secret, kind, signed)
             raise
         result = await writer.submit(secret, kind, kind.value, events, signed)
@@ -431,11 +521,12 @@ async def handle_opsgenie(
     read: Callable[[bytes], AlertEvent],
 ) -> Answer:
     """One Opsgenie Alert API request: ``read`` makes its event of the body (create, close or acknowledge).
-    The key is the ``GenieKey`` of the Authorization header; the answer comes after the commit, in Opsgenie's
-    shapes."""
+    The key is the ``GenieKey`` of the Authorization header, checked before the body is read (401, 403
+    whatever the body); the answer comes after the commit, in Opsgenie's shapes."""
     kind = IntegrationType.opsgenie
     try:
         key = _genie_key(authorization)
+        await check_key_first(state, context, key, kind, None)
         event = read(body)
         await writer_for(state, context).submit(key, kind, kind.value, [event])
     except WarroomError as exc:
@@ -456,9 +547,12 @@ def handle_opsgenie_change(
 ) -> Answer:
     """An Opsgenie update of the open alert of an alias (message, description, priority, a note, a snooze, an
     unacknowledge, tags or details added); Alertmanager's ``update_alerts`` sends the first two. ``read``
-    stands in for reading the body (a removal's query). No new occurrence. Blocking: run it in a thread."""
+    stands in for reading the body (a removal's query). No new occurrence. The key is checked before the body
+    is read (401, 403 whatever the body), and again in the change's transaction. Blocking: run it in a
+    thread."""
     try:
         key = _genie_key(authorization)
+        check_caller(context, key, IntegrationType.opsgenie, None)
         change = read() if read is not None else adapters.opsgenie_change(update, body)
         with context.db.write() as session:
             alerts_service.change_by_source(
