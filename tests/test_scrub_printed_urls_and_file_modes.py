@@ -60,8 +60,10 @@ def test_serve_prints_no_password_from_the_query_string(tmp_path: Path) -> None:
         data_dir=tmp_path,
         extra_args=["--no-worker"],
     )
-    with server:
-        pass
+    try:
+        server.start(timeout=120)  # a loaded machine: the migration check and import take a while
+    finally:
+        server.stop()
     log = server.log()
     assert "database: " in log, log
     assert LEAK not in log and "password=***" in log, log
