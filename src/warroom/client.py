@@ -144,6 +144,15 @@ def checked_token(token: str | None) -> str | None:
     return token
 
 
+_URL_PASSWORD = re.compile(r"(?i)^([a-z][a-z0-9+.-]*://[^/?#@:]*):[^/?#@]*@")
+_PASSWORD_PARAM = re.compile(r"(?i)([?&;](?:password|passwd)=)[^&#]*")
+
+
+def shown_url(url: str) -> str:
+    """``url`` as an error may print it: a password in it (``user:pass@``, ``?password=``) as ``***``."""
+    return _PASSWORD_PARAM.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", url))
+
+
 def changes_nothing(method: str, path: str) -> bool:
     """Whether a request to ``path`` only reads: repeating it after no answer is safe."""
     return method.upper() in READS or path.split("?")[0] in DRY_RUNS
@@ -167,6 +176,8 @@ class Client:
         """``url`` and ``token`` default to WARROOM_URL and WARROOM_TOKEN; ``timeout`` (seconds to wait for an
         answer) to WARROOM_TIMEOUT, else ``DEFAULT_TIMEOUT``."""
         self.url = ((url or os.environ.get("WARROOM_URL") or "").strip() or DEFAULT_URL).rstrip("/")
+        # What messages name: a password in the URL (``http://admin:pass@host``, ``?password=``) as ``***``.
+        self.shown_url = shown_url(self.url)
         self.token = checked_token(token if token is not None else os.environ.get("WARROOM_TOKEN"))
         self.timeout = timeout if timeout is not None else timeout_setting()
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -179,7 +190,7 @@ class Client:
             )
         except httpx.InvalidURL as exc:
             raise ApiError(
-                0, "invalid_setting", f"WARROOM_URL {self.url!r} is not a URL: {exc}", from_server=False
+                0, "invalid_setting", f"WARROOM_URL {self.shown_url!r} is not a URL: {exc}", from_server=False
             ) from None
 
     def close(self) -> None:
@@ -206,11 +217,14 @@ class Client:
             httpx.UnsupportedProtocol,
         ) as exc:
             raise ApiError(
-                0, "unreachable", f"cannot reach {self.url}: {self._unsaid(exc)}", from_server=False
+                0, "unreachable", f"cannot reach {self.shown_url}: {self._unsaid(exc)}", from_server=False
             ) from exc
         except httpx.LocalProtocolError as exc:
             raise ApiError(
-                0, "unreachable", f"could not send to {self.url}: {self._unsaid(exc)}", from_server=False
+                0,
+                "unreachable",
+                f"could not send to {self.shown_url}: {self._unsaid(exc)}",
+                from_server=False,
             ) from exc
         except httpx.HTTPError as exc:
             # Sent (or being sent): the server may be working on it still, or have done it.
@@ -251,9 +265,9 @@ class Client:
 
     def _no_answer(self, method: str, path: str, exc: httpx.HTTPError) -> ApiError:
         if isinstance(exc, httpx.TimeoutException):
-            said = f"no answer from {self.url} within {self.timeout:g} s (WARROOM_TIMEOUT)"
+            said = f"no answer from {self.shown_url} within {self.timeout:g} s (WARROOM_TIMEOUT)"
         else:
-            said = f"the connection to {self.url} broke before an answer came ({self._unsaid(exc)})"
+            said = f"the connection to {self.shown_url} broke before an answer came ({self._unsaid(exc)})"
         if not changes_nothing(method, path):
             said += "; the outcome is unknown: the server may have made the change"
         return ApiError(
@@ -265,13 +279,16 @@ class Client:
         status = response.status_code
         location = response.headers.get("location")
         if not location:
-            return f"HTTP {status} from {self.url}, a redirect without a Location: is WARROOM_URL right?"
+            return (
+                f"HTTP {status} from {self.shown_url}, a redirect without a Location: is WARROOM_URL right?"
+            )
         asked = response.request.url
         try:
             target = asked.join(location).copy_with(query=None, fragment=None)
         except httpx.InvalidURL:
             return (
-                f"HTTP {status} from {self.url}, a redirect to {glimpse(location)!r}: is WARROOM_URL right?"
+                f"HTTP {status} from {self.shown_url}, a redirect to {glimpse(location)!r}: "
+                "is WARROOM_URL right?"
             )
         base_path = httpx.URL(self.url).path.rstrip("/")
         api_path = asked.path[len(base_path) :] if asked.path.startswith(base_path) else asked.path
@@ -279,19 +296,19 @@ class Client:
             # The same API path elsewhere: the server is at another address (https, a port, a host).
             moved = target.copy_with(path=target.path[: len(target.path) - len(api_path)] or "/")
             address = str(moved).rstrip("/")
-            return f"{self.url} redirects to {address} (HTTP {status}): set WARROOM_URL={address}"
+            return f"{self.shown_url} redirects to {address} (HTTP {status}): set WARROOM_URL={address}"
         return (
-            f"{self.url} redirects {api_path or '/'} to {target} (HTTP {status}), which is not Warroom's "
-            "API (a login page?): is WARROOM_URL the server's address?"
+            f"{self.shown_url} redirects {api_path or '/'} to {target} (HTTP {status}), which is not "
+            "Warroom's API (a login page?): is WARROOM_URL the server's address?"
         )
 
     def _foreign_error(self, response: httpx.Response) -> str:
         """An error answer without Warroom's JSON error: a proxy's, or not Warroom at all."""
         status = response.status_code
         if not response.content.strip():
-            return f"HTTP {status} from {self.url} with no Warroom error body (is WARROOM_URL right?)"
+            return f"HTTP {status} from {self.shown_url} with no Warroom error body (is WARROOM_URL right?)"
         return (
-            f"HTTP {status} from {self.url} without a Warroom error ({self._described(response)}): the "
+            f"HTTP {status} from {self.shown_url} without a Warroom error ({self._described(response)}): the "
             "answer of a proxy, or of another server (is WARROOM_URL right?)"
         )
 
@@ -304,7 +321,7 @@ class Client:
         return ApiError(
             status,
             "not_warroom",
-            f"the server at {self.url} answered something that is not Warroom's API ({what}); "
+            f"the server at {self.shown_url} answered something that is not Warroom's API ({what}); "
             f"check WARROOM_URL{or_else}",
             from_server=False,
         )

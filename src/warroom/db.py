@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import sys
 import weakref
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -143,6 +144,21 @@ def utcnow() -> datetime:
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+_URL_PASSWORD_RE = re.compile(r"(?i)(://[^\s/?#@:]*):[^\s/?#@]+@")
+# Query parameters that carry a password (libpq's and psycopg's ``?password=``).
+_PASSWORD_PARAM_RE = re.compile(r"(?i)([?&;](?:password|passwd)=)[^&#\s]*")
+
+
+def shown_url(url: str | URL) -> str:
+    """A database URL as it may be printed or logged: its password (``user:pass@`` and ``?password=``)
+    as ``***``. A string that does not parse as a URL is masked by pattern."""
+    try:
+        rendered = make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        rendered = _URL_PASSWORD_RE.sub(r"\1:***@", str(url))
+    return _PASSWORD_PARAM_RE.sub(r"\1***", rendered)
 
 
 def json_text(value: Any) -> str:

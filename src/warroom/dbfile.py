@@ -156,6 +156,7 @@ class SQLiteFile:
         """Before a connection opens: once the engine has a file, it opens only an existing one (a URI with
         ``mode=rw``, returned), never making an empty database in its place; None before that."""
         if self.current is None:
+            create_private(self.path)
             return None
         if not os.path.exists(self.path):
             raise DatabaseFileChanged(self._removed())
@@ -357,6 +358,20 @@ class SQLiteFile:
         if situation != self._reported:
             self._reported = situation
             log.error("%s", reason)
+
+
+def create_private(path: str) -> None:
+    """Make the database file, empty (SQLite makes a new database in it), readable by its owner only, if
+    there is none: it holds signing secrets, hashed tokens and raw evidence, and SQLite would make it
+    0644 (less the umask). SQLite gives its -wal and -shm files the database file's mode, so they are 0600
+    too. A file there already keeps its mode."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # SQLite's own open says what is wrong (a directory it cannot write to)
+    os.close(descriptor)
 
 
 def directory_problem(url_database: str) -> str | None:

@@ -41,6 +41,7 @@ from warroom.alerts.schemas import (
     PagerDutyV1Event,
     safe_link,
 )
+from warroom.alerts.scrub import scrub_text
 from warroom.db import utcnow
 from warroom.errors import NotFound, WarroomError
 from warroom.fields import validation_entry
@@ -794,8 +795,6 @@ def parse_mime(
 # Alerts by email (the SMTP server is ``warroom.alerts.mail``): one message, one event.
 
 EMAIL_MAX_BODY_CHARS = 10_000
-# What an integration key in a message is kept as (and logged as: ``mail.RedactKeys``).
-REDACTED_KEY = "[key]"
 
 # Words that lead a subject: replies and forwards, then the state a sender puts first.
 _REPLY = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg)\s*:\s*)+", re.IGNORECASE)
@@ -910,14 +909,6 @@ def _automatic_reply(header: Callable[[str], str], message: EmailMessage) -> str
     return None
 
 
-def redact_keys(text: str, keys: Sequence[str]) -> str:
-    """``text`` with each of ``keys`` (in any case: an MTA may change it) replaced by ``[key]``."""
-    if not keys:
-        return text
-    found = re.compile("|".join(re.escape(key) for key in keys), re.IGNORECASE)
-    return found.sub(REDACTED_KEY, text)
-
-
 def from_email(raw: bytes, rules: Sequence[EmailRule] = (), keys: Sequence[str] = ()) -> AlertEvent:
     """The alert event of one message, as received (RFC 5322 bytes), read by the first of ``rules``
     (``automation.email_rules``) that matches it, else by the built-in state words.
@@ -941,10 +932,9 @@ def from_email(raw: bytes, rules: Sequence[EmailRule] = (), keys: Sequence[str] 
     assert isinstance(message, EmailMessage)
     try:
         headers = [
-            (redact_keys(name, keys), redact_keys(_clean(str(value)), keys))
-            for name, value in message.items()
+            (scrub_text(name, keys), scrub_text(_clean(str(value)), keys)) for name, value in message.items()
         ]
-        body = redact_keys(_clean(_body_text(message)), keys)
+        body = scrub_text(_clean(_body_text(message)), keys)
     except Exception as exc:  # a header the policy cannot decode
         problem = [{"field": "headers", "message": str(exc)}]
         raise InvalidPayload(f"a header cannot be read: {exc}", problem) from None

@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from warroom.alerts import automation, service
+from warroom.alerts import automation, scrub, service
 from warroom.alerts.adapters import AlertEvent
 from warroom.alerts.config import HeartbeatConfig
 from warroom.alerts.models import Alert, Heartbeat
@@ -98,6 +98,9 @@ class Signal:
         text = body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
         if len(text) > OUTPUT_LIMIT:
             text = "[...]\n" + text[-OUTPUT_LIMIT:]
+        # Viewers read it: API tokens, keys given as keys and passwords in URLs a job printed are taken out
+        # here, any other active integration key when it is stored (``ping``).
+        text = scrub.scrub_text(text)
         return replace(self, output=text + CUT_NOTE if cut else text)
 
 
@@ -274,6 +277,8 @@ def ping(
         heartbeat.missed_at = None
     heartbeat.last_exit_status = signal.exit_status
     if signal.failed:
+        # Any active integration key the output shows (another integration's, the heartbeat's own), too.
+        signal = replace(signal, output=scrub.scrub_with_active_keys(session, signal.output))
         # The time makes each report its own occurrence of the alert, even with the same output.
         _ingest(session, org, _failure_event(config, "trigger", signal, {"reported_at": now.isoformat()}))
         if heartbeat.failed_at is None:

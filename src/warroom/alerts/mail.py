@@ -32,13 +32,12 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy import select
 
-from warroom.alerts.adapters import REDACTED_KEY, AlertEvent, from_email
+from warroom.alerts import scrub
+from warroom.alerts.adapters import AlertEvent, from_email
 from warroom.alerts.intake import ingest_alone
 from warroom.alerts.metrics import count_refused, refusal_reason
-from warroom.auth.models import IntegrationKey, IntegrationType
-from warroom.auth.service import hash_secret
+from warroom.auth.models import IntegrationType
 from warroom.errors import Forbidden, Unauthorized, WarroomError
 
 if TYPE_CHECKING:
@@ -55,13 +54,11 @@ MAX_RECIPIENTS = 20
 # Integration keys are 32 lowercase hex digits (``integrations.create_integration``): an MTA that lowercases
 # addresses cannot break them.
 _KEY = re.compile(r"[0-9a-f]{32}")
-# A key anywhere in a line, in any case (an MTA may have uppercased the address).
-_KEY_IN_TEXT = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{32}(?![0-9a-fA-F])")
-# Hex digits that may hold a key, also inside a longer run ("sha256=00<key>ff"): each 32-digit window of a run
-# is looked up, up to MAX_KEY_WINDOWS per reading of a message (about 0.15 s of hashing; a message of long hex
-# dumps past it is looked into where a run is exactly 32 digits only).
-_HEX_RUN = re.compile(r"[0-9a-fA-F]{32,}")
-MAX_KEY_WINDOWS = 65_536
+# The scrubber's (``scrub``), shared with heartbeat output and every other text stored from outside.
+REDACTED_KEY = scrub.REDACTED_KEY
+_KEY_IN_TEXT = scrub.KEY_IN_TEXT
+MAX_KEY_WINDOWS = scrub.MAX_KEY_WINDOWS
+_key_windows = scrub.key_windows
 
 
 class RedactKeys(logging.Filter):
@@ -174,40 +171,14 @@ class MailIntake:
                 return event
             if active is None:
                 active = self._active_key_hashes()
-            # Only an active key's own digits are taken out, as a 32-digit checksum in a backup report is no
-            # secret.
-            others = sorted(c for c in candidates if hash_secret(c) in active)
+            others = scrub.active_keys_in(candidates, active)
             if not others:
                 return event
             keys += others
 
     def _active_key_hashes(self) -> set[str]:
-        """The hashes of every integration key not revoked (its current key, and the one a rotation replaced):
-        a few per integration, so one read per message, and each window of hex is looked up in memory."""
         with self.context.db.read() as session:
-            rows = session.execute(
-                select(IntegrationKey.key_hash, IntegrationKey.previous_key_hash).where(
-                    IntegrationKey.revoked_at.is_(None)
-                )
-            )
-            return {value for row in rows for value in row if value}
-
-
-def _key_windows(texts: Iterable[str]) -> set[str]:
-    """Every 32-digit window of the texts' runs of hex digits, lowercased: a run of exactly 32 always, the
-    windows of longer runs up to MAX_KEY_WINDOWS in all."""
-    windows: set[str] = set()
-    budget = MAX_KEY_WINDOWS
-    for text in texts:
-        for run in _HEX_RUN.findall(text):
-            run = run.lower()
-            if len(run) == 32:
-                windows.add(run)
-                continue
-            count = min(len(run) - 31, budget)
-            windows.update(run[i : i + 32] for i in range(count))
-            budget -= count
-    return windows
+            return scrub.active_key_hashes(session)
 
 
 def _texts(event: AlertEvent) -> Iterator[str]:

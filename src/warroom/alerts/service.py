@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, and_, case, literal_column
 
-from warroom.alerts import automation, enrichment, holds, inhibition, maintenance, reports
+from warroom.alerts import automation, enrichment, holds, inhibition, maintenance, reports, scrub
 from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent, SourceChange, apply_default_service
 from warroom.alerts.config import (
@@ -258,6 +258,8 @@ def ingest(
     scope = f"i:{integration.id}" if integration is not None else source
     if integration is not None:
         apply_default_service(events, integration.service)
+    for event in events:  # viewers read what a sender wrote: no tokens, keys or passwords in it (``scrub``)
+        scrub.scrub_event(event)
     connection = session.connection()  # driver SQL on the session's transaction: no ORM layer per statement
     if org.automation.enrich:
         failed = enrichment.enrich(
@@ -794,8 +796,9 @@ def to_reads(session: Session, alerts: Sequence[Alert]) -> list[AlertRead]:
 def to_detail(session: Session, alert: Alert) -> AlertDetail:
     return AlertDetail(
         **to_reads(session, [alert])[0].model_dump(),
-        raw=alert.raw,
-        last_raw=alert.last_raw,
+        # Kept whole as evidence, shown without the secrets a sender put in it (``scrub``).
+        raw=scrub.scrub_value(alert.raw),
+        last_raw=scrub.scrub_value(alert.last_raw),
         handler_errors=alert.handler_errors,
         notes=[AlertNoteRead.model_validate(note) for note in alert.notes],
     )

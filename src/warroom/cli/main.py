@@ -150,6 +150,13 @@ def _database(
 SUPPORTED_DATABASES = ("sqlite", "postgresql")
 
 
+def shown_url(url: Any) -> str:
+    """A database URL as printed: no password (``db.shown_url``)."""
+    from warroom.db import shown_url
+
+    return shown_url(url)
+
+
 @contextmanager
 def database_errors(url: str) -> Iterator[None]:
     """Opening, checking or migrating the database at ``url`` (``serve`` builds its app inside it): a problem
@@ -164,17 +171,17 @@ def database_errors(url: str) -> Iterator[None]:
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError as exc:
-        fail(f"the database URL {url!r} is not one: {exc}")
+        fail(f"the database URL {shown_url(url)!r} is not one: {exc}")
     # Any other dialect SQLAlchemy knows (mysql://) would fail on its driver, or later on Warroom's SQL.
     if backend not in (*SUPPORTED_DATABASES, "postgres"):  # postgres:// gets its own answer below
         fail(
-            f"the database URL {url!r} is for {backend}: only SQLite (sqlite:///path) and PostgreSQL "
-            "(postgresql+psycopg://user@host/name) are supported"
+            f"the database URL {shown_url(url)!r} is for {backend}: only SQLite (sqlite:///path) and "
+            "PostgreSQL (postgresql+psycopg://user@host/name) are supported"
         )
     try:
         yield
     except ArgumentError as exc:
-        fail(f"the database URL {url!r} is not one: {exc}")
+        fail(f"the database URL {shown_url(url)!r} is not one: {exc}")
     except migrate.NewerSchema as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
@@ -183,7 +190,7 @@ def database_errors(url: str) -> Iterator[None]:
             # SQLite's "unable to open database file" also when the file opens but its directory cannot
             # take the -wal and -shm files: say which.
             reason = directory_problem(make_url(url).database or "") or reason
-        fail(f"cannot use the database at {make_url(url)!r}: {reason}")
+        fail(f"cannot use the database at {shown_url(url)}: {reason}")
 
 
 def _existing(url: str, settings: Settings) -> Database:
@@ -287,7 +294,7 @@ def serve(
         application = create_app(settings, context)
     console.print(
         f"Warroom {__version__} on [bold]{settings.base_url}[/] "
-        + escape(f"(org: {org.organization}; database: {context.db.engine.url.render_as_string()})")
+        + escape(f"(org: {org.organization}; database: {shown_url(context.db.engine.url)})")
     )
     if settings.mail_intake_port is not None:
         console.print(
@@ -339,7 +346,7 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
     settings = _settings(database_url=database_url)
     migrated: list[str] = []
     database = _database(settings, create=True, migrated=migrated)
-    where = database.engine.url.render_as_string()
+    where = shown_url(database.engine.url)
     console.print(f"{where}: {migrated[0]}" if migrated else f"database at {where} is up to date")
     database.dispose()
 
@@ -356,7 +363,7 @@ def db_vacuum(database_url: DatabaseOption = None) -> None:
     after = database.size_bytes()
     database.dispose()
     console.print(
-        f"database at {database.engine.url.render_as_string()}: {_megabytes(before)} -> {_megabytes(after)}"
+        f"database at {shown_url(database.engine.url)}: {_megabytes(before)} -> {_megabytes(after)}"
     )
 
 
