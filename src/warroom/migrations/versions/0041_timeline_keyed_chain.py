@@ -4,7 +4,8 @@ edit that re-chains, or a timeline wiped back to nothing, no longer verifies. En
 their plain SHA-256 hashes (``timeline_keyed_from``: the first keyed entry); their incident's seal, made
 here, covers their head, so re-chaining them is found too.
 
-Sealing needs the key: ``warroom db upgrade`` and ``warroom serve`` pass it (``migrate.upgrade``). Run
+Sealing needs the key: ``warroom db upgrade``, ``serve``, ``worker`` and the other admin commands that
+migrate pass theirs (``migrate.upgrade``): run them with the server's key. Run
 without it (Alembic by hand), existing incidents are left unsealed, and ``warroom audit verify`` names
 them: downgrade to 0040 and upgrade with ``warroom db upgrade`` to seal them.
 
