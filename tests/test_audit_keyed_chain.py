@@ -270,3 +270,23 @@ def test_the_plain_hash_of_old_entries_is_unchanged() -> None:
     )
     expected = hashlib.sha256(canonical.encode()).hexdigest()
     assert service._entry_digest(GENESIS, 1, 1, at, "p", "note", "a", None, None, None) == expected
+
+
+def test_an_append_after_refreshing_only_the_count_and_head_keeps_the_seal(context: AppContext) -> None:
+    """The alert handlers re-read an incident's count and head under its lock before appending: the seal
+    they loaded before may be older, and the entry must still carry the seal on."""
+    make_incidents(context, 1)
+    session = context.db.write_session()
+    try:
+        incident = session.get(Incident, 1)
+        assert incident is not None and incident.timeline_seal
+        session.commit()  # the seal loaded stays as it was (expire_on_commit off)
+        with context.db.write() as other:  # another process appends meanwhile
+            service.log_action(other, ref=1, performer="w", entry=TimelineEntryCreate(action="meanwhile"))
+        session.refresh(incident, ["timeline_count", "timeline_head"], with_for_update=True)
+        service.append_timeline(session, incident, performer="w", kind="note", action="after")
+        session.commit()
+    finally:
+        session.close()
+    code, report = verify(context)
+    assert (code, report["problems"]) == (0, [])
