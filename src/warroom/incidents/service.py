@@ -259,7 +259,11 @@ def chain_seal(key: bytes, incident_id: int, count: int, head: str, keyed_from: 
 
 
 def timeline_key(session: Session) -> bytes:
-    """The chain key of the app the session was opened from (its settings' secret key)."""
+    """The chain key of the app the session was opened from (its settings' secret key), or the one a
+    database outside an app was given (``Database.set_session_info(timeline_key=...)``)."""
+    key = session.info.get("timeline_key")
+    if isinstance(key, bytes):
+        return key
     from warroom.context import context_of
 
     return context_of(session).settings.timeline_key
