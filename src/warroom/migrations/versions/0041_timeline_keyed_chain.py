@@ -92,6 +92,6 @@ def _keyed(key: bytes, message: str) -> str:
 
 def downgrade() -> None:
     # Entries written since stay keyed: an older Warroom's verify reports them as edited.
-    with op.batch_alter_table("incidents", table_kwargs={"sqlite_autoincrement": True}) as batch_op:
-        batch_op.drop_column("timeline_keyed_from")
-        batch_op.drop_column("timeline_seal")
+    # Plain DROP COLUMN (SQLite 3.35+), not a batch copy of the table: it keeps AUTOINCREMENT.
+    op.drop_column("incidents", "timeline_keyed_from")
+    op.drop_column("incidents", "timeline_seal")
