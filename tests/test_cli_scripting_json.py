@@ -173,7 +173,7 @@ def test_audit_verify_prints_json_and_fails_on_a_break_either_way(context: AppCo
         incident_service.create_incident(
             session, org=context.org, performer="tester", data=IncidentCreate(title="db slow", severity="P2")
         )
-    runner = CliRunner()
+    runner = CliRunner(env={"WARROOM_DATA_DIR": str(context.settings.data_dir)})  # the chain's key is there
     clean = as_json(runner.invoke(app, ["audit", "verify", "--json", "--database-url", database_url]))
     assert clean["problems"] == [] and clean["checked"] >= 1
     with context.db.write() as session:

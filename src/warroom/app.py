@@ -595,7 +595,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             worker_thread.stop(max(30.0, longest_delivery_timeout(context.org.notification_channels) + 5))
         context.db.dispose()
 
-    migrate.upgrade(context.db.engine)
+    migrate.upgrade(context.db.engine, timeline_key=lambda: context.settings.timeline_key)
     app = WarroomApp(
         title="Warroom",
         version=__version__,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,13 +74,16 @@ def _named(revisions: set[str] | frozenset[str]) -> str:
     return ", ".join(sorted(revisions)) or "an empty database"
 
 
-def upgrade(engine: Engine) -> str | None:
+def upgrade(engine: Engine, *, timeline_key: Callable[[], bytes] | None = None) -> str | None:
     """Bring the schema to every head (domains may add branches of their own), saying so in the log when
     it changed anything; what it said (None when there was nothing to do). NewerSchema if a newer version
-    migrated the database."""
+    migrated the database. ``timeline_key`` gives the timeline chain's key (``Settings.timeline_key``),
+    asked for only if a migration seals existing timelines with it (0041)."""
     from alembic import command
 
     config = alembic_config(str(engine.url.render_as_string(hide_password=False)))
+    if timeline_key is not None:
+        config.attributes["timeline_key"] = timeline_key
     scripts = _scripts()
     target = set(scripts.get_heads())
     # A write transaction (BEGIN IMMEDIATE on SQLite) plus an advisory lock on PostgreSQL, so two

@@ -106,7 +106,8 @@ class Settings(BaseSettings):
     job_retry_cap_seconds: float = Field(default=600.0, gt=0, description="Longest retry delay.")
     secret_key: str | None = Field(
         default=None,
-        description="Signs links (acknowledge from a page); generated into data_dir/secret_key if unset.",
+        description="Signs links (acknowledge from a page) and keys the timeline hash chain (audit verify); "
+        "generated into data_dir/secret_key if unset.",
     )
     # Notification delivery: defaults for email channels that leave these out, and the webhook key.
     smtp_host: str = "localhost"
@@ -168,9 +169,35 @@ class Settings(BaseSettings):
             os.unlink(temporary)
         return path.read_bytes().strip()
 
+    def existing_secret_key(self) -> bytes | None:
+        """The secret key if one is set or kept in data_dir; None rather than creating one (a check such as
+        ``audit verify`` needs the server's key, not a new one)."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        try:
+            return (self.data_dir / "secret_key").read_bytes().strip() or None
+        except FileNotFoundError:
+            return None
+
+    @cached_property
+    def timeline_key(self) -> bytes:
+        """The key of the timeline hash chain: derived from the secret key under a fixed label, so the raw
+        secret does not serve two purposes (links and the chain)."""
+        return timeline_key_of(self.resolved_secret_key())
+
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+
+TIMELINE_KEY_LABEL = b"warroom timeline chain v1"
+
+
+def timeline_key_of(secret_key: bytes) -> bytes:
+    import hashlib
+    import hmac
+
+    return hmac.new(secret_key, TIMELINE_KEY_LABEL, hashlib.sha256).digest()
 
 
 def forwarded_allow_ips(value: str | None) -> str | None:

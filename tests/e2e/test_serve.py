@@ -30,6 +30,7 @@ from warroom.incidents.models import Incident, TimelineEntry
 from warroom.incidents.schemas import IncidentCreate
 from warroom.jobs.models import Job, JobStatus
 from warroom.orgconfig import load_org_config
+from warroom.settings import Settings
 
 EXAMPLE_ORG = load_org_config(EXAMPLE_CONFIG)
 
@@ -163,6 +164,8 @@ def test_a_change_noted_during_an_incident_and_the_retention_chain_survive_kill_
     """The timeline entry of a change recorded during an incident is in the change's transaction, and the
     retention chain is scheduled once, however often the server starts or dies."""
     database = Database(database_url)
+    # The timeline chain is keyed with the server's secret key (made here, in its data directory).
+    database.set_session_info(timeline_key=Settings(data_dir=tmp_path).timeline_key)
     with database.write() as session:
         pagerduty = new_key(session, "ci", IntegrationType.pagerduty)
         incident = incident_service.create_incident(
@@ -319,7 +322,8 @@ def test_cli_walkthrough(database_url: str, tmp_path: Path, admin_token: str) ->
         assert missing.returncode == 1 and "no incident INC-999" in missing.stderr
         assert "P0" in cli("severity", "list").stdout
 
-    audit = run_cli("audit", "verify", database_url=database_url)
+    # The chain is keyed with the server's secret key, in its data directory.
+    audit = run_cli("audit", "verify", database_url=database_url, env={"WARROOM_DATA_DIR": str(tmp_path)})
     assert "verified" in audit.stdout
 
 

@@ -46,7 +46,13 @@ def test_chain_verifies_then_detects_edit_and_deletion(context: AppContext) -> N
     assert [(p.incident, p.seq) for p in problems] == [(ref, 3)]
     assert "edited" in problems[0].reason
 
-    result = run_cli("audit", "verify", database_url=context.settings.resolved_database_url, check=False)
+    result = run_cli(
+        "audit",
+        "verify",
+        database_url=context.settings.resolved_database_url,
+        env={"WARROOM_DATA_DIR": str(context.settings.data_dir)},  # the server's secret key keys the chain
+        check=False,
+    )
     assert result.returncode == 1
     assert f"{ref} entry #3" in result.stderr
 

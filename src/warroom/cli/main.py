@@ -139,7 +139,7 @@ def _database(
     with database_errors(url):
         database = Database.from_settings(settings) if create else _existing(url, settings)
         if not read_only:
-            said = migrate.upgrade(database.engine)
+            said = migrate.upgrade(database.engine, timeline_key=lambda: settings.timeline_key)
             if said is not None and migrated is not None:
                 migrated.append(said)  # db upgrade says it; other commands migrate quietly
         elif migrate.pending(database.engine):
@@ -905,28 +905,48 @@ def _print_preview(preview: RoutingPreview) -> None:
 
 @audit_app.command("verify")
 def audit_verify(database_url: DatabaseOption = None, as_json: JsonFlag = False) -> None:
-    """Check every incident's hash-chained timeline; name the first broken entry of each. Exits 1 on any
-    (with --json too: {"checked": N, "problems": [{"incident", "seq", "reason"}]})."""
+    """Check every incident's hash-chained timeline and its seal; name the first broken entry of each, and
+    incident numbers missing (deleted). Needs the server's secret key (WARROOM_SECRET_KEY, else
+    data_dir/secret_key): the chain is keyed with it. Exits 1 on any problem (with --json too:
+    {"checked": N, "problems": [{"incident", "seq", "reason"}], "warnings": [...]}); warnings alone (on
+    PostgreSQL, a number a rolled-back transaction may have taken) exit 0."""
     from dataclasses import asdict
 
     from warroom.incidents import service as incident_service
+    from warroom.settings import timeline_key_of
 
-    database = _database(_settings(database_url=database_url), read_only=True)
+    settings = _settings(database_url=database_url)
+    secret = settings.existing_secret_key()
+    if secret is None:
+        fail(
+            "no secret key: the timeline chain is keyed with the server's; set WARROOM_SECRET_KEY, or "
+            f"WARROOM_DATA_DIR to the server's data directory ({settings.data_dir / 'secret_key'} is "
+            "missing)",
+            code=2,
+        )
+    database = _database(settings, read_only=True)
     with database.read() as session:
-        checked, problems = incident_service.verify_timelines(session)
+        report = incident_service.audit(session, timeline_key_of(secret))
     database.dispose()
     if as_json:
-        print_json({"checked": checked, "problems": [asdict(problem) for problem in problems]})
-        if problems:
+        print_json(
+            {
+                "checked": report.checked,
+                "problems": [asdict(problem) for problem in report.problems],
+                "warnings": report.warnings,
+            }
+        )
+        if report.problems:
             raise typer.Exit(1)
         return
-    if problems:
-        for problem in problems:
-            error_console.print(
-                f"[bold red]BROKEN[/] {escape(f'{problem.incident} entry #{problem.seq}: {problem.reason}')}"
-            )
+    for warning in report.warnings:
+        error_console.print(f"[bold yellow]WARNING[/] {escape(warning)}")
+    if report.problems:
+        for problem in report.problems:
+            where = f"{problem.incident} entry #{problem.seq}" if problem.seq else problem.incident
+            error_console.print(f"[bold red]BROKEN[/] {escape(f'{where}: {problem.reason}')}")
         raise typer.Exit(1)
-    console.print(f"[green]ok[/] {checked} timeline entries verified")
+    console.print(f"[green]ok[/] {report.checked} timeline entries verified")
 
 
 @severity_app.command("list")

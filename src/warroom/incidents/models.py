@@ -50,6 +50,13 @@ class Incident(Base):
     assessment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     timeline_head: Mapped[str] = mapped_column(String(64), default="")
     timeline_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The chain's seal: a keyed hash (the server's secret key) of the incident's number, count, head and
+    # ``timeline_keyed_from``, so a wipe or a re-chained timeline does not verify (``incidents.service``).
+    # Empty: not sealed (an incident migrated without the key).
+    timeline_seal: Mapped[str] = mapped_column(String(64), default="")
+    # The first entry hashed with the key; the ones before it (written before 0041) have plain SHA-256
+    # hashes and start from the all-zero genesis.
+    timeline_keyed_from: Mapped[int] = mapped_column(Integer, default=1)
 
     services: Mapped[list[IncidentService]] = relationship(
         back_populates="incident",

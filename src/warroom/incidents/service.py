@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from warroom.comms import service as comms_service
@@ -190,7 +191,7 @@ def list_incidents(session: Session, *, org: OrgConfig, query: IncidentFilter) -
 # --- timeline ------------------------------------------------------------------------------------
 
 
-def _entry_digest(
+def _canonical(
     prev_hash: str,
     incident_id: int,
     seq: int,
@@ -201,8 +202,8 @@ def _entry_digest(
     impact: str | None,
     system_state: Any,
     data: Any,
-) -> str:
-    canonical = json.dumps(
+) -> bytes:
+    return json.dumps(
         {
             "prev": prev_hash,
             "incident": incident_id,
@@ -218,8 +219,64 @@ def _entry_digest(
         sort_keys=True,
         separators=(",", ":"),
         default=str,
+    ).encode()
+
+
+def _entry_digest(
+    prev_hash: str,
+    incident_id: int,
+    seq: int,
+    occurred_at: datetime,
+    performer: str,
+    kind: str,
+    action: str,
+    impact: str | None,
+    system_state: Any,
+    data: Any,
+    *,
+    key: bytes | None = None,
+) -> str:
+    """An entry's hash: HMAC-SHA256 with the chain key (``Settings.timeline_key``); with no key, the plain
+    SHA-256 of entries written before the chain was keyed (migration 0041), which only verify still uses."""
+    canonical = _canonical(
+        prev_hash, incident_id, seq, occurred_at, performer, kind, action, impact, system_state, data
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    if key is None:
+        return hashlib.sha256(canonical).hexdigest()
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()
+
+
+def chain_genesis(key: bytes, incident_id: int) -> str:
+    """Where a keyed chain starts: a keyed value of the incident's number, not zeros, so a timeline wiped
+    back to its start cannot be begun again without the key."""
+    return hmac.new(key, f"genesis:{incident_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def chain_seal(key: bytes, incident_id: int, count: int, head: str, keyed_from: int) -> str:
+    """The incident's seal over its chain's recorded length and head (and where its keyed part begins)."""
+    message = f"seal:{incident_id}:{count}:{head}:{keyed_from}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def timeline_key(session: Session) -> bytes:
+    """The chain key of the app the session was opened from (its settings' secret key), or the one a
+    database outside an app was given (``Database.set_session_info(timeline_key=...)``)."""
+    key = session.info.get("timeline_key")
+    if isinstance(key, bytes):
+        return key
+    from warroom.context import context_of
+
+    return context_of(session).settings.timeline_key
+
+
+def seal_new_timeline(session: Session, incident: Incident) -> None:
+    """Start a new incident's (empty) chain: keyed genesis, sealed at count 0. After the flush that gave it
+    its number."""
+    key = timeline_key(session)
+    incident.timeline_count = 0
+    incident.timeline_keyed_from = 1
+    incident.timeline_head = chain_genesis(key, incident.id)
+    incident.timeline_seal = chain_seal(key, incident.id, 0, incident.timeline_head, 1)
 
 
 def append_timeline(
@@ -239,8 +296,22 @@ def append_timeline(
     # Round-trip through JSON so the hash is computed over exactly what the database stores.
     system_state = json.loads(json.dumps(system_state, default=str)) if system_state is not None else None
     data = json.loads(json.dumps(data, default=str)) if data is not None else None
+    key = timeline_key(session)
     seq = incident.timeline_count + 1
-    prev_hash = incident.timeline_head or GENESIS_HASH
+    keyed_from = incident.timeline_keyed_from or 1
+    if incident.timeline_head:
+        prev_hash = incident.timeline_head
+    else:  # not started by seal_new_timeline: a keyed chain starts at its keyed genesis
+        prev_hash = chain_genesis(key, incident.id) if keyed_from == 1 else GENESIS_HASH
+    # Carry the seal on only from one that holds (create_incident seals the empty chain): a wiped or
+    # re-chained timeline stays detectably broken rather than sealed afresh by the next entry.
+    expected = chain_seal(key, incident.id, incident.timeline_count, incident.timeline_head, keyed_from)
+    sealed = incident.timeline_seal == expected
+    if not sealed and not inspect(incident).attrs.timeline_seal.history.has_changes():
+        # A caller that refreshed only the count and head under its lock holds an older seal: read it again
+        # (only then: a seal that holds costs no query).
+        session.refresh(incident, ["timeline_seal"])
+        sealed = incident.timeline_seal == expected
     entry = TimelineEntry(
         incident_id=incident.id,
         seq=seq,
@@ -253,12 +324,25 @@ def append_timeline(
         data=data,
         prev_hash=prev_hash,
         hash=_entry_digest(
-            prev_hash, incident.id, seq, occurred_at, performer, str(kind), action, impact, system_state, data
+            prev_hash,
+            incident.id,
+            seq,
+            occurred_at,
+            performer,
+            str(kind),
+            action,
+            impact,
+            system_state,
+            data,
+            key=key,
         ),
     )
     session.add(entry)
     incident.timeline_count = seq
     incident.timeline_head = entry.hash
+    incident.timeline_keyed_from = keyed_from
+    if sealed:
+        incident.timeline_seal = chain_seal(key, incident.id, seq, entry.hash, keyed_from)
     incident.updated_at = occurred_at
     return entry
 
@@ -318,13 +402,40 @@ class ChainProblem:
     reason: str
 
 
-def verify_timelines(session: Session) -> tuple[int, list[ChainProblem]]:
-    """Recompute every chain. Returns how many entries were checked and the first break per incident."""
+@dataclass(frozen=True)
+class AuditReport:
+    checked: int
+    problems: list[ChainProblem]
+    # Not proof of tampering: numbers PostgreSQL's sequence skipped may be rolled-back transactions'.
+    warnings: list[str]
+
+
+def verify_timelines(session: Session, key: bytes | None = None) -> tuple[int, list[ChainProblem]]:
+    """Recompute every chain (with the chain key, ``Settings.timeline_key``; by default the session's app's).
+    Returns how many entries were checked and the first break per incident. ``audit`` also checks the
+    incident numbers."""
+    report = audit(session, key, numbers=False)
+    return report.checked, report.problems
+
+
+def audit(session: Session, key: bytes | None = None, *, numbers: bool = True) -> AuditReport:
+    """Every incident's chain and seal, and (``numbers``) gaps in the incident numbers."""
+    key = key if key is not None else timeline_key(session)
     problems: list[ChainProblem] = []
+    warnings: list[str] = []
     checked = 0
-    incidents = session.execute(select(Incident.id, Incident.timeline_head, Incident.timeline_count)).all()
-    for incident_id, head, count in incidents:
-        prev = GENESIS_HASH
+    incidents = session.execute(
+        select(
+            Incident.id,
+            Incident.timeline_head,
+            Incident.timeline_count,
+            Incident.timeline_seal,
+            Incident.timeline_keyed_from,
+        ).order_by(Incident.id)
+    ).all()
+    for incident_id, head, count, seal, keyed_from in incidents:
+        ref = f"INC-{incident_id}"
+        prev = GENESIS_HASH if keyed_from > 1 else chain_genesis(key, incident_id)
         expected_seq = 1
         broken = False
         # Only the entries the head read above covers: on a running system, entries appended since (with a
@@ -353,35 +464,94 @@ def verify_timelines(session: Session) -> tuple[int, list[ChainProblem]]:
                     row.impact,
                     row.system_state,
                     row.data,
+                    key=key if row.seq >= keyed_from else None,
                 )
                 if digest != row.hash:
                     reason = "its content does not match its hash (edited after it was written)"
             if reason:
-                problems.append(ChainProblem(f"INC-{incident_id}", row.seq, reason))
+                problems.append(ChainProblem(ref, row.seq, reason))
                 broken = True
                 break
             prev = row.hash
             expected_seq += 1
-        if not broken and (expected_seq - 1 != count or (count and prev != head)):
+        if broken:
+            continue
+        if expected_seq - 1 != count or prev != head:
+            problems.append(ChainProblem(ref, expected_seq, "entries after this point were removed"))
+            continue
+        # The entries hold together: their recorded count and head must be the sealed ones (a wipe back
+        # to the start, or a chain re-hashed as a whole, holds together but is not).
+        if not seal:
             problems.append(
-                ChainProblem(f"INC-{incident_id}", expected_seq, "entries after this point were removed")
-            )
-        elif not broken:
-            # Entries past the head: appended with the head moved since (read again now), or slipped in
-            # without it.
-            last = session.scalar(
-                select(func.max(TimelineEntry.seq)).where(TimelineEntry.incident_id == incident_id)
-            )
-            head_now = session.scalar(select(Incident.timeline_count).where(Incident.id == incident_id))
-            if last is not None and last > max(count, head_now or 0):
-                problems.append(
-                    ChainProblem(
-                        f"INC-{incident_id}",
-                        count + 1,
-                        "entries were added past the incident's recorded head",
-                    )
+                ChainProblem(
+                    ref,
+                    0,
+                    "its timeline is not sealed (its seal was removed, or the database was migrated without "
+                    "the server's secret key)",
                 )
-    return checked, problems
+            )
+            continue
+        if seal != chain_seal(key, incident_id, count, head, keyed_from):
+            problems.append(
+                ChainProblem(
+                    ref,
+                    0,
+                    "its recorded entry count and head do not match their seal: the timeline was wiped or "
+                    "re-chained (or this is not the server's secret key)",
+                )
+            )
+            continue
+        # Entries past the head: appended with the head moved since (read again now), or slipped in without
+        # it.
+        last = session.scalar(
+            select(func.max(TimelineEntry.seq)).where(TimelineEntry.incident_id == incident_id)
+        )
+        head_now = session.scalar(select(Incident.timeline_count).where(Incident.id == incident_id))
+        if last is not None and last > max(count, head_now or 0):
+            problems.append(
+                ChainProblem(ref, count + 1, "entries were added past the incident's recorded head")
+            )
+    if numbers:
+        _missing_numbers(session, [row[0] for row in incidents], problems, warnings)
+    return AuditReport(checked, problems, warnings)
+
+
+def _missing_numbers(
+    session: Session, numbers: list[int], problems: list[ChainProblem], warnings: list[str]
+) -> None:
+    """Incident numbers below the highest handed out that no incident has: deleted. SQLite (AUTOINCREMENT)
+    hands a number out in the inserting transaction, so a rollback takes it back and a gap is a deletion; a
+    PostgreSQL sequence keeps a number a rolled-back transaction took, so there a gap is only a warning."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        issued = session.execute(text("SELECT seq FROM sqlite_sequence WHERE name = 'incidents'")).scalar()
+    elif dialect == "postgresql":
+        issued = session.execute(
+            text("SELECT pg_sequence_last_value(pg_get_serial_sequence('incidents', 'id'))")
+        ).scalar()
+    else:
+        issued = None
+    highest = max([*numbers, int(issued or 0)], default=0)
+    present = set(numbers)
+    missing = [number for number in range(1, highest + 1) if number not in present]
+    for start, end in _runs(missing):
+        also = f", and every number after it up to INC-{end}" if end > start else ""
+        if dialect == "sqlite":
+            problems.append(ChainProblem(f"INC-{start}", 0, f"missing{also} (deleted)"))
+        else:
+            warnings.append(
+                f"INC-{start} missing{also} (deleted, or a number a rolled-back transaction took)"
+            )
+
+
+def _runs(numbers: list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for number in numbers:
+        if runs and runs[-1][1] == number - 1:
+            runs[-1] = (runs[-1][0], number)
+        else:
+            runs.append((number, number))
+    return runs
 
 
 # --- create and change ----------------------------------------------------------------------------
@@ -436,6 +606,7 @@ def create_incident(
     )
     session.add(incident)
     session.flush()  # assigns the number
+    seal_new_timeline(session, incident)
     notes = [kind_note] if kind_note else []
     if suggestion is not None:
         # Why this level, in the text `incident timeline` shows, not only in the entry's data.
