@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import idna
 import orjson
-from dateutil.rrule import rrule, rruleset, rrulestr
+from dateutil.rrule import rrule, rrulestr
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, meta, nodes
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -747,6 +748,9 @@ SCHEDULE_ANCHOR = datetime(2026, 1, 5)  # a Monday, midnight local time
 # How far a clock change can move an occurrence's UTC start from where its wall-clock time suggests: an hour
 # for summer time, two at most anywhere today. Occurrences are looked for this far either side.
 _CLOCK_CHANGE = timedelta(hours=3)
+# How many occurrences ``starts`` reads at most: those within a few hours of each other, of a rule with times
+# to the second (BYSECOND) at most 60 x 60 x 6 apart; more means the rule repeats itself.
+_MOST_CLOSE_OCCURRENCES = 25_000
 _UNTIL = re.compile(r"(?i)\bUNTIL=([^;]*)")
 _UNTIL_FORMS = "UNTIL=20270101T000000Z (UTC), UNTIL=20270101T000000 (the rule's wall clock) or UNTIL=20270101"
 
@@ -778,10 +782,74 @@ def _local_until(text: str, zone: ZoneInfo) -> str:
     return f"{text[: found.start(1)]}{local:%Y%m%dT%H%M%S}{text[found.end(1) :]}"
 
 
+# How far ahead of today occurrences are looked for. dateutil looks for a rule's next occurrence until it
+# finds one or reaches the year 9999: minutes for a rule that cannot occur (FREQ=DAILY;BYSETPOS=5, the 31st of
+# February). Such rules are refused, as is one with no occurrence within the horizon; a valid rule's gaps are
+# far shorter (the rarest, a 29th of February on a Monday, recurs within 40 years).
+SCHEDULE_HORIZON_YEARS = 100
+_searching = threading.local()
+
+
+class _PastHorizon(Exception):
+    """A search for occurrences went past ``SCHEDULE_HORIZON_YEARS``."""
+
+
+class _BoundedRule(rrule):
+    """dateutil's rrule, whose iteration ends at the horizon instead of the year 9999.
+
+    dateutil's iteration reads ``_byweekno`` once for each year it enters (``_iterinfo.rebuild``), whether or
+    not the rule gives occurrences in it: that read counts the years the running iteration has gone through.
+    """
+
+    @property
+    def _byweekno(self) -> Any:
+        years = getattr(_searching, "years", None)
+        if years is not None:
+            years[0] += 1
+            if years[0] > years[1]:
+                raise _PastHorizon
+        return self.__dict__["_bounded_byweekno"]
+
+    @_byweekno.setter
+    def _byweekno(self, value: Any) -> None:
+        self.__dict__["_bounded_byweekno"] = value
+
+    def _iter(self) -> Iterator[datetime]:
+        # Years from the rule's start (each search starts there) to the horizon past today.
+        budget = [0, datetime.now(UTC).year - self._dtstart.year + SCHEDULE_HORIZON_YEARS]  # type: ignore[attr-defined]
+        inner = super()._iter()  # type: ignore[misc]
+        while True:
+            outer = getattr(_searching, "years", None)
+            _searching.years = budget  # generators interleave: the budget is the running one's
+            try:
+                occurrence = next(inner)
+            except (StopIteration, _PastHorizon):
+                return
+            finally:
+                _searching.years = outer
+            yield occurrence
+
+
 @lru_cache(maxsize=256)
-def schedule_rule(text: str, time_zone: str) -> rrule | rruleset:
-    """A schedule's rule, its times naive on the ``time_zone`` wall clock, from ``SCHEDULE_ANCHOR``."""
-    return rrulestr(_local_until(text, ZoneInfo(time_zone)), dtstart=SCHEDULE_ANCHOR)
+def schedule_rule(text: str, time_zone: str) -> rrule:
+    """A schedule's rule, its times naive on the ``time_zone`` wall clock, from ``SCHEDULE_ANCHOR``; searches
+    for its occurrences end ``SCHEDULE_HORIZON_YEARS`` after today. ValueError if it is not one RRULE."""
+    parsed = rrulestr(_local_until(text, ZoneInfo(time_zone)), dtstart=SCHEDULE_ANCHOR)
+    if not isinstance(parsed, rrule):
+        raise ValueError("one RRULE only")
+    if parsed._interval < 1:  # type: ignore[attr-defined]
+        raise ValueError("INTERVAL must be 1 or more")  # 0 never moves on, below 0 goes back in time
+    # As rrule.replace() rebuilds a rule, as a _BoundedRule.
+    arguments: dict[str, Any] = {
+        "freq": parsed._freq,  # type: ignore[attr-defined]
+        "dtstart": parsed._dtstart,  # type: ignore[attr-defined]
+        "interval": parsed._interval,  # type: ignore[attr-defined]
+        "wkst": parsed._wkst,  # type: ignore[attr-defined]
+        "count": parsed._count,  # type: ignore[attr-defined]
+        "until": parsed._until,  # type: ignore[attr-defined]
+        **parsed._original_rule,  # type: ignore[attr-defined]
+    }
+    return _BoundedRule(**arguments)
 
 
 class MaintenanceSchedule(StrictModel):
@@ -818,15 +886,29 @@ class MaintenanceSchedule(StrictModel):
             raise ValueError(
                 f"FREQ must be one of {', '.join(SCHEDULE_FREQUENCIES)}, e.g. FREQ=WEEKLY;BYDAY=SU;BYHOUR=2"
             )
+        interval = re.search(r"(?i)\bINTERVAL=([^;]*)", text)
+        if interval is not None and not re.fullmatch(r"0*[1-9]\d{0,5}", interval.group(1).strip()):
+            raise ValueError(f"INTERVAL={interval.group(1)}: INTERVAL must be a whole number, 1 or more")
         _local_until(text, ZoneInfo("UTC"))  # an UNTIL it cannot read is said as such, not as dateutil's
         try:
             rule = schedule_rule(text, "UTC")
         except (ValueError, TypeError) as exc:
             raise ValueError(f"not an RRULE ({exc}); e.g. FREQ=WEEKLY;BYDAY=SU;BYHOUR=2") from None
-        if rule.after(SCHEDULE_ANCHOR, inc=True) is None:
+        try:
+            # Each search for occurrences ends at the horizon; run both kinds ``starts`` does, so a rule
+            # dateutil cannot expand is refused here rather than failing each time a window is due.
+            first = rule.after(SCHEDULE_ANCHOR, inc=True)
+            for _ in zip(
+                range(3), rule.xafter(datetime.now(UTC).replace(tzinfo=None), inc=True), strict=False
+            ):
+                pass
+        except Exception as exc:  # whatever dateutil raises, the rule is what is wrong
+            raise ValueError(f"cannot expand the rule ({exc}); e.g. FREQ=WEEKLY;BYDAY=SU;BYHOUR=2") from None
+        if first is None:
             counted = ", where COUNT counts from" if re.search(r"(?i)\bCOUNT=", text) else ""
             raise ValueError(
-                f"the rule has no occurrences (it starts on Monday {SCHEDULE_ANCHOR:%Y-%m-%d}{counted})"
+                f"the rule has no occurrences within {SCHEDULE_HORIZON_YEARS} years (it starts on Monday "
+                f"{SCHEDULE_ANCHOR:%Y-%m-%d}{counted})"
             )
         return text
 
@@ -849,7 +931,10 @@ class MaintenanceSchedule(StrictModel):
         # the earliest start after it is taken among those close to the first found.
         first: datetime | None = None
         found: datetime | None = None
-        for occurrence in schedule_rule(self.rrule, self.time_zone).xafter(local - _CLOCK_CHANGE, inc=True):
+        occurrences = schedule_rule(self.rrule, self.time_zone).xafter(local - _CLOCK_CHANGE, inc=True)
+        # Bounded, as a rule's occurrences are distinct and at least a second apart; the rule is validated so
+        # (INTERVAL 1 or more), but a search must end whatever it is given.
+        for _, occurrence in zip(range(_MOST_CLOSE_OCCURRENCES), occurrences, strict=False):
             if first is not None and occurrence > first + 2 * _CLOCK_CHANGE:
                 break
             start = occurrence_start(occurrence, zone)

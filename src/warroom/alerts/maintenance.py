@@ -17,7 +17,7 @@ held forever.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import ColumnElement, Connection, func, or_, select
@@ -51,6 +51,9 @@ SCHEDULE_KIND = "alerts.maintenance_schedule"
 # A scheduled occurrence's window is created this long before it starts, so people see it coming (and can
 # cancel it with ``maintenance end``).
 SCHEDULE_LEAD = timedelta(days=1)
+# How far in the past a person's window may start: clocks differ a little between the CLI's machine and the
+# server's. More is refused.
+START_SLACK = timedelta(minutes=1)
 _WINDOWS = MaintenanceWindow.__table__
 # Ends of windows take turns on PostgreSQL: each locks its window, then (FOR SHARE) the running windows its
 # alerts may move to, so two overlapping windows ended at once would each wait for the other (deadlock).
@@ -192,6 +195,14 @@ def create_window(
                 {"field": "match.integrations"},
             )
     starts_at = data.starts_at or now
+    if by_person and starts_at < now - START_SLACK:
+        # A window that started in the past would claim the alerts of that time arrived during it, and read as
+        # if it had been planned then.
+        raise InvalidInput(
+            f"starts_at {starts_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC is in the past: a window starts now "
+            "(leave the start out) or later",
+            {"field": "starts_at"},
+        )
     ends_at = spans.check_span(
         "window", now=now, starts_at=starts_at, ends_at=data.ends_at, duration=data.duration
     )

@@ -5,10 +5,11 @@ They use the database directly (like ``token create``), not the HTTP API.
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +17,9 @@ from warroom.cli.output import IdColumn, WordColumn, clipped, console, emit, fai
 from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, row_number
 from warroom.errors import WarroomError
 from warroom.jobs.enums import JobStatus
+
+if TYPE_CHECKING:
+    from warroom.jobs.schemas import JobRead
 
 jobs_app = typer.Typer(
     help="The durable job queue (admin; uses the database directly).", no_args_is_help=True
@@ -132,7 +136,7 @@ def jobs_list(
                 WordColumn("attempts", drop=1),
                 IdColumn("incident"),
                 *([WordColumn("peer", drop=2)] if with_peer else []),
-                "last error",
+                "outcome",
             ],
             [
                 (
@@ -143,9 +147,22 @@ def jobs_list(
                     f"{j.attempts}/{j.max_attempts}",
                     f"INC-{j.incident_id}" if j.incident_id else "",
                     *([j.peer or ""] if with_peer else []),
-                    clipped(j.last_error),
+                    clipped(_outcome(j)),
                 )
                 for j in rows
             ],
         ),
     )
+
+
+def _outcome(job: JobRead) -> str:
+    """What a job came to: a done job's result (a note a handler left while waiting, such as a heartbeat
+    check's "pinged; next ping due at …", is no error of it), else its last error or note."""
+    if job.status is JobStatus.done:
+        if not job.result:
+            return "done"
+        return ", ".join(
+            f"{name}={value if isinstance(value, str) else json.dumps(value)}"
+            for name, value in job.result.items()
+        )
+    return job.last_error or ""
