@@ -908,19 +908,26 @@ def resume_escalations(
         # A new pass, with a fresh repeat count: page keys and the check's key stay unique.
         escalation.cycle += 1
         escalation.first_cycle = escalation.cycle
+        run_ids = _run_escalation_ids(session, incident, escalation)
         try:
             policy = service.get_policy(context.org, escalation.policy)
         except NotFound:
-            # A reload renamed or removed it meanwhile: the check, due now, hands it over (or stops it).
-            _schedule_check(session, incident, escalation, now)
-            continue
+            # A reload renamed or removed it meanwhile: it is handed over now, as at a deadline, but the
+            # new run goes on as this one would (a renamed policy from the step it was at, paged again),
+            # not as if a deadline had passed unacknowledged.
+            taken = _hand_over(session, context, incident, escalation, now, resuming=True)
+            if not isinstance(taken, tuple):
+                continue
+            policy, escalation = taken
+            run_ids = _run_escalation_ids(session, incident, escalation) + run_ids
         escalation.mode = mode
         escalation.step = min(max(escalation.step, 1), max(len(policy.steps), 1))
         delay = max(policy.steps[escalation.step - 1].delay, MIN_ACK_WINDOW)
         last = session.scalar(
             select(func.max(Page.created_at)).where(
-                # A run a merge brought paged its step on the merged incident, maybe moments ago.
-                Page.escalation_id.in_(_run_escalation_ids(session, incident, escalation)),
+                # A run a merge brought paged its step on the merged incident, maybe moments ago; a run a
+                # rename handed over paged it under the old name.
+                Page.escalation_id.in_(run_ids),
                 Page.step == escalation.step,
                 Page.status.in_([PageStatus.sent, PageStatus.duplicate]),
             )
@@ -2192,10 +2199,34 @@ def _hand_over_gone_policy(
     which step), and this one is superseded; if that policy already escalates the incident, it goes on as
     it is. With no policy for the incident now, the escalation stops (``policy_gone``). Either way the
     timeline says so. The caller holds the incident's lock, then ``gone``'s."""
-    org = context.org
     now = utcnow()
     previous_deadline = gone.next_check_at or now
     waited = previous_deadline - gone.updated_at
+    taken = _hand_over(session, context, incident, gone, now, resuming=False)
+    if not isinstance(taken, tuple):
+        return taken
+    policy, successor = taken
+    return _page_after_deadline(
+        session, context, incident, policy, successor, deadline=previous_deadline, waited=waited, now=now
+    )
+
+
+def _hand_over(
+    session: Session,
+    context: AppContext,
+    incident: Incident,
+    gone: Escalation,
+    now: datetime,
+    *,
+    resuming: bool,
+) -> tuple[EscalationPolicyConfig, Escalation] | dict[str, Any]:
+    """Hand ``gone`` (whose policy the org file no longer has) over to its successor (``_successor``): the
+    successor's escalation, active, at the step it takes over at, with the policy, for the caller to page;
+    or what happened instead (stopped, or the successor already escalates), said in the timeline.
+    ``resuming``: the incident left monitoring (``resume_escalations``), so no deadline passed: a renamed
+    policy goes on from the step ``gone`` was held at (paged again, in a new pass), another from its first;
+    else (a deadline, ``_hand_over_gone_policy``) ``_next_step_of_successor`` says which step is due."""
+    org = context.org
     gone.next_check_at = None
     gone.updated_at = now
     left = f"policy {gone.policy!r} is no longer in the org file"
@@ -2225,7 +2256,9 @@ def _hand_over_gone_policy(
         .with_for_update()
     )
     data = {"policy": gone.policy, "to_policy": policy.name}
-    if successor is not None and successor.state == EscalationState.active:
+    # Held too (resuming): it goes on by itself, as every run held on the incident does.
+    running = [EscalationState.active] + ([EscalationState.monitoring] if resuming else [])
+    if successor is not None and successor.state in running:
         _timeline(
             session,
             incident,
@@ -2235,7 +2268,10 @@ def _hand_over_gone_policy(
         )
         return {"superseded_by": policy.name}
     mode = service.paging_mode(org, incident.severity)
-    step = _next_step_of_successor(session, org, incident, policy, gone, mode, now)
+    if resuming:
+        step = min(max(gone.step, 1), max(len(policy.steps), 1)) if covers == _RENAMED else 1
+    else:
+        step = _next_step_of_successor(session, org, incident, policy, gone, mode, now)
     if successor is None:
         successor = Escalation(
             incident_id=incident.id,
@@ -2264,9 +2300,7 @@ def _hand_over_gone_policy(
         kind=TimelineKind.automation,
         data={**data, "step": step},
     )
-    return _page_after_deadline(
-        session, context, incident, policy, successor, deadline=previous_deadline, waited=waited, now=now
-    )
+    return policy, successor
 
 
 def escalations_losing_policy(session: Session, org: OrgConfig) -> list[str]:
