@@ -15,9 +15,10 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -56,6 +57,21 @@ class DueJob(NamedTuple):
     id: int
     run_at: datetime
     peer: str | None
+
+
+# A deferred-transaction handler whose I/O is done (a message went out) says how to write its outcome again,
+# on a fresh session, should the commit of its transaction fail (``record_after_io``).
+_REDO = "warroom.jobs.redo_outcome"
+
+
+def record_after_io(session: Session, write: Callable[[Session], dict[str, Any]]) -> dict[str, Any]:
+    """In a deferred-transaction handler, after its I/O: write its outcome on ``session`` with ``write``, and
+    let the worker write it again on a fresh session if the database cannot take the commit now (a restart):
+    the worker retries that with backoff, for up to a lease, instead of leaving the job to run (and send)
+    again once its lease expires. ``write`` must only write what the I/O's result says, and be safe to run
+    again from the start."""
+    session.info[_REDO] = write
+    return write(session)
 
 
 def default_worker_name() -> str:
@@ -282,20 +298,86 @@ class Worker:
             if spec.deferred_transaction:
                 # The lease is ours (committed above): the handler's I/O runs before its transaction begins,
                 # and the lease is renewed while it waits, so a peer slower than a lease is not sent twice.
-                with self._lease_kept(job_id), self.context.db.write_session() as session:
-                    result = spec.handler(self.context, session, job)
-                    held = self._held(session, job_id)
-                    if held is None:
-                        session.rollback()
-                        return False
-                    self._mark_done(held, result, now)
-                    session.commit()
+                with self._lease_kept(job_id):
+                    deferred = self.context.db.write_session()
+                    try:
+                        with deferred as session:
+                            result = spec.handler(self.context, session, job)
+                            held = self._held(session, job_id)
+                            if held is None:
+                                session.rollback()
+                                return False
+                            self._mark_done(held, result, now)
+                            session.commit()
+                    except Exception as exc:
+                        redo = deferred.info.get(_REDO)
+                        if redo is None or not unavailable(exc):
+                            raise
+                        # Its I/O is done (the message went out): write that down once the database is
+                        # back, rather than leave the job to be sent again when its lease expires.
+                        recorded = self._record_outcome_again(job, redo, exc, now)
+                        if recorded is None:
+                            raise
+                        if not recorded:
+                            return False
         except Exception as exc:
             if kind is None:
                 raise  # the database failed before the job was reached: the lease expires, it runs again
             return self._record_failure(job_id, exc, now)
         JOBS_RUN.labels(kind=kind, outcome="done").inc()
         return True
+
+    record_retry_pause = 0.5  # seconds before the first retry of an outcome; doubles, up to 10 s
+
+    def _record_outcome_again(
+        self, job: Job, redo: Callable[[Session], dict[str, Any]], exc: Exception, now: datetime | None
+    ) -> bool | None:
+        """A deferred job did its I/O but the database could not take its outcome (``exc``): write it again
+        (``redo``) with backoff for up to a lease (the lease is renewed meanwhile), one log line a failure.
+        True once recorded; False if the lease was lost meanwhile; None if the database stayed away."""
+        give_up = time.monotonic() + self.lease.total_seconds()
+        pause = self.record_retry_pause
+        failures = 0
+        while True:
+            failures += 1
+            left = give_up - time.monotonic()
+            if left <= 0:
+                log.error(
+                    "job %s (%s): its outcome could not be recorded after %d attempt(s) (%s); it runs again "
+                    "when its lease expires",
+                    job.id,
+                    job.kind,
+                    failures,
+                    unavailable_reason(exc),
+                )
+                return None
+            wait_for = min(pause, left)
+            log.warning(
+                "job %s (%s): done, but could not record its outcome: database unavailable (%s); "
+                "retrying in %.1fs",
+                job.id,
+                job.kind,
+                unavailable_reason(exc),
+                wait_for,
+            )
+            time.sleep(wait_for)
+            pause = min(pause * 2, 10.0)
+            try:
+                with self.context.db.write_session() as session:
+                    result = redo(session)
+                    held = self._held(session, job.id)
+                    if held is None:
+                        session.rollback()
+                        return False
+                    self._mark_done(held, result, now)
+                    session.commit()
+            except Exception as again:
+                if not unavailable(again):
+                    raise
+                exc = again
+                continue
+            log.info("job %s (%s): outcome recorded after %d failed attempt(s)", job.id, job.kind, failures)
+            return True
 
     @contextmanager
     def _lease_kept(self, job_id: int) -> Iterator[None]:
@@ -317,8 +399,15 @@ class Worker:
                             .values(lease_expires_at=utcnow() + self.lease)
                             .execution_options(synchronize_session=False)
                         )
-                except Exception:
-                    log.warning("job %s: could not renew its lease; retrying", job_id, exc_info=True)
+                except Exception as exc:
+                    if unavailable(exc):  # one line while the database is away
+                        log.warning(
+                            "job %s: could not renew its lease: database unavailable (%s); retrying",
+                            job_id,
+                            unavailable_reason(exc),
+                        )
+                    else:
+                        log.warning("job %s: could not renew its lease; retrying", job_id, exc_info=True)
 
         keeper = threading.Thread(target=renew, name=f"lease-{job_id}", daemon=True)
         keeper.start()
@@ -413,10 +502,18 @@ class Worker:
             return None
         try:
             return self.run_job(job_id, now)
-        except Exception:
+        except Exception as exc:
             # The transaction failed (e.g. the database went away): the job keeps its lease and is
             # retried by whichever worker claims it after the lease expires.
-            log.exception("job %s: could not record its outcome", job_id)
+            if unavailable(exc):  # one line, the driver's first, not a stack trace per job
+                log.warning(
+                    "job %s: could not record its outcome: database unavailable (%s); it runs again when "
+                    "its lease expires",
+                    job_id,
+                    unavailable_reason(exc),
+                )
+            else:
+                log.exception("job %s: could not record its outcome", job_id)
             return False
 
     def _catch_up(self) -> None:
