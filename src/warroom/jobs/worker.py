@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, true, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -45,7 +45,17 @@ JOB_LATENESS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 
+CLOCK_OFFSET = Gauge(
+    "warroom_clock_offset_seconds",
+    "This process's clock minus the database server's (PostgreSQL), as its worker last measured it: jobs run "
+    "on this process's clock, so it should stay within a second or two of 0.",
+)
+
 MAX_ERROR_LENGTH = 4000
+
+# How far this process's clock may be from the database's before the worker warns, and how often it looks.
+CLOCK_TOLERANCE = 2.0
+CLOCK_CHECK_EVERY = 60.0
 
 # Which jobs a worker claims: "network" ones wait on peers (deliveries: seconds each, a batch of them
 # minutes), "local" ones are quick (escalation steps, delayed rules, sweeps). ``run_forever`` runs the two in
@@ -72,6 +82,23 @@ def record_after_io(session: Session, write: Callable[[Session], dict[str, Any]]
     again from the start."""
     session.info[_REDO] = write
     return write(session)
+
+
+def clock_offset(context: AppContext) -> float | None:
+    """Seconds this process's clock is ahead of the database server's (negative: behind), the round trip
+    taken into account; None on SQLite (one machine, one clock)."""
+    if context.db.is_sqlite:
+        return None
+    with context.db.read() as session:
+        before = utcnow()
+        started = time.monotonic()
+        # clock_timestamp(), not now(): now() is the transaction's start.
+        theirs: datetime | None = session.scalar(select(func.clock_timestamp()))
+        trip = time.monotonic() - started
+    if theirs is None:
+        return None
+    ours = before + timedelta(seconds=trip / 2)
+    return float((ours - theirs).total_seconds())
 
 
 def default_worker_name() -> str:
@@ -118,6 +145,8 @@ class Worker:
         self.peer_limit = settings.worker_peer_limit or max(1, self.concurrency // 2)
         self._executor: ThreadPoolExecutor | None = None
         self._stop: threading.Event | None = None
+        self._clock_checked_at: float | None = None
+        self._clock_skewed = False
 
     # --- claiming -------------------------------------------------------------------------------
 
@@ -627,11 +656,48 @@ class Worker:
         self.close()
         log.info("worker %s stopped", self.name)
 
+    def check_clock(self) -> float | None:
+        """At most once every ``CLOCK_CHECK_EVERY`` seconds (the first call at once), compare this process's
+        clock with the database's (``clock_offset``): every due time, lease and timeline entry is this
+        process's clock, so one ahead pages early, dates entries in the future and takes other workers' leases
+        as expired. A warning line while they differ by more than ``CLOCK_TOLERANCE`` s, one line when they
+        agree again; the offset is the gauge ``warroom_clock_offset_seconds``. Returns it (None when not
+        measured: SQLite, not due yet, or the database not answering, which claiming reports)."""
+        moment = time.monotonic()
+        if self._clock_checked_at is not None and moment - self._clock_checked_at < CLOCK_CHECK_EVERY:
+            return None
+        self._clock_checked_at = moment
+        try:
+            offset = clock_offset(self.context)
+        except Exception as exc:
+            log.debug("worker %s: could not compare clocks with the database: %s", self.name, exc)
+            return None
+        if offset is None:
+            return None
+        CLOCK_OFFSET.set(offset)
+        if abs(offset) > CLOCK_TOLERANCE:
+            self._clock_skewed = True
+            log.warning(
+                "worker %s: this machine's clock is %.1fs %s the database server's: jobs run on this "
+                "clock, so pages and escalation steps go out %s, timeline entries are dated off, and other "
+                "workers' leases %s; synchronise every Warroom machine's clock and the database's (NTP)",
+                self.name,
+                abs(offset),
+                "ahead of" if offset > 0 else "behind",
+                "early" if offset > 0 else "late",
+                "look expired to it too soon" if offset > 0 else "are taken over late",
+            )
+        elif self._clock_skewed:
+            self._clock_skewed = False
+            log.info("worker %s: its clock agrees with the database's again (%.1fs off)", self.name, offset)
+        return offset
+
     def _poll_batches(self, stop_event: threading.Event) -> None:
         """Quick jobs: claim a batch in one transaction, run it, claim again (in this thread when one at a
         time, which keeps a thousand timers a second on SQLite)."""
         failures = 0
         while not stop_event.is_set():
+            self.check_clock()  # at start, then once a minute
             try:
                 ran = self.run_once()
             except Exception as exc:
