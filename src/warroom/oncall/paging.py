@@ -1948,12 +1948,14 @@ def page_person_by_hand(
     person_name: str,
     requested_by: str,
     note: str | None,
+    worker: str | None = None,
 ) -> dict[str, Any]:
     """Page a person asked for by name: a page by each of their notification rules, the delayed ones unless
     someone acknowledges first (on an incident acknowledged already, only the immediate ones). It is a
     person's deliberate call, with their why, so it is never held back as a duplicate of a page moments
     before (a policy's page right after it rides on it instead). Nothing escalates from it: it has no policy
-    and no deadline. ``request_id`` (its job's) keys its pages, so a replayed job pages nobody twice."""
+    and no deadline. ``request_id`` (its job's) keys its pages, so a replayed job pages nobody twice.
+    ``worker``: the name of the worker running it, which a page not sent names."""
     try:
         incident = incident_service.get_incident(session, incident_id, for_update=True)
     except NotFound:
@@ -1969,13 +1971,24 @@ def page_person_by_hand(
         )
         return {"skipped": f"incident is {incident.status.value}"}
     person = next((p for p in context.org.people if p.name == person_name), None)
-    if person is None:  # a reload took them out of the org file before the worker ran
+    if person is None:
+        # The process that took the request had them in its org file; this one's has not: a reload took them
+        # out since, or this process's file is older than, or different from, that one (a reload of one
+        # process only, ``kill -HUP``), and they never were in it.
+        whose = f"the org file of the worker that ran it ({worker})" if worker else "the worker's org file"
+        loaded = f"{context.org_loaded_at:%Y-%m-%d %H:%M:%S} UTC"
+        why = (
+            f"{whose}, loaded {loaded}, has no person {person_name}: it may be older than, or different "
+            "from, the one the request was checked against; reload every process (warroom config reload) "
+            "and page again"
+        )
+        log.warning("%s: %s not sent: %s", incident.ref, asked, why)
         _timeline(
             session,
             incident,
-            f"{asked} not sent: {person_name} is no longer in the org file",
+            f"{asked} not sent: {why}",
             kind=TimelineKind.automation,
-            data={"person": person_name},
+            data={"person": person_name, **({"worker": worker} if worker else {})},
         )
         return {"skipped": "unknown person"}
     now = utcnow()
@@ -2670,4 +2683,5 @@ def _person_job(context: AppContext, session: Session, job: Job) -> dict[str, An
         person_name=str(payload["person"]),
         requested_by=str(payload.get("requested_by") or "a person"),
         note=str(note) if note else None,
+        worker=job.lease_owner,
     )
