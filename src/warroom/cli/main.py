@@ -292,9 +292,13 @@ def serve(
             org=org,
         )
         application = create_app(settings, context)
+    listening = listen_address(settings)
+    public = settings.public_url
+    # The address it listens on; the one people reach it at (pages' links) beside it when that differs.
+    also = f"public URL: {public}; " if public and public.rstrip("/") != listening else ""
     console.print(
-        f"Warroom {__version__} on [bold]{settings.base_url}[/] "
-        + escape(f"(org: {org.organization}; database: {shown_url(context.db.engine.url)})")
+        f"Warroom {__version__} on [bold]{escape(listening)}[/] "
+        + escape(f"({also}org: {org.organization}; database: {shown_url(context.db.engine.url)})")
     )
     if settings.mail_intake_port is not None:
         console.print(
@@ -303,6 +307,15 @@ def serve(
             + ", to <key of an email integration>@…"
         )
     uvicorn.run(application, **uvicorn_options(settings))
+
+
+def listen_address(settings: Settings) -> str:
+    """The address ``serve`` listens on (``--host``, ``--port``), as a URL: not the public URL, which may
+    name a proxy or another server."""
+    host = settings.host
+    if ":" in host and not host.startswith("["):  # an IPv6 address
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
 
 
 # Libraries that log secrets at INFO, kept to warnings in the long-running commands: httpx logs each request's

@@ -15,15 +15,16 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, true, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -44,7 +45,17 @@ JOB_LATENESS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 
+CLOCK_OFFSET = Gauge(
+    "warroom_clock_offset_seconds",
+    "This process's clock minus the database server's (PostgreSQL), as its worker last measured it: jobs run "
+    "on this process's clock, so it should stay within a second or two of 0.",
+)
+
 MAX_ERROR_LENGTH = 4000
+
+# How far this process's clock may be from the database's before the worker warns, and how often it looks.
+CLOCK_TOLERANCE = 2.0
+CLOCK_CHECK_EVERY = 60.0
 
 # Which jobs a worker claims: "network" ones wait on peers (deliveries: seconds each, a batch of them
 # minutes), "local" ones are quick (escalation steps, delayed rules, sweeps). ``run_forever`` runs the two in
@@ -56,6 +67,38 @@ class DueJob(NamedTuple):
     id: int
     run_at: datetime
     peer: str | None
+
+
+# A deferred-transaction handler whose I/O is done (a message went out) says how to write its outcome again,
+# on a fresh session, should the commit of its transaction fail (``record_after_io``).
+_REDO = "warroom.jobs.redo_outcome"
+
+
+def record_after_io(session: Session, write: Callable[[Session], dict[str, Any]]) -> dict[str, Any]:
+    """In a deferred-transaction handler, after its I/O: write its outcome on ``session`` with ``write``, and
+    let the worker write it again on a fresh session if the database cannot take the commit now (a restart):
+    the worker retries that with backoff, for up to a lease, instead of leaving the job to run (and send)
+    again once its lease expires. ``write`` must only write what the I/O's result says, and be safe to run
+    again from the start."""
+    session.info[_REDO] = write
+    return write(session)
+
+
+def clock_offset(context: AppContext) -> float | None:
+    """Seconds this process's clock is ahead of the database server's (negative: behind), the round trip
+    taken into account; None on SQLite (one machine, one clock)."""
+    if context.db.is_sqlite:
+        return None
+    with context.db.read() as session:
+        before = utcnow()
+        started = time.monotonic()
+        # clock_timestamp(), not now(): now() is the transaction's start.
+        theirs: datetime | None = session.scalar(select(func.clock_timestamp()))
+        trip = time.monotonic() - started
+    if theirs is None:
+        return None
+    ours = before + timedelta(seconds=trip / 2)
+    return float((ours - theirs).total_seconds())
 
 
 def default_worker_name() -> str:
@@ -102,6 +145,8 @@ class Worker:
         self.peer_limit = settings.worker_peer_limit or max(1, self.concurrency // 2)
         self._executor: ThreadPoolExecutor | None = None
         self._stop: threading.Event | None = None
+        self._clock_checked_at: float | None = None
+        self._clock_skewed = False
 
     # --- claiming -------------------------------------------------------------------------------
 
@@ -282,20 +327,86 @@ class Worker:
             if spec.deferred_transaction:
                 # The lease is ours (committed above): the handler's I/O runs before its transaction begins,
                 # and the lease is renewed while it waits, so a peer slower than a lease is not sent twice.
-                with self._lease_kept(job_id), self.context.db.write_session() as session:
-                    result = spec.handler(self.context, session, job)
-                    held = self._held(session, job_id)
-                    if held is None:
-                        session.rollback()
-                        return False
-                    self._mark_done(held, result, now)
-                    session.commit()
+                with self._lease_kept(job_id):
+                    deferred = self.context.db.write_session()
+                    try:
+                        with deferred as session:
+                            result = spec.handler(self.context, session, job)
+                            held = self._held(session, job_id)
+                            if held is None:
+                                session.rollback()
+                                return False
+                            self._mark_done(held, result, now)
+                            session.commit()
+                    except Exception as exc:
+                        redo = deferred.info.get(_REDO)
+                        if redo is None or not unavailable(exc):
+                            raise
+                        # Its I/O is done (the message went out): write that down once the database is
+                        # back, rather than leave the job to be sent again when its lease expires.
+                        recorded = self._record_outcome_again(job, redo, exc, now)
+                        if recorded is None:
+                            raise
+                        if not recorded:
+                            return False
         except Exception as exc:
             if kind is None:
                 raise  # the database failed before the job was reached: the lease expires, it runs again
             return self._record_failure(job_id, exc, now)
         JOBS_RUN.labels(kind=kind, outcome="done").inc()
         return True
+
+    record_retry_pause = 0.5  # seconds before the first retry of an outcome; doubles, up to 10 s
+
+    def _record_outcome_again(
+        self, job: Job, redo: Callable[[Session], dict[str, Any]], exc: Exception, now: datetime | None
+    ) -> bool | None:
+        """A deferred job did its I/O but the database could not take its outcome (``exc``): write it again
+        (``redo``) with backoff for up to a lease (the lease is renewed meanwhile), one log line a failure.
+        True once recorded; False if the lease was lost meanwhile; None if the database stayed away."""
+        give_up = time.monotonic() + self.lease.total_seconds()
+        pause = self.record_retry_pause
+        failures = 0
+        while True:
+            failures += 1
+            left = give_up - time.monotonic()
+            if left <= 0:
+                log.error(
+                    "job %s (%s): its outcome could not be recorded after %d attempt(s) (%s); it runs again "
+                    "when its lease expires",
+                    job.id,
+                    job.kind,
+                    failures,
+                    unavailable_reason(exc),
+                )
+                return None
+            wait_for = min(pause, left)
+            log.warning(
+                "job %s (%s): done, but could not record its outcome: database unavailable (%s); "
+                "retrying in %.1fs",
+                job.id,
+                job.kind,
+                unavailable_reason(exc),
+                wait_for,
+            )
+            time.sleep(wait_for)
+            pause = min(pause * 2, 10.0)
+            try:
+                with self.context.db.write_session() as session:
+                    result = redo(session)
+                    held = self._held(session, job.id)
+                    if held is None:
+                        session.rollback()
+                        return False
+                    self._mark_done(held, result, now)
+                    session.commit()
+            except Exception as again:
+                if not unavailable(again):
+                    raise
+                exc = again
+                continue
+            log.info("job %s (%s): outcome recorded after %d failed attempt(s)", job.id, job.kind, failures)
+            return True
 
     @contextmanager
     def _lease_kept(self, job_id: int) -> Iterator[None]:
@@ -317,8 +428,15 @@ class Worker:
                             .values(lease_expires_at=utcnow() + self.lease)
                             .execution_options(synchronize_session=False)
                         )
-                except Exception:
-                    log.warning("job %s: could not renew its lease; retrying", job_id, exc_info=True)
+                except Exception as exc:
+                    if unavailable(exc):  # one line while the database is away
+                        log.warning(
+                            "job %s: could not renew its lease: database unavailable (%s); retrying",
+                            job_id,
+                            unavailable_reason(exc),
+                        )
+                    else:
+                        log.warning("job %s: could not renew its lease; retrying", job_id, exc_info=True)
 
         keeper = threading.Thread(target=renew, name=f"lease-{job_id}", daemon=True)
         keeper.start()
@@ -413,10 +531,18 @@ class Worker:
             return None
         try:
             return self.run_job(job_id, now)
-        except Exception:
+        except Exception as exc:
             # The transaction failed (e.g. the database went away): the job keeps its lease and is
             # retried by whichever worker claims it after the lease expires.
-            log.exception("job %s: could not record its outcome", job_id)
+            if unavailable(exc):  # one line, the driver's first, not a stack trace per job
+                log.warning(
+                    "job %s: could not record its outcome: database unavailable (%s); it runs again when "
+                    "its lease expires",
+                    job_id,
+                    unavailable_reason(exc),
+                )
+            else:
+                log.exception("job %s: could not record its outcome", job_id)
             return False
 
     def _catch_up(self) -> None:
@@ -530,11 +656,48 @@ class Worker:
         self.close()
         log.info("worker %s stopped", self.name)
 
+    def check_clock(self) -> float | None:
+        """At most once every ``CLOCK_CHECK_EVERY`` seconds (the first call at once), compare this process's
+        clock with the database's (``clock_offset``): every due time, lease and timeline entry is this
+        process's clock, so one ahead pages early, dates entries in the future and takes other workers' leases
+        as expired. A warning line while they differ by more than ``CLOCK_TOLERANCE`` s, one line when they
+        agree again; the offset is the gauge ``warroom_clock_offset_seconds``. Returns it (None when not
+        measured: SQLite, not due yet, or the database not answering, which claiming reports)."""
+        moment = time.monotonic()
+        if self._clock_checked_at is not None and moment - self._clock_checked_at < CLOCK_CHECK_EVERY:
+            return None
+        self._clock_checked_at = moment
+        try:
+            offset = clock_offset(self.context)
+        except Exception as exc:
+            log.debug("worker %s: could not compare clocks with the database: %s", self.name, exc)
+            return None
+        if offset is None:
+            return None
+        CLOCK_OFFSET.set(offset)
+        if abs(offset) > CLOCK_TOLERANCE:
+            self._clock_skewed = True
+            log.warning(
+                "worker %s: this machine's clock is %.1fs %s the database server's: jobs run on this "
+                "clock, so pages and escalation steps go out %s, timeline entries are dated off, and other "
+                "workers' leases %s; synchronise every Warroom machine's clock and the database's (NTP)",
+                self.name,
+                abs(offset),
+                "ahead of" if offset > 0 else "behind",
+                "early" if offset > 0 else "late",
+                "look expired to it too soon" if offset > 0 else "are taken over late",
+            )
+        elif self._clock_skewed:
+            self._clock_skewed = False
+            log.info("worker %s: its clock agrees with the database's again (%.1fs off)", self.name, offset)
+        return offset
+
     def _poll_batches(self, stop_event: threading.Event) -> None:
         """Quick jobs: claim a batch in one transaction, run it, claim again (in this thread when one at a
         time, which keeps a thousand timers a second on SQLite)."""
         failures = 0
         while not stop_event.is_set():
+            self.check_clock()  # at start, then once a minute
             try:
                 ran = self.run_once()
             except Exception as exc:

@@ -12,6 +12,7 @@ from warroom.events import DomainEvent, publish
 from warroom.incidents import service as incidents
 from warroom.jobs.models import Job
 from warroom.jobs.service import job_handler
+from warroom.jobs.worker import record_after_io
 from warroom.notify import channels
 from warroom.notify.config import find_channel
 from warroom.notify.models import Delivery, DeliveryStatus
@@ -125,6 +126,13 @@ def deliver(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
     if channel is None:
         raise channels.DeliveryError(f"channel {channel_name!r} is not configured any more")
     info = channels.deliver(channel, message, context.settings)
+    # Sent: should the database not take this now (a restart), the worker writes it again once it is back
+    # rather than send it again.
+    return record_after_io(session, lambda writer: _record_sent(writer, job, delivery_id, info))
+
+
+def _record_sent(session: Session, job: Job, delivery_id: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """Write down that the delivery went out (``info``: what the channel said)."""
     delivery = session.get(Delivery, delivery_id, with_for_update=True)
     if delivery is None:
         return {"skipped": "the delivery was removed while it was sent", **info}

@@ -908,19 +908,26 @@ def resume_escalations(
         # A new pass, with a fresh repeat count: page keys and the check's key stay unique.
         escalation.cycle += 1
         escalation.first_cycle = escalation.cycle
+        run_ids = _run_escalation_ids(session, incident, escalation)
         try:
             policy = service.get_policy(context.org, escalation.policy)
         except NotFound:
-            # A reload renamed or removed it meanwhile: the check, due now, hands it over (or stops it).
-            _schedule_check(session, incident, escalation, now)
-            continue
+            # A reload renamed or removed it meanwhile: it is handed over now, as at a deadline, but the
+            # new run goes on as this one would (a renamed policy from the step it was at, paged again),
+            # not as if a deadline had passed unacknowledged.
+            taken = _hand_over(session, context, incident, escalation, now, resuming=True)
+            if not isinstance(taken, tuple):
+                continue
+            policy, escalation = taken
+            run_ids = _run_escalation_ids(session, incident, escalation) + run_ids
         escalation.mode = mode
         escalation.step = min(max(escalation.step, 1), max(len(policy.steps), 1))
         delay = max(policy.steps[escalation.step - 1].delay, MIN_ACK_WINDOW)
         last = session.scalar(
             select(func.max(Page.created_at)).where(
-                # A run a merge brought paged its step on the merged incident, maybe moments ago.
-                Page.escalation_id.in_(_run_escalation_ids(session, incident, escalation)),
+                # A run a merge brought paged its step on the merged incident, maybe moments ago; a run a
+                # rename handed over paged it under the old name.
+                Page.escalation_id.in_(run_ids),
                 Page.step == escalation.step,
                 Page.status.in_([PageStatus.sent, PageStatus.duplicate]),
             )
@@ -1941,12 +1948,14 @@ def page_person_by_hand(
     person_name: str,
     requested_by: str,
     note: str | None,
+    worker: str | None = None,
 ) -> dict[str, Any]:
     """Page a person asked for by name: a page by each of their notification rules, the delayed ones unless
     someone acknowledges first (on an incident acknowledged already, only the immediate ones). It is a
     person's deliberate call, with their why, so it is never held back as a duplicate of a page moments
     before (a policy's page right after it rides on it instead). Nothing escalates from it: it has no policy
-    and no deadline. ``request_id`` (its job's) keys its pages, so a replayed job pages nobody twice."""
+    and no deadline. ``request_id`` (its job's) keys its pages, so a replayed job pages nobody twice.
+    ``worker``: the name of the worker running it, which a page not sent names."""
     try:
         incident = incident_service.get_incident(session, incident_id, for_update=True)
     except NotFound:
@@ -1962,13 +1971,24 @@ def page_person_by_hand(
         )
         return {"skipped": f"incident is {incident.status.value}"}
     person = next((p for p in context.org.people if p.name == person_name), None)
-    if person is None:  # a reload took them out of the org file before the worker ran
+    if person is None:
+        # The process that took the request had them in its org file; this one's has not: a reload took them
+        # out since, or this process's file is older than, or different from, that one (a reload of one
+        # process only, ``kill -HUP``), and they never were in it.
+        whose = f"the org file of the worker that ran it ({worker})" if worker else "the worker's org file"
+        loaded = f"{context.org_loaded_at:%Y-%m-%d %H:%M:%S} UTC"
+        why = (
+            f"{whose}, loaded {loaded}, has no person {person_name}: it may be older than, or different "
+            "from, the one the request was checked against; reload every process (warroom config reload) "
+            "and page again"
+        )
+        log.warning("%s: %s not sent: %s", incident.ref, asked, why)
         _timeline(
             session,
             incident,
-            f"{asked} not sent: {person_name} is no longer in the org file",
+            f"{asked} not sent: {why}",
             kind=TimelineKind.automation,
-            data={"person": person_name},
+            data={"person": person_name, **({"worker": worker} if worker else {})},
         )
         return {"skipped": "unknown person"}
     now = utcnow()
@@ -2192,10 +2212,34 @@ def _hand_over_gone_policy(
     which step), and this one is superseded; if that policy already escalates the incident, it goes on as
     it is. With no policy for the incident now, the escalation stops (``policy_gone``). Either way the
     timeline says so. The caller holds the incident's lock, then ``gone``'s."""
-    org = context.org
     now = utcnow()
     previous_deadline = gone.next_check_at or now
     waited = previous_deadline - gone.updated_at
+    taken = _hand_over(session, context, incident, gone, now, resuming=False)
+    if not isinstance(taken, tuple):
+        return taken
+    policy, successor = taken
+    return _page_after_deadline(
+        session, context, incident, policy, successor, deadline=previous_deadline, waited=waited, now=now
+    )
+
+
+def _hand_over(
+    session: Session,
+    context: AppContext,
+    incident: Incident,
+    gone: Escalation,
+    now: datetime,
+    *,
+    resuming: bool,
+) -> tuple[EscalationPolicyConfig, Escalation] | dict[str, Any]:
+    """Hand ``gone`` (whose policy the org file no longer has) over to its successor (``_successor``): the
+    successor's escalation, active, at the step it takes over at, with the policy, for the caller to page;
+    or what happened instead (stopped, or the successor already escalates), said in the timeline.
+    ``resuming``: the incident left monitoring (``resume_escalations``), so no deadline passed: a renamed
+    policy goes on from the step ``gone`` was held at (paged again, in a new pass), another from its first;
+    else (a deadline, ``_hand_over_gone_policy``) ``_next_step_of_successor`` says which step is due."""
+    org = context.org
     gone.next_check_at = None
     gone.updated_at = now
     left = f"policy {gone.policy!r} is no longer in the org file"
@@ -2225,7 +2269,9 @@ def _hand_over_gone_policy(
         .with_for_update()
     )
     data = {"policy": gone.policy, "to_policy": policy.name}
-    if successor is not None and successor.state == EscalationState.active:
+    # Held too (resuming): it goes on by itself, as every run held on the incident does.
+    running = [EscalationState.active] + ([EscalationState.monitoring] if resuming else [])
+    if successor is not None and successor.state in running:
         _timeline(
             session,
             incident,
@@ -2235,7 +2281,10 @@ def _hand_over_gone_policy(
         )
         return {"superseded_by": policy.name}
     mode = service.paging_mode(org, incident.severity)
-    step = _next_step_of_successor(session, org, incident, policy, gone, mode, now)
+    if resuming:
+        step = min(max(gone.step, 1), max(len(policy.steps), 1)) if covers == _RENAMED else 1
+    else:
+        step = _next_step_of_successor(session, org, incident, policy, gone, mode, now)
     if successor is None:
         successor = Escalation(
             incident_id=incident.id,
@@ -2264,9 +2313,7 @@ def _hand_over_gone_policy(
         kind=TimelineKind.automation,
         data={**data, "step": step},
     )
-    return _page_after_deadline(
-        session, context, incident, policy, successor, deadline=previous_deadline, waited=waited, now=now
-    )
+    return policy, successor
 
 
 def escalations_losing_policy(session: Session, org: OrgConfig) -> list[str]:
@@ -2636,4 +2683,5 @@ def _person_job(context: AppContext, session: Session, job: Job) -> dict[str, An
         person_name=str(payload["person"]),
         requested_by=str(payload.get("requested_by") or "a person"),
         note=str(note) if note else None,
+        worker=job.lease_owner,
     )

@@ -1,0 +1,37 @@
+"""``serve``'s first line names the address it listens on, and the public URL beside it when that differs: a
+server on :20011 whose WARROOM_PUBLIC_URL is :20010 printed only the public URL, as if it listened there."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import EXAMPLE_CONFIG
+from warroom.cli.main import app
+
+
+def banner(monkeypatch: pytest.MonkeyPatch, database_url: str, *args: str) -> str:
+    monkeypatch.setattr("uvicorn.run", lambda application, **options: None)
+    served = CliRunner().invoke(
+        app,
+        ["serve", "--config", str(EXAMPLE_CONFIG), "--database-url", database_url, "--no-worker", *args],
+        env={"COLUMNS": "300"},
+    )
+    assert served.exit_code == 0, served.output
+    return next(line for line in served.output.splitlines() if line.startswith("Warroom "))
+
+
+def test_the_banner_names_the_listen_address_and_the_public_url_apart(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    monkeypatch.setenv("WARROOM_PUBLIC_URL", "http://127.0.0.1:20010")
+    line = banner(monkeypatch, database_url, "--host", "127.0.0.1", "--port", "20011")
+    assert " on http://127.0.0.1:20011 (public URL: http://127.0.0.1:20010; org: " in line, line
+
+
+def test_without_a_public_url_of_its_own_the_banner_says_the_address_once(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    monkeypatch.delenv("WARROOM_PUBLIC_URL", raising=False)
+    line = banner(monkeypatch, database_url, "--host", "::1", "--port", "20012")
+    assert " on http://[::1]:20012 (org: " in line and "public URL" not in line, line
