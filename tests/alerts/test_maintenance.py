@@ -783,3 +783,35 @@ def test_the_end_of_a_window_waits_for_the_end_of_another_that_moves_an_alert_to
     with context.db.read() as session:
         alert = session.scalars(select(Alert)).one()
         assert (alert.maintenance_window_id, alert.incident_id) == (2, 1)
+
+
+def test_a_snooze_made_while_held_reads_as_a_snooze_when_the_window_ends(
+    api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
+) -> None:
+    """Snoozed (or acknowledged) during the window: when the window ends, the incident's timeline says what the
+    person did then, and when; not "acknowledged by hand" as if they had done it at the release."""
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    start_window(api, responder, services=["api"], duration="1h")
+    snoozed = send(api, generic_key, "api-5xx")
+    acked = send(api, generic_key, "api-latency")
+    clock.set(T0 + timedelta(minutes=10))
+    answer = api.post(f"/api/v1/alerts/{snoozed['id']}/snooze", json={"duration": "2h"}, headers=responder)
+    assert answer.status_code == 200, answer.text
+    assert api.post(f"/api/v1/alerts/{acked['id']}/acknowledge", headers=responder).status_code == 200
+    run_at(worker, T0 + timedelta(hours=1, seconds=1))
+    actions = [e.action for e in timeline(context, 1)]
+    about_snoozed = [a for a in actions if a.startswith(f"Alert ALR-{snoozed['id']} ")]
+    assert any(
+        a.startswith(f"Alert ALR-{snoozed['id']} snoozed by responder-user until 2026-")
+        and "(while it was held)" in a
+        for a in about_snoozed
+    ), about_snoozed
+    assert not any("acknowledged by hand" in a for a in about_snoozed), about_snoozed
+    # Each alert its own group, so its own incident: the acknowledged one opened INC-2.
+    about_acked = [
+        e.action
+        for e in timeline(context, 2)
+        if e.action.startswith(f"Alert ALR-{acked['id']} acknowledged by hand")
+    ]
+    assert len(about_acked) == 1 and "(by responder-user at 10:10 UTC, while it was held)" in about_acked[0]

@@ -1887,7 +1887,7 @@ def carry_acknowledgement(session: Session, org: OrgConfig, alert: Alert) -> Non
         and alert.incident_id is not None
         and not follow.acknowledged_with_incident(session, alert)
     ):
-        on_acknowledged(session, org, alert, performer=alert.acknowledged_by or PERFORMER)
+        on_acknowledged(session, org, alert, performer=alert.acknowledged_by or PERFORMER, while_held=True)
 
 
 def on_acknowledged(
@@ -1897,13 +1897,30 @@ def on_acknowledged(
     *,
     performer: str = PERFORMER,
     at_source_by: str | None = None,
+    while_held: bool = False,
 ) -> None:
     """``performer``: who acknowledged it, when a person did rather than its source. ``at_source_by``: who
-    the source says acknowledged it there (Opsgenie's ``user``), when it tells."""
+    the source says acknowledged it there (Opsgenie's ``user``), when it tells. ``while_held``: the
+    acknowledgement (or snooze) was made earlier, while the alert was held, and reaches the incident now."""
     incident = _incident_of(session, alert, None)
     if incident is not None:
-        _acknowledge_with_alerts(session, org, alert, incident, performer, at_source_by)
+        _acknowledge_with_alerts(session, org, alert, incident, performer, at_source_by, while_held)
     schedule_handlers(session, alert, "acknowledged")
+
+
+def _held_acknowledgement(alert: Alert, performer: str) -> str:
+    """How an acknowledgement made while the alert was held reads when it reaches the incident: when, and a
+    snooze as a snooze (its end), not as an acknowledgement by hand made at the release."""
+    if alert.snoozed_until is not None:
+        until = alert.snoozed_until.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return (
+            f"Alert {alert.ref} snoozed by {performer} until {until} (while it was held): if it still fires "
+            f"then, it fires again and the first responders are paged as a reminder: {alert.summary_line}"
+        )
+    at = alert.acknowledged_at.astimezone(UTC).strftime("%H:%M UTC") if alert.acknowledged_at else "earlier"
+    return f"Alert {alert.ref} acknowledged by hand (by {performer} at {at}, while it was held): " + (
+        alert.summary_line
+    )
 
 
 def _acknowledge_with_alerts(
@@ -1913,14 +1930,20 @@ def _acknowledge_with_alerts(
     incident: Incident,
     performer: str,
     at_source_by: str | None = None,
+    while_held: bool = False,
 ) -> None:
     """Record the alert's acknowledgement; when it was the last open alert of the incident still firing,
     acknowledge the incident the way a person does (which stops its escalation): by automation when the
     source acknowledged, by the person who acknowledged the alert here otherwise."""
     by_person = performer != PERFORMER
     if by_person:
-        action = f"Alert {alert.ref} acknowledged by hand: {alert.summary_line}"
+        if while_held:
+            action = _held_acknowledgement(alert, performer)
+        else:
+            action = f"Alert {alert.ref} acknowledged by hand: {alert.summary_line}"
         data: dict[str, Any] = {"alert": alert.id, "acknowledged_by": performer}
+        if while_held and alert.snoozed_until is not None:
+            data["until"] = alert.snoozed_until.isoformat()
     else:
         action = f"Alert {alert.ref} acknowledged at its source ({alert.source})"
         data = {"alert": alert.id, "source": alert.source}
