@@ -796,6 +796,16 @@ def _print_preview(preview: RoutingPreview) -> None:
         ],
     )
     incident = preview.incident
+    if preview.open_alert is not None and preview.open_alert_unchanged:
+        console.print(
+            escape(
+                f"-> the same delivery as the last one applied to the open alert {preview.open_alert}: it "
+                "marks the alert seen (a minute or more later) without counting an occurrence, and changes "
+                "nothing else (outcome: unchanged)"
+            )
+        )
+        console.print()
+        return
     if preview.open_alert is not None:
         console.print(
             escape(
