@@ -379,9 +379,13 @@ def token_create(
     except WarroomError as exc:
         fail(f"--{exc.message}")
     database = _database(_settings(database_url=database_url))
-    with database.write() as session:
-        created = auth_service.create_token(session, name=name, role=role)
-    database.dispose()
+    try:
+        with database.write() as session:
+            created = auth_service.create_token(session, name=name, role=role)
+    except WarroomError as exc:
+        fail(exc.message)
+    finally:
+        database.dispose()
     if as_json:
         print_json(created)
         return
