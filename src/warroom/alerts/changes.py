@@ -112,7 +112,7 @@ _PAGERDUTY_FIELDS = {
 def _in_pagerduty_words(refused: InvalidPayload) -> InvalidPayload:
     """A refusal of the change as stored, naming the fields as the sender wrote them."""
     details = []
-    for detail in refused.details:
+    for detail in refused.details or []:
         field = str(detail.get("field", ""))
         head, _, rest = field.partition(".")
         if head in _PAGERDUTY_FIELDS:
