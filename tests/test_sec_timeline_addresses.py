@@ -34,6 +34,7 @@ def test_a_viewer_reads_no_hook_url_in_a_pages_timeline_entries(
     pager: Recorder,
     responder: dict[str, str],
     viewer: dict[str, str],
+    admin: dict[str, str],
 ) -> None:
     worker, incident_id = paged_p1(context)
     pager.fail("/deadhook?secret=DEAD", 10, status=404)  # refused: a dead letter at once
@@ -57,7 +58,10 @@ def test_a_viewer_reads_no_hook_url_in_a_pages_timeline_entries(
     assert "secret=" not in json.dumps(read.json())
     hooks = [e["data"]["recipient"] for e in notifications if "127.0.0.1" in (e["data"]["recipient"] or "")]
     assert hooks and set(hooks) == {"http://127.0.0.1/…"}, hooks
-    # The full address stays where responders read it: the delivery.
+    # The full address stays in the delivery: responders read it shortened there too, admins whole.
     listed = api.get("/api/v1/notifications", params={"incident": f"INC-{incident_id}"}, headers=responder)
+    assert listed.status_code == 200, listed.text
+    assert "secret=" not in listed.text and "http://127.0.0.1/…" in listed.text
+    listed = api.get("/api/v1/notifications", params={"incident": f"INC-{incident_id}"}, headers=admin)
     assert listed.status_code == 200, listed.text
     assert "/zedhook?secret=ZED" in listed.text

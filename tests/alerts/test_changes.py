@@ -321,10 +321,12 @@ def test_a_change_recorded_while_an_incident_is_open_goes_on_its_timeline(
         " [payments] [ci]",
     ]
 
-    # An incident declared with no service may have been caused by any change.
+    # An incident declared with no service gets the changes naming none; one naming a service goes only on
+    # that service's incidents (README: "each open incident of its service").
     declared = api.post("/api/v1/incidents", json={"title": "Odd", "severity": "P3"}, headers=responder)
     assert declared.status_code == 201, declared.text
-    assert change("Deployed search 1.2", "search") == ["INC-2"]
+    assert change("Deployed search 1.2", "search") == []
+    assert change("Flipped a flag") == ["INC-1", "INC-2"]
     # A resolved incident's timeline is left alone.
     for ref in ("INC-1", "INC-2"):
         resolved = api.patch(f"/api/v1/incidents/{ref}", json={"status": "resolved"}, headers=responder)

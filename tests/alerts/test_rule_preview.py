@@ -213,13 +213,14 @@ def test_config_test_alert_asks_the_server(tmp_path: Path) -> None:
         fired = httpx.post(f"{env['WARROOM_URL']}/api/v1/alerts?key={key}", content=delivery.read_bytes())
         assert fired.status_code == 202, fired.text
         again = run_cli("config", "test-alert", str(delivery), "--server", env=env).stdout
-        assert "updates the open alert ALR-1" in again
+        # The very delivery applied to it: no occurrence counted (fix g; test_fixg_preview_unchanged).
+        assert "the open alert ALR-1" in again and "without counting" in " ".join(again.split())
         rows = json.loads(
             run_cli("config", "test-alert", str(delivery), "--server", "--json", env=env).stdout
         )
         assert rows[0]["live"] and rows[0]["open_alert"] == "ALR-1"
         scoped = run_cli("config", "test-alert", str(delivery), "--server", "--integration", "1", env=env)
-        assert "updates the open alert ALR-1" in scoped.stdout
+        assert "the open alert ALR-1" in scoped.stdout
         offline = run_cli("config", "test-alert", str(delivery), "--integration", "1", env=env, check=False)
         assert offline.returncode == 1 and "--integration needs --server" in offline.stderr
         unknown = run_cli(

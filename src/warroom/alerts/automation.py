@@ -33,7 +33,7 @@ from warroom.alerts.config import (
 from warroom.alerts.handlers import failure_text, schedule_handlers
 from warroom.alerts.models import Alert, AlertNote, AlertStatus, PagedOpening
 from warroom.alerts.schemas import IncidentPreview, RoutingPreview, RuleVerdict
-from warroom.auth.models import IntegrationKey
+from warroom.auth.models import IntegrationKey, IntegrationType
 from warroom.db import utcnow
 from warroom.durations import format_duration
 from warroom.errors import InvalidInput
@@ -972,12 +972,17 @@ def preview(
                     session, org, joined_incident, incident.page
                 )
     open_alert: int | None = None
+    same_delivery = False
     if session is not None:
-        same_key = select(Alert.id).where(
+        same_key = select(Alert.id, Alert.event_hash).where(
             Alert.scope == scope if scope is not None else Alert.source == source,
             Alert.open_dedup_key == event.dedup_key,
         )
-        open_alert = session.scalar(same_key.limit(1))
+        found = session.execute(same_key.limit(1)).first()
+        if found is not None:
+            open_alert = found.id
+            # As intake decides: the delivery last applied to it again counts no occurrence.
+            same_delivery = found.event_hash == event.event_hash
     expiry = automation.auto_resolve_for(facts)
     return RoutingPreview(
         summary=alert.summary,
@@ -999,6 +1004,7 @@ def preview(
         },
         live=session is not None,
         open_alert=f"ALR-{open_alert}" if open_alert is not None else None,
+        open_alert_unchanged=same_delivery,
     )
 
 
@@ -1945,8 +1951,19 @@ def _acknowledge_with_alerts(
         if while_held and alert.snoozed_until is not None:
             data["until"] = alert.snoozed_until.isoformat()
     else:
-        action = f"Alert {alert.ref} acknowledged at its source ({alert.source})"
+        # A webhook alert is named by its integration too: "webhook" says nothing of which tool it was (each
+        # format is a tool of its own); the other sources name the tool.
+        integration = (
+            session.get(IntegrationKey, alert.integration_id)
+            if alert.integration_id is not None and alert.source == IntegrationType.webhook.value
+            else None
+        )
+        source = alert.source
         data = {"alert": alert.id, "source": alert.source}
+        if integration is not None and integration.name != alert.source:
+            source = f"{alert.source} {integration.name}"
+            data["integration"] = integration.name
+        action = f"Alert {alert.ref} acknowledged at its source ({source})"
         if at_source_by:
             action += f" by {at_source_by}"
             data["acknowledged_at_source_by"] = at_source_by

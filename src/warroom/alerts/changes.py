@@ -33,6 +33,8 @@ from warroom.orgconfig import OrgConfig
 PERFORMER = "automation"
 # The timeline note names at most this many changes: the newest are the likeliest suspects.
 NOTE_LIMIT = 10
+# A change recorded later is noted on at most this many open incidents (the last opened).
+NOTE_ON_LIMIT = 100
 _PAGERDUTY_CHANGE = TypeAdapter(PagerDutyChange)
 _CHANGE = TypeAdapter(ChangeCreate)
 _NEWEST_FIRST = (ChangeEvent.happened_at.desc(), ChangeEvent.id.desc())
@@ -104,14 +106,81 @@ def record_pagerduty(session: Session, *, org: OrgConfig, body: bytes) -> Record
     if happened_at is not None and happened_at.tzinfo is None:
         happened_at = happened_at.replace(tzinfo=UTC)  # PagerDuty reads a time without an offset as UTC
     fields = {"summary": payload.summary, "service": service, "source": payload.source, "details": details}
-    data: ChangeCreate = validate_payload(_CHANGE, {**fields, "happened_at": happened_at})
+    try:
+        data: ChangeCreate = validate_payload(_CHANGE, {**fields, "happened_at": happened_at})
+    except InvalidPayload as refused:
+        raise _in_pagerduty_words(refused) from None
     links = [
         {"href": link.href, **({"text": link.text} if link.text else {})}
         for link in event.links
         if safe_link(link.href)
     ]
+    again = _same_delivery(session, integration.id, data, links)
+    if again is not None:
+        return Recorded(again, [])  # a retry: the change as recorded, noted nowhere again
     recorded_by = f"integration {integration.name}"
     return _store(session, org, data, links, recorded_by=recorded_by, integration_id=integration.id)
+
+
+# A change's fields as the PagerDuty shape names them, for its refusals.
+_PAGERDUTY_FIELDS = {
+    "summary": "payload.summary",
+    "source": "payload.source",
+    "happened_at": "payload.timestamp",
+    "details": "payload.custom_details",
+}
+
+
+def _in_pagerduty_words(refused: InvalidPayload) -> InvalidPayload:
+    """A refusal of the change as stored, naming the fields as the sender wrote them."""
+    details = []
+    for detail in refused.details or []:
+        field = str(detail.get("field", ""))
+        head, _, rest = field.partition(".")
+        if head in _PAGERDUTY_FIELDS:
+            field = _PAGERDUTY_FIELDS[head] + (f".{rest}" if rest else "")
+        details.append({**detail, "field": field})
+    message = "; ".join(f"{d['field']}: {d['message']}" for d in details[:10])
+    return InvalidPayload(f"malformed payload: {message}", details)
+
+
+# The same change delivered again within this is a retry (a pipeline that did not see the answer): it is
+# answered with the change already recorded, and noted nowhere again, as a repeated alert delivery is.
+RETRY_WINDOW = timedelta(minutes=1)
+_RETRY_CANDIDATES = 20
+
+
+def _same_delivery(
+    session: Session, integration_id: int, data: ChangeCreate, links: list[dict[str, Any]]
+) -> ChangeEvent | None:
+    """The change this integration recorded from the same event in the last ``RETRY_WINDOW``, if any. One
+    sent without a timestamp was recorded as happening when it arrived; a retry of it has none either."""
+    since = utcnow() - RETRY_WINDOW
+    candidates = session.scalars(
+        select(ChangeEvent)
+        .where(
+            ChangeEvent.integration_id == integration_id,
+            ChangeEvent.recorded_at >= since,
+            ChangeEvent.summary == data.summary,
+        )
+        .order_by(ChangeEvent.id.desc())
+        .limit(_RETRY_CANDIDATES)
+    )
+    for change in candidates:
+        same_time = (
+            change.happened_at == change.recorded_at
+            if data.happened_at is None
+            else change.happened_at == data.happened_at
+        )
+        if (
+            same_time
+            and change.service == data.service
+            and change.source == data.source
+            and change.details == data.details
+            and change.links == links
+        ):
+            return change
+    return None
 
 
 def _store(
@@ -254,21 +323,27 @@ def note_recent_changes(session: Session, org: OrgConfig, incident: Incident) ->
 
 def note_on_open_incidents(session: Session, org: OrgConfig, change: ChangeEvent) -> list[Incident]:
     """Put a change just recorded on the timeline of each open incident it may matter to: one of the
-    change's service (or any, when the change or the incident names no service) that opened at most
+    change's service (any open incident, when the change names no service) that opened at most
     ``recent_changes_window`` after the change happened. Those that opened earlier than the change did not
-    list it when they opened, since it was not recorded yet."""
+    list it when they opened, since it was not recorded yet. At most ``NOTE_ON_LIMIT`` of them, the last
+    opened: an alert storm's thousands of open incidents do not each get a note, in one transaction."""
     window = org.automation.recent_changes_window
-    statement = select(Incident).where(
+    statement = select(Incident.id).where(
         Incident.status.in_(OPEN_STATUSES), Incident.created_at <= change.happened_at + window
     )
     if change.service is not None:
-        statement = statement.where(
-            or_(
-                Incident.services.any(IncidentService.service == change.service),
-                ~Incident.services.any(),
-            )
+        statement = statement.where(Incident.services.any(IncidentService.service == change.service))
+    chosen = list(session.scalars(statement.order_by(Incident.id.desc()).limit(NOTE_ON_LIMIT)))
+    if not chosen:
+        return []
+    incidents = list(
+        session.scalars(
+            select(Incident)
+            .where(Incident.id.in_(chosen), Incident.status.in_(OPEN_STATUSES))
+            .order_by(Incident.id)
+            .with_for_update()
         )
-    incidents = list(session.scalars(statement.order_by(Incident.id).with_for_update()))
+    )
     for incident in incidents:
         if change.happened_at < incident.created_at:
             when = f"{format_duration(incident.created_at - change.happened_at)} before this incident opened"

@@ -675,6 +675,11 @@ class RoutingPreview(BaseModel):
         "the source). The delivery would update it; rules ran when it first fired and run again only if it "
         "comes more severe while on no incident.",
     )
+    open_alert_unchanged: bool = Field(
+        False,
+        description="Live only: the delivery is the one last applied to the open alert. It would mark the "
+        "alert seen (a minute or more later) without counting an occurrence, and change nothing else.",
+    )
     maintenance_window: str | None = Field(
         None, description="Live only: the maintenance window running now that would hold the new alert."
     )

@@ -66,6 +66,8 @@ DEADLINE_SECONDS = 10.0
 # Every poll names this peer, so the worker runs only its per-peer share of network slots of them at once
 # (``worker_peer_limit``, half by default): however many vendors are slow, a page to a person gets a slot.
 POLL_PEER = "status-pages"
+# Redirects followed within the page's own scheme, host and port; never to another host.
+MAX_REDIRECTS = 5
 
 
 _Listing = TypeVar("_Listing", bound=Lenient)
@@ -139,17 +141,39 @@ class _NoWaitExecutor(ThreadPoolExecutor):
         super().shutdown(wait=False, cancel_futures=cancel_futures)
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    port = url.port if url.port is not None else {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, port
+
+
 async def _body(client: httpx.AsyncClient, url: str) -> bytes:
-    """The answer's body, read no further than ``MAX_RESPONSE_BYTES``."""
-    async with client.stream("GET", url) as response:
-        if response.status_code != 200:
-            raise ValueError(f"{url} answered {response.status_code}")
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > MAX_RESPONSE_BYTES:
-                raise ValueError(f"{url} answered more than {MAX_RESPONSE_BYTES} bytes")
-        return bytes(body)
+    """The answer's body, read no further than ``MAX_RESPONSE_BYTES``. A redirect is followed (at most
+    ``MAX_REDIRECTS``) only to the page's own scheme, host and port: one elsewhere (an internal address, a
+    cloud metadata service) is refused unread."""
+    target = httpx.URL(url)
+    for _ in range(MAX_REDIRECTS + 1):
+        async with client.stream("GET", target) as response:
+            if response.is_redirect:
+                try:
+                    location = target.join(response.headers.get("location", ""))
+                except httpx.InvalidURL:
+                    raise ValueError(f"{url} redirected to an address that is not a URL") from None
+                if _origin(location) != _origin(target):
+                    raise ValueError(
+                        f"{url} redirected to another host ({location.scheme}://{location.netloc.decode()}), "
+                        "which is not followed"
+                    )
+                target = location
+                continue
+            if response.status_code != 200:
+                raise ValueError(f"{url} answered {response.status_code}")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_RESPONSE_BYTES:
+                    raise ValueError(f"{url} answered more than {MAX_RESPONSE_BYTES} bytes")
+            return bytes(body)
+    raise ValueError(f"{url} redirected more than {MAX_REDIRECTS} times")
 
 
 def _get_all(urls: list[str]) -> list[bytes | ValueError]:
@@ -177,7 +201,7 @@ def _get_all(urls: list[str]) -> list[bytes | ValueError]:
         ends = anyio.current_time() + seconds
         with anyio.move_on_after(seconds + 1):  # closing the connections too
             async with (
-                httpx.AsyncClient(timeout=seconds, follow_redirects=True) as client,
+                httpx.AsyncClient(timeout=seconds, follow_redirects=False) as client,
                 anyio.create_task_group() as group,
             ):
                 for index, url in enumerate(urls):
@@ -194,7 +218,12 @@ def _parsed(url: str, body: bytes | ValueError, model: type[_Listing], what: str
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        raise ValueError(f"{url} is not a Statuspage {what}: {exc.errors()[:3]}") from exc
+        # Where and what, never the values: the answer is the peer's, and may hold anything.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'the answer'}: {error['type']}"
+            for error in exc.errors(include_url=False, include_input=False)[:3]
+        )
+        raise ValueError(f"{url} is not a Statuspage {what} ({problems})") from None
 
 
 def fetch(page: StatusPageConfig) -> VendorStatus:

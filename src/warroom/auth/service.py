@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from warroom.auth.models import ApiToken, IntegrationKey, Role
 from warroom.auth.schemas import Principal, TokenCreated, TokenRead, TokenRevoked
 from warroom.db import get_or_404, utcnow
-from warroom.errors import Forbidden, InvalidInput, Unauthorized
+from warroom.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 from warroom.fields import visible_line
 
 TOKEN_PREFIX = "wr_"
@@ -35,7 +35,19 @@ def check_name(name: str) -> str:
 
 
 def create_token(session: Session, *, name: str, role: Role) -> TokenCreated:
+    """A new token. Its name must not be an active token's: a token is known by its name where it acts
+    (a note's author, who may edit it, a timeline's performer), so a second token of that name could edit the
+    first one's notes. A revoked token's name can be given again."""
     name = check_name(name)
+    taken = session.scalar(
+        select(ApiToken.id).where(ApiToken.name == name, ApiToken.revoked_at.is_(None)).limit(1)
+    )
+    if taken is not None:
+        raise Conflict(
+            f"an active token is already named {name!r} (id {taken}): tokens act under their names (a note's "
+            "author edits it), so the name cannot be given twice; choose another, or revoke that token first",
+            {"field": "name", "token": taken},
+        )
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(name=name, role=role, token_hash=hash_secret(secret), prefix=secret[:10])
     session.add(token)

@@ -41,43 +41,60 @@ class SignedBody:
 
     ``body`` is the raw request body, exactly as received; the header values are raw bytes too.
     ``signature`` and ``timestamp`` are read under the default header names; ``headers`` keeps all of the
-    request's, for an integration that names its own (``under``).
+    request's, for an integration that names its own (``under``). ``signature_conflict`` and
+    ``timestamp_conflict``: the header came more than once with different values (or Grafana's older
+    signature header came with a different one), which ``verify`` refuses: a credential sent twice is
+    ambiguous, and checking either copy would let a wrong one ride along with a right one.
     """
 
     body: bytes
     signature: bytes | None
     timestamp: bytes | None
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    signature_conflict: bool = False
+    timestamp_conflict: bool = False
 
     def under(self, signature_header: str | None, timestamp_header: str | None) -> SignedBody:
         """The signature and timestamp under the header names an integration chose (None: the default)."""
         if signature_header is None and timestamp_header is None:
             return self
-        signature, timestamp = self.signature, self.timestamp
+        signature, signature_conflict = self.signature, self.signature_conflict
+        timestamp, timestamp_conflict = self.timestamp, self.timestamp_conflict
         if signature_header is not None:
-            signature = _header(self.headers, signature_header)
+            signature, signature_conflict = _header(self.headers, signature_header)
         if timestamp_header is not None:
-            timestamp = _header(self.headers, timestamp_header)
-        return SignedBody(self.body, signature, timestamp, self.headers)
+            timestamp, timestamp_conflict = _header(self.headers, timestamp_header)
+        return SignedBody(
+            self.body, signature, timestamp, self.headers, signature_conflict, timestamp_conflict
+        )
 
 
-def _header(headers: Iterable[tuple[bytes, bytes]], name: str) -> bytes | None:
-    """The value of header ``name`` (ASGI raw headers: lower-case names); the last one if it is repeated."""
+def _same(value: bytes) -> bytes:
+    """A signature or timestamp as compared: a copy that differs only in case or spacing is the same."""
+    return value.strip().lower().removeprefix(b"sha256=")
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: str) -> tuple[bytes | None, bool]:
+    """The value of header ``name`` (ASGI raw headers: lower-case names), and whether it came more than once
+    with different values."""
     wanted = name.lower().encode()
-    found = None
-    for key, value in headers:
-        if key == wanted:
-            found = value
-    return found
+    values = [value for key, value in headers if key == wanted]
+    if not values:
+        return None, False
+    return values[-1], len({_same(value) for value in values}) > 1
 
 
 def signed_body(body: bytes, headers: Iterable[tuple[bytes, bytes]]) -> SignedBody:
     """The signature and timestamp headers of a request under the default names, and all its headers."""
     kept = tuple(headers)
-    signature = _header(kept, SIGNATURE_HEADER)
+    signature, signature_conflict = _header(kept, SIGNATURE_HEADER)
+    legacy, legacy_conflict = _header(kept, _LEGACY_SIGNATURE_HEADER)
     if signature is None:
-        signature = _header(kept, _LEGACY_SIGNATURE_HEADER)
-    return SignedBody(body, signature, _header(kept, TIMESTAMP_HEADER), kept)
+        signature, signature_conflict = legacy, legacy_conflict
+    elif legacy is not None and (legacy_conflict or _same(legacy) != _same(signature)):
+        signature_conflict = True  # a right signature under one name and a wrong one under the other
+    timestamp, timestamp_conflict = _header(kept, TIMESTAMP_HEADER)
+    return SignedBody(body, signature, timestamp, kept, signature_conflict, timestamp_conflict)
 
 
 def check_header_name(name: str, field: str) -> str:
@@ -126,6 +143,14 @@ def verify(
 
     The hex digest may carry a ``sha256=`` prefix, as GitHub and the tools that copy its webhooks send it."""
     signature = signed.signature if signed is not None else None
+    if signed is not None and (signed.signature_conflict or signed.timestamp_conflict):
+        header = signature_header if signed.signature_conflict else timestamp_header
+        raise Unauthorized(
+            f"the {header} header was sent more than once with different values"
+            + (f" (or with a different {_LEGACY_SIGNATURE_HEADER})" if header == SIGNATURE_HEADER else "")
+            + ": ambiguous credentials are refused",
+            {"field": header},
+        )
     if signed is None or not signature:
         raise Unauthorized(
             f"this integration requires signed requests: the {signature_header} header is missing "
@@ -138,7 +163,7 @@ def verify(
             f"the {timestamp_header} header must be a Unix time in seconds", {"field": timestamp_header}
         )
     signed_part = timestamp + b":" + signed.body if timestamp is not None else signed.body
-    signature = signature.strip().lower().removeprefix(b"sha256=")
+    signature = _same(signature)
     matches = [
         hmac.compare_digest(
             hmac.new(secret.encode(), signed_part, hashlib.sha256).hexdigest().encode(), signature

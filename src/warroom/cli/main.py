@@ -399,9 +399,13 @@ def token_create(
     except WarroomError as exc:
         fail(f"--{exc.message}")
     database = _database(_settings(database_url=database_url))
-    with database.write() as session:
-        created = auth_service.create_token(session, name=name, role=role)
-    database.dispose()
+    try:
+        with database.write() as session:
+            created = auth_service.create_token(session, name=name, role=role)
+    except WarroomError as exc:
+        fail(exc.message)
+    finally:
+        database.dispose()
     if as_json:
         print_json(created)
         return
@@ -816,6 +820,16 @@ def _print_preview(preview: RoutingPreview) -> None:
         ],
     )
     incident = preview.incident
+    if preview.open_alert is not None and preview.open_alert_unchanged:
+        console.print(
+            escape(
+                f"-> the same delivery as the last one applied to the open alert {preview.open_alert}: it "
+                "marks the alert seen (a minute or more later) without counting an occurrence, and changes "
+                "nothing else (outcome: unchanged)"
+            )
+        )
+        console.print()
+        return
     if preview.open_alert is not None:
         console.print(
             escape(

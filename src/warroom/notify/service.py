@@ -351,8 +351,10 @@ def list_deliveries(
     limit: int = 50,
     offset: int = 0,
     before_id: int | None = None,
+    whole_addresses: bool = False,
 ) -> DeliveryPage:
-    """Newest first; ``before_id``: those older than that one (keyset paging)."""
+    """Newest first; ``before_id``: those older than that one (keyset paging). URL recipients shortened
+    unless ``whole_addresses`` (``delivery_read``)."""
     statement = select(Delivery)
     if before_id is not None:
         statement = statement.where(Delivery.id < before_id)
@@ -375,7 +377,12 @@ def list_deliveries(
         statement = statement.where(Delivery.channel == channel)
     total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     rows = session.scalars(statement.order_by(Delivery.id.desc()).limit(limit).offset(offset))
-    return DeliveryPage(items=[delivery_read(row) for row in rows], total=total, limit=limit, offset=offset)
+    return DeliveryPage(
+        items=[delivery_read(row, whole_addresses=whole_addresses) for row in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
 
 
 # An acknowledge link's token (oncall.links: "7.<person>.<expiry>.<signature>", URL-safe base64 parts).
@@ -389,11 +396,26 @@ def hide_ack_links(text: str) -> str:
     return _ACK_LINK_TOKEN.sub(rf"\g<1>{ACK_TOKEN_HIDDEN}", text)
 
 
-def delivery_read(row: Delivery) -> DeliveryRead:
-    """A delivery as the notifications API shows it: its message's acknowledge links without their tokens."""
+def shown_recipient(to: str) -> str:
+    """A recipient as the notifications API shows it to a responder: a URL (a webhook or a person's own
+    contact URL, a credential in itself) shortened as timelines show it (``shown_address``); any other
+    address (email, phone, handle) as is."""
+    return shown_address(to) if to.lower().startswith(("http://", "https://")) else to
+
+
+def delivery_read(row: Delivery, *, whole_addresses: bool = False) -> DeliveryRead:
+    """A delivery as the notifications API shows it: its message's acknowledge links without their tokens,
+    and, unless ``whole_addresses`` (for admins, who can read the org file anyway), a URL recipient shortened
+    (``shown_recipient``). The row keeps the full address: retries and ``send_again`` send to it."""
     read = DeliveryRead.from_row(row)
     read.subject = hide_ack_links(read.subject)
     read.body = hide_ack_links(read.body)
+    if not whole_addresses:
+        shown = shown_recipient(row.recipient)
+        if shown != row.recipient:
+            read.recipient = shown
+            if read.last_error:
+                read.last_error = read.last_error.replace(row.recipient, shown)
     return read
 
 
