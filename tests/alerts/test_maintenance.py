@@ -788,8 +788,8 @@ def test_the_end_of_a_window_waits_for_the_end_of_another_that_moves_an_alert_to
 def test_a_snooze_made_while_held_reads_as_a_snooze_when_the_window_ends(
     api: TestClient, context: AppContext, generic_key: str, responder: dict[str, str], viewer: dict[str, str]
 ) -> None:
-    """Snoozed (or acknowledged) during the window: when the window ends, the incident's timeline says what the
-    person did then, and when; not "acknowledged by hand" as if they had done it at the release."""
+    """Snoozed (or acknowledged) during the window: when the window ends, the incident's timeline says what
+    the person did then, and when; not "acknowledged by hand" as if they had done it at the release."""
     clock.set(T0)
     worker = Worker(context, name="w1")
     start_window(api, responder, services=["api"], duration="1h")
