@@ -2574,7 +2574,10 @@ def _merged_from(session: Session, incident: Incident, escalation: Escalation) -
     return f"INC-{(entry.data or {})['merged']}" if entry is not None else None
 
 
-def incident_paging(session: Session, *, ref: str) -> IncidentPaging:
+def incident_paging(session: Session, *, ref: str, whole_addresses: bool = False) -> IncidentPaging:
+    """The incident's escalations and pages. A page's URL address (a person's own hook, a credential) is
+    shortened to its host unless ``whole_addresses`` (admins, who read the org file anyway), as the
+    notifications API does; the page keeps it whole."""
     incident = incident_service.get_incident(session, ref)
     escalations = session.scalars(
         select(Escalation).where(Escalation.incident_id == incident.id).order_by(Escalation.id)
@@ -2587,9 +2590,7 @@ def incident_paging(session: Session, *, ref: str) -> IncidentPaging:
     ).all()
     # "sent" on a page means it was handed to delivery; the delivery says whether it went out.
     pages = [
-        PageRead.model_validate(page).model_copy(
-            update={"delivery_status": str(status) if status else None, "error": page.error or last_error}
-        )
+        _page_read(page, str(status) if status else None, page.error or last_error, whole_addresses)
         for page, status, last_error in rows
     ]
     return IncidentPaging(
@@ -2601,6 +2602,15 @@ def incident_paging(session: Session, *, ref: str) -> IncidentPaging:
             for e in escalations
         ],
         pages=pages,
+    )
+
+
+def _page_read(page: Page, delivery_status: str | None, error: str | None, whole_addresses: bool) -> PageRead:
+    shown = page.to if whole_addresses else notify_service.shown_recipient(page.to)
+    if error and shown != page.to:
+        error = error.replace(page.to, shown)
+    return PageRead.model_validate(page).model_copy(
+        update={"delivery_status": delivery_status, "error": error, "to": shown}
     )
 
 
