@@ -332,12 +332,8 @@ class Worker:
                     try:
                         with deferred as session:
                             result = spec.handler(self.context, session, job)
-                            held = self._held(session, job_id)
-                            if held is None:
-                                session.rollback()
+                            if not self._commit_done(session, job_id, result, now):
                                 return False
-                            self._mark_done(held, result, now)
-                            session.commit()
                     except Exception as exc:
                         redo = deferred.info.get(_REDO)
                         if redo is None or not unavailable(exc):
@@ -394,12 +390,8 @@ class Worker:
             try:
                 with self.context.db.write_session() as session:
                     result = redo(session)
-                    held = self._held(session, job.id)
-                    if held is None:
-                        session.rollback()
+                    if not self._commit_done(session, job.id, result, now):
                         return False
-                    self._mark_done(held, result, now)
-                    session.commit()
             except Exception as again:
                 if not unavailable(again):
                     raise
@@ -455,6 +447,17 @@ class Worker:
                 spec.on_failure(self.context, session, job, error, final)
         except Exception:
             log.exception("job %s (%s): failure hook raised", job.id, job.kind)
+
+    def _commit_done(self, session: Session, job_id: int, result: Any, now: datetime | None) -> bool:
+        """Mark the job done with ``result`` and commit, if this worker still holds it (else roll back: the
+        lease went to another worker, whose outcome stands); whether it did."""
+        held = self._held(session, job_id)
+        if held is None:
+            session.rollback()
+            return False
+        self._mark_done(held, result, now)
+        session.commit()
+        return True
 
     @staticmethod
     def _mark_done(job: Job, result: dict[str, Any] | None, now: datetime | None) -> None:
