@@ -42,6 +42,7 @@ from warroom.alerts.models import Alert, AlertStatus
 from warroom.alerts.retention import schedule_pruning
 from warroom.alerts.status_pages import record_pages, resolve_removed_pages, schedule_polls
 from warroom.auth import integrations
+from warroom.comms.service import follow_cadences
 from warroom.context import AppContext
 from warroom.db import unavailable_reason, utcnow
 from warroom.durations import format_duration
@@ -267,7 +268,8 @@ def status(context: AppContext) -> ConfigStatus:
 def start_recurring(context: AppContext) -> None:
     """Start the chains of recurring jobs the org file asks for that have none pending (a new entry, or a
     fresh database): status page polls, recurring maintenance windows, auto-resolve sweeps, retention, the
-    unrouted digest, and the first deadline of heartbeats watched before their first ping. Bring changed and
+    unrouted digest, and the first deadline of heartbeats watched before their first ping; update reminders
+    follow the severities' ``update_every``. Bring changed and
     removed entries in line: heartbeat deadlines follow a new interval, removed heartbeats' and status pages'
     open alerts are resolved, a maintenance schedule's chain and upcoming windows follow its new rule (or
     stop). Each step is safe to run again, at every start and in every process at once. Warn of integrations
@@ -284,6 +286,7 @@ def start_recurring(context: AppContext) -> None:
         schedule_sweeps(session, context.org)
         schedule_pruning(session)
         schedule_digest(session, context.org, utcnow())
+        follow_cadences(session, context.org)
         listed = integrations.list_integrations(session, context.org)
     for line in said:
         log.warning("%s", line)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -80,7 +81,10 @@ def _show(incident: IncidentRead) -> None:
     ]
     if incident.update_due_at is not None:
         # The war-room cadence of the severity: the commander is reminded then unless an update goes out.
-        rows.insert(-1, ("update due", when(incident.update_due_at)))
+        due: str | Text = when(incident.update_due_at)
+        if incident.update_due_at <= datetime.now(UTC):
+            due = Text(f"{due}: overdue (the commander was reminded)", style="bold red")
+        rows.insert(-1, ("update due", due))
     console.print(fields_table(None, ("field", "value"), rows))
     if incident.summary:
         console.print(escape(incident.summary))

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from warroom.comms.service import UPDATE_DUE_KIND, cadence, last_update_at
+from warroom.comms.service import (
+    UPDATE_DUE_KIND,
+    cadence,
+    last_update_at,
+    pending_reminder,
+    reminder_payload,
+)
 from warroom.db import utcnow
 from warroom.durations import format_duration
 from warroom.errors import InvalidInput, NotFound
@@ -43,7 +49,7 @@ def _remind(
     name = incident.commander or ""
     person = next((p for p in context.org.people if p.name == name), None)
     if person is None:
-        return [f"{name} is not in the org file, so nobody was reminded"]
+        return [f"{name} is not in the org file, so nobody was reminded (nor will be, until command changes)"]
     rules = oncall_service.effective_rules(context.org, person)
     immediate = [rule for rule in rules if rule.delay <= timedelta(0)] or rules[:1]
     said: list[str] = []
@@ -75,43 +81,54 @@ def remind_update(context: AppContext, session: Session, job: Job) -> dict[str, 
     every = cadence(context.org, incident.severity)
     if not incident.status.is_open or every is None or incident.commander is None:
         return {"skipped": "no cadence now"}
+    if pending_reminder(session, incident.id) is not None:
+        # The cadence started again while this ran (an update, a new commander): that reminder is the one.
+        return {"skipped": "the cadence started again"}
     since = datetime.fromisoformat(str(job.payload["since"]))
     last = last_update_at(session, incident.id)
     if last is not None and last > since:
         since = last  # an update the job was not moved for (it is, normally): it starts the cadence again
     now = utcnow()
     reminders = int(job.payload.get("reminders", 0))
-    payload = {"incident_id": incident.id, "since": since.isoformat()}
     if now < since + every:
         jobs.enqueue(
             session,
             kind=UPDATE_DUE_KIND,
-            payload={**payload, "reminders": reminders},
+            payload=reminder_payload(incident.id, since=since, every=every, due=since + every, reminders=0),
             run_at=since + every,
             incident_id=incident.id,
         )
         return {"skipped": "an update was posted since", "due": (since + every).isoformat()}
-    quiet = _rounded(now - since)
+    # How long the war room has gone without hearing: since the last update, or since the incident was
+    # declared when none was ever sent (a restart of the cadence, a hand-over say, is not an update).
+    quiet = _rounded(now - (last or incident.created_at))
+    heard = f"no update for {quiet}" if last is not None else f"no update since it was declared {quiet} ago"
     variables: dict[str, Any] = {
         "quiet_for": quiet,
         "update_every": format_duration(every),
         "last_update_at": last.isoformat() if last is not None else None,
         "commander": incident.commander,
     }
+    person = next((p for p in context.org.people if p.name == incident.commander), None)
     outcome = _remind(session, context, incident, job, variables)
     incident_service.append_timeline(
         session,
         incident,
         performer=PERFORMER,
         kind=TimelineKind.automation,
-        action=f"Update overdue: none for {quiet} ({incident.severity} asks for one every "
-        f"{format_duration(every)}); " + "; ".join(outcome),
+        action=f"Update overdue: {heard} ({incident.severity} asks for one every {format_duration(every)}); "
+        + "; ".join(outcome),
         data={"update_due": True, "quiet_for": quiet, "commander": incident.commander},
     )
+    if person is None:
+        # Nobody to remind: said once, not every cadence for the life of the incident. A new commander (or a
+        # reload, a restart) starts it again.
+        return {"reminded": None, "quiet_for": quiet}
+    due = datetime.fromisoformat(str(job.payload.get("due") or (since + every).isoformat()))
     jobs.enqueue(
         session,
         kind=UPDATE_DUE_KIND,
-        payload={**payload, "reminders": reminders + 1},
+        payload=reminder_payload(incident.id, since=since, every=every, due=due, reminders=reminders + 1),
         run_at=now + every,
         incident_id=incident.id,
     )

@@ -156,9 +156,10 @@ class IncidentRead(BaseModel):
     )
     update_due_at: datetime | None = Field(
         default=None,
-        description="When the commander is next reminded to post an update (the severity's update_every "
-        "after the last update, the commander's start, a severity change or a reopen); null when no "
-        "cadence runs (no commander, a severity without one, or the incident is not open).",
+        description="When the next war-room update is due (the severity's update_every after the last "
+        "update, the commander's start, a severity change or a reopen); in the past when it is overdue (the "
+        "commander was reminded, and is again every update_every). Null when no cadence runs (no commander, "
+        "a severity without one, or the incident is not open).",
     )
 
 
