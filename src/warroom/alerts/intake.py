@@ -12,9 +12,17 @@ alerts could not be committed by then. The writer waits for the write lock only 
 of its batch, answers the requests whose deadline passed and tries again for the rest, so a held lock costs
 each request one wait, not one for the batch and another for each request retried alone. Requests whose
 deadline passed while they queued are answered without being tried. A backstop timer on the request's event
-loop answers 503 a little after the deadline if the writer still has not (stuck in a slow batch); such a
-request may then still be stored, if its batch was committing: its sender's retry is a repeat, which dedup
-keeps to one alert. PostgreSQL has no busy timeout, and its requests no deadline.
+loop answers 503 a little after the deadline if the writer still has not (stuck in a slow batch).
+
+The answer and the outcome always agree: a 503 means nothing of the delivery was stored. Each group of
+deliveries has a state, changed under one lock: the writer claims the groups of its batch just before COMMIT
+("committing"); the backstop answers 503 only a group not claimed yet, and marks it abandoned, which makes the
+writer roll its batch back (at once on SQLite: the statement running is interrupted) and redo it without the
+abandoned groups, so the other deliveries of the batch keep theirs. A group already claimed is not answered by
+the backstop: it gets its real outcome, a moment later. So a delivery too large to apply within the busy
+timeout (a thousand items that each open an incident) is refused every time, and holds up the others only
+until its backstop: send fewer items per delivery, or raise the busy timeout. PostgreSQL has no busy timeout,
+and its requests no deadline.
 
 Signed deliveries (Grafana's HMAC) are checked here, where the integration and its secret are known: the
 request hands over its raw body and signature headers (``SignedBody``); other deliveries carry none.
@@ -27,9 +35,10 @@ import contextlib
 import logging
 import math
 import queue
+import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,6 +67,13 @@ _BACKSTOP_SHARE = 0.1
 # A batch waits the full busy timeout for the lock unless its earliest deadline is nearer than this share
 # of it: in the usual case (requests picked up at once) the connection's timeout is left as it is.
 _WAIT_SLACK_SHARE = 0.05
+# SQLite virtual-machine steps between checks whether the batch running was abandoned (a Python call each).
+_ABANDON_CHECK_STEPS = 1000
+
+# A group's state (``_Group.state``), changed only under ``IntakeWriter._claims``.
+_PENDING = 0  # not answered, not committing: the backstop may still answer it 503
+_COMMITTING = 1  # claimed by the writer for its COMMIT: answered with the real outcome
+_ABANDONED = 2  # answered 503 by the backstop: its batch must not commit it
 
 
 class NotCommittedInTime(SQLAlchemyTimeoutError):
@@ -91,9 +107,16 @@ class _Group:
     # time.monotonic() by which each must be answered (its first's arrival plus the busy timeout), or None.
     deadline: float | None
     backstop: asyncio.TimerHandle | None = None
+    state: int = _PENDING
+    # The backstop came while the group was committing: if that COMMIT fails, the writer answers it 503.
+    late: bool = False
 
     def past_deadline(self, now: float) -> bool:
         return self.deadline is not None and self.deadline <= now
+
+
+class _Abandoned(Exception):
+    """Raised before COMMIT when a group of the batch was answered 503 meanwhile: the batch rolls back."""
 
 
 def _settle(future: asyncio.Future[Ingested], outcome: Ingested | BaseException) -> None:
@@ -116,15 +139,23 @@ def _settle_all(
 
 
 @contextlib.contextmanager
-def _transaction(context: AppContext, connection: Connection | None) -> Iterator[Session]:
-    """A write transaction: a session of its own, or one on ``connection`` (the intake writer's)."""
+def _transaction(
+    context: AppContext, connection: Connection | None, before_commit: Callable[[], None] | None = None
+) -> Iterator[Session]:
+    """A write transaction: a session of its own, or one on ``connection`` (the intake writer's).
+    ``before_commit``: called last before COMMIT; what it raises rolls the transaction back."""
     if connection is None:
         with context.db.write() as session:
             yield session
+            if before_commit is not None:
+                session.flush()
+                before_commit()
         return
     with connection.begin(), context.db.session_on(connection) as session:
         yield session
         session.flush()
+        if before_commit is not None:
+            before_commit()
 
 
 def check_caller(
@@ -146,18 +177,21 @@ def ingest_alone(
     signed: SignedBody | None = None,
     *,
     connection: Connection | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> Ingested:
     """One request, one transaction, retried when it lost a race: two deliveries opening the same dedup key,
     or (PostgreSQL) a deadlock between transactions routing alerts of the same groups in other orders.
-    ``connection``: run on it (the intake writer's), not on a session of its own."""
+    ``connection``: run on it (the intake writer's), not on a session of its own. ``before_commit``: called
+    last before COMMIT (the writer's claim); what it raises rolls back and is not retried."""
     for attempt in range(_ATTEMPTS):
         try:
-            with _transaction(context, connection) as session:
+            with _transaction(context, connection, before_commit) as session:
                 integration = integrations.authenticate_integration(session, secret, expected)
                 integration.check_signature(signed, utcnow())
-                return service.ingest(
+                ingested = service.ingest(
                     session, org=context.org, source=source, events=events, integration=integration
                 )
+            return ingested
         except Exception as exc:
             # The driver SQL of intake's hot path raises psycopg's and sqlite3's own errors: ``lost_race``
             # tells a race among them as among SQLAlchemy's.
@@ -179,6 +213,10 @@ class IntakeWriter:
         # Each item is the deliveries one event-loop iteration received (None: stop).
         self._queue: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        # Guards each group's ``state``: the backstop (on an event loop) and the writer's claim before COMMIT.
+        self._claims = threading.Lock()
+        # The groups of the batch running, watched by the SQLite progress handler (abandoned: stop it).
+        self._running: list[_Group] = []
         self._thread: threading.Thread | None = None
         self._connection: Connection | None = None
         # Deliveries received in the current iteration of each event loop, handed over together.
@@ -224,13 +262,50 @@ class IntakeWriter:
                 self._thread.start()
 
     def _answer_late(self, group: _Group) -> None:
-        """The backstop (on the group's event loop): 503 for its requests the writer has not answered."""
+        """The backstop (on the group's event loop): 503 for its requests the writer has not answered, unless
+        the writer is committing them (then their real outcome comes a moment later). Marked abandoned, the
+        group is left out of (or rolled back with) the writer's batch: a 503 means nothing was stored."""
         assert self.wait_seconds is not None
+        with self._claims:
+            if group.state == _COMMITTING:
+                group.late = True
+                return
+            group.state = _ABANDONED
         late = [job for job in group.jobs if not job.future.done()]
         if late:
             log.warning("alert intake: %d deliveries not committed in time; answered 503", len(late))
             for job in late:
                 job.future.set_exception(NotCommittedInTime(self.wait_seconds))
+
+    def _claim(self, groups: list[_Group]) -> None:
+        """Just before COMMIT: mark ``groups`` committing, so that the backstop leaves their answers to the
+        writer; raise ``_Abandoned`` (roll back) if one of them was answered 503 meanwhile."""
+        if self.wait_seconds is None:
+            return  # PostgreSQL: no deadlines, no backstop
+        with self._claims:
+            if any(group.state == _ABANDONED for group in groups):
+                raise _Abandoned()
+            for group in groups:
+                group.state = _COMMITTING
+
+    def _unclaim(self, groups: list[_Group]) -> list[_Group]:
+        """After a COMMIT that failed (nothing stored): the groups are pending again, those the backstop came
+        for meanwhile abandoned and answered 503 here. Returns the groups still to answer."""
+        if self.wait_seconds is None:
+            return groups
+        with self._claims:
+            late = [group for group in groups if group.state == _COMMITTING and group.late]
+            for group in groups:
+                if group.state == _COMMITTING:
+                    group.state = _ABANDONED if group.late else _PENDING
+        if late:
+            self._answer_all(late, NotCommittedInTime(self.wait_seconds))
+        return [group for group in groups if group.state != _ABANDONED]
+
+    def _stops_abandoned(self) -> int:
+        """SQLite's progress handler on the writer's connection: interrupt the statement running once a
+        group of the batch was abandoned (it rolls back and is redone without it)."""
+        return 1 if any(group.state == _ABANDONED for group in self._running) else 0
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then end the thread (app shutdown)."""
@@ -316,16 +391,25 @@ class IntakeWriter:
         outcomes: list[Ingested | BaseException] | BaseException
         fresh_connection_tried = False
         while True:
-            groups = self._answer_past_deadline(groups)
+            groups = self._answer_past_deadline([group for group in groups if group.state != _ABANDONED])
             if not groups:
                 return
             jobs = [job for group in groups for job in group.jobs]
             deadline = min((group.deadline for group in groups if group.deadline is not None), default=None)
             try:
-                with self._waiting_until(self._connect(), deadline):
+                with self._waiting_until(self._connect(), deadline), self._watching(groups):
                     outcomes = self._together(jobs)
                 break
             except Exception as exc:
+                # Rolled back: what the COMMIT claimed can be answered by the backstop again.
+                kept = [group for group in self._unclaim(groups) if group.state != _ABANDONED]
+                if len(kept) < len(groups):
+                    # Some were answered 503 meanwhile (which stopped the batch, or failed its claim):
+                    # the rest are tried again without them, as if those had never come.
+                    groups = kept
+                    continue
+                if isinstance(exc, _Abandoned):  # only when a group was abandoned: never reached
+                    raise
                 if schema_missing(exc):
                     # Tables gone: no retry mends it (``warroom db upgrade`` does). 503 for all, each logged
                     # as it is answered.
@@ -359,16 +443,20 @@ class IntakeWriter:
         outcomes: list[Ingested | BaseException] = []
         for group in groups:
             for job in group.jobs:
-                if self.wait_seconds is not None and group.past_deadline(time.monotonic()):
+                if self.wait_seconds is not None and (
+                    group.state == _ABANDONED or group.past_deadline(time.monotonic())
+                ):
                     outcomes.append(NotCommittedInTime(self.wait_seconds))
                     continue
-                outcomes.append(self._alone(job, group.deadline))
+                outcomes.append(self._alone(job, group))
         return outcomes
 
-    def _alone(self, job: _Job, deadline: float | None) -> Ingested | BaseException:
+    def _alone(self, job: _Job, group: _Group) -> Ingested | BaseException:
+        # Claimed by its first delivery that commits, the group stays claimed: each of its deliveries is
+        # answered with its own outcome (one that fails after that is answered its failure, not stored).
         try:
             connection = self._connect()
-            with self._waiting_until(connection, deadline):
+            with self._waiting_until(connection, group.deadline), self._watching([group]):
                 return ingest_alone(
                     self.context,
                     job.secret,
@@ -377,8 +465,12 @@ class IntakeWriter:
                     job.events,
                     job.signed,
                     connection=connection,
+                    before_commit=lambda: self._claim([group]),
                 )
         except Exception as exc:
+            if group.state == _ABANDONED:  # answered 503 already; rolled back
+                assert self.wait_seconds is not None
+                return NotCommittedInTime(self.wait_seconds)
             if not isinstance(exc, WarroomError):
                 if not unavailable(exc) and not schema_missing(exc):
                     log.exception("alert intake failed")
@@ -405,6 +497,15 @@ class IntakeWriter:
             with contextlib.suppress(Exception):  # a connection that broke is disconnected anyway
                 driver.execute(f"PRAGMA busy_timeout={math.ceil(wait * 1000)}")
 
+    @contextlib.contextmanager
+    def _watching(self, groups: list[_Group]) -> Iterator[None]:
+        """The progress handler watches ``groups`` while their transaction runs."""
+        self._running = groups
+        try:
+            yield
+        finally:
+            self._running = []
+
     def _connect(self) -> Connection:
         if self._connection is not None and not self.context.db.on_current_file(self._connection):
             # SQLite: its file was removed or replaced under the server (or its WAL). Given back, the pool
@@ -413,15 +514,28 @@ class IntakeWriter:
         if self._connection is None or self._connection.closed or self._connection.invalidated:
             self._disconnect()
             self._connection = self.context.db.engine.execution_options(write=True).connect()
+            self._set_progress_handler(self._stops_abandoned)
         return self._connection
+
+    def _set_progress_handler(self, handler: Callable[[], int] | None) -> None:
+        """SQLite: interrupt the writer's statement once its batch was abandoned (none on PostgreSQL, whose
+        requests have no deadline). Removed before the connection goes back to the pool."""
+        if self.wait_seconds is None or self._connection is None:
+            return
+        with contextlib.suppress(Exception):
+            driver = self._connection.connection.driver_connection
+            if isinstance(driver, sqlite3.Connection):
+                driver.set_progress_handler(handler, _ABANDON_CHECK_STEPS if handler is not None else 0)
 
     def _disconnect(self) -> None:
         if self._connection is not None:
+            self._set_progress_handler(None)
             with contextlib.suppress(Exception):
                 self._connection.close()
             self._connection = None
 
     def _together(self, jobs: list[_Job]) -> list[Ingested | BaseException]:
+        """The batch's ``jobs`` in one transaction; those of the groups ``_watching`` watches."""
         outcomes: list[Ingested | BaseException | None] = [None] * len(jobs)
         connection = self._connect()
         with connection.begin():
@@ -472,6 +586,8 @@ class IntakeWriter:
                             outcomes[index] = Ingested(count, combined.alerts[start : start + count])
                             start += count
                     session.flush()
+            # The last step before COMMIT: raises if a group was answered 503 meanwhile.
+            self._claim(self._running)
         return [outcome if outcome is not None else RuntimeError("not processed") for outcome in outcomes]
 
 
