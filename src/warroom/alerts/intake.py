@@ -68,7 +68,7 @@ _BACKSTOP_SHARE = 0.1
 # of it: in the usual case (requests picked up at once) the connection's timeout is left as it is.
 _WAIT_SLACK_SHARE = 0.05
 # SQLite virtual-machine steps between checks whether the batch running was abandoned (a Python call each).
-_ABANDON_CHECK_STEPS = 1000
+_ABANDON_CHECK_STEPS = 100
 
 # A group's state (``_Group.state``), changed only under ``IntakeWriter._claims``.
 _PENDING = 0  # not answered, not committing: the backstop may still answer it 503
