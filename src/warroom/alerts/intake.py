@@ -217,6 +217,8 @@ class IntakeWriter:
         self._claims = threading.Lock()
         # The groups of the batch running, watched by the SQLite progress handler (abandoned: stop it).
         self._running: list[_Group] = []
+        # Set by the backstop when it abandoned a group of the batch running: the progress handler's one read.
+        self._stop = False
         self._thread: threading.Thread | None = None
         self._connection: Connection | None = None
         # Deliveries received in the current iteration of each event loop, handed over together.
@@ -271,6 +273,8 @@ class IntakeWriter:
                 group.late = True
                 return
             group.state = _ABANDONED
+            if any(running is group for running in self._running):
+                self._stop = True
         late = [job for job in group.jobs if not job.future.done()]
         if late:
             log.warning("alert intake: %d deliveries not committed in time; answered 503", len(late))
@@ -305,7 +309,7 @@ class IntakeWriter:
     def _stops_abandoned(self) -> int:
         """SQLite's progress handler on the writer's connection: interrupt the statement running once a
         group of the batch was abandoned (it rolls back and is redone without it)."""
-        return 1 if any(group.state == _ABANDONED for group in self._running) else 0
+        return 1 if self._stop else 0
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then end the thread (app shutdown)."""
@@ -500,11 +504,14 @@ class IntakeWriter:
     @contextlib.contextmanager
     def _watching(self, groups: list[_Group]) -> Iterator[None]:
         """The progress handler watches ``groups`` while their transaction runs."""
-        self._running = groups
+        with self._claims:
+            self._running = groups
+            self._stop = any(group.state == _ABANDONED for group in groups)
         try:
             yield
         finally:
             self._running = []
+            self._stop = False
 
     def _connect(self) -> Connection:
         if self._connection is not None and not self.context.db.on_current_file(self._connection):
