@@ -15,14 +15,14 @@ deadline passed while they queued are answered without being tried. A backstop t
 loop answers 503 a little after the deadline if the writer still has not (stuck in a slow batch).
 
 The answer and the outcome always agree: a 503 means nothing of the delivery was stored. Each group of
-deliveries has a state, changed under one lock: the writer claims the groups of its batch just before COMMIT
-("committing"); the backstop answers 503 only a group not claimed yet, and marks it abandoned, which makes the
-writer roll its batch back (at once on SQLite: the statement running is interrupted) and redo it without the
-abandoned groups, so the other deliveries of the batch keep theirs. A group already claimed is not answered by
-the backstop: it gets its real outcome, a moment later. So a delivery too large to apply within the busy
-timeout (a thousand items that each open an incident) is refused every time, and holds up the others only
-until its backstop: send fewer items per delivery, or raise the busy timeout. PostgreSQL has no busy timeout,
-and its requests no deadline.
+deliveries has a state, changed under one lock: the writer claims the groups of a batch when it starts it
+("started"), leaving out those the backstop already answered ("abandoned"); the backstop answers 503 only a
+group still waiting in the queue ("pending"). A group the writer started gets its real outcome, however long
+it takes: a delivery too large to apply within the busy timeout (a thousand items that each open an incident)
+is stored, slowly, and the deliveries queued behind it past their deadline get 503 with nothing stored (their
+senders retry). If a started batch fails (rolled back, nothing stored), its groups are pending again: those
+whose backstop came meanwhile are answered 503 at once, the rest retried as usual. PostgreSQL has no busy
+timeout, and its requests no deadline.
 
 Signed deliveries (Grafana's HMAC) are checked here, where the integration and its secret are known: the
 request hands over its raw body and signature headers (``SignedBody``); other deliveries carry none.
@@ -35,10 +35,9 @@ import contextlib
 import logging
 import math
 import queue
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -67,13 +66,11 @@ _BACKSTOP_SHARE = 0.1
 # A batch waits the full busy timeout for the lock unless its earliest deadline is nearer than this share
 # of it: in the usual case (requests picked up at once) the connection's timeout is left as it is.
 _WAIT_SLACK_SHARE = 0.05
-# SQLite virtual-machine steps between checks whether the batch running was abandoned (a Python call each).
-_ABANDON_CHECK_STEPS = 100
 
 # A group's state (``_Group.state``), changed only under ``IntakeWriter._claims``.
-_PENDING = 0  # not answered, not committing: the backstop may still answer it 503
-_COMMITTING = 1  # claimed by the writer for its COMMIT: answered with the real outcome
-_ABANDONED = 2  # answered 503 by the backstop: its batch must not commit it
+_PENDING = 0  # queued (or back from a batch that failed): the backstop may answer it 503
+_STARTED = 1  # claimed by the writer's batch: answered by the writer with its real outcome, even late
+_ABANDONED = 2  # answered 503 by the backstop: never tried, nothing stored
 
 
 class NotCommittedInTime(SQLAlchemyTimeoutError):
@@ -108,15 +105,11 @@ class _Group:
     deadline: float | None
     backstop: asyncio.TimerHandle | None = None
     state: int = _PENDING
-    # The backstop came while the group was committing: if that COMMIT fails, the writer answers it 503.
+    # The backstop came while the group was started: if its batch fails, the writer answers it 503.
     late: bool = False
 
     def past_deadline(self, now: float) -> bool:
         return self.deadline is not None and self.deadline <= now
-
-
-class _Abandoned(Exception):
-    """Raised before COMMIT when a group of the batch was answered 503 meanwhile: the batch rolls back."""
 
 
 def _settle(future: asyncio.Future[Ingested], outcome: Ingested | BaseException) -> None:
@@ -139,23 +132,15 @@ def _settle_all(
 
 
 @contextlib.contextmanager
-def _transaction(
-    context: AppContext, connection: Connection | None, before_commit: Callable[[], None] | None = None
-) -> Iterator[Session]:
-    """A write transaction: a session of its own, or one on ``connection`` (the intake writer's).
-    ``before_commit``: called last before COMMIT; what it raises rolls the transaction back."""
+def _transaction(context: AppContext, connection: Connection | None) -> Iterator[Session]:
+    """A write transaction: a session of its own, or one on ``connection`` (the intake writer's)."""
     if connection is None:
         with context.db.write() as session:
             yield session
-            if before_commit is not None:
-                session.flush()
-                before_commit()
         return
     with connection.begin(), context.db.session_on(connection) as session:
         yield session
         session.flush()
-        if before_commit is not None:
-            before_commit()
 
 
 def check_caller(
@@ -177,21 +162,18 @@ def ingest_alone(
     signed: SignedBody | None = None,
     *,
     connection: Connection | None = None,
-    before_commit: Callable[[], None] | None = None,
 ) -> Ingested:
     """One request, one transaction, retried when it lost a race: two deliveries opening the same dedup key,
     or (PostgreSQL) a deadlock between transactions routing alerts of the same groups in other orders.
-    ``connection``: run on it (the intake writer's), not on a session of its own. ``before_commit``: called
-    last before COMMIT (the writer's claim); what it raises rolls back and is not retried."""
+    ``connection``: run on it (the intake writer's), not on a session of its own."""
     for attempt in range(_ATTEMPTS):
         try:
-            with _transaction(context, connection, before_commit) as session:
+            with _transaction(context, connection) as session:
                 integration = integrations.authenticate_integration(session, secret, expected)
                 integration.check_signature(signed, utcnow())
-                ingested = service.ingest(
+                return service.ingest(
                     session, org=context.org, source=source, events=events, integration=integration
                 )
-            return ingested
         except Exception as exc:
             # The driver SQL of intake's hot path raises psycopg's and sqlite3's own errors: ``lost_race``
             # tells a race among them as among SQLAlchemy's.
@@ -213,12 +195,8 @@ class IntakeWriter:
         # Each item is the deliveries one event-loop iteration received (None: stop).
         self._queue: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        # Guards each group's ``state``: the backstop (on an event loop) and the writer's claim before COMMIT.
+        # Guards each group's ``state``: the backstop (on an event loop) and the writer's claims.
         self._claims = threading.Lock()
-        # The groups of the batch running, watched by the SQLite progress handler (abandoned: stop it).
-        self._running: list[_Group] = []
-        # Set by the backstop when it abandoned a group of the batch running: the progress handler's one read.
-        self._stop = False
         self._thread: threading.Thread | None = None
         self._connection: Connection | None = None
         # Deliveries received in the current iteration of each event loop, handed over together.
@@ -264,52 +242,46 @@ class IntakeWriter:
                 self._thread.start()
 
     def _answer_late(self, group: _Group) -> None:
-        """The backstop (on the group's event loop): 503 for its requests the writer has not answered, unless
-        the writer is committing them (then their real outcome comes a moment later). Marked abandoned, the
-        group is left out of (or rolled back with) the writer's batch: a 503 means nothing was stored."""
+        """The backstop (on the group's event loop): 503 for its requests the writer has not answered, if the
+        group is still queued (abandoned: the writer leaves it out). A group the writer started is left to it:
+        its real outcome comes when the batch ends."""
         assert self.wait_seconds is not None
         with self._claims:
-            if group.state == _COMMITTING:
+            if group.state == _STARTED:
                 group.late = True
                 return
             group.state = _ABANDONED
-            if any(running is group for running in self._running):
-                self._stop = True
         late = [job for job in group.jobs if not job.future.done()]
         if late:
             log.warning("alert intake: %d deliveries not committed in time; answered 503", len(late))
             for job in late:
                 job.future.set_exception(NotCommittedInTime(self.wait_seconds))
 
-    def _claim(self, groups: list[_Group]) -> None:
-        """Just before COMMIT: mark ``groups`` committing, so that the backstop leaves their answers to the
-        writer; raise ``_Abandoned`` (roll back) if one of them was answered 503 meanwhile."""
-        if self.wait_seconds is None:
-            return  # PostgreSQL: no deadlines, no backstop
+    def _claim(self, groups: list[_Group]) -> list[_Group]:
+        """As a batch starts: ``groups`` without those the backstop abandoned (answered 503 already), the rest
+        marked started, so that the backstop leaves their answers to the writer."""
         with self._claims:
-            if any(group.state == _ABANDONED for group in groups):
-                raise _Abandoned()
-            for group in groups:
-                group.state = _COMMITTING
+            started = [group for group in groups if group.state != _ABANDONED]
+            for group in started:
+                group.state = _STARTED
+        return started
 
     def _unclaim(self, groups: list[_Group]) -> list[_Group]:
-        """After a COMMIT that failed (nothing stored): the groups are pending again, those the backstop came
-        for meanwhile abandoned and answered 503 here. Returns the groups still to answer."""
-        if self.wait_seconds is None:
-            return groups
+        """After a batch that failed (rolled back, nothing stored): its groups are pending again; those whose
+        backstop came meanwhile are abandoned and answered 503 here. Returns the groups still to answer."""
         with self._claims:
-            late = [group for group in groups if group.state == _COMMITTING and group.late]
+            late = [group for group in groups if group.late]
             for group in groups:
-                if group.state == _COMMITTING:
-                    group.state = _ABANDONED if group.late else _PENDING
-        if late:
-            self._answer_all(late, NotCommittedInTime(self.wait_seconds))
-        return [group for group in groups if group.state != _ABANDONED]
-
-    def _stops_abandoned(self) -> int:
-        """SQLite's progress handler on the writer's connection: interrupt the statement running once a
-        group of the batch was abandoned (it rolls back and is redone without it)."""
-        return 1 if self._stop else 0
+                group.state = _ABANDONED if group.late else _PENDING
+        if not late:
+            return groups
+        assert self.wait_seconds is not None  # only a backstop (SQLite) sets ``late``
+        log.warning(
+            "alert intake: %d deliveries not committed in time; answered 503",
+            sum(len(group.jobs) for group in late),
+        )
+        self._answer_all(late, NotCommittedInTime(self.wait_seconds))
+        return [group for group in groups if not group.late]
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then end the thread (app shutdown)."""
@@ -395,25 +367,20 @@ class IntakeWriter:
         outcomes: list[Ingested | BaseException] | BaseException
         fresh_connection_tried = False
         while True:
-            groups = self._answer_past_deadline([group for group in groups if group.state != _ABANDONED])
+            groups = self._claim(self._answer_past_deadline(groups))
             if not groups:
                 return
             jobs = [job for group in groups for job in group.jobs]
             deadline = min((group.deadline for group in groups if group.deadline is not None), default=None)
             try:
-                with self._waiting_until(self._connect(), deadline), self._watching(groups):
+                with self._waiting_until(self._connect(), deadline):
                     outcomes = self._together(jobs)
                 break
             except Exception as exc:
-                # Rolled back: what the COMMIT claimed can be answered by the backstop again.
-                kept = [group for group in self._unclaim(groups) if group.state != _ABANDONED]
-                if len(kept) < len(groups):
-                    # Some were answered 503 meanwhile (which stopped the batch, or failed its claim):
-                    # the rest are tried again without them, as if those had never come.
-                    groups = kept
-                    continue
-                if isinstance(exc, _Abandoned):  # only when a group was abandoned: never reached
-                    raise
+                # Rolled back: those whose backstop came meanwhile are answered 503, the rest handled below.
+                groups = self._unclaim(groups)
+                if not groups:
+                    return
                 if schema_missing(exc):
                     # Tables gone: no retry mends it (``warroom db upgrade`` does). 503 for all, each logged
                     # as it is answered.
@@ -447,20 +414,21 @@ class IntakeWriter:
         outcomes: list[Ingested | BaseException] = []
         for group in groups:
             for job in group.jobs:
-                if self.wait_seconds is not None and (
-                    group.state == _ABANDONED or group.past_deadline(time.monotonic())
-                ):
+                if self.wait_seconds is not None and group.past_deadline(time.monotonic()):
                     outcomes.append(NotCommittedInTime(self.wait_seconds))
                     continue
                 outcomes.append(self._alone(job, group))
         return outcomes
 
     def _alone(self, job: _Job, group: _Group) -> Ingested | BaseException:
-        # Claimed by its first delivery that commits, the group stays claimed: each of its deliveries is
-        # answered with its own outcome (one that fails after that is answered its failure, not stored).
+        # Claimed by its first delivery tried, the group stays claimed: each of its deliveries is answered
+        # with its own outcome (its failure too: a failure stores nothing).
+        if not self._claim([group]):
+            assert self.wait_seconds is not None  # answered 503 by the backstop already
+            return NotCommittedInTime(self.wait_seconds)
         try:
             connection = self._connect()
-            with self._waiting_until(connection, group.deadline), self._watching([group]):
+            with self._waiting_until(connection, group.deadline):
                 return ingest_alone(
                     self.context,
                     job.secret,
@@ -469,12 +437,8 @@ class IntakeWriter:
                     job.events,
                     job.signed,
                     connection=connection,
-                    before_commit=lambda: self._claim([group]),
                 )
         except Exception as exc:
-            if group.state == _ABANDONED:  # answered 503 already; rolled back
-                assert self.wait_seconds is not None
-                return NotCommittedInTime(self.wait_seconds)
             if not isinstance(exc, WarroomError):
                 if not unavailable(exc) and not schema_missing(exc):
                     log.exception("alert intake failed")
@@ -501,18 +465,6 @@ class IntakeWriter:
             with contextlib.suppress(Exception):  # a connection that broke is disconnected anyway
                 driver.execute(f"PRAGMA busy_timeout={math.ceil(wait * 1000)}")
 
-    @contextlib.contextmanager
-    def _watching(self, groups: list[_Group]) -> Iterator[None]:
-        """The progress handler watches ``groups`` while their transaction runs."""
-        with self._claims:
-            self._running = groups
-            self._stop = any(group.state == _ABANDONED for group in groups)
-        try:
-            yield
-        finally:
-            self._running = []
-            self._stop = False
-
     def _connect(self) -> Connection:
         if self._connection is not None and not self.context.db.on_current_file(self._connection):
             # SQLite: its file was removed or replaced under the server (or its WAL). Given back, the pool
@@ -521,28 +473,15 @@ class IntakeWriter:
         if self._connection is None or self._connection.closed or self._connection.invalidated:
             self._disconnect()
             self._connection = self.context.db.engine.execution_options(write=True).connect()
-            self._set_progress_handler(self._stops_abandoned)
         return self._connection
-
-    def _set_progress_handler(self, handler: Callable[[], int] | None) -> None:
-        """SQLite: interrupt the writer's statement once its batch was abandoned (none on PostgreSQL, whose
-        requests have no deadline). Removed before the connection goes back to the pool."""
-        if self.wait_seconds is None or self._connection is None:
-            return
-        with contextlib.suppress(Exception):
-            driver = self._connection.connection.driver_connection
-            if isinstance(driver, sqlite3.Connection):
-                driver.set_progress_handler(handler, _ABANDON_CHECK_STEPS if handler is not None else 0)
 
     def _disconnect(self) -> None:
         if self._connection is not None:
-            self._set_progress_handler(None)
             with contextlib.suppress(Exception):
                 self._connection.close()
             self._connection = None
 
     def _together(self, jobs: list[_Job]) -> list[Ingested | BaseException]:
-        """The batch's ``jobs`` in one transaction; those of the groups ``_watching`` watches."""
         outcomes: list[Ingested | BaseException | None] = [None] * len(jobs)
         connection = self._connect()
         with connection.begin():
@@ -593,8 +532,6 @@ class IntakeWriter:
                             outcomes[index] = Ingested(count, combined.alerts[start : start + count])
                             start += count
                     session.flush()
-            # The last step before COMMIT: raises if a group was answered 503 meanwhile.
-            self._claim(self._running)
         return [outcome if outcome is not None else RuntimeError("not processed") for outcome in outcomes]
 
 
