@@ -696,13 +696,13 @@ def test_a_message_is_read_off_the_event_loop(
     on_loop: list[bool] = []
     read = mail.from_email
 
-    def spy(raw: bytes, rules: Any = (), keys: Any = ()) -> Any:
+    def spy(raw: bytes, rules: Any = (), keys: Any = (), envelope_sender: str = "") -> Any:
         try:
             asyncio.get_running_loop()
             on_loop.append(True)
         except RuntimeError:
             on_loop.append(False)
-        return read(raw, rules, keys)
+        return read(raw, rules, keys, envelope_sender)
 
     monkeypatch.setattr(mail, "from_email", spy)
     assert send(mail_port, [f"{key}@a.example"], message("disk full on nas1"))[0] == 250

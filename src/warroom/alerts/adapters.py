@@ -164,6 +164,15 @@ def source_time(value: str | datetime | None) -> datetime | None:
     return min(value.astimezone(UTC), now)
 
 
+def _iso_time(value: str) -> bool:
+    """Whether ``value`` reads as an ISO 8601 time (``source_time`` may still not believe it)."""
+    try:
+        datetime.fromisoformat(value.strip())
+    except ValueError:
+        return False
+    return True
+
+
 def _safe(link: dict[str, Any]) -> bool:
     image = link.get("image")
     return safe_link(link["href"]) and (image is None or safe_link(str(image)))
@@ -443,6 +452,18 @@ def from_pagerduty(data: Any) -> tuple[str, AlertEvent]:
         # A blank summary (PagerDuty takes it) still pages: it is named by what sent it.
         summary = payload.summary if not payload.summary.isspace() else _unnamed(payload)
         severity = payload.severity
+        if payload.timestamp is not None and not _iso_time(payload.timestamp):
+            # As PagerDuty refuses it, and as a change event's timestamp is: not dropped without a word.
+            raise InvalidPayload(
+                "Event object is invalid",
+                [
+                    {
+                        "field": "payload.timestamp",
+                        "message": f"{payload.timestamp[:100]!r} is not an ISO 8601 time "
+                        "(2026-03-02T09:40:00Z)",
+                    }
+                ],
+            )
         started_at = source_time(payload.timestamp)
     else:
         if not event.dedup_key:
@@ -909,7 +930,9 @@ def _automatic_reply(header: Callable[[str], str], message: EmailMessage) -> str
     return None
 
 
-def from_email(raw: bytes, rules: Sequence[EmailRule] = (), keys: Sequence[str] = ()) -> AlertEvent:
+def from_email(
+    raw: bytes, rules: Sequence[EmailRule] = (), keys: Sequence[str] = (), envelope_sender: str = ""
+) -> AlertEvent:
     """The alert event of one message, as received (RFC 5322 bytes), read by the first of ``rules``
     (``automation.email_rules``) that matches it, else by the built-in state words.
 
@@ -917,7 +940,8 @@ def from_email(raw: bytes, rules: Sequence[EmailRule] = (), keys: Sequence[str] 
     anything is made of it: the address is an email integration's only secret, and MTAs write it into
     headers (``Received: … for <KEY@…>``, ``Delivered-To``, ``X-Original-To``), as ``To`` holds it and a
     forwarded message's body may. Everything kept (raw headers and body, labels, summary, dedup key) says
-    ``[key]`` instead."""
+    ``[key]`` instead. ``envelope_sender`` (SMTP's ``MAIL FROM``) is the sender of a message without a
+    ``From:`` header (cron's and scripts' mail often has none), so that two hosts' mails stay two alerts."""
     try:
         message = parse_mime(raw, email.policy.default, max_parts=MIME_MAX_PARTS)
     except MimeLimit as exc:
@@ -950,6 +974,8 @@ def from_email(raw: bytes, rules: Sequence[EmailRule] = (), keys: Sequence[str] 
     subject = " ".join(header("subject").split())
     senders = getaddresses([value for key, value in headers if key.lower() == "from"])
     sender = next((address.lower() for _, address in senders if address), "")
+    if not sender:
+        sender = scrub_text(_clean(envelope_sender.strip().strip("<>").strip()), keys).lower()[:200]
     read = next(((rule, found) for rule in rules if (found := rule.read(sender, subject)) is not None), None)
     rule_labels: dict[str, str] = {}
     rule_severity = None
@@ -1074,11 +1100,58 @@ def _webhook_items(data: Any, webhook_format: WebhookFormat) -> list[Any]:
     return found
 
 
+def _identity_parts(renderer: TemplateRenderer, webhook_format: WebhookFormat) -> tuple[Any, ...]:
+    """What makes an alert's identity and name, as rendered (before any default stands in for it)."""
+    return (
+        {
+            name: _clip(text, 1000)
+            for name, source in webhook_format.labels.items()
+            if (text := renderer.text(f"labels.{name}", source))
+        },
+        _clip(renderer.text("alert", webhook_format.alert), 200),
+        renderer.text("dedup_key", webhook_format.dedup_key),
+        _clip(renderer.text("summary", webhook_format.summary), 1024),
+        _clip(renderer.text("service", webhook_format.service), 200),
+    )
+
+
+def _blank_identity(webhook_format: WebhookFormat) -> tuple[Any, ...] | None:
+    """The identity the format renders for an empty payload (``gcp-`` and no name), or None when its
+    identity does not read the payload at all (a fixed name: every delivery is that one alert)."""
+    sources = [
+        webhook_format.alert,
+        webhook_format.dedup_key,
+        webhook_format.summary,
+        webhook_format.service,
+        *webhook_format.labels.values(),
+    ]
+    if not any(source and ("payload" in source or "item" in source) for source in sources):
+        return None
+    renderer = TemplateRenderer({"payload": {}, "item": {}}, "")
+    blank = _identity_parts(renderer, webhook_format)
+    return None if renderer.errors else blank
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list"}.get(
+        type(value), type(value).__name__
+    )
+
+
 def from_webhook(data: Any, webhook_format: WebhookFormat) -> list[AlertEvent]:
     """The alerts a format reads in one delivery of a tool's own JSON: one per element of ``each`` (else one),
     less those ``skip`` leaves out. A template that fails on the payload refuses the delivery whole, naming
-    the field (and the item); nothing is stored."""
+    the field (and the item); nothing is stored. So does a body that is not a JSON object (without ``each``),
+    and an item of which the format reads nothing: its name, dedup key, summary, service and labels render as
+    for an empty payload (``{}`` to a format whose dedup key is ``gcp-{{ payload.incident.incident_id }}``).
+    """
+    if webhook_format.each is None and not isinstance(data, dict):
+        message = f"the {webhook_format.name} format reads a JSON object; this body is {_kind(data)}"
+        raise InvalidPayload(message, [{"field": "body", "message": f"{_kind(data)}, not an object"}])
     items = _webhook_items(data, webhook_format)
+    blank = _blank_identity(webhook_format) if items else None
     read: list[tuple[dict[str, Any], Any]] = []
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(items):
@@ -1087,21 +1160,24 @@ def from_webhook(data: Any, webhook_format: WebhookFormat) -> list[AlertEvent]:
         )
         if renderer.value("skip", webhook_format.skip):
             continue
-        labels = {
-            name: _clip(text, 1000)
-            for name, source in webhook_format.labels.items()
-            if (text := renderer.text(f"labels.{name}", source))
-        }
+        identity = _identity_parts(renderer, webhook_format)
+        labels, alert_text, dedup_key, summary, service = identity
+        if blank is not None and identity == blank and not renderer.errors:
+            where = f"[{index}]" if webhook_format.each is not None else "body"
+            errors.append(
+                {
+                    "field": where,
+                    "message": "none of the fields the format reads is in it (its alert's name, dedup key, "
+                    "summary, service and labels render as for an empty payload)",
+                }
+            )
+            continue
+        labels = dict(labels)
         # The alert's name: its template, else an alertname label the format renders, else the format's name.
-        alert_name = (
-            _clip(renderer.text("alert", webhook_format.alert), 200)
-            or labels.get("alertname", "")[:200]
-            or webhook_format.name
-        )
+        alert_name = alert_text or labels.get("alertname", "")[:200] or webhook_format.name
         labels.update(alertname=alert_name, webhook_format=webhook_format.name)
         word = renderer.text("severity", webhook_format.severity).lower()
         mapped = {key.lower(): value for key, value in webhook_format.severity_map.items()}.get(word)
-        dedup_key = renderer.text("dedup_key", webhook_format.dedup_key)
         status = (
             "resolved"
             if renderer.value("resolve", webhook_format.resolve)
@@ -1110,14 +1186,14 @@ def from_webhook(data: Any, webhook_format: WebhookFormat) -> list[AlertEvent]:
             else "firing"
         )
         fields: dict[str, Any] = {
-            "summary": _clip(renderer.text("summary", webhook_format.summary), 1024) or alert_name,
+            "summary": summary or alert_name,
             "status": status,
             "severity": mapped or normalize_severity(word, webhook_format.default_severity),
             # The tool's own id, hashed when longer than a dedup key may be.
             "dedup_key": (dedup_key if len(dedup_key) <= DEDUP_KEY_MAX_LENGTH else content_hash(dedup_key))
             or None,
             "type": alert_name,
-            "service": _clip(renderer.text("service", webhook_format.service), 200) or None,
+            "service": service or None,
             "labels": labels,
             "annotations": {
                 name: text

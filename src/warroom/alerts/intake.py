@@ -12,9 +12,17 @@ alerts could not be committed by then. The writer waits for the write lock only 
 of its batch, answers the requests whose deadline passed and tries again for the rest, so a held lock costs
 each request one wait, not one for the batch and another for each request retried alone. Requests whose
 deadline passed while they queued are answered without being tried. A backstop timer on the request's event
-loop answers 503 a little after the deadline if the writer still has not (stuck in a slow batch); such a
-request may then still be stored, if its batch was committing: its sender's retry is a repeat, which dedup
-keeps to one alert. PostgreSQL has no busy timeout, and its requests no deadline.
+loop answers 503 a little after the deadline if the writer still has not (stuck in a slow batch).
+
+The answer and the outcome always agree: a 503 means nothing of the delivery was stored. Each group of
+deliveries has a state, changed under one lock: the writer claims the groups of a batch when it starts it
+("started"), leaving out those the backstop already answered ("abandoned"); the backstop answers 503 only a
+group still waiting in the queue ("pending"). A group the writer started gets its real outcome, however long
+it takes: a delivery too large to apply within the busy timeout (a thousand items that each open an incident)
+is stored, slowly, and the deliveries queued behind it past their deadline get 503 with nothing stored (their
+senders retry). If a started batch fails (rolled back, nothing stored), its groups are pending again: those
+whose backstop came meanwhile are answered 503 at once, the rest retried as usual. PostgreSQL has no busy
+timeout, and its requests no deadline.
 
 Signed deliveries (Grafana's HMAC) are checked here, where the integration and its secret are known: the
 request hands over its raw body and signature headers (``SignedBody``); other deliveries carry none.
@@ -59,6 +67,11 @@ _BACKSTOP_SHARE = 0.1
 # of it: in the usual case (requests picked up at once) the connection's timeout is left as it is.
 _WAIT_SLACK_SHARE = 0.05
 
+# A group's state (``_Group.state``), changed only under ``IntakeWriter._claims``.
+_PENDING = 0  # queued (or back from a batch that failed): the backstop may answer it 503
+_STARTED = 1  # claimed by the writer's batch: answered by the writer with its real outcome, even late
+_ABANDONED = 2  # answered 503 by the backstop: never tried, nothing stored
+
 
 class NotCommittedInTime(SQLAlchemyTimeoutError):
     """A delivery's alerts could not be committed by its deadline (answered 503, as any unavailable
@@ -91,6 +104,9 @@ class _Group:
     # time.monotonic() by which each must be answered (its first's arrival plus the busy timeout), or None.
     deadline: float | None
     backstop: asyncio.TimerHandle | None = None
+    state: int = _PENDING
+    # The backstop came while the group was started: if its batch fails, the writer answers it 503.
+    late: bool = False
 
     def past_deadline(self, now: float) -> bool:
         return self.deadline is not None and self.deadline <= now
@@ -179,6 +195,8 @@ class IntakeWriter:
         # Each item is the deliveries one event-loop iteration received (None: stop).
         self._queue: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        # Guards each group's ``state``: the backstop (on an event loop) and the writer's claims.
+        self._claims = threading.Lock()
         self._thread: threading.Thread | None = None
         self._connection: Connection | None = None
         # Deliveries received in the current iteration of each event loop, handed over together.
@@ -224,13 +242,46 @@ class IntakeWriter:
                 self._thread.start()
 
     def _answer_late(self, group: _Group) -> None:
-        """The backstop (on the group's event loop): 503 for its requests the writer has not answered."""
+        """The backstop (on the group's event loop): 503 for its requests the writer has not answered, if the
+        group is still queued (abandoned: the writer leaves it out). A group the writer started is left to it:
+        its real outcome comes when the batch ends."""
         assert self.wait_seconds is not None
+        with self._claims:
+            if group.state == _STARTED:
+                group.late = True
+                return
+            group.state = _ABANDONED
         late = [job for job in group.jobs if not job.future.done()]
         if late:
             log.warning("alert intake: %d deliveries not committed in time; answered 503", len(late))
             for job in late:
                 job.future.set_exception(NotCommittedInTime(self.wait_seconds))
+
+    def _claim(self, groups: list[_Group]) -> list[_Group]:
+        """As a batch starts: ``groups`` without those the backstop abandoned (answered 503 already), the rest
+        marked started, so that the backstop leaves their answers to the writer."""
+        with self._claims:
+            started = [group for group in groups if group.state != _ABANDONED]
+            for group in started:
+                group.state = _STARTED
+        return started
+
+    def _unclaim(self, groups: list[_Group]) -> list[_Group]:
+        """After a batch that failed (rolled back, nothing stored): its groups are pending again; those whose
+        backstop came meanwhile are abandoned and answered 503 here. Returns the groups still to answer."""
+        with self._claims:
+            late = [group for group in groups if group.late]
+            for group in groups:
+                group.state = _ABANDONED if group.late else _PENDING
+        if not late:
+            return groups
+        assert self.wait_seconds is not None  # only a backstop (SQLite) sets ``late``
+        log.warning(
+            "alert intake: %d deliveries not committed in time; answered 503",
+            sum(len(group.jobs) for group in late),
+        )
+        self._answer_all(late, NotCommittedInTime(self.wait_seconds))
+        return [group for group in groups if not group.late]
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then end the thread (app shutdown)."""
@@ -316,7 +367,7 @@ class IntakeWriter:
         outcomes: list[Ingested | BaseException] | BaseException
         fresh_connection_tried = False
         while True:
-            groups = self._answer_past_deadline(groups)
+            groups = self._claim(self._answer_past_deadline(groups))
             if not groups:
                 return
             jobs = [job for group in groups for job in group.jobs]
@@ -326,6 +377,10 @@ class IntakeWriter:
                     outcomes = self._together(jobs)
                 break
             except Exception as exc:
+                # Rolled back: those whose backstop came meanwhile are answered 503, the rest handled below.
+                groups = self._unclaim(groups)
+                if not groups:
+                    return
                 if schema_missing(exc):
                     # Tables gone: no retry mends it (``warroom db upgrade`` does). 503 for all, each logged
                     # as it is answered.
@@ -362,13 +417,18 @@ class IntakeWriter:
                 if self.wait_seconds is not None and group.past_deadline(time.monotonic()):
                     outcomes.append(NotCommittedInTime(self.wait_seconds))
                     continue
-                outcomes.append(self._alone(job, group.deadline))
+                outcomes.append(self._alone(job, group))
         return outcomes
 
-    def _alone(self, job: _Job, deadline: float | None) -> Ingested | BaseException:
+    def _alone(self, job: _Job, group: _Group) -> Ingested | BaseException:
+        # Claimed by its first delivery tried, the group stays claimed: each of its deliveries is answered
+        # with its own outcome (its failure too: a failure stores nothing).
+        if not self._claim([group]):
+            assert self.wait_seconds is not None  # answered 503 by the backstop already
+            return NotCommittedInTime(self.wait_seconds)
         try:
             connection = self._connect()
-            with self._waiting_until(connection, deadline):
+            with self._waiting_until(connection, group.deadline):
                 return ingest_alone(
                     self.context,
                     job.secret,

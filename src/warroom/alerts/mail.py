@@ -133,7 +133,9 @@ class MailIntake:
         try:
             # In a thread: a message's parts take time to build (up to MIME_MAX_PARTS of them), and the loop
             # is the web server's too.
-            event = await asyncio.to_thread(self._read, raw, list(dict.fromkeys(envelope.rcpt_tos)))
+            event = await asyncio.to_thread(
+                self._read, raw, list(dict.fromkeys(envelope.rcpt_tos)), envelope.mail_from or ""
+            )
         except WarroomError as exc:
             return _refused(exc.code, f"554 5.6.0 {exc.message}"[:500])
         except Exception as exc:
@@ -158,14 +160,15 @@ class MailIntake:
             stored += [f"ALR-{alert.id} {alert.outcome}" for alert in ingested.alerts if alert.id is not None]
         return f"250 2.0.0 OK: {', '.join(stored) or 'nothing to change'}"
 
-    def _read(self, raw: bytes, recipients: list[str]) -> AlertEvent:
+    def _read(self, raw: bytes, recipients: list[str], envelope_sender: str = "") -> AlertEvent:
         """The message's event, with every active integration key taken out of all that is stored of it:
         the recipients' (``from_email``'s ``keys``), and any other that the event, so read, still shows.
-        Read again with those too (rarely: a message naming another key), until it shows none."""
+        Read again with those too (rarely: a message naming another key), until it shows none.
+        ``envelope_sender`` (``MAIL FROM``) is the sender of a message without a ``From:`` header."""
         keys = list(recipients)
         active: set[str] | None = None  # the active keys' hashes, read once, when the message has hex runs
         while True:
-            event = from_email(raw, self.context.org.automation.email_rules, keys)
+            event = from_email(raw, self.context.org.automation.email_rules, keys, envelope_sender)
             candidates = _key_windows(_texts(event)) - set(keys)
             if not candidates:
                 return event
