@@ -2,16 +2,29 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Enum, String
+from sqlalchemy import Enum, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from warroom.auth.enums import IntegrationType as IntegrationType
 from warroom.auth.enums import Role as Role
 from warroom.db import Base, UTCDateTime, utcnow
 
+_ACTIVE_TOKEN = "revoked_at IS NULL"
+
 
 class ApiToken(Base):
     __tablename__ = "api_tokens"
+    __table_args__ = (
+        # Two active tokens cannot share a name (``service.create_token``), held by the database too, so two
+        # requests creating one name at once cannot both succeed (migration 0042).
+        Index(
+            "uq_api_tokens_active_name",
+            "name",
+            unique=True,
+            sqlite_where=text(_ACTIVE_TOKEN),
+            postgresql_where=text(_ACTIVE_TOKEN),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))

@@ -4,6 +4,7 @@ import hashlib
 import secrets
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warroom.auth.models import ApiToken, IntegrationKey, Role
@@ -23,8 +24,8 @@ def check_name(name: str) -> str:
     """A token's or an integration's name, trimmed: a token's is who acts with it (timelines, note
     ownership), an integration's is what timelines and lists say an alert came from. Visible text on one line,
     no control or direction-changing characters that would make one name print as another (or lay out a
-    terminal), and at most 200 characters (what the column holds). Several tokens may share a name: one
-    person's laptop and phone."""
+    terminal), and at most 200 characters (what the column holds). Active tokens' names are unique
+    (``create_token``); integrations may share one."""
     try:
         name = visible_line(name)
     except ValueError as exc:
@@ -39,6 +40,22 @@ def create_token(session: Session, *, name: str, role: Role) -> TokenCreated:
     (a note's author, who may edit it, a timeline's performer), so a second token of that name could edit the
     first one's notes. A revoked token's name can be given again."""
     name = check_name(name)
+    _ensure_name_free(session, name)
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(name=name, role=role, token_hash=hash_secret(secret), prefix=secret[:10])
+    try:
+        # A SAVEPOINT: a request creating the same name at once (the check above saw neither) loses on the
+        # partial unique index (uq_api_tokens_active_name) and gets the same 409, its transaction usable.
+        with session.begin_nested():
+            session.add(token)
+            session.flush()
+    except IntegrityError:
+        _ensure_name_free(session, name)
+        raise
+    return TokenCreated(**TokenRead.model_validate(token).model_dump(), token=secret)
+
+
+def _ensure_name_free(session: Session, name: str) -> None:
     taken = session.scalar(
         select(ApiToken.id).where(ApiToken.name == name, ApiToken.revoked_at.is_(None)).limit(1)
     )
@@ -48,11 +65,6 @@ def create_token(session: Session, *, name: str, role: Role) -> TokenCreated:
             "author edits it), so the name cannot be given twice; choose another, or revoke that token first",
             {"field": "name", "token": taken},
         )
-    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(name=name, role=role, token_hash=hash_secret(secret), prefix=secret[:10])
-    session.add(token)
-    session.flush()
-    return TokenCreated(**TokenRead.model_validate(token).model_dump(), token=secret)
 
 
 def list_tokens(session: Session) -> list[TokenRead]:

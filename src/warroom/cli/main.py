@@ -955,12 +955,18 @@ def audit_verify(database_url: DatabaseOption = None, as_json: JsonFlag = False)
     with database.read() as session:
         report = incident_service.audit(session, timeline_key_of(secret))
     database.dispose()
+    hint = (
+        "every incident fails: is WARROOM_SECRET_KEY (or data_dir/secret_key) the server's?"
+        if report.wrong_key
+        else None
+    )
     if as_json:
         print_json(
             {
                 "checked": report.checked,
                 "problems": [asdict(problem) for problem in report.problems],
                 "warnings": report.warnings,
+                **({"hint": hint} if hint else {}),
             }
         )
         if report.problems:
@@ -972,6 +978,8 @@ def audit_verify(database_url: DatabaseOption = None, as_json: JsonFlag = False)
         for problem in report.problems:
             where = f"{problem.incident} entry #{problem.seq}" if problem.seq else problem.incident
             error_console.print(f"[bold red]BROKEN[/] {escape(f'{where}: {problem.reason}')}")
+        if hint:
+            error_console.print(f"[bold yellow]HINT[/] {escape(hint)}")
         raise typer.Exit(1)
     console.print(f"[green]ok[/] {report.checked} timeline entries verified")
 

@@ -132,6 +132,19 @@ class TimelineEntry(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class IncidentNumberMark(Base):
+    """One row (``id`` 1): the highest incident number created, sealed with the timeline key
+    (``incidents.service.number_mark_seal``), moved in the transaction that creates the incident. So
+    deleting the newest incident is found even when the number sequence (SQLite's ``sqlite_sequence``) is
+    lowered with it: that needs the key. Migration 0042."""
+
+    __tablename__ = "incident_number_mark"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    highest: Mapped[int] = mapped_column(Integer)
+    seal: Mapped[str] = mapped_column(String(64), default="")
+
+
 class Communication(Base):
     __tablename__ = "communications"
 

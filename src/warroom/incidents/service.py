@@ -24,6 +24,7 @@ from warroom.incidents.models import (
     TRANSITIONS,
     Communication,
     Incident,
+    IncidentNumberMark,
     IncidentService,
     IncidentStatus,
     Responder,
@@ -258,6 +259,32 @@ def chain_seal(key: bytes, incident_id: int, count: int, head: str, keyed_from: 
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
+def number_mark_seal(key: bytes, highest: int) -> str:
+    """The seal over the highest incident number created (``IncidentNumberMark``)."""
+    return hmac.new(key, f"incident-mark:{highest}".encode(), hashlib.sha256).hexdigest()
+
+
+def raise_number_mark(session: Session, number: int) -> None:
+    """Move the sealed high-water mark of incident numbers up to ``number`` (a new incident's), in the
+    creating transaction: one small upsert, which leaves a higher mark (a concurrent creation's) alone."""
+    dialect = session.get_bind().dialect.name
+    insert: Any
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    seal = number_mark_seal(timeline_key(session), number)
+    table = IncidentNumberMark.__table__
+    statement = insert(table).values(id=1, highest=number, seal=seal)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[table.c.id],
+            set_={"highest": statement.excluded.highest, "seal": statement.excluded.seal},
+            where=table.c.highest < statement.excluded.highest,
+        )
+    )
+
+
 def timeline_key(session: Session) -> bytes:
     """The chain key of the app the session was opened from (its settings' secret key), or the one a
     database outside an app was given (``Database.set_session_info(timeline_key=...)``)."""
@@ -408,6 +435,9 @@ class AuditReport:
     problems: list[ChainProblem]
     # Not proof of tampering: numbers PostgreSQL's sequence skipped may be rolled-back transactions'.
     warnings: list[str]
+    # Every incident failed where the key is first needed (its first keyed entry or its seal): most likely
+    # not the server's secret key, rather than every timeline tampered with.
+    wrong_key: bool = False
 
 
 def verify_timelines(session: Session, key: bytes | None = None) -> tuple[int, list[ChainProblem]]:
@@ -424,6 +454,14 @@ def audit(session: Session, key: bytes | None = None, *, numbers: bool = True) -
     problems: list[ChainProblem] = []
     warnings: list[str] = []
     checked = 0
+    key_failures = 0
+    # Before the incidents: the mark moves in the transaction that creates its incident, so every incident
+    # up to the mark read here is among those read next (unless deleted).
+    mark = (
+        session.execute(select(IncidentNumberMark.highest, IncidentNumberMark.seal)).first()
+        if numbers
+        else None
+    )
     incidents = session.execute(
         select(
             Incident.id,
@@ -471,27 +509,42 @@ def audit(session: Session, key: bytes | None = None, *, numbers: bool = True) -
             if reason:
                 problems.append(ChainProblem(ref, row.seq, reason))
                 broken = True
+                # Where a wrong key shows first: the keyed genesis, or the first keyed entry's hash.
+                if (row.seq == 1 and keyed_from == 1 and reason.startswith("its link")) or (
+                    row.seq == keyed_from and reason.startswith("its content")
+                ):
+                    key_failures += 1
                 break
             prev = row.hash
             expected_seq += 1
         if broken:
             continue
         if expected_seq - 1 != count or prev != head:
-            problems.append(ChainProblem(ref, expected_seq, "entries after this point were removed"))
+            if expected_seq > 1:
+                problems.append(ChainProblem(ref, expected_seq, "entries after this point were removed"))
+            elif not seal:
+                problems.append(ChainProblem(ref, 0, _UNSEALED))
+            elif count:
+                problems.append(
+                    ChainProblem(ref, 0, f"its entries were removed: none is left of the {count} recorded")
+                )
+            else:
+                problems.append(
+                    ChainProblem(
+                        ref,
+                        0,
+                        "its entries were removed: none is left, and its recorded entry count and head do "
+                        "not match their seal",
+                    )
+                )
             continue
         # The entries hold together: their recorded count and head must be the sealed ones (a wipe back
         # to the start, or a chain re-hashed as a whole, holds together but is not).
         if not seal:
-            problems.append(
-                ChainProblem(
-                    ref,
-                    0,
-                    "its timeline is not sealed (its seal was removed, or the database was migrated without "
-                    "the server's secret key)",
-                )
-            )
+            problems.append(ChainProblem(ref, 0, _UNSEALED))
             continue
         if seal != chain_seal(key, incident_id, count, head, keyed_from):
+            key_failures += 1
             problems.append(
                 ChainProblem(
                     ref,
@@ -511,18 +564,69 @@ def audit(session: Session, key: bytes | None = None, *, numbers: bool = True) -
             problems.append(
                 ChainProblem(ref, count + 1, "entries were added past the incident's recorded head")
             )
+    wrong_key = bool(incidents) and key_failures == len(incidents)
     if numbers:
-        _missing_numbers(session, [row[0] for row in incidents], problems, warnings)
-    return AuditReport(checked, problems, warnings)
+        _missing_numbers(
+            session, key, mark, [row[0] for row in incidents], problems, warnings, wrong_key=wrong_key
+        )
+    return AuditReport(checked, problems, warnings, wrong_key)
+
+
+_UNSEALED = (
+    "its timeline is not sealed (its seal was removed, or the database was migrated without the server's "
+    "secret key)"
+)
+NUMBERS = "incident numbers"
 
 
 def _missing_numbers(
-    session: Session, numbers: list[int], problems: list[ChainProblem], warnings: list[str]
+    session: Session,
+    key: bytes,
+    mark: Any,
+    numbers: list[int],
+    problems: list[ChainProblem],
+    warnings: list[str],
+    *,
+    wrong_key: bool = False,
 ) -> None:
     """Incident numbers below the highest handed out that no incident has: deleted. SQLite (AUTOINCREMENT)
     hands a number out in the inserting transaction, so a rollback takes it back and a gap is a deletion; a
-    PostgreSQL sequence keeps a number a rolled-back transaction took, so there a gap is only a warning."""
+    PostgreSQL sequence keeps a number a rolled-back transaction took, so there a gap is only a warning.
+    The sealed mark (``IncidentNumberMark``) is the highest number an incident was created with (committed):
+    the sequence can be lowered by anyone who can write, the mark not without the key; its own number missing
+    is a deletion on PostgreSQL too."""
     dialect = session.get_bind().dialect.name
+    marked = 0
+    if mark is None:
+        if numbers:
+            problems.append(
+                ChainProblem(
+                    NUMBERS,
+                    0,
+                    "the highest incident number created is not recorded (its sealed mark was removed): a "
+                    "deleted newest incident would not be found",
+                )
+            )
+    else:
+        marked = int(mark.highest)
+        if not mark.seal:
+            problems.append(
+                ChainProblem(
+                    NUMBERS,
+                    0,
+                    f"the highest incident number created (INC-{marked}) is not sealed (the database was "
+                    "migrated without the server's secret key): a deleted newest incident would not be found",
+                )
+            )
+        elif mark.seal != number_mark_seal(key, marked) and not wrong_key:  # else: the key, not the mark
+            problems.append(
+                ChainProblem(
+                    NUMBERS,
+                    0,
+                    f"the highest incident number created (INC-{marked}) does not match its seal: it was "
+                    "changed (lowered, to hide a deleted newest incident), or this is not the server's key",
+                )
+            )
     if dialect == "sqlite":
         issued = session.execute(text("SELECT seq FROM sqlite_sequence WHERE name = 'incidents'")).scalar()
     elif dialect == "postgresql":
@@ -531,13 +635,26 @@ def _missing_numbers(
         ).scalar()
     else:
         issued = None
-    highest = max([*numbers, int(issued or 0)], default=0)
+    highest = max([*numbers, int(issued or 0), marked], default=0)
     present = set(numbers)
     missing = [number for number in range(1, highest + 1) if number not in present]
     for start, end in _runs(missing):
         also = f", and every number after it up to INC-{end}" if end > start else ""
         if dialect == "sqlite":
             problems.append(ChainProblem(f"INC-{start}", 0, f"missing{also} (deleted)"))
+        elif start <= marked <= end:
+            # The marked number was committed (the mark moves with its incident): deleted, not a rolled-back
+            # transaction's. A warning, as the other gaps on PostgreSQL; below and past it maybe rollbacks.
+            for low, high in ((start, marked - 1), (marked + 1, end)):
+                if low <= high:
+                    more = f", and every number after it up to INC-{high}" if high > low else ""
+                    warnings.append(
+                        f"INC-{low} missing{more} (deleted, or a number a rolled-back transaction took)"
+                    )
+            warnings.append(
+                f"INC-{marked} missing (deleted: the newest incident created, by the sealed mark of the "
+                "highest number)"
+            )
         else:
             warnings.append(
                 f"INC-{start} missing{also} (deleted, or a number a rolled-back transaction took)"
@@ -607,6 +724,7 @@ def create_incident(
     session.add(incident)
     session.flush()  # assigns the number
     seal_new_timeline(session, incident)
+    raise_number_mark(session, incident.id)
     notes = [kind_note] if kind_note else []
     if suggestion is not None:
         # Why this level, in the text `incident timeline` shows, not only in the entry's data.
