@@ -237,7 +237,7 @@ def test_revoked_token_is_refused(api: TestClient, admin: dict[str, str]) -> Non
 
 def test_a_token_name_is_visible_text(api: TestClient, admin: dict[str, str]) -> None:
     """The name is who acts with the token: a line break or a direction mark would let it print as
-    another name on timelines. Two active tokens may not share one: notes are edited by their author's name."""
+    another name on timelines. Two active tokens may not share one: notes are edited by author name."""
     for name in ("ci\nbot", "alice\u202eecila", "   ", "x" * 201):
         refused = api.post("/api/v1/tokens", json={"name": name, "role": "responder"}, headers=admin)
         assert refused.status_code == 422, (name, refused.text)
