@@ -99,6 +99,10 @@ OPSGENIE_PATH = fastpath.OPSGENIE_PATH
 REPORTS_PATH = "/api/v1/reports"
 
 
+# An answer sent before the request's body was received: the connection ends with it (its body is not read).
+_CLOSE_CONNECTION = {"connection": "close"}
+
+
 class RequestGuardMiddleware:
     """Checks every request before routing: 413 for bodies over the limit (with or without
     Content-Length), 422 for NUL characters, which no field accepts and PostgreSQL cannot store. On an
@@ -107,7 +111,9 @@ class RequestGuardMiddleware:
     Opsgenie's shape; 400 naming the field of a NUL), as is a compressed body (415). A body over the limit
     sent to an intake route is logged too (``fastpath.log_too_large``). The monitoring tools' routes take a
     NUL in the body (``fastpath.replaces_nul``: their parsers replace it) and Alertmanager's and Grafana's a
-    larger body (``max_group_bytes``), as the fast path does.
+    larger body (``max_group_bytes``), as the fast path does. On a tool's webhook and Opsgenie's routes the
+    key (in the URL or headers) is checked before the body is received (``fastpath.refuse_before_body``): a
+    caller whose key cannot deliver is answered 401/403 at once, with ``Connection: close``.
 
     A heartbeat's ping or report is let through unchecked: its handler reads the body as it arrives, of any
     size, keeping the tail of a failed run's output with NULs replaced; its key is only hashed and its name
@@ -144,6 +150,24 @@ class RequestGuardMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._too_large(scope, send, limit, int(declared))
             return
+        app = scope.get("app")
+        if (
+            app is not None
+            and fastpath.key_in_head(scope["method"], scope["path"]) is not None
+            and _routed(app, scope)
+        ):
+            # A tool's webhook, Opsgenie's routes: the key (in the URL or headers) comes first, before the
+            # body is received; a caller whose key cannot deliver is answered without it.
+            refused = await fastpath.refuse_before_body(app.state, self.context, scope)
+            if refused is not None:
+                status, body = refused
+                await self._send(
+                    send,
+                    Response(
+                        body, status_code=status, media_type="application/json", headers=_CLOSE_CONNECTION
+                    ),
+                )
+                return
         # Read the body up front (it is at most the limit) so a chunked upload over the limit gets a
         # clean 413 before any handler sees it.
         chunks: list[bytes] = []
@@ -200,6 +224,22 @@ class RequestGuardMiddleware:
             {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
         )
         await send({"type": "http.response.body", "body": response.body})
+
+
+# The longest webhook format name its route takes (``alerts.api.webhook_alerts``): a longer one is refused
+# (422) by the route's validation, whatever the key.
+_WEBHOOK_NAME_MAX = 60
+
+
+def _routed(app: Any, scope: Scope) -> bool:
+    """Whether a request is one of the app's routes (its method too), which its handler would answer: a
+    path with a trailing slash, or a webhook name no format can have, is refused as it was (404, 422)."""
+    path = scope["path"]
+    if path.startswith(fastpath.WEBHOOK_PATH_PREFIX):
+        name = path[len(fastpath.WEBHOOK_PATH_PREFIX) :]
+        if not name or "/" in name or len(name) > _WEBHOOK_NAME_MAX:
+            return False
+    return any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)
 
 
 def _count_intake_refusal(scope: Scope, reason: str) -> None:

@@ -736,8 +736,17 @@ SHAPED_ROUTES = [
 
 def test_a_body_over_the_limit_is_refused_in_each_senders_shape(api: TestClient, context: AppContext) -> None:
     """413 from the fast path and from the app's request guard alike, with Content-Length or chunked. The
-    group senders' routes (Alertmanager's here) have their own, larger limit."""
+    group senders' routes (Alertmanager's here) have their own, larger limit. Each with a good key where the
+    key is in the URL or headers: a keyless one is refused (401) before its body is received."""
+    genie = {"Authorization": f"GenieKey {make_key(context, 'opsgenie')}"}
+    keys = {
+        "/api/v1/alerts": make_key(context, "generic"),
+        "/api/v1/alerts/alertmanager": make_key(context, "alertmanager"),
+        "/api/v1/alerts/webhook/pingdom": make_key(context, "webhook"),
+    }
     for path, shape in SHAPED_ROUTES:
+        headers = {"Content-Type": "application/json", **(genie if path.startswith("/v2/alerts") else {})}
+        target = f"{path}?key={keys[path]}" if path in keys else path
         limit = context.settings.max_body_bytes
         if path in fastpath.GROUP_PATHS:
             limit = context.settings.max_intake_body_bytes
@@ -748,7 +757,7 @@ def test_a_body_over_the_limit_is_refused_in_each_senders_shape(api: TestClient,
                 yield huge[start : start + 65536]
 
         for content in (huge, chunks()):
-            refused = api.post(path, content=content, headers={"Content-Type": "application/json"})
+            refused = api.post(target, content=content, headers=headers)
             assert refused.status_code == 413, (path, refused.text)
             answer = refused.json()
             assert shape(answer), (path, answer)

@@ -334,26 +334,96 @@ def known_callers_for(state: Any, context: AppContext) -> KnownCallers:
 
 
 def identify_caller(
-    context: AppContext, secret: str | None, kind: IntegrationType, signed: SignedBody | None
+    context: AppContext,
+    secret: str | None,
+    kind: IntegrationType,
+    signed: SignedBody | None,
+    signature: bool = True,
 ) -> IntegrationIdentity:
     """The integration of a delivery's key, its signature checked (401, 403), writing nothing: before its
-    body is read. Blocking: run it in a thread."""
+    body is parsed. ``signature`` False: the key only, before the body is received (``caller_before_body``).
+    Blocking: run it in a thread."""
     with context.db.read() as session:
         identity = integrations.authenticate_integration(session, secret, kind, record_use=False)
-    identity.check_signature(signed, utcnow())
+    if signature:
+        identity.check_signature(signed, utcnow())
     return identity
 
 
+def key_in_head(method: str, path: str) -> IntegrationType | None:
+    """The kind of integration whose key a delivery to this route carries in its URL or headers (``?key=``,
+    Bearer, GenieKey): every intake route but PagerDuty's (its key is in the body) and the heartbeats' (its
+    handler reads its body as it comes). None for any other request."""
+    source = intake_source(method, path)
+    if source is None or source in _PAGERDUTY_SHAPED or source == HEARTBEAT_SOURCE:
+        return None
+    return IntegrationType(source)
+
+
+def _head_key(scope: Scope, kind: IntegrationType) -> str | None:
+    """The key a request's URL or headers carry for ``kind`` (401 for none on Opsgenie's routes, two
+    different ones elsewhere)."""
+    authorization = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+            break
+    if kind == IntegrationType.opsgenie:
+        return _genie_key(authorization)
+    query = scope.get("query_string", b"")
+    keys = parse_qs(query.decode("latin-1")).get("key") if query else None
+    return integration_key(keys, authorization)
+
+
+async def caller_before_body(
+    state: Any, context: AppContext, secret: str | None, kind: IntegrationType
+) -> IntegrationIdentity:
+    """The integration of a delivery's key (401, 403 for one that could not deliver), before a byte of its
+    body is received: a caller without a good key must not hold a connection open by declaring a large
+    body and sending it slowly (or never). A key that passed in the last few seconds (``KnownCallers``)
+    costs one dictionary lookup. A signing integration's signature needs the body: checked after it
+    (``check_key_first``), as the writer checks the key again in the delivery's transaction."""
+    known = known_callers_for(state, context)
+    identity = known.get(secret, kind) if secret else None
+    if identity is None:
+        identity = await run_in_threadpool(identify_caller, context, secret, kind, None, False)
+        assert secret  # authenticate_integration refuses a request without one
+        known.add(secret, kind, identity)
+    return identity
+
+
+async def refuse_before_body(state: Any, context: AppContext, scope: Scope) -> Answer | None:
+    """The refusal (401, 403, in the route's shape, counted) of a delivery to a route whose key is in the URL
+    or headers (``key_in_head``) when that key could not deliver; None to read the body and go on (a good
+    key, another route, or a database that cannot say: the handler answers that as it does)."""
+    kind = key_in_head(scope["method"], scope["path"])
+    if kind is None:
+        return None
+    try:
+        await caller_before_body(state, context, _head_key(scope, kind), kind)
+    except WarroomError as exc:
+        return refused_before_handler(scope["method"], scope["path"], exc)
+    except Exception:  # the handler checks the key again and answers a failure in its shape
+        return None
+    return None
+
+
 async def check_key_first(
-    state: Any, context: AppContext, secret: str | None, kind: IntegrationType, signed: SignedBody | None
+    state: Any,
+    context: AppContext,
+    secret: str | None,
+    kind: IntegrationType,
+    signed: SignedBody | None,
+    identity: IntegrationIdentity | None = None,
 ) -> None:
     """Refuse (401, 403) a delivery whose key could not deliver, and a signing integration's delivery whose
     signature is wrong, before its body is parsed: parsing a group's body (up to max_intake_body_bytes) takes
     a second or more, which a caller without a key must not be able to make the server spend. A key that
     passed in the last few seconds (``KnownCallers``) costs no database round trip; a signature needs only
-    the raw bytes."""
+    the raw bytes. ``identity``: the key's integration as ``caller_before_body`` found it, if it ran."""
     known = known_callers_for(state, context)
-    identity = known.get(secret, kind) if secret else None
+    if identity is None:
+        identity = known.get(secret, kind) if secret else None
     if identity is not None:
         if not identity.signing_secrets:
             return
@@ -378,6 +448,7 @@ async def handle_intake(
     authorization: str | None,
     body: bytes,
     headers: Iterable[tuple[bytes, bytes]] = (),
+    identity: IntegrationIdentity | None = None,
 ) -> Answer:
     """Check the key, parse, then apply in the shared intake transaction; answers only after the commit.
 
@@ -387,7 +458,8 @@ async def handle_intake(
     is answered 400 (naming only the key), as PagerDuty does.
 
     ``keys``: the ``?key=`` values (``integration_key``). ``headers`` are the raw request headers; only
-    Grafana's path reads them (its signature headers).
+    Grafana's path reads them (its signature headers). ``identity``: the key's integration, when it was
+    checked before the body was received (``caller_before_body``): only a signature is left to check.
     """
     kind = INTAKE_ROUTES[path]
     writer = writer_for(state, context)
@@ -416,7 +488,7 @@ async def handle_intake(
     signed = signed_body(body, headers) if kind == IntegrationType.grafana else None
     try:
         secret = integration_key(keys, authorization)
-        await check_key_first(state, context, secret, kind, signed)
+        await check_key_first(state, context, secret, kind, signed, identity)
         try:
             if len(body) > _LARGE_BODY_BYTES:
                 # A storm's group (up to max_intake_body_bytes) takes a second or more to read: in a thread,
@@ -637,6 +709,9 @@ class IntakeEndpoint:
             return  # the client went away
         status, body = answer
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if status in (401, 403):
+            # Maybe answered before the body was received (``refuse_before_body``): its rest is not read.
+            headers.append((b"connection", b"close"))
         if status == 503:
             headers.append((b"retry-after", str(UNAVAILABLE_RETRY_AFTER_SECONDS).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -666,6 +741,18 @@ class IntakeEndpoint:
         limit = body_limit(scope["path"], self.max_body_bytes, self.max_group_body_bytes)
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return await self._too_large(scope, limit, int(declared))
+        query = scope.get("query_string", b"")
+        keys = parse_qs(query.decode("latin-1")).get("key") if query else None
+        kind = INTAKE_ROUTES[scope["path"]]
+        identity = None
+        if kind != IntegrationType.pagerduty:  # the key comes first, before the body is received
+            try:
+                secret = integration_key(keys, authorization.decode("latin-1") if authorization else None)
+                identity = await caller_before_body(self.state, self.context, secret, kind)
+            except WarroomError as exc:
+                return self._refused(scope, exc)
+            except Exception:  # handle_intake checks the key again and answers a failure
+                identity = None
         message = await receive()
         if message["type"] != "http.request":
             return None
@@ -687,8 +774,6 @@ class IntakeEndpoint:
             body = b"".join(chunks)
         elif len(body) > limit:
             return await self._too_large(scope, limit, None)
-        query = scope.get("query_string", b"")
-        keys = parse_qs(query.decode("latin-1")).get("key") if query else None
         try:
             return await handle_intake(
                 self.state,
@@ -698,6 +783,7 @@ class IntakeEndpoint:
                 authorization.decode("latin-1") if authorization is not None else None,
                 body,
                 scope["headers"],
+                identity,
             )
         except Exception as exc:  # counted by handle_intake
             if schema_missing(exc):

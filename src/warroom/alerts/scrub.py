@@ -7,12 +7,17 @@ description and annotations of alerts from every intake):
 - integration keys (32 hex digits, ``auth.integrations``): the ones known to be in the text (an email's
   recipients, every active key found by ``active_keys_in``) in any case, and any 32 hex digits given as a
   key (``key=…``, ``routing_key: …``) → ``[key]``; other 32-digit hex (a checksum in a backup report) stays;
-- passwords in URLs: ``scheme://user:password@host`` → ``scheme://user:***@host``, and the value of a
-  ``password=`` / ``passwd=`` (``PGPASSWORD=``, ``db_password=``) → ``***``.
+- passwords in URLs: ``scheme://user:password@host`` → ``scheme://user:***@host`` (the user information up
+  to the last ``@`` before the host: a password may hold ``@``);
+- the value given to a name of a secret → ``***`` (quotes kept): a name ending in ``password``,
+  ``passwd``, ``pwd``, ``secret``, ``secret_key``, ``secret_access_key``, ``token`` or ``api_key`` (any case:
+  ``PGPASSWORD``, ``MYSQL_PWD``, ``db_password``, ``client_secret``, ``GITHUB_TOKEN``, ``X_API_KEY``), then
+  ``=`` or ``:`` (a query string, a line of shell, YAML, ``"password": "…"`` in JSON), its value bare or
+  quoted (``PGPASSWORD="…"``, ``'…'``).
 
 Each pattern is looked for only after a substring test that most texts fail (``wr_``, ``key``, ``://`` and
-``@``, ``pass``), so text with none of them costs a few ``in`` tests (``scrub_event`` makes them once for all
-of an event's texts).
+``@``; a piece of a secret's name and ``=`` or ``:``), so text with none of them costs a few ``in`` tests
+(``scrub_event`` makes them once for all of an event's texts).
 """
 
 from __future__ import annotations
@@ -45,10 +50,34 @@ _KEY_GIVEN = re.compile(
 # past it is looked into where a run is exactly 32 digits only).
 _HEX_RUN = re.compile(r"[0-9a-fA-F]{32,}")
 MAX_KEY_WINDOWS = 65_536
-# ``scheme://user:password@`` (the user may be empty: ``redis://:pw@host``).
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/?#@:]*):([^\s/?#@]+)@")
-# ``password=…``, ``passwd=…``, ``PGPASSWORD=…``, ``db_password=…``: in a query string or a line of shell.
-_PASSWORD_VALUE = re.compile(r"(?i)(\w*pass(?:word|wd)=)([^\s&#;'\"]+)")
+# ``scheme://user:password@`` (the user may be empty: ``redis://:pw@host``); the password runs to the last
+# ``@`` before the host's path (``u:p@ss@host``: a password may hold ``@``).
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/?#@:]*):([^\s/?#]+)@")
+# A secret's name (``PGPASSWORD``, ``MYSQL_PWD``, ``db_password``, ``client_secret``,
+# ``AWS_SECRET_ACCESS_KEY``, ``GITHUB_TOKEN``, ``api_key``; in JSON quoted), ``=`` or ``:``, and its value:
+# bare (to a space, ``&``, ``#``, ``;``, a quote, ``,`` or ``}``) or quoted.
+_SECRET_VALUE = re.compile(
+    r"""(?ix)
+    (\b\w*(?:pass(?:word|wd)|pwd|secret(?:_access)?(?:_key)?|token|api[_-]?key)["']?[ \t]*[=:][ \t]*)
+    ("(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[^\s&\#;'",}]+)
+    """
+)
+# What a secret's name holds (in either case), for the test before the pattern is looked for.
+_SECRET_NAME_PIECES = ("ass", "ASS", "wd", "WD", "ecret", "ECRET", "oken", "OKEN", "ey", "EY")
+# Values already taken out, kept as they are.
+_REDACTED = frozenset({REDACTED_PASSWORD, REDACTED_KEY, REDACTED_TOKEN})
+
+
+def _may_name_a_secret(text: str) -> bool:
+    return ("=" in text or ":" in text) and any(piece in text for piece in _SECRET_NAME_PIECES)
+
+
+def _redact_value(found: re.Match[str]) -> str:
+    value = found.group(2)
+    quote = value[0] if value[0] in "\"'" else ""
+    if value.strip("\"'") in _REDACTED:
+        return found.group(0)
+    return f"{found.group(1)}{quote}{REDACTED_PASSWORD}{quote}"
 
 
 def redact_keys(text: str, keys: Sequence[str]) -> str:
@@ -65,7 +94,7 @@ def might_hold_secrets(text: str) -> bool:
         TOKEN_PREFIX in text
         or (("ey" in text or "EY" in text) and ("=" in text or ":" in text))
         or ("://" in text and "@" in text)
-        or (("ass" in text or "ASS" in text) and "=" in text)
+        or _may_name_a_secret(text)
     )
 
 
@@ -80,8 +109,8 @@ def scrub_text(text: str, keys: Sequence[str] = ()) -> str:
         text = _KEY_GIVEN.sub(rf"\g<1>{REDACTED_KEY}", text)
     if "://" in text and "@" in text:
         text = _URL_PASSWORD.sub(rf"\1:{REDACTED_PASSWORD}@", text)
-    if ("ass" in text or "ASS" in text) and "=" in text:  # pass, Pass, PASS
-        text = _PASSWORD_VALUE.sub(rf"\1{REDACTED_PASSWORD}", text)
+    if _may_name_a_secret(text):
+        text = _SECRET_VALUE.sub(_redact_value, text)
     return text
 
 
