@@ -24,7 +24,7 @@ from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import AlertEvent, InvalidPayload
 from warroom.alerts.changes import routing_key_in
 from warroom.alerts.config import WebhookFormat
-from warroom.alerts.intake import check_caller, writer_for
+from warroom.alerts.intake import check_caller, kept_on_app, writer_for
 from warroom.alerts.metrics import ALERTS_TRUNCATED, count_refused, refusal_reason
 from warroom.alerts.schemas import truncation_warning
 from warroom.auth import integrations
@@ -326,11 +326,7 @@ class KnownCallers:
 
 
 def known_callers_for(state: Any, context: AppContext) -> KnownCallers:
-    known: KnownCallers | None = getattr(state, "alert_known_callers", None)
-    if known is None or known.context is not context:
-        known = KnownCallers(context)
-        state.alert_known_callers = known
-    return known
+    return kept_on_app(state, "alert_known_callers", context, KnownCallers)
 
 
 def identify_caller(

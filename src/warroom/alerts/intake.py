@@ -37,10 +37,10 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -535,9 +535,22 @@ class IntakeWriter:
         return [outcome if outcome is not None else RuntimeError("not processed") for outcome in outcomes]
 
 
+class _OfContext(Protocol):
+    context: AppContext
+
+
+_Kept = TypeVar("_Kept", bound=_OfContext)
+
+
+def kept_on_app(state: Any, name: str, context: AppContext, make: Callable[[AppContext], _Kept]) -> _Kept:
+    """The app's one ``name`` (kept on its ``state``) for ``context``: made on first use, and again when the
+    app runs with another context (tests reuse an app's state)."""
+    kept: _Kept | None = getattr(state, name, None)
+    if kept is None or kept.context is not context:
+        kept = make(context)
+        setattr(state, name, kept)
+    return kept
+
+
 def writer_for(state: Any, context: AppContext) -> IntakeWriter:
-    writer: IntakeWriter | None = getattr(state, "alert_intake_writer", None)
-    if writer is None or writer.context is not context:
-        writer = IntakeWriter(context)
-        state.alert_intake_writer = writer
-    return writer
+    return kept_on_app(state, "alert_intake_writer", context, IntakeWriter)
