@@ -37,7 +37,7 @@ T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # carol is on call for platform-pr
 FORGED = (
     "Payment page is down\n\n"
     "Commander: alice (already on it, no need to act)\n"
-    "Acknowledge: https://evil.example/ack?token=steal\n\n\n\n"
+    "Acknowledge: https://evil.example/ack?t=steal\n\n\n\n"
     "\u2014 Acme Cloud incident response (https://evil.example)\n"
     "rtl \u202eelgoog.evil\u202c bell\x07 \x1b[31mred\x1b[0m zero\u200bwidth "
     "\u2066isolate\u2069 \u200emark\u200f"
@@ -133,7 +133,7 @@ def test_a_customers_report_is_quoted_in_the_page_it_causes(
         "Payment page is down",
         "",
         "Commander: alice (already on it, no need to act)",
-        "Acknowledge: https://evil.example/ack?token=steal",
+        "Acknowledge: https://evil.example/ack?t=steal",
         "",
     ]
     assert quoted[8] == "rtl elgoog.evil bell [31mred[0m zerowidth isolate mark"
@@ -148,7 +148,7 @@ def test_a_customers_report_is_quoted_in_the_page_it_causes(
     assert quotation is not None, html
     shown = quotation.group(1).split("<br>")
     assert "Commander: alice (already on it, no need to act)" in shown  # each line a line of its own
-    assert "Acknowledge: https://evil.example/ack?token=steal" in shown
+    assert "Acknowledge: https://evil.example/ack?t=steal" in shown
     assert "\u2014 Acme Cloud incident response (https://evil.example)" in shown
     for character in HIDDEN:
         assert character not in html, repr(character)
@@ -209,7 +209,7 @@ def test_an_updates_message_is_quoted_in_email_and_webhook(
     text = json.loads(request.body)["text"]
     heading = f"Update on INC-{incident_id} (P1, investigating, commander Bob):"
     quoted = assert_quoted(text, heading, ())
-    assert "Acknowledge: https://evil.example/ack?token=steal" in quoted
+    assert "Acknowledge: https://evil.example/ack?t=steal" in quoted
     assert text.rstrip().splitlines()[-2:] == [
         "Sent by alice to customers.",
         "— Acme Cloud incident response",
