@@ -11,6 +11,7 @@ from typing import Any
 
 from alembic import command
 from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from warroom import migrate
@@ -68,6 +69,20 @@ def plain_digest(row: TimelineEntry, prev: str) -> str:
     )
 
 
+def edit_and_rechain(session: Session, *, incident_id: int, index: int) -> None:
+    """QA's tamper: edit the incident's entry at ``index`` and re-chain it and every later entry with the
+    plain hash, the head too."""
+    rows = session.scalars(
+        select(TimelineEntry).where(TimelineEntry.incident_id == incident_id).order_by(TimelineEntry.seq)
+    ).all()
+    rows[index].action = "nothing to see here"
+    prev = rows[index - 1].hash
+    for row in rows[index:]:
+        row.prev_hash = prev
+        row.hash = prev = plain_digest(row, prev)
+    session.execute(update(Incident).where(Incident.id == incident_id).values(timeline_head=prev))
+
+
 def test_untampered_timelines_verify(context: AppContext) -> None:
     make_incidents(context)
     code, report = verify(context)
@@ -81,15 +96,7 @@ def test_untampered_timelines_verify(context: AppContext) -> None:
 def test_an_edit_re_chained_with_a_plain_hash_is_named(context: AppContext) -> None:
     make_incidents(context)
     with context.db.write() as session:
-        rows = session.scalars(
-            select(TimelineEntry).where(TimelineEntry.incident_id == 2).order_by(TimelineEntry.seq)
-        ).all()
-        rows[2].action = "nothing to see here"
-        prev = rows[1].hash
-        for row in rows[2:]:
-            row.prev_hash = prev
-            row.hash = prev = plain_digest(row, prev)
-        session.execute(update(Incident).where(Incident.id == 2).values(timeline_head=prev))
+        edit_and_rechain(session, incident_id=2, index=2)
     code, report = verify(context)
     assert code == 1 and named(report) == [("INC-2", 3)]
     assert "edited" in report["problems"][0]["reason"]
@@ -221,15 +228,7 @@ def test_timelines_written_before_the_keyed_chain_still_verify_and_are_sealed(co
     assert (code, report) == (0, {"checked": 14, "problems": [], "warnings": []})
     # The old part is sealed: an old entry edited and re-chained with the plain hash is found.
     with context.db.write() as session:
-        rows = session.scalars(
-            select(TimelineEntry).where(TimelineEntry.incident_id == 1).order_by(TimelineEntry.seq)
-        ).all()
-        rows[1].action = "nothing to see here"
-        prev = rows[0].hash
-        for row in rows[1:]:
-            row.prev_hash = prev
-            row.hash = prev = plain_digest(row, prev)
-        session.execute(update(Incident).where(Incident.id == 1).values(timeline_head=prev))
+        edit_and_rechain(session, incident_id=1, index=1)
         # and an old timeline wiped
         session.execute(delete(TimelineEntry).where(TimelineEntry.incident_id == 3))
         session.execute(

@@ -23,6 +23,20 @@ from warroom.context import AppContext
 DECLARED = 500_000
 
 
+def exchange(path: Path, sent: bytes) -> bytes:
+    """Send ``sent`` on a new connection to the server's socket and read to the close (the connection must
+    end; a hang fails at the 5 s timeout)."""
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.settimeout(5)
+        connection.connect(str(path))
+        connection.sendall(sent)
+        received = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := connection.recv(65536):
+                received += chunk
+    return received
+
+
 def declare_and_wait(path: Path, target: str, *headers: str, send: bytes = b"") -> tuple[int, str, bytes]:
     """POST ``target`` declaring a DECLARED-byte body, send only ``send`` of it and wait: the status, the
     head and the body of the answer. A hang (the server waiting for the body) fails at the socket's
@@ -38,15 +52,7 @@ def declare_and_wait(path: Path, target: str, *headers: str, send: bytes = b"") 
             "",
         ]
     ).encode()
-    with socket.socket(socket.AF_UNIX) as connection:
-        connection.settimeout(5)
-        connection.connect(str(path))
-        connection.sendall(head + send)
-        received = b""
-        with contextlib.suppress(ConnectionResetError):
-            while chunk := connection.recv(65536):  # to the close: the connection must end
-                received += chunk
-    head_bytes, _, body = received.partition(b"\r\n\r\n")
+    head_bytes, _, body = exchange(path, head + send).partition(b"\r\n\r\n")
     status = int(head_bytes.split(b" ", 2)[1]) if head_bytes else 0
     return status, head_bytes.decode("latin-1").lower(), body
 
@@ -106,11 +112,5 @@ def test_a_good_key_still_has_its_body_read(served: Path, context: AppContext) -
             "",
         ]
     ).encode()
-    with socket.socket(socket.AF_UNIX) as connection:
-        connection.settimeout(5)
-        connection.connect(str(served))
-        connection.sendall(request + body)
-        received = b""
-        while chunk := connection.recv(65536):
-            received += chunk
+    received = exchange(served, request + body)
     assert received.startswith(b"HTTP/1.1 202 "), received[:300]
