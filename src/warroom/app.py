@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -64,6 +64,8 @@ from warroom.metrics.collectors import (
     HeartbeatCollector,
     IncidentCollector,
     IntegrationCollector,
+    JobCollector,
+    exposition,
 )
 from warroom.notify.api import router as notify_router
 from warroom.notify.config import longest_delivery_timeout
@@ -732,6 +734,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     domain_metrics.register(HeartbeatCollector(context))
     domain_metrics.register(AlertCollector(context))
     domain_metrics.register(IntegrationCollector(context))
+    domain_metrics.register(JobCollector(context))
 
     @app.get(
         "/metrics",
@@ -741,8 +744,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         responses={200: {"description": f"The metrics, as {CONTENT_TYPE_LATEST}."}},
     )
     def metrics() -> Response:
-        body = generate_latest(REGISTRY) + generate_latest(domain_metrics)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(REGISTRY, domain_metrics), media_type=CONTENT_TYPE_LATEST)
 
     # The document says what the routes really take and answer: tokens, keys, error shapes, intake bodies.
     openapi.install(app)

@@ -26,6 +26,18 @@ jobs_app = typer.Typer(
 )
 
 
+def _serve_metrics(host: str, port: int) -> None:
+    """This process's metrics on their own port, from a daemon thread: a worker has no API server, and a
+    worker that stopped taking jobs is seen by what it exports (``warroom_jobs_run_total`` standing still)."""
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        fail(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}")
+    console.print(f"metrics on http://{host}:{port}/metrics")
+
+
 def worker(
     config: Annotated[Path | None, typer.Option("--config", help="YAML org file (WARROOM_CONFIG).")] = None,
     database_url: Annotated[
@@ -38,6 +50,18 @@ def worker(
         int | None, typer.Option(help="Jobs run at once on PostgreSQL (SQLite: 1).", min=1, max=64)
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit.")] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve this worker's own metrics (jobs run, their lateness, its clock offset) for "
+            "Prometheus at http://HOST:PORT/metrics; off by default.",
+            min=1,
+            max=65535,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="The address --metrics-port listens on (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
 ) -> None:
     """Run background jobs (pages, notifications, timers) until SIGINT/SIGTERM."""
     from warroom import reload
@@ -82,6 +106,8 @@ def worker(
         lambda _signum, _frame: threading.Thread(target=reload.reload_logged, args=(context,)).start(),
     )
     console.print(f"worker {runner.name} on {context.db.engine.url.render_as_string()}")
+    if metrics_port is not None:
+        _serve_metrics(metrics_host, metrics_port)
     # Reloads asked of a server (warroom config reload) reach this worker too.
     watcher = reload.ReloadWatcher(context)
     watcher.start()

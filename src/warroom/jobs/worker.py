@@ -48,8 +48,10 @@ JOB_LATENESS = Histogram(
 CLOCK_OFFSET = Gauge(
     "warroom_clock_offset_seconds",
     "This process's clock minus the database server's (PostgreSQL), as its worker last measured it: jobs run "
-    "on this process's clock, so it should stay within a second or two of 0.",
+    "on this process's clock, so it should stay within a second or two of 0. NaN until measured (a process "
+    "without a worker, or the database not answering yet); 0 on SQLite (one machine, one clock).",
 )
+CLOCK_OFFSET.set(float("nan"))  # not 0: an offset never measured must not read as "in step"
 
 MAX_ERROR_LENGTH = 4000
 
@@ -289,11 +291,12 @@ class Worker:
 
     # --- running --------------------------------------------------------------------------------
 
-    def _held(self, session: Session, job_id: int) -> Job | None:
-        """The job, locked, if this worker still holds its lease."""
+    def _held(self, session: Session, job_id: int, *, lost: str = "before it ran; skipping") -> Job | None:
+        """The job, locked, if this worker still holds its lease; else None, logging the lease as lost
+        ``lost`` (when: before running it, or after, when its outcome is another worker's to record)."""
         job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
         if job is None or job.status != JobStatus.running or job.lease_owner != self.name:
-            log.info("job %s: lease lost before it ran; skipping", job_id)
+            log.info("job %s: lease lost %s", job_id, lost)
             return None
         return job
 
@@ -451,7 +454,11 @@ class Worker:
     def _commit_done(self, session: Session, job_id: int, result: Any, now: datetime | None) -> bool:
         """Mark the job done with ``result`` and commit, if this worker still holds it (else roll back: the
         lease went to another worker, whose outcome stands); whether it did."""
-        held = self._held(session, job_id)
+        held = self._held(
+            session,
+            job_id,
+            lost="while it ran here: another worker took it (it may run twice); its outcome is that worker's",
+        )
         if held is None:
             session.rollback()
             return False
@@ -469,7 +476,11 @@ class Worker:
 
     def _record_failure(self, job_id: int, exc: Exception, now: datetime | None) -> bool:
         with self.context.db.write() as session:
-            job = self._held(session, job_id)
+            job = self._held(
+                session,
+                job_id,
+                lost=f"while it ran here (it failed: {type(exc).__name__}); another worker took it",
+            )
             if job is None:
                 return False
             job.lease_owner = None
@@ -676,6 +687,8 @@ class Worker:
             log.debug("worker %s: could not compare clocks with the database: %s", self.name, exc)
             return None
         if offset is None:
+            if self.context.db.is_sqlite:
+                CLOCK_OFFSET.set(0.0)
             return None
         CLOCK_OFFSET.set(offset)
         if abs(offset) > CLOCK_TOLERANCE:

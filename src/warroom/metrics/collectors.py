@@ -3,17 +3,70 @@ rather than its own counters."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from warroom.alerts import holds
 from warroom.alerts.models import Alert, AlertStatus, Heartbeat
 from warroom.auth.models import IntegrationKey
 from warroom.context import AppContext
+from warroom.db import schema_missing, unavailable, unavailable_reason, utcnow
 from warroom.incidents.models import OPEN_STATUSES, Incident
+from warroom.jobs.models import Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+# A scrape gives up on a locked table or a slow query after this long (PostgreSQL), well inside Prometheus's
+# default 10 s scrape timeout, rather than the server's lock_timeout (30 s by default).
+SCRAPE_TIMEOUT = "2s"
+
+
+@contextmanager
+def scrape_read(context: AppContext) -> Iterator[Session]:
+    """A read session for a scrape, bounded in time on PostgreSQL (SQLite's readers never wait in WAL)."""
+    with context.db.read() as session:
+        if not context.db.is_sqlite:
+            session.execute(text(f"SET LOCAL lock_timeout = '{SCRAPE_TIMEOUT}'"))
+            session.execute(text(f"SET LOCAL statement_timeout = '{SCRAPE_TIMEOUT}'"))
+        yield session
+
+
+class _DatabaseUp(Collector):
+    def __init__(self, up: bool) -> None:
+        self.up = up
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "warroom_metrics_database_up",
+            "1 when this scrape could read the database's gauges (incidents, alerts, jobs, heartbeats, "
+            "integrations); 0 when it could not, and they are left out of it.",
+            value=1 if self.up else 0,
+        )
+
+
+def exposition(process: CollectorRegistry, database: CollectorRegistry) -> bytes:
+    """The /metrics body: this process's own metrics always, the database's gauges when it can be read. A
+    database that is down, locked or without its tables leaves those out (``warroom_metrics_database_up``
+    0) rather than failing the scrape: the process's counters (refused deliveries, jobs run) describe the
+    outage, so they must stay readable through it."""
+    try:
+        from_database = generate_latest(database)
+        up = True
+    except Exception as exc:
+        if not (unavailable(exc) or schema_missing(exc)):
+            raise
+        log.warning("GET /metrics: the database's gauges are left out: %s", unavailable_reason(exc))
+        from_database, up = b"", False
+    status = CollectorRegistry(auto_describe=False)
+    status.register(_DatabaseUp(up))
+    return generate_latest(process) + from_database + generate_latest(status)
 
 
 class IncidentCollector(Collector):
@@ -27,7 +80,7 @@ class IncidentCollector(Collector):
         unacknowledged = GaugeMetricFamily(
             "warroom_incidents_unacknowledged", "Open incidents nobody has acknowledged.", labels=["severity"]
         )
-        with self.context.db.read() as session:
+        with scrape_read(self.context) as session:
             rows = session.execute(
                 select(Incident.status, Incident.severity, func.count()).group_by(
                     Incident.status, Incident.severity
@@ -64,7 +117,7 @@ class AlertCollector(Collector):
             "severity.",
             labels=["source", "severity"],
         )
-        with self.context.db.read() as session:
+        with scrape_read(self.context) as session:
             rows = session.execute(
                 select(
                     Alert.status,
@@ -101,7 +154,7 @@ class IntegrationCollector(Collector):
             "absent for one never used.",
             labels=["integration", "type"],
         )
-        with self.context.db.read() as session:
+        with scrape_read(self.context) as session:
             rows = session.execute(
                 select(IntegrationKey.name, IntegrationKey.type, IntegrationKey.last_used_at)
                 .where(IntegrationKey.revoked_at.is_(None), IntegrationKey.last_used_at.is_not(None))
@@ -137,7 +190,7 @@ class HeartbeatCollector(Collector):
         )
         configured = [heartbeat.name for heartbeat in self.context.org.automation.heartbeats]
         if configured:
-            with self.context.db.read() as session:
+            with scrape_read(self.context) as session:
                 rows = {row.name: row for row in session.scalars(select(Heartbeat))}
             for name in configured:
                 row = rows.get(name)
@@ -148,3 +201,51 @@ class HeartbeatCollector(Collector):
         yield last_ping
         yield missed
         yield failed
+
+
+class JobCollector(Collector):
+    """The durable job queue as a whole, whichever process runs it: due jobs that no worker has taken show a
+    worker dead, stuck or too few, which no process's own counters can (a dead one exports nothing)."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        due = GaugeMetricFamily(
+            "warroom_jobs_due",
+            "Pending jobs whose time has come and that no worker has taken yet, by kind.",
+            labels=["kind"],
+        )
+        oldest = GaugeMetricFamily(
+            "warroom_jobs_oldest_due_seconds",
+            "How long the longest-waiting due job has waited past its time (0 when none waits): more than a "
+            "few seconds means no worker is taking jobs (pages and notifications wait).",
+        )
+        expired = GaugeMetricFamily(
+            "warroom_jobs_lease_expired",
+            "Jobs taken by a worker whose lease ran out before it finished them (a worker died or hangs); "
+            "another worker takes them again.",
+        )
+        now = utcnow()
+        with scrape_read(self.context) as session:
+            rows = session.execute(
+                select(Job.kind, func.count(), func.min(Job.run_at))
+                .where(Job.status == JobStatus.pending, Job.run_at <= now)
+                .group_by(Job.kind)
+                .order_by(Job.kind)
+            ).all()
+            lapsed = session.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.status == JobStatus.running, Job.lease_expires_at < now)
+            )
+        earliest = None
+        for kind, count, run_at in rows:
+            due.add_metric([kind], count)
+            if run_at is not None and (earliest is None or run_at < earliest):
+                earliest = run_at
+        oldest.add_metric([], max(0.0, (now - earliest).total_seconds()) if earliest is not None else 0.0)
+        expired.add_metric([], lapsed or 0)
+        yield due
+        yield oldest
+        yield expired
