@@ -54,7 +54,7 @@ from warroom.auth.integrations import IntegrationIdentity
 from warroom.auth.models import IntegrationType
 from warroom.auth.signing import SignedBody
 from warroom.context import AppContext
-from warroom.db import is_retryable, lost_race, schema_missing, unavailable, utcnow
+from warroom.db import is_retryable, lost_race, schema_missing, unavailable, unavailable_reason, utcnow
 from warroom.errors import WarroomError
 
 log = logging.getLogger("warroom.alerts.intake")
@@ -398,13 +398,21 @@ class IntakeWriter:
                     if not fresh_connection_tried:
                         # The kept connection may have died (PostgreSQL restarted): once more on a new one.
                         fresh_connection_tried = True
-                        log.warning("alert intake batch failed (%s); retrying it on a new connection", exc)
+                        log.warning(
+                            "alert intake batch failed (%s); retrying it on a new connection",
+                            unavailable_reason(exc),
+                        )
                         continue
                     outcomes = exc  # the database cannot be used right now: 503 for all
                     break
                 if not isinstance(exc, WarroomError) and not lost_race(exc):
                     # Whatever broke may have broken the connection too.
-                    log.warning("alert intake batch failed (%s); retrying each request alone", exc)
+                    # One line (the driver's first): the SQL and SQLAlchemy's pointer would take several.
+                    log.warning(
+                        "alert intake batch failed (%s: %s); retrying each request alone",
+                        type(exc).__name__,
+                        unavailable_reason(exc),
+                    )
                     self._disconnect()
                 outcomes = self._each_alone(groups)
                 break
