@@ -127,8 +127,9 @@ def test_no_answer_to_a_write_says_the_outcome_is_unknown_and_how_to_check(
     created = run(warroom, "incident", "create", "Checkout down", "--severity", "P1", **env)
     failed_cleanly(created)
     assert said(created) == (
-        f"error: no answer from {peer.url} within 0.5 s (WARROOM_TIMEOUT); the outcome is unknown: the "
-        "server may have made the change; check with `warroom incident list` before retrying"
+        f"error: no answer from {peer.url} within 0.5 s (WARROOM_TIMEOUT), sent 2 times with one "
+        "Idempotency-Key (so made once at most); the outcome is unknown: the server may have made the "
+        "change; check with `warroom incident list` before retrying"
     )
     assert "cannot reach" not in created.output
     acked = run(warroom, "alerts", "ack", "ALR-12", **env)
@@ -144,7 +145,8 @@ def test_no_answer_to_a_write_says_the_outcome_is_unknown_and_how_to_check(
             f"error: no answer from {peer.url} within 0.5 s (WARROOM_TIMEOUT); WARROOM_TIMEOUT (seconds) "
             "waits longer"
         )
-    assert [method for method, _, _ in peer.seen] == ["POST", "POST", "POST", "GET", "GET"]
+    # Each write was sent twice (the second time with the first's Idempotency-Key), each read once.
+    assert [method for method, _, _ in peer.seen] == ["POST"] * 6 + ["GET", "GET"]
 
 
 def test_a_server_that_takes_no_connection_cannot_be_reached(warroom: CliRunner) -> None:

@@ -18,7 +18,7 @@ from warroom.models import metadata
 
 
 def test_one_head() -> None:
-    assert ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads() == ["0042"]
+    assert ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads() == ["0043"]
 
 
 def test_models_match_migrations(context: AppContext) -> None:

@@ -37,6 +37,7 @@ from warroom.alerts.api import ReportsEdge
 from warroom.alerts.api import router as alerts_router
 from warroom.alerts.metrics import count_refused
 from warroom.auth.api import router as auth_router
+from warroom.auth.idempotency import IdempotencyMiddleware
 from warroom.context import AppContext
 from warroom.db import as_sqlalchemy_error, is_retryable, schema_missing, unavailable_reason
 from warroom.deps import Admin, Viewer, single_values
@@ -748,6 +749,8 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
 
     # The document says what the routes really take and answer: tokens, keys, error shapes, intake bodies.
     openapi.install(app)
+    # Inside the body limit: a keyed request's body is read whole here, to compare a retry's with it.
+    app.add_middleware(IdempotencyMiddleware, context=context)
     app.add_middleware(
         RequestGuardMiddleware,
         max_bytes=settings.max_body_bytes,

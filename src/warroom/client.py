@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import unicodedata
+import uuid
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -27,6 +29,7 @@ from warroom.alerts.schemas import (
     NoiseReport,
     RoutingPreview,
 )
+from warroom.errors import IDEMPOTENCY_HEADER, IDEMPOTENCY_IN_USE_CODE
 from warroom.incidents.schemas import (
     CommunicationRead,
     IncidentChanged,
@@ -84,6 +87,9 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 # WARROOM_SQLITE_BUSY_TIMEOUT, WARROOM_POSTGRES_LOCK_TIMEOUT): a client that gave up first (at 15 s) said a
 # write failed that the server went on to make.
 DEFAULT_TIMEOUT = 60.0
+# A POST that got no answer is sent again, with the same Idempotency-Key, this many times in all.
+POST_ATTEMPTS = 2
+RETRY_PAUSE = 1.0  # seconds
 # Connecting is not waiting for the server's work: an address that takes no connection is said sooner.
 CONNECT_TIMEOUT = 10.0
 MAX_TIMEOUT = 24 * 3600.0
@@ -208,27 +214,52 @@ class Client:
         """The JSON of Warroom's answer; ApiError for an error, for an answer that is not Warroom's, or for
         none (``code`` ``unreachable``: nothing was sent; ``no_answer``: it was sent, and a write may have
         been made)."""
-        try:
-            response = self._http.request(method, path, json=json, params=params, content=content)
-        except (
-            httpx.ConnectError,
-            httpx.ConnectTimeout,
-            httpx.PoolTimeout,
-            httpx.UnsupportedProtocol,
-        ) as exc:
-            raise ApiError(
-                0, "unreachable", f"cannot reach {self.shown_url}: {self._unsaid(exc)}", from_server=False
-            ) from exc
-        except httpx.LocalProtocolError as exc:
-            raise ApiError(
-                0,
-                "unreachable",
-                f"could not send to {self.shown_url}: {self._unsaid(exc)}",
-                from_server=False,
-            ) from exc
-        except httpx.HTTPError as exc:
-            # Sent (or being sent): the server may be working on it still, or have done it.
-            raise self._no_answer(method, path, exc) from exc
+        # A POST carries a key of its own (``auth.idempotency``), so sending it again after no answer is
+        # safe: the server does it at most once and answers the retry with the first one's answer.
+        keyed = method.upper() == "POST"
+        headers = {IDEMPOTENCY_HEADER: uuid.uuid4().hex} if keyed else None
+        attempts = POST_ATTEMPTS if keyed else 1
+        no_answer: ApiError | None = None
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self._http.request(
+                    method, path, json=json, params=params, content=content, headers=headers
+                )
+            except (
+                httpx.ConnectError,
+                httpx.ConnectTimeout,
+                httpx.PoolTimeout,
+                httpx.UnsupportedProtocol,
+            ) as exc:
+                if no_answer is not None:  # the first was sent: its outcome is still unknown
+                    raise no_answer from exc
+                raise ApiError(
+                    0, "unreachable", f"cannot reach {self.shown_url}: {self._unsaid(exc)}", from_server=False
+                ) from exc
+            except httpx.LocalProtocolError as exc:
+                raise ApiError(
+                    0,
+                    "unreachable",
+                    f"could not send to {self.shown_url}: {self._unsaid(exc)}",
+                    from_server=False,
+                ) from exc
+            except httpx.HTTPError as exc:
+                # Sent (or being sent): the server may be working on it still, or have done it.
+                no_answer = self._no_answer(method, path, exc, retried=attempt > 1)
+                if attempt < attempts:
+                    time.sleep(RETRY_PAUSE)
+                    continue
+                raise no_answer from exc
+            if (
+                keyed
+                and attempt < attempts
+                and response.status_code == 409
+                and _error_code(response) == IDEMPOTENCY_IN_USE_CODE
+            ):
+                # The first one, still running, committed while this retry ran: its answer comes next time.
+                time.sleep(RETRY_PAUSE)
+                continue
+            break
         if 300 <= response.status_code < 400:
             # The API never redirects what this client asks; a redirect is a wrong URL (http for https).
             raise ApiError(response.status_code, "redirected", self._redirected(response), from_server=False)
@@ -263,11 +294,13 @@ class Client:
             text = text.replace(self.token, "[token]")
         return _BEARER.sub("Bearer [token]", text)
 
-    def _no_answer(self, method: str, path: str, exc: httpx.HTTPError) -> ApiError:
+    def _no_answer(self, method: str, path: str, exc: httpx.HTTPError, *, retried: bool = False) -> ApiError:
         if isinstance(exc, httpx.TimeoutException):
             said = f"no answer from {self.shown_url} within {self.timeout:g} s (WARROOM_TIMEOUT)"
         else:
             said = f"the connection to {self.shown_url} broke before an answer came ({self._unsaid(exc)})"
+        if retried:
+            said += f", sent {POST_ATTEMPTS} times with one Idempotency-Key (so made once at most)"
         if not changes_nothing(method, path):
             said += "; the outcome is unknown: the server may have made the change"
         return ApiError(
@@ -730,6 +763,15 @@ class Client:
         if service:
             body["service"] = service
         return self._one(AlertDetail, self.request("POST", "/api/v1/reports/internal", json=body))
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    """The ``code`` of an answer in Warroom's error shape, else None."""
+    try:
+        code = response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return code if isinstance(code, str) else None
 
 
 def _is_json(content_type: str) -> bool:

@@ -11,6 +11,11 @@ from typing import Any
 # ``given`` ones, a ``location`` and ``line`` in the org file, the ``status`` an incident is in).
 ErrorDetails = list[dict[str, Any]]
 
+# The header an API client marks a POST with so that sending it again is safe (``auth.idempotency``), and the
+# code of the 409 a retry gets while the first is finishing; here, where the light client can import them.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_IN_USE_CODE = "idempotency_key_in_use"
+
 
 def error_details(
     message: str, details: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None

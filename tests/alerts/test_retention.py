@@ -98,6 +98,7 @@ def test_what_is_old_enough_goes_and_evidence_stays(
         "alerts": 1,
         "changes": 1,
         "paged_openings": 0,  # recorded only while a storm guard is on (test_storm_guard prunes them)
+        "idempotent_requests": 0,
         "report_hits": 0,
         "recurring_job_runs": 3,
     }
@@ -115,6 +116,7 @@ def test_what_is_old_enough_goes_and_evidence_stays(
         "alerts": 0,
         "changes": 0,
         "paged_openings": 0,
+        "idempotent_requests": 0,
         "report_hits": 0,
         "recurring_job_runs": 0,
     }
@@ -169,6 +171,7 @@ def test_the_hourly_chain_runs_on_the_worker(context: AppContext) -> None:
                 "alerts": 0,
                 "changes": 0,
                 "paged_openings": 0,
+                "idempotent_requests": 0,
                 "report_hits": 0,
                 "recurring_job_runs": 0,
             }

@@ -41,6 +41,8 @@ from warroom.alerts.maintenance import SCHEDULE_KIND as MAINTENANCE_SCHEDULE_KIN
 from warroom.alerts.models import Alert, AlertStatus, ChangeEvent, PagedOpening, ReportHit
 from warroom.alerts.service import SNOOZE_KIND
 from warroom.alerts.status_pages import POLL_KIND
+from warroom.auth.idempotency import KEEP_FOR as IDEMPOTENCY_KEEP_FOR
+from warroom.auth.models import IdempotentRequest
 from warroom.db import Base, utcnow
 from warroom.jobs import service as jobs_service
 from warroom.jobs.models import Job, JobStatus
@@ -93,6 +95,11 @@ def _conditions(automation: AutomationConfig, now: datetime) -> dict[str, tuple[
     found["paged_openings"] = (PagedOpening, [PagedOpening.opened_at < now - STORM_GUARD_MAX_WITHIN])
     # Only counted by the report form's rate limit, within its period.
     found["report_hits"] = (ReportHit, [ReportHit.at <= now - automation.reports.rate_period])
+    # A retry comes within minutes; a day covers a client that retries on its next run.
+    found["idempotent_requests"] = (
+        IdempotentRequest,
+        [IdempotentRequest.created_at <= now - IDEMPOTENCY_KEEP_FOR],
+    )
     found["recurring_job_runs"] = (
         Job,
         [

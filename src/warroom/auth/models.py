@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Enum, Index, String, text
+from sqlalchemy import Enum, Index, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from warroom.auth.enums import IntegrationType as IntegrationType
@@ -80,3 +80,26 @@ class IntegrationKey(Base):
     @property
     def signing(self) -> bool:
         return self.signing_secret is not None
+
+
+class IdempotentRequest(Base):
+    """A write an API client marked with an ``Idempotency-Key`` (``auth.idempotency``): recorded in the
+    write's own transaction, so a retry of it finds it done and gets its answer again instead of doing it
+    twice. Kept a day (``KEEP_FOR``)."""
+
+    __tablename__ = "idempotent_requests"
+    __table_args__ = (Index("uq_idempotent_requests_key", "caller", "key", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # sha256 of the caller's API token: a key is the caller's own, as the request it names is.
+    caller: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    # sha256 of the method, path, query and body: the same key sent with another request is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    # The answer, once sent: None while the request is finishing, or if the server stopped before keeping it.
+    status_code: Mapped[int | None] = mapped_column()
+    response: Mapped[bytes | None] = mapped_column(LargeBinary())
+    content_type: Mapped[str | None] = mapped_column(String(200))
