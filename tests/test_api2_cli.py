@@ -59,7 +59,7 @@ def test_notes_and_list_paging_from_the_cli(tmp_path: Path) -> None:
             for run in range(4)
         ]
         assert [process.wait(timeout=60) for process in cron] == [0] * 4
-        actions = [entry["action"] for entry in warroom("incident", "timeline", "INC-1")]
+        actions = [entry["action"] for entry in warroom("incident", "timeline", "INC-1")["items"]]
         assert "Title changed to 'renamed' — why" in actions
         assert "Alice Chen is incident commander — handoff" in actions
         assert "db checked (nothing changed: INC-1 was investigating already)" in actions

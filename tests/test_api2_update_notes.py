@@ -25,7 +25,7 @@ def declare(api: TestClient, responder: dict[str, str]) -> str:
 def timeline(api: TestClient, ref: str, viewer: dict[str, str]) -> list[dict[str, Any]]:
     answer = api.get(f"/api/v1/incidents/{ref}/timeline", headers=viewer)
     assert answer.status_code == 200, answer.text
-    entries: list[dict[str, Any]] = answer.json()
+    entries: list[dict[str, Any]] = answer.json()["items"]
     return entries
 
 

@@ -254,7 +254,7 @@ def test_the_timeline_says_why_the_level_was_suggested(
         "data loss, exposed data or failing payments)"
     )
     assert expected in " ".join(shown.output.split())
-    (first, *_) = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    (first, *_) = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"]
     assert first["action"] == expected
     assert first["data"]["suggestion"]["reasons"] == [
         "complete outage, data loss, exposed data or failing payments"
@@ -268,7 +268,7 @@ def test_a_level_given_is_declared_without_a_suggestion(api: TestClient, respond
         json={"title": "Search is slow", "severity": "P3", "assessment": {"symptoms": ["complete_outage"]}},
     )
     assert created.status_code == 201, created.text
-    (first, *_) = api.get("/api/v1/incidents/INC-1/timeline", headers=responder).json()
+    (first, *_) = api.get("/api/v1/incidents/INC-1/timeline", headers=responder).json()["items"]
     assert first["action"] == "Incident INC-1 declared at P3: Search is slow"
 
 

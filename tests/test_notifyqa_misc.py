@@ -197,5 +197,5 @@ def test_a_responder_who_left_already_is_told_so(
     assert f"Bob had already left {ref} (at " in again.stdout
     answer = api.delete(f"/api/v1/incidents/{ref}/responders/{bob['id']}", headers=responder)
     assert answer.status_code == 200 and answer.json()["unchanged"] is True
-    timeline = api.get(f"/api/v1/incidents/{ref}/timeline", headers=responder).json()
+    timeline = api.get(f"/api/v1/incidents/{ref}/timeline", headers=responder).json()["items"]
     assert [e["action"] for e in timeline if e["kind"] == "responder_left"] == ["Bob (scribe) left"]

@@ -50,7 +50,7 @@ def test_a_viewer_reads_no_hook_url_in_a_pages_timeline_entries(
 
     read = api.get(f"/api/v1/incidents/INC-{incident_id}/timeline", headers=viewer)
     assert read.status_code == 200, read.text
-    notifications = [e for e in read.json() if e["kind"] == "notification"]
+    notifications = [e for e in read.json()["items"] if e["kind"] == "notification"]
     statuses = {e["data"]["status"] for e in notifications}
     assert {"sent", "dead"} <= statuses, notifications
     for entry in notifications:

@@ -8,6 +8,7 @@ import re
 import time
 import unicodedata
 import uuid
+from collections.abc import Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -31,6 +32,8 @@ from warroom.alerts.schemas import (
 )
 from warroom.errors import IDEMPOTENCY_HEADER, IDEMPOTENCY_IN_USE_CODE
 from warroom.incidents.schemas import (
+    TIMELINE_PAGE,
+    TIMELINE_PAGE_MAX,
     CommunicationRead,
     IncidentChanged,
     IncidentPage,
@@ -38,6 +41,7 @@ from warroom.incidents.schemas import (
     ResponderLeft,
     ResponderRead,
     TimelineEntryRead,
+    TimelinePage,
 )
 from warroom.notify.schemas import DeliveryPage, DeliveryRead
 from warroom.oncall.schemas import (
@@ -430,9 +434,34 @@ class Client:
             body["note"] = note
         return self._one(IncidentChanged, self.request("PATCH", f"/api/v1/incidents/{seg(ref)}", json=body))
 
-    def timeline(self, ref: str) -> list[TimelineEntryRead]:
-        rows = self.request("GET", f"/api/v1/incidents/{seg(ref)}/timeline")
-        return self._rows(TimelineEntryRead, rows)
+    def timeline(
+        self,
+        ref: str,
+        *,
+        limit: int = TIMELINE_PAGE,
+        offset: int = 0,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+    ) -> TimelinePage:
+        """A page of the timeline: the newest ``limit`` entries, or with ``after_seq`` those after it
+        (``timeline_entries`` reads them all)."""
+        params = query(limit=limit, offset=offset, before_seq=before_seq, after_seq=after_seq)
+        return self._one(
+            TimelinePage, self.request("GET", f"/api/v1/incidents/{seg(ref)}/timeline", params=params)
+        )
+
+    def timeline_entries(
+        self, ref: str, *, after_seq: int = 0, page: int = TIMELINE_PAGE_MAX
+    ) -> Iterator[TimelinePage]:
+        """Every entry after ``after_seq`` (0: all), oldest first, a page at a time as they are read: each
+        request asks for what follows the last entry seen, so those appended meanwhile come too, once."""
+        while True:
+            read = self.timeline(ref, limit=page, after_seq=after_seq)
+            if read.items:
+                yield read
+            if len(read.items) >= read.total or not read.items:
+                return
+            after_seq = read.items[-1].seq
 
     def log_action(
         self,

@@ -97,7 +97,7 @@ def test_rule_opens_incident_with_everything_on_the_timeline(
     assert incident["created_by"] == "automation"
     assert incident["assessment"]["symptoms"] == ["payment_failure"]
     assert incident["assessment"]["source"] == "monitoring-alert"
-    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"]
     assert {entry["performer"] for entry in timeline} == {"automation"}
     actions = [entry["action"] for entry in timeline]
     assert actions[0].startswith("Incident INC-1 declared at P0")
@@ -134,7 +134,7 @@ def test_grouping_attaches_to_one_open_incident(
     assert first["incident"] == second["incident"] == "INC-1"
     assert other["incident"] == "INC-2"
     assert len(page_requests) == 2  # the attach does not page again
-    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"]
     assert any("ALR-2" in e["action"] and "group of rule payments" in e["action"] for e in timeline)
     # Past the window, while its alerts still fire, the group keeps its incident.
     clock.advance(timedelta(minutes=31))
@@ -156,7 +156,7 @@ def test_all_alerts_resolved_moves_incident_to_monitoring(
     fire(api, generic_key, payments_alert(dedup_key="b", status="resolved"))
     incident = api.get("/api/v1/incidents/INC-1", headers=viewer).json()
     assert incident["status"] == "monitoring"
-    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"]
     assert timeline[-1]["action"] == "Status: investigating → monitoring — all alerts resolved"
     assert timeline[-1]["performer"] == "automation"
 
@@ -174,7 +174,7 @@ def test_the_status_change_follows_every_resolve_of_one_delivery(
         payments_alert(dedup_key="c2", status="resolved"),
     )
     assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "monitoring"
-    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"]
     assert [entry["action"] for entry in timeline[-3:]] == [
         "Alert ALR-1 resolved: card charges failing",
         "Alert ALR-2 resolved: card charges failing",
@@ -184,7 +184,7 @@ def test_the_status_change_follows_every_resolve_of_one_delivery(
     # so it stays where it is instead of going to monitoring and straight back.
     fire(api, generic_key, payments_alert(dedup_key="d1"))
     assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "investigating"
-    before = len(api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json())
+    before = len(api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"])
     fire(
         api,
         generic_key,
@@ -192,7 +192,7 @@ def test_the_status_change_follows_every_resolve_of_one_delivery(
         payments_alert(dedup_key="d1", summary="charges failing again"),
     )
     assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "investigating"
-    after = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()[before:]
+    after = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"][before:]
     assert [entry["action"].split(":")[0] for entry in after] == [
         "Alert ALR-3 resolved",
         "Alert ALR-4 (generic, critical) attached",
@@ -209,7 +209,7 @@ def test_an_alert_firing_again_while_monitoring_reopens_the_investigation(
     again = fire(api, generic_key, payments_alert(dedup_key="a"))[0]
     assert again["incident"] == "INC-1"
     assert api.get("/api/v1/incidents/INC-1", headers=viewer).json()["status"] == "investigating"
-    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"]
     assert timeline[-1]["action"] == (
         f"Status: monitoring → investigating — alert ALR-{again['id']} fired while monitoring: "
         "the fix did not hold"
@@ -254,7 +254,7 @@ def test_a_more_severe_alert_joining_raises_the_incident(
     critical = fire(api, generic_key, postgres("crit", "critical"))[0]
     assert critical["incident"] == "INC-1"
     assert level(api, viewer) == "P1"
-    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"]
     assert timeline[-1]["action"] == (
         f"Severity raised: P2 → P1 — alert ALR-{critical['id']} (critical) joined the incident"
     )
@@ -284,7 +284,7 @@ def test_an_alert_repeated_more_severe_raises_its_incident(
     repeat = fire(api, generic_key, disk("critical", "97%"))[0]
     assert repeat["outcome"] == "updated" and repeat["incident"] == "INC-1"
     assert level(api, viewer) == "P1"
-    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"]
     assert timeline[-1]["action"] == (
         f"Severity raised: P2 → P1 — alert ALR-{repeat['id']} went from warning to critical"
     )
@@ -315,7 +315,7 @@ def test_an_incident_the_same_alerts_opened_before_is_marked_recurring(
     assert again["incident"] == "INC-2"
     second = api.get("/api/v1/incidents/INC-2", headers=viewer).json()
     assert second["assessment"]["recurring"] is True
-    timeline = api.get("/api/v1/incidents/INC-2/timeline", headers=viewer).json()
+    timeline = api.get("/api/v1/incidents/INC-2/timeline", headers=viewer).json()["items"]
     notes = [e for e in timeline if e["action"].startswith("Recurring:")]
     assert len(notes) == 1 and "INC-1 (2026-03-02, resolved)" in notes[0]["action"]
     assert notes[0]["performer"] == "automation" and notes[0]["data"]["earlier_incidents"] == [1]
@@ -459,7 +459,7 @@ def test_handlers_run_and_a_failing_one_is_recorded(
         handlers.unregister(note)
         handlers.unregister(broken)
     assert calls == [("ALR-1", "created"), ("ALR-1", "resolved")]
-    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"]
     actions = [e["action"] for e in timeline]
     assert "Checked card processor for ALR-1" in actions
     assert "this entry is rolled back with the failure" not in actions
@@ -553,7 +553,7 @@ def test_a_person_resolves_alerts_their_source_will_not(
         "responder-user",
         "the probe was decommissioned",
     )
-    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"]
     assert timeline[-1]["action"] == (
         f"Alert ALR-{first['id']} resolved by hand: card charges failing — the probe was decommissioned"
     )
@@ -569,7 +569,7 @@ def test_a_person_resolves_alerts_their_source_will_not(
         assert api.post(f"/api/v1/alerts/{alert['id']}/resolve", headers=responder).status_code == 200
     incident = api.get("/api/v1/incidents/INC-1", headers=viewer).json()
     assert incident["status"] == "monitoring"
-    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"]
     assert timeline[-1]["performer"] == "automation"
     assert timeline[-2]["action"] == f"Alert ALR-{again['id']} resolved by hand: card charges failing"
 
@@ -616,7 +616,7 @@ def test_a_flapping_incident_stays_in_investigating_until_it_calms_down(
         return value
 
     def flapping_notes() -> list[str]:
-        timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+        timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"]
         return [entry["action"] for entry in timeline if entry["action"].startswith("Flapping")]
 
     worker = Worker(context, name="w1")
@@ -655,7 +655,7 @@ def test_a_flapping_incident_stays_in_investigating_until_it_calms_down(
     assert status() == "investigating"
     run_until(worker, start + timedelta(minutes=137))
     assert status() == "monitoring"
-    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"]
     assert any(
         "all alerts resolved, and none fired again for 1h: it stopped flapping" in str(entry)
         for entry in timeline
@@ -773,7 +773,7 @@ def test_a_rule_template_that_fails_on_an_alert_does_not_lose_it(
     assert (counted("incident.title"), counted("notify.message")) == (before[0] + 1, before[1] + 1)
     incident = api.get(f"/api/v1/incidents/{without['incident']}", headers=viewer).json()
     assert incident["title"] == "card charges failing"  # the alert's summary
-    timeline = api.get(f"/api/v1/incidents/{without['incident']}/timeline", headers=viewer).json()
+    timeline = api.get(f"/api/v1/incidents/{without['incident']}/timeline", headers=viewer).json()["items"]
     failed = [entry["action"] for entry in timeline if entry["action"].startswith("Template rule")]
     assert len(failed) == 2, failed  # the title, and the notify message (zero division on every alert)
     assert "rule payments-down: incident.title failed on ALR-1 (UndefinedError" in failed[0]
@@ -812,7 +812,7 @@ def test_a_rule_template_cannot_change_the_alert(
     [result] = fire(api, generic_key, payments_alert(labels=labels, annotations={"runbook": "rb-1"}))
     alert = api.get(f"/api/v1/alerts/{result['id']}", headers=viewer).json()
     assert alert["labels"] == labels and alert["annotations"] == {"runbook": "rb-1"}
-    timeline = api.get(f"/api/v1/incidents/{result['incident']}/timeline", headers=viewer).json()
+    timeline = api.get(f"/api/v1/incidents/{result['incident']}/timeline", headers=viewer).json()["items"]
     [attached] = [entry for entry in timeline if entry["action"].startswith(f"Alert ALR-{result['id']}")]
     assert attached["data"]["labels"] == labels
     failed = [entry["action"] for entry in timeline if entry["action"].startswith("Template rule")]
@@ -964,7 +964,9 @@ def test_an_incident_stays_out_of_monitoring_while_its_group_arrives_truncated(
         return value
 
     def actions() -> list[str]:
-        return [e["action"] for e in api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()]
+        return [
+            e["action"] for e in api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"]
+        ]
 
     clock.set(datetime(2026, 11, 28, 11, 0, tzinfo=UTC))
     send(disk_full("firing", "d1", "d2", "d3", truncated=3))

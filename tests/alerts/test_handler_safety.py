@@ -83,7 +83,7 @@ def alert_row(context: AppContext, alert_id: int = 1) -> Alert:
 def timeline_actions(api: TestClient, viewer: dict[str, str], ref: str = "INC-1") -> list[str]:
     answer = api.get(f"/api/v1/incidents/{ref}/timeline", headers=viewer)
     assert answer.status_code == 200, answer.text
-    return [entry["action"] for entry in answer.json()]
+    return [entry["action"] for entry in answer.json()["items"]]
 
 
 def assert_chain_intact(context: AppContext) -> None:

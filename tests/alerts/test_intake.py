@@ -528,7 +528,7 @@ def test_alert_reads_and_promotion(
     assert incident["services"] == ["cache"]
     assert incident["created_by"] == "responder-user"
     assert incident["assessment"]["source"] == "monitoring-alert"
-    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=viewer).json()["items"]
     assert "ALR-1" in timeline[-1]["action"]
     assert api.post("/api/v1/alerts/1/promote", headers=responder).status_code == 409
     assert api.get("/api/v1/alerts", params={"unrouted": True}, headers=viewer).json()["total"] == 1

@@ -60,7 +60,10 @@ def fire(api: TestClient, key: str, severity: str, dedup_key: str, **labels: str
 
 
 def actions(api: TestClient, ref: str, viewer: dict[str, str]) -> list[str]:
-    return [entry["action"] for entry in api.get(f"/api/v1/incidents/{ref}/timeline", headers=viewer).json()]
+    return [
+        entry["action"]
+        for entry in api.get(f"/api/v1/incidents/{ref}/timeline", headers=viewer).json()["items"]
+    ]
 
 
 def test_the_incident_opens_at_the_most_severe_level_of_its_rules_and_pages_each_policy_once(

@@ -164,7 +164,7 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     incident = get(server, "/api/v1/incidents/INC-1")
     assert incident["severity"] == "P0"
     assert incident["title"] == "Payments: checkout 5xx above 5%"
-    timeline = get(server, "/api/v1/incidents/INC-1/timeline")
+    timeline = get(server, "/api/v1/incidents/INC-1/timeline")["items"]
     assert "Page requested: escalation policy payments-escalation" in [e["action"] for e in timeline]
 
     # End the alerts in Alertmanager: it sends the resolved notifications.
@@ -659,7 +659,7 @@ def test_pdpyras_change_events(server: dict[str, str]) -> None:
         timeout=10,
     )
     assert incident.status_code == 201, incident.text
-    timeline = get(server, f"/api/v1/incidents/{incident.json()['id']}/timeline")
+    timeline = get(server, f"/api/v1/incidents/{incident.json()['id']}/timeline")["items"]
     notes = [entry["action"] for entry in timeline if entry["action"].startswith("Changes in the")]
     assert len(notes) == 1 and "CHG-1" in notes[0] and "Deployed payments 3.1.0" in notes[0]
     # A wrong key: pdpyras raises on PagerDuty's error answer.

@@ -61,7 +61,7 @@ def test_a_resolved_alert_is_promoted_only_when_forced(
     assert f"ALR-{disk['id']} promoted to INC-1" in forced.output
     incident = api.get("/api/v1/incidents/INC-1", headers=responder).json()
     assert incident["status"] == "resolved"  # opened for the record: its problem is over
-    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=responder).json()
+    timeline = api.get("/api/v1/incidents/INC-1/timeline", headers=responder).json()["items"]
     attached = [e["action"] for e in timeline if e["action"].startswith(f"Alert ALR-{disk['id']}")]
     assert attached and attached[0].endswith(
         "; it had resolved at 2026-03-02 10:05 UTC by its source (generic), "
@@ -145,7 +145,7 @@ def test_an_alert_is_not_moved_off_a_closed_incident(
     for status in ("resolved", "closed"):
         changed = api.patch("/api/v1/incidents/INC-1", json={"status": status}, headers=responder)
         assert changed.status_code == 200, changed.text
-    before = len(api.get("/api/v1/incidents/INC-1/timeline", headers=responder).json())
+    before = len(api.get("/api/v1/incidents/INC-1/timeline", headers=responder).json()["items"])
     moved = promote(api, disk["id"], responder, move=True, force=True)
     assert moved.status_code == 409 and "INC-1, which is closed" in moved.text, moved.text
     other = api.post("/api/v1/incidents", json={"title": "db1", "severity": "P3"}, headers=responder).json()
@@ -153,6 +153,6 @@ def test_an_alert_is_not_moved_off_a_closed_incident(
         f"/api/v1/alerts/{disk['id']}/attach", json={"incident": other["id"]}, headers=responder
     )
     assert attached.status_code == 409 and "which is closed" in attached.text, attached.text
-    assert len(api.get("/api/v1/incidents/INC-1/timeline", headers=responder).json()) == before
+    assert len(api.get("/api/v1/incidents/INC-1/timeline", headers=responder).json()["items"]) == before
     assert api.get(f"/api/v1/alerts/{disk['id']}", headers=responder).json()["incident"] == "INC-1"
     assert incidents(context) == 2  # the refused promotion opened nothing

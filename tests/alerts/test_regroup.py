@@ -216,6 +216,6 @@ def test_a_merge_keeps_the_more_severe_level_and_privacy(
     # The other way is fine, but the private incident's title stays off the public one's record.
     folded = api.post(f"/api/v1/incidents/{public}/merge", json={"into": secret}, headers=responder)
     assert folded.status_code == 200, folded.text
-    said = api.get(f"/api/v1/incidents/{public}/timeline", headers=responder).json()
+    said = api.get(f"/api/v1/incidents/{public}/timeline", headers=responder).json()["items"]
     assert any(entry["action"] == f"Merged into {secret}" for entry in said)
     assert not any("breach" in entry["action"] for entry in said)

@@ -55,7 +55,7 @@ def test_a_title_and_a_message_reading_a_label_the_alert_lacks_fail_and_say_so(
     [result] = response.json()["alerts"]
     incident = api.get(f"/api/v1/incidents/{result['incident']}", headers=viewer).json()
     assert incident["title"] == "fail handler"  # the alert's summary stands in
-    timeline = api.get(f"/api/v1/incidents/{result['incident']}/timeline", headers=viewer).json()
+    timeline = api.get(f"/api/v1/incidents/{result['incident']}/timeline", headers=viewer).json()["items"]
     failed = [entry["action"] for entry in timeline if entry["action"].startswith("Template rule")]
     assert len(failed) == 2, failed
     assert "rule api: incident.title failed" in failed[0] and "'alertname'" in failed[0]

@@ -72,7 +72,9 @@ def test_created_incident_survives_kill_9(database_url: str, tmp_path: Path, adm
     with ServerProcess(database_url=database_url, config=EXAMPLE_CONFIG, data_dir=tmp_path) as restarted:
         listing = httpx.get(f"{restarted.url}/api/v1/incidents", headers=headers).json()
         assert sorted(i["id"] for i in listing["items"]) == sorted(refs)
-        timeline = httpx.get(f"{restarted.url}/api/v1/incidents/{refs[-1]}/timeline", headers=headers).json()
+        timeline = httpx.get(f"{restarted.url}/api/v1/incidents/{refs[-1]}/timeline", headers=headers).json()[
+            "items"
+        ]
         assert timeline[0]["kind"] == "created"
 
 
@@ -302,7 +304,7 @@ def test_cli_walkthrough(database_url: str, tmp_path: Path, admin_token: str) ->
         shown = json.loads(cli("incident", "show", ref, "--json").stdout)
         assert shown["status"] == "resolved"
         assert shown["acknowledged_by"] == "e2e-admin"
-        timeline = json.loads(cli("incident", "timeline", ref, "--json").stdout)
+        timeline = json.loads(cli("incident", "timeline", ref, "--json").stdout)["items"]
         # Paging and automation add entries of their own; the walkthrough's own steps come in this order.
         by_cli = [entry["kind"] for entry in timeline if entry["performer"] == "e2e-admin"]
         assert by_cli == [

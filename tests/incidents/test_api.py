@@ -76,7 +76,9 @@ def test_status_lifecycle_and_timestamps(api: TestClient, responder: dict[str, s
     api.patch(f"/api/v1/incidents/{ref}", json={"status": "postmortem"}, headers=responder)
     closed = api.patch(f"/api/v1/incidents/{ref}", json={"status": "closed"}, headers=responder).json()
     assert closed["closed_at"] is not None
-    kinds = [e["kind"] for e in api.get(f"/api/v1/incidents/{ref}/timeline", headers=responder).json()]
+    kinds = [
+        e["kind"] for e in api.get(f"/api/v1/incidents/{ref}/timeline", headers=responder).json()["items"]
+    ]
     assert kinds.count("reopened") == 1
     assert kinds.count("status_change") == 6
 
@@ -258,7 +260,7 @@ def test_severity_change_and_ack(api: TestClient, responder: dict[str, str]) -> 
     first = api.post(f"/api/v1/incidents/{incident['id']}/ack", headers=responder).json()
     again = api.post(f"/api/v1/incidents/{incident['id']}/ack", headers=responder).json()
     assert first["acknowledged_at"] == again["acknowledged_at"]
-    timeline = api.get(f"/api/v1/incidents/{incident['id']}/timeline", headers=responder).json()
+    timeline = api.get(f"/api/v1/incidents/{incident['id']}/timeline", headers=responder).json()["items"]
     assert [e["kind"] for e in timeline].count("acknowledged") == 1
     change = next(e for e in timeline if e["kind"] == "severity_change")
     assert change["data"] == {"from": "P2", "to": "P0", "direction": "raised"}
@@ -293,7 +295,9 @@ def test_responders_and_single_commander(api: TestClient, responder: dict[str, s
     assert left.json()["left_at"] is not None
     via_patch = api.patch(f"/api/v1/incidents/{ref}", json={"commander": "Dan"}, headers=responder).json()
     assert via_patch["commander"] == "Dan"
-    kinds = [e["kind"] for e in api.get(f"/api/v1/incidents/{ref}/timeline", headers=responder).json()]
+    kinds = [
+        e["kind"] for e in api.get(f"/api/v1/incidents/{ref}/timeline", headers=responder).json()["items"]
+    ]
     assert kinds.count("commander_change") == 3
 
 
@@ -341,7 +345,7 @@ def test_what_a_timeline_cannot_keep_exactly_is_refused(
     Blank names and titles are refused too."""
     incident = create(api, responder)
     url = f"/api/v1/incidents/{incident['id']}/timeline"
-    before = len(api.get(url, headers=responder).json())
+    before = len(api.get(url, headers=responder).json()["items"])
     deep = '{"action": "d", "system_state": {"x": ' + "[" * 900 + "]" * 900 + "}}"
     for body in (
         '{"action": "inf", "system_state": {"x": 1e400}}',
@@ -350,7 +354,7 @@ def test_what_a_timeline_cannot_keep_exactly_is_refused(
     ):
         refused = api.post(url, content=body, headers={**responder, "content-type": "application/json"})
         assert refused.status_code == 422, refused.text
-    assert len(api.get(url, headers=responder).json()) == before
+    assert len(api.get(url, headers=responder).json()["items"]) == before
     ref = incident["id"]
     for path, body in (
         (f"/api/v1/incidents/{ref}", {"title": "   "}),
@@ -375,7 +379,7 @@ def test_log_action_with_system_state(api: TestClient, responder: dict[str, str]
         headers=responder,
     )
     assert entry.status_code == 201
-    timeline = api.get(f"/api/v1/incidents/{incident['id']}/timeline", headers=responder).json()
+    timeline = api.get(f"/api/v1/incidents/{incident['id']}/timeline", headers=responder).json()["items"]
     assert timeline[-1]["system_state"] == {"api.pods": 12}
     assert timeline[-1]["performer"] == "responder-user"
     assert timeline[-1]["prev_hash"] == timeline[-2]["hash"]
@@ -469,7 +473,7 @@ def test_a_resolved_incident_is_not_acknowledged_and_a_reopened_one_is_owned_aga
     reopened = api.patch(f"/api/v1/incidents/{ref}", json={"status": "investigating"}, headers=responder)
     assert reopened.status_code == 200, reopened.text
     assert reopened.json()["acknowledged_at"] is None and reopened.json()["acknowledged_by"] is None
-    entry = api.get(f"/api/v1/incidents/{ref}/timeline", headers=responder).json()[-1]
+    entry = api.get(f"/api/v1/incidents/{ref}/timeline", headers=responder).json()["items"][-1]
     assert entry["kind"] == "reopened"
     assert entry["data"]["previous_acknowledgement"]["by"] == "responder-user"
     assert api.post(f"/api/v1/incidents/{ref}/ack", headers=responder).json()["acknowledged_at"] is not None

@@ -53,7 +53,7 @@ def test_the_timeline_shows_what_an_update_said(
     [long] = [action for action in actions if action.startswith("Update to internal")]
     assert LONG[:100] in long and LONG.strip() not in long and long.endswith("…”")
     assert len(long) < 300
-    entries = json.loads(cli.invoke(cli_app, ["incident", "timeline", ref, "--json"]).output)
+    entries = json.loads(cli.invoke(cli_app, ["incident", "timeline", ref, "--json"]).output)["items"]
     assert [e["data"]["message"] for e in entries if e["kind"] == "communication"][1] == LONG
 
 

@@ -60,7 +60,7 @@ def test_an_update_that_cannot_be_made_is_a_dead_letter_named_in_the_answer(
         (outcome["notification"], "exec@acme.example", ref, 0)
     ]
     assert "could not be rendered" in dead[0]["last_error"]
-    timeline = api.get(f"/api/v1/incidents/{ref}/timeline", headers=responder).json()
+    timeline = api.get(f"/api/v1/incidents/{ref}/timeline", headers=responder).json()["items"]
     [said] = [e for e in timeline if e["kind"] == "notification"]
     assert said["action"].startswith("Update to executives not sent via email")
     assert said["data"]["delivery_id"] == outcome["notification"]

@@ -125,7 +125,7 @@ def test_page_by_smtp_then_ack_from_the_cli(server: dict[str, str], smtp: SmtpSe
     paging = json.loads(cli(server, "oncall", "pages", ref, "--json").stdout)
     assert [e["state"] for e in paging["escalations"]] == ["acknowledged"]
     assert [(p["person"], p["status"]) for p in paging["pages"]] == [(on_call, "sent")]
-    timeline = json.loads(cli(server, "incident", "timeline", ref, "--json").stdout)
+    timeline = json.loads(cli(server, "incident", "timeline", ref, "--json").stdout)["items"]
     actions = [e["action"] for e in timeline]
     assert any(a.startswith("Paged step 1 of platform-escalation") for a in actions)
     assert any(a.startswith("Escalation stopped (acknowledged)") for a in actions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from warroom.cli.output import (
     LONG_TEXT,
     SEVERITY_STYLE,
     STATUS_STYLE,
+    Columns,
     IdColumn,
     RowIdArgument,
     TextColumn,
@@ -32,7 +34,14 @@ from warroom.cli.output import (
 )
 from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, row_number
 from warroom.client import Client
-from warroom.incidents.schemas import CommunicationRead, IncidentRead, TimelineEntryRead
+from warroom.incidents.schemas import (
+    TIMELINE_PAGE,
+    TIMELINE_PAGE_MAX,
+    CommunicationRead,
+    IncidentRead,
+    TimelineEntryRead,
+    TimelinePage,
+)
 
 incident_app = typer.Typer(
     help="Work with incidents (client; uses WARROOM_URL and WARROOM_TOKEN).", no_args_is_help=True
@@ -319,29 +328,118 @@ def _action(entry: TimelineEntryRead) -> str:
     return f"{entry.action}: “{clipped(message, MESSAGE_SHOWN)}”"
 
 
+TIMELINE_COLUMNS: Columns = [
+    IdColumn("#"),
+    "time",
+    WordColumn("who", drop=2),
+    WordColumn("kind", drop=1),
+    "action",
+    TextColumn("impact", drop=3),
+]
+
+
+def _timeline_table(title: str, entries: list[TimelineEntryRead], caption: str | None = None) -> None:
+    table(
+        title,
+        TIMELINE_COLUMNS,
+        [(e.seq, e.occurred_at, e.performer, e.kind, _action(e), e.impact) for e in entries],
+        # Entries seconds apart (a flapping alert) must read apart, however narrow the terminal.
+        seconds=True,
+        caption=caption,
+    )
+
+
+def _left_out(ref: str, page: TimelinePage, *, forward: bool) -> str | None:
+    """What the page leaves out, and the command that shows it."""
+    more = page.total - page.offset - len(page.items)
+    if more <= 0 or not page.items:
+        return None
+    command = f"warroom incident timeline {ref}"
+    if forward:
+        return (
+            f"{more} later entr{'y' if more == 1 else 'ies'} not shown: "
+            f"{command} --after-seq {page.items[-1].seq} for the next, --all for every one"
+        )
+    return (
+        f"{more} earlier entr{'y' if more == 1 else 'ies'} not shown: "
+        f"{command} --before-seq {page.items[0].seq} for the ones before, --all for every one"
+    )
+
+
 @incident_app.command("timeline", cls=OnceOnlyCommand)
-def timeline(ref: str, as_json: JsonFlag = False) -> None:
-    """Show the incident's timeline (an update's message cut at 200 characters; --json has all)."""
+def timeline(
+    ref: str,
+    limit: Annotated[
+        int, typer.Option(min=1, max=TIMELINE_PAGE_MAX, help="How many entries (the newest, by default).")
+    ] = TIMELINE_PAGE,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many (the newest, by default).")] = 0,
+    before_seq: Annotated[
+        int | None,
+        typer.Option(
+            "--before-seq", min=1, help="Only entries before this # (the first one shown: the page before)."
+        ),
+    ] = None,
+    after_seq: Annotated[
+        int | None,
+        typer.Option(
+            "--after-seq",
+            min=0,
+            help="Only entries after this # (the last one seen: what came since), oldest first.",
+        ),
+    ] = None,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Every entry, oldest first, read and shown a page at a time (--json: one list)."
+        ),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show the incident's latest timeline entries, oldest first (an update's message cut at 200
+    characters; --json has all); says how many earlier ones it left out and how to see them."""
+    if every and (before_seq is not None or offset or limit != TIMELINE_PAGE):
+        fail(
+            "--all shows every entry; it takes no --limit, --offset or --before-seq (--after-seq: from there)"
+        )
+    shown = ref.upper()
     with api_errors(), _client() as client:
-        entries = client.timeline(ref)
+        if every:
+            _every_entry(client, ref, shown, after_seq or 0, as_json=as_json)
+            return
+        page = client.timeline(ref, limit=limit, offset=offset, before_seq=before_seq, after_seq=after_seq)
+    left_out = _left_out(ref, page, forward=after_seq is not None)
     emit(
         as_json,
-        entries,
-        lambda: table(
-            f"Timeline of {ref.upper()}",
-            [
-                IdColumn("#"),
-                "time",
-                WordColumn("who", drop=2),
-                WordColumn("kind", drop=1),
-                "action",
-                TextColumn("impact", drop=3),
-            ],
-            [(e.seq, e.occurred_at, e.performer, e.kind, _action(e), e.impact) for e in entries],
-            # Entries seconds apart (a flapping alert) must read apart, however narrow the terminal.
-            seconds=True,
+        page,
+        lambda: _timeline_table(
+            f"Timeline of {shown} ({len(page.items)} of {page.total})", page.items, left_out
         ),
     )
+
+
+def _every_entry(client: Client, ref: str, shown: str, after_seq: int, *, as_json: bool) -> None:
+    """``--all``: each page printed as it is read (a table, or the entries of one JSON list), so thousands of
+    entries (an alert storm's) start showing at once and are never asked for in one answer."""
+    printed = 0
+    if as_json:
+        typer.echo("[")
+    for page in client.timeline_entries(ref, after_seq=after_seq):
+        if as_json:
+            for entry in page.items:
+                text = json.dumps(entry.model_dump(mode="json"), indent=2)
+                typer.echo(("," if printed else "") + textwrap.indent(text, "  "))
+                printed += 1
+            continue
+        first, last = page.items[0].seq, page.items[-1].seq
+        more = page.total - len(page.items)  # after this page, as of now
+        _timeline_table(
+            f"Timeline of {shown} (#{first} to #{last}" + (f", {more} more)" if more > 0 else ")"), page.items
+        )
+        printed += len(page.items)
+    if as_json:
+        typer.echo("]")
+    elif not printed:
+        _timeline_table(f"Timeline of {shown} (0 entries)", [])
 
 
 def _channels(update: CommunicationRead) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -930,6 +930,31 @@ def _print_preview(preview: RoutingPreview) -> None:
     console.print()
 
 
+@contextmanager
+def _audit_progress() -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar of the incidents checked, on stderr when it is a terminal (a long history takes
+    seconds); gone once done. Piped or logged, nothing extra is written."""
+    if not error_console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("checking timelines"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=error_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("audit", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
+
+
 @audit_app.command("verify")
 def audit_verify(database_url: DatabaseOption = None, as_json: JsonFlag = False) -> None:
     """Check every incident's hash-chained timeline and its seal; name the first broken entry of each, and
@@ -952,8 +977,8 @@ def audit_verify(database_url: DatabaseOption = None, as_json: JsonFlag = False)
             code=2,
         )
     database = _database(settings, read_only=True)
-    with database.read() as session:
-        report = incident_service.audit(session, timeline_key_of(secret))
+    with database.read() as session, _audit_progress() as progress:
+        report = incident_service.audit(session, timeline_key_of(secret), progress=progress)
     database.dispose()
     hint = (
         "every incident fails: is WARROOM_SECRET_KEY (or data_dir/secret_key) the server's?"

@@ -5,9 +5,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, status
 
 from warroom.deps import BeforeId, Context, Offset, Responder, RetriedRoute, RowId, Viewer
+from warroom.fields import MAX_ROW_ID
 from warroom.incidents import service
 from warroom.incidents.models import IncidentStatus
 from warroom.incidents.schemas import (
+    TIMELINE_PAGE,
+    TIMELINE_PAGE_MAX,
     CommunicationCreate,
     CommunicationRead,
     IncidentChanged,
@@ -21,6 +24,8 @@ from warroom.incidents.schemas import (
     ResponderRead,
     TimelineEntryCreate,
     TimelineEntryRead,
+    TimelinePage,
+    TimelineQuery,
 )
 from warroom.notify import service as notify_service
 
@@ -85,10 +90,37 @@ def acknowledge(ref: str, context: Context, principal: Responder) -> IncidentCha
         return service.acknowledge_answer(session, org=context.org, ref=ref, performer=principal.name)
 
 
-@router.get("/{ref}/timeline", response_model=list[TimelineEntryRead])
-def timeline(ref: str, context: Context, _: Viewer) -> list[TimelineEntryRead]:
+@router.get("/{ref}/timeline", response_model=TimelinePage)
+def timeline(
+    ref: str,
+    context: Context,
+    _: Viewer,
+    limit: Annotated[int, Query(ge=1, le=TIMELINE_PAGE_MAX)] = TIMELINE_PAGE,
+    offset: Offset = 0,
+    before_seq: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_ROW_ID,
+            description="Only entries before this one (its seq): give the first seq of a page to get the "
+            "page before it.",
+        ),
+    ] = None,
+    after_seq: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=MAX_ROW_ID,
+            description="Only entries after this one, oldest first: give the last seq seen to get what "
+            "came since (0: from the start).",
+        ),
+    ] = None,
+) -> TimelinePage:
+    """The newest ``limit`` entries (oldest first within the page); ``total`` counts those the cursors
+    select, so ``total - offset - len(items)`` more are earlier ones (later ones with ``after_seq``)."""
+    query = TimelineQuery(limit=limit, offset=offset, before_seq=before_seq, after_seq=after_seq)
     with context.db.read() as session:
-        return service.get_timeline(session, ref)
+        return service.timeline_page(session, ref, query)
 
 
 @router.post("/{ref}/timeline", response_model=TimelineEntryRead, status_code=status.HTTP_201_CREATED)

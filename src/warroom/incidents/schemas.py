@@ -223,6 +223,33 @@ class TimelineEntryRead(BaseModel):
     hash: str
 
 
+# A timeline is paged as the other lists are (capped at 500), but from its newest entry: a storm of alerts
+# writes thousands of entries, and what a reader wants is the latest, or what came after the last one seen.
+TIMELINE_PAGE = 100
+TIMELINE_PAGE_MAX = 500
+
+
+class TimelineQuery(Strict):
+    """A page of a timeline: the newest ``limit`` entries (before ``before_seq``, skipping the ``offset``
+    newest), or with ``after_seq`` the oldest ``limit`` after that entry (skipping ``offset`` of them)."""
+
+    limit: int = Field(default=TIMELINE_PAGE, ge=1, le=TIMELINE_PAGE_MAX)
+    offset: int = Field(default=0, ge=0, le=2_147_483_647)
+    before_seq: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    after_seq: int | None = Field(default=None, ge=0, le=2_147_483_647)
+
+
+class TimelinePage(BaseModel):
+    """Entries oldest first. ``total``: the entries the cursors (``before_seq``, ``after_seq``) select; those
+    not in this page or skipped by ``offset`` (``total - offset - len(items)``) are earlier ones (without
+    ``after_seq``) or later ones (with it)."""
+
+    items: list[TimelineEntryRead]
+    total: int
+    limit: int
+    offset: int
+
+
 class CommunicationCreate(Strict):
     message: NonBlank = Field(min_length=1, max_length=LONG_TEXT)
     audience: str = Field(min_length=1, max_length=100)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 
 from pydantic import ValidationError
@@ -45,6 +46,8 @@ from warroom.incidents.schemas import (
     ResponderRead,
     TimelineEntryCreate,
     TimelineEntryRead,
+    TimelinePage,
+    TimelineQuery,
 )
 from warroom.notify import service as notify_service
 from warroom.orgconfig import OrgConfig
@@ -397,11 +400,37 @@ def record(
 
 
 def get_timeline(session: Session, ref: str | int) -> list[TimelineEntryRead]:
+    """Every entry, oldest first (in-process readers; the API pages it: ``timeline_page``)."""
     incident = get_incident(session, ref)
     rows = session.scalars(
         select(TimelineEntry).where(TimelineEntry.incident_id == incident.id).order_by(TimelineEntry.seq)
     )
     return [TimelineEntryRead.model_validate(row) for row in rows]
+
+
+def timeline_page(session: Session, ref: str | int, query: TimelineQuery) -> TimelinePage:
+    """A page of the timeline, oldest first within it: the newest ``limit`` entries (below ``before_seq``),
+    or with ``after_seq`` the ``limit`` that follow that entry, which entries appended meanwhile do not
+    shift. ``total`` counts what the cursors select, so the entries left out are ``total - offset - len``."""
+    incident = get_incident(session, ref)
+    statement = select(TimelineEntry).where(TimelineEntry.incident_id == incident.id)
+    if query.before_seq is not None:
+        statement = statement.where(TimelineEntry.seq < query.before_seq)
+    if query.after_seq is not None:
+        statement = statement.where(TimelineEntry.seq > query.after_seq)
+    total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    # Forward from an entry seen; otherwise back from the newest (what a reader of a live incident wants).
+    forward = query.after_seq is not None
+    order = TimelineEntry.seq if forward else TimelineEntry.seq.desc()
+    rows = list(session.scalars(statement.order_by(order).limit(query.limit).offset(query.offset)))
+    if not forward:
+        rows.reverse()
+    return TimelinePage(
+        items=[TimelineEntryRead.model_validate(row) for row in rows],
+        total=total,
+        limit=query.limit,
+        offset=query.offset,
+    )
 
 
 def log_action(
@@ -448,8 +477,32 @@ def verify_timelines(session: Session, key: bytes | None = None) -> tuple[int, l
     return report.checked, report.problems
 
 
-def audit(session: Session, key: bytes | None = None, *, numbers: bool = True) -> AuditReport:
-    """Every incident's chain and seal, and (``numbers``) gaps in the incident numbers."""
+# Entries read per round trip while ``audit`` streams every timeline (memory stays flat on a long history).
+AUDIT_BATCH = 1000
+
+
+def _entries_by_incident(session: Session) -> Iterator[tuple[int, list[TimelineEntry]]]:
+    """Every incident's entries, in incident then seq order, from one streamed query: one statement for the
+    whole audit rather than one per incident."""
+    rows = session.scalars(
+        select(TimelineEntry)
+        .order_by(TimelineEntry.incident_id, TimelineEntry.seq)
+        .execution_options(yield_per=AUDIT_BATCH)
+    )
+    for incident_id, entries in groupby(rows, key=lambda row: row.incident_id):
+        yield incident_id, list(entries)
+
+
+def audit(
+    session: Session,
+    key: bytes | None = None,
+    *,
+    numbers: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> AuditReport:
+    """Every incident's chain and seal, and (``numbers``) gaps in the incident numbers. ``progress`` is told
+    (incidents checked, of how many) as each incident is done. Two statements read everything, whatever the
+    number of incidents (a third per incident only where entries lie past its recorded head)."""
     key = key if key is not None else timeline_key(session)
     problems: list[ChainProblem] = []
     warnings: list[str] = []
@@ -471,19 +524,26 @@ def audit(session: Session, key: bytes | None = None, *, numbers: bool = True) -
             Incident.timeline_keyed_from,
         ).order_by(Incident.id)
     ).all()
-    for incident_id, head, count, seal, keyed_from in incidents:
+    # Read after the incidents: an incident created since has entries here and is not among them (skipped,
+    # the next check's); one's entries appended since lie past the head read above (see below).
+    timelines = _entries_by_incident(session)
+    pending = next(timelines, None)
+    for done, (incident_id, head, count, seal, keyed_from) in enumerate(incidents, start=1):
+        if progress is not None:
+            progress(done - 1, len(incidents))
+        while pending is not None and pending[0] < incident_id:  # a deleted incident's, or an unknown id
+            pending = next(timelines, None)
+        entries: list[TimelineEntry] = []
+        if pending is not None and pending[0] == incident_id:
+            entries = pending[1]
+            pending = next(timelines, None)
         ref = f"INC-{incident_id}"
         prev = GENESIS_HASH if keyed_from > 1 else chain_genesis(key, incident_id)
         expected_seq = 1
         broken = False
         # Only the entries the head read above covers: on a running system, entries appended since (with a
         # new head, in their own commit) are the next check's, not a break.
-        rows = session.scalars(
-            select(TimelineEntry)
-            .where(TimelineEntry.incident_id == incident_id, TimelineEntry.seq <= count)
-            .order_by(TimelineEntry.seq)
-        )
-        for row in rows:
+        for row in (entry for entry in entries if entry.seq <= count):
             checked += 1
             reason = None
             if row.seq != expected_seq:
@@ -554,16 +614,17 @@ def audit(session: Session, key: bytes | None = None, *, numbers: bool = True) -
                 )
             )
             continue
-        # Entries past the head: appended with the head moved since (read again now), or slipped in without
-        # it.
-        last = session.scalar(
-            select(func.max(TimelineEntry.seq)).where(TimelineEntry.incident_id == incident_id)
-        )
-        head_now = session.scalar(select(Incident.timeline_count).where(Incident.id == incident_id))
-        if last is not None and last > max(count, head_now or 0):
-            problems.append(
-                ChainProblem(ref, count + 1, "entries were added past the incident's recorded head")
-            )
+        # Entries past the head: appended with the head moved since (read again now, only then), or slipped
+        # in without it.
+        last = entries[-1].seq if entries else None
+        if last is not None and last > count:
+            head_now = session.scalar(select(Incident.timeline_count).where(Incident.id == incident_id))
+            if last > max(count, head_now or 0):
+                problems.append(
+                    ChainProblem(ref, count + 1, "entries were added past the incident's recorded head")
+                )
+    if progress is not None and incidents:
+        progress(len(incidents), len(incidents))
     wrong_key = bool(incidents) and key_failures == len(incidents)
     if numbers:
         _missing_numbers(
