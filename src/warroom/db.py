@@ -30,7 +30,8 @@ from warroom.dbfile import DatabaseFileChanged, SQLiteFile, WatchedConnection
 from warroom.errors import NotFound
 from warroom.fields import MAX_ROW_ID as MAX_ROW_ID
 from warroom.fields import parse_row_ref as parse_row_ref
-from warroom.settings import DEFAULT_BUSY_TIMEOUT
+from warroom.settings import DEFAULT_BUSY_TIMEOUT, make_directory
+from warroom.settings import sqlite_synchronous as synchronous_level
 
 if TYPE_CHECKING:
     from warroom.settings import Settings
@@ -251,10 +252,12 @@ def create_db_engine(
     postgres_lock_timeout: float = DEFAULT_BUSY_TIMEOUT,
 ) -> Engine:
     if is_sqlite(url):
+        # Checked here too, for engines made without Settings: SQLite reads an unknown word as NORMAL.
+        synchronous = synchronous_level(sqlite_synchronous)
         database = make_url(url).database
         watch = None
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            make_directory(Path(database).parent)  # DirectoryUnusable: one line saying why, not a traceback
             if not database.startswith("file:"):
                 watch = SQLiteFile(database)
         engine = create_engine(
@@ -262,7 +265,7 @@ def create_db_engine(
             connect_args={"check_same_thread": False, "timeout": sqlite_busy_timeout},
             json_serializer=json_text,
         )
-        _configure_sqlite(engine, sqlite_synchronous, sqlite_busy_timeout, watch)
+        _configure_sqlite(engine, synchronous, sqlite_busy_timeout, watch)
         _track_commits(engine)
         if watch is not None:
             _watch_file(engine, watch)

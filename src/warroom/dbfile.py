@@ -14,6 +14,14 @@ and a commit through it is refused (``DatabaseFileChanged``, an ``OperationalErr
 - The path names another file: once this process's connections to the old one are closed (the last one to
   close takes the old ``-wal`` and ``-shm`` away; before that a new connection would read the old WAL as the
   new file's), new connections use the new file if it is a Warroom database (a restore), and the log says so.
+- Whenever the path stops naming the engine's file, the first connection that notices copies the WAL's
+  transactions into that file (a checkpoint through its open descriptors, wherever the file went) before it
+  is dropped: a file moved away holds everything acknowledged on its own, and its WAL left at the path holds
+  nothing.
+- The path names the same file again (same device and inode: ``mv warroom.db x; mv x warroom.db``): it is
+  used again as it is, its ``-wal`` and ``-shm`` kept. SQLite checks a WAL only against itself (its salts and
+  checksums), never against the database file, so a WAL is removed only when it provably is another file's:
+  one this process's connections had open beside a database that is no longer the one at the path.
 - The WAL was removed: a connection that still has it open copies its transactions into the database file
   (a checkpoint) before any connection opens a new WAL; then all go on, nothing acknowledged lost.
 
@@ -140,14 +148,18 @@ class SQLiteFile:
         self._rescue_lock = threading.Lock()
         self._live: weakref.WeakSet[WatchedConnection] = weakref.WeakSet()
         self._rescued_wals: set[FileId] = set()
+        # Database files that left the path whose WAL was copied into them (``_save_leaving``).
+        self._saved_leaving: set[FileId] = set()
+        # Database files seen removed for good (no name left) while this process still had them open: a file
+        # at the path with one's (device, inode) later is a new file that got the freed inode number.
+        self._unlinked: set[FileId] = set()
         # The -wal and -shm files connections to the current file had open. SQLite leaves them behind when
         # the file was moved away (it checkpoints and deletes them on the last close only if it was not), and
         # a connection to a file put in its place would read the old file's WAL as its own.
         self._paired: set[FileId] = set()
         self._reported: tuple[Any, ...] | None = None
         self._problem: str | None = None
-        # The path named no file at some point: a file there now is another one, even with the same inode
-        # number (the file system may give a removed file's number to a new one once nothing has it open).
+        # The path named no file at some point: the file there now, if it is the current one, is back.
         self._removed_seen = False
 
     # -- connecting ---------------------------------------------------------------------------------------
@@ -171,8 +183,11 @@ class SQLiteFile:
         with self._lock:
             if self.current is None:
                 self.current = database
-            elif database != self.current or self._removed_seen:
+            elif database != self.current or (self._removed_seen and database in self._unlinked):
+                # Another file, or one made anew that got the number of the removed one's inode.
                 self._take_replacement(connection, database)
+            elif self._removed_seen:
+                self._back(connection, database)
             if self._unsaved_wal(database):
                 raise DatabaseFileChanged(f"{self._wal_removed()}; its transactions are not saved yet")
         return database
@@ -191,11 +206,41 @@ class SQLiteFile:
         with self._lock:
             self._live.discard(connection)
 
+    def _back(self, connection: WatchedConnection, database: FileId) -> None:
+        """The engine's file (same device and inode) is at its path again after the path named none: moved
+        away and back. Its -wal and -shm are its own, and hold what was acknowledged before it left unless
+        that was saved into it then (``_save_leaving``): used as they are, never removed (that lost them).
+        Only a file seen removed for good (``_unlinked``) is known to be another one when a new file gets its
+        inode number; one moved away, then deleted there, then made anew with its number, is not told apart,
+        and its WAL, emptied when it left, is kept: when in doubt, nothing is removed. Called with the lock
+        held."""
+        reason = self._not_warroom(connection)
+        if reason is not None:
+            self._problem = f"{self._replaced()} by a file that is not a Warroom database ({reason})"
+            raise DatabaseFileChanged(self._problem)
+        self._saved_leaving.discard(database)  # saved again if it leaves again
+        self._problem, self._reported, self._removed_seen = None, None, False
+        log.warning(
+            "the database file %s is at its path again (the same file: same device and inode); new "
+            "connections use it, and its -wal and -shm, again",
+            self.path,
+        )
+
+    def _not_warroom(self, connection: WatchedConnection) -> str | None:
+        """Why the file ``connection`` opened is not a Warroom database, or None."""
+        try:
+            found = connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
+            ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        return None if found is not None else "it has no Warroom schema"
+
     def _take_replacement(self, connection: WatchedConnection, database: FileId) -> None:
         """Another file at the path: used from now on if this process has no connection left to the old one
         and it is a Warroom database; otherwise refused (503) for now. Called with the lock held."""
         if any(other.files is not None and other.files.database == database for other in self._live):
-            # The very file this process still has open is back at its path (moved away and back).
+            # A file this process still has open (not the current one) is back at its path.
             self.current = database
             self._problem, self._reported, self._removed_seen = None, None, False
             log.warning("the database file %s is back at its path; new connections use it again", self.path)
@@ -206,24 +251,21 @@ class SQLiteFile:
                 f"{self._replaced()}; waiting for this server's connections to the old file to close"
             )
             raise DatabaseFileChanged(self._problem)
-        # Before anything reads the new file (which opens the -wal and -shm at the path).
+        # Before anything reads the new file (which opens the -wal and -shm at the path). Only files this
+        # process's connections had open beside the old database (``_paired``): provably the old file's, not
+        # this one's (SQLite would read them as its own: it checks a WAL only against itself). Whatever they
+        # held was saved into the old file when it left the path (``_save_leaving``), if it still exists.
         left_behind = [name for name in (self.wal, self.shm) if file_id(name) in self._paired]
         for name in left_behind:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(name)
         self._paired = set()
-        try:
-            found = connection.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
-            ).fetchone()
-        except sqlite3.DatabaseError as exc:
-            found, reason = None, str(exc)
-        else:
-            reason = "it has no Warroom schema"
-        if found is None:
+        reason = self._not_warroom(connection)
+        if reason is not None:
             self._problem = f"{self._replaced()} by a file that is not a Warroom database ({reason})"
             raise DatabaseFileChanged(self._problem)
         self.current = database
+        self._unlinked.discard(database)
         self._problem, self._reported, self._removed_seen = None, None, False
         log.warning(
             "the database file %s was replaced under the running server; new connections use the Warroom "
@@ -265,6 +307,7 @@ class SQLiteFile:
                 self._adopt_wal(connection, files)
             return None
         if files.database != file_id(self.path):
+            self._save_leaving(connection, files.database)
             return reason, True
         if files.wal is not None:
             self._save_wal(connection, files.wal)
@@ -281,6 +324,28 @@ class SQLiteFile:
         with self._lock:
             if files.database == self.current:
                 self._paired.update(found for found in (wal, shm) if found is not None)
+
+    def _save_leaving(self, connection: WatchedConnection, database: FileId) -> None:
+        """The path no longer names ``database``, which ``connection`` still has open: copy its WAL's
+        transactions into it (a checkpoint through the connection's open files, wherever the file went),
+        once, before this process's connections to it close. SQLite does not on the last close of a file that
+        was moved away: it leaves the -wal at the path, the only place those transactions would then be. A
+        failure only leaves them there, kept (``_back``)."""
+        with self._rescue_lock:
+            if database in self._saved_leaving:
+                return
+            if _names_left(database) == 0:
+                with self._lock:
+                    self._unlinked.add(database)
+            try:
+                busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:
+                log.warning("saving the WAL of the database file that left %s failed: %s", self.path, exc)
+                return
+            if busy:
+                log.warning("saving the WAL of the database file that left %s: busy, left in it", self.path)
+                return
+            self._saved_leaving.add(database)
 
     def _save_wal(self, connection: WatchedConnection, wal: FileId) -> None:
         """Copy the transactions of a removed WAL, which ``connection`` still has open, into the database
@@ -358,6 +423,24 @@ class SQLiteFile:
         if situation != self._reported:
             self._reported = situation
             log.error("%s", reason)
+
+
+def _names_left(database: FileId) -> int | None:
+    """How many names (hard links) the file ``database`` this process has open has left, read through the
+    process's open descriptors (Linux's /proc): 0 once it was removed (``rm``, or replaced by a rename), so
+    it can never be back. None when it cannot be told (another system, or no descriptor found)."""
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    for descriptor in descriptors:
+        try:
+            status = os.stat(f"/proc/self/fd/{descriptor}")
+        except OSError:
+            continue
+        if (status.st_dev, status.st_ino) == database:
+            return status.st_nlink
+    return None
 
 
 def create_private(path: str) -> None:

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Seconds a SQLite write waits for the lock before giving up ("database is locked", answered 503).
 DEFAULT_BUSY_TIMEOUT = 30.0
+# SQLite's ``PRAGMA synchronous`` levels. SQLite reads any other word as NORMAL, silently: a typo (FULLL)
+# would weaken durability without a word, so only these are taken.
+SQLITE_SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 class Settings(BaseSettings):
-    # An empty variable (VAR= in an env file or a compose file) means unset, as it does to people.
-    model_config = SettingsConfigDict(env_prefix="WARROOM_", extra="ignore", env_ignore_empty=True)
+    # An empty variable (VAR= in an env file or a compose file) means unset, as it does to people. No float
+    # setting takes inf or nan (1e400 reads as inf): a timeout or an interval of inf overflows where it is
+    # used (a thread's wait, a timedelta) and kills that thread.
+    model_config = SettingsConfigDict(
+        env_prefix="WARROOM_", extra="ignore", env_ignore_empty=True, allow_inf_nan=False
+    )
 
     data_dir: Path = Field(default=Path("var"), description="Where the SQLite file and local state live.")
     database_url: str | None = Field(
@@ -24,8 +33,15 @@ class Settings(BaseSettings):
     )
     config: Path | None = Field(default=None, description="The YAML org file.")
     host: str = "127.0.0.1"
-    port: int = 8080
+    # uvicorn would bind a larger number modulo 65536 (99999 listens on 34463) while saying 99999.
+    port: int = Field(default=8080, ge=1, le=65535)
     public_url: str | None = Field(default=None, description="Base URL people reach the server at.")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return public_url(value)
+
     forwarded_allow_ips: str | None = Field(
         default=None,
         description="The reverse proxies (comma-separated IP addresses or CIDR networks, or * alone) whose "
@@ -67,6 +83,12 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma; FULL keeps acknowledged writes on power loss."
     )
+
+    @field_validator("sqlite_synchronous")
+    @classmethod
+    def _synchronous(cls, value: str) -> str:
+        return sqlite_synchronous(value)
+
     sqlite_busy_timeout: float = Field(
         default=DEFAULT_BUSY_TIMEOUT,
         gt=0,
@@ -81,7 +103,9 @@ class Settings(BaseSettings):
         "the request gets 503 (retry).",
     )
     run_worker: bool = True
-    worker_poll_interval: float = Field(default=0.5, gt=0, description="Seconds between polls when idle.")
+    worker_poll_interval: float = Field(
+        default=0.5, gt=0, le=3600, description="Seconds between polls when idle."
+    )
     worker_batch: int = Field(default=50, ge=1, description="Jobs claimed per transaction.")
     worker_concurrency: int = Field(
         default=4, ge=1, le=64, description="Jobs run at once per worker on PostgreSQL (SQLite: 1)."
@@ -94,7 +118,10 @@ class Settings(BaseSettings):
         "unset: half of worker_concurrency.",
     )
     worker_lease_seconds: float = Field(
-        default=60.0, gt=0, description="A claimed job whose worker died is retried after this long."
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="A claimed job whose worker died is retried after this long.",
     )
     reload_poll_seconds: float = Field(
         default=5.0,
@@ -102,8 +129,10 @@ class Settings(BaseSettings):
         le=3600,
         description="How often a process looks for an org file reload announced by another (warroom.reload).",
     )
-    job_retry_base_seconds: float = Field(default=5.0, gt=0, description="First retry delay; doubles.")
-    job_retry_cap_seconds: float = Field(default=600.0, gt=0, description="Longest retry delay.")
+    job_retry_base_seconds: float = Field(
+        default=5.0, gt=0, le=86400, description="First retry delay; doubles."
+    )
+    job_retry_cap_seconds: float = Field(default=600.0, gt=0, le=86400, description="Longest retry delay.")
     secret_key: str | None = Field(
         default=None,
         description="Signs links (acknowledge from a page) and keys the timeline hash chain (audit verify); "
@@ -150,14 +179,13 @@ class Settings(BaseSettings):
         path = self.data_dir / "secret_key"
         try:
             return path.read_bytes().strip()
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # made below (a data directory that is a file: said below, in one line)
         import contextlib
-        import os
         import secrets
         import tempfile
 
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_directory(path.parent)
         # Write a complete file aside, then link it into place: atomic, and the first process wins.
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")
         try:
@@ -188,6 +216,56 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+
+class DirectoryUnusable(Exception):
+    """A directory Warroom keeps its files in (the data directory, the SQLite file's) is not one and cannot
+    be made. Its message is one line saying why, for the commands to end with."""
+
+
+def make_directory(path: Path) -> None:
+    """Make ``path`` (and its parents) unless it is a directory already; ``DirectoryUnusable`` says why not
+    (a file in its place, a parent that cannot be written to or is not there to make it in)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise DirectoryUnusable(
+            f"the directory {path} cannot be made: a file is there; set WARROOM_DATA_DIR (or the database "
+            "URL) to a directory"
+        ) from None
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and os.fspath(exc.filename) != os.fspath(path) else ""
+        raise DirectoryUnusable(
+            f"the directory {path} cannot be made: {exc.strerror or exc}{where}; set WARROOM_DATA_DIR (or "
+            "the database URL) to a directory this user can write to"
+        ) from None
+
+
+def sqlite_synchronous(value: str) -> str:
+    """``value`` as SQLite's ``PRAGMA synchronous`` is to be given it (upper case); ValueError for any other
+    word, which SQLite would read as NORMAL without a word."""
+    level = value.strip().upper()
+    if level not in SQLITE_SYNCHRONOUS_LEVELS:
+        raise ValueError(f"must be one of {', '.join(SQLITE_SYNCHRONOUS_LEVELS)} (case does not matter)")
+    return level
+
+
+def public_url(value: str | None) -> str | None:
+    """The base of the links in pages and messages (acknowledge links): an absolute http(s) URL with a host
+    and no query or fragment (a path after it stays, for a server under a prefix); ValueError otherwise,
+    since a link made from it would lead nowhere."""
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018  (raises on a port that is not a number, or out of range)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL, e.g. https://warroom.example.com")
+    if parts.query or parts.fragment:
+        raise ValueError("must have no query (?) or fragment (#): links are made by adding paths to it")
+    return value.strip()
 
 
 TIMELINE_KEY_LABEL = b"warroom timeline chain v1"

@@ -338,7 +338,7 @@ def test_serve_refuses_a_bad_org_file(tmp_path: Path, database_url: str) -> None
     bad = tmp_path / "bad.yaml"
     bad.write_text("services:\n  - name: api\n    tier: nine\n")
     result = run_cli(
-        "serve", "--config", str(bad), "--database-url", database_url, "--port", "0", check=False
+        "serve", "--config", str(bad), "--database-url", database_url, "--port", str(free_port()), check=False
     )
     assert result.returncode == 2
     assert "services[0].tier (line 3)" in result.stderr

@@ -167,6 +167,7 @@ def database_errors(url: str) -> Iterator[None]:
     from warroom import migrate
     from warroom.db import unavailable_reason
     from warroom.dbfile import directory_problem
+    from warroom.settings import DirectoryUnusable
 
     try:
         backend = make_url(url).get_backend_name()
@@ -182,7 +183,7 @@ def database_errors(url: str) -> Iterator[None]:
         yield
     except ArgumentError as exc:
         fail(f"the database URL {shown_url(url)!r} is not one: {exc}")
-    except migrate.NewerSchema as exc:
+    except (migrate.NewerSchema, DirectoryUnusable) as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
         reason = unavailable_reason(exc)
@@ -216,7 +217,7 @@ def version() -> None:
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.", min=1, max=65535)] = None,
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Do not run background jobs here.")] = False,
