@@ -243,3 +243,15 @@ def test_a_lease_lost_while_the_job_ran_is_not_logged_as_skipped(
         f"job {job_id}: lease lost while it ran here: another worker took it (it may run twice); its outcome "
         "is that worker's"
     ]
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e400", "0", "3601"])
+def test_the_worker_refuses_a_poll_interval_it_could_not_wait(tmp_path: Path, value: str) -> None:
+    from typer.testing import CliRunner
+
+    from warroom.cli.main import app as cli
+
+    database = ["--database-url", f"sqlite:///{tmp_path / 'w.db'}"]
+    refused = CliRunner().invoke(cli, ["worker", "--once", "--poll-interval", value, *database])
+    assert refused.exit_code == 2, refused.output
+    assert "--poll-interval" in refused.output and "Traceback" not in refused.output

@@ -44,7 +44,9 @@ def worker(
         str | None, typer.Option("--database-url", help="SQLAlchemy URL (WARROOM_DATABASE_URL).")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Worker name in leases (default host:pid:random).")] = None,
-    poll_interval: Annotated[float | None, typer.Option(help="Seconds between polls when idle.")] = None,
+    poll_interval: Annotated[
+        float | None, typer.Option(help="Seconds between polls when idle.", min=0.001, max=3600)
+    ] = None,
     batch: Annotated[int | None, typer.Option(help="Jobs claimed per transaction.", min=1)] = None,
     concurrency: Annotated[
         int | None, typer.Option(help="Jobs run at once on PostgreSQL (SQLite: 1).", min=1, max=64)
