@@ -163,7 +163,9 @@ def test_an_incident_merged_into_another(
     )
     assert merge("INC-2", into="INC-1").status_code == 409
     into_resolved = merge("INC-3", into="INC-2")
-    assert into_resolved.status_code == 409 and "INC-2 is resolved" in into_resolved.text
+    assert (
+        into_resolved.status_code == 409 and "INC-2 was merged into INC-1: only an open" in into_resolved.text
+    )
     # An incident without alerts (declared by a person) merges too.
     declared = api.post(
         "/api/v1/incidents", json={"title": "checkout slow", "severity": "P2"}, headers=responder

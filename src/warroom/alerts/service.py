@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NoReturn, get_args
 
 from sqlalchemy import Connection, Table, Text, bindparam, cast, func, insert, or_, select, update
 from sqlalchemy.engine import Dialect
@@ -1303,10 +1303,7 @@ def merge_incidents(
     source, target = locked[source_id], locked[target_id]
     for incident, role in ((target, "merged into"), (source, "merged")):
         if not incident.status.is_open:
-            raise Conflict(
-                f"{incident.ref} is {incident.status.value}: only an open incident is {role}",
-                {"field": "into" if incident is target else "incident"},
-            )
+            _refuse_not_open(session, incident, role, "into" if incident is target else "incident")
     if source.is_private and not target.is_private:
         # Its title and alerts would show on an incident whose news may reach customers.
         raise Conflict(
@@ -1316,6 +1313,13 @@ def merge_incidents(
         )
     alerts = automation.merge_into(session, org, source, target, performer=performer, note=note)
     return source, target, alerts
+
+
+def _refuse_not_open(session: Session, incident: Incident, role: str, which: str) -> NoReturn:
+    refusal = f"only an open incident is {role}"
+    # One merged already (by a merge that won the race, say) is named with where it went.
+    incident_service.refuse_merged(session, incident, lambda _: refusal, field=which)
+    raise Conflict(f"{incident.ref} is {incident.status.value}: {refusal}", {"field": which})
 
 
 def _when(moment: datetime) -> str:

@@ -979,9 +979,10 @@ def change_incident(
     """``update_incident``, and whether it changed nothing: every field ``data`` asks for the incident had
     already (a second resolve, the status it has). A note alone is not such a repeat: it is what was asked."""
     incident = get_incident(session, ref, for_update=True)
-    ensure_not_closed(incident, "a change")
     changes = data.model_dump(exclude_unset=True)
     note = changes.pop("note", None)
+    _refuse_response_change_of_merged(session, incident, data, changes)
+    ensure_not_closed(incident, "a change")
     if not changes and not note:
         raise InvalidInput("nothing to change: give at least one field", {"field": None})
     # Validate everything before changing anything.
@@ -1088,6 +1089,29 @@ def change_incident(
     return incident, repeat
 
 
+# The fields a change of a merged incident is refused for: they steer the response, which goes on on the
+# incident it went into (a raise there pages; here it would change only the resolved duplicate). Its own
+# record (title, summary, privacy, notes, status) stays its own to change.
+_RESPONSE_FIELDS = ("severity", "services", "commander", "assessment")
+
+
+def _refuse_response_change_of_merged(
+    session: Session, incident: Incident, data: IncidentUpdate, changes: dict[str, Any]
+) -> None:
+    """409 for a change of a merged incident's severity, services, commander or assessment, naming the
+    incident it went into; unless the same change reopens it, which ends the merge."""
+    asked = [name for name in _RESPONSE_FIELDS if name in changes]
+    if not asked or incident.status.is_open or (data.status is not None and data.status.is_open):
+        return
+    fields = " and ".join(", ".join(asked).rsplit(", ", 1))
+    refuse_merged(
+        session,
+        incident,
+        lambda survivor: f"set the {fields} on {survivor.ref} (or reopen {incident.ref} first)",
+        field=asked[0],
+    )
+
+
 def _already(incident: Incident, data: IncidentUpdate, services: list[str] | None) -> dict[str, str]:
     """The fields ``data`` asks for that ``incident`` has already, each with how to say so."""
     said: dict[str, str] = {}
@@ -1122,7 +1146,7 @@ def acknowledge(session: Session, *, ref: str | int, performer: str) -> Incident
     incident = get_incident(session, ref, for_update=True)
     if incident.acknowledged_at is None:
         if not incident.status.is_open:
-            _refuse_merged_acknowledgement(session, incident)
+            refuse_merged(session, incident, _acknowledge_instead)
         ensure_not_closed(incident, "an acknowledgement")
         if not incident.status.is_open:
             raise Conflict(
@@ -1151,23 +1175,27 @@ def merged_words(incident: Incident, chain: list[Incident]) -> str:
     )
 
 
-def _refuse_merged_acknowledgement(session: Session, incident: Incident) -> None:
-    """An incident merged into another has nothing to acknowledge, but its alerts and pages went on: the
-    refusal names where (following later merges to the last), as a page request's and an ack link's do."""
+def refuse_merged(
+    session: Session, incident: Incident, then: Callable[[Incident], str], *, field: str = "status"
+) -> None:
+    """409 for what is asked of an incident merged into another (nothing, when it is not): its alerts and
+    pages went on there, so the refusal names where, following later merges to the last, as a page request's
+    and an ack link's do ("INC-4 was merged into INC-3: acknowledge INC-3"); ``then`` says what to do, given
+    that last incident."""
     chain = merge_chain(session, incident)
     if not chain:
         return
     survivor = chain[-1]
-    merged = merged_words(incident, chain)
-    then = (
-        f"acknowledge {survivor.ref}"
-        if survivor.status.is_open
-        else f"{survivor.ref} is {survivor.status.value}; there is nothing to acknowledge"
-    )
     raise Conflict(
-        f"{merged}: {then}",
-        {"field": "status", "status": incident.status.value, "merged_into": survivor.ref},
+        f"{merged_words(incident, chain)}: {then(survivor)}",
+        {"field": field, "status": incident.status.value, "merged_into": survivor.ref},
     )
+
+
+def _acknowledge_instead(survivor: Incident) -> str:
+    if survivor.status.is_open:
+        return f"acknowledge {survivor.ref}"
+    return f"{survivor.ref} is {survivor.status.value}; there is nothing to acknowledge"
 
 
 def resolve(

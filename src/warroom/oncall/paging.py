@@ -74,6 +74,8 @@ BY_HAND_REPEAT_WINDOW = timedelta(minutes=1)
 # alert automation) is not sent once the incident is acknowledged, a page a person asked for is.
 REQUESTED_BY_AUTOMATION = "requested"
 REQUESTED_BY_PERSON = "requested_by_person"
+# How the start of paging says that no policy covers the incident's level (said once per level reached).
+_NO_POLICY = "No escalation policy covers"
 # Who changes an incident without being a person: a page "caused" by them skips nobody.
 NOT_PEOPLE = frozenset({PERFORMER, "automation", "notifier"})
 
@@ -1133,10 +1135,13 @@ def start_paging(
             return {"skipped": "severity pages nobody"}
         policy = service.policy_for_incident(org, severity, incident.service_names)
         if policy is None:
+            if trigger in ("created", "severity_raised") and _no_policy_noted(session, incident):
+                # The opening's job and a raise's (or two raises') found the same level: one fact, one entry.
+                return {"skipped": "no policy (noted already)"}
             _timeline(
                 session,
                 incident,
-                f"No escalation policy covers {severity} here, so none is paged for it "
+                f"{_NO_POLICY} {severity} here, so none is paged for it "
                 f"({service.why_no_policy(org, severity, incident.service_names)}); a rule's page still "
                 "pages its own",
                 kind=TimelineKind.automation,
@@ -1244,22 +1249,19 @@ def start_paging(
     ) or at + first_step_delay(policy)
     # A start that ran late (the worker was down) still gives the first step a moment to answer.
     deadline = max(deadline, now + MIN_ACK_WINDOW)
+    raise_said, raise_cause = (
+        _raise_to_level(session, incident, raised_by) if trigger == "severity_raised" else ("", None)
+    )
     reason = {
         "created": f"{incident.ref} opened at {opened_at}, since raised to {severity}"
         if opened_at and opened_at != severity
         else f"{incident.ref} opened at {severity}",
-        "severity_raised": f"severity raised to {severity}" + (f" by {raised_by}" if raised_by else ""),
+        "severity_raised": f"severity {raise_said}",
         REQUESTED_BY_AUTOMATION: "page requested by automation" + _asked_by_rule(rule, merged_from),
         REQUESTED_BY_PERSON: f"page requested by {requested_by or 'a person'}"
         + (f": {note}" if note else ""),
         "snooze_ended": "a snoozed alert still fires (reminder)",
     }.get(reason_trigger, reason_trigger)
-    raiser = _by_person(raised_by) if trigger == "severity_raised" else None
-    raise_cause = (
-        _engaged(f"raised to {severity} by {raiser}", raiser, f"the one who raised it to {severity}")
-        if raiser
-        else None
-    )
     cause = _joined(
         raise_cause, _run_cause(session, incident, escalation), _acknowledger_cause(incident, trigger)
     )
@@ -1268,6 +1270,63 @@ def start_paging(
     )
     _schedule_check(session, incident, escalation, deadline)
     return {"policy": policy.name, "mode": mode, "cycle": escalation.cycle, "deadline": deadline.isoformat()}
+
+
+def _raise_to_level(session: Session, incident: Incident, raised_by: str | None) -> tuple[str, Cause | None]:
+    """What brought the incident to the level a raise's job finds it at ("raised to P1 by carol"), and the
+    cause its pages carry. Changes made before the worker ran are all on the timeline, and any raise's job
+    may be the one that runs first, so the words come from the timeline, not from the job: a level someone
+    else lowered it to since the latest raise was raised to by nobody ("raised to P0 by carol, since lowered
+    to P1 by dave"), and its pages skip nobody as its raiser. A raise and lowerings all by one person raised
+    it to this level (P2, raised to P0 and lowered to P1 by carol: raised to P1 by carol)."""
+    severity = incident.severity
+    changes = session.scalars(
+        select(TimelineEntry)
+        .where(TimelineEntry.incident_id == incident.id, TimelineEntry.kind == TimelineKind.severity_change)
+        .order_by(TimelineEntry.seq.desc())
+    )
+    lowered_by: list[str] = []  # newest first: the first one set the level it is at
+    for change in changes:
+        facts = change.data or {}
+        if facts.get("direction") != "raised":
+            lowered_by.append(change.performer)
+            continue
+        raiser = change.performer
+        if set(lowered_by) <= {raiser}:
+            said = f"raised to {severity} by {raiser}"
+            person = _by_person(raiser)
+            return said, _engaged(said, person, f"the one who raised it to {severity}") if person else None
+        said = f"raised to {facts.get('to')} by {raiser}, since lowered to {severity} by {lowered_by[0]}"
+        return said, Cause(said) if _by_person(raiser) or _by_person(lowered_by[0]) else None
+    # No raise on the timeline (rows written otherwise): the job's own word.
+    said = f"raised to {severity}" + (f" by {raised_by}" if raised_by else "")
+    person = _by_person(raised_by)
+    return said, _engaged(said, person, f"the one who raised it to {severity}") if person else None
+
+
+def _no_policy_noted(session: Session, incident: Incident) -> bool:
+    """Whether the timeline says already that no policy covers the incident's level for its services, with
+    no severity change since: the opening's job and a raise's before it ran find the same level."""
+    entries = session.scalars(
+        select(TimelineEntry)
+        .where(
+            TimelineEntry.incident_id == incident.id,
+            TimelineEntry.kind.in_([TimelineKind.severity_change, TimelineKind.automation]),
+        )
+        .order_by(TimelineEntry.seq.desc())
+    )
+    for entry in entries:
+        if entry.kind == TimelineKind.severity_change:
+            return False
+        facts = entry.data or {}
+        if (
+            entry.performer == PERFORMER
+            and entry.action.startswith(_NO_POLICY)
+            and facts.get("severity") == incident.severity
+            and facts.get("services") == incident.service_names
+        ):
+            return True
+    return False
 
 
 def _acknowledger_cause(incident: Incident, trigger: str) -> Cause | None:
