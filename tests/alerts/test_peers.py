@@ -268,9 +268,9 @@ def test_alertmanager_fires_and_resolves(server: dict[str, str], alertmanager: s
     only_snoozed = json.loads(run_cli("alerts", "list", "--snoozed", "--json", env=env).stdout)
     assert [str(a["id"]) for a in only_snoozed["items"]] == [second_id]
     neither = run_cli("alerts", "snooze", second_id, env=env, check=False)
-    assert neither.returncode == 1 and "give either --for" in neither.stderr
+    assert neither.returncode == 2 and "give either --for" in neither.stderr
     too_long = run_cli("alerts", "snooze", second_id, "--for", "8d", env=env, check=False)
-    assert too_long.returncode == 1 and "at most 7d" in too_long.stderr
+    assert too_long.returncode == 2 and "at most 7d" in too_long.stderr
     resolved = run_cli("alerts", "resolve", report_id, "--note", "reindexed", env=env, check=False)
     assert resolved.returncode == 0, resolved.stderr
     assert f"ALR-{report_id} resolved" in resolved.stdout

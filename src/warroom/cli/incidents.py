@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
+from warroom.cli.helptext import IncidentRef
 from warroom.cli.output import (
     LONG_TEXT,
     SEVERITY_STYLE,
@@ -23,11 +24,11 @@ from warroom.cli.output import (
     console,
     emit,
     error_console,
-    fail,
     fields_table,
     one_line,
     styled,
     table,
+    usage_error,
     when,
 )
 from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, row_number
@@ -127,7 +128,7 @@ def create(
         try:
             fields["assessment"] = json.loads(assessment)
         except json.JSONDecodeError as exc:
-            fail(f"--assessment is not valid JSON: {exc}")
+            usage_error(f"--assessment is not valid JSON: {exc}")
     with api_errors(), _client() as client:
         incident = client.create_incident(**fields)
     emit(as_json, incident, lambda: _show(incident))
@@ -195,7 +196,7 @@ def list_(
 
 
 @incident_app.command("show", cls=OnceOnlyCommand)
-def show(ref: str, as_json: JsonFlag = False) -> None:
+def show(ref: IncidentRef, as_json: JsonFlag = False) -> None:
     """Show one incident."""
     with api_errors(), _client() as client:
         incident = client.get_incident(ref)
@@ -204,7 +205,7 @@ def show(ref: str, as_json: JsonFlag = False) -> None:
 
 @incident_app.command("update", cls=OnceOnlyCommand)
 def update(
-    ref: str,
+    ref: IncidentRef,
     status: Annotated[
         str | None, typer.Option(help="investigating, identified, monitoring, resolved, ...")
     ] = None,
@@ -250,7 +251,7 @@ def _nothing_changed(said: str, note: str | None) -> str:
 
 
 @incident_app.command("ack", cls=OnceOnlyCommand)
-def ack(ref: str, as_json: JsonFlag = False) -> None:
+def ack(ref: IncidentRef, as_json: JsonFlag = False) -> None:
     """Acknowledge an incident (stops escalation)."""
     with api_errors(), _client() as client:
         incident = client.acknowledge(ref)
@@ -266,7 +267,7 @@ def ack(ref: str, as_json: JsonFlag = False) -> None:
 
 @incident_app.command("resolve", cls=OnceOnlyCommand)
 def resolve(
-    ref: str,
+    ref: IncidentRef,
     note: Annotated[str | None, typer.Option(help="What fixed it.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -320,7 +321,7 @@ def _action(entry: TimelineEntryRead) -> str:
 
 
 @incident_app.command("timeline", cls=OnceOnlyCommand)
-def timeline(ref: str, as_json: JsonFlag = False) -> None:
+def timeline(ref: IncidentRef, as_json: JsonFlag = False) -> None:
     """Show the incident's timeline (an update's message cut at 200 characters; --json has all)."""
     with api_errors(), _client() as client:
         entries = client.timeline(ref)
@@ -357,7 +358,7 @@ def _channels(update: CommunicationRead) -> str:
 
 
 @incident_app.command("updates", cls=OnceOnlyCommand)
-def updates(ref: str, as_json: JsonFlag = False) -> None:
+def updates(ref: IncidentRef, as_json: JsonFlag = False) -> None:
     """List the updates sent about an incident (its communications log), oldest first: to whom, on which
     channels with what outcome, and what they said (cut at 300 characters; --json has all)."""
     with api_errors(), _client() as client:
@@ -385,8 +386,8 @@ def updates(ref: str, as_json: JsonFlag = False) -> None:
 
 @incident_app.command("send-update", cls=OnceOnlyCommand)
 def send_update(
-    ref: str,
-    message: str,
+    ref: IncidentRef,
+    message: Annotated[str, typer.Argument(help="The update, as its audience will read it.")],
     audience: Annotated[
         str, typer.Option(help="internal, status-page, customers, executives, ...")
     ] = "internal",
@@ -419,8 +420,8 @@ def send_update(
 
 @responder_app.command("add", cls=OnceOnlyCommand)
 def responder_add(
-    ref: str,
-    name: str,
+    ref: IncidentRef,
+    name: Annotated[str, typer.Argument(help="Who joins the response.")],
     role: Annotated[
         str, typer.Option(help="commander, technical, communications, scribe, ...")
     ] = "technical",
@@ -438,7 +439,7 @@ def responder_add(
 
 
 @responder_app.command("remove", cls=OnceOnlyCommand)
-def responder_remove(ref: str, responder_id: RowIdArgument, as_json: JsonFlag = False) -> None:
+def responder_remove(ref: IncidentRef, responder_id: RowIdArgument, as_json: JsonFlag = False) -> None:
     """Mark a responder as having left."""
     with api_errors(), _client() as client:
         responder = client.remove_responder(ref, responder_id)
@@ -451,7 +452,7 @@ def responder_remove(ref: str, responder_id: RowIdArgument, as_json: JsonFlag = 
 
 
 def log(
-    ref: str,
+    ref: IncidentRef,
     action: Annotated[str, typer.Argument(help="What was done.")],
     impact: Annotated[str | None, typer.Option(help="What it changed.")] = None,
     note: Annotated[bool, typer.Option("--note", help="A note rather than an action.")] = False,
