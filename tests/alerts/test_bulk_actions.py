@@ -87,7 +87,7 @@ def test_alerts_chosen_by_filters_are_shown_confirmed_and_changed(tmp_path: Path
         one_only = run_cli(
             "alerts", "note", "--label", "host=nas1", "--delete", "1", "--yes", env=env, check=False
         )
-        assert one_only.returncode == 1 and "name one" in one_only.stderr
+        assert one_only.returncode == 2 and "name one" in one_only.stderr
         declared = run_cli("incident", "create", "db1 disk", "--severity", "P3", "--json", env=env)
         ref = json.loads(declared.stdout)["id"]
         attached = run_cli("alerts", "attach", ref, "--label", "host=db1", "--yes", env=env)

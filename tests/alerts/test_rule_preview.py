@@ -376,7 +376,7 @@ def test_an_opsgenie_alert_can_be_dry_run_as_intake_reads_it(
                 str(EXAMPLE_CONFIG),
             ],
         )
-        assert ping.exit_code == 1 and "a heartbeat ping is not read by a dry run" in " ".join(
+        assert ping.exit_code == 2 and "a heartbeat ping is not read by a dry run" in " ".join(
             ping.output.split()
         )
 
