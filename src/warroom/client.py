@@ -154,6 +154,10 @@ def checked_token(token: str | None) -> str | None:
     return token
 
 
+# What OpenSSL says when the answer to its handshake is not TLS (a plain-http server): 1.1, then 3.x.
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST")
+# ``scheme://user[:password]@`` at the start of a URL.
+_URL_USERINFO = re.compile(r"(?i)^[a-z][a-z0-9+.-]*://[^/?#@]*@")
 _URL_PASSWORD = re.compile(r"(?i)^([a-z][a-z0-9+.-]*://[^/?#@:]*):[^/?#@]*@")
 _PASSWORD_PARAM = re.compile(r"(?i)([?&;](?:password|passwd)=)[^&#]*")
 
@@ -190,6 +194,16 @@ class Client:
         self.shown_url = shown_url(self.url)
         self.token = checked_token(token if token is not None else os.environ.get("WARROOM_TOKEN"))
         self.timeout = timeout if timeout is not None else timeout_setting()
+        if _URL_USERINFO.match(self.url):
+            # httpx sends a URL's user:password as Basic auth in place of the Bearer token, and the server
+            # then said "a token is required" though WARROOM_TOKEN was set.
+            raise ApiError(
+                0,
+                "invalid_setting",
+                f"WARROOM_URL {self.shown_url!r} has a user name or password in it: Warroom takes none "
+                "there; give the server's address alone, and the API token in WARROOM_TOKEN",
+                from_server=False,
+            )
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             self._http = httpx.Client(
@@ -237,9 +251,14 @@ class Client:
             ) as exc:
                 if no_answer is not None:  # the first was sent: its outcome is still unknown
                     raise no_answer from exc
-                raise ApiError(
-                    0, "unreachable", f"cannot reach {self.shown_url}: {self._unsaid(exc)}", from_server=False
-                ) from exc
+                said = f"cannot reach {self.shown_url}: {self._unsaid(exc)}"
+                if self.url.lower().startswith("https://") and any(
+                    sign in str(exc).upper() for sign in _NOT_TLS
+                ):
+                    # The TLS handshake got an answer that is not TLS: a plain-http server at that address.
+                    plain = "http://" + self.shown_url[len("https://") :]
+                    said += f"; the server may speak plain http: try WARROOM_URL={plain}"
+                raise ApiError(0, "unreachable", said, from_server=False) from exc
             except httpx.LocalProtocolError as exc:
                 raise ApiError(
                     0,

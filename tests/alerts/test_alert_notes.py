@@ -215,7 +215,7 @@ def test_cli_notes_and_shows_them(tmp_path: Path) -> None:
         shown = run_cli("alerts", "show", ref, env={**env, "COLUMNS": "200"}).stdout
         assert "Notes" in shown and "night-shift" in shown and "Indexer stuck on a poison document" in shown
         blank = run_cli("alerts", "note", ref, "-m", "  ", env=env, check=False)
-        assert blank.returncode == 1 and "--message must not be blank" in blank.stderr
+        assert blank.returncode == 2 and "--message must not be blank" in blank.stderr
         missing = run_cli("alerts", "note", "ALR-999", "-m", "x", env=env, check=False)
         assert missing.returncode == 1 and "ALR-999" in missing.stderr
         corrected = run_cli("alerts", "note", ref, "--edit", "1", "-m", "Indexer stuck on doc 42", env=env)
@@ -223,7 +223,7 @@ def test_cli_notes_and_shows_them(tmp_path: Path) -> None:
         shown = run_cli("alerts", "show", ref, env={**env, "COLUMNS": "200"}).stdout
         assert "Indexer stuck on doc 42" in shown and "edited" in shown
         both = run_cli("alerts", "note", ref, "--edit", "1", "--delete", "1", env=env, check=False)
-        assert both.returncode == 1 and "not both" in both.stderr
+        assert both.returncode == 2 and "not both" in both.stderr
         taken = run_cli("alerts", "note", ref, "--delete", "1", env=env)
         assert f"{ref} note taken back" in taken.stdout
 

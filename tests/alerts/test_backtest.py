@@ -137,7 +137,7 @@ def test_the_command_compares_a_file_with_the_one_in_use(
 )
 def test_bad_input_is_refused(args: list[str], problem: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["config", "backtest", str(EXAMPLE_CONFIG), *args])
-    assert result.exit_code == 1 and problem in result.output
+    assert result.exit_code == 2 and problem in result.output
 
 
 def test_a_file_with_problems_is_refused(tmp_path: Path) -> None:
@@ -239,4 +239,4 @@ def test_the_comparison_needs_the_org_file_in_use(tmp_path: Path, monkeypatch: p
     result = CliRunner(env={"COLUMNS": "200"}).invoke(
         app, ["config", "backtest", str(EXAMPLE_CONFIG), "--database-url", f"sqlite:///{tmp_path / 'x.db'}"]
     )
-    assert result.exit_code == 1 and "no org file in use to compare with" in result.output
+    assert result.exit_code == 2 and "no org file in use to compare with" in result.output

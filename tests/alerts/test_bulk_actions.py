@@ -46,7 +46,7 @@ def test_alerts_chosen_by_filters_are_shown_confirmed_and_changed(tmp_path: Path
             {"severity": "warning", "firing": 3, "acknowledged": 0}
         ]
         both = run_cli("alerts", "overview", "--watch", "--json", env=env, check=False)
-        assert both.returncode == 1 and "cannot be combined" in both.stderr
+        assert both.returncode == 2 and "cannot be combined" in both.stderr
         # A token that may not act is told once, not once per alert, and nothing changes.
         viewer = {**env, "WARROOM_TOKEN": create_token("onlooker", "viewer", env=env)}
         denied = run_cli("alerts", "ack", "--source", "generic", "--yes", env=viewer, check=False)
@@ -76,7 +76,7 @@ def test_alerts_chosen_by_filters_are_shown_confirmed_and_changed(tmp_path: Path
             "alerts", "snooze", "--label", "host=db1", "--for", "9d", "--yes", env=env, check=False
         )
         # Refused once, before any alert is chosen.
-        assert bad_length.returncode == 1 and "at most 7d" in bad_length.stderr and not bad_length.stdout
+        assert bad_length.returncode == 2 and "at most 7d" in bad_length.stderr and not bad_length.stdout
         # One note for all of them, and the disk's alert onto an incident someone declared for it.
         noted = run_cli(
             "alerts", "note", "--label", "host=nas1", "-m", "RAID rebuild running", "--yes", env=env
@@ -87,7 +87,7 @@ def test_alerts_chosen_by_filters_are_shown_confirmed_and_changed(tmp_path: Path
         one_only = run_cli(
             "alerts", "note", "--label", "host=nas1", "--delete", "1", "--yes", env=env, check=False
         )
-        assert one_only.returncode == 1 and "name one" in one_only.stderr
+        assert one_only.returncode == 2 and "name one" in one_only.stderr
         declared = run_cli("incident", "create", "db1 disk", "--severity", "P3", "--json", env=env)
         ref = json.loads(declared.stdout)["id"]
         attached = run_cli("alerts", "attach", ref, "--label", "host=db1", "--yes", env=env)

@@ -414,7 +414,7 @@ def test_changes_cli(tmp_path: Path) -> None:
         around = run_cli("changes", "list", "--incident", "INC-1", env=env).stdout
         assert "Changes around INC-1" in around and "CHG-2" in around and "CHG-1" in around
         mixed = run_cli("changes", "list", "--incident", "INC-1", "--since", "2h", env=env, check=False)
-        assert mixed.returncode == 1 and "cannot be combined" in mixed.stderr
+        assert mixed.returncode == 2 and "cannot be combined" in mixed.stderr
         listed = run_cli("changes", "list", env=env).stdout
         assert "CHG-1" in listed and "Deployed checkout 2.14.0" in listed and "argo" in listed
         rows = json.loads(run_cli("changes", "list", "--service", "database", "--json", env=env).stdout)

@@ -345,7 +345,7 @@ def test_cli_create_with_signing_secret(database_url: str) -> None:
         runner.invoke(cli_app, args if "--database-url" in args else [*args, "--database-url", database_url])
         for args in refused
     ]
-    assert [result.exit_code for result in results] == [1, 1, 1], [result.output for result in results]
+    assert [result.exit_code for result in results] == [1, 1, 2], [result.output for result in results]
     wrong_type, short, both = (" ".join(result.stderr.split()) for result in results)  # unwrapped
     assert (
         "--signing-secret: only grafana and webhook integrations can sign their deliveries (type is "

@@ -614,7 +614,7 @@ def test_maintenance_cli_against_a_running_server(tmp_path: Path) -> None:
             env=env,
             check=False,
         )
-        assert both.returncode == 1 and "either --for" in both.stderr
+        assert both.returncode == 2 and "either --for" in both.stderr
         bad_label = run_cli(
             "maintenance", "start", "--label", "env", "--for", "1h", "-r", "x", env=env, check=False
         )

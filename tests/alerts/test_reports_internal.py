@@ -77,7 +77,7 @@ def test_the_cli_takes_labels_and_reads_stdin(
         assert wrong.exit_code == 2, wrong.output
         assert "KEY=VALUE" in wrong.output
     blank = runner.invoke(app, ["report", "-"], input="  \n")
-    assert blank.exit_code == 1 and "must not be blank" in blank.output
+    assert blank.exit_code == 2 and "must not be blank" in blank.output
 
 
 def test_a_rate_period_of_nothing_is_refused(tmp_path: Path) -> None:

@@ -93,11 +93,11 @@ def test_config_test_alert_reads_a_real_alertmanager_delivery(tmp_path: Path) ->
     missing = runner.invoke(
         app, ["config", "test-alert", str(tmp_path / "nope.json"), "--config", str(EXAMPLE_CONFIG)]
     )
-    assert missing.exit_code == 1 and "cannot read" in missing.output
+    assert missing.exit_code == 2 and "cannot read" in missing.output
     wrong = runner.invoke(
         app, ["config", "test-alert", str(bad), "--source", "nagios", "--config", str(EXAMPLE_CONFIG)]
     )
-    assert wrong.exit_code == 1 and "unknown source" in wrong.output
+    assert wrong.exit_code == 2 and "unknown source" in wrong.output
 
 
 def test_the_preview_names_the_maintenance_schedules_that_would_hold_it() -> None:
@@ -222,7 +222,7 @@ def test_config_test_alert_asks_the_server(tmp_path: Path) -> None:
         scoped = run_cli("config", "test-alert", str(delivery), "--server", "--integration", "1", env=env)
         assert "the open alert ALR-1" in scoped.stdout
         offline = run_cli("config", "test-alert", str(delivery), "--integration", "1", env=env, check=False)
-        assert offline.returncode == 1 and "--integration needs --server" in offline.stderr
+        assert offline.returncode == 2 and "--integration needs --server" in offline.stderr
         unknown = run_cli(
             "config", "test-alert", str(delivery), "--server", "--integration", "9", env=env, check=False
         )
@@ -235,7 +235,7 @@ def test_a_dry_run_needs_an_org_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     alert = tmp_path / "alert.json"
     alert.write_text('{"summary": "redis down", "severity": "critical", "service": "cache"}')
     result = CliRunner().invoke(app, ["config", "test-alert", str(alert)])
-    assert result.exit_code == 1 and "no org file to test against" in result.output
+    assert result.exit_code == 2 and "no org file to test against" in result.output
 
 
 def test_reports_from_people_can_be_dry_run(tmp_path: Path, api: TestClient, viewer: dict[str, str]) -> None:
@@ -358,7 +358,7 @@ def test_an_opsgenie_alert_can_be_dry_run_as_intake_reads_it(
                 str(EXAMPLE_CONFIG),
             ],
         )
-        assert wrong.exit_code == 1, wrong.output
+        assert wrong.exit_code == 2, wrong.output
         assert (
             "unknown source 'nagios'; one of alertmanager, grafana, pagerduty, opsgenie, generic, email, "
             "webhook, customer-report, internal-discovery"
@@ -376,7 +376,7 @@ def test_an_opsgenie_alert_can_be_dry_run_as_intake_reads_it(
                 str(EXAMPLE_CONFIG),
             ],
         )
-        assert ping.exit_code == 1 and "a heartbeat ping is not read by a dry run" in " ".join(
+        assert ping.exit_code == 2 and "a heartbeat ping is not read by a dry run" in " ".join(
             ping.output.split()
         )
 

@@ -105,6 +105,6 @@ def test_watch_follows_the_server_until_ctrl_c(tmp_path: Path) -> None:
         assert "Ctrl-C to stop" in out
 
         mixed = run_cli("alerts", "list", "--watch", "--json", env=env, check=False)
-        assert mixed.returncode == 1 and "cannot be combined with --json" in mixed.stderr
+        assert mixed.returncode == 2 and "cannot be combined with --json" in mixed.stderr
         refused = run_cli("alerts", "list", "--watch", env={**env, "WARROOM_TOKEN": "wr_nope"}, check=False)
         assert refused.returncode == 1 and "401" in refused.stderr

@@ -841,7 +841,7 @@ def lock_alert(session: Session, ref: str | int) -> Alert:
     if incident_id is not None:
         # Moved to another incident meanwhile (rare): that one is locked after the alert, as before.
         incident_service.get_incident(session, incident_id, for_update=True)
-    return get_alert(session, alert_id, for_update=True)
+    return get_alert(session, ref, for_update=True)  # named as given: "no alert ALR-9", as `show` says
 
 
 _LONGEST_SINCE = timedelta(days=366)

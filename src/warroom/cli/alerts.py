@@ -36,6 +36,7 @@ from warroom.alerts.schemas import (
     snooze_end,
 )
 from warroom.auth.enums import IntegrationType
+from warroom.cli.helptext import DURATION_FORMS, AlertRef
 from warroom.cli.output import (
     SEVERITY_STYLE,
     At,
@@ -59,8 +60,10 @@ from warroom.cli.output import (
     one_end,
     one_line,
     print_json,
+    refusal_text,
     styled,
     table,
+    usage_error,
     when,
 )
 from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, period_bound, row_number
@@ -364,13 +367,15 @@ def list_(
     since: Annotated[
         str | None,
         typer.Option(
-            "--since", help="Only alerts seen since: how long ago (30m, 2h) or a time (2026-12-07T09:00)."
+            "--since",
+            help=f"Only alerts seen since: how long ago ({DURATION_FORMS}) or a time (2026-12-07T09:00).",
         ),
     ] = None,
     until: Annotated[
         str | None,
         typer.Option(
-            "--until", help="Only alerts seen by then (first seen before it): how long ago, or a time."
+            "--until",
+            help="Only alerts seen by then (first seen before it): how long ago (as --since), or a time.",
         ),
     ] = None,
     search: Annotated[
@@ -401,7 +406,7 @@ def list_(
 ) -> None:
     """List alerts, newest first."""
     if watch and as_json:
-        fail("--watch draws a table; it cannot be combined with --json")
+        usage_error("--watch draws a table; it cannot be combined with --json")
     labels = name_values(label or [], "--label")
     since, until = period_bound(since, "--since"), period_bound(until, "--until")
     older_than = row_number(before_id, "ALR", "--before-id")
@@ -524,7 +529,9 @@ NOISE_BAR_WIDTH = 12
 
 @alerts_app.command("overview", cls=OnceOnlyCommand)
 def overview(
-    since: Annotated[str, typer.Option("--since", help="The period of new alerts charted, e.g. 1h.")] = "1h",
+    since: Annotated[
+        str, typer.Option("--since", help=f"The period of new alerts charted: {DURATION_FORMS}.")
+    ] = "1h",
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Keep it on screen and refresh it; Ctrl-C ends it.")
     ] = False,
@@ -536,7 +543,7 @@ def overview(
     """What is going on now, at a glance: open alerts by severity, what nobody was paged for, open incidents,
     how fast new alerts arrive, and the loudest alert types. The first thing to run when paged."""
     if watch and as_json:
-        fail("--watch draws the overview; it cannot be combined with --json")
+        usage_error("--watch draws the overview; it cannot be combined with --json")
     with api_errors(), Client() as client:
         if watch:
             _keep_drawing(lambda: client.alert_overview(since=since), _overview_view, interval)
@@ -618,7 +625,7 @@ def _overview_view(shown: AlertOverview) -> Group:
 
 @alerts_app.command("noise", cls=OnceOnlyCommand)
 def noise(
-    since: Annotated[str, typer.Option("--since", help="The period, e.g. 24h or 7d.")] = "7d",
+    since: Annotated[str, typer.Option("--since", help=f"The period: {DURATION_FORMS}.")] = "7d",
     by: Annotated[
         str, typer.Option("--by", help="type, service, source, severity, group, integration, or label:NAME.")
     ] = "type",
@@ -663,7 +670,7 @@ def noise(
 
 
 @alerts_app.command("show", cls=OnceOnlyCommand)
-def show(ref: str, as_json: JsonFlag = False) -> None:
+def show(ref: AlertRef, as_json: JsonFlag = False) -> None:
     """Show one alert, with its labels and what was received."""
     with api_errors(), Client() as client:
         alert = client.get_alert(ref)
@@ -682,7 +689,7 @@ def show(ref: str, as_json: JsonFlag = False) -> None:
 
 @alerts_app.command("promote", cls=OnceOnlyCommand)
 def promote(
-    ref: str,
+    ref: AlertRef,
     title: Annotated[str | None, typer.Option(help="Incident title; the alert summary if omitted.")] = None,
     severity: Annotated[
         str | None, typer.Option("--severity", "-s", help="P0..P3; mapped if omitted.")
@@ -734,6 +741,7 @@ def _on_each(
     detail: Callable[[AlertDetail], str] = lambda alert: "",
     already: Callable[[AlertRead], bool] | None = None,
     already_text: str = "",
+    options: dict[str, str] | None = None,
 ) -> None:
     """Apply ``act`` to each alert in turn: one refusal (already resolved, say) does not stop the others,
     but the command fails if any was refused; a refusal of the caller (401, 403) stops at the first. --json
@@ -743,11 +751,12 @@ def _on_each(
     With ``chosen`` (filters instead of ids), the matching alerts are looked up, shown and confirmed first,
     and a progress bar stands in for a line per alert. ``already``: a matching alert that is already as the
     command would leave it (``attach``: on the target), left out and counted once (``already_text``), as is
-    one the server finds so meanwhile (a 409 marked ``unchanged``): a repeat is no failure."""
+    one the server finds so meanwhile (a 409 marked ``unchanged``): a repeat is no failure. ``options``: the
+    request's fields the command's options set (``api_errors``)."""
     changed: list[AlertDetail] = []
     unchanged = 0
     refs = _distinct(refs)
-    with api_errors(), Client() as client:
+    with api_errors(options), Client() as client:
         if chosen is not None:
             refs = chosen.confirmed(client, done, as_json, already=already, already_text=already_text)
         steps = track(refs, description=done.capitalize(), console=console, disable=chosen is None or as_json)
@@ -761,7 +770,9 @@ def _on_each(
                 # A refusal of the caller (no token, a role too low) will refuse every other alert too.
                 if (len(refs) == 1 and chosen is None) or exc.status in (401, 403):
                     raise
-                error_console.print(f"[bold red]error:[/] {escape(_refusal(ref, exc.message))}")
+                error_console.print(
+                    f"[bold red]error:[/] {escape(_refusal(ref, refusal_text(exc, options)))}"
+                )
                 continue
             changed.append(alert)
             if not as_json and chosen is None:
@@ -867,7 +878,7 @@ class AlertChoice:
             console.print(_alerts_table(shown))
         if not self.yes:
             if as_json:
-                fail("with --json, filters need --yes: there is no one to ask")
+                usage_error("with --json, filters need --yes: there is no one to ask")
             typer.confirm(f"{len(alerts)} alerts will be {done}. Go on?", abort=True)
         return [str(alert.id) for alert in alerts]
 
@@ -896,9 +907,9 @@ def _choice(
         yes=yes,
     )
     if refs and choice.filters_given():
-        fail("name alerts by id or choose them with filters, not both")
+        usage_error("name alerts by id or choose them with filters, not both")
     if not refs and not choice.filters_given():
-        fail("name the alerts: ids (12 or ALR-12), or filters such as --source, --service or --label")
+        usage_error("name the alerts: ids (12 or ALR-12), or filters such as --source, --service or --label")
     return None if refs else choice
 
 
@@ -1019,9 +1030,9 @@ def snooze(
         asked = SnoozeRequest.model_validate({"duration": duration, "until": end})
         snooze_end(datetime.now(UTC), duration=asked.duration, until=asked.until)
     except ValidationError as exc:
-        fail(f"--for: {validation_message(exc.errors()[0])}")
+        usage_error(f"--for: {validation_message(exc.errors()[0])}")
     except InvalidInput as exc:
-        fail(exc.message)
+        usage_error(exc.message)
     _on_each(
         refs or [],
         lambda client, ref: client.snooze_alert(ref, duration=duration, until=end),
@@ -1044,7 +1055,7 @@ def resolve(
     The next firing with the same dedup key opens a new alert. With filters instead of ids, every alert they
     match that is not resolved, once you confirm: the clean-up after a storm."""
     if note is not None and not note.strip():
-        fail("--note must not be blank")
+        usage_error("--note must not be blank")
     _on_each(
         refs or [],
         lambda client, ref: client.resolve_alert(ref, note=note),
@@ -1076,23 +1087,38 @@ def note(
     that is not resolved, once you confirm. --edit N corrects note N of one alert, --delete N takes it back:
     your own notes, or any as an admin; the incident's timeline keeps what it said."""
     if edit is not None and delete is not None:
-        fail("give --edit or --delete, not both")
+        usage_error("give --edit or --delete, not both")
     if (edit is not None or delete is not None) and (chosen is not None or len(refs or []) != 1):
-        fail("--edit and --delete change a note of one alert: name one")
+        usage_error("--edit and --delete change a note of one alert: name one")
     refs = refs or []
     if delete is not None:
         if message is not None:
-            fail("--delete takes no --message")
+            usage_error("--delete takes no --message")
         _on_each(refs, lambda client, ref: client.delete_alert_note(ref, delete), "note taken back", as_json)
         return
     if message is None or not message.strip():
-        fail("--message must not be blank")
+        usage_error("--message must not be blank")
     if edit is not None:
         _on_each(
-            refs, lambda client, ref: client.edit_alert_note(ref, edit, message), "note corrected", as_json
+            refs,
+            lambda client, ref: client.edit_alert_note(ref, edit, message),
+            "note corrected",
+            as_json,
+            options=MESSAGE_OPTION,
         )
         return
-    _on_each(refs, lambda client, ref: client.note_alert(ref, message), "noted", as_json, chosen=chosen)
+    _on_each(
+        refs,
+        lambda client, ref: client.note_alert(ref, message),
+        "noted",
+        as_json,
+        chosen=chosen,
+        options=MESSAGE_OPTION,
+    )
+
+
+# The note's text is the request's ``body``, which no one typing `alerts note -m` named.
+MESSAGE_OPTION = {"body": "--message"}
 
 
 HEARTBEAT_STYLE = {
@@ -1175,9 +1201,9 @@ def report(
         try:
             description = sys.stdin.buffer.read().decode("utf-8")
         except UnicodeDecodeError as exc:
-            fail(f"stdin is not UTF-8 text ({exc.reason} at byte {exc.start})")
+            usage_error(f"stdin is not UTF-8 text ({exc.reason} at byte {exc.start})")
     if not description.strip():
-        fail("the description must not be blank")
+        usage_error("the description must not be blank")
     with api_errors(), Client() as client:
         alert = client.report(description, service=service, severity=severity, labels=labels)
     emit(
@@ -1246,7 +1272,7 @@ def _org_for(service: str | None, config: Path | None) -> OrgConfig:
         return OrgConfig()
     settings = _settings(config=config)
     if settings.config is None:
-        fail("--service: give --config FILE (or set WARROOM_CONFIG): the org file names the services")
+        usage_error("--service: give --config FILE (or set WARROOM_CONFIG): the org file names the services")
     return _org(settings)
 
 
@@ -1284,6 +1310,7 @@ def integration_create(
         IntegrationType,
         typer.Option(
             "--type",
+            metavar="TYPE",  # the help names them: listed here too, they left the help a narrow column
             help="alertmanager, grafana, pagerduty, generic, heartbeat, email, opsgenie or webhook (a tool's "
             "own JSON, read by a webhook format of the org file).",
         ),
@@ -1313,7 +1340,7 @@ def integration_create(
     from warroom.auth import integrations
 
     if signing_secret and signing_secret_value is not None:
-        fail("give either --signing-secret (generate one) or --signing-secret-value, not both")
+        usage_error("give either --signing-secret (generate one) or --signing-secret-value, not both")
     signing = signing_secret or signing_secret_value is not None
     org = _org_for(service, config)
     with _local_session(database_url, explain=_options_named) as session:
@@ -1494,7 +1521,7 @@ def integration_update(
         str | None,
         typer.Option(
             help="When header names change: how long deliveries signed under the old names are still "
-            "accepted while the contact point is changed, e.g. 30m, 1h (the default), 2d; 0s stops at once.",
+            f"accepted while the contact point is changed ({DURATION_FORMS}; default 1h); 0s stops at once.",
         ),
     ] = None,
     config: OrgFileOption = None,
@@ -1509,9 +1536,9 @@ def integration_update(
     from warroom.auth import integrations
 
     if default_headers and (signature_header is not None or timestamp_header is not None):
-        fail("give either --default-headers or header names, not both")
+        usage_error("give either --default-headers or header names, not both")
     if no_service and service is not None:
-        fail("give either --service or --no-service, not both")
+        usage_error("give either --service or --no-service, not both")
     fields: dict[str, str | None] = {}
     if name is not None:
         fields["name"] = name
@@ -1524,7 +1551,7 @@ def integration_update(
     if timestamp_header is not None:
         fields["timestamp_header"] = timestamp_header
     if not fields:
-        fail(
+        usage_error(
             "nothing to change: give --name, --service, --no-service, --signature-header, --timestamp-header "
             "or --default-headers"
         )
@@ -1533,7 +1560,9 @@ def integration_update(
     try:
         changes = integrations.IntegrationUpdate.model_validate(fields)
     except ValidationError as exc:
-        fail("; ".join(f"--{'-'.join(map(str, e['loc']))}: {validation_message(e)}" for e in exc.errors()))
+        usage_error(
+            "; ".join(f"--{'-'.join(map(str, e['loc']))}: {validation_message(e)}" for e in exc.errors())
+        )
     org = _org_for(service, config)
     with _local_session(database_url, explain=_options_named) as session:
         updated = integrations.update_integration(
@@ -1571,7 +1600,7 @@ def integration_rotate(
         str,
         typer.Option(
             help="How long the replaced key (and signing secret) keep working while the source's "
-            "configuration is updated: e.g. 30m, 1h, 2d (at most 7d). 0s ends them at once (a leaked key).",
+            f"configuration is updated ({DURATION_FORMS}; at most 7d). 0s ends them at once (a leaked key).",
         ),
     ] = "1h",
     signing_secret_value: SigningSecretValue = None,
@@ -1592,7 +1621,7 @@ def integration_rotate(
     try:
         grace_period = TypeAdapter(RequestDuration).validate_python(grace)
     except ValidationError as exc:
-        fail(f"--grace: {validation_message(exc.errors()[0])}")
+        usage_error(f"--grace: {validation_message(exc.errors()[0])}")
 
     with _local_session(database_url, explain=_options_named) as session:
         rotated = integrations.rotate_integration(

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from warroom.cli.output import IdColumn, WordColumn, api_errors, console, emit, fail, instant, table
+from warroom.cli.helptext import DURATION_FORMS
+from warroom.cli.output import IdColumn, WordColumn, api_errors, console, emit, instant, table, usage_error
 from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, period_bound, row_number
 from warroom.client import Client
 from warroom.fields import one_line
@@ -25,14 +26,15 @@ def record(
     service: Annotated[str | None, typer.Option(help="The service it changed (one of the org file).")] = None,
     source: Annotated[str | None, typer.Option(help="What made it: a pipeline, a tool, a host.")] = None,
     at: Annotated[
-        str | None, typer.Option("--at", help="When it happened (default now), e.g. 2026-12-24T02:00:00Z.")
+        str | None,
+        typer.Option("--at", help="When it happened, in the past (default now), e.g. 2025-11-03T02:00:00Z."),
     ] = None,
     link: Annotated[list[str] | None, typer.Option("--link", help="A URL about it (repeatable).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Record a change (responder token)."""
     if not summary.strip():
-        fail("the summary must not be blank")
+        usage_error("the summary must not be blank")
     happened_at = instant(at, "--at")
     with api_errors(), Client() as client:
         change = client.record_change(
@@ -50,11 +52,13 @@ def list_(
     since: Annotated[
         str | None,
         typer.Option(
-            "--since", help="Changes since: how long ago (2h, 7d) or a time (2026-12-07T09:00); default 24h."
+            "--since",
+            help=f"Changes since: how long ago ({DURATION_FORMS}) or a time (2026-12-07T09:00); default 24h.",
         ),
     ] = None,
     until: Annotated[
-        str | None, typer.Option("--until", help="Changes until: how long ago, or a time; default now.")
+        str | None,
+        typer.Option("--until", help="Changes until: how long ago (as --since), or a time; default now."),
     ] = None,
     incident: Annotated[
         str | None,
@@ -71,7 +75,9 @@ def list_(
 ) -> None:
     """Changes of the period, newest first."""
     if incident is not None and (service is not None or since is not None or until is not None):
-        fail("--incident cannot be combined with --service, --since or --until: the incident sets them")
+        usage_error(
+            "--incident cannot be combined with --service, --since or --until: the incident sets them"
+        )
     sent_since, sent_until = period_bound(since, "--since"), period_bound(until, "--until")
     with api_errors(), Client() as client:
         rows = client.list_changes(

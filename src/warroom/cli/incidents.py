@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
+from warroom.cli.helptext import IncidentRef
 from warroom.cli.output import (
     LONG_TEXT,
     SEVERITY_STYLE,
@@ -25,11 +26,11 @@ from warroom.cli.output import (
     console,
     emit,
     error_console,
-    fail,
     fields_table,
     one_line,
     styled,
     table,
+    usage_error,
     when,
 )
 from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, row_number
@@ -136,7 +137,7 @@ def create(
         try:
             fields["assessment"] = json.loads(assessment)
         except json.JSONDecodeError as exc:
-            fail(f"--assessment is not valid JSON: {exc}")
+            usage_error(f"--assessment is not valid JSON: {exc}")
     with api_errors(), _client() as client:
         incident = client.create_incident(**fields)
     emit(as_json, incident, lambda: _show(incident))
@@ -204,7 +205,7 @@ def list_(
 
 
 @incident_app.command("show", cls=OnceOnlyCommand)
-def show(ref: str, as_json: JsonFlag = False) -> None:
+def show(ref: IncidentRef, as_json: JsonFlag = False) -> None:
     """Show one incident."""
     with api_errors(), _client() as client:
         incident = client.get_incident(ref)
@@ -213,7 +214,7 @@ def show(ref: str, as_json: JsonFlag = False) -> None:
 
 @incident_app.command("update", cls=OnceOnlyCommand)
 def update(
-    ref: str,
+    ref: IncidentRef,
     status: Annotated[
         str | None, typer.Option(help="investigating, identified, monitoring, resolved, ...")
     ] = None,
@@ -259,7 +260,7 @@ def _nothing_changed(said: str, note: str | None) -> str:
 
 
 @incident_app.command("ack", cls=OnceOnlyCommand)
-def ack(ref: str, as_json: JsonFlag = False) -> None:
+def ack(ref: IncidentRef, as_json: JsonFlag = False) -> None:
     """Acknowledge an incident (stops escalation)."""
     with api_errors(), _client() as client:
         incident = client.acknowledge(ref)
@@ -275,7 +276,7 @@ def ack(ref: str, as_json: JsonFlag = False) -> None:
 
 @incident_app.command("resolve", cls=OnceOnlyCommand)
 def resolve(
-    ref: str,
+    ref: IncidentRef,
     note: Annotated[str | None, typer.Option(help="What fixed it.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -368,7 +369,7 @@ def _left_out(ref: str, page: TimelinePage, *, forward: bool) -> str | None:
 
 @incident_app.command("timeline", cls=OnceOnlyCommand)
 def timeline(
-    ref: str,
+    ref: IncidentRef,
     limit: Annotated[
         int, typer.Option(min=1, max=TIMELINE_PAGE_MAX, help="How many entries (the newest, by default).")
     ] = TIMELINE_PAGE,
@@ -398,7 +399,7 @@ def timeline(
     """Show the incident's latest timeline entries, oldest first (an update's message cut at 200
     characters; --json has all); says how many earlier ones it left out and how to see them."""
     if every and (before_seq is not None or offset or limit != TIMELINE_PAGE):
-        fail(
+        usage_error(
             "--all shows every entry; it takes no --limit, --offset or --before-seq (--after-seq: from there)"
         )
     shown = ref.upper()
@@ -455,7 +456,7 @@ def _channels(update: CommunicationRead) -> str:
 
 
 @incident_app.command("updates", cls=OnceOnlyCommand)
-def updates(ref: str, as_json: JsonFlag = False) -> None:
+def updates(ref: IncidentRef, as_json: JsonFlag = False) -> None:
     """List the updates sent about an incident (its communications log), oldest first: to whom, on which
     channels with what outcome, and what they said (cut at 300 characters; --json has all)."""
     with api_errors(), _client() as client:
@@ -483,8 +484,8 @@ def updates(ref: str, as_json: JsonFlag = False) -> None:
 
 @incident_app.command("send-update", cls=OnceOnlyCommand)
 def send_update(
-    ref: str,
-    message: str,
+    ref: IncidentRef,
+    message: Annotated[str, typer.Argument(help="The update, as its audience will read it.")],
     audience: Annotated[
         str, typer.Option(help="internal, status-page, customers, executives, ...")
     ] = "internal",
@@ -517,8 +518,8 @@ def send_update(
 
 @responder_app.command("add", cls=OnceOnlyCommand)
 def responder_add(
-    ref: str,
-    name: str,
+    ref: IncidentRef,
+    name: Annotated[str, typer.Argument(help="Who joins the response.")],
     role: Annotated[
         str, typer.Option(help="commander, technical, communications, scribe, ...")
     ] = "technical",
@@ -536,7 +537,7 @@ def responder_add(
 
 
 @responder_app.command("remove", cls=OnceOnlyCommand)
-def responder_remove(ref: str, responder_id: RowIdArgument, as_json: JsonFlag = False) -> None:
+def responder_remove(ref: IncidentRef, responder_id: RowIdArgument, as_json: JsonFlag = False) -> None:
     """Mark a responder as having left."""
     with api_errors(), _client() as client:
         responder = client.remove_responder(ref, responder_id)
@@ -549,7 +550,7 @@ def responder_remove(ref: str, responder_id: RowIdArgument, as_json: JsonFlag = 
 
 
 def log(
-    ref: str,
+    ref: IncidentRef,
     action: Annotated[str, typer.Argument(help="What was done.")],
     impact: Annotated[str | None, typer.Option(help="What it changed.")] = None,
     note: Annotated[bool, typer.Option("--note", help="A note rather than an action.")] = False,

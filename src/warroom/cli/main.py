@@ -20,6 +20,7 @@ from warroom.alerts.schemas import RoutingPreview, RuleReplay
 from warroom.auth.enums import Role
 from warroom.cli.alerts import alerts_app, heartbeats, integration_app, report
 from warroom.cli.changes import changes_app
+from warroom.cli.helptext import DURATION_FORMS, WarroomGroup
 from warroom.cli.incidents import incident_app, log, responder_app
 from warroom.cli.jobs import jobs_app, worker
 from warroom.cli.maintenance import maintenance_app
@@ -38,9 +39,10 @@ from warroom.cli.output import (
     fail,
     print_json,
     table,
+    usage_error,
     when,
 )
-from warroom.cli.parsing import NegativeNumbersGroup, OnceOnlyCommand
+from warroom.cli.parsing import OnceOnlyCommand
 from warroom.client import ApiError, Client
 from warroom.durations import format_duration
 from warroom.errors import WarroomError
@@ -58,7 +60,8 @@ app = typer.Typer(
     help="Warroom: incident response and recovery.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    cls=NegativeNumbersGroup,  # `alerts show -1` says there is no alert -1, not "No such option: -1"
+    # `alerts show -1` says there is no alert -1, not "No such option: -1"; help texts reflowed, once for all.
+    cls=WarroomGroup,
 )
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
@@ -398,7 +401,7 @@ def token_create(
     try:
         name = auth_service.check_name(name)
     except WarroomError as exc:
-        fail(f"--{exc.message}")
+        usage_error(f"--{exc.message}")
     database = _database(_settings(database_url=database_url))
     try:
         with database.write() as session:
@@ -573,7 +576,9 @@ def config_reload(
 @config_app.command("backtest")
 def config_backtest(
     file: Annotated[Path, typer.Argument(help="The org file to try (its automation section).")],
-    since: Annotated[str, typer.Option("--since", help="Replay the alerts of this period, e.g. 7d.")] = "7d",
+    since: Annotated[
+        str, typer.Option("--since", help=f"Replay the alerts of this period: {DURATION_FORMS}.")
+    ] = "7d",
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -581,23 +586,27 @@ def config_backtest(
     """Replay the alerts stored over a period (--since, default 7d) through FILE's rules, beside the org file
     in use (--config, WARROOM_CONFIG): the incidents they would have opened and the pages, at night too.
     Reads the database (--database-url, WARROOM_DATABASE_URL); changes nothing."""
+    from pydantic import TypeAdapter
+
     from warroom.alerts import backtest
     from warroom.clock import clock
-    from warroom.durations import parse_duration
+    from warroom.durations import Duration
 
     try:
-        period = parse_duration(since)
-    except ValueError as exc:
-        fail(f"--since: {exc}")
+        # Read as every duration option is (PT2H too), not with parse_duration alone, which leaves ISO 8601
+        # to pydantic.
+        period = TypeAdapter(Duration).validate_python(since)
+    except ValidationError as exc:
+        usage_error(f"--since: {validation_message(exc.errors()[0])}")
     if not isinstance(period, timedelta) or not BACKTEST_MIN <= period <= BACKTEST_MAX:
-        fail(
+        usage_error(
             f"--since: give a period from {format_duration(BACKTEST_MIN)} to {format_duration(BACKTEST_MAX)}"
         )
     settings = _settings(config=config, database_url=database_url)
     candidate = _org(_settings(config=file))
     if settings.config is None:
         # Beside an empty org file every incident would look new: a comparison with nothing.
-        fail("no org file in use to compare with: give --config FILE (or set WARROOM_CONFIG)")
+        usage_error("no org file in use to compare with: give --config FILE (or set WARROOM_CONFIG)")
     current = _org(settings)
     until = clock.now()
     with _database(settings, read_only=True).read() as session:
@@ -750,16 +759,16 @@ def config_test_alert(
     from warroom.alerts import automation, reports
 
     if integration is not None and not server:
-        fail("--integration needs --server: only the server knows the integration's open alerts")
+        usage_error("--integration needs --server: only the server knows the integration's open alerts")
     try:
         reports.check_source(source)  # before --server too: its answer would only list the sources
     except WarroomError as exc:
-        fail(exc.message)
+        usage_error(exc.message)
     try:
         # Bytes, not text: a mail message declares its own charsets.
         body = sys.stdin.buffer.read() if payload == "-" else Path(payload).read_bytes()
     except OSError as exc:
-        fail(f"cannot read {payload}: {exc.strerror}")
+        usage_error(f"cannot read {payload}: {exc.strerror}")
     if server:
         with api_errors(), Client() as client:
             previews = client.preview_alerts(body, source, integration, webhook_format)
@@ -767,7 +776,7 @@ def config_test_alert(
         settings = _settings(config=config)
         if settings.config is None:
             # An empty org file has no rules: every alert would look unrouted, which says nothing.
-            fail(
+            usage_error(
                 "no org file to test against: give --config FILE (or set WARROOM_CONFIG), "
                 "or ask the server with --server"
             )
@@ -1011,7 +1020,7 @@ def audit_verify(database_url: DatabaseOption = None, as_json: JsonFlag = False)
 
 
 @severity_app.command("list")
-def severity_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def severity_list(as_json: JsonFlag = False) -> None:
     """Show the severity matrix."""
     with api_errors(), Client() as client:
         levels = client.severities()

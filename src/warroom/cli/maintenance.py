@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from warroom.alerts.schemas import MaintenanceRead
 from warroom.cli.alerts import ALERT_COLUMNS, alert_row
+from warroom.cli.helptext import DURATION_FORMS, WindowRef
 from warroom.cli.output import (
     ForOption,
     IdColumn,
@@ -18,13 +19,13 @@ from warroom.cli.output import (
     api_errors,
     console,
     emit,
-    fail,
     instant,
     name_values,
     one_end,
     one_line,
     styled,
     table,
+    usage_error,
     when,
 )
 from warroom.cli.parsing import OnceOnlyCommand
@@ -146,7 +147,7 @@ def start(
     }
     match = {name: value for name, value in match.items() if value}
     if not service and not label and not match:
-        fail(
+        usage_error(
             "say what the window covers: --service, --label, --label-regex, --label-missing, --source, "
             "--severity, --type or --integration"
         )
@@ -209,7 +210,7 @@ def list_(
 
 
 @maintenance_app.command("show", cls=OnceOnlyCommand)
-def show(ref: str, as_json: JsonFlag = False) -> None:
+def show(ref: WindowRef, as_json: JsonFlag = False) -> None:
     """One window, with the alerts that arrived during it."""
     with api_errors(), Client() as client:
         window = client.get_maintenance(ref)
@@ -231,8 +232,8 @@ def show(ref: str, as_json: JsonFlag = False) -> None:
 
 @maintenance_app.command("extend", cls=OnceOnlyCommand)
 def extend(
-    ref: str,
-    by: Annotated[str, typer.Option("--by", help="How much later it ends, e.g. 30m or 1h.")],
+    ref: WindowRef,
+    by: Annotated[str, typer.Option("--by", help=f"How much later it ends: {DURATION_FORMS}.")],
     as_json: JsonFlag = False,
 ) -> None:
     """The work takes longer: end a window later (it stays within 7 days)."""
@@ -242,7 +243,7 @@ def extend(
 
 
 @maintenance_app.command("end", cls=OnceOnlyCommand)
-def end(ref: str, as_json: JsonFlag = False) -> None:
+def end(ref: WindowRef, as_json: JsonFlag = False) -> None:
     """End a window now (or cancel one not yet started); alerts it held that are still open are routed. A
     window over already is left as it is, and the command says so (and succeeds)."""
     with api_errors(), Client() as client:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from warroom.cli.helptext import either
 from warroom.cli.output import (
     IdColumn,
     RowIdArgument,
@@ -32,6 +33,8 @@ notify_app = typer.Typer(
 )
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+# Every status a delivery has, from the enum (withdrawn was left out when it was written by hand).
+STATUSES = either(status.value for status in DeliveryStatus)
 STATUS_STYLE = {"sent": "green", "pending": "cyan", "failed": "yellow", "dead": "bold red"}
 
 
@@ -83,7 +86,7 @@ def failures(
 
 @notify_app.command("list", cls=OnceOnlyCommand)
 def list_notifications(
-    status: Annotated[DeliveryStatus | None, typer.Option(help="pending, sent, failed or dead.")] = None,
+    status: Annotated[DeliveryStatus | None, typer.Option(help=f"{STATUSES}.")] = None,
     incident: Annotated[str | None, typer.Option(help="Only this incident (INC-n).")] = None,
     channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,

@@ -112,7 +112,11 @@ def override(
     """Put someone on call for a time range (wins over the rotation)."""
     start_at, end_at = instant(start, "--start"), instant(end, "--end")
     assert start_at is not None and end_at is not None
-    with api_errors(), Client() as client:
+    # The server checks the range as a whole ("body"): the options that set it are named instead.
+    with (
+        api_errors({"body": "--end", "start": "--start", "end": "--end", "person": "--person"}),
+        Client() as client,
+    ):
         created = client.create_override(schedule, person=person, start=start_at, end=end_at, reason=reason)
     emit(
         as_json,

@@ -6,7 +6,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from copy import copy
 from dataclasses import dataclass, replace
@@ -34,6 +34,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Span, Text
 
+from warroom.cli.helptext import DURATION_FORMS
 from warroom.client import ApiError, changes_nothing
 from warroom.fields import MAX_ROW_ID
 
@@ -177,8 +178,21 @@ STATUS_STYLE = {
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
+    """End the command, saying why: exit 1, the command ran and failed (the server refused, the database
+    said no); ``usage_error`` for a command line that cannot be right."""
     error_console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
+
+
+# Click's exit status for a usage error (an unknown option, a value it cannot read).
+USAGE = 2
+
+
+def usage_error(message: str) -> NoReturn:
+    """``fail`` for what the CLI finds wrong with its own arguments before any request (options that exclude
+    each other, a value out of range, a file named that cannot be read): exit 2, as click's usage errors, so
+    that a script tells a wrong command line (2) from a refusal or a failure (1)."""
+    fail(message, USAGE)
 
 
 def _setting_hint(exc: ApiError) -> str | None:
@@ -186,6 +200,14 @@ def _setting_hint(exc: ApiError) -> str | None:
     no answer, how to see whether it was made."""
     if exc.status == 401 and not os.environ.get("WARROOM_TOKEN", "").strip():
         return "set WARROOM_TOKEN to an API token (warroom token create --name NAME --role responder)"
+    if exc.status == 401 and exc.message in ("the token is not valid", "the token was revoked"):
+        # The token in WARROOM_TOKEN was refused (unknown, revoked): where a working one comes from. (An
+        # integration key sent as one is refused saying so already; "a token is required" with WARROOM_TOKEN
+        # set means something between dropped it.)
+        return (
+            "set WARROOM_TOKEN to a valid API token (an admin makes one with warroom token create --name "
+            "NAME --role responder; warroom token list shows which are revoked)"
+        )
     if exc.status == 404 and exc.code == "not_found":
         address = urlsplit(os.environ.get("WARROOM_URL", "").strip())
         if address.path.strip("/"):
@@ -228,20 +250,41 @@ def check_command(path: str) -> str:
     }.get(kind, "the matching list or show command")
 
 
-def error_text(exc: ApiError) -> str:
-    """How the CLI says ``exc``: the server's message with its status and code, or the client's own, and
-    what setting to look at (or what to check before retrying), if there is one."""
-    message = f"{exc.message} ({exc.status} {exc.code})" if exc.status and exc.from_server else exc.message
+def refusal_text(exc: ApiError, options: Mapping[str, str] | None = None) -> str:
+    """The server's message for ``exc``; where it refused fields that ``options`` maps to the command's
+    options (``{"body": "--message"}``), said of those options: "--message: String should have at most 4000
+    characters", not "body: …", a name the person never typed."""
+    details = exc.details if isinstance(exc.details, list) else []
+    if not options or not exc.from_server or exc.status != 422 or not details:
+        return exc.message
+    named = [
+        (options.get(str(entry.get("field"))), entry.get("message"))
+        for entry in details
+        if isinstance(entry, dict)
+    ]
+    if not named or not all(option and isinstance(text, str) for option, text in named):
+        return exc.message
+    return "; ".join(f"{option}: {text}" for option, text in named)
+
+
+def error_text(exc: ApiError, options: Mapping[str, str] | None = None) -> str:
+    """How the CLI says ``exc``: the server's message with its status and code (its fields named as the
+    ``options`` that set them: ``refusal_text``), or the client's own, and what setting to look at (or what
+    to check before retrying), if there is one."""
+    said = refusal_text(exc, options)
+    message = f"{said} ({exc.status} {exc.code})" if exc.status and exc.from_server else said
     hint = _setting_hint(exc)
     return f"{message}; {hint}" if hint else message
 
 
 @contextmanager
-def api_errors() -> Iterator[None]:
+def api_errors(options: Mapping[str, str] | None = None) -> Iterator[None]:
+    """An ``ApiError`` ends the command (exit 1), said by ``error_text``; ``options``: the request's fields
+    the command's options set, by name (``{"body": "--message"}``)."""
     try:
         yield
     except ApiError as exc:
-        fail(error_text(exc))
+        fail(error_text(exc, options))
 
 
 # Where a list cuts a text that may run to pages (an error with a traceback or a response body): the table
@@ -678,7 +721,7 @@ def name_values(values: list[str], option: str, what: str = "name=value") -> dic
 
 
 # How long something lasts from now (a maintenance window, a snooze): ``--for`` or ``--until``, exactly one.
-ForOption = Annotated[str | None, typer.Option("--for", help="How long, e.g. 30m, 2h or 1d.")]
+ForOption = Annotated[str | None, typer.Option("--for", help=f"How long: {DURATION_FORMS}.")]
 UntilOption = Annotated[
     str | None, typer.Option("--until", help="The end, ISO 8601 (local time without an offset).")
 ]
@@ -687,7 +730,7 @@ UntilOption = Annotated[
 def one_end(duration: str | None, until: str | None) -> str | None:
     """Exactly one of ``--for`` and ``--until``; the ``--until`` instant with its offset (None with --for)."""
     if (duration is None) == (until is None):
-        fail("give either --for (a duration) or --until (an end time)")
+        usage_error("give either --for (a duration) or --until (an end time)")
     return instant(until, "--until")
 
 
