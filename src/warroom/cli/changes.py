@@ -6,7 +6,17 @@ from typing import Annotated
 
 import typer
 
-from warroom.cli.output import IdColumn, WordColumn, api_errors, console, emit, fail, instant, table
+from warroom.cli.output import (
+    IdColumn,
+    WordColumn,
+    api_errors,
+    console,
+    emit,
+    fail,
+    instant,
+    page_of,
+    table,
+)
 from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, period_bound, row_number
 from warroom.client import Client
 from warroom.fields import one_line
@@ -91,7 +101,8 @@ def list_(
         title = "Changes" + (f" since {since}" if since else "") + (f" until {until}" if until else "")
     emit(
         as_json,
-        rows,
+        # The server does not count changes: the envelope of every list, its total null.
+        page_of(rows, total=None, limit=limit, offset=offset),
         lambda: table(
             title,
             [
