@@ -83,21 +83,25 @@ def test_notes_and_list_paging_from_the_cli(tmp_path: Path) -> None:
 
         for _ in range(3):
             warroom("notify", "test", "--channel", "console", "--wait", "0")
-        every = [row["id"] for row in warroom("notify", "list")]
-        assert [row["id"] for row in warroom("notify", "list", "--offset", "1")] == every[1:]
-        assert [row["id"] for row in warroom("notify", "list", "--before-id", str(every[0]))] == every[1:]
+        every = [row["id"] for row in warroom("notify", "list")["items"]]
+        assert [row["id"] for row in warroom("notify", "list", "--offset", "1")["items"]] == every[1:]
+        after_first = warroom("notify", "list", "--before-id", str(every[0]))
+        assert [row["id"] for row in after_first["items"]] == every[1:]
+        assert after_first["total"] == len(every) - 1  # what is left
 
         warroom("changes", "record", "Deployed api 2.14")
         warroom("changes", "record", "Deployed api 2.15")
-        assert [c["ref"] for c in warroom("changes", "list", "--before-id", "CHG-2")] == ["CHG-1"]
-        assert [c["ref"] for c in warroom("changes", "list", "--offset", "1")] == ["CHG-1"]
-        assert warroom("changes", "list", "--since", "2020-01-01T00:00", "--until", "2020-01-02T00:00Z") == []
+        assert [c["ref"] for c in warroom("changes", "list", "--before-id", "CHG-2")["items"]] == ["CHG-1"]
+        assert [c["ref"] for c in warroom("changes", "list", "--offset", "1")["items"]] == ["CHG-1"]
+        quiet = warroom("changes", "list", "--since", "2020-01-01T00:00", "--until", "2020-01-02T00:00Z")
+        assert quiet["items"] == []
         assert warroom("incident", "list", "--before-id", "INC-1")["items"] == []
 
-        jobs = [job["id"] for job in warroom("jobs", "list", "--database-url", database_url)]
+        jobs = [job["id"] for job in warroom("jobs", "list", "--database-url", database_url)["items"]]
         listed = warroom(
             "jobs", "list", "--database-url", database_url, "--before-id", str(jobs[0]), "--offset", "1"
         )
-        assert [job["id"] for job in listed] == jobs[2:]
+        assert [job["id"] for job in listed["items"]] == jobs[2:]
+        assert listed["total"] == len(jobs) - 1  # with --before-id: what is left
         bad = run_cli("alerts", "list", "--before-id", "INC-3", env=cli_env, check=False)
         assert bad.returncode == 2 and "'INC-3' is not an id" in bad.stderr, bad.stderr

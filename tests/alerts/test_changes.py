@@ -418,7 +418,7 @@ def test_changes_cli(tmp_path: Path) -> None:
         listed = run_cli("changes", "list", env=env).stdout
         assert "CHG-1" in listed and "Deployed checkout 2.14.0" in listed and "argo" in listed
         rows = json.loads(run_cli("changes", "list", "--service", "database", "--json", env=env).stdout)
-        assert rows == []
+        assert rows["items"] == []
         # A service that names nothing, and a period given twice, are refused rather than answered.
         unknown = run_cli("changes", "list", "--service", "nope", env=env, check=False)
         assert unknown.returncode == 1 and "unknown service 'nope'" in unknown.stderr, unknown.stderr

@@ -836,7 +836,7 @@ def test_each_delivery_job_names_its_peer(context: AppContext, recorder: Recorde
         cli_app, ["jobs", "list", "--json", "--database-url", context.settings.resolved_database_url]
     )
     assert listed.exit_code == 0, listed.output
-    assert {job["peer"] for job in json.loads(listed.stdout)} == set(peers.values())
+    assert {job["peer"] for job in json.loads(listed.stdout)["items"]} == set(peers.values())
 
 
 def test_a_delivery_withdrawn_while_its_attempt_fails_stays_withdrawn(

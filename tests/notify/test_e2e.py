@@ -75,7 +75,11 @@ def test_notify_test_and_failures_against_a_running_server(
     while time.monotonic() < deadline and not dead:
         listed = cli(server, "notify", "failures", "--json")
         assert listed.returncode == 0, listed.stderr
-        dead = [d for d in json.loads(listed.stdout) if d["id"] == dead_id] if listed.stdout.strip() else []
+        dead = (
+            [d for d in json.loads(listed.stdout)["items"] if d["id"] == dead_id]
+            if listed.stdout.strip()
+            else []
+        )
         time.sleep(0.1)
     assert dead, "the failing delivery never became a dead letter"
     assert dead[0]["attempts"] == 2

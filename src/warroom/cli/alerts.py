@@ -56,6 +56,7 @@ from warroom.cli.output import (
     error_console,
     fail,
     fields_table,
+    go_on,
     name_values,
     one_end,
     one_line,
@@ -567,7 +568,7 @@ def _overview_view(shown: AlertOverview) -> Group:
         parts.append(
             build_table(
                 None,
-                ["severity", "firing", "acknowledged"],
+                [WordColumn("severity"), WordColumn("firing"), WordColumn("acknowledged")],
                 [
                     (styled(row.severity, SEVERITY_STYLE), row.firing or "", row.acknowledged or "")
                     for row in shown.severities
@@ -616,7 +617,8 @@ def _overview_view(shown: AlertOverview) -> Group:
         parts.append(
             build_table(
                 "Loudest open alert types",
-                ["type", "open alerts", "notifications"],
+                # The counts are words: the type (free text) takes the cut, rather than all three alike.
+                ["type", WordColumn("open alerts"), WordColumn("notifications")],
                 [(loud.type, loud.alerts, loud.occurrences) for loud in shown.loudest],
             )
         )
@@ -877,9 +879,7 @@ class AlertChoice:
             shown = AlertPage(items=alerts[:20], total=len(alerts), limit=20, offset=0)
             console.print(_alerts_table(shown))
         if not self.yes:
-            if as_json:
-                usage_error("with --json, filters need --yes: there is no one to ask")
-            typer.confirm(f"{len(alerts)} alerts will be {done}. Go on?", abort=True)
+            go_on(f"{len(alerts)} alerts will be {done}. Go on?", as_json=as_json)
         return [str(alert.id) for alert in alerts]
 
 

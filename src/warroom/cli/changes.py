@@ -7,7 +7,17 @@ from typing import Annotated
 import typer
 
 from warroom.cli.helptext import DURATION_FORMS
-from warroom.cli.output import IdColumn, WordColumn, api_errors, console, emit, instant, table, usage_error
+from warroom.cli.output import (
+    IdColumn,
+    WordColumn,
+    api_errors,
+    console,
+    emit,
+    instant,
+    page_of,
+    table,
+    usage_error,
+)
 from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, period_bound, row_number
 from warroom.client import Client
 from warroom.fields import one_line
@@ -97,7 +107,8 @@ def list_(
         title = "Changes" + (f" since {since}" if since else "") + (f" until {until}" if until else "")
     emit(
         as_json,
-        rows,
+        # The server does not count changes: the envelope of every list, its total null.
+        page_of(rows, total=None, limit=limit, offset=offset),
         lambda: table(
             title,
             [

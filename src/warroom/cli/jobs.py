@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from warroom.cli.output import IdColumn, WordColumn, clipped, console, emit, fail, table
+from warroom.cli.output import IdColumn, WordColumn, clipped, console, emit, fail, page_of, table
 from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, row_number
 from warroom.errors import WarroomError
 from warroom.jobs.enums import JobStatus
@@ -145,6 +145,7 @@ def jobs_list(
                     session, status=status, kind=kind, limit=limit, offset=offset, before_id=older_than
                 )
             ]
+            total = service.count_jobs(session, status=status, kind=kind, before_id=older_than)
     except WarroomError as exc:
         fail(exc.message)
     finally:
@@ -153,9 +154,9 @@ def jobs_list(
     with_peer = any(j.peer for j in rows)
     emit(
         as_json,
-        rows,
+        page_of(rows, total=total, limit=limit, offset=offset),
         lambda: table(
-            "Jobs",
+            f"Jobs ({len(rows)} of {total})",
             [
                 IdColumn("id"),
                 WordColumn("kind"),

@@ -81,7 +81,8 @@ def failures(
     if not as_json and not page.items:
         console.print("[green]no dead letters[/]")
         return
-    emit(as_json, page.items, lambda: _table(f"Dead letters ({page.total})", page.items))
+    # --json: the API's page as it is (items, total, limit, offset), as every list prints it.
+    emit(as_json, page, lambda: _table(f"Dead letters ({page.total})", page.items))
 
 
 @notify_app.command("list", cls=OnceOnlyCommand)
@@ -104,7 +105,7 @@ def list_notifications(
             offset=offset,
             before_id=row_number(before_id, None, "--before-id"),
         )
-    emit(as_json, page.items, lambda: _table(f"Notifications ({page.total})", page.items))
+    emit(as_json, page, lambda: _table(f"Notifications ({page.total})", page.items))
 
 
 @notify_app.command("test", cls=OnceOnlyCommand)

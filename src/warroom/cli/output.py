@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -381,6 +382,19 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2))
 
 
+def page_of(items: Sequence[Any], *, total: int | None, limit: int, offset: int) -> dict[str, Any]:
+    """What a list command prints with ``--json``: the envelope the API's paged lists answer with
+    (``{"items", "total", "limit", "offset"}``), for a list that has it from elsewhere (the database, an
+    API list without one). Every list a script pages through (``--limit``, ``--offset``, ``--before-id``)
+    then has one shape, and its ``total`` (a bare array lost it). ``total``: None where nothing counts it."""
+    return {
+        "items": [item.model_dump(mode="json") if isinstance(item, BaseModel) else item for item in items],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
 def cell(value: Any, at: At = when, *, lines: bool = False) -> Text:
     """A table cell: styled text as it is; a time (a datetime, or ``Timed``) written by ``at``; anything else
     as plain text. Values come from alerts, people and files, so a "[/]" in a summary must print as itself,
@@ -402,6 +416,10 @@ def cell(value: Any, at: At = when, *, lines: bool = False) -> Text:
 TEXT_FLOOR = 20
 # Free text is widened to this much before the short-word columns get the room they would like.
 TEXT_COMFORT = 32
+# The least a free-text column is narrowed to before the word columns that have no ``drop`` are left out
+# too (in a terminal of 50 columns, an alert list's id, status, severity, incident and time left its summary
+# no width at all, and the table ran past the right edge).
+TEXT_LEAST = 15
 
 
 @dataclass(frozen=True)
@@ -441,10 +459,12 @@ class WordColumn:
 
     ``drop``: where the table cannot fit the terminal even with its free text down to ``TEXT_FLOOR``, the
     columns with a ``drop`` are left out, the lowest first, until it fits (the caption names them); a
-    column without one always stays."""
+    column without one stays unless the free text would have less than ``TEXT_LEAST`` (see ``_Table``).
+    ``keep``: it stays even then (the names of a detail view: a value without its name means nothing)."""
 
     header: str
     drop: int | None = None
+    keep: bool = False
 
     # The widest its ``min_width`` gets (None: as wide as its widest word, however wide: an id).
     longest: ClassVar[int | None] = WORD_WIDTH
@@ -503,11 +523,14 @@ class _Table(Table):
       (``narrow``, the same table with short times, is drawn instead);
     - words of a ``WordColumn`` (ids, severities, statuses, times) are never cut, the free text takes the
       cut, down to ``TEXT_FLOOR``;
-    - below that, columns with a ``drop`` are left out, the lowest first, and the caption says which.
+    - below that, columns with a ``drop`` are left out, the lowest first, and the caption says which;
+    - where even that does not fit, the free text is narrowed down to ``TEXT_LEAST``, and below that the
+      other word columns (never an id) are left out too, the rightmost first, and named with the others.
 
-    Where even that does not fit, Rich narrows the free-text columns alike and the id and word columns keep
-    their ``min_width``: the width comes from the free text (Rich took it from every column, then gave an
-    id column back its ``min_width``, which left the table wider than the terminal)."""
+    Only where the ids alone leave the free text less than ``TEXT_LEAST`` does it get what is left; where
+    even that does not fit, Rich narrows the free-text columns alike and the id and word columns keep their
+    ``min_width``: the width comes from the free text (Rich took it from every column, then gave an id
+    column back its ``min_width``, which left the table wider than the terminal)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -543,12 +566,31 @@ class _Table(Table):
         """This table, or a copy without the columns it leaves out to fit ``options.max_width``."""
         if not self.specs or self._fits(console, options):
             return self
-        floors = self._floors(self._natural(console, options))
+        natural = self._natural(console, options)
         edges = 2 if self.box and self.show_edge else 0
+
+        def fits(kept: list[int], text_floor: int) -> bool:
+            floors = self._floors(natural, text_floor)
+            lines = len(kept) - 1 if self.box else 0
+            return sum(floors[i] for i in kept) + lines + edges <= options.max_width
+
         kept = list(range(len(self.columns)))
         droppable = sorted((spec.drop, i) for i, spec in enumerate(self.specs) if spec.drop is not None)
         for _, index in droppable:
-            if sum(floors[i] for i in kept) + (len(kept) - 1 if self.box else 0) + edges <= options.max_width:
+            if fits(kept, TEXT_FLOOR):
+                break
+            kept.remove(index)
+        # The last resort: the free text keeps TEXT_LEAST, the word columns without a ``drop`` go (the
+        # rightmost first; the ids stay: they are what a person types next), so that the table keeps its
+        # right edge and its text stays readable.
+        last_resort = [
+            index
+            for index in reversed(kept)
+            if isinstance(spec := self.specs[index], WordColumn)
+            and not (spec.keep or isinstance(spec, IdColumn))
+        ]
+        for index in last_resort:
+            if fits(kept, TEXT_LEAST):
                 break
             kept.remove(index)
         if len(kept) == len(self.columns):
@@ -681,7 +723,7 @@ def fields_table(title: str | None, headers: tuple[str, str], rows: Sequence[Seq
     longer than ``WORD_WIDTH`` folds); a value wraps, a long token in it (a URL) folding, and keeps its line
     breaks inside its cell; a time is written in full, with its zone."""
     name, value = headers
-    return build_table(title, [WordColumn(name), TextColumn(value, lines=True)], rows, short=False)
+    return build_table(title, [WordColumn(name, keep=True), TextColumn(value, lines=True)], rows, short=False)
 
 
 def bar(value: float, most: float, style: str, width: int = 12) -> Text:
@@ -700,6 +742,28 @@ def table(
     caption: str | None = None,
 ) -> None:
     console.print(build_table(title, columns, rows, dated=dated, seconds=seconds, caption=caption))
+
+
+def go_on(question: str, *, as_json: bool, skip: str = "--yes") -> None:
+    """Ask ``question`` (yes or no) before a change to several things, or stop (exit 2, nothing changed)
+    where there is no one to ask: with ``--json`` (the output is a script's), or a standard input that gives
+    no answer (cron, ``</dev/null``), which said only "Aborted." after the question. An answer piped in
+    (``echo y |``) is taken as typed. ``skip``: the option that does without the question."""
+    if as_json:
+        usage_error(f"with --json, filters need {skip}: there is no one to ask")
+    if sys.stdin is not None and not sys.stdin.isatty():
+        answer = sys.stdin.readline()
+        # The question and its answer (or none) stay in the log, as a terminal would show them.
+        console.print(escape(f"{question} [y/N]: {answer.strip()}"))
+        if not answer:
+            usage_error(
+                f"standard input is not a terminal and gave no answer: filters need {skip}: "
+                "there is no one to ask"
+            )
+        if answer.strip().lower() not in ("y", "yes"):
+            raise typer.Abort()
+        return
+    typer.confirm(question, abort=True)
 
 
 def emit(as_json: bool, value: Any, render: Callable[[], None]) -> None:

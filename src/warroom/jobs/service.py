@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -296,17 +296,15 @@ def get_job(session: Session, job_id: int) -> Job:
     return get_or_404(session, Job, job_id, f"job {job_id}")
 
 
-def list_jobs(
+def _jobs_matching(
     session: Session,
     *,
-    status: JobStatus | None = None,
-    kind: str | None = None,
-    incident_id: int | None = None,
-    limit: int = 100,
-    offset: int = 0,
-    before_id: int | None = None,
-) -> list[Job]:
-    """Newest first; ``before_id``: those older than that one (keyset paging)."""
+    status: JobStatus | None,
+    kind: str | None,
+    incident_id: int | None,
+    before_id: int | None,
+) -> Select[Job]:
+    """The jobs ``list_jobs`` pages through."""
     statement = select(Job)
     if before_id is not None:
         statement = statement.where(Job.id < before_id)
@@ -318,6 +316,39 @@ def list_jobs(
         # An incident that does not exist is named as such, not shown as "no jobs" (as notifications do).
         get_or_404(session, Incident, incident_id, f"incident INC-{incident_id}")
         statement = statement.where(Job.incident_id == incident_id)
+    return statement
+
+
+def count_jobs(
+    session: Session,
+    *,
+    status: JobStatus | None = None,
+    kind: str | None = None,
+    incident_id: int | None = None,
+    before_id: int | None = None,
+) -> int:
+    """How many jobs ``list_jobs`` pages through with these filters: a page's ``total`` (with ``before_id``,
+    what is left), as the other lists give it."""
+    statement = _jobs_matching(
+        session, status=status, kind=kind, incident_id=incident_id, before_id=before_id
+    )
+    return session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+
+
+def list_jobs(
+    session: Session,
+    *,
+    status: JobStatus | None = None,
+    kind: str | None = None,
+    incident_id: int | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    before_id: int | None = None,
+) -> list[Job]:
+    """Newest first; ``before_id``: those older than that one (keyset paging)."""
+    statement = _jobs_matching(
+        session, status=status, kind=kind, incident_id=incident_id, before_id=before_id
+    )
     jobs = list(session.scalars(statement.order_by(Job.id.desc()).limit(limit).offset(offset)))
     if not jobs and kind is not None:
         from warroom import wiring  # every domain's handlers, as in the worker
