@@ -125,6 +125,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
 
 
 @pytest.fixture
+def on_sqlite(tmp_path: Path, sqlite_template: Path, org: OrgConfig) -> Iterator[AppContext]:
+    """The app's context on a SQLite file of its own (these are SQLite's files; PostgreSQL has none)."""
+    path = tmp_path / "data" / "warroom.db"
+    path.parent.mkdir()
+    shutil.copyfile(sqlite_template, path)
+    settings = Settings(
+        data_dir=tmp_path, database_url=f"sqlite:///{path}", config=EXAMPLE_CONFIG, run_worker=False
+    )
+    db = Database.from_settings(settings)
+    yield AppContext(settings=settings, db=db, org=org)
+    db.dispose()
+
+
+@pytest.fixture
 def org() -> OrgConfig:
     return load_org_config(EXAMPLE_CONFIG)
 

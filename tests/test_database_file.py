@@ -11,7 +11,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,23 +26,6 @@ from warroom.app import create_app
 from warroom.cli.main import app as cli
 from warroom.clock import clock
 from warroom.context import AppContext
-from warroom.db import Database
-from warroom.orgconfig import OrgConfig
-from warroom.settings import Settings
-
-
-@pytest.fixture
-def on_sqlite(tmp_path: Path, sqlite_template: Path, org: OrgConfig) -> Iterator[AppContext]:
-    """The app's context on a SQLite file of its own (these are SQLite's files; PostgreSQL has none)."""
-    path = tmp_path / "data" / "warroom.db"
-    path.parent.mkdir()
-    shutil.copyfile(sqlite_template, path)
-    settings = Settings(
-        data_dir=tmp_path, database_url=f"sqlite:///{path}", config=EXAMPLE_CONFIG, run_worker=False
-    )
-    db = Database.from_settings(settings)
-    yield AppContext(settings=settings, db=db, org=org)
-    db.dispose()
 
 
 def database_path(context: AppContext) -> Path:

@@ -7,33 +7,14 @@ import logging
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.alerts.conftest import make_key
-from tests.conftest import EXAMPLE_CONFIG
 from tests.test_database_file import assert_refused, database_path, deliver, stored_dedup_keys
 from warroom.app import create_app
 from warroom.context import AppContext
-from warroom.db import Database
-from warroom.orgconfig import OrgConfig
-from warroom.settings import Settings
-
-
-@pytest.fixture
-def on_sqlite(tmp_path: Path, sqlite_template: Path, org: OrgConfig) -> Iterator[AppContext]:
-    path = tmp_path / "data" / "warroom.db"
-    path.parent.mkdir()
-    shutil.copyfile(sqlite_template, path)
-    settings = Settings(
-        data_dir=tmp_path, database_url=f"sqlite:///{path}", config=EXAMPLE_CONFIG, run_worker=False
-    )
-    db = Database.from_settings(settings)
-    yield AppContext(settings=settings, db=db, org=org)
-    db.dispose()
 
 
 def test_a_database_file_moved_away_and_back_keeps_every_acknowledged_delivery(
