@@ -89,16 +89,29 @@ def test_a_write_held_up_by_the_database_is_said_unknown_and_is_made(server: dic
         holder.join(20)
     message = " ".join(created.stderr.split())
     assert created.returncode == 1, created.stdout
+    # Sent twice with one Idempotency-Key, both held behind the lock: neither answered in time.
     assert message == (
-        f"error: no answer from {server['WARROOM_URL']} within 1 s (WARROOM_TIMEOUT); the outcome is "
-        "unknown: the server may have made the change; check with `warroom incident list` before retrying"
+        f"error: no answer from {server['WARROOM_URL']} within 1 s (WARROOM_TIMEOUT), sent 2 times with one "
+        "Idempotency-Key (so made once at most); the outcome is unknown: the server may have made the "
+        "change; check with `warroom incident list` before retrying"
     )
 
-    def declared() -> bool:
+    def declared() -> list[dict[str, object]]:
         listed = json.loads(run_cli("incident", "list", "--json", env=server).stdout)
-        return any(i["title"] == "Declared while the database was locked" for i in listed["items"])
+        return [i for i in listed["items"] if i["title"] == "Declared while the database was locked"]
 
     wait_until(declared, timeout=20)  # it was made: the message was right not to say it failed
+
+    def answer_kept() -> bool:  # the first's answer, kept for a retry though its client had gone
+        with sqlite3.connect(database_file(server)) as connection:
+            return bool(
+                connection.execute(
+                    "SELECT count(*) FROM idempotent_requests WHERE status_code = 201"
+                ).fetchone()[0]
+            )
+
+    wait_until(answer_kept, timeout=20)
+    assert len(declared()) == 1  # made once: the second's write was rolled back
 
 
 def test_piped_tables_keep_every_column_and_each_row_on_one_line(server: dict[str, str]) -> None:

@@ -98,7 +98,9 @@ def test_alerts_chosen_by_filters_are_shown_confirmed_and_changed(tmp_path: Path
             declined = run_cli(
                 "alerts", "resolve", "--label", "host=nas1", env=env, check=False, answer=answer
             )
-            assert declined.returncode == 1 and "2 alerts will be resolved. Go on?" in declined.stdout
+            # A "no" declines (1); no answer at all says --yes is needed (2, a usage error).
+            assert declined.returncode == (1 if answer else 2), declined.stderr
+            assert "2 alerts will be resolved. Go on?" in declined.stdout
         assert statuses(env)["RAID degraded"] == "acknowledged"
         resolved = run_cli(
             "alerts", "resolve", "--label", "host=nas1", "--note", "RAID rebuilt", env=env, answer="y\n"

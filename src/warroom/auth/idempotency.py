@@ -179,8 +179,7 @@ class IdempotencyMiddleware:
             return
 
         pending = _Pending(caller, key, request_fingerprint, method, path)
-        answer: dict[str, Any] = {"status": None, "headers": [], "body": bytearray()}
-
+        answer: dict[str, Any] = {"status": None, "headers": [], "body": bytearray(), "complete": False}
         body_given = False
 
         async def replayed_receive() -> Message:
@@ -191,11 +190,15 @@ class IdempotencyMiddleware:
             return await more()
 
         async def kept_send(message: Message) -> None:
+            # Noted before it is sent: a client that gave up (the reason it will retry) must not cost the
+            # answer its retry is owed.
             if message["type"] == "http.response.start":
                 answer["status"] = message["status"]
                 answer["headers"] = message.get("headers", [])
-            elif message["type"] == "http.response.body" and len(answer["body"]) <= MAX_KEPT_ANSWER:
-                answer["body"] += message.get("body", b"")
+            elif message["type"] == "http.response.body":
+                if len(answer["body"]) <= MAX_KEPT_ANSWER:
+                    answer["body"] += message.get("body", b"")
+                answer["complete"] = not message.get("more_body", False)
             await send(message)
 
         token = _pending.set(pending)
@@ -203,30 +206,21 @@ class IdempotencyMiddleware:
             await self.app(scope, replayed_receive, kept_send)
         finally:
             _pending.reset(token)
-        if pending.recorded and answer["status"] is not None and len(answer["body"]) <= MAX_KEPT_ANSWER:
-            content_type = next(
-                (
-                    value.decode("latin-1")
-                    for name, value in answer["headers"]
-                    if name.lower() == b"content-type"
-                ),
-                None,
+            if pending.recorded and answer["complete"] and len(answer["body"]) <= MAX_KEPT_ANSWER:
+                await self._keep(method, path, caller, key, answer)
+
+    async def _keep(self, method: str, path: str, caller: str, key: str, answer: dict[str, Any]) -> None:
+        content_type = next(
+            (value.decode("latin-1") for name, value in answer["headers"] if name.lower() == b"content-type"),
+            None,
+        )
+        try:
+            await anyio.to_thread.run_sync(
+                keep_answer, self.context, caller, key, answer["status"], bytes(answer["body"]), content_type
             )
-            try:
-                await anyio.to_thread.run_sync(
-                    keep_answer,
-                    self.context,
-                    caller,
-                    key,
-                    answer["status"],
-                    bytes(answer["body"]),
-                    content_type,
-                )
-            except Exception as exc:
-                # The write stands; a retry is told it was carried out (409) instead of getting this answer.
-                log.warning(
-                    "%s %s: the answer to keep for its %s was not kept: %s", method, path, HEADER, exc
-                )
+        except Exception as exc:
+            # The write stands; a retry is told it was carried out (409) instead of getting this answer.
+            log.warning("%s %s: the answer to keep for its %s was not kept: %s", method, path, HEADER, exc)
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
