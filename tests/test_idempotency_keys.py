@@ -213,4 +213,7 @@ def test_the_retention_job_forgets_keys_after_a_day(
     assert api.post(f"/api/v1/incidents/{ref}/updates", json=UPDATE, headers=keyed).status_code == 201
     assert retention.prune(context, clock.now())["idempotent_requests"] == 0
     later = clock.now() + idempotency.KEEP_FOR + timedelta(minutes=1)
+    clock.set(later)  # a day on, not pruned yet: still the same request's key
+    again = api.post(f"/api/v1/incidents/{ref}/updates", json=UPDATE, headers=keyed)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true", again.text
     assert retention.prune(context, later)["idempotent_requests"] == 1
