@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from tests.conftest import bearer, cli_through_the_app
 from warroom.alerts import retention
 from warroom.auth import idempotency
+from warroom.auth import service as auth_service
 from warroom.auth.models import IdempotentRequest
 from warroom.cli.main import app as cli
 from warroom.clock import clock
@@ -217,3 +218,65 @@ def test_the_retention_job_forgets_keys_after_a_day(
     again = api.post(f"/api/v1/incidents/{ref}/updates", json=UPDATE, headers=keyed)
     assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true", again.text
     assert retention.prune(context, later)["idempotent_requests"] == 1
+
+
+def test_an_answer_holding_a_secret_is_never_kept(
+    api: TestClient, context: AppContext, admin: dict[str, str]
+) -> None:
+    """A new token's or integration key's secret is shown once; only its hash is stored, and the kept answer
+    must not store it either. A retry learns that the write was made, and where to find what it made."""
+    keyed = {**admin, "Idempotency-Key": "k-token"}
+    created = api.post("/api/v1/tokens", json={"name": "ci-bot", "role": "viewer"}, headers=keyed)
+    assert created.status_code == 201, created.text
+    secret = created.json()["token"]
+    integration = api.post(
+        "/api/v1/integrations",
+        json={"name": "prom", "type": "alertmanager"},
+        headers={**admin, "Idempotency-Key": "k-integration"},
+    )
+    assert integration.status_code == 201, integration.text
+    key = integration.json()["key"]
+    rotated = api.post(
+        f"/api/v1/integrations/{integration.json()['id']}/rotate",
+        headers={**admin, "Idempotency-Key": "k-rotate"},
+    )
+    assert rotated.status_code == 200, rotated.text
+    with context.db.read() as session:
+        kept = session.scalars(select(IdempotentRequest)).all()
+    assert len(kept) == 3
+    for row in kept:
+        stored = bytes(row.response or b"")
+        assert secret.encode() not in stored and key.encode() not in stored
+        assert rotated.json()["key"].encode() not in stored
+    again = api.post("/api/v1/tokens", json={"name": "ci-bot", "role": "viewer"}, headers=keyed)
+    assert again.status_code == 409, again.text
+    assert "held a secret that is shown once and not kept" in again.json()["error"]["message"]
+    with context.db.read() as session:  # and it was not made twice
+        assert len([t for t in auth_service.list_tokens(session) if t.name == "ci-bot"]) == 1
+
+
+def test_a_retry_that_finds_its_write_made_but_no_answer_says_it_was_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first POST got no answer; every retry hears "carried out, answer not at hand" (409): the change was
+    made, and the client says so instead of "refused" (a script rerunning would make it twice)."""
+    from warroom.client import ApiError, Client
+
+    monkeypatch.setattr("warroom.client.RETRY_PAUSE", 0)
+    calls: list[str | None] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        calls.append(request.headers.get("idempotency-key"))
+        if len(calls) == 1:
+            raise httpx.ReadTimeout("timed out", request=request)
+        body = {
+            "error": {"code": "idempotency_key_in_use", "message": "carried out at 12:00", "details": None}
+        }
+        return httpx.Response(409, json=body)
+
+    client = Client("http://warroom.test", "wr_token", transport=httpx.MockTransport(server))
+    with pytest.raises(ApiError) as raised:
+        client.request("POST", "/api/v1/incidents", json={"title": "x", "severity": "P3"})
+    assert raised.value.code == "no_answer"
+    assert "the server made the change" in str(raised.value) and "carried out at 12:00" in str(raised.value)
+    assert len(calls) == 5 and len(set(calls)) == 1  # the first, one retry, three asks for the answer

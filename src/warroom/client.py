@@ -94,6 +94,8 @@ DEFAULT_TIMEOUT = 60.0
 # A POST that got no answer is sent again, with the same Idempotency-Key, this many times in all.
 POST_ATTEMPTS = 2
 RETRY_PAUSE = 1.0  # seconds
+# How often a retry told that its first one is still finishing (409 idempotency_key_in_use) asks again.
+IN_USE_RETRIES = 3
 # Connecting is not waiting for the server's work: an address that takes no connection is said sooner.
 CONNECT_TIMEOUT = 10.0
 MAX_TIMEOUT = 24 * 3600.0
@@ -238,7 +240,9 @@ class Client:
         headers = {IDEMPOTENCY_HEADER: uuid.uuid4().hex} if keyed else None
         attempts = POST_ATTEMPTS if keyed else 1
         no_answer: ApiError | None = None
-        for attempt in range(1, attempts + 1):
+        attempt = in_use = 0
+        while True:
+            attempt += 1
             try:
                 response = self._http.request(
                     method, path, json=json, params=params, content=content, headers=headers
@@ -273,15 +277,21 @@ class Client:
                     time.sleep(RETRY_PAUSE)
                     continue
                 raise no_answer from exc
-            if (
-                keyed
-                and attempt < attempts
-                and response.status_code == 409
-                and _error_code(response) == IDEMPOTENCY_IN_USE_CODE
-            ):
-                # The first one, still running, committed while this retry ran: its answer comes next time.
-                time.sleep(RETRY_PAUSE)
-                continue
+            if keyed and response.status_code == 409 and _error_code(response) == IDEMPOTENCY_IN_USE_CODE:
+                # Only a retry meets it: the first one, made, was still finishing while this ran. Its answer
+                # comes on a later try; if it never does, the change was made all the same.
+                in_use += 1
+                if in_use <= IN_USE_RETRIES:
+                    time.sleep(RETRY_PAUSE)
+                    continue
+                raise ApiError(
+                    0,
+                    "no_answer",
+                    f"the server made the change (a retry with its Idempotency-Key found it done), but its "
+                    f"answer did not come back: {_error_message(response)}",
+                    {"method": method.upper(), "path": path.split("?")[0]},
+                    from_server=False,
+                )
             break
         if 300 <= response.status_code < 400:
             # The API never redirects what this client asks; a redirect is a wrong URL (http for https).
@@ -811,6 +821,15 @@ class Client:
         if service:
             body["service"] = service
         return self._one(AlertDetail, self.request("POST", "/api/v1/reports/internal", json=body))
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The ``message`` of an answer in Warroom's error shape, else its status."""
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}"
+    return message if isinstance(message, str) else f"HTTP {response.status_code}"
 
 
 def _error_code(response: httpx.Response) -> str | None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import StringConstraints
@@ -64,7 +64,7 @@ from warroom.alerts.schemas import (
     RoutingPreview,
     SnoozeRequest,
 )
-from warroom.auth import integrations
+from warroom.auth import idempotency, integrations
 from warroom.auth.integrations import (
     IntegrationCreate,
     IntegrationCreated,
@@ -1131,6 +1131,7 @@ def list_integrations(context: Context, _: Admin) -> list[IntegrationRead]:
     response_model=IntegrationCreated,
     status_code=status.HTTP_201_CREATED,
     tags=["auth"],
+    dependencies=[Depends(idempotency.answer_holds_a_secret)],
 )
 def create_integration(body: IntegrationCreate, context: Context, _: Admin) -> IntegrationCreated:
     with context.db.write() as session:
@@ -1165,7 +1166,12 @@ def update_integration(
         )
 
 
-@router.post("/api/v1/integrations/{integration_id}/rotate", response_model=IntegrationCreated, tags=["auth"])
+@router.post(
+    "/api/v1/integrations/{integration_id}/rotate",
+    response_model=IntegrationCreated,
+    tags=["auth"],
+    dependencies=[Depends(idempotency.answer_holds_a_secret)],
+)
 def rotate_integration(
     integration_id: RowId, context: Context, _: Admin, body: IntegrationRotate | None = None
 ) -> IntegrationCreated:

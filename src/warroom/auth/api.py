@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 
-from warroom.auth import service
+from warroom.auth import idempotency, service
 from warroom.auth.schemas import Principal, TokenCreate, TokenCreated, TokenRead, TokenRevoked
 from warroom.deps import Admin, Context, RowId, Viewer
 
@@ -20,7 +20,12 @@ def list_tokens(context: Context, _: Admin) -> list[TokenRead]:
         return service.list_tokens(session)
 
 
-@router.post("/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/tokens",
+    response_model=TokenCreated,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(idempotency.answer_holds_a_secret)],
+)
 def create_token(body: TokenCreate, context: Context, _: Admin) -> TokenCreated:
     with context.db.write() as session:
         return service.create_token(session, name=body.name, role=body.role)

@@ -58,6 +58,8 @@ class _Pending:
     method: str
     path: str
     recorded: bool = False
+    # False for an answer that holds a secret shown once (a new token or key): it is never stored.
+    keep_answer: bool = True
 
 
 _pending: ContextVar[_Pending | None] = ContextVar("warroom_idempotency", default=None)
@@ -90,6 +92,19 @@ def _record_in_the_write(session: Session) -> None:
             "that one's answer"
         ) from None
     pending.recorded = True
+
+
+async def answer_holds_a_secret() -> None:
+    """A route dependency: this route's answer holds a secret shown once (a new API token, integration key or
+    signing secret), which only its hash may be kept of. A retry with the key then learns that the write was
+    made, not the secret (``SECRET_NOT_KEPT``)."""
+    pending = _pending.get()
+    if pending is not None:
+        pending.keep_answer = False
+
+
+# The content type a kept answer is marked with when its body (a secret) was not kept.
+SECRET_NOT_KEPT = "x-warroom/secret-not-kept"
 
 
 def caller_of(authorization: str) -> str | None:
@@ -204,6 +219,8 @@ class IdempotencyMiddleware:
         finally:
             _pending.reset(token)
             if pending.recorded and answer["complete"] and len(answer["body"]) <= MAX_KEPT_ANSWER:
+                if not pending.keep_answer:
+                    answer = {**answer, "body": b"", "headers": [(b"content-type", SECRET_NOT_KEPT.encode())]}
                 await self._keep(method, path, caller, key, answer)
 
     async def _keep(self, method: str, path: str, caller: str, key: str, answer: dict[str, Any]) -> None:
@@ -240,6 +257,19 @@ async def _replay(send: Send, earlier: IdempotentRequest, request_fingerprint: s
                 "idempotency_key_reused",
                 f"this {HEADER} was used at {earlier.created_at:%Y-%m-%d %H:%M:%S} UTC for another request "
                 f"({earlier.method} {earlier.path}, or another body): use a new key for a new request",
+            ),
+        )
+        return
+    if earlier.content_type == SECRET_NOT_KEPT:
+        await _answer(
+            send,
+            409,
+            error_body(
+                IDEMPOTENCY_IN_USE_CODE,
+                f"the request with this {HEADER} was carried out at "
+                f"{earlier.created_at:%Y-%m-%d %H:%M:%S} UTC; its answer held a secret that is shown once "
+                "and not kept: find what it made in the list (tokens, integrations), and revoke or rotate it "
+                "if the secret was lost",
             ),
         )
         return
