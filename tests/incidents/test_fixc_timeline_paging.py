@@ -118,7 +118,7 @@ def test_the_cli_shows_the_latest_entries_and_says_how_to_see_the_rest(ref: str,
     assert table_seqs(shown.output) == list(range(31, ENTRIES + 1))
     assert f"(100 of {ENTRIES})" in shown.output
     said = " ".join(shown.output.split())
-    assert f"30 earlier entries not shown: warroom incident timeline {ref} --before-seq 31" in said
+    assert f"30 earlier entries not shown (warroom incident timeline {ref} --before-seq 31)" in said
     assert "--all for every one" in said
 
     shown = cli.invoke(cli_app, ["incident", "timeline", ref, "--limit", "5", "--before-seq", "31"])
@@ -127,9 +127,15 @@ def test_the_cli_shows_the_latest_entries_and_says_how_to_see_the_rest(ref: str,
 
     shown = cli.invoke(cli_app, ["incident", "timeline", ref, "--after-seq", "120", "--limit", "4"])
     assert table_seqs(shown.output) == [121, 122, 123, 124]
-    assert f"6 later entries not shown: warroom incident timeline {ref} --after-seq 124" in " ".join(
+    assert f"6 later entries not shown (warroom incident timeline {ref} --after-seq 124)" in " ".join(
         shown.output.split()
     )
+
+    # An offset skips entries on the side it counts from: both sides are said.
+    shown = cli.invoke(cli_app, ["incident", "timeline", ref, "--limit", "3", "--offset", "20"])
+    assert table_seqs(shown.output) == list(range(ENTRIES - 22, ENTRIES - 19))
+    said = " ".join(shown.output.split())
+    assert f"{ENTRIES - 23} earlier entries not shown" in said and "20 later entries not shown" in said
 
     # Everything there is: no word of more.
     shown = cli.invoke(cli_app, ["incident", "timeline", ref, "--after-seq", "125"])

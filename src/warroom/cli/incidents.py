@@ -351,20 +351,26 @@ def _timeline_table(title: str, entries: list[TimelineEntryRead], caption: str |
 
 
 def _left_out(ref: str, page: TimelinePage, *, forward: bool) -> str | None:
-    """What the page leaves out, and the command that shows it."""
-    more = page.total - page.offset - len(page.items)
-    if more <= 0 or not page.items:
+    """What the page leaves out on either side, and the commands that show it. Newest first by default, so
+    ``offset`` skips later entries; with --after-seq (``forward``) it skips earlier ones."""
+    if not page.items:
         return None
+    beyond = page.total - page.offset - len(page.items)  # on the side the page moves towards
+    skipped = page.offset  # on the side it started from
+    earlier, later = (skipped, beyond) if forward else (beyond, skipped)
     command = f"warroom incident timeline {ref}"
-    if forward:
-        return (
-            f"{more} later entr{'y' if more == 1 else 'ies'} not shown: "
-            f"{command} --after-seq {page.items[-1].seq} for the next, --all for every one"
+    said: list[str] = []
+    if earlier > 0:
+        said.append(
+            f"{earlier} earlier entr{'y' if earlier == 1 else 'ies'} not shown "
+            f"({command} --before-seq {page.items[0].seq})"
         )
-    return (
-        f"{more} earlier entr{'y' if more == 1 else 'ies'} not shown: "
-        f"{command} --before-seq {page.items[0].seq} for the ones before, --all for every one"
-    )
+    if later > 0:
+        said.append(
+            f"{later} later entr{'y' if later == 1 else 'ies'} not shown "
+            f"({command} --after-seq {page.items[-1].seq})"
+        )
+    return "; ".join(said) + "; --all for every one" if said else None
 
 
 @incident_app.command("timeline", cls=OnceOnlyCommand)
