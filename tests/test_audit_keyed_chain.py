@@ -55,18 +55,7 @@ def named(report: dict[str, Any]) -> list[tuple[str, int]]:
 
 def plain_digest(row: TimelineEntry, prev: str) -> str:
     """The unkeyed SHA-256 hash an entry had before the chain was keyed: what QA re-chained with."""
-    return service._entry_digest(
-        prev,
-        row.incident_id,
-        row.seq,
-        row.occurred_at,
-        row.performer,
-        row.kind,
-        row.action,
-        row.impact,
-        row.system_state,
-        row.data,
-    )
+    return service.stored_entry_digest(row, prev)
 
 
 def edit_and_rechain(session: Session, *, incident_id: int, index: int) -> None:

@@ -195,37 +195,6 @@ def list_incidents(session: Session, *, org: OrgConfig, query: IncidentFilter) -
 # --- timeline ------------------------------------------------------------------------------------
 
 
-def _canonical(
-    prev_hash: str,
-    incident_id: int,
-    seq: int,
-    occurred_at: datetime,
-    performer: str,
-    kind: str,
-    action: str,
-    impact: str | None,
-    system_state: Any,
-    data: Any,
-) -> bytes:
-    return json.dumps(
-        {
-            "prev": prev_hash,
-            "incident": incident_id,
-            "seq": seq,
-            "at": occurred_at.isoformat(timespec="microseconds"),
-            "performer": performer,
-            "kind": kind,
-            "action": action,
-            "impact": impact,
-            "state": system_state,
-            "data": data,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    ).encode()
-
-
 def _entry_digest(
     prev_hash: str,
     incident_id: int,
@@ -242,12 +211,43 @@ def _entry_digest(
 ) -> str:
     """An entry's hash: HMAC-SHA256 with the chain key (``Settings.timeline_key``); with no key, the plain
     SHA-256 of entries written before the chain was keyed (migration 0041), which only verify still uses."""
-    canonical = _canonical(
-        prev_hash, incident_id, seq, occurred_at, performer, kind, action, impact, system_state, data
-    )
+    canonical = json.dumps(
+        {
+            "prev": prev_hash,
+            "incident": incident_id,
+            "seq": seq,
+            "at": occurred_at.isoformat(timespec="microseconds"),
+            "performer": performer,
+            "kind": kind,
+            "action": action,
+            "impact": impact,
+            "state": system_state,
+            "data": data,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    ).encode()
     if key is None:
         return hashlib.sha256(canonical).hexdigest()
     return hmac.new(key, canonical, hashlib.sha256).hexdigest()
+
+
+def stored_entry_digest(row: TimelineEntry, prev_hash: str, *, key: bytes | None = None) -> str:
+    """What a stored entry's hash should be, linked to ``prev_hash`` (``key`` None: an unkeyed entry)."""
+    return _entry_digest(
+        prev_hash,
+        row.incident_id,
+        row.seq,
+        row.occurred_at,
+        row.performer,
+        row.kind,
+        row.action,
+        row.impact,
+        row.system_state,
+        row.data,
+        key=key,
+    )
 
 
 def chain_genesis(key: bytes, incident_id: int) -> str:
@@ -551,19 +551,7 @@ def audit(
             elif row.prev_hash != prev:
                 reason = "its link to the previous entry does not match"
             else:
-                digest = _entry_digest(
-                    row.prev_hash,
-                    incident_id,
-                    row.seq,
-                    row.occurred_at,
-                    row.performer,
-                    row.kind,
-                    row.action,
-                    row.impact,
-                    row.system_state,
-                    row.data,
-                    key=key if row.seq >= keyed_from else None,
-                )
+                digest = stored_entry_digest(row, row.prev_hash, key=key if row.seq >= keyed_from else None)
                 if digest != row.hash:
                     reason = "its content does not match its hash (edited after it was written)"
             if reason:
