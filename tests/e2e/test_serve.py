@@ -474,3 +474,24 @@ def test_a_forwarded_for_header_gets_no_fresh_report_bucket(
     with behind_proxy as server:
         assert _reports(server, spoofed) == [202] * 6
         assert _reports(server, ["10.0.0.9"] * 6) == [202] * 5 + [429]
+
+
+def test_serve_refuses_a_port_in_use_before_it_touches_the_database(tmp_path: Path) -> None:
+    """The port is bound first: with it taken, ``serve`` says so in one line and has not migrated (here,
+    created) the database or started a worker that could take a job before the process exits."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    database = tmp_path / "never.db"
+    try:
+        result = run_cli(
+            "serve", "--config", str(EXAMPLE_CONFIG), "--database-url", f"sqlite:///{database}",
+            "--port", str(port), check=False,
+        )  # fmt: skip
+    finally:
+        holder.close()
+    assert result.returncode == 1
+    assert f"cannot listen on http://127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not database.exists()

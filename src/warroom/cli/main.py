@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -289,6 +291,9 @@ def serve(
     # Warroom's own log lines (the migration it runs at start, an org file reloaded on kill -HUP, retention's
     # counts) beside uvicorn's.
     configure_logging("%(levelname)s:     %(name)s: %(message)s")
+    # The port first: a port another process holds is refused before the database is migrated or a worker
+    # takes a job (uvicorn binds only after the app's startup, which starts the worker).
+    listener = listening_socket(settings)
     with database_errors(settings.resolved_database_url):  # create_app migrates it
         context = AppContext(
             settings=settings,
@@ -310,7 +315,34 @@ def serve(
             + ("(plain, no TLS)" if mail_tls is None else "(STARTTLS)")
             + ", to <key of an email integration>@…"
         )
-    uvicorn.run(application, **uvicorn_options(settings))
+    server = uvicorn.Server(uvicorn.Config(application, **uvicorn_options(settings)))
+    with suppress(KeyboardInterrupt):
+        server.run(sockets=[listener])
+    if not server.started:  # the app's startup failed, and said why; exit as uvicorn.run would
+        raise typer.Exit(3)
+
+
+def listening_socket(settings: Settings) -> socket.socket:
+    """A socket listening on ``--host`` and ``--port``; or the command ends with one line saying why."""
+    try:
+        addresses = socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} (check --host)")
+    family, kind, protocol, _, address = addresses[0]
+    listener = socket.socket(family, kind, protocol)
+    # As uvicorn sets it: a restart may bind while the last process's connections are in TIME_WAIT.
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError as exc:
+        listener.close()
+        hint = " (is another Warroom running? choose another --port)" if exc.errno == errno.EADDRINUSE else ""
+        fail(f"cannot listen on {listen_address(settings)}: {exc.strerror or exc}{hint}")
+    listener.set_inheritable(True)
+    return listener
 
 
 def listen_address(settings: Settings) -> str:
