@@ -8,6 +8,7 @@ import gc
 import json
 import logging
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -585,7 +586,13 @@ def _mount_api_docs(app: FastAPI) -> None:
         )
 
 
-def create_app(settings: Settings | None = None, context: AppContext | None = None) -> WarroomApp:
+def create_app(
+    settings: Settings | None = None,
+    context: AppContext | None = None,
+    mail_listener: socket.socket | None = None,
+) -> WarroomApp:
+    """The app ``serve`` runs. ``mail_listener``: the mail intake's socket, bound by the caller so that a port
+    in use is refused before anything starts (else the intake binds ``WARROOM_MAIL_INTAKE_PORT`` itself)."""
     settings = settings or (context.settings if context else Settings())
     context = context or AppContext.from_settings(settings)
 
@@ -616,7 +623,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             )
         mail_server = None
         if settings.mail_intake_port is not None:
-            mail_server = await mail.serve(context, settings)
+            mail_server = await mail.serve(context, settings, mail_listener)
         # Everything built so far lives as long as the process: keep the collector from rescanning it
         # (full collections over the app's object graph were a visible share of alert intake time).
         gc.freeze()

@@ -476,22 +476,25 @@ def test_a_forwarded_for_header_gets_no_fresh_report_bucket(
         assert _reports(server, ["10.0.0.9"] * 6) == [202] * 5 + [429]
 
 
-def test_serve_refuses_a_port_in_use_before_it_touches_the_database(tmp_path: Path) -> None:
-    """The port is bound first: with it taken, ``serve`` says so in one line and has not migrated (here,
+@pytest.mark.parametrize("option", ["--port", "--mail-port"])
+def test_serve_refuses_a_port_in_use_before_it_touches_the_database(tmp_path: Path, option: str) -> None:
+    """The ports are bound first: with one taken, ``serve`` says so in one line and has not migrated (here,
     created) the database or started a worker that could take a job before the process exits."""
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
     holder.listen()
-    port = holder.getsockname()[1]
+    taken = holder.getsockname()[1]
+    ports = {"--port": str(free_port()), "--mail-port": str(free_port()), option: str(taken)}
     database = tmp_path / "never.db"
     try:
         result = run_cli(
             "serve", "--config", str(EXAMPLE_CONFIG), "--database-url", f"sqlite:///{database}",
-            "--port", str(port), check=False,
+            *(word for pair in ports.items() for word in pair), check=False,
         )  # fmt: skip
     finally:
         holder.close()
     assert result.returncode == 1
-    assert f"cannot listen on http://127.0.0.1:{port}: Address already in use" in result.stderr
+    assert f"cannot listen on 127.0.0.1:{taken}: Address already in use" in result.stderr
+    assert f"choose another {option})" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not database.exists()

@@ -27,6 +27,7 @@ import asyncio
 import dataclasses
 import logging
 import re
+import socket
 import ssl
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, AnyStr
@@ -284,26 +285,34 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-async def serve(context: AppContext, settings: Settings) -> asyncio.AbstractServer:
-    """Listen for SMTP on the running event loop (the web server's)."""
+async def serve(
+    context: AppContext, settings: Settings, listener: socket.socket | None = None
+) -> asyncio.AbstractServer:
+    """Listen for SMTP on the running event loop (the web server's): on ``listener`` when the caller bound
+    the port already, else on ``mail_intake_host:mail_intake_port``."""
     assert settings.mail_intake_port is not None
     quiet_smtp_log()
     handler = MailIntake(context)
     tls = tls_context(settings)
     require_tls = tls is not None and settings.mail_intake_require_tls
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: _IntakeSMTP(
+
+    def session() -> _IntakeSMTP:
+        return _IntakeSMTP(
             handler,
             data_size_limit=settings.mail_intake_max_bytes,
             hostname="warroom",
             ident="Warroom mail intake",
             tls_context=tls,
             require_starttls=require_tls,
-        ),
-        host=settings.mail_intake_host,
-        port=settings.mail_intake_port,
-    )
+        )
+
+    if listener is not None:
+        server = await loop.create_server(session, sock=listener)
+    else:
+        server = await loop.create_server(
+            session, host=settings.mail_intake_host, port=settings.mail_intake_port
+        )
     log.info(
         "mail intake listening on %s:%d (%s)",
         settings.mail_intake_host,

@@ -293,14 +293,17 @@ def serve(
     configure_logging("%(levelname)s:     %(name)s: %(message)s")
     # The port first: a port another process holds is refused before the database is migrated or a worker
     # takes a job (uvicorn binds only after the app's startup, which starts the worker).
-    listener = listening_socket(settings)
+    listener = listening_socket(settings.host, settings.port, "--port")
+    mail_listener = None
+    if settings.mail_intake_port is not None:
+        mail_listener = listening_socket(settings.mail_intake_host, settings.mail_intake_port, "--mail-port")
     with database_errors(settings.resolved_database_url):  # create_app migrates it
         context = AppContext(
             settings=settings,
             db=Database.from_settings(settings),
             org=org,
         )
-        application = create_app(settings, context)
+        application = create_app(settings, context, mail_listener)
     listening = listen_address(settings)
     public = settings.public_url
     # The address it listens on; the one people reach it at (pages' links) beside it when that differs.
@@ -322,14 +325,14 @@ def serve(
         raise typer.Exit(3)
 
 
-def listening_socket(settings: Settings) -> socket.socket:
-    """A socket listening on ``--host`` and ``--port``; or the command ends with one line saying why."""
+def listening_socket(host: str, port: int, what: str) -> socket.socket:
+    """A socket listening on ``host:port``; or the command ends with one line saying why (``what``: the
+    option that names the port, for the hint)."""
+    shown = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
     try:
-        addresses = socket.getaddrinfo(
-            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} (check --host)")
+        fail(f"cannot listen on {shown}: {exc.strerror or exc} (check the host)")
     family, kind, protocol, _, address = addresses[0]
     listener = socket.socket(family, kind, protocol)
     # As uvicorn sets it: a restart may bind while the last process's connections are in TIME_WAIT.
@@ -339,9 +342,10 @@ def listening_socket(settings: Settings) -> socket.socket:
         listener.listen(2048)
     except OSError as exc:
         listener.close()
-        hint = " (is another Warroom running? choose another --port)" if exc.errno == errno.EADDRINUSE else ""
-        fail(f"cannot listen on {listen_address(settings)}: {exc.strerror or exc}{hint}")
-    listener.set_inheritable(True)
+        hint = (
+            f" (is another Warroom running? choose another {what})" if exc.errno == errno.EADDRINUSE else ""
+        )
+        fail(f"cannot listen on {shown}: {exc.strerror or exc}{hint}")
     return listener
 
 
