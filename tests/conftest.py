@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -222,3 +223,22 @@ def cli_through_the_app(
     for module in modules:
         monkeypatch.setattr(f"{module}.Client", client)
     return CliRunner()
+
+
+@pytest.fixture
+def uvicorn_not_run(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """``warroom serve`` up to the point where uvicorn would serve: the configs it would have run, in order.
+    The sockets ``serve`` bound (``--port`` should be a free one) are closed, and the server counts as
+    started, so the command ends as after a clean shutdown."""
+    import uvicorn
+
+    ran: list[uvicorn.Config] = []
+
+    def run(server: uvicorn.Server, sockets: list[Any] | None = None) -> None:
+        ran.append(server.config)
+        for listener in sockets or []:
+            listener.close()
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    return ran
