@@ -1052,6 +1052,10 @@ class ChangeRead(BaseModel):
     links: list[dict[str, Any]]
 
 
+class ChangePage(Page[ChangeRead]):
+    """Changes newest first, by when they happened."""
+
+
 class ChangeRecorded(ChangeRead):
     noted_on: list[str] = Field(description="The open incidents whose timelines now name this change.")
 
