@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from pydantic import TypeAdapter
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts.adapters import InvalidPayload, parse_json, validate_payload
 from warroom.alerts.models import ChangeEvent
-from warroom.alerts.schemas import ChangeCreate, ChangeRead, PagerDutyChange, safe_link
+from warroom.alerts.schemas import ChangeCreate, ChangePage, ChangeRead, PagerDutyChange, safe_link
 from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
 from warroom.db import utcnow
@@ -228,7 +228,7 @@ def list_changes(
     limit: int = 50,
     offset: int = 0,
     before_id: int | None = None,
-) -> list[ChangeRead]:
+) -> ChangePage:
     """The changes of the period (``since`` to ``until``; by default the day before ``until``, or before now),
     newest first; with ``service``, that service's and those naming none.
 
@@ -238,6 +238,9 @@ def list_changes(
     ``before_id``: those after that change in this order (keyset paging). A change no longer stored was pruned
     for its age, and with it every older one: nothing is left after it. An id past every stored one is before
     them all, as an id is in the lists ordered by id.
+
+    ``total``: the changes these select (with ``before_id``, those left after it), before ``limit`` and
+    ``offset``.
 
     A ``service`` that names nothing is refused (422), as recording a change for it is, rather than answered
     with an empty list that looks like "no changes": it must be the org file's, or one a stored change has
@@ -276,9 +279,12 @@ def list_changes(
                 )
             )
         elif (session.scalar(select(func.max(ChangeEvent.id))) or 0) >= before_id:
-            return []
+            statement = statement.where(false())  # pruned, and every older change with it
+    total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     rows = session.scalars(statement.order_by(*_NEWEST_FIRST).limit(limit).offset(offset))
-    return [ChangeRead.model_validate(row) for row in rows]
+    return ChangePage(
+        items=[ChangeRead.model_validate(row) for row in rows], total=total, limit=limit, offset=offset
+    )
 
 
 def before(session: Session, *, services: list[str], until: datetime, window: timedelta) -> list[ChangeEvent]:

@@ -27,6 +27,7 @@ from warroom.errors import InvalidInput
 from warroom.fields import NOT_BLANK, VISIBLE_LINE, NonBlank, one_line
 from warroom.fields import safe_link as safe_link
 from warroom.notify.config import check_email_address
+from warroom.paging import Page
 from warroom.timezones import OffsetDatetime
 
 # --- Prometheus Alertmanager webhook (version 4) and Grafana unified alerting (its superset) ---------
@@ -537,11 +538,7 @@ class AlertDetail(AlertRead):
     )
 
 
-class AlertPage(BaseModel):
-    items: list[AlertRead]
-    total: int
-    limit: int
-    offset: int
+class AlertPage(Page[AlertRead]): ...
 
 
 class RuleVerdict(BaseModel):
@@ -1053,6 +1050,10 @@ class ChangeRead(BaseModel):
     recorded_by: str
     details: dict[str, Any]
     links: list[dict[str, Any]]
+
+
+class ChangePage(Page[ChangeRead]):
+    """Changes newest first, by when they happened."""
 
 
 class ChangeRecorded(ChangeRead):

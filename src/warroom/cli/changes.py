@@ -14,7 +14,6 @@ from warroom.cli.output import (
     console,
     emit,
     instant,
-    page_of,
     table,
     usage_error,
 )
@@ -90,7 +89,7 @@ def list_(
         )
     sent_since, sent_until = period_bound(since, "--since"), period_bound(until, "--until")
     with api_errors(), Client() as client:
-        rows = client.list_changes(
+        page = client.list_changes(
             service=service,
             since=sent_since,
             until=sent_until,
@@ -107,10 +106,9 @@ def list_(
         title = "Changes" + (f" since {since}" if since else "") + (f" until {until}" if until else "")
     emit(
         as_json,
-        # The server does not count changes: the envelope of every list, its total null.
-        page_of(rows, total=None, limit=limit, offset=offset),
+        page,
         lambda: table(
-            title,
+            f"{title} ({len(page.items)} of {page.total})",
             [
                 IdColumn("change"),
                 "when",
@@ -129,7 +127,7 @@ def list_(
                     row.source and one_line(row.source),
                     row.recorded_by,
                 )
-                for row in rows
+                for row in page.items
             ],
         ),
     )
