@@ -45,7 +45,16 @@ from warroom.alerts.scrub import scrub_text
 from warroom.db import utcnow
 from warroom.errors import NotFound, WarroomError
 from warroom.fields import validation_entry
-from warroom.jsonbody import NOT_JSON, NOT_UTF8, NUL_MESSAGE, TOO_DEEP, nul_field, replace_nul, storable_text
+from warroom.jsonbody import (
+    NOT_JSON,
+    NOT_UTF8,
+    NUL_MESSAGE,
+    SURROGATE_MESSAGE,
+    TOO_DEEP,
+    nul_field,
+    replace_nul,
+    storable_text,
+)
 
 Action = Literal["trigger", "acknowledge", "resolve"]
 
@@ -302,6 +311,11 @@ def _refuse_nul(data: Any) -> None:
 def nul_refusal(field: str) -> InvalidPayload:
     """The refusal of a NUL character in ``field`` (a dotted path, as ``jsonbody.nul_field`` names it)."""
     return InvalidPayload(f"{field}: {NUL_MESSAGE}", [{"field": field, "message": NUL_MESSAGE}])
+
+
+def surrogate_refusal(field: str) -> InvalidPayload:
+    """The refusal of a lone UTF-16 surrogate in ``field`` (as ``jsonbody.surrogate_field`` names it)."""
+    return InvalidPayload(f"{field}: {SURROGATE_MESSAGE}", [{"field": field, "message": SURROGATE_MESSAGE}])
 
 
 def validate_payload(adapter: TypeAdapter[Any], data: Any) -> Any:
