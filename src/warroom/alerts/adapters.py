@@ -44,7 +44,7 @@ from warroom.alerts.schemas import (
 from warroom.alerts.scrub import scrub_text
 from warroom.db import utcnow
 from warroom.errors import NotFound, WarroomError
-from warroom.fields import validation_entry
+from warroom.fields import one_line, validation_entry, visible_line
 from warroom.jsonbody import (
     NOT_JSON,
     NOT_UTF8,
@@ -1206,8 +1206,10 @@ def from_webhook(data: Any, webhook_format: WebhookFormat) -> list[AlertEvent]:
             # The tool's own id, hashed when longer than a dedup key may be.
             "dedup_key": (dedup_key if len(dedup_key) <= DEDUP_KEY_MAX_LENGTH else content_hash(dedup_key))
             or None,
-            "type": alert_name,
-            "service": service or None,
+            # Made one visible line rather than refused: the text is the tool's (a monitor named
+            # "shop\there"), which it cannot change, and a refusal loses the alert (tools do not resend).
+            "type": _visible(alert_name) or webhook_format.name,
+            "service": _visible(service) or None,
             "labels": labels,
             "annotations": {
                 name: text
@@ -1231,6 +1233,15 @@ def from_webhook(data: Any, webhook_format: WebhookFormat) -> list[AlertEvent]:
         message = "; ".join(f"{d['field']}: {d['message']}" for d in errors[:10])
         raise InvalidPayload(f"the {webhook_format.name} format cannot read this payload: {message}", errors)
     return [generic_event(validate_payload(_GENERIC, fields), _evidence(item)) for fields, item in read]
+
+
+def _visible(text: str) -> str:
+    """A rendered name as one visible line: as a plain JSON alert's would be taken (trimmed), else with its
+    line breaks and hidden characters (tabs, escapes, direction marks) made spaces. Empty when blank."""
+    try:
+        return visible_line(text)
+    except ValueError:
+        return one_line(text)
 
 
 def _evidence(item: Any) -> dict[str, Any]:
