@@ -710,11 +710,17 @@ def _opsgenie_labels(details: dict[str, str]) -> dict[str, str]:
     return {name[:_LABEL_NAME_MAX]: value[:_LABEL_VALUE_MAX] for name, value in list(details.items())[:100]}
 
 
+def opsgenie_author(user: str | None, source: str | None) -> str | None:
+    """Who a request's ``user`` (else ``source``) query parameter names, as one visible line (as the
+    bodies' ``OpsgenieName``); None when neither names anyone."""
+    return one_line(user or "") or one_line(source or "") or None
+
+
 def opsgenie_removal(
     kind: Literal["tags", "details"], names: str, author: str | None, note: str | None
 ) -> SourceChange:
     """``DELETE /v2/alerts/{alias}/tags?tags=a,b`` or ``.../details?keys=a,b``: the comma-separated names
-    taken off the alert (a note by ``author`` says why, if given)."""
+    taken off the alert (a note by ``author``, from ``opsgenie_author``, says why, if given)."""
     taken = [name.strip() for name in names.split(",") if name.strip()]
     if not taken:
         field_name = "tags" if kind == "tags" else "keys"
