@@ -60,7 +60,7 @@ from warroom.fields import validation_entry
 from warroom.incidents.api import router as incidents_router
 from warroom.incidents.models import Incident
 from warroom.jobs.api import router as jobs_router
-from warroom.jsonbody import NOT_JSON, TOO_DEEP, decode_error, nul_field
+from warroom.jsonbody import NOT_JSON, TOO_DEEP, decode_error, nul_field, surrogate_escape_in, surrogate_field
 from warroom.metrics.collectors import (
     AlertCollector,
     HeartbeatCollector,
@@ -109,7 +109,9 @@ _CLOSE_CONNECTION = {"connection": "close"}
 
 class RequestGuardMiddleware:
     """Checks every request before routing: 413 for bodies over the limit (with or without
-    Content-Length), 422 for NUL characters, which no field accepts and PostgreSQL cannot store. On an
+    Content-Length), 422 for NUL characters, which no field accepts and PostgreSQL cannot store, and for lone
+    UTF-16 surrogates in a JSON body (``"\\ud800"``), which are not UTF-8 and neither database stores, in a
+    key or string at any depth (free-form objects too, which no schema checks). On an
     intake route (a tool's webhook, Opsgenie's API, PagerDuty's Change Events API) either is a refused
     delivery, counted as one and answered as the route's handler answers a bad delivery (PagerDuty's or
     Opsgenie's shape; 400 naming the field of a NUL), as is a compressed body (415). A body over the limit
@@ -195,6 +197,11 @@ class RequestGuardMiddleware:
             if field is not None:
                 await self._reject_nul(scope, send, field)
                 return
+        if surrogate_escape_in(body):
+            field = _json_surrogate_field(body)
+            if field is not None:
+                await self._reject(scope, send, adapters.surrogate_refusal(field))
+                return
         replayed: Message = {"type": "http.request", "body": body, "more_body": False}
         await self.app(scope, _replay([replayed], receive), send)
 
@@ -215,7 +222,11 @@ class RequestGuardMiddleware:
         """A NUL in ``field``: on an intake route as its own parser refuses one (400 naming the field, or
         Opsgenie's 422 by field); elsewhere 422 naming the field as well, as any field at fault is named
         (a public report's sender has only the answer to go by)."""
-        refusal = adapters.nul_refusal(field)
+        await self._reject(scope, send, adapters.nul_refusal(field))
+
+    async def _reject(self, scope: Scope, send: Send, refusal: adapters.InvalidPayload) -> None:
+        """A field's text no database can store (a NUL, a lone surrogate): on an intake route as its parser
+        refuses it, else 422 naming the field."""
         if fastpath.intake_source(scope["method"], scope["path"]) is not None:
             await self._refuse(scope, send, refusal)
             return
@@ -257,6 +268,15 @@ def _json_nul_field(body: bytes) -> str | None:
     with the parser FastAPI's routes use, which takes what orjson refuses (NaN, big integers)."""
     try:
         return nul_field(json.loads(body))
+    except (ValueError, RecursionError):
+        return None
+
+
+def _json_surrogate_field(body: bytes) -> str | None:
+    """Where a JSON body has a lone UTF-16 surrogate in a key or string (``"\\ud800"``, which Python's parser
+    keeps and no database can store); a body that is not JSON is left to its handler."""
+    try:
+        return surrogate_field(json.loads(body))
     except (ValueError, RecursionError):
         return None
 

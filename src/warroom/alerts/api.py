@@ -323,7 +323,7 @@ async def opsgenie_remove(
         authorization,
         identifier,
         removed,
-        lambda: adapters.opsgenie_removal(removed, names, user or source, note),
+        lambda: adapters.opsgenie_removal(removed, names, adapters.opsgenie_author(user, source), note),
     )
 
 

@@ -174,6 +174,12 @@ def _tags(value: list[str]) -> list[str]:
 
 OpsgenieTagList = Annotated[list[str], AfterValidator(_tags)]
 
+# Who a sender says did something (Opsgenie's user, source): it becomes a note's author and the timeline's
+# actor, so it is one visible line as other names are. Its line breaks and hidden characters (escapes,
+# direction marks) become spaces rather than refusing the request (the sender's tool made the text); at most
+# 100 characters as sent. Blank after that, it names nobody (the integration stands in).
+OpsgenieName = Annotated[str, StringConstraints(max_length=100), AfterValidator(one_line)]
+
 
 class OpsgenieAlert(Lenient):
     """Opsgenie's Alert API (``POST /v2/alerts``, ``Authorization: GenieKey <key>``), as Alertmanager's
@@ -186,17 +192,17 @@ class OpsgenieAlert(Lenient):
     tags: OpsgenieTagList = Field(default_factory=list, max_length=100)
     details: dict[str, str] = Field(default_factory=dict)
     entity: str | None = Field(default=None, max_length=512)
-    source: str | None = Field(default=None, max_length=100)
+    source: OpsgenieName | None = None
     priority: Literal["P1", "P2", "P3", "P4", "P5"] = "P3"
-    user: str | None = Field(default=None, max_length=100)
+    user: OpsgenieName | None = None
     note: str | None = Field(default=None, max_length=25000)
 
 
 class OpsgenieAction(Lenient):
     """The optional body of ``POST /v2/alerts/{alias}/close`` and ``.../acknowledge``."""
 
-    user: str | None = Field(default=None, max_length=100)
-    source: str | None = Field(default=None, max_length=100)
+    user: OpsgenieName | None = None
+    source: OpsgenieName | None = None
     note: str | None = Field(default=None, max_length=25000)
 
 
@@ -247,8 +253,8 @@ class OpsgenieNote(Lenient):
     """``POST /v2/alerts/{alias}/notes``."""
 
     note: str = Field(min_length=1, max_length=25000, pattern=r"\S")
-    user: str | None = Field(default=None, max_length=100)
-    source: str | None = Field(default=None, max_length=100)
+    user: OpsgenieName | None = None
+    source: OpsgenieName | None = None
 
 
 class OpsgenieAccepted(BaseModel):
