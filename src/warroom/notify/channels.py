@@ -235,19 +235,68 @@ def _smtp_answers(refused: dict[str, tuple[int, bytes]]) -> str:
     )
 
 
+_SLACK_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
 def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# Slack refuses a section block whose text is longer (escaped, as sent).
+SLACK_SECTION_LIMIT = 3000
+# Of a text too long for a section, the most its last paragraphs keep (who sent it, the acknowledge link, the
+# org's signature), escaped; the start of the text takes the rest.
+SLACK_SECTION_TAIL = 1000
+CUT_MARK = "…"
+
+
+def slack_section_text(text: str) -> str:
+    """``text`` escaped for a section block's mrkdwn, within ``SLACK_SECTION_LIMIT``. A longer text keeps its
+    last paragraphs (up to ``SLACK_SECTION_TAIL``) and as much of its start as fits, cut at a word or line
+    boundary before it is escaped (an entity such as ``&amp;`` is never split), ``…`` where it was cut."""
+    escaped = _slack_escape(text)
+    if len(escaped) <= SLACK_SECTION_LIMIT:
+        return escaped
+    paragraphs = text.split("\n\n")
+    tail: list[str] = []
+    kept = 0
+    while len(paragraphs) > 1:
+        size = len(_slack_escape(paragraphs[-1])) + 2  # and the blank line before it
+        if kept + size > SLACK_SECTION_TAIL:
+            break
+        tail.insert(0, paragraphs.pop())
+        kept += size
+    start = _slack_cut("\n\n".join(paragraphs), SLACK_SECTION_LIMIT - kept - len(CUT_MARK))
+    return _slack_escape(start) + CUT_MARK + "".join(f"\n\n{_slack_escape(part)}" for part in tail)
+
+
+def _slack_cut(text: str, limit: int) -> str:
+    """The longest start of ``text`` whose escaped form is at most ``limit`` characters, shortened to its last
+    whole word or line unless that loses more than half of it."""
+    room = limit
+    end = 0
+    for character in text:
+        room -= len(_SLACK_ESCAPES.get(character, character))
+        if room < 0:
+            break
+        end += 1
+    start = text[:end]
+    if end < len(text) and not text[end].isspace():  # in the middle of a word
+        boundary = max(start.rfind(space) for space in " \n\t")
+        if boundary > end // 2:
+            start = start[:boundary]
+    return start.rstrip()
 
 
 def send_slack(channel: SlackChannel, message: OutgoingMessage, settings: Settings) -> dict[str, Any]:
     url = _url(channel.settings.url, message.recipient, channel.name)
     subject = _slack_escape(message.subject)
-    text = _slack_escape(message.text.strip())
+    text = message.text.strip()
     payload = {
-        "text": f"*{subject}*\n{text}",  # what notifications and old clients show
+        "text": f"*{subject}*\n{_slack_escape(text)}",  # what notifications and old clients show
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": message.subject[:150]}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": slack_section_text(text)}},
         ],
     }
     response = deadlines.post(deadlines.Deadline(channel.settings.timeout, "Slack"), url, json=payload)
