@@ -69,7 +69,8 @@ class MailSink:
 
 
 class SmtpServer:
-    """An aiosmtpd server on 127.0.0.1:``port``; optionally requiring LOGIN, STARTTLS or implicit TLS."""
+    """An aiosmtpd server on 127.0.0.1:``port``; optionally requiring LOGIN, STARTTLS or implicit TLS, and
+    offering SMTPUTF8 (aiosmtpd's default is not to)."""
 
     def __init__(
         self,
@@ -79,13 +80,14 @@ class SmtpServer:
         password: str | None = None,
         starttls: ssl.SSLContext | None = None,
         implicit_tls: ssl.SSLContext | None = None,
+        smtputf8: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.sink = MailSink()
         self.logins: list[str] = []
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if username is not None:
-            kwargs = {"authenticator": self._authenticate, "auth_require_tls": False, "auth_required": True}
+            kwargs |= {"authenticator": self._authenticate, "auth_require_tls": False, "auth_required": True}
         if starttls is not None:
             kwargs.update(tls_context=starttls, require_starttls=True)
         if implicit_tls is not None:
