@@ -3,10 +3,12 @@ WARROOM_TEST_POSTGRES_URL is set, again on PostgreSQL."""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -194,6 +196,36 @@ def responder(tokens: dict[str, str]) -> dict[str, str]:
 @pytest.fixture
 def viewer(tokens: dict[str, str]) -> dict[str, str]:
     return bearer(tokens["viewer"])
+
+
+@pytest.fixture
+def served_log() -> Iterator[Callable[[], str]]:
+    """Logging set up as ``warroom serve`` sets it up (``configure_logging``), in place of pytest's handlers,
+    its handler writing to a buffer instead of stderr: the function yielded returns what it wrote since it
+    was last called."""
+    from warroom.cli.main import QUIET_LOGGERS, SERVE_LOG_FORMAT, configure_logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    quiet = {name: logging.getLogger(name).level for name in (*QUIET_LOGGERS, "alembic")}
+    root.handlers.clear()
+    configure_logging(SERVE_LOG_FORMAT)
+    [handler] = root.handlers
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    handler.setStream(buffer)
+
+    def written() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    yield written
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, was in quiet.items():
+        logging.getLogger(name).setLevel(was)
 
 
 @pytest.fixture(autouse=True)

@@ -69,6 +69,7 @@ def worker(
     from warroom import reload
     from warroom.alerts import handlers
     from warroom.cli.main import (
+        WORKER_LOG_FORMAT,
         _database,
         _org,
         _settings,
@@ -79,7 +80,7 @@ def worker(
     from warroom.context import AppContext
     from warroom.jobs.worker import Worker
 
-    configure_logging("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(WORKER_LOG_FORMAT)
     settings = _settings(config, database_url)
     org = _org(settings)
     _warn_if_nothing_routed(settings.config, org)

@@ -290,7 +290,7 @@ def serve(
         fail(str(exc))
     # Warroom's own log lines (the migration it runs at start, an org file reloaded on kill -HUP, retention's
     # counts) beside uvicorn's.
-    configure_logging("%(levelname)s:     %(name)s: %(message)s")
+    configure_logging(SERVE_LOG_FORMAT)
     # The port first: a port another process holds is refused before the database is migrated or a worker
     # takes a job (uvicorn binds only after the app's startup, which starts the worker).
     listener = listening_socket(settings.host, settings.port, "--port")
@@ -365,9 +365,20 @@ def listen_address(settings: Settings) -> str:
 QUIET_LOGGERS = ("httpx", "httpcore", "mail.log")
 
 
+# The long-running commands' log lines: serve's beside uvicorn's ("INFO:     Started server process"), the
+# worker's with the time.
+SERVE_LOG_FORMAT = "%(levelname)s:     %(name)s: %(message)s"
+WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def configure_logging(line_format: str) -> None:
-    """Log Warroom's own lines at INFO; the libraries of ``QUIET_LOGGERS`` and Alembic only from WARNING."""
+    """Log Warroom's own lines at INFO; the libraries of ``QUIET_LOGGERS`` and Alembic only from WARNING.
+    Each record is one line, whatever a sender or peer put in it (``loglines``)."""
+    from warroom import loglines
+
     logging.basicConfig(level=logging.INFO, format=line_format)
+    for handler in logging.getLogger().handlers:
+        loglines.install(handler)
     for name in (*QUIET_LOGGERS, "alembic"):  # Alembic: a line per migration step; ours sums them up
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -377,7 +388,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     WARROOM_FORWARDED_ALLOW_IPS names: uvicorn's own default trusts any X-Forwarded-For sent from
     127.0.0.1, which a proxy on the same host passes on from the client unless told to overwrite it, so
     any client could pick its address (and a fresh bucket of the report form's rate limit)."""
-    from warroom import server  # imports uvicorn: not for the CLI's other commands
+    from uvicorn.config import LOGGING_CONFIG
+
+    from warroom import loglines, server  # imports uvicorn: not for the CLI's other commands
 
     trusted = (settings.forwarded_allow_ips or "").strip()
     return {
@@ -386,6 +399,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # uvicorn's httptools protocol, which also closes a connection whose request does not arrive in time.
         "http": server.http_protocol(settings),
         "log_level": "info",
+        # uvicorn's own lines (an exception in the app, with its traceback) one line each too.
+        "log_config": loglines.uvicorn_log_config(LOGGING_CONFIG),
         "access_log": False,
         "proxy_headers": bool(trusted),
         # Never None: uvicorn would read FORWARDED_ALLOW_IPS from the environment instead.
