@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
@@ -15,6 +17,7 @@ from sqlalchemy import func, select
 from tests.alerts.conftest import integration_rows, make_key, payload
 from warroom.alerts import fastpath
 from warroom.alerts.models import Alert
+from warroom.app import create_app
 from warroom.auth.models import IntegrationKey
 from warroom.clock import clock
 from warroom.context import AppContext
@@ -788,6 +791,46 @@ def test_a_compressed_body_is_refused_with_415(api: TestClient, context: AppCont
     )
     assert plain.status_code == 202, plain.text
     assert count(context, Alert) == 1
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "request-guard"])
+def test_the_key_comes_before_the_bodys_size_and_encoding(
+    context: AppContext, caplog: pytest.LogCaptureFixture, fast_path: bool
+) -> None:
+    """Where the key is in the URL or headers, a caller without a good key is refused (401, 403) whatever
+    its body's size and encoding, and nothing is logged: a keyless sender cannot fill the log with 413
+    warnings. PagerDuty's routes carry the key in the body, so theirs is read (up to the limit) first: an
+    oversized or compressed body is refused (413, 415) before any key is looked for."""
+    app = create_app(context=context)
+    if not fast_path:
+        app.intake = None
+    huge = b'{"summary": "' + b"a" * context.settings.max_intake_body_bytes + b'"}'
+    compressed = gzip.compress(b'{"summary": "disk full"}')
+    caplog.set_level(logging.WARNING, logger="warroom")
+    with TestClient(app) as api:
+        for path, shape in SHAPED_ROUTES:
+            in_body = shape is pagerduty_shape
+            for key in (None, "nope"):
+                if path.startswith("/v2/alerts"):
+                    headers = {"Authorization": "GenieKey nope"} if key else {}
+                    target = path
+                else:
+                    headers = {}
+                    target = f"{path}{'&' if '?' in path else '?'}key={key}" if key else path
+                headers = {**headers, "Content-Type": "application/json"}
+                for content, extra, refused_for_body in (
+                    (huge, {}, 413),
+                    (compressed, {"Content-Encoding": "gzip"}, 415),
+                ):
+                    caplog.clear()
+                    answer = api.post(target, content=content, headers={**headers, **extra})
+                    if in_body:
+                        assert answer.status_code == refused_for_body, (path, key, answer.text)
+                    else:
+                        assert answer.status_code in (401, 403), (path, key, answer.text)
+                        assert caplog.records == [], (path, [r.getMessage() for r in caplog.records])
+                    assert shape(answer.json()), (path, answer.text)
+    assert count(context, Alert) == 0
 
 
 def test_a_body_that_is_not_utf8_names_the_byte(api: TestClient, context: AppContext, pd_key: str) -> None:

@@ -730,18 +730,14 @@ class IntakeEndpoint:
                 authorization = value
             elif name == b"content-encoding":
                 encoding = value
-        if encoding is not None:
-            unsupported = unsupported_encoding(encoding)
-            if unsupported is not None:
-                return self._refused(scope, unsupported)
-        limit = body_limit(scope["path"], self.max_body_bytes, self.max_group_body_bytes)
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return await self._too_large(scope, limit, int(declared))
         query = scope.get("query_string", b"")
         keys = parse_qs(query.decode("latin-1")).get("key") if query else None
         kind = INTAKE_ROUTES[scope["path"]]
         identity = None
-        if kind != IntegrationType.pagerduty:  # the key comes first, before the body is received
+        if kind != IntegrationType.pagerduty:
+            # The key comes first, before the body's encoding and size are looked at and before it is
+            # received: a caller without a good key gets 401/403 whatever it sends (and no log line).
+            # PagerDuty's key is in the body, which must be read to find it.
             try:
                 secret = integration_key(keys, authorization.decode("latin-1") if authorization else None)
                 identity = await caller_before_body(self.state, self.context, secret, kind)
@@ -749,6 +745,13 @@ class IntakeEndpoint:
                 return self._refused(scope, exc)
             except Exception:  # handle_intake checks the key again and answers a failure
                 identity = None
+        if encoding is not None:
+            unsupported = unsupported_encoding(encoding)
+            if unsupported is not None:
+                return self._refused(scope, unsupported)
+        limit = body_limit(scope["path"], self.max_body_bytes, self.max_group_body_bytes)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await self._too_large(scope, limit, int(declared))
         message = await receive()
         if message["type"] != "http.request":
             return None
