@@ -680,6 +680,15 @@ class RoutingPreview(BaseModel):
         description="Live only: the delivery is the one last applied to the open alert. It would mark the "
         "alert seen (a minute or more later) without counting an occurrence, and change nothing else.",
     )
+    open_alert_severity: str | None = Field(
+        None, description="Live only: the severity the open alert (``open_alert``) has now."
+    )
+    rules_run_again: bool = Field(
+        False,
+        description="Live only: the delivery makes the open alert more severe while it fires on no incident, "
+        "held by nothing: the rules see it again as a new alert of its severity, so ``incident`` is the "
+        "incident it would open or join, and the policies it would page.",
+    )
     maintenance_window: str | None = Field(
         None, description="Live only: the maintenance window running now that would hold the new alert."
     )

@@ -481,14 +481,37 @@ def preview(
         facts = AlertFacts(
             source, event.severity, event.alert_type, event.service, event.labels, integration_name
         )
+        if shown.open_alert is not None:
+            _preview_raise(session, org, shown, event)
         held = maintenance.holding_window(windows, facts)
         shown.maintenance_window = f"MW-{held}" if held is not None else None
-        inhibiting = inhibition.inhibitor(session, org, facts) if shown.open_alert is None else None
+        routed = shown.open_alert is None or shown.rules_run_again
+        inhibiting = inhibition.inhibitor(session, org, facts) if routed else None
         if inhibiting is not None:
             shown.inhibited_by = f"ALR-{inhibiting[0]}"
             shown.inhibit_rule = inhibiting[1]
         previews.append(shown)
     return previews
+
+
+def _preview_raise(session: Session, org: OrgConfig, shown: RoutingPreview, event: AlertEvent) -> None:
+    """The open alert a delivery would update: its severity, and whether the rules would see it again, as
+    intake decides (``_severity_raised``): a firing repeat more severe than the alert, which is on no
+    incident and held by nothing (no maintenance window, no inhibiting alert, nobody's acknowledgement)."""
+    assert shown.open_alert is not None
+    alert = session.get(Alert, int(shown.open_alert.removeprefix("ALR-")))
+    if alert is None:
+        return
+    shown.open_alert_severity = alert.severity
+    shown.rules_run_again = (
+        event.action == "trigger"
+        and not shown.open_alert_unchanged
+        and alert.incident_id is None
+        and alert.status == AlertStatus.firing
+        and _SEVERITY_RANK.get(event.severity, 0) < _SEVERITY_RANK.get(alert.severity, 0)
+        and automation.needs_work(org, session)
+        and not held(session, alert)
+    )
 
 
 def _hold_for_maintenance(

@@ -876,7 +876,15 @@ def _print_preview(preview: RoutingPreview) -> None:
         )
         console.print()
         return
-    if preview.open_alert is not None:
+    if preview.open_alert is not None and preview.rules_run_again:
+        console.print(
+            escape(
+                f"-> updates the open alert {preview.open_alert} (one more occurrence) and makes it "
+                f"{preview.severity} (was {preview.open_alert_severity}) while it is on no incident: the "
+                f"rules run again, as for a new {preview.severity} alert:"
+            )
+        )
+    elif preview.open_alert is not None:
         console.print(
             escape(
                 f"-> updates the open alert {preview.open_alert} (one more occurrence): the rules ran when"
