@@ -4,17 +4,22 @@ incident and pages), and a firing that joins an incident in monitoring moves it 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from tests.alerts.conftest import make_key
+from tests.oncall.test_paging import T0, run_at, sent
 from warroom.alerts.models import Alert
 from warroom.alerts.schemas import RoutingPreview
 from warroom.cli import main as cli_main
+from warroom.clock import clock
 from warroom.context import AppContext
-from warroom.incidents.models import Incident
+from warroom.incidents.models import Incident, IncidentStatus
+from warroom.jobs.worker import Worker
 
 
 def cert(severity: str) -> dict[str, Any]:
@@ -71,3 +76,54 @@ def test_a_more_severe_repeat_on_no_incident_is_shown_running_the_rules_again(
     again = preview(cert("critical") | {"summary": "cert expiring today"})
     assert again["rules_run_again"] is False
     assert "run again only if" in said(again)
+
+
+def test_a_firing_that_joins_an_incident_in_monitoring_is_shown_moving_it_back_and_paging_again(
+    api: TestClient,
+    context: AppContext,
+    viewer: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    key = make_key(context, "generic", "scripts")
+    alert = {
+        "summary": "api 5xx above 5%",
+        "severity": "critical",
+        "labels": {"service": "api", "alertname": "Api5xx"},
+        "dedup_key": "api-5xx",
+    }
+
+    def fire(**fields: Any) -> None:
+        response = api.post(f"/api/v1/alerts?key={key}", json=alert | fields)
+        assert response.status_code == 202, response.text
+
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    fire()
+    run_at(worker, T0)
+    clock.set(T0 + timedelta(minutes=5))
+    fire(status="resolved")  # the incident moves to monitoring; its escalation is held at step 1
+    run_at(worker, T0 + timedelta(minutes=5))
+    with context.db.read() as session:
+        [incident] = session.scalars(select(Incident))
+        assert incident.status == IncidentStatus.monitoring
+
+    clock.set(T0 + timedelta(hours=1))
+    response = api.post("/api/v1/alerts/preview", json=alert, headers=viewer)
+    assert response.status_code == 200, response.text
+    [shown] = response.json()
+    joining = shown["incident"]
+    assert joining["open_incident"] == incident.ref
+    assert joining["back_to_investigating"] is True
+    assert joining["resumes"] == ["platform-escalation at step 1"]
+    cli_main._print_preview(RoutingPreview.model_validate(shown))
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{incident.ref} goes back from monitoring to investigating (the fix did not hold)" in text, text
+    assert "its held escalation pages again (platform-escalation at step 1)" in text, text
+    assert "nobody is paged again" not in text, text
+
+    # As predicted: back to investigating, and step 1 is paged again.
+    fire()
+    run_at(worker, T0 + timedelta(hours=1))
+    with context.db.read() as session:
+        assert session.get(Incident, incident.id).status == IncidentStatus.investigating  # type: ignore[union-attr]
+    assert ("carol", "email", 2, 1) in sent(context, incident.id)

@@ -603,6 +603,16 @@ class IncidentPreview(BaseModel):
         description="The open incident is the newest of the rule's escalation policy, joined because the "
         "storm guard's cap of new incidents for that policy is reached.",
     )
+    back_to_investigating: bool = Field(
+        False,
+        description="Asked of the server only: the open incident is in monitoring, and the alert firing on "
+        "it moves it back to investigating (``resolve_to_monitoring``: the fix did not hold).",
+    )
+    resumes: list[str] = Field(
+        default_factory=list,
+        description="Asked of the server only, with ``back_to_investigating``: the escalations held while it "
+        "was in monitoring, which go on, each paging the step it was at again (``policy at step N``).",
+    )
 
 
 class RuleReplay(BaseModel):
