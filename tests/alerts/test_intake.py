@@ -957,3 +957,17 @@ def test_conflicting_keys_are_refused_on_every_route_that_reads_a_key(context: A
                 ]:
                     answered = client.post(f"{path}?{query}", json=body, headers=headers)
                     assert answered.status_code == ok, (path, query, answered.text)
+
+
+def test_a_pagerduty_body_that_is_not_json_is_refused_naming_nothing_but_that(api: TestClient) -> None:
+    """PagerDuty's routes read the key from the body: one that is not JSON gets PagerDuty's 400 saying
+    only that it is not JSON, not the parser's account of where it failed."""
+    for path in ("/v2/enqueue", "/generic/2010-04-15/create_event.json", "/v2/change/enqueue"):
+        for body in (b"{not json", b"nul", b'{"routing_key": "x",'):
+            refused = api.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert refused.status_code == 400, (path, refused.text)
+            assert refused.json() == {
+                "status": "Unrecognized object",
+                "message": "Event object format is unrecognized",
+                "errors": ["body: not valid JSON"],
+            }, (path, body, refused.text)

@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from warroom.alerts import adapters
 from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import AlertEvent, InvalidPayload
-from warroom.alerts.changes import routing_key_in
+from warroom.alerts.changes import parse_pagerduty_body, routing_key_in
 from warroom.alerts.config import WebhookFormat
 from warroom.alerts.intake import check_caller, kept_on_app, writer_for
 from warroom.alerts.metrics import ALERTS_TRUNCATED, count_refused, refusal_reason
@@ -463,7 +463,7 @@ async def handle_intake(
         v1 = path == PAGERDUTY_V1_PATH
         read = adapters.from_pagerduty_v1 if v1 else adapters.from_pagerduty
         try:
-            data = adapters.parse_json(body, replace_nuls=True)
+            data = parse_pagerduty_body(body, replace_nuls=True)
             await check_key_first(
                 state, context, routing_key_in(data, "service_key" if v1 else "routing_key"), kind, None
             )
