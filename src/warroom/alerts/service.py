@@ -1020,9 +1020,14 @@ def _check_services_seen(session: Session, services: Sequence[str], known: Seque
             )
 
 
-# Columns an alert noise report groups by (or "label:<name>").
+# An alert's name as conditions read it (``config.alert_name``): its alertname label, else its type. Mail
+# alerts, tools' webhooks and plain JSON with labels share a type and differ by it. ``as_string`` reads a JSON
+# key on SQLite and PostgreSQL alike.
+ALERT_NAME = func.coalesce(Alert.labels["alertname"].as_string(), Alert.alert_type)
+
+# Columns an alert noise report groups by (or "label:<name>"); "type" is the alert's name (``ALERT_NAME``).
 NOISE_BY = {
-    "type": Alert.alert_type,
+    "type": ALERT_NAME,
     "service": Alert.service,
     "source": Alert.source,
     "severity": Alert.severity,
@@ -1130,13 +1135,12 @@ def overview(session: Session, *, org: OrgConfig, since: timedelta) -> AlertOver
     arrivals = [0] * OVERVIEW_BUCKETS
     for first_seen in session.scalars(select(Alert.first_seen_at).where(Alert.first_seen_at >= start)):
         arrivals[min(int((first_seen - start) / width), OVERVIEW_BUCKETS - 1)] += 1
+    name = ALERT_NAME.label("name")
     loudest = session.execute(
-        select(
-            Alert.alert_type, func.count().label("alerts"), func.sum(Alert.occurrences).label("occurrences")
-        )
+        select(name, func.count().label("alerts"), func.sum(Alert.occurrences).label("occurrences"))
         .where(open_alert)
-        .group_by(Alert.alert_type)
-        .order_by(func.count().desc(), Alert.alert_type)
+        .group_by(ALERT_NAME)
+        .order_by(func.count().desc(), ALERT_NAME)
         .limit(5)
     ).all()
     return AlertOverview(
@@ -1163,8 +1167,7 @@ def overview(session: Session, *, org: OrgConfig, since: timedelta) -> AlertOver
             ArrivalBucket(start=start + width * index, alerts=count) for index, count in enumerate(arrivals)
         ],
         loudest=[
-            LoudType(type=row.alert_type, alerts=row.alerts, occurrences=row.occurrences or 0)
-            for row in loudest
+            LoudType(type=row.name, alerts=row.alerts, occurrences=row.occurrences or 0) for row in loudest
         ],
     )
 
