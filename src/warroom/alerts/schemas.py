@@ -1004,7 +1004,11 @@ class HeartbeatRead(BaseModel):
         description="When it was last watched again with no ping (see watching); null once it pings.",
     )
     last_exit_status: int | None = None
-    started_at: datetime | None = Field(default=None, description="The run going on now began then.")
+    started_at: datetime | None = Field(
+        default=None,
+        description="The run going on now began then (state running; a heartbeat that is failed or missed "
+        "stays so while a new run goes on, until a run succeeds or a ping comes).",
+    )
     last_run: Duration | None = Field(
         default=None, description="How long the last run that signalled its start took."
     )
