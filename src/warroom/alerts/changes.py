@@ -206,6 +206,19 @@ def _store(
     integration_id: int | None,
 ) -> Recorded:
     now = utcnow()
+    kept = org.automation.retention.changes
+    if data.happened_at is not None and kept > timedelta(0) and data.happened_at < now - kept:
+        # Retention would delete it within the hour: refused, rather than answered as recorded and lost.
+        reason = (
+            f"is older than the org file's retention of changes ({format_duration(kept)}): it would be "
+            "deleted at the next retention run"
+        )
+        if integration_id is not None:
+            field = _PAGERDUTY_FIELDS["happened_at"]
+            raise InvalidPayload(
+                f"malformed payload: {field}: {reason}", [{"field": field, "message": reason}]
+            )
+        raise InvalidInput(f"happened_at {reason}", {"field": "happened_at"})
     change = ChangeEvent(
         summary=data.summary,
         service=data.service,
