@@ -118,8 +118,9 @@ class RequestGuardMiddleware:
     sent to an intake route is logged too (``fastpath.log_too_large``). The monitoring tools' routes take a
     NUL in the body (``fastpath.replaces_nul``: their parsers replace it) and Alertmanager's and Grafana's a
     larger body (``max_group_bytes``), as the fast path does. On a tool's webhook and Opsgenie's routes the
-    key (in the URL or headers) is checked before the body is received (``fastpath.refuse_before_body``): a
-    caller whose key cannot deliver is answered 401/403 at once, with ``Connection: close``.
+    key (in the URL or headers) is checked first, before the body's encoding and size, before it is received
+    (``fastpath.refuse_before_body``): a caller whose key cannot deliver is answered 401/403 at once, with
+    ``Connection: close``. PagerDuty's Change Events API has its key in the body: checked after it is read.
 
     A heartbeat's ping or report is let through unchecked: its handler reads the body as it arrives, of any
     size, keeping the tail of a failed run's output with NULs replaced; its key is only hashed and its name
@@ -144,6 +145,25 @@ class RequestGuardMiddleware:
         if b"%00" in scope["query_string"]:
             await self._reject_nul(scope, send, _query_nul_field(scope["query_string"]))
             return
+        app = scope.get("app")
+        if (
+            app is not None
+            and fastpath.key_in_head(scope["method"], scope["path"]) is not None
+            and _routed(app, scope)
+        ):
+            # A tool's webhook, Opsgenie's routes: the key (in the URL or headers) comes first, before the
+            # body's encoding and size are looked at and before it is received; a caller whose key cannot
+            # deliver is answered without it (401/403, never 413/415, and nothing logged).
+            refused = await fastpath.refuse_before_body(app.state, self.context, scope)
+            if refused is not None:
+                status, body = refused
+                await self._send(
+                    send,
+                    Response(
+                        body, status_code=status, media_type="application/json", headers=_CLOSE_CONNECTION
+                    ),
+                )
+                return
         headers = dict(scope["headers"])
         encoding = headers.get(b"content-encoding")
         if encoding is not None and fastpath.intake_source(scope["method"], scope["path"]) is not None:
@@ -156,24 +176,6 @@ class RequestGuardMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._too_large(scope, send, limit, int(declared))
             return
-        app = scope.get("app")
-        if (
-            app is not None
-            and fastpath.key_in_head(scope["method"], scope["path"]) is not None
-            and _routed(app, scope)
-        ):
-            # A tool's webhook, Opsgenie's routes: the key (in the URL or headers) comes first, before the
-            # body is received; a caller whose key cannot deliver is answered without it.
-            refused = await fastpath.refuse_before_body(app.state, self.context, scope)
-            if refused is not None:
-                status, body = refused
-                await self._send(
-                    send,
-                    Response(
-                        body, status_code=status, media_type="application/json", headers=_CLOSE_CONNECTION
-                    ),
-                )
-                return
         # Read the body up front (it is at most the limit) so a chunked upload over the limit gets a
         # clean 413 before any handler sees it.
         chunks: list[bytes] = []

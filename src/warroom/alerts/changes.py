@@ -28,6 +28,7 @@ from warroom.errors import InvalidInput
 from warroom.fields import one_line
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import OPEN_STATUSES, Incident, IncidentService, TimelineKind
+from warroom.jsonbody import NOT_JSON
 from warroom.orgconfig import OrgConfig
 
 PERFORMER = "automation"
@@ -58,6 +59,18 @@ def record(session: Session, *, org: OrgConfig, data: ChangeCreate, recorded_by:
     return _store(session, org, data, links, recorded_by=recorded_by, integration_id=None)
 
 
+def parse_pagerduty_body(body: bytes, *, replace_nuls: bool = False) -> Any:
+    """A PagerDuty-shaped body (an event, v1 or v2, or a change), read before its key is known: a body that
+    is not JSON is refused saying only that (``body: not valid JSON``), not with the parser's account of
+    where it failed, as PagerDuty names nothing but the key to a caller it does not know yet."""
+    try:
+        return parse_json(body, replace_nuls=replace_nuls)
+    except InvalidPayload as exc:
+        if not exc.message.startswith(NOT_JSON):
+            raise
+        raise InvalidPayload(NOT_JSON, [{"field": "body", "message": "not valid JSON"}]) from None
+
+
 def routing_key_in(data: Any, field: str = "routing_key") -> str:
     """The integration key of a PagerDuty-shaped body (``routing_key``; v1's ``service_key``), read before
     the rest of the body is validated: the key comes first. 400 (in PagerDuty's words) for a body that is not
@@ -83,7 +96,7 @@ def record_pagerduty(session: Session, *, org: OrgConfig, body: bytes) -> Record
     PagerDuty ties a change to the service of its key. Here a change's service is the first of: the service
     named in ``custom_details.service`` (refused if the org file has no such service), the integration's
     default service, ``payload.source`` when that is a service's name."""
-    sent = parse_json(body)
+    sent = parse_pagerduty_body(body)
     integration = integrations.authenticate_integration(
         session, routing_key_in(sent), IntegrationType.pagerduty
     )
@@ -193,6 +206,19 @@ def _store(
     integration_id: int | None,
 ) -> Recorded:
     now = utcnow()
+    kept = org.automation.retention.changes
+    if data.happened_at is not None and kept > timedelta(0) and data.happened_at < now - kept:
+        # Retention would delete it within the hour: refused, rather than answered as recorded and lost.
+        reason = (
+            f"is older than the org file's retention of changes ({format_duration(kept)}): it would be "
+            "deleted at the next retention run"
+        )
+        if integration_id is not None:
+            field = _PAGERDUTY_FIELDS["happened_at"]
+            raise InvalidPayload(
+                f"malformed payload: {field}: {reason}", [{"field": field, "message": reason}]
+            )
+        raise InvalidInput(f"happened_at {reason}", {"field": "happened_at"})
     change = ChangeEvent(
         summary=data.summary,
         service=data.service,

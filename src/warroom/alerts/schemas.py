@@ -606,6 +606,16 @@ class IncidentPreview(BaseModel):
         description="The open incident is the newest of the rule's escalation policy, joined because the "
         "storm guard's cap of new incidents for that policy is reached.",
     )
+    back_to_investigating: bool = Field(
+        False,
+        description="Asked of the server only: the open incident is in monitoring, and the alert firing on "
+        "it moves it back to investigating (``resolve_to_monitoring``: the fix did not hold).",
+    )
+    resumes: list[str] = Field(
+        default_factory=list,
+        description="Asked of the server only, with ``back_to_investigating``: the escalations held while it "
+        "was in monitoring, which go on, each paging the step it was at again (``policy at step N``).",
+    )
 
 
 class RuleReplay(BaseModel):
@@ -682,6 +692,15 @@ class RoutingPreview(BaseModel):
         False,
         description="Live only: the delivery is the one last applied to the open alert. It would mark the "
         "alert seen (a minute or more later) without counting an occurrence, and change nothing else.",
+    )
+    open_alert_severity: str | None = Field(
+        None, description="Live only: the severity the open alert (``open_alert``) has now."
+    )
+    rules_run_again: bool = Field(
+        False,
+        description="Live only: the delivery makes the open alert more severe while it fires on no incident, "
+        "held by nothing: the rules see it again as a new alert of its severity, so ``incident`` is the "
+        "incident it would open or join, and the policies it would page.",
     )
     maintenance_window: str | None = Field(
         None, description="Live only: the maintenance window running now that would hold the new alert."
@@ -988,7 +1007,11 @@ class HeartbeatRead(BaseModel):
         description="When it was last watched again with no ping (see watching); null once it pings.",
     )
     last_exit_status: int | None = None
-    started_at: datetime | None = Field(default=None, description="The run going on now began then.")
+    started_at: datetime | None = Field(
+        default=None,
+        description="The run going on now began then (state running; a heartbeat that is failed or missed "
+        "stays so while a new run goes on, until a run succeeds or a ping comes).",
+    )
     last_run: Duration | None = Field(
         default=None, description="How long the last run that signalled its start took."
     )

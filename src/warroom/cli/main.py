@@ -891,7 +891,15 @@ def _print_preview(preview: RoutingPreview) -> None:
         )
         console.print()
         return
-    if preview.open_alert is not None:
+    if preview.open_alert is not None and preview.rules_run_again:
+        console.print(
+            escape(
+                f"-> updates the open alert {preview.open_alert} (one more occurrence) and makes it "
+                f"{preview.severity} (was {preview.open_alert_severity}) while it is on no incident: the "
+                f"rules run again, as for a new {preview.severity} alert:"
+            )
+        )
+    elif preview.open_alert is not None:
         console.print(
             escape(
                 f"-> updates the open alert {preview.open_alert} (one more occurrence): the rules ran when"
@@ -911,11 +919,19 @@ def _print_preview(preview: RoutingPreview) -> None:
                 f"{preview.inhibit_rule}): stored, and routed when that alert resolves:"
             )
         )
-    joined_pages = (
-        f": pages {', '.join(incident.pages_on_join)}, which {incident.open_incident} has not paged"
-        if incident is not None and incident.pages_on_join
-        else ": nobody is paged again"
-    )
+    joined_pages = ""
+    paged: list[str] = []
+    if incident is not None and incident.back_to_investigating:
+        joined_pages = (
+            f"; {incident.open_incident} goes back from monitoring to investigating (the fix did not hold)"
+        )
+        if incident.resumes:
+            paged.append(f"its held escalation pages again ({', '.join(incident.resumes)})")
+    if incident is not None and incident.pages_on_join:
+        paged.append(
+            f"pages {', '.join(incident.pages_on_join)}, which {incident.open_incident} has not paged"
+        )
+    joined_pages += f": {' and '.join(paged)}" if paged else ": nobody is paged again"
     if incident is not None and incident.open_incident is not None and incident.depends_on:
         console.print(
             escape(
