@@ -111,7 +111,7 @@ def test_a_change_can_be_recorded_some_time_ago(
     before = datetime.now(UTC)
     recorded = runner.invoke(app, ["changes", "record", "Raised the pool to 200", "--at", "30m"])
     assert recorded.exit_code == 0, recorded.output
-    [change] = api.get("/api/v1/changes", headers=viewer).json()
+    [change] = api.get("/api/v1/changes", headers=viewer).json()["items"]
     happened = datetime.fromisoformat(change["happened_at"])
     assert before - timedelta(minutes=30, seconds=1) <= happened <= datetime.now(UTC) - timedelta(minutes=30)
     refused = runner.invoke(app, ["changes", "record", "x", "--at", "lately"])
