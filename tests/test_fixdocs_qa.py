@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from rich.cells import cell_len
 from typer.testing import CliRunner
 
-from tests.conftest import cli_through_the_app
+from tests.alerts.conftest import make_key
+from tests.alerts.test_dependency_grouping import fire
+from tests.conftest import bearer, cli_through_the_app
 from warroom.cli.main import app as cli_app
+from warroom.context import AppContext
 
 
 @pytest.fixture
@@ -49,3 +53,30 @@ def test_durations_and_dated_times_still_go_to_the_server(cli: CliRunner) -> Non
     for bound in ("2h", "2026-12-07T09:00:00Z"):
         result = cli.invoke(cli_app, ["alerts", "list", "--since", bound], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
+
+
+def _header(output: str) -> list[str]:
+    line = next(line for line in output.splitlines() if line.startswith("┃"))
+    return [cell.strip() for cell in line.strip("┃").split("┃")]
+
+
+def test_a_50_column_alert_list_keeps_the_status_of_an_acknowledged_alert(
+    cli: CliRunner, api: TestClient, context: AppContext, tokens: dict[str, str]
+) -> None:
+    """``acknowledged`` is 12 wide: with the summary at its 15, the status was left out at 50 columns (id,
+    summary and incident alone), though whether anyone owns an alert is what the list is read for."""
+    key = make_key(context, "generic", "scripts")
+    alert = fire(api, key, "search", "SearchLatencyHigh", severity="warning", summary="p99 latency 1430 ms")
+    acked = api.post(f"/api/v1/alerts/{alert['id']}/acknowledge", headers=bearer(tokens["responder"]))
+    assert acked.status_code == 200, acked.text
+    result = cli.invoke(cli_app, ["alerts", "list"], env={"COLUMNS": "50"})
+    assert result.exit_code == 0, result.output
+    assert _header(result.output) == ["id", "status", "summary", "incident"], result.output
+    assert "acknowledged" in result.output
+    assert all(cell_len(line) <= 50 for line in result.output.splitlines()), result.output
+    # Wider, the summary keeps its 15 before a severity is kept beside it (as before).
+    wider = cli.invoke(cli_app, ["alerts", "list"], env={"COLUMNS": "60"})
+    assert _header(wider.output) == ["id", "status", "summary", "incident"], wider.output
+    # Narrower, the status goes rather than the summary shrinking further.
+    narrower = cli.invoke(cli_app, ["alerts", "list"], env={"COLUMNS": "49"})
+    assert _header(narrower.output) == ["id", "summary", "incident"], narrower.output
