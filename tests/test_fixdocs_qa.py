@@ -80,3 +80,18 @@ def test_a_50_column_alert_list_keeps_the_status_of_an_acknowledged_alert(
     # Narrower, the status goes rather than the summary shrinking further.
     narrower = cli.invoke(cli_app, ["alerts", "list"], env={"COLUMNS": "49"})
     assert _header(narrower.output) == ["id", "summary", "incident"], narrower.output
+
+
+def test_the_worker_help_says_deliveries_run_side_by_side_on_sqlite_too(on_sqlite: AppContext) -> None:
+    """``--concurrency`` said "Jobs run at once on PostgreSQL (SQLite: 1)" while the worker's delivery lane
+    runs that many on SQLite too (its log says "network … 4 at a time")."""
+    from warroom.jobs.worker import Worker
+
+    help_text = " ".join(
+        CliRunner().invoke(cli_app, ["worker", "--help"], env={"COLUMNS": "200"}).output.split()
+    )
+    assert "Deliveries (email, Slack, webhooks) run at once, on SQLite too" in help_text, help_text
+    assert "(SQLite: 1)" not in help_text
+    worker = Worker(on_sqlite, concurrency=4)
+    assert (worker.in_lane("network").concurrency, worker.in_lane("local").concurrency) == (4, 1)
+    assert worker.concurrency == 1  # --once runs every lane's jobs in one pass
