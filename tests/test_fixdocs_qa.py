@@ -95,3 +95,29 @@ def test_the_worker_help_says_deliveries_run_side_by_side_on_sqlite_too(on_sqlit
     worker = Worker(on_sqlite, concurrency=4)
     assert (worker.in_lane("network").concurrency, worker.in_lane("local").concurrency) == (4, 1)
     assert worker.concurrency == 1  # --once runs every lane's jobs in one pass
+
+
+def test_an_unknown_filter_does_not_hide_an_unknown_field_in_the_same_template() -> None:
+    """``config check`` said only the filter, so a second run (the filter fixed) found the field: both now,
+    in a channel's message template and in a rule's template alike."""
+    from tests.conftest import EXAMPLE_CONFIG
+    from warroom.orgconfig import ConfigError, parse_org_config
+
+    text = EXAMPLE_CONFIG.read_text()
+    text = text.replace(
+        'subject: "[Acme {{ incident.severity }}] {{ incident.title }}"',
+        'subject: "{{ incident.nosuch }} {{ incident.title | nofilter }}"',
+    ).replace(
+        'title: "Payments: {{ alert.summary }}"', 'title: "{{ alert.nosuch }} {{ alert.summary | nofilter }}"'
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_org_config(text)
+    problems = [f"{p.location}: {p.message}" for p in caught.value.problems]
+    subject = [p for p in problems if p.startswith("notification_channels[1].templates.incident_update")]
+    assert len(subject) == 2, problems
+    assert "No filter named 'nofilter'" in subject[0]
+    assert "incident.nosuch: incident has no such field" in subject[1]
+    title = [p for p in problems if p.startswith("automation.rules[0].incident.title")]
+    assert len(title) == 2, problems
+    assert "No filter named 'nofilter'" in title[0]
+    assert "alert.nosuch: alert has no such field" in title[1]
