@@ -121,3 +121,32 @@ def test_an_unknown_filter_does_not_hide_an_unknown_field_in_the_same_template()
     assert len(title) == 2, problems
     assert "No filter named 'nofilter'" in title[0]
     assert "alert.nosuch: alert has no such field" in title[1]
+
+
+def test_a_commander_who_is_not_a_person_of_the_org_file_is_warned_of(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--commander "Alice Chen"`` was taken silently with WARROOM_CONFIG set, though no reminder can reach
+    a name the org file's people do not have. A warning on stderr, not a refusal: the incident is made."""
+    from tests.conftest import EXAMPLE_CONFIG
+
+    monkeypatch.setenv("WARROOM_CONFIG", str(EXAMPLE_CONFIG))
+    made = cli.invoke(
+        cli_app, ["incident", "create", "Checkout failing", "-s", "P1", "--commander", "Alice Chen"]
+    )
+    assert made.exit_code == 0, made.output
+    assert "INC-1" in made.stdout and "warning" not in made.stdout
+    warned = " ".join(made.stderr.split())
+    assert "warning: 'Alice Chen' is not a person of the org file" in warned, made.stderr
+    assert "the update-due reminders cannot reach this commander" in warned
+    # A display name is pointed at the handle that reaches that person.
+    handed = cli.invoke(cli_app, ["incident", "update", "INC-1", "--commander", "Carol Wagner"])
+    assert handed.exit_code == 0, handed.output
+    assert "give --commander carol to reach 'Carol Wagner'" in " ".join(handed.stderr.split())
+    # A person of the file, or no org file at all: nothing to say.
+    for env in ({}, {"WARROOM_CONFIG": ""}):
+        quiet = cli.invoke(cli_app, ["incident", "update", "INC-1", "--commander", "carol"], env=env)
+        assert quiet.exit_code == 0 and quiet.stderr == "", quiet.output
+    monkeypatch.delenv("WARROOM_CONFIG")
+    unchecked = cli.invoke(cli_app, ["incident", "update", "INC-1", "--commander", "Carol Diaz"])
+    assert unchecked.exit_code == 0 and unchecked.stderr == "", unchecked.output
