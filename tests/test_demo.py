@@ -36,7 +36,7 @@ def test_the_demo_has_alerts_to_read(context: AppContext) -> None:
         report = noise_report(session, since=timedelta(days=1))
     with context.db.read() as session:
         disk = session.scalars(select(Alert).where(Alert.alert_type == "DiskSpaceLow")).one()
-        assert [(note.author, note.body[:6]) for note in disk.notes] == [("Erin Walsh", "Known:")]
+        assert [(note.author, note.body[:6]) for note in disk.notes] == [("erin", "Known:")]
     assert alerts == {
         "DiskSpaceLow": (12, None, "database"),
         "SearchLatencyHigh": (4, None, "search"),
@@ -57,3 +57,18 @@ def test_the_demo_checkout_incident_lists_the_changes_before_it(context: AppCont
         actions = session.scalars(select(TimelineEntry.action).where(TimelineEntry.incident_id == first))
         notes = [action for action in actions if action.startswith("Changes in the")]
     assert len(notes) == 1 and "Deployed payments 3.1.0" in notes[0] and "Rotated the PSP" in notes[0]
+
+
+def test_the_demo_s_commanders_and_responders_are_people_of_the_example_org(context: AppContext) -> None:
+    """The demo named "Alice Chen" and "Erin Walsh", nobody in examples/warroom.yaml: the update-due
+    reminder the README describes could never reach them."""
+    from warroom.incidents.models import Responder
+
+    with context.db.write() as session:
+        seed_demo(session, context.org)
+    people = {person.name for person in context.org.people}
+    with context.db.read() as session:
+        commanders = {i.commander for i in session.scalars(select(Incident)) if i.commander is not None}
+        responders = set(session.scalars(select(Responder.name)))
+    assert commanders == {"alice", "erin"}
+    assert commanders <= people and responders <= people, (commanders, responders, people)

@@ -573,3 +573,37 @@ def test_a_held_postgres_lock_gets_503_after_the_lock_timeout_not_a_hang(
         holder.close()
         holder.engine.dispose()
         db.dispose()
+
+
+def test_healthz_answers_503_when_any_of_warroom_s_tables_is_missing(context: AppContext) -> None:
+    """It probed ``incidents`` alone: with another table gone (``deliveries``) it said 200 while every
+    route that uses that table answered 503 wrong_schema. Every table of the schema is checked, in one query
+    however many tables there are (it runs on every health check)."""
+    from sqlalchemy import event
+
+    from tests.test_contract_schema_missing import tables_gone
+
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    with TestClient(create_app(context=context)) as api:
+        event.listen(context.db.engine, "before_cursor_execute", record)
+        try:
+            assert api.get("/healthz").status_code == 200
+        finally:
+            event.remove(context.db.engine, "before_cursor_execute", record)
+        catalogue = [s for s in statements if "sqlite_master" in s or "to_regclass" in s]
+        assert len(catalogue) == 1 and len(statements) <= 3, statements  # the version, the tables
+        for table in ("deliveries", "alert_notes", "jobs"):
+            with tables_gone(context, table):
+                gone = api.get("/healthz")
+                assert gone.status_code == 503, gone.text
+                assert gone.json()["error"]["code"] == "wrong_schema"
+                assert (
+                    f"has no table {table} (were Warroom's tables dropped?)"
+                    in gone.json()["error"]["message"]
+                )
+                assert api.head("/healthz").status_code == 503
+        assert api.get("/healthz").json()["status"] == "ok"

@@ -25,7 +25,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -58,7 +58,6 @@ from warroom.errors import (
 )
 from warroom.fields import validation_entry
 from warroom.incidents.api import router as incidents_router
-from warroom.incidents.models import Incident
 from warroom.jobs.api import router as jobs_router
 from warroom.jsonbody import NOT_JSON, TOO_DEEP, decode_error, nul_field, surrogate_escape_in, surrogate_field
 from warroom.metrics.collectors import (
@@ -69,6 +68,7 @@ from warroom.metrics.collectors import (
     JobCollector,
     exposition,
 )
+from warroom.models import metadata
 from warroom.notify.api import router as notify_router
 from warroom.notify.config import longest_delivery_timeout
 from warroom.notify.service import hide_ack_links
@@ -540,19 +540,30 @@ def _schema_problem(context: AppContext, schema: frozenset[str]) -> str | None:
 
 
 def _core_table_missing(context: AppContext, schema: frozenset[str]) -> str | None:
-    """Why the database is not usable though its version table says ``schema``: a core table is missing."""
-    try:
-        with context.db.read() as session:
-            session.execute(select(Incident.id).limit(1)).all()
-    except (ProgrammingError, OperationalError) as exc:
-        if not schema_missing(exc):
-            raise
-        return (
-            f"the database says it is at revision {', '.join(sorted(schema))} but has no table "
-            f"{Incident.__tablename__} (were Warroom's tables dropped?): restore it from a backup, or empty "
-            "it and run warroom db upgrade"
+    """Why the database is not usable though its version table says ``schema``: one of Warroom's tables is
+    missing (any of them fails the routes that use it with 503 wrong_schema). One query for all of them (it
+    runs on every ``/healthz``): SQLite's catalogue, or on PostgreSQL each name resolved as the routes'
+    queries resolve it (the search path)."""
+    names = sorted(metadata.tables)
+    if context.db.is_sqlite:
+        query = text("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN :names").bindparams(
+            bindparam("names", expanding=True)
         )
-    return None
+    else:
+        query = text(
+            "SELECT name FROM unnest(CAST(:names AS text[])) AS name WHERE to_regclass(quote_ident(name)) "
+            "IS NOT NULL"
+        )
+    with context.db.read() as session:
+        found = set(session.scalars(query, {"names": names}))
+    missing = [name for name in names if name not in found]
+    if not missing:
+        return None
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return (
+        f"the database says it is at revision {', '.join(sorted(schema))} but has no table {shown} (were "
+        "Warroom's tables dropped?): restore it from a backup, or empty it and run warroom db upgrade"
+    )
 
 
 class WarroomApp(FastAPI):

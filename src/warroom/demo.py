@@ -44,7 +44,7 @@ def seed_demo(session: Session, org: OrgConfig) -> int:
             title="Checkout failing with 502s for EU customers",
             summary="Payments API returns 502 for a third of requests from eu-west since 14:32 UTC.",
             services=_known(org, "payments", "api"),
-            commander="Alice Chen",
+            commander="alice",
             assessment=Assessment(
                 source="monitoring-alert",
                 affected_systems=_known(org, "payments", "api"),
@@ -61,20 +61,20 @@ def seed_demo(session: Session, org: OrgConfig) -> int:
         org=org,
         ref=checkout.id,
         performer=performer,
-        data=ResponderCreate(name="Bob Okafor", role="technical", contact="bob@example.com"),
+        data=ResponderCreate(name="bob", role="technical", contact="bob@acme.example"),
     )
     service.add_responder(
         session,
         org=org,
         ref=checkout.id,
         performer=performer,
-        data=ResponderCreate(name="Dana Ruiz", role="communications"),
+        data=ResponderCreate(name="dave", role="communications"),
     )
-    service.acknowledge(session, ref=checkout.id, performer="Alice Chen")
+    service.acknowledge(session, ref=checkout.id, performer="alice")
     service.log_action(
         session,
         ref=checkout.id,
-        performer="Bob Okafor",
+        performer="bob",
         entry=TimelineEntryCreate(
             action="Rolled back payments-api to v2.41.3",
             impact="Error rate falling",
@@ -85,7 +85,7 @@ def seed_demo(session: Session, org: OrgConfig) -> int:
         session,
         org=org,
         ref=checkout.id,
-        performer="Alice Chen",
+        performer="alice",
         data=IncidentUpdate(
             status=IncidentStatus.identified, note="Connection pool exhausted after the v2.42 deploy"
         ),
@@ -94,7 +94,7 @@ def seed_demo(session: Session, org: OrgConfig) -> int:
         session,
         org=org,
         ref=checkout.id,
-        performer="Dana Ruiz",
+        performer="dave",
         data=CommunicationCreate(
             audience="status-page",
             message="We have found the cause of failed payments in Europe and are rolling out a fix.",
@@ -109,14 +109,14 @@ def seed_demo(session: Session, org: OrgConfig) -> int:
             title="Slow logins after identity provider maintenance",
             severity="P2",
             services=_known(org, "auth"),
-            commander="Erin Walsh",
+            commander="erin",
         ),
     )
     service.update_incident(
         session,
         org=org,
         ref=login.id,
-        performer="Erin Walsh",
+        performer="erin",
         data=IncidentUpdate(status=IncidentStatus.resolved, note="Cache warmed up"),
     )
 
@@ -144,7 +144,7 @@ def seed_demo(session: Session, org: OrgConfig) -> int:
                 starts_at=tomorrow_night,
                 duration=timedelta(hours=2),
             ),
-            performer="Erin Walsh",
+            performer="erin",
         )
     _seed_alerts(session, org)
     return 3
@@ -209,5 +209,5 @@ def _seed_alerts(session: Session, org: OrgConfig) -> None:
                 session,
                 ref=ingested.alerts[0].id or 0,
                 body="Known: the nightly vacuum fills it until it ends at 04:00. Tracked in OPS-812.",
-                author="Erin Walsh",
+                author="erin",
             )

@@ -190,6 +190,18 @@ def names_a_date(text: str) -> bool:
     return _DATE.search(text) is not None
 
 
+def time_of_day_problem(text: str) -> str | None:
+    """What is wrong with a period's bound written as a time of day of no day (``18:00``), or None when it is
+    not one. The CLI says it before sending anything; the API answers it as a 422."""
+    text = text.strip()
+    if names_a_date(text) or not _TIME_LIKE.search(text):
+        return None
+    return (
+        f"{text!r} is a time of day without its date: give a time with its date and offset "
+        "(2026-12-07T09:00:00Z), or how long ago (2h)"
+    )
+
+
 def _period_bound(value: Any) -> Any:
     """A bound of a list's period (``since``, ``until``): a duration back from now (``2h``, 1s to 366d), or a
     time with its offset (ISO 8601, ``2026-12-07T00:00:00Z``); an aware UTC datetime either way."""
@@ -212,11 +224,9 @@ def _period_bound(value: Any) -> Any:
     except _NoUnit:
         raise
     except ValueError:
-        if _TIME_LIKE.search(text):  # 09:00: a time of day, of no day
-            raise ValueError(
-                f"{text!r} is a time of day without its date: give a time with its date and offset "
-                "(2026-12-07T09:00:00Z), or how long ago (2h)"
-            ) from None
+        problem = time_of_day_problem(text)  # 09:00: a time of day, of no day
+        if problem is not None:
+            raise ValueError(problem) from None
         raise ValueError(
             f"{text!r} is neither a duration (90s, 5m, 1h30m, 2d) nor a time with its offset "
             "(2026-12-07T00:00:00Z)"

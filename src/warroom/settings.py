@@ -108,7 +108,11 @@ class Settings(BaseSettings):
     )
     worker_batch: int = Field(default=50, ge=1, description="Jobs claimed per transaction.")
     worker_concurrency: int = Field(
-        default=4, ge=1, le=64, description="Jobs run at once per worker on PostgreSQL (SQLite: 1)."
+        default=4,
+        ge=1,
+        le=64,
+        description="Deliveries run at once per worker, on SQLite too; other jobs too on PostgreSQL "
+        "(SQLite: one at a time).",
     )
     worker_peer_limit: int | None = Field(
         default=None,

@@ -103,6 +103,31 @@ def unknown_template_fields(
     return unknown
 
 
+def undeclared_variables(parsed: nodes.Template) -> set[str]:
+    """``meta.find_undeclared_variables``, also for a template with a filter or test its environment does not
+    have (which that refuses, as compiling does): stand-ins take their place, so that the names and fields
+    it reads are checked too, each mistake said on its own (``{{ incident.nosuch | nofilter }}``)."""
+    environment = parsed.environment
+    if environment is None:  # not parsed by an environment: nothing to stand in for
+        return meta.find_undeclared_variables(parsed)
+    filters = {node.name for node in parsed.find_all(nodes.Filter)} - set(environment.filters)
+    tests = {node.name for node in parsed.find_all(nodes.Test)} - set(environment.tests)
+    if not filters and not tests:
+        return meta.find_undeclared_variables(parsed)
+    stand_in = environment.overlay()
+    stand_in.filters = {**environment.filters, **dict.fromkeys(filters, _stand_in)}
+    stand_in.tests = {**environment.tests, **dict.fromkeys(tests, _stand_in)}
+    parsed.set_environment(stand_in)
+    try:
+        return meta.find_undeclared_variables(parsed)
+    finally:
+        parsed.set_environment(environment)
+
+
+def _stand_in(value: Any, *args: Any, **kwargs: Any) -> Any:
+    return value
+
+
 def regex_search(value: Any, pattern: str, group: int | str = 0) -> str:
     """A template filter: the first match of ``pattern`` in ``value`` (its ``group``, by number or name),
     or "" when there is none: ``alert.summary | regex_search('host=(\\S+)', 1)``."""
@@ -377,13 +402,17 @@ def rule_template_problems(text: str, given: tuple[str, ...]) -> list[str]:
     on every alert, each on its own: a name it is never given, and fields its alert or incident never has."""
     try:
         parsed = template_environment.parse(text)
-        # Compiled, not only parsed: an unknown filter is refused here, not at the first alert.
-        template_environment.from_string(parsed)
-    except TemplateSyntaxError as exc:  # TemplateAssertionError (an unknown filter) is one too
+    except TemplateSyntaxError as exc:
         return [f"bad template: {exc.message}"]
     problems: list[str] = []
+    try:
+        # Compiled, not only parsed: an unknown filter is refused here, not at the first alert. The names and
+        # fields below are checked all the same (the parse is whole): one mistake does not hide another.
+        template_environment.from_string(parsed)
+    except TemplateSyntaxError as exc:  # TemplateAssertionError (an unknown filter)
+        problems.append(f"bad template: {exc.message}")
     # A name this kind of template is never given fails on every alert: said now, not at 3 a.m.
-    undeclared = meta.find_undeclared_variables(parsed)
+    undeclared = undeclared_variables(parsed)
     unknown = undeclared - {*given, *template_environment.globals}
     if unknown:
         names = ", ".join(repr(name) for name in sorted(unknown))

@@ -102,10 +102,12 @@ ALERT_SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yell
 
 # The columns of an alert list (``alert_row``), in ``alerts list`` and ``maintenance show``. In 80 columns
 # the source, then the count, then the service are left out: status, severity, summary, incident and when
-# are what a responder triages by.
+# are what a responder triages by. The status (whether anyone owns the alert) is the last of them to go:
+# the summary gives 3 characters more than other free text (12) to keep it, so that 50 columns hold
+# ``acknowledged`` beside the id, the summary and the incident.
 ALERT_COLUMNS: tuple[str | TextColumn | WordColumn, ...] = (
     IdColumn("id"),
-    WordColumn("status"),
+    WordColumn("status", text_gives=3),
     WordColumn("sev"),
     WordColumn("source", drop=1),
     "summary",

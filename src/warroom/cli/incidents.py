@@ -141,6 +141,40 @@ def create(
     with api_errors(), _client() as client:
         incident = client.create_incident(**fields)
     emit(as_json, incident, lambda: _show(incident))
+    if commander:
+        _warn_if_no_one_to_remind(commander)
+
+
+def _warn_if_no_one_to_remind(commander: str) -> None:
+    """With an org file in use (WARROOM_CONFIG), a commander who is not one of its people (by ``name``, the
+    handle) is taken, but the update-due reminders can never reach them: said on stderr, a warning only (the
+    server may run with another file; a name outside the org is allowed)."""
+    from pydantic import ValidationError
+
+    from warroom.orgconfig import ConfigError, load_org_config
+    from warroom.settings import Settings
+
+    try:
+        path = Settings().config
+        if path is None:
+            return
+        people = load_org_config(path).people
+    except (ValidationError, ConfigError, OSError):
+        return  # the org file is checked by the commands that need it
+    if any(person.name == commander for person in people):
+        return
+    folded = commander.strip().casefold()
+    meant = next(
+        (p.name for p in people if folded in (p.name.casefold(), (p.display_name or "").casefold())), None
+    )
+    error_console.print(
+        escape(
+            f"warning: {commander!r} is not a person of the org file {path} (its people's names: "
+            f"{', '.join(p.name for p in people) or 'none'}): the update-due reminders cannot reach this "
+            "commander" + (f"; give --commander {meant} to reach {commander!r}" if meant else "")
+        ),
+        style="yellow",
+    )
 
 
 @incident_app.command("list", cls=OnceOnlyCommand)
@@ -252,6 +286,8 @@ def update(
         _show(incident)
 
     emit(as_json, incident, show)
+    if commander:
+        _warn_if_no_one_to_remind(commander)
 
 
 def _nothing_changed(said: str, note: str | None) -> str:

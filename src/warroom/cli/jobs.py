@@ -49,7 +49,14 @@ def worker(
     ] = None,
     batch: Annotated[int | None, typer.Option(help="Jobs claimed per transaction.", min=1)] = None,
     concurrency: Annotated[
-        int | None, typer.Option(help="Jobs run at once on PostgreSQL (SQLite: 1).", min=1, max=64)
+        int | None,
+        typer.Option(
+            help="Deliveries (email, Slack, webhooks) run at once, on SQLite too; other jobs too on "
+            "PostgreSQL, one at a time on SQLite (and everything with --once on SQLite). "
+            "WARROOM_WORKER_CONCURRENCY; default 4.",
+            min=1,
+            max=64,
+        ),
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit.")] = False,
     metrics_port: Annotated[

@@ -447,11 +447,14 @@ class WordColumn:
     ``drop``: where the table cannot fit the terminal even with its free text down to ``TEXT_FLOOR``, the
     columns with a ``drop`` are left out, the lowest first, until it fits (the caption names them); a
     column without one stays unless the free text would have less than ``TEXT_LEAST`` (see ``_Table``).
-    ``keep``: it stays even then (the names of a detail view: a value without its name means nothing)."""
+    ``keep``: it stays even then (the names of a detail view: a value without its name means nothing).
+    ``text_gives``: before this column is left out so, the free text gives that many characters more than
+    ``TEXT_LEAST`` (an alert list's status, which says whether anyone owns the alert)."""
 
     header: str
     drop: int | None = None
     keep: bool = False
+    text_gives: int = 0
 
     # The widest its ``min_width`` gets (None: as wide as its widest word, however wide: an id).
     longest: ClassVar[int | None] = WORD_WIDTH
@@ -577,7 +580,8 @@ class _Table(Table):
             and not (spec.keep or isinstance(spec, IdColumn))
         ]
         for index in last_resort:
-            if fits(kept, TEXT_LEAST):
+            spec = self.specs[index]
+            if fits(kept, TEXT_LEAST - (spec.text_gives if isinstance(spec, WordColumn) else 0)):
                 break
             kept.remove(index)
         if len(kept) == len(self.columns):

@@ -9,7 +9,7 @@ import typer
 from typer._click.exceptions import UsageError
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
-from warroom.durations import names_a_date
+from warroom.durations import names_a_date, time_of_day_problem
 from warroom.fields import MAX_ROW_ID
 
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]+")
@@ -111,8 +111,14 @@ def row_number(value: str | None, prefix: str | None, option: str) -> int | None
 
 def period_bound(value: str | None, option: str) -> str | None:
     """``--since``/``--until``: a duration (``2h``) goes as written; a time (``2026-12-07T09:00``) without an
-    offset is this machine's local time, as everywhere in the CLI."""
-    if value is None or not names_a_date(value):
+    offset is this machine's local time, as everywhere in the CLI. A time of day without its date (``18:00``)
+    is refused here, a usage error (exit 2), before anything is sent."""
+    if value is None:
+        return value
+    problem = time_of_day_problem(value)
+    if problem is not None:
+        raise typer.BadParameter(problem, param_hint=option)
+    if not names_a_date(value):
         return value
     from warroom.cli.output import instant  # the CLI's one reading of a time
 

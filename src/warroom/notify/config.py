@@ -314,9 +314,9 @@ def _bare_webhook_users(org: OrgConfig) -> list[str]:
 
 def check_notification_channels(org: OrgConfig) -> list[str]:
     """Cross-reference problems, as ``section[index].field: message`` strings."""
-    from jinja2 import TemplateSyntaxError, meta
+    from jinja2 import TemplateSyntaxError
 
-    from warroom.alerts.config import unknown_template_fields
+    from warroom.alerts.config import undeclared_variables, unknown_template_fields
     from warroom.notify.quoting import FILTERS
     from warroom.templating import LimitedSandbox
 
@@ -345,13 +345,16 @@ def check_notification_channels(org: OrgConfig) -> list[str]:
                 where = f"notification_channels[{index}].templates.{template}.{part}"
                 try:
                     parsed = compiler.parse(source)
-                    compiler.from_string(parsed)  # compiled too: an unknown filter fails every message
                 except TemplateSyntaxError as exc:
                     problems.append(f"{where}: template error on line {exc.lineno}: {exc.message}")
                     continue
+                try:
+                    compiler.from_string(parsed)  # compiled too: an unknown filter fails every message
+                except TemplateSyntaxError as exc:  # and the fields are checked all the same
+                    problems.append(f"{where}: template error on line {exc.lineno}: {exc.message}")
                 # A field an incident never has fails every message about one, as rule templates' do.
                 unknown = unknown_template_fields(
-                    parsed, meta.find_undeclared_variables(parsed), fields={"incident": INCIDENT_FIELDS}
+                    parsed, undeclared_variables(parsed), fields={"incident": INCIDENT_FIELDS}
                 )
                 if unknown:
                     problems.append(

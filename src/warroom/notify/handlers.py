@@ -168,6 +168,7 @@ def _record_sent(session: Session, job: Job, delivery_id: Any, info: dict[str, A
             refused=refused,
         )
     else:
+        delivery.last_error = None  # a retry that went out: the failures before it are on the timeline
         _on_timeline(
             session, delivery, f"Sent {_describe(delivery)}{retried}: {delivery.subject}", status="sent"
         )
