@@ -499,3 +499,34 @@ def test_the_nearest_name_is_the_one_sharing_the_longest_start() -> None:
     assert not_in_file("polcy-042", "escalation policy", ["policy-042"]) == (
         "'polcy-042' is not an escalation policy in this file; did you mean 'policy-042'?"
     )
+
+
+def test_an_unquoted_clock_after_ten_is_a_clock_not_a_base_60_number() -> None:
+    """YAML 1.1 reads 10:00 to 23:59 as base-60 integers (600): ``handoff_time: 10:00`` was refused as "Input
+    should be a valid string" while 09:00 passed. The org file reads them as YAML 1.2 does: text."""
+    org = parse_org_config(
+        "business_hours: {time_zone: Europe/Berlin, start: 10:00, end: 18:30}\n"
+        "people: [{name: ann}]\n"
+        "schedules:\n"
+        "  - name: s\n"
+        "    layers:\n"
+        "      - shift_length: 1d\n"
+        "        handoff_time: 10:00\n"
+        "        start: 2026-01-05\n"
+        "        participants: [ann]\n"
+        "        restrictions: [{days: [0], start: 22:00, end: 23:59}]\n"
+        "services: [{name: api, tier: 3}]\n"
+        "escalation_policies: [{name: p, repeat: 2, steps: [{targets: [{person: ann}], delay: 1:30:00}]}]\n"
+    )
+    assert (org.business_hours.start, org.business_hours.end) == ("10:00", "18:30")
+    layer = org.schedules[0].layers[0]
+    assert layer.handoff_time == "10:00"
+    assert (layer.restrictions[0].start, layer.restrictions[0].end) == ("22:00", "23:59")
+    # Numbers are still numbers; a duration written HH:MM:SS still is one (as text, not as seconds).
+    assert org.services[0].tier == 3 and org.escalation_policies[0].repeat == 2
+    assert org.escalation_policies[0].steps[0].delay == timedelta(hours=1, minutes=30)
+    from warroom.orgconfig import OrgFileLoader
+
+    loaded = yaml.load("a: 10:00\nb: 12\nc: -7\nd: 0x1f\ne: 1.5\nf: 1_000\ng: 190:20:30.15\n", OrgFileLoader)
+    assert loaded == {"a": "10:00", "b": 12, "c": -7, "d": 31, "e": 1.5, "f": 1000, "g": "190:20:30.15"}
+    assert yaml.safe_load("a: 10:00")["a"] == 600  # PyYAML's own loader is left as it was

@@ -552,6 +552,36 @@ class OrgFileLoader(yaml.SafeLoader):
         return node
 
 
+# YAML 1.1 reads 10:00 to 23:59 unquoted as base-60 numbers (600) while 09:00 stays text, so a hand-off, a
+# business day or a restriction written as a clock was refused from ten o'clock on. YAML 1.2 dropped base 60,
+# and so does the org file: its ints and floats are YAML 1.1's without the ``:`` forms, and ``10:00`` is the
+# text "10:00" (nothing in the file is a base-60 number; durations are 5m, 1h30m or HH:MM:SS text).
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_NO_BASE_60 = {
+    _INT_TAG: re.compile(
+        r"""^(?:[-+]?0b[0-1_]+
+        |[-+]?0[0-7_]+
+        |[-+]?(?:0|[1-9][0-9_]*)
+        |[-+]?0x[0-9a-fA-F_]+)$""",
+        re.X,
+    ),
+    _FLOAT_TAG: re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+        |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+}
+# Each first character keeps its resolvers in their order (a float is tried before an int), with the two
+# replaced: the class's own table, PyYAML's left as it is.
+OrgFileLoader.yaml_implicit_resolvers = {
+    first: [(tag, _NO_BASE_60.get(tag, regexp)) for tag, regexp in resolvers]
+    for first, resolvers in OrgFileLoader.yaml_implicit_resolvers.items()
+}
+
+
 EMPTY_FILE = (
     "the file is empty (nothing but blanks, comments or '---'): it would run with no services, escalation "
     "policies or automation rules, so every alert would go unrouted and nobody would be paged; to run on the "
