@@ -530,3 +530,20 @@ def test_an_unquoted_clock_after_ten_is_a_clock_not_a_base_60_number() -> None:
     loaded = yaml.load("a: 10:00\nb: 12\nc: -7\nd: 0x1f\ne: 1.5\nf: 1_000\ng: 190:20:30.15\n", OrgFileLoader)
     assert loaded == {"a": "10:00", "b": 12, "c": -7, "d": 31, "e": 1.5, "f": 1000, "g": "190:20:30.15"}
     assert yaml.safe_load("a: 10:00")["a"] == 600  # PyYAML's own loader is left as it was
+
+
+def test_the_nearest_name_is_ranked_among_every_close_one() -> None:
+    """Among numbered names some twenty are equally close to svc-25 (svc-025, svc-125, svc-250, svc-295, …):
+    difflib kept three of them before the shared start was looked at, and svc-295 was offered."""
+    from warroom.fields import closest, not_in_file
+
+    services = [f"svc-{number:03d}" for number in range(300)]
+    assert not_in_file("svc-25", "service", services) == (
+        "'svc-25' is not a service in this file; did you mean 'svc-250'?"
+    )
+    # The longest shared start first, then the nearest number, then the first by name.
+    assert closest("svc-35", services) == "svc-035"  # no svc-350: svc-035 is the same number
+    assert closest("svc-0255", services) == "svc-025"
+    assert closest("team-7", ["team-17", "team-70", "team-07"]) == "team-70"
+    assert closest("ab-1", ["ab-2", "ab-3"]) == "ab-2"
+    assert closest("zzz", services) is None
