@@ -59,7 +59,7 @@ def test_cross_reference_problems() -> None:
         "services:\n  - name: web\n    dependencies: [ghost]\ndefault_severity: P9\n"
         "severity_rules:\n  - severity: SEV1\n    reason: r\n    when: {symptoms_any: [x]}\n"
     )
-    assert any("services[0].dependencies (line 3)" in p and "ghost" in p for p in found), found
+    assert any("services[0].dependencies[0] (line 3)" in p and "ghost" in p for p in found), found
     assert any(p.startswith("default_severity (line 4)") for p in found), found
     assert any(p.startswith("severity_rules[0].severity (line 6)") for p in found), found
 
@@ -354,9 +354,9 @@ def test_every_problem_of_one_entry_is_reported_in_one_run() -> None:
     )
     where = [problem.split(": ", 1)[0] for problem in found]
     assert where == [
-        "automation.rules[0].match.labels_regex (line 6)",
-        "automation.rules[0].match.labels_regex (line 6)",
-        "automation.rules[0].match.labels_regex (line 6)",
+        "automation.rules[0].match.labels_regex.alertname (line 6)",
+        "automation.rules[0].match.labels_regex.instance (line 6)",
+        "automation.rules[0].match.labels_regex.job (line 6)",
         "automation.rules[0].incident.title (line 8)",
         "automation.rules[0].incident.title (line 8)",
         "automation.rules[0].notify[0].message (line 9)",
@@ -364,9 +364,13 @@ def test_every_problem_of_one_entry_is_reported_in_one_run() -> None:
         "automation.enrich[0].labels (line 13)",
         "automation.enrich[0].labels (line 13)",
         "automation.inhibit_rules[0].source (line 15)",
-        "automation.inhibit_rules[0].target.labels_regex (line 15)",
+        "automation.inhibit_rules[0].target.labels_regex.x (line 15)",
     ], found
-    assert all(label in found[index] for index, label in enumerate(["'alertname'", "'instance'", "'job'"]))
+    assert [found[index].split(": ", 2)[1] for index in range(3)] == [
+        "bad regex 'DB(.*'",
+        "bad regex '(?=x)y'",
+        "bad regex '(a)\\\\1'",
+    ], found
     assert "'alerts', 'incident' are never given to it" in found[3]
     assert "alert.status: alert has no such field" in found[4]
     assert "bad template: Expected an expression" in found[5]
@@ -478,7 +482,7 @@ def test_a_misspelt_key_or_value_says_what_the_place_takes() -> None:
         "automation.rules[0].runbook (line 6): unknown key 'runbook'; did you mean 'runbooks'? "
         "(allowed here: name, match, during, incident, runbooks, page, notify, resolve_to_monitoring, "
         "acknowledge_incident_with_alerts, resolve_after)",
-        "automation.rules[0].incident.services (line 7): 'paymnets' is not a service in this file; "
+        "automation.rules[0].incident.services[0] (line 7): 'paymnets' is not a service in this file; "
         "did you mean 'payments'?",
     ]
     # A notification channel is one of several kinds: the keys are those of its kind.
@@ -547,3 +551,61 @@ def test_the_nearest_name_is_ranked_among_every_close_one() -> None:
     assert closest("team-7", ["team-17", "team-70", "team-07"]) == "team-70"
     assert closest("ab-1", ["ab-2", "ab-3"]) == "ab-2"
     assert closest("zzz", services) is None
+
+
+def test_a_problem_of_one_item_of_a_list_names_the_item_and_its_line() -> None:
+    """In a long block list, "services[300].dependencies (line 607)" pointed at the list's first line when the
+    name at fault was three lines below; two bad regexes of one rule were both at the first one's line."""
+    found = problems_of(
+        "services:\n"
+        "  - name: api\n"
+        "    dependencies:\n"
+        "      - api\n"
+        "      - ghost\n"
+        "people:\n"
+        "  - name: ann\n"
+        "teams:\n"
+        "  - name: core\n"
+        "    members:\n"
+        "      - ann\n"
+        "      - zed\n"
+        "schedules:\n"
+        "  - name: s\n"
+        "    layers:\n"
+        "      - shift_length: 1d\n"
+        "        start: 2026-01-05\n"
+        "        participants:\n"
+        "          - ann\n"
+        "          - ghost\n"
+        "escalation_policies:\n"
+        "  - name: p\n"
+        "    steps:\n"
+        "      - targets:\n"
+        "          - person: ann\n"
+        "          - schedule: nope\n"
+        "automation:\n"
+        "  rules:\n"
+        "    - name: r\n"
+        "      match:\n"
+        "        service:\n"
+        "          - api\n"
+        "          - apu\n"
+        "        labels_regex:\n"
+        "          alertname: 'DB(.*'\n"
+        "          app.kubernetes.io/name: 'x(?=y)'\n"
+        "      incident:\n"
+        "        services:\n"
+        "          - api\n"
+        "          - gone\n"
+    )
+    assert [problem.split(": ", 1)[0] for problem in found] == [
+        "automation.rules[0].match.labels_regex.alertname (line 35)",
+        "automation.rules[0].match.labels_regex.app.kubernetes.io/name (line 36)",
+        "services[0].dependencies[1] (line 5)",
+        "teams[0].members[1] (line 12)",
+        "schedules[0].layers[0].participants[1] (line 20)",
+        "escalation_policies[0].steps[0].targets[1] (line 26)",
+        "automation.rules[0].incident.services[1] (line 40)",
+        "automation.rules[0].match.service[1] (line 33)",
+    ], found
+    assert found[0].endswith(": bad regex 'DB(.*': missing ): DB(.*"), found

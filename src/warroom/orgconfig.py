@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from warroom.alerts.config import REFERENCE_CHECKS as AUTOMATION_REFERENCE_CHECKS
-from warroom.alerts.config import AutomationConfig, NameTaken, Problems, names_taken
+from warroom.alerts.config import AutomationConfig, ItemProblem, NameTaken, Problems, names_taken
 from warroom.business_hours import BusinessHours
 from warroom.durations import Duration
 from warroom.errors import InvalidInput
@@ -365,10 +365,10 @@ def _service_references(org: OrgConfig) -> list[str]:
     names = [s.name for s in org.services]
     problems.extend(names_taken("services", names, "service"))
     for index, service in enumerate(org.services):
-        for dependency in service.dependencies:
+        for item, dependency in enumerate(service.dependencies):
             if dependency not in names:
                 problems.append(
-                    f"services[{index}].dependencies: {not_in_file(dependency, 'service', names)}"
+                    f"services[{index}].dependencies[{item}]: {not_in_file(dependency, 'service', names)}"
                 )
     return problems
 
@@ -625,10 +625,13 @@ def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
                 references = cause.problems
                 continue
             loc = tuple(error["loc"])
-            where, line = _format_loc(loc), _line_of(root, loc)
-            # Every problem of a value on its own (a rule's three bad regexes), not only its first.
+            # Every problem of a value on its own (a rule's three bad regexes), not only its first; one of
+            # an item of it (a label's regex) at that item's own place and line.
             messages = cause.problems if isinstance(cause, Problems) else [_message(error)]
-            found.extend(ConfigProblem(where, line, message) for message in messages)
+            for message in messages:
+                at = (*loc, *message.at) if isinstance(message, ItemProblem) else loc
+                said = message.short if isinstance(message, ItemProblem) else message
+                found.append(ConfigProblem(_format_loc(at), _line_of(root, at), said))
         if references is None:
             # Pydantic checks no references when a field failed: check them on what did parse, so that
             # one run shows every problem (a duplicate name beside a bad interval).
