@@ -558,9 +558,10 @@ def test_a_problem_of_one_item_of_a_list_names_the_item_and_its_line() -> None:
     name at fault was three lines below; two bad regexes of one rule were both at the first one's line."""
     found = problems_of(
         "services:\n"
+        "  - name: db\n"
         "  - name: api\n"
         "    dependencies:\n"
-        "      - api\n"
+        "      - db\n"
         "      - ghost\n"
         "people:\n"
         "  - name: ann\n"
@@ -599,13 +600,47 @@ def test_a_problem_of_one_item_of_a_list_names_the_item_and_its_line() -> None:
         "          - gone\n"
     )
     assert [problem.split(": ", 1)[0] for problem in found] == [
-        "automation.rules[0].match.labels_regex.alertname (line 35)",
-        "automation.rules[0].match.labels_regex.app.kubernetes.io/name (line 36)",
-        "services[0].dependencies[1] (line 5)",
-        "teams[0].members[1] (line 12)",
-        "schedules[0].layers[0].participants[1] (line 20)",
-        "escalation_policies[0].steps[0].targets[1] (line 26)",
-        "automation.rules[0].incident.services[1] (line 40)",
-        "automation.rules[0].match.service[1] (line 33)",
+        "automation.rules[0].match.labels_regex.alertname (line 36)",
+        "automation.rules[0].match.labels_regex.app.kubernetes.io/name (line 37)",
+        "services[1].dependencies[1] (line 6)",
+        "teams[0].members[1] (line 13)",
+        "schedules[0].layers[0].participants[1] (line 21)",
+        "escalation_policies[0].steps[0].targets[1] (line 27)",
+        "automation.rules[0].incident.services[1] (line 41)",
+        "automation.rules[0].match.service[1] (line 34)",
     ], found
     assert found[0].endswith(": bad regex 'DB(.*': missing ): DB(.*"), found
+
+
+def test_a_dependency_cycle_is_a_problem_naming_the_chain() -> None:
+    """A cycle passed silently, yet it changes grouping: with a dependency window each side's alert folds
+    into the other's incident. A service depending on itself, and every knot of services, is named once."""
+    found = problems_of(
+        "services:\n"
+        "  - {name: web, dependencies: [api]}\n"
+        "  - {name: api, dependencies: [db, cache]}\n"
+        "  - name: db\n"
+        "    dependencies:\n"
+        "      - disk\n"
+        "      - web\n"
+        "  - {name: cache, dependencies: [api]}\n"
+        "  - {name: disk, dependencies: [disk]}\n"
+        "  - {name: queue, dependencies: [web]}\n"
+    )
+    assert found == [
+        "services[0].dependencies[0] (line 2): a dependency cycle: web -> api -> db -> web; cache is in "
+        "cycles with these too (a service cannot depend on itself through others; remove one of these "
+        "dependencies)",
+        "services[4].dependencies[0] (line 9): a dependency cycle: disk -> disk (a service cannot depend on "
+        "itself; remove it from its own dependencies)",
+    ], found
+    assert problems_of("services:\n  - {name: a, dependencies: [b]}\n  - {name: b, dependencies: [a]}\n") == [
+        "services[0].dependencies[0] (line 2): a dependency cycle: a -> b -> a (a service cannot depend on "
+        "itself through others; remove one of these dependencies)"
+    ]
+    # A chain (and a diamond) is no cycle.
+    org = parse_org_config(
+        "services:\n  - {name: web, dependencies: [api, auth]}\n  - {name: api, dependencies: [db, auth]}\n"
+        "  - {name: auth, dependencies: [db]}\n  - {name: db}\n"
+    )
+    assert [service.name for service in org.services] == ["web", "api", "auth", "db"]

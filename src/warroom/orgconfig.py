@@ -373,6 +373,115 @@ def _service_references(org: OrgConfig) -> list[str]:
     return problems
 
 
+def _dependency_cycles(org: OrgConfig) -> list[str]:
+    """A service that depends on itself, directly or through others: always a mistake, and not a harmless one,
+    as an alert joins the ongoing incident of a service its own depends on (``dependency_window``), so in a
+    cycle each side's alert folds into the other's incident, whichever opened first. Each cycle is named once,
+    at the dependency of its first service in the file that starts it; services in several cycles with one
+    another (one knot) once, by the shortest cycle through the first of them."""
+    index_of: dict[str, int] = {}
+    for index, service in enumerate(org.services):
+        index_of.setdefault(service.name, index)
+    graph = {
+        index: [index_of[name] for name in service.dependencies if name in index_of]
+        for index, service in enumerate(org.services)
+        if index_of[service.name] == index  # a name given twice is a problem of its own
+    }
+    problems: list[tuple[int, str]] = []  # by service, in file order
+    for index in graph:
+        for item, name in enumerate(org.services[index].dependencies):
+            if name == org.services[index].name:
+                problems.append(
+                    (
+                        index,
+                        f"services[{index}].dependencies[{item}]: a dependency cycle: {name} -> {name} "
+                        "(a service cannot depend on itself; remove it from its own dependencies)",
+                    )
+                )
+                break
+    for knot in _knots(graph):
+        start = min(knot)
+        chain = _shortest_cycle(graph, start, set(knot))
+        names = [org.services[index].name for index in chain]
+        item = org.services[start].dependencies.index(names[1])
+        others = [org.services[index].name for index in sorted(set(knot) - set(chain))]
+        shown = ", ".join(others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10 else "")
+        more = f"; {shown} {'is' if len(others) == 1 else 'are'} in cycles with these too" if others else ""
+        problems.append(
+            (
+                start,
+                f"services[{start}].dependencies[{item}]: a dependency cycle: {' -> '.join(names)}{more} "
+                "(a service cannot depend on itself through others; remove one of these dependencies)",
+            )
+        )
+    return [problem for _, problem in sorted(problems, key=lambda found: found[0])]
+
+
+def _knots(graph: dict[int, list[int]]) -> list[list[int]]:
+    """The strongly connected components of more than one service (Tarjan's, without recursion: a file of
+    thousands of services in one chain is no deeper a stack)."""
+    order: dict[int, int] = {}
+    low: dict[int, int] = {}
+    stack: list[int] = []
+    on_stack: set[int] = set()
+    knots: list[list[int]] = []
+    for root in graph:
+        if root in order:
+            continue
+        work = [(root, iter(graph[root]))]
+        order[root] = low[root] = len(order)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            advanced = False
+            for upstream in edges:
+                if upstream not in order:
+                    order[upstream] = low[upstream] = len(order)
+                    stack.append(upstream)
+                    on_stack.add(upstream)
+                    work.append((upstream, iter(graph[upstream])))
+                    advanced = True
+                    break
+                if upstream in on_stack:
+                    low[node] = min(low[node], order[upstream])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == order[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    knots.append(sorted(component))
+    return sorted(knots)
+
+
+def _shortest_cycle(graph: dict[int, list[int]], start: int, within: set[int]) -> list[int]:
+    """The shortest way from ``start`` back to it inside one knot, both ends given (breadth first)."""
+    came_from: dict[int, int] = {}
+    frontier = deque([start])
+    while frontier:
+        node = frontier.popleft()
+        for upstream in graph[node]:
+            if upstream == start and node != start:
+                chain = [node]
+                while chain[-1] != start:
+                    chain.append(came_from[chain[-1]])
+                return [*reversed(chain), start]
+            if upstream in within and upstream != start and upstream not in came_from:
+                came_from[upstream] = node
+                frontier.append(upstream)
+    raise AssertionError("a knot has a cycle through each of its services")
+
+
 def _owner_teams(org: OrgConfig) -> list[str]:
     """A service's owner team must be one of ``teams``: its incidents are paged (and timed by business hours)
     through that team, so a name of none, a typo, paged nobody while the file passed. A check of its own, so
@@ -399,6 +508,7 @@ def _audiences_and_roles(org: OrgConfig) -> list[str]:
 REFERENCE_CHECKS: tuple[Callable[[OrgConfig], list[str]], ...] = (
     _matrix_references,
     _service_references,
+    _dependency_cycles,
     _owner_teams,
     _audiences_and_roles,
     check_oncall_references,
