@@ -207,14 +207,14 @@ def test_a_field_problem_does_not_hide_the_cross_reference_problems() -> None:
         "automation.maintenance_schedules[0].rrule (line 8)",
         "automation.heartbeats[1].name (line 5)",
         "automation.heartbeats[1].service (line 5)",
-        "automation.maintenance_schedules[0].services (line 11)",
+        "automation.maintenance_schedules[0].services[1] (line 11)",
     ], found
     assert "interval must be between 10s and 7d" in found[0]
     assert found[2].endswith(
         "'a' at line 5 is already the name of the heartbeat at line 4 (automation.heartbeats[0].name)"
     )
     assert found[3].endswith("'zz' is not a service in this file (known: api)")
-    assert found[4].endswith("['ghost'] are not services here")
+    assert found[4].endswith("'ghost' is not a service in this file (known: api)")
 
 
 def test_what_did_not_parse_is_never_reported_as_unknown() -> None:
@@ -644,3 +644,23 @@ def test_a_dependency_cycle_is_a_problem_naming_the_chain() -> None:
         "  - {name: auth, dependencies: [db]}\n  - {name: db}\n"
     )
     assert [service.name for service in org.services] == ["web", "api", "auth", "db"]
+
+
+def test_a_maintenance_schedule_names_an_unknown_service_as_every_section_does() -> None:
+    """It said "['svc-35'] are not services here", where every other section names the nearest one."""
+    found = problems_of(
+        "services: [{name: svc-035}, {name: svc-350}, {name: api}]\n"
+        "automation:\n"
+        "  maintenance_schedules:\n"
+        "    - name: vacuum\n"
+        "      rrule: FREQ=WEEKLY;BYDAY=SU;BYHOUR=2\n"
+        "      duration: 1h\n"
+        "      reason: r\n"
+        "      services:\n"
+        "        - api\n"
+        "        - svc-35\n"
+    )
+    assert found == [
+        "automation.maintenance_schedules[0].services[1] (line 10): 'svc-35' is not a service in this file; "
+        "did you mean 'svc-350'?"
+    ]

@@ -1575,11 +1575,12 @@ def _entry_references(org: OrgConfig) -> list[str]:
     ):
         problems.extend(names_taken(f"automation.{section}", names, kind))
     for index, schedule in enumerate(automation.maintenance_schedules):
-        unknown = [name for name in schedule.services if name not in service_names]
-        if unknown:
-            problems.append(
-                f"automation.maintenance_schedules[{index}].services: {unknown} are not services here"
-            )
+        problems.extend(
+            f"automation.maintenance_schedules[{index}].services[{item}]: "
+            + not_in_file(name, "service", service_names)
+            for item, name in enumerate(schedule.services)
+            if name not in service_names
+        )
     for index, entry in enumerate(automation.auto_resolve):
         where = f"automation.auto_resolve[{index}].match"
         problems.extend(_unknown_match_services(where, entry.match, service_names))
