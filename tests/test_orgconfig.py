@@ -664,3 +664,36 @@ def test_a_maintenance_schedule_names_an_unknown_service_as_every_section_does()
         "automation.maintenance_schedules[0].services[1] (line 10): 'svc-35' is not a service in this file; "
         "did you mean 'svc-350'?"
     ]
+
+
+def test_a_yaml_syntax_error_is_one_line_at_the_line_where_it_starts(tmp_path: Path) -> None:
+    """PyYAML's text spans lines and says ``in "<unicode string>"``; squashed onto one line it named two
+    places, and an unclosed quote was reported where the next quote was found, 500 lines on."""
+    unclosed = 'services:\n  - name: api\n    description: "the API\n  - name: db\n  - name: db\\.replica\n'
+    assert problems_of(unclosed) == [
+        "org.yaml (line 3): the double-quoted text that starts here (column 18) is not closed where it "
+        "should be: found unknown escape character '.' at line 5, column 14"
+    ]
+    assert problems_of("services:\n  - name: [api\n") == [
+        "org.yaml (line 2): the [ list that starts here (column 11) is not closed where it should be: "
+        "expected ',' or ']', but got '<stream end>' at line 3, column 1"
+    ]
+    assert problems_of("services:\n\t- name: api\n") == [
+        "org.yaml (line 2): found character '\\t' that cannot start any token (column 1): YAML indents with "
+        "spaces, not tabs"
+    ]
+    assert problems_of("services:\n  - name: api\n   tier: 2\n") == [
+        "org.yaml (line 3): expected <block end>, but found '<block mapping start>' (column 4), in the list "
+        "that starts at line 2, column 3: check this line's indentation"
+    ]
+    # A control character is found while reading, before parsing: it was a traceback.
+    assert problems_of('organization: "Acme\x07"\n') == [
+        "org.yaml (line 1): character #x0007 (column 20) is not allowed in YAML (special characters are not "
+        "allowed)"
+    ]
+    path = tmp_path / "org.yaml"
+    path.write_text(unclosed)
+    checked = run_cli("config", "check", str(path), check=False, env={"COLUMNS": "300"})
+    assert checked.returncode == 2, checked.stderr
+    assert f"{path} (line 3): the double-quoted text that starts here" in checked.stderr
+    assert "<unicode string>" not in checked.stderr and "Traceback" not in checked.stderr

@@ -701,7 +701,10 @@ EMPTY_FILE = (
 
 def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
     # One pass: the tree composed (a key given twice is refused there), then built from that tree.
-    loader = OrgFileLoader(text)
+    try:
+        loader = OrgFileLoader(text)
+    except yaml.YAMLError as exc:  # a character YAML takes nowhere (a control character), found on reading
+        raise ConfigError(source, [_syntax_problem(source, text, exc)]) from exc
     root: yaml.Node | None = None
     try:
         root = loader.get_single_node()
@@ -709,9 +712,7 @@ def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
     except DuplicateKeys as exc:
         raise ConfigError(source, exc.problems) from exc
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(source, [ConfigProblem("(yaml)", line, str(exc).replace("\n", " "))]) from exc
+        raise ConfigError(source, [_syntax_problem(source, text, exc)]) from exc
     except ValueError as exc:
         # A date YAML reads as one but the calendar has not (2026-02-30, hour 25): name where it is.
         problems = _impossible_dates(root) or [ConfigProblem("(yaml)", None, str(exc))]
@@ -748,6 +749,55 @@ def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
             references = _salvaged_reference_problems(data, exc)
         found.extend(_reference_problem(item, root) for item in references)
         raise ConfigError(source, found) from exc
+
+
+# What PyYAML was reading when it found the problem, when that thing's start is the place to look: a quote
+# or a bracket left open runs on, and the problem is found lines later (the next quote, the end of the file).
+_OPENED = {
+    "while scanning a quoted scalar": "the quoted text",
+    "while scanning a double-quoted scalar": "the double-quoted text",
+    "while scanning a single-quoted scalar": "the single-quoted text",
+    "while parsing a flow sequence": "the [ list",
+    "while parsing a flow mapping": "the { mapping",
+    "while parsing a flow node": "the value",
+}
+
+
+def _syntax_problem(source: str, text: str, exc: yaml.YAMLError) -> ConfigProblem:
+    """A YAML syntax error as one problem at the line where it starts, in words (PyYAML's own text spans
+    lines and says ``in "<unicode string>"``): an unclosed quote or bracket at the line that opens it, with
+    where the problem showed; anything else at the line of the problem, with what it was in."""
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not take (a control character)
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        character = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        return ConfigProblem(
+            source, line, f"character {character} (column {column}) is not allowed in YAML ({exc.reason})"
+        )
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return ConfigProblem(source, None, " ".join(str(exc).split()))
+    problem, context = exc.problem or "a YAML syntax error", exc.context
+    at, start = exc.problem_mark, exc.context_mark
+    opened = _OPENED.get(context or "")
+    if opened is not None and start is not None and at is not None and start.line != at.line:
+        message = (
+            f"{opened} that starts here (column {start.column + 1}) is not closed where it should be: "
+            f"{problem} at line {at.line + 1}, column {at.column + 1}"
+        )
+        return ConfigProblem(source, start.line + 1, message)
+    mark = at or start
+    message = problem + (f" (column {mark.column + 1})" if mark is not None else "")
+    if context and start is not None and mark is not start:
+        what = context.removeprefix("while ").replace("parsing ", "").replace("scanning ", "")
+        what = {"a block collection": "the list", "a block mapping": "the mapping"}.get(what, what)
+        message += f", in {what} that starts at line {start.line + 1}, column {start.column + 1}"
+    if "expected <block end>" in problem:
+        message += ": check this line's indentation"
+    elif "'\\t'" in problem:
+        message += ": YAML indents with spaces, not tabs"
+    if exc.note:
+        message += f" ({exc.note})"
+    return ConfigProblem(source, mark.line + 1 if mark is not None else None, message)
 
 
 def _message(error: ErrorDetails) -> str:
