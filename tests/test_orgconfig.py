@@ -204,16 +204,16 @@ def test_a_field_problem_does_not_hide_the_cross_reference_problems() -> None:
     )
     assert [p.split(": ")[0] for p in found] == [
         "automation.heartbeats[0].interval (line 4)",
-        "automation.maintenance_schedules[0].rrule (line 8)",
         "automation.heartbeats[1].name (line 5)",
         "automation.heartbeats[1].service (line 5)",
+        "automation.maintenance_schedules[0].rrule (line 8)",
         "automation.maintenance_schedules[0].services[1] (line 11)",
     ], found
     assert "interval must be between 10s and 7d" in found[0]
-    assert found[2].endswith(
+    assert found[1].endswith(
         "'a' at line 5 is already the name of the heartbeat at line 4 (automation.heartbeats[0].name)"
     )
-    assert found[3].endswith("'zz' is not a service in this file (known: api)")
+    assert found[2].endswith("'zz' is not a service in this file (known: api)")
     assert found[4].endswith("'ghost' is not a service in this file (known: api)")
 
 
@@ -238,8 +238,8 @@ def test_what_did_not_parse_is_never_reported_as_unknown() -> None:
         "  heartbeats: [{name: h, interval: 1m, service: ghost}]\n"
     )
     assert found == [
-        "services[0].tier (line 3): Input should be less than or equal to 4",
         "severities (line 1): Input should be a valid list",
+        "services[0].tier (line 3): Input should be less than or equal to 4",
         "automation.heartbeats[0].service (line 5): 'ghost' is not a service in this file (known: api)",
     ]
 
@@ -600,16 +600,16 @@ def test_a_problem_of_one_item_of_a_list_names_the_item_and_its_line() -> None:
         "          - gone\n"
     )
     assert [problem.split(": ", 1)[0] for problem in found] == [
-        "automation.rules[0].match.labels_regex.alertname (line 36)",
-        "automation.rules[0].match.labels_regex.app.kubernetes.io/name (line 37)",
         "services[1].dependencies[1] (line 6)",
         "teams[0].members[1] (line 13)",
         "schedules[0].layers[0].participants[1] (line 21)",
         "escalation_policies[0].steps[0].targets[1] (line 27)",
-        "automation.rules[0].incident.services[1] (line 41)",
         "automation.rules[0].match.service[1] (line 34)",
+        "automation.rules[0].match.labels_regex.alertname (line 36)",
+        "automation.rules[0].match.labels_regex.app.kubernetes.io/name (line 37)",
+        "automation.rules[0].incident.services[1] (line 41)",
     ], found
-    assert found[0].endswith(": bad regex 'DB(.*': missing ): DB(.*"), found
+    assert found[5].endswith(": bad regex 'DB(.*': missing ): DB(.*"), found
 
 
 def test_a_dependency_cycle_is_a_problem_naming_the_chain() -> None:
@@ -697,3 +697,19 @@ def test_a_yaml_syntax_error_is_one_line_at_the_line_where_it_starts(tmp_path: P
     assert checked.returncode == 2, checked.stderr
     assert f"{path} (line 3): the double-quoted text that starts here" in checked.stderr
     assert "<unicode string>" not in checked.stderr and "Traceback" not in checked.stderr
+
+
+def test_config_check_lists_problems_in_the_files_order() -> None:
+    """Field problems came first, then the cross-reference ones, each check in its own order: line 900,
+    line 12, line 640. A person fixes a file top to bottom."""
+    found = problems_of(
+        "services:\n"
+        "  - {name: api, dependencies: [ghost]}\n"
+        "  - {name: web, tier: 9}\n"
+        "people:\n"
+        "  - {name: ann, time_zone: Mars/Olympus}\n"
+        "teams:\n"
+        "  - {name: core, members: [nobody]}\n"
+        "roles: [scribe]\n"
+    )
+    assert [int(problem.split("(line ")[1].split(")")[0]) for problem in found] == [2, 3, 5, 7, 8], found

@@ -748,6 +748,9 @@ def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
             # one run shows every problem (a duplicate name beside a bad interval).
             references = _salvaged_reference_problems(data, exc)
         found.extend(_reference_problem(item, root) for item in references)
+        # In the file's order, as a person reads and fixes it: the field problems and the cross-reference
+        # ones are found apart (and each check in its own order).
+        found.sort(key=lambda problem: (problem.line is None, problem.line or 0))
         raise ConfigError(source, found) from exc
 
 
