@@ -3,12 +3,15 @@ WARROOM_TEST_POSTGRES_URL is set, again on PostgreSQL."""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -195,6 +198,36 @@ def viewer(tokens: dict[str, str]) -> dict[str, str]:
     return bearer(tokens["viewer"])
 
 
+@pytest.fixture
+def served_log() -> Iterator[Callable[[], str]]:
+    """Logging set up as ``warroom serve`` sets it up (``configure_logging``), in place of pytest's handlers,
+    its handler writing to a buffer instead of stderr: the function yielded returns what it wrote since it
+    was last called."""
+    from warroom.cli.main import QUIET_LOGGERS, SERVE_LOG_FORMAT, configure_logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    quiet = {name: logging.getLogger(name).level for name in (*QUIET_LOGGERS, "alembic")}
+    root.handlers.clear()
+    configure_logging(SERVE_LOG_FORMAT)
+    [handler] = root.handlers
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    handler.setStream(buffer)
+
+    def written() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    yield written
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, was in quiet.items():
+        logging.getLogger(name).setLevel(was)
+
+
 @pytest.fixture(autouse=True)
 def _real_clock() -> Iterator[None]:
     """Tests may freeze or advance ``warroom.clock.clock``; always hand the next test a real one."""
@@ -222,3 +255,22 @@ def cli_through_the_app(
     for module in modules:
         monkeypatch.setattr(f"{module}.Client", client)
     return CliRunner()
+
+
+@pytest.fixture
+def uvicorn_not_run(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """``warroom serve`` up to the point where uvicorn would serve: the configs it would have run, in order.
+    The sockets ``serve`` bound (``--port`` should be a free one) are closed, and the server counts as
+    started, so the command ends as after a clean shutdown."""
+    import uvicorn
+
+    ran: list[uvicorn.Config] = []
+
+    def run(server: uvicorn.Server, sockets: list[Any] | None = None) -> None:
+        ran.append(server.config)
+        for listener in sockets or []:
+            listener.close()
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    return ran

@@ -69,7 +69,8 @@ class MailSink:
 
 
 class SmtpServer:
-    """An aiosmtpd server on 127.0.0.1:``port``; optionally requiring LOGIN, STARTTLS or implicit TLS."""
+    """An aiosmtpd server on 127.0.0.1:``port``; optionally requiring LOGIN, STARTTLS or implicit TLS, and
+    offering SMTPUTF8 (aiosmtpd's default is not to)."""
 
     def __init__(
         self,
@@ -79,13 +80,14 @@ class SmtpServer:
         password: str | None = None,
         starttls: ssl.SSLContext | None = None,
         implicit_tls: ssl.SSLContext | None = None,
+        smtputf8: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.sink = MailSink()
         self.logins: list[str] = []
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if username is not None:
-            kwargs = {"authenticator": self._authenticate, "auth_require_tls": False, "auth_required": True}
+            kwargs |= {"authenticator": self._authenticate, "auth_require_tls": False, "auth_required": True}
         if starttls is not None:
             kwargs.update(tls_context=starttls, require_starttls=True)
         if implicit_tls is not None:
@@ -121,20 +123,28 @@ class Request:
 
 @dataclass
 class Recorder:
-    """A local HTTP server recording every request; ``fail(path, n, status)`` fails the next n."""
+    """A local HTTP server recording every request; ``fail(path, n, status)`` fails the next n (answering
+    ``body``, by default ``nope``)."""
 
     server: ThreadingHTTPServer
     requests: list[Request] = field(default_factory=list)
-    failures: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    failures: dict[str, list[tuple[int, dict[str, str], bytes]]] = field(default_factory=dict)
     holds: dict[str, tuple[threading.Event, threading.Event]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
 
-    def fail(self, path: str, times: int, status: int = 500, headers: dict[str, str] | None = None) -> None:
+    def fail(
+        self,
+        path: str,
+        times: int,
+        status: int = 500,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"nope",
+    ) -> None:
         with self.lock:
-            self.failures.setdefault(path, []).extend([(status, headers or {})] * times)
+            self.failures.setdefault(path, []).extend([(status, headers or {}, body)] * times)
 
     def hold(self, path: str, entered: threading.Event, gate: threading.Event) -> None:
         """Requests to ``path`` set ``entered``, then wait for ``gate`` before answering."""
@@ -159,11 +169,10 @@ def start_recorder() -> Recorder:
             with recorder.lock:
                 recorder.requests.append(Request("POST", self.path, dict(self.headers.items()), body))
                 pending = recorder.failures.get(self.path) or []
-                status, headers = pending.pop(0) if pending else (200, {})
+                status, headers, answer = pending.pop(0) if pending else (200, {}, b"ok")
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
-            answer = b"ok" if status < 300 else b"nope"
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
             self.wfile.write(answer)

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import delete
 
 from tests.alerts.conftest import make_key
+from warroom.alerts.models import ChangeEvent
 from warroom.clock import clock
 from warroom.context import AppContext
 
@@ -20,8 +22,7 @@ T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
 def ids(answer: Any) -> list[int]:
     assert answer.status_code == 200, answer.text
-    body = answer.json()
-    rows = body["items"] if isinstance(body, dict) else body
+    rows = answer.json()["items"]  # every list newest first answers a page
     return [row["number"] if "number" in row else row["id"] for row in rows]
 
 
@@ -114,6 +115,54 @@ def test_changes_are_paged_in_the_order_they_happened(
     assert ids(api.get("/api/v1/changes", params={"before_id": 3}, headers=viewer)) == [2]
     # A cursor no longer stored was pruned with everything older; one past every id is before them all.
     assert ids(api.get("/api/v1/changes", params={"before_id": 99}, headers=viewer)) == [4, 1, 3, 2]
+
+
+def test_a_page_of_changes_counts_what_the_filters_and_cursor_select(
+    api: TestClient, context: AppContext, viewer: dict[str, str], responder: dict[str, str]
+) -> None:
+    """``/api/v1/changes`` answered a bare list that nothing counted: a script could not tell the last page
+    from a full one. Its ``total`` is what the period, the service and ``before_id`` select, before ``limit``
+    and ``offset``."""
+    clock.set(T0)
+    for summary, service, minutes_ago in (
+        ("a", "api", 10),
+        ("b", None, 30),
+        ("late", "database", 20),
+        ("c", "api", 5),
+        ("old", "api", 30 * 60),  # before the default day
+    ):
+        happened = (T0 - timedelta(minutes=minutes_ago)).isoformat()
+        body = {"summary": summary, "service": service, "happened_at": happened}
+        assert api.post("/api/v1/changes", json=body, headers=responder).status_code == 201
+
+    def page(**params: Any) -> tuple[list[int], int]:
+        answer = api.get("/api/v1/changes", params=params, headers=viewer)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert (body["limit"], body["offset"]) == (params.get("limit", 50), params.get("offset", 0))
+        return [row["id"] for row in body["items"]], body["total"]
+
+    # CHG-4 (5 min ago), CHG-1 (10), CHG-3 (20), CHG-2 (30); CHG-5 a day and more ago.
+    assert page() == ([4, 1, 3, 2], 4)
+    assert page(limit=2) == ([4, 1], 4)
+    assert page(limit=2, offset=1) == ([1, 3], 4)
+    assert page(offset=10) == ([], 4)
+    assert page(since="2d") == ([4, 1, 3, 2, 5], 5)
+    assert page(since="2d", until="1h") == ([5], 1)
+    assert page(service="api") == ([4, 1, 2], 3)  # its own and those naming none
+    assert page(service="api", limit=1, offset=1) == ([1], 3)
+    # With the cursor, what is left after it, in the order they happened.
+    assert page(before_id=1) == ([3, 2], 2)
+    assert page(before_id=1, offset=1) == ([2], 2)
+    assert page(before_id=1, service="database", limit=1) == ([3], 2)
+    assert page(before_id=2, since="2d") == ([5], 1)
+    assert page(before_id=99) == ([4, 1, 3, 2], 4)  # past every id: before them all
+    # A cursor no longer stored (pruned for its age, and every older change with it): nothing is left.
+    with context.db.write() as session:
+        session.execute(delete(ChangeEvent).where(ChangeEvent.id == 3))
+    assert page(before_id=3) == ([], 0)
+    assert page(before_id=3, since="2d", offset=1) == ([], 0)
+    assert page(before_id=1) == ([2], 1)
 
 
 def test_a_period_may_be_given_as_times_and_may_end(

@@ -116,5 +116,7 @@ def test_every_list_prints_the_envelope_with_its_total(
 
     changes = envelope(cli.invoke(app, ["changes", "list", "--limit", "2", "--offset", "1", "--json"]))
     assert [row["summary"] for row in changes["items"]] == ["Deployed api 2.15", "Deployed api 2.14"]
-    # The server does not count changes: the total is null rather than a number that may be wrong.
-    assert (changes["total"], changes["limit"], changes["offset"]) == (None, 2, 1)
+    assert (changes["total"], changes["limit"], changes["offset"]) == (3, 2, 1)
+    newest = envelope(cli.invoke(app, ["changes", "list", "--limit", "1", "--json"]))["items"][0]["ref"]
+    left = envelope(cli.invoke(app, ["changes", "list", "--before-id", newest, "--json"]))
+    assert left["total"] == 2 and newest not in [row["ref"] for row in left["items"]]

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import EXAMPLE_CONFIG
+from tests.peers import free_port
 from warroom.cli import main
 from warroom.cli.main import QUIET_LOGGERS, app
 
@@ -40,15 +41,17 @@ def test_serve_logs_no_url_of_a_delivery(
     library_loggers: None,
     database_url: str,
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    uvicorn_not_run: list[Any],
 ) -> None:
-    ran: list[dict[str, Any]] = []
-    monkeypatch.setattr("uvicorn.run", lambda application, **options: ran.append(options))
     served = CliRunner().invoke(
-        app, ["serve", "--config", str(EXAMPLE_CONFIG), "--database-url", database_url, "--no-worker"]
+        app,
+        [
+            *("serve", "--config", str(EXAMPLE_CONFIG), "--database-url", database_url, "--no-worker"),
+            *("--port", str(free_port())),
+        ],
     )
     assert served.exit_code == 0, served.output
-    assert ran and ran[0]["access_log"] is False  # uvicorn's access log: URLs with ?key=
+    assert uvicorn_not_run and uvicorn_not_run[0].access_log is False  # uvicorn's access log: URLs with ?key=
     caplog.set_level(logging.INFO)
     post_to_a_secret_url()
     logging.getLogger("mail.log").info("%r >> %r", ("127.0.0.1", 5000), b"RCPT TO:<0123456789abcdef@x>")

@@ -713,3 +713,43 @@ def test_config_check_lists_problems_in_the_files_order() -> None:
         "roles: [scribe]\n"
     )
     assert [int(problem.split("(line ")[1].split(")")[0]) for problem in found] == [2, 3, 5, 7, 8], found
+
+
+HIDDEN = "must not contain control or formatting characters (line breaks, direction marks)"
+
+
+def test_a_display_name_is_one_visible_line(tmp_path: Path) -> None:
+    """A person's (or a team's) display name is what pages, timelines and the web UI show for them: a line
+    break, an escape or a direction mark in it made one entry read as another. It is checked as strictly
+    as the handle, with its line; empty (the handle is shown) and ordinary names with accents, emoji and
+    inner spaces are fine, trimmed."""
+    found = problems_of(
+        "people:\n"
+        '  - name: bob\n    display_name: "Bob\\r\\nINC-1 resolved by alice"\n'
+        '  - name: carol\n    display_name: "Carol \\u202eWagner"\n'
+        '  - name: dave\n    display_name: "Dave\\tMiller"\n'
+        '  - name: erin\n    display_name: "Erin \\e[2J"\n'
+        '  - name: fred\n    display_name: "   "\n'
+        "teams:\n"
+        '  - name: dba\n    display_name: "DBA\\nteam"\n    members: [bob]\n'
+    )
+    assert found == [
+        f"people[0].display_name (line 3): {HIDDEN}",
+        f"people[1].display_name (line 5): {HIDDEN}",
+        f"people[2].display_name (line 7): {HIDDEN}",
+        f"people[3].display_name (line 9): {HIDDEN}",
+        "people[4].display_name (line 11): must not be blank",
+        f"teams[0].display_name (line 14): {HIDDEN}",
+    ], found
+    org = parse_org_config(
+        "people:\n"
+        "  - name: ana\n    display_name: ' Ana Müller-Łukasz 👩\u200d💻 '\n"
+        "  - name: ben\n"
+        "teams:\n  - name: ops\n    display_name: Ops & SRE\n    members: [ana, ben]\n"
+    )
+    assert [person.label for person in org.people] == ["Ana Müller-Łukasz 👩\u200d💻", "ben"]
+    bad_file = tmp_path / "org.yaml"
+    bad_file.write_text('people:\n  - name: bob\n    display_name: "Bob\\u202e"\n')
+    checked = run_cli("config", "check", str(bad_file), check=False)
+    assert checked.returncode == 2
+    assert f"people[0].display_name (line 3): {HIDDEN}" in checked.stderr

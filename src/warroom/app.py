@@ -60,7 +60,7 @@ from warroom.fields import validation_entry
 from warroom.incidents.api import router as incidents_router
 from warroom.incidents.models import Incident
 from warroom.jobs.api import router as jobs_router
-from warroom.jsonbody import NOT_JSON, TOO_DEEP, decode_error, nul_field
+from warroom.jsonbody import NOT_JSON, TOO_DEEP, decode_error, nul_field, surrogate_escape_in, surrogate_field
 from warroom.metrics.collectors import (
     AlertCollector,
     HeartbeatCollector,
@@ -109,15 +109,18 @@ _CLOSE_CONNECTION = {"connection": "close"}
 
 class RequestGuardMiddleware:
     """Checks every request before routing: 413 for bodies over the limit (with or without
-    Content-Length), 422 for NUL characters, which no field accepts and PostgreSQL cannot store. On an
+    Content-Length), 422 for NUL characters, which no field accepts and PostgreSQL cannot store, and for lone
+    UTF-16 surrogates in a JSON body (``"\\ud800"``), which are not UTF-8 and neither database stores, in a
+    key or string at any depth (free-form objects too, which no schema checks). On an
     intake route (a tool's webhook, Opsgenie's API, PagerDuty's Change Events API) either is a refused
     delivery, counted as one and answered as the route's handler answers a bad delivery (PagerDuty's or
     Opsgenie's shape; 400 naming the field of a NUL), as is a compressed body (415). A body over the limit
     sent to an intake route is logged too (``fastpath.log_too_large``). The monitoring tools' routes take a
     NUL in the body (``fastpath.replaces_nul``: their parsers replace it) and Alertmanager's and Grafana's a
     larger body (``max_group_bytes``), as the fast path does. On a tool's webhook and Opsgenie's routes the
-    key (in the URL or headers) is checked before the body is received (``fastpath.refuse_before_body``): a
-    caller whose key cannot deliver is answered 401/403 at once, with ``Connection: close``.
+    key (in the URL or headers) is checked first, before the body's encoding and size, before it is received
+    (``fastpath.refuse_before_body``): a caller whose key cannot deliver is answered 401/403 at once, with
+    ``Connection: close``. PagerDuty's Change Events API has its key in the body: checked after it is read.
 
     A heartbeat's ping or report is let through unchecked: its handler reads the body as it arrives, of any
     size, keeping the tail of a failed run's output with NULs replaced; its key is only hashed and its name
@@ -142,6 +145,25 @@ class RequestGuardMiddleware:
         if b"%00" in scope["query_string"]:
             await self._reject_nul(scope, send, _query_nul_field(scope["query_string"]))
             return
+        app = scope.get("app")
+        if (
+            app is not None
+            and fastpath.key_in_head(scope["method"], scope["path"]) is not None
+            and _routed(app, scope)
+        ):
+            # A tool's webhook, Opsgenie's routes: the key (in the URL or headers) comes first, before the
+            # body's encoding and size are looked at and before it is received; a caller whose key cannot
+            # deliver is answered without it (401/403, never 413/415, and nothing logged).
+            refused = await fastpath.refuse_before_body(app.state, self.context, scope)
+            if refused is not None:
+                status, body = refused
+                await self._send(
+                    send,
+                    Response(
+                        body, status_code=status, media_type="application/json", headers=_CLOSE_CONNECTION
+                    ),
+                )
+                return
         headers = dict(scope["headers"])
         encoding = headers.get(b"content-encoding")
         if encoding is not None and fastpath.intake_source(scope["method"], scope["path"]) is not None:
@@ -154,24 +176,6 @@ class RequestGuardMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._too_large(scope, send, limit, int(declared))
             return
-        app = scope.get("app")
-        if (
-            app is not None
-            and fastpath.key_in_head(scope["method"], scope["path"]) is not None
-            and _routed(app, scope)
-        ):
-            # A tool's webhook, Opsgenie's routes: the key (in the URL or headers) comes first, before the
-            # body is received; a caller whose key cannot deliver is answered without it.
-            refused = await fastpath.refuse_before_body(app.state, self.context, scope)
-            if refused is not None:
-                status, body = refused
-                await self._send(
-                    send,
-                    Response(
-                        body, status_code=status, media_type="application/json", headers=_CLOSE_CONNECTION
-                    ),
-                )
-                return
         # Read the body up front (it is at most the limit) so a chunked upload over the limit gets a
         # clean 413 before any handler sees it.
         chunks: list[bytes] = []
@@ -195,6 +199,11 @@ class RequestGuardMiddleware:
             if field is not None:
                 await self._reject_nul(scope, send, field)
                 return
+        if surrogate_escape_in(body):
+            field = _json_surrogate_field(body)
+            if field is not None:
+                await self._reject(scope, send, adapters.surrogate_refusal(field))
+                return
         replayed: Message = {"type": "http.request", "body": body, "more_body": False}
         await self.app(scope, _replay([replayed], receive), send)
 
@@ -215,7 +224,11 @@ class RequestGuardMiddleware:
         """A NUL in ``field``: on an intake route as its own parser refuses one (400 naming the field, or
         Opsgenie's 422 by field); elsewhere 422 naming the field as well, as any field at fault is named
         (a public report's sender has only the answer to go by)."""
-        refusal = adapters.nul_refusal(field)
+        await self._reject(scope, send, adapters.nul_refusal(field))
+
+    async def _reject(self, scope: Scope, send: Send, refusal: adapters.InvalidPayload) -> None:
+        """A field's text no database can store (a NUL, a lone surrogate): on an intake route as its parser
+        refuses it, else 422 naming the field."""
         if fastpath.intake_source(scope["method"], scope["path"]) is not None:
             await self._refuse(scope, send, refusal)
             return
@@ -257,6 +270,15 @@ def _json_nul_field(body: bytes) -> str | None:
     with the parser FastAPI's routes use, which takes what orjson refuses (NaN, big integers)."""
     try:
         return nul_field(json.loads(body))
+    except (ValueError, RecursionError):
+        return None
+
+
+def _json_surrogate_field(body: bytes) -> str | None:
+    """Where a JSON body has a lone UTF-16 surrogate in a key or string (``"\\ud800"``, which Python's parser
+    keeps and no database can store); a body that is not JSON is left to its handler."""
+    try:
+        return surrogate_field(json.loads(body))
     except (ValueError, RecursionError):
         return None
 

@@ -20,7 +20,7 @@ from warroom.alerts.schemas import (
     AlertDetail,
     AlertOverview,
     AlertPage,
-    ChangeRead,
+    ChangePage,
     ChangeRecorded,
     HeartbeatRead,
     IncidentMerged,
@@ -769,7 +769,7 @@ class Client:
         limit: int = 50,
         offset: int = 0,
         before_id: int | None = None,
-    ) -> list[ChangeRead]:
+    ) -> ChangePage:
         params = query(
             service=service,
             since=since,
@@ -779,8 +779,7 @@ class Client:
             offset=offset,
             before_id=before_id,
         )
-        rows = self.request("GET", "/api/v1/changes", params=params)
-        return self._rows(ChangeRead, rows)
+        return self._one(ChangePage, self.request("GET", "/api/v1/changes", params=params))
 
     def list_heartbeats(self) -> list[HeartbeatRead]:
         return self._rows(HeartbeatRead, self.request("GET", "/api/v1/heartbeats"))

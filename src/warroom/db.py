@@ -190,6 +190,16 @@ def lost_race(exc: BaseException) -> bool:
     return isinstance(as_sqlalchemy_error(exc), IntegrityError) or is_retryable(exc)
 
 
+def trouble(exc: BaseException) -> str:
+    """Why the database refused a transaction (one ``unavailable`` matches), as a log line says it: aborted
+    by PostgreSQL to settle a deadlock or a serialization failure (``is_retryable``), it lost a race with
+    another transaction, and nothing is down; else the database is unavailable. The driver's first line in
+    brackets."""
+    if is_retryable(exc):
+        return f"lost a lock race with another transaction ({unavailable_reason(exc)})"
+    return f"database unavailable ({unavailable_reason(exc)})"
+
+
 _ON_COMMIT = "warroom.on_commit"
 
 

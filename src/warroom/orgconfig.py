@@ -648,17 +648,49 @@ class DuplicateKeys(yaml.MarkedYAMLError):
         self.problems = problems
 
 
-class OrgFileLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a document that gives a key twice in one mapping (``DuplicateKeys``,
-    with every such key), where PyYAML would keep the last silently. Checked on the composed tree, before
-    anything is built: each mapping is seen once, as written, not after merge keys (``<<``) are expanded
-    into it. Every reading of the org file goes through it (``parse_org_config``)."""
+def _refuse_duplicate_keys(node: yaml.Node | None) -> None:
+    problems = _duplicate_keys(node)
+    if problems:
+        raise DuplicateKeys(problems)
+
+
+# libyaml (PyYAML's C loader) reads a big org file five times faster than PyYAML's own Python one; PyYAML
+# ships without it on some platforms.
+_YAML_BASE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class OrgFileLoader(_YAML_BASE):  # type: ignore[valid-type,misc]
+    """PyYAML's safe loader — its C one (libyaml) when PyYAML has it — refusing a document that gives a key
+    twice in one mapping (``DuplicateKeys``, with every such key), where PyYAML would keep the last silently.
+    Checked on the composed tree, before anything is built: each mapping is seen once, as written, not after
+    merge keys (``<<``) are expanded into it. Every reading of the org file goes through it
+    (``parse_org_config``); what the file's YAML means (implicit resolvers, constructors) is set on this
+    class, and the pure-Python loader that reports a document libyaml refuses (``_PyOrgFileLoader``) uses
+    the same."""
+
+    def get_single_node(self) -> yaml.Node | None:
+        # libyaml composes the whole tree in C, never calling compose_document: check the tree it gives.
+        node: yaml.Node | None = super().get_single_node()
+        _refuse_duplicate_keys(node)
+        return node
+
+
+class _PyOrgFileLoader(yaml.SafeLoader):
+    """``OrgFileLoader`` in pure Python, for a document it refused: PyYAML's own errors (their messages, marks
+    and snippets) are what the org file's problem reports are made of, and a document libyaml refuses where
+    PyYAML takes it is still read. OrgFileLoader's resolvers and constructors, whatever is added there."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.yaml_implicit_resolvers = OrgFileLoader.yaml_implicit_resolvers
+        vars(self).update(
+            yaml_constructors=OrgFileLoader.yaml_constructors,
+            yaml_multi_constructors=OrgFileLoader.yaml_multi_constructors,
+        )
 
     def compose_document(self) -> yaml.Node | None:
         node = super().compose_document()
-        problems = _duplicate_keys(node)
-        if problems:
-            raise DuplicateKeys(problems)
+        _refuse_duplicate_keys(node)
         return node
 
 
@@ -692,6 +724,32 @@ OrgFileLoader.yaml_implicit_resolvers = {
 }
 
 
+def _compose(text: str) -> tuple[OrgFileLoader | _PyOrgFileLoader, yaml.Node | None]:
+    """The file's YAML tree and the loader that composed it (to build the tree with). libyaml composes it,
+    unless the text has a tab: libyaml takes a tab inside or after a plain value (``name: a\tb``) where PyYAML
+    refuses it, and such a file is read by PyYAML as it always was. A document libyaml refuses (or cannot
+    encode: a lone surrogate) is read again by PyYAML, whose errors the problem reports are made of; a file
+    with errors is the rare case, and the slow one."""
+    fast: OrgFileLoader | None = None
+    if "\t" not in text:
+        with contextlib.suppress(UnicodeError):
+            fast = OrgFileLoader(text)
+    if fast is not None:
+        try:
+            return fast, fast.get_single_node()
+        except DuplicateKeys:
+            fast.dispose()
+            raise
+        except yaml.YAMLError:
+            fast.dispose()
+    python = _PyOrgFileLoader(text)
+    try:
+        return python, python.get_single_node()
+    except BaseException:
+        python.dispose()
+        raise
+
+
 EMPTY_FILE = (
     "the file is empty (nothing but blanks, comments or '---'): it would run with no services, escalation "
     "policies or automation rules, so every alert would go unrouted and nobody would be paged; to run on the "
@@ -701,13 +759,10 @@ EMPTY_FILE = (
 
 def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
     # One pass: the tree composed (a key given twice is refused there), then built from that tree.
-    try:
-        loader = OrgFileLoader(text)
-    except yaml.YAMLError as exc:  # a character YAML takes nowhere (a control character), found on reading
-        raise ConfigError(source, [_syntax_problem(source, text, exc)]) from exc
+    loader: OrgFileLoader | _PyOrgFileLoader | None = None
     root: yaml.Node | None = None
     try:
-        root = loader.get_single_node()
+        loader, root = _compose(text)
         data = loader.construct_document(root) if root is not None else None
     except DuplicateKeys as exc:
         raise ConfigError(source, exc.problems) from exc
@@ -718,7 +773,8 @@ def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
         problems = _impossible_dates(root) or [ConfigProblem("(yaml)", None, str(exc))]
         raise ConfigError(source, problems) from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if data is None:
         # An empty file is a mistake (truncated, or saved half-written), not a wish for the defaults: it
         # would have dropped every rule and policy on a reload.
@@ -790,7 +846,9 @@ def _syntax_problem(source: str, text: str, exc: yaml.YAMLError) -> ConfigProble
         return ConfigProblem(source, start.line + 1, message)
     mark = at or start
     message = problem + (f" (column {mark.column + 1})" if mark is not None else "")
-    if context and start is not None and mark is not start:
+    if context and not context.startswith("while "):  # "expected a single document in the stream"
+        message = f"{context}, {message}"
+    elif context and start is not None and mark is not start:
         what = context.removeprefix("while ").replace("parsing ", "").replace("scanning ", "")
         what = {"a block collection": "the list", "a block mapping": "the mapping"}.get(what, what)
         message += f", in {what} that starts at line {start.line + 1}, column {start.column + 1}"

@@ -145,12 +145,14 @@ def test_people_and_pipelines_record_changes_with_a_token(
     api.post("/api/v1/changes", json={"summary": "Deployed api", "service": "api"}, headers=responder)
 
     listed = api.get("/api/v1/changes", headers=viewer).json()
-    assert [row["ref"] for row in listed] == ["CHG-3", "CHG-2", "CHG-1"]  # newest first
+    assert [row["ref"] for row in listed["items"]] == ["CHG-3", "CHG-2", "CHG-1"]  # newest first
+    assert (listed["total"], listed["limit"], listed["offset"]) == (3, 50, 0)
     database = api.get("/api/v1/changes", params={"service": "database"}, headers=viewer).json()
-    assert [row["ref"] for row in database] == ["CHG-2", "CHG-1"]  # its own, and those naming no service
+    assert [row["ref"] for row in database["items"]] == ["CHG-2", "CHG-1"]  # its own, and those naming none
+    assert database["total"] == 2
     clock.set(T0 + timedelta(hours=2))
     recent = api.get("/api/v1/changes", params={"since": "1h"}, headers=viewer).json()
-    assert recent == []
+    assert recent == {"items": [], "total": 0, "limit": 50, "offset": 0}
 
     # Refusals change nothing.
     assert api.post("/api/v1/changes", json={"summary": "x"}).status_code == 401
@@ -208,7 +210,7 @@ def test_the_list_refuses_what_names_nothing_or_is_given_twice(
         )
     kept = api.get("/api/v1/changes", params={"service": "legacy-queue"}, headers=viewer)
     assert kept.status_code == 200, kept.text
-    assert [row["summary"] for row in kept.json()] == ["Moved the old queue", "Deployed api"]
+    assert [row["summary"] for row in kept.json()["items"]] == ["Moved the old queue", "Deployed api"]
 
 
 def change_notes(context: AppContext, incident: int | str) -> list[TimelineEntry]:
@@ -249,7 +251,7 @@ def test_a_new_incident_lists_the_changes_just_before_it(
         "CHG-2 08:30 UTC: Rotated the PSP credentials for the EU account",
     ]
     assert note.data == {"changes": [1, 2]}
-    assert api.get("/api/v1/changes", headers=responder).json()[-2]["summary"] == (
+    assert api.get("/api/v1/changes", headers=responder).json()["items"][-2]["summary"] == (
         "Rotated the PSP credentials\nfor the EU account"
     )
 
@@ -362,7 +364,8 @@ def test_the_changes_around_an_incident(
     def around(incident: str) -> list[str]:
         answer = api.get("/api/v1/changes", params={"incident": incident}, headers=viewer)
         assert answer.status_code == 200, answer.text
-        return [row["ref"] for row in answer.json()]
+        assert answer.json()["total"] == len(answer.json()["items"])
+        return [row["ref"] for row in answer.json()["items"]]
 
     assert around("INC-1") == ["CHG-4", "CHG-5", "CHG-2"]
     assert around("1") == ["CHG-4", "CHG-5", "CHG-2"]
@@ -412,13 +415,13 @@ def test_changes_cli(tmp_path: Path) -> None:
         rollback = run_cli("changes", "record", "Rolled back checkout", "--service", "api", env=env)
         assert "recorded CHG-2; on the timeline of INC-1" in rollback.stdout
         around = run_cli("changes", "list", "--incident", "INC-1", env=env).stdout
-        assert "Changes around INC-1" in around and "CHG-2" in around and "CHG-1" in around
+        assert "Changes around INC-1 (2 of 2)" in around and "CHG-2" in around and "CHG-1" in around
         mixed = run_cli("changes", "list", "--incident", "INC-1", "--since", "2h", env=env, check=False)
         assert mixed.returncode == 2 and "cannot be combined" in mixed.stderr
         listed = run_cli("changes", "list", env=env).stdout
         assert "CHG-1" in listed and "Deployed checkout 2.14.0" in listed and "argo" in listed
         rows = json.loads(run_cli("changes", "list", "--service", "database", "--json", env=env).stdout)
-        assert rows["items"] == []
+        assert (rows["items"], rows["total"]) == ([], 0)
         # A service that names nothing, and a period given twice, are refused rather than answered.
         unknown = run_cli("changes", "list", "--service", "nope", env=env, check=False)
         assert unknown.returncode == 1 and "unknown service 'nope'" in unknown.stderr, unknown.stderr

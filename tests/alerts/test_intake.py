@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
@@ -15,6 +17,7 @@ from sqlalchemy import func, select
 from tests.alerts.conftest import integration_rows, make_key, payload
 from warroom.alerts import fastpath
 from warroom.alerts.models import Alert
+from warroom.app import create_app
 from warroom.auth.models import IntegrationKey
 from warroom.clock import clock
 from warroom.context import AppContext
@@ -790,6 +793,46 @@ def test_a_compressed_body_is_refused_with_415(api: TestClient, context: AppCont
     assert count(context, Alert) == 1
 
 
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "request-guard"])
+def test_the_key_comes_before_the_bodys_size_and_encoding(
+    context: AppContext, caplog: pytest.LogCaptureFixture, fast_path: bool
+) -> None:
+    """Where the key is in the URL or headers, a caller without a good key is refused (401, 403) whatever
+    its body's size and encoding, and nothing is logged: a keyless sender cannot fill the log with 413
+    warnings. PagerDuty's routes carry the key in the body, so theirs is read (up to the limit) first: an
+    oversized or compressed body is refused (413, 415) before any key is looked for."""
+    app = create_app(context=context)
+    if not fast_path:
+        app.intake = None
+    huge = b'{"summary": "' + b"a" * context.settings.max_intake_body_bytes + b'"}'
+    compressed = gzip.compress(b'{"summary": "disk full"}')
+    caplog.set_level(logging.WARNING, logger="warroom")
+    with TestClient(app) as api:
+        for path, shape in SHAPED_ROUTES:
+            in_body = shape is pagerduty_shape
+            for key in (None, "nope"):
+                if path.startswith("/v2/alerts"):
+                    headers = {"Authorization": "GenieKey nope"} if key else {}
+                    target = path
+                else:
+                    headers = {}
+                    target = f"{path}{'&' if '?' in path else '?'}key={key}" if key else path
+                headers = {**headers, "Content-Type": "application/json"}
+                for content, extra, refused_for_body in (
+                    (huge, {}, 413),
+                    (compressed, {"Content-Encoding": "gzip"}, 415),
+                ):
+                    caplog.clear()
+                    answer = api.post(target, content=content, headers={**headers, **extra})
+                    if in_body:
+                        assert answer.status_code == refused_for_body, (path, key, answer.text)
+                    else:
+                        assert answer.status_code in (401, 403), (path, key, answer.text)
+                        assert caplog.records == [], (path, [r.getMessage() for r in caplog.records])
+                    assert shape(answer.json()), (path, answer.text)
+    assert count(context, Alert) == 0
+
+
 def test_a_body_that_is_not_utf8_names_the_byte(api: TestClient, context: AppContext, pd_key: str) -> None:
     key = make_key(context, "generic")
     latin1 = api.post(f"/api/v1/alerts?key={key}", content='{"summary": "café"}'.encode("latin-1"))
@@ -914,3 +957,17 @@ def test_conflicting_keys_are_refused_on_every_route_that_reads_a_key(context: A
                 ]:
                     answered = client.post(f"{path}?{query}", json=body, headers=headers)
                     assert answered.status_code == ok, (path, query, answered.text)
+
+
+def test_a_pagerduty_body_that_is_not_json_is_refused_naming_nothing_but_that(api: TestClient) -> None:
+    """PagerDuty's routes read the key from the body: one that is not JSON gets PagerDuty's 400 saying
+    only that it is not JSON, not the parser's account of where it failed."""
+    for path in ("/v2/enqueue", "/generic/2010-04-15/create_event.json", "/v2/change/enqueue"):
+        for body in (b"{not json", b"nul", b'{"routing_key": "x",'):
+            refused = api.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert refused.status_code == 400, (path, refused.text)
+            assert refused.json() == {
+                "status": "Unrecognized object",
+                "message": "Event object format is unrecognized",
+                "errors": ["body: not valid JSON"],
+            }, (path, body, refused.text)

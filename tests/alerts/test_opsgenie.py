@@ -377,3 +377,48 @@ def test_a_close_note_is_kept_on_an_alert_with_no_incident(
     assert alert.status == "resolved" and alert.incident_id is None
     shown = api.get(f"/api/v1/alerts/{alert.id}", headers=viewer).json()
     assert [(n["author"], n["body"]) for n in shown["notes"]] == [("cron (via opsgenie-shaped)", "fixed")]
+
+
+def test_the_user_a_sender_names_is_one_visible_line(
+    api: TestClient, context: AppContext, genie_key: dict[str, str], viewer: dict[str, str]
+) -> None:
+    """``user`` (else ``source``) becomes a note's author and the timeline's actor: a line break in it laid
+    out a line of its own ("INC-1 resolved by alice") where responders read, and an escape or a direction
+    mark made it print as something else. It is one visible line, as other names are; still at most 100
+    characters."""
+    assert (
+        api.post("/v2/alerts", json=create(priority="P1", alias="og-9"), headers=genie_key).status_code == 202
+    )
+    base = "/v2/alerts/og-9/{}?identifierType=alias"
+    forged = "bob\r\nINC-1 resolved by alice"
+    noted = api.post(base.format("notes"), json={"note": "n", "user": forged}, headers=genie_key)
+    assert noted.status_code == 202, noted.text
+    acked = api.post(
+        base.format("acknowledge"), json={"user": "eve\x1b[2J\u202etxt", "note": "ack"}, headers=genie_key
+    )
+    assert acked.status_code == 202, acked.text
+    tagged = api.post(
+        base.format("tags"),
+        json={"tags": ["t"], "user": " \t ", "source": "cron\njob", "note": "tag"},
+        headers=genie_key,
+    )
+    assert tagged.status_code == 202, tagged.text
+    removed = api.delete(
+        "/v2/alerts/og-9/tags?identifierType=alias&tags=t&note=untag&user=" + "carol%0D%0Aevil",
+        headers=genie_key,
+    )
+    assert removed.status_code == 202, removed.text
+    [alert] = alerts(context)
+    shown = api.get(f"/api/v1/alerts/{alert.id}", headers=viewer).json()
+    assert [(n["author"], n["body"]) for n in shown["notes"]] == [
+        ("bob INC-1 resolved by alice (via opsgenie-shaped)", "n"),
+        ("eve [2J txt (via opsgenie-shaped)", "ack"),
+        ("cron job (via opsgenie-shaped)", "tag"),
+        ("carol evil (via opsgenie-shaped)", "untag"),
+    ]
+    assert alert.incident_id is not None
+    actions = [entry.action for entry in timeline(context, alert.incident_id)]
+    assert any("acknowledged at its source (opsgenie) by eve [2J txt" in a for a in actions), actions
+    assert not any("\n" in a or "\r" in a or "\x1b" in a or "\u202e" in a for a in actions), actions
+    too_long = api.post(base.format("notes"), json={"note": "n", "user": "x" * 101}, headers=genie_key)
+    assert too_long.status_code == 422, too_long.text

@@ -644,7 +644,7 @@ def test_pdpyras_change_events(server: dict[str, str]) -> None:
         links=[{"href": "https://ci.example.com/812", "text": "build 812"}],
     )
     assert change_id == "CHG-1"
-    [change] = get(server, "/api/v1/changes")
+    [change] = get(server, "/api/v1/changes")["items"]
     assert (change["service"], change["source"], change["recorded_by"]) == (
         "payments",
         "github-actions",

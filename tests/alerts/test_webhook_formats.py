@@ -466,6 +466,53 @@ def test_an_alertname_label_names_the_alert_when_no_alert_template_does() -> Non
     assert unnamed.alert_type == "by-label"  # the format's name
 
 
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("shop\there", "shop here"),
+        ("shop\r\nINC-1 resolved", "shop INC-1 resolved"),
+        ("evil\x1b[2Jname", "evil [2Jname"),
+        ("abc\u202edef", "abc def"),
+        (" \t\n ", "uptime-kuma"),  # nothing visible: the format's name, as with no name at all
+        (" Shop 29 ", "Shop 29"),  # trimmed, as before
+    ],
+)
+def test_a_rendered_name_with_hidden_characters_is_made_one_visible_line_not_refused(
+    name: str, shown: str
+) -> None:
+    """The name is the tool's text (a monitor named with a tab), which it cannot change, and a refusal loses
+    the alert, since tools do not resend on a 4xx. Its type is one visible line; the alertname label stays
+    as rendered, so the alert's identity is unchanged."""
+    down = kuma(0)
+    down["monitor"]["name"] = name
+    [event] = from_webhook(down, example_format("uptime-kuma"))
+    assert event.alert_type == shown
+    assert event.labels["alertname"] == (name.strip() or "uptime-kuma")  # as rendered (trimmed)
+    service = WebhookFormat.model_validate(
+        {"name": "svc", "summary": "{{ payload.text }}", "service": "{{ payload.team }}"}
+    )
+    [owned] = from_webhook({"text": "queue backed up", "team": "payments\u202e\t"}, service)
+    assert owned.service == "payments"
+
+
+def test_a_posted_name_with_a_tab_is_stored_as_one_line_and_a_plain_alert_s_type_still_refused(
+    api: TestClient, context: AppContext, webhook_key: str, generic_key: str
+) -> None:
+    body = {
+        "monitor": {"id": 8, "name": "shop\there", "url": "https://shop.example.com/"},
+        "heartbeat": {"status": 0, "msg": "down"},
+    }
+    answer = api.post(f"/api/v1/alerts/webhook/uptime-kuma?key={webhook_key}", json=body)
+    assert answer.status_code == 202, answer.text
+    [alert] = alerts(context)
+    assert (alert.alert_type, alert.dedup_key) == ("shop here", "kuma-8")
+    # A script's own JSON alert says what it means: a type with a tab is refused, for the script to fix.
+    refused = api.post(f"/api/v1/alerts?key={generic_key}", json={"summary": "s", "type": "a\tb"})
+    assert refused.status_code == 400, refused.text
+    assert "type: must not contain control or formatting characters" in refused.json()["error"]["message"]
+    assert len(alerts(context)) == 1
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     body=st.binary(max_size=2000)

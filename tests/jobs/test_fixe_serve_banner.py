@@ -3,15 +3,17 @@ server on :20011 whose WARROOM_PUBLIC_URL is :20010 printed only the public URL,
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import EXAMPLE_CONFIG
+from tests.peers import free_port
 from warroom.cli.main import app
 
 
-def banner(monkeypatch: pytest.MonkeyPatch, database_url: str, *args: str) -> str:
-    monkeypatch.setattr("uvicorn.run", lambda application, **options: None)
+def banner(database_url: str, *args: str) -> str:
     served = CliRunner().invoke(
         app,
         ["serve", "--config", str(EXAMPLE_CONFIG), "--database-url", database_url, "--no-worker", *args],
@@ -22,16 +24,18 @@ def banner(monkeypatch: pytest.MonkeyPatch, database_url: str, *args: str) -> st
 
 
 def test_the_banner_names_the_listen_address_and_the_public_url_apart(
-    monkeypatch: pytest.MonkeyPatch, database_url: str
+    monkeypatch: pytest.MonkeyPatch, database_url: str, uvicorn_not_run: list[Any]
 ) -> None:
     monkeypatch.setenv("WARROOM_PUBLIC_URL", "http://127.0.0.1:20010")
-    line = banner(monkeypatch, database_url, "--host", "127.0.0.1", "--port", "20011")
-    assert " on http://127.0.0.1:20011 (public URL: http://127.0.0.1:20010; org: " in line, line
+    port = free_port()
+    line = banner(database_url, "--host", "127.0.0.1", "--port", str(port))
+    assert f" on http://127.0.0.1:{port} (public URL: http://127.0.0.1:20010; org: " in line, line
 
 
 def test_without_a_public_url_of_its_own_the_banner_says_the_address_once(
-    monkeypatch: pytest.MonkeyPatch, database_url: str
+    monkeypatch: pytest.MonkeyPatch, database_url: str, uvicorn_not_run: list[Any]
 ) -> None:
     monkeypatch.delenv("WARROOM_PUBLIC_URL", raising=False)
-    line = banner(monkeypatch, database_url, "--host", "::1", "--port", "20012")
-    assert " on http://[::1]:20012 (org: " in line and "public URL" not in line, line
+    port = free_port()  # free on 127.0.0.1, and in practice on ::1 too
+    line = banner(database_url, "--host", "::1", "--port", str(port))
+    assert f" on http://[::1]:{port} (org: " in line and "public URL" not in line, line

@@ -456,13 +456,53 @@ def test_jobs_api(
         ref = incident.ref
     listed = api.get("/api/v1/jobs", params={"status": "pending", "incident": ref}, headers=admin)
     assert listed.status_code == 200, listed.text
-    assert [(j["kind"], f"INC-{j['incident_id']}") for j in listed.json()] == [("test.record", ref)]
+    assert [(j["kind"], f"INC-{j['incident_id']}") for j in listed.json()["items"]] == [("test.record", ref)]
+    assert listed.json()["total"] == 1
     listed_all = api.get("/api/v1/jobs", headers=admin).json()
-    assert [job["kind"] for job in listed_all] == ["test.later", "test.record", "alerts.retention"]
+    assert [job["kind"] for job in listed_all["items"]] == ["test.later", "test.record", "alerts.retention"]
+    assert (listed_all["total"], listed_all["limit"], listed_all["offset"]) == (3, 100, 0)
     assert api.get("/api/v1/jobs", headers=viewer).status_code == 403
     bad = api.get("/api/v1/jobs", params={"status": "finished"}, headers=admin)
     assert bad.status_code == 422
     assert bad.json()["error"]["details"][0]["field"] == "status"
+
+
+def test_jobs_api_total_counts_what_the_filters_and_cursor_select(
+    context: AppContext, api: TestClient, admin: dict[str, str]
+) -> None:
+    """``GET /api/v1/jobs`` answered a bare list: a script could not tell a full page from the whole queue.
+    Its ``total`` is what the filters and ``before_id`` select, whatever ``limit`` and ``offset`` show."""
+    with context.db.write() as session:
+        incident = Incident(title="Checkout down", severity="P3", created_by="test")
+        session.add(incident)
+        session.flush()
+        for n in range(5):
+            enqueue(session, kind="test.record", payload={"n": n}, incident_id=incident.id if n < 2 else None)
+        enqueue(session, kind="test.later", payload={})
+        ref = incident.ref
+        done = session.scalars(select(Job).where(Job.kind == "test.later")).one()
+        done.status = JobStatus.done
+
+    def page(**params: Any) -> tuple[list[int], int, int, int]:
+        answer = api.get("/api/v1/jobs", params=params, headers=admin)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body.keys() == {"items", "total", "limit", "offset"}
+        return [job["id"] for job in body["items"]], body["total"], body["limit"], body["offset"]
+
+    every, total, _, _ = page()
+    assert total == len(every) == 7  # with the retention job every app schedules
+    assert page(limit=2) == (every[:2], 7, 2, 0)
+    assert page(limit=2, offset=3) == (every[3:5], 7, 2, 3)
+    assert page(offset=10) == ([], 7, 100, 10)
+    assert page(kind="test.record", limit=1)[1:] == (5, 1, 0)
+    assert page(status="pending")[1] == 6
+    assert page(status="done") == ([every[0]], 1, 100, 0)
+    assert page(incident=ref, limit=1, offset=1)[1:] == (2, 1, 1)
+    # With the cursor, what is left after it, with the filters too.
+    assert page(before_id=every[2], limit=1) == ([every[3]], 4, 1, 0)
+    assert page(before_id=every[2], kind="test.record", offset=1)[:2] == (every[4:6], 3)
+    assert page(before_id=every[-1])[:2] == ([], 0)
 
 
 @job_handler("test.deferred", deferred_transaction=True)

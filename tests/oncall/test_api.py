@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 from typer.testing import CliRunner
 
 from warroom.cli.main import app
 from warroom.clock import clock
+from warroom.context import AppContext
 
 MONDAY = "2026-03-02T10:00:00Z"  # week 8: platform-primary carol, platform-secondary alice
 
@@ -30,6 +33,37 @@ def test_who_is_on_call_for_every_schedule(api: TestClient, viewer: dict[str, st
         headers=viewer,
     ).json()
     assert [(r["person"], r["shift"]["source"]) for r in ny] == [("dave", "layer:new-york-office-hours")]
+
+
+def test_who_is_on_call_reads_every_schedules_overrides_at_once(
+    api: TestClient, context: AppContext, viewer: dict[str, str], responder: dict[str, str]
+) -> None:
+    """Every schedule's runtime overrides come from one query (there was one a schedule: 83 queries for an org
+    file of 83 schedules, on every poll), and each still lands on its own schedule only."""
+    clock.set(datetime(2026, 3, 2, 9, tzinfo=UTC))
+    window = {"start": "2026-03-02T09:30:00Z", "end": "2026-03-02T11:00:00Z"}
+    for schedule, person in [("platform-primary", "frank"), ("payments-primary", "alice")]:
+        created = api.post(
+            f"/api/v1/oncall/{schedule}/overrides", json={"person": person, **window}, headers=responder
+        )
+        assert created.status_code == 201, created.text
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(context.db.engine, "before_cursor_execute", seen)
+    try:
+        rows = api.get("/api/v1/oncall", params={"at": MONDAY}, headers=viewer).json()
+    finally:
+        event.remove(context.db.engine, "before_cursor_execute", seen)
+    people = {r["schedule"]: (r["person"], r["shift"]["source"]) for r in rows}
+    assert people == {
+        "platform-primary": ("frank", "override"),
+        "platform-secondary": ("alice", "layer:weekly"),
+        "payments-primary": ("alice", "override"),
+    }
+    assert len([s for s in statements if "schedule_overrides" in s]) == 1, statements
 
 
 def test_defaults_to_now(api: TestClient, viewer: dict[str, str]) -> None:

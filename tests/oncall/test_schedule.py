@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from warroom.oncall import schedule as schedule_math
 from warroom.oncall.config import LayerConfig, OverrideConfig, Restriction, ScheduleConfig
 from warroom.oncall.schedule import (
     OverrideSpan,
@@ -247,3 +248,149 @@ def test_shifts_tile_time_and_agree_with_who(
             wanted = tuple(int(part) for part in handoff.split(":"))
             # At the hand-off time, or just after it when that time does not exist that day (DST gap).
             assert (local.hour, local.minute) == wanted or shift.duration != timedelta(hours=hours)
+
+
+# --- "who is on call now": the shift around one instant, without laying out weeks of shifts -------------
+
+CLOCKS = ["00:00", "01:30", "02:30", "03:00", "08:00", "17:00", "20:00", "23:59"]
+# Days with a DST change in some of the zones (Lord Howe moves by 30 minutes; Havana at midnight/01:00).
+SWITCH_DAYS = [
+    date(2025, 3, 9),
+    date(2025, 3, 30),
+    date(2025, 4, 6),
+    date(2025, 10, 5),
+    date(2025, 10, 26),
+    date(2025, 11, 2),
+]
+
+restrictions_st = st.lists(
+    st.builds(
+        Restriction,
+        days=st.lists(st.integers(0, 6), min_size=1, max_size=7, unique=True),
+        start=st.sampled_from(CLOCKS),
+        end=st.sampled_from(CLOCKS),
+    ),
+    max_size=2,
+)
+layers_st = st.lists(
+    st.builds(
+        LayerConfig,
+        shift_length=st.sampled_from([timedelta(hours=h) for h in (1, 8, 12, 24, 168)]),
+        handoff_time=st.sampled_from(CLOCKS),
+        time_zone=st.sampled_from([*ZONES, "America/Havana", "Europe/Dublin"]),
+        start=st.dates(date(2024, 12, 1), date(2025, 12, 31)),
+        participants=st.lists(st.sampled_from(["ann", "bob", "cid", "dan"]), max_size=3),
+        restrictions=restrictions_st,
+    ),
+    min_size=1,
+    max_size=3,
+)
+instants_st = st.one_of(
+    st.builds(
+        lambda day, minutes: datetime.combine(day, datetime.min.time(), UTC) + timedelta(minutes=minutes),
+        st.sampled_from(SWITCH_DAYS),
+        st.integers(-36 * 60, 36 * 60),
+    ),
+    st.datetimes(datetime(2025, 1, 1), datetime(2026, 6, 30)).map(lambda naive: naive.replace(tzinfo=UTC)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    layers=layers_st,
+    at=instants_st,
+    overrides=st.lists(
+        st.tuples(st.integers(-30 * 24, 30 * 24), st.integers(1, 60 * 24), st.sampled_from(["ann", "zed"])),
+        max_size=3,
+    ),
+)
+def test_on_call_at_is_the_full_computations_shift(
+    layers: list[LayerConfig], at: datetime, overrides: list[tuple[int, int, str]]
+) -> None:
+    """``on_call_at`` walks outwards from the instant only; its shift (person, source, start and end) is the
+    one the full computation (``next_shifts`` over a window of weeks, widened as needed) finds, also where
+    restrictions start or end in a DST gap or a repeated hour, where layers start later or have nobody,
+    and where overrides cover the instant or end next to it."""
+    schedule = ScheduleConfig(name="s", layers=layers)
+    spans = [
+        OverrideSpan(
+            person, at + timedelta(hours=offset), at + timedelta(hours=offset + hours), f"override:{n}"
+        )
+        for n, (offset, hours, person) in enumerate(overrides)
+    ]
+    assert on_call_at(schedule, at, spans) == next_shifts(schedule, at, 1, spans)[0]
+
+
+@pytest.mark.parametrize(
+    ("zone", "at"),
+    [
+        ("Europe/Berlin", datetime(2026, 3, 29, 0, 59, 59, tzinfo=UTC)),  # a second before the jump
+        ("Europe/Berlin", datetime(2026, 3, 29, 1, 0, tzinfo=UTC)),
+        ("Europe/Berlin", datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),  # the first 02:30
+        ("Europe/Berlin", datetime(2026, 10, 25, 1, 30, tzinfo=UTC)),  # the second 02:30
+        ("America/New_York", datetime(2026, 3, 8, 7, 15, tzinfo=UTC)),  # 03:15, just after the gap
+        ("America/New_York", datetime(2026, 11, 1, 6, 30, tzinfo=UTC)),  # the second 01:30
+    ],
+)
+def test_on_call_at_agrees_around_dst_with_restrictions_in_the_gap(zone: str, at: datetime) -> None:
+    people = LayerConfig(
+        name="base",
+        shift_length="1d",
+        handoff_time="02:30",
+        time_zone=zone,
+        start=date(2026, 1, 1),
+        participants=["ann", "bob"],
+    )
+    nights = LayerConfig(
+        name="nights",
+        shift_length="12h",
+        handoff_time="02:30",
+        time_zone=zone,
+        start=date(2026, 1, 1),
+        participants=["cid", "dan", "eve"],
+        restrictions=[Restriction(days=list(range(7)), start="02:30", end="01:30")],
+    )
+    schedule = ScheduleConfig(name="s", layers=[people, nights])
+    for step in range(-6, 7):
+        moment = at + timedelta(minutes=10 * step)
+        assert on_call_at(schedule, moment, []) == next_shifts(schedule, moment, 1, [])[0], moment
+
+
+def test_on_call_at_looks_only_at_the_shifts_around_the_instant() -> None:
+    """The fast path's cost: "who is on call" for a schedule of one-hour hand-offs turns a handful of
+    wall-clock times into UTC, where the full computation lays out nine days (over two hundred)."""
+    layer = LayerConfig(
+        shift_length="1h",
+        time_zone="Europe/Berlin",
+        start=date(2026, 1, 1),
+        participants=["ann", "bob"],
+        restrictions=[Restriction(days=[0, 1, 2, 3, 4], start="08:00", end="20:00")],
+    )
+    schedule = ScheduleConfig(name="s", layers=[layer])
+    at = datetime(2026, 3, 11, 10, 20, tzinfo=UTC)
+    schedule_math._local_to_utc.cache_clear()
+    shift = on_call_at(schedule, at, [])
+    fast = schedule_math._local_to_utc.cache_info().currsize
+    schedule_math._local_to_utc.cache_clear()
+    assert next_shifts(schedule, at, 1, [])[0] == shift
+    full = schedule_math._local_to_utc.cache_info().currsize
+    assert (shift.person, shift.start, shift.end) == (
+        "ann",  # 2026-01-01 09:00 Berlin + 1,658 hours
+        at.replace(minute=0),
+        at.replace(minute=0) + timedelta(hours=1),
+    )
+    assert fast <= 20 and full >= 10 * fast, (fast, full)  # 11 and 224 when written
+
+
+@pytest.mark.parametrize("days_away", [-700, -500, -100, 100, 500, 700])
+def test_on_call_at_agrees_with_shifts_longer_than_the_horizon_allows_for(days_away: int) -> None:
+    """Year-long shifts: the full computation's look-back and window start beyond the 400-day horizon."""
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    layer = LayerConfig(
+        shift_length="300d",
+        time_zone="UTC",
+        start=(at + timedelta(days=days_away)).date(),
+        participants=["ann"],
+    )
+    schedule = ScheduleConfig(name="s", layers=[layer])
+    assert on_call_at(schedule, at, []) == next_shifts(schedule, at, 1, [])[0]

@@ -44,8 +44,17 @@ from warroom.alerts.schemas import (
 from warroom.alerts.scrub import scrub_text
 from warroom.db import utcnow
 from warroom.errors import NotFound, WarroomError
-from warroom.fields import validation_entry
-from warroom.jsonbody import NOT_JSON, NOT_UTF8, NUL_MESSAGE, TOO_DEEP, nul_field, replace_nul, storable_text
+from warroom.fields import one_line, validation_entry, visible_line
+from warroom.jsonbody import (
+    NOT_JSON,
+    NOT_UTF8,
+    NUL_MESSAGE,
+    SURROGATE_MESSAGE,
+    TOO_DEEP,
+    nul_field,
+    replace_nul,
+    storable_text,
+)
 
 Action = Literal["trigger", "acknowledge", "resolve"]
 
@@ -302,6 +311,11 @@ def _refuse_nul(data: Any) -> None:
 def nul_refusal(field: str) -> InvalidPayload:
     """The refusal of a NUL character in ``field`` (a dotted path, as ``jsonbody.nul_field`` names it)."""
     return InvalidPayload(f"{field}: {NUL_MESSAGE}", [{"field": field, "message": NUL_MESSAGE}])
+
+
+def surrogate_refusal(field: str) -> InvalidPayload:
+    """The refusal of a lone UTF-16 surrogate in ``field`` (as ``jsonbody.surrogate_field`` names it)."""
+    return InvalidPayload(f"{field}: {SURROGATE_MESSAGE}", [{"field": field, "message": SURROGATE_MESSAGE}])
 
 
 def validate_payload(adapter: TypeAdapter[Any], data: Any) -> Any:
@@ -696,11 +710,17 @@ def _opsgenie_labels(details: dict[str, str]) -> dict[str, str]:
     return {name[:_LABEL_NAME_MAX]: value[:_LABEL_VALUE_MAX] for name, value in list(details.items())[:100]}
 
 
+def opsgenie_author(user: str | None, source: str | None) -> str | None:
+    """Who a request's ``user`` (else ``source``) query parameter names, as one visible line (as the
+    bodies' ``OpsgenieName``); None when neither names anyone."""
+    return one_line(user or "") or one_line(source or "") or None
+
+
 def opsgenie_removal(
     kind: Literal["tags", "details"], names: str, author: str | None, note: str | None
 ) -> SourceChange:
     """``DELETE /v2/alerts/{alias}/tags?tags=a,b`` or ``.../details?keys=a,b``: the comma-separated names
-    taken off the alert (a note by ``author`` says why, if given)."""
+    taken off the alert (a note by ``author``, from ``opsgenie_author``, says why, if given)."""
     taken = [name.strip() for name in names.split(",") if name.strip()]
     if not taken:
         field_name = "tags" if kind == "tags" else "keys"
@@ -1192,8 +1212,10 @@ def from_webhook(data: Any, webhook_format: WebhookFormat) -> list[AlertEvent]:
             # The tool's own id, hashed when longer than a dedup key may be.
             "dedup_key": (dedup_key if len(dedup_key) <= DEDUP_KEY_MAX_LENGTH else content_hash(dedup_key))
             or None,
-            "type": alert_name,
-            "service": service or None,
+            # Made one visible line rather than refused: the text is the tool's (a monitor named
+            # "shop\there"), which it cannot change, and a refusal loses the alert (tools do not resend).
+            "type": _visible(alert_name) or webhook_format.name,
+            "service": _visible(service) or None,
             "labels": labels,
             "annotations": {
                 name: text
@@ -1217,6 +1239,15 @@ def from_webhook(data: Any, webhook_format: WebhookFormat) -> list[AlertEvent]:
         message = "; ".join(f"{d['field']}: {d['message']}" for d in errors[:10])
         raise InvalidPayload(f"the {webhook_format.name} format cannot read this payload: {message}", errors)
     return [generic_event(validate_payload(_GENERIC, fields), _evidence(item)) for fields, item in read]
+
+
+def _visible(text: str) -> str:
+    """A rendered name as one visible line: as a plain JSON alert's would be taken (trimmed), else with its
+    line breaks and hidden characters (tabs, escapes, direction marks) made spaces. Empty when blank."""
+    try:
+        return visible_line(text)
+    except ValueError:
+        return one_line(text)
 
 
 def _evidence(item: Any) -> dict[str, Any]:

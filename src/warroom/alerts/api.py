@@ -39,6 +39,7 @@ from warroom.alerts.schemas import (
     AttachRequest,
     ChangeAccepted,
     ChangeCreate,
+    ChangePage,
     ChangeRead,
     ChangeRecorded,
     CustomerReport,
@@ -322,7 +323,7 @@ async def opsgenie_remove(
         authorization,
         identifier,
         removed,
-        lambda: adapters.opsgenie_removal(removed, names, user or source, note),
+        lambda: adapters.opsgenie_removal(removed, names, adapters.opsgenie_author(user, source), note),
     )
 
 
@@ -916,7 +917,7 @@ def record_change(body: ChangeCreate, context: Context, principal: Responder) ->
 
 @router.get(
     "/api/v1/changes",
-    response_model=list[ChangeRead],
+    response_model=ChangePage,
     tags=["changes"],
 )
 def list_changes(
@@ -943,8 +944,9 @@ def list_changes(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
     before_id: BeforeId = None,
-) -> list[ChangeRead]:
-    """The changes of the period, newest first (by when they happened)."""
+) -> ChangePage:
+    """The changes of the period, newest first (by when they happened). ``total``: the changes the filters
+    and ``before_id`` select."""
     with context.db.read() as session:
         return changes.list_changes(
             session,

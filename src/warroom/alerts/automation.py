@@ -59,6 +59,7 @@ from warroom.jobs import service as jobs_service
 from warroom.jobs.models import Job, JobStatus
 from warroom.oncall import paging
 from warroom.oncall import service as oncall_service
+from warroom.oncall.models import Escalation, EscalationState
 from warroom.orgconfig import OrgConfig
 
 log = logging.getLogger(__name__)
@@ -885,6 +886,25 @@ def _after_open(
         )
 
 
+def _preview_back_to_investigating(
+    session: Session, org: OrgConfig, shown: IncidentPreview, incident: Incident, alert: Alert
+) -> None:
+    """A firing alert joining an incident in monitoring moves it back to investigating, as intake does
+    (``_back_to_investigating``), and the escalations held there go on, each paging its step again
+    (``paging.resume_escalations``; none once someone acknowledged it)."""
+    if not _resolve_to_monitoring(org, _opening_alert(session, incident, alert)):
+        return
+    shown.back_to_investigating = True
+    if incident.acknowledged_at is not None:
+        return
+    held = session.execute(
+        select(Escalation.policy, Escalation.step)
+        .where(Escalation.incident_id == incident.id, Escalation.state == EscalationState.monitoring)
+        .order_by(Escalation.id)
+    )
+    shown.resumes = [f"{row.policy} at step {row.step}" for row in held]
+
+
 def preview(
     org: OrgConfig,
     source: str,
@@ -971,6 +991,13 @@ def preview(
                 incident.pages_on_join = paging.policies_not_paging(
                     session, org, joined_incident, incident.page
                 )
+            if (
+                joined_incident is not None
+                and incident.depends_on is None
+                and joined_incident.status == IncidentStatus.monitoring
+            ):
+                alert.rules = [rule.name for rule in applied]
+                _preview_back_to_investigating(session, org, incident, joined_incident, alert)
     open_alert: int | None = None
     same_delivery = False
     if session is not None:

@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from pydantic import TypeAdapter
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from warroom.alerts.adapters import InvalidPayload, parse_json, validate_payload
 from warroom.alerts.models import ChangeEvent
-from warroom.alerts.schemas import ChangeCreate, ChangeRead, PagerDutyChange, safe_link
+from warroom.alerts.schemas import ChangeCreate, ChangePage, ChangeRead, PagerDutyChange, safe_link
 from warroom.auth import integrations
 from warroom.auth.models import IntegrationType
 from warroom.db import utcnow
@@ -28,6 +28,7 @@ from warroom.errors import InvalidInput
 from warroom.fields import one_line
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import OPEN_STATUSES, Incident, IncidentService, TimelineKind
+from warroom.jsonbody import NOT_JSON
 from warroom.orgconfig import OrgConfig
 
 PERFORMER = "automation"
@@ -58,6 +59,18 @@ def record(session: Session, *, org: OrgConfig, data: ChangeCreate, recorded_by:
     return _store(session, org, data, links, recorded_by=recorded_by, integration_id=None)
 
 
+def parse_pagerduty_body(body: bytes, *, replace_nuls: bool = False) -> Any:
+    """A PagerDuty-shaped body (an event, v1 or v2, or a change), read before its key is known: a body that
+    is not JSON is refused saying only that (``body: not valid JSON``), not with the parser's account of
+    where it failed, as PagerDuty names nothing but the key to a caller it does not know yet."""
+    try:
+        return parse_json(body, replace_nuls=replace_nuls)
+    except InvalidPayload as exc:
+        if not exc.message.startswith(NOT_JSON):
+            raise
+        raise InvalidPayload(NOT_JSON, [{"field": "body", "message": "not valid JSON"}]) from None
+
+
 def routing_key_in(data: Any, field: str = "routing_key") -> str:
     """The integration key of a PagerDuty-shaped body (``routing_key``; v1's ``service_key``), read before
     the rest of the body is validated: the key comes first. 400 (in PagerDuty's words) for a body that is not
@@ -83,7 +96,7 @@ def record_pagerduty(session: Session, *, org: OrgConfig, body: bytes) -> Record
     PagerDuty ties a change to the service of its key. Here a change's service is the first of: the service
     named in ``custom_details.service`` (refused if the org file has no such service), the integration's
     default service, ``payload.source`` when that is a service's name."""
-    sent = parse_json(body)
+    sent = parse_pagerduty_body(body)
     integration = integrations.authenticate_integration(
         session, routing_key_in(sent), IntegrationType.pagerduty
     )
@@ -193,6 +206,19 @@ def _store(
     integration_id: int | None,
 ) -> Recorded:
     now = utcnow()
+    kept = org.automation.retention.changes
+    if data.happened_at is not None and kept > timedelta(0) and data.happened_at < now - kept:
+        # Retention would delete it within the hour: refused, rather than answered as recorded and lost.
+        reason = (
+            f"is older than the org file's retention of changes ({format_duration(kept)}): it would be "
+            "deleted at the next retention run"
+        )
+        if integration_id is not None:
+            field = _PAGERDUTY_FIELDS["happened_at"]
+            raise InvalidPayload(
+                f"malformed payload: {field}: {reason}", [{"field": field, "message": reason}]
+            )
+        raise InvalidInput(f"happened_at {reason}", {"field": "happened_at"})
     change = ChangeEvent(
         summary=data.summary,
         service=data.service,
@@ -228,7 +254,7 @@ def list_changes(
     limit: int = 50,
     offset: int = 0,
     before_id: int | None = None,
-) -> list[ChangeRead]:
+) -> ChangePage:
     """The changes of the period (``since`` to ``until``; by default the day before ``until``, or before now),
     newest first; with ``service``, that service's and those naming none.
 
@@ -238,6 +264,9 @@ def list_changes(
     ``before_id``: those after that change in this order (keyset paging). A change no longer stored was pruned
     for its age, and with it every older one: nothing is left after it. An id past every stored one is before
     them all, as an id is in the lists ordered by id.
+
+    ``total``: the changes these select (with ``before_id``, those left after it), before ``limit`` and
+    ``offset``.
 
     A ``service`` that names nothing is refused (422), as recording a change for it is, rather than answered
     with an empty list that looks like "no changes": it must be the org file's, or one a stored change has
@@ -276,9 +305,12 @@ def list_changes(
                 )
             )
         elif (session.scalar(select(func.max(ChangeEvent.id))) or 0) >= before_id:
-            return []
+            statement = statement.where(false())  # pruned, and every older change with it
+    total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     rows = session.scalars(statement.order_by(*_NEWEST_FIRST).limit(limit).offset(offset))
-    return [ChangeRead.model_validate(row) for row in rows]
+    return ChangePage(
+        items=[ChangeRead.model_validate(row) for row in rows], total=total, limit=limit, offset=offset
+    )
 
 
 def before(session: Session, *, services: list[str], until: datetime, window: timedelta) -> list[ChangeEvent]:

@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from warroom.alerts import adapters
 from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import AlertEvent, InvalidPayload
-from warroom.alerts.changes import routing_key_in
+from warroom.alerts.changes import parse_pagerduty_body, routing_key_in
 from warroom.alerts.config import WebhookFormat
 from warroom.alerts.intake import check_caller, kept_on_app, writer_for
 from warroom.alerts.metrics import ALERTS_TRUNCATED, count_refused, refusal_reason
@@ -463,7 +463,7 @@ async def handle_intake(
         v1 = path == PAGERDUTY_V1_PATH
         read = adapters.from_pagerduty_v1 if v1 else adapters.from_pagerduty
         try:
-            data = adapters.parse_json(body, replace_nuls=True)
+            data = parse_pagerduty_body(body, replace_nuls=True)
             await check_key_first(
                 state, context, routing_key_in(data, "service_key" if v1 else "routing_key"), kind, None
             )
@@ -730,18 +730,14 @@ class IntakeEndpoint:
                 authorization = value
             elif name == b"content-encoding":
                 encoding = value
-        if encoding is not None:
-            unsupported = unsupported_encoding(encoding)
-            if unsupported is not None:
-                return self._refused(scope, unsupported)
-        limit = body_limit(scope["path"], self.max_body_bytes, self.max_group_body_bytes)
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return await self._too_large(scope, limit, int(declared))
         query = scope.get("query_string", b"")
         keys = parse_qs(query.decode("latin-1")).get("key") if query else None
         kind = INTAKE_ROUTES[scope["path"]]
         identity = None
-        if kind != IntegrationType.pagerduty:  # the key comes first, before the body is received
+        if kind != IntegrationType.pagerduty:
+            # The key comes first, before the body's encoding and size are looked at and before it is
+            # received: a caller without a good key gets 401/403 whatever it sends (and no log line).
+            # PagerDuty's key is in the body, which must be read to find it.
             try:
                 secret = integration_key(keys, authorization.decode("latin-1") if authorization else None)
                 identity = await caller_before_body(self.state, self.context, secret, kind)
@@ -749,6 +745,13 @@ class IntakeEndpoint:
                 return self._refused(scope, exc)
             except Exception:  # handle_intake checks the key again and answers a failure
                 identity = None
+        if encoding is not None:
+            unsupported = unsupported_encoding(encoding)
+            if unsupported is not None:
+                return self._refused(scope, unsupported)
+        limit = body_limit(scope["path"], self.max_body_bytes, self.max_group_body_bytes)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await self._too_large(scope, limit, int(declared))
         message = await receive()
         if message["type"] != "http.request":
             return None

@@ -27,6 +27,7 @@ from warroom.errors import InvalidInput
 from warroom.fields import NOT_BLANK, VISIBLE_LINE, NonBlank, one_line
 from warroom.fields import safe_link as safe_link
 from warroom.notify.config import check_email_address
+from warroom.paging import Page
 from warroom.timezones import OffsetDatetime
 
 # --- Prometheus Alertmanager webhook (version 4) and Grafana unified alerting (its superset) ---------
@@ -173,6 +174,12 @@ def _tags(value: list[str]) -> list[str]:
 
 OpsgenieTagList = Annotated[list[str], AfterValidator(_tags)]
 
+# Who a sender says did something (Opsgenie's user, source): it becomes a note's author and the timeline's
+# actor, so it is one visible line as other names are. Its line breaks and hidden characters (escapes,
+# direction marks) become spaces rather than refusing the request (the sender's tool made the text); at most
+# 100 characters as sent. Blank after that, it names nobody (the integration stands in).
+OpsgenieName = Annotated[str, StringConstraints(max_length=100), AfterValidator(one_line)]
+
 
 class OpsgenieAlert(Lenient):
     """Opsgenie's Alert API (``POST /v2/alerts``, ``Authorization: GenieKey <key>``), as Alertmanager's
@@ -185,17 +192,17 @@ class OpsgenieAlert(Lenient):
     tags: OpsgenieTagList = Field(default_factory=list, max_length=100)
     details: dict[str, str] = Field(default_factory=dict)
     entity: str | None = Field(default=None, max_length=512)
-    source: str | None = Field(default=None, max_length=100)
+    source: OpsgenieName | None = None
     priority: Literal["P1", "P2", "P3", "P4", "P5"] = "P3"
-    user: str | None = Field(default=None, max_length=100)
+    user: OpsgenieName | None = None
     note: str | None = Field(default=None, max_length=25000)
 
 
 class OpsgenieAction(Lenient):
     """The optional body of ``POST /v2/alerts/{alias}/close`` and ``.../acknowledge``."""
 
-    user: str | None = Field(default=None, max_length=100)
-    source: str | None = Field(default=None, max_length=100)
+    user: OpsgenieName | None = None
+    source: OpsgenieName | None = None
     note: str | None = Field(default=None, max_length=25000)
 
 
@@ -246,8 +253,8 @@ class OpsgenieNote(Lenient):
     """``POST /v2/alerts/{alias}/notes``."""
 
     note: str = Field(min_length=1, max_length=25000, pattern=r"\S")
-    user: str | None = Field(default=None, max_length=100)
-    source: str | None = Field(default=None, max_length=100)
+    user: OpsgenieName | None = None
+    source: OpsgenieName | None = None
 
 
 class OpsgenieAccepted(BaseModel):
@@ -537,11 +544,7 @@ class AlertDetail(AlertRead):
     )
 
 
-class AlertPage(BaseModel):
-    items: list[AlertRead]
-    total: int
-    limit: int
-    offset: int
+class AlertPage(Page[AlertRead]): ...
 
 
 class RuleVerdict(BaseModel):
@@ -602,6 +605,16 @@ class IncidentPreview(BaseModel):
         False,
         description="The open incident is the newest of the rule's escalation policy, joined because the "
         "storm guard's cap of new incidents for that policy is reached.",
+    )
+    back_to_investigating: bool = Field(
+        False,
+        description="Asked of the server only: the open incident is in monitoring, and the alert firing on "
+        "it moves it back to investigating (``resolve_to_monitoring``: the fix did not hold).",
+    )
+    resumes: list[str] = Field(
+        default_factory=list,
+        description="Asked of the server only, with ``back_to_investigating``: the escalations held while it "
+        "was in monitoring, which go on, each paging the step it was at again (``policy at step N``).",
     )
 
 
@@ -679,6 +692,15 @@ class RoutingPreview(BaseModel):
         False,
         description="Live only: the delivery is the one last applied to the open alert. It would mark the "
         "alert seen (a minute or more later) without counting an occurrence, and change nothing else.",
+    )
+    open_alert_severity: str | None = Field(
+        None, description="Live only: the severity the open alert (``open_alert``) has now."
+    )
+    rules_run_again: bool = Field(
+        False,
+        description="Live only: the delivery makes the open alert more severe while it fires on no incident, "
+        "held by nothing: the rules see it again as a new alert of its severity, so ``incident`` is the "
+        "incident it would open or join, and the policies it would page.",
     )
     maintenance_window: str | None = Field(
         None, description="Live only: the maintenance window running now that would hold the new alert."
@@ -985,7 +1007,11 @@ class HeartbeatRead(BaseModel):
         description="When it was last watched again with no ping (see watching); null once it pings.",
     )
     last_exit_status: int | None = None
-    started_at: datetime | None = Field(default=None, description="The run going on now began then.")
+    started_at: datetime | None = Field(
+        default=None,
+        description="The run going on now began then (state running; a heartbeat that is failed or missed "
+        "stays so while a new run goes on, until a run succeeds or a ping comes).",
+    )
     last_run: Duration | None = Field(
         default=None, description="How long the last run that signalled its start took."
     )
@@ -1053,6 +1079,10 @@ class ChangeRead(BaseModel):
     recorded_by: str
     details: dict[str, Any]
     links: list[dict[str, Any]]
+
+
+class ChangePage(Page[ChangeRead]):
+    """Changes newest first, by when they happened."""
 
 
 class ChangeRecorded(ChangeRead):

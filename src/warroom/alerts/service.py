@@ -481,14 +481,37 @@ def preview(
         facts = AlertFacts(
             source, event.severity, event.alert_type, event.service, event.labels, integration_name
         )
+        if shown.open_alert is not None:
+            _preview_raise(session, org, shown, event)
         held = maintenance.holding_window(windows, facts)
         shown.maintenance_window = f"MW-{held}" if held is not None else None
-        inhibiting = inhibition.inhibitor(session, org, facts) if shown.open_alert is None else None
+        routed = shown.open_alert is None or shown.rules_run_again
+        inhibiting = inhibition.inhibitor(session, org, facts) if routed else None
         if inhibiting is not None:
             shown.inhibited_by = f"ALR-{inhibiting[0]}"
             shown.inhibit_rule = inhibiting[1]
         previews.append(shown)
     return previews
+
+
+def _preview_raise(session: Session, org: OrgConfig, shown: RoutingPreview, event: AlertEvent) -> None:
+    """The open alert a delivery would update: its severity, and whether the rules would see it again, as
+    intake decides (``_severity_raised``): a firing repeat more severe than the alert, which is on no
+    incident and held by nothing (no maintenance window, no inhibiting alert, nobody's acknowledgement)."""
+    assert shown.open_alert is not None
+    alert = session.get(Alert, int(shown.open_alert.removeprefix("ALR-")))
+    if alert is None:
+        return
+    shown.open_alert_severity = alert.severity
+    shown.rules_run_again = (
+        event.action == "trigger"
+        and not shown.open_alert_unchanged
+        and alert.incident_id is None
+        and alert.status == AlertStatus.firing
+        and _SEVERITY_RANK.get(event.severity, 0) < _SEVERITY_RANK.get(alert.severity, 0)
+        and automation.needs_work(org, session)
+        and not held(session, alert)
+    )
 
 
 def _hold_for_maintenance(
@@ -997,9 +1020,14 @@ def _check_services_seen(session: Session, services: Sequence[str], known: Seque
             )
 
 
-# Columns an alert noise report groups by (or "label:<name>").
+# An alert's name as conditions read it (``config.alert_name``): its alertname label, else its type. Mail
+# alerts, tools' webhooks and plain JSON with labels share a type and differ by it. ``as_string`` reads a JSON
+# key on SQLite and PostgreSQL alike.
+ALERT_NAME = func.coalesce(Alert.labels["alertname"].as_string(), Alert.alert_type)
+
+# Columns an alert noise report groups by (or "label:<name>"); "type" is the alert's name (``ALERT_NAME``).
 NOISE_BY = {
-    "type": Alert.alert_type,
+    "type": ALERT_NAME,
     "service": Alert.service,
     "source": Alert.source,
     "severity": Alert.severity,
@@ -1107,13 +1135,12 @@ def overview(session: Session, *, org: OrgConfig, since: timedelta) -> AlertOver
     arrivals = [0] * OVERVIEW_BUCKETS
     for first_seen in session.scalars(select(Alert.first_seen_at).where(Alert.first_seen_at >= start)):
         arrivals[min(int((first_seen - start) / width), OVERVIEW_BUCKETS - 1)] += 1
+    name = ALERT_NAME.label("name")
     loudest = session.execute(
-        select(
-            Alert.alert_type, func.count().label("alerts"), func.sum(Alert.occurrences).label("occurrences")
-        )
+        select(name, func.count().label("alerts"), func.sum(Alert.occurrences).label("occurrences"))
         .where(open_alert)
-        .group_by(Alert.alert_type)
-        .order_by(func.count().desc(), Alert.alert_type)
+        .group_by(ALERT_NAME)
+        .order_by(func.count().desc(), ALERT_NAME)
         .limit(5)
     ).all()
     return AlertOverview(
@@ -1140,8 +1167,7 @@ def overview(session: Session, *, org: OrgConfig, since: timedelta) -> AlertOver
             ArrivalBucket(start=start + width * index, alerts=count) for index, count in enumerate(arrivals)
         ],
         loudest=[
-            LoudType(type=row.alert_type, alerts=row.alerts, occurrences=row.occurrences or 0)
-            for row in loudest
+            LoudType(type=row.name, alerts=row.alerts, occurrences=row.occurrences or 0) for row in loudest
         ],
     )
 

@@ -1133,10 +1133,13 @@ HEARTBEAT_STYLE = {
 
 
 def _run(heartbeat: HeartbeatRead) -> Timed | str | None:
-    """The run going on now, else how long the last one took (for senders that signal /start)."""
+    """The run going on now, else how long the last one took (for senders that signal /start). A run that
+    started after a failed one leaves the state ``failed`` (the failure stands until a run succeeds): the
+    cell says a run is going on."""
     started = heartbeat.started_at
     if started is not None:
-        return Timed(lambda at: f"since {at(started)}")
+        running = "since" if heartbeat.state == "running" else "running since"
+        return Timed(lambda at: f"{running} {at(started)}")
     return f"took {format_duration(heartbeat.last_run)}" if heartbeat.last_run is not None else None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -14,12 +15,12 @@ from warroom.cli.output import (
     console,
     emit,
     instant,
-    page_of,
     table,
     usage_error,
 )
 from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, period_bound, row_number
 from warroom.client import Client
+from warroom.durations import names_a_date, parse_duration
 from warroom.fields import one_line
 
 changes_app = typer.Typer(
@@ -37,7 +38,11 @@ def record(
     source: Annotated[str | None, typer.Option(help="What made it: a pipeline, a tool, a host.")] = None,
     at: Annotated[
         str | None,
-        typer.Option("--at", help="When it happened, in the past (default now), e.g. 2025-11-03T02:00:00Z."),
+        typer.Option(
+            "--at",
+            help="When it happened, in the past (default now): a time, e.g. 2025-11-03T02:00:00Z, or how "
+            "long ago, e.g. 30m.",
+        ),
     ] = None,
     link: Annotated[list[str] | None, typer.Option("--link", help="A URL about it (repeatable).")] = None,
     as_json: JsonFlag = False,
@@ -45,13 +50,28 @@ def record(
     """Record a change (responder token)."""
     if not summary.strip():
         usage_error("the summary must not be blank")
-    happened_at = instant(at, "--at")
+    happened_at = _happened_at(at)
     with api_errors(), Client() as client:
         change = client.record_change(
             summary, service=service, source=source, happened_at=happened_at, links=link
         )
     noted = f"; on the timeline of {', '.join(change.noted_on)}" if change.noted_on else ""
     emit(as_json, change, lambda: console.print(f"[green]recorded[/] {change.ref}{noted}"))
+
+
+def _happened_at(at: str | None) -> str | None:
+    """``--at``: a time, or how long ago (``30m``, ``2h``), as ``--since`` reads one."""
+    if at is None or names_a_date(at):
+        return instant(at, "--at")
+    try:
+        ago = parse_duration(at.strip())
+        if not isinstance(ago, timedelta):
+            raise ValueError(f"{at!r} is not a duration: write it like 30m, 2h or 1d")
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{exc}; or give a time, e.g. 2025-11-03T02:00:00Z", param_hint="--at"
+        ) from None
+    return (datetime.now(UTC) - ago).isoformat()
 
 
 @changes_app.command("list", cls=OnceOnlyCommand)
@@ -90,7 +110,7 @@ def list_(
         )
     sent_since, sent_until = period_bound(since, "--since"), period_bound(until, "--until")
     with api_errors(), Client() as client:
-        rows = client.list_changes(
+        page = client.list_changes(
             service=service,
             since=sent_since,
             until=sent_until,
@@ -107,10 +127,9 @@ def list_(
         title = "Changes" + (f" since {since}" if since else "") + (f" until {until}" if until else "")
     emit(
         as_json,
-        # The server does not count changes: the envelope of every list, its total null.
-        page_of(rows, total=None, limit=limit, offset=offset),
+        page,
         lambda: table(
-            title,
+            f"{title} ({len(page.items)} of {page.total})",
             [
                 IdColumn("change"),
                 "when",
@@ -129,7 +148,7 @@ def list_(
                     row.source and one_line(row.source),
                     row.recorded_by,
                 )
-                for row in rows
+                for row in page.items
             ],
         ),
     )

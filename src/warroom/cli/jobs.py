@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from warroom.cli.output import IdColumn, WordColumn, clipped, console, emit, fail, page_of, table
+from warroom.cli.output import IdColumn, WordColumn, clipped, console, emit, fail, table
 from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, row_number
 from warroom.errors import WarroomError
 from warroom.jobs.enums import JobStatus
@@ -69,6 +69,7 @@ def worker(
     from warroom import reload
     from warroom.alerts import handlers
     from warroom.cli.main import (
+        WORKER_LOG_FORMAT,
         _database,
         _org,
         _settings,
@@ -79,7 +80,7 @@ def worker(
     from warroom.context import AppContext
     from warroom.jobs.worker import Worker
 
-    configure_logging("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(WORKER_LOG_FORMAT)
     settings = _settings(config, database_url)
     org = _org(settings)
     _warn_if_nothing_routed(settings.config, org)
@@ -133,7 +134,7 @@ def jobs_list(
     """List jobs, newest first."""
     from warroom.cli.main import _database, _settings
     from warroom.jobs import service
-    from warroom.jobs.schemas import JobRead
+    from warroom.jobs.schemas import JobPage, JobRead
 
     older_than = row_number(before_id, None, "--before-id")
     database = _database(_settings(database_url=database_url), read_only=True)
@@ -146,6 +147,7 @@ def jobs_list(
                 )
             ]
             total = service.count_jobs(session, status=status, kind=kind, before_id=older_than)
+            page = JobPage(items=rows, total=total, limit=limit, offset=offset)
     except WarroomError as exc:
         fail(exc.message)
     finally:
@@ -154,7 +156,7 @@ def jobs_list(
     with_peer = any(j.peer for j in rows)
     emit(
         as_json,
-        page_of(rows, total=total, limit=limit, offset=offset),
+        page,  # GET /api/v1/jobs's shape, read from the database
         lambda: table(
             f"Jobs ({len(rows)} of {total})",
             [

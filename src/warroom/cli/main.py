@@ -290,7 +290,7 @@ def serve(
         fail(str(exc))
     # Warroom's own log lines (the migration it runs at start, an org file reloaded on kill -HUP, retention's
     # counts) beside uvicorn's.
-    configure_logging("%(levelname)s:     %(name)s: %(message)s")
+    configure_logging(SERVE_LOG_FORMAT)
     # The port first: a port another process holds is refused before the database is migrated or a worker
     # takes a job (uvicorn binds only after the app's startup, which starts the worker).
     listener = listening_socket(settings.host, settings.port, "--port")
@@ -365,9 +365,20 @@ def listen_address(settings: Settings) -> str:
 QUIET_LOGGERS = ("httpx", "httpcore", "mail.log")
 
 
+# The long-running commands' log lines: serve's beside uvicorn's ("INFO:     Started server process"), the
+# worker's with the time.
+SERVE_LOG_FORMAT = "%(levelname)s:     %(name)s: %(message)s"
+WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def configure_logging(line_format: str) -> None:
-    """Log Warroom's own lines at INFO; the libraries of ``QUIET_LOGGERS`` and Alembic only from WARNING."""
+    """Log Warroom's own lines at INFO; the libraries of ``QUIET_LOGGERS`` and Alembic only from WARNING.
+    Each record is one line, whatever a sender or peer put in it (``loglines``)."""
+    from warroom import loglines
+
     logging.basicConfig(level=logging.INFO, format=line_format)
+    for handler in logging.getLogger().handlers:
+        loglines.install(handler)
     for name in (*QUIET_LOGGERS, "alembic"):  # Alembic: a line per migration step; ours sums them up
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -377,7 +388,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     WARROOM_FORWARDED_ALLOW_IPS names: uvicorn's own default trusts any X-Forwarded-For sent from
     127.0.0.1, which a proxy on the same host passes on from the client unless told to overwrite it, so
     any client could pick its address (and a fresh bucket of the report form's rate limit)."""
-    from warroom import server  # imports uvicorn: not for the CLI's other commands
+    from uvicorn.config import LOGGING_CONFIG
+
+    from warroom import loglines, server  # imports uvicorn: not for the CLI's other commands
 
     trusted = (settings.forwarded_allow_ips or "").strip()
     return {
@@ -386,6 +399,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # uvicorn's httptools protocol, which also closes a connection whose request does not arrive in time.
         "http": server.http_protocol(settings),
         "log_level": "info",
+        # uvicorn's own lines (an exception in the app, with its traceback) one line each too.
+        "log_config": loglines.uvicorn_log_config(LOGGING_CONFIG),
         "access_log": False,
         "proxy_headers": bool(trusted),
         # Never None: uvicorn would read FORWARDED_ALLOW_IPS from the environment instead.
@@ -876,7 +891,15 @@ def _print_preview(preview: RoutingPreview) -> None:
         )
         console.print()
         return
-    if preview.open_alert is not None:
+    if preview.open_alert is not None and preview.rules_run_again:
+        console.print(
+            escape(
+                f"-> updates the open alert {preview.open_alert} (one more occurrence) and makes it "
+                f"{preview.severity} (was {preview.open_alert_severity}) while it is on no incident: the "
+                f"rules run again, as for a new {preview.severity} alert:"
+            )
+        )
+    elif preview.open_alert is not None:
         console.print(
             escape(
                 f"-> updates the open alert {preview.open_alert} (one more occurrence): the rules ran when"
@@ -896,11 +919,19 @@ def _print_preview(preview: RoutingPreview) -> None:
                 f"{preview.inhibit_rule}): stored, and routed when that alert resolves:"
             )
         )
-    joined_pages = (
-        f": pages {', '.join(incident.pages_on_join)}, which {incident.open_incident} has not paged"
-        if incident is not None and incident.pages_on_join
-        else ": nobody is paged again"
-    )
+    joined_pages = ""
+    paged: list[str] = []
+    if incident is not None and incident.back_to_investigating:
+        joined_pages = (
+            f"; {incident.open_incident} goes back from monitoring to investigating (the fix did not hold)"
+        )
+        if incident.resumes:
+            paged.append(f"its held escalation pages again ({', '.join(incident.resumes)})")
+    if incident is not None and incident.pages_on_join:
+        paged.append(
+            f"pages {', '.join(incident.pages_on_join)}, which {incident.open_incident} has not paged"
+        )
+    joined_pages += f": {' and '.join(paged)}" if paged else ": nobody is paged again"
     if incident is not None and incident.open_incident is not None and incident.depends_on:
         console.print(
             escape(

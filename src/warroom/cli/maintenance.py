@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -30,6 +30,7 @@ from warroom.cli.output import (
 )
 from warroom.cli.parsing import OnceOnlyCommand
 from warroom.client import Client
+from warroom.durations import parse_duration
 
 maintenance_app = typer.Typer(
     help="Maintenance windows: alerts they cover are recorded but not acted on until they end (client).",
@@ -83,6 +84,22 @@ def _cancelled(window: MaintenanceRead) -> str:
     return f"cancelled at {when(window.ends_at)}" + (f" by {window.ended_by}" if window.ended_by else "")
 
 
+def _start(at: str | None) -> str | None:
+    """``--at``: an ISO 8601 time, or ``+DURATION`` from now (``+2h``): a README example or a script that
+    never goes out of date."""
+    if at is None or not at.strip().startswith("+"):
+        return instant(at, "--at")
+    try:
+        ahead = parse_duration(at.strip()[1:])
+        if not isinstance(ahead, timedelta):
+            raise ValueError(f"{at.strip()[1:]!r} is not a duration: write it like 30m, 2h or 1d")
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{exc}; give an ISO 8601 time or +DURATION, e.g. +2h", param_hint="--at"
+        ) from None
+    return (datetime.now(UTC) + ahead).isoformat()
+
+
 def _summary(window: MaintenanceRead) -> str:
     starts, ends = _span(window)
     span = f"from {starts} to {ends}"
@@ -130,7 +147,11 @@ def start(
     duration: ForOption = None,
     until: UntilOption = None,
     at: Annotated[
-        str | None, typer.Option("--at", help="Start time, ISO 8601 (default: now; up to 90 days ahead).")
+        str | None,
+        typer.Option(
+            "--at",
+            help="Start time, ISO 8601, or +DURATION from now (+2h, +1d); default now; up to 90 days ahead.",
+        ),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -157,7 +178,7 @@ def start(
             services=service or [],
             labels=name_values(label or [], "--label"),
             match=match,
-            starts_at=instant(at, "--at"),
+            starts_at=_start(at),
             ends_at=ends_at,
             duration=duration,
         )

@@ -382,19 +382,6 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2))
 
 
-def page_of(items: Sequence[Any], *, total: int | None, limit: int, offset: int) -> dict[str, Any]:
-    """What a list command prints with ``--json``: the envelope the API's paged lists answer with
-    (``{"items", "total", "limit", "offset"}``), for a list that has it from elsewhere (the database, an
-    API list without one). Every list a script pages through (``--limit``, ``--offset``, ``--before-id``)
-    then has one shape, and its ``total`` (a bare array lost it). ``total``: None where nothing counts it."""
-    return {
-        "items": [item.model_dump(mode="json") if isinstance(item, BaseModel) else item for item in items],
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-    }
-
-
 def cell(value: Any, at: At = when, *, lines: bool = False) -> Text:
     """A table cell: styled text as it is; a time (a datetime, or ``Timed``) written by ``at``; anything else
     as plain text. Values come from alerts, people and files, so a "[/]" in a summary must print as itself,

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from warroom.fields import VISIBLE_LINE, Instant, NonBlank, VisibleLine
 from warroom.incidents.enums import IncidentStatus
+from warroom.paging import Page
 
 ImpactLevel = Literal["none", "low", "medium", "high"]
 AlertSource = Literal["monitoring-alert", "customer-report", "internal-discovery", "third-party", "manual"]
@@ -174,11 +175,7 @@ class IncidentChanged(IncidentRead):
     )
 
 
-class IncidentPage(BaseModel):
-    items: list[IncidentRead]
-    total: int
-    limit: int
-    offset: int
+class IncidentPage(Page[IncidentRead]): ...
 
 
 class TimelineEntryCreate(Strict):
@@ -239,15 +236,10 @@ class TimelineQuery(Strict):
     after_seq: int | None = Field(default=None, ge=0, le=2_147_483_647)
 
 
-class TimelinePage(BaseModel):
+class TimelinePage(Page[TimelineEntryRead]):
     """Entries oldest first. ``total``: the entries the cursors (``before_seq``, ``after_seq``) select; those
     not in this page or skipped by ``offset`` (``total - offset - len(items)``) are earlier ones (without
     ``after_seq``) or later ones (with it)."""
-
-    items: list[TimelineEntryRead]
-    total: int
-    limit: int
-    offset: int
 
 
 class CommunicationCreate(Strict):

@@ -8,12 +8,12 @@ from warroom.deps import Admin, BeforeId, Context, Offset
 from warroom.incidents.service import parse_ref
 from warroom.jobs import service
 from warroom.jobs.models import JobStatus
-from warroom.jobs.schemas import JobRead
+from warroom.jobs.schemas import JobPage, JobRead
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 
-@router.get("", response_model=list[JobRead])
+@router.get("", response_model=JobPage)
 def list_jobs(
     context: Context,
     _: Admin,
@@ -23,8 +23,9 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Offset = 0,
     before_id: BeforeId = None,
-) -> list[JobRead]:
-    """The durable job queue, newest first (admin: payloads may hold recipients)."""
+) -> JobPage:
+    """The durable job queue, newest first (admin: payloads may hold recipients). ``total``: the jobs the
+    filters and ``before_id`` select."""
     incident_id = parse_ref(incident) if incident else None
     with context.db.read() as session:
         rows = service.list_jobs(
@@ -36,4 +37,9 @@ def list_jobs(
             offset=offset,
             before_id=before_id,
         )
-        return [JobRead.model_validate(row) for row in rows]
+        total = service.count_jobs(
+            session, status=status_, kind=kind, incident_id=incident_id, before_id=before_id
+        )
+        return JobPage(
+            items=[JobRead.model_validate(row) for row in rows], total=total, limit=limit, offset=offset
+        )

@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from warroom.jobs.enums import JobStatus
+from warroom.paging import Page
 
 
 class JobRead(BaseModel):
@@ -28,3 +29,7 @@ class JobRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class JobPage(Page[JobRead]):
+    """Jobs newest first (by id)."""

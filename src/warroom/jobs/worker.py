@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from warroom.context import AppContext
-from warroom.db import as_sqlalchemy_error, is_retryable, unavailable, unavailable_reason, utcnow
+from warroom.db import as_sqlalchemy_error, is_retryable, trouble, unavailable, unavailable_reason, utcnow
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.service import PermanentFailure, RetryLater, backoff, handler_for, network_kinds
 
@@ -381,11 +381,10 @@ class Worker:
                 return None
             wait_for = min(pause, left)
             log.warning(
-                "job %s (%s): done, but could not record its outcome: database unavailable (%s); "
-                "retrying in %.1fs",
+                "job %s (%s): done, but could not record its outcome: %s; retrying in %.1fs",
                 job.id,
                 job.kind,
-                unavailable_reason(exc),
+                trouble(exc),
                 wait_for,
             )
             time.sleep(wait_for)
@@ -425,11 +424,7 @@ class Worker:
                         )
                 except Exception as exc:
                     if unavailable(exc):  # one line while the database is away
-                        log.warning(
-                            "job %s: could not renew its lease: database unavailable (%s); retrying",
-                            job_id,
-                            unavailable_reason(exc),
-                        )
+                        log.warning("job %s: could not renew its lease: %s; retrying", job_id, trouble(exc))
                     else:
                         log.warning("job %s: could not renew its lease; retrying", job_id, exc_info=True)
 
@@ -550,10 +545,9 @@ class Worker:
             # retried by whichever worker claims it after the lease expires.
             if unavailable(exc):  # one line, the driver's first, not a stack trace per job
                 log.warning(
-                    "job %s: could not record its outcome: database unavailable (%s); it runs again when "
-                    "its lease expires",
+                    "job %s: could not record its outcome: %s; it runs again when its lease expires",
                     job_id,
-                    unavailable_reason(exc),
+                    trouble(exc),
                 )
             else:
                 log.exception("job %s: could not record its outcome", job_id)
@@ -772,12 +766,7 @@ class Worker:
         every poll."""
         pause = min(self.poll_interval * 2 ** min(failures - 1, 10), 30.0)
         if unavailable(exc):
-            log.warning(
-                "worker %s: database unavailable (%s); retrying in %.1fs",
-                self.name,
-                unavailable_reason(exc),
-                pause,
-            )
+            log.warning("worker %s: %s; retrying in %.1fs", self.name, trouble(exc), pause)
         elif isinstance(as_sqlalchemy_error(exc), SQLAlchemyError):
             # A database that can be reached but not used (its tables gone, a connection ended mid-query):
             # the driver's first line says why, without the SQL and its parameters on every attempt.

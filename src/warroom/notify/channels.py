@@ -11,18 +11,21 @@ receivers that deduplicate.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import smtplib
 import ssl
 import sys
 from dataclasses import dataclass, field
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import idna
 
 from warroom import __version__
 from warroom.db import utcnow
@@ -175,7 +178,82 @@ def send_email(channel: EmailChannel, message: OutgoingMessage, settings: Settin
     recipients = [address.strip() for address in message.recipient.split(",") if address.strip()]
     if not recipients:
         raise DeliveryError("no email recipient")
+    ca_file = _secret(config.ca_file)
+    tls = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    deadline = deadlines.Deadline(config.timeout, "the mail server")
+    unsendable: dict[str, tuple[int, bytes]] = {}
+    with (
+        deadline.kept(),
+        deadlines.DeadlineSMTP(
+            host, port, deadline=deadline, implicit_tls=tls if security == "tls" else None
+        ) as smtp,
+    ):
+        if security == "starttls":
+            smtp.starttls(context=tls)
+        if username:
+            smtp.login(username, password or "")
+        smtp.ehlo_or_helo_if_needed()
+        if not smtp.has_extn("smtputf8"):
+            # Without SMTPUTF8 an address must be ASCII: a domain can be (IDNA, xn--…), a local part cannot.
+            name, address = parseaddr(sender)
+            if not address.isascii():
+                ascii_sender = _ascii_address(address, "the sender", f"{host}:{port}")
+                sender = str(Address(display_name=name, addr_spec=ascii_sender))
+            sendable = []
+            for recipient in recipients:
+                try:
+                    sendable.append(_ascii_address(recipient, "the recipient", f"{host}:{port}"))
+                except Undeliverable as exc:
+                    unsendable[recipient] = (553, str(exc).encode())
+            if not sendable:
+                raise Undeliverable("; ".join(answer.decode() for _, answer in unsendable.values()))
+            recipients = sendable
+        email = _email_message(message, sender, recipients)
+        try:
+            refused = smtp.send_message(email, to_addrs=recipients)
+        except smtplib.SMTPRecipientsRefused as exc:
+            answers = _smtp_answers(exc.recipients | unsendable)
+            if all(code >= 500 for code, _ in exc.recipients.values()):
+                raise Undeliverable(f"the mail server refused every recipient: {answers}") from exc
+            raise DeliveryError(f"the mail server refused every recipient for now: {answers}") from exc
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            if exc.smtp_code >= 500:
+                raise Undeliverable(f"the mail server refused the message: {_smtp_answer(exc)}") from exc
+            raise
+    refused = {**refused, **unsendable}
+    info: dict[str, Any] = {"smtp": f"{host}:{port}"}
+    if refused:
+        # Some recipients got it: the delivery counts as sent, and the ones refused are named with it. Those
+        # refused for now (a 4xx: a full mailbox) get the message again later, as a delivery of their own.
+        info["refused"] = _smtp_answers(refused)
+        info["refused_for_now"] = sorted(address for address, (code, _) in refused.items() if code < 500)
+    return info
+
+
+def _ascii_address(address: str, role: str, server: str) -> str:
+    """``address`` as a mail server without SMTPUTF8 takes it: its domain in IDNA (``xn--…``). Undeliverable
+    (retrying cannot change it) when its local part is not ASCII or its domain has no IDNA form."""
+    local, at, domain = address.rpartition("@")
+    if not local.isascii():
+        raise Undeliverable(
+            f"{role} {address!r} has a non-ASCII name before the @, which the mail server {server} does not "
+            "take (it does not offer SMTPUTF8): use an ASCII address, or a mail server that offers SMTPUTF8"
+        )
+    if domain.isascii():
+        return address
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except UnicodeError as exc:  # idna.IDNAError
+        raise Undeliverable(
+            f"{role} {address!r}: its domain is not a valid internationalised domain ({exc})"
+        ) from None
+    return f"{local}{at}{ascii_domain}"
+
+
+def _email_message(message: OutgoingMessage, sender: str, recipients: list[str]) -> EmailMessage:
     domain = parseaddr(sender)[1].rpartition("@")[2] or "warroom.local"
+    with contextlib.suppress(UnicodeError):
+        domain = idna.encode(domain, uts46=True).decode("ascii")
     email = EmailMessage()
     email["From"] = sender
     email["To"] = ", ".join(recipients)
@@ -189,37 +267,7 @@ def send_email(channel: EmailChannel, message: OutgoingMessage, settings: Settin
     email.set_content(message.text)
     if message.html:
         email.add_alternative(message.html, subtype="html")
-    ca_file = _secret(config.ca_file)
-    tls = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
-    deadline = deadlines.Deadline(config.timeout, "the mail server")
-    with (
-        deadline.kept(),
-        deadlines.DeadlineSMTP(
-            host, port, deadline=deadline, implicit_tls=tls if security == "tls" else None
-        ) as smtp,
-    ):
-        if security == "starttls":
-            smtp.starttls(context=tls)
-        if username:
-            smtp.login(username, password or "")
-        try:
-            refused = smtp.send_message(email, to_addrs=recipients)
-        except smtplib.SMTPRecipientsRefused as exc:
-            answers = _smtp_answers(exc.recipients)
-            if all(code >= 500 for code, _ in exc.recipients.values()):
-                raise Undeliverable(f"the mail server refused every recipient: {answers}") from exc
-            raise DeliveryError(f"the mail server refused every recipient for now: {answers}") from exc
-        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-            if exc.smtp_code >= 500:
-                raise Undeliverable(f"the mail server refused the message: {_smtp_answer(exc)}") from exc
-            raise
-    info: dict[str, Any] = {"smtp": f"{host}:{port}"}
-    if refused:
-        # Some recipients got it: the delivery counts as sent, and the ones refused are named with it. Those
-        # refused for now (a 4xx: a full mailbox) get the message again later, as a delivery of their own.
-        info["refused"] = _smtp_answers(refused)
-        info["refused_for_now"] = sorted(address for address, (code, _) in refused.items() if code < 500)
-    return info
+    return email
 
 
 def _smtp_answer(exc: smtplib.SMTPResponseException) -> str:
@@ -235,19 +283,68 @@ def _smtp_answers(refused: dict[str, tuple[int, bytes]]) -> str:
     )
 
 
+_SLACK_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
 def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# Slack refuses a section block whose text is longer (escaped, as sent).
+SLACK_SECTION_LIMIT = 3000
+# Of a text too long for a section, the most its last paragraphs keep (who sent it, the acknowledge link, the
+# org's signature), escaped; the start of the text takes the rest.
+SLACK_SECTION_TAIL = 1000
+CUT_MARK = "…"
+
+
+def slack_section_text(text: str) -> str:
+    """``text`` escaped for a section block's mrkdwn, within ``SLACK_SECTION_LIMIT``. A longer text keeps its
+    last paragraphs (up to ``SLACK_SECTION_TAIL``) and as much of its start as fits, cut at a word or line
+    boundary before it is escaped (an entity such as ``&amp;`` is never split), ``…`` where it was cut."""
+    escaped = _slack_escape(text)
+    if len(escaped) <= SLACK_SECTION_LIMIT:
+        return escaped
+    paragraphs = text.split("\n\n")
+    tail: list[str] = []
+    kept = 0
+    while len(paragraphs) > 1:
+        size = len(_slack_escape(paragraphs[-1])) + 2  # and the blank line before it
+        if kept + size > SLACK_SECTION_TAIL:
+            break
+        tail.insert(0, paragraphs.pop())
+        kept += size
+    start = _slack_cut("\n\n".join(paragraphs), SLACK_SECTION_LIMIT - kept - len(CUT_MARK))
+    return _slack_escape(start) + CUT_MARK + "".join(f"\n\n{_slack_escape(part)}" for part in tail)
+
+
+def _slack_cut(text: str, limit: int) -> str:
+    """The longest start of ``text`` whose escaped form is at most ``limit`` characters, shortened to its last
+    whole word or line unless that loses more than half of it."""
+    room = limit
+    end = 0
+    for character in text:
+        room -= len(_SLACK_ESCAPES.get(character, character))
+        if room < 0:
+            break
+        end += 1
+    start = text[:end]
+    if end < len(text) and not text[end].isspace():  # in the middle of a word
+        boundary = max(start.rfind(space) for space in " \n\t")
+        if boundary > end // 2:
+            start = start[:boundary]
+    return start.rstrip()
 
 
 def send_slack(channel: SlackChannel, message: OutgoingMessage, settings: Settings) -> dict[str, Any]:
     url = _url(channel.settings.url, message.recipient, channel.name)
     subject = _slack_escape(message.subject)
-    text = _slack_escape(message.text.strip())
+    text = message.text.strip()
     payload = {
-        "text": f"*{subject}*\n{text}",  # what notifications and old clients show
+        "text": f"*{subject}*\n{_slack_escape(text)}",  # what notifications and old clients show
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": message.subject[:150]}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": slack_section_text(text)}},
         ],
     }
     response = deadlines.post(deadlines.Deadline(channel.settings.timeout, "Slack"), url, json=payload)

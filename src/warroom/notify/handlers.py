@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from warroom.context import AppContext
 from warroom.db import utcnow
 from warroom.events import DomainEvent, publish
 from warroom.incidents import service as incidents
+from warroom.incidents.models import Incident
 from warroom.jobs.models import Job
 from warroom.jobs.service import job_handler
 from warroom.jobs.worker import record_after_io
@@ -54,8 +56,19 @@ def _on_timeline(session: Session, delivery: Delivery, action: str, **data: Any)
     )
 
 
+def _locked(session: Session, delivery_id: Any) -> Delivery | None:
+    """The delivery, locked, its incident locked first. Every transaction that locks both takes the incident
+    first: an acknowledgement or a resolve locks it, then withdraws its deliveries not sent yet
+    (``paging.stop_escalations``). Taking the delivery first here deadlocked with those on PostgreSQL."""
+    incident_id = session.scalar(select(Delivery.incident_id).where(Delivery.id == delivery_id))
+    if incident_id is not None:
+        session.execute(select(Incident.id).where(Incident.id == incident_id).with_for_update())
+    # As it is now that it is locked (withdrawn meanwhile, say), not as the session may have read it before.
+    return session.get(Delivery, delivery_id, with_for_update=True, populate_existing=True)
+
+
 def record_failure(context: AppContext, session: Session, job: Job, error: str, final: bool) -> None:
-    delivery = session.get(Delivery, job.payload.get("delivery_id"), with_for_update=True)
+    delivery = _locked(session, job.payload.get("delivery_id"))
     if delivery is None:
         return
     if delivery.status == DeliveryStatus.withdrawn:
@@ -133,7 +146,7 @@ def deliver(context: AppContext, session: Session, job: Job) -> dict[str, Any]:
 
 def _record_sent(session: Session, job: Job, delivery_id: Any, info: dict[str, Any]) -> dict[str, Any]:
     """Write down that the delivery went out (``info``: what the channel said)."""
-    delivery = session.get(Delivery, delivery_id, with_for_update=True)
+    delivery = _locked(session, delivery_id)
     if delivery is None:
         return {"skipped": "the delivery was removed while it was sent", **info}
     delivery.attempts = job.attempts

@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from warroom.notify.enums import DeliveryStatus
+from warroom.paging import Page
 
 
 class DeliveryRead(BaseModel):
@@ -34,11 +35,7 @@ class DeliveryRead(BaseModel):
         return read
 
 
-class DeliveryPage(BaseModel):
-    items: list[DeliveryRead]
-    total: int
-    limit: int
-    offset: int
+class DeliveryPage(Page[DeliveryRead]): ...
 
 
 class TestNotification(BaseModel):

@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from warroom.alerts.config import names_taken
 from warroom.business_hours import BusinessHours
 from warroom.durations import Duration
-from warroom.fields import not_in_file
+from warroom.fields import not_in_file, visible_line
 from warroom.notify.config import (
     CHANNEL_TYPES,
     check_email_address,
@@ -47,6 +47,13 @@ def _check_id(value: str) -> str:
     if not _ID.match(value):
         raise ValueError("must be letters, digits, '-', '_' or '.' (starting with a letter or digit)")
     return value
+
+
+def _check_display_name(value: str) -> str:
+    """A name shown to people (pages, timelines, the web UI) in place of the handle: one visible line, as the
+    handle is (a line break or U+202E in it made a page or a timeline entry read as something else). Empty:
+    the handle is shown."""
+    return visible_line(value) if value else value
 
 
 def _check_clock(value: str) -> str:
@@ -104,6 +111,7 @@ class PersonConfig(_Strict):
     )
 
     _name = field_validator("name")(_check_id)
+    _display_name = field_validator("display_name")(_check_display_name)
     _zone = field_validator("time_zone")(check_zone)
 
     @property
@@ -128,6 +136,7 @@ class TeamConfig(_Strict):
     )
 
     _name = field_validator("name")(_check_id)
+    _display_name = field_validator("display_name")(_check_display_name)
 
 
 class Restriction(_Strict):

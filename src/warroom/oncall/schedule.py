@@ -9,8 +9,10 @@ repeated hour the first occurrence (fold=0) is used.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from dateutil import tz as dateutil_tz
@@ -60,23 +62,49 @@ def layer_label(layer: LayerConfig, index: int) -> str:
     return layer.name or f"layer-{index + 1}"
 
 
+# zoneinfo keeps only its 8 latest zones for sure: an org file with more would read zone files from disk again
+# and again. Keep every zone a schedule uses.
+_zone = lru_cache(maxsize=1024)(ZoneInfo)
+
+
 def _to_utc(local_naive: datetime, zone: ZoneInfo) -> datetime:
-    aware = dateutil_tz.resolve_imaginary(local_naive.replace(tzinfo=zone))
-    return aware.astimezone(UTC)
+    return _local_to_utc(local_naive, zone.key)
+
+
+# Every hand-off and restriction edge is a wall-clock time turned into UTC, again and again for the same few
+# days (each "who is on call" looks at the shifts around now): remember them. Keys are naive local times
+# (fold 0, as everything here builds them) and zone names, so a reloaded org file shares the entries.
+@lru_cache(maxsize=32768)
+def _local_to_utc(local_naive: datetime, zone_key: str) -> datetime:
+    zone = _zone(zone_key)
+    aware = local_naive.replace(tzinfo=zone)
+    utc = aware.astimezone(UTC)
+    if utc.astimezone(zone).replace(tzinfo=None) == local_naive:
+        return utc  # the local time exists (in a repeated hour: its first occurrence)
+    # A DST gap: move forward by the gap, as dateutil's resolve_imaginary does (the only costly case).
+    return dateutil_tz.resolve_imaginary(aware).astimezone(UTC)
+
+
+_clock = lru_cache(maxsize=1024)(parse_clock)
+
+
+@lru_cache(maxsize=4096)
+def _base_at(start: date, handoff_time: str) -> datetime:
+    return datetime.combine(start, _clock(handoff_time))
 
 
 def _base(layer: LayerConfig) -> datetime:
-    return datetime.combine(layer.start, parse_clock(layer.handoff_time))
+    return _base_at(layer.start, layer.handoff_time)
 
 
 def layer_boundary(layer: LayerConfig, index: int) -> datetime:
     """When shift ``index`` of the layer starts (UTC); shift 0 starts on the start date at hand-off."""
-    return _to_utc(_base(layer) + index * layer.shift_length, ZoneInfo(layer.time_zone))
+    return _local_to_utc(_base(layer) + index * layer.shift_length, layer.time_zone)
 
 
 def layer_shift_index(layer: LayerConfig, at: datetime) -> int:
     """The shift index covering ``at`` (negative before the layer starts)."""
-    zone = ZoneInfo(layer.time_zone)
+    zone = _zone(layer.time_zone)
     local_naive = at.astimezone(zone).replace(tzinfo=None)
     index = (local_naive - _base(layer)) // layer.shift_length
     # The wall-clock estimate can be one off around a DST change; settle it on real instants.
@@ -93,7 +121,7 @@ def _restricted_in(restrictions: list[Restriction], local: datetime) -> bool:
     now = local.time()
     weekday = local.weekday()
     for restriction in restrictions:
-        start, end = parse_clock(restriction.start), parse_clock(restriction.end)
+        start, end = _clock(restriction.start), _clock(restriction.end)
         if start < end:
             if weekday in restriction.days and start <= now < end:
                 return True
@@ -111,7 +139,7 @@ def layer_person_at(layer: LayerConfig, at: datetime) -> tuple[str | None, int |
     index = layer_shift_index(layer, at)
     if index < 0:
         return None, None
-    if not _restricted_in(layer.restrictions, at.astimezone(ZoneInfo(layer.time_zone))):
+    if not _restricted_in(layer.restrictions, at.astimezone(_zone(layer.time_zone))):
         return None, None
     return layer.participants[index % len(layer.participants)], index
 
@@ -142,11 +170,74 @@ def config_overrides(schedule: ScheduleConfig) -> list[OverrideSpan]:
 
 
 def on_call_at(schedule: ScheduleConfig, at: datetime, overrides: list[OverrideSpan]) -> Shift:
-    """The shift covering ``at``, with its real start and end (as far as the look-back/horizon reach)."""
-    found = next_shifts(schedule, at, 1, overrides)
-    if found:
-        return found[0]
-    return _shift(schedule, _who(schedule, at, overrides), at, at + MAX_HORIZON)
+    """The shift covering ``at``, with its real start and end (as far as the look-back/horizon reach).
+
+    The same answer as ``next_shifts(schedule, at, 1, overrides)[0]`` (tests compare the two), found by
+    walking the schedule's change points outwards from ``at`` only until the person changes on either
+    side, instead of laying out every shift of a window of weeks around it."""
+    at = at.astimezone(UTC)
+    lookback = _lookback(schedule)
+    window_end = at + max(lookback, timedelta(days=7), MAX_HORIZON)  # where next_shifts stops widening
+    earlier = _points_down(schedule, at, at - max(lookback, MAX_HORIZON), overrides)
+    # next_shifts' shift starts at the last change point before ``at`` where the person changes, or at the
+    # edge of its look-back window (which it widens while the shift reaches it, up to the horizon); the
+    # window's edge is a point of its own, whose answer counts as much as a change point's.
+    who: _Who | None = None
+    start = at
+    pending = next(earlier, None)
+    while True:
+        edge = at - lookback
+        while pending is not None and pending > edge:
+            seen = _who(schedule, pending, overrides)
+            if who is None:
+                who = seen
+            elif seen.identity != who.identity:
+                break
+            start = pending
+            pending = next(earlier, None)
+        else:
+            at_edge = _who(schedule, edge, overrides)
+            if who is not None and at_edge.identity != who.identity:
+                break  # the shift began at ``start``, after the window's edge
+            if lookback < MAX_HORIZON:
+                lookback = min(lookback * 2, MAX_HORIZON)
+                continue
+            who, start = (at_edge if who is None else who), edge
+        break
+    assert who is not None
+    end = window_end
+    for point in _points_up(schedule, at, window_end, overrides):
+        if _who(schedule, point, overrides).identity != who.identity:
+            end = point
+            break
+    return _shift(schedule, who, start, end)
+
+
+def _chunk(schedule: ScheduleConfig) -> timedelta:
+    shortest = min((layer.shift_length for layer in schedule.layers if layer.participants), default=None)
+    return min(shortest or timedelta(days=1), timedelta(days=1))
+
+
+def _points_down(
+    schedule: ScheduleConfig, at: datetime, floor: datetime, overrides: list[OverrideSpan]
+) -> Iterator[datetime]:
+    """The change points in [floor, at], latest first, found a chunk at a time."""
+    step, high = _chunk(schedule), at + timedelta(microseconds=1)
+    while high > floor:
+        low = max(high - step, floor)
+        yield from reversed(_points(schedule, low, high, overrides))
+        high, step = low, min(step * 2, timedelta(days=32))
+
+
+def _points_up(
+    schedule: ScheduleConfig, at: datetime, ceiling: datetime, overrides: list[OverrideSpan]
+) -> Iterator[datetime]:
+    """The change points in (at, ceiling), earliest first, found a chunk at a time."""
+    step, low = _chunk(schedule), at + timedelta(microseconds=1)
+    while low < ceiling:
+        high = min(low + step, ceiling)
+        yield from _points(schedule, low, high, overrides)
+        low, step = high, min(step * 2, timedelta(days=32))
 
 
 def _lookback(schedule: ScheduleConfig) -> timedelta:
@@ -163,29 +254,29 @@ def _shift(schedule: ScheduleConfig, who: _Who, start: datetime, end: datetime) 
 
 
 def _restriction_breakpoints(layer: LayerConfig, start: datetime, end: datetime) -> list[datetime]:
-    zone = ZoneInfo(layer.time_zone)
+    zone = _zone(layer.time_zone)
     points: list[datetime] = []
     day = start.astimezone(zone).date() - timedelta(days=1)
     last = end.astimezone(zone).date() + timedelta(days=1)
-    times: set[time] = set()
-    for restriction in layer.restrictions:
-        times.add(parse_clock(restriction.start))
-        times.add(parse_clock(restriction.end))
+    times = frozenset(clock for r in layer.restrictions for clock in (r.start, r.end))
     while day <= last:
-        for moment in times:
-            points.append(_to_utc(datetime.combine(day, moment), zone))
+        points.extend(_restriction_edges(day, times, layer.time_zone))
         day += timedelta(days=1)
     return points
 
 
-def shifts_between(
+@lru_cache(maxsize=8192)
+def _restriction_edges(day: date, times: frozenset[str], zone_key: str) -> tuple[datetime, ...]:
+    """Where a layer's restrictions start or end on ``day`` (its local date), in UTC."""
+    return tuple(_local_to_utc(datetime.combine(day, _clock(clock)), zone_key) for clock in times)
+
+
+def _points(
     schedule: ScheduleConfig, start: datetime, end: datetime, overrides: list[OverrideSpan]
-) -> list[Shift]:
-    """The final schedule over [start, end): consecutive shifts (one per hand-off, override or gap)."""
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
-    if end <= start:
-        return []
-    points = {start}
+) -> list[datetime]:
+    """Every instant in [start, end) where who is on call may change (hand-offs, restriction edges,
+    override edges), in order."""
+    points: set[datetime] = set()
     for layer in schedule.layers:
         if not layer.participants:
             continue
@@ -197,7 +288,17 @@ def shifts_between(
             points.update(_restriction_breakpoints(layer, start, end))
     for override in overrides:
         points.update((override.start, override.end))
-    ordered = sorted(p for p in points if start <= p < end)
+    return sorted(p for p in points if start <= p < end)
+
+
+def shifts_between(
+    schedule: ScheduleConfig, start: datetime, end: datetime, overrides: list[OverrideSpan]
+) -> list[Shift]:
+    """The final schedule over [start, end): consecutive shifts (one per hand-off, override or gap)."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    if end <= start:
+        return []
+    ordered = sorted({start, *_points(schedule, start, end, overrides)})
     shifts: list[Shift] = []
     current: _Who | None = None
     current_start = start

@@ -191,18 +191,23 @@ def _in_range(at: datetime, field: str) -> None:
 
 def overrides_for(session: Session, schedule: ScheduleConfig) -> list[schedule_math.OverrideSpan]:
     """Config overrides first, then runtime ones by id, so the newest runtime override wins."""
-    rows = session.scalars(
-        select(ScheduleOverride)
-        .where(ScheduleOverride.schedule == schedule.name)
-        .order_by(ScheduleOverride.id)
-    )
-    return [
-        *schedule_math.config_overrides(schedule),
-        *(
-            schedule_math.OverrideSpan(row.person, row.starts_at, row.ends_at, f"override:{row.id}")
-            for row in rows
-        ),
-    ]
+    return _overrides_of(session, [schedule])[schedule.name]
+
+
+def _overrides_of(
+    session: Session, schedules: list[ScheduleConfig]
+) -> dict[str, list[schedule_math.OverrideSpan]]:
+    """``overrides_for`` of each schedule, in one query (not one a schedule)."""
+    found = {schedule.name: schedule_math.config_overrides(schedule) for schedule in schedules}
+    query = select(ScheduleOverride).order_by(ScheduleOverride.id)
+    if len(schedules) == 1:
+        query = query.where(ScheduleOverride.schedule == schedules[0].name)
+    for row in session.scalars(query):
+        if row.schedule in found:
+            found[row.schedule].append(
+                schedule_math.OverrideSpan(row.person, row.starts_at, row.ends_at, f"override:{row.id}")
+            )
+    return found
 
 
 def _shift_read(org: OrgConfig, shift: schedule_math.Shift) -> ShiftRead:
@@ -228,9 +233,10 @@ def who_is_on_call(
 ) -> list[OnCallRead]:
     moment = _aware(at)
     schedules = [get_schedule(org, schedule)] if schedule else org.schedules
+    overrides = _overrides_of(session, schedules)
     result = []
     for config in schedules:
-        shift = _shift_read(org, schedule_math.on_call_at(config, moment, overrides_for(session, config)))
+        shift = _shift_read(org, schedule_math.on_call_at(config, moment, overrides[config.name]))
         result.append(
             OnCallRead(
                 schedule=config.name,

@@ -1,0 +1,129 @@
+"""The dry run (``config test-alert --server``, ``POST /api/v1/alerts/preview``) predicts what intake does
+with a repeat of an open alert: a more severe one on no incident runs the rules again (it opens an
+incident and pages), and a firing that joins an incident in monitoring moves it back and pages again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tests.alerts.conftest import make_key
+from tests.oncall.test_paging import T0, run_at, sent
+from warroom.alerts.models import Alert
+from warroom.alerts.schemas import RoutingPreview
+from warroom.cli import main as cli_main
+from warroom.clock import clock
+from warroom.context import AppContext
+from warroom.incidents.models import Incident, IncidentStatus
+from warroom.jobs.worker import Worker
+
+
+def cert(severity: str) -> dict[str, Any]:
+    return {"summary": "cert expiring", "severity": severity, "dedup_key": "cert1"}
+
+
+def test_a_more_severe_repeat_on_no_incident_is_shown_running_the_rules_again(
+    api: TestClient,
+    context: AppContext,
+    generic_key: str,
+    viewer: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def preview(body: Any) -> dict[str, Any]:
+        response = api.post("/api/v1/alerts/preview", json=body, headers=viewer)
+        assert response.status_code == 200, response.text
+        [shown] = response.json()
+        return shown  # type: ignore[no-any-return]
+
+    def said(shown: dict[str, Any]) -> str:
+        cli_main._print_preview(RoutingPreview.model_validate(shown))
+        return " ".join(capsys.readouterr().out.split())
+
+    fired = api.post(f"/api/v1/alerts?key={generic_key}", json=cert("warning"))
+    assert fired.status_code == 202, fired.text
+    with context.db.read() as session:
+        [alert] = session.scalars(select(Alert))
+        assert alert.incident_id is None and alert.rules is None  # unrouted
+
+    # The same severity again: an update, the rules do not run.
+    same = preview(cert("warning") | {"summary": "cert expiring soon"})
+    assert same["open_alert"] == "ALR-1" and same["rules_run_again"] is False
+    assert "run again only if it comes more severe" in said(same)
+
+    worse = preview(cert("critical"))
+    assert worse["open_alert"] == "ALR-1" and worse["open_alert_severity"] == "warning"
+    assert worse["rules_run_again"] is True
+    assert worse["incident"]["rule"] == "critical-monitoring"
+    assert worse["incident"]["open_incident"] is None
+    assert worse["incident"]["page"] == ["platform-escalation"]
+    text = said(worse)
+    assert "updates the open alert ALR-1" in text, text
+    assert "makes it critical (was warning)" in text and "the rules run again" in text, text
+    assert "(rule critical-monitoring)" in text and "page: platform-escalation" in text, text
+
+    # As predicted: the real delivery opens the incident and pages.
+    fired = api.post(f"/api/v1/alerts?key={generic_key}", json=cert("critical"))
+    assert fired.status_code == 202, fired.text
+    with context.db.read() as session:
+        [incident] = session.scalars(select(Incident))
+        [alert] = session.scalars(select(Alert))
+        assert alert.incident_id == incident.id
+    # On its incident now: a repeat no longer runs the rules.
+    again = preview(cert("critical") | {"summary": "cert expiring today"})
+    assert again["rules_run_again"] is False
+    assert "run again only if" in said(again)
+
+
+def test_a_firing_that_joins_an_incident_in_monitoring_is_shown_moving_it_back_and_paging_again(
+    api: TestClient,
+    context: AppContext,
+    viewer: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    key = make_key(context, "generic", "scripts")
+    alert = {
+        "summary": "api 5xx above 5%",
+        "severity": "critical",
+        "labels": {"service": "api", "alertname": "Api5xx"},
+        "dedup_key": "api-5xx",
+    }
+
+    def fire(**fields: Any) -> None:
+        response = api.post(f"/api/v1/alerts?key={key}", json=alert | fields)
+        assert response.status_code == 202, response.text
+
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    fire()
+    run_at(worker, T0)
+    clock.set(T0 + timedelta(minutes=5))
+    fire(status="resolved")  # the incident moves to monitoring; its escalation is held at step 1
+    run_at(worker, T0 + timedelta(minutes=5))
+    with context.db.read() as session:
+        [incident] = session.scalars(select(Incident))
+        assert incident.status == IncidentStatus.monitoring
+
+    clock.set(T0 + timedelta(hours=1))
+    response = api.post("/api/v1/alerts/preview", json=alert, headers=viewer)
+    assert response.status_code == 200, response.text
+    [shown] = response.json()
+    joining = shown["incident"]
+    assert joining["open_incident"] == incident.ref
+    assert joining["back_to_investigating"] is True
+    assert joining["resumes"] == ["platform-escalation at step 1"]
+    cli_main._print_preview(RoutingPreview.model_validate(shown))
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{incident.ref} goes back from monitoring to investigating (the fix did not hold)" in text, text
+    assert "its held escalation pages again (platform-escalation at step 1)" in text, text
+    assert "nobody is paged again" not in text, text
+
+    # As predicted: back to investigating, and step 1 is paged again.
+    fire()
+    run_at(worker, T0 + timedelta(hours=1))
+    with context.db.read() as session:
+        assert session.get(Incident, incident.id).status == IncidentStatus.investigating  # type: ignore[union-attr]
+    assert ("carol", "email", 2, 1) in sent(context, incident.id)
