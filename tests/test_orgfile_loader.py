@@ -10,7 +10,7 @@ import yaml
 
 from tests.conftest import EXAMPLE_CONFIG
 from warroom import orgconfig
-from warroom.orgconfig import ConfigError, OrgFileLoader, parse_org_config
+from warroom.orgconfig import ConfigError, OrgFileLoader, _syntax_problem, parse_org_config
 
 needs_libyaml = pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML built without libyaml")
 
@@ -54,7 +54,8 @@ def test_documents_libyaml_refuses_or_takes_differently_are_reported_as_pyyaml_d
     with pytest.raises(yaml.YAMLError) as pure:
         yaml.load(text, Loader=yaml.SafeLoader)
     [problem] = caught.value.problems
-    assert problem.message == str(pure.value).replace("\n", " ")
+    # PyYAML's error, put in one line at the line where it starts (``_syntax_problem``).
+    assert problem == _syntax_problem("<string>", text, pure.value)
 
 
 def test_a_control_character_is_a_problem_report_not_a_crash() -> None:

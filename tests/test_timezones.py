@@ -70,3 +70,34 @@ def test_the_org_file_refuses_an_abbreviation(where: str) -> None:
     assert any("EST is a fixed UTC\u22125 offset" in str(line) for line in caught.value.problems), (
         caught.value.problems
     )
+
+
+@pytest.mark.parametrize(
+    ("zone", "meant"),
+    [
+        ("America/NewYork", "America/New_York"),
+        ("America/New York", "America/New_York"),
+        ("europe/berlin", "Europe/Berlin"),
+        ("Europe/Berlni", "Europe/Berlin"),
+        ("Berlin", "Europe/Berlin"),
+        ("utc", "UTC"),
+    ],
+)
+def test_a_misspelt_zone_names_the_region_meant(zone: str, meant: str) -> None:
+    """A typo in a zone got no suggestion, where a misspelt service name gets one."""
+    with pytest.raises(ValueError) as caught:
+        check_zone(zone)
+    assert str(caught.value) == f"unknown time zone {zone!r}; did you mean {meant!r}?"
+
+
+def test_a_zone_typo_in_the_org_file_is_said_with_the_region_meant() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_org_config("people:\n  - {name: ann, time_zone: America/NewYork}\n")
+    assert [str(problem) for problem in caught.value.problems] == [
+        "people[0].time_zone (line 2): unknown time zone 'America/NewYork'; did you mean 'America/New_York'?"
+    ]
+    # An offset is no misspelt region: no guess.
+    with pytest.raises(
+        ValueError, match=r"^unknown time zone 'UTC\+2'; use an IANA name like Europe/Berlin$"
+    ):
+        check_zone("UTC+2")

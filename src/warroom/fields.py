@@ -6,7 +6,7 @@ import ast
 import difflib
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -147,15 +147,46 @@ def not_in_file(name: str, kind: str, known: list[str]) -> str:
         if kind[0] in "aeiou"
         else f"{name!r} is not a {kind} in this file"
     )
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.75)
-    if close:
-        # Equally close names (sched-050 and sched-095 for sched-05O): the one sharing the longest start.
-        nearest = max(close, key=lambda candidate: _shared_start(name, candidate))
+    nearest = closest(name, known)
+    if nearest is not None:
         return f"{message}; did you mean {nearest!r}?"
     if not known:
         return f"{message} (no {kind} is defined)"
     shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
     return f"{message} (known: {shown})"
+
+
+def closest(name: str, known: Iterable[str], *, cutoff: float = 0.75) -> str | None:
+    """The name of ``known`` that ``name`` most likely misspells (None: none is close enough). Every name as
+    close as the cutoff is ranked, not only difflib's best three: among numbered names many are equally close
+    (svc-025, svc-125, svc-250, svc-295 for svc-25), and the three it kept were not the likeliest. Ties go to
+    the one sharing the longest start (sched-050, not sched-095, for sched-05O), then to the nearest number
+    (svc-250 before svc-259), then to the first by name."""
+    matcher = difflib.SequenceMatcher()
+    matcher.set_seq2(name)
+    number = _number_in(name)
+    best: tuple[float, int, int, str] | None = None
+    found: str | None = None
+    for candidate in known:
+        matcher.set_seq1(candidate)
+        if matcher.real_quick_ratio() < cutoff or matcher.quick_ratio() < cutoff:
+            continue
+        score = matcher.ratio()
+        if score < cutoff:
+            continue
+        other = _number_in(candidate)
+        distance = abs(number - other) if number is not None and other is not None else 0
+        # Smallest first: the closest, the longest shared start, the nearest number, the first by name.
+        rank = (-score, -_shared_start(name, candidate), distance, candidate)
+        if best is None or rank < best:
+            best, found = rank, candidate
+    return found
+
+
+def _number_in(name: str) -> int | None:
+    """The digits of a name read as one number (svc-025: 25), None when it has none."""
+    digits = "".join(c for c in name if c.isascii() and c.isdigit())
+    return int(digits[:18]) if digits else None  # a few: a long run would not convert
 
 
 def _shared_start(first: str, second: str) -> int:

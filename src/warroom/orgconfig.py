@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from warroom.alerts.config import REFERENCE_CHECKS as AUTOMATION_REFERENCE_CHECKS
-from warroom.alerts.config import AutomationConfig, NameTaken, Problems, names_taken
+from warroom.alerts.config import AutomationConfig, ItemProblem, NameTaken, Problems, names_taken
 from warroom.business_hours import BusinessHours
 from warroom.durations import Duration
 from warroom.errors import InvalidInput
@@ -365,12 +365,121 @@ def _service_references(org: OrgConfig) -> list[str]:
     names = [s.name for s in org.services]
     problems.extend(names_taken("services", names, "service"))
     for index, service in enumerate(org.services):
-        for dependency in service.dependencies:
+        for item, dependency in enumerate(service.dependencies):
             if dependency not in names:
                 problems.append(
-                    f"services[{index}].dependencies: {not_in_file(dependency, 'service', names)}"
+                    f"services[{index}].dependencies[{item}]: {not_in_file(dependency, 'service', names)}"
                 )
     return problems
+
+
+def _dependency_cycles(org: OrgConfig) -> list[str]:
+    """A service that depends on itself, directly or through others: always a mistake, and not a harmless one,
+    as an alert joins the ongoing incident of a service its own depends on (``dependency_window``), so in a
+    cycle each side's alert folds into the other's incident, whichever opened first. Each cycle is named once,
+    at the dependency of its first service in the file that starts it; services in several cycles with one
+    another (one knot) once, by the shortest cycle through the first of them."""
+    index_of: dict[str, int] = {}
+    for index, service in enumerate(org.services):
+        index_of.setdefault(service.name, index)
+    graph = {
+        index: [index_of[name] for name in service.dependencies if name in index_of]
+        for index, service in enumerate(org.services)
+        if index_of[service.name] == index  # a name given twice is a problem of its own
+    }
+    problems: list[tuple[int, str]] = []  # by service, in file order
+    for index in graph:
+        for item, name in enumerate(org.services[index].dependencies):
+            if name == org.services[index].name:
+                problems.append(
+                    (
+                        index,
+                        f"services[{index}].dependencies[{item}]: a dependency cycle: {name} -> {name} "
+                        "(a service cannot depend on itself; remove it from its own dependencies)",
+                    )
+                )
+                break
+    for knot in _knots(graph):
+        start = min(knot)
+        chain = _shortest_cycle(graph, start, set(knot))
+        names = [org.services[index].name for index in chain]
+        item = org.services[start].dependencies.index(names[1])
+        others = [org.services[index].name for index in sorted(set(knot) - set(chain))]
+        shown = ", ".join(others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10 else "")
+        more = f"; {shown} {'is' if len(others) == 1 else 'are'} in cycles with these too" if others else ""
+        problems.append(
+            (
+                start,
+                f"services[{start}].dependencies[{item}]: a dependency cycle: {' -> '.join(names)}{more} "
+                "(a service cannot depend on itself through others; remove one of these dependencies)",
+            )
+        )
+    return [problem for _, problem in sorted(problems, key=lambda found: found[0])]
+
+
+def _knots(graph: dict[int, list[int]]) -> list[list[int]]:
+    """The strongly connected components of more than one service (Tarjan's, without recursion: a file of
+    thousands of services in one chain is no deeper a stack)."""
+    order: dict[int, int] = {}
+    low: dict[int, int] = {}
+    stack: list[int] = []
+    on_stack: set[int] = set()
+    knots: list[list[int]] = []
+    for root in graph:
+        if root in order:
+            continue
+        work = [(root, iter(graph[root]))]
+        order[root] = low[root] = len(order)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            advanced = False
+            for upstream in edges:
+                if upstream not in order:
+                    order[upstream] = low[upstream] = len(order)
+                    stack.append(upstream)
+                    on_stack.add(upstream)
+                    work.append((upstream, iter(graph[upstream])))
+                    advanced = True
+                    break
+                if upstream in on_stack:
+                    low[node] = min(low[node], order[upstream])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == order[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    knots.append(sorted(component))
+    return sorted(knots)
+
+
+def _shortest_cycle(graph: dict[int, list[int]], start: int, within: set[int]) -> list[int]:
+    """The shortest way from ``start`` back to it inside one knot, both ends given (breadth first)."""
+    came_from: dict[int, int] = {}
+    frontier = deque([start])
+    while frontier:
+        node = frontier.popleft()
+        for upstream in graph[node]:
+            if upstream == start and node != start:
+                chain = [node]
+                while chain[-1] != start:
+                    chain.append(came_from[chain[-1]])
+                return [*reversed(chain), start]
+            if upstream in within and upstream != start and upstream not in came_from:
+                came_from[upstream] = node
+                frontier.append(upstream)
+    raise AssertionError("a knot has a cycle through each of its services")
 
 
 def _owner_teams(org: OrgConfig) -> list[str]:
@@ -399,6 +508,7 @@ def _audiences_and_roles(org: OrgConfig) -> list[str]:
 REFERENCE_CHECKS: tuple[Callable[[OrgConfig], list[str]], ...] = (
     _matrix_references,
     _service_references,
+    _dependency_cycles,
     _owner_teams,
     _audiences_and_roles,
     check_oncall_references,
@@ -584,6 +694,36 @@ class _PyOrgFileLoader(yaml.SafeLoader):
         return node
 
 
+# YAML 1.1 reads 10:00 to 23:59 unquoted as base-60 numbers (600) while 09:00 stays text, so a hand-off, a
+# business day or a restriction written as a clock was refused from ten o'clock on. YAML 1.2 dropped base 60,
+# and so does the org file: its ints and floats are YAML 1.1's without the ``:`` forms, and ``10:00`` is the
+# text "10:00" (nothing in the file is a base-60 number; durations are 5m, 1h30m or HH:MM:SS text).
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_NO_BASE_60 = {
+    _INT_TAG: re.compile(
+        r"""^(?:[-+]?0b[0-1_]+
+        |[-+]?0[0-7_]+
+        |[-+]?(?:0|[1-9][0-9_]*)
+        |[-+]?0x[0-9a-fA-F_]+)$""",
+        re.X,
+    ),
+    _FLOAT_TAG: re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+        |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+}
+# Each first character keeps its resolvers in their order (a float is tried before an int), with the two
+# replaced: the class's own table, PyYAML's left as it is.
+OrgFileLoader.yaml_implicit_resolvers = {
+    first: [(tag, _NO_BASE_60.get(tag, regexp)) for tag, regexp in resolvers]
+    for first, resolvers in OrgFileLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _compose(text: str) -> tuple[OrgFileLoader | _PyOrgFileLoader, yaml.Node | None]:
     """The file's YAML tree and the loader that composed it (to build the tree with). libyaml composes it,
     unless the text has a tab: libyaml takes a tab inside or after a plain value (``name: a\tb``) where PyYAML
@@ -627,9 +767,7 @@ def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
     except DuplicateKeys as exc:
         raise ConfigError(source, exc.problems) from exc
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(source, [ConfigProblem("(yaml)", line, str(exc).replace("\n", " "))]) from exc
+        raise ConfigError(source, [_syntax_problem(source, text, exc)]) from exc
     except ValueError as exc:
         # A date YAML reads as one but the calendar has not (2026-02-30, hour 25): name where it is.
         problems = _impossible_dates(root) or [ConfigProblem("(yaml)", None, str(exc))]
@@ -654,16 +792,73 @@ def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
                 references = cause.problems
                 continue
             loc = tuple(error["loc"])
-            where, line = _format_loc(loc), _line_of(root, loc)
-            # Every problem of a value on its own (a rule's three bad regexes), not only its first.
+            # Every problem of a value on its own (a rule's three bad regexes), not only its first; one of
+            # an item of it (a label's regex) at that item's own place and line.
             messages = cause.problems if isinstance(cause, Problems) else [_message(error)]
-            found.extend(ConfigProblem(where, line, message) for message in messages)
+            for message in messages:
+                at = (*loc, *message.at) if isinstance(message, ItemProblem) else loc
+                said = message.short if isinstance(message, ItemProblem) else message
+                found.append(ConfigProblem(_format_loc(at), _line_of(root, at), said))
         if references is None:
             # Pydantic checks no references when a field failed: check them on what did parse, so that
             # one run shows every problem (a duplicate name beside a bad interval).
             references = _salvaged_reference_problems(data, exc)
         found.extend(_reference_problem(item, root) for item in references)
+        # In the file's order, as a person reads and fixes it: the field problems and the cross-reference
+        # ones are found apart (and each check in its own order).
+        found.sort(key=lambda problem: (problem.line is None, problem.line or 0))
         raise ConfigError(source, found) from exc
+
+
+# What PyYAML was reading when it found the problem, when that thing's start is the place to look: a quote
+# or a bracket left open runs on, and the problem is found lines later (the next quote, the end of the file).
+_OPENED = {
+    "while scanning a quoted scalar": "the quoted text",
+    "while scanning a double-quoted scalar": "the double-quoted text",
+    "while scanning a single-quoted scalar": "the single-quoted text",
+    "while parsing a flow sequence": "the [ list",
+    "while parsing a flow mapping": "the { mapping",
+    "while parsing a flow node": "the value",
+}
+
+
+def _syntax_problem(source: str, text: str, exc: yaml.YAMLError) -> ConfigProblem:
+    """A YAML syntax error as one problem at the line where it starts, in words (PyYAML's own text spans
+    lines and says ``in "<unicode string>"``): an unclosed quote or bracket at the line that opens it, with
+    where the problem showed; anything else at the line of the problem, with what it was in."""
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not take (a control character)
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        character = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        return ConfigProblem(
+            source, line, f"character {character} (column {column}) is not allowed in YAML ({exc.reason})"
+        )
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return ConfigProblem(source, None, " ".join(str(exc).split()))
+    problem, context = exc.problem or "a YAML syntax error", exc.context
+    at, start = exc.problem_mark, exc.context_mark
+    opened = _OPENED.get(context or "")
+    if opened is not None and start is not None and at is not None and start.line != at.line:
+        message = (
+            f"{opened} that starts here (column {start.column + 1}) is not closed where it should be: "
+            f"{problem} at line {at.line + 1}, column {at.column + 1}"
+        )
+        return ConfigProblem(source, start.line + 1, message)
+    mark = at or start
+    message = problem + (f" (column {mark.column + 1})" if mark is not None else "")
+    if context and not context.startswith("while "):  # "expected a single document in the stream"
+        message = f"{context}, {message}"
+    elif context and start is not None and mark is not start:
+        what = context.removeprefix("while ").replace("parsing ", "").replace("scanning ", "")
+        what = {"a block collection": "the list", "a block mapping": "the mapping"}.get(what, what)
+        message += f", in {what} that starts at line {start.line + 1}, column {start.column + 1}"
+    if "expected <block end>" in problem:
+        message += ": check this line's indentation"
+    elif "'\\t'" in problem:
+        message += ": YAML indents with spaces, not tabs"
+    if exc.note:
+        message += f" ({exc.note})"
+    return ConfigProblem(source, mark.line + 1 if mark is not None else None, message)
 
 
 def _message(error: ErrorDetails) -> str:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator
+
+from warroom.fields import closest
 
 # Names the time zone database keeps for old systems, which people take for regions: EST is a fixed UTC-5
 # all year (New York is EDT, UTC-4, in summer), CET follows rules that need not be a given country's. Each
@@ -44,6 +47,9 @@ def check_zone(value: str) -> str:
     try:
         zone = ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
+        nearest = nearest_zone(value)
+        if nearest is not None:
+            raise ValueError(f"unknown time zone {value!r}; did you mean {nearest!r}?") from None
         raise ValueError(f"unknown time zone {value!r}; use an IANA name like Europe/Berlin") from None
     region = _LEGACY_ZONES.get(value.upper())
     if region is not None:
@@ -59,6 +65,39 @@ def check_zone(value: str) -> str:
             f"region such as {region}"
         )
     return value
+
+
+def nearest_zone(value: str) -> str | None:
+    """The region a misspelt zone most likely means (America/NewYork, America/New York, europe/berlin: case
+    and spaces aside, as ``closest`` finds a name in the org file), or one with that city (Berlin); None for
+    an offset (UTC+2: no region is meant) or nothing close."""
+    if any(c.isdigit() for c in value):
+        return None
+    regions = _regions()
+    written = _normalized(value)
+    if written in regions:
+        return regions[written]
+    nearest = closest(written, regions)
+    if nearest is None and "/" not in written:
+        cities = {key.rsplit("/", 1)[-1]: key for key in regions if "/" in key}
+        nearest = cities.get(written) or cities.get(closest(written, cities) or "")
+    return regions[nearest] if nearest is not None else None
+
+
+def _normalized(name: str) -> str:
+    return "_".join(name.strip().split()).lower()
+
+
+@cache
+def _regions() -> dict[str, str]:
+    """The regions of the time zone database (and UTC) by their normalized names; not the abbreviations, the
+    machine's own zones, or the posix/ and right/ copies."""
+    names = [
+        name
+        for name in sorted(available_timezones())
+        if ("/" in name and not name.startswith(("posix/", "right/", "Etc/", "SystemV/"))) or name == "UTC"
+    ]
+    return {_normalized(name): name for name in names}
 
 
 def _with_offset(value: datetime) -> datetime:

@@ -200,10 +200,10 @@ automation:
     problems = [str(problem) for problem in refused.value.problems]
     assert problems == [
         # The names the file has, or the nearest one when it is a typo.
-        "automation.auto_resolve[0].match.service (line 7): 'billing' is not a service in this file "
-        "(known: payments)",
-        "automation.rules[0].match.service (line 5): 'payment' is not a service in this file; "
+        "automation.rules[0].match.service[0] (line 5): 'payment' is not a service in this file; "
         "did you mean 'payments'?",
+        "automation.auto_resolve[0].match.service[0] (line 7): 'billing' is not a service in this file "
+        "(known: payments)",
     ]
 
 

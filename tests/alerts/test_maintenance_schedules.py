@@ -136,7 +136,7 @@ def test_starting_during_an_occurrence_opens_its_window_at_once(context: AppCont
         ({"duration": "8d"}, "between 1m and 7d"),
         ({"services": [], "labels": {}}, "services, labels or match conditions"),
         ({"match": {"labels_regex": {"host": "["}}}, "bad regex"),
-        ({"services": ["nowhere"]}, "are not services"),
+        ({"services": ["nowhere"]}, "'nowhere' is not a service in this file"),
     ],
 )
 def test_schedule_config_is_checked(change: dict[str, Any], problem: str) -> None:

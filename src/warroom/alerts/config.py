@@ -166,9 +166,23 @@ class Problems(ValueError):
         self.problems = problems
 
 
+class ItemProblem(str):
+    """A problem of one item of a value (a label of ``labels_regex``): reads as ``text`` anywhere, while
+    ``config check`` names the item's own place, ``at`` below the value (``("namespace",)``), with its own
+    line, and says ``short`` there (the words without the item's name, which the place gives)."""
+
+    at: tuple[int | str, ...]
+    short: str
+
+    def __new__(cls, text: str, at: tuple[int | str, ...], short: str) -> ItemProblem:
+        made = super().__new__(cls, text)
+        made.at, made.short = at, short
+        return made
+
+
 def raise_problems(problems: list[str]) -> None:
     """A validator's end: ValueError (``Problems``) when there are any."""
-    if len(problems) == 1:
+    if len(problems) == 1 and not isinstance(problems[0], ItemProblem):
         raise ValueError(problems[0])
     if problems:
         raise Problems(problems)
@@ -289,12 +303,13 @@ class AlertConditions(StrictModel):
     def _regexes_compile(cls, values: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         if info.context and info.context.get("stored"):
             return values  # checked when it was stored; one refused since matches nothing (``failure``)
-        problems = []
+        problems: list[str] = []
         for label, pattern in values.items():
             try:
                 compiled_regex(pattern)
             except RegexError as exc:
-                problems.append(f"label {label!r}: bad regex {pattern!r}: {exc}")
+                said = f"bad regex {pattern!r}: {exc}"
+                problems.append(ItemProblem(f"label {label!r}: {said}", (label,), said))
         raise_problems(problems)
         return values
 
@@ -1526,8 +1541,8 @@ def _check_named_entries(
 
 def _unknown_match_services(where: str, match: RuleMatch, service_names: list[str]) -> list[str]:
     return [
-        f"{where}.service: {not_in_file(service, 'service', service_names)}"
-        for service in match.service
+        f"{where}.service[{item}]: {not_in_file(service, 'service', service_names)}"
+        for item, service in enumerate(match.service)
         if service not in service_names
     ]
 
@@ -1589,11 +1604,12 @@ def _entry_references(org: OrgConfig) -> list[str]:
     ):
         problems.extend(names_taken(f"automation.{section}", names, kind))
     for index, schedule in enumerate(automation.maintenance_schedules):
-        unknown = [name for name in schedule.services if name not in service_names]
-        if unknown:
-            problems.append(
-                f"automation.maintenance_schedules[{index}].services: {unknown} are not services here"
-            )
+        problems.extend(
+            f"automation.maintenance_schedules[{index}].services[{item}]: "
+            + not_in_file(name, "service", service_names)
+            for item, name in enumerate(schedule.services)
+            if name not in service_names
+        )
     for index, entry in enumerate(automation.auto_resolve):
         where = f"automation.auto_resolve[{index}].match"
         problems.extend(_unknown_match_services(where, entry.match, service_names))
@@ -1643,10 +1659,10 @@ def _rule_references(org: OrgConfig) -> list[str]:
                         f"{where}.incident.severity_map.{alert_severity}: "
                         f"{level!r} is not one of {', '.join(severity_ids)}"
                     )
-            for service in rule.incident.services:
+            for item, service in enumerate(rule.incident.services):
                 if service not in service_names:
                     problems.append(
-                        f"{where}.incident.services: {not_in_file(service, 'service', service_names)}"
+                        f"{where}.incident.services[{item}]: {not_in_file(service, 'service', service_names)}"
                     )
         elif rule.runbooks or rule.page or rule.notify:
             problems.append(f"{where}.incident: runbooks, page and notify need an incident action")

@@ -334,9 +334,9 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
                 else:
                     _nowhere_to_post(problems, org, where, rule.channel, to)
     for index, team in enumerate(org.teams):
-        for member in team.members:
+        for item, member in enumerate(team.members):
             if member not in people:
-                problems.append(f"teams[{index}].members: {not_in_file(member, 'person', people)}")
+                problems.append(f"teams[{index}].members[{item}]: {not_in_file(member, 'person', people)}")
         if team.manager is not None and team.manager not in people:
             problems.append(f"teams[{index}].manager: {not_in_file(team.manager, 'person', people)}")
         if team.schedule is not None and team.schedule not in schedules:
@@ -352,9 +352,11 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
             where = f"schedules[{index}].layers[{layer_index}]"
             if not layer.participants:
                 problems.append(f"{where}.participants: a rotation needs at least one participant")
-            for participant in layer.participants:
+            for item, participant in enumerate(layer.participants):
                 if participant not in people:
-                    problems.append(f"{where}.participants: {not_in_file(participant, 'person', people)}")
+                    problems.append(
+                        f"{where}.participants[{item}]: {not_in_file(participant, 'person', people)}"
+                    )
         for override_index, override in enumerate(schedule.overrides):
             if override.person not in people:
                 problems.append(
@@ -368,17 +370,17 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
             where = f"escalation_policies[{index}].steps[{step_index}].targets"
             if not step.targets:
                 problems.append(f"{where}: a step needs at least one target")
-            for target in step.targets:
+            for item, target in enumerate(step.targets):
                 known = {"person": people, "schedule": schedules, "team": teams, "manager_of": teams}[
                     target.kind
                 ]
                 label = "team" if target.kind == "manager_of" else target.kind
                 if target.name not in known:
-                    problems.append(f"{where}: {not_in_file(target.name, label, known)}")
+                    problems.append(f"{where}[{item}]: {not_in_file(target.name, label, known)}")
                 elif target.kind == "manager_of":
                     team_config = next(t for t in org.teams if t.name == target.name)
                     if team_config.manager is None:
-                        problems.append(f"{where}: team {target.name!r} has no manager")
+                        problems.append(f"{where}[{item}]: team {target.name!r} has no manager")
     severity_ids = [s.id for s in org.severities]
     for severity_id, policy_name in org.severity_policies.items():
         if severity_id not in severity_ids:
