@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, func, make_url, select, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from tests.peers import Recorder, start_recorder
 from warroom import migrate
 from warroom.alerts.retention import PRUNE_KIND
 from warroom.app import create_app
@@ -274,3 +275,13 @@ def uvicorn_not_run(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     monkeypatch.setattr(uvicorn.Server, "run", run)
     return ran
+
+
+@pytest.fixture
+def pager() -> Iterator[Recorder]:
+    """The people's pager webhooks: a local HTTP server that records what it receives;
+    ``pager.fail(path, n, 404)`` refuses a path."""
+    recorder = start_recorder()
+    yield recorder
+    recorder.server.shutdown()
+    recorder.server.server_close()

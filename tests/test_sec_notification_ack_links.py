@@ -6,7 +6,6 @@ letter retried too."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -19,21 +18,13 @@ from tests.oncall.conftest import oncall_cli, org  # noqa: F401  (fixtures)
 from tests.oncall.test_dead_pages import hook, page_people_by
 from tests.oncall.test_page_request import paged_p1
 from tests.oncall.test_paging import T0, run_at
-from tests.peers import Recorder, start_recorder
+from tests.peers import Recorder
 from warroom.cli.main import app
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.notify.models import Delivery, DeliveryStatus
 
 TOKEN = re.compile(r"/api/v1/ack/([A-Za-z0-9_.=~-]+)")
-
-
-@pytest.fixture
-def pager() -> Iterator[Recorder]:
-    recorder = start_recorder()
-    yield recorder
-    recorder.server.shutdown()
-    recorder.server.server_close()
 
 
 def page_rows(context: AppContext, incident_id: int, recipient_has: str = "") -> list[Delivery]:

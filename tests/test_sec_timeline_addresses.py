@@ -5,27 +5,17 @@ that was sent and for one that became a dead letter."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from fastapi.testclient import TestClient
 
 from tests.oncall.conftest import org  # noqa: F401  (a fixture: the example org, console channels)
 from tests.oncall.test_dead_pages import hook, page_people_by
 from tests.oncall.test_page_request import ask, paged_p1
 from tests.oncall.test_paging import T0, run_at
-from tests.peers import Recorder, start_recorder
+from tests.peers import Recorder
 from warroom.clock import clock
 from warroom.context import AppContext
-
-
-@pytest.fixture
-def pager() -> Iterator[Recorder]:
-    recorder = start_recorder()
-    yield recorder
-    recorder.server.shutdown()
-    recorder.server.server_close()
 
 
 def test_a_viewer_reads_no_hook_url_in_a_pages_timeline_entries(

@@ -5,7 +5,7 @@ nobody on it could have acknowledged in."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, text
 
 from tests.oncall.test_paging import T0, escalation, open_incident, pages, run_at, timeline
-from tests.peers import Recorder, start_recorder, wait_until
+from tests.peers import Recorder, wait_until
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents import service as incident_service
@@ -29,15 +29,6 @@ from warroom.oncall.paging import CHECK_KIND, HANDOVER_KIND
 # At T0, platform-escalation's step 1 is carol (platform-primary), step 2 alice (platform-secondary), step 3
 # grace (the platform manager). P1: step 1 has its 15-minute response target, steps 2 and 3 10 minutes each.
 STEP_1_DEADLINE = T0 + timedelta(minutes=15)
-
-
-@pytest.fixture
-def pager() -> Iterator[Recorder]:
-    """The people's pager webhooks: a local HTTP server; ``pager.fail(path, n, 404)`` refuses a path."""
-    recorder = start_recorder()
-    yield recorder
-    recorder.server.shutdown()
-    recorder.server.server_close()
 
 
 def hook(pager: Recorder, path: str, delay: timedelta = timedelta(0)) -> NotificationRule:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import event, select
 
 from tests.oncall.test_paging import T0, escalation, open_incident, run_at, timeline
-from tests.peers import Recorder, start_recorder
+from tests.peers import Recorder
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents import service as incident_service
@@ -33,14 +33,6 @@ from warroom.oncall.models import EscalationState
 
 WORKER = "worker-records-outcome"
 ACKNOWLEDGER = "api-acknowledges"
-
-
-@pytest.fixture
-def pager() -> Iterator[Recorder]:
-    recorder = start_recorder()
-    yield recorder
-    recorder.server.shutdown()
-    recorder.server.server_close()
 
 
 def carol_paged_by(context: AppContext, pager: Recorder) -> None:

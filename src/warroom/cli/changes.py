@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -18,9 +17,9 @@ from warroom.cli.output import (
     table,
     usage_error,
 )
-from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, period_bound, row_number
+from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, now_moved_by, period_bound, row_number
 from warroom.client import Client
-from warroom.durations import names_a_date, parse_duration
+from warroom.durations import names_a_date
 from warroom.fields import one_line
 
 changes_app = typer.Typer(
@@ -63,15 +62,7 @@ def _happened_at(at: str | None) -> str | None:
     """``--at``: a time, or how long ago (``30m``, ``2h``), as ``--since`` reads one."""
     if at is None or names_a_date(at):
         return instant(at, "--at")
-    try:
-        ago = parse_duration(at.strip())
-        if not isinstance(ago, timedelta):
-            raise ValueError(f"{at!r} is not a duration: write it like 30m, 2h or 1d")
-    except ValueError as exc:
-        raise typer.BadParameter(
-            f"{exc}; or give a time, e.g. 2025-11-03T02:00:00Z", param_hint="--at"
-        ) from None
-    return (datetime.now(UTC) - ago).isoformat()
+    return now_moved_by(at, "--at", sign=-1, otherwise="or give a time, e.g. 2025-11-03T02:00:00Z")
 
 
 @changes_app.command("list", cls=OnceOnlyCommand)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -28,9 +28,8 @@ from warroom.cli.output import (
     usage_error,
     when,
 )
-from warroom.cli.parsing import OnceOnlyCommand
+from warroom.cli.parsing import OnceOnlyCommand, now_moved_by
 from warroom.client import Client
-from warroom.durations import parse_duration
 
 maintenance_app = typer.Typer(
     help="Maintenance windows: alerts they cover are recorded but not acted on until they end (client).",
@@ -89,15 +88,9 @@ def _start(at: str | None) -> str | None:
     never goes out of date."""
     if at is None or not at.strip().startswith("+"):
         return instant(at, "--at")
-    try:
-        ahead = parse_duration(at.strip()[1:])
-        if not isinstance(ahead, timedelta):
-            raise ValueError(f"{at.strip()[1:]!r} is not a duration: write it like 30m, 2h or 1d")
-    except ValueError as exc:
-        raise typer.BadParameter(
-            f"{exc}; give an ISO 8601 time or +DURATION, e.g. +2h", param_hint="--at"
-        ) from None
-    return (datetime.now(UTC) + ahead).isoformat()
+    return now_moved_by(
+        at.strip()[1:], "--at", sign=1, otherwise="give an ISO 8601 time or +DURATION, e.g. +2h"
+    )
 
 
 def _summary(window: MaintenanceRead) -> str:

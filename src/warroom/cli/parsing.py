@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 import typer
 from typer._click.exceptions import UsageError
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
-from warroom.durations import names_a_date, time_of_day_problem
+from warroom.durations import names_a_date, parse_duration, time_of_day_problem
 from warroom.fields import MAX_ROW_ID
 
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]+")
@@ -123,3 +124,16 @@ def period_bound(value: str | None, option: str) -> str | None:
     from warroom.cli.output import instant  # the CLI's one reading of a time
 
     return instant(value.strip(), option)
+
+
+def now_moved_by(duration: str, option: str, *, sign: Literal[-1, 1], otherwise: str) -> str:
+    """Now moved by ``duration`` (30m, 2h, 1d), back (``sign`` -1: how long ago) or ahead (+1), as an ISO 8601
+    time; a value that is not a duration is a usage error naming ``option``, then ``otherwise`` (the other
+    forms the option takes)."""
+    try:
+        offset = parse_duration(duration.strip())
+        if not isinstance(offset, timedelta):
+            raise ValueError(f"{duration.strip()!r} is not a duration: write it like 30m, 2h or 1d")
+    except ValueError as exc:
+        raise typer.BadParameter(f"{exc}; {otherwise}", param_hint=option) from None
+    return (datetime.now(UTC) + sign * offset).isoformat()
