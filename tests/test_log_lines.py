@@ -141,3 +141,16 @@ def test_the_worker_command_sets_it_up(database_url: str, caplog: pytest.LogCapt
     assert worked.exit_code == 0, worked.output
     logging.getLogger("warroom.jobs").warning("peer said %s", PEER_BODY)
     assert caplog.text.splitlines()[-1].endswith(f"peer said {PEER_BODY_SHOWN}")
+
+
+def test_a_message_that_only_ends_in_a_newline_is_kept_and_backslashes_read_apart(
+    served_log: Callable[[], str],
+) -> None:
+    """uvicorn's "Exception in ASGI application\\n" stays as it was (a final newline forges nothing); where a
+    message is escaped, a backslash sent as text is doubled, so it cannot pass for an escape."""
+    logging.getLogger("warroom.test").error("Exception in ASGI application\n")
+    logging.getLogger("warroom.test").warning("group %s", "a\nb\\nc")
+    lines = served_log().splitlines()
+    assert "ERROR:     warroom.test: Exception in ASGI application" in lines
+    assert "WARNING:     warroom.test: group a\\nb\\\\nc" in lines
+    assert one_line("C:\\temp") == "C:\\temp"  # nothing to escape: as it was

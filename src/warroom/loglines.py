@@ -38,8 +38,12 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def one_line(text: str) -> str:
-    """``text`` with every control and bidi-formatting character shown as an escape: one line."""
-    return _UNSAFE.sub(_escape, text)
+    """``text`` with every control and bidi-formatting character shown as an escape: one line. When it has
+    any, its backslashes are doubled too, so that an escape (``\\n``) and the same two characters sent as
+    text (``\\\\n``) read apart; text with none is kept as it is."""
+    if not _UNSAFE.search(text):
+        return text
+    return _UNSAFE.sub(_escape, text.replace("\\", "\\\\"))
 
 
 def _escape_messages(exception: traceback.TracebackException, seen: set[int]) -> None:
@@ -86,8 +90,11 @@ class OneLine(logging.Filter):
             message = record.getMessage()
         except Exception:  # the formatter meets it again and reports it (``Handler.handleError``)
             return True
-        escaped = one_line(message)
-        if escaped != message:
+        # A newline that ends the message forges nothing (the handler's own follows it): uvicorn ends some
+        # of its lines with one, and they stay as they were.
+        content = message.rstrip("\n")
+        escaped = one_line(content)
+        if escaped != content:
             record.msg, record.args = escaped, None
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = format_exception(record.exc_info)

@@ -62,12 +62,17 @@ def test_maintenance_can_start_some_time_from_now(
     assert before + timedelta(hours=2) <= starts <= datetime.now(UTC) + timedelta(hours=2)
     assert datetime.fromisoformat(window["ends_at"]) - starts == timedelta(hours=4)
 
-    for bad in ("+soon", "+2026-12-05"):
+    for bad, said in [
+        ("+soon", "+DURATION"),
+        ("+2026-12-05", "+DURATION"),
+        ("+30", "30 has no unit"),  # not 30 seconds, as the API refuses a bare number too
+        ("+", "needs a duration after it"),
+    ]:
         refused = runner.invoke(
             app, ["maintenance", "start", "--label", "env=x", "--at", bad, "--for", "1h", "-r", "x"]
         )
         assert refused.exit_code == 2, refused.output
-        assert "+DURATION" in refused.output, refused.output
+        assert said in " ".join(refused.output.split()), refused.output
     assert len(api.get("/api/v1/maintenance", params={"all": "true"}, headers=responder).json()) == 1
 
 
@@ -116,3 +121,7 @@ def test_a_change_can_be_recorded_some_time_ago(
     assert before - timedelta(minutes=30, seconds=1) <= happened <= datetime.now(UTC) - timedelta(minutes=30)
     refused = runner.invoke(app, ["changes", "record", "x", "--at", "lately"])
     assert refused.exit_code == 2 and "or give a time" in refused.output, refused.output
+    for bad, said in [("30", "30 has no unit"), ("18:00", "a time of day without its date")]:
+        refused = runner.invoke(app, ["changes", "record", "x", "--at", bad])
+        assert refused.exit_code == 2 and said in " ".join(refused.output.split()), refused.output
+    assert len(api.get("/api/v1/changes", headers=viewer).json()["items"]) == 1

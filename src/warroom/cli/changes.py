@@ -19,7 +19,7 @@ from warroom.cli.output import (
 )
 from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, now_moved_by, period_bound, row_number
 from warroom.client import Client
-from warroom.durations import names_a_date
+from warroom.durations import names_a_date, time_of_day_problem
 from warroom.fields import one_line
 
 changes_app = typer.Typer(
@@ -62,6 +62,9 @@ def _happened_at(at: str | None) -> str | None:
     """``--at``: a time, or how long ago (``30m``, ``2h``), as ``--since`` reads one."""
     if at is None or names_a_date(at):
         return instant(at, "--at")
+    problem = time_of_day_problem(at)
+    if problem is not None:  # 18:00 would read as a duration's mistake: say what it is
+        raise typer.BadParameter(problem, param_hint="--at")
     return now_moved_by(at, "--at", sign=-1, otherwise="or give a time, e.g. 2025-11-03T02:00:00Z")
 
 

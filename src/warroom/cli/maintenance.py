@@ -88,9 +88,10 @@ def _start(at: str | None) -> str | None:
     never goes out of date."""
     if at is None or not at.strip().startswith("+"):
         return instant(at, "--at")
-    return now_moved_by(
-        at.strip()[1:], "--at", sign=1, otherwise="give an ISO 8601 time or +DURATION, e.g. +2h"
-    )
+    ahead = at.strip()[1:]
+    if not ahead.strip():
+        raise typer.BadParameter("'+' needs a duration after it, like +2h", param_hint="--at")
+    return now_moved_by(ahead, "--at", sign=1, otherwise="give an ISO 8601 time or +DURATION, e.g. +2h")
 
 
 def _summary(window: MaintenanceRead) -> str:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import typer
 from typer._click.exceptions import UsageError
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
-from warroom.durations import names_a_date, parse_duration, time_of_day_problem
+from warroom.durations import names_a_date, time_of_day_problem
 from warroom.fields import MAX_ROW_ID
 
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]+")
@@ -127,13 +127,18 @@ def period_bound(value: str | None, option: str) -> str | None:
 
 
 def now_moved_by(duration: str, option: str, *, sign: Literal[-1, 1], otherwise: str) -> str:
-    """Now moved by ``duration`` (30m, 2h, 1d), back (``sign`` -1: how long ago) or ahead (+1), as an ISO 8601
-    time; a value that is not a duration is a usage error naming ``option``, then ``otherwise`` (the other
-    forms the option takes)."""
+    """Now moved by ``duration`` (30m, 2h, 1d: with its unit, as the API takes one), back (``sign`` -1: how
+    long ago) or ahead (+1), as an ISO 8601 time; anything else is a usage error naming ``option``, then
+    ``otherwise`` (the other forms the option takes)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from warroom.durations import RequestDuration
+    from warroom.fields import validation_message
+
     try:
-        offset = parse_duration(duration.strip())
-        if not isinstance(offset, timedelta):
-            raise ValueError(f"{duration.strip()!r} is not a duration: write it like 30m, 2h or 1d")
-    except ValueError as exc:
-        raise typer.BadParameter(f"{exc}; {otherwise}", param_hint=option) from None
+        offset = TypeAdapter(RequestDuration).validate_python(duration.strip())
+    except ValidationError as exc:
+        raise typer.BadParameter(
+            f"{validation_message(exc.errors()[0])}; {otherwise}", param_hint=option
+        ) from None
     return (datetime.now(UTC) + sign * offset).isoformat()
