@@ -144,8 +144,9 @@ def test_a_commander_who_is_not_a_person_of_the_org_file_is_warned_of(
     assert handed.exit_code == 0, handed.output
     assert "give --commander carol to reach 'Carol Wagner'" in " ".join(handed.stderr.split())
     # A person of the file, or no org file at all: nothing to say.
-    for env in ({}, {"WARROOM_CONFIG": ""}):
-        quiet = cli.invoke(cli_app, ["incident", "update", "INC-1", "--commander", "carol"], env=env)
+    for env, name in [({}, "carol"), ({}, " carol "), ({"WARROOM_CONFIG": ""}, "carol")]:
+        # " carol " too: the server trims it to carol, whom reminders reach.
+        quiet = cli.invoke(cli_app, ["incident", "update", "INC-1", "--commander", name], env=env)
         assert quiet.exit_code == 0 and quiet.stderr == "", quiet.output
     monkeypatch.delenv("WARROOM_CONFIG")
     unchecked = cli.invoke(cli_app, ["incident", "update", "INC-1", "--commander", "Carol Diaz"])

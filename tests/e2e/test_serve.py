@@ -498,3 +498,16 @@ def test_serve_refuses_a_port_in_use_before_it_touches_the_database(tmp_path: Pa
     assert f"choose another {option})" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not database.exists()
+
+
+def test_serve_refuses_the_same_port_for_http_and_mail(tmp_path: Path) -> None:
+    """Not "is another Warroom running?": the command line gave one port twice."""
+    port = str(free_port())
+    database = tmp_path / "never.db"
+    result = run_cli(
+        "serve", "--config", str(EXAMPLE_CONFIG), "--database-url", f"sqlite:///{database}",
+        "--port", port, "--mail-port", port, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"--mail-port must differ from --port (both are {port} on 127.0.0.1)" in result.stderr
+    assert not database.exists()

@@ -161,7 +161,7 @@ def _warn_if_no_one_to_remind(commander: str) -> None:
         people = load_org_config(path).people
     except (ValidationError, ConfigError, OSError):
         return  # the org file is checked by the commands that need it
-    if any(person.name == commander for person in people):
+    if any(person.name == commander.strip() for person in people):  # the server trims it, as here
         return
     folded = commander.strip().casefold()
     meant = next(

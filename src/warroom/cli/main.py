@@ -293,6 +293,8 @@ def serve(
     configure_logging(SERVE_LOG_FORMAT)
     # The port first: a port another process holds is refused before the database is migrated or a worker
     # takes a job (uvicorn binds only after the app's startup, which starts the worker).
+    if (settings.mail_intake_host, settings.mail_intake_port) == (settings.host, settings.port):
+        usage_error(f"--mail-port must differ from --port (both are {settings.port} on {settings.host})")
     listener = listening_socket(settings.host, settings.port, "--port")
     mail_listener = None
     if settings.mail_intake_port is not None:
