@@ -120,7 +120,7 @@ def test_a_change_can_be_recorded_some_time_ago(
     happened = datetime.fromisoformat(change["happened_at"])
     assert before - timedelta(minutes=30, seconds=1) <= happened <= datetime.now(UTC) - timedelta(minutes=30)
     refused = runner.invoke(app, ["changes", "record", "x", "--at", "lately"])
-    assert refused.exit_code == 2 and "or give a time" in refused.output, refused.output
+    assert refused.exit_code == 2 and "or give an ISO 8601 time" in refused.output, refused.output
     for bad, said in [("30", "30 has no unit"), ("18:00", "a time of day without its date")]:
         refused = runner.invoke(app, ["changes", "record", "x", "--at", bad])
         assert refused.exit_code == 2 and said in " ".join(refused.output.split()), refused.output

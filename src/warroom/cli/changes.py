@@ -65,7 +65,7 @@ def _happened_at(at: str | None) -> str | None:
     problem = time_of_day_problem(at)
     if problem is not None:  # 18:00 would read as a duration's mistake: say what it is
         raise typer.BadParameter(problem, param_hint="--at")
-    return now_moved_by(at, "--at", sign=-1, otherwise="or give a time, e.g. 2025-11-03T02:00:00Z")
+    return now_moved_by(at, "--at", sign=-1, otherwise="or give an ISO 8601 time, e.g. 2025-11-03T02:00:00Z")
 
 
 @changes_app.command("list", cls=OnceOnlyCommand)
