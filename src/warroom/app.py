@@ -119,10 +119,12 @@ class RequestGuardMiddleware:
     """Checks every request before routing: 413 for bodies over the limit (with or without
     Content-Length), 422 for NUL characters, which no field accepts and PostgreSQL cannot store, and for lone
     UTF-16 surrogates in a JSON body (``"\\ud800"``), which are not UTF-8 and neither database stores, in a
-    key or string at any depth (free-form objects too, which no schema checks). On an
-    intake route (a tool's webhook, Opsgenie's API, PagerDuty's Change Events API) either is a refused
-    delivery, counted as one and answered as the route's handler answers a bad delivery (PagerDuty's or
-    Opsgenie's shape; 400 naming the field of a NUL), as is a compressed body (415). A body over the limit
+    key or string at any depth (free-form objects too, which no schema checks). On an intake route (a
+    tool's webhook, Opsgenie's API) either is a refused delivery, counted as one and answered as the route's
+    handler answers a bad delivery (Opsgenie's shape; 400 naming the field of a NUL), as is a compressed body
+    (415). PagerDuty's routes, whose key is in the body, refuse a NUL or lone surrogate themselves once the
+    key is checked (``changes.refuse_unstorable``). A JSON body in UTF-16 or UTF-32 is 400 off the intake
+    routes (their parser takes only UTF-8). A body over the limit
     sent to an intake route is logged too (``fastpath.log_too_large``). The monitoring tools' routes take a
     NUL in the body (``fastpath.replaces_nul``: their parsers replace it) and Alertmanager's and Grafana's a
     larger body (``max_group_bytes``), as the fast path does. On a tool's webhook and Opsgenie's routes the
@@ -213,12 +215,16 @@ class RequestGuardMiddleware:
             # A UTF-8 byte order mark is read past, as the intake's parser does.
             await self._not_utf8(scope, send, body)
             return
-        if b"\\u0000" in body and not fastpath.replaces_nul(scope["method"], scope["path"]):
+        # PagerDuty's routes have their key in the body, which comes first: their handlers refuse a NUL or
+        # a lone surrogate once it is checked (``changes.refuse_unstorable``), as PagerDuty names nothing but
+        # the key to a caller it does not know.
+        checks_text = not fastpath.key_in_body(scope["method"], scope["path"])
+        if checks_text and b"\\u0000" in body and not fastpath.replaces_nul(scope["method"], scope["path"]):
             field = _json_nul_field(body)
             if field is not None:
                 await self._reject_nul(scope, send, field)
                 return
-        if surrogate_escape_in(body):
+        if checks_text and surrogate_escape_in(body):
             field = _json_surrogate_field(body)
             if field is not None:
                 await self._reject(scope, send, adapters.surrogate_refusal(field))
