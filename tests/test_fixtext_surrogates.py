@@ -114,3 +114,38 @@ def test_the_byte_hint_and_the_walk() -> None:
     assert surrogate_field({"a": [{"b": "ok"}, {"c": "\ud800"}]}) == "a.1.c"
     assert surrogate_field({"a": "\U0001f525", "b": ["\u00e9"]}) is None
     assert surrogate_field("\udc00") == "body"
+
+
+# JSON exchanged between systems is UTF-8 (RFC 8259 8.1). The API's parser (``json.loads`` of bytes) also
+# decodes UTF-16 and UTF-32, whose ``\ud800`` and ``\u0000`` escapes the guard's byte searches cannot see: a
+# lone surrogate reached the database (500) and a NUL was stored. The guard now refuses such a body.
+UTF16_BODIES = ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]
+
+
+@pytest.mark.parametrize("encoding", UTF16_BODIES)
+@pytest.mark.parametrize("escape", ["\\ud800", "\\u0000", "plain"])
+def test_a_json_body_in_utf16_or_utf32_is_refused_as_not_utf8(
+    api: TestClient, context: AppContext, admin: dict[str, str], encoding: str, escape: str
+) -> None:
+    body = '{"summary": "u16", "details": {"a": "x' + escape + '"}}'
+    for headers in ({**admin, **JSON}, {**admin, "Content-Type": "application/json; charset=utf-16"}, admin):
+        answer = api.post("/api/v1/changes", content=body.encode(encoding), headers=headers)
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "bad_request"
+        assert error["message"].startswith("the body is not valid UTF-8"), error
+        assert error["message"].endswith("send JSON encoded as UTF-8 (UTF-16 and UTF-32 are not taken)")
+        assert error["details"][0]["field"] == "body"
+    assert count(context, ChangeEvent) == 0
+
+
+def test_a_utf8_body_with_a_byte_order_mark_is_still_taken_as_the_intake_takes_it(
+    api: TestClient, context: AppContext, admin: dict[str, str]
+) -> None:
+    body = '{"summary": "bom \\u00e9", "details": {"a": "\u00e9"}}'.encode("utf-8-sig")
+    created = api.post("/api/v1/changes", content=body, headers={**admin, **JSON})
+    assert created.status_code == 201, created.text
+    assert count(context, ChangeEvent) == 1
+    generic = make_key(context, "generic")
+    alert = api.post(f"/api/v1/alerts?key={generic}", content=b'\xef\xbb\xbf{"summary": "s"}', headers=JSON)
+    assert alert.status_code in (200, 201, 202), alert.text

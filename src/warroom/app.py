@@ -59,7 +59,15 @@ from warroom.errors import (
 from warroom.fields import validation_entry
 from warroom.incidents.api import router as incidents_router
 from warroom.jobs.api import router as jobs_router
-from warroom.jsonbody import NOT_JSON, TOO_DEEP, decode_error, nul_field, surrogate_escape_in, surrogate_field
+from warroom.jsonbody import (
+    NOT_JSON,
+    NOT_UTF8,
+    TOO_DEEP,
+    decode_error,
+    nul_field,
+    surrogate_escape_in,
+    surrogate_field,
+)
 from warroom.metrics.collectors import (
     AlertCollector,
     HeartbeatCollector,
@@ -111,10 +119,12 @@ class RequestGuardMiddleware:
     """Checks every request before routing: 413 for bodies over the limit (with or without
     Content-Length), 422 for NUL characters, which no field accepts and PostgreSQL cannot store, and for lone
     UTF-16 surrogates in a JSON body (``"\\ud800"``), which are not UTF-8 and neither database stores, in a
-    key or string at any depth (free-form objects too, which no schema checks). On an
-    intake route (a tool's webhook, Opsgenie's API, PagerDuty's Change Events API) either is a refused
-    delivery, counted as one and answered as the route's handler answers a bad delivery (PagerDuty's or
-    Opsgenie's shape; 400 naming the field of a NUL), as is a compressed body (415). A body over the limit
+    key or string at any depth (free-form objects too, which no schema checks). On an intake route (a
+    tool's webhook, Opsgenie's API) either is a refused delivery, counted as one and answered as the route's
+    handler answers a bad delivery (Opsgenie's shape; 400 naming the field of a NUL), as is a compressed body
+    (415). PagerDuty's routes, whose key is in the body, refuse a NUL or lone surrogate themselves once the
+    key is checked (``changes.refuse_unstorable``). A JSON body in UTF-16 or UTF-32 is 400 off the intake
+    routes (their parser takes only UTF-8). A body over the limit
     sent to an intake route is logged too (``fastpath.log_too_large``). The monitoring tools' routes take a
     NUL in the body (``fastpath.replaces_nul``: their parsers replace it) and Alertmanager's and Grafana's a
     larger body (``max_group_bytes``), as the fast path does. On a tool's webhook and Opsgenie's routes the
@@ -194,18 +204,50 @@ class RequestGuardMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if b"\\u0000" in body and not fastpath.replaces_nul(scope["method"], scope["path"]):
+        if b"\x00" in body and _parsed_as_json(scope, headers):
+            # JSON exchanged between systems is UTF-8 (RFC 8259 section 8.1), but the API's parser
+            # (``json.loads`` of bytes) also decodes UTF-16 and UTF-32, whose escapes (``\\ud800``,
+            # ``\\u0000``) the byte searches below cannot see. Such a body always has a NUL byte, since every
+            # JSON text has ASCII characters (quotes, braces, digits); a UTF-8 JSON body never has one (a NUL
+            # in text must be escaped). So one C byte search (memchr, no copy) finds every such body, where a
+            # UTF-8 check would decode every body and still pass a BOM-less UTF-16 body of ASCII characters
+            # (NUL bytes are UTF-8). Another body that is not UTF-8 fails the parser's UTF-8 decoding (400).
+            # A UTF-8 byte order mark is read past, as the intake's parser does.
+            await self._not_utf8(scope, send, body)
+            return
+        # PagerDuty's routes have their key in the body, which comes first: their handlers refuse a NUL or
+        # a lone surrogate once it is checked (``changes.refuse_unstorable``), as PagerDuty names nothing but
+        # the key to a caller it does not know.
+        checks_text = not fastpath.key_in_body(scope["method"], scope["path"])
+        if checks_text and b"\\u0000" in body and not fastpath.replaces_nul(scope["method"], scope["path"]):
             field = _json_nul_field(body)
             if field is not None:
                 await self._reject_nul(scope, send, field)
                 return
-        if surrogate_escape_in(body):
+        if checks_text and surrogate_escape_in(body):
             field = _json_surrogate_field(body)
             if field is not None:
                 await self._reject(scope, send, adapters.surrogate_refusal(field))
                 return
         replayed: Message = {"type": "http.request", "body": body, "more_body": False}
         await self.app(scope, _replay([replayed], receive), send)
+
+    async def _not_utf8(self, scope: Scope, send: Send, body: bytes) -> None:
+        """A JSON body in UTF-16 or UTF-32 (or with a NUL byte): 400 as a body the API's parser cannot decode
+        is answered (``_unreadable_body``), naming the first byte at fault."""
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            message = f"{NOT_UTF8} (byte {bad.start}: 0x{body[bad.start]:02x})"
+        else:
+            message = f"{NOT_UTF8} JSON (byte {body.index(0)}: 0x00)"
+        message += ": send JSON encoded as UTF-8 (UTF-16 and UTF-32 are not taken)"
+        details = [{"field": "body", "message": message}]
+        if scope["path"].startswith(REPORTS_PATH):
+            answer = error_body("invalid_payload", message, details)
+        else:
+            answer = error_body(_HTTP_CODES[400], message, details)
+        await self._send(send, JSONResponse(answer, status_code=400))
 
     async def _too_large(self, scope: Scope, send: Send, limit: int, size: int | None) -> None:
         await fastpath.log_too_large(self.context, scope, limit, size)
@@ -257,6 +299,20 @@ def _routed(app: Any, scope: Scope) -> bool:
         if not name or "/" in name or len(name) > _WEBHOOK_NAME_MAX:
             return False
     return any(route.matches(scope)[0] == Match.FULL for route in app.router.routes)
+
+
+def _parsed_as_json(scope: Scope, headers: dict[bytes, bytes]) -> bool:
+    """Whether a request's body is read as JSON by the API's parser: FastAPI's rule (no Content-Type, or
+    ``application/json`` or ``application/*+json``), off the intake routes, whose parser (orjson) takes
+    only UTF-8 and answers in the route's shape after its key is checked."""
+    if fastpath.intake_source(scope["method"], scope["path"]) is not None:
+        return False
+    content_type = headers.get(b"content-type")
+    if content_type is None:
+        return True
+    media = content_type.partition(b";")[0].strip().lower()
+    kind, _, subtype = media.partition(b"/")
+    return kind == b"application" and (subtype == b"json" or subtype.endswith(b"+json"))
 
 
 def _count_intake_refusal(scope: Scope, reason: str) -> None:

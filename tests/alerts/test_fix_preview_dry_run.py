@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tests.alerts.conftest import make_key
-from tests.oncall.test_paging import T0, run_at, sent
+from tests.oncall.test_paging import T0, run_at, sent, timeline
 from warroom.alerts.models import Alert
 from warroom.alerts.schemas import RoutingPreview
 from warroom.cli import main as cli_main
@@ -20,6 +20,7 @@ from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents.models import Incident, IncidentStatus
 from warroom.jobs.worker import Worker
+from warroom.oncall import service as oncall_service
 
 
 def cert(severity: str) -> dict[str, Any]:
@@ -127,3 +128,78 @@ def test_a_firing_that_joins_an_incident_in_monitoring_is_shown_moving_it_back_a
     with context.db.read() as session:
         assert session.get(Incident, incident.id).status == IncidentStatus.investigating  # type: ignore[union-attr]
     assert ("carol", "email", 2, 1) in sent(context, incident.id)
+
+
+@pytest.mark.parametrize("back_after", [timedelta(minutes=2), timedelta(hours=1)])
+def test_the_dry_run_and_the_delivery_agree_on_paging_a_held_step_again(
+    api: TestClient,
+    context: AppContext,
+    viewer: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    back_after: timedelta,
+) -> None:
+    """A step paged less than its delay ago is not paged again when the incident comes back (an alert
+    flapping): the dry run said it was."""
+    delay = oncall_service.get_policy(context.org, "platform-escalation").steps[0].delay
+    assert timedelta(minutes=2) < delay < timedelta(hours=1)
+    key = make_key(context, "generic", "scripts")
+    alert = {
+        "summary": "api 5xx above 5%",
+        "severity": "critical",
+        "labels": {"service": "api", "alertname": "Api5xx"},
+        "dedup_key": "api-5xx",
+    }
+
+    def fire(**fields: Any) -> None:
+        response = api.post(f"/api/v1/alerts?key={key}", json=alert | fields)
+        assert response.status_code == 202, response.text
+
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    fire()
+    run_at(worker, T0)
+    clock.set(T0 + timedelta(minutes=1))
+    fire(status="resolved")  # to monitoring, its escalation held at step 1
+    run_at(worker, T0 + timedelta(minutes=1))
+    with context.db.read() as session:
+        [incident] = session.scalars(select(Incident))
+        assert incident.status == IncidentStatus.monitoring
+    before = sent(context, incident.id)
+    assert ("carol", "email", 1, 1) in before
+
+    clock.set(T0 + back_after)
+    response = api.post("/api/v1/alerts/preview", json=alert, headers=viewer)
+    assert response.status_code == 200, response.text
+    [shown] = response.json()
+    joining = shown["incident"]
+    assert joining["back_to_investigating"] is True
+    cli_main._print_preview(RoutingPreview.model_validate(shown))
+    text = " ".join(capsys.readouterr().out.split())
+    pages_again = back_after > delay
+    if pages_again:
+        assert joining["resumes"] == ["platform-escalation at step 1"]
+        assert joining["resumes_not_paged"] == []
+        assert "its held escalation pages again (platform-escalation at step 1)" in text, text
+    else:
+        assert joining["resumes"] == []
+        assert joining["resumes_not_paged"] == ["platform-escalation at step 1, paged 2m ago"]
+        assert (
+            "its held escalation goes on (platform-escalation at step 1, paged 2m ago, not paged again)"
+            in text
+        ), text
+        assert "pages again" not in text, text
+
+    fire()
+    run_at(worker, T0 + back_after)
+    with context.db.read() as session:
+        assert session.get(Incident, incident.id).status == IncidentStatus.investigating  # type: ignore[union-attr]
+    assert (sent(context, incident.id) != before) is pages_again
+    said = [
+        entry.action
+        for entry in timeline(context, incident.id)
+        if entry.action.startswith("Escalation goes on")
+    ]
+    if pages_again:
+        assert ("carol", "email", 2, 1) in sent(context, incident.id)
+    else:
+        assert said and "platform-escalation at step 1, paged 2m ago, not paged again" in said[-1], said

@@ -5,6 +5,7 @@ answered 400 naming only the key."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from tests.alerts.conftest import make_key
 from warroom.alerts import adapters, changes
 from warroom.context import AppContext
 
+JSON = {"Content-Type": "application/json"}
 PAGERDUTY = {"/v2/enqueue": "routing_key", "/generic/2010-04-15/create_event.json": "service_key"}
 PD_ROUTES = {**PAGERDUTY, "/v2/change/enqueue": "routing_key"}
 
@@ -177,3 +179,43 @@ def test_a_good_genie_key_still_gets_the_bodys_refusal(api: TestClient, context:
     assert refused.status_code == 422 and "message" in refused.json()["errors"], refused.text
     update = api.put("/v2/alerts/a/message?identifierType=alias", json={}, headers=headers)
     assert update.status_code == 422 and "message" in update.json()["errors"], update.text
+
+
+def _with_text(path: str, field: str, key: str, text: str) -> str:
+    """A valid body with ``text`` in a detail, as JSON with its NUL or lone surrogate escaped."""
+    body = _valid(path, field, key)
+    if field == "service_key":
+        body["details"] = {"x": text}
+    else:
+        body["payload"]["custom_details"] = {"x": text}
+    return json.dumps(body)
+
+
+@pytest.mark.parametrize("path", list(PD_ROUTES))
+def test_a_lone_surrogate_or_a_nul_in_a_pagerduty_shaped_body_is_answered_after_the_key(
+    api: TestClient, context: AppContext, path: str
+) -> None:
+    """The request guard refused a lone surrogate (and, on change events, a NUL) naming its field before
+    the handler read the key in the body: a caller with an unknown key got 400 about its body, not 401. The
+    routes now refuse either once the key is checked, naming the field in PagerDuty's shape."""
+    field = PD_ROUTES[path]
+    other = make_key(context, "generic", "other-kind")
+    for key, expected in (("0" * 32, 401), (other, 403)):
+        for text in ("x\ud800", "a\x00b"):
+            refused = api.post(path, headers=JSON, content=_with_text(path, field, key, text))
+            assert refused.status_code == expected, (key, text, refused.text)
+            assert refused.json()["status"] in ("unauthorized", "forbidden"), refused.text
+    good = make_key(context, "pagerduty", "pd")
+    named = "details.x" if field == "service_key" else "payload.custom_details.x"
+    surrogate = api.post(path, headers=JSON, content=_with_text(path, field, good, "x\ud800"))
+    assert surrogate.status_code == 400, surrogate.text
+    assert surrogate.json()["status"] == "invalid event", surrogate.text
+    assert surrogate.json()["errors"][0].startswith(f"{named}: text must not contain a lone UTF-16"), (
+        surrogate.text
+    )
+    nul = api.post(path, headers=JSON, content=_with_text(path, field, good, "a\x00b"))
+    if path == "/v2/change/enqueue":  # refused naming the field; the alert routes replace a NUL
+        assert nul.status_code == 400, nul.text
+        assert nul.json()["errors"][0].startswith(f"{named}: text must not contain NUL"), nul.text
+    else:
+        assert nul.status_code in (200, 202), nul.text

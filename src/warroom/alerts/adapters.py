@@ -240,7 +240,7 @@ def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def parse_json(body: bytes, *, replace_nuls: bool = False) -> Any:
+def parse_json(body: bytes, *, replace_nuls: bool = False, refuse_nuls: bool = True) -> Any:
     """A JSON body as the intake takes it: no NUL in any text, and not nested deeper than can be stored.
     A leading UTF-8 byte order mark is ignored, as RFC 8259 allows (orjson refuses it).
 
@@ -251,7 +251,10 @@ def parse_json(body: bytes, *, replace_nuls: bool = False) -> Any:
     An alert's own payload is hashed with orjson, which refuses nesting past 254 levels (``content_hash``
     turns that into this 400). What no hash covers is stored by ``db.json_text``, whose fallback writes up
     to about 990 levels, so only a body long enough to nest that deep is probed here: single alerts never
-    pay for it."""
+    pay for it.
+
+    ``refuse_nuls=False``: a NUL is kept, for a caller that refuses it itself later (PagerDuty's change
+    events, once the key in the body is checked)."""
     text = body[3:] if body[:3] == UTF8_BOM else body
     try:
         data = orjson.loads(text)
@@ -269,7 +272,8 @@ def parse_json(body: bytes, *, replace_nuls: bool = False) -> Any:
     if b"\\u0000" in body:
         if replace_nuls:
             return replace_nul(data)
-        _refuse_nul(data)
+        if refuse_nuls:
+            _refuse_nul(data)
     return data
 
 

@@ -59,7 +59,6 @@ from warroom.jobs import service as jobs_service
 from warroom.jobs.models import Job, JobStatus
 from warroom.oncall import paging
 from warroom.oncall import service as oncall_service
-from warroom.oncall.models import Escalation, EscalationState
 from warroom.orgconfig import OrgConfig
 
 log = logging.getLogger(__name__)
@@ -891,18 +890,14 @@ def _preview_back_to_investigating(
 ) -> None:
     """A firing alert joining an incident in monitoring moves it back to investigating, as intake does
     (``_back_to_investigating``), and the escalations held there go on, each paging its step again
-    (``paging.resume_escalations``; none once someone acknowledged it)."""
+    (``paging.resume_escalations``; none once someone acknowledged it), by the same rule: a step paged less
+    than its delay ago is not paged again (``resumes_not_paged``)."""
     if not _resolve_to_monitoring(org, _opening_alert(session, incident, alert)):
         return
     shown.back_to_investigating = True
     if incident.acknowledged_at is not None:
         return
-    held = session.execute(
-        select(Escalation.policy, Escalation.step)
-        .where(Escalation.incident_id == incident.id, Escalation.state == EscalationState.monitoring)
-        .order_by(Escalation.id)
-    )
-    shown.resumes = [f"{row.policy} at step {row.step}" for row in held]
+    shown.resumes, shown.resumes_not_paged = paging.resume_preview(session, org, incident)
 
 
 def preview(

@@ -10,6 +10,7 @@ a rollback or a hotfix is part of the response, and a deploy reported late may b
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -17,7 +18,14 @@ from pydantic import TypeAdapter
 from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
-from warroom.alerts.adapters import InvalidPayload, parse_json, validate_payload
+from warroom.alerts.adapters import (
+    UTF8_BOM,
+    InvalidPayload,
+    nul_refusal,
+    parse_json,
+    surrogate_refusal,
+    validate_payload,
+)
 from warroom.alerts.models import ChangeEvent
 from warroom.alerts.schemas import ChangeCreate, ChangePage, ChangeRead, PagerDutyChange, safe_link
 from warroom.auth import integrations
@@ -28,7 +36,7 @@ from warroom.errors import InvalidInput
 from warroom.fields import one_line
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import OPEN_STATUSES, Incident, IncidentService, TimelineKind
-from warroom.jsonbody import NOT_JSON
+from warroom.jsonbody import NOT_JSON, nul_field, replace_nul, surrogate_escape_in, surrogate_field
 from warroom.orgconfig import OrgConfig
 
 PERFORMER = "automation"
@@ -62,13 +70,44 @@ def record(session: Session, *, org: OrgConfig, data: ChangeCreate, recorded_by:
 def parse_pagerduty_body(body: bytes, *, replace_nuls: bool = False) -> Any:
     """A PagerDuty-shaped body (an event, v1 or v2, or a change), read before its key is known: a body that
     is not JSON is refused saying only that (``body: not valid JSON``), not with the parser's account of
-    where it failed, as PagerDuty names nothing but the key to a caller it does not know yet."""
+    where it failed, as PagerDuty names nothing but the key to a caller it does not know yet. A NUL is
+    replaced (``replace_nuls``) or kept: text no database can store is refused once the key is checked
+    (``refuse_unstorable``), the request guard leaving these routes to do so."""
     try:
-        return parse_json(body, replace_nuls=replace_nuls)
+        return parse_json(body, replace_nuls=replace_nuls, refuse_nuls=False)
     except InvalidPayload as exc:
         if not exc.message.startswith(NOT_JSON):
             raise
+        if surrogate_escape_in(body):
+            # orjson refuses a lone surrogate escape (``"\\ud800"``) as not JSON; the standard parser keeps
+            # it, so that the key is checked first and the surrogate then refused naming its field.
+            kept = _with_lone_surrogates(body)
+            if kept is not None:
+                return replace_nul(kept) if replace_nuls and b"\\u0000" in body else kept
         raise InvalidPayload(NOT_JSON, [{"field": "body", "message": "not valid JSON"}]) from None
+
+
+def _with_lone_surrogates(body: bytes) -> Any:
+    """``body`` read by the standard parser, which keeps lone surrogates, if it is UTF-8 JSON; else None."""
+    try:
+        return json.loads(body.removeprefix(UTF8_BOM).decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+
+
+def refuse_unstorable(data: Any, body: bytes) -> None:
+    """A NUL or a lone UTF-16 surrogate in a key or string of a PagerDuty-shaped body, refused naming the
+    field (400), as the request guard refuses one on the other routes: after the key in the body is checked,
+    since PagerDuty names nothing but the key to a caller it does not know. Byte searches first, so a body
+    with neither pays nothing more."""
+    if b"\\u0000" in body:
+        field = nul_field(data)
+        if field is not None:
+            raise nul_refusal(field)
+    if surrogate_escape_in(body):
+        field = surrogate_field(data)
+        if field is not None:
+            raise surrogate_refusal(field)
 
 
 def routing_key_in(data: Any, field: str = "routing_key") -> str:
@@ -100,6 +139,7 @@ def record_pagerduty(session: Session, *, org: OrgConfig, body: bytes) -> Record
     integration = integrations.authenticate_integration(
         session, routing_key_in(sent), IntegrationType.pagerduty
     )
+    refuse_unstorable(sent, body)
     event: PagerDutyChange = validate_payload(_PAGERDUTY_CHANGE, sent)
     payload = event.payload
     details: dict[str, Any] = payload.custom_details or {}

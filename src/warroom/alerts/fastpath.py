@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from warroom.alerts import adapters
 from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import AlertEvent, InvalidPayload
-from warroom.alerts.changes import parse_pagerduty_body, routing_key_in
+from warroom.alerts.changes import parse_pagerduty_body, refuse_unstorable, routing_key_in
 from warroom.alerts.config import WebhookFormat
 from warroom.alerts.intake import check_caller, kept_on_app, writer_for
 from warroom.alerts.metrics import ALERTS_TRUNCATED, count_refused, refusal_reason
@@ -119,6 +119,12 @@ def intake_source(method: str, path: str) -> str | None:
 def body_limit(path: str, max_body_bytes: int, max_group_body_bytes: int) -> int:
     """The largest body a request to ``path`` may send: the group senders' own limit on their routes."""
     return max_group_body_bytes if path in GROUP_PATHS else max_body_bytes
+
+
+def key_in_body(method: str, path: str) -> bool:
+    """Whether a request is a delivery to one of PagerDuty's routes, whose key is in the body: their handlers
+    refuse a NUL or a lone surrogate themselves, once the key is checked (``changes.refuse_unstorable``)."""
+    return intake_source(method, path) in _PAGERDUTY_SHAPED
 
 
 def replaces_nul(method: str, path: str) -> bool:
@@ -467,6 +473,7 @@ async def handle_intake(
             await check_key_first(
                 state, context, routing_key_in(data, "service_key" if v1 else "routing_key"), kind, None
             )
+            refuse_unstorable(data, body)
             routing_key, event = read(data)
             await writer.submit(routing_key, kind, "pagerduty", [event])
         except WarroomError as exc:

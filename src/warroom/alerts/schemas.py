@@ -616,6 +616,12 @@ class IncidentPreview(BaseModel):
         description="Asked of the server only, with ``back_to_investigating``: the escalations held while it "
         "was in monitoring, which go on, each paging the step it was at again (``policy at step N``).",
     )
+    resumes_not_paged: list[str] = Field(
+        default_factory=list,
+        description="Asked of the server only, with ``back_to_investigating``: the held escalations that go "
+        "on without paging, their step having been paged less than its delay ago "
+        "(``policy at step N, paged 18s ago``).",
+    )
 
 
 class RuleReplay(BaseModel):

@@ -929,6 +929,10 @@ def _print_preview(preview: RoutingPreview) -> None:
         )
         if incident.resumes:
             paged.append(f"its held escalation pages again ({', '.join(incident.resumes)})")
+        if incident.resumes_not_paged:
+            paged.append(
+                f"its held escalation goes on ({'; '.join(incident.resumes_not_paged)}, not paged again)"
+            )
     if incident is not None and incident.pages_on_join:
         paged.append(
             f"pages {', '.join(incident.pages_on_join)}, which {incident.open_incident} has not paged"

@@ -923,18 +923,8 @@ def resume_escalations(
             policy, escalation = taken
             run_ids = _run_escalation_ids(session, incident, escalation) + run_ids
         escalation.mode = mode
-        escalation.step = min(max(escalation.step, 1), max(len(policy.steps), 1))
-        delay = max(policy.steps[escalation.step - 1].delay, MIN_ACK_WINDOW)
-        last = session.scalar(
-            select(func.max(Page.created_at)).where(
-                # A run a merge brought paged its step on the merged incident, maybe moments ago; a run a
-                # rename handed over paged it under the old name.
-                Page.escalation_id.in_(run_ids),
-                Page.step == escalation.step,
-                Page.status.in_([PageStatus.sent, PageStatus.duplicate]),
-            )
-        )
-        if last is not None and now - last < delay:
+        escalation.step, delay, last = _resumed_step(session, policy, escalation.step, run_ids, now)
+        if last is not None:
             # Its step was paged less than the step's time ago (an alert flapping between monitoring and
             # investigating): they have the rest of that time, and are not paged again for each return.
             due = last + delay
@@ -971,6 +961,57 @@ def resume_escalations(
         _schedule_check(session, incident, escalation, deadline)
         resumed.append(policy.name)
     return {"resumed": [e.policy for e in held], "paged": resumed}
+
+
+def _resumed_step(
+    session: Session, policy: EscalationPolicyConfig, step: int, run_ids: list[int], now: datetime
+) -> tuple[int, timedelta, datetime | None]:
+    """Where a held run resumes (``resume_escalations``, and the dry run's ``resume_preview``): the step it
+    was at, within the policy's steps; that step's delay; and when that step was last paged, if less than
+    its delay before ``now`` (then it is not paged again), else None (it is paged again)."""
+    step = min(max(step, 1), max(len(policy.steps), 1))
+    delay = max(policy.steps[step - 1].delay, MIN_ACK_WINDOW)
+    last = session.scalar(
+        select(func.max(Page.created_at)).where(
+            # A run a merge brought paged its step on the merged incident, maybe moments ago; a run a
+            # rename handed over paged it under the old name.
+            Page.escalation_id.in_(run_ids),
+            Page.step == step,
+            Page.status.in_([PageStatus.sent, PageStatus.duplicate]),
+        )
+    )
+    return step, delay, last if last is not None and now - last < delay else None
+
+
+def resume_preview(session: Session, org: OrgConfig, incident: Incident) -> tuple[list[str], list[str]]:
+    """What ``resume_escalations`` would do now with the escalations held on ``incident`` (in monitoring,
+    not acknowledged) once it is back to investigating, writing nothing: those paging their step again
+    (``policy at step N``) and those whose step was paged less than its delay ago, not paged again
+    (``policy at step N, paged 18s ago``). None resume in a severity that pages nobody."""
+    if service.paging_mode(org, incident.severity) == "none":
+        return [], []
+    held = session.scalars(
+        select(Escalation)
+        .where(Escalation.incident_id == incident.id, Escalation.state == EscalationState.monitoring)
+        .order_by(Escalation.id)
+    )
+    now = utcnow()
+    pages_again: list[str] = []
+    not_again: list[str] = []
+    for escalation in held:
+        try:
+            policy = service.get_policy(org, escalation.policy)
+        except NotFound:
+            # Renamed or removed by a reload: handed over, and the new run pages from its step.
+            pages_again.append(f"{escalation.policy} at step {escalation.step}")
+            continue
+        run_ids = _run_escalation_ids(session, incident, escalation)
+        step, _, last = _resumed_step(session, policy, escalation.step, run_ids, now)
+        if last is None:
+            pages_again.append(f"{policy.name} at step {step}")
+        else:
+            not_again.append(f"{policy.name} at step {step}, paged {_waited(now - last)} ago")
+    return pages_again, not_again
 
 
 def follow_lowered_severity(session: Session, org: OrgConfig, *, incident_id: int, performer: str) -> int:
