@@ -267,9 +267,13 @@ def test_what_the_help_says_of_durations_is_taken(cli: CliRunner, tmp_path: Path
 
 
 def test_the_at_example_of_changes_record_is_one_it_takes() -> None:
-    example = re.search(r"e\.g\. (\S+?)\.?$", _param(["changes", "record"], "at").help)
-    assert example is not None
-    assert datetime.fromisoformat(example.group(1)) < datetime.now(UTC)
+    from warroom.cli.changes import _happened_at
+
+    examples = re.findall(r"e\.g\. (\S+?)[,.]?(?:\s|$)", _param(["changes", "record"], "at").help)
+    assert examples == ["2025-11-03T02:00:00Z", "30m"]
+    for example in examples:  # a time, and how long ago: both in the past
+        sent = _happened_at(example)
+        assert sent is not None and datetime.fromisoformat(sent) < datetime.now(UTC)
 
 
 REF_ARGUMENTS = [
