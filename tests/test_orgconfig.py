@@ -699,6 +699,20 @@ def test_a_yaml_syntax_error_is_one_line_at_the_line_where_it_starts(tmp_path: P
     assert "<unicode string>" not in checked.stderr and "Traceback" not in checked.stderr
 
 
+def test_a_problem_with_two_places_names_both_in_words() -> None:
+    """PyYAML gives some problems as two halves, each at its own place ("found duplicate anchor 's'; first
+    occurrence" and "second occurrence"): they were glued into one garbled sentence that lost the first
+    place's line."""
+    anchors = "services:\n  - &s\n    name: a\n  - name: b\nx-a: &s 1\n"
+    assert problems_of(anchors) == [
+        "org.yaml (line 5): duplicate anchor 's' (column 6): first given at line 2, column 5"
+    ]
+    assert problems_of("services:\n  - name: a\n---\nx: 1\n") == [
+        "org.yaml (line 3): expected a single document in the stream (at line 1, column 1), but found "
+        "another document (column 1)"
+    ]
+
+
 def test_config_check_lists_problems_in_the_files_order() -> None:
     """Field problems came first, then the cross-reference ones, each check in its own order: line 900,
     line 12, line 640. A person fixes a file top to bottom."""

@@ -822,6 +822,10 @@ _OPENED = {
 }
 
 
+# PyYAML's (and libyaml's) context for an anchor given twice; the problem is "second occurrence".
+_DUPLICATE_ANCHOR = re.compile(r"found duplicate anchor(?: (?P<anchor>.+))?; first occurrence")
+
+
 def _syntax_problem(source: str, text: str, exc: yaml.YAMLError) -> ConfigProblem:
     """A YAML syntax error as one problem at the line where it starts, in words (PyYAML's own text spans
     lines and says ``in "<unicode string>"``): an unclosed quote or bracket at the line that opens it, with
@@ -846,8 +850,23 @@ def _syntax_problem(source: str, text: str, exc: yaml.YAMLError) -> ConfigProble
         return ConfigProblem(source, start.line + 1, message)
     mark = at or start
     message = problem + (f" (column {mark.column + 1})" if mark is not None else "")
-    if context and not context.startswith("while "):  # "expected a single document in the stream"
-        message = f"{context}, {message}"
+    if context and not context.startswith("while "):
+        # A context that is the other half of the problem, at its own place: "found duplicate anchor 's';
+        # first occurrence" at the first anchor and "second occurrence" at this one, or "expected a single
+        # document in the stream" at the first document and "but found another document" at this one.
+        duplicate = _DUPLICATE_ANCHOR.fullmatch(context)
+        if duplicate is not None and problem == "second occurrence":
+            anchor = f" {duplicate['anchor']}" if duplicate["anchor"] else ""
+            message = f"duplicate anchor{anchor}" + message.removeprefix(problem)
+            if start is not None and start is not mark:
+                message += f": first given at line {start.line + 1}, column {start.column + 1}"
+        else:
+            message = f"{context}" + (
+                f" (at line {start.line + 1}, column {start.column + 1})"
+                if start is not None and start is not mark
+                else ""
+            )
+            message += f", {problem}" + (f" (column {mark.column + 1})" if mark is not None else "")
     elif context and start is not None and mark is not start:
         what = context.removeprefix("while ").replace("parsing ", "").replace("scanning ", "")
         what = {"a block collection": "the list", "a block mapping": "the mapping"}.get(what, what)
