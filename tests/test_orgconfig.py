@@ -699,6 +699,15 @@ def test_a_yaml_syntax_error_is_one_line_at_the_line_where_it_starts(tmp_path: P
     assert "<unicode string>" not in checked.stderr and "Traceback" not in checked.stderr
 
 
+def test_a_tab_inside_a_value_is_not_called_indentation() -> None:
+    """A tab after the line's first non-blank character is inside a value, not indentation."""
+    assert problems_of("services:\n  - name: api\n    description: Product\tsearch\n") == [
+        "org.yaml (line 3): found character '\\t' that cannot start any token (column 25): a tab inside a "
+        "plain value: quote the value or use spaces"
+    ]
+    assert problems_of("services:\n  \t- name: api\n")[0].endswith(": YAML indents with spaces, not tabs")
+
+
 def test_a_problem_with_two_places_names_both_in_words() -> None:
     """PyYAML gives some problems as two halves, each at its own place ("found duplicate anchor 's'; first
     occurrence" and "second occurrence"): they were glued into one garbled sentence that lost the first

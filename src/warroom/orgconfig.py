@@ -873,8 +873,13 @@ def _syntax_problem(source: str, text: str, exc: yaml.YAMLError) -> ConfigProble
         message += f", in {what} that starts at line {start.line + 1}, column {start.column + 1}"
     if "expected <block end>" in problem:
         message += ": check this line's indentation"
-    elif "'\\t'" in problem:
-        message += ": YAML indents with spaces, not tabs"
+    elif "'\\t'" in problem and mark is not None:
+        # A tab before the line's first non-blank character is indentation; one after it is inside a value.
+        line_start = text.rfind("\n", 0, mark.index) + 1
+        if text[line_start : mark.index].strip(" \t"):
+            message += ": a tab inside a plain value: quote the value or use spaces"
+        else:
+            message += ": YAML indents with spaces, not tabs"
     if exc.note:
         message += f" ({exc.note})"
     return ConfigProblem(source, mark.line + 1 if mark is not None else None, message)
