@@ -551,6 +551,14 @@ def test_the_nearest_name_is_ranked_among_every_close_one() -> None:
     assert closest("team-7", ["team-17", "team-70", "team-07"]) == "team-70"
     assert closest("ab-1", ["ab-2", "ab-3"]) == "ab-2"
     assert closest("zzz", services) is None
+    # Case aside: a slip of case is suggested (it was not), and of names alike but for case, the nearer one.
+    assert (
+        not_in_file("API", "service", ["api", "db"])
+        == "'API' is not a service in this file; did you mean 'api'?"
+    )
+    assert closest("Api", ["API", "api"]) == "api"
+    assert closest("Api", ["api", "API"]) == "api"
+    assert closest("API", ["api", "Api"]) == "Api"
 
 
 def test_a_problem_of_one_item_of_a_list_names_the_item_and_its_line() -> None:
