@@ -724,6 +724,13 @@ OrgFileLoader.yaml_implicit_resolvers = {
 }
 
 
+# libyaml's problem for lists and mappings nested past its limit (1,000 levels), and the problem said for it.
+_NESTED_TOO_DEEP = "exceeded maximum nesting depth"
+NESTED_TOO_DEEP = (
+    "lists and mappings are nested too deeply to read{at}: an org file is never this deep; check the brackets"
+)
+
+
 def _compose(text: str) -> tuple[OrgFileLoader | _PyOrgFileLoader, yaml.Node | None]:
     """The file's YAML tree and the loader that composed it (to build the tree with). libyaml composes it,
     unless the text has a tab: libyaml takes a tab inside or after a plain value (``name: a\tb``) where PyYAML
@@ -740,8 +747,10 @@ def _compose(text: str) -> tuple[OrgFileLoader | _PyOrgFileLoader, yaml.Node | N
         except DuplicateKeys:
             fast.dispose()
             raise
-        except yaml.YAMLError:
+        except yaml.YAMLError as exc:
             fast.dispose()
+            if _NESTED_TOO_DEEP in (getattr(exc, "problem", None) or ""):
+                raise  # PyYAML would recurse until Python's own limit (a RecursionError), not refuse it
     python = _PyOrgFileLoader(text)
     try:
         return python, python.get_single_node()
@@ -758,6 +767,15 @@ EMPTY_FILE = (
 
 
 def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
+    try:
+        return _parse_org_config(text, source)
+    except RecursionError as exc:
+        # Nesting libyaml takes or PyYAML reads (a file with a tab), recursing past Python's limit in PyYAML
+        # or in reporting a value (its repr): one problem, not a traceback.
+        raise ConfigError(source, [ConfigProblem(source, None, NESTED_TOO_DEEP.format(at=""))]) from exc
+
+
+def _parse_org_config(text: str, source: str) -> OrgConfig:
     # One pass: the tree composed (a key given twice is refused there), then built from that tree.
     loader: OrgFileLoader | _PyOrgFileLoader | None = None
     root: yaml.Node | None = None
@@ -848,6 +866,10 @@ def _syntax_problem(source: str, text: str, exc: yaml.YAMLError) -> ConfigProble
             f"{problem} at line {at.line + 1}, column {at.column + 1}"
         )
         return ConfigProblem(source, start.line + 1, message)
+    mark = at or start
+    if _NESTED_TOO_DEEP in problem:
+        message = NESTED_TOO_DEEP.format(at=f" (column {mark.column + 1})" if mark is not None else "")
+        return ConfigProblem(source, mark.line + 1 if mark is not None else None, message)
     mark = at or start
     message = problem + (f" (column {mark.column + 1})" if mark is not None else "")
     if context and not context.startswith("while "):
