@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from warroom.alerts import maintenance
@@ -72,3 +73,24 @@ def test_the_demo_s_commanders_and_responders_are_people_of_the_example_org(cont
         responders = set(session.scalars(select(Responder.name)))
     assert commanders == {"alice", "erin"}
     assert commanders <= people and responders <= people, (commanders, responders, people)
+
+
+def test_the_demo_on_an_org_with_no_services_is_refused_before_anything_is_written(
+    context: AppContext,
+) -> None:
+    """With no org file (the built-in defaults, which name no services) the demo ended in a traceback
+    ("unknown service 'payments'") after writing its changes."""
+    from warroom.alerts.models import ChangeEvent
+    from warroom.errors import InvalidInput
+    from warroom.orgconfig import OrgConfig
+
+    with pytest.raises(InvalidInput) as caught, context.db.write() as session:
+        seed_demo(session, OrgConfig())
+    assert caught.value.message == (
+        "the demo needs an org file that names services, and this one names none: run it with the example "
+        "org (--config examples/warroom.yaml, or WARROOM_CONFIG) or one naming payments, api, database and "
+        "search"
+    )
+    with context.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Incident)) == 0
+        assert session.scalar(select(func.count()).select_from(ChangeEvent)) == 0

@@ -551,6 +551,14 @@ def test_the_nearest_name_is_ranked_among_every_close_one() -> None:
     assert closest("team-7", ["team-17", "team-70", "team-07"]) == "team-70"
     assert closest("ab-1", ["ab-2", "ab-3"]) == "ab-2"
     assert closest("zzz", services) is None
+    # Case aside: a slip of case is suggested (it was not), and of names alike but for case, the nearer one.
+    assert (
+        not_in_file("API", "service", ["api", "db"])
+        == "'API' is not a service in this file; did you mean 'api'?"
+    )
+    assert closest("Api", ["API", "api"]) == "api"
+    assert closest("Api", ["api", "API"]) == "api"
+    assert closest("API", ["api", "Api"]) == "Api"
 
 
 def test_a_problem_of_one_item_of_a_list_names_the_item_and_its_line() -> None:
@@ -697,6 +705,29 @@ def test_a_yaml_syntax_error_is_one_line_at_the_line_where_it_starts(tmp_path: P
     assert checked.returncode == 2, checked.stderr
     assert f"{path} (line 3): the double-quoted text that starts here" in checked.stderr
     assert "<unicode string>" not in checked.stderr and "Traceback" not in checked.stderr
+
+
+def test_a_tab_inside_a_value_is_not_called_indentation() -> None:
+    """A tab after the line's first non-blank character is inside a value, not indentation."""
+    assert problems_of("services:\n  - name: api\n    description: Product\tsearch\n") == [
+        "org.yaml (line 3): found character '\\t' that cannot start any token (column 25): a tab inside a "
+        "plain value: quote the value or use spaces"
+    ]
+    assert problems_of("services:\n  \t- name: api\n")[0].endswith(": YAML indents with spaces, not tabs")
+
+
+def test_a_problem_with_two_places_names_both_in_words() -> None:
+    """PyYAML gives some problems as two halves, each at its own place ("found duplicate anchor 's'; first
+    occurrence" and "second occurrence"): they were glued into one garbled sentence that lost the first
+    place's line."""
+    anchors = "services:\n  - &s\n    name: a\n  - name: b\nx-a: &s 1\n"
+    assert problems_of(anchors) == [
+        "org.yaml (line 5): duplicate anchor 's' (column 6): first given at line 2, column 5"
+    ]
+    assert problems_of("services:\n  - name: a\n---\nx: 1\n") == [
+        "org.yaml (line 3): expected a single document in the stream (at line 1, column 1), but found "
+        "another document (column 1)"
+    ]
 
 
 def test_config_check_lists_problems_in_the_files_order() -> None:

@@ -79,3 +79,21 @@ def test_resolvers_added_on_the_loader_class_apply_on_both_paths(
         loader.dispose()
     assert data["on_call"] is None and data["n"] == 7
     assert yaml.safe_load(text)["on_call"] == "nobody"  # PyYAML's own loaders untouched
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("x: " + "[" * 2000 + "]" * 2000 + "\n", 1),  # libyaml refuses it; PyYAML recursed
+        ("x: 'a\tb'\ny: " + "[" * 900 + "]" * 900 + "\n", None),  # a tab: PyYAML reads it, and recursed
+        ("services: " + "[" * 999 + "]" * 999 + "\n", None),  # libyaml reads it; its report recursed
+    ],
+)
+def test_nesting_too_deep_is_one_problem_not_a_recursion_error(text: str, line: int | None) -> None:
+    """A file nested thousands deep ended ``config check`` in a RecursionError traceback."""
+    with pytest.raises(ConfigError) as caught:
+        parse_org_config(text, "org.yaml")
+    [problem] = caught.value.problems
+    assert problem.line == line
+    assert problem.message.startswith("lists and mappings are nested too deeply to read")
+    assert problem.message.endswith(": an org file is never this deep; check the brackets")

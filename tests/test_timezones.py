@@ -90,6 +90,16 @@ def test_a_misspelt_zone_names_the_region_meant(zone: str, meant: str) -> None:
     assert str(caught.value) == f"unknown time zone {zone!r}; did you mean {meant!r}?"
 
 
+def test_an_abbreviation_in_the_wrong_case_is_named_with_the_region_meant() -> None:
+    """Names were compared case and all: est5edt got no suggestion."""
+    with pytest.raises(ValueError) as caught:
+        check_zone("est5edt")
+    assert str(caught.value) == (
+        "unknown time zone 'est5edt'; did you mean 'EST5EDT'? That is an old abbreviation, not a region: "
+        "write a region such as America/New_York"
+    )
+
+
 def test_a_zone_typo_in_the_org_file_is_said_with_the_region_meant() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_org_config("people:\n  - {name: ann, time_zone: America/NewYork}\n")

@@ -12,6 +12,7 @@ from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import from_generic
 from warroom.alerts.schemas import ChangeCreate, MaintenanceCreate
 from warroom.db import utcnow
+from warroom.errors import InvalidInput
 from warroom.incidents import service
 from warroom.incidents.models import Incident, IncidentStatus
 from warroom.incidents.schemas import (
@@ -26,12 +27,26 @@ from warroom.incidents.schemas import (
 )
 from warroom.orgconfig import OrgConfig
 
+# Said when the org file names no services (the built-in defaults): every incident names a service, and an org
+# with none refuses them all.
+NEEDS_SERVICES = (
+    "the demo needs an org file that names services, and this one names none: run it with the example org "
+    "(--config examples/warroom.yaml, or WARROOM_CONFIG) or one naming payments, api, database and search"
+)
+
+
+def check_demo_org(org: OrgConfig) -> None:
+    """InvalidInput, before anything is written, when the demo cannot run on this org."""
+    if not org.services:
+        raise InvalidInput(NEEDS_SERVICES)
+
 
 def _known(org: OrgConfig, *names: str) -> list[str]:
-    return [n for n in names if not org.services or org.service(n)]
+    return [n for n in names if org.service(n)]
 
 
 def seed_demo(session: Session, org: OrgConfig) -> int:
+    check_demo_org(org)
     if session.scalar(select(func.count()).select_from(Incident)):
         return 0
     performer = "demo"

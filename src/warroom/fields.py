@@ -161,14 +161,17 @@ def closest(name: str, known: Iterable[str], *, cutoff: float = 0.75) -> str | N
     close as the cutoff is ranked, not only difflib's best three: among numbered names many are equally close
     (svc-025, svc-125, svc-250, svc-295 for svc-25), and the three it kept were not the likeliest. Ties go to
     the one sharing the longest start (sched-050, not sched-095, for sched-05O), then to the nearest number
-    (svc-250 before svc-259), then to the first by name."""
+    (svc-250 before svc-259), then to the first by name. Case aside (API for api, est5edt for EST5EDT: a
+    slip of case is a slip like any other); between names equally close so, the one whose case is nearer."""
+    folded = name.casefold()
     matcher = difflib.SequenceMatcher()
-    matcher.set_seq2(name)
+    matcher.set_seq2(folded)
     number = _number_in(name)
-    best: tuple[float, int, int, str] | None = None
+    best: tuple[float, int, int, float, str] | None = None
     found: str | None = None
     for candidate in known:
-        matcher.set_seq1(candidate)
+        other_folded = candidate.casefold()
+        matcher.set_seq1(other_folded)
         if matcher.real_quick_ratio() < cutoff or matcher.quick_ratio() < cutoff:
             continue
         score = matcher.ratio()
@@ -176,8 +179,10 @@ def closest(name: str, known: Iterable[str], *, cutoff: float = 0.75) -> str | N
             continue
         other = _number_in(candidate)
         distance = abs(number - other) if number is not None and other is not None else 0
-        # Smallest first: the closest, the longest shared start, the nearest number, the first by name.
-        rank = (-score, -_shared_start(name, candidate), distance, candidate)
+        as_written = difflib.SequenceMatcher(None, candidate, name).ratio()
+        # Smallest first: the closest, the longest shared start, the nearest number, the nearest in case, the
+        # first by name.
+        rank = (-score, -_shared_start(folded, other_folded), distance, -as_written, candidate)
         if best is None or rank < best:
             best, found = rank, candidate
     return found

@@ -724,6 +724,13 @@ OrgFileLoader.yaml_implicit_resolvers = {
 }
 
 
+# libyaml's problem for lists and mappings nested past its limit (1,000 levels), and the problem said for it.
+_NESTED_TOO_DEEP = "exceeded maximum nesting depth"
+NESTED_TOO_DEEP = (
+    "lists and mappings are nested too deeply to read{at}: an org file is never this deep; check the brackets"
+)
+
+
 def _compose(text: str) -> tuple[OrgFileLoader | _PyOrgFileLoader, yaml.Node | None]:
     """The file's YAML tree and the loader that composed it (to build the tree with). libyaml composes it,
     unless the text has a tab: libyaml takes a tab inside or after a plain value (``name: a\tb``) where PyYAML
@@ -740,8 +747,10 @@ def _compose(text: str) -> tuple[OrgFileLoader | _PyOrgFileLoader, yaml.Node | N
         except DuplicateKeys:
             fast.dispose()
             raise
-        except yaml.YAMLError:
+        except yaml.YAMLError as exc:
             fast.dispose()
+            if _NESTED_TOO_DEEP in (getattr(exc, "problem", None) or ""):
+                raise  # PyYAML would recurse until Python's own limit (a RecursionError), not refuse it
     python = _PyOrgFileLoader(text)
     try:
         return python, python.get_single_node()
@@ -758,6 +767,15 @@ EMPTY_FILE = (
 
 
 def parse_org_config(text: str, source: str = "<string>") -> OrgConfig:
+    try:
+        return _parse_org_config(text, source)
+    except RecursionError as exc:
+        # Nesting libyaml takes or PyYAML reads (a file with a tab), recursing past Python's limit in PyYAML
+        # or in reporting a value (its repr): one problem, not a traceback.
+        raise ConfigError(source, [ConfigProblem(source, None, NESTED_TOO_DEEP.format(at=""))]) from exc
+
+
+def _parse_org_config(text: str, source: str) -> OrgConfig:
     # One pass: the tree composed (a key given twice is refused there), then built from that tree.
     loader: OrgFileLoader | _PyOrgFileLoader | None = None
     root: yaml.Node | None = None
@@ -822,6 +840,10 @@ _OPENED = {
 }
 
 
+# PyYAML's (and libyaml's) context for an anchor given twice; the problem is "second occurrence".
+_DUPLICATE_ANCHOR = re.compile(r"found duplicate anchor(?: (?P<anchor>.+))?; first occurrence")
+
+
 def _syntax_problem(source: str, text: str, exc: yaml.YAMLError) -> ConfigProblem:
     """A YAML syntax error as one problem at the line where it starts, in words (PyYAML's own text spans
     lines and says ``in "<unicode string>"``): an unclosed quote or bracket at the line that opens it, with
@@ -845,17 +867,41 @@ def _syntax_problem(source: str, text: str, exc: yaml.YAMLError) -> ConfigProble
         )
         return ConfigProblem(source, start.line + 1, message)
     mark = at or start
+    if _NESTED_TOO_DEEP in problem:
+        message = NESTED_TOO_DEEP.format(at=f" (column {mark.column + 1})" if mark is not None else "")
+        return ConfigProblem(source, mark.line + 1 if mark is not None else None, message)
+    mark = at or start
     message = problem + (f" (column {mark.column + 1})" if mark is not None else "")
-    if context and not context.startswith("while "):  # "expected a single document in the stream"
-        message = f"{context}, {message}"
+    if context and not context.startswith("while "):
+        # A context that is the other half of the problem, at its own place: "found duplicate anchor 's';
+        # first occurrence" at the first anchor and "second occurrence" at this one, or "expected a single
+        # document in the stream" at the first document and "but found another document" at this one.
+        duplicate = _DUPLICATE_ANCHOR.fullmatch(context)
+        if duplicate is not None and problem == "second occurrence":
+            anchor = f" {duplicate['anchor']}" if duplicate["anchor"] else ""
+            message = f"duplicate anchor{anchor}" + message.removeprefix(problem)
+            if start is not None and start is not mark:
+                message += f": first given at line {start.line + 1}, column {start.column + 1}"
+        else:
+            message = f"{context}" + (
+                f" (at line {start.line + 1}, column {start.column + 1})"
+                if start is not None and start is not mark
+                else ""
+            )
+            message += f", {problem}" + (f" (column {mark.column + 1})" if mark is not None else "")
     elif context and start is not None and mark is not start:
         what = context.removeprefix("while ").replace("parsing ", "").replace("scanning ", "")
         what = {"a block collection": "the list", "a block mapping": "the mapping"}.get(what, what)
         message += f", in {what} that starts at line {start.line + 1}, column {start.column + 1}"
     if "expected <block end>" in problem:
         message += ": check this line's indentation"
-    elif "'\\t'" in problem:
-        message += ": YAML indents with spaces, not tabs"
+    elif "'\\t'" in problem and mark is not None:
+        # A tab before the line's first non-blank character is indentation; one after it is inside a value.
+        line_start = text.rfind("\n", 0, mark.index) + 1
+        if text[line_start : mark.index].strip(" \t"):
+            message += ": a tab inside a plain value: quote the value or use spaces"
+        else:
+            message += ": YAML indents with spaces, not tabs"
     if exc.note:
         message += f" ({exc.note})"
     return ConfigProblem(source, mark.line + 1 if mark is not None else None, message)

@@ -50,6 +50,12 @@ def check_zone(value: str) -> str:
         nearest = nearest_zone(value)
         if nearest is not None:
             raise ValueError(f"unknown time zone {value!r}; did you mean {nearest!r}?") from None
+        legacy = closest(value, _LEGACY_ZONES)  # est5edt: EST5EDT, which is no region either
+        if legacy is not None:
+            raise ValueError(
+                f"unknown time zone {value!r}; did you mean {legacy!r}? That is an old abbreviation, not a "
+                f"region: write a region such as {_LEGACY_ZONES[legacy]}"
+            ) from None
         raise ValueError(f"unknown time zone {value!r}; use an IANA name like Europe/Berlin") from None
     region = _LEGACY_ZONES.get(value.upper())
     if region is not None:
