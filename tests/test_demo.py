@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -94,3 +95,18 @@ def test_the_demo_on_an_org_with_no_services_is_refused_before_anything_is_writt
     with context.db.read() as session:
         assert session.scalar(select(func.count()).select_from(Incident)) == 0
         assert session.scalar(select(func.count()).select_from(ChangeEvent)) == 0
+
+
+def test_demo_seed_with_no_org_file_is_one_line_and_makes_no_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``warroom demo seed`` with no --config / WARROOM_CONFIG ended in an InvalidInput traceback."""
+    from tests.e2e.server import run_cli
+
+    database = tmp_path / "demo.db"
+    monkeypatch.delenv("WARROOM_CONFIG", raising=False)
+    result = run_cli("demo", "seed", database_url=f"sqlite:///{database}", check=False)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert " ".join(result.stderr.split()).startswith("error: the demo needs an org file that names services")
+    assert not database.exists()

@@ -1119,10 +1119,14 @@ def severity_list(as_json: JsonFlag = False) -> None:
 def demo_seed(config: ConfigOption = None, database_url: DatabaseOption = None) -> None:
     """Load example incidents into an empty database."""
     from warroom.context import AppContext
-    from warroom.demo import seed_demo
+    from warroom.demo import check_demo_org, seed_demo
 
     settings = _settings(config, database_url)
     org = _org(settings)
+    try:
+        check_demo_org(org)  # before the database is made: an org with no services refuses the demo
+    except WarroomError as exc:
+        fail(exc.message)
     database = _database(settings, create=True)
     AppContext(settings=settings, db=database, org=org)  # subscribers find the org file through it
     with database.write() as session:
