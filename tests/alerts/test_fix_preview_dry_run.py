@@ -203,3 +203,34 @@ def test_the_dry_run_and_the_delivery_agree_on_paging_a_held_step_again(
         assert ("carol", "email", 2, 1) in sent(context, incident.id)
     else:
         assert said and "platform-escalation at step 1, paged 2m ago, not paged again" in said[-1], said
+
+
+def test_a_more_severe_repeat_held_by_a_maintenance_window_names_the_window(
+    api: TestClient,
+    generic_key: str,
+    viewer: dict[str, str],
+    responder: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The text said only "they run again only if it comes more severe while on no incident", though the
+    repeat was both: the window holding it is why they do not (its JSON named the window)."""
+    window = api.post(
+        "/api/v1/maintenance",
+        json={"reason": "disk swap", "services": ["search"], "duration": "1h"},
+        headers=responder,
+    )
+    assert window.status_code == 201, window.text
+    disk = {"summary": "disk", "type": "DiskFull", "service": "search", "dedup_key": "disk-1"}
+    fired = api.post(f"/api/v1/alerts?key={generic_key}", json=disk | {"severity": "warning"})
+    assert fired.status_code == 202, fired.text
+    response = api.post("/api/v1/alerts/preview", json=disk | {"severity": "critical"}, headers=viewer)
+    assert response.status_code == 200, response.text
+    [shown] = response.json()
+    assert shown["open_alert"] == "ALR-1" and shown["rules_run_again"] is False
+    assert shown["maintenance_window"] == window.json()["ref"]
+    cli_main._print_preview(RoutingPreview.model_validate(shown))
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"maintenance window {shown['maintenance_window']} holds it, so they do not run again" in text, (
+        text
+    )
+    assert "only if it comes more severe" not in text, text

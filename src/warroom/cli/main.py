@@ -902,11 +902,24 @@ def _print_preview(preview: RoutingPreview) -> None:
             )
         )
     elif preview.open_alert is not None:
+        # What keeps the rules from running again when it is more severe on no incident: a hold, if any.
+        if preview.maintenance_window is not None:
+            why = (
+                f"maintenance window {preview.maintenance_window} holds it, so they do not run again while "
+                "it does"
+            )
+        elif preview.inhibited_by is not None:
+            why = (
+                f"the open alert {preview.inhibited_by} inhibits it (inhibit rule {preview.inhibit_rule}), "
+                "so they do not run again while it does"
+            )
+        else:
+            why = "they run again only if it comes more severe while on no incident"
         console.print(
             escape(
-                f"-> updates the open alert {preview.open_alert} (one more occurrence): the rules ran when"
+                f"-> updates the open alert {preview.open_alert} (one more occurrence): the rules ran when "
+                f"it first fired; {why}"
             )
-            + " it first fired, and run again only if it comes more severe while on no incident"
         )
         console.print()
         return
