@@ -36,6 +36,7 @@ def cli(api: TestClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
         ["alerts", "list", "--since", "9:00"],
         ["changes", "list", "--until", "18:00"],
         ["changes", "list", "--since", " 18:00 "],
+        ["alerts", "list", "--since", "18:00:30"],  # not a duration of 18 hours
     ],
 )
 def test_a_time_of_day_without_its_date_is_a_usage_error_before_anything_is_sent(

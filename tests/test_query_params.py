@@ -75,6 +75,10 @@ def test_a_refusal_says_the_validators_own_words(api: TestClient, viewer: dict[s
     assert refused.status_code == 422, refused.text
     message = refused.json()["error"]["message"]
     assert message.startswith("since: '09:00' is a time of day without"), message
+    # With its seconds too: pydantic read 18:00:30 as a duration of 18 hours, a period no one meant by it.
+    seconds = api.get("/api/v1/alerts", params={"until": "18:00:30"}, headers=viewer)
+    assert seconds.status_code == 422, seconds.text
+    assert seconds.json()["error"]["message"].startswith("until: '18:00:30' is a time of day without")
 
 
 def test_every_api_read_refuses_a_parameter_it_does_not_take(api: TestClient, viewer: dict[str, str]) -> None:

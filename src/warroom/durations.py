@@ -27,6 +27,8 @@ _WHOLE = re.compile(r"^\s*(\d+\s*[smhdw]\s*)+$")
 _PYDANTIC_FORMS = re.compile(r"^\s*-?P|:|day", re.IGNORECASE)
 # Not a duration, though pydantic reads the first as one: `--since 09:00` meant nine o'clock, not 9 hours.
 _TIME_LIKE = re.compile(r"^\s*\d{1,2}:\d\d\s*$|\d{4}-\d\d-\d\d")
+# 18:00:30: pydantic reads it as a duration (18 hours), which a period's bound never means by it.
+_CLOCK_WITH_SECONDS = re.compile(r"^\d{1,2}:\d\d:\d\d(\.\d+)?$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _LONGEST = timedelta(days=36500)
 
@@ -194,7 +196,7 @@ def time_of_day_problem(text: str) -> str | None:
     """What is wrong with a period's bound written as a time of day of no day (``18:00``), or None when it is
     not one. The CLI says it before sending anything; the API answers it as a 422."""
     text = text.strip()
-    if names_a_date(text) or not _TIME_LIKE.search(text):
+    if names_a_date(text) or not (_TIME_LIKE.search(text) or _CLOCK_WITH_SECONDS.match(text)):
         return None
     return (
         f"{text!r} is a time of day without its date: give a time with its date and offset "
@@ -214,6 +216,9 @@ def _period_bound(value: Any) -> Any:
                 f"{text!r} is not a time with its offset: write it like 2026-12-07T00:00:00Z or "
                 "2026-12-07T09:00:00+02:00 (ISO 8601), from 1970 to 2200"
             ) from None
+    problem = time_of_day_problem(text)  # 09:00, 18:00:30: a time of day, of no day
+    if problem is not None:
+        raise ValueError(problem)
     try:
         length = _period_length(value)
     except _OutOfRange:
@@ -224,9 +229,6 @@ def _period_bound(value: Any) -> Any:
     except _NoUnit:
         raise
     except ValueError:
-        problem = time_of_day_problem(text)  # 09:00: a time of day, of no day
-        if problem is not None:
-            raise ValueError(problem) from None
         raise ValueError(
             f"{text!r} is neither a duration (90s, 5m, 1h30m, 2d) nor a time with its offset "
             "(2026-12-07T00:00:00Z)"
