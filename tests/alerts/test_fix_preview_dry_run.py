@@ -4,6 +4,7 @@ incident and pages), and a firing that joins an incident in monitoring moves it 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +22,38 @@ from warroom.context import AppContext
 from warroom.incidents.models import Incident, IncidentStatus
 from warroom.jobs.worker import Worker
 from warroom.oncall import service as oncall_service
+
+API_5XX = {
+    "summary": "api 5xx above 5%",
+    "severity": "critical",
+    "labels": {"service": "api", "alertname": "Api5xx"},
+    "dedup_key": "api-5xx",
+}
+
+
+def held_in_monitoring(
+    api: TestClient, context: AppContext, resolved_after: timedelta
+) -> tuple[Callable[..., None], Worker, Incident]:
+    """``API_5XX`` fired at T0 (its incident opens and pages step 1 of platform-escalation), then resolved
+    ``resolved_after`` later: the incident is in monitoring, its escalation held. Returns how to fire it again
+    (with fields changed), the worker, and the incident."""
+    key = make_key(context, "generic", "scripts")
+
+    def fire(**fields: Any) -> None:
+        response = api.post(f"/api/v1/alerts?key={key}", json=API_5XX | fields)
+        assert response.status_code == 202, response.text
+
+    clock.set(T0)
+    worker = Worker(context, name="w1")
+    fire()
+    run_at(worker, T0)
+    clock.set(T0 + resolved_after)
+    fire(status="resolved")
+    run_at(worker, T0 + resolved_after)
+    with context.db.read() as session:
+        [incident] = session.scalars(select(Incident))
+        assert incident.status == IncidentStatus.monitoring
+    return fire, worker, incident
 
 
 def cert(severity: str) -> dict[str, Any]:
@@ -85,31 +118,10 @@ def test_a_firing_that_joins_an_incident_in_monitoring_is_shown_moving_it_back_a
     viewer: dict[str, str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    key = make_key(context, "generic", "scripts")
-    alert = {
-        "summary": "api 5xx above 5%",
-        "severity": "critical",
-        "labels": {"service": "api", "alertname": "Api5xx"},
-        "dedup_key": "api-5xx",
-    }
-
-    def fire(**fields: Any) -> None:
-        response = api.post(f"/api/v1/alerts?key={key}", json=alert | fields)
-        assert response.status_code == 202, response.text
-
-    clock.set(T0)
-    worker = Worker(context, name="w1")
-    fire()
-    run_at(worker, T0)
-    clock.set(T0 + timedelta(minutes=5))
-    fire(status="resolved")  # the incident moves to monitoring; its escalation is held at step 1
-    run_at(worker, T0 + timedelta(minutes=5))
-    with context.db.read() as session:
-        [incident] = session.scalars(select(Incident))
-        assert incident.status == IncidentStatus.monitoring
+    fire, worker, incident = held_in_monitoring(api, context, resolved_after=timedelta(minutes=5))
 
     clock.set(T0 + timedelta(hours=1))
-    response = api.post("/api/v1/alerts/preview", json=alert, headers=viewer)
+    response = api.post("/api/v1/alerts/preview", json=API_5XX, headers=viewer)
     assert response.status_code == 200, response.text
     [shown] = response.json()
     joining = shown["incident"]
@@ -142,33 +154,12 @@ def test_the_dry_run_and_the_delivery_agree_on_paging_a_held_step_again(
     flapping): the dry run said it was."""
     delay = oncall_service.get_policy(context.org, "platform-escalation").steps[0].delay
     assert timedelta(minutes=2) < delay < timedelta(hours=1)
-    key = make_key(context, "generic", "scripts")
-    alert = {
-        "summary": "api 5xx above 5%",
-        "severity": "critical",
-        "labels": {"service": "api", "alertname": "Api5xx"},
-        "dedup_key": "api-5xx",
-    }
-
-    def fire(**fields: Any) -> None:
-        response = api.post(f"/api/v1/alerts?key={key}", json=alert | fields)
-        assert response.status_code == 202, response.text
-
-    clock.set(T0)
-    worker = Worker(context, name="w1")
-    fire()
-    run_at(worker, T0)
-    clock.set(T0 + timedelta(minutes=1))
-    fire(status="resolved")  # to monitoring, its escalation held at step 1
-    run_at(worker, T0 + timedelta(minutes=1))
-    with context.db.read() as session:
-        [incident] = session.scalars(select(Incident))
-        assert incident.status == IncidentStatus.monitoring
+    fire, worker, incident = held_in_monitoring(api, context, resolved_after=timedelta(minutes=1))
     before = sent(context, incident.id)
     assert ("carol", "email", 1, 1) in before
 
     clock.set(T0 + back_after)
-    response = api.post("/api/v1/alerts/preview", json=alert, headers=viewer)
+    response = api.post("/api/v1/alerts/preview", json=API_5XX, headers=viewer)
     assert response.status_code == 200, response.text
     [shown] = response.json()
     joining = shown["incident"]
