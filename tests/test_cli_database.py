@@ -4,6 +4,7 @@ worked nowhere (exit 0). Only ``db upgrade`` (and ``demo seed``, the worker) mak
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
+from tests.peers import free_port
 from warroom import __version__, migrate
 from warroom.cli.main import app
 
@@ -65,7 +67,7 @@ def test_serve_says_in_one_line_that_it_cannot_use_the_database(tmp_path: Path) 
     entries in a log."""
     runner = CliRunner(env={"COLUMNS": "80", "WARROOM_DATA_DIR": str(tmp_path)})
     url = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
-    for command in (["serve", "--port", "18899"], ["db", "upgrade"]):
+    for command in (["serve", "--port", str(free_port())], ["db", "upgrade"]):
         result = runner.invoke(app, [*command, "--database-url", url])
         said = _clean_failure(result)
         assert "cannot use the database at postgresql+psycopg://postgres@127.0.0.1:1/nowhere" in said, said
@@ -82,7 +84,7 @@ def test_a_database_of_a_newer_warroom_is_named_as_such(tmp_path: Path) -> None:
         connection.execute("UPDATE alembic_version SET version_num = '0099_future'")
     for command in (
         ["db", "upgrade"],
-        ["serve", "--port", "18899"],
+        ["serve", "--port", str(free_port())],
         ["worker", "--once"],
         ["token", "list"],
     ):
@@ -94,10 +96,12 @@ def test_a_database_of_a_newer_warroom_is_named_as_such(tmp_path: Path) -> None:
         assert "upgrade Warroom, or restore a backup" in said
 
 
-@pytest.mark.parametrize("command", [["db", "upgrade"], ["serve", "--port", "18899"], ["token", "list"]])
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["serve", "--port", "PORT"], ["token", "list"]])
 def test_a_database_other_than_sqlite_or_postgresql_is_refused_by_name(
     tmp_path: Path, command: list[str]
 ) -> None:
+    # A port of its own: a fixed one was taken by the same test on another xdist worker.
+    command = [str(free_port()) if word == "PORT" else word for word in command]
     runner = CliRunner(env={"COLUMNS": "200", "WARROOM_DATA_DIR": str(tmp_path)})
     said = _clean_failure(runner.invoke(app, [*command, "--database-url", "mysql://x@y/z"]))
     assert "is for mysql: only SQLite" in said and "and PostgreSQL" in said, said
@@ -114,3 +118,17 @@ def test_db_upgrade_says_whether_it_migrated(tmp_path: Path) -> None:
     assert f"migrated the database from an empty database to {head}" in first.output, first.output
     again = runner.invoke(app, ["db", "upgrade", "--database-url", url])
     assert again.exit_code == 0 and "is up to date" in again.output and "migrated" not in again.output
+
+
+def test_serve_that_cannot_use_the_database_gives_its_ports_back(tmp_path: Path) -> None:
+    """``serve`` binds its ports before it migrates; when the database then fails, the ports are closed, not
+    held until the process ends (a test or an embedding that goes on could not bind them again)."""
+    runner = CliRunner(env={"COLUMNS": "200", "WARROOM_DATA_DIR": str(tmp_path)})
+    port, mail_port = free_port(), free_port()
+    command = ["serve", "--port", str(port), "--mail-port", str(mail_port), "--database-url", "mysql://x@y/z"]
+    result = runner.invoke(app, command)
+    assert "is for mysql" in _clean_failure(result)
+    for taken in (port, mail_port):
+        with socket.socket() as again:
+            again.bind(("127.0.0.1", taken))
+            again.listen(1)

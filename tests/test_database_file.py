@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from tests.alerts.conftest import make_key
 from tests.conftest import EXAMPLE_CONFIG
+from tests.peers import free_port
 from warroom.app import create_app
 from warroom.cli.main import app as cli
 from warroom.clock import clock
@@ -208,7 +209,11 @@ def test_a_read_only_data_directory_says_it_must_be_writable(tmp_path: Path, sql
         runner = CliRunner(env={"COLUMNS": "300"})
         result = runner.invoke(
             cli,
-            ["serve", "--database-url", f"sqlite:///{directory / 'r.db'}", "--config", str(EXAMPLE_CONFIG)],
+            [
+                "serve",
+                *("--port", str(free_port())),
+                *("--database-url", f"sqlite:///{directory / 'r.db'}", "--config", str(EXAMPLE_CONFIG)),
+            ],
         )
     finally:
         subprocess.run(["chattr", "-i", str(directory)], capture_output=True, check=False)

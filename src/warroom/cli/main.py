@@ -299,13 +299,21 @@ def serve(
     mail_listener = None
     if settings.mail_intake_port is not None:
         mail_listener = listening_socket(settings.mail_intake_host, settings.mail_intake_port, "--mail-port")
-    with database_errors(settings.resolved_database_url):  # create_app migrates it
-        context = AppContext(
-            settings=settings,
-            db=Database.from_settings(settings),
-            org=org,
-        )
-        application = create_app(settings, context, mail_listener)
+    try:
+        with database_errors(settings.resolved_database_url):  # create_app migrates it
+            context = AppContext(
+                settings=settings,
+                db=Database.from_settings(settings),
+                org=org,
+            )
+            application = create_app(settings, context, mail_listener)
+    except BaseException:
+        # Not left bound until the process ends: a caller that goes on (a test, an embedding) gets the
+        # ports back.
+        listener.close()
+        if mail_listener is not None:
+            mail_listener.close()
+        raise
     listening = listen_address(settings)
     public = settings.public_url
     # The address it listens on; the one people reach it at (pages' links) beside it when that differs.
