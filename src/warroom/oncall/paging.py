@@ -143,6 +143,7 @@ def request_paging(
     fingerprint: str | None = None,
     merged_from: int | None = None,
     raised_by: str | None = None,
+    raised_to: str | None = None,
 ) -> Job:
     """Enqueue the start of paging; committed with the change that caused it. ``severity``: the level the
     incident opened at, which the page names even if it was raised before the worker ran. ``requested_by``:
@@ -151,7 +152,8 @@ def request_paging(
     a reload renaming the policy (or the rule) before the worker runs does not lose the page.
     ``merged_from``: the incident whose run of the policy a merge carried here (the merge names it).
     ``raised_by``: who raised the severity (trigger ``severity_raised``): the raise's pages say so, and skip
-    them."""
+    them; ``raised_to``: the level they raised it to, which tells a raise lowered again before the worker ran
+    (``_raise_overtaken``)."""
     at = at or utcnow()
     if trigger == "created":
         key = _opening_key(incident_id)
@@ -175,6 +177,8 @@ def request_paging(
         payload["merged_from"] = merged_from
     if raised_by:
         payload["raised_by"] = raised_by
+    if raised_to:
+        payload["raised_to"] = raised_to
     return job_service.enqueue(
         session,
         kind=START_KIND,
@@ -1031,7 +1035,8 @@ def follow_lowered_severity(session: Session, org: OrgConfig, *, incident_id: in
     incident = incident_service.get_incident(session, incident_id, for_update=True)
     mode = service.paging_mode(org, incident.severity)
     # Only the mode changes: ``severity`` stays the level the escalation paged at, which tells a raise still
-    # on its way to the worker (P2, raised to P0, lowered to P1) from one already paged for.
+    # on its way to the worker (P2, raised to P0, lowered to P1: it pages at P1) from one lowered again to
+    # that level or below (P1, raised to P0, lowered to P2: nothing restarts, ``_raise_overtaken``).
     changed = [escalation for escalation in active if escalation.mode != mode]
     for escalation in changed:
         if escalation.mode == "all_hands" and escalation.next_check_at is not None:
@@ -1097,6 +1102,7 @@ def start_paging(
     fingerprint: str | None = None,
     merged_from: int | None = None,
     raised_by: str | None = None,
+    raised_to: str | None = None,
 ) -> dict[str, Any]:
     org = context.org
     at = at or utcnow()
@@ -1121,6 +1127,10 @@ def start_paging(
                 f"{incident.ref} was acknowledged by {incident.acknowledged_by} before it went out",
             )
         return {"skipped": f"already acknowledged by {incident.acknowledged_by}"}
+    if trigger == "severity_raised":
+        overtaken = _raise_overtaken(session, org, incident, raised_to=raised_to, raised_by=raised_by)
+        if overtaken is not None:
+            return overtaken
     severity = incident.severity
     mode: PagingMode = service.paging_mode(org, severity)
     policy: EscalationPolicyConfig | None
@@ -1219,9 +1229,10 @@ def start_paging(
         and trigger == "severity_raised"
         and escalation.severity == severity
     ):
-        # It started at this level already: the raise came before the worker paged for the opening, or a
-        # rule asked for this policy at the new level before the raise's job ran. The incident's own run at
-        # the old level is superseded all the same, whichever of the jobs ran first.
+        # It started at this level already: a rule asked for this policy at the new level before the raise's
+        # job ran (the incident's own run at this level, started by the opening's job or another raise's,
+        # is ``_raise_overtaken``'s). The incident's own run at the old level is superseded all the same,
+        # whichever of the jobs ran first.
         _supersede_own_runs(session, incident, policy.name)
         return {"skipped": f"{policy.name} is already escalating at {severity}"}
     if trigger == "snooze_ended":
@@ -1343,6 +1354,83 @@ def _raise_to_level(session: Session, incident: Incident, raised_by: str | None)
     said = f"raised to {severity}" + (f" by {raised_by}" if raised_by else "")
     person = _by_person(raised_by)
     return said, _engaged(said, person, f"the one who raised it to {severity}") if person else None
+
+
+def _raise_overtaken(
+    session: Session, org: OrgConfig, incident: Incident, *, raised_to: str | None, raised_by: str | None
+) -> dict[str, Any] | None:
+    """What a raise's job does when the incident is now at or below the level its own escalation already
+    pages at (the most severe of its own runs still escalating): nothing. Paging would only restart that run
+    at a level no higher than it runs at (a P1 raised to P0 and lowered to P2 before the worker ran, re-paged
+    as a P2); it goes on as it was, in the mode the lowering set. A raise above that level was never paged
+    for: it was lowered again before it went out, and the timeline says so. One at or below it was paged for
+    by that run (the opening's job found the incident raised already, or another raise's job ran first), and
+    there is nothing to say. None: the incident is above every run of its own, or none runs: the raise pages.
+    ``raised_to``: the level the raise went to (from its job; else the latest raise on the timeline)."""
+    known = set(org.severity_ids)
+    own = [
+        escalation
+        for escalation in session.scalars(
+            select(Escalation)
+            .where(Escalation.incident_id == incident.id, Escalation.state == EscalationState.active)
+            .order_by(Escalation.id)
+        )
+        # A run a rule or a person asked for goes on beside whatever the raise pages: not the incident's own.
+        if _origin(escalation) == EscalationOrigin.incident and escalation.severity in known
+    ]
+    if not own or incident.severity not in known:
+        return None
+    rank = org.severity_rank
+    level = min((escalation.severity for escalation in own), key=rank)
+    if rank(incident.severity) < rank(level):
+        return None
+    running = [escalation for escalation in own if escalation.severity == level]
+    policies = ", ".join(escalation.policy for escalation in running)
+    changes = [
+        (entry.data or {}, entry.performer)
+        for entry in session.scalars(
+            select(TimelineEntry)
+            .where(
+                TimelineEntry.incident_id == incident.id, TimelineEntry.kind == TimelineKind.severity_change
+            )
+            .order_by(TimelineEntry.seq.desc())
+        )
+    ]
+    if raised_to is None:  # a job queued before raises said their level
+        raised_to = next((str(f.get("to")) for f, _ in changes if f.get("direction") == "raised"), None)
+    if raised_to is None or raised_to not in known or rank(raised_to) >= rank(level):
+        return {"skipped": f"{policies} already escalating at {level}"}
+    # The newest lowering came after this raise: the incident fell from the raise's level to where it is.
+    lowering = next(((f, by) for f, by in changes if f.get("direction") == "lowered"), None)
+    lowered = ""
+    if lowering is not None:
+        lowered_to = str(lowering[0].get("to"))
+        lowered = f" (to {lowered_to} by {lowering[1]}" + (
+            f"; {incident.severity} now)" if lowered_to != incident.severity else ")"
+        )
+    goes_on = "; ".join(
+        f"{escalation.policy} goes on as it was, at step {escalation.step}"
+        + (f", next deadline {escalation.next_check_at:%H:%M:%S} UTC" if escalation.next_check_at else "")
+        for escalation in running
+    )
+    raise_said = f"the raise to {raised_to}" + (f" by {raised_by}" if raised_by else "")
+    _timeline(
+        session,
+        incident,
+        f"Page for {raise_said} not sent: {incident.ref} was lowered again{lowered} before it went out, and "
+        f"its escalation pages at {level} already: {goes_on}",
+        kind=TimelineKind.automation,
+        data={
+            "raised_to": raised_to,
+            "raised_by": raised_by,
+            "severity": incident.severity,
+            "paging_at": level,
+            "policies": [escalation.policy for escalation in running],
+        },
+    )
+    return {
+        "skipped": f"{raise_said} was lowered again to {incident.severity}; {policies} goes on at {level}"
+    }
 
 
 def _no_policy_noted(session: Session, incident: Incident) -> bool:
@@ -2734,6 +2822,7 @@ def _start_job(context: AppContext, session: Session, job: Job) -> dict[str, Any
         fingerprint=payload.get("fingerprint"),
         merged_from=int(payload["merged_from"]) if payload.get("merged_from") is not None else None,
         raised_by=payload.get("raised_by"),
+        raised_to=payload.get("raised_to"),
     )
 
 

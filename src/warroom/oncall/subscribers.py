@@ -50,6 +50,7 @@ def page_raised_severity(session: Session, event: DomainEvent) -> None:
             trigger="severity_raised",
             at=utcnow(),
             raised_by=event.performer,
+            raised_to=str(event.data.get("to") or "") or None,
         )
         return
     # Lowered to a level that pages nobody (a false alarm, a P1 that turned out a P3): the escalation stops,
