@@ -262,6 +262,27 @@ def test_a_raise_before_the_first_page_pages_once(context: AppContext, raise_run
     assert len(paged) == 1 and f"INC-{incident_id} opened at P2, since raised to P1" in paged[0], paged
 
 
+def test_a_raise_lowered_again_before_the_first_page_says_lowered(context: AppContext) -> None:
+    """Opened at P1, raised to P0 and lowered to P2 before the worker ran: the one page is at P2, and its
+    reason said "opened at P1, since raised to P2"."""
+    clock.set(T0)
+    worker = Worker(context, name="w1", concurrency=1)
+    incident_id = open_incident(context, severity="P1")
+    for severity in ("P0", "P2"):
+        with context.db.write() as session:
+            incident_service.update_incident(
+                session,
+                org=context.org,
+                ref=incident_id,
+                data=IncidentUpdate(severity=severity),
+                performer="t",
+            )
+    run_at(worker, T0)
+    paged = [e.action for e in timeline(context, incident_id) if e.action.startswith("Paged")]
+    assert paged and all("raised" not in line for line in paged), paged
+    assert f"INC-{incident_id} opened at P1, since lowered to P2" in paged[0], paged
+
+
 def test_page_requested_by_automation(context: AppContext) -> None:
     clock.set(T0)
     worker = Worker(context, name="w1")

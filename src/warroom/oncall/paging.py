@@ -1305,7 +1305,8 @@ def start_paging(
         _raise_to_level(session, incident, raised_by) if trigger == "severity_raised" else ("", None)
     )
     reason = {
-        "created": f"{incident.ref} opened at {opened_at}, since raised to {severity}"
+        "created": f"{incident.ref} opened at {opened_at}, since {_moved(org, opened_at, severity)} to "
+        f"{severity}"
         if opened_at and opened_at != severity
         else f"{incident.ref} opened at {severity}",
         "severity_raised": f"severity {raise_said}",
@@ -1322,6 +1323,14 @@ def start_paging(
     )
     _schedule_check(session, incident, escalation, deadline)
     return {"policy": policy.name, "mode": mode, "cycle": escalation.cycle, "deadline": deadline.isoformat()}
+
+
+def _moved(org: OrgConfig, before: str, after: str) -> str:
+    """ "raised" or "lowered": an incident opened at P1 and lowered to P2 before its first page was not
+    raised. A level the org file no longer has reads as a raise, as before."""
+    if before in org.severity_ids and after in org.severity_ids:
+        return "lowered" if org.severity_rank(after) > org.severity_rank(before) else "raised"
+    return "raised"
 
 
 def _raise_to_level(session: Session, incident: Incident, raised_by: str | None) -> tuple[str, Cause | None]:
