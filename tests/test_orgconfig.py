@@ -361,8 +361,8 @@ def test_every_problem_of_one_entry_is_reported_in_one_run() -> None:
         "automation.rules[0].incident.title (line 8)",
         "automation.rules[0].notify[0].message (line 9)",
         "automation.enrich[0].severity (line 12)",
-        "automation.enrich[0].labels (line 13)",
-        "automation.enrich[0].labels (line 13)",
+        "automation.enrich[0].labels.team (line 13)",
+        "automation.enrich[0].labels.owner (line 13)",
         "automation.inhibit_rules[0].source (line 15)",
         "automation.inhibit_rules[0].target.labels_regex.x (line 15)",
     ], found
@@ -374,7 +374,7 @@ def test_every_problem_of_one_entry_is_reported_in_one_run() -> None:
     assert "'alerts', 'incident' are never given to it" in found[3]
     assert "alert.status: alert has no such field" in found[4]
     assert "bad template: Expected an expression" in found[5]
-    assert "labels.team: " in found[7] and "labels.owner: " in found[8]
+    assert "bad template: " in found[7] and "bad template: " in found[8]
     assert "source and target each need a condition" in found[9]
 
 

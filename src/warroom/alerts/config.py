@@ -1295,14 +1295,18 @@ class WebhookFormat(StrictModel):
         return found
 
 
-def _payload_template_problems(sources: list[tuple[str, str]]) -> list[str]:
-    """Each (field, template) that does not compile, as "field: error (line n)"."""
-    problems = []
-    for where, source in sources:
+def _payload_template_problems(sources: list[tuple[str, tuple[int | str, ...], str]]) -> list[str]:
+    """Each (field, place, template) that does not compile, as "field: error (line n)". One of an item of the
+    value validated (``place`` below it: a label of ``labels``, ``(0, "href")`` of ``links``) is an
+    ``ItemProblem``, so that ``config check`` names the item's own path and line, not the map's."""
+    problems: list[str] = []
+    for where, at, source in sources:
         try:
             payload_template(source)
         except TemplateSyntaxError as exc:
-            problems.append(f"{where}: {exc.message} (line {exc.lineno})")
+            said = f"{exc.message} (line {exc.lineno})"
+            short = f"bad template: {exc.message} (line {exc.lineno} of the template)"
+            problems.append(ItemProblem(f"{where}: {said}", at, short) if at else f"{where}: {said}")
     return problems
 
 
@@ -1327,33 +1331,33 @@ class EnrichRule(StrictModel):
     annotations: dict[str, str] = Field(default_factory=dict, description="Name → template.")
     links: list[WebhookLink] = Field(default_factory=list, description="Added to the alert's links.")
 
-    # Field by field, so that a bad severity does not hide a broken template (nor one template another).
+    # Field by field, so that a bad severity does not hide a broken template (nor one template another); each
+    # item of a map or list at its own place.
     @field_validator("service")
     @classmethod
     def _service_compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            raise_problems(_payload_template_problems([("service", value)]))
+            raise_problems(_payload_template_problems([("service", (), value)]))
         return value
 
     @field_validator("labels", "annotations")
     @classmethod
     def _values_compile(cls, values: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        raise_problems(_payload_template_problems([(f"{info.field_name}.{k}", v) for k, v in values.items()]))
+        raise_problems(
+            _payload_template_problems([(f"{info.field_name}.{k}", (k,), v) for k, v in values.items()])
+        )
         return values
 
-    @model_validator(mode="after")
-    def _templates_compile(self) -> EnrichRule:
-        sources = [("service", self.service)] if self.service is not None else []
-        sources += [(f"labels.{name}", text) for name, text in self.labels.items()]
-        sources += [(f"annotations.{name}", text) for name, text in self.annotations.items()]
-        for index, link in enumerate(self.links):
-            sources += [(f"links[{index}].href", link.href), (f"links[{index}].text", link.text or "")]
-        for where, source in sources:
-            try:
-                payload_template(source)
-            except TemplateSyntaxError as exc:
-                raise ValueError(f"{where}: {exc.message} (line {exc.lineno})") from None
-        return self
+    @field_validator("links")
+    @classmethod
+    def _links_compile(cls, links: list[WebhookLink]) -> list[WebhookLink]:
+        sources: list[tuple[str, tuple[int | str, ...], str]] = []
+        for index, link in enumerate(links):
+            sources.append((f"links[{index}].href", (index, "href"), link.href))
+            if link.text is not None:
+                sources.append((f"links[{index}].text", (index, "text"), link.text))
+        raise_problems(_payload_template_problems(sources))
+        return links
 
 
 class UnroutedDigest(StrictModel):

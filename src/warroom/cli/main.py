@@ -812,6 +812,14 @@ def config_test_alert(
             "open alert is looked up among its alerts only, as intake does.",
         ),
     ] = None,
+    matching: Annotated[
+        bool,
+        typer.Option(
+            "--matching",
+            help="Show only the rules that match, plus the summary of what would happen (with --json too: "
+            "only they are in 'rules').",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Which rules an alert would match (and why the others do not), and the incident it would open: a dry run
@@ -848,15 +856,25 @@ def config_test_alert(
             fail(exc.message)
         previews = [automation.preview(org, kind, event) for event in events]
     if as_json:
-        print_json([preview.model_dump(mode="json") for preview in previews])
+        print_json(
+            [_matching_only(preview) if matching else preview.model_dump(mode="json") for preview in previews]
+        )
         return
     if not previews:
         console.print("No alerts: the webhook format's skip leaves out every item; nothing would be stored.")
     for preview in previews:
-        _print_preview(preview)
+        _print_preview(preview, matching=matching)
 
 
-def _print_preview(preview: RoutingPreview) -> None:
+def _matching_only(preview: RoutingPreview) -> dict[str, Any]:
+    """The preview as JSON with only the rules that match (``--matching``), and how many were checked."""
+    shown = preview.model_dump(mode="json")
+    shown["rules"] = [verdict for verdict in shown["rules"] if verdict["matched"]]
+    shown["rules_checked"] = len(preview.rules)
+    return shown
+
+
+def _print_preview(preview: RoutingPreview, *, matching: bool = False) -> None:
     from warroom.alerts import automation
 
     console.print(
@@ -874,10 +892,12 @@ def _print_preview(preview: RoutingPreview) -> None:
         console.print(escape(f"-> {done} {target} (at its source); the rules do not run"))
         console.print()
         return
-    table(
-        None,
-        ["rule", "", "why not"],
-        [
+    # --matching: in an org file of 150 rules the one that matches is the one to read; the rest are counted.
+    verdicts = [verdict for verdict in preview.rules if verdict.matched] if matching else preview.rules
+    others = len(preview.rules) - len(verdicts)
+    unrouted_said = False
+    if verdicts or not matching:
+        rows: list[tuple[str | Text, ...]] = [
             (
                 verdict.rule,
                 Text("applies", style="green")
@@ -887,9 +907,30 @@ def _print_preview(preview: RoutingPreview) -> None:
                 else Text("no", style="dim"),
                 verdict.why_not or "",
             )
-            for verdict in preview.rules
-        ],
-    )
+            for verdict in verdicts
+        ]
+        if matching:  # no "why not" to show: each rule shown matches
+            rows = [row[:2] for row in rows]
+            rest = "1 other rule does not match" if others == 1 else f"{others} other rules do not match"
+            rows += [(Text(f"({rest})", style="dim"), "")] if others else []
+        table(None, ["rule", ""] if matching else ["rule", "", "why not"], rows)
+    else:
+        checked = f"{others} rule{'' if others == 1 else 's'} checked" if others else "there are no rules"
+        # One line that says both; when a repeat or a hold decides what happens, the lines below say it.
+        plain = (
+            preview.unrouted
+            and preview.open_alert is None
+            and preview.maintenance_window is None
+            and preview.inhibited_by is None
+        )
+        if plain:
+            console.print(
+                f"-> no rule matches ({checked}): [magenta]unrouted[/]: stored, and listed by alerts list "
+                "--unrouted"
+            )
+            unrouted_said = True
+        else:
+            console.print(f"no rule matches ({checked}):")
     incident = preview.incident
     if preview.open_alert is not None and preview.open_alert_unchanged:
         console.print(
@@ -1023,7 +1064,8 @@ def _print_preview(preview: RoutingPreview) -> None:
                 Text(f"   template fails on this alert (its summary stands in): {failure}", style="red")
             )
     elif preview.unrouted:
-        console.print("-> [magenta]unrouted[/]: stored, and listed by alerts list --unrouted")
+        if not unrouted_said:
+            console.print("-> [magenta]unrouted[/]: stored, and listed by alerts list --unrouted")
     else:
         console.print("-> routed by a rule without an incident action: stored only")
     if preview.auto_resolve_after is not None:
