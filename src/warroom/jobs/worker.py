@@ -20,7 +20,7 @@ import uuid
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
@@ -31,6 +31,8 @@ from sqlalchemy.orm import Session
 
 from warroom.context import AppContext
 from warroom.db import as_sqlalchemy_error, is_retryable, trouble, unavailable, unavailable_reason, utcnow
+from warroom.errors import NotFound
+from warroom.incidents import service as incident_service
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.service import PermanentFailure, RetryLater, backoff, handler_for, network_kinds
 
@@ -168,6 +170,7 @@ class Worker:
         with_room = self._with_room(in_flight, limit)
         if not self._anything_to_claim(now, with_room):
             return []
+        self._bury_expired(now)
         with self.context.db.write() as session:
             query = select(Job.id, Job.run_at, Job.peer).where(
                 Job.status == JobStatus.pending, Job.run_at <= now, self._in_lane(), with_room
@@ -185,32 +188,25 @@ class Worker:
             # steady backlog, a dead worker's page must not wait for every newer job (it waited minutes
             # when only free slots went to them). Their attempt counts, and a job that keeps killing its
             # worker ends dead instead of looping forever (a deferred job it held but never started was not
-            # charged, see ``_charged_at_claim``). They count against their peer's limit like any other: a
-            # dead worker's deliveries to a hung peer must not take every slot.
+            # charged, see ``_charged_at_claim``): that one was buried before this transaction
+            # (``_bury_expired``), and one this pass left is not claimed. They count against their peer's
+            # limit like any other: a dead worker's deliveries to a hung peer must not take every slot.
             expired: dict[int, Job] = {}
             for job in session.scalars(
                 select(Job)
                 .where(
-                    Job.status == JobStatus.running, Job.lease_expires_at <= now, self._in_lane(), with_room
+                    Job.status == JobStatus.running,
+                    Job.lease_expires_at <= now,
+                    Job.attempts < Job.max_attempts,
+                    self._in_lane(),
+                    with_room,
                 )
                 .order_by(Job.run_at)
                 .limit(limit if in_flight is None else max(limit, self.batch))
                 .with_for_update(skip_locked=True)
             ):
-                if job.attempts >= job.max_attempts:
-                    job.status = JobStatus.dead
-                    job.last_error = (
-                        f"worker {job.lease_owner} stopped without finishing (lease expired) "
-                        f"after {job.attempts} attempt(s)"
-                    )
-                    job.lease_owner = None
-                    job.lease_expires_at = None
-                    job.finished_at = now
-                    log.warning("job %s (%s) is dead: %s", job.id, job.kind, job.last_error)
-                    self._failure_hook(session, job, job.last_error, final=True)
-                else:
-                    expired[job.id] = job
-                    rows.append(DueJob(job.id, job.run_at, job.peer))
+                expired[job.id] = job
+                rows.append(DueJob(job.id, job.run_at, job.peer))
             rows.sort(key=lambda row: row.run_at)
             if in_flight is not None:
                 rows = _within_peer_limit(
@@ -243,6 +239,52 @@ class Worker:
                     .execution_options(synchronize_session=False)
                 )
         return [(job_id, peers[job_id]) for job_id in due]
+
+    def _spent(self, now: datetime) -> ColumnElement[bool]:
+        """Jobs of this lane whose lease expired after their last attempt: their worker died each time."""
+        return and_(
+            Job.status == JobStatus.running,
+            Job.lease_expires_at <= now,
+            Job.attempts >= Job.max_attempts,
+            self._in_lane(),
+        )
+
+    def _bury_expired(self, now: datetime) -> None:
+        """Mark dead (up to a batch of) the jobs whose lease expired after their last attempt, each in a short
+        transaction of its own that locks the job's incident before the job: the order every transaction that
+        locks both takes (an acknowledgement or a resolve locks the incident, then cancels its pending jobs).
+        Done in the claim's transaction, the failure hook (a dead page goes on the incident's timeline) locked
+        the incident while that held the rows of the jobs it was claiming: it deadlocked with an
+        acknowledgement on PostgreSQL."""
+        spent = self._spent(now)
+        with self.context.db.read() as session:
+            found = session.execute(
+                select(Job.id, Job.incident_id).where(spent).order_by(Job.run_at).limit(self.batch)
+            ).all()
+        for job_id, incident_id in found:
+            with self.context.db.write() as session:
+                if incident_id is not None:
+                    with suppress(NotFound):  # deleted since (a job outlives its incident): nothing to lock
+                        incident_service.get_incident(session, incident_id, for_update=True)
+                # Skip one another worker is burying now; one finished meanwhile no longer matches.
+                job = session.scalar(
+                    select(Job)
+                    .where(Job.id == job_id, spent)
+                    .with_for_update(skip_locked=True)
+                    .execution_options(populate_existing=True)
+                )
+                if job is None:
+                    continue
+                job.status = JobStatus.dead
+                job.last_error = (
+                    f"worker {job.lease_owner} stopped without finishing (lease expired) "
+                    f"after {job.attempts} attempt(s)"
+                )
+                job.lease_owner = None
+                job.lease_expires_at = None
+                job.finished_at = now
+                log.warning("job %s (%s) is dead: %s", job.id, job.kind, job.last_error)
+                self._failure_hook(session, job, job.last_error, final=True)
 
     def _with_room(self, in_flight: Tally[str] | None, free: int) -> ColumnElement[bool]:
         """Jobs that may take one of ``free`` slots: no peer, or a peer below its limit; with one slot left,
