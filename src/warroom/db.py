@@ -207,7 +207,10 @@ def connection_lost(exc: BaseException, connection: Connection | None = None) ->
         return False
     if connection.invalidated or connection.closed:
         return True
-    driver = connection.connection.driver_connection
+    try:
+        driver = connection.connection.driver_connection
+    except Exception:
+        return True  # it cannot even be looked at
     # psycopg's: closed, or broken by a fatal error (the server's end of it went away).
     return bool(getattr(driver, "closed", False) or getattr(driver, "broken", False))
 
