@@ -183,6 +183,38 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
+# PostgreSQL's server ending sessions (admin_shutdown, crash_shutdown) or refusing them (cannot_connect_now):
+# a restart. Its connection_exception class (08…) is the other way a connection goes.
+_SESSION_ENDED_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def connection_lost(exc: BaseException, connection: Connection | None = None) -> bool:
+    """Whether a statement failed because its connection is gone (the server restarted or ended the session,
+    the network dropped it, SQLite's file was replaced under it): worth once more on a new connection.
+    ``connection``: the one it ran on, if any, for a driver error that says nothing but left it broken.
+
+    Not a lock wait that ran out (PostgreSQL's lock_timeout, SQLite's busy timeout), nor a full disk: a new
+    connection would only meet them again, after as long a wait."""
+    exc = as_sqlalchemy_error(exc)
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc.orig, DatabaseFileChanged):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    if sqlstate.startswith("08") or sqlstate in _SESSION_ENDED_SQLSTATES:
+        return True
+    if connection is None:
+        return False
+    if connection.invalidated or connection.closed:
+        return True
+    try:
+        driver = connection.connection.driver_connection
+    except Exception:
+        return True  # it cannot even be looked at
+    # psycopg's: closed, or broken by a fatal error (the server's end of it went away).
+    return bool(getattr(driver, "closed", False) or getattr(driver, "broken", False))
+
+
 def lost_race(exc: BaseException) -> bool:
     """Whether a failed transaction lost a race to a concurrent one and may simply be run again: it inserted
     a unique key the other committed first (an ``IntegrityError``; run again, it finds the other's row), or
@@ -393,8 +425,11 @@ def _configure_sqlite(
         cursor = dbapi_connection.cursor()
         # Before WAL, which writes the file's first page: a new database can then give pages that retention
         # freed back to the file system (``reclaim_free_pages``). An older file keeps its mode until
-        # ``warroom db vacuum``.
-        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        # ``warroom db vacuum``. Set only on a file with no pages yet: on any other, setting it opens a write
+        # transaction, so every connection opened while a writer held the lock (a pool growing under load)
+        # waited out the busy timeout and failed with "database is locked", reads and /healthz too.
+        if cursor.execute("PRAGMA page_count").fetchone()[0] == 0:
+            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")

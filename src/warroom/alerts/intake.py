@@ -3,9 +3,10 @@ at that moment in one transaction, commits (one fsync), then answers each reques
 
 Every answer still comes after its alerts are committed. If the shared transaction fails (a bad request,
 a race on PostgreSQL), each request in it is retried in a transaction of its own, so one request's failure
-never becomes another's. If it fails because the database cannot be used (down, locked), the batch is tried
-once more on a new connection (the kept one may have died), then all of it is answered 503: retrying each
-request alone would make each wait again.
+never becomes another's. If it fails because the database cannot be used (down, locked), all of it is answered
+503: retrying each request alone would make each wait again. Only when the kept connection was lost (the
+server restarted) is the batch tried once more first, on a new connection; a lock wait that ran out
+(PostgreSQL's lock_timeout) is not tried again, so the sender hears within one lock timeout.
 
 On SQLite each request is answered within about one busy timeout of its arrival (its deadline): 503 if its
 alerts could not be committed by then. The writer waits for the write lock only until the earliest deadline
@@ -54,7 +55,15 @@ from warroom.auth.integrations import IntegrationIdentity
 from warroom.auth.models import IntegrationType
 from warroom.auth.signing import SignedBody
 from warroom.context import AppContext
-from warroom.db import is_retryable, lost_race, schema_missing, unavailable, unavailable_reason, utcnow
+from warroom.db import (
+    connection_lost,
+    is_retryable,
+    lost_race,
+    schema_missing,
+    unavailable,
+    unavailable_reason,
+    utcnow,
+)
 from warroom.errors import WarroomError
 
 log = logging.getLogger("warroom.alerts.intake")
@@ -388,6 +397,7 @@ class IntakeWriter:
                     outcomes = exc
                     break
                 if unavailable(exc) and not is_retryable(exc):
+                    lost = connection_lost(exc, self._connection)
                     self._disconnect()
                     still_waiting = self._answer_past_deadline(groups)
                     if still_waiting is not groups:
@@ -395,8 +405,10 @@ class IntakeWriter:
                         # answered; the rest wait on, each at most until its own deadline.
                         groups = still_waiting
                         continue
-                    if not fresh_connection_tried:
-                        # The kept connection may have died (PostgreSQL restarted): once more on a new one.
+                    if lost and not fresh_connection_tried:
+                        # The kept connection died (PostgreSQL restarted): once more on a new one. Not after a
+                        # lock wait that ran out (a held LOCK TABLE past lock_timeout): the new one waited it
+                        # out again, and the sender had its 503 after twice the time the operator set.
                         fresh_connection_tried = True
                         log.warning(
                             "alert intake batch failed (%s); retrying it on a new connection",
