@@ -199,6 +199,29 @@ def database_errors(url: str) -> Iterator[None]:
         fail(f"cannot use the database at {shown_url(url)}: {reason}")
 
 
+def _could_be_made(directory: Path) -> None:
+    """``DirectoryUnusable`` (``make_directory``'s line) unless ``directory`` is one or could be made; it
+    makes nothing: a command that only reads the database must not leave a directory behind (a typo in
+    WARROOM_DATA_DIR). The first missing directory is made and removed at once, as only trying says whether
+    it can be (root may write where ``os.access`` says so, and still be refused, as under /proc)."""
+    from warroom.settings import make_directory
+
+    if directory.is_dir():
+        return
+    top = directory
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    if top.parent.is_dir() and not top.exists():
+        try:
+            top.mkdir()
+        except OSError:
+            pass  # make_directory below says why, in its words, and makes nothing either
+        else:
+            top.rmdir()
+            return
+    make_directory(directory)  # fails: a file in its place or above it, or a directory that cannot be made
+
+
 def _existing(url: str, settings: Settings) -> Database:
     from sqlalchemy.engine import make_url
 
@@ -206,6 +229,9 @@ def _existing(url: str, settings: Settings) -> Database:
 
     file = make_url(url).database if is_sqlite(url) else None
     if file and file != ":memory:" and not Path(file).exists():
+        # Sending the user to ``db upgrade`` is no help when it cannot make the file's directory either (a
+        # WARROOM_DATA_DIR that names a file): say so now, in its words.
+        _could_be_made(Path(file).parent)
         fail(
             f"no database at {file}: give --database-url (or WARROOM_DATABASE_URL, or WARROOM_DATA_DIR), or "
             "make one with warroom db upgrade"
