@@ -186,7 +186,9 @@ def _unusable_data_dirs(tmp_path: Path) -> dict[str, Path]:
     return {"a file": a_file, "under a file": a_file / "data", "under /proc": Path("/proc/nope")}
 
 
-@pytest.mark.parametrize("command", [["db", "upgrade"], ["worker", "--once"], ["serve", "--no-worker"]])
+@pytest.mark.parametrize(
+    "command", [["db", "upgrade"], ["worker", "--once"], ["serve", "--no-worker"], ["token", "list"]]
+)
 @pytest.mark.parametrize("case", ["a file", "under a file", "under /proc"])
 def test_a_data_directory_that_cannot_be_made_ends_the_command_in_one_line(
     tmp_path: Path, command: list[str], case: str

@@ -36,7 +36,7 @@ from warroom.alerts.schemas import (
     snooze_end,
 )
 from warroom.auth.enums import IntegrationType
-from warroom.cli.helptext import DURATION_FORMS, AlertRef
+from warroom.cli.helptext import DURATION_FORMS, GRAFANA_HEADERS_EPILOG, AlertRef
 from warroom.cli.output import (
     SEVERITY_STYLE,
     At,
@@ -1244,15 +1244,14 @@ def _local_session(
 SignatureHeaderOption = Annotated[
     str | None,
     typer.Option(
-        help="Signing integrations: the header the contact point sends the signature in, if not "
-        "X-Grafana-Alerting-Signature."
+        help="Signing integrations: the header the contact point sends the signature in, if not Grafana's "
+        "(below)."
     ),
 ]
 TimestampHeaderOption = Annotated[
     str | None,
     typer.Option(
-        help="Signing integrations: the contact point's timestamp header, if not "
-        "X-Grafana-Alerting-Signature-Timestamp."
+        help="Signing integrations: the contact point's timestamp header, if not Grafana's (below)."
     ),
 ]
 ServiceOption = Annotated[
@@ -1308,7 +1307,7 @@ def _options_named(exc: WarroomError) -> str:
     return message
 
 
-@integration_app.command("create", cls=OnceOnlyCommand)
+@integration_app.command("create", cls=OnceOnlyCommand, epilog=GRAFANA_HEADERS_EPILOG)
 def integration_create(
     name: Annotated[str, typer.Option(help="The source, e.g. prometheus.")],
     type_: Annotated[
@@ -1506,7 +1505,7 @@ def integration_revoke(
     emit(as_json, row, lambda: console.print(escape(said)))
 
 
-@integration_app.command("update", cls=OnceOnlyCommand)
+@integration_app.command("update", cls=OnceOnlyCommand, epilog=GRAFANA_HEADERS_EPILOG)
 def integration_update(
     integration_id: RowIdArgument,
     name: Annotated[str | None, typer.Option(help="A new name.")] = None,

@@ -93,6 +93,26 @@ def either(values: Iterable[str]) -> str:
     return ", ".join(named[:-1]) + f" or {named[-1]}" if len(named) > 1 else "".join(named)
 
 
+def environment_epilog(variables: dict[str, str], more: str = "") -> str:
+    """A command's epilog naming the environment variable of each of its options (``variables``: option to
+    variable), one to a line, then the paragraph ``more``. Typer's options panel leaves an option's help a
+    narrow column at 80 columns, and Rich cut a name longer than it with "…" (``WARROOM_MAIL_INTAKE_P…``):
+    the epilog, below the panel, has the terminal's whole width, so each name is shown whole. (Typer takes
+    the indentation the lines share away, so they have none.)"""
+    width = max(len(option) for option in variables)
+    lines = [f"{option.ljust(width)}  {variable}" for option, variable in variables.items()]
+    table = "\n".join(["From the environment (an option given wins over its variable):", *lines])
+    return f"{table}\n\n{more}" if more else table
+
+
+# The header names a signing integration checks unless told others (``integration create`` and ``update``),
+# said below their options: in an option's help, at 80 columns, the longer one was cut.
+GRAFANA_HEADERS_EPILOG = (
+    "Unless --signature-header and --timestamp-header name others, a signing integration reads Grafana's "
+    "headers:\nX-Grafana-Alerting-Signature\nX-Grafana-Alerting-Signature-Timestamp"
+)
+
+
 # What every duration option takes, as the shared parser reads it (``warroom.durations.Duration``: a number
 # and a unit, or several, or ISO 8601): one wording, so that no option seems to take less than the others.
 DURATION_FORMS = "90s, 30m, 2h, 1h30m, 7d or 1w, or ISO 8601 (PT2H)"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from warroom.cli.helptext import environment_epilog
 from warroom.cli.output import IdColumn, WordColumn, clipped, console, emit, fail, table
 from warroom.cli.parsing import BeforeIdOption, OnceOnlyCommand, row_number
 from warroom.errors import WarroomError
@@ -38,6 +39,19 @@ def _serve_metrics(host: str, port: int) -> None:
     console.print(f"metrics on http://{host}:{port}/metrics")
 
 
+# Below the options (``main`` registers ``worker`` with it): in an option's help, at 80 columns, Rich cut the
+# variables' names.
+WORKER_EPILOG = environment_epilog(
+    {
+        "--config": "WARROOM_CONFIG",
+        "--database-url": "WARROOM_DATABASE_URL",
+        "--poll-interval": "WARROOM_WORKER_POLL_INTERVAL",
+        "--batch": "WARROOM_WORKER_BATCH",
+        "--concurrency": "WARROOM_WORKER_CONCURRENCY",
+    }
+)
+
+
 def worker(
     config: Annotated[Path | None, typer.Option("--config", help="YAML org file (WARROOM_CONFIG).")] = None,
     database_url: Annotated[
@@ -52,8 +66,7 @@ def worker(
         int | None,
         typer.Option(
             help="Deliveries (email, Slack, webhooks) run at once, on SQLite too; other jobs too on "
-            "PostgreSQL, one at a time on SQLite (and everything with --once on SQLite). "
-            "WARROOM_WORKER_CONCURRENCY; default 4.",
+            "PostgreSQL, one at a time on SQLite (and everything with --once on SQLite); default 4.",
             min=1,
             max=64,
         ),

@@ -22,9 +22,9 @@ from warroom.alerts.schemas import RoutingPreview, RuleReplay
 from warroom.auth.enums import Role
 from warroom.cli.alerts import alerts_app, heartbeats, integration_app, report
 from warroom.cli.changes import changes_app
-from warroom.cli.helptext import DURATION_FORMS, WarroomGroup
+from warroom.cli.helptext import DURATION_FORMS, WarroomGroup, environment_epilog
 from warroom.cli.incidents import incident_app, log, responder_app
-from warroom.cli.jobs import jobs_app, worker
+from warroom.cli.jobs import WORKER_EPILOG, jobs_app, worker
 from warroom.cli.maintenance import maintenance_app
 from warroom.cli.notify import notify_app
 from warroom.cli.oncall import oncall_app
@@ -83,7 +83,7 @@ app.add_typer(oncall_app, name="oncall")
 app.add_typer(demo_app, name="demo")
 app.command("log", cls=OnceOnlyCommand)(log)
 app.add_typer(jobs_app, name="jobs")
-app.command("worker", cls=OnceOnlyCommand)(worker)
+app.command("worker", cls=OnceOnlyCommand, epilog=WORKER_EPILOG)(worker)
 app.add_typer(notify_app, name="notify")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(integration_app, name="integration")
@@ -199,6 +199,29 @@ def database_errors(url: str) -> Iterator[None]:
         fail(f"cannot use the database at {shown_url(url)}: {reason}")
 
 
+def _could_be_made(directory: Path) -> None:
+    """``DirectoryUnusable`` (``make_directory``'s line) unless ``directory`` is one or could be made; it
+    makes nothing: a command that only reads the database must not leave a directory behind (a typo in
+    WARROOM_DATA_DIR). The first missing directory is made and removed at once, as only trying says whether
+    it can be (root may write where ``os.access`` says so, and still be refused, as under /proc)."""
+    from warroom.settings import make_directory
+
+    if directory.is_dir():
+        return
+    top = directory
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    if top.parent.is_dir() and not top.exists():
+        try:
+            top.mkdir()
+        except OSError:
+            pass  # make_directory below says why, in its words, and makes nothing either
+        else:
+            top.rmdir()
+            return
+    make_directory(directory)  # fails: a file in its place or above it, or a directory that cannot be made
+
+
 def _existing(url: str, settings: Settings) -> Database:
     from sqlalchemy.engine import make_url
 
@@ -206,6 +229,9 @@ def _existing(url: str, settings: Settings) -> Database:
 
     file = make_url(url).database if is_sqlite(url) else None
     if file and file != ":memory:" and not Path(file).exists():
+        # Sending the user to ``db upgrade`` is no help when it cannot make the file's directory either (a
+        # WARROOM_DATA_DIR that names a file): say so now, in its words.
+        _could_be_made(Path(file).parent)
         fail(
             f"no database at {file}: give --database-url (or WARROOM_DATABASE_URL, or WARROOM_DATA_DIR), or "
             "make one with warroom db upgrade"
@@ -219,7 +245,23 @@ def version() -> None:
     typer.echo(__version__)
 
 
-@app.command()
+@app.command(
+    # The variables' names are said below the options: in an option's help, at 80 columns, Rich cut them.
+    epilog=environment_epilog(
+        {
+            "--host": "WARROOM_HOST",
+            "--port": "WARROOM_PORT",
+            "--config": "WARROOM_CONFIG",
+            "--database-url": "WARROOM_DATABASE_URL",
+            "--mail-port": "WARROOM_MAIL_INTAKE_PORT",
+            "--mail-tls-cert": "WARROOM_MAIL_INTAKE_TLS_CERT",
+            "--mail-tls-key": "WARROOM_MAIL_INTAKE_TLS_KEY",
+            "--forwarded-allow-ips": "WARROOM_FORWARDED_ALLOW_IPS",
+        },
+        "With a certificate, mail that does not start TLS is refused unless "
+        "WARROOM_MAIL_INTAKE_REQUIRE_TLS=false.",
+    )
+)
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.", min=1, max=65535)] = None,
@@ -232,23 +274,22 @@ def serve(
             "--mail-port",
             min=1,
             max=65535,
-            help="Also take alerts by email: listen for SMTP on this port (WARROOM_MAIL_INTAKE_PORT).",
+            help="Also take alerts by email: listen for SMTP on this port.",
         ),
     ] = None,
     mail_tls_cert: Annotated[
         Path | None,
         typer.Option(
             "--mail-tls-cert",
-            help="PEM certificate chain: the mail intake offers STARTTLS, and requires it unless "
-            "WARROOM_MAIL_INTAKE_REQUIRE_TLS=false (WARROOM_MAIL_INTAKE_TLS_CERT).",
+            help="PEM certificate chain: the mail intake offers STARTTLS, and requires it (unless told not "
+            "to: below).",
         ),
     ] = None,
     mail_tls_key: Annotated[
         Path | None,
         typer.Option(
             "--mail-tls-key",
-            help="PEM private key of that certificate, if it is not in the certificate file "
-            "(WARROOM_MAIL_INTAKE_TLS_KEY).",
+            help="PEM private key of that certificate, if it is not in the certificate file.",
         ),
     ] = None,
     forwarded_allow_ips: Annotated[
@@ -256,8 +297,7 @@ def serve(
         typer.Option(
             "--forwarded-allow-ips",
             help="The reverse proxies (comma-separated IP addresses or CIDR networks, or * alone) whose "
-            "X-Forwarded-For is believed for the client's address (WARROOM_FORWARDED_ALLOW_IPS; "
-            "default: none).",
+            "X-Forwarded-For is believed for the client's address (default: none).",
         ),
     ] = None,
 ) -> None:

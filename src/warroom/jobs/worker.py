@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -35,6 +36,7 @@ from warroom.errors import NotFound
 from warroom.incidents import service as incident_service
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.service import PermanentFailure, RetryLater, backoff, handler_for, network_kinds
+from warroom.loglines import one_line
 
 log = logging.getLogger("warroom.jobs")
 
@@ -55,7 +57,11 @@ CLOCK_OFFSET = Gauge(
 )
 CLOCK_OFFSET.set(float("nan"))  # not 0: an offset never measured must not read as "in step"
 
-MAX_ERROR_LENGTH = 4000
+# A failure's text as a job keeps it (``last_error``, which the API returns and the CLI shows): a peer's
+# answer in it (a webhook's body, a mail server's reply, Slack's error) is cut to this many characters.
+MAX_ERROR_LENGTH = 1000
+# One character of ``one_line``'s output, an escape whole: a cut never leaves half of one (``\x1``).
+_SHOWN_CHARACTER = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|.)|.", re.DOTALL)
 
 # How far this process's clock may be from the database's before the worker warns, and how often it looks.
 CLOCK_TOLERANCE = 2.0
@@ -65,6 +71,21 @@ CLOCK_CHECK_EVERY = 60.0
 # minutes), "local" ones are quick (escalation steps, delayed rules, sweeps). ``run_forever`` runs the two in
 # separate loops, so a timer never waits behind a batch of slow deliveries.
 Lane = Literal["all", "network", "local"]
+
+
+def _error_text(text: str) -> str:
+    """A failure's ``text`` as the job keeps it: one visible line, escaped as the log lines are (a peer's
+    answer may hold terminal escapes, line breaks, bidi marks), and at most ``MAX_ERROR_LENGTH`` characters,
+    the cut marked with "…"."""
+    shown = one_line(text)
+    if len(shown) <= MAX_ERROR_LENGTH:
+        return shown
+    kept = 0
+    for character in _SHOWN_CHARACTER.finditer(shown):
+        if character.end() > MAX_ERROR_LENGTH - 1:
+            break
+        kept = character.end()
+    return shown[:kept] + "…"
 
 
 class DueJob(NamedTuple):
@@ -542,9 +563,9 @@ class Worker:
                     "job %s (%s) lost a race (%s); running it again", job.id, job.kind, type(exc).__name__
                 )
             else:
-                error = (exc.reason if isinstance(exc, RetryLater) else f"{type(exc).__name__}: {exc}")[
-                    :MAX_ERROR_LENGTH
-                ]
+                error = _error_text(
+                    exc.reason if isinstance(exc, RetryLater) else f"{type(exc).__name__}: {exc}"
+                )
                 final = job.attempts >= job.max_attempts or isinstance(exc, PermanentFailure)
                 outcome = "dead" if final else "failed"
                 job.last_error = error
