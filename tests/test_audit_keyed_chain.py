@@ -142,6 +142,25 @@ def test_a_rolled_back_incident_leaves_no_gap_on_sqlite(context: AppContext) -> 
         ]
 
 
+def test_verify_with_a_data_directory_it_cannot_read_says_why(
+    context: AppContext, tmp_path_factory: Any
+) -> None:
+    """A data directory that is a file, or a ``secret_key`` that cannot be read: one line each, not a
+    traceback (``NotADirectoryError``, ``IsADirectoryError``)."""
+    make_incidents(context, 1)
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    a_file = elsewhere / "a-file"
+    a_file.write_text("not a directory\n")
+    code, report = verify(context, env={"WARROOM_DATA_DIR": str(a_file), "COLUMNS": "300"})
+    assert code == 2 and f"({a_file} is a file, not a directory)" in report["output"], report
+    (elsewhere / "secret_key").mkdir()
+    code, report = verify(context, env={"WARROOM_DATA_DIR": str(elsewhere), "COLUMNS": "300"})
+    said = " ".join(report["output"].split())
+    assert code == 1 and f"cannot read the secret key {elsewhere / 'secret_key'}: Is a directory" in said, (
+        said
+    )
+
+
 def test_verify_needs_the_servers_secret_key(context: AppContext, tmp_path_factory: Any) -> None:
     make_incidents(context, 1)
     elsewhere = tmp_path_factory.mktemp("elsewhere")

@@ -208,7 +208,7 @@ class Settings(BaseSettings):
             return self.secret_key.encode()
         try:
             return (self.data_dir / "secret_key").read_bytes().strip() or None
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no data directory, or a file in its place
             return None
 
     @cached_property

@@ -1154,12 +1154,20 @@ def audit_verify(database_url: DatabaseOption = None, as_json: JsonFlag = False)
     from warroom.settings import timeline_key_of
 
     settings = _settings(database_url=database_url)
-    secret = settings.existing_secret_key()
+    kept_at = settings.data_dir / "secret_key"
+    try:
+        secret = settings.existing_secret_key()
+    except OSError as exc:  # there, but not readable by this user
+        fail(f"cannot read the secret key {kept_at}: {exc.strerror or exc}; run as the server's user")
     if secret is None:
+        missing = (
+            f"{settings.data_dir} is a file, not a directory"
+            if settings.data_dir.exists() and not settings.data_dir.is_dir()
+            else f"{kept_at} is missing"
+        )
         fail(
             "no secret key: the timeline chain is keyed with the server's; set WARROOM_SECRET_KEY, or "
-            f"WARROOM_DATA_DIR to the server's data directory ({settings.data_dir / 'secret_key'} is "
-            "missing)",
+            f"WARROOM_DATA_DIR to the server's data directory ({missing})",
             code=2,
         )
     database = _database(settings, read_only=True)
