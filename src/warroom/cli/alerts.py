@@ -877,11 +877,16 @@ class AlertChoice:
                 if as_json:
                     print_json([])
                 raise typer.Exit(0)
+        matches: Table | None = None
         if not as_json:
             shown = AlertPage(items=alerts[:20], total=len(alerts), limit=20, offset=0)
-            console.print(_alerts_table(shown))
-        if not self.yes:
-            go_on(f"{len(alerts)} alerts will be {done}. Go on?", as_json=as_json)
+            matches = _alerts_table(shown)
+        if self.yes:
+            if matches is not None:
+                console.print(matches)
+        else:
+            # Shown where the question is asked: on the terminal when the output goes to a file.
+            go_on(f"{len(alerts)} alerts will be {done}. Go on?", as_json=as_json, shown=matches)
         return [str(alert.id) for alert in alerts]
 
 

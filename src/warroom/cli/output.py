@@ -735,26 +735,54 @@ def table(
     console.print(build_table(title, columns, rows, dated=dated, seconds=seconds, caption=caption))
 
 
-def go_on(question: str, *, as_json: bool, skip: str = "--yes") -> None:
-    """Ask ``question`` (yes or no) before a change to several things, or stop (exit 2, nothing changed)
-    where there is no one to ask: with ``--json`` (the output is a script's), or a standard input that gives
-    no answer (cron, ``</dev/null``), which said only "Aborted." after the question. An answer piped in
-    (``echo y |``) is taken as typed. ``skip``: the option that does without the question."""
+def go_on(question: str, *, as_json: bool, skip: str = "--yes", shown: RenderableType | None = None) -> None:
+    """Show ``shown`` (what the change is to) and ask ``question`` (yes or no) before a change to several
+    things, or stop (exit 2, nothing changed) where there is no one to ask: with ``--json`` (the output is a
+    script's), or a standard input that gives no answer (cron, ``</dev/null``, closed: ``<&-``), which said
+    only "Aborted." after the question. An answer piped in (``echo y |``) is taken as typed. ``skip``: the
+    option that does without the question."""
     if as_json:
         usage_error(f"with --json, filters need {skip}: there is no one to ask")
-    if sys.stdin is not None and not sys.stdin.isatty():
-        answer = sys.stdin.readline()
-        # The question and its answer (or none) stay in the log, as a terminal would show them.
-        console.print(escape(f"{question} [y/N]: {answer.strip()}"))
-        if not answer:
+    if _is_tty(sys.stdin):
+        # A person answers at the terminal, so they see what they confirm and the question there: with the
+        # output to a file (``> acked.txt``), on standard error, not in the file while the terminal waits.
+        asking = console if _is_tty(console.file) else error_console if _is_tty(error_console.file) else None
+        if asking is None:
             usage_error(
-                f"standard input is not a terminal and gave no answer: filters need {skip}: "
-                "there is no one to ask"
+                "neither standard output nor standard error is a terminal, so the question would not be "
+                f"seen: filters need {skip}: there is no one to ask"
             )
-        if answer.strip().lower() not in ("y", "yes"):
+        if shown is not None:
+            asking.print(shown, soft_wrap=False)
+        if asking is console:
+            typer.confirm(question, abort=True)
+            return
+        # Not typer.confirm(err=True): it still writes a space to standard output (into the file).
+        asking.print(f"{question} [y/N]: ", end="", markup=False, highlight=False)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             raise typer.Abort()
         return
-    typer.confirm(question, abort=True)
+    if shown is not None:
+        console.print(shown)
+    # A closed standard input (``<&-``) is no stream at all (None): no answer either.
+    answer = sys.stdin.readline() if sys.stdin is not None else ""
+    # The question and its answer (or none) stay in the log, as a terminal would show them.
+    console.print(escape(f"{question} [y/N]: {answer.strip()}"))
+    if not answer:
+        usage_error(
+            f"standard input is not a terminal and gave no answer: filters need {skip}: "
+            "there is no one to ask"
+        )
+    if answer.strip().lower() not in ("y", "yes"):
+        raise typer.Abort()
+
+
+def _is_tty(stream: object) -> bool:
+    """Whether ``stream`` is a terminal (False for None, a closed stream or a test's)."""
+    try:
+        return bool(stream is not None and stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def emit(as_json: bool, value: Any, render: Callable[[], None]) -> None:
