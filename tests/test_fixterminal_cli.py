@@ -180,3 +180,47 @@ def test_in_a_terminal_with_the_output_to_a_file_the_question_is_asked_on_the_te
     assert status == 2, said
     assert "filters need --yes: there is no one to ask" in said and "Go on?" not in out.read_text()
     assert statuses(env) == ["firing"] * 3
+
+
+def test_piped_output_with_colour_forced_is_as_wide_as_its_rows(env: dict[str, str]) -> None:
+    """FORCE_COLOR made Rich call the pipe a terminal, laid out at 80 columns with columns left out."""
+    piped = subprocess.run(
+        [sys.executable, "-m", "warroom", "incident", "list"],
+        env={**env, "FORCE_COLOR": "1"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert "not shown at this width" not in piped.stdout, piped.stdout
+    assert "commander" in piped.stdout and "services" in piped.stdout
+    assert "\x1b[" in piped.stdout  # the colour FORCE_COLOR asks for stays
+    titles = [line for line in ESCAPES.sub("", piped.stdout).splitlines() if "INC-" in line]
+    assert len(titles) == 3 and all("│ search" in line for line in titles), piped.stdout  # one row each
+
+
+def test_a_dumb_terminal_keeps_its_own_width(env: dict[str, str]) -> None:
+    """TERM=dumb: Rich took 80 columns whatever the terminal's size, and the rows ran past a 60-column one."""
+    status, shown = in_terminal(["incident", "list"], {**env, "TERM": "dumb"}, columns=60)
+    assert status == 0, shown
+    assert "INC-1" in shown and widest(shown) <= 60, shown
+
+
+def test_an_exported_columns_does_not_widen_a_terminal(env: dict[str, str]) -> None:
+    """COLUMNS=250 in a terminal 80 wide laid the table out 250 wide: rows ran past the right edge. It may
+    narrow a terminal's table; to a pipe, it sets the width."""
+    status, shown = in_terminal(["incident", "list"], {**env, "COLUMNS": "250"}, columns=80)
+    assert status == 0, shown
+    assert "INC-1" in shown and widest(shown) <= 80, shown
+    status, shown = in_terminal(["incident", "list"], {**env, "COLUMNS": "50"}, columns=80)
+    assert status == 0 and widest(shown) <= 50, shown
+    piped = subprocess.run(
+        [sys.executable, "-m", "warroom", "incident", "list"],
+        env={**env, "COLUMNS": "60"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert widest(piped.stdout) <= 60 and "not shown at this width" in piped.stdout, piped.stdout

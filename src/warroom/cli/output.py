@@ -145,11 +145,23 @@ class SafeConsole(Console):
         """Output to a pipe or a file (cron, ``| grep``) has no width of its own: Rich laid it out for 80
         columns, leaving columns out ("not shown at this width") and wrapping titles, so that ``grep`` missed
         rows. There, unless COLUMNS says otherwise, a table is as wide as its rows. A terminal keeps its
-        width, narrow or not."""
+        width, narrow or not: COLUMNS may narrow it, never widen it past the right edge.
+
+        Whether the output is a terminal is the stream's own word (``isatty``), not ``is_terminal``: Rich
+        says a pipe is a terminal under FORCE_COLOR (which is about colour, not width), and gives a dumb
+        terminal (TERM=dumb) 80 columns whatever its size."""
         size = super().size
-        if self._width is None and not self._environ.get("COLUMNS", "").isdigit() and not self.is_terminal:
-            return ConsoleDimensions(PIPED_WIDTH, size.height)
-        return size
+        columns = self._environ.get("COLUMNS", "")
+        if self._width is not None and str(self._width) != columns:
+            return size  # a width the code set (``SafeConsole(width=…)``), not read from COLUMNS
+        terminal = _terminal_size(self.file)
+        if terminal is None:
+            return size if columns.isdigit() else ConsoleDimensions(PIPED_WIDTH, size.height)
+        width = terminal.columns or size.width  # a pseudo-terminal may say 0 x 0
+        if columns.isdigit() and int(columns) > 0:
+            width = min(width, int(columns))
+        height = (terminal.lines or size.height) if self.is_dumb_terminal else size.height
+        return ConsoleDimensions(width, height)
 
     @size.setter
     def size(self, new_size: tuple[int, int]) -> None:
@@ -783,6 +795,16 @@ def _is_tty(stream: object) -> bool:
         return bool(stream is not None and stream.isatty())  # type: ignore[attr-defined]
     except (AttributeError, ValueError, OSError):
         return False
+
+
+def _terminal_size(stream: object) -> os.terminal_size | None:
+    """The size of the terminal ``stream`` writes to; None for a pipe, a file or a stream without a file
+    descriptor (a test's)."""
+    try:
+        descriptor = stream.fileno()  # type: ignore[attr-defined]
+        return os.get_terminal_size(descriptor) if os.isatty(descriptor) else None
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def emit(as_json: bool, value: Any, render: Callable[[], None]) -> None:
