@@ -224,3 +224,18 @@ def test_an_exported_columns_does_not_widen_a_terminal(env: dict[str, str]) -> N
         timeout=60,
     )
     assert widest(piped.stdout) <= 60 and "not shown at this width" in piped.stdout, piped.stdout
+
+
+def test_watching_on_a_dumb_terminal_says_that_it_runs(env: dict[str, str]) -> None:
+    """Rich's Live does not draw on a dumb terminal: ``alerts overview --watch`` printed nothing until
+    Ctrl-C. It says once, as to a pipe, that the last screen prints at Ctrl-C."""
+    status, shown = in_terminal(
+        ["alerts", "overview", "--watch", "--interval", "0.5"],
+        {**env, "TERM": "dumb"},
+        interrupt=("the last screen prints at Ctrl-C", 8.0),
+    )
+    assert status == 0, shown
+    announced = shown.index("watching, every 0.5s: the last screen prints at Ctrl-C")
+    assert shown.count("the last screen prints at Ctrl-C") == 1
+    assert "3 firing" in shown[announced:], shown  # the last screen, at Ctrl-C
+    assert "\x1b[" not in shown  # a dumb terminal gets no cursor movements
