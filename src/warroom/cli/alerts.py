@@ -484,7 +484,9 @@ def _keep_drawing(
     """Redraw what ``fetch`` answers every ``interval`` seconds until Ctrl-C. The server going away for a
     moment (a restart, a network blip) is shown and retried; an answer that will not change by waiting (401,
     403, a bad filter) ends it like a single answer."""
-    announced = console.is_terminal
+    # Rich's Live draws on a terminal; to a pipe, a file or a dumb terminal (TERM=dumb) it prints the last
+    # screen when it stops, so there it is said once that the command runs.
+    announced = console.is_terminal and not console.is_dumb_terminal
     with Live(console=console, auto_refresh=False) as live:
         try:
             while True:
@@ -499,7 +501,8 @@ def _keep_drawing(
                     continue
                 live.update(draw(value), refresh=True)
                 if not announced:
-                    # Output to a file or a pipe gets the last screen at Ctrl-C: say, on stderr, that it runs.
+                    # Output to a file, a pipe or a dumb terminal gets the last screen at Ctrl-C: say, on
+                    # stderr, that it runs.
                     error_console.print(f"watching, every {interval:g}s: the last screen prints at Ctrl-C")
                     announced = True
                 time.sleep(interval)
@@ -877,11 +880,16 @@ class AlertChoice:
                 if as_json:
                     print_json([])
                 raise typer.Exit(0)
+        matches: Table | None = None
         if not as_json:
             shown = AlertPage(items=alerts[:20], total=len(alerts), limit=20, offset=0)
-            console.print(_alerts_table(shown))
-        if not self.yes:
-            go_on(f"{len(alerts)} alerts will be {done}. Go on?", as_json=as_json)
+            matches = _alerts_table(shown)
+        if self.yes:
+            if matches is not None:
+                console.print(matches)
+        else:
+            # Shown where the question is asked: on the terminal when the output goes to a file.
+            go_on(f"{len(alerts)} alerts will be {done}. Go on?", as_json=as_json, shown=matches)
         return [str(alert.id) for alert in alerts]
 
 

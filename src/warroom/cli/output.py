@@ -145,11 +145,23 @@ class SafeConsole(Console):
         """Output to a pipe or a file (cron, ``| grep``) has no width of its own: Rich laid it out for 80
         columns, leaving columns out ("not shown at this width") and wrapping titles, so that ``grep`` missed
         rows. There, unless COLUMNS says otherwise, a table is as wide as its rows. A terminal keeps its
-        width, narrow or not."""
+        width, narrow or not: COLUMNS may narrow it, never widen it past the right edge.
+
+        Whether the output is a terminal is the stream's own word (``isatty``), not ``is_terminal``: Rich
+        says a pipe is a terminal under FORCE_COLOR (which is about colour, not width), and gives a dumb
+        terminal (TERM=dumb) 80 columns whatever its size."""
         size = super().size
-        if self._width is None and not self._environ.get("COLUMNS", "").isdigit() and not self.is_terminal:
-            return ConsoleDimensions(PIPED_WIDTH, size.height)
-        return size
+        columns = self._environ.get("COLUMNS", "")
+        if self._width is not None and str(self._width) != columns:
+            return size  # a width the code set (``SafeConsole(width=…)``), not read from COLUMNS
+        terminal = _terminal_size(self.file)
+        if terminal is None:
+            return size if columns.isdigit() else ConsoleDimensions(PIPED_WIDTH, size.height)
+        width = terminal.columns or size.width  # a pseudo-terminal may say 0 x 0
+        if columns.isdigit() and int(columns) > 0:
+            width = min(width, int(columns))
+        height = (terminal.lines or size.height) if self.is_dumb_terminal else size.height
+        return ConsoleDimensions(width, height)
 
     @size.setter
     def size(self, new_size: tuple[int, int]) -> None:
@@ -735,26 +747,64 @@ def table(
     console.print(build_table(title, columns, rows, dated=dated, seconds=seconds, caption=caption))
 
 
-def go_on(question: str, *, as_json: bool, skip: str = "--yes") -> None:
-    """Ask ``question`` (yes or no) before a change to several things, or stop (exit 2, nothing changed)
-    where there is no one to ask: with ``--json`` (the output is a script's), or a standard input that gives
-    no answer (cron, ``</dev/null``), which said only "Aborted." after the question. An answer piped in
-    (``echo y |``) is taken as typed. ``skip``: the option that does without the question."""
+def go_on(question: str, *, as_json: bool, skip: str = "--yes", shown: RenderableType | None = None) -> None:
+    """Show ``shown`` (what the change is to) and ask ``question`` (yes or no) before a change to several
+    things, or stop (exit 2, nothing changed) where there is no one to ask: with ``--json`` (the output is a
+    script's), or a standard input that gives no answer (cron, ``</dev/null``, closed: ``<&-``), which said
+    only "Aborted." after the question. An answer piped in (``echo y |``) is taken as typed. ``skip``: the
+    option that does without the question."""
     if as_json:
         usage_error(f"with --json, filters need {skip}: there is no one to ask")
-    if sys.stdin is not None and not sys.stdin.isatty():
-        answer = sys.stdin.readline()
-        # The question and its answer (or none) stay in the log, as a terminal would show them.
-        console.print(escape(f"{question} [y/N]: {answer.strip()}"))
-        if not answer:
+    if _is_tty(sys.stdin):
+        # A person answers at the terminal, so they see what they confirm and the question there: with the
+        # output to a file (``> acked.txt``), on standard error, not in the file while the terminal waits.
+        asking = console if _is_tty(console.file) else error_console if _is_tty(error_console.file) else None
+        if asking is None:
             usage_error(
-                f"standard input is not a terminal and gave no answer: filters need {skip}: "
-                "there is no one to ask"
+                "neither standard output nor standard error is a terminal, so the question would not be "
+                f"seen: filters need {skip}: there is no one to ask"
             )
-        if answer.strip().lower() not in ("y", "yes"):
+        if shown is not None:
+            asking.print(shown, soft_wrap=False)
+        if asking is console:
+            typer.confirm(question, abort=True)
+            return
+        # Not typer.confirm(err=True): it still writes a space to standard output (into the file).
+        asking.print(f"{question} [y/N]: ", end="", markup=False, highlight=False)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             raise typer.Abort()
         return
-    typer.confirm(question, abort=True)
+    if shown is not None:
+        console.print(shown)
+    # A closed standard input (``<&-``) is no stream at all (None): no answer either.
+    answer = sys.stdin.readline() if sys.stdin is not None else ""
+    # The question and its answer (or none) stay in the log, as a terminal would show them.
+    console.print(escape(f"{question} [y/N]: {answer.strip()}"))
+    if not answer:
+        usage_error(
+            f"standard input is not a terminal and gave no answer: filters need {skip}: "
+            "there is no one to ask"
+        )
+    if answer.strip().lower() not in ("y", "yes"):
+        raise typer.Abort()
+
+
+def _is_tty(stream: object) -> bool:
+    """Whether ``stream`` is a terminal (False for None, a closed stream or a test's)."""
+    try:
+        return bool(stream is not None and stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _terminal_size(stream: object) -> os.terminal_size | None:
+    """The size of the terminal ``stream`` writes to; None for a pipe, a file or a stream without a file
+    descriptor (a test's)."""
+    try:
+        descriptor = stream.fileno()  # type: ignore[attr-defined]
+        return os.get_terminal_size(descriptor) if os.isatty(descriptor) else None
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def emit(as_json: bool, value: Any, render: Callable[[], None]) -> None:
