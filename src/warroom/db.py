@@ -32,6 +32,7 @@ from warroom.fields import MAX_ROW_ID as MAX_ROW_ID
 from warroom.fields import parse_row_ref as parse_row_ref
 from warroom.settings import DEFAULT_BUSY_TIMEOUT, make_directory
 from warroom.settings import sqlite_synchronous as synchronous_level
+from warroom.textsearch import FOLD_FUNCTION, fold_sql_value
 
 if TYPE_CHECKING:
     from warroom.settings import Settings
@@ -435,6 +436,8 @@ def _configure_sqlite(
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
+        # Searches fold case and Unicode forms in Python: SQLite's LIKE folds ASCII letters only.
+        dbapi_connection.create_function(FOLD_FUNCTION, 1, fold_sql_value, deterministic=True)
         if watch is not None and opened is not None:
             watch.record(dbapi_connection, opened)  # its WAL is open now
 

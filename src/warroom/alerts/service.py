@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, load_only
 from sqlalchemy.orm.interfaces import ORMOption
 from sqlalchemy.sql import ColumnElement, and_, case, literal_column
 
+from warroom import textsearch
 from warroom.alerts import automation, enrichment, handlers, holds, inhibition, maintenance, reports, scrub
 from warroom.alerts import metrics as alert_metrics
 from warroom.alerts.adapters import AlertEvent, SourceChange, apply_default_service
@@ -878,32 +879,36 @@ def period_start(since: timedelta) -> datetime:
 
 
 def _label_holds(session: Session, text: str) -> ColumnElement[bool]:
-    """An alert with a label whose name or value holds ``text`` (any case). Each label is read out of the
-    JSON (SQLite ``json_each``, PostgreSQL ``json_each_text``), so the search sees its name and value as
-    written, not the JSON around them: ``{``, ``"`` or ``:`` matched nearly every alert when it ran over the
-    labels' JSON text. Still one query: a subquery per alert."""
-    if session.get_bind().dialect.name == "postgresql":
+    """An alert with a label whose name or value holds ``text`` (any case, any Unicode form: ``textsearch``).
+    Each label is read out of the JSON (SQLite ``json_each``, PostgreSQL ``json_each_text``), so the search
+    sees its name and value as written, not the JSON around them: ``{``, ``"`` or ``:`` matched nearly every
+    alert when it ran over the labels' JSON text. Still one query: a subquery per alert."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         # json_each_text refuses anything but an object; the labels are one, but a search is no place for
         # an error.
         labels = case(
             (func.json_typeof(Alert.labels) == "object", Alert.labels), else_=literal_column("'{}'::json")
         )
         each = func.json_each_text(labels).table_valued("key", "value")
+        value: ColumnElement[Any] = each.c.value
     else:
         each = func.json_each(Alert.labels).table_valued("key", "value")
+        value = cast(each.c.value, Text)  # a number as LIKE read it: SQLite's text of it
     holds = (
         select(each.c.key)
-        .where(
-            or_(each.c.key.icontains(text, autoescape=True), each.c.value.icontains(text, autoescape=True))
-        )
+        .where(or_(textsearch.holds(each.c.key, text, dialect), textsearch.holds(value, text, dialect)))
         .exists()
     )
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        # Such a text is in the labels' JSON text as it is in a name or value (JSON escapes only quotes,
-        # backslashes and control characters), so a LIKE over that text first passes over most alerts without
-        # reading their labels one by one (the search takes about as long as it did).
-        return and_(cast(Alert.labels, Text).icontains(text, autoescape=True), holds)
-    return holds
+    # A name or value without a character JSON escapes is in the labels' JSON text as it is, between quotes
+    # (which fold and NFKC leave alone), so a search over that text first passes over most alerts without
+    # reading their labels one by one (the search takes about as long as it did). Labels with an escape (a
+    # quote, a backslash, a control character, or \uXXXX as databases written before 2026-11-28 may hold)
+    # are read one by one.
+    labels_text = cast(Alert.labels, Text)
+    return and_(
+        or_(textsearch.holds(labels_text, text, dialect), labels_text.contains("\\", autoescape=True)), holds
+    )
 
 
 def list_alerts(
@@ -929,18 +934,20 @@ def list_alerts(
 ) -> AlertPage:
     """``labels``: ``name=value`` each, all carried by the alert; ``since``/``until``: seen in that period
     (last seen since, first seen by until); ``search``: text in the summary, type, dedup key, service or
-    labels (names and values), any case. Several values of one other filter (sources, integrations, incidents,
-    services, severities) match any of them. A service must be one of ``known_services`` (the org file's) or
-    one an alert has had; an incident that does not exist is NotFound. ``before_id``: the alerts older than
-    that one (keyset paging), counted in ``total`` as any filter."""
+    labels (names and values), in any case and Unicode form (``warroom.textsearch``). Several values of one
+    other filter (sources, integrations, incidents, services, severities) match any of them. A service must
+    be one of ``known_services`` (the org file's) or one an alert has had; an incident that does not exist
+    is NotFound. ``before_id``: the alerts older than that one (keyset paging), counted in ``total`` as any
+    filter."""
     check_period(since, until)
     statement = select(Alert)
     if search is not None and search.strip():
         text = search.strip()
+        dialect = session.get_bind().dialect.name
         statement = statement.where(
             or_(
                 *(
-                    column.icontains(text, autoescape=True)
+                    textsearch.holds(column, text, dialect)
                     for column in (Alert.summary, Alert.alert_type, Alert.dedup_key, Alert.service)
                 ),
                 _label_holds(session, text),
