@@ -10,7 +10,7 @@ import unicodedata
 import uuid
 from collections.abc import Iterator
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -136,6 +136,16 @@ def checked_token(token: str | None) -> str | None:
     if token is None or not token.strip():
         return None
     token = token.strip()
+    if len(token) >= 2 and token[0] == token[-1] and token[0] in "\"'":
+        # docker --env-file (and some .env readers) keep the quotes of WARROOM_TOKEN="wr_…": the server
+        # then said the token is not valid, and pointed at revoked tokens.
+        raise ApiError(
+            0,
+            "invalid_setting",
+            "WARROOM_TOKEN has quote characters around it, which no Warroom token has (docker --env-file "
+            "keeps them): set it without the quotes (the token is not shown)",
+            from_server=False,
+        )
     for position, character in enumerate(token, start=1):
         if "!" <= character <= "~":
             continue
@@ -167,6 +177,36 @@ _PASSWORD_PARAM = re.compile(r"(?i)([?&;](?:password|passwd)=)[^&#]*")
 def shown_url(url: str) -> str:
     """``url`` as an error may print it: a password in it (``user:pass@``, ``?password=``) as ``***``."""
     return _PASSWORD_PARAM.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", url))
+
+
+def checked_url(url: str) -> str:
+    """``url`` if a request can be sent to it as Warroom's address: http:// or https://, a host, and a port
+    (if any) of 1 to 65535; else ApiError naming WARROOM_URL. httpx took a port above 65535 modulo 65536
+    (87036 reached 21500, with the token)."""
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme.lower(), parts.hostname
+    except ValueError as exc:  # http://[::1
+        problem = f"it is not a URL ({exc})"
+    else:
+        try:
+            port = parts.port  # ValueError: not a number, or beyond 65535
+        except ValueError:
+            port = -1
+        if scheme not in ("http", "https"):
+            problem = "it must start with http:// or https://"
+        elif not host:
+            problem = "it names no host"
+        elif port is not None and not 1 <= port <= 65535:
+            problem = f"its port {parts.netloc.rpartition(':')[2]!r} is not a number from 1 to 65535"
+        else:
+            return url
+    raise ApiError(
+        0,
+        "invalid_setting",
+        f"WARROOM_URL {shown_url(url)!r} is not the server's address: {problem}; e.g. http://127.0.0.1:8080",
+        from_server=False,
+    )
 
 
 def changes_nothing(method: str, path: str) -> bool:
@@ -206,6 +246,7 @@ class Client:
                 "there; give the server's address alone, and the API token in WARROOM_TOKEN",
                 from_server=False,
             )
+        checked_url(self.url)
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             self._http = httpx.Client(

@@ -163,6 +163,19 @@ def shown_url(url: str | URL) -> str:
     return _PASSWORD_PARAM_RE.sub(r"\1***", rendered)
 
 
+def shown_location(url: str | URL) -> str:
+    """Where a database is, as a message says it: a SQLite file's path as it is on disk (to paste into
+    ``ls``; the URL would show ``Z%C3%BCrich`` for ``Zürich``), any other database as ``shown_url``."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return shown_url(url)
+    file = parsed.database
+    if parsed.get_backend_name() == "sqlite" and file and file != ":memory:" and not file.startswith("file:"):
+        return file
+    return shown_url(url)
+
+
 def json_text(value: Any) -> str:
     """JSON columns' serializer: orjson is several times faster than ``json`` on the alert hot path."""
     try:

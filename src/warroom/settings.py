@@ -174,7 +174,12 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'warroom.db').resolve()}"
+        from sqlalchemy.engine import URL
+
+        # Built, not formatted: SQLAlchemy reads %XX, ? and # in a URL's path as escapes, a query and a
+        # fragment, so a data directory named a%20b or q?x would put the file elsewhere than the secret key.
+        file = (self.data_dir / "warroom.db").resolve()
+        return URL.create("sqlite", database=str(file)).render_as_string(hide_password=False)
 
     def resolved_secret_key(self) -> bytes:
         """WARROOM_SECRET_KEY, else a random key kept in data_dir (created once, readable only by us)."""

@@ -1106,7 +1106,11 @@ def note(
             usage_error("--delete takes no --message")
         _on_each(refs, lambda client, ref: client.delete_alert_note(ref, delete), "note taken back", as_json)
         return
-    if message is None or not message.strip():
+    if message is None:
+        # As click words a missing option ("Missing option '--name'"): "must not be blank" read as though
+        # an empty -m had been given.
+        usage_error("Missing option '--message' / '-m': the note's text")
+    if not message.strip():
         usage_error("--message must not be blank")
     if edit is not None:
         _on_each(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -43,6 +43,9 @@ from warroom.incidents.schemas import (
     TimelineEntryRead,
     TimelinePage,
 )
+
+if TYPE_CHECKING:
+    from warroom.orgconfig import ConfigError
 
 incident_app = typer.Typer(
     help="Work with incidents (client; uses WARROOM_URL and WARROOM_TOKEN).", no_args_is_help=True
@@ -145,10 +148,12 @@ def create(
         _warn_if_no_one_to_remind(commander)
 
 
-def _warn_if_no_one_to_remind(commander: str) -> None:
+def _warn_if_no_one_to_remind(commander: str, *, give: str = "--commander") -> None:
     """With an org file in use (WARROOM_CONFIG), a commander who is not one of its people (by ``name``, the
     handle) is taken, but the update-due reminders can never reach them: said on stderr, a warning only (the
-    server may run with another file; a name outside the org is allowed)."""
+    server may run with another file; a name outside the org is allowed). An org file that cannot be read
+    is said too, once: the name could not be checked. ``give``: how the command takes the name (to say
+    which of the people was likely meant)."""
     from pydantic import ValidationError
 
     from warroom.orgconfig import ConfigError, load_org_config
@@ -156,11 +161,23 @@ def _warn_if_no_one_to_remind(commander: str) -> None:
 
     try:
         path = Settings().config
-        if path is None:
-            return
+    except ValidationError:
+        return  # another WARROOM_* setting is wrong: the commands that use it say so
+    if path is None:
+        return
+    try:
         people = load_org_config(path).people
-    except (ValidationError, ConfigError, OSError):
-        return  # the org file is checked by the commands that need it
+    except ConfigError as exc:
+        # A missing file, a directory, one that cannot be read or parsed: without a word, no warning read
+        # as "this commander is one of its people".
+        error_console.print(
+            escape(
+                f"warning: WARROOM_CONFIG {path} could not be read ({_first_problem(exc)}), so {commander!r} "
+                "could not be checked against its people (the update-due reminders reach only them)"
+            ),
+            style="yellow",
+        )
+        return
     if any(person.name == commander.strip() for person in people):  # the server trims it, as here
         return
     folded = commander.strip().casefold()
@@ -171,10 +188,22 @@ def _warn_if_no_one_to_remind(commander: str) -> None:
         escape(
             f"warning: {commander!r} is not a person of the org file {path} (its people's names: "
             f"{', '.join(p.name for p in people) or 'none'}): the update-due reminders cannot reach this "
-            "commander" + (f"; give --commander {meant} to reach {commander!r}" if meant else "")
+            "commander" + (f"; give {give} {meant} to reach {commander!r}" if meant else "")
         ),
         style="yellow",
     )
+
+
+def _first_problem(exc: ConfigError) -> str:
+    """Why an org file could not be read, in a few words: its first problem, and how many more there are."""
+    problems = exc.problems
+    if not problems:
+        return str(exc)
+    first = problems[0]
+    # A problem of the file as a whole (unreadable, not YAML) is located at the file, named already.
+    whole = first.location in ("(file)", exc.path)
+    said = (f"line {first.line}: " if first.line else "") + first.message if whole else str(first)
+    return said + (f"; {len(problems) - 1} more problem(s)" if len(problems) > 1 else "")
 
 
 @incident_app.command("list", cls=OnceOnlyCommand)
@@ -576,6 +605,8 @@ def responder_add(
         responder,
         lambda: console.print(escape(f"{responder.name} is on {ref.upper()} as {responder.role}")),
     )
+    if responder.role == "commander":  # command handed over, as --commander does
+        _warn_if_no_one_to_remind(name, give="the name")
 
 
 @responder_app.command("remove", cls=OnceOnlyCommand)

@@ -128,7 +128,9 @@ def worker(
         signal.SIGHUP,
         lambda _signum, _frame: threading.Thread(target=reload.reload_logged, args=(context,)).start(),
     )
-    console.print(f"worker {runner.name} on {context.db.engine.url.render_as_string()}")
+    from warroom.db import shown_location
+
+    console.print(f"worker {runner.name} on {shown_location(context.db.engine.url)}")
     if metrics_port is not None:
         _serve_metrics(metrics_host, metrics_port)
     # Reloads asked of a server (warroom config reload) reach this worker too.

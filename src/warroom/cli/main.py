@@ -162,6 +162,13 @@ def shown_url(url: Any) -> str:
     return shown_url(url)
 
 
+def shown_location(url: Any) -> str:
+    """Where a database is, as printed: a SQLite file's path, else its URL with no password."""
+    from warroom.db import shown_location
+
+    return shown_location(url)
+
+
 @contextmanager
 def database_errors(url: str) -> Iterator[None]:
     """Opening, checking or migrating the database at ``url`` (``serve`` builds its app inside it): a problem
@@ -196,7 +203,7 @@ def database_errors(url: str) -> Iterator[None]:
             # SQLite's "unable to open database file" also when the file opens but its directory cannot
             # take the -wal and -shm files: say which.
             reason = directory_problem(make_url(url).database or "") or reason
-        fail(f"cannot use the database at {shown_url(url)}: {reason}")
+        fail(f"cannot use the database at {shown_location(url)}: {reason}")
 
 
 def _could_be_made(directory: Path) -> None:
@@ -360,7 +367,7 @@ def serve(
     also = f"public URL: {public}; " if public and public.rstrip("/") != listening else ""
     console.print(
         f"Warroom {__version__} on [bold]{escape(listening)}[/] "
-        + escape(f"({also}org: {org.organization}; database: {shown_url(context.db.engine.url)})")
+        + escape(f"({also}org: {org.organization}; database: {shown_location(context.db.engine.url)})")
     )
     if settings.mail_intake_port is not None:
         console.print(
@@ -464,7 +471,7 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
     settings = _settings(database_url=database_url)
     migrated: list[str] = []
     database = _database(settings, create=True, migrated=migrated)
-    where = shown_url(database.engine.url)
+    where = shown_location(database.engine.url)
     console.print(f"{where}: {migrated[0]}" if migrated else f"database at {where} is up to date")
     database.dispose()
 
@@ -481,7 +488,7 @@ def db_vacuum(database_url: DatabaseOption = None) -> None:
     after = database.size_bytes()
     database.dispose()
     console.print(
-        f"database at {shown_url(database.engine.url)}: {_megabytes(before)} -> {_megabytes(after)}"
+        f"database at {shown_location(database.engine.url)}: {_megabytes(before)} -> {_megabytes(after)}"
     )
 
 

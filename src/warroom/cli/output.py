@@ -221,7 +221,9 @@ def _setting_hint(exc: ApiError) -> str | None:
             "set WARROOM_TOKEN to a valid API token (an admin makes one with warroom token create --name "
             "NAME --role responder; warroom token list shows which are revoked)"
         )
-    if exc.status == 404 and exc.code == "not_found":
+    # Only the router's "Not Found" (no route has the path) points at a path in WARROOM_URL: Warroom's own
+    # not_found answers ("no incident INC-999") come through a path-prefix proxy (http://proxy/warroom) too.
+    if exc.status == 404 and exc.code == "not_found" and exc.message == "Not Found":
         address = urlsplit(os.environ.get("WARROOM_URL", "").strip())
         if address.path.strip("/"):
             return f"WARROOM_URL is the server's address, without a path: {address.scheme}://{address.netloc}"
