@@ -30,6 +30,7 @@ from warroom.cli.notify import notify_app
 from warroom.cli.oncall import oncall_app
 from warroom.cli.output import (
     IdColumn,
+    OutputGuard,
     RowIdArgument,
     WordColumn,
     api_errors,
@@ -58,12 +59,28 @@ if TYPE_CHECKING:
     from warroom.db import Database
     from warroom.orgconfig import OrgConfig
 
+
+class WarroomCommandLine(WarroomGroup):
+    """The ``warroom`` command as a whole, around every command and its help: its output never fails on
+    the terminal's encoding (``OutputGuard``)."""
+
+    # Typed loosely: Typer's click types are its private copy's.
+    def main(self, args: Any = None, prog_name: Any = None, *rest: Any, **extra: Any) -> Any:
+        guard = OutputGuard()
+        guard.install()
+        try:
+            return super().main(args, prog_name, *rest, **extra)
+        finally:
+            guard.restore()
+
+
 app = typer.Typer(
     help="Warroom: incident response and recovery.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    # `alerts show -1` says there is no alert -1, not "No such option: -1"; help texts reflowed, once for all.
-    cls=WarroomGroup,
+    # `alerts show -1` says there is no alert -1, not "No such option: -1"; help texts reflowed, once for all;
+    # the output never fails on an encoding.
+    cls=WarroomCommandLine,
 )
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
