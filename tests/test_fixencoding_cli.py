@@ -167,3 +167,62 @@ def test_a_warroom_variable_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     assert said.startswith("error: the environment variable WARROOM_DATA_DIR: byte 0xe9 at character "), said
     assert "Traceback" not in said and said.count("\n") == 1
     assert not os.path.exists(os.fsencode(data_dir))
+
+
+# Output that cannot be written: one line on stderr and exit 1 (the disk full was a traceback; a closed
+# standard output exited 0 having written nothing). A broken pipe is quiet, exit 0, for every command and
+# for --help alike.
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["incident", "list", "--json"], ["incident", "list"], ["--help"]])
+def test_output_to_a_full_disk_is_one_line_and_exit_1(server: dict[str, str], args: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        written = subprocess.run(
+            [sys.executable, "-m", "warroom", *args],
+            env={**os.environ, **server},
+            stdin=subprocess.DEVNULL,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+
+    assert written.returncode == 1
+    assert written.stderr.decode() == "error: cannot write the output: No space left on device\n"
+
+
+def test_a_closed_standard_output_is_said_and_nothing_is_done(server: dict[str, str]) -> None:
+    before = incident_count(server)
+
+    closed = subprocess.run(
+        [
+            "sh",
+            "-c",
+            'exec "$0" -m warroom incident create "Unseen" --severity P3 --service api >&-',
+            sys.executable,
+        ],
+        env={**os.environ, **server},
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=60,
+    )
+
+    assert closed.returncode == 1
+    assert closed.stderr.decode().startswith("error: standard output is closed: nothing was done")
+    assert incident_count(server) == before
+
+
+@pytest.mark.parametrize("args", [["--help"], ["incident", "--help"], ["incident", "list"], ["version"]])
+def test_a_broken_pipe_is_quiet_and_exit_0_for_every_command(server: dict[str, str], args: list[str]) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "warroom", *args],
+        env={**os.environ, **server},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader gone before the first write, as `| head -1` after its line
+    said = process.stderr.read()
+    process.stderr.close()
+
+    assert process.wait(timeout=60) == 0
+    assert said == b""

@@ -133,20 +133,44 @@ def command_line_problem(command: Any, prog_name: str, arguments: list[str]) -> 
 
 class WarroomCommandLine(WarroomGroup):
     """The ``warroom`` command as a whole, around every command and its help: its output never fails on
-    the terminal's encoding (``OutputGuard``), and a command line that is not UTF-8 is refused (exit 2,
-    a usage error) before any command runs (``command_line_problem``)."""
+    the terminal's encoding (``OutputGuard``); a command line that is not UTF-8 is refused (exit 2, a usage
+    error) before any command runs (``command_line_problem``); and output that cannot be written (the disk
+    full, standard output closed) is said in one line, exit 1. A broken pipe (``| head``) is quiet, exit 0,
+    for every command and its help alike: the reader had what it wanted (small outputs fit in the pipe and
+    never saw it, a long one or --help did, so the same command exited 0 or 1 by chance)."""
 
     # Typed loosely: Typer's click types are its private copy's.
     def main(self, args: Any = None, prog_name: Any = None, *rest: Any, **extra: Any) -> Any:
+        if sys.stdout is None:
+            # Closed (``>&-``): the output would go nowhere and the command exit 0, as if it had been seen.
+            error_console.print(
+                "[bold red]error:[/] standard output is closed: nothing was done; "
+                "to discard the output, send it to /dev/null"
+            )
+            sys.exit(1)
         guard = OutputGuard()
         guard.install()
         try:
-            arguments = sys.argv[1:] if args is None else list(args)
-            problem = command_line_problem(self, prog_name or "warroom", arguments)
-            if problem is not None:
-                error_console.print(f"[bold red]error:[/] {escape(problem)}")
-                sys.exit(USAGE)
-            return super().main(args, prog_name, *rest, **extra)
+            try:
+                arguments = sys.argv[1:] if args is None else list(args)
+                problem = command_line_problem(self, prog_name or "warroom", arguments)
+                if problem is not None:
+                    error_console.print(f"[bold red]error:[/] {escape(problem)}")
+                    sys.exit(USAGE)
+                return super().main(args, prog_name, *rest, **extra)
+            finally:
+                guard.flush()
+        except (OSError, SystemExit):
+            failure = guard.failure
+            if failure is None:
+                raise
+            guard.discard()
+            if failure.errno == errno.EPIPE:
+                sys.exit(0)
+            error_console.print(
+                f"[bold red]error:[/] cannot write the output: {escape(failure.strerror or str(failure))}"
+            )
+            sys.exit(1)
         finally:
             guard.restore()
 

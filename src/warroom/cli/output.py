@@ -272,6 +272,32 @@ class OutputGuard:
         if sys.stdout is not None:
             sys.stdout = cast(TextIO, WatchedOutput(sys.stdout, self.failures))
 
+    @property
+    def failure(self) -> OSError | None:
+        """The first write to standard output that failed, if one did."""
+        return self.failures[0] if self.failures else None
+
+    def flush(self) -> None:
+        """Write out what standard output still holds, now that a failure can still be said (at the
+        interpreter's exit, the disk full was a traceback or a line on stderr that changed no exit status)."""
+        if sys.stdout is not None:
+            sys.stdout.flush()
+
+    def discard(self) -> None:
+        """Send what standard output still holds nowhere (its file descriptor to /dev/null): it cannot be
+        written, which has been said, and the interpreter's own flush at exit would fail on it again."""
+        try:
+            descriptor = self._stdout.fileno() if self._stdout is not None else -1
+        except (AttributeError, OSError, ValueError):  # not a file (a test's runner)
+            return
+        if descriptor < 0:
+            return
+        nowhere = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(nowhere, descriptor)
+        finally:
+            os.close(nowhere)
+
     def restore(self) -> None:
         if self._stdout is not None:
             sys.stdout = self._stdout
