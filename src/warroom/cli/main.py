@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 from rich.text import Text
+from typer.core import TyperArgument, TyperGroup
 
 from warroom import __version__
 from warroom.alerts.schemas import RoutingPreview, RuleReplay
@@ -29,7 +31,9 @@ from warroom.cli.maintenance import maintenance_app
 from warroom.cli.notify import notify_app
 from warroom.cli.oncall import oncall_app
 from warroom.cli.output import (
+    USAGE,
     IdColumn,
+    OutputGuard,
     RowIdArgument,
     WordColumn,
     api_errors,
@@ -58,12 +62,126 @@ if TYPE_CHECKING:
     from warroom.db import Database
     from warroom.orgconfig import OrgConfig
 
+
+def not_utf8(text: str) -> str | None:
+    """Where ``text`` (an argument or an environment variable, as Python read it) holds a byte that is not
+    UTF-8: "byte 0xe9 at character 4"; None if it is all UTF-8. Python reads such a byte as a lone surrogate
+    (U+DCE9), which no request can carry: httpx failed on it with a traceback, after nothing was checked. A
+    locale that is not UTF-8 (Latin-1) reads every byte as a character, so only bytes that are not UTF-8
+    under a UTF-8 or ASCII locale end up here; UTF-8 read by an ASCII locale is left alone (a path opens)."""
+    if not any("\ud800" <= character <= "\udfff" for character in text):
+        return None
+    try:
+        raw = os.fsencode(text)  # the bytes as given
+    except UnicodeEncodeError:  # a surrogate no byte of the command line escapes
+        raw = text.encode("utf-8", "surrogatepass")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        character = len(raw[: exc.start].decode("utf-8", errors="replace")) + 1
+        return f"byte 0x{raw[exc.start]:02x} at character {character}"
+    return None
+
+
+def _argument_name(command: Any, prog_name: str, arguments: list[str], index: int) -> str:
+    """How the command line's ``arguments[index]`` is known: the option it is the value of (``--message``)
+    or the argument it is (``TITLE``), read as click reads the command line but without acting on it; else
+    the option before it, or its place."""
+    given = arguments[index]
+    if given.startswith("--") and "=" in given:
+        return given.split("=", 1)[0]
+    try:
+        ctx = command.make_context(prog_name, list(arguments), resilient_parsing=True)
+        contexts = [ctx]
+        while isinstance(ctx.command, TyperGroup) and (rest := [*ctx._protected_args, *ctx.args]):
+            name, sub, rest = ctx.command.resolve_command(ctx, rest)
+            if sub is None:
+                break
+            ctx = sub.make_context(name, rest, parent=ctx, resilient_parsing=True)
+            contexts.append(ctx)
+        for ctx in contexts:
+            for param in ctx.command.params:
+                value = ctx.params.get(param.name)
+                values = value if isinstance(value, list | tuple) else [value]
+                if any(str(one) == given for one in values if one is not None):
+                    if isinstance(param, TyperArgument):
+                        return str(param.metavar or param.name).upper()
+                    return str(max(param.opts, key=len))
+    except Exception:  # only the name is at stake: a command line click cannot read is named below
+        pass
+    before = arguments[index - 1] if index > 0 else ""
+    return before if before.startswith("-") else f"argument {index + 1}"
+
+
+def command_line_problem(command: Any, prog_name: str, arguments: list[str]) -> str | None:
+    """What makes the command line unusable before anything is done: an argument, or a WARROOM_* variable,
+    that is not UTF-8 (``not_utf8``), said as ``config check`` says a file that is not."""
+    for index, argument in enumerate(arguments):
+        # In --option=VALUE, where in the value.
+        value = argument.split("=", 1)[1] if argument.startswith("--") and "=" in argument else argument
+        where = not_utf8(value)
+        if where is not None:
+            name = _argument_name(command, prog_name, arguments, index)
+            return f"{name}: {where} is not UTF-8; set your terminal to UTF-8 (nothing was done)"
+    for variable, value in sorted(os.environ.items()):
+        where = not_utf8(value) if variable.startswith("WARROOM_") else None
+        if where is not None:
+            variable_is = f"the environment variable {variable}: {where} is not UTF-8"
+            return f"{variable_is}; set it in UTF-8 (nothing was done)"
+    return None
+
+
+class WarroomCommandLine(WarroomGroup):
+    """The ``warroom`` command as a whole, around every command and its help: its output never fails on
+    the terminal's encoding (``OutputGuard``); a command line that is not UTF-8 is refused (exit 2, a usage
+    error) before any command runs (``command_line_problem``); and output that cannot be written (the disk
+    full, standard output closed) is said in one line, exit 1. A broken pipe (``| head``) is quiet, exit 0,
+    for every command and its help alike: the reader had what it wanted (small outputs fit in the pipe and
+    never saw it, a long one or --help did, so the same command exited 0 or 1 by chance)."""
+
+    # Typed loosely: Typer's click types are its private copy's.
+    def main(self, args: Any = None, prog_name: Any = None, *rest: Any, **extra: Any) -> Any:
+        if sys.stdout is None:
+            # Closed (``>&-``): the output would go nowhere and the command exit 0, as if it had been seen.
+            error_console.print(
+                "[bold red]error:[/] standard output is closed: nothing was done; "
+                "to discard the output, send it to /dev/null"
+            )
+            sys.exit(1)
+        guard = OutputGuard()
+        guard.install()
+        try:
+            try:
+                arguments = sys.argv[1:] if args is None else list(args)
+                problem = command_line_problem(self, prog_name or "warroom", arguments)
+                if problem is not None:
+                    error_console.print(f"[bold red]error:[/] {escape(problem)}")
+                    sys.exit(USAGE)
+                return super().main(args, prog_name, *rest, **extra)
+            finally:
+                guard.flush()
+        except (OSError, SystemExit):
+            failure = guard.failure
+            if failure is None:
+                raise
+            guard.discard()
+            if failure.errno == errno.EPIPE:
+                sys.exit(0)
+            error_console.print(
+                f"[bold red]error:[/] cannot write the output: {escape(failure.strerror or str(failure))}"
+            )
+            sys.exit(1)
+        finally:
+            guard.restore()
+
+
 app = typer.Typer(
     help="Warroom: incident response and recovery.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    # `alerts show -1` says there is no alert -1, not "No such option: -1"; help texts reflowed, once for all.
-    cls=WarroomGroup,
+    # `alerts show -1` says there is no alert -1, not "No such option: -1"; help texts reflowed, once for all;
+    # the output never fails on an encoding.
+    cls=WarroomCommandLine,
 )
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from copy import copy
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, NoReturn
+from typing import Annotated, Any, ClassVar, NoReturn, TextIO, cast
 from urllib.parse import unquote, urlsplit
 
 import typer
@@ -170,6 +171,153 @@ class SafeConsole(Console):
 
 # The width of output to a pipe or a file (see ``SafeConsole.size``): wider than any row.
 PIPED_WIDTH = 100_000
+
+# What a character the output's encoding cannot hold becomes (a Latin-1 or ASCII locale, or
+# PYTHONIOENCODING=cp1252 into a file): the CLI's own characters (the "—" of an empty cell, the "…" of a cut
+# text, the "␤" of a line break, the "→" of a change) an ASCII stand-in that reads the same; anything else (a
+# name in Greek) "?".
+# Rich already draws its boxes in ASCII there; these characters made the write raise UnicodeEncodeError, a
+# traceback and exit 1, after an incident had been created.
+_STAND_INS = {
+    "\u2014": "-",
+    "\u2013": "-",
+    "\u2212": "-",
+    "\u2026": "...",
+    "\u2192": "->",
+    "\u2190": "<-",
+    "\u2022": "*",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u00a0": " ",
+    "\u2588": "#",
+    "\u2502": "|",
+    "\u2503": "|",
+    "\u2500": "-",
+    "\u2501": "-",
+    NEWLINE: "\\n",
+    "\u240d": "\\r",
+    "\u2409": "\\t",
+    "\u241b": "\\e",
+    "\u2421": "\\x7f",
+}
+
+
+def stand_in(character: str) -> str:
+    """What ``character`` is written as where the output's encoding has no room for it: an ASCII stand-in
+    for the CLI's own characters, a control character's picture (``visible``) as its escape, else "?"."""
+    if character in _STAND_INS:
+        return _STAND_INS[character]
+    if "\u2400" <= character < "\u2420":
+        return f"\\x{ord(character) - 0x2400:02x}"
+    return "?"
+
+
+def _stand_in_errors(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    return "".join(stand_in(character) for character in exc.object[exc.start : exc.end]), exc.end
+
+
+# The error handler (``codecs.register_error``) of the CLI's standard output and error: see ``_STAND_INS``.
+STAND_INS = "warroom-stand-ins"
+codecs.register_error(STAND_INS, _stand_in_errors)
+
+
+class WatchedOutput:
+    """Standard output as the CLI writes to it: each write that fails (the disk full, a broken pipe) is kept
+    in ``failures``, so that the command says the output was lost instead of a traceback (``OutputGuard``).
+    Its binary ``buffer`` is watched too (click writes there where the encoding is ASCII); all else is the
+    stream's own."""
+
+    def __init__(self, stream: Any, failures: list[OSError]) -> None:
+        self._stream = stream
+        self._failures = failures
+
+    def write(self, data: Any) -> int:
+        try:
+            written: int = self._stream.write(data)
+        except OSError as exc:
+            self._failures.append(exc)
+            raise
+        return written
+
+    def writelines(self, lines: Iterable[Any]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            self._failures.append(exc)
+            raise
+
+    @property
+    def buffer(self) -> WatchedOutput:
+        return WatchedOutput(self._stream.buffer, self._failures)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class OutputGuard:
+    """The CLI's standard streams for one run (``install`` … ``restore``): writing to them never raises for
+    an encoding (``STAND_INS``), and standard output's failed writes are kept (``WatchedOutput``)."""
+
+    def __init__(self) -> None:
+        self.failures: list[OSError] = []
+        self._stdout: TextIO | None = None
+        self._errors: list[tuple[Any, str]] = []
+
+    def install(self) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            errors = getattr(stream, "errors", None)
+            if hasattr(stream, "reconfigure") and isinstance(errors, str) and errors != STAND_INS:
+                try:
+                    stream.reconfigure(errors=STAND_INS)
+                except (OSError, ValueError):  # a stream that cannot be reconfigured keeps its errors
+                    continue
+                self._errors.append((stream, errors))
+        self._stdout = sys.stdout
+        if sys.stdout is not None:
+            sys.stdout = cast(TextIO, WatchedOutput(sys.stdout, self.failures))
+
+    @property
+    def failure(self) -> OSError | None:
+        """The first write to standard output that failed, if one did."""
+        return self.failures[0] if self.failures else None
+
+    def flush(self) -> None:
+        """Write out what standard output still holds, now that a failure can still be said (at the
+        interpreter's exit, the disk full was a traceback or a line on stderr that changed no exit status)."""
+        if sys.stdout is not None:
+            sys.stdout.flush()
+
+    def discard(self) -> None:
+        """Send what standard output still holds nowhere (its file descriptor to /dev/null): it cannot be
+        written, which has been said, and the interpreter's own flush at exit would fail on it again."""
+        try:
+            descriptor = self._stdout.fileno() if self._stdout is not None else -1
+        except (AttributeError, OSError, ValueError):  # not a file (a test's runner)
+            return
+        if descriptor < 0:
+            return
+        nowhere = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(nowhere, descriptor)
+        finally:
+            os.close(nowhere)
+
+    def restore(self) -> None:
+        if self._stdout is not None:
+            sys.stdout = self._stdout
+        for stream, errors in self._errors:
+            with suppress(OSError, ValueError):
+                stream.reconfigure(errors=errors)
+        self._errors.clear()
+
 
 console = SafeConsole()
 # Errors and warnings are one line however long (soft wrap): a terminal folds them, and a log (journald, a
