@@ -285,3 +285,17 @@ def pager() -> Iterator[Recorder]:
     yield recorder
     recorder.server.shutdown()
     recorder.server.server_close()
+
+
+def cli_commands() -> Iterator[tuple[list[str], Any]]:
+    """Every command and group of ``warroom`` with its path, as Typer builds them."""
+    import typer
+
+    from warroom.cli.main import app as cli_app
+
+    def walk(command: Any, path: list[str]) -> Iterator[tuple[list[str], Any]]:
+        yield path, command
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            yield from walk(sub, [*path, name])
+
+    yield from walk(typer.main.get_command(cli_app), [])

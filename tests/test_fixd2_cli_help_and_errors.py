@@ -19,6 +19,7 @@ import typer
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from tests.conftest import cli_commands as _commands
 from tests.conftest import cli_through_the_app
 from warroom.cli.helptext import DURATION_FORMS, reflow
 from warroom.cli.main import app as cli_app
@@ -39,17 +40,6 @@ CLIENT_MODULES = (
 def cli(api: TestClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """The CLI's client commands, answered by the test app (as admin)."""
     return cli_through_the_app(api, tokens["admin"], monkeypatch, *CLIENT_MODULES)
-
-
-def _commands() -> Iterator[tuple[list[str], Any]]:
-    """Every command and group of ``warroom`` with its path, as Typer builds them."""
-
-    def walk(command: Any, path: list[str]) -> Iterator[tuple[list[str], Any]]:
-        yield path, command
-        for name, sub in sorted(getattr(command, "commands", {}).items()):
-            yield from walk(sub, [*path, name])
-
-    yield from walk(typer.main.get_command(cli_app), [])
 
 
 def _help(path: list[str]) -> str:

@@ -5,25 +5,15 @@ type (a variable's name, a header's) must be shown whole, in every command's hel
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
-import typer
 from typer.testing import CliRunner
 
+from tests.conftest import cli_commands as _commands
 from warroom.cli.main import app as cli_app
 
 # A word that ends in "…": one Rich cut, unless the help itself has it so (``http://127.0.0.1/…``).
 _ENDS_CUT = re.compile(r"\S+…")
-
-
-def _commands() -> Iterator[tuple[list[str], Any]]:
-    def walk(command: Any, path: list[str]) -> Iterator[tuple[list[str], Any]]:
-        yield path, command
-        for name, sub in sorted(getattr(command, "commands", {}).items()):
-            yield from walk(sub, [*path, name])
-
-    yield from walk(typer.main.get_command(cli_app), [])
 
 
 def _written(command: Any) -> str:

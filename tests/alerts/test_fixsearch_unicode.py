@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import String, literal, select
-from typer.testing import CliRunner
 
+from tests.conftest import cli_through_the_app
 from warroom import textsearch
 from warroom.alerts.models import Alert
 from warroom.cli.main import app
-from warroom.client import Client
 from warroom.context import AppContext
 
 DECOMPOSED_E = "e\u0301"  # e and a combining acute accent, as some keyboards and macOS file names write é
@@ -120,25 +118,13 @@ def test_alerts_list_search_on_the_command_line(
     api: TestClient, tokens: dict[str, str], generic_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What an on-call engineer types: ``warroom alerts list --search ÉCHEC``."""
-
-    def through_the_app(request: httpx.Request) -> httpx.Response:
-        answer = api.request(
-            request.method, request.url.raw_path.decode(), headers=request.headers, content=request.content
-        )
-        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
-
-    monkeypatch.setattr(
-        "warroom.cli.alerts.Client",
-        lambda: Client(
-            "http://warroom.test", tokens["viewer"], transport=httpx.MockTransport(through_the_app)
-        ),
-    )
+    runner = cli_through_the_app(api, tokens["viewer"], monkeypatch, "warroom.cli.alerts")
     for key, alert in ALERTS.items():
         sent = {"severity": "info", "dedup_key": key, **alert}
         assert api.post(f"/api/v1/alerts?key={generic_key}", json=sent).status_code == 202
 
     def listed(search: str) -> list[str]:
-        result = CliRunner().invoke(app, ["alerts", "list", "--json", "--search", search])
+        result = runner.invoke(app, ["alerts", "list", "--json", "--search", search])
         assert result.exit_code == 0, result.output
         return sorted(alert["dedup_key"] for alert in json.loads(result.stdout)["items"])
 
