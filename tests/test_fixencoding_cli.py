@@ -169,6 +169,13 @@ def test_a_warroom_variable_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     assert not os.path.exists(os.fsencode(data_dir))
 
 
+def test_a_variable_warroom_does_not_read_may_hold_any_bytes(tmp_path: Path) -> None:
+    """A deploy script's own WARROOM_RELEASE is not Warroom's to refuse: it stopped even ``--help``."""
+    shown = warroom({"WARROOM_RELEASE": "caf\udce9"}, "--help")
+    assert shown.returncode == 0, shown.stderr
+    assert b"Usage" in shown.stdout
+
+
 # Output that cannot be written: one line on stderr and exit 1 (the disk full was a traceback; a closed
 # standard output exited 0 having written nothing). A broken pipe is quiet, exit 0, for every command and
 # for --help alike.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -118,8 +119,11 @@ def worker(
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
-        console.print(f"worker {runner.name}: {signal.Signals(signum).name}, finishing the job in hand")
+        # Stop first: with its output's reader gone (a closed ``| tee``), the line below cannot be written,
+        # and the signal must still stop the worker.
         stop.set()
+        with suppress(OSError):
+            console.print(f"worker {runner.name}: {signal.Signals(signum).name}, finishing the job in hand")
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)

@@ -125,10 +125,22 @@ def command_line_problem(command: Any, prog_name: str, arguments: list[str]) -> 
             return f"{name}: {where} is not UTF-8; set your terminal to UTF-8 (nothing was done)"
     for variable, value in sorted(os.environ.items()):
         where = not_utf8(value) if variable.startswith("WARROOM_") else None
-        if where is not None:
+        if where is not None and variable in _variables_read():
             variable_is = f"the environment variable {variable}: {where} is not UTF-8"
             return f"{variable_is}; set it in UTF-8 (nothing was done)"
     return None
+
+
+def _variables_read() -> set[str]:
+    """The WARROOM_* variables Warroom reads: the settings' and the client's. Another (a deploy script's own
+    WARROOM_RELEASE) may hold any bytes; it must not stop ``--help``. Imported only when one is not UTF-8."""
+    from warroom.settings import Settings
+
+    return {f"WARROOM_{name.upper()}" for name in Settings.model_fields} | {
+        "WARROOM_URL",
+        "WARROOM_TOKEN",
+        "WARROOM_TIMEOUT",
+    }
 
 
 class WarroomCommandLine(WarroomGroup):
