@@ -57,12 +57,18 @@ def heads() -> frozenset[str]:
     return frozenset(_scripts().get_heads())
 
 
+def revisions(connection: Connection) -> set[str]:
+    """The revisions the database's version table lists, known to this version or not (none for an empty
+    database)."""
+    # Read directly: Alembic's MigrationContext would log "Will assume transactional DDL" at every start.
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return set()
+    return set(connection.scalars(text(f"SELECT version_num FROM {VERSION_TABLE}")))
+
+
 def _current(connection: Connection, scripts: ScriptDirectory) -> set[str]:
     """The database's revisions (none for an empty one); NewerSchema if this version does not know one."""
-    # Read directly: Alembic's MigrationContext would log "Will assume transactional DDL" at every start.
-    current: set[str] = set()
-    if inspect(connection).has_table(VERSION_TABLE):
-        current = set(connection.scalars(text(f"SELECT version_num FROM {VERSION_TABLE}")))
+    current = revisions(connection)
     known = {script.revision for script in scripts.walk_revisions()}
     unknown = sorted(current - known)
     if unknown:

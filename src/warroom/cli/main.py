@@ -622,6 +622,82 @@ def db_vacuum(database_url: DatabaseOption = None) -> None:
     )
 
 
+@db_app.command("backup")
+def db_backup(
+    path: Annotated[Path, typer.Argument(help="The backup file to write (its directory must exist).")],
+    database_url: DatabaseOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace PATH if it exists.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Copy the database to PATH while Warroom runs: consistent, written whole or not at all. SQLite: a
+    standalone database file (SQLite's online backup; intake goes on). PostgreSQL: a pg_dump custom archive,
+    for pg_restore. Keep the secret key (data_dir/secret_key or WARROOM_SECRET_KEY) with it. Refusals exit 2
+    and write nothing."""
+    from dataclasses import asdict
+
+    from warroom import dbbackup
+    from warroom.db import is_sqlite
+
+    settings = _settings(database_url=database_url)
+    url = settings.resolved_database_url
+    # As long as a write would wait for the database's lock.
+    wait = settings.sqlite_busy_timeout if is_sqlite(url) else settings.postgres_lock_timeout
+    # Refusals, the database's included (unreachable, not a Warroom one), exit 2 and write nothing.
+    with _as_refusal(), database_errors(url):
+        database = _existing(url, settings)
+        try:
+            plan = dbbackup.prepare(database, path, force=force, lock_timeout=wait)
+        except dbbackup.BackupRefused as exc:
+            usage_error(str(exc))
+    try:
+        with database_errors(url), _terminate_as_interrupt(), error_console.status("backing up…"):
+            report = dbbackup.run(plan)
+    except dbbackup.BackupRefused as exc:
+        usage_error(str(exc))
+    except dbbackup.BackupFailed as exc:
+        fail(f"{exc}; nothing was written to {plan.target}")
+    except KeyboardInterrupt:
+        fail(f"interrupted; nothing was written to {plan.target}", code=130)
+    finally:
+        database.dispose()
+    key = "WARROOM_SECRET_KEY" if settings.secret_key else str((settings.data_dir / "secret_key").resolve())
+    reminder = (
+        f"keep the secret key ({key}) with the backup: warroom audit verify and signed links need the same "
+        "one"
+    )
+    if as_json:
+        print_json({**asdict(report), "path": str(report.path), "secret_key": key})
+        return
+    console.print(escape(f"backed up {report.database} ({report.format}, revision {report.revision})"))
+    console.print(escape(f"  to {report.path}: {_megabytes(report.size_bytes)}"))
+    console.print(f"  {report.incidents:,} incidents, {report.alerts:,} alerts, in {report.seconds:.1f} s")
+    console.print(escape(reminder))
+
+
+@contextmanager
+def _as_refusal() -> Iterator[None]:
+    """Failures before anything is written are refusals: exit 2, not 1 (``database_errors`` says them)."""
+    try:
+        yield
+    except typer.Exit as exc:
+        raise typer.Exit(USAGE if exc.exit_code == 1 else exc.exit_code) from None
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a service manager, a timeout) ends the command as Ctrl-C does: its temporary file removed."""
+    import signal
+
+    def interrupt(_signal: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:,.1f} MB"
 
