@@ -60,6 +60,7 @@ from warroom.settings import Settings
 if TYPE_CHECKING:
     from warroom.auth.schemas import TokenRead
     from warroom.db import Database
+    from warroom.dbbackup import BackupReport
     from warroom.orgconfig import OrgConfig
 
 
@@ -635,31 +636,18 @@ def db_backup(
     and write nothing."""
     from dataclasses import asdict
 
-    from warroom import dbbackup
     from warroom.db import is_sqlite
 
     settings = _settings(database_url=database_url)
     url = settings.resolved_database_url
     # As long as a write would wait for the database's lock.
     wait = settings.sqlite_busy_timeout if is_sqlite(url) else settings.postgres_lock_timeout
-    # Refusals, the database's included (unreachable, not a Warroom one), exit 2 and write nothing.
     with _as_refusal(), database_errors(url):
         database = _existing(url, settings)
-        try:
-            plan = dbbackup.prepare(database, path, force=force, lock_timeout=wait)
-        except dbbackup.BackupRefused as exc:
-            usage_error(str(exc))
     try:
-        with database_errors(url), _terminate_as_interrupt(), error_console.status("backing up…"):
-            report = dbbackup.run(plan)
-    except dbbackup.BackupRefused as exc:
-        usage_error(str(exc))
-    except dbbackup.BackupFailed as exc:
-        fail(f"{exc}; nothing was written to {plan.target}")
-    except KeyboardInterrupt:
-        fail(f"interrupted; nothing was written to {plan.target}", code=130)
+        report = _back_up(database, path, force=force, lock_timeout=wait)
     finally:
-        database.dispose()
+        database.dispose()  # also after a refusal: its connection's -wal and -shm go with it
     key = "WARROOM_SECRET_KEY" if settings.secret_key else str((settings.data_dir / "secret_key").resolve())
     reminder = (
         f"keep the secret key ({key}) with the backup: warroom audit verify and signed links need the same "
@@ -668,10 +656,35 @@ def db_backup(
     if as_json:
         print_json({**asdict(report), "path": str(report.path), "secret_key": key})
         return
-    console.print(escape(f"backed up {report.database} ({report.format}, revision {report.revision})"))
-    console.print(escape(f"  to {report.path}: {_megabytes(report.size_bytes)}"))
-    console.print(f"  {report.incidents:,} incidents, {report.alerts:,} alerts, in {report.seconds:.1f} s")
-    console.print(escape(reminder))
+    # Unwrapped: the paths are for pasting, whole.
+    for line in (
+        f"backed up {report.database} ({report.format}, revision {report.revision})",
+        f"  to {report.path}: {_megabytes(report.size_bytes)}",
+        f"  {report.incidents:,} incidents, {report.alerts:,} alerts, in {report.seconds:.1f} s",
+        reminder,
+    ):
+        console.print(escape(line), soft_wrap=True)
+
+
+def _back_up(database: Database, path: Path, *, force: bool, lock_timeout: float) -> BackupReport:
+    """``dbbackup``'s checks, then the backup; their refusals and failures as the CLI says them."""
+    from warroom import dbbackup
+
+    # Refusals, the database's included (unreachable, not a Warroom one), exit 2 and write nothing.
+    with _as_refusal(), database_errors(database.url):
+        try:
+            plan = dbbackup.prepare(database, path, force=force, lock_timeout=lock_timeout)
+        except dbbackup.BackupRefused as exc:
+            usage_error(str(exc))
+    try:
+        with database_errors(database.url), _terminate_as_interrupt(), error_console.status("backing up…"):
+            return dbbackup.run(plan)
+    except dbbackup.BackupRefused as exc:
+        usage_error(str(exc))
+    except dbbackup.BackupFailed as exc:
+        fail(f"{exc}; nothing was written to {plan.target}")
+    except KeyboardInterrupt:
+        fail(f"interrupted; nothing was written to {plan.target}", code=130)
 
 
 @contextmanager
@@ -687,6 +700,11 @@ def _as_refusal() -> Iterator[None]:
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM (a service manager, a timeout) ends the command as Ctrl-C does: its temporary file removed."""
     import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
 
     def interrupt(_signal: int, _frame: object) -> None:
         raise KeyboardInterrupt
