@@ -333,6 +333,48 @@ def test_a_copy_that_cannot_be_written_leaves_nothing(tmp_path: Path, live: Path
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_during_the_copy_leaves_nothing(
+    tmp_path: Path, live: Path, stop: signal.Signals
+) -> None:
+    """Stopped while it copies: exit 130, the temporary file and its journal removed, PATH not made."""
+    padding = sqlite3.connect(live)
+    padding.execute("CREATE TABLE padding (body BLOB)")  # a copy that takes a moment
+    padding.executemany("INSERT INTO padding VALUES (randomblob(1000000))", [()] * 60)
+    padding.commit()
+    padding.close()
+    out = tmp_path / "out"
+    out.mkdir()
+    backup = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "warroom",
+            "db",
+            "backup",
+            str(out / "b.db"),
+            "--database-url",
+            f"sqlite:///{live}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: any(out.iterdir()) or backup.poll() is not None, timeout=60, interval=0.01)
+        backup.send_signal(stop)
+        _, stderr = backup.communicate(timeout=60)
+    finally:
+        if backup.poll() is None:
+            backup.kill()
+    if backup.returncode == 0:  # it had renamed the copy into place already: then it is whole
+        assert list(out.iterdir()) == [out / "b.db"] and revisions(out / "b.db") == set(migrate.heads())
+        return
+    assert backup.returncode == 130, stderr
+    assert "interrupted; nothing was written to" in stderr, stderr
+    assert list(out.iterdir()) == []
+
+
 # -- PostgreSQL ---------------------------------------------------------------------------------------------
 
 
