@@ -187,7 +187,7 @@ def run(plan: BackupPlan) -> BackupReport:
         revision=revision_text(revision),
         incidents=incidents,
         alerts=alerts,
-        seconds=time.monotonic() - started,
+        seconds=round(time.monotonic() - started, 3),
         format=form,
     )
 
