@@ -109,11 +109,31 @@ def postgres_migrated() -> Iterator[str]:
         admin.dispose()
 
 
+# Emptying the tables between tests: DELETE and resetting the sequences takes a few milliseconds, where a
+# TRUNCATE of every table (new files for each table and index) took a quarter of a second or more per test.
+# This machine's PostgreSQL runs without autovacuum: once DELETE's dead rows pile up, a TRUNCATE clears them.
+_DEAD_ROWS_BEFORE_TRUNCATE = 20_000
+_SEQUENCES = (
+    "SELECT quote_ident(sequence_schema) || '.' || quote_ident(sequence_name)"
+    " FROM information_schema.sequences"
+)
+
+
 def _truncate_postgres(url: str) -> None:
     engine = create_engine(url)
-    names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
     with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        dead_rows = connection.scalar(text("SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables"))
+        if dead_rows > _DEAD_ROWS_BEFORE_TRUNCATE:
+            names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
+            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            # Replica role: foreign keys are not checked, so the order of the deletes does not matter.
+            statements = ["SET LOCAL session_replication_role = replica"]
+            statements += [f'DELETE FROM "{table.name}"' for table in metadata.sorted_tables]
+            statements += [
+                f"SELECT setval('{name}', 1, false)" for name in connection.scalars(text(_SEQUENCES))
+            ]
+            connection.exec_driver_sql("; ".join(statements))
     engine.dispose()
 
 
