@@ -301,9 +301,9 @@ def shown_location(url: Any) -> str:
 
 
 @contextmanager
-def database_errors(url: str) -> Iterator[None]:
+def database_errors(url: str, code: int = 1) -> Iterator[None]:
     """Opening, checking or migrating the database at ``url`` (``serve`` builds its app inside it): a problem
-    with it ends the command with one line saying what it is, not a traceback."""
+    with it ends the command with one line saying what it is, not a traceback (exit ``code``)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -315,26 +315,27 @@ def database_errors(url: str) -> Iterator[None]:
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError as exc:
-        fail(f"the database URL {shown_url(url)!r} is not one: {exc}")
+        fail(f"the database URL {shown_url(url)!r} is not one: {exc}", code)
     # Any other dialect SQLAlchemy knows (mysql://) would fail on its driver, or later on Warroom's SQL.
     if backend not in (*SUPPORTED_DATABASES, "postgres"):  # postgres:// gets its own answer below
         fail(
             f"the database URL {shown_url(url)!r} is for {backend}: only SQLite (sqlite:///path) and "
-            "PostgreSQL (postgresql+psycopg://user@host/name) are supported"
+            "PostgreSQL (postgresql+psycopg://user@host/name) are supported",
+            code,
         )
     try:
         yield
     except ArgumentError as exc:
-        fail(f"the database URL {shown_url(url)!r} is not one: {exc}")
+        fail(f"the database URL {shown_url(url)!r} is not one: {exc}", code)
     except (migrate.NewerSchema, DirectoryUnusable) as exc:
-        fail(str(exc))
+        fail(str(exc), code)
     except SQLAlchemyError as exc:
         reason = unavailable_reason(exc)
         if backend == "sqlite":
             # SQLite's "unable to open database file" also when the file opens but its directory cannot
             # take the -wal and -shm files: say which.
             reason = directory_problem(make_url(url).database or "") or reason
-        fail(f"cannot use the database at {shown_location(url)}: {reason}")
+        fail(f"cannot use the database at {shown_location(url)}: {reason}", code)
 
 
 def _could_be_made(directory: Path) -> None:
@@ -714,6 +715,121 @@ def _terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@db_app.command("copy")
+def db_copy(
+    to: Annotated[
+        str,
+        typer.Option("--to", help="SQLAlchemy URL of the empty database to copy into.", show_default=False),
+    ],
+    database_url: DatabaseOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Copy every row of this database into an empty one, on SQLite or PostgreSQL (to move from SQLite to
+    PostgreSQL): the target is migrated, filled in one transaction (all or nothing), its number sequences
+    moved past the copied rows, its row counts compared and its timelines checked as audit verify does. That
+    check, and the target's server, need this server's secret key (WARROOM_SECRET_KEY, else
+    data_dir/secret_key). Stop serve and worker first: rows written after the copy starts are not copied."""
+    from warroom import dbcopy, migrate
+    from warroom.db import Database
+
+    settings = _settings(database_url=database_url)
+    source_url = settings.resolved_database_url
+    with database_errors(source_url, code=2):
+        source = _existing(source_url, settings)
+        try:
+            dbcopy.check_source(source.engine)
+        except dbcopy.CopyRefused as exc:
+            fail(str(exc), code=2)
+    with database_errors(to, code=2):
+        target = Database(to)
+        try:
+            dbcopy.check_target(source.engine, target.engine)
+        except dbcopy.CopyRefused as exc:
+            fail(str(exc), code=2)
+    with database_errors(to):
+        migrate.upgrade(target.engine)
+    error_console.print(
+        "[bold yellow]warning:[/] the copy reads the source as it is now: rows written after that are not "
+        "copied; stop warroom serve and warroom worker before moving"
+    )
+    try:
+        with _copy_progress() as progress:
+            copied = dbcopy.copy_rows(source.engine, target.engine, progress=progress)
+    except (dbcopy.CopyFailed, dbcopy.CopyRefused) as exc:
+        fail(str(exc))
+    finally:
+        source.dispose()
+    try:
+        secret = settings.existing_secret_key()
+    except OSError:
+        secret = None
+    report = dbcopy.audit_target(target.engine, secret) if secret is not None else None
+    target.dispose()
+    rows = sum(table.rows for table in copied)
+    where = shown_location(to)
+    audit_said = (
+        "not run: no secret key (set WARROOM_SECRET_KEY or WARROOM_DATA_DIR as the server's, then run "
+        f"warroom audit verify --database-url {shown_url(to)})"
+        if report is None
+        else f"{len(report.problems)} problem(s): run warroom audit verify on the source and the target"
+        if report.problems
+        else f"ok, {report.checked} timeline entries verified"
+    )
+    if as_json:
+        print_json(
+            {
+                "source": shown_location(source_url),
+                "target": where,
+                "tables": {table.name: table.rows for table in copied},
+                "rows": rows,
+                "audit": None
+                if report is None
+                else {
+                    "checked": report.checked,
+                    "problems": [
+                        {"incident": p.incident, "seq": p.seq, "reason": p.reason} for p in report.problems
+                    ],
+                    "warnings": report.warnings,
+                },
+            }
+        )
+    else:
+        table("Rows copied", [WordColumn("table"), "rows"], [(t.name, f"{t.rows:,}") for t in copied])
+        for warning in report.warnings if report is not None else []:
+            error_console.print(f"[bold yellow]WARNING[/] {escape(warning)}")
+        for problem in report.problems if report is not None else []:
+            error_console.print(f"[bold red]BROKEN[/] {escape(f'{problem.incident}: {problem.reason}')}")
+        console.print(
+            escape(
+                f"copied {rows:,} rows in {len(copied)} tables from {shown_location(source_url)} to {where}; "
+                f"audit verify on the target: {audit_said}; its server needs this secret key"
+            )
+        )
+    if report is not None and report.problems:
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _copy_progress() -> Iterator[Callable[[str, int, int], None] | None]:
+    """One progress bar per table on stderr when it is a terminal; piped or logged, nothing extra."""
+    if not error_console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+    with Progress(
+        TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), console=error_console
+    ) as bars:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bars.add_task(name, total=total)
+            bars.update(tasks[name], completed=done)
+
+        yield advance
 
 
 def _megabytes(size: int) -> str:
