@@ -805,7 +805,8 @@ def db_copy(
             escape(
                 f"copied {rows:,} rows in {len(copied)} tables from {shown_location(source_url)} to {where}; "
                 f"audit verify on the target: {audit_said}; its server needs this secret key"
-            )
+            ),
+            soft_wrap=True,  # one line, to grep or log, however long the paths
         )
     if report is not None and report.problems:
         raise typer.Exit(1)
