@@ -299,6 +299,49 @@ def test_the_source_itself_is_refused(seeded_sqlite: Seeded) -> None:
     assert counts(seeded_sqlite.url) == before
 
 
+@needs_postgres
+def test_the_same_postgres_database_by_another_url_is_refused(scratch_postgres: Callable[[], str]) -> None:
+    source = scratch_postgres()
+    run_cli("db", "upgrade", database_url=source)
+    refused = run_cli(
+        "db", "copy", "--to", f"{source}?application_name=other", database_url=source, check=False
+    )
+    assert refused.returncode == 2
+    assert "is the source" in refused.stderr
+
+
+def test_a_missing_source_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "target.db"
+    refused = run_cli(
+        "db",
+        "copy",
+        "--to",
+        f"sqlite:///{target}",
+        database_url=f"sqlite:///{tmp_path / 'none.db'}",
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "no database at" in refused.stderr
+    assert not target.exists()
+
+
+def test_without_the_secret_key_the_copy_says_the_audit_was_not_run(
+    seeded_sqlite: Seeded, tmp_path: Path
+) -> None:
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    copied = run_cli(
+        "db",
+        "copy",
+        "--to",
+        target,
+        database_url=seeded_sqlite.url,
+        env={"WARROOM_DATA_DIR": str(tmp_path / "elsewhere")},
+    )
+    assert "audit verify on the target: not run: no secret key" in copied.stdout
+    assert counts(target) == counts(seeded_sqlite.url)
+    assert not (tmp_path / "elsewhere" / "secret_key").exists()
+
+
 def test_an_unreachable_target_is_refused_without_its_password(seeded_sqlite: Seeded) -> None:
     # A port of this helper's range where nothing listens.
     refused = copy(seeded_sqlite, "postgresql+psycopg://warroom:s3cret-pw@127.0.0.1:21949/none", check=False)

@@ -737,7 +737,10 @@ def db_copy(
     settings = _settings(database_url=database_url)
     source_url = settings.resolved_database_url
     with database_errors(source_url, code=2):
-        source = _existing(source_url, settings)
+        try:
+            source = _existing(source_url, settings)
+        except typer.Exit:
+            raise typer.Exit(2) from None  # no source: refused as the other checks are, nothing was done
         try:
             dbcopy.check_source(source.engine)
         except dbcopy.CopyRefused as exc:
