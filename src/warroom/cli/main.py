@@ -301,9 +301,9 @@ def shown_location(url: Any) -> str:
 
 
 @contextmanager
-def database_errors(url: str, code: int = 1) -> Iterator[None]:
+def database_errors(url: str) -> Iterator[None]:
     """Opening, checking or migrating the database at ``url`` (``serve`` builds its app inside it): a problem
-    with it ends the command with one line saying what it is, not a traceback (exit ``code``)."""
+    with it ends the command with one line saying what it is, not a traceback."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -315,27 +315,26 @@ def database_errors(url: str, code: int = 1) -> Iterator[None]:
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError as exc:
-        fail(f"the database URL {shown_url(url)!r} is not one: {exc}", code)
+        fail(f"the database URL {shown_url(url)!r} is not one: {exc}")
     # Any other dialect SQLAlchemy knows (mysql://) would fail on its driver, or later on Warroom's SQL.
     if backend not in (*SUPPORTED_DATABASES, "postgres"):  # postgres:// gets its own answer below
         fail(
             f"the database URL {shown_url(url)!r} is for {backend}: only SQLite (sqlite:///path) and "
-            "PostgreSQL (postgresql+psycopg://user@host/name) are supported",
-            code,
+            "PostgreSQL (postgresql+psycopg://user@host/name) are supported"
         )
     try:
         yield
     except ArgumentError as exc:
-        fail(f"the database URL {shown_url(url)!r} is not one: {exc}", code)
+        fail(f"the database URL {shown_url(url)!r} is not one: {exc}")
     except (migrate.NewerSchema, DirectoryUnusable) as exc:
-        fail(str(exc), code)
+        fail(str(exc))
     except SQLAlchemyError as exc:
         reason = unavailable_reason(exc)
         if backend == "sqlite":
             # SQLite's "unable to open database file" also when the file opens but its directory cannot
             # take the -wal and -shm files: say which.
             reason = directory_problem(make_url(url).database or "") or reason
-        fail(f"cannot use the database at {shown_location(url)}: {reason}", code)
+        fail(f"cannot use the database at {shown_location(url)}: {reason}")
 
 
 def _could_be_made(directory: Path) -> None:
@@ -736,21 +735,21 @@ def db_copy(
 
     settings = _settings(database_url=database_url)
     source_url = settings.resolved_database_url
-    with database_errors(source_url, code=2):
-        try:
-            source = _existing(source_url, settings)
-        except typer.Exit:
-            raise typer.Exit(2) from None  # no source: refused as the other checks are, nothing was done
+    # Everything before the target is migrated is a refusal: exit 2, nothing written.
+    with _as_refusal(), database_errors(source_url):
+        source = _existing(source_url, settings)
         try:
             dbcopy.check_source(source.engine)
         except dbcopy.CopyRefused as exc:
-            fail(str(exc), code=2)
-    with database_errors(to, code=2):
+            usage_error(str(exc))
+    with _as_refusal(), database_errors(to):
         target = Database(to)
         try:
             dbcopy.check_target(source.engine, target.engine)
         except dbcopy.CopyRefused as exc:
-            fail(str(exc), code=2)
+            source.dispose()  # a SQLite source's -wal and -shm go with its connection
+            target.dispose()
+            usage_error(str(exc))
     with database_errors(to):
         migrate.upgrade(target.engine)
     error_console.print(
