@@ -167,7 +167,7 @@ def _copy_table(
     # A row referring to a later row of its own table (an alert inhibited by a newer one) has its reference
     # set once that row is in: foreign keys are checked as each row goes in.
     own_references = [
-        element.parent for element in table.foreign_keys if element.column.table is table and len(keys) == 1
+        element.parent for element in table.foreign_keys if len(keys) == 1 and element.column is keys[0]
     ]
     later: list[dict[str, Any]] = []
     statement = select(*table.columns, *null_flags).order_by(*keys)
