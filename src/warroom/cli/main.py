@@ -716,6 +716,125 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@db_app.command("copy")
+def db_copy(
+    to: Annotated[
+        str,
+        typer.Option("--to", help="SQLAlchemy URL of the empty database to copy into.", show_default=False),
+    ],
+    database_url: DatabaseOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Copy every row of this database into an empty one, on SQLite or PostgreSQL (to move from SQLite to
+    PostgreSQL): the target is migrated, filled in one transaction (all or nothing), its number sequences
+    moved past the copied rows, its row counts compared and its timelines checked as audit verify does. That
+    check, and the target's server, need this server's secret key (WARROOM_SECRET_KEY, else
+    data_dir/secret_key). Stop serve and worker first: rows written after the copy starts are not copied."""
+    from warroom import dbcopy, migrate
+    from warroom.db import Database
+
+    settings = _settings(database_url=database_url)
+    source_url = settings.resolved_database_url
+    # Everything before the target is migrated is a refusal: exit 2, nothing written.
+    with _as_refusal(), database_errors(source_url):
+        source = _existing(source_url, settings)
+        try:
+            dbcopy.check_source(source.engine)
+        except dbcopy.CopyRefused as exc:
+            usage_error(str(exc))
+    with _as_refusal(), database_errors(to):
+        target = Database(to)
+        try:
+            dbcopy.check_target(source.engine, target.engine)
+        except dbcopy.CopyRefused as exc:
+            source.dispose()  # a SQLite source's -wal and -shm go with its connection
+            target.dispose()
+            usage_error(str(exc))
+    with database_errors(to):
+        migrate.upgrade(target.engine)
+    error_console.print(
+        "[bold yellow]warning:[/] the copy reads the source as it is now: rows written after that are not "
+        "copied; stop warroom serve and warroom worker before moving"
+    )
+    try:
+        with _copy_progress() as progress:
+            copied = dbcopy.copy_rows(source.engine, target.engine, progress=progress)
+    except (dbcopy.CopyFailed, dbcopy.CopyRefused) as exc:
+        fail(str(exc))
+    finally:
+        source.dispose()
+    try:
+        secret = settings.existing_secret_key()
+    except OSError:
+        secret = None
+    report = dbcopy.audit_target(target.engine, secret) if secret is not None else None
+    target.dispose()
+    rows = sum(table.rows for table in copied)
+    where = shown_location(to)
+    audit_said = (
+        "not run: no secret key (set WARROOM_SECRET_KEY or WARROOM_DATA_DIR as the server's, then run "
+        f"warroom audit verify --database-url {shown_url(to)})"
+        if report is None
+        else f"{len(report.problems)} problem(s): run warroom audit verify on the source and the target"
+        if report.problems
+        else f"ok, {report.checked} timeline entries verified"
+    )
+    if as_json:
+        print_json(
+            {
+                "source": shown_location(source_url),
+                "target": where,
+                "tables": {table.name: table.rows for table in copied},
+                "rows": rows,
+                "audit": None
+                if report is None
+                else {
+                    "checked": report.checked,
+                    "problems": [
+                        {"incident": p.incident, "seq": p.seq, "reason": p.reason} for p in report.problems
+                    ],
+                    "warnings": report.warnings,
+                },
+            }
+        )
+    else:
+        table("Rows copied", [WordColumn("table"), "rows"], [(t.name, f"{t.rows:,}") for t in copied])
+        for warning in report.warnings if report is not None else []:
+            error_console.print(f"[bold yellow]WARNING[/] {escape(warning)}")
+        for problem in report.problems if report is not None else []:
+            error_console.print(f"[bold red]BROKEN[/] {escape(f'{problem.incident}: {problem.reason}')}")
+        console.print(
+            escape(
+                f"copied {rows:,} rows in {len(copied)} tables from {shown_location(source_url)} to {where}; "
+                f"audit verify on the target: {audit_said}; its server needs this secret key"
+            ),
+            soft_wrap=True,  # one line, to grep or log, however long the paths
+        )
+    if report is not None and report.problems:
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _copy_progress() -> Iterator[Callable[[str, int, int], None] | None]:
+    """One progress bar per table on stderr when it is a terminal; piped or logged, nothing extra."""
+    if not error_console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+    with Progress(
+        TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), console=error_console
+    ) as bars:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bars.add_task(name, total=total)
+            bars.update(tasks[name], completed=done)
+
+        yield advance
+
+
 def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:,.1f} MB"
 
