@@ -10,8 +10,9 @@ from datetime import timedelta
 
 import pytest
 
-from tests.oncall.test_fixraiselowered import page_actions, paged, paged_by_webhook, set_severity
-from tests.oncall.test_paging import T0, change, escalation, open_incident, run_at, timeline
+from tests.oncall.changes import change
+from tests.oncall.test_fixraiselowered import page_actions, paged, paged_by_webhook
+from tests.oncall.test_paging import T0, escalation, open_incident, run_at, timeline
 from tests.peers import Recorder
 from warroom.clock import clock
 from warroom.context import AppContext
@@ -48,8 +49,8 @@ def test_a_raise_lowered_again_pages_nobody_on_an_incident_not_escalating(
     before = page_actions(context, incident_id)
 
     clock.set(T0 + timedelta(minutes=2))
-    set_severity(context, incident_id, "P0", "dave")
-    set_severity(context, incident_id, lowered_to, "erin")
+    change(context, incident_id, severity="P0", performer="dave")
+    change(context, incident_id, severity=lowered_to, performer="erin")
     run_at(worker, T0 + timedelta(minutes=2))
 
     assert paged(pager) == {"carol": 1, "alice": 0, "grace": 0}  # nobody paged again
@@ -89,8 +90,8 @@ def test_a_raise_still_above_where_it_was_raised_from_pages_as_before(
     run_at(worker, T0 + timedelta(minutes=1))
 
     clock.set(T0 + timedelta(minutes=2))
-    set_severity(context, incident_id, "P0", "dave")
-    set_severity(context, incident_id, "P1", "erin")
+    change(context, incident_id, severity="P0", performer="dave")
+    change(context, incident_id, severity="P1", performer="erin")
     run_at(worker, T0 + timedelta(minutes=2))
 
     # carol, who acknowledged it, is skipped; in monitoring she is paged.
