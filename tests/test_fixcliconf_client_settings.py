@@ -1,7 +1,7 @@
 """The client's settings that would send the token to the wrong place, or get a misleading answer, are
 refused before anything is sent, in one line naming the setting: a WARROOM_URL whose port is above 65535
 (httpx took it modulo 65536: 87036 reached port 21500, token and all), not a number, a URL with no host or
-of another scheme; a WARROOM_TOKEN with the quotes of an env file kept around it."""
+of another scheme; a WARROOM_TOKEN with the quotes of an env file kept around it, or one quote at one end."""
 
 from __future__ import annotations
 
@@ -89,3 +89,37 @@ def test_a_token_with_quotes_around_it_is_refused_saying_so(listener: socket.soc
     assert "WARROOM_TOKEN has quote characters around it" in said, said
     assert "wr_abc" not in said and "revoked" not in said
     assert not _reached(listener)
+
+
+@pytest.mark.parametrize(
+    ("token", "where"),
+    [
+        ('"wr_abc', "start"),
+        ("'wr_abc", "start"),
+        ('wr_abc"', "end"),
+        ("wr_abc'\n", "end"),
+    ],
+)
+def test_a_token_with_a_quote_at_one_end_is_refused_saying_so(
+    listener: socket.socket, token: str, where: str
+) -> None:
+    """A paste that took one quote of a pair: as plainly said as the pair, nothing sent."""
+    port = listener.getsockname()[1]
+    said = _one_line_error(_incident_list(f"http://127.0.0.1:{port}", token))
+    assert f"WARROOM_TOKEN has a quote character at its {where}" in said, said
+    assert "wr_abc" not in said and "revoked" not in said
+    assert not _reached(listener)
+
+
+def test_a_quote_pair_that_does_not_match_is_said_as_quotes_around_it(listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    said = _one_line_error(_incident_list(f"http://127.0.0.1:{port}", "\"wr_abc'"))
+    assert "WARROOM_TOKEN has quote characters around it" in said, said
+
+
+@pytest.mark.parametrize("token", ["wr_" + "-" * 43, "wr_" + "_" * 43, "wr_Az09-_xY", "-wr_a-", "_wr_a_"])
+def test_tokens_of_the_token_alphabet_are_taken(token: str) -> None:
+    """A token is wr_ and URL-safe base64 (letters, digits, - and _), which may start or end with - or _."""
+    client = Client("http://127.0.0.1:1", token)
+    assert client.token == token
+    client.close()

@@ -14,8 +14,8 @@ from tests.peers import Recorder
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.jobs.models import Job, JobStatus
-from warroom.jobs.service import enqueue, job_handler
-from warroom.jobs.worker import MAX_ERROR_LENGTH, Worker
+from warroom.jobs.service import MAX_ERROR_LENGTH, enqueue, job_handler
+from warroom.jobs.worker import Worker
 from warroom.notify.models import Delivery
 
 # Clears the screen, ends the line, then reverses what follows on a terminal that honours U+202E.

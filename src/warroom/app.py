@@ -23,6 +23,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.routing import iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry
 from sqlalchemy import bindparam, text
@@ -861,4 +862,16 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         max_group_body_bytes=settings.max_intake_body_bytes,
     )
+    _build_routes(app)
     return app
+
+
+def _build_routes(app: FastAPI) -> None:
+    """Builds every included route now, in the thread that makes the app. FastAPI otherwise builds an
+    included router's routes (their parameters' pydantic fields) at its first request, silencing pydantic's
+    UnsupportedFieldAttributeWarning meanwhile with ``warnings.catch_warnings``, which is process-wide and
+    not thread-safe: two threads building at once (two apps in one process, first requests at once) undo
+    each other's silence, and the warning escapes (an error under ``-W error``) for aliases FastAPI set
+    itself. It also spares the first requests the building."""
+    for _ in iter_route_contexts(app.router.routes):
+        pass

@@ -129,6 +129,10 @@ def timeout_setting() -> float:
     return seconds
 
 
+# Quote characters a shell or a .env file may leave on a value; no Warroom token has one.
+_QUOTES = "\"'"
+
+
 def checked_token(token: str | None) -> str | None:
     """The token without the whitespace around it (the line end of ``$(cat file)``, the CR of a file written
     on Windows); any other character no token has is refused. The token is never shown: httpx refused a CR
@@ -136,7 +140,7 @@ def checked_token(token: str | None) -> str | None:
     if token is None or not token.strip():
         return None
     token = token.strip()
-    if len(token) >= 2 and token[0] == token[-1] and token[0] in "\"'":
+    if len(token) >= 2 and token[0] in _QUOTES and token[-1] in _QUOTES:
         # docker --env-file (and some .env readers) keep the quotes of WARROOM_TOKEN="wr_…": the server
         # then said the token is not valid, and pointed at revoked tokens.
         raise ApiError(
@@ -144,6 +148,17 @@ def checked_token(token: str | None) -> str | None:
             "invalid_setting",
             "WARROOM_TOKEN has quote characters around it, which no Warroom token has (docker --env-file "
             "keeps them): set it without the quotes (the token is not shown)",
+            from_server=False,
+        )
+    if token[0] in _QUOTES or token[-1] in _QUOTES:
+        # One quote only: a paste that took the opening quote and not the closing one (or the other way
+        # round). No token has one (wr_ and URL-safe base64), so it is said as plainly as the pair is.
+        where = "start" if token[0] in _QUOTES else "end"
+        raise ApiError(
+            0,
+            "invalid_setting",
+            f"WARROOM_TOKEN has a quote character at its {where}, which no Warroom token has (pasted with "
+            "it?): set it without the quote (the token is not shown)",
             from_server=False,
         )
     for position, character in enumerate(token, start=1):

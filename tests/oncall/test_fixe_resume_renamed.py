@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.oncall.test_paging import T0, change, open_incident, pages, run_at, timeline
+from tests.oncall.changes import change
+from tests.oncall.test_paging import T0, open_incident, pages, run_at, timeline
 from tests.oncall.test_policy_gone import NEW, OLD, escalations, reloaded
 from warroom.clock import clock
 from warroom.context import AppContext

@@ -11,12 +11,11 @@ from datetime import timedelta
 
 import pytest
 
+from tests.oncall.changes import change
 from tests.oncall.test_paging import T0, escalation, open_incident, run_at, timeline
 from tests.peers import Recorder
 from warroom.clock import clock
 from warroom.context import AppContext
-from warroom.incidents import service as incident_service
-from warroom.incidents.schemas import IncidentUpdate
 from warroom.jobs.worker import Worker
 from warroom.notify.config import WebhookChannel, WebhookSettings
 from warroom.oncall.config import NotificationRule
@@ -51,17 +50,6 @@ def paged(pager: Recorder) -> dict[str, int]:
     return {name: len(pager.to(f"/{name}")) for name in PAGED_PEOPLE}
 
 
-def set_severity(context: AppContext, incident_id: int, severity: str, performer: str) -> None:
-    with context.db.write() as session:
-        incident_service.update_incident(
-            session,
-            org=context.org,
-            ref=incident_id,
-            data=IncidentUpdate(severity=severity),
-            performer=performer,
-        )
-
-
 def page_actions(context: AppContext, incident_id: int) -> list[str]:
     return [e.action for e in timeline(context, incident_id) if e.kind == "page"]
 
@@ -87,8 +75,8 @@ def test_a_raise_lowered_to_the_running_level_or_below_restarts_nothing(
     before = page_actions(context, incident_id)
 
     clock.set(T0 + timedelta(minutes=2))
-    set_severity(context, incident_id, "P0", "dave")
-    set_severity(context, incident_id, lowered_to, "erin")
+    change(context, incident_id, severity="P0", performer="dave")
+    change(context, incident_id, severity=lowered_to, performer="erin")
     run_at(worker, T0 + timedelta(minutes=2))
 
     assert paged(pager) == {"carol": 1, "alice": 0, "grace": 0}  # nobody paged again
@@ -126,8 +114,8 @@ def test_a_raise_still_above_the_running_level_pages_as_before(context: AppConte
     assert paged(pager) == {"carol": 1, "alice": 0, "grace": 0}
 
     clock.set(T0 + timedelta(minutes=2))
-    set_severity(context, incident_id, "P0", "dave")
-    set_severity(context, incident_id, "P1", "erin")
+    change(context, incident_id, severity="P0", performer="dave")
+    change(context, incident_id, severity="P1", performer="erin")
     run_at(worker, T0 + timedelta(minutes=2))
 
     assert paged(pager) == {"carol": 2, "alice": 0, "grace": 0}
@@ -151,13 +139,13 @@ def test_a_raise_paged_by_the_opening_and_lowered_since_restarts_nothing(
     clock.set(T0)
     worker = Worker(context, name="w1")
     incident_id = open_incident(context, severity="P2")
-    set_severity(context, incident_id, "P0", "dave")
+    change(context, incident_id, severity="P0", performer="dave")
     (opening,) = worker.claim(T0, limit=1)  # the opening's job, queued first
     assert worker.run_job(opening, T0)
     state = escalation(context, incident_id)
     assert (state.severity, state.mode, state.cycle) == ("P0", "all_hands", 1)
 
-    set_severity(context, incident_id, "P1", "erin")
+    change(context, incident_id, severity="P1", performer="erin")
     actions = len(timeline(context, incident_id))
     run_at(worker, T0 + timedelta(seconds=10))  # the raise's job, and the opening's pages
 

@@ -11,21 +11,14 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from tests.conftest import cli_through_the_app
+from tests.oncall.changes import change
 from tests.oncall.test_paging import T0, open_incident, run_at
 from warroom.cli.main import app as cli_app
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents import service as incident_service
-from warroom.incidents.schemas import IncidentUpdate
 from warroom.jobs.worker import Worker
 from warroom.oncall import paging
-
-
-def change(context: AppContext, incident_id: int, **fields: object) -> None:
-    with context.db.write() as session:
-        incident_service.update_incident(
-            session, org=context.org, ref=incident_id, data=IncidentUpdate(**fields), performer="tester"
-        )
 
 
 def raised_after_a_reopen(context: AppContext) -> int:
@@ -37,9 +30,9 @@ def raised_after_a_reopen(context: AppContext) -> int:
     with context.db.write() as session:
         incident_service.acknowledge(session, ref=incident_id, performer="carol")
     for status in ("resolved", "investigating"):
-        change(context, incident_id, status=status)
+        change(context, incident_id, status=status, performer="tester")
     clock.set(T0 + timedelta(minutes=30))
-    change(context, incident_id, severity="P0")
+    change(context, incident_id, severity="P0", performer="tester")
     run_at(worker, T0 + timedelta(minutes=30))
     return incident_id
 

@@ -11,13 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from tests.oncall.changes import change
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.db import Database
 from warroom.events import DomainEvent, publish
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import TimelineEntry
-from warroom.incidents.schemas import IncidentCreate, IncidentUpdate
+from warroom.incidents.schemas import IncidentCreate
 from warroom.jobs.models import Job, JobStatus
 from warroom.jobs.worker import Worker
 from warroom.notify.config import WebhookChannel
@@ -201,10 +202,7 @@ def test_raising_severity_pages_again_and_payments_routing(context: AppContext) 
     # payments-primary is daily from 1 January in New York: 2 March 05:00 NY is shift 59 -> frank.
     assert sent(context, incident_id) == [("frank", "email", 1, 1)]
     clock.set(T0 + timedelta(minutes=3))
-    with context.db.write() as session:
-        incident_service.update_incident(
-            session, org=context.org, ref=incident_id, data=IncidentUpdate(severity="P0"), performer="tester"
-        )
+    change(context, incident_id, severity="P0", performer="tester")
     run_at(worker, T0 + timedelta(minutes=3))
     state = escalation(context, incident_id)
     assert (state.mode, state.cycle, state.severity) == ("all_hands", 2, "P0")
@@ -212,10 +210,7 @@ def test_raising_severity_pages_again_and_payments_routing(context: AppContext) 
     # All hands for payments: frank, heidi (manager) and the platform on-call (carol).
     assert {p[0] for p in sent(context, incident_id) if p[2] == 2} == {"frank", "heidi", "carol"}
     # Lowering pages nobody new.
-    with context.db.write() as session:
-        incident_service.update_incident(
-            session, org=context.org, ref=incident_id, data=IncidentUpdate(severity="P1"), performer="tester"
-        )
+    change(context, incident_id, severity="P1", performer="tester")
     before = len(pages(context, incident_id))
     run_at(worker, T0 + timedelta(minutes=4))
     assert len(pages(context, incident_id)) == before
@@ -241,10 +236,7 @@ def test_a_raise_before_the_first_page_pages_once(context: AppContext, raise_run
     clock.set(T0)
     worker = Worker(context, name="w1", concurrency=1)
     incident_id = open_incident(context, severity="P2")
-    with context.db.write() as session:
-        incident_service.update_incident(
-            session, org=context.org, ref=incident_id, data=IncidentUpdate(severity="P1"), performer="tester"
-        )
+    change(context, incident_id, severity="P1", performer="tester")
     if raise_runs_first:
         with context.db.write() as session:
             raise_job = session.scalars(
@@ -269,14 +261,7 @@ def test_a_raise_lowered_again_before_the_first_page_says_lowered(context: AppCo
     worker = Worker(context, name="w1", concurrency=1)
     incident_id = open_incident(context, severity="P1")
     for severity in ("P0", "P2"):
-        with context.db.write() as session:
-            incident_service.update_incident(
-                session,
-                org=context.org,
-                ref=incident_id,
-                data=IncidentUpdate(severity=severity),
-                performer="t",
-            )
+        change(context, incident_id, severity=severity, performer="t")
     run_at(worker, T0)
     paged = [e.action for e in timeline(context, incident_id) if e.action.startswith("Paged")]
     assert paged and all("raised" not in line for line in paged), paged
@@ -476,10 +461,7 @@ def test_severity_policy_takes_over_and_requested_policy_runs_alongside(context:
     with context.db.read() as session:
         states = {e.policy: e.state for e in session.scalars(select(Escalation))}
     assert states == {"platform-escalation": "active", "payments-escalation": "active"}
-    with context.db.write() as session:
-        incident_service.update_incident(
-            session, org=context.org, ref=incident_id, data=IncidentUpdate(severity="P0"), performer="tester"
-        )
+    change(context, incident_id, severity="P0", performer="tester")
     run_at(worker, T0 + timedelta(seconds=2))
     with context.db.read() as session:
         states = {e.policy: e.state for e in session.scalars(select(Escalation))}
@@ -550,14 +532,7 @@ def test_lowering_to_a_level_that_pages_nobody_stops_the_escalation(context: App
     run_at(worker, T0)
     assert sent(context, incident_id) == [("carol", "email", 1, 1)]
     clock.set(T0 + timedelta(minutes=2))
-    with context.db.write() as session:
-        incident_service.update_incident(
-            session,
-            org=context.org,
-            ref=incident_id,
-            data=IncidentUpdate(severity="P3", note="false alarm"),
-            performer="carol",
-        )
+    change(context, incident_id, severity="P3", note="false alarm")  # as carol
     run_at(worker, T0 + timedelta(minutes=30))
     assert [p[0] for p in sent(context, incident_id)] == ["carol"]
     assert escalation(context, incident_id).state == EscalationState.silent
@@ -565,14 +540,6 @@ def test_lowering_to_a_level_that_pages_nobody_stops_the_escalation(context: App
         e.action == "Escalation stopped (P3 pages nobody): platform-escalation"
         for e in timeline(context, incident_id)
     )
-
-
-def change(context: AppContext, incident_id: int, **fields: Any) -> None:
-    """Change an incident by hand, as carol (its severity down or up, its status)."""
-    with context.db.write() as session:
-        incident_service.update_incident(
-            session, org=context.org, ref=incident_id, data=IncidentUpdate(**fields), performer="carol"
-        )
 
 
 def test_lowering_to_a_level_that_pages_its_first_step_stops_escalating_past_it(context: AppContext) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.oncall.test_paging import T0, change, run_at, timeline
+from tests.oncall.changes import change
+from tests.oncall.test_paging import T0, run_at, timeline
 from tests.oncall.test_paging_noise_acknowledged import acknowledged_p1, paged_in
 from warroom.clock import clock
 from warroom.context import AppContext

@@ -8,8 +8,9 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from tests.oncall.changes import change
 from tests.oncall.test_page_request import escalations
-from tests.oncall.test_paging import T0, change, open_incident, run_at, timeline
+from tests.oncall.test_paging import T0, open_incident, run_at, timeline
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents import service as incident_service

@@ -10,8 +10,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.alerts.conftest import make_key
+from tests.oncall.changes import change
 from tests.oncall.test_page_request import escalations
-from tests.oncall.test_paging import T0, change, open_incident, run_at, sent, timeline
+from tests.oncall.test_paging import T0, open_incident, run_at, sent, timeline
 from warroom.clock import clock
 from warroom.context import AppContext
 from warroom.incidents.models import IncidentStatus

@@ -383,7 +383,7 @@ def _schedule_occurrence(session: Session, schedule: MaintenanceSchedule, starts
         job.attempts = 0
         job.started_at = None
         job.finished_at = None
-        job.last_error = None
+        jobs_service.set_last_error(job, None)
         job.result = None
 
 

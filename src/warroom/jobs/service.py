@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +24,7 @@ from warroom.db import get_or_404, utcnow
 from warroom.errors import InvalidInput
 from warroom.incidents.models import Incident
 from warroom.jobs.models import Job, JobStatus
+from warroom.loglines import one_line
 
 if TYPE_CHECKING:
     from warroom.context import AppContext
@@ -31,6 +33,41 @@ Handler = Callable[["AppContext", Session, Job], "dict[str, Any] | None"]
 # Called when an attempt failed (after the handler's own writes were rolled back), in the transaction
 # that records the failure; ``final`` is true when the job is now dead.
 FailureHook = Callable[["AppContext", Session, Job, str, bool], None]
+
+
+# A failure's text as a job keeps it (``last_error``, which the API returns and the CLI shows): a peer's
+# answer in it (a webhook's body, a mail server's reply, Slack's error) is cut to this many characters.
+MAX_ERROR_LENGTH = 1000
+# One character of ``one_line``'s output, an escape whole: a cut never leaves half of one (``\x1``).
+_SHOWN_CHARACTER = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|.)|.", re.DOTALL)
+
+
+def error_text(text: str) -> str:
+    """A failure's ``text`` as the job keeps it: one visible line, escaped as the log lines are (a peer's
+    answer may hold terminal escapes, line breaks, bidi marks), and at most ``MAX_ERROR_LENGTH`` characters,
+    the cut marked with "…"."""
+    shown = one_line(text)
+    if len(shown) <= MAX_ERROR_LENGTH:
+        return shown
+    kept = 0
+    for character in _SHOWN_CHARACTER.finditer(shown):
+        if character.end() > MAX_ERROR_LENGTH - 1:
+            break
+        kept = character.end()
+    return shown[:kept] + "…"
+
+
+@overload
+def set_last_error(job: Job, text: str) -> str: ...
+@overload
+def set_last_error(job: Job, text: None) -> None: ...
+def set_last_error(job: Job, text: str | None) -> str | None:
+    """Every write of a job's ``last_error`` goes through here (None clears it), so Warroom's own texts
+    (a lease expired, naming the worker's ``--name``; a handler's "retry later" reason, naming a window or a
+    job) are kept as a peer's are (``error_text``). Returns what was kept."""
+    kept = None if text is None else error_text(text)
+    job.last_error = kept
+    return kept
 
 
 class RetryLater(Exception):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -35,8 +34,14 @@ from warroom.db import as_sqlalchemy_error, is_retryable, trouble, unavailable, 
 from warroom.errors import NotFound
 from warroom.incidents import service as incident_service
 from warroom.jobs.models import Job, JobStatus
-from warroom.jobs.service import PermanentFailure, RetryLater, backoff, handler_for, network_kinds
-from warroom.loglines import one_line
+from warroom.jobs.service import (
+    PermanentFailure,
+    RetryLater,
+    backoff,
+    handler_for,
+    network_kinds,
+    set_last_error,
+)
 
 log = logging.getLogger("warroom.jobs")
 
@@ -57,12 +62,6 @@ CLOCK_OFFSET = Gauge(
 )
 CLOCK_OFFSET.set(float("nan"))  # not 0: an offset never measured must not read as "in step"
 
-# A failure's text as a job keeps it (``last_error``, which the API returns and the CLI shows): a peer's
-# answer in it (a webhook's body, a mail server's reply, Slack's error) is cut to this many characters.
-MAX_ERROR_LENGTH = 1000
-# One character of ``one_line``'s output, an escape whole: a cut never leaves half of one (``\x1``).
-_SHOWN_CHARACTER = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|.)|.", re.DOTALL)
-
 # How far this process's clock may be from the database's before the worker warns, and how often it looks.
 CLOCK_TOLERANCE = 2.0
 CLOCK_CHECK_EVERY = 60.0
@@ -71,21 +70,6 @@ CLOCK_CHECK_EVERY = 60.0
 # minutes), "local" ones are quick (escalation steps, delayed rules, sweeps). ``run_forever`` runs the two in
 # separate loops, so a timer never waits behind a batch of slow deliveries.
 Lane = Literal["all", "network", "local"]
-
-
-def _error_text(text: str) -> str:
-    """A failure's ``text`` as the job keeps it: one visible line, escaped as the log lines are (a peer's
-    answer may hold terminal escapes, line breaks, bidi marks), and at most ``MAX_ERROR_LENGTH`` characters,
-    the cut marked with "…"."""
-    shown = one_line(text)
-    if len(shown) <= MAX_ERROR_LENGTH:
-        return shown
-    kept = 0
-    for character in _SHOWN_CHARACTER.finditer(shown):
-        if character.end() > MAX_ERROR_LENGTH - 1:
-            break
-        kept = character.end()
-    return shown[:kept] + "…"
 
 
 class DueJob(NamedTuple):
@@ -297,15 +281,17 @@ class Worker:
                 if job is None:
                     continue
                 job.status = JobStatus.dead
-                job.last_error = (
+                # The worker's name is whatever ``--name`` was given: escaped as a peer's text is.
+                error = set_last_error(
+                    job,
                     f"worker {job.lease_owner} stopped without finishing (lease expired) "
-                    f"after {job.attempts} attempt(s)"
+                    f"after {job.attempts} attempt(s)",
                 )
                 job.lease_owner = None
                 job.lease_expires_at = None
                 job.finished_at = now
-                log.warning("job %s (%s) is dead: %s", job.id, job.kind, job.last_error)
-                self._failure_hook(session, job, job.last_error, final=True)
+                log.warning("job %s (%s) is dead: %s", job.id, job.kind, error)
+                self._failure_hook(session, job, error, final=True)
 
     def _with_room(self, in_flight: Tally[str] | None, free: int) -> ColumnElement[bool]:
         """Jobs that may take one of ``free`` slots: no peer, or a peer below its limit; with one slot left,
@@ -548,7 +534,8 @@ class Worker:
                 job.status = JobStatus.pending
                 job.attempts = max(0, job.attempts - 1)
                 job.run_at = (now or utcnow()) + exc.delay
-                job.last_error = exc.reason or job.last_error
+                if exc.reason:  # else the failure before it stays the one to read
+                    set_last_error(job, exc.reason)
             elif is_retryable(exc) and job.attempts < job.max_attempts:
                 # A deadlock or serialization failure (PostgreSQL): the other transaction has gone through,
                 # so run it again now, not after a backoff (an escalation step a race made 5 s late). The
@@ -556,19 +543,18 @@ class Worker:
                 outcome = "failed"
                 job.status = JobStatus.pending
                 job.run_at = now or utcnow()
-                job.last_error = (
-                    f"lost a race with another transaction ({type(exc).__name__}); ran again at once"
+                set_last_error(
+                    job, f"lost a race with another transaction ({type(exc).__name__}); ran again at once"
                 )
                 log.info(
                     "job %s (%s) lost a race (%s); running it again", job.id, job.kind, type(exc).__name__
                 )
             else:
-                error = _error_text(
-                    exc.reason if isinstance(exc, RetryLater) else f"{type(exc).__name__}: {exc}"
+                error = set_last_error(
+                    job, exc.reason if isinstance(exc, RetryLater) else f"{type(exc).__name__}: {exc}"
                 )
                 final = job.attempts >= job.max_attempts or isinstance(exc, PermanentFailure)
                 outcome = "dead" if final else "failed"
-                job.last_error = error
                 if final:
                     job.status = JobStatus.dead
                     job.finished_at = now or utcnow()

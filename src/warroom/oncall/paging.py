@@ -1375,6 +1375,7 @@ def _raise_overtaken(
     for: it was lowered again before it went out, and the timeline says so. One at or below it was paged for
     by that run (the opening's job found the incident raised already, or another raise's job ran first), and
     there is nothing to say. None: the incident is above every run of its own, or none runs: the raise pages.
+    With none running because the incident is acknowledged or in monitoring, ``_raise_undone`` decides.
     ``raised_to``: the level the raise went to (from its job; else the latest raise on the timeline)."""
     known = set(org.severity_ids)
     own = [
@@ -1387,36 +1388,24 @@ def _raise_overtaken(
         # A run a rule or a person asked for goes on beside whatever the raise pages: not the incident's own.
         if _origin(escalation) == EscalationOrigin.incident and escalation.severity in known
     ]
-    if not own or incident.severity not in known:
+    if incident.severity not in known:
         return None
+    if not own:
+        if incident.acknowledged_at is None and incident.status != IncidentStatus.monitoring:
+            return None
+        return _raise_undone(session, org, incident, raised_to=raised_to, raised_by=raised_by)
     rank = org.severity_rank
     level = min((escalation.severity for escalation in own), key=rank)
     if rank(incident.severity) < rank(level):
         return None
     running = [escalation for escalation in own if escalation.severity == level]
     policies = ", ".join(escalation.policy for escalation in running)
-    changes = [
-        (entry.data or {}, entry.performer)
-        for entry in session.scalars(
-            select(TimelineEntry)
-            .where(
-                TimelineEntry.incident_id == incident.id, TimelineEntry.kind == TimelineKind.severity_change
-            )
-            .order_by(TimelineEntry.seq.desc())
-        )
-    ]
+    changes = _severity_changes(session, incident)
     if raised_to is None:  # a job queued before raises said their level
         raised_to = next((str(f.get("to")) for f, _ in changes if f.get("direction") == "raised"), None)
     if raised_to is None or raised_to not in known or rank(raised_to) >= rank(level):
         return {"skipped": f"{policies} already escalating at {level}"}
-    # The newest lowering came after this raise: the incident fell from the raise's level to where it is.
-    lowering = next(((f, by) for f, by in changes if f.get("direction") == "lowered"), None)
-    lowered = ""
-    if lowering is not None:
-        lowered_to = str(lowering[0].get("to"))
-        lowered = f" (to {lowered_to} by {lowering[1]}" + (
-            f"; {incident.severity} now)" if lowered_to != incident.severity else ")"
-        )
+    lowered = _lowered_since(incident, changes)
     goes_on = "; ".join(
         f"{escalation.policy} goes on as it was, at step {escalation.step}"
         + (f", next deadline {escalation.next_check_at:%H:%M:%S} UTC" if escalation.next_check_at else "")
@@ -1440,6 +1429,86 @@ def _raise_overtaken(
     return {
         "skipped": f"{raise_said} was lowered again to {incident.severity}; {policies} goes on at {level}"
     }
+
+
+def _severity_changes(session: Session, incident: Incident) -> list[tuple[dict[str, Any], str]]:
+    """The incident's severity changes (their facts and who made them), newest first."""
+    return [
+        (entry.data or {}, entry.performer)
+        for entry in session.scalars(
+            select(TimelineEntry)
+            .where(
+                TimelineEntry.incident_id == incident.id, TimelineEntry.kind == TimelineKind.severity_change
+            )
+            .order_by(TimelineEntry.seq.desc())
+        )
+    ]
+
+
+def _lowered_since(incident: Incident, changes: list[tuple[dict[str, Any], str]]) -> str:
+    """ " (to P1 by erin)", or " (to P1 by erin; P2 now)": the newest lowering, which came after the raise
+    (the incident fell from the raise's level to where it is); "" when the timeline has none."""
+    lowering = next(((f, by) for f, by in changes if f.get("direction") == "lowered"), None)
+    if lowering is None:
+        return ""
+    lowered_to = str(lowering[0].get("to"))
+    return f" (to {lowered_to} by {lowering[1]}" + (
+        f"; {incident.severity} now)" if lowered_to != incident.severity else ")"
+    )
+
+
+def _raise_undone(
+    session: Session, org: OrgConfig, incident: Incident, *, raised_to: str | None, raised_by: str | None
+) -> dict[str, Any] | None:
+    """What a raise's job does on an incident acknowledged or in monitoring, where no escalation of its own
+    runs to compare with (``_raise_overtaken``), when the incident is now at or below the level the raise
+    went from: nothing. It was lowered again before the page went out, and paging would only page that
+    level once (a P1 carol acknowledged, raised to P0 and lowered back to P1 before the worker ran, paged
+    again as a P1). The timeline says so. None: the incident stands above where the raise started (P2 raised
+    to P0 and lowered to P1 is a raise still), or the timeline has no such raise: the raise pages."""
+    known = set(org.severity_ids)
+    changes = _severity_changes(session, incident)
+    # This job's raise: the newest to its level (by its raiser); a job queued before raises said their level
+    # takes the newest raise.
+    raise_facts = next(
+        (
+            facts
+            for facts, by in changes
+            if facts.get("direction") == "raised"
+            and (raised_to is None or str(facts.get("to")) == raised_to)
+            and (raised_by is None or by == raised_by)
+        ),
+        None,
+    )
+    if raise_facts is None:
+        return None
+    raised_from, raised_to = str(raise_facts.get("from")), str(raise_facts.get("to"))
+    rank = org.severity_rank
+    if raised_from not in known or rank(incident.severity) < rank(raised_from):
+        return None
+    held = (
+        f"{incident.acknowledged_by} acknowledged it"
+        if incident.acknowledged_at is not None
+        else "it is in monitoring"
+    )
+    raise_said = f"the raise to {raised_to}" + (f" by {raised_by}" if raised_by else "")
+    lowered = _lowered_since(incident, changes)
+    _timeline(
+        session,
+        incident,
+        f"Page for {raise_said} not sent: {incident.ref} was lowered again{lowered} before it went out, "
+        f"to no higher than the {raised_from} it was raised from, and {held}",
+        kind=TimelineKind.automation,
+        data={
+            "raised_to": raised_to,
+            "raised_by": raised_by,
+            "raised_from": raised_from,
+            "severity": incident.severity,
+            "acknowledged_by": incident.acknowledged_by,
+            "status": incident.status.value,
+        },
+    )
+    return {"skipped": f"{raise_said} was lowered again to {incident.severity}; {held}"}
 
 
 def _no_policy_noted(session: Session, incident: Incident) -> bool:
