@@ -317,7 +317,7 @@ def database_errors(url: str) -> Iterator[None]:
     except ArgumentError as exc:
         fail(f"the database URL {shown_url(url)!r} is not one: {exc}")
     # Any other dialect SQLAlchemy knows (mysql://) would fail on its driver, or later on Warroom's SQL.
-    if backend not in (*SUPPORTED_DATABASES, "postgres"):  # postgres:// gets its own answer below
+    if backend not in SUPPORTED_DATABASES:  # postgres:// is read as postgresql+psycopg:// (settings)
         fail(
             f"the database URL {shown_url(url)!r} is for {backend}: only SQLite (sqlite:///path) and "
             "PostgreSQL (postgresql+psycopg://user@host/name) are supported"
