@@ -71,7 +71,7 @@ def test_a_port_above_65535_is_refused_and_reaches_no_port(listener: socket.sock
 )
 def test_a_url_that_is_not_a_servers_address_is_refused_in_one_line(url: str, problem: str) -> None:
     said = _one_line_error(_incident_list(url))
-    assert f"WARROOM_URL {url.rstrip('/')!r}" in said and problem in said, said
+    assert f"WARROOM_URL {url!r}" in said and problem in said, said
     assert "wr_secret" not in said
 
 

@@ -26,9 +26,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from fastapi.routing import iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,6 +47,7 @@ from warroom.deps import Admin, Viewer, single_values
 from warroom.errors import (
     SCHEMA_MISSING_CODE,
     SCHEMA_MISSING_MESSAGE,
+    TABLES_DROPPED_MESSAGE,
     UNAVAILABLE_CODE,
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
@@ -77,7 +79,6 @@ from warroom.metrics.collectors import (
     JobCollector,
     exposition,
 )
-from warroom.models import metadata
 from warroom.notify.api import router as notify_router
 from warroom.notify.config import longest_delivery_timeout
 from warroom.notify.service import hide_ack_links
@@ -484,11 +485,33 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    async def _schema_missing(request: Request, exc: Exception) -> Response:
+        """503 saying what to do, as /healthz says it; the missing table is named in the log only. A database
+        at this version's revision (its tables dropped by hand) is not mended by ``db upgrade``: asked once
+        the request has failed, off the event loop."""
+        context: AppContext | None = getattr(request.app.state, "context", None)
+        dropped = context is not None and await run_in_threadpool(migrate.at_head, context.db.engine)
+        message = TABLES_DROPPED_MESSAGE if dropped else SCHEMA_MISSING_MESSAGE
+        log.warning(
+            "%s %s: database schema missing (%s): %s",
+            request.method,
+            _logged_path(request),
+            unavailable_reason(exc),
+            message.rpartition("): ")[2],
+        )
+        return _failure(
+            request,
+            503,
+            SCHEMA_MISSING_CODE,
+            message,
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
+        )
+
     @app.exception_handler(OperationalError)
     @app.exception_handler(SQLAlchemyTimeoutError)
     async def _database_unavailable(request: Request, exc: Exception) -> Response:
         if schema_missing(exc):  # SQLite's "no such table"
-            return _schema_missing(request, exc)
+            return await _schema_missing(request, exc)
         if is_retryable(exc):
             # Not the database being down: another process's change to the same rows won (deadlock or
             # serialization failure), on each of its runs (``deps.RetriedRoute``). Nothing was changed.
@@ -523,7 +546,7 @@ def install_error_handlers(app: FastAPI) -> None:
         """PostgreSQL's undefined_table is a ProgrammingError: a database without the schema, not a bug here.
         Any other is one, answered 500 (re-raised to ``_unexpected``)."""
         if schema_missing(exc):
-            return _schema_missing(request, exc)
+            return await _schema_missing(request, exc)
         raise exc
 
     app.add_exception_handler(ProgrammingError, _programming_error)
@@ -540,23 +563,6 @@ def install_error_handlers(app: FastAPI) -> None:
 def _logged_path(request: Request) -> str:
     """A request's path for the log: an acknowledge link's token (``/api/v1/ack/<token>``) is a credential."""
     return hide_ack_links(request.url.path)
-
-
-def _schema_missing(request: Request, exc: Exception) -> Response:
-    """503 saying to upgrade the database, as /healthz says; the missing table is named in the log only."""
-    log.warning(
-        "%s %s: database schema missing (%s): run warroom db upgrade",
-        request.method,
-        _logged_path(request),
-        unavailable_reason(exc),
-    )
-    return _failure(
-        request,
-        503,
-        SCHEMA_MISSING_CODE,
-        SCHEMA_MISSING_MESSAGE,
-        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
-    )
 
 
 def _failure(
@@ -598,29 +604,10 @@ def _schema_problem(context: AppContext, schema: frozenset[str]) -> str | None:
 
 def _core_table_missing(context: AppContext, schema: frozenset[str]) -> str | None:
     """Why the database is not usable though its version table says ``schema``: one of Warroom's tables is
-    missing (any of them fails the routes that use it with 503 wrong_schema). One query for all of them (it
-    runs on every ``/healthz``): SQLite's catalogue, or on PostgreSQL each name resolved as the routes'
-    queries resolve it (the search path)."""
-    names = sorted(metadata.tables)
-    if context.db.is_sqlite:
-        query = text("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN :names").bindparams(
-            bindparam("names", expanding=True)
-        )
-    else:
-        query = text(
-            "SELECT name FROM unnest(CAST(:names AS text[])) AS name WHERE to_regclass(quote_ident(name)) "
-            "IS NOT NULL"
-        )
+    missing (any of them fails the routes that use it with 503 wrong_schema)."""
     with context.db.read() as session:
-        found = set(session.scalars(query, {"names": names}))
-    missing = [name for name in names if name not in found]
-    if not missing:
-        return None
-    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-    return (
-        f"the database says it is at revision {', '.join(sorted(schema))} but has no table {shown} (were "
-        "Warroom's tables dropped?): restore it from a backup, or empty it and run warroom db upgrade"
-    )
+        missing = migrate.missing_tables(session.connection())
+    return migrate.tables_missing_problem(schema, missing) if missing else None
 
 
 class WarroomApp(FastAPI):

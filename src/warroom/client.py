@@ -246,9 +246,12 @@ class Client:
     ) -> None:
         """``url`` and ``token`` default to WARROOM_URL and WARROOM_TOKEN; ``timeout`` (seconds to wait for an
         answer) to WARROOM_TIMEOUT, else ``DEFAULT_TIMEOUT``."""
-        self.url = ((url or os.environ.get("WARROOM_URL") or "").strip() or DEFAULT_URL).rstrip("/")
+        given = (url or os.environ.get("WARROOM_URL") or "").strip() or DEFAULT_URL
+        self.url = given.rstrip("/")
         # What messages name: a password in the URL (``http://admin:pass@host``, ``?password=``) as ``***``.
         self.shown_url = shown_url(self.url)
+        # A refused setting is quoted as it was given: with its slashes cut, ``http://`` read as ``'http:'``.
+        shown_given = shown_url(given)
         self.token = checked_token(token if token is not None else os.environ.get("WARROOM_TOKEN"))
         self.timeout = timeout if timeout is not None else timeout_setting()
         if _URL_USERINFO.match(self.url):
@@ -257,11 +260,11 @@ class Client:
             raise ApiError(
                 0,
                 "invalid_setting",
-                f"WARROOM_URL {self.shown_url!r} has a user name or password in it: Warroom takes none "
+                f"WARROOM_URL {shown_given!r} has a user name or password in it: Warroom takes none "
                 "there; give the server's address alone, and the API token in WARROOM_TOKEN",
                 from_server=False,
             )
-        checked_url(self.url)
+        checked_url(given)
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             self._http = httpx.Client(
@@ -272,7 +275,7 @@ class Client:
             )
         except httpx.InvalidURL as exc:
             raise ApiError(
-                0, "invalid_setting", f"WARROOM_URL {self.shown_url!r} is not a URL: {exc}", from_server=False
+                0, "invalid_setting", f"WARROOM_URL {shown_given!r} is not a URL: {exc}", from_server=False
             ) from None
 
     def close(self) -> None:

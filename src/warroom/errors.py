@@ -112,3 +112,9 @@ SCHEMA_MISSING_MESSAGE = (
     "the database does not have this Warroom's schema (a table is missing: dropped, or the database was "
     "never upgraded): run warroom db upgrade"
 )
+# The same for a database at this version's revision whose tables were dropped: ``db upgrade`` has nothing to
+# run there (it says the database is up to date), so the advice is /healthz's.
+TABLES_DROPPED_MESSAGE = (
+    "the database is at this Warroom's schema revision but a table is missing (were Warroom's tables "
+    "dropped?): restore it from a backup, or empty it and run warroom db upgrade"
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,65 @@ def heads() -> frozenset[str]:
     return frozenset(_scripts().get_heads())
 
 
+@functools.cache
+def _heads_once() -> frozenset[str]:
+    return heads()
+
+
+# What to do with a database whose version table says it is at this version's schema but whose tables are
+# gone (dropped by hand): ``db upgrade`` has nothing to run on it, so it cannot mend it.
+TABLES_MISSING_ADVICE = "restore it from a backup, or empty it and run warroom db upgrade"
+
+
+class TablesMissing(Exception):
+    """The database is at this version's revision but lacks some of Warroom's tables."""
+
+    def __init__(self, revisions: set[str] | frozenset[str], missing: list[str]) -> None:
+        self.missing = missing
+        super().__init__(tables_missing_problem(revisions, missing))
+
+
+def tables_missing_problem(revisions: set[str] | frozenset[str], missing: list[str]) -> str:
+    """The one line saying which tables a database at ``revisions`` lacks, and what to do."""
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return (
+        f"the database says it is at revision {', '.join(sorted(revisions))} but has no table {shown} (were "
+        f"Warroom's tables dropped?): {TABLES_MISSING_ADVICE}"
+    )
+
+
+def missing_tables(connection: Connection) -> list[str]:
+    """Warroom's tables the database does not have, sorted. One query for all of them (``/healthz`` runs it):
+    SQLite's catalogue, or on PostgreSQL each name resolved as the routes' queries resolve it (the search
+    path)."""
+    from sqlalchemy import bindparam
+
+    from warroom.models import metadata
+
+    names = sorted(metadata.tables)
+    if connection.dialect.name == "sqlite":
+        query = text("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN :names").bindparams(
+            bindparam("names", expanding=True)
+        )
+    else:
+        query = text(
+            "SELECT name FROM unnest(CAST(:names AS text[])) AS name WHERE to_regclass(quote_ident(name)) "
+            "IS NOT NULL"
+        )
+    found = set(connection.scalars(query, {"names": names}))
+    return [name for name in names if name not in found]
+
+
+def at_head(engine: Engine) -> bool:
+    """Whether the database's version table says it is at this version's schema (its tables may still be
+    missing); False when it cannot be read."""
+    try:
+        with engine.connect() as connection:
+            return revisions(connection) == _heads_once()
+    except Exception:
+        return False
+
+
 def revisions(connection: Connection) -> set[str]:
     """The revisions the database's version table lists, known to this version or not (none for an empty
     database)."""
@@ -105,6 +165,18 @@ def upgrade(engine: Engine, *, timeline_key: Callable[[], bytes] | None = None) 
     said = f"migrated the database from {_named(before)} to {_named(target)}"
     log.info("%s", said)
     return said
+
+
+def check_tables(engine: Engine) -> None:
+    """TablesMissing when the database is at this version's revision but lacks some of Warroom's tables:
+    ``db upgrade`` would have nothing to run there, and must not say the database is up to date."""
+    with engine.connect() as connection:
+        current = revisions(connection)
+        if current != _heads_once():
+            return
+        missing = missing_tables(connection)
+    if missing:
+        raise TablesMissing(current, missing)
 
 
 def pending(engine: Engine) -> bool:

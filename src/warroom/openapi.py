@@ -78,7 +78,7 @@ _ERROR_SCHEMAS: dict[str, Any] = {
                         "description": "Stable, for programs: not_found, invalid, invalid_payload, conflict, "
                         "invalid_transition, unauthorized, forbidden, payload_too_large, "
                         "unsupported_media_type, rate_limited, database_unavailable, wrong_schema, "
-                        "uri_too_long, headers_too_large, …",
+                        "uri_too_long, headers_too_large, request_timeout, …",
                         "examples": ["not_found"],
                     },
                     "message": {

@@ -48,14 +48,7 @@ HEADERS_LATE = "headers not complete in time"
 BODY_LATE = "body too slow"
 SILENT = "no request"
 
-_TIMEOUT_MESSAGE = b"The request did not arrive in time; the connection is closed.\n"
-REQUEST_TIMEOUT = (
-    b"HTTP/1.1 408 Request Timeout\r\n"
-    b"content-type: text/plain; charset=utf-8\r\n"
-    b"connection: close\r\n"
-    b"content-length: %d\r\n"
-    b"\r\n%s" % (len(_TIMEOUT_MESSAGE), _TIMEOUT_MESSAGE)
-)
+REQUEST_TIMEOUT = "request_timeout"
 
 
 # The longest URL httptools can parse (its offsets are 16-bit): a longer one is answered 414.
@@ -226,6 +219,11 @@ class TimedHttpProtocol(HttpToolsProtocol):
             status, code, message = refused.status, refused.code, refused.message
             client = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
             log.warning("refused a request from %s: %s (%d)", client, message, status)
+        self._answer_and_close(status, code, message)
+        self.waiting_for = _NOTHING  # answered: no 408 after it
+
+    def _answer_and_close(self, status: HTTPStatus, code: str, message: str) -> None:
+        """Answer ``status`` in Warroom's JSON error shape, as the app answers errors, and close."""
         body = json.dumps(error_body(code, message), separators=(",", ":")).encode()
         head = [f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode()]
         head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
@@ -235,7 +233,6 @@ class TimedHttpProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n",
         ]
         self.transport.write(b"".join(head) + body)
-        self.waiting_for = _NOTHING  # answered: no 408 after it
         self._close_after_answer()
 
     def _close_after_answer(self) -> None:
@@ -339,10 +336,19 @@ class TimedHttpProtocol(HttpToolsProtocol):
             # client's own hang-up), at once: nothing may be written after the 408.
             cycle.disconnected = True
             cycle.message_event.set()
+        waited_for = self.waiting_for
         self.waiting_for = _NOTHING
         if answer:
-            self.transport.write(REQUEST_TIMEOUT)
-            self._close_after_answer()
+            # The JSON error shape, as every other error (the 414 and 431 above): a client reads it alike.
+            limits = self.limits
+            if waited_for == _BODY:
+                rate = f" plus 1 s per {limits.body_min_rate} bytes" if limits.body_min_rate else ""
+                late = f"the request's body did not arrive within {limits.body_timeout:g} s{rate}"
+            else:
+                late = f"the request's headers did not arrive within {limits.header_timeout:g} s"
+            self._answer_and_close(
+                HTTPStatus.REQUEST_TIMEOUT, REQUEST_TIMEOUT, f"{late}; the connection is closed"
+            )
         else:
             self.transport.close()
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"

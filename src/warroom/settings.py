@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -31,6 +32,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; defaults to a SQLite file in data_dir."
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return database_url(value)
+
     config: Path | None = Field(default=None, description="The YAML org file.")
     host: str = "127.0.0.1"
     # uvicorn would bind a larger number modulo 65536 (99999 listens on 34463) while saying 99999.
@@ -248,6 +255,20 @@ def make_directory(path: Path) -> None:
             f"the directory {path} cannot be made: {exc.strerror or exc}{where}; set WARROOM_DATA_DIR (or "
             "the database URL) to a directory this user can write to"
         ) from None
+
+
+# ``postgres://`` (Heroku, Render, Fly and others hand these out) and a bare ``postgresql://``, up to "://".
+_POSTGRES_SCHEME = re.compile(r"(?i)^\s*postgres(?:ql)?://")
+
+
+def database_url(value: str | None) -> str | None:
+    """``value`` with a PostgreSQL URL that names no driver (``postgres://``, ``postgresql://``) given
+    psycopg 3's, the driver Warroom ships: SQLAlchemy knows no ``postgres`` dialect ("Can't load plugin"),
+    and before 2.1 reads a bare ``postgresql://`` as psycopg2's, which is not installed. The rest of the URL
+    (user, password, host, query) is kept as it is."""
+    if value is None:
+        return None
+    return _POSTGRES_SCHEME.sub("postgresql+psycopg://", value, count=1)
 
 
 def sqlite_synchronous(value: str) -> str:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
+from warroom import migrate
 from warroom.alerts import adapters
 from warroom.alerts import service as alerts_service
 from warroom.alerts.adapters import AlertEvent, InvalidPayload
@@ -37,6 +38,7 @@ from warroom.db import schema_missing, unavailable, unavailable_reason, utcnow
 from warroom.errors import (
     SCHEMA_MISSING_CODE,
     SCHEMA_MISSING_MESSAGE,
+    TABLES_DROPPED_MESSAGE,
     UNAVAILABLE_CODE,
     UNAVAILABLE_MESSAGE,
     UNAVAILABLE_RETRY_AFTER_SECONDS,
@@ -793,14 +795,16 @@ class IntakeEndpoint:
             )
         except Exception as exc:  # counted by handle_intake
             if schema_missing(exc):
+                # At this version's revision, tables dropped: db upgrade would not mend it (app.py alike).
+                dropped = await run_in_threadpool(migrate.at_head, self.context.db.engine)
+                advice = TABLES_DROPPED_MESSAGE if dropped else SCHEMA_MISSING_MESSAGE
                 log.warning(
-                    "%s: database schema missing (%s): run warroom db upgrade",
+                    "%s: database schema missing (%s): %s",
                     scope["path"],
                     unavailable_reason(exc),
+                    advice.rpartition("): ")[2],
                 )
-                return _failure(
-                    scope["method"], scope["path"], 503, SCHEMA_MISSING_CODE, SCHEMA_MISSING_MESSAGE
-                )
+                return _failure(scope["method"], scope["path"], 503, SCHEMA_MISSING_CODE, advice)
             if unavailable(exc):
                 log.warning("%s: database unavailable: %s", scope["path"], unavailable_reason(exc))
                 return _failure(scope["method"], scope["path"], 503, UNAVAILABLE_CODE, UNAVAILABLE_MESSAGE)

@@ -317,7 +317,7 @@ def database_errors(url: str) -> Iterator[None]:
     except ArgumentError as exc:
         fail(f"the database URL {shown_url(url)!r} is not one: {exc}")
     # Any other dialect SQLAlchemy knows (mysql://) would fail on its driver, or later on Warroom's SQL.
-    if backend not in (*SUPPORTED_DATABASES, "postgres"):  # postgres:// gets its own answer below
+    if backend not in SUPPORTED_DATABASES:  # postgres:// is read as postgresql+psycopg:// (settings)
         fail(
             f"the database URL {shown_url(url)!r} is for {backend}: only SQLite (sqlite:///path) and "
             "PostgreSQL (postgresql+psycopg://user@host/name) are supported"
@@ -326,7 +326,7 @@ def database_errors(url: str) -> Iterator[None]:
         yield
     except ArgumentError as exc:
         fail(f"the database URL {shown_url(url)!r} is not one: {exc}")
-    except (migrate.NewerSchema, DirectoryUnusable) as exc:
+    except (migrate.NewerSchema, migrate.TablesMissing, DirectoryUnusable) as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
         reason = unavailable_reason(exc)
@@ -603,6 +603,12 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
     migrated: list[str] = []
     database = _database(settings, create=True, migrated=migrated)
     where = shown_location(database.engine.url)
+    if not migrated:
+        from warroom import migrate
+
+        # At this version's revision with tables dropped: nothing to run, and not "up to date" either.
+        with database_errors(settings.resolved_database_url):
+            migrate.check_tables(database.engine)
     console.print(f"{where}: {migrated[0]}" if migrated else f"database at {where} is up to date")
     database.dispose()
 

@@ -170,6 +170,8 @@ def connect(deadline: Deadline, host: str, port: int, source_address: Any = None
         addresses = lookup.result(timeout=deadline.left())
     except TimeoutError:
         raise deadline.timed_out(f"looking up {host}") from None
+    except socket.gaierror as exc:
+        raise _naming(exc, f"looking up {host}") from None
     error: OSError | None = None
     for family, kind, protocol, _, address in addresses:
         sock = socket.socket(family, kind, protocol)
@@ -182,7 +184,23 @@ def connect(deadline: Deadline, host: str, port: int, source_address: Any = None
         except OSError as exc:
             sock.close()
             error = exc
-    raise error or OSError(f"{host} has no address")
+    if error is None:
+        raise OSError(f"{host} has no address")
+    # "[Errno 111] Connection refused" alone does not say which server: a worker without WARROOM_SMTP_HOST
+    # tries localhost:25, and its log and notify list said only that.
+    server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    raise _naming(error, f"connecting to {server}") from None
+
+
+def _naming(error: OSError, doing: str) -> OSError:
+    """``error`` as the same kind of error, its message saying what was being done (``connecting to
+    mail.example.com:25``); as it is when it has no error number (a timeout, said by the deadline)."""
+    if error.errno is None or error.strerror is None:
+        return error
+    try:
+        return type(error)(error.errno, f"{error.strerror}, {doing}")
+    except TypeError:  # a kind of OSError that is not made so
+        return error
 
 
 _own_name: Future[str] | None = None

@@ -80,8 +80,13 @@ def delete_override(schedule: str, override_id: RowId, context: Context, _: Resp
 
 @router.get("/people", response_model=list[PersonRead])
 def people(context: Context, principal: Viewer) -> list[PersonRead]:
-    """The org's people; a viewer does not see phones or the addresses people are paged at."""
-    return service.list_people(context.org, addresses=principal.role.allows(Role.responder))
+    """The org's people; a viewer does not see phones or the addresses people are paged at, a responder sees
+    a URL among them by its host only (admins whole), as in the notifications API."""
+    return service.list_people(
+        context.org,
+        addresses=principal.role.allows(Role.responder),
+        whole_urls=principal.role.allows(Role.admin),
+    )
 
 
 @router.get("/teams", response_model=list[TeamRead])

@@ -12,12 +12,18 @@ from warroom.timezones import OffsetDatetime
 class ContactMethodRead(BaseModel):
     name: str
     channel: str
-    to: str | None = Field(description="The address; null for a viewer (a webhook URL may hold a secret).")
+    to: str | None = Field(
+        description="The address; null for a viewer; a URL by its host only for a responder, whole for an "
+        "admin (a webhook URL may hold a secret)."
+    )
 
 
 class NotificationRuleRead(BaseModel):
     channel: str
-    to: str | None = Field(description="The address; null for a viewer.")
+    to: str | None = Field(
+        description="The address; null for a viewer; a URL by its host only for a responder, whole for an "
+        "admin."
+    )
     delay_seconds: int
     contact: str | None = None
 

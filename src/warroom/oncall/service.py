@@ -13,6 +13,7 @@ from warroom import spans
 from warroom.db import utcnow
 from warroom.errors import InvalidInput, NotFound
 from warroom.fields import in_era
+from warroom.notify import service as notify_service
 from warroom.oncall import schedule as schedule_math
 from warroom.oncall.config import (
     EscalationPolicyConfig,
@@ -101,9 +102,19 @@ def effective_rules(org: OrgConfig, person: PersonConfig) -> list[EffectiveRule]
     return rules
 
 
-def person_read(org: OrgConfig, person: PersonConfig, *, addresses: bool = True) -> PersonRead:
+def person_read(
+    org: OrgConfig, person: PersonConfig, *, addresses: bool = True, whole_urls: bool = True
+) -> PersonRead:
     """A person of the org file; without ``addresses`` (for viewers) their phone and the addresses they are
-    paged at are left out, as the pages of an incident are."""
+    paged at are left out, as the pages of an incident are. Without ``whole_urls`` (responders) a URL they
+    are paged at (a webhook, a credential in itself) is shown by its host, as the notifications API and an
+    incident's pages show it to them; admins, who read the org file anyway, see it whole."""
+
+    def shown(to: str | None) -> str | None:
+        if not addresses or to is None:
+            return None
+        return to if whole_urls else notify_service.shown_recipient(to)
+
     return PersonRead(
         name=person.name,
         display_name=person.label,
@@ -113,13 +124,12 @@ def person_read(org: OrgConfig, person: PersonConfig, *, addresses: bool = True)
         time_zone=person.time_zone,
         teams=[t.name for t in org.teams if person.name in t.members or t.manager == person.name],
         contact_methods=[
-            ContactMethodRead(name=c.name, channel=c.channel, to=c.to if addresses else None)
-            for c in person.contact_methods
+            ContactMethodRead(name=c.name, channel=c.channel, to=shown(c.to)) for c in person.contact_methods
         ],
         notification_rules=[
             NotificationRuleRead(
                 channel=r.channel,
-                to=r.to if addresses else None,
+                to=shown(r.to),
                 delay_seconds=int(r.delay.total_seconds()),
                 contact=r.contact,
             )
@@ -128,8 +138,8 @@ def person_read(org: OrgConfig, person: PersonConfig, *, addresses: bool = True)
     )
 
 
-def list_people(org: OrgConfig, *, addresses: bool = True) -> list[PersonRead]:
-    return [person_read(org, p, addresses=addresses) for p in org.people]
+def list_people(org: OrgConfig, *, addresses: bool = True, whole_urls: bool = True) -> list[PersonRead]:
+    return [person_read(org, p, addresses=addresses, whole_urls=whole_urls) for p in org.people]
 
 
 def list_teams(org: OrgConfig) -> list[TeamRead]:
