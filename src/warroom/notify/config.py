@@ -28,6 +28,27 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 DELIVERY_TIMEOUT = "Seconds for a whole delivery: connecting, sending and reading the full answer."
 
 
+# Before the channel models that use it: pydantic resolves their fields' types as they are defined, and a
+# field naming a function not defined yet stays a forward reference in ``model_fields`` (which the org
+# file's loader reads to keep what parsed of a file with mistakes).
+def check_recipient(value: str) -> str:
+    """A recipient as people write them (addresses, ``#channel``, a hook URL): one line, and a URL that can
+    be sent to. ValueError says what is wrong. ``${VAR}`` references are checked when they are read."""
+    if any(ord(character) < 32 or ord(character) == 127 for character in value):
+        raise ValueError("must be on one line, without control characters")
+    if "://" in value and "${" not in value:
+        try:
+            split = urlsplit(value)
+            host, _ = split.hostname, split.port  # reading the port checks its range
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
+        if split.scheme not in ("http", "https") or not host:
+            raise ValueError(f"{value!r} is not an http(s) URL with a host")
+        if any(character.isspace() for character in split.netloc):
+            raise ValueError(f"{value!r} is not a valid URL (a space in its host)")
+    return value
+
+
 class StrictModel(BaseModel):
     # Not warroom.orgconfig.StrictModel: orgconfig imports this module, so this one must not import it.
     model_config = ConfigDict(extra="forbid")
@@ -143,24 +164,6 @@ def longest_delivery_timeout(channels: Sequence[ChannelConfig]) -> float:
 
 def default_channels() -> list[NotificationChannel]:
     return [ConsoleChannel(name="console", type="console")]
-
-
-def check_recipient(value: str) -> str:
-    """A recipient as people write them (addresses, ``#channel``, a hook URL): one line, and a URL that can
-    be sent to. ValueError says what is wrong. ``${VAR}`` references are checked when they are read."""
-    if any(ord(character) < 32 or ord(character) == 127 for character in value):
-        raise ValueError("must be on one line, without control characters")
-    if "://" in value and "${" not in value:
-        try:
-            split = urlsplit(value)
-            host, _ = split.hostname, split.port  # reading the port checks its range
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
-        if split.scheme not in ("http", "https") or not host:
-            raise ValueError(f"{value!r} is not an http(s) URL with a host")
-        if any(character.isspace() for character in split.netloc):
-            raise ValueError(f"{value!r} is not a valid URL (a space in its host)")
-    return value
 
 
 # An org's own mail server delivers to names the public internet does not have: a company network's
@@ -361,6 +364,13 @@ def check_notification_channels(org: OrgConfig) -> list[str]:
                         f"{where}: {', '.join(unknown)}: incident has no such field; "
                         f"it has {', '.join(INCIDENT_FIELDS)}"
                     )
+    return problems
+
+
+def check_audience_channels(org: OrgConfig) -> list[str]:
+    """Audiences' ``name:recipient`` entries a notification channel could never deliver to. Apart from the
+    channels' own checks, so that audiences that did not parse skip only these."""
+    problems: list[str] = []
     for index, audience in enumerate(org.audiences):
         for entry in audience.channels:
             name, recipient = split_channel_reference(entry)
