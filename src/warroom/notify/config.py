@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import email_validator
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from warroom.fields import not_in_file
+
 if TYPE_CHECKING:
     from warroom.orgconfig import OrgConfig
 
@@ -402,7 +404,18 @@ def check_audience_channels(org: OrgConfig) -> list[str]:
     for index, audience in enumerate(org.audiences):
         for entry in audience.channels:
             name, recipient = split_channel_reference(entry)
+            # As delivery finds it (``notify.subscribers``): by the name of a channel the file configures. A
+            # name that is none (status-page, in-app) is left to other parts and only logged, so a recipient
+            # given to it (``email:ops@acme.example`` in a file whose email channel is ``mail``) would never
+            # hear of an update.
             configured = find_channel(org, name, implicit=False)
+            if configured is None and recipient:
+                names = [channel.name for channel in org.notification_channels]
+                problems.append(
+                    f"audiences[{index}].channels: {entry!r}: nothing would be sent to {recipient!r} (an "
+                    f"update there is only logged): {not_in_file(name, 'notification channel', names)}"
+                )
+                continue
             unreachable = recipient_problem(configured, recipient) if configured and recipient else None
             if unreachable:
                 problems.append(f"audiences[{index}].channels: {entry!r}: {unreachable}")
