@@ -105,9 +105,14 @@ def test_an_unknown_filter_does_not_hide_an_unknown_field_in_the_same_template()
     from warroom.orgconfig import ConfigError, parse_org_config
 
     text = EXAMPLE_CONFIG.read_text()
-    text = text.replace(
-        'subject: "[Acme {{ incident.severity }}] {{ incident.title }}"',
-        'subject: "{{ incident.nosuch }} {{ incident.title | nofilter }}"',
+    # The example's subject (of several lines) as one that fails both ways.
+    start = text.index("        subject: >-\n          {% if external %}")
+    last = "{%- else %}[Acme {{ incident.severity }}] {{ incident.title }}{% endif %}\n"
+    end = text.index(last, start) + len(last)
+    text = (
+        text[:start]
+        + '        subject: "{{ incident.nosuch }} {{ incident.title | nofilter }}"\n'
+        + text[end:]
     ).replace(
         'title: "Payments: {{ alert.summary }}"', 'title: "{{ alert.nosuch }} {{ alert.summary | nofilter }}"'
     )

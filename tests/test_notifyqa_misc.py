@@ -113,8 +113,8 @@ def test_config_check_refuses_addresses_no_mail_could_reach() -> None:
 
 def test_config_check_refuses_a_field_an_incident_never_has_in_a_message_template() -> None:
     text = EXAMPLE_CONFIG.read_text().replace(
-        'subject: "[Acme {{ incident.severity }}] {{ incident.title }}"',
-        'subject: "[Acme {{ incident.severity }}] {{ incident.nosuch }}"\n'
+        "{%- else %}[Acme {{ incident.severity }}] {{ incident.title }}{% endif %}",
+        "{%- else %}[Acme {{ incident.severity }}] {{ incident.nosuch }}{% endif %}\n"
         '        text: "{{ message | nofilter }}"',
     )
     with pytest.raises(ConfigError) as caught:

@@ -488,7 +488,7 @@ def test_a_misspelt_key_or_value_says_what_the_place_takes() -> None:
     # A notification channel is one of several kinds: the keys are those of its kind.
     found = problems_of("notification_channels:\n  - {name: mail, type: email, too: [oncall@example.com]}\n")
     assert found == [
-        "notification_channels[0].email.too (line 2): unknown key 'too'; did you mean 'to'? (allowed here: "
+        "notification_channels[0].too (line 2): unknown key 'too'; did you mean 'to'? (allowed here: "
         "name, to, templates, type, settings)"
     ]
 

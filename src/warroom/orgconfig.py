@@ -34,14 +34,19 @@ from warroom.business_hours import BusinessHours
 from warroom.durations import Duration
 from warroom.errors import InvalidInput
 from warroom.fields import not_in_file, validation_message
-from warroom.notify.config import NotificationChannel, check_notification_channels, default_channels
+from warroom.notify.config import (
+    NotificationChannel,
+    check_audience_channels,
+    check_notification_channels,
+    default_channels,
+)
 from warroom.oncall.config import (
+    ONCALL_REFERENCE_CHECKS,
     EscalationPolicyConfig,
     PagingMode,
     PersonConfig,
     ScheduleConfig,
     TeamConfig,
-    check_oncall_references,
     default_paging_modes,
 )
 from warroom.severity.matrix import built_in_level
@@ -511,8 +516,9 @@ REFERENCE_CHECKS: tuple[Callable[[OrgConfig], list[str]], ...] = (
     _dependency_cycles,
     _owner_teams,
     _audiences_and_roles,
-    check_oncall_references,
+    *ONCALL_REFERENCE_CHECKS,
     check_notification_channels,
+    check_audience_channels,
     *AUTOMATION_REFERENCE_CHECKS,
 )
 
@@ -809,7 +815,9 @@ def _parse_org_config(text: str, source: str) -> OrgConfig:
             if isinstance(cause, ReferenceProblems):
                 references = cause.problems
                 continue
-            loc = tuple(error["loc"])
+            loc = _without_tags(tuple(error["loc"]))
+            if error["type"] == "union_tag_invalid":  # at the line of the type, not of the entry
+                loc = (*loc, str(error["ctx"].get("discriminator", "type")).strip("'"))
             # Every problem of a value on its own (a rule's three bad regexes), not only its first; one of
             # an item of it (a label's regex) at that item's own place and line.
             messages = cause.problems if isinstance(cause, Problems) else [_message(error)]
@@ -919,6 +927,18 @@ def _message(error: ErrorDetails) -> str:
         close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
         guess = f"; did you mean {close[0]!r}?" if close else ""
         return f"unknown key {key!r}{guess} (allowed here: {', '.join(allowed)})"
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        # A channel's type, as the file's other unknown names are said (pydantic's own words are about
+        # "tags" and a "discriminator").
+        key = str((error.get("ctx") or {}).get("discriminator", "type")).strip("'")
+        tags = [tag for model in _models_at(tuple(error["loc"])) for tag in sorted(_tags_of(model))]
+        listed = f" (allowed: {', '.join(tags)})" if tags else ""
+        if error["type"] == "union_tag_not_found":
+            return f"missing key {key!r}{listed}"
+        given = error["ctx"].get("tag")
+        close = difflib.get_close_matches(str(given), tags, n=1, cutoff=0.6)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown {key} {given!r}{guess}{listed}"
     if error["type"] in ("enum", "literal_error") and (error.get("ctx") or {}).get("expected"):
         return f"{error.get('input')!r} is not allowed: expected {error['ctx']['expected']}"
     if error["type"] in ("model_type", "model_attributes_type", "dict_type"):
@@ -944,6 +964,12 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
     """The keys the mapping at ``loc`` of the org file takes (pydantic's error location), or none when the
     place is not one model (a list index or a dict's key is stepped over; a union's tag picks its model)."""
+    models = _models_at(loc)
+    return list(models[0].model_fields) if len(models) == 1 else []
+
+
+def _models_at(loc: tuple[int | str, ...]) -> list[type[BaseModel]]:
+    """The models the mapping at ``loc`` may be: several for a union (the channel types)."""
     models: list[type[BaseModel]] = [OrgConfig]
     for part in loc:
         if isinstance(part, int):
@@ -958,7 +984,30 @@ def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
         if found:
             models = list(dict.fromkeys(found))
         # else: a dict's key (a format's name, a label): the models stay those of the dict's values
-    return list(models[0].model_fields) if len(models) == 1 else []
+    return models
+
+
+def _without_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """A pydantic error location as the file has it: without the tag pydantic puts after a union's entry
+    (``notification_channels[1].email.settings.port`` is the file's
+    ``notification_channels[1].settings.port``, and its line is that of ``port``)."""
+    models: list[type[BaseModel]] = [OrgConfig]
+    kept: list[int | str] = []
+    for part in loc:
+        if isinstance(part, int):
+            kept.append(part)
+            continue
+        fields = [model.model_fields[part] for model in models if part in model.model_fields]
+        if fields:
+            kept.append(part)
+            models = list(dict.fromkeys(m for field in fields for m in _models_in(field.annotation)))
+            continue
+        tagged = [model for model in models if part in _tags_of(model)]
+        if tagged:
+            models = tagged  # the tag: not a key of the file
+            continue
+        kept.append(part)  # a dict's key: the models stay those of the dict's values
+    return tuple(kept)
 
 
 def _tags_of(model: type[BaseModel]) -> set[str]:
@@ -1061,9 +1110,15 @@ def _salvage_value(
             return _adapter(Annotated[annotation, *metadata] if metadata else annotation).validate_python(raw)
         except ValidationError:  # a value that parsed only through its model's own validators
             raise _Unsalvageable from None
+    if get_origin(annotation) is Annotated:  # a list's items: list[Annotated[A | B, Field(discriminator)]]
+        inner, *more = get_args(annotation)
+        return _salvage_value(inner, [*metadata, *more], raw, errors)
     members = [arg for arg in get_args(annotation) if arg is not type(None)]
     if get_origin(annotation) in (Union, UnionType) and len(members) == 1:
         return _salvage_value(members[0], metadata, raw, errors)
+    discriminator = next((m.discriminator for m in metadata if getattr(m, "discriminator", None)), None)
+    if get_origin(annotation) in (Union, UnionType) and isinstance(discriminator, str):
+        return _salvage_tagged(members, discriminator, raw, errors)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         # An error at the model itself (an after validator) leaves its fields to keep.
         return _salvage_model(annotation, raw, [loc for loc in errors if loc])
@@ -1093,10 +1148,43 @@ def _salvage_value(
                     value_type, [], value, below
                 )
             except (_Unsalvageable, ValidationError):
-                if value_type is not str:
+                # A bad value under one key (a paging mode's typo) costs that key only; a model's entry
+                # left out could make a check report a name as unknown.
+                if _models_in(value_type):
                     raise _Unsalvageable from None
         return entries
     raise _Unsalvageable  # a scalar that did not parse, a union of models
+
+
+def _salvage_tagged(
+    members: list[Any], tag_key: str, raw: Any, errors: list[tuple[int | str, ...]]
+) -> BaseModel:
+    """An entry of a union of models picked by its ``tag_key`` (a channel's ``type``). Pydantic names the
+    member in its errors' locations (``email``, then the field). An unknown tag still keeps the fields all
+    members share (a channel's name, recipient and templates), on the closest member, with the tag as
+    written: a channel of type ``consle`` is still a name the file has, and its templates are checked."""
+    if not isinstance(raw, dict):
+        raise _Unsalvageable
+    models = [member for member in members if isinstance(member, type) and issubclass(member, BaseModel)]
+    by_tag = {tag: model for model in models for tag in _tags_of(model)}
+    tag = raw.get(tag_key)
+    model = by_tag.get(tag) if isinstance(tag, str) else None
+    if model is not None:
+        return _salvage_model(model, raw, [loc[1:] for loc in errors if loc and loc[0] == tag])
+    close = difflib.get_close_matches(str(tag), list(by_tag), n=1, cutoff=0.0)
+    model = by_tag[close[0]] if close else models[0]
+    shared = {
+        name
+        for name, field in model.model_fields.items()
+        if name != tag_key
+        and all(
+            name in other.model_fields and other.model_fields[name].annotation == field.annotation
+            for other in models
+        )
+    }
+    built = _salvage_model(model, {key: value for key, value in raw.items() if key in shared}, [])
+    built.__dict__[tag_key] = tag  # as written: no check takes it for a type it is not
+    return built
 
 
 _adapters: dict[Any, TypeAdapter[Any]] = {}

@@ -6,15 +6,18 @@ when it delivers (so ``warroom config check`` passes on a laptop without the pro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import email_validator
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from warroom.fields import not_in_file
 
 if TYPE_CHECKING:
     from warroom.orgconfig import OrgConfig
@@ -26,6 +29,27 @@ SmtpSecurity = Literal["starttls", "tls", "none"]
 CHANNEL_TYPES = ("email", "slack", "webhook", "console")
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 DELIVERY_TIMEOUT = "Seconds for a whole delivery: connecting, sending and reading the full answer."
+
+
+# Before the channel models that use it: pydantic resolves their fields' types as they are defined, and a
+# field naming a function not defined yet stays a forward reference in ``model_fields`` (which the org
+# file's loader reads to keep what parsed of a file with mistakes).
+def check_recipient(value: str) -> str:
+    """A recipient as people write them (addresses, ``#channel``, a hook URL): one line, and a URL that can
+    be sent to. ValueError says what is wrong. ``${VAR}`` references are checked when they are read."""
+    if any(ord(character) < 32 or ord(character) == 127 for character in value):
+        raise ValueError("must be on one line, without control characters")
+    if "://" in value and "${" not in value:
+        try:
+            split = urlsplit(value)
+            host, _ = split.hostname, split.port  # reading the port checks its range
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
+        if split.scheme not in ("http", "https") or not host:
+            raise ValueError(f"{value!r} is not an http(s) URL with a host")
+        if any(character.isspace() for character in split.netloc):
+            raise ValueError(f"{value!r} is not a valid URL (a space in its host)")
+    return value
 
 
 class StrictModel(BaseModel):
@@ -134,6 +158,11 @@ INCIDENT_FIELDS: tuple[str, ...] = (
 )
 
 
+# What an update's template sees of its incident when the audience is outside the org (customers, the status
+# page): its ref, severity, title, summary and commander stay inside, whatever an org file's template asks.
+EXTERNAL_INCIDENT_FIELDS: tuple[str, ...] = ("status", "services")
+
+
 def longest_delivery_timeout(channels: Sequence[ChannelConfig]) -> float:
     """The longest any delivery may take (its channel's ``timeout``; 10 s for a channel not configured)."""
     return max(
@@ -143,24 +172,6 @@ def longest_delivery_timeout(channels: Sequence[ChannelConfig]) -> float:
 
 def default_channels() -> list[NotificationChannel]:
     return [ConsoleChannel(name="console", type="console")]
-
-
-def check_recipient(value: str) -> str:
-    """A recipient as people write them (addresses, ``#channel``, a hook URL): one line, and a URL that can
-    be sent to. ValueError says what is wrong. ``${VAR}`` references are checked when they are read."""
-    if any(ord(character) < 32 or ord(character) == 127 for character in value):
-        raise ValueError("must be on one line, without control characters")
-    if "://" in value and "${" not in value:
-        try:
-            split = urlsplit(value)
-            host, _ = split.hostname, split.port  # reading the port checks its range
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
-        if split.scheme not in ("http", "https") or not host:
-            raise ValueError(f"{value!r} is not an http(s) URL with a host")
-        if any(character.isspace() for character in split.netloc):
-            raise ValueError(f"{value!r} is not a valid URL (a space in its host)")
-    return value
 
 
 # An org's own mail server delivers to names the public internet does not have: a company network's
@@ -361,11 +372,109 @@ def check_notification_channels(org: OrgConfig) -> list[str]:
                         f"{where}: {', '.join(unknown)}: incident has no such field; "
                         f"it has {', '.join(INCIDENT_FIELDS)}"
                     )
+    return problems
+
+
+def check_audience_channels(org: OrgConfig) -> list[str]:
+    """Audiences' ``name:recipient`` entries a notification channel could never deliver to, and update
+    templates that would show an outside audience what stays inside. Apart from the channels' own checks, so
+    that audiences that did not parse skip only these."""
+    problems: list[str] = []
+    outside = [audience.id for audience in org.audiences if audience.reaches_outside]
+    for index, channel in enumerate(org.notification_channels):
+        override = channel.templates.get("incident_update")
+        told = [
+            audience.id
+            for audience in org.audiences
+            if audience.id in outside
+            and any(split_channel_reference(entry)[0] == channel.name for entry in audience.channels)
+        ]
+        if override is None or not told:
+            continue
+        for part in ("subject", "text", "html"):
+            source = getattr(override, part)
+            shown = _shown_outside(source, channel.name) if source is not None else []
+            if shown:
+                problems.append(
+                    f"notification_channels[{index}].templates.incident_update.{part}: shows "
+                    f"{', '.join(shown)} to {', '.join(repr(a) for a in told)} (outside the org), who are "
+                    f"told only the incident's {' and '.join(EXTERNAL_INCIDENT_FIELDS)}, so every update to "
+                    "them would fail; branch on external: {% if external %}…{% else %}…{% endif %}"
+                )
     for index, audience in enumerate(org.audiences):
         for entry in audience.channels:
             name, recipient = split_channel_reference(entry)
+            # As delivery finds it (``notify.subscribers``): by the name of a channel the file configures. A
+            # name that is none (status-page, in-app) is left to other parts and only logged, so a recipient
+            # given to it (``email:ops@acme.example`` in a file whose email channel is ``mail``) would never
+            # hear of an update.
             configured = find_channel(org, name, implicit=False)
+            if configured is None and recipient:
+                names = [channel.name for channel in org.notification_channels]
+                problems.append(
+                    f"audiences[{index}].channels: {entry!r}: nothing would be sent to {recipient!r} (an "
+                    f"update there is only logged): {not_in_file(name, 'notification channel', names)}"
+                )
+                continue
             unreachable = recipient_problem(configured, recipient) if configured and recipient else None
             if unreachable:
                 problems.append(f"audiences[{index}].channels: {entry!r}: {unreachable}")
     return problems
+
+
+def _shown_outside(source: str, channel: str) -> list[str]:
+    """What an ``incident_update`` template shows an audience outside the org that it is not given (the
+    incident's ref, severity, title, the sender): rendered as for one, each missing value it prints noted.
+    A template that does not parse or render is reported by the channel checks."""
+    from jinja2 import TemplateError, Undefined
+
+    from warroom.notify.quoting import FILTERS
+    from warroom.templating import LimitedSandbox
+
+    incident = {"status": "investigating", "services": ["payments"]}
+    shown: list[str] = []
+
+    class Noted(Undefined):
+        """Prints as nothing, as the sandbox renders on, and notes each missing value that is shown
+        (``is defined``, ``default`` and ``if`` only test it)."""
+
+        __slots__ = ()
+
+        def _note(self) -> None:
+            name = self._undefined_name or "?"
+            what = f"incident.{name}" if self._undefined_obj is incident else name
+            if what not in shown:
+                shown.append(what)
+
+        def __str__(self) -> str:
+            self._note()
+            return ""
+
+        def __iter__(self) -> Iterator[Any]:
+            self._note()
+            return iter(())
+
+        def __len__(self) -> int:
+            self._note()
+            return 0
+
+        def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> Any:
+            self._note()
+            return Noted()
+
+    environment = LimitedSandbox(undefined=Noted)
+    environment.filters.update(FILTERS)
+    variables = {
+        "organization": "Acme",
+        "base_url": "https://warroom.example",
+        "channel": channel,
+        "recipient": "updates@example.com",
+        "incident": incident,
+        "message": "We are looking into it.",
+        "status": incident["status"],
+        "services": incident["services"],
+        "external": True,
+    }
+    with contextlib.suppress(TemplateError, TypeError, ValueError):
+        environment.from_string(source).render(variables)
+    return shown

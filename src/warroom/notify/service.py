@@ -22,6 +22,7 @@ from warroom.incidents.schemas import ChannelOutcome
 from warroom.jobs import service as jobs
 from warroom.notify import channels
 from warroom.notify.config import (
+    EXTERNAL_INCIDENT_FIELDS,
     ChannelConfig,
     channel_names,
     check_recipient,
@@ -53,6 +54,16 @@ def incident_view(incident: Incident) -> dict[str, Any]:
         "created_at": incident.created_at.isoformat(),
         "acknowledged_at": incident.acknowledged_at.isoformat() if incident.acknowledged_at else None,
     }
+
+
+def _view_for(incident: Incident | None, *, external: bool) -> dict[str, Any] | None:
+    """``incident`` as a message's template sees it: for an audience outside the org only what it is told
+    (``EXTERNAL_INCIDENT_FIELDS``), so an org file's template that shows the severity or title there fails
+    (the update is not sent, and says why) instead of telling customers."""
+    if incident is None:
+        return None
+    view = incident_view(incident)
+    return {key: view[key] for key in EXTERNAL_INCIDENT_FIELDS} if external else view
 
 
 def _channel_and_recipient(session: Session, channel: str, to: str) -> tuple[ChannelConfig, str]:
@@ -100,7 +111,7 @@ def _render(
         "base_url": app.settings.base_url,
         "channel": channel,
         "recipient": recipient,
-        "incident": incident_view(incident) if incident is not None else None,
+        "incident": _view_for(incident, external=bool(context.get("external"))),
         **context,
     }
     return render(config, template, variables)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -286,20 +287,28 @@ def default_paging_modes() -> dict[str, PagingMode]:
     return {"P0": "all_hands", "P1": "escalate", "P2": "first_step", "P3": "none"}
 
 
-def check_oncall_references(org: OrgConfig) -> list[str]:
-    """Cross-references of the on-call sections, as "section[index].field: message" strings."""
+def _oncall_names(org: OrgConfig) -> list[str]:
+    """Names given twice, each section on its own: one that did not parse skips only its own."""
     problems: list[str] = []
-    people = [p.name for p in org.people]
-    teams = [t.name for t in org.teams]
-    schedules = [s.name for s in org.schedules]
-    policies = [p.name for p in org.escalation_policies]
     # Both places named, as for services and rules ("'bob' at line 212 is already the name of the person at
     # line 40").
-    problems += names_taken("people", people, "person")
-    problems += names_taken("teams", teams, "team")
-    problems += names_taken("schedules", schedules, "schedule")
-    problems += names_taken("escalation_policies", policies, "escalation policy")
+    for section, kind in (
+        ("people", "person"),
+        ("teams", "team"),
+        ("schedules", "schedule"),
+        ("escalation_policies", "escalation policy"),
+    ):
+        try:
+            entries = getattr(org, section)
+        except AttributeError:  # the section did not parse (``_salvaged_reference_problems``)
+            continue
+        problems += names_taken(section, [entry.name for entry in entries], kind)
+    return problems
 
+
+def _contact_references(org: OrgConfig) -> list[str]:
+    """People's contact methods and notification rules: their channels, contacts and recipients."""
+    problems: list[str] = []
     channels = sorted({c.name for c in org.notification_channels} | set(CHANNEL_TYPES))
     for index, person in enumerate(org.people):
         method_names = [c.name for c in person.contact_methods]
@@ -333,6 +342,14 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
                     problems.append(f"{where}.to: channel {rule.channel!r} needs `to` for this person")
                 else:
                     _nowhere_to_post(problems, org, where, rule.channel, to)
+    return problems
+
+
+def _team_references(org: OrgConfig) -> list[str]:
+    problems: list[str] = []
+    people = [p.name for p in org.people]
+    schedules = [s.name for s in org.schedules]
+    policies = [p.name for p in org.escalation_policies]
     for index, team in enumerate(org.teams):
         for item, member in enumerate(team.members):
             if member not in people:
@@ -345,6 +362,12 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
             problems.append(
                 f"teams[{index}].escalation_policy: {not_in_file(team.escalation_policy, 'policy', policies)}"
             )
+    return problems
+
+
+def _schedule_references(org: OrgConfig) -> list[str]:
+    problems: list[str] = []
+    people = [p.name for p in org.people]
     for index, schedule in enumerate(org.schedules):
         if not schedule.layers:
             problems.append(f"schedules[{index}].layers: a schedule needs at least one rotation layer")
@@ -363,6 +386,14 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
                     f"schedules[{index}].overrides[{override_index}].person: "
                     + not_in_file(override.person, "person", people)
                 )
+    return problems
+
+
+def _policy_references(org: OrgConfig) -> list[str]:
+    problems: list[str] = []
+    people = [p.name for p in org.people]
+    teams = [t.name for t in org.teams]
+    schedules = [s.name for s in org.schedules]
     for index, policy in enumerate(org.escalation_policies):
         if not policy.steps:
             problems.append(f"escalation_policies[{index}].steps: a policy needs at least one step")
@@ -381,7 +412,13 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
                     team_config = next(t for t in org.teams if t.name == target.name)
                     if team_config.manager is None:
                         problems.append(f"{where}[{item}]: team {target.name!r} has no manager")
+    return problems
+
+
+def _severity_policy_references(org: OrgConfig) -> list[str]:
+    problems: list[str] = []
     severity_ids = [s.id for s in org.severities]
+    policies = [p.name for p in org.escalation_policies]
     for severity_id, policy_name in org.severity_policies.items():
         if severity_id not in severity_ids:
             problems.append(
@@ -391,6 +428,12 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
             problems.append(
                 f"severity_policies.{severity_id}: {not_in_file(policy_name, 'policy', policies)}"
             )
+    return problems
+
+
+def _paging_mode_references(org: OrgConfig) -> list[str]:
+    problems: list[str] = []
+    severity_ids = [s.id for s in org.severities]
     for severity_id, mode in org.paging_modes.items():
         if severity_id not in severity_ids and severity_id not in default_paging_modes():
             problems.append(
@@ -398,10 +441,28 @@ def check_oncall_references(org: OrgConfig) -> list[str]:
             )
         if mode not in PAGING_MODES:
             problems.append(f"paging_modes.{severity_id}: {mode!r} is not one of {', '.join(PAGING_MODES)}")
-    for index, service in enumerate(org.services):
-        if service.escalation_policy is not None and service.escalation_policy not in policies:
-            problems.append(
-                f"services[{index}].escalation_policy: "
-                + not_in_file(service.escalation_policy, "policy", policies)
-            )
     return problems
+
+
+def _service_policy_references(org: OrgConfig) -> list[str]:
+    policies = [p.name for p in org.escalation_policies]
+    return [
+        f"services[{index}].escalation_policy: " + not_in_file(service.escalation_policy, "policy", policies)
+        for index, service in enumerate(org.services)
+        if service.escalation_policy is not None and service.escalation_policy not in policies
+    ]
+
+
+# Cross-references of the on-call sections, as "section[index].field: message" strings. Apart, so that a
+# section that did not parse (a paging mode's typo, a channel of an unknown type) skips only the checks that
+# read it, not every on-call one.
+ONCALL_REFERENCE_CHECKS: tuple[Callable[[OrgConfig], list[str]], ...] = (
+    _oncall_names,
+    _contact_references,
+    _team_references,
+    _schedule_references,
+    _policy_references,
+    _severity_policy_references,
+    _paging_mode_references,
+    _service_policy_references,
+)
