@@ -258,6 +258,44 @@ def test_an_existing_file_is_kept_unless_force(tmp_path: Path, live: Path) -> No
     assert revisions(target) == set(migrate.heads())
 
 
+def test_a_stale_wal_shm_or_journal_beside_path_is_refused_also_with_force(
+    tmp_path: Path, live: Path
+) -> None:
+    """SQLite reads a -wal (or a hot -journal) it finds beside a file as part of it: a backup renamed in
+    beside a stale one would read back corrupt ("database disk image is malformed")."""
+    url = f"sqlite:///{live}"
+    out = tmp_path / "out"
+    out.mkdir()
+    stage = out / "stage.db"
+    made = CliRunner().invoke(cli, ["db", "backup", str(stage), "--database-url", url])
+    assert made.exit_code == 0, made.output
+    # A real stale WAL, as a process killed with uncheckpointed commits leaves it: saved before the clean
+    # close checkpoints and deletes it, then put back.
+    reader = sqlite3.connect(stage, isolation_level=None)
+    reader.execute("PRAGMA journal_mode=WAL")
+    reader.execute("PRAGMA wal_autocheckpoint=0")
+    reader.execute("CREATE TABLE scratch (body BLOB)")
+    reader.execute("INSERT INTO scratch VALUES (randomblob(100000))")
+    stale_wal = Path(f"{stage}-wal").read_bytes()
+    reader.close()
+    Path(f"{stage}-wal").write_bytes(stale_wal)
+    before = listing(out)
+    said = refused([str(stage), "--force"], url)
+    assert f"{stage} has stage.db-wal beside it" in said and "move it aside with the old file" in said, said
+    assert listing(out) == before
+    Path(f"{stage}-shm").write_bytes(b"")
+    assert "has stage.db-wal, stage.db-shm beside it" in refused([str(stage), "--force"], url)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{stage}{suffix}").unlink()
+    # A -journal alone, and beside a PATH that is not there yet.
+    Path(f"{out / 'new.db'}-journal").write_bytes(b"")
+    for target in (stage, out / "new.db"):
+        Path(f"{target}-journal").write_bytes(b"")
+        said = refused([str(target), "--force"], url)
+        assert f"has {target.name}-journal beside it" in said, said
+    assert not (out / "new.db").exists()
+
+
 def test_a_missing_directory_is_not_made(tmp_path: Path, live: Path) -> None:
     target = tmp_path / "nowhere" / "backup.db"
     said = refused([str(target)], f"sqlite:///{live}")

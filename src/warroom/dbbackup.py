@@ -50,6 +50,10 @@ class BackupFailed(Exception):
     """The copy could not be made, or did not check out: nothing was left at the target (exit 1)."""
 
 
+class BackupUnsound(BackupFailed):
+    """The copy was renamed into place but did not read back sound there: it was removed (exit 1)."""
+
+
 @dataclass(frozen=True)
 class BackupPlan:
     """What ``prepare`` checked: the database, where its copy goes, and what the database is at now."""
@@ -107,7 +111,7 @@ def _same_file(first: Path, second: Path) -> bool:
     return False
 
 
-def check_target(target: Path, *, force: bool, live: Sequence[Path] = ()) -> Path:
+def check_target(target: Path, *, force: bool, live: Sequence[Path] = (), sqlite_file: bool = True) -> Path:
     """The absolute path to write the backup to; ``BackupRefused`` if it cannot be (checked before the
     database is opened: a refusal writes nothing)."""
     path = Path(os.path.abspath(target))
@@ -125,11 +129,25 @@ def check_target(target: Path, *, force: bool, live: Sequence[Path] = ()) -> Pat
         raise BackupRefused(
             f"{path} is a directory: give the backup file's path, such as {path / 'warroom.db'}"
         )
+    if sqlite_file:
+        refuse_stale_side_files(path)
     if not os.access(directory, os.W_OK | os.X_OK):
         raise BackupRefused(f"the directory {directory} is not writable by this user")
     if (path.exists() or path.is_symlink()) and not force:
         raise BackupRefused(f"{path} exists: give --force to replace it")
     return path
+
+
+def refuse_stale_side_files(path: Path) -> None:
+    """``BackupRefused`` if a ``-wal``, ``-shm`` or ``-journal`` is beside ``path``: SQLite would read a stale
+    one as part of the new file put there (a corrupt backup), also with --force."""
+    stale = [f"{path.name}{suffix}" for suffix in _SQLITE_SIDE_FILES if os.path.lexists(f"{path}{suffix}")]
+    if stale:
+        them = "them" if len(stale) > 1 else "it"
+        raise BackupRefused(
+            f"{path} has {', '.join(stale)} beside it, which SQLite would read as part of the backup: move "
+            f"{them} aside with the old file, or give another path"
+        )
 
 
 def prepare(database: Database, target: Path, *, force: bool, lock_timeout: float) -> BackupPlan:
@@ -140,7 +158,12 @@ def prepare(database: Database, target: Path, *, force: bool, lock_timeout: floa
         raise BackupRefused(
             f"{shown_location(database.url)} is not a database file: there is nothing to copy"
         )
-    path = check_target(target, force=force, live=live_files(source) if source is not None else ())
+    path = check_target(
+        target,
+        force=force,
+        live=live_files(source) if source is not None else (),
+        sqlite_file=database.is_sqlite,
+    )
     with database.engine.connect() as connection:
         revision = frozenset(migrate.revisions(connection))
         major = None if database.is_sqlite else _server_major(connection)
@@ -175,10 +198,19 @@ def run(plan: BackupPlan) -> BackupReport:
         if plan.backend == SQLITE:
             revision, incidents, alerts = _copy_sqlite(plan, temporary)
             form = "SQLite database file"
+            refuse_stale_side_files(plan.target)  # again: one may have been made while the copy ran
         else:
             revision, incidents, alerts = _dump_postgres(plan, temporary)
             form = "pg_dump custom archive"
         _publish(temporary, plan.target, force=plan.force)
+    if plan.backend == SQLITE:
+        # Read back where it is now, as a restore will: success is only said of a file sound at its name.
+        try:
+            revision, incidents, alerts = _check_sqlite_copy(plan.target, plan.revision)
+        except BackupFailed as exc:
+            with contextlib.suppress(FileNotFoundError):
+                plan.target.unlink()
+            raise BackupUnsound(f"{exc} (read back at {plan.target}, which was removed)") from None
     return BackupReport(
         database=shown_location(plan.database.url),
         backend=plan.backend,

@@ -687,6 +687,8 @@ def _back_up(database: Database, path: Path, *, force: bool, lock_timeout: float
             return dbbackup.run(plan)
     except dbbackup.BackupRefused as exc:
         usage_error(str(exc))
+    except dbbackup.BackupUnsound as exc:
+        fail(str(exc))
     except dbbackup.BackupFailed as exc:
         fail(f"{exc}; nothing was written to {plan.target}")
     except KeyboardInterrupt:
