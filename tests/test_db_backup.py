@@ -323,6 +323,25 @@ def test_the_live_database_is_never_the_target(tmp_path: Path, live: Path) -> No
     assert listing(live.parent) == before and listing(tmp_path) == beside
 
 
+def test_the_live_wal_of_a_symlinked_database_is_never_the_target(tmp_path: Path, live: Path) -> None:
+    """SQLite follows a symlinked database path and keeps its -wal and -shm beside the real file."""
+    link = tmp_path / "link.db"
+    link.symlink_to(live)
+    url = f"sqlite:///{link}"
+    opened = sqlite3.connect(link)  # the live -wal and -shm, where SQLite makes them
+    try:
+        opened.execute("PRAGMA journal_mode=WAL")
+        opened.execute("CREATE TABLE scratch (body TEXT)")
+        assert Path(f"{live}-wal").exists() and not Path(f"{link}-wal").exists()
+        before = listing(live.parent)
+        for suffix in ("-wal", "-shm", "-journal"):
+            said = refused([f"{live}{suffix}", "--force"], url)
+            assert f"is the live database's own file ({live}{suffix})" in said, said
+        assert listing(live.parent) == before
+    finally:
+        opened.close()
+
+
 def test_a_database_that_is_not_there_or_not_warroom_s_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "backup.db"
     said = refused([str(target)], f"sqlite:///{tmp_path / 'none.db'}")

@@ -99,8 +99,12 @@ def sqlite_path(url: str | URL) -> Path | None:
 
 
 def live_files(database: Path) -> list[Path]:
-    """The live database file and the files SQLite keeps beside it."""
-    return [database, *(Path(f"{database}{suffix}") for suffix in _SQLITE_SIDE_FILES)]
+    """The live database file and the files SQLite keeps beside it, under the name given and the one it
+    resolves to: SQLite follows a symlinked database and keeps ``real.db-wal``, not ``link.db-wal``."""
+    files: list[Path] = []
+    for name in dict.fromkeys((database, Path(os.path.realpath(database)))):
+        files += [name, *(Path(f"{name}{suffix}") for suffix in _SQLITE_SIDE_FILES)]
+    return files
 
 
 def _same_file(first: Path, second: Path) -> bool:
