@@ -567,3 +567,60 @@ def test_postgres_without_pg_dump_says_what_to_install(on_postgres: AppContext, 
     said = " ".join(done.stderr.split())
     assert "pg_dump is not on PATH" in said and "postgresql-client-" in said, said
     assert list(tmp_path.iterdir()) == []
+
+
+def test_postgres_pg_dump_failing_otherwise_gets_no_client_hint(
+    on_postgres: AppContext, tmp_path: Path
+) -> None:
+    """A pg_dump that fails for another reason than its version (here a write past the file size limit, as
+    a full disk fails it) is quoted, without "install the PostgreSQL client" advice that would not help."""
+    require_peer(shutil.which("pg_dump") is not None, "pg_dump is not installed (postgresql-client)")
+    out = tmp_path / "out"
+    out.mkdir()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "warroom",
+            "db",
+            "backup",
+            str(out / "warroom.dump"),
+            "--database-url",
+            on_postgres.settings.resolved_database_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: _at_most_bytes(2000),  # inherited by pg_dump
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "COLUMNS": "200"},
+        check=False,
+    )
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    said = " ".join(done.stderr.split())
+    # pg_dump gets SIGXFSZ back at its default (Python's restore_signals): killed by it, as it writes.
+    assert "pg_dump failed: killed by SIGXFSZ" in said, said
+    assert "install the PostgreSQL client" not in said and "postgresql-client" not in said, said
+    assert list(out.iterdir()) == []
+
+    # What an older pg_dump says of a newer server (its own words, from a stand-in: one pg_dump is installed)
+    # still gets the hint.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pg_dump").write_text(
+        "#!/bin/sh\necho 'pg_dump: error: server version: 99.0; pg_dump version: 15.5' >&2\n"
+        "echo 'pg_dump: detail: aborting because of server version mismatch' >&2\nexit 1\n"
+    )
+    (bin_dir / "pg_dump").chmod(0o755)
+    older = run_cli(
+        "db",
+        "backup",
+        str(out / "warroom.dump"),
+        "--database-url",
+        on_postgres.settings.resolved_database_url,
+        env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+        check=False,
+    )
+    said = " ".join(older.stderr.split())
+    assert older.returncode == 1 and "server version: 99.0" in said, said
+    assert "install the PostgreSQL client of the server's major version" in said, said
+    assert list(out.iterdir()) == []

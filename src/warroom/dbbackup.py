@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import tempfile
@@ -39,6 +40,9 @@ POSTGRESQL = "postgresql"
 COUNTED_TABLES = ("incidents", "alerts")
 # Files SQLite keeps beside a database: a backup written over one of them would corrupt the live database.
 _SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+# What pg_dump says, in its last line, when it is older than the server ("aborting because of server
+# version mismatch"; "server version: 16.1; pg_dump version: 15.5" comes first).
+_VERSION_MISMATCH = "server version mismatch"
 _SQLITE_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
@@ -453,10 +457,15 @@ def _dump_postgres(plan: BackupPlan, temporary: Path) -> tuple[frozenset[str], i
         ]
         done = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        said = (
-            _first_line(Exception(done.stderr)) if done.stderr.strip() else f"exit status {done.returncode}"
-        )
-        raise BackupFailed(f"pg_dump failed: {said} ({_client_hint(plan.server_major)})")
+        if done.stderr.strip():
+            said = _first_line(Exception(done.stderr))
+        elif done.returncode < 0:
+            said = f"killed by {signal.Signals(-done.returncode).name}"
+        else:
+            said = f"exit status {done.returncode}"
+        # The client hint only where it is the cure: not for a full disk or a refused login.
+        hint = f" ({_client_hint(plan.server_major)})" if _VERSION_MISMATCH in done.stderr else ""
+        raise BackupFailed(f"pg_dump failed: {said}{hint}")
     _check_archive(temporary, plan.server_major)
     if revision != plan.revision:
         raise BackupFailed(
