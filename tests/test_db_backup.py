@@ -390,11 +390,12 @@ def test_a_copy_that_cannot_be_written_leaves_nothing(tmp_path: Path, live: Path
     assert list(out.iterdir()) == []
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_during_the_copy_leaves_nothing(
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_ctrl_c_sigterm_or_sighup_during_the_copy_leaves_nothing(
     tmp_path: Path, live: Path, stop: signal.Signals
 ) -> None:
-    """Stopped while it copies: exit 130, the temporary file and its journal removed, PATH not made."""
+    """Stopped while it copies (Ctrl-C, a service manager, a dropped ssh session): exit 130, the temporary
+    file and its journal removed, PATH not made."""
     padding = sqlite3.connect(live)
     padding.execute("CREATE TABLE padding (body BLOB)")  # a copy that takes a moment
     padding.executemany("INSERT INTO padding VALUES (randomblob(1000000))", [()] * 60)

@@ -43,6 +43,7 @@ _SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 # What pg_dump says, in its last line, when it is older than the server ("aborting because of server
 # version mismatch"; "server version: 16.1; pg_dump version: 15.5" comes first).
 _VERSION_MISMATCH = "server version mismatch"
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 _SQLITE_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
@@ -246,9 +247,15 @@ def _temporary(target: Path) -> Iterator[Path]:
     try:
         yield temporary
     finally:
-        for leftover in (temporary, *(Path(f"{temporary}{suffix}") for suffix in _SQLITE_SIDE_FILES)):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
+        # A second signal (a dropped session may send SIGHUP, then SIGTERM) waits until the temporary file and
+        # its -journal are gone, rather than stopping their removal half way; it is taken just after.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            for leftover in (temporary, *(Path(f"{temporary}{suffix}") for suffix in _SQLITE_SIDE_FILES)):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _publish(temporary: Path, target: Path, *, force: bool) -> None:

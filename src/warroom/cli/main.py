@@ -706,7 +706,8 @@ def _as_refusal() -> Iterator[None]:
 
 @contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a service manager, a timeout) ends the command as Ctrl-C does: its temporary file removed."""
+    """SIGTERM (a service manager, a timeout) and SIGHUP (a dropped ssh session) end the command as Ctrl-C
+    does: its temporary file removed. A SIGHUP ignored already (``nohup``) stays ignored."""
     import signal
     import threading
 
@@ -717,11 +718,16 @@ def _terminate_as_interrupt() -> Iterator[None]:
     def interrupt(_signal: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {
+        stop: signal.signal(stop, interrupt)
+        for stop in (signal.SIGTERM, signal.SIGHUP)
+        if signal.getsignal(stop) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
 
 
 @db_app.command("copy")
