@@ -1564,8 +1564,10 @@ def file_warnings(org: OrgConfig, now: datetime) -> list[str]:
     """What in a valid org file may not do what it reads as (``config check`` and a reload say so; the file is
     taken): a maintenance schedule with no occurrence left, or a COUNT counted from the rules' start, not
     from now; a rule's runbook that no service lists (``services[].runbooks``), a typo or a runbook kept
-    elsewhere, which is still attached by its name."""
-    warnings = []
+    elsewhere, which is still attached by its name; an audience's recipient on a name no channel has."""
+    from warroom.notify.config import unheard_recipients  # notify's config is read after this module's
+
+    warnings = unheard_recipients(org)
     for index, schedule in enumerate(org.automation.maintenance_schedules):
         said = schedule.warning(now)
         if said is not None:

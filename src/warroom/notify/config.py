@@ -410,16 +410,29 @@ def check_audience_channels(org: OrgConfig) -> list[str]:
             # hear of an update.
             configured = find_channel(org, name, implicit=False)
             if configured is None and recipient:
-                names = [channel.name for channel in org.notification_channels]
-                problems.append(
-                    f"audiences[{index}].channels: {entry!r}: nothing would be sent to {recipient!r} (an "
-                    f"update there is only logged): {not_in_file(name, 'notification channel', names)}"
-                )
-                continue
+                continue  # a warning (``unheard_recipients``), so that a file that loaded before still loads
             unreachable = recipient_problem(configured, recipient) if configured and recipient else None
             if unreachable:
                 problems.append(f"audiences[{index}].channels: {entry!r}: {unreachable}")
     return problems
+
+
+def unheard_recipients(org: OrgConfig) -> list[str]:
+    """Audience entries whose recipient hears nothing: delivery finds a channel by the name the file gives it
+    (``notify.subscribers``), so ``email:ops@acme.example`` in a file whose email channel is ``mail`` is only
+    logged. A warning, not a problem: an org file that loaded before this check still loads."""
+    warnings: list[str] = []
+    names = [channel.name for channel in org.notification_channels]
+    for index, audience in enumerate(org.audiences):
+        for entry in audience.channels:
+            name, recipient = split_channel_reference(entry)
+            if recipient and find_channel(org, name, implicit=False) is None:
+                warnings.append(
+                    f"audiences[{index}] ({audience.id}).channels: {entry!r}: nothing would be sent to "
+                    f"{recipient!r} (an update there is only logged): "
+                    + not_in_file(name, "notification channel", names)
+                )
+    return warnings
 
 
 def _shown_outside(source: str, channel: str) -> list[str]:
