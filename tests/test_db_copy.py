@@ -457,3 +457,15 @@ def test_rows_written_while_copying_are_not_copied(
     target.dispose()
     assert {table.name: table.rows for table in copied} == before == counts(str(target.url))
     assert counts(own)["api_tokens"] == before["api_tokens"] + 1
+
+
+@needs_postgres
+def test_a_postgres_scheme_target_reads_as_in_the_database_url(
+    seeded_sqlite: Seeded, scratch_postgres: Callable[[], str]
+) -> None:
+    # postgres:// (as hosting providers hand out), as WARROOM_DATABASE_URL takes it: psycopg 3.
+    target = scratch_postgres()
+    given = "postgres://" + target.split("://", 1)[1]
+    copied = copy(seeded_sqlite, given, "--json")
+    assert json.loads(copied.stdout)["tables"] == counts(seeded_sqlite.url)
+    assert counts(target) == counts(seeded_sqlite.url)

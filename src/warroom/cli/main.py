@@ -738,7 +738,10 @@ def db_copy(
     data_dir/secret_key). Stop serve and worker first: rows written after the copy starts are not copied."""
     from warroom import dbcopy, migrate
     from warroom.db import Database
+    from warroom.settings import database_url as normalised_database_url
 
+    # postgres:// and postgresql:// read as they do in WARROOM_DATABASE_URL (psycopg 3).
+    to = normalised_database_url(to) or to
     settings = _settings(database_url=database_url)
     source_url = settings.resolved_database_url
     # Everything before the target is migrated is a refusal: exit 2, nothing written.
