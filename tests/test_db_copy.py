@@ -469,3 +469,12 @@ def test_a_postgres_scheme_target_reads_as_in_the_database_url(
     copied = copy(seeded_sqlite, given, "--json")
     assert json.loads(copied.stdout)["tables"] == counts(seeded_sqlite.url)
     assert counts(target) == counts(seeded_sqlite.url)
+
+
+@pytest.mark.parametrize("target", ["sqlite://", "sqlite:///:memory:"])
+def test_a_target_that_is_not_a_database_file_is_refused(seeded_sqlite: Seeded, target: str) -> None:
+    # In memory: it was reported copied, and gone with the command.
+    refused = copy(seeded_sqlite, target, check=False)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"the target {target!r} is not a database file" in refused.stderr
+    assert "copied" not in refused.stdout

@@ -752,6 +752,11 @@ def db_copy(
         except dbcopy.CopyRefused as exc:
             usage_error(str(exc))
     with _as_refusal(), database_errors(to):
+        try:
+            dbcopy.check_target_url(to)
+        except dbcopy.CopyRefused as exc:
+            source.dispose()
+            usage_error(str(exc))
         target = Database(to)
         try:
             dbcopy.check_target(source.engine, target.engine)
