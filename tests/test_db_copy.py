@@ -478,3 +478,49 @@ def test_a_target_that_is_not_a_database_file_is_refused(seeded_sqlite: Seeded, 
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert f"the target {target!r} is not a database file" in refused.stderr
     assert "copied" not in refused.stdout
+
+
+@pytest.fixture
+def tables_dropped(tmp_path: Path) -> str:
+    """A database at this version's revision whose heartbeats table was dropped by hand."""
+    url = f"sqlite:///{tmp_path / 'dropped.db'}"
+    run_cli("db", "upgrade", database_url=url, env={"WARROOM_DATA_DIR": str(tmp_path)})
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE heartbeats"))
+    engine.dispose()
+    return url
+
+
+DROPPED_ADVICE = (
+    "has no table heartbeats (were Warroom's tables dropped?): restore it from a backup, or empty it and run "
+    "warroom db upgrade"
+)
+
+
+def test_a_source_with_tables_dropped_is_refused_before_the_target_is_touched(
+    tables_dropped: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "target.db"
+    refused = run_cli(
+        "db", "copy", "--to", f"sqlite:///{target}", database_url=tables_dropped, env={}, check=False
+    )
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stderr.strip().splitlines() == [refused.stderr.strip()], refused.stderr
+    assert DROPPED_ADVICE in refused.stderr
+    assert not target.exists()  # not migrated, not made
+
+
+def test_serve_on_tables_dropped_says_it_in_one_line(tables_dropped: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tests.peers import free_port
+    from warroom.cli.main import app
+
+    runner = CliRunner(env={"COLUMNS": "80", "WARROOM_DATA_DIR": str(tmp_path)})
+    result = runner.invoke(app, ["serve", "--port", str(free_port()), "--database-url", tables_dropped])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert DROPPED_ADVICE in lines[0]

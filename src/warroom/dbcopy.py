@@ -57,12 +57,14 @@ def tables() -> list[Table]:
 
 def check_source(source: Engine) -> None:
     """CopyRefused unless the source is at this version's schema (migrate.NewerSchema when a newer Warroom
-    migrated it)."""
+    migrated it; migrate.TablesMissing when it says it is but its tables were dropped: the copy would fail
+    on them after migrating the target)."""
     if migrate.pending(source):
         raise CopyRefused(
             f"the source database at {shown_location(source.url)} is not at this version's schema: "
             "run warroom db upgrade first"
         )
+    migrate.check_tables(source)
 
 
 def _identity(connection: Connection) -> tuple[Any, ...]:
