@@ -338,6 +338,7 @@ def test_without_the_secret_key_the_copy_says_the_audit_was_not_run(
         env={"WARROOM_DATA_DIR": str(tmp_path / "elsewhere")},
     )
     assert "audit verify on the target: not run: no secret key" in copied.stdout
+    assert "its server needs this secret key" not in copied.stdout  # there is none
     assert counts(target) == counts(seeded_sqlite.url)
     assert not (tmp_path / "elsewhere" / "secret_key").exists()
 
@@ -524,3 +525,28 @@ def test_serve_on_tables_dropped_says_it_in_one_line(tables_dropped: str, tmp_pa
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert DROPPED_ADVICE in lines[0]
+
+
+def test_another_secret_key_than_the_sources_is_named_as_the_likely_cause(
+    seeded_sqlite: Seeded, tmp_path: Path
+) -> None:
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    copied = run_cli(
+        "db",
+        "copy",
+        "--to",
+        target,
+        database_url=seeded_sqlite.url,
+        env={**seeded_sqlite.env, "WARROOM_SECRET_KEY": "not-the-sources-key"},
+        check=False,
+    )
+    assert copied.returncode == 1  # as before: the copy's audit failed
+    assert copied.stderr.count("BROKEN INC-") == highest(seeded_sqlite.url, "incidents")
+    last = copied.stdout.strip().splitlines()[-1]
+    assert (
+        "audit verify on the target: every incident fails: the secret key probably differs from the "
+        "source's (set WARROOM_SECRET_KEY or WARROOM_DATA_DIR as the source server's and run warroom audit "
+        f"verify --database-url {target})"
+    ) in last, last
+    assert "its server needs this secret key" not in last and "on the source and the target" not in last
+    assert counts(target) == counts(seeded_sqlite.url)
