@@ -338,6 +338,7 @@ def test_without_the_secret_key_the_copy_says_the_audit_was_not_run(
         env={"WARROOM_DATA_DIR": str(tmp_path / "elsewhere")},
     )
     assert "audit verify on the target: not run: no secret key" in copied.stdout
+    assert "its server needs this secret key" not in copied.stdout  # there is none
     assert counts(target) == counts(seeded_sqlite.url)
     assert not (tmp_path / "elsewhere" / "secret_key").exists()
 
@@ -457,3 +458,95 @@ def test_rows_written_while_copying_are_not_copied(
     target.dispose()
     assert {table.name: table.rows for table in copied} == before == counts(str(target.url))
     assert counts(own)["api_tokens"] == before["api_tokens"] + 1
+
+
+@needs_postgres
+def test_a_postgres_scheme_target_reads_as_in_the_database_url(
+    seeded_sqlite: Seeded, scratch_postgres: Callable[[], str]
+) -> None:
+    # postgres:// (as hosting providers hand out), as WARROOM_DATABASE_URL takes it: psycopg 3.
+    target = scratch_postgres()
+    given = "postgres://" + target.split("://", 1)[1]
+    copied = copy(seeded_sqlite, given, "--json")
+    assert json.loads(copied.stdout)["tables"] == counts(seeded_sqlite.url)
+    assert counts(target) == counts(seeded_sqlite.url)
+
+
+@pytest.mark.parametrize("target", ["sqlite://", "sqlite:///:memory:"])
+def test_a_target_that_is_not_a_database_file_is_refused(seeded_sqlite: Seeded, target: str) -> None:
+    # In memory: it was reported copied, and gone with the command.
+    refused = copy(seeded_sqlite, target, check=False)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"the target {target!r} is not a database file" in refused.stderr
+    assert "copied" not in refused.stdout
+
+
+@pytest.fixture
+def tables_dropped(tmp_path: Path) -> str:
+    """A database at this version's revision whose heartbeats table was dropped by hand."""
+    url = f"sqlite:///{tmp_path / 'dropped.db'}"
+    run_cli("db", "upgrade", database_url=url, env={"WARROOM_DATA_DIR": str(tmp_path)})
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE heartbeats"))
+    engine.dispose()
+    return url
+
+
+DROPPED_ADVICE = (
+    "has no table heartbeats (were Warroom's tables dropped?): restore it from a backup, or empty it and run "
+    "warroom db upgrade"
+)
+
+
+def test_a_source_with_tables_dropped_is_refused_before_the_target_is_touched(
+    tables_dropped: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "target.db"
+    refused = run_cli(
+        "db", "copy", "--to", f"sqlite:///{target}", database_url=tables_dropped, env={}, check=False
+    )
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stderr.strip().splitlines() == [refused.stderr.strip()], refused.stderr
+    assert DROPPED_ADVICE in refused.stderr
+    assert not target.exists()  # not migrated, not made
+
+
+def test_serve_on_tables_dropped_says_it_in_one_line(tables_dropped: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tests.peers import free_port
+    from warroom.cli.main import app
+
+    runner = CliRunner(env={"COLUMNS": "80", "WARROOM_DATA_DIR": str(tmp_path)})
+    result = runner.invoke(app, ["serve", "--port", str(free_port()), "--database-url", tables_dropped])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert DROPPED_ADVICE in lines[0]
+
+
+def test_another_secret_key_than_the_sources_is_named_as_the_likely_cause(
+    seeded_sqlite: Seeded, tmp_path: Path
+) -> None:
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    copied = run_cli(
+        "db",
+        "copy",
+        "--to",
+        target,
+        database_url=seeded_sqlite.url,
+        env={**seeded_sqlite.env, "WARROOM_SECRET_KEY": "not-the-sources-key"},
+        check=False,
+    )
+    assert copied.returncode == 1  # as before: the copy's audit failed
+    assert copied.stderr.count("BROKEN INC-") == highest(seeded_sqlite.url, "incidents")
+    last = copied.stdout.strip().splitlines()[-1]
+    assert (
+        "audit verify on the target: every incident fails: the secret key probably differs from the "
+        "source's (set WARROOM_SECRET_KEY or WARROOM_DATA_DIR as the source server's and run warroom audit "
+        f"verify --database-url {target})"
+    ) in last, last
+    assert "its server needs this secret key" not in last and "on the source and the target" not in last
+    assert counts(target) == counts(seeded_sqlite.url)

@@ -17,11 +17,13 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, Connection, Engine, Integer, Table, func, inspect, null, select, text
 from sqlalchemy import update as sql_update
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.expression import bindparam
 
 from warroom import migrate
 from warroom.db import shown_location, unavailable_reason
+from warroom.dbbackup import sqlite_path
 from warroom.incidents import service as incident_service
 from warroom.incidents.models import Incident, IncidentNumberMark
 from warroom.models import metadata
@@ -55,12 +57,14 @@ def tables() -> list[Table]:
 
 def check_source(source: Engine) -> None:
     """CopyRefused unless the source is at this version's schema (migrate.NewerSchema when a newer Warroom
-    migrated it)."""
+    migrated it; migrate.TablesMissing when it says it is but its tables were dropped: the copy would fail
+    on them after migrating the target)."""
     if migrate.pending(source):
         raise CopyRefused(
             f"the source database at {shown_location(source.url)} is not at this version's schema: "
             "run warroom db upgrade first"
         )
+    migrate.check_tables(source)
 
 
 def _identity(connection: Connection) -> tuple[Any, ...]:
@@ -92,6 +96,16 @@ def rows_held(connection: Connection) -> list[str]:
         for table in tables()
         if table.name in present and connection.execute(select(1).select_from(table).limit(1)).first()
     ]
+
+
+def check_target_url(url: str) -> None:
+    """CopyRefused when a SQLite target is not a database file (``sqlite://``, ``:memory:``): the copy would
+    go into memory, be reported done and be gone with the command. As ``db backup`` refuses the same URLs."""
+    if make_url(url).get_backend_name() == "sqlite" and sqlite_path(url) is None:
+        raise CopyRefused(
+            f"the target {url!r} is not a database file: the copy would be kept nowhere; give one, such as "
+            "sqlite:///var/warroom-new.db"
+        )
 
 
 def check_target(source: Engine, target: Engine) -> None:

@@ -123,3 +123,24 @@ def test_config_check_refuses_an_override_that_shows_customers_the_severity() ->
         "'{{ incident.ref | default(\"\") }}{% if incident.severity %}!{% endif %}{{ incident.status }}'}}\n"
         "  - {name: ops, type: email, templates: {incident_update: {subject: '" + LEAKING + "'}}}\n"
     )
+
+
+def test_an_unknown_filter_does_not_hide_what_the_template_shows_customers() -> None:
+    both = (
+        "audiences: [{id: customers, channels: [hook], external: true}]\n"
+        "notification_channels:\n"
+        "  - name: hook\n"
+        "    type: webhook\n"
+        "    templates: {incident_update: {text: '{{ incident.severity }}{{ message|nofilter }}"
+        "{% if message is nosuchtest %}{{ incident.title|nofilter }}{% endif %}'}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_org_config(both, "org.yaml")
+    problems = [str(p) for p in caught.value.problems]
+    assert any("No filter named 'nofilter'" in p for p in problems), problems
+    # What it shows as it would render (an unknown test tests false here), not what a branch not taken shows.
+    [shown] = [p for p in problems if "(outside the org)" in p]
+    assert shown.startswith(
+        "notification_channels[0].templates.incident_update.text (line 5): shows incident.severity to "
+        "'customers' (outside the org)"
+    ), shown

@@ -746,7 +746,10 @@ def db_copy(
     data_dir/secret_key). Stop serve and worker first: rows written after the copy starts are not copied."""
     from warroom import dbcopy, migrate
     from warroom.db import Database
+    from warroom.settings import database_url as normalised_database_url
 
+    # postgres:// and postgresql:// read as they do in WARROOM_DATABASE_URL (psycopg 3).
+    to = normalised_database_url(to) or to
     settings = _settings(database_url=database_url)
     source_url = settings.resolved_database_url
     # Everything before the target is migrated is a refusal: exit 2, nothing written.
@@ -757,6 +760,11 @@ def db_copy(
         except dbcopy.CopyRefused as exc:
             usage_error(str(exc))
     with _as_refusal(), database_errors(to):
+        try:
+            dbcopy.check_target_url(to)
+        except dbcopy.CopyRefused as exc:
+            source.dispose()
+            usage_error(str(exc))
         target = Database(to)
         try:
             dbcopy.check_target(source.engine, target.engine)
@@ -789,10 +797,18 @@ def db_copy(
         "not run: no secret key (set WARROOM_SECRET_KEY or WARROOM_DATA_DIR as the server's, then run "
         f"warroom audit verify --database-url {shown_url(to)})"
         if report is None
+        # As audit verify's hint: every incident failing is a key other than the one the source was sealed
+        # with, not a bad copy.
+        else f"every incident fails: the secret key probably differs from the source's (set "
+        "WARROOM_SECRET_KEY or WARROOM_DATA_DIR as the source server's and run warroom audit verify "
+        f"--database-url {shown_url(to)})"
+        if report.wrong_key
         else f"{len(report.problems)} problem(s): run warroom audit verify on the source and the target"
         if report.problems
         else f"ok, {report.checked} timeline entries verified"
     )
+    # Only a key the copy's timelines verified with is the one its server needs.
+    key_reminder = "" if report is None or report.wrong_key else "; its server needs this secret key"
     if as_json:
         print_json(
             {
@@ -808,6 +824,7 @@ def db_copy(
                         {"incident": p.incident, "seq": p.seq, "reason": p.reason} for p in report.problems
                     ],
                     "warnings": report.warnings,
+                    "wrong_key": report.wrong_key,
                 },
             }
         )
@@ -820,7 +837,7 @@ def db_copy(
         console.print(
             escape(
                 f"copied {rows:,} rows in {len(copied)} tables from {shown_location(source_url)} to {where}; "
-                f"audit verify on the target: {audit_said}; its server needs this secret key"
+                f"audit verify on the target: {audit_said}{key_reminder}"
             ),
             soft_wrap=True,  # one line, to grep or log, however long the paths
         )
