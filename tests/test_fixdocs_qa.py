@@ -120,9 +120,11 @@ def test_an_unknown_filter_does_not_hide_an_unknown_field_in_the_same_template()
         parse_org_config(text)
     problems = [f"{p.location}: {p.message}" for p in caught.value.problems]
     subject = [p for p in problems if p.startswith("notification_channels[1].templates.incident_update")]
-    assert len(subject) == 2, problems
+    # The example's email channel reaches customers, so what the subject would show them is a third problem.
+    assert len(subject) == 3, problems
     assert "No filter named 'nofilter'" in subject[0]
     assert "incident.nosuch: incident has no such field" in subject[1]
+    assert "shows incident.nosuch, incident.title to 'customers' (outside the org)" in subject[2]
     title = [p for p in problems if p.startswith("automation.rules[0].incident.title")]
     assert len(title) == 2, problems
     assert "No filter named 'nofilter'" in title[0]
